@@ -1,0 +1,38 @@
+"""pgaudit_py: an append-only, tamper-evident audit log inside PostgreSQL."""
+
+from pgaudit_py.context import audit_context
+from pgaudit_py.errors import (
+    AppendOnlyViolation,
+    IdempotencyConflict,
+    InstallError,
+    InvalidArgument,
+    InvalidContext,
+    InvalidInput,
+    InvalidKind,
+    InvalidPayload,
+    PgAuditError,
+    SchemaViolation,
+)
+from pgaudit_py.events import (
+    Event,
+    EventCount,
+    EventType,
+    MonthlyCount,
+    count_events,
+    list_events,
+    monthly_event_counts,
+    record,
+    register_event_type,
+)
+from pgaudit_py.install import InstallReport, InstallStatus, install, status
+from pgaudit_py.retention import PrunePreview, PruneResult, preview_prune, prune_events
+from pgaudit_py.sealing import SealResult, SealStatus, seal, seal_status
+
+__all__ = [
+    "AppendOnlyViolation", "Event", "EventCount", "EventType", "IdempotencyConflict",
+    "InstallError", "InstallReport", "InstallStatus", "InvalidArgument", "InvalidContext",
+    "InvalidInput", "InvalidKind", "InvalidPayload", "MonthlyCount", "PgAuditError",
+    "PrunePreview", "PruneResult", "SchemaViolation", "SealResult", "SealStatus", "audit_context",
+    "count_events", "install", "list_events", "monthly_event_counts", "preview_prune",
+    "prune_events", "record", "register_event_type", "seal", "seal_status", "status",
+]

@@ -1,0 +1,91 @@
+"""The one place where database errors become pgaudit_py exceptions.
+
+Each project SQLSTATE (class ``PA``) has one exception class; any other psycopg error passes
+through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+import psycopg
+
+
+class PgAuditError(Exception):
+    """Base of every error pgaudit_py raises on purpose."""
+
+    sqlstate: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, detail: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+
+
+class InvalidInput(PgAuditError):
+    """Bad input, refused before anything was written (the CLI exits 2)."""
+
+
+class InvalidKind(InvalidInput):
+    sqlstate = "PA001"
+
+
+class InvalidPayload(InvalidInput):
+    sqlstate = "PA002"
+
+
+class SchemaViolation(InvalidInput):
+    """The payload does not match the schema registered for a strict kind."""
+
+    sqlstate = "PA003"
+
+
+class IdempotencyConflict(InvalidInput):
+    """An idempotency key came back with different content."""
+
+    sqlstate = "PA004"
+
+
+class InvalidArgument(InvalidInput):
+    sqlstate = "PA005"
+
+
+class AppendOnlyViolation(PgAuditError):
+    """Someone tried to change or remove events outside seal and prune."""
+
+    sqlstate = "PA006"
+
+
+class InvalidContext(InvalidInput):
+    """A pgaudit_py.* setting holds a value that cannot be used."""
+
+    sqlstate = "PA007"
+
+
+class InstallError(PgAuditError):
+    """The installer refused to proceed (for example, a schema it did not create)."""
+
+
+_BY_SQLSTATE: dict[str, type[PgAuditError]] = {
+    cls.sqlstate: cls
+    for cls in (InvalidKind, InvalidPayload, SchemaViolation, IdempotencyConflict,
+                InvalidArgument, AppendOnlyViolation, InvalidContext)
+    if cls.sqlstate
+}
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Re-raise project SQLSTATEs as their exception class; leave every other error alone."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        cls = _BY_SQLSTATE.get(exc.sqlstate or "")
+        if cls is None:
+            raise
+        diag = exc.diag
+        raise cls(diag.message_primary or str(exc), detail=diag.message_detail,
+                  hint=diag.message_hint) from exc

@@ -1,0 +1,250 @@
+"""Installs and upgrades pgaudit_py in a database, and checks that an installation is intact.
+
+Migrations (tables, columns, indexes) run through yoyo with search_path set to the target
+schema; then every file in sql/ (functions, views, triggers, grants) is re-applied in one
+transaction with the schema name filled in. Everything is created as the schema's owner role.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from yoyo import read_migrations
+from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+from yoyo.connections import parse_uri
+
+from pgaudit_py.errors import InstallError, InvalidArgument
+
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer")
+# One installer at a time per database, whatever the schema: roles are shared.
+_INSTALL_LOCK = 0x70_67_61_75  # "pgau"
+_MARKERS = ("_install", "_yoyo_migration")
+
+
+def _resource_dir(name: str) -> Path:
+    """sql/ and migrations/ ship inside the wheel; in a source checkout they sit beside it."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / name, here.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"pgaudit_py cannot find its {name}/ directory")
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("pgaudit-py")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def check_schema_name(schema: str) -> str:
+    if not SCHEMA_NAME.match(schema):
+        raise InvalidArgument(f"invalid schema name {schema!r}: use lower-case letters, digits "
+                              "and _, starting with a letter or _, at most 40 characters")
+    return schema
+
+
+def role_names(schema: str) -> dict[str, str]:
+    return {suffix: f"{schema}_{suffix}" for suffix in ROLE_SUFFIXES}
+
+
+def rendered_sql_files(schema: str) -> list[tuple[str, str]]:
+    """(file name, SQL text with the schema filled in), in the order they are applied."""
+    return [(path.name, path.read_text().replace("@schema@", schema))
+            for path in sorted(_resource_dir("sql").glob("*.sql"))]
+
+
+def migration_ids() -> list[str]:
+    return sorted(p.stem for p in _resource_dir("migrations").glob("*.sql"))
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    schema: str
+    version: str
+    migrations: list[str]
+    sql_files: list[str]
+    created_roles: list[str]
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class InstallStatus:
+    schema: str
+    installed_version: str | None
+    applied_migrations: list[str]
+    pending_migrations: list[str]
+    problems: list[str]
+
+    @property
+    def intact(self) -> bool:
+        return self.installed_version is not None and not self.problems and not self.pending_migrations
+
+
+class _GivenConnectionBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]
+    """yoyo's psycopg backend, on the installer's own connection instead of a new one."""
+
+    def __init__(self, conn: psycopg.Connection, schema: str):
+        self._given = conn
+        self.schema = schema
+        # yoyo reads the database name from its URI; the connection itself is the given one.
+        super().__init__(parse_uri(f"postgresql+psycopg:///{conn.info.dbname}"), "_yoyo_migration")
+
+    def connect(self, dburi: object) -> psycopg.Connection:
+        return self._given
+
+    @contextmanager
+    def copy(self) -> Iterator[_GivenConnectionBackend]:
+        # yoyo runs each migration on a copy it then closes: keep to the one connection, in
+        # its role and search_path.
+        yield self
+
+
+@contextmanager
+def _autocommit(conn: psycopg.Connection) -> Iterator[None]:
+    saved = conn.autocommit
+    conn.autocommit = True
+    try:
+        yield
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute("RESET search_path")
+        conn.autocommit = saved
+
+
+@contextmanager
+def _install_lock(conn: psycopg.Connection) -> Iterator[None]:
+    conn.execute("SELECT pg_advisory_lock(%s)", (_INSTALL_LOCK,))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_INSTALL_LOCK,))
+
+
+def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+
+
+def _is_ours(conn: psycopg.Connection, schema: str) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = ANY(%s)", (schema, list(_MARKERS))).fetchone()
+    return bool(row and row[0])
+
+
+def _foreign_objects(conn: psycopg.Connection, schema: str) -> list[str]:
+    rows = conn.execute(
+        """
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = %(s)s AND c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')
+        UNION ALL
+        SELECT p.proname || '()' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = %(s)s
+        ORDER BY 1 LIMIT 5
+        """, {"s": schema}).fetchall()
+    return [f"{schema}.{name}" for (name,) in rows]
+
+
+def _refuse_foreign_schema(conn: psycopg.Connection, schema: str) -> None:
+    if not _schema_exists(conn, schema) or _is_ours(conn, schema):
+        return
+    foreign = _foreign_objects(conn, schema)
+    if foreign:
+        raise InstallError(
+            f"schema {schema!r} already holds objects that pgaudit_py did not create "
+            f"({', '.join(foreign)}); install into another schema with --schema NAME",
+            hint="pgaudit-install --schema my_audit ... (roles are then named my_audit_owner, ...)")
+
+
+def _applied_migrations(conn: psycopg.Connection, schema: str) -> list[str]:
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                          (f"{schema}._yoyo_migration",)).fetchone()
+    if not exists or not exists[0]:
+        return []
+    query = sql.SQL("SELECT migration_id FROM {}._yoyo_migration ORDER BY 1").format(sql.Identifier(schema))
+    return [r[0] for r in conn.execute(query).fetchall()]
+
+
+def _ensure_roles(conn: psycopg.Connection, schema: str) -> list[str]:
+    """NOLOGIN group roles; other databases of the cluster may have created them already."""
+    created = []
+    roles = role_names(schema)
+    for name in roles.values():
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+            continue
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+            created.append(name)
+        except psycopg.errors.DuplicateObject:
+            pass  # created meanwhile by an installer in another database
+    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(roles["reader"]),
+                                                   sql.Identifier(roles["maintainer"])))
+    is_member = conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (roles["owner"],)).fetchone()
+    if not (is_member and is_member[0]):
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(roles["owner"])))
+    return created
+
+
+def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = False) -> InstallReport:
+    """Install or upgrade pgaudit_py into `schema`; safe to run again and concurrently.
+
+    Needs a role that may create roles and schemas (a superuser, or a database owner with
+    CREATEROLE). `dry_run` reports what would run and changes nothing.
+    """
+    check_schema_name(schema)
+    roles = role_names(schema)
+    files = [name for name, _ in rendered_sql_files(schema)]
+    with _autocommit(conn), _install_lock(conn):
+        _refuse_foreign_schema(conn, schema)
+        applied = set(_applied_migrations(conn, schema))
+        pending = [m for m in migration_ids() if m not in applied]
+        if dry_run:
+            return InstallReport(schema, package_version(), pending, files, [], True)
+
+        created = _ensure_roles(conn, schema)
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+            sql.Identifier(schema), sql.Identifier(roles["owner"])))
+        conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(
+            sql.Identifier(schema), sql.Identifier(roles["owner"])))
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["owner"])))
+
+        backend = _GivenConnectionBackend(conn, schema)
+        backend.init_database()
+        with backend.lock():
+            backend.apply_migrations(backend.to_apply(read_migrations(str(_resource_dir("migrations")))))
+
+        with conn.transaction():
+            for _name, text in rendered_sql_files(schema):
+                conn.execute(text)
+            conn.execute(sql.SQL("INSERT INTO {s}._install (version, snapshot)"
+                                 " SELECT %s, {s}._security_snapshot()").format(s=sql.Identifier(schema)),
+                         (package_version(),))
+    return InstallReport(schema, package_version(), pending, files, created, False)
+
+
+def status(conn: psycopg.Connection, schema: str = "audit") -> InstallStatus:
+    """Installed version, pending migrations, and everything missing or loosened."""
+    check_schema_name(schema)
+    with _autocommit(conn):
+        if not _schema_exists(conn, schema) or not _is_ours(conn, schema):
+            return InstallStatus(schema, None, [], migration_ids(), [f"pgaudit_py is not installed in schema {schema!r}"])
+        applied = _applied_migrations(conn, schema)
+        pending = [m for m in migration_ids() if m not in set(applied)]
+        s = sql.Identifier(schema)
+        row = conn.execute(sql.SQL("SELECT version FROM {}._install ORDER BY installed_at DESC LIMIT 1")
+                           .format(s)).fetchone()
+        try:
+            problems = [r[0] for r in conn.execute(sql.SQL("SELECT * FROM {}._integrity_problems()").format(s))]
+        except psycopg.errors.UndefinedFunction:
+            problems = [f"function {schema}._integrity_problems() is missing"]
+    return InstallStatus(schema, row[0] if row else None, applied, pending, problems)

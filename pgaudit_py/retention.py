@@ -1,0 +1,67 @@
+"""Retention: preview and paginated prune of sealed events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from pgaudit_py.errors import translated
+
+
+@dataclass(frozen=True)
+class PrunePreview:
+    cutoff: datetime
+    events: int
+    first_seq: int | None
+    last_seq: int | None
+    batches: int
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    cutoff: datetime
+    deleted: int
+    first_seq: int | None
+    last_seq: int | None
+    more: bool
+
+
+def preview_prune(conn: psycopg.Connection, older_than: timedelta | str, batch_size: int = 1000, *,
+                  audit_schema: str = "audit") -> PrunePreview:
+    query = sql.SQL("SELECT * FROM {}.preview_prune(older_than => %s::interval, batch_size => %s::integer)"
+                    ).format(sql.Identifier(audit_schema))
+    with translated(), conn.cursor(row_factory=class_row(PrunePreview)) as cur:
+        row = cur.execute(query, (older_than, batch_size)).fetchone()
+        assert row is not None
+        return row
+
+
+def prune_events(conn: psycopg.Connection, older_than: timedelta | str, batch_size: int = 1000, *,
+                 audit_schema: str = "audit") -> PruneResult:
+    """Delete one batch of old sealed events (maintainer role); see `more` for whether to go on."""
+    query = sql.SQL("SELECT * FROM {}.prune_events(older_than => %s::interval, batch_size => %s::integer)"
+                    ).format(sql.Identifier(audit_schema))
+    with translated(), conn.cursor(row_factory=class_row(PruneResult)) as cur:
+        row = cur.execute(query, (older_than, batch_size)).fetchone()
+        assert row is not None
+        return row
+
+
+def prune_all(conn: psycopg.Connection, older_than: timedelta | str, batch_size: int = 1000, *,
+              audit_schema: str = "audit",
+              on_batch: Callable[[PruneResult], None] | None = None) -> int:
+    """Prune batch after batch, each in its own short transaction; returns how many went."""
+    total = 0
+    while True:
+        with conn.transaction():
+            result = prune_events(conn, older_than, batch_size, audit_schema=audit_schema)
+        total += result.deleted
+        if on_batch:
+            on_batch(result)
+        if not result.more or result.deleted == 0:
+            return total

@@ -1,0 +1,66 @@
+"""Sealing: moving committed events from the intake into the sequenced log."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from pgaudit_py.errors import translated
+
+WORKER_APPLICATION_NAME = "pgaudit worker"
+
+
+@dataclass(frozen=True)
+class SealResult:
+    sealed: int
+    first_seq: int | None
+    last_seq: int | None
+
+
+@dataclass(frozen=True)
+class SealStatus:
+    pending: int
+    oldest_pending_at: datetime | None
+    last_seq: int
+    last_sealed_at: datetime | None
+    now: datetime
+
+    @property
+    def lag(self) -> timedelta:
+        """How long the oldest pending event has waited; zero when nothing is pending."""
+        return self.now - self.oldest_pending_at if self.oldest_pending_at else timedelta(0)
+
+
+def seal(conn: psycopg.Connection, max_events: int = 10000, *, audit_schema: str = "audit") -> SealResult:
+    query = sql.SQL("SELECT * FROM {}.seal(max_events => %s::integer)").format(sql.Identifier(audit_schema))
+    with translated(), conn.cursor(row_factory=class_row(SealResult)) as cur:
+        row = cur.execute(query, (max_events,)).fetchone()
+        assert row is not None
+        return row
+
+
+def seal_status(conn: psycopg.Connection, *, audit_schema: str = "audit") -> SealStatus:
+    query = sql.SQL("SELECT s.*, now() AS now FROM {}.seal_status() s").format(sql.Identifier(audit_schema))
+    with translated(), conn.cursor(row_factory=class_row(SealStatus)) as cur:
+        row = cur.execute(query).fetchone()
+        assert row is not None
+        return row
+
+
+def seal_continuously(conn: psycopg.Connection, stop: threading.Event, *, interval: float = 0.5,
+                      max_events: int = 10000, audit_schema: str = "audit",
+                      on_round: Callable[[SealResult], None] | None = None) -> None:
+    """Seal until `stop` is set: each round its own transaction; no pause while a round is full."""
+    while not stop.is_set():
+        with conn.transaction():
+            result = seal(conn, max_events, audit_schema=audit_schema)
+        if result.sealed and on_round:
+            on_round(result)
+        if result.sealed < max_events:
+            stop.wait(interval)

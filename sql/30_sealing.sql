@@ -1,0 +1,72 @@
+-- Sealing: the one sequencer that moves committed intake rows into the log and assigns seq.
+
+CREATE OR REPLACE FUNCTION @schema@.seal(max_events integer DEFAULT 10000)
+RETURNS @schema@.seal_result
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_last bigint;
+    result @schema@.seal_result;
+BEGIN
+    IF max_events IS NULL OR max_events < 1 OR max_events > 1000000 THEN
+        RAISE EXCEPTION 'max_events must be between 1 and 1000000, got %', coalesce(max_events::text, 'NULL')
+            USING ERRCODE = 'PA005';
+    END IF;
+    -- Each statement below must see everything the previous sealer committed: only a fresh
+    -- snapshot per statement (READ COMMITTED) guarantees it.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'seal() must run at READ COMMITTED, not %', current_setting('transaction_isolation')
+            USING ERRCODE = 'PA005';
+    END IF;
+    -- One sealer at a time: the row lock is held until this transaction ends.
+    SELECT s.last_seq INTO v_last FROM @schema@.seal_state s FOR UPDATE;
+
+    PERFORM @schema@._privileged('seal');
+    WITH batch AS (
+        SELECT i.intake_id FROM @schema@.event_intake i ORDER BY i.intake_id LIMIT max_events
+    ), moved AS (
+        DELETE FROM @schema@.event_intake i USING batch b
+         WHERE i.intake_id = b.intake_id
+        RETURNING i.*
+    ), sealed AS (
+        INSERT INTO @schema@.event_log (
+            seq, id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
+            kind, target_type, target_id, outcome, correlation_id, idempotency_key, txid,
+            occurred_at, sealed_at, payload, schema_valid, row_before, row_after)
+        SELECT v_last + row_number() OVER (ORDER BY m.intake_id),
+               coalesce(m.id, gen_random_uuid()), m.tenant_id, m.actor_type, m.actor_id,
+               m.db_role, m.client_addr, m.application_name, m.kind, m.target_type, m.target_id,
+               m.outcome, m.correlation_id, m.idempotency_key, m.txid, m.occurred_at,
+               clock_timestamp(), m.payload, m.schema_valid, m.row_before, m.row_after
+          FROM moved m
+        RETURNING seq
+    )
+    SELECT count(*), min(seq), max(seq) INTO result FROM sealed;
+    PERFORM @schema@._privileged('');
+
+    IF result.sealed > 0 THEN
+        UPDATE @schema@.seal_state SET last_seq = result.last_seq, last_sealed_at = clock_timestamp();
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION @schema@.seal(integer) IS
+    'Moves up to max_events committed pending events into event_log in one transaction, '
+    'assigning seq in order; one sealer at a time. Returns how many, and the seq range.';
+
+CREATE OR REPLACE FUNCTION @schema@.seal_status()
+RETURNS @schema@.seal_status
+LANGUAGE sql
+SECURITY DEFINER
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (SELECT count(*) FROM @schema@.event_intake),
+           (SELECT min(occurred_at) FROM @schema@.event_intake),
+           s.last_seq, s.last_sealed_at
+      FROM @schema@.seal_state s
+$$;
+COMMENT ON FUNCTION @schema@.seal_status() IS
+    'Pending (committed, unsealed) events, the oldest one''s time, the last seq and when sealing last moved events.';
