@@ -1,17 +1,24 @@
 -- Append-only by construction: guard triggers refuse changes to the intake and the log, even
--- for the owner and superusers, except inside the privileged functions (seal, prune), which
--- announce themselves for the rest of their own statement with a transaction-local setting
--- and only while running as the owner role.
+-- for the owner and superusers, except when the statement runs inside one of the privileged
+-- functions named in the trigger's arguments (seal, prune_events), as the owner role. The call
+-- stack is checked rather than a setting, because any session can forge a setting.
 
 CREATE OR REPLACE FUNCTION @schema@._guard_append_only()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    stack text;
+    allowed text;
 BEGIN
-    IF current_user = '@schema@_owner'
-       AND current_setting('pgaudit_py.privileged_op', true) = ANY (TG_ARGV) THEN
-        RETURN NULL;
+    IF current_user = '@schema@_owner' THEN
+        GET DIAGNOSTICS stack = PG_CONTEXT;
+        FOREACH allowed IN ARRAY TG_ARGV LOOP
+            IF strpos(stack, 'function @schema@.' || allowed || '(') > 0 THEN
+                RETURN NULL;
+            END IF;
+        END LOOP;
     END IF;
     RAISE EXCEPTION '%.% is append-only: % is not allowed', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'PA006',
@@ -37,12 +44,3 @@ CREATE OR REPLACE TRIGGER guard_delete BEFORE DELETE ON @schema@.event_log
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('prune');
 CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.event_log
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
-
--- A transaction-local flag that a privileged function raises for its own work only.
-CREATE OR REPLACE FUNCTION @schema@._privileged(op text)
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pg_catalog.set_config('pgaudit_py.privileged_op', op, true) $$;
-COMMENT ON FUNCTION @schema@._privileged(text) IS
-    'Raises (op) or clears ('''') the flag that the guard triggers honour for the owner role.';

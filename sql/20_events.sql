@@ -81,7 +81,7 @@ BEGIN
         RETURN ARRAY[format('%s: expected %s, got %s', path, schema -> 'type', t)];
     END IF;
     IF schema ? 'enum' AND NOT EXISTS (
-        SELECT 1 FROM jsonb_array_elements(schema -> 'enum') e WHERE e = value) THEN
+        SELECT 1 FROM jsonb_array_elements(schema -> 'enum') AS e(elem) WHERE e.elem = value) THEN
         errs := errs || format('%s: %s is not one of %s', path, value, schema -> 'enum');
     END IF;
     IF schema ? 'const' AND value <> schema -> 'const' THEN
@@ -243,7 +243,8 @@ DECLARE
     v_correlation text := coalesce(p_correlation_id, @schema@._context('correlation_id'));
     v_payload jsonb := coalesce(p_payload, '{}'::jsonb);
     v_outcome text := coalesce(p_outcome, 'success');
-    v_type @schema@.event_types;
+    v_schema jsonb;
+    v_strict boolean;
     v_errors text[];
     v_valid boolean;
     v_id uuid := gen_random_uuid();
@@ -278,11 +279,11 @@ BEGIN
     END IF;
     v_actor_type := coalesce(v_actor_type, 'user');
 
-    SELECT * INTO v_type FROM @schema@.event_types t WHERE t.kind = p_kind;
+    SELECT t.schema, t.strict INTO v_schema, v_strict FROM @schema@.event_types t WHERE t.kind = p_kind;
     IF FOUND THEN
-        v_errors := @schema@._schema_errors(v_type.schema, v_payload);
+        v_errors := @schema@._schema_errors(v_schema, v_payload);
         v_valid := cardinality(v_errors) = 0;
-        IF NOT v_valid AND v_type.strict THEN
+        IF NOT v_valid AND v_strict THEN
             RAISE EXCEPTION 'payload does not match the schema registered for %', p_kind
                 USING ERRCODE = 'PA003', DETAIL = array_to_string(v_errors, '; ');
         END IF;

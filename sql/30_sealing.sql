@@ -23,7 +23,6 @@ BEGIN
     -- One sealer at a time: the row lock is held until this transaction ends.
     SELECT s.last_seq INTO v_last FROM @schema@.seal_state s FOR UPDATE;
 
-    PERFORM @schema@._privileged('seal');
     WITH batch AS (
         SELECT i.intake_id FROM @schema@.event_intake i ORDER BY i.intake_id LIMIT max_events
     ), moved AS (
@@ -44,7 +43,6 @@ BEGIN
         RETURNING seq
     )
     SELECT count(*), min(seq), max(seq) INTO result FROM sealed;
-    PERFORM @schema@._privileged('');
 
     IF result.sealed > 0 THEN
         UPDATE @schema@.seal_state SET last_seq = result.last_seq, last_sealed_at = clock_timestamp();

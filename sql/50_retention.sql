@@ -54,7 +54,6 @@ DECLARE
 BEGIN
     PERFORM @schema@._check_prune_args(older_than, batch_size);
     cutoff := now() - older_than;
-    PERFORM @schema@._privileged('prune');
     WITH victims AS (
         SELECT l.seq FROM @schema@.event_log l
          WHERE l.occurred_at < cutoff ORDER BY l.seq LIMIT batch_size
@@ -65,7 +64,6 @@ BEGIN
         DELETE FROM @schema@.idempotency_keys k USING gone WHERE k.event_id = gone.id
     )
     SELECT cutoff, count(*), min(gone.seq), max(gone.seq), false INTO result FROM gone;
-    PERFORM @schema@._privileged('');
     result.more := EXISTS (SELECT 1 FROM @schema@.event_log l WHERE l.occurred_at < cutoff);
     IF result.deleted > 0 THEN
         PERFORM @schema@._record(

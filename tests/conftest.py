@@ -1,0 +1,88 @@
+"""A real PostgreSQL for every test: one throwaway cluster per session, pgaudit_py installed
+once into a template database, and a fresh clone of it per test (pytest-postgresql)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from pytest_postgresql import factories
+from pytest_postgresql.executors import NoopExecutor
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from pgaudit_py.install import install
+from pgaudit_py.tempdb import TemporaryCluster
+
+# Login roles the tests act as; each holds one of the installer's group roles.
+LOGIN_ROLES = {
+    "app_writer": "audit_writer",
+    "app_reader": "audit_reader",
+    "app_maintainer": "audit_maintainer",
+    "app_attacker": None,
+}
+
+
+def _install_template(host: str, port: int, user: str, dbname: str, **_: object) -> None:
+    with psycopg.connect(host=host, port=port, user=user, dbname=dbname, autocommit=True) as conn:
+        install(conn)
+        for login, group in LOGIN_ROLES.items():
+            conn.execute(f"CREATE ROLE {login} LOGIN")
+            if group:
+                conn.execute(f"GRANT {group} TO {login}")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[TemporaryCluster]:
+    with TemporaryCluster.start() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def pg_server(pg_cluster: TemporaryCluster) -> Iterator[NoopExecutor]:
+    executor = NoopExecutor(host=pg_cluster.host, port=pg_cluster.port, user=pg_cluster.user,
+                            options="", dbname="pgaudit_test")
+    with DatabaseJanitor(user=executor.user, host=executor.host, port=executor.port,
+                         dbname=executor.template_dbname, as_template=True) as janitor:
+        janitor.load(_install_template)
+        yield executor
+
+
+postgresql = factories.postgresql("pg_server")
+
+
+@pytest.fixture
+def db(postgresql: psycopg.Connection) -> psycopg.Connection:
+    """The test database as superuser, in autocommit mode."""
+    postgresql.autocommit = True
+    return postgresql
+
+
+@pytest.fixture
+def connect(postgresql: psycopg.Connection) -> Iterator[Callable[..., psycopg.Connection]]:
+    """Open more connections to the test database, as any role; all closed after the test."""
+    opened: list[psycopg.Connection] = []
+    info = postgresql.info
+
+    def open_connection(role: str | None = None, autocommit: bool = True, **kwargs: object) -> psycopg.Connection:
+        conn = psycopg.connect(host=info.host, port=info.port, dbname=info.dbname,
+                               user=role or info.user, autocommit=autocommit, **kwargs)  # type: ignore[arg-type]
+        opened.append(conn)
+        return conn
+
+    yield open_connection
+    for conn in opened:
+        conn.close()
+
+
+@pytest.fixture
+def counts(db: psycopg.Connection) -> Callable[[], tuple[int, int]]:
+    """(pending, sealed) event counts, read as superuser."""
+
+    def read() -> tuple[int, int]:
+        row = db.execute("SELECT (SELECT count(*) FROM audit.event_intake),"
+                         " (SELECT count(*) FROM audit.event_log)").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    return read

@@ -1,0 +1,96 @@
+"""The event-type registry: strict kinds refuse bad payloads, others are written and counted."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from pgaudit_py import InvalidArgument, SchemaViolation, record, register_event_type, seal
+
+REFUND = {
+    "type": "object",
+    "required": ["order_id", "amount"],
+    "properties": {
+        "order_id": {"type": "string", "pattern": "^o-[0-9]+$"},
+        "amount": {"type": "number", "exclusiveMinimum": 0, "maximum": 10000},
+        "currency": {"enum": ["EUR", "USD"]},
+        "lines": {"type": "array", "maxItems": 2, "items": {"type": "integer", "minimum": 1}},
+        "reason": {"type": "string", "minLength": 3, "maxLength": 20},
+    },
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture
+def maintainer(connect):
+    return connect("app_maintainer")
+
+
+def test_strict_type_refuses_mismatch_and_writes_nothing(db, connect, maintainer, counts):
+    register_event_type(maintainer, "order.refunded", REFUND, strict=True)
+    writer = connect("app_writer")
+    with pytest.raises(SchemaViolation) as caught:
+        record(writer, "order.refunded", payload={"order_id": "x", "amount": -1, "extra": 1})
+    # Members in jsonb's own key order (shorter keys first).
+    assert caught.value.detail == ("$.extra: no value is allowed; $.amount: -1 is not greater than 0; "
+                                   "$.order_id: does not match \"^o-[0-9]+$\"")
+    assert counts() == (0, 0)
+    ok = record(writer, "order.refunded", payload={"order_id": "o-1", "amount": 5, "currency": "EUR",
+                                                   "lines": [1, 2], "reason": "damaged"})
+    assert ok is not None and ok.schema_valid is True
+
+
+@pytest.mark.parametrize("payload, error", [
+    ({"amount": 5}, "$: order_id is required"),
+    ({"order_id": "o-1", "amount": "5"}, '$.amount: expected "number", got string'),
+    ({"order_id": "o-1", "amount": 5, "currency": "GBP"}, '$.currency: "GBP" is not one of ["EUR", "USD"]'),
+    ({"order_id": "o-1", "amount": 5, "lines": [1, 2, 3]}, "$.lines: more than 2 items"),
+    ({"order_id": "o-1", "amount": 5, "lines": [1, 0.5]}, '$.lines[1]: expected "integer", got number'),
+    ({"order_id": "o-1", "amount": 5, "reason": "no"}, "$.reason: shorter than 3 characters"),
+    ({"order_id": "o-1", "amount": 10001}, "$.amount: 10001 is greater than 10000"),
+])
+def test_each_supported_keyword_is_enforced(connect, maintainer, payload, error):
+    register_event_type(maintainer, "order.refunded", REFUND, strict=True)
+    with pytest.raises(SchemaViolation) as caught:
+        record(connect("app_writer"), "order.refunded", payload=payload)
+    assert caught.value.detail == error
+
+
+def test_non_strict_mismatch_is_written_and_counted(db, connect, maintainer):
+    register_event_type(maintainer, "order.refunded", REFUND)
+    writer = connect("app_writer")
+    record(writer, "order.refunded", payload={"amount": 5})
+    record(writer, "order.refunded", payload={"order_id": "o-1", "amount": 5})
+    record(writer, "other.kind", payload={"anything": True})
+    seal(db)
+    record(writer, "order.refunded", payload={})  # pending drift counts too
+    reader = connect("app_reader")
+    rows = reader.execute("SELECT kind, strict, mismatches FROM audit.event_type_drift").fetchall()
+    assert rows == [("order.refunded", False, 2)]
+    assert db.execute("SELECT kind, schema_valid FROM audit.events ORDER BY seq NULLS LAST").fetchall() == [
+        ("order.refunded", False), ("order.refunded", True), ("other.kind", None), ("order.refunded", False)]
+
+
+def test_registering_again_replaces_the_schema(connect, maintainer):
+    register_event_type(maintainer, "a.b", {"type": "object", "required": ["x"]}, strict=True)
+    register_event_type(maintainer, "a.b", {"type": "object"}, strict=False)
+    event = record(connect("app_writer"), "a.b", payload={})
+    assert event is not None and event.schema_valid is True
+    assert maintainer.execute("SELECT count(*), bool_or(strict) FROM audit.event_types").fetchone() == (1, False)
+
+
+@pytest.mark.parametrize("schema, message", [
+    ({"type": "object", "oneOf": []}, r"unsupported keyword at \$\.oneOf"),
+    ({"properties": {"a": {"$ref": "#/x"}}}, r"unsupported keyword at \$\.properties\.a\.\$ref"),
+    ({"items": 5}, r"unsupported keyword at \$\.items \(a schema must be an object or a boolean\)"),
+])
+def test_unsupported_schema_is_refused(maintainer, schema, message):
+    with pytest.raises(InvalidArgument, match=message):
+        register_event_type(maintainer, "a.b", schema)
+    assert maintainer.execute("SELECT count(*) FROM audit.event_types").fetchone() == (0,)
+
+
+def test_only_the_maintainer_registers_types(connect):
+    for role in ("app_writer", "app_reader"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            register_event_type(connect(role), "a.b", {"type": "object"})

@@ -1,0 +1,159 @@
+"""Every privilege claim, tried by the role it is about."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from pgaudit_py import AppendOnlyViolation, InvalidPayload, audit_context, list_events, prune_events, record, seal
+
+WRITES = [
+    "INSERT INTO audit.{t} (actor_type, db_role, kind, outcome, txid, occurred_at, payload{extra})"
+    " VALUES ('user', 'x', 'forged.event', 'success', '1', now(), '{{}}'{extra_values})",
+    "UPDATE audit.{t} SET payload = '{{\"forged\": true}}'",
+    "DELETE FROM audit.{t}",
+    "TRUNCATE audit.{t}",
+]
+
+
+def statement(template: str, table: str) -> str:
+    extra = (", seq, id, sealed_at", ", 999, gen_random_uuid(), now()") if table == "event_log" else ("", "")
+    return template.format(t=table, extra=extra[0], extra_values=extra[1])
+
+
+@pytest.fixture
+def one_of_each(db, connect):
+    record(connect("app_writer"), "sealed.event")
+    seal(db)
+    record(connect("app_writer"), "pending.event")
+
+
+@pytest.mark.parametrize("role", ["app_writer", "app_reader", "app_maintainer", "app_attacker"])
+@pytest.mark.parametrize("table", ["event_intake", "event_log"])
+@pytest.mark.parametrize("template", WRITES)
+def test_no_role_may_write_the_log_directly(connect, counts, one_of_each, role, table, template):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        connect(role).execute(statement(template, table))
+    assert counts() == (1, 1)
+
+
+@pytest.mark.parametrize("as_owner", [True, False], ids=["owner", "superuser"])
+@pytest.mark.parametrize("table", ["event_intake", "event_log"])
+@pytest.mark.parametrize("template", WRITES[1:] + WRITES[:1])
+def test_owner_and_superuser_are_refused_outside_the_privileged_functions(db, counts, one_of_each,
+                                                                          as_owner, table, template):
+    if template is WRITES[0] and table == "event_intake":
+        pytest.skip("appending to the intake is how events arrive")
+    if as_owner:
+        db.execute("SET ROLE audit_owner")
+    if as_owner and template.startswith(("UPDATE", "TRUNCATE")):
+        expected: type[Exception] = psycopg.errors.InsufficientPrivilege  # revoked from the owner too
+    else:
+        expected = AppendOnlyViolation
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute(statement(template, table))
+    if expected is AppendOnlyViolation:
+        assert caught.value.sqlstate == "PA006", caught.value
+        assert f"audit.{table} is append-only" in str(caught.value)
+    else:
+        assert isinstance(caught.value, expected)
+    db.execute("RESET ROLE")
+    assert counts() == (1, 1)
+
+
+@pytest.mark.parametrize("role", ["app_reader", "app_attacker"])
+def test_reader_and_strangers_cannot_record(connect, counts, role):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        record(connect(role), "forged.event")
+    assert counts() == (0, 0)
+
+
+@pytest.mark.parametrize("role", ["app_writer", "app_reader", "app_attacker"])
+def test_only_the_maintainer_prunes_and_seals(connect, role):
+    conn = connect(role)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        prune_events(conn, timedelta(days=1))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        seal(conn)
+
+
+def test_strangers_cannot_read(connect, one_of_each):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        list_events(connect("app_attacker"))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        connect("app_attacker").execute("SELECT * FROM audit.events")
+    assert len(list_events(connect("app_reader"))) == 2
+
+
+def test_a_function_of_the_same_name_elsewhere_does_not_open_the_guard(db, counts, one_of_each):
+    """The guard looks for the privileged function on the call stack, by schema and name."""
+    db.execute("""
+        CREATE SCHEMA evil;
+        CREATE FUNCTION evil.prune_events() RETURNS void LANGUAGE plpgsql
+            AS $$ BEGIN DELETE FROM audit.event_log; END $$;
+        ALTER FUNCTION evil.prune_events() OWNER TO audit_owner;
+    """)
+    db.execute("GRANT USAGE ON SCHEMA evil TO audit_owner")
+    db.execute("SET ROLE audit_owner")
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("SELECT evil.prune_events()")
+    assert caught.value.sqlstate == "PA006"
+    db.execute("RESET ROLE")
+    assert counts() == (1, 1)
+
+
+def test_every_security_definer_function_is_pinned_and_closed_to_public(db):
+    rows = db.execute("""
+        SELECT p.proname, p.proconfig, has_function_privilege('app_attacker', p.oid, 'EXECUTE')
+          FROM pg_proc p WHERE p.pronamespace = 'audit'::regnamespace AND p.prosecdef""").fetchall()
+    assert {r[0] for r in rows} >= {"record", "seal", "prune_events", "register_event_type", "seal_status"}
+    for name, config, public_can_execute in rows:
+        assert config == ["search_path=pg_catalog, pg_temp"], name
+        assert not public_can_execute, name
+    assert db.execute("SELECT * FROM audit._integrity_problems()").fetchall() == []
+
+
+@pytest.fixture
+def hostile_public(db, connect):
+    """An unprivileged role plants look-alikes of what the functions call in schema public."""
+    db.execute("GRANT CREATE ON SCHEMA public TO app_attacker")
+    attacker = connect("app_attacker")
+    attacker.execute("""
+        CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql AS $$ SELECT '2000-01-01'::timestamptz $$;
+        CREATE FUNCTION public.clock_timestamp() RETURNS timestamptz LANGUAGE sql AS $$ SELECT '2000-01-01'::timestamptz $$;
+        CREATE FUNCTION public.jsonb_build_object(text, text, text, timestamptz, text, bigint, text, bigint,
+                                                  text, bigint) RETURNS jsonb LANGUAGE sql
+            AS $$ SELECT '{"hijacked": true}'::jsonb $$;
+        CREATE FUNCTION public.jsonb_typeof(jsonb) RETURNS text LANGUAGE sql AS $$ SELECT 'object' $$;
+        CREATE FUNCTION public.current_setting(text, boolean) RETURNS text LANGUAGE sql AS $$ SELECT 'evil' $$;
+        GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO PUBLIC;
+    """)
+    return "public, pg_catalog"
+
+
+def test_hostile_search_path_changes_nothing(db, connect, hostile_public):
+    writer = connect("app_writer", options=f"-c search_path={hostile_public.replace(' ', '')}")
+    assert writer.execute("SELECT now()").fetchone()[0].year == 2000  # the trap is armed
+    with audit_context(writer, actor_id="alice", tenant_id="t1"):
+        event = record(writer, "order.paid", payload={"n": 1})
+    with pytest.raises(InvalidPayload, match="payload must be a JSON object, got array"):
+        record(writer, "order.paid", payload=[1])  # type: ignore[arg-type]
+    assert event is not None
+    assert event.occurred_at.year >= 2026
+    assert (event.actor_id, event.tenant_id, event.payload) == ("alice", "t1", {"n": 1})
+
+    # Old events, then a prune under the same hostile path: the audit.pruned record is genuine.
+    db.execute("""INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload)
+                  VALUES ('user', 'x', 'old.event', 'success', '1', now() - interval '400 days', '{}')""")
+    maintainer = connect("app_maintainer", options=f"-c search_path={hostile_public.replace(' ', '')}")
+    seal(maintainer)
+    result = prune_events(maintainer, timedelta(days=365))
+    assert result.deleted == 1 and result.cutoff > datetime(2025, 1, 1, tzinfo=timezone.utc)
+    pruned = db.execute("SELECT payload, db_role FROM audit.events WHERE kind = 'audit.pruned'").fetchone()
+    assert pruned is not None and pruned[0]["deleted"] == 1 and "hijacked" not in pruned[0]
+    assert pruned[1] == "app_maintainer"
+
+    reader = connect("app_reader", options=f"-c search_path={hostile_public.replace(' ', '')}")
+    assert [e.kind for e in list_events(reader)] == ["audit.pruned", "order.paid"]

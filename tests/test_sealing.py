@@ -1,0 +1,133 @@
+"""Sealing: order, one sealer at a time, late commits, and gap-free forward paging."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import psycopg
+import pytest
+
+from pgaudit_py import InvalidArgument, list_events, record, seal, seal_status
+from pgaudit_py.sealing import seal_continuously
+
+
+def test_seal_moves_committed_events_in_order(db, connect, counts):
+    writer = connect("app_writer")
+    ids = [record(writer, f"e.n{i}").id for i in range(5)]  # type: ignore[union-attr]
+    assert seal(db, 3).__dict__ == {"sealed": 3, "first_seq": 1, "last_seq": 3}
+    assert counts() == (2, 3)
+    assert seal(db).__dict__ == {"sealed": 2, "first_seq": 4, "last_seq": 5}
+    assert seal(db).__dict__ == {"sealed": 0, "first_seq": None, "last_seq": None}
+    rows = db.execute("SELECT seq, id, sealed_at IS NOT NULL FROM audit.event_log ORDER BY seq").fetchall()
+    assert rows == [(i + 1, ids[i], True) for i in range(5)]
+
+
+def test_late_commit_gets_a_larger_seq_and_holds_back_nobody(db, connect):
+    slow = connect("app_writer", autocommit=False)
+    fast = connect("app_writer")
+    late = record(slow, "slow.event")
+    record(fast, "fast.one")
+    assert seal(db).__dict__ == {"sealed": 1, "first_seq": 1, "last_seq": 1}
+    record(fast, "fast.two")
+    assert seal(db).__dict__ == {"sealed": 1, "first_seq": 2, "last_seq": 2}
+    slow.commit()
+    assert seal(db).__dict__ == {"sealed": 1, "first_seq": 3, "last_seq": 3}
+    assert db.execute("SELECT seq FROM audit.event_log WHERE id = %s", (late.id,)).fetchone() == (3,)  # type: ignore[union-attr]
+
+
+def test_one_sealer_at_a_time(db, connect):
+    record(connect("app_writer"), "a.b")
+    first = connect("app_maintainer", autocommit=False)
+    second = connect("app_maintainer", autocommit=False)
+    assert seal(first).sealed == 1
+    second.execute("SET lock_timeout = '200ms'")
+    with pytest.raises(psycopg.errors.LockNotAvailable):
+        seal(second)
+    second.rollback()
+    first.commit()
+    assert seal(second).sealed == 0  # saw the first sealer's work: nothing left, seq not reused
+    second.commit()
+    assert db.execute("SELECT last_seq FROM audit.seal_state").fetchone() == (1,)
+
+
+def test_seal_refuses_snapshot_isolation(connect):
+    maintainer = connect("app_maintainer", autocommit=False)
+    maintainer.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    with pytest.raises(InvalidArgument, match="must run at READ COMMITTED"):
+        seal(maintainer)
+
+
+@pytest.mark.parametrize("max_events", [0, -1, 1000001])
+def test_seal_refuses_bad_batch_size(connect, max_events):
+    with pytest.raises(InvalidArgument, match="max_events must be between 1 and 1000000"):
+        seal(connect("app_maintainer"), max_events)
+
+
+def test_writer_and_reader_cannot_seal(connect):
+    for role in ("app_writer", "app_reader"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            seal(connect(role))
+
+
+def test_seal_status_reports_pending_and_lag(db, connect):
+    writer = connect("app_writer")
+    record(writer, "a.b")
+    record(writer, "a.c")
+    status = seal_status(connect("app_reader"))
+    assert status.pending == 2 and status.last_seq == 0 and status.last_sealed_at is None
+    assert status.lag.total_seconds() >= 0
+    seal(db)
+    status = seal_status(db)
+    assert (status.pending, status.last_seq, status.lag.total_seconds()) == (0, 2, 0)
+    assert status.last_sealed_at is not None
+
+
+def test_forward_paging_sees_every_event_once_under_concurrent_writers_and_late_commits(db, connect):
+    """Writers (some holding transactions open across seal rounds), a running sealer and a reader
+    paging forward with since_seq: the reader must see every committed event exactly once."""
+    stop = threading.Event()
+    sealer_conn = connect("app_maintainer")
+    sealer = threading.Thread(target=seal_continuously, args=(sealer_conn, stop),
+                              kwargs={"interval": 0.005, "max_events": 7})
+    written: list[str] = []
+    lock = threading.Lock()
+
+    def write(worker: int) -> None:
+        conn = connect("app_writer", autocommit=False)
+        rng = random.Random(worker)
+        for batch in range(15):
+            ids = [str(record(conn, f"w{worker}.b{batch}").id) for _ in range(rng.randint(1, 4))]  # type: ignore[union-attr]
+            threading.Event().wait(rng.random() * 0.02)  # stay open across sealing rounds
+            conn.commit()
+            with lock:
+                written.extend(ids)
+
+    seen: list[tuple[int, str]] = []
+    reader = connect("app_reader")
+
+    def page_forward() -> None:
+        after = 0
+        while True:
+            page = list_events(reader, since_seq=after, page_size=5)
+            seen.extend((e.seq, str(e.id)) for e in page)  # type: ignore[misc]
+            after = page[-1].seq if page else after  # type: ignore[assignment]
+            if not page and stop.is_set():
+                return
+
+    sealer.start()
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(3)]
+    pager = threading.Thread(target=page_forward)
+    for t in writers:
+        t.start()
+    pager.start()
+    for t in writers:
+        t.join(60)
+    while seal_status(db).pending:
+        threading.Event().wait(0.01)
+    stop.set()
+    sealer.join(10)
+    pager.join(30)
+    seqs = [s for s, _ in seen]
+    assert seqs == list(range(1, len(written) + 1))
+    assert sorted(i for _, i in seen) == sorted(written)
