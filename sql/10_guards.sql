@@ -41,6 +41,6 @@ CREATE OR REPLACE TRIGGER guard_insert BEFORE INSERT ON @schema@.event_log
 CREATE OR REPLACE TRIGGER guard_update BEFORE UPDATE ON @schema@.event_log
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
 CREATE OR REPLACE TRIGGER guard_delete BEFORE DELETE ON @schema@.event_log
-    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('prune');
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('prune_events');
 CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.event_log
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
