@@ -24,7 +24,7 @@ from pgaudit_py.events import (
     record,
     register_event_type,
 )
-from pgaudit_py.install import InstallReport, InstallStatus, install, status
+from pgaudit_py.installer import InstallReport, InstallStatus, install, status
 from pgaudit_py.retention import PrunePreview, PruneResult, preview_prune, prune_events
 from pgaudit_py.sealing import SealResult, SealStatus, seal, seal_status
 

@@ -44,3 +44,10 @@ CREATE OR REPLACE TRIGGER guard_delete BEFORE DELETE ON @schema@.event_log
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('prune_events');
 CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.event_log
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
+
+-- Re-running the installer repairs a guard someone disabled.
+ALTER TABLE @schema@.event_intake
+    ENABLE TRIGGER guard_update, ENABLE TRIGGER guard_delete, ENABLE TRIGGER guard_truncate;
+ALTER TABLE @schema@.event_log
+    ENABLE TRIGGER guard_insert, ENABLE TRIGGER guard_update, ENABLE TRIGGER guard_delete,
+    ENABLE TRIGGER guard_truncate;

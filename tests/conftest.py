@@ -11,7 +11,7 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from pgaudit_py.install import install
+from pgaudit_py.installer import install
 from pgaudit_py.tempdb import TemporaryCluster
 
 # Login roles the tests act as; each holds one of the installer's group roles.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from yoyo import read_migrations
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
@@ -74,6 +75,7 @@ class InstallReport:
     sql_files: list[str]
     created_roles: list[str]
     dry_run: bool
+    changed: bool
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
         applied = set(_applied_migrations(conn, schema))
         pending = [m for m in migration_ids() if m not in applied]
         if dry_run:
-            return InstallReport(schema, package_version(), pending, files, [], True)
+            return InstallReport(schema, package_version(), pending, files, [], True, True)
 
         created = _ensure_roles(conn, schema)
         conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
@@ -223,13 +225,24 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
         with backend.lock():
             backend.apply_migrations(backend.to_apply(read_migrations(str(_resource_dir("migrations")))))
 
+        snapshot = sql.SQL("SELECT {}._security_snapshot()").format(sql.Identifier(schema))
         with conn.transaction():
+            has_snapshot = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL",
+                                        (f"{schema}._security_snapshot()",)).fetchone()
+            before = conn.execute(snapshot).fetchone() if has_snapshot and has_snapshot[0] else None
             for _name, text in rendered_sql_files(schema):
                 conn.execute(text)
-            conn.execute(sql.SQL("INSERT INTO {s}._install (version, snapshot)"
-                                 " SELECT %s, {s}._security_snapshot()").format(s=sql.Identifier(schema)),
-                         (package_version(),))
-    return InstallReport(schema, package_version(), pending, files, created, False)
+            after = conn.execute(snapshot).fetchone()
+            # A row only when something differs from the last install: a re-run leaves no trace.
+            conn.execute(sql.SQL("""
+                INSERT INTO {s}._install (version, snapshot)
+                SELECT %(v)s, %(snap)s
+                 WHERE NOT EXISTS (SELECT 1 FROM (SELECT * FROM {s}._install ORDER BY installed_at DESC LIMIT 1) last
+                                    WHERE last.version = %(v)s AND last.snapshot = %(snap)s)
+                """).format(s=sql.Identifier(schema)),
+                {"v": package_version(), "snap": Jsonb(after[0] if after else None)})
+    changed = bool(pending or created or before != after)
+    return InstallReport(schema, package_version(), pending, files, created, False, changed)
 
 
 def status(conn: psycopg.Connection, schema: str = "audit") -> InstallStatus:
@@ -237,7 +250,8 @@ def status(conn: psycopg.Connection, schema: str = "audit") -> InstallStatus:
     check_schema_name(schema)
     with _autocommit(conn):
         if not _schema_exists(conn, schema) or not _is_ours(conn, schema):
-            return InstallStatus(schema, None, [], migration_ids(), [f"pgaudit_py is not installed in schema {schema!r}"])
+            return InstallStatus(schema, None, [], migration_ids(),
+                                 [f"pgaudit_py is not installed in schema {schema!r}"])
         applied = _applied_migrations(conn, schema)
         pending = [m for m in migration_ids() if m not in set(applied)]
         s = sql.Identifier(schema)

@@ -1,33 +1,6 @@
--- Privileges, applied last on every install, and the checks that `status` runs against them.
+-- Integrity of an installation: what `status` checks.
 
-REVOKE ALL ON SCHEMA @schema@ FROM PUBLIC;
-GRANT USAGE ON SCHEMA @schema@ TO @schema@_writer, @schema@_reader, @schema@_maintainer;
-REVOKE ALL ON ALL TABLES IN SCHEMA @schema@ FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @schema@ FROM PUBLIC;
--- Not even the owner may rewrite events; DELETE stays for seal and prune, behind the guards.
-REVOKE UPDATE, TRUNCATE ON @schema@.event_intake, @schema@.event_log FROM @schema@_owner;
-
-GRANT EXECUTE ON FUNCTION @schema@.record(text, text, text, text, text, text, jsonb, text, text, text)
-    TO @schema@_writer;
-
-GRANT SELECT ON @schema@.events, @schema@.event_types, @schema@.event_type_drift TO @schema@_reader;
-GRANT EXECUTE ON FUNCTION
-    @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer),
-    @schema@.count_events(text, timestamptz, timestamptz, text[]),
-    @schema@.monthly_event_counts(text, integer, text[]),
-    @schema@.preview_prune(interval, integer),
-    @schema@.seal_status(),
-    @schema@._check_prefixes(text[]),
-    @schema@._check_prune_args(interval, integer)
-    TO @schema@_reader;
-
-GRANT EXECUTE ON FUNCTION
-    @schema@.seal(integer),
-    @schema@.prune_events(interval, integer),
-    @schema@.register_event_type(text, jsonb, boolean)
-    TO @schema@_maintainer;
-
--- What an install leaves in place, security-wise: compared by `status` with the snapshot the
+-- What an install leaves in place (grants, triggers, and a digest of every definition): compared by `status` with the snapshot the
 -- last install stored, so that a dropped function or a loosened grant is named.
 CREATE OR REPLACE FUNCTION @schema@._security_snapshot()
 RETURNS jsonb
@@ -42,10 +15,13 @@ AS $$
                           p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
                           jsonb_build_object('security_definer', p.prosecdef,
                                              'config', to_jsonb(coalesce(p.proconfig, '{}')),
-                                             'acl', to_jsonb(coalesce(p.proacl::text[], '{}')))), '{}')
+                                             'acl', to_jsonb(coalesce(p.proacl::text[], '{}')),
+                                             'definition', md5(pg_get_functiondef(p.oid))
+                                             )), '{}')
                         FROM pg_proc p WHERE p.pronamespace = '@schema@'::regnamespace),
         'relations', (SELECT coalesce(jsonb_object_agg(c.relname, jsonb_build_object(
                           'acl', to_jsonb(coalesce(c.relacl::text[], '{}')),
+                          'definition', CASE WHEN c.relkind = 'v' THEN md5(pg_get_viewdef(c.oid)) END,
                           'triggers', (SELECT coalesce(jsonb_object_agg(t.tgname, t.tgenabled), '{}')
                                          FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal))), '{}')
                         FROM pg_class c

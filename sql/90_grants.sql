@@ -1,0 +1,28 @@
+-- Privileges, applied last on every install, so that they cover every function defined before.
+
+REVOKE ALL ON SCHEMA @schema@ FROM PUBLIC;
+GRANT USAGE ON SCHEMA @schema@ TO @schema@_writer, @schema@_reader, @schema@_maintainer;
+REVOKE ALL ON ALL TABLES IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer;
+-- Not even the owner may rewrite events; DELETE stays for seal and prune, behind the guards.
+REVOKE UPDATE, TRUNCATE ON @schema@.event_intake, @schema@.event_log FROM @schema@_owner;
+
+GRANT EXECUTE ON FUNCTION @schema@.record(text, text, text, text, text, text, jsonb, text, text, text)
+    TO @schema@_writer;
+
+GRANT SELECT ON @schema@.events, @schema@.event_types, @schema@.event_type_drift TO @schema@_reader;
+GRANT EXECUTE ON FUNCTION
+    @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer),
+    @schema@.count_events(text, timestamptz, timestamptz, text[]),
+    @schema@.monthly_event_counts(text, integer, text[]),
+    @schema@.preview_prune(interval, integer),
+    @schema@.seal_status(),
+    @schema@._check_prefixes(text[]),
+    @schema@._check_prune_args(interval, integer)
+    TO @schema@_reader;
+
+GRANT EXECUTE ON FUNCTION
+    @schema@.seal(integer),
+    @schema@.prune_events(interval, integer),
+    @schema@.register_event_type(text, jsonb, boolean)
+    TO @schema@_maintainer;

@@ -1,0 +1,175 @@
+"""The installer: idempotent, concurrent, upgrades, refuses foreign schemas; status names damage."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import pgaudit_py.installer as installer
+from pgaudit_py import InstallError, install, list_events, record, seal, status
+
+
+def catalog_state(conn: psycopg.Connection, schema: str = "audit") -> list[tuple[object, ...]]:
+    """Everything the installer defines, as the catalog holds it, plus the data it holds."""
+    rows = conn.execute("""
+        SELECT 'function', p.oid::regprocedure::text, pg_get_functiondef(p.oid), p.proacl::text
+          FROM pg_proc p WHERE p.pronamespace = %(s)s::regnamespace
+        UNION ALL
+        SELECT 'relation', c.relname, c.relkind::text || coalesce(pg_get_viewdef(c.oid), ''), c.relacl::text
+          FROM pg_class c WHERE c.relnamespace = %(s)s::regnamespace
+        UNION ALL
+        SELECT 'trigger', t.tgrelid::regclass::text || '.' || t.tgname, pg_get_triggerdef(t.oid), t.tgenabled::text
+          FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = %(s)s::regnamespace
+        UNION ALL
+        SELECT 'role', r.rolname, r.rolcanlogin::text, (SELECT string_agg(m.roleid::regrole::text, ',')
+                                                         FROM pg_auth_members m WHERE m.member = r.oid)
+          FROM pg_roles r WHERE r.rolname LIKE %(s)s || '\\_%%'
+        ORDER BY 1, 2""", {"s": schema}).fetchall()
+    data = conn.execute(f"""SELECT (SELECT count(*) FROM {schema}._install), (SELECT count(*) FROM {schema}._yoyo_migration),
+                                   (SELECT count(*) FROM {schema}.events), (SELECT last_seq FROM {schema}.seal_state)""").fetchone()
+    return [*rows, ("data", data)]
+
+
+def test_second_install_changes_nothing(db, connect):
+    record(connect("app_writer"), "before.reinstall")
+    seal(db)
+    before = catalog_state(db)
+    report = install(db)
+    assert (report.changed, report.migrations, report.created_roles) == (False, [], [])
+    assert catalog_state(db) == before
+    assert status(db).intact
+
+
+def test_dry_run_changes_nothing(db):
+    report = install(db, schema="dry", dry_run=True)
+    assert report.dry_run and report.migrations == ["0001_event_log"]
+    assert report.sql_files[0] == "10_guards.sql" and report.sql_files[-1] == "90_grants.sql"
+    assert db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'dry'").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'dry\\_%'").fetchone() == (0,)
+
+
+def test_refuses_a_schema_another_tool_created(db, connect):
+    db.execute("CREATE DATABASE other_tool")
+    other = psycopg.connect(host=db.info.host, port=db.info.port, user=db.info.user,
+                            dbname="other_tool", autocommit=True)
+    try:
+        other.execute("CREATE SCHEMA audit; CREATE TABLE audit.logged_actions (id int)")
+        with pytest.raises(InstallError, match=r"schema 'audit' already holds objects that pgaudit_py did not "
+                                               r"create \(audit.logged_actions\); install into another schema "
+                                               r"with --schema NAME"):
+            install(other)
+        assert other.execute("SELECT relname FROM pg_class WHERE relnamespace = 'audit'::regnamespace"
+                             " AND relkind = 'r'").fetchall() == [("logged_actions",)]
+        report = install(other, schema="pgaudit")
+        assert report.created_roles == ["pgaudit_owner", "pgaudit_writer", "pgaudit_reader", "pgaudit_maintainer"]
+        assert status(other, schema="pgaudit").intact
+    finally:
+        other.close()
+
+
+def test_installs_into_another_schema_with_its_own_roles(db, connect):
+    install(db, schema="compliance")
+    assert status(db, schema="compliance").intact
+    db.execute("CREATE ROLE compliance_app LOGIN IN ROLE compliance_writer")
+    writer = connect("compliance_app")
+    record(writer, "a.b", audit_schema="compliance")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        record(writer, "a.b")  # the audit schema's writer role is another role
+    assert seal(db, audit_schema="compliance").sealed == 1
+    assert [e.kind for e in list_events(db, audit_schema="compliance")] == ["a.b"]
+    assert list_events(db) == []
+
+
+def test_pgcrypto_is_created(db):
+    assert db.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto'").fetchone() == (1,)
+
+
+def test_two_installers_at_once_one_waits(db, connect):
+    conns = [connect() for _ in range(2)]
+    barrier = threading.Barrier(2)
+    reports: list[object] = []
+    errors: list[BaseException] = []
+
+    def run(conn: psycopg.Connection) -> None:
+        barrier.wait()
+        try:
+            reports.append(install(conn, schema="racing"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in conns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(r.migrations for r in reports) == [[], ["0001_event_log"]]  # type: ignore[attr-defined]
+    assert db.execute("SELECT count(*) FROM racing._yoyo_migration").fetchone() == (1,)
+    assert db.execute("SELECT count(*) FROM racing._install").fetchone() == (1,)
+    assert status(db, schema="racing").intact
+
+
+def test_upgrade_applies_only_what_is_missing(db, connect, tmp_path, monkeypatch):
+    record(connect("app_writer"), "kept.event")
+    seal(db)
+    record(connect("app_writer"), "kept.pending")
+    newer = tmp_path / "migrations"
+    shutil.copytree(installer._resource_dir("migrations"), newer)
+    (newer / "0002_probe.sql").write_text("CREATE TABLE upgrade_probe (id int);\n")
+    real = installer._resource_dir
+    monkeypatch.setattr(installer, "_resource_dir",
+                        lambda name: newer if name == "migrations" else real(name))
+    assert status(db).pending_migrations == ["0002_probe"]
+    report = install(db)
+    assert report.migrations == ["0002_probe"]
+    assert db.execute("SELECT to_regclass('audit.upgrade_probe') IS NOT NULL").fetchone() == (True,)
+    assert [(e.seq, e.kind) for e in list_events(db)] == [(None, "kept.pending"), (1, "kept.event")]
+    assert status(db).intact
+
+
+def test_status_names_what_was_loosened_and_reinstall_repairs_it(db):
+    db.execute("GRANT EXECUTE ON FUNCTION audit.seal(integer) TO PUBLIC")
+    db.execute("ALTER FUNCTION audit.prune_events(interval, integer) RESET search_path")
+    db.execute("GRANT DELETE ON audit.event_log TO audit_writer")
+    db.execute("ALTER TABLE audit.event_log DISABLE TRIGGER guard_delete")
+    db.execute("DROP TRIGGER guard_truncate ON audit.event_intake")
+    db.execute("DROP FUNCTION audit.count_events(text, timestamptz, timestamptz, text[])")
+    problems = status(db).problems
+    for expected in [
+        "SECURITY DEFINER function audit.seal(max_events integer) is executable by PUBLIC",
+        "SECURITY DEFINER function audit.prune_events(older_than interval, batch_size integer) does not pin search_path",
+        "audit_writer has DELETE on audit.event_log",
+        "guard trigger guard_delete on audit.event_log is disabled",
+        "guard trigger guard_truncate on audit.event_intake is missing",
+        "function audit.count_events(tenant_id text, since timestamp with time zone, until timestamp with time zone, "
+        "by_kind_prefix text[]) is missing",
+    ]:
+        assert expected in problems, problems
+    assert any(p.startswith("function audit.seal(max_events integer) changed") for p in problems)
+    assert not status(db).intact
+
+    assert install(db).changed
+    assert status(db).problems == []
+
+
+def test_status_of_a_database_without_pgaudit(db):
+    result = status(db, schema="nothing_here")
+    assert (result.installed_version, result.intact) == (None, False)
+    assert result.problems == ["pgaudit_py is not installed in schema 'nothing_here'"]
+    assert result.pending_migrations == ["0001_event_log"]
+
+
+def test_installed_package_carries_its_sql():
+    """A non-editable install (as CI does it) must ship sql/ and migrations/ inside the package."""
+    package = Path(installer.__file__).resolve().parent
+    if (package.parent / "pyproject.toml").exists():
+        pytest.skip("running from a source checkout, not an installed wheel")
+    checkout = Path(__file__).resolve().parent.parent
+    for name in ("sql", "migrations"):
+        assert installer._resource_dir(name) == package / name
+        assert sorted(p.name for p in (package / name).glob("*.sql")) == sorted(
+            p.name for p in (checkout / name).glob("*.sql"))

@@ -1,0 +1,77 @@
+"""preview_prune and prune_events: what goes, in batches, and the record of who asked."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from pgaudit_py import InvalidArgument, audit_context, preview_prune, prune_events, record, seal
+from pgaudit_py.retention import prune_all
+
+
+@pytest.fixture
+def aged(db, connect):
+    """Five sealed events 100 days old, two sealed recent ones, one pending old one."""
+    db.execute("""
+        INSERT INTO audit.event_intake (id, actor_type, db_role, kind, outcome, txid, occurred_at, payload, idempotency_key)
+        SELECT gen_random_uuid(), 'user', 'x', 'old.event', 'success', pg_current_xact_id(),
+               now() - interval '100 days' + make_interval(secs => n), '{}', 'key-' || n
+          FROM generate_series(1, 5) n""")
+    db.execute("""INSERT INTO audit.idempotency_keys (idempotency_key, event_id, request_hash)
+                  SELECT idempotency_key, id, '\\x00' FROM audit.event_intake""")
+    writer = connect("app_writer")
+    record(writer, "new.event", idempotency_key="fresh")
+    record(writer, "new.event")
+    seal(db)
+    # Committed only now, yet it happened long ago: pending events are never pruned.
+    db.execute("""INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload)
+                  VALUES ('user', 'x', 'old.pending', 'success', pg_current_xact_id(), now() - interval '200 days', '{}')""")
+
+
+def test_preview_shows_what_would_go_and_removes_nothing(connect, counts, aged):
+    preview = preview_prune(connect("app_reader"), timedelta(days=30), batch_size=2)
+    assert (preview.events, preview.first_seq, preview.last_seq, preview.batches) == (5, 1, 5, 3)
+    assert counts() == (1, 7)
+
+
+def test_prune_goes_batch_by_batch_and_records_who_asked(db, connect, counts, aged):
+    maintainer = connect("app_maintainer")
+    with audit_context(maintainer, actor_type="user", actor_id="dba-1"):
+        first = prune_events(maintainer, timedelta(days=30), batch_size=2)
+    assert (first.deleted, first.first_seq, first.last_seq, first.more) == (2, 1, 2, True)
+    batches = []
+    assert prune_all(maintainer, "30 days", batch_size=2, on_batch=batches.append) == 3
+    assert [(b.deleted, b.first_seq, b.last_seq, b.more) for b in batches] == [(2, 3, 4, True), (1, 5, 5, False)]
+    assert db.execute("SELECT seq, kind FROM audit.event_log ORDER BY seq").fetchall() == [
+        (6, "new.event"), (7, "new.event")]
+    pruned = db.execute("""SELECT actor_type, actor_id, db_role, payload - 'cutoff', target_type FROM audit.events
+                            WHERE kind = 'audit.pruned' ORDER BY occurred_at""").fetchall()
+    assert pruned == [
+        ("user", "dba-1", "app_maintainer", {"older_than": "30 days", "deleted": 2, "first_seq": 1, "last_seq": 2}, "event_log"),
+        ("db_role", "app_maintainer", "app_maintainer", {"older_than": "30 days", "deleted": 2, "first_seq": 3, "last_seq": 4}, "event_log"),
+        ("db_role", "app_maintainer", "app_maintainer", {"older_than": "30 days", "deleted": 1, "first_seq": 5, "last_seq": 5}, "event_log"),
+    ]
+    # Pending events stay, whatever their age; the keys of pruned events go with them.
+    assert db.execute("SELECT kind FROM audit.event_intake WHERE kind = 'old.pending'").fetchall() == [("old.pending",)]
+    assert db.execute("SELECT idempotency_key FROM audit.idempotency_keys").fetchall() == [("fresh",)]
+
+
+def test_nothing_to_prune_records_nothing(db, connect, counts):
+    result = prune_events(connect("app_maintainer"), timedelta(days=1))
+    assert (result.deleted, result.more) == (0, False)
+    assert counts() == (0, 0)
+
+
+@pytest.mark.parametrize("older_than, batch_size, message", [
+    (timedelta(0), 10, "older_than must be a positive interval"),
+    ("-5 days", 10, "older_than must be a positive interval"),
+    (timedelta(days=1), 0, "batch_size must be between 1 and 100000, got 0"),
+    (timedelta(days=1), 100001, "batch_size must be between 1 and 100000, got 100001"),
+])
+def test_bad_prune_arguments_remove_nothing(connect, counts, aged, older_than, batch_size, message):
+    with pytest.raises(InvalidArgument, match=message):
+        prune_events(connect("app_maintainer"), older_than, batch_size)
+    with pytest.raises(InvalidArgument, match=message):
+        preview_prune(connect("app_reader"), older_than, batch_size)
+    assert counts() == (1, 7)
