@@ -1,0 +1,392 @@
+"""The `pgaudit` and `pgaudit-install` commands: a thin shell over the library.
+
+Connection: --dsn, else PGAUDIT_DSN, else libpq's own PG* variables. Tables for people, --json
+for scripts. Exit 0 on success, 1 on failure, 2 on bad input, each with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, NoReturn
+
+import click
+import psycopg
+
+from pgaudit_py import demo as demo_module
+from pgaudit_py.errors import InvalidInput, PgAuditError
+from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
+from pgaudit_py.installer import install, status
+from pgaudit_py.output import emit_json, print_table
+from pgaudit_py.retention import preview_prune, prune_all
+from pgaudit_py.sealing import WORKER_APPLICATION_NAME, SealResult, seal, seal_continuously, seal_status
+
+DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"pgaudit: {message}", err=True)
+    sys.exit(code)
+
+
+def parse_duration(value: str) -> timedelta:
+    match = DURATION.match(value)
+    if not match:
+        raise click.BadParameter(f"{value!r} is not a duration like 90d, 12h, 30m, 2w or 45s")
+    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@dataclasses.dataclass
+class Settings:
+    dsn: str
+    schema: str
+
+    @contextmanager
+    def connect(self, application_name: str = "pgaudit") -> Iterator[psycopg.Connection]:
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, application_name=application_name)
+        except psycopg.OperationalError as exc:
+            fail(f"cannot connect: {str(exc).strip().splitlines()[-1]}")
+        with conn:
+            yield conn
+
+
+def run_guarded(entry: Callable[[], Any]) -> None:
+    """Turn expected failures into one line and an exit code; never a traceback."""
+    try:
+        entry()
+    except InvalidInput as exc:
+        fail(exc.message, 2)
+    except PgAuditError as exc:
+        fail(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    except psycopg.Error as exc:
+        fail(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+dsn_option = click.option("--dsn", envvar="PGAUDIT_DSN", default="", show_envvar=True,
+                          help="libpq connection string or URL; else the PG* variables apply.")
+schema_option = click.option("--schema", envvar="PGAUDIT_SCHEMA", default="audit", show_envvar=True,
+                             help="Schema pgaudit_py lives in.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@dsn_option
+@schema_option
+@click.pass_context
+def cli(ctx: click.Context, dsn: str, schema: str) -> None:
+    """pgaudit_py: an append-only, tamper-evident audit log inside PostgreSQL."""
+    ctx.obj = Settings(dsn=dsn, schema=schema)
+
+
+def _install(settings: Settings, dry_run: bool, show_status: bool, as_json: bool) -> None:
+    with settings.connect("pgaudit install") as conn:
+        if show_status:
+            result = status(conn, settings.schema)
+            if as_json:
+                emit_json({**dataclasses.asdict(result), "intact": result.intact})
+            else:
+                click.echo(f"schema:             {result.schema}")
+                click.echo(f"installed version:  {result.installed_version or '(not installed)'}")
+                click.echo(f"applied migrations: {', '.join(result.applied_migrations) or '(none)'}")
+                click.echo(f"pending migrations: {', '.join(result.pending_migrations) or '(none)'}")
+                for problem in result.problems:
+                    click.echo(f"PROBLEM: {problem}")
+            if not result.intact:
+                fail(f"installation in schema {settings.schema!r} is not intact")
+            return
+        report = install(conn, settings.schema, dry_run=dry_run)
+        if as_json:
+            emit_json(report)
+        elif dry_run:
+            click.echo(f"would apply migrations: {', '.join(report.migrations) or '(none)'}")
+            click.echo(f"would re-apply: {', '.join(report.sql_files)}")
+        elif not report.changed:
+            click.echo(f"pgaudit_py {report.version} in schema {report.schema}: already up to date, nothing changed")
+        else:
+            click.echo(f"pgaudit_py {report.version} installed in schema {report.schema}")
+            click.echo(f"  migrations applied: {', '.join(report.migrations) or '(none)'}")
+            click.echo(f"  roles created:      {', '.join(report.created_roles) or '(none)'}")
+
+
+_install_options = [
+    click.option("--dry-run", is_flag=True, help="Show what would run; change nothing."),
+    click.option("--status", "show_status", is_flag=True,
+                 help="Show version, pending migrations and integrity problems; exit 1 unless intact."),
+    json_option,
+]
+
+
+def _with_options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    def apply(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
+@cli.command("install")
+@_with_options(_install_options)
+@click.pass_obj
+def install_command(settings: Settings, dry_run: bool, show_status: bool, as_json: bool) -> None:
+    """Install or upgrade pgaudit_py (safe to run again)."""
+    run_guarded(lambda: _install(settings, dry_run, show_status, as_json))
+
+
+@click.command("pgaudit-install", context_settings={"help_option_names": ["-h", "--help"]})
+@dsn_option
+@schema_option
+@_with_options(_install_options)
+def install_standalone(dsn: str, schema: str, dry_run: bool, show_status: bool, as_json: bool) -> None:
+    """Install or upgrade pgaudit_py into a database (safe to run again, and concurrently)."""
+    run_guarded(lambda: _install(Settings(dsn, schema), dry_run, show_status, as_json))
+
+
+@cli.command("status")
+@click.option("--lag-warning", default=60.0, show_default=True, help="Warn when the oldest pending event is older (s).")
+@json_option
+@click.pass_obj
+def status_command(settings: Settings, lag_warning: float, as_json: bool) -> None:
+    """Installation integrity and sealing lag."""
+    def run() -> None:
+        with settings.connect() as conn:
+            installed = status(conn, settings.schema)
+            sealing = seal_status(conn, audit_schema=settings.schema) if installed.installed_version else None
+            workers = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                                   " AND datname = current_database()", (WORKER_APPLICATION_NAME,)).fetchone()
+        warnings = list(installed.problems)
+        if sealing and sealing.pending and sealing.lag.total_seconds() > lag_warning:
+            warnings.append(f"sealing is behind: the oldest pending event waited {sealing.lag.total_seconds():.0f} s"
+                            f" ({sealing.pending} pending); is `pgaudit worker` running?")
+        if as_json:
+            emit_json({"install": {**dataclasses.asdict(installed), "intact": installed.intact},
+                       "sealing": {**dataclasses.asdict(sealing), "lag_seconds": sealing.lag.total_seconds()}
+                       if sealing else None,
+                       "workers": workers[0] if workers else 0, "warnings": warnings})
+        else:
+            click.echo(f"schema {installed.schema}: version {installed.installed_version or '(not installed)'}, "
+                       f"pending migrations: {', '.join(installed.pending_migrations) or 'none'}")
+            if sealing:
+                click.echo(f"sealed up to seq {sealing.last_seq}; {sealing.pending} pending, "
+                           f"oldest waited {sealing.lag.total_seconds():.1f} s; "
+                           f"{workers[0] if workers else 0} worker(s) connected")
+            for w in warnings:
+                click.echo(f"WARNING: {w}")
+        if warnings:
+            fail(warnings[0] if len(warnings) == 1 else f"{len(warnings)} problems, first: {warnings[0]}")
+    run_guarded(run)
+
+
+def _seal_forever(settings: Settings, interval: float, max_events: int, application_name: str) -> None:
+    stop = threading.Event()
+
+    def report(result: SealResult) -> None:
+        click.echo(f"sealed {result.sealed} events (seq {result.first_seq}..{result.last_seq})")
+
+    with settings.connect(application_name) as conn:
+        click.echo(f"sealing every {interval} s in schema {settings.schema}; Ctrl-C stops", err=True)
+        try:
+            seal_continuously(conn, stop, interval=interval, max_events=max_events,
+                              audit_schema=settings.schema, on_round=report)
+        except KeyboardInterrupt:
+            stop.set()
+            click.echo("stopped", err=True)
+
+
+@cli.command("seal")
+@click.option("--max-events", default=10000, show_default=True, help="Events per sealing round.")
+@click.option("--follow", is_flag=True, help="Keep sealing until stopped.")
+@click.option("--interval", default=0.5, show_default=True, help="Pause between rounds when idle (s).")
+@json_option
+@click.pass_obj
+def seal_command(settings: Settings, max_events: int, follow: bool, interval: float, as_json: bool) -> None:
+    """Move committed pending events into the sealed log."""
+    def run() -> None:
+        if follow:
+            _seal_forever(settings, interval, max_events, WORKER_APPLICATION_NAME)
+            return
+        with settings.connect() as conn:
+            result = seal(conn, max_events, audit_schema=settings.schema)
+        if as_json:
+            emit_json(result)
+        else:
+            click.echo(f"sealed {result.sealed} events"
+                       + (f" (seq {result.first_seq}..{result.last_seq})" if result.sealed else ""))
+    run_guarded(run)
+
+
+@cli.command("worker")
+@click.option("--interval", default=0.5, show_default=True, help="Pause between rounds when idle (s).")
+@click.pass_obj
+def worker_command(settings: Settings, interval: float) -> None:
+    """Run the background work (sealing) until stopped."""
+    run_guarded(lambda: _seal_forever(settings, interval, 10000, WORKER_APPLICATION_NAME))
+
+
+@cli.command("record")
+@click.argument("kind")
+@click.option("--tenant", "tenant_id")
+@click.option("--actor-type")
+@click.option("--actor-id")
+@click.option("--target-type")
+@click.option("--target-id")
+@click.option("--payload", default="{}", help="A JSON object.")
+@click.option("--outcome", default="success", type=click.Choice(["success", "failure"]))
+@click.option("--correlation-id")
+@click.option("--idempotency-key")
+@json_option
+@click.pass_obj
+def record_command(settings: Settings, kind: str, payload: str, as_json: bool, **fields: Any) -> None:
+    """Record one application event."""
+    try:
+        body = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        fail(f"--payload is not JSON: {exc.msg}", 2)
+
+    def run() -> None:
+        with settings.connect() as conn:
+            event = record(conn, kind, payload=body, audit_schema=settings.schema, **fields)
+        if as_json:
+            emit_json(event)
+        else:
+            assert event is not None
+            click.echo(f"recorded {event.kind} as event {event.id}"
+                       + (f" (seq {event.seq})" if event.seq else " (pending until sealed)"))
+    run_guarded(run)
+
+
+@cli.command("events")
+@click.option("--tenant", "tenant_id")
+@click.option("--kind-prefix")
+@click.option("--target-type")
+@click.option("--target-id")
+@click.option("--correlation-id")
+@click.option("--outcome", type=click.Choice(["success", "failure"]))
+@click.option("--actor-type")
+@click.option("--actor-id")
+@click.option("--since", help="ISO 8601 time (UTC if no zone).")
+@click.option("--until", help="ISO 8601 time (UTC if no zone).")
+@click.option("--since-seq", type=int, help="Ascending, sealed events after this seq.")
+@click.option("--before-seq", type=int, help="Newest first, sealed events before this seq.")
+@click.option("--page-size", type=int, default=50, show_default=True)
+@json_option
+@click.pass_obj
+def events_command(settings: Settings, since: str | None, until: str | None, as_json: bool, **filters: Any) -> None:
+    """List events, newest first (pending ones lead)."""
+    def run() -> None:
+        with settings.connect() as conn:
+            events = list_events(conn, since=parse_time(since), until=parse_time(until),
+                                 audit_schema=settings.schema, **filters)
+        if as_json:
+            emit_json(events)
+            return
+        print_table(["seq", "occurred_at", "tenant", "actor", "kind", "target", "outcome", "payload"],
+                    [["pending" if e.pending else e.seq, e.occurred_at, e.tenant_id,
+                      f"{e.actor_type}:{e.actor_id}", e.kind,
+                      f"{e.target_type}:{e.target_id}" if e.target_type else e.target_id,
+                      e.outcome, e.payload] for e in events])
+    run_guarded(run)
+
+
+@cli.command("count")
+@click.option("--tenant", "tenant_id")
+@click.option("--since")
+@click.option("--until")
+@click.option("--prefix", "prefixes", multiple=True, help="Count per kind prefix (repeatable).")
+@click.option("--months", type=int, help="Tally per calendar month (UTC) for this many months instead.")
+@json_option
+@click.pass_obj
+def count_command(settings: Settings, tenant_id: str | None, since: str | None, until: str | None,
+                  prefixes: tuple[str, ...], months: int | None, as_json: bool) -> None:
+    """Count events, in total and per kind prefix, or per month."""
+    def run() -> None:
+        with settings.connect() as conn:
+            if months is not None:
+                tally = monthly_event_counts(conn, tenant_id=tenant_id, month_count=months,
+                                             by_kind_prefix=list(prefixes), audit_schema=settings.schema)
+                if as_json:
+                    emit_json(tally)
+                else:
+                    print_table(["month", "count", *prefixes],
+                                [[m.month.strftime("%Y-%m"), m.count, *(m.by_kind_prefix[p] for p in prefixes)]
+                                 for m in tally])
+                return
+            counted = count_events(conn, tenant_id=tenant_id, since=parse_time(since), until=parse_time(until),
+                                   by_kind_prefix=list(prefixes), audit_schema=settings.schema)
+        if as_json:
+            emit_json(counted)
+        else:
+            print_table(["prefix", "count"],
+                        [["(all)", counted.count], *([p, counted.by_kind_prefix[p]] for p in prefixes)])
+    run_guarded(run)
+
+
+@cli.command("prune")
+@click.option("--older-than", required=True, help="Age like 90d, 12h, 2w.")
+@click.option("--batch-size", default=1000, show_default=True)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@click.pass_obj
+def prune_command(settings: Settings, older_than: str, batch_size: int, yes: bool, as_json: bool) -> None:
+    """Delete sealed events older than a cutoff, batch by batch (maintainer role)."""
+    age = parse_duration(older_than)
+
+    def run() -> None:
+        with settings.connect("pgaudit prune") as conn:
+            preview = preview_prune(conn, age, batch_size, audit_schema=settings.schema)
+            if not as_json:
+                click.echo(f"{preview.events} sealed events older than {preview.cutoff:%Y-%m-%d %H:%M:%S %Z}"
+                           + (f" (seq {preview.first_seq}..{preview.last_seq}), {preview.batches} batches"
+                              if preview.events else ""))
+            if preview.events == 0:
+                if as_json:
+                    emit_json({"preview": preview, "deleted": 0})
+                return
+            if not yes and not click.confirm("Delete them?", default=False):
+                fail("nothing deleted", 1)
+            with click.progressbar(length=preview.events, label="pruning", file=sys.stderr) as bar:
+                deleted = prune_all(conn, age, batch_size, audit_schema=settings.schema,
+                                    on_batch=lambda r: bar.update(r.deleted))
+        if as_json:
+            emit_json({"preview": preview, "deleted": deleted})
+        else:
+            click.echo(f"deleted {deleted} events")
+    run_guarded(run)
+
+
+@cli.command("demo")
+@click.pass_obj
+def demo_command(settings: Settings) -> None:
+    """Install into a throwaway PostgreSQL (or a scratch schema of --dsn), record, seal and show events."""
+    run_guarded(lambda: demo_module.main(settings.dsn or None))
+
+
+def main() -> None:
+    cli()
+
+
+def install_main() -> None:
+    install_standalone()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The command line, run as a user would: exit codes, one-line reasons, tables and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from pgaudit_py import record, seal
+from pgaudit_py.cli import cli, install_standalone
+
+
+@pytest.fixture
+def dsn(db):
+    i = db.info
+    return f"host={i.host} port={i.port} dbname={i.dbname} user={i.user}"
+
+
+def run(*args: str, input: str | None = None, env: dict[str, str] | None = None, command=cli):
+    result = CliRunner().invoke(command, list(args), input=input, env=env, catch_exceptions=False)
+    assert "Traceback" not in result.output + result.stderr
+    return result
+
+
+def one_line_error(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_install_twice_then_status(dsn, db):
+    first = run("--dsn", dsn, "--schema", "cli_a", "install")
+    assert first.exit_code == 0 and "installed in schema cli_a" in first.output
+    again = run("--dsn", dsn, "--schema", "cli_a", "install")
+    assert again.exit_code == 0 and "already up to date, nothing changed" in again.output
+    ok = run("--dsn", dsn, "--schema", "cli_a", "--status", command=install_standalone)
+    assert ok.exit_code == 0 and "pending migrations: (none)" in ok.output and "PROBLEM" not in ok.output
+    db.execute("GRANT EXECUTE ON FUNCTION cli_a.prune_events(interval, integer) TO PUBLIC")
+    bad = run("--dsn", dsn, "--schema", "cli_a", "--status", command=install_standalone)
+    assert bad.exit_code == 1
+    assert "PROBLEM: SECURITY DEFINER function cli_a.prune_events(older_than interval, batch_size integer)" \
+           " is executable by PUBLIC" in bad.output
+    assert one_line_error(bad) == "pgaudit: installation in schema 'cli_a' is not intact"
+
+
+def test_install_dry_run_and_refusal(dsn, db):
+    dry = run("--dsn", dsn, "--schema", "cli_b", "--dry-run", command=install_standalone)
+    assert dry.exit_code == 0 and "would apply migrations: 0001_event_log" in dry.output
+    assert db.execute("SELECT to_regnamespace('cli_b')").fetchone() == (None,)
+    db.execute("CREATE SCHEMA cli_c; CREATE TABLE cli_c.logged_actions (id int)")
+    refused = run("--dsn", dsn, "--schema", "cli_c", command=install_standalone)
+    assert refused.exit_code == 1
+    assert "install into another schema with --schema NAME" in one_line_error(refused)
+
+
+def test_record_and_list(dsn, db):
+    made = run("--dsn", dsn, "record", "order.paid", "--tenant", "t1", "--actor-id", "alice",
+               "--target-type", "order", "--target-id", "o-1", "--payload", '{"n": 1}', "--json")
+    assert made.exit_code == 0
+    assert json.loads(made.output)["kind"] == "order.paid"
+    sealed = run("--dsn", dsn, "seal", "--json")
+    assert json.loads(sealed.output) == {"sealed": 1, "first_seq": 1, "last_seq": 1}
+    listed = run("--dsn", dsn, "events", "--tenant", "t1", "--kind-prefix", "order.", "--json")
+    events = json.loads(listed.output)
+    assert [(e["seq"], e["actor_id"], e["payload"]) for e in events] == [(1, "alice", {"n": 1})]
+    table = run("--dsn", dsn, "events")
+    assert table.output.splitlines()[0].split() == ["seq", "occurred_at", "tenant", "actor", "kind", "target",
+                                                    "outcome", "payload"]
+    assert "user:alice" in table.output and "order:o-1" in table.output
+
+
+def test_count_and_monthly(dsn, connect):
+    writer = connect("app_writer")
+    for kind in ("order.a", "order.b", "user.c"):
+        record(writer, kind)
+    counted = json.loads(run("--dsn", dsn, "count", "--prefix", "order.", "--prefix", "user.", "--json").output)
+    assert counted == {"count": 3, "by_kind_prefix": {"order.": 2, "user.": 1}}
+    monthly = run("--dsn", dsn, "count", "--months", "2", "--prefix", "order.")
+    rows = monthly.output.splitlines()
+    assert rows[0].split() == ["month", "count", "order."] and rows[-1].split()[1:] == ["3", "2"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["record", "bad kind"], "pgaudit: invalid event kind: 'bad kind'"),
+    (["record", "a.b", "--payload", "[1"], "pgaudit: --payload is not JSON: Expecting ',' delimiter"),
+    (["record", "a.b", "--payload", "[1]"], "pgaudit: payload must be a JSON object, got array"),
+    (["events", "--page-size", "501"], "pgaudit: page_size must be between 1 and 500, got 501"),
+    (["count", "--prefix", "a b"], "pgaudit: invalid kind prefix: 'a b'"),
+    (["seal", "--max-events", "0"], "pgaudit: max_events must be between 1 and 1000000, got 0"),
+])
+def test_bad_input_exits_2_with_one_line(dsn, counts, args, message):
+    result = run("--dsn", dsn, *args)
+    assert result.exit_code == 2
+    assert one_line_error(result) == message
+    assert counts() == (0, 0)
+
+
+def test_bad_option_value_exits_2(dsn):
+    result = run("--dsn", dsn, "prune", "--older-than", "5 parsecs")
+    assert result.exit_code == 2 and "is not a duration like 90d" in result.stderr
+
+
+def test_connection_failure_is_one_line(tmp_path):
+    result = run("--dsn", f"host={tmp_path} port=1 user=nobody connect_timeout=2", "events")
+    assert result.exit_code == 1
+    assert one_line_error(result).startswith("pgaudit: cannot connect:")
+
+
+def test_dsn_from_environment(db):
+    i = db.info
+    by_url = run("count", "--json", env={"PGAUDIT_DSN": f"postgresql://{i.user}@{i.host}:{i.port}/{i.dbname}"})
+    assert json.loads(by_url.output)["count"] == 0
+    by_libpq = run("count", "--json", env={"PGHOST": i.host, "PGPORT": str(i.port), "PGUSER": i.user,
+                                           "PGDATABASE": i.dbname, "PGAUDIT_DSN": ""})
+    assert json.loads(by_libpq.output)["count"] == 0
+
+
+@pytest.fixture
+def old_events(db):
+    db.execute("""
+        INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload)
+        SELECT 'user', 'x', 'old.event', 'success', pg_current_xact_id(), now() - interval '100 days', '{}'
+          FROM generate_series(1, 5)""")
+    seal(db)
+
+
+def test_prune_asks_first(dsn, db, counts, old_events):
+    declined = run("--dsn", dsn, "prune", "--older-than", "30d", input="n\n")
+    assert declined.exit_code == 1 and "5 sealed events older than" in declined.output
+    assert counts() == (0, 5)
+    done = run("--dsn", dsn, "prune", "--older-than", "30d", "--batch-size", "2", "--yes")
+    assert done.exit_code == 0 and "deleted 5 events" in done.output
+    assert counts() == (3, 0)  # one audit.pruned event per batch, pending
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'audit.pruned'").fetchone() == (3,)
+
+
+def test_status_warns_when_sealing_lags(dsn, db):
+    assert run("--dsn", dsn, "status").exit_code == 0
+    db.execute("""INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload)
+                  VALUES ('user', 'x', 'stuck.event', 'success', '1', now() - interval '10 minutes', '{}')""")
+    lagging = run("--dsn", dsn, "status")
+    assert lagging.exit_code == 1
+    assert "WARNING: sealing is behind: the oldest pending event waited 600 s (1 pending)" in lagging.output
+
+
+def test_worker_seals_until_interrupted(dsn, db, connect, counts):
+    worker = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "--dsn", dsn, "worker", "--interval", "0.05"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        writer = connect("app_writer")
+        for i in range(3):
+            record(writer, f"w.e{i}")
+        deadline = time.monotonic() + 20
+        while counts() != (0, 3) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert counts() == (0, 3)
+        workers = db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgaudit worker'")
+        assert workers.fetchone() == (1,)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        out, err = worker.communicate(timeout=20)
+    assert worker.returncode == 0, err
+    assert "sealed" in out and "stopped" in err and "Traceback" not in err
+
+
+def test_demo_against_a_dsn_cleans_up(dsn, db):
+    result = run("--dsn", dsn, "demo")
+    assert result.exit_code == 0, result.stderr
+    assert "invoice.sent" in result.output and '{"user.":1,"order.":3}' in result.output
+    assert db.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgaudit_demo_%'").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'pgaudit_demo_%'").fetchone() == (0,)
+
+
+def test_demo_without_a_dsn_starts_its_own_postgres():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    done = subprocess.run([sys.executable, "-m", "pgaudit_py.cli", "demo"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "sealed 5 events (seq 1..5)" in done.stdout and "throwaway" in done.stderr
