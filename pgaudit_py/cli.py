@@ -11,9 +11,9 @@ import json
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 
 import click
@@ -255,7 +255,7 @@ def worker_command(settings: Settings, interval: float) -> None:
 @click.option("--idempotency-key")
 @json_option
 @click.pass_obj
-def record_command(settings: Settings, kind: str, payload: str, as_json: bool, **fields: Any) -> None:
+def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool, **fields: Any) -> None:
     """Record one application event."""
     try:
         body = json.loads(payload)
@@ -290,7 +290,7 @@ def record_command(settings: Settings, kind: str, payload: str, as_json: bool, *
 @click.option("--page-size", type=int, default=50, show_default=True)
 @json_option
 @click.pass_obj
-def events_command(settings: Settings, since: str | None, until: str | None, as_json: bool, **filters: Any) -> None:
+def events_command(settings: Settings, /, since: str | None, until: str | None, as_json: bool, **filters: Any) -> None:
     """List events, newest first (pending ones lead)."""
     def run() -> None:
         with settings.connect() as conn:
