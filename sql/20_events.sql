@@ -60,7 +60,6 @@ CREATE OR REPLACE FUNCTION @schema@._schema_errors(schema jsonb, value jsonb, pa
 RETURNS text[]
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     errs text[] := '{}';
@@ -148,7 +147,6 @@ CREATE OR REPLACE FUNCTION @schema@._context(name text)
 RETURNS text
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$ SELECT NULLIF(pg_catalog.current_setting('pgaudit_py.' || name, true), '') $$;
 COMMENT ON FUNCTION @schema@._context(text) IS
     'The transaction-local setting pgaudit_py.<name>, or NULL.';
@@ -159,7 +157,6 @@ CREATE OR REPLACE FUNCTION @schema@._db_role()
 RETURNS text
 LANGUAGE sql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user::text
                 ELSE pg_catalog.current_setting('role') END
@@ -170,7 +167,6 @@ CREATE OR REPLACE FUNCTION @schema@._client_addr()
 RETURNS inet
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     given text := @schema@._context('client_addr');
@@ -178,35 +174,21 @@ BEGIN
     IF given IS NULL THEN
         RETURN pg_catalog.inet_client_addr();
     END IF;
-    RETURN given::inet;
-EXCEPTION WHEN invalid_text_representation THEN
-    RAISE EXCEPTION 'pgaudit_py.client_addr is not an IP address: %', given
-        USING ERRCODE = 'PA007';
+    BEGIN  -- a subtransaction, paid only when the application names an address
+        RETURN given::inet;
+    EXCEPTION WHEN invalid_text_representation THEN
+        RAISE EXCEPTION 'pgaudit_py.client_addr is not an IP address: %', given
+            USING ERRCODE = 'PA007';
+    END;
 END
 $$;
 COMMENT ON FUNCTION @schema@._client_addr() IS
     'Client address from pgaudit_py.client_addr, else the connection''s own address.';
 
-CREATE OR REPLACE FUNCTION @schema@._check_text(name text, value text, max_length integer)
-RETURNS void
-LANGUAGE plpgsql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF char_length(value) > max_length THEN
-        RAISE EXCEPTION '% is longer than % characters', name, max_length
-            USING ERRCODE = 'PA005';
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION @schema@._check_text(text, text, integer) IS 'Raises PA005 when a text argument is too long.';
-
 CREATE OR REPLACE FUNCTION @schema@._check_kind(kind text, what text DEFAULT 'event kind')
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF kind IS NULL OR kind !~ '^[A-Za-z][A-Za-z0-9_./-]*$' OR char_length(kind) > 128 THEN
@@ -219,6 +201,9 @@ $$;
 COMMENT ON FUNCTION @schema@._check_kind(text, text) IS 'Raises PA001 for a kind that fails validation.';
 
 -- The implementation behind record(); also used by the package's own events (audit.pruned).
+-- Like the helpers above it has no SET clause (a SET costs a settings save and restore on every
+-- call, and stops SQL functions from being inlined): it is executable by the owner alone and
+-- always runs under the pinned search_path of the SECURITY DEFINER function that calls it.
 CREATE OR REPLACE FUNCTION @schema@._record(
     p_kind text,
     p_tenant_id text,
@@ -233,7 +218,6 @@ CREATE OR REPLACE FUNCTION @schema@._record(
 )
 RETURNS @schema@.events
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_tenant text := coalesce(p_tenant_id, @schema@._context('tenant_id'));
@@ -249,10 +233,13 @@ DECLARE
     v_valid boolean;
     v_id uuid := gen_random_uuid();
     v_hash bytea;
+    v_too_long text;
     v_existing @schema@.idempotency_keys;
     v_event @schema@.events;
 BEGIN
-    PERFORM @schema@._check_kind(p_kind);
+    IF p_kind IS NULL OR p_kind !~ '^[A-Za-z][A-Za-z0-9_./-]*$' OR char_length(p_kind) > 128 THEN
+        PERFORM @schema@._check_kind(p_kind);  -- raises, with the message
+    END IF;
     IF v_outcome NOT IN ('success', 'failure') THEN
         RAISE EXCEPTION 'invalid outcome: %', pg_catalog.quote_literal(v_outcome)
             USING ERRCODE = 'PA005', HINT = 'outcome is ''success'' or ''failure''.';
@@ -265,13 +252,17 @@ BEGIN
         RAISE EXCEPTION 'payload is % bytes, more than the limit of 65536', octet_length(v_payload::text)
             USING ERRCODE = 'PA002';
     END IF;
-    PERFORM @schema@._check_text('tenant_id', v_tenant, 256);
-    PERFORM @schema@._check_text('actor_type', v_actor_type, 64);
-    PERFORM @schema@._check_text('actor_id', v_actor_id, 256);
-    PERFORM @schema@._check_text('target_type', p_target_type, 128);
-    PERFORM @schema@._check_text('target_id', p_target_id, 512);
-    PERFORM @schema@._check_text('correlation_id', v_correlation, 256);
-    PERFORM @schema@._check_text('idempotency_key', p_idempotency_key, 256);
+    v_too_long := CASE
+        WHEN char_length(v_tenant) > 256 THEN 'tenant_id is longer than 256'
+        WHEN char_length(v_actor_type) > 64 THEN 'actor_type is longer than 64'
+        WHEN char_length(v_actor_id) > 256 THEN 'actor_id is longer than 256'
+        WHEN char_length(p_target_type) > 128 THEN 'target_type is longer than 128'
+        WHEN char_length(p_target_id) > 512 THEN 'target_id is longer than 512'
+        WHEN char_length(v_correlation) > 256 THEN 'correlation_id is longer than 256'
+        WHEN char_length(p_idempotency_key) > 256 THEN 'idempotency_key is longer than 256' END;
+    IF v_too_long IS NOT NULL THEN
+        RAISE EXCEPTION '% characters', v_too_long USING ERRCODE = 'PA005';
+    END IF;
     IF v_actor_id IS NULL AND v_actor_type IS NULL THEN
         -- Nobody named: the database role is the actor.
         v_actor_type := 'db_role';

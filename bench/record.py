@@ -1,0 +1,110 @@
+"""Benchmark: audit.record() against plain INSERTs of the same rows, and sealing against recording.
+
+Run: python bench/record.py [--seconds 4] [--rounds 3]
+
+A throwaway cluster with PostgreSQL's default durability (fsync and synchronous_commit on), on
+disk. Each figure is the median of --rounds pgbench runs, alternating which side goes first;
+ratios compare sides measured in the same run, because these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from pgaudit_py import install, seal
+from pgaudit_py.tempdb import TemporaryCluster, find_binary
+
+VALUES = ("'order.paid', 't' || (n % 10), 'user', 'u' || n, 'order', 'o-' || n, "
+          "jsonb_build_object('amount', n, 'currency', 'EUR') FROM (SELECT (:n)::int AS n) AS v")
+RECORD = (f"SELECT audit.record(kind => x.k, tenant_id => x.t, actor_type => x.at, actor_id => x.a, "
+          f"target_type => x.tt, target_id => x.ti, payload => x.p) FROM (SELECT {VALUES}) AS x(k, t, at, a, tt, ti, p);")
+# The same row into an equivalent table without any index, with the values record() computes.
+PLAIN = (f"INSERT INTO bench_plain (id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,"
+         f" kind, target_type, target_id, outcome, txid, occurred_at, payload)"
+         f" SELECT gen_random_uuid(), x.t, x.at, x.a, current_user, inet_client_addr(),"
+         f" current_setting('application_name'), x.k, x.tt, x.ti, 'success', pg_current_xact_id(),"
+         f" clock_timestamp(), x.p FROM (SELECT {VALUES}) AS x(k, t, at, a, tt, ti, p);")
+
+
+def script(statement: str, per_transaction: int) -> str:
+    body = "\n".join([statement] * per_transaction)
+    wrapped = f"BEGIN;\n{body}\nCOMMIT;" if per_transaction > 1 else body
+    return f"\\set n random(1, 1000000)\n{wrapped}\n"
+
+
+def pgbench(cluster: TemporaryCluster, path: Path, clients: int, seconds: int) -> float:
+    done = subprocess.run(
+        [find_binary("pgbench"), "-n", "-M", "prepared", "-f", str(path), "-c", str(clients),
+         "-j", str(min(clients, 2)), "-T", str(seconds), "-h", cluster.host, "-p", str(cluster.port),
+         "-U", cluster.user, "bench"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip())
+    for line in done.stdout.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    raise RuntimeError(done.stdout + done.stderr)
+
+
+def compare(cluster: TemporaryCluster, workdir: Path, clients: int, per_tx: int, seconds: int,
+            rounds: int) -> tuple[float, float]:
+    paths = {}
+    for name, statement in (("record", RECORD), ("plain", PLAIN)):
+        paths[name] = workdir / f"{name}-{per_tx}.sql"
+        paths[name].write_text(script(statement, per_tx))
+    rates: dict[str, list[float]] = {"record": [], "plain": []}
+    for r in range(rounds):
+        for name in (("record", "plain") if r % 2 == 0 else ("plain", "record")):
+            rates[name].append(pgbench(cluster, paths[name], clients, seconds) * per_tx)
+    return statistics.median(rates["record"]), statistics.median(rates["plain"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backlog", type=int, default=100_000)
+    args = parser.parse_args()
+
+    with TemporaryCluster.start(parent=tempfile.gettempdir(), fast=False) as cluster, \
+            tempfile.TemporaryDirectory() as tmp:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE bench")
+        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
+            install(conn)
+            conn.execute("CREATE TABLE bench_plain (LIKE audit.event_intake INCLUDING DEFAULTS INCLUDING IDENTITY)")
+
+        print(f"{'workload':<36}{'record/s':>12}{'plain/s':>12}{'ratio':>8}")
+        record_rate = 0.0
+        for per_tx, label in ((1, "one event per transaction"), (20, "20 events per transaction")):
+            for clients in (1, 4):
+                rec, plain = compare(cluster, Path(tmp), clients, per_tx, args.seconds, args.rounds)
+                record_rate = max(record_rate, rec)
+                print(f"{label + f', {clients} client(s)':<36}{rec:>12.0f}{plain:>12.0f}{rec / plain:>8.2f}")
+
+        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
+            while seal(conn, 50_000).sealed:
+                pass
+            started = time.perf_counter()
+            conn.execute(f"SELECT audit.record(kind => 'order.paid', tenant_id => 't' || (n % 10),"
+                         f" actor_id => 'u' || n, target_type => 'order', target_id => 'o-' || n,"
+                         f" payload => jsonb_build_object('amount', n)) FROM generate_series(1, {args.backlog}) n")
+            bulk_rate = args.backlog / (time.perf_counter() - started)
+            started = time.perf_counter()
+            sealed = 0
+            while (moved := seal(conn, 10_000).sealed):
+                sealed += moved
+            seal_rate = sealed / (time.perf_counter() - started)
+        print(f"\nsealing a backlog of {sealed} events: {seal_rate:.0f} events/s (rounds of 10,000)")
+        print(f"  against the best recording rate above ({record_rate:.0f}/s): {seal_rate / record_rate:.2f}x")
+        print(f"  against recording in one statement ({bulk_rate:.0f}/s): {seal_rate / bulk_rate:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
