@@ -7,6 +7,7 @@ for scripts. Exit 0 on success, 1 on failure, 2 on bad input, each with a one-li
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import sys
@@ -89,13 +90,17 @@ schema_option = click.option("--schema", envvar="PGAUDIT_SCHEMA", default="audit
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
+def connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--dsn and --schema on every command; the command receives them as `settings`."""
+    @functools.wraps(f)
+    def wrapper(*args: Any, dsn: str, schema: str, **kwargs: Any) -> Any:
+        return f(Settings(dsn=dsn, schema=schema), *args, **kwargs)
+    return dsn_option(schema_option(wrapper))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@dsn_option
-@schema_option
-@click.pass_context
-def cli(ctx: click.Context, dsn: str, schema: str) -> None:
+def cli() -> None:
     """pgaudit_py: an append-only, tamper-evident audit log inside PostgreSQL."""
-    ctx.obj = Settings(dsn=dsn, schema=schema)
 
 
 def _install(settings: Settings, dry_run: bool, show_status: bool, as_json: bool) -> None:
@@ -146,25 +151,24 @@ def _with_options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
 
 @cli.command("install")
 @_with_options(_install_options)
-@click.pass_obj
+@connection_options
 def install_command(settings: Settings, dry_run: bool, show_status: bool, as_json: bool) -> None:
     """Install or upgrade pgaudit_py (safe to run again)."""
     run_guarded(lambda: _install(settings, dry_run, show_status, as_json))
 
 
 @click.command("pgaudit-install", context_settings={"help_option_names": ["-h", "--help"]})
-@dsn_option
-@schema_option
 @_with_options(_install_options)
-def install_standalone(dsn: str, schema: str, dry_run: bool, show_status: bool, as_json: bool) -> None:
+@connection_options
+def install_standalone(settings: Settings, dry_run: bool, show_status: bool, as_json: bool) -> None:
     """Install or upgrade pgaudit_py into a database (safe to run again, and concurrently)."""
-    run_guarded(lambda: _install(Settings(dsn, schema), dry_run, show_status, as_json))
+    run_guarded(lambda: _install(settings, dry_run, show_status, as_json))
 
 
 @cli.command("status")
 @click.option("--lag-warning", default=60.0, show_default=True, help="Warn when the oldest pending event is older (s).")
 @json_option
-@click.pass_obj
+@connection_options
 def status_command(settings: Settings, lag_warning: float, as_json: bool) -> None:
     """Installation integrity and sealing lag."""
     def run() -> None:
@@ -217,7 +221,7 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
 @click.option("--follow", is_flag=True, help="Keep sealing until stopped.")
 @click.option("--interval", default=0.5, show_default=True, help="Pause between rounds when idle (s).")
 @json_option
-@click.pass_obj
+@connection_options
 def seal_command(settings: Settings, max_events: int, follow: bool, interval: float, as_json: bool) -> None:
     """Move committed pending events into the sealed log."""
     def run() -> None:
@@ -236,7 +240,7 @@ def seal_command(settings: Settings, max_events: int, follow: bool, interval: fl
 
 @cli.command("worker")
 @click.option("--interval", default=0.5, show_default=True, help="Pause between rounds when idle (s).")
-@click.pass_obj
+@connection_options
 def worker_command(settings: Settings, interval: float) -> None:
     """Run the background work (sealing) until stopped."""
     run_guarded(lambda: _seal_forever(settings, interval, 10000, WORKER_APPLICATION_NAME))
@@ -254,7 +258,7 @@ def worker_command(settings: Settings, interval: float) -> None:
 @click.option("--correlation-id")
 @click.option("--idempotency-key")
 @json_option
-@click.pass_obj
+@connection_options
 def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool, **fields: Any) -> None:
     """Record one application event."""
     try:
@@ -289,7 +293,7 @@ def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool
 @click.option("--before-seq", type=int, help="Newest first, sealed events before this seq.")
 @click.option("--page-size", type=int, default=50, show_default=True)
 @json_option
-@click.pass_obj
+@connection_options
 def events_command(settings: Settings, /, since: str | None, until: str | None, as_json: bool, **filters: Any) -> None:
     """List events, newest first (pending ones lead)."""
     def run() -> None:
@@ -314,7 +318,7 @@ def events_command(settings: Settings, /, since: str | None, until: str | None, 
 @click.option("--prefix", "prefixes", multiple=True, help="Count per kind prefix (repeatable).")
 @click.option("--months", type=int, help="Tally per calendar month (UTC) for this many months instead.")
 @json_option
-@click.pass_obj
+@connection_options
 def count_command(settings: Settings, tenant_id: str | None, since: str | None, until: str | None,
                   prefixes: tuple[str, ...], months: int | None, as_json: bool) -> None:
     """Count events, in total and per kind prefix, or per month."""
@@ -345,7 +349,7 @@ def count_command(settings: Settings, tenant_id: str | None, since: str | None, 
 @click.option("--batch-size", default=1000, show_default=True)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
-@click.pass_obj
+@connection_options
 def prune_command(settings: Settings, older_than: str, batch_size: int, yes: bool, as_json: bool) -> None:
     """Delete sealed events older than a cutoff, batch by batch (maintainer role)."""
     age = parse_duration(older_than)
@@ -374,7 +378,7 @@ def prune_command(settings: Settings, older_than: str, batch_size: int, yes: boo
 
 
 @cli.command("demo")
-@click.pass_obj
+@connection_options
 def demo_command(settings: Settings) -> None:
     """Install into a throwaway PostgreSQL (or a scratch schema of --dsn), record, seal and show events."""
     run_guarded(lambda: demo_module.main(settings.dsn or None))

@@ -35,9 +35,9 @@ def one_line_error(result) -> str:
 
 
 def test_install_twice_then_status(dsn, db):
-    first = run("--dsn", dsn, "--schema", "cli_a", "install")
+    first = run("install", "--dsn", dsn, "--schema", "cli_a")
     assert first.exit_code == 0 and "installed in schema cli_a" in first.output
-    again = run("--dsn", dsn, "--schema", "cli_a", "install")
+    again = run("install", "--dsn", dsn, "--schema", "cli_a")
     assert again.exit_code == 0 and "already up to date, nothing changed" in again.output
     ok = run("--dsn", dsn, "--schema", "cli_a", "--status", command=install_standalone)
     assert ok.exit_code == 0 and "pending migrations: (none)" in ok.output and "PROBLEM" not in ok.output
@@ -60,16 +60,16 @@ def test_install_dry_run_and_refusal(dsn, db):
 
 
 def test_record_and_list(dsn, db):
-    made = run("--dsn", dsn, "record", "order.paid", "--tenant", "t1", "--actor-id", "alice",
+    made = run("record", "--dsn", dsn, "order.paid", "--tenant", "t1", "--actor-id", "alice",
                "--target-type", "order", "--target-id", "o-1", "--payload", '{"n": 1}', "--json")
     assert made.exit_code == 0
     assert json.loads(made.output)["kind"] == "order.paid"
-    sealed = run("--dsn", dsn, "seal", "--json")
+    sealed = run("seal", "--dsn", dsn, "--json")
     assert json.loads(sealed.output) == {"sealed": 1, "first_seq": 1, "last_seq": 1}
-    listed = run("--dsn", dsn, "events", "--tenant", "t1", "--kind-prefix", "order.", "--json")
+    listed = run("events", "--dsn", dsn, "--tenant", "t1", "--kind-prefix", "order.", "--json")
     events = json.loads(listed.output)
     assert [(e["seq"], e["actor_id"], e["payload"]) for e in events] == [(1, "alice", {"n": 1})]
-    table = run("--dsn", dsn, "events")
+    table = run("events", "--dsn", dsn)
     assert table.output.splitlines()[0].split() == ["seq", "occurred_at", "tenant", "actor", "kind", "target",
                                                     "outcome", "payload"]
     assert "user:alice" in table.output and "order:o-1" in table.output
@@ -79,9 +79,9 @@ def test_count_and_monthly(dsn, connect):
     writer = connect("app_writer")
     for kind in ("order.a", "order.b", "user.c"):
         record(writer, kind)
-    counted = json.loads(run("--dsn", dsn, "count", "--prefix", "order.", "--prefix", "user.", "--json").output)
+    counted = json.loads(run("count", "--dsn", dsn, "--prefix", "order.", "--prefix", "user.", "--json").output)
     assert counted == {"count": 3, "by_kind_prefix": {"order.": 2, "user.": 1}}
-    monthly = run("--dsn", dsn, "count", "--months", "2", "--prefix", "order.")
+    monthly = run("count", "--dsn", dsn, "--months", "2", "--prefix", "order.")
     rows = monthly.output.splitlines()
     assert rows[0].split() == ["month", "count", "order."] and rows[-1].split()[1:] == ["3", "2"]
 
@@ -95,19 +95,19 @@ def test_count_and_monthly(dsn, connect):
     (["seal", "--max-events", "0"], "pgaudit: max_events must be between 1 and 1000000, got 0"),
 ])
 def test_bad_input_exits_2_with_one_line(dsn, counts, args, message):
-    result = run("--dsn", dsn, *args)
+    result = run(args[0], "--dsn", dsn, *args[1:])
     assert result.exit_code == 2
     assert one_line_error(result) == message
     assert counts() == (0, 0)
 
 
 def test_bad_option_value_exits_2(dsn):
-    result = run("--dsn", dsn, "prune", "--older-than", "5 parsecs")
+    result = run("prune", "--dsn", dsn, "--older-than", "5 parsecs")
     assert result.exit_code == 2 and "is not a duration like 90d" in result.stderr
 
 
 def test_connection_failure_is_one_line(tmp_path):
-    result = run("--dsn", f"host={tmp_path} port=1 user=nobody connect_timeout=2", "events")
+    result = run("events", "--dsn", f"host={tmp_path} port=1 user=nobody connect_timeout=2")
     assert result.exit_code == 1
     assert one_line_error(result).startswith("pgaudit: cannot connect:")
 
@@ -131,26 +131,26 @@ def old_events(db):
 
 
 def test_prune_asks_first(dsn, db, counts, old_events):
-    declined = run("--dsn", dsn, "prune", "--older-than", "30d", input="n\n")
+    declined = run("prune", "--dsn", dsn, "--older-than", "30d", input="n\n")
     assert declined.exit_code == 1 and "5 sealed events older than" in declined.output
     assert counts() == (0, 5)
-    done = run("--dsn", dsn, "prune", "--older-than", "30d", "--batch-size", "2", "--yes")
+    done = run("prune", "--dsn", dsn, "--older-than", "30d", "--batch-size", "2", "--yes")
     assert done.exit_code == 0 and "deleted 5 events" in done.output
     assert counts() == (3, 0)  # one audit.pruned event per batch, pending
     assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'audit.pruned'").fetchone() == (3,)
 
 
 def test_status_warns_when_sealing_lags(dsn, db):
-    assert run("--dsn", dsn, "status").exit_code == 0
+    assert run("status", "--dsn", dsn).exit_code == 0
     db.execute("""INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload)
                   VALUES ('user', 'x', 'stuck.event', 'success', '1', now() - interval '10 minutes', '{}')""")
-    lagging = run("--dsn", dsn, "status")
+    lagging = run("status", "--dsn", dsn)
     assert lagging.exit_code == 1
     assert "WARNING: sealing is behind: the oldest pending event waited 600 s (1 pending)" in lagging.output
 
 
 def test_worker_seals_until_interrupted(dsn, db, connect, counts):
-    worker = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "--dsn", dsn, "worker", "--interval", "0.05"],
+    worker = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "worker", "--dsn", dsn, "--interval", "0.05"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         writer = connect("app_writer")
@@ -170,7 +170,7 @@ def test_worker_seals_until_interrupted(dsn, db, connect, counts):
 
 
 def test_demo_against_a_dsn_cleans_up(dsn, db):
-    result = run("--dsn", dsn, "demo")
+    result = run("demo", "--dsn", dsn)
     assert result.exit_code == 0, result.stderr
     assert "invoice.sent" in result.output and '{"user.":1,"order.":3}' in result.output
     assert db.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgaudit_demo_%'").fetchone() == (0,)

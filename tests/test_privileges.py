@@ -40,12 +40,12 @@ def test_no_role_may_write_the_log_directly(connect, counts, one_of_each, role, 
 
 
 @pytest.mark.parametrize("as_owner", [True, False], ids=["owner", "superuser"])
-@pytest.mark.parametrize("table", ["event_intake", "event_log"])
-@pytest.mark.parametrize("template", WRITES[1:] + WRITES[:1])
+@pytest.mark.parametrize("table, template", [
+    (table, template) for table in ("event_intake", "event_log") for template in WRITES
+    if not (table == "event_intake" and template.startswith("INSERT"))  # appending is how events arrive
+])
 def test_owner_and_superuser_are_refused_outside_the_privileged_functions(db, counts, one_of_each,
                                                                           as_owner, table, template):
-    if template is WRITES[0] and table == "event_intake":
-        pytest.skip("appending to the intake is how events arrive")
     if as_owner:
         db.execute("SET ROLE audit_owner")
     if as_owner and template.startswith(("UPDATE", "TRUNCATE")):
