@@ -26,7 +26,14 @@ from pgaudit_py.events import count_events, list_events, monthly_event_counts, r
 from pgaudit_py.installer import install, status
 from pgaudit_py.output import emit_json, print_table
 from pgaudit_py.retention import preview_prune, prune_all
-from pgaudit_py.sealing import WORKER_APPLICATION_NAME, SealResult, seal, seal_continuously, seal_status
+from pgaudit_py.sealing import (
+    WORKER_APPLICATION_NAME,
+    SealResult,
+    schedule_sealing,
+    seal,
+    seal_continuously,
+    seal_status,
+)
 
 DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -103,7 +110,7 @@ def cli() -> None:
     """pgaudit_py: an append-only, tamper-evident audit log inside PostgreSQL."""
 
 
-def _install(settings: Settings, dry_run: bool, show_status: bool, as_json: bool) -> None:
+def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, as_json: bool) -> None:
     with settings.connect("pgaudit install") as conn:
         if show_status:
             result = status(conn, settings.schema)
@@ -120,6 +127,9 @@ def _install(settings: Settings, dry_run: bool, show_status: bool, as_json: bool
                 fail(f"installation in schema {settings.schema!r} is not intact")
             return
         report = install(conn, settings.schema, dry_run=dry_run)
+        if schedule_seal and not dry_run:
+            job = schedule_sealing(conn, audit_schema=settings.schema)
+            click.echo(f"pg_cron job {job} seals every minute", err=True)
         if as_json:
             emit_json(report)
         elif dry_run:
@@ -137,6 +147,8 @@ _install_options = [
     click.option("--dry-run", is_flag=True, help="Show what would run; change nothing."),
     click.option("--status", "show_status", is_flag=True,
                  help="Show version, pending migrations and integrity problems; exit 1 unless intact."),
+    click.option("--schedule-seal", is_flag=True,
+                 help="Also have pg_cron seal every minute (pg_cron must be installed in this database)."),
     json_option,
 ]
 
@@ -152,17 +164,18 @@ def _with_options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
 @cli.command("install")
 @_with_options(_install_options)
 @connection_options
-def install_command(settings: Settings, dry_run: bool, show_status: bool, as_json: bool) -> None:
+def install_command(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, as_json: bool) -> None:
     """Install or upgrade pgaudit_py (safe to run again)."""
-    run_guarded(lambda: _install(settings, dry_run, show_status, as_json))
+    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, as_json))
 
 
 @click.command("pgaudit-install", context_settings={"help_option_names": ["-h", "--help"]})
 @_with_options(_install_options)
 @connection_options
-def install_standalone(settings: Settings, dry_run: bool, show_status: bool, as_json: bool) -> None:
+def install_standalone(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool,
+                       as_json: bool) -> None:
     """Install or upgrade pgaudit_py into a database (safe to run again, and concurrently)."""
-    run_guarded(lambda: _install(settings, dry_run, show_status, as_json))
+    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, as_json))
 
 
 @cli.command("status")

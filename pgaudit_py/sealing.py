@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from pgaudit_py.errors import translated
+from pgaudit_py.errors import InstallError, translated
 
 WORKER_APPLICATION_NAME = "pgaudit worker"
 
@@ -64,3 +64,23 @@ def seal_continuously(conn: psycopg.Connection, stop: threading.Event, *, interv
             on_round(result)
         if result.sealed < max_events:
             stop.wait(interval)
+
+
+def schedule_sealing(conn: psycopg.Connection, *, schedule: str = "* * * * *", max_events: int = 10000,
+                     audit_schema: str = "audit") -> int:
+    """Have pg_cron run `CALL <schema>.seal_backlog()` in this database; returns the job id.
+
+    pg_cron must be installed in this database (its `cron.database_name`). Scheduling again
+    replaces the job of the same name.
+    """
+    row = conn.execute("SELECT to_regprocedure('cron.schedule_in_database(text,text,text,text,text,boolean)')"
+                       " IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        raise InstallError("pg_cron is not installed in this database: sealing cannot be scheduled",
+                           hint="CREATE EXTENSION pg_cron (it needs shared_preload_libraries = 'pg_cron' "
+                                "and cron.database_name set to this database), or run `pgaudit worker`")
+    command = sql.SQL("CALL {}.seal_backlog({})").format(sql.Identifier(audit_schema), sql.Literal(max_events))
+    job = conn.execute("SELECT cron.schedule_in_database(%s, %s, %s, current_database())",
+                       (f"pgaudit_py seal {audit_schema}", schedule, command.as_string(conn))).fetchone()
+    assert job is not None
+    return int(job[0])

@@ -68,3 +68,19 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@.seal_status() IS
     'Pending (committed, unsealed) events, the oldest one''s time, the last seq and when sealing last moved events.';
+
+-- For schedulers that run one command at a time (pg_cron): seal until nothing is pending,
+-- committing after every round so that no lock is held for the whole backlog. No SET clause: a
+-- procedure with one cannot COMMIT. It is SECURITY INVOKER and calls only the pinned seal().
+CREATE OR REPLACE PROCEDURE @schema@.seal_backlog(max_events integer DEFAULT 10000)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    LOOP
+        EXIT WHEN (@schema@.seal(max_events)).sealed OPERATOR(pg_catalog.<) max_events;
+        COMMIT;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE @schema@.seal_backlog(integer) IS
+    'CALL it to seal every committed pending event, max_events per transaction (what pg_cron runs).';

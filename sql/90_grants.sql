@@ -4,6 +4,7 @@ REVOKE ALL ON SCHEMA @schema@ FROM PUBLIC;
 GRANT USAGE ON SCHEMA @schema@ TO @schema@_writer, @schema@_reader, @schema@_maintainer;
 REVOKE ALL ON ALL TABLES IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer;
 -- Not even the owner may rewrite events; DELETE stays for seal and prune, behind the guards.
 REVOKE UPDATE, TRUNCATE ON @schema@.event_intake, @schema@.event_log FROM @schema@_owner;
 
@@ -26,3 +27,4 @@ GRANT EXECUTE ON FUNCTION
     @schema@.prune_events(interval, integer),
     @schema@.register_event_type(text, jsonb, boolean)
     TO @schema@_maintainer;
+GRANT EXECUTE ON PROCEDURE @schema@.seal_backlog(integer) TO @schema@_maintainer;

@@ -131,3 +131,43 @@ def test_forward_paging_sees_every_event_once_under_concurrent_writers_and_late_
     seqs = [s for s, _ in seen]
     assert seqs == list(range(1, len(written) + 1))
     assert sorted(i for _, i in seen) == sorted(written)
+
+
+def test_seal_backlog_commits_round_by_round(db, connect, counts):
+    writer = connect("app_writer")
+    for i in range(5):
+        record(writer, f"e.n{i}")
+    connect("app_maintainer").execute("CALL audit.seal_backlog(2)")
+    assert counts() == (0, 5)
+    assert db.execute("SELECT last_seq FROM audit.seal_state").fetchone() == (5,)
+
+
+def test_scheduling_needs_pg_cron(db):
+    from pgaudit_py import InstallError
+    from pgaudit_py.sealing import schedule_sealing
+
+    with pytest.raises(InstallError, match="pg_cron is not installed in this database"):
+        schedule_sealing(db)
+
+
+def test_pg_cron_job_is_scheduled_once_and_its_command_seals():
+    from glob import glob
+
+    from pgaudit_py import install
+    from pgaudit_py.sealing import schedule_sealing
+    from pgaudit_py.tempdb import TemporaryCluster
+
+    if not glob("/usr/share/postgresql/*/extension/pg_cron.control"):
+        pytest.skip("pg_cron is not installed on this machine (.ci/run installs it)")
+    settings = {"shared_preload_libraries": "pg_cron", "cron.database_name": "postgres"}
+    with TemporaryCluster.start(settings=settings) as cluster, \
+            psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        install(conn)
+        conn.execute("CREATE EXTENSION pg_cron")
+        first = schedule_sealing(conn)
+        assert schedule_sealing(conn) == first
+        jobs = conn.execute("SELECT jobname, schedule, command, database FROM cron.job").fetchall()
+        assert jobs == [("pgaudit_py seal audit", "* * * * *", "CALL \"audit\".seal_backlog(10000)", "postgres")]
+        record(conn, "cron.event")
+        conn.execute(jobs[0][2])
+        assert conn.execute("SELECT count(*) FROM audit.event_log").fetchone() == (1,)
