@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
+from common import durable_cluster, pgbench
 
 from pgaudit_py import install, seal
-from pgaudit_py.tempdb import TemporaryCluster, find_binary
+from pgaudit_py.tempdb import TemporaryCluster
 
 VALUES = ("'order.paid', 't' || (n % 10), 'user', 'u' || n, 'order', 'o-' || n, "
           "jsonb_build_object('amount', n, 'currency', 'EUR') FROM (SELECT (:n)::int AS n) AS v")
@@ -39,29 +37,13 @@ def script(statement: str, per_transaction: int) -> str:
     return f"\\set n random(1, 1000000)\n{wrapped}\n"
 
 
-def pgbench(cluster: TemporaryCluster, path: Path, clients: int, seconds: int) -> float:
-    done = subprocess.run(
-        [find_binary("pgbench"), "-n", "-M", "prepared", "-f", str(path), "-c", str(clients),
-         "-j", str(min(clients, 2)), "-T", str(seconds), "-h", cluster.host, "-p", str(cluster.port),
-         "-U", cluster.user, "bench"], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip())
-    for line in done.stdout.splitlines():
-        if line.startswith("tps = "):
-            return float(line.split()[2])
-    raise RuntimeError(done.stdout + done.stderr)
-
-
-def compare(cluster: TemporaryCluster, workdir: Path, clients: int, per_tx: int, seconds: int,
+def compare(cluster: TemporaryCluster, clients: int, per_tx: int, seconds: int,
             rounds: int) -> tuple[float, float]:
-    paths = {}
-    for name, statement in (("record", RECORD), ("plain", PLAIN)):
-        paths[name] = workdir / f"{name}-{per_tx}.sql"
-        paths[name].write_text(script(statement, per_tx))
+    scripts = {"record": script(RECORD, per_tx), "plain": script(PLAIN, per_tx)}
     rates: dict[str, list[float]] = {"record": [], "plain": []}
     for r in range(rounds):
         for name in (("record", "plain") if r % 2 == 0 else ("plain", "record")):
-            rates[name].append(pgbench(cluster, paths[name], clients, seconds) * per_tx)
+            rates[name].append(pgbench(cluster, "bench", scripts[name], clients, seconds) * per_tx)
     return statistics.median(rates["record"]), statistics.median(rates["plain"])
 
 
@@ -72,8 +54,7 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=100_000)
     args = parser.parse_args()
 
-    with TemporaryCluster.start(parent=tempfile.gettempdir(), fast=False) as cluster, \
-            tempfile.TemporaryDirectory() as tmp:
+    with durable_cluster() as cluster:
         with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
             admin.execute("CREATE DATABASE bench")
         with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
@@ -84,7 +65,7 @@ def main() -> None:
         record_rate = 0.0
         for per_tx, label in ((1, "one event per transaction"), (20, "20 events per transaction")):
             for clients in (1, 4):
-                rec, plain = compare(cluster, Path(tmp), clients, per_tx, args.seconds, args.rounds)
+                rec, plain = compare(cluster, clients, per_tx, args.seconds, args.rounds)
                 record_rate = max(record_rate, rec)
                 print(f"{label + f', {clients} client(s)':<36}{rec:>12.0f}{plain:>12.0f}{rec / plain:>8.2f}")
 

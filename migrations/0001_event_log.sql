@@ -78,7 +78,8 @@ COMMENT ON COLUMN event_log.block_no IS 'Hash-chain block that covers this event
 -- Indexes serve list_events and count_events; they cost the sealer, never the writer.
 CREATE INDEX event_log_tenant_seq ON event_log (tenant_id, seq);
 CREATE INDEX event_log_tenant_kind_seq ON event_log (tenant_id, kind, seq);
-CREATE INDEX event_log_tenant_target_seq ON event_log (tenant_id, target_type, target_id, seq);
+-- Target ids are specific enough that the tenant need not lead (row_history has no tenant).
+CREATE INDEX event_log_target_seq ON event_log (target_type, target_id, seq);
 CREATE INDEX event_log_tenant_actor_seq ON event_log (tenant_id, actor_type, actor_id, seq);
 CREATE INDEX event_log_correlation ON event_log (correlation_id, seq) WHERE correlation_id IS NOT NULL;
 CREATE INDEX event_log_drift ON event_log (kind, seq) WHERE schema_valid = false;

@@ -1,5 +1,20 @@
 -- Explicit events: the one view over the log, record(), and the registry of event types.
 
+-- The changed columns of an UPDATE, {"column": {"old": ..., "new": ...}}; computed by the sealer
+-- (and by the events view for pending events), never in the writer's transaction.
+CREATE OR REPLACE FUNCTION @schema@._changed(before jsonb, after jsonb)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_object_agg(a.key, jsonb_build_object('old', before -> a.key, 'new', a.value)), '{}')
+      FROM jsonb_each(after) AS a
+     WHERE before -> a.key IS DISTINCT FROM a.value
+$$;
+COMMENT ON FUNCTION @schema@._changed(jsonb, jsonb) IS
+    'Columns whose values differ between two row images, with old and new values.';
+
 CREATE OR REPLACE VIEW @schema@.events AS
 SELECT l.seq, false AS pending, l.id, l.tenant_id, l.actor_type, l.actor_id, l.db_role,
        l.client_addr, l.application_name, l.kind, l.target_type, l.target_id, l.outcome,
@@ -10,7 +25,10 @@ UNION ALL
 SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_role,
        i.client_addr, i.application_name, i.kind, i.target_type, i.target_id, i.outcome,
        i.correlation_id, i.idempotency_key, i.txid, i.occurred_at, NULL::timestamptz, i.payload,
-       i.schema_valid, i.row_before, i.row_after, NULL::jsonb, NULL::bigint
+       i.schema_valid, i.row_before, i.row_after,
+       CASE WHEN i.row_before IS NOT NULL AND i.row_after IS NOT NULL
+            THEN coalesce(i.changed, '{}') || @schema@._changed(i.row_before, i.row_after) END,
+       NULL::bigint
   FROM @schema@.event_intake i;
 COMMENT ON VIEW @schema@.events IS
     'Every event: sealed ones (pending = false, with seq) and pending ones not yet sealed (seq NULL).';

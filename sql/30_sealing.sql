@@ -33,12 +33,14 @@ BEGIN
         INSERT INTO @schema@.event_log (
             seq, id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
             kind, target_type, target_id, outcome, correlation_id, idempotency_key, txid,
-            occurred_at, sealed_at, payload, schema_valid, row_before, row_after)
+            occurred_at, sealed_at, payload, schema_valid, row_before, row_after, changed)
         SELECT v_last + row_number() OVER (ORDER BY m.intake_id),
                coalesce(m.id, gen_random_uuid()), m.tenant_id, m.actor_type, m.actor_id,
                m.db_role, m.client_addr, m.application_name, m.kind, m.target_type, m.target_id,
                m.outcome, m.correlation_id, m.idempotency_key, m.txid, m.occurred_at,
-               clock_timestamp(), m.payload, m.schema_valid, m.row_before, m.row_after
+               clock_timestamp(), m.payload, m.schema_valid, m.row_before, m.row_after,
+               CASE WHEN m.row_before IS NOT NULL AND m.row_after IS NOT NULL
+                    THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END
           FROM moved m
         RETURNING seq
     )

@@ -11,7 +11,8 @@ REVOKE UPDATE, TRUNCATE ON @schema@.event_intake, @schema@.event_log FROM @schem
 GRANT EXECUTE ON FUNCTION @schema@.record(text, text, text, text, text, text, jsonb, text, text, text)
     TO @schema@_writer;
 
-GRANT SELECT ON @schema@.events, @schema@.event_types, @schema@.event_type_drift TO @schema@_reader;
+GRANT SELECT ON @schema@.events, @schema@.event_types, @schema@.event_type_drift, @schema@.tracked_tables
+    TO @schema@_reader;
 GRANT EXECUTE ON FUNCTION
     @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer),
     @schema@.count_events(text, timestamptz, timestamptz, text[]),
@@ -19,6 +20,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@.preview_prune(interval, integer),
     @schema@.seal_status(),
     @schema@._check_prefixes(text[]),
+    @schema@._changed(jsonb, jsonb),
     @schema@._check_prune_args(interval, integer)
     TO @schema@_reader;
 
@@ -28,3 +30,15 @@ GRANT EXECUTE ON FUNCTION
     @schema@.register_event_type(text, jsonb, boolean)
     TO @schema@_maintainer;
 GRANT EXECUTE ON PROCEDURE @schema@.seal_backlog(integer) TO @schema@_maintainer;
+-- enable_tracking runs as its caller (who must own the table to attach triggers to it); the
+-- catalogue changes it makes go through the SECURITY DEFINER helpers, which record them.
+GRANT EXECUTE ON FUNCTION
+    @schema@.enable_tracking(regclass, text[], text[], text, boolean, text),
+    @schema@.disable_tracking(regclass),
+    @schema@._register_tracking(@schema@.tracked_tables),
+    @schema@._unregister_tracking(oid, text),
+    @schema@._capture(),
+    @schema@._capture_truncate(),
+    @schema@._key_columns(regclass),
+    @schema@._check_kind(text, text)
+    TO @schema@_maintainer;

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from pgaudit_py import record, seal
 from pgaudit_py.cli import cli, install_standalone
+from pgaudit_py.installer import migration_ids
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_install_twice_then_status(dsn, db):
 
 def test_install_dry_run_and_refusal(dsn, db):
     dry = run("--dsn", dsn, "--schema", "cli_b", "--dry-run", command=install_standalone)
-    assert dry.exit_code == 0 and "would apply migrations: 0001_event_log" in dry.output
+    assert dry.exit_code == 0 and f"would apply migrations: {', '.join(migration_ids())}" in dry.output
     assert db.execute("SELECT to_regnamespace('cli_b')").fetchone() == (None,)
     db.execute("CREATE SCHEMA cli_c; CREATE TABLE cli_c.logged_actions (id int)")
     refused = run("--dsn", dsn, "--schema", "cli_c", command=install_standalone)

@@ -1,0 +1,37 @@
+"""What the benchmarks share: a durable throwaway cluster and pgbench."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pgaudit_py.tempdb import TemporaryCluster, find_binary
+
+
+@contextmanager
+def durable_cluster() -> Iterator[TemporaryCluster]:
+    """PostgreSQL's default settings (fsync, synchronous_commit, full_page_writes on), on disk."""
+    with TemporaryCluster.start(parent=tempfile.gettempdir(), fast=False) as cluster:
+        yield cluster
+
+
+def pgbench(cluster: TemporaryCluster, dbname: str, script: str, clients: int, seconds: int) -> float:
+    """Transactions per second of `script` (pgbench -M prepared)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script)
+    try:
+        done = subprocess.run(
+            [find_binary("pgbench"), "-n", "-M", "prepared", "-f", f.name, "-c", str(clients),
+             "-j", str(min(clients, 2)), "-T", str(seconds), "-h", cluster.host, "-p", str(cluster.port),
+             "-U", cluster.user, dbname], capture_output=True, text=True)
+    finally:
+        Path(f.name).unlink()
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip())
+    for line in done.stdout.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    raise RuntimeError(done.stdout)
