@@ -18,7 +18,9 @@ AS $$
                                              'acl', to_jsonb(coalesce(p.proacl::text[], '{}')),
                                              'definition', md5(pg_get_functiondef(p.oid))
                                              )), '{}')
-                        FROM pg_proc p WHERE p.pronamespace = '@schema@'::regnamespace),
+                        FROM pg_proc p
+                       WHERE p.pronamespace = '@schema@'::regnamespace
+                         AND p.proname !~ '^_capture_[0-9]+$'),  -- generated per tracked table
         'relations', (SELECT coalesce(jsonb_object_agg(c.relname, jsonb_build_object(
                           'acl', to_jsonb(coalesce(c.relacl::text[], '{}')),
                           'definition', CASE WHEN c.relkind = 'v' THEN md5(pg_get_viewdef(c.oid)) END,

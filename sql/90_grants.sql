@@ -37,7 +37,6 @@ GRANT EXECUTE ON FUNCTION
     @schema@.disable_tracking(regclass),
     @schema@._register_tracking(@schema@.tracked_tables),
     @schema@._unregister_tracking(oid, text),
-    @schema@._capture(),
     @schema@._capture_truncate(),
     @schema@._key_columns(regclass),
     @schema@._check_kind(text, text)
