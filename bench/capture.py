@@ -90,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--only", default="", help="Run only the workloads whose name contains this.")
     args = parser.parse_args()
 
     with durable_cluster() as cluster:
@@ -98,6 +99,8 @@ def main() -> None:
         print(f"{'workload':<46}{'untracked':>11}{'tracked':>11}{'ratio':>8}{'bar':>8}")
 
         for label, (state, statement, bar) in BULK.items():
+            if args.only not in label:
+                continue
             def timed(tracked: bool, state: str = state, statement: str = statement, label: str = label) -> float:
                 name = dbs.clone(state, tracked)
                 with psycopg.connect(cluster.dsn(name), autocommit=True) as conn:
@@ -115,6 +118,8 @@ def main() -> None:
                   f"{'<= ' + str(bar):>8} {'ok' if ratio <= bar else 'MISSED'}")
 
         for label, (script, bar) in SINGLE.items():
+            if args.only not in label:
+                continue
             def tps(tracked: bool, script: str = script) -> float:
                 name = dbs.clone("loaded", tracked)
                 rate = pgbench(cluster, name, script, clients=2, seconds=args.seconds)

@@ -94,7 +94,8 @@ DECLARE
     v_actor_id text := NULLIF(current_setting('pgaudit_py.actor_id', true), '');
     v_tenant text := NULLIF(current_setting('pgaudit_py.tenant_id', true), '');
     v_correlation text := NULLIF(current_setting('pgaudit_py.correlation_id', true), '');
-    v_addr inet := @schema@._client_addr();
+    v_addr inet := CASE WHEN NULLIF(current_setting('pgaudit_py.client_addr', true), '') IS NULL
+                        THEN inet_client_addr() ELSE @schema@._client_addr() END;
     v_app text := current_setting('application_name');
     v_txid xid8 := pg_current_xact_id();
     v_at timestamptz := statement_timestamp();
