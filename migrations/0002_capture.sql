@@ -13,6 +13,10 @@ CREATE TABLE tracked_tables (
     exclude_columns text[] NOT NULL DEFAULT '{}',
     redact_columns text[] NOT NULL DEFAULT '{}',
     tenant_column text,
+    -- The same columns by number, so that renames are followed (names are refreshed from these).
+    exclude_attnums int2[] NOT NULL DEFAULT '{}',
+    redact_attnums int2[] NOT NULL DEFAULT '{}',
+    tenant_attnum int2,
     skip_noop_updates boolean NOT NULL DEFAULT true,
     enabled_at timestamptz NOT NULL DEFAULT now(),
     enabled_by text NOT NULL,

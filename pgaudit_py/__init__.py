@@ -10,6 +10,7 @@ from pgaudit_py.errors import (
     InvalidInput,
     InvalidKind,
     InvalidPayload,
+    InvalidTarget,
     PgAuditError,
     SchemaViolation,
 )
@@ -27,12 +28,21 @@ from pgaudit_py.events import (
 from pgaudit_py.installer import InstallReport, InstallStatus, install, status
 from pgaudit_py.retention import PrunePreview, PruneResult, preview_prune, prune_events
 from pgaudit_py.sealing import SealResult, SealStatus, seal, seal_status
+from pgaudit_py.tracking import (
+    TrackedTable,
+    disable_tracking,
+    enable_tracking,
+    row_as_of,
+    row_history,
+    tracked_tables,
+)
 
 __all__ = [
     "AppendOnlyViolation", "Event", "EventCount", "EventType", "IdempotencyConflict",
     "InstallError", "InstallReport", "InstallStatus", "InvalidArgument", "InvalidContext",
-    "InvalidInput", "InvalidKind", "InvalidPayload", "MonthlyCount", "PgAuditError",
+    "InvalidInput", "InvalidKind", "InvalidPayload", "InvalidTarget", "MonthlyCount", "PgAuditError",
     "PrunePreview", "PruneResult", "SchemaViolation", "SealResult", "SealStatus", "audit_context",
     "count_events", "install", "list_events", "monthly_event_counts", "preview_prune",
     "prune_events", "record", "register_event_type", "seal", "seal_status", "status",
+    "TrackedTable", "disable_tracking", "enable_tracking", "row_as_of", "row_history", "tracked_tables",
 ]

@@ -34,6 +34,7 @@ from pgaudit_py.sealing import (
     seal_continuously,
     seal_status,
 )
+from pgaudit_py.tracking import disable_tracking, enable_tracking, row_history, tracked_tables
 
 DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -81,7 +82,9 @@ def run_guarded(entry: Callable[[], Any]) -> None:
     try:
         entry()
     except InvalidInput as exc:
-        fail(exc.message, 2)
+        fail(exc.message + (f" ({exc.hint})" if exc.hint else ""), 2)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidName) as exc:
+        fail(str(exc).strip().splitlines()[0], 2)  # a table name that does not resolve
     except PgAuditError as exc:
         fail(exc.message + (f" ({exc.hint})" if exc.hint else ""))
     except psycopg.Error as exc:
@@ -387,6 +390,81 @@ def prune_command(settings: Settings, older_than: str, batch_size: int, yes: boo
             emit_json({"preview": preview, "deleted": deleted})
         else:
             click.echo(f"deleted {deleted} events")
+    run_guarded(run)
+
+
+@cli.command("track")
+@click.argument("table")
+@click.option("--exclude", "exclude_columns", multiple=True, help="Column never stored (repeatable).")
+@click.option("--redact", "redact_columns", multiple=True, help="Column stored as a marker (repeatable).")
+@click.option("--tenant-column", help="Take the tenant from this column of the row.")
+@click.option("--kind-prefix", help="Kinds become PREFIX.insert, ... (default schema.table).")
+@click.option("--keep-noop-updates", is_flag=True, help="Also record UPDATEs that change nothing.")
+@json_option
+@connection_options
+def track_command(settings: Settings, table: str, exclude_columns: tuple[str, ...], redact_columns: tuple[str, ...],
+                  tenant_column: str | None, kind_prefix: str | None, keep_noop_updates: bool, as_json: bool) -> None:
+    """Capture every write on TABLE (maintainer role, owning the table)."""
+    def run() -> None:
+        with settings.connect() as conn:
+            entry = enable_tracking(conn, table, exclude_columns=list(exclude_columns),
+                                    redact_columns=list(redact_columns), tenant_column=tenant_column,
+                                    skip_noop_updates=not keep_noop_updates, kind_prefix=kind_prefix,
+                                    audit_schema=settings.schema)
+        if as_json:
+            emit_json(entry)
+        else:
+            click.echo(f"tracking {entry.table_name}: kinds {entry.kind_prefix}.insert|update|delete|truncate, "
+                       f"key {', '.join(entry.key_columns or []) or '(none)'}")
+    run_guarded(run)
+
+
+@cli.command("untrack")
+@click.argument("table")
+@connection_options
+def untrack_command(settings: Settings, table: str) -> None:
+    """Stop capturing TABLE."""
+    def run() -> None:
+        with settings.connect() as conn:
+            was = disable_tracking(conn, table, audit_schema=settings.schema)
+        click.echo(f"stopped tracking {table}" if was else f"{table} was not tracked")
+    run_guarded(run)
+
+
+@cli.command("tracked")
+@json_option
+@connection_options
+def tracked_command(settings: Settings, as_json: bool) -> None:
+    """List tracked tables and their options."""
+    def run() -> None:
+        with settings.connect() as conn:
+            entries = tracked_tables(conn, audit_schema=settings.schema)
+        if as_json:
+            emit_json(entries)
+            return
+        print_table(["table", "kind_prefix", "key", "exclude", "redact", "tenant_column", "skip_noop", "since"],
+                    [[t.table_name, t.kind_prefix, ",".join(t.key_columns or []), ",".join(t.exclude_columns),
+                      ",".join(t.redact_columns), t.tenant_column, t.skip_noop_updates, t.enabled_at]
+                     for t in entries])
+    run_guarded(run)
+
+
+@cli.command("history")
+@click.argument("table")
+@click.argument("key")
+@json_option
+@connection_options
+def history_command(settings: Settings, table: str, key: str, as_json: bool) -> None:
+    """Every captured version of one row, oldest first (KEY: a JSON array for composite keys)."""
+    def run() -> None:
+        with settings.connect() as conn:
+            events = row_history(conn, table, key, audit_schema=settings.schema)
+        if as_json:
+            emit_json(events)
+            return
+        print_table(["seq", "occurred_at", "kind", "actor", "changed / row"],
+                    [["pending" if e.pending else e.seq, e.occurred_at, e.kind, f"{e.actor_type}:{e.actor_id}",
+                      e.changed if e.changed is not None else (e.row_after or e.row_before)] for e in events])
     run_guarded(run)
 
 

@@ -65,6 +65,13 @@ class InvalidContext(InvalidInput):
     sqlstate = "PA007"
 
 
+class InvalidTarget(InvalidInput):
+    """A table that cannot be tracked (a view, a partition, the audit log itself), or an action
+    on a tracked table that would stop its capture."""
+
+    sqlstate = "PA008"
+
+
 class InstallError(PgAuditError):
     """The installer refused to proceed (for example, a schema it did not create)."""
 
@@ -72,7 +79,7 @@ class InstallError(PgAuditError):
 _BY_SQLSTATE: dict[str, type[PgAuditError]] = {
     cls.sqlstate: cls
     for cls in (InvalidKind, InvalidPayload, SchemaViolation, IdempotencyConflict,
-                InvalidArgument, AppendOnlyViolation, InvalidContext)
+                InvalidArgument, AppendOnlyViolation, InvalidContext, InvalidTarget)
     if cls.sqlstate
 }
 

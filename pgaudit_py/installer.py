@@ -57,10 +57,14 @@ def role_names(schema: str) -> dict[str, str]:
     return {suffix: f"{schema}_{suffix}" for suffix in ROLE_SUFFIXES}
 
 
-def rendered_sql_files(schema: str) -> list[tuple[str, str]]:
-    """(file name, SQL text with the schema filled in), in the order they are applied."""
+def rendered_sql_files(schema: str, subdirectory: str = "") -> list[tuple[str, str]]:
+    """(file name, SQL text with the schema filled in), in the order they are applied.
+
+    sql/*.sql run as the owner role; sql/superuser/*.sql (event triggers) as the installing
+    superuser, and only when it is one.
+    """
     return [(path.name, path.read_text().replace("@schema@", schema))
-            for path in sorted(_resource_dir("sql").glob("*.sql"))]
+            for path in sorted((_resource_dir("sql") / subdirectory).glob("*.sql"))]
 
 
 def migration_ids() -> list[str]:
@@ -204,7 +208,8 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
     """
     check_schema_name(schema)
     roles = role_names(schema)
-    files = [name for name, _ in rendered_sql_files(schema)]
+    files = [name for name, _ in rendered_sql_files(schema)] + [
+        f"superuser/{name}" for name, _ in rendered_sql_files(schema, "superuser")]
     with _autocommit(conn), _install_lock(conn):
         _refuse_foreign_schema(conn, schema)
         applied = set(_applied_migrations(conn, schema))
@@ -232,6 +237,11 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             before = conn.execute(snapshot).fetchone() if has_snapshot and has_snapshot[0] else None
             for _name, text in rendered_sql_files(schema):
                 conn.execute(text)
+            conn.execute("RESET ROLE")
+            superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+            if superuser and superuser[0]:
+                for _name, text in rendered_sql_files(schema, "superuser"):
+                    conn.execute(text)
             after = conn.execute(snapshot).fetchone()
             # A row only when something differs from the last install: a re-run leaves no trace.
             conn.execute(sql.SQL("""

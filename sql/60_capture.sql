@@ -100,7 +100,8 @@ DECLARE
     v_txid xid8 := pg_current_xact_id();
     v_at timestamptz := statement_timestamp();
 BEGIN
-    -- The context is read once per statement, each row image once per row (OFFSET 0).
+    -- The context is read once per statement, each row image once per row (OFFSET 0); x.* is the
+    -- whole row even when the table has a column named x.
     IF v_actor_id IS NULL AND v_actor_type IS NULL THEN
         v_actor_type := 'db_role';
         v_actor_id := v_role;
@@ -112,7 +113,7 @@ BEGIN
             payload, row_after)
         SELECT %4$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %3$L, %11$L,
                %5$s, 'success', v_correlation, v_txid, v_at, '{}', %7$s
-          FROM (SELECT to_jsonb(n) AS j FROM new_rows n OFFSET 0) AS r;
+          FROM (SELECT to_jsonb(x.*) AS j FROM new_rows AS x OFFSET 0) AS r;
     ELSIF TG_OP = 'UPDATE' THEN
         -- Old and new transition rows come in the same order: paired by position.
         INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
@@ -120,14 +121,14 @@ BEGIN
             payload, row_before, row_after, changed)
         SELECT %8$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %9$L, %11$L,
                %10$s, 'success', v_correlation, v_txid, v_at, '{}', %12$s, %13$s, %14$s
-          FROM unnest(ARRAY(SELECT to_jsonb(o) FROM old_rows o), ARRAY(SELECT to_jsonb(n) FROM new_rows n)) AS p(o, n)%15$s;
+          FROM unnest(ARRAY(SELECT to_jsonb(x.*) FROM old_rows AS x), ARRAY(SELECT to_jsonb(x.*) FROM new_rows AS x)) AS p(o, n)%15$s;
     ELSE
         INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
             application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
             payload, row_before)
         SELECT %4$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %6$L, %11$L,
                %5$s, 'success', v_correlation, v_txid, v_at, '{}', %7$s
-          FROM (SELECT to_jsonb(o) AS j FROM old_rows o OFFSET 0) AS r;
+          FROM (SELECT to_jsonb(x.*) AS j FROM old_rows AS x OFFSET 0) AS r;
     END IF;
     RETURN NULL;
 END
@@ -171,6 +172,64 @@ $$;
 COMMENT ON FUNCTION @schema@._capture_truncate() IS
     'Capture trigger for TRUNCATE: records <prefix>.truncate with the table and the number of rows removed.';
 
+CREATE OR REPLACE FUNCTION @schema@._key_columns(target regclass)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The primary key, else the replica identity index, in index column order.
+    SELECT ARRAY(SELECT a.attname::text
+                   FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, o)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  ORDER BY k.o)
+      FROM pg_index i
+     WHERE i.indrelid = target AND (i.indisprimary OR i.indisreplident)
+     ORDER BY i.indisprimary DESC
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION @schema@._key_columns(regclass) IS
+    'Columns that identify a row: the primary key, else the replica identity index; NULL if neither.';
+
+-- A new version of this file regenerates every capture function.
+SELECT @schema@._generate_capture(t) FROM @schema@.tracked_tables t;
+
+CREATE OR REPLACE FUNCTION @schema@._attnums(target oid, columns text[])
+RETURNS int2[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(a.attnum ORDER BY u.o), '{}')
+      FROM unnest(columns) WITH ORDINALITY AS u(name, o)
+      JOIN pg_attribute a ON a.attrelid = target AND a.attname = u.name AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+COMMENT ON FUNCTION @schema@._attnums(oid, text[]) IS 'Column numbers of the named columns (missing ones left out).';
+
+CREATE OR REPLACE FUNCTION @schema@._attnames(target oid, attnums int2[])
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(a.attname::text ORDER BY u.o), '{}')
+      FROM unnest(attnums) WITH ORDINALITY AS u(attnum, o)
+      JOIN pg_attribute a ON a.attrelid = target AND a.attnum = u.attnum AND NOT a.attisdropped
+$$;
+COMMENT ON FUNCTION @schema@._attnames(oid, int2[]) IS 'Current names of columns given by number (dropped ones left out).';
+
+CREATE OR REPLACE FUNCTION @schema@._tracking_options(t @schema@.tracked_tables)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('table', t.table_name, 'kind_prefix', t.kind_prefix, 'key_columns', t.key_columns,
+                              'exclude_columns', t.exclude_columns, 'redact_columns', t.redact_columns,
+                              'tenant_column', t.tenant_column, 'skip_noop_updates', t.skip_noop_updates)
+$$;
+COMMENT ON FUNCTION @schema@._tracking_options(@schema@.tracked_tables) IS 'A tracked table''s options, as event payload.';
+
 -- The catalogue is written only here, and every change is itself an event.
 CREATE OR REPLACE FUNCTION @schema@._register_tracking(entry @schema@.tracked_tables)
 RETURNS @schema@.tracked_tables
@@ -182,18 +241,24 @@ DECLARE
     result @schema@.tracked_tables;
 BEGIN
     INSERT INTO @schema@.tracked_tables AS t (relid, table_name, kind_prefix, key_columns, exclude_columns,
-                                              redact_columns, tenant_column, skip_noop_updates, enabled_by)
-    VALUES (entry.relid, entry.table_name, entry.kind_prefix, entry.key_columns, entry.exclude_columns,
-            entry.redact_columns, entry.tenant_column, entry.skip_noop_updates, @schema@._db_role())
+                                              redact_columns, tenant_column, exclude_attnums, redact_attnums,
+                                              tenant_attnum, skip_noop_updates, enabled_by)
+    VALUES (entry.relid, entry.relid::regclass::text, entry.kind_prefix, @schema@._key_columns(entry.relid),
+            entry.exclude_columns, entry.redact_columns, entry.tenant_column,
+            @schema@._attnums(entry.relid, entry.exclude_columns), @schema@._attnums(entry.relid, entry.redact_columns),
+            (@schema@._attnums(entry.relid, ARRAY[entry.tenant_column]))[1], entry.skip_noop_updates,
+            @schema@._db_role())
     ON CONFLICT (relid) DO UPDATE
         SET table_name = excluded.table_name, kind_prefix = excluded.kind_prefix,
             key_columns = excluded.key_columns, exclude_columns = excluded.exclude_columns,
             redact_columns = excluded.redact_columns, tenant_column = excluded.tenant_column,
-            skip_noop_updates = excluded.skip_noop_updates, enabled_at = now(), enabled_by = excluded.enabled_by
+            exclude_attnums = excluded.exclude_attnums, redact_attnums = excluded.redact_attnums,
+            tenant_attnum = excluded.tenant_attnum, skip_noop_updates = excluded.skip_noop_updates,
+            enabled_at = now(), enabled_by = excluded.enabled_by
     RETURNING * INTO result;
     PERFORM @schema@._generate_capture(result);
     PERFORM @schema@._record('audit.tracking_enabled', NULL, NULL, NULL, 'table', result.table_name,
-                             to_jsonb(result) - 'relid' - 'enabled_at' - 'enabled_by', 'success', NULL, NULL);
+                             @schema@._tracking_options(result), 'success', NULL, NULL);
     RETURN result;
 END
 $$;
@@ -274,8 +339,6 @@ BEGIN
     END IF;
 
     entry.relid := target;
-    entry.table_name := target::text;
-    entry.key_columns := @schema@._key_columns(target);
     entry.exclude_columns := coalesce(exclude_columns, '{}');
     entry.redact_columns := coalesce(redact_columns, '{}');
     entry.tenant_column := tenant_column;
@@ -322,24 +385,3 @@ $$;
 COMMENT ON FUNCTION @schema@.disable_tracking(regclass) IS
     'Stops capturing a table (idempotent); returns whether it was tracked. Caller: the maintainer, owning the table.';
 
-CREATE OR REPLACE FUNCTION @schema@._key_columns(target regclass)
-RETURNS text[]
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    -- The primary key, else the replica identity index, in index column order.
-    SELECT ARRAY(SELECT a.attname::text
-                   FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, o)
-                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                  ORDER BY k.o)
-      FROM pg_index i
-     WHERE i.indrelid = target AND (i.indisprimary OR i.indisreplident)
-     ORDER BY i.indisprimary DESC
-     LIMIT 1
-$$;
-COMMENT ON FUNCTION @schema@._key_columns(regclass) IS
-    'Columns that identify a row: the primary key, else the replica identity index; NULL if neither.';
-
--- A new version of this file regenerates every capture function.
-SELECT @schema@._generate_capture(t) FROM @schema@.tracked_tables t;

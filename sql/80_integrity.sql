@@ -79,6 +79,20 @@ BEGIN
       LEFT JOIN pg_trigger t ON t.tgrelid = to_regclass('@schema@.' || g.relname) AND t.tgname = g.tgname
      WHERE t.tgenabled IS DISTINCT FROM 'O';
 
+    RETURN QUERY
+    SELECT format('event trigger %s is %s: renames and drops of tracked tables are not followed, and capture '
+                  'triggers are not protected (run the installer as a superuser)', e.name,
+                  CASE WHEN g.evtenabled IS NULL THEN 'missing' ELSE 'disabled' END)
+      FROM (VALUES ('@schema@_ddl_end'), ('@schema@_sql_drop')) AS e(name)
+      LEFT JOIN pg_event_trigger g ON g.evtname = e.name
+     WHERE g.evtenabled IS DISTINCT FROM 'O';
+    RETURN QUERY
+    SELECT format('tracked table %s lacks enabled capture triggers or its capture function', t.table_name)
+      FROM @schema@.tracked_tables t
+     WHERE to_regprocedure(@schema@._capture_function(t.relid) || '()') IS NULL
+        OR (SELECT count(*) FROM pg_trigger g
+             WHERE g.tgrelid = t.relid AND g.tgname LIKE '@schema@\_capture\_%' AND g.tgenabled <> 'D') < 4;
+
     -- Differences from what the last install left.
     SELECT i.snapshot INTO expected FROM @schema@._install i ORDER BY i.installed_at DESC LIMIT 1;
     IF expected IS NULL THEN

@@ -21,7 +21,11 @@ GRANT EXECUTE ON FUNCTION
     @schema@.seal_status(),
     @schema@._check_prefixes(text[]),
     @schema@._changed(jsonb, jsonb),
-    @schema@._check_prune_args(interval, integer)
+    @schema@._check_prune_args(interval, integer),
+    @schema@.row_history(regclass, text),
+    @schema@.row_as_of(regclass, text, timestamptz),
+    @schema@._history_target(regclass, text),
+    @schema@._key_columns(regclass)
     TO @schema@_reader;
 
 GRANT EXECUTE ON FUNCTION
@@ -38,6 +42,6 @@ GRANT EXECUTE ON FUNCTION
     @schema@._register_tracking(@schema@.tracked_tables),
     @schema@._unregister_tracking(oid, text),
     @schema@._capture_truncate(),
-    @schema@._key_columns(regclass),
-    @schema@._check_kind(text, text)
+    @schema@._check_kind(text, text),
+    @schema@._capture_function(oid)
     TO @schema@_maintainer;

@@ -47,7 +47,7 @@ def test_second_install_changes_nothing(db, connect):
 def test_dry_run_changes_nothing(db):
     report = install(db, schema="dry", dry_run=True)
     assert report.dry_run and report.migrations == installer.migration_ids() and "0001_event_log" in report.migrations
-    assert report.sql_files[0] == "10_guards.sql" and report.sql_files[-1] == "90_grants.sql"
+    assert report.sql_files[0] == "10_guards.sql" and report.sql_files[-1] == "superuser/70_event_triggers.sql"
     assert db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'dry'").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'dry\\_%'").fetchone() == (0,)
 

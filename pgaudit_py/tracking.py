@@ -1,0 +1,78 @@
+"""Capture: which tables are tracked, and what their rows looked like."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from pgaudit_py.errors import translated
+from pgaudit_py.events import Event, _call
+
+
+@dataclass(frozen=True)
+class TrackedTable:
+    relid: int
+    table_name: str
+    kind_prefix: str
+    key_columns: list[str] | None
+    exclude_columns: list[str]
+    redact_columns: list[str]
+    tenant_column: str | None
+    exclude_attnums: list[int]
+    redact_attnums: list[int]
+    tenant_attnum: int | None
+    skip_noop_updates: bool
+    enabled_at: datetime
+    enabled_by: str
+
+
+def enable_tracking(conn: psycopg.Connection, table: str, *, exclude_columns: list[str] | None = None,
+                    redact_columns: list[str] | None = None, tenant_column: str | None = None,
+                    skip_noop_updates: bool = True, kind_prefix: str | None = None,
+                    audit_schema: str = "audit") -> TrackedTable:
+    """Capture every write on `table` (a name as SQL would resolve it) from now on."""
+    query = sql.SQL("SELECT * FROM {}.enable_tracking(target => %s::regclass, exclude_columns => %s::text[],"
+                    " redact_columns => %s::text[], tenant_column => %s::text, skip_noop_updates => %s::boolean,"
+                    " kind_prefix => %s::text)").format(sql.Identifier(audit_schema))
+    with translated(), conn.cursor(row_factory=class_row(TrackedTable)) as cur:
+        row = cur.execute(query, (table, exclude_columns or [], redact_columns or [], tenant_column,
+                                  skip_noop_updates, kind_prefix)).fetchone()
+        assert row is not None
+        return row
+
+
+def disable_tracking(conn: psycopg.Connection, table: str, *, audit_schema: str = "audit") -> bool:
+    """Stop capturing `table`; False if it was not tracked."""
+    query = sql.SQL("SELECT {}.disable_tracking(target => %s::regclass)").format(sql.Identifier(audit_schema))
+    with translated():
+        row = conn.execute(query, (table,)).fetchone()
+    return bool(row and row[0])
+
+
+def tracked_tables(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[TrackedTable]:
+    query = sql.SQL("SELECT * FROM {}.tracked_tables ORDER BY table_name").format(sql.Identifier(audit_schema))
+    with translated(), conn.cursor(row_factory=class_row(TrackedTable)) as cur:
+        return cur.execute(query).fetchall()
+
+
+def row_history(conn: psycopg.Connection, table: str, key: str, *, audit_schema: str = "audit") -> list[Event]:
+    """Every captured version of one row, oldest first. key: the primary key as text, or a JSON
+    array such as '[1, "EU"]' for a composite key."""
+    query = _call(audit_schema, "row_history", ["target => %s::regclass", "key => %s::text"])
+    with translated(), conn.cursor(row_factory=class_row(Event)) as cur:
+        return cur.execute(query, (table, key)).fetchall()
+
+
+def row_as_of(conn: psycopg.Connection, table: str, key: str, at: datetime, *,
+              audit_schema: str = "audit") -> dict[str, Any] | None:
+    """The row as captured at `at`, or None if it did not exist then."""
+    query = sql.SQL("SELECT {}.row_as_of(target => %s::regclass, key => %s::text, at => %s::timestamptz)"
+                    ).format(sql.Identifier(audit_schema))
+    with translated():
+        row = conn.execute(query, (table, key, at)).fetchone()
+    return row[0] if row else None

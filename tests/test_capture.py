@@ -1,0 +1,192 @@
+"""Capture: every write on a tracked table becomes an event in the writing transaction."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from pgaudit_py import audit_context, enable_tracking, seal
+
+
+@pytest.fixture
+def maintainer(connect):
+    return connect("app_maintainer")
+
+
+@pytest.fixture
+def orders(db, maintainer):
+    """public.orders, owned by the maintainer (who must own what it tracks); writable by a role
+    that has no privilege at all on the audit schema."""
+    db.execute("""CREATE TABLE public.orders (id int PRIMARY KEY, customer text, total numeric, card text,
+                                              secret text, tenant text)""")
+    db.execute("ALTER TABLE public.orders OWNER TO app_maintainer")
+    db.execute("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON public.orders TO app_attacker")
+    return "public.orders"
+
+
+def captured(db, where: str = "kind LIKE 'public.orders.%'"):
+    return db.execute(f"""SELECT kind, target_type, target_id, tenant_id, actor_type, actor_id, db_role,
+                                 row_before, row_after, changed
+                            FROM audit.events WHERE {where} ORDER BY seq NULLS LAST, occurred_at""").fetchall()
+
+
+def test_insert_update_delete_by_a_role_without_audit_privileges(db, connect, maintainer, orders):
+    enable_tracking(maintainer, orders)
+    app = connect("app_attacker")
+    with audit_context(app, actor_type="user", actor_id="alice", tenant_id="t1", correlation_id="req-1"):
+        app.execute("INSERT INTO orders (id, customer, total) VALUES (1, 'ann', 10), (2, 'bob', 20)")
+        app.execute("UPDATE orders SET total = total + 1 WHERE id = 1")
+        app.execute("DELETE FROM orders WHERE id = 2")
+    row1 = {"id": 1, "customer": "ann", "total": 10, "card": None, "secret": None, "tenant": None}
+    row2 = {"id": 2, "customer": "bob", "total": 20, "card": None, "secret": None, "tenant": None}
+    who = ("t1", "user", "alice", "app_attacker")
+    assert captured(db) == [
+        ("public.orders.insert", "public.orders", "1", *who, None, row1, None),
+        ("public.orders.insert", "public.orders", "2", *who, None, row2, None),
+        ("public.orders.update", "public.orders", "1", *who, row1, {**row1, "total": 11},
+         {"total": {"old": 10, "new": 11}}),
+        ("public.orders.delete", "public.orders", "2", *who, row2, None, None),
+    ]
+    seal(db)
+    assert db.execute("SELECT changed FROM audit.event_log WHERE kind = 'public.orders.update'").fetchone() == (
+        {"total": {"old": 10, "new": 11}},)
+    assert db.execute("SELECT count(DISTINCT correlation_id), min(correlation_id) FROM audit.event_log"
+                      " WHERE kind LIKE 'public.orders.%'").fetchone() == (1, "req-1")
+
+
+def test_without_context_the_database_role_is_the_actor(db, connect, maintainer, orders):
+    enable_tracking(maintainer, orders)
+    connect("app_attacker").execute("INSERT INTO orders (id) VALUES (1)")
+    assert captured(db)[0][3:7] == (None, "db_role", "app_attacker", "app_attacker")
+
+
+def test_excluded_columns_are_never_stored_and_redacted_ones_show_only_that_they_changed(db, maintainer, orders):
+    enable_tracking(maintainer, orders, exclude_columns=["secret"], redact_columns=["card"])
+    db.execute("INSERT INTO orders VALUES (1, 'ann', 10, '4111-1111', 'pw-one', NULL)")
+    db.execute("UPDATE orders SET card = '5500-0000', secret = 'pw-two' WHERE id = 1")
+    db.execute("UPDATE orders SET secret = 'pw-three' WHERE id = 1")  # only an excluded column: no-op
+    db.execute("UPDATE orders SET total = 12 WHERE id = 1")
+    seal(db)
+    events = captured(db)
+    assert [e[0] for e in events] == ["public.orders.insert", "public.orders.update", "public.orders.update"]
+    assert events[0][8] == {"id": 1, "customer": "ann", "total": 10, "card": "[redacted]", "tenant": None}
+    assert events[1][9] == {"card": {"old": "[redacted]", "new": "[redacted]"}}
+    assert events[2][9] == {"total": {"old": 10, "new": 12}}
+    stored = db.execute("SELECT string_agg(concat_ws(' ', row_before, row_after, changed, payload), ' ')"
+                        " FROM audit.events WHERE kind LIKE 'public.orders.%'").fetchone()[0]
+    for value in ("pw-one", "pw-two", "pw-three", "4111", "5500", '"secret"'):
+        assert value not in stored
+
+
+def test_noop_updates_are_skipped_unless_asked_for(db, maintainer, orders):
+    enable_tracking(maintainer, orders)
+    db.execute("INSERT INTO orders (id, total) VALUES (1, 10), (2, 20)")
+    db.execute("UPDATE orders SET total = total")
+    db.execute("UPDATE orders SET total = 30 WHERE id = 2")
+    assert [e[:3] for e in captured(db, "kind = 'public.orders.update'")] == [
+        ("public.orders.update", "public.orders", "2")]
+    enable_tracking(maintainer, orders, skip_noop_updates=False)
+    db.execute("UPDATE orders SET total = total WHERE id = 1")
+    seal(db)
+    assert captured(db, "kind = 'public.orders.update' AND target_id = '1'")[0][9] == {}
+
+
+def test_tenant_column_and_kind_prefix(db, connect, maintainer, orders):
+    enable_tracking(maintainer, orders, tenant_column="tenant", kind_prefix="shop.order")
+    app = connect("app_attacker")
+    with audit_context(app, tenant_id="from-context"):
+        app.execute("INSERT INTO orders (id, tenant) VALUES (1, 'acme'), (2, NULL)")
+    assert [(e[0], e[1], e[3]) for e in captured(db, "kind LIKE 'shop.order.%'")] == [
+        ("shop.order.insert", "shop.order", "acme"), ("shop.order.insert", "shop.order", "from-context")]
+
+
+def test_composite_missing_and_replica_identity_keys(db, maintainer):
+    db.execute("""CREATE TABLE public.prices (sku int, region text, amount int, PRIMARY KEY (sku, region));
+                  CREATE TABLE public.notes (body text);
+                  CREATE TABLE public.codes (code text NOT NULL, label text);
+                  CREATE UNIQUE INDEX codes_code ON public.codes (code);
+                  ALTER TABLE public.codes REPLICA IDENTITY USING INDEX codes_code;
+                  ALTER TABLE public.prices OWNER TO app_maintainer;
+                  ALTER TABLE public.notes OWNER TO app_maintainer;
+                  ALTER TABLE public.codes OWNER TO app_maintainer;""")
+    assert enable_tracking(maintainer, "prices").key_columns == ["sku", "region"]
+    assert enable_tracking(maintainer, "notes").key_columns is None
+    assert enable_tracking(maintainer, "codes").key_columns == ["code"]
+    db.execute("INSERT INTO prices VALUES (7, 'EU', 100); INSERT INTO notes VALUES ('hello');"
+               " INSERT INTO codes VALUES ('X1', 'first')")
+    rows = db.execute("SELECT kind, target_id FROM audit.events WHERE kind LIKE '%.insert' ORDER BY kind").fetchall()
+    assert rows == [("public.codes.insert", "X1"), ("public.notes.insert", None), ("public.prices.insert", '[7, "EU"]')]
+
+
+def test_merge_and_on_conflict(db, maintainer, orders):
+    enable_tracking(maintainer, orders)
+    db.execute("INSERT INTO orders (id, total) VALUES (1, 10), (2, 20)")
+    db.execute("""MERGE INTO orders o USING (VALUES (1, 0), (2, 25), (3, 30)) AS s(id, total) ON o.id = s.id
+                  WHEN MATCHED AND s.total = 0 THEN DELETE
+                  WHEN MATCHED THEN UPDATE SET total = s.total
+                  WHEN NOT MATCHED THEN INSERT (id, total) VALUES (s.id, s.total)""")
+    db.execute("INSERT INTO orders (id, total) VALUES (3, 31), (4, 40)"
+               " ON CONFLICT (id) DO UPDATE SET total = excluded.total")
+    kinds = [(e[0].rsplit(".", 1)[1], e[2]) for e in captured(db)]
+    assert sorted(kinds[2:5]) == [("delete", "1"), ("insert", "3"), ("update", "2")]
+    assert sorted(kinds[5:]) == [("insert", "4"), ("update", "3")]
+    assert len(kinds) == 7
+
+
+def test_cascades_and_writes_made_by_other_tables_triggers(db, maintainer, orders):
+    db.execute("""CREATE TABLE public.lines (order_id int REFERENCES public.orders ON DELETE CASCADE ON UPDATE CASCADE,
+                                             n int, PRIMARY KEY (order_id, n));
+                  ALTER TABLE public.lines OWNER TO app_maintainer;
+                  CREATE TABLE public.inbox (id int);
+                  CREATE FUNCTION public.inbox_to_orders() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN INSERT INTO public.orders (id, customer) VALUES (NEW.id, 'from inbox'); RETURN NULL; END $$;
+                  CREATE TRIGGER inbox_to_orders AFTER INSERT ON public.inbox FOR EACH ROW
+                      EXECUTE FUNCTION public.inbox_to_orders();""")
+    enable_tracking(maintainer, orders)
+    enable_tracking(maintainer, "public.lines")
+    db.execute("INSERT INTO orders (id) VALUES (1), (2); INSERT INTO lines VALUES (1, 1), (1, 2), (2, 1)")
+    db.execute("UPDATE orders SET id = 10 WHERE id = 1")
+    db.execute("DELETE FROM orders WHERE id = 2")
+    db.execute("INSERT INTO inbox VALUES (5)")
+    lines = [(e[0], e[2]) for e in captured(db, "kind LIKE 'public.lines.%'")]
+    assert sorted(lines[3:]) == [("public.lines.delete", "[2, 1]"), ("public.lines.update", "[10, 1]"),
+                                 ("public.lines.update", "[10, 2]")]
+    assert captured(db, "kind = 'public.orders.insert' AND target_id = '5'")[0][8]["customer"] == "from inbox"
+
+
+def test_truncate_records_who_and_how_many(db, connect, maintainer, orders):
+    enable_tracking(maintainer, orders)
+    db.execute("INSERT INTO orders (id) SELECT generate_series(1, 7)")
+    app = connect("app_attacker")
+    with audit_context(app, actor_id="ops-bot"):
+        app.execute("TRUNCATE orders")
+    row = db.execute("SELECT actor_id, db_role, payload, target_type FROM audit.events"
+                     " WHERE kind = 'public.orders.truncate'").fetchone()
+    assert row == ("ops-bot", "app_attacker", {"table": "public.orders", "rows": 7}, "public.orders")
+
+
+def test_rollback_and_savepoints_leave_no_event(db, connect, maintainer, orders):
+    enable_tracking(maintainer, orders)
+    app = connect("app_attacker", autocommit=False)
+    app.execute("INSERT INTO orders (id) VALUES (1)")
+    app.rollback()
+    app.execute("INSERT INTO orders (id) VALUES (2)")
+    with pytest.raises(psycopg.errors.UniqueViolation), app.transaction():
+        app.execute("INSERT INTO orders (id) VALUES (3)")
+        app.execute("UPDATE orders SET total = 1 WHERE id = 2")
+        app.execute("INSERT INTO orders (id) VALUES (2)")
+    app.execute("UPDATE orders SET total = 5 WHERE id = 2")
+    app.commit()
+    assert [(e[0], e[2]) for e in captured(db)] == [("public.orders.insert", "2"), ("public.orders.update", "2")]
+    assert captured(db)[1][9] == {"total": {"old": None, "new": 5}}
+
+
+def test_partitioned_table_is_captured_through_its_root(db, maintainer):
+    db.execute("""CREATE TABLE public.measures (id int, at date, v int, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+                  CREATE TABLE public.measures_2026 PARTITION OF public.measures FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+                  ALTER TABLE public.measures OWNER TO app_maintainer;""")
+    enable_tracking(maintainer, "public.measures")
+    db.execute("INSERT INTO measures VALUES (1, '2026-05-01', 3)")
+    db.execute("UPDATE measures SET v = 4")
+    assert [(e[0], e[2]) for e in captured(db, "kind LIKE 'public.measures.%'")] == [
+        ("public.measures.insert", '[1, "2026-05-01"]'), ("public.measures.update", '[1, "2026-05-01"]')]
