@@ -88,11 +88,12 @@ def test_count_and_monthly(dsn, connect):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["record", "bad kind"], "pgaudit: invalid event kind: 'bad kind'"),
+    (["record", "bad kind"], "pgaudit: invalid event kind: 'bad kind' (A kind starts with a letter, then letters,"
+                             " digits, _ . / -, at most 128 characters.)"),
     (["record", "a.b", "--payload", "[1"], "pgaudit: --payload is not JSON: Expecting ',' delimiter"),
     (["record", "a.b", "--payload", "[1]"], "pgaudit: payload must be a JSON object, got array"),
     (["events", "--page-size", "501"], "pgaudit: page_size must be between 1 and 500, got 501"),
-    (["count", "--prefix", "a b"], "pgaudit: invalid kind prefix: 'a b'"),
+    (["count", "--prefix", "a b"], "pgaudit: invalid kind prefix: 'a b' (A prefix is 1 to 128 letters, digits, _ . / -)"),
     (["seal", "--max-events", "0"], "pgaudit: max_events must be between 1 and 1000000, got 0"),
 ])
 def test_bad_input_exits_2_with_one_line(dsn, counts, args, message):

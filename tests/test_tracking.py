@@ -1,0 +1,172 @@
+"""enable/disable_tracking: who may, what they refuse, and schema changes on tracked tables."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from pgaudit_py import (
+    InvalidArgument,
+    InvalidKind,
+    InvalidTarget,
+    disable_tracking,
+    enable_tracking,
+    status,
+    tracked_tables,
+)
+
+
+@pytest.fixture
+def maintainer(connect):
+    return connect("app_maintainer")
+
+
+@pytest.fixture
+def orders(db):
+    db.execute("""CREATE TABLE public.orders (id int PRIMARY KEY, total int, note text, secret text, tenant text);
+                  ALTER TABLE public.orders OWNER TO app_maintainer;
+                  GRANT ALL ON public.orders TO app_writer;""")
+    return "public.orders"
+
+
+def kinds(db, like: str) -> list[str]:
+    return [r[0] for r in db.execute("SELECT kind FROM audit.events WHERE kind LIKE %s"
+                                     " ORDER BY seq NULLS LAST, occurred_at", (like,))]
+
+
+def test_enable_is_idempotent_and_changes_options_disable_too(db, maintainer, orders):
+    first = enable_tracking(maintainer, orders)
+    again = enable_tracking(maintainer, orders, exclude_columns=["secret"])
+    assert (first.exclude_columns, again.exclude_columns) == ([], ["secret"])
+    assert [t.table_name for t in tracked_tables(maintainer)] == ["public.orders"]
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass"
+                      " AND tgname LIKE 'audit\\_capture\\_%'").fetchone() == (4,)
+    assert disable_tracking(maintainer, orders) is True
+    assert disable_tracking(maintainer, orders) is False
+    assert tracked_tables(maintainer) == []
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass"
+                      " AND NOT tgisinternal").fetchone() == (0,)
+    db.execute("INSERT INTO orders (id) VALUES (1)")
+    assert kinds(db, "public.orders.%") == []
+    events = db.execute("SELECT kind, target_id, payload ->> 'exclude_columns' FROM audit.events"
+                        " WHERE kind LIKE 'audit.tracking%' ORDER BY occurred_at").fetchall()
+    assert events == [("audit.tracking_enabled", "public.orders", "[]"),
+                      ("audit.tracking_enabled", "public.orders", '["secret"]'),
+                      ("audit.tracking_disabled", "public.orders", None)]
+    assert status(db).problems == []
+
+
+@pytest.mark.parametrize("role", ["app_writer", "app_reader"])
+def test_writers_and_readers_cannot_switch_auditing(db, connect, maintainer, orders, role):
+    enable_tracking(maintainer, orders)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        disable_tracking(connect(role), orders)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        enable_tracking(connect(role), orders, exclude_columns=["total"])
+    assert tracked_tables(db)[0].exclude_columns == []
+
+
+def test_the_maintainer_must_own_the_table(db, maintainer):
+    db.execute("CREATE TABLE public.foreign_owned (id int PRIMARY KEY)")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table foreign_owned"):
+        enable_tracking(maintainer, "public.foreign_owned")
+    assert tracked_tables(db) == []
+
+
+def test_the_owner_of_a_table_cannot_drop_or_disable_its_capture(db, maintainer, orders):
+    enable_tracking(maintainer, orders)
+    for ddl in ("DROP TRIGGER audit_capture_update ON public.orders",
+                "ALTER TABLE public.orders DISABLE TRIGGER audit_capture_insert",
+                "ALTER TABLE public.orders DISABLE TRIGGER ALL"):
+        with pytest.raises(psycopg.Error) as caught:
+            maintainer.execute(ddl)
+        assert caught.value.sqlstate == "PA008", ddl
+        assert "the capture triggers of public.orders cannot be dropped or disabled" in str(caught.value)
+    db.execute("INSERT INTO orders (id) VALUES (1)")
+    assert kinds(db, "public.orders.%") == ["public.orders.insert"]
+
+
+@pytest.mark.parametrize("setup, target, error, message", [
+    ("", "public.nope", psycopg.errors.UndefinedTable, 'relation "public.nope" does not exist'),
+    ("CREATE VIEW public.v AS SELECT 1 AS x", "public.v", InvalidTarget, "only tables can be tracked, not views"),
+    ("CREATE TABLE public.p (d date) PARTITION BY RANGE (d);"
+     " CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
+     "public.p1", InvalidTarget, "cannot track public.p1: it is a partition"),
+    ("", "audit.event_log", InvalidTarget, "the audit log does not audit itself"),
+])
+def test_bad_targets(db, maintainer, setup, target, error, message):
+    if setup:
+        db.execute(setup)
+        db.execute(f"ALTER TABLE {target} OWNER TO app_maintainer")
+    with pytest.raises(error, match=message):
+        enable_tracking(maintainer, target)
+    assert tracked_tables(db) == []
+
+
+@pytest.mark.parametrize("options, error, message", [
+    ({"exclude_columns": ["nope"]}, InvalidArgument, "column nope of public.orders does not exist"),
+    ({"redact_columns": ["total", "ghost"]}, InvalidArgument, "column ghost of public.orders does not exist"),
+    ({"tenant_column": "who"}, InvalidArgument, "column who of public.orders does not exist"),
+    ({"exclude_columns": ["note"], "redact_columns": ["note"]}, InvalidArgument,
+     "a column cannot be both excluded and redacted: note"),
+    ({"kind_prefix": "bad prefix"}, InvalidKind, "invalid kind prefix: 'bad prefix'"),
+])
+def test_bad_options_write_nothing(db, maintainer, orders, options, error, message):
+    with pytest.raises(error, match=message):
+        enable_tracking(maintainer, orders, **options)
+    assert tracked_tables(db) == []
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM audit.events").fetchone() == (0,)
+
+
+def test_partition_hint_names_the_parent(db, maintainer):
+    db.execute("CREATE TABLE public.p (d date) PARTITION BY RANGE (d);"
+               " CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
+               " ALTER TABLE public.p1 OWNER TO app_maintainer")
+    with pytest.raises(InvalidTarget) as caught:
+        enable_tracking(maintainer, "public.p1")
+    assert caught.value.hint == "Track the partitioned table public.p instead."
+
+
+def test_columns_added_dropped_and_renamed(db, maintainer, orders):
+    enable_tracking(maintainer, orders, exclude_columns=["secret"], redact_columns=["note"], tenant_column="tenant")
+    db.execute("ALTER TABLE orders ADD COLUMN extra int")
+    db.execute("INSERT INTO orders (id, total, note, secret, tenant, extra) VALUES (1, 10, 'n', 's', 'acme', 5)")
+    db.execute("ALTER TABLE orders RENAME COLUMN secret TO hidden")
+    db.execute("ALTER TABLE orders RENAME COLUMN note TO remark")
+    db.execute("ALTER TABLE orders RENAME COLUMN tenant TO org")
+    db.execute("ALTER TABLE orders RENAME COLUMN id TO order_id")
+    db.execute("ALTER TABLE orders DROP COLUMN extra")
+    db.execute("INSERT INTO orders (order_id, total, remark, hidden, org) VALUES (2, 20, 'r', 'h', 'globex')")
+    entry = tracked_tables(db)[0]
+    assert (entry.key_columns, entry.exclude_columns, entry.redact_columns, entry.tenant_column) == (
+        ["order_id"], ["hidden"], ["remark"], "org")
+    rows = db.execute("SELECT target_id, tenant_id, row_after FROM audit.events WHERE kind = 'public.orders.insert'"
+                      " ORDER BY occurred_at").fetchall()
+    assert rows == [("1", "acme", {"id": 1, "total": 10, "note": "[redacted]", "tenant": "acme", "extra": 5}),
+                    ("2", "globex", {"order_id": 2, "total": 20, "remark": "[redacted]", "org": "globex"})]
+    altered = db.execute("SELECT count(*) FROM audit.events WHERE kind = 'audit.tracked_table_altered'").fetchone()
+    assert altered == (4,)  # the four renames of columns named in the options; ADD/DROP of extra changed none
+
+
+def test_renamed_and_dropped_tables(db, maintainer, orders):
+    enable_tracking(maintainer, orders)
+    db.execute("ALTER TABLE orders RENAME TO purchases")
+    db.execute("INSERT INTO purchases (id) VALUES (1)")
+    assert tracked_tables(db)[0].table_name == "public.purchases"
+    assert kinds(db, "public.orders.%") == ["public.orders.insert"]  # the kind prefix stays
+    db.execute("DROP TABLE purchases")
+    assert tracked_tables(db) == []
+    dropped = db.execute("SELECT target_id, payload FROM audit.events WHERE kind = 'audit.tracked_table_dropped'")
+    assert dropped.fetchall() == [("public.purchases", {"kind_prefix": "public.orders"})]
+    assert db.execute("SELECT count(*) FROM pg_proc WHERE proname ~ '^_capture_[0-9]+$'").fetchone() == (0,)
+    assert status(db).problems == []
+
+
+def test_status_reports_a_tracked_table_whose_capture_was_bypassed(db, maintainer, orders):
+    enable_tracking(maintainer, orders)
+    db.execute("ALTER EVENT TRIGGER audit_ddl_end DISABLE")  # a superuser can; status then says so
+    db.execute("ALTER TABLE public.orders DISABLE TRIGGER audit_capture_delete")
+    problems = status(db).problems
+    assert "tracked table public.orders lacks enabled capture triggers or its capture function" in problems
+    assert any(p.startswith("event trigger audit_ddl_end is disabled") for p in problems)
