@@ -185,3 +185,35 @@ def test_demo_without_a_dsn_starts_its_own_postgres():
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "sealed 5 events (seq 1..5)" in done.stdout and "throwaway" in done.stderr
+
+
+def test_track_history_untrack(dsn, db):
+    db.execute("CREATE TABLE public.items (id int PRIMARY KEY, name text, pin text)")
+    made = run("track", "--dsn", dsn, "public.items", "--exclude", "pin", "--json")
+    assert made.exit_code == 0, made.stderr
+    assert json.loads(made.output)["exclude_columns"] == ["pin"]
+    db.execute("INSERT INTO items VALUES (1, 'pen', '1234'); UPDATE items SET name = 'quill'")
+    listed = run("tracked", "--dsn", dsn)
+    assert listed.output.splitlines()[2].split()[:4] == ["public.items", "public.items", "id", "pin"]
+    history = run("history", "--dsn", dsn, "public.items", "1")
+    lines = history.output.splitlines()
+    assert "public.items.insert" in lines[2] and "public.items.update" in lines[3]
+    assert '{"name":{"new":"quill","old":"pen"}}' in lines[3] and "1234" not in history.output
+    as_json = json.loads(run("history", "--dsn", dsn, "public.items", "1", "--json").output)
+    assert [e["kind"] for e in as_json] == ["public.items.insert", "public.items.update"]
+    gone = run("untrack", "--dsn", dsn, "public.items")
+    assert gone.exit_code == 0 and gone.output.strip() == "stopped tracking public.items"
+    assert run("untrack", "--dsn", dsn, "public.items").output.strip() == "public.items was not tracked"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["track", "public.nope"], 'pgaudit: relation "public.nope" does not exist'),
+    (["track", "public.items", "--exclude", "ghost"], "pgaudit: column ghost of public.items does not exist"),
+    (["track", "audit.event_log"], "pgaudit: cannot track audit.event_log: the audit log does not audit itself"),
+    (["history", "public.nope", "1"], 'pgaudit: relation "public.nope" does not exist'),
+])
+def test_tracking_bad_input_exits_2(dsn, db, args, message):
+    db.execute("CREATE TABLE public.items (id int PRIMARY KEY, name text)")
+    result = run(args[0], "--dsn", dsn, *args[1:])
+    assert result.exit_code == 2
+    assert one_line_error(result) == message

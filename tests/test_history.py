@@ -1,0 +1,128 @@
+"""row_history and row_as_of, and a property: the log alone rebuilds the table."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pgaudit_py import InvalidArgument, enable_tracking, list_events, row_as_of, row_history, seal
+
+
+@pytest.fixture
+def maintainer(connect):
+    return connect("app_maintainer")
+
+
+def now(db):
+    return db.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def test_history_and_as_of_follow_one_row(db, connect, maintainer):
+    db.execute("CREATE TABLE public.items (id int PRIMARY KEY, name text, qty int);"
+               " ALTER TABLE public.items OWNER TO app_maintainer")
+    enable_tracking(maintainer, "public.items")
+    before_insert = now(db)
+    db.execute("INSERT INTO items VALUES (1, 'pen', 1), (2, 'ink', 5)")
+    after_insert = now(db)
+    db.execute("UPDATE items SET qty = 2 WHERE id = 1")
+    seal(db)
+    after_update = now(db)
+    db.execute("UPDATE items SET name = 'quill' WHERE id = 1")  # stays pending
+    after_rename = now(db)
+    db.execute("DELETE FROM items WHERE id = 1")
+    after_delete = now(db)
+
+    reader = connect("app_reader")
+    history = row_history(reader, "public.items", "1")
+    assert [(e.kind, e.pending) for e in history] == [
+        ("public.items.insert", False), ("public.items.update", False),
+        ("public.items.update", True), ("public.items.delete", True)]
+    assert history[1].changed == {"qty": {"old": 1, "new": 2}}
+    assert history[2].changed == {"name": {"old": "pen", "new": "quill"}}
+    assert row_as_of(reader, "public.items", "1", before_insert) is None
+    assert row_as_of(reader, "public.items", "1", after_insert) == {"id": 1, "name": "pen", "qty": 1}
+    assert row_as_of(reader, "public.items", "1", after_update) == {"id": 1, "name": "pen", "qty": 2}
+    assert row_as_of(reader, "public.items", "1", after_rename) == {"id": 1, "name": "quill", "qty": 2}
+    assert row_as_of(reader, "public.items", "1", after_delete) is None
+    assert row_as_of(reader, "public.items", "2", after_delete) == {"id": 2, "name": "ink", "qty": 5}
+    db.execute("TRUNCATE items")
+    assert row_as_of(reader, "public.items", "2", now(db)) is None
+    assert row_as_of(reader, "public.items", "2", after_delete) == {"id": 2, "name": "ink", "qty": 5}
+
+
+def test_composite_keys_are_json_arrays(db, maintainer):
+    db.execute("CREATE TABLE public.prices (sku int, region text, amount int, PRIMARY KEY (sku, region));"
+               " ALTER TABLE public.prices OWNER TO app_maintainer")
+    enable_tracking(maintainer, "public.prices")
+    db.execute("INSERT INTO prices VALUES (7, 'EU', 100)")
+    db.execute("UPDATE prices SET amount = 90")
+    assert [e.kind for e in row_history(db, "public.prices", '[7,"EU"]')] == [
+        "public.prices.insert", "public.prices.update"]
+    assert row_as_of(db, "public.prices", '[7, "EU"]', now(db)) == {"sku": 7, "region": "EU", "amount": 90}
+    with pytest.raises(InvalidArgument, match=r"has a composite key: give it as a JSON array"):
+        row_history(db, "public.prices", "7,EU")
+
+
+operation = st.one_of(
+    st.tuples(st.just("insert"), st.lists(st.integers(0, 30), min_size=1, max_size=5), st.integers(-5, 5)),
+    st.tuples(st.just("update"), st.integers(0, 30), st.integers(0, 30), st.integers(-5, 5)),
+    st.tuples(st.just("rekey"), st.integers(0, 30)),
+    st.tuples(st.just("delete"), st.integers(0, 30), st.integers(0, 30)),
+    st.tuples(st.just("noop"), st.integers(0, 30)),
+)
+counter = itertools.count()
+
+
+def apply(conn, table: str, op: tuple) -> None:
+    kind = op[0]
+    if kind == "insert":
+        for key in dict.fromkeys(op[1]):
+            conn.execute(f"INSERT INTO {table} VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE SET a = excluded.a",
+                         (key, op[2], f"v{key}"))
+    elif kind == "update":
+        conn.execute(f"UPDATE {table} SET a = a + %s, b = b || 'x' WHERE id BETWEEN %s AND %s",
+                     (op[3], min(op[1:3]), max(op[1:3])))
+    elif kind == "rekey":  # the primary key itself changes
+        conn.execute(f"UPDATE {table} SET id = id + 1000 WHERE id = %s", (op[1],))
+    elif kind == "delete":
+        conn.execute(f"DELETE FROM {table} WHERE id BETWEEN %s AND %s", (min(op[1:]), max(op[1:])))
+    else:
+        conn.execute(f"UPDATE {table} SET a = a WHERE id = %s", (op[1],))
+
+
+@pytest.fixture
+def roles(connect):
+    """One connection per role, shared by all the examples hypothesis runs in one test."""
+    return connect("app_maintainer"), connect("app_writer", autocommit=False), connect("app_reader")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(operation, min_size=1, max_size=25))
+def test_the_log_alone_rebuilds_the_table(db, roles, ops):
+    maintainer, writer, reader = roles
+    table = f"public.replay_{next(counter)}"
+    db.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, a int, b text); ALTER TABLE {table} OWNER TO app_maintainer")
+    enable_tracking(maintainer, table)
+    db.execute(f"GRANT ALL ON {table} TO app_writer")
+    for op in ops:
+        apply(writer, table, op)
+        writer.commit()
+    seal(db, 1_000_000)
+
+    rebuilt: dict[str, dict] = {}
+    after = 0
+    while page := list_events(reader, kind_prefix=table + ".", since_seq=after, page_size=500):
+        for e in page:
+            if e.kind.endswith(".insert"):
+                rebuilt[e.target_id] = e.row_after
+            elif e.kind.endswith(".update"):
+                del rebuilt[str(e.row_before["id"])]
+                rebuilt[e.target_id] = e.row_after
+            elif e.kind.endswith(".delete"):
+                del rebuilt[e.target_id]
+        after = page[-1].seq
+    actual = {str(r[0]["id"]): r[0] for r in db.execute(f"SELECT to_jsonb(t) FROM {table} t")}
+    assert rebuilt == actual
