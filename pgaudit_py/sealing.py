@@ -21,6 +21,7 @@ class SealResult:
     sealed: int
     first_seq: int | None
     last_seq: int | None
+    block_no: int | None
 
 
 @dataclass(frozen=True)

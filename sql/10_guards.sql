@@ -45,9 +45,27 @@ CREATE OR REPLACE TRIGGER guard_delete BEFORE DELETE ON @schema@.event_log
 CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.event_log
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
 
+-- The chain's blocks and the prune points are append-only too.
+CREATE OR REPLACE TRIGGER guard_insert BEFORE INSERT ON @schema@.blocks
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('seal');
+CREATE OR REPLACE TRIGGER guard_change BEFORE UPDATE OR DELETE ON @schema@.blocks
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
+CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.blocks
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
+CREATE OR REPLACE TRIGGER guard_insert BEFORE INSERT ON @schema@.prune_points
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('prune_events');
+CREATE OR REPLACE TRIGGER guard_change BEFORE UPDATE OR DELETE ON @schema@.prune_points
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
+CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.prune_points
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
+
 -- Re-running the installer repairs a guard someone disabled.
 ALTER TABLE @schema@.event_intake
     ENABLE TRIGGER guard_update, ENABLE TRIGGER guard_delete, ENABLE TRIGGER guard_truncate;
 ALTER TABLE @schema@.event_log
     ENABLE TRIGGER guard_insert, ENABLE TRIGGER guard_update, ENABLE TRIGGER guard_delete,
     ENABLE TRIGGER guard_truncate;
+ALTER TABLE @schema@.blocks
+    ENABLE TRIGGER guard_insert, ENABLE TRIGGER guard_change, ENABLE TRIGGER guard_truncate;
+ALTER TABLE @schema@.prune_points
+    ENABLE TRIGGER guard_insert, ENABLE TRIGGER guard_change, ENABLE TRIGGER guard_truncate;

@@ -8,6 +8,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_last bigint;
+    v_block bigint;
+    v_prev bytea;
+    v_events_hash bytea;
+    v_hash bytea;
     result @schema@.seal_result;
 BEGIN
     IF max_events IS NULL OR max_events < 1 OR max_events > 1000000 THEN
@@ -21,7 +25,8 @@ BEGIN
             USING ERRCODE = 'PA005';
     END IF;
     -- One sealer at a time: the row lock is held until this transaction ends.
-    SELECT s.last_seq INTO v_last FROM @schema@.seal_state s FOR UPDATE;
+    SELECT s.last_seq, s.last_block_no + 1, s.last_block_hash INTO v_last, v_block, v_prev
+      FROM @schema@.seal_state s FOR UPDATE;
 
     WITH batch AS (
         SELECT i.intake_id FROM @schema@.event_intake i ORDER BY i.intake_id LIMIT max_events
@@ -30,24 +35,38 @@ BEGIN
          WHERE i.intake_id = b.intake_id
         RETURNING i.*
     ), sealed AS (
-        INSERT INTO @schema@.event_log (
+        INSERT INTO @schema@.event_log AS l (
             seq, id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
             kind, target_type, target_id, outcome, correlation_id, idempotency_key, txid,
-            occurred_at, sealed_at, payload, schema_valid, row_before, row_after, changed)
+            occurred_at, sealed_at, payload, schema_valid, row_before, row_after, changed, block_no)
         SELECT v_last + row_number() OVER (ORDER BY m.intake_id),
                coalesce(m.id, gen_random_uuid()), m.tenant_id, m.actor_type, m.actor_id,
                m.db_role, m.client_addr, m.application_name, m.kind, m.target_type, m.target_id,
                m.outcome, m.correlation_id, m.idempotency_key, m.txid, m.occurred_at,
                clock_timestamp(), m.payload, m.schema_valid, m.row_before, m.row_after,
                CASE WHEN m.row_before IS NOT NULL AND m.row_after IS NOT NULL
-                    THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END
+                    THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END,
+               v_block
           FROM moved m
-        RETURNING seq
+        RETURNING l
     )
-    SELECT count(*), min(seq), max(seq) INTO result FROM sealed;
+    -- The round's events become one block, hashed in seq order (docs/canonical-form.md).
+    SELECT count(*), min((s.l).seq), max((s.l).seq),
+           sha256(string_agg(sha256(convert_to(@schema@._canonical_event(s.l), 'UTF8')), ''::bytea ORDER BY (s.l).seq))
+      INTO result.sealed, result.first_seq, result.last_seq, v_events_hash
+      FROM sealed s;
 
     IF result.sealed > 0 THEN
-        UPDATE @schema@.seal_state SET last_seq = result.last_seq, last_sealed_at = clock_timestamp();
+        v_hash := @schema@._block_hash(v_block, result.first_seq, result.last_seq, result.sealed::integer,
+                                       v_events_hash, v_prev);
+        INSERT INTO @schema@.blocks (block_no, first_seq, last_seq, event_count, events_hash, prev_hash,
+                                     block_hash, canonical_version, sealed_at)
+        VALUES (v_block, result.first_seq, result.last_seq, result.sealed, v_events_hash, v_prev, v_hash, 1,
+                clock_timestamp());
+        UPDATE @schema@.seal_state
+           SET last_seq = result.last_seq, last_sealed_at = clock_timestamp(),
+               last_block_no = v_block, last_block_hash = v_hash;
+        result.block_no := v_block;
     END IF;
     RETURN result;
 END

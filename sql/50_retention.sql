@@ -19,6 +19,30 @@ END
 $$;
 COMMENT ON FUNCTION @schema@._check_prune_args(interval, integer) IS 'Raises PA005 for bad prune arguments.';
 
+-- Pruning removes whole blocks, so that what remains still verifies: the oldest blocks that
+-- still hold events, in order, as long as every event of a block is older than the cutoff.
+CREATE OR REPLACE FUNCTION @schema@._prunable_blocks(cutoff timestamptz)
+RETURNS SETOF @schema@.blocks
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b @schema@.blocks;
+BEGIN
+    FOR b IN SELECT * FROM @schema@.blocks x
+              WHERE x.block_no > coalesce((SELECT max(p.block_no) FROM @schema@.prune_points p), 0)
+              ORDER BY x.block_no LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM @schema@.events e
+                           WHERE NOT e.pending AND e.seq BETWEEN b.first_seq AND b.last_seq
+                             AND e.occurred_at >= cutoff);
+        RETURN NEXT b;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @schema@._prunable_blocks(timestamptz) IS
+    'Blocks prune would remove for this cutoff, oldest first: whole blocks only.';
+
 CREATE OR REPLACE FUNCTION @schema@.preview_prune(older_than interval, batch_size integer DEFAULT 1000)
 RETURNS @schema@.prune_preview
 LANGUAGE plpgsql
@@ -28,18 +52,31 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     result @schema@.prune_preview;
+    b @schema@.blocks;
+    in_batch bigint := 0;
 BEGIN
     PERFORM @schema@._check_prune_args(older_than, batch_size);
-    SELECT now() - older_than, count(*), min(e.seq), max(e.seq), ceil(count(*)::numeric / batch_size)
-      INTO result
-      FROM @schema@.events e
-     WHERE NOT e.pending AND e.occurred_at < now() - older_than;
+    result.cutoff := now() - older_than;
+    result.events := 0;
+    result.batches := 0;
+    -- Grouped the way prune_events takes them: whole blocks, at most batch_size events per call
+    -- unless one block alone is larger.
+    FOR b IN SELECT * FROM @schema@._prunable_blocks(result.cutoff) LOOP
+        IF result.batches = 0 OR in_batch + b.event_count > batch_size THEN
+            result.batches := result.batches + 1;
+            in_batch := 0;
+        END IF;
+        in_batch := in_batch + b.event_count;
+        result.events := result.events + b.event_count;
+        result.first_seq := coalesce(result.first_seq, b.first_seq);
+        result.last_seq := b.last_seq;
+    END LOOP;
     RETURN result;
 END
 $$;
 COMMENT ON FUNCTION @schema@.preview_prune(interval, integer) IS
     'What prune_events(older_than, batch_size) would remove: cutoff, how many sealed events, '
-    'their seq range and the number of batches. Removes nothing.';
+    'their seq range and the number of calls (batches). Removes nothing.';
 
 CREATE OR REPLACE FUNCTION @schema@.prune_events(older_than interval, batch_size integer DEFAULT 1000)
 RETURNS @schema@.prune_result
@@ -51,32 +88,47 @@ AS $$
 DECLARE
     cutoff timestamptz;
     result @schema@.prune_result;
+    b @schema@.blocks;
+    last_block @schema@.blocks;
+    first_block bigint;
 BEGIN
     PERFORM @schema@._check_prune_args(older_than, batch_size);
     cutoff := now() - older_than;
-    WITH victims AS (
-        SELECT l.seq FROM @schema@.event_log l
-         WHERE l.occurred_at < cutoff ORDER BY l.seq LIMIT batch_size
-    ), gone AS (
-        DELETE FROM @schema@.event_log l USING victims v WHERE l.seq = v.seq
-        RETURNING l.seq, l.id
-    ), keys AS (
-        DELETE FROM @schema@.idempotency_keys k USING gone WHERE k.event_id = gone.id
-    )
-    SELECT cutoff, count(*), min(gone.seq), max(gone.seq), false INTO result FROM gone;
-    result.more := EXISTS (SELECT 1 FROM @schema@.event_log l WHERE l.occurred_at < cutoff);
-    IF result.deleted > 0 THEN
-        PERFORM @schema@._record(
-            'audit.pruned', NULL, NULL, NULL, 'event_log', NULL,
-            jsonb_build_object('older_than', older_than::text, 'cutoff', cutoff,
-                               'deleted', result.deleted, 'first_seq', result.first_seq,
-                               'last_seq', result.last_seq),
-            'success', NULL, NULL);
+    result.cutoff := cutoff;
+    result.deleted := 0;
+    FOR b IN SELECT * FROM @schema@._prunable_blocks(cutoff) LOOP
+        EXIT WHEN last_block.block_no IS NOT NULL AND result.deleted + b.event_count > batch_size;
+        first_block := coalesce(first_block, b.block_no);
+        result.first_seq := coalesce(result.first_seq, b.first_seq);
+        result.last_seq := b.last_seq;
+        result.deleted := result.deleted + b.event_count;
+        last_block := b;
+    END LOOP;
+    IF last_block.block_no IS NULL THEN
+        result.more := false;
+        RETURN result;
     END IF;
+    WITH gone AS (
+        DELETE FROM @schema@.event_log l WHERE l.seq BETWEEN result.first_seq AND result.last_seq
+        RETURNING l.id
+    )
+    DELETE FROM @schema@.idempotency_keys k USING gone WHERE k.event_id = gone.id;
+    -- The blocks keep their rows: the chain still links, and verify knows where history resumes.
+    INSERT INTO @schema@.prune_points (block_no, block_hash, last_seq, cutoff, pruned_by)
+    VALUES (last_block.block_no, last_block.block_hash, last_block.last_seq, cutoff, @schema@._db_role());
+    result.more := EXISTS (SELECT 1 FROM @schema@._prunable_blocks(cutoff));
+    PERFORM @schema@._record(
+        'audit.pruned', NULL, NULL, NULL, 'event_log', NULL,
+        jsonb_build_object('older_than', older_than::text, 'cutoff', cutoff,
+                           'deleted', result.deleted, 'first_seq', result.first_seq,
+                           'last_seq', result.last_seq, 'first_block', first_block,
+                           'last_block', last_block.block_no,
+                           'last_block_hash', encode(last_block.block_hash, 'hex')),
+        'success', NULL, NULL);
     RETURN result;
 END
 $$;
 COMMENT ON FUNCTION @schema@.prune_events(interval, integer) IS
-    'Deletes one batch (the oldest, at most batch_size) of sealed events older than older_than, '
-    'records an audit.pruned event saying what went and who asked, and says whether more remain. '
-    'Call again until more is false; each call is its own short transaction.';
+    'Deletes the oldest whole blocks of sealed events older than older_than (at most batch_size '
+    'events, at least one block), records the prune point and an audit.pruned event saying what '
+    'went and who asked, and says whether more remain. Call again until more is false.';

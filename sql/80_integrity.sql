@@ -66,7 +66,8 @@ BEGIN
     SELECT format('%s has %s on @schema@.%s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
                   a.privilege_type, c.relname)
       FROM pg_class c, aclexplode(c.relacl) a
-     WHERE c.oid IN (to_regclass('@schema@.event_intake'), to_regclass('@schema@.event_log'))
+     WHERE c.oid IN (to_regclass('@schema@.event_intake'), to_regclass('@schema@.event_log'),
+                     to_regclass('@schema@.blocks'), to_regclass('@schema@.prune_points'))
        AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
        AND a.grantee IS DISTINCT FROM (SELECT oid FROM pg_roles WHERE rolname = '@schema@_owner');
     RETURN QUERY
@@ -75,7 +76,9 @@ BEGIN
       FROM (VALUES ('event_intake', 'guard_update'), ('event_intake', 'guard_delete'),
                    ('event_intake', 'guard_truncate'), ('event_log', 'guard_insert'),
                    ('event_log', 'guard_update'), ('event_log', 'guard_delete'),
-                   ('event_log', 'guard_truncate')) AS g(relname, tgname)
+                   ('event_log', 'guard_truncate'), ('blocks', 'guard_insert'), ('blocks', 'guard_change'),
+                   ('blocks', 'guard_truncate'), ('prune_points', 'guard_insert'),
+                   ('prune_points', 'guard_change'), ('prune_points', 'guard_truncate')) AS g(relname, tgname)
       LEFT JOIN pg_trigger t ON t.tgrelid = to_regclass('@schema@.' || g.relname) AND t.tgname = g.tgname
      WHERE t.tgenabled IS DISTINCT FROM 'O';
 

@@ -6,12 +6,15 @@ REVOKE ALL ON ALL TABLES IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schem
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer;
 REVOKE ALL ON ALL PROCEDURES IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer;
 -- Not even the owner may rewrite events; DELETE stays for seal and prune, behind the guards.
-REVOKE UPDATE, TRUNCATE ON @schema@.event_intake, @schema@.event_log FROM @schema@_owner;
+REVOKE UPDATE, TRUNCATE ON @schema@.event_intake, @schema@.event_log, @schema@.blocks, @schema@.prune_points
+    FROM @schema@_owner;
+REVOKE DELETE ON @schema@.blocks, @schema@.prune_points FROM @schema@_owner;
 
 GRANT EXECUTE ON FUNCTION @schema@.record(text, text, text, text, text, text, jsonb, text, text, text)
     TO @schema@_writer;
 
-GRANT SELECT ON @schema@.events, @schema@.event_types, @schema@.event_type_drift, @schema@.tracked_tables
+GRANT SELECT ON @schema@.events, @schema@.event_types, @schema@.event_type_drift, @schema@.tracked_tables,
+    @schema@.blocks, @schema@.prune_points
     TO @schema@_reader;
 GRANT EXECUTE ON FUNCTION
     @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer),
@@ -19,6 +22,8 @@ GRANT EXECUTE ON FUNCTION
     @schema@.monthly_event_counts(text, integer, text[]),
     @schema@.preview_prune(interval, integer),
     @schema@.seal_status(),
+    @schema@.verify(bigint, bigint),
+    @schema@._prunable_blocks(timestamptz),
     @schema@._check_prefixes(text[]),
     @schema@._changed(jsonb, jsonb),
     @schema@._check_prune_args(interval, integer),

@@ -66,7 +66,7 @@ def test_record_and_list(dsn, db):
     assert made.exit_code == 0
     assert json.loads(made.output)["kind"] == "order.paid"
     sealed = run("seal", "--dsn", dsn, "--json")
-    assert json.loads(sealed.output) == {"sealed": 1, "first_seq": 1, "last_seq": 1}
+    assert json.loads(sealed.output) == {"sealed": 1, "first_seq": 1, "last_seq": 1, "block_no": 1}
     listed = run("events", "--dsn", dsn, "--tenant", "t1", "--kind-prefix", "order.", "--json")
     events = json.loads(listed.output)
     assert [(e["seq"], e["actor_id"], e["payload"]) for e in events] == [(1, "alice", {"n": 1})]
@@ -138,8 +138,8 @@ def test_prune_asks_first(dsn, db, counts, old_events):
     assert counts() == (0, 5)
     done = run("prune", "--dsn", dsn, "--older-than", "30d", "--batch-size", "2", "--yes")
     assert done.exit_code == 0 and "deleted 5 events" in done.output
-    assert counts() == (3, 0)  # one audit.pruned event per batch, pending
-    assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'audit.pruned'").fetchone() == (3,)
+    assert counts() == (1, 0)  # the five were sealed as one block, which goes whole: one audit.pruned event
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'audit.pruned'").fetchone() == (1,)
 
 
 def test_status_warns_when_sealing_lags(dsn, db):

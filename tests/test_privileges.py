@@ -124,8 +124,9 @@ def hostile_public(db, connect):
         CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql AS $$ SELECT '2000-01-01'::timestamptz $$;
         CREATE FUNCTION public.clock_timestamp() RETURNS timestamptz LANGUAGE sql AS $$ SELECT '2000-01-01'::timestamptz $$;
         CREATE FUNCTION public.jsonb_build_object(text, text, text, timestamptz, text, bigint, text, bigint,
-                                                  text, bigint) RETURNS jsonb LANGUAGE sql
-            AS $$ SELECT '{"hijacked": true}'::jsonb $$;
+                                                  text, bigint, text, bigint, text, bigint, text, text)
+            RETURNS jsonb LANGUAGE sql AS $$ SELECT '{"hijacked": true}'::jsonb $$;
+        CREATE FUNCTION public.sha256(bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT '\\x00'::bytea $$;
         CREATE FUNCTION public.jsonb_typeof(jsonb) RETURNS text LANGUAGE sql AS $$ SELECT 'object' $$;
         CREATE FUNCTION public.current_setting(text, boolean) RETURNS text LANGUAGE sql AS $$ SELECT 'evil' $$;
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO PUBLIC;
@@ -134,6 +135,10 @@ def hostile_public(db, connect):
 
 
 def test_hostile_search_path_changes_nothing(db, connect, hostile_public):
+    # An old event, sealed first (prune takes whole blocks, oldest first).
+    db.execute("""INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload)
+                  VALUES ('user', 'x', 'old.event', 'success', '1', now() - interval '400 days', '{}')""")
+    seal(db)
     writer = connect("app_writer", options=f"-c search_path={hostile_public.replace(' ', '')}")
     assert writer.execute("SELECT now()").fetchone()[0].year == 2000  # the trap is armed
     with audit_context(writer, actor_id="alice", tenant_id="t1"):
@@ -144,9 +149,7 @@ def test_hostile_search_path_changes_nothing(db, connect, hostile_public):
     assert event.occurred_at.year >= 2026
     assert (event.actor_id, event.tenant_id, event.payload) == ("alice", "t1", {"n": 1})
 
-    # Old events, then a prune under the same hostile path: the audit.pruned record is genuine.
-    db.execute("""INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload)
-                  VALUES ('user', 'x', 'old.event', 'success', '1', now() - interval '400 days', '{}')""")
+    # A prune under the same hostile path: the audit.pruned record is genuine.
     maintainer = connect("app_maintainer", options=f"-c search_path={hostile_public.replace(' ', '')}")
     seal(maintainer)
     result = prune_events(maintainer, timedelta(days=365))
@@ -157,3 +160,5 @@ def test_hostile_search_path_changes_nothing(db, connect, hostile_public):
 
     reader = connect("app_reader", options=f"-c search_path={hostile_public.replace(' ', '')}")
     assert [e.kind for e in list_events(reader)] == ["audit.pruned", "order.paid"]
+    seal(maintainer)
+    assert reader.execute("SELECT ok, problem FROM audit.verify()").fetchone() == (True, None)

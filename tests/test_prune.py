@@ -12,7 +12,7 @@ from pgaudit_py.retention import prune_all
 
 @pytest.fixture
 def aged(db, connect):
-    """Five sealed events 100 days old, two sealed recent ones, one pending old one."""
+    """Five sealed events 100 days old (blocks of 2, 2 and 1), two sealed recent ones, one pending old one."""
     db.execute("""
         INSERT INTO audit.event_intake (id, actor_type, db_role, kind, outcome, txid, occurred_at, payload, idempotency_key)
         SELECT gen_random_uuid(), 'user', 'x', 'old.event', 'success', pg_current_xact_id(),
@@ -20,6 +20,8 @@ def aged(db, connect):
           FROM generate_series(1, 5) n""")
     db.execute("""INSERT INTO audit.idempotency_keys (idempotency_key, event_id, request_hash)
                   SELECT idempotency_key, id, '\\x00' FROM audit.event_intake""")
+    for _ in range(3):
+        seal(db, 2)
     writer = connect("app_writer")
     record(writer, "new.event", idempotency_key="fresh")
     record(writer, "new.event")
@@ -45,12 +47,13 @@ def test_prune_goes_batch_by_batch_and_records_who_asked(db, connect, counts, ag
     assert [(b.deleted, b.first_seq, b.last_seq, b.more) for b in batches] == [(2, 3, 4, True), (1, 5, 5, False)]
     assert db.execute("SELECT seq, kind FROM audit.event_log ORDER BY seq").fetchall() == [
         (6, "new.event"), (7, "new.event")]
-    pruned = db.execute("""SELECT actor_type, actor_id, db_role, payload - 'cutoff', target_type FROM audit.events
+    pruned = db.execute("""SELECT actor_type, actor_id, db_role, payload - '{cutoff,last_block_hash}'::text[],
+                                  target_type FROM audit.events
                             WHERE kind = 'audit.pruned' ORDER BY occurred_at""").fetchall()
     assert pruned == [
-        ("user", "dba-1", "app_maintainer", {"older_than": "30 days", "deleted": 2, "first_seq": 1, "last_seq": 2}, "event_log"),
-        ("db_role", "app_maintainer", "app_maintainer", {"older_than": "30 days", "deleted": 2, "first_seq": 3, "last_seq": 4}, "event_log"),
-        ("db_role", "app_maintainer", "app_maintainer", {"older_than": "30 days", "deleted": 1, "first_seq": 5, "last_seq": 5}, "event_log"),
+        ("user", "dba-1", "app_maintainer", {"older_than": "30 days", "deleted": 2, "first_seq": 1, "last_seq": 2, "first_block": 1, "last_block": 1}, "event_log"),
+        ("db_role", "app_maintainer", "app_maintainer", {"older_than": "30 days", "deleted": 2, "first_seq": 3, "last_seq": 4, "first_block": 2, "last_block": 2}, "event_log"),
+        ("db_role", "app_maintainer", "app_maintainer", {"older_than": "30 days", "deleted": 1, "first_seq": 5, "last_seq": 5, "first_block": 3, "last_block": 3}, "event_log"),
     ]
     # Pending events stay, whatever their age; the keys of pruned events go with them.
     assert db.execute("SELECT kind FROM audit.event_intake WHERE kind = 'old.pending'").fetchall() == [("old.pending",)]

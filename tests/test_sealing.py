@@ -15,10 +15,10 @@ from pgaudit_py.sealing import seal_continuously
 def test_seal_moves_committed_events_in_order(db, connect, counts):
     writer = connect("app_writer")
     ids = [record(writer, f"e.n{i}").id for i in range(5)]  # type: ignore[union-attr]
-    assert seal(db, 3).__dict__ == {"sealed": 3, "first_seq": 1, "last_seq": 3}
+    assert seal(db, 3).__dict__ == {"sealed": 3, "first_seq": 1, "last_seq": 3, "block_no": 1}
     assert counts() == (2, 3)
-    assert seal(db).__dict__ == {"sealed": 2, "first_seq": 4, "last_seq": 5}
-    assert seal(db).__dict__ == {"sealed": 0, "first_seq": None, "last_seq": None}
+    assert seal(db).__dict__ == {"sealed": 2, "first_seq": 4, "last_seq": 5, "block_no": 2}
+    assert seal(db).__dict__ == {"sealed": 0, "first_seq": None, "last_seq": None, "block_no": None}
     rows = db.execute("SELECT seq, id, sealed_at IS NOT NULL FROM audit.event_log ORDER BY seq").fetchall()
     assert rows == [(i + 1, ids[i], True) for i in range(5)]
 
@@ -28,11 +28,11 @@ def test_late_commit_gets_a_larger_seq_and_holds_back_nobody(db, connect):
     fast = connect("app_writer")
     late = record(slow, "slow.event")
     record(fast, "fast.one")
-    assert seal(db).__dict__ == {"sealed": 1, "first_seq": 1, "last_seq": 1}
+    assert seal(db).__dict__ == {"sealed": 1, "first_seq": 1, "last_seq": 1, "block_no": 1}
     record(fast, "fast.two")
-    assert seal(db).__dict__ == {"sealed": 1, "first_seq": 2, "last_seq": 2}
+    assert seal(db).__dict__ == {"sealed": 1, "first_seq": 2, "last_seq": 2, "block_no": 2}
     slow.commit()
-    assert seal(db).__dict__ == {"sealed": 1, "first_seq": 3, "last_seq": 3}
+    assert seal(db).__dict__ == {"sealed": 1, "first_seq": 3, "last_seq": 3, "block_no": 3}
     assert db.execute("SELECT seq FROM audit.event_log WHERE id = %s", (late.id,)).fetchone() == (3,)  # type: ignore[union-attr]
 
 

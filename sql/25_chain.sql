@@ -1,0 +1,132 @@
+-- Tamper evidence: the canonical form of a sealed event and of a block (docs/canonical-form.md),
+-- and verify(), which recomputes the chain and names the first block that no longer matches.
+
+-- Canonical form, version 1: PostgreSQL's jsonb text of these fields. Internal (no SET clause,
+-- executable by the owner only): it runs under the pinned search_path of seal() and verify().
+CREATE OR REPLACE FUNCTION @schema@._canonical_event(e @schema@.event_log)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'v', 1, 'seq', e.seq, 'id', e.id, 'tenant_id', e.tenant_id, 'actor_type', e.actor_type,
+        'actor_id', e.actor_id, 'db_role', e.db_role, 'client_addr', e.client_addr::text,
+        'application_name', e.application_name, 'kind', e.kind, 'target_type', e.target_type,
+        'target_id', e.target_id, 'outcome', e.outcome, 'correlation_id', e.correlation_id,
+        'idempotency_key', e.idempotency_key, 'txid', e.txid::text,
+        'occurred_at', pg_catalog.to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'payload', e.payload, 'schema_valid', e.schema_valid, 'row_before', e.row_before,
+        'row_after', e.row_after, 'changed', e.changed)::text
+$$;
+COMMENT ON FUNCTION @schema@._canonical_event(@schema@.event_log) IS
+    'Canonical form v1 of a sealed event (hashed with SHA-256 into its block).';
+
+CREATE OR REPLACE FUNCTION @schema@._block_hash(block_no bigint, first_seq bigint, last_seq bigint,
+                                                event_count integer, events_hash bytea, prev_hash bytea)
+RETURNS bytea
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_object(
+        'v', 1, 'block_no', block_no, 'first_seq', first_seq, 'last_seq', last_seq,
+        'event_count', event_count, 'events_hash', pg_catalog.encode(events_hash, 'hex'),
+        'prev_hash', pg_catalog.encode(prev_hash, 'hex'))::text, 'UTF8'))
+$$;
+COMMENT ON FUNCTION @schema@._block_hash(bigint, bigint, bigint, integer, bytea, bytea) IS
+    'SHA-256 of the canonical block header (v1).';
+
+CREATE OR REPLACE FUNCTION @schema@.verify(from_block bigint DEFAULT NULL, to_block bigint DEFAULT NULL)
+RETURNS @schema@.verify_result
+LANGUAGE plpgsql
+SECURITY DEFINER
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r @schema@.verify_result;
+    b @schema@.blocks;
+    state @schema@.seal_state;
+    pruned_through bigint;
+    expected_no bigint;
+    expected_prev bytea;
+    expected_first bigint;
+    n bigint;
+    outside bigint;
+    hash bytea;
+BEGIN
+    SELECT * INTO state FROM @schema@.seal_state;
+    pruned_through := coalesce((SELECT max(p.block_no) FROM @schema@.prune_points p), 0);
+    r.ok := true;
+    r.blocks_checked := 0;
+    r.events_checked := 0;
+    r.pending := (SELECT count(*) FROM @schema@.event_intake);
+    r.retained_from_block := pruned_through + 1;
+    r.retained_from_seq := (SELECT min(l.seq) FROM @schema@.event_log l);
+    expected_no := greatest(coalesce(from_block, 1), 1);
+    IF expected_no = 1 THEN
+        expected_prev := decode(repeat('00', 32), 'hex');
+        expected_first := state.chain_start_seq + 1;
+    ELSE
+        SELECT p.block_hash, p.last_seq + 1 INTO expected_prev, expected_first
+          FROM @schema@.blocks p WHERE p.block_no = expected_no - 1;
+    END IF;
+
+    FOR b IN SELECT * FROM @schema@.blocks x
+              WHERE x.block_no >= expected_no AND (to_block IS NULL OR x.block_no <= to_block)
+              ORDER BY x.block_no LOOP
+        IF b.block_no <> expected_no THEN
+            r.problem := format('block %s is missing', expected_no);
+            r.bad_block := expected_no;
+        ELSIF b.prev_hash IS DISTINCT FROM expected_prev THEN
+            r.problem := format('broken link: block %s does not name the hash of block %s', b.block_no, b.block_no - 1);
+            r.bad_block := b.block_no;
+        ELSIF b.first_seq IS DISTINCT FROM expected_first THEN
+            r.problem := format('block %s starts at seq %s, not where block %s ended', b.block_no, b.first_seq, b.block_no - 1);
+            r.bad_block := b.block_no;
+        ELSIF @schema@._block_hash(b.block_no, b.first_seq, b.last_seq, b.event_count, b.events_hash, b.prev_hash)
+              <> b.block_hash THEN
+            r.problem := format('block %s: the block row was changed', b.block_no);
+            r.bad_block := b.block_no;
+        ELSIF b.block_no > pruned_through THEN
+            SELECT count(*), sha256(string_agg(sha256(convert_to(@schema@._canonical_event(l), 'UTF8')), ''::bytea ORDER BY l.seq)),
+                   count(*) FILTER (WHERE l.block_no IS DISTINCT FROM b.block_no)
+              INTO n, hash, outside
+              FROM @schema@.event_log l WHERE l.seq BETWEEN b.first_seq AND b.last_seq;
+            r.events_checked := r.events_checked + n;
+            IF n < b.event_count THEN
+                r.problem := format('block %s: %s of its %s events are missing', b.block_no, b.event_count - n, b.event_count);
+                r.bad_block := b.block_no;
+            ELSIF hash IS DISTINCT FROM b.events_hash THEN
+                r.problem := format('block %s: an event was changed', b.block_no);
+                r.bad_block := b.block_no;
+            ELSIF outside > 0 THEN
+                r.problem := format('block %s: %s events claim another block', b.block_no, outside);
+                r.bad_block := b.block_no;
+            END IF;
+        END IF;
+        EXIT WHEN r.problem IS NOT NULL;
+        r.blocks_checked := r.blocks_checked + 1;
+        expected_no := b.block_no + 1;
+        expected_prev := b.block_hash;
+        expected_first := b.last_seq + 1;
+    END LOOP;
+
+    IF r.problem IS NULL AND to_block IS NULL THEN
+        IF state.last_block_no >= expected_no THEN
+            r.problem := format('block %s is missing (the sealer''s head is block %s)', expected_no, state.last_block_no);
+            r.bad_block := expected_no;
+        ELSE
+            SELECT min(l.seq) INTO outside FROM @schema@.event_log l WHERE l.seq >= expected_first;
+            IF outside IS NOT NULL THEN
+                r.problem := format('event seq %s is outside every block (after block %s)', outside, expected_no - 1);
+                r.bad_block := expected_no;
+            END IF;
+        END IF;
+    END IF;
+    r.ok := r.problem IS NULL;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION @schema@.verify(bigint, bigint) IS
+    'Recomputes the hash chain (all blocks, or from_block..to_block) and names the first block that '
+    'does not match and why; also reports pending events and where retained history starts.';
