@@ -1,0 +1,95 @@
+"""Canonical form v1, reproduced outside PostgreSQL (docs/canonical-form.md).
+
+A sealed event's canonical line is PostgreSQL's jsonb text of a fixed set of fields; a block's
+hash covers a canonical header. `dumps` writes JSON exactly as jsonb prints it, so that the hashes
+computed here match the ones the sealer stored, byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+VERSION = 1
+GENESIS = bytes(32)
+# Fields of the event line; those holding JSON values arrive as jsonb text and are parsed.
+JSON_FIELDS = ("payload", "row_before", "row_after", "changed")
+EVENT_FIELDS = ("seq", "id", "tenant_id", "actor_type", "actor_id", "db_role", "client_addr", "application_name",
+                "kind", "target_type", "target_id", "outcome", "correlation_id", "idempotency_key", "txid",
+                "occurred_at", "payload", "schema_valid", "row_before", "row_after", "changed")
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _string(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch < " ":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def dumps(value: Any) -> str:
+    """JSON text exactly as PostgreSQL prints a jsonb value (keys ordered by length, then bytes)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, float):
+        raise TypeError("parse JSON with parse_float=Decimal: a float cannot keep numeric's digits")
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(dumps(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return "{" + ", ".join(f"{_string(k)}: {dumps(value[k])}" for k in keys) + "}"
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def loads(text: str | None) -> Any:
+    """Parse jsonb text keeping numbers' digits (Decimal), as `dumps` needs them."""
+    return None if text is None else json.loads(text, parse_float=Decimal)
+
+
+def timestamp(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_line(row: dict[str, Any]) -> str:
+    """The canonical line of one sealed event, from its column values: JSON columns as jsonb text,
+    client_addr and txid as PostgreSQL's text, occurred_at as a datetime."""
+    fields: dict[str, Any] = {"v": VERSION}
+    for name in EVENT_FIELDS:
+        value = row[name]
+        if name in JSON_FIELDS:
+            value = loads(value)
+        elif name == "occurred_at":
+            value = timestamp(value)
+        elif name == "id" and value is not None:
+            value = str(value)
+        fields[name] = value
+    return dumps(fields)
+
+
+def events_hash(lines: list[str]) -> bytes:
+    return hashlib.sha256(b"".join(hashlib.sha256(line.encode()).digest() for line in lines)).digest()
+
+
+def block_hash(block_no: int, first_seq: int, last_seq: int, event_count: int, events: bytes, prev: bytes) -> bytes:
+    header = dumps({"v": VERSION, "block_no": block_no, "first_seq": first_seq, "last_seq": last_seq,
+                    "event_count": event_count, "events_hash": events.hex(), "prev_hash": prev.hex()})
+    return hashlib.sha256(header.encode()).digest()

@@ -1,0 +1,120 @@
+"""The hash chain, verified from Python, independently of the SQL implementation.
+
+Reads blocks and events with plain SELECTs, rebuilds every canonical line with
+pgaudit_py.canonical, and recomputes the chain: each block's events hash, header hash and link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from pgaudit_py import canonical
+
+_EVENT_COLUMNS = ("seq, id, tenant_id, actor_type, actor_id, db_role, client_addr::text AS client_addr,"
+                  " application_name, kind, target_type, target_id, outcome, correlation_id, idempotency_key,"
+                  " txid::text AS txid, occurred_at, payload::text AS payload, schema_valid,"
+                  " row_before::text AS row_before, row_after::text AS row_after, changed::text AS changed, block_no")
+
+
+@dataclass(frozen=True)
+class Block:
+    block_no: int
+    first_seq: int
+    last_seq: int
+    event_count: int
+    events_hash: bytes
+    prev_hash: bytes
+    block_hash: bytes
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    problem: str | None
+    bad_block: int | None
+    blocks_checked: int
+    events_checked: int
+    pending: int
+    retained_from_block: int
+    retained_from_seq: int | None
+    head: Block | None
+
+
+def _events(conn: psycopg.Connection, schema: str, after_seq: int) -> Iterator[dict[str, Any]]:
+    query = sql.SQL("SELECT {cols} FROM {s}.event_log WHERE seq > %s ORDER BY seq").format(
+        cols=sql.SQL(_EVENT_COLUMNS), s=sql.Identifier(schema))
+    with conn.cursor(name="pgaudit_verify_events", row_factory=dict_row) as cur:
+        cur.itersize = 5000
+        cur.execute(query, (after_seq,))
+        yield from cur
+
+
+def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
+                 on_block: Callable[[Block], None] | None = None) -> Verification:
+    """Recompute the whole chain; the first block that does not match is named, with why."""
+    s = sql.Identifier(audit_schema)
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")  # one consistent snapshot
+        state = conn.execute(sql.SQL("SELECT chain_start_seq, last_block_no FROM {}.seal_state").format(s)).fetchone()
+        assert state is not None
+        chain_start, head_no = state
+        pruned_row = conn.execute(sql.SQL("SELECT coalesce(max(block_no), 0) FROM {}.prune_points").format(s)
+                                  ).fetchone()
+        pruned_through = int(pruned_row[0]) if pruned_row else 0
+        pending_row = conn.execute(sql.SQL("SELECT count(*) FROM {}.event_intake").format(s)).fetchone()
+        blocks = [Block(*row) for row in conn.execute(sql.SQL(
+            "SELECT block_no, first_seq, last_seq, event_count, events_hash, prev_hash, block_hash"
+            " FROM {}.blocks ORDER BY block_no").format(s))]
+        first_row = conn.execute(sql.SQL("SELECT min(seq) FROM {}.event_log").format(s)).fetchone()
+        result = Verification(True, None, None, 0, 0, int(pending_row[0]) if pending_row else 0,
+                              pruned_through + 1, first_row[0] if first_row else None, None)
+        events = _events(conn, audit_schema, chain_start)
+        pending_event: dict[str, Any] | None = next(events, None)
+
+        def fail(block_no: int, problem: str) -> Verification:
+            return replace(result, ok=False, problem=problem, bad_block=block_no)
+
+        expected_no, expected_prev, expected_first = 1, canonical.GENESIS, chain_start + 1
+        for block in blocks:
+            if block.block_no != expected_no:
+                return fail(expected_no, f"block {expected_no} is missing")
+            if block.prev_hash != expected_prev:
+                return fail(block.block_no, f"broken link: block {block.block_no} does not name the hash of "
+                                            f"block {block.block_no - 1}")
+            if block.first_seq != expected_first:
+                return fail(block.block_no, f"block {block.block_no} starts at seq {block.first_seq}, not where "
+                                            f"block {block.block_no - 1} ended")
+            if canonical.block_hash(block.block_no, block.first_seq, block.last_seq, block.event_count,
+                                    block.events_hash, block.prev_hash) != block.block_hash:
+                return fail(block.block_no, f"block {block.block_no}: the block row was changed")
+            if block.block_no > pruned_through:
+                lines = []
+                while pending_event is not None and pending_event["seq"] <= block.last_seq:
+                    if pending_event["seq"] < block.first_seq:
+                        return fail(block.block_no, f"event seq {pending_event['seq']} is outside every block")
+                    if pending_event["block_no"] != block.block_no:
+                        return fail(block.block_no, f"block {block.block_no}: 1 events claim another block")
+                    lines.append(canonical.event_line(pending_event))
+                    pending_event = next(events, None)
+                result = replace(result, events_checked=result.events_checked + len(lines))
+                if len(lines) < block.event_count:
+                    return fail(block.block_no, f"block {block.block_no}: {block.event_count - len(lines)} of its "
+                                                f"{block.event_count} events are missing")
+                if canonical.events_hash(lines) != block.events_hash:
+                    return fail(block.block_no, f"block {block.block_no}: an event was changed")
+            result = replace(result, blocks_checked=result.blocks_checked + 1, head=block)
+            if on_block:
+                on_block(block)
+            expected_no, expected_prev, expected_first = block.block_no + 1, block.block_hash, block.last_seq + 1
+        if head_no >= expected_no:
+            return fail(expected_no, f"block {expected_no} is missing (the sealer's head is block {head_no})")
+        if pending_event is not None:
+            return fail(expected_no, f"event seq {pending_event['seq']} is outside every block "
+                                     f"(after block {expected_no - 1})")
+    return result

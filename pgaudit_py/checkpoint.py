@@ -1,0 +1,153 @@
+"""Signed checkpoints of the chain head: Ed25519 (an auditor needs only the public key) and/or
+HMAC-SHA-256 (a shared secret). Keys never enter the database; a checkpoint is a JSON file."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from psycopg import sql
+
+from pgaudit_py import canonical
+from pgaudit_py.chain import Verification
+from pgaudit_py.errors import PgAuditError
+
+
+class CheckpointError(PgAuditError):
+    """A checkpoint that cannot be made, read, or does not match the chain."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    signing_key: Ed25519PrivateKey | None = None
+    public_key: Ed25519PublicKey | None = None
+    hmac_key: bytes | None = None
+
+
+def generate_keys(directory: Path) -> list[Path]:
+    """A new Ed25519 key pair and HMAC key, private files readable by their owner only."""
+    directory.mkdir(parents=True, exist_ok=True)
+    private = Ed25519PrivateKey.generate()
+    files = {
+        "checkpoint-ed25519.pem": (private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()), 0o600),
+        "checkpoint-ed25519.pub.pem": (private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644),
+        "checkpoint-hmac.key": (os.urandom(32), 0o600),
+    }
+    written = []
+    for name, (content, mode) in files.items():
+        path = directory / name
+        if path.exists():
+            raise CheckpointError(f"{path} exists already; not overwriting a key")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        written.append(path)
+    return written
+
+
+def load_keys(signing_key: Path | None = None, public_key: Path | None = None,
+              hmac_key: Path | None = None) -> Keys:
+    def read(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise CheckpointError(f"cannot read key file {path}: {exc.strerror}") from None
+
+    try:
+        private = serialization.load_pem_private_key(read(signing_key), None) if signing_key else None
+        public = serialization.load_pem_public_key(read(public_key)) if public_key else None
+    except ValueError:
+        raise CheckpointError("a key file is not a PEM Ed25519 key") from None
+    if private is not None and not isinstance(private, Ed25519PrivateKey):
+        raise CheckpointError(f"{signing_key} is not an Ed25519 private key")
+    if public is not None and not isinstance(public, Ed25519PublicKey):
+        raise CheckpointError(f"{public_key} is not an Ed25519 public key")
+    secret = read(hmac_key) if hmac_key else None
+    if secret is not None and len(secret) < 16:
+        raise CheckpointError(f"{hmac_key} holds {len(secret)} bytes; an HMAC key needs at least 16")
+    return Keys(private, public, secret)
+
+
+def make_checkpoint(conn: psycopg.Connection, keys: Keys, *, audit_schema: str = "audit") -> dict[str, Any]:
+    """Sign the latest block (number, hash, last seq, events sealed, time) and the prune point."""
+    if keys.signing_key is None and keys.hmac_key is None:
+        raise CheckpointError("a checkpoint needs an Ed25519 signing key or an HMAC key")
+    s = sql.Identifier(audit_schema)
+    head = conn.execute(sql.SQL("SELECT b.block_no, b.block_hash, b.last_seq, b.last_seq - st.chain_start_seq"
+                                " FROM {s}.blocks b, {s}.seal_state st ORDER BY b.block_no DESC LIMIT 1"
+                                ).format(s=s)).fetchone()
+    if head is None:
+        raise CheckpointError("nothing is sealed yet: there is no block to sign")
+    pruned = conn.execute(sql.SQL("SELECT block_no, block_hash FROM {}.prune_points ORDER BY block_no DESC LIMIT 1"
+                                  ).format(s)).fetchone()
+    body = {"v": canonical.VERSION, "schema": audit_schema, "database": conn.info.dbname,
+            "block_no": head[0], "block_hash": bytes(head[1]).hex(), "last_seq": head[2], "event_count": head[3],
+            "pruned_through": {"block_no": pruned[0], "block_hash": bytes(pruned[1]).hex()} if pruned else None,
+            "created_at": canonical.timestamp(datetime.now(timezone.utc))}
+    message = canonical.dumps(body).encode()
+    signatures: dict[str, Any] = {}
+    if keys.signing_key is not None:
+        raw = keys.signing_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        signatures["ed25519"] = {"public_key": base64.b64encode(raw).decode(),
+                                 "signature": base64.b64encode(keys.signing_key.sign(message)).decode()}
+    if keys.hmac_key is not None:
+        signatures["hmac-sha256"] = hmac.new(keys.hmac_key, message, hashlib.sha256).hexdigest()
+    return {"checkpoint": body, "signatures": signatures}
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text())
+        document["checkpoint"]["block_no"], document["checkpoint"]["block_hash"]  # noqa: B018
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path} is not a pgaudit checkpoint file") from None
+    return dict(document)
+
+
+def check_signatures(document: dict[str, Any], keys: Keys) -> list[str]:
+    """Which signatures verify with the keys given; raises if any given key fails or none applies."""
+    message = canonical.dumps(document["checkpoint"]).encode()
+    signatures = document.get("signatures", {})
+    verified = []
+    if keys.public_key is not None:
+        if "ed25519" not in signatures:
+            raise CheckpointError("the checkpoint has no Ed25519 signature")
+        try:
+            keys.public_key.verify(base64.b64decode(signatures["ed25519"]["signature"]), message)
+        except (InvalidSignature, ValueError, KeyError):
+            raise CheckpointError("the checkpoint's Ed25519 signature does not verify with this public key") from None
+        verified.append("ed25519")
+    if keys.hmac_key is not None:
+        expected = hmac.new(keys.hmac_key, message, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, str(signatures.get("hmac-sha256", ""))):
+            raise CheckpointError("the checkpoint's HMAC-SHA-256 does not verify with this key")
+        verified.append("hmac-sha256")
+    if not verified:
+        raise CheckpointError("give --public-key or --hmac-key-file to check the checkpoint's signature")
+    return verified
+
+
+def check_against_chain(document: dict[str, Any], verification: Verification,
+                        block_hashes: dict[int, bytes]) -> str | None:
+    """None when the verified chain still holds the signed block with the signed hash."""
+    body = document["checkpoint"]
+    number, signed = int(body["block_no"]), str(body["block_hash"])
+    if number not in block_hashes:
+        end = verification.head.block_no if verification.head else 0
+        return f"block {number} named by the checkpoint is missing (the chain ends at block {end})"
+    if block_hashes[number].hex() != signed:
+        return f"block {number} does not match the checkpoint: the chain was rewritten up to it"
+    return None
