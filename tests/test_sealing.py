@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from pgaudit_py import InvalidArgument, list_events, record, seal, seal_status
+from pgaudit_py.chain import verify_chain
 from pgaudit_py.sealing import seal_continuously
 
 
@@ -34,6 +35,8 @@ def test_late_commit_gets_a_larger_seq_and_holds_back_nobody(db, connect):
     slow.commit()
     assert seal(db).__dict__ == {"sealed": 1, "first_seq": 3, "last_seq": 3, "block_no": 3}
     assert db.execute("SELECT seq FROM audit.event_log WHERE id = %s", (late.id,)).fetchone() == (3,)  # type: ignore[union-attr]
+    assert db.execute("SELECT ok, blocks_checked, events_checked FROM audit.verify()").fetchone() == (True, 3, 3)
+    assert verify_chain(db).ok
 
 
 def test_one_sealer_at_a_time(db, connect):
@@ -131,6 +134,10 @@ def test_forward_paging_sees_every_event_once_under_concurrent_writers_and_late_
     seqs = [s for s, _ in seen]
     assert seqs == list(range(1, len(written) + 1))
     assert sorted(i for _, i in seen) == sorted(written)
+    # Many blocks, sealed while writers held transactions open: the chain verifies, in SQL and in Python.
+    assert db.execute("SELECT ok, events_checked FROM audit.verify()").fetchone() == (True, len(written))
+    python_check = verify_chain(db)
+    assert (python_check.ok, python_check.events_checked) == (True, len(written))
 
 
 def test_seal_backlog_commits_round_by_round(db, connect, counts):

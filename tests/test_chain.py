@@ -1,0 +1,240 @@
+"""Tamper evidence, attacked by a superuser: each rewrite is detected and its block named, by
+audit.verify (SQL) and by the Python verifier alike; checkpoints catch a rewritten chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg.rows import dict_row
+
+from pgaudit_py import canonical, enable_tracking, prune_events, record, seal
+from pgaudit_py.chain import verify_chain
+from pgaudit_py.checkpoint import (
+    CheckpointError,
+    check_against_chain,
+    check_signatures,
+    generate_keys,
+    load_keys,
+    make_checkpoint,
+)
+from pgaudit_py.cli import cli
+
+
+@pytest.fixture
+def chain(db, connect):
+    """Three blocks of three events; block 2 holds captured rows with awkward values."""
+    writer = connect("app_writer")
+    for i in range(3):
+        record(writer, "order.paid", tenant_id="t1", payload={"n": i, "price": 1.5, "tag": "ü\u2028\t"})
+    seal(db)
+    db.execute("""CREATE TABLE public.odd (id int PRIMARY KEY, f float8, n numeric, ts timestamptz, b bytea,
+                                           arr text[], j jsonb, note text);
+                  ALTER TABLE public.odd OWNER TO app_maintainer""")
+    enable_tracking(connect("app_maintainer"), "public.odd")  # one event: audit.tracking_enabled
+    seal(db)
+    odd = connect(options="-c TimeZone=Asia/Kolkata")
+    odd.execute(r"""INSERT INTO odd VALUES (1, 0.1, 1.50, '2026-05-01 10:00+02', '\x00ff', '{a,"b c",NULL}',
+                    '{"z": 1e3, "a": [1.0, -0.0, 1e-7], "ü": "\u2028 \t \u0001 😀", "": null}', e'two\nlines "q" \\')""")
+    odd.execute("UPDATE odd SET f = 1e300, n = n * 3, note = NULL")
+    record(writer, "order.refunded", payload={"big": 1.5e300, "tiny": 1e-30, "nested": {"k": [None, True, {"x": "é"}]}})
+    seal(db)
+    assert db.execute("SELECT block_no, first_seq, last_seq FROM audit.blocks ORDER BY 1").fetchall() == [
+        (1, 1, 3), (2, 4, 4), (3, 5, 7)]
+    return db
+
+
+def verdicts(db) -> tuple[tuple, tuple]:
+    sql_result = db.execute("SELECT ok, problem, bad_block FROM audit.verify()").fetchone()
+    py = verify_chain(db)
+    return sql_result, (py.ok, py.problem, py.bad_block)
+
+
+def assert_detected(db, block: int, problem: str) -> None:
+    sql_result, py_result = verdicts(db)
+    assert sql_result == (False, problem, block)
+    assert py_result == (False, problem, block)
+
+
+def tamper(db, statement: str) -> None:
+    """What a superuser can do: switch triggers off for the session and rewrite."""
+    db.execute("SET session_replication_role = replica")
+    db.execute(statement)
+    db.execute("RESET session_replication_role")
+
+
+def test_intact_chain_verifies_and_python_reproduces_every_line(chain):
+    assert verdicts(chain) == ((True, None, None), (True, None, None))
+    with chain.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute("""SELECT seq, id, tenant_id, actor_type, actor_id, db_role, client_addr::text AS client_addr,
+                                     application_name, kind, target_type, target_id, outcome, correlation_id,
+                                     idempotency_key, txid::text AS txid, occurred_at, payload::text AS payload,
+                                     schema_valid, row_before::text AS row_before, row_after::text AS row_after,
+                                     changed::text AS changed, audit._canonical_event(l) AS line
+                                FROM audit.event_log l ORDER BY seq""").fetchall()
+    assert len(rows) == 7
+    for row in rows:
+        assert canonical.event_line(row) == row["line"]
+    odd = [r["line"] for r in rows if r["kind"] == "public.odd.update"][0]
+    assert '"ts": "2026-05-01T13:30:00+05:30"' in odd and '"b": "\\\\x00ff"' in odd and '"n": 4.50' in odd
+
+
+def test_a_changed_payload(chain):
+    tamper(chain, "UPDATE audit.event_log SET payload = jsonb_set(payload, '{n}', '99') WHERE seq = 2")
+    assert_detected(chain, 1, "block 1: an event was changed")
+
+
+def test_a_deleted_event(chain):
+    tamper(chain, "DELETE FROM audit.event_log WHERE seq = 6")
+    assert_detected(chain, 3, "block 3: 1 of its 3 events are missing")
+
+
+def test_an_inserted_event(chain):
+    tamper(chain, """INSERT INTO audit.event_log (seq, id, actor_type, db_role, kind, outcome, txid, occurred_at,
+                                                  sealed_at, payload)
+                     VALUES (8, gen_random_uuid(), 'user', 'x', 'forged.event', 'success', '1', now(), now(), '{}')""")
+    assert_detected(chain, 4, "event seq 8 is outside every block (after block 3)")
+
+
+def test_two_events_swapped(chain):
+    tamper(chain, """UPDATE audit.event_log l SET payload = o.payload FROM audit.event_log o
+                      WHERE (l.seq, o.seq) IN ((1, 2), (2, 1))""")
+    assert_detected(chain, 1, "block 1: an event was changed")
+
+
+def test_a_changed_block_row(chain):
+    tamper(chain, "UPDATE audit.blocks SET sealed_at = sealed_at, events_hash = sha256('x') WHERE block_no = 2")
+    assert_detected(chain, 2, "block 2: the block row was changed")
+
+
+def test_a_deleted_block(chain):
+    tamper(chain, "DELETE FROM audit.blocks WHERE block_no = 2")
+    assert_detected(chain, 2, "block 2 is missing")
+
+
+def rehash(db) -> None:
+    """Recompute every block from the events as they now are, as an attacker with the code would."""
+    db.execute("SET session_replication_role = replica")
+    prev = bytes(32)
+    for no, first, last, count in db.execute("SELECT block_no, first_seq, last_seq, event_count FROM audit.blocks"
+                                              " ORDER BY block_no").fetchall():
+        events = db.execute("SELECT sha256(string_agg(sha256(convert_to(audit._canonical_event(l), 'UTF8')), ''::bytea"
+                            " ORDER BY seq)) FROM audit.event_log l WHERE seq BETWEEN %s AND %s", (first, last)).fetchone()[0]
+        block = db.execute("SELECT audit._block_hash(%s, %s, %s, %s, %s, %s)", (no, first, last, count, events, prev)).fetchone()[0]
+        db.execute("UPDATE audit.blocks SET events_hash = %s, prev_hash = %s, block_hash = %s WHERE block_no = %s",
+                   (events, prev, block, no))
+        prev = block
+    db.execute("UPDATE audit.seal_state SET last_block_hash = %s", (prev,))
+    db.execute("RESET session_replication_role")
+
+
+def rewrite_whole_chain(db) -> None:
+    """The attacker changes an event, then recomputes every hash after it consistently."""
+    tamper(db, "UPDATE audit.event_log SET payload = '{\"n\": 99}' WHERE seq = 2")
+    rehash(db)
+
+
+@pytest.fixture
+def keys(tmp_path):
+    generate_keys(tmp_path)
+    return tmp_path
+
+
+def signed_checkpoint(db, keys: Path) -> dict:
+    return make_checkpoint(db, load_keys(signing_key=keys / "checkpoint-ed25519.pem",
+                                         hmac_key=keys / "checkpoint-hmac.key"))
+
+
+def check(db, document: dict, keys: Path) -> str | None:
+    assert check_signatures(document, load_keys(public_key=keys / "checkpoint-ed25519.pub.pem",
+                                                hmac_key=keys / "checkpoint-hmac.key")) == ["ed25519", "hmac-sha256"]
+    hashes: dict[int, bytes] = {}
+    result = verify_chain(db, on_block=lambda b: hashes.__setitem__(b.block_no, b.block_hash))
+    assert result.ok, result.problem
+    return check_against_chain(document, result, hashes)
+
+
+def test_a_rewritten_chain_is_caught_only_by_the_checkpoint(chain, keys):
+    document = signed_checkpoint(chain, keys)
+    assert document["checkpoint"]["block_no"] == 3 and check(chain, document, keys) is None
+    rewrite_whole_chain(chain)
+    assert verdicts(chain) == ((True, None, None), (True, None, None))  # self-consistent again
+    assert check(chain, document, keys) == "block 3 does not match the checkpoint: the chain was rewritten up to it"
+
+
+def test_a_removed_tail_is_caught_by_the_checkpoint(chain, keys):
+    document = signed_checkpoint(chain, keys)
+    tamper(chain, "DELETE FROM audit.event_log WHERE seq >= 5; DELETE FROM audit.blocks WHERE block_no = 3;"
+                  " UPDATE audit.seal_state SET last_block_no = 2, last_seq = 4,"
+                  " last_block_hash = (SELECT block_hash FROM audit.blocks WHERE block_no = 2)")
+    assert verdicts(chain) == ((True, None, None), (True, None, None))
+    assert check(chain, document, keys) == "block 3 named by the checkpoint is missing (the chain ends at block 2)"
+
+
+def test_checkpoint_signatures_refuse_other_keys_and_edits(chain, keys, tmp_path):
+    document = signed_checkpoint(chain, keys)
+    other = tmp_path / "other"
+    generate_keys(other)
+    with pytest.raises(CheckpointError, match="Ed25519 signature does not verify with this public key"):
+        check_signatures(document, load_keys(public_key=other / "checkpoint-ed25519.pub.pem"))
+    with pytest.raises(CheckpointError, match="HMAC-SHA-256 does not verify with this key"):
+        check_signatures(document, load_keys(hmac_key=other / "checkpoint-hmac.key"))
+    document["checkpoint"]["block_no"] = 2
+    with pytest.raises(CheckpointError, match="Ed25519 signature does not verify"):
+        check_signatures(document, load_keys(public_key=keys / "checkpoint-ed25519.pub.pem"))
+
+
+def test_no_false_alarm_after_a_prune(chain, connect):
+    # Test set-up: block 1 as if sealed 400 days ago (its events aged, the chain rebuilt to match).
+    tamper(chain, "UPDATE audit.event_log SET occurred_at = occurred_at - interval '400 days' WHERE seq <= 3")
+    rehash(chain)
+    assert prune_events(connect("app_maintainer"), "365 days").deleted == 3
+    seal(chain)
+    sql_result = chain.execute("SELECT ok, retained_from_block, retained_from_seq FROM audit.verify()").fetchone()
+    py = verify_chain(chain)
+    assert sql_result == (True, 2, 4) and (py.ok, py.retained_from_block, py.retained_from_seq) == (True, 2, 4)
+    assert chain.execute("SELECT block_no FROM audit.prune_points").fetchall() == [(1,)]
+
+
+def test_verify_a_range_of_blocks(chain):
+    tamper(chain, "UPDATE audit.event_log SET payload = '{\"x\": 1}' WHERE seq = 6")
+    assert chain.execute("SELECT ok, blocks_checked FROM audit.verify(from_block => 1, to_block => 2)").fetchone() == (True, 2)
+    assert chain.execute("SELECT ok, bad_block FROM audit.verify(from_block => 2)").fetchone() == (False, 3)
+
+
+def test_readers_verify_writers_cannot(chain, connect):
+    assert connect("app_reader").execute("SELECT ok FROM audit.verify()").fetchone() == (True,)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        connect("app_writer").execute("SELECT audit.verify()")
+
+
+def test_cli_checkpoint_and_verify(chain, keys, tmp_path):
+    i = chain.info
+    dsn = f"host={i.host} port={i.port} dbname={i.dbname} user={i.user}"
+    out = tmp_path / "cp.json"
+    runner = CliRunner()
+    made = runner.invoke(cli, ["checkpoint", "--dsn", dsn, "--signing-key", str(keys / "checkpoint-ed25519.pem"),
+                               "--out", str(out)])
+    assert made.exit_code == 0, made.stderr
+    assert json.loads(out.read_text())["checkpoint"]["block_no"] == 3
+    ok = runner.invoke(cli, ["verify", "--dsn", dsn, "--checkpoint", str(out),
+                             "--public-key", str(keys / "checkpoint-ed25519.pub.pem")])
+    assert ok.exit_code == 0, ok.stderr
+    assert "chain intact: 3 blocks, 7 events verified; 0 pending" in ok.output
+    assert "checkpoint of block 3 holds (signature: ed25519)" in ok.output
+    rewrite_whole_chain(chain)
+    caught = runner.invoke(cli, ["verify", "--dsn", dsn, "--checkpoint", str(out),
+                                 "--public-key", str(keys / "checkpoint-ed25519.pub.pem")])
+    assert caught.exit_code == 1
+    assert caught.stderr.strip().splitlines()[-1] == (
+        "pgaudit: checkpoint failed: block 3 does not match the checkpoint: the chain was rewritten up to it")
+    tamper(chain, "DELETE FROM audit.event_log WHERE seq = 5")
+    broken = runner.invoke(cli, ["verify", "--dsn", dsn])
+    assert broken.exit_code == 1
+    assert broken.stderr.strip().splitlines()[-1] == (
+        "pgaudit: verification failed at block 3: block 3: 1 of its 3 events are missing")
+    no_key = runner.invoke(cli, ["verify", "--dsn", dsn, "--checkpoint", str(out)])
+    assert no_key.exit_code == 1 and "give --public-key or --hmac-key-file" in no_key.stderr
