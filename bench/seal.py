@@ -1,0 +1,155 @@
+"""Benchmark: what hashing at sealing costs writers, the sealer, and verification.
+
+Run: python bench/seal.py [--seconds 10] [--rounds 3] [--events 100000]
+
+1. Four concurrent writers (pgbench, record() per transaction) with a sealer (hashing included)
+   running continuously, against the same writers with no sealer: the ratio of their throughput.
+2. Sealing a backlog with hashing, against the same move without it (a copy of the sealer's
+   statement without the block, installed in the throwaway database only), in events per second.
+3. audit.verify and the Python verifier, in events per second, against reading the same events
+   with COPY ... TO.
+A throwaway cluster with PostgreSQL's default durability, on disk; medians of --rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+
+import psycopg
+from common import durable_cluster, pgbench
+
+from pgaudit_py import install, seal
+from pgaudit_py.chain import verify_chain
+from pgaudit_py.sealing import seal_continuously
+
+RECORD = ("\\set n random(1, 1000000)\n"
+          "SELECT audit.record(kind => 'order.paid', tenant_id => 't1', actor_id => 'u', target_type => 'order',"
+          " target_id => 'o', payload => '{\"amount\": 12.5, \"currency\": \"EUR\"}');\n")
+
+# The sealer's move without the block: for comparison only, never part of the product.
+SEAL_WITHOUT_HASHING = """
+CREATE FUNCTION bench_seal_without_hashing(max_events integer) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE v_last bigint; moved_count bigint;
+BEGIN
+    SELECT last_seq INTO v_last FROM audit.seal_state FOR UPDATE;
+    WITH batch AS (SELECT intake_id FROM audit.event_intake ORDER BY intake_id LIMIT max_events),
+    moved AS (DELETE FROM audit.event_intake i USING batch b WHERE i.intake_id = b.intake_id RETURNING i.*),
+    sealed AS (
+        INSERT INTO audit.event_log (seq, id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
+            kind, target_type, target_id, outcome, correlation_id, idempotency_key, txid, occurred_at, sealed_at,
+            payload, schema_valid, row_before, row_after, changed)
+        SELECT v_last + row_number() OVER (ORDER BY m.intake_id), coalesce(m.id, gen_random_uuid()), m.tenant_id,
+               m.actor_type, m.actor_id, m.db_role, m.client_addr, m.application_name, m.kind, m.target_type,
+               m.target_id, m.outcome, m.correlation_id, m.idempotency_key, m.txid, m.occurred_at, clock_timestamp(),
+               m.payload, m.schema_valid, m.row_before, m.row_after,
+               CASE WHEN m.row_before IS NOT NULL AND m.row_after IS NOT NULL
+                    THEN coalesce(m.changed, '{}') || audit._changed(m.row_before, m.row_after) END
+          FROM moved m RETURNING seq)
+    SELECT count(*) INTO moved_count FROM sealed;
+    UPDATE audit.seal_state SET last_seq = v_last + moved_count;
+    RETURN moved_count;
+END $$;
+"""
+
+
+def backlog(conn: psycopg.Connection, events: int) -> None:
+    conn.execute(f"SELECT audit.record(kind => 'order.paid', tenant_id => 't' || (n % 10), actor_id => 'u' || n,"
+                 f" target_type => 'order', target_id => 'o-' || n, payload => jsonb_build_object('amount', n))"
+                 f" FROM generate_series(1, {events}) n")
+
+
+def drain(step: callable) -> float:  # type: ignore[valid-type]
+    started = time.perf_counter()
+    while step():
+        pass
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--events", type=int, default=100_000)
+    args = parser.parse_args()
+
+    with durable_cluster() as cluster:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE bench")
+        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
+            install(conn)
+
+        # 1. Writers with and without a running sealer.
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for r in range(args.rounds):
+            for sealing in ((False, True) if r % 2 == 0 else (True, False)):
+                stop = threading.Event()
+                sealer_conn = psycopg.connect(cluster.dsn("bench"), autocommit=True)
+                sealer = threading.Thread(target=seal_continuously, args=(sealer_conn, stop),
+                                          kwargs={"interval": 0.05})
+                if sealing:
+                    sealer.start()
+                rates[sealing].append(pgbench(cluster, "bench", RECORD, clients=4, seconds=args.seconds))
+                stop.set()
+                if sealing:
+                    sealer.join()
+                with sealer_conn:
+                    while seal(sealer_conn).sealed:  # leave nothing pending for the next round
+                        pass
+        without, with_sealer = statistics.median(rates[False]), statistics.median(rates[True])
+        print(f"4 writers, record() per transaction: {without:.0f} tps alone, {with_sealer:.0f} tps with a sealer"
+              f" running: {with_sealer / without:.3f} (bar: at least 0.95)")
+
+        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
+            # 2. Sealing with and without hashing, over the same kind of backlog.
+            conn.execute(SEAL_WITHOUT_HASHING)
+            for table in ("event_intake", "event_log"):
+                conn.execute(f"ALTER TABLE audit.{table} DISABLE TRIGGER USER")  # the copy is not audit.seal
+            times: dict[str, list[float]] = {"hashing": [], "plain": []}
+            for r in range(args.rounds):
+                for kind in (("hashing", "plain") if r % 2 == 0 else ("plain", "hashing")):
+                    backlog(conn, args.events)
+                    conn.execute("CHECKPOINT")
+                    if kind == "hashing":
+                        times[kind].append(drain(lambda: seal(conn, 10_000).sealed))
+                    else:
+                        times[kind].append(drain(lambda: conn.execute(
+                            "SELECT bench_seal_without_hashing(10000)").fetchone()[0]))  # type: ignore[index]
+            hashed = args.events / statistics.median(times["hashing"])
+            plain = args.events / statistics.median(times["plain"])
+            print(f"sealing {args.events} events in rounds of 10,000: {hashed:,.0f} events/s with hashing,"
+                  f" {plain:,.0f} events/s without: {hashed / plain:.2f}")
+            for table in ("event_intake", "event_log"):
+                conn.execute(f"ALTER TABLE audit.{table} ENABLE TRIGGER USER")
+
+            # 3. Verification against reading the same events. Only the hashed rounds form blocks;
+            #    verify the blocks and read exactly their events.
+            first, last = conn.execute("SELECT min(first_seq), max(last_seq) FROM audit.blocks").fetchone()  # type: ignore[misc]
+            covered = last - first + 1
+            copy_times, sql_times, py_times = [], [], []
+            for _ in range(args.rounds):
+                started = time.perf_counter()
+                with conn.cursor().copy(f"COPY (SELECT * FROM audit.event_log WHERE seq BETWEEN {first} AND {last})"
+                                        " TO STDOUT") as copy:
+                    for _chunk in copy:
+                        pass
+                copy_times.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                row = conn.execute("SELECT events_checked FROM audit.verify(from_block => 1)").fetchone()
+                sql_times.append(time.perf_counter() - started)
+                assert row is not None
+                started = time.perf_counter()
+                result = verify_chain(conn)
+                py_times.append(time.perf_counter() - started)
+            copy_rate = covered / statistics.median(copy_times)
+            sql_rate = covered / statistics.median(sql_times)
+            py_rate = result.events_checked / statistics.median(py_times)
+            print(f"reading {covered} sealed events with COPY ... TO: {copy_rate:,.0f} events/s")
+            print(f"audit.verify: {sql_rate:,.0f} events/s ({sql_rate / copy_rate:.2f} of COPY)")
+            print(f"pgaudit verify (Python): {py_rate:,.0f} events/s ({py_rate / copy_rate:.2f} of COPY)")
+
+
+if __name__ == "__main__":
+    main()
