@@ -22,7 +22,8 @@ from pgaudit_py.tempdb import TemporaryCluster
 VALUES = ("'order.paid', 't' || (n % 10), 'user', 'u' || n, 'order', 'o-' || n, "
           "jsonb_build_object('amount', n, 'currency', 'EUR') FROM (SELECT (:n)::int AS n) AS v")
 RECORD = (f"SELECT audit.record(kind => x.k, tenant_id => x.t, actor_type => x.at, actor_id => x.a, "
-          f"target_type => x.tt, target_id => x.ti, payload => x.p) FROM (SELECT {VALUES}) AS x(k, t, at, a, tt, ti, p);")
+          f"target_type => x.tt, target_id => x.ti, payload => x.p)"
+          f" FROM (SELECT {VALUES}) AS x(k, t, at, a, tt, ti, p);")
 # The same row into an equivalent table without any index, with the values record() computes.
 PLAIN = (f"INSERT INTO bench_plain (id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,"
          f" kind, target_type, target_id, outcome, txid, occurred_at, payload)"

@@ -88,7 +88,7 @@ def main() -> None:
                 stop = threading.Event()
                 sealer_conn = psycopg.connect(cluster.dsn("bench"), autocommit=True)
                 sealer = threading.Thread(target=seal_continuously, args=(sealer_conn, stop),
-                                          kwargs={"interval": 0.05})
+                                          kwargs={"interval": 0.5})  # pgaudit worker's default
                 if sealing:
                     sealer.start()
                 rates[sealing].append(pgbench(cluster, "bench", RECORD, clients=4, seconds=args.seconds))
