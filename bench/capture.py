@@ -13,12 +13,10 @@ sealed and timed against the rate at which the statement produced them.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from collections.abc import Callable
 
 import psycopg
-from common import durable_cluster, pgbench
+from common import alternate, durable_cluster, pgbench
 
 from pgaudit_py import install, seal
 from pgaudit_py.tempdb import TemporaryCluster
@@ -75,15 +73,6 @@ class Databases:
 
     def drop(self, name: str) -> None:
         self.admin.execute(f"DROP DATABASE {name}")
-
-
-def alternate(rounds: int, measure: Callable[[bool], float]) -> tuple[float, float]:
-    """Median of each side over `rounds`, alternating which side goes first."""
-    results: dict[bool, list[float]] = {False: [], True: []}
-    for r in range(rounds):
-        for tracked in ((False, True) if r % 2 == 0 else (True, False)):
-            results[tracked].append(measure(tracked))
-    return statistics.median(results[False]), statistics.median(results[True])
 
 
 def main() -> None:

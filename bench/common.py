@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
+
+from pgaudit_py import install
 from pgaudit_py.tempdb import TemporaryCluster, find_binary
 
 
@@ -16,6 +20,26 @@ def durable_cluster() -> Iterator[TemporaryCluster]:
     """PostgreSQL's default settings (fsync, synchronous_commit, full_page_writes on), on disk."""
     with TemporaryCluster.start(parent=tempfile.gettempdir(), fast=False) as cluster:
         yield cluster
+
+
+@contextmanager
+def bench_database() -> Iterator[TemporaryCluster]:
+    """A durable cluster with pgaudit_py installed in its database "bench"."""
+    with durable_cluster() as cluster:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE bench")
+        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
+            install(conn)
+        yield cluster
+
+
+def alternate(rounds: int, measure: Callable[[bool], float]) -> tuple[float, float]:
+    """Medians of measure(False) and measure(True) over `rounds`, alternating which goes first."""
+    results: dict[bool, list[float]] = {False: [], True: []}
+    for r in range(rounds):
+        for side in ((False, True) if r % 2 == 0 else (True, False)):
+            results[side].append(measure(side))
+    return statistics.median(results[False]), statistics.median(results[True])
 
 
 def pgbench(cluster: TemporaryCluster, dbname: str, script: str, clients: int, seconds: int) -> float:

@@ -10,13 +10,12 @@ ratios compare sides measured in the same run, because these machines are shared
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import psycopg
-from common import durable_cluster, pgbench
+from common import alternate, bench_database, pgbench
 
-from pgaudit_py import install, seal
+from pgaudit_py import seal
 from pgaudit_py.tempdb import TemporaryCluster
 
 VALUES = ("'order.paid', 't' || (n % 10), 'user', 'u' || n, 'order', 'o-' || n, "
@@ -40,12 +39,10 @@ def script(statement: str, per_transaction: int) -> str:
 
 def compare(cluster: TemporaryCluster, clients: int, per_tx: int, seconds: int,
             rounds: int) -> tuple[float, float]:
-    scripts = {"record": script(RECORD, per_tx), "plain": script(PLAIN, per_tx)}
-    rates: dict[str, list[float]] = {"record": [], "plain": []}
-    for r in range(rounds):
-        for name in (("record", "plain") if r % 2 == 0 else ("plain", "record")):
-            rates[name].append(pgbench(cluster, "bench", scripts[name], clients, seconds) * per_tx)
-    return statistics.median(rates["record"]), statistics.median(rates["plain"])
+    """(record, plain) events per second."""
+    scripts = {True: script(RECORD, per_tx), False: script(PLAIN, per_tx)}
+    plain, recorded = alternate(rounds, lambda rec: pgbench(cluster, "bench", scripts[rec], clients, seconds) * per_tx)
+    return recorded, plain
 
 
 def main() -> None:
@@ -55,11 +52,8 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=100_000)
     args = parser.parse_args()
 
-    with durable_cluster() as cluster:
-        with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE bench")
+    with bench_database() as cluster:
         with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
-            install(conn)
             conn.execute("CREATE TABLE bench_plain (LIKE audit.event_intake INCLUDING DEFAULTS INCLUDING IDENTITY)")
 
         print(f"{'workload':<36}{'record/s':>12}{'plain/s':>12}{'ratio':>8}")

@@ -19,9 +19,9 @@ import threading
 import time
 
 import psycopg
-from common import durable_cluster, pgbench
+from common import bench_database, pgbench
 
-from pgaudit_py import install, seal
+from pgaudit_py import seal
 from pgaudit_py.chain import verify_chain
 from pgaudit_py.sealing import seal_continuously
 
@@ -75,12 +75,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     args = parser.parse_args()
 
-    with durable_cluster() as cluster:
-        with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE bench")
-        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
-            install(conn)
-
+    with bench_database() as cluster:
         # 1. Writers with and without a running sealer.
         rates: dict[bool, list[float]] = {False: [], True: []}
         for r in range(args.rounds):
