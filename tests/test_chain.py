@@ -238,3 +238,12 @@ def test_cli_checkpoint_and_verify(chain, keys, tmp_path):
         "pgaudit: verification failed at block 3: block 3: 1 of its 3 events are missing")
     no_key = runner.invoke(cli, ["verify", "--dsn", dsn, "--checkpoint", str(out)])
     assert no_key.exit_code == 1 and "give --public-key or --hmac-key-file" in no_key.stderr
+
+
+def test_keygen_writes_private_files_for_the_owner_only_and_never_overwrites(tmp_path):
+    written = generate_keys(tmp_path / "keys")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in written}
+    assert modes == {"checkpoint-ed25519.pem": 0o600, "checkpoint-ed25519.pub.pem": 0o644,
+                     "checkpoint-hmac.key": 0o600}
+    with pytest.raises(CheckpointError, match="exists already; not overwriting a key"):
+        generate_keys(tmp_path / "keys")

@@ -177,6 +177,7 @@ def test_demo_against_a_dsn_cleans_up(dsn, db):
     assert "invoice.sent" in result.output and '{"user.":1,"order.":3}' in result.output
     assert db.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgaudit_demo_%'").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'pgaudit_demo_%'").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgaudit_demo_%'").fetchone() == (0,)
 
 
 def test_demo_without_a_dsn_starts_its_own_postgres():
