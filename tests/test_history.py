@@ -85,8 +85,9 @@ def apply(conn, table: str, op: tuple) -> None:
     elif kind == "update":
         conn.execute(f"UPDATE {table} SET a = a + %s, b = b || 'x' WHERE id BETWEEN %s AND %s",
                      (op[3], min(op[1:3]), max(op[1:3])))
-    elif kind == "rekey":  # the primary key itself changes
-        conn.execute(f"UPDATE {table} SET id = id + 1000 WHERE id = %s", (op[1],))
+    elif kind == "rekey":  # the primary key itself changes, to one never used
+        conn.execute(f"UPDATE {table} SET id = (SELECT coalesce(max(id), 0) + 1000 FROM {table}) WHERE id = %s",
+                     (op[1],))
     elif kind == "delete":
         conn.execute(f"DELETE FROM {table} WHERE id BETWEEN %s AND %s", (min(op[1:]), max(op[1:])))
     else:
