@@ -42,7 +42,8 @@ def alternate(rounds: int, measure: Callable[[bool], float]) -> tuple[float, flo
     return statistics.median(results[False]), statistics.median(results[True])
 
 
-def pgbench(cluster: TemporaryCluster, dbname: str, script: str, clients: int, seconds: int) -> float:
+def pgbench(cluster: TemporaryCluster, dbname: str, script: str, clients: int, seconds: int,
+            user: str | None = None) -> float:
     """Transactions per second of `script` (pgbench -M prepared)."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(script)
@@ -50,7 +51,7 @@ def pgbench(cluster: TemporaryCluster, dbname: str, script: str, clients: int, s
         done = subprocess.run(
             [find_binary("pgbench"), "-n", "-M", "prepared", "-f", f.name, "-c", str(clients),
              "-j", str(min(clients, 2)), "-T", str(seconds), "-h", cluster.host, "-p", str(cluster.port),
-             "-U", cluster.user, dbname], capture_output=True, text=True)
+             "-U", user or cluster.user, dbname], capture_output=True, text=True)
     finally:
         Path(f.name).unlink()
     if done.returncode != 0:

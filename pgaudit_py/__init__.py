@@ -12,6 +12,8 @@ from pgaudit_py.errors import (
     InvalidPayload,
     InvalidTarget,
     PgAuditError,
+    RateLimitBypassRefused,
+    RateLimited,
     SchemaViolation,
 )
 from pgaudit_py.events import (
@@ -26,6 +28,16 @@ from pgaudit_py.events import (
     register_event_type,
 )
 from pgaudit_py.installer import InstallReport, InstallStatus, install, status
+from pgaudit_py.rate_limits import (
+    RateLimit,
+    disable_rate_limit,
+    enable_rate_limit,
+    rate_limit,
+    rate_limited,
+    rate_limits,
+    record_refusal,
+    set_operation_limit,
+)
 from pgaudit_py.retention import PrunePreview, PruneResult, preview_prune, prune_events
 from pgaudit_py.sealing import SealResult, SealStatus, seal, seal_status
 from pgaudit_py.tracking import (
@@ -45,4 +57,6 @@ __all__ = [
     "count_events", "install", "list_events", "monthly_event_counts", "preview_prune",
     "prune_events", "record", "register_event_type", "seal", "seal_status", "status",
     "TrackedTable", "disable_tracking", "enable_tracking", "row_as_of", "row_history", "tracked_tables",
+    "RateLimit", "RateLimitBypassRefused", "RateLimited", "disable_rate_limit", "enable_rate_limit", "rate_limit",
+    "rate_limited", "rate_limits", "record_refusal", "set_operation_limit",
 ]

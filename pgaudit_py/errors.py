@@ -6,6 +6,7 @@ through untouched.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
@@ -72,6 +73,27 @@ class InvalidTarget(InvalidInput):
     sqlstate = "PA008"
 
 
+class RateLimited(PgAuditError):
+    """A write limit was reached; `retry_after` says when to try again (seconds)."""
+
+    sqlstate = "PA009"
+
+    @property
+    def retry_after_ms(self) -> int:
+        match = re.search(r"retry_after_ms=(\d+)", self.detail or "")
+        return int(match.group(1)) if match else 1000
+
+    @property
+    def retry_after(self) -> float:
+        return self.retry_after_ms / 1000
+
+
+class RateLimitBypassRefused(PgAuditError):
+    """pgaudit_py.rate_limit_bypass was set by a role that is not the maintainer."""
+
+    sqlstate = "PA010"
+
+
 class InstallError(PgAuditError):
     """The installer refused to proceed (for example, a schema it did not create)."""
 
@@ -79,7 +101,8 @@ class InstallError(PgAuditError):
 _BY_SQLSTATE: dict[str, type[PgAuditError]] = {
     cls.sqlstate: cls
     for cls in (InvalidKind, InvalidPayload, SchemaViolation, IdempotencyConflict,
-                InvalidArgument, AppendOnlyViolation, InvalidContext, InvalidTarget)
+                InvalidArgument, AppendOnlyViolation, InvalidContext, InvalidTarget, RateLimited,
+                RateLimitBypassRefused)
     if cls.sqlstate
 }
 

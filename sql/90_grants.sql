@@ -10,11 +10,12 @@ REVOKE UPDATE, TRUNCATE ON @schema@.event_intake, @schema@.event_log, @schema@.b
     FROM @schema@_owner;
 REVOKE DELETE ON @schema@.blocks, @schema@.prune_points FROM @schema@_owner;
 
-GRANT EXECUTE ON FUNCTION @schema@.record(text, text, text, text, text, text, jsonb, text, text, text)
+GRANT EXECUTE ON FUNCTION @schema@.record(text, text, text, text, text, text, jsonb, text, text, text),
+    @schema@.rate_limit(text, text, integer, integer)
     TO @schema@_writer;
 
 GRANT SELECT ON @schema@.events, @schema@.event_types, @schema@.event_type_drift, @schema@.tracked_tables,
-    @schema@.blocks, @schema@.prune_points
+    @schema@.blocks, @schema@.prune_points, @schema@.rate_limits
     TO @schema@_reader;
 GRANT EXECUTE ON FUNCTION
     @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer),
@@ -48,5 +49,11 @@ GRANT EXECUTE ON FUNCTION
     @schema@._unregister_tracking(oid, text),
     @schema@._capture_truncate(),
     @schema@._check_kind(text, text),
-    @schema@._capture_function(oid)
+    @schema@._capture_function(oid),
+    @schema@.enable_rate_limit(regclass, integer, integer, integer),
+    @schema@.disable_rate_limit(regclass),
+    @schema@.set_operation_limit(text, integer, integer),
+    @schema@._put_rate_limit(@schema@.rate_limits),
+    @schema@._drop_rate_limit(text, text),
+    @schema@._rate_limit_trigger()
     TO @schema@_maintainer;

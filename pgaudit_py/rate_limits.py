@@ -1,0 +1,110 @@
+"""Write rate limits: per table (per user and per tenant) and per named operation."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+from psycopg.rows import class_row
+
+from pgaudit_py.errors import RateLimited, translated
+from pgaudit_py.events import record
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    scope: str
+    target: str
+    per_user: int | None
+    per_tenant: int | None
+    per_key: int | None
+    window_seconds: int
+    changed_at: datetime
+    changed_by: str
+
+
+def _one(conn: psycopg.Connection, query: sql.Composed, params: tuple[Any, ...]) -> RateLimit:
+    with translated(), conn.cursor(row_factory=class_row(RateLimit)) as cur:
+        row = cur.execute(query, params).fetchone()
+        assert row is not None
+        return row
+
+
+def enable_rate_limit(conn: psycopg.Connection, table: str, *, per_user_per_minute: int | None = 60,
+                      per_tenant_per_minute: int | None = 600, window_seconds: int = 60,
+                      audit_schema: str = "audit") -> RateLimit:
+    """Limit writes (statements) on `table`; None switches one of the two limits off."""
+    return _one(conn, sql.SQL("SELECT * FROM {}.enable_rate_limit(target => %s::regclass,"
+                              " per_user_per_minute => %s::integer, per_tenant_per_minute => %s::integer,"
+                              " window_seconds => %s::integer)").format(sql.Identifier(audit_schema)),
+                (table, per_user_per_minute, per_tenant_per_minute, window_seconds))
+
+
+def disable_rate_limit(conn: psycopg.Connection, table: str, *, audit_schema: str = "audit") -> bool:
+    with translated():
+        row = conn.execute(sql.SQL("SELECT {}.disable_rate_limit(target => %s::regclass)").format(
+            sql.Identifier(audit_schema)), (table,)).fetchone()
+    return bool(row and row[0])
+
+
+def set_operation_limit(conn: psycopg.Connection, operation: str, per_minute: int, *, window_seconds: int = 60,
+                        audit_schema: str = "audit") -> RateLimit:
+    """Override, at run time, the limit application code passes for `operation`."""
+    return _one(conn, sql.SQL("SELECT * FROM {}.set_operation_limit(operation => %s::text, per_minute => %s::integer,"
+                              " window_seconds => %s::integer)").format(sql.Identifier(audit_schema)),
+                (operation, per_minute, window_seconds))
+
+
+def rate_limits(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[RateLimit]:
+    query = sql.SQL("SELECT r.scope, CASE r.scope WHEN 'table' THEN r.target::oid::regclass::text ELSE r.target END"
+                    " AS target, r.per_user, r.per_tenant, r.per_key, r.window_seconds, r.changed_at, r.changed_by"
+                    " FROM {}.rate_limits r ORDER BY 1, 2").format(sql.Identifier(audit_schema))
+    with translated(), conn.cursor(row_factory=class_row(RateLimit)) as cur:
+        return cur.execute(query).fetchall()
+
+
+def rate_limit(conn: psycopg.Connection, operation: str, key: str, per_minute: int = 60, *,
+               window_seconds: int = 60, audit_schema: str = "audit") -> None:
+    """Count one call of `operation` for `key`; raises RateLimited past the limit."""
+    with translated():
+        conn.execute(sql.SQL("SELECT {}.rate_limit(operation => %s::text, key => %s::text, per_minute => %s::integer,"
+                             " window_seconds => %s::integer)").format(sql.Identifier(audit_schema)),
+                     (operation, key, per_minute, window_seconds))
+
+
+def record_refusal(conn: psycopg.Connection, refusal: RateLimited, *, target: str | None = None,
+                   audit_schema: str = "audit") -> None:
+    """Record `security.rate_limited` in its own transaction (the refused one cannot commit)."""
+    if conn.info.transaction_status == TransactionStatus.INERROR:
+        conn.rollback()
+    with conn.transaction():
+        record(conn, "security.rate_limited", target_type="rate_limit", target_id=target,
+               payload={"reason": refusal.message, "retry_after_ms": refusal.retry_after_ms},
+               outcome="failure", audit_schema=audit_schema)
+
+
+def rate_limited(operation: str, *, key: Callable[..., str], per_minute: int = 60, window_seconds: int = 60,
+                 audit_schema: str = "audit") -> Callable[[F], F]:
+    """Decorate a function whose first argument is the connection: each call counts one
+    `operation` for key(*args, **kwargs); a refusal is recorded, then raised as RateLimited."""
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(conn: psycopg.Connection, *args: Any, **kwargs: Any) -> Any:
+            limited_key = key(conn, *args, **kwargs)
+            try:
+                rate_limit(conn, operation, limited_key, per_minute, window_seconds=window_seconds,
+                           audit_schema=audit_schema)
+            except RateLimited as refusal:
+                record_refusal(conn, refusal, target=f"{operation}:{limited_key}", audit_schema=audit_schema)
+                raise
+            return fn(conn, *args, **kwargs)
+        return wrapper  # type: ignore[return-value]
+    return decorate

@@ -1,0 +1,306 @@
+-- Write rate limits (docs in README "Rate limits"): a sliding-window counter per key, sharded so
+-- that concurrent writers do not queue behind each other's open transactions.
+
+-- Admit one write for `key` (at most `per_window` per sliding window of `window_seconds`), or
+-- return how many milliseconds to wait. Runs in the writer's transaction: a rolled-back write
+-- gives its slot back. Internal: runs under the pinned search_path of its callers.
+CREATE OR REPLACE FUNCTION @schema@._rate_take(key text, per_window integer, window_seconds integer)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_variable
+DECLARE
+    shards integer := least(16, per_window);
+    t double precision := date_part('epoch', clock_timestamp()) / window_seconds;  -- in windows
+    this_window bigint := floor(t);
+    e double precision := t - floor(t);  -- how far into this window, 0..1
+    lock_key integer := hashtext(key);
+    start integer := pg_backend_pid() % shards;
+    c @schema@.rate_counters;
+    cur integer;
+    prev integer;
+    cap integer;
+    wait double precision := 'infinity';  -- in windows
+    busy boolean := false;
+    shard integer;
+BEGIN
+    -- A shard is owned, until commit, by the transaction holding its advisory lock, and only the
+    -- owner writes its row: under the lock the count is exact. A writer never waits: it tries the
+    -- shards, starting from one chosen by its backend, and takes the first whose lock is free and
+    -- which has room. Each admits its share of the limit, so together they admit no more.
+    FOR k IN 0..shards - 1 LOOP
+        shard := (start + k) % shards;
+        IF NOT pg_try_advisory_xact_lock(lock_key, shard) THEN
+            busy := true;  -- another open transaction owns it
+            CONTINUE;
+        END IF;
+        cap := per_window / shards + CASE WHEN shard < per_window % shards THEN 1 ELSE 0 END;
+        -- The common case in one statement: roll the window and count, if there is room.
+        UPDATE @schema@.rate_counters r
+           SET window_no = this_window,
+               count = CASE WHEN r.window_no = this_window THEN r.count ELSE 0 END + 1,
+               prev_count = CASE WHEN r.window_no = this_window THEN r.prev_count
+                                 WHEN r.window_no = this_window - 1 THEN r.count ELSE 0 END
+         WHERE r.key = key AND r.shard = shard
+           AND CASE WHEN r.window_no = this_window THEN r.prev_count * (1 - e) + r.count
+                    WHEN r.window_no = this_window - 1 THEN r.count * (1 - e) ELSE 0 END + 1 <= cap;
+        IF FOUND THEN
+            RETURN NULL;
+        END IF;
+        SELECT * INTO c FROM @schema@.rate_counters r WHERE r.key = key AND r.shard = shard;
+        IF NOT FOUND THEN
+            INSERT INTO @schema@.rate_counters (key, shard, window_no, count, prev_count)
+            VALUES (key, shard, this_window, 1, 0);
+            RETURN NULL;
+        END IF;
+        -- Full: how long until it would admit one more, if nobody else wrote meanwhile.
+        cur := CASE WHEN c.window_no = this_window THEN c.count ELSE 0 END;
+        prev := CASE WHEN c.window_no = this_window THEN c.prev_count WHEN c.window_no = this_window - 1 THEN c.count
+                     ELSE 0 END;
+        wait := least(wait, CASE WHEN cur + 1 <= cap AND prev > 0 THEN 1 - e - (cap - 1 - cur)::double precision / prev
+                                 ELSE 1 - e + greatest(0, 1 - (cap - 1)::double precision / greatest(cur, 1)) END);
+    END LOOP;
+    -- Full, or the shards with room are held by open transactions (which may yet roll back):
+    -- refuse rather than queue; in the latter case try again soon.
+    RETURN greatest(1, ceil(CASE WHEN busy THEN least(wait * window_seconds * 1000, 100)
+                                 ELSE wait * window_seconds * 1000 END))::bigint;
+END
+$$;
+COMMENT ON FUNCTION @schema@._rate_take(text, integer, integer) IS
+    'Takes one slot of a sharded sliding-window limit; NULL when admitted, else the retry-after in ms.';
+
+-- Who is limited: everyone but members of the maintainer role. The bypass setting is for the
+-- maintainer's batch jobs; anyone else who sets it is refused, so that a misconfiguration shows.
+CREATE OR REPLACE FUNCTION @schema@._rate_exempt()
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    maintainer boolean := pg_has_role(@schema@._db_role(), '@schema@_maintainer', 'MEMBER');
+BEGIN
+    IF coalesce(NULLIF(current_setting('pgaudit_py.rate_limit_bypass', true), ''), 'off') NOT IN ('off', 'false')
+       AND NOT maintainer THEN
+        RAISE EXCEPTION 'only the maintainer role may bypass rate limits (pgaudit_py.rate_limit_bypass)'
+            USING ERRCODE = 'PA010';
+    END IF;
+    RETURN maintainer;
+END
+$$;
+COMMENT ON FUNCTION @schema@._rate_exempt() IS 'True for the maintainer role; refuses the bypass setting to others.';
+
+CREATE OR REPLACE FUNCTION @schema@._rate_refuse(what text, per_window integer, window_seconds integer, wait_ms bigint)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RAISE EXCEPTION 'rate limit exceeded for %: % writes per % s', what, per_window, window_seconds
+        USING ERRCODE = 'PA009', DETAIL = format('retry_after_ms=%s', wait_ms),
+              HINT = 'Retry after the given delay (HTTP: 429 with Retry-After).';
+END
+$$;
+COMMENT ON FUNCTION @schema@._rate_refuse(text, integer, integer, bigint) IS 'Raises PA009 with the retry-after.';
+
+-- One write is one statement: a bulk statement is one request from the application's point of
+-- view, and a row count would make every bulk load fail.
+CREATE OR REPLACE FUNCTION @schema@._rate_limit_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    l @schema@.rate_limits;
+    actor text := coalesce(NULLIF(current_setting('pgaudit_py.actor_id', true), ''), @schema@._db_role());
+    tenant text := NULLIF(current_setting('pgaudit_py.tenant_id', true), '');
+    wait_ms bigint;
+BEGIN
+    SELECT * INTO l FROM @schema@.rate_limits r WHERE r.scope = 'table' AND r.target = TG_RELID::text;
+    IF NOT FOUND OR pg_has_role(@schema@._db_role(), '@schema@_maintainer', 'MEMBER') THEN
+        RETURN NULL;
+    END IF;
+    IF NULLIF(current_setting('pgaudit_py.rate_limit_bypass', true), '') IS NOT NULL THEN
+        PERFORM @schema@._rate_exempt();  -- refuses the bypass to anyone but the maintainer
+    END IF;
+    IF l.per_user IS NOT NULL THEN
+        wait_ms := @schema@._rate_take(format('table:%s:user:%s:%s', TG_RELID, tenant, actor), l.per_user, l.window_seconds);
+        IF wait_ms IS NOT NULL THEN
+            PERFORM @schema@._rate_refuse(format('user %s on %s', actor, TG_RELID::regclass), l.per_user,
+                                          l.window_seconds, wait_ms);
+        END IF;
+    END IF;
+    IF l.per_tenant IS NOT NULL AND tenant IS NOT NULL THEN
+        wait_ms := @schema@._rate_take(format('table:%s:tenant:%s', TG_RELID, tenant), l.per_tenant, l.window_seconds);
+        IF wait_ms IS NOT NULL THEN
+            PERFORM @schema@._rate_refuse(format('tenant %s on %s', tenant, TG_RELID::regclass), l.per_tenant,
+                                          l.window_seconds, wait_ms);
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION @schema@._rate_limit_trigger() IS 'BEFORE statement trigger: one write per statement.';
+
+CREATE OR REPLACE FUNCTION @schema@._check_limit(name text, value integer)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NOT NULL AND (value < 1 OR value > 10000000) THEN
+        RAISE EXCEPTION '% must be between 1 and 10000000, got %', name, value USING ERRCODE = 'PA005';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._check_limit(text, integer) IS 'Raises PA005 for a limit out of range.';
+
+CREATE OR REPLACE FUNCTION @schema@._put_rate_limit(entry @schema@.rate_limits)
+RETURNS @schema@.rate_limits
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result @schema@.rate_limits;
+BEGIN
+    PERFORM @schema@._check_limit('per_user_per_minute', entry.per_user);
+    PERFORM @schema@._check_limit('per_tenant_per_minute', entry.per_tenant);
+    PERFORM @schema@._check_limit('per_minute', entry.per_key);
+    IF entry.window_seconds IS NULL OR entry.window_seconds NOT BETWEEN 1 AND 86400 THEN
+        RAISE EXCEPTION 'window_seconds must be between 1 and 86400, got %', coalesce(entry.window_seconds::text, 'NULL')
+            USING ERRCODE = 'PA005';
+    END IF;
+    INSERT INTO @schema@.rate_limits AS r (scope, target, per_user, per_tenant, per_key, window_seconds, changed_by)
+    VALUES (entry.scope, entry.target, entry.per_user, entry.per_tenant, entry.per_key, entry.window_seconds,
+            @schema@._db_role())
+    ON CONFLICT (scope, target) DO UPDATE
+        SET per_user = excluded.per_user, per_tenant = excluded.per_tenant, per_key = excluded.per_key,
+            window_seconds = excluded.window_seconds, changed_at = now(), changed_by = excluded.changed_by
+    RETURNING * INTO result;
+    PERFORM @schema@._record('audit.rate_limit_set', NULL, NULL, NULL, result.scope, result.target,
+                             to_jsonb(result) - 'changed_at', 'success', NULL, NULL);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION @schema@._put_rate_limit(@schema@.rate_limits) IS 'Validates and stores a limit; records audit.rate_limit_set.';
+
+CREATE OR REPLACE FUNCTION @schema@.enable_rate_limit(
+    target regclass,
+    per_user_per_minute integer DEFAULT 60,
+    per_tenant_per_minute integer DEFAULT 600,
+    window_seconds integer DEFAULT 60
+)
+RETURNS @schema@.rate_limits
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    entry @schema@.rate_limits;
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = target) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'cannot limit %: only tables can be limited', target USING ERRCODE = 'PA008';
+    END IF;
+    entry.scope := 'table';
+    entry.target := target::oid::text;
+    entry.per_user := per_user_per_minute;
+    entry.per_tenant := per_tenant_per_minute;
+    entry.window_seconds := window_seconds;
+    entry := @schema@._put_rate_limit(entry);
+    EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_rate_limit BEFORE INSERT OR UPDATE OR DELETE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._rate_limit_trigger()', target);
+    RETURN entry;
+END
+$$;
+COMMENT ON FUNCTION @schema@.enable_rate_limit(regclass, integer, integer, integer) IS
+    'Limits writes (statements) on a table per user and per tenant (per window_seconds, default a minute); '
+    'calling again changes the limits. Caller: the maintainer, owning the table.';
+
+CREATE OR REPLACE FUNCTION @schema@.disable_rate_limit(target regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS @schema@_rate_limit ON %s', target);
+    RETURN @schema@._drop_rate_limit('table', target::oid::text);
+END
+$$;
+COMMENT ON FUNCTION @schema@.disable_rate_limit(regclass) IS 'Removes a table''s limits; false if it had none.';
+
+CREATE OR REPLACE FUNCTION @schema@._drop_rate_limit(scope text, target text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    DELETE FROM @schema@.rate_limits r WHERE r.scope = scope AND r.target = target;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM @schema@._record('audit.rate_limit_removed', NULL, NULL, NULL, scope, target, '{}', 'success', NULL, NULL);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION @schema@._drop_rate_limit(text, text) IS 'Removes a limit; records audit.rate_limit_removed.';
+
+CREATE OR REPLACE FUNCTION @schema@.set_operation_limit(operation text, per_minute integer, window_seconds integer DEFAULT 60)
+RETURNS @schema@.rate_limits
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    entry @schema@.rate_limits;
+BEGIN
+    PERFORM @schema@._check_kind(operation, 'operation name');
+    entry.scope := 'operation';
+    entry.target := operation;
+    entry.per_key := per_minute;
+    entry.window_seconds := window_seconds;
+    RETURN @schema@._put_rate_limit(entry);
+END
+$$;
+COMMENT ON FUNCTION @schema@.set_operation_limit(text, integer, integer) IS
+    'Overrides, at run time, the limit the application passes to rate_limit() for an operation.';
+
+-- Called by application code for a named operation (a login endpoint per client address, say).
+CREATE OR REPLACE FUNCTION @schema@.rate_limit(operation text, key text, per_minute integer DEFAULT 60,
+                                              window_seconds integer DEFAULT 60)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    l @schema@.rate_limits;
+    limit_ integer := per_minute;
+    window_ integer := window_seconds;
+    wait_ms bigint;
+BEGIN
+    PERFORM @schema@._check_kind(operation, 'operation name');
+    IF key IS NULL OR char_length(key) > 256 THEN
+        RAISE EXCEPTION 'key must be given, at most 256 characters' USING ERRCODE = 'PA005';
+    END IF;
+    SELECT * INTO l FROM @schema@.rate_limits r WHERE r.scope = 'operation' AND r.target = operation;
+    IF FOUND THEN
+        limit_ := l.per_key;
+        window_ := l.window_seconds;
+    END IF;
+    PERFORM @schema@._check_limit('per_minute', limit_);
+    IF limit_ IS NULL OR window_ IS NULL OR window_ NOT BETWEEN 1 AND 86400 THEN
+        RAISE EXCEPTION 'per_minute and window_seconds (1 to 86400) must be given' USING ERRCODE = 'PA005';
+    END IF;
+    IF @schema@._rate_exempt() THEN
+        RETURN;
+    END IF;
+    wait_ms := @schema@._rate_take(format('operation:%s:%s', operation, key), limit_, window_);
+    IF wait_ms IS NOT NULL THEN
+        PERFORM @schema@._rate_refuse(format('%s by %s', operation, key), limit_, window_, wait_ms);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@.rate_limit(text, text, integer, integer) IS
+    'Counts one call of a named operation for a key; raises PA009 (DETAIL retry_after_ms=N) past the limit.';

@@ -1,0 +1,242 @@
+"""Write rate limits, enforced inside PostgreSQL: exact counts, retry-after, no hot row."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from pgaudit_py import (
+    InvalidArgument,
+    InvalidKind,
+    InvalidTarget,
+    RateLimitBypassRefused,
+    RateLimited,
+    audit_context,
+    disable_rate_limit,
+    enable_rate_limit,
+    rate_limit,
+    rate_limited,
+    rate_limits,
+    set_operation_limit,
+)
+from pgaudit_py.cli import cli
+
+
+@pytest.fixture
+def maintainer(connect):
+    return connect("app_maintainer")
+
+
+@pytest.fixture
+def notes(db):
+    db.execute("""CREATE TABLE public.notes (id serial PRIMARY KEY, body text);
+                  ALTER TABLE public.notes OWNER TO app_maintainer;
+                  GRANT ALL ON public.notes, public.notes_id_seq TO app_writer""")
+    return "public.notes"
+
+
+def write(conn, tenant="t1", user="u1") -> float | None:
+    """One limited write; None when admitted, else the retry-after in seconds."""
+    try:
+        with audit_context(conn, tenant_id=tenant, actor_id=user):
+            conn.execute("INSERT INTO notes (body) VALUES ('x')")
+    except psycopg.Error as exc:
+        if exc.sqlstate != "PA009":
+            raise
+        return RateLimited(exc.diag.message_primary or "", detail=exc.diag.message_detail).retry_after
+    return None
+
+
+def rows(db) -> int:
+    return int(db.execute("SELECT count(*) FROM notes").fetchone()[0])
+
+
+def test_exactly_the_limit_then_refusals_then_admission_again(db, connect, maintainer, notes):
+    enable_rate_limit(maintainer, notes, per_user_per_minute=5, per_tenant_per_minute=None, window_seconds=1)
+    writer = connect("app_writer")
+    assert [write(writer) for _ in range(5)] == [None] * 5
+    waits = [write(writer) for _ in range(3)]
+    assert all(w is not None and 0 < w <= 2.0 for w in waits), waits
+    assert rows(db) == 5
+    time.sleep(max(waits))  # type: ignore[type-var]
+    assert write(writer) is None
+    assert rows(db) == 6
+
+
+def test_per_user_and_per_tenant_limits_interact(db, connect, maintainer, notes):
+    enable_rate_limit(maintainer, notes, per_user_per_minute=3, per_tenant_per_minute=4)
+    writer = connect("app_writer")
+    assert [write(writer, "t1", "u1") is None for _ in range(4)] == [True, True, True, False]  # user limit
+    assert [write(writer, "t1", "u2") is None for _ in range(2)] == [True, False]  # tenant t1 is full
+    assert write(writer, "t2", "u2") is None  # another tenant, another budget
+    with pytest.raises(psycopg.Error, match="rate limit exceeded for tenant t1 on public.notes: 4 writes per 60 s"), \
+            audit_context(writer, tenant_id="t1", actor_id="u3"):
+        writer.execute("INSERT INTO notes (body) VALUES ('x')")
+    assert rows(db) == 5
+
+
+def test_one_statement_is_one_write(db, connect, maintainer, notes):
+    enable_rate_limit(maintainer, notes, per_user_per_minute=2, per_tenant_per_minute=None)
+    writer = connect("app_writer")
+    writer.execute("INSERT INTO notes (body) SELECT 'bulk' FROM generate_series(1, 100)")
+    writer.execute("UPDATE notes SET body = 'y'")
+    with pytest.raises(psycopg.Error, match="rate limit exceeded"):
+        writer.execute("DELETE FROM notes")
+    assert rows(db) == 100
+
+
+def test_a_rolled_back_write_does_not_count(db, connect, maintainer, notes):
+    enable_rate_limit(maintainer, notes, per_user_per_minute=2, per_tenant_per_minute=None)
+    writer = connect("app_writer", autocommit=False)
+    for _ in range(3):
+        writer.execute("INSERT INTO notes (body) VALUES ('x')")
+        writer.rollback()
+    writer.autocommit = True
+    assert [write(writer) for _ in range(2)] == [None, None]
+    assert write(writer) is not None
+
+
+def test_racing_connections_admit_no_more_than_the_limit(db, connect, maintainer, notes):
+    enable_rate_limit(maintainer, notes, per_user_per_minute=None, per_tenant_per_minute=10)
+    first = connect("app_writer")
+    assert [write(first, user=f"u{i}") for i in range(6)] == [None] * 6
+    racers = [connect("app_writer", autocommit=False) for _ in range(8)]
+    barrier = threading.Barrier(8)
+    admitted: list[bool] = []
+
+    def race(conn: psycopg.Connection, n: int) -> None:
+        barrier.wait()
+        try:
+            conn.execute("SELECT set_config('pgaudit_py.tenant_id', 't1', true), set_config('pgaudit_py.actor_id', %s, true)",
+                          (f"racer{n}",))
+            conn.execute("INSERT INTO notes (body) VALUES ('race')")
+            time.sleep(0.2)  # hold the transaction open while the others race
+            conn.commit()
+            admitted.append(True)
+        except psycopg.Error as exc:
+            assert exc.sqlstate == "PA009", exc
+            conn.rollback()
+            admitted.append(False)
+
+    threads = [threading.Thread(target=race, args=(c, n)) for n, c in enumerate(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(admitted) == [False] * 4 + [True] * 4
+    assert rows(db) == 10
+
+
+def test_concurrent_writers_of_one_tenant_do_not_queue(db, connect, maintainer, notes):
+    """Writers holding open transactions do not block another writer of the same tenant."""
+    enable_rate_limit(maintainer, notes, per_user_per_minute=None, per_tenant_per_minute=600)
+    holders = [connect("app_writer", autocommit=False) for _ in range(3)]
+    for n, conn in enumerate(holders):
+        conn.execute("SELECT set_config('pgaudit_py.tenant_id', 't1', true)")
+        conn.execute("INSERT INTO notes (body) VALUES (%s)", (f"held{n}",))  # transaction left open
+    late = connect("app_writer", options="-c lock_timeout=200ms")
+    started = time.monotonic()
+    assert write(late) is None
+    assert time.monotonic() - started < 1
+    for conn in holders:
+        conn.commit()
+    assert rows(db) == 4
+
+
+def test_the_maintainer_is_not_limited_and_only_it_may_bypass(db, connect, maintainer, notes):
+    enable_rate_limit(maintainer, notes, per_user_per_minute=1, per_tenant_per_minute=1)
+    db.execute("GRANT ALL ON public.notes_id_seq TO app_maintainer")
+    for _ in range(3):
+        maintainer.execute("INSERT INTO notes (body) VALUES ('batch')")
+    maintainer.execute("SET pgaudit_py.rate_limit_bypass = on")
+    maintainer.execute("INSERT INTO notes (body) VALUES ('batch')")
+    writer = connect("app_writer")
+    writer.execute("SET pgaudit_py.rate_limit_bypass = on")
+    with pytest.raises(psycopg.Error, match="only the maintainer role may bypass rate limits") as caught:
+        writer.execute("INSERT INTO notes (body) VALUES ('sneaky')")
+    assert caught.value.sqlstate == "PA010"
+    with pytest.raises(RateLimitBypassRefused):
+        rate_limit(writer, "login", "1.2.3.4", 5)
+    assert rows(db) == 4
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    ({"per_user_per_minute": 0}, InvalidArgument, "per_user_per_minute must be between 1 and 10000000, got 0"),
+    ({"per_tenant_per_minute": -5}, InvalidArgument, "per_tenant_per_minute must be between 1 and 10000000, got -5"),
+    ({"window_seconds": 0}, InvalidArgument, "window_seconds must be between 1 and 86400, got 0"),
+])
+def test_bad_limits_are_refused(db, maintainer, notes, arguments, error, message):
+    with pytest.raises(error, match=message):
+        enable_rate_limit(maintainer, notes, **arguments)
+    assert rate_limits(db) == []
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'audit_rate_limit'").fetchone() == (0,)
+
+
+def test_bad_targets_and_operations(db, connect, maintainer):
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        enable_rate_limit(maintainer, "public.nope")
+    db.execute("CREATE VIEW public.v AS SELECT 1 AS x; ALTER VIEW public.v OWNER TO app_maintainer")
+    with pytest.raises(InvalidTarget, match="only tables can be limited"):
+        enable_rate_limit(maintainer, "public.v")
+    writer = connect("app_writer")
+    with pytest.raises(InvalidKind, match="invalid operation name"):
+        rate_limit(writer, "bad op", "k", 5)
+    with pytest.raises(InvalidArgument, match="per_minute must be between 1 and 10000000, got 0"):
+        rate_limit(writer, "login", "k", 0)
+    with pytest.raises(InvalidArgument, match="key must be given"):
+        rate_limit(writer, "login", None, 5)  # type: ignore[arg-type]
+
+
+def test_named_operations_with_a_runtime_override_and_recorded_refusals(db, connect, maintainer):
+    writer = connect("app_writer")
+
+    @rate_limited("auth.login", key=lambda conn, address: address, per_minute=2)
+    def login(conn: psycopg.Connection, address: str) -> str:
+        return f"welcome from {address}"
+
+    assert [login(writer, "203.0.113.9") for _ in range(2)] == ["welcome from 203.0.113.9"] * 2
+    with pytest.raises(RateLimited) as caught:
+        login(writer, "203.0.113.9")
+    assert 0 < caught.value.retry_after <= 120
+    assert login(writer, "198.51.100.1") == "welcome from 198.51.100.1"  # another key
+    refused = db.execute("SELECT kind, outcome, target_id, payload ->> 'retry_after_ms' IS NOT NULL FROM audit.events"
+                         " WHERE kind = 'security.rate_limited'").fetchall()
+    assert refused == [("security.rate_limited", "failure", "auth.login:203.0.113.9", True)]
+    set_operation_limit(maintainer, "auth.login", 4)
+    assert [login(writer, "203.0.113.9") for _ in range(2)] == ["welcome from 203.0.113.9"] * 2
+    with pytest.raises(RateLimited):
+        login(writer, "203.0.113.9")
+
+
+def test_limits_are_listed_changed_and_removed(db, maintainer, notes):
+    enable_rate_limit(maintainer, notes, per_user_per_minute=5, per_tenant_per_minute=50)
+    enable_rate_limit(maintainer, notes, per_user_per_minute=7, per_tenant_per_minute=None)
+    set_operation_limit(maintainer, "auth.login", 5)
+    assert [(r.scope, r.target, r.per_user, r.per_tenant, r.per_key) for r in rate_limits(db)] == [
+        ("operation", "auth.login", None, None, 5), ("table", "notes", 7, None, None)]
+    assert disable_rate_limit(maintainer, notes) is True
+    assert disable_rate_limit(maintainer, notes) is False
+    assert [r.scope for r in rate_limits(db)] == ["operation"]
+    kinds = [r[0] for r in db.execute("SELECT kind FROM audit.events WHERE kind LIKE 'audit.rate_limit%'"
+                                      " ORDER BY occurred_at")]
+    assert kinds == ["audit.rate_limit_set"] * 3 + ["audit.rate_limit_removed"]
+
+
+def test_cli_limits(db, notes):
+    i = db.info
+    dsn = f"host={i.host} port={i.port} dbname={i.dbname} user={i.user}"
+    runner = CliRunner()
+    made = runner.invoke(cli, ["limits", "set", "--dsn", dsn, "public.notes", "--per-user", "30", "--per-tenant", "0"])
+    assert made.exit_code == 0, made.stderr
+    assert made.output.strip() == "public.notes: 30 writes per user, no per tenant, per 60 s"
+    listed = runner.invoke(cli, ["limits", "--dsn", dsn])
+    assert listed.output.splitlines()[2].split()[:4] == ["table", "notes", "30", "60"]
+    bad = runner.invoke(cli, ["limits", "set", "--dsn", dsn, "public.notes", "--per-user", "-1"])
+    assert bad.exit_code == 2 and bad.stderr.strip() == (
+        "pgaudit: per_user_per_minute must be between 1 and 10000000, got -1")
+    gone = runner.invoke(cli, ["limits", "unset", "--dsn", dsn, "public.notes"])
+    assert gone.output.strip() == "removed the limits of public.notes"
