@@ -138,10 +138,8 @@ def test_concurrent_writers_of_one_tenant_do_not_queue(db, connect, maintainer, 
     for n, conn in enumerate(holders):
         conn.execute("SELECT set_config('pgaudit_py.tenant_id', 't1', true)")
         conn.execute("INSERT INTO notes (body) VALUES (%s)", (f"held{n}",))  # transaction left open
-    late = connect("app_writer", options="-c lock_timeout=200ms")
-    started = time.monotonic()
+    late = connect("app_writer", options="-c lock_timeout=200ms")  # any wait on a lock would fail the write
     assert write(late) is None
-    assert time.monotonic() - started < 1
     for conn in holders:
         conn.commit()
     assert rows(db) == 4
