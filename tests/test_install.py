@@ -173,3 +173,22 @@ def test_installed_package_carries_its_sql():
         assert installer._resource_dir(name) == package / name
         assert sorted(p.name for p in (package / name).glob("*.sql")) == sorted(
             p.name for p in (checkout / name).glob("*.sql"))
+
+
+def test_a_database_owner_with_createrole_installs_without_superuser(db):
+    db.execute("CREATE ROLE dbadmin LOGIN CREATEROLE")
+    db.execute("CREATE DATABASE owned OWNER dbadmin")
+    conn = psycopg.connect(host=db.info.host, port=db.info.port, user="dbadmin", dbname="owned", autocommit=True)
+    try:
+        report = install(conn, schema="nonsu")
+        assert report.created_roles == ["nonsu_owner", "nonsu_writer", "nonsu_reader", "nonsu_maintainer"]
+        assert install(conn, schema="nonsu").changed is False
+        # Only the event triggers need a superuser; status says so and nothing else is amiss.
+        problems = status(conn, schema="nonsu").problems
+        assert [p.split(":")[0] for p in problems] == ["event trigger nonsu_ddl_end is missing",
+                                                      "event trigger nonsu_sql_drop is missing"]
+        record(conn, "a.b", audit_schema="nonsu")
+        assert seal(conn, audit_schema="nonsu").sealed == 1
+        assert conn.execute("SELECT ok FROM nonsu.verify()").fetchone() == (True,)
+    finally:
+        conn.close()
