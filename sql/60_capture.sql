@@ -230,6 +230,26 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._tracking_options(@schema@.tracked_tables) IS 'A tracked table''s options, as event payload.';
 
+-- The SECURITY DEFINER helpers below are granted to the maintainer so that enable/disable can
+-- run as their caller; each checks for itself that the caller owns the table, since a caller can
+-- also reach them directly.
+CREATE OR REPLACE FUNCTION @schema@._check_owner(target oid)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = target);
+BEGIN
+    IF owner IS NOT NULL AND NOT pg_has_role(@schema@._db_role(), owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'must be owner of table %', target::regclass USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._check_owner(oid) IS
+    'Raises 42501 unless the acting role owns the table (a table that no longer exists passes).';
+
 -- The catalogue is written only here, and every change is itself an event.
 CREATE OR REPLACE FUNCTION @schema@._register_tracking(entry @schema@.tracked_tables)
 RETURNS @schema@.tracked_tables
@@ -240,6 +260,7 @@ AS $$
 DECLARE
     result @schema@.tracked_tables;
 BEGIN
+    PERFORM @schema@._check_owner(entry.relid);
     INSERT INTO @schema@.tracked_tables AS t (relid, table_name, kind_prefix, key_columns, exclude_columns,
                                               redact_columns, tenant_column, exclude_attnums, redact_attnums,
                                               tenant_attnum, skip_noop_updates, enabled_by)
@@ -274,6 +295,10 @@ AS $$
 DECLARE
     gone @schema@.tracked_tables;
 BEGIN
+    PERFORM @schema@._check_owner(target);
+    IF reason NOT IN ('audit.tracking_disabled', 'audit.tracked_table_dropped') THEN
+        RAISE EXCEPTION 'invalid reason: %', reason USING ERRCODE = 'PA005';
+    END IF;
     DELETE FROM @schema@.tracked_tables WHERE relid = target RETURNING * INTO gone;
     IF FOUND THEN
         EXECUTE format('DROP FUNCTION IF EXISTS %s()', @schema@._capture_function(target));

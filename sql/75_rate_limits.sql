@@ -110,12 +110,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     l @schema@.rate_limits;
-    actor text := coalesce(NULLIF(current_setting('pgaudit_py.actor_id', true), ''), @schema@._db_role());
+    role text := @schema@._db_role();
+    actor text := coalesce(NULLIF(current_setting('pgaudit_py.actor_id', true), ''), role);
     tenant text := NULLIF(current_setting('pgaudit_py.tenant_id', true), '');
     wait_ms bigint;
 BEGIN
     SELECT * INTO l FROM @schema@.rate_limits r WHERE r.scope = 'table' AND r.target = TG_RELID::text;
-    IF NOT FOUND OR pg_has_role(@schema@._db_role(), '@schema@_maintainer', 'MEMBER') THEN
+    IF NOT FOUND OR pg_has_role(role, '@schema@_maintainer', 'MEMBER') THEN
         RETURN NULL;
     END IF;
     IF NULLIF(current_setting('pgaudit_py.rate_limit_bypass', true), '') IS NOT NULL THEN
@@ -163,6 +164,9 @@ AS $$
 DECLARE
     result @schema@.rate_limits;
 BEGIN
+    IF entry.scope = 'table' THEN
+        PERFORM @schema@._check_owner(entry.target::oid);
+    END IF;
     PERFORM @schema@._check_limit('per_user_per_minute', entry.per_user);
     PERFORM @schema@._check_limit('per_tenant_per_minute', entry.per_tenant);
     PERFORM @schema@._check_limit('per_minute', entry.per_key);
@@ -235,6 +239,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 BEGIN
+    IF scope = 'table' THEN
+        PERFORM @schema@._check_owner(target::oid);
+    END IF;
     DELETE FROM @schema@.rate_limits r WHERE r.scope = scope AND r.target = target;
     IF NOT FOUND THEN
         RETURN false;

@@ -68,7 +68,7 @@ def test_writers_and_readers_cannot_switch_auditing(db, connect, maintainer, ord
 
 def test_the_maintainer_must_own_the_table(db, maintainer):
     db.execute("CREATE TABLE public.foreign_owned (id int PRIMARY KEY)")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table foreign_owned"):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner of table public.foreign_owned"):
         enable_tracking(maintainer, "public.foreign_owned")
     assert tracked_tables(db) == []
 
@@ -170,3 +170,30 @@ def test_status_reports_a_tracked_table_whose_capture_was_bypassed(db, maintaine
     problems = status(db).problems
     assert "tracked table public.orders lacks enabled capture triggers or its capture function" in problems
     assert any(p.startswith("event trigger audit_ddl_end is disabled") for p in problems)
+
+
+def test_a_maintainer_who_does_not_own_the_table_cannot_reach_the_catalogue_helpers(db, connect):
+    """enable/disable run as their caller; the SECURITY DEFINER helpers they call are granted to the
+    maintainer, so each must check ownership itself: called directly they refuse too."""
+    db.execute("CREATE TABLE public.pay (id int PRIMARY KEY, card text)")
+    enable_tracking(db, "public.pay")
+    db.execute("SELECT audit.enable_rate_limit('public.pay', 1, 1)")
+    stranger = connect("app_maintainer")
+    for attempt in (
+        "SELECT audit._register_tracking(t) FROM (SELECT relid, table_name, kind_prefix, key_columns, '{card}'::text[],"
+        " redact_columns, tenant_column, exclude_attnums, redact_attnums, tenant_attnum, skip_noop_updates,"
+        " enabled_at, enabled_by FROM audit.tracked_tables) t",
+        "SELECT audit._unregister_tracking('public.pay'::regclass, 'audit.tracking_disabled')",
+        "SELECT audit._drop_rate_limit('table', 'public.pay'::regclass::oid::text)",
+        "SELECT audit._put_rate_limit(r) FROM (SELECT scope, target, 1000000, 1000000, per_key, window_seconds,"
+        " changed_at, changed_by FROM audit.rate_limits) r",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner of table public.pay"):
+            stranger.execute(attempt)
+    with pytest.raises(psycopg.Error, match="invalid reason: forged.kind") as caught:
+        db.execute("SELECT audit._unregister_tracking('public.pay'::regclass, 'forged.kind')")
+    assert caught.value.sqlstate == "PA005"
+    db.execute("INSERT INTO public.pay VALUES (1, '4111')")
+    assert db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.pay.insert'").fetchone() == (
+        {"id": 1, "card": "4111"},)
+    assert db.execute("SELECT per_user, per_tenant FROM audit.rate_limits").fetchall() == [(1, 1)]
