@@ -95,11 +95,11 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
                 return fail(block.block_no, f"block {block.block_no}: the block row was changed")
             if block.block_no > pruned_through:
                 lines = []
+                elsewhere = 0
                 while pending_event is not None and pending_event["seq"] <= block.last_seq:
                     if pending_event["seq"] < block.first_seq:
                         return fail(block.block_no, f"event seq {pending_event['seq']} is outside every block")
-                    if pending_event["block_no"] != block.block_no:
-                        return fail(block.block_no, f"block {block.block_no}: 1 events claim another block")
+                    elsewhere += pending_event["block_no"] != block.block_no
                     lines.append(canonical.event_line(pending_event))
                     pending_event = next(events, None)
                 result = replace(result, events_checked=result.events_checked + len(lines))
@@ -108,6 +108,9 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
                                                 f"{block.event_count} events are missing")
                 if canonical.events_hash(lines) != block.events_hash:
                     return fail(block.block_no, f"block {block.block_no}: an event was changed")
+                if elsewhere:
+                    return fail(block.block_no,
+                                f"block {block.block_no}: {elsewhere} of its events claim another block")
             result = replace(result, blocks_checked=result.blocks_checked + 1, head=block)
             if on_block:
                 on_block(block)

@@ -100,7 +100,7 @@ BEGIN
                 r.problem := format('block %s: an event was changed', b.block_no);
                 r.bad_block := b.block_no;
             ELSIF outside > 0 THEN
-                r.problem := format('block %s: %s events claim another block', b.block_no, outside);
+                r.problem := format('block %s: %s of its events claim another block', b.block_no, outside);
                 r.bad_block := b.block_no;
             END IF;
         END IF;

@@ -3,6 +3,7 @@ audit.verify (SQL) and by the Python verifier alike; checkpoints catch a rewritt
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -103,6 +104,11 @@ def test_two_events_swapped(chain):
     tamper(chain, """UPDATE audit.event_log l SET payload = o.payload FROM audit.event_log o
                       WHERE (l.seq, o.seq) IN ((1, 2), (2, 1))""")
     assert_detected(chain, 1, "block 1: an event was changed")
+
+
+def test_an_event_moved_to_another_block(chain):
+    tamper(chain, "UPDATE audit.event_log SET block_no = 1 WHERE seq IN (5, 6)")
+    assert_detected(chain, 3, "block 3: 2 of its events claim another block")
 
 
 def test_a_changed_block_row(chain):
@@ -247,3 +253,17 @@ def test_keygen_writes_private_files_for_the_owner_only_and_never_overwrites(tmp
                      "checkpoint-hmac.key": 0o600}
     with pytest.raises(CheckpointError, match="exists already; not overwriting a key"):
         generate_keys(tmp_path / "keys")
+
+
+def test_checkpoint_keys_never_reach_the_server(chain, keys, pg_cluster):
+    """With every statement logged, making and checking a checkpoint leaves no key material in the log."""
+    chain.execute("SET log_statement = 'all'")
+    document = signed_checkpoint(chain, keys)
+    assert check(chain, document, keys) is None
+    chain.execute("SELECT 'checkpoint test done'")
+    log = pg_cluster.log.read_bytes()
+    assert b"checkpoint test done" in log  # the log is the one being written
+    secret = (keys / "checkpoint-hmac.key").read_bytes()
+    private_pem = (keys / "checkpoint-ed25519.pem").read_text().splitlines()[1].encode()
+    for leak in (secret, secret.hex().encode(), base64.b64encode(secret), private_pem):
+        assert leak not in log

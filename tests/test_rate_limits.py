@@ -238,3 +238,20 @@ def test_cli_limits(db, notes):
         "pgaudit: per_user_per_minute must be between 1 and 10000000, got -1")
     gone = runner.invoke(cli, ["limits", "unset", "--dsn", dsn, "public.notes"])
     assert gone.output.strip() == "removed the limits of public.notes"
+
+
+def test_busy_shards_refuse_briefly_instead_of_queueing(db, connect, maintainer, notes):
+    """When the only shards with room belong to open transactions, a write is refused at once with a
+    retry-after of at most 100 ms; once those roll back, it is admitted."""
+    enable_rate_limit(maintainer, notes, per_user_per_minute=None, per_tenant_per_minute=2)
+    holders = [connect("app_writer", autocommit=False) for _ in range(2)]
+    for conn in holders:
+        conn.execute("SELECT set_config('pgaudit_py.tenant_id', 't1', true)")
+        conn.execute("INSERT INTO notes (body) VALUES ('held')")  # owns one of the two shards, open
+    late = connect("app_writer", options="-c lock_timeout=200ms")
+    wait = write(late)
+    assert wait is not None and 0 < wait <= 0.1
+    for conn in holders:
+        conn.rollback()
+    assert write(late) is None
+    assert rows(db) == 1
