@@ -7,19 +7,14 @@ for scripts. Exit 0 on success, 1 on failure, 2 on bad input, each with a one-li
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-import psycopg
 from psycopg import sql
 
 from pgaudit_py import demo as demo_module
@@ -32,7 +27,16 @@ from pgaudit_py.checkpoint import (
     make_checkpoint,
     read_checkpoint,
 )
-from pgaudit_py.errors import InvalidInput, PgAuditError
+from pgaudit_py.cli_common import (
+    Settings,
+    connection_options,
+    fail,
+    json_option,
+    parse_duration,
+    parse_time,
+    run_guarded,
+)
+from pgaudit_py.cli_secrets import secrets_group
 from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
 from pgaudit_py.installer import install, status
 from pgaudit_py.output import emit_json, print_table
@@ -47,77 +51,6 @@ from pgaudit_py.sealing import (
     seal_status,
 )
 from pgaudit_py.tracking import disable_tracking, enable_tracking, row_history, tracked_tables
-
-DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"pgaudit: {message}", err=True)
-    sys.exit(code)
-
-
-def parse_duration(value: str) -> timedelta:
-    match = DURATION.match(value)
-    if not match:
-        raise click.BadParameter(f"{value!r} is not a duration like 90d, 12h, 30m, 2w or 45s")
-    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-@dataclasses.dataclass
-class Settings:
-    dsn: str
-    schema: str
-
-    @contextmanager
-    def connect(self, application_name: str = "pgaudit") -> Iterator[psycopg.Connection]:
-        try:
-            conn = psycopg.connect(self.dsn, autocommit=True, application_name=application_name)
-        except psycopg.OperationalError as exc:
-            fail(f"cannot connect: {str(exc).strip().splitlines()[-1]}")
-        with conn:
-            yield conn
-
-
-def run_guarded(entry: Callable[[], Any]) -> None:
-    """Turn expected failures into one line and an exit code; never a traceback."""
-    try:
-        entry()
-    except InvalidInput as exc:
-        fail(exc.message + (f" ({exc.hint})" if exc.hint else ""), 2)
-    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidName) as exc:
-        fail(str(exc).strip().splitlines()[0], 2)  # a table name that does not resolve
-    except PgAuditError as exc:
-        fail(exc.message + (f" ({exc.hint})" if exc.hint else ""))
-    except psycopg.Error as exc:
-        fail(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
-
-
-dsn_option = click.option("--dsn", envvar="PGAUDIT_DSN", default="", show_envvar=True,
-                          help="libpq connection string or URL; else the PG* variables apply.")
-schema_option = click.option("--schema", envvar="PGAUDIT_SCHEMA", default="audit", show_envvar=True,
-                             help="Schema pgaudit_py lives in.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-
-
-def connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--dsn and --schema on every command; the command receives them as `settings`."""
-    @functools.wraps(f)
-    def wrapper(*args: Any, dsn: str, schema: str, **kwargs: Any) -> Any:
-        return f(Settings(dsn=dsn, schema=schema), *args, **kwargs)
-    return dsn_option(schema_option(wrapper))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,6 +71,8 @@ def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal
                 click.echo(f"pending migrations: {', '.join(result.pending_migrations) or '(none)'}")
                 for problem in result.problems:
                     click.echo(f"PROBLEM: {problem}")
+                for warning in result.warnings:
+                    click.echo(f"WARNING: {warning}")
             if not result.intact:
                 fail(f"installation in schema {settings.schema!r} is not intact")
             return
@@ -205,7 +140,7 @@ def status_command(settings: Settings, lag_warning: float, as_json: bool) -> Non
             sealing = seal_status(conn, audit_schema=settings.schema) if installed.installed_version else None
             workers = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
                                    " AND datname = current_database()", (WORKER_APPLICATION_NAME,)).fetchone()
-        warnings = list(installed.problems)
+        warnings = list(installed.problems) + list(installed.warnings)
         if sealing and sealing.pending and sealing.lag.total_seconds() > lag_warning:
             warnings.append(f"sealing is behind: the oldest pending event waited {sealing.lag.total_seconds():.0f} s"
                             f" ({sealing.pending} pending); is `pgaudit worker` running?")
@@ -635,6 +570,9 @@ def limits_operation_command(settings: Settings, operation: str, per_minute: int
 def demo_command(settings: Settings) -> None:
     """Install into a throwaway PostgreSQL (or a scratch schema of --dsn), record, seal and show events."""
     run_guarded(lambda: demo_module.main(settings.dsn or None))
+
+
+cli.add_command(secrets_group)
 
 
 def main() -> None:

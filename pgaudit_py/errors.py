@@ -94,6 +94,26 @@ class RateLimitBypassRefused(PgAuditError):
     sqlstate = "PA010"
 
 
+class MasterKeyUnavailable(PgAuditError):
+    """No usable master key: none supplied, the wrong one, a retired version, or an unreadable
+    key file. Nothing was written."""
+
+    sqlstate = "PA011"
+
+
+class SecretIntegrityError(PgAuditError):
+    """A stored ciphertext or wrapped key failed authentication: changed, or moved to another
+    tenant or slot."""
+
+    sqlstate = "PA012"
+
+
+class UndeclaredSecret(InvalidInput):
+    """The slot was never declared with declare_secret."""
+
+    sqlstate = "PA013"
+
+
 class InstallError(PgAuditError):
     """The installer refused to proceed (for example, a schema it did not create)."""
 
@@ -102,7 +122,7 @@ _BY_SQLSTATE: dict[str, type[PgAuditError]] = {
     cls.sqlstate: cls
     for cls in (InvalidKind, InvalidPayload, SchemaViolation, IdempotencyConflict,
                 InvalidArgument, AppendOnlyViolation, InvalidContext, InvalidTarget, RateLimited,
-                RateLimitBypassRefused)
+                RateLimitBypassRefused, MasterKeyUnavailable, SecretIntegrityError, UndeclaredSecret)
     if cls.sqlstate
 }
 

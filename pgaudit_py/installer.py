@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -22,9 +22,10 @@ from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 
 from pgaudit_py.errors import InstallError, InvalidArgument
+from pgaudit_py.secrets import exposure_warnings
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
-ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer")
+ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer", "secrets")
 # One installer at a time per database, whatever the schema: roles are shared.
 _INSTALL_LOCK = 0x70_67_61_75  # "pgau"
 _MARKERS = ("_install", "_yoyo_migration")
@@ -57,13 +58,15 @@ def role_names(schema: str) -> dict[str, str]:
     return {suffix: f"{schema}_{suffix}" for suffix in ROLE_SUFFIXES}
 
 
-def rendered_sql_files(schema: str, subdirectory: str = "") -> list[tuple[str, str]]:
-    """(file name, SQL text with the schema filled in), in the order they are applied.
+def rendered_sql_files(schema: str, subdirectory: str = "", pgcrypto_schema: str = "public") -> list[tuple[str, str]]:
+    """(file name, SQL text with the schema and pgcrypto's schema filled in), in the order they
+    are applied.
 
-    sql/*.sql run as the owner role; sql/superuser/*.sql (event triggers) as the installing
-    superuser, and only when it is one.
+    sql/*.sql run as the owner role; sql/superuser/*.sql (event triggers, key-file grants) as
+    the installing superuser, and only when it is one.
     """
-    return [(path.name, path.read_text().replace("@schema@", schema))
+    crypto = sql.Identifier(pgcrypto_schema).as_string(None)
+    return [(path.name, path.read_text().replace("@schema@", schema).replace("@pgcrypto@", crypto))
             for path in sorted((_resource_dir("sql") / subdirectory).glob("*.sql"))]
 
 
@@ -89,6 +92,7 @@ class InstallStatus:
     applied_migrations: list[str]
     pending_migrations: list[str]
     problems: list[str]
+    warnings: list[str] = field(default_factory=list)  # not broken, but worth knowing
 
     @property
     def intact(self) -> bool:
@@ -219,6 +223,9 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
 
         created = _ensure_roles(conn, schema)
         conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+        found = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+                             " WHERE e.extname = 'pgcrypto'").fetchone()
+        pgcrypto_schema = found[0] if found else "public"
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
             sql.Identifier(schema), sql.Identifier(roles["owner"])))
         conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(
@@ -235,12 +242,12 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             has_snapshot = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL",
                                         (f"{schema}._security_snapshot()",)).fetchone()
             before = conn.execute(snapshot).fetchone() if has_snapshot and has_snapshot[0] else None
-            for _name, text in rendered_sql_files(schema):
+            for _name, text in rendered_sql_files(schema, pgcrypto_schema=pgcrypto_schema):
                 conn.execute(text)
             conn.execute("RESET ROLE")
             superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
             if superuser and superuser[0]:
-                for _name, text in rendered_sql_files(schema, "superuser"):
+                for _name, text in rendered_sql_files(schema, "superuser", pgcrypto_schema):
                     conn.execute(text)
             after = conn.execute(snapshot).fetchone()
             # A row only when something differs from the last install: a re-run leaves no trace.
@@ -271,4 +278,5 @@ def status(conn: psycopg.Connection, schema: str = "audit") -> InstallStatus:
             problems = [r[0] for r in conn.execute(sql.SQL("SELECT * FROM {}._integrity_problems()").format(s))]
         except psycopg.errors.UndefinedFunction:
             problems = [f"function {schema}._integrity_problems() is missing"]
-    return InstallStatus(schema, row[0] if row else None, applied, pending, problems)
+        warnings = exposure_warnings(conn, audit_schema=schema)
+    return InstallStatus(schema, row[0] if row else None, applied, pending, problems, warnings)

@@ -47,7 +47,8 @@ BEGIN
     -- Rules that hold whatever the snapshot says.
     RETURN QUERY
     SELECT format('role %s is missing', r.name)
-      FROM unnest(ARRAY['@schema@_owner', '@schema@_writer', '@schema@_reader', '@schema@_maintainer']) AS r(name)
+      FROM unnest(ARRAY['@schema@_owner', '@schema@_writer', '@schema@_reader', '@schema@_maintainer',
+                           '@schema@_secrets']) AS r(name)
      WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.name);
     RETURN QUERY
     SELECT format('SECURITY DEFINER function @schema@.%s(%s) is executable by PUBLIC',

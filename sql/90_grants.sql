@@ -1,10 +1,13 @@
 -- Privileges, applied last on every install, so that they cover every function defined before.
 
 REVOKE ALL ON SCHEMA @schema@ FROM PUBLIC;
-GRANT USAGE ON SCHEMA @schema@ TO @schema@_writer, @schema@_reader, @schema@_maintainer;
-REVOKE ALL ON ALL TABLES IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer;
-REVOKE ALL ON ALL PROCEDURES IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer;
+GRANT USAGE ON SCHEMA @schema@ TO @schema@_writer, @schema@_reader, @schema@_maintainer, @schema@_secrets;
+REVOKE ALL ON ALL TABLES IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer,
+    @schema@_secrets;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer,
+    @schema@_secrets;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer,
+    @schema@_secrets;
 -- Not even the owner may rewrite events; DELETE stays for seal and prune, behind the guards.
 REVOKE UPDATE, TRUNCATE ON @schema@.event_intake, @schema@.event_log, @schema@.blocks, @schema@.prune_points
     FROM @schema@_owner;
@@ -57,3 +60,15 @@ GRANT EXECUTE ON FUNCTION
     @schema@._drop_rate_limit(text, text),
     @schema@._rate_limit_trigger()
     TO @schema@_maintainer;
+
+-- Secrets: only the secrets role, which neither the reader nor the maintainer holds.
+GRANT EXECUTE ON FUNCTION
+    @schema@.declare_secret(text, text),
+    @schema@.put_secret(text, text, text),
+    @schema@.read_secret(text, text),
+    @schema@.delete_secret(text, text),
+    @schema@.list_secrets(text),
+    @schema@.add_master_key(text),
+    @schema@.rotate_master_key(integer),
+    @schema@.rotate_tenant_key(text, integer)
+    TO @schema@_secrets;

@@ -19,6 +19,7 @@ LOGIN_ROLES = {
     "app_writer": "audit_writer",
     "app_reader": "audit_reader",
     "app_maintainer": "audit_maintainer",
+    "app_secrets": "audit_secrets",
     "app_attacker": None,
 }
 

@@ -47,7 +47,7 @@ def test_second_install_changes_nothing(db, connect):
 def test_dry_run_changes_nothing(db):
     report = install(db, schema="dry", dry_run=True)
     assert report.dry_run and report.migrations == installer.migration_ids() and "0001_event_log" in report.migrations
-    assert report.sql_files[0] == "10_guards.sql" and report.sql_files[-1] == "superuser/70_event_triggers.sql"
+    assert report.sql_files[0] == "10_guards.sql" and report.sql_files[-1] == "superuser/78_key_files.sql"
     assert db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'dry'").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'dry\\_%'").fetchone() == (0,)
 
@@ -65,7 +65,8 @@ def test_refuses_a_schema_another_tool_created(db, connect):
         assert other.execute("SELECT relname FROM pg_class WHERE relnamespace = 'audit'::regnamespace"
                              " AND relkind = 'r'").fetchall() == [("logged_actions",)]
         report = install(other, schema="pgaudit")
-        assert report.created_roles == ["pgaudit_owner", "pgaudit_writer", "pgaudit_reader", "pgaudit_maintainer"]
+        assert report.created_roles == ["pgaudit_owner", "pgaudit_writer", "pgaudit_reader", "pgaudit_maintainer",
+                                       "pgaudit_secrets"]
         assert status(other, schema="pgaudit").intact
     finally:
         other.close()
@@ -181,9 +182,10 @@ def test_a_database_owner_with_createrole_installs_without_superuser(db):
     conn = psycopg.connect(host=db.info.host, port=db.info.port, user="dbadmin", dbname="owned", autocommit=True)
     try:
         report = install(conn, schema="nonsu")
-        assert report.created_roles == ["nonsu_owner", "nonsu_writer", "nonsu_reader", "nonsu_maintainer"]
+        assert report.created_roles == ["nonsu_owner", "nonsu_writer", "nonsu_reader", "nonsu_maintainer",
+                                       "nonsu_secrets"]
         assert install(conn, schema="nonsu").changed is False
-        # Only the event triggers need a superuser; status says so and nothing else is amiss.
+        # Only the event triggers (and reading server key files) need a superuser; status names the triggers.
         problems = status(conn, schema="nonsu").problems
         assert [p.split(":")[0] for p in problems] == ["event trigger nonsu_ddl_end is missing",
                                                       "event trigger nonsu_sql_drop is missing"]

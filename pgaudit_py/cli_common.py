@@ -1,0 +1,89 @@
+"""What every `pgaudit` command shares: connecting, the common options, and turning expected
+failures into one line and an exit code (0 success, 1 failure, 2 bad input)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any, NoReturn
+
+import click
+import psycopg
+
+from pgaudit_py.errors import InvalidInput, PgAuditError
+
+DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"pgaudit: {message}", err=True)
+    sys.exit(code)
+
+
+def parse_duration(value: str) -> timedelta:
+    match = DURATION.match(value)
+    if not match:
+        raise click.BadParameter(f"{value!r} is not a duration like 90d, 12h, 30m, 2w or 45s")
+    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@dataclasses.dataclass
+class Settings:
+    dsn: str
+    schema: str
+
+    @contextmanager
+    def connect(self, application_name: str = "pgaudit") -> Iterator[psycopg.Connection]:
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, application_name=application_name)
+        except psycopg.OperationalError as exc:
+            fail(f"cannot connect: {str(exc).strip().splitlines()[-1]}")
+        with conn:
+            yield conn
+
+
+def run_guarded(entry: Callable[[], Any]) -> None:
+    """Turn expected failures into one line and an exit code; never a traceback."""
+    try:
+        entry()
+    except InvalidInput as exc:
+        fail(exc.message + (f" ({exc.hint})" if exc.hint else ""), 2)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidName) as exc:
+        fail(str(exc).strip().splitlines()[0], 2)  # a table name that does not resolve
+    except PgAuditError as exc:
+        fail(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    except psycopg.Error as exc:
+        fail(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+dsn_option = click.option("--dsn", envvar="PGAUDIT_DSN", default="", show_envvar=True,
+                          help="libpq connection string or URL; else the PG* variables apply.")
+schema_option = click.option("--schema", envvar="PGAUDIT_SCHEMA", default="audit", show_envvar=True,
+                             help="Schema pgaudit_py lives in.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--dsn and --schema on every command; the command receives them as `settings`."""
+    @functools.wraps(f)
+    def wrapper(*args: Any, dsn: str, schema: str, **kwargs: Any) -> Any:
+        return f(Settings(dsn=dsn, schema=schema), *args, **kwargs)
+    return dsn_option(schema_option(wrapper))

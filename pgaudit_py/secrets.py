@@ -1,0 +1,246 @@
+"""Per-tenant secrets: thin wrappers of the SQL functions, master keys, and rotation loops.
+
+A master key is 32 random bytes written as 64 hexadecimal digits. In client-key mode this
+module hands it to the session with set_config and a bound parameter, so the key never appears
+in a statement's text (pg_stat_activity, log_statement); see `exposure_warnings` for the
+settings that would still log it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets as random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from pgaudit_py.errors import InvalidArgument, MasterKeyUnavailable, translated
+
+MASTER_KEY_ENV = "PGAUDIT_MASTER_KEY"
+NEW_MASTER_KEY_ENV = "PGAUDIT_NEW_MASTER_KEY"
+_KEY_TEXT = re.compile(r"^[0-9A-Fa-f]{64}$")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SecretSlot:
+    key: str
+    description: str
+    declared_at: datetime
+    declared_by: str
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    tenant_id: str
+    key: str
+    description: str
+    key_version: int
+    written_at: datetime
+    written_by: str
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    version: int
+    fingerprint: bytes
+    key_file: str | None
+    state: str
+    added_at: datetime
+    added_by: str
+    retired_at: datetime | None
+
+
+@dataclass(frozen=True)
+class MasterRotation:
+    from_version: int | None
+    to_version: int | None
+    rewrapped: int
+    remaining: int
+    done: bool
+
+
+@dataclass(frozen=True)
+class TenantKeyRotation:
+    tenant_id: str
+    from_version: int
+    to_version: int
+    reencrypted: int
+    remaining: int
+    done: bool
+
+
+def generate_master_key(path: Path) -> None:
+    """Write a new master key to `path` (mode 0600); never overwrites a file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(random.token_hex(32) + "\n")
+
+
+def parse_master_key(text: str, source: str) -> str:
+    key = text.strip()
+    if not _KEY_TEXT.match(key):
+        # Never echo the text: it may be a key with a typo, or another file's content.
+        raise InvalidArgument(f"{source} does not hold a master key (64 hexadecimal digits)")
+    return key.lower()
+
+
+def load_master_key(path: Path | None = None, *, env: str = MASTER_KEY_ENV) -> str:
+    """The client-mode master key from a file, else from the environment variable `env`."""
+    if path is not None:
+        return parse_master_key(Path(path).read_text(), f"key file {path}")
+    value = os.environ.get(env)
+    if value is None:
+        raise MasterKeyUnavailable(f"no master key: give --master-key-file FILE or set {env}")
+    return parse_master_key(value, f"environment variable {env}")
+
+
+def _set(conn: psycopg.Connection, name: str, value: str) -> None:
+    # A bound parameter: the key is never part of a statement's text.
+    conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+
+
+@contextmanager
+def use_master_key(conn: psycopg.Connection, key: str | None, *, new_key: str | None = None) -> Iterator[None]:
+    """Client-key mode: let this session use `key` (and, to rotate, `new_key`); forgotten on exit."""
+    names = {"pgaudit_py.master_key": key, "pgaudit_py.new_master_key": new_key}
+    for name, value in names.items():
+        if value is not None:
+            _set(conn, name, parse_master_key(value, name))
+    try:
+        yield
+    finally:
+        if not conn.closed and not conn.broken:
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                conn.rollback()
+            for name, value in names.items():
+                if value is not None:
+                    _set(conn, name, "")
+
+
+def _one(conn: psycopg.Connection, cls: type[T], query: sql.Composed, params: tuple[object, ...]) -> T:
+    with translated(), conn.cursor(row_factory=class_row(cls)) as cur:
+        row = cur.execute(query, params).fetchone()
+        assert row is not None
+        return row
+
+
+def _call(audit_schema: str, text: str) -> sql.Composed:
+    return sql.SQL(text).format(s=sql.Identifier(audit_schema))
+
+
+def declare_secret(conn: psycopg.Connection, key: str, description: str, *, audit_schema: str = "audit") -> SecretSlot:
+    row = _one(conn, SecretSlot, _call(audit_schema, "SELECT * FROM {s}.declare_secret(%s, %s)"), (key, description))
+    return row
+
+
+def put_secret(conn: psycopg.Connection, tenant_id: str, key: str, value: str, *, audit_schema: str = "audit") -> int:
+    """Store a secret; returns the tenant's data-key version it was encrypted under."""
+    with translated():
+        row = conn.execute(_call(audit_schema, "SELECT {s}.put_secret(%s, %s, %s)"), (tenant_id, key, value)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def read_secret(conn: psycopg.Connection, tenant_id: str, key: str, *, audit_schema: str = "audit") -> str | None:
+    """The secret's value, or None if none is stored; the read is recorded as an event."""
+    with translated():
+        row = conn.execute(_call(audit_schema, "SELECT {s}.read_secret(%s, %s)"), (tenant_id, key)).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def delete_secret(conn: psycopg.Connection, tenant_id: str, key: str, *, audit_schema: str = "audit") -> bool:
+    with translated():
+        row = conn.execute(_call(audit_schema, "SELECT {s}.delete_secret(%s, %s)"), (tenant_id, key)).fetchone()
+    assert row is not None
+    return bool(row[0])
+
+
+def list_secrets(conn: psycopg.Connection, tenant_id: str | None = None, *,
+                 audit_schema: str = "audit") -> list[StoredSecret]:
+    with translated(), conn.cursor(row_factory=class_row(StoredSecret)) as cur:
+        return cur.execute(_call(audit_schema, "SELECT * FROM {s}.list_secrets(%s)"), (tenant_id,)).fetchall()
+
+
+def add_master_key(conn: psycopg.Connection, key_file: str | None = None, *, audit_schema: str = "audit") -> MasterKey:
+    """Register a master key: a server key file, or the session's pgaudit_py.new_master_key."""
+    row = _one(conn, MasterKey, _call(audit_schema, "SELECT * FROM {s}.add_master_key(%s)"), (key_file,))
+    return row
+
+
+def rotate_master_key(conn: psycopg.Connection, batch_size: int = 100, *, audit_schema: str = "audit",
+                      on_batch: Callable[[MasterRotation], None] | None = None) -> MasterRotation:
+    """Run (or resume) a master-key rotation to the end, one committed batch at a time."""
+    while True:
+        with conn.transaction():
+            result = _one(conn, MasterRotation, _call(audit_schema, "SELECT * FROM {s}.rotate_master_key(%s)"),
+                          (batch_size,))
+        if on_batch:
+            on_batch(result)
+        if result.done:
+            return result
+
+
+def rotate_tenant_key(conn: psycopg.Connection, tenant_id: str, batch_size: int = 100, *,
+                      audit_schema: str = "audit",
+                      on_batch: Callable[[TenantKeyRotation], None] | None = None) -> TenantKeyRotation:
+    """Rotate a tenant's data key (or resume an interrupted rotation), one committed batch at a time."""
+    while True:
+        with conn.transaction():
+            result = _one(conn, TenantKeyRotation,
+                          _call(audit_schema, "SELECT * FROM {s}.rotate_tenant_key(%s, %s)"), (tenant_id, batch_size))
+        if on_batch:
+            on_batch(result)
+        if result.done:
+            return result
+
+
+# Settings under which a key given with set_config and a bound parameter reaches the server log.
+_LOGGING_PARAMETERS = """
+SELECT current_setting('log_statement') = 'all' AS log_statement,
+       current_setting('log_min_duration_statement')::integer >= 0 AS log_min_duration_statement,
+       current_setting('log_min_duration_sample')::integer >= 0
+           AND current_setting('log_statement_sample_rate')::float8 > 0 AS log_min_duration_sample,
+       current_setting('log_transaction_sample_rate')::float8 > 0 AS log_transaction_sample_rate,
+       current_setting('log_parameter_max_length')::integer <> 0 AS logs_parameters,
+       current_setting('log_parameter_max_length_on_error')::integer <> 0 AS logs_parameters_on_error
+"""
+
+
+def exposure_warnings(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[str]:
+    """Why a client-supplied master key could reach the server log, if any master key in use is
+    client-supplied; empty otherwise."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{audit_schema}.master_keys",)).fetchone()
+    if not exists or not exists[0]:
+        return []
+    try:
+        client_keys = conn.execute(_call(audit_schema, "SELECT count(*) FROM {s}.master_keys"
+                                                       " WHERE key_file IS NULL AND state <> 'retired'")).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return []
+    if not client_keys or not client_keys[0]:
+        return []
+    row = conn.execute(_LOGGING_PARAMETERS).fetchone()
+    assert row is not None
+    statement, duration, sample, transactions, parameters, on_error = row
+    warnings = []
+    if parameters:
+        for on, name in ((statement, "log_statement = 'all'"), (duration, "log_min_duration_statement >= 0"),
+                         (sample, "log_min_duration_sample with log_statement_sample_rate > 0"),
+                         (transactions, "log_transaction_sample_rate > 0")):
+            if on:
+                warnings.append(f"{name} with log_parameter_max_length <> 0 logs the client-supplied master key "
+                                "(set log_parameter_max_length = 0, or use a server key file)")
+    if on_error:
+        warnings.append("log_parameter_max_length_on_error <> 0 logs the client-supplied master key when a "
+                        "statement fails (set it to 0, or use a server key file)")
+    return warnings

@@ -1,0 +1,638 @@
+-- Per-tenant secrets under envelope encryption (pgcrypto). The format is in docs/secrets.md.
+--
+-- A master key is 32 random bytes, never stored: either the server reads it from a key file
+-- (server-key mode; the key never crosses the connection) or the client sets it for its session
+-- in pgaudit_py.master_key (client-key mode). Each tenant has data keys, stored only wrapped by
+-- a master key; values are encrypted under the tenant's data key. Every blob is
+-- AES-256-CBC then HMAC-SHA-256 over what it is bound to (tenant, slot, versions), so a changed
+-- or moved ciphertext is an error, never garbage.
+
+-- Encrypt-then-MAC. blob = 0x01 || iv (16) || AES-256-CBC ciphertext || HMAC-SHA-256 (32).
+CREATE OR REPLACE FUNCTION @schema@._encrypt(p_key bytea, p_bound bytea, p_plain bytea)
+RETURNS bytea
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    iv bytea := @pgcrypto@.gen_random_bytes(16);
+    body bytea;
+BEGIN
+    body := '\x01'::bytea || iv || @pgcrypto@.encrypt_iv(p_plain, @pgcrypto@.hmac('pgaudit_py enc'::bytea, p_key, 'sha256'),
+                                                         iv, 'aes-cbc/pad:pkcs');
+    RETURN body || @pgcrypto@.hmac(p_bound || body, @pgcrypto@.hmac('pgaudit_py mac'::bytea, p_key, 'sha256'), 'sha256');
+END
+$$;
+COMMENT ON FUNCTION @schema@._encrypt(bytea, bytea, bytea) IS
+    'Encrypts and authenticates p_plain under p_key, bound to p_bound (docs/secrets.md).';
+
+CREATE OR REPLACE FUNCTION @schema@._decrypt(p_key bytea, p_bound bytea, p_blob bytea, p_what text)
+RETURNS bytea
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer := octet_length(p_blob);
+    body bytea;
+BEGIN
+    IF n < 1 + 16 + 16 + 32 OR get_byte(p_blob, 0) <> 1 THEN
+        RAISE EXCEPTION '% is not in a format pgaudit_py wrote', p_what USING ERRCODE = 'PA012';
+    END IF;
+    body := substring(p_blob FROM 1 FOR n - 32);
+    IF @pgcrypto@.hmac(p_bound || body, @pgcrypto@.hmac('pgaudit_py mac'::bytea, p_key, 'sha256'), 'sha256')
+       <> substring(p_blob FROM n - 31) THEN
+        RAISE EXCEPTION '% does not authenticate: it was changed, or moved from another tenant or slot', p_what
+            USING ERRCODE = 'PA012';
+    END IF;
+    RETURN @pgcrypto@.decrypt_iv(substring(body FROM 18), @pgcrypto@.hmac('pgaudit_py enc'::bytea, p_key, 'sha256'),
+                                 substring(body FROM 2 FOR 16), 'aes-cbc/pad:pkcs');
+END
+$$;
+COMMENT ON FUNCTION @schema@._decrypt(bytea, bytea, bytea, text) IS
+    'Checks and decrypts a blob written by _encrypt; raises PA012 if it does not authenticate.';
+
+CREATE OR REPLACE FUNCTION @schema@._key_fingerprint(p_key bytea)
+RETURNS bytea
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @pgcrypto@.hmac('pgaudit_py master key fingerprint v1'::bytea, p_key, 'sha256') $$;
+COMMENT ON FUNCTION @schema@._key_fingerprint(bytea) IS 'Identifies a master key without revealing it.';
+
+-- Key text to bytes. Never quotes the text: it may be a key, or the wrong file's content.
+CREATE OR REPLACE FUNCTION @schema@._parse_key(p_text text, p_source text)
+RETURNS bytea
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t text := btrim(p_text, E' \t\r\n');
+BEGIN
+    IF t !~ '^[0-9A-Fa-f]{64}$' THEN
+        RAISE EXCEPTION '% does not hold a master key (64 hexadecimal digits)', p_source
+            USING ERRCODE = 'PA011', HINT = 'pgaudit secrets keygen FILE writes a new key.';
+    END IF;
+    RETURN decode(t, 'hex');
+END
+$$;
+COMMENT ON FUNCTION @schema@._parse_key(text, text) IS 'Decodes a 64-hex-digit master key.';
+
+CREATE OR REPLACE FUNCTION @schema@._read_key_file(p_path text)
+RETURNS bytea
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    content bytea;
+BEGIN
+    BEGIN
+        content := pg_read_binary_file(p_path);
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'the server may not read key files' USING ERRCODE = 'PA011',
+            HINT = 'Install as a superuser: it grants @schema@_owner pg_read_server_files and EXECUTE on pg_read_binary_file.';
+    WHEN OTHERS THEN
+        RAISE EXCEPTION 'the server cannot read key file %: %', p_path, SQLERRM USING ERRCODE = 'PA011';
+    END;
+    IF octet_length(content) > 256 THEN
+        RAISE EXCEPTION 'key file % does not hold a master key (64 hexadecimal digits)', p_path
+            USING ERRCODE = 'PA011';
+    END IF;
+    RETURN @schema@._parse_key(convert_from(content, 'SQL_ASCII'), format('key file %s', p_path));
+END
+$$;
+COMMENT ON FUNCTION @schema@._read_key_file(text) IS 'Reads a master key from a file on the server.';
+
+-- The keys this session holds: pgaudit_py.master_key and, while rotating, pgaudit_py.new_master_key.
+CREATE OR REPLACE FUNCTION @schema@._session_keys()
+RETURNS bytea[]
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys bytea[] := '{}';
+    name text;
+    value text;
+BEGIN
+    FOREACH name IN ARRAY ARRAY['pgaudit_py.master_key', 'pgaudit_py.new_master_key'] LOOP
+        value := nullif(current_setting(name, true), '');
+        IF value IS NOT NULL THEN
+            keys := keys || @schema@._parse_key(value, 'setting ' || name);
+        END IF;
+    END LOOP;
+    RETURN keys;
+END
+$$;
+COMMENT ON FUNCTION @schema@._session_keys() IS 'Master keys the client supplied for this session.';
+
+CREATE OR REPLACE FUNCTION @schema@._master_key(p_version integer)
+RETURNS bytea
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mk @schema@.master_keys;
+    k bytea;
+    supplied bytea[];
+BEGIN
+    SELECT * INTO mk FROM @schema@.master_keys WHERE version = p_version;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no master key is set up' USING ERRCODE = 'PA011',
+            HINT = 'pgaudit secrets init adds the first master key.';
+    ELSIF mk.state = 'retired' THEN
+        RAISE EXCEPTION 'master key version % was retired at %', p_version, mk.retired_at USING ERRCODE = 'PA011';
+    END IF;
+    IF mk.key_file IS NOT NULL THEN
+        k := @schema@._read_key_file(mk.key_file);
+        IF @schema@._key_fingerprint(k) <> mk.fingerprint THEN
+            RAISE EXCEPTION 'key file % no longer holds master key version %', mk.key_file, p_version
+                USING ERRCODE = 'PA011';
+        END IF;
+        RETURN k;
+    END IF;
+    supplied := @schema@._session_keys();
+    FOREACH k IN ARRAY supplied LOOP
+        IF @schema@._key_fingerprint(k) = mk.fingerprint THEN
+            RETURN k;
+        END IF;
+    END LOOP;
+    IF cardinality(supplied) > 0 THEN
+        RAISE EXCEPTION 'the master key supplied is not master key version % (wrong key?)', p_version
+            USING ERRCODE = 'PA011';
+    END IF;
+    RAISE EXCEPTION 'master key version % is not available in this session', p_version USING ERRCODE = 'PA011',
+        HINT = 'In client-key mode, set pgaudit_py.master_key with set_config and a bound parameter '
+               '(pgaudit_py.secrets.use_master_key in Python).';
+END
+$$;
+COMMENT ON FUNCTION @schema@._master_key(integer) IS
+    'The master key of a version, from its key file or from the session; PA011 if not available.';
+
+CREATE OR REPLACE FUNCTION @schema@._has_master_key(p_version integer)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @schema@._master_key(p_version);
+    RETURN true;
+EXCEPTION WHEN SQLSTATE 'PA011' THEN
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION @schema@._has_master_key(integer) IS 'Whether this session can use a master-key version.';
+
+-- What a blob is bound to: its parts, NUL-separated (text cannot hold NUL). docs/secrets.md.
+CREATE OR REPLACE FUNCTION @schema@._bound(VARIADIC p_parts text[])
+RETURNS bytea
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT string_agg(convert_to(p, 'UTF8'), '\x00'::bytea ORDER BY n) FROM unnest(p_parts) WITH ORDINALITY AS u(p, n) $$;
+
+CREATE OR REPLACE FUNCTION @schema@._wrap_bound(p_tenant text, p_version integer, p_master_version integer)
+RETURNS bytea
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @schema@._bound('data-key', p_tenant, p_version::text, p_master_version::text) $$;
+
+CREATE OR REPLACE FUNCTION @schema@._value_bound(p_tenant text, p_slot text, p_version integer)
+RETURNS bytea
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @schema@._bound('value', p_tenant, p_slot, p_version::text) $$;
+
+-- A tenant's data key of a version, unwrapped with whichever master key this session can use.
+CREATE OR REPLACE FUNCTION @schema@._data_key(p_tenant text, p_version integer)
+RETURNS bytea
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w @schema@.wrapped_data_keys;
+    first_version integer;
+BEGIN
+    FOR w IN SELECT * FROM @schema@.wrapped_data_keys
+              WHERE tenant_id = p_tenant AND version = p_version ORDER BY master_version LOOP
+        first_version := coalesce(first_version, w.master_version);
+        IF @schema@._has_master_key(w.master_version) THEN
+            RETURN @schema@._decrypt(@schema@._master_key(w.master_version),
+                                     @schema@._wrap_bound(p_tenant, p_version, w.master_version),
+                                     w.wrapped, format('the data key of tenant %s (version %s)', p_tenant, p_version));
+        END IF;
+    END LOOP;
+    IF first_version IS NULL THEN
+        RAISE EXCEPTION 'data key version % of tenant % is gone (rotated away)', p_version, p_tenant
+            USING ERRCODE = 'PA012';
+    END IF;
+    PERFORM @schema@._master_key(first_version);  -- raises the reason
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION @schema@._data_key(text, integer) IS 'Unwraps a tenant''s data key.';
+
+-- Wraps a data key under every master version in use that this session holds (at least one);
+-- during a master rotation, rotate_master_key adds the wrappings a writer could not make.
+CREATE OR REPLACE FUNCTION @schema@._wrap_data_key(p_tenant text, p_version integer, p_key bytea)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mk @schema@.master_keys;
+    wrapped integer := 0;
+BEGIN
+    -- FOR SHARE: a rotation cannot retire a master version while a wrapping under it is in flight.
+    FOR mk IN SELECT * FROM @schema@.master_keys WHERE state <> 'retired' ORDER BY version FOR SHARE LOOP
+        CONTINUE WHEN mk.state = 'retired' OR NOT @schema@._has_master_key(mk.version);
+        INSERT INTO @schema@.wrapped_data_keys (tenant_id, version, master_version, wrapped)
+        VALUES (p_tenant, p_version, mk.version,
+                @schema@._encrypt(@schema@._master_key(mk.version),
+                                  @schema@._wrap_bound(p_tenant, p_version, mk.version), p_key))
+        ON CONFLICT DO NOTHING;
+        wrapped := wrapped + 1;
+    END LOOP;
+    IF wrapped = 0 THEN
+        PERFORM @schema@._master_key(coalesce(
+            (SELECT version FROM @schema@.master_keys WHERE state = 'active'), 0));  -- raises the reason
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._wrap_data_key(text, integer, bytea) IS
+    'Stores a data key wrapped under the master keys this session holds.';
+
+-- The tenant's newest data key, created (version 1) on the tenant's first secret.
+CREATE OR REPLACE FUNCTION @schema@._current_data_key(p_tenant text, OUT version integer, OUT key bytea)
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    LOOP
+        -- KEY SHARE: a finishing rotation cannot delete the version this write is about to use.
+        SELECT d.version INTO version FROM @schema@.data_keys d
+         WHERE d.tenant_id = p_tenant ORDER BY d.version DESC LIMIT 1 FOR KEY SHARE;
+        IF FOUND THEN
+            key := @schema@._data_key(p_tenant, version);
+            RETURN;
+        END IF;
+        INSERT INTO @schema@.data_keys (tenant_id, version) VALUES (p_tenant, 1) ON CONFLICT DO NOTHING;
+        IF FOUND THEN
+            version := 1;
+            key := @pgcrypto@.gen_random_bytes(32);
+            PERFORM @schema@._wrap_data_key(p_tenant, 1, key);
+            RETURN;
+        END IF;
+        -- Another writer created it meanwhile: read theirs.
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @schema@._current_data_key(text) IS 'The newest data key of a tenant, created if none.';
+
+CREATE OR REPLACE FUNCTION @schema@._check_secret_args(p_tenant text, p_key text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_tenant IS NULL OR p_tenant = '' OR char_length(p_tenant) > 256 THEN
+        RAISE EXCEPTION 'tenant_id must be 1 to 256 characters' USING ERRCODE = 'PA005';
+    END IF;
+    IF p_key IS NULL OR NOT EXISTS (SELECT 1 FROM @schema@.secret_slots s WHERE s.key = p_key) THEN
+        RAISE EXCEPTION 'secret slot % is not declared', coalesce(quote_literal(p_key), 'NULL')
+            USING ERRCODE = 'PA013', HINT = 'Declare it first: audit.declare_secret(key, description).';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._check_secret_args(text, text) IS 'Refuses an empty tenant or an undeclared slot.';
+
+CREATE OR REPLACE FUNCTION @schema@.declare_secret(key text, description text)
+RETURNS @schema@.secret_slots
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    result @schema@.secret_slots;
+BEGIN
+    IF declare_secret.key IS NULL OR declare_secret.key !~ '^[A-Za-z][A-Za-z0-9_.-]*$'
+       OR char_length(declare_secret.key) > 128 THEN
+        RAISE EXCEPTION 'invalid secret slot name: %', coalesce(quote_literal(declare_secret.key), 'NULL')
+            USING ERRCODE = 'PA005', HINT = 'A letter, then letters, digits, _ . or -; at most 128 characters.';
+    END IF;
+    IF coalesce(btrim(declare_secret.description), '') = '' THEN
+        RAISE EXCEPTION 'secret slot % needs a description', declare_secret.key USING ERRCODE = 'PA005';
+    END IF;
+    INSERT INTO @schema@.secret_slots AS s (key, description, declared_by)
+    VALUES (declare_secret.key, declare_secret.description, @schema@._db_role())
+    ON CONFLICT (key) DO UPDATE SET description = excluded.description
+    RETURNING * INTO result;
+    PERFORM @schema@._record('secret.slot_declared', NULL, NULL, NULL, 'secret', result.key,
+                             jsonb_build_object('description', result.description), 'success', NULL, NULL);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION @schema@.declare_secret(text, text) IS
+    'Declares (or re-describes) a secret slot; only declared slots can be written.';
+
+CREATE OR REPLACE FUNCTION @schema@.put_secret(tenant_id text, key text, value text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dk record;
+    replaced boolean;
+BEGIN
+    PERFORM @schema@._check_secret_args(put_secret.tenant_id, put_secret.key);
+    IF value IS NULL OR octet_length(value) > 65536 THEN
+        RAISE EXCEPTION 'a secret value must be given and at most 64 KiB' USING ERRCODE = 'PA005';
+    END IF;
+    dk := @schema@._current_data_key(put_secret.tenant_id);
+    replaced := EXISTS (SELECT 1 FROM @schema@.secret_values v
+                         WHERE v.tenant_id = put_secret.tenant_id AND v.key = put_secret.key);
+    INSERT INTO @schema@.secret_values AS v (tenant_id, key, key_version, ciphertext, written_by)
+    VALUES (put_secret.tenant_id, put_secret.key, dk.version,
+            @schema@._encrypt(dk.key, @schema@._value_bound(put_secret.tenant_id, put_secret.key, dk.version),
+                              convert_to(value, 'UTF8')),
+            @schema@._db_role())
+    ON CONFLICT ON CONSTRAINT secret_values_pkey DO UPDATE
+        SET key_version = excluded.key_version, ciphertext = excluded.ciphertext,
+            written_at = now(), written_by = excluded.written_by;
+    PERFORM @schema@._record('tenant.secret.written', put_secret.tenant_id, NULL, NULL, 'secret', put_secret.key,
+                             jsonb_build_object('key_version', dk.version, 'replaced', replaced), 'success', NULL, NULL);
+    RETURN dk.version;
+END
+$$;
+COMMENT ON FUNCTION @schema@.put_secret(text, text, text) IS
+    'Stores a tenant''s secret in a declared slot, encrypted under the tenant''s data key; '
+    'records tenant.secret.written. Returns the data-key version used.';
+
+CREATE OR REPLACE FUNCTION @schema@.read_secret(tenant_id text, key text)
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v @schema@.secret_values;
+    plain bytea;
+BEGIN
+    PERFORM @schema@._check_secret_args(read_secret.tenant_id, read_secret.key);
+    SELECT * INTO v FROM @schema@.secret_values s WHERE s.tenant_id = read_secret.tenant_id AND s.key = read_secret.key;
+    IF FOUND THEN
+        plain := @schema@._decrypt(@schema@._data_key(v.tenant_id, v.key_version),
+                                   @schema@._value_bound(v.tenant_id, v.key, v.key_version), v.ciphertext,
+                                   format('the secret %s of tenant %s', v.key, v.tenant_id));
+    END IF;
+    -- In the reading transaction: no event, no value.
+    PERFORM @schema@._record('tenant.secret.read', read_secret.tenant_id, NULL, NULL, 'secret', read_secret.key,
+                             jsonb_build_object('found', plain IS NOT NULL, 'key_version', v.key_version),
+                             CASE WHEN plain IS NULL THEN 'failure' ELSE 'success' END, NULL, NULL);
+    RETURN convert_from(plain, 'UTF8');
+END
+$$;
+COMMENT ON FUNCTION @schema@.read_secret(text, text) IS
+    'Decrypts a tenant''s secret (NULL if none is stored) and records tenant.secret.read in the same transaction.';
+
+CREATE OR REPLACE FUNCTION @schema@.delete_secret(tenant_id text, key text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    deleted boolean;
+BEGIN
+    PERFORM @schema@._check_secret_args(delete_secret.tenant_id, delete_secret.key);
+    DELETE FROM @schema@.secret_values s WHERE s.tenant_id = delete_secret.tenant_id AND s.key = delete_secret.key;
+    deleted := FOUND;
+    IF deleted THEN
+        PERFORM @schema@._record('tenant.secret.deleted', delete_secret.tenant_id, NULL, NULL, 'secret',
+                                 delete_secret.key, '{}', 'success', NULL, NULL);
+    END IF;
+    RETURN deleted;
+END
+$$;
+COMMENT ON FUNCTION @schema@.delete_secret(text, text) IS
+    'Deletes a tenant''s secret; records tenant.secret.deleted. False if there was none.';
+
+CREATE OR REPLACE FUNCTION @schema@.list_secrets(tenant_id text DEFAULT NULL)
+RETURNS TABLE (tenant_id text, key text, description text, key_version integer, written_at timestamptz,
+               written_by text)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT v.tenant_id, v.key, s.description, v.key_version, v.written_at, v.written_by
+      FROM @schema@.secret_values v JOIN @schema@.secret_slots s USING (key)
+     WHERE $1 IS NULL OR v.tenant_id = $1
+     ORDER BY v.tenant_id, v.key
+$$;
+COMMENT ON FUNCTION @schema@.list_secrets(text) IS 'Which secrets are stored, by tenant and slot; never values.';
+
+CREATE OR REPLACE FUNCTION @schema@.add_master_key(key_file text DEFAULT NULL)
+RETURNS @schema@.master_keys
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k bytea;
+    fp bytea;
+    existing @schema@.master_keys;
+    result @schema@.master_keys;
+BEGIN
+    IF key_file IS NOT NULL THEN
+        -- Pointing the server at a file is for those who could read it themselves.
+        IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)
+           AND NOT pg_has_role(session_user, 'pg_read_server_files', 'USAGE') THEN
+            RAISE EXCEPTION 'only a superuser or a member of pg_read_server_files may register a key file'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF key_file !~ '^/' THEN
+            RAISE EXCEPTION 'key file must be an absolute path' USING ERRCODE = 'PA005';
+        END IF;
+        k := @schema@._read_key_file(key_file);
+    ELSE
+        k := @schema@._parse_key(nullif(current_setting('pgaudit_py.new_master_key', true), ''),
+                                 'setting pgaudit_py.new_master_key');
+    END IF;
+    fp := @schema@._key_fingerprint(k);
+    LOCK TABLE @schema@.master_keys IN SHARE ROW EXCLUSIVE MODE;  -- one change of keys at a time
+    SELECT * INTO existing FROM @schema@.master_keys m WHERE m.fingerprint = fp;
+    IF FOUND AND existing.state = 'retired' THEN
+        RAISE EXCEPTION 'this key is master key version %, retired: generate a new one', existing.version
+            USING ERRCODE = 'PA005';
+    ELSIF FOUND THEN
+        RETURN existing;  -- already added (a resumed rotation)
+    END IF;
+    SELECT * INTO existing FROM @schema@.master_keys m WHERE m.state = 'next';
+    IF FOUND THEN
+        RAISE EXCEPTION 'a rotation to master key version % is in progress', existing.version USING ERRCODE = 'PA005',
+            HINT = 'Finish it first (pgaudit secrets rotate-master, with both keys).';
+    END IF;
+    INSERT INTO @schema@.master_keys (version, fingerprint, key_file, state, added_by)
+    SELECT coalesce(max(m.version), 0) + 1, fp, add_master_key.key_file,
+           CASE WHEN bool_or(m.state = 'active') THEN 'next' ELSE 'active' END, @schema@._db_role()
+      FROM @schema@.master_keys m
+    RETURNING * INTO result;
+    PERFORM @schema@._record('secret.master_key_added', NULL, NULL, NULL, 'master_key', result.version::text,
+                             jsonb_build_object('state', result.state,
+                                                'mode', CASE WHEN result.key_file IS NULL THEN 'client' ELSE 'server' END),
+                             'success', NULL, NULL);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION @schema@.add_master_key(text) IS
+    'Registers a master key: from a server key file (absolute path), or from the session setting '
+    'pgaudit_py.new_master_key. The first becomes active; a later one starts a rotation (rotate_master_key).';
+
+CREATE OR REPLACE FUNCTION @schema@.rotate_master_key(batch_size integer DEFAULT 100)
+RETURNS @schema@.master_rotation
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_v integer;
+    new_v integer;
+    old_k bytea;
+    new_k bytea;
+    w record;
+    dk bytea;
+    result @schema@.master_rotation;
+BEGIN
+    IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'batch_size must be between 1 and 10000' USING ERRCODE = 'PA005';
+    END IF;
+    SELECT version INTO old_v FROM @schema@.master_keys WHERE state = 'active';
+    SELECT version INTO new_v FROM @schema@.master_keys WHERE state = 'next';
+    IF new_v IS NULL THEN
+        RETURN (old_v, old_v, 0, 0, true)::@schema@.master_rotation;  -- nothing in progress
+    END IF;
+    old_k := @schema@._master_key(old_v);
+    new_k := @schema@._master_key(new_v);
+    result := (old_v, new_v, 0, 0, false);
+    FOR w IN SELECT o.* FROM @schema@.wrapped_data_keys o
+              WHERE o.master_version = old_v
+                AND NOT EXISTS (SELECT 1 FROM @schema@.wrapped_data_keys n
+                                 WHERE (n.tenant_id, n.version, n.master_version) = (o.tenant_id, o.version, new_v))
+              ORDER BY o.tenant_id, o.version LIMIT batch_size LOOP
+        dk := @schema@._decrypt(old_k, @schema@._wrap_bound(w.tenant_id, w.version, old_v), w.wrapped,
+                                format('the data key of tenant %s (version %s)', w.tenant_id, w.version));
+        INSERT INTO @schema@.wrapped_data_keys (tenant_id, version, master_version, wrapped)
+        VALUES (w.tenant_id, w.version, new_v, @schema@._encrypt(new_k, @schema@._wrap_bound(w.tenant_id, w.version, new_v), dk))
+        ON CONFLICT DO NOTHING;
+        result.rewrapped := result.rewrapped + 1;
+    END LOOP;
+    result.remaining := (SELECT count(*) FROM @schema@.data_keys k
+                          WHERE NOT EXISTS (SELECT 1 FROM @schema@.wrapped_data_keys n
+                                             WHERE (n.tenant_id, n.version, n.master_version) = (k.tenant_id, k.version, new_v)));
+    IF result.remaining > 0 THEN
+        RETURN result;
+    END IF;
+    -- Done, unless a writer is wrapping a new data key under the old version right now: wait for it.
+    PERFORM 1 FROM @schema@.master_keys WHERE version = old_v FOR UPDATE;
+    result.remaining := (SELECT count(*) FROM @schema@.data_keys k
+                          WHERE NOT EXISTS (SELECT 1 FROM @schema@.wrapped_data_keys n
+                                             WHERE (n.tenant_id, n.version, n.master_version) = (k.tenant_id, k.version, new_v)));
+    IF result.remaining > 0 THEN
+        RETURN result;
+    END IF;
+    DELETE FROM @schema@.wrapped_data_keys WHERE master_version = old_v;
+    UPDATE @schema@.master_keys SET state = 'retired', retired_at = now() WHERE version = old_v;
+    UPDATE @schema@.master_keys SET state = 'active' WHERE version = new_v;
+    PERFORM @schema@._record('secret.master_key_rotated', NULL, NULL, NULL, 'master_key', new_v::text,
+                             jsonb_build_object('from_version', old_v, 'to_version', new_v), 'success', NULL, NULL);
+    result.done := true;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION @schema@.rotate_master_key(integer) IS
+    'One batch of a master-key rotation: wraps up to batch_size data keys under the new version too. '
+    'When none is left, retires the old version. Needs both keys; commit between calls; resumable.';
+
+CREATE OR REPLACE FUNCTION @schema@.rotate_tenant_key(tenant_id text, batch_size integer DEFAULT 100)
+RETURNS @schema@.tenant_key_rotation
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t text := rotate_tenant_key.tenant_id;
+    versions integer[];
+    new_v integer;
+    new_k bytea;
+    old_keys jsonb := '{}';
+    v @schema@.secret_values;
+    old_k bytea;
+    plain bytea;
+    result @schema@.tenant_key_rotation;
+BEGIN
+    IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'batch_size must be between 1 and 10000' USING ERRCODE = 'PA005';
+    END IF;
+    -- One rotation per tenant at a time; NO KEY UPDATE does not block writers' KEY SHARE locks.
+    SELECT array_agg(d.version ORDER BY d.version) INTO versions
+      FROM (SELECT d.version FROM @schema@.data_keys d WHERE d.tenant_id = t FOR NO KEY UPDATE) d;
+    IF versions IS NULL THEN
+        RAISE EXCEPTION 'tenant % has no data key (no secret was ever stored)', t USING ERRCODE = 'PA005';
+    END IF;
+    new_v := versions[cardinality(versions)];
+    IF cardinality(versions) = 1 THEN  -- start a rotation
+        new_v := new_v + 1;
+        new_k := @pgcrypto@.gen_random_bytes(32);
+        INSERT INTO @schema@.data_keys (tenant_id, version) VALUES (t, new_v);
+        PERFORM @schema@._wrap_data_key(t, new_v, new_k);
+    ELSE
+        new_k := @schema@._data_key(t, new_v);
+    END IF;
+    result := (t, versions[1], new_v, 0, 0, false);
+    FOR v IN SELECT * FROM @schema@.secret_values s WHERE s.tenant_id = t AND s.key_version < new_v
+              ORDER BY s.key LIMIT batch_size FOR UPDATE LOOP
+        old_k := decode(old_keys ->> v.key_version::text, 'hex');
+        IF old_k IS NULL THEN
+            old_k := @schema@._data_key(t, v.key_version);
+            old_keys := old_keys || jsonb_build_object(v.key_version::text, encode(old_k, 'hex'));
+        END IF;
+        plain := @schema@._decrypt(old_k, @schema@._value_bound(t, v.key, v.key_version), v.ciphertext,
+                                   format('the secret %s of tenant %s', v.key, t));
+        UPDATE @schema@.secret_values s
+           SET key_version = new_v,
+               ciphertext = @schema@._encrypt(new_k, @schema@._value_bound(t, v.key, new_v), plain)
+         WHERE s.tenant_id = t AND s.key = v.key;
+        result.reencrypted := result.reencrypted + 1;
+    END LOOP;
+    result.remaining := (SELECT count(*) FROM @schema@.secret_values s WHERE s.tenant_id = t AND s.key_version < new_v);
+    IF result.remaining > 0 THEN
+        RETURN result;
+    END IF;
+    BEGIN
+        DELETE FROM @schema@.data_keys d WHERE d.tenant_id = t AND d.version < new_v;
+    EXCEPTION WHEN foreign_key_violation THEN
+        result.remaining := 1;  -- a concurrent write used the old version: the next batch takes it
+        RETURN result;
+    END;
+    PERFORM @schema@._record('tenant.data_key.rotated', t, NULL, NULL, 'data_key', new_v::text,
+                             jsonb_build_object('from_version', versions[1], 'to_version', new_v), 'success', NULL, NULL);
+    result.done := true;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION @schema@.rotate_tenant_key(text, integer) IS
+    'One batch of a tenant''s data-key rotation (the first call creates the new key): re-encrypts up to '
+    'batch_size values; when none is left, deletes the old key. Commit between calls; resumable.';

@@ -1,0 +1,420 @@
+"""Per-tenant secrets: envelope encryption, both key modes, rotation with crashes, read auditing,
+and the master key never reaching the server log, pg_stat_activity or an error message."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets as random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgaudit_py import secrets
+from pgaudit_py.errors import (
+    InvalidArgument,
+    InvalidContext,
+    MasterKeyUnavailable,
+    SecretIntegrityError,
+    UndeclaredSecret,
+)
+from pgaudit_py.installer import status
+from pgaudit_py.tempdb import TemporaryCluster
+
+Connect = Callable[..., psycopg.Connection]
+
+
+class Keys:
+    """Master keys made for one test; after it, none of them may be in the server log."""
+
+    def __init__(self, cluster: TemporaryCluster):
+        self.cluster = cluster
+        self.made: list[str] = []
+        self.log_start = Path(cluster.log).stat().st_size
+
+    def logged(self) -> str:
+        """What the server logged since the test began."""
+        with Path(self.cluster.log).open("rb") as f:
+            f.seek(self.log_start)
+            return f.read().decode("utf-8", "replace")
+
+    def new(self) -> str:
+        key = random.token_hex(32)
+        self.made.append(key)
+        return key
+
+    def file(self, key: str) -> str:
+        """A key file only the server's system user can read."""
+        path = self.cluster.directory / f"master-{key[:8]}.key"
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        return str(path)
+
+    def assert_absent_from(self, text: str) -> None:
+        for key in self.made:
+            for form in (key, key.upper(), bytes.fromhex(key).decode("latin-1")):
+                assert form not in text
+
+
+@pytest.fixture
+def keys(pg_cluster: TemporaryCluster) -> Iterator[Keys]:
+    made = Keys(pg_cluster)
+    yield made
+    made.assert_absent_from(made.logged())
+
+
+@pytest.fixture
+def app(connect: Connect) -> psycopg.Connection:
+    return connect("app_secrets")
+
+
+def client_key_setup(conn: psycopg.Connection, key: str) -> None:
+    with secrets.use_master_key(conn, None, new_key=key):
+        secrets.add_master_key(conn)
+    secrets._set(conn, "pgaudit_py.master_key", key)
+
+
+def events_of(db: psycopg.Connection, kind: str) -> list[tuple[object, ...]]:
+    return db.execute("SELECT tenant_id, target_id, actor_id, db_role, payload, outcome FROM audit.event_intake"
+                      " WHERE kind = %s ORDER BY intake_id", (kind,)).fetchall()
+
+
+def test_round_trip_in_client_key_mode(db: psycopg.Connection, app: psycopg.Connection, keys: Keys) -> None:
+    client_key_setup(app, keys.new())
+    secrets.declare_secret(app, "stripe.api_key", "Stripe secret key")
+    assert secrets.put_secret(app, "t1", "stripe.api_key", "sk_live_1") == 1
+    secrets.put_secret(app, "t2", "stripe.api_key", "sk_live_2 ünïcode")
+    assert secrets.read_secret(app, "t1", "stripe.api_key") == "sk_live_1"
+    assert secrets.read_secret(app, "t2", "stripe.api_key") == "sk_live_2 ünïcode"
+    assert secrets.read_secret(app, "t3", "stripe.api_key") is None
+
+    listed = secrets.list_secrets(app)
+    assert [(s.tenant_id, s.key, s.description, s.key_version, s.written_by) for s in listed] == [
+        ("t1", "stripe.api_key", "Stripe secret key", 1, "app_secrets"),
+        ("t2", "stripe.api_key", "Stripe secret key", 1, "app_secrets")]
+    # What is stored is not the value.
+    stored = db.execute("SELECT string_agg(encode(ciphertext, 'escape'), '') FROM audit.secret_values").fetchone()
+    assert stored and "sk_live" not in stored[0]
+
+    reads = events_of(db, "tenant.secret.read")
+    assert reads == [("t1", "stripe.api_key", "app_secrets", "app_secrets", {"found": True, "key_version": 1}, "success"),
+                     ("t2", "stripe.api_key", "app_secrets", "app_secrets", {"found": True, "key_version": 1}, "success"),
+                     ("t3", "stripe.api_key", "app_secrets", "app_secrets", {"found": False, "key_version": None},
+                      "failure")]
+    everything = db.execute("SELECT string_agg(payload::text, ' ') FROM audit.events").fetchone()
+    assert everything and "sk_live" not in everything[0]
+
+    assert secrets.delete_secret(app, "t1", "stripe.api_key") is True
+    assert secrets.delete_secret(app, "t1", "stripe.api_key") is False
+    assert secrets.read_secret(app, "t1", "stripe.api_key") is None
+    assert [e[0] for e in events_of(db, "tenant.secret.deleted")] == ["t1"]
+    assert [e[4] for e in events_of(db, "tenant.secret.written")] == [{"key_version": 1, "replaced": False}] * 2
+
+
+def test_round_trip_in_server_key_mode_with_every_statement_logged(
+        db: psycopg.Connection, connect: Connect, keys: Keys) -> None:
+    db.execute(f"ALTER DATABASE {db.info.dbname} SET log_statement = 'all'")
+    db.execute(f"ALTER DATABASE {db.info.dbname} SET log_min_error_statement = 'debug5'")
+    app = connect("app_secrets")
+    path = keys.file(keys.new())
+    added = secrets.add_master_key(db, path)  # registering a key file takes a superuser
+    assert (added.version, added.state, added.key_file) == (1, "active", path)
+    secrets.declare_secret(app, "webhook.token", "Webhook signing token")
+    secrets.put_secret(app, "t1", "webhook.token", "whsec_1")
+    assert secrets.read_secret(app, "t1", "webhook.token") == "whsec_1"
+    # The session holds no key at all: the server read it from the file.
+    assert app.execute("SELECT current_setting('pgaudit_py.master_key', true)").fetchone() in ((None,), ("",))
+    activity = db.execute("SELECT string_agg(query, ' ') FROM pg_stat_activity").fetchone()
+    keys.assert_absent_from(activity[0] if activity else "")
+    assert secrets.exposure_warnings(app) == []  # nothing client-supplied to expose
+    assert "read_secret" in keys.logged()  # every statement was logged (and the key, checked after, was not)
+
+
+def test_the_key_is_in_no_statement_text_nor_error(db: psycopg.Connection, app: psycopg.Connection,
+                                                    keys: Keys) -> None:
+    key = keys.new()
+    client_key_setup(app, key)
+    secrets.declare_secret(app, "s", "a slot")
+    secrets.put_secret(app, "t1", "s", "v")
+    activity = db.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (app.info.backend_pid,)).fetchone()
+    assert activity is not None
+    keys.assert_absent_from(activity[0])
+    wrong = keys.new()
+    secrets._set(app, "pgaudit_py.master_key", wrong)
+    with pytest.raises(MasterKeyUnavailable) as caught:
+        secrets.read_secret(app, "t1", "s")
+    message = f"{caught.value} {caught.value.detail} {caught.value.hint} {caught.value.__cause__}"
+    assert "wrong key?" in message
+    keys.assert_absent_from(message)
+    secrets._set(app, "pgaudit_py.master_key", key[:-1] + "x")  # not hexadecimal
+    with pytest.raises(MasterKeyUnavailable) as caught:
+        secrets.read_secret(app, "t1", "s")
+    assert str(caught.value) == "setting pgaudit_py.master_key does not hold a master key (64 hexadecimal digits)"
+
+
+def test_wrong_or_missing_master_key_writes_nothing(db: psycopg.Connection, app: psycopg.Connection,
+                                                    keys: Keys) -> None:
+    client_key_setup(app, keys.new())
+    secrets.declare_secret(app, "s", "a slot")
+    before = db.execute("SELECT (SELECT count(*) FROM audit.events), (SELECT count(*) FROM audit.data_keys)").fetchone()
+    secrets._set(app, "pgaudit_py.master_key", keys.new())
+    with pytest.raises(MasterKeyUnavailable, match="is not master key version 1"):
+        secrets.put_secret(app, "t1", "s", "v")
+    secrets._set(app, "pgaudit_py.master_key", "")
+    with pytest.raises(MasterKeyUnavailable, match="not available in this session"):
+        secrets.put_secret(app, "t1", "s", "v")
+    after = db.execute("SELECT (SELECT count(*) FROM audit.events), (SELECT count(*) FROM audit.data_keys)").fetchone()
+    assert after == before
+    assert db.execute("SELECT count(*) FROM audit.secret_values").fetchone() == (0,)
+
+
+def test_no_master_key_set_up(app: psycopg.Connection, keys: Keys) -> None:
+    secrets.declare_secret(app, "s", "a slot")
+    with pytest.raises(MasterKeyUnavailable, match="no master key is set up"):
+        secrets.put_secret(app, "t1", "s", "v")
+
+
+def test_tampered_or_moved_ciphertext_is_an_error_never_garbage(db: psycopg.Connection, app: psycopg.Connection,
+                                                                keys: Keys) -> None:
+    client_key_setup(app, keys.new())
+    secrets.declare_secret(app, "a", "slot a")
+    secrets.declare_secret(app, "b", "slot b")
+    for tenant in ("t1", "t2"):
+        for slot in ("a", "b"):
+            secrets.put_secret(app, tenant, slot, f"{tenant}-{slot}")
+    # A flipped bit in the ciphertext.
+    db.execute("UPDATE audit.secret_values SET ciphertext = set_byte(ciphertext, 20, get_byte(ciphertext, 20) # 1)"
+               " WHERE tenant_id = 't1' AND key = 'a'")
+    with pytest.raises(SecretIntegrityError, match="the secret a of tenant t1 does not authenticate"):
+        secrets.read_secret(app, "t1", "a")
+    # t2's ciphertext copied to t1 (same slot) and slot b's to slot a (same tenant).
+    db.execute("UPDATE audit.secret_values v SET ciphertext = o.ciphertext FROM audit.secret_values o"
+               " WHERE v.tenant_id = 't1' AND v.key = 'b' AND o.tenant_id = 't2' AND o.key = 'b'")
+    with pytest.raises(SecretIntegrityError):
+        secrets.read_secret(app, "t1", "b")
+    db.execute("UPDATE audit.secret_values v SET ciphertext = o.ciphertext FROM audit.secret_values o"
+               " WHERE v.tenant_id = 't2' AND v.key = 'a' AND o.tenant_id = 't2' AND o.key = 'b'")
+    with pytest.raises(SecretIntegrityError):
+        secrets.read_secret(app, "t2", "a")
+    # A wrapped data key moved to another tenant.
+    db.execute("UPDATE audit.wrapped_data_keys w SET wrapped = o.wrapped FROM audit.wrapped_data_keys o"
+               " WHERE w.tenant_id = 't2' AND o.tenant_id = 't1'")
+    with pytest.raises(SecretIntegrityError, match="the data key of tenant t2"):
+        secrets.read_secret(app, "t2", "b")
+    # A failed read leaves no event claiming it succeeded.
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'tenant.secret.read'").fetchone() == (0,)
+
+
+def test_undeclared_slot_and_bad_arguments(db: psycopg.Connection, app: psycopg.Connection, keys: Keys) -> None:
+    client_key_setup(app, keys.new())
+    with pytest.raises(UndeclaredSecret, match="secret slot 'nope' is not declared"):
+        secrets.put_secret(app, "t1", "nope", "v")
+    with pytest.raises(UndeclaredSecret):
+        secrets.read_secret(app, "t1", "nope")
+    with pytest.raises(InvalidArgument, match="invalid secret slot name"):
+        secrets.declare_secret(app, "bad name", "x")
+    with pytest.raises(InvalidArgument, match="needs a description"):
+        secrets.declare_secret(app, "ok", " ")
+    secrets.declare_secret(app, "ok", "fine")
+    with pytest.raises(InvalidArgument, match="tenant_id"):
+        secrets.put_secret(app, "", "ok", "v")
+    with pytest.raises(InvalidArgument, match="at most 64 KiB"):
+        secrets.put_secret(app, "t1", "ok", "x" * 65537)
+    with pytest.raises(InvalidArgument, match="has no data key"):
+        secrets.rotate_tenant_key(app, "never")
+    assert db.execute("SELECT count(*) FROM audit.secret_values").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("role", ["app_reader", "app_writer", "app_maintainer", "app_attacker"])
+def test_only_the_secrets_role_reads(db: psycopg.Connection, app: psycopg.Connection, connect: Connect,
+                                     keys: Keys, role: str) -> None:
+    key = keys.new()
+    client_key_setup(app, key)
+    secrets.declare_secret(app, "s", "a slot")
+    secrets.put_secret(app, "t1", "s", "v")
+    other = connect(role)
+    secrets._set(other, "pgaudit_py.master_key", key)
+    for call in ("SELECT audit.read_secret('t1', 's')", "SELECT * FROM audit.list_secrets()",
+                 "SELECT audit.put_secret('t1', 's', 'x')", "SELECT * FROM audit.secret_values",
+                 "SELECT * FROM audit.wrapped_data_keys", "SELECT audit._data_key('t1', 1)"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            other.execute(call)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may register a key file"):
+        app.execute("SELECT audit.add_master_key('/etc/passwd')")
+    assert secrets.read_secret(app, "t1", "s") == "v"
+
+
+def test_a_read_whose_event_cannot_be_written_fails(db: psycopg.Connection, app: psycopg.Connection,
+                                                    keys: Keys) -> None:
+    client_key_setup(app, keys.new())
+    secrets.declare_secret(app, "s", "a slot")
+    secrets.put_secret(app, "t1", "s", "v")
+    app.execute("SET pgaudit_py.client_addr = 'not an address'")
+    with pytest.raises(InvalidContext):
+        secrets.read_secret(app, "t1", "s")
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'tenant.secret.read'").fetchone() == (0,)
+
+
+def _fill(app: psycopg.Connection, tenants: int, slots: int = 2) -> dict[tuple[str, str], str]:
+    values = {}
+    for slot in range(slots):
+        secrets.declare_secret(app, f"slot{slot}", f"slot {slot}")
+    for t in range(tenants):
+        for slot in range(slots):
+            values[(f"t{t}", f"slot{slot}")] = value = f"value-{t}-{slot}"
+            secrets.put_secret(app, f"t{t}", f"slot{slot}", value)
+    return values
+
+
+def _read_all(conn: psycopg.Connection, values: dict[tuple[str, str], str]) -> None:
+    for (tenant, slot), value in values.items():
+        assert secrets.read_secret(conn, tenant, slot) == value
+
+
+def _crash_mid_batch(conn: psycopg.Connection, db: psycopg.Connection, call: str, params: tuple[object, ...]) -> None:
+    """Run one batch, then kill the connection before it commits."""
+    conn.autocommit = False
+    progress = conn.execute(call, params).fetchone()
+    assert progress is not None and progress[-1] is False  # not done: the batch was mid-rotation
+    db.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT 1")
+
+
+def test_master_rotation_survives_a_crash_and_keeps_reads_working(
+        db: psycopg.Connection, connect: Connect, keys: Keys) -> None:
+    old, new = keys.new(), keys.new()
+    app = connect("app_secrets")
+    client_key_setup(app, old)
+    values = _fill(app, tenants=10)
+    with secrets.use_master_key(app, old, new_key=new):
+        assert secrets.add_master_key(app).state == "next"
+        for _ in range(2):  # two committed batches (autocommit)
+            app.execute("SELECT * FROM audit.rotate_master_key(3)")
+    assert db.execute("SELECT count(*) FROM audit.wrapped_data_keys WHERE master_version = 2").fetchone() == (6,)
+
+    crashing = connect("app_secrets")
+    with secrets.use_master_key(crashing, old, new_key=new):
+        _crash_mid_batch(crashing, db, "SELECT * FROM audit.rotate_master_key(%s)", (3,))
+    assert db.execute("SELECT count(*) FROM audit.wrapped_data_keys WHERE master_version = 2").fetchone() == (6,)
+
+    # Meanwhile other sessions read and write with the old key alone, and with the new key alone.
+    old_only = connect("app_secrets")
+    secrets._set(old_only, "pgaudit_py.master_key", old)
+    _read_all(old_only, values)
+    secrets.put_secret(old_only, "t_new", "slot0", "written mid-rotation")
+    values[("t_new", "slot0")] = "written mid-rotation"
+    new_only = connect("app_secrets")
+    secrets._set(new_only, "pgaudit_py.master_key", new)
+    assert secrets.read_secret(new_only, "t0", "slot0") == "value-0-0"
+
+    resumed = connect("app_secrets")
+    batches: list[secrets.MasterRotation] = []
+    with secrets.use_master_key(resumed, old, new_key=new):
+        final = secrets.rotate_master_key(resumed, batch_size=3, on_batch=batches.append)
+    assert final.done and (final.from_version, final.to_version) == (1, 2)
+    assert sum(b.rewrapped for b in batches) == 11 - 6  # ten tenants plus t_new, six done before
+    assert db.execute("SELECT version, state FROM audit.master_keys ORDER BY 1").fetchall() == [
+        (1, "retired"), (2, "active")]
+    assert db.execute("SELECT DISTINCT master_version FROM audit.wrapped_data_keys").fetchall() == [(2,)]
+    _read_all(new_only, values)
+    with pytest.raises(MasterKeyUnavailable, match="is not master key version 2"):
+        secrets.read_secret(old_only, "t0", "slot0")
+    # The old key cannot come back.
+    with secrets.use_master_key(resumed, None, new_key=old), pytest.raises(InvalidArgument, match="retired"):
+        secrets.add_master_key(resumed)
+    assert [e[4] for e in events_of(db, "secret.master_key_rotated")] == [{"from_version": 1, "to_version": 2}]
+
+
+def test_tenant_key_rotation_survives_a_crash_and_keeps_reads_working(
+        db: psycopg.Connection, connect: Connect, keys: Keys) -> None:
+    key = keys.new()
+    app = connect("app_secrets")
+    client_key_setup(app, key)
+    values = _fill(app, tenants=2, slots=7)
+    app.execute("SELECT * FROM audit.rotate_tenant_key('t0', 3)")  # starts: version 2, three values moved
+    crashing = connect("app_secrets")
+    secrets._set(crashing, "pgaudit_py.master_key", key)
+    _crash_mid_batch(crashing, db, "SELECT * FROM audit.rotate_tenant_key(%s, %s)", ("t0", 2))
+    assert db.execute("SELECT key_version, count(*) FROM audit.secret_values WHERE tenant_id = 't0'"
+                      " GROUP BY 1 ORDER BY 1").fetchall() == [(1, 4), (2, 3)]
+    reader = connect("app_secrets")
+    secrets._set(reader, "pgaudit_py.master_key", key)
+    _read_all(reader, values)  # both versions readable mid-rotation
+    assert secrets.put_secret(reader, "t0", "slot0", "rewritten") == 2  # writes use the new version
+    values[("t0", "slot0")] = "rewritten"
+
+    final = secrets.rotate_tenant_key(app, "t0", batch_size=2)
+    assert final.done and (final.from_version, final.to_version) == (1, 2)
+    assert db.execute("SELECT tenant_id, version FROM audit.data_keys ORDER BY 1, 2").fetchall() == [
+        ("t0", 2), ("t1", 1)]
+    _read_all(reader, values)
+    assert [e[0] for e in events_of(db, "tenant.data_key.rotated")] == ["t0"]
+
+
+def test_client_key_exposure_warnings(db: psycopg.Connection, connect: Connect, keys: Keys) -> None:
+    app = connect("app_secrets")
+    assert secrets.exposure_warnings(app) == []  # no key yet
+    client_key_setup(app, keys.new())
+    assert secrets.exposure_warnings(app) == []  # default logging exposes nothing
+    db.execute(f"ALTER DATABASE {db.info.dbname} SET log_min_duration_statement = 0")
+    warnings = secrets.exposure_warnings(connect())
+    assert len(warnings) == 1 and warnings[0].startswith("log_min_duration_statement >= 0")
+    assert warnings == status(connect()).warnings
+    db.execute(f"ALTER DATABASE {db.info.dbname} SET log_parameter_max_length = 0")
+    assert secrets.exposure_warnings(connect()) == []
+
+
+def test_command_line_in_client_key_mode(db: psycopg.Connection, keys: Keys, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pgaudit_py.cli import cli
+
+    i = db.info
+    dsn = f"host={i.host} port={i.port} dbname={i.dbname} user=app_secrets"
+
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        where = [] if args[0] == "keygen" else ["--dsn", dsn]
+        result = CliRunner().invoke(cli, ["secrets", *args, *where], input=input, env=env, catch_exceptions=False)
+        assert "Traceback" not in result.output + result.stderr
+        keys.assert_absent_from(result.output + result.stderr)
+        return result.exit_code, result.stdout, result.stderr
+
+    key_file, new_key_file = tmp_path / "master.key", tmp_path / "new.key"
+    assert run("keygen", str(key_file))[0] == 0
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    keys.made.append(key_file.read_text().strip())
+    assert run("keygen", str(key_file))[0] == 2  # never overwrites a key
+    env = {"PGAUDIT_MASTER_KEY": key_file.read_text()}
+    assert run("init", env=env)[1] == "master key version 1 (client-supplied key) is active\n"
+    assert run("declare", "stripe.api_key", "Stripe secret key")[0] == 0
+    code, _, err = run("put", "--tenant", "t1", "stripe.api_key", input="sk_live_1", env=env)
+    assert code == 0 and "data key version 1" in err
+    assert run("get", "--tenant", "t1", "stripe.api_key", env=env)[:2] == (0, "sk_live_1")
+    assert run("get", "--tenant", "t1", "stripe.api_key", "--master-key-file", str(key_file))[:2] == (0, "sk_live_1")
+    code, _, err = run("get", "--tenant", "t1", "stripe.api_key")  # no key: server-key mode, which has none
+    assert code == 1 and "master key version 1 is not available in this session" in err
+    code, out, _ = run("list", "--json")
+    assert code == 0 and "sk_live" not in out and json.loads(out)[0]["key"] == "stripe.api_key"
+
+    assert run("keygen", str(new_key_file))[0] == 0
+    keys.made.append(new_key_file.read_text().strip())
+    code, out, err = run("rotate-master", "--new-master-key-file", str(new_key_file), "--batch-size", "1", env=env)
+    assert code == 0 and "version 2 is active; version 1 is retired" in out and "re-wrapped 1 data keys" in err
+    code, _, err = run("get", "--tenant", "t1", "stripe.api_key", env=env)
+    assert code == 1 and "is not master key version 2" in err
+    new_env = {"PGAUDIT_MASTER_KEY": new_key_file.read_text()}
+    code, out, _ = run("rotate-tenant", "--tenant", "t1", env=new_env)
+    assert code == 0 and "data key version 2 in use; version 1 deleted" in out
+    assert run("get", "--tenant", "t1", "stripe.api_key", env=new_env)[:2] == (0, "sk_live_1")
+    assert run("delete", "--tenant", "t1", "stripe.api_key")[0] == 0
+    assert run("get", "--tenant", "t1", "stripe.api_key", env=new_env)[0] == 1
+    # Keys are never command-line arguments.
+    result = CliRunner().invoke(cli, ["secrets", "get", "--tenant", "t1", "stripe.api_key", "--master-key", "x"])
+    assert result.exit_code == 2 and "No such option" in result.output
