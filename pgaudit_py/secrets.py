@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets as random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,7 +81,7 @@ def generate_master_key(path: Path) -> None:
     """Write a new master key to `path` (mode 0600); never overwrites a file."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(random.token_hex(32) + "\n")
+        f.write(os.urandom(32).hex() + "\n")
 
 
 def parse_master_key(text: str, source: str) -> str:

@@ -247,6 +247,9 @@ def test_only_the_secrets_role_reads(db: psycopg.Connection, app: psycopg.Connec
             other.execute(call)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may register a key file"):
         app.execute("SELECT audit.add_master_key('/etc/passwd')")
+    for table in ("secret_values", "wrapped_data_keys", "master_keys"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute(f"SELECT * FROM audit.{table}")
     assert secrets.read_secret(app, "t1", "s") == "v"
 
 
@@ -277,11 +280,15 @@ def _read_all(conn: psycopg.Connection, values: dict[tuple[str, str], str]) -> N
         assert secrets.read_secret(conn, tenant, slot) == value
 
 
-def _crash_mid_batch(conn: psycopg.Connection, db: psycopg.Connection, call: str, params: tuple[object, ...]) -> None:
-    """Run one batch, then kill the connection before it commits."""
+def _crash_mid_batch(conn: psycopg.Connection, db: psycopg.Connection, call: str, params: tuple[object, ...],
+                     reader: psycopg.Connection, values: dict[tuple[str, str], str]) -> None:
+    """Run one batch; while it is open, read everything from another connection without
+    waiting; then kill the batch's connection before it commits."""
     conn.autocommit = False
     progress = conn.execute(call, params).fetchone()
     assert progress is not None and progress[-1] is False  # not done: the batch was mid-rotation
+    reader.execute("SET lock_timeout = '2s'")
+    _read_all(reader, values)
     db.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
     with pytest.raises(psycopg.OperationalError):
         conn.execute("SELECT 1")
@@ -299,9 +306,10 @@ def test_master_rotation_survives_a_crash_and_keeps_reads_working(
             app.execute("SELECT * FROM audit.rotate_master_key(3)")
     assert db.execute("SELECT count(*) FROM audit.wrapped_data_keys WHERE master_version = 2").fetchone() == (6,)
 
-    crashing = connect("app_secrets")
+    crashing, reader = connect("app_secrets"), connect("app_secrets")
+    secrets._set(reader, "pgaudit_py.master_key", old)
     with secrets.use_master_key(crashing, old, new_key=new):
-        _crash_mid_batch(crashing, db, "SELECT * FROM audit.rotate_master_key(%s)", (3,))
+        _crash_mid_batch(crashing, db, "SELECT * FROM audit.rotate_master_key(%s)", (3,), reader, values)
     assert db.execute("SELECT count(*) FROM audit.wrapped_data_keys WHERE master_version = 2").fetchone() == (6,)
 
     # Meanwhile other sessions read and write with the old key alone, and with the new key alone.
@@ -339,13 +347,12 @@ def test_tenant_key_rotation_survives_a_crash_and_keeps_reads_working(
     client_key_setup(app, key)
     values = _fill(app, tenants=2, slots=7)
     app.execute("SELECT * FROM audit.rotate_tenant_key('t0', 3)")  # starts: version 2, three values moved
-    crashing = connect("app_secrets")
-    secrets._set(crashing, "pgaudit_py.master_key", key)
-    _crash_mid_batch(crashing, db, "SELECT * FROM audit.rotate_tenant_key(%s, %s)", ("t0", 2))
+    crashing, reader = connect("app_secrets"), connect("app_secrets")
+    for conn in (crashing, reader):
+        secrets._set(conn, "pgaudit_py.master_key", key)
+    _crash_mid_batch(crashing, db, "SELECT * FROM audit.rotate_tenant_key(%s, %s)", ("t0", 2), reader, values)
     assert db.execute("SELECT key_version, count(*) FROM audit.secret_values WHERE tenant_id = 't0'"
                       " GROUP BY 1 ORDER BY 1").fetchall() == [(1, 4), (2, 3)]
-    reader = connect("app_secrets")
-    secrets._set(reader, "pgaudit_py.master_key", key)
     _read_all(reader, values)  # both versions readable mid-rotation
     assert secrets.put_secret(reader, "t0", "slot0", "rewritten") == 2  # writes use the new version
     values[("t0", "slot0")] = "rewritten"
@@ -418,3 +425,42 @@ def test_command_line_in_client_key_mode(db: psycopg.Connection, keys: Keys, tmp
     # Keys are never command-line arguments.
     result = CliRunner().invoke(cli, ["secrets", "get", "--tenant", "t1", "stripe.api_key", "--master-key", "x"])
     assert result.exit_code == 2 and "No such option" in result.output
+
+
+def _open_blob(key: bytes, bound: list[str], blob: bytes) -> bytes:
+    """docs/secrets.md, followed outside PostgreSQL."""
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    enc_key = hmac.new(key, b"pgaudit_py enc", hashlib.sha256).digest()
+    mac_key = hmac.new(key, b"pgaudit_py mac", hashlib.sha256).digest()
+    body, tag = blob[:-32], blob[-32:]
+    assert body[0] == 1
+    assert hmac.compare_digest(tag, hmac.new(mac_key, b"\0".join(p.encode() for p in bound) + body,
+                                             hashlib.sha256).digest())
+    decryptor = Cipher(algorithms.AES(enc_key), modes.CBC(body[1:17])).decryptor()
+    padded = decryptor.update(body[17:]) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    return unpadder.update(padded) + unpadder.finalize()
+
+
+def test_the_documented_format_decrypts_outside_postgresql(db: psycopg.Connection, app: psycopg.Connection,
+                                                           keys: Keys) -> None:
+    import hashlib
+    import hmac
+
+    key = keys.new()
+    client_key_setup(app, key)
+    secrets.declare_secret(app, "oauth.client_secret", "OAuth")
+    secrets.put_secret(app, "tenant-ü", "oauth.client_secret", "s3cr3t ✓")
+    master = bytes.fromhex(key)
+    fingerprint = db.execute("SELECT fingerprint FROM audit.master_keys").fetchone()
+    assert fingerprint == (hmac.new(master, b"pgaudit_py master key fingerprint v1", hashlib.sha256).digest(),)
+    wrapped = db.execute("SELECT wrapped FROM audit.wrapped_data_keys").fetchone()
+    value = db.execute("SELECT ciphertext FROM audit.secret_values").fetchone()
+    assert wrapped and value
+    data_key = _open_blob(master, ["data-key", "tenant-ü", "1", "1"], wrapped[0])
+    assert _open_blob(data_key, ["value", "tenant-ü", "oauth.client_secret", "1"], value[0]).decode() == "s3cr3t ✓"
