@@ -44,6 +44,8 @@ class Verification:
     retained_from_block: int
     retained_from_seq: int | None
     head: Block | None
+    archived_through_block: int | None = None  # the boundary between archived and hot history
+    archived_through_seq: int | None = None
 
 
 def _events(conn: psycopg.Connection, schema: str, after_seq: int) -> Iterator[dict[str, Any]]:
@@ -72,8 +74,11 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
             "SELECT block_no, first_seq, last_seq, event_count, events_hash, prev_hash, block_hash"
             " FROM {}.blocks ORDER BY block_no").format(s))]
         first_row = conn.execute(sql.SQL("SELECT min(seq) FROM {}.event_log").format(s)).fetchone()
+        archived = conn.execute(sql.SQL("SELECT max(last_block), max(last_seq) FROM {}.archive_batches"
+                                        " WHERE state = 'deleted'").format(s)).fetchone()
         result = Verification(True, None, None, 0, 0, int(pending_row[0]) if pending_row else 0,
-                              pruned_through + 1, first_row[0] if first_row else None, None)
+                              pruned_through + 1, first_row[0] if first_row else None, None,
+                              *(archived or (None, None)))
         events = _events(conn, audit_schema, chain_start)
         pending_event: dict[str, Any] | None = next(events, None)
 

@@ -10,14 +10,18 @@ import dataclasses
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 from psycopg import sql
 
 from pgaudit_py import demo as demo_module
+from pgaudit_py.archive import archive_if_due
+from pgaudit_py.archive_targets import ARCHIVE_URL_ENV, open_target
 from pgaudit_py.chain import Block, verify_chain
 from pgaudit_py.checkpoint import (
     check_against_chain,
@@ -27,16 +31,20 @@ from pgaudit_py.checkpoint import (
     make_checkpoint,
     read_checkpoint,
 )
+from pgaudit_py.cli_archive import archive_group
 from pgaudit_py.cli_common import (
     Settings,
+    _with_options,
     connection_options,
     fail,
     json_option,
+    key_options,
     parse_duration,
     parse_time,
     run_guarded,
 )
 from pgaudit_py.cli_secrets import secrets_group
+from pgaudit_py.errors import PgAuditError
 from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
 from pgaudit_py.installer import install, status
 from pgaudit_py.output import emit_json, print_table
@@ -103,14 +111,6 @@ _install_options = [
 ]
 
 
-def _with_options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
-    def apply(f: Any) -> Any:
-        for option in reversed(options):
-            f = option(f)
-        return f
-    return apply
-
-
 @cli.command("install")
 @_with_options(_install_options)
 @connection_options
@@ -163,17 +163,29 @@ def status_command(settings: Settings, lag_warning: float, as_json: bool) -> Non
     run_guarded(run)
 
 
-def _seal_forever(settings: Settings, interval: float, max_events: int, application_name: str) -> None:
+def _seal_forever(settings: Settings, interval: float, max_events: int, application_name: str,
+                  daily: Callable[[psycopg.Connection], None] | None = None) -> None:
     stop = threading.Event()
+    next_check = 0.0
 
     def report(result: SealResult) -> None:
         click.echo(f"sealed {result.sealed} events (seq {result.first_seq}..{result.last_seq})")
+
+    def between_rounds() -> None:
+        nonlocal next_check
+        if daily is None or time.monotonic() < next_check:
+            return
+        next_check = time.monotonic() + 60  # the daily duty is claimed in the database; look each minute
+        try:
+            daily(conn)
+        except (PgAuditError, psycopg.Error) as exc:
+            click.echo(f"archiving failed (sealing goes on): {str(exc).strip().splitlines()[0]}", err=True)
 
     with settings.connect(application_name) as conn:
         click.echo(f"sealing every {interval} s in schema {settings.schema}; Ctrl-C stops", err=True)
         try:
             seal_continuously(conn, stop, interval=interval, max_events=max_events,
-                              audit_schema=settings.schema, on_round=report)
+                              audit_schema=settings.schema, on_round=report, between_rounds=between_rounds)
         except KeyboardInterrupt:
             stop.set()
             click.echo("stopped", err=True)
@@ -203,10 +215,26 @@ def seal_command(settings: Settings, max_events: int, follow: bool, interval: fl
 
 @cli.command("worker")
 @click.option("--interval", default=0.5, show_default=True, help="Pause between rounds when idle (s).")
+@click.option("--archive-target", envvar=ARCHIVE_URL_ENV, show_envvar=True,
+              help="Also archive once a day, at the hour set with `archive settings --run-hour`, to this target.")
+@_with_options(key_options)
 @connection_options
-def worker_command(settings: Settings, interval: float) -> None:
-    """Run the background work (sealing) until stopped."""
-    run_guarded(lambda: _seal_forever(settings, interval, 10000, WORKER_APPLICATION_NAME))
+def worker_command(settings: Settings, interval: float, archive_target: str | None, signing_key: Path | None,
+                   public_key: Path | None, hmac_key_file: Path | None) -> None:
+    """Run the background work until stopped: sealing, and the daily archive run if a target is given."""
+    def run() -> None:
+        daily = None
+        if archive_target:
+            keys = load_keys(signing_key=signing_key, hmac_key=hmac_key_file)
+            target = open_target(archive_target)
+
+            def daily(conn: psycopg.Connection) -> None:
+                done = archive_if_due(conn, target, keys, audit_schema=settings.schema)
+                if done is not None:
+                    click.echo(f"archived {len(done.batches)} batches, {done.events} events, to {target.url}"
+                               + (" (skipped: another archiver is running)" if done.skipped else ""))
+        _seal_forever(settings, interval, 10000, WORKER_APPLICATION_NAME, daily)
+    run_guarded(run)
 
 
 @cli.command("record")
@@ -426,13 +454,6 @@ def keygen_command(directory: Path) -> None:
     run_guarded(run)
 
 
-key_options = [
-    click.option("--signing-key", type=click.Path(path_type=Path), help="Ed25519 private key (PEM)."),
-    click.option("--public-key", type=click.Path(path_type=Path), help="Ed25519 public key (PEM)."),
-    click.option("--hmac-key-file", type=click.Path(path_type=Path), help="HMAC-SHA-256 key file."),
-]
-
-
 @cli.command("checkpoint")
 @_with_options(key_options)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint file to write.")
@@ -486,7 +507,11 @@ def verify_command(settings: Settings, checkpoint_file: Path | None, signing_key
         elif result.ok:
             click.echo(f"chain intact: {result.blocks_checked} blocks, {result.events_checked} events verified; "
                        f"{result.pending} pending (not yet sealed)")
-            if result.retained_from_block > 1:
+            if result.archived_through_block is not None:
+                click.echo(f"archived through block {result.archived_through_block} (seq "
+                           f"{result.archived_through_seq}); hot history starts at block {result.retained_from_block}"
+                           f" (seq {result.retained_from_seq}); `pgaudit archive verify` checks the archive")
+            elif result.retained_from_block > 1:
                 click.echo(f"retained history starts at block {result.retained_from_block}"
                            f" (seq {result.retained_from_seq}); earlier blocks were pruned")
             if document and against is None:
@@ -573,6 +598,7 @@ def demo_command(settings: Settings) -> None:
 
 
 cli.add_command(secrets_group)
+cli.add_command(archive_group)
 
 
 def main() -> None:

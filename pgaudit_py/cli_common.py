@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -87,3 +88,19 @@ def connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, dsn: str, schema: str, **kwargs: Any) -> Any:
         return f(Settings(dsn=dsn, schema=schema), *args, **kwargs)
     return dsn_option(schema_option(wrapper))
+
+
+def _with_options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    def apply(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
+# The checkpoint keys, which also sign archive manifests.
+key_options = [
+    click.option("--signing-key", type=click.Path(path_type=Path), help="Ed25519 private key (PEM)."),
+    click.option("--public-key", type=click.Path(path_type=Path), help="Ed25519 public key (PEM)."),
+    click.option("--hmac-key-file", type=click.Path(path_type=Path), help="HMAC-SHA-256 key file."),
+]

@@ -114,6 +114,12 @@ class UndeclaredSecret(InvalidInput):
     sqlstate = "PA013"
 
 
+class NotArchived(PgAuditError):
+    """delete_archived was asked to delete events that no recorded archive batch covers."""
+
+    sqlstate = "PA014"
+
+
 class InstallError(PgAuditError):
     """The installer refused to proceed (for example, a schema it did not create)."""
 
@@ -122,7 +128,8 @@ _BY_SQLSTATE: dict[str, type[PgAuditError]] = {
     cls.sqlstate: cls
     for cls in (InvalidKind, InvalidPayload, SchemaViolation, IdempotencyConflict,
                 InvalidArgument, AppendOnlyViolation, InvalidContext, InvalidTarget, RateLimited,
-                RateLimitBypassRefused, MasterKeyUnavailable, SecretIntegrityError, UndeclaredSecret)
+                RateLimitBypassRefused, MasterKeyUnavailable, SecretIntegrityError, UndeclaredSecret,
+                NotArchived)
     if cls.sqlstate
 }
 

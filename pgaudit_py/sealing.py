@@ -56,13 +56,17 @@ def seal_status(conn: psycopg.Connection, *, audit_schema: str = "audit") -> Sea
 
 def seal_continuously(conn: psycopg.Connection, stop: threading.Event, *, interval: float = 0.5,
                       max_events: int = 10000, audit_schema: str = "audit",
-                      on_round: Callable[[SealResult], None] | None = None) -> None:
-    """Seal until `stop` is set: each round its own transaction; no pause while a round is full."""
+                      on_round: Callable[[SealResult], None] | None = None,
+                      between_rounds: Callable[[], None] | None = None) -> None:
+    """Seal until `stop` is set: each round its own transaction; no pause while a round is full.
+    `between_rounds` runs after every round (the worker's other duties)."""
     while not stop.is_set():
         with conn.transaction():
             result = seal(conn, max_events, audit_schema=audit_schema)
         if result.sealed and on_round:
             on_round(result)
+        if between_rounds:
+            between_rounds()
         if result.sealed < max_events:
             stop.wait(interval)
 

@@ -22,7 +22,7 @@ BEGIN
     END IF;
     RAISE EXCEPTION '%.% is append-only: % is not allowed', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'PA006',
-              HINT = 'Events leave the log only through prune_events (maintainer role).';
+              HINT = 'Events leave the log only through prune_events and delete_archived (maintainer role).';
 END
 $$;
 COMMENT ON FUNCTION @schema@._guard_append_only() IS
@@ -41,7 +41,7 @@ CREATE OR REPLACE TRIGGER guard_insert BEFORE INSERT ON @schema@.event_log
 CREATE OR REPLACE TRIGGER guard_update BEFORE UPDATE ON @schema@.event_log
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
 CREATE OR REPLACE TRIGGER guard_delete BEFORE DELETE ON @schema@.event_log
-    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('prune_events');
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('prune_events', 'delete_archived');
 CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.event_log
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
 
@@ -53,7 +53,7 @@ CREATE OR REPLACE TRIGGER guard_change BEFORE UPDATE OR DELETE ON @schema@.block
 CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.blocks
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
 CREATE OR REPLACE TRIGGER guard_insert BEFORE INSERT ON @schema@.prune_points
-    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('prune_events');
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('prune_events', 'delete_archived');
 CREATE OR REPLACE TRIGGER guard_change BEFORE UPDATE OR DELETE ON @schema@.prune_points
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
 CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.prune_points

@@ -62,6 +62,8 @@ BEGIN
     r.pending := (SELECT count(*) FROM @schema@.event_intake);
     r.retained_from_block := pruned_through + 1;
     r.retained_from_seq := (SELECT min(l.seq) FROM @schema@.event_log l);
+    SELECT max(a.last_block), max(a.last_seq) INTO r.archived_through_block, r.archived_through_seq
+      FROM @schema@.archive_batches a WHERE a.state = 'deleted';
     expected_no := greatest(coalesce(from_block, 1), 1);
     IF expected_no = 1 THEN
         expected_prev := decode(repeat('00', 32), 'hex');
@@ -129,4 +131,5 @@ END
 $$;
 COMMENT ON FUNCTION @schema@.verify(bigint, bigint) IS
     'Recomputes the hash chain (all blocks, or from_block..to_block) and names the first block that '
-    'does not match and why; also reports pending events and where retained history starts.';
+    'does not match and why; also reports pending events, where retained history starts and how far '
+    'history was archived.';

@@ -12,13 +12,16 @@ REVOKE ALL ON ALL PROCEDURES IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @s
 REVOKE UPDATE, TRUNCATE ON @schema@.event_intake, @schema@.event_log, @schema@.blocks, @schema@.prune_points
     FROM @schema@_owner;
 REVOKE DELETE ON @schema@.blocks, @schema@.prune_points FROM @schema@_owner;
+-- Archive records change only through the archive functions' own updates.
+REVOKE TRUNCATE ON @schema@.archive_batches, @schema@.restored_events FROM @schema@_owner;
 
 GRANT EXECUTE ON FUNCTION @schema@.record(text, text, text, text, text, text, jsonb, text, text, text),
     @schema@.rate_limit(text, text, integer, integer)
     TO @schema@_writer;
 
 GRANT SELECT ON @schema@.events, @schema@.event_types, @schema@.event_type_drift, @schema@.tracked_tables,
-    @schema@.blocks, @schema@.prune_points, @schema@.rate_limits
+    @schema@.blocks, @schema@.prune_points, @schema@.rate_limits, @schema@.archive_batches, @schema@.archive_settings,
+    @schema@.restored_events
     TO @schema@_reader;
 GRANT EXECUTE ON FUNCTION
     @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer),
@@ -43,6 +46,15 @@ GRANT EXECUTE ON FUNCTION
     @schema@.register_event_type(text, jsonb, boolean)
     TO @schema@_maintainer;
 GRANT EXECUTE ON PROCEDURE @schema@.seal_backlog(integer) TO @schema@_maintainer;
+GRANT EXECUTE ON FUNCTION
+    @schema@.set_archive_settings(interval, integer, integer),
+    @schema@.next_archive_batch(interval),
+    @schema@.record_archive_batch(text, text, text, text, bigint, bigint, bytea, bytea, bytea, bytea),
+    @schema@.delete_archived(text),
+    @schema@.restore_archive_batch(text, jsonb[]),
+    @schema@.drop_restored_batch(text),
+    @schema@.claim_daily_archive_run()
+    TO @schema@_maintainer;
 -- enable_tracking runs as its caller (who must own the table to attach triggers to it); the
 -- catalogue changes it makes go through the SECURITY DEFINER helpers, which record them.
 GRANT EXECUTE ON FUNCTION

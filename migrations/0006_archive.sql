@@ -1,0 +1,65 @@
+-- Cold archival: batches of whole sealed blocks moved to object storage, and where they went.
+
+-- One row: the defaults every archive runner agrees on.
+CREATE TABLE archive_settings (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    hot_retention interval NOT NULL DEFAULT interval '90 days' CHECK (hot_retention > interval '0'),
+    max_batch_events integer NOT NULL DEFAULT 10000 CHECK (max_batch_events > 0),
+    run_hour_utc smallint CHECK (run_hour_utc BETWEEN 0 AND 23),  -- when `pgaudit worker` archives; NULL: never
+    last_run_on date  -- the UTC day the worker last archived: at most once a day, whichever worker
+);
+INSERT INTO archive_settings DEFAULT VALUES;
+COMMENT ON TABLE archive_settings IS 'Archival defaults: hot retention, batch size, the worker''s daily hour.';
+
+-- A batch is planned (its block range fixed) before anything is uploaded, so that a re-run after
+-- a crash completes the same batch under the same object keys; recorded once both objects are
+-- confirmed; deleted once its events left the log.
+CREATE TABLE archive_batches (
+    batch_id text PRIMARY KEY,
+    first_block bigint NOT NULL,
+    last_block bigint NOT NULL,
+    first_seq bigint NOT NULL,
+    last_seq bigint NOT NULL,
+    event_count integer NOT NULL,
+    state text NOT NULL CHECK (state IN ('planned', 'recorded', 'deleted')),
+    target text,
+    data_object text,
+    manifest_object text,
+    data_bytes bigint,
+    gz_bytes bigint,
+    data_sha256 bytea,
+    gz_sha256 bytea,
+    manifest_sha256 bytea,
+    prev_manifest_sha256 bytea,
+    planned_at timestamptz NOT NULL DEFAULT now(),
+    archived_at timestamptz,
+    archived_by text,
+    deleted_at timestamptz,
+    CHECK (first_block <= last_block AND first_seq <= last_seq),
+    CHECK (state = 'planned' OR (manifest_sha256 IS NOT NULL AND data_sha256 IS NOT NULL))
+);
+CREATE UNIQUE INDEX archive_batches_first_block ON archive_batches (first_block);
+COMMENT ON TABLE archive_batches IS 'Archived batches: block and seq ranges, object keys, sizes and hashes.';
+
+-- A batch restored from the archive for querying, beside (never into) the live log.
+CREATE TABLE restored_events (
+    batch_id text NOT NULL,
+    seq bigint NOT NULL,
+    block_no bigint NOT NULL,
+    tenant_id text,
+    kind text NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    event jsonb NOT NULL,  -- the whole canonical line, as archived
+    PRIMARY KEY (batch_id, seq)
+);
+COMMENT ON TABLE restored_events IS 'Events of restored archive batches (read-only; see restore_archive_batch).';
+
+ALTER TYPE verify_result ADD ATTRIBUTE archived_through_block bigint, ADD ATTRIBUTE archived_through_seq bigint;
+
+CREATE TYPE archive_candidate AS (
+    first_block bigint,
+    last_block bigint,
+    first_seq bigint,
+    last_seq bigint,
+    event_count integer
+);

@@ -1,0 +1,442 @@
+"""Cold archival: whole sealed blocks leave the log for object storage as signed batches.
+
+For each batch: the events as gzip JSONL in the canonical form (so the chain re-verifies from
+the file alone), then a manifest (ranges, sizes, hashes, the block headers, the previous
+manifest's hash, signatures with the checkpoint keys). Both objects are read back and checked,
+the batch is recorded in the database, and only then are its events deleted from the log.
+
+Crash safety: the database plans a batch (fixes its block range) before anything is uploaded,
+and object keys derive from that range; every step is idempotent, so a re-run after a crash at
+any point completes the same batch. Identical content under a key is reused; different content
+is a hard error (ArchiveConflict).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from psycopg import sql
+from psycopg.rows import class_row, dict_row
+
+from pgaudit_py import canonical
+from pgaudit_py.archive_targets import StorageError, Target
+from pgaudit_py.chain import _EVENT_COLUMNS, Block
+from pgaudit_py.checkpoint import Keys
+from pgaudit_py.errors import InvalidArgument, translated
+
+log = logging.getLogger("pgaudit_py.archive")
+MANIFEST_VERSION = 1
+# One archiver per database at a time (session-level advisory lock): a second one skips.
+_ARCHIVE_LOCK = 0x70_67_61_72  # "pgar"
+
+
+class ArchiveConflict(StorageError):
+    """The target holds different content under a key this batch needs: archiving stops."""
+
+
+class ArchiveIntegrityError(StorageError):
+    """The log does not verify for a batch about to be archived: nothing is uploaded."""
+
+
+@dataclass(frozen=True)
+class ArchiveBatch:
+    batch_id: str
+    first_block: int
+    last_block: int
+    first_seq: int
+    last_seq: int
+    event_count: int
+    state: str
+    target: str | None
+    data_object: str | None
+    manifest_object: str | None
+    data_bytes: int | None
+    gz_bytes: int | None
+    data_sha256: bytes | None
+    gz_sha256: bytes | None
+    manifest_sha256: bytes | None
+    prev_manifest_sha256: bytes | None
+    planned_at: datetime
+    archived_at: datetime | None
+    archived_by: str | None
+    deleted_at: datetime | None
+
+
+@dataclass
+class ArchiveRun:
+    batches: list[ArchiveBatch] = field(default_factory=list)
+    events: int = 0
+    skipped: bool = False  # another archiver held the lock
+
+
+@dataclass
+class ArchiveVerification:
+    problems: list[str] = field(default_factory=list)
+    batches_checked: int = 0
+    events_checked: int = 0
+    archived_through_block: int | None = None
+    archived_through_seq: int | None = None
+    hot_from_block: int | None = None
+    hot_from_seq: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def object_keys(batch_id: str) -> tuple[str, str]:
+    return f"{batch_id}.jsonl.gz", f"{batch_id}.manifest.json"
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _fetch_batch(conn: psycopg.Connection, schema: str, query: str, params: tuple[Any, ...]) -> ArchiveBatch | None:
+    with translated(), conn.cursor(row_factory=class_row(ArchiveBatch)) as cur:
+        return cur.execute(sql.SQL(query).format(s=sql.Identifier(schema)), params).fetchone()
+
+
+def list_batches(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[ArchiveBatch]:
+    with conn.cursor(row_factory=class_row(ArchiveBatch)) as cur:
+        return cur.execute(sql.SQL("SELECT * FROM {}.archive_batches ORDER BY first_block").format(
+            sql.Identifier(audit_schema))).fetchall()
+
+
+def _blocks(conn: psycopg.Connection, schema: str, first: int, last: int) -> list[Block]:
+    rows = conn.execute(sql.SQL(
+        "SELECT block_no, first_seq, last_seq, event_count, events_hash, prev_hash, block_hash"
+        " FROM {}.blocks WHERE block_no BETWEEN %s AND %s ORDER BY block_no").format(sql.Identifier(schema)),
+        (first, last)).fetchall()
+    return [Block(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6])) for r in rows]
+
+
+def _batch_lines(conn: psycopg.Connection, schema: str, batch: ArchiveBatch) -> tuple[list[str], list[Block]]:
+    """The batch's canonical lines, checked against its blocks before anything leaves."""
+    blocks = _blocks(conn, schema, batch.first_block, batch.last_block)
+    query = sql.SQL("SELECT {cols} FROM {s}.events WHERE seq BETWEEN %s AND %s ORDER BY seq").format(
+        cols=sql.SQL(_EVENT_COLUMNS), s=sql.Identifier(schema))
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, (batch.first_seq, batch.last_seq)).fetchall()
+    lines = [canonical.event_line(r) for r in rows]
+    if len(blocks) != batch.last_block - batch.first_block + 1:
+        raise ArchiveIntegrityError(f"batch {batch.batch_id}: blocks are missing from the chain; run pgaudit verify")
+    by_seq = {r["seq"]: line for r, line in zip(rows, lines, strict=True)}
+    for block in blocks:
+        mine = [by_seq[s] for s in range(block.first_seq, block.last_seq + 1) if s in by_seq]
+        if len(mine) != block.event_count or canonical.events_hash(mine) != block.events_hash:
+            raise ArchiveIntegrityError(f"block {block.block_no} does not verify; not archiving it "
+                                        "(run pgaudit verify)")
+    return lines, blocks
+
+
+def _sign(body: dict[str, Any], keys: Keys) -> dict[str, Any]:
+    message = canonical.dumps(body).encode()
+    signatures: dict[str, Any] = {}
+    if keys.signing_key is not None:
+        raw = keys.signing_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        signatures["ed25519"] = {"public_key": base64.b64encode(raw).decode(),
+                                 "signature": base64.b64encode(keys.signing_key.sign(message)).decode()}
+    if keys.hmac_key is not None:
+        signatures["hmac-sha256"] = hmac.new(keys.hmac_key, message, hashlib.sha256).hexdigest()
+    return signatures
+
+
+def _signature_problems(document: dict[str, Any], keys: Keys) -> list[str]:
+    message = canonical.dumps(document["manifest"]).encode()
+    signatures = document.get("signatures") or {}
+    problems = []
+    if keys.public_key is not None:
+        try:
+            keys.public_key.verify(base64.b64decode(signatures["ed25519"]["signature"]), message)
+        except (InvalidSignature, ValueError, KeyError, TypeError):
+            problems.append("Ed25519 signature does not verify with this public key")
+    if keys.hmac_key is not None:
+        expected = hmac.new(keys.hmac_key, message, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, str(signatures.get("hmac-sha256", ""))):
+            problems.append("HMAC-SHA-256 does not verify with this key")
+    return problems
+
+
+def build_manifest(batch: ArchiveBatch, blocks: list[Block], data: bytes, gz: bytes, prev_manifest: bytes | None,
+                   keys: Keys, schema: str) -> bytes:
+    """The manifest's bytes: deterministic, so that a re-run writes the same object."""
+    data_object, _ = object_keys(batch.batch_id)
+    body = {
+        "v": MANIFEST_VERSION, "canonical_version": canonical.VERSION, "schema": schema,
+        "batch_id": batch.batch_id, "first_block": batch.first_block, "last_block": batch.last_block,
+        "first_seq": batch.first_seq, "last_seq": batch.last_seq, "event_count": batch.event_count,
+        "data_object": data_object, "data_bytes": len(data), "data_sha256": _sha256(data).hex(),
+        "gz_bytes": len(gz), "gz_sha256": _sha256(gz).hex(),
+        "first_block_prev_hash": blocks[0].prev_hash.hex(), "last_block_hash": blocks[-1].block_hash.hex(),
+        "blocks": [{"block_no": b.block_no, "first_seq": b.first_seq, "last_seq": b.last_seq,
+                    "event_count": b.event_count, "events_hash": b.events_hash.hex(),
+                    "prev_hash": b.prev_hash.hex(), "block_hash": b.block_hash.hex()} for b in blocks],
+        "prev_manifest_sha256": prev_manifest.hex() if prev_manifest else None,
+    }
+    return (canonical.dumps({"manifest": body, "signatures": _sign(body, keys)}) + "\n").encode()
+
+
+def _store(target: Target, key: str, data: bytes, same: Callable[[bytes], bool]) -> bytes:
+    """Store `data` under `key` unless an equivalent object is there; returns what is stored."""
+    existing = target.get(key)
+    if existing is not None:
+        if not same(existing):
+            raise ArchiveConflict(f"{target.url}: {key} exists with different content; archiving stopped "
+                                  "(nothing was overwritten; find out who wrote it)")
+        return existing
+    try:
+        target.put(key, data)
+    except StorageError:
+        # The store may have kept the object although the request failed: identical content is fine.
+        existing = target.get(key)
+        if existing is None or not same(existing):
+            raise
+        log.warning("storing %s reported an error, but the object is stored intact", key)
+    return data
+
+
+def _gunzip(data: bytes) -> bytes | None:
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError):
+        return None
+
+
+def _previous_manifest(conn: psycopg.Connection, schema: str, batch: ArchiveBatch) -> bytes | None:
+    row = conn.execute(sql.SQL("SELECT manifest_sha256 FROM {}.archive_batches WHERE state <> 'planned'"
+                               " AND last_block < %s ORDER BY last_block DESC LIMIT 1").format(sql.Identifier(schema)),
+                       (batch.first_block,)).fetchone()
+    return bytes(row[0]) if row else None
+
+
+def _confirm(target: Target, key: str, size: int, digest: bytes) -> None:
+    stored = target.get(key)
+    if stored is None:
+        raise StorageError(f"{target.url}: {key} is not there after upload")
+    if len(stored) != size or _sha256(stored) != digest:
+        raise StorageError(f"{target.url}: {key} does not hold what was uploaded ({len(stored)} bytes)")
+
+
+def _upload(conn: psycopg.Connection, target: Target, keys: Keys, schema: str, batch: ArchiveBatch,
+            hook: Callable[[str], None]) -> ArchiveBatch:
+    lines, blocks = _batch_lines(conn, schema, batch)
+    data = "".join(line + "\n" for line in lines).encode()
+    data_key, manifest_key = object_keys(batch.batch_id)
+    gz = _store(target, data_key, gzip.compress(data, compresslevel=6, mtime=0),
+                lambda existing: _gunzip(existing) == data)
+    hook("data_stored")
+    prev = _previous_manifest(conn, schema, batch)
+    manifest = build_manifest(batch, blocks, data, gz, prev, keys, schema)
+    _store(target, manifest_key, manifest, lambda existing: existing == manifest)
+    hook("manifest_stored")
+    _confirm(target, data_key, len(gz), _sha256(gz))
+    _confirm(target, manifest_key, len(manifest), _sha256(manifest))
+    recorded = _fetch_batch(conn, schema,
+                            "SELECT * FROM {s}.record_archive_batch(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            (batch.batch_id, target.url, data_key, manifest_key, len(data), len(gz), _sha256(data),
+                             _sha256(gz), _sha256(manifest), prev))
+    assert recorded is not None
+    return recorded
+
+
+def archive(conn: psycopg.Connection, target: Target, keys: Keys, *, older_than: timedelta | None = None,
+            max_batches: int | None = None, audit_schema: str = "audit",
+            on_batch: Callable[[ArchiveBatch], None] | None = None,
+            hook: Callable[[str], None] = lambda step: None) -> ArchiveRun:
+    """Archive due batches (maintainer role, autocommit connection); returns what went.
+
+    `hook(step)` runs at each step boundary ("planned", "data_stored", "manifest_stored",
+    "recorded", "deleted_uncommitted"); the tests raise from it to simulate a crash there.
+    """
+    if keys.signing_key is None and keys.hmac_key is None:
+        raise InvalidArgument("archive manifests are signed: give an Ed25519 signing key or an HMAC key")
+    if max_batches is not None and max_batches < 1:
+        raise InvalidArgument("max_batches must be at least 1")
+    if not conn.autocommit:
+        raise InvalidArgument("archive() commits step by step: give it an autocommit connection")
+    run = ArchiveRun()
+    locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_ARCHIVE_LOCK,)).fetchone()
+    if not locked or not locked[0]:
+        run.skipped = True
+        return run
+    try:
+        while max_batches is None or len(run.batches) < max_batches:
+            batch = _fetch_batch(conn, audit_schema, "SELECT * FROM {s}.next_archive_batch(%s)", (older_than,))
+            if batch is None or batch.batch_id is None:
+                break
+            hook("planned")
+            if batch.state == "planned":
+                batch = _upload(conn, target, keys, audit_schema, batch, hook)
+            else:  # recorded before a crash: its objects must still be there as recorded
+                assert batch.data_object and batch.manifest_object and batch.gz_bytes is not None
+                gz = target.get(batch.data_object)
+                if gz is None or _sha256(gz) != batch.gz_sha256:
+                    raise StorageError(f"batch {batch.batch_id}: {batch.data_object} is missing or changed in "
+                                       f"{target.url}; not deleting its events")
+                manifest = target.get(batch.manifest_object)
+                if manifest is None or _sha256(manifest) != batch.manifest_sha256:
+                    raise StorageError(f"batch {batch.batch_id}: {batch.manifest_object} is missing or changed "
+                                       f"in {target.url}; not deleting its events")
+            hook("recorded")
+            with translated(), conn.transaction():
+                conn.execute(sql.SQL("SELECT {}.delete_archived(%s)").format(sql.Identifier(audit_schema)),
+                             (batch.batch_id,))
+                hook("deleted_uncommitted")
+            done = _fetch_batch(conn, audit_schema, "SELECT * FROM {s}.archive_batches WHERE batch_id = %s",
+                                (batch.batch_id,))
+            assert done is not None
+            run.batches.append(done)
+            run.events += done.event_count
+            log.info("archived %s: %s events, blocks %s..%s, to %s", done.batch_id, done.event_count,
+                     done.first_block, done.last_block, target.url)
+            if on_batch:
+                on_batch(done)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_ARCHIVE_LOCK,))
+    return run
+
+
+def archive_if_due(conn: psycopg.Connection, target: Target, keys: Keys, *, audit_schema: str = "audit",
+                   on_batch: Callable[[ArchiveBatch], None] | None = None) -> ArchiveRun | None:
+    """Archive if the configured UTC hour has come and no worker has archived today (the day is
+    claimed first, so a failed run waits for tomorrow or for `pgaudit archive run`); else None."""
+    row = conn.execute(sql.SQL("SELECT {}.claim_daily_archive_run()").format(sql.Identifier(audit_schema))).fetchone()
+    if not row or not row[0]:
+        return None
+    return archive(conn, target, keys, audit_schema=audit_schema, on_batch=on_batch)
+
+
+def _read_manifest(raw: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(raw)
+        document["manifest"]["batch_id"]  # noqa: B018
+        return dict(document)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_batch(batch: ArchiveBatch, target: Target, keys: Keys, prev: ArchiveBatch | None,
+                 db_blocks: dict[int, Block], result: ArchiveVerification) -> None:
+    name = f"batch {batch.batch_id}"
+    problems = result.problems
+    assert batch.data_object and batch.manifest_object
+    raw = target.get(batch.manifest_object)
+    if raw is None:
+        problems.append(f"{name}: manifest {batch.manifest_object} is missing from {target.url}")
+        return
+    if _sha256(raw) != batch.manifest_sha256:
+        problems.append(f"{name}: the manifest was changed (its hash is not the one recorded)")
+    document = _read_manifest(raw)
+    if document is None:
+        problems.append(f"{name}: the manifest is not a pgaudit manifest")
+        return
+    problems += [f"{name}: the manifest's {p}" for p in _signature_problems(document, keys)]
+    body = document["manifest"]
+    expected_prev = prev.manifest_sha256.hex() if prev and prev.manifest_sha256 else None
+    if body.get("prev_manifest_sha256") != expected_prev:
+        problems.append(f"{name}: the manifest does not name the previous manifest's hash (broken manifest chain)")
+    gz = target.get(batch.data_object)
+    if gz is None:
+        problems.append(f"{name}: data object {batch.data_object} is missing from {target.url}")
+        return
+    if _sha256(gz) != batch.gz_sha256 or body.get("gz_sha256") != _sha256(gz).hex():
+        problems.append(f"{name}: the data object was changed (its SHA-256 does not match)")
+        return
+    data = _gunzip(gz)
+    if data is None or _sha256(data) != batch.data_sha256:
+        problems.append(f"{name}: the data object does not decompress to what was archived")
+        return
+    lines = data.decode().splitlines()
+    result.events_checked += len(lines)
+    by_seq = {int(json.loads(line)["seq"]): line for line in lines}
+    expected_prev_hash = db_blocks[batch.first_block - 1].block_hash if batch.first_block - 1 in db_blocks \
+        else canonical.GENESIS if batch.first_block == 1 else None
+    for entry in body["blocks"]:
+        block = Block(entry["block_no"], entry["first_seq"], entry["last_seq"], entry["event_count"],
+                      bytes.fromhex(entry["events_hash"]), bytes.fromhex(entry["prev_hash"]),
+                      bytes.fromhex(entry["block_hash"]))
+        mine = [by_seq[s] for s in range(block.first_seq, block.last_seq + 1) if s in by_seq]
+        if canonical.events_hash(mine) != block.events_hash or len(mine) != block.event_count:
+            problems.append(f"{name}: block {block.block_no}'s events do not match its hash")
+        elif canonical.block_hash(block.block_no, block.first_seq, block.last_seq, block.event_count,
+                                  block.events_hash, block.prev_hash) != block.block_hash:
+            problems.append(f"{name}: block {block.block_no}'s header does not match its hash")
+        elif expected_prev_hash is not None and block.prev_hash != expected_prev_hash:
+            problems.append(f"{name}: block {block.block_no} does not link to block {block.block_no - 1}")
+        elif block.block_no in db_blocks and db_blocks[block.block_no].block_hash != block.block_hash:
+            problems.append(f"{name}: block {block.block_no} differs from the database's block row")
+        expected_prev_hash = block.block_hash
+    if len(lines) != batch.event_count:
+        problems.append(f"{name}: {len(lines)} events in the data object, {batch.event_count} recorded")
+
+
+def verify_archive(conn: psycopg.Connection, target: Target, keys: Keys, *, batch_id: str | None = None,
+                   audit_schema: str = "audit") -> ArchiveVerification:
+    """Download and check the archived batches (or one): hashes, signatures, the manifest chain,
+    block links, and the link from the last archived block to the first hot one. Names every
+    missing or extra object and every gap."""
+    if keys.public_key is None and keys.hmac_key is None:
+        raise InvalidArgument("give the Ed25519 public key or the HMAC key to check manifests' signatures")
+    result = ArchiveVerification()
+    batches = [b for b in list_batches(conn, audit_schema=audit_schema) if b.state != "planned"]
+    if batch_id is not None and batch_id not in {b.batch_id for b in batches}:
+        raise InvalidArgument(f"no recorded archive batch {batch_id}")
+    db_blocks = {b.block_no: b for b in _blocks(conn, audit_schema, 0, 2**62)}
+    expected_objects: set[str] = set()
+    prev: ArchiveBatch | None = None
+    for batch in batches:
+        expected_objects.update(object_keys(batch.batch_id))
+        if prev is not None and batch.first_block != prev.last_block + 1:
+            result.problems.append(f"gap: blocks {prev.last_block + 1}..{batch.first_block - 1} are in no "
+                                   f"archive batch (between {prev.batch_id} and {batch.batch_id})")
+        if batch_id is None or batch.batch_id == batch_id:
+            _check_batch(batch, target, keys, prev, db_blocks, result)
+            result.batches_checked += 1
+        prev = batch
+    if batch_id is None:
+        for key in target.list_keys():
+            if key not in expected_objects:
+                result.problems.append(f"extra object {key} in {target.url}: no recorded batch names it")
+    deleted = [b for b in batches if b.state == "deleted"]
+    if deleted:
+        last = deleted[-1]
+        result.archived_through_block, result.archived_through_seq = last.last_block, last.last_seq
+        hot = db_blocks.get(last.last_block + 1)
+        if hot is not None:
+            result.hot_from_block, result.hot_from_seq = hot.block_no, hot.first_seq
+            if hot.prev_hash != db_blocks[last.last_block].block_hash:
+                result.problems.append(f"the first hot block {hot.block_no} does not link to the last archived "
+                                       f"block {last.last_block}")
+    return result
+
+
+def restore_batch(conn: psycopg.Connection, target: Target, batch_id: str, *, audit_schema: str = "audit") -> int:
+    """Load an archived batch, checked against its recorded hashes, into restored_events."""
+    batch = _fetch_batch(conn, audit_schema, "SELECT * FROM {s}.archive_batches WHERE batch_id = %s", (batch_id,))
+    if batch is None or batch.state == "planned" or not batch.data_object:
+        raise InvalidArgument(f"no recorded archive batch {batch_id}")
+    gz = target.get(batch.data_object)
+    if gz is None:
+        raise StorageError(f"{target.url}: {batch.data_object} is missing")
+    data = _gunzip(gz)
+    if _sha256(gz) != batch.gz_sha256 or data is None or _sha256(data) != batch.data_sha256:
+        raise StorageError(f"batch {batch_id}: the data object in {target.url} was changed; not restoring it")
+    lines = data.decode().splitlines()
+    with translated():
+        row = conn.execute(sql.SQL("SELECT {}.restore_archive_batch(%s, %s::jsonb[])").format(
+            sql.Identifier(audit_schema)), (batch_id, lines)).fetchone()
+    assert row is not None
+    return int(row[0])

@@ -1,0 +1,156 @@
+"""`pgaudit archive ...`: move old sealed events to object storage, and check what is there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from psycopg import sql
+
+from pgaudit_py import archive as archiving
+from pgaudit_py.archive_targets import ARCHIVE_URL_ENV, open_target
+from pgaudit_py.checkpoint import load_keys
+from pgaudit_py.cli_common import (
+    Settings,
+    _with_options,
+    connection_options,
+    fail,
+    json_option,
+    key_options,
+    parse_duration,
+    run_guarded,
+)
+from pgaudit_py.output import emit_json, print_table
+
+target_option = click.option("--target", envvar=ARCHIVE_URL_ENV, show_envvar=True,
+                             help="file:///dir or s3://bucket/prefix.")
+sse_option = click.option("--sse", type=click.Choice(["AES256", "aws:kms"]),
+                          help="S3 server-side encryption for the objects written.")
+
+
+@click.group("archive")
+def archive_group() -> None:
+    """Cold archival of old sealed events to object storage, as signed batches."""
+
+
+@archive_group.command("run")
+@target_option
+@click.option("--older-than", help="Archive events older than this (90d, 12h, ...); default: the hot retention "
+                                   "kept in the database.")
+@click.option("--max-batches", type=click.IntRange(min=1), help="Stop after this many batches.")
+@sse_option
+@_with_options(key_options)
+@connection_options
+def run_command(settings: Settings, target: str | None, older_than: str | None, max_batches: int | None,
+                sse: str | None, signing_key: Path | None, public_key: Path | None,
+                hmac_key_file: Path | None) -> None:
+    """Archive due batches; a re-run after a crash completes an interrupted batch."""
+    age = parse_duration(older_than) if older_than else None
+
+    def run() -> None:
+        keys = load_keys(signing_key=signing_key, hmac_key=hmac_key_file)
+        where = open_target(target, sse=sse)
+
+        def progress(batch: archiving.ArchiveBatch) -> None:
+            click.echo(f"  {batch.batch_id}: {batch.event_count} events (seq {batch.first_seq}..{batch.last_seq})",
+                       err=True)
+
+        with settings.connect("pgaudit archive") as conn:
+            done = archiving.archive(conn, where, keys, older_than=age, max_batches=max_batches,
+                                     audit_schema=settings.schema, on_batch=progress)
+        if done.skipped:
+            click.echo("another archiver is running in this database; skipped")
+        else:
+            click.echo(f"archived {len(done.batches)} batches, {done.events} events, to {where.url}")
+    run_guarded(run)
+
+
+@archive_group.command("list")
+@json_option
+@connection_options
+def list_command(settings: Settings, as_json: bool) -> None:
+    """Archived batches: ranges, counts, sizes, manifest hash, when and by whom."""
+    def run() -> None:
+        with settings.connect() as conn:
+            batches = archiving.list_batches(conn, audit_schema=settings.schema)
+        if as_json:
+            emit_json(batches)
+            return
+        print_table(["batch", "state", "blocks", "seq", "events", "bytes", "gz_bytes", "manifest_sha256",
+                     "archived_at", "by"],
+                    [[b.batch_id, b.state, f"{b.first_block}..{b.last_block}", f"{b.first_seq}..{b.last_seq}",
+                      b.event_count, b.data_bytes, b.gz_bytes,
+                      b.manifest_sha256.hex()[:16] if b.manifest_sha256 else None, b.archived_at, b.archived_by]
+                     for b in batches])
+    run_guarded(run)
+
+
+@archive_group.command("verify")
+@target_option
+@click.option("--batch", "batch_id", help="Check only this batch.")
+@_with_options(key_options)
+@json_option
+@connection_options
+def verify_command(settings: Settings, target: str | None, batch_id: str | None, signing_key: Path | None,
+                   public_key: Path | None, hmac_key_file: Path | None, as_json: bool) -> None:
+    """Download and check batches: hashes, signatures, manifest chain, links; exit 1 naming each problem."""
+    def run() -> None:
+        keys = load_keys(public_key=public_key, hmac_key=hmac_key_file)
+        where = open_target(target)
+        with settings.connect() as conn:
+            result = archiving.verify_archive(conn, where, keys, batch_id=batch_id, audit_schema=settings.schema)
+        if as_json:
+            emit_json({**result.__dict__, "ok": result.ok})
+        else:
+            click.echo(f"checked {result.batches_checked} batches, {result.events_checked} events in {where.url}")
+            click.echo(f"archived through block {result.archived_through_block} (seq {result.archived_through_seq});"
+                       f" hot from block {result.hot_from_block} (seq {result.hot_from_seq})")
+            for problem in result.problems:
+                click.echo(f"PROBLEM: {problem}")
+        if not result.ok:
+            fail(result.problems[0] if len(result.problems) == 1
+                 else f"{len(result.problems)} problems, first: {result.problems[0]}")
+    run_guarded(run)
+
+
+@archive_group.command("restore")
+@target_option
+@click.option("--batch", "batch_id", required=True, help="The batch to restore.")
+@connection_options
+def restore_command(settings: Settings, target: str | None, batch_id: str) -> None:
+    """Load a batch into <schema>.restored_events for querying; the live log is not touched."""
+    def run() -> None:
+        with settings.connect() as conn:
+            n = archiving.restore_batch(conn, open_target(target), batch_id, audit_schema=settings.schema)
+        click.echo(f"restored {n} events of {batch_id} into {settings.schema}.restored_events")
+    run_guarded(run)
+
+
+@archive_group.command("settings")
+@click.option("--hot-retention", help="Keep events this long in the log (90d, ...).")
+@click.option("--max-batch-events", type=click.IntRange(1, 1000000), help="Events per batch (whole blocks).")
+@click.option("--run-hour", type=click.IntRange(0, 23), help="UTC hour at which `pgaudit worker` archives.")
+@click.option("--never", is_flag=True, help="`pgaudit worker` does not archive.")
+@connection_options
+def settings_command(settings: Settings, hot_retention: str | None, max_batch_events: int | None,
+                     run_hour: int | None, never: bool) -> None:
+    """Show or change the archival defaults kept in the database."""
+    retention = parse_duration(hot_retention) if hot_retention else None
+
+    def run() -> None:
+        s = sql.Identifier(settings.schema)
+        with settings.connect() as conn:
+            current = conn.execute(sql.SQL("SELECT hot_retention::text, max_batch_events, run_hour_utc, last_run_on"
+                                           " FROM {}.archive_settings").format(s)).fetchone()
+            assert current is not None
+            if retention or max_batch_events or run_hour is not None or never:
+                hour = None if never else run_hour if run_hour is not None else current[2]
+                current = conn.execute(sql.SQL("SELECT hot_retention::text, max_batch_events, run_hour_utc,"
+                                               " last_run_on FROM {}.set_archive_settings(%s::interval, %s, %s)"
+                                               ).format(s),
+                                       (retention or current[0], max_batch_events or current[1], hour)).fetchone()
+                assert current is not None
+        click.echo(f"hot retention {current[0]}, {current[1]} events per batch, worker archives "
+                   + (f"at {current[2]:02d}:00 UTC (last on {current[3] or 'no day yet'})" if current[2] is not None
+                      else "never"))
+    run_guarded(run)

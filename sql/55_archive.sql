@@ -1,0 +1,240 @@
+-- Cold archival, the database's side: which blocks go next, what was archived where, and the one
+-- way archived events leave the log. Uploading, manifests and signatures are Python's
+-- (pgaudit_py/archive.py).
+
+CREATE OR REPLACE FUNCTION @schema@.set_archive_settings(hot_retention interval, max_batch_events integer,
+                                                         run_hour_utc integer)
+RETURNS @schema@.archive_settings
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result @schema@.archive_settings;
+BEGIN
+    IF hot_retention IS NULL OR hot_retention <= interval '0' THEN
+        RAISE EXCEPTION 'hot_retention must be a positive interval' USING ERRCODE = 'PA005';
+    ELSIF max_batch_events IS NULL OR max_batch_events NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'max_batch_events must be between 1 and 1000000' USING ERRCODE = 'PA005';
+    ELSIF run_hour_utc NOT BETWEEN 0 AND 23 THEN
+        RAISE EXCEPTION 'run_hour_utc must be between 0 and 23, or NULL for never' USING ERRCODE = 'PA005';
+    END IF;
+    UPDATE @schema@.archive_settings s
+       SET hot_retention = set_archive_settings.hot_retention, max_batch_events = set_archive_settings.max_batch_events,
+           run_hour_utc = set_archive_settings.run_hour_utc
+    RETURNING * INTO result;
+    PERFORM @schema@._record('audit.archive_settings_changed', NULL, NULL, NULL, 'archive', NULL,
+                             jsonb_build_object('hot_retention', result.hot_retention::text,
+                                                'max_batch_events', result.max_batch_events,
+                                                'run_hour_utc', result.run_hour_utc), 'success', NULL, NULL);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION @schema@.set_archive_settings(interval, integer, integer) IS
+    'Sets the archival defaults every runner uses: hot retention, events per batch, the worker''s UTC hour.';
+
+-- The batch to work on: an unfinished one first (a crash left it planned or recorded), else a
+-- new one of whole blocks older than the cutoff, planned here so that its range never changes.
+CREATE OR REPLACE FUNCTION @schema@.next_archive_batch(older_than interval DEFAULT NULL)
+RETURNS @schema@.archive_batches
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    settings @schema@.archive_settings;
+    result @schema@.archive_batches;
+    b @schema@.blocks;
+    first_b @schema@.blocks;
+    last_b @schema@.blocks;
+    n integer := 0;
+BEGIN
+    SELECT * INTO settings FROM @schema@.archive_settings FOR UPDATE;  -- one planner at a time
+    SELECT * INTO result FROM @schema@.archive_batches x WHERE x.state <> 'deleted' ORDER BY x.first_block LIMIT 1;
+    IF FOUND THEN
+        RETURN result;
+    END IF;
+    IF older_than IS NOT NULL AND older_than <= interval '0' THEN
+        RAISE EXCEPTION 'older_than must be a positive interval' USING ERRCODE = 'PA005';
+    END IF;
+    FOR b IN SELECT * FROM @schema@._prunable_blocks(now() - coalesce(older_than, settings.hot_retention)) LOOP
+        EXIT WHEN first_b.block_no IS NOT NULL AND n + b.event_count > settings.max_batch_events;
+        first_b := coalesce(first_b, b);
+        last_b := b;
+        n := n + b.event_count;
+    END LOOP;
+    IF first_b.block_no IS NULL THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO @schema@.archive_batches (batch_id, first_block, last_block, first_seq, last_seq, event_count, state)
+    VALUES (format('blocks-%s-%s', lpad(first_b.block_no::text, 12, '0'), lpad(last_b.block_no::text, 12, '0')),
+            first_b.block_no, last_b.block_no, first_b.first_seq, last_b.last_seq, n, 'planned')
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION @schema@.next_archive_batch(interval) IS
+    'The archive batch to work on: an unfinished one, else a newly planned one of whole sealed blocks '
+    'older than older_than (default: the hot retention); NULL when nothing is due.';
+
+CREATE OR REPLACE FUNCTION @schema@.record_archive_batch(
+    batch_id text, target text, data_object text, manifest_object text, data_bytes bigint, gz_bytes bigint,
+    data_sha256 bytea, gz_sha256 bytea, manifest_sha256 bytea, prev_manifest_sha256 bytea)
+RETURNS @schema@.archive_batches
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    b @schema@.archive_batches;
+BEGIN
+    SELECT * INTO b FROM @schema@.archive_batches x WHERE x.batch_id = batch_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no archive batch %', batch_id USING ERRCODE = 'PA005';
+    ELSIF b.state <> 'planned' THEN
+        IF b.manifest_sha256 = manifest_sha256 THEN
+            RETURN b;  -- recorded already (a re-run)
+        END IF;
+        RAISE EXCEPTION 'archive batch % is recorded with another manifest', batch_id USING ERRCODE = 'PA005';
+    ELSIF manifest_sha256 IS NULL OR data_sha256 IS NULL OR gz_sha256 IS NULL THEN
+        RAISE EXCEPTION 'a recorded batch needs its hashes' USING ERRCODE = 'PA005';
+    END IF;
+    UPDATE @schema@.archive_batches x
+       SET state = 'recorded', target = target, data_object = data_object, manifest_object = manifest_object,
+           data_bytes = data_bytes, gz_bytes = gz_bytes, data_sha256 = data_sha256, gz_sha256 = gz_sha256,
+           manifest_sha256 = manifest_sha256, prev_manifest_sha256 = prev_manifest_sha256,
+           archived_at = now(), archived_by = @schema@._db_role()
+     WHERE x.batch_id = batch_id
+    RETURNING * INTO b;
+    PERFORM @schema@._record('audit.archived', NULL, NULL, NULL, 'archive_batch', batch_id,
+                             jsonb_build_object('target', target, 'first_block', b.first_block,
+                                                'last_block', b.last_block, 'first_seq', b.first_seq,
+                                                'last_seq', b.last_seq, 'events', b.event_count,
+                                                'manifest_sha256', encode(manifest_sha256, 'hex')),
+                             'success', NULL, NULL);
+    RETURN b;
+END
+$$;
+COMMENT ON FUNCTION @schema@.record_archive_batch(text, text, text, text, bigint, bigint, bytea, bytea, bytea, bytea) IS
+    'Records that a planned batch''s data and manifest are stored and confirmed (records audit.archived).';
+
+-- The only way archived events leave the log: the events of one recorded batch, nothing else.
+CREATE OR REPLACE FUNCTION @schema@.delete_archived(batch_id text)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    b @schema@.archive_batches;
+    last_b @schema@.blocks;
+    deleted bigint;
+BEGIN
+    SELECT * INTO b FROM @schema@.archive_batches x WHERE x.batch_id = batch_id FOR UPDATE;
+    IF NOT FOUND OR b.state = 'planned' THEN
+        RAISE EXCEPTION 'refusing to delete events that no recorded archive batch covers (batch %: %)',
+                        coalesce(batch_id, 'NULL'), coalesce(b.state, 'unknown')
+            USING ERRCODE = 'PA014', HINT = 'Only the events of a recorded batch can be deleted.';
+    ELSIF b.state = 'deleted' THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO last_b FROM @schema@.blocks x WHERE x.block_no = b.last_block;
+    IF last_b.last_seq IS DISTINCT FROM b.last_seq
+       OR EXISTS (SELECT 1 FROM @schema@.blocks x WHERE x.block_no = b.first_block AND x.first_seq <> b.first_seq) THEN
+        RAISE EXCEPTION 'archive batch % does not match the blocks it names', batch_id USING ERRCODE = 'PA014';
+    END IF;
+    WITH gone AS (
+        DELETE FROM @schema@.event_log l WHERE l.seq BETWEEN b.first_seq AND b.last_seq RETURNING l.id
+    ), keys AS (
+        DELETE FROM @schema@.idempotency_keys k USING gone WHERE k.event_id = gone.id
+    )
+    SELECT count(*) INTO deleted FROM gone;
+    -- A prune point, so that verify knows the chain's retained events start after this batch.
+    INSERT INTO @schema@.prune_points (block_no, block_hash, last_seq, cutoff, pruned_by)
+    VALUES (b.last_block, last_b.block_hash, b.last_seq, b.planned_at, @schema@._db_role())
+    ON CONFLICT (block_no) DO NOTHING;
+    UPDATE @schema@.archive_batches x SET state = 'deleted', deleted_at = now() WHERE x.batch_id = batch_id;
+    PERFORM @schema@._record('audit.archive_deleted', NULL, NULL, NULL, 'archive_batch', batch_id,
+                             jsonb_build_object('deleted', deleted, 'first_seq', b.first_seq, 'last_seq', b.last_seq,
+                                                'manifest_sha256', encode(b.manifest_sha256, 'hex')),
+                             'success', NULL, NULL);
+    RETURN deleted;
+END
+$$;
+COMMENT ON FUNCTION @schema@.delete_archived(text) IS
+    'Deletes the events of one recorded archive batch from the log (refuses any other, PA014), '
+    'records the prune point and audit.archive_deleted.';
+
+CREATE OR REPLACE FUNCTION @schema@.restore_archive_batch(batch_id text, events jsonb[])
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    b @schema@.archive_batches;
+    n integer;
+BEGIN
+    SELECT * INTO b FROM @schema@.archive_batches x WHERE x.batch_id = batch_id;
+    IF NOT FOUND OR b.state = 'planned' THEN
+        RAISE EXCEPTION 'no recorded archive batch %', coalesce(batch_id, 'NULL') USING ERRCODE = 'PA005';
+    ELSIF cardinality(events) IS DISTINCT FROM b.event_count THEN
+        RAISE EXCEPTION 'archive batch % holds % events, not %', batch_id, b.event_count, cardinality(events)
+            USING ERRCODE = 'PA005';
+    END IF;
+    DELETE FROM @schema@.restored_events r WHERE r.batch_id = batch_id;
+    INSERT INTO @schema@.restored_events (batch_id, seq, block_no, tenant_id, kind, occurred_at, event)
+    SELECT batch_id, (e ->> 'seq')::bigint,
+           (SELECT x.block_no FROM @schema@.blocks x WHERE (e ->> 'seq')::bigint BETWEEN x.first_seq AND x.last_seq),
+           e ->> 'tenant_id', e ->> 'kind', (e ->> 'occurred_at')::timestamptz, e
+      FROM unnest(events) AS e;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF EXISTS (SELECT 1 FROM @schema@.restored_events r WHERE r.batch_id = batch_id
+                AND (r.seq NOT BETWEEN b.first_seq AND b.last_seq)) THEN
+        RAISE EXCEPTION 'the events given are not those of archive batch %', batch_id USING ERRCODE = 'PA005';
+    END IF;
+    PERFORM @schema@._record('audit.archive_restored', NULL, NULL, NULL, 'archive_batch', batch_id,
+                             jsonb_build_object('events', n), 'success', NULL, NULL);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @schema@.restore_archive_batch(text, jsonb[]) IS
+    'Loads the (already checked) canonical lines of an archived batch into restored_events, beside the live log.';
+
+CREATE OR REPLACE FUNCTION @schema@.drop_restored_batch(batch_id text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    DELETE FROM @schema@.restored_events r WHERE r.batch_id = drop_restored_batch.batch_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @schema@.drop_restored_batch(text) IS 'Removes a restored batch from restored_events.';
+
+-- The worker archives at most once a UTC day, whichever worker gets here first.
+CREATE OR REPLACE FUNCTION @schema@.claim_daily_archive_run()
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @schema@.archive_settings
+       SET last_run_on = (now() AT TIME ZONE 'UTC')::date
+     WHERE run_hour_utc IS NOT NULL
+       AND extract(hour FROM now() AT TIME ZONE 'UTC') >= run_hour_utc
+       AND last_run_on IS DISTINCT FROM (now() AT TIME ZONE 'UTC')::date;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION @schema@.claim_daily_archive_run() IS
+    'True once per UTC day, at or after the configured hour: the caller archives.';

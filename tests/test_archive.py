@@ -1,0 +1,370 @@
+"""Cold archival against a local directory and a real S3 HTTP API (moto's server on loopback):
+crashes at every step, a flaky upload, tampering, refusals, restore and the command line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from pgaudit_py import archive as archiving
+from pgaudit_py import record, seal
+from pgaudit_py.archive_targets import S3Target, StorageError, Target, open_target
+from pgaudit_py.checkpoint import Keys
+from pgaudit_py.cli import cli
+from pgaudit_py.errors import NotArchived
+
+Connect = Callable[..., psycopg.Connection]
+DUE = timedelta(milliseconds=1)  # everything sealed before the call is old enough
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    for name, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}.items():
+        monkeypatch.setenv(name, value)
+    return s3_endpoint
+
+
+@pytest.fixture(params=["file", "s3"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    if request.param == "file":
+        return open_target(f"file://{tmp_path}/archive")
+    request.getfixturevalue("aws")
+    bucket = f"audit-{uuid.uuid4().hex[:12]}"
+    made = open_target(f"s3://{bucket}/prod/audit")
+    assert isinstance(made, S3Target)
+    made.client.create_bucket(Bucket=bucket)
+    return made
+
+
+@pytest.fixture
+def keys() -> Keys:
+    private = Ed25519PrivateKey.generate()
+    return Keys(signing_key=private, public_key=private.public_key(), hmac_key=os.urandom(32))
+
+
+@pytest.fixture
+def maintainer(connect: Connect) -> psycopg.Connection:
+    return connect("app_maintainer")
+
+
+def make_blocks(db: psycopg.Connection, blocks: int, per_block: int = 5) -> None:
+    for b in range(blocks):
+        for i in range(per_block):
+            record(db, "order.created", tenant_id="t1", payload={"block": b, "i": i, "price": 1.5})
+        seal(db)
+
+
+def original(db: psycopg.Connection) -> dict[int, str]:
+    return {seq: str(i) for seq, i in db.execute("SELECT seq, id FROM audit.event_log")}
+
+
+def hot_and_archived(db: psycopg.Connection, target: Target) -> tuple[dict[int, str], list[int]]:
+    """Every event, hot or archived (seq -> id), and the archived seqs with repeats kept."""
+    everything = {seq: str(i) for seq, i in db.execute("SELECT seq, id FROM audit.event_log")}
+    archived = []
+    for key in target.list_keys():
+        if key.endswith(".jsonl.gz"):
+            data = target.get(key)
+            assert data is not None
+            for line in gzip.decompress(data).decode().splitlines():
+                event = json.loads(line)
+                archived.append(event["seq"])
+                everything[event["seq"]] = event["id"]
+    return everything, archived
+
+
+def set_batch_size(db: psycopg.Connection, events: int) -> None:
+    db.execute("SELECT audit.set_archive_settings('90 days', %s, NULL)", (events,))
+
+
+def test_archive_moves_whole_blocks_and_everything_verifies(db: psycopg.Connection, maintainer: psycopg.Connection,
+                                                            target: Target, keys: Keys) -> None:
+    make_blocks(db, 6)
+    before = original(db)
+    set_batch_size(db, 10)
+    run = archiving.archive(maintainer, target, keys, older_than=DUE, max_batches=2)
+    assert [b.batch_id for b in run.batches] == ["blocks-000000000001-000000000002",
+                                                 "blocks-000000000003-000000000004"]
+    assert run.events == 20 and all(b.state == "deleted" for b in run.batches)
+    assert sorted(target.list_keys()) == sorted(k for b in run.batches for k in archiving.object_keys(b.batch_id))
+    assert db.execute("SELECT min(seq), count(*) FROM audit.event_log").fetchone() == (21, 10)
+    everything, archived = hot_and_archived(db, target)
+    assert everything == before and sorted(archived) == list(range(1, 21))
+
+    checked = archiving.verify_archive(maintainer, target, Keys(public_key=keys.public_key))
+    assert checked.ok, checked.problems
+    assert (checked.batches_checked, checked.events_checked) == (2, 20)
+    assert (checked.archived_through_block, checked.archived_through_seq, checked.hot_from_block,
+            checked.hot_from_seq) == (4, 20, 5, 21)
+    assert archiving.verify_archive(maintainer, target, Keys(hmac_key=keys.hmac_key)).ok
+    verified = db.execute("SELECT ok, retained_from_block, retained_from_seq, archived_through_block,"
+                          " archived_through_seq FROM audit.verify()").fetchone()
+    assert verified == (True, 5, 21, 4, 20)
+    kinds = db.execute("SELECT kind, count(*) FROM audit.events WHERE kind IN ('audit.archived', 'audit.archive_deleted')"
+                       " GROUP BY 1 ORDER BY 1").fetchall()
+    assert kinds == [("audit.archive_deleted", 2), ("audit.archived", 2)]
+
+    assert archiving.restore_batch(maintainer, target, "blocks-000000000003-000000000004") == 10
+    restored = db.execute("SELECT min(seq), max(seq), count(*), min(block_no), max(block_no)"
+                          " FROM audit.restored_events").fetchone()
+    assert restored == (11, 20, 10, 3, 4)
+    assert db.execute("SELECT event -> 'payload' ->> 'price' FROM audit.restored_events LIMIT 1").fetchone() == ("1.5",)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        maintainer.execute("UPDATE audit.restored_events SET kind = 'x'")
+
+
+STEPS = ["planned", "data_stored", "manifest_stored", "recorded", "deleted_uncommitted"]
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_crash_at_any_step_loses_nothing_and_duplicates_nothing(
+        db: psycopg.Connection, connect: Connect, target: Target, keys: Keys, step: str) -> None:
+    make_blocks(db, 4)
+    before = original(db)
+    set_batch_size(db, 10)
+
+    def crash(at: str) -> None:
+        if at == step:
+            raise Crash(at)
+
+    with pytest.raises(Crash):
+        archiving.archive(connect("app_maintainer"), target, keys, older_than=DUE, hook=crash)
+    # The events are still hot, or archived and recorded: never neither.
+    everything, archived = hot_and_archived(db, target)
+    assert everything == before
+    run = archiving.archive(connect("app_maintainer"), target, keys, older_than=DUE)
+    assert [b.batch_id for b in run.batches] == ["blocks-000000000001-000000000002",
+                                                 "blocks-000000000003-000000000004"]
+    everything, archived = hot_and_archived(db, target)
+    assert everything == before and sorted(archived) == sorted(before)  # each archived exactly once
+    assert db.execute("SELECT count(*) FROM audit.event_log").fetchone() == (0,)
+    checked = archiving.verify_archive(db, target, keys)
+    assert checked.ok, checked.problems
+    assert db.execute("SELECT ok FROM audit.verify()").fetchone() == (True,)
+
+
+class FlakyTarget:
+    """Stores the first data object, then reports a failure, as a store may after a timeout."""
+
+    def __init__(self, inner: Target):
+        self.inner = inner
+        self.url = inner.url
+        self.failed = False
+
+    def put(self, key: str, data: bytes) -> None:
+        self.inner.put(key, data)
+        if not self.failed and key.endswith(".jsonl.gz"):
+            self.failed = True
+            raise StorageError(f"storing {key} failed: read timeout")
+
+    def get(self, key: str) -> bytes | None:
+        return self.inner.get(key)
+
+    def list_keys(self) -> list[str]:
+        return self.inner.list_keys()
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+
+def test_an_upload_error_that_stored_the_object_anyway(db: psycopg.Connection, maintainer: psycopg.Connection,
+                                                       target: Target, keys: Keys) -> None:
+    make_blocks(db, 2)
+    flaky = FlakyTarget(target)
+    run = archiving.archive(maintainer, flaky, keys, older_than=DUE)
+    assert flaky.failed and run.events == 10
+    assert archiving.verify_archive(db, target, keys).ok
+
+
+def test_different_content_under_a_batch_key_stops_archiving(db: psycopg.Connection, maintainer: psycopg.Connection,
+                                                             target: Target, keys: Keys) -> None:
+    make_blocks(db, 1)
+    target.put("blocks-000000000001-000000000001.jsonl.gz", gzip.compress(b'{"someone": "else"}\n'))
+    with pytest.raises(archiving.ArchiveConflict, match="exists with different content; archiving stopped"):
+        archiving.archive(maintainer, target, keys, older_than=DUE)
+    assert db.execute("SELECT count(*) FROM audit.event_log").fetchone() == (5,)
+    assert db.execute("SELECT state FROM audit.archive_batches").fetchall() == [("planned",)]
+
+
+def _archived(db: psycopg.Connection, maintainer: psycopg.Connection, target: Target, keys: Keys) -> list[str]:
+    make_blocks(db, 3)
+    set_batch_size(db, 5)
+    return [b.batch_id for b in archiving.archive(maintainer, target, keys, older_than=DUE).batches]
+
+
+def test_tampering_with_the_archive_is_named(db: psycopg.Connection, maintainer: psycopg.Connection,
+                                             target: Target, keys: Keys) -> None:
+    first, second, third = _archived(db, maintainer, target, keys)
+    public = Keys(public_key=keys.public_key)
+    assert archiving.verify_archive(maintainer, target, public).ok
+
+    # A data object rewritten with one event changed.
+    data_key, manifest_key = archiving.object_keys(first)
+    original_data = target.get(data_key)
+    assert original_data is not None
+    target.put(data_key, gzip.compress(gzip.decompress(original_data).replace(b'"price": 1.5', b'"price": 9.5')))
+    problems = archiving.verify_archive(maintainer, target, public).problems
+    assert problems == [f"batch {first}: the data object was changed (its SHA-256 does not match)"]
+    assert archiving.verify_archive(maintainer, target, public, batch_id=second).ok
+    target.put(data_key, original_data)
+
+    # A manifest edited, and a manifest re-signed with another key.
+    _, manifest_key = archiving.object_keys(second)
+    original_manifest = target.get(manifest_key)
+    assert original_manifest is not None
+    document = json.loads(original_manifest)
+    document["manifest"]["event_count"] = 4
+    target.put(manifest_key, json.dumps(document).encode())
+    problems = archiving.verify_archive(maintainer, target, public).problems
+    assert f"batch {second}: the manifest was changed (its hash is not the one recorded)" in problems
+    assert f"batch {second}: the manifest's Ed25519 signature does not verify with this public key" in problems
+    batch = next(b for b in archiving.list_batches(db) if b.batch_id == second)
+    blocks = archiving._blocks(db, "audit", batch.first_block, batch.last_block)
+    data = gzip.decompress(target.get(archiving.object_keys(second)[0]) or b"")
+    forged = archiving.build_manifest(batch, blocks, data, target.get(archiving.object_keys(second)[0]) or b"",
+                                      batch.prev_manifest_sha256, Keys(signing_key=Ed25519PrivateKey.generate()),
+                                      "audit")
+    target.put(manifest_key, forged)
+    problems = archiving.verify_archive(maintainer, target, public).problems
+    assert f"batch {second}: the manifest's Ed25519 signature does not verify with this public key" in problems
+    target.put(manifest_key, original_manifest)
+    assert archiving.verify_archive(maintainer, target, public).ok
+
+    # A batch deleted from the bucket, and an object nobody recorded.
+    for key in archiving.object_keys(third):
+        target.delete(key)
+    target.put("blocks-000000000099-000000000099.jsonl.gz", b"stray")
+    problems = archiving.verify_archive(maintainer, target, public).problems
+    assert problems == [f"batch {third}: manifest {third}.manifest.json is missing from {target.url}",
+                        f"extra object blocks-000000000099-000000000099.jsonl.gz in {target.url}: "
+                        "no recorded batch names it"]
+
+
+def test_unarchived_events_cannot_be_deleted(db: psycopg.Connection, maintainer: psycopg.Connection,
+                                             connect: Connect) -> None:
+    make_blocks(db, 2)
+    planned = maintainer.execute("SELECT batch_id FROM audit.next_archive_batch('1 millisecond')").fetchone()
+    assert planned is not None
+    for batch_id in (planned[0], "blocks-000000000001-000000000002", "nonsense", None):
+        with pytest.raises(NotArchived, match="refusing to delete events that no recorded archive batch covers"):
+            from pgaudit_py.errors import translated
+            with translated():
+                maintainer.execute("SELECT audit.delete_archived(%s)", (batch_id,))
+    assert db.execute("SELECT count(*) FROM audit.event_log").fetchone() == (10,)
+    for role in ("app_reader", "app_writer", "app_attacker"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connect(role).execute("SELECT audit.delete_archived(%s)", (planned[0],))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connect(role).execute("SELECT audit.record_archive_batch(%s, 'x', 'x', 'x', 1, 1, '\\x00', '\\x00',"
+                                  " '\\x00', NULL)", (planned[0],))
+
+
+def test_two_archivers_at_once_one_skips(db: psycopg.Connection, connect: Connect, target: Target,
+                                         keys: Keys) -> None:
+    make_blocks(db, 1)
+    first = connect("app_maintainer")
+    first.execute("SELECT pg_advisory_lock(%s)", (archiving._ARCHIVE_LOCK,))
+    run = archiving.archive(connect("app_maintainer"), target, keys, older_than=DUE)
+    assert run.skipped and run.batches == []
+    first.execute("SELECT pg_advisory_unlock(%s)", (archiving._ARCHIVE_LOCK,))
+    assert archiving.archive(connect("app_maintainer"), target, keys, older_than=DUE).events == 5
+
+
+def test_the_worker_archives_once_a_day_at_its_hour(db: psycopg.Connection, maintainer: psycopg.Connection,
+                                                    target: Target, keys: Keys) -> None:
+    make_blocks(db, 1)
+    assert archiving.archive_if_due(maintainer, target, keys) is None  # no hour configured
+    hour = db.execute("SELECT extract(hour FROM now() AT TIME ZONE 'UTC')::int").fetchone()
+    assert hour is not None
+    db.execute("SELECT audit.set_archive_settings('1 millisecond', 1000, %s)", (hour[0],))
+    done = archiving.archive_if_due(maintainer, target, keys)
+    assert done is not None and done.events == 5
+    make_blocks(db, 1)
+    assert archiving.archive_if_due(maintainer, target, keys) is None  # once a day
+    assert db.execute("SELECT last_run_on = (now() AT TIME ZONE 'UTC')::date FROM audit.archive_settings"
+                      ).fetchone() == (True,)
+
+
+def test_path_style_addressing_comes_from_the_aws_config_file(aws: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # "localhost" would be reached as bucket.localhost in virtual-host style: only path style works.
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\ns3 =\n    addressing_style = path\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.replace("127.0.0.1", "localhost"))
+    made = open_target("s3://path-style/x")
+    assert isinstance(made, S3Target)
+    made.client.create_bucket(Bucket="path-style")
+    made.put("k", b"v")
+    assert made.get("k") == b"v" and made.list_keys() == ["k"]
+    assert made.client.meta.config.s3 == {"addressing_style": "path"}
+
+
+def test_command_line(db: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_blocks(db, 3)
+    set_batch_size(db, 5)
+    private = Ed25519PrivateKey.generate()
+    signing, public = tmp_path / "sign.pem", tmp_path / "pub.pem"
+    signing.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    public.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    i = db.info
+    dsn = f"host={i.host} port={i.port} dbname={i.dbname} user=app_maintainer"
+    monkeypatch.setenv("PGAUDIT_ARCHIVE_URL", f"file://{tmp_path}/archive")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(cli, ["archive", *args, "--dsn", dsn], catch_exceptions=False)
+        assert "Traceback" not in result.output + result.stderr
+        return result.exit_code, result.stdout, result.stderr
+
+    code, out, err = run("run", "--older-than", "1s", "--signing-key", str(signing))
+    assert code == 0 and "archived 0 batches" in out  # nothing a second old yet
+    db.execute("SELECT pg_sleep(1.1)")
+    assert run("run", "--max-batches", "2")[0] == 2  # unsigned manifests are refused
+    code, out, err = run("run", "--older-than", "1s", "--max-batches", "2", "--signing-key", str(signing))
+    assert code == 0 and "archived 2 batches, 10 events" in out and "blocks-000000000001-000000000001" in err
+    code, out, _ = run("list")
+    assert code == 0 and "blocks-000000000002-000000000002" in out and "deleted" in out
+    code, out, _ = run("verify", "--public-key", str(public))
+    assert code == 0 and "archived through block 2 (seq 10); hot from block 3 (seq 11)" in out
+    code, out, _ = run("restore", "--batch", "blocks-000000000002-000000000002")
+    assert code == 0 and "restored 5 events" in out
+    (tmp_path / "archive" / "blocks-000000000001-000000000001.manifest.json").unlink()
+    code, out, err = run("verify", "--public-key", str(public))
+    assert code == 1 and "batch blocks-000000000001-000000000001: manifest" in err
+    code, out, _ = run("settings", "--hot-retention", "30d", "--run-hour", "3")
+    assert code == 0 and out.startswith("hot retention 30 days, 5 events per batch, worker archives at 03:00 UTC")
+    result = CliRunner().invoke(cli, ["verify", "--dsn", dsn.replace("app_maintainer", i.user)])
+    assert result.exit_code == 0 and "archived through block 2 (seq 10); hot history starts at block 3" in result.output
