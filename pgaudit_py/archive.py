@@ -28,11 +28,11 @@ import psycopg
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from psycopg import sql
-from psycopg.rows import class_row, dict_row
+from psycopg.rows import class_row
 
 from pgaudit_py import canonical
 from pgaudit_py.archive_targets import StorageError, Target
-from pgaudit_py.chain import _EVENT_COLUMNS, Block
+from pgaudit_py.chain import Block
 from pgaudit_py.checkpoint import Keys
 from pgaudit_py.errors import InvalidArgument, translated
 
@@ -124,22 +124,20 @@ def _blocks(conn: psycopg.Connection, schema: str, first: int, last: int) -> lis
 
 
 def _batch_lines(conn: psycopg.Connection, schema: str, batch: ArchiveBatch) -> tuple[list[str], list[Block]]:
-    """The batch's canonical lines, checked against its blocks before anything leaves."""
+    """The batch's canonical lines (as the chain hashed them), checked here against its blocks
+    before anything leaves."""
     blocks = _blocks(conn, schema, batch.first_block, batch.last_block)
-    query = sql.SQL("SELECT {cols} FROM {s}.events WHERE seq BETWEEN %s AND %s ORDER BY seq").format(
-        cols=sql.SQL(_EVENT_COLUMNS), s=sql.Identifier(schema))
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(query, (batch.first_seq, batch.last_seq)).fetchall()
-    lines = [canonical.event_line(r) for r in rows]
     if len(blocks) != batch.last_block - batch.first_block + 1:
         raise ArchiveIntegrityError(f"batch {batch.batch_id}: blocks are missing from the chain; run pgaudit verify")
-    by_seq = {r["seq"]: line for r, line in zip(rows, lines, strict=True)}
+    rows = conn.execute(sql.SQL("SELECT seq, line FROM {}.archive_lines(%s, %s)").format(sql.Identifier(schema)),
+                        (batch.first_seq, batch.last_seq)).fetchall()
+    by_seq: dict[int, str] = {int(seq): str(line) for seq, line in rows}
     for block in blocks:
         mine = [by_seq[s] for s in range(block.first_seq, block.last_seq + 1) if s in by_seq]
         if len(mine) != block.event_count or canonical.events_hash(mine) != block.events_hash:
             raise ArchiveIntegrityError(f"block {block.block_no} does not verify; not archiving it "
                                         "(run pgaudit verify)")
-    return lines, blocks
+    return [line for _, line in rows], blocks
 
 
 def _sign(body: dict[str, Any], keys: Keys) -> dict[str, Any]:

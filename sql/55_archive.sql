@@ -77,6 +77,20 @@ COMMENT ON FUNCTION @schema@.next_archive_batch(interval) IS
     'The archive batch to work on: an unfinished one, else a newly planned one of whole sealed blocks '
     'older than older_than (default: the hot retention); NULL when nothing is due.';
 
+-- The canonical lines the chain hashed, for the archive's data object.
+CREATE OR REPLACE FUNCTION @schema@.archive_lines(first_seq bigint, last_seq bigint)
+RETURNS TABLE (seq bigint, line text)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.seq, @schema@._canonical_event(l) FROM @schema@.event_log l
+     WHERE l.seq BETWEEN $1 AND $2 ORDER BY l.seq
+$$;
+COMMENT ON FUNCTION @schema@.archive_lines(bigint, bigint) IS
+    'Canonical lines (docs/canonical-form.md) of the sealed events in a seq range, in seq order.';
+
 CREATE OR REPLACE FUNCTION @schema@.record_archive_batch(
     batch_id text, target text, data_object text, manifest_object text, data_bytes bigint, gz_bytes bigint,
     data_sha256 bytea, gz_sha256 bytea, manifest_sha256 bytea, prev_manifest_sha256 bytea)

@@ -37,7 +37,8 @@ GRANT EXECUTE ON FUNCTION
     @schema@.row_history(regclass, text),
     @schema@.row_as_of(regclass, text, timestamptz),
     @schema@._history_target(regclass, text),
-    @schema@._key_columns(regclass)
+    @schema@._key_columns(regclass),
+    @schema@.archive_lines(bigint, bigint)
     TO @schema@_reader;
 
 GRANT EXECUTE ON FUNCTION

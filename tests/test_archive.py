@@ -368,3 +368,11 @@ def test_command_line(db: psycopg.Connection, tmp_path: Path, monkeypatch: pytes
     assert code == 0 and out.startswith("hot retention 30 days, 5 events per batch, worker archives at 03:00 UTC")
     result = CliRunner().invoke(cli, ["verify", "--dsn", dsn.replace("app_maintainer", i.user)])
     assert result.exit_code == 0 and "archived through block 2 (seq 10); hot history starts at block 3" in result.output
+
+
+def test_server_side_encryption_is_asked_for(aws: str) -> None:
+    made = open_target("s3://encrypted/audit", sse="AES256")
+    assert isinstance(made, S3Target)
+    made.client.create_bucket(Bucket="encrypted")
+    made.put("k", b"v")
+    assert made.client.head_object(Bucket="encrypted", Key="audit/k")["ServerSideEncryption"] == "AES256"
