@@ -376,3 +376,35 @@ def test_server_side_encryption_is_asked_for(aws: str) -> None:
     made.client.create_bucket(Bucket="encrypted")
     made.put("k", b"v")
     assert made.client.head_object(Bucket="encrypted", Key="audit/k")["ServerSideEncryption"] == "AES256"
+
+
+def test_the_worker_process_archives_at_its_hour(db: psycopg.Connection, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    hmac_key = tmp_path / "hmac.key"
+    hmac_key.write_bytes(os.urandom(32))
+    hour = db.execute("SELECT extract(hour FROM now() AT TIME ZONE 'UTC')::int").fetchone()
+    assert hour is not None
+    db.execute("SELECT audit.set_archive_settings('1 millisecond', 5, %s)", (hour[0],))
+    make_blocks(db, 2)
+    i = db.info
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pgaudit_py.cli", "worker", "--interval", "0.05", "--dsn",
+         f"host={i.host} port={i.port} dbname={i.dbname} user=app_maintainer",
+         "--archive-target", f"file://{tmp_path}/archive", "--hmac-key-file", str(hmac_key)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and db.execute(
+                "SELECT count(*) FROM audit.archive_batches WHERE state = 'deleted'").fetchone() != (2,):
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        out, err = worker.communicate(timeout=20)
+    assert worker.returncode == 0, err
+    assert "archived 2 batches, 11 events" in out and "Traceback" not in err  # the settings change too
+    assert archiving.verify_archive(db, open_target(f"file://{tmp_path}/archive"),
+                                    Keys(hmac_key=hmac_key.read_bytes())).ok
