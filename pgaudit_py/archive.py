@@ -26,14 +26,13 @@ from typing import Any
 
 import psycopg
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from psycopg import sql
 from psycopg.rows import class_row
 
 from pgaudit_py import canonical
 from pgaudit_py.archive_targets import StorageError, Target
 from pgaudit_py.chain import Block
-from pgaudit_py.checkpoint import Keys
+from pgaudit_py.checkpoint import Keys, sign
 from pgaudit_py.errors import InvalidArgument, translated
 
 log = logging.getLogger("pgaudit_py.archive")
@@ -140,18 +139,6 @@ def _batch_lines(conn: psycopg.Connection, schema: str, batch: ArchiveBatch) -> 
     return [line for _, line in rows], blocks
 
 
-def _sign(body: dict[str, Any], keys: Keys) -> dict[str, Any]:
-    message = canonical.dumps(body).encode()
-    signatures: dict[str, Any] = {}
-    if keys.signing_key is not None:
-        raw = keys.signing_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        signatures["ed25519"] = {"public_key": base64.b64encode(raw).decode(),
-                                 "signature": base64.b64encode(keys.signing_key.sign(message)).decode()}
-    if keys.hmac_key is not None:
-        signatures["hmac-sha256"] = hmac.new(keys.hmac_key, message, hashlib.sha256).hexdigest()
-    return signatures
-
-
 def _signature_problems(document: dict[str, Any], keys: Keys) -> list[str]:
     message = canonical.dumps(document["manifest"]).encode()
     signatures = document.get("signatures") or {}
@@ -184,7 +171,7 @@ def build_manifest(batch: ArchiveBatch, blocks: list[Block], data: bytes, gz: by
                     "prev_hash": b.prev_hash.hex(), "block_hash": b.block_hash.hex()} for b in blocks],
         "prev_manifest_sha256": prev_manifest.hex() if prev_manifest else None,
     }
-    return (canonical.dumps({"manifest": body, "signatures": _sign(body, keys)}) + "\n").encode()
+    return (canonical.dumps({"manifest": body, "signatures": sign(body, keys)}) + "\n").encode()
 
 
 def _store(target: Target, key: str, data: bytes, same: Callable[[bytes], bool]) -> bytes:

@@ -97,6 +97,11 @@ def make_checkpoint(conn: psycopg.Connection, keys: Keys, *, audit_schema: str =
             "block_no": head[0], "block_hash": bytes(head[1]).hex(), "last_seq": head[2], "event_count": head[3],
             "pruned_through": {"block_no": pruned[0], "block_hash": bytes(pruned[1]).hex()} if pruned else None,
             "created_at": canonical.timestamp(datetime.now(timezone.utc))}
+    return {"checkpoint": body, "signatures": sign(body, keys)}
+
+
+def sign(body: dict[str, Any], keys: Keys) -> dict[str, Any]:
+    """Signatures of canonical.dumps(body) with each key given (checkpoints, archive manifests)."""
     message = canonical.dumps(body).encode()
     signatures: dict[str, Any] = {}
     if keys.signing_key is not None:
@@ -105,7 +110,7 @@ def make_checkpoint(conn: psycopg.Connection, keys: Keys, *, audit_schema: str =
                                  "signature": base64.b64encode(keys.signing_key.sign(message)).decode()}
     if keys.hmac_key is not None:
         signatures["hmac-sha256"] = hmac.new(keys.hmac_key, message, hashlib.sha256).hexdigest()
-    return {"checkpoint": body, "signatures": signatures}
+    return signatures
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
