@@ -172,20 +172,20 @@ $$;
 COMMENT ON FUNCTION @schema@._master_key(integer) IS
     'The master key of a version, from its key file or from the session; PA011 if not available.';
 
-CREATE OR REPLACE FUNCTION @schema@._has_master_key(p_version integer)
-RETURNS boolean
+-- The master key of a version if this session can use it, else NULL (one key read, not two).
+CREATE OR REPLACE FUNCTION @schema@._try_master_key(p_version integer)
+RETURNS bytea
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM @schema@._master_key(p_version);
-    RETURN true;
+    RETURN @schema@._master_key(p_version);
 EXCEPTION WHEN SQLSTATE 'PA011' THEN
-    RETURN false;
+    RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION @schema@._has_master_key(integer) IS 'Whether this session can use a master-key version.';
+COMMENT ON FUNCTION @schema@._try_master_key(integer) IS 'The master key of a version, or NULL if not available here.';
 
 -- What a blob is bound to: its parts, NUL-separated (text cannot hold NUL). docs/secrets.md.
 CREATE OR REPLACE FUNCTION @schema@._bound(VARIADIC p_parts text[])
@@ -219,13 +219,14 @@ AS $$
 DECLARE
     w @schema@.wrapped_data_keys;
     first_version integer;
+    mk bytea;
 BEGIN
     FOR w IN SELECT * FROM @schema@.wrapped_data_keys
               WHERE tenant_id = p_tenant AND version = p_version ORDER BY master_version LOOP
         first_version := coalesce(first_version, w.master_version);
-        IF @schema@._has_master_key(w.master_version) THEN
-            RETURN @schema@._decrypt(@schema@._master_key(w.master_version),
-                                     @schema@._wrap_bound(p_tenant, p_version, w.master_version),
+        mk := @schema@._try_master_key(w.master_version);
+        IF mk IS NOT NULL THEN
+            RETURN @schema@._decrypt(mk, @schema@._wrap_bound(p_tenant, p_version, w.master_version),
                                      w.wrapped, format('the data key of tenant %s (version %s)', p_tenant, p_version));
         END IF;
     END LOOP;
@@ -248,16 +249,17 @@ VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    mk @schema@.master_keys;
+    v integer;
+    mk bytea;
     wrapped integer := 0;
 BEGIN
-    -- FOR SHARE: a rotation cannot retire a master version while a wrapping under it is in flight.
-    FOR mk IN SELECT * FROM @schema@.master_keys WHERE state <> 'retired' ORDER BY version FOR SHARE LOOP
-        CONTINUE WHEN mk.state = 'retired' OR NOT @schema@._has_master_key(mk.version);
+    -- FOR SHARE: a rotation cannot retire a master version while a wrapping under it is in flight
+    -- (a version retired meanwhile no longer matches the WHERE when the lock is granted).
+    FOR v IN SELECT m.version FROM @schema@.master_keys m WHERE m.state <> 'retired' ORDER BY m.version FOR SHARE LOOP
+        mk := @schema@._try_master_key(v);
+        CONTINUE WHEN mk IS NULL;
         INSERT INTO @schema@.wrapped_data_keys (tenant_id, version, master_version, wrapped)
-        VALUES (p_tenant, p_version, mk.version,
-                @schema@._encrypt(@schema@._master_key(mk.version),
-                                  @schema@._wrap_bound(p_tenant, p_version, mk.version), p_key))
+        VALUES (p_tenant, p_version, v, @schema@._encrypt(mk, @schema@._wrap_bound(p_tenant, p_version, v), p_key))
         ON CONFLICT DO NOTHING;
         wrapped := wrapped + 1;
     END LOOP;
@@ -577,7 +579,6 @@ DECLARE
     versions integer[];
     new_v integer;
     new_k bytea;
-    old_keys jsonb := '{}';
     v @schema@.secret_values;
     old_k bytea;
     plain bytea;
@@ -602,13 +603,10 @@ BEGIN
         new_k := @schema@._data_key(t, new_v);
     END IF;
     result := (t, versions[1], new_v, 0, 0, false);
+    -- A rotation in progress has exactly two versions: every value not at the new one is at the old.
+    old_k := @schema@._data_key(t, versions[1]);
     FOR v IN SELECT * FROM @schema@.secret_values s WHERE s.tenant_id = t AND s.key_version < new_v
               ORDER BY s.key LIMIT batch_size FOR UPDATE LOOP
-        old_k := decode(old_keys ->> v.key_version::text, 'hex');
-        IF old_k IS NULL THEN
-            old_k := @schema@._data_key(t, v.key_version);
-            old_keys := old_keys || jsonb_build_object(v.key_version::text, encode(old_k, 'hex'));
-        END IF;
         plain := @schema@._decrypt(old_k, @schema@._value_bound(t, v.key, v.key_version), v.ciphertext,
                                    format('the secret %s of tenant %s', v.key, t));
         UPDATE @schema@.secret_values s
