@@ -15,16 +15,17 @@ COMMENT ON TABLE archive_settings IS 'Archival defaults: hot retention, batch si
 -- a crash completes the same batch under the same object keys; recorded once both objects are
 -- confirmed; deleted once its events left the log.
 CREATE TABLE archive_batches (
-    batch_id text PRIMARY KEY,
+    batch_id text PRIMARY KEY,  -- blocks-<first>-<last>; the object keys derive from it
     first_block bigint NOT NULL,
     last_block bigint NOT NULL,
     first_seq bigint NOT NULL,
     last_seq bigint NOT NULL,
-    event_count integer NOT NULL,
-    state text NOT NULL CHECK (state IN ('planned', 'recorded', 'deleted')),
+    -- Blocks are contiguous and gapless in seq, so a batch's count is its seq range.
+    event_count integer GENERATED ALWAYS AS ((last_seq - first_seq + 1)::integer) STORED,
+    state text GENERATED ALWAYS AS (CASE WHEN deleted_at IS NOT NULL THEN 'deleted'
+                                         WHEN manifest_sha256 IS NOT NULL THEN 'recorded'
+                                         ELSE 'planned' END) STORED,
     target text,
-    data_object text,
-    manifest_object text,
     data_bytes bigint,
     gz_bytes bigint,
     data_sha256 bytea,
@@ -36,7 +37,8 @@ CREATE TABLE archive_batches (
     archived_by text,
     deleted_at timestamptz,
     CHECK (first_block <= last_block AND first_seq <= last_seq),
-    CHECK (state = 'planned' OR (manifest_sha256 IS NOT NULL AND data_sha256 IS NOT NULL))
+    CHECK (manifest_sha256 IS NULL OR (data_sha256 IS NOT NULL AND gz_sha256 IS NOT NULL)),
+    CHECK (deleted_at IS NULL OR manifest_sha256 IS NOT NULL)
 );
 CREATE UNIQUE INDEX archive_batches_first_block ON archive_batches (first_block);
 COMMENT ON TABLE archive_batches IS 'Archived batches: block and seq ranges, object keys, sizes and hashes.';

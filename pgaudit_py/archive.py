@@ -59,8 +59,6 @@ class ArchiveBatch:
     event_count: int
     state: str
     target: str | None
-    data_object: str | None
-    manifest_object: str | None
     data_bytes: int | None
     gz_bytes: int | None
     data_sha256: bytes | None
@@ -71,6 +69,14 @@ class ArchiveBatch:
     archived_at: datetime | None
     archived_by: str | None
     deleted_at: datetime | None
+
+    @property
+    def data_object(self) -> str:
+        return object_keys(self.batch_id)[0]
+
+    @property
+    def manifest_object(self) -> str:
+        return object_keys(self.batch_id)[1]
 
 
 @dataclass
@@ -219,7 +225,7 @@ def _upload(conn: psycopg.Connection, target: Target, keys: Keys, schema: str, b
             hook: Callable[[str], None]) -> ArchiveBatch:
     lines, blocks = _batch_lines(conn, schema, batch)
     data = "".join(line + "\n" for line in lines).encode()
-    data_key, manifest_key = object_keys(batch.batch_id)
+    data_key, manifest_key = batch.data_object, batch.manifest_object
     gz = _store(target, data_key, gzip.compress(data, compresslevel=6, mtime=0),
                 lambda existing: _gunzip(existing) == data)
     hook("data_stored")
@@ -229,10 +235,9 @@ def _upload(conn: psycopg.Connection, target: Target, keys: Keys, schema: str, b
     hook("manifest_stored")
     _confirm(target, data_key, len(gz), _sha256(gz))
     _confirm(target, manifest_key, len(manifest), _sha256(manifest))
-    recorded = _fetch_batch(conn, schema,
-                            "SELECT * FROM {s}.record_archive_batch(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                            (batch.batch_id, target.url, data_key, manifest_key, len(data), len(gz), _sha256(data),
-                             _sha256(gz), _sha256(manifest), prev))
+    recorded = _fetch_batch(conn, schema, "SELECT * FROM {s}.record_archive_batch(%s, %s, %s, %s, %s, %s, %s, %s)",
+                            (batch.batch_id, target.url, len(data), len(gz), _sha256(data), _sha256(gz),
+                             _sha256(manifest), prev))
     assert recorded is not None
     return recorded
 
@@ -266,7 +271,6 @@ def archive(conn: psycopg.Connection, target: Target, keys: Keys, *, older_than:
             if batch.state == "planned":
                 batch = _upload(conn, target, keys, audit_schema, batch, hook)
             else:  # recorded before a crash: its objects must still be there as recorded
-                assert batch.data_object and batch.manifest_object and batch.gz_bytes is not None
                 gz = target.get(batch.data_object)
                 if gz is None or _sha256(gz) != batch.gz_sha256:
                     raise StorageError(f"batch {batch.batch_id}: {batch.data_object} is missing or changed in "
@@ -317,7 +321,6 @@ def _check_batch(batch: ArchiveBatch, target: Target, keys: Keys, prev: ArchiveB
                  db_blocks: dict[int, Block], result: ArchiveVerification) -> None:
     name = f"batch {batch.batch_id}"
     problems = result.problems
-    assert batch.data_object and batch.manifest_object
     raw = target.get(batch.manifest_object)
     if raw is None:
         problems.append(f"{name}: manifest {batch.manifest_object} is missing from {target.url}")
@@ -411,7 +414,7 @@ def verify_archive(conn: psycopg.Connection, target: Target, keys: Keys, *, batc
 def restore_batch(conn: psycopg.Connection, target: Target, batch_id: str, *, audit_schema: str = "audit") -> int:
     """Load an archived batch, checked against its recorded hashes, into restored_events."""
     batch = _fetch_batch(conn, audit_schema, "SELECT * FROM {s}.archive_batches WHERE batch_id = %s", (batch_id,))
-    if batch is None or batch.state == "planned" or not batch.data_object:
+    if batch is None or batch.state == "planned":
         raise InvalidArgument(f"no recorded archive batch {batch_id}")
     gz = target.get(batch.data_object)
     if gz is None:

@@ -78,6 +78,33 @@ COMMENT ON FUNCTION @schema@.preview_prune(interval, integer) IS
     'What prune_events(older_than, batch_size) would remove: cutoff, how many sealed events, '
     'their seq range and the number of calls (batches). Removes nothing.';
 
+-- How sealed events leave the log, for prune_events and delete_archived alike: the events of
+-- whole blocks, from first_seq through last_block, their idempotency keys, and a prune point. The
+-- blocks keep their rows, so the chain still links and verify knows where history resumes. The
+-- guard triggers let this through only inside prune_events or delete_archived.
+CREATE OR REPLACE FUNCTION @schema@._remove_blocks(first_seq bigint, last_block @schema@.blocks, cutoff timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed bigint;
+BEGIN
+    WITH gone AS (
+        DELETE FROM @schema@.event_log l WHERE l.seq BETWEEN first_seq AND last_block.last_seq RETURNING l.id
+    ), keys AS (
+        DELETE FROM @schema@.idempotency_keys k USING gone WHERE k.event_id = gone.id
+    )
+    SELECT count(*) INTO removed FROM gone;
+    INSERT INTO @schema@.prune_points (block_no, block_hash, last_seq, cutoff, pruned_by)
+    VALUES (last_block.block_no, last_block.block_hash, last_block.last_seq, cutoff, @schema@._db_role())
+    ON CONFLICT (block_no) DO NOTHING;
+    RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION @schema@._remove_blocks(bigint, @schema@.blocks, timestamptz) IS
+    'Deletes the events of whole blocks and records the prune point (inside prune_events or delete_archived only).';
+
 CREATE OR REPLACE FUNCTION @schema@.prune_events(older_than interval, batch_size integer DEFAULT 1000)
 RETURNS @schema@.prune_result
 LANGUAGE plpgsql
@@ -108,14 +135,7 @@ BEGIN
         result.more := false;
         RETURN result;
     END IF;
-    WITH gone AS (
-        DELETE FROM @schema@.event_log l WHERE l.seq BETWEEN result.first_seq AND result.last_seq
-        RETURNING l.id
-    )
-    DELETE FROM @schema@.idempotency_keys k USING gone WHERE k.event_id = gone.id;
-    -- The blocks keep their rows: the chain still links, and verify knows where history resumes.
-    INSERT INTO @schema@.prune_points (block_no, block_hash, last_seq, cutoff, pruned_by)
-    VALUES (last_block.block_no, last_block.block_hash, last_block.last_seq, cutoff, @schema@._db_role());
+    PERFORM @schema@._remove_blocks(result.first_seq, last_block, cutoff);
     result.more := EXISTS (SELECT 1 FROM @schema@._prunable_blocks(cutoff));
     PERFORM @schema@._record(
         'audit.pruned', NULL, NULL, NULL, 'event_log', NULL,

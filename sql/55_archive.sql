@@ -66,9 +66,9 @@ BEGIN
     IF first_b.block_no IS NULL THEN
         RETURN NULL;
     END IF;
-    INSERT INTO @schema@.archive_batches (batch_id, first_block, last_block, first_seq, last_seq, event_count, state)
+    INSERT INTO @schema@.archive_batches (batch_id, first_block, last_block, first_seq, last_seq)
     VALUES (format('blocks-%s-%s', lpad(first_b.block_no::text, 12, '0'), lpad(last_b.block_no::text, 12, '0')),
-            first_b.block_no, last_b.block_no, first_b.first_seq, last_b.last_seq, n, 'planned')
+            first_b.block_no, last_b.block_no, first_b.first_seq, last_b.last_seq)
     RETURNING * INTO result;
     RETURN result;
 END
@@ -92,8 +92,8 @@ COMMENT ON FUNCTION @schema@.archive_lines(bigint, bigint) IS
     'Canonical lines (docs/canonical-form.md) of the sealed events in a seq range, in seq order.';
 
 CREATE OR REPLACE FUNCTION @schema@.record_archive_batch(
-    batch_id text, target text, data_object text, manifest_object text, data_bytes bigint, gz_bytes bigint,
-    data_sha256 bytea, gz_sha256 bytea, manifest_sha256 bytea, prev_manifest_sha256 bytea)
+    batch_id text, target text, data_bytes bigint, gz_bytes bigint, data_sha256 bytea, gz_sha256 bytea,
+    manifest_sha256 bytea, prev_manifest_sha256 bytea)
 RETURNS @schema@.archive_batches
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -115,8 +115,7 @@ BEGIN
         RAISE EXCEPTION 'a recorded batch needs its hashes' USING ERRCODE = 'PA005';
     END IF;
     UPDATE @schema@.archive_batches x
-       SET state = 'recorded', target = target, data_object = data_object, manifest_object = manifest_object,
-           data_bytes = data_bytes, gz_bytes = gz_bytes, data_sha256 = data_sha256, gz_sha256 = gz_sha256,
+       SET target = target, data_bytes = data_bytes, gz_bytes = gz_bytes, data_sha256 = data_sha256, gz_sha256 = gz_sha256,
            manifest_sha256 = manifest_sha256, prev_manifest_sha256 = prev_manifest_sha256,
            archived_at = now(), archived_by = @schema@._db_role()
      WHERE x.batch_id = batch_id
@@ -130,7 +129,7 @@ BEGIN
     RETURN b;
 END
 $$;
-COMMENT ON FUNCTION @schema@.record_archive_batch(text, text, text, text, bigint, bigint, bytea, bytea, bytea, bytea) IS
+COMMENT ON FUNCTION @schema@.record_archive_batch(text, text, bigint, bigint, bytea, bytea, bytea, bytea) IS
     'Records that a planned batch''s data and manifest are stored and confirmed (records audit.archived).';
 
 -- The only way archived events leave the log: the events of one recorded batch, nothing else.
@@ -159,17 +158,8 @@ BEGIN
        OR EXISTS (SELECT 1 FROM @schema@.blocks x WHERE x.block_no = b.first_block AND x.first_seq <> b.first_seq) THEN
         RAISE EXCEPTION 'archive batch % does not match the blocks it names', batch_id USING ERRCODE = 'PA014';
     END IF;
-    WITH gone AS (
-        DELETE FROM @schema@.event_log l WHERE l.seq BETWEEN b.first_seq AND b.last_seq RETURNING l.id
-    ), keys AS (
-        DELETE FROM @schema@.idempotency_keys k USING gone WHERE k.event_id = gone.id
-    )
-    SELECT count(*) INTO deleted FROM gone;
-    -- A prune point, so that verify knows the chain's retained events start after this batch.
-    INSERT INTO @schema@.prune_points (block_no, block_hash, last_seq, cutoff, pruned_by)
-    VALUES (b.last_block, last_b.block_hash, b.last_seq, b.planned_at, @schema@._db_role())
-    ON CONFLICT (block_no) DO NOTHING;
-    UPDATE @schema@.archive_batches x SET state = 'deleted', deleted_at = now() WHERE x.batch_id = batch_id;
+    deleted := @schema@._remove_blocks(b.first_seq, last_b, b.planned_at);
+    UPDATE @schema@.archive_batches x SET deleted_at = now() WHERE x.batch_id = batch_id;
     PERFORM @schema@._record('audit.archive_deleted', NULL, NULL, NULL, 'archive_batch', batch_id,
                              jsonb_build_object('deleted', deleted, 'first_seq', b.first_seq, 'last_seq', b.last_seq,
                                                 'manifest_sha256', encode(b.manifest_sha256, 'hex')),

@@ -50,7 +50,7 @@ GRANT EXECUTE ON PROCEDURE @schema@.seal_backlog(integer) TO @schema@_maintainer
 GRANT EXECUTE ON FUNCTION
     @schema@.set_archive_settings(interval, integer, integer),
     @schema@.next_archive_batch(interval),
-    @schema@.record_archive_batch(text, text, text, text, bigint, bigint, bytea, bytea, bytea, bytea),
+    @schema@.record_archive_batch(text, text, bigint, bigint, bytea, bytea, bytea, bytea),
     @schema@.delete_archived(text),
     @schema@.restore_archive_batch(text, jsonb[]),
     @schema@.drop_restored_batch(text),

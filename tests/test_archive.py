@@ -286,7 +286,7 @@ def test_unarchived_events_cannot_be_deleted(db: psycopg.Connection, maintainer:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             connect(role).execute("SELECT audit.delete_archived(%s)", (planned[0],))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            connect(role).execute("SELECT audit.record_archive_batch(%s, 'x', 'x', 'x', 1, 1, '\\x00', '\\x00',"
+            connect(role).execute("SELECT audit.record_archive_batch(%s, 'x', 1, 1, '\\x00', '\\x00',"
                                   " '\\x00', NULL)", (planned[0],))
 
 
