@@ -13,10 +13,8 @@ is a hard error (ArchiveConflict).
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -25,14 +23,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from cryptography.exceptions import InvalidSignature
 from psycopg import sql
 from psycopg.rows import class_row
 
 from pgaudit_py import canonical
 from pgaudit_py.archive_targets import StorageError, Target
-from pgaudit_py.chain import Block
-from pgaudit_py.checkpoint import Keys, sign
+from pgaudit_py.chain import Block, read_blocks
+from pgaudit_py.checkpoint import Keys, sign, signature_problems
 from pgaudit_py.errors import InvalidArgument, translated
 
 log = logging.getLogger("pgaudit_py.archive")
@@ -120,18 +117,10 @@ def list_batches(conn: psycopg.Connection, *, audit_schema: str = "audit") -> li
             sql.Identifier(audit_schema))).fetchall()
 
 
-def _blocks(conn: psycopg.Connection, schema: str, first: int, last: int) -> list[Block]:
-    rows = conn.execute(sql.SQL(
-        "SELECT block_no, first_seq, last_seq, event_count, events_hash, prev_hash, block_hash"
-        " FROM {}.blocks WHERE block_no BETWEEN %s AND %s ORDER BY block_no").format(sql.Identifier(schema)),
-        (first, last)).fetchall()
-    return [Block(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6])) for r in rows]
-
-
 def _batch_lines(conn: psycopg.Connection, schema: str, batch: ArchiveBatch) -> tuple[list[str], list[Block]]:
     """The batch's canonical lines (as the chain hashed them), checked here against its blocks
     before anything leaves."""
-    blocks = _blocks(conn, schema, batch.first_block, batch.last_block)
+    blocks = read_blocks(conn, schema, batch.first_block, batch.last_block)
     if len(blocks) != batch.last_block - batch.first_block + 1:
         raise ArchiveIntegrityError(f"batch {batch.batch_id}: blocks are missing from the chain; run pgaudit verify")
     rows = conn.execute(sql.SQL("SELECT seq, line FROM {}.archive_lines(%s, %s)").format(sql.Identifier(schema)),
@@ -143,22 +132,6 @@ def _batch_lines(conn: psycopg.Connection, schema: str, batch: ArchiveBatch) -> 
             raise ArchiveIntegrityError(f"block {block.block_no} does not verify; not archiving it "
                                         "(run pgaudit verify)")
     return [line for _, line in rows], blocks
-
-
-def _signature_problems(document: dict[str, Any], keys: Keys) -> list[str]:
-    message = canonical.dumps(document["manifest"]).encode()
-    signatures = document.get("signatures") or {}
-    problems = []
-    if keys.public_key is not None:
-        try:
-            keys.public_key.verify(base64.b64decode(signatures["ed25519"]["signature"]), message)
-        except (InvalidSignature, ValueError, KeyError, TypeError):
-            problems.append("Ed25519 signature does not verify with this public key")
-    if keys.hmac_key is not None:
-        expected = hmac.new(keys.hmac_key, message, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, str(signatures.get("hmac-sha256", ""))):
-            problems.append("HMAC-SHA-256 does not verify with this key")
-    return problems
 
 
 def build_manifest(batch: ArchiveBatch, blocks: list[Block], data: bytes, gz: bytes, prev_manifest: bytes | None,
@@ -331,7 +304,8 @@ def _check_batch(batch: ArchiveBatch, target: Target, keys: Keys, prev: ArchiveB
     if document is None:
         problems.append(f"{name}: the manifest is not a pgaudit manifest")
         return
-    problems += [f"{name}: the manifest's {p}" for p in _signature_problems(document, keys)]
+    problems += signature_problems(document["manifest"], document.get("signatures") or {}, keys,
+                                   f"{name}: the manifest")
     body = document["manifest"]
     expected_prev = prev.manifest_sha256.hex() if prev and prev.manifest_sha256 else None
     if body.get("prev_manifest_sha256") != expected_prev:
@@ -359,8 +333,7 @@ def _check_batch(batch: ArchiveBatch, target: Target, keys: Keys, prev: ArchiveB
         mine = [by_seq[s] for s in range(block.first_seq, block.last_seq + 1) if s in by_seq]
         if canonical.events_hash(mine) != block.events_hash or len(mine) != block.event_count:
             problems.append(f"{name}: block {block.block_no}'s events do not match its hash")
-        elif canonical.block_hash(block.block_no, block.first_seq, block.last_seq, block.event_count,
-                                  block.events_hash, block.prev_hash) != block.block_hash:
+        elif not block.header_matches():
             problems.append(f"{name}: block {block.block_no}'s header does not match its hash")
         elif expected_prev_hash is not None and block.prev_hash != expected_prev_hash:
             problems.append(f"{name}: block {block.block_no} does not link to block {block.block_no - 1}")
@@ -382,7 +355,7 @@ def verify_archive(conn: psycopg.Connection, target: Target, keys: Keys, *, batc
     batches = [b for b in list_batches(conn, audit_schema=audit_schema) if b.state != "planned"]
     if batch_id is not None and batch_id not in {b.batch_id for b in batches}:
         raise InvalidArgument(f"no recorded archive batch {batch_id}")
-    db_blocks = {b.block_no: b for b in _blocks(conn, audit_schema, 0, 2**62)}
+    db_blocks = {b.block_no: b for b in read_blocks(conn, audit_schema)}
     expected_objects: set[str] = set()
     prev: ArchiveBatch | None = None
     for batch in batches:

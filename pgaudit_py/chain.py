@@ -32,6 +32,20 @@ class Block:
     prev_hash: bytes
     block_hash: bytes
 
+    def header_matches(self) -> bool:
+        """Whether block_hash is the hash of this block's header (docs/canonical-form.md)."""
+        return canonical.block_hash(self.block_no, self.first_seq, self.last_seq, self.event_count,
+                                    self.events_hash, self.prev_hash) == self.block_hash
+
+
+def read_blocks(conn: psycopg.Connection, schema: str, first: int = 1, last: int | None = None) -> list[Block]:
+    """The block rows first..last (all by default), in order."""
+    rows = conn.execute(sql.SQL(
+        "SELECT block_no, first_seq, last_seq, event_count, events_hash, prev_hash, block_hash FROM {}.blocks"
+        " WHERE block_no >= %s AND (%s::bigint IS NULL OR block_no <= %s) ORDER BY block_no"
+    ).format(sql.Identifier(schema)), (first, last, last)).fetchall()
+    return [Block(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6])) for r in rows]
+
 
 @dataclass(frozen=True)
 class Verification:
@@ -70,9 +84,7 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
                                   ).fetchone()
         pruned_through = int(pruned_row[0]) if pruned_row else 0
         pending_row = conn.execute(sql.SQL("SELECT count(*) FROM {}.event_intake").format(s)).fetchone()
-        blocks = [Block(*row) for row in conn.execute(sql.SQL(
-            "SELECT block_no, first_seq, last_seq, event_count, events_hash, prev_hash, block_hash"
-            " FROM {}.blocks ORDER BY block_no").format(s))]
+        blocks = read_blocks(conn, audit_schema)
         first_row = conn.execute(sql.SQL("SELECT min(seq) FROM {}.event_log").format(s)).fetchone()
         archived = conn.execute(sql.SQL("SELECT max(last_block), max(last_seq) FROM {}.archive_batches"
                                         " WHERE state = 'deleted'").format(s)).fetchone()
@@ -95,8 +107,7 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
             if block.first_seq != expected_first:
                 return fail(block.block_no, f"block {block.block_no} starts at seq {block.first_seq}, not where "
                                             f"block {block.block_no - 1} ended")
-            if canonical.block_hash(block.block_no, block.first_seq, block.last_seq, block.event_count,
-                                    block.events_hash, block.prev_hash) != block.block_hash:
+            if not block.header_matches():
                 return fail(block.block_no, f"block {block.block_no}: the block row was changed")
             if block.block_no > pruned_through:
                 lines = []

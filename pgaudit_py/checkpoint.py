@@ -122,27 +122,34 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return dict(document)
 
 
-def check_signatures(document: dict[str, Any], keys: Keys) -> list[str]:
-    """Which signatures verify with the keys given; raises if any given key fails or none applies."""
-    message = canonical.dumps(document["checkpoint"]).encode()
-    signatures = document.get("signatures", {})
-    verified = []
+def signature_problems(body: dict[str, Any], signatures: dict[str, Any], keys: Keys, subject: str) -> list[str]:
+    """What does not verify, for each key given, among the signatures of canonical.dumps(body)
+    (a checkpoint's or an archive manifest's); `subject` names the document in the messages."""
+    message = canonical.dumps(body).encode()
+    problems = []
     if keys.public_key is not None:
         if "ed25519" not in signatures:
-            raise CheckpointError("the checkpoint has no Ed25519 signature")
-        try:
-            keys.public_key.verify(base64.b64decode(signatures["ed25519"]["signature"]), message)
-        except (InvalidSignature, ValueError, KeyError):
-            raise CheckpointError("the checkpoint's Ed25519 signature does not verify with this public key") from None
-        verified.append("ed25519")
+            problems.append(f"{subject} has no Ed25519 signature")
+        else:
+            try:
+                keys.public_key.verify(base64.b64decode(signatures["ed25519"]["signature"]), message)
+            except (InvalidSignature, ValueError, KeyError, TypeError):
+                problems.append(f"{subject}'s Ed25519 signature does not verify with this public key")
     if keys.hmac_key is not None:
         expected = hmac.new(keys.hmac_key, message, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, str(signatures.get("hmac-sha256", ""))):
-            raise CheckpointError("the checkpoint's HMAC-SHA-256 does not verify with this key")
-        verified.append("hmac-sha256")
-    if not verified:
+            problems.append(f"{subject}'s HMAC-SHA-256 does not verify with this key")
+    return problems
+
+
+def check_signatures(document: dict[str, Any], keys: Keys) -> list[str]:
+    """Which signatures verify with the keys given; raises if any given key fails or none applies."""
+    if keys.public_key is None and keys.hmac_key is None:
         raise CheckpointError("give --public-key or --hmac-key-file to check the checkpoint's signature")
-    return verified
+    problems = signature_problems(document["checkpoint"], document.get("signatures", {}), keys, "the checkpoint")
+    if problems:
+        raise CheckpointError(problems[0])
+    return [name for name, key in (("ed25519", keys.public_key), ("hmac-sha256", keys.hmac_key)) if key is not None]
 
 
 def check_against_chain(document: dict[str, Any], verification: Verification,

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pgaudit_py import archive as archiving
 from pgaudit_py import record, seal
 from pgaudit_py.archive_targets import S3Target, StorageError, Target, open_target
+from pgaudit_py.chain import read_blocks
 from pgaudit_py.checkpoint import Keys
 from pgaudit_py.cli import cli
 from pgaudit_py.errors import NotArchived
@@ -250,7 +251,7 @@ def test_tampering_with_the_archive_is_named(db: psycopg.Connection, maintainer:
     assert f"batch {second}: the manifest was changed (its hash is not the one recorded)" in problems
     assert f"batch {second}: the manifest's Ed25519 signature does not verify with this public key" in problems
     batch = next(b for b in archiving.list_batches(db) if b.batch_id == second)
-    blocks = archiving._blocks(db, "audit", batch.first_block, batch.last_block)
+    blocks = read_blocks(db, "audit", batch.first_block, batch.last_block)
     data = gzip.decompress(target.get(archiving.object_keys(second)[0]) or b"")
     forged = archiving.build_manifest(batch, blocks, data, target.get(archiving.object_keys(second)[0]) or b"",
                                       batch.prev_manifest_sha256, Keys(signing_key=Ed25519PrivateKey.generate()),
