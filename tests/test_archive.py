@@ -371,12 +371,14 @@ def test_command_line(db: psycopg.Connection, tmp_path: Path, monkeypatch: pytes
     assert result.exit_code == 0 and "archived through block 2 (seq 10); hot history starts at block 3" in result.output
 
 
-def test_server_side_encryption_is_asked_for(aws: str) -> None:
-    made = open_target("s3://encrypted/audit", sse="AES256")
+@pytest.mark.parametrize("sse", ["AES256", "aws:kms"])
+def test_server_side_encryption_is_asked_for(aws: str, sse: str) -> None:
+    bucket = f"encrypted-{uuid.uuid4().hex[:8]}"
+    made = open_target(f"s3://{bucket}/audit", sse=sse)
     assert isinstance(made, S3Target)
-    made.client.create_bucket(Bucket="encrypted")
+    made.client.create_bucket(Bucket=bucket)
     made.put("k", b"v")
-    assert made.client.head_object(Bucket="encrypted", Key="audit/k")["ServerSideEncryption"] == "AES256"
+    assert made.client.head_object(Bucket=bucket, Key="audit/k")["ServerSideEncryption"] == sse
 
 
 def test_the_worker_process_archives_at_its_hour(db: psycopg.Connection, tmp_path: Path) -> None:

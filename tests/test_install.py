@@ -11,6 +11,7 @@ import pytest
 
 import pgaudit_py.installer as installer
 from pgaudit_py import InstallError, install, list_events, record, seal, status
+from pgaudit_py.errors import MasterKeyUnavailable, translated
 
 
 def catalog_state(conn: psycopg.Connection, schema: str = "audit") -> list[tuple[object, ...]]:
@@ -189,6 +190,11 @@ def test_a_database_owner_with_createrole_installs_without_superuser(db):
         problems = status(conn, schema="nonsu").problems
         assert [p.split(":")[0] for p in problems] == ["event trigger nonsu_ddl_end is missing",
                                                       "event trigger nonsu_sql_drop is missing"]
+        # Server-key mode needs the superuser's grants: even a superuser cannot register a key file here.
+        with psycopg.connect(host=db.info.host, port=db.info.port, user=db.info.user, dbname="owned",
+                             autocommit=True) as su, \
+                pytest.raises(MasterKeyUnavailable, match="the server may not read key files"), translated():
+            su.execute("SELECT nonsu.add_master_key('/etc/hostname')")
         record(conn, "a.b", audit_schema="nonsu")
         assert seal(conn, audit_schema="nonsu").sealed == 1
         assert conn.execute("SELECT ok FROM nonsu.verify()").fetchone() == (True,)

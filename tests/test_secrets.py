@@ -464,3 +464,76 @@ def test_the_documented_format_decrypts_outside_postgresql(db: psycopg.Connectio
     assert wrapped and value
     data_key = _open_blob(master, ["data-key", "tenant-ü", "1", "1"], wrapped[0])
     assert _open_blob(data_key, ["value", "tenant-ü", "oauth.client_secret", "1"], value[0]).decode() == "s3cr3t ✓"
+
+
+def _wait_until_blocked(db: psycopg.Connection, pid: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        row = db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        if row and row[0] == "Lock":
+            return
+        time.sleep(0.02)
+    raise AssertionError("the rotation never waited for the open write")
+
+
+def _in_thread(conn: psycopg.Connection, query: str, params: tuple[object, ...]) -> Callable[[], tuple[object, ...]]:
+    import threading
+
+    out: list[tuple[object, ...]] = []
+    thread = threading.Thread(target=lambda: out.append(conn.execute(query, params).fetchone() or ()))
+    thread.start()
+
+    def result() -> tuple[object, ...]:
+        thread.join(20)
+        assert out, "the rotation did not finish"
+        return out[0]
+    return result
+
+
+def test_a_write_under_the_old_data_key_holds_off_the_end_of_its_rotation(
+        db: psycopg.Connection, connect: Connect, keys: Keys) -> None:
+    key = keys.new()
+    app = connect("app_secrets")
+    client_key_setup(app, key)
+    values = _fill(app, tenants=1, slots=2)
+    secrets.declare_secret(app, "late", "written during the rotation")
+    writer = connect("app_secrets", autocommit=False)
+    secrets._set(writer, "pgaudit_py.master_key", key)
+    writer.commit()
+    assert secrets.put_secret(writer, "t0", "late", "late value") == 1  # open, under data key 1
+    rotator = connect("app_secrets")
+    secrets._set(rotator, "pgaudit_py.master_key", key)
+    first = _in_thread(rotator, "SELECT done, remaining FROM audit.rotate_tenant_key('t0', 100)", ())
+    _wait_until_blocked(db, rotator.info.backend_pid)  # deleting key 1 waits for the write
+    writer.commit()
+    assert first() == (False, 1)  # the write landed under key 1: not done, and key 1 kept
+    assert secrets.rotate_tenant_key(rotator, "t0").done
+    assert db.execute("SELECT version FROM audit.data_keys WHERE tenant_id = 't0'").fetchall() == [(2,)]
+    _read_all(rotator, {**values, ("t0", "late"): "late value"})
+
+
+def test_a_master_rotation_waits_for_a_writer_wrapping_under_the_old_key(
+        db: psycopg.Connection, connect: Connect, keys: Keys) -> None:
+    old, new = keys.new(), keys.new()
+    app = connect("app_secrets")
+    client_key_setup(app, old)
+    values = _fill(app, tenants=2, slots=1)
+    with secrets.use_master_key(app, None, new_key=new):
+        secrets.add_master_key(app)
+    writer = connect("app_secrets", autocommit=False)
+    secrets._set(writer, "pgaudit_py.master_key", old)  # holds only the old key
+    writer.commit()
+    secrets.put_secret(writer, "t_new", "slot0", "new tenant")  # its first data key, wrapped under 1 only
+    rotator = connect("app_secrets")
+    secrets._set(rotator, "pgaudit_py.master_key", old)
+    secrets._set(rotator, "pgaudit_py.new_master_key", new)
+    first = _in_thread(rotator, "SELECT done, remaining FROM audit.rotate_master_key(100)", ())
+    _wait_until_blocked(db, rotator.info.backend_pid)  # retiring version 1 waits for the writer
+    writer.commit()
+    assert first() == (False, 1)  # the new tenant's key still needs wrapping under version 2
+    assert secrets.rotate_master_key(rotator).done
+    new_only = connect("app_secrets")
+    secrets._set(new_only, "pgaudit_py.master_key", new)
+    _read_all(new_only, {**values, ("t_new", "slot0"): "new tenant"})
