@@ -57,11 +57,3 @@ CREATE TABLE restored_events (
 COMMENT ON TABLE restored_events IS 'Events of restored archive batches (read-only; see restore_archive_batch).';
 
 ALTER TYPE verify_result ADD ATTRIBUTE archived_through_block bigint, ADD ATTRIBUTE archived_through_seq bigint;
-
-CREATE TYPE archive_candidate AS (
-    first_block bigint,
-    last_block bigint,
-    first_seq bigint,
-    last_seq bigint,
-    event_count integer
-);

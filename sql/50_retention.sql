@@ -43,6 +43,28 @@ $$;
 COMMENT ON FUNCTION @schema@._prunable_blocks(timestamptz) IS
     'Blocks prune would remove for this cutoff, oldest first: whole blocks only.';
 
+-- One batch of those blocks, oldest first: as many as fit in max_events, and at least one.
+-- prune_events and next_archive_batch both take their batches here.
+CREATE OR REPLACE FUNCTION @schema@._next_blocks(cutoff timestamptz, max_events integer)
+RETURNS SETOF @schema@.blocks
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b @schema@.blocks;
+    n bigint := 0;
+BEGIN
+    FOR b IN SELECT * FROM @schema@._prunable_blocks(cutoff) LOOP
+        EXIT WHEN n > 0 AND n + b.event_count > max_events;
+        n := n + b.event_count;
+        RETURN NEXT b;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @schema@._next_blocks(timestamptz, integer) IS
+    'The next batch of prunable blocks: whole blocks, at most max_events events unless one block alone is larger.';
+
 CREATE OR REPLACE FUNCTION @schema@.preview_prune(older_than interval, batch_size integer DEFAULT 1000)
 RETURNS @schema@.prune_preview
 LANGUAGE plpgsql
@@ -115,22 +137,17 @@ AS $$
 DECLARE
     cutoff timestamptz;
     result @schema@.prune_result;
-    b @schema@.blocks;
     last_block @schema@.blocks;
     first_block bigint;
+    last_no bigint;
 BEGIN
     PERFORM @schema@._check_prune_args(older_than, batch_size);
     cutoff := now() - older_than;
     result.cutoff := cutoff;
-    result.deleted := 0;
-    FOR b IN SELECT * FROM @schema@._prunable_blocks(cutoff) LOOP
-        EXIT WHEN last_block.block_no IS NOT NULL AND result.deleted + b.event_count > batch_size;
-        first_block := coalesce(first_block, b.block_no);
-        result.first_seq := coalesce(result.first_seq, b.first_seq);
-        result.last_seq := b.last_seq;
-        result.deleted := result.deleted + b.event_count;
-        last_block := b;
-    END LOOP;
+    SELECT coalesce(sum(b.event_count), 0), min(b.first_seq), max(b.last_seq), min(b.block_no), max(b.block_no)
+      INTO result.deleted, result.first_seq, result.last_seq, first_block, last_no
+      FROM @schema@._next_blocks(cutoff, batch_size) b;
+    SELECT * INTO last_block FROM @schema@.blocks x WHERE x.block_no = last_no;
     IF last_block.block_no IS NULL THEN
         result.more := false;
         RETURN result;

@@ -44,10 +44,10 @@ AS $$
 DECLARE
     settings @schema@.archive_settings;
     result @schema@.archive_batches;
-    b @schema@.blocks;
-    first_b @schema@.blocks;
-    last_b @schema@.blocks;
-    n integer := 0;
+    first_no bigint;
+    last_no bigint;
+    first_seq bigint;
+    last_seq bigint;
 BEGIN
     SELECT * INTO settings FROM @schema@.archive_settings FOR UPDATE;  -- one planner at a time
     SELECT * INTO result FROM @schema@.archive_batches x WHERE x.state <> 'deleted' ORDER BY x.first_block LIMIT 1;
@@ -57,18 +57,15 @@ BEGIN
     IF older_than IS NOT NULL AND older_than <= interval '0' THEN
         RAISE EXCEPTION 'older_than must be a positive interval' USING ERRCODE = 'PA005';
     END IF;
-    FOR b IN SELECT * FROM @schema@._prunable_blocks(now() - coalesce(older_than, settings.hot_retention)) LOOP
-        EXIT WHEN first_b.block_no IS NOT NULL AND n + b.event_count > settings.max_batch_events;
-        first_b := coalesce(first_b, b);
-        last_b := b;
-        n := n + b.event_count;
-    END LOOP;
-    IF first_b.block_no IS NULL THEN
+    SELECT min(b.block_no), max(b.block_no), min(b.first_seq), max(b.last_seq)
+      INTO first_no, last_no, first_seq, last_seq
+      FROM @schema@._next_blocks(now() - coalesce(older_than, settings.hot_retention), settings.max_batch_events) b;
+    IF first_no IS NULL THEN
         RETURN NULL;
     END IF;
     INSERT INTO @schema@.archive_batches (batch_id, first_block, last_block, first_seq, last_seq)
-    VALUES (format('blocks-%s-%s', lpad(first_b.block_no::text, 12, '0'), lpad(last_b.block_no::text, 12, '0')),
-            first_b.block_no, last_b.block_no, first_b.first_seq, last_b.last_seq)
+    VALUES (format('blocks-%s-%s', lpad(first_no::text, 12, '0'), lpad(last_no::text, 12, '0')),
+            first_no, last_no, first_seq, last_seq)
     RETURNING * INTO result;
     RETURN result;
 END
