@@ -400,14 +400,17 @@ def test_the_worker_process_archives_at_its_hour(db: psycopg.Connection, tmp_pat
          "--archive-target", f"file://{tmp_path}/archive", "--hmac-key-file", str(hmac_key)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # The worker seals its own archive events only after it has reported the run: once they are
+        # sealed, the report is out (waiting for the batches alone could interrupt it mid-report).
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and db.execute(
-                "SELECT count(*) FROM audit.archive_batches WHERE state = 'deleted'").fetchone() != (2,):
+                "SELECT count(*) FROM audit.event_log WHERE kind = 'audit.archive_deleted'").fetchone() != (2,):
             time.sleep(0.1)
     finally:
         worker.send_signal(signal.SIGINT)
         out, err = worker.communicate(timeout=20)
     assert worker.returncode == 0, err
+    assert db.execute("SELECT count(*) FROM audit.archive_batches WHERE state = 'deleted'").fetchone() == (2,)
     assert "archived 2 batches, 11 events" in out and "Traceback" not in err  # the settings change too
     assert archiving.verify_archive(db, open_target(f"file://{tmp_path}/archive"),
                                     Keys(hmac_key=hmac_key.read_bytes())).ok
