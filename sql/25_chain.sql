@@ -1,22 +1,43 @@
 -- Tamper evidence: the canonical form of a sealed event and of a block (docs/canonical-form.md),
 -- and verify(), which recomputes the chain and names the first block that no longer matches.
 
--- Canonical form, version 1: PostgreSQL's jsonb text of these fields. Internal (no SET clause,
--- executable by the owner only): it runs under the pinned search_path of seal() and verify().
+-- Canonical form, version 1: PostgreSQL's jsonb text of these fields, keys ordered as jsonb
+-- orders them (by length, then bytes). Written out by concatenation rather than built as a jsonb
+-- and printed: the same bytes (tests hold it to jsonb_build_object) at a third of the cost, which
+-- the sealer pays for every event. Values are escaped by to_json, as jsonb escapes them, except
+-- those whose text is made of digits, hex, '-', ':', '.', '/', 'T' and 'Z' only (uuid, xid8,
+-- inet, the timestamp). STABLE, not IMMUTABLE, so that it is inlined (to_char and to_json are
+-- stable). Internal (no SET clause, executable by the owner only): it runs under the pinned
+-- search_path of seal() and verify().
 CREATE OR REPLACE FUNCTION @schema@._canonical_event(e @schema@.event_log)
 RETURNS text
 LANGUAGE sql
-IMMUTABLE
+STABLE
 AS $$
-    SELECT pg_catalog.jsonb_build_object(
-        'v', 1, 'seq', e.seq, 'id', e.id, 'tenant_id', e.tenant_id, 'actor_type', e.actor_type,
-        'actor_id', e.actor_id, 'db_role', e.db_role, 'client_addr', e.client_addr::text,
-        'application_name', e.application_name, 'kind', e.kind, 'target_type', e.target_type,
-        'target_id', e.target_id, 'outcome', e.outcome, 'correlation_id', e.correlation_id,
-        'idempotency_key', e.idempotency_key, 'txid', e.txid::text,
-        'occurred_at', pg_catalog.to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'payload', e.payload, 'schema_valid', e.schema_valid, 'row_before', e.row_before,
-        'row_after', e.row_after, 'changed', e.changed)::text
+    SELECT '{"v": 1, "id": ' || coalesce('"' || e.id || '"', 'null')
+        || ', "seq": ' || coalesce(e.seq::text, 'null')
+        || ', "kind": ' || coalesce(pg_catalog.to_json(e.kind)::text, 'null')
+        || ', "txid": ' || coalesce('"' || e.txid || '"', 'null')
+        || ', "changed": ' || coalesce(e.changed::text, 'null')
+        || ', "db_role": ' || coalesce(pg_catalog.to_json(e.db_role)::text, 'null')
+        || ', "outcome": ' || coalesce(pg_catalog.to_json(e.outcome)::text, 'null')
+        || ', "payload": ' || coalesce(e.payload::text, 'null')
+        || ', "actor_id": ' || coalesce(pg_catalog.to_json(e.actor_id)::text, 'null')
+        || ', "row_after": ' || coalesce(e.row_after::text, 'null')
+        || ', "target_id": ' || coalesce(pg_catalog.to_json(e.target_id)::text, 'null')
+        || ', "tenant_id": ' || coalesce(pg_catalog.to_json(e.tenant_id)::text, 'null')
+        || ', "actor_type": ' || coalesce(pg_catalog.to_json(e.actor_type)::text, 'null')
+        || ', "row_before": ' || coalesce(e.row_before::text, 'null')
+        || ', "client_addr": ' || coalesce('"' || e.client_addr::text || '"', 'null')
+        || ', "occurred_at": '
+        || coalesce('"' || pg_catalog.to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"',
+                    'null')
+        || ', "target_type": ' || coalesce(pg_catalog.to_json(e.target_type)::text, 'null')
+        || ', "schema_valid": ' || coalesce(e.schema_valid::text, 'null')
+        || ', "correlation_id": ' || coalesce(pg_catalog.to_json(e.correlation_id)::text, 'null')
+        || ', "idempotency_key": ' || coalesce(pg_catalog.to_json(e.idempotency_key)::text, 'null')
+        || ', "application_name": ' || coalesce(pg_catalog.to_json(e.application_name)::text, 'null')
+        || '}'
 $$;
 COMMENT ON FUNCTION @schema@._canonical_event(@schema@.event_log) IS
     'Canonical form v1 of a sealed event (hashed with SHA-256 into its block).';

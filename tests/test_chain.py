@@ -83,6 +83,24 @@ def test_intact_chain_verifies_and_python_reproduces_every_line(chain):
     assert '"ts": "2026-05-01T13:30:00+05:30"' in odd and '"b": "\\\\x00ff"' in odd and '"n": 4.50' in odd
 
 
+def test_the_canonical_line_is_the_jsonb_text_of_its_fields(chain):
+    """The sealer writes the line out by concatenation; it must stay, byte for byte, what version 1
+    specifies: PostgreSQL's jsonb text of these fields (awkward values included, and a row of NULLs,
+    as a superuser could leave)."""
+    fields = ("seq", "id", "tenant_id", "actor_type", "actor_id", "db_role", "client_addr", "application_name",
+              "kind", "target_type", "target_id", "outcome", "correlation_id", "idempotency_key", "txid",
+              "occurred_at", "payload", "schema_valid", "row_before", "row_after", "changed")
+    as_json = {"client_addr": "(e).client_addr::text", "txid": "(e).txid::text",
+               "occurred_at": """to_char((e).occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""}
+    reference = "jsonb_build_object('v', 1, " + ", ".join(
+        f"'{f}', {as_json.get(f, f'(e).{f}')}" for f in fields) + ")::text"
+    lines = chain.execute(f"""
+        SELECT audit._canonical_event(e), {reference}
+          FROM (SELECT l FROM audit.event_log l UNION ALL SELECT NULL::audit.event_log) AS x(e)""").fetchall()
+    assert len(lines) == 8
+    assert [line for line, expected in lines if line != expected] == []
+
+
 def test_a_changed_payload(chain):
     tamper(chain, "UPDATE audit.event_log SET payload = jsonb_set(payload, '{n}', '99') WHERE seq = 2")
     assert_detected(chain, 1, "block 1: an event was changed")
