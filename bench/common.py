@@ -5,14 +5,17 @@ from __future__ import annotations
 import statistics
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 
 from pgaudit_py import install
 from pgaudit_py.tempdb import TemporaryCluster, find_binary
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -33,13 +36,19 @@ def bench_database() -> Iterator[TemporaryCluster]:
         yield cluster
 
 
+def medians(rounds: int, sides: Sequence[T], measure: Callable[[T], float]) -> dict[T, float]:
+    """The median of measure(side) for each side over `rounds`, reversing the order every other round."""
+    results: dict[T, list[float]] = {side: [] for side in sides}
+    for r in range(rounds):
+        for side in (sides if r % 2 == 0 else sides[::-1]):
+            results[side].append(measure(side))
+    return {side: statistics.median(values) for side, values in results.items()}
+
+
 def alternate(rounds: int, measure: Callable[[bool], float]) -> tuple[float, float]:
     """Medians of measure(False) and measure(True) over `rounds`, alternating which goes first."""
-    results: dict[bool, list[float]] = {False: [], True: []}
-    for r in range(rounds):
-        for side in ((False, True) if r % 2 == 0 else (True, False)):
-            results[side].append(measure(side))
-    return statistics.median(results[False]), statistics.median(results[True])
+    both = medians(rounds, (False, True), measure)
+    return both[False], both[True]
 
 
 def pgbench(cluster: TemporaryCluster, dbname: str, script: str, clients: int, seconds: int,
