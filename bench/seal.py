@@ -34,12 +34,14 @@ RECORD = ("\\set n random(1, 1000000)\n"
 
 # The sealer's move without the block: for comparison only, never part of the product.
 SEAL_WITHOUT_HASHING = """
-CREATE FUNCTION bench_seal_without_hashing(max_events integer) RETURNS bigint LANGUAGE plpgsql AS $$
+CREATE FUNCTION bench_seal_without_hashing(max_events integer) RETURNS bigint LANGUAGE plpgsql SET jit = off AS $$
 DECLARE v_last bigint; moved_count bigint;
 BEGIN
     SELECT last_seq INTO v_last FROM audit.seal_state FOR UPDATE;
-    WITH batch AS (SELECT intake_id FROM audit.event_intake ORDER BY intake_id LIMIT max_events),
-    moved AS (DELETE FROM audit.event_intake i USING batch b WHERE i.intake_id = b.intake_id RETURNING i.*),
+    WITH moved AS (
+        DELETE FROM audit.event_intake i
+         WHERE i.ctid = ANY (ARRAY(SELECT b.ctid FROM audit.event_intake b ORDER BY b.intake_id LIMIT max_events))
+        RETURNING i.*),
     sealed AS (
         INSERT INTO audit.event_log (seq, id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
             kind, target_type, target_id, outcome, correlation_id, idempotency_key, txid, occurred_at, sealed_at,
