@@ -49,11 +49,11 @@ BEGIN
                     THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END,
                v_block
           FROM moved m
-        RETURNING l.seq, @schema@._canonical_event(l) AS line
+        RETURNING l.seq, sha256(convert_to(@schema@._canonical_event(l), 'UTF8')) AS hash
     )
     -- The round's events become one block, hashed in seq order (docs/canonical-form.md).
     SELECT count(*), min(s.seq), max(s.seq),
-           sha256(string_agg(sha256(convert_to(s.line, 'UTF8')), ''::bytea ORDER BY s.seq))
+           sha256(string_agg(s.hash, ''::bytea ORDER BY s.seq))
       INTO result.sealed, result.first_seq, result.last_seq, v_events_hash
       FROM sealed s;
 
