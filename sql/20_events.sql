@@ -181,17 +181,12 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._db_role() IS 'The acting database role (SET ROLE, else the session user).';
 
-CREATE OR REPLACE FUNCTION @schema@._client_addr()
+CREATE OR REPLACE FUNCTION @schema@._parse_client_addr(given text)
 RETURNS inet
 LANGUAGE plpgsql
 STABLE
 AS $$
-DECLARE
-    given text := @schema@._context('client_addr');
 BEGIN
-    IF given IS NULL THEN
-        RETURN pg_catalog.inet_client_addr();
-    END IF;
     BEGIN  -- a subtransaction, paid only when the application names an address
         RETURN given::inet;
     EXCEPTION WHEN invalid_text_representation THEN
@@ -199,6 +194,19 @@ BEGIN
             USING ERRCODE = 'PA007';
     END;
 END
+$$;
+COMMENT ON FUNCTION @schema@._parse_client_addr(text) IS
+    'The address an application named in pgaudit_py.client_addr; PA007 if it is none.';
+
+-- SQL, so that callers (record, every capture trigger) inline it: the common case, no address
+-- named, costs no function call.
+CREATE OR REPLACE FUNCTION @schema@._client_addr()
+RETURNS inet
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE WHEN @schema@._context('client_addr') IS NULL THEN pg_catalog.inet_client_addr()
+                ELSE @schema@._parse_client_addr(@schema@._context('client_addr')) END
 $$;
 COMMENT ON FUNCTION @schema@._client_addr() IS
     'Client address from pgaudit_py.client_addr, else the connection''s own address.';

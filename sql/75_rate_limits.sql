@@ -78,7 +78,7 @@ AS $$
 DECLARE
     maintainer boolean := pg_has_role(@schema@._db_role(), '@schema@_maintainer', 'MEMBER');
 BEGIN
-    IF coalesce(NULLIF(current_setting('pgaudit_py.rate_limit_bypass', true), ''), 'off') NOT IN ('off', 'false')
+    IF coalesce(@schema@._context('rate_limit_bypass'), 'off') NOT IN ('off', 'false')
        AND NOT maintainer THEN
         RAISE EXCEPTION 'only the maintainer role may bypass rate limits (pgaudit_py.rate_limit_bypass)'
             USING ERRCODE = 'PA010';
@@ -111,15 +111,15 @@ AS $$
 DECLARE
     l @schema@.rate_limits;
     role text := @schema@._db_role();
-    actor text := coalesce(NULLIF(current_setting('pgaudit_py.actor_id', true), ''), role);
-    tenant text := NULLIF(current_setting('pgaudit_py.tenant_id', true), '');
+    actor text := coalesce(@schema@._context('actor_id'), role);
+    tenant text := @schema@._context('tenant_id');
     wait_ms bigint;
 BEGIN
     SELECT * INTO l FROM @schema@.rate_limits r WHERE r.scope = 'table' AND r.target = TG_RELID::text;
     IF NOT FOUND OR pg_has_role(role, '@schema@_maintainer', 'MEMBER') THEN
         RETURN NULL;
     END IF;
-    IF NULLIF(current_setting('pgaudit_py.rate_limit_bypass', true), '') IS NOT NULL THEN
+    IF @schema@._context('rate_limit_bypass') IS NOT NULL THEN
         PERFORM @schema@._rate_exempt();  -- refuses the bypass to anyone but the maintainer
     END IF;
     IF l.per_user IS NOT NULL THEN

@@ -117,10 +117,10 @@ DECLARE
     name text;
     value text;
 BEGIN
-    FOREACH name IN ARRAY ARRAY['pgaudit_py.master_key', 'pgaudit_py.new_master_key'] LOOP
-        value := nullif(current_setting(name, true), '');
+    FOREACH name IN ARRAY ARRAY['master_key', 'new_master_key'] LOOP
+        value := @schema@._context(name);
         IF value IS NOT NULL THEN
-            keys := keys || @schema@._parse_key(value, 'setting ' || name);
+            keys := keys || @schema@._parse_key(value, 'setting pgaudit_py.' || name);
         END IF;
     END LOOP;
     RETURN keys;
@@ -470,7 +470,7 @@ BEGIN
         END IF;
         k := @schema@._read_key_file(key_file);
     ELSE
-        k := @schema@._parse_key(nullif(current_setting('pgaudit_py.new_master_key', true), ''),
+        k := @schema@._parse_key(@schema@._context('new_master_key'),
                                  'setting pgaudit_py.new_master_key');
     END IF;
     fp := @schema@._key_fingerprint(k);

@@ -165,6 +165,22 @@ def test_truncate_records_who_and_how_many(db, connect, maintainer, orders):
     assert row == ("ops-bot", "app_attacker", {"table": "public.orders", "rows": 7}, "public.orders")
 
 
+def test_the_client_address_comes_from_the_context_else_the_connection(db, connect, maintainer, orders):
+    enable_tracking(maintainer, orders)
+    app = connect("app_attacker")
+    app.execute("INSERT INTO orders (id) VALUES (1)")
+    with audit_context(app, client_addr="203.0.113.7"):
+        app.execute("INSERT INTO orders (id) VALUES (2)")
+    with pytest.raises(psycopg.Error, match="not an IP address: nonsense") as caught, \
+            audit_context(app, client_addr="nonsense"):
+        app.execute("INSERT INTO orders (id) VALUES (3)")
+    assert caught.value.sqlstate == "PA007"
+    assert db.execute("SELECT target_id, host(client_addr) FROM audit.events"
+                      " WHERE kind = 'public.orders.insert' ORDER BY target_id").fetchall() == [
+        ("1", "127.0.0.1"), ("2", "203.0.113.7")]
+    assert db.execute("SELECT count(*) FROM orders").fetchone() == (2,)
+
+
 def test_rollback_and_savepoints_leave_no_event(db, connect, maintainer, orders):
     enable_tracking(maintainer, orders)
     app = connect("app_attacker", autocommit=False)
