@@ -116,6 +116,30 @@ def test_every_security_definer_function_is_pinned_and_closed_to_public(db):
     assert db.execute("SELECT * FROM audit._integrity_problems()").fetchall() == []
 
 
+def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connect):
+    """Helpers (names starting with _) run for the owner alone, except those that functions running
+    as their caller need: the reader's queries, and the maintainer's enable/disable functions. The
+    SECURITY DEFINER ones among the latter check table ownership themselves (tests/test_tracking.py)
+    or are trigger functions, which cannot be called."""
+    rows = db.execute(r"""
+        SELECT r.role, p.proname::text, p.prosecdef
+          FROM pg_proc p, (VALUES ('audit_writer'), ('audit_reader'), ('audit_maintainer'), ('audit_secrets'),
+                                  ('app_attacker')) AS r(role)
+         WHERE p.pronamespace = 'audit'::regnamespace AND p.proname LIKE '\_%'
+           AND has_function_privilege(r.role, p.oid, 'EXECUTE')""").fetchall()
+    reader = {"_changed", "_check_prefixes", "_check_prune_args", "_history_target", "_key_columns",
+              "_prunable_blocks"}
+    maintainer_definers = {"_capture_truncate", "_drop_rate_limit", "_put_rate_limit", "_rate_limit_trigger",
+                           "_register_tracking", "_unregister_tracking"}
+    assert {r[1] for r in rows if r[0] == "audit_reader"} == reader
+    assert {r[1] for r in rows if r[0] == "audit_maintainer"} == reader | maintainer_definers | {
+        "_capture_function", "_check_kind"}
+    assert {r[1] for r in rows if r[0] == "audit_maintainer" and r[2]} == maintainer_definers
+    assert [r for r in rows if r[0] in ("audit_writer", "audit_secrets", "app_attacker")] == []
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="trigger functions can only be called as triggers"):
+        connect("app_maintainer").execute("SELECT audit._rate_limit_trigger()")
+
+
 @pytest.fixture
 def hostile_public(db, connect):
     """An unprivileged role plants look-alikes of what the functions call in schema public."""
