@@ -110,17 +110,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     l @schema@.rate_limits;
-    role text := @schema@._db_role();
-    actor text := coalesce(@schema@._context('actor_id'), role);
+    actor text := coalesce(@schema@._context('actor_id'), @schema@._db_role());
     tenant text := @schema@._context('tenant_id');
     wait_ms bigint;
 BEGIN
     SELECT * INTO l FROM @schema@.rate_limits r WHERE r.scope = 'table' AND r.target = TG_RELID::text;
-    IF NOT FOUND OR pg_has_role(role, '@schema@_maintainer', 'MEMBER') THEN
+    IF NOT FOUND OR @schema@._rate_exempt() THEN
         RETURN NULL;
-    END IF;
-    IF @schema@._context('rate_limit_bypass') IS NOT NULL THEN
-        PERFORM @schema@._rate_exempt();  -- refuses the bypass to anyone but the maintainer
     END IF;
     IF l.per_user IS NOT NULL THEN
         wait_ms := @schema@._rate_take(format('table:%s:user:%s:%s', TG_RELID, tenant, actor), l.per_user, l.window_seconds);
