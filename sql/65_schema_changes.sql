@@ -105,6 +105,12 @@ BEGIN
                    AND d.objid IN (SELECT relid FROM @schema@.tracked_tables) LOOP
         PERFORM @schema@._unregister_tracking(gone, 'audit.tracked_table_dropped');
     END LOOP;
+    -- A dropped table's limits would otherwise be listed under its oid, which a new table may reuse.
+    FOR gone IN SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+                 WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+                   AND d.objid::text IN (SELECT target FROM @schema@.rate_limits WHERE scope = 'table') LOOP
+        PERFORM @schema@._drop_rate_limit('table', gone::text);
+    END LOOP;
     -- A dropped column or key index changes what the remaining tables capture.
     FOR t IN SELECT * FROM @schema@.tracked_tables LOOP
         PERFORM @schema@._refresh_tracking(t);
@@ -113,4 +119,5 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @schema@._on_sql_drop() IS
-    'Event trigger (sql_drop): forgets dropped tracked tables (recording it) and guards the capture triggers.';
+    'Event trigger (sql_drop): forgets dropped tracked tables and their rate limits (recording it), '
+    'and guards the capture triggers.';

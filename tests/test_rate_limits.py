@@ -224,6 +224,19 @@ def test_limits_are_listed_changed_and_removed(db, maintainer, notes):
     assert kinds == ["audit.rate_limit_set"] * 3 + ["audit.rate_limit_removed"]
 
 
+def test_dropping_a_limited_table_removes_its_limits(db, maintainer, notes):
+    """Left behind, the entry would be listed under the table's old oid, and under the name of a
+    table that reuses the oid later, although no trigger enforces it."""
+    enable_rate_limit(maintainer, notes, per_user_per_minute=5, per_tenant_per_minute=50)
+    set_operation_limit(maintainer, "auth.login", 5)
+    oid = db.execute("SELECT 'public.notes'::regclass::oid::text").fetchone()[0]
+    maintainer.execute("DROP TABLE public.notes")
+    assert db.execute("SELECT scope, target FROM audit.rate_limits").fetchall() == [("operation", "auth.login")]
+    removed = db.execute("SELECT target_type, target_id, db_role FROM audit.events"
+                         " WHERE kind = 'audit.rate_limit_removed'").fetchall()
+    assert removed == [("table", oid, "app_maintainer")]
+
+
 def test_cli_limits(db, notes):
     i = db.info
     dsn = f"host={i.host} port={i.port} dbname={i.dbname} user={i.user}"
