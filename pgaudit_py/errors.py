@@ -74,9 +74,11 @@ class InvalidTarget(InvalidInput):
 
 
 class RateLimited(PgAuditError):
-    """A write limit was reached; `retry_after` says when to try again (seconds)."""
+    """A write limit was reached; `retry_after` says when to try again (seconds). `recorded`
+    turns true once record_refusal has committed its security.rate_limited event."""
 
     sqlstate = "PA009"
+    recorded = False
 
     @property
     def retry_after_ms(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row
 
-from pgaudit_py.errors import RateLimited, translated
+from pgaudit_py.errors import InvalidArgument, RateLimited, translated
 from pgaudit_py.events import record
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,28 +83,41 @@ def rate_limit(conn: psycopg.Connection, operation: str, key: str, per_minute: i
 
 def record_refusal(conn: psycopg.Connection, refusal: RateLimited, *, target: str | None = None,
                    audit_schema: str = "audit") -> None:
-    """Record `security.rate_limited` in its own transaction (the refused one cannot commit)."""
+    """Record `security.rate_limited` in its own transaction (the refused one cannot commit).
+
+    Call it once the refused transaction has ended (it rolls back a failed implicit one itself):
+    inside a transaction block the event could only be part of the block, which then rolls back.
+    """
     if conn.info.transaction_status == TransactionStatus.INERROR:
-        conn.rollback()
+        with contextlib.suppress(psycopg.ProgrammingError):  # psycopg forbids it inside a block
+            conn.rollback()
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise InvalidArgument("record_refusal must run after the refused transaction has ended,"
+                              " outside the transaction block")
     with conn.transaction():
         record(conn, "security.rate_limited", target_type="rate_limit", target_id=target,
                payload={"reason": refusal.message, "retry_after_ms": refusal.retry_after_ms},
                outcome="failure", audit_schema=audit_schema)
+    refusal.recorded = True
 
 
 def rate_limited(operation: str, *, key: Callable[..., str], per_minute: int = 60, window_seconds: int = 60,
                  audit_schema: str = "audit") -> Callable[[F], F]:
     """Decorate a function whose first argument is the connection: each call counts one
-    `operation` for key(*args, **kwargs); a refusal is recorded, then raised as RateLimited."""
+    `operation` for key(*args, **kwargs); a refusal is recorded, then raised as RateLimited.
+    Called inside the caller's open transaction, it raises the refusal unrecorded
+    (`recorded` False): only the caller can end that transaction, then record_refusal."""
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(conn: psycopg.Connection, *args: Any, **kwargs: Any) -> Any:
             limited_key = key(conn, *args, **kwargs)
+            ours = conn.info.transaction_status == TransactionStatus.IDLE  # the refused transaction, if any
             try:
                 rate_limit(conn, operation, limited_key, per_minute, window_seconds=window_seconds,
                            audit_schema=audit_schema)
             except RateLimited as refusal:
-                record_refusal(conn, refusal, target=f"{operation}:{limited_key}", audit_schema=audit_schema)
+                if ours:
+                    record_refusal(conn, refusal, target=f"{operation}:{limited_key}", audit_schema=audit_schema)
                 raise
             return fn(conn, *args, **kwargs)
         return wrapper  # type: ignore[return-value]

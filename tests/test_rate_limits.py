@@ -21,6 +21,7 @@ from pgaudit_py import (
     rate_limit,
     rate_limited,
     rate_limits,
+    record_refusal,
     set_operation_limit,
 )
 from pgaudit_py.cli import cli
@@ -208,6 +209,41 @@ def test_named_operations_with_a_runtime_override_and_recorded_refusals(db, conn
     assert [login(writer, "203.0.113.9") for _ in range(2)] == ["welcome from 203.0.113.9"] * 2
     with pytest.raises(RateLimited):
         login(writer, "203.0.113.9")
+
+
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_a_refusal_inside_the_callers_transaction_is_raised_and_recorded_after_it(db, connect, autocommit):
+    """Inside a transaction block the decorator can neither end the refused transaction nor
+    commit the event on its own: it raises RateLimited unrecorded, and the caller records it
+    once the block has rolled back."""
+    writer = connect("app_writer", autocommit=autocommit)
+
+    @rate_limited("auth.login", key=lambda conn, address: address, per_minute=1)
+    def login(conn: psycopg.Connection, address: str) -> str:
+        conn.execute("SELECT 1")
+        return "welcome"
+
+    with writer.transaction():
+        assert login(writer, "203.0.113.9") == "welcome"
+    with pytest.raises(RateLimited) as caught, writer.transaction():
+        login(writer, "203.0.113.9")
+    refused = "SELECT count(*) FROM audit.events WHERE kind = 'security.rate_limited'"
+    assert caught.value.recorded is False and db.execute(refused).fetchone() == (0,)
+    with writer.transaction():  # too early: in the block, whether the refusal failed it or not
+        with pytest.raises(InvalidArgument, match="after the refused transaction"):
+            record_refusal(writer, caught.value)
+        with pytest.raises(RateLimited):
+            login(writer, "203.0.113.9")
+        with pytest.raises(InvalidArgument, match="after the refused transaction"):
+            record_refusal(writer, caught.value)
+        raise psycopg.Rollback()
+    record_refusal(writer, caught.value, target="auth.login")
+    assert caught.value.recorded is True and db.execute(refused).fetchone() == (1,)
+    if not autocommit:
+        writer.commit()  # nothing left open: the event was committed on its own
+    with pytest.raises(RateLimited) as outside:
+        login(writer, "203.0.113.9")  # no block: the decorator ends the refused transaction and records
+    assert outside.value.recorded is True and db.execute(refused).fetchone() == (2,)
 
 
 def test_limits_are_listed_changed_and_removed(db, maintainer, notes):
