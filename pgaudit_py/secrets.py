@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -117,12 +117,17 @@ def use_master_key(conn: psycopg.Connection, key: str | None, *, new_key: str | 
     try:
         yield
     finally:
+        failed = psycopg.pq.TransactionStatus.INERROR
         if not conn.closed and not conn.broken:
-            if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
-                conn.rollback()
-            for name, value in names.items():
-                if value is not None:
-                    _set(conn, name, "")
+            if conn.info.transaction_status == failed:
+                # Inside the caller's transaction block psycopg forbids it; the block's rollback then
+                # forgets the keys, set within it.
+                with suppress(psycopg.ProgrammingError):
+                    conn.rollback()
+            if conn.info.transaction_status != failed:
+                for name, value in names.items():
+                    if value is not None:
+                        _set(conn, name, "")
 
 
 def _one(conn: psycopg.Connection, cls: type[T], query: sql.Composed, params: tuple[object, ...]) -> T:

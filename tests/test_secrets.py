@@ -174,6 +174,19 @@ def test_wrong_or_missing_master_key_writes_nothing(db: psycopg.Connection, app:
     assert db.execute("SELECT count(*) FROM audit.secret_values").fetchone() == (0,)
 
 
+def test_a_failure_inside_the_callers_transaction_block_surfaces_and_the_key_is_forgotten(
+        db: psycopg.Connection, app: psycopg.Connection, keys: Keys) -> None:
+    key = keys.new()
+    client_key_setup(app, key)
+    secrets._set(app, "pgaudit_py.master_key", "")
+    secrets.declare_secret(app, "s", "a slot")
+    with pytest.raises(UndeclaredSecret), app.transaction(), secrets.use_master_key(app, key):
+        secrets.put_secret(app, "t1", "s", "v")
+        secrets.put_secret(app, "t1", "undeclared", "v")  # fails the block: psycopg forbids rollback() in it
+    assert app.execute("SELECT current_setting('pgaudit_py.master_key')").fetchone() == ("",)
+    assert db.execute("SELECT count(*) FROM audit.secret_values").fetchone() == (0,)
+
+
 def test_no_master_key_set_up(app: psycopg.Connection, keys: Keys) -> None:
     secrets.declare_secret(app, "s", "a slot")
     with pytest.raises(MasterKeyUnavailable, match="no master key is set up"):
