@@ -181,14 +181,31 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
         except (PgAuditError, psycopg.Error) as exc:
             click.echo(f"archiving failed (sealing goes on): {str(exc).strip().splitlines()[0]}", err=True)
 
-    with settings.connect(application_name) as conn:
-        click.echo(f"sealing every {interval} s in schema {settings.schema}; Ctrl-C stops", err=True)
-        try:
-            seal_continuously(conn, stop, interval=interval, max_events=max_events,
-                              audit_schema=settings.schema, on_round=report, between_rounds=between_rounds)
-        except KeyboardInterrupt:
-            stop.set()
-            click.echo("stopped", err=True)
+    # A lost session (server restart, failover, terminated backend) is reconnected with backoff,
+    # so that sealing outlives it; a first connection that fails is a configuration error.
+    retry_in = 0.0
+    try:
+        while True:
+            try:
+                with settings.connect(application_name) as conn:
+                    if retry_in:
+                        click.echo("reconnected", err=True)
+                    else:
+                        click.echo(f"sealing every {interval} s in schema {settings.schema}; Ctrl-C stops", err=True)
+                    retry_in = 1.0
+                    seal_continuously(conn, stop, interval=interval, max_events=max_events,
+                                      audit_schema=settings.schema, on_round=report, between_rounds=between_rounds)
+                    return
+            except psycopg.OperationalError as exc:
+                if not retry_in:
+                    raise
+                click.echo(f"connection lost ({str(exc).strip().splitlines()[0]}); reconnecting in {retry_in:.0f} s",
+                           err=True)
+                time.sleep(retry_in)
+                retry_in = min(retry_in * 2, 30.0)
+    except KeyboardInterrupt:
+        stop.set()
+        click.echo("stopped", err=True)
 
 
 @cli.command("seal")

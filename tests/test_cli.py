@@ -171,6 +171,38 @@ def test_worker_seals_until_interrupted(dsn, db, connect, counts):
     assert "sealed" in out and "stopped" in err and "Traceback" not in err
 
 
+def test_worker_reconnects_when_its_connection_is_lost(dsn, db, connect, counts):
+    """A server restart or failover ends the worker's session; sealing must go on without an
+    operator (a DSN that never connected still fails at once: see the next assertion)."""
+    worker = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "worker", "--dsn", dsn, "--interval", "0.05"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = connect("app_writer")
+
+    def sealed(n: int) -> bool:
+        deadline = time.monotonic() + 20
+        while counts() != (0, n) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return counts() == (0, n)
+
+    try:
+        record(writer, "w.before")
+        assert sealed(1)
+        killed = db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE application_name = 'pgaudit worker'").fetchall()
+        assert killed == [(True,)]
+        record(writer, "w.after")
+        assert sealed(2)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        out, err = worker.communicate(timeout=20)
+    assert worker.returncode == 0, err
+    assert "connection lost" in err and "reconnected" in err and "Traceback" not in err
+    unreachable = subprocess.run([sys.executable, "-m", "pgaudit_py.cli", "worker", "--dsn",
+                                  dsn.replace(f"port={db.info.port}", "port=1")],
+                                 capture_output=True, text=True, timeout=20)
+    assert unreachable.returncode == 1 and "reconnect" not in unreachable.stderr
+
+
 def test_demo_against_a_dsn_cleans_up(dsn, db):
     result = run("demo", "--dsn", dsn)
     assert result.exit_code == 0, result.stderr
