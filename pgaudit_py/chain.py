@@ -12,11 +12,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from pgaudit_py import canonical
-from pgaudit_py.errors import InvalidArgument
+from pgaudit_py.transactions import require_no_transaction
 
 _EVENT_COLUMNS = ("seq, id, tenant_id, actor_type, actor_id, db_role, client_addr::text AS client_addr,"
                   " application_name, kind, target_type, target_id, outcome, correlation_id, idempotency_key,"
@@ -77,9 +76,7 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
                  on_block: Callable[[Block], None] | None = None) -> Verification:
     """Recompute the whole chain; the first block that does not match is named, with why."""
     s = sql.Identifier(audit_schema)
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise InvalidArgument("verify_chain reads one snapshot in a transaction of its own: call it with"
-                              " no transaction open")
+    require_no_transaction(conn, "verify_chain reads one snapshot in a transaction of its own")
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")  # one consistent snapshot
         state = conn.execute(sql.SQL("SELECT chain_start_seq, last_block_no FROM {}.seal_state").format(s)).fetchone()

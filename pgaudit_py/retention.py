@@ -11,6 +11,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from pgaudit_py.errors import translated
+from pgaudit_py.transactions import require_no_transaction
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def prune_all(conn: psycopg.Connection, older_than: timedelta | str, batch_size:
               audit_schema: str = "audit",
               on_batch: Callable[[PruneResult], None] | None = None) -> int:
     """Prune batch after batch, each in its own short transaction; returns how many went."""
+    require_no_transaction(conn, "prune_all commits every batch")
     total = 0
     while True:
         with conn.transaction():

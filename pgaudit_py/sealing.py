@@ -12,6 +12,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from pgaudit_py.errors import InstallError, translated
+from pgaudit_py.transactions import require_no_transaction
 
 WORKER_APPLICATION_NAME = "pgaudit worker"
 
@@ -60,6 +61,7 @@ def seal_continuously(conn: psycopg.Connection, stop: threading.Event, *, interv
                       between_rounds: Callable[[], None] | None = None) -> None:
     """Seal until `stop` is set: each round its own transaction; no pause while a round is full.
     `between_rounds` runs after every round (the worker's other duties)."""
+    require_no_transaction(conn, "seal_continuously commits every round")
     while not stop.is_set():
         with conn.transaction():
             result = seal(conn, max_events, audit_schema=audit_schema)

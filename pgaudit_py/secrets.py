@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from pgaudit_py.errors import InvalidArgument, MasterKeyUnavailable, translated
+from pgaudit_py.transactions import require_no_transaction
 
 MASTER_KEY_ENV = "PGAUDIT_MASTER_KEY"
 NEW_MASTER_KEY_ENV = "PGAUDIT_NEW_MASTER_KEY"
@@ -184,6 +185,7 @@ def add_master_key(conn: psycopg.Connection, key_file: str | None = None, *, aud
 def rotate_master_key(conn: psycopg.Connection, batch_size: int = 100, *, audit_schema: str = "audit",
                       on_batch: Callable[[MasterRotation], None] | None = None) -> MasterRotation:
     """Run (or resume) a master-key rotation to the end, one committed batch at a time."""
+    require_no_transaction(conn, "rotate_master_key commits every batch")
     while True:
         with conn.transaction():
             result = _one(conn, MasterRotation, _call(audit_schema, "SELECT * FROM {s}.rotate_master_key(%s)"),
@@ -198,6 +200,7 @@ def rotate_tenant_key(conn: psycopg.Connection, tenant_id: str, batch_size: int 
                       audit_schema: str = "audit",
                       on_batch: Callable[[TenantKeyRotation], None] | None = None) -> TenantKeyRotation:
     """Rotate a tenant's data key (or resume an interrupted rotation), one committed batch at a time."""
+    require_no_transaction(conn, "rotate_tenant_key commits every batch")
     while True:
         with conn.transaction():
             result = _one(conn, TenantKeyRotation,

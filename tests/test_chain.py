@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg.rows import dict_row
 
-from pgaudit_py import InvalidArgument, canonical, enable_tracking, prune_events, record, seal
+from pgaudit_py import canonical, enable_tracking, prune_events, record, seal
 from pgaudit_py.chain import verify_chain
 from pgaudit_py.checkpoint import (
     CheckpointError,
@@ -221,19 +221,6 @@ def test_no_false_alarm_after_a_prune(chain, connect):
     py = verify_chain(chain)
     assert sql_result == (True, 2, 4) and (py.ok, py.retained_from_block, py.retained_from_seq) == (True, 2, 4)
     assert chain.execute("SELECT block_no FROM audit.prune_points").fetchall() == [(1,)]
-
-
-def test_the_python_verifier_wants_a_snapshot_of_its_own(chain, connect):
-    """It reads blocks and events in one REPEATABLE READ transaction; inside the caller's open
-    transaction it could not, and says so instead of failing on SET TRANSACTION."""
-    reader = connect(autocommit=False)
-    reader.execute("SELECT 1")
-    with pytest.raises(InvalidArgument, match="no transaction open"):
-        verify_chain(reader)
-    reader.rollback()
-    assert verify_chain(reader).ok
-    with reader.transaction(), pytest.raises(InvalidArgument, match="no transaction open"):
-        verify_chain(reader)
 
 
 def test_verify_a_range_of_blocks(chain):
