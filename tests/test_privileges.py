@@ -105,10 +105,13 @@ def test_a_function_of_the_same_name_elsewhere_does_not_open_the_guard(db, count
 
 
 def test_every_security_definer_function_is_pinned_and_closed_to_public(db):
+    # Including the capture function generated for each tracked table.
+    db.execute("CREATE TABLE public.tracked (id int PRIMARY KEY); SELECT audit.enable_tracking('public.tracked')")
     rows = db.execute("""
         SELECT p.proname, p.proconfig, has_function_privilege('app_attacker', p.oid, 'EXECUTE')
           FROM pg_proc p WHERE p.pronamespace = 'audit'::regnamespace AND p.prosecdef""").fetchall()
     assert {r[0] for r in rows} >= {"record", "seal", "prune_events", "register_event_type", "seal_status"}
+    assert any(r[0].startswith("_capture_") and r[0] != "_capture_truncate" for r in rows)
     for name, config, public_can_execute in rows:
         assert config[0] == "search_path=pg_catalog, pg_temp", name
         assert set(config[1:]) <= {"jit=off"}, name  # the sealer's: see seal()
