@@ -79,12 +79,32 @@ def test_only_the_maintainer_prunes_and_seals(connect, role):
         seal(conn)
 
 
-def test_strangers_cannot_read(connect, one_of_each):
+@pytest.mark.parametrize("role", ["app_writer", "app_attacker"])
+def test_writers_and_strangers_cannot_read(connect, one_of_each, role):
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        list_events(connect("app_attacker"))
+        list_events(connect(role))
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        connect("app_attacker").execute("SELECT * FROM audit.events")
+        connect(role).execute("SELECT * FROM audit.events")
     assert len(list_events(connect("app_reader"))) == 2
+
+
+@pytest.mark.parametrize("role", ["app_writer", "app_reader", "app_maintainer", "app_attacker"])
+def test_no_role_writes_any_audit_table(db, connect, role):
+    """Beyond the log: the catalogue, the chain, the limits, the keys, the archive records."""
+    tables = dict(db.execute("""
+        SELECT c.oid::regclass::text, (SELECT quote_ident(a.attname) FROM pg_attribute a
+                                         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                                           AND a.attidentity = '' AND a.attgenerated = ''
+                                         ORDER BY a.attnum LIMIT 1)
+          FROM pg_class c WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'p')""").fetchall())
+    assert {"audit.blocks", "audit.tracked_tables", "audit.rate_limits", "audit.master_keys",
+            "audit.archive_batches", "audit.seal_state"} <= set(tables)
+    conn = connect(role)
+    for table, column in tables.items():
+        for attempt in (f"INSERT INTO {table} DEFAULT VALUES", f"DELETE FROM {table}", f"TRUNCATE {table}",
+                        f"UPDATE {table} SET {column} = {column} WHERE false"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(attempt)
 
 
 def test_a_function_of_the_same_name_elsewhere_does_not_open_the_guard(db, counts, one_of_each):
