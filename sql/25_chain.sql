@@ -42,6 +42,15 @@ $$;
 COMMENT ON FUNCTION @schema@._canonical_event(@schema@.event_log) IS
     'Canonical form v1 of a sealed event (hashed with SHA-256 into its block).';
 
+-- What a block hashes, in seq order: each event's line hash. SQL, so that seal() and verify()
+-- inline it.
+CREATE OR REPLACE FUNCTION @schema@._event_hash(e @schema@.event_log)
+RETURNS bytea
+LANGUAGE sql
+STABLE
+AS $$ SELECT pg_catalog.sha256(pg_catalog.convert_to(@schema@._canonical_event(e), 'UTF8')) $$;
+COMMENT ON FUNCTION @schema@._event_hash(@schema@.event_log) IS 'SHA-256 of an event''s canonical line.';
+
 CREATE OR REPLACE FUNCTION @schema@._block_hash(block_no bigint, first_seq bigint, last_seq bigint,
                                                 event_count integer, events_hash bytea, prev_hash bytea)
 RETURNS bytea
@@ -111,7 +120,7 @@ BEGIN
             r.problem := format('block %s: the block row was changed', b.block_no);
             r.bad_block := b.block_no;
         ELSIF b.block_no > pruned_through THEN
-            SELECT count(*), sha256(string_agg(sha256(convert_to(@schema@._canonical_event(l), 'UTF8')), ''::bytea ORDER BY l.seq)),
+            SELECT count(*), sha256(string_agg(@schema@._event_hash(l), ''::bytea ORDER BY l.seq)),
                    count(*) FILTER (WHERE l.block_no IS DISTINCT FROM b.block_no)
               INTO n, hash, outside
               FROM @schema@.event_log l WHERE l.seq BETWEEN b.first_seq AND b.last_seq;

@@ -49,7 +49,7 @@ BEGIN
                     THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END,
                v_block
           FROM moved m
-        RETURNING l.seq, sha256(convert_to(@schema@._canonical_event(l), 'UTF8')) AS hash
+        RETURNING l.seq, @schema@._event_hash(l) AS hash
     )
     -- The round's events become one block, hashed in seq order (docs/canonical-form.md).
     SELECT count(*), min(s.seq), max(s.seq),
