@@ -16,7 +16,7 @@ import argparse
 import time
 
 import psycopg
-from common import alternate, durable_cluster, pgbench
+from common import alternate, durable_cluster, pgbench, seal_rate
 
 from pgaudit_py import install, seal
 from pgaudit_py.tempdb import TemporaryCluster
@@ -125,14 +125,6 @@ def main() -> None:
             print(f"sealing the events of '{label}': {sealed:,.0f} events/s, against {produced:,.0f} events/s"
                   f" produced by the statement: {sealed / produced:.2f}x")
         dbs.admin.close()
-
-
-def seal_rate(conn: psycopg.Connection) -> float:
-    started = time.perf_counter()
-    total = 0
-    while (moved := seal(conn, 10_000).sealed):
-        total += moved
-    return total / (time.perf_counter() - started)
 
 
 if __name__ == "__main__":

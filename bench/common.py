@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import TypeVar
 
 import psycopg
 
-from pgaudit_py import install
+from pgaudit_py import install, seal
 from pgaudit_py.tempdb import TemporaryCluster, find_binary
 
 T = TypeVar("T")
@@ -34,6 +35,22 @@ def bench_database() -> Iterator[TemporaryCluster]:
         with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
             install(conn)
         yield cluster
+
+
+def backlog(conn: psycopg.Connection, events: int) -> None:
+    """Record `events` application events in one statement (ten tenants, a target each)."""
+    conn.execute(f"SELECT audit.record(kind => 'order.paid', tenant_id => 't' || (n % 10), actor_id => 'u' || n,"
+                 f" target_type => 'order', target_id => 'o-' || n, payload => jsonb_build_object('amount', n))"
+                 f" FROM generate_series(1, {int(events)}) n")
+
+
+def seal_rate(conn: psycopg.Connection) -> float:
+    """Events per second sealing everything pending, in rounds of 10,000."""
+    started = time.perf_counter()
+    total = 0
+    while (moved := seal(conn, 10_000).sealed):
+        total += moved
+    return total / (time.perf_counter() - started)
 
 
 def medians(rounds: int, sides: Sequence[T], measure: Callable[[T], float]) -> dict[T, float]:

@@ -13,7 +13,7 @@ import argparse
 import time
 
 import psycopg
-from common import alternate, bench_database, pgbench
+from common import alternate, backlog, bench_database, pgbench, seal_rate
 
 from pgaudit_py import seal
 from pgaudit_py.tempdb import TemporaryCluster
@@ -68,18 +68,12 @@ def main() -> None:
             while seal(conn, 50_000).sealed:
                 pass
             started = time.perf_counter()
-            conn.execute(f"SELECT audit.record(kind => 'order.paid', tenant_id => 't' || (n % 10),"
-                         f" actor_id => 'u' || n, target_type => 'order', target_id => 'o-' || n,"
-                         f" payload => jsonb_build_object('amount', n)) FROM generate_series(1, {args.backlog}) n")
+            backlog(conn, args.backlog)
             bulk_rate = args.backlog / (time.perf_counter() - started)
-            started = time.perf_counter()
-            sealed = 0
-            while (moved := seal(conn, 10_000).sealed):
-                sealed += moved
-            seal_rate = sealed / (time.perf_counter() - started)
-        print(f"\nsealing a backlog of {sealed} events: {seal_rate:.0f} events/s (rounds of 10,000)")
-        print(f"  against the best recording rate above ({record_rate:.0f}/s): {seal_rate / record_rate:.2f}x")
-        print(f"  against recording in one statement ({bulk_rate:.0f}/s): {seal_rate / bulk_rate:.2f}x")
+            sealing = seal_rate(conn)
+        print(f"\nsealing a backlog of {args.backlog} events: {sealing:.0f} events/s (rounds of 10,000)")
+        print(f"  against the best recording rate above ({record_rate:.0f}/s): {sealing / record_rate:.2f}x")
+        print(f"  against recording in one statement ({bulk_rate:.0f}/s): {sealing / bulk_rate:.2f}x")
 
 
 if __name__ == "__main__":

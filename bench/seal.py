@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 
 import psycopg
-from common import bench_database, medians, pgbench
+from common import backlog, bench_database, medians, pgbench
 
 from pgaudit_py import seal
 from pgaudit_py.chain import verify_chain
@@ -58,12 +58,6 @@ BEGIN
     RETURN moved_count;
 END $$;
 """
-
-
-def backlog(conn: psycopg.Connection, events: int) -> None:
-    conn.execute(f"SELECT audit.record(kind => 'order.paid', tenant_id => 't' || (n % 10), actor_id => 'u' || n,"
-                 f" target_type => 'order', target_id => 'o-' || n, payload => jsonb_build_object('amount', n))"
-                 f" FROM generate_series(1, {events}) n")
 
 
 def drain(step: Callable[[], int]) -> float:
