@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,8 +13,9 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row
 
-from pgaudit_py.errors import InvalidArgument, RateLimited, translated
+from pgaudit_py.errors import RateLimited, translated
 from pgaudit_py.events import record
+from pgaudit_py.transactions import end_failed_transaction, require_no_transaction
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,12 +88,8 @@ def record_refusal(conn: psycopg.Connection, refusal: RateLimited, *, target: st
     Call it once the refused transaction has ended (it rolls back a failed implicit one itself):
     inside a transaction block the event could only be part of the block, which then rolls back.
     """
-    if conn.info.transaction_status == TransactionStatus.INERROR:
-        with contextlib.suppress(psycopg.ProgrammingError):  # psycopg forbids it inside a block
-            conn.rollback()
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise InvalidArgument("record_refusal must run after the refused transaction has ended,"
-                              " outside the transaction block")
+    end_failed_transaction(conn)
+    require_no_transaction(conn, "record_refusal must run after the refused transaction has ended")
     with conn.transaction():
         record(conn, "security.rate_limited", target_type="rate_limit", target_id=target,
                payload={"reason": refusal.message, "retry_after_ms": refusal.retry_after_ms},

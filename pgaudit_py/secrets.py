@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from pgaudit_py.errors import InvalidArgument, MasterKeyUnavailable, translated
-from pgaudit_py.transactions import require_no_transaction
+from pgaudit_py.transactions import end_failed_transaction, require_no_transaction
 
 MASTER_KEY_ENV = "PGAUDIT_MASTER_KEY"
 NEW_MASTER_KEY_ENV = "PGAUDIT_NEW_MASTER_KEY"
@@ -118,17 +118,11 @@ def use_master_key(conn: psycopg.Connection, key: str | None, *, new_key: str | 
     try:
         yield
     finally:
-        failed = psycopg.pq.TransactionStatus.INERROR
-        if not conn.closed and not conn.broken:
-            if conn.info.transaction_status == failed:
-                # Inside the caller's transaction block psycopg forbids it; the block's rollback then
-                # forgets the keys, set within it.
-                with suppress(psycopg.ProgrammingError):
-                    conn.rollback()
-            if conn.info.transaction_status != failed:
-                for name, value in names.items():
-                    if value is not None:
-                        _set(conn, name, "")
+        # Left failed inside the caller's block, whose rollback forgets the keys set within it.
+        if not conn.closed and not conn.broken and end_failed_transaction(conn):
+            for name, value in names.items():
+                if value is not None:
+                    _set(conn, name, "")
 
 
 def _one(conn: psycopg.Connection, cls: type[T], query: sql.Composed, params: tuple[object, ...]) -> T:

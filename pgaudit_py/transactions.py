@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import psycopg
 from psycopg.pq import TransactionStatus
 
 from pgaudit_py.errors import InvalidArgument
+
+
+def end_failed_transaction(conn: psycopg.Connection) -> bool:
+    """Roll back a failed implicit transaction; True when no failed one is left. Inside the caller's
+    transaction block psycopg forbids it (False): the block's own rollback ends it."""
+    if conn.info.transaction_status == TransactionStatus.INERROR:
+        with suppress(psycopg.ProgrammingError):
+            conn.rollback()
+    return conn.info.transaction_status != TransactionStatus.INERROR
 
 
 def require_no_transaction(conn: psycopg.Connection, reason: str) -> None:
