@@ -33,6 +33,7 @@ from pgaudit_py.checkpoint import (
 )
 from pgaudit_py.cli_archive import archive_group
 from pgaudit_py.cli_common import (
+    CannotConnect,
     Settings,
     _with_options,
     connection_options,
@@ -196,11 +197,12 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
                     seal_continuously(conn, stop, interval=interval, max_events=max_events,
                                       audit_schema=settings.schema, on_round=report, between_rounds=between_rounds)
                     return
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, CannotConnect) as exc:
                 if not retry_in:
                     raise
-                click.echo(f"connection lost ({str(exc).strip().splitlines()[0]}); reconnecting in {retry_in:.0f} s",
-                           err=True)
+                reason = exc.message if isinstance(exc, CannotConnect) else (
+                    f"connection lost ({str(exc).strip().splitlines()[0]})")
+                click.echo(f"{reason}; reconnecting in {retry_in:.0f} s", err=True)
                 time.sleep(retry_in)
                 retry_in = min(retry_in * 2, 30.0)
     except KeyboardInterrupt:

@@ -44,6 +44,10 @@ def parse_time(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+class CannotConnect(PgAuditError):
+    """The server could not be reached, or refused the session."""
+
+
 @dataclasses.dataclass
 class Settings:
     dsn: str
@@ -54,7 +58,7 @@ class Settings:
         try:
             conn = psycopg.connect(self.dsn, autocommit=True, application_name=application_name)
         except psycopg.OperationalError as exc:
-            fail(f"cannot connect: {str(exc).strip().splitlines()[-1]}")
+            raise CannotConnect(f"cannot connect: {str(exc).strip().splitlines()[-1]}") from None
         with conn:
             yield conn
 

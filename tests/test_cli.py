@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -187,16 +188,26 @@ def test_worker_reconnects_when_its_connection_is_lost(dsn, db, connect, counts)
     try:
         record(writer, "w.before")
         assert sealed(1)
+        # The server refuses new sessions for a while: the worker waits 1 s, then 2 s, and so on.
+        i = db.info
+        admin = psycopg.connect(host=i.host, port=i.port, user=i.user, dbname="postgres", autocommit=True)
+        admin.execute(f'ALTER DATABASE "{i.dbname}" ALLOW_CONNECTIONS false')
         killed = db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                             " WHERE application_name = 'pgaudit worker'").fetchall()
         assert killed == [(True,)]
         record(writer, "w.after")
+        time.sleep(3.5)
+        admin.execute(f'ALTER DATABASE "{i.dbname}" ALLOW_CONNECTIONS true')
+        admin.close()
         assert sealed(2)
     finally:
         worker.send_signal(signal.SIGINT)
         out, err = worker.communicate(timeout=20)
     assert worker.returncode == 0, err
-    assert "connection lost" in err and "reconnected" in err and "Traceback" not in err
+    retries = [line.split("; reconnecting in ") for line in err.splitlines() if "; reconnecting in " in line]
+    assert retries[0] == ["connection lost (terminating connection due to administrator command)", "1 s"]
+    assert retries[1][0].startswith("cannot connect: ") and retries[1][1] == "2 s"
+    assert "reconnected" in err and "Traceback" not in err
     unreachable = subprocess.run([sys.executable, "-m", "pgaudit_py.cli", "worker", "--dsn",
                                   dsn.replace(f"port={db.info.port}", "port=1")],
                                  capture_output=True, text=True, timeout=20)
