@@ -31,6 +31,7 @@ from pgaudit_py.archive_targets import StorageError, Target
 from pgaudit_py.chain import Block, read_blocks
 from pgaudit_py.checkpoint import Keys, sign, signature_problems
 from pgaudit_py.errors import InvalidArgument, translated
+from pgaudit_py.transactions import require_no_transaction
 
 log = logging.getLogger("pgaudit_py.archive")
 MANIFEST_VERSION = 1
@@ -230,6 +231,7 @@ def archive(conn: psycopg.Connection, target: Target, keys: Keys, *, older_than:
         raise InvalidArgument("max_batches must be at least 1")
     if not conn.autocommit:
         raise InvalidArgument("archive() commits step by step: give it an autocommit connection")
+    require_no_transaction(conn, "archive() commits step by step")  # nor one inside conn.transaction()
     run = ArchiveRun()
     locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_ARCHIVE_LOCK,)).fetchone()
     if not locked or not locked[0]:

@@ -11,7 +11,10 @@ import psycopg
 import pytest
 
 from pgaudit_py import InvalidArgument, record, secrets
+from pgaudit_py.archive import archive
+from pgaudit_py.archive_targets import open_target
 from pgaudit_py.chain import verify_chain
+from pgaudit_py.checkpoint import Keys
 from pgaudit_py.retention import prune_all
 from pgaudit_py.sealing import seal_continuously
 
@@ -41,3 +44,13 @@ def test_an_open_transaction_is_refused_and_left_as_it_was(db, connect, name):
     assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'before.call'").fetchone() == (1,)
     with conn.transaction(), pytest.raises(InvalidArgument):
         CALLS[name](conn)  # in a block too
+
+
+def test_archive_wants_an_autocommit_connection_with_no_block_open(db, connect, tmp_path):
+    target, keys = open_target(tmp_path.as_uri()), Keys(hmac_key=b"k" * 32)
+    with pytest.raises(InvalidArgument, match="give it an autocommit connection"):
+        archive(connect(autocommit=False), target, keys)
+    conn = connect()
+    with conn.transaction(), pytest.raises(InvalidArgument, match="call it with no transaction open"):
+        archive(conn, target, keys)
+    assert archive(conn, target, keys).batches == []  # nothing is due; the run itself is allowed
