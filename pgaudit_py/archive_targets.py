@@ -31,8 +31,6 @@ class Target(Protocol):
 
     def list_keys(self) -> list[str]: ...
 
-    def delete(self, key: str) -> None: ...
-
 
 class FileTarget:
     def __init__(self, url: str, directory: Path):
@@ -68,9 +66,6 @@ class FileTarget:
             return []
         return sorted(str(p.relative_to(self.directory)) for p in self.directory.rglob("*")
                       if p.is_file() and not p.name.startswith(".part-"))
-
-    def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
 
 
 class S3Target:
@@ -124,9 +119,6 @@ class S3Target:
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"listing s3://{self.bucket}/{self.prefix} failed: {exc}") from exc
         return sorted(found)
-
-    def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
 
 def open_target(url: str | None = None, *, sse: str | None = None) -> Target:
