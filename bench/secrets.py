@@ -20,7 +20,7 @@ from collections.abc import Callable
 import psycopg
 from common import alternate, bench_database
 
-from pgaudit_py import secrets
+from pgaudit_py import install, secrets
 
 VALUE = "sk_live_" + "x" * 100
 
@@ -92,6 +92,7 @@ def main() -> None:
         print(f"master-key rotation (client keys): {data_keys} data keys re-wrapped in {seconds:.2f} s,"
               f" {data_keys / seconds:.0f}/s")
         secrets._set(conn, "pgaudit_py.master_key", new_key)
+        install(conn, server_keys=True)  # lets the owner role read key files
         secrets.add_master_key(conn, key_file(str(cluster.directory), server_key))
         seconds = timed(lambda: secrets.rotate_master_key(conn, batch_size=500))
         print(f"master-key rotation (to a server key file): {data_keys} data keys re-wrapped in {seconds:.2f} s,"

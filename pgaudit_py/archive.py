@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -283,12 +284,29 @@ def archive_if_due(conn: psycopg.Connection, target: Target, keys: Keys, *, audi
     return archive(conn, target, keys, audit_schema=audit_schema, on_batch=on_batch)
 
 
+def _lines(data: bytes) -> list[str]:
+    """The lines of a data object, each ended by a newline. Split on newline only: a canonical line
+    escapes every control character below U+0020, while U+2028 or U+0085 in a value stay as they
+    are (str.splitlines would split there)."""
+    return data.decode().split("\n")[:-1]
+
+
+# Every canonical line begins the same way (docs/canonical-form.md), so its seq is read without
+# parsing the rest, which may be nested deeper than any JSON parser's stack.
+_LINE_START = re.compile(r'\{"v": [12], "id": (?:null|"[0-9a-f-]{36}"), "seq": (\d+),')
+
+
+def _line_seq(line: str) -> int | None:
+    match = _LINE_START.match(line)
+    return int(match.group(1)) if match else None
+
+
 def _read_manifest(raw: bytes) -> dict[str, Any] | None:
     try:
         document = json.loads(raw)
         document["manifest"]["batch_id"]  # noqa: B018
         return dict(document)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -323,9 +341,15 @@ def _check_batch(batch: ArchiveBatch, target: Target, keys: Keys, prev: ArchiveB
     if data is None or _sha256(data) != batch.data_sha256:
         problems.append(f"{name}: the data object does not decompress to what was archived")
         return
-    lines = data.decode().splitlines()
+    lines = _lines(data)
     result.events_checked += len(lines)
-    by_seq = {int(json.loads(line)["seq"]): line for line in lines}
+    by_seq: dict[int, str] = {}
+    for line in lines:
+        seq = _line_seq(line)
+        if seq is None:
+            problems.append(f"{name}: the data object holds a line that is not a canonical event line")
+            return
+        by_seq[seq] = line
     expected_prev_hash = db_blocks[batch.first_block - 1].block_hash if batch.first_block - 1 in db_blocks \
         else canonical.GENESIS if batch.first_block == 1 else None
     for entry in body["blocks"]:
@@ -397,7 +421,7 @@ def restore_batch(conn: psycopg.Connection, target: Target, batch_id: str, *, au
     data = _gunzip(gz)
     if _sha256(gz) != batch.gz_sha256 or data is None or _sha256(data) != batch.data_sha256:
         raise StorageError(f"batch {batch_id}: the data object in {target.url} was changed; not restoring it")
-    lines = data.decode().splitlines()
+    lines = _lines(data)
     with translated():
         row = conn.execute(sql.SQL("SELECT {}.restore_archive_batch(%s, %s::jsonb[])").format(
             sql.Identifier(audit_schema)), (batch_id, lines)).fetchone()

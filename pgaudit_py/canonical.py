@@ -1,25 +1,29 @@
-"""Canonical form v1, reproduced outside PostgreSQL (docs/canonical-form.md).
+"""Canonical form, reproduced outside PostgreSQL (docs/canonical-form.md).
 
-A sealed event's canonical line is PostgreSQL's jsonb text of a fixed set of fields; a block's
-hash covers a canonical header. `dumps` writes JSON exactly as jsonb prints it, so that the hashes
-computed here match the ones the sealer stored, byte for byte.
+A sealed event's canonical line is PostgreSQL's jsonb text of a fixed set of fields (version 2
+adds "origin" to version 1); a block's hash covers a canonical header. The event's JSON values
+(payload, row images, changed) go into the line as the jsonb text they are stored as, never parsed
+and printed again: a value nested thousands deep or a number of thousands of digits is as valid
+there as anywhere in PostgreSQL. `dumps` writes JSON exactly as jsonb prints it, for the headers,
+manifests and checkpoints made here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-VERSION = 1
+VERSION = 2  # of the event line the sealer writes now; blocks sealed before 0.2 are version 1
+HEADER_VERSION = 1  # of the block header, unchanged
 GENESIS = bytes(32)
-# Fields of the event line; those holding JSON values arrive as jsonb text and are parsed.
+# Fields of the event line; those holding JSON values arrive as jsonb text and are spliced in as is.
 JSON_FIELDS = ("payload", "row_before", "row_after", "changed")
 EVENT_FIELDS = ("seq", "id", "tenant_id", "actor_type", "actor_id", "db_role", "client_addr", "application_name",
                 "kind", "target_type", "target_id", "outcome", "correlation_id", "idempotency_key", "txid",
-                "occurred_at", "payload", "schema_valid", "row_before", "row_after", "changed")
+                "occurred_at", "payload", "schema_valid", "row_before", "row_after", "changed", "origin")
+FIELDS_BY_VERSION = {1: EVENT_FIELDS[:-1], 2: EVENT_FIELDS}
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -50,6 +54,8 @@ def dumps(value: Any) -> str:
         return format(value, "f")
     if isinstance(value, float):
         raise TypeError("parse JSON with parse_float=Decimal: a float cannot keep numeric's digits")
+    if isinstance(value, _JsonText):
+        return str(value)
     if isinstance(value, str):
         return _string(value)
     if isinstance(value, list):
@@ -60,23 +66,24 @@ def dumps(value: Any) -> str:
     raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
-def loads(text: str | None) -> Any:
-    """Parse jsonb text keeping numbers' digits (Decimal), as `dumps` needs them."""
-    return None if text is None else json.loads(text, parse_float=Decimal)
-
-
 def timestamp(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event_line(row: dict[str, Any]) -> str:
-    """The canonical line of one sealed event, from its column values: JSON columns as jsonb text,
-    client_addr and txid as PostgreSQL's text, occurred_at as a datetime."""
-    fields: dict[str, Any] = {"v": VERSION}
-    for name in EVENT_FIELDS:
+class _JsonText(str):
+    """JSON text that goes into a line as it is (a stored jsonb value's text)."""
+
+
+def event_line(row: dict[str, Any], version: int = VERSION) -> str:
+    """The canonical line of one sealed event in a canonical form version, from its column values:
+    JSON columns as jsonb text, client_addr and txid as PostgreSQL's text, occurred_at as a datetime."""
+    if version not in FIELDS_BY_VERSION:
+        raise ValueError(f"unknown canonical form version {version}")
+    fields: dict[str, Any] = {"v": version}
+    for name in FIELDS_BY_VERSION[version]:
         value = row[name]
-        if name in JSON_FIELDS:
-            value = loads(value)
+        if name in JSON_FIELDS and value is not None:
+            value = _JsonText(value)
         elif name == "occurred_at":
             value = timestamp(value)
         elif name == "id" and value is not None:
@@ -90,6 +97,6 @@ def events_hash(lines: list[str]) -> bytes:
 
 
 def block_hash(block_no: int, first_seq: int, last_seq: int, event_count: int, events: bytes, prev: bytes) -> bytes:
-    header = dumps({"v": VERSION, "block_no": block_no, "first_seq": first_seq, "last_seq": last_seq,
+    header = dumps({"v": HEADER_VERSION, "block_no": block_no, "first_seq": first_seq, "last_seq": last_seq,
                     "event_count": event_count, "events_hash": events.hex(), "prev_hash": prev.hex()})
     return hashlib.sha256(header.encode()).digest()

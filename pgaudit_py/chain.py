@@ -20,7 +20,8 @@ from pgaudit_py.transactions import require_no_transaction
 _EVENT_COLUMNS = ("seq, id, tenant_id, actor_type, actor_id, db_role, client_addr::text AS client_addr,"
                   " application_name, kind, target_type, target_id, outcome, correlation_id, idempotency_key,"
                   " txid::text AS txid, occurred_at, payload::text AS payload, schema_valid,"
-                  " row_before::text AS row_before, row_after::text AS row_after, changed::text AS changed, block_no")
+                  " row_before::text AS row_before, row_after::text AS row_after, changed::text AS changed, block_no,"
+                  " origin")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Block:
     events_hash: bytes
     prev_hash: bytes
     block_hash: bytes
+    canonical_version: int = canonical.VERSION  # of its events' lines
 
     def header_matches(self) -> bool:
         """Whether block_hash is the hash of this block's header (docs/canonical-form.md)."""
@@ -42,10 +44,10 @@ class Block:
 def read_blocks(conn: psycopg.Connection, schema: str, first: int = 1, last: int | None = None) -> list[Block]:
     """The block rows first..last (all by default), in order."""
     rows = conn.execute(sql.SQL(
-        "SELECT block_no, first_seq, last_seq, event_count, events_hash, prev_hash, block_hash FROM {}.blocks"
-        " WHERE block_no >= %s AND (%s::bigint IS NULL OR block_no <= %s) ORDER BY block_no"
+        "SELECT block_no, first_seq, last_seq, event_count, events_hash, prev_hash, block_hash, canonical_version"
+        " FROM {}.blocks WHERE block_no >= %s AND (%s::bigint IS NULL OR block_no <= %s) ORDER BY block_no"
     ).format(sql.Identifier(schema)), (first, last, last)).fetchall()
-    return [Block(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6])) for r in rows]
+    return [Block(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), r[7]) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
                     if pending_event["seq"] < block.first_seq:
                         return fail(block.block_no, f"event seq {pending_event['seq']} is outside every block")
                     elsewhere += pending_event["block_no"] != block.block_no
-                    lines.append(canonical.event_line(pending_event))
+                    lines.append(canonical.event_line(pending_event, block.canonical_version))
                     pending_event = next(events, None)
                 result = replace(result, events_checked=result.events_checked + len(lines))
                 if len(lines) < block.event_count:

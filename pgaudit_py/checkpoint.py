@@ -23,6 +23,8 @@ from pgaudit_py import canonical
 from pgaudit_py.chain import Verification
 from pgaudit_py.errors import PgAuditError
 
+CHECKPOINT_VERSION = 1
+
 
 class CheckpointError(PgAuditError):
     """A checkpoint that cannot be made, read, or does not match the chain."""
@@ -93,7 +95,7 @@ def make_checkpoint(conn: psycopg.Connection, keys: Keys, *, audit_schema: str =
         raise CheckpointError("nothing is sealed yet: there is no block to sign")
     pruned = conn.execute(sql.SQL("SELECT block_no, block_hash FROM {}.prune_points ORDER BY block_no DESC LIMIT 1"
                                   ).format(s)).fetchone()
-    body = {"v": canonical.VERSION, "schema": audit_schema, "database": conn.info.dbname,
+    body = {"v": CHECKPOINT_VERSION, "schema": audit_schema, "database": conn.info.dbname,
             "block_no": head[0], "block_hash": bytes(head[1]).hex(), "last_seq": head[2], "event_count": head[3],
             "pruned_through": {"block_no": pruned[0], "block_hash": bytes(pruned[1]).hex()} if pruned else None,
             "created_at": canonical.timestamp(datetime.now(timezone.utc))}

@@ -67,7 +67,8 @@ def cli() -> None:
     """pgaudit_py: an append-only, tamper-evident audit log inside PostgreSQL."""
 
 
-def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, as_json: bool) -> None:
+def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, server_keys: bool,
+             as_json: bool) -> None:
     with settings.connect("pgaudit install") as conn:
         if show_status:
             result = status(conn, settings.schema)
@@ -85,7 +86,7 @@ def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal
             if not result.intact:
                 fail(f"installation in schema {settings.schema!r} is not intact")
             return
-        report = install(conn, settings.schema, dry_run=dry_run)
+        report = install(conn, settings.schema, dry_run=dry_run, server_keys=server_keys)
         if schedule_seal and not dry_run:
             job = schedule_sealing(conn, audit_schema=settings.schema)
             click.echo(f"pg_cron job {job} seals every minute", err=True)
@@ -108,6 +109,8 @@ _install_options = [
                  help="Show version, pending migrations and integrity problems; exit 1 unless intact."),
     click.option("--schedule-seal", is_flag=True,
                  help="Also have pg_cron seal every minute (pg_cron must be installed in this database)."),
+    click.option("--server-keys", is_flag=True,
+                 help="Let the owner role read server key files (secrets in server-key mode; superuser only)."),
     json_option,
 ]
 
@@ -115,18 +118,19 @@ _install_options = [
 @cli.command("install")
 @_with_options(_install_options)
 @connection_options
-def install_command(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, as_json: bool) -> None:
+def install_command(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, server_keys: bool,
+                    as_json: bool) -> None:
     """Install or upgrade pgaudit_py (safe to run again)."""
-    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, as_json))
+    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, server_keys, as_json))
 
 
 @click.command("pgaudit-install", context_settings={"help_option_names": ["-h", "--help"]})
 @_with_options(_install_options)
 @connection_options
 def install_standalone(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool,
-                       as_json: bool) -> None:
+                       server_keys: bool, as_json: bool) -> None:
     """Install or upgrade pgaudit_py into a database (safe to run again, and concurrently)."""
-    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, as_json))
+    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, server_keys, as_json))
 
 
 @cli.command("status")

@@ -45,6 +45,7 @@ class Event:
     row_after: dict[str, Any] | None
     changed: dict[str, Any] | None
     block_no: int | None
+    origin: str | None  # record, capture or system; None for events written before 0.2
 
 
 @dataclass(frozen=True)

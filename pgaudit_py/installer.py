@@ -25,7 +25,14 @@ from pgaudit_py.errors import InstallError, InvalidArgument
 from pgaudit_py.secrets import exposure_warnings
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
-ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer", "secrets")
+ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer", "secrets", "capture", "sealer", "pruner", "sandbox")
+# NOLOGIN roles with no members that own the functions the guards and the sandbox rely on: nobody
+# may act as them (status checks), so the installer holds them only while it creates those functions.
+FUNCTION_ROLES = ("capture", "sealer", "pruner", "sandbox")
+# Functions that releases before 0.2 created as the owner role and that now run as roles of their
+# own; an upgrade hands them over (the capture functions keep their oids: triggers call them).
+_HANDED_OVER = {"seal(integer)": "sealer", "prune_events(interval, integer)": "pruner",
+                "delete_archived(text)": "pruner", "_capture_truncate()": "capture"}
 # One installer at a time per database, whatever the schema: roles are shared.
 _INSTALL_LOCK = 0x70_67_61_75  # "pgau"
 _MARKERS = ("_install", "_yoyo_migration")
@@ -58,15 +65,18 @@ def role_names(schema: str) -> dict[str, str]:
     return {suffix: f"{schema}_{suffix}" for suffix in ROLE_SUFFIXES}
 
 
-def rendered_sql_files(schema: str, subdirectory: str = "", pgcrypto_schema: str = "public") -> list[tuple[str, str]]:
+def rendered_sql_files(schema: str, subdirectory: str = "", pgcrypto_schema: str = "public",
+                       server_keys: bool = False) -> list[tuple[str, str]]:
     """(file name, SQL text with the schema and pgcrypto's schema filled in), in the order they
     are applied.
 
-    sql/*.sql run as the owner role; sql/superuser/*.sql (event triggers, key-file grants) as
-    the installing superuser, and only when it is one.
+    sql/*.sql run as the owner role (switching to a function role where they say so);
+    sql/superuser/*.sql (event triggers, key-file grants) as the installing superuser, and only
+    when it is one.
     """
     crypto = sql.Identifier(pgcrypto_schema).as_string(None)
-    return [(path.name, path.read_text().replace("@schema@", schema).replace("@pgcrypto@", crypto))
+    return [(path.name, path.read_text().replace("@schema@", schema).replace("@pgcrypto@", crypto)
+             .replace("@server_keys@", "true" if server_keys else "false"))
             for path in sorted((_resource_dir("sql") / subdirectory).glob("*.sql"))]
 
 
@@ -198,17 +208,56 @@ def _ensure_roles(conn: psycopg.Connection, schema: str) -> list[str]:
             pass  # created meanwhile by an installer in another database
     conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(roles["reader"]),
                                                    sql.Identifier(roles["maintainer"])))
-    is_member = conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (roles["owner"],)).fetchone()
-    if not (is_member and is_member[0]):
+    if not _is_member(conn, roles["owner"]):
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(roles["owner"])))
     return created
 
 
-def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = False) -> InstallReport:
+def _is_member(conn: psycopg.Connection, role: str) -> bool:
+    row = conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (role,)).fetchone()
+    return bool(row and row[0])
+
+
+@contextmanager
+def _acting_for_function_roles(conn: psycopg.Connection, schema: str) -> Iterator[None]:
+    """Let the installer create functions as the function roles: it becomes a member of them (a
+    superuser already may) and they may create in the schema, until the files have run. 90_grants
+    takes CREATE back from all but the capture role, which generates capture functions."""
+    roles = role_names(schema)
+    joined = [roles[r] for r in FUNCTION_ROLES if not _is_member(conn, roles[r])]
+    for role in joined:
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
+    conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(
+        sql.Identifier(schema), sql.SQL(", ").join(sql.Identifier(roles[r]) for r in FUNCTION_ROLES)))
+    yield
+    for role in joined:
+        conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(sql.Identifier(role)))
+
+
+def _hand_over_older_functions(conn: psycopg.Connection, schema: str) -> None:
+    """Functions an earlier release created as the owner role that now belong to a function role."""
+    roles = role_names(schema)
+    owned = {signature: roles[role] for signature, role in _HANDED_OVER.items()}
+    rows = conn.execute(
+        "SELECT format('%%I.%%I(%%s)', %s::text, p.proname, oidvectortypes(p.proargtypes)),"
+        " p.proname || '(' || oidvectortypes(p.proargtypes) || ')'"
+        " FROM pg_proc p WHERE p.pronamespace = to_regnamespace(%s) AND p.proowner = to_regrole(%s)",
+        (schema, schema, roles["owner"])).fetchall()
+    for qualified, signature in rows:
+        new_owner = owned.get(signature) or (roles["capture"] if re.fullmatch(r"_capture_\d+\(\)", signature)
+                                             else None)
+        if new_owner:
+            conn.execute(sql.SQL("ALTER ROUTINE {} OWNER TO {}").format(sql.SQL(qualified),
+                                                                        sql.Identifier(new_owner)))
+
+
+def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = False,
+            server_keys: bool = False) -> InstallReport:
     """Install or upgrade pgaudit_py into `schema`; safe to run again and concurrently.
 
     Needs a role that may create roles and schemas (a superuser, or a database owner with
-    CREATEROLE). `dry_run` reports what would run and changes nothing.
+    CREATEROLE). `dry_run` reports what would run and changes nothing. `server_keys` (superuser
+    only) lets the owner role read server key files before the first one is registered.
     """
     check_schema_name(schema)
     roles = role_names(schema)
@@ -242,12 +291,19 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             has_snapshot = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL",
                                         (f"{schema}._security_snapshot()",)).fetchone()
             before = conn.execute(snapshot).fetchone() if has_snapshot and has_snapshot[0] else None
-            for _name, text in rendered_sql_files(schema, pgcrypto_schema=pgcrypto_schema):
-                conn.execute(text)
             conn.execute("RESET ROLE")
             superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+            if server_keys and not (superuser and superuser[0]):
+                raise InstallError("server keys need a superuser install: only a superuser can let the owner "
+                                   "role read server files")
+            with _acting_for_function_roles(conn, schema):
+                _hand_over_older_functions(conn, schema)
+                conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["owner"])))
+                for _name, text in rendered_sql_files(schema, pgcrypto_schema=pgcrypto_schema):
+                    conn.execute(text)
+                conn.execute("RESET ROLE")
             if superuser and superuser[0]:
-                for _name, text in rendered_sql_files(schema, "superuser", pgcrypto_schema):
+                for _name, text in rendered_sql_files(schema, "superuser", pgcrypto_schema, server_keys):
                     conn.execute(text)
             after = conn.execute(snapshot).fetchone()
             # A row only when something differs from the last install: a re-run leaves no trace.
@@ -276,7 +332,8 @@ def status(conn: psycopg.Connection, schema: str = "audit") -> InstallStatus:
                            .format(s)).fetchone()
         try:
             problems = [r[0] for r in conn.execute(sql.SQL("SELECT * FROM {}._integrity_problems()").format(s))]
-        except psycopg.errors.UndefinedFunction:
-            problems = [f"function {schema}._integrity_problems() is missing"]
-        warnings = exposure_warnings(conn, audit_schema=schema)
+            warnings = [r[0] for r in conn.execute(sql.SQL("SELECT * FROM {}._integrity_warnings()").format(s))]
+        except psycopg.errors.UndefinedFunction as missing:
+            problems, warnings = [f"a function of the installation is missing: {missing.diag.message_primary}"], []
+        warnings += exposure_warnings(conn, audit_schema=schema)
     return InstallStatus(schema, row[0] if row else None, applied, pending, problems, warnings)

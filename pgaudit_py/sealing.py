@@ -31,6 +31,7 @@ class SealStatus:
     oldest_pending_at: datetime | None
     last_seq: int
     last_sealed_at: datetime | None
+    quarantined: int  # events the sealer set aside (audit.quarantine)
     now: datetime
 
     @property

@@ -19,7 +19,7 @@ CREATE OR REPLACE VIEW @schema@.events AS
 SELECT l.seq, false AS pending, l.id, l.tenant_id, l.actor_type, l.actor_id, l.db_role,
        l.client_addr, l.application_name, l.kind, l.target_type, l.target_id, l.outcome,
        l.correlation_id, l.idempotency_key, l.txid, l.occurred_at, l.sealed_at, l.payload,
-       l.schema_valid, l.row_before, l.row_after, l.changed, l.block_no
+       l.schema_valid, l.row_before, l.row_after, l.changed, l.block_no, l.origin
   FROM @schema@.event_log l
 UNION ALL
 SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_role,
@@ -28,14 +28,17 @@ SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_rol
        i.schema_valid, i.row_before, i.row_after,
        CASE WHEN i.row_before IS NOT NULL AND i.row_after IS NOT NULL
             THEN coalesce(i.changed, '{}') || @schema@._changed(i.row_before, i.row_after) END,
-       NULL::bigint
+       NULL::bigint, i.origin
   FROM @schema@.event_intake i;
 COMMENT ON VIEW @schema@.events IS
-    'Every event: sealed ones (pending = false, with seq) and pending ones not yet sealed (seq NULL).';
+    'Every event: sealed ones (pending = false, with seq) and pending ones not yet sealed (seq NULL); '
+    'origin says whether record(), a capture trigger or pgaudit_py itself wrote it.';
 
--- The subset of JSON Schema that payload validation understands; register_event_type refuses
--- any other keyword, so that a schema never silently means less than it says.
-CREATE OR REPLACE FUNCTION @schema@._schema_unsupported(schema jsonb, path text DEFAULT '$')
+-- The subset of JSON Schema that payload validation understands. register_event_type refuses any
+-- other keyword, so that a schema never silently means less than it says, and any keyword value of
+-- the wrong type or shape, so that no record() of the kind can later fail on its own schema.
+DROP FUNCTION IF EXISTS @schema@._schema_unsupported(jsonb, text);
+CREATE OR REPLACE FUNCTION @schema@._schema_problem(schema jsonb, path text DEFAULT '$')
 RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
@@ -44,35 +47,86 @@ AS $$
 DECLARE
     k text;
     v jsonb;
+    t text;
     bad text;
 BEGIN
     IF jsonb_typeof(schema) = 'boolean' THEN
         RETURN NULL;
-    ELSIF jsonb_typeof(schema) <> 'object' THEN
-        RETURN path || ' (a schema must be an object or a boolean)';
+    ELSIF jsonb_typeof(schema) IS DISTINCT FROM 'object' THEN
+        RETURN path || ': a schema must be an object or a boolean';
     END IF;
     FOR k, v IN SELECT * FROM jsonb_each(schema) LOOP
-        IF k NOT IN ('type', 'enum', 'const', 'required', 'properties', 'additionalProperties',
-                     'items', 'minItems', 'maxItems', 'minimum', 'maximum', 'exclusiveMinimum',
-                     'exclusiveMaximum', 'minLength', 'maxLength', 'pattern', '$schema', '$id',
-                     'title', 'description', 'default', 'examples', '$comment') THEN
-            RETURN path || '.' || k;
+        t := jsonb_typeof(v);
+        bad := CASE
+            WHEN k IN ('const', 'default') THEN NULL
+            -- (Nested CASEs: an AND may evaluate its operands in any order, and an array function
+            -- on a scalar raises.)
+            WHEN k = 'type' THEN
+                CASE WHEN t = 'string' THEN
+                          CASE WHEN v #>> '{}' IN ('null', 'boolean', 'object', 'array', 'number', 'string', 'integer')
+                               THEN NULL ELSE 'must be a JSON type name, or a non-empty array of them' END
+                     WHEN t = 'array' THEN
+                          CASE WHEN jsonb_array_length(v) > 0 AND NOT EXISTS (
+                                   SELECT 1 FROM jsonb_array_elements(v) e
+                                    WHERE jsonb_typeof(e) <> 'string'
+                                       OR e #>> '{}' NOT IN ('null', 'boolean', 'object', 'array', 'number', 'string', 'integer'))
+                               THEN NULL ELSE 'must be a JSON type name, or a non-empty array of them' END
+                     ELSE 'must be a JSON type name, or a non-empty array of them' END
+            WHEN k IN ('enum', 'examples') THEN CASE WHEN t = 'array' THEN NULL ELSE 'must be an array' END
+            WHEN k = 'required' THEN
+                CASE WHEN t <> 'array' THEN 'must be an array of strings'
+                     WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(v) e WHERE jsonb_typeof(e) <> 'string')
+                     THEN 'must be an array of strings' END
+            WHEN k IN ('minItems', 'maxItems', 'minLength', 'maxLength') THEN
+                CASE WHEN t <> 'number' THEN 'must be a whole number from 0 to 2147483647'
+                     WHEN v::numeric = trunc(v::numeric) AND v::numeric BETWEEN 0 AND 2147483647 THEN NULL
+                     ELSE 'must be a whole number from 0 to 2147483647' END
+            WHEN k IN ('minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum') THEN
+                CASE WHEN t = 'number' THEN NULL ELSE 'must be a number' END
+            WHEN k = 'pattern' THEN
+                CASE WHEN t <> 'string' THEN 'must be a string'
+                     ELSE @schema@._regex_problem(v #>> '{}') END
+            WHEN k IN ('$schema', '$id', 'title', 'description', '$comment') THEN
+                CASE WHEN t = 'string' THEN NULL ELSE 'must be a string' END
+            WHEN k = 'properties' THEN
+                CASE WHEN t = 'object' THEN NULL ELSE 'must be an object of schemas' END
+            WHEN k IN ('items', 'additionalProperties') THEN NULL  -- checked as schemas below
+            ELSE 'is not a supported keyword' END;
+        IF bad IS NOT NULL THEN
+            RETURN path || '.' || k || ' ' || bad;
         END IF;
         IF k = 'properties' THEN
-            FOR bad IN SELECT @schema@._schema_unsupported(p.value, path || '.properties.' || p.key)
+            FOR bad IN SELECT @schema@._schema_problem(p.value, path || '.properties.' || p.key)
                          FROM jsonb_each(v) p LOOP
                 IF bad IS NOT NULL THEN RETURN bad; END IF;
             END LOOP;
         ELSIF k IN ('items', 'additionalProperties') THEN
-            bad := @schema@._schema_unsupported(v, path || '.' || k);
+            bad := @schema@._schema_problem(v, path || '.' || k);
             IF bad IS NOT NULL THEN RETURN bad; END IF;
         END IF;
     END LOOP;
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION @schema@._schema_unsupported(jsonb, text) IS
-    'First keyword path outside the supported JSON Schema subset, or NULL.';
+COMMENT ON FUNCTION @schema@._schema_problem(jsonb, text) IS
+    'The first keyword of a schema outside the supported JSON Schema subset, or with a value of the wrong '
+    'type or shape, as "<path>.<keyword> <what is wrong>"; NULL when the schema is usable.';
+
+-- Whether a pattern compiles (PostgreSQL's own regular expressions, as validation uses them).
+CREATE OR REPLACE FUNCTION @schema@._regex_problem(pattern text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM '' ~ pattern;
+    RETURN NULL;
+EXCEPTION WHEN invalid_regular_expression THEN
+    RETURN 'is not a valid regular expression';
+END
+$$;
+COMMENT ON FUNCTION @schema@._regex_problem(text) IS 'NULL when a regular expression compiles, else why not.';
 
 CREATE OR REPLACE FUNCTION @schema@._schema_errors(schema jsonb, value jsonb, path text DEFAULT '$')
 RETURNS text[]
@@ -226,10 +280,13 @@ END
 $$;
 COMMENT ON FUNCTION @schema@._check_kind(text, text) IS 'Raises PA001 for a kind that fails validation.';
 
--- The implementation behind record(); also used by the package's own events (audit.pruned).
--- Like the helpers above it has no SET clause (a SET costs a settings save and restore on every
--- call, and stops SQL functions from being inlined): it is executable by the owner alone and
--- always runs under the pinned search_path of the SECURITY DEFINER function that calls it.
+-- The implementation behind record(), and of the package's own events (audit.pruned, ...), which
+-- have origin 'system'; record() passes 'record', and only that origin is checked against the kinds
+-- reserved for the others. Like the helpers above it has no SET clause (a SET costs a settings save
+-- and restore on every call, and stops SQL functions from being inlined): it is executable by the
+-- owner and the roles of the privileged functions alone, and always runs under the pinned
+-- search_path of the SECURITY DEFINER function that calls it.
+DROP FUNCTION IF EXISTS @schema@._record(text, text, text, text, text, text, jsonb, text, text, text);
 CREATE OR REPLACE FUNCTION @schema@._record(
     p_kind text,
     p_tenant_id text,
@@ -240,7 +297,8 @@ CREATE OR REPLACE FUNCTION @schema@._record(
     p_payload jsonb,
     p_outcome text,
     p_correlation_id text,
-    p_idempotency_key text
+    p_idempotency_key text,
+    p_origin text DEFAULT 'system'
 )
 RETURNS @schema@.events
 LANGUAGE plpgsql
@@ -260,11 +318,27 @@ DECLARE
     v_id uuid := gen_random_uuid();
     v_hash bytea;
     v_too_long text;
+    v_tracked text;
     v_existing @schema@.idempotency_keys;
     v_event @schema@.events;
 BEGIN
     IF p_kind IS NULL OR p_kind !~ '^[A-Za-z][A-Za-z0-9_./-]*$' OR char_length(p_kind) > 128 THEN
         PERFORM @schema@._check_kind(p_kind);  -- raises, with the message
+    END IF;
+    IF p_origin = 'record' THEN
+        -- What only pgaudit_py and the capture triggers write cannot be written through record().
+        IF @schema@._reserved_kind(p_kind) THEN
+            RAISE EXCEPTION 'kind % is reserved for pgaudit_py''s own events', pg_catalog.quote_literal(p_kind)
+                USING ERRCODE = 'PA001';
+        END IF;
+        SELECT t.table_name INTO v_tracked FROM @schema@.tracked_tables t
+         WHERE starts_with(p_kind, t.kind_prefix || '.') LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'kind % belongs to the captured changes of tracked table %', pg_catalog.quote_literal(p_kind),
+                v_tracked USING ERRCODE = 'PA001', HINT = 'Choose a kind outside the table''s kind prefix.';
+        END IF;
+    ELSIF p_origin IS DISTINCT FROM 'system' THEN
+        RAISE EXCEPTION 'invalid origin: %', coalesce(p_origin, 'NULL') USING ERRCODE = 'PA005';
     END IF;
     IF v_outcome NOT IN ('success', 'failure') THEN
         RAISE EXCEPTION 'invalid outcome: %', pg_catalog.quote_literal(v_outcome)
@@ -330,22 +404,22 @@ BEGIN
     INSERT INTO @schema@.event_intake (
         id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name, kind,
         target_type, target_id, outcome, correlation_id, idempotency_key, txid, occurred_at,
-        payload, schema_valid)
+        payload, schema_valid, origin)
     VALUES (
         v_id, v_tenant, v_actor_type, v_actor_id, v_role, @schema@._client_addr(),
         pg_catalog.current_setting('application_name'), p_kind, p_target_type, p_target_id,
         v_outcome, v_correlation, p_idempotency_key, pg_current_xact_id(), clock_timestamp(),
-        v_payload, v_valid)
+        v_payload, v_valid, p_origin)
     RETURNING NULL, true, id, tenant_id, actor_type, actor_id, db_role, client_addr,
               application_name, kind, target_type, target_id, outcome, correlation_id,
               idempotency_key, txid, occurred_at, NULL, payload, schema_valid, row_before,
-              row_after, NULL, NULL
+              row_after, NULL, NULL, origin
     INTO v_event;
     RETURN v_event;
 END
 $$;
-COMMENT ON FUNCTION @schema@._record(text, text, text, text, text, text, jsonb, text, text, text) IS
-    'Validates and appends one event to the intake; see record().';
+COMMENT ON FUNCTION @schema@._record(text, text, text, text, text, text, jsonb, text, text, text, text) IS
+    'Validates and appends one event to the intake; see record(). Origin system unless given.';
 
 CREATE OR REPLACE FUNCTION @schema@.record(
     kind text,
@@ -363,11 +437,12 @@ RETURNS @schema@.events
 LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT * FROM @schema@._record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) $$;
+AS $$ SELECT * FROM @schema@._record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'record') $$;
 COMMENT ON FUNCTION @schema@.record(text, text, text, text, text, text, jsonb, text, text, text) IS
     'Records an application event (pending until sealed). Tenant, actor and correlation default to '
     'the pgaudit_py.* settings; with no actor the database role is the actor. A repeated '
-    'idempotency_key returns the first event; with different content it raises PA004.';
+    'idempotency_key returns the first event; with different content it raises PA004. Kinds of '
+    'pgaudit_py''s own events and of tracked tables'' captured changes are refused (PA001).';
 
 CREATE OR REPLACE FUNCTION @schema@.register_event_type(
     kind text,
@@ -389,9 +464,9 @@ BEGIN
         RAISE EXCEPTION 'schema for % must be a JSON object', register_event_type.kind
             USING ERRCODE = 'PA005';
     END IF;
-    bad := @schema@._schema_unsupported(register_event_type.schema);
+    bad := @schema@._schema_problem(register_event_type.schema);
     IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'schema for % uses an unsupported keyword at %', register_event_type.kind, bad
+        RAISE EXCEPTION 'schema for % is not usable: %', register_event_type.kind, bad
             USING ERRCODE = 'PA005',
                   HINT = 'Supported: type, enum, const, required, properties, additionalProperties, '
                          'items, minItems, maxItems, minimum, maximum, exclusiveMinimum, '

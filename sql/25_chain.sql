@@ -1,23 +1,27 @@
 -- Tamper evidence: the canonical form of a sealed event and of a block (docs/canonical-form.md),
 -- and verify(), which recomputes the chain and names the first block that no longer matches.
 
--- Canonical form, version 1: PostgreSQL's jsonb text of these fields, keys ordered as jsonb
--- orders them (by length, then bytes). Written out by concatenation rather than built as a jsonb
--- and printed: the same bytes (tests hold it to jsonb_build_object) at a third of the cost, which
--- the sealer pays for every event. Values are escaped by to_json, as jsonb escapes them, except
--- those whose text is made of digits, hex, '-', ':', '.', '/', 'T' and 'Z' only (uuid, xid8,
--- inet, the timestamp). STABLE, not IMMUTABLE, so that it is inlined (to_char and to_json are
--- stable). Internal (no SET clause, executable by the owner only): it runs under the pinned
--- search_path of seal() and verify().
-CREATE OR REPLACE FUNCTION @schema@._canonical_event(e @schema@.event_log)
+-- Canonical form: PostgreSQL's jsonb text of these fields, keys ordered as jsonb orders them (by
+-- length, then bytes). Version 2 adds "origin"; a block's canonical_version says which version its
+-- events are hashed in (blocks sealed before 0.2 are version 1). Written out by concatenation rather
+-- than built as a jsonb and printed: the same bytes (tests hold it to jsonb_build_object) at a third
+-- of the cost, which the sealer pays for every event. Values are escaped by to_json, as jsonb escapes
+-- them, except those whose text is made of digits, hex, '-', ':', '.', '/', 'T' and 'Z' only (uuid,
+-- xid8, inet, the timestamp). STABLE, not IMMUTABLE, so that it is inlined (to_char and to_json are
+-- stable). Internal (no SET clause, executable by the owner and the sealer only): it runs under the
+-- pinned search_path of seal() and verify().
+DROP FUNCTION IF EXISTS @schema@._event_hash(@schema@.event_log);
+DROP FUNCTION IF EXISTS @schema@._canonical_event(@schema@.event_log);
+CREATE OR REPLACE FUNCTION @schema@._canonical_event(e @schema@.event_log, version smallint)
 RETURNS text
 LANGUAGE sql
 STABLE
 AS $$
-    SELECT '{"v": 1, "id": ' || coalesce('"' || e.id || '"', 'null')
+    SELECT '{"v": ' || version || ', "id": ' || coalesce('"' || e.id || '"', 'null')
         || ', "seq": ' || coalesce(e.seq::text, 'null')
         || ', "kind": ' || coalesce(pg_catalog.to_json(e.kind)::text, 'null')
         || ', "txid": ' || coalesce('"' || e.txid || '"', 'null')
+        || CASE WHEN version >= 2 THEN ', "origin": ' || coalesce(pg_catalog.to_json(e.origin)::text, 'null') ELSE '' END
         || ', "changed": ' || coalesce(e.changed::text, 'null')
         || ', "db_role": ' || coalesce(pg_catalog.to_json(e.db_role)::text, 'null')
         || ', "outcome": ' || coalesce(pg_catalog.to_json(e.outcome)::text, 'null')
@@ -39,17 +43,17 @@ AS $$
         || ', "application_name": ' || coalesce(pg_catalog.to_json(e.application_name)::text, 'null')
         || '}'
 $$;
-COMMENT ON FUNCTION @schema@._canonical_event(@schema@.event_log) IS
-    'Canonical form v1 of a sealed event (hashed with SHA-256 into its block).';
+COMMENT ON FUNCTION @schema@._canonical_event(@schema@.event_log, smallint) IS
+    'Canonical line of a sealed event in a canonical form version (1 or 2), hashed with SHA-256 into its block.';
 
 -- What a block hashes, in seq order: each event's line hash. SQL, so that seal() and verify()
 -- inline it.
-CREATE OR REPLACE FUNCTION @schema@._event_hash(e @schema@.event_log)
+CREATE OR REPLACE FUNCTION @schema@._event_hash(e @schema@.event_log, version smallint)
 RETURNS bytea
 LANGUAGE sql
 STABLE
-AS $$ SELECT pg_catalog.sha256(pg_catalog.convert_to(@schema@._canonical_event(e), 'UTF8')) $$;
-COMMENT ON FUNCTION @schema@._event_hash(@schema@.event_log) IS 'SHA-256 of an event''s canonical line.';
+AS $$ SELECT pg_catalog.sha256(pg_catalog.convert_to(@schema@._canonical_event(e, version), 'UTF8')) $$;
+COMMENT ON FUNCTION @schema@._event_hash(@schema@.event_log, smallint) IS 'SHA-256 of an event''s canonical line.';
 
 CREATE OR REPLACE FUNCTION @schema@._block_hash(block_no bigint, first_seq bigint, last_seq bigint,
                                                 event_count integer, events_hash bytea, prev_hash bytea)
@@ -120,7 +124,7 @@ BEGIN
             r.problem := format('block %s: the block row was changed', b.block_no);
             r.bad_block := b.block_no;
         ELSIF b.block_no > pruned_through THEN
-            SELECT count(*), sha256(string_agg(@schema@._event_hash(l), ''::bytea ORDER BY l.seq)),
+            SELECT count(*), sha256(string_agg(@schema@._event_hash(l, b.canonical_version), ''::bytea ORDER BY l.seq)),
                    count(*) FILTER (WHERE l.block_no IS DISTINCT FROM b.block_no)
               INTO n, hash, outside
               FROM @schema@.event_log l WHERE l.seq BETWEEN b.first_seq AND b.last_seq;

@@ -1,18 +1,83 @@
 -- Sealing: the one sequencer that moves committed intake rows into the log and assigns seq.
 
+-- Moves the intake rows at these row addresses into the log, in intake order, numbered from
+-- first_seq, into block block_no, hashed in canonical form version 2; returns how many, the last
+-- seq, and their line hashes concatenated in seq order. Row addresses stay put: intake rows are
+-- never updated, and only the one sealer deletes them. Runs as seal()'s role.
+CREATE OR REPLACE FUNCTION @schema@._move_to_log(rows tid[], first_seq bigint, block_no bigint,
+                                                 OUT moved bigint, OUT last_seq bigint, OUT hashes bytea)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    WITH moved AS (
+        DELETE FROM @schema@.event_intake i WHERE i.ctid = ANY (rows)
+        RETURNING i.*
+    ), sealed AS (
+        INSERT INTO @schema@.event_log AS l (
+            seq, id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
+            kind, target_type, target_id, outcome, correlation_id, idempotency_key, txid,
+            occurred_at, sealed_at, payload, schema_valid, row_before, row_after, changed, block_no, origin)
+        SELECT first_seq - 1 + row_number() OVER (ORDER BY m.intake_id),
+               coalesce(m.id, gen_random_uuid()), m.tenant_id, m.actor_type, m.actor_id,
+               m.db_role, m.client_addr, m.application_name, m.kind, m.target_type, m.target_id,
+               m.outcome, m.correlation_id, m.idempotency_key, m.txid, m.occurred_at,
+               clock_timestamp(), m.payload, m.schema_valid, m.row_before, m.row_after,
+               CASE WHEN m.row_before IS NOT NULL AND m.row_after IS NOT NULL
+                    THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END,
+               block_no, m.origin
+          FROM moved m
+        RETURNING l.seq, @schema@._event_hash(l, 2::smallint) AS hash
+    )
+    SELECT count(*), max(s.seq), string_agg(s.hash, ''::bytea ORDER BY s.seq)
+      INTO moved, last_seq, hashes
+      FROM sealed s;
+END
+$$;
+COMMENT ON FUNCTION @schema@._move_to_log(tid[], bigint, bigint) IS
+    'Moves intake rows into the log with consecutive seqs (inside seal() only: the guards allow its role alone).';
+
+-- An event that cannot be sealed leaves the intake for the quarantine, with the error, and says so
+-- in an event of its own (sealed in the next round).
+CREATE OR REPLACE FUNCTION @schema@._quarantine(row_address tid, state text, message text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad @schema@.event_intake;
+BEGIN
+    DELETE FROM @schema@.event_intake i WHERE i.ctid = row_address RETURNING i.* INTO bad;
+    INSERT INTO @schema@.quarantine SELECT (bad).*, clock_timestamp(), state, message;
+    PERFORM @schema@._record('audit.event_quarantined', bad.tenant_id, NULL, NULL, 'event', coalesce(bad.id::text, bad.intake_id::text),
+                             jsonb_build_object('intake_id', bad.intake_id, 'kind', bad.kind, 'occurred_at', bad.occurred_at,
+                                                'sqlstate', state, 'error', message),
+                             'failure', NULL, NULL);
+END
+$$;
+COMMENT ON FUNCTION @schema@._quarantine(tid, text, text) IS
+    'Moves one intake row to the quarantine and records audit.event_quarantined (inside seal() only).';
+
+SET ROLE @schema@_sealer;
+
 CREATE OR REPLACE FUNCTION @schema@.seal(max_events integer DEFAULT 10000)
 RETURNS @schema@.seal_result
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET jit = off  -- the statement below looks costly enough to compile, at every round: slower by half
+SET jit = off  -- the statement that moves events looks costly enough to compile, at every round: slower by half
 AS $$
 DECLARE
-    v_last bigint;
+    v_first bigint;
     v_block bigint;
     v_prev bytea;
-    v_events_hash bytea;
+    v_rows tid[];
+    v_row tid;
+    v_one record;
+    v_hashes bytea := ''::bytea;
     v_hash bytea;
+    v_state text;
+    v_message text;
     result @schema@.seal_result;
 BEGIN
     IF max_events IS NULL OR max_events < 1 OR max_events > 1000000 THEN
@@ -26,43 +91,41 @@ BEGIN
             USING ERRCODE = 'PA005';
     END IF;
     -- One sealer at a time: the row lock is held until this transaction ends.
-    SELECT s.last_seq, s.last_block_no + 1, s.last_block_hash INTO v_last, v_block, v_prev
+    SELECT s.last_seq + 1, s.last_block_no + 1, s.last_block_hash INTO v_first, v_block, v_prev
       FROM @schema@.seal_state s FOR UPDATE;
 
-    -- The batch is found by one scan of the intake and deleted by its row addresses, which stay
-    -- put: intake rows are never updated, and only the one sealer deletes them.
-    WITH moved AS (
-        DELETE FROM @schema@.event_intake i
-         WHERE i.ctid = ANY (ARRAY(SELECT b.ctid FROM @schema@.event_intake b ORDER BY b.intake_id LIMIT max_events))
-        RETURNING i.*
-    ), sealed AS (
-        INSERT INTO @schema@.event_log AS l (
-            seq, id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
-            kind, target_type, target_id, outcome, correlation_id, idempotency_key, txid,
-            occurred_at, sealed_at, payload, schema_valid, row_before, row_after, changed, block_no)
-        SELECT v_last + row_number() OVER (ORDER BY m.intake_id),
-               coalesce(m.id, gen_random_uuid()), m.tenant_id, m.actor_type, m.actor_id,
-               m.db_role, m.client_addr, m.application_name, m.kind, m.target_type, m.target_id,
-               m.outcome, m.correlation_id, m.idempotency_key, m.txid, m.occurred_at,
-               clock_timestamp(), m.payload, m.schema_valid, m.row_before, m.row_after,
-               CASE WHEN m.row_before IS NOT NULL AND m.row_after IS NOT NULL
-                    THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END,
-               v_block
-          FROM moved m
-        RETURNING l.seq, @schema@._event_hash(l) AS hash
-    )
-    -- The round's events become one block, hashed in seq order (docs/canonical-form.md).
-    SELECT count(*), min(s.seq), max(s.seq),
-           sha256(string_agg(s.hash, ''::bytea ORDER BY s.seq))
-      INTO result.sealed, result.first_seq, result.last_seq, v_events_hash
-      FROM sealed s;
+    -- The batch: one scan of the intake, in intake order.
+    v_rows := ARRAY(SELECT b.ctid FROM @schema@.event_intake b ORDER BY b.intake_id LIMIT max_events);
+    result.sealed := 0;
+    BEGIN
+        SELECT * INTO v_one FROM @schema@._move_to_log(v_rows, v_first, v_block);
+        result.sealed := v_one.moved;
+        v_hashes := coalesce(v_one.hashes, ''::bytea);
+    EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded THEN
+        -- One event the log cannot take (a value too large to hash, say) must not hold back every
+        -- event after it: seal them one by one, and set aside each that fails for the same reasons.
+        -- Any other error (a lock, a cancel, the disk) fails the round, to be tried again.
+        FOREACH v_row IN ARRAY v_rows LOOP
+            BEGIN
+                SELECT * INTO v_one FROM @schema@._move_to_log(ARRAY[v_row], v_first + result.sealed, v_block);
+                result.sealed := result.sealed + v_one.moved;
+                v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
+            EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded THEN
+                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+                PERFORM @schema@._quarantine(v_row, v_state, v_message);
+            END;
+        END LOOP;
+    END;
 
     IF result.sealed > 0 THEN
+        -- The round's events become one block, hashed in seq order (docs/canonical-form.md).
+        result.first_seq := v_first;
+        result.last_seq := v_first + result.sealed - 1;
         v_hash := @schema@._block_hash(v_block, result.first_seq, result.last_seq, result.sealed::integer,
-                                       v_events_hash, v_prev);
+                                       sha256(v_hashes), v_prev);
         INSERT INTO @schema@.blocks (block_no, first_seq, last_seq, event_count, events_hash, prev_hash,
                                      block_hash, canonical_version, sealed_at)
-        VALUES (v_block, result.first_seq, result.last_seq, result.sealed, v_events_hash, v_prev, v_hash, 1,
+        VALUES (v_block, result.first_seq, result.last_seq, result.sealed, sha256(v_hashes), v_prev, v_hash, 2,
                 clock_timestamp());
         UPDATE @schema@.seal_state
            SET last_seq = result.last_seq, last_sealed_at = clock_timestamp(),
@@ -74,7 +137,12 @@ END
 $$;
 COMMENT ON FUNCTION @schema@.seal(integer) IS
     'Moves up to max_events committed pending events into event_log in one transaction, '
-    'assigning seq in order; one sealer at a time. Returns how many, and the seq range.';
+    'assigning seq in order; one sealer at a time; an event that cannot be sealed goes to the '
+    'quarantine. Returns how many, and the seq range.';
+REVOKE ALL ON FUNCTION @schema@.seal(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@.seal(integer) TO @schema@_maintainer;
+
+SET ROLE @schema@_owner;
 
 CREATE OR REPLACE FUNCTION @schema@.seal_status()
 RETURNS @schema@.seal_status
@@ -85,11 +153,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT (SELECT count(*) FROM @schema@.event_intake),
            (SELECT min(occurred_at) FROM @schema@.event_intake),
-           s.last_seq, s.last_sealed_at
+           s.last_seq, s.last_sealed_at,
+           (SELECT count(*) FROM @schema@.quarantine)
       FROM @schema@.seal_state s
 $$;
 COMMENT ON FUNCTION @schema@.seal_status() IS
-    'Pending (committed, unsealed) events, the oldest one''s time, the last seq and when sealing last moved events.';
+    'Pending (committed, unsealed) events, the oldest one''s time, the last seq, when sealing last moved '
+    'events, and how many events the sealer set aside in the quarantine.';
 
 -- For schedulers that run one command at a time (pg_cron): seal until nothing is pending,
 -- committing after every round so that no lock is held for the whole backlog. No SET clause: a

@@ -20,7 +20,8 @@ $$;
 COMMENT ON FUNCTION @schema@._check_prune_args(interval, integer) IS 'Raises PA005 for bad prune arguments.';
 
 -- Pruning removes whole blocks, so that what remains still verifies: the oldest blocks that
--- still hold events, in order, as long as every event of a block is older than the cutoff.
+-- still hold events, in order, as long as every event of a block is older than the cutoff, and
+-- no unfinished archive batch has planned it: those blocks are the archive's until it deletes them.
 CREATE OR REPLACE FUNCTION @schema@._prunable_blocks(cutoff timestamptz)
 RETURNS SETOF @schema@.blocks
 LANGUAGE plpgsql
@@ -35,13 +36,16 @@ BEGIN
               ORDER BY x.block_no LOOP
         EXIT WHEN EXISTS (SELECT 1 FROM @schema@.events e
                            WHERE NOT e.pending AND e.seq BETWEEN b.first_seq AND b.last_seq
-                             AND e.occurred_at >= cutoff);
+                             AND e.occurred_at >= cutoff)
+               OR EXISTS (SELECT 1 FROM @schema@.archive_batches a
+                           WHERE a.state <> 'deleted' AND b.block_no BETWEEN a.first_block AND a.last_block);
         RETURN NEXT b;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION @schema@._prunable_blocks(timestamptz) IS
-    'Blocks prune would remove for this cutoff, oldest first: whole blocks only.';
+    'Blocks prune would remove for this cutoff, oldest first: whole blocks only, none that an unfinished '
+    'archive batch planned.';
 
 -- One batch of those blocks, oldest first: as many as fit in max_events, and at least one.
 -- prune_events and next_archive_batch both take their batches here.
@@ -103,7 +107,7 @@ COMMENT ON FUNCTION @schema@.preview_prune(interval, integer) IS
 -- How sealed events leave the log, for prune_events and delete_archived alike: the events of
 -- whole blocks, from first_seq through last_block, their idempotency keys, and a prune point. The
 -- blocks keep their rows, so the chain still links and verify knows where history resumes. The
--- guard triggers let this through only inside prune_events or delete_archived.
+-- guard triggers let this through only as @schema@_pruner, inside prune_events or delete_archived.
 CREATE OR REPLACE FUNCTION @schema@._remove_blocks(first_seq bigint, last_block @schema@.blocks, cutoff timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -126,6 +130,8 @@ END
 $$;
 COMMENT ON FUNCTION @schema@._remove_blocks(bigint, @schema@.blocks, timestamptz) IS
     'Deletes the events of whole blocks and records the prune point (inside prune_events or delete_archived only).';
+
+SET ROLE @schema@_pruner;
 
 CREATE OR REPLACE FUNCTION @schema@.prune_events(older_than interval, batch_size integer DEFAULT 1000)
 RETURNS @schema@.prune_result
@@ -169,3 +175,7 @@ COMMENT ON FUNCTION @schema@.prune_events(interval, integer) IS
     'Deletes the oldest whole blocks of sealed events older than older_than (at most batch_size '
     'events, at least one block), records the prune point and an audit.pruned event saying what '
     'went and who asked, and says whether more remain. Call again until more is false.';
+REVOKE ALL ON FUNCTION @schema@.prune_events(interval, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@.prune_events(interval, integer) TO @schema@_maintainer;
+
+SET ROLE @schema@_owner;

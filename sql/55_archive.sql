@@ -82,7 +82,8 @@ STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT l.seq, @schema@._canonical_event(l) FROM @schema@.event_log l
+    SELECT l.seq, @schema@._canonical_event(l, b.canonical_version)
+      FROM @schema@.event_log l JOIN @schema@.blocks b ON b.block_no = l.block_no
      WHERE l.seq BETWEEN $1 AND $2 ORDER BY l.seq
 $$;
 COMMENT ON FUNCTION @schema@.archive_lines(bigint, bigint) IS
@@ -130,6 +131,7 @@ COMMENT ON FUNCTION @schema@.record_archive_batch(text, text, bigint, bigint, by
     'Records that a planned batch''s data and manifest are stored and confirmed (records audit.archived).';
 
 -- The only way archived events leave the log: the events of one recorded batch, nothing else.
+SET ROLE @schema@_pruner;
 CREATE OR REPLACE FUNCTION @schema@.delete_archived(batch_id text)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -167,6 +169,9 @@ $$;
 COMMENT ON FUNCTION @schema@.delete_archived(text) IS
     'Deletes the events of one recorded archive batch from the log (refuses any other, PA014), '
     'records the prune point and audit.archive_deleted.';
+REVOKE ALL ON FUNCTION @schema@.delete_archived(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@.delete_archived(text) TO @schema@_maintainer;
+SET ROLE @schema@_owner;
 
 CREATE OR REPLACE FUNCTION @schema@.restore_archive_batch(batch_id text, events jsonb[])
 RETURNS integer

@@ -1,11 +1,26 @@
 -- Capture: statement-level triggers with transition tables append one intake row per changed row
 -- in a single INSERT ... SELECT; everything that can wait (the changed-column diff) waits for
 -- the sealer.
+--
+-- Who runs what. The capture functions belong to @schema@_capture, a NOLOGIN role with no members
+-- that may append to the intake and nothing else of the audit log (it reads no secret, deletes
+-- nothing). A user's rows become JSON either inline, when every column has a built-in type (to_jsonb
+-- then runs no code but PostgreSQL's own), or else in the sandbox, a function of @schema@_sandbox, a
+-- role with no privilege at all: to_jsonb calls a user-defined cast to json of an enum, a range or a
+-- composite type, which is the user's code, and it must never run as a role that can write the log.
+-- Row-level security policies never run: transition tables have none, and the TRUNCATE count runs
+-- with row_security off.
 
--- Each tracked table gets its own capture function, generated from its options: the options are
--- compiled in, so a statement pays for no catalogue lookup and no per-row branching (measured:
--- 28 us against 41 us per single-row UPDATE for one generic function). It is regenerated whenever
--- the options, the table's columns or this file change.
+-- Each tracked table (and each partition of one) gets its own capture function, generated from its
+-- options so that a statement pays for no catalogue lookup and no per-row branching (measured: 28 us
+-- against 41 us per single-row UPDATE for one generic function). User text (column names, the kind
+-- prefix) reaches the generated body only as quoted literals, and the body reaches CREATE FUNCTION
+-- as one quoted literal, never inside a dollar quote: no name can end it or become code. The
+-- function is named by the table's oid and says nothing else about it.
+-- Functions of earlier releases that this file replaces under other signatures.
+DROP FUNCTION IF EXISTS @schema@._generate_capture(@schema@.tracked_tables);
+DROP FUNCTION IF EXISTS @schema@._gen_image(@schema@.tracked_tables, text);
+
 CREATE OR REPLACE FUNCTION @schema@._capture_function(relid oid)
 RETURNS text
 LANGUAGE sql
@@ -14,7 +29,246 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT '@schema@.' || quote_ident('_capture_' || relid) $$;
 COMMENT ON FUNCTION @schema@._capture_function(oid) IS 'Name of the generated capture function of a table.';
 
--- SQL expressions the generator splices in, for a row image named by `image`.
+-- The tracked_tables entry that covers a table: its own, or its nearest tracked ancestor's when it
+-- is a partition of a tracked table.
+CREATE OR REPLACE FUNCTION @schema@._tracking_of(target oid)
+RETURNS @schema@.tracked_tables
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.*
+      FROM (SELECT target AS relid, 0::bigint AS depth
+            UNION ALL
+            SELECT a.relid, a.depth FROM pg_partition_ancestors(target) WITH ORDINALITY AS a(relid, depth)) c
+      JOIN @schema@.tracked_tables t ON t.relid = c.relid
+     ORDER BY c.depth
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION @schema@._tracking_of(oid) IS
+    'The tracked_tables entry of a table, or of the tracked table it is a partition of; NULL if none.';
+
+-- A tracked table and its partitions, at every level: each carries capture triggers of its own,
+-- since a statement on a partition fires the partition's statement triggers, not its parent's.
+CREATE OR REPLACE FUNCTION @schema@._capture_tables(root oid)
+RETURNS SETOF oid
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT root
+    UNION
+    SELECT p.relid::oid FROM pg_partition_tree(root) p WHERE (SELECT c.relkind FROM pg_class c WHERE c.oid = p.relid) IN ('r', 'p')
+$$;
+COMMENT ON FUNCTION @schema@._capture_tables(oid) IS 'A tracked table and all its partitions.';
+
+-- Whether to_jsonb can turn a table's rows into JSON without running anyone's code: every column's
+-- type, through domains and arrays, is built into PostgreSQL (an oid below 16384, FirstNormalObjectId).
+-- to_jsonb consults casts only for other types. The event triggers regenerate the capture function
+-- whenever a column is added or its type changed.
+CREATE OR REPLACE FUNCTION @schema@._builtin_column_types(target oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE reachable(typ) AS (
+        SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE y.typelem END
+          FROM reachable r JOIN pg_type y ON y.oid = r.typ
+         WHERE y.typtype = 'd' OR (y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc)
+    )
+    SELECT NOT EXISTS (
+        SELECT 1 FROM reachable r JOIN pg_type y ON y.oid = r.typ
+         WHERE r.typ >= 16384
+           AND NOT (y.typtype = 'd' OR (y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc)))
+$$;
+COMMENT ON FUNCTION @schema@._builtin_column_types(oid) IS
+    'True when every column type is built in (through domains and arrays): to_jsonb runs no user code on its rows.';
+
+-- Whether the event triggers that follow schema changes are installed and enabled (they need a
+-- superuser install).
+CREATE OR REPLACE FUNCTION @schema@._schema_changes_followed()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) = 2 FROM pg_event_trigger
+     WHERE evtname IN ('@schema@_ddl_end', '@schema@_sql_drop') AND evtenabled IN ('O', 'A')
+$$;
+COMMENT ON FUNCTION @schema@._schema_changes_followed() IS
+    'True when the event triggers that follow schema changes of tracked tables are installed and enabled.';
+
+-- The sandbox: a function of @schema@_sandbox, which holds no privilege at all (see the top of this
+-- file). Executable by the capture role only.
+SET ROLE @schema@_sandbox;
+CREATE OR REPLACE FUNCTION @schema@._row_images(old_rows anyarray, new_rows anyarray)
+RETURNS jsonb[]
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN ARRAY[pg_catalog.to_jsonb(old_rows), pg_catalog.to_jsonb(new_rows)];
+END
+$$;
+COMMENT ON FUNCTION @schema@._row_images(anyarray, anyarray) IS
+    'Rows as JSON arrays, converted as a role with no privileges (user-defined casts to json run here).';
+REVOKE ALL ON FUNCTION @schema@._row_images(anyarray, anyarray) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@._row_images(anyarray, anyarray) TO @schema@_capture;
+SET ROLE @schema@_owner;
+
+-- No captured row may stop the sealer (a jsonb holds at most 256 MB, and an UPDATE's "changed"
+-- doubles what the row holds): a row image over 1 MiB keeps its columns, but the largest values,
+-- largest first, are replaced until it fits by {"$omitted": {"bytes": N, "sha256": "<hex>"}}, the
+-- size and SHA-256 of the value's JSON text. Called only for images over the bound.
+CREATE OR REPLACE FUNCTION @schema@._omit_large_values(image jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k text;
+    v jsonb;
+BEGIN
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(image) e ORDER BY pg_column_size(e.value) DESC, e.key LOOP
+        EXIT WHEN pg_column_size(image) <= 1048576;
+        image := image || jsonb_build_object(k, jsonb_build_object('$omitted', jsonb_build_object(
+            'bytes', octet_length(v::text), 'sha256', encode(sha256(convert_to(v::text, 'UTF8')), 'hex'))));
+    END LOOP;
+    RETURN image;
+END
+$$;
+COMMENT ON FUNCTION @schema@._omit_large_values(jsonb) IS
+    'A row image over 1 MiB with its largest values replaced by their size and SHA-256 until it fits.';
+
+-- The generated body, for a table covered by tracking entry t (its own, or its tracked ancestor's).
+-- Every piece of user text goes through %L; the pieces of code are this function's own.
+CREATE OR REPLACE FUNCTION @schema@._capture_body(target oid, t @schema@.tracked_tables)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- Inline only while the event triggers are there to regenerate this when a column changes.
+    inline boolean := @schema@._builtin_column_types(target) AND @schema@._schema_changes_followed();
+    -- The table's row type, qualified and quoted, for the sandbox: transition rows are anonymous
+    -- records, and the sandbox takes typed arrays.
+    rowtype text := (SELECT format('%I.%I', n.nspname, y.typname)
+                       FROM pg_class c JOIN pg_type y ON y.oid = c.reltype JOIN pg_namespace n ON n.oid = y.typnamespace
+                      WHERE c.oid = target);
+    redacted jsonb := (SELECT jsonb_object_agg(c, '[redacted]') FROM unnest(t.redact_columns) c);
+    excluded text := CASE WHEN cardinality(t.exclude_columns) > 0 THEN format('%L::text[]', t.exclude_columns) END;
+    new_rows text;
+    old_rows text;
+    pairs text;
+    prepare_insert text := '';
+    prepare_update text := '';
+    prepare_delete text := '';
+    redact_changed text := 'NULL';
+    noop text := '';
+BEGIN
+    IF inline THEN
+        -- Each row image once per row (OFFSET 0); x.* is the whole row even with a column named x.
+        new_rows := '(SELECT pg_catalog.to_jsonb(x.*) AS j FROM new_rows AS x OFFSET 0) AS q';
+        old_rows := '(SELECT pg_catalog.to_jsonb(x.*) AS j FROM old_rows AS x OFFSET 0) AS q';
+        pairs := 'unnest(ARRAY(SELECT pg_catalog.to_jsonb(x.*) FROM old_rows AS x),'
+                 ' ARRAY(SELECT pg_catalog.to_jsonb(x.*) FROM new_rows AS x)) AS p(o, n)';
+    ELSE
+        prepare_insert := format('v_images := @schema@._row_images(NULL::%1$s[], ARRAY(SELECT x::%1$s FROM new_rows AS x));', rowtype);
+        prepare_delete := format('v_images := @schema@._row_images(ARRAY(SELECT x::%1$s FROM old_rows AS x), NULL::%1$s[]);', rowtype);
+        prepare_update := format('v_images := @schema@._row_images(ARRAY(SELECT x::%1$s FROM old_rows AS x),'
+                                 ' ARRAY(SELECT x::%1$s FROM new_rows AS x));', rowtype);
+        new_rows := 'pg_catalog.jsonb_array_elements(v_images[2]) AS q(j)';
+        old_rows := 'pg_catalog.jsonb_array_elements(v_images[1]) AS q(j)';
+        pairs := 'unnest(ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images[1])),'
+                 ' ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images[2]))) AS p(o, n)';
+    END IF;
+    IF redacted IS NOT NULL THEN
+        -- Both images hold the marker: note which redacted columns changed while the values are at hand.
+        redact_changed := format('NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(%s)), ''{}'')',
+            (SELECT string_agg(format('%L, CASE WHEN p.o -> %L IS DISTINCT FROM p.n -> %L THEN %L::jsonb END',
+                                      c, c, c, '{"old": "[redacted]", "new": "[redacted]"}'), ', ')
+               FROM unnest(t.redact_columns) c));
+    END IF;
+    IF t.skip_noop_updates THEN
+        noop := CASE WHEN excluded IS NULL THEN ' WHERE p.o <> p.n'
+                     ELSE format(' WHERE (p.o - %1$s) <> (p.n - %1$s)', excluded) END;
+    END IF;
+
+    RETURN format($body$
+DECLARE
+    v_role text := @schema@._db_role();
+    v_actor_type text := @schema@._context('actor_type');
+    v_actor_id text := @schema@._context('actor_id');
+    v_tenant text := @schema@._context('tenant_id');
+    v_correlation text := @schema@._context('correlation_id');
+    v_addr inet := @schema@._client_addr();
+    v_app text := pg_catalog.current_setting('application_name');
+    v_txid xid8 := pg_catalog.pg_current_xact_id();
+    v_at timestamptz := pg_catalog.statement_timestamp();
+    v_images jsonb[];
+BEGIN
+    -- Only for the table it was made for, and only as that table's capture trigger of this
+    -- operation: attached to another table it refuses, so no look-alike table can write history
+    -- under this table's name.
+    IF TG_RELID <> %1$s::oid OR TG_WHEN <> 'AFTER' OR TG_LEVEL <> 'STATEMENT'
+       OR TG_NAME <> '@schema@_capture_' || pg_catalog.lower(TG_OP) THEN
+        RAISE EXCEPTION 'the capture function of table %% cannot run as trigger %% on table %%', %1$s, TG_NAME, TG_RELID
+            USING ERRCODE = 'PA008';
+    END IF;
+    -- The context is read once per statement, each row image once per row.
+    IF v_actor_id IS NULL AND v_actor_type IS NULL THEN
+        v_actor_type := 'db_role';
+        v_actor_id := v_role;
+    END IF;
+    v_actor_type := coalesce(v_actor_type, 'user');
+    IF TG_OP = 'INSERT' THEN
+        %2$s
+        INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
+            application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
+            payload, row_after, origin)
+        SELECT %3$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %4$L, %5$L, %6$s, 'success',
+               v_correlation, v_txid, v_at, '{}', %7$s, 'capture'
+          FROM (SELECT q.j, %8$s AS i FROM %9$s OFFSET 0) AS r;
+    ELSIF TG_OP = 'UPDATE' THEN
+        %10$s
+        -- Old and new transition rows come in the same order: paired by position.
+        INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
+            application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
+            payload, row_before, row_after, changed, origin)
+        SELECT %11$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %12$L, %5$L, %13$s, 'success',
+               v_correlation, v_txid, v_at, '{}', %14$s, %15$s, %16$s, 'capture'
+          FROM (SELECT p.o, p.n, %22$s AS img_old, %23$s AS img_new FROM %17$s%18$s OFFSET 0) AS p;
+    ELSE
+        %19$s
+        INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
+            application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
+            payload, row_before, origin)
+        SELECT %3$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %20$L, %5$L, %6$s, 'success',
+               v_correlation, v_txid, v_at, '{}', %7$s, 'capture'
+          FROM (SELECT q.j, %8$s AS i FROM %21$s OFFSET 0) AS r;
+    END IF;
+    RETURN NULL;
+END
+$body$,
+        target, prepare_insert, @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.insert', t.kind_prefix,
+        @schema@._gen_key(t, 'r.j'), @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'),
+        new_rows, prepare_update, @schema@._gen_tenant(t, 'p.n'), t.kind_prefix || '.update', @schema@._gen_key(t, 'p.n'),
+        @schema@._gen_bounded('p.img_old'), @schema@._gen_bounded('p.img_new'), redact_changed, pairs, noop,
+        prepare_delete, t.kind_prefix || '.delete', old_rows, @schema@._gen_image(t, excluded, redacted, 'p.o'),
+        @schema@._gen_image(t, excluded, redacted, 'p.n'));
+END
+$$;
+COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS
+    'The body of a table''s capture function (user text only as quoted literals).';
+
+-- SQL expressions the generator puts together, for a row image named by `image`.
 CREATE OR REPLACE FUNCTION @schema@._gen_tenant(t @schema@.tracked_tables, image text)
 RETURNS text
 LANGUAGE sql
@@ -36,117 +290,103 @@ AS $$
     -- The documented form of target_id: the key as text, a JSON array for a composite key.
     SELECT CASE WHEN t.key_columns IS NULL THEN 'NULL'
                 WHEN cardinality(t.key_columns) = 1 THEN format('%s ->> %L', image, t.key_columns[1])
-                ELSE format('jsonb_build_array(%s)::text',
+                ELSE format('pg_catalog.jsonb_build_array(%s)::text',
                             (SELECT string_agg(format('%s -> %L', image, k), ', ' ORDER BY o)
                                FROM unnest(t.key_columns) WITH ORDINALITY AS u(k, o))) END
 $$;
 COMMENT ON FUNCTION @schema@._gen_key(@schema@.tracked_tables, text) IS
     'Generator: the target_id of a captured row.';
 
-CREATE OR REPLACE FUNCTION @schema@._gen_image(t @schema@.tracked_tables, image text)
+CREATE OR REPLACE FUNCTION @schema@._gen_image(t @schema@.tracked_tables, excluded text, redacted jsonb, image text)
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN cardinality(t.exclude_columns) = 0 THEN image
-                ELSE format('(%s - %L::text[])', image, t.exclude_columns) END
-           || CASE WHEN cardinality(t.redact_columns) = 0 THEN ''
-                   ELSE format(' || %L::jsonb', (SELECT jsonb_object_agg(c, '[redacted]') FROM unnest(t.redact_columns) c)) END
+    SELECT CASE WHEN excluded IS NULL THEN image ELSE format('(%s - %s)', image, excluded) END
+           || CASE WHEN redacted IS NULL THEN '' ELSE format(' || %L::jsonb', redacted) END
 $$;
-COMMENT ON FUNCTION @schema@._gen_image(@schema@.tracked_tables, text) IS
+COMMENT ON FUNCTION @schema@._gen_image(@schema@.tracked_tables, text, jsonb, text) IS
     'Generator: the stored row image (excluded columns removed, redacted ones replaced by a marker).';
 
-CREATE OR REPLACE FUNCTION @schema@._generate_capture(t @schema@.tracked_tables)
+CREATE OR REPLACE FUNCTION @schema@._gen_bounded(image text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('CASE WHEN pg_catalog.pg_column_size(%1$s) <= 1048576 THEN %1$s'
+                  ' ELSE @schema@._omit_large_values(%1$s) END', image)
+$$;
+COMMENT ON FUNCTION @schema@._gen_bounded(text) IS 'Generator: a row image bounded to 1 MiB (see _omit_large_values).';
+
+-- The capture role's own functions: generating, dropping, and the TRUNCATE trigger.
+SET ROLE @schema@_capture;
+
+CREATE OR REPLACE FUNCTION @schema@._generate_capture(target oid)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $gen$
+AS $$
 DECLARE
-    fn text := @schema@._capture_function(t.relid);
-    redact_changed text := 'NULL';
-    noop text := '';
+    t @schema@.tracked_tables := @schema@._tracking_of(target);
+    fn text := @schema@._capture_function(target);
 BEGIN
-    IF cardinality(t.redact_columns) > 0 THEN
-        -- Both images hold the marker: note which redacted columns changed while the values are at hand.
-        redact_changed := format('NULLIF(jsonb_strip_nulls(jsonb_build_object(%s)), ''{}'')',
-            (SELECT string_agg(format('%L, CASE WHEN p.o -> %L IS DISTINCT FROM p.n -> %L THEN %L::jsonb END',
-                                      c, c, c, '{"old": "[redacted]", "new": "[redacted]"}'), ', ')
-               FROM unnest(t.redact_columns) c));
+    IF t.relid IS NULL THEN
+        RAISE EXCEPTION 'table % is not tracked', target::regclass USING ERRCODE = 'PA008';
     END IF;
-    IF t.skip_noop_updates THEN
-        noop := CASE WHEN cardinality(t.exclude_columns) = 0 THEN ' WHERE p.o <> p.n'
-                     ELSE format(' WHERE (p.o - %1$L::text[]) <> (p.n - %1$L::text[])', t.exclude_columns) END;
-    END IF;
-
-    EXECUTE format($f$
-CREATE OR REPLACE FUNCTION %1$s()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $body$
--- Generated by @schema@._generate_capture for %2$s; do not edit.
-DECLARE
-    v_role text := @schema@._db_role();
-    v_actor_type text := @schema@._context('actor_type');
-    v_actor_id text := @schema@._context('actor_id');
-    v_tenant text := @schema@._context('tenant_id');
-    v_correlation text := @schema@._context('correlation_id');
-    v_addr inet := @schema@._client_addr();
-    v_app text := current_setting('application_name');
-    v_txid xid8 := pg_current_xact_id();
-    v_at timestamptz := statement_timestamp();
-BEGIN
-    -- The context is read once per statement, each row image once per row (OFFSET 0); x.* is the
-    -- whole row even when the table has a column named x.
-    IF v_actor_id IS NULL AND v_actor_type IS NULL THEN
-        v_actor_type := 'db_role';
-        v_actor_id := v_role;
-    END IF;
-    v_actor_type := coalesce(v_actor_type, 'user');
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
-            application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
-            payload, row_after)
-        SELECT %4$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %3$L, %11$L,
-               %5$s, 'success', v_correlation, v_txid, v_at, '{}', %7$s
-          FROM (SELECT to_jsonb(x.*) AS j FROM new_rows AS x OFFSET 0) AS r;
-    ELSIF TG_OP = 'UPDATE' THEN
-        -- Old and new transition rows come in the same order: paired by position.
-        INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
-            application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
-            payload, row_before, row_after, changed)
-        SELECT %8$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %9$L, %11$L,
-               %10$s, 'success', v_correlation, v_txid, v_at, '{}', %12$s, %13$s, %14$s
-          FROM unnest(ARRAY(SELECT to_jsonb(x.*) FROM old_rows AS x), ARRAY(SELECT to_jsonb(x.*) FROM new_rows AS x)) AS p(o, n)%15$s;
-    ELSE
-        INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
-            application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
-            payload, row_before)
-        SELECT %4$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %6$L, %11$L,
-               %5$s, 'success', v_correlation, v_txid, v_at, '{}', %7$s
-          FROM (SELECT to_jsonb(x.*) AS j FROM old_rows AS x OFFSET 0) AS r;
-    END IF;
-    RETURN NULL;
-END
-$body$
-$f$,
-        fn, t.table_name, t.kind_prefix || '.insert', @schema@._gen_tenant(t, 'r.j'), @schema@._gen_key(t, 'r.j'),
-        t.kind_prefix || '.delete', @schema@._gen_image(t, 'r.j'), @schema@._gen_tenant(t, 'p.n'),
-        t.kind_prefix || '.update', @schema@._gen_key(t, 'p.n'), t.kind_prefix, @schema@._gen_image(t, 'p.o'),
-        @schema@._gen_image(t, 'p.n'), redact_changed, noop);
-    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn, 'Capture trigger of ' || t.table_name || ' (generated).');
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
+                   ' SET search_path = pg_catalog, pg_temp AS %L', fn, @schema@._capture_body(target, t));
+    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn, 'Capture trigger function of the table with this oid (generated).');
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s() TO @schema@_maintainer', fn);  -- to attach it as a trigger
 END
-$gen$;
-COMMENT ON FUNCTION @schema@._generate_capture(@schema@.tracked_tables) IS
-    'Creates or replaces the capture trigger function of a tracked table from its options.';
+$$;
+COMMENT ON FUNCTION @schema@._generate_capture(oid) IS
+    'Creates or replaces the capture function of a tracked table, or of a partition of one.';
+REVOKE ALL ON FUNCTION @schema@._generate_capture(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@._generate_capture(oid) TO @schema@_owner;
+
+-- Dropping the function drops the triggers that call it too, on whatever table they are.
+CREATE OR REPLACE FUNCTION @schema@._drop_capture(target oid)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('DROP FUNCTION IF EXISTS %s() CASCADE', @schema@._capture_function(target));
+END
+$$;
+COMMENT ON FUNCTION @schema@._drop_capture(oid) IS 'Drops a table''s capture function and the triggers that call it.';
+REVOKE ALL ON FUNCTION @schema@._drop_capture(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@._drop_capture(oid) TO @schema@_owner;
+
+-- Rows counted for a TRUNCATE event, with no row-level-security policy run: with row_security off
+-- a table whose policies would apply raises instead (and its rows go uncounted).
+CREATE OR REPLACE FUNCTION @schema@._count_rows(target oid)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET row_security = off
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM %s', target::regclass) INTO n;
+    RETURN n;
+EXCEPTION WHEN insufficient_privilege THEN
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION @schema@._count_rows(oid) IS
+    'Rows in a table, or NULL when the capture role may not count them without running its policies.';
+REVOKE ALL ON FUNCTION @schema@._count_rows(oid) FROM PUBLIC;
 
 -- TRUNCATE has no transition table: one event saying who emptied what, and how many rows went
--- (counted before they go; enable_tracking lets the owner role read tracked tables for this).
+-- (counted before they go). One function for every table: it looks its table up, and refuses a
+-- table that tracking does not cover.
 CREATE OR REPLACE FUNCTION @schema@._capture_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -154,258 +394,71 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t @schema@.tracked_tables;
-    v_rows bigint;
+    t @schema@.tracked_tables := @schema@._tracking_of(TG_RELID);
+    v_role text := @schema@._db_role();
+    v_actor_type text := @schema@._context('actor_type');
+    v_actor_id text := @schema@._context('actor_id');
 BEGIN
-    SELECT * INTO t FROM @schema@.tracked_tables WHERE relid = TG_RELID;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'capture trigger on % has no entry in %.tracked_tables', TG_RELID::regclass, '@schema@'
+    IF t.relid IS NULL OR TG_NAME <> '@schema@_capture_truncate' OR TG_WHEN <> 'BEFORE' OR TG_LEVEL <> 'STATEMENT' THEN
+        RAISE EXCEPTION 'capture trigger % on table % that no tracked table covers', TG_NAME, TG_RELID::regclass
             USING ERRCODE = 'PA008', HINT = 'Run enable_tracking or disable_tracking for this table.';
     END IF;
-    EXECUTE format('SELECT count(*) FROM %s', TG_RELID::regclass) INTO v_rows;
-    PERFORM @schema@._record(t.kind_prefix || '.truncate', NULL, NULL, NULL, t.kind_prefix, NULL,
-                             jsonb_build_object('table', t.table_name, 'rows', v_rows), 'success', NULL, NULL);
+    IF v_actor_id IS NULL AND v_actor_type IS NULL THEN
+        v_actor_type := 'db_role';
+        v_actor_id := v_role;
+    END IF;
+    INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
+        kind, target_type, target_id, outcome, correlation_id, txid, occurred_at, payload, origin)
+    VALUES (@schema@._context('tenant_id'), coalesce(v_actor_type, 'user'), v_actor_id, v_role,
+            @schema@._client_addr(), current_setting('application_name'), t.kind_prefix || '.truncate',
+            t.kind_prefix, NULL, 'success', @schema@._context('correlation_id'), pg_current_xact_id(),
+            statement_timestamp(),
+            jsonb_build_object('table', t.table_name, 'rows', @schema@._count_rows(TG_RELID))
+            || CASE WHEN TG_RELID <> t.relid THEN jsonb_build_object('partition', TG_RELID::regclass::text)
+                    ELSE '{}' END,
+            'capture');
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION @schema@._capture_truncate() IS
-    'Capture trigger for TRUNCATE: records <prefix>.truncate with the table and the number of rows removed.';
+    'Capture trigger for TRUNCATE: records <prefix>.truncate with the table (and partition) and the rows removed.';
+REVOKE ALL ON FUNCTION @schema@._capture_truncate() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@._capture_truncate() TO @schema@_maintainer;  -- to attach it as a trigger
 
-CREATE OR REPLACE FUNCTION @schema@._key_columns(target regclass)
-RETURNS text[]
+SET ROLE @schema@_owner;
+
+-- What is wrong with the capture of one table (a tracked one or a partition of one): NULL when its
+-- four triggers are exactly the ones tracking creates, enabled, calling its own functions. Checked by
+-- name and definition, never by count: extra triggers change nothing, a look-alike is caught.
+CREATE OR REPLACE FUNCTION @schema@._capture_problem(target oid, trigger_name text DEFAULT NULL)
+RETURNS text
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- The primary key, else the replica identity index, in index column order.
-    SELECT ARRAY(SELECT a.attname::text
-                   FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, o)
-                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                  ORDER BY k.o)
-      FROM pg_index i
-     WHERE i.indrelid = target AND (i.indisprimary OR i.indisreplident)
-     ORDER BY i.indisprimary DESC
-     LIMIT 1
+    SELECT CASE
+        WHEN to_regprocedure(@schema@._capture_function(target) || '()') IS NULL THEN 'its capture function is missing'
+        ELSE (SELECT string_agg(format('trigger %s is %s', w.name,
+                                       CASE WHEN g.oid IS NULL THEN 'missing'
+                                            WHEN g.tgenabled NOT IN ('O', 'A') THEN
+                                                 CASE g.tgenabled WHEN 'D' THEN 'disabled' ELSE 'enabled for replicas only' END
+                                            ELSE 'not the one tracking creates' END), ', ' ORDER BY w.name)
+                FROM (VALUES ('@schema@_capture_insert', 4, to_regprocedure(@schema@._capture_function(target) || '()'), NULL, 'new_rows'),
+                             ('@schema@_capture_update', 16, to_regprocedure(@schema@._capture_function(target) || '()'), 'old_rows', 'new_rows'),
+                             ('@schema@_capture_delete', 8, to_regprocedure(@schema@._capture_function(target) || '()'), 'old_rows', NULL),
+                             ('@schema@_capture_truncate', 34, '@schema@._capture_truncate()'::regprocedure, NULL, NULL))
+                     AS w(name, type, fn, old_table, new_table)
+                LEFT JOIN pg_trigger g ON g.tgrelid = target AND g.tgname = w.name
+               WHERE (trigger_name IS NULL OR w.name = trigger_name)
+                 AND (g.oid IS NULL OR g.tgenabled NOT IN ('O', 'A')
+                  OR g.tgfoid <> w.fn OR g.tgtype <> w.type OR g.tgqual IS NOT NULL OR g.tgattr <> ''::int2vector
+                  OR g.tgnargs <> 0 OR g.tgconstraint <> 0 OR g.tgoldtable IS DISTINCT FROM w.old_table
+                  OR g.tgnewtable IS DISTINCT FROM w.new_table)) END
 $$;
-COMMENT ON FUNCTION @schema@._key_columns(regclass) IS
-    'Columns that identify a row: the primary key, else the replica identity index; NULL if neither.';
+COMMENT ON FUNCTION @schema@._capture_problem(oid, text) IS
+    'What is wrong with a tracked table''s capture triggers (or a partition''s, or one of them), NULL when nothing is.';
 
--- A new version of this file regenerates every capture function.
-SELECT @schema@._generate_capture(t) FROM @schema@.tracked_tables t;
-
-CREATE OR REPLACE FUNCTION @schema@._attnums(target oid, columns text[])
-RETURNS int2[]
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(array_agg(a.attnum ORDER BY u.o), '{}')
-      FROM unnest(columns) WITH ORDINALITY AS u(name, o)
-      JOIN pg_attribute a ON a.attrelid = target AND a.attname = u.name AND a.attnum > 0 AND NOT a.attisdropped
-$$;
-COMMENT ON FUNCTION @schema@._attnums(oid, text[]) IS 'Column numbers of the named columns (missing ones left out).';
-
-CREATE OR REPLACE FUNCTION @schema@._attnames(target oid, attnums int2[])
-RETURNS text[]
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(array_agg(a.attname::text ORDER BY u.o), '{}')
-      FROM unnest(attnums) WITH ORDINALITY AS u(attnum, o)
-      JOIN pg_attribute a ON a.attrelid = target AND a.attnum = u.attnum AND NOT a.attisdropped
-$$;
-COMMENT ON FUNCTION @schema@._attnames(oid, int2[]) IS 'Current names of columns given by number (dropped ones left out).';
-
-CREATE OR REPLACE FUNCTION @schema@._tracking_options(t @schema@.tracked_tables)
-RETURNS jsonb
-LANGUAGE sql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT jsonb_build_object('table', t.table_name, 'kind_prefix', t.kind_prefix, 'key_columns', t.key_columns,
-                              'exclude_columns', t.exclude_columns, 'redact_columns', t.redact_columns,
-                              'tenant_column', t.tenant_column, 'skip_noop_updates', t.skip_noop_updates)
-$$;
-COMMENT ON FUNCTION @schema@._tracking_options(@schema@.tracked_tables) IS 'A tracked table''s options, as event payload.';
-
--- The SECURITY DEFINER helpers below are granted to the maintainer so that enable/disable can
--- run as their caller; each checks for itself that the caller owns the table, since a caller can
--- also reach them directly.
-CREATE OR REPLACE FUNCTION @schema@._check_owner(target oid)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = target);
-BEGIN
-    IF owner IS NOT NULL AND NOT pg_has_role(@schema@._db_role(), owner, 'MEMBER') THEN
-        RAISE EXCEPTION 'must be owner of table %', target::regclass USING ERRCODE = 'insufficient_privilege';
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION @schema@._check_owner(oid) IS
-    'Raises 42501 unless the acting role owns the table (a table that no longer exists passes).';
-
--- The catalogue is written only here, and every change is itself an event.
-CREATE OR REPLACE FUNCTION @schema@._register_tracking(entry @schema@.tracked_tables)
-RETURNS @schema@.tracked_tables
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result @schema@.tracked_tables;
-BEGIN
-    PERFORM @schema@._check_owner(entry.relid);
-    INSERT INTO @schema@.tracked_tables AS t (relid, table_name, kind_prefix, key_columns, exclude_columns,
-                                              redact_columns, tenant_column, exclude_attnums, redact_attnums,
-                                              tenant_attnum, skip_noop_updates, enabled_by)
-    VALUES (entry.relid, entry.relid::regclass::text, entry.kind_prefix, @schema@._key_columns(entry.relid),
-            entry.exclude_columns, entry.redact_columns, entry.tenant_column,
-            @schema@._attnums(entry.relid, entry.exclude_columns), @schema@._attnums(entry.relid, entry.redact_columns),
-            (@schema@._attnums(entry.relid, ARRAY[entry.tenant_column]))[1], entry.skip_noop_updates,
-            @schema@._db_role())
-    ON CONFLICT (relid) DO UPDATE
-        SET table_name = excluded.table_name, kind_prefix = excluded.kind_prefix,
-            key_columns = excluded.key_columns, exclude_columns = excluded.exclude_columns,
-            redact_columns = excluded.redact_columns, tenant_column = excluded.tenant_column,
-            exclude_attnums = excluded.exclude_attnums, redact_attnums = excluded.redact_attnums,
-            tenant_attnum = excluded.tenant_attnum, skip_noop_updates = excluded.skip_noop_updates,
-            enabled_at = now(), enabled_by = excluded.enabled_by
-    RETURNING * INTO result;
-    PERFORM @schema@._generate_capture(result);
-    PERFORM @schema@._record('audit.tracking_enabled', NULL, NULL, NULL, 'table', result.table_name,
-                             @schema@._tracking_options(result), 'success', NULL, NULL);
-    RETURN result;
-END
-$$;
-COMMENT ON FUNCTION @schema@._register_tracking(@schema@.tracked_tables) IS
-    'Writes a tracked_tables entry and records audit.tracking_enabled; called by enable_tracking.';
-
-CREATE OR REPLACE FUNCTION @schema@._unregister_tracking(target oid, reason text)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    gone @schema@.tracked_tables;
-BEGIN
-    PERFORM @schema@._check_owner(target);
-    IF reason NOT IN ('audit.tracking_disabled', 'audit.tracked_table_dropped') THEN
-        RAISE EXCEPTION 'invalid reason: %', reason USING ERRCODE = 'PA005';
-    END IF;
-    DELETE FROM @schema@.tracked_tables WHERE relid = target RETURNING * INTO gone;
-    IF FOUND THEN
-        EXECUTE format('DROP FUNCTION IF EXISTS %s()', @schema@._capture_function(target));
-        PERFORM @schema@._record(reason, NULL, NULL, NULL, 'table', gone.table_name,
-                                 jsonb_build_object('kind_prefix', gone.kind_prefix), 'success', NULL, NULL);
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION @schema@._unregister_tracking(oid, text) IS
-    'Removes a tracked_tables entry and records why (audit.tracking_disabled, audit.tracked_table_dropped).';
-
-CREATE OR REPLACE FUNCTION @schema@.enable_tracking(
-    target regclass,
-    exclude_columns text[] DEFAULT '{}',
-    redact_columns text[] DEFAULT '{}',
-    tenant_column text DEFAULT NULL,
-    skip_noop_updates boolean DEFAULT true,
-    kind_prefix text DEFAULT NULL
-)
-RETURNS @schema@.tracked_tables
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_variable
-DECLARE
-    rel pg_class;
-    ns text;
-    col text;
-    fn text;
-    entry @schema@.tracked_tables;
-BEGIN
-    SELECT * INTO rel FROM pg_class c WHERE c.oid = target;
-    ns := (SELECT nspname FROM pg_namespace n WHERE n.oid = rel.relnamespace);
-    IF ns = '@schema@' THEN
-        RAISE EXCEPTION 'cannot track %: the audit log does not audit itself', target USING ERRCODE = 'PA008';
-    ELSIF rel.relispartition THEN
-        RAISE EXCEPTION 'cannot track %: it is a partition', target USING ERRCODE = 'PA008',
-            HINT = format('Track the partitioned table %s instead.',
-                          (SELECT i.inhparent::regclass FROM pg_inherits i WHERE i.inhrelid = target));
-    ELSIF rel.relkind NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION 'cannot track %: only tables can be tracked, not %', target,
-            CASE rel.relkind WHEN 'v' THEN 'views' WHEN 'm' THEN 'materialized views'
-                             WHEN 'f' THEN 'foreign tables' ELSE 'this kind of relation' END
-            USING ERRCODE = 'PA008';
-    END IF;
-    FOREACH col IN ARRAY coalesce(exclude_columns, '{}') || coalesce(redact_columns, '{}')
-                         || CASE WHEN tenant_column IS NULL THEN '{}'::text[] ELSE ARRAY[tenant_column] END LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = col
-                                                     AND a.attnum > 0 AND NOT a.attisdropped) THEN
-            RAISE EXCEPTION 'column % of % does not exist', coalesce(quote_ident(col), 'NULL'), target
-                USING ERRCODE = 'PA005';
-        END IF;
-    END LOOP;
-    IF exclude_columns && redact_columns THEN
-        RAISE EXCEPTION 'a column cannot be both excluded and redacted: %',
-            array_to_string(ARRAY(SELECT unnest(exclude_columns) INTERSECT SELECT unnest(redact_columns)), ', ')
-            USING ERRCODE = 'PA005';
-    END IF;
-    entry.kind_prefix := coalesce(kind_prefix, ns || '.' || rel.relname);
-    PERFORM @schema@._check_kind(entry.kind_prefix, 'kind prefix');
-    IF char_length(entry.kind_prefix) > 100 THEN
-        RAISE EXCEPTION 'kind prefix is longer than 100 characters' USING ERRCODE = 'PA001';
-    END IF;
-
-    entry.relid := target;
-    entry.exclude_columns := coalesce(exclude_columns, '{}');
-    entry.redact_columns := coalesce(redact_columns, '{}');
-    entry.tenant_column := tenant_column;
-    entry.skip_noop_updates := coalesce(skip_noop_updates, true);
-
-    entry := @schema@._register_tracking(entry);  -- also generates the capture function
-    fn := @schema@._capture_function(target);
-    EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_insert AFTER INSERT ON %s'
-                   ' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, fn);
-    EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_update AFTER UPDATE ON %s'
-                   ' REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, fn);
-    EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_delete AFTER DELETE ON %s'
-                   ' REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, fn);
-    EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_truncate BEFORE TRUNCATE ON %s'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._capture_truncate()', target);
-    EXECUTE format('GRANT SELECT ON %s TO @schema@_owner', target);  -- to count the rows a TRUNCATE removes
-    RETURN entry;
-END
-$$;
-COMMENT ON FUNCTION @schema@.enable_tracking(regclass, text[], text[], text, boolean, text) IS
-    'Captures every INSERT, UPDATE, DELETE and TRUNCATE on a table from now on (idempotent; calling '
-    'again changes the options). Caller: the maintainer role, owning the table.';
-
-CREATE OR REPLACE FUNCTION @schema@.disable_tracking(target regclass)
-RETURNS boolean
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    op text;
-BEGIN
-    FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', '@schema@_capture_' || op, target);
-    END LOOP;
-    IF NOT EXISTS (SELECT 1 FROM @schema@.tracked_tables WHERE relid = target) THEN
-        RETURN false;
-    END IF;
-    EXECUTE format('REVOKE SELECT ON %s FROM @schema@_owner', target);
-    PERFORM @schema@._unregister_tracking(target, 'audit.tracking_disabled');
-    RETURN true;
-END
-$$;
-COMMENT ON FUNCTION @schema@.disable_tracking(regclass) IS
-    'Stops capturing a table (idempotent); returns whether it was tracked. Caller: the maintainer, owning the table.';
-
+-- A new version of this file regenerates every capture function (the event triggers do so on every
+-- change of a tracked table).
+SELECT @schema@._generate_capture(c) FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
+ WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c);

@@ -1,18 +1,27 @@
 -- Schema changes on tracked tables: event triggers (created by the installer when it runs as a
 -- superuser, see sql/superuser/) follow renames, keep the capture functions in step with the
--- columns, forget dropped tables (recording that they went), and refuse to let a capture trigger
--- be dropped or disabled other than through disable_tracking.
+-- columns, cover partitions created or attached later, forget dropped tables (recording that they
+-- went), and refuse any change that would leave a tracked table, or a partition of one, without
+-- its capture. Each looks only at the tables the command touched: a table whose capture is broken
+-- blocks changes to itself, never to the rest of the database.
 
--- Re-derive a tracked table's names from its column numbers; regenerate its capture function and
--- record the change when anything moved.
-CREATE OR REPLACE FUNCTION @schema@._refresh_tracking(t @schema@.tracked_tables)
+-- Re-derive a tracked table's names from its column numbers and record the change when anything
+-- moved; regenerate the capture functions of the table and its partitions when asked (a column
+-- added or retyped changes what they do) or when the options changed.
+CREATE OR REPLACE FUNCTION @schema@._refresh_tracking(target oid, regenerate boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    fresh @schema@.tracked_tables := t;
+    t @schema@.tracked_tables;
+    fresh @schema@.tracked_tables;
 BEGIN
+    SELECT * INTO t FROM @schema@.tracked_tables WHERE relid = target;
+    IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target) THEN
+        RETURN;
+    END IF;
+    fresh := t;
     fresh.table_name := t.relid::regclass::text;
     fresh.key_columns := @schema@._key_columns(t.relid);
     fresh.exclude_columns := @schema@._attnames(t.relid, t.exclude_attnums);
@@ -21,53 +30,50 @@ BEGIN
     fresh.redact_attnums := @schema@._attnums(t.relid, fresh.redact_columns);
     fresh.tenant_column := (@schema@._attnames(t.relid, ARRAY[t.tenant_attnum]))[1];
     fresh.tenant_attnum := CASE WHEN fresh.tenant_column IS NOT NULL THEN t.tenant_attnum END;
-    IF fresh IS NOT DISTINCT FROM t THEN
+    IF fresh IS DISTINCT FROM t THEN
+        UPDATE @schema@.tracked_tables SET
+            table_name = fresh.table_name, key_columns = fresh.key_columns,
+            exclude_columns = fresh.exclude_columns, redact_columns = fresh.redact_columns,
+            tenant_column = fresh.tenant_column, exclude_attnums = fresh.exclude_attnums,
+            redact_attnums = fresh.redact_attnums, tenant_attnum = fresh.tenant_attnum
+         WHERE relid = t.relid;
+        PERFORM @schema@._record('audit.tracked_table_altered', NULL, NULL, NULL, 'table', fresh.table_name,
+                                 jsonb_build_object('before', @schema@._tracking_options(t),
+                                                    'after', @schema@._tracking_options(fresh)),
+                                 'success', NULL, NULL);
+    ELSIF NOT regenerate THEN
         RETURN;
     END IF;
-    UPDATE @schema@.tracked_tables SET
-        table_name = fresh.table_name, key_columns = fresh.key_columns,
-        exclude_columns = fresh.exclude_columns, redact_columns = fresh.redact_columns,
-        tenant_column = fresh.tenant_column, exclude_attnums = fresh.exclude_attnums,
-        redact_attnums = fresh.redact_attnums, tenant_attnum = fresh.tenant_attnum
-     WHERE relid = t.relid;
-    PERFORM @schema@._generate_capture(fresh);
-    PERFORM @schema@._record('audit.tracked_table_altered', NULL, NULL, NULL, 'table', fresh.table_name,
-                             jsonb_build_object('before', @schema@._tracking_options(t),
-                                                'after', @schema@._tracking_options(fresh)),
-                             'success', NULL, NULL);
+    -- Functions only: a partition's triggers are attached by _cover_partitions, as its owner.
+    PERFORM @schema@._generate_capture(c) FROM @schema@._capture_tables(t.relid) c;
 END
 $$;
-COMMENT ON FUNCTION @schema@._refresh_tracking(@schema@.tracked_tables) IS
-    'Follows renames and dropped columns of a tracked table; records audit.tracked_table_altered.';
+COMMENT ON FUNCTION @schema@._refresh_tracking(oid, boolean) IS
+    'Follows renames and dropped columns of a tracked table (recording audit.tracked_table_altered) and '
+    'regenerates its capture functions.';
 
--- Every tracked table that still exists must have its four capture triggers, enabled.
-CREATE OR REPLACE FUNCTION @schema@._check_capture_triggers()
+-- Refuses (PA008) a table that tracking covers and whose capture is not whole, naming what is wrong.
+CREATE OR REPLACE FUNCTION @schema@._refuse_broken_capture(target oid, trigger_name text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
+STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    stack text;
-    broken text;
+    problem text;
 BEGIN
-    GET DIAGNOSTICS stack = PG_CONTEXT;
-    IF strpos(stack, 'function @schema@.disable_tracking(') > 0
-       OR strpos(stack, 'function @schema@.enable_tracking(') > 0 THEN
+    IF (@schema@._tracking_of(target)).relid IS NULL THEN
         RETURN;
     END IF;
-    SELECT string_agg(t.table_name, ', ') INTO broken
-      FROM @schema@.tracked_tables t
-     WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid)
-       AND (SELECT count(*) FROM pg_trigger g
-             WHERE g.tgrelid = t.relid AND g.tgname LIKE '@schema@\_capture\_%' AND g.tgenabled <> 'D') < 4;
-    IF broken IS NOT NULL THEN
-        RAISE EXCEPTION 'the capture triggers of % cannot be dropped or disabled', broken
+    problem := @schema@._capture_problem(target, trigger_name);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'the capture of % cannot be switched off or changed: %', target::regclass, problem
             USING ERRCODE = 'PA008', HINT = 'Use @schema@.disable_tracking to stop auditing a table.';
     END IF;
 END
 $$;
-COMMENT ON FUNCTION @schema@._check_capture_triggers() IS
-    'Refuses (PA008) a statement that left a tracked table without its enabled capture triggers.';
+COMMENT ON FUNCTION @schema@._refuse_broken_capture(oid, text) IS
+    'Raises PA008 when a tracked table (or a partition of one) lacks its capture triggers as tracking made them.';
 
 CREATE OR REPLACE FUNCTION @schema@._on_ddl_end()
 RETURNS event_trigger
@@ -76,19 +82,40 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t @schema@.tracked_tables;
+    cmd record;
+    touched oid[] := '{}';   -- tables the command changed: their capture is checked whole
+    created oid[] := '{}';   -- triggers the command created: each checked on its own
+    root oid;
+    rel oid;
+    refreshed boolean := false;
 BEGIN
-    FOR t IN SELECT * FROM @schema@.tracked_tables
-              WHERE relid IN (SELECT objid FROM pg_event_trigger_ddl_commands() WHERE classid = 'pg_class'::regclass
-                              UNION SELECT i.indrelid FROM pg_event_trigger_ddl_commands() d
-                                      JOIN pg_index i ON i.indexrelid = d.objid)
-                AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = relid) LOOP
-        PERFORM @schema@._refresh_tracking(t);
+    FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        IF cmd.classid = 'pg_trigger'::regclass AND cmd.command_tag = 'CREATE TRIGGER' THEN
+            created := created || cmd.objid;
+        ELSIF cmd.classid = 'pg_trigger'::regclass THEN
+            touched := touched || (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = cmd.objid);
+        ELSIF cmd.classid = 'pg_class'::regclass THEN
+            touched := touched || coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = cmd.objid), cmd.objid);
+        END IF;
     END LOOP;
-    PERFORM @schema@._check_capture_triggers();
+    FOR root IN SELECT DISTINCT (@schema@._tracking_of(a)).relid FROM unnest(touched) a LOOP
+        CONTINUE WHEN root IS NULL;
+        PERFORM @schema@._refresh_tracking(root, true);
+        refreshed := true;
+    END LOOP;
+    IF refreshed THEN
+        PERFORM @schema@._drop_stale_captures();  -- a partition detached
+    END IF;
+    FOR rel IN SELECT DISTINCT unnest(touched) LOOP
+        PERFORM @schema@._refuse_broken_capture(rel);
+    END LOOP;
+    FOR rel IN SELECT unnest(created) LOOP
+        PERFORM @schema@._refuse_broken_capture(g.tgrelid, g.tgname) FROM pg_trigger g WHERE g.oid = rel;
+    END LOOP;
 END
 $$;
-COMMENT ON FUNCTION @schema@._on_ddl_end() IS 'Event trigger (ddl_command_end): follows ALTER TABLE on tracked tables.';
+COMMENT ON FUNCTION @schema@._on_ddl_end() IS
+    'Event trigger (ddl_command_end): follows changes of tracked tables and refuses those that break their capture.';
 
 CREATE OR REPLACE FUNCTION @schema@._on_sql_drop()
 RETURNS event_trigger
@@ -97,27 +124,84 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    gone oid;
+    gone record;
     t @schema@.tracked_tables;
+    rel oid;
 BEGIN
     FOR gone IN SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                  WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
                    AND d.objid IN (SELECT relid FROM @schema@.tracked_tables) LOOP
-        PERFORM @schema@._unregister_tracking(gone, 'audit.tracked_table_dropped');
+        PERFORM @schema@._unregister_tracking(gone.objid, 'audit.tracked_table_dropped');
     END LOOP;
     -- A dropped table's limits would otherwise be listed under its oid, which a new table may reuse.
     FOR gone IN SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                  WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
                    AND d.objid::text IN (SELECT target FROM @schema@.rate_limits WHERE scope = 'table') LOOP
-        PERFORM @schema@._drop_rate_limit('table', gone::text);
+        PERFORM @schema@._drop_rate_limit('table', gone.objid::text);
     END LOOP;
+    -- A dropped partition's capture function goes (and is recorded).
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
+                WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+                  AND to_regprocedure(@schema@._capture_function(d.objid) || '()') IS NOT NULL) THEN
+        PERFORM @schema@._drop_stale_captures();
+    END IF;
     -- A dropped column or key index changes what the remaining tables capture.
     FOR t IN SELECT * FROM @schema@.tracked_tables LOOP
-        PERFORM @schema@._refresh_tracking(t);
+        PERFORM @schema@._refresh_tracking(t.relid, EXISTS (
+            SELECT 1 FROM pg_event_trigger_dropped_objects() d
+             WHERE d.classid = 'pg_class'::regclass AND d.objid = t.relid AND d.objsubid > 0));
     END LOOP;
-    PERFORM @schema@._check_capture_triggers();
+    -- A capture trigger dropped from a table that tracking still covers.
+    FOR rel IN SELECT DISTINCT to_regclass(format('%I.%I', d.address_names[1], d.address_names[2]))
+                 FROM pg_event_trigger_dropped_objects() d
+                WHERE d.classid = 'pg_trigger'::regclass AND d.address_names[3] LIKE '@schema@\_capture\_%' LOOP
+        CONTINUE WHEN rel IS NULL;
+        PERFORM @schema@._refuse_broken_capture(rel);
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION @schema@._on_sql_drop() IS
-    'Event trigger (sql_drop): forgets dropped tracked tables and their rate limits (recording it), '
-    'and guards the capture triggers.';
+    'Event trigger (sql_drop): forgets dropped tracked tables, partitions and their rate limits (recording it), '
+    'and refuses dropping a capture trigger.';
+
+-- Partitions created in or attached to a tracked table get their capture triggers here, as the role
+-- that created or attached them: it owns them, where the audit owner cannot attach triggers to
+-- another's table. Runs for every CREATE TABLE and ALTER TABLE of the database, so it leaves at
+-- once for anything else; reads only the system catalogues, which every role may (no name in the
+-- audit schema is looked up before it knows the table is a tracked one's partition). Runs before
+-- @schema@_ddl_end (event triggers fire in name order), which then checks the result.
+CREATE OR REPLACE FUNCTION @schema@._cover_partitions()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part oid;
+BEGIN
+    FOR part IN
+        SELECT DISTINCT tree.relid
+          FROM pg_event_trigger_ddl_commands() d
+          JOIN pg_class c ON c.oid = d.objid AND d.classid = 'pg_class'::regclass
+         CROSS JOIN LATERAL pg_partition_tree(pg_partition_root(c.oid)) tree
+          JOIN pg_class p ON p.oid = tree.relid AND p.relkind IN ('r', 'p')
+         WHERE (c.relkind = 'p' OR c.relispartition)
+           -- the partition tree holds a table whose capture this role's trigger function runs
+           AND EXISTS (SELECT 1 FROM pg_partition_ancestors(tree.relid) a JOIN pg_trigger g ON g.tgrelid = a.relid
+                        WHERE g.tgname = '@schema@_capture_truncate'
+                          AND g.tgfoid = (SELECT f.oid FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
+                                           WHERE n.nspname = '@schema@' AND f.proname = '_capture_truncate'))
+           AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = tree.relid AND g.tgname = '@schema@_capture_truncate')
+    LOOP
+        BEGIN
+            PERFORM @schema@._cover_partition(part);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'partition % of a tracked table: only a member of @schema@_maintainer owning it '
+                            'may add it (its capture triggers must be attached)', part::regclass
+                USING ERRCODE = 'PA008';
+        END;
+        PERFORM @schema@._attach_capture(part);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @schema@._cover_partitions() IS
+    'Event trigger (ddl_command_end, as the role running the DDL): attaches capture triggers to new partitions of tracked tables.';

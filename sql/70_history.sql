@@ -10,7 +10,7 @@ AS $$
 DECLARE
     keys text[];
 BEGIN
-    SELECT t.kind_prefix, t.key_columns INTO prefix, keys FROM @schema@.tracked_tables t WHERE t.relid = target;
+    SELECT t.kind_prefix, t.key_columns INTO prefix, keys FROM @schema@._tracking_of(target) t;
     IF prefix IS NULL THEN
         SELECT n.nspname || '.' || c.relname INTO prefix
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = target;
@@ -44,11 +44,12 @@ AS $$
            @schema@.events AS e
      WHERE e.target_type = h.prefix AND e.target_id = h.target_id
        AND e.kind IN (h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete')
+       AND coalesce(e.origin, 'capture') = 'capture'  -- events before 0.2 carry no origin
      ORDER BY e.seq NULLS LAST, e.occurred_at
 $$;
 COMMENT ON FUNCTION @schema@.row_history(regclass, text) IS
-    'Every captured version of one row, oldest first (sealed by seq, then pending). key: the primary '
-    'key as text, or a JSON array for a composite key.';
+    'Every captured version of one row, oldest first (sealed by seq, then pending); captured events only, '
+    'never recorded ones. key: the primary key as text, or a JSON array for a composite key.';
 
 CREATE OR REPLACE FUNCTION @schema@.row_as_of(target regclass, key text, at timestamptz)
 RETURNS jsonb
@@ -56,16 +57,18 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- The last change to the row, or TRUNCATE of its table, at or before `at`.
+    -- The last captured change to the row, or TRUNCATE of its whole table, at or before `at`. (A
+    -- TRUNCATE of one partition names no rows: it does not count.)
     SELECT CASE WHEN last.kind = h.prefix || '.insert' OR last.kind = h.prefix || '.update'
                 THEN last.row_after END
       FROM @schema@._history_target(target, key) AS h
       LEFT JOIN LATERAL (
           SELECT e.kind, e.row_after FROM @schema@.events e
            WHERE e.target_type = h.prefix AND e.occurred_at <= at
+             AND coalesce(e.origin, 'capture') = 'capture'  -- events before 0.2 carry no origin
              AND ((e.target_id = h.target_id
                    AND e.kind IN (h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete'))
-                  OR e.kind = h.prefix || '.truncate')
+                  OR (e.kind = h.prefix || '.truncate' AND NOT e.payload ? 'partition'))
            ORDER BY e.occurred_at DESC, e.seq DESC NULLS FIRST
            LIMIT 1) AS last ON true
 $$;

@@ -92,7 +92,7 @@ BEGIN
         content := pg_read_binary_file(p_path);
     EXCEPTION WHEN insufficient_privilege THEN
         RAISE EXCEPTION 'the server may not read key files' USING ERRCODE = 'PA011',
-            HINT = 'Install as a superuser: it grants @schema@_owner pg_read_server_files and EXECUTE on pg_read_binary_file.';
+            HINT = 'As a superuser: pgaudit-install --server-keys (it lets @schema@_owner read server files).';
     WHEN OTHERS THEN
         RAISE EXCEPTION 'the server cannot read key file %: %', p_path, SQLERRM USING ERRCODE = 'PA011';
     END;

@@ -48,8 +48,20 @@ BEGIN
     RETURN QUERY
     SELECT format('role %s is missing', r.name)
       FROM unnest(ARRAY['@schema@_owner', '@schema@_writer', '@schema@_reader', '@schema@_maintainer',
-                           '@schema@_secrets']) AS r(name)
+                           '@schema@_secrets', '@schema@_capture', '@schema@_sealer', '@schema@_pruner',
+                           '@schema@_sandbox']) AS r(name)
      WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.name);
+    -- The roles the guards and the sandbox rely on: nobody may act as them.
+    RETURN QUERY
+    SELECT format('role %s %s: only its functions may act as it', r.rolname,
+                  CASE WHEN r.rolcanlogin THEN 'can log in'
+                       WHEN r.rolsuper OR r.rolbypassrls THEN 'is privileged'
+                       ELSE 'has members (' || (SELECT string_agg(m.member::regrole::text, ', ' ORDER BY m.member::regrole::text)
+                                               FROM pg_auth_members m WHERE m.roleid = r.oid) || ')' END)
+      FROM pg_roles r
+     WHERE r.rolname IN ('@schema@_capture', '@schema@_sealer', '@schema@_pruner', '@schema@_sandbox')
+       AND (r.rolcanlogin OR r.rolsuper OR r.rolbypassrls
+            OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid));
     RETURN QUERY
     SELECT format('SECURITY DEFINER function @schema@.%s(%s) is executable by PUBLIC',
                   p.proname, pg_get_function_identity_arguments(p.oid))
@@ -63,14 +75,20 @@ BEGIN
       FROM pg_proc p
      WHERE p.pronamespace = '@schema@'::regnamespace AND p.prosecdef
        AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp'];
+    -- Who may write the log's tables at all: exactly these, each for what its functions do.
     RETURN QUERY
     SELECT format('%s has %s on @schema@.%s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
                   a.privilege_type, c.relname)
       FROM pg_class c, aclexplode(c.relacl) a
-     WHERE c.oid IN (to_regclass('@schema@.event_intake'), to_regclass('@schema@.event_log'),
-                     to_regclass('@schema@.blocks'), to_regclass('@schema@.prune_points'))
+     WHERE c.relnamespace = '@schema@'::regnamespace
+       AND c.relname IN ('event_intake', 'event_log', 'blocks', 'prune_points', 'quarantine')
        AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
-       AND a.grantee IS DISTINCT FROM (SELECT oid FROM pg_roles WHERE rolname = '@schema@_owner');
+       AND (c.relname, a.grantee::regrole::text, a.privilege_type) NOT IN (
+               ('event_intake', '@schema@_owner', 'INSERT'), ('event_intake', '@schema@_capture', 'INSERT'),
+               ('event_intake', '@schema@_sealer', 'INSERT'), ('event_intake', '@schema@_sealer', 'DELETE'),
+               ('event_intake', '@schema@_pruner', 'INSERT'), ('event_log', '@schema@_sealer', 'INSERT'),
+               ('event_log', '@schema@_pruner', 'DELETE'), ('blocks', '@schema@_sealer', 'INSERT'),
+               ('prune_points', '@schema@_pruner', 'INSERT'), ('quarantine', '@schema@_sealer', 'INSERT'));
     RETURN QUERY
     SELECT format('guard trigger %s on @schema@.%s is %s', g.tgname, g.relname,
                   CASE WHEN t.tgenabled IS NULL THEN 'missing' ELSE 'disabled' END)
@@ -79,7 +97,8 @@ BEGIN
                    ('event_log', 'guard_update'), ('event_log', 'guard_delete'),
                    ('event_log', 'guard_truncate'), ('blocks', 'guard_insert'), ('blocks', 'guard_change'),
                    ('blocks', 'guard_truncate'), ('prune_points', 'guard_insert'),
-                   ('prune_points', 'guard_change'), ('prune_points', 'guard_truncate')) AS g(relname, tgname)
+                   ('prune_points', 'guard_change'), ('prune_points', 'guard_truncate'), ('quarantine', 'guard_insert'),
+                   ('quarantine', 'guard_change'), ('quarantine', 'guard_truncate')) AS g(relname, tgname)
       LEFT JOIN pg_trigger t ON t.tgrelid = to_regclass('@schema@.' || g.relname) AND t.tgname = g.tgname
      WHERE t.tgenabled IS DISTINCT FROM 'O';
 
@@ -87,15 +106,26 @@ BEGIN
     SELECT format('event trigger %s is %s: renames and drops of tracked tables are not followed, and capture '
                   'triggers are not protected (run the installer as a superuser)', e.name,
                   CASE WHEN g.evtenabled IS NULL THEN 'missing' ELSE 'disabled' END)
-      FROM (VALUES ('@schema@_ddl_end'), ('@schema@_sql_drop')) AS e(name)
+      FROM (VALUES ('@schema@_ddl_end'), ('@schema@_sql_drop'), ('@schema@_capture_partitions')) AS e(name)
       LEFT JOIN pg_event_trigger g ON g.evtname = e.name
      WHERE g.evtenabled IS DISTINCT FROM 'O';
+    -- Every way capture can be off while a table is listed as tracked: a trigger missing, disabled,
+    -- enabled for replicas only, replaced by another definition; a partition without them; the
+    -- generated function changed.
     RETURN QUERY
-    SELECT format('tracked table %s lacks enabled capture triggers or its capture function', t.table_name)
-      FROM @schema@.tracked_tables t
-     WHERE to_regprocedure(@schema@._capture_function(t.relid) || '()') IS NULL
-        OR (SELECT count(*) FROM pg_trigger g
-             WHERE g.tgrelid = t.relid AND g.tgname LIKE '@schema@\_capture\_%' AND g.tgenabled <> 'D') < 4;
+    SELECT format('tracked table %s: %s', CASE WHEN c = t.relid THEN t.table_name
+                                               ELSE format('%s (partition %s)', t.table_name, c::regclass) END,
+                  coalesce(@schema@._capture_problem(c),
+                           'its capture function is not the one tracking generates (run enable_tracking again)'))
+      FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
+     WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c)
+       AND (@schema@._capture_problem(c) IS NOT NULL
+            OR NOT EXISTS (SELECT 1 FROM pg_proc p
+                            WHERE p.oid = to_regprocedure(@schema@._capture_function(c) || '()')
+                              AND p.proowner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = '@schema@_capture')
+                              AND p.prosecdef
+                              AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp']
+                              AND p.prosrc = @schema@._capture_body(c, t)));
 
     -- Differences from what the last install left.
     SELECT i.snapshot INTO expected FROM @schema@._install i ORDER BY i.installed_at DESC LIMIT 1;
@@ -126,3 +156,20 @@ END
 $$;
 COMMENT ON FUNCTION @schema@._integrity_problems() IS
     'Everything missing or loosened in the installation, one line each; empty when intact.';
+
+-- Not broken, but worth knowing.
+CREATE OR REPLACE FUNCTION @schema@._integrity_warnings()
+RETURNS SETOF text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '@schema@_owner holds pg_read_server_files, which it needs only for a server key file, and this '
+           'database registers none: REVOKE pg_read_server_files FROM @schema@_owner unless another database '
+           'of the cluster uses one'
+     WHERE EXISTS (SELECT 1 FROM pg_auth_members m
+                    WHERE m.roleid = 'pg_read_server_files'::regrole
+                      AND m.member = (SELECT r.oid FROM pg_roles r WHERE r.rolname = '@schema@_owner'))
+       AND NOT EXISTS (SELECT 1 FROM @schema@.master_keys m WHERE m.key_file IS NOT NULL AND m.state <> 'retired')
+$$;
+COMMENT ON FUNCTION @schema@._integrity_warnings() IS 'What status warns about: not broken, but worth knowing.';

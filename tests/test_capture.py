@@ -200,7 +200,8 @@ def test_rollback_and_savepoints_leave_no_event(db, connect, maintainer, orders)
 def test_partitioned_table_is_captured_through_its_root(db, maintainer):
     db.execute("""CREATE TABLE public.measures (id int, at date, v int, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
                   CREATE TABLE public.measures_2026 PARTITION OF public.measures FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
-                  ALTER TABLE public.measures OWNER TO app_maintainer;""")
+                  ALTER TABLE public.measures OWNER TO app_maintainer;
+                  ALTER TABLE public.measures_2026 OWNER TO app_maintainer;""")
     enable_tracking(maintainer, "public.measures")
     db.execute("INSERT INTO measures VALUES (1, '2026-05-01', 3)")
     db.execute("UPDATE measures SET v = 4")

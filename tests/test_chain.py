@@ -74,28 +74,30 @@ def test_intact_chain_verifies_and_python_reproduces_every_line(chain):
                                      application_name, kind, target_type, target_id, outcome, correlation_id,
                                      idempotency_key, txid::text AS txid, occurred_at, payload::text AS payload,
                                      schema_valid, row_before::text AS row_before, row_after::text AS row_after,
-                                     changed::text AS changed, audit._canonical_event(l) AS line
+                                     changed::text AS changed, origin, audit._canonical_event(l, 2::smallint) AS line,
+                                     audit._canonical_event(l, 1::smallint) AS line_v1
                                 FROM audit.event_log l ORDER BY seq""").fetchall()
     assert len(rows) == 7
     for row in rows:
         assert canonical.event_line(row) == row["line"]
+        assert canonical.event_line(row, 1) == row["line_v1"]
+    assert {r["origin"] for r in rows} == {"record", "system", "capture"}
     odd = [r["line"] for r in rows if r["kind"] == "public.odd.update"][0]
     assert '"ts": "2026-05-01T13:30:00+05:30"' in odd and '"b": "\\\\x00ff"' in odd and '"n": 4.50' in odd
 
 
-def test_the_canonical_line_is_the_jsonb_text_of_its_fields(chain):
-    """The sealer writes the line out by concatenation; it must stay, byte for byte, what version 1
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_canonical_line_is_the_jsonb_text_of_its_fields(chain, version):
+    """The sealer writes the line out by concatenation; it must stay, byte for byte, what each version
     specifies: PostgreSQL's jsonb text of these fields (awkward values included, and a row of NULLs,
     as a superuser could leave)."""
-    fields = ("seq", "id", "tenant_id", "actor_type", "actor_id", "db_role", "client_addr", "application_name",
-              "kind", "target_type", "target_id", "outcome", "correlation_id", "idempotency_key", "txid",
-              "occurred_at", "payload", "schema_valid", "row_before", "row_after", "changed")
+    fields = canonical.FIELDS_BY_VERSION[version]
     as_json = {"client_addr": "(e).client_addr::text", "txid": "(e).txid::text",
                "occurred_at": """to_char((e).occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""}
-    reference = "jsonb_build_object('v', 1, " + ", ".join(
+    reference = f"jsonb_build_object('v', {version}, " + ", ".join(
         f"'{f}', {as_json.get(f, f'(e).{f}')}" for f in fields) + ")::text"
     lines = chain.execute(f"""
-        SELECT audit._canonical_event(e), {reference}
+        SELECT audit._canonical_event(e, {version}::smallint), {reference}
           FROM (SELECT l FROM audit.event_log l UNION ALL SELECT NULL::audit.event_log) AS x(e)""").fetchall()
     assert len(lines) == 8
     assert [line for line, expected in lines if line != expected] == []
@@ -145,7 +147,7 @@ def rehash(db) -> None:
     prev = bytes(32)
     for no, first, last, count in db.execute("SELECT block_no, first_seq, last_seq, event_count FROM audit.blocks"
                                               " ORDER BY block_no").fetchall():
-        events = db.execute("SELECT sha256(string_agg(sha256(convert_to(audit._canonical_event(l), 'UTF8')), ''::bytea"
+        events = db.execute("SELECT sha256(string_agg(sha256(convert_to(audit._canonical_event(l, 2::smallint), 'UTF8')), ''::bytea"
                             " ORDER BY seq)) FROM audit.event_log l WHERE seq BETWEEN %s AND %s", (first, last)).fetchone()[0]
         block = db.execute("SELECT audit._block_hash(%s, %s, %s, %s, %s, %s)", (no, first, last, count, events, prev)).fetchone()[0]
         db.execute("UPDATE audit.blocks SET events_hash = %s, prev_hash = %s, block_hash = %s WHERE block_no = %s",

@@ -21,7 +21,7 @@ from pgaudit_py.errors import (
     SecretIntegrityError,
     UndeclaredSecret,
 )
-from pgaudit_py.installer import status
+from pgaudit_py.installer import install, status
 from pgaudit_py.tempdb import TemporaryCluster
 
 Connect = Callable[..., psycopg.Connection]
@@ -117,8 +117,17 @@ def test_round_trip_in_client_key_mode(db: psycopg.Connection, app: psycopg.Conn
     assert [e[4] for e in events_of(db, "tenant.secret.written")] == [{"key_version": 1, "replaced": False}] * 2
 
 
+@pytest.fixture
+def server_keys(db: psycopg.Connection) -> Iterator[None]:
+    """Server-key mode: the owner role may read server files. Roles belong to the whole cluster, so
+    the grant is taken back afterwards: other tests' databases see the installer's default."""
+    install(db, server_keys=True)
+    yield
+    db.execute("REVOKE pg_read_server_files FROM audit_owner")
+
+
 def test_round_trip_in_server_key_mode_with_every_statement_logged(
-        db: psycopg.Connection, connect: Connect, keys: Keys) -> None:
+        db: psycopg.Connection, connect: Connect, keys: Keys, server_keys: None) -> None:
     db.execute(f"ALTER DATABASE {db.info.dbname} SET log_statement = 'all'")
     db.execute(f"ALTER DATABASE {db.info.dbname} SET log_min_error_statement = 'debug5'")
     app = connect("app_secrets")

@@ -1,0 +1,360 @@
+-- Tracking: the catalogue of tracked tables, and enable_tracking / disable_tracking, which attach
+-- and remove the capture triggers (sql/60_capture.sql) on a table and all its partitions.
+
+CREATE OR REPLACE FUNCTION @schema@._key_columns(target regclass)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The primary key, else the replica identity index, in index column order.
+    SELECT ARRAY(SELECT a.attname::text
+                   FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, o)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  ORDER BY k.o)
+      FROM pg_index i
+     WHERE i.indrelid = target AND (i.indisprimary OR i.indisreplident)
+     ORDER BY i.indisprimary DESC
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION @schema@._key_columns(regclass) IS
+    'Columns that identify a row: the primary key, else the replica identity index; NULL if neither.';
+
+CREATE OR REPLACE FUNCTION @schema@._attnums(target oid, columns text[])
+RETURNS int2[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(a.attnum ORDER BY u.o), '{}')
+      FROM unnest(columns) WITH ORDINALITY AS u(name, o)
+      JOIN pg_attribute a ON a.attrelid = target AND a.attname = u.name AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+COMMENT ON FUNCTION @schema@._attnums(oid, text[]) IS 'Column numbers of the named columns (missing ones left out).';
+
+CREATE OR REPLACE FUNCTION @schema@._attnames(target oid, attnums int2[])
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(a.attname::text ORDER BY u.o), '{}')
+      FROM unnest(attnums) WITH ORDINALITY AS u(attnum, o)
+      JOIN pg_attribute a ON a.attrelid = target AND a.attnum = u.attnum AND NOT a.attisdropped
+$$;
+COMMENT ON FUNCTION @schema@._attnames(oid, int2[]) IS 'Current names of columns given by number (dropped ones left out).';
+
+CREATE OR REPLACE FUNCTION @schema@._tracking_options(t @schema@.tracked_tables)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('table', t.table_name, 'kind_prefix', t.kind_prefix, 'key_columns', t.key_columns,
+                              'exclude_columns', t.exclude_columns, 'redact_columns', t.redact_columns,
+                              'tenant_column', t.tenant_column, 'skip_noop_updates', t.skip_noop_updates)
+$$;
+COMMENT ON FUNCTION @schema@._tracking_options(@schema@.tracked_tables) IS 'A tracked table''s options, as event payload.';
+
+-- Kinds pgaudit_py writes itself: record() refuses them, and no tracked table's kinds may fall among them.
+CREATE OR REPLACE FUNCTION @schema@._reserved_kind(kind text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT kind = 'audit' OR starts_with(kind, 'audit.') OR starts_with(kind, 'secret.')
+        OR starts_with(kind, 'tenant.secret.') OR starts_with(kind, 'tenant.data_key.')
+$$;
+COMMENT ON FUNCTION @schema@._reserved_kind(text) IS
+    'True for the kinds of pgaudit_py''s own events (audit., secret., tenant.secret., tenant.data_key.).';
+
+-- The SECURITY DEFINER helpers below are granted to the maintainer so that enable/disable can
+-- run as their caller; each checks for itself that the caller owns the table, since a caller can
+-- also reach them directly.
+CREATE OR REPLACE FUNCTION @schema@._check_owner(target oid)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = target);
+BEGIN
+    IF owner IS NOT NULL AND NOT pg_has_role(@schema@._db_role(), owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'must be owner of table %', target::regclass USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._check_owner(oid) IS
+    'Raises 42501 unless the acting role owns the table (a table that no longer exists passes).';
+
+-- What may be tracked, and under which prefix: refused before anything is written.
+CREATE OR REPLACE FUNCTION @schema@._check_trackable(entry @schema@.tracked_tables)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel pg_class := (SELECT c FROM pg_class c WHERE c.oid = entry.relid);
+    col text;
+    clash text;
+BEGIN
+    IF rel.oid IS NULL THEN
+        RAISE EXCEPTION 'table % does not exist', coalesce(entry.relid::text, 'NULL') USING ERRCODE = 'undefined_table';
+    ELSIF rel.relnamespace = '@schema@'::regnamespace THEN
+        RAISE EXCEPTION 'cannot track %: the audit log does not audit itself', entry.relid::regclass USING ERRCODE = 'PA008';
+    ELSIF rel.relispartition THEN
+        RAISE EXCEPTION 'cannot track %: it is a partition', entry.relid::regclass USING ERRCODE = 'PA008',
+            HINT = format('Track the partitioned table %s instead.',
+                          (SELECT i.inhparent::regclass FROM pg_inherits i WHERE i.inhrelid = entry.relid));
+    ELSIF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'cannot track %: only tables can be tracked, not %', entry.relid::regclass,
+            CASE rel.relkind WHEN 'v' THEN 'views' WHEN 'm' THEN 'materialized views'
+                             WHEN 'f' THEN 'foreign tables' ELSE 'this kind of relation' END
+            USING ERRCODE = 'PA008';
+    ELSIF rel.relpersistence = 't' THEN
+        RAISE EXCEPTION 'cannot track %: it is a temporary table', entry.relid::regclass USING ERRCODE = 'PA008';
+    END IF;
+    FOREACH col IN ARRAY entry.exclude_columns || entry.redact_columns
+                         || CASE WHEN entry.tenant_column IS NULL THEN '{}'::text[] ELSE ARRAY[entry.tenant_column] END LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = entry.relid AND a.attname = col
+                                                     AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'column % of % does not exist', coalesce(quote_ident(col), 'NULL'), entry.relid::regclass
+                USING ERRCODE = 'PA005';
+        END IF;
+    END LOOP;
+    IF entry.exclude_columns && entry.redact_columns THEN
+        RAISE EXCEPTION 'a column cannot be both excluded and redacted: %',
+            array_to_string(ARRAY(SELECT unnest(entry.exclude_columns) INTERSECT SELECT unnest(entry.redact_columns)), ', ')
+            USING ERRCODE = 'PA005';
+    END IF;
+    PERFORM @schema@._check_kind(entry.kind_prefix, 'kind prefix');
+    IF char_length(entry.kind_prefix) > 100 THEN
+        RAISE EXCEPTION 'kind prefix is longer than 100 characters' USING ERRCODE = 'PA001';
+    ELSIF @schema@._reserved_kind(entry.kind_prefix || '.insert') THEN
+        RAISE EXCEPTION 'kind prefix % is reserved for pgaudit_py''s own events', entry.kind_prefix USING ERRCODE = 'PA001';
+    END IF;
+    -- One table per prefix, and none inside another's: each table's kinds are its own.
+    SELECT t.table_name INTO clash FROM @schema@.tracked_tables t
+     WHERE t.relid <> entry.relid
+       AND (t.kind_prefix = entry.kind_prefix OR starts_with(entry.kind_prefix, t.kind_prefix || '.')
+            OR starts_with(t.kind_prefix, entry.kind_prefix || '.'))
+     LIMIT 1;
+    IF clash IS NOT NULL THEN
+        RAISE EXCEPTION 'kind prefix % overlaps that of tracked table %', entry.kind_prefix, clash USING ERRCODE = 'PA005',
+            HINT = 'Give each tracked table a kind prefix of its own (enable_tracking(..., kind_prefix => ...)).';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._check_trackable(@schema@.tracked_tables) IS
+    'Refuses a table that cannot be tracked, unknown columns, and a kind prefix that is reserved or another table''s.';
+
+-- The catalogue is written only here, and every change is itself an event.
+CREATE OR REPLACE FUNCTION @schema@._register_tracking(entry @schema@.tracked_tables)
+RETURNS @schema@.tracked_tables
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result @schema@.tracked_tables;
+BEGIN
+    entry.exclude_columns := coalesce(entry.exclude_columns, '{}');
+    entry.redact_columns := coalesce(entry.redact_columns, '{}');
+    PERFORM @schema@._check_trackable(entry);
+    PERFORM @schema@._check_owner(c) FROM @schema@._capture_tables(entry.relid) c;  -- partitions too
+    INSERT INTO @schema@.tracked_tables AS t (relid, table_name, kind_prefix, key_columns, exclude_columns,
+                                              redact_columns, tenant_column, exclude_attnums, redact_attnums,
+                                              tenant_attnum, skip_noop_updates, enabled_by)
+    VALUES (entry.relid, entry.relid::regclass::text, entry.kind_prefix, @schema@._key_columns(entry.relid),
+            entry.exclude_columns, entry.redact_columns, entry.tenant_column,
+            @schema@._attnums(entry.relid, entry.exclude_columns), @schema@._attnums(entry.relid, entry.redact_columns),
+            (@schema@._attnums(entry.relid, ARRAY[entry.tenant_column]))[1], coalesce(entry.skip_noop_updates, true),
+            @schema@._db_role())
+    ON CONFLICT (relid) DO UPDATE
+        SET table_name = excluded.table_name, kind_prefix = excluded.kind_prefix,
+            key_columns = excluded.key_columns, exclude_columns = excluded.exclude_columns,
+            redact_columns = excluded.redact_columns, tenant_column = excluded.tenant_column,
+            exclude_attnums = excluded.exclude_attnums, redact_attnums = excluded.redact_attnums,
+            tenant_attnum = excluded.tenant_attnum, skip_noop_updates = excluded.skip_noop_updates,
+            enabled_at = now(), enabled_by = excluded.enabled_by
+    RETURNING * INTO result;
+    PERFORM @schema@._generate_capture(c) FROM @schema@._capture_tables(result.relid) c;
+    PERFORM @schema@._record('audit.tracking_enabled', NULL, NULL, NULL, 'table', result.table_name,
+                             @schema@._tracking_options(result), 'success', NULL, NULL);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION @schema@._register_tracking(@schema@.tracked_tables) IS
+    'Checks and writes a tracked_tables entry, generates the capture functions of the table and its '
+    'partitions, and records audit.tracking_enabled; called by enable_tracking.';
+
+-- Capture functions whose table tracking no longer covers (dropped, detached from a tracked table,
+-- untracked) go, and the triggers that call them with them; a partition that left is recorded.
+CREATE OR REPLACE FUNCTION @schema@._drop_stale_captures()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    gone oid;
+BEGIN
+    FOR gone IN SELECT substring(p.proname FROM '^_capture_([0-9]+)$')::oid FROM pg_proc p
+                 WHERE p.pronamespace = '@schema@'::regnamespace AND p.proname ~ '^_capture_[0-9]+$' LOOP
+        CONTINUE WHEN (@schema@._tracking_of(gone)).relid IS NOT NULL;
+        PERFORM @schema@._drop_capture(gone);
+        IF NOT EXISTS (SELECT 1 FROM @schema@.tracked_tables t WHERE t.relid = gone) THEN
+            PERFORM @schema@._record('audit.tracked_partition_removed', NULL, NULL, NULL, 'table',
+                                     coalesce((SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = gone), gone::text),
+                                     jsonb_build_object('relid', gone, 'dropped', NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = gone)),
+                                     'success', NULL, NULL);
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @schema@._drop_stale_captures() IS
+    'Drops capture functions (and their triggers) of tables tracking no longer covers; records partitions that left.';
+
+CREATE OR REPLACE FUNCTION @schema@._unregister_tracking(target oid, reason text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    gone @schema@.tracked_tables;
+BEGIN
+    PERFORM @schema@._check_owner(target);
+    IF reason NOT IN ('audit.tracking_disabled', 'audit.tracked_table_dropped') THEN
+        RAISE EXCEPTION 'invalid reason: %', reason USING ERRCODE = 'PA005';
+    END IF;
+    DELETE FROM @schema@.tracked_tables WHERE relid = target RETURNING * INTO gone;
+    IF FOUND THEN
+        -- The table's and its partitions' capture functions go (their triggers with them), unrecorded:
+        -- this event says it all.
+        PERFORM @schema@._drop_capture(c) FROM @schema@._capture_tables(target) c;
+        PERFORM @schema@._record(reason, NULL, NULL, NULL, 'table', gone.table_name,
+                                 jsonb_build_object('kind_prefix', gone.kind_prefix), 'success', NULL, NULL);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._unregister_tracking(oid, text) IS
+    'Removes a tracked_tables entry and its capture functions, and records why '
+    '(audit.tracking_disabled, audit.tracked_table_dropped).';
+
+-- A partition created in, or attached to, a tracked table: its capture function. The triggers are
+-- attached by its owner (_attach_capture), who must hold the maintainer role.
+CREATE OR REPLACE FUNCTION @schema@._cover_partition(target oid)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @schema@.tracked_tables := @schema@._tracking_of(target);
+BEGIN
+    PERFORM @schema@._check_owner(target);
+    IF t.relid IS NULL OR t.relid = target THEN
+        RAISE EXCEPTION '% is not a partition of a tracked table', target::regclass USING ERRCODE = 'PA008';
+    END IF;
+    IF to_regprocedure(@schema@._capture_function(target) || '()') IS NOT NULL THEN
+        RETURN;
+    END IF;
+    PERFORM @schema@._generate_capture(target);
+    PERFORM @schema@._record('audit.tracked_partition_added', NULL, NULL, NULL, 'table', target::regclass::text,
+                             jsonb_build_object('table', t.table_name, 'kind_prefix', t.kind_prefix), 'success', NULL, NULL);
+END
+$$;
+COMMENT ON FUNCTION @schema@._cover_partition(oid) IS
+    'Generates the capture function of a new partition of a tracked table and records audit.tracked_partition_added.';
+
+-- Attaches the four capture triggers to one table, as its owner (attaching a trigger needs it), and
+-- lets the capture role count its rows for TRUNCATE events.
+CREATE OR REPLACE FUNCTION @schema@._attach_capture(target oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn text := @schema@._capture_function(target);
+BEGIN
+    EXECUTE format('GRANT SELECT ON %s TO @schema@_capture', target::regclass);
+    EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_insert AFTER INSERT ON %s'
+                   ' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target::regclass, fn);
+    EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_update AFTER UPDATE ON %s'
+                   ' REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION %s()', target::regclass, fn);
+    EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_delete AFTER DELETE ON %s'
+                   ' REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target::regclass, fn);
+    EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_truncate BEFORE TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._capture_truncate()', target::regclass);
+END
+$$;
+COMMENT ON FUNCTION @schema@._attach_capture(oid) IS 'Attaches the capture triggers to a table (run as its owner).';
+
+CREATE OR REPLACE FUNCTION @schema@.enable_tracking(
+    target regclass,
+    exclude_columns text[] DEFAULT '{}',
+    redact_columns text[] DEFAULT '{}',
+    tenant_column text DEFAULT NULL,
+    skip_noop_updates boolean DEFAULT true,
+    kind_prefix text DEFAULT NULL
+)
+RETURNS @schema@.tracked_tables
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    entry @schema@.tracked_tables;
+    part oid;
+BEGIN
+    entry.relid := target;
+    entry.kind_prefix := coalesce(kind_prefix, (SELECT n.nspname || '.' || c.relname FROM pg_class c
+                                                  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = target));
+    entry.exclude_columns := exclude_columns;
+    entry.redact_columns := redact_columns;
+    entry.tenant_column := tenant_column;
+    entry.skip_noop_updates := skip_noop_updates;
+    entry := @schema@._register_tracking(entry);  -- checks everything, generates the capture functions
+    FOR part IN SELECT * FROM @schema@._capture_tables(target) LOOP
+        PERFORM @schema@._attach_capture(part);
+    END LOOP;
+    RETURN entry;
+END
+$$;
+COMMENT ON FUNCTION @schema@.enable_tracking(regclass, text[], text[], text, boolean, text) IS
+    'Captures every INSERT, UPDATE, DELETE and TRUNCATE on a table (and its partitions) from now on '
+    '(idempotent; calling again changes the options). Caller: the maintainer role, owning the table.';
+
+CREATE OR REPLACE FUNCTION @schema@.disable_tracking(target regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tables oid[] := ARRAY(SELECT @schema@._capture_tables(target));
+    tracked boolean := EXISTS (SELECT 1 FROM @schema@.tracked_tables WHERE relid = target);
+    rel oid;
+    op text;
+BEGIN
+    -- Out of the catalogue first: the event triggers guard the triggers of tracked tables only.
+    IF tracked THEN
+        PERFORM @schema@._unregister_tracking(target, 'audit.tracking_disabled');
+    END IF;
+    FOREACH rel IN ARRAY tables LOOP
+        FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', '@schema@_capture_' || op, rel::regclass);
+        END LOOP;
+        IF tracked THEN
+            EXECUTE format('REVOKE SELECT ON %s FROM @schema@_capture', rel::regclass);
+        END IF;
+    END LOOP;
+    RETURN tracked;
+END
+$$;
+COMMENT ON FUNCTION @schema@.disable_tracking(regclass) IS
+    'Stops capturing a table and its partitions (idempotent); returns whether it was tracked. Caller: the '
+    'maintainer, owning the table.';
