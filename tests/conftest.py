@@ -3,6 +3,7 @@ once into a template database, and a fresh clone of it per test (pytest-postgres
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -33,9 +34,20 @@ def _install_template(host: str, port: int, user: str, dbname: str, **_: object)
                 conn.execute(f"GRANT {group} TO {login}")
 
 
+# The cluster speaks German when the machine has the locale (.ci/run makes it): nothing may depend
+# on PostgreSQL's English messages, which lc_messages translates.
+MESSAGES_LOCALE = "de_DE.UTF-8"
+
+
+def messages_locale_available() -> bool:
+    listed = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.split()
+    return MESSAGES_LOCALE.lower().replace("-", "") in (name.lower().replace("-", "") for name in listed)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[TemporaryCluster]:
-    with TemporaryCluster.start() as cluster:
+    settings = {"lc_messages": MESSAGES_LOCALE} if messages_locale_available() else {}
+    with TemporaryCluster.start(settings=settings) as cluster:
         yield cluster
 
 

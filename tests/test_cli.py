@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -205,7 +206,7 @@ def test_worker_reconnects_when_its_connection_is_lost(dsn, db, connect, counts)
         out, err = worker.communicate(timeout=20)
     assert worker.returncode == 0, err
     retries = [line.split("; reconnecting in ") for line in err.splitlines() if "; reconnecting in " in line]
-    assert retries[0] == ["connection lost (terminating connection due to administrator command)", "1 s"]
+    assert retries[0][0].startswith("connection lost (") and retries[0][1] == "1 s"  # the server's words
     assert retries[1][0].startswith("cannot connect: ") and retries[1][1] == "2 s"
     assert "reconnected" in err and "Traceback" not in err
     unreachable = subprocess.run([sys.executable, "-m", "pgaudit_py.cli", "worker", "--dsn",
@@ -250,14 +251,15 @@ def test_track_history_untrack(dsn, db):
     assert run("untrack", "--dsn", dsn, "public.items").output.strip() == "public.items was not tracked"
 
 
+# PostgreSQL's own messages come in the server's language (lc_messages): matched on the name only.
 @pytest.mark.parametrize("args, message", [
-    (["track", "public.nope"], 'pgaudit: relation "public.nope" does not exist'),
-    (["track", "public.items", "--exclude", "ghost"], "pgaudit: column ghost of public.items does not exist"),
-    (["track", "audit.event_log"], "pgaudit: cannot track audit.event_log: the audit log does not audit itself"),
-    (["history", "public.nope", "1"], 'pgaudit: relation "public.nope" does not exist'),
+    (["track", "public.nope"], r'pgaudit: \S+ .public\.nope. \D+'),
+    (["track", "public.items", "--exclude", "ghost"], r"pgaudit: column ghost of public\.items does not exist"),
+    (["track", "audit.event_log"], r"pgaudit: cannot track audit\.event_log: the audit log does not audit itself"),
+    (["history", "public.nope", "1"], r'pgaudit: \S+ .public\.nope. \D+'),
 ])
 def test_tracking_bad_input_exits_2(dsn, db, args, message):
     db.execute("CREATE TABLE public.items (id int PRIMARY KEY, name text)")
     result = run(args[0], "--dsn", dsn, *args[1:])
     assert result.exit_code == 2
-    assert one_line_error(result) == message
+    assert re.fullmatch(message, one_line_error(result)), one_line_error(result)
