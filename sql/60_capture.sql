@@ -102,23 +102,22 @@ COMMENT ON FUNCTION @schema@._schema_changes_followed() IS
     'True when the event triggers that follow schema changes of tracked tables are installed and enabled.';
 
 -- The sandbox: a function of @schema@_sandbox, which holds no privilege at all (see the top of this
--- file). Executable by the capture role only.
+-- file). Executable by the capture role only. It takes the transition rows as they come, arrays of
+-- anonymous records (so that no generated code names a table's type, which its schema might not let
+-- the capture role see): only SQL functions accept those, and PostgreSQL never inlines a SECURITY
+-- DEFINER one, so to_jsonb always runs here as this role.
 SET ROLE @schema@_sandbox;
-CREATE OR REPLACE FUNCTION @schema@._row_images(old_rows anyarray, new_rows anyarray)
-RETURNS jsonb[]
-LANGUAGE plpgsql
+CREATE OR REPLACE FUNCTION @schema@._row_images(rows anyelement)
+RETURNS jsonb
+LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN ARRAY[pg_catalog.to_jsonb(old_rows), pg_catalog.to_jsonb(new_rows)];
-END
-$$;
-COMMENT ON FUNCTION @schema@._row_images(anyarray, anyarray) IS
-    'Rows as JSON arrays, converted as a role with no privileges (user-defined casts to json run here).';
-REVOKE ALL ON FUNCTION @schema@._row_images(anyarray, anyarray) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @schema@._row_images(anyarray, anyarray) TO @schema@_capture;
+AS $$ SELECT pg_catalog.to_jsonb(rows) $$;
+COMMENT ON FUNCTION @schema@._row_images(anyelement) IS
+    'Rows as JSON, converted as a role with no privileges (user-defined casts to json run here).';
+REVOKE ALL ON FUNCTION @schema@._row_images(anyelement) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@._row_images(anyelement) TO @schema@_capture;
 SET ROLE @schema@_owner;
 
 -- No captured row may stop the sealer (a jsonb holds at most 256 MB, and an UPDATE's "changed"
@@ -157,11 +156,6 @@ AS $$
 DECLARE
     -- Inline only while the event triggers are there to regenerate this when a column changes.
     inline boolean := @schema@._builtin_column_types(target) AND @schema@._schema_changes_followed();
-    -- The table's row type, qualified and quoted, for the sandbox: transition rows are anonymous
-    -- records, and the sandbox takes typed arrays.
-    rowtype text := (SELECT format('%I.%I', n.nspname, y.typname)
-                       FROM pg_class c JOIN pg_type y ON y.oid = c.reltype JOIN pg_namespace n ON n.oid = y.typnamespace
-                      WHERE c.oid = target);
     redacted jsonb := (SELECT jsonb_object_agg(c, '[redacted]') FROM unnest(t.redact_columns) c);
     excluded text := CASE WHEN cardinality(t.exclude_columns) > 0 THEN format('%L::text[]', t.exclude_columns) END;
     new_rows text;
@@ -180,14 +174,15 @@ BEGIN
         pairs := 'unnest(ARRAY(SELECT pg_catalog.to_jsonb(x.*) FROM old_rows AS x),'
                  ' ARRAY(SELECT pg_catalog.to_jsonb(x.*) FROM new_rows AS x)) AS p(o, n)';
     ELSE
-        prepare_insert := format('v_images := @schema@._row_images(NULL::%1$s[], ARRAY(SELECT x::%1$s FROM new_rows AS x));', rowtype);
-        prepare_delete := format('v_images := @schema@._row_images(ARRAY(SELECT x::%1$s FROM old_rows AS x), NULL::%1$s[]);', rowtype);
-        prepare_update := format('v_images := @schema@._row_images(ARRAY(SELECT x::%1$s FROM old_rows AS x),'
-                                 ' ARRAY(SELECT x::%1$s FROM new_rows AS x));', rowtype);
-        new_rows := 'pg_catalog.jsonb_array_elements(v_images[2]) AS q(j)';
-        old_rows := 'pg_catalog.jsonb_array_elements(v_images[1]) AS q(j)';
-        pairs := 'unnest(ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images[1])),'
-                 ' ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images[2]))) AS p(o, n)';
+        prepare_insert := 'v_images := @schema@._row_images(ARRAY(SELECT x FROM new_rows AS x));';
+        prepare_delete := 'v_images := @schema@._row_images(ARRAY(SELECT x FROM old_rows AS x));';
+        -- Old and new rows in one call: a two-dimensional array (both have as many rows).
+        prepare_update := 'v_images := @schema@._row_images(ARRAY[ARRAY(SELECT x FROM old_rows AS x),'
+                          ' ARRAY(SELECT x FROM new_rows AS x)]);';
+        new_rows := 'pg_catalog.jsonb_array_elements(v_images) AS q(j)';
+        old_rows := new_rows;
+        pairs := 'unnest(ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images -> 0)),'
+                 ' ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images -> 1))) AS p(o, n)';
     END IF;
     IF redacted IS NOT NULL THEN
         -- Both images hold the marker: note which redacted columns changed while the values are at hand.
@@ -212,7 +207,7 @@ DECLARE
     v_app text := pg_catalog.current_setting('application_name');
     v_txid xid8 := pg_catalog.pg_current_xact_id();
     v_at timestamptz := pg_catalog.statement_timestamp();
-    v_images jsonb[];
+    v_images jsonb;
 BEGIN
     -- Only for the table it was made for, and only as that table's capture trigger of this
     -- operation: attached to another table it refuses, so no look-alike table can write history

@@ -96,6 +96,9 @@ BEGIN
             touched := touched || (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = cmd.objid);
         ELSIF cmd.classid = 'pg_class'::regclass THEN
             touched := touched || coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = cmd.objid), cmd.objid);
+        ELSIF cmd.classid = 'pg_namespace'::regclass THEN  -- a renamed schema: its tables' names
+            touched := touched || ARRAY(SELECT t.relid FROM @schema@.tracked_tables t JOIN pg_class c ON c.oid = t.relid
+                                         WHERE c.relnamespace = cmd.objid);
         END IF;
     END LOOP;
     FOR root IN SELECT DISTINCT (@schema@._tracking_of(a)).relid FROM unnest(touched) a LOOP

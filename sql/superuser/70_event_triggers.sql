@@ -2,7 +2,8 @@
 -- runs as one (status reports their absence otherwise). Recreated when the commands they watch change.
 DO $$
 DECLARE
-    wanted text[] := ARRAY['ALTER INDEX', 'ALTER TABLE', 'ALTER TRIGGER', 'CREATE INDEX', 'CREATE TABLE', 'CREATE TRIGGER'];
+    wanted text[] := ARRAY['ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER', 'CREATE INDEX', 'CREATE TABLE',
+                           'CREATE TRIGGER'];
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end'
                                                 AND evttags IS DISTINCT FROM wanted) THEN
@@ -10,7 +11,8 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end') THEN
         CREATE EVENT TRIGGER @schema@_ddl_end ON ddl_command_end
-            WHEN TAG IN ('ALTER INDEX', 'ALTER TABLE', 'ALTER TRIGGER', 'CREATE INDEX', 'CREATE TABLE', 'CREATE TRIGGER')
+            WHEN TAG IN ('ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER', 'CREATE INDEX', 'CREATE TABLE',
+                         'CREATE TRIGGER')
             EXECUTE FUNCTION @schema@._on_ddl_end();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_sql_drop') THEN

@@ -1,0 +1,234 @@
+"""No path from a user's table to a privileged role: names never become code, and user-defined code
+(casts, domains, policies, triggers, defaults) never runs as the owner or a function role.
+
+The attacker owns a tracked table and holds no audit role at all (the maintainer who tracked it is
+a member of its role, as enable_tracking requires)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgaudit_py import InvalidKind, enable_tracking, seal, status
+
+PRIVILEGED = {"audit_owner", "audit_capture", "audit_sealer", "audit_pruner", "postgres"}
+
+# Each would create public.pwned_<n> if it ever ran as code: after a newline in a comment, past the
+# end of a dollar quote (every tag the project uses), a quoted literal, a comment, a format().
+BREAKOUTS = [
+    "a\nCREATE TABLE public.pwned_1();\n--",
+    "b$body$;CREATE TABLE public.pwned_2();--",
+    "c$$;CREATE TABLE public.pwned_3();--",
+    "d$gen$;CREATE TABLE public.pwned_4();--",
+    "e$f$;CREATE TABLE public.pwned_5();--",
+    "f');CREATE TABLE public.pwned_6();--",
+    "g\\');CREATE TABLE public.pwned_7();--",
+    'h";CREATE TABLE public.pwned_8();--',
+    "i*/CREATE TABLE public.pwned_9();/*",
+    "j%s%L%I%1$s%%",
+]
+
+
+@pytest.fixture
+def attacker(db, connect):
+    """table_owner: owns tables, nothing else; app_maintainer is a member, so it may track them."""
+    db.execute("CREATE ROLE table_owner LOGIN")
+    db.execute("GRANT table_owner TO app_maintainer")
+    db.execute("GRANT CREATE ON SCHEMA public TO table_owner")
+    db.execute("GRANT CREATE ON DATABASE " + db.info.dbname + " TO table_owner")
+    # Where user code reports who ran it, writable by anyone.
+    db.execute("CREATE TABLE public.who_ran (who text, what text, forged boolean)")
+    db.execute("GRANT ALL ON public.who_ran TO PUBLIC")
+    conn = connect("table_owner")
+    # Reports who runs it, and whether that role could append to the log.
+    conn.execute("""
+        CREATE FUNCTION public.spy(what text) RETURNS boolean LANGUAGE plpgsql AS $$
+        DECLARE forged boolean := true;
+        BEGIN
+            BEGIN
+                INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload)
+                VALUES ('user', 'x', 'forged.event', 'success', '1', now(), '{}');
+            EXCEPTION WHEN OTHERS THEN forged := false;
+            END;
+            INSERT INTO public.who_ran VALUES (current_user, what, forged);
+            RETURN true;
+        END $$""")
+    yield conn
+    db.execute("REVOKE CREATE ON DATABASE " + db.info.dbname + " FROM table_owner")
+    db.execute("REASSIGN OWNED BY table_owner TO postgres")
+    db.execute("DROP OWNED BY table_owner")
+    db.execute("DROP ROLE table_owner")
+
+
+def ran(db) -> set[tuple[str, str, bool]]:
+    return set(db.execute("SELECT who, what, forged FROM public.who_ran").fetchall())
+
+
+def no_breakout(db) -> None:
+    assert db.execute("SELECT array_agg(relname) FROM pg_class WHERE relname LIKE 'pwned%'").fetchone() == (None,)
+
+
+@pytest.mark.parametrize("name", BREAKOUTS)
+def test_hostile_names_of_tables_schemas_and_columns_stay_names(db, connect, attacker, name):
+    schema = "s_" + name
+    attacker.execute(f"CREATE SCHEMA {ident(schema)}")
+    attacker.execute(f"""CREATE TABLE {ident(schema)}.{ident(name)} ({ident(name + '_k')} int PRIMARY KEY,
+                         {ident(name + '_x')} text, {ident(name + '_r')} text, {ident(name + '_t')} text)""")
+    table = f"{ident(schema)}.{ident(name)}"
+    enable_tracking(connect("app_maintainer"), table, exclude_columns=[name + "_x"], redact_columns=[name + "_r"],
+                    tenant_column=name + "_t", kind_prefix="hostile.t")
+    attacker.execute(f"INSERT INTO {table} VALUES (1, 'secret', 'card', 'acme')")
+    # Every event-trigger path regenerates the function: renames of the column named in each option,
+    # the key, the table, the schema; a column added.
+    for old, new in (("_x", "_x2"), ("_r", "_r2"), ("_t", "_t2"), ("_k", "_k2")):
+        attacker.execute(f"ALTER TABLE {table} RENAME COLUMN {ident(name + old)} TO {ident(name + new)}")
+    attacker.execute(f"ALTER TABLE {table} ADD COLUMN {ident(name + '_added')} int DEFAULT 7")
+    attacker.execute(f"ALTER TABLE {table} RENAME TO {ident(name + '_t2')}")
+    table = f"{ident(schema)}.{ident(name + '_t2')}"
+    attacker.execute(f"ALTER SCHEMA {ident(schema)} RENAME TO {ident(schema + '2')}")
+    table = f"{ident(schema + '2')}.{ident(name + '_t2')}"
+    attacker.execute("SET check_function_bodies = off")  # any session may
+    attacker.execute(f"UPDATE {table} SET {ident(name + '_r2')} = 'card2', {ident(name + '_x2')} = 'secret2'")
+    attacker.execute(f"DELETE FROM {table}")
+    no_breakout(db)
+    rows = db.execute("SELECT kind, target_id, tenant_id, row_before, row_after, changed FROM audit.events"
+                      " WHERE kind LIKE 'hostile.t.%' ORDER BY occurred_at, kind").fetchall()
+    first = {name + "_k": 1, name + "_r": "[redacted]", name + "_t": "acme"}
+    renamed = {name + "_k2": 1, name + "_r2": "[redacted]", name + "_t2": "acme", name + "_added": 7}
+    assert rows == [
+        ("hostile.t.insert", "1", "acme", None, first, None),
+        ("hostile.t.update", "1", "acme", renamed, renamed, {name + "_r2": {"old": "[redacted]", "new": "[redacted]"}}),
+        ("hostile.t.delete", "1", "acme", renamed, None, None),
+    ]
+    assert status(db).problems == []
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@pytest.mark.parametrize("prefix", ["a\nb", "x$body$", "x';--", "x%s", "public.orders insert", "é.t"])
+def test_a_hostile_kind_prefix_is_refused(db, connect, attacker, prefix):
+    attacker.execute("CREATE TABLE public.t (id int PRIMARY KEY)")
+    with pytest.raises(InvalidKind):
+        enable_tracking(connect("app_maintainer"), "public.t", kind_prefix=prefix)
+    assert db.execute("SELECT count(*) FROM audit.tracked_tables").fetchone() == (0,)
+
+
+# ---- user-defined code: casts, domains, composites, ranges, arrays, policies, triggers, defaults ----
+
+@pytest.fixture
+def spied_table(db, connect, attacker):
+    """A tracked table whose every column type carries the attacker's code."""
+    attacker.execute("""
+        CREATE TYPE mood AS ENUM ('ok', 'bad');
+        CREATE FUNCTION public.mood_json(mood) RETURNS json LANGUAGE plpgsql AS $$
+            BEGIN PERFORM public.spy('cast on enum'); RETURN to_json($1::text); END $$;
+        CREATE CAST (mood AS json) WITH FUNCTION public.mood_json(mood);
+        CREATE FUNCTION public.mood_jsonb(mood) RETURNS jsonb LANGUAGE plpgsql AS $$
+            BEGIN PERFORM public.spy('cast to jsonb'); RETURN to_jsonb($1::text); END $$;
+        CREATE CAST (mood AS jsonb) WITH FUNCTION public.mood_jsonb(mood);
+        CREATE TYPE span AS RANGE (subtype = float8);
+        CREATE FUNCTION public.span_json(span) RETURNS json LANGUAGE plpgsql AS $$
+            BEGIN PERFORM public.spy('cast on range'); RETURN to_json($1::text); END $$;
+        CREATE CAST (span AS json) WITH FUNCTION public.span_json(span);
+        CREATE TYPE pair AS (a int, m mood);
+        CREATE FUNCTION public.checked(int) RETURNS boolean LANGUAGE plpgsql AS $$
+            BEGIN RETURN public.spy('domain check'); END $$;
+        CREATE DOMAIN watched AS int CHECK (public.checked(VALUE));
+        CREATE DOMAIN moody AS mood;
+        CREATE TABLE public.spied (id int PRIMARY KEY, m mood, ms mood[], s span, p pair, w watched, d moody,
+                                   dflt boolean DEFAULT public.spy('default'));
+        CREATE FUNCTION public.own_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM public.spy('trigger'); RETURN NULL; END $$;
+        CREATE TRIGGER own AFTER INSERT OR UPDATE OR DELETE ON public.spied
+            FOR EACH STATEMENT EXECUTE FUNCTION public.own_trigger();
+        CREATE FUNCTION public.policy() RETURNS boolean LANGUAGE plpgsql AS $$
+            BEGIN RETURN public.spy('policy'); END $$;
+        ALTER TABLE public.spied ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY everything ON public.spied USING (public.policy());
+        GRANT ALL ON public.spied TO app_writer;
+    """)
+    enable_tracking(connect("app_maintainer"), "public.spied")
+    return "public.spied"
+
+
+def write_everything(conn) -> None:
+    conn.execute("""INSERT INTO public.spied (id, m, ms, s, p, w, d)
+                    VALUES (1, 'ok', '{ok,bad}', '[1.5,2)', ROW(1, 'bad'), 5, 'ok')""")
+    conn.execute("UPDATE public.spied SET m = 'bad', w = 6")
+    conn.execute("DELETE FROM public.spied")
+    conn.execute("INSERT INTO public.spied (id) VALUES (2)")
+    conn.execute("TRUNCATE public.spied")
+
+
+@pytest.mark.parametrize("writer", ["table_owner", "app_writer"])
+def test_user_code_never_runs_as_a_privileged_role(db, connect, attacker, spied_table, writer):
+    write_everything(connect(writer))
+    seal(db)
+    whom = {who for who, _, _ in ran(db)}
+    assert whom & PRIVILEGED == set(), ran(db)
+    assert not any(forged for _, _, forged in ran(db)), "user code appended to the log"
+    # The casts did run (in the sandbox), and their JSON is what was captured.
+    assert ("audit_sandbox", "cast on enum", False) in ran(db)
+    assert ("audit_sandbox", "cast on range", False) in ran(db)
+    inserted = db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.spied.insert'"
+                          " ORDER BY occurred_at LIMIT 1").fetchone()[0]
+    assert (inserted["m"], inserted["ms"], inserted["s"], inserted["p"], inserted["w"], inserted["d"]) == (
+        "ok", ["ok", "bad"], "[1.5,2)", {"a": 1, "m": "bad"}, 5, "ok")
+    # The policy never ran for the TRUNCATE count: the rows of a table with row-level security
+    # are not counted (null) rather than counted by running its policies.
+    assert db.execute("SELECT payload FROM audit.events WHERE kind = 'public.spied.truncate'").fetchone() == (
+        {"table": "public.spied", "rows": None},)
+    assert {what for who, what, _ in ran(db) if who == "audit_capture"} == set()
+
+
+def test_a_type_gains_a_cast_after_tracking(db, connect, attacker):
+    """A table of built-in types converts rows inline; a column of the attacker's type added later,
+    and a cast created after that, still run only in the sandbox."""
+    attacker.execute("CREATE TABLE public.plain (id int PRIMARY KEY, note text)")
+    enable_tracking(connect("app_maintainer"), "public.plain")
+    body = "SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(audit._capture_function('public.plain'::regclass) || '()')"
+    assert "_row_images" not in db.execute(body).fetchone()[0]
+    attacker.execute("""
+        CREATE TYPE later AS ENUM ('x');
+        ALTER TABLE public.plain ADD COLUMN l later;
+        CREATE FUNCTION public.later_json(later) RETURNS json LANGUAGE plpgsql AS $$
+            BEGIN PERFORM public.spy('cast added later'); RETURN '"x"'; END $$;
+        CREATE CAST (later AS json) WITH FUNCTION public.later_json(later);
+    """)
+    assert "_row_images" in db.execute(body).fetchone()[0]
+    attacker.execute("INSERT INTO public.plain VALUES (1, 'n', 'x')")
+    assert ran(db) == {("audit_sandbox", "cast added later", False)}
+    assert db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.plain.insert'").fetchone() == (
+        {"id": 1, "note": "n", "l": "x"},)
+
+
+def test_the_sandbox_can_do_nothing(db, connect):
+    """What runs as audit_sandbox holds no privilege on the audit schema at all."""
+    privileges = db.execute("""
+        SELECT has_schema_privilege('audit_sandbox', 'audit', 'USAGE'),
+               (SELECT count(*) FROM pg_class c WHERE c.relnamespace = 'audit'::regnamespace
+                   AND (has_table_privilege('audit_sandbox', c.oid, 'SELECT')
+                        OR has_table_privilege('audit_sandbox', c.oid, 'INSERT'))),
+               (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'audit'::regnamespace
+                   AND p.proowner <> 'audit_sandbox'::regrole
+                   AND has_function_privilege('audit_sandbox', p.oid, 'EXECUTE'))""").fetchone()
+    assert privileges == (False, 0, 0)
+
+
+def test_a_table_with_the_attackers_types_in_a_schema_the_capture_role_cannot_see(db, connect, attacker):
+    """The sandbox takes anonymous rows: its capture needs neither the schema nor the names, which
+    the catalogue follows through every rename."""
+    attacker.execute("""CREATE SCHEMA app;
+                        CREATE TYPE app.mood AS ENUM ('ok');
+                        CREATE TABLE app.t (id int PRIMARY KEY, m app.mood)""")
+    enable_tracking(connect("app_maintainer"), "app.t")
+    for n, (rename, table) in enumerate([("ALTER TABLE app.t RENAME TO t2", "app.t2"),
+                                         ("ALTER SCHEMA app RENAME TO app2", "app2.t2"),
+                                         ("ALTER TABLE app2.t2 SET SCHEMA public", "public.t2")]):
+        attacker.execute(rename)
+        attacker.execute(f"INSERT INTO {table} VALUES ({n}, 'ok')")
+    assert db.execute("SELECT kind, row_after FROM audit.events WHERE kind LIKE 'app.t.%'"
+                      " ORDER BY occurred_at").fetchall() == [("app.t.insert", {"id": n, "m": "ok"}) for n in range(3)]
+    assert db.execute("SELECT table_name FROM audit.tracked_tables").fetchone() == ("public.t2",)
+    assert status(db).problems == []
