@@ -380,8 +380,9 @@ COMMENT ON FUNCTION @schema@._count_rows(oid) IS
 REVOKE ALL ON FUNCTION @schema@._count_rows(oid) FROM PUBLIC;
 
 -- TRUNCATE has no transition table: one event saying who emptied what, and how many rows went
--- (counted before they go). One function for every table: it looks its table up, and refuses a
--- table that tracking does not cover.
+-- (counted before they go). One function for every table: it looks its table up, and does nothing
+-- for a table that tracking does not cover (a partition detached from a tracked table keeps this
+-- trigger when the role that detached it does not own it).
 CREATE OR REPLACE FUNCTION @schema@._capture_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -394,9 +395,11 @@ DECLARE
     v_actor_type text := @schema@._context('actor_type');
     v_actor_id text := @schema@._context('actor_id');
 BEGIN
-    IF t.relid IS NULL OR TG_NAME <> '@schema@_capture_truncate' OR TG_WHEN <> 'BEFORE' OR TG_LEVEL <> 'STATEMENT' THEN
-        RAISE EXCEPTION 'capture trigger % on table % that no tracked table covers', TG_NAME, TG_RELID::regclass
-            USING ERRCODE = 'PA008', HINT = 'Run enable_tracking or disable_tracking for this table.';
+    IF t.relid IS NULL THEN
+        RETURN NULL;
+    ELSIF TG_NAME <> '@schema@_capture_truncate' OR TG_WHEN <> 'BEFORE' OR TG_LEVEL <> 'STATEMENT' THEN
+        RAISE EXCEPTION 'the TRUNCATE capture function cannot run as trigger % on table %', TG_NAME, TG_RELID::regclass
+            USING ERRCODE = 'PA008';
     END IF;
     IF v_actor_id IS NULL AND v_actor_type IS NULL THEN
         v_actor_type := 'db_role';

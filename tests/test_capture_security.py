@@ -28,37 +28,6 @@ BREAKOUTS = [
 ]
 
 
-@pytest.fixture
-def attacker(db, connect):
-    """table_owner: owns tables, nothing else; app_maintainer is a member, so it may track them."""
-    db.execute("CREATE ROLE table_owner LOGIN")
-    db.execute("GRANT table_owner TO app_maintainer")
-    db.execute("GRANT CREATE ON SCHEMA public TO table_owner")
-    db.execute("GRANT CREATE ON DATABASE " + db.info.dbname + " TO table_owner")
-    # Where user code reports who ran it, writable by anyone.
-    db.execute("CREATE TABLE public.who_ran (who text, what text, forged boolean)")
-    db.execute("GRANT ALL ON public.who_ran TO PUBLIC")
-    conn = connect("table_owner")
-    # Reports who runs it, and whether that role could append to the log.
-    conn.execute("""
-        CREATE FUNCTION public.spy(what text) RETURNS boolean LANGUAGE plpgsql AS $$
-        DECLARE forged boolean := true;
-        BEGIN
-            BEGIN
-                INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload)
-                VALUES ('user', 'x', 'forged.event', 'success', '1', now(), '{}');
-            EXCEPTION WHEN OTHERS THEN forged := false;
-            END;
-            INSERT INTO public.who_ran VALUES (current_user, what, forged);
-            RETURN true;
-        END $$""")
-    yield conn
-    db.execute("REVOKE CREATE ON DATABASE " + db.info.dbname + " FROM table_owner")
-    db.execute("REASSIGN OWNED BY table_owner TO postgres")
-    db.execute("DROP OWNED BY table_owner")
-    db.execute("DROP ROLE table_owner")
-
-
 def ran(db) -> set[tuple[str, str, bool]]:
     return set(db.execute("SELECT who, what, forged FROM public.who_ran").fetchall())
 

@@ -1,0 +1,326 @@
+"""Capture cannot be switched off while a table is listed as tracked, nor history forged, nor the
+database taken hostage: tried by the table's owner (no audit role) and by the maintainer."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from pgaudit_py import (
+    InvalidArgument,
+    InvalidKind,
+    InvalidTarget,
+    enable_tracking,
+    record,
+    row_as_of,
+    row_history,
+    status,
+)
+
+
+@pytest.fixture
+def orders(db, connect, attacker):
+    attacker.execute("CREATE TABLE public.orders (id int PRIMARY KEY, total int)")
+    attacker.execute("CREATE FUNCTION public.nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+    enable_tracking(connect("app_maintainer"), "public.orders")
+    return attacker
+
+
+def captured_kinds(db, prefix: str = "public.orders") -> list[str]:
+    return [r[0] for r in db.execute("SELECT kind FROM audit.events WHERE kind LIKE %s || '.%%'"
+                                     " ORDER BY occurred_at, kind", (prefix,))]
+
+
+def still_captured(db, conn, table: str = "public.orders", prefix: str = "public.orders") -> None:
+    before = len(captured_kinds(db, prefix))
+    conn.execute(f"INSERT INTO {table} (id) VALUES (1000 + {before})")
+    assert len(captured_kinds(db, prefix)) == before + 1
+    assert status(db).problems == []
+
+
+SWITCH_OFF = [
+    "DROP TRIGGER audit_capture_update ON public.orders",
+    "ALTER TABLE public.orders DISABLE TRIGGER audit_capture_insert",
+    "ALTER TABLE public.orders DISABLE TRIGGER ALL",
+    "ALTER TABLE public.orders DISABLE TRIGGER USER",
+    "ALTER TABLE public.orders ENABLE REPLICA TRIGGER audit_capture_insert",
+    "ALTER TRIGGER audit_capture_delete ON public.orders RENAME TO something_else",
+    "CREATE OR REPLACE TRIGGER audit_capture_insert AFTER INSERT ON public.orders"
+    " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.nothing()",
+    "CREATE OR REPLACE TRIGGER audit_capture_insert AFTER INSERT ON public.orders"
+    " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT WHEN (false)"
+    " EXECUTE FUNCTION audit._capture_function_placeholder()",
+    "CREATE OR REPLACE TRIGGER audit_capture_update AFTER UPDATE OF total ON public.orders"  # no transition
+    " FOR EACH STATEMENT EXECUTE FUNCTION audit._capture_function_placeholder()",         # tables with columns
+    "CREATE OR REPLACE TRIGGER audit_capture_truncate BEFORE TRUNCATE ON public.orders"
+    " FOR EACH STATEMENT EXECUTE FUNCTION public.nothing()",
+]
+
+
+def own_capture_function(db) -> str:
+    return db.execute("SELECT audit._capture_function('public.orders'::regclass)").fetchone()[0]
+
+
+@pytest.mark.parametrize("ddl", SWITCH_OFF)
+@pytest.mark.parametrize("who", ["table_owner", "app_maintainer"])
+def test_capture_cannot_be_switched_off(db, connect, orders, ddl, who):
+    conn = connect(who)
+    statement = ddl.replace("audit._capture_function_placeholder", own_capture_function(db))
+    with pytest.raises(psycopg.Error) as caught:
+        conn.execute(statement)
+    # The table's owner cannot even name a capture function (no privilege on the audit schema).
+    expected = {"PA008", "42501"} if who == "table_owner" and "placeholder" in ddl else {"PA008"}
+    assert caught.value.sqlstate in expected, (statement, caught.value)
+    still_captured(db, conn)
+
+
+def test_extra_triggers_then_the_real_ones_dropped(db, connect, orders):
+    """Triggers are checked by name and definition, not counted."""
+    for op in ("insert", "update", "delete", "truncate"):
+        orders.execute(f"CREATE TRIGGER extra_{op} AFTER {op.upper()} ON public.orders"
+                       " FOR EACH STATEMENT EXECUTE FUNCTION public.nothing()")
+    for op in ("insert", "update", "delete", "truncate"):
+        with pytest.raises(psycopg.Error) as caught:
+            orders.execute(f"DROP TRIGGER audit_capture_{op} ON public.orders")
+        assert caught.value.sqlstate == "PA008"
+    still_captured(db, orders)
+
+
+@pytest.mark.parametrize("ddl, problem", [
+    ("DROP TRIGGER audit_capture_update ON public.orders", "trigger audit_capture_update is missing"),
+    ("ALTER TABLE public.orders DISABLE TRIGGER audit_capture_insert", "trigger audit_capture_insert is disabled"),
+    ("ALTER TABLE public.orders ENABLE REPLICA TRIGGER audit_capture_insert",
+     "trigger audit_capture_insert is enabled for replicas only"),
+    ("CREATE OR REPLACE TRIGGER audit_capture_truncate BEFORE TRUNCATE ON public.orders"
+     " FOR EACH STATEMENT EXECUTE FUNCTION public.nothing()",
+     "trigger audit_capture_truncate is not the one tracking creates"),
+    ("ALTER TRIGGER audit_capture_delete ON public.orders RENAME TO x", "trigger audit_capture_delete is missing"),
+])
+def test_status_names_what_a_superuser_did_with_the_event_triggers_off(db, orders, ddl, problem):
+    db.execute("ALTER EVENT TRIGGER audit_ddl_end DISABLE")
+    db.execute("ALTER EVENT TRIGGER audit_sql_drop DISABLE")
+    try:
+        db.execute(ddl)
+        assert f"tracked table public.orders: {problem}" in status(db).problems
+    finally:
+        db.execute("ALTER EVENT TRIGGER audit_ddl_end ENABLE")
+        db.execute("ALTER EVENT TRIGGER audit_sql_drop ENABLE")
+
+
+def test_status_names_a_changed_capture_function(db, orders):
+    fn = own_capture_function(db)
+    db.execute(f"ALTER FUNCTION {fn}() OWNER TO audit_owner")
+    assert any(p.startswith("tracked table public.orders: its capture function is not the one tracking generates")
+               for p in status(db).problems)
+    db.execute(f"ALTER FUNCTION {fn}() OWNER TO audit_capture")
+    db.execute(f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+               " SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$")
+    assert any(p.startswith("tracked table public.orders: its capture function is not the one")
+               for p in status(db).problems)
+
+
+# ---- partitions ----
+
+@pytest.fixture
+def measures(db, connect, attacker):
+    attacker.execute("""
+        CREATE TABLE public.measures (id int, at date, v int, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE TABLE public.measures_2025 PARTITION OF public.measures FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')
+            PARTITION BY RANGE (id);
+        CREATE TABLE public.measures_2025_low PARTITION OF public.measures_2025 FOR VALUES FROM (0) TO (100);
+        CREATE TABLE public.measures_2026 PARTITION OF public.measures FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+        GRANT ALL ON ALL TABLES IN SCHEMA public TO app_writer;""")
+    enable_tracking(connect("app_maintainer"), "public.measures")
+    return attacker
+
+
+def test_writes_to_partitions_are_captured_at_every_level(db, connect, measures):
+    writer = connect("app_writer")
+    writer.execute("INSERT INTO public.measures VALUES (1, '2026-05-01', 1)")  # through the root
+    writer.execute("INSERT INTO public.measures_2026 VALUES (2, '2026-05-02', 2)")  # a partition
+    writer.execute("INSERT INTO public.measures_2025_low VALUES (3, '2025-05-03', 3)")  # a sub-partition
+    writer.execute("UPDATE public.measures_2026 SET v = v + 10")
+    writer.execute("DELETE FROM public.measures_2025 WHERE id = 3")
+    assert db.execute("""SELECT kind, target_id FROM audit.events WHERE kind LIKE 'public.measures.%'
+                          ORDER BY occurred_at, target_id""").fetchall() == [
+        ("public.measures.insert", '[1, "2026-05-01"]'), ("public.measures.insert", '[2, "2026-05-02"]'),
+        ("public.measures.insert", '[3, "2025-05-03"]'), ("public.measures.update", '[1, "2026-05-01"]'),
+        ("public.measures.update", '[2, "2026-05-02"]'), ("public.measures.delete", '[3, "2025-05-03"]')]
+    assert [e.kind for e in row_history(db, "public.measures_2026", '[2, "2026-05-02"]')] == [
+        "public.measures.insert", "public.measures.update"]
+    assert status(db).problems == []
+
+
+def test_partitions_created_or_attached_later_are_captured(db, connect, measures):
+    maintainer = connect("app_maintainer")  # a member of the tables' owner role
+    maintainer.execute("CREATE TABLE public.measures_2027 PARTITION OF public.measures"
+                       " FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+    maintainer.execute("CREATE TABLE public.measures_2028 (id int, at date, v int, PRIMARY KEY (id, at))")
+    maintainer.execute("ALTER TABLE public.measures ATTACH PARTITION public.measures_2028"
+                       " FOR VALUES FROM ('2028-01-01') TO ('2029-01-01')")
+    db.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO app_writer")
+    writer = connect("app_writer")
+    writer.execute("INSERT INTO public.measures_2027 VALUES (7, '2027-01-07', 7)")
+    writer.execute("INSERT INTO public.measures_2028 VALUES (8, '2028-01-08', 8)")
+    assert captured_kinds(db, "public.measures") == ["public.measures.insert"] * 2
+    added = db.execute("SELECT target_id FROM audit.events WHERE kind = 'audit.tracked_partition_added'"
+                       " ORDER BY occurred_at").fetchall()
+    assert added == [("public.measures_2027",), ("public.measures_2028",)]
+    assert status(db).problems == []
+
+
+def test_a_partition_only_a_maintainer_may_add(db, connect, measures):
+    """Its capture triggers must be attached; the table's owner without the maintainer role cannot."""
+    with pytest.raises(psycopg.Error) as caught:
+        measures.execute("CREATE TABLE public.measures_2030 PARTITION OF public.measures"
+                         " FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')")
+    assert caught.value.sqlstate == "PA008"
+    assert db.execute("SELECT to_regclass('public.measures_2030')").fetchone() == (None,)
+    measures.execute("CREATE TABLE public.loose (id int NOT NULL, at date NOT NULL, v int)")
+    with pytest.raises(psycopg.Error) as caught:
+        measures.execute("ALTER TABLE public.measures ATTACH PARTITION public.loose"
+                         " FOR VALUES FROM ('2031-01-01') TO ('2032-01-01')")
+    assert caught.value.sqlstate == "PA008"
+
+
+def test_a_partition_that_leaves_stops_being_captured_and_says_so(db, connect, measures):
+    measures.execute("ALTER TABLE public.measures DETACH PARTITION public.measures_2026")
+    measures.execute("INSERT INTO public.measures_2026 VALUES (9, '2026-09-09', 9)")  # no longer the tracked table's
+    assert captured_kinds(db, "public.measures") == []
+    measures.execute("DROP TABLE public.measures_2025_low")
+    removed = db.execute("SELECT target_id, payload ->> 'dropped' FROM audit.events"
+                         " WHERE kind = 'audit.tracked_partition_removed' ORDER BY occurred_at").fetchall()
+    assert [r[1] for r in removed] == ["false", "true"] and removed[0][0] == "public.measures_2026"
+    # Its other triggers went with its capture function; the TRUNCATE trigger (one function for all
+    # tables, which the audit owner cannot drop from another's table) stays and does nothing there.
+    assert [r[0] for r in db.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.measures_2026'::regclass"
+                                     " AND tgname LIKE 'audit%'")] == ["audit_capture_truncate"]
+    measures.execute("TRUNCATE public.measures_2026")
+    assert captured_kinds(db, "public.measures") == []
+    assert status(db).problems == []
+
+
+def test_a_partition_cannot_be_untracked_alone(db, connect, measures):
+    for ddl in ("DROP TRIGGER audit_capture_insert ON public.measures_2026",
+                "ALTER TABLE public.measures_2025_low DISABLE TRIGGER ALL"):
+        with pytest.raises(psycopg.Error) as caught:
+            measures.execute(ddl)
+        assert caught.value.sqlstate == "PA008"
+    with pytest.raises(psycopg.Error):
+        connect("app_maintainer").execute("SELECT audit.disable_tracking('public.measures_2026')")
+    connect("app_writer").execute("INSERT INTO public.measures_2026 VALUES (1, '2026-01-01', 1)")
+    assert captured_kinds(db, "public.measures") == ["public.measures.insert"]
+
+
+def test_truncating_a_partition_names_it(db, connect, measures):
+    measures.execute("INSERT INTO public.measures VALUES (1, '2026-05-01', 1), (2, '2025-05-01', 2)")
+    measures.execute("TRUNCATE public.measures_2026")
+    measures.execute("TRUNCATE public.measures")
+    payloads = [r[0] for r in db.execute("SELECT payload FROM audit.events WHERE kind = 'public.measures.truncate'"
+                                         " ORDER BY occurred_at, payload::text")]
+    assert payloads[0] == {"table": "public.measures", "partition": "public.measures_2026", "rows": 1}
+    assert {"table": "public.measures", "rows": 1} in payloads  # the root's own event, then one per table in it
+    assert {"table": "public.measures", "partition": "public.measures_2025_low", "rows": 1} in payloads
+    assert {"table": "public.measures", "partition": "public.measures_2026", "rows": 0} in payloads
+
+
+# ---- no hostage ----
+
+def test_a_broken_table_blocks_changes_to_itself_only(db, connect, orders):
+    """A superuser broke a tracked table's capture while the event triggers were off: changes to that
+    table are refused until it is repaired, the rest of the database goes on."""
+    db.execute("ALTER EVENT TRIGGER audit_sql_drop DISABLE")
+    db.execute("DROP TRIGGER audit_capture_delete ON public.orders")
+    db.execute("ALTER EVENT TRIGGER audit_sql_drop ENABLE")
+    writer = connect("app_writer")
+    for ddl in ("CREATE TEMP TABLE scratch (id int)", "ALTER TABLE scratch ADD COLUMN x int", "DROP TABLE scratch",
+                "CREATE TABLE public.other (id int)", "ALTER TABLE public.other ADD COLUMN y int",
+                "DROP TABLE public.other"):
+        (writer if "TEMP" in ddl or "scratch" in ddl else orders).execute(ddl)
+    with pytest.raises(psycopg.Error) as caught:
+        orders.execute("ALTER TABLE public.orders ADD COLUMN z int")
+    assert caught.value.sqlstate == "PA008"
+    enable_tracking(connect("app_maintainer"), "public.orders")  # repairs it
+    still_captured(db, orders)
+
+
+def test_a_failed_forgery_leaves_ddl_working(db, connect, orders):
+    with pytest.raises(psycopg.Error):
+        orders.execute("DROP TRIGGER audit_capture_update ON public.orders")
+    connect("app_writer").execute("CREATE TEMP TABLE t (id int); DROP TABLE t")
+    orders.execute("CREATE TABLE public.x (id int); ALTER TABLE public.x ADD COLUMN y int; DROP TABLE public.x")
+
+
+# ---- forged history ----
+
+def test_record_cannot_write_captured_or_system_kinds(db, connect, orders):
+    writer = connect("app_writer")
+    orders.execute("INSERT INTO public.orders VALUES (1, 10)")
+    for kind in ("public.orders.delete", "public.orders.truncate", "public.orders.insert", "public.orders.x",
+                 "audit.tracking_disabled", "audit.pruned", "tenant.secret.read", "secret.slot_declared"):
+        with pytest.raises(InvalidKind):
+            record(writer, kind, target_type="public.orders", target_id="1")
+    assert row_as_of(db, "public.orders", "1", db.execute("SELECT now()").fetchone()[0]) == {"id": 1, "total": 10}
+    assert db.execute("SELECT count(*) FROM audit.events WHERE origin = 'record'").fetchone() == (0,)
+
+
+def test_history_reads_captured_events_only(db, connect, attacker):
+    """Events a writer recorded under a table's prefix before it was tracked are not its history."""
+    writer = connect("app_writer")
+    record(writer, "public.notes.delete", target_type="public.notes", target_id="1")
+    attacker.execute("CREATE TABLE public.notes (id int PRIMARY KEY, body text)")
+    enable_tracking(connect("app_maintainer"), "public.notes")
+    attacker.execute("INSERT INTO public.notes VALUES (1, 'kept')")
+    now = db.execute("SELECT now() + interval '1 hour'").fetchone()[0]
+    assert row_as_of(db, "public.notes", "1", now) == {"id": 1, "body": "kept"}
+    assert [(e.kind, e.origin) for e in row_history(db, "public.notes", "1")] == [("public.notes.insert", "capture")]
+
+
+def test_a_capture_function_attached_to_a_look_alike_writes_nothing(db, connect, orders):
+    fn = own_capture_function(db)
+    maintainer = connect("app_maintainer")
+    maintainer.execute("CREATE TABLE public.look_alike (id int PRIMARY KEY, total int)")
+    maintainer.execute(f"CREATE TRIGGER audit_capture_delete AFTER DELETE ON public.look_alike"
+                       f" REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {fn}()")
+    maintainer.execute("INSERT INTO public.look_alike VALUES (1, 10)")
+    with pytest.raises(psycopg.Error) as caught:
+        maintainer.execute("DELETE FROM public.look_alike")
+    assert caught.value.sqlstate == "PA008"
+    assert captured_kinds(db) == []
+
+
+def test_a_second_trigger_with_the_capture_function_cannot_double_history(db, connect, orders):
+    fn = own_capture_function(db)
+    maintainer = connect("app_maintainer")
+    maintainer.execute(f"CREATE TRIGGER again AFTER INSERT ON public.orders REFERENCING NEW TABLE AS new_rows"
+                       f" FOR EACH STATEMENT EXECUTE FUNCTION {fn}()")
+    with pytest.raises(psycopg.Error) as caught:
+        orders.execute("INSERT INTO public.orders VALUES (1, 1)")
+    assert caught.value.sqlstate == "PA008"
+    assert captured_kinds(db) == []
+
+
+@pytest.mark.parametrize("prefix, error", [
+    ("public.orders", InvalidArgument), ("public.orders.sub", InvalidArgument), ("public", InvalidArgument),
+    ("audit", InvalidKind), ("audit.mine", InvalidKind), ("tenant.secret", InvalidKind),
+])
+def test_a_kind_prefix_belongs_to_one_table(db, connect, orders, prefix, error):
+    orders.execute("CREATE TABLE public.mine (id int PRIMARY KEY)")
+    with pytest.raises(error):
+        enable_tracking(connect("app_maintainer"), "public.mine", kind_prefix=prefix)
+    assert [t[0] for t in db.execute("SELECT table_name FROM audit.tracked_tables")] == ["public.orders"]
+
+
+def test_definer_helpers_refuse_what_enable_tracking_would(db, connect, orders):
+    maintainer = connect("app_maintainer")
+    maintainer.execute("CREATE TABLE public.mine (id int PRIMARY KEY)")
+    with pytest.raises(psycopg.Error) as caught:  # another table's prefix, through the helper itself
+        maintainer.execute("SELECT audit._register_tracking(ROW('public.mine'::regclass, 'x', 'public.orders', NULL,"
+                           " '{}', '{}', NULL, '{}', '{}', NULL, true, now(), 'x')::audit.tracked_tables)")
+    assert caught.value.sqlstate == "PA005"
+    with pytest.raises(psycopg.Error) as caught:  # not a partition of a tracked table
+        maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass)")
+    assert caught.value.sqlstate == "PA008"
+    maintainer.execute("CREATE TEMP TABLE scratch (id int PRIMARY KEY)")
+    with pytest.raises(InvalidTarget, match="it is a temporary table"):
+        enable_tracking(maintainer, "pg_temp.scratch")
