@@ -30,9 +30,10 @@ ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer", "secrets", "capture"
 # may act as them (status checks), so the installer holds them only while it creates those functions.
 FUNCTION_ROLES = ("capture", "sealer", "pruner", "sandbox")
 # Functions that releases before 0.2 created as the owner role and that now run as roles of their
-# own; an upgrade hands them over (the capture functions keep their oids: triggers call them).
+# own; an upgrade hands them over, and the capture functions (_capture_<oid>, _capture_truncate) move
+# to the capture role's schema, keeping their oids: triggers call them.
 _HANDED_OVER = {"seal(integer)": "sealer", "prune_events(interval, integer)": "pruner",
-                "delete_archived(text)": "pruner", "_capture_truncate()": "capture"}
+                "delete_archived(text)": "pruner"}
 # One installer at a time per database, whatever the schema: roles are shared.
 _INSTALL_LOCK = 0x70_67_61_75  # "pgau"
 _MARKERS = ("_install", "_yoyo_migration")
@@ -174,6 +175,11 @@ def _foreign_objects(conn: psycopg.Connection, schema: str) -> list[str]:
 
 
 def _refuse_foreign_schema(conn: psycopg.Connection, schema: str) -> None:
+    capture = conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s",
+                           (capture_schema(schema),)).fetchone()
+    if capture and capture[0] != role_names(schema)["capture"]:
+        raise InstallError(f"schema {capture_schema(schema)!r} exists and pgaudit_py did not create it; install "
+                           "into another schema with --schema NAME")
     if not _schema_exists(conn, schema) or _is_ours(conn, schema):
         return
     foreign = _foreign_objects(conn, schema)
@@ -218,17 +224,24 @@ def _is_member(conn: psycopg.Connection, role: str) -> bool:
     return bool(row and row[0])
 
 
+def capture_schema(schema: str) -> str:
+    """Where the capture role keeps its functions (the only schema it may create in)."""
+    return f"{schema}_capture"
+
+
 @contextmanager
 def _acting_for_function_roles(conn: psycopg.Connection, schema: str) -> Iterator[None]:
     """Let the installer create functions as the function roles: it becomes a member of them (a
-    superuser already may) and they may create in the schema, until the files have run. 90_grants
-    takes CREATE back from all but the capture role, which generates capture functions."""
+    superuser already may) and they may create in the schema, until the files have run (90_grants
+    takes that back). The capture role's schema is its own."""
     roles = role_names(schema)
     joined = [roles[r] for r in FUNCTION_ROLES if not _is_member(conn, roles[r])]
     for role in joined:
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
     conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(
         sql.Identifier(schema), sql.SQL(", ").join(sql.Identifier(roles[r]) for r in FUNCTION_ROLES)))
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+        sql.Identifier(capture_schema(schema)), sql.Identifier(roles["capture"])))
     yield
     for role in joined:
         conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(sql.Identifier(role)))
@@ -244,11 +257,14 @@ def _hand_over_older_functions(conn: psycopg.Connection, schema: str) -> None:
         " FROM pg_proc p WHERE p.pronamespace = to_regnamespace(%s) AND p.proowner = to_regrole(%s)",
         (schema, schema, roles["owner"])).fetchall()
     for qualified, signature in rows:
-        new_owner = owned.get(signature) or (roles["capture"] if re.fullmatch(r"_capture_\d+\(\)", signature)
-                                             else None)
+        capture = re.fullmatch(r"_capture_(\d+|truncate)\(\)", signature) is not None
+        new_owner = roles["capture"] if capture else owned.get(signature)
         if new_owner:
             conn.execute(sql.SQL("ALTER ROUTINE {} OWNER TO {}").format(sql.SQL(qualified),
                                                                         sql.Identifier(new_owner)))
+        if capture:  # triggers call them by oid: they follow
+            conn.execute(sql.SQL("ALTER ROUTINE {} SET SCHEMA {}").format(
+                sql.SQL(qualified), sql.Identifier(capture_schema(schema))))
 
 
 def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = False,

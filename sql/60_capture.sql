@@ -4,19 +4,26 @@
 --
 -- Who runs what. The capture functions belong to @schema@_capture, a NOLOGIN role with no members
 -- that may append to the intake and nothing else of the audit log (it reads no secret, deletes
--- nothing). A user's rows become JSON either inline, when every column has a built-in type (to_jsonb
--- then runs no code but PostgreSQL's own), or else in the sandbox, a function of @schema@_sandbox, a
--- role with no privilege at all: to_jsonb calls a user-defined cast to json of an enum, a range or a
--- composite type, which is the user's code, and it must never run as a role that can write the log.
--- Row-level security policies never run: transition tables have none, and the TRUNCATE count runs
--- with row_security off.
+-- nothing), and live in a schema of its own, also named @schema@_capture: the only schema it may
+-- create in, so that it can never put a function where the audit schema's functions are looked up.
+-- A user's rows become JSON either inline, when every column has a built-in type (to_jsonb then runs
+-- no code but PostgreSQL's own), or else in the sandbox, a function of @schema@_sandbox, a role with
+-- no privilege at all: to_jsonb calls a user-defined cast to json of an enum, a range or a composite
+-- type, which is the user's code, and it must never run as a role that can write the log. Row-level
+-- security policies never run: transition tables have none, and the TRUNCATE count runs with
+-- row_security off.
+--
+-- Which tables. A tracked table and every table that inherits from it (its partitions, at every
+-- level, and inheritance children): a statement fires the statement triggers of the table it names
+-- only, so each carries capture triggers of its own, and events under the tracked table's kind
+-- prefix. Such a table can be tracked only through the table at the top of its tree.
 
--- Each tracked table (and each partition of one) gets its own capture function, generated from its
--- options so that a statement pays for no catalogue lookup and no per-row branching (measured: 28 us
--- against 41 us per single-row UPDATE for one generic function). User text (column names, the kind
--- prefix) reaches the generated body only as quoted literals, and the body reaches CREATE FUNCTION
--- as one quoted literal, never inside a dollar quote: no name can end it or become code. The
--- function is named by the table's oid and says nothing else about it.
+-- Each of those tables gets its own capture function, generated from the options so that a
+-- statement pays for no catalogue lookup and no per-row branching (measured: 28 us against 41 us per
+-- single-row UPDATE for one generic function). User text (column names, the kind prefix) reaches the
+-- generated body only as quoted literals, and the body reaches CREATE FUNCTION as one quoted
+-- literal, never inside a dollar quote: no name can end it or become code. The function is named by
+-- the table's oid and says nothing else about it.
 -- Functions of earlier releases that this file replaces under other signatures.
 DROP FUNCTION IF EXISTS @schema@._generate_capture(@schema@.tracked_tables);
 DROP FUNCTION IF EXISTS @schema@._gen_image(@schema@.tracked_tables, text);
@@ -26,41 +33,44 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT '@schema@.' || quote_ident('_capture_' || relid) $$;
+AS $$ SELECT '@schema@_capture.' || quote_ident('_capture_' || relid) $$;
 COMMENT ON FUNCTION @schema@._capture_function(oid) IS 'Name of the generated capture function of a table.';
 
 -- The tracked_tables entry that covers a table: its own, or its nearest tracked ancestor's when it
--- is a partition of a tracked table.
+-- inherits from a tracked table (a partition, or an inheritance child).
 CREATE OR REPLACE FUNCTION @schema@._tracking_of(target oid)
 RETURNS @schema@.tracked_tables
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT t.*
-      FROM (SELECT target AS relid, 0::bigint AS depth
-            UNION ALL
-            SELECT a.relid, a.depth FROM pg_partition_ancestors(target) WITH ORDINALITY AS a(relid, depth)) c
-      JOIN @schema@.tracked_tables t ON t.relid = c.relid
-     ORDER BY c.depth
-     LIMIT 1
+    WITH RECURSIVE up(relid, depth) AS (
+        SELECT target, 0
+        UNION ALL
+        SELECT i.inhparent, u.depth + 1 FROM up u JOIN pg_inherits i ON i.inhrelid = u.relid
+    )
+    SELECT t.* FROM up JOIN @schema@.tracked_tables t ON t.relid = up.relid ORDER BY up.depth LIMIT 1
 $$;
 COMMENT ON FUNCTION @schema@._tracking_of(oid) IS
-    'The tracked_tables entry of a table, or of the tracked table it is a partition of; NULL if none.';
+    'The tracked_tables entry of a table, or of the tracked table it inherits from; NULL if none.';
 
--- A tracked table and its partitions, at every level: each carries capture triggers of its own,
--- since a statement on a partition fires the partition's statement triggers, not its parent's.
+-- A table and every table that inherits from it, at every level (the table itself even when it is
+-- gone, for cleaning up after it).
 CREATE OR REPLACE FUNCTION @schema@._capture_tables(root oid)
 RETURNS SETOF oid
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT root
-    UNION
-    SELECT p.relid::oid FROM pg_partition_tree(root) p WHERE (SELECT c.relkind FROM pg_class c WHERE c.oid = p.relid) IN ('r', 'p')
+    WITH RECURSIVE down(relid) AS (
+        SELECT root
+        UNION
+        SELECT i.inhrelid FROM down d JOIN pg_inherits i ON i.inhparent = d.relid
+    )
+    SELECT d.relid FROM down d
+     WHERE d.relid = root OR (SELECT c.relkind FROM pg_class c WHERE c.oid = d.relid) IN ('r', 'p')
 $$;
-COMMENT ON FUNCTION @schema@._capture_tables(oid) IS 'A tracked table and all its partitions.';
+COMMENT ON FUNCTION @schema@._capture_tables(oid) IS 'A table and all the tables that inherit from it.';
 
 -- Whether to_jsonb can turn a table's rows into JSON without running anyone's code: every column's
 -- type, through domains and arrays, is built into PostgreSQL (an oid below 16384, FirstNormalObjectId).
@@ -174,15 +184,16 @@ BEGIN
         pairs := 'unnest(ARRAY(SELECT pg_catalog.to_jsonb(x.*) FROM old_rows AS x),'
                  ' ARRAY(SELECT pg_catalog.to_jsonb(x.*) FROM new_rows AS x)) AS p(o, n)';
     ELSE
-        prepare_insert := 'v_images := @schema@._row_images(ARRAY(SELECT x FROM new_rows AS x));';
-        prepare_delete := 'v_images := @schema@._row_images(ARRAY(SELECT x FROM old_rows AS x));';
-        -- Old and new rows in one call: a two-dimensional array (both have as many rows).
-        prepare_update := 'v_images := @schema@._row_images(ARRAY[ARRAY(SELECT x FROM old_rows AS x),'
-                          ' ARRAY(SELECT x FROM new_rows AS x)]);';
+        -- x.* as a function's argument is the whole row, even when the table has a column named x.
+        prepare_insert := 'v_images := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x));';
+        prepare_delete := 'v_images := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x));';
+        -- Old and new rows in one call: {"f1": [old...], "f2": [new...]}.
+        prepare_update := 'v_images := @schema@._row_images(ROW((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x),'
+                          ' (SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x)));';
         new_rows := 'pg_catalog.jsonb_array_elements(v_images) AS q(j)';
         old_rows := new_rows;
-        pairs := 'unnest(ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images -> 0)),'
-                 ' ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images -> 1))) AS p(o, n)';
+        pairs := 'unnest(ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images -> ''f1'')),'
+                 ' ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images -> ''f2''))) AS p(o, n)';
     END IF;
     IF redacted IS NOT NULL THEN
         -- Both images hold the marker: note which redacted columns changed while the values are at hand.
@@ -238,7 +249,7 @@ BEGIN
             application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
             payload, row_before, row_after, changed, origin)
         SELECT %11$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %12$L, %5$L, %13$s, 'success',
-               v_correlation, v_txid, v_at, '{}', %14$s, %15$s, %16$s, 'capture'
+               v_correlation, v_txid, v_at, %24$s, %14$s, %15$s, %16$s, 'capture'
           FROM (SELECT p.o, p.n, %22$s AS img_old, %23$s AS img_new FROM %17$s%18$s OFFSET 0) AS p;
     ELSE
         %19$s
@@ -257,7 +268,11 @@ $body$,
         new_rows, prepare_update, @schema@._gen_tenant(t, 'p.n'), t.kind_prefix || '.update', @schema@._gen_key(t, 'p.n'),
         @schema@._gen_bounded('p.img_old'), @schema@._gen_bounded('p.img_new'), redact_changed, pairs, noop,
         prepare_delete, t.kind_prefix || '.delete', old_rows, @schema@._gen_image(t, excluded, redacted, 'p.o'),
-        @schema@._gen_image(t, excluded, redacted, 'p.n'));
+        @schema@._gen_image(t, excluded, redacted, 'p.n'),
+        -- An UPDATE that changes the key names the row by its new key, and the key it left here.
+        CASE WHEN t.key_columns IS NULL THEN '''{}'''
+             ELSE format('CASE WHEN %1$s IS DISTINCT FROM %2$s THEN pg_catalog.jsonb_build_object(''moved_from'', %1$s)'
+                         ' ELSE ''{}'' END', @schema@._gen_key(t, 'p.o'), @schema@._gen_key(t, 'p.n')) END);
 END
 $$;
 COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS
@@ -315,10 +330,13 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._gen_bounded(text) IS 'Generator: a row image bounded to 1 MiB (see _omit_large_values).';
 
--- The capture role's own functions: generating, dropping, and the TRUNCATE trigger.
+-- The capture role's own functions, in its schema: generating, dropping, and the TRUNCATE trigger.
+-- The owner calls them, the maintainer attaches them as triggers, the reader's status looks them up.
 SET ROLE @schema@_capture;
+REVOKE ALL ON SCHEMA @schema@_capture FROM PUBLIC;
+GRANT USAGE ON SCHEMA @schema@_capture TO @schema@_owner, @schema@_reader, @schema@_maintainer;
 
-CREATE OR REPLACE FUNCTION @schema@._generate_capture(target oid)
+CREATE OR REPLACE FUNCTION @schema@_capture._generate_capture(target oid)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -338,13 +356,13 @@ BEGIN
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s() TO @schema@_maintainer', fn);  -- to attach it as a trigger
 END
 $$;
-COMMENT ON FUNCTION @schema@._generate_capture(oid) IS
+COMMENT ON FUNCTION @schema@_capture._generate_capture(oid) IS
     'Creates or replaces the capture function of a tracked table, or of a partition of one.';
-REVOKE ALL ON FUNCTION @schema@._generate_capture(oid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @schema@._generate_capture(oid) TO @schema@_owner;
+REVOKE ALL ON FUNCTION @schema@_capture._generate_capture(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@_capture._generate_capture(oid) TO @schema@_owner;
 
 -- Dropping the function drops the triggers that call it too, on whatever table they are.
-CREATE OR REPLACE FUNCTION @schema@._drop_capture(target oid)
+CREATE OR REPLACE FUNCTION @schema@_capture._drop_capture(target oid)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -354,13 +372,13 @@ BEGIN
     EXECUTE format('DROP FUNCTION IF EXISTS %s() CASCADE', @schema@._capture_function(target));
 END
 $$;
-COMMENT ON FUNCTION @schema@._drop_capture(oid) IS 'Drops a table''s capture function and the triggers that call it.';
-REVOKE ALL ON FUNCTION @schema@._drop_capture(oid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @schema@._drop_capture(oid) TO @schema@_owner;
+COMMENT ON FUNCTION @schema@_capture._drop_capture(oid) IS 'Drops a table''s capture function and the triggers that call it.';
+REVOKE ALL ON FUNCTION @schema@_capture._drop_capture(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@_capture._drop_capture(oid) TO @schema@_owner;
 
 -- Rows counted for a TRUNCATE event, with no row-level-security policy run: with row_security off
 -- a table whose policies would apply raises instead (and its rows go uncounted).
-CREATE OR REPLACE FUNCTION @schema@._count_rows(target oid)
+CREATE OR REPLACE FUNCTION @schema@_capture._count_rows(target oid)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -375,15 +393,15 @@ EXCEPTION WHEN insufficient_privilege THEN
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION @schema@._count_rows(oid) IS
+COMMENT ON FUNCTION @schema@_capture._count_rows(oid) IS
     'Rows in a table, or NULL when the capture role may not count them without running its policies.';
-REVOKE ALL ON FUNCTION @schema@._count_rows(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @schema@_capture._count_rows(oid) FROM PUBLIC;
 
 -- TRUNCATE has no transition table: one event saying who emptied what, and how many rows went
 -- (counted before they go). One function for every table: it looks its table up, and does nothing
 -- for a table that tracking does not cover (a partition detached from a tracked table keeps this
 -- trigger when the role that detached it does not own it).
-CREATE OR REPLACE FUNCTION @schema@._capture_truncate()
+CREATE OR REPLACE FUNCTION @schema@_capture._capture_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -411,17 +429,17 @@ BEGIN
             @schema@._client_addr(), current_setting('application_name'), t.kind_prefix || '.truncate',
             t.kind_prefix, NULL, 'success', @schema@._context('correlation_id'), pg_current_xact_id(),
             statement_timestamp(),
-            jsonb_build_object('table', t.table_name, 'rows', @schema@._count_rows(TG_RELID))
+            jsonb_build_object('table', t.table_name, 'rows', @schema@_capture._count_rows(TG_RELID))
             || CASE WHEN TG_RELID <> t.relid THEN jsonb_build_object('partition', TG_RELID::regclass::text)
                     ELSE '{}' END,
             'capture');
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION @schema@._capture_truncate() IS
+COMMENT ON FUNCTION @schema@_capture._capture_truncate() IS
     'Capture trigger for TRUNCATE: records <prefix>.truncate with the table (and partition) and the rows removed.';
-REVOKE ALL ON FUNCTION @schema@._capture_truncate() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @schema@._capture_truncate() TO @schema@_maintainer;  -- to attach it as a trigger
+REVOKE ALL ON FUNCTION @schema@_capture._capture_truncate() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@_capture._capture_truncate() TO @schema@_maintainer;  -- to attach it as a trigger
 
 SET ROLE @schema@_owner;
 
@@ -436,6 +454,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN to_regprocedure(@schema@._capture_function(target) || '()') IS NULL THEN 'its capture function is missing'
+        -- A statement on a parent changes its children's rows without firing their statement triggers.
+        WHEN EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = (@schema@._tracking_of(target)).relid) THEN
+             format('the tracked table now inherits from %s, which is not tracked',
+                    (SELECT string_agg(i.inhparent::regclass::text, ', ') FROM pg_inherits i
+                      WHERE i.inhrelid = (@schema@._tracking_of(target)).relid))
         ELSE (SELECT string_agg(format('trigger %s is %s', w.name,
                                        CASE WHEN g.oid IS NULL THEN 'missing'
                                             WHEN g.tgenabled NOT IN ('O', 'A') THEN
@@ -444,7 +467,7 @@ AS $$
                 FROM (VALUES ('@schema@_capture_insert', 4, to_regprocedure(@schema@._capture_function(target) || '()'), NULL, 'new_rows'),
                              ('@schema@_capture_update', 16, to_regprocedure(@schema@._capture_function(target) || '()'), 'old_rows', 'new_rows'),
                              ('@schema@_capture_delete', 8, to_regprocedure(@schema@._capture_function(target) || '()'), 'old_rows', NULL),
-                             ('@schema@_capture_truncate', 34, '@schema@._capture_truncate()'::regprocedure, NULL, NULL))
+                             ('@schema@_capture_truncate', 34, '@schema@_capture._capture_truncate()'::regprocedure, NULL, NULL))
                      AS w(name, type, fn, old_table, new_table)
                 LEFT JOIN pg_trigger g ON g.tgrelid = target AND g.tgname = w.name
                WHERE (trigger_name IS NULL OR w.name = trigger_name)
@@ -458,5 +481,5 @@ COMMENT ON FUNCTION @schema@._capture_problem(oid, text) IS
 
 -- A new version of this file regenerates every capture function (the event triggers do so on every
 -- change of a tracked table).
-SELECT @schema@._generate_capture(c) FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
+SELECT @schema@_capture._generate_capture(c) FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
  WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c);

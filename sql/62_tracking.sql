@@ -71,7 +71,10 @@ COMMENT ON FUNCTION @schema@._reserved_kind(text) IS
 
 -- The SECURITY DEFINER helpers below are granted to the maintainer so that enable/disable can
 -- run as their caller; each checks for itself that the caller owns the table, since a caller can
--- also reach them directly.
+-- also reach them directly. Inside them current_user is the owner role, and who called them cannot
+-- be told apart from the session's role: a maintainer's SECURITY DEFINER function could call them
+-- in the session of a table's owner. So the session's role must hold the maintainer role itself,
+-- as well as own the table.
 CREATE OR REPLACE FUNCTION @schema@._check_owner(target oid)
 RETURNS void
 LANGUAGE plpgsql
@@ -83,11 +86,15 @@ DECLARE
 BEGIN
     IF owner IS NOT NULL AND NOT pg_has_role(@schema@._db_role(), owner, 'MEMBER') THEN
         RAISE EXCEPTION 'must be owner of table %', target::regclass USING ERRCODE = 'insufficient_privilege';
+    ELSIF owner IS NOT NULL AND NOT pg_has_role(@schema@._db_role(), '@schema@_maintainer', 'MEMBER') THEN
+        RAISE EXCEPTION 'tracking and limits of table % are changed by a member of @schema@_maintainer, not %',
+                        target::regclass, @schema@._db_role() USING ERRCODE = 'insufficient_privilege';
     END IF;
 END
 $$;
 COMMENT ON FUNCTION @schema@._check_owner(oid) IS
-    'Raises 42501 unless the acting role owns the table (a table that no longer exists passes).';
+    'Raises 42501 unless the acting role owns the table and holds the maintainer role (a table that no '
+    'longer exists passes).';
 
 -- What may be tracked, and under which prefix: refused before anything is written.
 CREATE OR REPLACE FUNCTION @schema@._check_trackable(entry @schema@.tracked_tables)
@@ -109,6 +116,12 @@ BEGIN
         RAISE EXCEPTION 'cannot track %: it is a partition', entry.relid::regclass USING ERRCODE = 'PA008',
             HINT = format('Track the partitioned table %s instead.',
                           (SELECT i.inhparent::regclass FROM pg_inherits i WHERE i.inhrelid = entry.relid));
+    ELSIF EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = entry.relid) THEN
+        -- A statement on its parent would change its rows without firing its statement triggers.
+        RAISE EXCEPTION 'cannot track %: it inherits from another table', entry.relid::regclass USING ERRCODE = 'PA008',
+            HINT = format('Track %s instead: the tables that inherit from a tracked table are captured with it.',
+                          (SELECT string_agg(i.inhparent::regclass::text, ', ') FROM pg_inherits i
+                            WHERE i.inhrelid = entry.relid));
     ELSIF rel.relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'cannot track %: only tables can be tracked, not %', entry.relid::regclass,
             CASE rel.relkind WHEN 'v' THEN 'views' WHEN 'm' THEN 'materialized views'
@@ -146,6 +159,15 @@ BEGIN
         RAISE EXCEPTION 'kind prefix % overlaps that of tracked table %', entry.kind_prefix, clash USING ERRCODE = 'PA005',
             HINT = 'Give each tracked table a kind prefix of its own (enable_tracking(..., kind_prefix => ...)).';
     END IF;
+    -- Nor another table's own name: the history of a table that is not tracked (or no longer) is
+    -- read under it.
+    SELECT c.oid::regclass::text INTO clash FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname || '.' || c.relname = entry.kind_prefix AND c.oid <> entry.relid AND c.relkind IN ('r', 'p')
+     LIMIT 1;
+    IF clash IS NOT NULL THEN
+        RAISE EXCEPTION 'kind prefix % is the name of table %', entry.kind_prefix, clash USING ERRCODE = 'PA005',
+            HINT = 'A table''s name is the kind prefix of its own history.';
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION @schema@._check_trackable(@schema@.tracked_tables) IS
@@ -181,7 +203,7 @@ BEGIN
             tenant_attnum = excluded.tenant_attnum, skip_noop_updates = excluded.skip_noop_updates,
             enabled_at = now(), enabled_by = excluded.enabled_by
     RETURNING * INTO result;
-    PERFORM @schema@._generate_capture(c) FROM @schema@._capture_tables(result.relid) c;
+    PERFORM @schema@_capture._generate_capture(c) FROM @schema@._capture_tables(result.relid) c;
     PERFORM @schema@._record('audit.tracking_enabled', NULL, NULL, NULL, 'table', result.table_name,
                              @schema@._tracking_options(result), 'success', NULL, NULL);
     RETURN result;
@@ -202,9 +224,9 @@ DECLARE
     gone oid;
 BEGIN
     FOR gone IN SELECT substring(p.proname FROM '^_capture_([0-9]+)$')::oid FROM pg_proc p
-                 WHERE p.pronamespace = '@schema@'::regnamespace AND p.proname ~ '^_capture_[0-9]+$' LOOP
+                 WHERE p.pronamespace = '@schema@_capture'::regnamespace AND p.proname ~ '^_capture_[0-9]+$' LOOP
         CONTINUE WHEN (@schema@._tracking_of(gone)).relid IS NOT NULL;
-        PERFORM @schema@._drop_capture(gone);
+        PERFORM @schema@_capture._drop_capture(gone);
         IF NOT EXISTS (SELECT 1 FROM @schema@.tracked_tables t WHERE t.relid = gone) THEN
             PERFORM @schema@._record('audit.tracked_partition_removed', NULL, NULL, NULL, 'table',
                                      coalesce((SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = gone), gone::text),
@@ -227,14 +249,15 @@ DECLARE
     gone @schema@.tracked_tables;
 BEGIN
     PERFORM @schema@._check_owner(target);
-    IF reason NOT IN ('audit.tracking_disabled', 'audit.tracked_table_dropped') THEN
+    IF reason NOT IN ('audit.tracking_disabled', 'audit.tracked_table_dropped')
+       OR (reason = 'audit.tracked_table_dropped' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target)) THEN
         RAISE EXCEPTION 'invalid reason: %', reason USING ERRCODE = 'PA005';
     END IF;
     DELETE FROM @schema@.tracked_tables WHERE relid = target RETURNING * INTO gone;
     IF FOUND THEN
         -- The table's and its partitions' capture functions go (their triggers with them), unrecorded:
         -- this event says it all.
-        PERFORM @schema@._drop_capture(c) FROM @schema@._capture_tables(target) c;
+        PERFORM @schema@_capture._drop_capture(c) FROM @schema@._capture_tables(target) c;
         PERFORM @schema@._record(reason, NULL, NULL, NULL, 'table', gone.table_name,
                                  jsonb_build_object('kind_prefix', gone.kind_prefix), 'success', NULL, NULL);
     END IF;
@@ -244,8 +267,9 @@ COMMENT ON FUNCTION @schema@._unregister_tracking(oid, text) IS
     'Removes a tracked_tables entry and its capture functions, and records why '
     '(audit.tracking_disabled, audit.tracked_table_dropped).';
 
--- A partition created in, or attached to, a tracked table: its capture function. The triggers are
--- attached by its owner (_attach_capture), who must hold the maintainer role.
+-- A partition created in, or attached to, a tracked table (or an inheritance child given to one): its
+-- capture function. The triggers are attached by its owner (_attach_capture), who must hold the
+-- maintainer role.
 CREATE OR REPLACE FUNCTION @schema@._cover_partition(target oid)
 RETURNS void
 LANGUAGE plpgsql
@@ -257,12 +281,12 @@ DECLARE
 BEGIN
     PERFORM @schema@._check_owner(target);
     IF t.relid IS NULL OR t.relid = target THEN
-        RAISE EXCEPTION '% is not a partition of a tracked table', target::regclass USING ERRCODE = 'PA008';
+        RAISE EXCEPTION '% does not inherit from a tracked table', target::regclass USING ERRCODE = 'PA008';
     END IF;
     IF to_regprocedure(@schema@._capture_function(target) || '()') IS NOT NULL THEN
         RETURN;
     END IF;
-    PERFORM @schema@._generate_capture(target);
+    PERFORM @schema@_capture._generate_capture(target);
     PERFORM @schema@._record('audit.tracked_partition_added', NULL, NULL, NULL, 'table', target::regclass::text,
                              jsonb_build_object('table', t.table_name, 'kind_prefix', t.kind_prefix), 'success', NULL, NULL);
 END
@@ -289,7 +313,7 @@ BEGIN
     EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_delete AFTER DELETE ON %s'
                    ' REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target::regclass, fn);
     EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_truncate BEFORE TRUNCATE ON %s'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._capture_truncate()', target::regclass);
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@_capture._capture_truncate()', target::regclass);
 END
 $$;
 COMMENT ON FUNCTION @schema@._attach_capture(oid) IS 'Attaches the capture triggers to a table (run as its owner).';

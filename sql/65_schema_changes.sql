@@ -45,7 +45,7 @@ BEGIN
         RETURN;
     END IF;
     -- Functions only: a partition's triggers are attached by _cover_partitions, as its owner.
-    PERFORM @schema@._generate_capture(c) FROM @schema@._capture_tables(t.relid) c;
+    PERFORM @schema@_capture._generate_capture(c) FROM @schema@._capture_tables(t.relid) c;
 END
 $$;
 COMMENT ON FUNCTION @schema@._refresh_tracking(oid, boolean) IS
@@ -83,7 +83,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cmd record;
-    touched oid[] := '{}';   -- tables the command changed: their capture is checked whole
+    touched oid[] := '{}';   -- tables the command changed: their capture, and their descendants', is checked whole
     created oid[] := '{}';   -- triggers the command created: each checked on its own
     root oid;
     rel oid;
@@ -99,8 +99,12 @@ BEGIN
         ELSIF cmd.classid = 'pg_namespace'::regclass THEN  -- a renamed schema: its tables' names
             touched := touched || ARRAY(SELECT t.relid FROM @schema@.tracked_tables t JOIN pg_class c ON c.oid = t.relid
                                          WHERE c.relnamespace = cmd.objid);
+        ELSIF cmd.classid = 'pg_type'::regclass THEN  -- a composite type changed: the tables typed by it
+            touched := touched || ARRAY(SELECT c.oid FROM pg_class c WHERE c.reloftype = cmd.objid);
         END IF;
     END LOOP;
+    -- A change to a table reaches the tables that inherit from it too (a column added, retyped).
+    touched := ARRAY(SELECT DISTINCT d FROM unnest(touched) a, @schema@._capture_tables(a) d);
     FOR root IN SELECT DISTINCT (@schema@._tracking_of(a)).relid FROM unnest(touched) a LOOP
         CONTINUE WHEN root IS NULL;
         PERFORM @schema@._refresh_tracking(root, true);
@@ -109,7 +113,7 @@ BEGIN
     IF refreshed THEN
         PERFORM @schema@._drop_stale_captures();  -- a partition detached
     END IF;
-    FOR rel IN SELECT DISTINCT unnest(touched) LOOP
+    FOR rel IN SELECT unnest(touched) LOOP
         PERFORM @schema@._refuse_broken_capture(rel);
     END LOOP;
     FOR rel IN SELECT unnest(created) LOOP
@@ -167,12 +171,15 @@ COMMENT ON FUNCTION @schema@._on_sql_drop() IS
     'Event trigger (sql_drop): forgets dropped tracked tables, partitions and their rate limits (recording it), '
     'and refuses dropping a capture trigger.';
 
--- Partitions created in or attached to a tracked table get their capture triggers here, as the role
--- that created or attached them: it owns them, where the audit owner cannot attach triggers to
--- another's table. Runs for every CREATE TABLE and ALTER TABLE of the database, so it leaves at
--- once for anything else; reads only the system catalogues, which every role may (no name in the
--- audit schema is looked up before it knows the table is a tracked one's partition). Runs before
--- @schema@_ddl_end (event triggers fire in name order), which then checks the result.
+-- Tables that come to inherit from a tracked table (a partition created or attached, a child created
+-- with INHERITS or given one by ALTER TABLE ... INHERIT) get their capture triggers here, as the role
+-- that ran the command: it owns them, where the audit owner cannot attach triggers to another's
+-- table. Runs for every CREATE TABLE and ALTER TABLE of the database, so it leaves at once for a
+-- table that inherits nothing, and otherwise reads only the system catalogues, which every role may
+-- (no name in the audit schema is looked up before it knows a table needs covering). A table counts
+-- as covered when all four triggers call the capture functions: one of the same name calling
+-- something else is replaced. Runs before @schema@_ddl_end (event triggers fire in name order),
+-- which then checks the result.
 CREATE OR REPLACE FUNCTION @schema@._cover_partitions()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -182,23 +189,39 @@ DECLARE
     part oid;
 BEGIN
     FOR part IN
-        SELECT DISTINCT tree.relid
-          FROM pg_event_trigger_ddl_commands() d
-          JOIN pg_class c ON c.oid = d.objid AND d.classid = 'pg_class'::regclass
-         CROSS JOIN LATERAL pg_partition_tree(pg_partition_root(c.oid)) tree
-          JOIN pg_class p ON p.oid = tree.relid AND p.relkind IN ('r', 'p')
-         WHERE (c.relkind = 'p' OR c.relispartition)
-           -- the partition tree holds a table whose capture this role's trigger function runs
-           AND EXISTS (SELECT 1 FROM pg_partition_ancestors(tree.relid) a JOIN pg_trigger g ON g.tgrelid = a.relid
-                        WHERE g.tgname = '@schema@_capture_truncate'
-                          AND g.tgfoid = (SELECT f.oid FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
-                                           WHERE n.nspname = '@schema@' AND f.proname = '_capture_truncate'))
-           AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = tree.relid AND g.tgname = '@schema@_capture_truncate')
+        WITH RECURSIVE involved AS (  -- tables the command touched that take part in inheritance
+            SELECT DISTINCT d.objid AS relid FROM pg_event_trigger_ddl_commands() d
+             WHERE d.classid = 'pg_class'::regclass
+               AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = d.objid OR i.inhparent = d.objid)
+        ), up(relid) AS (  -- and everything above them
+            SELECT relid FROM involved
+            UNION SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid
+        ), tree(relid) AS (  -- and everything below that
+            SELECT relid FROM up
+            UNION SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid
+        ), capture AS (
+            SELECT f.oid, f.proname FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
+             WHERE n.nspname = '@schema@_capture'
+        ), ancestors(relid, of) AS (
+            SELECT i.inhparent, i.inhrelid FROM pg_inherits i WHERE i.inhrelid IN (SELECT relid FROM tree)
+            UNION SELECT i.inhparent, a.of FROM ancestors a JOIN pg_inherits i ON i.inhrelid = a.relid
+        )
+        SELECT t.relid FROM tree t JOIN pg_class c ON c.oid = t.relid AND c.relkind IN ('r', 'p')
+         WHERE EXISTS (  -- it inherits from a table that tracking covers
+                   SELECT 1 FROM ancestors a JOIN pg_trigger g ON g.tgrelid = a.relid
+                    WHERE a.of = t.relid AND g.tgname = '@schema@_capture_truncate'
+                      AND g.tgfoid IN (SELECT oid FROM capture WHERE proname = '_capture_truncate'))
+           AND (SELECT count(*) FROM pg_trigger g
+                 WHERE g.tgrelid = t.relid
+                   AND ((g.tgname IN ('@schema@_capture_insert', '@schema@_capture_update', '@schema@_capture_delete')
+                         AND g.tgfoid IN (SELECT oid FROM capture WHERE proname = '_capture_' || t.relid))
+                        OR (g.tgname = '@schema@_capture_truncate'
+                            AND g.tgfoid IN (SELECT oid FROM capture WHERE proname = '_capture_truncate')))) < 4
     LOOP
         BEGIN
             PERFORM @schema@._cover_partition(part);
         EXCEPTION WHEN insufficient_privilege THEN
-            RAISE EXCEPTION 'partition % of a tracked table: only a member of @schema@_maintainer owning it '
+            RAISE EXCEPTION '% would inherit from a tracked table: only a member of @schema@_maintainer owning it '
                             'may add it (its capture triggers must be attached)', part::regclass
                 USING ERRCODE = 'PA008';
         END;
@@ -207,4 +230,5 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @schema@._cover_partitions() IS
-    'Event trigger (ddl_command_end, as the role running the DDL): attaches capture triggers to new partitions of tracked tables.';
+    'Event trigger (ddl_command_end, as the role running the DDL): attaches capture triggers to tables that '
+    'come to inherit from tracked tables.';

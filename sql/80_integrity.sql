@@ -11,15 +11,18 @@ AS $$
     SELECT jsonb_build_object(
         'schema_acl', (SELECT to_jsonb(coalesce(n.nspacl::text[], '{}')) FROM pg_namespace n
                         WHERE n.nspname = '@schema@'),
+        'capture_schema_acl', (SELECT to_jsonb(coalesce(n.nspacl::text[], '{}')) FROM pg_namespace n
+                                WHERE n.nspname = '@schema@_capture'),
         'functions', (SELECT coalesce(jsonb_object_agg(
-                          p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+                          p.pronamespace::regnamespace::text || '.' || p.proname
+                          || '(' || pg_get_function_identity_arguments(p.oid) || ')',
                           jsonb_build_object('security_definer', p.prosecdef,
                                              'config', to_jsonb(coalesce(p.proconfig, '{}')),
                                              'acl', to_jsonb(coalesce(p.proacl::text[], '{}')),
                                              'definition', md5(pg_get_functiondef(p.oid))
                                              )), '{}')
                         FROM pg_proc p
-                       WHERE p.pronamespace = '@schema@'::regnamespace
+                       WHERE p.pronamespace IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace)
                          AND p.proname !~ '^_capture_[0-9]+$'),  -- generated per tracked table
         'relations', (SELECT coalesce(jsonb_object_agg(c.relname, jsonb_build_object(
                           'acl', to_jsonb(coalesce(c.relacl::text[], '{}')),
@@ -63,17 +66,17 @@ BEGIN
        AND (r.rolcanlogin OR r.rolsuper OR r.rolbypassrls
             OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid));
     RETURN QUERY
-    SELECT format('SECURITY DEFINER function @schema@.%s(%s) is executable by PUBLIC',
+    SELECT format('SECURITY DEFINER function %s.%s(%s) is executable by PUBLIC', p.pronamespace::regnamespace,
                   p.proname, pg_get_function_identity_arguments(p.oid))
       FROM pg_proc p
-     WHERE p.pronamespace = '@schema@'::regnamespace AND p.prosecdef
+     WHERE p.pronamespace IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace) AND p.prosecdef
        AND (p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) a
                                          WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'));
     RETURN QUERY
-    SELECT format('SECURITY DEFINER function @schema@.%s(%s) does not pin search_path',
+    SELECT format('SECURITY DEFINER function %s.%s(%s) does not pin search_path', p.pronamespace::regnamespace,
                   p.proname, pg_get_function_identity_arguments(p.oid))
       FROM pg_proc p
-     WHERE p.pronamespace = '@schema@'::regnamespace AND p.prosecdef
+     WHERE p.pronamespace IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace) AND p.prosecdef
        AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp'];
     -- Who may write the log's tables at all: exactly these, each for what its functions do.
     RETURN QUERY
@@ -133,15 +136,19 @@ BEGIN
         RETURN NEXT 'no install record: run the installer';
         RETURN;
     END IF;
+    IF expected -> 'capture_schema_acl' IS DISTINCT FROM actual -> 'capture_schema_acl' THEN
+        RETURN NEXT format('grants on schema @schema@_capture changed: %s, installed %s',
+                           actual -> 'capture_schema_acl', expected -> 'capture_schema_acl');
+    END IF;
     IF expected -> 'schema_acl' <> actual -> 'schema_acl' THEN
         RETURN NEXT format('grants on schema @schema@ changed: %s, installed %s',
                            actual -> 'schema_acl', expected -> 'schema_acl');
     END IF;
     FOR k, v IN SELECT * FROM jsonb_each(expected -> 'functions') LOOP
         IF NOT (actual -> 'functions') ? k THEN
-            RETURN NEXT format('function @schema@.%s is missing', k);
+            RETURN NEXT format('function %s is missing', k);
         ELSIF actual -> 'functions' -> k <> v THEN
-            RETURN NEXT format('function @schema@.%s changed: %s, installed %s', k, actual -> 'functions' -> k, v);
+            RETURN NEXT format('function %s changed: %s, installed %s', k, actual -> 'functions' -> k, v);
         END IF;
     END LOOP;
     FOR k, v IN SELECT * FROM jsonb_each(expected -> 'relations') LOOP

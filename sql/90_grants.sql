@@ -5,9 +5,9 @@
 REVOKE ALL ON SCHEMA @schema@ FROM PUBLIC;
 GRANT USAGE ON SCHEMA @schema@ TO @schema@_writer, @schema@_reader, @schema@_maintainer, @schema@_secrets,
     @schema@_capture, @schema@_sealer, @schema@_pruner;
-GRANT CREATE ON SCHEMA @schema@ TO @schema@_capture;  -- it generates the capture functions
--- The installer let the other function roles create their functions; that is done now.
-REVOKE CREATE ON SCHEMA @schema@ FROM @schema@_sealer, @schema@_pruner, @schema@_sandbox;
+-- The installer let the function roles create their functions; that is done now. The capture role
+-- generates capture functions in its own schema, and creates nothing here.
+REVOKE CREATE ON SCHEMA @schema@ FROM @schema@_capture, @schema@_sealer, @schema@_pruner, @schema@_sandbox;
 REVOKE USAGE ON SCHEMA @schema@ FROM @schema@_sandbox;
 REVOKE ALL ON ALL TABLES IN SCHEMA @schema@ FROM PUBLIC, @schema@_writer, @schema@_reader, @schema@_maintainer,
     @schema@_secrets, @schema@_capture, @schema@_sealer, @schema@_pruner, @schema@_sandbox;

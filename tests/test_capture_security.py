@@ -179,7 +179,7 @@ def test_the_sandbox_can_do_nothing(db, connect):
                (SELECT count(*) FROM pg_class c WHERE c.relnamespace = 'audit'::regnamespace
                    AND (has_table_privilege('audit_sandbox', c.oid, 'SELECT')
                         OR has_table_privilege('audit_sandbox', c.oid, 'INSERT'))),
-               (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'audit'::regnamespace
+               (SELECT count(*) FROM pg_proc p WHERE p.pronamespace IN ('audit'::regnamespace, 'audit_capture'::regnamespace)
                    AND p.proowner <> 'audit_sandbox'::regrole
                    AND has_function_privilege('audit_sandbox', p.oid, 'EXECUTE'))""").fetchone()
     assert privileges == (False, 0, 0)

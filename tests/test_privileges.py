@@ -112,7 +112,8 @@ def test_every_security_definer_function_is_pinned_and_closed_to_public(db):
     db.execute("CREATE TABLE public.tracked (id int PRIMARY KEY); SELECT audit.enable_tracking('public.tracked')")
     rows = db.execute("""
         SELECT p.proname, p.proconfig, has_function_privilege('app_attacker', p.oid, 'EXECUTE')
-          FROM pg_proc p WHERE p.pronamespace = 'audit'::regnamespace AND p.prosecdef""").fetchall()
+          FROM pg_proc p WHERE p.pronamespace IN ('audit'::regnamespace, 'audit_capture'::regnamespace)
+           AND p.prosecdef""").fetchall()
     assert {r[0] for r in rows} >= {"record", "seal", "prune_events", "register_event_type", "seal_status"}
     assert any(r[0].startswith("_capture_") and r[0] != "_capture_truncate" for r in rows)
     for name, config, public_can_execute in rows:
@@ -134,7 +135,8 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
           FROM pg_proc p, (VALUES ('audit_writer'), ('audit_reader'), ('audit_maintainer'), ('audit_secrets'),
                                   ('app_attacker'), ('audit_capture'), ('audit_sealer'), ('audit_pruner'),
                                   ('audit_sandbox'), ('audit_owner')) AS r(role)
-         WHERE p.pronamespace = 'audit'::regnamespace AND p.proname LIKE '\_%'
+         WHERE p.pronamespace IN ('audit'::regnamespace, 'audit_capture'::regnamespace) AND p.proname LIKE '\_%'
+           AND p.proname !~ '^_capture_[0-9]+$'
            AND has_function_privilege(r.role, p.oid, 'EXECUTE')""").fetchall()
     reader = {"_changed", "_check_prefixes", "_check_prune_args", "_history_target", "_key_columns",
               "_prunable_blocks", "_tracking_of"}

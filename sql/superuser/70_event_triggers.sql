@@ -2,8 +2,8 @@
 -- runs as one (status reports their absence otherwise). Recreated when the commands they watch change.
 DO $$
 DECLARE
-    wanted text[] := ARRAY['ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER', 'CREATE INDEX', 'CREATE TABLE',
-                           'CREATE TRIGGER'];
+    wanted text[] := ARRAY['ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER', 'ALTER TYPE', 'CREATE INDEX',
+                           'CREATE TABLE', 'CREATE TRIGGER'];
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end'
                                                 AND evttags IS DISTINCT FROM wanted) THEN
@@ -11,8 +11,8 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end') THEN
         CREATE EVENT TRIGGER @schema@_ddl_end ON ddl_command_end
-            WHEN TAG IN ('ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER', 'CREATE INDEX', 'CREATE TABLE',
-                         'CREATE TRIGGER')
+            WHEN TAG IN ('ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER', 'ALTER TYPE', 'CREATE INDEX',
+                         'CREATE TABLE', 'CREATE TRIGGER')
             EXECUTE FUNCTION @schema@._on_ddl_end();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_sql_drop') THEN
@@ -38,7 +38,7 @@ SELECT @schema@._cover_partition(c), @schema@._attach_capture(c)
    AND @schema@._capture_problem(c) IS NOT NULL;
 
 -- Now that schema changes are followed, capture functions may convert rows inline where it is safe.
-SELECT @schema@._generate_capture(c) FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
+SELECT @schema@_capture._generate_capture(c) FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
  WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c);
 
 -- Tables tracked by earlier releases granted SELECT to the owner role for TRUNCATE counts; the
