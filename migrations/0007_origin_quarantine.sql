@@ -34,3 +34,7 @@ BEGIN
 END
 $$;
 CREATE UNIQUE INDEX tracked_tables_kind_prefix ON tracked_tables (kind_prefix);
+
+-- An UPDATE that changes a row's key records the key it left (row_history follows the row).
+CREATE INDEX event_log_moved_from ON event_log (target_type, (payload ->> 'moved_from'), seq)
+    WHERE payload ? 'moved_from';

@@ -69,7 +69,7 @@ def _events(conn: psycopg.Connection, schema: str, after_seq: int) -> Iterator[d
     query = sql.SQL("SELECT {cols} FROM {s}.event_log WHERE seq > %s ORDER BY seq").format(
         cols=sql.SQL(_EVENT_COLUMNS), s=sql.Identifier(schema))
     with conn.cursor(name="pgaudit_verify_events", row_factory=dict_row) as cur:
-        cur.itersize = 5000
+        cur.itersize = 256  # a captured UPDATE may hold up to 4 MiB (two bounded images, and changed)
         cur.execute(query, (after_seq,))
         yield from cur
 

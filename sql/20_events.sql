@@ -348,7 +348,8 @@ BEGIN
         RAISE EXCEPTION 'payload must be a JSON object, got %', jsonb_typeof(v_payload)
             USING ERRCODE = 'PA002';
     END IF;
-    IF octet_length(v_payload::text) > 65536 THEN
+    -- pgaudit_py's own payloads are bounded by what they describe (a table's options, say).
+    IF p_origin = 'record' AND octet_length(v_payload::text) > 65536 THEN
         RAISE EXCEPTION 'payload is % bytes, more than the limit of 65536', octet_length(v_payload::text)
             USING ERRCODE = 'PA002';
     END IF;

@@ -38,7 +38,8 @@ COMMENT ON FUNCTION @schema@._move_to_log(tid[], bigint, bigint) IS
     'Moves intake rows into the log with consecutive seqs (inside seal() only: the guards allow its role alone).';
 
 -- An event that cannot be sealed leaves the intake for the quarantine, with the error, and says so
--- in an event of its own (sealed in the next round).
+-- in an event of its own (sealed in the next round), which must always be writable itself: only
+-- values of bounded size go into it.
 CREATE OR REPLACE FUNCTION @schema@._quarantine(row_address tid, state text, message text)
 RETURNS void
 LANGUAGE plpgsql
@@ -49,9 +50,10 @@ DECLARE
 BEGIN
     DELETE FROM @schema@.event_intake i WHERE i.ctid = row_address RETURNING i.* INTO bad;
     INSERT INTO @schema@.quarantine SELECT (bad).*, clock_timestamp(), state, message;
-    PERFORM @schema@._record('audit.event_quarantined', bad.tenant_id, NULL, NULL, 'event', coalesce(bad.id::text, bad.intake_id::text),
-                             jsonb_build_object('intake_id', bad.intake_id, 'kind', bad.kind, 'occurred_at', bad.occurred_at,
-                                                'sqlstate', state, 'error', message),
+    PERFORM @schema@._record('audit.event_quarantined', NULL, NULL, NULL, 'event', coalesce(bad.id::text, bad.intake_id::text),
+                             jsonb_build_object('intake_id', bad.intake_id, 'kind', left(bad.kind, 128),
+                                                'tenant_id', left(bad.tenant_id, 256), 'occurred_at', bad.occurred_at,
+                                                'sqlstate', state, 'error', left(message, 1000)),
                              'failure', NULL, NULL);
 END
 $$;

@@ -141,13 +141,23 @@ IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    keys text[] := ARRAY(SELECT jsonb_object_keys(image) ORDER BY 1);
     k text;
-    v jsonb;
+    largest text;
+    largest_size integer;
+    v text;
 BEGIN
-    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(image) e ORDER BY pg_column_size(e.value) DESC, e.key LOOP
-        EXIT WHEN pg_column_size(image) <= 1048576;
-        image := image || jsonb_build_object(k, jsonb_build_object('$omitted', jsonb_build_object(
-            'bytes', octet_length(v::text), 'sha256', encode(sha256(convert_to(v::text, 'UTF8')), 'hex'))));
+    WHILE pg_column_size(image) > 1048576 LOOP
+        largest_size := -1;
+        FOREACH k IN ARRAY keys LOOP  -- simple expressions: no value passes through a query
+            IF pg_column_size(image -> k) > largest_size THEN
+                largest := k;
+                largest_size := pg_column_size(image -> k);
+            END IF;
+        END LOOP;
+        v := (image -> largest)::text;
+        image := image || jsonb_build_object(largest, jsonb_build_object('$omitted', jsonb_build_object(
+            'bytes', octet_length(v), 'sha256', encode(sha256(convert_to(v, 'UTF8')), 'hex'))));
     END LOOP;
     RETURN image;
 END

@@ -95,12 +95,13 @@ BEGIN
         ELSIF cmd.classid = 'pg_trigger'::regclass THEN
             touched := touched || (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = cmd.objid);
         ELSIF cmd.classid = 'pg_class'::regclass THEN
-            touched := touched || coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = cmd.objid), cmd.objid);
+            touched := touched || coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = cmd.objid), cmd.objid)
+                               -- a composite type altered (ALTER TYPE ... CASCADE): the tables typed by it
+                               || ARRAY(SELECT c.oid FROM pg_class t JOIN pg_class c ON c.reloftype = t.reltype
+                                         WHERE t.oid = cmd.objid AND t.relkind = 'c');
         ELSIF cmd.classid = 'pg_namespace'::regclass THEN  -- a renamed schema: its tables' names
             touched := touched || ARRAY(SELECT t.relid FROM @schema@.tracked_tables t JOIN pg_class c ON c.oid = t.relid
                                          WHERE c.relnamespace = cmd.objid);
-        ELSIF cmd.classid = 'pg_type'::regclass THEN  -- a composite type changed: the tables typed by it
-            touched := touched || ARRAY(SELECT c.oid FROM pg_class c WHERE c.reloftype = cmd.objid);
         END IF;
     END LOOP;
     -- A change to a table reaches the tables that inherit from it too (a column added, retyped).

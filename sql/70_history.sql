@@ -33,6 +33,11 @@ $$;
 COMMENT ON FUNCTION @schema@._history_target(regclass, text) IS
     'target_type and target_id under which a table''s row is captured.';
 
+-- A row's events: those that name it by its key, and UPDATEs that moved it to another key (they
+-- name the new key, and the key they left in payload.moved_from). In the order they were applied:
+-- seq (sealing follows the intake, which a row's writes reach in the order their locks allowed),
+-- pending events after sealed ones. Captured events only: record() cannot write these kinds, and
+-- events of releases before 0.2 carry no origin.
 CREATE OR REPLACE FUNCTION @schema@.row_history(target regclass, key text)
 RETURNS SETOF @schema@.events
 LANGUAGE sql
@@ -42,14 +47,16 @@ AS $$
     SELECT e.*
       FROM @schema@._history_target(target, key) AS h,
            @schema@.events AS e
-     WHERE e.target_type = h.prefix AND e.target_id = h.target_id
+     WHERE e.target_type = h.prefix
+       AND (e.target_id = h.target_id OR (e.payload ? 'moved_from' AND e.payload ->> 'moved_from' = h.target_id))
        AND e.kind IN (h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete')
-       AND coalesce(e.origin, 'capture') = 'capture'  -- events before 0.2 carry no origin
+       AND coalesce(e.origin, 'capture') = 'capture'
      ORDER BY e.seq NULLS LAST, e.occurred_at
 $$;
 COMMENT ON FUNCTION @schema@.row_history(regclass, text) IS
-    'Every captured version of one row, oldest first (sealed by seq, then pending); captured events only, '
-    'never recorded ones. key: the primary key as text, or a JSON array for a composite key.';
+    'Every captured version of one row, oldest first (sealed by seq, then pending), including an update '
+    'that moved it to another key; captured events only, never recorded ones. key: the primary key as '
+    'text, or a JSON array for a composite key.';
 
 CREATE OR REPLACE FUNCTION @schema@.row_as_of(target regclass, key text, at timestamptz)
 RETURNS jsonb
@@ -57,20 +64,22 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- The last captured change to the row, or TRUNCATE of its whole table, at or before `at`. (A
-    -- TRUNCATE of one partition names no rows: it does not count.)
-    SELECT CASE WHEN last.kind = h.prefix || '.insert' OR last.kind = h.prefix || '.update'
+    -- The last captured change to the row, or TRUNCATE of its whole table, among those whose statement
+    -- began at or before `at`. (A TRUNCATE of one partition names no rows: it does not count.) The row
+    -- exists if that change inserted it or updated it into this key.
+    SELECT CASE WHEN last.kind IN (h.prefix || '.insert', h.prefix || '.update') AND last.target_id = h.target_id
                 THEN last.row_after END
       FROM @schema@._history_target(target, key) AS h
       LEFT JOIN LATERAL (
-          SELECT e.kind, e.row_after FROM @schema@.events e
+          SELECT e.kind, e.target_id, e.row_after FROM @schema@.events e
            WHERE e.target_type = h.prefix AND e.occurred_at <= at
-             AND coalesce(e.origin, 'capture') = 'capture'  -- events before 0.2 carry no origin
-             AND ((e.target_id = h.target_id
+             AND coalesce(e.origin, 'capture') = 'capture'
+             AND (((e.target_id = h.target_id OR (e.payload ? 'moved_from' AND e.payload ->> 'moved_from' = h.target_id))
                    AND e.kind IN (h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete'))
                   OR (e.kind = h.prefix || '.truncate' AND NOT e.payload ? 'partition'))
-           ORDER BY e.occurred_at DESC, e.seq DESC NULLS FIRST
+           ORDER BY e.seq DESC NULLS FIRST, e.occurred_at DESC
            LIMIT 1) AS last ON true
 $$;
 COMMENT ON FUNCTION @schema@.row_as_of(regclass, text, timestamptz) IS
-    'The row as captured at a moment (its last image at or before `at`), or NULL if it did not exist then.';
+    'The row as captured at a moment (its last image among changes begun at or before `at`, in the order '
+    'they were applied), or NULL if it did not exist then.';

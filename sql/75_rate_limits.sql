@@ -166,6 +166,9 @@ BEGIN
     PERFORM @schema@._check_limit('per_user_per_minute', entry.per_user);
     PERFORM @schema@._check_limit('per_tenant_per_minute', entry.per_tenant);
     PERFORM @schema@._check_limit('per_minute', entry.per_key);
+    IF entry.scope = 'operation' AND entry.per_key IS NULL THEN
+        RAISE EXCEPTION 'per_minute must be given' USING ERRCODE = 'PA005';
+    END IF;
     IF entry.window_seconds IS NULL OR entry.window_seconds NOT BETWEEN 1 AND 86400 THEN
         RAISE EXCEPTION 'window_seconds must be between 1 and 86400, got %', coalesce(entry.window_seconds::text, 'NULL')
             USING ERRCODE = 'PA005';

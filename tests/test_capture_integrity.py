@@ -324,3 +324,93 @@ def test_definer_helpers_refuse_what_enable_tracking_would(db, connect, orders):
     maintainer.execute("CREATE TEMP TABLE scratch (id int PRIMARY KEY)")
     with pytest.raises(InvalidTarget, match="it is a temporary table"):
         enable_tracking(maintainer, "pg_temp.scratch")
+
+
+# ---- from an attacker's review ----
+
+def test_a_maintainers_function_cannot_untrack_anothers_tables_in_their_session(db, connect, orders):
+    """The helpers cannot tell who called them from the session's role: a maintainer's SECURITY
+    DEFINER trigger, fired by the tables' owner, must not pass for the owner."""
+    maintainer = connect("app_maintainer")
+    maintainer.execute("""
+        CREATE TABLE public.inbox (msg text); GRANT INSERT ON public.inbox TO PUBLIC;
+        CREATE FUNCTION public.inbox_trigger() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+            SET search_path = pg_catalog AS $$
+            BEGIN PERFORM audit._unregister_tracking(relid, 'audit.tracking_disabled') FROM audit.tracked_tables;
+                  RETURN NULL; END $$;
+        CREATE TRIGGER t AFTER INSERT ON public.inbox FOR EACH STATEMENT EXECUTE FUNCTION public.inbox_trigger();""")
+    db.execute("REVOKE table_owner FROM app_maintainer")  # the maintainer owns none of the tables now
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        orders.execute("INSERT INTO public.inbox VALUES ('hi')")
+    still_captured(db, orders)
+
+
+def test_a_decoy_trigger_does_not_pass_for_capture(db, connect, measures):
+    """A table given a trigger named like the capture's, then attached: it is covered all the same."""
+    maintainer = connect("app_maintainer")
+    maintainer.execute("""
+        CREATE FUNCTION public.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+        CREATE TABLE public.measures_2029 (id int NOT NULL, at date NOT NULL, v int);
+        CREATE TRIGGER audit_capture_truncate BEFORE TRUNCATE ON public.measures_2029
+            FOR EACH STATEMENT EXECUTE FUNCTION public.noop();
+        CREATE TRIGGER audit_capture_insert AFTER INSERT ON public.measures_2029
+            FOR EACH STATEMENT EXECUTE FUNCTION public.noop();
+        ALTER TABLE public.measures ATTACH PARTITION public.measures_2029 FOR VALUES FROM ('2029-01-01') TO ('2030-01-01');
+        INSERT INTO public.measures_2029 VALUES (1, '2029-01-01', 1);""")
+    assert captured_kinds(db, "public.measures") == ["public.measures.insert"]
+    assert status(db).problems == []
+
+
+@pytest.mark.parametrize("ddl", [
+    "CREATE TABLE public.wrapper (id int, total int) PARTITION BY RANGE (id);"
+    " ALTER TABLE public.wrapper ATTACH PARTITION public.orders FOR VALUES FROM (MINVALUE) TO (MAXVALUE)",
+    "CREATE TABLE public.grandparent (id int, total int); ALTER TABLE public.orders INHERIT public.grandparent",
+])
+def test_a_tracked_table_cannot_come_under_an_untracked_one(db, connect, orders, ddl):
+    """Statements on the parent would change its rows without firing its statement triggers."""
+    with pytest.raises(psycopg.Error) as caught:
+        orders.execute(ddl)
+    assert caught.value.sqlstate == "PA008"
+    still_captured(db, orders)
+
+
+def test_inheritance_children_are_captured(db, connect, orders):
+    maintainer = connect("app_maintainer")  # a member of the tables' owner role
+    maintainer.execute("CREATE TABLE public.orders_archive (note text) INHERITS (public.orders)")
+    maintainer.execute("CREATE TABLE public.orders_more (id int PRIMARY KEY, total int)")
+    maintainer.execute("ALTER TABLE public.orders_more INHERIT public.orders")
+    writer = connect("app_writer")
+    db.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO app_writer")
+    writer.execute("INSERT INTO public.orders_archive VALUES (1, 10, 'old')")
+    writer.execute("INSERT INTO public.orders_more VALUES (2, 20)")
+    writer.execute("UPDATE public.orders SET total = total + 1")  # through the parent: its rows and its children's
+    writer.execute("DELETE FROM public.orders_more")
+    assert captured_kinds(db) == ["public.orders.insert", "public.orders.insert", "public.orders.update",
+                                  "public.orders.update", "public.orders.delete"]
+    # A child the table's owner (no maintainer role) would add is refused: nobody could attach its capture.
+    with pytest.raises(psycopg.Error) as caught:
+        orders.execute("CREATE TABLE public.orders_sneaky () INHERITS (public.orders)")
+    assert caught.value.sqlstate == "PA008"
+    assert status(db).problems == []
+
+
+def test_a_child_cannot_be_tracked_on_its_own(db, connect, orders):
+    orders.execute("CREATE TABLE public.solo (id int PRIMARY KEY)")
+    db.execute("CREATE TABLE public.base (id int); ALTER TABLE public.solo INHERIT public.base")
+    with pytest.raises(InvalidTarget, match="it inherits from another table"):
+        enable_tracking(connect("app_maintainer"), "public.solo")
+
+
+def test_a_prefix_cannot_be_another_tables_name(db, connect, orders):
+    db.execute("CREATE TABLE public.ledger (id int PRIMARY KEY, amount int)")  # not tracked
+    orders.execute("CREATE TABLE public.mine (id int PRIMARY KEY, amount int)")
+    with pytest.raises(InvalidArgument, match="kind prefix public.ledger is the name of table public.ledger"):
+        enable_tracking(connect("app_maintainer"), "public.mine", kind_prefix="public.ledger")
+
+
+def test_no_false_report_of_a_dropped_table(db, connect, orders):
+    with pytest.raises(psycopg.Error) as caught:
+        connect("app_maintainer").execute(
+            "SELECT audit._unregister_tracking('public.orders'::regclass, 'audit.tracked_table_dropped')")
+    assert caught.value.sqlstate == "PA005"
+    still_captured(db, orders)

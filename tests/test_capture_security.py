@@ -201,3 +201,69 @@ def test_a_table_with_the_attackers_types_in_a_schema_the_capture_role_cannot_se
                       " ORDER BY occurred_at").fetchall() == [("app.t.insert", {"id": n, "m": "ok"}) for n in range(3)]
     assert db.execute("SELECT table_name FROM audit.tracked_tables").fetchone() == ("public.t2",)
     assert status(db).problems == []
+
+
+def test_code_in_the_sandbox_cannot_plant_functions(db, connect, attacker):
+    """A cast running as the sandbox tries to create what a privileged role would then call: an
+    overload of the sandbox itself, or of _record. Neither schema lets it (nor the capture role)."""
+    attacker.execute("""
+        CREATE TYPE mood AS ENUM ('ok');
+        CREATE FUNCTION public.plant(mood) RETURNS json LANGUAGE plpgsql AS $$
+        BEGIN
+            BEGIN
+                CREATE FUNCTION audit._row_images(r public.planted[]) RETURNS jsonb LANGUAGE sql AS 'SELECT NULL::jsonb';
+                INSERT INTO public.who_ran VALUES (current_user, 'planted in audit', true);
+            EXCEPTION WHEN OTHERS THEN NULL;
+            END;
+            BEGIN
+                CREATE FUNCTION audit_capture.planted() RETURNS int LANGUAGE sql AS 'SELECT 1';
+                INSERT INTO public.who_ran VALUES (current_user, 'planted in audit_capture', true);
+            EXCEPTION WHEN OTHERS THEN NULL;
+            END;
+            RETURN to_json($1::text);
+        END $$;
+        CREATE CAST (mood AS json) WITH FUNCTION public.plant(mood);
+        CREATE TABLE public.planted (id int PRIMARY KEY, m mood);
+    """)
+    enable_tracking(connect("app_maintainer"), "public.planted")
+    attacker.execute("INSERT INTO public.planted VALUES (1, 'ok')")
+    attacker.execute("INSERT INTO public.planted VALUES (2, 'ok')")
+    assert ran(db) == set()
+    creators = db.execute("""SELECT r.rolname, has_schema_privilege(r.oid, 'audit', 'CREATE'),
+                                    has_schema_privilege(r.oid, 'audit_capture', 'CREATE')
+                               FROM pg_roles r WHERE r.rolname LIKE 'audit\\_%' ORDER BY 1""").fetchall()
+    assert [(name, a, c) for name, a, c in creators if a or c] == [
+        ("audit_capture", False, True), ("audit_owner", True, False)]
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'public.planted.insert'").fetchone() == (2,)
+
+
+def test_a_typed_tables_type_gains_a_column_of_the_attackers_type(db, connect, attacker):
+    """ALTER TYPE changes a typed table's columns without an ALTER TABLE on it: capture follows."""
+    attacker.execute("CREATE TYPE shape AS (id int, v text); CREATE TABLE public.typed OF shape (PRIMARY KEY (id))")
+    enable_tracking(connect("app_maintainer"), "public.typed")
+    attacker.execute("""
+        CREATE TYPE flag AS ENUM ('on');
+        CREATE FUNCTION public.flag_json(flag) RETURNS json LANGUAGE plpgsql AS $$
+            BEGIN PERFORM public.spy('cast of a typed table'); RETURN '"on"'; END $$;
+        CREATE CAST (flag AS json) WITH FUNCTION public.flag_json(flag);
+        ALTER TYPE shape ADD ATTRIBUTE f flag CASCADE;
+        INSERT INTO public.typed VALUES (1, 'x', 'on');
+    """)
+    assert ran(db) == {("audit_sandbox", "cast of a typed table", False)}
+
+
+def test_a_column_named_x_is_a_column(db, connect, attacker):
+    """The sandbox gets whole rows even when a column is named like the alias for them: the stored
+    image is the row, and a domain's check runs for the writer only, never for a row literal."""
+    attacker.execute("""
+        CREATE FUNCTION public.check_d(text) RETURNS boolean LANGUAGE plpgsql AS $$
+            BEGIN RETURN public.spy('domain check'); END $$;
+        CREATE DOMAIN dchk AS text CHECK (public.check_d(VALUE));
+        CREATE TYPE lvl AS ENUM ('lo', 'hi');
+        CREATE TABLE public.xt (id int PRIMARY KEY, d dchk, m lvl, x text);
+    """)
+    enable_tracking(connect("app_maintainer"), "public.xt")
+    attacker.execute("INSERT INTO public.xt VALUES (1, 'ok', 'lo', '(1,pwn,hi,zzz)')")
+    assert {who for who, _, _ in ran(db)} == {"table_owner"}
+    assert db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.xt.insert'").fetchone() == (
+        {"id": 1, "d": "ok", "m": "lo", "x": "(1,pwn,hi,zzz)"},)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -127,3 +129,37 @@ def test_the_log_alone_rebuilds_the_table(db, roles, ops):
         after = page[-1].seq
     actual = {str(r[0]["id"]): r[0] for r in db.execute(f"SELECT to_jsonb(t) FROM {table} t")}
     assert rebuilt == actual
+
+
+def test_history_is_in_the_order_changes_were_applied(db, connect, maintainer):
+    """A statement that began first but waited for another's row lock applied last: row_as_of follows
+    the order of the log, not of the statements' start times."""
+    db.execute("CREATE TABLE public.doc (id int PRIMARY KEY, v text); ALTER TABLE public.doc OWNER TO app_maintainer;"
+               " INSERT INTO public.doc VALUES (1, 'first'); GRANT ALL ON public.doc TO app_writer")
+    enable_tracking(maintainer, "public.doc")
+    quick = connect("app_writer", autocommit=False)
+    slow = connect("app_writer")
+    quick.execute("UPDATE public.doc SET v = 'good' WHERE id = 1")  # holds the row
+    waiting = threading.Thread(target=lambda: slow.execute("UPDATE public.doc SET v = 'evil' WHERE id = 1"))
+    waiting.start()  # began before 'good' commits, applies after it
+    time.sleep(0.3)
+    quick.commit()
+    waiting.join()
+    assert db.execute("SELECT v FROM public.doc").fetchone() == ("evil",)
+    for sealed in (False, True):
+        assert row_as_of(db, "public.doc", "1", now(db))["v"] == "evil", sealed
+        assert [e.row_after["v"] for e in row_history(db, "public.doc", "1")] == ["good", "evil"]
+        seal(db)
+
+
+def test_a_row_that_changed_key_leaves_its_old_key(db, connect, maintainer):
+    db.execute("CREATE TABLE public.acc (id int PRIMARY KEY, v text); ALTER TABLE public.acc OWNER TO app_maintainer")
+    enable_tracking(maintainer, "public.acc")
+    db.execute("INSERT INTO public.acc VALUES (1, 'a')")
+    db.execute("UPDATE public.acc SET id = 2 WHERE id = 1")
+    for sealed in (False, True):
+        assert row_as_of(db, "public.acc", "1", now(db)) is None, sealed
+        assert row_as_of(db, "public.acc", "2", now(db)) == {"id": 2, "v": "a"}
+        assert [e.kind for e in row_history(db, "public.acc", "1")] == ["public.acc.insert", "public.acc.update"]
+        assert [e.payload for e in row_history(db, "public.acc", "2")] == [{"moved_from": "1"}]
+        seal(db)

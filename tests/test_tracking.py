@@ -197,3 +197,18 @@ def test_a_maintainer_who_does_not_own_the_table_cannot_reach_the_catalogue_help
     assert db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.pay.insert'").fetchone() == (
         {"id": 1, "card": "4111"},)
     assert db.execute("SELECT per_user, per_tenant FROM audit.rate_limits").fetchall() == [(1, 1)]
+
+
+def test_a_table_with_huge_options_blocks_nothing(db, maintainer):
+    """Its options make an audit.tracked_table_altered payload of over 64 KiB: pgaudit_py's own events
+    are not held to record()'s limit, so no DROP or ALTER anywhere fails on it."""
+    names = [f"c{i:03d}_{'x' * 55}" for i in range(560)]
+    db.execute("CREATE SCHEMA wide AUTHORIZATION app_maintainer;"
+               " CREATE TABLE wide.t (id int PRIMARY KEY, " + ", ".join(f"{n} int" for n in names)
+               + "); ALTER TABLE wide.t OWNER TO app_maintainer")
+    enable_tracking(maintainer, "wide.t", exclude_columns=names)
+    db.execute("ALTER SCHEMA wide RENAME TO wide2")
+    db.execute("CREATE TABLE public.other (id int); DROP TABLE public.other")
+    assert tracked_tables(db)[0].table_name == "wide2.t"
+    assert db.execute("SELECT octet_length(payload::text) > 65536 FROM audit.events"
+                      " WHERE kind = 'audit.tracked_table_altered'").fetchone() == (True,)
