@@ -58,6 +58,7 @@ class TemporaryCluster:
     host: str = "127.0.0.1"
     user: str = "postgres"
     _as_postgres: bool = field(default=False, repr=False)
+    _options: str = field(default="", repr=False)
 
     @classmethod
     def start(cls, *, parent: str | None = None, fast: bool = True,
@@ -74,9 +75,8 @@ class TemporaryCluster:
             options = {"port": str(cluster.port), "listen_addresses": cluster.host,
                        "unix_socket_directories": str(directory), **(FAST_SETTINGS if fast else {}),
                        **(settings or {})}
-            opts = " ".join(f"-c {k}={v}" for k, v in options.items())
-            cluster._run(find_binary("pg_ctl"), "-D", str(cluster.data), "-l", str(cluster.log),
-                         "-o", opts, "-w", "-t", "60", "start")
+            cluster._options = " ".join(f"-c {k}={v}" for k, v in options.items())
+            cluster._start_server()
         except BaseException:
             cluster.stop()
             raise
@@ -98,6 +98,15 @@ class TemporaryCluster:
         done = subprocess.run(command, capture_output=True, text=True, cwd=self.directory)
         if done.returncode != 0:
             raise RuntimeError(f"{Path(argv[0]).name} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+    def _start_server(self) -> None:
+        self._run(find_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", self._options,
+                  "-w", "-t", "60", "start")
+
+    def crash(self) -> None:
+        """Stop the server as a power cut would (immediate: no checkpoint), and start it again."""
+        self._run(find_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self._start_server()
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pgaudit_py import archive as archiving
-from pgaudit_py import record, seal
+from pgaudit_py import preview_prune, prune_events, record, seal
 from pgaudit_py.archive_targets import FileTarget, S3Target, StorageError, Target, open_target
 from pgaudit_py.chain import read_blocks
 from pgaudit_py.checkpoint import Keys
@@ -420,3 +420,27 @@ def test_the_worker_process_archives_at_its_hour(db: psycopg.Connection, tmp_pat
     assert "archived 2 batches, 11 events" in out and "Traceback" not in err  # the settings change too
     assert archiving.verify_archive(db, open_target(f"file://{tmp_path}/archive"),
                                     Keys(hmac_key=hmac_key.read_bytes())).ok
+
+
+@pytest.mark.parametrize("step", ["planned", "data_stored", "manifest_stored", "recorded"])
+def test_prune_leaves_the_blocks_of_an_unfinished_archive_batch_alone(
+        db: psycopg.Connection, maintainer: psycopg.Connection, tmp_path: Path, keys: Keys, step: str) -> None:
+    """A prune between a crashed archive run and the next one used to take the planned batch's
+    blocks, and every later archive run then failed ("block 1 does not verify"): stuck for good."""
+    target = open_target(f"file://{tmp_path}/archive")
+    make_blocks(db, 4)
+    set_batch_size(db, 10)
+
+    def crash(at: str) -> None:
+        if at == step:
+            raise Crash(at)
+
+    with pytest.raises(Crash):
+        archiving.archive(maintainer, target, keys, older_than=DUE, hook=crash)
+    assert prune_events(maintainer, DUE).deleted == 0  # blocks 1-2 are the archive's until it is done
+    assert preview_prune(maintainer, DUE).events == 0
+    run = archiving.archive(maintainer, target, keys, older_than=DUE)
+    assert [b.batch_id for b in run.batches] == ["blocks-000000000001-000000000002",
+                                                 "blocks-000000000003-000000000004"]
+    assert archiving.verify_archive(db, target, keys).ok
+    assert db.execute("SELECT ok FROM audit.verify()").fetchone() == (True,)

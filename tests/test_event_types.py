@@ -94,3 +94,44 @@ def test_only_the_maintainer_registers_types(connect):
     for role in ("app_writer", "app_reader"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             register_event_type(connect(role), "a.b", {"type": "object"})
+
+
+@pytest.mark.parametrize("schema, message", [
+    ({"properties": {"s": {"minLength": "x"}}}, r"\$\.properties\.s\.minLength must be a whole number"),
+    ({"properties": {"s": {"pattern": "("}}}, r"\$\.properties\.s\.pattern is not a valid regular expression"),
+    ({"pattern": 5}, r"\$\.pattern must be a string"),
+    ({"required": "a"}, r"\$\.required must be an array of strings"),
+    ({"required": ["a", 1]}, r"\$\.required must be an array of strings"),
+    ({"enum": "x"}, r"\$\.enum must be an array"),
+    ({"properties": {"n": {"minimum": "abc"}}}, r"\$\.properties\.n\.minimum must be a number"),
+    ({"items": {"maxItems": 1.5}}, r"\$\.items\.maxItems must be a whole number"),
+    ({"maxLength": -1}, r"\$\.maxLength must be a whole number"),
+    ({"minItems": 1e10}, r"\$\.minItems must be a whole number from 0 to 2147483647"),
+    ({"type": "text"}, r"\$\.type must be a JSON type name"),
+    ({"type": []}, r"\$\.type must be a JSON type name"),
+    ({"type": ["string", 1]}, r"\$\.type must be a JSON type name"),
+    ({"properties": []}, r"\$\.properties must be an object of schemas"),
+    ({"title": 5}, r"\$\.title must be a string"),
+    ({"examples": {}}, r"\$\.examples must be an array"),
+])
+def test_keyword_values_of_the_wrong_type_are_refused(connect, maintainer, schema, message):
+    """Each used to be accepted, after which every record() of the kind failed with a raw error."""
+    with pytest.raises(InvalidArgument, match=message):
+        register_event_type(maintainer, "a.b", {"type": "object", **schema})
+    assert maintainer.execute("SELECT count(*) FROM audit.event_types").fetchone() == (0,)
+    assert record(connect("app_writer"), "a.b", payload={"s": "x", "n": 1}) is not None
+
+
+def test_every_keyword_with_a_value_of_its_type_validates(connect, maintainer):
+    schema = {"type": ["object"], "required": ["s"], "additionalProperties": False, "$schema": "x", "$id": "y",
+              "title": "t", "description": "d", "$comment": "c", "default": {}, "examples": [{}],
+              "properties": {"s": {"type": "string", "minLength": 1, "maxLength": 3, "pattern": "^[a-z]+$",
+                                   "enum": ["ab", "abc"], "const": "ab"},
+                             "n": {"type": "integer", "minimum": 0, "maximum": 9, "exclusiveMinimum": -1,
+                                   "exclusiveMaximum": 10},
+                             "a": {"type": "array", "minItems": 0, "maxItems": 2, "items": True}}}
+    register_event_type(maintainer, "a.b", schema, strict=True)
+    writer = connect("app_writer")
+    assert record(writer, "a.b", payload={"s": "ab", "n": 3, "a": [1]}).schema_valid is True
+    with pytest.raises(SchemaViolation):
+        record(writer, "a.b", payload={"s": "abc", "n": 3})
