@@ -488,8 +488,3 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._capture_problem(oid, text) IS
     'What is wrong with a tracked table''s capture triggers (or a partition''s, or one of them), NULL when nothing is.';
-
--- A new version of this file regenerates every capture function (the event triggers do so on every
--- change of a tracked table).
-SELECT @schema@_capture._generate_capture(c) FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
- WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c);
