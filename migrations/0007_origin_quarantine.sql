@@ -38,3 +38,33 @@ CREATE UNIQUE INDEX tracked_tables_kind_prefix ON tracked_tables (kind_prefix);
 -- An UPDATE that changes a row's key records the key it left (row_history follows the row).
 CREATE INDEX event_log_moved_from ON event_log (target_type, (payload ->> 'moved_from'), seq)
     WHERE payload ? 'moved_from';
+
+-- A caller's proof, made with its own rights, that it owns a table whose tracking or limits it
+-- changes (sql/62_tracking.sql, _check_owner): a BEFORE trigger stamps each row with the inserting
+-- role and transaction; the SECURITY DEFINER helpers consume it in the same transaction.
+CREATE TABLE owner_proofs (
+    relid oid NOT NULL,
+    role text NOT NULL,
+    xid xid8 NOT NULL
+);
+COMMENT ON TABLE owner_proofs IS
+    'Proofs of table ownership made by callers of enable_tracking and the like, consumed in the same transaction.';
+
+-- What the log's indexes can hold: a value longer than these would stop the sealer (an index entry
+-- is at most about 2.7 kB), so the intake refuses it in the writer's statement, whoever writes it
+-- (record() checks the same with its own messages; a capture trigger's write fails with the
+-- constraint's name). NOT VALID: pending events of an earlier release are left as they are.
+ALTER TABLE event_intake
+    ADD CONSTRAINT tenant_id_at_most_256_characters CHECK (char_length(tenant_id) <= 256) NOT VALID,
+    ADD CONSTRAINT actor_type_at_most_64_characters CHECK (char_length(actor_type) <= 64) NOT VALID,
+    ADD CONSTRAINT actor_id_at_most_256_characters CHECK (char_length(actor_id) <= 256) NOT VALID,
+    ADD CONSTRAINT kind_at_most_128_characters CHECK (char_length(kind) <= 128) NOT VALID,
+    ADD CONSTRAINT target_type_at_most_128_characters CHECK (char_length(target_type) <= 128) NOT VALID,
+    ADD CONSTRAINT target_id_at_most_512_characters CHECK (char_length(target_id) <= 512) NOT VALID,
+    ADD CONSTRAINT correlation_id_at_most_256_characters CHECK (char_length(correlation_id) <= 256) NOT VALID,
+    ADD CONSTRAINT idempotency_key_at_most_256_characters CHECK (char_length(idempotency_key) <= 256) NOT VALID;
+
+-- Sealing follows intake_id, and a row's history follows sealing: a second write to a row takes its
+-- intake_id after the first one committed (it waits for the row lock), but only if no session holds
+-- a cache of ids, where a later writer may hold lower ones than an earlier.
+ALTER TABLE event_intake ALTER COLUMN intake_id SET CACHE 1;

@@ -3,6 +3,7 @@
 from pgaudit_py.context import audit_context
 from pgaudit_py.errors import (
     AppendOnlyViolation,
+    HistoryIncomplete,
     IdempotencyConflict,
     InstallError,
     InvalidArgument,
@@ -50,7 +51,7 @@ from pgaudit_py.tracking import (
 )
 
 __all__ = [
-    "AppendOnlyViolation", "Event", "EventCount", "EventType", "IdempotencyConflict",
+    "AppendOnlyViolation", "Event", "EventCount", "EventType", "HistoryIncomplete", "IdempotencyConflict",
     "InstallError", "InstallReport", "InstallStatus", "InvalidArgument", "InvalidContext",
     "InvalidInput", "InvalidKind", "InvalidPayload", "InvalidTarget", "MonthlyCount", "PgAuditError",
     "PrunePreview", "PruneResult", "SchemaViolation", "SealResult", "SealStatus", "audit_context",

@@ -36,8 +36,6 @@ from pgaudit_py.transactions import require_no_transaction
 
 log = logging.getLogger("pgaudit_py.archive")
 MANIFEST_VERSION = 1
-# One archiver per database at a time (session-level advisory lock): a second one skips.
-_ARCHIVE_LOCK = 0x70_67_61_72  # "pgar"
 
 
 class ArchiveConflict(StorageError):
@@ -82,7 +80,7 @@ class ArchiveBatch:
 class ArchiveRun:
     batches: list[ArchiveBatch] = field(default_factory=list)
     events: int = 0
-    skipped: bool = False  # another archiver held the lock
+    skipped: bool = False  # another archiver holds the claim
 
 
 @dataclass
@@ -234,8 +232,12 @@ def archive(conn: psycopg.Connection, target: Target, keys: Keys, *, older_than:
         raise InvalidArgument("archive() commits step by step: give it an autocommit connection")
     require_no_transaction(conn, "archive() commits step by step")  # nor one inside conn.transaction()
     run = ArchiveRun()
-    locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_ARCHIVE_LOCK,)).fetchone()
-    if not locked or not locked[0]:
+    # One archiver per database at a time: a second one skips. The claim is a row that only the audit
+    # schema's functions write (sql/55_archive.sql), not an advisory lock, whose key any role that may
+    # connect could hold, and so stop archiving.
+    schema = sql.Identifier(audit_schema)
+    claimed = conn.execute(sql.SQL("SELECT {}.claim_archiver()").format(schema)).fetchone()
+    if not claimed or not claimed[0]:
         run.skipped = True
         return run
     try:
@@ -270,7 +272,7 @@ def archive(conn: psycopg.Connection, target: Target, keys: Keys, *, older_than:
             if on_batch:
                 on_batch(done)
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (_ARCHIVE_LOCK,))
+        conn.execute(sql.SQL("SELECT {}.release_archiver()").format(schema))
     return run
 
 

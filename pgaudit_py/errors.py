@@ -122,6 +122,13 @@ class NotArchived(PgAuditError):
     sqlstate = "PA014"
 
 
+class HistoryIncomplete(PgAuditError):
+    """row_history/row_as_of cannot answer: a captured event of that row (or a TRUNCATE of its
+    table) is in the quarantine, so the history would leave out a change."""
+
+    sqlstate = "PA015"
+
+
 class InstallError(PgAuditError):
     """The installer refused to proceed (for example, a schema it did not create)."""
 
@@ -131,7 +138,7 @@ _BY_SQLSTATE: dict[str, type[PgAuditError]] = {
     for cls in (InvalidKind, InvalidPayload, SchemaViolation, IdempotencyConflict,
                 InvalidArgument, AppendOnlyViolation, InvalidContext, InvalidTarget, RateLimited,
                 RateLimitBypassRefused, MasterKeyUnavailable, SecretIntegrityError, UndeclaredSecret,
-                NotArchived)
+                NotArchived, HistoryIncomplete)
     if cls.sqlstate
 }
 

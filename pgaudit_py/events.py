@@ -46,6 +46,7 @@ class Event:
     changed: dict[str, Any] | None
     block_no: int | None
     origin: str | None  # record, capture or system; None for events written before 0.2
+    intake_id: int | None  # pending events only: they are sealed in this order
 
 
 @dataclass(frozen=True)

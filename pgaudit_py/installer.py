@@ -26,16 +26,20 @@ from pgaudit_py.secrets import exposure_warnings
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer", "secrets", "capture", "sealer", "pruner", "sandbox")
-# NOLOGIN roles with no members that own the functions the guards and the sandbox rely on: nobody
-# may act as them (status checks), so the installer holds them only while it creates those functions.
+# NOLOGIN roles that own the functions the guards and the sandbox rely on: nobody may act as them
+# (status checks), so the installer holds them only while it creates those functions. The owner role
+# (also NOLOGIN) is the one member of the capture role: it hands generated capture functions over.
 FUNCTION_ROLES = ("capture", "sealer", "pruner", "sandbox")
 # Functions that releases before 0.2 created as the owner role and that now run as roles of their
 # own; an upgrade hands them over, and the capture functions (_capture_<oid>, _capture_truncate) move
 # to the capture role's schema, keeping their oids: triggers call them.
 _HANDED_OVER = {"seal(integer)": "sealer", "prune_events(interval, integer)": "pruner",
                 "delete_archived(text)": "pruner"}
-# One installer at a time per database, whatever the schema: roles are shared.
+# One installer at a time per database, whatever the schema: roles are shared. An advisory lock, as
+# the schema may not exist yet; any role that may connect can take its key too, so an installer waits
+# for it at most _INSTALL_LOCK_WAIT seconds, then names who holds it.
 _INSTALL_LOCK = 0x70_67_61_75  # "pgau"
+_INSTALL_LOCK_WAIT = 60.0
 _MARKERS = ("_install", "_yoyo_migration")
 
 
@@ -143,11 +147,28 @@ def _autocommit(conn: psycopg.Connection) -> Iterator[None]:
 
 @contextmanager
 def _install_lock(conn: psycopg.Connection) -> Iterator[None]:
-    conn.execute("SELECT pg_advisory_lock(%s)", (_INSTALL_LOCK,))
+    try:
+        with conn.transaction():  # a session lock outlives the transaction; its lock_timeout does not
+            conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)",
+                         (f"{max(1, round(_INSTALL_LOCK_WAIT * 1000))}ms",))
+            conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", (_INSTALL_LOCK,))
+    except psycopg.errors.LockNotAvailable:
+        holders = conn.execute("""
+            SELECT l.pid, a.usename
+              FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                  WHERE d.datname = pg_catalog.current_database())
+               AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
+             ORDER BY l.pid""", (_INSTALL_LOCK,)).fetchall()
+        held_by = ", ".join(f"pid {pid} (role {role})" for pid, role in holders) or "a session that has let go since"
+        raise InstallError(f"waited {_INSTALL_LOCK_WAIT:g} s for the install lock of this database, held by {held_by}",
+                           hint="Wait for an installer to finish; a session that is not one, end it "
+                                "(SELECT pg_terminate_backend(pid)) and run the installer again.") from None
     try:
         yield
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (_INSTALL_LOCK,))
+        conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", (_INSTALL_LOCK,))
 
 
 def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
@@ -214,6 +235,7 @@ def _ensure_roles(conn: psycopg.Connection, schema: str) -> list[str]:
             pass  # created meanwhile by an installer in another database
     conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(roles["reader"]),
                                                    sql.Identifier(roles["maintainer"])))
+    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(roles["capture"]), sql.Identifier(roles["owner"])))
     if not _is_member(conn, roles["owner"]):
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(roles["owner"])))
     return created
@@ -312,6 +334,9 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             if server_keys and not (superuser and superuser[0]):
                 raise InstallError("server keys need a superuser install: only a superuser can let the owner "
                                    "role read server files")
+            # The installer's own statements name nothing outside pg_catalog unqualified: an overload
+            # in the audit schema (yoyo's search_path) must never be picked as the installer.
+            conn.execute("SET search_path = pg_catalog, pg_temp")
             with _acting_for_function_roles(conn, schema):
                 _hand_over_older_functions(conn, schema)
                 conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["owner"])))

@@ -19,7 +19,7 @@ CREATE OR REPLACE VIEW @schema@.events AS
 SELECT l.seq, false AS pending, l.id, l.tenant_id, l.actor_type, l.actor_id, l.db_role,
        l.client_addr, l.application_name, l.kind, l.target_type, l.target_id, l.outcome,
        l.correlation_id, l.idempotency_key, l.txid, l.occurred_at, l.sealed_at, l.payload,
-       l.schema_valid, l.row_before, l.row_after, l.changed, l.block_no, l.origin
+       l.schema_valid, l.row_before, l.row_after, l.changed, l.block_no, l.origin, NULL::bigint AS intake_id
   FROM @schema@.event_log l
 UNION ALL
 SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_role,
@@ -28,11 +28,12 @@ SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_rol
        i.schema_valid, i.row_before, i.row_after,
        CASE WHEN i.row_before IS NOT NULL AND i.row_after IS NOT NULL
             THEN coalesce(i.changed, '{}') || @schema@._changed(i.row_before, i.row_after) END,
-       NULL::bigint, i.origin
+       NULL::bigint, i.origin, i.intake_id
   FROM @schema@.event_intake i;
 COMMENT ON VIEW @schema@.events IS
     'Every event: sealed ones (pending = false, with seq) and pending ones not yet sealed (seq NULL); '
-    'origin says whether record(), a capture trigger or pgaudit_py itself wrote it.';
+    'origin says whether record(), a capture trigger or pgaudit_py itself wrote it; intake_id orders pending '
+    'events as they will be sealed.';
 
 -- The subset of JSON Schema that payload validation understands. register_event_type refuses any
 -- other keyword, so that a schema never silently means less than it says, and any keyword value of

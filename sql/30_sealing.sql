@@ -1,5 +1,25 @@
 -- Sealing: the one sequencer that moves committed intake rows into the log and assigns seq.
 
+-- The hash of an event's canonical line, refused (54000, so that seal() quarantines the event) when
+-- the line is over 16 MiB: what verifiers and archives must hold in memory is bounded. A row image
+-- is bounded to 1 MiB as stored, but a jsonb number such as 1e131071 takes 8 bytes and prints as
+-- 131072 digits. Internal (no SET clause, paid per event): runs under seal()'s pinned search_path.
+CREATE OR REPLACE FUNCTION @schema@._sealable_hash(line text)
+RETURNS bytea
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF octet_length(line) > 16777216 THEN
+        RAISE EXCEPTION 'the event is % bytes in canonical form; a sealed event is at most 16 MiB', octet_length(line)
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    RETURN sha256(convert_to(line, 'UTF8'));
+END
+$$;
+COMMENT ON FUNCTION @schema@._sealable_hash(text) IS
+    'SHA-256 of a canonical line to seal; 54000 when it is over 16 MiB.';
+
 -- Moves the intake rows at these row addresses into the log, in intake order, numbered from
 -- first_seq, into block block_no, hashed in canonical form version 2; returns how many, the last
 -- seq, and their line hashes concatenated in seq order. Row addresses stay put: intake rows are
@@ -27,7 +47,7 @@ BEGIN
                     THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END,
                block_no, m.origin
           FROM moved m
-        RETURNING l.seq, @schema@._event_hash(l, 2::smallint) AS hash
+        RETURNING l.seq, @schema@._sealable_hash(@schema@._canonical_event(l, 2::smallint)) AS hash
     )
     SELECT count(*), max(s.seq), string_agg(s.hash, ''::bytea ORDER BY s.seq)
       INTO moved, last_seq, hashes
@@ -103,16 +123,17 @@ BEGIN
         SELECT * INTO v_one FROM @schema@._move_to_log(v_rows, v_first, v_block);
         result.sealed := v_one.moved;
         v_hashes := coalesce(v_one.hashes, ''::bytea);
-    EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded THEN
+    EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
         -- One event the log cannot take (a value too large to hash, say) must not hold back every
-        -- event after it: seal them one by one, and set aside each that fails for the same reasons.
-        -- Any other error (a lock, a cancel, the disk) fails the round, to be tried again.
+        -- event after it: seal them one by one, and set aside each that fails for the same reasons
+        -- (internal_error: a value whose text passes 1 GB cannot even be allocated). Any other error
+        -- (a lock, a cancel, the disk, memory) fails the round, to be tried again.
         FOREACH v_row IN ARRAY v_rows LOOP
             BEGIN
                 SELECT * INTO v_one FROM @schema@._move_to_log(ARRAY[v_row], v_first + result.sealed, v_block);
                 result.sealed := result.sealed + v_one.moved;
                 v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
-            EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded THEN
+            EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
                 GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
                 PERFORM @schema@._quarantine(v_row, v_state, v_message);
             END;

@@ -244,3 +244,79 @@ END
 $$;
 COMMENT ON FUNCTION @schema@.claim_daily_archive_run() IS
     'True once per UTC day, at or after the configured hour: the caller archives.';
+
+-- One archiver at a time (archive_claim, migrations/0008_archive_claim.sql). The claim is a row that
+-- only the owner role writes, so no other role can hold it (any role that may connect can hold an
+-- advisory lock's key). It is free again once the backend that made it is gone: that backend holds
+-- its beacon, a session lock on a key chosen at claim time, until it releases the claim or ends. The
+-- backend's pid alone would not do (a new backend may get the same pid), and its backend_start is
+-- hidden from these functions (pg_stat_activity shows it only to roles with the backend's rights).
+CREATE OR REPLACE FUNCTION @schema@._archiver_alive(claim @schema@.archive_claim)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Anyone may lock a key, so the beacon counts only in the hands of the backend (pid and role)
+    -- that the claim names.
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.pid = claim.pid AND a.usename = claim.claimed_by
+           AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+           AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+           AND ((l.classid::bigint << 32) | l.objid::bigint) = claim.beacon)
+$$;
+COMMENT ON FUNCTION @schema@._archiver_alive(@schema@.archive_claim) IS
+    'True while the backend that made an archive claim lives (it holds the claim''s beacon).';
+
+CREATE OR REPLACE FUNCTION @schema@.claim_archiver()
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    claim @schema@.archive_claim;
+    drawn bigint;
+BEGIN
+    -- Never waits: a row locked by another claim or release means another archiver.
+    SELECT * INTO claim FROM @schema@.archive_claim c FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND OR (claim.pid IS NOT NULL AND @schema@._archiver_alive(claim)) THEN
+        RETURN false;
+    END IF;
+    -- A key nobody holds: someone may hold the one drawn (whoever saw an earlier beacon, say).
+    LOOP
+        drawn := (random() * 9e18)::bigint;
+        EXIT WHEN pg_try_advisory_lock(drawn);
+    END LOOP;
+    UPDATE @schema@.archive_claim c
+       SET pid = pg_backend_pid(), claimed_by = session_user, beacon = drawn, claimed_at = now();
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION @schema@.claim_archiver() IS
+    'Claims the archive run for this backend: true unless another live backend holds the claim (a claim '
+    'whose backend is gone is taken over). Caller: the maintainer, from an autocommit connection.';
+
+CREATE OR REPLACE FUNCTION @schema@.release_archiver()
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    claim @schema@.archive_claim;
+BEGIN
+    SELECT * INTO claim FROM @schema@.archive_claim c FOR UPDATE;
+    IF claim.pid IS DISTINCT FROM pg_backend_pid() THEN
+        RETURN false;
+    END IF;
+    IF @schema@._archiver_alive(claim) THEN  -- else an earlier backend with this pid made the claim
+        PERFORM pg_advisory_unlock(claim.beacon);
+    END IF;
+    UPDATE @schema@.archive_claim c SET pid = NULL, claimed_by = NULL, beacon = NULL, claimed_at = NULL;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION @schema@.release_archiver() IS
+    'Releases this backend''s archive claim; false if it held none.';

@@ -2,21 +2,29 @@
 -- in a single INSERT ... SELECT; everything that can wait (the changed-column diff) waits for
 -- the sealer.
 --
--- Who runs what. The capture functions belong to @schema@_capture, a NOLOGIN role with no members
--- that may append to the intake and nothing else of the audit log (it reads no secret, deletes
--- nothing), and live in a schema of its own, also named @schema@_capture: the only schema it may
--- create in, so that it can never put a function where the audit schema's functions are looked up.
--- A user's rows become JSON either inline, when every column has a built-in type (to_jsonb then runs
--- no code but PostgreSQL's own), or else in the sandbox, a function of @schema@_sandbox, a role with
--- no privilege at all: to_jsonb calls a user-defined cast to json of an enum, a range or a composite
--- type, which is the user's code, and it must never run as a role that can write the log. Row-level
--- security policies never run: transition tables have none, and the TRUNCATE count runs with
--- row_security off.
+-- Who runs what. The capture functions belong to @schema@_capture, a NOLOGIN role whose only member
+-- is the owner role, that may append to the intake and nothing else of the audit log (it reads no
+-- secret, deletes nothing, reads no user table), and live in a schema of their own, also named
+-- @schema@_capture. The owner role generates them and hands them to the capture role: the capture
+-- role itself runs no DDL (an event trigger refuses any, see sql/superuser/), so nothing that ever
+-- ran as it could rewrite them. A user's rows become JSON either inline, when every column has a
+-- built-in type (to_jsonb then runs no code but PostgreSQL's own), or else in the sandbox, a
+-- function of @schema@_sandbox, a role with no privilege at all: to_jsonb calls a user-defined cast
+-- to json of an enum, a range or a composite type, which is the user's code, and it must never run
+-- as a role that can write the log. No capture function plans a query on a user's table (planning
+-- runs the table's index expressions, its policies run on reading it): they read transition tables
+-- only, and a TRUNCATE is recorded without counting rows.
 --
--- Which tables. A tracked table and every table that inherits from it (its partitions, at every
--- level, and inheritance children): a statement fires the statement triggers of the table it names
--- only, so each carries capture triggers of its own, and events under the tracked table's kind
--- prefix. Such a table can be tracked only through the table at the top of its tree.
+-- What is rendered. Floats, intervals, bytea and money print according to settings the writer may
+-- change (extra_float_digits = -15 prints 1349.01 as 1e+03); each capture function pins those its
+-- table's columns need, and the sandbox pins them all.
+--
+-- Which tables. A tracked table and its partitions, at every level: a statement fires the statement
+-- triggers of the table it names only, so each carries capture triggers of its own, and events under
+-- the tracked table's kind prefix. Such a table can be tracked only through the table at the top of
+-- its tree. Plain inheritance is refused (a child's key need not be unique across the tree, and a
+-- statement on a parent reaches children that may have other parents), and so are foreign tables
+-- (no transition tables).
 
 -- Each of those tables gets its own capture function, generated from the options so that a
 -- statement pays for no catalogue lookup and no per-row branching (measured: 28 us against 41 us per
@@ -27,6 +35,9 @@
 -- Functions of earlier releases that this file replaces under other signatures.
 DROP FUNCTION IF EXISTS @schema@._generate_capture(@schema@.tracked_tables);
 DROP FUNCTION IF EXISTS @schema@._gen_image(@schema@.tracked_tables, text);
+DROP FUNCTION IF EXISTS @schema@_capture._generate_capture(oid);
+DROP FUNCTION IF EXISTS @schema@_capture._drop_capture(oid);
+DROP FUNCTION IF EXISTS @schema@_capture._count_rows(oid);
 
 CREATE OR REPLACE FUNCTION @schema@._capture_function(relid oid)
 RETURNS text
@@ -72,12 +83,10 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._capture_tables(oid) IS 'A table and all the tables that inherit from it.';
 
--- Whether to_jsonb can turn a table's rows into JSON without running anyone's code: every column's
--- type, through domains and arrays, is built into PostgreSQL (an oid below 16384, FirstNormalObjectId).
--- to_jsonb consults casts only for other types. The event triggers regenerate the capture function
--- whenever a column is added or its type changed.
-CREATE OR REPLACE FUNCTION @schema@._builtin_column_types(target oid)
-RETURNS boolean
+-- The types a table's columns are made of: their own, and through domains and arrays, the ones
+-- beneath, down to those that are neither (what to_jsonb prints).
+CREATE OR REPLACE FUNCTION @schema@._column_types(target oid)
+RETURNS TABLE (typ oid, leaf boolean)
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
@@ -89,11 +98,22 @@ AS $$
           FROM reachable r JOIN pg_type y ON y.oid = r.typ
          WHERE y.typtype = 'd' OR (y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc)
     )
-    SELECT NOT EXISTS (
-        SELECT 1 FROM reachable r JOIN pg_type y ON y.oid = r.typ
-         WHERE r.typ >= 16384
-           AND NOT (y.typtype = 'd' OR (y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc)))
+    SELECT r.typ, NOT (y.typtype = 'd' OR (y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc))
+      FROM reachable r JOIN pg_type y ON y.oid = r.typ
 $$;
+COMMENT ON FUNCTION @schema@._column_types(oid) IS
+    'Every type a table''s columns are made of, through domains and arrays; leaf: neither a domain nor an array.';
+
+-- Whether to_jsonb can turn a table's rows into JSON without running anyone's code: every column's
+-- type, through domains and arrays, is built into PostgreSQL (an oid below 16384, FirstNormalObjectId).
+-- to_jsonb consults casts only for other types. The event triggers regenerate the capture function
+-- whenever a column is added or its type changed.
+CREATE OR REPLACE FUNCTION @schema@._builtin_column_types(target oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT NOT EXISTS (SELECT 1 FROM @schema@._column_types(target) c WHERE c.leaf AND c.typ >= 16384) $$;
 COMMENT ON FUNCTION @schema@._builtin_column_types(oid) IS
     'True when every column type is built in (through domains and arrays): to_jsonb runs no user code on its rows.';
 
@@ -123,12 +143,37 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+SET IntervalStyle = postgres
+SET bytea_output = hex
+SET lc_monetary = 'C'
 AS $$ SELECT pg_catalog.to_jsonb(rows) $$;
 COMMENT ON FUNCTION @schema@._row_images(anyelement) IS
     'Rows as JSON, converted as a role with no privileges (user-defined casts to json run here).';
 REVOKE ALL ON FUNCTION @schema@._row_images(anyelement) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @schema@._row_images(anyelement) TO @schema@_capture;
 SET ROLE @schema@_owner;
+
+-- The settings a table's capture function pins: those that change how its columns' types print
+-- (through domains and arrays; geometric types print floats). The sandbox pins them all.
+CREATE OR REPLACE FUNCTION @schema@._capture_settings(target oid)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY['search_path=pg_catalog, pg_temp']
+        || ARRAY(SELECT s.setting FROM (VALUES
+               ('extra_float_digits=1', ARRAY['float4', 'float8', 'point', 'lseg', 'path', 'box', 'polygon', 'line', 'circle']),
+               ('IntervalStyle=postgres', ARRAY['interval']),
+               ('bytea_output=hex', ARRAY['bytea']),
+               ('lc_monetary=C', ARRAY['money'])) AS s(setting, types)
+                WHERE EXISTS (SELECT 1 FROM @schema@._column_types(target) c JOIN pg_type y ON y.oid = c.typ
+                               WHERE y.typnamespace = 'pg_catalog'::regnamespace AND y.typname = ANY (s.types))
+                ORDER BY 1)
+$$;
+COMMENT ON FUNCTION @schema@._capture_settings(oid) IS
+    'The SET clauses of a table''s capture function: search_path, and the output settings its column types need.';
 
 -- No captured row may stop the sealer (a jsonb holds at most 256 MB, and an UPDATE's "changed"
 -- doubles what the row holds): a row image over 1 MiB keeps its columns, but the largest values,
@@ -229,6 +274,7 @@ DECLARE
     v_txid xid8 := pg_catalog.pg_current_xact_id();
     v_at timestamptz := pg_catalog.statement_timestamp();
     v_images jsonb;
+    v_statement text;
 BEGIN
     -- Only for the table it was made for, and only as that table's capture trigger of this
     -- operation: attached to another table it refuses, so no look-alike table can write history
@@ -254,6 +300,7 @@ BEGIN
           FROM (SELECT q.j, %8$s AS i FROM %9$s OFFSET 0) AS r;
     ELSIF TG_OP = 'UPDATE' THEN
         %10$s
+        v_statement := pg_catalog.gen_random_uuid();
         -- Old and new transition rows come in the same order: paired by position.
         INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
             application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
@@ -279,10 +326,11 @@ $body$,
         @schema@._gen_bounded('p.img_old'), @schema@._gen_bounded('p.img_new'), redact_changed, pairs, noop,
         prepare_delete, t.kind_prefix || '.delete', old_rows, @schema@._gen_image(t, excluded, redacted, 'p.o'),
         @schema@._gen_image(t, excluded, redacted, 'p.n'),
-        -- An UPDATE that changes the key names the row by its new key, and the key it left here.
+        -- An UPDATE that changes the key names the row by its new key, and the key it left here; the
+        -- statement's id tells whether another row of the same statement took that key (a swap).
         CASE WHEN t.key_columns IS NULL THEN '''{}'''
-             ELSE format('CASE WHEN %1$s IS DISTINCT FROM %2$s THEN pg_catalog.jsonb_build_object(''moved_from'', %1$s)'
-                         ' ELSE ''{}'' END', @schema@._gen_key(t, 'p.o'), @schema@._gen_key(t, 'p.n')) END);
+             ELSE format('CASE WHEN %1$s IS DISTINCT FROM %2$s THEN pg_catalog.jsonb_build_object(''moved_from'', %1$s,'
+                         ' ''statement'', v_statement) ELSE ''{}'' END', @schema@._gen_key(t, 'p.o'), @schema@._gen_key(t, 'p.n')) END);
 END
 $$;
 COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS
@@ -340,16 +388,12 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._gen_bounded(text) IS 'Generator: a row image bounded to 1 MiB (see _omit_large_values).';
 
--- The capture role's own functions, in its schema: generating, dropping, and the TRUNCATE trigger.
--- The owner calls them, the maintainer attaches them as triggers, the reader's status looks them up.
-SET ROLE @schema@_capture;
-REVOKE ALL ON SCHEMA @schema@_capture FROM PUBLIC;
-GRANT USAGE ON SCHEMA @schema@_capture TO @schema@_owner, @schema@_reader, @schema@_maintainer;
-
-CREATE OR REPLACE FUNCTION @schema@_capture._generate_capture(target oid)
+-- Generating and dropping capture functions: the owner's (a member of the capture role), never the
+-- capture role's, so that no function the owner calls could have been rewritten by code that ran as
+-- the capture role. The function is created as the owner and then handed to the capture role.
+CREATE OR REPLACE FUNCTION @schema@._generate_capture(target oid)
 RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -359,58 +403,43 @@ BEGIN
     IF t.relid IS NULL THEN
         RAISE EXCEPTION 'table % is not tracked', target::regclass USING ERRCODE = 'PA008';
     END IF;
-    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
-                   ' SET search_path = pg_catalog, pg_temp AS %L', fn, @schema@._capture_body(target, t));
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L', fn,
+                   (SELECT string_agg(CASE WHEN s LIKE 'search_path=%' THEN ' SET search_path = pg_catalog, pg_temp'
+                                           ELSE format(' SET %s = %L', split_part(s, '=', 1), split_part(s, '=', 2)) END,
+                                      '' ORDER BY o)
+                      FROM unnest(@schema@._capture_settings(target)) WITH ORDINALITY AS u(s, o)),
+                   @schema@._capture_body(target, t));
+    EXECUTE format('ALTER FUNCTION %s() OWNER TO @schema@_capture', fn);
     EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn, 'Capture trigger function of the table with this oid (generated).');
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s() TO @schema@_maintainer', fn);  -- to attach it as a trigger
 END
 $$;
-COMMENT ON FUNCTION @schema@_capture._generate_capture(oid) IS
-    'Creates or replaces the capture function of a tracked table, or of a partition of one.';
-REVOKE ALL ON FUNCTION @schema@_capture._generate_capture(oid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @schema@_capture._generate_capture(oid) TO @schema@_owner;
+COMMENT ON FUNCTION @schema@._generate_capture(oid) IS
+    'Creates or replaces the capture function of a tracked table, or of a partition of one, for the capture role.';
 
 -- Dropping the function drops the triggers that call it too, on whatever table they are.
-CREATE OR REPLACE FUNCTION @schema@_capture._drop_capture(target oid)
+CREATE OR REPLACE FUNCTION @schema@._drop_capture(target oid)
 RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     EXECUTE format('DROP FUNCTION IF EXISTS %s() CASCADE', @schema@._capture_function(target));
 END
 $$;
-COMMENT ON FUNCTION @schema@_capture._drop_capture(oid) IS 'Drops a table''s capture function and the triggers that call it.';
-REVOKE ALL ON FUNCTION @schema@_capture._drop_capture(oid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @schema@_capture._drop_capture(oid) TO @schema@_owner;
+COMMENT ON FUNCTION @schema@._drop_capture(oid) IS 'Drops a table''s capture function and the triggers that call it.';
 
--- Rows counted for a TRUNCATE event, with no row-level-security policy run: with row_security off
--- a table whose policies would apply raises instead (and its rows go uncounted).
-CREATE OR REPLACE FUNCTION @schema@_capture._count_rows(target oid)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET row_security = off
-AS $$
-DECLARE
-    n bigint;
-BEGIN
-    EXECUTE format('SELECT count(*) FROM %s', target::regclass) INTO n;
-    RETURN n;
-EXCEPTION WHEN insufficient_privilege THEN
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION @schema@_capture._count_rows(oid) IS
-    'Rows in a table, or NULL when the capture role may not count them without running its policies.';
-REVOKE ALL ON FUNCTION @schema@_capture._count_rows(oid) FROM PUBLIC;
+-- The TRUNCATE trigger function is the capture role's own, created here as it.
+SET ROLE @schema@_capture;
+REVOKE ALL ON SCHEMA @schema@_capture FROM PUBLIC;
+GRANT USAGE ON SCHEMA @schema@_capture TO @schema@_owner, @schema@_reader, @schema@_maintainer;
 
--- TRUNCATE has no transition table: one event saying who emptied what, and how many rows went
--- (counted before they go). One function for every table: it looks its table up, and does nothing
--- for a table that tracking does not cover (a partition detached from a tracked table keeps this
--- trigger when the role that detached it does not own it).
+-- TRUNCATE has no transition table: one event saying who emptied what. Not how many rows went:
+-- counting them would plan a query on the user's table (running its index expressions) as the
+-- capture role, and make a TRUNCATE as slow as a full scan. One function for every table: it looks
+-- its table up, and does nothing for a table that tracking does not cover (a partition detached
+-- from a tracked table keeps this trigger when the role that detached it does not own it).
 CREATE OR REPLACE FUNCTION @schema@_capture._capture_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -439,7 +468,7 @@ BEGIN
             @schema@._client_addr(), current_setting('application_name'), t.kind_prefix || '.truncate',
             t.kind_prefix, NULL, 'success', @schema@._context('correlation_id'), pg_current_xact_id(),
             statement_timestamp(),
-            jsonb_build_object('table', t.table_name, 'rows', @schema@_capture._count_rows(TG_RELID))
+            jsonb_build_object('table', t.table_name)
             || CASE WHEN TG_RELID <> t.relid THEN jsonb_build_object('partition', TG_RELID::regclass::text)
                     ELSE '{}' END,
             'capture');
@@ -447,15 +476,47 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @schema@_capture._capture_truncate() IS
-    'Capture trigger for TRUNCATE: records <prefix>.truncate with the table (and partition) and the rows removed.';
+    'Capture trigger for TRUNCATE: records <prefix>.truncate with the table (and partition).';
 REVOKE ALL ON FUNCTION @schema@_capture._capture_truncate() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @schema@_capture._capture_truncate() TO @schema@_maintainer;  -- to attach it as a trigger
 
 SET ROLE @schema@_owner;
 
+-- Why a table cannot be part of a tracked tree (the tracked table itself, or one below it): NULL when
+-- it can. Only partitions are captured below a tracked table, and only tables: a statement on a
+-- plain inheritance parent changes its children's rows without firing their statement triggers
+-- (and a child may have another parent, and repeat its parent's keys); a foreign table has no
+-- transition tables.
+CREATE OR REPLACE FUNCTION @schema@._tree_problem(target oid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN (@schema@._tracking_of(target)).relid = target
+             AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = target) THEN
+             format('it inherits from %s', (SELECT string_agg(i.inhparent::regclass::text, ', ' ORDER BY i.inhparent)
+                                              FROM pg_inherits i WHERE i.inhrelid = target))
+        WHEN (@schema@._tracking_of(target)).relid <> target AND NOT c.relispartition THEN
+             format('it inherits from %s, which only a partition may', (SELECT string_agg(i.inhparent::regclass::text, ', '
+                                                                           ORDER BY i.inhparent)
+                                                                          FROM pg_inherits i WHERE i.inhrelid = target))
+        WHEN c.relkind NOT IN ('r', 'p') THEN 'it is not a table (a foreign table has no transition tables)'
+        ELSE (SELECT format('%s inherits from it, and only tables that are partitions can be captured',
+                            string_agg(k.oid::regclass::text, ', ' ORDER BY k.oid))
+                FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid
+               WHERE i.inhparent = target AND (NOT k.relispartition OR k.relkind NOT IN ('r', 'p'))
+              HAVING count(*) > 0) END
+      FROM pg_class c WHERE c.oid = target
+$$;
+COMMENT ON FUNCTION @schema@._tree_problem(oid) IS
+    'Why a table cannot be captured as (part of) a tracked table: plain inheritance, a foreign table; NULL if it can.';
+
 -- What is wrong with the capture of one table (a tracked one or a partition of one): NULL when its
--- four triggers are exactly the ones tracking creates, enabled, calling its own functions. Checked by
--- name and definition, never by count: extra triggers change nothing, a look-alike is caught.
+-- four triggers are exactly the ones tracking creates, enabled, calling its own functions, and it
+-- is a table tracking can capture. Checked by name and definition, never by count: extra triggers
+-- change nothing, a look-alike is caught.
 CREATE OR REPLACE FUNCTION @schema@._capture_problem(target oid, trigger_name text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
@@ -463,12 +524,8 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
+        WHEN @schema@._tree_problem(target) IS NOT NULL THEN @schema@._tree_problem(target)
         WHEN to_regprocedure(@schema@._capture_function(target) || '()') IS NULL THEN 'its capture function is missing'
-        -- A statement on a parent changes its children's rows without firing their statement triggers.
-        WHEN EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = (@schema@._tracking_of(target)).relid) THEN
-             format('the tracked table now inherits from %s, which is not tracked',
-                    (SELECT string_agg(i.inhparent::regclass::text, ', ') FROM pg_inherits i
-                      WHERE i.inhrelid = (@schema@._tracking_of(target)).relid))
         ELSE (SELECT string_agg(format('trigger %s is %s', w.name,
                                        CASE WHEN g.oid IS NULL THEN 'missing'
                                             WHEN g.tgenabled NOT IN ('O', 'A') THEN

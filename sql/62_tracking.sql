@@ -69,32 +69,81 @@ $$;
 COMMENT ON FUNCTION @schema@._reserved_kind(text) IS
     'True for the kinds of pgaudit_py''s own events (audit., secret., tenant.secret., tenant.data_key.).';
 
--- The SECURITY DEFINER helpers below are granted to the maintainer so that enable/disable can
--- run as their caller; each checks for itself that the caller owns the table, since a caller can
--- also reach them directly. Inside them current_user is the owner role, and who called them cannot
--- be told apart from the session's role: a maintainer's SECURITY DEFINER function could call them
--- in the session of a table's owner. So the session's role must hold the maintainer role itself,
--- as well as own the table.
-CREATE OR REPLACE FUNCTION @schema@._check_owner(target oid)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = target);
+-- Releases before 0.2 had _check_owner return nothing.
+DO $$
 BEGIN
-    IF owner IS NOT NULL AND NOT pg_has_role(@schema@._db_role(), owner, 'MEMBER') THEN
-        RAISE EXCEPTION 'must be owner of table %', target::regclass USING ERRCODE = 'insufficient_privilege';
-    ELSIF owner IS NOT NULL AND NOT pg_has_role(@schema@._db_role(), '@schema@_maintainer', 'MEMBER') THEN
-        RAISE EXCEPTION 'tracking and limits of table % are changed by a member of @schema@_maintainer, not %',
-                        target::regclass, @schema@._db_role() USING ERRCODE = 'insufficient_privilege';
+    IF (SELECT p.prorettype FROM pg_proc p WHERE p.oid = to_regprocedure('@schema@._check_owner(oid)')) = 'void'::regtype THEN
+        DROP FUNCTION @schema@._check_owner(oid);
     END IF;
 END
 $$;
+
+-- Who may change a table's tracking or limits: a member of the maintainer role who owns the table.
+-- The SECURITY DEFINER helpers that make the change cannot tell who called them (inside them
+-- current_user is the owner role, and session_user is whoever logged in: a maintainer's SECURITY
+-- DEFINER function run in another maintainer's session would pass for that one). So the caller
+-- proves it first, with its own rights: enable_tracking and the like (SECURITY INVOKER) insert a row
+-- into owner_proofs, whose BEFORE trigger, running as the inserting role, stamps it with
+-- current_user and the transaction and refuses a role that does not own the table; the helper
+-- consumes the row. Only the maintainer may insert there, and only through this trigger.
+CREATE OR REPLACE FUNCTION @schema@._stamp_owner_proof()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = NEW.relid);
+BEGIN
+    NEW.role := current_user;
+    NEW.xid := pg_current_xact_id();
+    IF owner IS NULL OR NOT pg_has_role(current_user, owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'must be owner of table %',
+                        coalesce((SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = NEW.relid), NEW.relid::text)
+            USING ERRCODE = 'insufficient_privilege';
+    ELSIF NOT pg_has_role(current_user, '@schema@_maintainer', 'MEMBER') THEN
+        RAISE EXCEPTION 'tracking and limits of table % are changed by a member of @schema@_maintainer, not %',
+                        NEW.relid::regclass, current_user USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION @schema@._stamp_owner_proof() IS
+    'BEFORE INSERT trigger of owner_proofs, as the inserting role: stamps the row, refuses a role that does not own the table.';
+CREATE OR REPLACE TRIGGER stamp BEFORE INSERT ON @schema@.owner_proofs
+    FOR EACH ROW EXECUTE FUNCTION @schema@._stamp_owner_proof();
+
+-- The caller's proof that it owns the table (run with the caller's rights).
+CREATE OR REPLACE FUNCTION @schema@._prove_owner(target oid)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ INSERT INTO @schema@.owner_proofs (relid) VALUES (target) $$;
+COMMENT ON FUNCTION @schema@._prove_owner(oid) IS
+    'Proves, with the caller''s own rights, that it owns a table and holds the maintainer role (see _check_owner).';
+
+-- Inside the SECURITY DEFINER helpers: consumes the proof made in this transaction, and returns the
+-- role that made it. A table that no longer exists needs none (its tracking is being cleaned up).
+CREATE OR REPLACE FUNCTION @schema@._check_owner(target oid)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    who text;
+BEGIN
+    DELETE FROM @schema@.owner_proofs p WHERE p.xid <> pg_current_xact_id();  -- left by earlier transactions
+    DELETE FROM @schema@.owner_proofs p WHERE p.relid = target RETURNING p.role INTO who;
+    IF who IS NULL AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target) THEN
+        RAISE EXCEPTION 'must be owner of table %', target::regclass USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Change tracking and limits through enable_tracking, disable_tracking, enable_rate_limit and '
+                   'disable_rate_limit, as a maintainer owning the table.';
+    END IF;
+    RETURN who;
+END
+$$;
 COMMENT ON FUNCTION @schema@._check_owner(oid) IS
-    'Raises 42501 unless the acting role owns the table and holds the maintainer role (a table that no '
-    'longer exists passes).';
+    'Consumes the caller''s proof of owning a table (raises 42501 without one); returns who made it. A table '
+    'that no longer exists passes.';
 
 -- What may be tracked, and under which prefix: refused before anything is written.
 CREATE OR REPLACE FUNCTION @schema@._check_trackable(entry @schema@.tracked_tables)
@@ -130,6 +179,21 @@ BEGIN
     ELSIF rel.relpersistence = 't' THEN
         RAISE EXCEPTION 'cannot track %: it is a temporary table', entry.relid::regclass USING ERRCODE = 'PA008';
     END IF;
+    -- Below it, partitions only (see _tree_problem).
+    SELECT format('%s %s', d.relid::regclass, CASE WHEN c.relkind NOT IN ('r', 'p') THEN 'is not a table'
+                                                  ELSE 'inherits from it without being a partition' END)
+      INTO clash
+      FROM (WITH RECURSIVE down(relid) AS (
+                SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = entry.relid
+                UNION SELECT i.inhrelid FROM down JOIN pg_inherits i ON i.inhparent = down.relid)
+            SELECT relid FROM down) d
+      JOIN pg_class c ON c.oid = d.relid
+     WHERE NOT c.relispartition OR c.relkind NOT IN ('r', 'p')
+     ORDER BY d.relid LIMIT 1;
+    IF clash IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot track %: %', entry.relid::regclass, clash USING ERRCODE = 'PA008',
+            HINT = 'Only a table and its partitions can be captured (not inheritance children, not foreign tables).';
+    END IF;
     FOREACH col IN ARRAY entry.exclude_columns || entry.redact_columns
                          || CASE WHEN entry.tenant_column IS NULL THEN '{}'::text[] ELSE ARRAY[entry.tenant_column] END LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = entry.relid AND a.attname = col
@@ -138,6 +202,13 @@ BEGIN
                 USING ERRCODE = 'PA005';
         END IF;
     END LOOP;
+    -- The key names the row in target_id and the tenant column fills tenant_id: neither can be hidden.
+    IF entry.redact_columns && (coalesce(@schema@._key_columns(entry.relid), '{}') || entry.tenant_column) THEN
+        RAISE EXCEPTION 'cannot redact %: the key and the tenant column are recorded in every event (target_id, tenant_id)',
+            array_to_string(ARRAY(SELECT unnest(entry.redact_columns)
+                                  INTERSECT SELECT unnest(coalesce(@schema@._key_columns(entry.relid), '{}') || entry.tenant_column)), ', ')
+            USING ERRCODE = 'PA005';
+    END IF;
     IF entry.exclude_columns && entry.redact_columns THEN
         RAISE EXCEPTION 'a column cannot be both excluded and redacted: %',
             array_to_string(ARRAY(SELECT unnest(entry.exclude_columns) INTERSECT SELECT unnest(entry.redact_columns)), ', ')
@@ -182,11 +253,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     result @schema@.tracked_tables;
+    who text;
 BEGIN
     entry.exclude_columns := coalesce(entry.exclude_columns, '{}');
     entry.redact_columns := coalesce(entry.redact_columns, '{}');
     PERFORM @schema@._check_trackable(entry);
-    PERFORM @schema@._check_owner(c) FROM @schema@._capture_tables(entry.relid) c;  -- partitions too
+    who := @schema@._check_owner(entry.relid);
+    PERFORM @schema@._check_owner(c) FROM @schema@._capture_tables(entry.relid) c WHERE c <> entry.relid;  -- partitions too
     INSERT INTO @schema@.tracked_tables AS t (relid, table_name, kind_prefix, key_columns, exclude_columns,
                                               redact_columns, tenant_column, exclude_attnums, redact_attnums,
                                               tenant_attnum, skip_noop_updates, enabled_by)
@@ -194,7 +267,7 @@ BEGIN
             entry.exclude_columns, entry.redact_columns, entry.tenant_column,
             @schema@._attnums(entry.relid, entry.exclude_columns), @schema@._attnums(entry.relid, entry.redact_columns),
             (@schema@._attnums(entry.relid, ARRAY[entry.tenant_column]))[1], coalesce(entry.skip_noop_updates, true),
-            @schema@._db_role())
+            who)
     ON CONFLICT (relid) DO UPDATE
         SET table_name = excluded.table_name, kind_prefix = excluded.kind_prefix,
             key_columns = excluded.key_columns, exclude_columns = excluded.exclude_columns,
@@ -203,7 +276,7 @@ BEGIN
             tenant_attnum = excluded.tenant_attnum, skip_noop_updates = excluded.skip_noop_updates,
             enabled_at = now(), enabled_by = excluded.enabled_by
     RETURNING * INTO result;
-    PERFORM @schema@_capture._generate_capture(c) FROM @schema@._capture_tables(result.relid) c;
+    PERFORM @schema@._generate_capture(c) FROM @schema@._capture_tables(result.relid) c;
     PERFORM @schema@._record('audit.tracking_enabled', NULL, NULL, NULL, 'table', result.table_name,
                              @schema@._tracking_options(result), 'success', NULL, NULL);
     RETURN result;
@@ -226,7 +299,7 @@ BEGIN
     FOR gone IN SELECT substring(p.proname FROM '^_capture_([0-9]+)$')::oid FROM pg_proc p
                  WHERE p.pronamespace = '@schema@_capture'::regnamespace AND p.proname ~ '^_capture_[0-9]+$' LOOP
         CONTINUE WHEN (@schema@._tracking_of(gone)).relid IS NOT NULL;
-        PERFORM @schema@_capture._drop_capture(gone);
+        PERFORM @schema@._drop_capture(gone);
         IF NOT EXISTS (SELECT 1 FROM @schema@.tracked_tables t WHERE t.relid = gone) THEN
             PERFORM @schema@._record('audit.tracked_partition_removed', NULL, NULL, NULL, 'table',
                                      coalesce((SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = gone), gone::text),
@@ -248,16 +321,16 @@ AS $$
 DECLARE
     gone @schema@.tracked_tables;
 BEGIN
-    PERFORM @schema@._check_owner(target);
     IF reason NOT IN ('audit.tracking_disabled', 'audit.tracked_table_dropped')
        OR (reason = 'audit.tracked_table_dropped' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target)) THEN
         RAISE EXCEPTION 'invalid reason: %', reason USING ERRCODE = 'PA005';
     END IF;
+    PERFORM @schema@._check_owner(target);
     DELETE FROM @schema@.tracked_tables WHERE relid = target RETURNING * INTO gone;
     IF FOUND THEN
         -- The table's and its partitions' capture functions go (their triggers with them), unrecorded:
         -- this event says it all.
-        PERFORM @schema@_capture._drop_capture(c) FROM @schema@._capture_tables(target) c;
+        PERFORM @schema@._drop_capture(c) FROM @schema@._capture_tables(target) c;
         PERFORM @schema@._record(reason, NULL, NULL, NULL, 'table', gone.table_name,
                                  jsonb_build_object('kind_prefix', gone.kind_prefix), 'success', NULL, NULL);
     END IF;
@@ -267,35 +340,40 @@ COMMENT ON FUNCTION @schema@._unregister_tracking(oid, text) IS
     'Removes a tracked_tables entry and its capture functions, and records why '
     '(audit.tracking_disabled, audit.tracked_table_dropped).';
 
--- A partition created in, or attached to, a tracked table (or an inheritance child given to one): its
--- capture function. The triggers are attached by its owner (_attach_capture), who must hold the
--- maintainer role.
+-- A partition created in, or attached to, a tracked table: its capture function, and the event
+-- saying it is covered; true when it was not covered before. The triggers are attached by its owner
+-- (the event trigger @schema@_capture_partitions, as the role that ran the command), who must hold
+-- the maintainer role to run this. Anyone who may run it can only make it do what the catalogue
+-- says is due.
 CREATE OR REPLACE FUNCTION @schema@._cover_partition(target oid)
-RETURNS void
+RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t @schema@.tracked_tables := @schema@._tracking_of(target);
+    problem text := @schema@._tree_problem(target);
 BEGIN
-    PERFORM @schema@._check_owner(target);
     IF t.relid IS NULL OR t.relid = target THEN
-        RAISE EXCEPTION '% does not inherit from a tracked table', target::regclass USING ERRCODE = 'PA008';
+        RAISE EXCEPTION '% is not a partition of a tracked table', target::regclass USING ERRCODE = 'PA008';
+    ELSIF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot capture % as part of tracked table %: %', target::regclass, t.table_name, problem
+            USING ERRCODE = 'PA008';
     END IF;
     IF to_regprocedure(@schema@._capture_function(target) || '()') IS NOT NULL THEN
-        RETURN;
+        RETURN false;
     END IF;
-    PERFORM @schema@_capture._generate_capture(target);
+    PERFORM @schema@._generate_capture(target);
     PERFORM @schema@._record('audit.tracked_partition_added', NULL, NULL, NULL, 'table', target::regclass::text,
                              jsonb_build_object('table', t.table_name, 'kind_prefix', t.kind_prefix), 'success', NULL, NULL);
+    RETURN true;
 END
 $$;
 COMMENT ON FUNCTION @schema@._cover_partition(oid) IS
     'Generates the capture function of a new partition of a tracked table and records audit.tracked_partition_added.';
 
--- Attaches the four capture triggers to one table, as its owner (attaching a trigger needs it), and
--- lets the capture role count its rows for TRUNCATE events.
+-- Attaches the four capture triggers to one table, as its owner (attaching a trigger needs it).
 CREATE OR REPLACE FUNCTION @schema@._attach_capture(target oid)
 RETURNS void
 LANGUAGE plpgsql
@@ -304,7 +382,6 @@ AS $$
 DECLARE
     fn text := @schema@._capture_function(target);
 BEGIN
-    EXECUTE format('GRANT SELECT ON %s TO @schema@_capture', target::regclass);
     EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_insert AFTER INSERT ON %s'
                    ' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target::regclass, fn);
     EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_update AFTER UPDATE ON %s'
@@ -342,6 +419,10 @@ BEGIN
     entry.redact_columns := redact_columns;
     entry.tenant_column := tenant_column;
     entry.skip_noop_updates := skip_noop_updates;
+    entry.exclude_columns := coalesce(entry.exclude_columns, '{}');
+    entry.redact_columns := coalesce(entry.redact_columns, '{}');
+    PERFORM @schema@._check_trackable(entry);  -- what cannot be tracked is said before who may not
+    PERFORM @schema@._prove_owner(c) FROM @schema@._capture_tables(target) c;
     entry := @schema@._register_tracking(entry);  -- checks everything, generates the capture functions
     FOR part IN SELECT * FROM @schema@._capture_tables(target) LOOP
         PERFORM @schema@._attach_capture(part);
@@ -366,13 +447,14 @@ DECLARE
 BEGIN
     -- Out of the catalogue first: the event triggers guard the triggers of tracked tables only.
     IF tracked THEN
+        PERFORM @schema@._prove_owner(target);
         PERFORM @schema@._unregister_tracking(target, 'audit.tracking_disabled');
     END IF;
     FOREACH rel IN ARRAY tables LOOP
         FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
             EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', '@schema@_capture_' || op, rel::regclass);
         END LOOP;
-        IF tracked THEN
+        IF tracked THEN  -- granted by releases before 0.2, which counted the rows of a TRUNCATE
             EXECUTE format('REVOKE SELECT ON %s FROM @schema@_capture', rel::regclass);
         END IF;
     END LOOP;

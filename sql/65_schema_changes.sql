@@ -45,7 +45,7 @@ BEGIN
         RETURN;
     END IF;
     -- Functions only: a partition's triggers are attached by _cover_partitions, as its owner.
-    PERFORM @schema@_capture._generate_capture(c) FROM @schema@._capture_tables(t.relid) c;
+    PERFORM @schema@._generate_capture(c) FROM @schema@._capture_tables(t.relid) c;
 END
 $$;
 COMMENT ON FUNCTION @schema@._refresh_tracking(oid, boolean) IS
@@ -172,10 +172,10 @@ COMMENT ON FUNCTION @schema@._on_sql_drop() IS
     'Event trigger (sql_drop): forgets dropped tracked tables, partitions and their rate limits (recording it), '
     'and refuses dropping a capture trigger.';
 
--- Tables that come to inherit from a tracked table (a partition created or attached, a child created
--- with INHERITS or given one by ALTER TABLE ... INHERIT) get their capture triggers here, as the role
--- that ran the command: it owns them, where the audit owner cannot attach triggers to another's
--- table. Runs for every CREATE TABLE and ALTER TABLE of the database, so it leaves at once for a
+-- Partitions that come to a tracked table (created or attached) get their capture triggers here, as
+-- the role that ran the command: it owns them, where the audit owner cannot attach triggers to
+-- another's table. (Plain inheritance children and foreign tables are left to @schema@_ddl_end,
+-- which refuses them.) Runs for every CREATE TABLE and ALTER TABLE of the database, so it leaves at once for a
 -- table that inherits nothing, and otherwise reads only the system catalogues, which every role may
 -- (no name in the audit schema is looked up before it knows a table needs covering). A table counts
 -- as covered when all four triggers call the capture functions: one of the same name calling
@@ -207,7 +207,7 @@ BEGIN
             SELECT i.inhparent, i.inhrelid FROM pg_inherits i WHERE i.inhrelid IN (SELECT relid FROM tree)
             UNION SELECT i.inhparent, a.of FROM ancestors a JOIN pg_inherits i ON i.inhrelid = a.relid
         )
-        SELECT t.relid FROM tree t JOIN pg_class c ON c.oid = t.relid AND c.relkind IN ('r', 'p')
+        SELECT t.relid FROM tree t JOIN pg_class c ON c.oid = t.relid AND c.relkind IN ('r', 'p') AND c.relispartition
          WHERE EXISTS (  -- it inherits from a table that tracking covers
                    SELECT 1 FROM ancestors a JOIN pg_trigger g ON g.tgrelid = a.relid
                     WHERE a.of = t.relid AND g.tgname = '@schema@_capture_truncate'
@@ -231,5 +231,25 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @schema@._cover_partitions() IS
-    'Event trigger (ddl_command_end, as the role running the DDL): attaches capture triggers to tables that '
-    'come to inherit from tracked tables.';
+    'Event trigger (ddl_command_end, as the role running the DDL): attaches capture triggers to partitions '
+    'that come to tracked tables.';
+
+-- The function roles run no DDL: their functions run other roles' code (the sandbox, a user's casts)
+-- or could be made to, and a role that owns a function can rewrite it, drop it, or make it run as
+-- its caller. Only a member that SET ROLE to it may (the installer, the owner handing over capture
+-- functions): inside a SECURITY DEFINER function nobody can SET ROLE.
+CREATE OR REPLACE FUNCTION @schema@._refuse_function_role_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_user::text IN ('@schema@_capture', '@schema@_sealer', '@schema@_pruner', '@schema@_sandbox')
+       AND current_setting('role') IS DISTINCT FROM current_user::text THEN
+        RAISE EXCEPTION '% cannot be run as %: that role runs pgaudit_py''s functions and changes no schema',
+                        tg_tag, current_user USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_function_role_ddl() IS
+    'Event trigger (ddl_command_start): refuses any DDL run as a function role inside a function.';

@@ -7,14 +7,22 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_variable
 DECLARE
     keys text[];
+    other text;
 BEGIN
     SELECT t.kind_prefix, t.key_columns INTO prefix, keys FROM @schema@._tracking_of(target) t;
     IF prefix IS NULL THEN
         SELECT n.nspname || '.' || c.relname INTO prefix
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = target;
         keys := @schema@._key_columns(target);
+        -- A tracked table renamed keeps its prefix: a new table under its old name has no past there.
+        SELECT t.table_name INTO other FROM @schema@.tracked_tables t WHERE t.kind_prefix = prefix;
+        IF other IS NOT NULL THEN
+            RAISE EXCEPTION '% is not tracked: the events under its name are those of tracked table %', target, other
+                USING ERRCODE = 'PA008', HINT = format('Read the history of %s.', other);
+        END IF;
     END IF;
     IF key IS NULL THEN
         RAISE EXCEPTION 'key must not be NULL' USING ERRCODE = 'PA005';
@@ -28,16 +36,25 @@ BEGIN
                 USING ERRCODE = 'PA005';
         END;
     END IF;
+    -- A change the sealer set aside is missing from the history: no answer rather than a wrong one.
+    IF EXISTS (SELECT 1 FROM @schema@.quarantine q
+                WHERE q.target_type = prefix AND coalesce(q.origin, 'capture') = 'capture'
+                  AND (q.target_id = target_id OR q.payload ->> 'moved_from' = target_id
+                       OR (q.kind = prefix || '.truncate' AND NOT q.payload ? 'partition'))) THEN
+        RAISE EXCEPTION 'the history of % % is incomplete: a captured change of it is in the quarantine', target, key
+            USING ERRCODE = 'PA015', HINT = 'See @schema@.quarantine and its audit.event_quarantined event.';
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION @schema@._history_target(regclass, text) IS
-    'target_type and target_id under which a table''s row is captured.';
+    'target_type and target_id under which a table''s row is captured; PA015 when a captured change of it '
+    'is in the quarantine.';
 
 -- A row's events: those that name it by its key, and UPDATEs that moved it to another key (they
 -- name the new key, and the key they left in payload.moved_from). In the order they were applied:
 -- seq (sealing follows the intake, which a row's writes reach in the order their locks allowed),
--- pending events after sealed ones. Captured events only: record() cannot write these kinds, and
--- events of releases before 0.2 carry no origin.
+-- then pending events in intake order. Captured events only: record() cannot write these kinds,
+-- and events of releases before 0.2 carry no origin.
 CREATE OR REPLACE FUNCTION @schema@.row_history(target regclass, key text)
 RETURNS SETOF @schema@.events
 LANGUAGE sql
@@ -51,12 +68,12 @@ AS $$
        AND (e.target_id = h.target_id OR (e.payload ? 'moved_from' AND e.payload ->> 'moved_from' = h.target_id))
        AND e.kind IN (h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete')
        AND coalesce(e.origin, 'capture') = 'capture'
-     ORDER BY e.seq NULLS LAST, e.occurred_at
+     ORDER BY e.seq NULLS LAST, e.intake_id
 $$;
 COMMENT ON FUNCTION @schema@.row_history(regclass, text) IS
-    'Every captured version of one row, oldest first (sealed by seq, then pending), including an update '
-    'that moved it to another key; captured events only, never recorded ones. key: the primary key as '
-    'text, or a JSON array for a composite key.';
+    'Every captured version of one row, oldest first (sealed by seq, then pending in intake order), including '
+    'an update that moved it to another key; captured events only, never recorded ones. key: the primary key '
+    'as text, or a JSON array for a composite key. PA015 when a captured change of it is in the quarantine.';
 
 CREATE OR REPLACE FUNCTION @schema@.row_as_of(target regclass, key text, at timestamptz)
 RETURNS jsonb
@@ -66,7 +83,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     -- The last captured change to the row, or TRUNCATE of its whole table, among those whose statement
     -- began at or before `at`. (A TRUNCATE of one partition names no rows: it does not count.) The row
-    -- exists if that change inserted it or updated it into this key.
+    -- exists if that change inserted it or updated it into this key. An UPDATE that moved a row away
+    -- from this key does not count when another row of the same statement took the key (a swap).
     SELECT CASE WHEN last.kind IN (h.prefix || '.insert', h.prefix || '.update') AND last.target_id = h.target_id
                 THEN last.row_after END
       FROM @schema@._history_target(target, key) AS h
@@ -74,12 +92,18 @@ AS $$
           SELECT e.kind, e.target_id, e.row_after FROM @schema@.events e
            WHERE e.target_type = h.prefix AND e.occurred_at <= at
              AND coalesce(e.origin, 'capture') = 'capture'
-             AND (((e.target_id = h.target_id OR (e.payload ? 'moved_from' AND e.payload ->> 'moved_from' = h.target_id))
-                   AND e.kind IN (h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete'))
+             AND ((e.target_id = h.target_id AND e.kind IN (h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete'))
+                  OR (e.payload ? 'moved_from' AND e.payload ->> 'moved_from' = h.target_id
+                      AND e.kind = h.prefix || '.update'
+                      AND NOT EXISTS (SELECT 1 FROM @schema@.events a
+                                       WHERE a.target_type = h.prefix AND a.target_id = h.target_id
+                                         AND a.kind = h.prefix || '.update'
+                                         AND a.payload ->> 'statement' = e.payload ->> 'statement'))
                   OR (e.kind = h.prefix || '.truncate' AND NOT e.payload ? 'partition'))
-           ORDER BY e.seq DESC NULLS FIRST, e.occurred_at DESC
+           ORDER BY e.seq DESC NULLS FIRST, e.intake_id DESC
            LIMIT 1) AS last ON true
 $$;
 COMMENT ON FUNCTION @schema@.row_as_of(regclass, text, timestamptz) IS
     'The row as captured at a moment (its last image among changes begun at or before `at`, in the order '
-    'they were applied), or NULL if it did not exist then.';
+    'they were applied), or NULL if it did not exist then. PA015 when a captured change of it is in the '
+    'quarantine.';

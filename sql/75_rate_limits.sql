@@ -14,7 +14,6 @@ DECLARE
     t double precision := date_part('epoch', clock_timestamp()) / window_seconds;  -- in windows
     this_window bigint := floor(t);
     e double precision := t - floor(t);  -- how far into this window, 0..1
-    lock_key integer := hashtext(key);
     start integer := pg_backend_pid() % shards;
     c @schema@.rate_counters;
     cur integer;
@@ -22,41 +21,59 @@ DECLARE
     cap integer;
     wait double precision := 'infinity';  -- in windows
     busy boolean := false;
+    created boolean;
+    saved_lock_timeout text;
     shard integer;
 BEGIN
-    -- A shard is owned, until commit, by the transaction holding its advisory lock, and only the
-    -- owner writes its row: under the lock the count is exact. A writer never waits: it tries the
-    -- shards, starting from one chosen by its backend, and takes the first whose lock is free and
-    -- which has room. Each admits its share of the limit, so together they admit no more.
+    -- A shard is owned, until commit, by the transaction holding its counter row's lock, and only
+    -- the owner writes the row: under the lock the count is exact. Only roles that may update
+    -- rate_counters can lock its rows (an advisory lock's key, by contrast, anyone may take and
+    -- hold). A writer does not queue: it tries the shards, starting from one chosen by its backend,
+    -- passes over rows that other open transactions hold (SKIP LOCKED), and takes the first with
+    -- room. Each admits its share of the limit, so together they admit no more.
     FOR k IN 0..shards - 1 LOOP
         shard := (start + k) % shards;
-        IF NOT pg_try_advisory_xact_lock(lock_key, shard) THEN
-            busy := true;  -- another open transaction owns it
-            CONTINUE;
-        END IF;
         cap := per_window / shards + CASE WHEN shard < per_window % shards THEN 1 ELSE 0 END;
-        -- The common case in one statement: roll the window and count, if there is room.
-        UPDATE @schema@.rate_counters r
-           SET window_no = this_window,
-               count = CASE WHEN r.window_no = this_window THEN r.count ELSE 0 END + 1,
-               prev_count = CASE WHEN r.window_no = this_window THEN r.prev_count
-                                 WHEN r.window_no = this_window - 1 THEN r.count ELSE 0 END
-         WHERE r.key = key AND r.shard = shard
-           AND CASE WHEN r.window_no = this_window THEN r.prev_count * (1 - e) + r.count
-                    WHEN r.window_no = this_window - 1 THEN r.count * (1 - e) ELSE 0 END + 1 <= cap;
-        IF FOUND THEN
-            RETURN NULL;
-        END IF;
-        SELECT * INTO c FROM @schema@.rate_counters r WHERE r.key = key AND r.shard = shard;
+        SELECT * INTO c FROM @schema@.rate_counters r WHERE r.key = key AND r.shard = shard FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
-            INSERT INTO @schema@.rate_counters (key, shard, window_no, count, prev_count)
-            VALUES (key, shard, this_window, 1, 0);
-            RETURN NULL;
+            IF EXISTS (SELECT 1 FROM @schema@.rate_counters r WHERE r.key = key AND r.shard = shard) THEN
+                busy := true;  -- another open transaction owns it
+                CONTINUE;
+            END IF;
+            -- A new shard: its row, once inserted, is locked like any other. The one wait a writer may
+            -- meet is here, when another open transaction is creating the same row: a millisecond at
+            -- most, then the shard counts as owned by that transaction.
+            saved_lock_timeout := current_setting('lock_timeout');
+            BEGIN
+                PERFORM set_config('lock_timeout', '1ms', true);
+                INSERT INTO @schema@.rate_counters (key, shard, window_no, count, prev_count)
+                VALUES (key, shard, this_window, 1, 0)
+                ON CONFLICT DO NOTHING;
+                created := FOUND;
+                PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+            EXCEPTION WHEN lock_not_available THEN  -- the setting is rolled back with the block
+                busy := true;
+                CONTINUE;
+            END;
+            IF created THEN
+                RETURN NULL;
+            END IF;
+            SELECT * INTO c FROM @schema@.rate_counters r WHERE r.key = key AND r.shard = shard FOR UPDATE SKIP LOCKED;
+            IF NOT FOUND THEN
+                busy := true;  -- created meanwhile, and owned, by another open transaction
+                CONTINUE;
+            END IF;
         END IF;
-        -- Full: how long until it would admit one more, if nobody else wrote meanwhile.
+        -- Roll the window and count, if there is room.
         cur := CASE WHEN c.window_no = this_window THEN c.count ELSE 0 END;
         prev := CASE WHEN c.window_no = this_window THEN c.prev_count WHEN c.window_no = this_window - 1 THEN c.count
                      ELSE 0 END;
+        IF prev * (1 - e) + cur + 1 <= cap THEN
+            UPDATE @schema@.rate_counters r SET window_no = this_window, count = cur + 1, prev_count = prev
+             WHERE r.key = key AND r.shard = shard;
+            RETURN NULL;
+        END IF;
+        -- Full: how long until it would admit one more, if nobody else wrote meanwhile.
         wait := least(wait, CASE WHEN cur + 1 <= cap AND prev > 0 THEN 1 - e - (cap - 1 - cur)::double precision / prev
                                  ELSE 1 - e + greatest(0, 1 - (cap - 1)::double precision / greatest(cur, 1)) END);
     END LOOP;
@@ -159,9 +176,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     result @schema@.rate_limits;
+    who text := @schema@._db_role();
 BEGIN
     IF entry.scope = 'table' THEN
-        PERFORM @schema@._check_owner(entry.target::oid);
+        who := @schema@._check_owner(entry.target::oid);
     END IF;
     PERFORM @schema@._check_limit('per_user_per_minute', entry.per_user);
     PERFORM @schema@._check_limit('per_tenant_per_minute', entry.per_tenant);
@@ -174,8 +192,7 @@ BEGIN
             USING ERRCODE = 'PA005';
     END IF;
     INSERT INTO @schema@.rate_limits AS r (scope, target, per_user, per_tenant, per_key, window_seconds, changed_by)
-    VALUES (entry.scope, entry.target, entry.per_user, entry.per_tenant, entry.per_key, entry.window_seconds,
-            @schema@._db_role())
+    VALUES (entry.scope, entry.target, entry.per_user, entry.per_tenant, entry.per_key, entry.window_seconds, who)
     ON CONFLICT (scope, target) DO UPDATE
         SET per_user = excluded.per_user, per_tenant = excluded.per_tenant, per_key = excluded.per_key,
             window_seconds = excluded.window_seconds, changed_at = now(), changed_by = excluded.changed_by
@@ -208,6 +225,7 @@ BEGIN
     entry.per_user := per_user_per_minute;
     entry.per_tenant := per_tenant_per_minute;
     entry.window_seconds := window_seconds;
+    PERFORM @schema@._prove_owner(target);
     entry := @schema@._put_rate_limit(entry);
     EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_rate_limit BEFORE INSERT OR UPDATE OR DELETE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._rate_limit_trigger()', target);
@@ -225,6 +243,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS @schema@_rate_limit ON %s', target);
+    PERFORM @schema@._prove_owner(target);
     RETURN @schema@._drop_rate_limit('table', target::oid::text);
 END
 $$;

@@ -54,7 +54,8 @@ BEGIN
                            '@schema@_secrets', '@schema@_capture', '@schema@_sealer', '@schema@_pruner',
                            '@schema@_sandbox']) AS r(name)
      WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.name);
-    -- The roles the guards and the sandbox rely on: nobody may act as them.
+    -- The roles the guards and the sandbox rely on: nobody may act as them (but the owner role, which
+    -- hands capture functions over to the capture role).
     RETURN QUERY
     SELECT format('role %s %s: only its functions may act as it', r.rolname,
                   CASE WHEN r.rolcanlogin THEN 'can log in'
@@ -64,7 +65,14 @@ BEGIN
       FROM pg_roles r
      WHERE r.rolname IN ('@schema@_capture', '@schema@_sealer', '@schema@_pruner', '@schema@_sandbox')
        AND (r.rolcanlogin OR r.rolsuper OR r.rolbypassrls
-            OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid));
+            OR EXISTS (SELECT 1 FROM pg_auth_members m
+                        WHERE m.roleid = r.oid
+                          AND NOT (r.rolname = '@schema@_capture' AND m.member = '@schema@_owner'::regrole)));
+    -- Nor as the owner role, but the installer: a role that may act as it may write anything.
+    RETURN QUERY
+    SELECT format('role %s %s', r.rolname, CASE WHEN r.rolcanlogin THEN 'can log in' ELSE 'is privileged' END)
+      FROM pg_roles r
+     WHERE r.rolname = '@schema@_owner' AND (r.rolcanlogin OR r.rolsuper OR r.rolbypassrls);
     RETURN QUERY
     SELECT format('SECURITY DEFINER function %s.%s(%s) is executable by PUBLIC', p.pronamespace::regnamespace,
                   p.proname, pg_get_function_identity_arguments(p.oid))
@@ -109,7 +117,8 @@ BEGIN
     SELECT format('event trigger %s is %s: renames and drops of tracked tables are not followed, and capture '
                   'triggers are not protected (run the installer as a superuser)', e.name,
                   CASE WHEN g.evtenabled IS NULL THEN 'missing' ELSE 'disabled' END)
-      FROM (VALUES ('@schema@_ddl_end'), ('@schema@_sql_drop'), ('@schema@_capture_partitions')) AS e(name)
+      FROM (VALUES ('@schema@_ddl_end'), ('@schema@_sql_drop'), ('@schema@_capture_partitions'),
+                   ('@schema@_function_roles')) AS e(name)
       LEFT JOIN pg_event_trigger g ON g.evtname = e.name
      WHERE g.evtenabled IS DISTINCT FROM 'O';
     -- Every way capture can be off while a table is listed as tracked: a trigger missing, disabled,
@@ -127,7 +136,7 @@ BEGIN
                             WHERE p.oid = to_regprocedure(@schema@._capture_function(c) || '()')
                               AND p.proowner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = '@schema@_capture')
                               AND p.prosecdef
-                              AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp']
+                              AND p.proconfig = @schema@._capture_settings(c)
                               AND p.prosrc = @schema@._capture_body(c, t)));
 
     -- Differences from what the last install left.

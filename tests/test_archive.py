@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -297,15 +298,100 @@ def test_unarchived_events_cannot_be_deleted(db: psycopg.Connection, maintainer:
                                   " '\\x00', NULL)", (planned[0],))
 
 
+CLAIM = "SELECT pid, claimed_by FROM audit.archive_claim"
+
+
 def test_two_archivers_at_once_one_skips(db: psycopg.Connection, connect: Connect, target: Target,
                                          keys: Keys) -> None:
     make_blocks(db, 1)
     first = connect("app_maintainer")
-    first.execute("SELECT pg_advisory_lock(%s)", (archiving._ARCHIVE_LOCK,))
-    run = archiving.archive(connect("app_maintainer"), target, keys, older_than=DUE)
-    assert run.skipped and run.batches == []
-    first.execute("SELECT pg_advisory_unlock(%s)", (archiving._ARCHIVE_LOCK,))
-    assert archiving.archive(connect("app_maintainer"), target, keys, older_than=DUE).events == 5
+    second: list[archiving.ArchiveRun] = []
+
+    def meanwhile(step: str) -> None:
+        if step == "planned" and not second:
+            assert db.execute(CLAIM).fetchone() == (first.info.backend_pid, "app_maintainer")
+            second.append(archiving.archive(connect("app_maintainer"), target, keys, older_than=DUE))
+
+    run = archiving.archive(first, target, keys, older_than=DUE, hook=meanwhile)
+    assert second[0].skipped and second[0].batches == []
+    assert not run.skipped and run.events == 5
+    assert db.execute(CLAIM).fetchone() == (None, None)  # released
+    assert db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
+
+
+# The advisory-lock key that releases before 0.2 kept archivers apart by: any role that may connect
+# can take it.
+OLD_ARCHIVE_LOCK = 0x70_67_61_72
+
+
+def test_a_stranger_holding_the_old_archive_key_does_not_stop_archiving(db: psycopg.Connection, connect: Connect,
+                                                                       maintainer: psycopg.Connection,
+                                                                       tmp_path: Path, keys: Keys) -> None:
+    make_blocks(db, 1)
+    stranger = connect("app_attacker")  # CONNECT, nothing else
+    stranger.execute("SELECT pg_advisory_lock(%s)", (OLD_ARCHIVE_LOCK,))
+    run = archiving.archive(maintainer, open_target(f"file://{tmp_path}/archive"), keys, older_than=DUE)
+    assert not run.skipped and run.events == 5
+    assert db.execute("SELECT state FROM audit.archive_batches").fetchall() == [("deleted",)]
+    assert db.execute("SELECT count(*) FROM audit.event_log").fetchone() == (0,)
+    assert db.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+                      (OLD_ARCHIVE_LOCK,)).fetchall() == [(stranger.info.backend_pid,)]  # held all along
+    # Nor can it hold the claim that replaced the lock.
+    for attempt in ("SELECT audit.claim_archiver()", "SELECT * FROM audit.archive_claim FOR UPDATE"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            stranger.execute(attempt)
+
+
+def wait_until_gone(db: psycopg.Connection, pid: int) -> None:
+    for _ in range(200):
+        if db.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (0,):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"backend {pid} still there")
+
+
+@pytest.mark.parametrize("end", ["close", "terminate"])
+def test_a_claim_whose_backend_is_gone_is_taken_over(db: psycopg.Connection, connect: Connect,
+                                                     maintainer: psycopg.Connection, tmp_path: Path, keys: Keys,
+                                                     end: str) -> None:
+    """An archiver that died without releasing its claim (killed, or its connection lost) leaves the
+    claim behind; the next run takes it over once that backend is gone, and not before."""
+    make_blocks(db, 1)
+    target = open_target(f"file://{tmp_path}/archive")
+    gone = connect("app_maintainer")
+    assert gone.execute("SELECT audit.claim_archiver()").fetchone() == (True,)
+    pid = gone.info.backend_pid
+    assert archiving.archive(maintainer, target, keys, older_than=DUE).skipped  # alive: its claim holds
+    if end == "close":
+        gone.close()
+    else:
+        db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    wait_until_gone(db, pid)
+    assert db.execute(CLAIM).fetchone() == (pid, "app_maintainer")  # left behind
+    run = archiving.archive(maintainer, target, keys, older_than=DUE)
+    assert not run.skipped and run.events == 5
+    assert db.execute(CLAIM).fetchone() == (None, None)
+
+
+def test_a_reused_pid_is_not_the_claims_backend(db: psycopg.Connection, connect: Connect,
+                                                maintainer: psycopg.Connection, tmp_path: Path, keys: Keys) -> None:
+    """A new backend may get the pid of a dead claimer; only the backend that claimed holds the claim's
+    beacon. Whoever else holds the beacon's key (any role may lock any key) does not count either."""
+    make_blocks(db, 2)
+    set_batch_size(db, 5)
+    target = open_target(f"file://{tmp_path}/archive")
+    same_role = connect("app_maintainer")  # as if it got the pid of a claimer that died
+    db.execute("UPDATE audit.archive_claim SET pid = %s, claimed_by = 'app_maintainer', beacon = 42,"
+               " claimed_at = now()", (same_role.info.backend_pid,))
+    run = archiving.archive(maintainer, target, keys, older_than=DUE, max_batches=1)
+    assert not run.skipped and run.events == 5
+    stranger = connect("app_attacker")
+    stranger.execute("SELECT pg_advisory_lock(42)")
+    db.execute("UPDATE audit.archive_claim SET pid = %s, claimed_by = 'app_maintainer', beacon = 42,"
+               " claimed_at = now()", (stranger.info.backend_pid,))
+    run = archiving.archive(maintainer, target, keys, older_than=DUE)
+    assert not run.skipped and run.events == 5
+    assert db.execute("SELECT count(*) FROM audit.event_log").fetchone() == (0,)
 
 
 def test_the_worker_archives_once_a_day_at_its_hour(db: psycopg.Connection, maintainer: psycopg.Connection,

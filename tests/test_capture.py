@@ -154,7 +154,7 @@ def test_cascades_and_writes_made_by_other_tables_triggers(db, maintainer, order
     assert captured(db, "kind = 'public.orders.insert' AND target_id = '5'")[0][8]["customer"] == "from inbox"
 
 
-def test_truncate_records_who_and_how_many(db, connect, maintainer, orders):
+def test_truncate_records_who(db, connect, maintainer, orders):
     enable_tracking(maintainer, orders)
     db.execute("INSERT INTO orders (id) SELECT generate_series(1, 7)")
     app = connect("app_attacker")
@@ -162,7 +162,8 @@ def test_truncate_records_who_and_how_many(db, connect, maintainer, orders):
         app.execute("TRUNCATE orders")
     row = db.execute("SELECT actor_id, db_role, payload, target_type FROM audit.events"
                      " WHERE kind = 'public.orders.truncate'").fetchone()
-    assert row == ("ops-bot", "app_attacker", {"table": "public.orders", "rows": 7}, "public.orders")
+    # No row count: counting would plan a query on the table as the capture role (tests/test_capture_security.py).
+    assert row == ("ops-bot", "app_attacker", {"table": "public.orders"}, "public.orders")
 
 
 def test_the_client_address_comes_from_the_context_else_the_connection(db, connect, maintainer, orders):

@@ -6,6 +6,7 @@ a member of its role, as enable_tracking requires)."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from pgaudit_py import InvalidKind, enable_tracking, seal, status
@@ -144,10 +145,9 @@ def test_user_code_never_runs_as_a_privileged_role(db, connect, attacker, spied_
                           " ORDER BY occurred_at LIMIT 1").fetchone()[0]
     assert (inserted["m"], inserted["ms"], inserted["s"], inserted["p"], inserted["w"], inserted["d"]) == (
         "ok", ["ok", "bad"], "[1.5,2)", {"a": 1, "m": "bad"}, 5, "ok")
-    # The policy never ran for the TRUNCATE count: the rows of a table with row-level security
-    # are not counted (null) rather than counted by running its policies.
+    # The TRUNCATE was recorded without reading the table: its policy never ran.
     assert db.execute("SELECT payload FROM audit.events WHERE kind = 'public.spied.truncate'").fetchone() == (
-        {"table": "public.spied", "rows": None},)
+        {"table": "public.spied"},)
     assert {what for who, what, _ in ran(db) if who == "audit_capture"} == set()
 
 
@@ -232,8 +232,10 @@ def test_code_in_the_sandbox_cannot_plant_functions(db, connect, attacker):
     creators = db.execute("""SELECT r.rolname, has_schema_privilege(r.oid, 'audit', 'CREATE'),
                                     has_schema_privilege(r.oid, 'audit_capture', 'CREATE')
                                FROM pg_roles r WHERE r.rolname LIKE 'audit\\_%' ORDER BY 1""").fetchall()
+    # The capture role owns its schema, and the owner role is its one member (it hands generated
+    # functions over); neither the sandbox nor the capture role may create in the audit schema.
     assert [(name, a, c) for name, a, c in creators if a or c] == [
-        ("audit_capture", False, True), ("audit_owner", True, False)]
+        ("audit_capture", False, True), ("audit_owner", True, True)]
     assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'public.planted.insert'").fetchone() == (2,)
 
 
@@ -267,3 +269,101 @@ def test_a_column_named_x_is_a_column(db, connect, attacker):
     assert {who for who, _, _ in ran(db)} == {"table_owner"}
     assert db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.xt.insert'").fetchone() == (
         {"id": 1, "d": "ok", "m": "lo", "x": "(1,pwn,hi,zzz)"},)
+
+
+# ---- from a second attacker's review ----
+
+def test_planning_a_query_on_the_table_never_runs_its_code_as_a_function_role(db, connect, attacker):
+    """Planning a query on a table runs the "immutable" functions of its index expressions, partial
+    index predicates and statistics expressions, and reading it runs its policies. The capture
+    reads transition tables only: a TRUNCATE used to count the rows, as the capture role, and the
+    table's owner forged a captured event with it."""
+    attacker.execute("""
+        CREATE FUNCTION public.folded(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM public.spy('planned');
+            RETURN $1;
+        END $$;
+        CREATE TABLE public.planned (id int PRIMARY KEY, n int);
+        CREATE INDEX ON public.planned ((id + public.folded(0)));
+        CREATE INDEX ON public.planned (n) WHERE n > public.folded(1);
+        CREATE STATISTICS public.planned_stats ON (n + public.folded(2)), id FROM public.planned;
+        ALTER TABLE public.planned ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE public.planned FORCE ROW LEVEL SECURITY;
+        CREATE POLICY everyone ON public.planned USING (public.spy('policy'));
+        INSERT INTO public.planned VALUES (1, 1), (2, 2);""")
+    enable_tracking(connect("app_maintainer"), "public.planned")
+    db.execute("DELETE FROM public.who_ran")
+    fresh = connect("table_owner")  # a new backend plans afresh
+    fresh.execute("UPDATE public.planned SET n = n + 1")
+    fresh.execute("DELETE FROM public.planned WHERE id = 2")
+    fresh.execute("TRUNCATE public.planned")
+    assert {who for who, _, _ in ran(db)} <= {"table_owner"}  # its own statements plan as itself
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'forged.event'").fetchone() == (0,)
+    assert [k for (k,) in db.execute("SELECT kind FROM audit.events WHERE kind LIKE 'public.planned.%'"
+                                     " ORDER BY intake_id")] == [
+        "public.planned.update", "public.planned.update", "public.planned.delete", "public.planned.truncate"]
+    # Nor may the capture role read the table at all.
+    assert db.execute("SELECT has_table_privilege('audit_capture', 'public.planned', 'SELECT')").fetchone() == (False,)
+
+
+def test_code_in_the_sandbox_cannot_drop_or_change_it(db, connect, attacker):
+    """The sandbox owns the function user casts run in: DROP OWNED BY CURRENT_USER needs no schema
+    privilege, and would have broken every sandboxed capture of the database. A function role runs
+    no DDL at all."""
+    attacker.execute("""
+        CREATE TYPE mood AS ENUM ('ok');
+        CREATE FUNCTION public.vandal(mood) RETURNS json LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_user = 'audit_sandbox' THEN
+                BEGIN
+                    DROP OWNED BY CURRENT_USER;
+                    INSERT INTO public.who_ran VALUES (current_user, 'dropped', false);
+                EXCEPTION WHEN OTHERS THEN
+                    INSERT INTO public.who_ran VALUES (current_user, 'refused: ' || SQLSTATE, false);
+                END;
+            END IF;
+            RETURN to_json($1::text);
+        END $$;
+        CREATE CAST (mood AS json) WITH FUNCTION public.vandal(mood);
+        CREATE TABLE public.moods (id int PRIMARY KEY, m mood);""")
+    db.execute("CREATE TYPE public.colour AS ENUM ('red'); CREATE TABLE public.victim (id int PRIMARY KEY, c colour)")
+    enable_tracking(connect("app_maintainer"), "public.moods")
+    enable_tracking(db, "public.victim")
+    attacker.execute("INSERT INTO public.moods VALUES (1, 'ok')")
+    assert ran(db) == {("audit_sandbox", "refused: 42501", False)}
+    db.execute("INSERT INTO public.victim VALUES (1, 'red')")
+    assert db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.victim.insert'").fetchone() == (
+        {"id": 1, "c": "red"},)
+    assert status(db).problems == []
+
+
+@pytest.mark.parametrize("role", ["audit_capture", "audit_sealer", "audit_pruner", "audit_sandbox"])
+@pytest.mark.parametrize("ddl", [
+    "DROP OWNED BY CURRENT_USER",
+    "CREATE FUNCTION audit_capture.planted() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "ALTER FUNCTION audit_capture._capture_truncate() SECURITY INVOKER",
+    "ALTER FUNCTION audit.seal(integer) SECURITY INVOKER",
+    "GRANT EXECUTE ON FUNCTION audit_capture._capture_truncate() TO PUBLIC",
+    "COMMENT ON SCHEMA audit_capture IS 'mine'",
+])
+def test_no_function_role_runs_ddl_inside_a_function(db, role, ddl):
+    """Whatever ran as a function role (in a SECURITY DEFINER function, where nobody can SET ROLE)
+    could rewrite its functions, make them run as their callers, or drop them: the event trigger
+    refuses every command. Here a superuser plants such a function, as the only way in."""
+    db.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
+    db.execute(f"SET ROLE {role}")  # a member that SET ROLE to it may: the installer does
+    db.execute(f"""CREATE FUNCTION public.inside() RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+                   SET search_path = pg_catalog AS $$ BEGIN EXECUTE {literal(ddl)}; END $$""")
+    db.execute("RESET ROLE")
+    before = status(db).problems
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="changes no schema"):
+        db.execute("SELECT public.inside()")
+    assert status(db).problems == before
+    assert db.execute("SELECT obj_description('audit_capture'::regnamespace)").fetchone() == (None,)
+    db.execute("DROP FUNCTION public.inside()")
+    db.execute(f"REVOKE ALL ON SCHEMA public FROM {role}")
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

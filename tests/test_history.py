@@ -10,7 +10,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pgaudit_py import InvalidArgument, enable_tracking, list_events, row_as_of, row_history, seal
+from pgaudit_py import (
+    HistoryIncomplete,
+    InvalidArgument,
+    InvalidTarget,
+    enable_tracking,
+    list_events,
+    row_as_of,
+    row_history,
+    seal,
+)
 
 
 @pytest.fixture
@@ -161,5 +170,84 @@ def test_a_row_that_changed_key_leaves_its_old_key(db, connect, maintainer):
         assert row_as_of(db, "public.acc", "1", now(db)) is None, sealed
         assert row_as_of(db, "public.acc", "2", now(db)) == {"id": 2, "v": "a"}
         assert [e.kind for e in row_history(db, "public.acc", "1")] == ["public.acc.insert", "public.acc.update"]
-        assert [e.payload for e in row_history(db, "public.acc", "2")] == [{"moved_from": "1"}]
+        assert [{k: v for k, v in e.payload.items() if k != "statement"} for e in row_history(db, "public.acc", "2")] == [
+            {"moved_from": "1"}]
         seal(db)
+
+
+# ---- from a second attacker's review ----
+
+def test_changes_within_one_statement_keep_their_order(db, maintainer):
+    """Three UPDATEs in one DO block share a statement time: pending, they used to come back in any
+    order (row_as_of said 'first'); they follow the intake, as they will be sealed."""
+    db.execute("CREATE TABLE public.acct (id int PRIMARY KEY, owner text); ALTER TABLE public.acct OWNER TO app_maintainer;"
+               " INSERT INTO public.acct VALUES (1, 'zero')")
+    enable_tracking(maintainer, "public.acct")
+    db.execute("""DO $$ BEGIN
+                      UPDATE public.acct SET owner = 'first'; UPDATE public.acct SET owner = 'second';
+                      UPDATE public.acct SET owner = 'third';
+                  END $$""")
+    for sealed in (False, True):
+        assert row_as_of(db, "public.acct", "1", now(db)) == {"id": 1, "owner": "third"}, sealed
+        assert [e.row_after["owner"] for e in row_history(db, "public.acct", "1")] == ["first", "second", "third"]
+        seal(db)
+
+
+def test_a_session_holding_earlier_ids_does_not_reorder_history(db, connect, maintainer):
+    """Intake ids were handed out 100 at a time per session: a session that took its ids first but
+    wrote the row last was sealed first, and the history ended on the older image."""
+    db.execute("CREATE TABLE public.doc (id int PRIMARY KEY, v text); ALTER TABLE public.doc OWNER TO app_maintainer;"
+               " GRANT ALL ON public.doc TO app_writer")
+    enable_tracking(maintainer, "public.doc")
+    early, late = connect("app_writer"), connect("app_writer")
+    early.execute("INSERT INTO public.doc VALUES (0, 'takes ids first')")
+    late.execute("INSERT INTO public.doc VALUES (1, 'inserted')")
+    early.execute("UPDATE public.doc SET v = 'updated' WHERE id = 1")
+    for sealed in (False, True):
+        assert row_as_of(db, "public.doc", "1", now(db)) == {"id": 1, "v": "updated"}, sealed
+        assert [e.row_after["v"] for e in row_history(db, "public.doc", "1")] == ["inserted", "updated"]
+        seal(db)
+
+
+def test_keys_swapped_or_shifted_in_one_statement(db, maintainer):
+    """With a deferrable key two rows can trade keys in one UPDATE: each key is left and taken at
+    once, and row_as_of said the row at key 2 was gone."""
+    db.execute("CREATE TABLE public.seats (id int PRIMARY KEY DEFERRABLE, who text);"
+               " ALTER TABLE public.seats OWNER TO app_maintainer;"
+               " INSERT INTO public.seats VALUES (1, 'ann'), (2, 'bob'), (3, 'cy')")
+    enable_tracking(maintainer, "public.seats")
+    db.execute("UPDATE public.seats SET id = 3 - id WHERE id IN (1, 2)")  # swap
+    db.execute("UPDATE public.seats SET id = id + 1")  # shift: 1->2, 2->3, 3->4
+    for sealed in (False, True):
+        at = now(db)
+        assert {k: row_as_of(db, "public.seats", k, at) for k in ("1", "2", "3", "4")} == {
+            "1": None, "2": {"id": 2, "who": "bob"}, "3": {"id": 3, "who": "ann"}, "4": {"id": 4, "who": "cy"}}, sealed
+        seal(db)
+    assert sorted(db.execute("SELECT id, who FROM public.seats").fetchall()) == [(2, "bob"), (3, "ann"), (4, "cy")]
+
+
+def test_history_with_a_change_in_the_quarantine_is_refused(db, connect, attacker):
+    """A captured change the sealer set aside is not in the log: history refuses to answer (PA015)
+    rather than answer without it."""
+    attacker.execute("CREATE TABLE public.docs (id int PRIMARY KEY, a jsonb)")
+    enable_tracking(connect("app_maintainer"), "public.docs")
+    attacker.execute("INSERT INTO public.docs VALUES (1, '[1]'), (2, '[2]')")
+    attacker.execute("UPDATE public.docs SET a = ('[' || repeat('1e131071,', 199) || '1e131071]')::jsonb WHERE id = 1")
+    seal(db)
+    assert db.execute("SELECT target_id FROM audit.quarantine").fetchall() == [("1",)]
+    reader = connect("app_reader")
+    for ask in (lambda: row_as_of(reader, "public.docs", "1", now(db)), lambda: row_history(reader, "public.docs", "1")):
+        with pytest.raises(HistoryIncomplete, match="in the quarantine"):
+            ask()
+    assert row_as_of(reader, "public.docs", "2", now(db)) == {"id": 2, "a": [2]}
+
+
+def test_a_new_table_under_a_tracked_tables_old_name_has_no_past(db, connect, maintainer):
+    """A tracked table renamed keeps its kind prefix; a new table under the old name is not it."""
+    db.execute("CREATE TABLE public.orders (id int PRIMARY KEY, v text); ALTER TABLE public.orders OWNER TO app_maintainer")
+    enable_tracking(maintainer, "public.orders")
+    db.execute("INSERT INTO public.orders VALUES (1, 'old')")
+    db.execute("ALTER TABLE public.orders RENAME TO orders_2024; CREATE TABLE public.orders (id int PRIMARY KEY, v text)")
+    with pytest.raises(InvalidTarget, match="public.orders_2024"):
+        row_as_of(db, "public.orders", "1", now(db))
+    assert row_as_of(db, "public.orders_2024", "1", now(db)) == {"id": 1, "v": "old"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -114,6 +115,41 @@ def test_two_installers_at_once_one_waits(db, connect):
     assert status(db, schema="racing").intact
 
 
+def test_a_stranger_holding_the_install_lock_fails_the_install_within_the_bound(db, connect, monkeypatch):
+    """The install lock is an advisory lock, and any role that may connect can take its key: the
+    installer waits a bounded time, then names who holds it, instead of waiting forever."""
+    monkeypatch.setattr(installer, "_INSTALL_LOCK_WAIT", 0.5)
+    stranger = connect("app_attacker")  # CONNECT, nothing else
+    stranger.execute("SELECT pg_advisory_lock(%s)", (installer._INSTALL_LOCK,))
+    conn = connect()
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            install(conn, schema="blocked")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), "the installer still waits for the stranger's lock"
+    assert time.monotonic() - started < 10
+    [error] = outcome
+    assert isinstance(error, InstallError)
+    assert error.message == ("waited 0.5 s for the install lock of this database, held by "
+                             f"pid {stranger.info.backend_pid} (role app_attacker)")
+    assert db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'blocked'").fetchone() == (0,)
+    assert db.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+                      (installer._INSTALL_LOCK,)).fetchall() == [(stranger.info.backend_pid,)]
+    assert conn.execute("SHOW lock_timeout").fetchone() == ("0",)  # the installer's timeout did not stay
+    stranger.execute("SELECT pg_advisory_unlock(%s)", (installer._INSTALL_LOCK,))
+    assert install(conn, schema="blocked").migrations == installer.migration_ids()
+    assert db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
+
+
 def test_upgrade_applies_only_what_is_missing(db, connect, tmp_path, monkeypatch):
     record(connect("app_writer"), "kept.event")
     seal(db)
@@ -188,10 +224,13 @@ def test_a_database_owner_with_createrole_installs_without_superuser(db):
         problems = status(conn, schema="nonsu").problems
         assert [p.split(":")[0] for p in problems] == ["event trigger nonsu_ddl_end is missing",
                                                       "event trigger nonsu_sql_drop is missing",
-                                                      "event trigger nonsu_capture_partitions is missing"]
-        # The function roles' functions were made as those roles, which keep no member.
-        assert conn.execute("SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
-                            " WHERE r.rolname ~ '^nonsu_(capture|sealer|pruner|sandbox)$'").fetchone() == (0,)
+                                                      "event trigger nonsu_capture_partitions is missing",
+                                                      "event trigger nonsu_function_roles is missing"]
+        # The function roles' functions were made as those roles, which keep no member (but the owner
+        # role, which hands the capture role the functions it generates).
+        assert conn.execute("SELECT array_agg(m.member::regrole::text) FROM pg_auth_members m JOIN pg_roles r"
+                            " ON r.oid = m.roleid WHERE r.rolname ~ '^nonsu_(capture|sealer|pruner|sandbox)$'"
+                            ).fetchone() == (["nonsu_owner"],)
         # Server-key mode needs the superuser's grants: even a superuser cannot register a key file here.
         with psycopg.connect(host=db.info.host, port=db.info.port, user=db.info.user, dbname="owned",
                              autocommit=True) as su, \

@@ -32,6 +32,7 @@ def test_every_function_checks_clean(plpgsql_check):
                    p.oid,
                    CASE WHEN p.prorettype <> 'trigger'::regtype THEN 0
                         WHEN p.proname = '_guard_append_only' THEN 'audit.event_intake'::regclass
+                        WHEN p.proname = '_stamp_owner_proof' THEN 'audit.owner_proofs'::regclass
                         WHEN p.proname ~ '^_capture_[0-9]+$' THEN substring(p.proname FROM '[0-9]+$')::oid
                         ELSE 'public.plain'::regclass END,
                    oldtable => CASE WHEN p.proname ~ '^_capture_[0-9]+$' THEN 'old_rows' END,

@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import os
 
+import psycopg
+import pytest
+
 from pgaudit_py import audit_context, enable_tracking, record, seal, seal_status
 from pgaudit_py.chain import verify_chain
 
@@ -35,21 +38,56 @@ def test_an_event_the_log_refuses_is_quarantined_and_the_rest_sealed(db, connect
 
 
 def test_a_writer_cannot_wedge_the_sealer_with_a_huge_tenant(db, connect, attacker):
-    """A tenant too long for the log's index goes to the quarantine; the event that says so stays small."""
+    """A tenant too long for the log's index would have made the event unsealable: the intake refuses
+    it in the writer's statement (so the write fails, unaudited nothing), and the sealer goes on."""
     attacker.execute("CREATE TABLE public.acct (id int PRIMARY KEY)")
     enable_tracking(connect("app_maintainer"), "public.acct")
     writer = connect("app_writer")
     db.execute("GRANT ALL ON public.acct TO app_writer")
-    with audit_context(writer, tenant_id=os.urandom(5_000).hex()):  # incompressible
+    with pytest.raises(psycopg.errors.CheckViolation, match="tenant_id_at_most_256_characters"), \
+            audit_context(writer, tenant_id=os.urandom(5_000).hex()):  # incompressible
         writer.execute("INSERT INTO public.acct VALUES (1)")
     record(writer, "next.one")
     assert seal(db).sealed == 2  # audit.tracking_enabled, next.one
-    assert db.execute("SELECT kind, sqlstate FROM audit.quarantine").fetchall() == [("public.acct.insert", "54000")]
+    assert seal_status(db).quarantined == 0
+    assert db.execute("SELECT count(*) FROM public.acct").fetchone() == (0,)
+
+
+def test_the_quarantine_event_stays_small(db):
+    """What the sealer says about an event it set aside is bounded, whatever the event holds: here a
+    pending event of an earlier release, from before the intake bounded its values (NOT VALID)."""
+    db.execute("ALTER TABLE audit.event_intake DROP CONSTRAINT kind_at_most_128_characters,"
+               " DROP CONSTRAINT tenant_id_at_most_256_characters")
+    db.execute("""INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload,
+                                                  origin, tenant_id)
+                  VALUES ('user', 'x', repeat('k', 5000), 'success', '1', now(), '{}', 'record', repeat('t', 5000))""")
+    db.execute("ALTER TABLE audit.event_intake"
+               " ADD CONSTRAINT kind_at_most_128_characters CHECK (char_length(kind) <= 128) NOT VALID,"
+               " ADD CONSTRAINT tenant_id_at_most_256_characters CHECK (char_length(tenant_id) <= 256) NOT VALID")
+    assert seal(db).sealed == 0
     assert seal(db).sealed == 1
     payload = db.execute("SELECT payload FROM audit.event_log WHERE kind = 'audit.event_quarantined'").fetchone()[0]
-    assert len(payload["tenant_id"]) == 256
-    record(writer, "and.more")
-    assert seal(db).sealed == 1
+    assert (len(payload["tenant_id"]), len(payload["kind"]), payload["sqlstate"]) == (256, 128, "23514")
+
+
+def test_an_event_whose_text_is_too_large_is_quarantined(db, connect, attacker):
+    """A jsonb number like 1e131071 is stored in 8 bytes and prints as 131072 digits: an image under
+    the 1 MiB bound as stored can print as 26 MB (past the 16 MiB a sealed event may be) or past the
+    1 GB PostgreSQL can allocate at all, which failed every seal() for good."""
+    attacker.execute("CREATE TABLE public.docs (id int PRIMARY KEY, a jsonb, t text)")
+    enable_tracking(connect("app_maintainer"), "public.docs")
+    db.execute("GRANT ALL ON public.docs TO app_writer")
+    writer = connect("app_writer")
+    writer.execute("INSERT INTO public.docs VALUES (1, ('[' || repeat('1e131071,', 199) || '1e131071]')::jsonb, 'x')")
+    writer.execute("INSERT INTO public.docs VALUES (2, ('[' || repeat('1e131071,', 8190) || '1e131071]')::jsonb,"
+                   " repeat('x', 114641))")
+    writer.execute("INSERT INTO public.docs VALUES (3, '[1]', 'fine')")
+    assert seal(db).sealed == 2  # audit.tracking_enabled, and row 3
+    assert db.execute("SELECT target_id, sqlstate FROM audit.quarantine ORDER BY intake_id").fetchall() == [
+        ("1", "54000"), ("2", "XX000")]
+    writer.execute("INSERT INTO public.docs VALUES (4, '[2]', 'after')")
+    assert seal(db).sealed == 3  # two audit.event_quarantined, and row 4
+    assert db.execute("SELECT ok FROM audit.verify()").fetchone() == (True,) and verify_chain(db).ok
 
 
 def test_a_huge_captured_value_is_stored_by_size_and_hash(db, connect, attacker):

@@ -304,3 +304,36 @@ def test_busy_shards_refuse_briefly_instead_of_queueing(db, connect, maintainer,
         conn.rollback()
     assert write(late) is None
     assert rows(db) == 1
+
+
+@pytest.fixture
+def stranger(db, connect):
+    """A login role with nothing but CONNECT (through PUBLIC) on the database."""
+    db.execute("CREATE ROLE rate_stranger LOGIN")
+    conn = connect("rate_stranger")
+    yield conn
+    conn.close()
+    db.execute("DROP ROLE rate_stranger")
+
+
+def test_a_stranger_holding_the_advisory_keys_of_every_shard_blocks_no_write(db, connect, maintainer, notes, stranger):
+    """Shards were once owned through advisory locks keyed by a hash of the limit's key, and any role
+    that may connect can take any advisory lock: holding all sixteen refused every limited write."""
+    enable_rate_limit(maintainer, notes, per_user_per_minute=60, per_tenant_per_minute=None)
+    stranger.execute("SELECT pg_advisory_lock(hashtext(format('table:%s:user:%s:%s', 'public.notes'::regclass::oid,"
+                     " NULL, 'writer')), s) FROM generate_series(0, 15) s")
+    stranger.execute("SELECT pg_advisory_lock(hashtext('operation:login:10.0.0.7'), s) FROM generate_series(0, 15) s")
+    held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s"
+    assert db.execute(held, (stranger.info.backend_pid,)).fetchone() == (32,)
+    writer = connect("app_writer")
+    with audit_context(writer, actor_id="writer"):
+        writer.execute("INSERT INTO notes (body) VALUES ('x')")
+    rate_limit(writer, "login", "10.0.0.7")
+    assert rows(db) == 1
+    oid = db.execute("SELECT 'public.notes'::regclass::oid").fetchone()[0]
+    assert db.execute("SELECT key, sum(count) FROM audit.rate_counters GROUP BY key ORDER BY key").fetchall() == [
+        ("operation:login:10.0.0.7", 1), (f"table:{oid}:user::writer", 1)]
+    assert db.execute(held, (stranger.info.backend_pid,)).fetchone() == (32,)  # held all along
+    # Nor can it hold a counter row: only the owner role may lock them.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        stranger.execute("SELECT * FROM audit.rate_counters FOR UPDATE")

@@ -212,3 +212,46 @@ def test_a_table_with_huge_options_blocks_nothing(db, maintainer):
     assert tracked_tables(db)[0].table_name == "wide2.t"
     assert db.execute("SELECT octet_length(payload::text) > 65536 FROM audit.events"
                       " WHERE kind = 'audit.tracked_table_altered'").fetchone() == (True,)
+
+
+@pytest.fixture
+def two_maintainers(db, connect):
+    db.execute("CREATE ROLE dba LOGIN IN ROLE audit_maintainer; CREATE ROLE maint LOGIN IN ROLE audit_maintainer;"
+               " GRANT CREATE ON SCHEMA public TO dba, maint")
+    yield connect("dba"), connect("maint")
+    for role in ("dba", "maint"):
+        db.execute(f"REASSIGN OWNED BY {role} TO postgres; DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+@pytest.mark.parametrize("attempt", [
+    "PERFORM audit._unregister_tracking('public.ledger'::regclass, 'audit.tracking_disabled')",
+    "PERFORM audit.disable_tracking('public.ledger')",
+    "PERFORM audit._prove_owner('public.ledger'::regclass); "
+    "PERFORM audit._unregister_tracking('public.ledger'::regclass, 'audit.tracking_disabled')",
+    "INSERT INTO audit.owner_proofs VALUES ('public.ledger'::regclass, 'dba', pg_current_xact_id()); "
+    "PERFORM audit._unregister_tracking('public.ledger'::regclass, 'audit.tracking_disabled')",
+    "PERFORM audit.enable_tracking('public.ledger', exclude_columns => '{amount}')",
+    "PERFORM audit.disable_rate_limit('public.ledger')",
+])
+def test_a_maintainers_definer_function_cannot_act_for_the_session(db, two_maintainers, attempt):
+    """The helpers used to trust the session's role: a maintainer's SECURITY DEFINER trigger, fired
+    in the session of another maintainer who owns a tracked table, switched its tracking off in that
+    one's name. Who acts is what PostgreSQL says inside the caller: current_user there."""
+    dba, maint = two_maintainers
+    dba.execute("CREATE TABLE public.ledger (id int PRIMARY KEY, amount int)")
+    enable_tracking(dba, "public.ledger")
+    dba.execute("SELECT audit.enable_rate_limit('public.ledger', 100, 100)")
+    maint.execute(f"""
+        CREATE TABLE public.inbox (id int);
+        GRANT INSERT ON public.inbox TO PUBLIC;
+        CREATE FUNCTION public.trojan() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+        BEGIN {attempt}; RETURN NULL; END $$;
+        CREATE TRIGGER trojan AFTER INSERT ON public.inbox FOR EACH STATEMENT EXECUTE FUNCTION public.trojan()""")
+    for victim in (dba, db):  # another maintainer, and a superuser
+        with pytest.raises(psycopg.Error) as caught:
+            victim.execute("INSERT INTO public.inbox VALUES (1)")
+        assert caught.value.sqlstate == "42501", attempt
+    assert db.execute("SELECT exclude_columns, enabled_by FROM audit.tracked_tables").fetchall() == [([], "dba")]
+    assert db.execute("SELECT changed_by FROM audit.rate_limits").fetchall() == [("dba",)]
+    assert kinds(db, "audit.%") == ["audit.tracking_enabled", "audit.rate_limit_set"]
+    assert status(db).problems == []

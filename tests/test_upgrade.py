@@ -61,7 +61,7 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
 
     db.execute("RESET lc_messages")
     report = install(db, "upgr")
-    assert report.migrations == ["0007_origin_quarantine"]
+    assert report.migrations == ["0007_origin_quarantine", "0008_archive_claim"]
     assert status(db, "upgr").problems == []
     functions = dict(db.execute("""SELECT p.pronamespace::regnamespace::text || '.' || p.proname, p.proowner::regrole::text
                                      FROM pg_proc p
@@ -71,7 +71,7 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
     capture_function = db.execute("SELECT upgr._capture_function('public.feel'::regclass)").fetchone()[0]
     assert functions == {"upgr.seal": "upgr_sealer", "upgr.prune_events": "upgr_pruner",
                          "upgr.delete_archived": "upgr_pruner", "upgr_capture._capture_truncate": "upgr_capture",
-                         "upgr_capture._generate_capture": "upgr_capture", capture_function: "upgr_capture"}
+                         "upgr._generate_capture": "upgr_owner", capture_function: "upgr_capture"}
 
     db.execute("UPDATE public.feel SET m = 'ok' WHERE id = 2")
     assert db.execute("SELECT DISTINCT who FROM public.who_ran").fetchall() == [("upgr_sandbox",)]

@@ -2,8 +2,8 @@
 -- runs as one (status reports their absence otherwise). Recreated when the commands they watch change.
 DO $$
 DECLARE
-    wanted text[] := ARRAY['ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER', 'ALTER TYPE', 'CREATE INDEX',
-                           'CREATE TABLE', 'CREATE TRIGGER'];
+    wanted text[] := ARRAY['ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER',
+                           'ALTER TYPE', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE TABLE', 'CREATE TRIGGER'];
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end'
                                                 AND evttags IS DISTINCT FROM wanted) THEN
@@ -11,8 +11,8 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end') THEN
         CREATE EVENT TRIGGER @schema@_ddl_end ON ddl_command_end
-            WHEN TAG IN ('ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER', 'ALTER TYPE', 'CREATE INDEX',
-                         'CREATE TABLE', 'CREATE TRIGGER')
+            WHEN TAG IN ('ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER',
+                         'ALTER TYPE', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE TABLE', 'CREATE TRIGGER')
             EXECUTE FUNCTION @schema@._on_ddl_end();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_sql_drop') THEN
@@ -24,33 +24,42 @@ BEGIN
             WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE')
             EXECUTE FUNCTION @schema@._cover_partitions();
     END IF;
+    -- Every command, before it runs.
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_function_roles') THEN
+        CREATE EVENT TRIGGER @schema@_function_roles ON ddl_command_start
+            EXECUTE FUNCTION @schema@._refuse_function_role_ddl();
+    END IF;
 END
 $$;
 ALTER EVENT TRIGGER @schema@_ddl_end ENABLE;
 ALTER EVENT TRIGGER @schema@_sql_drop ENABLE;
 ALTER EVENT TRIGGER @schema@_capture_partitions ENABLE;
+ALTER EVENT TRIGGER @schema@_function_roles ENABLE;
 
 -- Partitions of tracked tables that have no capture triggers yet (tracked before partitions were
 -- covered, or added while the event triggers were off): attached here, as the superuser.
 SELECT @schema@._cover_partition(c), @schema@._attach_capture(c)
   FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
- WHERE c <> t.relid AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c)
+ WHERE c <> t.relid AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c AND r.relispartition)
    AND @schema@._capture_problem(c) IS NOT NULL;
 
 -- Now that schema changes are followed, capture functions may convert rows inline where it is safe.
-SELECT @schema@_capture._generate_capture(c) FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
+SELECT @schema@._generate_capture(c) FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
  WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c);
 
--- Tables tracked by earlier releases granted SELECT to the owner role for TRUNCATE counts; the
--- capture role counts them now.
+-- Releases before 0.2 granted SELECT on tracked tables (to the owner role, then to the capture role)
+-- to count the rows of a TRUNCATE; nothing reads them now. A superuser's REVOKE acts as the table's
+-- owner, who granted it.
 DO $$
 DECLARE
     rel oid;
 BEGIN
-    FOR rel IN SELECT c FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
-                WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c) LOOP
-        EXECUTE format('GRANT SELECT ON %s TO @schema@_capture', rel::regclass);
-        EXECUTE format('REVOKE SELECT ON %s FROM @schema@_owner', rel::regclass);
+    FOR rel IN SELECT c.oid FROM pg_class c, aclexplode(c.relacl) a
+                WHERE a.grantee IN ('@schema@_owner'::regrole, '@schema@_capture'::regrole)
+                  AND a.privilege_type = 'SELECT'
+                  AND c.oid IN (SELECT d FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) d)
+                GROUP BY c.oid LOOP
+        EXECUTE format('REVOKE SELECT ON %s FROM @schema@_owner, @schema@_capture', rel::regclass);
     END LOOP;
 END
 $$;
