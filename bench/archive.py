@@ -1,12 +1,14 @@
 """Benchmark: events archived per second, to a local directory and to an S3 server, against
 reading the same events with COPY ... TO.
 
-Run: python bench/archive.py [--events 100000] [--batch 10000]
+Run: python bench/archive.py [--events 100000] [--batch 10000] [--rounds 3]
 
-For each target, --events events are recorded and sealed, read once with COPY (the baseline),
-then archived in batches of --batch events: canonical lines, gzip, upload, read-back check,
-manifest, record, delete. The S3 server is moto's, started as a separate process on loopback
-(so its CPU is not this process's). A throwaway cluster with default durability.
+For each target and round, two sets of --events events are recorded and sealed: the newer set is
+read with COPY (the baseline), the oldest unarchived --events events are archived in batches of
+--batch events (canonical lines, gzip, upload, read-back check, manifest, record, delete); which
+of the two goes first alternates from round to round, and each figure is the median of --rounds.
+The S3 server is moto's, started as a separate process on loopback (so its CPU is not this
+process's). A throwaway cluster with default durability.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,13 +33,14 @@ from pgaudit_py.archive_targets import S3Target, Target, open_target
 from pgaudit_py.checkpoint import Keys
 
 
-def make_events(conn: psycopg.Connection, n: int) -> tuple[int, int]:
+def make_events(conn: psycopg.Connection, n: int, block: int) -> tuple[int, int]:
+    """n events, sealed in blocks of `block` events (an archive batch holds whole blocks)."""
     conn.execute("SELECT audit.record('order.created', tenant_id => 't' || (g %% 10), target_type => 'order',"
                  " target_id => g::text, payload => jsonb_build_object('n', g, 'price', 12.5, 'note', 'benchmark'))"
                  " FROM generate_series(1, %s) g", (n,))
     first = None
     while True:
-        row = conn.execute("SELECT sealed, first_seq, last_seq FROM audit.seal(100000)").fetchone()
+        row = conn.execute("SELECT sealed, first_seq, last_seq FROM audit.seal(%s)", (block,)).fetchone()
         assert row is not None
         if not row[0]:
             break
@@ -56,12 +60,28 @@ def copy_rate(conn: psycopg.Connection, first: int, last: int) -> float:
     return (last - first + 1) / (time.perf_counter() - started)
 
 
-def archive_rate(conn: psycopg.Connection, target: Target, keys: Keys, n: int) -> float:
+def archive_rate(conn: psycopg.Connection, target: Target, keys: Keys, n: int, batch: int) -> float:
     started = time.perf_counter()
-    run = archiving.archive(conn, target, keys, older_than=None)
+    run = archiving.archive(conn, target, keys, older_than=None, max_batches=n // batch)
     elapsed = time.perf_counter() - started
     assert run.events == n, run.events
     return n / elapsed
+
+
+def rates(conn: psycopg.Connection, target: Target, keys: Keys, events: int, batch: int,
+          rounds: int) -> tuple[float, float]:
+    """Medians of (COPY, archive) events per second, alternating which goes first."""
+    copied, archived = [], []
+    for r in range(rounds):
+        make_events(conn, events, batch)
+        first, last = make_events(conn, events, batch)
+        conn.execute("CHECKPOINT")
+        for step in (("copy", "archive") if r % 2 == 0 else ("archive", "copy")):
+            if step == "copy":
+                copied.append(copy_rate(conn, first, last))
+            else:
+                archived.append(archive_rate(conn, target, keys, events, batch))
+    return statistics.median(copied), statistics.median(archived)
 
 
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
@@ -84,7 +104,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100000)
     parser.add_argument("--batch", type=int, default=10000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.events % args.batch:
+        parser.error("--events must be a multiple of --batch")
     private = Ed25519PrivateKey.generate()
     keys = Keys(signing_key=private, hmac_key=os.urandom(32))
 
@@ -99,10 +122,7 @@ def main() -> None:
             assert isinstance(s3, S3Target)
             s3.client.create_bucket(Bucket="bench")
             for name, target in (("local directory", open_target(f"file://{directory}")), ("S3 (moto)", s3)):
-                first, last = make_events(conn, args.events)
-                conn.execute("CHECKPOINT")
-                copied = copy_rate(conn, first, last)
-                archived = archive_rate(conn, target, keys, last - first + 1)
+                copied, archived = rates(conn, target, keys, args.events, args.batch, args.rounds)
                 print(f"{name}: {archived:,.0f} events/s archived against {copied:,.0f} events/s read with COPY TO"
                       f" ({archived / copied:.2f})")
     finally:

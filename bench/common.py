@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import tempfile
@@ -51,6 +52,21 @@ def seal_rate(conn: psycopg.Connection) -> float:
     while (moved := seal(conn, 10_000).sealed):
         total += moved
     return total / (time.perf_counter() - started)
+
+
+def backend_cpu(conn: psycopg.Connection) -> float:
+    """CPU seconds (user and system) the connection's backend has used so far, from /proc: the
+    cluster runs on this machine. Resolution is a clock tick (10 ms): measure many operations."""
+    fields = Path(f"/proc/{conn.info.backend_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_call_us(conn: psycopg.Connection, calls: int, call: Callable[[], object]) -> float:
+    """The backend CPU time of one call, in microseconds, over `calls` calls."""
+    before = backend_cpu(conn)
+    for _ in range(calls):
+        call()
+    return (backend_cpu(conn) - before) / calls * 1e6
 
 
 def medians(rounds: int, sides: Sequence[T], measure: Callable[[T], float]) -> dict[T, float]:

@@ -1,6 +1,6 @@
 """Benchmark: what hashing at sealing costs writers, the sealer, and verification.
 
-Run: python bench/seal.py [--seconds 10] [--rounds 3] [--events 100000]
+Run: python bench/seal.py [--seconds 10] [--rounds 3] [--events 100000] [--profile]
 
 1. Four concurrent writers (pgbench, record() per transaction) with a sealer (hashing included)
    running continuously, against the same writers with no sealer: the ratio of their throughput.
@@ -10,7 +10,10 @@ Run: python bench/seal.py [--seconds 10] [--rounds 3] [--events 100000]
    sealer's statement without the block, installed in the throwaway database only). It breaks the
    chain, so it runs after verification.
 4. Sealing a backlog with hashing, against the same move without it, in events per second.
-A throwaway cluster with PostgreSQL's default durability, on disk; medians of --rounds.
+5. With --profile: CPU time per event of the sealer's backend, with hashing and without (a backlog
+   drained in rounds of 3,000), and of a writer's backend per record() transaction (from /proc).
+A throwaway cluster with PostgreSQL's default durability, on disk; medians of --rounds, the order
+of the sides alternating from round to round.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import time
 from collections.abc import Callable
 
 import psycopg
-from common import backlog, bench_database, medians, pgbench
+from common import backlog, bench_database, cpu_per_call_us, medians, pgbench
 
 from pgaudit_py import seal
 from pgaudit_py.chain import verify_chain
@@ -95,26 +98,27 @@ def writers_beside(cluster: TemporaryCluster, sealer: str, seconds: int) -> floa
 def verification(conn: psycopg.Connection, rounds: int) -> None:
     first, last = conn.execute("SELECT min(first_seq), max(last_seq) FROM audit.blocks").fetchone()  # type: ignore[misc]
     covered = last - first + 1
-    copy_times, sql_times, py_times = [], [], []
-    for _ in range(rounds):
+
+    def read(how: str) -> float:
         started = time.perf_counter()
-        with conn.cursor().copy(f"COPY (SELECT * FROM audit.event_log WHERE seq BETWEEN {first} AND {last})"
-                                " TO STDOUT") as copy:
-            for _chunk in copy:
-                pass
-        copy_times.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        row = conn.execute("SELECT ok, events_checked FROM audit.verify(from_block => 1)").fetchone()
-        sql_times.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        result = verify_chain(conn)
-        py_times.append(time.perf_counter() - started)
-        # A failed verify stops early: its rate would be no rate of verifying these events.
-        if row != (True, covered) or not result.ok or result.events_checked != covered:
-            raise RuntimeError(f"verify did not pass over all {covered} events: {row}, {result}")
-    copy_rate = covered / statistics.median(copy_times)
-    sql_rate = covered / statistics.median(sql_times)
-    py_rate = covered / statistics.median(py_times)
+        if how == "copy":
+            with conn.cursor().copy(f"COPY (SELECT * FROM audit.event_log WHERE seq BETWEEN {first} AND {last})"
+                                    " TO STDOUT") as copy:
+                for _chunk in copy:
+                    pass
+        elif how == "sql":
+            row = conn.execute("SELECT ok, events_checked FROM audit.verify(from_block => 1)").fetchone()
+            # A failed verify stops early: its rate would be no rate of verifying these events.
+            if row != (True, covered):
+                raise RuntimeError(f"audit.verify did not pass over all {covered} events: {row}")
+        else:
+            result = verify_chain(conn)
+            if not result.ok or result.events_checked != covered:
+                raise RuntimeError(f"pgaudit verify did not pass over all {covered} events: {result}")
+        return float(covered / (time.perf_counter() - started))
+
+    rates = medians(rounds, ["copy", "sql", "python"], read)
+    copy_rate, sql_rate, py_rate = rates["copy"], rates["sql"], rates["python"]
     print(f"reading {covered} sealed events with COPY ... TO: {copy_rate:,.0f} events/s")
     print(f"audit.verify: {sql_rate:,.0f} events/s ({sql_rate / copy_rate:.2f} of COPY)")
     print(f"pgaudit verify (Python): {py_rate:,.0f} events/s ({py_rate / copy_rate:.2f} of COPY)")
@@ -137,11 +141,31 @@ def sealing_rates(conn: psycopg.Connection, rounds: int, events: int) -> None:
           f" {plain:,.0f} events/s without: {hashed / plain:.2f}")
 
 
+def profile(cluster: TemporaryCluster, conn: psycopg.Connection, rounds: int, events: int) -> None:
+    """Backend CPU per event: the sealer with hashing, the move alone; a writer per record()."""
+    def sealer(kind: str) -> float:
+        backlog(conn, events)
+        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as sealing:
+            step = {"hashing": lambda: seal(sealing, 3000).sealed,
+                    "move": lambda: sealing.execute(
+                        "SELECT bench_seal_without_hashing(3000)").fetchone()[0]}[kind]  # type: ignore[index]
+            return cpu_per_call_us(sealing, 1, lambda: drain(step)) / events
+
+    per_event = medians(rounds, ["hashing", "move"], sealer)
+    with psycopg.connect(cluster.dsn("bench"), autocommit=True) as writer:
+        statement = "SELECT audit.record(kind => 'order.paid', tenant_id => 't1', actor_id => 'u', payload => '{}')"
+        record_us = statistics.median(
+            cpu_per_call_us(writer, 3000, lambda: writer.execute(statement, prepare=True)) for _ in range(rounds))
+    print(f"sealer's backend CPU per event: {per_event['hashing']:.1f} us with hashing, {per_event['move']:.1f} us"
+          f" moving without it; a writer's backend per record() transaction: {record_us:.0f} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--profile", action="store_true", help="Also measure CPU time per event (from /proc).")
     args = parser.parse_args()
 
     with bench_database() as cluster:
@@ -153,6 +177,8 @@ def main() -> None:
                 conn.execute(f"ALTER TABLE audit.{table} DISABLE TRIGGER USER")  # the copy is not audit.seal
             floor = medians(args.rounds, ["none", "move"], lambda side: writers_beside(cluster, side, args.seconds))
             sealing_rates(conn, args.rounds, args.events)
+            if args.profile:
+                profile(cluster, conn, args.rounds, 30_000)
             for table in ("event_intake", "event_log"):
                 conn.execute(f"ALTER TABLE audit.{table} ENABLE TRIGGER USER")
         print(f"4 writers, record() per transaction: {rates['none']:.0f} tps alone, {rates['sealer']:.0f} tps with a"

@@ -68,3 +68,14 @@ ALTER TABLE event_intake
 -- intake_id after the first one committed (it waits for the row lock), but only if no session holds
 -- a cache of ids, where a later writer may hold lower ones than an earlier.
 ALTER TABLE event_intake ALTER COLUMN intake_id SET CACHE 1;
+
+-- Every kind prefix a table was ever tracked under: its events stay under it, so no other table may
+-- take it (but the same table dropped and created again under its name).
+CREATE TABLE kind_prefixes (
+    kind_prefix text PRIMARY KEY,
+    relid oid NOT NULL,
+    table_name text NOT NULL,
+    first_tracked_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE kind_prefixes IS 'Kind prefixes tables were tracked under, and the table each belongs to.';
+INSERT INTO kind_prefixes (kind_prefix, relid, table_name) SELECT kind_prefix, relid, table_name FROM tracked_tables;

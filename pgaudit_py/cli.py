@@ -48,7 +48,7 @@ from pgaudit_py.cli_secrets import secrets_group
 from pgaudit_py.errors import PgAuditError
 from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
 from pgaudit_py.installer import install, status
-from pgaudit_py.output import emit_json, print_table
+from pgaudit_py.output import emit_json, print_table, printable
 from pgaudit_py.rate_limits import disable_rate_limit, enable_rate_limit, rate_limits, set_operation_limit
 from pgaudit_py.retention import preview_prune, prune_all
 from pgaudit_py.sealing import (
@@ -80,9 +80,9 @@ def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal
                 click.echo(f"applied migrations: {', '.join(result.applied_migrations) or '(none)'}")
                 click.echo(f"pending migrations: {', '.join(result.pending_migrations) or '(none)'}")
                 for problem in result.problems:
-                    click.echo(f"PROBLEM: {problem}")
+                    click.echo(f"PROBLEM: {printable(problem)}")
                 for warning in result.warnings:
-                    click.echo(f"WARNING: {warning}")
+                    click.echo(f"WARNING: {printable(warning)}")
             if not result.intact:
                 fail(f"installation in schema {settings.schema!r} is not intact")
             return
@@ -162,7 +162,7 @@ def status_command(settings: Settings, lag_warning: float, as_json: bool) -> Non
                            f"oldest waited {sealing.lag.total_seconds():.1f} s; "
                            f"{workers[0] if workers else 0} worker(s) connected")
             for w in warnings:
-                click.echo(f"WARNING: {w}")
+                click.echo(f"WARNING: {printable(w)}")
         if warnings:
             fail(warnings[0] if len(warnings) == 1 else f"{len(warnings)} problems, first: {warnings[0]}")
     run_guarded(run)

@@ -17,13 +17,14 @@ import click
 import psycopg
 
 from pgaudit_py.errors import InvalidInput, PgAuditError
+from pgaudit_py.output import printable
 
 DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"pgaudit: {message}", err=True)
+    click.echo(f"pgaudit: {printable(message)}", err=True)
     sys.exit(code)
 
 

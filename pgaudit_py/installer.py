@@ -241,6 +241,24 @@ def _ensure_roles(conn: psycopg.Connection, schema: str) -> list[str]:
     return created
 
 
+def _trusted_pgcrypto_schema(conn: psycopg.Connection) -> str:
+    """Where pgcrypto is, once its owner is known to be as trusted as the installer: the extension's
+    owner may drop it and put look-alikes in its place, which the owner role would then run. (Its
+    functions are bound by oid, so renaming their schema changes nothing: sql/78_secrets.sql.)"""
+    row = conn.execute("SELECT n.nspname, r.rolname, r.rolsuper,"
+                       " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+                       " FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+                       " JOIN pg_roles r ON r.oid = e.extowner WHERE e.extname = 'pgcrypto'").fetchone()
+    assert row is not None  # CREATE EXTENSION IF NOT EXISTS pgcrypto just ran
+    schema, owner, owner_is_superuser, installer_is_superuser = row
+    if installer_is_superuser and not owner_is_superuser:
+        raise InstallError(f"pgcrypto was created by {owner}, who is not a superuser and could replace it with "
+                           "functions the audit owner role would run",
+                           hint="DROP EXTENSION pgcrypto (as its owner), then run the installer as a superuser: "
+                                "it creates pgcrypto itself")
+    return str(schema)
+
+
 def _is_member(conn: psycopg.Connection, role: str) -> bool:
     row = conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (role,)).fetchone()
     return bool(row and row[0])
@@ -310,9 +328,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
 
         created = _ensure_roles(conn, schema)
         conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
-        found = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-                             " WHERE e.extname = 'pgcrypto'").fetchone()
-        pgcrypto_schema = found[0] if found else "public"
+        pgcrypto_schema = _trusted_pgcrypto_schema(conn)
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
             sql.Identifier(schema), sql.Identifier(roles["owner"])))
         conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(

@@ -31,6 +31,13 @@ def emit_json(value: Any) -> None:
     click.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
 
 
+def printable(text: str) -> str:
+    """Text a terminal shows as it is: control characters (a newline in an actor id, an escape
+    sequence) and line or paragraph separators written as escapes, so no value can fake a row."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     def cell(v: Any) -> str:
         if v is None:
@@ -38,8 +45,8 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if isinstance(v, datetime):
             return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         if isinstance(v, dict):
-            return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-        return str(v)
+            return printable(json.dumps(v, ensure_ascii=False, separators=(",", ":")))
+        return printable(str(v))
 
     text = [[cell(v) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in text)]) for i, h in enumerate(headers)]

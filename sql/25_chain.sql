@@ -84,6 +84,7 @@ DECLARE
     expected_no bigint;
     expected_prev bytea;
     expected_first bigint;
+    accounted_through bigint;  -- events up to here belong to a checked or a pruned block's range
     n bigint;
     outside bigint;
     hash bytea;
@@ -106,6 +107,7 @@ BEGIN
         SELECT p.block_hash, p.last_seq + 1 INTO expected_prev, expected_first
           FROM @schema@.blocks p WHERE p.block_no = expected_no - 1;
     END IF;
+    accounted_through := expected_first - 1;
 
     FOR b IN SELECT * FROM @schema@.blocks x
               WHERE x.block_no >= expected_no AND (to_block IS NULL OR x.block_no <= to_block)
@@ -122,6 +124,14 @@ BEGIN
         ELSIF @schema@._block_hash(b.block_no, b.first_seq, b.last_seq, b.event_count, b.events_hash, b.prev_hash)
               <> b.block_hash THEN
             r.problem := format('block %s: the block row was changed', b.block_no);
+            r.bad_block := b.block_no;
+        ELSIF b.block_no > pruned_through
+              AND (SELECT min(l.seq) FROM @schema@.event_log l
+                    WHERE l.seq > accounted_through AND l.seq < b.first_seq) IS NOT NULL THEN
+            -- pruned blocks keep their rows but lose their events: one that reappears was put there by hand
+            r.problem := format('event seq %s is outside every block',
+                                (SELECT min(l.seq) FROM @schema@.event_log l
+                                  WHERE l.seq > accounted_through AND l.seq < b.first_seq));
             r.bad_block := b.block_no;
         ELSIF b.block_no > pruned_through THEN
             SELECT count(*), sha256(string_agg(@schema@._event_hash(l, b.canonical_version), ''::bytea ORDER BY l.seq)),
@@ -141,6 +151,9 @@ BEGIN
             END IF;
         END IF;
         EXIT WHEN r.problem IS NOT NULL;
+        IF b.block_no > pruned_through THEN
+            accounted_through := b.last_seq;
+        END IF;
         r.blocks_checked := r.blocks_checked + 1;
         expected_no := b.block_no + 1;
         expected_prev := b.block_hash;
@@ -152,7 +165,8 @@ BEGIN
             r.problem := format('block %s is missing (the sealer''s head is block %s)', expected_no, state.last_block_no);
             r.bad_block := expected_no;
         ELSE
-            SELECT min(l.seq) INTO outside FROM @schema@.event_log l WHERE l.seq >= expected_first;
+            SELECT min(l.seq) INTO outside FROM @schema@.event_log l
+             WHERE l.seq > coalesce(accounted_through, expected_first - 1);
             IF outside IS NOT NULL THEN
                 r.problem := format('event seq %s is outside every block (after block %s)', outside, expected_no - 1);
                 r.bad_block := expected_no;

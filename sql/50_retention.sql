@@ -148,6 +148,9 @@ DECLARE
     last_no bigint;
 BEGIN
     PERFORM @schema@._check_prune_args(older_than, batch_size);
+    -- One of prune and archive planning at a time: a batch planned while a prune is uncommitted
+    -- would name blocks whose events that prune deletes (next_archive_batch takes the same lock).
+    LOCK TABLE @schema@.archive_batches IN SHARE ROW EXCLUSIVE MODE;
     cutoff := now() - older_than;
     result.cutoff := cutoff;
     SELECT coalesce(sum(b.event_count), 0), min(b.first_seq), max(b.last_seq), min(b.block_no), max(b.block_no)

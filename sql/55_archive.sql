@@ -50,6 +50,7 @@ DECLARE
     last_seq bigint;
 BEGIN
     SELECT * INTO settings FROM @schema@.archive_settings FOR UPDATE;  -- one planner at a time
+    LOCK TABLE @schema@.archive_batches IN SHARE ROW EXCLUSIVE MODE;  -- and no prune meanwhile
     SELECT * INTO result FROM @schema@.archive_batches x WHERE x.state <> 'deleted' ORDER BY x.first_block LIMIT 1;
     IF FOUND THEN
         RETURN result;
@@ -198,9 +199,17 @@ BEGIN
            e ->> 'tenant_id', e ->> 'kind', (e ->> 'occurred_at')::timestamptz, e
       FROM unnest(events) AS e;
     GET DIAGNOSTICS n = ROW_COUNT;
+    -- What readers will take for archived history must be it: each block's lines hash to the
+    -- events_hash the chain holds (a line is the jsonb text of its event: docs/canonical-form.md).
     IF EXISTS (SELECT 1 FROM @schema@.restored_events r WHERE r.batch_id = batch_id
-                AND (r.seq NOT BETWEEN b.first_seq AND b.last_seq)) THEN
-        RAISE EXCEPTION 'the events given are not those of archive batch %', batch_id USING ERRCODE = 'PA005';
+                AND (r.seq NOT BETWEEN b.first_seq AND b.last_seq))
+       OR EXISTS (SELECT 1 FROM @schema@.blocks x
+                   WHERE x.block_no BETWEEN b.first_block AND b.last_block
+                     AND x.events_hash IS DISTINCT FROM (
+                         SELECT sha256(string_agg(sha256(convert_to(r.event::text, 'UTF8')), ''::bytea ORDER BY r.seq))
+                           FROM @schema@.restored_events r WHERE r.batch_id = batch_id AND r.block_no = x.block_no)) THEN
+        RAISE EXCEPTION 'the events given are not those of archive batch %: they do not hash to its blocks', batch_id
+            USING ERRCODE = 'PA005';
     END IF;
     PERFORM @schema@._record('audit.archive_restored', NULL, NULL, NULL, 'archive_batch', batch_id,
                              jsonb_build_object('events', n), 'success', NULL, NULL);
@@ -208,7 +217,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @schema@.restore_archive_batch(text, jsonb[]) IS
-    'Loads the (already checked) canonical lines of an archived batch into restored_events, beside the live log.';
+    'Loads the canonical lines of an archived batch into restored_events, beside the live log, once they hash to '
+    'the chain''s blocks (PA005 otherwise).';
 
 CREATE OR REPLACE FUNCTION @schema@.drop_restored_batch(batch_id text)
 RETURNS integer

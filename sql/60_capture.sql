@@ -47,10 +47,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT '@schema@_capture.' || quote_ident('_capture_' || relid) $$;
 COMMENT ON FUNCTION @schema@._capture_function(oid) IS 'Name of the generated capture function of a table.';
 
--- The tracked_tables entry that covers a table: its own, or its nearest tracked ancestor's when it
--- inherits from a tracked table (a partition, or an inheritance child).
-CREATE OR REPLACE FUNCTION @schema@._tracking_of(target oid)
-RETURNS @schema@.tracked_tables
+-- A table and the tables it inherits from (a partition's parents), nearest first.
+CREATE OR REPLACE FUNCTION @schema@._lineage(target oid)
+RETURNS TABLE (relid oid, depth integer)
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
@@ -60,7 +59,20 @@ AS $$
         UNION ALL
         SELECT i.inhparent, u.depth + 1 FROM up u JOIN pg_inherits i ON i.inhrelid = u.relid
     )
-    SELECT t.* FROM up JOIN @schema@.tracked_tables t ON t.relid = up.relid ORDER BY up.depth LIMIT 1
+    SELECT relid, depth FROM up
+$$;
+COMMENT ON FUNCTION @schema@._lineage(oid) IS 'A table and its ancestors, with their distance from it.';
+
+-- The tracked_tables entry that covers a table: its own, or its nearest tracked ancestor's when it
+-- inherits from a tracked table (a partition, or an inheritance child).
+CREATE OR REPLACE FUNCTION @schema@._tracking_of(target oid)
+RETURNS @schema@.tracked_tables
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.* FROM @schema@._lineage(target) up JOIN @schema@.tracked_tables t ON t.relid = up.relid
+     ORDER BY up.depth LIMIT 1
 $$;
 COMMENT ON FUNCTION @schema@._tracking_of(oid) IS
     'The tracked_tables entry of a table, or of the tracked table it inherits from; NULL if none.';
@@ -83,8 +95,9 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._capture_tables(oid) IS 'A table and all the tables that inherit from it.';
 
--- The types a table's columns are made of: their own, and through domains and arrays, the ones
--- beneath, down to those that are neither (what to_jsonb prints).
+-- The types a table's columns are made of, as to_jsonb takes them apart: their own, and through
+-- domains, arrays and composite types (attribute by attribute), the ones beneath, down to the
+-- leaves, which it prints whole (with a cast to json if the type has one, else its output function).
 CREATE OR REPLACE FUNCTION @schema@._column_types(target oid)
 RETURNS TABLE (typ oid, leaf boolean)
 LANGUAGE sql
@@ -94,15 +107,19 @@ AS $$
     WITH RECURSIVE reachable(typ) AS (
         SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
         UNION
-        SELECT CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE y.typelem END
-          FROM reachable r JOIN pg_type y ON y.oid = r.typ
-         WHERE y.typtype = 'd' OR (y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc)
+        SELECT beneath.typ
+          FROM reachable r JOIN pg_type y ON y.oid = r.typ,
+               LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
+                        UNION ALL SELECT y.typelem WHERE y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc
+                        UNION ALL SELECT a.atttypid FROM pg_attribute a
+                                   WHERE y.typtype = 'c' AND a.attrelid = y.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                       ) AS beneath(typ)
     )
-    SELECT r.typ, NOT (y.typtype = 'd' OR (y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc))
+    SELECT r.typ, NOT (y.typtype IN ('d', 'c') OR (y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc))
       FROM reachable r JOIN pg_type y ON y.oid = r.typ
 $$;
 COMMENT ON FUNCTION @schema@._column_types(oid) IS
-    'Every type a table''s columns are made of, through domains and arrays; leaf: neither a domain nor an array.';
+    'Every type a table''s columns are made of, through domains, arrays and composites; leaf: none of those.';
 
 -- Whether to_jsonb can turn a table's rows into JSON without running anyone's code: every column's
 -- type, through domains and arrays, is built into PostgreSQL (an oid below 16384, FirstNormalObjectId).
@@ -113,7 +130,11 @@ RETURNS boolean
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT NOT EXISTS (SELECT 1 FROM @schema@._column_types(target) c WHERE c.leaf AND c.typ >= 16384) $$;
+AS $$
+    -- A composite type of a user's counts as not built in (its attributes may change under it).
+    SELECT NOT EXISTS (SELECT 1 FROM @schema@._column_types(target) c JOIN pg_type y ON y.oid = c.typ
+                        WHERE c.typ >= 16384 AND (c.leaf OR y.typtype = 'c'))
+$$;
 COMMENT ON FUNCTION @schema@._builtin_column_types(oid) IS
     'True when every column type is built in (through domains and arrays): to_jsonb runs no user code on its rows.';
 
@@ -147,6 +168,8 @@ SET extra_float_digits = 1
 SET IntervalStyle = postgres
 SET bytea_output = hex
 SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO'
 AS $$ SELECT pg_catalog.to_jsonb(rows) $$;
 COMMENT ON FUNCTION @schema@._row_images(anyelement) IS
     'Rows as JSON, converted as a role with no privileges (user-defined casts to json run here).';
@@ -155,21 +178,28 @@ GRANT EXECUTE ON FUNCTION @schema@._row_images(anyelement) TO @schema@_capture;
 SET ROLE @schema@_owner;
 
 -- The settings a table's capture function pins: those that change how its columns' types print
--- (through domains and arrays; geometric types print floats). The sandbox pins them all.
+-- (geometric types print floats; a timestamptz prints its offset in the session's time zone, which
+-- also makes it a key's text). A built-in range prints its bounds with their output functions, where
+-- DateStyle counts too: it gets them all. The sandbox pins them all.
 CREATE OR REPLACE FUNCTION @schema@._capture_settings(target oid)
 RETURNS text[]
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+    WITH builtin AS (
+        SELECT y.typname, y.typtype FROM @schema@._column_types(target) c JOIN pg_type y ON y.oid = c.typ
+         WHERE y.typnamespace = 'pg_catalog'::regnamespace
+    )
     SELECT ARRAY['search_path=pg_catalog, pg_temp']
         || ARRAY(SELECT s.setting FROM (VALUES
                ('extra_float_digits=1', ARRAY['float4', 'float8', 'point', 'lseg', 'path', 'box', 'polygon', 'line', 'circle']),
                ('IntervalStyle=postgres', ARRAY['interval']),
                ('bytea_output=hex', ARRAY['bytea']),
-               ('lc_monetary=C', ARRAY['money'])) AS s(setting, types)
-                WHERE EXISTS (SELECT 1 FROM @schema@._column_types(target) c JOIN pg_type y ON y.oid = c.typ
-                               WHERE y.typnamespace = 'pg_catalog'::regnamespace AND y.typname = ANY (s.types))
+               ('lc_monetary=C', ARRAY['money']),
+               ('TimeZone=UTC', ARRAY['timestamptz']),
+               ('DateStyle=ISO', ARRAY[]::name[])) AS s(setting, types)
+                WHERE EXISTS (SELECT 1 FROM builtin b WHERE b.typname = ANY (s.types) OR b.typtype IN ('r', 'm'))
                 ORDER BY 1)
 $$;
 COMMENT ON FUNCTION @schema@._capture_settings(oid) IS
@@ -482,6 +512,24 @@ GRANT EXECUTE ON FUNCTION @schema@_capture._capture_truncate() TO @schema@_maint
 
 SET ROLE @schema@_owner;
 
+-- Casts to json that to_jsonb would call on a table's rows (only those of types that are not built
+-- in, and only to json, count: jsonb_categorize_type), and whether each is a superuser's function.
+CREATE OR REPLACE FUNCTION @schema@._json_casts(target oid)
+RETURNS TABLE (source oid, function oid, trusted boolean)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT k.castsource, k.castfunc, coalesce(r.rolsuper, false)
+      FROM @schema@._column_types(target) t
+      JOIN pg_cast k ON k.castsource = t.typ AND k.casttarget = 'json'::regtype AND k.castfunc <> 0
+      LEFT JOIN pg_proc f ON f.oid = k.castfunc
+      LEFT JOIN pg_roles r ON r.oid = f.proowner
+     WHERE t.leaf AND t.typ >= 16384
+$$;
+COMMENT ON FUNCTION @schema@._json_casts(oid) IS
+    'Casts to json that to_jsonb would run on a table''s rows; trusted: its function is a superuser''s.';
+
 -- Why a table cannot be part of a tracked tree (the tracked table itself, or one below it): NULL when
 -- it can. Only partitions are captured below a tracked table, and only tables: a statement on a
 -- plain inheritance parent changes its children's rows without firing their statement triggers
@@ -503,6 +551,15 @@ AS $$
                                                                            ORDER BY i.inhparent)
                                                                           FROM pg_inherits i WHERE i.inhrelid = target))
         WHEN c.relkind NOT IN ('r', 'p') THEN 'it is not a table (a foreign table has no transition tables)'
+        -- With a deferred key two rows can share a key until commit: events by key would mix them.
+        WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = target AND i.indisprimary AND NOT i.indimmediate) THEN
+             'its primary key is deferrable'
+        -- to_jsonb prints a type through its cast to json: a cast that is not a superuser's own code
+        -- would decide what is recorded (and run in the sandbox, as it is).
+        WHEN EXISTS (SELECT 1 FROM @schema@._json_casts(target) j WHERE NOT j.trusted) THEN
+             format('type %s has a cast to json whose function %s is not a superuser''s: it would decide what is recorded',
+                    (SELECT j.source::regtype FROM @schema@._json_casts(target) j WHERE NOT j.trusted LIMIT 1),
+                    (SELECT j.function::regprocedure FROM @schema@._json_casts(target) j WHERE NOT j.trusted LIMIT 1))
         ELSE (SELECT format('%s inherits from it, and only tables that are partitions can be captured',
                             string_agg(k.oid::regclass::text, ', ' ORDER BY k.oid))
                 FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid

@@ -131,8 +131,12 @@ AS $$
 DECLARE
     who text;
 BEGIN
-    DELETE FROM @schema@.owner_proofs p WHERE p.xid <> pg_current_xact_id();  -- left by earlier transactions
-    DELETE FROM @schema@.owner_proofs p WHERE p.relid = target RETURNING p.role INTO who;
+    -- Proofs left by earlier transactions go, but never waiting for a row another transaction holds.
+    DELETE FROM @schema@.owner_proofs p
+     WHERE p.ctid = ANY (ARRAY(SELECT o.ctid FROM @schema@.owner_proofs o
+                                WHERE o.xid <> pg_current_xact_id() FOR UPDATE SKIP LOCKED));
+    DELETE FROM @schema@.owner_proofs p
+     WHERE p.relid = target AND p.xid = pg_current_xact_id() RETURNING p.role INTO who;
     IF who IS NULL AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target) THEN
         RAISE EXCEPTION 'must be owner of table %', target::regclass USING ERRCODE = 'insufficient_privilege',
             HINT = 'Change tracking and limits through enable_tracking, disable_tracking, enable_rate_limit and '
@@ -194,6 +198,12 @@ BEGIN
         RAISE EXCEPTION 'cannot track %: %', entry.relid::regclass, clash USING ERRCODE = 'PA008',
             HINT = 'Only a table and its partitions can be captured (not inheritance children, not foreign tables).';
     END IF;
+    SELECT CASE WHEN c = entry.relid THEN @schema@._tree_problem(c)
+                ELSE format('partition %s: %s', c::regclass, @schema@._tree_problem(c)) END
+      INTO clash FROM @schema@._capture_tables(entry.relid) c WHERE @schema@._tree_problem(c) IS NOT NULL LIMIT 1;
+    IF clash IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot track %: %', entry.relid::regclass, clash USING ERRCODE = 'PA008';
+    END IF;
     FOREACH col IN ARRAY entry.exclude_columns || entry.redact_columns
                          || CASE WHEN entry.tenant_column IS NULL THEN '{}'::text[] ELSE ARRAY[entry.tenant_column] END LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = entry.relid AND a.attname = col
@@ -229,6 +239,17 @@ BEGIN
     IF clash IS NOT NULL THEN
         RAISE EXCEPTION 'kind prefix % overlaps that of tracked table %', entry.kind_prefix, clash USING ERRCODE = 'PA005',
             HINT = 'Give each tracked table a kind prefix of its own (enable_tracking(..., kind_prefix => ...)).';
+    END IF;
+    -- Nor one that another table used (its events stay under it), unless that table is gone and
+    -- this one has its name: the same table, dropped and created again.
+    SELECT coalesce((SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = k.relid), k.table_name || ' (dropped)')
+      INTO clash
+      FROM @schema@.kind_prefixes k
+     WHERE k.kind_prefix = entry.kind_prefix AND k.relid <> entry.relid
+       AND (EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = k.relid) OR k.table_name <> entry.relid::regclass::text);
+    IF clash IS NOT NULL THEN
+        RAISE EXCEPTION 'kind prefix % holds the events of table %', entry.kind_prefix, clash USING ERRCODE = 'PA005',
+            HINT = 'Its history would read as this table''s: give this one a kind prefix of its own.';
     END IF;
     -- Nor another table's own name: the history of a table that is not tracked (or no longer) is
     -- read under it.
@@ -276,6 +297,8 @@ BEGIN
             tenant_attnum = excluded.tenant_attnum, skip_noop_updates = excluded.skip_noop_updates,
             enabled_at = now(), enabled_by = excluded.enabled_by
     RETURNING * INTO result;
+    INSERT INTO @schema@.kind_prefixes AS k (kind_prefix, relid, table_name) VALUES (result.kind_prefix, result.relid, result.table_name)
+    ON CONFLICT (kind_prefix) DO UPDATE SET relid = excluded.relid, table_name = excluded.table_name;
     PERFORM @schema@._generate_capture(c) FROM @schema@._capture_tables(result.relid) c;
     PERFORM @schema@._record('audit.tracking_enabled', NULL, NULL, NULL, 'table', result.table_name,
                              @schema@._tracking_options(result), 'success', NULL, NULL);
@@ -341,7 +364,7 @@ COMMENT ON FUNCTION @schema@._unregister_tracking(oid, text) IS
     '(audit.tracking_disabled, audit.tracked_table_dropped).';
 
 -- A partition created in, or attached to, a tracked table: its capture function, and the event
--- saying it is covered; true when it was not covered before. The triggers are attached by its owner
+-- saying it is covered; true when it was not covered before, NULL when tracking does not cover it. The triggers are attached by its owner
 -- (the event trigger @schema@_capture_partitions, as the role that ran the command), who must hold
 -- the maintainer role to run this. Anyone who may run it can only make it do what the catalogue
 -- says is due.
@@ -356,7 +379,7 @@ DECLARE
     problem text := @schema@._tree_problem(target);
 BEGIN
     IF t.relid IS NULL OR t.relid = target THEN
-        RAISE EXCEPTION '% is not a partition of a tracked table', target::regclass USING ERRCODE = 'PA008';
+        RETURN NULL;  -- tracking does not cover it
     ELSIF problem IS NOT NULL THEN
         RAISE EXCEPTION 'cannot capture % as part of tracked table %: %', target::regclass, t.table_name, problem
             USING ERRCODE = 'PA008';
@@ -423,6 +446,9 @@ BEGIN
     entry.redact_columns := coalesce(entry.redact_columns, '{}');
     PERFORM @schema@._check_trackable(entry);  -- what cannot be tracked is said before who may not
     PERFORM @schema@._prove_owner(c) FROM @schema@._capture_tables(target) c;
+    -- No column, partition or type may change under the checks and the generated functions (a column
+    -- of a user's type, added meanwhile, would otherwise be converted inline).
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', target);
     entry := @schema@._register_tracking(entry);  -- checks everything, generates the capture functions
     FOR part IN SELECT * FROM @schema@._capture_tables(target) LOOP
         PERFORM @schema@._attach_capture(part);

@@ -37,6 +37,7 @@ BEGIN
             tenant_column = fresh.tenant_column, exclude_attnums = fresh.exclude_attnums,
             redact_attnums = fresh.redact_attnums, tenant_attnum = fresh.tenant_attnum
          WHERE relid = t.relid;
+        UPDATE @schema@.kind_prefixes SET table_name = fresh.table_name WHERE relid = t.relid;
         PERFORM @schema@._record('audit.tracked_table_altered', NULL, NULL, NULL, 'table', fresh.table_name,
                                  jsonb_build_object('before', @schema@._tracking_options(t),
                                                     'after', @schema@._tracking_options(fresh)),
@@ -75,16 +76,33 @@ $$;
 COMMENT ON FUNCTION @schema@._refuse_broken_capture(oid, text) IS
     'Raises PA008 when a tracked table (or a partition of one) lacks its capture triggers as tracking made them.';
 
+-- The tables tracking covers (tracked ones and their partitions) that still exist.
+CREATE OR REPLACE FUNCTION @schema@._covered_tables()
+RETURNS SETOF oid
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
+     WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c)
+$$;
+COMMENT ON FUNCTION @schema@._covered_tables() IS 'Every existing table that tracking covers.';
+
 CREATE OR REPLACE FUNCTION @schema@._on_ddl_end()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- runs for every DDL command of the database
 AS $$
 DECLARE
     cmd record;
     touched oid[] := '{}';   -- tables the command changed: their capture, and their descendants', is checked whole
     created oid[] := '{}';   -- triggers the command created: each checked on its own
+    altered oid[] := '{}';   -- types the command changed: the tables made of them are recorded, and checked
+    cast_created boolean := false;
+    covered oid[];
+    changed_type oid;
     root oid;
     rel oid;
     refreshed boolean := false;
@@ -99,11 +117,32 @@ BEGIN
                                -- a composite type altered (ALTER TYPE ... CASCADE): the tables typed by it
                                || ARRAY(SELECT c.oid FROM pg_class t JOIN pg_class c ON c.reloftype = t.reltype
                                          WHERE t.oid = cmd.objid AND t.relkind = 'c');
+            altered := altered || ARRAY(SELECT t.reltype FROM pg_class t WHERE t.oid = cmd.objid AND t.relkind = 'c');
+        ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say
+            altered := altered || cmd.objid;
+        ELSIF cmd.classid = 'pg_cast'::regclass THEN  -- a cast to json would decide what is recorded
+            cast_created := true;
         ELSIF cmd.classid = 'pg_namespace'::regclass THEN  -- a renamed schema: its tables' names
             touched := touched || ARRAY(SELECT t.relid FROM @schema@.tracked_tables t JOIN pg_class c ON c.oid = t.relid
                                          WHERE c.relnamespace = cmd.objid);
         END IF;
     END LOOP;
+    -- A type that covered tables are made of changed what their values read as, with no row event:
+    -- recorded, with the command, and the tables checked and regenerated.
+    FOREACH changed_type IN ARRAY ARRAY(SELECT DISTINCT unnest(altered)) LOOP
+        covered := ARRAY(SELECT c FROM @schema@._covered_tables() c
+                          WHERE EXISTS (SELECT 1 FROM @schema@._column_types(c) x WHERE x.typ = changed_type));
+        CONTINUE WHEN cardinality(covered) = 0;
+        touched := touched || covered;
+        PERFORM @schema@._record('audit.tracked_type_altered', NULL, NULL, NULL, 'type', changed_type::regtype::text,
+                                 jsonb_build_object('tables', (SELECT jsonb_agg(c::regclass::text ORDER BY c::regclass::text)
+                                                                 FROM unnest(covered) c),
+                                                    'command', left(current_query(), 2000)),
+                                 'success', NULL, NULL);
+    END LOOP;
+    IF cast_created THEN
+        touched := touched || ARRAY(SELECT @schema@._covered_tables());
+    END IF;
     -- A change to a table reaches the tables that inherit from it too (a column added, retyped).
     touched := ARRAY(SELECT DISTINCT d FROM unnest(touched) a, @schema@._capture_tables(a) d);
     FOR root IN SELECT DISTINCT (@schema@._tracking_of(a)).relid FROM unnest(touched) a LOOP
@@ -130,6 +169,7 @@ RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- runs for every DROP of the database
 AS $$
 DECLARE
     gone record;
@@ -154,7 +194,9 @@ BEGIN
         PERFORM @schema@._drop_stale_captures();
     END IF;
     -- A dropped column or key index changes what the remaining tables capture.
-    FOR t IN SELECT * FROM @schema@.tracked_tables LOOP
+    FOR t IN SELECT * FROM @schema@.tracked_tables
+              WHERE EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
+                             WHERE d.object_type IN ('table column', 'index', 'table constraint')) LOOP
         PERFORM @schema@._refresh_tracking(t.relid, EXISTS (
             SELECT 1 FROM pg_event_trigger_dropped_objects() d
              WHERE d.classid = 'pg_class'::regclass AND d.objid = t.relid AND d.objsubid > 0));
@@ -185,48 +227,73 @@ CREATE OR REPLACE FUNCTION @schema@._cover_partitions()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- runs for every CREATE and ALTER TABLE of the database: compiling would cost it 80 ms
 AS $$
 DECLARE
+    under_tracked oid[];  -- partitions below a table carrying the capture triggers
+    under_limited oid[];  -- partitions below a table carrying the rate-limit trigger
     part oid;
 BEGIN
+    WITH RECURSIVE involved AS (  -- the tables the command touched (an attached partition: its parent)
+        SELECT DISTINCT d.objid AS relid FROM pg_event_trigger_ddl_commands() d
+         WHERE d.classid = 'pg_class'::regclass
+           AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = d.objid OR i.inhparent = d.objid)
+    ), up(relid) AS (
+        SELECT relid FROM involved
+        UNION SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid
+    ), tree(relid) AS (
+        SELECT relid FROM up
+        UNION SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid
+    ), ancestors(of, relid) AS (  -- each partition of those trees, and everything above it
+        SELECT t.relid, i.inhparent FROM tree t JOIN pg_class c ON c.oid = t.relid AND c.relkind IN ('r', 'p')
+          JOIN pg_inherits i ON i.inhrelid = t.relid WHERE c.relispartition
+        UNION SELECT a.of, i.inhparent FROM ancestors a JOIN pg_inherits i ON i.inhrelid = a.relid
+    ), marks AS (  -- a captured ancestor calls its own capture function (a detached one keeps only
+                   -- the TRUNCATE trigger); a limited one, the rate-limit trigger
+        SELECT a.of, g.tgname FROM ancestors a JOIN pg_trigger g ON g.tgrelid = a.relid
+          JOIN pg_proc f ON f.oid = g.tgfoid JOIN pg_namespace n ON n.oid = f.pronamespace
+         WHERE (g.tgname = '@schema@_capture_insert' AND f.proname = '_capture_' || a.relid AND n.nspname = '@schema@_capture')
+            OR (g.tgname = '@schema@_rate_limit' AND f.proname = '_rate_limit_trigger' AND n.nspname = '@schema@')
+    )
+    SELECT ARRAY(SELECT DISTINCT m.of FROM marks m WHERE m.tgname = '@schema@_capture_insert'),
+           ARRAY(SELECT DISTINCT m.of FROM marks m WHERE m.tgname = '@schema@_rate_limit')
+      INTO under_tracked, under_limited;
+
     FOR part IN
-        WITH RECURSIVE involved AS (  -- tables the command touched that take part in inheritance
-            SELECT DISTINCT d.objid AS relid FROM pg_event_trigger_ddl_commands() d
-             WHERE d.classid = 'pg_class'::regclass
-               AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = d.objid OR i.inhparent = d.objid)
-        ), up(relid) AS (  -- and everything above them
-            SELECT relid FROM involved
-            UNION SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid
-        ), tree(relid) AS (  -- and everything below that
-            SELECT relid FROM up
-            UNION SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid
-        ), capture AS (
+        WITH capture AS (
             SELECT f.oid, f.proname FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
              WHERE n.nspname = '@schema@_capture'
-        ), ancestors(relid, of) AS (
-            SELECT i.inhparent, i.inhrelid FROM pg_inherits i WHERE i.inhrelid IN (SELECT relid FROM tree)
-            UNION SELECT i.inhparent, a.of FROM ancestors a JOIN pg_inherits i ON i.inhrelid = a.relid
         )
-        SELECT t.relid FROM tree t JOIN pg_class c ON c.oid = t.relid AND c.relkind IN ('r', 'p') AND c.relispartition
-         WHERE EXISTS (  -- it inherits from a table that tracking covers
-                   SELECT 1 FROM ancestors a JOIN pg_trigger g ON g.tgrelid = a.relid
-                    WHERE a.of = t.relid AND g.tgname = '@schema@_capture_truncate'
-                      AND g.tgfoid IN (SELECT oid FROM capture WHERE proname = '_capture_truncate'))
-           AND (SELECT count(*) FROM pg_trigger g
-                 WHERE g.tgrelid = t.relid
+        SELECT p FROM unnest(under_tracked) p
+         WHERE (SELECT count(*) FROM pg_trigger g
+                 WHERE g.tgrelid = p
                    AND ((g.tgname IN ('@schema@_capture_insert', '@schema@_capture_update', '@schema@_capture_delete')
-                         AND g.tgfoid IN (SELECT oid FROM capture WHERE proname = '_capture_' || t.relid))
+                         AND g.tgfoid IN (SELECT oid FROM capture WHERE proname = '_capture_' || p))
                         OR (g.tgname = '@schema@_capture_truncate'
                             AND g.tgfoid IN (SELECT oid FROM capture WHERE proname = '_capture_truncate')))) < 4
     LOOP
         BEGIN
-            PERFORM @schema@._cover_partition(part);
+            -- NULL: tracking does not cover it (a table detached from a tracked one by a role that did
+            -- not own it keeps a TRUNCATE trigger).
+            CONTINUE WHEN @schema@._cover_partition(part) IS NULL;
         EXCEPTION WHEN insufficient_privilege THEN
             RAISE EXCEPTION '% would inherit from a tracked table: only a member of @schema@_maintainer owning it '
                             'may add it (its capture triggers must be attached)', part::regclass
                 USING ERRCODE = 'PA008';
         END;
         PERFORM @schema@._attach_capture(part);
+    END LOOP;
+    -- A partition of a rate-limited table is limited with it: a statement naming it fires its own
+    -- triggers only.
+    FOR part IN SELECT p FROM unnest(under_limited) p
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = p AND g.tgname = '@schema@_rate_limit') LOOP
+        BEGIN
+            EXECUTE format('CREATE TRIGGER @schema@_rate_limit BEFORE INSERT OR UPDATE OR DELETE ON %s'
+                           ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._rate_limit_trigger()', part::regclass);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION '% would be a partition of a rate-limited table: only a member of @schema@_maintainer '
+                            'owning it may add it', part::regclass USING ERRCODE = 'PA008';
+        END;
     END LOOP;
 END
 $$;
@@ -253,3 +320,26 @@ END
 $$;
 COMMENT ON FUNCTION @schema@._refuse_function_role_ddl() IS
     'Event trigger (ddl_command_start): refuses any DDL run as a function role inside a function.';
+
+-- ALTER TABLE ... ALTER COLUMN ... TYPE (and ALTER TYPE of a typed table's type) rewrites every row,
+-- with USING whatever it likes, firing no row trigger: on a covered table the values would change
+-- with no event. Refused; disabling tracking first says so in the log.
+CREATE OR REPLACE FUNCTION @schema@._refuse_rewrite()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target oid := pg_event_trigger_table_rewrite_oid();
+BEGIN
+    IF pg_event_trigger_table_rewrite_reason() & 4 <> 0  -- AT_REWRITE_COLUMN_REWRITE
+       AND (@schema@._tracking_of(target)).relid IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot change the type of a column of %: it rewrites the rows without capturing them',
+                        target::regclass USING ERRCODE = 'PA008',
+            HINT = 'Call @schema@.disable_tracking first (it is recorded), then enable_tracking again.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_rewrite() IS
+    'Event trigger (table_rewrite): refuses rewriting the columns of a table that tracking covers.';

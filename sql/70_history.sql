@@ -17,8 +17,13 @@ BEGIN
         SELECT n.nspname || '.' || c.relname INTO prefix
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = target;
         keys := @schema@._key_columns(target);
-        -- A tracked table renamed keeps its prefix: a new table under its old name has no past there.
-        SELECT t.table_name INTO other FROM @schema@.tracked_tables t WHERE t.kind_prefix = prefix;
+        -- Its name may hold another table's events: a tracked table renamed keeps its prefix, a
+        -- table may have been tracked under a prefix that is this table's name. Only the same table
+        -- dropped and created again under its name has its past there.
+        SELECT coalesce((SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = k.relid), k.table_name || ' (dropped)')
+          INTO other FROM @schema@.kind_prefixes k
+         WHERE k.kind_prefix = prefix AND k.relid <> target
+           AND (EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = k.relid) OR k.table_name <> target::text);
         IF other IS NOT NULL THEN
             RAISE EXCEPTION '% is not tracked: the events under its name are those of tracked table %', target, other
                 USING ERRCODE = 'PA008', HINT = format('Read the history of %s.', other);

@@ -10,7 +10,9 @@ LANGUAGE plpgsql
 AS $$
 #variable_conflict use_variable
 DECLARE
-    shards integer := least(16, per_window);
+    -- One shard per 10 of the limit: a shard's sliding estimate is only as fine as its share, and a
+    -- share of 1 would refuse until its whole previous window has slid out.
+    shards integer := least(16, greatest(1, per_window / 10));
     t double precision := date_part('epoch', clock_timestamp()) / window_seconds;  -- in windows
     this_window bigint := floor(t);
     e double precision := t - floor(t);  -- how far into this window, 0..1
@@ -117,6 +119,20 @@ END
 $$;
 COMMENT ON FUNCTION @schema@._rate_refuse(text, integer, integer, bigint) IS 'Raises PA009 with the retry-after.';
 
+-- The table whose limits apply to a table: its own, or its nearest limited ancestor's (a statement
+-- naming a partition fires the partition's triggers only, so each carries the trigger too).
+CREATE OR REPLACE FUNCTION @schema@._rate_limit_of(target oid)
+RETURNS @schema@.rate_limits
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.* FROM @schema@._lineage(target) up
+      JOIN @schema@.rate_limits r ON r.scope = 'table' AND r.target = up.relid::text
+     ORDER BY up.depth LIMIT 1
+$$;
+COMMENT ON FUNCTION @schema@._rate_limit_of(oid) IS 'The limits that apply to a table: its own, or its nearest ancestor''s.';
+
 -- One write is one statement: a bulk statement is one request from the application's point of
 -- view, and a row count would make every bulk load fail.
 CREATE OR REPLACE FUNCTION @schema@._rate_limit_trigger()
@@ -131,21 +147,21 @@ DECLARE
     tenant text := @schema@._context('tenant_id');
     wait_ms bigint;
 BEGIN
-    SELECT * INTO l FROM @schema@.rate_limits r WHERE r.scope = 'table' AND r.target = TG_RELID::text;
-    IF NOT FOUND OR @schema@._rate_exempt() THEN
+    l := @schema@._rate_limit_of(TG_RELID);  -- a partition counts against its limited table
+    IF l.target IS NULL OR @schema@._rate_exempt() THEN
         RETURN NULL;
     END IF;
     IF l.per_user IS NOT NULL THEN
-        wait_ms := @schema@._rate_take(format('table:%s:user:%s:%s', TG_RELID, tenant, actor), l.per_user, l.window_seconds);
+        wait_ms := @schema@._rate_take(format('table:%s:user:%s:%s', l.target, tenant, actor), l.per_user, l.window_seconds);
         IF wait_ms IS NOT NULL THEN
-            PERFORM @schema@._rate_refuse(format('user %s on %s', actor, TG_RELID::regclass), l.per_user,
+            PERFORM @schema@._rate_refuse(format('user %s on %s', actor, l.target::oid::regclass), l.per_user,
                                           l.window_seconds, wait_ms);
         END IF;
     END IF;
     IF l.per_tenant IS NOT NULL AND tenant IS NOT NULL THEN
-        wait_ms := @schema@._rate_take(format('table:%s:tenant:%s', TG_RELID, tenant), l.per_tenant, l.window_seconds);
+        wait_ms := @schema@._rate_take(format('table:%s:tenant:%s', l.target, tenant), l.per_tenant, l.window_seconds);
         IF wait_ms IS NOT NULL THEN
-            PERFORM @schema@._rate_refuse(format('tenant %s on %s', tenant, TG_RELID::regclass), l.per_tenant,
+            PERFORM @schema@._rate_refuse(format('tenant %s on %s', tenant, l.target::oid::regclass), l.per_tenant,
                                           l.window_seconds, wait_ms);
         END IF;
     END IF;
@@ -216,6 +232,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     entry @schema@.rate_limits;
+    part oid;
 BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = target) NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'cannot limit %: only tables can be limited', target USING ERRCODE = 'PA008';
@@ -227,8 +244,10 @@ BEGIN
     entry.window_seconds := window_seconds;
     PERFORM @schema@._prove_owner(target);
     entry := @schema@._put_rate_limit(entry);
-    EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_rate_limit BEFORE INSERT OR UPDATE OR DELETE ON %s'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._rate_limit_trigger()', target);
+    FOR part IN SELECT @schema@._capture_tables(target) LOOP  -- the table and its partitions
+        EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_rate_limit BEFORE INSERT OR UPDATE OR DELETE ON %s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._rate_limit_trigger()', part::regclass);
+    END LOOP;
     RETURN entry;
 END
 $$;
@@ -241,8 +260,12 @@ RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    part oid;
 BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS @schema@_rate_limit ON %s', target);
+    FOR part IN SELECT @schema@._capture_tables(target) LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS @schema@_rate_limit ON %s', part::regclass);
+    END LOOP;
     PERFORM @schema@._prove_owner(target);
     RETURN @schema@._drop_rate_limit('table', target::oid::text);
 END

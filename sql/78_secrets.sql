@@ -7,6 +7,38 @@
 -- AES-256-CBC then HMAC-SHA-256 over what it is bound to (tenant, slot, versions), so a changed
 -- or moved ciphertext is an error, never garbage.
 
+-- pgcrypto's functions, bound once and for all by oid (SQL-standard bodies are parsed when they are
+-- created): a later rename of the schema pgcrypto lives in, and a look-alike put under its old
+-- name, changes nothing. Dropping pgcrypto needs CASCADE, which drops these (status says so).
+CREATE OR REPLACE FUNCTION @schema@._hmac_sha256(data bytea, key bytea)
+RETURNS bytea
+LANGUAGE sql
+IMMUTABLE STRICT
+BEGIN ATOMIC
+    SELECT @pgcrypto@.hmac(data, key, 'sha256'::text);
+END;
+COMMENT ON FUNCTION @schema@._hmac_sha256(bytea, bytea) IS 'HMAC-SHA-256 (pgcrypto, bound by oid).';
+
+CREATE OR REPLACE FUNCTION @schema@._random_bytes(n integer)
+RETURNS bytea
+LANGUAGE sql
+VOLATILE STRICT
+BEGIN ATOMIC
+    SELECT @pgcrypto@.gen_random_bytes(n);
+END;
+COMMENT ON FUNCTION @schema@._random_bytes(integer) IS 'Cryptographically random bytes (pgcrypto, bound by oid).';
+
+CREATE OR REPLACE FUNCTION @schema@._aes_cbc(data bytea, key bytea, iv bytea, encrypt boolean)
+RETURNS bytea
+LANGUAGE sql
+IMMUTABLE STRICT
+BEGIN ATOMIC
+    SELECT CASE WHEN encrypt THEN @pgcrypto@.encrypt_iv(data, key, iv, 'aes-cbc/pad:pkcs'::text)
+                ELSE @pgcrypto@.decrypt_iv(data, key, iv, 'aes-cbc/pad:pkcs'::text) END;
+END;
+COMMENT ON FUNCTION @schema@._aes_cbc(bytea, bytea, bytea, boolean) IS
+    'AES-256-CBC with PKCS padding, encrypting or decrypting (pgcrypto, bound by oid).';
+
 -- Encrypt-then-MAC. blob = 0x01 || iv (16) || AES-256-CBC ciphertext || HMAC-SHA-256 (32).
 CREATE OR REPLACE FUNCTION @schema@._encrypt(p_key bytea, p_bound bytea, p_plain bytea)
 RETURNS bytea
@@ -15,12 +47,11 @@ VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    iv bytea := @pgcrypto@.gen_random_bytes(16);
+    iv bytea := @schema@._random_bytes(16);
     body bytea;
 BEGIN
-    body := '\x01'::bytea || iv || @pgcrypto@.encrypt_iv(p_plain, @pgcrypto@.hmac('pgaudit_py enc'::bytea, p_key, 'sha256'),
-                                                         iv, 'aes-cbc/pad:pkcs');
-    RETURN body || @pgcrypto@.hmac(p_bound || body, @pgcrypto@.hmac('pgaudit_py mac'::bytea, p_key, 'sha256'), 'sha256');
+    body := '\x01'::bytea || iv || @schema@._aes_cbc(p_plain, @schema@._hmac_sha256('pgaudit_py enc'::bytea, p_key), iv, true);
+    RETURN body || @schema@._hmac_sha256(p_bound || body, @schema@._hmac_sha256('pgaudit_py mac'::bytea, p_key));
 END
 $$;
 COMMENT ON FUNCTION @schema@._encrypt(bytea, bytea, bytea) IS
@@ -40,13 +71,13 @@ BEGIN
         RAISE EXCEPTION '% is not in a format pgaudit_py wrote', p_what USING ERRCODE = 'PA012';
     END IF;
     body := substring(p_blob FROM 1 FOR n - 32);
-    IF @pgcrypto@.hmac(p_bound || body, @pgcrypto@.hmac('pgaudit_py mac'::bytea, p_key, 'sha256'), 'sha256')
+    IF @schema@._hmac_sha256(p_bound || body, @schema@._hmac_sha256('pgaudit_py mac'::bytea, p_key))
        <> substring(p_blob FROM n - 31) THEN
         RAISE EXCEPTION '% does not authenticate: it was changed, or moved from another tenant or slot', p_what
             USING ERRCODE = 'PA012';
     END IF;
-    RETURN @pgcrypto@.decrypt_iv(substring(body FROM 18), @pgcrypto@.hmac('pgaudit_py enc'::bytea, p_key, 'sha256'),
-                                 substring(body FROM 2 FOR 16), 'aes-cbc/pad:pkcs');
+    RETURN @schema@._aes_cbc(substring(body FROM 18), @schema@._hmac_sha256('pgaudit_py enc'::bytea, p_key),
+                             substring(body FROM 2 FOR 16), false);
 END
 $$;
 COMMENT ON FUNCTION @schema@._decrypt(bytea, bytea, bytea, text) IS
@@ -57,7 +88,7 @@ RETURNS bytea
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT @pgcrypto@.hmac('pgaudit_py master key fingerprint v1'::bytea, p_key, 'sha256') $$;
+AS $$ SELECT @schema@._hmac_sha256('pgaudit_py master key fingerprint v1'::bytea, p_key) $$;
 COMMENT ON FUNCTION @schema@._key_fingerprint(bytea) IS 'Identifies a master key without revealing it.';
 
 -- Key text to bytes. Never quotes the text: it may be a key, or the wrong file's content.
@@ -290,7 +321,7 @@ BEGIN
         INSERT INTO @schema@.data_keys (tenant_id, version) VALUES (p_tenant, 1) ON CONFLICT DO NOTHING;
         IF FOUND THEN
             version := 1;
-            key := @pgcrypto@.gen_random_bytes(32);
+            key := @schema@._random_bytes(32);
             PERFORM @schema@._wrap_data_key(p_tenant, 1, key);
             RETURN;
         END IF;
@@ -596,7 +627,7 @@ BEGIN
     new_v := versions[cardinality(versions)];
     IF cardinality(versions) = 1 THEN  -- start a rotation
         new_v := new_v + 1;
-        new_k := @pgcrypto@.gen_random_bytes(32);
+        new_k := @schema@._random_bytes(32);
         INSERT INTO @schema@.data_keys (tenant_id, version) VALUES (t, new_v);
         PERFORM @schema@._wrap_data_key(t, new_v, new_k);
     ELSE

@@ -65,7 +65,7 @@ GRANT EXECUTE ON FUNCTION @schema@.record(text, text, text, text, text, text, js
 
 GRANT SELECT ON @schema@.events, @schema@.event_types, @schema@.event_type_drift, @schema@.tracked_tables,
     @schema@.blocks, @schema@.prune_points, @schema@.rate_limits, @schema@.archive_batches, @schema@.archive_settings,
-    @schema@.restored_events, @schema@.quarantine
+    @schema@.restored_events, @schema@.quarantine, @schema@.kind_prefixes
     TO @schema@_reader;
 GRANT EXECUTE ON FUNCTION
     @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer),
@@ -83,6 +83,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@._history_target(regclass, text),
     @schema@._key_columns(regclass),
     @schema@._tracking_of(oid),
+    @schema@._lineage(oid),
     @schema@.archive_lines(bigint, bigint)
     TO @schema@_reader;
 
@@ -107,6 +108,9 @@ GRANT INSERT ON @schema@.owner_proofs TO @schema@_maintainer;
 GRANT EXECUTE ON FUNCTION
     @schema@._prove_owner(oid),
     @schema@._check_trackable(@schema@.tracked_tables),
+    @schema@._tree_problem(oid),
+    @schema@._json_casts(oid),
+    @schema@._column_types(oid),
     @schema@._check_kind(text, text),
     @schema@._reserved_kind(text),
     @schema@.enable_tracking(regclass, text[], text[], text, boolean, text),

@@ -4,14 +4,18 @@ crashes at every step, a flaky upload, tampering, refusals, restore and the comm
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
+import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,10 +24,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pgaudit_py import archive as archiving
-from pgaudit_py import preview_prune, prune_events, record, seal
+from pgaudit_py import canonical, preview_prune, prune_events, record, seal
 from pgaudit_py.archive_targets import FileTarget, S3Target, StorageError, Target, open_target
 from pgaudit_py.chain import read_blocks
-from pgaudit_py.checkpoint import Keys
+from pgaudit_py.checkpoint import Keys, sign
 from pgaudit_py.cli import cli
 from pgaudit_py.errors import NotArchived
 
@@ -149,6 +153,8 @@ def test_archive_moves_whole_blocks_and_everything_verifies(db: psycopg.Connecti
     assert db.execute("SELECT event -> 'payload' ->> 'price' FROM audit.restored_events LIMIT 1").fetchone() == ("1.5",)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         maintainer.execute("UPDATE audit.restored_events SET kind = 'x'")
+    assert db.execute("SELECT count(*), min(kind), max(kind) FROM audit.restored_events").fetchone() == (
+        10, "order.created", "order.created")
 
 
 STEPS = ["planned", "data_stored", "manifest_stored", "recorded", "deleted_uncommitted"]
@@ -279,6 +285,128 @@ def test_tampering_with_the_archive_is_named(db: psycopg.Connection, maintainer:
                         "no recorded batch names it"]
 
 
+def archived_lines(target: Target, batch_id: str) -> list[str]:
+    data = target.get(archiving.object_keys(batch_id)[0])
+    assert data is not None
+    return gzip.decompress(data).decode().split("\n")[:-1]
+
+
+def forge(db: psycopg.Connection, target: Target, batch_id: str, signer: Keys, *, lines: list[str] | None = None,
+          edit: Callable[[dict[str, Any]], None] | None = None, record_data_hash: bool = True) -> None:
+    """An attacker who controls the storage and the database, and holds `signer`: the batch's data
+    object becomes `lines`, its manifest is edited and signed again, and the database's record is
+    made to agree (all but the uncompressed data's hash, unless `record_data_hash`). Every check
+    on the way to the one a test is after passes."""
+    data_key, manifest_key = archiving.object_keys(batch_id)
+    data = "".join(line + "\n" for line in (lines if lines is not None else archived_lines(target, batch_id))).encode()
+    gz = gzip.compress(data, mtime=0)
+    raw = target.get(manifest_key)
+    assert raw is not None
+    body = json.loads(raw)["manifest"]
+    body.update(data_bytes=len(data), data_sha256=hashlib.sha256(data).hexdigest(), gz_bytes=len(gz),
+                gz_sha256=hashlib.sha256(gz).hexdigest())
+    if edit:
+        edit(body)
+    manifest = (canonical.dumps({"manifest": body, "signatures": sign(body, signer)}) + "\n").encode()
+    target.put(data_key, gz)
+    target.put(manifest_key, manifest)
+    db.execute("UPDATE audit.archive_batches SET gz_sha256 = %s, manifest_sha256 = %s,"
+               " data_sha256 = CASE WHEN %s THEN %s ELSE data_sha256 END WHERE batch_id = %s",
+               (hashlib.sha256(gz).digest(), hashlib.sha256(manifest).digest(), record_data_hash,
+                hashlib.sha256(data).digest(), batch_id))
+
+
+def rehash_block(body: dict[str, Any], lines: list[str] | None = None, prev_hash: bytes | None = None) -> None:
+    """Make the manifest's (one) block header consistent again: its events hash from `lines`, its
+    link `prev_hash`, and its own hash over both."""
+    entry = body["blocks"][0]
+    events = canonical.events_hash(lines) if lines is not None else bytes.fromhex(entry["events_hash"])
+    prev = prev_hash if prev_hash is not None else bytes.fromhex(entry["prev_hash"])
+    entry.update(events_hash=events.hex(), prev_hash=prev.hex(), block_hash=canonical.block_hash(
+        entry["block_no"], entry["first_seq"], entry["last_seq"], entry["event_count"], events, prev).hex())
+
+
+def changed_price(lines: list[str]) -> list[str]:
+    return [lines[0].replace('"price": 1.5', '"price": 9.5'), *lines[1:]]
+
+
+def tamper_chain(db: psycopg.Connection, statement: str) -> None:
+    db.execute("SET session_replication_role = replica")
+    db.execute(statement)
+    db.execute("RESET session_replication_role")
+
+
+# Each: what is done to three archived one-block batches (blocks 1, 2, 3; block 4 still hot), and
+# every problem `archive verify` must then name, exactly.
+TAMPERING: dict[str, Callable[[psycopg.Connection, Target, Keys, list[str]], list[str]]] = {
+    "manifest replaced by other JSON": lambda db, target, keys, b: (
+        target.put(archiving.object_keys(b[0])[1], b"[]"),
+        [f"batch {b[0]}: the manifest was changed (its hash is not the one recorded)",
+         f"batch {b[0]}: the manifest is not a pgaudit manifest"])[1],
+    "data object deleted": lambda db, target, keys, b: (
+        remove_object(target, archiving.object_keys(b[1])[0]),
+        [f"batch {b[1]}: data object {b[1]}.jsonl.gz is missing from {target.url}"])[1],
+    "manifest chain broken": lambda db, target, keys, b: (
+        forge(db, target, b[2], keys, edit=lambda body: body.update(prev_manifest_sha256=None)),
+        [f"batch {b[2]}: the manifest does not name the previous manifest's hash (broken manifest chain)"])[1],
+    "manifest signed with HMAC only": lambda db, target, keys, b: (
+        forge(db, target, b[2], Keys(hmac_key=keys.hmac_key)),
+        [f"batch {b[2]}: the manifest has no Ed25519 signature"])[1],
+    "manifest signed with another HMAC key": lambda db, target, keys, b: (
+        forge(db, target, b[2], Keys(signing_key=keys.signing_key, hmac_key=os.urandom(32))),
+        [f"batch {b[2]}: the manifest's HMAC-SHA-256 does not verify with this key"])[1],
+    "data changed, compressed hashes forged": lambda db, target, keys, b: (
+        forge(db, target, b[2], keys, lines=changed_price(archived_lines(target, b[2])), record_data_hash=False),
+        [f"batch {b[2]}: the data object does not decompress to what was archived"])[1],
+    "a line that is no event": lambda db, target, keys, b: (
+        forge(db, target, b[2], keys, lines=[*archived_lines(target, b[2])[:-1], '{"not": "an event"}']),
+        [f"batch {b[2]}: the data object holds a line that is not a canonical event line"])[1],
+    "an event changed": lambda db, target, keys, b: (
+        forge(db, target, b[2], keys, lines=changed_price(archived_lines(target, b[2]))),
+        [f"batch {b[2]}: block 3's events do not match its hash"])[1],
+    "a block header changed": lambda db, target, keys, b: (
+        forge(db, target, b[2], keys, edit=lambda body: body["blocks"][0].update(prev_hash="00" * 32)),
+        [f"batch {b[2]}: block 3's header does not match its hash"])[1],
+    "a block relinked": lambda db, target, keys, b: (
+        forge(db, target, b[2], keys, edit=lambda body: rehash_block(body, prev_hash=bytes(32))),
+        [f"batch {b[2]}: block 3 does not link to block 2"])[1],
+    "a block rewritten consistently": lambda db, target, keys, b: (
+        forge(db, target, b[2], keys, lines=changed_price(archived_lines(target, b[2])),
+              edit=lambda body: rehash_block(body, changed_price(archived_lines(target, b[2])))),
+        [f"batch {b[2]}: block 3 differs from the database's block row"])[1],
+    "an event duplicated": lambda db, target, keys, b: (
+        forge(db, target, b[2], keys, lines=[*archived_lines(target, b[2]), archived_lines(target, b[2])[0]]),
+        [f"batch {b[2]}: 6 events in the data object, 5 recorded"])[1],
+    "a batch removed from the record and the storage": lambda db, target, keys, b: (
+        db.execute("DELETE FROM audit.archive_batches WHERE batch_id = %s", (b[1],)),
+        [remove_object(target, key) for key in archiving.object_keys(b[1])],
+        [f"gap: blocks 2..2 are in no archive batch (between {b[0]} and {b[2]})",
+         f"batch {b[2]}: the manifest does not name the previous manifest's hash (broken manifest chain)"])[2],
+    "the first hot block relinked": lambda db, target, keys, b: (
+        tamper_chain(db, "UPDATE audit.blocks SET prev_hash = sha256('elsewhere') WHERE block_no = 4"),
+        ["the first hot block 4 does not link to the last archived block 3"])[1],
+}
+
+
+@pytest.mark.parametrize("tampering", TAMPERING)
+def test_archive_verify_names_each_problem(db: psycopg.Connection, maintainer: psycopg.Connection,
+                                           tmp_path: Path, keys: Keys, tampering: str) -> None:
+    """Each check of `archive verify` (README: hashes, signatures, the manifest chain, each block's
+    events, header and link, the database's block rows, gaps, the link to the first hot block), each
+    reached past the checks before it, and its exact words."""
+    make_blocks(db, 4)
+    set_batch_size(db, 5)
+    target = open_target(f"file://{tmp_path}/archive")
+    batches = [b.batch_id for b in archiving.archive(maintainer, target, keys, older_than=DUE, max_batches=3).batches]
+    assert batches == [f"blocks-00000000000{n}-00000000000{n}" for n in (1, 2, 3)]
+    checking = Keys(public_key=keys.public_key, hmac_key=keys.hmac_key)
+    assert archiving.verify_archive(maintainer, target, checking).problems == []
+    expected = TAMPERING[tampering](db, target, keys, batches)
+    checked = archiving.verify_archive(maintainer, target, checking)
+    assert checked.problems == expected
+    assert not checked.ok
+
+
 def test_unarchived_events_cannot_be_deleted(db: psycopg.Connection, maintainer: psycopg.Connection,
                                              connect: Connect) -> None:
     make_blocks(db, 2)
@@ -296,6 +424,74 @@ def test_unarchived_events_cannot_be_deleted(db: psycopg.Connection, maintainer:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             connect(role).execute("SELECT audit.record_archive_batch(%s, 'x', 1, 1, '\\x00', '\\x00',"
                                   " '\\x00', NULL)", (planned[0],))
+    assert db.execute("SELECT batch_id, state FROM audit.archive_batches").fetchall() == [(planned[0], "planned")]
+    assert db.execute("SELECT (SELECT count(*) FROM audit.event_log), (SELECT count(*) FROM audit.prune_points)"
+                      ).fetchone() == (10, 0)
+
+
+def archive_state(db: psycopg.Connection) -> list[object]:
+    """Everything an archive function could change."""
+    return [db.execute(query).fetchall() for query in (
+        "SELECT * FROM audit.archive_batches ORDER BY first_block", "SELECT * FROM audit.archive_settings",
+        "SELECT * FROM audit.archive_claim", "SELECT batch_id, seq, event FROM audit.restored_events ORDER BY 1, 2",
+        "SELECT * FROM audit.prune_points", "SELECT (SELECT count(*) FROM audit.event_intake),"
+        " (SELECT count(*) FROM audit.event_log)")]
+
+
+@pytest.mark.parametrize("role", ["app_reader", "app_writer"])
+def test_the_reader_and_the_writer_may_call_no_archive_function(db: psycopg.Connection, connect: Connect,
+                                                               maintainer: psycopg.Connection, tmp_path: Path,
+                                                               keys: Keys, role: str) -> None:
+    """The roles table: archiving is the maintainer's. Each function of sql/55_archive.sql is tried
+    while it would have something to do (a batch planned, then one recorded, one restored, the day's
+    run and the claim free), and must be refused before it changes anything."""
+    make_blocks(db, 3)
+    set_batch_size(db, 5)
+    target = open_target(f"file://{tmp_path}/archive")
+    first = archiving.archive(maintainer, target, keys, older_than=DUE, max_batches=1).batches[0].batch_id
+    assert archiving.restore_batch(maintainer, target, first) == 5
+    hour = db.execute("SELECT extract(hour FROM now() AT TIME ZONE 'UTC')::int").fetchone()
+    assert hour is not None
+    db.execute("SELECT audit.set_archive_settings('90 days', 5, %s)", (hour[0],))  # the day's run is due
+    planned = maintainer.execute("SELECT batch_id FROM audit.next_archive_batch('1 millisecond')").fetchone()
+    assert planned is not None
+    second = planned[0]
+    record_it = ("SELECT * FROM audit.record_archive_batch(%s, 'file:///elsewhere', 1, 1, '\\x01', '\\x02',"
+                 " '\\x03', NULL)", (second,))
+    calls: dict[str, tuple[str, tuple[object, ...]]] = {
+        "set_archive_settings": ("SELECT * FROM audit.set_archive_settings('1 day', 1, NULL)", ()),
+        "next_archive_batch": ("SELECT * FROM audit.next_archive_batch('1 millisecond')", ()),
+        "record_archive_batch": record_it,
+        "delete_archived": ("SELECT audit.delete_archived(%s)", (second,)),
+        "restore_archive_batch": ("SELECT audit.restore_archive_batch(%s, ARRAY['{}']::jsonb[])", (first,)),
+        "drop_restored_batch": ("SELECT audit.drop_restored_batch(%s)", (first,)),
+        "claim_daily_archive_run": ("SELECT audit.claim_daily_archive_run()", ()),
+        "claim_archiver": ("SELECT audit.claim_archiver()", ()),
+        "release_archiver": ("SELECT audit.release_archiver()", ()),
+        "_archiver_alive": ("SELECT audit._archiver_alive(ROW(true, pg_backend_pid(), 'x', 1, now())::audit.archive_claim)",
+                            ()),
+        "archive_lines": ("SELECT * FROM audit.archive_lines(1, 15)", ()),
+    }
+    defined = set(re.findall(r"CREATE OR REPLACE FUNCTION @schema@\.(\w+)\(",
+                             (Path(__file__).parents[1] / "sql" / "55_archive.sql").read_text()))
+    assert set(calls) == defined  # every function of the file is tried
+    if role == "app_reader":
+        del calls["archive_lines"]  # the reader's, per the roles table: it reads the canonical lines
+    conn = connect(role)
+
+    def refused_everything() -> None:
+        before = archive_state(db)
+        for name, (query, params) in calls.items():
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=name):
+                conn.execute(query, params)
+        assert archive_state(db) == before
+
+    refused_everything()  # with a batch planned
+    maintainer.execute(*record_it)
+    assert db.execute("SELECT state FROM audit.archive_batches WHERE batch_id = %s", (second,)).fetchone() == (
+        "recorded",)
+    refused_everything()  # with a batch recorded, its events not yet deleted
+    assert maintainer.execute("SELECT audit.delete_archived(%s)", (second,)).fetchone() == (5,)  # the maintainer may
 
 
 CLAIM = "SELECT pid, claimed_by FROM audit.archive_claim"
@@ -340,6 +536,7 @@ def test_a_stranger_holding_the_old_archive_key_does_not_stop_archiving(db: psyc
     for attempt in ("SELECT audit.claim_archiver()", "SELECT * FROM audit.archive_claim FOR UPDATE"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             stranger.execute(attempt)
+    assert db.execute(CLAIM).fetchone() == (None, None)
 
 
 def wait_until_gone(db: psycopg.Connection, pid: int) -> None:
@@ -530,3 +727,59 @@ def test_prune_leaves_the_blocks_of_an_unfinished_archive_batch_alone(
                                                  "blocks-000000000003-000000000004"]
     assert archiving.verify_archive(db, target, keys).ok
     assert db.execute("SELECT ok FROM audit.verify()").fetchone() == (True,)
+
+
+def test_restore_refuses_made_up_events_called_directly(db: psycopg.Connection, maintainer: psycopg.Connection,
+                                                        target: Target, keys: Keys) -> None:
+    """The maintainer may call restore_archive_batch without the tool, which checks the objects'
+    recorded hashes: the function itself must hold the lines to the chain's events_hash."""
+    make_blocks(db, 3)
+    set_batch_size(db, 10)
+    archiving.archive(maintainer, target, keys, older_than=DUE, max_batches=1)
+    batch = "blocks-000000000001-000000000002"
+    key = next(k for k in target.list_keys() if k.endswith(".jsonl.gz"))
+    lines = gzip.decompress(target.get(key) or b"").decode().splitlines()
+    assert len(lines) == 10
+    forged = [json.loads(line) for line in lines]
+    forged[3]["payload"] = {"price": 0}  # one event changed, the rest as archived
+    swapped = [json.loads(line) for line in lines]
+    swapped[2]["seq"], swapped[3]["seq"] = swapped[3]["seq"], swapped[2]["seq"]
+    for events in (forged, swapped):
+        with pytest.raises(psycopg.Error) as refused:
+            maintainer.execute("SELECT audit.restore_archive_batch(%s, %s::jsonb[])",
+                               (batch, [json.dumps(e) for e in events]))
+        assert refused.value.sqlstate == "PA005" and "do not hash to its blocks" in str(refused.value)
+    assert db.execute("SELECT count(*) FROM audit.restored_events").fetchone() == (0,)
+    assert maintainer.execute("SELECT audit.restore_archive_batch(%s, %s::jsonb[])", (batch, lines)).fetchone() == (10,)
+    assert db.execute("SELECT count(*) FROM audit.restored_events").fetchone() == (10,)
+
+
+def test_a_prune_and_an_archive_planning_take_turns(db: psycopg.Connection, connect: Connect) -> None:
+    """A batch planned while a prune is uncommitted would name blocks whose events the prune
+    deletes, and a prune beside an uncommitted plan would delete the plan's blocks: each waits
+    for the other, then sees what the other did."""
+    make_blocks(db, 4)
+    set_batch_size(db, 10)
+    pruner = connect("app_maintainer", autocommit=False)
+    assert pruner.execute("SELECT deleted FROM audit.prune_events('1 millisecond', 10)").fetchone() == (10,)
+    impatient = connect("app_maintainer", options="-c lock_timeout=300ms")
+    with pytest.raises(psycopg.errors.LockNotAvailable):
+        impatient.execute("SELECT * FROM audit.next_archive_batch('1 millisecond')")
+
+    planner = connect("app_maintainer", autocommit=False)
+    planned: list[tuple[Any, ...]] = []
+    waiting = threading.Thread(target=lambda: planned.append(planner.execute(
+        "SELECT first_block, last_block FROM audit.next_archive_batch('1 millisecond')").fetchone()))
+    waiting.start()
+    time.sleep(0.3)
+    assert not planned, "planning did not wait for the prune"
+    pruner.commit()
+    waiting.join(10)
+    assert planned == [(3, 4)]  # after the pruned blocks, not over them
+
+    with pytest.raises(psycopg.errors.LockNotAvailable):
+        impatient.execute("SELECT * FROM audit.prune_events('1 millisecond', 10)")
+    planner.commit()
+    assert impatient.execute("SELECT deleted FROM audit.prune_events('1 millisecond', 10)").fetchone() == (0,)
+    assert db.execute("SELECT min(seq), count(*) FROM audit.event_log WHERE kind = 'order.created'").fetchone() \
+        == (11, 10)

@@ -78,6 +78,43 @@ def test_excluded_columns_are_never_stored_and_redacted_ones_show_only_that_they
         assert value not in stored
 
 
+@pytest.mark.parametrize("column_types", ["built-in", "user-defined"])
+def test_delete_and_truncate_events_store_no_excluded_or_redacted_value(db, connect, maintainer, orders,
+                                                                         column_types):
+    """DELETE images are built apart from INSERT and UPDATE ones, and TRUNCATE events by another
+    function: each must drop excluded columns and mask redacted ones too. A column of a user type
+    sends the rows through the sandbox, the other way images are made."""
+    if column_types == "user-defined":
+        db.execute("CREATE TYPE public.mood AS ENUM ('calm', 'angry');"
+                   " ALTER TABLE public.orders ADD COLUMN mood public.mood")
+    enable_tracking(maintainer, orders, exclude_columns=["secret"], redact_columns=["card"])
+    app = connect("app_attacker")
+    app.execute("INSERT INTO orders (id, customer, card, secret) VALUES"
+                " (1, 'ann', '4111-1111', 'pw-one'), (2, 'bob', '5500-0000', 'pw-two')")
+    app.execute("DELETE FROM orders WHERE id = 1")
+    app.execute("INSERT INTO orders (id, customer, card, secret) VALUES (3, 'cy', '3400-0000', 'pw-three')")
+    app.execute("TRUNCATE orders")
+    mood = {"mood": None} if column_types == "user-defined" else {}
+    deleted = {"id": 1, "customer": "ann", "total": None, "card": "[redacted]", "tenant": None, **mood}
+    events = "SELECT kind, target_id, row_before, row_after, changed, payload FROM {} WHERE kind = %s"
+
+    def check(table: str) -> None:
+        assert db.execute(events.format(table), ("public.orders.delete",)).fetchall() == [
+            ("public.orders.delete", "1", deleted, None, None, {})]
+        assert db.execute(events.format(table), ("public.orders.truncate",)).fetchall() == [
+            ("public.orders.truncate", None, None, None, None, {"table": "public.orders"})]
+        stored = db.execute(f"SELECT string_agg(to_jsonb(e)::text, ' ') FROM {table} e"
+                            " WHERE kind LIKE 'public.orders.%'").fetchone()[0]
+        assert stored.count('"kind": "public.orders.') == 5  # three inserts, the delete, the truncate
+        for value in ("pw-one", "pw-two", "pw-three", "4111", "5500", "3400", '"secret"'):
+            assert value not in stored
+
+    check("audit.event_intake")  # as the capture wrote it
+    seal(db)
+    assert db.execute("SELECT count(*) FROM audit.event_intake").fetchone() == (0,)
+    check("audit.event_log")  # and as sealed
+
+
 def test_noop_updates_are_skipped_unless_asked_for(db, maintainer, orders):
     enable_tracking(maintainer, orders)
     db.execute("INSERT INTO orders (id, total) VALUES (1, 10), (2, 20)")

@@ -3,6 +3,9 @@ database taken hostage: tried by the table's owner (no audit role) and by the ma
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 from conftest import messages_locale_available
@@ -12,6 +15,7 @@ from pgaudit_py import (
     InvalidKind,
     InvalidTarget,
     audit_context,
+    disable_tracking,
     enable_tracking,
     record,
     row_as_of,
@@ -33,6 +37,15 @@ def orders(db, connect, attacker):
 def captured_kinds(db, prefix: str = "public.orders") -> list[str]:
     return [r[0] for r in db.execute("SELECT kind FROM audit.events WHERE kind LIKE %s || '.%%'"
                                      " ORDER BY occurred_at, kind", (prefix,))]
+
+
+def tracking(db) -> tuple[list[str], list[str], int]:
+    """The tracked tables, the tables that carry capture triggers, and how many audit.tracking_enabled
+    events there are: what a refused enable_tracking must leave as it was."""
+    return ([r[0] for r in db.execute("SELECT table_name FROM audit.tracked_tables ORDER BY 1")],
+            [r[0] for r in db.execute(r"SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger"
+                                      r" WHERE tgname LIKE 'audit\_capture\_%' ORDER BY 1")],
+            db.execute("SELECT count(*) FROM audit.events WHERE kind = 'audit.tracking_enabled'").fetchone()[0])
 
 
 def still_captured(db, conn, table: str = "public.orders", prefix: str = "public.orders") -> None:
@@ -185,6 +198,8 @@ def test_a_partition_only_a_maintainer_may_add(db, connect, measures):
         measures.execute("ALTER TABLE public.measures ATTACH PARTITION public.loose"
                          " FOR VALUES FROM ('2031-01-01') TO ('2032-01-01')")
     assert caught.value.sqlstate == "PA008"
+    assert db.execute("SELECT count(*) FROM pg_inherits WHERE inhrelid = 'public.loose'::regclass").fetchone() == (0,)
+    assert "public.loose" not in tracking(db)[1]
 
 
 def test_a_partition_that_leaves_stops_being_captured_and_says_so(db, connect, measures):
@@ -322,12 +337,13 @@ def test_definer_helpers_refuse_what_enable_tracking_would(db, connect, orders):
         maintainer.execute("SELECT audit._register_tracking(ROW('public.mine'::regclass, 'x', 'public.orders', NULL,"
                            " '{}', '{}', NULL, '{}', '{}', NULL, true, now(), 'x')::audit.tracked_tables)")
     assert caught.value.sqlstate == "PA005"
-    with pytest.raises(psycopg.Error) as caught:  # not a partition of a tracked table
-        maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass)")
-    assert caught.value.sqlstate == "PA008"
+    # Not a partition of a tracked table: nothing to cover, nothing recorded.
+    assert maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass)").fetchone() == (None,)
+    assert "audit.tracked_partition_added" not in captured_kinds(db, "audit")
     maintainer.execute("CREATE TEMP TABLE scratch (id int PRIMARY KEY)")
     with pytest.raises(InvalidTarget, match="it is a temporary table"):
         enable_tracking(maintainer, "pg_temp.scratch")
+    assert tracking(db) == (["public.orders"], ["orders"], 1)
 
 
 # ---- from an attacker's review ----
@@ -424,6 +440,7 @@ def test_foreign_tables_cannot_join_a_tracked_table(db, connect, orders):
                " ALTER TABLE public.n OWNER TO table_owner")
     with pytest.raises(InvalidTarget, match="public.n_far is not a table"):
         enable_tracking(connect("app_maintainer"), "public.n")
+    assert tracking(db) == (["public.m", "public.orders"], ["m", "m_2026", "orders"], 2)
     assert status(db).problems == []
 
 
@@ -432,6 +449,7 @@ def test_a_child_cannot_be_tracked_on_its_own(db, connect, orders):
     db.execute("CREATE TABLE public.base (id int); ALTER TABLE public.solo INHERIT public.base")
     with pytest.raises(InvalidTarget, match="it inherits from another table"):
         enable_tracking(connect("app_maintainer"), "public.solo")
+    assert tracking(db) == (["public.orders"], ["orders"], 1)
 
 
 def test_a_prefix_cannot_be_another_tables_name(db, connect, orders):
@@ -439,6 +457,7 @@ def test_a_prefix_cannot_be_another_tables_name(db, connect, orders):
     orders.execute("CREATE TABLE public.mine (id int PRIMARY KEY, amount int)")
     with pytest.raises(InvalidArgument, match="kind prefix public.ledger is the name of table public.ledger"):
         enable_tracking(connect("app_maintainer"), "public.mine", kind_prefix="public.ledger")
+    assert tracking(db) == (["public.orders"], ["orders"], 1)
 
 
 def test_no_false_report_of_a_dropped_table(db, connect, orders):
@@ -525,3 +544,139 @@ def test_the_key_and_the_tenant_column_cannot_be_redacted(db, connect, attacker,
     with pytest.raises(InvalidArgument, match="cannot redact"):
         enable_tracking(connect("app_maintainer"), "public.cards", **columns)
     assert db.execute("SELECT count(*) FROM audit.tracked_tables").fetchone() == (0,)
+
+
+# ---- from a third attacker's review ----
+
+def test_time_zone_and_date_style_change_nothing_captured(db, connect, attacker):
+    """A built-in range prints its bounds with their output functions: under a made-up time zone
+    and DateStyle SQL two slots five hours apart printed alike, the UPDATE was skipped as a no-op.
+    And a timestamptz key printed in the writer's time zone, so history by key missed it."""
+    attacker.execute("""
+        CREATE TABLE public.booking (id int PRIMARY KEY, slot tstzrange, rest pg_catalog.pg_stat_user_functions);
+        CREATE TABLE public.reading (ts timestamptz PRIMARY KEY, value int);
+        INSERT INTO public.booking (id, slot) VALUES (1, tstzrange('2024-10-26 19:30+00', '2024-10-26 20:30+00'));
+        INSERT INTO public.reading VALUES ('2024-01-01 00:00+00', 10)""")
+    enable_tracking(connect("app_maintainer"), "public.booking")
+    enable_tracking(connect("app_maintainer"), "public.reading")
+    writer = connect("table_owner")
+    writer.execute("SET TimeZone = 'XXX0XXX-5,J100/0,J300/0'; SET DateStyle = 'SQL, MDY'; SET extra_float_digits = -15")
+    writer.execute("UPDATE public.booking SET slot = tstzrange('2024-10-27 00:30+00', '2024-10-27 01:30+00')")
+    writer.execute("UPDATE public.booking SET rest = ROW(1, 'public', 'f', 1, 1999.99, 1999.99)")
+    writer.execute("SET TimeZone = 'Asia/Kathmandu'")
+    writer.execute("UPDATE public.reading SET value = 99999")
+    changes = db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.booking.update' ORDER BY intake_id").fetchall()
+    assert [r[0]["slot"] for r in changes] == ['["2024-10-27 00:30:00+00","2024-10-27 01:30:00+00")'] * 2
+    assert changes[1][0]["rest"]["total_time"] == 1999.99
+    assert row_as_of(db, "public.reading", "2024-01-01T00:00:00+00:00", db.execute("SELECT now()").fetchone()[0]) == {
+        "ts": "2024-01-01T00:00:00+00:00", "value": 99999}
+    assert status(db).problems == []
+
+
+def test_a_column_type_change_that_rewrites_rows_is_refused(db, connect, orders, measures):
+    """ALTER COLUMN ... TYPE ... USING rewrites every row, firing no trigger: values changed with no
+    event. Refused on a covered table (a partition too); after disable_tracking (recorded) it runs."""
+    attacker = orders
+    attacker.execute("INSERT INTO public.orders VALUES (1, 100)")
+    for ddl in ("ALTER TABLE public.orders ALTER COLUMN total TYPE numeric USING CASE WHEN id = 1 THEN 1000000 ELSE total END",
+                "ALTER TABLE public.orders ALTER COLUMN total TYPE bigint",
+                "ALTER TABLE public.measures ALTER COLUMN v TYPE bigint"):  # its partitions are rewritten
+        with pytest.raises(psycopg.Error, match="rewrites the rows without capturing them") as caught:
+            attacker.execute(ddl)
+        assert caught.value.sqlstate == "PA008"
+    assert db.execute("SELECT total FROM public.orders").fetchone() == (100,)
+    disable_tracking(connect("app_maintainer"), "public.orders")
+    attacker.execute("ALTER TABLE public.orders ALTER COLUMN total TYPE bigint")
+    assert "audit.tracking_disabled" in captured_kinds(db, "audit")
+
+
+def test_an_enum_value_renamed_under_a_tracked_table_is_recorded(db, connect, attacker):
+    """Renaming an enum's value changes what every such row reads as, with no row event: the change
+    is recorded with its command."""
+    attacker.execute("CREATE TYPE public.st AS ENUM ('pending', 'rejected');"
+                     " CREATE TABLE public.claims (id int PRIMARY KEY, st public.st); INSERT INTO public.claims VALUES (1, 'rejected')")
+    enable_tracking(connect("app_maintainer"), "public.claims")
+    attacker.execute("ALTER TYPE public.st RENAME VALUE 'rejected' TO 'approved'")
+    event = db.execute("SELECT target_type, target_id, payload FROM audit.events WHERE kind = 'audit.tracked_type_altered'"
+                       ).fetchone()
+    assert event == ("type", "public.st", {"tables": ["public.claims"],
+                                    "command": "ALTER TYPE public.st RENAME VALUE 'rejected' TO 'approved'"})
+
+
+def test_a_cast_to_json_on_a_tracked_type_is_refused(db, connect, attacker):
+    """to_jsonb prints a user's type through its cast to json: a cast returning '"pending"' made an
+    INSERT of 'approved' read as pending, and an UPDATE to it a skipped no-op. Refused when the
+    table is tracked, when the cast comes later, and when a column of such a type is added."""
+    attacker.execute("""
+        CREATE TYPE public.st AS ENUM ('pending', 'approved');
+        CREATE FUNCTION public.liar(public.st) RETURNS json LANGUAGE sql AS $$ SELECT '"pending"'::json $$;
+        CREATE TYPE public.other AS ENUM ('x');
+        CREATE TABLE public.claims (id int PRIMARY KEY, st public.st);
+        CREATE TABLE public.plain (id int PRIMARY KEY)""")
+    enable_tracking(connect("app_maintainer"), "public.claims")
+    enable_tracking(connect("app_maintainer"), "public.plain")
+    with pytest.raises(psycopg.Error, match="has a cast to json") as caught:
+        attacker.execute("CREATE CAST (public.st AS json) WITH FUNCTION public.liar(public.st)")
+    assert caught.value.sqlstate == "PA008"
+    attacker.execute("CREATE FUNCTION public.liar2(public.other) RETURNS json LANGUAGE sql AS $$ SELECT '1'::json $$;"
+                     " CREATE CAST (public.other AS json) WITH FUNCTION public.liar2(public.other)")
+    with pytest.raises(psycopg.Error, match="has a cast to json"):
+        attacker.execute("ALTER TABLE public.plain ADD COLUMN o public.other")
+    attacker.execute("CREATE TABLE public.fresh (id int PRIMARY KEY, o public.other)")
+    with pytest.raises(InvalidTarget, match="has a cast to json"):
+        enable_tracking(connect("app_maintainer"), "public.fresh")
+    attacker.execute("INSERT INTO public.claims VALUES (1, 'approved')")
+    assert db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.claims.insert'").fetchone() == (
+        {"id": 1, "st": "approved"},)
+    assert status(db).problems == []
+
+
+def test_enable_tracking_waits_for_a_concurrent_column_change(db, connect, attacker):
+    """enable_tracking chose inline conversion from a catalogue a concurrent ALTER TABLE was about to
+    change: the column of a user's type it added was then converted inline. Now the table is locked
+    first, and the capture function is generated from what the ALTER committed."""
+    attacker.execute("CREATE TYPE public.e AS ENUM ('a'); CREATE TABLE public.race (id int PRIMARY KEY, v int)")
+    altering = connect("table_owner", autocommit=False)
+    altering.execute("ALTER TABLE public.race ADD COLUMN e public.e DEFAULT 'a'")
+    done: list[object] = []
+    tracking = threading.Thread(target=lambda: done.append(enable_tracking(connect("app_maintainer"), "public.race")))
+    tracking.start()
+    time.sleep(0.5)
+    assert not done  # waiting for the ALTER's lock
+    altering.commit()
+    tracking.join(10)
+    body = db.execute("SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(audit._capture_function('public.race'::regclass)"
+                      " || '()')").fetchone()[0]
+    assert "_row_images" in body
+    assert status(db).problems == []
+
+
+def test_a_kind_prefix_stays_with_the_table_that_used_it(db, connect, attacker):
+    """A maintainer tracked its own table under the prefix of a table that did not exist yet, then
+    stopped: the real table's history began with its rows. A prefix belongs to its first table, but
+    for the same table dropped and created again under its name."""
+    maintainer = connect("app_maintainer")
+    attacker.execute("CREATE TABLE public.fake (id int PRIMARY KEY, payee text)")
+    enable_tracking(maintainer, "public.fake", kind_prefix="public.payments")
+    attacker.execute("INSERT INTO public.fake VALUES (1, 'offshore')")
+    disable_tracking(maintainer, "public.fake")
+    attacker.execute("CREATE TABLE public.payments (id int PRIMARY KEY, payee text)")
+    with pytest.raises(InvalidArgument, match="kind prefix public.payments holds the events of table public.fake"):
+        enable_tracking(maintainer, "public.payments")
+    with pytest.raises(InvalidTarget, match="public.fake"):
+        row_history(db, "public.payments", "1")
+    enable_tracking(maintainer, "public.payments", kind_prefix="app.payments")
+    # The same table, dropped and created again under its name, takes its prefix back.
+    attacker.execute("CREATE TABLE public.ledger (id int PRIMARY KEY)")
+    enable_tracking(maintainer, "public.ledger")
+    attacker.execute("INSERT INTO public.ledger VALUES (1); DROP TABLE public.ledger; CREATE TABLE public.ledger (id int PRIMARY KEY)")
+    enable_tracking(maintainer, "public.ledger")
+    assert [e.kind for e in row_history(db, "public.ledger", "1")] == ["public.ledger.insert"]
+
+
+def test_a_table_detached_by_another_role_still_takes_partitions(db, connect, attacker, measures):
+    """A sub-partitioned table detached from a tracked one by a role that did not own it keeps a
+    TRUNCATE trigger: taking it for tracked, the event trigger refused every new partition of it."""
+    attacker.execute("ALTER TABLE public.measures DETACH PARTITION public.measures_2025")
+    attacker.execute("CREATE TABLE public.measures_2025_high PARTITION OF public.measures_2025 FOR VALUES FROM (100) TO (200)")
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.measures_2025_high'::regclass").fetchone() == (0,)

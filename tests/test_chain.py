@@ -83,7 +83,8 @@ def test_intact_chain_verifies_and_python_reproduces_every_line(chain):
         assert canonical.event_line(row, 1) == row["line_v1"]
     assert {r["origin"] for r in rows} == {"record", "system", "capture"}
     odd = [r["line"] for r in rows if r["kind"] == "public.odd.update"][0]
-    assert '"ts": "2026-05-01T13:30:00+05:30"' in odd and '"b": "\\\\x00ff"' in odd and '"n": 4.50' in odd
+    # The writer's TimeZone (Asia/Kolkata) does not reach the row image: capture pins UTC.
+    assert '"ts": "2026-05-01T08:00:00+00:00"' in odd and '"b": "\\\\x00ff"' in odd and '"n": 4.50' in odd
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -139,6 +140,49 @@ def test_a_changed_block_row(chain):
 def test_a_deleted_block(chain):
     tamper(chain, "DELETE FROM audit.blocks WHERE block_no = 2")
     assert_detected(chain, 2, "block 2 is missing")
+
+
+def test_a_block_that_does_not_name_its_predecessor(chain):
+    tamper(chain, "UPDATE audit.blocks SET prev_hash = sha256('another chain') WHERE block_no = 2")
+    assert_detected(chain, 2, "broken link: block 2 does not name the hash of block 1")
+
+
+def test_a_block_that_does_not_start_where_the_previous_one_ended(chain):
+    tamper(chain, "UPDATE audit.blocks SET first_seq = 3, event_count = 2 WHERE block_no = 2")  # claims seq 3 too
+    assert_detected(chain, 2, "block 2 starts at seq 3, not where block 1 ended")
+
+
+def test_a_deleted_head_block(chain):
+    """Deleting the last block leaves the chain consistent up to block 2; the sealer's state still
+    names block 3 as the head."""
+    tamper(chain, "DELETE FROM audit.blocks WHERE block_no = 3")
+    assert_detected(chain, 3, "block 3 is missing (the sealer's head is block 3)")
+
+
+def put_back_event_2(db) -> None:
+    tamper(db, """INSERT INTO audit.event_log (seq, id, actor_type, db_role, kind, outcome, txid, occurred_at,
+                                               sealed_at, payload, block_no)
+                  VALUES (2, gen_random_uuid(), 'user', 'x', 'forged.event', 'success', '1', now(), now(), '{}', 1)""")
+
+
+def test_an_event_inserted_into_pruned_history(chain, connect):
+    """Pruned blocks keep their rows but lose their events: an event that reappears in their range
+    was put there by hand."""
+    tamper(chain, "UPDATE audit.event_log SET occurred_at = occurred_at - interval '400 days' WHERE seq <= 3")
+    rehash(chain)
+    assert prune_events(connect("app_maintainer"), "365 days").deleted == 3
+    put_back_event_2(chain)
+    assert_detected(chain, 2, "event seq 2 is outside every block")
+
+
+def test_an_event_inserted_into_history_pruned_to_the_head(chain, connect):
+    """With every block pruned there is no retained block to trip over: the tail check must find it."""
+    head = chain.execute("SELECT last_block_no FROM audit.seal_state").fetchone()[0]
+    tamper(chain, "UPDATE audit.event_log SET occurred_at = occurred_at - interval '400 days'")
+    rehash(chain)
+    assert prune_events(connect("app_maintainer"), "365 days").deleted == 7
+    put_back_event_2(chain)
+    assert_detected(chain, head + 1, f"event seq 2 is outside every block (after block {head})")
 
 
 def rehash(db) -> None:

@@ -263,3 +263,16 @@ def test_tracking_bad_input_exits_2(dsn, db, args, message):
     result = run(args[0], "--dsn", dsn, *args[1:])
     assert result.exit_code == 2
     assert re.fullmatch(message, one_line_error(result)), one_line_error(result)
+
+
+def test_no_value_can_fake_a_row_of_the_output(dsn, connect):
+    """An actor id with a newline printed a second, made-up row; a carriage return or an escape
+    sequence could rewrite what a terminal shows. Control characters are written as escapes."""
+    writer = connect("app_writer")
+    fake = "mallory\n2026-01-01 00:00:00  1  user:alice  order.deleted\r\x1b[2K"
+    record(writer, "order.viewed", actor_id=fake)
+    result = run("events", "--dsn", dsn)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert len(lines) == 3, result.output  # header, rule, one event
+    assert "mallory\\n2026-01-01 00:00:00  1  user:alice  order.deleted\\r\\x1b[2K" in lines[2]

@@ -49,11 +49,12 @@ def test_strict_type_refuses_mismatch_and_writes_nothing(db, connect, maintainer
     ({"order_id": "o-1", "amount": 5, "reason": "no"}, "$.reason: shorter than 3 characters"),
     ({"order_id": "o-1", "amount": 10001}, "$.amount: 10001 is greater than 10000"),
 ])
-def test_each_supported_keyword_is_enforced(connect, maintainer, payload, error):
+def test_each_supported_keyword_is_enforced(connect, maintainer, counts, payload, error):
     register_event_type(maintainer, "order.refunded", REFUND, strict=True)
     with pytest.raises(SchemaViolation) as caught:
         record(connect("app_writer"), "order.refunded", payload=payload)
     assert caught.value.detail == error
+    assert counts() == (0, 0)
 
 
 def test_non_strict_mismatch_is_written_and_counted(db, connect, maintainer):
@@ -90,10 +91,11 @@ def test_unsupported_schema_is_refused(maintainer, schema, message):
     assert maintainer.execute("SELECT count(*) FROM audit.event_types").fetchone() == (0,)
 
 
-def test_only_the_maintainer_registers_types(connect):
+def test_only_the_maintainer_registers_types(db, connect):
     for role in ("app_writer", "app_reader"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             register_event_type(connect(role), "a.b", {"type": "object"})
+    assert db.execute("SELECT count(*) FROM audit.event_types").fetchone() == (0,)
 
 
 @pytest.mark.parametrize("schema, message", [
@@ -122,7 +124,7 @@ def test_keyword_values_of_the_wrong_type_are_refused(connect, maintainer, schem
     assert record(connect("app_writer"), "a.b", payload={"s": "x", "n": 1}) is not None
 
 
-def test_every_keyword_with_a_value_of_its_type_validates(connect, maintainer):
+def test_every_keyword_with_a_value_of_its_type_validates(connect, maintainer, counts):
     schema = {"type": ["object"], "required": ["s"], "additionalProperties": False, "$schema": "x", "$id": "y",
               "title": "t", "description": "d", "$comment": "c", "default": {}, "examples": [{}],
               "properties": {"s": {"type": "string", "minLength": 1, "maxLength": 3, "pattern": "^[a-z]+$",
@@ -135,3 +137,4 @@ def test_every_keyword_with_a_value_of_its_type_validates(connect, maintainer):
     assert record(writer, "a.b", payload={"s": "ab", "n": 3, "a": [1]}).schema_valid is True
     with pytest.raises(SchemaViolation):
         record(writer, "a.b", payload={"s": "abc", "n": 3})
+    assert counts() == (1, 0)  # the valid one

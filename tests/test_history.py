@@ -20,6 +20,7 @@ from pgaudit_py import (
     row_history,
     seal,
 )
+from pgaudit_py.errors import translated
 
 
 @pytest.fixture
@@ -209,21 +210,38 @@ def test_a_session_holding_earlier_ids_does_not_reorder_history(db, connect, mai
         seal(db)
 
 
-def test_keys_swapped_or_shifted_in_one_statement(db, maintainer):
-    """With a deferrable key two rows can trade keys in one UPDATE: each key is left and taken at
-    once, and row_as_of said the row at key 2 was gone."""
-    db.execute("CREATE TABLE public.seats (id int PRIMARY KEY DEFERRABLE, who text);"
+def test_keys_shifted_in_one_statement(db, maintainer):
+    """One UPDATE can move a row onto a key another row of the same statement leaves: each such key
+    is left and taken at once, and row_as_of used to say the row at it was gone."""
+    db.execute("CREATE TABLE public.seats (id int PRIMARY KEY, who text);"
                " ALTER TABLE public.seats OWNER TO app_maintainer;"
-               " INSERT INTO public.seats VALUES (1, 'ann'), (2, 'bob'), (3, 'cy')")
+               " INSERT INTO public.seats VALUES (3, 'cy'), (2, 'bob'), (1, 'ann')")  # the scan goes 3, 2, 1
     enable_tracking(maintainer, "public.seats")
-    db.execute("UPDATE public.seats SET id = 3 - id WHERE id IN (1, 2)")  # swap
-    db.execute("UPDATE public.seats SET id = id + 1")  # shift: 1->2, 2->3, 3->4
+    db.execute("UPDATE public.seats SET id = id + 1")  # 3->4, 2->3, 1->2: each key is free when taken
     for sealed in (False, True):
         at = now(db)
         assert {k: row_as_of(db, "public.seats", k, at) for k in ("1", "2", "3", "4")} == {
-            "1": None, "2": {"id": 2, "who": "bob"}, "3": {"id": 3, "who": "ann"}, "4": {"id": 4, "who": "cy"}}, sealed
+            "1": None, "2": {"id": 2, "who": "ann"}, "3": {"id": 3, "who": "bob"}, "4": {"id": 4, "who": "cy"}}, sealed
         seal(db)
-    assert sorted(db.execute("SELECT id, who FROM public.seats").fetchall()) == [(2, "bob"), (3, "ann"), (4, "cy")]
+    assert sorted(db.execute("SELECT id, who FROM public.seats").fetchall()) == [(2, "ann"), (3, "bob"), (4, "cy")]
+
+
+def test_a_deferrable_key_cannot_be_tracked(db, maintainer):
+    """With a deferred key two rows can share it until commit (insert a duplicate, delete it: the
+    original stays, while its history says deleted). Refused, and so is making a tracked key
+    deferrable."""
+    db.execute("CREATE TABLE public.seats (id int PRIMARY KEY DEFERRABLE, who text);"
+               " CREATE TABLE public.rows (id int, who text, CONSTRAINT rows_pkey PRIMARY KEY (id));"
+               " ALTER TABLE public.seats OWNER TO app_maintainer; ALTER TABLE public.rows OWNER TO app_maintainer;"
+               " GRANT CREATE ON SCHEMA public TO app_maintainer")
+    with pytest.raises(InvalidTarget, match="its primary key is deferrable"):
+        enable_tracking(maintainer, "public.seats")
+    enable_tracking(maintainer, "public.rows")
+    with pytest.raises(InvalidTarget, match="its primary key is deferrable"), translated():
+        maintainer.execute("ALTER TABLE public.rows DROP CONSTRAINT rows_pkey,"
+                           " ADD CONSTRAINT rows_pkey PRIMARY KEY (id) DEFERRABLE")
+    assert db.execute("SELECT condeferrable FROM pg_constraint WHERE conname = 'rows_pkey'").fetchone() == (False,)
+    assert db.execute("SELECT table_name FROM audit.tracked_tables").fetchall() == [("public.rows",)]
 
 
 def test_history_with_a_change_in_the_quarantine_is_refused(db, connect, attacker):

@@ -225,7 +225,8 @@ def test_a_database_owner_with_createrole_installs_without_superuser(db):
         assert [p.split(":")[0] for p in problems] == ["event trigger nonsu_ddl_end is missing",
                                                       "event trigger nonsu_sql_drop is missing",
                                                       "event trigger nonsu_capture_partitions is missing",
-                                                      "event trigger nonsu_function_roles is missing"]
+                                                      "event trigger nonsu_function_roles is missing",
+                                                      "event trigger nonsu_table_rewrite is missing"]
         # The function roles' functions were made as those roles, which keep no member (but the owner
         # role, which hands the capture role the functions it generates).
         assert conn.execute("SELECT array_agg(m.member::regrole::text) FROM pg_auth_members m JOIN pg_roles r"
@@ -242,3 +243,58 @@ def test_a_database_owner_with_createrole_installs_without_superuser(db):
         assert conn.execute("SELECT ok FROM nonsu.verify()").fetchone() == (True,)
     finally:
         conn.close()
+
+
+@pytest.fixture
+def owned_database(db):
+    """A database owned by `dbo`, who is no superuser: pgcrypto is a trusted extension, so it may
+    create it, in a schema of its own."""
+    db.execute("CREATE ROLE dbo LOGIN")
+    db.execute("CREATE DATABASE dbo_db OWNER dbo")
+
+    def connect_as(user: str | None = None) -> psycopg.Connection:
+        return psycopg.connect(host=db.info.host, port=db.info.port, user=user or db.info.user, dbname="dbo_db",
+                               autocommit=True)
+    yield connect_as
+    db.execute("DROP DATABASE dbo_db WITH (FORCE)")
+    db.execute("DROP ROLE dbo")
+
+
+def test_pgcrypto_created_by_a_role_that_is_no_superuser_is_refused(owned_database):
+    """Its owner could drop it and put functions of its own in its place, which the owner role would
+    run (reading the master key as it passed)."""
+    with owned_database("dbo") as dbo:
+        dbo.execute("CREATE SCHEMA crypto; CREATE EXTENSION pgcrypto SCHEMA crypto")
+    with owned_database() as su:
+        with pytest.raises(InstallError, match="pgcrypto was created by dbo, who is not a superuser"):
+            install(su)
+        assert su.execute("SELECT to_regnamespace('audit')").fetchone() == (None,)
+
+
+def test_pgcrypto_is_bound_by_oid_not_by_its_schemas_name(owned_database):
+    """pgcrypto created by a superuser in a schema the database's owner owns: renaming that schema and
+    putting a look-alike under its old name changes nothing the secrets functions call."""
+    with owned_database() as su:
+        su.execute("CREATE SCHEMA crypto AUTHORIZATION dbo; CREATE EXTENSION pgcrypto SCHEMA crypto;"
+                   " GRANT USAGE ON SCHEMA crypto TO PUBLIC")
+        install(su)
+        with owned_database("dbo") as dbo:
+            dbo.execute("""
+                ALTER SCHEMA crypto RENAME TO moved;
+                CREATE SCHEMA crypto;
+                CREATE TABLE public.loot (who text, key bytea);
+                GRANT ALL ON public.loot TO PUBLIC;
+                CREATE FUNCTION crypto.hmac(bytea, bytea, text) RETURNS bytea LANGUAGE plpgsql AS $$
+                    BEGIN INSERT INTO public.loot VALUES (current_user, $2); RETURN moved.hmac($1, $2, $3); END $$;
+                CREATE FUNCTION crypto.gen_random_bytes(integer) RETURNS bytea LANGUAGE plpgsql AS $$
+                    BEGIN INSERT INTO public.loot VALUES (current_user, NULL); RETURN moved.gen_random_bytes($1); END $$;
+                GRANT USAGE ON SCHEMA crypto TO PUBLIC""")
+            key = "11" * 32
+            su.execute("GRANT audit_secrets TO dbo")
+            dbo.execute("SELECT set_config('pgaudit_py.new_master_key', %s, false)", (key,))
+            dbo.execute("SELECT audit.add_master_key()")
+            dbo.execute("SELECT set_config('pgaudit_py.master_key', %s, false)", (key,))
+            dbo.execute("SELECT audit.declare_secret('s', 'a slot'); SELECT audit.put_secret('t1', 's', 'v')")
+            assert dbo.execute("SELECT audit.read_secret('t1', 's')").fetchone() == ("v",)
+            assert su.execute("SELECT count(*) FROM public.loot").fetchone() == (0,)
+            su.execute("REVOKE audit_secrets FROM dbo")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -71,12 +73,15 @@ def test_reader_and_strangers_cannot_record(connect, counts, role):
 
 
 @pytest.mark.parametrize("role", ["app_writer", "app_reader", "app_attacker"])
-def test_only_the_maintainer_prunes_and_seals(connect, role):
+def test_only_the_maintainer_prunes_and_seals(db, connect, counts, one_of_each, role):
     conn = connect(role)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        prune_events(conn, timedelta(days=1))
+        prune_events(conn, timedelta(milliseconds=1))  # the sealed event is older than that
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        seal(conn)
+        seal(conn)  # and the pending one is there to seal
+    assert counts() == (1, 1)
+    assert db.execute("SELECT (SELECT count(*) FROM audit.blocks), (SELECT count(*) FROM audit.prune_points)"
+                      ).fetchone() == (1, 0)
 
 
 @pytest.mark.parametrize("role", ["app_writer", "app_attacker"])
@@ -99,12 +104,16 @@ def test_no_role_writes_any_audit_table(db, connect, role):
           FROM pg_class c WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'p')""").fetchall())
     assert {"audit.blocks", "audit.tracked_tables", "audit.rate_limits", "audit.master_keys",
             "audit.archive_batches", "audit.seal_state"} <= set(tables)
+    rows = "SELECT " + ", ".join(f"(SELECT count(*) FROM {table})" for table in tables)
+    before = db.execute(rows).fetchone()
+    assert sum(before) > 0  # seal_state, archive_settings and the like have a row each: a DELETE would show
     conn = connect(role)
     for table, column in tables.items():
         for attempt in (f"INSERT INTO {table} DEFAULT VALUES", f"DELETE FROM {table}", f"TRUNCATE {table}",
                         f"UPDATE {table} SET {column} = {column} WHERE false"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(attempt)
+    assert db.execute(rows).fetchone() == before
 
 
 def test_every_security_definer_function_is_pinned_and_closed_to_public(db):
@@ -120,7 +129,7 @@ def test_every_security_definer_function_is_pinned_and_closed_to_public(db):
         assert config[0] == "search_path=pg_catalog, pg_temp", name
         # The sealer's (see seal()), and the output settings of captured rows (sql/60_capture.sql).
         assert set(config[1:]) <= {"jit=off", "extra_float_digits=1", "IntervalStyle=postgres", "bytea_output=hex",
-                                   "lc_monetary=C"}, name
+                                   "lc_monetary=C", "TimeZone=UTC", "DateStyle=ISO"}, name
         assert not public_can_execute, name
     assert db.execute("SELECT * FROM audit._integrity_problems()").fetchall() == []
 
@@ -141,13 +150,13 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
            AND p.proname !~ '^_capture_[0-9]+$'
            AND has_function_privilege(r.role, p.oid, 'EXECUTE')""").fetchall()
     reader = {"_changed", "_check_prefixes", "_check_prune_args", "_history_target", "_key_columns",
-              "_prunable_blocks", "_tracking_of"}
+              "_prunable_blocks", "_tracking_of", "_lineage"}
     maintainer_definers = {"_capture_truncate", "_cover_partition", "_drop_rate_limit", "_put_rate_limit",
                            "_rate_limit_trigger", "_register_tracking", "_unregister_tracking"}
     assert {r[1] for r in rows if r[0] == "audit_reader"} == reader
     assert {r[1] for r in rows if r[0] == "audit_maintainer"} == reader | maintainer_definers | {
         "_attach_capture", "_capture_function", "_capture_tables", "_check_kind", "_check_trackable", "_prove_owner",
-        "_reserved_kind"}
+        "_reserved_kind", "_tree_problem", "_json_casts", "_column_types"}
     assert {r[1] for r in rows if r[0] == "audit_maintainer" and r[2]} == maintainer_definers
     assert [r for r in rows if r[0] in ("audit_writer", "audit_secrets", "app_attacker")] == []
     assert [r[1] for r in rows if r[0] == "audit_sandbox"] == ["_row_images"]  # its own, and nothing else
@@ -208,3 +217,36 @@ def test_hostile_search_path_changes_nothing(db, connect, hostile_public):
     assert [e.kind for e in list_events(reader)] == ["audit.pruned", "order.paid"]
     seal(maintainer)
     assert reader.execute("SELECT ok, problem FROM audit.verify()").fetchone() == (True, None)
+
+
+def readme_roles_table() -> dict[str, str]:
+    """The "may" cell of each row of the README's roles table, by role name."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = re.findall(r"^\| `audit_(\w+)` \| (.*?) \| .* \|$", readme, flags=re.M)
+    return dict(rows)
+
+
+def names_in(cell: str) -> set[str]:
+    return set(re.findall(r"`(?:audit\.)?([a-z_]+)`", cell))
+
+
+@pytest.mark.parametrize("role", ["writer", "reader", "maintainer", "secrets"])
+def test_the_readme_roles_table_names_exactly_what_each_role_may_execute_and_read(db, role):
+    """Each role's row names every public function (no leading `_`) it may execute and every table
+    or view it may read, and nothing it may not: a grant added or lost without the README shows."""
+    table = readme_roles_table()
+    claimed = names_in(table[role]) | (names_in(table["reader"]) if role == "maintainer" else set())
+    functions = {name for (name,) in db.execute(
+        """SELECT DISTINCT p.proname FROM pg_proc p
+            WHERE p.pronamespace = 'audit'::regnamespace AND p.proname !~ '^_'
+              AND has_function_privilege(%s, p.oid, 'EXECUTE')""", (f"audit_{role}",))}
+    relations = {name for (name,) in db.execute(
+        """SELECT c.relname FROM pg_class c
+            WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'v', 'p')
+              AND has_table_privilege(%s, c.oid, 'SELECT')""", (f"audit_{role}",))}
+    all_functions = {name for (name,) in db.execute(
+        "SELECT proname FROM pg_proc WHERE pronamespace = 'audit'::regnamespace")}
+    all_relations = {name for (name,) in db.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = 'audit'::regnamespace AND relkind IN ('r', 'v', 'p')")}
+    assert functions == claimed & all_functions
+    assert relations == claimed & all_relations

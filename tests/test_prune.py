@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from pgaudit_py import InvalidArgument, audit_context, preview_prune, prune_events, record, seal
+from pgaudit_py.chain import verify_chain
 from pgaudit_py.retention import prune_all
 
 
@@ -78,3 +79,30 @@ def test_bad_prune_arguments_remove_nothing(connect, counts, aged, older_than, b
     with pytest.raises(InvalidArgument, match=message):
         preview_prune(connect("app_reader"), older_than, batch_size)
     assert counts() == (1, 7)
+
+
+def test_a_block_with_old_and_new_events_stays_whole_and_the_chain_verifies(db, connect, counts):
+    """Prune removes whole blocks only: block 1 (both events old) goes, block 2 (one old, one new
+    event) stays with both, or what remains would no longer verify."""
+    db.execute("""
+        INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload)
+        SELECT 'user', 'x', kind, 'success', pg_current_xact_id(), at, '{}'
+          FROM (VALUES (1, 'old.first', now() - interval '100 days'), (2, 'old.second', now() - interval '99 days'),
+                       (3, 'old.third', now() - interval '98 days'), (4, 'new.event', now())) AS e(n, kind, at)
+         ORDER BY n""")
+    assert seal(db, 2).block_no == 1
+    assert seal(db).block_no == 2
+    block_2 = "SELECT seq, kind FROM audit.event_log WHERE block_no = 2 ORDER BY seq"
+    assert db.execute(block_2).fetchall() == [(3, "old.third"), (4, "new.event")]
+    maintainer = connect("app_maintainer")
+    first = prune_events(maintainer, timedelta(days=30))
+    assert (first.deleted, first.first_seq, first.last_seq, first.more) == (2, 1, 2, False)
+    assert prune_events(maintainer, timedelta(days=30)).deleted == 0
+    assert preview_prune(maintainer, timedelta(days=30)).events == 0
+    assert db.execute(block_2).fetchall() == [(3, "old.third"), (4, "new.event")]
+    assert db.execute("SELECT block_no FROM audit.prune_points").fetchall() == [(1,)]
+    seal(db)  # the audit.pruned event
+    assert db.execute("SELECT ok, problem, retained_from_block, retained_from_seq FROM audit.verify()").fetchone() == (
+        True, None, 2, 3)
+    python_check = verify_chain(db)
+    assert (python_check.ok, python_check.problem, python_check.events_checked) == (True, None, 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -68,6 +69,91 @@ def test_exactly_the_limit_then_refusals_then_admission_again(db, connect, maint
     assert rows(db) == 6
 
 
+WINDOW = 2  # seconds: short, so that the test can place itself in a window without waiting long
+
+
+def window_position(at: float | None = None) -> tuple[int, float]:
+    """The window number (as _rate_take counts: floor(epoch / window)) and how far into it, 0..1.
+    Client and server share this machine's clock."""
+    t = (time.time() if at is None else at) / WINDOW
+    return math.floor(t), t - math.floor(t)
+
+
+def sleep_until(window_no: int, fraction: float) -> None:
+    time.sleep(max(0.0, (window_no + fraction) * WINDOW - time.time()))
+
+
+def test_the_window_slides_a_full_window_carries_over_and_retry_after_is_exact(db, connect):
+    """A limit of 160 (16 shards of 10) filled in window N. At 0.2 into window N+1 a fixed window
+    would admit 160 again; the sliding estimate, prev * (1 - e) + cur + 1 <= 10 per shard, admits
+    only floor(10 * e) per shard: 32 in all. The refusal then says when the next slot frees."""
+    writer = connect("app_writer")
+    limit = 160
+
+    def take() -> None:
+        rate_limit(writer, "api.call", "k1", limit, window_seconds=WINDOW)
+
+    n, e = window_position()
+    n = n if e < 0.5 else n + 1
+    sleep_until(n, 0.5)  # late in window n, with half a window left to fill it
+    for _ in range(limit):
+        take()
+    with pytest.raises(RateLimited):
+        take()
+    assert window_position()[0] == n, "filling the limit took longer than half a window"
+
+    sleep_until(n + 1, 0.2)
+    first_e = window_position()[1]
+    admitted, refusal = 0, None
+    while refusal is None and admitted <= limit:
+        before = time.time()
+        try:
+            take()
+            admitted += 1
+        except RateLimited as refused:
+            refusal = refused
+        after = time.time()
+    assert refusal is not None, "a fixed window's worth admitted again"
+    (n_before, e_before), (n_after, e_after) = window_position(before), window_position(after)
+    assert n_before == n_after == n + 1, "the burst left its window"
+    # Each shard admitted floor(10 * e) at the e it was tried at (a fixed window: all 10 of each).
+    assert 16 * math.floor(10 * first_e) <= admitted <= 16 * math.floor(10 * e_after), (first_e, e_after, admitted)
+
+    # Retry-after: the soonest a shard admits again, (count + 1) / 10 - e windows away, from the
+    # counts the shards hold and the server's time of the refusal, which lies between `before` and
+    # `after`. So the tolerance is that one call's round trip, plus 1 ms of rounding up (ceil).
+    counts = [c for (c,) in db.execute("SELECT count FROM audit.rate_counters WHERE key = 'operation:api.call:k1'"
+                                       " AND window_no = %s", (n + 1,))]
+    assert len(counts) == 16 and sum(counts) == admitted
+    soonest = (min(counts) + 1) / 10
+    assert (soonest - e_after) * WINDOW * 1000 <= refusal.retry_after_ms \
+        <= (soonest - e_before) * WINDOW * 1000 + 1, (refusal.retry_after_ms, e_before, e_after, counts)
+    time.sleep(max(0.0, after + refusal.retry_after - time.time()))
+    take()  # the slot has freed, as promised
+
+
+def test_a_small_limit_slides_too(connect):
+    """A limit of 4 (one shard: a share of 1 per shard could not slide) filled in window N. At 0.9
+    into window N+1 the previous window weighs 4 * 0.1, so 3 more are admitted: a fixed window
+    would admit 4, four shards of 1 would admit none (1 * 0.1 + 1 > 1)."""
+    writer = connect("app_writer")
+
+    def take() -> bool:
+        try:
+            rate_limit(writer, "api.small", "k1", 4, window_seconds=WINDOW)
+        except RateLimited:
+            return False
+        return True
+
+    n, e = window_position()
+    n = n if e < 0.5 else n + 1
+    sleep_until(n, 0.5)
+    assert [take() for _ in range(5)] == [True] * 4 + [False]
+    sleep_until(n + 1, 0.9)
+    assert [take() for _ in range(4)] == [True] * 3 + [False]
+    assert window_position()[0] == n + 1, "the burst left its window"
+
+
 def test_per_user_and_per_tenant_limits_interact(db, connect, maintainer, notes):
     enable_rate_limit(maintainer, notes, per_user_per_minute=3, per_tenant_per_minute=4)
     writer = connect("app_writer")
@@ -102,9 +188,18 @@ def test_a_rolled_back_write_does_not_count(db, connect, maintainer, notes):
 
 
 def test_racing_connections_admit_no_more_than_the_limit(db, connect, maintainer, notes):
-    enable_rate_limit(maintainer, notes, per_user_per_minute=None, per_tenant_per_minute=10)
+    """160 a window: 16 shards of 10. 156 are taken (6 by writes, the rest set in the counters), one
+    slot left in each of 4 shards; 8 writers race for them, each holding its transaction open."""
+    enable_rate_limit(maintainer, notes, per_user_per_minute=None, per_tenant_per_minute=160, window_seconds=600)
     first = connect("app_writer")
     assert [write(first, user=f"u{i}") for i in range(6)] == [None] * 6
+    oid = db.execute("SELECT 'public.notes'::regclass::oid").fetchone()[0]
+    db.execute("""INSERT INTO audit.rate_counters (key, shard, window_no, count, prev_count)
+                  SELECT %(key)s, s, floor(date_part('epoch', now()) / 600), CASE WHEN s < 4 THEN 9 ELSE 10 END, 0
+                    FROM generate_series(0, 15) s
+                  ON CONFLICT (key, shard) DO UPDATE SET window_no = excluded.window_no, count = excluded.count,
+                                                         prev_count = 0""",
+               {"key": f"table:{oid}:tenant:t1"})
     racers = [connect("app_writer", autocommit=False) for _ in range(8)]
     barrier = threading.Barrier(8)
     admitted: list[bool] = []
@@ -130,6 +225,8 @@ def test_racing_connections_admit_no_more_than_the_limit(db, connect, maintainer
         t.join(30)
     assert sorted(admitted) == [False] * 4 + [True] * 4
     assert rows(db) == 10
+    assert db.execute("SELECT sum(count) FROM audit.rate_counters WHERE key = %s",
+                      (f"table:{oid}:tenant:t1",)).fetchone()[0] == 160
 
 
 def test_concurrent_writers_of_one_tenant_do_not_queue(db, connect, maintainer, notes):
@@ -161,6 +258,8 @@ def test_the_maintainer_is_not_limited_and_only_it_may_bypass(db, connect, maint
     with pytest.raises(RateLimitBypassRefused):
         rate_limit(writer, "login", "1.2.3.4", 5)
     assert rows(db) == 4
+    # The maintainer is not counted; the refused writer is refused before it takes a slot.
+    assert db.execute("SELECT count(*) FROM audit.rate_counters").fetchone() == (0,)
 
 
 @pytest.mark.parametrize("arguments, error, message", [
@@ -173,6 +272,7 @@ def test_bad_limits_are_refused(db, maintainer, notes, arguments, error, message
         enable_rate_limit(maintainer, notes, **arguments)
     assert rate_limits(db) == []
     assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'audit_rate_limit'").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM audit.events").fetchone() == (0,)  # no audit.rate_limit_set
 
 
 def test_bad_targets_and_operations(db, connect, maintainer):
@@ -188,6 +288,10 @@ def test_bad_targets_and_operations(db, connect, maintainer):
         rate_limit(writer, "login", "k", 0)
     with pytest.raises(InvalidArgument, match="key must be given"):
         rate_limit(writer, "login", None, 5)  # type: ignore[arg-type]
+    assert rate_limits(db) == []
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'audit_rate_limit'").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM audit.rate_counters").fetchone() == (0,)  # no refused call counted
+    assert db.execute("SELECT count(*) FROM audit.events").fetchone() == (0,)
 
 
 def test_named_operations_with_a_runtime_override_and_recorded_refusals(db, connect, maintainer):
@@ -292,11 +396,11 @@ def test_cli_limits(db, notes):
 def test_busy_shards_refuse_briefly_instead_of_queueing(db, connect, maintainer, notes):
     """When the only shards with room belong to open transactions, a write is refused at once with a
     retry-after of at most 100 ms; once those roll back, it is admitted."""
-    enable_rate_limit(maintainer, notes, per_user_per_minute=None, per_tenant_per_minute=2)
+    enable_rate_limit(maintainer, notes, per_user_per_minute=None, per_tenant_per_minute=20)
     holders = [connect("app_writer", autocommit=False) for _ in range(2)]
     for conn in holders:
         conn.execute("SELECT set_config('pgaudit_py.tenant_id', 't1', true)")
-        conn.execute("INSERT INTO notes (body) VALUES ('held')")  # owns one of the two shards, open
+        conn.execute("INSERT INTO notes (body) VALUES ('held')")  # owns one of the two shards (of 10), open
     late = connect("app_writer", options="-c lock_timeout=200ms")
     wait = write(late)
     assert wait is not None and 0 < wait <= 0.1
@@ -337,3 +441,41 @@ def test_a_stranger_holding_the_advisory_keys_of_every_shard_blocks_no_write(db,
     # Nor can it hold a counter row: only the owner role may lock them.
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         stranger.execute("SELECT * FROM audit.rate_counters FOR UPDATE")
+
+
+def test_a_limit_on_a_partitioned_table_counts_writes_to_its_partitions_including_later_ones(db, connect, maintainer):
+    """A statement naming a partition fires that partition's triggers only: each partition, those
+    created or attached later included, carries the limit, and counts against its limited table."""
+    db.execute("""CREATE TABLE public.parted (id int, body text) PARTITION BY RANGE (id);
+                  CREATE TABLE public.parted_1 PARTITION OF public.parted FOR VALUES FROM (0) TO (100);
+                  ALTER TABLE public.parted OWNER TO app_maintainer;
+                  ALTER TABLE public.parted_1 OWNER TO app_maintainer;
+                  GRANT CREATE ON SCHEMA public TO app_maintainer""")
+    enable_rate_limit(maintainer, "public.parted", per_user_per_minute=4, per_tenant_per_minute=None)
+    maintainer.execute("CREATE TABLE public.parted_2 PARTITION OF public.parted FOR VALUES FROM (100) TO (200)")
+    maintainer.execute("CREATE TABLE public.parted_3 (id int, body text)")
+    maintainer.execute("ALTER TABLE public.parted ATTACH PARTITION public.parted_3 FOR VALUES FROM (200) TO (300)")
+    db.execute("GRANT ALL ON public.parted, public.parted_1, public.parted_2, public.parted_3 TO app_writer")
+    writer = connect("app_writer")
+
+    def insert(table: str, id_: int) -> bool:
+        try:
+            with audit_context(writer, actor_id="u1"):
+                writer.execute(f"INSERT INTO {table} VALUES (%s, 'x')", (id_,))
+        except psycopg.Error as exc:
+            assert exc.sqlstate == "PA009", exc
+            return False
+        return True
+
+    assert [insert("parted_1", 1), insert("parted_2", 101), insert("parted_3", 201), insert("parted", 2)] == [True] * 4
+    assert [insert(t, i) for t, i in (("parted_1", 3), ("parted_2", 102), ("parted_3", 202), ("parted", 4))] \
+        == [False] * 4
+    assert db.execute("SELECT count(*) FROM public.parted").fetchone() == (4,)
+    triggers = {name for (name,) in db.execute(
+        """SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+            WHERE t.tgname = 'audit_rate_limit' AND c.relname LIKE 'parted%'""")}
+    assert triggers == {"parted", "parted_1", "parted_2", "parted_3"}
+    disable_rate_limit(maintainer, "public.parted")
+    assert insert("parted_2", 103) and insert("parted_3", 203)
+    assert db.execute("""SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                          WHERE t.tgname = 'audit_rate_limit' AND c.relname LIKE 'parted%'""").fetchone() == (0,)

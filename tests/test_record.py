@@ -141,6 +141,45 @@ def test_idempotency_key_with_different_content_is_refused(connect, counts):
     assert counts() == (1, 0)
 
 
+FIRST = {"tenant_id": "t1", "actor_type": "user", "actor_id": "alice", "target_type": "order", "target_id": "o-1",
+         "payload": {"n": 1}, "outcome": "success", "correlation_id": "req-1"}
+
+
+@pytest.mark.parametrize("changed", [
+    {"actor_type": "service"}, {"actor_id": "bob"}, {"target_type": "invoice"}, {"target_id": "o-2"},
+    {"outcome": "failure"}, {"correlation_id": "req-2"}, {"correlation_id": None}, {"target_id": None},
+], ids=lambda changed: "-".join(f"{k}={v}" for k, v in changed.items()))
+def test_idempotency_key_with_another_actor_target_outcome_or_correlation_is_refused(db, connect, counts, changed):
+    """The key stands for the whole request: a retry that names someone or something else is not the
+    same request, and must neither return the first event nor write a second."""
+    writer = connect("app_writer")
+    first = record(writer, "order.paid", idempotency_key="k1", **FIRST)  # type: ignore[arg-type]
+    assert first is not None
+    with pytest.raises(IdempotencyConflict, match="already used for a different event") as caught:
+        record(writer, "order.paid", idempotency_key="k1", **{**FIRST, **changed})  # type: ignore[arg-type]
+    assert caught.value.detail == f"The first event with this key is {first.id}."
+    assert counts() == (1, 0)
+    assert db.execute("SELECT id, actor_type, actor_id, target_type, target_id, outcome, correlation_id"
+                      " FROM audit.event_intake").fetchall() == [
+        (first.id, "user", "alice", "order", "o-1", "success", "req-1")]
+    assert db.execute("SELECT count(*) FROM audit.idempotency_keys").fetchone() == (1,)
+
+
+def test_idempotency_compares_the_actor_and_correlation_the_context_supplies(db, connect, counts):
+    """Actor and correlation id often come from audit_context rather than arguments: a retry under
+    another user's context is another request."""
+    writer = connect("app_writer")
+    with audit_context(writer, actor_id="alice", correlation_id="req-1"):
+        first = record(writer, "order.paid", idempotency_key="k1")
+    with audit_context(writer, actor_id="alice", correlation_id="req-1"):
+        again = record(writer, "order.paid", idempotency_key="k1")
+    assert first is not None and again is not None and again.id == first.id
+    for context in ({"actor_id": "mallory", "correlation_id": "req-1"}, {"actor_id": "alice", "correlation_id": "req-9"}):
+        with pytest.raises(IdempotencyConflict), audit_context(writer, **context):
+            record(writer, "order.paid", idempotency_key="k1")
+    assert counts() == (1, 0)
+
+
 def wait_until_blocked(db: psycopg.Connection, conn: psycopg.Connection) -> None:
     """Wait until `conn`'s backend is waiting on a lock (deterministic, no sleeps)."""
     pid = conn.info.backend_pid
@@ -199,6 +238,7 @@ def test_best_effort_logs_storage_failure_and_keeps_the_transaction(db, connect,
     assert "hunter2" not in caplog.text
 
 
-def test_best_effort_still_raises_on_bad_input(connect):
+def test_best_effort_still_raises_on_bad_input(connect, counts):
     with pytest.raises(InvalidKind):
         record(connect("app_writer"), "bad kind", best_effort=True)
+    assert counts() == (0, 0)

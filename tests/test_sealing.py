@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import psycopg
 import pytest
 
-from pgaudit_py import InvalidArgument, list_events, record, seal, seal_status
+from pgaudit_py import InvalidArgument, audit_context, enable_tracking, list_events, record, seal, seal_status
 from pgaudit_py.chain import verify_chain
 from pgaudit_py.sealing import seal_continuously
 
@@ -39,6 +40,42 @@ def test_late_commit_gets_a_larger_seq_and_holds_back_nobody(db, connect):
     assert verify_chain(db).ok
 
 
+def test_writers_do_not_wait_for_an_open_sealing_transaction(db, connect, counts):
+    """Hashing happens in the sealer: while a seal() holds the chain head, uncommitted, a writer's
+    record() and a captured write (and their commit) take no lock it holds. A lock_timeout far
+    below the sealing transaction's life turns any wait into an error."""
+    db.execute("""CREATE TABLE public.items (id int PRIMARY KEY, name text);
+                  ALTER TABLE public.items OWNER TO app_maintainer;
+                  GRANT SELECT, INSERT, UPDATE ON public.items TO app_writer""")
+    enable_tracking(connect("app_maintainer"), "public.items")
+    writer = connect("app_writer", autocommit=False, options="-c lock_timeout=200ms -c statement_timeout=2s")
+    record(writer, "before.seal", idempotency_key="k-before")
+    writer.execute("INSERT INTO items VALUES (1, 'first')")
+    writer.commit()
+
+    sealer = connect("app_maintainer", autocommit=False)
+    assert seal(sealer).sealed == 3  # tracking_enabled, before.seal, the insert: left uncommitted
+    other_sealer = connect("app_maintainer", options="-c lock_timeout=200ms")
+    with pytest.raises(psycopg.errors.LockNotAvailable):
+        seal(other_sealer)  # the chain head is held
+    started = time.monotonic()
+    with audit_context(writer, actor_id="alice"):
+        record(writer, "during.seal", payload={"n": 1}, idempotency_key="k-during")
+        writer.execute("INSERT INTO items VALUES (2, 'second')")
+        writer.execute("UPDATE items SET name = 'renamed' WHERE id = 1")
+    writer.commit()
+    assert time.monotonic() - started < 2
+    # Committed; the first three still show too, their move into the log being uncommitted.
+    assert [k for (k,) in db.execute("SELECT kind FROM audit.event_intake ORDER BY intake_id")] == [
+        "audit.tracking_enabled", "before.seal", "public.items.insert",
+        "during.seal", "public.items.insert", "public.items.update"]
+
+    sealer.commit()
+    assert seal(db).__dict__ == {"sealed": 3, "first_seq": 4, "last_seq": 6, "block_no": 2}
+    assert counts() == (0, 6)
+    assert db.execute("SELECT ok, events_checked FROM audit.verify()").fetchone() == (True, 6)
+
+
 def test_one_sealer_at_a_time(db, connect):
     record(connect("app_writer"), "a.b")
     first = connect("app_maintainer", autocommit=False)
@@ -54,23 +91,37 @@ def test_one_sealer_at_a_time(db, connect):
     assert db.execute("SELECT last_seq FROM audit.seal_state").fetchone() == (1,)
 
 
-def test_seal_refuses_snapshot_isolation(connect):
+def sealed_nothing(db) -> None:
+    """The one pending event is still pending: no seq given, no block made."""
+    assert db.execute("SELECT (SELECT count(*) FROM audit.event_intake), (SELECT count(*) FROM audit.event_log),"
+                      " (SELECT count(*) FROM audit.blocks), (SELECT last_seq FROM audit.seal_state)").fetchone() == (
+        1, 0, 0, 0)
+
+
+def test_seal_refuses_snapshot_isolation(db, connect):
+    record(connect("app_writer"), "a.b")
     maintainer = connect("app_maintainer", autocommit=False)
     maintainer.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     with pytest.raises(InvalidArgument, match="must run at READ COMMITTED"):
         seal(maintainer)
+    maintainer.rollback()
+    sealed_nothing(db)
 
 
 @pytest.mark.parametrize("max_events", [0, -1, 1000001])
-def test_seal_refuses_bad_batch_size(connect, max_events):
+def test_seal_refuses_bad_batch_size(db, connect, max_events):
+    record(connect("app_writer"), "a.b")
     with pytest.raises(InvalidArgument, match="max_events must be between 1 and 1000000"):
         seal(connect("app_maintainer"), max_events)
+    sealed_nothing(db)
 
 
-def test_writer_and_reader_cannot_seal(connect):
+def test_writer_and_reader_cannot_seal(db, connect):
+    record(connect("app_writer"), "a.b")
     for role in ("app_writer", "app_reader"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             seal(connect(role))
+    sealed_nothing(db)
 
 
 def test_seal_status_reports_pending_and_lag(db, connect):

@@ -7,8 +7,10 @@ import json
 import os
 import pwd
 import secrets as random
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -56,10 +58,13 @@ class Keys:
             os.chown(path, pw.pw_uid, pw.pw_gid)
         return str(path)
 
+    def found_in(self, text: str) -> list[str]:
+        """Each key made, in any of its forms, that `text` holds."""
+        return [form for key in self.made for form in (key, key.upper(), bytes.fromhex(key).decode("latin-1"))
+                if form in text]
+
     def assert_absent_from(self, text: str) -> None:
-        for key in self.made:
-            for form in (key, key.upper(), bytes.fromhex(key).decode("latin-1")):
-                assert form not in text
+        assert self.found_in(text) == []
 
 
 @pytest.fixture
@@ -145,6 +150,95 @@ def test_round_trip_in_server_key_mode_with_every_statement_logged(
     assert "read_secret" in keys.logged()  # every statement was logged (and the key, checked after, was not)
 
 
+class ActivitySampler:
+    """Reads pg_stat_activity.query of one backend from another connection, in a thread, over and
+    over, and keeps every text it saw. `caught_up()` waits for a sample begun after the call, which
+    still shows the backend's last statement (an idle backend keeps showing it)."""
+
+    def __init__(self, watcher: psycopg.Connection, pid: int):
+        self.watcher, self.pid = watcher, pid
+        self.seen: set[str] = set()
+        self.samples = 0
+        self.changed = threading.Condition()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            row = self.watcher.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (self.pid,)).fetchone()
+            with self.changed:
+                if row and row[0]:
+                    self.seen.add(row[0])
+                self.samples += 1
+                self.changed.notify_all()
+
+    def caught_up(self) -> None:
+        with self.changed:
+            wanted = self.samples + 2  # the sample under way may have begun before the statement ended
+            assert self.changed.wait_for(lambda: self.samples >= wanted, timeout=10), "the sampler is stuck"
+
+    def __enter__(self) -> ActivitySampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_the_client_key_is_in_no_statement_text_logged_or_shown_at_any_step(
+        db: psycopg.Connection, connect: Connect, keys: Keys) -> None:
+    """Every client-key step, with every statement logged (parameters left out of the log, as the
+    README advises) and the backend's pg_stat_activity.query read throughout from another
+    connection: the key is bound as a parameter, so it is in neither."""
+    db.execute(f"ALTER DATABASE {db.info.dbname} SET log_statement = 'all'")
+    db.execute(f"ALTER DATABASE {db.info.dbname} SET log_parameter_max_length = 0")
+    old, new = keys.new(), keys.new()
+    sampler: list[ActivitySampler] = []
+
+    class SampledCursor(psycopg.Cursor[Any]):
+        """Each statement of the app's connection is seen by the sampler before the next one runs."""
+
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().execute(*args, **kwargs)
+            finally:
+                if sampler:
+                    sampler[0].caught_up()
+
+    app = connect("app_secrets", cursor_factory=SampledCursor)
+    watcher = connect()
+    watcher.execute("SET log_statement = 'none'")  # its thousands of samples would only fill the log
+    with ActivitySampler(watcher, app.info.backend_pid) as watching:
+        sampler.append(watching)
+        with secrets.use_master_key(app, None, new_key=old):
+            assert secrets.add_master_key(app).state == "active"
+        with secrets.use_master_key(app, old):
+            secrets.declare_secret(app, "stripe.api_key", "Stripe secret key")
+            secrets.put_secret(app, "t1", "stripe.api_key", "sk_live_1")
+            secrets.put_secret(app, "t1", "stripe.api_key", "sk_live_2")
+            secrets.put_secret(app, "t2", "stripe.api_key", "sk_live_3")
+            assert secrets.read_secret(app, "t1", "stripe.api_key") == "sk_live_2"
+            assert [s.tenant_id for s in secrets.list_secrets(app)] == ["t1", "t2"]
+            assert secrets.delete_secret(app, "t2", "stripe.api_key") is True
+        with secrets.use_master_key(app, old, new_key=new):
+            assert secrets.add_master_key(app).state == "next"
+            assert secrets.rotate_master_key(app, batch_size=1).done
+        with secrets.use_master_key(app, new):
+            assert secrets.rotate_tenant_key(app, "t1", batch_size=1).done
+            assert secrets.read_secret(app, "t1", "stripe.api_key") == "sk_live_2"
+        app.execute("SELECT 'client-key steps done'")
+    shown, logged = "\n".join(sorted(watching.seen)), keys.logged()
+    steps = ("set_config", "add_master_key", "declare_secret", "put_secret", "read_secret", "list_secrets",
+             "delete_secret", "rotate_master_key", "rotate_tenant_key", "client-key steps done")
+    assert [step for step in steps if step not in shown] == []  # the sampler saw every step
+    assert [step for step in steps if step not in logged] == []  # and every statement was logged
+    assert {"pg_stat_activity": keys.found_in(shown), "server log": keys.found_in(logged)} == {
+        "pg_stat_activity": [], "server log": []}
+    assert db.execute("SELECT version, state, key_file FROM audit.master_keys ORDER BY 1").fetchall() == [
+        (1, "retired", None), (2, "active", None)]
+
+
 def test_the_key_is_in_no_statement_text_nor_error(db: psycopg.Connection, app: psycopg.Connection,
                                                     keys: Keys) -> None:
     key = keys.new()
@@ -165,6 +259,7 @@ def test_the_key_is_in_no_statement_text_nor_error(db: psycopg.Connection, app: 
     with pytest.raises(MasterKeyUnavailable) as caught:
         secrets.read_secret(app, "t1", "s")
     assert str(caught.value) == "setting pgaudit_py.master_key does not hold a master key (64 hexadecimal digits)"
+    assert events_of(db, "tenant.secret.read") == []  # neither failed read is recorded as a read
 
 
 def test_wrong_or_missing_master_key_writes_nothing(db: psycopg.Connection, app: psycopg.Connection,
@@ -196,10 +291,13 @@ def test_a_failure_inside_the_callers_transaction_block_surfaces_and_the_key_is_
     assert db.execute("SELECT count(*) FROM audit.secret_values").fetchone() == (0,)
 
 
-def test_no_master_key_set_up(app: psycopg.Connection, keys: Keys) -> None:
+def test_no_master_key_set_up(db: psycopg.Connection, app: psycopg.Connection, keys: Keys) -> None:
     secrets.declare_secret(app, "s", "a slot")
     with pytest.raises(MasterKeyUnavailable, match="no master key is set up"):
         secrets.put_secret(app, "t1", "s", "v")
+    assert db.execute("SELECT (SELECT count(*) FROM audit.data_keys), (SELECT count(*) FROM audit.wrapped_data_keys),"
+                      " (SELECT count(*) FROM audit.secret_values)").fetchone() == (0, 0, 0)
+    assert events_of(db, "tenant.secret.written") == []
 
 
 def test_tampered_or_moved_ciphertext_is_an_error_never_garbage(db: psycopg.Connection, app: psycopg.Connection,
@@ -251,6 +349,10 @@ def test_undeclared_slot_and_bad_arguments(db: psycopg.Connection, app: psycopg.
     with pytest.raises(InvalidArgument, match="has no data key"):
         secrets.rotate_tenant_key(app, "never")
     assert db.execute("SELECT count(*) FROM audit.secret_values").fetchone() == (0,)
+    assert db.execute("SELECT key FROM audit.secret_slots").fetchall() == [("ok",)]
+    assert db.execute("SELECT count(*) FROM audit.data_keys").fetchone() == (0,)  # not even for t1's refused value
+    assert db.execute("SELECT kind FROM audit.events WHERE kind LIKE 'tenant.%' OR kind LIKE 'secret.%'"
+                      " ORDER BY intake_id").fetchall() == [("secret.master_key_added",), ("secret.slot_declared",)]
 
 
 @pytest.mark.parametrize("role", ["app_reader", "app_writer", "app_maintainer", "app_attacker"])
@@ -269,6 +371,8 @@ def test_only_the_secrets_role_reads(db: psycopg.Connection, app: psycopg.Connec
             other.execute(call)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may register a key file"):
         app.execute("SELECT audit.add_master_key('/etc/passwd')")
+    assert db.execute("SELECT version, key_file FROM audit.master_keys").fetchall() == [(1, None)]
+    assert [e[4] for e in events_of(db, "tenant.secret.written")] == [{"key_version": 1, "replaced": False}]
     for table in ("secret_values", "wrapped_data_keys", "master_keys"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             app.execute(f"SELECT * FROM audit.{table}")
@@ -359,6 +463,8 @@ def test_master_rotation_survives_a_crash_and_keeps_reads_working(
     # The old key cannot come back.
     with secrets.use_master_key(resumed, None, new_key=old), pytest.raises(InvalidArgument, match="retired"):
         secrets.add_master_key(resumed)
+    assert db.execute("SELECT version, state FROM audit.master_keys ORDER BY 1").fetchall() == [
+        (1, "retired"), (2, "active")]
     assert [e[4] for e in events_of(db, "secret.master_key_rotated")] == [{"from_version": 1, "to_version": 2}]
 
 

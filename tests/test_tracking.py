@@ -29,6 +29,15 @@ def orders(db):
     return "public.orders"
 
 
+def capture_triggers(db) -> list[tuple[str, str]]:
+    """(table, trigger) of every capture trigger in the database."""
+    return db.execute(r"SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE tgname LIKE 'audit\_capture\_%'"
+                      " ORDER BY 1, 2").fetchall()
+
+
+CAPTURE = ["audit_capture_delete", "audit_capture_insert", "audit_capture_truncate", "audit_capture_update"]
+
+
 def kinds(db, like: str) -> list[str]:
     return [r[0] for r in db.execute("SELECT kind FROM audit.events WHERE kind LIKE %s"
                                      " ORDER BY seq NULLS LAST, occurred_at", (like,))]
@@ -64,6 +73,8 @@ def test_writers_and_readers_cannot_switch_auditing(db, connect, maintainer, ord
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         enable_tracking(connect(role), orders, exclude_columns=["total"])
     assert tracked_tables(db)[0].exclude_columns == []
+    assert capture_triggers(db) == [("orders", name) for name in CAPTURE]
+    assert kinds(db, "audit.%") == ["audit.tracking_enabled"]
 
 
 def test_the_maintainer_must_own_the_table(db, maintainer):
@@ -71,6 +82,8 @@ def test_the_maintainer_must_own_the_table(db, maintainer):
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner of table public.foreign_owned"):
         enable_tracking(maintainer, "public.foreign_owned")
     assert tracked_tables(db) == []
+    assert capture_triggers(db) == []
+    assert db.execute("SELECT count(*) FROM audit.events").fetchone() == (0,)
 
 
 def test_the_owner_of_a_table_cannot_drop_or_disable_its_capture(db, maintainer, orders):
@@ -101,6 +114,8 @@ def test_bad_targets(db, maintainer, setup, target, error, message):
     with pytest.raises(error, match=message):
         enable_tracking(maintainer, target)
     assert tracked_tables(db) == []
+    assert capture_triggers(db) == []
+    assert db.execute("SELECT count(*) FROM audit.events").fetchone() == (0,)
 
 
 @pytest.mark.parametrize("options, error, message", [
@@ -126,6 +141,8 @@ def test_partition_hint_names_the_parent(db, maintainer):
     with pytest.raises(InvalidTarget) as caught:
         enable_tracking(maintainer, "public.p1")
     assert caught.value.hint == "Track the partitioned table public.p instead."
+    assert (tracked_tables(db), capture_triggers(db)) == ([], [])
+    assert db.execute("SELECT count(*) FROM audit.events").fetchone() == (0,)
 
 
 def test_columns_added_dropped_and_renamed(db, maintainer, orders):
@@ -255,3 +272,20 @@ def test_a_maintainers_definer_function_cannot_act_for_the_session(db, two_maint
     assert db.execute("SELECT changed_by FROM audit.rate_limits").fetchall() == [("dba",)]
     assert kinds(db, "audit.%") == ["audit.tracking_enabled", "audit.rate_limit_set"]
     assert status(db).problems == []
+
+
+def test_a_proof_held_by_an_open_transaction_blocks_nobody(db, connect, two_maintainers):
+    """Old proofs are cleaned up by whoever checks one next: a maintainer holding that cleanup's
+    row locks in an idle transaction made every DROP of a tracked table, and every enable_tracking,
+    wait for it."""
+    dba, maint = two_maintainers
+    maint.execute("CREATE TABLE public.mine (id int PRIMARY KEY); INSERT INTO audit.owner_proofs (relid)"
+                  " VALUES ('public.mine'::regclass)")  # committed: stale from now on
+    idle = connect("maint", autocommit=False)
+    idle.execute("SELECT audit._drop_rate_limit('table', '4000000000')")  # cleans up, and holds the rows
+    dba.execute("CREATE TABLE public.ledger (id int PRIMARY KEY)")
+    dba.execute("SET statement_timeout = '3s'")
+    enable_tracking(dba, "public.ledger")
+    dba.execute("DROP TABLE public.ledger")
+    idle.rollback()
+    assert kinds(db, "audit.%") == ["audit.tracking_enabled", "audit.tracked_table_dropped"]

@@ -63,6 +63,9 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
     report = install(db, "upgr")
     assert report.migrations == ["0007_origin_quarantine", "0008_archive_claim"]
     assert status(db, "upgr").problems == []
+    # The kind prefix a table was tracked under is held for it (a look-alike cannot take it over).
+    assert db.execute("SELECT kind_prefix, relid = 'public.feel'::regclass::oid FROM upgr.kind_prefixes").fetchall() \
+        == [("public.feel", True)]
     functions = dict(db.execute("""SELECT p.pronamespace::regnamespace::text || '.' || p.proname, p.proowner::regrole::text
                                      FROM pg_proc p
                                     WHERE p.pronamespace::regnamespace::text IN ('upgr', 'upgr_capture')

@@ -3,7 +3,8 @@
 DO $$
 DECLARE
     wanted text[] := ARRAY['ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER',
-                           'ALTER TYPE', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE TABLE', 'CREATE TRIGGER'];
+                           'ALTER TYPE', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE TABLE',
+                           'CREATE TRIGGER'];
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end'
                                                 AND evttags IS DISTINCT FROM wanted) THEN
@@ -12,7 +13,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end') THEN
         CREATE EVENT TRIGGER @schema@_ddl_end ON ddl_command_end
             WHEN TAG IN ('ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER',
-                         'ALTER TYPE', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE TABLE', 'CREATE TRIGGER')
+                         'ALTER TYPE', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE TABLE',
+                         'CREATE TRIGGER')
             EXECUTE FUNCTION @schema@._on_ddl_end();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_sql_drop') THEN
@@ -23,6 +25,9 @@ BEGIN
         CREATE EVENT TRIGGER @schema@_capture_partitions ON ddl_command_end
             WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE')
             EXECUTE FUNCTION @schema@._cover_partitions();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_table_rewrite') THEN
+        CREATE EVENT TRIGGER @schema@_table_rewrite ON table_rewrite EXECUTE FUNCTION @schema@._refuse_rewrite();
     END IF;
     -- Every command, before it runs.
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_function_roles') THEN
@@ -35,6 +40,7 @@ ALTER EVENT TRIGGER @schema@_ddl_end ENABLE;
 ALTER EVENT TRIGGER @schema@_sql_drop ENABLE;
 ALTER EVENT TRIGGER @schema@_capture_partitions ENABLE;
 ALTER EVENT TRIGGER @schema@_function_roles ENABLE;
+ALTER EVENT TRIGGER @schema@_table_rewrite ENABLE;
 
 -- Partitions of tracked tables that have no capture triggers yet (tracked before partitions were
 -- covered, or added while the event triggers were off): attached here, as the superuser.
