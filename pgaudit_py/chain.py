@@ -87,7 +87,7 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
         pruned_row = conn.execute(sql.SQL("SELECT coalesce(max(block_no), 0) FROM {}.prune_points").format(s)
                                   ).fetchone()
         pruned_through = int(pruned_row[0]) if pruned_row else 0
-        pending_row = conn.execute(sql.SQL("SELECT count(*) FROM {}.event_intake").format(s)).fetchone()
+        pending_row = conn.execute(sql.SQL("SELECT pending FROM {}.seal_status()").format(s)).fetchone()
         blocks = read_blocks(conn, audit_schema)
         first_row = conn.execute(sql.SQL("SELECT min(seq) FROM {}.event_log").format(s)).fetchone()
         archived = conn.execute(sql.SQL("SELECT max(last_block), max(last_seq) FROM {}.archive_batches"

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
-_SET_CONTEXT = (
-    "SELECT set_config('pgaudit_py.actor_type', %s::text, true),"
-    " set_config('pgaudit_py.actor_id', %s::text, true),"
-    " set_config('pgaudit_py.tenant_id', %s::text, true),"
-    " set_config('pgaudit_py.correlation_id', %s::text, true),"
-    " set_config('pgaudit_py.client_addr', %s::text, true)"
-)
+CONTEXT_NAMES = ("actor_type", "actor_id", "tenant_id", "correlation_id", "client_addr")
+SET_CONTEXT = "SELECT " + ", ".join(f"set_config('pgaudit_py.{n}', %s::text, true)" for n in CONTEXT_NAMES)
+GET_CONTEXT = "SELECT " + ", ".join(f"coalesce(current_setting('pgaudit_py.{n}', true), '')" for n in CONTEXT_NAMES)
 
 
 @contextmanager
@@ -21,14 +18,28 @@ def audit_context(conn: psycopg.Connection, *, actor_type: str | None = None,
                   actor_id: str | None = None, tenant_id: str | None = None,
                   correlation_id: str | None = None,
                   client_addr: str | None = None) -> Iterator[psycopg.Transaction]:
-    """A transaction in which events are attributed to this actor, tenant and correlation id.
+    """A transaction (a savepoint inside another) in which events are attributed to this actor,
+    tenant and correlation id.
 
-    The settings are transaction-local: they end with the outermost transaction. Values left
-    out are cleared, so nothing leaks from an earlier context in the same transaction. They are
-    set by the application, never by its end users: whoever can run SQL on the connection can
-    set them too.
+    Outside any transaction, the values left out are cleared: nothing carries over from the
+    session. Inside one (an enclosing audit_context, or the caller's transaction), the values named
+    here override those around the block for the block only: the others are inherited (pass "" to
+    clear one), and when the block ends the values from before it are back. The settings are
+    transaction-local: nothing outlives the transaction. They are set by the application, never by
+    its end users: whoever can run SQL on the connection can set them too.
     """
+    named = (actor_type, actor_id, tenant_id, correlation_id, client_addr)
+    outermost = conn.info.transaction_status == TransactionStatus.IDLE
     with conn.transaction() as tx:
-        conn.execute(_SET_CONTEXT, (actor_type or "", actor_id or "", tenant_id or "",
-                                    correlation_id or "", client_addr or ""))
+        before: Sequence[str] = ("",) * len(CONTEXT_NAMES)
+        if not outermost:
+            row = conn.execute(GET_CONTEXT).fetchone()
+            assert row is not None
+            before = row
+        values = [own if own is not None else outer for own, outer in zip(named, before, strict=True)]
+        conn.execute(SET_CONTEXT, values)
         yield tx
+        if not outermost:
+            # The enclosing transaction goes on: the block's values end with it. (A failed block needs
+            # nothing: rolling back its savepoint undoes set_config.)
+            conn.execute(SET_CONTEXT, list(before))

@@ -10,11 +10,10 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg import sql
-from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from pgaudit_py.errors import InvalidInput, translated
+from pgaudit_py.calls import Call, function_call
+from pgaudit_py.errors import InvalidInput
 
 log = logging.getLogger("pgaudit_py")
 
@@ -72,15 +71,20 @@ class EventType:
 
 
 # txid is xid8, which psycopg has no loader for: it arrives as text.
-_EVENT_COLUMNS = sql.SQL(", ").join(
-    sql.SQL("txid::text") if name == "txid" else sql.Identifier(name)
-    for name in Event.__dataclass_fields__)
+EVENT_CASTS = {"txid": "text"}
 
 
-def _call(audit_schema: str, function: str, args: list[str]) -> sql.Composed:
-    return sql.SQL("SELECT {cols} FROM {s}.{f}({args})").format(
-        cols=_EVENT_COLUMNS, s=sql.Identifier(audit_schema), f=sql.Identifier(function),
-        args=sql.SQL(", ").join(sql.SQL(a) for a in args))
+def record_call(kind: str, *, tenant_id: str | None = None, actor_type: str | None = None,
+                actor_id: str | None = None, target_type: str | None = None, target_id: str | None = None,
+                payload: dict[str, Any] | None = None, outcome: str = "success",
+                correlation_id: str | None = None, idempotency_key: str | None = None,
+                audit_schema: str = "audit") -> Call[Event]:
+    return function_call(audit_schema, "record", Event, {
+        "kind": "text", "tenant_id": "text", "actor_type": "text", "actor_id": "text", "target_type": "text",
+        "target_id": "text", "payload": "jsonb", "outcome": "text", "correlation_id": "text",
+        "idempotency_key": "text"},
+        (kind, tenant_id, actor_type, actor_id, target_type, target_id,
+         Jsonb(payload if payload is not None else {}), outcome, correlation_id, idempotency_key), EVENT_CASTS)
 
 
 def record(conn: psycopg.Connection, kind: str, *, tenant_id: str | None = None,
@@ -94,31 +98,40 @@ def record(conn: psycopg.Connection, kind: str, *, tenant_id: str | None = None,
     With best_effort=True a storage failure is logged and None returned, inside a savepoint so
     the caller's transaction goes on; bad input (InvalidInput) still raises.
     """
-    query = _call(audit_schema, "record", [
-        "kind => %s::text", "tenant_id => %s::text", "actor_type => %s::text",
-        "actor_id => %s::text", "target_type => %s::text", "target_id => %s::text",
-        "payload => %s::jsonb", "outcome => %s::text", "correlation_id => %s::text",
-        "idempotency_key => %s::text"])
-    params = (kind, tenant_id, actor_type, actor_id, target_type, target_id,
-              Jsonb(payload if payload is not None else {}), outcome, correlation_id, idempotency_key)
-
-    def run() -> Event:
-        with translated(), conn.cursor(row_factory=class_row(Event)) as cur:
-            row = cur.execute(query, params).fetchone()
-            assert row is not None
-            return row
-
+    call = record_call(kind, tenant_id=tenant_id, actor_type=actor_type, actor_id=actor_id,
+                       target_type=target_type, target_id=target_id, payload=payload, outcome=outcome,
+                       correlation_id=correlation_id, idempotency_key=idempotency_key, audit_schema=audit_schema)
     if not best_effort:
-        return run()
+        return call.one(conn)
     try:
         with conn.transaction():
-            return run()
+            return call.one(conn)
     except InvalidInput:
         raise
     except psycopg.Error as exc:
-        # Never the payload: it may hold what an audit log must not leak into application logs.
-        log.warning("audit event %s not recorded: %s (SQLSTATE %s)", kind, type(exc).__name__, exc.sqlstate)
+        log_not_recorded(kind, exc)
         return None
+
+
+def log_not_recorded(kind: str, exc: psycopg.Error) -> None:
+    # Never the payload: it may hold what an audit log must not leak into application logs.
+    log.warning("audit event %s not recorded: %s (SQLSTATE %s)", kind, type(exc).__name__, exc.sqlstate)
+
+
+def list_events_call(*, tenant_id: str | None = None, kind_prefix: str | None = None,
+                     target_type: str | None = None, target_id: str | None = None,
+                     correlation_id: str | None = None, outcome: str | None = None,
+                     actor_type: str | None = None, actor_id: str | None = None,
+                     since: datetime | None = None, until: datetime | None = None,
+                     since_seq: int | None = None, before_seq: int | None = None, page_size: int = 50,
+                     audit_schema: str = "audit") -> Call[Event]:
+    return function_call(audit_schema, "list_events", Event, {
+        "tenant_id": "text", "kind_prefix": "text", "target_type": "text", "target_id": "text",
+        "correlation_id": "text", "outcome": "text", "actor_type": "text", "actor_id": "text",
+        "since": "timestamptz", "until": "timestamptz", "since_seq": "bigint", "before_seq": "bigint",
+        "page_size": "integer"},
+        (tenant_id, kind_prefix, target_type, target_id, correlation_id, outcome, actor_type, actor_id, since,
+         until, since_seq, before_seq, page_size), EVENT_CASTS)
 
 
 def list_events(conn: psycopg.Connection, *, tenant_id: str | None = None,
@@ -129,43 +142,44 @@ def list_events(conn: psycopg.Connection, *, tenant_id: str | None = None,
                 until: datetime | None = None, since_seq: int | None = None,
                 before_seq: int | None = None, page_size: int = 50,
                 audit_schema: str = "audit") -> list[Event]:
-    query = _call(audit_schema, "list_events", [
-        "tenant_id => %s::text", "kind_prefix => %s::text", "target_type => %s::text",
-        "target_id => %s::text", "correlation_id => %s::text", "outcome => %s::text",
-        "actor_type => %s::text", "actor_id => %s::text", "since => %s::timestamptz",
-        "until => %s::timestamptz", "since_seq => %s::bigint", "before_seq => %s::bigint",
-        "page_size => %s::integer"])
-    params = (tenant_id, kind_prefix, target_type, target_id, correlation_id, outcome,
-              actor_type, actor_id, since, until, since_seq, before_seq, page_size)
-    with translated(), conn.cursor(row_factory=class_row(Event)) as cur:
-        return cur.execute(query, params).fetchall()
+    return list_events_call(tenant_id=tenant_id, kind_prefix=kind_prefix, target_type=target_type,
+                            target_id=target_id, correlation_id=correlation_id, outcome=outcome,
+                            actor_type=actor_type, actor_id=actor_id, since=since, until=until, since_seq=since_seq,
+                            before_seq=before_seq, page_size=page_size, audit_schema=audit_schema).all(conn)
+
+
+def count_events_call(*, tenant_id: str | None = None, since: datetime | None = None,
+                      until: datetime | None = None, by_kind_prefix: list[str] | None = None,
+                      audit_schema: str = "audit") -> Call[EventCount]:
+    return function_call(audit_schema, "count_events", EventCount, {
+        "tenant_id": "text", "since": "timestamptz", "until": "timestamptz", "by_kind_prefix": "text[]"},
+        (tenant_id, since, until, by_kind_prefix or []))
 
 
 def count_events(conn: psycopg.Connection, *, tenant_id: str | None = None,
                  since: datetime | None = None, until: datetime | None = None,
                  by_kind_prefix: list[str] | None = None, audit_schema: str = "audit") -> EventCount:
-    query = sql.SQL("SELECT * FROM {}.count_events(tenant_id => %s::text, since => %s::timestamptz,"
-                    " until => %s::timestamptz, by_kind_prefix => %s::text[])").format(sql.Identifier(audit_schema))
-    with translated(), conn.cursor(row_factory=class_row(EventCount)) as cur:
-        row = cur.execute(query, (tenant_id, since, until, by_kind_prefix or [])).fetchone()
-        assert row is not None
-        return row
+    return count_events_call(tenant_id=tenant_id, since=since, until=until, by_kind_prefix=by_kind_prefix,
+                             audit_schema=audit_schema).one(conn)
+
+
+def monthly_event_counts_call(*, tenant_id: str | None = None, month_count: int = 12,
+                              by_kind_prefix: list[str] | None = None,
+                              audit_schema: str = "audit") -> Call[MonthlyCount]:
+    return function_call(audit_schema, "monthly_event_counts", MonthlyCount, {
+        "tenant_id": "text", "month_count": "integer", "by_kind_prefix": "text[]"},
+        (tenant_id, month_count, by_kind_prefix or []))
 
 
 def monthly_event_counts(conn: psycopg.Connection, *, tenant_id: str | None = None,
                          month_count: int = 12, by_kind_prefix: list[str] | None = None,
                          audit_schema: str = "audit") -> list[MonthlyCount]:
-    query = sql.SQL("SELECT * FROM {}.monthly_event_counts(tenant_id => %s::text,"
-                    " month_count => %s::integer, by_kind_prefix => %s::text[])").format(sql.Identifier(audit_schema))
-    with translated(), conn.cursor(row_factory=class_row(MonthlyCount)) as cur:
-        return cur.execute(query, (tenant_id, month_count, by_kind_prefix or [])).fetchall()
+    return monthly_event_counts_call(tenant_id=tenant_id, month_count=month_count, by_kind_prefix=by_kind_prefix,
+                                     audit_schema=audit_schema).all(conn)
 
 
 def register_event_type(conn: psycopg.Connection, kind: str, json_schema: dict[str, Any], *,
                         strict: bool = False, audit_schema: str = "audit") -> EventType:
-    query = sql.SQL("SELECT * FROM {}.register_event_type(kind => %s::text, schema => %s::jsonb,"
-                    " strict => %s::boolean)").format(sql.Identifier(audit_schema))
-    with translated(), conn.cursor(row_factory=class_row(EventType)) as cur:
-        row = cur.execute(query, (kind, Jsonb(json_schema), strict)).fetchone()
-        assert row is not None
-        return row
+    return function_call(audit_schema, "register_event_type", EventType,
+                         {"kind": "text", "schema": "jsonb", "strict": "boolean"},
+                         (kind, Jsonb(json_schema), strict)).one(conn)

@@ -382,15 +382,14 @@ def status(conn: psycopg.Connection, schema: str = "audit") -> InstallStatus:
         if not _schema_exists(conn, schema) or not _is_ours(conn, schema):
             return InstallStatus(schema, None, [], migration_ids(),
                                  [f"pgaudit_py is not installed in schema {schema!r}"])
-        applied = _applied_migrations(conn, schema)
-        pending = [m for m in migration_ids() if m not in set(applied)]
-        s = sql.Identifier(schema)
-        row = conn.execute(sql.SQL("SELECT version FROM {}._install ORDER BY installed_at DESC LIMIT 1")
-                           .format(s)).fetchone()
-        try:
-            problems = [r[0] for r in conn.execute(sql.SQL("SELECT * FROM {}._integrity_problems()").format(s))]
-            warnings = [r[0] for r in conn.execute(sql.SQL("SELECT * FROM {}._integrity_warnings()").format(s))]
+        try:  # a definer function, so that the reader may check the installation
+            row = conn.execute(sql.SQL("SELECT version, migrations, problems, warnings, client_master_keys"
+                                       " FROM {}.install_status()").format(sql.Identifier(schema))).fetchone()
         except psycopg.errors.UndefinedFunction as missing:
-            problems, warnings = [f"a function of the installation is missing: {missing.diag.message_primary}"], []
-        warnings += exposure_warnings(conn, audit_schema=schema)
-    return InstallStatus(schema, row[0] if row else None, applied, pending, problems, warnings)
+            return InstallStatus(schema, None, [], migration_ids(),
+                                 [f"a function of the installation is missing: {missing.diag.message_primary}"])
+        assert row is not None
+        version, applied, problems, warnings, client_keys = row
+        warnings += exposure_warnings(conn, client_keys)
+    pending = [m for m in migration_ids() if m not in set(applied)]
+    return InstallStatus(schema, version, applied, pending, problems, warnings)

@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from pgaudit_py.calls import Call, function_call
 from pgaudit_py.errors import InstallError, translated
 from pgaudit_py.transactions import require_no_transaction
 
@@ -40,12 +41,12 @@ class SealStatus:
         return self.now - self.oldest_pending_at if self.oldest_pending_at else timedelta(0)
 
 
+def seal_call(max_events: int = 10000, *, audit_schema: str = "audit") -> Call[SealResult]:
+    return function_call(audit_schema, "seal", SealResult, {"max_events": "integer"}, (max_events,))
+
+
 def seal(conn: psycopg.Connection, max_events: int = 10000, *, audit_schema: str = "audit") -> SealResult:
-    query = sql.SQL("SELECT * FROM {}.seal(max_events => %s::integer)").format(sql.Identifier(audit_schema))
-    with translated(), conn.cursor(row_factory=class_row(SealResult)) as cur:
-        row = cur.execute(query, (max_events,)).fetchone()
-        assert row is not None
-        return row
+    return seal_call(max_events, audit_schema=audit_schema).one(conn)
 
 
 def seal_status(conn: psycopg.Connection, *, audit_schema: str = "audit") -> SealStatus:

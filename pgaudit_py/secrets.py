@@ -217,18 +217,22 @@ SELECT current_setting('log_statement') = 'all' AS log_statement,
 """
 
 
-def exposure_warnings(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[str]:
+def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None = None, *,
+                      audit_schema: str = "audit") -> list[str]:
     """Why a client-supplied master key could reach the server log, if any master key in use is
-    client-supplied; empty otherwise."""
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{audit_schema}.master_keys",)).fetchone()
-    if not exists or not exists[0]:
-        return []
-    try:
-        client_keys = conn.execute(_call(audit_schema, "SELECT count(*) FROM {s}.master_keys"
-                                                       " WHERE key_file IS NULL AND state <> 'retired'")).fetchone()
-    except psycopg.errors.InsufficientPrivilege:
-        return []
-    if not client_keys or not client_keys[0]:
+    client-supplied (counted here unless the caller knows: install_status counts them for the
+    reader); empty otherwise."""
+    if client_master_keys is None:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{audit_schema}.master_keys",)).fetchone()
+        if not exists or not exists[0]:
+            return []
+        try:
+            row = conn.execute(_call(audit_schema, "SELECT count(*) FROM {s}.master_keys"
+                                                   " WHERE key_file IS NULL AND state <> 'retired'")).fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            return []
+        client_master_keys = int(row[0]) if row else 0
+    if not client_master_keys:
         return []
     row = conn.execute(_LOGGING_PARAMETERS).fetchone()
     assert row is not None

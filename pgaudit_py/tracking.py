@@ -10,8 +10,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from pgaudit_py.calls import function_call
 from pgaudit_py.errors import translated
-from pgaudit_py.events import Event, _call
+from pgaudit_py.events import EVENT_CASTS, Event
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,10 @@ def enable_tracking(conn: psycopg.Connection, table: str, *, exclude_columns: li
                     skip_noop_updates: bool = True, kind_prefix: str | None = None,
                     audit_schema: str = "audit") -> TrackedTable:
     """Capture every write on `table` (a name as SQL would resolve it) from now on."""
-    query = sql.SQL("SELECT * FROM {}.enable_tracking(target => %s::regclass, exclude_columns => %s::text[],"
-                    " redact_columns => %s::text[], tenant_column => %s::text, skip_noop_updates => %s::boolean,"
-                    " kind_prefix => %s::text)").format(sql.Identifier(audit_schema))
-    with translated(), conn.cursor(row_factory=class_row(TrackedTable)) as cur:
-        row = cur.execute(query, (table, exclude_columns or [], redact_columns or [], tenant_column,
-                                  skip_noop_updates, kind_prefix)).fetchone()
-        assert row is not None
-        return row
+    return function_call(audit_schema, "enable_tracking", TrackedTable, {
+        "target": "regclass", "exclude_columns": "text[]", "redact_columns": "text[]", "tenant_column": "text",
+        "skip_noop_updates": "boolean", "kind_prefix": "text"},
+        (table, exclude_columns or [], redact_columns or [], tenant_column, skip_noop_updates, kind_prefix)).one(conn)
 
 
 def disable_tracking(conn: psycopg.Connection, table: str, *, audit_schema: str = "audit") -> bool:
@@ -63,9 +60,8 @@ def tracked_tables(conn: psycopg.Connection, *, audit_schema: str = "audit") -> 
 def row_history(conn: psycopg.Connection, table: str, key: str, *, audit_schema: str = "audit") -> list[Event]:
     """Every captured version of one row, oldest first. key: the primary key as text, or a JSON
     array such as '[1, "EU"]' for a composite key."""
-    query = _call(audit_schema, "row_history", ["target => %s::regclass", "key => %s::text"])
-    with translated(), conn.cursor(row_factory=class_row(Event)) as cur:
-        return cur.execute(query, (table, key)).fetchall()
+    return function_call(audit_schema, "row_history", Event, {"target": "regclass", "key": "text"},
+                         (table, key), EVENT_CASTS).all(conn)
 
 
 def row_as_of(conn: psycopg.Connection, table: str, key: str, at: datetime, *,

@@ -189,3 +189,25 @@ AS $$
        AND NOT EXISTS (SELECT 1 FROM @schema@.master_keys m WHERE m.key_file IS NOT NULL AND m.state <> 'retired')
 $$;
 COMMENT ON FUNCTION @schema@._integrity_warnings() IS 'What status warns about: not broken, but worth knowing.';
+
+-- What `pgaudit status` reports, for the reader: a monitoring check needs no superuser, and may
+-- read neither the installer's bookkeeping nor the master keys.
+CREATE OR REPLACE FUNCTION @schema@.install_status(OUT version text, OUT migrations text[], OUT problems text[],
+                                                  OUT warnings text[], OUT client_master_keys integer)
+RETURNS record
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT i.version INTO version FROM @schema@._install i ORDER BY i.installed_at DESC LIMIT 1;
+    migrations := ARRAY(SELECT m.migration_id::text FROM @schema@._yoyo_migration m ORDER BY 1);
+    problems := ARRAY(SELECT p FROM @schema@._integrity_problems() p);
+    warnings := ARRAY(SELECT w FROM @schema@._integrity_warnings() w);
+    client_master_keys := (SELECT count(*) FROM @schema@.master_keys k WHERE k.key_file IS NULL AND k.state <> 'retired');
+END
+$$;
+COMMENT ON FUNCTION @schema@.install_status() IS
+    'Installed version, applied migrations, integrity problems and warnings, and how many client-supplied '
+    'master keys are in use (status, for the reader).';

@@ -65,7 +65,8 @@ GRANT EXECUTE ON FUNCTION @schema@.record(text, text, text, text, text, text, js
 
 GRANT SELECT ON @schema@.events, @schema@.event_types, @schema@.event_type_drift, @schema@.tracked_tables,
     @schema@.blocks, @schema@.prune_points, @schema@.rate_limits, @schema@.archive_batches, @schema@.archive_settings,
-    @schema@.restored_events, @schema@.quarantine, @schema@.kind_prefixes
+    @schema@.restored_events, @schema@.quarantine, @schema@.kind_prefixes,
+    @schema@.event_log, @schema@.seal_state  -- what an independent verifier (pgaudit verify) recomputes
     TO @schema@_reader;
 GRANT EXECUTE ON FUNCTION
     @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer),
@@ -84,7 +85,8 @@ GRANT EXECUTE ON FUNCTION
     @schema@._key_columns(regclass),
     @schema@._tracking_of(oid),
     @schema@._lineage(oid),
-    @schema@.archive_lines(bigint, bigint)
+    @schema@.archive_lines(bigint, bigint),
+    @schema@.install_status()
     TO @schema@_reader;
 
 GRANT EXECUTE ON FUNCTION

@@ -1,0 +1,66 @@
+"""One way to call a SQL function of the installation, from a Connection or an AsyncConnection:
+the query names its columns and casts its arguments, and rows become the given dataclass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Generic, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from pgaudit_py.errors import translated
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    query: sql.Composed
+    params: Sequence[Any]
+    row_type: type[T]
+
+    def one(self, conn: psycopg.Connection) -> T:
+        with translated(), conn.cursor(row_factory=class_row(self.row_type)) as cur:
+            row = cur.execute(self.query, self.params).fetchone()
+        assert row is not None
+        return row
+
+    def all(self, conn: psycopg.Connection) -> list[T]:
+        with translated(), conn.cursor(row_factory=class_row(self.row_type)) as cur:
+            return cur.execute(self.query, self.params).fetchall()
+
+    async def one_async(self, conn: psycopg.AsyncConnection) -> T:
+        with translated():
+            async with conn.cursor(row_factory=class_row(self.row_type)) as cur:
+                await cur.execute(self.query, self.params)
+                row = await cur.fetchone()
+        assert row is not None
+        return row
+
+    async def all_async(self, conn: psycopg.AsyncConnection) -> list[T]:
+        with translated():
+            async with conn.cursor(row_factory=class_row(self.row_type)) as cur:
+                await cur.execute(self.query, self.params)
+                return await cur.fetchall()
+
+
+def columns(row_type: type, casts: dict[str, str] | None = None) -> sql.Composed:
+    """The dataclass's fields as a select list, with a cast where psycopg has no loader."""
+    casts = casts or {}
+    return sql.SQL(", ").join(
+        sql.SQL("{}::{} AS {}").format(sql.Identifier(name), sql.SQL(casts[name]), sql.Identifier(name))
+        if name in casts else sql.Identifier(name)
+        for name in (f.name for f in fields(row_type)))
+
+
+def function_call(audit_schema: str, function: str, row_type: type[T], arguments: dict[str, str],
+                  params: Sequence[Any], casts: dict[str, str] | None = None) -> Call[T]:
+    """SELECT <the row type's columns> FROM schema.function(name => %s::type, ...)."""
+    query = sql.SQL("SELECT {cols} FROM {s}.{f}({args})").format(
+        cols=columns(row_type, casts), s=sql.Identifier(audit_schema), f=sql.Identifier(function),
+        args=sql.SQL(", ").join(sql.SQL("{} => %s::{}").format(sql.Identifier(name), sql.SQL(type_))
+                                for name, type_ in arguments.items()))
+    return Call(query, params, row_type)

@@ -1,0 +1,87 @@
+"""The library for asyncio applications (pgaudit_py.aio), on a real AsyncConnection, and both
+flavours from SQLAlchemy."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+import sqlalchemy
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from pgaudit_py import InvalidKind, aio, audit_context, list_events, record
+
+
+def url(db, role: str, driver: str = "postgresql+psycopg") -> str:
+    i = db.info
+    return f"{driver}://{role}@{i.host}:{i.port}/{i.dbname}"
+
+
+def test_record_list_count_and_seal_on_an_async_connection(db):
+    i = db.info
+
+    async def main() -> None:
+        writer = await psycopg.AsyncConnection.connect(host=i.host, port=i.port, dbname=i.dbname,
+                                                       user="app_writer", autocommit=True)
+        maintainer = await psycopg.AsyncConnection.connect(host=i.host, port=i.port, dbname=i.dbname,
+                                                           user="app_maintainer", autocommit=True)
+        async with writer, maintainer:
+            async with aio.audit_context(writer, actor_id="alice", tenant_id="acme"):
+                made = await aio.record(writer, "order.refunded", target_type="order", target_id="o-1",
+                                        payload={"amount": 12.5})
+                async with aio.audit_context(writer, actor_id="bob"):
+                    await aio.record(writer, "order.viewed")
+                await aio.record(writer, "order.closed")
+            assert made is not None and made.pending and made.actor_id == "alice"
+            for best_effort in (False, True):  # bad input raises, best effort or not
+                with pytest.raises(InvalidKind):
+                    await aio.record(writer, "Not A Kind", best_effort=best_effort)
+            sealed = await aio.seal(maintainer)
+            assert sealed.sealed == 3
+            events = await aio.list_events(maintainer, tenant_id="acme", kind_prefix="order.")
+            assert [(e.kind, e.actor_id) for e in events] == [
+                ("order.closed", "alice"), ("order.viewed", "bob"), ("order.refunded", "alice")]
+            counted = await aio.count_events(maintainer, tenant_id="acme", by_kind_prefix=["order."])
+            assert counted.count == 3
+            months = await aio.monthly_event_counts(maintainer, tenant_id="acme", month_count=1)
+            assert [m.count for m in months] == [3]
+
+    asyncio.run(main())
+    assert db.execute("SELECT kind, actor_id, tenant_id FROM audit.events ORDER BY seq").fetchall() == [
+        ("order.refunded", "alice", "acme"), ("order.viewed", "bob", "acme"), ("order.closed", "alice", "acme")]
+
+
+def test_best_effort_on_an_async_connection_survives_a_failure_and_the_transaction_goes_on(db):
+    i = db.info
+
+    async def main() -> None:
+        async with await psycopg.AsyncConnection.connect(host=i.host, port=i.port, dbname=i.dbname,
+                                                         user="app_reader") as reader, reader.transaction():
+            assert await aio.record(reader, "not.allowed", best_effort=True) is None  # no privilege
+            assert (await (await reader.execute("SELECT 1")).fetchone()) == (1,)
+
+    asyncio.run(main())
+
+
+def test_from_sqlalchemy_sync_and_async(db):
+    engine = sqlalchemy.create_engine(url(db, "app_writer"))
+    with engine.begin() as connection:
+        raw = connection.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        with audit_context(raw, actor_id="alice"):
+            record(raw, "from.sqlalchemy")
+    engine.dispose()
+
+    async def main() -> None:
+        engine = create_async_engine(url(db, "app_writer"))
+        async with engine.begin() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert isinstance(raw, psycopg.AsyncConnection)
+            async with aio.audit_context(raw, actor_id="bob"):
+                await aio.record(raw, "from.sqlalchemy.async")
+        await engine.dispose()
+
+    asyncio.run(main())
+    assert [(e.kind, e.actor_id) for e in reversed(list_events(db))] == [
+        ("from.sqlalchemy", "alice"), ("from.sqlalchemy.async", "bob")]
