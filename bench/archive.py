@@ -64,8 +64,10 @@ def archive_rate(conn: psycopg.Connection, target: Target, keys: Keys, n: int, b
     started = time.perf_counter()
     run = archiving.archive(conn, target, keys, older_than=None, max_batches=n // batch)
     elapsed = time.perf_counter() - started
-    assert run.events == n, run.events
-    return n / elapsed
+    # The system events archiving records (audit.archived, ...) are sealed in small blocks of their
+    # own, which shift batch boundaries: count what was archived.
+    assert run.events >= n - batch, run.events
+    return run.events / elapsed
 
 
 def rates(conn: psycopg.Connection, target: Target, keys: Keys, events: int, batch: int,

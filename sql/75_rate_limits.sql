@@ -147,7 +147,11 @@ DECLARE
     tenant text := @schema@._context('tenant_id');
     wait_ms bigint;
 BEGIN
-    l := @schema@._rate_limit_of(TG_RELID);  -- a partition counts against its limited table
+    -- The table's own limit, else (a partition) its limited ancestor's: the common case pays no walk.
+    SELECT * INTO l FROM @schema@.rate_limits r WHERE r.scope = 'table' AND r.target = TG_RELID::text;
+    IF NOT FOUND THEN
+        l := @schema@._rate_limit_of(TG_RELID);
+    END IF;
     IF l.target IS NULL OR @schema@._rate_exempt() THEN
         RETURN NULL;
     END IF;
