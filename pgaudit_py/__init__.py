@@ -3,6 +3,10 @@
 from pgaudit_py.context import audit_context
 from pgaudit_py.errors import (
     AppendOnlyViolation,
+    ArchiveConflict,
+    ArchiveIntegrityError,
+    CannotConnect,
+    CheckpointError,
     HistoryIncomplete,
     IdempotencyConflict,
     InstallError,
@@ -12,10 +16,16 @@ from pgaudit_py.errors import (
     InvalidKind,
     InvalidPayload,
     InvalidTarget,
+    KeyFileError,
+    MasterKeyUnavailable,
+    NotArchived,
     PgAuditError,
     RateLimitBypassRefused,
     RateLimited,
     SchemaViolation,
+    SecretIntegrityError,
+    StorageError,
+    UndeclaredSecret,
 )
 from pgaudit_py.events import (
     Event,
@@ -51,6 +61,8 @@ from pgaudit_py.tracking import (
 )
 
 __all__ = [
+    "ArchiveConflict", "ArchiveIntegrityError", "CannotConnect", "CheckpointError", "KeyFileError",
+    "MasterKeyUnavailable", "NotArchived", "SecretIntegrityError", "StorageError", "UndeclaredSecret",
     "AppendOnlyViolation", "Event", "EventCount", "EventType", "HistoryIncomplete", "IdempotencyConflict",
     "InstallError", "InstallReport", "InstallStatus", "InvalidArgument", "InvalidContext",
     "InvalidInput", "InvalidKind", "InvalidPayload", "InvalidTarget", "MonthlyCount", "PgAuditError",

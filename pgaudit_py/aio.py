@@ -82,13 +82,13 @@ async def list_events(conn: psycopg.AsyncConnection, *, tenant_id: str | None = 
                       actor_id: str | None = None, since: datetime | None = None,
                       until: datetime | None = None, since_seq: int | None = None,
                       before_seq: int | None = None, page_size: int = 50,
-                      audit_schema: str = "audit") -> list[Event]:
+                      before_intake_id: int | None = None, audit_schema: str = "audit") -> list[Event]:
     """As pgaudit_py.list_events."""
     return await list_events_call(
         tenant_id=tenant_id, kind_prefix=kind_prefix, target_type=target_type, target_id=target_id,
         correlation_id=correlation_id, outcome=outcome, actor_type=actor_type, actor_id=actor_id, since=since,
         until=until, since_seq=since_seq, before_seq=before_seq, page_size=page_size,
-        audit_schema=audit_schema).all_async(conn)
+        before_intake_id=before_intake_id, audit_schema=audit_schema).all_async(conn)
 
 
 async def count_events(conn: psycopg.AsyncConnection, *, tenant_id: str | None = None,

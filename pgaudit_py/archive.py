@@ -28,22 +28,14 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from pgaudit_py import canonical
-from pgaudit_py.archive_targets import StorageError, Target
+from pgaudit_py.archive_targets import Target
 from pgaudit_py.chain import Block, read_blocks
 from pgaudit_py.checkpoint import Keys, sign, signature_problems
-from pgaudit_py.errors import InvalidArgument, translated
+from pgaudit_py.errors import ArchiveConflict, ArchiveIntegrityError, InvalidArgument, StorageError, translated
 from pgaudit_py.transactions import require_no_transaction
 
 log = logging.getLogger("pgaudit_py.archive")
 MANIFEST_VERSION = 1
-
-
-class ArchiveConflict(StorageError):
-    """The target holds different content under a key this batch needs: archiving stops."""
-
-
-class ArchiveIntegrityError(StorageError):
-    """The log does not verify for a batch about to be archived: nothing is uploaded."""
 
 
 @dataclass(frozen=True)

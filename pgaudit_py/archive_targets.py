@@ -9,16 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlparse
 
-from pgaudit_py.errors import InvalidArgument, PgAuditError
+from pgaudit_py.errors import InvalidArgument, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 ARCHIVE_URL_ENV = "PGAUDIT_ARCHIVE_URL"
-
-
-class StorageError(PgAuditError):
-    """The archive target failed, or holds something it should not."""
 
 
 class Target(Protocol):

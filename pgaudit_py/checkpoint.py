@@ -21,13 +21,9 @@ from psycopg import sql
 
 from pgaudit_py import canonical
 from pgaudit_py.chain import Verification
-from pgaudit_py.errors import PgAuditError
+from pgaudit_py.errors import CheckpointError, KeyFileError
 
 CHECKPOINT_VERSION = 1
-
-
-class CheckpointError(PgAuditError):
-    """A checkpoint that cannot be made, read, or does not match the chain."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ def generate_keys(directory: Path) -> list[Path]:
     for name, (content, mode) in files.items():
         path = directory / name
         if path.exists():
-            raise CheckpointError(f"{path} exists already; not overwriting a key")
+            raise KeyFileError(f"{path} exists already; not overwriting a key")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(content)
@@ -66,27 +62,27 @@ def load_keys(signing_key: Path | None = None, public_key: Path | None = None,
         try:
             return path.read_bytes()
         except OSError as exc:
-            raise CheckpointError(f"cannot read key file {path}: {exc.strerror}") from None
+            raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
 
     try:
         private = serialization.load_pem_private_key(read(signing_key), None) if signing_key else None
         public = serialization.load_pem_public_key(read(public_key)) if public_key else None
     except ValueError:
-        raise CheckpointError("a key file is not a PEM Ed25519 key") from None
+        raise KeyFileError("a key file is not a PEM Ed25519 key") from None
     if private is not None and not isinstance(private, Ed25519PrivateKey):
-        raise CheckpointError(f"{signing_key} is not an Ed25519 private key")
+        raise KeyFileError(f"{signing_key} is not an Ed25519 private key")
     if public is not None and not isinstance(public, Ed25519PublicKey):
-        raise CheckpointError(f"{public_key} is not an Ed25519 public key")
+        raise KeyFileError(f"{public_key} is not an Ed25519 public key")
     secret = read(hmac_key) if hmac_key else None
     if secret is not None and len(secret) < 16:
-        raise CheckpointError(f"{hmac_key} holds {len(secret)} bytes; an HMAC key needs at least 16")
+        raise KeyFileError(f"{hmac_key} holds {len(secret)} bytes; an HMAC key needs at least 16")
     return Keys(private, public, secret)
 
 
 def make_checkpoint(conn: psycopg.Connection, keys: Keys, *, audit_schema: str = "audit") -> dict[str, Any]:
     """Sign the latest block (number, hash, last seq, events sealed, time) and the prune point."""
     if keys.signing_key is None and keys.hmac_key is None:
-        raise CheckpointError("a checkpoint needs an Ed25519 signing key or an HMAC key")
+        raise KeyFileError("a checkpoint needs an Ed25519 signing key or an HMAC key")
     s = sql.Identifier(audit_schema)
     head = conn.execute(sql.SQL("SELECT b.block_no, b.block_hash, b.last_seq, b.last_seq - st.chain_start_seq"
                                 " FROM {s}.blocks b, {s}.seal_state st ORDER BY b.block_no DESC LIMIT 1"
@@ -120,7 +116,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         document = json.loads(path.read_text())
         document["checkpoint"]["block_no"], document["checkpoint"]["block_hash"]  # noqa: B018
     except (OSError, ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{path} is not a pgaudit checkpoint file") from None
+        raise KeyFileError(f"{path} is not a pgaudit checkpoint file") from None
     return dict(document)
 
 
@@ -147,7 +143,7 @@ def signature_problems(body: dict[str, Any], signatures: dict[str, Any], keys: K
 def check_signatures(document: dict[str, Any], keys: Keys) -> list[str]:
     """Which signatures verify with the keys given; raises if any given key fails or none applies."""
     if keys.public_key is None and keys.hmac_key is None:
-        raise CheckpointError("give --public-key or --hmac-key-file to check the checkpoint's signature")
+        raise KeyFileError("give --public-key or --hmac-key-file to check the checkpoint's signature")
     problems = signature_problems(document["checkpoint"], document.get("signatures", {}), keys, "the checkpoint")
     if problems:
         raise CheckpointError(problems[0])

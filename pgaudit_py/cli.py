@@ -33,7 +33,8 @@ from pgaudit_py.checkpoint import (
 )
 from pgaudit_py.cli_archive import archive_group
 from pgaudit_py.cli_common import (
-    CannotConnect,
+    Command,
+    Group,
     Settings,
     _with_options,
     connection_options,
@@ -45,8 +46,8 @@ from pgaudit_py.cli_common import (
     run_guarded,
 )
 from pgaudit_py.cli_secrets import secrets_group
-from pgaudit_py.errors import PgAuditError
-from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
+from pgaudit_py.errors import CannotConnect, KeyFileError, PgAuditError
+from pgaudit_py.events import Event, count_events, list_events, monthly_event_counts, record
 from pgaudit_py.installer import install, status
 from pgaudit_py.output import emit_json, print_table, printable
 from pgaudit_py.rate_limits import disable_rate_limit, enable_rate_limit, rate_limits, set_operation_limit
@@ -59,10 +60,10 @@ from pgaudit_py.sealing import (
     seal_continuously,
     seal_status,
 )
-from pgaudit_py.tracking import disable_tracking, enable_tracking, row_history, tracked_tables
+from pgaudit_py.tracking import disable_tracking, enable_tracking, row_as_of, row_history, tracked_tables
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """pgaudit_py: an append-only, tamper-evident audit log inside PostgreSQL."""
 
@@ -124,7 +125,7 @@ def install_command(settings: Settings, dry_run: bool, show_status: bool, schedu
     run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, server_keys, as_json))
 
 
-@click.command("pgaudit-install", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("pgaudit-install", cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @_with_options(_install_options)
 @connection_options
 def install_standalone(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool,
@@ -215,7 +216,8 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
 
 
 @cli.command("seal")
-@click.option("--max-events", default=10000, show_default=True, help="Events per sealing round.")
+@click.option("--max-events", type=click.IntRange(1, 1000000), default=10000, show_default=True,
+              help="Events per sealing round.")
 @click.option("--follow", is_flag=True, help="Keep sealing until stopped.")
 @click.option("--interval", default=0.5, show_default=True, help="Pause between rounds when idle (s).")
 @json_option
@@ -281,15 +283,28 @@ def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool
         fail(f"--payload is not JSON: {exc.msg}", 2)
 
     def run() -> None:
-        with settings.connect() as conn:
+        with settings.connect() as conn, conn.transaction():
             event = record(conn, kind, payload=body, audit_schema=settings.schema, **fields)
+            assert event is not None
+            # An idempotent retry returns the event an earlier transaction wrote.
+            written_now = conn.execute("SELECT pg_current_xact_id()::text = %s", (event.txid,)).fetchone()
         if as_json:
             emit_json(event)
+        elif written_now and written_now[0]:
+            click.echo(f"recorded {event.kind} as event {event.id} (pending until sealed)")
         else:
-            assert event is not None
-            click.echo(f"recorded {event.kind} as event {event.id}"
-                       + (f" (seq {event.seq})" if event.seq else " (pending until sealed)"))
+            key = printable(event.idempotency_key or "")
+            click.echo(f"already recorded as event {event.id} with idempotency key {key}"
+                       f" ({'seq ' + str(event.seq) if event.seq else 'pending'}): nothing written")
     run_guarded(run)
+
+
+def what_it_says(event: Event) -> object:
+    """A recorded event's payload; for a captured write, what changed (an UPDATE), or the row
+    written (INSERT) or removed (DELETE)."""
+    if event.origin != "capture":
+        return event.payload
+    return event.changed or event.row_after or event.row_before or event.payload
 
 
 @cli.command("events")
@@ -301,11 +316,13 @@ def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool
 @click.option("--outcome", type=click.Choice(["success", "failure"]))
 @click.option("--actor-type")
 @click.option("--actor-id")
-@click.option("--since", help="ISO 8601 time (UTC if no zone).")
-@click.option("--until", help="ISO 8601 time (UTC if no zone).")
+@click.option("--since", help="ISO 8601 time (UTC if no zone), or how long ago: 1h, 7d, ...")
+@click.option("--until", help="ISO 8601 time (UTC if no zone), or how long ago: 1h, 7d, ...")
 @click.option("--since-seq", type=int, help="Ascending, sealed events after this seq.")
 @click.option("--before-seq", type=int, help="Newest first, sealed events before this seq.")
-@click.option("--page-size", type=int, default=50, show_default=True)
+@click.option("--before-intake-id", type=int,
+              help="Newest first, pending events written before this one (its intake_id), then sealed ones.")
+@click.option("--page-size", type=click.IntRange(1, 500), default=50, show_default=True)
 @json_option
 @connection_options
 def events_command(settings: Settings, /, since: str | None, until: str | None, as_json: bool, **filters: Any) -> None:
@@ -317,11 +334,11 @@ def events_command(settings: Settings, /, since: str | None, until: str | None, 
         if as_json:
             emit_json(events)
             return
-        print_table(["seq", "occurred_at", "tenant", "actor", "kind", "target", "outcome", "payload"],
-                    [["pending" if e.pending else e.seq, e.occurred_at, e.tenant_id,
+        print_table(["seq", "occurred_at", "tenant", "actor", "kind", "target", "outcome", "payload / change"],
+                    [[f"pending {e.intake_id}" if e.pending else e.seq, e.occurred_at, e.tenant_id,
                       f"{e.actor_type}:{e.actor_id}", e.kind,
                       f"{e.target_type}:{e.target_id}" if e.target_type else e.target_id,
-                      e.outcome, e.payload] for e in events])
+                      e.outcome, what_it_says(e)] for e in events])
     run_guarded(run)
 
 
@@ -330,7 +347,8 @@ def events_command(settings: Settings, /, since: str | None, until: str | None, 
 @click.option("--since")
 @click.option("--until")
 @click.option("--prefix", "prefixes", multiple=True, help="Count per kind prefix (repeatable).")
-@click.option("--months", type=int, help="Tally per calendar month (UTC) for this many months instead.")
+@click.option("--months", type=click.IntRange(1, 120),
+              help="Tally per calendar month (UTC) for this many months instead.")
 @json_option
 @connection_options
 def count_command(settings: Settings, tenant_id: str | None, since: str | None, until: str | None,
@@ -360,7 +378,7 @@ def count_command(settings: Settings, tenant_id: str | None, since: str | None, 
 
 @cli.command("prune")
 @click.option("--older-than", required=True, help="Age like 90d, 12h, 2w.")
-@click.option("--batch-size", default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 100000), default=1000, show_default=True)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @connection_options
@@ -450,12 +468,23 @@ def tracked_command(settings: Settings, as_json: bool) -> None:
 @cli.command("history")
 @click.argument("table")
 @click.argument("key")
+@click.option("--at", help="Show the row as it was at this time instead (ISO 8601, or how long ago: 1h, 7d).")
 @json_option
 @connection_options
-def history_command(settings: Settings, table: str, key: str, as_json: bool) -> None:
+def history_command(settings: Settings, table: str, key: str, at: str | None, as_json: bool) -> None:
     """Every captured version of one row, oldest first (KEY: a JSON array for composite keys)."""
     def run() -> None:
+        when = parse_time(at)
         with settings.connect() as conn:
+            if when is not None:
+                image = row_as_of(conn, table, key, when, audit_schema=settings.schema)
+                if as_json:
+                    emit_json(image)
+                elif image is None:
+                    click.echo(f"no captured version of {table} {key} at {when.isoformat()}")
+                else:
+                    print_table(["column", "value"], [[column, value] for column, value in image.items()])
+                return
             events = row_history(conn, table, key, audit_schema=settings.schema)
         if as_json:
             emit_json(events)
@@ -489,7 +518,11 @@ def checkpoint_command(settings: Settings, signing_key: Path | None, public_key:
         keys = load_keys(signing_key=signing_key, hmac_key=hmac_key_file)
         with settings.connect() as conn:
             document = make_checkpoint(conn, keys, audit_schema=settings.schema)
-        out.write_text(json.dumps(document, indent=2) + "\n")
+        try:  # a checkpoint is evidence: never replace one
+            with out.open("x") as written:
+                written.write(json.dumps(document, indent=2) + "\n")
+        except FileExistsError:
+            raise KeyFileError(f"{out} exists already; not overwriting a checkpoint") from None
         if as_json:
             emit_json(document)
         else:
@@ -570,9 +603,12 @@ def limits_group(ctx: click.Context, settings: Settings, as_json: bool) -> None:
 
 @limits_group.command("set")
 @click.argument("table")
-@click.option("--per-user", type=int, default=60, show_default=True, help="Writes per user per window (0: none).")
-@click.option("--per-tenant", type=int, default=600, show_default=True, help="Writes per tenant per window (0: none).")
-@click.option("--window", "window_seconds", type=int, default=60, show_default=True, help="Window in seconds.")
+@click.option("--per-user", type=click.IntRange(0, 10000000), default=60, show_default=True,
+              help="Writes per user per window (0: none).")
+@click.option("--per-tenant", type=click.IntRange(0, 10000000), default=600, show_default=True,
+              help="Writes per tenant per window (0: none).")
+@click.option("--window", "window_seconds", type=click.IntRange(1, 86400), default=60, show_default=True,
+              help="Window in seconds.")
 @connection_options
 def limits_set_command(settings: Settings, table: str, per_user: int, per_tenant: int, window_seconds: int) -> None:
     """Limit writes on TABLE (one write is one statement)."""
@@ -600,8 +636,9 @@ def limits_unset_command(settings: Settings, table: str) -> None:
 
 @limits_group.command("set-operation")
 @click.argument("operation")
-@click.option("--per-minute", type=int, required=True, help="Calls per key per window.")
-@click.option("--window", "window_seconds", type=int, default=60, show_default=True, help="Window in seconds.")
+@click.option("--per-minute", type=click.IntRange(1, 10000000), required=True, help="Calls per key per window.")
+@click.option("--window", "window_seconds", type=click.IntRange(1, 86400), default=60, show_default=True,
+              help="Window in seconds.")
 @connection_options
 def limits_operation_command(settings: Settings, operation: str, per_minute: int, window_seconds: int) -> None:
     """Override the limit of a named operation that application code checks with rate_limit()."""

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 import psycopg
 
-from pgaudit_py.errors import InvalidInput, PgAuditError
+from pgaudit_py.errors import CannotConnect, InvalidInput, PgAuditError
 from pgaudit_py.output import printable
 
 DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
@@ -28,6 +28,44 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+class OneLineErrors:
+    """Click's usage errors (a missing option, a value out of range) as one line and exit 2, like
+    every other error of the command line, instead of a usage block."""
+
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)  # type: ignore[misc]
+        except _NO_ARGS_IS_HELP as exc:
+            exc.show()  # a group run with no command: its help, as click does
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
+            fail(exc.format_message() + hint, 2)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("aborted", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+class Group(OneLineErrors, click.Group):
+    pass
+
+
+class Command(OneLineErrors, click.Command):
+    pass
+
+
+def explained(exc: PgAuditError) -> str:
+    """The message, then its detail (which names what it is about: the first event of an
+    idempotency key, ...) and hint, on one line."""
+    return exc.message + "".join(f" ({extra})" for extra in (exc.detail, exc.hint) if extra)
+
+
 def parse_duration(value: str) -> timedelta:
     match = DURATION.match(value)
     if not match:
@@ -36,17 +74,16 @@ def parse_duration(value: str) -> timedelta:
 
 
 def parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 time (UTC if it names no zone), or a duration before now (1h, 7d, ...)."""
     if value is None:
         return None
+    if DURATION.match(value):
+        return datetime.now(timezone.utc) - parse_duration(value)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from None
+        raise click.BadParameter(f"{value!r} is neither an ISO 8601 time nor a duration like 1h or 7d") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-class CannotConnect(PgAuditError):
-    """The server could not be reached, or refused the session."""
 
 
 @dataclasses.dataclass
@@ -69,11 +106,11 @@ def run_guarded(entry: Callable[[], Any]) -> None:
     try:
         entry()
     except InvalidInput as exc:
-        fail(exc.message + (f" ({exc.hint})" if exc.hint else ""), 2)
+        fail(explained(exc), 2)
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidName) as exc:
         fail(str(exc).strip().splitlines()[0], 2)  # a table name that does not resolve
     except PgAuditError as exc:
-        fail(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        fail(explained(exc))
     except psycopg.Error as exc:
         fail(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     except KeyboardInterrupt:

@@ -133,6 +133,31 @@ class InstallError(PgAuditError):
     """The installer refused to proceed (for example, a schema it did not create)."""
 
 
+class CheckpointError(PgAuditError):
+    """A checkpoint that cannot be made, read, or does not match the chain."""
+
+
+class KeyFileError(CheckpointError, InvalidInput):
+    """A key or checkpoint file that cannot be used: missing, unreadable, of the wrong kind, or
+    (when writing one) already there. Bad input: the CLI exits 2."""
+
+
+class StorageError(PgAuditError):
+    """The archive target failed, or holds something it should not."""
+
+
+class ArchiveConflict(StorageError):
+    """The target holds different content under a key this batch needs: archiving stops."""
+
+
+class ArchiveIntegrityError(StorageError):
+    """The log does not verify for a batch about to be archived: nothing is uploaded."""
+
+
+class CannotConnect(PgAuditError):
+    """The server could not be reached, or refused the session."""
+
+
 _BY_SQLSTATE: dict[str, type[PgAuditError]] = {
     cls.sqlstate: cls
     for cls in (InvalidKind, InvalidPayload, SchemaViolation, IdempotencyConflict,

@@ -124,14 +124,14 @@ def list_events_call(*, tenant_id: str | None = None, kind_prefix: str | None = 
                      actor_type: str | None = None, actor_id: str | None = None,
                      since: datetime | None = None, until: datetime | None = None,
                      since_seq: int | None = None, before_seq: int | None = None, page_size: int = 50,
-                     audit_schema: str = "audit") -> Call[Event]:
+                     before_intake_id: int | None = None, audit_schema: str = "audit") -> Call[Event]:
     return function_call(audit_schema, "list_events", Event, {
         "tenant_id": "text", "kind_prefix": "text", "target_type": "text", "target_id": "text",
         "correlation_id": "text", "outcome": "text", "actor_type": "text", "actor_id": "text",
         "since": "timestamptz", "until": "timestamptz", "since_seq": "bigint", "before_seq": "bigint",
-        "page_size": "integer"},
+        "page_size": "integer", "before_intake_id": "bigint"},
         (tenant_id, kind_prefix, target_type, target_id, correlation_id, outcome, actor_type, actor_id, since,
-         until, since_seq, before_seq, page_size), EVENT_CASTS)
+         until, since_seq, before_seq, page_size, before_intake_id), EVENT_CASTS)
 
 
 def list_events(conn: psycopg.Connection, *, tenant_id: str | None = None,
@@ -141,11 +141,15 @@ def list_events(conn: psycopg.Connection, *, tenant_id: str | None = None,
                 actor_id: str | None = None, since: datetime | None = None,
                 until: datetime | None = None, since_seq: int | None = None,
                 before_seq: int | None = None, page_size: int = 50,
-                audit_schema: str = "audit") -> list[Event]:
+                before_intake_id: int | None = None, audit_schema: str = "audit") -> list[Event]:
+    """Events matching every filter given. Newest first: pending events lead (page back through
+    them with before_intake_id, the intake_id of the last one seen), then sealed ones (page back
+    with before_seq); since_seq pages forwards over sealed events."""
     return list_events_call(tenant_id=tenant_id, kind_prefix=kind_prefix, target_type=target_type,
                             target_id=target_id, correlation_id=correlation_id, outcome=outcome,
                             actor_type=actor_type, actor_id=actor_id, since=since, until=until, since_seq=since_seq,
-                            before_seq=before_seq, page_size=page_size, audit_schema=audit_schema).all(conn)
+                            before_seq=before_seq, page_size=page_size, before_intake_id=before_intake_id,
+                            audit_schema=audit_schema).all(conn)
 
 
 def count_events_call(*, tenant_id: str | None = None, since: datetime | None = None,

@@ -23,6 +23,8 @@ END
 $$;
 COMMENT ON FUNCTION @schema@._check_prefixes(text[]) IS 'Raises PA001 for a malformed kind prefix.';
 
+DROP FUNCTION IF EXISTS @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz,
+                                              timestamptz, bigint, bigint, integer);
 CREATE OR REPLACE FUNCTION @schema@.list_events(
     tenant_id text DEFAULT NULL,
     kind_prefix text DEFAULT NULL,
@@ -36,7 +38,8 @@ CREATE OR REPLACE FUNCTION @schema@.list_events(
     until timestamptz DEFAULT NULL,
     since_seq bigint DEFAULT NULL,
     before_seq bigint DEFAULT NULL,
-    page_size integer DEFAULT 50
+    page_size integer DEFAULT 50,
+    before_intake_id bigint DEFAULT NULL
 )
 RETURNS SETOF @schema@.events
 LANGUAGE plpgsql
@@ -86,12 +89,14 @@ BEGIN
         RETURN;
     END IF;
     IF before_seq IS NULL THEN
-        -- Newest first: pending events lead the first page.
+        -- Newest first: pending events lead, in the order they were written (intake_id), and
+        -- before_intake_id pages back through them; sealed ones follow.
         RETURN QUERY EXECUTE
-            'SELECT e.* FROM @schema@.events e WHERE e.pending' || filters
-            || ' ORDER BY e.occurred_at DESC LIMIT $13'
+            'SELECT e.* FROM @schema@.events e WHERE e.pending'
+            || CASE WHEN before_intake_id IS NOT NULL THEN ' AND e.intake_id < $15' ELSE '' END || filters
+            || ' ORDER BY e.intake_id DESC LIMIT $13'
             USING tenant_id, kind_prefix, target_type, target_id, correlation_id, outcome,
-                  actor_type, actor_id, since, until, since_seq, before_seq, page_size;
+                  actor_type, actor_id, since, until, since_seq, before_seq, page_size, taken, before_intake_id;
         GET DIAGNOSTICS taken = ROW_COUNT;
     END IF;
     RETURN QUERY EXECUTE
@@ -101,9 +106,10 @@ BEGIN
               actor_type, actor_id, since, until, since_seq, before_seq, page_size, taken;
 END
 $$;
-COMMENT ON FUNCTION @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer) IS
-    'Events matching every given filter. Default: newest first, pending events leading the first '
-    'page; before_seq pages backwards over sealed events; since_seq pages forwards (ascending) '
+COMMENT ON FUNCTION @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer, bigint) IS
+    'Events matching every given filter. Default: newest first, pending events (by intake_id) '
+    'leading, then sealed ones; before_intake_id pages backwards over pending events, then sealed '
+    'ones; before_seq pages backwards over sealed events; since_seq pages forwards (ascending) '
     'over sealed events only. page_size 1..500 (default 50).';
 
 CREATE OR REPLACE FUNCTION @schema@.count_events(

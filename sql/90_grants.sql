@@ -69,7 +69,8 @@ GRANT SELECT ON @schema@.events, @schema@.event_types, @schema@.event_type_drift
     @schema@.event_log, @schema@.seal_state  -- what an independent verifier (pgaudit verify) recomputes
     TO @schema@_reader;
 GRANT EXECUTE ON FUNCTION
-    @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer),
+    @schema@.list_events(text, text, text, text, text, text, text, text, timestamptz, timestamptz, bigint, bigint, integer,
+                         bigint),
     @schema@.count_events(text, timestamptz, timestamptz, text[]),
     @schema@.monthly_event_counts(text, integer, text[]),
     @schema@.preview_prune(interval, integer),

@@ -25,11 +25,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pgaudit_py import archive as archiving
 from pgaudit_py import canonical, preview_prune, prune_events, record, seal
-from pgaudit_py.archive_targets import FileTarget, S3Target, StorageError, Target, open_target
+from pgaudit_py.archive_targets import FileTarget, S3Target, Target, open_target
 from pgaudit_py.chain import read_blocks
 from pgaudit_py.checkpoint import Keys, sign
 from pgaudit_py.cli import cli
-from pgaudit_py.errors import NotArchived
+from pgaudit_py.errors import NotArchived, StorageError
 
 Connect = Callable[..., psycopg.Connection]
 DUE = timedelta(milliseconds=1)  # everything sealed before the call is old enough

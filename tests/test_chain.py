@@ -307,7 +307,7 @@ def test_cli_checkpoint_and_verify(chain, keys, tmp_path):
     assert broken.stderr.strip().splitlines()[-1] == (
         "pgaudit: verification failed at block 3: block 3: 1 of its 3 events are missing")
     no_key = runner.invoke(cli, ["verify", "--dsn", dsn, "--checkpoint", str(out)])
-    assert no_key.exit_code == 1 and "give --public-key or --hmac-key-file" in no_key.stderr
+    assert no_key.exit_code == 2 and "give --public-key or --hmac-key-file" in no_key.stderr  # bad input
 
 
 def test_keygen_writes_private_files_for_the_owner_only_and_never_overwrites(tmp_path):

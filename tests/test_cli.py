@@ -74,7 +74,7 @@ def test_record_and_list(dsn, db):
     assert [(e["seq"], e["actor_id"], e["payload"]) for e in events] == [(1, "alice", {"n": 1})]
     table = run("events", "--dsn", dsn)
     assert table.output.splitlines()[0].split() == ["seq", "occurred_at", "tenant", "actor", "kind", "target",
-                                                    "outcome", "payload"]
+                                                    "outcome", "payload", "/", "change"]
     assert "user:alice" in table.output and "order:o-1" in table.output
 
 
@@ -94,9 +94,12 @@ def test_count_and_monthly(dsn, connect):
                              " digits, _ . / -, at most 128 characters.)"),
     (["record", "a.b", "--payload", "[1"], "pgaudit: --payload is not JSON: Expecting ',' delimiter"),
     (["record", "a.b", "--payload", "[1]"], "pgaudit: payload must be a JSON object, got array"),
-    (["events", "--page-size", "501"], "pgaudit: page_size must be between 1 and 500, got 501"),
+    (["events", "--page-size", "501"], "pgaudit: Invalid value for '--page-size': 501 is not in the range"
+                                       " 1<=x<=500. (see cli events --help)"),
     (["count", "--prefix", "a b"], "pgaudit: invalid kind prefix: 'a b' (A prefix is 1 to 128 letters, digits, _ . / -)"),
-    (["seal", "--max-events", "0"], "pgaudit: max_events must be between 1 and 1000000, got 0"),
+    (["seal", "--max-events", "0"], "pgaudit: Invalid value for '--max-events': 0 is not in the range"
+                                    " 1<=x<=1000000. (see cli seal --help)"),
+    (["checkpoint"], "pgaudit: Missing option '--out'. (see cli checkpoint --help)"),
 ])
 def test_bad_input_exits_2_with_one_line(dsn, counts, args, message):
     result = run(args[0], "--dsn", dsn, *args[1:])
@@ -279,3 +282,54 @@ def test_no_value_can_fake_a_row_of_the_output(dsn, connect):
     lines = result.output.splitlines()
     assert len(lines) == 3, result.output  # header, rule, one event
     assert "mallory\\n2026-01-01 00:00:00  1  user:alice  order.deleted\\r\\x1b[2K" in lines[2]
+
+
+def test_messages_name_the_flags_show_the_detail_and_say_when_nothing_was_written(dsn, db, tmp_path):
+    too_big = run("events", "--dsn", dsn, "--page-size", "1000")
+    assert too_big.exit_code == 2 and "--page-size" in too_big.stderr and "page_size" not in too_big.stderr
+    first = run("record", "--dsn", dsn, "order.paid", "--idempotency-key", "k1", "--json")
+    first_id = json.loads(first.output)["id"]
+    again = run("record", "--dsn", dsn, "order.paid", "--idempotency-key", "k1")
+    assert again.exit_code == 0
+    assert again.output.strip() == f"already recorded as event {first_id} with idempotency key k1 (pending): nothing written"
+    conflict = run("record", "--dsn", dsn, "order.refunded", "--idempotency-key", "k1")
+    assert conflict.exit_code == 2
+    assert f"The first event with this key is {first_id}." in one_line_error(conflict)
+    assert db.execute("SELECT count(*) FROM audit.events").fetchone() == (1,)
+
+
+def test_checkpoint_never_overwrites_and_a_missing_key_is_bad_input(dsn, db, tmp_path):
+    record(db, "order.paid")
+    seal(db)
+    run("keygen", "--dir", str(tmp_path))
+    out = tmp_path / "head.json"
+    out.write_text("an earlier checkpoint\n")
+    refused = run("checkpoint", "--dsn", dsn, "--signing-key", str(tmp_path / "checkpoint-ed25519.pem"),
+                  "--out", str(out))
+    assert refused.exit_code == 2 and "exists already; not overwriting a checkpoint" in one_line_error(refused)
+    assert out.read_text() == "an earlier checkpoint\n"
+    keyless = run("checkpoint", "--dsn", dsn, "--out", str(tmp_path / "other.json"))
+    assert keyless.exit_code == 2 and "needs an Ed25519 signing key or an HMAC key" in one_line_error(keyless)
+    assert not (tmp_path / "other.json").exists()
+
+
+def test_events_show_what_a_captured_write_changed_and_history_shows_a_row_at_a_time(dsn, db, connect):
+    db.execute("""CREATE TABLE public.prices (id int PRIMARY KEY, amount int);
+                  GRANT SELECT, INSERT, UPDATE ON public.prices TO app_writer""")
+    db.execute("SELECT audit.enable_tracking('public.prices')")
+    writer = connect("app_writer")
+    writer.execute("INSERT INTO prices VALUES (1, 10)")
+    before_update = db.execute("SELECT clock_timestamp()").fetchone()[0]
+    time.sleep(0.05)
+    writer.execute("UPDATE prices SET amount = 12 WHERE id = 1")
+    listed = run("events", "--dsn", dsn, "--since", "1h", "--kind-prefix", "public.prices.")
+    lines = listed.output.splitlines()
+    assert lines[2].split()[-3:] == ["public.prices:1", "success", '{"amount":{"new":12,"old":10}}']
+    assert "public.prices.update" in lines[2]  # what changed, where the payload is {}
+    assert lines[3].split()[-3:] == ["public.prices:1", "success", '{"id":1,"amount":10}']
+    assert "public.prices.insert" in lines[3]  # the row written
+    assert run("events", "--dsn", dsn, "--until", "1h", "--json").output.strip() == "[]"
+    at = run("history", "--dsn", dsn, "public.prices", "1", "--at", before_update.isoformat(), "--json")
+    assert json.loads(at.output) == {"id": 1, "amount": 10}
+    now = run("history", "--dsn", dsn, "public.prices", "1", "--at", "0s")
+    assert [line.split() for line in now.output.splitlines()[2:]] == [["id", "1"], ["amount", "12"]]

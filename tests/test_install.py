@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -298,3 +299,20 @@ def test_pgcrypto_is_bound_by_oid_not_by_its_schemas_name(owned_database):
             assert dbo.execute("SELECT audit.read_secret('t1', 's')").fetchone() == ("v",)
             assert su.execute("SELECT count(*) FROM public.loot").fetchone() == (0,)
             su.execute("REVOKE audit_secrets FROM dbo")
+
+
+def test_an_install_that_succeeds_leaves_no_error_in_the_server_log(db, pg_cluster):
+    """yoyo used to find out what the database can do by failing statements: every install, even
+    one that changed nothing, left ERROR lines a DBA would take for a failure."""
+    log = pg_cluster.log
+    start = log.stat().st_size
+    install(db, "quiet_log")  # a first install, migrations and all
+    install(db, "quiet_log")  # and one that changes nothing
+    install(db)
+    time.sleep(0.2)  # the logging collector is not involved (pg_ctl -l), but give the write a moment
+    with log.open("rb") as written:
+        written.seek(start)
+        added = written.read().decode(errors="replace")
+    assert "quiet_log" in "".join(r[0] for r in db.execute("SELECT nspname FROM pg_namespace").fetchall())
+    errors = [line for line in added.splitlines() if re.search(r"\b(ERROR|FEHLER|FATAL|PANIC):", line)]
+    assert errors == []

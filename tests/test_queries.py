@@ -152,3 +152,32 @@ def test_monthly_counts_include_empty_months(db, sample):
 def test_monthly_refuses_bad_month_count(sample, month_count):
     with pytest.raises(InvalidArgument, match="month_count must be between 1 and 120"):
         monthly_event_counts(sample, month_count=month_count)
+
+
+def test_every_pending_event_is_reachable_by_paging_and_captured_ones_have_their_id(db, connect):
+    """More pending events than a page holds: before_intake_id pages back through all of them, then
+    into the sealed log; a captured pending event has its id, and keeps it when sealed."""
+    db.execute("""CREATE TABLE public.items (id int PRIMARY KEY);
+                  GRANT INSERT ON public.items TO app_writer""")
+    db.execute("SELECT audit.enable_tracking('public.items')")
+    record(connect("app_writer"), "sealed.first")
+    seal(db)
+    connect("app_writer").execute("INSERT INTO items SELECT generate_series(1, 1200)")
+    reader = connect("app_reader")
+    seen, cursor = [], None
+    while True:
+        page = list_events(reader, page_size=500, before_intake_id=cursor)
+        pending = [e for e in page if e.pending]
+        seen += pending
+        if len(pending) < len(page) or not page:
+            sealed = [e for e in page if not e.pending]
+            break
+        cursor = pending[-1].intake_id
+    assert len(seen) == 1200 and len({e.intake_id for e in seen}) == 1200
+    assert [e.intake_id for e in seen] == sorted((e.intake_id for e in seen), reverse=True)
+    assert all(e.id is not None for e in seen)
+    assert [e.kind for e in sealed] == ["sealed.first", "audit.tracking_enabled"]  # the last page goes on, sealed
+    ids = {e.id for e in seen}
+    while seal(db).sealed:
+        pass
+    assert {r[0] for r in db.execute("SELECT id FROM audit.event_log WHERE kind = 'public.items.insert'")} == ids
