@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from pgaudit_py import secrets
-from pgaudit_py.cli_common import Settings, connection_options, fail, json_option, run_guarded
+from pgaudit_py.cli.common import Settings, connection_options, fail, json_option, run_guarded
 from pgaudit_py.output import emit_json, print_table
 
 master_key_option = click.option(

@@ -10,7 +10,7 @@ from psycopg import sql
 from pgaudit_py import archive as archiving
 from pgaudit_py.archive_targets import ARCHIVE_URL_ENV, open_target
 from pgaudit_py.checkpoint import load_keys
-from pgaudit_py.cli_common import (
+from pgaudit_py.cli.common import (
     Settings,
     _with_options,
     connection_options,

@@ -1,0 +1,133 @@
+"""`pgaudit record`, `pgaudit events` and `pgaudit count`: writing and reading events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from pgaudit_py.cli.common import (
+    Settings,
+    connection_options,
+    fail,
+    json_option,
+    parse_time,
+    run_guarded,
+)
+from pgaudit_py.events import Event, count_events, list_events, monthly_event_counts, record
+from pgaudit_py.output import emit_json, print_table, printable
+
+
+@click.command("record")
+@click.argument("kind")
+@click.option("--tenant", "tenant_id")
+@click.option("--actor-type")
+@click.option("--actor-id")
+@click.option("--target-type")
+@click.option("--target-id")
+@click.option("--payload", default="{}", help="A JSON object.")
+@click.option("--outcome", default="success", type=click.Choice(["success", "failure"]))
+@click.option("--correlation-id")
+@click.option("--idempotency-key")
+@json_option
+@connection_options
+def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool, **fields: Any) -> None:
+    """Record one application event."""
+    try:
+        body = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        fail(f"--payload is not JSON: {exc.msg}", 2)
+
+    def run() -> None:
+        with settings.connect() as conn, conn.transaction():
+            event = record(conn, kind, payload=body, audit_schema=settings.schema, **fields)
+            assert event is not None
+            # An idempotent retry returns the event an earlier transaction wrote.
+            written_now = conn.execute("SELECT pg_current_xact_id()::text = %s", (event.txid,)).fetchone()
+        if as_json:
+            emit_json(event)
+        elif written_now and written_now[0]:
+            click.echo(f"recorded {event.kind} as event {event.id} (pending until sealed)")
+        else:
+            key = printable(event.idempotency_key or "")
+            click.echo(f"already recorded as event {event.id} with idempotency key {key}"
+                       f" ({'seq ' + str(event.seq) if event.seq else 'pending'}): nothing written")
+    run_guarded(run)
+
+
+def what_it_says(event: Event) -> object:
+    """A recorded event's payload; for a captured write, what changed (an UPDATE), or the row
+    written (INSERT) or removed (DELETE)."""
+    if event.origin != "capture":
+        return event.payload
+    return event.changed or event.row_after or event.row_before or event.payload
+
+
+@click.command("events")
+@click.option("--tenant", "tenant_id")
+@click.option("--kind-prefix")
+@click.option("--target-type")
+@click.option("--target-id")
+@click.option("--correlation-id")
+@click.option("--outcome", type=click.Choice(["success", "failure"]))
+@click.option("--actor-type")
+@click.option("--actor-id")
+@click.option("--since", help="ISO 8601 time (UTC if no zone), or how long ago: 1h, 7d, ...")
+@click.option("--until", help="ISO 8601 time (UTC if no zone), or how long ago: 1h, 7d, ...")
+@click.option("--since-seq", type=int, help="Ascending, sealed events after this seq.")
+@click.option("--before-seq", type=int, help="Newest first, sealed events before this seq.")
+@click.option("--before-intake-id", type=int,
+              help="Newest first, pending events written before this one (its intake_id), then sealed ones.")
+@click.option("--page-size", type=click.IntRange(1, 500), default=50, show_default=True)
+@json_option
+@connection_options
+def events_command(settings: Settings, /, since: str | None, until: str | None, as_json: bool, **filters: Any) -> None:
+    """List events, newest first (pending ones lead)."""
+    def run() -> None:
+        with settings.connect() as conn:
+            events = list_events(conn, since=parse_time(since), until=parse_time(until),
+                                 audit_schema=settings.schema, **filters)
+        if as_json:
+            emit_json(events)
+            return
+        print_table(["seq", "occurred_at", "tenant", "actor", "kind", "target", "outcome", "payload / change"],
+                    [[f"pending {e.intake_id}" if e.pending else e.seq, e.occurred_at, e.tenant_id,
+                      f"{e.actor_type}:{e.actor_id}", e.kind,
+                      f"{e.target_type}:{e.target_id}" if e.target_type else e.target_id,
+                      e.outcome, what_it_says(e)] for e in events])
+    run_guarded(run)
+
+
+@click.command("count")
+@click.option("--tenant", "tenant_id")
+@click.option("--since")
+@click.option("--until")
+@click.option("--prefix", "prefixes", multiple=True, help="Count per kind prefix (repeatable).")
+@click.option("--months", type=click.IntRange(1, 120),
+              help="Tally per calendar month (UTC) for this many months instead.")
+@json_option
+@connection_options
+def count_command(settings: Settings, tenant_id: str | None, since: str | None, until: str | None,
+                  prefixes: tuple[str, ...], months: int | None, as_json: bool) -> None:
+    """Count events, in total and per kind prefix, or per month."""
+    def run() -> None:
+        with settings.connect() as conn:
+            if months is not None:
+                tally = monthly_event_counts(conn, tenant_id=tenant_id, month_count=months,
+                                             by_kind_prefix=list(prefixes), audit_schema=settings.schema)
+                if as_json:
+                    emit_json(tally)
+                else:
+                    print_table(["month", "count", *prefixes],
+                                [[m.month.strftime("%Y-%m"), m.count, *(m.by_kind_prefix[p] for p in prefixes)]
+                                 for m in tally])
+                return
+            counted = count_events(conn, tenant_id=tenant_id, since=parse_time(since), until=parse_time(until),
+                                   by_kind_prefix=list(prefixes), audit_schema=settings.schema)
+        if as_json:
+            emit_json(counted)
+        else:
+            print_table(["prefix", "count"],
+                        [["(all)", counted.count], *([p, counted.by_kind_prefix[p]] for p in prefixes)])
+    run_guarded(run)

@@ -1,0 +1,133 @@
+"""`pgaudit install`, `pgaudit-install`, `pgaudit status` and `pgaudit demo`: the installation and its health."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from pgaudit_py import demo as demo_module
+from pgaudit_py.cli.common import (
+    Command,
+    Settings,
+    _with_options,
+    connection_options,
+    fail,
+    json_option,
+    run_guarded,
+)
+from pgaudit_py.installer import install, status
+from pgaudit_py.output import emit_json, printable
+from pgaudit_py.sealing import (
+    WORKER_APPLICATION_NAME,
+    schedule_sealing,
+    seal_status,
+)
+
+
+def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, server_keys: bool,
+             as_json: bool) -> None:
+    with settings.connect("pgaudit install") as conn:
+        if show_status:
+            result = status(conn, settings.schema)
+            if as_json:
+                emit_json({**dataclasses.asdict(result), "intact": result.intact})
+            else:
+                click.echo(f"schema:             {result.schema}")
+                click.echo(f"installed version:  {result.installed_version or '(not installed)'}")
+                click.echo(f"applied migrations: {', '.join(result.applied_migrations) or '(none)'}")
+                click.echo(f"pending migrations: {', '.join(result.pending_migrations) or '(none)'}")
+                for problem in result.problems:
+                    click.echo(f"PROBLEM: {printable(problem)}")
+                for warning in result.warnings:
+                    click.echo(f"WARNING: {printable(warning)}")
+            if not result.intact:
+                fail(f"installation in schema {settings.schema!r} is not intact")
+            return
+        report = install(conn, settings.schema, dry_run=dry_run, server_keys=server_keys)
+        if schedule_seal and not dry_run:
+            job = schedule_sealing(conn, audit_schema=settings.schema)
+            click.echo(f"pg_cron job {job} seals every minute", err=True)
+        if as_json:
+            emit_json(report)
+        elif dry_run:
+            click.echo(f"would apply migrations: {', '.join(report.migrations) or '(none)'}")
+            click.echo(f"would re-apply: {', '.join(report.sql_files)}")
+        elif not report.changed:
+            click.echo(f"pgaudit_py {report.version} in schema {report.schema}: already up to date, nothing changed")
+        else:
+            click.echo(f"pgaudit_py {report.version} installed in schema {report.schema}")
+            click.echo(f"  migrations applied: {', '.join(report.migrations) or '(none)'}")
+            click.echo(f"  roles created:      {', '.join(report.created_roles) or '(none)'}")
+
+
+_install_options = [
+    click.option("--dry-run", is_flag=True, help="Show what would run; change nothing."),
+    click.option("--status", "show_status", is_flag=True,
+                 help="Show version, pending migrations and integrity problems; exit 1 unless intact."),
+    click.option("--schedule-seal", is_flag=True,
+                 help="Also have pg_cron seal every minute (pg_cron must be installed in this database)."),
+    click.option("--server-keys", is_flag=True,
+                 help="Let the owner role read server key files (secrets in server-key mode; superuser only)."),
+    json_option,
+]
+
+
+@click.command("install")
+@_with_options(_install_options)
+@connection_options
+def install_command(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, server_keys: bool,
+                    as_json: bool) -> None:
+    """Install or upgrade pgaudit_py (safe to run again)."""
+    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, server_keys, as_json))
+
+
+@click.command("pgaudit-install", cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
+@_with_options(_install_options)
+@connection_options
+def install_standalone(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool,
+                       server_keys: bool, as_json: bool) -> None:
+    """Install or upgrade pgaudit_py into a database (safe to run again, and concurrently)."""
+    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, server_keys, as_json))
+
+
+@click.command("status")
+@click.option("--lag-warning", default=60.0, show_default=True, help="Warn when the oldest pending event is older (s).")
+@json_option
+@connection_options
+def status_command(settings: Settings, lag_warning: float, as_json: bool) -> None:
+    """Installation integrity and sealing lag."""
+    def run() -> None:
+        with settings.connect() as conn:
+            installed = status(conn, settings.schema)
+            sealing = seal_status(conn, audit_schema=settings.schema) if installed.installed_version else None
+            workers = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                                   " AND datname = current_database()", (WORKER_APPLICATION_NAME,)).fetchone()
+        warnings = list(installed.problems) + list(installed.warnings)
+        if sealing and sealing.pending and sealing.lag.total_seconds() > lag_warning:
+            warnings.append(f"sealing is behind: the oldest pending event waited {sealing.lag.total_seconds():.0f} s"
+                            f" ({sealing.pending} pending); is `pgaudit worker` running?")
+        if as_json:
+            emit_json({"install": {**dataclasses.asdict(installed), "intact": installed.intact},
+                       "sealing": {**dataclasses.asdict(sealing), "lag_seconds": sealing.lag.total_seconds()}
+                       if sealing else None,
+                       "workers": workers[0] if workers else 0, "warnings": warnings})
+        else:
+            click.echo(f"schema {installed.schema}: version {installed.installed_version or '(not installed)'}, "
+                       f"pending migrations: {', '.join(installed.pending_migrations) or 'none'}")
+            if sealing:
+                click.echo(f"sealed up to seq {sealing.last_seq}; {sealing.pending} pending, "
+                           f"oldest waited {sealing.lag.total_seconds():.1f} s; "
+                           f"{workers[0] if workers else 0} worker(s) connected")
+            for w in warnings:
+                click.echo(f"WARNING: {printable(w)}")
+        if warnings:
+            fail(warnings[0] if len(warnings) == 1 else f"{len(warnings)} problems, first: {warnings[0]}")
+    run_guarded(run)
+
+
+@click.command("demo")
+@connection_options
+def demo_command(settings: Settings) -> None:
+    """Install into a throwaway PostgreSQL (or a scratch schema of --dsn), record, seal and show events."""
+    run_guarded(lambda: demo_module.main(settings.dsn or None))

@@ -1,0 +1,94 @@
+"""`pgaudit seal` and `pgaudit worker`: moving pending events into the sealed log."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import psycopg
+
+from pgaudit_py.archive import archive_if_due
+from pgaudit_py.archive_targets import ARCHIVE_URL_ENV, open_target
+from pgaudit_py.checkpoint import (
+    load_keys,
+)
+from pgaudit_py.cli.common import (
+    Settings,
+    _with_options,
+    connection_options,
+    json_option,
+    key_options,
+    run_guarded,
+)
+from pgaudit_py.output import emit_json
+from pgaudit_py.sealing import (
+    WORKER_APPLICATION_NAME,
+    SealResult,
+    seal,
+)
+from pgaudit_py.worker import run_worker
+
+
+def _seal_forever(settings: Settings, interval: float, max_events: int, application_name: str,
+                  daily: Callable[[psycopg.Connection], None] | None = None) -> None:
+    stop = threading.Event()
+
+    def report(result: SealResult) -> None:
+        click.echo(f"sealed {result.sealed} events (seq {result.first_seq}..{result.last_seq})")
+
+    try:
+        run_worker(lambda: settings.connect(application_name), stop, interval=interval, max_events=max_events,
+                   audit_schema=settings.schema, daily=daily, on_round=report,
+                   say=lambda message: click.echo(message, err=True))
+    except KeyboardInterrupt:
+        stop.set()
+        click.echo("stopped", err=True)
+
+
+@click.command("seal")
+@click.option("--max-events", type=click.IntRange(1, 1000000), default=10000, show_default=True,
+              help="Events per sealing round.")
+@click.option("--follow", is_flag=True, help="Keep sealing until stopped.")
+@click.option("--interval", default=0.5, show_default=True, help="Pause between rounds when idle (s).")
+@json_option
+@connection_options
+def seal_command(settings: Settings, max_events: int, follow: bool, interval: float, as_json: bool) -> None:
+    """Move committed pending events into the sealed log."""
+    def run() -> None:
+        if follow:
+            _seal_forever(settings, interval, max_events, WORKER_APPLICATION_NAME)
+            return
+        with settings.connect() as conn:
+            result = seal(conn, max_events, audit_schema=settings.schema)
+        if as_json:
+            emit_json(result)
+        else:
+            click.echo(f"sealed {result.sealed} events"
+                       + (f" (seq {result.first_seq}..{result.last_seq})" if result.sealed else ""))
+    run_guarded(run)
+
+
+@click.command("worker")
+@click.option("--interval", default=0.5, show_default=True, help="Pause between rounds when idle (s).")
+@click.option("--archive-target", envvar=ARCHIVE_URL_ENV, show_envvar=True,
+              help="Also archive once a day, at the hour set with `archive settings --run-hour`, to this target.")
+@_with_options(key_options)
+@connection_options
+def worker_command(settings: Settings, interval: float, archive_target: str | None, signing_key: Path | None,
+                   public_key: Path | None, hmac_key_file: Path | None) -> None:
+    """Run the background work until stopped: sealing, and the daily archive run if a target is given."""
+    def run() -> None:
+        daily = None
+        if archive_target:
+            keys = load_keys(signing_key=signing_key, hmac_key=hmac_key_file)
+            target = open_target(archive_target)
+
+            def daily(conn: psycopg.Connection) -> None:
+                done = archive_if_due(conn, target, keys, audit_schema=settings.schema)
+                if done is not None:
+                    click.echo(f"archived {len(done.batches)} batches, {done.events} events, to {target.url}"
+                               + (" (skipped: another archiver is running)" if done.skipped else ""))
+        _seal_forever(settings, interval, 10000, WORKER_APPLICATION_NAME, daily)
+    run_guarded(run)

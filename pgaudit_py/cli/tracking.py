@@ -1,0 +1,101 @@
+"""`pgaudit track`, `untrack`, `tracked` and `history`: capture of tables' writes."""
+
+from __future__ import annotations
+
+import click
+
+from pgaudit_py.cli.common import (
+    Settings,
+    connection_options,
+    json_option,
+    parse_time,
+    run_guarded,
+)
+from pgaudit_py.output import emit_json, print_table
+from pgaudit_py.tracking import disable_tracking, enable_tracking, row_as_of, row_history, tracked_tables
+
+
+@click.command("track")
+@click.argument("table")
+@click.option("--exclude", "exclude_columns", multiple=True, help="Column never stored (repeatable).")
+@click.option("--redact", "redact_columns", multiple=True, help="Column stored as a marker (repeatable).")
+@click.option("--tenant-column", help="Take the tenant from this column of the row.")
+@click.option("--kind-prefix", help="Kinds become PREFIX.insert, ... (default schema.table).")
+@click.option("--keep-noop-updates", is_flag=True, help="Also record UPDATEs that change nothing.")
+@json_option
+@connection_options
+def track_command(settings: Settings, table: str, exclude_columns: tuple[str, ...], redact_columns: tuple[str, ...],
+                  tenant_column: str | None, kind_prefix: str | None, keep_noop_updates: bool, as_json: bool) -> None:
+    """Capture every write on TABLE (maintainer role, owning the table)."""
+    def run() -> None:
+        with settings.connect() as conn:
+            entry = enable_tracking(conn, table, exclude_columns=list(exclude_columns),
+                                    redact_columns=list(redact_columns), tenant_column=tenant_column,
+                                    skip_noop_updates=not keep_noop_updates, kind_prefix=kind_prefix,
+                                    audit_schema=settings.schema)
+        if as_json:
+            emit_json(entry)
+        else:
+            click.echo(f"tracking {entry.table_name}: kinds {entry.kind_prefix}.insert|update|delete|truncate, "
+                       f"key {', '.join(entry.key_columns or []) or '(none)'}")
+    run_guarded(run)
+
+
+@click.command("untrack")
+@click.argument("table")
+@connection_options
+def untrack_command(settings: Settings, table: str) -> None:
+    """Stop capturing TABLE."""
+    def run() -> None:
+        with settings.connect() as conn:
+            was = disable_tracking(conn, table, audit_schema=settings.schema)
+        click.echo(f"stopped tracking {table}" if was else f"{table} was not tracked")
+    run_guarded(run)
+
+
+@click.command("tracked")
+@json_option
+@connection_options
+def tracked_command(settings: Settings, as_json: bool) -> None:
+    """List tracked tables and their options."""
+    def run() -> None:
+        with settings.connect() as conn:
+            entries = tracked_tables(conn, audit_schema=settings.schema)
+        if as_json:
+            emit_json(entries)
+            return
+        print_table(["table", "kind_prefix", "key", "exclude", "redact", "tenant_column", "skip_noop", "since"],
+                    [[t.table_name, t.kind_prefix, ",".join(t.key_columns or []), ",".join(t.exclude_columns),
+                      ",".join(t.redact_columns), t.tenant_column, t.skip_noop_updates, t.enabled_at]
+                     for t in entries])
+    run_guarded(run)
+
+
+@click.command("history")
+@click.argument("table")
+@click.argument("key")
+@click.option("--at", help="Show the row as it was at this time instead (ISO 8601, or how long ago: 1h, 7d).")
+@json_option
+@connection_options
+def history_command(settings: Settings, table: str, key: str, at: str | None, as_json: bool) -> None:
+    """Every captured version of one row, oldest first (KEY: a JSON array for composite keys)."""
+    def run() -> None:
+        when = parse_time(at)
+        with settings.connect() as conn:
+            if when is not None:
+                image = row_as_of(conn, table, key, when, audit_schema=settings.schema)
+                if as_json:
+                    emit_json(image)
+                elif image is None:
+                    click.echo(f"no captured version of {table} {key} at {when.isoformat()}")
+                else:
+                    print_table(["column", "value"], [[column, value] for column, value in image.items()])
+                return
+            events = row_history(conn, table, key, audit_schema=settings.schema)
+        if as_json:
+            emit_json(events)
+            return
+        print_table(["seq", "occurred_at", "kind", "actor", "changed / row"],
+                    [["pending" if e.pending else e.seq, e.occurred_at, e.kind, f"{e.actor_type}:{e.actor_id}",
+                      e.changed if e.changed is not None else (e.row_after or e.row_before)] for e in events])
+    run_guarded(run)

@@ -1,0 +1,56 @@
+"""The background work: sealing without end, and a daily duty between rounds, surviving lost
+sessions. The `pgaudit worker` command runs it; so can any host process (a service, an HTTP server)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import psycopg
+
+from pgaudit_py.errors import CannotConnect, PgAuditError
+from pgaudit_py.sealing import SealResult, seal_continuously
+
+Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
+
+
+def run_worker(connect: Connect, stop: threading.Event, *, interval: float = 0.5, max_events: int = 10000,
+               audit_schema: str = "audit", daily: Callable[[psycopg.Connection], None] | None = None,
+               on_round: Callable[[SealResult], None] | None = None,
+               say: Callable[[str], None] = lambda message: None) -> None:
+    """Seal until `stop` is set. `daily` (the archive run, say) is offered each minute between
+    rounds; its failures are reported through `say` and sealing goes on. A lost session (server
+    restart, failover, terminated backend) is reconnected with backoff, 1 s doubling to 30 s; a
+    first connection that fails is a configuration error and raises."""
+    next_check = 0.0
+    conn: psycopg.Connection | None = None
+
+    def between_rounds() -> None:
+        nonlocal next_check
+        if daily is None or conn is None or time.monotonic() < next_check:
+            return
+        next_check = time.monotonic() + 60  # the daily duty is claimed in the database; look each minute
+        try:
+            daily(conn)
+        except (PgAuditError, psycopg.Error) as exc:
+            say(f"archiving failed (sealing goes on): {str(exc).strip().splitlines()[0]}")
+
+    retry_in = 0.0
+    while not stop.is_set():
+        try:
+            with connect() as conn:
+                say("reconnected" if retry_in else f"sealing every {interval} s in schema {audit_schema}; Ctrl-C stops")
+                retry_in = 1.0
+                seal_continuously(conn, stop, interval=interval, max_events=max_events, audit_schema=audit_schema,
+                                  on_round=on_round, between_rounds=between_rounds)
+                return
+        except (psycopg.OperationalError, CannotConnect) as exc:
+            if not retry_in:
+                raise
+            reason = exc.message if isinstance(exc, CannotConnect) else (
+                f"connection lost ({str(exc).strip().splitlines()[0]})")
+            say(f"{reason}; reconnecting in {retry_in:.0f} s")
+            stop.wait(retry_in)
+            retry_in = min(retry_in * 2, 30.0)
