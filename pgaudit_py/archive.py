@@ -25,10 +25,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
 
 from pgaudit_py import canonical
 from pgaudit_py.archive_targets import Target
+from pgaudit_py.calls import function_call, table_read
 from pgaudit_py.chain import Block, read_blocks
 from pgaudit_py.checkpoint import Keys, sign, signature_problems
 from pgaudit_py.errors import ArchiveConflict, ArchiveIntegrityError, InvalidArgument, StorageError, translated
@@ -98,15 +98,13 @@ def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _fetch_batch(conn: psycopg.Connection, schema: str, query: str, params: tuple[Any, ...]) -> ArchiveBatch | None:
-    with translated(), conn.cursor(row_factory=class_row(ArchiveBatch)) as cur:
-        return cur.execute(sql.SQL(query).format(s=sql.Identifier(schema)), params).fetchone()
+def _batch(conn: psycopg.Connection, schema: str, batch_id: str) -> ArchiveBatch | None:
+    rows = table_read(schema, "archive_batches", ArchiveBatch, where="batch_id = %s", params=(batch_id,)).all(conn)
+    return rows[0] if rows else None
 
 
 def list_batches(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[ArchiveBatch]:
-    with conn.cursor(row_factory=class_row(ArchiveBatch)) as cur:
-        return cur.execute(sql.SQL("SELECT * FROM {}.archive_batches ORDER BY first_block").format(
-            sql.Identifier(audit_schema))).fetchall()
+    return table_read(audit_schema, "archive_batches", ArchiveBatch, order_by="first_block").all(conn)
 
 
 def _batch_lines(conn: psycopg.Connection, schema: str, batch: ArchiveBatch) -> tuple[list[str], list[Block]]:
@@ -200,10 +198,10 @@ def _upload(conn: psycopg.Connection, target: Target, keys: Keys, schema: str, b
     hook("manifest_stored")
     _confirm(target, data_key, len(gz), _sha256(gz))
     _confirm(target, manifest_key, len(manifest), _sha256(manifest))
-    recorded = _fetch_batch(conn, schema, "SELECT * FROM {s}.record_archive_batch(%s, %s, %s, %s, %s, %s, %s, %s)",
-                            (batch.batch_id, target.url, len(data), len(gz), _sha256(data), _sha256(gz),
-                             _sha256(manifest), prev))
-    assert recorded is not None
+    recorded = function_call(schema, "record_archive_batch", ArchiveBatch, {
+        "batch_id": "text", "target": "text", "data_bytes": "bigint", "gz_bytes": "bigint", "data_sha256": "bytea",
+        "gz_sha256": "bytea", "manifest_sha256": "bytea", "prev_manifest_sha256": "bytea"},
+        (batch.batch_id, target.url, len(data), len(gz), _sha256(data), _sha256(gz), _sha256(manifest), prev)).one(conn)
     return recorded
 
 
@@ -234,8 +232,9 @@ def archive(conn: psycopg.Connection, target: Target, keys: Keys, *, older_than:
         return run
     try:
         while max_batches is None or len(run.batches) < max_batches:
-            batch = _fetch_batch(conn, audit_schema, "SELECT * FROM {s}.next_archive_batch(%s)", (older_than,))
-            if batch is None or batch.batch_id is None:
+            batch = function_call(audit_schema, "next_archive_batch", ArchiveBatch, {"older_than": "interval"},
+                                  (older_than,)).one(conn)
+            if batch.batch_id is None:  # nothing due: the function returned NULL
                 break
             hook("planned")
             if batch.state == "planned":
@@ -254,8 +253,7 @@ def archive(conn: psycopg.Connection, target: Target, keys: Keys, *, older_than:
                 conn.execute(sql.SQL("SELECT {}.delete_archived(%s)").format(sql.Identifier(audit_schema)),
                              (batch.batch_id,))
                 hook("deleted_uncommitted")
-            done = _fetch_batch(conn, audit_schema, "SELECT * FROM {s}.archive_batches WHERE batch_id = %s",
-                                (batch.batch_id,))
+            done = _batch(conn, audit_schema, batch.batch_id)
             assert done is not None
             run.batches.append(done)
             run.events += done.event_count
@@ -406,7 +404,7 @@ def verify_archive(conn: psycopg.Connection, target: Target, keys: Keys, *, batc
 
 def restore_batch(conn: psycopg.Connection, target: Target, batch_id: str, *, audit_schema: str = "audit") -> int:
     """Load an archived batch, checked against its recorded hashes, into restored_events."""
-    batch = _fetch_batch(conn, audit_schema, "SELECT * FROM {s}.archive_batches WHERE batch_id = %s", (batch_id,))
+    batch = _batch(conn, audit_schema, batch_id)
     if batch is None or batch.state == "planned":
         raise InvalidArgument(f"no recorded archive batch {batch_id}")
     gz = target.get(batch.data_object)

@@ -56,6 +56,16 @@ def columns(row_type: type, casts: dict[str, str] | None = None) -> sql.Composed
         for name in (f.name for f in fields(row_type)))
 
 
+def table_read(audit_schema: str, relation: str, row_type: type[T], *, where: str = "", order_by: str = "",
+               params: Sequence[Any] = ()) -> Call[T]:
+    """SELECT <the row type's columns> FROM schema.relation [WHERE ...] [ORDER BY ...]: where and
+    order_by are the caller's own constant SQL, never user text (which goes in params)."""
+    query = sql.SQL("SELECT {cols} FROM {s}.{r}{where}{order}").format(
+        cols=columns(row_type), s=sql.Identifier(audit_schema), r=sql.Identifier(relation),
+        where=sql.SQL(" WHERE " + where if where else ""), order=sql.SQL(" ORDER BY " + order_by if order_by else ""))
+    return Call(query, params, row_type)
+
+
 def function_call(audit_schema: str, function: str, row_type: type[T], arguments: dict[str, str],
                   params: Sequence[Any], casts: dict[str, str] | None = None) -> Call[T]:
     """SELECT <the row type's columns> FROM schema.function(name => %s::type, ...)."""

@@ -13,6 +13,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row
 
+from pgaudit_py.calls import function_call
 from pgaudit_py.errors import RateLimited, translated
 from pgaudit_py.events import record
 from pgaudit_py.transactions import end_failed_transaction, require_no_transaction
@@ -32,21 +33,13 @@ class RateLimit:
     changed_by: str
 
 
-def _one(conn: psycopg.Connection, query: sql.Composed, params: tuple[Any, ...]) -> RateLimit:
-    with translated(), conn.cursor(row_factory=class_row(RateLimit)) as cur:
-        row = cur.execute(query, params).fetchone()
-        assert row is not None
-        return row
-
-
 def enable_rate_limit(conn: psycopg.Connection, table: str, *, per_user_per_minute: int | None = 60,
                       per_tenant_per_minute: int | None = 600, window_seconds: int = 60,
                       audit_schema: str = "audit") -> RateLimit:
     """Limit writes (statements) on `table`; None switches one of the two limits off."""
-    return _one(conn, sql.SQL("SELECT * FROM {}.enable_rate_limit(target => %s::regclass,"
-                              " per_user_per_minute => %s::integer, per_tenant_per_minute => %s::integer,"
-                              " window_seconds => %s::integer)").format(sql.Identifier(audit_schema)),
-                (table, per_user_per_minute, per_tenant_per_minute, window_seconds))
+    return function_call(audit_schema, "enable_rate_limit", RateLimit, {
+        "target": "regclass", "per_user_per_minute": "integer", "per_tenant_per_minute": "integer",
+        "window_seconds": "integer"}, (table, per_user_per_minute, per_tenant_per_minute, window_seconds)).one(conn)
 
 
 def disable_rate_limit(conn: psycopg.Connection, table: str, *, audit_schema: str = "audit") -> bool:
@@ -59,9 +52,9 @@ def disable_rate_limit(conn: psycopg.Connection, table: str, *, audit_schema: st
 def set_operation_limit(conn: psycopg.Connection, operation: str, per_minute: int, *, window_seconds: int = 60,
                         audit_schema: str = "audit") -> RateLimit:
     """Override, at run time, the limit application code passes for `operation`."""
-    return _one(conn, sql.SQL("SELECT * FROM {}.set_operation_limit(operation => %s::text, per_minute => %s::integer,"
-                              " window_seconds => %s::integer)").format(sql.Identifier(audit_schema)),
-                (operation, per_minute, window_seconds))
+    return function_call(audit_schema, "set_operation_limit", RateLimit, {
+        "operation": "text", "per_minute": "integer", "window_seconds": "integer"},
+        (operation, per_minute, window_seconds)).one(conn)
 
 
 def rate_limits(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[RateLimit]:

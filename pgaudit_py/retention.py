@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
-from psycopg import sql
-from psycopg.rows import class_row
 
-from pgaudit_py.errors import translated
+from pgaudit_py.calls import function_call
 from pgaudit_py.transactions import require_no_transaction
 
 
@@ -34,23 +32,15 @@ class PruneResult:
 
 def preview_prune(conn: psycopg.Connection, older_than: timedelta | str, batch_size: int = 1000, *,
                   audit_schema: str = "audit") -> PrunePreview:
-    query = sql.SQL("SELECT * FROM {}.preview_prune(older_than => %s::interval, batch_size => %s::integer)"
-                    ).format(sql.Identifier(audit_schema))
-    with translated(), conn.cursor(row_factory=class_row(PrunePreview)) as cur:
-        row = cur.execute(query, (older_than, batch_size)).fetchone()
-        assert row is not None
-        return row
+    return function_call(audit_schema, "preview_prune", PrunePreview,
+                         {"older_than": "interval", "batch_size": "integer"}, (older_than, batch_size)).one(conn)
 
 
 def prune_events(conn: psycopg.Connection, older_than: timedelta | str, batch_size: int = 1000, *,
                  audit_schema: str = "audit") -> PruneResult:
     """Delete one batch of old sealed events (maintainer role); see `more` for whether to go on."""
-    query = sql.SQL("SELECT * FROM {}.prune_events(older_than => %s::interval, batch_size => %s::integer)"
-                    ).format(sql.Identifier(audit_schema))
-    with translated(), conn.cursor(row_factory=class_row(PruneResult)) as cur:
-        row = cur.execute(query, (older_than, batch_size)).fetchone()
-        assert row is not None
-        return row
+    return function_call(audit_schema, "prune_events", PruneResult,
+                         {"older_than": "interval", "batch_size": "integer"}, (older_than, batch_size)).one(conn)
 
 
 def prune_all(conn: psycopg.Connection, older_than: timedelta | str, batch_size: int = 1000, *,

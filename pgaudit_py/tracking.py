@@ -8,9 +8,8 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
 
-from pgaudit_py.calls import function_call
+from pgaudit_py.calls import function_call, table_read
 from pgaudit_py.errors import translated
 from pgaudit_py.events import EVENT_CASTS, Event
 
@@ -52,9 +51,7 @@ def disable_tracking(conn: psycopg.Connection, table: str, *, audit_schema: str 
 
 
 def tracked_tables(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[TrackedTable]:
-    query = sql.SQL("SELECT * FROM {}.tracked_tables ORDER BY table_name").format(sql.Identifier(audit_schema))
-    with translated(), conn.cursor(row_factory=class_row(TrackedTable)) as cur:
-        return cur.execute(query).fetchall()
+    return table_read(audit_schema, "tracked_tables", TrackedTable, order_by="table_name").all(conn)
 
 
 def row_history(conn: psycopg.Connection, table: str, key: str, *, audit_schema: str = "audit") -> list[Event]:
