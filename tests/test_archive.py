@@ -391,7 +391,7 @@ TAMPERING: dict[str, Callable[[psycopg.Connection, Target, Keys, list[str]], lis
 @pytest.mark.parametrize("tampering", TAMPERING)
 def test_archive_verify_names_each_problem(db: psycopg.Connection, maintainer: psycopg.Connection,
                                            tmp_path: Path, keys: Keys, tampering: str) -> None:
-    """Each check of `archive verify` (README: hashes, signatures, the manifest chain, each block's
+    """Each check of `archive verify` (docs/archive.md: hashes, signatures, the manifest chain, each block's
     events, header and link, the database's block rows, gaps, the link to the first hot block), each
     reached past the checks before it, and its exact words."""
     make_blocks(db, 4)

@@ -1,4 +1,4 @@
-"""Every command of the command line, run as the least role the README names for it: an auditor or a
+"""Every command of the command line, run as the least role docs/cli.md names for it: an auditor or a
 monitoring check never needs a superuser."""
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ def orders(db):
 
 
 def readme_roles() -> dict[str, str]:
-    """The command table of the README: the least role of each command, by its first words."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    rows = re.findall(r"^\| `([a-z][a-z -]*?)(?: [\[A-Z-].*?)?` \| (\w+) \|", readme, flags=re.M)
+    """The command table of docs/cli.md (linked from the README): the least role of each command, by its
+    first words."""
+    commands = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    rows = re.findall(r"^\| `([a-z][a-z -]*?)(?: [\[A-Z-].*?)?` \| (\w+) \|", commands, flags=re.M)
     return {command.strip(): role for command, role in rows}
 
 

@@ -189,7 +189,7 @@ class ActivitySampler:
 def test_the_client_key_is_in_no_statement_text_logged_or_shown_at_any_step(
         db: psycopg.Connection, connect: Connect, keys: Keys) -> None:
     """Every client-key step, with every statement logged (parameters left out of the log, as the
-    README advises) and the backend's pg_stat_activity.query read throughout from another
+    docs/secrets.md advises) and the backend's pg_stat_activity.query read throughout from another
     connection: the key is bound as a parameter, so it is in neither."""
     db.execute(f"ALTER DATABASE {db.info.dbname} SET log_statement = 'all'")
     db.execute(f"ALTER DATABASE {db.info.dbname} SET log_parameter_max_length = 0")
