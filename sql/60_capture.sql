@@ -242,6 +242,20 @@ COMMENT ON FUNCTION @schema@._omit_large_values(jsonb) IS
 
 -- The generated body, for a table covered by tracking entry t (its own, or its tracked ancestor's).
 -- Every piece of user text goes through %L; the pieces of code are this function's own.
+-- Raised from a capture function (see _capture_body): the statement is refused, nothing is lost.
+CREATE OR REPLACE FUNCTION @schema@._unpaired_update(target oid)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'an UPDATE of % lost rows between their old and new versions (a trigger suppressed a row moved to another partition): refused, since capture could not tell which row became which', target::regclass
+        USING ERRCODE = 'PA008';
+END
+$$;
+COMMENT ON FUNCTION @schema@._unpaired_update(oid) IS
+    'Raises PA008 for an UPDATE whose old and new rows do not pair up (called by capture functions).';
+
 CREATE OR REPLACE FUNCTION @schema@._capture_body(target oid, t @schema@.tracked_tables)
 RETURNS text
 LANGUAGE plpgsql
@@ -287,10 +301,13 @@ BEGIN
                                       c, c, c, '{"old": "[redacted]", "new": "[redacted]"}'), ', ')
                FROM unnest(t.redact_columns) c));
     END IF;
-    IF t.skip_noop_updates THEN
-        noop := CASE WHEN excluded IS NULL THEN ' WHERE p.o <> p.n'
-                     ELSE format(' WHERE (p.o - %1$s) <> (p.n - %1$s)', excluded) END;
-    END IF;
+    -- Old and new rows pair by position; a row deleted by its move to another partition whose
+    -- trigger suppressed the insert has no new version, and would shift every pair after it.
+    -- One CASE, so that the check comes first (the planner orders separate conditions by cost).
+    noop := format(' WHERE CASE WHEN p.o IS NULL OR p.n IS NULL THEN @schema@._unpaired_update(%s::oid) ELSE %s END',
+                   target, CASE WHEN NOT t.skip_noop_updates THEN 'true'
+                                WHEN excluded IS NULL THEN 'p.o <> p.n'
+                                ELSE format('(p.o - %1$s) <> (p.n - %1$s)', excluded) END);
 
     RETURN format($body$
 DECLARE
@@ -551,6 +568,8 @@ AS $$
                                                                            ORDER BY i.inhparent)
                                                                           FROM pg_inherits i WHERE i.inhrelid = target))
         WHEN c.relkind NOT IN ('r', 'p') THEN 'it is not a table (a foreign table has no transition tables)'
+        -- An unlogged table loses its rows in a crash (and on a standby), with no event.
+        WHEN c.relpersistence <> 'p' THEN 'it is unlogged or temporary: its rows can vanish with no event'
         -- With a deferred key two rows can share a key until commit: events by key would mix them.
         WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = target AND i.indisprimary AND NOT i.indimmediate) THEN
              'its primary key is deferrable'

@@ -101,6 +101,7 @@ DECLARE
     created oid[] := '{}';   -- triggers the command created: each checked on its own
     altered oid[] := '{}';   -- types the command changed: the tables made of them are recorded, and checked
     cast_created boolean := false;
+    columns_altered oid[] := '{}';  -- covered tables an ALTER TABLE changed: what their stored values read as may differ
     covered oid[];
     changed_type oid;
     root oid;
@@ -117,7 +118,11 @@ BEGIN
                                -- a composite type altered (ALTER TYPE ... CASCADE): the tables typed by it
                                || ARRAY(SELECT c.oid FROM pg_class t JOIN pg_class c ON c.reloftype = t.reltype
                                          WHERE t.oid = cmd.objid AND t.relkind = 'c');
-            altered := altered || ARRAY(SELECT t.reltype FROM pg_class t WHERE t.oid = cmd.objid AND t.relkind = 'c');
+            -- Its row type, which another table's column may be made of (a composite type's, or a table's).
+            altered := altered || ARRAY(SELECT t.reltype FROM pg_class t WHERE t.oid = cmd.objid AND t.reltype <> 0);
+            IF cmd.command_tag = 'ALTER TABLE' AND cmd.objid = ANY (ARRAY(SELECT @schema@._covered_tables())) THEN
+                columns_altered := columns_altered || cmd.objid;
+            END IF;
         ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say
             altered := altered || cmd.objid;
         ELSIF cmd.classid = 'pg_cast'::regclass THEN  -- a cast to json would decide what is recorded
@@ -143,6 +148,12 @@ BEGIN
     IF cast_created THEN
         touched := touched || ARRAY(SELECT @schema@._covered_tables());
     END IF;
+    -- A column renamed, dropped and added again, retyped without a rewrite (int to oid): the rows
+    -- read differently with no row event. Recorded, with the command.
+    FOR rel IN SELECT DISTINCT unnest(columns_altered) LOOP
+        PERFORM @schema@._record('audit.tracked_table_ddl', NULL, NULL, NULL, 'table', rel::regclass::text,
+                                 jsonb_build_object('command', left(current_query(), 2000)), 'success', NULL, NULL);
+    END LOOP;
     -- A change to a table reaches the tables that inherit from it too (a column added, retyped).
     touched := ARRAY(SELECT DISTINCT d FROM unnest(touched) a, @schema@._capture_tables(a) d);
     FOR root IN SELECT DISTINCT (@schema@._tracking_of(a)).relid FROM unnest(touched) a LOOP

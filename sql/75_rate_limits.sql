@@ -1,4 +1,4 @@
--- Write rate limits (docs in README "Rate limits"): a sliding-window counter per key, sharded so
+-- Write rate limits (docs/rate-limits.md): a sliding-window counter per key, sharded so
 -- that concurrent writers do not queue behind each other's open transactions.
 
 -- Admit one write for `key` (at most `per_window` per sliding window of `window_seconds`), or

@@ -680,3 +680,72 @@ def test_a_table_detached_by_another_role_still_takes_partitions(db, connect, at
     attacker.execute("ALTER TABLE public.measures DETACH PARTITION public.measures_2025")
     attacker.execute("CREATE TABLE public.measures_2025_high PARTITION OF public.measures_2025 FOR VALUES FROM (100) TO (200)")
     assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.measures_2025_high'::regclass").fetchone() == (0,)
+
+
+def test_an_update_whose_moved_row_a_trigger_swallowed_is_refused(db, connect, attacker):
+    """A BEFORE INSERT trigger on the target partition returning NULL deletes a moved row and inserts
+    nothing: old and new rows no longer pair by position, so the row would vanish with no event,
+    and the rows after it would be paired with the wrong old versions."""
+    for statement in ("CREATE TABLE pt (id int, region text, amount int, PRIMARY KEY (id, region)) PARTITION BY LIST (region)",
+                      "CREATE TABLE pt_eu PARTITION OF pt FOR VALUES IN ('eu')",
+                      "CREATE TABLE pt_us PARTITION OF pt FOR VALUES IN ('us')"):
+        attacker.execute(statement)
+    connect("app_maintainer").execute("SELECT audit.enable_tracking('public.pt')")
+    attacker.execute("INSERT INTO pt VALUES (3, 'eu', 10), (4, 'eu', 40)")
+    attacker.execute("CREATE FUNCTION swallow() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$")
+    attacker.execute("CREATE TRIGGER a BEFORE INSERT ON pt_us FOR EACH ROW EXECUTE FUNCTION swallow()")
+    for statement in ("UPDATE pt SET region = 'us' WHERE id = 3",
+                      "UPDATE pt SET region = CASE WHEN id = 3 THEN 'us' ELSE region END,"
+                      " amount = CASE WHEN id = 4 THEN 41 ELSE amount END WHERE id IN (3, 4)"):
+        with pytest.raises(psycopg.Error) as refused:
+            attacker.execute(statement)
+        assert refused.value.sqlstate == "PA008" and "could not tell which row became which" in str(refused.value)
+    assert attacker.execute("SELECT id, region, amount FROM pt ORDER BY id").fetchall() == [(3, "eu", 10), (4, "eu", 40)]
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind LIKE 'public.pt.%'").fetchone() == (2,)  # the inserts
+    attacker.execute("UPDATE pt SET amount = 11 WHERE id = 3")  # an update that pairs is captured as ever
+    assert db.execute("SELECT changed FROM audit.events WHERE kind = 'public.pt.update'").fetchone() == (
+        {"amount": {"old": 10, "new": 11}},)
+
+
+def test_an_unlogged_table_cannot_be_tracked_nor_a_tracked_one_made_unlogged(db, connect, attacker):
+    """An unlogged table loses its rows in a crash, with no event."""
+    attacker.execute("CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY)")
+    with pytest.raises(psycopg.Error, match="unlogged or temporary"):
+        connect("app_maintainer").execute("SELECT audit.enable_tracking('public.scratch')")
+    attacker.execute("CREATE TABLE kept (id int PRIMARY KEY)")
+    connect("app_maintainer").execute("SELECT audit.enable_tracking('public.kept')")
+    with pytest.raises(psycopg.Error) as refused:
+        attacker.execute("ALTER TABLE kept SET UNLOGGED")
+    assert refused.value.sqlstate == "PA008"
+    assert db.execute("SELECT relpersistence FROM pg_class WHERE oid = 'public.kept'::regclass").fetchone() == ("p",)
+
+
+def test_column_ddl_that_changes_what_rows_read_as_is_recorded(db, connect, attacker):
+    """Three renames swap two columns, a column dropped and added again, a retype without a
+    rewrite (int to oid): no row changes, but what they read as does. Each command is recorded."""
+    attacker.execute("CREATE TABLE ledger (id int PRIMARY KEY, amount int, fee int)")
+    connect("app_maintainer").execute("SELECT audit.enable_tracking('public.ledger')")
+    attacker.execute("INSERT INTO ledger VALUES (1, -100, 5)")
+    commands = ["ALTER TABLE ledger RENAME COLUMN amount TO tmp", "ALTER TABLE ledger RENAME COLUMN fee TO amount",
+                "ALTER TABLE ledger RENAME COLUMN tmp TO fee", "ALTER TABLE ledger ALTER COLUMN fee TYPE oid"]
+    for command in commands:
+        attacker.execute(command)
+    recorded = db.execute("SELECT target_id, payload ->> 'command', db_role FROM audit.events"
+                          " WHERE kind = 'audit.tracked_table_ddl' ORDER BY intake_id").fetchall()
+    assert recorded == [("public.ledger", c, "table_owner") for c in commands]
+
+
+def test_a_cast_reaching_a_tracked_table_through_another_tables_row_type_is_refused(db, connect, attacker):
+    """The tracked table has a column of another table's row type: a column added to that table,
+    of a type with an untrusted cast to json, would decide what is recorded."""
+    for statement in ("CREATE TYPE mood2 AS ENUM ('x', 'y')",
+                      "CREATE FUNCTION mood2_json(mood2) RETURNS json LANGUAGE sql AS $$SELECT '\"forged\"'::json$$",
+                      "CREATE CAST (mood2 AS json) WITH FUNCTION mood2_json(mood2)",
+                      "CREATE TABLE inner3 (street text)", "CREATE TABLE ct3 (id int PRIMARY KEY, a inner3)"):
+        attacker.execute(statement)
+    connect("app_maintainer").execute("SELECT audit.enable_tracking('public.ct3')")
+    with pytest.raises(psycopg.Error) as refused:
+        attacker.execute("ALTER TABLE inner3 ADD COLUMN m2 mood2")
+    assert refused.value.sqlstate == "PA008" and "cast to json" in str(refused.value)
+    assert db.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.inner3'::regclass"
+                      " AND attname = 'm2'").fetchone() == (0,)

@@ -157,7 +157,7 @@ def test_status_warns_when_sealing_lags(dsn, db):
 
 
 def test_worker_seals_until_interrupted(dsn, db, connect, counts):
-    """As the maintainer, the least role the README names for it."""
+    """As the maintainer, the least role docs/cli.md names for it."""
     as_maintainer = re.sub(r"user=\S+", "user=app_maintainer", dsn)
     worker = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "worker", "--dsn", as_maintainer,
                                "--interval", "0.05"],
