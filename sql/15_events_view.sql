@@ -25,11 +25,16 @@ UNION ALL
 SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_role,
        i.client_addr, i.application_name, i.kind, i.target_type, i.target_id, i.outcome,
        i.correlation_id, i.idempotency_key, i.txid, i.occurred_at, NULL::timestamptz, i.payload,
-       i.schema_valid, i.row_before, i.row_after,
-       CASE WHEN i.row_before IS NOT NULL AND i.row_after IS NOT NULL
-            THEN coalesce(i.changed, '{}') || @schema@._changed(i.row_before, i.row_after) END,
+       i.schema_valid, t.row_before, t.row_after,
+       CASE WHEN t.row_before IS NOT NULL AND t.row_after IS NOT NULL
+            THEN coalesce(i.changed, '{}') || @schema@._changed(t.row_before, t.row_after) END,
        NULL::bigint, i.origin, i.intake_id
-  FROM @schema@.event_intake i;
+  FROM @schema@.event_intake i,
+       -- as the sealer will store them: wild numbers tamed (14_wild_numbers.sql)
+       LATERAL (SELECT CASE WHEN @schema@._wild_numbers(i.row_before) THEN @schema@._tame_numbers(i.row_before)
+                            ELSE i.row_before END AS row_before,
+                       CASE WHEN @schema@._wild_numbers(i.row_after) THEN @schema@._tame_numbers(i.row_after)
+                            ELSE i.row_after END AS row_after) t;
 COMMENT ON VIEW @schema@.events IS
     'Every event: sealed ones (pending = false, with seq) and pending ones not yet sealed (seq NULL); '
     'origin says whether record(), a capture trigger or pgaudit_py itself wrote it; intake_id orders pending '

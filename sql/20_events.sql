@@ -84,6 +84,11 @@ BEGIN
         RAISE EXCEPTION 'payload must be a JSON object, got %', jsonb_typeof(v_payload)
             USING ERRCODE = 'PA002';
     END IF;
+    -- Before the payload is printed, which a wild number makes huge (sql/14_wild_numbers.sql).
+    IF p_origin = 'record' AND @schema@._wild_numbers(v_payload) THEN
+        RAISE EXCEPTION 'payload holds a number of magnitude 1e400 or more (or non-zero below 1e-400)'
+            USING ERRCODE = 'PA002', HINT = 'Send such a value as a string.';
+    END IF;
     -- pgaudit_py's own payloads are bounded by what they describe (a table's options, say).
     IF p_origin = 'record' AND octet_length(v_payload::text) > 65536 THEN
         RAISE EXCEPTION 'payload is % bytes, more than the limit of 65536', octet_length(v_payload::text)

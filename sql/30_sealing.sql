@@ -33,6 +33,15 @@ BEGIN
     WITH moved AS (
         DELETE FROM @schema@.event_intake i WHERE i.ctid = ANY (rows)
         RETURNING i.*
+    ), tamed AS (  -- row images: wild numbers would make every print of the event huge (14_wild_numbers.sql)
+        SELECT m.intake_id, m.id, m.tenant_id, m.actor_type, m.actor_id, m.db_role, m.client_addr,
+               m.application_name, m.kind, m.target_type, m.target_id, m.outcome, m.correlation_id,
+               m.idempotency_key, m.txid, m.occurred_at, m.payload, m.schema_valid, m.changed, m.origin,
+               CASE WHEN @schema@._wild_numbers(m.row_before) THEN @schema@._tame_numbers(m.row_before)
+                    ELSE m.row_before END AS row_before,
+               CASE WHEN @schema@._wild_numbers(m.row_after) THEN @schema@._tame_numbers(m.row_after)
+                    ELSE m.row_after END AS row_after
+          FROM moved m
     ), sealed AS (
         INSERT INTO @schema@.event_log AS l (
             seq, id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
@@ -46,7 +55,7 @@ BEGIN
                CASE WHEN m.row_before IS NOT NULL AND m.row_after IS NOT NULL
                     THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END,
                block_no, m.origin
-          FROM moved m
+          FROM tamed m
         RETURNING l.seq, @schema@._sealable_hash(@schema@._canonical_event(l, 2::smallint)) AS hash
     )
     SELECT count(*), max(s.seq), string_agg(s.hash, ''::bytea ORDER BY s.seq)

@@ -79,6 +79,8 @@ GRANT EXECUTE ON FUNCTION
     @schema@._prunable_blocks(timestamptz),
     @schema@._check_prefixes(text[]),
     @schema@._changed(jsonb, jsonb),
+    @schema@._wild_numbers(jsonb),
+    @schema@._tame_numbers(jsonb),
     @schema@._check_prune_args(interval, integer),
     @schema@.row_history(regclass, text),
     @schema@.row_as_of(regclass, text, timestamptz),

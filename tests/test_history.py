@@ -249,8 +249,9 @@ def test_history_with_a_change_in_the_quarantine_is_refused(db, connect, attacke
     rather than answer without it."""
     attacker.execute("CREATE TABLE public.docs (id int PRIMARY KEY, a jsonb)")
     enable_tracking(connect("app_maintainer"), "public.docs")
-    attacker.execute("INSERT INTO public.docs VALUES (1, '[1]'), (2, '[2]')")
-    attacker.execute("UPDATE public.docs SET a = ('[' || repeat('1e131071,', 199) || '1e131071]')::jsonb WHERE id = 1")
+    attacker.execute("INSERT INTO public.docs VALUES (1, to_jsonb(repeat(chr(1), 900000))), (2, '[2]')")
+    # 900 kB of control characters print six times as long, old and new twice over: past 16 MiB.
+    attacker.execute("UPDATE public.docs SET a = to_jsonb(repeat(chr(2), 900000)) WHERE id = 1")
     seal(db)
     assert db.execute("SELECT target_id FROM audit.quarantine").fetchall() == [("1",)]
     reader = connect("app_reader")

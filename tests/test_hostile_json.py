@@ -24,8 +24,8 @@ from pgaudit_py.checkpoint import Keys
 NAMED = {
     "deep": '{"d": ' + "[" * 1500 + "1" + "]" * 1500 + "}",
     "deep objects": '{"d": ' + '{"a": ' * 1200 + "null" + "}" * 1200 + "}",
-    "huge number": '{"n": 1e5000}',
-    "long integer": '{"n": ' + "9" * 5000 + "}",
+    "big but tame numbers": '{"n": 1e399, "m": -1e399, "f": 1.7976931348623157e308, "t": 1e-399}',
+    "long integer": '{"n": ' + "9" * 400 + "}",
     "tiny number": '{"n": -1.5e-300, "z": -0.0, "s": 1.500}',
     "line separators": '{"s": "a\u2028b\u2029c\u0085d\\u2028e"}',
     "every escape": '{"s": "\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u0001 \\u001f \\u007f \\u00e9 \\ud83d\\ude00"}',
@@ -122,4 +122,48 @@ def test_generated_hostile_payloads_and_both_verifiers_agree(db, writer, payload
         assert db.execute("SELECT count(*) FROM audit.events").fetchone()[0] == before
         return
     seal(db)
+    both_verify(db)
+
+
+WILD = {
+    "huge number": '{"n": 1e5000}',
+    "huge negative": '{"n": -1e131071}',
+    "tiny number": '{"n": 1e-5000}',
+    "deep in an array": '{"a": [1, [2, {"b": 1e400}]]}',
+    "401 digits": '{"n": 1' + "0" * 400 + "}",
+}
+
+
+@pytest.mark.parametrize("name", WILD)
+def test_a_payload_with_a_wild_number_is_refused_before_it_is_printed(db, connect, counts, name):
+    """A number of magnitude 1e400 or more (or non-zero below 1e-400) takes bytes to store and
+    prints as up to 131,072 digits: record() refuses it before printing anything."""
+    with pytest.raises(psycopg.Error) as refused:
+        record_raw(connect("app_writer"), WILD[name])
+    assert refused.value.sqlstate == "PA002" and "1e400" in str(refused.value)
+    assert counts() == (0, 0)
+
+
+def test_wild_numbers_in_captured_rows_are_omitted_and_nothing_wedges(db, connect):
+    """2 kB of 1e131071 in a jsonb column printed as 1 GB: the sealer wedged, and another role's
+    later update of the same row went to the quarantine with it. The sealer stores those numbers as
+    markers: the rest of the row, and every later change, seal and verify."""
+    db.execute("""CREATE TABLE public.orders (id int PRIMARY KEY, status text, meta jsonb, n numeric);
+                  GRANT ALL ON public.orders TO app_writer""")
+    db.execute("SELECT audit.enable_tracking('public.orders')")
+    writer = connect("app_writer")
+    writer.execute("INSERT INTO orders VALUES (42, 'new', (SELECT jsonb_agg('1e131071'::numeric)"
+                   " FROM generate_series(1, 8200)) || '[7]'::jsonb, '-1e-16383')")
+    writer.execute("UPDATE orders SET status = 'refunded' WHERE id = 42")
+    marker = {"$omitted": {"wild_number": True}}
+    pending = db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.orders.insert'").fetchone()[0]
+    assert pending["meta"][:2] == [marker, marker] and pending["meta"][-1] == 7 and pending["n"] == marker
+    assert seal(db).sealed == 3
+    assert db.execute("SELECT count(*) FROM audit.quarantine").fetchone() == (0,)
+    sealed = db.execute("SELECT kind, row_after -> 'meta' -> 8200, row_after -> 'n', changed"
+                        " FROM audit.event_log WHERE kind LIKE 'public.orders.%' ORDER BY seq").fetchall()
+    assert sealed == [("public.orders.insert", 7, marker, None),
+                      ("public.orders.update", 7, marker, {"status": {"old": "new", "new": "refunded"}})]
+    history = db.execute("SELECT count(*) FROM audit.row_history('public.orders', '42')").fetchone()
+    assert history == (2,)
     both_verify(db)

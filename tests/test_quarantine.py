@@ -71,22 +71,22 @@ def test_the_quarantine_event_stays_small(db):
 
 
 def test_an_event_whose_text_is_too_large_is_quarantined(db, connect, attacker):
-    """A jsonb number like 1e131071 is stored in 8 bytes and prints as 131072 digits: an image under
-    the 1 MiB bound as stored can print as 26 MB (past the 16 MiB a sealed event may be) or past the
-    1 GB PostgreSQL can allocate at all, which failed every seal() for good."""
-    attacker.execute("CREATE TABLE public.docs (id int PRIMARY KEY, a jsonb, t text)")
+    """A control character takes one byte in a row image and six in its JSON text (\\u0001): an
+    UPDATE of 900 kB of them carries the old and new values twice (images and "changed"), about
+    21 MB of text, past the 16 MiB a sealed event may be. (Wild numbers, which printed past the 1 GB
+    PostgreSQL can allocate, are stored as markers now: tests/test_hostile_json.py.)"""
+    attacker.execute("CREATE TABLE public.docs (id int PRIMARY KEY, t text)")
     enable_tracking(connect("app_maintainer"), "public.docs")
     db.execute("GRANT ALL ON public.docs TO app_writer")
     writer = connect("app_writer")
-    writer.execute("INSERT INTO public.docs VALUES (1, ('[' || repeat('1e131071,', 199) || '1e131071]')::jsonb, 'x')")
-    writer.execute("INSERT INTO public.docs VALUES (2, ('[' || repeat('1e131071,', 8190) || '1e131071]')::jsonb,"
-                   " repeat('x', 114641))")
-    writer.execute("INSERT INTO public.docs VALUES (3, '[1]', 'fine')")
-    assert seal(db).sealed == 2  # audit.tracking_enabled, and row 3
-    assert db.execute("SELECT target_id, sqlstate FROM audit.quarantine ORDER BY intake_id").fetchall() == [
-        ("1", "54000"), ("2", "XX000")]
-    writer.execute("INSERT INTO public.docs VALUES (4, '[2]', 'after')")
-    assert seal(db).sealed == 3  # two audit.event_quarantined, and row 4
+    writer.execute("INSERT INTO public.docs VALUES (1, repeat(chr(1), 900000))")  # 5.4 MB of text: seals
+    writer.execute("UPDATE public.docs SET t = repeat(chr(2), 900000) WHERE id = 1")
+    writer.execute("INSERT INTO public.docs VALUES (3, 'fine')")
+    assert seal(db).sealed == 3  # audit.tracking_enabled, the insert of row 1, and row 3
+    assert db.execute("SELECT target_id, kind, sqlstate FROM audit.quarantine ORDER BY intake_id").fetchall() == [
+        ("1", "public.docs.update", "54000")]
+    writer.execute("INSERT INTO public.docs VALUES (4, 'after')")
+    assert seal(db).sealed == 2  # audit.event_quarantined, and row 4
     assert db.execute("SELECT ok FROM audit.verify()").fetchone() == (True,) and verify_chain(db).ok
 
 
