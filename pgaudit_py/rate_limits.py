@@ -111,3 +111,12 @@ def rate_limited(operation: str, *, key: Callable[..., str], per_minute: int = 6
             return fn(conn, *args, **kwargs)
         return wrapper  # type: ignore[return-value]
     return decorate
+
+
+def purge_rate_counters(conn: psycopg.Connection, batch_size: int = 10000, *, audit_schema: str = "audit") -> int:
+    """Delete up to batch_size counter rows whose windows have passed (maintainer); how many went.
+    The worker runs it every minute."""
+    with translated(), conn.transaction():
+        row = conn.execute(sql.SQL("SELECT {}.purge_rate_counters(batch_size => %s::integer)").format(
+            sql.Identifier(audit_schema)), (batch_size,)).fetchone()
+    return int(row[0]) if row else 0

@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 import psycopg
 
 from pgaudit_py.errors import CannotConnect, PgAuditError
+from pgaudit_py.rate_limits import purge_rate_counters
 from pgaudit_py.sealing import SealResult, seal_continuously
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
@@ -20,8 +21,9 @@ def run_worker(connect: Connect, stop: threading.Event, *, interval: float = 0.5
                audit_schema: str = "audit", daily: Callable[[psycopg.Connection], None] | None = None,
                on_round: Callable[[SealResult], None] | None = None,
                say: Callable[[str], None] = lambda message: None) -> None:
-    """Seal until `stop` is set. `daily` (the archive run, say) is offered each minute between
-    rounds; its failures are reported through `say` and sealing goes on. A lost session (server
+    """Seal until `stop` is set. Each minute between rounds, rate-limit counters whose windows have
+    passed are purged and `daily` (the archive run, say) is offered; their failures are reported
+    through `say` and sealing goes on. A lost session (server
     restart, failover, terminated backend) is reconnected with backoff, 1 s doubling to 30 s; a
     first connection that fails is a configuration error and raises."""
     next_check = 0.0
@@ -29,9 +31,15 @@ def run_worker(connect: Connect, stop: threading.Event, *, interval: float = 0.5
 
     def between_rounds() -> None:
         nonlocal next_check
-        if daily is None or conn is None or time.monotonic() < next_check:
+        if conn is None or time.monotonic() < next_check:
             return
-        next_check = time.monotonic() + 60  # the daily duty is claimed in the database; look each minute
+        next_check = time.monotonic() + 60  # once a minute: the daily duty is claimed in the database
+        try:
+            purge_rate_counters(conn, audit_schema=audit_schema)
+        except (PgAuditError, psycopg.Error) as exc:
+            say(f"purging rate-limit counters failed (sealing goes on): {str(exc).strip().splitlines()[0]}")
+        if daily is None:
+            return
         try:
             daily(conn)
         except (PgAuditError, psycopg.Error) as exc:

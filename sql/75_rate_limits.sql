@@ -27,6 +27,9 @@ DECLARE
     saved_lock_timeout text;
     shard integer;
 BEGIN
+    IF octet_length(key) > 1024 THEN  -- a key is an index entry, kept until its windows pass
+        RAISE EXCEPTION 'rate limit key is % bytes, more than 1024', octet_length(key) USING ERRCODE = 'PA005';
+    END IF;
     -- A shard is owned, until commit, by the transaction holding its counter row's lock, and only
     -- the owner writes the row: under the lock the count is exact. Only roles that may update
     -- rate_counters can lock its rows (an advisory lock's key, by contrast, anyone may take and
@@ -48,8 +51,8 @@ BEGIN
             saved_lock_timeout := current_setting('lock_timeout');
             BEGIN
                 PERFORM set_config('lock_timeout', '1ms', true);
-                INSERT INTO @schema@.rate_counters (key, shard, window_no, count, prev_count)
-                VALUES (key, shard, this_window, 1, 0)
+                INSERT INTO @schema@.rate_counters (key, shard, window_no, count, prev_count, window_seconds)
+                VALUES (key, shard, this_window, 1, 0, window_seconds)
                 ON CONFLICT DO NOTHING;
                 created := FOUND;
                 PERFORM set_config('lock_timeout', saved_lock_timeout, true);
@@ -71,7 +74,8 @@ BEGIN
         prev := CASE WHEN c.window_no = this_window THEN c.prev_count WHEN c.window_no = this_window - 1 THEN c.count
                      ELSE 0 END;
         IF prev * (1 - e) + cur + 1 <= cap THEN
-            UPDATE @schema@.rate_counters r SET window_no = this_window, count = cur + 1, prev_count = prev
+            UPDATE @schema@.rate_counters r SET window_no = this_window, count = cur + 1, prev_count = prev,
+                                                 window_seconds = _rate_take.window_seconds
              WHERE r.key = key AND r.shard = shard;
             RETURN NULL;
         END IF;
@@ -356,3 +360,28 @@ END
 $$;
 COMMENT ON FUNCTION @schema@.rate_limit(text, text, integer, integer) IS
     'Counts one call of a named operation for a key; raises PA009 (DETAIL retry_after_ms=N) past the limit.';
+
+-- Counter rows whose windows have passed count for nothing (a row two windows old reads as zero):
+-- deleted, a batch at a time, skipping rows a writer holds. The worker runs it every minute.
+CREATE OR REPLACE FUNCTION @schema@.purge_rate_counters(batch_size integer DEFAULT 10000)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    DELETE FROM @schema@.rate_counters r
+     WHERE r.ctid = ANY (ARRAY(
+         SELECT c.ctid FROM @schema@.rate_counters c
+          WHERE c.window_seconds IS NOT NULL
+            AND c.window_no < floor(date_part('epoch', clock_timestamp()) / c.window_seconds) - 1
+          LIMIT greatest(1, least(batch_size, 100000))
+            FOR UPDATE SKIP LOCKED));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @schema@.purge_rate_counters(integer) IS
+    'Deletes up to batch_size rate-limit counter rows whose windows have passed; returns how many.';

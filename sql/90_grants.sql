@@ -129,6 +129,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@.enable_rate_limit(regclass, integer, integer, integer),
     @schema@.disable_rate_limit(regclass),
     @schema@.set_operation_limit(text, integer, integer),
+    @schema@.purge_rate_counters(integer),
     @schema@._put_rate_limit(@schema@.rate_limits),
     @schema@._drop_rate_limit(text, text),
     @schema@._rate_limit_trigger()

@@ -157,7 +157,11 @@ def test_status_warns_when_sealing_lags(dsn, db):
 
 
 def test_worker_seals_until_interrupted(dsn, db, connect, counts):
-    """As the maintainer, the least role docs/cli.md names for it."""
+    """As the maintainer, the least role docs/cli.md names for it; it also purges rate-limit
+    counters whose windows have passed."""
+    for i in range(5):
+        connect("app_writer").execute("SELECT audit.rate_limit('api.call', %s, 5, 1)", (f"k{i}",))
+    time.sleep(2.1)
     as_maintainer = re.sub(r"user=\S+", "user=app_maintainer", dsn)
     worker = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "worker", "--dsn", as_maintainer,
                                "--interval", "0.05"],
@@ -172,6 +176,9 @@ def test_worker_seals_until_interrupted(dsn, db, connect, counts):
         assert counts() == (0, 3)
         workers = db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgaudit worker'")
         assert workers.fetchone() == (1,)
+        while db.execute("SELECT count(*) FROM audit.rate_counters").fetchone() != (0,) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert db.execute("SELECT count(*) FROM audit.rate_counters").fetchone() == (0,)
     finally:
         worker.send_signal(signal.SIGINT)
         out, err = worker.communicate(timeout=20)

@@ -479,3 +479,26 @@ def test_a_limit_on_a_partitioned_table_counts_writes_to_its_partitions_includin
     assert insert("parted_2", 103) and insert("parted_3", 203)
     assert db.execute("""SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
                           WHERE t.tgname = 'audit_rate_limit' AND c.relname LIKE 'parted%'""").fetchone() == (0,)
+
+
+def test_counters_whose_windows_passed_are_purged_and_keys_are_bounded(db, connect, maintainer, notes):
+    """Every new key added a counter row for good: a writer making up keys grew the table without
+    end. Rows two windows old count for nothing, and purge_rate_counters deletes them."""
+    writer = connect("app_writer")
+    for i in range(50):
+        rate_limit(writer, "api.call", f"made-up-{i}", 5, window_seconds=1)
+    time.sleep(2.1)  # two windows of one second
+    rate_limit(writer, "api.call", "live", 5, window_seconds=1)
+    rate_limit(writer, "api.call", "hourly", 5, window_seconds=3600)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        writer.execute("SELECT audit.purge_rate_counters()")
+    assert maintainer.execute("SELECT audit.purge_rate_counters()").fetchone() == (50,)
+    assert sorted(k for (k,) in db.execute("SELECT key FROM audit.rate_counters")) == [
+        "operation:api.call:hourly", "operation:api.call:live"]
+    # A table's key is made of the tenant and actor the session names: bounded too.
+    enable_rate_limit(maintainer, notes, per_user_per_minute=5, per_tenant_per_minute=None)
+    with pytest.raises(psycopg.Error) as refused, audit_context(writer, tenant_id="t" * 600, actor_id="a" * 600):
+        writer.execute("INSERT INTO notes (body) VALUES ('x')")
+    assert refused.value.sqlstate == "PA005" and "more than 1024" in str(refused.value)
+    assert rows(db) == 0
+    assert db.execute("SELECT count(*) FROM audit.rate_counters").fetchone() == (2,)
