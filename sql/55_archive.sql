@@ -231,10 +231,15 @@ DECLARE
 BEGIN
     DELETE FROM @schema@.restored_events r WHERE r.batch_id = drop_restored_batch.batch_id;
     GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN  -- as loading it was (audit.archive_restored)
+        PERFORM @schema@._record('audit.archive_restore_dropped', NULL, NULL, NULL, 'archive_batch',
+                                 drop_restored_batch.batch_id, jsonb_build_object('events', n), 'success', NULL, NULL);
+    END IF;
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION @schema@.drop_restored_batch(text) IS 'Removes a restored batch from restored_events.';
+COMMENT ON FUNCTION @schema@.drop_restored_batch(text) IS
+    'Removes a restored batch from restored_events (recorded as audit.archive_restore_dropped).';
 
 -- The worker archives at most once a UTC day, whichever worker gets here first.
 CREATE OR REPLACE FUNCTION @schema@.claim_daily_archive_run()

@@ -155,6 +155,14 @@ def test_archive_moves_whole_blocks_and_everything_verifies(db: psycopg.Connecti
         maintainer.execute("UPDATE audit.restored_events SET kind = 'x'")
     assert db.execute("SELECT count(*), min(kind), max(kind) FROM audit.restored_events").fetchone() == (
         10, "order.created", "order.created")
+    # Loading and dropping a restored batch are both on the record.
+    assert maintainer.execute("SELECT audit.drop_restored_batch('blocks-000000000003-000000000004')").fetchone() == (10,)
+    assert db.execute("SELECT kind, target_id, payload, db_role FROM audit.events"
+                      " WHERE kind IN ('audit.archive_restored', 'audit.archive_restore_dropped') ORDER BY intake_id"
+                      ).fetchall() == [("audit.archive_restored", "blocks-000000000003-000000000004", {"events": 10},
+                                        "app_maintainer"),
+                                       ("audit.archive_restore_dropped", "blocks-000000000003-000000000004",
+                                        {"events": 10}, "app_maintainer")]
 
 
 STEPS = ["planned", "data_stored", "manifest_stored", "recorded", "deleted_uncommitted"]
