@@ -52,11 +52,13 @@ from pgaudit_py.rate_limits import (
 from pgaudit_py.retention import PrunePreview, PruneResult, preview_prune, prune_events
 from pgaudit_py.sealing import SealResult, SealStatus, seal, seal_status
 from pgaudit_py.tracking import (
+    RowState,
     TrackedTable,
     disable_tracking,
     enable_tracking,
     row_as_of,
     row_history,
+    row_state_as_of,
     tracked_tables,
 )
 
@@ -70,6 +72,7 @@ __all__ = [
     "count_events", "install", "list_events", "monthly_event_counts", "preview_prune",
     "prune_events", "record", "register_event_type", "seal", "seal_status", "status",
     "TrackedTable", "disable_tracking", "enable_tracking", "row_as_of", "row_history", "tracked_tables",
+    "RowState", "row_state_as_of",
     "RateLimit", "RateLimitBypassRefused", "RateLimited", "disable_rate_limit", "enable_rate_limit", "rate_limit",
     "rate_limited", "rate_limits", "record_refusal", "set_operation_limit",
 ]

@@ -69,3 +69,17 @@ def row_as_of(conn: psycopg.Connection, table: str, key: str, at: datetime, *,
     with translated():
         row = conn.execute(query, (table, key, at)).fetchone()
     return row[0] if row else None
+
+
+@dataclass(frozen=True)
+class RowState:
+    state: str  # existed, absent, or unknown (no record: before tracking, or unchanged since before it)
+    image: dict[str, Any] | None
+
+
+def row_state_as_of(conn: psycopg.Connection, table: str, key: str, at: datetime, *,
+                    audit_schema: str = "audit") -> RowState:
+    """What row_as_of's None cannot say: whether the row is known not to have existed at `at`
+    ("absent"), or whether there is no record of it then ("unknown")."""
+    return function_call(audit_schema, "row_state_as_of", RowState,
+                         {"target": "regclass", "key": "text", "at": "timestamptz"}, (table, key, at)).one(conn)

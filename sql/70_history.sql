@@ -112,3 +112,58 @@ COMMENT ON FUNCTION @schema@.row_as_of(regclass, text, timestamptz) IS
     'The row as captured at a moment (its last image among changes begun at or before `at`, in the order '
     'they were applied), or NULL if it did not exist then. PA015 when a captured change of it is in the '
     'quarantine.';
+
+-- What row_as_of's NULL cannot say: whether the row is known not to have existed at `at`, or
+-- whether there is no record of it then (before tracking began, or a row from before tracking
+-- that had not changed yet). state: 'existed' (with its image), 'absent' or 'unknown'.
+CREATE OR REPLACE FUNCTION @schema@.row_state_as_of(target regclass, key text, at timestamptz,
+                                                   OUT state text, OUT image jsonb)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h record;
+    since timestamptz;
+    first_after record;
+BEGIN
+    image := @schema@.row_as_of(target, key, at);
+    IF image IS NOT NULL THEN
+        state := 'existed';
+        RETURN;
+    END IF;
+    SELECT * INTO h FROM @schema@._history_target(target, key);
+    -- A change of the row (or a TRUNCATE of its table) at or before `at`, and no image: it was gone.
+    IF EXISTS (SELECT 1 FROM @schema@.row_history(target, key) e WHERE e.occurred_at <= at)
+       OR EXISTS (SELECT 1 FROM @schema@.events e
+                   WHERE e.target_type = h.prefix AND e.kind = h.prefix || '.truncate' AND NOT e.payload ? 'partition'
+                     AND coalesce(e.origin, 'capture') = 'capture' AND e.occurred_at <= at) THEN
+        state := 'absent';
+        RETURN;
+    END IF;
+    since := (@schema@._tracking_of(target)).enabled_at;
+    IF since IS NULL OR at < since THEN
+        state := 'unknown';  -- before tracking began: nothing was recorded
+        RETURN;
+    END IF;
+    -- Tracked at `at`, no change of it by then: its first change after says whether it was there.
+    -- An INSERT of the key, or an UPDATE that moved a row into it, says it was not (a TRUNCATE
+    -- first says nothing).
+    SELECT x.kind, x.target_id, x.moved_here INTO first_after
+      FROM (SELECT e.kind, e.target_id, e.payload ? 'moved_from' AS moved_here, e.seq, e.intake_id
+              FROM @schema@.row_history(target, key) e WHERE e.occurred_at > at
+            UNION ALL
+            SELECT e.kind, NULL, false, e.seq, e.intake_id FROM @schema@.events e
+             WHERE e.target_type = h.prefix AND e.kind = h.prefix || '.truncate' AND NOT e.payload ? 'partition'
+               AND coalesce(e.origin, 'capture') = 'capture' AND e.occurred_at > at) x
+     ORDER BY x.seq NULLS LAST, x.intake_id
+     LIMIT 1;
+    state := CASE WHEN first_after.target_id = h.target_id
+                       AND (first_after.kind = h.prefix || '.insert'
+                            OR (first_after.kind = h.prefix || '.update' AND first_after.moved_here))
+                  THEN 'absent' ELSE 'unknown' END;
+END
+$$;
+COMMENT ON FUNCTION @schema@.row_state_as_of(regclass, text, timestamptz) IS
+    'The row at a moment, and whether that is known: existed (with its image), absent, or unknown (no record: '
+    'before tracking began, or a row from before tracking that had not changed by then).';

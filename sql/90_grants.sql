@@ -84,6 +84,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@._check_prune_args(interval, integer),
     @schema@.row_history(regclass, text),
     @schema@.row_as_of(regclass, text, timestamptz),
+    @schema@.row_state_as_of(regclass, text, timestamptz),
     @schema@._history_target(regclass, text),
     @schema@._key_columns(regclass),
     @schema@._tracking_of(oid),

@@ -337,6 +337,6 @@ def test_events_show_what_a_captured_write_changed_and_history_shows_a_row_at_a_
     assert "public.prices.insert" in lines[3]  # the row written
     assert run("events", "--dsn", dsn, "--until", "1h", "--json").output.strip() == "[]"
     at = run("history", "--dsn", dsn, "public.prices", "1", "--at", before_update.isoformat(), "--json")
-    assert json.loads(at.output) == {"id": 1, "amount": 10}
+    assert json.loads(at.output) == {"state": "existed", "image": {"id": 1, "amount": 10}}
     now = run("history", "--dsn", dsn, "public.prices", "1", "--at", "0s")
     assert [line.split() for line in now.output.splitlines()[2:]] == [["id", "1"], ["amount", "12"]]

@@ -18,6 +18,7 @@ from pgaudit_py import (
     list_events,
     row_as_of,
     row_history,
+    row_state_as_of,
     seal,
 )
 from pgaudit_py.errors import translated
@@ -270,3 +271,31 @@ def test_a_new_table_under_a_tracked_tables_old_name_has_no_past(db, connect, ma
     with pytest.raises(InvalidTarget, match="public.orders_2024"):
         row_as_of(db, "public.orders", "1", now(db))
     assert row_as_of(db, "public.orders_2024", "1", now(db)) == {"id": 1, "v": "old"}
+
+
+def test_row_state_tells_no_record_apart_from_did_not_exist(db, connect, attacker):
+    """row_as_of's NULL reads the same for a row that did not exist and for one there is no record
+    of (before tracking began, or a row from before tracking that had not changed yet)."""
+    attacker.execute("CREATE TABLE public.stock (id int PRIMARY KEY, qty int)")
+    attacker.execute("INSERT INTO public.stock VALUES (1, 5), (2, 7)")  # before tracking
+    before_tracking = now(db)
+    enable_tracking(connect("app_maintainer"), "public.stock")
+    tracked = now(db)
+    attacker.execute("UPDATE public.stock SET qty = 6 WHERE id = 1")  # a row from before tracking changes
+    attacker.execute("INSERT INTO public.stock VALUES (3, 1)")
+    attacker.execute("DELETE FROM public.stock WHERE id = 3")
+    after = now(db)
+    reader = connect("app_reader")
+
+    def state(key: str, at) -> tuple[str, dict | None]:
+        found = row_state_as_of(reader, "public.stock", key, at)
+        assert row_as_of(reader, "public.stock", key, at) == found.image  # the same image, when there is one
+        return found.state, found.image
+
+    assert state("1", before_tracking) == ("unknown", None)  # before tracking began
+    assert state("1", tracked) == ("unknown", None)  # it existed, but no image of it was taken yet
+    assert state("1", after) == ("existed", {"id": 1, "qty": 6})
+    assert state("2", after) == ("unknown", None)  # from before tracking, never changed since
+    assert state("3", tracked) == ("absent", None)  # inserted later
+    assert state("3", after) == ("absent", None)  # deleted
+    assert state("4", after) == ("unknown", None)  # never seen: it may never have existed, or be unchanged

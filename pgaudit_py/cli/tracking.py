@@ -12,7 +12,7 @@ from pgaudit_py.cli.common import (
     run_guarded,
 )
 from pgaudit_py.output import emit_json, print_table
-from pgaudit_py.tracking import disable_tracking, enable_tracking, row_as_of, row_history, tracked_tables
+from pgaudit_py.tracking import disable_tracking, enable_tracking, row_history, row_state_as_of, tracked_tables
 
 
 @click.command("track")
@@ -83,13 +83,16 @@ def history_command(settings: Settings, table: str, key: str, at: str | None, as
         when = parse_time(at)
         with settings.connect() as conn:
             if when is not None:
-                image = row_as_of(conn, table, key, when, audit_schema=settings.schema)
+                found = row_state_as_of(conn, table, key, when, audit_schema=settings.schema)
                 if as_json:
-                    emit_json(image)
-                elif image is None:
-                    click.echo(f"no captured version of {table} {key} at {when.isoformat()}")
+                    emit_json(found)
+                elif found.image is not None:
+                    print_table(["column", "value"], [[column, value] for column, value in found.image.items()])
+                elif found.state == "absent":
+                    click.echo(f"{table} {key} did not exist at {when.isoformat()}")
                 else:
-                    print_table(["column", "value"], [[column, value] for column, value in image.items()])
+                    click.echo(f"no record of {table} {key} at {when.isoformat()}: before tracking began, or a row "
+                               "from before tracking that had not changed by then")
                 return
             events = row_history(conn, table, key, audit_schema=settings.schema)
         if as_json:
