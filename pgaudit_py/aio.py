@@ -25,9 +25,11 @@ from pgaudit_py.events import (
     monthly_event_counts_call,
     record_call,
 )
-from pgaudit_py.sealing import SealResult, seal_call
+from pgaudit_py.sealing import SealResult, SealStatus, seal_call, seal_status_call
+from pgaudit_py.tracking import RowState, row_history_call, row_state_as_of_call
 
-__all__ = ["audit_context", "count_events", "list_events", "monthly_event_counts", "record", "seal"]
+__all__ = ["audit_context", "count_events", "list_events", "monthly_event_counts", "record", "row_history",
+           "row_state_as_of", "seal", "seal_status"]
 
 
 @asynccontextmanager
@@ -110,3 +112,20 @@ async def monthly_event_counts(conn: psycopg.AsyncConnection, *, tenant_id: str 
 async def seal(conn: psycopg.AsyncConnection, max_events: int = 10000, *, audit_schema: str = "audit") -> SealResult:
     """As pgaudit_py.seal."""
     return await seal_call(max_events, audit_schema=audit_schema).one_async(conn)
+
+
+async def seal_status(conn: psycopg.AsyncConnection, *, audit_schema: str = "audit") -> SealStatus:
+    """As pgaudit_py.seal_status."""
+    return await seal_status_call(audit_schema=audit_schema).one_async(conn)
+
+
+async def row_history(conn: psycopg.AsyncConnection, table: str, key: str, *,
+                      audit_schema: str = "audit") -> list[Event]:
+    """As pgaudit_py.row_history."""
+    return await row_history_call(table, key, audit_schema=audit_schema).all_async(conn)
+
+
+async def row_state_as_of(conn: psycopg.AsyncConnection, table: str, key: str, at: datetime, *,
+                          audit_schema: str = "audit") -> RowState:
+    """As pgaudit_py.row_state_as_of."""
+    return await row_state_as_of_call(table, key, at, audit_schema=audit_schema).one_async(conn)

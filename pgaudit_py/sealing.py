@@ -9,10 +9,9 @@ from datetime import datetime, timedelta
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
 
 from pgaudit_py.calls import Call, function_call
-from pgaudit_py.errors import InstallError, translated
+from pgaudit_py.errors import InstallError
 from pgaudit_py.transactions import require_no_transaction
 
 WORKER_APPLICATION_NAME = "pgaudit worker"
@@ -50,11 +49,14 @@ def seal(conn: psycopg.Connection, max_events: int = 10000, *, audit_schema: str
 
 
 def seal_status(conn: psycopg.Connection, *, audit_schema: str = "audit") -> SealStatus:
-    query = sql.SQL("SELECT s.*, now() AS now FROM {}.seal_status() s").format(sql.Identifier(audit_schema))
-    with translated(), conn.cursor(row_factory=class_row(SealStatus)) as cur:
-        row = cur.execute(query).fetchone()
-        assert row is not None
-        return row
+    return seal_status_call(audit_schema=audit_schema).one(conn)
+
+
+def seal_status_call(*, audit_schema: str = "audit") -> Call[SealStatus]:
+    # `now` is the server's clock, which the lag is measured against.
+    query = sql.SQL("SELECT s.pending, s.oldest_pending_at, s.last_seq, s.last_sealed_at, s.quarantined, now() AS now"
+                    " FROM {}.seal_status() s").format(sql.Identifier(audit_schema))
+    return Call(query, (), SealStatus)
 
 
 def seal_continuously(conn: psycopg.Connection, stop: threading.Event, *, interval: float = 0.5,

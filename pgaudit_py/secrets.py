@@ -15,19 +15,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
 
+from pgaudit_py.calls import function_call
 from pgaudit_py.errors import InvalidArgument, MasterKeyUnavailable, translated
 from pgaudit_py.transactions import end_failed_transaction, require_no_transaction
 
 MASTER_KEY_ENV = "PGAUDIT_MASTER_KEY"
 NEW_MASTER_KEY_ENV = "PGAUDIT_NEW_MASTER_KEY"
 _KEY_TEXT = re.compile(r"^[0-9A-Fa-f]{64}$")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -125,20 +123,13 @@ def use_master_key(conn: psycopg.Connection, key: str | None, *, new_key: str | 
                     _set(conn, name, "")
 
 
-def _one(conn: psycopg.Connection, cls: type[T], query: sql.Composed, params: tuple[object, ...]) -> T:
-    with translated(), conn.cursor(row_factory=class_row(cls)) as cur:
-        row = cur.execute(query, params).fetchone()
-        assert row is not None
-        return row
-
-
 def _call(audit_schema: str, text: str) -> sql.Composed:
     return sql.SQL(text).format(s=sql.Identifier(audit_schema))
 
 
 def declare_secret(conn: psycopg.Connection, key: str, description: str, *, audit_schema: str = "audit") -> SecretSlot:
-    row = _one(conn, SecretSlot, _call(audit_schema, "SELECT * FROM {s}.declare_secret(%s, %s)"), (key, description))
-    return row
+    return function_call(audit_schema, "declare_secret", SecretSlot, {"key": "text", "description": "text"},
+                         (key, description)).one(conn)
 
 
 def put_secret(conn: psycopg.Connection, tenant_id: str, key: str, value: str, *, audit_schema: str = "audit") -> int:
@@ -166,14 +157,12 @@ def delete_secret(conn: psycopg.Connection, tenant_id: str, key: str, *, audit_s
 
 def list_secrets(conn: psycopg.Connection, tenant_id: str | None = None, *,
                  audit_schema: str = "audit") -> list[StoredSecret]:
-    with translated(), conn.cursor(row_factory=class_row(StoredSecret)) as cur:
-        return cur.execute(_call(audit_schema, "SELECT * FROM {s}.list_secrets(%s)"), (tenant_id,)).fetchall()
+    return function_call(audit_schema, "list_secrets", StoredSecret, {"tenant_id": "text"}, (tenant_id,)).all(conn)
 
 
 def add_master_key(conn: psycopg.Connection, key_file: str | None = None, *, audit_schema: str = "audit") -> MasterKey:
     """Register a master key: a server key file, or the session's pgaudit_py.new_master_key."""
-    row = _one(conn, MasterKey, _call(audit_schema, "SELECT * FROM {s}.add_master_key(%s)"), (key_file,))
-    return row
+    return function_call(audit_schema, "add_master_key", MasterKey, {"key_file": "text"}, (key_file,)).one(conn)
 
 
 def rotate_master_key(conn: psycopg.Connection, batch_size: int = 100, *, audit_schema: str = "audit",
@@ -182,8 +171,8 @@ def rotate_master_key(conn: psycopg.Connection, batch_size: int = 100, *, audit_
     require_no_transaction(conn, "rotate_master_key commits every batch")
     while True:
         with conn.transaction():
-            result = _one(conn, MasterRotation, _call(audit_schema, "SELECT * FROM {s}.rotate_master_key(%s)"),
-                          (batch_size,))
+            result = function_call(audit_schema, "rotate_master_key", MasterRotation, {"batch_size": "integer"},
+                                   (batch_size,)).one(conn)
         if on_batch:
             on_batch(result)
         if result.done:
@@ -197,8 +186,8 @@ def rotate_tenant_key(conn: psycopg.Connection, tenant_id: str, batch_size: int 
     require_no_transaction(conn, "rotate_tenant_key commits every batch")
     while True:
         with conn.transaction():
-            result = _one(conn, TenantKeyRotation,
-                          _call(audit_schema, "SELECT * FROM {s}.rotate_tenant_key(%s, %s)"), (tenant_id, batch_size))
+            result = function_call(audit_schema, "rotate_tenant_key", TenantKeyRotation,
+                                   {"tenant_id": "text", "batch_size": "integer"}, (tenant_id, batch_size)).one(conn)
         if on_batch:
             on_batch(result)
         if result.done:

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgaudit_py.calls import function_call, table_read
+from pgaudit_py.calls import Call, function_call, table_read
 from pgaudit_py.errors import translated
 from pgaudit_py.events import EVENT_CASTS, Event
 
@@ -57,8 +57,12 @@ def tracked_tables(conn: psycopg.Connection, *, audit_schema: str = "audit") -> 
 def row_history(conn: psycopg.Connection, table: str, key: str, *, audit_schema: str = "audit") -> list[Event]:
     """Every captured version of one row, oldest first. key: the primary key as text, or a JSON
     array such as '[1, "EU"]' for a composite key."""
+    return row_history_call(table, key, audit_schema=audit_schema).all(conn)
+
+
+def row_history_call(table: str, key: str, *, audit_schema: str = "audit") -> Call[Event]:
     return function_call(audit_schema, "row_history", Event, {"target": "regclass", "key": "text"},
-                         (table, key), EVENT_CASTS).all(conn)
+                         (table, key), EVENT_CASTS)
 
 
 def row_as_of(conn: psycopg.Connection, table: str, key: str, at: datetime, *,
@@ -81,5 +85,9 @@ def row_state_as_of(conn: psycopg.Connection, table: str, key: str, at: datetime
                     audit_schema: str = "audit") -> RowState:
     """What row_as_of's None cannot say: whether the row is known not to have existed at `at`
     ("absent"), or whether there is no record of it then ("unknown")."""
+    return row_state_as_of_call(table, key, at, audit_schema=audit_schema).one(conn)
+
+
+def row_state_as_of_call(table: str, key: str, at: datetime, *, audit_schema: str = "audit") -> Call[RowState]:
     return function_call(audit_schema, "row_state_as_of", RowState,
-                         {"target": "regclass", "key": "text", "at": "timestamptz"}, (table, key, at)).one(conn)
+                         {"target": "regclass", "key": "text", "at": "timestamptz"}, (table, key, at))

@@ -46,6 +46,8 @@ def test_record_list_count_and_seal_on_an_async_connection(db):
             assert counted.count == 3
             months = await aio.monthly_event_counts(maintainer, tenant_id="acme", month_count=1)
             assert [m.count for m in months] == [3]
+            status = await aio.seal_status(maintainer)
+            assert (status.pending, status.last_seq) == (0, 3)
 
     asyncio.run(main())
     assert db.execute("SELECT kind, actor_id, tenant_id FROM audit.events ORDER BY seq").fetchall() == [
@@ -85,3 +87,27 @@ def test_from_sqlalchemy_sync_and_async(db):
     asyncio.run(main())
     assert [(e.kind, e.actor_id) for e in reversed(list_events(db))] == [
         ("from.sqlalchemy", "alice"), ("from.sqlalchemy.async", "bob")]
+
+
+def test_row_history_and_state_on_an_async_connection(db):
+    db.execute("CREATE TABLE public.stock (id int PRIMARY KEY, qty int); GRANT ALL ON public.stock TO app_writer")
+    db.execute("SELECT audit.enable_tracking('public.stock')")
+    i = db.info
+
+    async def main() -> None:
+        async with await psycopg.AsyncConnection.connect(host=i.host, port=i.port, dbname=i.dbname,
+                                                         user="app_writer", autocommit=True) as writer, \
+                await psycopg.AsyncConnection.connect(host=i.host, port=i.port, dbname=i.dbname,
+                                                      user="app_reader", autocommit=True) as reader:
+            async with aio.audit_context(writer, actor_id="alice"):
+                await writer.execute("INSERT INTO stock VALUES (1, 5)")
+            await writer.execute("UPDATE stock SET qty = 6 WHERE id = 1")
+            history = await aio.row_history(reader, "public.stock", "1")
+            assert [(e.kind, e.actor_id, e.row_after) for e in history] == [
+                ("public.stock.insert", "alice", {"id": 1, "qty": 5}),
+                ("public.stock.update", "app_writer", {"id": 1, "qty": 6})]
+            now = (await (await reader.execute("SELECT clock_timestamp()")).fetchone())[0]
+            found = await aio.row_state_as_of(reader, "public.stock", "1", now)
+            assert (found.state, found.image) == ("existed", {"id": 1, "qty": 6})
+
+    asyncio.run(main())
