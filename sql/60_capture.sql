@@ -274,7 +274,7 @@ DECLARE
     prepare_update text := '';
     prepare_delete text := '';
     redact_changed text := 'NULL';
-    noop text := '';
+    pair_filter text;  -- UPDATE: refuse rows that do not pair up; skip no-op updates if asked
 BEGIN
     IF inline THEN
         -- Each row image once per row (OFFSET 0); x.* is the whole row even with a column named x.
@@ -304,7 +304,7 @@ BEGIN
     -- Old and new rows pair by position; a row deleted by its move to another partition whose
     -- trigger suppressed the insert has no new version, and would shift every pair after it.
     -- One CASE, so that the check comes first (the planner orders separate conditions by cost).
-    noop := format(' WHERE CASE WHEN p.o IS NULL OR p.n IS NULL THEN @schema@._unpaired_update(%s::oid) ELSE %s END',
+    pair_filter := format(' WHERE CASE WHEN p.o IS NULL OR p.n IS NULL THEN @schema@._unpaired_update(%s::oid) ELSE %s END',
                    target, CASE WHEN NOT t.skip_noop_updates THEN 'true'
                                 WHEN excluded IS NULL THEN 'p.o <> p.n'
                                 ELSE format('(p.o - %1$s) <> (p.n - %1$s)', excluded) END);
@@ -370,7 +370,7 @@ $body$,
         target, prepare_insert, @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.insert', t.kind_prefix,
         @schema@._gen_key(t, 'r.j'), @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'),
         new_rows, prepare_update, @schema@._gen_tenant(t, 'p.n'), t.kind_prefix || '.update', @schema@._gen_key(t, 'p.n'),
-        @schema@._gen_bounded('p.img_old'), @schema@._gen_bounded('p.img_new'), redact_changed, pairs, noop,
+        @schema@._gen_bounded('p.img_old'), @schema@._gen_bounded('p.img_new'), redact_changed, pairs, pair_filter,
         prepare_delete, t.kind_prefix || '.delete', old_rows, @schema@._gen_image(t, excluded, redacted, 'p.o'),
         @schema@._gen_image(t, excluded, redacted, 'p.n'),
         -- An UPDATE that changes the key names the row by its new key, and the key it left here; the

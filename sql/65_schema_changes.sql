@@ -102,6 +102,7 @@ DECLARE
     altered oid[] := '{}';   -- types the command changed: the tables made of them are recorded, and checked
     cast_created boolean := false;
     columns_altered oid[] := '{}';  -- covered tables an ALTER TABLE changed: what their stored values read as may differ
+    all_covered oid[] := ARRAY(SELECT @schema@._covered_tables());  -- once: every step below needs it
     covered oid[];
     changed_type oid;
     root oid;
@@ -120,7 +121,7 @@ BEGIN
                                          WHERE t.oid = cmd.objid AND t.relkind = 'c');
             -- Its row type, which another table's column may be made of (a composite type's, or a table's).
             altered := altered || ARRAY(SELECT t.reltype FROM pg_class t WHERE t.oid = cmd.objid AND t.reltype <> 0);
-            IF cmd.command_tag = 'ALTER TABLE' AND cmd.objid = ANY (ARRAY(SELECT @schema@._covered_tables())) THEN
+            IF cmd.command_tag = 'ALTER TABLE' AND cmd.objid = ANY (all_covered) THEN
                 columns_altered := columns_altered || cmd.objid;
             END IF;
         ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say
@@ -134,10 +135,11 @@ BEGIN
     END LOOP;
     -- A type that covered tables are made of changed what their values read as, with no row event:
     -- recorded, with the command, and the tables checked and regenerated.
-    FOREACH changed_type IN ARRAY ARRAY(SELECT DISTINCT unnest(altered)) LOOP
-        covered := ARRAY(SELECT c FROM @schema@._covered_tables() c
-                          WHERE EXISTS (SELECT 1 FROM @schema@._column_types(c) x WHERE x.typ = changed_type));
-        CONTINUE WHEN cardinality(covered) = 0;
+    FOR changed_type, covered IN
+        SELECT x.typ, array_agg(DISTINCT c)
+          FROM unnest(all_covered) c, @schema@._column_types(c) x
+         WHERE cardinality(altered) > 0 AND x.typ = ANY (altered)
+         GROUP BY x.typ LOOP
         touched := touched || covered;
         PERFORM @schema@._record('audit.tracked_type_altered', NULL, NULL, NULL, 'type', changed_type::regtype::text,
                                  jsonb_build_object('tables', (SELECT jsonb_agg(c::regclass::text ORDER BY c::regclass::text)
@@ -146,7 +148,7 @@ BEGIN
                                  'success', NULL, NULL);
     END LOOP;
     IF cast_created THEN
-        touched := touched || ARRAY(SELECT @schema@._covered_tables());
+        touched := touched || all_covered;
     END IF;
     -- A column renamed, dropped and added again, retyped without a rewrite (int to oid): the rows
     -- read differently with no row event. Recorded, with the command.

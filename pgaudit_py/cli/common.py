@@ -17,6 +17,7 @@ import click
 import psycopg
 
 from pgaudit_py.errors import CannotConnect, InvalidInput, PgAuditError
+from pgaudit_py.events import Event
 from pgaudit_py.output import printable
 
 DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
@@ -58,6 +59,14 @@ class Group(OneLineErrors, click.Group):
 
 class Command(OneLineErrors, click.Command):
     pass
+
+
+def what_it_says(event: Event) -> object:
+    """A recorded event's payload; for a captured write, what changed (an UPDATE), or the row
+    written (INSERT) or removed (DELETE). What `events` and `history` show."""
+    if event.origin == "record" or (event.row_before is None and event.row_after is None):
+        return event.payload
+    return event.changed if event.changed is not None else (event.row_after or event.row_before)
 
 
 def explained(exc: PgAuditError) -> str:

@@ -14,8 +14,9 @@ from pgaudit_py.cli.common import (
     json_option,
     parse_time,
     run_guarded,
+    what_it_says,
 )
-from pgaudit_py.events import Event, count_events, list_events, monthly_event_counts, record
+from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
 from pgaudit_py.output import emit_json, print_table, printable
 
 
@@ -54,14 +55,6 @@ def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool
             click.echo(f"already recorded as event {event.id} with idempotency key {key}"
                        f" ({'seq ' + str(event.seq) if event.seq else 'pending'}): nothing written")
     run_guarded(run)
-
-
-def what_it_says(event: Event) -> object:
-    """A recorded event's payload; for a captured write, what changed (an UPDATE), or the row
-    written (INSERT) or removed (DELETE)."""
-    if event.origin != "capture":
-        return event.payload
-    return event.changed or event.row_after or event.row_before or event.payload
 
 
 @click.command("events")

@@ -10,6 +10,7 @@ from pgaudit_py.cli.common import (
     json_option,
     parse_time,
     run_guarded,
+    what_it_says,
 )
 from pgaudit_py.output import emit_json, print_table
 from pgaudit_py.tracking import disable_tracking, enable_tracking, row_history, row_state_as_of, tracked_tables
@@ -100,5 +101,5 @@ def history_command(settings: Settings, table: str, key: str, at: str | None, as
             return
         print_table(["seq", "occurred_at", "kind", "actor", "changed / row"],
                     [["pending" if e.pending else e.seq, e.occurred_at, e.kind, f"{e.actor_type}:{e.actor_id}",
-                      e.changed if e.changed is not None else (e.row_after or e.row_before)] for e in events])
+                      what_it_says(e)] for e in events])
     run_guarded(run)
