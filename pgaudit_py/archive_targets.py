@@ -1,12 +1,15 @@
 """Where archive batches go: a local directory (file:///dir) or an S3-compatible bucket
-(s3://bucket/prefix), with the same layout and the same four operations."""
+(s3://bucket/prefix), with the same layout and the same three operations. Objects travel as
+files, never whole in memory: a batch can be far larger than the archiver's memory."""
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Protocol, cast
 from urllib.parse import unquote, urlparse
 
 from pgaudit_py.errors import InvalidArgument, StorageError
@@ -20,12 +23,23 @@ ARCHIVE_URL_ENV = "PGAUDIT_ARCHIVE_URL"
 class Target(Protocol):
     url: str
 
-    def put(self, key: str, data: bytes) -> None: ...
+    def upload(self, key: str, source: IO[bytes]) -> None:
+        """Store what `source` holds, from its current position to its end, under `key`."""
 
-    def get(self, key: str) -> bytes | None:
-        """The object's bytes, or None if there is no such object."""
+    def download(self, key: str, into: IO[bytes]) -> bool:
+        """Write the object's bytes to `into`; False if there is no such object."""
 
     def list_keys(self) -> list[str]: ...
+
+
+def read_object(target: Target, key: str) -> bytes | None:
+    """A small object (a manifest) as bytes, or None if there is none."""
+    buffer = io.BytesIO()
+    return buffer.getvalue() if target.download(key, buffer) else None
+
+
+def write_object(target: Target, key: str, data: bytes) -> None:
+    target.upload(key, io.BytesIO(data))
 
 
 class FileTarget:
@@ -36,14 +50,14 @@ class FileTarget:
     def _path(self, key: str) -> Path:
         return self.directory / key
 
-    def put(self, key: str, data: bytes) -> None:
+    def upload(self, key: str, source: IO[bytes]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write aside, sync, then rename: a crash leaves the old object or the whole new one.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                shutil.copyfileobj(source, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -51,17 +65,33 @@ class FileTarget:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def get(self, key: str) -> bytes | None:
+    def download(self, key: str, into: IO[bytes]) -> bool:
         try:
-            return self._path(key).read_bytes()
+            with self._path(key).open("rb") as f:
+                shutil.copyfileobj(f, into)
         except FileNotFoundError:
-            return None
+            return False
+        return True
 
     def list_keys(self) -> list[str]:
         if not self.directory.is_dir():
             return []
         return sorted(str(p.relative_to(self.directory)) for p in self.directory.rglob("*")
                       if p.is_file() and not p.name.startswith(".part-"))
+
+
+class _Lent:
+    """A file lent to s3transfer, which closes the files it uploads from (boto/s3transfer#80): the
+    caller's file stays open."""
+
+    def __init__(self, f: IO[bytes]):
+        self._f = f
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._f, name)
+
+    def close(self) -> None:
+        pass
 
 
 class S3Target:
@@ -80,29 +110,29 @@ class S3Target:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def put(self, key: str, data: bytes) -> None:
+    def upload(self, key: str, source: IO[bytes]) -> None:
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
+        # A managed transfer: large objects go up in parts, read from the file as they are sent.
+        extra = {"ServerSideEncryption": self.sse} if self.sse else None
         try:
-            if self.sse:
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
-                                       ServerSideEncryption=self.sse)  # type: ignore[arg-type]
-            else:
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-        except (BotoCoreError, ClientError) as exc:
+            self.client.upload_fileobj(cast(IO[bytes], _Lent(source)), self.bucket, self._key(key), ExtraArgs=extra)
+        except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
             raise StorageError(f"storing {self._key(key)} in s3://{self.bucket} failed: {exc}") from exc
 
-    def get(self, key: str) -> bytes | None:
+    def download(self, key: str, into: IO[bytes]) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            self.client.download_fileobj(self.bucket, self._key(key), into)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
+                return False
             raise StorageError(f"reading {self._key(key)} from s3://{self.bucket} failed: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"reading {self._key(key)} from s3://{self.bucket} failed: {exc}") from exc
+        return True
 
     def list_keys(self) -> list[str]:
         from botocore.exceptions import BotoCoreError, ClientError

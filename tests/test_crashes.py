@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pgaudit_py import archive as archiving
 from pgaudit_py import enable_tracking, prune_events, record, seal
-from pgaudit_py.archive_targets import S3Target, open_target
+from pgaudit_py.archive_targets import S3Target, open_target, read_object
 from pgaudit_py.chain import verify_chain
 from pgaudit_py.checkpoint import Keys
 from pgaudit_py.tempdb import TemporaryCluster
@@ -353,7 +353,7 @@ def hot_or_archived(db: psycopg.Connection, target, *, once: bool = False) -> di
     found = {seq: str(i) for seq, i in db.execute("SELECT seq, id FROM audit.event_log")}
     for key in target.list_keys():
         if key.endswith(".jsonl.gz"):
-            for line in gzip.decompress(target.get(key)).decode().split("\n")[:-1]:
+            for line in gzip.decompress(read_object(target, key)).decode().split("\n")[:-1]:
                 event = json.loads(line)
                 assert not (once and event["seq"] in found), f"seq {event['seq']} twice"
                 assert found.setdefault(event["seq"], event["id"]) == event["id"]
