@@ -29,17 +29,20 @@ class TrackedTable:
     skip_noop_updates: bool
     enabled_at: datetime
     enabled_by: str
+    baseline_at: datetime | None  # when its rows were imaged as <prefix>.baseline events
 
 
 def enable_tracking(conn: psycopg.Connection, table: str, *, exclude_columns: list[str] | None = None,
                     redact_columns: list[str] | None = None, tenant_column: str | None = None,
-                    skip_noop_updates: bool = True, kind_prefix: str | None = None,
+                    skip_noop_updates: bool = True, kind_prefix: str | None = None, baseline: bool = False,
                     audit_schema: str = "audit") -> TrackedTable:
-    """Capture every write on `table` (a name as SQL would resolve it) from now on."""
+    """Capture every write on `table` (a name as SQL would resolve it) from now on; with
+    `baseline`, first record a `<prefix>.baseline` event for each row it holds."""
     return function_call(audit_schema, "enable_tracking", TrackedTable, {
         "target": "regclass", "exclude_columns": "text[]", "redact_columns": "text[]", "tenant_column": "text",
-        "skip_noop_updates": "boolean", "kind_prefix": "text"},
-        (table, exclude_columns or [], redact_columns or [], tenant_column, skip_noop_updates, kind_prefix)).one(conn)
+        "skip_noop_updates": "boolean", "kind_prefix": "text", "baseline": "boolean"},
+        (table, exclude_columns or [], redact_columns or [], tenant_column, skip_noop_updates, kind_prefix,
+         baseline)).one(conn)
 
 
 def disable_tracking(conn: psycopg.Connection, table: str, *, audit_schema: str = "audit") -> bool:

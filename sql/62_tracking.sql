@@ -418,13 +418,15 @@ END
 $$;
 COMMENT ON FUNCTION @schema@._attach_capture(oid) IS 'Attaches the capture triggers to a table (run as its owner).';
 
+DROP FUNCTION IF EXISTS @schema@.enable_tracking(regclass, text[], text[], text, boolean, text);  -- before baseline
 CREATE OR REPLACE FUNCTION @schema@.enable_tracking(
     target regclass,
     exclude_columns text[] DEFAULT '{}',
     redact_columns text[] DEFAULT '{}',
     tenant_column text DEFAULT NULL,
     skip_noop_updates boolean DEFAULT true,
-    kind_prefix text DEFAULT NULL
+    kind_prefix text DEFAULT NULL,
+    baseline boolean DEFAULT false
 )
 RETURNS @schema@.tracked_tables
 LANGUAGE plpgsql
@@ -453,12 +455,32 @@ BEGIN
     FOR part IN SELECT * FROM @schema@._capture_tables(target) LOOP
         PERFORM @schema@._attach_capture(part);
     END LOOP;
+    IF baseline THEN
+        -- The capture role reads the rows itself (sql/63_baseline.sql), allowed to for this call only.
+        FOR part IN SELECT * FROM @schema@._capture_tables(target) LOOP
+            IF NOT has_schema_privilege('@schema@_capture', (SELECT c.relnamespace FROM pg_class c WHERE c.oid = part),
+                                        'USAGE') THEN
+                RAISE EXCEPTION 'cannot take a baseline of %: the role @schema@_capture may not use its schema', part::regclass
+                    USING ERRCODE = 'PA008',
+                          HINT = format('The schema''s owner can allow it: GRANT USAGE ON SCHEMA %I TO @schema@_capture.',
+                                        (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                          WHERE c.oid = part));
+            END IF;
+            EXECUTE format('GRANT SELECT ON %s TO @schema@_capture', part::regclass);
+        END LOOP;
+        PERFORM @schema@_capture._take_baseline(target);
+        FOR part IN SELECT * FROM @schema@._capture_tables(target) LOOP
+            EXECUTE format('REVOKE SELECT ON %s FROM @schema@_capture', part::regclass);
+        END LOOP;
+        entry := @schema@._tracking_of(target);
+    END IF;
     RETURN entry;
 END
 $$;
-COMMENT ON FUNCTION @schema@.enable_tracking(regclass, text[], text[], text, boolean, text) IS
+COMMENT ON FUNCTION @schema@.enable_tracking(regclass, text[], text[], text, boolean, text, boolean) IS
     'Captures every INSERT, UPDATE, DELETE and TRUNCATE on a table (and its partitions) from now on '
-    '(idempotent; calling again changes the options). Caller: the maintainer role, owning the table.';
+    '(idempotent; calling again changes the options); with baseline, first records a <prefix>.baseline event '
+    'for each row it holds. Caller: the maintainer role, owning the table.';
 
 CREATE OR REPLACE FUNCTION @schema@.disable_tracking(target regclass)
 RETURNS boolean

@@ -71,7 +71,7 @@ AS $$
            @schema@.events AS e
      WHERE e.target_type = h.prefix
        AND (e.target_id = h.target_id OR (e.payload ? 'moved_from' AND e.payload ->> 'moved_from' = h.target_id))
-       AND e.kind IN (h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete')
+       AND e.kind IN (h.prefix || '.baseline', h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete')
        AND coalesce(e.origin, 'capture') = 'capture'
      ORDER BY e.seq NULLS LAST, e.intake_id
 $$;
@@ -86,18 +86,21 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- The last captured change to the row, or TRUNCATE of its whole table, among those whose statement
-    -- began at or before `at`. (A TRUNCATE of one partition names no rows: it does not count.) The row
-    -- exists if that change inserted it or updated it into this key. An UPDATE that moved a row away
-    -- from this key does not count when another row of the same statement took the key (a swap).
-    SELECT CASE WHEN last.kind IN (h.prefix || '.insert', h.prefix || '.update') AND last.target_id = h.target_id
+    -- The last captured change to the row (or its baseline image), or TRUNCATE of its whole table,
+    -- among those whose statement began at or before `at`. (A TRUNCATE of one partition names no rows:
+    -- it does not count.) The row exists if that change inserted it or updated it into this key, or
+    -- it is its baseline. An UPDATE that moved a row away from this key does not count when another row
+    -- of the same statement took the key (a swap).
+    SELECT CASE WHEN last.kind IN (h.prefix || '.baseline', h.prefix || '.insert', h.prefix || '.update')
+                     AND last.target_id = h.target_id
                 THEN last.row_after END
       FROM @schema@._history_target(target, key) AS h
       LEFT JOIN LATERAL (
           SELECT e.kind, e.target_id, e.row_after FROM @schema@.events e
            WHERE e.target_type = h.prefix AND e.occurred_at <= at
              AND coalesce(e.origin, 'capture') = 'capture'
-             AND ((e.target_id = h.target_id AND e.kind IN (h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete'))
+             AND ((e.target_id = h.target_id
+                   AND e.kind IN (h.prefix || '.baseline', h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete'))
                   OR (e.payload ? 'moved_from' AND e.payload ->> 'moved_from' = h.target_id
                       AND e.kind = h.prefix || '.update'
                       AND NOT EXISTS (SELECT 1 FROM @schema@.events a
@@ -141,6 +144,11 @@ BEGIN
         state := 'absent';
         RETURN;
     END IF;
+    -- Imaged whole since a baseline before `at`, and no image of it: it was not there.
+    IF (@schema@._tracking_of(target)).baseline_at <= at THEN
+        state := 'absent';
+        RETURN;
+    END IF;
     since := (@schema@._tracking_of(target)).enabled_at;
     IF since IS NULL OR at < since THEN
         state := 'unknown';  -- before tracking began: nothing was recorded
@@ -166,4 +174,4 @@ END
 $$;
 COMMENT ON FUNCTION @schema@.row_state_as_of(regclass, text, timestamptz) IS
     'The row at a moment, and whether that is known: existed (with its image), absent, or unknown (no record: '
-    'before tracking began, or a row from before tracking that had not changed by then).';
+    'before tracking began, or a row from before tracking, taken without a baseline, that had not changed by then).';

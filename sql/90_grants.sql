@@ -34,6 +34,7 @@ REVOKE TRUNCATE ON @schema@.archive_batches, @schema@.restored_events FROM @sche
 -- The roles of the privileged functions: exactly what those functions do.
 GRANT SELECT ON @schema@.tracked_tables TO @schema@_capture;
 GRANT INSERT ON @schema@.event_intake TO @schema@_capture;
+GRANT EXECUTE ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) TO @schema@_capture;
 GRANT SELECT, INSERT, DELETE ON @schema@.event_intake TO @schema@_sealer;  -- INSERT: audit.event_quarantined
 GRANT SELECT, INSERT ON @schema@.event_log TO @schema@_sealer;  -- SELECT: its RETURNING hashes the rows
 GRANT INSERT ON @schema@.quarantine TO @schema@_sealer;
@@ -119,7 +120,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@._column_types(oid),
     @schema@._check_kind(text, text),
     @schema@._reserved_kind(text),
-    @schema@.enable_tracking(regclass, text[], text[], text, boolean, text),
+    @schema@.enable_tracking(regclass, text[], text[], text, boolean, text, boolean),
     @schema@.disable_tracking(regclass),
     @schema@._register_tracking(@schema@.tracked_tables),
     @schema@._unregister_tracking(oid, text),

@@ -340,3 +340,16 @@ def test_events_show_what_a_captured_write_changed_and_history_shows_a_row_at_a_
     assert json.loads(at.output) == {"state": "existed", "image": {"id": 1, "amount": 10}}
     now = run("history", "--dsn", dsn, "public.prices", "1", "--at", "0s")
     assert [line.split() for line in now.output.splitlines()[2:]] == [["id", "1"], ["amount", "12"]]
+
+
+def test_track_with_a_baseline_and_read_a_row_from_before_tracking(dsn, db):
+    db.execute("CREATE TABLE public.stock (id int PRIMARY KEY, qty int); INSERT INTO public.stock VALUES (1, 5)")
+    made = run("track", "--dsn", dsn, "public.stock", "--baseline")
+    assert made.exit_code == 0, made.stderr
+    assert made.output.strip().endswith("rows imaged as public.stock.baseline")
+    now = db.execute("SELECT clock_timestamp()::text").fetchone()[0]
+    at = run("history", "--dsn", dsn, "public.stock", "1", "--at", now, "--json")
+    assert at.exit_code == 0, at.stderr
+    assert json.loads(at.output) == {"state": "existed", "image": {"id": 1, "qty": 5}}
+    assert json.loads(run("history", "--dsn", dsn, "public.stock", "2", "--at", now, "--json").output)["state"] \
+        == "absent"

@@ -152,7 +152,7 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
     reader = {"_changed", "_check_prefixes", "_check_prune_args", "_history_target", "_key_columns",
               "_prunable_blocks", "_tracking_of", "_lineage", "_wild_numbers", "_tame_numbers"}
     maintainer_definers = {"_capture_truncate", "_cover_partition", "_drop_rate_limit", "_put_rate_limit",
-                           "_rate_limit_trigger", "_register_tracking", "_unregister_tracking"}
+                           "_rate_limit_trigger", "_register_tracking", "_unregister_tracking", "_take_baseline"}
     assert {r[1] for r in rows if r[0] == "audit_reader"} == reader
     assert {r[1] for r in rows if r[0] == "audit_maintainer"} == reader | maintainer_definers | {
         "_attach_capture", "_capture_function", "_capture_tables", "_check_kind", "_check_trackable", "_prove_owner",
@@ -165,7 +165,7 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
         assert {r[1] for r in rows if r[0] == role and not r[2]} == invokers, role
     assert {r[1] for r in rows if r[0] in ("audit_sealer", "audit_pruner") and r[2]} == set()
     assert {r[1] for r in rows if r[0] == "audit_capture" and r[2]} == {
-        "_row_images", "_capture_truncate"}  # the last its own
+        "_row_images", "_baseline_taken", "_capture_truncate", "_take_baseline"}  # the last two its own
     with pytest.raises(psycopg.errors.FeatureNotSupported):  # trigger functions can only be called as triggers
         connect("app_maintainer").execute("SELECT audit._rate_limit_trigger()")
 

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from pgaudit_py import enable_tracking, row_history, seal, status
+from pgaudit_py import row_history, seal, status
 from pgaudit_py.chain import verify_chain
 from pgaudit_py.installer import install
 
@@ -51,7 +51,7 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
                   CREATE FUNCTION public.mood_json(public.mood) RETURNS json LANGUAGE plpgsql AS $$
                       BEGIN INSERT INTO public.who_ran VALUES (current_user); RETURN to_json($1::text); END $$;
                   CREATE CAST (public.mood AS json) WITH FUNCTION public.mood_json(public.mood);""")
-    enable_tracking(db, "public.feel", audit_schema="upgr")
+    db.execute("SELECT upgr.enable_tracking('public.feel')")  # the previous release's own call
     db.execute("INSERT INTO public.feel VALUES (1, 'ok', 'a'), (2, 'bad', 'b')")
     db.execute("""SELECT upgr.record(kind => 'order.paid', payload => '{"n": 1}')""")
     seal(db, audit_schema="upgr")  # version 1 blocks
@@ -62,7 +62,7 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
     db.execute("RESET lc_messages")
     report = install(db, "upgr")
     assert report.migrations == ["0007_origin_quarantine", "0008_archive_claim", "0009_intake_ids",
-                                 "0010_rate_counter_windows"]
+                                 "0010_rate_counter_windows", "0011_tracking_baseline"]
     assert status(db, "upgr").problems == []
     # The kind prefix a table was tracked under is held for it (a look-alike cannot take it over).
     assert db.execute("SELECT kind_prefix, relid = 'public.feel'::regclass::oid FROM upgr.kind_prefixes").fetchall() \

@@ -23,22 +23,25 @@ from pgaudit_py.tracking import disable_tracking, enable_tracking, row_history, 
 @click.option("--tenant-column", help="Take the tenant from this column of the row.")
 @click.option("--kind-prefix", help="Kinds become PREFIX.insert, ... (default schema.table).")
 @click.option("--keep-noop-updates", is_flag=True, help="Also record UPDATEs that change nothing.")
+@click.option("--baseline", is_flag=True, help="First record PREFIX.baseline for each row the table holds.")
 @json_option
 @connection_options
 def track_command(settings: Settings, table: str, exclude_columns: tuple[str, ...], redact_columns: tuple[str, ...],
-                  tenant_column: str | None, kind_prefix: str | None, keep_noop_updates: bool, as_json: bool) -> None:
+                  tenant_column: str | None, kind_prefix: str | None, keep_noop_updates: bool, baseline: bool,
+                  as_json: bool) -> None:
     """Capture every write on TABLE (maintainer role, owning the table)."""
     def run() -> None:
         with settings.connect() as conn:
             entry = enable_tracking(conn, table, exclude_columns=list(exclude_columns),
                                     redact_columns=list(redact_columns), tenant_column=tenant_column,
                                     skip_noop_updates=not keep_noop_updates, kind_prefix=kind_prefix,
-                                    audit_schema=settings.schema)
+                                    baseline=baseline, audit_schema=settings.schema)
         if as_json:
             emit_json(entry)
         else:
             click.echo(f"tracking {entry.table_name}: kinds {entry.kind_prefix}.insert|update|delete|truncate, "
-                       f"key {', '.join(entry.key_columns or []) or '(none)'}")
+                       f"key {', '.join(entry.key_columns or []) or '(none)'}"
+                       + (f"; rows imaged as {entry.kind_prefix}.baseline" if baseline else ""))
     run_guarded(run)
 
 

@@ -1,0 +1,130 @@
+-- A baseline: one <prefix>.baseline event per row a table holds when tracking starts, so that its
+-- history begins with what was there rather than with nothing.
+--
+-- The rows are read by the capture role, not handed in by the caller: a baseline is captured, as
+-- trustworthy as the triggers' events, and no maintainer can write one of its own making. Reading
+-- runs no user code as the capture role: row-level security (whose policies would run) is refused,
+-- row images are made in the sandbox (_row_images), and nothing else on a table's read path is
+-- user-defined. Writers are kept out by enable_tracking's lock meanwhile, so the baseline comes
+-- before every captured change after it.
+
+-- The statement that images the rows of one table (or partition) in a range of its pages, as its
+-- capture function would have for their INSERT. Parameters: the context ($1..$6, and the tenant
+-- $10, as v_tenant), the moment ($7), the first and the end ctid ($8, $9).
+CREATE OR REPLACE FUNCTION @schema@._baseline_statement(part oid)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @schema@.tracked_tables := @schema@._tracking_of(part);
+    redacted jsonb := (SELECT jsonb_object_agg(c, '[redacted]') FROM unnest(t.redact_columns) c);
+    excluded text := CASE WHEN cardinality(t.exclude_columns) > 0 THEN format('%L::text[]', t.exclude_columns) END;
+BEGIN
+    IF t.relid IS NULL THEN
+        RAISE EXCEPTION 'table % is not tracked', part::regclass USING ERRCODE = 'PA008';
+    END IF;
+    RETURN format($q$
+INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr, application_name, kind,
+    target_type, target_id, outcome, correlation_id, txid, occurred_at, payload, row_after, origin)
+SELECT %1$s, $1, $2, $3, $4, $5, %2$L, %3$L, %4$s, 'success', $6, pg_catalog.pg_current_xact_id(), $7, '{}', %5$s,
+       'capture'
+  FROM (SELECT q.j, %6$s AS i, $10::text AS v_tenant
+          FROM pg_catalog.jsonb_array_elements(@schema@._row_images(
+                   (SELECT pg_catalog.array_agg(x.*) FROM ONLY %7$s AS x WHERE x.ctid >= $8 AND x.ctid < $9))) AS q(j)
+        OFFSET 0) AS r$q$,
+        @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.baseline', t.kind_prefix, @schema@._gen_key(t, 'r.j'),
+        @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'), part::regclass);
+END
+$$;
+COMMENT ON FUNCTION @schema@._baseline_statement(oid) IS
+    'Generator: the INSERT of <prefix>.baseline events for the rows of a table in a ctid range (user text only '
+    'as quoted literals and a regclass).';
+
+-- Called by the capture role's _take_baseline only: it marks the moment from which a row with no
+-- event is known to have been absent.
+CREATE OR REPLACE FUNCTION @schema@._baseline_taken(target oid, imaged bigint, taken_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @schema@.tracked_tables;
+BEGIN
+    UPDATE @schema@.tracked_tables x SET baseline_at = taken_at WHERE x.relid = target RETURNING * INTO t;
+    PERFORM @schema@._record('audit.tracking_baseline', NULL, NULL, NULL, 'table', t.table_name,
+                             jsonb_build_object('rows', imaged, 'kind', t.kind_prefix || '.baseline'),
+                             'success', NULL, NULL);
+END
+$$;
+COMMENT ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) IS
+    'Records that a tracked table''s rows were imaged (baseline_at, audit.tracking_baseline); the capture role''s.';
+REVOKE ALL ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) FROM PUBLIC;
+
+SET ROLE @schema@_capture;
+CREATE OR REPLACE FUNCTION @schema@_capture._take_baseline(target oid)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @schema@.tracked_tables := @schema@._tracking_of(target);
+    v_role text := @schema@._db_role();
+    v_actor_type text := @schema@._context('actor_type');
+    v_actor_id text := @schema@._context('actor_id');
+    v_at timestamptz := pg_catalog.statement_timestamp();
+    part oid;
+    statement text;
+    pages bigint;
+    first bigint;
+    chunk constant bigint := 128;  -- pages read per statement: 1 MiB of heap
+    n bigint;
+    imaged bigint := 0;
+BEGIN
+    IF t.relid IS DISTINCT FROM target THEN
+        RAISE EXCEPTION 'table % is not tracked (a baseline is taken of a tracked table, with its partitions)',
+            target::regclass USING ERRCODE = 'PA008';
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                       WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation' AND l.relation = target
+                         AND l.granted AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                                                      'AccessExclusiveLock')) THEN
+        RAISE EXCEPTION 'a baseline of % is taken while writers are locked out: call enable_tracking with baseline',
+            target::regclass USING ERRCODE = 'PA005';
+    END IF;
+    IF v_actor_id IS NULL AND v_actor_type IS NULL THEN
+        v_actor_type := 'db_role';
+        v_actor_id := v_role;
+    END IF;
+    v_actor_type := coalesce(v_actor_type, 'user');
+    FOR part IN SELECT @schema@._capture_tables(target) LOOP
+        IF (SELECT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = part) THEN
+            RAISE EXCEPTION 'cannot take a baseline of %: it has row-level security, whose policies would run as the '
+                            'audit''s capture role', part::regclass USING ERRCODE = 'PA008',
+                HINT = 'Track it without a baseline.';
+        END IF;
+        CONTINUE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = part) <> 'r';  -- no storage of its own
+        statement := @schema@._baseline_statement(part);
+        pages := pg_catalog.pg_relation_size(part) / pg_catalog.current_setting('block_size')::bigint;
+        first := 0;
+        WHILE first < pages LOOP
+            EXECUTE statement USING v_actor_type, v_actor_id, v_role, @schema@._client_addr(),
+                pg_catalog.current_setting('application_name'), @schema@._context('correlation_id'), v_at,
+                format('(%s,0)', first)::tid, format('(%s,0)', first + chunk)::tid, @schema@._context('tenant_id');
+            GET DIAGNOSTICS n = ROW_COUNT;
+            imaged := imaged + n;
+            first := first + chunk;
+        END LOOP;
+    END LOOP;
+    PERFORM @schema@._baseline_taken(target, imaged, v_at);
+    RETURN imaged;
+END
+$$;
+COMMENT ON FUNCTION @schema@_capture._take_baseline(oid) IS
+    'Records a <prefix>.baseline event for every row of a tracked table and its partitions, read as the capture '
+    'role (granted SELECT by enable_tracking for the call); returns how many.';
+REVOKE ALL ON FUNCTION @schema@_capture._take_baseline(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@_capture._take_baseline(oid) TO @schema@_maintainer;
+SET ROLE @schema@_owner;

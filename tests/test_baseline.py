@@ -1,0 +1,146 @@
+"""enable_tracking with a baseline: the rows a table holds when tracking starts, imaged as
+<prefix>.baseline events read by the capture role itself, so that row_as_of and row_state_as_of
+know a row from before tracking, and know a key that was not there."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from pgaudit_py import InvalidArgument, InvalidKind, InvalidTarget, enable_tracking, row_history, row_state_as_of, seal
+from pgaudit_py.errors import translated
+
+
+def now(db):
+    return db.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def baseline_events(db, prefix: str) -> list[tuple]:
+    return db.execute("SELECT target_id, row_after, actor_id, origin FROM audit.events WHERE kind = %s"
+                      " ORDER BY target_id::int", (prefix + ".baseline",)).fetchall()
+
+
+def test_a_baseline_images_every_row_and_row_state_knows_what_was_not_there(db, connect, attacker):
+    attacker.execute("CREATE TABLE public.stock (id int PRIMARY KEY, qty int, secret text, note text)")
+    attacker.execute("INSERT INTO public.stock VALUES (1, 5, 's1', 'a'), (2, 7, 's2', 'b')")
+    maintainer = connect("app_maintainer")
+    entry = enable_tracking(maintainer, "public.stock", redact_columns=["secret"], exclude_columns=["note"],
+                            baseline=True)
+    tracked = now(db)
+    assert entry.baseline_at is not None and entry.baseline_at <= tracked
+    assert baseline_events(db, "public.stock") == [
+        ("1", {"id": 1, "qty": 5, "secret": "[redacted]"}, "app_maintainer", "capture"),
+        ("2", {"id": 2, "qty": 7, "secret": "[redacted]"}, "app_maintainer", "capture")]
+    assert db.execute("SELECT payload FROM audit.events WHERE kind = 'audit.tracking_baseline'").fetchall() == [
+        ({"rows": 2, "kind": "public.stock.baseline"},)]
+    attacker.execute("UPDATE public.stock SET qty = 6 WHERE id = 1")
+    attacker.execute("INSERT INTO public.stock VALUES (3, 1, 's3', 'c')")
+    after = now(db)
+    seal(db)
+    reader = connect("app_reader")
+
+    def state(key: str, at) -> tuple[str, dict | None]:
+        found = row_state_as_of(reader, "public.stock", key, at)
+        return found.state, found.image
+
+    assert state("1", tracked) == ("existed", {"id": 1, "qty": 5, "secret": "[redacted]"})
+    assert state("1", after) == ("existed", {"id": 1, "qty": 6, "secret": "[redacted]"})
+    assert state("2", after) == ("existed", {"id": 2, "qty": 7, "secret": "[redacted]"})  # unchanged since
+    assert state("3", tracked) == ("absent", None)
+    assert state("4", after) == ("absent", None)  # not in the baseline, never inserted: it was not there
+    assert [e.kind for e in row_history(reader, "public.stock", "1")] == ["public.stock.baseline", "public.stock.update"]
+    # The capture role could read the table for the call only.
+    assert db.execute("SELECT has_table_privilege('audit_capture', 'public.stock', 'SELECT')").fetchone() == (False,)
+    # Nobody writes these kinds by hand.
+    with pytest.raises(InvalidKind, match="belongs to the captured changes of tracked table"), translated():
+        connect("app_writer").execute("SELECT audit.record('public.stock.baseline', target_type => 'public.stock',"
+                                      " target_id => '4')")
+
+
+def test_a_baseline_covers_every_partition_and_every_page(db, connect, attacker):
+    attacker.execute("CREATE TABLE public.m (id int PRIMARY KEY, pad text) PARTITION BY RANGE (id)")
+    attacker.execute("CREATE TABLE public.m_low PARTITION OF public.m FOR VALUES FROM (0) TO (5000)")
+    attacker.execute("CREATE TABLE public.m_high PARTITION OF public.m FOR VALUES FROM (5000) TO (20000)")
+    # ~600 pages: the baseline reads 128 at a time
+    attacker.execute("INSERT INTO public.m SELECT g, repeat('x', 300) FROM generate_series(1, 15000) g")
+    enable_tracking(connect("app_maintainer"), "public.m", baseline=True)
+    assert db.execute("SELECT count(*), count(DISTINCT target_id), min(target_id::int), max(target_id::int)"
+                      " FROM audit.event_intake WHERE kind = 'public.m.baseline'").fetchone() == (15000, 15000, 1, 15000)
+    seal(db, max_events=100_000)
+    assert db.execute("SELECT ok FROM audit.verify()").fetchone() == (True,)
+
+
+def test_without_a_baseline_nothing_is_imaged(db, connect, attacker):
+    attacker.execute("CREATE TABLE public.plain (id int PRIMARY KEY)")
+    attacker.execute("INSERT INTO public.plain VALUES (1)")
+    entry = enable_tracking(connect("app_maintainer"), "public.plain")
+    assert entry.baseline_at is None and baseline_events(db, "public.plain") == []
+    assert row_state_as_of(connect("app_reader"), "public.plain", "2", now(db)).state == "unknown"
+
+
+def test_row_level_security_is_refused_and_nothing_is_half_done(db, connect, attacker):
+    """A policy is user code: it would run as the capture role, which may write the intake."""
+    attacker.execute("CREATE TABLE public.private (id int PRIMARY KEY, owner text)")
+    attacker.execute("INSERT INTO public.private VALUES (1, 'x')")
+    attacker.execute("ALTER TABLE public.private ENABLE ROW LEVEL SECURITY")
+    attacker.execute("CREATE POLICY mine ON public.private USING (owner = current_user)")
+    with pytest.raises(InvalidTarget, match="row-level security"):
+        enable_tracking(connect("app_maintainer"), "public.private", baseline=True)
+    assert db.execute("SELECT count(*) FROM audit.tracked_tables").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM audit.event_intake WHERE kind LIKE 'public.private.%'").fetchone() == (0,)
+    assert db.execute("SELECT has_table_privilege('audit_capture', 'public.private', 'SELECT')").fetchone() == (False,)
+
+
+def test_a_schema_the_capture_role_may_not_use_is_named_with_the_grant_that_allows_it(db, connect, attacker):
+    db.execute("CREATE SCHEMA closed AUTHORIZATION table_owner")
+    attacker.execute("CREATE TABLE closed.t (id int PRIMARY KEY)")
+    with pytest.raises(InvalidTarget, match="may not use its schema") as raised:
+        enable_tracking(connect("app_maintainer"), "closed.t", baseline=True)
+    assert "GRANT USAGE ON SCHEMA closed TO audit_capture" in str(raised.value.hint)
+    attacker.execute("GRANT USAGE ON SCHEMA closed TO audit_capture")
+    attacker.execute("INSERT INTO closed.t VALUES (1)")
+    assert enable_tracking(connect("app_maintainer"), "closed.t", baseline=True).baseline_at is not None
+    assert len(baseline_events(db, "closed.t")) == 1
+
+
+def test_no_maintainer_writes_a_baseline_of_its_own_making(db, connect, attacker):
+    """The rows come from the table, read by the capture role under enable_tracking's lock; the
+    moment a baseline was taken is set by the capture role only."""
+    attacker.execute("CREATE TABLE public.acct (id int PRIMARY KEY, balance int)")
+    attacker.execute("INSERT INTO public.acct VALUES (1, 100)")
+    maintainer = connect("app_maintainer")
+    enable_tracking(maintainer, "public.acct")
+    # Outside enable_tracking, without its lock: refused (a baseline read while writers write could
+    # come after their changes in the log and hide them).
+    attacker.execute("GRANT SELECT ON public.acct TO audit_capture")
+    with pytest.raises(InvalidArgument, match="while writers are locked out"), translated():
+        maintainer.execute("SELECT audit_capture._take_baseline('public.acct'::regclass)")
+    for forged in ("SELECT audit._baseline_taken('public.acct'::regclass, 0, now())",
+                   "UPDATE audit.tracked_tables SET baseline_at = now()",
+                   "INSERT INTO audit.event_intake (kind, target_type, target_id, outcome, origin, row_after)"
+                   " VALUES ('public.acct.baseline', 'public.acct', '1', 'success', 'capture', '{}')"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            maintainer.execute(forged)
+    assert db.execute("SELECT baseline_at FROM audit.tracked_tables").fetchone() == (None,)
+    assert baseline_events(db, "public.acct") == []
+    # A table it does not track: refused.
+    attacker.execute("CREATE TABLE public.other (id int PRIMARY KEY)")
+    with pytest.raises(InvalidTarget, match="is not tracked"), translated():
+        maintainer.execute("BEGIN; LOCK public.other IN SHARE MODE;"
+                           " SELECT audit_capture._take_baseline('public.other'::regclass)")
+
+
+def test_reading_the_table_runs_none_of_its_owners_code(db, connect, attacker):
+    """Index expressions and predicates, defaults, checks and generated columns of the owner's
+    functions: none runs while the capture role reads the rows (public.spy reports who runs it)."""
+    attacker.execute("CREATE FUNCTION public.spied(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql"
+                     " AS $$ BEGIN PERFORM public.spy('baseline'); RETURN x; END $$")
+    attacker.execute("CREATE TABLE public.watched (id int PRIMARY KEY, a int DEFAULT public.spied(1)"
+                     " CHECK (public.spied(a) IS NOT NULL), g int GENERATED ALWAYS AS (public.spied(id)) STORED)")
+    attacker.execute("CREATE INDEX ON public.watched (public.spied(a))")
+    attacker.execute("CREATE INDEX ON public.watched (a) WHERE public.spied(a) > 0")
+    attacker.execute("INSERT INTO public.watched (id) SELECT generate_series(1, 50)")
+    db.execute("DELETE FROM public.who_ran")
+    enable_tracking(connect("app_maintainer"), "public.watched", baseline=True)
+    assert db.execute("SELECT who, forged FROM public.who_ran").fetchall() == []
+    assert len(baseline_events(db, "public.watched")) == 50
