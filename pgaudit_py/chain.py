@@ -6,6 +6,7 @@ pgaudit_py.canonical, and recomputes the chain: each block's events hash, header
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -63,6 +64,7 @@ class Verification:
     head: Block | None
     archived_through_block: int | None = None  # the boundary between archived and hot history
     archived_through_seq: int | None = None
+    bad_seq: int | None = None  # the first changed event of bad_block, when its line hashes say which
 
 
 def _events(conn: psycopg.Connection, schema: str, after_seq: int) -> Iterator[dict[str, Any]]:
@@ -75,6 +77,21 @@ def _events(conn: psycopg.Connection, schema: str, after_seq: int) -> Iterator[d
         cur.itersize = 32
         cur.execute(query, (after_seq,))
         yield from cur
+
+
+def _first_changed_seq(conn: psycopg.Connection, schema: str, block: Block, lines: list[str]) -> int | None:
+    """The first event of a block whose line no longer hashes as sealed, from the block's line
+    hashes (read only now: they take 32 bytes an event); None when the block has none, or they do
+    not hash to its events_hash (then they prove nothing)."""
+    row = conn.execute(sql.SQL("SELECT line_hashes FROM {}.blocks WHERE block_no = %s").format(sql.Identifier(schema)),
+                       (block.block_no,)).fetchone()
+    sealed = bytes(row[0]) if row and row[0] is not None else None
+    if sealed is None or hashlib.sha256(sealed).digest() != block.events_hash:
+        return None
+    for i, line in enumerate(lines):  # complete and in seq order: checked before
+        if hashlib.sha256(line.encode()).digest() != sealed[32 * i:32 * i + 32]:
+            return block.first_seq + i
+    return None
 
 
 def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
@@ -130,7 +147,11 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
                     return fail(block.block_no, f"block {block.block_no}: {block.event_count - len(lines)} of its "
                                                 f"{block.event_count} events are missing")
                 if canonical.events_hash(lines) != block.events_hash:
-                    return fail(block.block_no, f"block {block.block_no}: an event was changed")
+                    changed = _first_changed_seq(conn, audit_schema, block, lines)
+                    if changed is None:
+                        return fail(block.block_no, f"block {block.block_no}: an event was changed")
+                    return replace(fail(block.block_no, f"block {block.block_no}: event seq {changed} was changed"),
+                                   bad_seq=changed)
                 if elsewhere:
                     return fail(block.block_no,
                                 f"block {block.block_no}: {elsewhere} of its events claim another block")

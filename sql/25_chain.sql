@@ -143,7 +143,15 @@ BEGIN
                 r.problem := format('block %s: %s of its %s events are missing', b.block_no, b.event_count - n, b.event_count);
                 r.bad_block := b.block_no;
             ELSIF hash IS DISTINCT FROM b.events_hash THEN
-                r.problem := format('block %s: an event was changed', b.block_no);
+                -- Its line hashes, when they still hash to events_hash, say which event it was.
+                SELECT format('block %s: event seq %s was changed', b.block_no, l.seq) INTO r.problem
+                  FROM @schema@.event_log l
+                 WHERE b.line_hashes IS NOT NULL AND pg_catalog.sha256(b.line_hashes) = b.events_hash
+                   AND l.seq BETWEEN b.first_seq AND b.last_seq
+                   AND @schema@._event_hash(l, b.canonical_version)
+                       IS DISTINCT FROM pg_catalog.substr(b.line_hashes, (l.seq - b.first_seq)::integer * 32 + 1, 32)
+                 ORDER BY l.seq LIMIT 1;
+                r.problem := coalesce(r.problem, format('block %s: an event was changed', b.block_no));
                 r.bad_block := b.block_no;
             ELSIF outside > 0 THEN
                 r.problem := format('block %s: %s of its events claim another block', b.block_no, outside);

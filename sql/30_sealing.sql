@@ -156,9 +156,9 @@ BEGIN
         v_hash := @schema@._block_hash(v_block, result.first_seq, result.last_seq, result.sealed::integer,
                                        sha256(v_hashes), v_prev);
         INSERT INTO @schema@.blocks (block_no, first_seq, last_seq, event_count, events_hash, prev_hash,
-                                     block_hash, canonical_version, sealed_at)
+                                     block_hash, canonical_version, sealed_at, line_hashes)
         VALUES (v_block, result.first_seq, result.last_seq, result.sealed, sha256(v_hashes), v_prev, v_hash, 2,
-                clock_timestamp());
+                clock_timestamp(), v_hashes);
         UPDATE @schema@.seal_state
            SET last_seq = result.last_seq, last_sealed_at = clock_timestamp(),
                last_block_no = v_block, last_block_hash = v_hash;

@@ -104,7 +104,25 @@ def test_the_canonical_line_is_the_jsonb_text_of_its_fields(chain, version):
     assert [line for line, expected in lines if line != expected] == []
 
 
-def test_a_changed_payload(chain):
+def test_a_changed_payload_is_named_by_its_seq(chain):
+    tamper(chain, "UPDATE audit.event_log SET payload = jsonb_set(payload, '{n}', '99') WHERE seq = 2")
+    assert_detected(chain, 1, "block 1: event seq 2 was changed")
+    assert verify_chain(chain).bad_seq == 2
+
+
+def test_a_changed_event_whose_line_hashes_were_changed_too_is_named_by_its_block(chain):
+    """The line hashes only locate: once they no longer hash to the block's events_hash, they say
+    nothing, and both verifiers name the block. Changed alone, they change no verdict."""
+    tamper(chain, "UPDATE audit.blocks SET line_hashes = overlay(line_hashes PLACING '\\x00'::bytea FROM 1)"
+                  " WHERE block_no = 1")
+    assert verdicts(chain) == ((True, None, None), (True, None, None))
+    tamper(chain, "UPDATE audit.event_log SET payload = jsonb_set(payload, '{n}', '99') WHERE seq = 2")
+    assert_detected(chain, 1, "block 1: an event was changed")
+    assert verify_chain(chain).bad_seq is None
+
+
+def test_blocks_sealed_before_line_hashes_name_the_block(chain):
+    tamper(chain, "UPDATE audit.blocks SET line_hashes = NULL")
     tamper(chain, "UPDATE audit.event_log SET payload = jsonb_set(payload, '{n}', '99') WHERE seq = 2")
     assert_detected(chain, 1, "block 1: an event was changed")
 
@@ -124,7 +142,7 @@ def test_an_inserted_event(chain):
 def test_two_events_swapped(chain):
     tamper(chain, """UPDATE audit.event_log l SET payload = o.payload FROM audit.event_log o
                       WHERE (l.seq, o.seq) IN ((1, 2), (2, 1))""")
-    assert_detected(chain, 1, "block 1: an event was changed")
+    assert_detected(chain, 1, "block 1: event seq 1 was changed")
 
 
 def test_an_event_moved_to_another_block(chain):

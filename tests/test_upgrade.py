@@ -62,7 +62,8 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
     db.execute("RESET lc_messages")
     report = install(db, "upgr")
     assert report.migrations == ["0007_origin_quarantine", "0008_archive_claim", "0009_intake_ids",
-                                 "0010_rate_counter_windows", "0011_tracking_baseline"]
+                                 "0010_rate_counter_windows", "0011_tracking_baseline",
+                                 "0012_block_line_hashes"]
     assert status(db, "upgr").problems == []
     # The kind prefix a table was tracked under is held for it (a look-alike cannot take it over).
     assert db.execute("SELECT kind_prefix, relid = 'public.feel'::regclass::oid FROM upgr.kind_prefixes").fetchall() \
