@@ -19,6 +19,7 @@ from pgaudit_py.errors import (
     KeyFileError,
     MasterKeyUnavailable,
     NotArchived,
+    ObjectTooLarge,
     PgAuditError,
     RateLimitBypassRefused,
     RateLimited,
@@ -64,7 +65,7 @@ from pgaudit_py.tracking import (
 
 __all__ = [
     "ArchiveConflict", "ArchiveIntegrityError", "CannotConnect", "CheckpointError", "KeyFileError",
-    "MasterKeyUnavailable", "NotArchived", "SecretIntegrityError", "StorageError", "UndeclaredSecret",
+    "MasterKeyUnavailable", "NotArchived", "ObjectTooLarge", "SecretIntegrityError", "StorageError", "UndeclaredSecret",
     "AppendOnlyViolation", "Event", "EventCount", "EventType", "HistoryIncomplete", "IdempotencyConflict",
     "InstallError", "InstallReport", "InstallStatus", "InvalidArgument", "InvalidContext",
     "InvalidInput", "InvalidKind", "InvalidPayload", "InvalidTarget", "MonthlyCount", "PgAuditError",

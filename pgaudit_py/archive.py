@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 import psycopg
 from psycopg import sql
@@ -36,7 +36,14 @@ from pgaudit_py.archive_targets import Target, read_object
 from pgaudit_py.calls import function_call, table_read
 from pgaudit_py.chain import Block, read_blocks
 from pgaudit_py.checkpoint import Keys, sign, signature_problems
-from pgaudit_py.errors import ArchiveConflict, ArchiveIntegrityError, InvalidArgument, StorageError, translated
+from pgaudit_py.errors import (
+    ArchiveConflict,
+    ArchiveIntegrityError,
+    InvalidArgument,
+    ObjectTooLarge,
+    StorageError,
+    translated,
+)
 from pgaudit_py.transactions import require_no_transaction
 
 log = logging.getLogger("pgaudit_py.archive")
@@ -116,12 +123,15 @@ class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def _digest(stream: _Readable) -> Digest:
-    """The size and SHA-256 of what `stream` holds from its current position on, read in chunks."""
+def _digest(stream: _Readable, limit: int | None = None) -> Digest:
+    """The size and SHA-256 of what `stream` holds from its current position on, read in chunks;
+    past `limit` bytes it stops, with a digest that matches nothing (a gzip bomb costs no more)."""
     sha, size = hashlib.sha256(), 0
     while chunk := stream.read(_CHUNK):
         sha.update(chunk)
         size += len(chunk)
+        if limit is not None and size > limit:
+            return Digest(size, b"")
     return Digest(size, sha.digest())
 
 
@@ -130,30 +140,45 @@ def _file_digest(f: IO[bytes]) -> Digest:
     return _digest(f)
 
 
-def _gunzipped_digest(f: IO[bytes]) -> Digest | None:
-    """The digest of what the gzip file `f` decompresses to; None if it does not decompress."""
+def _gunzipped_digest(f: IO[bytes], limit: int) -> Digest | None:
+    """The digest of what the gzip file `f` decompresses to, read no further than `limit` bytes;
+    None if it does not decompress."""
     f.seek(0)
     try:
         with gzip.GzipFile(fileobj=f, mode="rb") as unzipped:
-            return _digest(unzipped)
+            return _digest(unzipped, limit)
     except (OSError, EOFError, zlib.error):
         return None
 
 
-def _stored_digest(target: Target, key: str) -> Digest | None:
+def _stored_digest(target: Target, key: str, largest: int) -> Digest | None:
+    """The stored object's digest (None: missing); one over `largest` bytes is not downloaded, and
+    its digest matches nothing."""
+    size = target.size(key)
+    if size is None or size > largest:
+        return None if size is None else Digest(size, b"")
     with tempfile.TemporaryFile() as f:
         return _file_digest(f) if target.download(key, f) else None
 
 
+def _manifest_bound(batch: ArchiveBatch) -> int:
+    """The most a manifest can take: about 420 bytes a block, and signatures."""
+    return (64 << 10) + 1024 * (batch.last_block - batch.first_block + 1)
+
+
+def _gz_bound(data: Digest) -> int:
+    """The most a gzip of `data` can take: deflate adds at most 5 bytes per 16 KiB stored block."""
+    return data.size + data.size // 1000 + (64 << 10)
+
+
 class _BlockMatcher:
     """Takes a batch's lines in seq order and checks each block's share against the block's
-    events_hash, as the chain computed it, keeping one 32-byte digest per line of the current block
-    and never the lines."""
+    events_hash, as the chain computed it, keeping neither the lines nor their digests."""
 
     def __init__(self, blocks: Iterable[Block]):
         self._blocks = iter(blocks)
         self._block = next(self._blocks, None)
-        self._digests: list[bytes] = []
+        self._events_hash, self._count = hashlib.sha256(), 0  # events_hash hashes the lines' digests in turn
         self._last_seq: int | None = None
         self.mismatched: list[Block] = []  # blocks whose lines do not hash to them
         self.stray: int | None = None  # the first seq repeated, out of order or in no block
@@ -166,7 +191,8 @@ class _BlockMatcher:
         if self._block is None or seq < self._block.first_seq or not in_order:
             self.stray = seq if self.stray is None else self.stray
             return
-        self._digests.append(hashlib.sha256(line).digest())
+        self._events_hash.update(hashlib.sha256(line).digest())
+        self._count += 1
 
     def finish(self) -> None:
         while self._block is not None:
@@ -174,10 +200,9 @@ class _BlockMatcher:
 
     def _close_block(self) -> None:
         assert self._block is not None
-        if (len(self._digests) != self._block.event_count
-                or canonical.events_hash_of_digests(self._digests) != self._block.events_hash):
+        if self._count != self._block.event_count or self._events_hash.digest() != self._block.events_hash:
             self.mismatched.append(self._block)
-        self._digests = []
+        self._events_hash, self._count = hashlib.sha256(), 0
         self._block = next(self._blocks, None)
 
 
@@ -236,14 +261,19 @@ def build_manifest(batch: ArchiveBatch, blocks: list[Block], data: Digest, gz: D
     return (canonical.dumps({"manifest": body, "signatures": sign(body, keys)}) + "\n").encode()
 
 
-def _store(target: Target, key: str, source: IO[bytes], same: Callable[[IO[bytes]], bool]) -> Digest:
-    """Store `source` under `key` unless an equivalent object is there; returns the digest of what
-    is stored."""
+def _store(target: Target, key: str, source: IO[bytes], same: Callable[[IO[bytes]], bool],
+           largest_same: int) -> Digest:
+    """Store `source` under `key` unless an equivalent object is there (one over `largest_same`
+    bytes cannot be, and is not read); returns the digest of what is stored."""
+    conflict = ArchiveConflict(f"{target.url}: {key} exists with different content; archiving stopped "
+                               "(nothing was overwritten; find out who wrote it)")
     with tempfile.TemporaryFile() as existing:
+        size = target.size(key)
+        if size is not None and size > largest_same:
+            raise conflict
         if target.download(key, existing):
             if not same(existing):
-                raise ArchiveConflict(f"{target.url}: {key} exists with different content; archiving stopped "
-                                      "(nothing was overwritten; find out who wrote it)")
+                raise conflict
             return _file_digest(existing)
         try:
             source.seek(0)
@@ -274,7 +304,7 @@ def _previous_manifest(conn: psycopg.Connection, schema: str, batch: ArchiveBatc
 
 
 def _confirm(target: Target, key: str, expected: Digest) -> None:
-    stored = _stored_digest(target, key)
+    stored = _stored_digest(target, key, expected.size)
     if stored is None:
         raise StorageError(f"{target.url}: {key} is not there after upload")
     if stored != expected:
@@ -286,11 +316,12 @@ def _upload(conn: psycopg.Connection, target: Target, keys: Keys, schema: str, b
     data_key, manifest_key = batch.data_object, batch.manifest_object
     with tempfile.TemporaryFile() as gz_file:
         data, blocks = _write_batch(conn, schema, batch, gz_file)
-        gz = _store(target, data_key, gz_file, lambda existing: _gunzipped_digest(existing) == data)
+        gz = _store(target, data_key, gz_file, lambda existing: _gunzipped_digest(existing, data.size) == data,
+                    _gz_bound(data))
     hook("data_stored")
     prev = _previous_manifest(conn, schema, batch)
     manifest = build_manifest(batch, blocks, data, gz, prev, keys, schema)
-    _store(target, manifest_key, io.BytesIO(manifest), _same_bytes(manifest))
+    _store(target, manifest_key, io.BytesIO(manifest), _same_bytes(manifest), len(manifest))
     hook("manifest_stored")
     _confirm(target, data_key, gz)
     _confirm(target, manifest_key, Digest.of(manifest))
@@ -337,9 +368,10 @@ def archive(conn: psycopg.Connection, target: Target, keys: Keys, *, older_than:
             if batch.state == "planned":
                 batch = _upload(conn, target, keys, audit_schema, batch, hook)
             else:  # recorded before a crash: its objects must still be there as recorded
-                for key, recorded_sha256 in ((batch.data_object, batch.gz_sha256),
-                                             (batch.manifest_object, batch.manifest_sha256)):
-                    stored = _stored_digest(target, key)
+                for key, largest, recorded_sha256 in (
+                        (batch.data_object, batch.gz_bytes or 0, batch.gz_sha256),
+                        (batch.manifest_object, _manifest_bound(batch), batch.manifest_sha256)):
+                    stored = _stored_digest(target, key, largest)
                     if stored is None or stored.sha256 != recorded_sha256:
                         raise StorageError(f"batch {batch.batch_id}: {key} is missing or changed in {target.url}; "
                                            "not deleting its events")
@@ -379,23 +411,32 @@ class _DataObject:
     not_a_line: bool = False  # a line that is not a canonical event line
 
 
-def _read_data(gz_file: IO[bytes], matcher: _BlockMatcher) -> _DataObject:
-    """Decompresses the data object line by line into `matcher`, hashing what it decompresses to.
-    Lines end at a newline only: a canonical line escapes every control character below U+0020,
-    while U+2028 or U+0085 in a value stay as they are (str.splitlines would split there)."""
+_LONGEST_LINE = 16 << 20  # a sealed event's canonical line (sql/30_sealing.sql), newline aside
+
+
+def _read_data(gz_file: IO[bytes], matcher: _BlockMatcher, limit: int) -> _DataObject:
+    """Decompresses the data object line by line into `matcher`, hashing what it decompresses to,
+    no further than `limit` bytes. Lines end at a newline only: a canonical line escapes every
+    control character below U+0020, while U+2028 or U+0085 in a value stay as they are
+    (str.splitlines would split there). A line longer than any event's is read in pieces."""
     gz_file.seek(0)
     sha, size, result = hashlib.sha256(), 0, _DataObject(None)
+    in_long_line = False
     try:
         with gzip.GzipFile(fileobj=gz_file, mode="rb") as unzipped:
-            for line in unzipped:  # binary lines: split at b"\n" only
+            while line := unzipped.readline(_LONGEST_LINE + 1):  # binary lines: split at b"\n" only
                 sha.update(line)
                 size += len(line)
-                result.lines += 1
-                seq = _line_seq(line)
-                if seq is None or not line.endswith(b"\n"):
-                    result.not_a_line = True
-                else:
-                    matcher.add(seq, line[:-1])
+                if size > limit:
+                    return result
+                if not in_long_line:
+                    result.lines += 1
+                    seq = _line_seq(line)
+                    if seq is None or not line.endswith(b"\n"):
+                        result.not_a_line = True
+                    else:
+                        matcher.add(seq, line[:-1])
+                in_long_line = not line.endswith(b"\n")
     except (OSError, EOFError, zlib.error):
         return result
     matcher.finish()
@@ -413,48 +454,81 @@ def _line_seq(line: bytes) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _read_manifest(raw: bytes) -> dict[str, Any] | None:
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def _manifest_blocks(body: dict[str, Any]) -> list[Block] | None:
+    """The block headers a manifest lists, or None if they are not what build_manifest writes."""
+    entries = body.get("blocks")
+    if not isinstance(entries, list) or not entries:
+        return None
+    blocks = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            return None
+        numbers = [entry.get(k) for k in ("block_no", "first_seq", "last_seq", "event_count")]
+        hashes = [entry.get(k) for k in ("events_hash", "prev_hash", "block_hash")]
+        if not all(type(n) is int for n in numbers) or not all(isinstance(h, str) and _HASH.fullmatch(h)
+                                                               for h in hashes):
+            return None
+        block_no, first_seq, last_seq, count = cast(list[int], numbers)
+        events, prev, own = (bytes.fromhex(h) for h in cast(list[str], hashes))
+        blocks.append(Block(block_no, first_seq, last_seq, count, events, prev, own))
+    return blocks
+
+
+def _read_manifest(raw: bytes) -> tuple[dict[str, Any], list[Block]] | None:
+    """A manifest document and its blocks, or None if it is not a pgaudit manifest."""
     try:
         document = json.loads(raw)
-        document["manifest"]["batch_id"]  # noqa: B018
-        return dict(document)
-    except (ValueError, KeyError, TypeError, RecursionError):
+    except (ValueError, RecursionError):
         return None
+    if not isinstance(document, dict) or not isinstance(document.get("manifest"), dict) \
+            or not isinstance(document.get("signatures", {}), dict):
+        return None
+    blocks = _manifest_blocks(document["manifest"])
+    return (document, blocks) if blocks is not None else None
 
 
 def _check_batch(batch: ArchiveBatch, target: Target, keys: Keys, prev: ArchiveBatch | None,
                  db_blocks: dict[int, Block], result: ArchiveVerification) -> None:
     name = f"batch {batch.batch_id}"
     problems = result.problems
-    raw = read_object(target, batch.manifest_object)
+    try:
+        raw = read_object(target, batch.manifest_object, _manifest_bound(batch))
+    except ObjectTooLarge:
+        problems.append(f"{name}: the manifest was changed (it is larger than a manifest of its blocks can be)")
+        return
     if raw is None:
         problems.append(f"{name}: manifest {batch.manifest_object} is missing from {target.url}")
         return
     if hashlib.sha256(raw).digest() != batch.manifest_sha256:
         problems.append(f"{name}: the manifest was changed (its hash is not the one recorded)")
-    document = _read_manifest(raw)
-    if document is None:
+    read = _read_manifest(raw)
+    if read is None:
         problems.append(f"{name}: the manifest is not a pgaudit manifest")
         return
+    document, blocks = read
     problems += signature_problems(document["manifest"], document.get("signatures") or {}, keys,
                                    f"{name}: the manifest")
     body = document["manifest"]
     expected_prev = prev.manifest_sha256.hex() if prev and prev.manifest_sha256 else None
     if body.get("prev_manifest_sha256") != expected_prev:
         problems.append(f"{name}: the manifest does not name the previous manifest's hash (broken manifest chain)")
-    blocks = [Block(entry["block_no"], entry["first_seq"], entry["last_seq"], entry["event_count"],
-                    bytes.fromhex(entry["events_hash"]), bytes.fromhex(entry["prev_hash"]),
-                    bytes.fromhex(entry["block_hash"])) for entry in body["blocks"]]
     matcher = _BlockMatcher(blocks)
     with tempfile.TemporaryFile() as gz_file:
-        if not target.download(batch.data_object, gz_file):
+        size = target.size(batch.data_object)
+        if size is None:
             problems.append(f"{name}: data object {batch.data_object} is missing from {target.url}")
             return
-        gz = _file_digest(gz_file)
+        if size == batch.gz_bytes and target.download(batch.data_object, gz_file):
+            gz = _file_digest(gz_file)
+        else:  # not read: its size alone says it was changed
+            gz = Digest(size, b"")
         if gz.sha256 != batch.gz_sha256 or body.get("gz_sha256") != gz.sha256.hex():
             problems.append(f"{name}: the data object was changed (its SHA-256 does not match)")
             return
-        found = _read_data(gz_file, matcher)
+        found = _read_data(gz_file, matcher, batch.data_bytes or 0)
     if found.data is None or found.data.sha256 != batch.data_sha256:
         problems.append(f"{name}: the data object does not decompress to what was archived")
         return
@@ -528,11 +602,13 @@ def restore_batch(conn: psycopg.Connection, target: Target, batch_id: str, *, au
     batch = _batch(conn, audit_schema, batch_id)
     if batch is None or batch.state == "planned":
         raise InvalidArgument(f"no recorded archive batch {batch_id}")
+    data = Digest(batch.data_bytes or 0, batch.data_sha256 or b"")
     with tempfile.TemporaryFile() as gz_file:
-        if not target.download(batch.data_object, gz_file):
+        size = target.size(batch.data_object)
+        if size is None:
             raise StorageError(f"{target.url}: {batch.data_object} is missing")
-        if _file_digest(gz_file).sha256 != batch.gz_sha256 or _gunzipped_digest(gz_file) != Digest(
-                batch.data_bytes or 0, batch.data_sha256 or b""):
+        if (size != batch.gz_bytes or not target.download(batch.data_object, gz_file)
+                or _file_digest(gz_file).sha256 != batch.gz_sha256 or _gunzipped_digest(gz_file, data.size) != data):
             raise StorageError(f"batch {batch_id}: the data object in {target.url} was changed; not restoring it")
         # The events go to the database in one call, which checks them against the chain: a restore
         # holds its batch in memory (docs/archive.md).

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol, cast
 from urllib.parse import unquote, urlparse
 
-from pgaudit_py.errors import InvalidArgument, StorageError
+from pgaudit_py.errors import InvalidArgument, ObjectTooLarge, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,11 +29,18 @@ class Target(Protocol):
     def download(self, key: str, into: IO[bytes]) -> bool:
         """Write the object's bytes to `into`; False if there is no such object."""
 
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None if there is no such object: checked before a
+        download, so that an object planted under a batch's key costs nothing to refuse."""
+
     def list_keys(self) -> list[str]: ...
 
 
-def read_object(target: Target, key: str) -> bytes | None:
-    """A small object (a manifest) as bytes, or None if there is none."""
+def read_object(target: Target, key: str, limit: int = 64 << 20) -> bytes | None:
+    """A small object (a manifest) as bytes, or None if there is none; ObjectTooLarge past `limit`."""
+    size = target.size(key)
+    if size is not None and size > limit:
+        raise ObjectTooLarge(f"{target.url}: {key} is {size} bytes, more than the {limit} it may be")
     buffer = io.BytesIO()
     return buffer.getvalue() if target.download(key, buffer) else None
 
@@ -52,18 +59,24 @@ class FileTarget:
 
     def upload(self, key: str, source: IO[bytes]) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write aside, sync, then rename: a crash leaves the old object or the whole new one.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
         try:
-            with os.fdopen(fd, "wb") as f:
-                shutil.copyfileobj(source, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write aside, sync, rename, sync the directory: after a crash, even a power loss, the
+            # old object or the whole new one is there, as the database will believe once it is told.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    shutil.copyfileobj(source, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            for directory in (path.parent, *path.parent.parents)[:len(Path(key).parts)]:
+                _fsync_directory(directory)
+        except OSError as exc:
+            raise StorageError(f"storing {key} in {self.url} failed: {exc.strerror or exc}") from exc
 
     def download(self, key: str, into: IO[bytes]) -> bool:
         try:
@@ -71,13 +84,31 @@ class FileTarget:
                 shutil.copyfileobj(f, into)
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise StorageError(f"reading {key} from {self.url} failed: {exc.strerror or exc}") from exc
         return True
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"reading {key} from {self.url} failed: {exc.strerror or exc}") from exc
 
     def list_keys(self) -> list[str]:
         if not self.directory.is_dir():
             return []
         return sorted(str(p.relative_to(self.directory)) for p in self.directory.rglob("*")
                       if p.is_file() and not p.name.startswith(".part-"))
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _Lent:
@@ -114,9 +145,16 @@ class S3Target:
         from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
-        # A managed transfer: large objects go up in parts, read from the file as they are sent.
+        # A managed transfer: large objects go up in parts, read from the file as they are sent. Parts
+        # of an upload a crash interrupted would stay, unlisted and billed: this key's are aborted
+        # first (one archiver runs at a time; a lifecycle rule covers a crash never re-run).
         extra = {"ServerSideEncryption": self.sse} if self.sse else None
         try:
+            stale = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self._key(key)).get("Uploads", [])
+            for upload in stale:
+                if upload.get("Key") == self._key(key):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key),
+                                                       UploadId=upload["UploadId"])
             self.client.upload_fileobj(cast(IO[bytes], _Lent(source)), self.bucket, self._key(key), ExtraArgs=extra)
         except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
             raise StorageError(f"storing {self._key(key)} in s3://{self.bucket} failed: {exc}") from exc
@@ -133,6 +171,18 @@ class S3Target:
         except BotoCoreError as exc:
             raise StorageError(f"reading {self._key(key)} from s3://{self.bucket} failed: {exc}") from exc
         return True
+
+    def size(self, key: str) -> int | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise StorageError(f"reading {self._key(key)} from s3://{self.bucket} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"reading {self._key(key)} from s3://{self.bucket} failed: {exc}") from exc
 
     def list_keys(self) -> list[str]:
         from botocore.exceptions import BotoCoreError, ClientError

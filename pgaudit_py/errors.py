@@ -146,6 +146,10 @@ class StorageError(PgAuditError):
     """The archive target failed, or holds something it should not."""
 
 
+class ObjectTooLarge(StorageError):
+    """An archive object is larger than what it should hold can be (refused before it is read)."""
+
+
 class ArchiveConflict(StorageError):
     """The target holds different content under a key this batch needs: archiving stops."""
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
 import socket
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -28,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pgaudit_py import archive as archiving
 from pgaudit_py import canonical, enable_tracking, preview_prune, prune_events, record, seal
 from pgaudit_py.archive_targets import FileTarget, S3Target, Target, open_target, read_object, write_object
-from pgaudit_py.chain import read_blocks
+from pgaudit_py.chain import Block, read_blocks
 from pgaudit_py.checkpoint import Keys, sign
 from pgaudit_py.cli import cli
 from pgaudit_py.errors import NotArchived, StorageError
@@ -218,6 +220,9 @@ class FlakyTarget:
     def download(self, key: str, into: IO[bytes]) -> bool:
         return self.inner.download(key, into)
 
+    def size(self, key: str) -> int | None:
+        return self.inner.size(key)
+
     def list_keys(self) -> list[str]:
         return self.inner.list_keys()
 
@@ -320,10 +325,11 @@ def forge(db: psycopg.Connection, target: Target, batch_id: str, signer: Keys, *
     manifest = (canonical.dumps({"manifest": body, "signatures": sign(body, signer)}) + "\n").encode()
     write_object(target, data_key, gz)
     write_object(target, manifest_key, manifest)
-    db.execute("UPDATE audit.archive_batches SET gz_sha256 = %s, manifest_sha256 = %s,"
-               " data_sha256 = CASE WHEN %s THEN %s ELSE data_sha256 END WHERE batch_id = %s",
-               (hashlib.sha256(gz).digest(), hashlib.sha256(manifest).digest(), record_data_hash,
-                hashlib.sha256(data).digest(), batch_id))
+    db.execute("UPDATE audit.archive_batches SET gz_sha256 = %s, gz_bytes = %s, manifest_sha256 = %s,"
+               " data_sha256 = CASE WHEN %s THEN %s ELSE data_sha256 END,"
+               " data_bytes = CASE WHEN %s THEN %s ELSE data_bytes END WHERE batch_id = %s",
+               (hashlib.sha256(gz).digest(), len(gz), hashlib.sha256(manifest).digest(), record_data_hash,
+                hashlib.sha256(data).digest(), record_data_hash, len(data), batch_id))
 
 
 def rehash_block(body: dict[str, Any], lines: list[str] | None = None, prev_hash: bytes | None = None) -> None:
@@ -357,6 +363,16 @@ def tamper_chain(db: psycopg.Connection, statement: str) -> None:
 # Each: what is done to three archived one-block batches (blocks 1, 2, 3; block 4 still hot), and
 # every problem `archive verify` must then name, exactly.
 TAMPERING: dict[str, Callable[[psycopg.Connection, Target, Keys, list[str]], list[str]]] = {
+    "manifest without blocks": lambda db, target, keys, b: (
+        write_object(target, archiving.object_keys(b[0])[1], b'{"manifest": {"batch_id": "x"}}'),
+        [f"batch {b[0]}: the manifest was changed (its hash is not the one recorded)",
+         f"batch {b[0]}: the manifest is not a pgaudit manifest"])[1],
+    "manifest with a block that is not a header": lambda db, target, keys, b: (
+        forge(db, target, b[2], keys, edit=lambda body: body["blocks"][0].update(events_hash="not hex", block_no="3")),
+        [f"batch {b[2]}: the manifest is not a pgaudit manifest"])[1],
+    "manifest larger than any of its blocks can be": lambda db, target, keys, b: (
+        write_object(target, archiving.object_keys(b[0])[1], b" " * (200 << 10)),
+        [f"batch {b[0]}: the manifest was changed (it is larger than a manifest of its blocks can be)"])[1],
     "manifest replaced by other JSON": lambda db, target, keys, b: (
         write_object(target, archiving.object_keys(b[0])[1], b"[]"),
         [f"batch {b[0]}: the manifest was changed (its hash is not the one recorded)",
@@ -834,3 +850,58 @@ def test_a_batch_streams_through_the_archiver_one_event_at_a_time(db: psycopg.Co
     assert db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 'public.docs.insert'").fetchone() == (0,)
     assert archived_peak < 12 << 20, f"the archive run held {archived_peak >> 20} MiB"
     assert verify_peak < 12 << 20, f"verifying held {verify_peak >> 20} MiB"
+
+
+def test_a_gzip_bomb_under_a_batch_key_costs_nothing_to_refuse(db: psycopg.Connection, maintainer: psycopg.Connection,
+                                                               target: Target, keys: Keys) -> None:
+    """Keys are predictable: what sits under one is sized before it is read, and decompressed no
+    further than the batch's own data could be."""
+    make_blocks(db, 1)
+    bomb = gzip.compress(bytes(256 << 20), compresslevel=9)  # 256 MiB of zeros in about 250 KiB
+    write_object(target, "blocks-000000000001-000000000001.jsonl.gz", bomb)
+    with pytest.raises(archiving.ArchiveConflict, match="exists with different content"):
+        archiving.archive(maintainer, target, keys, older_than=DUE)
+    assert db.execute("SELECT state FROM audit.archive_batches").fetchall() == [("planned",)]
+    with tempfile.TemporaryFile() as f:  # one within the size bound is read only as far as the data's size
+        f.write(gzip.compress(bytes(64 << 20), compresslevel=9))
+        assert archiving._gunzipped_digest(f, 1000).size <= 1000 + (1 << 20)
+
+
+def test_the_block_matcher_keeps_no_line_of_a_block(db: psycopg.Connection) -> None:
+    line = b'{"v": 2, "id": null, "seq": 1, "x": 1}'
+    n = 200_000
+    digests = hashlib.sha256(b"".join(hashlib.sha256(line).digest() for _ in range(n))).digest()
+    block = Block(1, 1, n, n, digests, bytes(32), bytes(32))
+    matcher = archiving._BlockMatcher([block])
+    tracemalloc.start()
+    try:
+        for seq in range(1, n + 1):
+            matcher.add(seq, line)
+        matcher.finish()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert matcher.mismatched == [] and matcher.stray is None
+    assert peak < 1 << 20, f"{peak} bytes for one block of {n} lines"
+
+
+def test_parts_of_an_interrupted_s3_upload_are_aborted_before_the_key_is_written(aws: str) -> None:
+    bucket = f"audit-{uuid.uuid4().hex[:12]}"
+    made = open_target(f"s3://{bucket}/p")
+    assert isinstance(made, S3Target)
+    made.client.create_bucket(Bucket=bucket)
+    started = made.client.create_multipart_upload(Bucket=bucket, Key="p/k.jsonl.gz")  # then a crash
+    made.client.upload_part(Bucket=bucket, Key="p/k.jsonl.gz", UploadId=started["UploadId"], PartNumber=1,
+                            Body=bytes(5 << 20))
+    write_object(made, "k.jsonl.gz", b"whole")
+    assert made.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert read_object(made, "k.jsonl.gz") == b"whole"
+
+
+def test_a_local_target_reports_storage_errors_as_storage_errors(tmp_path: Path) -> None:
+    target = open_target(f"file://{tmp_path}/archive")
+    (tmp_path / "archive" / "k.jsonl.gz").mkdir(parents=True)  # something else where an object goes
+    with pytest.raises(StorageError, match="reading k.jsonl.gz from"):
+        target.download("k.jsonl.gz", io.BytesIO())
+    with pytest.raises(StorageError, match="storing k.jsonl.gz in"):
+        write_object(target, "k.jsonl.gz", b"x")
