@@ -93,12 +93,7 @@ def event_line(row: dict[str, Any], version: int = VERSION) -> str:
 
 
 def events_hash(lines: list[str]) -> bytes:
-    return events_hash_of_digests([hashlib.sha256(line.encode()).digest() for line in lines])
-
-
-def events_hash_of_digests(line_digests: list[bytes]) -> bytes:
-    """events_hash from the SHA-256 of each line, for callers that stream the lines."""
-    return hashlib.sha256(b"".join(line_digests)).digest()
+    return hashlib.sha256(b"".join(hashlib.sha256(line.encode()).digest() for line in lines)).digest()
 
 
 def block_hash(block_no: int, first_seq: int, last_seq: int, event_count: int, events: bytes, prev: bytes) -> bytes:

@@ -335,7 +335,7 @@ def test_definer_helpers_refuse_what_enable_tracking_would(db, connect, orders):
     maintainer.execute("CREATE TABLE public.mine (id int PRIMARY KEY)")
     with pytest.raises(psycopg.Error) as caught:  # another table's prefix, through the helper itself
         maintainer.execute("SELECT audit._register_tracking(ROW('public.mine'::regclass, 'x', 'public.orders', NULL,"
-                           " '{}', '{}', NULL, '{}', '{}', NULL, true, now(), 'x')::audit.tracked_tables)")
+                           " '{}', '{}', NULL, '{}', '{}', NULL, true, now(), 'x', NULL)::audit.tracked_tables)")
     assert caught.value.sqlstate == "PA005"
     # Not a partition of a tracked table: nothing to cover, nothing recorded.
     assert maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass)").fetchone() == (None,)
