@@ -1,5 +1,8 @@
 """The library for asyncio applications: the same functions, for a psycopg AsyncConnection.
 
+The jobs that commit batch after batch (prune_all, archive, key rotations, install) run from the
+command line or the worker, and have no asyncio form.
+
 SQLAlchemy (psycopg dialect): pass `(await connection.get_raw_connection()).driver_connection` for an
 AsyncConnection of its own."""
 
@@ -7,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -25,11 +28,36 @@ from pgaudit_py.events import (
     monthly_event_counts_call,
     record_call,
 )
+from pgaudit_py.retention import PrunePreview, PruneResult, preview_prune_call, prune_events_call
 from pgaudit_py.sealing import SealResult, SealStatus, seal_call, seal_status_call
-from pgaudit_py.tracking import RowState, row_history_call, row_state_as_of_call
+from pgaudit_py.secrets import (
+    KEY_SETTINGS,
+    SET_KEY,
+    SecretSlot,
+    StoredSecret,
+    declare_secret_call,
+    delete_secret_call,
+    list_secrets_call,
+    parse_master_key,
+    put_secret_call,
+    read_secret_call,
+)
+from pgaudit_py.tracking import (
+    RowState,
+    TrackedTable,
+    disable_tracking_call,
+    enable_tracking_call,
+    row_as_of_call,
+    row_history_call,
+    row_state_as_of_call,
+    tracked_tables_call,
+)
+from pgaudit_py.transactions import end_failed_transaction_async
 
-__all__ = ["audit_context", "count_events", "list_events", "monthly_event_counts", "record", "row_history",
-           "row_state_as_of", "seal", "seal_status"]
+__all__ = ["audit_context", "count_events", "declare_secret", "delete_secret", "disable_tracking", "enable_tracking",
+           "list_events", "list_secrets", "monthly_event_counts", "preview_prune", "prune_events", "put_secret",
+           "read_secret", "record", "row_as_of", "row_history", "row_state_as_of", "seal", "seal_status",
+           "tracked_tables", "use_master_key"]
 
 
 @asynccontextmanager
@@ -129,3 +157,91 @@ async def row_state_as_of(conn: psycopg.AsyncConnection, table: str, key: str, a
                           audit_schema: str = "audit") -> RowState:
     """As pgaudit_py.row_state_as_of."""
     return await row_state_as_of_call(table, key, at, audit_schema=audit_schema).one_async(conn)
+
+
+async def row_as_of(conn: psycopg.AsyncConnection, table: str, key: str, at: datetime, *,
+                    audit_schema: str = "audit") -> dict[str, Any] | None:
+    """As pgaudit_py.row_as_of."""
+    image = await row_as_of_call(table, key, at, audit_schema=audit_schema).one_async(conn)
+    return dict(image) if image is not None else None
+
+
+async def enable_tracking(conn: psycopg.AsyncConnection, table: str, *, exclude_columns: list[str] | None = None,
+                          redact_columns: list[str] | None = None, tenant_column: str | None = None,
+                          skip_noop_updates: bool = True, kind_prefix: str | None = None, baseline: bool = False,
+                          audit_schema: str = "audit") -> TrackedTable:
+    """As pgaudit_py.enable_tracking."""
+    return await enable_tracking_call(table, exclude_columns=exclude_columns, redact_columns=redact_columns,
+                                      tenant_column=tenant_column, skip_noop_updates=skip_noop_updates,
+                                      kind_prefix=kind_prefix, baseline=baseline,
+                                      audit_schema=audit_schema).one_async(conn)
+
+
+async def disable_tracking(conn: psycopg.AsyncConnection, table: str, *, audit_schema: str = "audit") -> bool:
+    """As pgaudit_py.disable_tracking."""
+    return bool(await disable_tracking_call(table, audit_schema=audit_schema).one_async(conn))
+
+
+async def tracked_tables(conn: psycopg.AsyncConnection, *, audit_schema: str = "audit") -> list[TrackedTable]:
+    """As pgaudit_py.tracked_tables."""
+    return await tracked_tables_call(audit_schema=audit_schema).all_async(conn)
+
+
+async def preview_prune(conn: psycopg.AsyncConnection, older_than: timedelta | str, batch_size: int = 1000, *,
+                        audit_schema: str = "audit") -> PrunePreview:
+    """As pgaudit_py.preview_prune."""
+    return await preview_prune_call(older_than, batch_size, audit_schema=audit_schema).one_async(conn)
+
+
+async def prune_events(conn: psycopg.AsyncConnection, older_than: timedelta | str, batch_size: int = 1000, *,
+                       audit_schema: str = "audit") -> PruneResult:
+    """As pgaudit_py.prune_events (one batch)."""
+    return await prune_events_call(older_than, batch_size, audit_schema=audit_schema).one_async(conn)
+
+
+@asynccontextmanager
+async def use_master_key(conn: psycopg.AsyncConnection, key: str | None, *,
+                         new_key: str | None = None) -> AsyncIterator[None]:
+    """As pgaudit_py.secrets.use_master_key: client-key mode for this session, forgotten on exit."""
+    names = dict(zip(KEY_SETTINGS, (key, new_key), strict=True))
+    for name, value in names.items():
+        if value is not None:
+            await conn.execute(SET_KEY, (name, parse_master_key(value, name)))
+    try:
+        yield
+    finally:
+        if not conn.closed and not conn.broken and await end_failed_transaction_async(conn):
+            for name, value in names.items():
+                if value is not None:
+                    await conn.execute(SET_KEY, (name, ""))
+
+
+async def declare_secret(conn: psycopg.AsyncConnection, key: str, description: str, *,
+                         audit_schema: str = "audit") -> SecretSlot:
+    """As pgaudit_py.secrets.declare_secret."""
+    return await declare_secret_call(key, description, audit_schema=audit_schema).one_async(conn)
+
+
+async def put_secret(conn: psycopg.AsyncConnection, tenant_id: str, key: str, value: str, *,
+                     audit_schema: str = "audit") -> int:
+    """As pgaudit_py.secrets.put_secret."""
+    return int(await put_secret_call(tenant_id, key, value, audit_schema=audit_schema).one_async(conn))
+
+
+async def read_secret(conn: psycopg.AsyncConnection, tenant_id: str, key: str, *,
+                      audit_schema: str = "audit") -> str | None:
+    """As pgaudit_py.secrets.read_secret (the read is recorded as an event)."""
+    value = await read_secret_call(tenant_id, key, audit_schema=audit_schema).one_async(conn)
+    return None if value is None else str(value)
+
+
+async def delete_secret(conn: psycopg.AsyncConnection, tenant_id: str, key: str, *,
+                        audit_schema: str = "audit") -> bool:
+    """As pgaudit_py.secrets.delete_secret."""
+    return bool(await delete_secret_call(tenant_id, key, audit_schema=audit_schema).one_async(conn))
+
+
+async def list_secrets(conn: psycopg.AsyncConnection, tenant_id: str | None = None, *,
+                       audit_schema: str = "audit") -> list[StoredSecret]:
+    """As pgaudit_py.secrets.list_secrets."""
+    return await list_secrets_call(tenant_id, audit_schema=audit_schema).all_async(conn)

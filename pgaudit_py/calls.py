@@ -47,6 +47,25 @@ class Call(Generic[T]):
                 return await cur.fetchall()
 
 
+@dataclass(frozen=True)
+class ValueCall:
+    """A call of a function that returns one value."""
+    query: sql.Composed
+    params: Sequence[Any]
+
+    def one(self, conn: psycopg.Connection) -> Any:
+        with translated():
+            row = conn.execute(self.query, self.params).fetchone()
+        assert row is not None
+        return row[0]
+
+    async def one_async(self, conn: psycopg.AsyncConnection) -> Any:
+        with translated():
+            row = await (await conn.execute(self.query, self.params)).fetchone()
+        assert row is not None
+        return row[0]
+
+
 def columns(row_type: type, casts: dict[str, str] | None = None) -> sql.Composed:
     """The dataclass's fields as a select list, with a cast where psycopg has no loader."""
     casts = casts or {}
@@ -66,11 +85,21 @@ def table_read(audit_schema: str, relation: str, row_type: type[T], *, where: st
     return Call(query, params, row_type)
 
 
+def _arguments(arguments: dict[str, str]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.SQL("{} => %s::{}").format(sql.Identifier(name), sql.SQL(type_))
+                              for name, type_ in arguments.items())
+
+
 def function_call(audit_schema: str, function: str, row_type: type[T], arguments: dict[str, str],
                   params: Sequence[Any], casts: dict[str, str] | None = None) -> Call[T]:
     """SELECT <the row type's columns> FROM schema.function(name => %s::type, ...)."""
     query = sql.SQL("SELECT {cols} FROM {s}.{f}({args})").format(
         cols=columns(row_type, casts), s=sql.Identifier(audit_schema), f=sql.Identifier(function),
-        args=sql.SQL(", ").join(sql.SQL("{} => %s::{}").format(sql.Identifier(name), sql.SQL(type_))
-                                for name, type_ in arguments.items()))
+        args=_arguments(arguments))
     return Call(query, params, row_type)
+
+
+def value_call(audit_schema: str, function: str, arguments: dict[str, str], params: Sequence[Any]) -> ValueCall:
+    """SELECT schema.function(name => %s::type, ...), for a function that returns one value."""
+    return ValueCall(sql.SQL("SELECT {s}.{f}({args})").format(
+        s=sql.Identifier(audit_schema), f=sql.Identifier(function), args=_arguments(arguments)), params)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from pgaudit_py.calls import function_call
+from pgaudit_py.calls import Call, function_call
 from pgaudit_py.transactions import require_no_transaction
 
 
@@ -30,17 +30,27 @@ class PruneResult:
     more: bool
 
 
+def preview_prune_call(older_than: timedelta | str, batch_size: int = 1000, *,
+                       audit_schema: str = "audit") -> Call[PrunePreview]:
+    return function_call(audit_schema, "preview_prune", PrunePreview,
+                         {"older_than": "interval", "batch_size": "integer"}, (older_than, batch_size))
+
+
+def prune_events_call(older_than: timedelta | str, batch_size: int = 1000, *,
+                      audit_schema: str = "audit") -> Call[PruneResult]:
+    return function_call(audit_schema, "prune_events", PruneResult,
+                         {"older_than": "interval", "batch_size": "integer"}, (older_than, batch_size))
+
+
 def preview_prune(conn: psycopg.Connection, older_than: timedelta | str, batch_size: int = 1000, *,
                   audit_schema: str = "audit") -> PrunePreview:
-    return function_call(audit_schema, "preview_prune", PrunePreview,
-                         {"older_than": "interval", "batch_size": "integer"}, (older_than, batch_size)).one(conn)
+    return preview_prune_call(older_than, batch_size, audit_schema=audit_schema).one(conn)
 
 
 def prune_events(conn: psycopg.Connection, older_than: timedelta | str, batch_size: int = 1000, *,
                  audit_schema: str = "audit") -> PruneResult:
     """Delete one batch of old sealed events (maintainer role); see `more` for whether to go on."""
-    return function_call(audit_schema, "prune_events", PruneResult,
-                         {"older_than": "interval", "batch_size": "integer"}, (older_than, batch_size)).one(conn)
+    return prune_events_call(older_than, batch_size, audit_schema=audit_schema).one(conn)
 
 
 def prune_all(conn: psycopg.Connection, older_than: timedelta | str, batch_size: int = 1000, *,

@@ -19,8 +19,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from pgaudit_py.calls import function_call
-from pgaudit_py.errors import InvalidArgument, MasterKeyUnavailable, translated
+from pgaudit_py.calls import Call, ValueCall, function_call, value_call
+from pgaudit_py.errors import InvalidArgument, MasterKeyUnavailable
 from pgaudit_py.transactions import end_failed_transaction, require_no_transaction
 
 MASTER_KEY_ENV = "PGAUDIT_MASTER_KEY"
@@ -101,15 +101,19 @@ def load_master_key(path: Path | None = None, *, env: str = MASTER_KEY_ENV) -> s
     return parse_master_key(value, f"environment variable {env}")
 
 
+# A bound parameter: the key is never part of a statement's text.
+SET_KEY = "SELECT set_config(%s, %s, false)"
+KEY_SETTINGS = ("pgaudit_py.master_key", "pgaudit_py.new_master_key")
+
+
 def _set(conn: psycopg.Connection, name: str, value: str) -> None:
-    # A bound parameter: the key is never part of a statement's text.
-    conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+    conn.execute(SET_KEY, (name, value))
 
 
 @contextmanager
 def use_master_key(conn: psycopg.Connection, key: str | None, *, new_key: str | None = None) -> Iterator[None]:
     """Client-key mode: let this session use `key` (and, to rotate, `new_key`); forgotten on exit."""
-    names = {"pgaudit_py.master_key": key, "pgaudit_py.new_master_key": new_key}
+    names = dict(zip(KEY_SETTINGS, (key, new_key), strict=True))
     for name, value in names.items():
         if value is not None:
             _set(conn, name, parse_master_key(value, name))
@@ -127,37 +131,50 @@ def _call(audit_schema: str, text: str) -> sql.Composed:
     return sql.SQL(text).format(s=sql.Identifier(audit_schema))
 
 
-def declare_secret(conn: psycopg.Connection, key: str, description: str, *, audit_schema: str = "audit") -> SecretSlot:
+def declare_secret_call(key: str, description: str, *, audit_schema: str = "audit") -> Call[SecretSlot]:
     return function_call(audit_schema, "declare_secret", SecretSlot, {"key": "text", "description": "text"},
-                         (key, description)).one(conn)
+                         (key, description))
+
+
+def put_secret_call(tenant_id: str, key: str, value: str, *, audit_schema: str = "audit") -> ValueCall:
+    return value_call(audit_schema, "put_secret", {"tenant_id": "text", "key": "text", "value": "text"},
+                      (tenant_id, key, value))
+
+
+def read_secret_call(tenant_id: str, key: str, *, audit_schema: str = "audit") -> ValueCall:
+    return value_call(audit_schema, "read_secret", {"tenant_id": "text", "key": "text"}, (tenant_id, key))
+
+
+def delete_secret_call(tenant_id: str, key: str, *, audit_schema: str = "audit") -> ValueCall:
+    return value_call(audit_schema, "delete_secret", {"tenant_id": "text", "key": "text"}, (tenant_id, key))
+
+
+def list_secrets_call(tenant_id: str | None = None, *, audit_schema: str = "audit") -> Call[StoredSecret]:
+    return function_call(audit_schema, "list_secrets", StoredSecret, {"tenant_id": "text"}, (tenant_id,))
+
+
+def declare_secret(conn: psycopg.Connection, key: str, description: str, *, audit_schema: str = "audit") -> SecretSlot:
+    return declare_secret_call(key, description, audit_schema=audit_schema).one(conn)
 
 
 def put_secret(conn: psycopg.Connection, tenant_id: str, key: str, value: str, *, audit_schema: str = "audit") -> int:
     """Store a secret; returns the tenant's data-key version it was encrypted under."""
-    with translated():
-        row = conn.execute(_call(audit_schema, "SELECT {s}.put_secret(%s, %s, %s)"), (tenant_id, key, value)).fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(put_secret_call(tenant_id, key, value, audit_schema=audit_schema).one(conn))
 
 
 def read_secret(conn: psycopg.Connection, tenant_id: str, key: str, *, audit_schema: str = "audit") -> str | None:
     """The secret's value, or None if none is stored; the read is recorded as an event."""
-    with translated():
-        row = conn.execute(_call(audit_schema, "SELECT {s}.read_secret(%s, %s)"), (tenant_id, key)).fetchone()
-    assert row is not None
-    return row[0]  # type: ignore[no-any-return]
+    value = read_secret_call(tenant_id, key, audit_schema=audit_schema).one(conn)
+    return None if value is None else str(value)
 
 
 def delete_secret(conn: psycopg.Connection, tenant_id: str, key: str, *, audit_schema: str = "audit") -> bool:
-    with translated():
-        row = conn.execute(_call(audit_schema, "SELECT {s}.delete_secret(%s, %s)"), (tenant_id, key)).fetchone()
-    assert row is not None
-    return bool(row[0])
+    return bool(delete_secret_call(tenant_id, key, audit_schema=audit_schema).one(conn))
 
 
 def list_secrets(conn: psycopg.Connection, tenant_id: str | None = None, *,
                  audit_schema: str = "audit") -> list[StoredSecret]:
-    return function_call(audit_schema, "list_secrets", StoredSecret, {"tenant_id": "text"}, (tenant_id,)).all(conn)
+    return list_secrets_call(tenant_id, audit_schema=audit_schema).all(conn)
 
 
 def add_master_key(conn: psycopg.Connection, key_file: str | None = None, *, audit_schema: str = "audit") -> MasterKey:

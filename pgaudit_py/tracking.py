@@ -7,10 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from pgaudit_py.calls import Call, function_call, table_read
-from pgaudit_py.errors import translated
+from pgaudit_py.calls import Call, ValueCall, function_call, table_read, value_call
 from pgaudit_py.events import EVENT_CASTS, Event
 
 
@@ -32,29 +30,43 @@ class TrackedTable:
     baseline_at: datetime | None  # when its rows were imaged as <prefix>.baseline events
 
 
+def enable_tracking_call(table: str, *, exclude_columns: list[str] | None = None,
+                         redact_columns: list[str] | None = None, tenant_column: str | None = None,
+                         skip_noop_updates: bool = True, kind_prefix: str | None = None, baseline: bool = False,
+                         audit_schema: str = "audit") -> Call[TrackedTable]:
+    return function_call(audit_schema, "enable_tracking", TrackedTable, {
+        "target": "regclass", "exclude_columns": "text[]", "redact_columns": "text[]", "tenant_column": "text",
+        "skip_noop_updates": "boolean", "kind_prefix": "text", "baseline": "boolean"},
+        (table, exclude_columns or [], redact_columns or [], tenant_column, skip_noop_updates, kind_prefix,
+         baseline))
+
+
 def enable_tracking(conn: psycopg.Connection, table: str, *, exclude_columns: list[str] | None = None,
                     redact_columns: list[str] | None = None, tenant_column: str | None = None,
                     skip_noop_updates: bool = True, kind_prefix: str | None = None, baseline: bool = False,
                     audit_schema: str = "audit") -> TrackedTable:
     """Capture every write on `table` (a name as SQL would resolve it) from now on; with
     `baseline`, first record a `<prefix>.baseline` event for each row it holds."""
-    return function_call(audit_schema, "enable_tracking", TrackedTable, {
-        "target": "regclass", "exclude_columns": "text[]", "redact_columns": "text[]", "tenant_column": "text",
-        "skip_noop_updates": "boolean", "kind_prefix": "text", "baseline": "boolean"},
-        (table, exclude_columns or [], redact_columns or [], tenant_column, skip_noop_updates, kind_prefix,
-         baseline)).one(conn)
+    return enable_tracking_call(table, exclude_columns=exclude_columns, redact_columns=redact_columns,
+                                tenant_column=tenant_column, skip_noop_updates=skip_noop_updates,
+                                kind_prefix=kind_prefix, baseline=baseline, audit_schema=audit_schema).one(conn)
+
+
+def disable_tracking_call(table: str, *, audit_schema: str = "audit") -> ValueCall:
+    return value_call(audit_schema, "disable_tracking", {"target": "regclass"}, (table,))
 
 
 def disable_tracking(conn: psycopg.Connection, table: str, *, audit_schema: str = "audit") -> bool:
     """Stop capturing `table`; False if it was not tracked."""
-    query = sql.SQL("SELECT {}.disable_tracking(target => %s::regclass)").format(sql.Identifier(audit_schema))
-    with translated():
-        row = conn.execute(query, (table,)).fetchone()
-    return bool(row and row[0])
+    return bool(disable_tracking_call(table, audit_schema=audit_schema).one(conn))
+
+
+def tracked_tables_call(*, audit_schema: str = "audit") -> Call[TrackedTable]:
+    return table_read(audit_schema, "tracked_tables", TrackedTable, order_by="table_name")
 
 
 def tracked_tables(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[TrackedTable]:
-    return table_read(audit_schema, "tracked_tables", TrackedTable, order_by="table_name").all(conn)
+    return tracked_tables_call(audit_schema=audit_schema).all(conn)
 
 
 def row_history(conn: psycopg.Connection, table: str, key: str, *, audit_schema: str = "audit") -> list[Event]:
@@ -68,14 +80,16 @@ def row_history_call(table: str, key: str, *, audit_schema: str = "audit") -> Ca
                          (table, key), EVENT_CASTS)
 
 
+def row_as_of_call(table: str, key: str, at: datetime, *, audit_schema: str = "audit") -> ValueCall:
+    return value_call(audit_schema, "row_as_of", {"target": "regclass", "key": "text", "at": "timestamptz"},
+                      (table, key, at))
+
+
 def row_as_of(conn: psycopg.Connection, table: str, key: str, at: datetime, *,
               audit_schema: str = "audit") -> dict[str, Any] | None:
     """The row as captured at `at`, or None if it did not exist then."""
-    query = sql.SQL("SELECT {}.row_as_of(target => %s::regclass, key => %s::text, at => %s::timestamptz)"
-                    ).format(sql.Identifier(audit_schema))
-    with translated():
-        row = conn.execute(query, (table, key, at)).fetchone()
-    return row[0] if row else None
+    image = row_as_of_call(table, key, at, audit_schema=audit_schema).one(conn)
+    return dict(image) if image is not None else None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,14 @@ def end_failed_transaction(conn: psycopg.Connection) -> bool:
     return conn.info.transaction_status != TransactionStatus.INERROR
 
 
+async def end_failed_transaction_async(conn: psycopg.AsyncConnection) -> bool:
+    """As end_failed_transaction, for an AsyncConnection."""
+    if conn.info.transaction_status == TransactionStatus.INERROR:
+        with suppress(psycopg.ProgrammingError):
+            await conn.rollback()
+    return conn.info.transaction_status != TransactionStatus.INERROR
+
+
 def require_no_transaction(conn: psycopg.Connection, reason: str) -> None:
     """Refuse a connection with a transaction open: inside the caller's transaction, commits
     would be savepoints (nothing done until it ends) and a snapshot would not be one's own."""

@@ -111,3 +111,57 @@ def test_row_history_and_state_on_an_async_connection(db):
             assert (found.state, found.image) == ("existed", {"id": 1, "qty": 6})
 
     asyncio.run(main())
+
+
+def test_secrets_in_client_key_mode_on_an_async_connection(db):
+    """The key is set with a bound parameter and forgotten when the block ends."""
+    import secrets as random
+
+    i = db.info
+    key = random.token_hex(32)
+
+    async def main() -> None:
+        app = await psycopg.AsyncConnection.connect(host=i.host, port=i.port, dbname=i.dbname, user="app_secrets",
+                                                    autocommit=True)
+        async with app:
+            async with aio.use_master_key(app, None, new_key=key):
+                await (await app.execute("SELECT audit.add_master_key()")).fetchone()
+            async with aio.use_master_key(app, key):
+                slot = await aio.declare_secret(app, "stripe.api_key", "Stripe secret key")
+                assert slot.key == "stripe.api_key"
+                assert await aio.put_secret(app, "t1", "stripe.api_key", "sk_live_1") == 1
+                assert await aio.read_secret(app, "t1", "stripe.api_key") == "sk_live_1"
+                assert await aio.read_secret(app, "t2", "stripe.api_key") is None
+                assert [(s.tenant_id, s.key) for s in await aio.list_secrets(app)] == [("t1", "stripe.api_key")]
+                assert await aio.delete_secret(app, "t1", "stripe.api_key") is True
+            left = await (await app.execute("SELECT current_setting('pgaudit_py.master_key', true)")).fetchone()
+            assert left == ("",)
+
+    asyncio.run(main())
+    assert db.execute("SELECT kind, tenant_id FROM audit.event_intake WHERE kind LIKE 'tenant.secret.%'"
+                      " ORDER BY intake_id").fetchall() == [
+        ("tenant.secret.written", "t1"), ("tenant.secret.read", "t1"), ("tenant.secret.read", "t2"),
+        ("tenant.secret.deleted", "t1")]
+
+
+def test_tracking_history_and_prune_on_an_async_connection(db, attacker):
+    attacker.execute("CREATE TABLE public.stock (id int PRIMARY KEY, qty int); INSERT INTO public.stock VALUES (1, 5)")
+    i = db.info
+
+    async def main() -> None:
+        maintainer = await psycopg.AsyncConnection.connect(host=i.host, port=i.port, dbname=i.dbname,
+                                                           user="app_maintainer", autocommit=True)
+        async with maintainer:
+            entry = await aio.enable_tracking(maintainer, "public.stock", baseline=True)
+            assert entry.baseline_at is not None
+            assert [t.table_name for t in await aio.tracked_tables(maintainer)] == ["public.stock"]
+            at = (await (await maintainer.execute("SELECT clock_timestamp()")).fetchone())[0]
+            assert await aio.row_as_of(maintainer, "public.stock", "1", at) == {"id": 1, "qty": 5}
+            await aio.seal(maintainer)
+            preview = await aio.preview_prune(maintainer, "1 microsecond")
+            pruned = await aio.prune_events(maintainer, "1 microsecond")
+            assert preview.events > 0 and pruned.deleted > 0
+            assert await aio.disable_tracking(maintainer, "public.stock") is True
+            assert await aio.tracked_tables(maintainer) == []
+
+    asyncio.run(main())
