@@ -28,12 +28,20 @@ COMMIT;
 FLOORS = """
 CREATE TABLE bench_counters (shard integer PRIMARY KEY, n bigint NOT NULL) WITH (fillfactor = 50);
 INSERT INTO bench_counters SELECT s, 0 FROM generate_series(0, 15) s;
+CREATE UNLOGGED TABLE bench_unlogged_counters (shard integer PRIMARY KEY, n bigint NOT NULL) WITH (fillfactor = 50);
+INSERT INTO bench_unlogged_counters SELECT s, 0 FROM generate_series(0, 15) s;
 CREATE FUNCTION bench_empty_trigger() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$;
 CREATE FUNCTION bench_counter_trigger() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE public.bench_counters SET n = n + 1 WHERE shard = pg_backend_pid() % 16;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION bench_unlogged_counter_trigger() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE public.bench_unlogged_counters SET n = n + 1 WHERE shard = pg_backend_pid() % 16;
     RETURN NULL;
 END $$;
 """
@@ -43,6 +51,7 @@ SIDES = {
     "limits": "limits (never reached)",
     "empty": "floor: an empty trigger",
     "counter": "floor: a trigger adding one to a counter row",
+    "unlogged_counter": "floor: the same, counter row unlogged",
 }
 
 
