@@ -7,7 +7,12 @@ and synchronous_commit on; each measurement in a fresh database cloned from a te
 rows loaded without capture, then VACUUM ANALYZE and CHECKPOINT before timing; each statement
 timed with its commit; the median of --rounds rounds, alternating which side goes first. Sealing
 never runs during a timed statement; afterwards the events of each tracked bulk statement are
-sealed and timed against the rate at which the statement produced them (medians of the rounds).
+sealed (seal(max_events => 1000000) until the intake is empty) and timed: "including sealing"
+rows add that time to the tracked statement's. In the same clone, the sealed rows are then
+inserted, with one INSERT ... SELECT, into a copy of the log with the log's indexes (the floor of
+writing the log's rows once), and the log's growth is measured per event (table, TOAST, indexes)
+beside the size of the captured row. The single-row workloads run a second time with `pgaudit
+worker` (default settings) sealing beside the tracked side.
 With --profile, the CPU time of one single-row UPDATE transaction in the backend (from /proc), on
 the untracked table, on the tracked one, and on one whose only trigger inserts the rows' jsonb into
 a one-column table (the floor of any trigger that writes a second table).
@@ -16,23 +21,91 @@ a one-column table (the floor of any trigger that writes a second table).
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import signal
 import statistics
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 
 import psycopg
-from common import alternate, cpu_per_call_us, durable_cluster, medians, pgbench, seal_rate
+from common import alternate, cpu_per_call_us, durable_cluster, medians, pgbench
 
 from pgaudit_py import install, seal
 from pgaudit_py.tempdb import TemporaryCluster
 
 ROWS = 100_000
-BULK = {
+BULK = {  # state, statement, bar, bar including sealing (issue 16)
     "INSERT of 100,000 rows in one statement": (
-        "empty", f"INSERT INTO t SELECT g, g, md5(g::text) FROM generate_series(1, {ROWS}) g", 2.5),
-    "UPDATE of all 100,000 rows in one statement": ("loaded", "UPDATE t SET a = a + 1", 4.0),
-    "DELETE of 50,000 rows in one statement": ("loaded", "DELETE FROM t WHERE id <= 50000", 8.0),
+        "empty", f"INSERT INTO t SELECT g, g, md5(g::text) FROM generate_series(1, {ROWS}) g", 2.5, 3.5),
+    "UPDATE of all 100,000 rows in one statement": ("loaded", "UPDATE t SET a = a + 1", 4.0, 6.0),
+    "DELETE of 50,000 rows in one statement": ("loaded", "DELETE FROM t WHERE id <= 50000", 8.0, 15.0),
 }
+WORKER_BAR = 0.80  # single-row writers with the worker sealing beside them (issue 16)
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What sealing one tracked bulk statement's events cost, in its clone."""
+    events: int
+    statement_s: float
+    sealing_s: float
+    copy_s: float  # the same rows, one INSERT ... SELECT into a copy of the log with its indexes
+    table_bytes: float  # per event
+    toast_bytes: float
+    index_bytes: float
+    row_bytes: float  # the captured row, as stored in t
+
+
+LOG_SIZES = """SELECT pg_relation_size(c.oid), coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
+                      pg_indexes_size(c.oid)
+                 FROM pg_class c WHERE c.oid = 'audit.event_log'::regclass"""
+
+
+def seal_and_measure(conn: psycopg.Connection, events: int, statement_s: float) -> Sealed:
+    """Seal everything pending in rounds of up to 1,000,000, then write the same rows once more
+    into a copy of the log with the log's indexes; the log's growth per event."""
+    row = conn.execute("SELECT coalesce(avg(pg_column_size(t.*)), 0), (SELECT last_seq FROM audit.seal_state)"
+                       " FROM t").fetchone()
+    assert row is not None
+    row_bytes, last_seq = float(row[0]), int(row[1])
+    before = conn.execute(LOG_SIZES).fetchone()
+    started = time.perf_counter()
+    while seal(conn, 1_000_000).sealed:
+        pass
+    sealing_s = time.perf_counter() - started
+    after = conn.execute(LOG_SIZES).fetchone()
+    assert before is not None and after is not None
+    conn.execute("CREATE TABLE log_copy (LIKE audit.event_log INCLUDING INDEXES)")
+    conn.execute("CHECKPOINT")
+    started = time.perf_counter()
+    copied = conn.execute("INSERT INTO log_copy SELECT * FROM audit.event_log WHERE seq > %s", (last_seq,)).rowcount
+    copy_s = time.perf_counter() - started
+    assert copied == events, (copied, events)
+    table, toast, indexes = ((a - b) / events for a, b in zip(after, before, strict=True))
+    return Sealed(events, statement_s, sealing_s, copy_s, table, toast, indexes, row_bytes)
+
+
+class Worker:
+    """`pgaudit worker` with its default settings, as its own process, for the duration of a block."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Worker:
+        self.process = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "worker", "--dsn", self.dsn],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        time.sleep(1.0)  # started and connected
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
 SINGLE = {
     "single-row UPDATE by random key, 2 clients": (
         f"\\set id random(1, {ROWS})\nUPDATE t SET a = a + 1 WHERE id = :id;\n", 0.93),
@@ -121,10 +194,11 @@ def main() -> None:
 
     with durable_cluster() as cluster:
         dbs = Databases(cluster)
-        sealing: dict[str, list[tuple[float, float]]] = {}
-        print(f"{'workload':<46}{'untracked':>11}{'tracked':>11}{'ratio':>8}{'bar':>8}")
+        sealing: dict[str, list[Sealed]] = {}
+        totals: list[str] = []
+        print(f"{'workload':<58}{'untracked':>11}{'tracked':>11}{'ratio':>8}{'bar':>8}")
 
-        for label, (state, statement, bar) in BULK.items():
+        for label, (state, statement, bar, total_bar) in BULK.items():
             if args.only not in label:
                 continue
             def timed(tracked: bool, state: str = state, statement: str = statement, label: str = label) -> float:
@@ -134,35 +208,59 @@ def main() -> None:
                     events = conn.execute(statement).rowcount
                     elapsed = time.perf_counter() - started
                     if tracked:
-                        sealing.setdefault(label, []).append((events / elapsed, seal_rate(conn)))
+                        sealing.setdefault(label, []).append(seal_and_measure(conn, events, elapsed))
                 dbs.drop(name)
                 return elapsed
 
             plain, tracked = alternate(args.rounds, timed)
             ratio = tracked / plain
-            print(f"{label:<46}{plain * 1000:>9.0f}ms{tracked * 1000:>9.0f}ms{ratio:>7.2f}x"
+            print(f"{label:<58}{plain * 1000:>9.0f}ms{tracked * 1000:>9.0f}ms{ratio:>7.2f}x"
                   f"{'<= ' + str(bar):>8} {'ok' if ratio <= bar else 'MISSED'}")
+            total = statistics.median(r.statement_s + r.sealing_s for r in sealing[label])
+            totals.append(f"{label + ', including sealing':<58}{plain * 1000:>9.0f}ms{total * 1000:>9.0f}ms"
+                          f"{total / plain:>7.2f}x{'<= ' + str(total_bar):>8}"
+                          f" {'ok' if total / plain <= total_bar else 'MISSED'}")
 
         for label, (script, bar) in SINGLE.items():
-            if args.only not in label:
-                continue
-            def tps(tracked: bool, script: str = script) -> float:
-                name = dbs.clone("loaded", tracked)
-                rate = pgbench(cluster, name, script, clients=2, seconds=args.seconds)
-                dbs.drop(name)
-                return rate
+            for beside in (False, True):
+                if args.only not in label:
+                    continue
+                def tps(tracked: bool, script: str = script, beside: bool = beside) -> float:
+                    name = dbs.clone("loaded", tracked)
+                    if tracked and beside:
+                        with Worker(cluster.dsn(name)):
+                            rate = pgbench(cluster, name, script, clients=2, seconds=args.seconds)
+                    else:
+                        rate = pgbench(cluster, name, script, clients=2, seconds=args.seconds)
+                    dbs.drop(name)
+                    return rate
 
-            plain, tracked = alternate(args.rounds, tps)
-            ratio = tracked / plain
-            print(f"{label:<46}{plain:>8.0f}tps{tracked:>8.0f}tps{ratio:>7.2f}x"
-                  f"{'>= ' + str(bar):>8} {'ok' if ratio >= bar else 'MISSED'}")
+                plain, tracked = alternate(args.rounds, tps)
+                ratio = tracked / plain
+                line_bar = WORKER_BAR if beside else bar
+                line = (f"{label + (', worker beside' if beside else ''):<58}{plain:>8.0f}tps{tracked:>8.0f}tps"
+                        f"{ratio:>7.2f}x{'>= ' + str(line_bar):>8} {'ok' if ratio >= line_bar else 'MISSED'}")
+                if beside:
+                    totals.append(line)  # printed with the other figures that count sealing
+                else:
+                    print(line)
 
         print()
+        for line in totals:
+            print(line)
+        print()
         for label, runs in sealing.items():
-            produced = statistics.median(p for p, _ in runs)
-            sealed = statistics.median(s for _, s in runs)
-            print(f"sealing the events of '{label}': {sealed:,.0f} events/s, against {produced:,.0f} events/s"
-                  f" produced by the statement: {sealed / produced:.2f}x")
+            events = runs[0].events
+            sealed = statistics.median(r.events / r.sealing_s for r in runs)
+            produced = statistics.median(r.events / r.statement_s for r in runs)
+            copied = statistics.median(r.events / r.copy_s for r in runs)
+            print(f"sealing the {events:,} events of '{label}': {sealed:,.0f} events/s; the statement produced"
+                  f" {produced:,.0f}/s; the same rows INSERTed into a copy of the log with its indexes:"
+                  f" {copied:,.0f}/s (sealing {sealed / copied:.2f}x of that)")
+            size = runs[-1]
+            print(f"  log growth per event: {size.table_bytes:,.0f} bytes table, {size.toast_bytes:,.0f} TOAST,"
+                  f" {size.index_bytes:,.0f} indexes ({size.table_bytes + size.toast_bytes + size.index_bytes:,.0f}"
+                  f" in all), for a captured row of {size.row_bytes:,.0f} bytes")
         if args.profile:
             profile(cluster, dbs, args.rounds)
         dbs.admin.close()
