@@ -388,6 +388,12 @@ BEGIN
         RETURN false;
     END IF;
     PERFORM @schema@._generate_capture(target);
+    -- Rows it brings (ALTER TABLE ... ATTACH PARTITION of a table with rows) arrive with no event: a
+    -- baseline no longer shows every row of the table, so a key without events is no longer known
+    -- to be absent. A new, empty partition has no pages.
+    IF t.baseline_at IS NOT NULL AND pg_relation_size(target) > 0 THEN
+        UPDATE @schema@.tracked_tables x SET baseline_at = NULL WHERE x.relid = t.relid;
+    END IF;
     PERFORM @schema@._record('audit.tracked_partition_added', NULL, NULL, NULL, 'table', target::regclass::text,
                              jsonb_build_object('table', t.table_name, 'kind_prefix', t.kind_prefix), 'success', NULL, NULL);
     RETURN true;

@@ -144,3 +144,23 @@ def test_reading_the_table_runs_none_of_its_owners_code(db, connect, attacker):
     enable_tracking(connect("app_maintainer"), "public.watched", baseline=True)
     assert db.execute("SELECT who, forged FROM public.who_ran").fetchall() == []
     assert len(baseline_events(db, "public.watched")) == 50
+
+
+def test_a_partition_attached_with_rows_ends_what_the_baseline_can_say(db, connect, attacker):
+    """Rows of an attached table arrive with no event: after that, a key with no event is no longer
+    known to be absent. A new, empty partition changes nothing."""
+    attacker.execute("CREATE TABLE public.p (id int PRIMARY KEY) PARTITION BY RANGE (id)")
+    attacker.execute("CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM (0) TO (100)")
+    attacker.execute("INSERT INTO public.p VALUES (1)")
+    maintainer = connect("app_maintainer")
+    enable_tracking(maintainer, "public.p", baseline=True)
+    # Partitions come from a maintainer who owns them (their capture triggers are attached as it).
+    maintainer.execute("CREATE TABLE public.p2 PARTITION OF public.p FOR VALUES FROM (100) TO (200)")
+    reader = connect("app_reader")
+    assert row_state_as_of(reader, "public.p", "150", now(db)).state == "absent"
+    maintainer.execute("CREATE TABLE public.p3 (id int PRIMARY KEY)")
+    maintainer.execute("INSERT INTO public.p3 VALUES (250)")
+    maintainer.execute("ALTER TABLE public.p ATTACH PARTITION public.p3 FOR VALUES FROM (200) TO (300)")
+    assert db.execute("SELECT baseline_at FROM audit.tracked_tables").fetchone() == (None,)
+    assert row_state_as_of(reader, "public.p", "250", now(db)).state == "unknown"  # it is there, with no event
+    assert row_state_as_of(reader, "public.p", "1", now(db)).state == "existed"
