@@ -462,21 +462,21 @@ BEGIN
         PERFORM @schema@._attach_capture(part);
     END LOOP;
     IF baseline THEN
-        -- The capture role reads the rows itself (sql/63_baseline.sql), allowed to for this call only.
+        -- The sandbox reads the rows (sql/63_baseline.sql), allowed to for this call only.
         FOR part IN SELECT * FROM @schema@._capture_tables(target) LOOP
-            IF NOT has_schema_privilege('@schema@_capture', (SELECT c.relnamespace FROM pg_class c WHERE c.oid = part),
+            IF NOT has_schema_privilege('@schema@_sandbox', (SELECT c.relnamespace FROM pg_class c WHERE c.oid = part),
                                         'USAGE') THEN
-                RAISE EXCEPTION 'cannot take a baseline of %: the role @schema@_capture may not use its schema', part::regclass
+                RAISE EXCEPTION 'cannot take a baseline of %: the role @schema@_sandbox may not use its schema', part::regclass
                     USING ERRCODE = 'PA008',
-                          HINT = format('The schema''s owner can allow it: GRANT USAGE ON SCHEMA %I TO @schema@_capture.',
+                          HINT = format('The schema''s owner can allow it: GRANT USAGE ON SCHEMA %I TO @schema@_sandbox.',
                                         (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                                           WHERE c.oid = part));
             END IF;
-            EXECUTE format('GRANT SELECT ON %s TO @schema@_capture', part::regclass);
+            EXECUTE format('GRANT SELECT ON %s TO @schema@_sandbox', part::regclass);
         END LOOP;
         PERFORM @schema@_capture._take_baseline(target);
         FOR part IN SELECT * FROM @schema@._capture_tables(target) LOOP
-            EXECUTE format('REVOKE SELECT ON %s FROM @schema@_capture', part::regclass);
+            EXECUTE format('REVOKE SELECT ON %s FROM @schema@_sandbox', part::regclass);
         END LOOP;
         entry := @schema@._tracking_of(target);
     END IF;

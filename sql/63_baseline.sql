@@ -1,12 +1,46 @@
 -- A baseline: one <prefix>.baseline event per row a table holds when tracking starts, so that its
 -- history begins with what was there rather than with nothing.
 --
--- The rows are read by the capture role, not handed in by the caller: a baseline is captured, as
--- trustworthy as the triggers' events, and no maintainer can write one of its own making. Reading
--- runs no user code as the capture role: row-level security (whose policies would run) is refused,
--- row images are made in the sandbox (_row_images), and nothing else on a table's read path is
--- user-defined. Writers are kept out by enable_tracking's lock meanwhile, so the baseline comes
--- before every captured change after it.
+-- The rows are read by the audit's own functions, not handed in by the caller: a baseline is
+-- captured, as trustworthy as the triggers' events, and no maintainer can write one of its own
+-- making. The capture role plans no query on the user's table (planning runs the owner's code:
+-- immutable functions of constant arguments in index expressions and predicates, constraints and
+-- statistics are folded): the sandbox, which holds no privilege, reads the rows and makes their
+-- images (_baseline_images), and the capture role writes the events from those. Row-level
+-- security is refused (policies would decide which rows the baseline shows). Writers are kept out
+-- by enable_tracking's lock meanwhile, and the read takes its snapshot after that lock (READ
+-- COMMITTED only), so the baseline comes after every change it shows and before every other.
+
+-- The images of the rows of one table in a range of its pages, as the sandbox reads them (granted
+-- SELECT by enable_tracking for the call): what runs while reading runs with no privilege.
+SET ROLE @schema@_sandbox;
+CREATE OR REPLACE FUNCTION @schema@._baseline_images(part oid, first_row tid, end_row tid)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+SET IntervalStyle = postgres
+SET bytea_output = hex
+SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO'
+AS $$
+DECLARE
+    images jsonb;
+BEGIN
+    EXECUTE format('SELECT pg_catalog.to_jsonb(pg_catalog.array_agg(x.*)) FROM ONLY %s AS x'
+                   ' WHERE x.ctid >= $1 AND x.ctid < $2', part::regclass)
+       INTO images USING first_row, end_row;
+    RETURN images;
+END
+$$;
+COMMENT ON FUNCTION @schema@._baseline_images(oid, tid, tid) IS
+    'Rows of a table in a ctid range as a JSON array, read and converted as a role with no privileges.';
+REVOKE ALL ON FUNCTION @schema@._baseline_images(oid, tid, tid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@._baseline_images(oid, tid, tid) TO @schema@_capture;
+SET ROLE @schema@_owner;
 
 -- The statement that images the rows of one table (or partition) in a range of its pages, as its
 -- capture function would have for their INSERT. Parameters: the context ($1..$6, and the tenant
@@ -31,16 +65,15 @@ INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, cli
 SELECT %1$s, $1, $2, $3, $4, $5, %2$L, %3$L, %4$s, 'success', $6, pg_catalog.pg_current_xact_id(), $7, '{}', %5$s,
        'capture'
   FROM (SELECT q.j, %6$s AS i, $10::text AS v_tenant
-          FROM pg_catalog.jsonb_array_elements(@schema@._row_images(
-                   (SELECT pg_catalog.array_agg(x.*) FROM ONLY %7$s AS x WHERE x.ctid >= $8 AND x.ctid < $9))) AS q(j)
+          FROM pg_catalog.jsonb_array_elements(@schema@._baseline_images(%7$s::oid, $8, $9)) AS q(j)
         OFFSET 0) AS r$q$,
         @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.baseline', t.kind_prefix, @schema@._gen_key(t, 'r.j'),
-        @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'), part::regclass);
+        @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'), part);
 END
 $$;
 COMMENT ON FUNCTION @schema@._baseline_statement(oid) IS
     'Generator: the INSERT of <prefix>.baseline events for the rows of a table in a ctid range (user text only '
-    'as quoted literals and a regclass).';
+    'as quoted literals; the table by oid).';
 
 -- Called by the capture role's _take_baseline only: it marks the moment from which a row with no
 -- event is known to have been absent.
@@ -75,7 +108,7 @@ DECLARE
     v_role text := @schema@._db_role();
     v_actor_type text := @schema@._context('actor_type');
     v_actor_id text := @schema@._context('actor_id');
-    v_at timestamptz := pg_catalog.statement_timestamp();
+    v_at timestamptz;
     part oid;
     statement text;
     pages bigint;
@@ -87,13 +120,24 @@ BEGIN
     IF t.relid IS DISTINCT FROM target THEN
         RAISE EXCEPTION 'table % is not tracked (a baseline is taken of a tracked table, with its partitions)',
             target::regclass USING ERRCODE = 'PA008';
-    ELSIF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                       WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation' AND l.relation = target
-                         AND l.granted AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
-                                                      'AccessExclusiveLock')) THEN
+    ELSIF EXISTS (SELECT 1 FROM @schema@._capture_tables(target) c
+                   WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                                      WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation'
+                                        AND l.relation = c AND l.granted
+                                        AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                                                       'AccessExclusiveLock'))) THEN
+        -- Every partition locked (LOCK ONLY the parent leaves them writable).
         RAISE EXCEPTION 'a baseline of % is taken while writers are locked out: call enable_tracking with baseline',
             target::regclass USING ERRCODE = 'PA005';
+    ELSIF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        -- A transaction's snapshot may predate the lock: the baseline would show rows as they were
+        -- before changes captured ahead of it.
+        RAISE EXCEPTION 'a baseline is taken at READ COMMITTED, not %', pg_catalog.current_setting('transaction_isolation')
+            USING ERRCODE = 'PA005';
     END IF;
+    -- The moment of the baseline is after the locks were granted: a write committed while they
+    -- were awaited came before it.
+    v_at := pg_catalog.clock_timestamp();
     IF v_actor_id IS NULL AND v_actor_type IS NULL THEN
         v_actor_type := 'db_role';
         v_actor_id := v_role;
@@ -101,8 +145,8 @@ BEGIN
     v_actor_type := coalesce(v_actor_type, 'user');
     FOR part IN SELECT @schema@._capture_tables(target) LOOP
         IF (SELECT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = part) THEN
-            RAISE EXCEPTION 'cannot take a baseline of %: it has row-level security, whose policies would run as the '
-                            'audit''s capture role', part::regclass USING ERRCODE = 'PA008',
+            RAISE EXCEPTION 'cannot take a baseline of %: it has row-level security, whose policies would decide '
+                            'which rows it shows', part::regclass USING ERRCODE = 'PA008',
                 HINT = 'Track it without a baseline.';
         END IF;
         CONTINUE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = part) <> 'r';  -- no storage of its own
@@ -123,8 +167,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @schema@_capture._take_baseline(oid) IS
-    'Records a <prefix>.baseline event for every row of a tracked table and its partitions, read as the capture '
-    'role (granted SELECT by enable_tracking for the call); returns how many.';
+    'Records a <prefix>.baseline event for every row of a tracked table and its partitions, read by the sandbox '
+    '(granted SELECT by enable_tracking for the call); returns how many.';
 REVOKE ALL ON FUNCTION @schema@_capture._take_baseline(oid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @schema@_capture._take_baseline(oid) TO @schema@_maintainer;
 SET ROLE @schema@_owner;

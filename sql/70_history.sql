@@ -144,8 +144,10 @@ BEGIN
         state := 'absent';
         RETURN;
     END IF;
-    -- Imaged whole since a baseline before `at`, and no image of it: it was not there.
-    IF (@schema@._tracking_of(target)).baseline_at <= at THEN
+    -- Imaged whole since a baseline before `at`, and no image of it: it was not there (unless events
+    -- from the baseline on may have been pruned or archived away: then its image may be gone).
+    IF (@schema@._tracking_of(target)).baseline_at <= at
+       AND NOT EXISTS (SELECT 1 FROM @schema@.prune_points p WHERE p.cutoff > (@schema@._tracking_of(target)).baseline_at) THEN
         state := 'absent';
         RETURN;
     END IF;

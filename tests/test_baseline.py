@@ -7,7 +7,16 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from pgaudit_py import InvalidArgument, InvalidKind, InvalidTarget, enable_tracking, row_history, row_state_as_of, seal
+from pgaudit_py import (
+    InvalidArgument,
+    InvalidKind,
+    InvalidTarget,
+    enable_tracking,
+    prune_events,
+    row_history,
+    row_state_as_of,
+    seal,
+)
 from pgaudit_py.errors import translated
 
 
@@ -49,8 +58,9 @@ def test_a_baseline_images_every_row_and_row_state_knows_what_was_not_there(db, 
     assert state("3", tracked) == ("absent", None)
     assert state("4", after) == ("absent", None)  # not in the baseline, never inserted: it was not there
     assert [e.kind for e in row_history(reader, "public.stock", "1")] == ["public.stock.baseline", "public.stock.update"]
-    # The capture role could read the table for the call only.
-    assert db.execute("SELECT has_table_privilege('audit_capture', 'public.stock', 'SELECT')").fetchone() == (False,)
+    # The sandbox could read the table for the call only; the capture role never could.
+    assert db.execute("SELECT has_table_privilege('audit_sandbox', 'public.stock', 'SELECT'),"
+                      " has_table_privilege('audit_capture', 'public.stock', 'SELECT')").fetchone() == (False, False)
     # Nobody writes these kinds by hand.
     with pytest.raises(InvalidKind, match="belongs to the captured changes of tracked table"), translated():
         connect("app_writer").execute("SELECT audit.record('public.stock.baseline', target_type => 'public.stock',"
@@ -79,7 +89,7 @@ def test_without_a_baseline_nothing_is_imaged(db, connect, attacker):
 
 
 def test_row_level_security_is_refused_and_nothing_is_half_done(db, connect, attacker):
-    """A policy is user code: it would run as the capture role, which may write the intake."""
+    """Policies would decide which rows the baseline shows."""
     attacker.execute("CREATE TABLE public.private (id int PRIMARY KEY, owner text)")
     attacker.execute("INSERT INTO public.private VALUES (1, 'x')")
     attacker.execute("ALTER TABLE public.private ENABLE ROW LEVEL SECURITY")
@@ -88,7 +98,7 @@ def test_row_level_security_is_refused_and_nothing_is_half_done(db, connect, att
         enable_tracking(connect("app_maintainer"), "public.private", baseline=True)
     assert db.execute("SELECT count(*) FROM audit.tracked_tables").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM audit.event_intake WHERE kind LIKE 'public.private.%'").fetchone() == (0,)
-    assert db.execute("SELECT has_table_privilege('audit_capture', 'public.private', 'SELECT')").fetchone() == (False,)
+    assert db.execute("SELECT has_table_privilege('audit_sandbox', 'public.private', 'SELECT')").fetchone() == (False,)
 
 
 def test_a_schema_the_capture_role_may_not_use_is_named_with_the_grant_that_allows_it(db, connect, attacker):
@@ -96,8 +106,8 @@ def test_a_schema_the_capture_role_may_not_use_is_named_with_the_grant_that_allo
     attacker.execute("CREATE TABLE closed.t (id int PRIMARY KEY)")
     with pytest.raises(InvalidTarget, match="may not use its schema") as raised:
         enable_tracking(connect("app_maintainer"), "closed.t", baseline=True)
-    assert "GRANT USAGE ON SCHEMA closed TO audit_capture" in str(raised.value.hint)
-    attacker.execute("GRANT USAGE ON SCHEMA closed TO audit_capture")
+    assert "GRANT USAGE ON SCHEMA closed TO audit_sandbox" in str(raised.value.hint)
+    attacker.execute("GRANT USAGE ON SCHEMA closed TO audit_sandbox")
     attacker.execute("INSERT INTO closed.t VALUES (1)")
     assert enable_tracking(connect("app_maintainer"), "closed.t", baseline=True).baseline_at is not None
     assert len(baseline_events(db, "closed.t")) == 1
@@ -112,7 +122,7 @@ def test_no_maintainer_writes_a_baseline_of_its_own_making(db, connect, attacker
     enable_tracking(maintainer, "public.acct")
     # Outside enable_tracking, without its lock: refused (a baseline read while writers write could
     # come after their changes in the log and hide them).
-    attacker.execute("GRANT SELECT ON public.acct TO audit_capture")
+    attacker.execute("GRANT SELECT ON public.acct TO audit_sandbox")
     with pytest.raises(InvalidArgument, match="while writers are locked out"), translated():
         maintainer.execute("SELECT audit_capture._take_baseline('public.acct'::regclass)")
     for forged in ("SELECT audit._baseline_taken('public.acct'::regclass, 0, now())",
@@ -130,9 +140,9 @@ def test_no_maintainer_writes_a_baseline_of_its_own_making(db, connect, attacker
                            " SELECT audit_capture._take_baseline('public.other'::regclass)")
 
 
-def test_reading_the_table_runs_none_of_its_owners_code(db, connect, attacker):
+def test_reading_the_table_runs_none_of_its_owners_code_with_a_right_to_write_the_log(db, connect, attacker):
     """Index expressions and predicates, defaults, checks and generated columns of the owner's
-    functions: none runs while the capture role reads the rows (public.spy reports who runs it)."""
+    functions: none runs as the capture role (public.spy reports who runs it)."""
     attacker.execute("CREATE FUNCTION public.spied(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql"
                      " AS $$ BEGIN PERFORM public.spy('baseline'); RETURN x; END $$")
     attacker.execute("CREATE TABLE public.watched (id int PRIMARY KEY, a int DEFAULT public.spied(1)"
@@ -142,8 +152,47 @@ def test_reading_the_table_runs_none_of_its_owners_code(db, connect, attacker):
     attacker.execute("INSERT INTO public.watched (id) SELECT generate_series(1, 50)")
     db.execute("DELETE FROM public.who_ran")
     enable_tracking(connect("app_maintainer"), "public.watched", baseline=True)
-    assert db.execute("SELECT who, forged FROM public.who_ran").fetchall() == []
+    assert db.execute("SELECT who, forged FROM public.who_ran WHERE forged OR who <> 'audit_sandbox'").fetchall() == []
     assert len(baseline_events(db, "public.watched")) == 50
+
+
+@pytest.mark.parametrize("where", ["index expression", "index predicate", "check constraint", "statistics"])
+def test_code_the_planner_folds_runs_in_the_sandbox(db, connect, attacker, where):
+    """An immutable function of constant arguments is run by the planner of any query on the table
+    (found by an attacker's review): it must find no role that may write the log."""
+    attacker.execute("CREATE FUNCTION public.folded(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql"
+                     " AS $$ BEGIN PERFORM public.spy('folded'); RETURN x; END $$")
+    attacker.execute("CREATE TABLE public.w (id int PRIMARY KEY, a int)")
+    attacker.execute("INSERT INTO public.w SELECT g, g FROM generate_series(1, 20) g")
+    attacker.execute({"index expression": "CREATE INDEX ON public.w ((a + public.folded(1)))",
+                      "index predicate": "CREATE INDEX ON public.w (a) WHERE public.folded(1) > 0",
+                      "check constraint": "ALTER TABLE public.w ADD CONSTRAINT c CHECK (a > public.folded(-1))",
+                      "statistics": "CREATE STATISTICS s ON (a + public.folded(1)), id FROM public.w"}[where])
+    attacker.execute("ANALYZE public.w")
+    db.execute("DELETE FROM public.who_ran")
+    maintainer = connect("app_maintainer")  # a fresh session: nothing of the table cached yet
+    maintainer.execute("SET constraint_exclusion = on")
+    enable_tracking(maintainer, "public.w", baseline=True)
+    assert db.execute("SELECT who, forged FROM public.who_ran WHERE forged OR who <> 'audit_sandbox'").fetchall() == []
+    assert len(baseline_events(db, "public.w")) == 20
+
+
+def test_a_baseline_is_taken_at_read_committed_only(db, connect, attacker):
+    """At REPEATABLE READ the transaction's snapshot may predate the lock: the baseline would show
+    rows as they were before changes captured ahead of it (found by an attacker's review)."""
+    attacker.execute("CREATE TABLE public.acct (id int PRIMARY KEY, balance int)")
+    attacker.execute("INSERT INTO public.acct VALUES (1, 100), (2, 5)")
+    maintainer = connect("app_maintainer")
+    enable_tracking(maintainer, "public.acct")
+    late = connect("app_maintainer", autocommit=False)
+    late.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    late.execute("SELECT 1")  # the transaction's snapshot
+    attacker.execute("UPDATE public.acct SET balance = 0 WHERE id = 1")  # captured
+    with pytest.raises(InvalidArgument, match="a baseline is taken at READ COMMITTED, not repeatable read"), \
+            translated():
+        late.execute("SELECT audit.enable_tracking('public.acct', baseline => true)")
+    late.rollback()
+    assert baseline_events(db, "public.acct") == []
 
 
 def test_a_partition_attached_with_rows_ends_what_the_baseline_can_say(db, connect, attacker):
@@ -164,3 +213,29 @@ def test_a_partition_attached_with_rows_ends_what_the_baseline_can_say(db, conne
     assert db.execute("SELECT baseline_at FROM audit.tracked_tables").fetchone() == (None,)
     assert row_state_as_of(reader, "public.p", "250", now(db)).state == "unknown"  # it is there, with no event
     assert row_state_as_of(reader, "public.p", "1", now(db)).state == "existed"
+
+
+def test_a_baseline_needs_every_partition_locked(db, connect, attacker):
+    """LOCK ONLY the parent leaves the partitions writable while the baseline reads them."""
+    attacker.execute("CREATE TABLE public.p (id int PRIMARY KEY) PARTITION BY RANGE (id)")
+    attacker.execute("CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM (0) TO (100)")
+    maintainer = connect("app_maintainer")
+    enable_tracking(maintainer, "public.p")
+    attacker.execute("GRANT SELECT ON public.p, public.p1 TO audit_sandbox")
+    with pytest.raises(InvalidArgument, match="while writers are locked out"), translated():
+        maintainer.execute("BEGIN; LOCK ONLY public.p IN SHARE MODE;"
+                           " SELECT audit_capture._take_baseline('public.p'::regclass)")
+
+
+def test_after_a_prune_past_the_baseline_a_key_without_events_is_unknown_again(db, connect, attacker):
+    """The baseline image of a row that never changed may be pruned: its absence then says nothing."""
+    attacker.execute("CREATE TABLE public.stock (id int PRIMARY KEY)")
+    attacker.execute("INSERT INTO public.stock VALUES (1)")
+    enable_tracking(connect("app_maintainer"), "public.stock", baseline=True)
+    seal(db)
+    reader = connect("app_reader")
+    assert row_state_as_of(reader, "public.stock", "1", now(db)).state == "existed"
+    assert row_state_as_of(reader, "public.stock", "2", now(db)).state == "absent"
+    assert prune_events(connect("app_maintainer"), "1 microsecond").deleted > 0
+    assert row_state_as_of(reader, "public.stock", "1", now(db)).state == "unknown"
+    assert row_state_as_of(reader, "public.stock", "2", now(db)).state == "unknown"
