@@ -159,7 +159,7 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
         "_reserved_kind", "_tree_problem", "_json_casts", "_column_types"}
     assert {r[1] for r in rows if r[0] == "audit_maintainer" and r[2]} == maintainer_definers
     assert [r for r in rows if r[0] in ("audit_writer", "audit_secrets", "app_attacker")] == []
-    assert [r[1] for r in rows if r[0] == "audit_sandbox"] == ["_baseline_images", "_row_images"]  # its own, nothing else
+    assert sorted(r[1] for r in rows if r[0] == "audit_sandbox") == ["_baseline_images", "_row_images"]  # its own, nothing else
     invokers = {r[1] for r in rows if r[0] == "audit_owner" and not r[2]}
     for role in ("audit_capture", "audit_sealer", "audit_pruner"):
         assert {r[1] for r in rows if r[0] == role and not r[2]} == invokers, role
