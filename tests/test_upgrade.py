@@ -1,10 +1,13 @@
-"""An installation of the previous release (0.1.0, commit c7a2a6e) upgrades in place: its data and
-chain stay valid, and the objects it generated are replaced by the safe ones (capture functions
-owned by the capture role in its own schema, the privileged functions by their roles)."""
+"""Installations of earlier schemas upgrade in place. The previous release (0.1.0, commit c7a2a6e):
+its data and chain stay valid, and the objects it generated are replaced by the safe ones (capture
+functions owned by the capture role in its own schema, the privileged functions by their roles).
+The schema before the log's indexes changed (commit 55cb30e, migrations through 0012): its events,
+sealed and pending, read and verify the same after the upgrade."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 import tarfile
@@ -14,31 +17,36 @@ from types import ModuleType
 
 import pytest
 
-from pgaudit_py import row_history, seal, status
+from pgaudit_py import list_events, row_history, seal, status
 from pgaudit_py.chain import verify_chain
 from pgaudit_py.installer import install
 
 RELEASE = "c7a2a6e"  # 0.1.0
+BEFORE_INDEXES = "55cb30e"  # migrations through 0012_block_line_hashes
 CHECKOUT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def previous_installer(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    """The previous release's installer, with its own sql/ and migrations/, from this repository's history."""
-    archived = subprocess.run(["git", "-C", str(CHECKOUT), "archive", RELEASE, "sql", "migrations",
+def installer_at(commit: str, tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """The installer of `commit`, with its own sql/ and migrations/, from this repository's history."""
+    archived = subprocess.run(["git", "-C", str(CHECKOUT), "archive", commit, "sql", "migrations",
                                "pgaudit_py/installer.py"], capture_output=True)
     if archived.returncode != 0:
-        pytest.skip(f"the previous release is not in this checkout's history: {archived.stderr.decode().strip()}")
-    root = tmp_path_factory.mktemp("release")
+        pytest.skip(f"commit {commit} is not in this checkout's history: {archived.stderr.decode().strip()}")
+    root = tmp_path_factory.mktemp(commit)
     with tarfile.open(fileobj=BytesIO(archived.stdout)) as tar:
         tar.extractall(root, filter="data")
     # Its installer finds sql/ and migrations/ beside its package directory.
-    spec = importlib.util.spec_from_file_location("previous_installer", root / "pgaudit_py" / "installer.py")
+    spec = importlib.util.spec_from_file_location(f"installer_{commit}", root / "pgaudit_py" / "installer.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def previous_installer(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    return installer_at(RELEASE, tmp_path_factory)
 
 
 def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, previous_installer):
@@ -63,7 +71,7 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
     report = install(db, "upgr")
     assert report.migrations == ["0007_origin_quarantine", "0008_archive_claim", "0009_intake_ids",
                                  "0010_rate_counter_windows", "0011_tracking_baseline",
-                                 "0012_block_line_hashes"]
+                                 "0012_block_line_hashes", "0013_single_filter_indexes"]
     assert status(db, "upgr").problems == []
     # The kind prefix a table was tracked under is held for it (a look-alike cannot take it over).
     assert db.execute("SELECT kind_prefix, relid = 'public.feel'::regclass::oid FROM upgr.kind_prefixes").fetchall() \
@@ -87,3 +95,60 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
     assert verify_chain(db, audit_schema="upgr").ok
     assert [e.row_after["note"] for e in row_history(db, "public.feel", "1", audit_schema="upgr")] == ["a", "c"]
     assert install(db, "upgr").changed is False
+
+
+@pytest.fixture(scope="module")
+def installer_before_indexes(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    return installer_at(BEFORE_INDEXES, tmp_path_factory)
+
+
+FILTERS = [{}, {"tenant_id": "t1"}, {"kind_prefix": "order."}, {"kind_prefix": "public.stock."},
+           {"target_type": "order"}, {"target_id": "o-2"}, {"correlation_id": "c-1"}, {"outcome": "failure"},
+           {"actor_type": "service"}, {"actor_id": "u-3"}]
+
+
+def trail(db, **filters):
+    return [(e.seq, e.id, e.kind) for e in list_events(db, audit_schema="upgi", page_size=500, **filters)]
+
+
+def test_a_log_with_events_upgrades_to_the_single_filter_indexes(db, installer_before_indexes):
+    """The log's indexes are rebuilt in place: every event, sealed or pending, is found by each
+    filter as before, the chain verifies, and each single filter is served by an index."""
+    installer_before_indexes.install(db, "upgi")
+    db.execute("CREATE TABLE public.stock (id int PRIMARY KEY, qty int)")
+    db.execute("SELECT upgi.enable_tracking('public.stock')")
+    db.execute("""SELECT upgi.record(kind => k, tenant_id => 't' || (n % 3), actor_type => a, actor_id => 'u-' || (n % 5),
+                                     target_type => 'order', target_id => 'o-' || (n % 4), correlation_id => 'c-' || (n % 2),
+                                     outcome => CASE WHEN n % 7 = 0 THEN 'failure' ELSE 'success' END,
+                                     payload => jsonb_build_object('n', n))
+                    FROM generate_series(1, 60) n,
+                         LATERAL (SELECT CASE WHEN n % 2 = 0 THEN 'order.paid' ELSE 'user.login' END AS k,
+                                         CASE WHEN n % 3 = 0 THEN 'service' ELSE 'user' END AS a) x""")
+    db.execute("INSERT INTO public.stock SELECT n, n FROM generate_series(1, 5) n")
+    db.execute("UPDATE public.stock SET qty = qty + 1 WHERE id <= 2")
+    assert seal(db, audit_schema="upgi").sealed == 68  # with audit.tracking_enabled
+    db.execute("DELETE FROM public.stock WHERE id = 5")  # pending across the upgrade
+    db.execute("SELECT upgi.record(kind => 'order.paid', tenant_id => 't1', target_type => 'order', target_id => 'o-2')")
+    before = {str(f): trail(db, **f) for f in FILTERS}
+    assert all(before.values())
+
+    report = install(db, "upgi")
+    assert report.migrations == ["0013_single_filter_indexes"]
+    assert status(db, "upgi").problems == []
+    assert {str(f): trail(db, **f) for f in FILTERS} == before
+    assert seal(db, audit_schema="upgi").sealed == 2
+    assert db.execute("SELECT ok, events_checked FROM upgi.verify()").fetchone() == (True, 70)
+    assert verify_chain(db, audit_schema="upgi").ok
+    assert [e.kind for e in row_history(db, "public.stock", "5", audit_schema="upgi")] == [
+        "public.stock.insert", "public.stock.delete"]
+
+    db.execute("SET enable_seqscan = off")  # a tiny table: only whether an index can serve the filter
+    for column, value in [("tenant_id", "t1"), ("kind", "order.paid"), ("target_id", "o-2"), ("actor_id", "u-3")]:
+        plan = "\n".join(r[0] for r in db.execute(
+            f"EXPLAIN SELECT seq FROM upgi.event_log WHERE {column} = %s ORDER BY seq DESC LIMIT 50", [value]))
+        used = re.findall(r" using (\w+) on event_log", plan)
+        assert used, plan
+        leading = db.execute("""SELECT a.attname FROM pg_index i JOIN pg_attribute a
+                                    ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                                 WHERE i.indexrelid = %s::regclass""", [f"upgi.{used[0]}"]).fetchone()
+        assert leading == (column,), plan  # the index starts with the filter's column: it seeks, not scans
