@@ -163,6 +163,9 @@ BEGIN
            SET last_seq = result.last_seq, last_sealed_at = clock_timestamp(),
                last_block_no = v_block, last_block_hash = v_hash;
         result.block_no := v_block;
+        -- One notification per round, delivered when it commits: followers wake and read from
+        -- their last seq (pgaudit_py.follow). The channel is the schema's name.
+        PERFORM pg_notify('@schema@', result.last_seq::text);
     END IF;
     RETURN result;
 END

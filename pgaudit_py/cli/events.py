@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import time
+from datetime import timezone
 from typing import Any
 
 import click
+import psycopg
 
 from pgaudit_py.cli.common import (
     Settings,
@@ -16,8 +20,10 @@ from pgaudit_py.cli.common import (
     run_guarded,
     what_it_says,
 )
-from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
-from pgaudit_py.output import emit_json, print_table, printable
+from pgaudit_py.errors import CannotConnect
+from pgaudit_py.events import Event, count_events, list_events, monthly_event_counts, record
+from pgaudit_py.follow import follow
+from pgaudit_py.output import emit_json, print_table, printable, to_jsonable
 
 
 @click.command("record")
@@ -73,10 +79,23 @@ def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool
 @click.option("--before-intake-id", type=int,
               help="Newest first, pending events written before this one (its intake_id), then sealed ones.")
 @click.option("--page-size", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--follow", is_flag=True,
+              help="Print sealed events as they are sealed, in seq order, until Ctrl-C or SIGTERM "
+                   "(after --since-seq, else from now).")
 @json_option
 @connection_options
-def events_command(settings: Settings, /, since: str | None, until: str | None, as_json: bool, **filters: Any) -> None:
-    """List events, newest first (pending ones lead)."""
+def events_command(settings: Settings, /, since: str | None, until: str | None, as_json: bool, follow: bool,
+                   **filters: Any) -> None:
+    """List events, newest first (pending ones lead); or follow them as they are sealed."""
+    if follow:
+        for name in ("before_seq", "before_intake_id"):
+            if filters.pop(name) is not None:
+                fail(f"--follow reads forwards: --{name.replace('_', '-')} does not apply", 2)
+        filters.pop("page_size")
+        run_guarded(lambda: follow_events(settings, as_json, since=parse_time(since), until=parse_time(until),
+                                          **filters))
+        return
+
     def run() -> None:
         with settings.connect() as conn:
             events = list_events(conn, since=parse_time(since), until=parse_time(until),
@@ -90,6 +109,44 @@ def events_command(settings: Settings, /, since: str | None, until: str | None, 
                       f"{e.target_type}:{e.target_id}" if e.target_type else e.target_id,
                       e.outcome, what_it_says(e)] for e in events])
     run_guarded(run)
+
+
+def follow_events(settings: Settings, as_json: bool, since_seq: int | None, **filters: Any) -> None:
+    """One line per event as it is sealed (a JSON object with --json). A lost connection is
+    reopened, 1 s doubling to 30 s, and resumes after the last event printed; a stop asked for by
+    Ctrl-C or SIGTERM ends it quietly, with status 0."""
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    retry_in = 0.0
+    try:
+        while True:
+            try:
+                with settings.connect() as conn:
+                    retry_in = 1.0
+                    for e in follow(conn, since_seq, audit_schema=settings.schema, **filters):
+                        click.echo(follow_line(e, as_json))
+                        since_seq = e.seq
+            except (psycopg.OperationalError, CannotConnect) as exc:
+                if not retry_in:
+                    raise  # the first connection: a configuration error
+                click.echo(f"connection lost ({str(exc).strip().splitlines()[0]}); reconnecting in"
+                           f" {retry_in:.0f} s", err=True)
+                time.sleep(retry_in)
+                retry_in = min(retry_in * 2, 30.0)
+    except KeyboardInterrupt:
+        pass
+
+
+def follow_line(e: Event, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(to_jsonable(e), ensure_ascii=False, separators=(",", ":"))
+    says = what_it_says(e)
+    return printable(" ".join(str(v) for v in (
+        e.seq, e.occurred_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), e.tenant_id or "-",
+        f"{e.actor_type}:{e.actor_id}", e.kind,
+        f"{e.target_type}:{e.target_id}" if e.target_type else e.target_id or "-", e.outcome,
+        json.dumps(says, ensure_ascii=False, separators=(",", ":")) if isinstance(says, (dict, list)) else says)))
 
 
 @click.command("count")

@@ -1,0 +1,177 @@
+"""Following the log: one NOTIFY per sealed round; follow() yields every sealed event exactly once,
+in seq order, across late commits and reconnects; `pgaudit events --follow` prints them."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+
+from pgaudit_py import record, seal
+from pgaudit_py.follow import follow
+
+
+def test_each_sealed_round_sends_one_notification_with_its_last_seq(db, connect):
+    listener = connect()
+    listener.execute("LISTEN audit")
+    db.execute("SELECT audit.record(kind => 'order.paid') FROM generate_series(1, 2500)")
+    assert [seal(db, 1000).last_seq for _ in range(4)] == [1000, 2000, 2500, None]  # the last round is empty
+    notes = list(listener.notifies(timeout=1))
+    assert [(n.channel, n.payload) for n in notes] == [("audit", "1000"), ("audit", "2000"), ("audit", "2500")]
+
+
+def test_a_round_rolled_back_notifies_no_one(db, connect):
+    listener = connect()
+    listener.execute("LISTEN audit")
+    db.execute("SELECT audit.record(kind => 'order.paid')")
+    with db.transaction(force_rollback=True):
+        assert seal(db).sealed == 1
+    assert list(listener.notifies(timeout=0.5)) == []
+
+
+def test_follow_starts_after_the_last_sealed_event_and_wakes_on_the_next_round(db, connect):
+    record(db, "order.paid")
+    seal(db)
+    follower = connect()
+    got: list[tuple[int | None, str]] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        for event in follow(follower, poll_interval=30, stop=stop):  # only the NOTIFY can wake it in time
+            got.append((event.seq, event.kind))
+            if len(got) == 2:
+                stop.set()
+                return
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    time.sleep(0.5)
+    record(db, "order.refunded")
+    record(db, "user.login")
+    started = time.monotonic()
+    seal(db)
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 5
+    assert got == [(2, "order.refunded"), (3, "user.login")]
+
+
+def test_follow_filters_and_pages_through_a_backlog(db, connect):
+    db.execute("SELECT audit.record(kind => CASE WHEN n % 3 = 0 THEN 'order.paid' ELSE 'user.login' END,"
+               " tenant_id => 't' || (n % 2)) FROM generate_series(1, 1300) n")
+    seal(db, 100000)
+    stop = threading.Event()
+    seen = []
+    for event in follow(connect(), since_seq=0, kind_prefix="order.", tenant_id="t1", poll_interval=0.1, stop=stop):
+        seen.append(event)
+        if len(seen) == 217:
+            stop.set()
+    expected = db.execute("SELECT seq FROM audit.event_log WHERE kind = 'order.paid' AND tenant_id = 't1'"
+                          " ORDER BY seq").fetchall()
+    assert [(e.seq,) for e in seen] == expected and len(expected) == 217
+
+
+def test_follow_refuses_a_connection_in_a_transaction(connect):
+    conn = connect(autocommit=False)
+    with pytest.raises(psycopg.ProgrammingError, match="autocommit"):
+        next(follow(conn))
+
+
+def test_every_event_exactly_once_under_late_commits_and_reconnects(db, connect):
+    """Writers commit late and out of order while the sealer runs; the follower drops its connection
+    every few events and resumes from the last seq it saw."""
+    stop_writing = threading.Event()
+    written: list[str] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        conn = connect()
+        rnd = random.Random(n)
+        for i in range(40):
+            with conn.transaction():
+                event = record(conn, "order.paid", payload={"writer": n, "i": i})
+                assert event is not None
+                time.sleep(rnd.random() * 0.03)  # some commit after later writers: a later seq, not a skip
+            with lock:
+                written.append(str(event.id))
+
+    def sealer() -> None:
+        conn = connect()
+        while not stop_writing.is_set():
+            seal(conn, 7)
+            time.sleep(0.01)
+
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    sealing = threading.Thread(target=sealer)
+    for t in [*writers, sealing]:
+        t.start()
+
+    seen: list[tuple[int, str]] = []
+    last = 0
+    deadline = time.monotonic() + 60
+    while len(seen) < 160 and time.monotonic() < deadline:
+        conn = connect()
+        stop = threading.Event()
+        for event in follow(conn, since_seq=last, poll_interval=0.2, stop=stop):
+            assert event.seq is not None
+            seen.append((event.seq, str(event.id)))
+            last = event.seq
+            if len(seen) % 13 == 0 or len(seen) == 160:
+                break  # a dropped connection: resume from `last`
+        conn.close()
+    for t in writers:
+        t.join()
+    stop_writing.set()
+    sealing.join()
+    seal(db)
+
+    assert [s for s, _ in seen] == list(range(1, 161))
+    assert sorted(i for _, i in seen) == sorted(written)
+
+
+def test_the_cli_follows_until_sigterm(db, connect):
+    info = db.info
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user={info.user}"
+    record(db, "order.paid")
+    seal(db)
+    proc = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "events", "--follow", "--json",
+                             "--kind-prefix", "user.", "--dsn", dsn],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)  # connected and listening
+        record(db, "order.refunded")
+        record(db, "user.login", actor_id="ada")
+        seal(db)
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        event = json.loads(line)
+        assert (event["seq"], event["kind"], event["actor_id"]) == (3, "user.login", "ada")
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert out == ""
+
+
+def test_the_cli_resumes_after_a_seq(db):
+    info = db.info
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user={info.user}"
+    for kind in ("a.one", "a.two", "a.three"):
+        record(db, kind)
+    seal(db)
+    proc = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "events", "--follow", "--since-seq", "1",
+                             "--dsn", dsn], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]  # type: ignore[union-attr]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+    assert "a.two" in lines[0] and "a.three" in lines[1]
+    assert proc.returncode == 0
