@@ -10,8 +10,9 @@ Run: python bench/scale.py [--events 10000000] [--queries 200]
 4. list_events(page_size => 50) with no filter, with each single filter, and one page deep in
    keyset paging (before_seq at a tenth of the log): p50 and p99 over --queries calls (bar: p99 at
    most 10 ms), twice: with the intake vacuumed, and as a steady stream of writes leaves it (just
-   after a round of 100,000 was sealed, before any vacuum: autovacuum is off for the intake during
-   that pass). count_events for one tenant, the same two ways.
+   after a round of 100,000 was sealed, before any vacuum: autovacuum is off for the intake's
+   partitions during that pass; seal() has emptied those that writers left). count_events for one
+   tenant, the same two ways; and the intake's size at that moment.
 5. The log's bytes per event (table, TOAST, indexes).
 6. Pruning the oldest million events (prune_events in batches of 100,000): the time, the WAL it
    wrote, and a DELETE of the same rows from a copy of those rows with the log's indexes, in the
@@ -34,6 +35,7 @@ from pgaudit_py.events import count_events
 from pgaudit_py.retention import prune_all
 
 ROUND = 100_000
+INTAKE_PARTITIONS = [f"audit.event_intake_{n}" for n in range(4)]
 TENANTS = 50
 ACTORS = 10_000
 
@@ -171,13 +173,18 @@ def main() -> None:
         conn.execute("VACUUM audit.event_intake")
         print(f"reading a log of {total:,} events, the intake vacuumed:")
         queries(conn, args.queries, total // 10)
-        conn.execute("ALTER TABLE audit.event_intake SET (autovacuum_enabled = false)")
+        for part in INTAKE_PARTITIONS:
+            conn.execute(f"ALTER TABLE {part} SET (autovacuum_enabled = false)")
         record_round(conn, total)
         seal_all(conn, 10_000)
         total += ROUND
-        print(f"the same, just after {ROUND:,} events were sealed (the intake not yet vacuumed):")
+        intake = conn.execute("SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits"
+                              " WHERE inhparent = 'audit.event_intake'::regclass").fetchone()[0]  # type: ignore[index]
+        print(f"the same, just after {ROUND:,} events were sealed (the intake not yet vacuumed,"
+              f" {intake / 1e6:.1f} MB):")
         queries(conn, args.queries, total // 10)
-        conn.execute("ALTER TABLE audit.event_intake RESET (autovacuum_enabled)")
+        for part in INTAKE_PARTITIONS:
+            conn.execute(f"ALTER TABLE {part} RESET (autovacuum_enabled)")
 
         log_bytes(conn, total)
         pruning(conn, min(1_000_000, total // 2))

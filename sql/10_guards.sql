@@ -30,6 +30,25 @@ CREATE OR REPLACE TRIGGER guard_delete BEFORE DELETE ON @schema@.event_intake
 CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.event_intake
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
 
+-- The intake's partitions: a statement on one of them (not through event_intake) meets these. Only
+-- seal() empties a drained partition, with TRUNCATE; it deletes through event_intake.
+DO $$
+DECLARE
+    n integer;
+BEGIN
+    FOR n IN 0..3 LOOP
+        EXECUTE format('CREATE OR REPLACE TRIGGER guard_update BEFORE UPDATE ON @schema@.event_intake_%s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only()', n);
+        EXECUTE format('CREATE OR REPLACE TRIGGER guard_delete BEFORE DELETE ON @schema@.event_intake_%s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only()', n);
+        EXECUTE format('CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.event_intake_%s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only(''@schema@_sealer'')', n);
+        EXECUTE format('ALTER TABLE @schema@.event_intake_%s ENABLE TRIGGER guard_update,'
+                       ' ENABLE TRIGGER guard_delete, ENABLE TRIGGER guard_truncate', n);
+    END LOOP;
+END
+$$;
+
 CREATE OR REPLACE TRIGGER guard_insert BEFORE INSERT ON @schema@.event_log
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('@schema@_sealer');
 CREATE OR REPLACE TRIGGER guard_update BEFORE UPDATE ON @schema@.event_log

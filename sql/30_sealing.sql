@@ -20,18 +20,31 @@ $$;
 COMMENT ON FUNCTION @schema@._sealable_hash(text) IS
     'SHA-256 of a canonical line to seal; 54000 when it is over 16 MiB.';
 
--- Moves the intake rows at these row addresses into the log, in intake order, numbered from
--- first_seq, into block block_no, hashed in canonical form version 2; returns how many, the last
--- seq, and their line hashes concatenated in seq order. Row addresses stay put: intake rows are
--- never updated, and only the one sealer deletes them. Runs as seal()'s role.
-CREATE OR REPLACE FUNCTION @schema@._move_to_log(rows tid[], first_seq bigint, block_no bigint,
+-- The intake's partition of an intake_id (migrations/0014_intake_rotation.sql: its partition key).
+CREATE OR REPLACE FUNCTION @schema@._intake_slot(intake_id bigint)
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+AS $$ SELECT ((intake_id / 16384) % 4)::integer $$;
+COMMENT ON FUNCTION @schema@._intake_slot(bigint) IS
+    'Which partition of event_intake (event_intake_0 to _3) holds the event with this intake_id.';
+
+DROP FUNCTION IF EXISTS @schema@._move_to_log(tid[], bigint, bigint);
+DROP FUNCTION IF EXISTS @schema@._quarantine(tid, text, text);
+
+-- Moves the intake rows at these row addresses of partition `slot` into the log, in intake order,
+-- numbered from first_seq, into block block_no, hashed in canonical form version 2; returns how
+-- many, the last seq, and their line hashes concatenated in seq order. Row addresses stay put:
+-- intake rows are never updated, and only the one sealer deletes them. Runs as seal()'s role.
+CREATE OR REPLACE FUNCTION @schema@._move_to_log(slot integer, rows tid[], first_seq bigint, block_no bigint,
                                                  OUT moved bigint, OUT last_seq bigint, OUT hashes bytea)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     WITH moved AS (
-        DELETE FROM @schema@.event_intake i WHERE i.ctid = ANY (rows)
+        -- The partition key's own expression, so that only that partition is read.
+        DELETE FROM @schema@.event_intake i WHERE ((i.intake_id / 16384) % 4) = slot AND i.ctid = ANY (rows)
         RETURNING i.*
     ), tamed AS (  -- row images: wild numbers would make every print of the event huge (14_wild_numbers.sql)
         SELECT m.intake_id, m.id, m.tenant_id, m.actor_type, m.actor_id, m.db_role, m.client_addr,
@@ -63,13 +76,13 @@ BEGIN
       FROM sealed s;
 END
 $$;
-COMMENT ON FUNCTION @schema@._move_to_log(tid[], bigint, bigint) IS
+COMMENT ON FUNCTION @schema@._move_to_log(integer, tid[], bigint, bigint) IS
     'Moves intake rows into the log with consecutive seqs (inside seal() only: the guards allow its role alone).';
 
 -- An event that cannot be sealed leaves the intake for the quarantine, with the error, and says so
 -- in an event of its own (sealed in the next round), which must always be writable itself: only
 -- values of bounded size go into it.
-CREATE OR REPLACE FUNCTION @schema@._quarantine(row_address tid, state text, message text)
+CREATE OR REPLACE FUNCTION @schema@._quarantine(slot integer, row_address tid, state text, message text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -77,7 +90,8 @@ AS $$
 DECLARE
     bad @schema@.event_intake;
 BEGIN
-    DELETE FROM @schema@.event_intake i WHERE i.ctid = row_address RETURNING i.* INTO bad;
+    DELETE FROM @schema@.event_intake i WHERE ((i.intake_id / 16384) % 4) = slot AND i.ctid = row_address
+    RETURNING i.* INTO bad;
     INSERT INTO @schema@.quarantine SELECT (bad).*, clock_timestamp(), state, message;
     PERFORM @schema@._record('audit.event_quarantined', NULL, NULL, NULL, 'event', coalesce(bad.id::text, bad.intake_id::text),
                              jsonb_build_object('intake_id', bad.intake_id, 'kind', left(bad.kind, 128),
@@ -86,8 +100,46 @@ BEGIN
                              'failure', NULL, NULL);
 END
 $$;
-COMMENT ON FUNCTION @schema@._quarantine(tid, text, text) IS
+COMMENT ON FUNCTION @schema@._quarantine(integer, tid, text, text) IS
     'Moves one intake row to the quarantine and records audit.event_quarantined (inside seal() only).';
+
+-- The intake's rotation: writers move on to the next partition every 16,384 ids, and a partition
+-- they have left is emptied with TRUNCATE once the sealer has drained it, instead of being left
+-- full of deleted rows for readers and the sealer to scan until a vacuum. Only with the partition
+-- locked against everyone (NOWAIT: a writer or reader inside means next round) is it checked for
+-- pending events, which then are all committed and visible. Runs as seal()'s role, at the end of
+-- a round. A REPEATABLE READ transaction whose snapshot is older than the round that drained a
+-- partition, and that had not yet read the intake, no longer sees those events as pending
+-- (TRUNCATE is not MVCC-safe); it does not see them sealed either (docs/sealing.md).
+CREATE OR REPLACE FUNCTION @schema@._empty_drained_intake()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    writers_on integer := @schema@._intake_slot(pg_sequence_last_value('@schema@.event_intake_intake_id_seq'));
+    part regclass;
+    emptied integer := 0;
+BEGIN
+    FOR n IN 0..3 LOOP
+        CONTINUE WHEN n = writers_on;
+        part := format('@schema@.event_intake_%s', n)::regclass;
+        CONTINUE WHEN pg_relation_size(part) = 0;
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', part);
+        EXCEPTION WHEN lock_not_available THEN
+            CONTINUE;
+        END;
+        IF NOT EXISTS (SELECT 1 FROM @schema@.event_intake i WHERE ((i.intake_id / 16384) % 4) = n) THEN
+            EXECUTE format('TRUNCATE %s', part);
+            emptied := emptied + 1;
+        END IF;
+    END LOOP;
+    RETURN emptied;
+END
+$$;
+COMMENT ON FUNCTION @schema@._empty_drained_intake() IS
+    'TRUNCATEs each partition of event_intake that writers have left and the sealer has drained (inside seal() only).';
 
 SET ROLE @schema@_sealer;
 
@@ -102,7 +154,7 @@ DECLARE
     v_first bigint;
     v_block bigint;
     v_prev bytea;
-    v_rows tid[];
+    v_run record;
     v_row tid;
     v_one record;
     v_hashes bytea := ''::bytea;
@@ -125,29 +177,41 @@ BEGIN
     SELECT s.last_seq + 1, s.last_block_no + 1, s.last_block_hash INTO v_first, v_block, v_prev
       FROM @schema@.seal_state s FOR UPDATE;
 
-    -- The batch: one scan of the intake, in intake order.
-    v_rows := ARRAY(SELECT b.ctid FROM @schema@.event_intake b ORDER BY b.intake_id LIMIT max_events);
+    -- The batch: one scan of the intake, in intake order, cut into runs of consecutive events in
+    -- the same partition (one run, or two where writers moved on to the next partition).
     result.sealed := 0;
-    BEGIN
-        SELECT * INTO v_one FROM @schema@._move_to_log(v_rows, v_first, v_block);
-        result.sealed := v_one.moved;
-        v_hashes := coalesce(v_one.hashes, ''::bytea);
-    EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
-        -- One event the log cannot take (a value too large to hash, say) must not hold back every
-        -- event after it: seal them one by one, and set aside each that fails for the same reasons
-        -- (internal_error: a value whose text passes 1 GB cannot even be allocated). Any other error
-        -- (a lock, a cancel, the disk, memory) fails the round, to be tried again.
-        FOREACH v_row IN ARRAY v_rows LOOP
-            BEGIN
-                SELECT * INTO v_one FROM @schema@._move_to_log(ARRAY[v_row], v_first + result.sealed, v_block);
-                result.sealed := result.sealed + v_one.moved;
-                v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
-            EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
-                GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-                PERFORM @schema@._quarantine(v_row, v_state, v_message);
-            END;
-        END LOOP;
-    END;
+    FOR v_run IN
+        SELECT r.slot, array_agg(r.ctid ORDER BY r.intake_id) AS rows
+          FROM (SELECT b.slot, b.ctid, b.intake_id,
+                       row_number() OVER (ORDER BY b.intake_id)
+                       - row_number() OVER (PARTITION BY b.slot ORDER BY b.intake_id) AS run
+                  FROM (SELECT @schema@._intake_slot(i.intake_id) AS slot, i.ctid, i.intake_id
+                          FROM @schema@.event_intake i ORDER BY i.intake_id LIMIT max_events) b) r
+         GROUP BY r.slot, r.run
+         ORDER BY min(r.intake_id)
+    LOOP
+        BEGIN
+            SELECT * INTO v_one FROM @schema@._move_to_log(v_run.slot, v_run.rows, v_first + result.sealed, v_block);
+            result.sealed := result.sealed + v_one.moved;
+            v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
+        EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
+            -- One event the log cannot take (a value too large to hash, say) must not hold back every
+            -- event after it: seal them one by one, and set aside each that fails for the same reasons
+            -- (internal_error: a value whose text passes 1 GB cannot even be allocated). Any other error
+            -- (a lock, a cancel, the disk, memory) fails the round, to be tried again.
+            FOREACH v_row IN ARRAY v_run.rows LOOP
+                BEGIN
+                    SELECT * INTO v_one
+                      FROM @schema@._move_to_log(v_run.slot, ARRAY[v_row], v_first + result.sealed, v_block);
+                    result.sealed := result.sealed + v_one.moved;
+                    v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
+                EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
+                    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+                    PERFORM @schema@._quarantine(v_run.slot, v_row, v_state, v_message);
+                END;
+            END LOOP;
+        END;
+    END LOOP;
 
     IF result.sealed > 0 THEN
         -- The round's events become one block, hashed in seq order (docs/canonical-form.md).
@@ -167,6 +231,7 @@ BEGIN
         -- their last seq (pgaudit_py.follow). The channel is the schema's name.
         PERFORM pg_notify('@schema@', result.last_seq::text);
     END IF;
+    PERFORM @schema@._empty_drained_intake();
     RETURN result;
 END
 $$;

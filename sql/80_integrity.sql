@@ -92,14 +92,17 @@ BEGIN
                   a.privilege_type, c.relname)
       FROM pg_class c, aclexplode(c.relacl) a
      WHERE c.relnamespace = '@schema@'::regnamespace
-       AND c.relname IN ('event_intake', 'event_log', 'blocks', 'prune_points', 'quarantine')
+       AND c.relname IN ('event_intake', 'event_intake_0', 'event_intake_1', 'event_intake_2', 'event_intake_3',
+                         'event_log', 'blocks', 'prune_points', 'quarantine')
        AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
        AND (c.relname, a.grantee::regrole::text, a.privilege_type) NOT IN (
                ('event_intake', '@schema@_owner', 'INSERT'), ('event_intake', '@schema@_capture', 'INSERT'),
                ('event_intake', '@schema@_sealer', 'INSERT'), ('event_intake', '@schema@_sealer', 'DELETE'),
                ('event_intake', '@schema@_pruner', 'INSERT'), ('event_log', '@schema@_sealer', 'INSERT'),
                ('event_log', '@schema@_pruner', 'DELETE'), ('blocks', '@schema@_sealer', 'INSERT'),
-               ('prune_points', '@schema@_pruner', 'INSERT'), ('quarantine', '@schema@_sealer', 'INSERT'));
+               ('prune_points', '@schema@_pruner', 'INSERT'), ('quarantine', '@schema@_sealer', 'INSERT'),
+               ('event_intake_0', '@schema@_sealer', 'TRUNCATE'), ('event_intake_1', '@schema@_sealer', 'TRUNCATE'),
+               ('event_intake_2', '@schema@_sealer', 'TRUNCATE'), ('event_intake_3', '@schema@_sealer', 'TRUNCATE'));
     RETURN QUERY
     SELECT format('guard trigger %s on @schema@.%s is %s', g.tgname, g.relname,
                   CASE WHEN t.tgenabled IS NULL THEN 'missing' ELSE 'disabled' END)
@@ -109,9 +112,21 @@ BEGIN
                    ('event_log', 'guard_truncate'), ('blocks', 'guard_insert'), ('blocks', 'guard_change'),
                    ('blocks', 'guard_truncate'), ('prune_points', 'guard_insert'),
                    ('prune_points', 'guard_change'), ('prune_points', 'guard_truncate'), ('quarantine', 'guard_insert'),
-                   ('quarantine', 'guard_change'), ('quarantine', 'guard_truncate')) AS g(relname, tgname)
+                   ('quarantine', 'guard_change'), ('quarantine', 'guard_truncate'),
+                   ('event_intake_0', 'guard_update'), ('event_intake_0', 'guard_delete'), ('event_intake_0', 'guard_truncate'),
+                   ('event_intake_1', 'guard_update'), ('event_intake_1', 'guard_delete'), ('event_intake_1', 'guard_truncate'),
+                   ('event_intake_2', 'guard_update'), ('event_intake_2', 'guard_delete'), ('event_intake_2', 'guard_truncate'),
+                   ('event_intake_3', 'guard_update'), ('event_intake_3', 'guard_delete'), ('event_intake_3', 'guard_truncate'))
+                   AS g(relname, tgname)
       LEFT JOIN pg_trigger t ON t.tgrelid = to_regclass('@schema@.' || g.relname) AND t.tgname = g.tgname
      WHERE t.tgenabled IS DISTINCT FROM 'O';
+    -- A writer whose intake_id falls in a partition that is not attached fails.
+    RETURN QUERY
+    SELECT format('partition event_intake_%s of @schema@.event_intake is not attached: writes that fall in it fail', n)
+      FROM generate_series(0, 3) n
+     WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i
+                        WHERE i.inhparent = '@schema@.event_intake'::regclass
+                          AND i.inhrelid = to_regclass('@schema@.event_intake_' || n));
 
     RETURN QUERY
     SELECT format('event trigger %s is %s: renames and drops of tracked tables are not followed, and capture '

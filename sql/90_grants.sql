@@ -26,6 +26,9 @@ $$;
 -- Not even the owner may rewrite events or the chain: only the roles of the privileged functions
 -- write them (the guards check the same).
 REVOKE UPDATE, DELETE, TRUNCATE ON @schema@.event_intake FROM @schema@_owner;
+-- Its partitions are written through it alone (a routed row's partition checks no privilege).
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON @schema@.event_intake_0, @schema@.event_intake_1,
+    @schema@.event_intake_2, @schema@.event_intake_3 FROM @schema@_owner;
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON @schema@.event_log, @schema@.blocks, @schema@.prune_points,
     @schema@.quarantine FROM @schema@_owner;
 -- Archive records change only through the archive functions' own updates.
@@ -36,6 +39,10 @@ GRANT SELECT ON @schema@.tracked_tables TO @schema@_capture;
 GRANT INSERT ON @schema@.event_intake TO @schema@_capture;
 GRANT EXECUTE ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) TO @schema@_capture;
 GRANT SELECT, INSERT, DELETE ON @schema@.event_intake TO @schema@_sealer;  -- INSERT: audit.event_quarantined
+-- A drained partition of the intake, and which one writers are on (seal(), sql/30_sealing.sql).
+GRANT TRUNCATE ON @schema@.event_intake_0, @schema@.event_intake_1, @schema@.event_intake_2,
+    @schema@.event_intake_3 TO @schema@_sealer;
+GRANT SELECT ON SEQUENCE @schema@.event_intake_intake_id_seq TO @schema@_sealer;
 GRANT SELECT, INSERT ON @schema@.event_log TO @schema@_sealer;  -- SELECT: its RETURNING hashes the rows
 GRANT INSERT ON @schema@.quarantine TO @schema@_sealer;
 GRANT SELECT, INSERT ON @schema@.blocks TO @schema@_sealer;

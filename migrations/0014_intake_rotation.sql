@@ -1,0 +1,52 @@
+-- The intake rotates through four partitions by intake_id, 16,384 ids each: writers move on to the
+-- next one while the sealer drains the last, and seal() empties a drained partition with TRUNCATE
+-- (PgQ's rotation) instead of leaving its deleted rows for every reader, and the sealer itself, to
+-- scan until autovacuum comes by, which under steady writes it never does in time (bench/scale.py).
+-- The partition is a function of intake_id, so no writer reads any state to choose it. The same
+-- expression is in seal() (sql/30_sealing.sql).
+ALTER TABLE event_intake RENAME TO event_intake_unrotated;
+CREATE TABLE event_intake (LIKE event_intake_unrotated INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING COMMENTS)
+    PARTITION BY LIST (((intake_id / 16384) % 4));
+COMMENT ON TABLE event_intake IS
+    'Pending events: appended by writers, moved into event_log by seal(). Never updated.';
+CREATE TABLE event_intake_0 PARTITION OF event_intake FOR VALUES IN (0);
+CREATE TABLE event_intake_1 PARTITION OF event_intake FOR VALUES IN (1);
+CREATE TABLE event_intake_2 PARTITION OF event_intake FOR VALUES IN (2);
+CREATE TABLE event_intake_3 PARTITION OF event_intake FOR VALUES IN (3);
+COMMENT ON TABLE event_intake_0 IS 'Pending events with (intake_id / 16384) % 4 = 0; TRUNCATEd by seal() once drained.';
+COMMENT ON TABLE event_intake_1 IS 'Pending events with (intake_id / 16384) % 4 = 1; TRUNCATEd by seal() once drained.';
+COMMENT ON TABLE event_intake_2 IS 'Pending events with (intake_id / 16384) % 4 = 2; TRUNCATEd by seal() once drained.';
+COMMENT ON TABLE event_intake_3 IS 'Pending events with (intake_id / 16384) % 4 = 3; TRUNCATEd by seal() once drained.';
+
+-- Ids go on from where the old table's left off; its pending events keep theirs, and their order.
+DO $$
+BEGIN
+    PERFORM setval(pg_get_serial_sequence('event_intake', 'intake_id'),
+                   coalesce(pg_sequence_last_value(pg_get_serial_sequence('event_intake_unrotated', 'intake_id')), 0)
+                   + 1, false);
+END
+$$;
+INSERT INTO event_intake OVERRIDING SYSTEM VALUE SELECT * FROM event_intake_unrotated;
+-- An installed events view (and the functions that return its rows) stays; only its reading of
+-- the intake moves to the new table. sql/15_events_view.sql then replaces it with the same text.
+DO $$
+BEGIN
+    IF to_regclass('events') IS NOT NULL THEN
+        EXECUTE 'CREATE OR REPLACE VIEW events AS '
+                || replace(pg_get_viewdef('events'::regclass), 'event_intake_unrotated', 'event_intake');
+    END IF;
+END
+$$;
+DROP TABLE event_intake_unrotated;
+ALTER SEQUENCE event_intake_intake_id_seq1 RENAME TO event_intake_intake_id_seq;
+
+-- As in 0007: NOT VALID, so that pending events of an earlier release are left as they are.
+ALTER TABLE event_intake
+    ADD CONSTRAINT tenant_id_at_most_256_characters CHECK (char_length(tenant_id) <= 256) NOT VALID,
+    ADD CONSTRAINT actor_type_at_most_64_characters CHECK (char_length(actor_type) <= 64) NOT VALID,
+    ADD CONSTRAINT actor_id_at_most_256_characters CHECK (char_length(actor_id) <= 256) NOT VALID,
+    ADD CONSTRAINT kind_at_most_128_characters CHECK (char_length(kind) <= 128) NOT VALID,
+    ADD CONSTRAINT target_type_at_most_128_characters CHECK (char_length(target_type) <= 128) NOT VALID,
+    ADD CONSTRAINT target_id_at_most_512_characters CHECK (char_length(target_id) <= 512) NOT VALID,
+    ADD CONSTRAINT correlation_id_at_most_256_characters CHECK (char_length(correlation_id) <= 256) NOT VALID,
+    ADD CONSTRAINT idempotency_key_at_most_256_characters CHECK (char_length(idempotency_key) <= 256) NOT VALID;
