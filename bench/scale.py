@@ -181,7 +181,7 @@ def main() -> None:
         intake = conn.execute("SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits"
                               " WHERE inhparent = 'audit.event_intake'::regclass").fetchone()[0]  # type: ignore[index]
         print(f"the same, just after {ROUND:,} events were sealed (the intake not yet vacuumed,"
-              f" {intake / 1e6:.1f} MB):")
+              f" {float(intake) / 1e6:.1f} MB):")
         queries(conn, args.queries, total // 10)
         for part in INTAKE_PARTITIONS:
             conn.execute(f"ALTER TABLE {part} RESET (autovacuum_enabled)")
