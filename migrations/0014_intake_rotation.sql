@@ -27,6 +27,21 @@ BEGIN
 END
 $$;
 INSERT INTO event_intake OVERRIDING SYSTEM VALUE SELECT * FROM event_intake_unrotated;
+-- Writers keep writing between this migration's commit and the sql/ files' (which grant again):
+-- the old table's grants, but for the sealer's, whose seal() of before this release would delete
+-- by row address across partitions; without them it fails, cleanly, until sql/30_sealing.sql.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT a.grantee::regrole::text AS grantee, a.privilege_type
+               FROM pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = 'event_intake_unrotated'::regclass AND a.grantee <> 0 AND a.grantee <> c.relowner
+                AND a.grantee::regrole::text <> current_schema() || '_sealer' LOOP
+        EXECUTE format('GRANT %s ON event_intake TO %s', g.privilege_type, g.grantee);
+    END LOOP;
+END
+$$;
 -- An installed events view (and the functions that return its rows) stays; only its reading of
 -- the intake moves to the new table. sql/15_events_view.sql then replaces it with the same text.
 DO $$
@@ -50,3 +65,12 @@ ALTER TABLE event_intake
     ADD CONSTRAINT target_id_at_most_512_characters CHECK (char_length(target_id) <= 512) NOT VALID,
     ADD CONSTRAINT correlation_id_at_most_256_characters CHECK (char_length(correlation_id) <= 256) NOT VALID,
     ADD CONSTRAINT idempotency_key_at_most_256_characters CHECK (char_length(idempotency_key) <= 256) NOT VALID;
+
+-- Which sealing transaction last deleted from each partition: a partition is emptied with TRUNCATE
+-- only once every snapshot in the cluster is younger than that transaction (seal(),
+-- sql/30_sealing.sql), so that no reader, pg_dump included, sees its events neither pending nor sealed.
+CREATE TABLE intake_drains (
+    slot integer PRIMARY KEY CHECK (slot BETWEEN 0 AND 3),
+    drained_by xid8 NOT NULL
+);
+COMMENT ON TABLE intake_drains IS 'The last transaction that moved events out of each partition of event_intake.';

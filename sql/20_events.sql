@@ -116,7 +116,9 @@ BEGIN
     IF FOUND THEN
         v_errors := @schema@._schema_errors(v_schema, v_payload);
         v_valid := cardinality(v_errors) = 0;
-        IF NOT v_valid AND v_strict THEN
+        -- pgaudit_py's own events are written whatever a schema says (audit.event_quarantined
+        -- must always be writable, or the sealer would be held up): a mismatch is only marked.
+        IF NOT v_valid AND v_strict AND p_origin = 'record' THEN
             RAISE EXCEPTION 'payload does not match the schema registered for %', p_kind
                 USING ERRCODE = 'PA003', DETAIL = array_to_string(v_errors, '; ');
         END IF;
@@ -202,6 +204,10 @@ DECLARE
     result @schema@.event_types;
 BEGIN
     PERFORM @schema@._check_kind(register_event_type.kind);
+    IF @schema@._reserved_kind(register_event_type.kind) THEN
+        RAISE EXCEPTION 'kind % is reserved for pgaudit_py''s own events', pg_catalog.quote_literal(register_event_type.kind)
+            USING ERRCODE = 'PA001';
+    END IF;
     IF register_event_type.schema IS NULL OR jsonb_typeof(register_event_type.schema) <> 'object' THEN
         RAISE EXCEPTION 'schema for % must be a JSON object', register_event_type.kind
             USING ERRCODE = 'PA005';

@@ -104,13 +104,18 @@ COMMENT ON FUNCTION @schema@._quarantine(integer, tid, text, text) IS
     'Moves one intake row to the quarantine and records audit.event_quarantined (inside seal() only).';
 
 -- The intake's rotation: writers move on to the next partition every 16,384 ids, and a partition
--- they have left is emptied with TRUNCATE once the sealer has drained it, instead of being left
--- full of deleted rows for readers and the sealer to scan until a vacuum. Only with the partition
--- locked against everyone (NOWAIT: a writer or reader inside means next round) is it checked for
--- pending events, which then are all committed and visible. Runs as seal()'s role, at the end of
--- a round. A REPEATABLE READ transaction whose snapshot is older than the round that drained a
--- partition, and that had not yet read the intake, no longer sees those events as pending
--- (TRUNCATE is not MVCC-safe); it does not see them sealed either (docs/sealing.md).
+-- they have left is emptied with TRUNCATE once drained, instead of being left full of deleted rows
+-- for readers and the sealer to scan until a vacuum. TRUNCATE is not MVCC-safe: a snapshot older
+-- than the round that deleted a partition's rows, reading it after the TRUNCATE, would see those
+-- events neither pending nor sealed (pg_dump takes its snapshot, then locks). So a partition is
+-- emptied only when the transaction that last deleted from it (intake_drains) is an earlier one,
+-- committed, and older than every snapshot in the cluster: every session's xmin, every
+-- replication slot's (a hot standby's, with hot_standby_feedback). Seeing every session's xmin
+-- takes pg_read_all_stats, which a superuser's install grants the sealer role; without it,
+-- nothing is truncated and autovacuum alone cleans the intake, as before the rotation. Only
+-- with the partition locked against everyone (NOWAIT: anyone inside means a later round) is it
+-- checked for pending events, which then are all committed and visible. The partitions are found
+-- by their bounds, not their names. Runs as seal()'s role, at the end of a round.
 CREATE OR REPLACE FUNCTION @schema@._empty_drained_intake()
 RETURNS integer
 LANGUAGE plpgsql
@@ -118,20 +123,33 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     writers_on integer := @schema@._intake_slot(pg_sequence_last_value('@schema@.event_intake_intake_id_seq'));
-    part regclass;
+    d record;
     emptied integer := 0;
 BEGIN
-    FOR n IN 0..3 LOOP
-        CONTINUE WHEN n = writers_on;
-        part := format('@schema@.event_intake_%s', n)::regclass;
-        CONTINUE WHEN pg_relation_size(part) = 0;
+    IF NOT pg_has_role('pg_read_all_stats', 'USAGE') THEN
+        RETURN 0;
+    END IF;
+    FOR d IN SELECT x.slot, x.drained_by, i.inhrelid::regclass AS part
+               FROM @schema@.intake_drains x
+               JOIN pg_inherits i ON i.inhparent = '@schema@.event_intake'::regclass
+               JOIN pg_class c ON c.oid = i.inhrelid
+                              AND pg_get_expr(c.relpartbound, c.oid) = format('FOR VALUES IN (''%s'')', x.slot)
+              WHERE x.slot IS DISTINCT FROM writers_on AND x.drained_by <> pg_current_xact_id()
+                AND pg_relation_size(i.inhrelid) > 0 LOOP
+        -- (Autovacuum's snapshots read no intake row that this could take away: like PostgreSQL's
+        -- own horizon, they are left out.)
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_stat_activity a
+                               WHERE a.pid <> pg_backend_pid() AND a.backend_type <> 'autovacuum worker'
+                                 AND age(a.backend_xmin) >= age(xid(d.drained_by)))
+                   OR EXISTS (SELECT 1 FROM pg_replication_slots r WHERE age(r.xmin) >= age(xid(d.drained_by)))
+                   OR EXISTS (SELECT 1 FROM @schema@.event_intake i WHERE ((i.intake_id / 16384) % 4) = d.slot);
         BEGIN
-            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', part);
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', d.part);
         EXCEPTION WHEN lock_not_available THEN
             CONTINUE;
         END;
-        IF NOT EXISTS (SELECT 1 FROM @schema@.event_intake i WHERE ((i.intake_id / 16384) % 4) = n) THEN
-            EXECUTE format('TRUNCATE %s', part);
+        IF NOT EXISTS (SELECT 1 FROM @schema@.event_intake i WHERE ((i.intake_id / 16384) % 4) = d.slot) THEN
+            EXECUTE format('TRUNCATE %s', d.part);
             emptied := emptied + 1;
         END IF;
     END LOOP;
@@ -139,7 +157,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @schema@._empty_drained_intake() IS
-    'TRUNCATEs each partition of event_intake that writers have left and the sealer has drained (inside seal() only).';
+    'TRUNCATEs each partition of event_intake that writers have left, that the sealer drained in an earlier '
+    'round older than every snapshot (inside seal() only).';
 
 SET ROLE @schema@_sealer;
 
@@ -155,6 +174,7 @@ DECLARE
     v_block bigint;
     v_prev bytea;
     v_run record;
+    v_slots integer[] := '{}';
     v_row tid;
     v_one record;
     v_hashes bytea := ''::bytea;
@@ -190,6 +210,7 @@ BEGIN
          GROUP BY r.slot, r.run
          ORDER BY min(r.intake_id)
     LOOP
+        v_slots := v_slots || v_run.slot;
         BEGIN
             SELECT * INTO v_one FROM @schema@._move_to_log(v_run.slot, v_run.rows, v_first + result.sealed, v_block);
             result.sealed := result.sealed + v_one.moved;
@@ -228,9 +249,18 @@ BEGIN
                last_block_no = v_block, last_block_hash = v_hash;
         result.block_no := v_block;
         -- One notification per round, delivered when it commits: followers wake and read from
-        -- their last seq (pgaudit_py.follow). The channel is the schema's name.
-        PERFORM pg_notify('@schema@', result.last_seq::text);
+        -- their last seq (pgaudit_py.follow). The channel is the schema's name. Not when the
+        -- cluster's notification queue is half full: a full one fails every NOTIFY's commit, and
+        -- any session can fill it (one that listens and stays in a transaction pins it); followers
+        -- also poll.
+        IF pg_notification_queue_usage() < 0.5 THEN
+            PERFORM pg_notify('@schema@', result.last_seq::text);
+        END IF;
     END IF;
+    -- What this round deleted from, for the rotation (_empty_drained_intake).
+    INSERT INTO @schema@.intake_drains AS x (slot, drained_by)
+    SELECT DISTINCT s.slot, pg_current_xact_id() FROM unnest(v_slots) AS s(slot)
+    ON CONFLICT (slot) DO UPDATE SET drained_by = excluded.drained_by;
     PERFORM @schema@._empty_drained_intake();
     RETURN result;
 END

@@ -43,6 +43,7 @@ GRANT SELECT, INSERT, DELETE ON @schema@.event_intake TO @schema@_sealer;  -- IN
 GRANT TRUNCATE ON @schema@.event_intake_0, @schema@.event_intake_1, @schema@.event_intake_2,
     @schema@.event_intake_3 TO @schema@_sealer;
 GRANT SELECT ON SEQUENCE @schema@.event_intake_intake_id_seq TO @schema@_sealer;
+GRANT SELECT, INSERT, UPDATE ON @schema@.intake_drains TO @schema@_sealer;
 GRANT SELECT, INSERT ON @schema@.event_log TO @schema@_sealer;  -- SELECT: its RETURNING hashes the rows
 GRANT INSERT ON @schema@.quarantine TO @schema@_sealer;
 GRANT SELECT, INSERT ON @schema@.blocks TO @schema@_sealer;

@@ -175,3 +175,41 @@ def test_the_cli_resumes_after_a_seq(db):
         proc.communicate(timeout=10)
     assert "a.two" in lines[0] and "a.three" in lines[1]
     assert proc.returncode == 0
+
+
+def test_the_cli_following_from_now_resumes_from_there_after_a_lost_connection(db):
+    info = db.info
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader"
+    record(db, "first.one")
+    seal(db)
+    proc = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "events", "--follow", "--dsn", dsn],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not (row := db.execute("SELECT pid FROM pg_stat_activity WHERE usename = 'app_reader'"
+                                     " AND state = 'idle' AND query LIKE '%%seal_status%%'").fetchone()):
+            assert time.monotonic() < deadline, "the follower never connected"
+            time.sleep(0.1)
+        db.execute("SELECT pg_terminate_backend(%s)", [row[0]])
+        record(db, "during.outage")  # sealed while the follower waits to reconnect
+        seal(db)
+        time.sleep(3)
+        record(db, "after.reconnect")  # so that a follower that skipped the first still prints a line
+        seal(db)
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    assert "during.outage" in line and "first.one" not in line + out
+    assert "connection lost" in err
+
+
+def test_a_json_line_stays_one_line_whatever_the_payload(db):
+    from pgaudit_py import list_events
+    from pgaudit_py.cli.events import follow_line
+    record(db, "note.added", payload={"text": "a\u2028b\u2029c\u0085d\ne\u202ef"})
+    seal(db)
+    event = list_events(db, since_seq=0)[0]
+    line = follow_line(event, True)
+    assert line.splitlines() == [line]
+    assert json.loads(line)["payload"]["text"] == "a\u2028b\u2029c\u0085d\ne\u202ef"

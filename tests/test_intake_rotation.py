@@ -1,14 +1,21 @@
 """The intake rotates through four partitions by intake_id (16,384 ids each); seal() empties a
-partition writers have left, once drained, with TRUNCATE, and never one that a writer or reader is
-inside or that holds a pending event. Sealing keeps intake_id order across partitions."""
+partition writers have left with TRUNCATE, once an earlier round drained it and every snapshot in
+the cluster is younger than that round; never one that a writer or reader is inside or that holds
+a pending event. Sealing keeps intake_id order across partitions."""
 
 from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
 
 import psycopg
 import pytest
 
 from pgaudit_py import record, seal, status
 from pgaudit_py.chain import verify_chain
+from pgaudit_py.tempdb import find_binary
 
 RANGE = 16384
 
@@ -32,16 +39,19 @@ def write(conn, *numbers: int) -> None:
         record(conn, "rot.e", payload={"n": n})
 
 
-def test_a_drained_partition_writers_have_left_is_truncated(db):
+def test_a_drained_partition_writers_have_left_is_truncated_by_a_later_round(db):
     move_writers_to(db, RANGE - 5)
     write(db, *range(10))  # five in partition 0, five in partition 1
     assert (pages(db, 0), pages(db, 1)) == (1, 1)
     assert seal(db).sealed == 10
     assert sealed_order(db) == list(range(10))
-    assert pages(db, 0) == 0  # drained, and writers are on partition 1
+    assert pages(db, 0) == 1  # drained by this very round: a snapshot taken before it commits could still read it
+    assert seal(db).sealed == 0
+    assert pages(db, 0) == 0  # drained earlier, older than every snapshot, and writers are on partition 1
     assert pages(db, 1) == 1  # writers are still on it: its deleted rows wait for the next rotation
     move_writers_to(db, 2 * RANGE)
     write(db, 10)
+    seal(db)
     seal(db)
     assert (pages(db, 1), pages(db, 2)) == (0, 1)
     assert verify_chain(db).ok and status(db).problems == []
@@ -65,19 +75,22 @@ def test_a_writer_inside_a_partition_holds_off_its_truncation_and_loses_nothing(
     write(slow, 0)  # partition 0, uncommitted
     write(db, 1, 2, 3)  # 0, then partition 1
     assert seal(db).sealed == 3
-    assert pages(db, 0) == 1  # the writer's lock: not even looked into
+    seal(db)
+    assert pages(db, 0) == 1  # the writer's lock
     slow.commit()
     assert seal(db).sealed == 1
+    seal(db)
     assert pages(db, 0) == 0
     assert sorted(sealed_order(db)) == [0, 1, 2, 3]
 
 
-def test_a_pending_event_keeps_its_partition(db, connect):
+def test_a_pending_event_keeps_its_partition(db):
     move_writers_to(db, RANGE - 1)
     write(db, 0, 1)
     assert seal(db, 1).sealed == 1  # 0 sealed; 1 (partition 1) pending
     move_writers_to(db, 3 * RANGE)  # writers on partition 3: 1's partition is not theirs
     assert seal(db, 1).sealed == 1
+    seal(db)
     assert sealed_order(db) == [0, 1]
     assert (pages(db, 0), pages(db, 1)) == (0, 0)
 
@@ -89,11 +102,70 @@ def test_a_reader_inside_holds_off_truncation_until_it_ends(db, connect):
     reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     assert reader.execute("SELECT count(*) FROM audit.events WHERE pending").fetchone() == (2,)
     assert seal(db).sealed == 2
-    assert pages(db, 0) == 1  # the reader's lock
-    assert reader.execute("SELECT count(*) FROM audit.events WHERE pending").fetchone() == (2,)  # its snapshot
+    seal(db)
+    assert pages(db, 0) == 1  # the reader's snapshot, and its lock
+    assert reader.execute("SELECT count(*) FROM audit.events WHERE pending").fetchone() == (2,)
     reader.rollback()
     seal(db)
     assert pages(db, 0) == 0
+
+
+def test_a_snapshot_older_than_the_drain_keeps_seeing_the_events(db, connect):
+    """A snapshot taken while a round is uncommitted, that reads the intake only after the round
+    committed (pg_dump does that: its snapshot first, its locks after), still finds each event,
+    pending for it: no later round truncates the partition under it."""
+    move_writers_to(db, RANGE - 2)
+    write(db, 0, 1, 2)
+    sealer = connect("app_maintainer", autocommit=False)
+    assert seal(sealer).sealed == 3
+    reader = connect("app_reader", autocommit=False)
+    reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    reader.execute("SELECT 1 FROM audit.event_types LIMIT 1")  # its snapshot, before the round commits
+    sealer.commit()
+    seal(db)
+    seal(db)
+    assert pages(db, 0) == 1
+    assert reader.execute("SELECT count(*), bool_and(pending) FROM audit.events WHERE kind = 'rot.e'").fetchone() \
+        == (3, True)
+    reader.rollback()
+    seal(db)
+    assert pages(db, 0) == 0
+
+
+def test_pg_dump_during_a_round_holds_every_event(db, connect, tmp_path):
+    """pg_dump takes its REPEATABLE READ snapshot, then locks the tables one by one: started while a
+    round is uncommitted, its dump holds all three events (pending, in the intake), though later
+    rounds run before it reads the intake."""
+    move_writers_to(db, RANGE - 2)
+    write(db, 0, 1, 2)
+    sealer = connect("app_maintainer", autocommit=False)
+    assert seal(sealer).sealed == 3
+    # pg_dump takes its snapshot, then waits for this lock: the round commits, and later rounds run,
+    # meanwhile.
+    holder = connect(autocommit=False)
+    holder.execute("LOCK TABLE audit.master_keys IN ACCESS EXCLUSIVE MODE")
+    info = db.info
+    out = tmp_path / "dump.sql"
+    dump = subprocess.Popen([find_binary("pg_dump"), "-h", info.host, "-p", str(info.port), "-U", info.user,
+                             "-d", info.dbname, "--data-only", "-n", "audit", "-f", str(out)],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PGAPPNAME": "rotation_dump"})
+    deadline = time.monotonic() + 20
+    while not db.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'rotation_dump'"
+                         " AND wait_event_type = 'Lock'").fetchone():
+        assert time.monotonic() < deadline, "pg_dump never waited for the lock"
+        time.sleep(0.05)
+    sealer.commit()
+    seal(db)
+    seal(db)
+    assert pages(db, 0) == 1  # pg_dump's snapshot is older than the round that drained it
+    holder.rollback()
+    assert dump.wait(30) == 0, dump.stderr.read()  # type: ignore[union-attr]
+    text = out.read_text()
+    dumped = 0
+    for table in ("event_log", "event_intake_0", "event_intake_1", "event_intake_2", "event_intake_3"):
+        match = re.search(rf"COPY audit\.{table} \(.*?\) FROM stdin;\n(.*?)\\\.\n", text, re.S)
+        dumped += sum("\trot.e\t" in line for line in (match.group(1).splitlines() if match else []))
+    assert dumped == 3
 
 
 @pytest.mark.parametrize("statement", ["DELETE FROM audit.event_intake_0", "UPDATE audit.event_intake_0 SET kind = 'x'",

@@ -107,3 +107,22 @@ def test_a_huge_captured_value_is_stored_by_size_and_hash(db, connect, attacker)
     assert after == {"id": 1, "title": "small", "body": marker}
     assert changed == {"body": {"old": "tiny", "new": marker}}
     assert db.execute("SELECT ok FROM audit.verify()").fetchone() == (True,) and verify_chain(db).ok
+
+
+def test_no_registered_schema_can_refuse_pgaudit_pys_own_events(db, connect):
+    """A maintainer cannot register a type for a reserved kind; and a schema that a reserved kind
+    has anyway (an earlier release let one be registered) marks its events, never refuses them:
+    audit.event_quarantined must always be writable, or no round would end."""
+    maintainer = connect("app_maintainer")
+    with pytest.raises(psycopg.Error) as caught:
+        maintainer.execute("SELECT audit.register_event_type('audit.event_quarantined',"
+                           " '{\"type\": \"object\", \"required\": [\"never\"]}', true)")
+    assert caught.value.sqlstate == "PA001"
+    db.execute("""INSERT INTO audit.event_types (kind, schema, strict, registered_by)
+                  VALUES ('audit.event_quarantined', '{"type": "object", "required": ["never"]}', true, 'x')""")
+    unsealable(db)
+    record(db, "after.it")
+    assert seal(maintainer).sealed == 1
+    assert seal(maintainer).sealed == 1
+    assert db.execute("SELECT schema_valid FROM audit.event_log WHERE kind = 'audit.event_quarantined'").fetchone() \
+        == (False,)

@@ -24,6 +24,7 @@ from pgaudit_py.errors import CannotConnect
 from pgaudit_py.events import Event, count_events, list_events, monthly_event_counts, record
 from pgaudit_py.follow import follow
 from pgaudit_py.output import emit_json, print_table, printable, to_jsonable
+from pgaudit_py.sealing import seal_status
 
 
 @click.command("record")
@@ -124,13 +125,15 @@ def follow_events(settings: Settings, as_json: bool, since_seq: int | None, **fi
             try:
                 with settings.connect() as conn:
                     retry_in = 1.0
+                    if since_seq is None:  # "from now" is fixed once: a reconnect resumes from there
+                        since_seq = seal_status(conn, audit_schema=settings.schema).last_seq
                     for e in follow(conn, since_seq, audit_schema=settings.schema, **filters):
                         click.echo(follow_line(e, as_json))
                         since_seq = e.seq
             except (psycopg.OperationalError, CannotConnect) as exc:
                 if not retry_in:
                     raise  # the first connection: a configuration error
-                click.echo(f"connection lost ({str(exc).strip().splitlines()[0]}); reconnecting in"
+                click.echo(f"connection lost ({printable(str(exc).strip().splitlines()[0])}); reconnecting in"
                            f" {retry_in:.0f} s", err=True)
                 time.sleep(retry_in)
                 retry_in = min(retry_in * 2, 30.0)
@@ -139,8 +142,8 @@ def follow_events(settings: Settings, as_json: bool, since_seq: int | None, **fi
 
 
 def follow_line(e: Event, as_json: bool) -> str:
-    if as_json:
-        return json.dumps(to_jsonable(e), ensure_ascii=False, separators=(",", ":"))
+    if as_json:  # ASCII: no line or paragraph separator in a value can split the line
+        return json.dumps(to_jsonable(e), ensure_ascii=True, separators=(",", ":"))
     says = what_it_says(e)
     return printable(" ".join(str(v) for v in (
         e.seq, e.occurred_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), e.tenant_id or "-",
