@@ -20,12 +20,14 @@ $$;
 COMMENT ON FUNCTION @schema@._sealable_hash(text) IS
     'SHA-256 of a canonical line to seal; 54000 when it is over 16 MiB.';
 
--- The intake's partition of an intake_id (migrations/0014_intake_rotation.sql: its partition key).
+-- The intake's partition of an intake_id: the partition key of migrations/0014_intake_rotation.sql,
+-- word for word. Inlined where it is called (no SET clause, the same type), so that a condition on
+-- it reads only that partition.
 CREATE OR REPLACE FUNCTION @schema@._intake_slot(intake_id bigint)
-RETURNS integer
+RETURNS bigint
 LANGUAGE sql
 IMMUTABLE
-AS $$ SELECT ((intake_id / 16384) % 4)::integer $$;
+AS $$ SELECT (intake_id / 16384) % 4 $$;
 COMMENT ON FUNCTION @schema@._intake_slot(bigint) IS
     'Which partition of event_intake (event_intake_0 to _3) holds the event with this intake_id.';
 
@@ -43,8 +45,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     WITH moved AS (
-        -- The partition key's own expression, so that only that partition is read.
-        DELETE FROM @schema@.event_intake i WHERE ((i.intake_id / 16384) % 4) = slot AND i.ctid = ANY (rows)
+        DELETE FROM @schema@.event_intake i WHERE @schema@._intake_slot(i.intake_id) = slot AND i.ctid = ANY (rows)
         RETURNING i.*
     ), tamed AS (  -- row images: wild numbers would make every print of the event huge (14_wild_numbers.sql)
         SELECT m.intake_id, m.id, m.tenant_id, m.actor_type, m.actor_id, m.db_role, m.client_addr,
@@ -90,7 +91,7 @@ AS $$
 DECLARE
     bad @schema@.event_intake;
 BEGIN
-    DELETE FROM @schema@.event_intake i WHERE ((i.intake_id / 16384) % 4) = slot AND i.ctid = row_address
+    DELETE FROM @schema@.event_intake i WHERE @schema@._intake_slot(i.intake_id) = slot AND i.ctid = row_address
     RETURNING i.* INTO bad;
     INSERT INTO @schema@.quarantine SELECT (bad).*, clock_timestamp(), state, message;
     PERFORM @schema@._record('audit.event_quarantined', NULL, NULL, NULL, 'event', coalesce(bad.id::text, bad.intake_id::text),
@@ -122,7 +123,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    writers_on integer := @schema@._intake_slot(pg_sequence_last_value('@schema@.event_intake_intake_id_seq'));
+    writers_on bigint := @schema@._intake_slot(pg_sequence_last_value('@schema@.event_intake_intake_id_seq'));
     d record;
     emptied integer := 0;
 BEGIN
@@ -142,13 +143,13 @@ BEGIN
                                WHERE a.pid <> pg_backend_pid() AND a.backend_type <> 'autovacuum worker'
                                  AND age(a.backend_xmin) >= age(xid(d.drained_by)))
                    OR EXISTS (SELECT 1 FROM pg_replication_slots r WHERE age(r.xmin) >= age(xid(d.drained_by)))
-                   OR EXISTS (SELECT 1 FROM @schema@.event_intake i WHERE ((i.intake_id / 16384) % 4) = d.slot);
+                   OR EXISTS (SELECT 1 FROM @schema@.event_intake i WHERE @schema@._intake_slot(i.intake_id) = d.slot);
         BEGIN
             EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', d.part);
         EXCEPTION WHEN lock_not_available THEN
             CONTINUE;
         END;
-        IF NOT EXISTS (SELECT 1 FROM @schema@.event_intake i WHERE ((i.intake_id / 16384) % 4) = d.slot) THEN
+        IF NOT EXISTS (SELECT 1 FROM @schema@.event_intake i WHERE @schema@._intake_slot(i.intake_id) = d.slot) THEN
             EXECUTE format('TRUNCATE %s', d.part);
             emptied := emptied + 1;
         END IF;
@@ -205,7 +206,7 @@ BEGIN
           FROM (SELECT b.slot, b.ctid, b.intake_id,
                        row_number() OVER (ORDER BY b.intake_id)
                        - row_number() OVER (PARTITION BY b.slot ORDER BY b.intake_id) AS run
-                  FROM (SELECT @schema@._intake_slot(i.intake_id) AS slot, i.ctid, i.intake_id
+                  FROM (SELECT @schema@._intake_slot(i.intake_id)::integer AS slot, i.ctid, i.intake_id
                           FROM @schema@.event_intake i ORDER BY i.intake_id LIMIT max_events) b) r
          GROUP BY r.slot, r.run
          ORDER BY min(r.intake_id)
