@@ -99,7 +99,8 @@ GRANT EXECUTE ON FUNCTION
     @schema@._tracking_of(oid),
     @schema@._lineage(oid),
     @schema@.archive_lines(bigint, bigint),
-    @schema@.install_status()
+    @schema@.install_status(),
+    @schema@.authenticate_api_token(bytea)
     TO @schema@_reader;
 
 GRANT EXECUTE ON FUNCTION
@@ -114,7 +115,10 @@ GRANT EXECUTE ON FUNCTION
     @schema@.drop_restored_batch(text),
     @schema@.claim_daily_archive_run(),
     @schema@.claim_archiver(),
-    @schema@.release_archiver()
+    @schema@.release_archiver(),
+    @schema@.create_api_token(text, text, text, bytea, text, timestamptz),
+    @schema@.revoke_api_token(text),
+    @schema@.list_api_tokens()
     TO @schema@_maintainer;
 -- enable_tracking runs as its caller (who must own the table to attach triggers to it); the
 -- catalogue changes it makes go through the SECURITY DEFINER helpers, which record them, once the

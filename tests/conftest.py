@@ -130,3 +130,39 @@ def attacker(db, connect):
     db.execute("REASSIGN OWNED BY table_owner TO postgres")
     db.execute("DROP OWNED BY table_owner")
     db.execute("DROP ROLE table_owner")
+
+
+@pytest.fixture
+def start_api(postgresql: psycopg.Connection):
+    """Start the HTTP API on a loopback port, connecting as the given role (app_maintainer by
+    default); every server started is stopped after the test."""
+    from api_server import LiveServer
+
+    from pgaudit_py.server import ServerConfig
+
+    started = []
+    info = postgresql.info
+
+    def start(role: str = "app_maintainer", **settings: object) -> LiveServer:
+        dsn = f"host={info.host} port={info.port} dbname={info.dbname} user={role}"
+        server = LiveServer(ServerConfig(dsn=dsn, **settings))  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def make_token(connect):
+    """Create an API token as app_maintainer: make_token(role="reader", tenant_id=None, ...) -> the token."""
+    from pgaudit_py.tokens import create_token
+
+    maintainer = connect("app_maintainer")
+    made = iter(range(10**6))
+
+    def make(role: str = "reader", *, name: str | None = None, **kwargs: object) -> str:
+        return create_token(maintainer, name or f"t{next(made)}", role, **kwargs).token  # type: ignore[arg-type]
+
+    return make

@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import click
 
-from pgaudit_py.cli import archive, chain, events, install, limits, retention, sealing, secrets, tracking
+from pgaudit_py.cli import (
+    archive,
+    chain,
+    events,
+    install,
+    limits,
+    retention,
+    sealing,
+    secrets,
+    serve,
+    tokens,
+    tracking,
+)
 from pgaudit_py.cli.common import Group
 from pgaudit_py.cli.install import install_standalone
 
@@ -27,7 +39,8 @@ for command in (install.install_command, install.status_command, install.demo_co
                 retention.prune_command,
                 tracking.track_command, tracking.untrack_command, tracking.tracked_command, tracking.history_command,
                 chain.keygen_command, chain.checkpoint_command, chain.verify_command,
-                limits.limits_group, secrets.secrets_group, archive.archive_group):
+                limits.limits_group, secrets.secrets_group, archive.archive_group, tokens.tokens_group,
+                serve.serve_command):
     cli.add_command(command)
 
 

@@ -1,0 +1,44 @@
+"""Every error the API returns: JSON {"error": {"code", "message"}} with a stable code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+# The code each status gets when nothing more specific is said.
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+          409: "conflict", 429: "too_many_failures", 500: "internal_error", 503: "unavailable"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code or _CODES[status]
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own: an unknown path (404) or a method the path does not take (405, with Allow)."""
+    assert isinstance(exc, HTTPException)
+    message = {404: f"no such path: {request.url.path}",
+               405: f"{request.method} is not allowed here"}.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, _CODES.get(exc.status_code, "error"), message, exc.headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    # Nothing of the exception reaches the client: it may name a table, a role or worse.
+    return error_response(500, "internal_error", "the server failed; its log says why")

@@ -1,0 +1,67 @@
+"""Tokens of the HTTP API: made here, shown once, kept in the database as their SHA-256 only."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from pgaudit_py.calls import function_call
+
+PREFIX = "pga_"
+ROLES = ("reader", "maintainer")
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    token_id: str
+    name: str
+    role: str
+    tenant_id: str | None
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+@dataclass(frozen=True)
+class NewToken:
+    token: str  # shown once; the database has only its hash
+    info: ApiToken
+
+
+@dataclass(frozen=True)
+class Bearer:
+    """Who a request's token says it is."""
+    token_id: str
+    name: str
+    role: str
+    tenant_id: str | None
+
+
+def token_sha256(token: str) -> bytes:
+    # A token is 32 random bytes: a plain hash is as good as a slow one against guessing.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def create_token(conn: psycopg.Connection, name: str, role: str, *, tenant_id: str | None = None,
+                 expires_at: datetime | None = None, audit_schema: str = "audit") -> NewToken:
+    token_id = secrets.token_hex(6)
+    token = f"{PREFIX}{token_id}_{secrets.token_hex(32)}"
+    info = function_call(audit_schema, "create_api_token", ApiToken, {
+        "token_id": "text", "name": "text", "role": "text", "token_sha256": "bytea", "tenant_id": "text",
+        "expires_at": "timestamptz"}, (token_id, name, role, token_sha256(token), tenant_id, expires_at)).one(conn)
+    return NewToken(token, info)
+
+
+def list_tokens(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[ApiToken]:
+    return function_call(audit_schema, "list_api_tokens", ApiToken, {}, ()).all(conn)
+
+
+def revoke_token(conn: psycopg.Connection, token: str, *, audit_schema: str = "audit") -> ApiToken:
+    """Revoke the token with this id or name."""
+    return function_call(audit_schema, "revoke_api_token", ApiToken, {"token": "text"}, (token,)).one(conn)

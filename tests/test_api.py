@@ -1,0 +1,350 @@
+"""The HTTP API on a real loopback server: every endpoint against every kind of token, tenant
+tokens confined to their tenant whatever the parameters say, paging, bad parameters, errors as
+JSON, archiving on demand, and no token in any log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from pgaudit_py import record, seal
+from pgaudit_py.checkpoint import generate_keys, load_keys, make_checkpoint
+from pgaudit_py.tokens import revoke_token
+
+GETS = ["/v1/audit", "/v1/audit/count", "/v1/audit/monthly", "/v1/audit/stream", "/v1/audit/verify",
+        "/v1/audit/status", "/v1/audit/archives"]
+WHOLE_INSTALLATION = {"/v1/audit/verify", "/v1/audit/status", "/v1/audit/archives"}
+ARCHIVE_RUN = "/v1/audit/archive/run"
+
+
+@pytest.fixture
+def archive_keys(tmp_path):
+    generate_keys(tmp_path / "keys")
+    return load_keys(signing_key=tmp_path / "keys" / "checkpoint-ed25519.pem")
+
+
+@pytest.fixture
+def tokens(db, connect, make_token):
+    made = {"reader": make_token("reader"), "maintainer": make_token("maintainer"),
+            "tenant": make_token("reader", tenant_id="t1"), "expired": make_token("reader", name="expired"),
+            "revoked": make_token("reader", name="revoked"), "unknown": "pga_000000000000_" + "0" * 64,
+            "malformed": "not-a-token"}
+    db.execute("UPDATE audit.api_tokens SET expires_at = now() - interval '1 second' WHERE name = 'expired'")
+    revoke_token(connect("app_maintainer"), "revoked")
+    return made
+
+
+def _status(client: httpx.Client, method: str, path: str) -> int:
+    if path.endswith("/stream"):
+        with client.stream(method, path) as response:
+            return response.status_code
+    return client.request(method, path).status_code
+
+
+EXPECTED = {
+    None: {**{p: 401 for p in GETS}, ARCHIVE_RUN: 401},
+    "malformed": {**{p: 401 for p in GETS}, ARCHIVE_RUN: 401},
+    "unknown": {**{p: 401 for p in GETS}, ARCHIVE_RUN: 401},
+    "expired": {**{p: 401 for p in GETS}, ARCHIVE_RUN: 401},
+    "revoked": {**{p: 401 for p in GETS}, ARCHIVE_RUN: 401},
+    "reader": {**{p: 200 for p in GETS}, ARCHIVE_RUN: 403},
+    "maintainer": {**{p: 200 for p in GETS}, ARCHIVE_RUN: 200},
+    "tenant": {**{p: 403 if p in WHOLE_INSTALLATION else 200 for p in GETS}, ARCHIVE_RUN: 403},
+}
+
+
+@pytest.mark.parametrize("who", list(EXPECTED))
+def test_every_endpoint_answers_each_kind_of_token_as_it_should(db, start_api, tokens, who, tmp_path, archive_keys):
+    api = start_api(failures_allowed=1000, archive_target=f"file://{tmp_path}/archive", archive_keys=archive_keys)
+    with api.client(tokens[who] if who else None) as client:
+        got = {path: _status(client, "GET", path) for path in GETS}
+        got[ARCHIVE_RUN] = _status(client, "POST", ARCHIVE_RUN)
+        assert got == EXPECTED[who]
+        assert client.get("/healthz").status_code == 200 and client.get("/openapi.json").status_code == 200
+        if who in (None, "malformed", "unknown", "expired", "revoked"):
+            body = client.get("/v1/audit").json()
+            assert body["error"]["code"] == "unauthorized" and "WWW-Authenticate" in client.get("/v1/audit").headers
+
+
+def _tenant_data(db) -> None:
+    # The same kind, target, actor and correlation in two tenants and in none.
+    for tenant in ("t1", "t2", None):
+        for i in range(3):
+            record(db, "order.paid", tenant_id=tenant, target_type="order", target_id="o-1", actor_id="alice",
+                   actor_type="user", correlation_id="c-1", outcome="failure" if i == 2 else "success")
+    seal(db)
+    record(db, "order.refunded", tenant_id="t2", target_type="order", target_id="o-1", actor_id="alice")  # pending
+
+
+@pytest.mark.parametrize("query", [
+    {}, {"kind_prefix": "order"}, {"target_type": "order"}, {"target_id": "o-1"}, {"correlation_id": "c-1"},
+    {"outcome": "failure"}, {"actor_type": "user"}, {"actor_id": "alice"}, {"since": "2000-01-01T00:00:00Z"},
+    {"before_seq": "100"}, {"limit": "500"}, {"tenant_id": "t1"}])
+def test_a_tenant_token_reads_its_tenant_through_every_filter(db, start_api, tokens, query):
+    _tenant_data(db)
+    api = start_api()
+    with api.client(tokens["tenant"]) as client:
+        events = client.get("/v1/audit", params=query).json()["events"]
+        assert events and {e["tenant_id"] for e in events} == {"t1"}
+        count = client.get("/v1/audit/count", params={k: v for k, v in query.items()
+                                                        if k in ("tenant_id", "since")}).json()
+        assert count["count"] == db.execute("SELECT count(*) FROM audit.events WHERE tenant_id = 't1'").fetchone()[0]
+        months = client.get("/v1/audit/monthly").json()["months"]
+        assert sum(m["count"] for m in months) == count["count"]
+    with api.client(tokens["reader"]) as client:  # an unscoped token sees the others
+        assert {e["tenant_id"] for e in client.get("/v1/audit", params={"target_id": "o-1"}).json()["events"]} == {
+            "t1", "t2", None}
+
+
+@pytest.mark.parametrize("path", ["/v1/audit", "/v1/audit/count", "/v1/audit/monthly", "/v1/audit/stream"])
+def test_a_tenant_token_asking_for_another_tenant_gets_403_and_no_events(db, start_api, tokens, path):
+    _tenant_data(db)
+    api = start_api()
+    with api.client(tokens["tenant"]) as client:
+        for other in ("t2", "T1", "t1 ", ""):
+            response = client.get(path, params={"tenant_id": other})
+            assert response.status_code in (400, 403), (other, response.status_code)
+            assert "events" not in response.json() and "count" not in response.json()
+
+
+def test_the_stream_of_a_tenant_token_carries_its_tenant_only(db, start_api, tokens):
+    from api_server import sse_messages
+
+    _tenant_data(db)
+    api = start_api()
+    with api.client(tokens["tenant"]) as client, client.stream("GET", "/v1/audit/stream",
+                                                               params={"since_seq": "0"}) as response:
+        seen = []
+        for message in sse_messages(response):
+            if message.data:
+                seen.append(json.loads(message.data)["tenant_id"])
+            if len(seen) == 3:
+                break
+    assert seen == ["t1", "t1", "t1"]
+
+
+def test_pages_follow_next_links_newest_first_through_pending_and_sealed(db, start_api, tokens):
+    db.execute("SELECT audit.record(kind => 'order.paid', target_id => i::text) FROM generate_series(1, 130) i")
+    seal(db)
+    db.execute("SELECT audit.record(kind => 'order.paid', target_id => i::text) FROM generate_series(131, 190) i")
+    api = start_api()
+    seen: list[str] = []
+    with api.client(tokens["reader"]) as client:
+        link: str | None = "/v1/audit?limit=50&kind_prefix=order"
+        while link:
+            page = client.get(link).json()
+            assert len(page["events"]) <= 50
+            seen += [e["target_id"] for e in page["events"]]
+            link = page["next"]
+            assert link is None or "kind_prefix=order" in link
+    assert seen == [str(i) for i in range(190, 0, -1)]
+
+
+@pytest.mark.parametrize(("query", "says"), [
+    ({"limit": "0"}, "limit"), ({"limit": "501"}, "limit"), ({"limit": "abc"}, "limit"), ({"limit": "-1"}, "limit"),
+    ({"limit": "1e3"}, "limit"), ({"limit": "٣"}, "limit"), ({"limit": "99999999999999999999999"}, "limit"),
+    ({"before_seq": "0"}, "before_seq"), ({"before_seq": "1", "before_intake_id": "1"}, "not both"),
+    ({"outcome": "maybe"}, "outcome"), ({"since": "yesterday"}, "since"),
+    ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "after"),
+    ({"kind_prefix": "a b"}, "kind prefix"), ({"actor_id": "a\x00b"}, "NUL"), ({"actor_id": "x" * 1025}, "1024"),
+    ({"tenant": "t1"}, "unknown parameter 'tenant'"), ({"token": "x"}, "Authorization header"),
+    ({"access_token": "x"}, "Authorization header"), ({"limit": ["5", "6"]}, "more than once"),
+])
+def test_each_bad_parameter_is_a_400_that_names_it_and_writes_nothing(db, start_api, tokens, counts, query, says):
+    api = start_api()
+    before = counts()
+    with api.client(tokens["reader"]) as client:
+        response = client.get("/v1/audit", params=query)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_parameter" and says in response.json()["error"]["message"]
+    assert counts() == before
+
+
+@pytest.mark.parametrize(("path", "query", "says"), [
+    ("/v1/audit/count", {"by_kind_prefix": ["ok", "b a d"]}, "kind prefix"),
+    ("/v1/audit/count", {"by_kind_prefix": [f"k{i}" for i in range(101)]}, "at most 100"),
+    ("/v1/audit/monthly", {"months": "121"}, "months"), ("/v1/audit/monthly", {"months": "0"}, "months"),
+    ("/v1/audit/stream", {"since_seq": "-5"}, "since_seq"), ("/v1/audit/verify", {"x": "1"}, "unknown parameter"),
+])
+def test_bad_parameters_of_the_other_endpoints(start_api, tokens, path, query, says):
+    api = start_api()
+    with api.client(tokens["reader"]) as client:
+        response = client.get(path, params=query)
+    assert response.status_code == 400 and says in response.json()["error"]["message"]
+
+
+def test_a_bad_last_event_id_is_a_400(start_api, tokens):
+    api = start_api()
+    with api.client(tokens["reader"]) as client:
+        assert client.get("/v1/audit/stream", headers={"Last-Event-ID": "abc"}).status_code == 400
+
+
+def test_unknown_paths_and_wrong_methods_answer_json(start_api, tokens):
+    api = start_api()
+    with api.client(tokens["reader"]) as client:
+        missing = client.get("/v1/audits")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+        for method, path in (("POST", "/v1/audit"), ("DELETE", "/v1/audit"), ("GET", ARCHIVE_RUN),
+                             ("PUT", "/healthz")):
+            wrong = client.request(method, path)
+            assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+            assert wrong.headers["allow"]
+        assert "GET" in client.post("/v1/audit").headers["allow"]
+        assert client.get(ARCHIVE_RUN).headers["allow"] == "POST"
+
+
+def test_failed_authentication_is_refused_after_ten_a_minute_from_one_address(start_api, tokens):
+    api = start_api()
+    with api.client("pga_000000000000_" + "1" * 64) as bad, api.client(tokens["reader"]) as good:
+        assert [bad.get("/v1/audit").status_code for _ in range(10)] == [401] * 10
+        refused = bad.get("/v1/audit")
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        # Refused before the token is looked at: a good token from that address waits too.
+        assert good.get("/v1/audit").status_code == 429
+        assert good.get("/healthz").status_code == 200
+
+
+def test_no_token_reaches_a_log_line(start_api, tokens, caplog):
+    api = start_api()
+    caplog.set_level(logging.INFO, logger="pgaudit_py")
+    with api.client(tokens["reader"]) as client:
+        client.get("/v1/audit", params={"actor_id": "alice"})
+        client.get("/v1/audit", params={"token": tokens["maintainer"]})  # a token misplaced in the URL
+    with api.client(tokens["revoked"]) as client:
+        client.get("/v1/audit")
+    text = caplog.text
+    assert "/v1/audit 200 token=" in text and "/v1/audit 400" in text and "/v1/audit 401 token=-" in text
+    for token in tokens.values():
+        assert token.rsplit("_", 1)[-1] not in text
+    assert "alice" not in text  # no query strings either
+
+
+def test_archive_run_archives_with_the_servers_target_and_names_the_token(db, start_api, tokens, tmp_path,
+                                                                          archive_keys, connect):
+    db.execute("SELECT audit.record(kind => 'order.paid') FROM generate_series(1, 30)")
+    seal(db)
+    connect("app_maintainer").execute("SELECT audit.set_archive_settings(interval '1 second', 1000, 3)")
+    time.sleep(1.1)
+    sealed = db.execute("SELECT max(seq) FROM audit.event_log").fetchone()[0]  # the tokens' events too
+    api = start_api(archive_target=f"file://{tmp_path}/archive", archive_keys=archive_keys)
+    with api.client(tokens["maintainer"]) as client:
+        run = client.post(ARCHIVE_RUN).json()
+        assert run["skipped"] is False and run["events"] == sealed and run["batches"][0]["last_seq"] == sealed
+        batches = client.get("/v1/audit/archives").json()["batches"]
+        assert [(b["state"], b["first_seq"], b["last_seq"]) for b in batches] == [("deleted", 1, sealed)]
+        verdict = client.get("/v1/audit/verify").json()
+        assert verdict["ok"] and verdict["highest_archived_seq"] == sealed
+        assert client.post(ARCHIVE_RUN).json() == {"skipped": False, "events": 0, "batches": []}
+    assert list((tmp_path / "archive").rglob("*.jsonl.gz"))
+    actor = db.execute("SELECT actor_type, actor_id FROM audit.events WHERE kind = 'audit.archived'").fetchone()
+    assert actor == ("api_token", "t1")  # the maintainer token's name (make_token numbers them)
+
+
+def test_archive_run_without_a_target_or_with_a_reader_database_role_is_a_503(start_api, tokens, tmp_path,
+                                                                              archive_keys):
+    with start_api().client(tokens["maintainer"]) as client:
+        response = client.post(ARCHIVE_RUN)
+        assert response.status_code == 503 and response.json()["error"]["code"] == "archive_not_configured"
+    api = start_api("app_reader", archive_target=f"file://{tmp_path}/a", archive_keys=archive_keys)
+    with api.client(tokens["maintainer"]) as client:
+        response = client.post(ARCHIVE_RUN)
+        assert response.status_code == 503 and response.json()["error"]["code"] == "archive_not_permitted"
+
+
+def test_verify_reports_the_tier_boundary_and_the_newest_checkpoint(db, start_api, tokens, tmp_path, connect):
+    generate_keys(tmp_path / "keys")
+    keys = load_keys(signing_key=tmp_path / "keys" / "checkpoint-ed25519.pem")
+    db.execute("SELECT audit.record(kind => 'order.paid') FROM generate_series(1, 10)")
+    seal(db)
+    (tmp_path / "cp").mkdir()
+    (tmp_path / "cp" / "old.json").write_text(json.dumps(make_checkpoint(db, keys)))
+    db.execute("SELECT audit.record(kind => 'order.paid') FROM generate_series(1, 5)")
+    seal(db)
+    (tmp_path / "cp" / "new.json").write_text(json.dumps(make_checkpoint(db, keys)))
+    (tmp_path / "cp" / "junk.json").write_text("{not json")
+    api = start_api(checkpoint_dir=tmp_path / "cp",
+                    checkpoint_keys=load_keys(public_key=tmp_path / "keys" / "checkpoint-ed25519.pub.pem"))
+    with api.client(tokens["reader"]) as client:
+        verdict = client.get("/v1/audit/verify").json()
+    assert verdict["ok"] and verdict["oldest_hot_seq"] == 1 and verdict["highest_archived_seq"] is None
+    assert verdict["events_checked"] == 21  # with the tokens' six events
+    checkpoint = verdict["last_checkpoint"]
+    assert (checkpoint["file"], checkpoint["block_no"], checkpoint["last_seq"], checkpoint["ok"]) == (
+        "new.json", 2, 21, True)
+    # Signed by another key: the server says so.
+    generate_keys(tmp_path / "other")
+    other = load_keys(signing_key=tmp_path / "other" / "checkpoint-ed25519.pem")
+    (tmp_path / "cp" / "forged.json").write_text(json.dumps({**make_checkpoint(db, other)}).replace(
+        '"block_no": 2', '"block_no": 3'))
+    with api.client(tokens["reader"]) as client:
+        checkpoint = client.get("/v1/audit/verify").json()["last_checkpoint"]
+    assert checkpoint["file"] == "forged.json" and not checkpoint["ok"] and len(checkpoint["problems"]) == 2
+
+
+def test_status_reports_backlog_and_lag(db, start_api, tokens):
+    seal(db)
+    db.execute("SELECT audit.record(kind => 'order.paid') FROM generate_series(1, 7)")
+    api = start_api()
+    with api.client(tokens["maintainer"]) as client:
+        status = client.get("/v1/audit/status").json()
+    assert status["pending"] == 7 and status["last_seq"] == 6 and status["lag_seconds"] >= 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_pgaudit_serve_binds_loopback_serves_and_stops_on_sigterm(db, tokens):
+    info = db.info
+    port = _free_port()
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader"
+    server = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "pgaudit serve did not start"
+                time.sleep(0.1)
+        record(db, "order.paid")
+        events = httpx.get(f"http://127.0.0.1:{port}/v1/audit",
+                           headers={"Authorization": f"Bearer {tokens['reader']}"}).json()["events"]
+        assert [e["kind"] for e in events][:1] == ["order.paid"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert f"127.0.0.1:{port}" in output and "GET /v1/audit 200" in output
+    assert tokens["reader"].rsplit("_", 1)[1] not in output
+
+
+def test_created_tokens_work_at_once_and_revoked_ones_stop_at_the_next_request(start_api, make_token, connect):
+    api = start_api()
+    token = make_token(name="short-lived", expires_at=datetime.now(timezone.utc) + timedelta(days=1))
+    with api.client(token) as client:
+        assert client.get("/v1/audit").status_code == 200
+        revoke_token(connect("app_maintainer"), "short-lived")
+        assert client.get("/v1/audit").status_code == 401
+
+
+def test_the_core_package_does_not_import_the_server():
+    probe = subprocess.run([sys.executable, "-c", "import sys, pgaudit_py, pgaudit_py.cli; "
+                            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                            "('starlette', 'uvicorn', 'psycopg_pool')))"],
+                           capture_output=True, text=True, env={**os.environ}, timeout=60)
+    assert probe.stdout.strip() == "[]", probe.stderr
