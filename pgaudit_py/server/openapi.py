@@ -14,9 +14,12 @@ def _nullable(type_: str, **extra: Any) -> dict[str, Any]:
     return {"type": [type_, "null"], **extra}
 
 
-def _text(name: str, description: str) -> dict[str, Any]:
+KIND_PREFIX = {"type": "string", "pattern": "^[A-Za-z0-9_./-]{1,128}$"}
+
+
+def _text(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}}
+            "schema": schema or {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": "^[^\\x00]*$"}}
 
 
 def _time(name: str, description: str) -> dict[str, Any]:
@@ -34,7 +37,7 @@ def _integer(name: str, low: int, high: int, description: str, default: int | No
 TENANT = _text("tenant_id", "Only this tenant's events (a tenant token's own tenant is always applied).")
 FILTERS = [
     TENANT,
-    _text("kind_prefix", "Kinds starting with this (letters, digits, _ . / -)."),
+    _text("kind_prefix", "Kinds starting with this (letters, digits, _ . / -).", KIND_PREFIX),
     _text("target_type", "Exactly this target type."),
     _text("target_id", "Exactly this target id."),
     _text("correlation_id", "Exactly this correlation id."),
@@ -42,11 +45,11 @@ FILTERS = [
     _text("actor_type", "Exactly this actor type."),
     _text("actor_id", "Exactly this actor id."),
     _time("since", "Occurred at or after (ISO 8601; UTC if no zone)."),
-    _time("until", "Occurred before (ISO 8601; UTC if no zone)."),
+    _time("until", "Occurred before (ISO 8601; UTC if no zone); not before since (400)."),
 ]
 PREFIXES = {"name": "by_kind_prefix", "in": "query", "required": False, "style": "form", "explode": True,
             "description": "Also count per kind prefix (repeat the parameter, at most 100).",
-            "schema": {"type": "array", "maxItems": 100, "items": {"type": "string", "minLength": 1, "maxLength": 128}}}
+            "schema": {"type": "array", "maxItems": 100, "items": KIND_PREFIX}}
 
 EVENT = {
     "type": "object",
