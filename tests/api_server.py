@@ -14,8 +14,8 @@ from pgaudit_py.server import ServerConfig, create_app
 
 
 class LiveServer:
-    def __init__(self, config: ServerConfig):
-        self.app = create_app(config=config)
+    def __init__(self, config: ServerConfig | None = None, app: object = None):
+        self.app = app if app is not None else create_app(config=config)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
                                                     access_log=False, timeout_graceful_shutdown=1))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -348,3 +348,29 @@ def test_the_core_package_does_not_import_the_server():
                             "('starlette', 'uvicorn', 'psycopg_pool')))"],
                            capture_output=True, text=True, env={**os.environ}, timeout=60)
     assert probe.stdout.strip() == "[]", probe.stderr
+
+
+def test_create_app_mounts_inside_another_starlette_application(db, make_token):
+    from api_server import LiveServer
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    from pgaudit_py.server import create_app
+
+    info = db.info
+    audit_api = create_app(f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader")
+    host = Starlette(routes=[Route("/", lambda request: PlainTextResponse("the application")),
+                             Mount("/audit", app=audit_api)], lifespan=audit_api.router.lifespan_context)
+    token = make_token()
+    server = LiveServer(app=host)
+    try:
+        with server.client(token) as client:
+            assert client.get("/").text == "the application"
+            assert client.get("/audit/healthz").json()["database"] is True
+            page = client.get("/audit/v1/audit", params={"limit": "1"}).json()
+            assert page["events"][0]["kind"] == "audit.api_token.created"
+            assert page["next"].startswith("/audit/v1/audit?limit=1&before_intake_id=")
+            assert client.get(page["next"]).status_code == 200
+    finally:
+        server.stop()

@@ -61,7 +61,8 @@ def test_each_reading_command_works_for_the_reader(db, connect, as_role, orders,
     roles = readme_roles()
     reader = [c for c, r in roles.items() if r == "reader"]
     assert sorted(reader) == sorted(["status", "events", "count", "tracked", "history", "verify", "checkpoint",
-                                     "limits", "archive list", "archive verify", "archive settings"])
+                                     "limits", "archive list", "archive verify", "archive settings",
+                                     "serve"])  # serve: run as the reader in test_api.py
     as_role("app_maintainer", "track", "public.orders")
     writer = connect("app_writer")
     writer.execute("INSERT INTO orders VALUES (1, 'new')")
@@ -95,7 +96,7 @@ def test_each_maintenance_command_works_for_the_maintainer(db, connect, as_role,
     roles = readme_roles()
     assert sorted(c for c, r in roles.items() if r == "maintainer") == sorted(
         ["seal", "worker", "prune", "track", "untrack", "limits set", "limits unset", "limits set-operation",
-         "archive run", "archive restore"])
+         "archive run", "archive restore", "tokens create", "tokens list", "tokens revoke"])
     as_role(None, "keygen", "--dir", str(tmp_path / "keys"))
     keys = tmp_path / "keys"
     target = f"file://{tmp_path}/archive"
@@ -123,6 +124,11 @@ def test_each_maintenance_command_works_for_the_maintainer(db, connect, as_role,
     as_role("app_maintainer", "prune", "--older-than", "1d", "--yes")
     as_role("app_maintainer", "untrack", "public.orders")
     assert db.execute("SELECT count(*) FROM audit.tracked_tables").fetchone() == (0,)
+    token = as_role("app_maintainer", "tokens", "create", "--name", "ci").stdout.strip()
+    assert "ci" in as_role("app_maintainer", "tokens", "list").output and token[-64:] not in as_role(
+        "app_maintainer", "tokens", "list").output
+    as_role("app_maintainer", "tokens", "revoke", "ci")
+    assert db.execute("SELECT revoked_by FROM audit.api_tokens").fetchone() == ("app_maintainer",)
 
 
 def test_record_works_for_the_writer(db, as_role):
