@@ -118,6 +118,13 @@ def log_not_recorded(kind: str, exc: psycopg.Error) -> None:
     log.warning("audit event %s not recorded: %s (SQLSTATE %s)", kind, type(exc).__name__, exc.sqlstate)
 
 
+# list_events' arguments and their types, in order.
+LIST_EVENTS_ARGUMENTS = {
+    "tenant_id": "text", "kind_prefix": "text", "target_type": "text", "target_id": "text", "correlation_id": "text",
+    "outcome": "text", "actor_type": "text", "actor_id": "text", "since": "timestamptz", "until": "timestamptz",
+    "since_seq": "bigint", "before_seq": "bigint", "page_size": "integer", "before_intake_id": "bigint"}
+
+
 def list_events_call(*, tenant_id: str | None = None, kind_prefix: str | None = None,
                      target_type: str | None = None, target_id: str | None = None,
                      correlation_id: str | None = None, outcome: str | None = None,
@@ -125,11 +132,7 @@ def list_events_call(*, tenant_id: str | None = None, kind_prefix: str | None = 
                      since: datetime | None = None, until: datetime | None = None,
                      since_seq: int | None = None, before_seq: int | None = None, page_size: int = 50,
                      before_intake_id: int | None = None, audit_schema: str = "audit") -> Call[Event]:
-    return function_call(audit_schema, "list_events", Event, {
-        "tenant_id": "text", "kind_prefix": "text", "target_type": "text", "target_id": "text",
-        "correlation_id": "text", "outcome": "text", "actor_type": "text", "actor_id": "text",
-        "since": "timestamptz", "until": "timestamptz", "since_seq": "bigint", "before_seq": "bigint",
-        "page_size": "integer", "before_intake_id": "bigint"},
+    return function_call(audit_schema, "list_events", Event, LIST_EVENTS_ARGUMENTS,
         (tenant_id, kind_prefix, target_type, target_id, correlation_id, outcome, actor_type, actor_id, since,
          until, since_seq, before_seq, page_size, before_intake_id), EVENT_CASTS)
 

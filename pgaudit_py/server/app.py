@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,12 +30,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pgaudit_py.archive import ArchiveBatch
 from pgaudit_py.checkpoint import Keys
 from pgaudit_py.errors import InvalidInput, PgAuditError
-from pgaudit_py.events import count_events_call, list_events_call, monthly_event_counts_call
+from pgaudit_py.events import count_events_call, monthly_event_counts_call
 from pgaudit_py.output import to_jsonable
 from pgaudit_py.sealing import seal_status_call
 from pgaudit_py.server import params
 from pgaudit_py.server.archive_runs import ArchiveRunner, last_checkpoint
 from pgaudit_py.server.auth import FAILURES_ALLOWED, Authenticator, FailureBrake
+from pgaudit_py.server.encoding import events_json, list_events_call
 from pgaudit_py.server.errors import ApiError, api_error, http_error, internal_error
 from pgaudit_py.server.openapi import openapi_document
 from pgaudit_py.server.stream import Notifier, sealed_events
@@ -108,9 +110,8 @@ class Api:
             raise params.bad("give before_seq or before_intake_id, not both")
         filters = params.filters(q)
         filters["tenant_id"] = _tenant(bearer, filters["tenant_id"])
-        events = await self._all(list_events_call(page_size=limit or 50, before_seq=before_seq,
-                                                  before_intake_id=before_intake_id, audit_schema=self.schema,
-                                                  **filters))
+        events = await self._all(list_events_call(self.schema, page_size=limit, before_seq=before_seq,
+                                                  before_intake_id=before_intake_id, **filters))
         next_link = None
         if len(events) == limit:
             last = events[-1]
@@ -118,7 +119,8 @@ class Api:
             kept = [(k, v) for k, v in q.multi_items() if k not in ("before_seq", "before_intake_id")]
             # Relative: behind a proxy, the client's host and scheme stay its own.
             next_link = f"{request.url.path}?{urlencode([*kept, *cursor.items()])}"
-        return _json({"events": events, "next": next_link})
+        return Response(f'{{"events":{events_json(events)},"next":{json.dumps(next_link)}}}',
+                        media_type="application/json")
 
     async def count(self, request: Request) -> Response:
         bearer = await self.auth.bearer(request)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,8 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from pgaudit_py.events import list_events_call
-from pgaudit_py.output import to_jsonable
+from pgaudit_py.server.encoding import event_json, list_events_call, one_line
 
 log = logging.getLogger("pgaudit_py.server")
 
@@ -60,8 +58,7 @@ class Notifier:
 
 
 def sse_event(event: Any) -> str:
-    data = json.dumps(to_jsonable(event), separators=(",", ":"))  # ASCII: no line break can split it
-    return f"id: {event.seq}\nevent: audit\ndata: {data}\n\n"
+    return f"id: {event.seq}\nevent: audit\ndata: {one_line(event_json(event))}\n\n"
 
 
 async def high_water(pool: AsyncConnectionPool, audit_schema: str) -> int:
@@ -86,8 +83,7 @@ async def sealed_events(pool: AsyncConnectionPool, notifier: Notifier, audit_sch
         woken = notifier.next_round()
         high = await high_water(pool, audit_schema)
         while after < high:
-            call = list_events_call(since_seq=after, before_seq=high + 1, page_size=PAGE, audit_schema=audit_schema,
-                                    **filters)
+            call = list_events_call(audit_schema, since_seq=after, before_seq=high + 1, page_size=PAGE, **filters)
             async with pool.connection() as conn:
                 page = await call.all_async(conn)
             for event in page:
