@@ -11,9 +11,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
-from psycopg.rows import class_row
 
-from pgaudit_py.calls import function_call
+from pgaudit_py.calls import Call, function_call
 from pgaudit_py.errors import RateLimited, translated
 from pgaudit_py.events import record
 from pgaudit_py.transactions import end_failed_transaction, require_no_transaction
@@ -57,12 +56,15 @@ def set_operation_limit(conn: psycopg.Connection, operation: str, per_minute: in
         (operation, per_minute, window_seconds)).one(conn)
 
 
-def rate_limits(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[RateLimit]:
+def rate_limits_call(*, audit_schema: str = "audit") -> Call[RateLimit]:
     query = sql.SQL("SELECT r.scope, CASE r.scope WHEN 'table' THEN r.target::oid::regclass::text ELSE r.target END"
                     " AS target, r.per_user, r.per_tenant, r.per_key, r.window_seconds, r.changed_at, r.changed_by"
                     " FROM {}.rate_limits r ORDER BY 1, 2").format(sql.Identifier(audit_schema))
-    with translated(), conn.cursor(row_factory=class_row(RateLimit)) as cur:
-        return cur.execute(query).fetchall()
+    return Call(query, (), RateLimit)
+
+
+def rate_limits(conn: psycopg.Connection, *, audit_schema: str = "audit") -> list[RateLimit]:
+    return rate_limits_call(audit_schema=audit_schema).all(conn)
 
 
 def rate_limit(conn: psycopg.Connection, operation: str, key: str, per_minute: int = 60, *,

@@ -22,8 +22,9 @@ from pgaudit_py.checkpoint import generate_keys, load_keys, make_checkpoint
 from pgaudit_py.tokens import revoke_token
 
 GETS = ["/v1/audit", "/v1/audit/count", "/v1/audit/monthly", "/v1/audit/stream", "/v1/audit/verify",
-        "/v1/audit/status", "/v1/audit/archives"]
-WHOLE_INSTALLATION = {"/v1/audit/verify", "/v1/audit/status", "/v1/audit/archives"}
+        "/v1/audit/status", "/v1/audit/archives", "/v1/audit/tracked", "/v1/audit/limits", "/v1/whoami"]
+WHOLE_INSTALLATION = {"/v1/audit/verify", "/v1/audit/status", "/v1/audit/archives", "/v1/audit/tracked",
+                      "/v1/audit/limits"}
 ARCHIVE_RUN = "/v1/audit/archive/run"
 
 

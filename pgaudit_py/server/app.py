@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,27 +24,34 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pgaudit_py.archive import ArchiveBatch
 from pgaudit_py.checkpoint import Keys
 from pgaudit_py.errors import InvalidInput, PgAuditError
 from pgaudit_py.events import count_events_call, monthly_event_counts_call
 from pgaudit_py.output import to_jsonable
+from pgaudit_py.rate_limits import rate_limits_call
 from pgaudit_py.sealing import seal_status_call
 from pgaudit_py.server import params
 from pgaudit_py.server.archive_runs import ArchiveRunner, last_checkpoint
 from pgaudit_py.server.auth import FAILURES_ALLOWED, Authenticator, FailureBrake
 from pgaudit_py.server.encoding import events_json, list_events_call
 from pgaudit_py.server.errors import ApiError, api_error, http_error, internal_error
+from pgaudit_py.server.middleware import AccessLog, SecurityHeaders
 from pgaudit_py.server.openapi import openapi_document
+from pgaudit_py.server.page import page_routes
 from pgaudit_py.server.stream import Notifier, sealed_events
 from pgaudit_py.tokens import Bearer
+from pgaudit_py.tracking import tracked_tables_call
 
 log = logging.getLogger("pgaudit_py.server")
-access_log = logging.getLogger("pgaudit_py.server.access")
 
 MAX_SEQ = 2**63 - 1
+
+
+# What the API shows of a tracked table (not its attribute numbers).
+TRACKED_SHOWN = ("table_name", "kind_prefix", "key_columns", "exclude_columns", "redact_columns", "tenant_column",
+                 "skip_noop_updates", "enabled_at", "enabled_by", "baseline_at")
 
 
 @dataclass(frozen=True)
@@ -209,6 +215,24 @@ class Api:
         return _json({"skipped": run.skipped, "events": run.events,
                       "batches": [_batch_summary(b) for b in run.batches]})
 
+    async def whoami(self, request: Request) -> Response:
+        bearer = await self.auth.bearer(request)
+        params.check_names(request.query_params, ())
+        return _json(bearer)
+
+    async def tracked(self, request: Request) -> Response:
+        bearer = await self.auth.bearer(request)
+        params.check_names(request.query_params, ())
+        _whole_installation(bearer)
+        tables = await self._all(tracked_tables_call(audit_schema=self.schema))
+        return _json({"tables": [{name: getattr(t, name) for name in TRACKED_SHOWN} for t in tables]})
+
+    async def limits(self, request: Request) -> Response:
+        bearer = await self.auth.bearer(request)
+        params.check_names(request.query_params, ())
+        _whole_installation(bearer)
+        return _json({"limits": await self._all(rate_limits_call(audit_schema=self.schema))})
+
     async def healthz(self, request: Request) -> Response:
         try:
             async with self.pool.connection(timeout=5) as conn:
@@ -235,33 +259,6 @@ async def _database_errors(request: Request, exc: Exception) -> Response:
         return await api_error(request, ApiError(503, "the database is unavailable", "database_unavailable"))
     log.exception("request failed")
     return await internal_error(request, exc)
-
-
-class AccessLog:
-    """One line a request: method, path (no query string: it may hold ids someone considers
-    private), status, the token's public id, milliseconds. Never a header, so never a token."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started, status = time.perf_counter(), 0
-
-        async def sending(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            token = scope.get("state", {}).get("token_id", "-")
-            access_log.info("%s %s %s token=%s %.1fms", scope["method"], scope["path"], status, token,
-                            (time.perf_counter() - started) * 1000)
 
 
 def create_app(dsn: str | None = None, *, config: ServerConfig | None = None, **settings: Any) -> Starlette:
@@ -298,11 +295,16 @@ def create_app(dsn: str | None = None, *, config: ServerConfig | None = None, **
         Route("/v1/audit/status", api.status, methods=get),
         Route("/v1/audit/archives", api.archives, methods=get),
         Route("/v1/audit/archive/run", api.run_archive, methods=["POST"]),
+        Route("/v1/whoami", api.whoami, methods=get),
+        Route("/v1/audit/tracked", api.tracked, methods=get),
+        Route("/v1/audit/limits", api.limits, methods=get),
+        *page_routes(),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ApiError: api_error, HTTPException: http_error, PgAuditError: _database_errors,
         psycopg.Error: _database_errors, Exception: _database_errors}
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLog)
     app.state.api = api
     return app

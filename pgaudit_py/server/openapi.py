@@ -169,6 +169,31 @@ def openapi_document() -> dict[str, Any]:
                 _json({"type": "object", "required": ["batches"], "properties": {
                     "batches": {"type": "array", "items": {"$ref": "#/components/schemas/Batch"}}}}, "The batches."),
                 403),
+            "/v1/whoami": _get(
+                "The token's public id, name, role and tenant.", [],
+                _json({"type": "object", "required": ["token_id", "name", "role", "tenant_id"], "properties": {
+                    "token_id": {"type": "string"}, "name": {"type": "string"},
+                    "role": {"type": "string", "enum": ["reader", "maintainer"]},
+                    "tenant_id": _nullable("string")}}, "Who the token is.")),
+            "/v1/audit/tracked": _get(
+                "Tracked tables and their options.", [],
+                _json({"type": "object", "required": ["tables"], "properties": {"tables": {"type": "array", "items": {
+                    "type": "object", "required": ["table_name", "kind_prefix"], "properties": {
+                        "table_name": {"type": "string"}, "kind_prefix": {"type": "string"},
+                        "key_columns": _nullable("array"), "exclude_columns": {"type": "array"},
+                        "redact_columns": {"type": "array"}, "tenant_column": _nullable("string"),
+                        "skip_noop_updates": {"type": "boolean"},
+                        "enabled_at": {"type": "string", "format": "date-time"}, "enabled_by": {"type": "string"},
+                        "baseline_at": _nullable("string", format="date-time")}}}}},
+                    "The tables."), 403),
+            "/v1/audit/limits": _get(
+                "Write rate limits (tables and operations).", [],
+                _json({"type": "object", "required": ["limits"], "properties": {"limits": {"type": "array", "items": {
+                    "type": "object", "required": ["scope", "target", "window_seconds"], "properties": {
+                        "scope": {"type": "string"}, "target": {"type": "string"}, "per_user": _nullable("integer"),
+                        "per_tenant": _nullable("integer"), "per_key": _nullable("integer"),
+                        "window_seconds": {"type": "integer"}, "changed_at": {"type": "string", "format": "date-time"},
+                        "changed_by": {"type": "string"}}}}}}, "The limits."), 403),
             "/v1/audit/archive/run": {"post": {
                 "summary": "Run one archive pass with the server's target and keys (maintainer tokens only).",
                 "security": [{"bearer": []}],

@@ -1,0 +1,422 @@
+// The operator page: plain JavaScript over the HTTP API. Every value from the log is set as text
+// (textContent), never as HTML; the token lives in this tab's sessionStorage only.
+"use strict";
+
+const TOKEN_KEY = "pgaudit.token";
+const FILTERS = ["tenant_id", "kind_prefix", "target_type", "target_id", "actor_type", "actor_id",
+                 "correlation_id", "outcome", "since", "until"];
+const $ = (id) => document.getElementById(id);
+
+const state = { me: null, events: [], next: null, live: true, stream: null, newestSeq: null, filters: {} };
+
+// ---- talking to the API ----
+
+class ApiError extends Error {
+  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options, headers: { Authorization: "Bearer " + sessionStorage.getItem(TOKEN_KEY), ...(options.headers || {}) },
+  });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = (body && body.error) || { code: "error", message: response.statusText };
+    if (response.status === 401) signOut(error.message);
+    throw new ApiError(response.status, error.code, error.message);
+  }
+  return body;
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== "") q.append(k, v);
+  return q.toString();
+}
+
+// ---- small helpers that only ever write text ----
+
+function el(tag, text, attrs = {}) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+function short(value, max = 40) {
+  const text = value === null || value === undefined ? "" : String(value);
+  const cell = el("span", text.length > max ? text.slice(0, max - 1) + "…" : text);
+  if (text.length > max) cell.title = text;
+  return cell;
+}
+
+function when(iso) {
+  if (!iso) return el("span", "");
+  const t = new Date(iso);
+  return el("time", t.toLocaleString(), { datetime: iso, title: t.toISOString().replace("T", " ").replace("Z", " UTC") });
+}
+
+function age(iso) {
+  const seconds = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+  if (seconds < 120) return Math.round(seconds) + " s ago";
+  if (seconds < 7200) return Math.round(seconds / 60) + " min ago";
+  if (seconds < 172800) return Math.round(seconds / 3600) + " h ago";
+  return Math.round(seconds / 86400) + " days ago";
+}
+
+function fill(list, pairs) {
+  list.replaceChildren();
+  for (const [name, value] of pairs) {
+    list.append(el("dt", name));
+    const dd = el("dd");
+    dd.append(value instanceof Node ? value : short(value, 120));
+    list.append(dd);
+  }
+}
+
+function row(cells) {
+  const tr = el("tr");
+  for (const c of cells) {
+    const td = el("td");
+    td.append(c instanceof Node ? c : short(c));
+    tr.append(td);
+  }
+  return tr;
+}
+
+function showError(id, error) {
+  $(id).textContent = error ? (error.status === 403 ? "Not for this token: " : "") + error.message : "";
+}
+
+// ---- signing in and out ----
+
+async function signIn(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+  try {
+    state.me = await api("v1/whoami");
+  } catch (error) {
+    signOut(error.message);
+    return;
+  }
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  $("forget").hidden = false;
+  $("who").textContent = `${state.me.name} (${state.me.role}${state.me.tenant_id ? ", tenant " + state.me.tenant_id : ""})`;
+  $("archive-run").hidden = state.me.role !== "maintainer";
+  if (state.me.tenant_id) {
+    const tenant = document.querySelector("#filters [name=tenant_id]");
+    tenant.value = state.me.tenant_id;
+    tenant.readOnly = true;
+  }
+  show("events");
+  await reloadEvents();
+}
+
+function signOut(message) {
+  stopStream();
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.me = null;
+  $("app").hidden = true;
+  $("forget").hidden = true;
+  $("signin").hidden = false;
+  $("who").textContent = "";
+  $("signin-error").textContent = message || "";
+}
+
+// ---- events ----
+
+function eventRow(e) {
+  const tr = row([
+    e.seq === null ? el("span", "pending", { class: "pending" }) : String(e.seq), when(e.occurred_at), e.tenant_id,
+    (e.actor_type ? e.actor_type + ":" : "") + (e.actor_id || ""), e.kind,
+    (e.target_type ? e.target_type + ":" : "") + (e.target_id || ""), el("span", e.outcome, { class: e.outcome }),
+  ]);
+  tr.tabIndex = 0;
+  tr.addEventListener("click", () => openEvent(e));
+  tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter") openEvent(e); });
+  return tr;
+}
+
+function renderEvents() {
+  const body = document.querySelector("#events tbody");
+  body.replaceChildren(...state.events.map(eventRow));
+  $("events-empty").hidden = state.events.length > 0;
+  $("older").hidden = !state.next;
+}
+
+function readFilters() {
+  const form = $("filters");
+  const filters = {};
+  for (const name of FILTERS) {
+    const value = form.elements[name].value.trim();
+    if (!value) continue;
+    // datetime-local is the browser's local time: send it as an instant.
+    filters[name] = name === "since" || name === "until" ? new Date(value).toISOString() : value;
+  }
+  return filters;
+}
+
+async function reloadEvents() {
+  stopStream();
+  state.filters = readFilters();
+  showError("events-error", null);
+  try {
+    const page = await api("v1/audit?" + query({ limit: 50, ...state.filters }));
+    state.events = page.events;
+    state.next = page.next;
+    const sealed = page.events.find((e) => e.seq !== null);
+    state.newestSeq = sealed ? sealed.seq : null;
+    renderEvents();
+    if (state.live && !state.filters.until) startStream();  // nothing new can fall before a fixed end
+  } catch (error) {
+    showError("events-error", error);
+  }
+}
+
+async function older() {
+  try {
+    // `next` is the API's own path from the server's root; ask relative to this page.
+    const page = await api(state.next.replace(/^.*?v1\/audit\?/, "v1/audit?"));
+    state.events = state.events.concat(page.events);
+    state.next = page.next;
+    renderEvents();
+  } catch (error) {
+    showError("events-error", error);
+  }
+}
+
+function setLive(text) {
+  $("live-state").textContent = text;
+  $("live-state").className = "state " + text;
+  $("live-toggle").textContent = state.live ? "Pause" : "Go live";
+}
+
+function stopStream() {
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+  setLive("paused");
+}
+
+// The stream is read with fetch (an EventSource cannot send the Authorization header), resuming
+// after the newest event shown; a lost stream is reopened from there.
+async function startStream() {
+  stopStream();
+  const controller = new AbortController();
+  state.stream = controller;
+  while (state.stream === controller) {
+    try {
+      const params = { ...state.filters };
+      delete params.since;
+      delete params.until;
+      if (state.newestSeq !== null) params.since_seq = state.newestSeq;
+      const response = await fetch("v1/audit/stream?" + query(params), {
+        headers: { Authorization: "Bearer " + sessionStorage.getItem(TOKEN_KEY) }, signal: controller.signal,
+      });
+      if (response.status === 401) { signOut("the token is no longer valid"); return; }
+      if (!response.ok) throw new Error("stream refused: " + response.status);
+      setLive("live");
+      await readStream(response.body.getReader(), controller);
+    } catch (error) {
+      if (controller.signal.aborted) return;
+    }
+    if (state.stream !== controller) return;
+    setLive("reconnecting");
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+async function readStream(reader, controller) {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  while (state.stream === controller) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, "");
+      const data = block.split(/\r?\n/).filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart());
+      if (data.length) arrived(JSON.parse(data.join("\n")));
+    }
+  }
+}
+
+function arrived(e) {
+  if (state.newestSeq !== null && e.seq <= state.newestSeq) return;
+  state.newestSeq = e.seq;
+  // A pending copy shown before it was sealed gives way to the sealed one.
+  state.events = [e, ...state.events.filter((x) => x.id !== e.id)];
+  renderEvents();
+}
+
+function openEvent(e) {
+  $("detail").hidden = false;
+  $("detail-title").textContent = e.seq === null ? "(pending)" : "#" + e.seq;
+  fill($("detail-fields"), [
+    ["kind", e.kind], ["time", when(e.occurred_at)], ["sealed", when(e.sealed_at)], ["tenant", e.tenant_id],
+    ["actor", (e.actor_type || "") + ":" + (e.actor_id || "")], ["database role", e.db_role],
+    ["target", (e.target_type || "") + ":" + (e.target_id || "")], ["outcome", e.outcome],
+    ["correlation id", e.correlation_id], ["idempotency key", e.idempotency_key], ["client", e.client_addr],
+    ["application", e.application_name], ["transaction", e.txid], ["block", e.block_no], ["id", e.id],
+  ]);
+  $("detail-payload").textContent = JSON.stringify(e.payload, null, 2);
+  const rows = e.row_before || e.row_after;
+  $("detail-rows").hidden = !rows;
+  const body = document.querySelector("#detail-diff tbody");
+  body.replaceChildren();
+  if (rows) {
+    const before = e.row_before || {};
+    const after = e.row_after || {};
+    const changed = new Set(Object.keys(e.changed || {}));
+    for (const column of new Set([...Object.keys(before), ...Object.keys(after)])) {
+      const tr = row([column, JSON.stringify(before[column] ?? null), JSON.stringify(after[column] ?? null)]);
+      if (changed.has(column)) tr.className = "changed";
+      body.append(tr);
+    }
+  }
+  $("detail").scrollIntoView({ block: "nearest" });
+}
+
+// ---- integrity, cold storage, health ----
+
+async function verifyNow() {
+  $("verify-running").hidden = false;
+  showError("integrity-error", null);
+  try {
+    const v = await api("v1/audit/verify");
+    const cp = v.last_checkpoint;
+    fill($("integrity"), [
+      ["result", el("strong", v.ok ? "intact" : `FAILED at block ${v.bad_block}: ${v.problem}`, { class: v.ok ? "ok" : "bad" })],
+      ["blocks checked", v.blocks_checked], ["events checked", v.events_checked], ["pending", v.pending],
+      ["oldest hot seq", v.oldest_hot_seq ?? "none"], ["highest archived seq", v.highest_archived_seq ?? "none"],
+      ["last signed checkpoint", cp ? `block ${cp.block_no} (seq ${cp.last_seq}), ${cp.ok ? "holds" : cp.problems.join("; ")}` : "none configured"],
+      ["checkpoint made", cp && cp.created_at ? el("span", age(cp.created_at), { title: cp.created_at }) : ""],
+      ["verified at", when(new Date().toISOString())],
+    ]);
+  } catch (error) {
+    showError("integrity-error", error);
+  } finally {
+    $("verify-running").hidden = true;
+  }
+}
+
+async function loadBatches() {
+  showError("storage-error", null);
+  try {
+    const { batches } = await api("v1/audit/archives");
+    const sha = (b) => el("span", (b.manifest_sha256 || "").slice(0, 12), { title: b.manifest_sha256 || "" });
+    document.querySelector("#batches tbody").replaceChildren(...batches.slice().reverse().map((b) => row([
+      b.batch_id, b.state, when(b.archived_at), `${b.first_seq}..${b.last_seq}`, b.event_count,
+      b.gz_bytes === null ? "" : b.gz_bytes + " B", sha(b),
+    ])));
+    $("batches-empty").hidden = batches.length > 0;
+  } catch (error) {
+    showError("storage-error", error);
+  }
+}
+
+async function runArchive() {
+  if (!window.confirm("Archive every due batch now, to the server's configured target?")) return;
+  $("archive-result").textContent = "archiving…";
+  try {
+    const run = await api("v1/audit/archive/run", { method: "POST" });
+    $("archive-result").textContent = run.skipped ? "another archiver is running; skipped"
+      : `archived ${run.batches.length} batches, ${run.events} events`;
+    await loadBatches();
+  } catch (error) {
+    $("archive-result").textContent = "";
+    showError("storage-error", error);
+  }
+}
+
+function chart(months) {
+  const prefixes = [...new Set(months.flatMap((m) => Object.keys(m.by_kind_prefix)))];
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  const width = 60 * months.length, height = 160, top = Math.max(1, ...months.map((m) => m.count));
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + 30}`);
+  svg.setAttribute("role", "img");
+  months.forEach((m, i) => {
+    let y = height;
+    const parts = prefixes.map((p) => [p, m.by_kind_prefix[p] || 0]);
+    const other = m.count - parts.reduce((sum, [, n]) => sum + n, 0);
+    for (const [j, [name, n]] of [...parts, ["other", other]].entries()) {
+      const h = (n / top) * height;
+      const bar = document.createElementNS(ns, "rect");
+      bar.setAttribute("x", 60 * i + 10); bar.setAttribute("y", y - h); bar.setAttribute("width", 40); bar.setAttribute("height", h);
+      bar.setAttribute("class", "c" + (name === "other" ? "x" : j % 6));
+      const tip = document.createElementNS(ns, "title");
+      tip.textContent = `${m.month}: ${name} ${n}`;
+      bar.append(tip);
+      svg.append(bar);
+      y -= h;
+    }
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", 60 * i + 30); label.setAttribute("y", height + 20); label.setAttribute("text-anchor", "middle");
+    label.textContent = m.month.slice(0, 7);
+    svg.append(label);
+  });
+  const legend = el("p", "", { class: "legend" });
+  prefixes.forEach((p, j) => legend.append(el("span", p, { class: "c" + (j % 6) })));
+  legend.append(el("span", "other", { class: "cx" }));
+  $("chart").replaceChildren(svg, legend);
+}
+
+async function loadHealth() {
+  showError("health-error", null);
+  try {
+    const [status, tracked, limits] = await Promise.all([api("v1/audit/status"), api("v1/audit/tracked"), api("v1/audit/limits")]);
+    fill($("sealing"), [
+      ["pending events", status.pending], ["lag", status.lag_seconds.toFixed(1) + " s"], ["last seq", status.last_seq],
+      ["last sealed", when(status.last_sealed_at)], ["quarantined", status.quarantined],
+    ]);
+    document.querySelector("#tracked tbody").replaceChildren(...tracked.tables.map((t) => row([
+      t.table_name, t.kind_prefix, t.exclude_columns.join(", "), t.redact_columns.join(", "), t.tenant_column, when(t.enabled_at),
+    ])));
+    document.querySelector("#limits tbody").replaceChildren(...limits.limits.map((l) => row([
+      l.scope, l.target, l.per_user, l.per_tenant, l.per_key, l.window_seconds + " s",
+    ])));
+    const prefixes = [...new Set(state.events.map((e) => e.kind.split(".")[0] + "."))].slice(0, 6);
+    const { months } = await api("v1/audit/monthly?" + query({ months: 12 }) + prefixes.map((p) => "&by_kind_prefix=" + encodeURIComponent(p)).join(""));
+    chart(months);
+  } catch (error) {
+    showError("health-error", error);
+  }
+}
+
+// ---- navigation and wiring ----
+
+function show(view) {
+  for (const button of document.querySelectorAll("nav button")) button.classList.toggle("active", button.dataset.view === view);
+  for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== "view-" + view;
+  if (view === "integrity") verifyNow();
+  if (view === "storage") loadBatches();
+  if (view === "health") loadHealth();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("signin-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const token = $("token").value.trim();
+    $("token").value = "";
+    if (token) signIn(token);
+  });
+  $("forget").addEventListener("click", () => signOut("The token was forgotten."));
+  for (const button of document.querySelectorAll("nav button")) button.addEventListener("click", () => show(button.dataset.view));
+  $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); reloadEvents(); });
+  $("clear-filters").addEventListener("click", () => {
+    for (const input of $("filters").elements) if (input.name && !input.readOnly) input.value = "";
+    reloadEvents();
+  });
+  $("live-toggle").addEventListener("click", () => {
+    state.live = !state.live;
+    if (state.live) startStream(); else stopStream();
+  });
+  $("older").addEventListener("click", older);
+  $("detail-close").addEventListener("click", () => { $("detail").hidden = true; });
+  $("verify-now").addEventListener("click", verifyNow);
+  $("archive-run").addEventListener("click", runArchive);
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) signIn(token);
+});
