@@ -4,7 +4,7 @@
 -- (sql/58_api_tokens.sql), which record each change as an event.
 CREATE TABLE api_tokens (
     token_id text PRIMARY KEY CHECK (token_id ~ '^[0-9a-f]{12}$'),
-    name text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$'),
+    name text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$' AND name !~ '^[0-9a-f]{12}$'),
     role text NOT NULL CHECK (role IN ('reader', 'maintainer')),
     tenant_id text CHECK (char_length(tenant_id) BETWEEN 1 AND 256),
     token_sha256 bytea NOT NULL UNIQUE CHECK (octet_length(token_sha256) = 32),

@@ -12,6 +12,25 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._token_shown(@schema@.api_tokens) IS 'A token row without its hash.';
 
+-- A token's event names the database role that acted, in the token's tenant or none: never what
+-- the session's pgaudit_py.* settings claim (a tenant's readers would see another's token). The
+-- session's tenant setting is set aside for the call and put back.
+CREATE OR REPLACE FUNCTION @schema@._token_event(kind text, t @schema@.api_tokens, payload jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    claimed text := pg_catalog.current_setting('pgaudit_py.tenant_id', true);
+BEGIN
+    PERFORM pg_catalog.set_config('pgaudit_py.tenant_id', '', true);
+    PERFORM @schema@._record(kind, t.tenant_id, 'db_role', @schema@._db_role(), 'api_token', t.token_id, payload,
+                             'success', NULL, NULL);
+    PERFORM pg_catalog.set_config('pgaudit_py.tenant_id', coalesce(claimed, ''), true);
+END
+$$;
+COMMENT ON FUNCTION @schema@._token_event(text, @schema@.api_tokens, jsonb) IS
+    'Records a token''s creation or revocation, attributed to the acting database role.';
+
 CREATE OR REPLACE FUNCTION @schema@.create_api_token(token_id text, name text, role text, token_sha256 bytea,
                                                      tenant_id text DEFAULT NULL,
                                                      expires_at timestamptz DEFAULT NULL)
@@ -28,6 +47,8 @@ BEGIN
     ELSIF create_api_token.name IS NULL OR create_api_token.name !~ '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$' THEN
         RAISE EXCEPTION 'invalid token name: %', coalesce(pg_catalog.quote_literal(create_api_token.name), 'NULL')
             USING ERRCODE = 'PA005', HINT = 'A name is 1 to 128 letters, digits, _ . @ -, starting with a letter or digit.';
+    ELSIF create_api_token.name ~ '^[0-9a-f]{12}$' THEN
+        RAISE EXCEPTION 'a token name may not look like a token id (twelve hex digits)' USING ERRCODE = 'PA005';
     ELSIF create_api_token.role IS NULL OR create_api_token.role NOT IN ('reader', 'maintainer') THEN
         RAISE EXCEPTION 'a token''s role is reader or maintainer' USING ERRCODE = 'PA005';
     ELSIF create_api_token.token_sha256 IS NULL OR octet_length(create_api_token.token_sha256) <> 32 THEN
@@ -48,9 +69,9 @@ BEGIN
     VALUES (create_api_token.token_id, create_api_token.name, create_api_token.role, create_api_token.tenant_id,
             create_api_token.token_sha256, @schema@._db_role(), create_api_token.expires_at)
     RETURNING * INTO t;
-    PERFORM @schema@._record('audit.api_token.created', t.tenant_id, NULL, NULL, 'api_token', t.token_id,
-                             jsonb_build_object('name', t.name, 'role', t.role, 'tenant_id', t.tenant_id,
-                                                'expires_at', t.expires_at), 'success', NULL, NULL);
+    PERFORM @schema@._token_event('audit.api_token.created', t,
+                                  jsonb_build_object('name', t.name, 'role', t.role, 'tenant_id', t.tenant_id,
+                                                     'expires_at', t.expires_at));
     RETURN @schema@._token_shown(t);
 END
 $$;
@@ -67,15 +88,20 @@ AS $$
 DECLARE
     t @schema@.api_tokens;
 BEGIN
+    -- By id first: no name looks like an id (create_api_token refuses twelve hex digits).
     UPDATE @schema@.api_tokens a SET revoked_at = now(), revoked_by = @schema@._db_role()
-     WHERE (a.token_id = revoke_api_token.token OR a.name = revoke_api_token.token) AND a.revoked_at IS NULL
+     WHERE a.token_id = revoke_api_token.token AND a.revoked_at IS NULL
     RETURNING * INTO t;
+    IF NOT FOUND THEN
+        UPDATE @schema@.api_tokens a SET revoked_at = now(), revoked_by = @schema@._db_role()
+         WHERE a.name = revoke_api_token.token AND a.revoked_at IS NULL
+        RETURNING * INTO t;
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no unrevoked token has the id or name %', coalesce(pg_catalog.quote_literal(token), 'NULL')
             USING ERRCODE = 'PA005';
     END IF;
-    PERFORM @schema@._record('audit.api_token.revoked', t.tenant_id, NULL, NULL, 'api_token', t.token_id,
-                             jsonb_build_object('name', t.name, 'role', t.role), 'success', NULL, NULL);
+    PERFORM @schema@._token_event('audit.api_token.revoked', t, jsonb_build_object('name', t.name, 'role', t.role));
     RETURN @schema@._token_shown(t);
 END
 $$;

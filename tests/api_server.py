@@ -11,13 +11,15 @@ import httpx
 import uvicorn
 
 from pgaudit_py.server import ServerConfig, create_app
+from pgaudit_py.server.running import uvicorn_config
 
 
 class LiveServer:
     def __init__(self, config: ServerConfig | None = None, app: object = None):
         self.app = app if app is not None else create_app(config=config)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
-                                                    access_log=False, timeout_graceful_shutdown=1))
+        config = uvicorn_config(self.app, host="127.0.0.1", port=0)  # as `pgaudit serve` runs it
+        config.log_level, config.timeout_graceful_shutdown = "warning", 1
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20

@@ -40,7 +40,8 @@ from pgaudit_py.server.errors import ApiError, api_error, http_error, internal_e
 from pgaudit_py.server.middleware import AccessLog, SecurityHeaders
 from pgaudit_py.server.openapi import openapi_document
 from pgaudit_py.server.page import page_routes
-from pgaudit_py.server.stream import Notifier, sealed_events
+from pgaudit_py.server.stream import Notifier, high_water, sealed_events
+from pgaudit_py.server.verification import ChainVerifier
 from pgaudit_py.tokens import Bearer
 from pgaudit_py.tracking import tracked_tables_call
 
@@ -68,6 +69,11 @@ class ServerConfig:
     failures_allowed: int = FAILURES_ALLOWED  # failed authentications per client address a minute
 
 
+async def _bounded(conn: psycopg.AsyncConnection) -> None:
+    # No request holds a pooled connection for long (verify has a connection of its own).
+    await conn.execute("SET statement_timeout = '30s'")
+
+
 def _tenant(bearer: Bearer, asked: str | None) -> str | None:
     """The tenant a request may read: a tenant token's own, whatever was asked."""
     if bearer.tenant_id is None:
@@ -92,10 +98,12 @@ class Api:
         self.config = config
         self.schema = config.audit_schema
         self.pool = AsyncConnectionPool(config.dsn, min_size=1, max_size=config.pool_size, open=False,
-                                        kwargs={"autocommit": True, "application_name": "pgaudit serve"})
+                                        kwargs={"autocommit": True, "application_name": "pgaudit serve"},
+                                        configure=_bounded)
         self.auth = Authenticator(self.pool, self.schema, FailureBrake(allowed=config.failures_allowed))
-        self.notifier = Notifier(config.dsn, self.schema)
+        self.notifier = Notifier(config.dsn, self.schema, self.pool)
         self.archiver = ArchiveRunner(config.dsn, self.schema, config.archive_target, config.archive_keys)
+        self.verifier = ChainVerifier(config.dsn, self.schema)
 
     async def _one(self, call: Any) -> Any:
         async with self.pool.connection() as conn:
@@ -158,31 +166,31 @@ class Api:
         after = params.integer(q, "since_seq", 0, MAX_SEQ)
         last_id = request.headers.get("last-event-id")
         if last_id is not None:  # a reconnecting EventSource: resume after what it saw
-            if not last_id.isascii() or not last_id.isdigit() or len(last_id) > 19:
-                raise params.bad("Last-Event-ID must be the seq of the last event received")
-            after = int(last_id)
+            after = params.number("Last-Event-ID", last_id, 0, MAX_SEQ)
         filters = params.filters(q)
         filters["tenant_id"] = _tenant(bearer, filters["tenant_id"])
-        body = sealed_events(self.pool, self.notifier, self.schema, after, filters,
-                             heartbeat=self.config.heartbeat, poll_interval=self.config.poll_interval)
-        return StreamingResponse(body, media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":
+            return Response(media_type="text/event-stream", headers=headers)
+        high = await high_water(self.pool, self.schema)  # before the 200: a failure here is still a 503
+        digest = request.state.token_sha256
+
+        async def still_valid() -> bool:
+            return await self.auth.lookup(digest) is not None
+
+        body = sealed_events(self.pool, self.notifier, self.schema, high if after is None else after, high, filters,
+                             still_valid, heartbeat=self.config.heartbeat, poll_interval=self.config.poll_interval)
+        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 
     async def verify(self, request: Request) -> Response:
         bearer = await self.auth.bearer(request)
         params.check_names(request.query_params, ())
         _whole_installation(bearer)
+        verdict = await self.verifier.verdict()
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql.SQL(
-                "SELECT ok, problem, bad_block, blocks_checked, events_checked, pending, retained_from_seq,"
-                " archived_through_seq FROM {}.verify()").format(sql.Identifier(self.schema)))
-            row = await cur.fetchone()
-            assert row is not None
             checkpoint = await last_checkpoint(conn, self.schema, self.config.checkpoint_dir,
                                                self.config.checkpoint_keys)
-        names = ("ok", "problem", "bad_block", "blocks_checked", "events_checked", "pending", "oldest_hot_seq",
-                 "highest_archived_seq")
-        return _json({**dict(zip(names, row, strict=True)), "last_checkpoint": checkpoint})
+        return _json({**verdict, "last_checkpoint": checkpoint})
 
     async def status(self, request: Request) -> Response:
         bearer = await self.auth.bearer(request)
@@ -304,6 +312,7 @@ def create_app(dsn: str | None = None, *, config: ServerConfig | None = None, **
         ApiError: api_error, HTTPException: http_error, PgAuditError: _database_errors,
         psycopg.Error: _database_errors, Exception: _database_errors}
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.router.redirect_slashes = False  # /v1/audit/ is a 404, never a redirect to the Host header
     app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLog)
     app.state.api = api

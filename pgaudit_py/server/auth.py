@@ -1,10 +1,13 @@
 """Who is asking: the bearer token of each request, checked against the database on every request
-(a revocation holds from the next request), and a brake on clients that keep failing."""
+(a revocation holds from the next request), and a brake on addresses that keep presenting
+unknown tokens."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from psycopg import sql
@@ -14,42 +17,62 @@ from starlette.requests import Request
 from pgaudit_py.server.errors import ApiError
 from pgaudit_py.tokens import Bearer, token_sha256
 
-FAILURES_ALLOWED = 10  # per client address and window
+FAILURES_ALLOWED = 10  # unknown tokens per client address and window
 FAILURE_WINDOW = 60.0  # seconds
+ADDRESSES_KEPT = 10_000  # the brake forgets the least recently failing address beyond this
+TOKENS_KEPT = 10_000
+TOKEN_SHAPE = re.compile(r"pga_[0-9a-f]{12}_[0-9a-f]{64}")
+WWW_AUTHENTICATE = 'Bearer realm="pgaudit"'
+
+
+def client_key(request: Request) -> str:
+    """The brake's key: the client's address, an IPv6 one by its /64 (what one host can hold)."""
+    host = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "unknown"
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 @dataclass
 class FailureBrake:
-    """Refuses a client address for the rest of the window once it has failed authentication
-    FAILURES_ALLOWED times in it: guessing tokens is hopeless anyway (256 bits), this keeps a
-    guesser from costing the database a query a request."""
+    """Refuses, for the rest of the window, tokens from an address that presented FAILURES_ALLOWED
+    unknown ones within it, before the database is asked: guessing a 256-bit token is hopeless
+    anyway; this keeps a guesser from costing a query a request. A token that has authenticated
+    before (in this process) is still looked up, so that a guesser sharing an address with a
+    dashboard (a NAT, a proxy) does not lock the dashboard out."""
     allowed: int = FAILURES_ALLOWED
     window: float = FAILURE_WINDOW
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
+    _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+    _known_good: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
 
-    def _recent(self, client: str, now: float) -> deque[float]:
+    def check(self, client: str, digest: bytes) -> None:
         seen = self._failures.get(client)
-        if seen is None:
-            return deque()
+        if seen is None or digest in self._known_good:
+            return
+        now = time.monotonic()
         while seen and seen[0] <= now - self.window:
             seen.popleft()
-        if not seen:
-            del self._failures[client]
-        return seen
-
-    def check(self, client: str) -> None:
-        now = time.monotonic()
-        seen = self._recent(client, now)
         if len(seen) >= self.allowed:
             retry = max(1, int(seen[0] + self.window - now) + 1)
-            raise ApiError(429, f"too many failed authentications from this address; retry in {retry} s",
+            raise ApiError(429, f"too many unknown tokens from this address; retry in {retry} s",
                            headers={"Retry-After": str(retry)})
 
     def failed(self, client: str) -> None:
-        if len(self._failures) > 100_000:  # a flood of addresses: forget the oldest half
-            for key in list(self._failures)[:50_000]:
-                del self._failures[key]
-        self._failures.setdefault(client, deque()).append(time.monotonic())
+        seen = self._failures.pop(client, None) or deque(maxlen=self.allowed)
+        seen.append(time.monotonic())
+        self._failures[client] = seen  # the most recent last
+        while len(self._failures) > ADDRESSES_KEPT:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, digest: bytes) -> None:
+        self._known_good[digest] = None
+        self._known_good.move_to_end(digest)
+        while len(self._known_good) > TOKENS_KEPT:
+            self._known_good.popitem(last=False)
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -57,7 +80,7 @@ def _bearer_token(request: Request) -> str | None:
     if header is None:
         return None
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 class Authenticator:
@@ -67,25 +90,34 @@ class Authenticator:
         self.query = sql.SQL("SELECT token_id, name, role, tenant_id FROM {}.authenticate_api_token(%s)").format(
             sql.Identifier(audit_schema))
 
-    async def bearer(self, request: Request, role: str = "reader") -> Bearer:
-        """The request's token, or ApiError 401 (none, unknown, expired, revoked: alike), 403 (a
-        reader's token where a maintainer's is needed) or 429 (this address failed too often)."""
-        client = request.client.host if request.client else "unknown"
-        self.brake.check(client)
-        token = _bearer_token(request)
-        if not token:
-            if token is not None:
-                self.brake.failed(client)
-            raise ApiError(401, "send a token: Authorization: Bearer <token>",
-                           headers={"WWW-Authenticate": 'Bearer realm="pgaudit"'})
+    async def lookup(self, digest: bytes) -> Bearer | None:
+        """The live token with this SHA-256, or None."""
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(self.query, (token_sha256(token),))).fetchone()
-        if row is None:
+            row = await (await conn.execute(self.query, (digest,))).fetchone()
+        return Bearer(*row) if row else None
+
+    async def bearer(self, request: Request, role: str = "reader") -> Bearer:
+        """The request's token, or ApiError 401 (none, malformed, unknown, expired, revoked: alike),
+        403 (a reader's token where a maintainer's is needed) or 429 (this address presented too
+        many unknown tokens)."""
+        token = _bearer_token(request)
+        if token is None:
+            raise ApiError(401, "send a token: Authorization: Bearer <token>",
+                           headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+        unknown = ApiError(401, "the token is unknown, expired or revoked",
+                           headers={"WWW-Authenticate": WWW_AUTHENTICATE + ', error="invalid_token"'})
+        if not TOKEN_SHAPE.fullmatch(token):
+            raise unknown  # no token of ours looks like that: nothing to ask the database
+        digest = token_sha256(token)
+        client = client_key(request)
+        self.brake.check(client, digest)
+        bearer = await self.lookup(digest)
+        if bearer is None:
             self.brake.failed(client)
-            raise ApiError(401, "the token is unknown, expired or revoked",
-                           headers={"WWW-Authenticate": 'Bearer realm="pgaudit", error="invalid_token"'})
-        bearer = Bearer(*row)
+            raise unknown
+        self.brake.succeeded(digest)
         request.state.token_id = bearer.token_id  # for the access log: the id, never the token
+        request.state.token_sha256 = digest  # for a stream, which checks again as it goes
         if role == "maintainer" and bearer.role != "maintainer":
             raise ApiError(403, "this needs a maintainer token", "maintainer_only")
         return bearer

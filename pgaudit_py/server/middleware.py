@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -60,7 +61,9 @@ class AccessLog:
             await self.app(scope, receive, sending)
         finally:
             token = scope.get("state", {}).get("token_id", "-")
-            access_log.info("%s %s %s token=%s %.1fms", scope["method"], scope["path"], status, token,
-                            (time.perf_counter() - started) * 1000)
+            # The path percent-encoded again: it is the client's text, and a newline or a space in it
+            # would forge a line or a field.
+            access_log.info("%s %s %s token=%s %.1fms", quote(scope["method"], safe=""), quote(scope["path"]),
+                            status, token, (time.perf_counter() - started) * 1000)
 
 

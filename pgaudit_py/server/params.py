@@ -3,6 +3,7 @@ which and why, and nothing is read or written."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -12,6 +13,7 @@ from starlette.datastructures import QueryParams
 from pgaudit_py.server.errors import ApiError
 
 MAX_LIMIT = 500
+KIND_PREFIX = re.compile(r"[A-Za-z0-9_./-]{1,128}")  # as the database checks it (_check_prefixes)
 MAX_TEXT = 1024  # longer than any filterable column allows (target_id: 512)
 
 # list_events' filters, in its order; every list endpoint takes them.
@@ -45,13 +47,15 @@ def text(params: QueryParams, name: str) -> str | None:
     return value
 
 
-def integer(params: QueryParams, name: str, low: int, high: int, default: int | None = None) -> int | None:
-    value = params.get(name)
-    if value is None:
-        return default
+def number(name: str, value: str, low: int, high: int) -> int:
     if not value.isascii() or not value.isdigit() or len(value) > 19 or not low <= int(value) <= high:
         raise bad(f"{name} must be a whole number from {low} to {high}, got {value[:40]!r}")
     return int(value)
+
+
+def integer(params: QueryParams, name: str, low: int, high: int, default: int | None = None) -> int | None:
+    value = params.get(name)
+    return default if value is None else number(name, value, low, high)
 
 
 def time(params: QueryParams, name: str) -> datetime | None:
@@ -68,6 +72,8 @@ def time(params: QueryParams, name: str) -> datetime | None:
 def filters(params: QueryParams) -> dict[str, Any]:
     found: dict[str, Any] = {name: text(params, name) for name in TEXT_FILTERS}
     found.update({name: time(params, name) for name in TIME_FILTERS})
+    if found["kind_prefix"] is not None and not KIND_PREFIX.fullmatch(found["kind_prefix"]):
+        raise bad("invalid kind prefix: 1 to 128 letters, digits, _ . / -")
     if found["outcome"] not in (None, "success", "failure"):
         raise bad("outcome must be success or failure")
     if found["since"] and found["until"] and found["since"] > found["until"]:
@@ -80,6 +86,6 @@ def kind_prefixes(params: QueryParams) -> list[str]:
     if len(prefixes) > 100:
         raise bad("at most 100 by_kind_prefix values")
     for p in prefixes:
-        if not p or len(p) > 128 or "\x00" in p:
-            raise bad("each by_kind_prefix is 1 to 128 characters")
+        if not KIND_PREFIX.fullmatch(p):
+            raise bad("invalid kind prefix in by_kind_prefix: 1 to 128 letters, digits, _ . / -")
     return prefixes

@@ -1,0 +1,36 @@
+"""How `pgaudit serve` runs the application with uvicorn (the test suite runs it the same way)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import uvicorn
+
+
+def uvicorn_config(app: Any, *, host: str, port: int, trusted_proxies: Sequence[str] = ()) -> uvicorn.Config:
+    # No access log of uvicorn's (it prints query strings: the server writes its own). The client's
+    # address counts failed authentications: X-Forwarded-For is believed from the proxies named and
+    # from nobody else (uvicorn's default believes any process on 127.0.0.1).
+    return uvicorn.Config(app, host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=5,
+                          proxy_headers=bool(trusted_proxies), forwarded_allow_ips=list(trusted_proxies) or None)
+
+
+class Server(uvicorn.Server):
+    """Stops on SIGTERM or Ctrl-C and exits 0, as `pgaudit worker` does (uvicorn would die of the
+    signal once it has shut down); a second signal stops waiting for open streams."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def stop(signum: int, frame: object) -> None:
+            self.force_exit = self.should_exit
+            self.should_exit = True
+
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)

@@ -1,0 +1,43 @@
+"""GET /v1/audit/verify recomputes the whole chain, which takes seconds at millions of events: one
+run at a time, on a connection of its own (never one of the pool's, which requests need), and its
+verdict is reused while the log has not changed (same high-water mark, prune point and archive
+boundary; the pending count is read afresh) for up to REUSE seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+REUSE = 60.0
+NAMES = ("ok", "problem", "bad_block", "blocks_checked", "events_checked", "pending", "oldest_hot_seq",
+         "highest_archived_seq")
+
+
+class ChainVerifier:
+    def __init__(self, dsn: str, audit_schema: str):
+        self.dsn = dsn
+        self.schema = sql.Identifier(audit_schema)
+        self._lock = asyncio.Lock()
+        self._last: tuple[tuple[Any, ...], float, dict[str, Any]] | None = None
+
+    async def verdict(self) -> dict[str, Any]:
+        async with self._lock, await psycopg.AsyncConnection.connect(
+                self.dsn, autocommit=True, application_name="pgaudit serve (verify)") as conn:
+            state = await (await conn.execute(sql.SQL(
+                "SELECT s.last_seq, (SELECT max(block_no) FROM {s}.prune_points),"
+                " (SELECT max(last_seq) FROM {s}.archive_batches WHERE deleted_at IS NOT NULL),"
+                " (SELECT pending FROM {s}.seal_status()) FROM {s}.seal_state s").format(s=self.schema))).fetchone()
+            assert state is not None
+            if self._last and self._last[0] == tuple(state[:3]) and time.monotonic() - self._last[1] < REUSE:
+                return {**self._last[2], "pending": state[3]}
+            row = await (await conn.execute(sql.SQL(
+                "SELECT ok, problem, bad_block, blocks_checked, events_checked, pending, retained_from_seq,"
+                " archived_through_seq FROM {}.verify()").format(self.schema))).fetchone()
+            assert row is not None
+            verdict = dict(zip(NAMES, row, strict=True))
+            self._last = (tuple(state[:3]), time.monotonic(), verdict)
+            return verdict
