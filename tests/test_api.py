@@ -204,13 +204,15 @@ def test_unknown_paths_and_wrong_methods_answer_json(start_api, tokens):
         assert client.get(ARCHIVE_RUN).headers["allow"] == "POST"
 
 
-def test_failed_authentication_is_refused_after_ten_a_minute_from_one_address(start_api, tokens):
+def test_unknown_tokens_are_refused_after_ten_a_minute_from_one_address(start_api, tokens, db):
     api = start_api()
     with api.client("pga_000000000000_" + "1" * 64) as bad, api.client(tokens["reader"]) as good:
         assert [bad.get("/v1/audit").status_code for _ in range(10)] == [401] * 10
-        refused = bad.get("/v1/audit")
-        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
-        # Refused before the token is looked at: a good token from that address waits too.
+        # From now on a lookup would fail (a 500): the 429s below come before the database is asked.
+        db.execute("REVOKE EXECUTE ON FUNCTION audit.authenticate_api_token(bytea) FROM audit_reader")
+        refused = [bad.get("/v1/audit") for _ in range(20)]
+        assert {r.status_code for r in refused} == {429} and int(refused[0].headers["retry-after"]) >= 1
+        # A token this server has not yet seen authenticate waits too; /healthz needs none.
         assert good.get("/v1/audit").status_code == 429
         assert good.get("/healthz").status_code == 200
 
