@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from pgaudit_py.context import audit_context
+from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
 from pgaudit_py.installer import install, role_names
 from pgaudit_py.output import print_table
@@ -70,6 +71,10 @@ def main(dsn: str | None) -> None:
         return
     schema = f"pgaudit_demo_{secrets.token_hex(3)}"
     with psycopg.connect(dsn, autocommit=True, application_name="pgaudit demo") as conn:
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        if not superuser or not superuser[0]:
+            raise InvalidArgument("pgaudit demo --dsn needs a superuser: it creates, then drops, a scratch schema "
+                                  "and its roles")
         try:
             install(conn, schema)
             click.echo(f"installed pgaudit_py into scratch schema {schema}", err=True)

@@ -318,6 +318,7 @@ def test_pgaudit_serve_binds_loopback_serves_and_stops_on_sigterm(db, tokens):
     dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader"
     server = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stopping = None
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -328,15 +329,33 @@ def test_pgaudit_serve_binds_loopback_serves_and_stops_on_sigterm(db, tokens):
                 assert time.monotonic() < deadline and server.poll() is None, "pgaudit serve did not start"
                 time.sleep(0.1)
         record(db, "order.paid")
-        events = httpx.get(f"http://127.0.0.1:{port}/v1/audit",
-                           headers={"Authorization": f"Bearer {tokens['reader']}"}).json()["events"]
+        headers = {"Authorization": f"Bearer {tokens['reader']}"}
+        events = httpx.get(f"http://127.0.0.1:{port}/v1/audit", headers=headers).json()["events"]
         assert [e["kind"] for e in events][:1] == ["order.paid"]
+        # An open stream (the operator page keeps one) ends when the server is asked to stop.
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/v1/audit/stream", headers=headers) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            stopping = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            rest = list(lines)
+        assert any("server is stopping" in line for line in rest)
     finally:
-        server.send_signal(signal.SIGTERM)
+        if stopping is None:  # failed before asking it to stop (a second signal stops at once)
+            server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=30)
-    assert server.returncode == 0, output
+    assert server.returncode == 0 and time.monotonic() - stopping < 4, output
+    assert "Traceback" not in output and "CancelledError" not in output
     assert f"127.0.0.1:{port}" in output and "GET /v1/audit 200" in output
     assert tokens["reader"].rsplit("_", 1)[1] not in output
+
+
+def test_pgaudit_serve_refuses_to_start_with_a_dsn_it_cannot_use(db):
+    info = db.info
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=nobody_here"
+    done = subprocess.run([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(_free_port())],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "cannot connect" in done.stderr
 
 
 def test_created_tokens_work_at_once_and_revoked_ones_stop_at_the_next_request(start_api, make_token, connect):

@@ -156,7 +156,8 @@ def test_status_warns_when_sealing_lags(dsn, db):
     assert "WARNING: sealing is behind: the oldest pending event waited 600 s (1 pending)" in lagging.output
 
 
-def test_worker_seals_until_interrupted(dsn, db, connect, counts):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_worker_seals_until_interrupted(dsn, db, connect, counts, stop):
     """As the maintainer, the least role docs/cli.md names for it; it also purges rate-limit
     counters whose windows have passed."""
     for i in range(5):
@@ -180,7 +181,7 @@ def test_worker_seals_until_interrupted(dsn, db, connect, counts):
             time.sleep(0.05)
         assert db.execute("SELECT count(*) FROM audit.rate_counters").fetchone() == (0,)
     finally:
-        worker.send_signal(signal.SIGINT)
+        worker.send_signal(stop)  # Ctrl-C, or a service manager's SIGTERM
         out, err = worker.communicate(timeout=20)
     assert worker.returncode == 0, err
     assert "sealed" in out and "stopped" in err and "Traceback" not in err
@@ -235,6 +236,12 @@ def test_demo_against_a_dsn_cleans_up(dsn, db):
     assert db.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgaudit_demo_%'").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'pgaudit_demo_%'").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgaudit_demo_%'").fetchone() == (0,)
+
+
+def test_demo_against_a_dsn_says_first_that_it_needs_a_superuser(dsn, db):
+    result = run("demo", "--dsn", re.sub(r"user=\S+", "user=app_maintainer", dsn))
+    assert result.exit_code == 2 and "needs a superuser" in result.stderr and "removed" not in result.stderr
+    assert db.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgaudit_demo_%'").fetchone() == (0,)
 
 
 def test_demo_without_a_dsn_starts_its_own_postgres():

@@ -120,6 +120,8 @@ def run_guarded(entry: Callable[[], Any]) -> None:
         fail(str(exc).strip().splitlines()[0], 2)  # a table name that does not resolve
     except PgAuditError as exc:
         fail(explained(exc))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        fail(f"{str(exc).strip().splitlines()[0]} (docs/cli.md names the least role each command needs)")
     except psycopg.Error as exc:
         fail(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     except KeyboardInterrupt:

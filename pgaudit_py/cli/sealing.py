@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,10 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
     def report(result: SealResult) -> None:
         click.echo(f"sealed {result.sealed} events (seq {result.first_seq}..{result.last_seq})")
 
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (systemd, Kubernetes) stops it as Ctrl-C does: "stopped", 0
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         run_worker(lambda: settings.connect(application_name), stop, interval=interval, max_events=max_events,
                    audit_schema=settings.schema, daily=daily, on_round=report,

@@ -39,6 +39,8 @@ def serve_command(settings: Settings, host: str, port: int, pool_size: int, arch
     def run() -> None:
         signing = load_keys(signing_key=signing_key, hmac_key=hmac_key_file) if signing_key or hmac_key_file else None
         checking = load_keys(public_key=public_key, hmac_key=hmac_key_file) if public_key or hmac_key_file else None
+        with settings.connect("pgaudit serve"):  # a wrong DSN fails now, not in every request's log line
+            pass
         config = ServerConfig(dsn=settings.dsn, audit_schema=settings.schema, pool_size=pool_size,
                               archive_target=archive_target, archive_keys=signing, checkpoint_dir=checkpoint_dir,
                               checkpoint_keys=checking)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 from collections.abc import Iterator, Sequence
@@ -20,13 +21,23 @@ def uvicorn_config(app: Any, *, host: str, port: int, trusted_proxies: Sequence[
 
 class Server(uvicorn.Server):
     """Stops on SIGTERM or Ctrl-C and exits 0, as `pgaudit worker` does (uvicorn would die of the
-    signal once it has shut down); a second signal stops waiting for open streams."""
+    signal once it has shut down), ending open streams first; a second signal stops at once."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: Any = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().serve(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         def stop(signum: int, frame: object) -> None:
             self.force_exit = self.should_exit
             self.should_exit = True
+            # Open streams would hold the shutdown until its timeout: end them now.
+            api = getattr(getattr(self.config.app, "state", None), "api", None)
+            if api is not None and self.loop is not None:
+                self.loop.call_soon_threadsafe(api.notifier.close_streams)
 
         previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

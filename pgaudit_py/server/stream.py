@@ -44,7 +44,12 @@ class Notifier:
         self.audit_schema = audit_schema
         self.pool = pool
         self.high: int | None = None  # None while nobody listens: streams then look for themselves
+        self.closing = False  # the server is stopping: streams end (their clients resume later)
         self._round = asyncio.Event()
+
+    def close_streams(self) -> None:
+        self.closing = True
+        self._round.set()
 
     def next_round(self) -> asyncio.Event:
         """Set at the next published mark: take it before reading, wait on it after."""
@@ -76,7 +81,7 @@ class Notifier:
                 raise
             except Exception as exc:  # the database went away: streams poll meanwhile
                 self.high = None
-                log.warning("stream listener lost its connection (%s); retrying in %.1f s", type(exc).__name__, delay)
+                log.warning("stream listener has no connection (%s); retrying in %.1f s", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -120,6 +125,9 @@ async def sealed_events(pool: AsyncConnectionPool, notifier: Notifier, audit_sch
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(woken.wait(), timeout=max(0.0, min(poll_interval, last_sent + heartbeat - clock())))
             woke = True
+        if notifier.closing:
+            yield ": the server is stopping; reconnect with Last-Event-ID\n\n"
+            return
         if clock() - checked >= RECHECK_TOKEN:
             checked = clock()
             if not await still_valid():
