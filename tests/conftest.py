@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -166,3 +167,30 @@ def make_token(connect):
         return create_token(maintainer, name or f"t{next(made)}", role, **kwargs).token  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium under Playwright, one for the session (tests/chromium.py says where)."""
+    from chromium import CHROMIUM
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Chromium (Debian: apt-get install chromium; .ci/run installs it)")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Berlin")
+    page = context.new_page()
+    page.dialogs = []  # every alert or confirm the page opened
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.accept()))
+    yield page
+    context.close()

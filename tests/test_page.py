@@ -5,67 +5,12 @@ Each view is saved as a screenshot under test-artifacts/ (or $PGAUDIT_ARTIFACTS)
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from pathlib import Path
 
-import pytest
+from chromium import rows, shot, sign_in, wait_rows
 
 from pgaudit_py import record, seal
 from pgaudit_py.checkpoint import generate_keys, load_keys
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("PGAUDIT_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Chromium (Debian: apt-get install chromium)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Berlin")
-    page = context.new_page()
-    page.dialogs = []  # every alert or confirm the page opened
-    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.accept()))
-    yield page
-    context.close()
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"page-{name}.png"), full_page=True)
-
-
-def sign_in(page, api, token: str) -> None:
-    page.goto(api.url + "/")
-    page.fill("#token", token)
-    page.click("#signin-form button")
-    page.wait_for_selector("#app:not([hidden])")
-
-
-def rows(page) -> list[list[str]]:
-    return page.eval_on_selector_all("#events tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))")
-
-
-def wait_rows(page, predicate, timeout: float = 15) -> list[list[str]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = rows(page)
-        if predicate(got):
-            return got
-        assert time.monotonic() < deadline, got
-        time.sleep(0.1)
 
 
 def test_a_reader_signs_in_sees_events_and_new_ones_arrive_without_a_reload(db, start_api, make_token, page):

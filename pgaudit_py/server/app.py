@@ -37,7 +37,7 @@ from pgaudit_py.server.archive_runs import ArchiveRunner, last_checkpoint
 from pgaudit_py.server.auth import FAILURES_ALLOWED, Authenticator, FailureBrake
 from pgaudit_py.server.encoding import events_json, list_events_call
 from pgaudit_py.server.errors import ApiError, api_error, http_error, internal_error
-from pgaudit_py.server.middleware import AccessLog, SecurityHeaders
+from pgaudit_py.server.middleware import AccessLog, LastResort, SecurityHeaders
 from pgaudit_py.server.openapi import openapi_document
 from pgaudit_py.server.page import page_routes
 from pgaudit_py.server.stream import Notifier, high_water, sealed_events
@@ -310,9 +310,10 @@ def create_app(dsn: str | None = None, *, config: ServerConfig | None = None, **
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ApiError: api_error, HTTPException: http_error, PgAuditError: _database_errors,
-        psycopg.Error: _database_errors, Exception: _database_errors}
+        psycopg.Error: _database_errors, TimeoutError: _database_errors}
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.router.redirect_slashes = False  # /v1/audit/ is a 404, never a redirect to the Host header
+    app.add_middleware(LastResort)  # the last added is the outermost
     app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLog)
     app.state.api = api

@@ -52,7 +52,7 @@ def _newest_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | None:
         try:
             document = json.loads(path.read_text())
             block_no = int(document["checkpoint"]["block_no"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, OverflowError):
             continue  # not a checkpoint
         if newest is None or block_no > newest[0]:
             newest = (block_no, path, document)

@@ -32,6 +32,8 @@ def client_key(request: Request) -> str:
         address = ipaddress.ip_address(host)
     except ValueError:
         return "unknown"
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)  # ::ffff:a.b.c.d is an IPv4 client
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("pgaudit_py.server.access")
+log = logging.getLogger("pgaudit_py.server")
 
 # The operator page runs only its own script and style, from this server, in no frame.
 SECURITY_HEADERS = [
@@ -22,6 +23,9 @@ SECURITY_HEADERS = [
 
 
 class SecurityHeaders:
+    """The headers above on every answer, and `Cache-Control: no-store` on those that say nothing
+    of caching (the log's answers: nothing of it stays in a browser's cache after sign-out)."""
+
     def __init__(self, app: ASGIApp):
         self.app = app
 
@@ -32,10 +36,41 @@ class SecurityHeaders:
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                headers = [*message.get("headers", []), *SECURITY_HEADERS]
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, sending)
+
+
+class LastResort:
+    """An exception nothing else handled: logged here, answered with a JSON 500 that says nothing
+    of it. (Starlette's own handler for it runs outside every middleware, so its answer would lack
+    the headers above and the access log's status.)"""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if scope["type"] != "http" or started:
+                raise
+            log.exception("request failed")
+            body = b'{"error":{"code":"internal_error","message":"the server failed; its log says why"}}'
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
 
 class AccessLog:

@@ -156,6 +156,7 @@ def openapi_document() -> dict[str, Any]:
                     "blocks_checked": {"type": "integer"}, "events_checked": {"type": "integer"},
                     "pending": {"type": "integer"}, "oldest_hot_seq": _nullable("integer"),
                     "highest_archived_seq": _nullable("integer"),
+                    "verified_at": {"type": "string", "format": "date-time"}, "reused": {"type": "boolean"},
                     "last_checkpoint": _nullable("object")}}, "The verdict."), 403),
             "/v1/audit/status": _get(
                 "Sealing lag and backlog.", [],

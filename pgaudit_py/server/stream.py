@@ -104,12 +104,12 @@ async def sealed_events(pool: AsyncConnectionPool, notifier: Notifier, audit_sch
     revoked = 'event: error\ndata: {"code":"unauthorized","message":"the token was revoked or expired"}\n\n'
     while True:
         woken = notifier.next_round()
-        if after < high and clock() - checked >= RECHECK_BEFORE_SENDING:
-            checked = clock()
-            if not await still_valid():
-                yield revoked
-                return
         while after < high:
+            if clock() - checked >= RECHECK_BEFORE_SENDING:  # before each page, however long the backlog
+                checked = clock()
+                if not await still_valid():
+                    yield revoked
+                    return
             call = list_events_call(audit_schema, since_seq=after, before_seq=high + 1, page_size=PAGE, **filters)
             async with pool.connection() as conn:
                 page = await call.all_async(conn)

@@ -1,17 +1,20 @@
 """GET /v1/audit/verify recomputes the whole chain, which takes seconds at millions of events: one
-run at a time, on a connection of its own (never one of the pool's, which requests need), and its
-verdict is reused while the log has not changed (same high-water mark, prune point and archive
-boundary; the pending count is read afresh) for up to REUSE seconds."""
+run at a time, on a connection of its own (never one of the pool's, which requests need). A verdict
+is reused, and says so (`reused`, `verified_at`): for MIN_INTERVAL seconds whatever happens (so
+that no reader can keep the database recomputing), and for up to REUSE seconds while nothing was
+sealed, pruned or archived; the pending count is read afresh."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+MIN_INTERVAL = 10.0
 REUSE = 60.0
 NAMES = ("ok", "problem", "bad_block", "blocks_checked", "events_checked", "pending", "oldest_hot_seq",
          "highest_archived_seq")
@@ -32,12 +35,15 @@ class ChainVerifier:
                 " (SELECT max(last_seq) FROM {s}.archive_batches WHERE deleted_at IS NOT NULL),"
                 " (SELECT pending FROM {s}.seal_status()) FROM {s}.seal_state s").format(s=self.schema))).fetchone()
             assert state is not None
-            if self._last and self._last[0] == tuple(state[:3]) and time.monotonic() - self._last[1] < REUSE:
-                return {**self._last[2], "pending": state[3]}
+            if self._last is not None:
+                seen, at, verdict = self._last
+                age = time.monotonic() - at
+                if age < MIN_INTERVAL or (seen == tuple(state[:3]) and age < REUSE):
+                    return {**verdict, "pending": state[3], "reused": True}
             row = await (await conn.execute(sql.SQL(
                 "SELECT ok, problem, bad_block, blocks_checked, events_checked, pending, retained_from_seq,"
                 " archived_through_seq FROM {}.verify()").format(self.schema))).fetchone()
             assert row is not None
-            verdict = dict(zip(NAMES, row, strict=True))
+            verdict = {**dict(zip(NAMES, row, strict=True)), "verified_at": datetime.now(timezone.utc)}
             self._last = (tuple(state[:3]), time.monotonic(), verdict)
-            return verdict
+            return {**verdict, "reused": False}

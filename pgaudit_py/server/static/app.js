@@ -3,11 +3,56 @@
 "use strict";
 
 const TOKEN_KEY = "pgaudit.token";
+const FAREWELL_KEY = "pgaudit.signed-out";  // the reason for the last sign-out, shown after the reload
+const SHOWN = 500;  // events kept on screen; "Older events" pages back past them
 const FILTERS = ["tenant_id", "kind_prefix", "target_type", "target_id", "actor_type", "actor_id",
                  "correlation_id", "outcome", "since", "until"];
 const $ = (id) => document.getElementById(id);
 
-const state = { me: null, events: [], next: null, live: true, stream: null, newestSeq: null, filters: {} };
+const state = { me: null, events: [], next: null, live: true, stream: null, newestSeq: null, filters: {},
+                arriving: [] };
+
+// ---- JSON as the log holds it ----
+
+// A number that a double cannot hold as written (1e350, a 64-bit id, 12.50): kept as its text.
+class RawNumber {
+  constructor(source) { this.source = source; }
+}
+
+function parseJSON(text) {
+  try {
+    return JSON.parse(text, (key, value, context) =>
+      typeof value === "number" && context && typeof context.source === "string" && JSON.stringify(value) !== context.source
+        ? new RawNumber(context.source) : value);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    return JSON.parse(text);  // nested deeper than the reviver's stack: plain numbers, but the page goes on
+  }
+}
+
+// Invisible, control and direction-changing characters, written as escapes: no value can hide
+// part of itself or read as another (U+202E + "ecila" is not "alice").
+const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufeff\uffa0\ufff0-\ufffb]/g;
+function visible(text) {
+  return String(text).replace(HIDDEN, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}
+
+// JSON text of a parsed value, numbers as they were written; one line when `compact`.
+function jsonText(value, compact = false, indent = "") {
+  if (value instanceof RawNumber) return value.source;
+  if (value === null || typeof value !== "object") return visible(JSON.stringify(value));
+  const inner = indent + "  ";
+  const [open, close, sep] = compact ? ["", "", ", "] : ["\n" + inner, "\n" + indent, ",\n" + inner];
+  if (Array.isArray(value)) {
+    return value.length ? "[" + open + value.map((v) => jsonText(v, compact, inner)).join(sep) + close + "]" : "[]";
+  }
+  const keys = Object.keys(value);
+  return keys.length ? "{" + open + keys.map((k) => visible(JSON.stringify(k)) + ": " + jsonText(value[k], compact, inner)).join(sep) + close + "}" : "{}";
+}
+
+function field(object, name) {
+  return object && Object.hasOwn(object, name) ? object[name] : null;
+}
 
 // ---- talking to the API ----
 
@@ -19,7 +64,7 @@ async function api(path, options = {}) {
   const response = await fetch(path, {
     ...options, headers: { Authorization: "Bearer " + sessionStorage.getItem(TOKEN_KEY), ...(options.headers || {}) },
   });
-  const body = await response.json().catch(() => null);
+  const body = await response.text().then(parseJSON).catch(() => null);
   if (!response.ok) {
     const error = (body && body.error) || { code: "error", message: response.statusText };
     if (response.status === 401) signOut(error.message);
@@ -44,7 +89,7 @@ function el(tag, text, attrs = {}) {
 }
 
 function short(value, max = 40) {
-  const text = value === null || value === undefined ? "" : String(value);
+  const text = value === null || value === undefined ? "" : visible(value);
   const cell = el("span", text.length > max ? text.slice(0, max - 1) + "…" : text);
   if (text.length > max) cell.title = text;
   return cell;
@@ -101,7 +146,7 @@ async function signIn(token) {
   $("signin").hidden = true;
   $("app").hidden = false;
   $("forget").hidden = false;
-  $("who").textContent = `${state.me.name} (${state.me.role}${state.me.tenant_id ? ", tenant " + state.me.tenant_id : ""})`;
+  $("who").textContent = visible(`${state.me.name} (${state.me.role}${state.me.tenant_id ? ", tenant " + state.me.tenant_id : ""})`);
   $("archive-run").hidden = state.me.role !== "maintainer";
   if (state.me.tenant_id) {
     const tenant = document.querySelector("#filters [name=tenant_id]");
@@ -112,15 +157,13 @@ async function signIn(token) {
   await reloadEvents();
 }
 
+// Signing out reloads the page: nothing of the session stays on it (views, filters, a late
+// answer to a request made with the old token), whoever signs in next.
 function signOut(message) {
-  stopStream();
+  if (state.stream) state.stream.abort();
   sessionStorage.removeItem(TOKEN_KEY);
-  state.me = null;
-  $("app").hidden = true;
-  $("forget").hidden = true;
-  $("signin").hidden = false;
-  $("who").textContent = "";
-  $("signin-error").textContent = message || "";
+  sessionStorage.setItem(FAREWELL_KEY, message || "");
+  location.reload();
 }
 
 // ---- events ----
@@ -236,21 +279,45 @@ async function readStream(reader, controller) {
     while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, "");
-      const data = block.split(/\r?\n/).filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart());
-      if (data.length) arrived(JSON.parse(data.join("\n")));
+      const lines = block.split(/\r?\n/);
+      const kind = (lines.find((l) => l.startsWith("event:")) || "event: message").slice(6).trim();
+      const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+      if (kind === "error") { signOut(parseJSON(data).message); return; }
+      if (kind === "audit" && data) arrived(parseJSON(data));
     }
   }
 }
 
+// Events that arrive are drawn once a frame, however many: a burst never rebuilds the table per event.
 function arrived(e) {
   if (state.newestSeq !== null && e.seq <= state.newestSeq) return;
   state.newestSeq = e.seq;
+  state.arriving.push(e);
+  if (state.arriving.length === 1) requestAnimationFrame(drawArrivals);
+}
+
+function drawArrivals() {
+  const fresh = state.arriving.reverse();
+  state.arriving = [];
+  const ids = new Set(fresh.map((e) => e.id));
   // A pending copy shown before it was sealed gives way to the sealed one.
-  state.events = [e, ...state.events.filter((x) => x.id !== e.id)];
+  state.events = [...fresh, ...state.events.filter((x) => !ids.has(x.id))];
+  if (state.events.length > SHOWN) {  // the oldest go from the screen; "Older events" pages back to them
+    state.events = state.events.slice(0, SHOWN);
+    const last = state.events[SHOWN - 1];
+    state.next = "v1/audit?" + query({ limit: 50, ...state.filters,
+      ...(last.seq === null ? { before_intake_id: last.intake_id } : { before_seq: last.seq }) });
+  }
   renderEvents();
 }
 
 function openEvent(e) {
+  // Emptied first: nothing of the event shown before may stay beside this one.
+  $("detail-fields").replaceChildren();
+  $("detail-payload").textContent = "";
+  $("detail-rows").hidden = true;
+  const body = document.querySelector("#detail-diff tbody");
+  body.replaceChildren();
   $("detail").hidden = false;
   $("detail-title").textContent = e.seq === null ? "(pending)" : "#" + e.seq;
   fill($("detail-fields"), [
@@ -260,20 +327,20 @@ function openEvent(e) {
     ["correlation id", e.correlation_id], ["idempotency key", e.idempotency_key], ["client", e.client_addr],
     ["application", e.application_name], ["transaction", e.txid], ["block", e.block_no], ["id", e.id],
   ]);
-  $("detail-payload").textContent = JSON.stringify(e.payload, null, 2);
-  const rows = e.row_before || e.row_after;
-  $("detail-rows").hidden = !rows;
-  const body = document.querySelector("#detail-diff tbody");
-  body.replaceChildren();
-  if (rows) {
-    const before = e.row_before || {};
-    const after = e.row_after || {};
-    const changed = new Set(Object.keys(e.changed || {}));
-    for (const column of new Set([...Object.keys(before), ...Object.keys(after)])) {
-      const tr = row([column, JSON.stringify(before[column] ?? null), JSON.stringify(after[column] ?? null)]);
-      if (changed.has(column)) tr.className = "changed";
-      body.append(tr);
+  try {
+    $("detail-payload").textContent = jsonText(e.payload);
+    if (e.row_before || e.row_after) {
+      const changed = e.changed || {};
+      const columns = new Set([...Object.keys(e.row_before || {}), ...Object.keys(e.row_after || {})]);
+      for (const column of columns) {
+        const tr = row([column, jsonText(field(e.row_before, column), true), jsonText(field(e.row_after, column), true)]);
+        if (Object.hasOwn(changed, column)) tr.className = "changed";
+        body.append(tr);
+      }
+      $("detail-rows").hidden = false;
     }
+  } catch (error) {  // nested deeper than this browser's stack: the API has it whole
+    $("detail-payload").textContent = "(too deeply nested to show here; GET v1/audit has it whole)";
   }
   $("detail").scrollIntoView({ block: "nearest" });
 }
@@ -286,13 +353,18 @@ async function verifyNow() {
   try {
     const v = await api("v1/audit/verify");
     const cp = v.last_checkpoint;
+    const holds = v.ok && (!cp || cp.ok);
+    const verdict = !v.ok ? `FAILED at block ${v.bad_block}: ${v.problem}`
+      : holds ? "intact" : `FAILED: the signed checkpoint does not hold (${cp.problems.join("; ")})`;
+    const at = el("span", "");
+    at.append(when(v.verified_at), v.reused ? ` (a verdict ${age(v.verified_at)}, reused: nothing was sealed since, or it is under 10 s old)` : "");
     fill($("integrity"), [
-      ["result", el("strong", v.ok ? "intact" : `FAILED at block ${v.bad_block}: ${v.problem}`, { class: v.ok ? "ok" : "bad" })],
+      ["result", el("strong", verdict, { class: holds ? "ok" : "bad" })],
       ["blocks checked", v.blocks_checked], ["events checked", v.events_checked], ["pending", v.pending],
       ["oldest hot seq", v.oldest_hot_seq ?? "none"], ["highest archived seq", v.highest_archived_seq ?? "none"],
       ["last signed checkpoint", cp ? `block ${cp.block_no} (seq ${cp.last_seq}), ${cp.ok ? "holds" : cp.problems.join("; ")}` : "none configured"],
       ["checkpoint made", cp && cp.created_at ? el("span", age(cp.created_at), { title: cp.created_at }) : ""],
-      ["verified at", when(new Date().toISOString())],
+      ["verified at", at],
     ]);
   } catch (error) {
     showError("integrity-error", error);
@@ -328,6 +400,11 @@ async function runArchive() {
     $("archive-result").textContent = "";
     showError("storage-error", error);
   }
+}
+
+// Column names quoted one by one: a column named "ssn, email" is one column.
+function columnList(names) {
+  return names.map((n) => JSON.stringify(n)).join(", ");
 }
 
 function chart(months) {
@@ -372,7 +449,8 @@ async function loadHealth() {
       ["last sealed", when(status.last_sealed_at)], ["quarantined", status.quarantined],
     ]);
     document.querySelector("#tracked tbody").replaceChildren(...tracked.tables.map((t) => row([
-      t.table_name, t.kind_prefix, t.exclude_columns.join(", "), t.redact_columns.join(", "), t.tenant_column, when(t.enabled_at),
+      t.table_name, t.kind_prefix, columnList(t.exclude_columns), columnList(t.redact_columns), t.tenant_column,
+      when(t.enabled_at),
     ])));
     document.querySelector("#limits tbody").replaceChildren(...limits.limits.map((l) => row([
       l.scope, l.target, l.per_user, l.per_tenant, l.per_key, l.window_seconds + " s",
@@ -417,6 +495,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("detail-close").addEventListener("click", () => { $("detail").hidden = true; });
   $("verify-now").addEventListener("click", verifyNow);
   $("archive-run").addEventListener("click", runArchive);
+  $("signin-error").textContent = sessionStorage.getItem(FAREWELL_KEY) || "";
+  sessionStorage.removeItem(FAREWELL_KEY);
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) signIn(token);
 });

@@ -1,0 +1,39 @@
+"""The operator page's tests drive Debian's Chromium with Playwright: where it is, what they share
+(signing in, reading the events table, screenshots). The fixtures `browser` (skipped where
+Chromium is missing) and `page` are in conftest.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("PGAUDIT_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"page-{name}.png"), full_page=True)
+
+
+def sign_in(page, api, token: str) -> None:
+    page.goto(api.url + "/")
+    page.fill("#token", token)
+    page.click("#signin-form button")
+    page.wait_for_selector("#app:not([hidden])")
+
+
+def rows(page) -> list[list[str]]:
+    return page.eval_on_selector_all("#events tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))")
+
+
+def wait_rows(page, predicate, timeout: float = 15) -> list[list[str]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = rows(page)
+        if predicate(got):
+            return got
+        assert time.monotonic() < deadline, got
+        time.sleep(0.1)
