@@ -462,20 +462,26 @@ $$;
 COMMENT ON FUNCTION @schema@.delete_secret(text, text) IS
     'Deletes a tenant''s secret; records tenant.secret.deleted. False if there was none.';
 
+-- Listing is recorded as reading is (secret.listed, in the listing transaction: no event, no list).
 CREATE OR REPLACE FUNCTION @schema@.list_secrets(tenant_id text DEFAULT NULL)
 RETURNS TABLE (tenant_id text, key text, description text, key_version integer, written_at timestamptz,
                written_by text)
 LANGUAGE sql
-STABLE
+VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+    SELECT @schema@._record('secret.listed', $1, NULL, NULL, 'secret', NULL,
+                            jsonb_build_object('tenant_id', $1, 'count',
+                                               (SELECT count(*) FROM @schema@.secret_values v
+                                                 WHERE $1 IS NULL OR v.tenant_id = $1)), 'success', NULL, NULL);
     SELECT v.tenant_id, v.key, s.description, v.key_version, v.written_at, v.written_by
       FROM @schema@.secret_values v JOIN @schema@.secret_slots s USING (key)
      WHERE $1 IS NULL OR v.tenant_id = $1
-     ORDER BY v.tenant_id, v.key
+     ORDER BY v.tenant_id, v.key;
 $$;
-COMMENT ON FUNCTION @schema@.list_secrets(text) IS 'Which secrets are stored, by tenant and slot; never values.';
+COMMENT ON FUNCTION @schema@.list_secrets(text) IS
+    'Which secrets are stored, by tenant and slot; never values. Recorded as secret.listed.';
 
 CREATE OR REPLACE FUNCTION @schema@.add_master_key(key_file text DEFAULT NULL)
 RETURNS @schema@.master_keys

@@ -107,6 +107,12 @@ def test_round_trip_in_client_key_mode(db: psycopg.Connection, app: psycopg.Conn
     stored = db.execute("SELECT string_agg(encode(ciphertext, 'escape'), '') FROM audit.secret_values").fetchone()
     assert stored and "sk_live" not in stored[0]
 
+    secrets.list_secrets(app, tenant_id="t2")
+    # Listing is recorded as reading is: who listed whose secrets, and how many.
+    assert events_of(db, "secret.listed") == [
+        (None, None, "app_secrets", "app_secrets", {"tenant_id": None, "count": 2}, "success"),
+        ("t2", None, "app_secrets", "app_secrets", {"tenant_id": "t2", "count": 1}, "success")]
+
     reads = events_of(db, "tenant.secret.read")
     assert reads == [("t1", "stripe.api_key", "app_secrets", "app_secrets", {"found": True, "key_version": 1}, "success"),
                      ("t2", "stripe.api_key", "app_secrets", "app_secrets", {"found": True, "key_version": 1}, "success"),
@@ -387,7 +393,10 @@ def test_a_read_whose_event_cannot_be_written_fails(db: psycopg.Connection, app:
     app.execute("SET pgaudit_py.client_addr = 'not an address'")
     with pytest.raises(InvalidContext):
         secrets.read_secret(app, "t1", "s")
-    assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'tenant.secret.read'").fetchone() == (0,)
+    with pytest.raises(InvalidContext):  # no event, no list either
+        secrets.list_secrets(app)
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind IN ('tenant.secret.read', 'secret.listed')"
+                      ).fetchone() == (0,)
 
 
 def _fill(app: psycopg.Connection, tenants: int, slots: int = 2) -> dict[tuple[str, str], str]:
