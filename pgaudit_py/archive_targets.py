@@ -130,7 +130,10 @@ class S3Target:
     (environment, shared config and credentials files; AWS_ENDPOINT_URL included)."""
 
     def __init__(self, url: str, bucket: str, prefix: str, sse: str | None = None):
-        import boto3
+        try:
+            import boto3
+        except ImportError:
+            raise InvalidArgument(f"{url}: S3 targets need boto3: pip install 'pgaudit_py[s3]'") from None
 
         self.url = url
         self.bucket = bucket

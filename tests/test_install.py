@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -316,3 +318,31 @@ def test_an_install_that_succeeds_leaves_no_error_in_the_server_log(db, pg_clust
     assert "quiet_log" in "".join(r[0] for r in db.execute("SELECT nspname FROM pg_namespace").fetchall())
     errors = [line for line in added.splitlines() if re.search(r"\b(ERROR|FEHLER|FATAL|PANIC):", line)]
     assert errors == []
+
+
+@pytest.mark.parametrize(("missing", "command", "says"), [
+    ("boto3", ["archive", "run", "--target", "s3://bucket/prefix", "--hmac-key-file", "{key}"],
+     "pip install 'pgaudit_py[s3]'"),
+    ("starlette", ["serve"], "pip install 'pgaudit_py[server]'"),
+    ("uvicorn", ["serve"], "pip install 'pgaudit_py[server]'"),
+])
+def test_a_missing_extra_is_one_line_naming_the_pip_install(db, tmp_path, missing, command, says):
+    (tmp_path / "hmac.key").write_bytes(b"k" * 32)
+    info = db.info
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_maintainer"
+    # As if the extra were not installed: importing it fails.
+    script = (f"import sys; sys.modules[{missing!r}] = None; from pgaudit_py.cli import main; "
+              f"sys.argv = ['pgaudit', *{[c.format(key=tmp_path / 'hmac.key') for c in command]!r}, '--dsn', {dsn!r}]; "
+              "main()")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode in (1, 2) and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and says in done.stderr
+
+
+def test_the_core_install_needs_no_extra():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    assert sorted(d.split(">")[0].split("[")[0] for d in project["dependencies"]) == [
+        "click", "cryptography", "psycopg", "yoyo-migrations"]
+    assert set(project["optional-dependencies"]) >= {"s3", "server", "test"}

@@ -34,7 +34,7 @@ def serve_command(settings: Settings, host: str, port: int, pool_size: int, arch
         from pgaudit_py.server import ServerConfig, create_app
         from pgaudit_py.server.running import Server, uvicorn_config
     except ImportError:
-        fail("the server needs its extra: pip install 'pgaudit_py[server]'")
+        fail("pgaudit serve needs its extra: pip install 'pgaudit_py[server]'")
 
     def run() -> None:
         signing = load_keys(signing_key=signing_key, hmac_key=hmac_key_file) if signing_key or hmac_key_file else None
