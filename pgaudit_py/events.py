@@ -68,6 +68,7 @@ class EventType:
     strict: bool
     registered_at: datetime
     registered_by: str
+    catalogue: str | None  # the shipped catalogue that registered it (pgaudit types load), if one did
 
 
 # txid is xid8, which psycopg has no loader for: it arrives as text.
@@ -186,7 +187,11 @@ def monthly_event_counts(conn: psycopg.Connection, *, tenant_id: str | None = No
 
 
 def register_event_type(conn: psycopg.Connection, kind: str, json_schema: dict[str, Any], *,
-                        strict: bool = False, audit_schema: str = "audit") -> EventType:
+                        strict: bool = False, replace: bool = False, catalogue: str | None = None,
+                        audit_schema: str = "audit") -> EventType:
+    """Register the payload schema of a kind. A kind a catalogue registered is replaced only with
+    replace=True (and, loading a catalogue, a kind registered by hand with another schema)."""
     return function_call(audit_schema, "register_event_type", EventType,
-                         {"kind": "text", "schema": "jsonb", "strict": "boolean"},
-                         (kind, Jsonb(json_schema), strict)).one(conn)
+                         {"kind": "text", "schema": "jsonb", "strict": "boolean", "replace": "boolean",
+                          "catalogue": "text"},
+                         (kind, Jsonb(json_schema), strict, replace, catalogue)).one(conn)

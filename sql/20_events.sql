@@ -188,10 +188,14 @@ COMMENT ON FUNCTION @schema@.record(text, text, text, text, text, text, jsonb, t
     'idempotency_key returns the first event; with different content it raises PA004. Kinds of '
     'pgaudit_py''s own events and of tracked tables'' captured changes are refused (PA001).';
 
+-- Releases before 0.2 took (kind, schema, strict) only.
+DROP FUNCTION IF EXISTS @schema@.register_event_type(text, jsonb, boolean);
 CREATE OR REPLACE FUNCTION @schema@.register_event_type(
     kind text,
     schema jsonb,
-    strict boolean DEFAULT false
+    strict boolean DEFAULT false,
+    replace boolean DEFAULT false,
+    catalogue text DEFAULT NULL
 )
 RETURNS @schema@.event_types
 LANGUAGE plpgsql
@@ -201,9 +205,16 @@ AS $$
 #variable_conflict use_column
 DECLARE
     bad text;
+    had_schema jsonb;
+    had_strict boolean;
+    had_catalogue text;
     result @schema@.event_types;
 BEGIN
     PERFORM @schema@._check_kind(register_event_type.kind);
+    IF register_event_type.catalogue IS NOT NULL AND register_event_type.catalogue !~ '^[a-z][a-z0-9_]{0,63}$' THEN
+        RAISE EXCEPTION 'invalid catalogue name: %', pg_catalog.quote_literal(register_event_type.catalogue)
+            USING ERRCODE = 'PA005';
+    END IF;
     IF @schema@._reserved_kind(register_event_type.kind) THEN
         RAISE EXCEPTION 'kind % is reserved for pgaudit_py''s own events', pg_catalog.quote_literal(register_event_type.kind)
             USING ERRCODE = 'PA001';
@@ -220,19 +231,39 @@ BEGIN
                          'items, minItems, maxItems, minimum, maximum, exclusiveMinimum, '
                          'exclusiveMaximum, minLength, maxLength, pattern, and annotations.';
     END IF;
-    INSERT INTO @schema@.event_types AS t (kind, schema, strict, registered_by)
+    SELECT t.schema, t.strict, t.catalogue INTO had_schema, had_strict, had_catalogue
+      FROM @schema@.event_types t WHERE t.kind = register_event_type.kind FOR UPDATE;
+    IF FOUND THEN
+        IF had_schema = register_event_type.schema AND had_strict = coalesce(register_event_type.strict, false)
+           AND had_catalogue IS NOT DISTINCT FROM register_event_type.catalogue THEN
+            -- The same again (a catalogue loaded twice): nothing changes.
+            SELECT * INTO result FROM @schema@.event_types t WHERE t.kind = register_event_type.kind;
+            RETURN result;
+        END IF;
+        -- A kind of a loaded catalogue, or one registered by hand when a catalogue is loaded, is
+        -- replaced only when that is asked for.
+        IF had_catalogue IS DISTINCT FROM register_event_type.catalogue AND NOT coalesce(register_event_type.replace, false)
+           AND (had_catalogue IS NOT NULL OR had_schema <> register_event_type.schema) THEN
+            RAISE EXCEPTION 'kind % is registered already, %', pg_catalog.quote_literal(register_event_type.kind),
+                CASE WHEN had_catalogue IS NULL THEN 'by hand' ELSE 'by catalogue ' || had_catalogue END
+                USING ERRCODE = 'PA005', HINT = 'Pass replace => true (pgaudit types load --replace) to replace it.';
+        END IF;
+    END IF;
+    INSERT INTO @schema@.event_types AS t (kind, schema, strict, registered_by, catalogue)
     VALUES (register_event_type.kind, register_event_type.schema,
-            coalesce(register_event_type.strict, false), @schema@._db_role())
+            coalesce(register_event_type.strict, false), @schema@._db_role(), register_event_type.catalogue)
     ON CONFLICT (kind) DO UPDATE
         SET schema = excluded.schema, strict = excluded.strict,
-            registered_at = now(), registered_by = excluded.registered_by
+            registered_at = now(), registered_by = excluded.registered_by, catalogue = excluded.catalogue
     RETURNING * INTO result;
     RETURN result;
 END
 $$;
-COMMENT ON FUNCTION @schema@.register_event_type(text, jsonb, boolean) IS
+COMMENT ON FUNCTION @schema@.register_event_type(text, jsonb, boolean, boolean, text) IS
     'Registers (or replaces) the JSON Schema for a kind. Non-strict: mismatching payloads are '
-    'written and counted in event_type_drift; strict: they are refused with PA003.';
+    'written and counted in event_type_drift; strict: they are refused with PA003. A kind a '
+    'catalogue registered (or, loading a catalogue, one registered by hand with another schema) is '
+    'replaced only with replace => true.';
 
 CREATE OR REPLACE VIEW @schema@.event_type_drift AS
 SELECT t.kind, t.strict, count(e.kind) AS mismatches, max(e.occurred_at) AS last_mismatch_at

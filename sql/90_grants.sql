@@ -104,7 +104,7 @@ GRANT EXECUTE ON FUNCTION
     TO @schema@_reader;
 
 GRANT EXECUTE ON FUNCTION
-    @schema@.register_event_type(text, jsonb, boolean)
+    @schema@.register_event_type(text, jsonb, boolean, boolean, text)
     TO @schema@_maintainer;
 GRANT EXECUTE ON PROCEDURE @schema@.seal_backlog(integer) TO @schema@_maintainer;
 GRANT EXECUTE ON FUNCTION

@@ -62,7 +62,7 @@ def test_each_reading_command_works_for_the_reader(db, connect, as_role, orders,
     reader = [c for c, r in roles.items() if r == "reader"]
     assert sorted(reader) == sorted(["status", "events", "count", "tracked", "history", "verify", "checkpoint",
                                      "limits", "archive list", "archive verify", "archive settings",
-                                     "serve"])  # serve: run as the reader in test_api.py
+                                     "serve", "types list"])  # serve: run as the reader in test_api.py
     as_role("app_maintainer", "track", "public.orders")
     writer = connect("app_writer")
     writer.execute("INSERT INTO orders VALUES (1, 'new')")
@@ -90,13 +90,14 @@ def test_each_reading_command_works_for_the_reader(db, connect, as_role, orders,
     as_role("app_reader", "limits")
     as_role("app_reader", "archive", "settings")
     as_role("app_reader", "archive", "list")
+    as_role("app_reader", "types", "list")
 
 
 def test_each_maintenance_command_works_for_the_maintainer(db, connect, as_role, orders, tmp_path):
     roles = readme_roles()
     assert sorted(c for c, r in roles.items() if r == "maintainer") == sorted(
         ["seal", "worker", "prune", "track", "untrack", "limits set", "limits unset", "limits set-operation",
-         "archive run", "archive restore", "tokens create", "tokens list", "tokens revoke"])
+         "archive run", "archive restore", "tokens create", "tokens list", "tokens revoke", "types load"])
     as_role(None, "keygen", "--dir", str(tmp_path / "keys"))
     keys = tmp_path / "keys"
     target = f"file://{tmp_path}/archive"
@@ -128,6 +129,8 @@ def test_each_maintenance_command_works_for_the_maintainer(db, connect, as_role,
     assert "ci" in as_role("app_maintainer", "tokens", "list").output and token[-64:] not in as_role(
         "app_maintainer", "tokens", "list").output
     as_role("app_maintainer", "tokens", "revoke", "ci")
+    as_role("app_maintainer", "types", "load", "auth")
+    assert db.execute("SELECT count(*) FROM audit.event_types WHERE catalogue = 'auth'").fetchone() == (14,)
     assert db.execute("SELECT revoked_by FROM audit.api_tokens").fetchone() == ("app_maintainer",)
 
 

@@ -21,6 +21,7 @@ from pgaudit_py.cli import (
     serve,
     tokens,
     tracking,
+    types,
 )
 from pgaudit_py.cli.common import Group
 from pgaudit_py.cli.install import install_standalone
@@ -40,7 +41,7 @@ for command in (install.install_command, install.status_command, install.demo_co
                 tracking.track_command, tracking.untrack_command, tracking.tracked_command, tracking.history_command,
                 chain.keygen_command, chain.checkpoint_command, chain.verify_command,
                 limits.limits_group, secrets.secrets_group, archive.archive_group, tokens.tokens_group,
-                serve.serve_command):
+                types.types_group, serve.serve_command):
     cli.add_command(command)
 
 

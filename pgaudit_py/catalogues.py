@@ -1,0 +1,53 @@
+"""Shipped catalogues of event kinds with their payload schemas (pgaudit_py/catalogues/<name>.json),
+registered with `pgaudit types load NAME`. A catalogue is a data file: adding one is adding a file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from pgaudit_py.errors import InvalidArgument
+from pgaudit_py.events import EventType, register_event_type
+
+CATALOGUES = Path(__file__).parent / "catalogues"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    kind: str
+    changed: bool  # False: it was registered so already
+
+
+def catalogue_names() -> list[str]:
+    return sorted(p.stem for p in CATALOGUES.glob("*.json"))
+
+
+def read_catalogue(name: str) -> dict[str, Any]:
+    if name not in catalogue_names():
+        raise InvalidArgument(f"no catalogue named {name!r}; shipped: {', '.join(catalogue_names())}")
+    document: dict[str, Any] = json.loads((CATALOGUES / f"{name}.json").read_text())
+    return document
+
+
+def load_catalogue(conn: psycopg.Connection, name: str, *, replace: bool = False,
+                   audit_schema: str = "audit") -> list[Loaded]:
+    """Register every kind of the catalogue, in one transaction: all of them or, when one collides
+    with a kind registered otherwise (and replace is not asked for), none."""
+    kinds = read_catalogue(name)["kinds"]
+    query = sql.SQL("SELECT schema = %s AND NOT strict AND catalogue IS NOT DISTINCT FROM %s FROM {}.event_types"
+                    " WHERE kind = %s").format(sql.Identifier(audit_schema))
+    loaded = []
+    with conn.transaction():
+        for kind, entry in kinds.items():
+            same = conn.execute(query, (Jsonb(entry["schema"]), name, kind)).fetchone()
+            registered: EventType = register_event_type(conn, kind, entry["schema"], replace=replace, catalogue=name,
+                                                        audit_schema=audit_schema)
+            assert registered.catalogue == name
+            loaded.append(Loaded(kind, not (same and same[0])))
+    return loaded
