@@ -14,6 +14,7 @@ from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from pgaudit_py.installer import install
+from pgaudit_py.pytest_plugin import AuditTrail
 from pgaudit_py.tempdb import TemporaryCluster
 
 # Login roles the tests act as; each holds one of the installer's group roles.
@@ -53,6 +54,12 @@ def pg_cluster() -> Iterator[TemporaryCluster]:
 
 
 @pytest.fixture(scope="session")
+def pgaudit_cluster(pg_cluster: TemporaryCluster) -> TemporaryCluster:
+    """The pytest plugin's fixtures (pgaudit_db, audit_trail) run on the suite's cluster."""
+    return pg_cluster
+
+
+@pytest.fixture(scope="session")
 def pg_server(pg_cluster: TemporaryCluster) -> Iterator[NoopExecutor]:
     executor = NoopExecutor(host=pg_cluster.host, port=pg_cluster.port, user=pg_cluster.user,
                             options="", dbname="pgaudit_test")
@@ -63,6 +70,7 @@ def pg_server(pg_cluster: TemporaryCluster) -> Iterator[NoopExecutor]:
 
 
 postgresql = factories.postgresql("pg_server")
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
@@ -87,6 +95,12 @@ def connect(postgresql: psycopg.Connection) -> Iterator[Callable[..., psycopg.Co
     yield open_connection
     for conn in opened:
         conn.close()
+
+
+@pytest.fixture
+def trail(db: psycopg.Connection) -> AuditTrail:
+    """Assertions on the test database's log (the pytest plugin's, on the suite's own database)."""
+    return AuditTrail(db)
 
 
 @pytest.fixture

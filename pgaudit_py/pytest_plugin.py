@@ -1,0 +1,147 @@
+"""A pytest plugin for testing an application's own auditing (`pip install 'pgaudit_py[pytest]'`;
+registered through the `pytest11` entry point, so installing is enabling).
+
+Fixtures:
+- `pgaudit_db`: a psycopg connection (autocommit, superuser) to a fresh database with pgaudit_py
+  installed, cloned for each test from a template installed once a session (pytest-postgresql's
+  janitor), so a test costs a CREATE DATABASE ... TEMPLATE, not an install.
+- `pgaudit_dsn`: that database's connection string, for the application under test.
+- `audit_trail`: assertions on what the log holds (`assert_recorded`), and sealing on demand.
+- `pgaudit_cluster`: the PostgreSQL they run on; a throwaway one by default (as the `postgres`
+  system user when the tests run as root). Override it in your conftest.py to use another.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgaudit_py.events import Event, list_events
+from pgaudit_py.output import printable
+from pgaudit_py.sealing import SealResult, seal
+
+TEMPLATE = "pgaudit_plugin"
+
+
+class AuditTrail:
+    """What the log of one database holds, for assertions in tests."""
+
+    def __init__(self, conn: psycopg.Connection, audit_schema: str = "audit"):
+        self.conn = conn
+        self.audit_schema = audit_schema
+
+    def seal(self) -> SealResult:
+        """Seal everything pending (what `pgaudit worker` does in production)."""
+        return seal(self.conn, 1_000_000, audit_schema=self.audit_schema)
+
+    def events(self, **filters: Any) -> list[Event]:
+        """The newest 500 events matching the list_events filters, pending ones first."""
+        return list_events(self.conn, page_size=500, audit_schema=self.audit_schema, **filters)
+
+    def assert_recorded(self, kind: str | None = None, *, target: str | None = None, actor: str | None = None,
+                        tenant: str | None = None, outcome: str | None = None,
+                        changed: Iterable[str] | dict[str, Any] | None = None,
+                        payload: dict[str, Any] | None = None) -> Event:
+        """The newest event that matches everything given, or an AssertionError listing what was
+        recorded instead. `target` and `actor` are "type:id" or an id alone; `changed` names columns
+        a captured update changed (or maps them to their new values); `payload` is a subset of it."""
+        wanted = {name: value for name, value in (("kind", kind), ("target", target), ("actor", actor),
+                                                  ("tenant", tenant), ("outcome", outcome), ("changed", changed),
+                                                  ("payload", payload)) if value is not None}
+        recorded = self.events()
+        for event in recorded:
+            if all(_matches(event, name, value) for name, value in wanted.items()):
+                return event
+        asked = ", ".join(f"{name}={value!r}" for name, value in wanted.items())
+        lines = [_describe(e) for e in recorded[:20]] or ["(nothing)"]
+        more = f"\n  ... and {len(recorded) - 20} more" if len(recorded) > 20 else ""
+        raise AssertionError(f"no audit event with {asked}; recorded, newest first:\n  " + "\n  ".join(lines) + more)
+
+
+def _pair(value: str, kind: str | None, ident: str | None) -> bool:
+    if ":" in value:
+        wanted_kind, _, wanted_id = value.partition(":")
+        return (kind, ident) == (wanted_kind, wanted_id)
+    return ident == value
+
+
+def _matches(event: Event, name: str, value: Any) -> bool:
+    if name == "kind":
+        return bool(event.kind == value)
+    if name == "target":
+        return _pair(value, event.target_type, event.target_id)
+    if name == "actor":
+        return _pair(value, event.actor_type, event.actor_id)
+    if name == "tenant":
+        return bool(event.tenant_id == value)
+    if name == "outcome":
+        return bool(event.outcome == value)
+    if name == "payload":
+        return all(k in event.payload and event.payload[k] == v for k, v in value.items())
+    # changed
+    columns = event.changed or {}
+    if isinstance(value, dict):
+        after = event.row_after or {}
+        return all(k in columns and after.get(k) == v for k, v in value.items())
+    return set(value) <= set(columns)
+
+
+def _describe(event: Event) -> str:
+    target = f"{event.target_type or ''}:{event.target_id or ''}"
+    what = event.changed if event.changed is not None else event.payload
+    return printable(f"{event.kind} target={target} actor={event.actor_type}:{event.actor_id} "
+                     f"tenant={event.tenant_id} outcome={event.outcome} {what}")
+
+
+@pytest.fixture(scope="session")
+def pgaudit_cluster() -> Iterator[Any]:
+    """The PostgreSQL server the fixtures use: a throwaway cluster unless overridden. Whatever
+    replaces it must have `host`, `port` and `user` (a superuser)."""
+    from pgaudit_py.tempdb import TemporaryCluster
+
+    with TemporaryCluster.start() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def pgaudit_template(pgaudit_cluster: Any) -> Iterator[str]:
+    """A template database with pgaudit_py installed, once a session; its name."""
+    from pytest_postgresql.janitor import DatabaseJanitor
+
+    from pgaudit_py.installer import install
+
+    def load(host: str, port: int, user: str, dbname: str, **_: object) -> None:
+        with psycopg.connect(host=host, port=port, user=user, dbname=dbname, autocommit=True) as conn:
+            install(conn)
+
+    c = pgaudit_cluster
+    with DatabaseJanitor(user=c.user, host=c.host, port=c.port, dbname=TEMPLATE, as_template=True) as janitor:
+        janitor.load(load)
+        yield TEMPLATE
+
+
+@pytest.fixture
+def pgaudit_db(pgaudit_cluster: Any, pgaudit_template: str) -> Iterator[psycopg.Connection]:
+    """A fresh database with pgaudit_py installed, cloned from the template; dropped after the test."""
+    from pytest_postgresql.janitor import DatabaseJanitor
+
+    c = pgaudit_cluster
+    name = f"pgaudit_{uuid.uuid4().hex[:12]}"
+    with DatabaseJanitor(user=c.user, host=c.host, port=c.port, dbname=name, template_dbname=pgaudit_template), \
+            psycopg.connect(host=c.host, port=c.port, user=c.user, dbname=name, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def pgaudit_dsn(pgaudit_db: psycopg.Connection) -> str:
+    info = pgaudit_db.info
+    return f"host={info.host} port={info.port} dbname={info.dbname} user={info.user}"
+
+
+@pytest.fixture
+def audit_trail(pgaudit_db: psycopg.Connection) -> AuditTrail:
+    return AuditTrail(pgaudit_db)
