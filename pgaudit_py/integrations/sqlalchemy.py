@@ -1,0 +1,33 @@
+"""A hook for SQLAlchemy sessions (`pip install 'pgaudit_py[sqlalchemy]'`): each transaction a
+session begins takes the request being served (pgaudit_py.request_context) into its
+pgaudit_py.* settings, which end with the transaction.
+
+    audit_sessions(Session)            # or a sessionmaker, or AsyncSession's sync_session_class
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session, sessionmaker
+except ImportError:  # pragma: no cover - the message is the point
+    raise ImportError("pgaudit_py.integrations.sqlalchemy needs SQLAlchemy: pip install "
+                      "'pgaudit_py[sqlalchemy]'") from None
+
+from pgaudit_py.context import CONTEXT_NAMES
+from pgaudit_py.request_context import settings_of_request
+
+# SQLAlchemy's psycopg dialect takes %(name)s parameters through exec_driver_sql.
+_SET = "SELECT " + ", ".join(f"set_config('pgaudit_py.{n}', %({n})s::text, true)" for n in CONTEXT_NAMES)
+
+
+def _after_begin(session: Session, transaction: Any, connection: Any) -> None:
+    connection.exec_driver_sql(_SET, dict(zip(CONTEXT_NAMES, settings_of_request(), strict=True)))
+
+
+def audit_sessions(target: type[Session] | sessionmaker[Any]) -> None:
+    """Attribute every transaction of these sessions to the request being served."""
+    if not event.contains(target, "after_begin", _after_begin):
+        event.listen(target, "after_begin", _after_begin)

@@ -1,0 +1,70 @@
+"""The request being served, for whatever database work it does: web framework middleware sets it
+(pgaudit_py.integrations), and each transaction the request runs takes its actor, tenant,
+correlation id and client address into the transaction-local pgaudit_py.* settings (a SQLAlchemy
+session hook, or `transaction()` for psycopg). Being transaction-local, nothing of one request
+stays on a pooled connection for the next."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+
+import psycopg
+
+from pgaudit_py.context import CONTEXT_NAMES, SET_CONTEXT
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    actor_type: str | None = None
+    actor_id: str | None = None
+    tenant_id: str | None = None
+    correlation_id: str | None = None
+    client_addr: str | None = None
+
+    def values(self) -> list[str]:
+        """In CONTEXT_NAMES order; "" clears a setting (set_config takes no NULL)."""
+        return [getattr(self, name) or "" for name in CONTEXT_NAMES]
+
+
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("pgaudit_request", default=None)
+
+
+def current() -> RequestContext | None:
+    return _current.get()
+
+
+@contextmanager
+def serving(context: RequestContext | Mapping[str, str | None]) -> Iterator[RequestContext]:
+    """The request being served, for the code that runs inside (middleware uses this)."""
+    ctx = context if isinstance(context, RequestContext) else RequestContext(**context)
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)
+
+
+def settings_of_request() -> list[str]:
+    """The values to put into a transaction: the request's, or none at all outside a request (so
+    that a transaction outside any request says nobody rather than somebody else)."""
+    ctx = current()
+    return ctx.values() if ctx else [""] * len(CONTEXT_NAMES)
+
+
+@contextmanager
+def transaction(conn: psycopg.Connection) -> Iterator[psycopg.Transaction]:
+    """conn.transaction(), attributed to the request being served."""
+    with conn.transaction() as tx:
+        conn.execute(SET_CONTEXT, settings_of_request())
+        yield tx
+
+
+@asynccontextmanager
+async def transaction_async(conn: psycopg.AsyncConnection) -> AsyncIterator[psycopg.AsyncTransaction]:
+    """conn.transaction() of an AsyncConnection, attributed to the request being served."""
+    async with conn.transaction() as tx:
+        await conn.execute(SET_CONTEXT, settings_of_request())
+        yield tx

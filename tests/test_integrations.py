@@ -1,0 +1,111 @@
+"""Request context from a web framework into every transaction a request runs: Starlette's
+middleware with a SQLAlchemy session hook and with psycopg's pool, under concurrent requests that
+share a few pooled connections; each event names its own request's actor, and a request without
+one (or work outside any request) names nobody else's."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from pgaudit_py import request_context
+from pgaudit_py.integrations.asgi import AuditContextMiddleware
+from pgaudit_py.integrations.sqlalchemy import audit_sessions
+
+
+class AuditedSession(Session):
+    pass
+
+
+audit_sessions(AuditedSession)
+
+
+def who(request: Request) -> dict[str, str | None]:
+    return {"actor_id": request.headers.get("x-user"), "tenant_id": request.headers.get("x-tenant"),
+            "correlation_id": request.headers.get("x-request-id")}
+
+
+def make_app(db) -> tuple[Starlette, list]:
+    info = db.info
+    engine = create_async_engine(f"postgresql+psycopg://app_writer@{info.host}:{info.port}/{info.dbname}",
+                                 pool_size=2, max_overflow=0)
+    sessions = async_sessionmaker(engine, sync_session_class=AuditedSession)
+    pool = AsyncConnectionPool(f"host={info.host} port={info.port} dbname={info.dbname} user=app_writer",
+                               min_size=1, max_size=2, open=False)
+
+    async def with_sqlalchemy(request: Request) -> PlainTextResponse:
+        async with sessions() as session, session.begin():
+            await asyncio.sleep(0.01)  # requests interleave on the two connections
+            await session.execute(text("SELECT audit.record(kind => 'order.viewed', target_id => :t)"),
+                                  {"t": request.path_params["n"]})
+        return PlainTextResponse("ok")
+
+    async def with_psycopg(request: Request) -> PlainTextResponse:
+        async with pool.connection() as conn, request_context.transaction_async(conn):
+            await asyncio.sleep(0.01)
+            await conn.execute("SELECT audit.record(kind => 'order.exported', target_id => %s)",
+                               (request.path_params["n"],))
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/sa/{n}", with_sqlalchemy), Route("/pg/{n}", with_psycopg)])
+    app.add_middleware(AuditContextMiddleware, context=who)
+    return app, [engine, pool]
+
+
+@pytest.mark.parametrize("path", ["sa", "pg"])
+def test_concurrent_requests_sharing_a_pool_each_name_their_own_actor(db, path):
+    app, closing = make_app(db)
+
+    async def run() -> None:
+        await closing[1].open()
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4711))
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            async def one(n: int) -> None:
+                headers = {"x-user": f"u{n}", "x-tenant": f"t{n % 3}", "x-request-id": f"r{n}"} if n % 4 else {}
+                assert (await client.get(f"/{path}/{n}", headers=headers)).status_code == 200
+            await asyncio.gather(*(one(n) for n in range(40)))
+        await closing[0].dispose()
+        await closing[1].close()
+
+    asyncio.run(run())
+    rows = db.execute("SELECT target_id, actor_type, actor_id, tenant_id, correlation_id, host(client_addr), db_role"
+                      " FROM audit.events WHERE kind LIKE 'order.%' ORDER BY target_id::int").fetchall()
+    assert len(rows) == 40
+    for target, actor_type, actor_id, tenant, correlation, client, role in rows:
+        n = int(target)
+        assert client == "203.0.113.9" and role == "app_writer"
+        if n % 4:
+            assert (actor_type, actor_id, tenant, correlation) == ("user", f"u{n}", f"t{n % 3}", f"r{n}")
+        else:  # no actor given: the database role, never the previous request's user
+            assert (actor_type, actor_id, tenant, correlation) == ("db_role", "app_writer", None, None)
+
+
+def test_a_transaction_outside_any_request_names_nobody_the_session_claimed(db, connect):
+    conn = connect("app_writer")
+    conn.execute("SELECT set_config('pgaudit_py.actor_id', 'stale', false)")  # left by someone, session-wide
+    with request_context.transaction(conn):
+        conn.execute("SELECT audit.record(kind => 'job.ran')")
+    with request_context.serving({"actor_id": "cron", "actor_type": "service"}), request_context.transaction(conn):
+        conn.execute("SELECT audit.record(kind => 'job.ran')")
+    assert db.execute("SELECT actor_type, actor_id FROM audit.events ORDER BY intake_id").fetchall() == [
+        ("db_role", "app_writer"), ("service", "cron")]
+
+
+def test_the_settings_end_with_the_transaction(db, connect):
+    conn = connect("app_writer")
+    with request_context.serving({"actor_id": "ada"}), request_context.transaction(conn):
+        pass
+    assert conn.execute("SELECT coalesce(current_setting('pgaudit_py.actor_id', true), '')").fetchone() == ("",)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT count(*) FROM audit.events")  # the writer still reads nothing
