@@ -39,7 +39,7 @@ from pgaudit_py.events import (
     record,
     register_event_type,
 )
-from pgaudit_py.installer import InstallReport, InstallStatus, install, status
+from pgaudit_py.installer import InstallReport, InstallStatus, install, migrations_dir, sql_dir, status
 from pgaudit_py.rate_limits import (
     RateLimit,
     disable_rate_limit,
@@ -64,16 +64,15 @@ from pgaudit_py.tracking import (
 )
 
 __all__ = [
-    "ArchiveConflict", "ArchiveIntegrityError", "CannotConnect", "CheckpointError", "KeyFileError",
-    "MasterKeyUnavailable", "NotArchived", "ObjectTooLarge", "SecretIntegrityError", "StorageError", "UndeclaredSecret",
-    "AppendOnlyViolation", "Event", "EventCount", "EventType", "HistoryIncomplete", "IdempotencyConflict",
-    "InstallError", "InstallReport", "InstallStatus", "InvalidArgument", "InvalidContext",
-    "InvalidInput", "InvalidKind", "InvalidPayload", "InvalidTarget", "MonthlyCount", "PgAuditError",
-    "PrunePreview", "PruneResult", "SchemaViolation", "SealResult", "SealStatus", "audit_context",
-    "count_events", "install", "list_events", "monthly_event_counts", "preview_prune",
-    "prune_events", "record", "register_event_type", "seal", "seal_status", "status",
-    "TrackedTable", "disable_tracking", "enable_tracking", "row_as_of", "row_history", "tracked_tables",
-    "RowState", "row_state_as_of",
-    "RateLimit", "RateLimitBypassRefused", "RateLimited", "disable_rate_limit", "enable_rate_limit", "rate_limit",
-    "rate_limited", "rate_limits", "record_refusal", "set_operation_limit",
+    "AppendOnlyViolation", "ArchiveConflict", "ArchiveIntegrityError", "CannotConnect", "CheckpointError", "Event",
+    "EventCount", "EventType", "HistoryIncomplete", "IdempotencyConflict", "InstallError", "InstallReport",
+    "InstallStatus", "InvalidArgument", "InvalidContext", "InvalidInput", "InvalidKind", "InvalidPayload",
+    "InvalidTarget", "KeyFileError", "MasterKeyUnavailable", "MonthlyCount", "NotArchived", "ObjectTooLarge",
+    "PgAuditError", "PrunePreview", "PruneResult", "RateLimit", "RateLimitBypassRefused", "RateLimited", "RowState",
+    "SchemaViolation", "SealResult", "SealStatus", "SecretIntegrityError", "StorageError", "TrackedTable",
+    "UndeclaredSecret", "audit_context", "count_events", "disable_rate_limit", "disable_tracking",
+    "enable_rate_limit", "enable_tracking", "install", "list_events", "migrations_dir", "monthly_event_counts",
+    "preview_prune", "prune_events", "rate_limit", "rate_limited", "rate_limits", "record", "record_refusal",
+    "register_event_type", "row_as_of", "row_history", "row_state_as_of", "seal", "seal_status",
+    "set_operation_limit", "sql_dir", "status", "tracked_tables",
 ]

@@ -52,6 +52,18 @@ def _resource_dir(name: str) -> Path:
     raise FileNotFoundError(f"pgaudit_py cannot find its {name}/ directory")
 
 
+def sql_dir() -> Path:
+    """The shipped SQL files (functions, views, grants; re-applied on every install, in name order),
+    as templates: @schema@ and @pgcrypto@ stand for the schema and pgcrypto's schema."""
+    return _resource_dir("sql")
+
+
+def migrations_dir() -> Path:
+    """The shipped migrations (tables and indexes, yoyo-migrations files, applied once, in name
+    order, with the search_path set to the audit schema)."""
+    return _resource_dir("migrations")
+
+
 def package_version() -> str:
     try:
         return metadata.version("pgaudit-py")
