@@ -312,6 +312,11 @@ def _acting_for_function_roles(conn: psycopg.Connection, schema: str) -> Iterato
 
 def _hand_over_older_functions(conn: psycopg.Connection, schema: str) -> None:
     """Functions an earlier release created as the owner role that now belong to a function role."""
+    for statement in _hand_over_statements(conn, schema):
+        conn.execute(statement)
+
+
+def _hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
     roles = role_names(schema)
     owned = {signature: roles[role] for signature, role in _HANDED_OVER.items()}
     rows = conn.execute(
@@ -319,15 +324,17 @@ def _hand_over_older_functions(conn: psycopg.Connection, schema: str) -> None:
         " p.proname || '(' || oidvectortypes(p.proargtypes) || ')'"
         " FROM pg_proc p WHERE p.pronamespace = to_regnamespace(%s) AND p.proowner = to_regrole(%s)",
         (schema, schema, roles["owner"])).fetchall()
+    statements: list[str] = []
     for qualified, signature in rows:
         capture = re.fullmatch(r"_capture_(\d+|truncate)\(\)", signature) is not None
         new_owner = roles["capture"] if capture else owned.get(signature)
         if new_owner:
-            conn.execute(sql.SQL("ALTER ROUTINE {} OWNER TO {}").format(sql.SQL(qualified),
-                                                                        sql.Identifier(new_owner)))
+            statements.append(sql.SQL("ALTER ROUTINE {} OWNER TO {}").format(
+                sql.SQL(qualified), sql.Identifier(new_owner)).as_string(conn))
         if capture:  # triggers call them by oid: they follow
-            conn.execute(sql.SQL("ALTER ROUTINE {} SET SCHEMA {}").format(
-                sql.SQL(qualified), sql.Identifier(capture_schema(schema))))
+            statements.append(sql.SQL("ALTER ROUTINE {} SET SCHEMA {}").format(
+                sql.SQL(qualified), sql.Identifier(capture_schema(schema))).as_string(conn))
+    return statements
 
 
 def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = False,

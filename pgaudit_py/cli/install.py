@@ -16,6 +16,7 @@ from pgaudit_py.cli.common import (
     json_option,
     run_guarded,
 )
+from pgaudit_py.install_script import install_script
 from pgaudit_py.installer import install, status
 from pgaudit_py.output import emit_json, printable
 from pgaudit_py.sealing import (
@@ -26,8 +27,11 @@ from pgaudit_py.sealing import (
 
 
 def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, server_keys: bool,
-             as_json: bool) -> None:
+             as_json: bool, as_sql: bool = False) -> None:
     with settings.connect("pgaudit install") as conn:
+        if as_sql:
+            click.echo(install_script(conn, settings.schema), nl=False)
+            return
         if show_status:
             result = status(conn, settings.schema)
             if as_json:
@@ -69,6 +73,8 @@ _install_options = [
                  help="Also have pg_cron seal every minute (pg_cron must be installed in this database)."),
     click.option("--server-keys", is_flag=True,
                  help="Let the owner role read server key files (secrets in server-key mode; superuser only)."),
+    click.option("--sql", "as_sql", is_flag=True,
+                 help="Print the SQL an install or upgrade would run now, for psql or a migrator; change nothing."),
     json_option,
 ]
 
@@ -77,18 +83,18 @@ _install_options = [
 @_with_options(_install_options)
 @connection_options
 def install_command(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, server_keys: bool,
-                    as_json: bool) -> None:
+                    as_sql: bool, as_json: bool) -> None:
     """Install or upgrade pgaudit_py (safe to run again)."""
-    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, server_keys, as_json))
+    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, server_keys, as_json, as_sql))
 
 
 @click.command("pgaudit-install", cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @_with_options(_install_options)
 @connection_options
 def install_standalone(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool,
-                       server_keys: bool, as_json: bool) -> None:
+                       server_keys: bool, as_sql: bool, as_json: bool) -> None:
     """Install or upgrade pgaudit_py into a database (safe to run again, and concurrently)."""
-    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, server_keys, as_json))
+    run_guarded(lambda: _install(settings, dry_run, show_status, schedule_seal, server_keys, as_json, as_sql))
 
 
 @click.command("status")

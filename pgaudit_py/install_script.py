@@ -1,0 +1,130 @@
+"""`pgaudit-install --sql`: the complete, ordered SQL that `install()` would run on this database now
+(an install, or an upgrade from the version installed), as one script for psql or a host migrator
+to apply, and for a DBA to read first. The database is only read.
+
+It runs what install() runs, in its order: the roles, pgcrypto, the schema, yoyo's bookkeeping
+tables and each pending migration with its row there (so that the installer later sees it applied),
+the function roles' set-up, the SQL files as the owner role, the superuser files when the role that
+asks is a superuser, and the install record. Applied by that same role (psql -v ON_ERROR_STOP=1 -1
+-f), it leaves the catalog the installer leaves (tests/test_install_script.py compares them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import psycopg
+from psycopg import sql
+from yoyo.migrations import read_sql_migration
+
+from pgaudit_py.installer import (
+    FUNCTION_ROLES,
+    _applied_migrations,
+    _hand_over_statements,
+    _is_member,
+    _refuse_foreign_schema,
+    capture_schema,
+    check_schema_name,
+    migration_ids,
+    migrations_dir,
+    package_version,
+    rendered_sql_files,
+    role_names,
+)
+
+# yoyo-migrations' own tables, as its internal schema version 2 makes them (yoyo/internalmigrations).
+YOYO_TABLES = """\
+CREATE TABLE IF NOT EXISTS yoyo_lock (locked INT DEFAULT 1, ctime TIMESTAMP, pid INT NOT NULL, PRIMARY KEY (locked));
+CREATE TABLE IF NOT EXISTS _yoyo_migration (migration_hash VARCHAR(64), migration_id VARCHAR(255),
+    applied_at_utc TIMESTAMP, PRIMARY KEY (migration_hash));
+CREATE TABLE IF NOT EXISTS _yoyo_log (id VARCHAR(36), migration_hash VARCHAR(64), migration_id VARCHAR(255),
+    operation VARCHAR(10), username VARCHAR(255), hostname VARCHAR(255), comment VARCHAR(255),
+    created_at_utc TIMESTAMP, PRIMARY KEY (id));
+CREATE TABLE IF NOT EXISTS _yoyo_version (version INT NOT NULL PRIMARY KEY, installed_at_utc TIMESTAMP);
+INSERT INTO _yoyo_version SELECT 2, timezone('UTC', now()) WHERE NOT EXISTS (SELECT FROM _yoyo_version);
+"""
+
+
+def _literal(conn: psycopg.Connection, value: object) -> str:
+    return sql.Literal(value).as_string(conn)
+
+
+def _ident(conn: psycopg.Connection, name: str) -> str:
+    return sql.Identifier(name).as_string(conn)
+
+
+def _pgcrypto_schema(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+                       " WHERE e.extname = 'pgcrypto'").fetchone()
+    return str(row[0]) if row else "public"
+
+
+def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
+    check_schema_name(schema)
+    roles = role_names(schema)
+    s, owner = _ident(conn, schema), _ident(conn, roles["owner"])
+    _refuse_foreign_schema(conn, schema)
+    applied = set(_applied_migrations(conn, schema))
+    pending = [m for m in migration_ids() if m not in applied]
+    superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    is_superuser = bool(superuser and superuser[0])
+    crypto = _pgcrypto_schema(conn)
+    out = [f"-- pgaudit_py {package_version()}: {'upgrade' if applied else 'install'} of schema {schema}"
+           f" (pending migrations: {', '.join(pending) or 'none'}), for role {conn.info.user}",
+           "-- Apply as that role, in one transaction: psql -v ON_ERROR_STOP=1 -1 -f this.sql", ""]
+    add = out.append
+    add(f"SELECT pg_catalog.pg_advisory_xact_lock({0x70_67_61_75});  -- one installer at a time")
+    for name in roles.values():
+        add(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {_literal(conn, name)}) THEN"
+            f" CREATE ROLE {_ident(conn, name)} NOLOGIN; END IF; END $$;")
+    add(f"GRANT {_ident(conn, roles['reader'])} TO {_ident(conn, roles['maintainer'])};")
+    add(f"GRANT {_ident(conn, roles['capture'])} TO {owner};")
+    add(f"DO $$ BEGIN IF NOT pg_catalog.pg_has_role(current_user, {_literal(conn, roles['owner'])}, 'MEMBER') THEN"
+        f" EXECUTE 'GRANT {roles['owner']} TO ' || pg_catalog.quote_ident(current_user); END IF; END $$;")
+    add(f"CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA {_ident(conn, crypto)};")
+    add(f"CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {owner};")
+    add(f"ALTER SCHEMA {s} OWNER TO {owner};")
+    add(f"SET ROLE {owner};")
+    add(f"SET search_path TO {schema};")
+    add(YOYO_TABLES)
+    for migration in pending:
+        _, _, statements = read_sql_migration(str(migrations_dir() / f"{migration}.sql"))
+        add(f"-- migration {migration}")
+        out.extend(statement.rstrip().rstrip(";") + ";" for statement in statements)
+        digest = hashlib.sha256(migration.encode("utf-8")).hexdigest()
+        add(f"INSERT INTO _yoyo_migration VALUES ({_literal(conn, digest)}, {_literal(conn, migration)},"
+            " timezone('UTC', now()));")
+        add(f"INSERT INTO _yoyo_log VALUES (pg_catalog.gen_random_uuid()::text, {_literal(conn, digest)},"
+            f" {_literal(conn, migration)}, 'apply', current_user, 'psql', NULL, timezone('UTC', now()));")
+    add("RESET ROLE;")
+    add("SET search_path = pg_catalog, pg_temp;")
+    # The function roles the installing role is not a member of (a superuser is of all; a role the
+    # script creates, of none): it joins them for the files, and leaves them after.
+    existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+                                           (list(roles.values()),)).fetchall()}
+    joined = [roles[r] for r in FUNCTION_ROLES
+              if not is_superuser and (roles[r] not in existing or not _is_member(conn, roles[r]))]
+    for role in joined:
+        add(f"GRANT {_ident(conn, role)} TO CURRENT_USER;")
+    add(f"GRANT USAGE, CREATE ON SCHEMA {s} TO "
+        + ", ".join(_ident(conn, roles[r]) for r in FUNCTION_ROLES) + ";")
+    add(f"CREATE SCHEMA IF NOT EXISTS {_ident(conn, capture_schema(schema))} AUTHORIZATION"
+        f" {_ident(conn, roles['capture'])};")
+    out.extend(statement + ";" for statement in _hand_over_statements(conn, schema))
+    add(f"SET ROLE {owner};")
+    for name, text in rendered_sql_files(schema, pgcrypto_schema=crypto):
+        add(f"-- sql/{name}")
+        add(text.rstrip())
+    add("RESET ROLE;")
+    for role in joined:
+        add(f"REVOKE {_ident(conn, role)} FROM CURRENT_USER;")
+    if is_superuser:
+        for name, text in rendered_sql_files(schema, "superuser", crypto):
+            add(f"-- sql/superuser/{name}")
+            add(text.rstrip())
+    add(f"INSERT INTO {s}._install (version, snapshot)"
+        f" SELECT {_literal(conn, package_version())}, {s}._security_snapshot()"
+        f" WHERE NOT EXISTS (SELECT FROM (SELECT * FROM {s}._install ORDER BY installed_at DESC LIMIT 1) last"
+        f" WHERE last.version = {_literal(conn, package_version())} AND last.snapshot = {s}._security_snapshot());")
+    add("RESET search_path;")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,124 @@
+"""`pgaudit-install --sql`: the script an install or an upgrade would run, applied with psql,
+leaves the catalog the installer leaves (pg_dump of both, compared), and the installer then finds
+nothing to do."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from test_upgrade import installer_at
+
+from pgaudit_py import install
+from pgaudit_py.install_script import install_script
+from pgaudit_py.tempdb import find_binary
+
+BEFORE_THIS_RELEASE = "38f90f6"  # migrations through 0014: the upgrade adds 0015 and 0016
+
+
+@pytest.fixture
+def databases(db):
+    made: list[str] = []
+    info = db.info
+
+    def make(name: str) -> psycopg.Connection:
+        db.execute(f"DROP DATABASE IF EXISTS {name}")
+        db.execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return psycopg.connect(host=info.host, port=info.port, user=info.user, dbname=name, autocommit=True)
+
+    yield make
+    for name in made:
+        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def psql_apply(conn: psycopg.Connection, script: str) -> None:
+    info = conn.info
+    done = subprocess.run([find_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-h", info.host,
+                           "-p", str(info.port), "-U", info.user, "-d", info.dbname, "-f", "-"],
+                          input=script, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def catalog(conn: psycopg.Connection, schema: str) -> str:
+    """The schemas' objects, owners and grants as pg_dump prints them (without its comments)."""
+    info = conn.info
+    dumped = subprocess.run([find_binary("pg_dump"), "--schema-only", "-n", schema, "-n", f"{schema}_capture",
+                             "-h", info.host, "-p", str(info.port), "-U", info.user, info.dbname],
+                            capture_output=True, text=True, check=True, timeout=300).stdout
+    return "\n".join(line for line in dumped.splitlines()
+                     if line.strip() and not line.startswith(("--", "\\restrict", "\\unrestrict")))
+
+
+def yoyo_ids(conn: psycopg.Connection, schema: str) -> list[str]:
+    return [r[0] for r in conn.execute(f"SELECT migration_id FROM {schema}._yoyo_migration ORDER BY 1").fetchall()]
+
+
+def test_a_fresh_install_by_script_leaves_the_installers_catalog(databases):
+    by_installer, by_script = databases("by_installer"), databases("by_script")
+    install(by_installer, "scr")
+    script = install_script(by_script, "scr")
+    assert "CREATE TABLE event_log" in script and "-- sql/90_grants.sql" in script
+    # Reading it changed nothing.
+    assert by_script.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'scr%'").fetchone() == (0,)
+    psql_apply(by_script, script)
+    assert catalog(by_script, "scr") == catalog(by_installer, "scr")
+    assert yoyo_ids(by_script, "scr") == yoyo_ids(by_installer, "scr")
+    again = install(by_script, "scr")
+    assert again.migrations == [] and again.changed is False  # the installer finds nothing to do
+    assert install_script(by_script, "scr").count("-- migration ") == 0
+
+
+def test_a_database_owner_with_createrole_installs_by_script_as_by_the_installer(db):
+    """Without a superuser: the script joins the function roles for the files and leaves them after."""
+    info = db.info
+    db.execute("CREATE ROLE scriptadmin LOGIN CREATEROLE")
+    for name in ("owned_installer", "owned_script"):
+        db.execute(f"CREATE DATABASE {name} OWNER scriptadmin")
+    try:
+        conns = [psycopg.connect(host=info.host, port=info.port, user="scriptadmin", dbname=name, autocommit=True)
+                 for name in ("owned_installer", "owned_script")]
+        install(conns[0], "nsu")
+        script = install_script(conns[1], "nsu")
+        assert "-- sql/superuser/" not in script
+        psql_apply(conns[1], script)
+        assert catalog(conns[1], "nsu") == catalog(conns[0], "nsu")
+        assert install(conns[1], "nsu").changed is False
+        members = db.execute("SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
+                             " WHERE m.member = 'scriptadmin'::regrole AND r.rolname LIKE 'nsu_%'"
+                             " AND r.rolname NOT IN ('nsu_owner')").fetchone()
+        assert members == (0,)  # it left the function roles again
+        for conn in conns:
+            conn.close()
+    finally:
+        for name in ("owned_installer", "owned_script"):
+            db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_an_upgrade_by_script_leaves_the_installers_catalog(databases, tmp_path_factory):
+    previous = installer_at(BEFORE_THIS_RELEASE, tmp_path_factory)
+    by_installer, by_script = databases("up_installer"), databases("up_script")
+    for conn in (by_installer, by_script):
+        previous.install(conn, "scu")
+        conn.execute("SELECT scu.record(kind => 'order.paid') FROM generate_series(1, 3)")
+    install(by_installer, "scu")
+    script = install_script(by_script, "scu")
+    assert re.findall(r"^-- migration (\S+)", script, flags=re.M) == ["0015_api_tokens", "0016_event_type_catalogues"]
+    psql_apply(by_script, script)
+    assert catalog(by_script, "scu") == catalog(by_installer, "scu")
+    assert install(by_script, "scu").changed is False
+    assert by_script.execute("SELECT count(*) FROM scu.events").fetchone() == (3,)
+
+
+def test_pgaudit_install_sql_prints_the_script_and_changes_nothing(databases):
+    conn = databases("cli_sql")
+    info = conn.info
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user={info.user}"
+    done = subprocess.run([sys.executable, "-c", "from pgaudit_py.cli import install_main; install_main()",
+                           "--sql", "--schema", "cli", "--dsn", dsn], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("-- pgaudit_py ") and "CREATE SCHEMA IF NOT EXISTS \"cli\" AUTHORIZATION \"cli_owner\"" in done.stdout
+    assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'cli'").fetchone() == (0,)
