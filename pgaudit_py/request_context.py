@@ -7,6 +7,7 @@ stays on a pooled connection for the next."""
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,15 @@ class RequestContext:
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("pgaudit_request", default=None)
+
+
+def ip_address(host: str | None) -> str | None:
+    """The client's address if it is one (a test client says "testclient", a Unix socket nothing):
+    pgaudit_py.client_addr takes an IP address or nothing, and would refuse the transaction's events."""
+    try:
+        return str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        return None
 
 
 def current() -> RequestContext | None:

@@ -109,3 +109,26 @@ def test_the_settings_end_with_the_transaction(db, connect):
     assert conn.execute("SELECT coalesce(current_setting('pgaudit_py.actor_id', true), '')").fetchone() == ("",)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT count(*) FROM audit.events")  # the writer still reads nothing
+
+
+def test_the_documented_fastapi_example_with_fastapis_own_test_client(db, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    info = db.info
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg://app_writer@{info.host}:{info.port}/{info.dbname}")
+    path = Path(__file__).parent.parent / "docs" / "examples" / "fastapi_sqlalchemy.py"
+    spec = importlib.util.spec_from_file_location("fastapi_example", path)
+    assert spec and spec.loader
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with TestClient(example.app) as client:
+        for n, user in enumerate(["alice", None, "bob"]):
+            headers = {"x-user": user, "x-tenant": "acme", "x-request-id": f"r{n}"} if user else {}
+            assert client.post(f"/orders/o-{n}/refund", headers=headers).json() == {"refunded": f"o-{n}"}
+    rows = db.execute("SELECT target_id, actor_type, actor_id, tenant_id, correlation_id FROM audit.events"
+                      " WHERE kind = 'order.refunded' ORDER BY target_id").fetchall()
+    assert rows == [("o-0", "user", "alice", "acme", "r0"), ("o-1", "db_role", "app_writer", None, None),
+                    ("o-2", "user", "bob", "acme", "r2")]

@@ -17,7 +17,7 @@ try:
 except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("pgaudit_py.integrations.asgi needs Starlette: pip install 'pgaudit_py[asgi]'") from None
 
-from pgaudit_py.request_context import RequestContext, serving
+from pgaudit_py.request_context import RequestContext, ip_address, serving
 
 ContextOf = Callable[[HTTPConnection], RequestContext | Mapping[str, str | None]]
 
@@ -39,6 +39,6 @@ class AuditContextMiddleware:
         given = self.context(request)
         values: dict[str, Any] = dict(given.__dict__ if isinstance(given, RequestContext) else given)
         if not values.get("client_addr") and request.client:
-            values["client_addr"] = request.client.host
+            values["client_addr"] = ip_address(request.client.host)
         with serving(values):
             await self.app(scope, receive, send)

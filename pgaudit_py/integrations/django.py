@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("pgaudit_py.integrations.django needs Django: pip install 'pgaudit_py[django]'") from None
 
 from pgaudit_py.context import CONTEXT_NAMES
-from pgaudit_py.request_context import serving, settings_of_request
+from pgaudit_py.request_context import ip_address, serving, settings_of_request
 
 _SET = "SELECT " + ", ".join(f"set_config('pgaudit_py.{n}', %s, {{local}})" for n in CONTEXT_NAMES)
 _MARK = "_pgaudit_session_context"  # on Django's connection object: the values its session holds
@@ -64,7 +64,7 @@ class AuditContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         values = dict(self.context_of(request))
-        values.setdefault("client_addr", request.META.get("REMOTE_ADDR"))
+        values.setdefault("client_addr", ip_address(request.META.get("REMOTE_ADDR")))
         with serving(values), ExitStack() as stack:
             for alias in connections:
                 stack.enter_context(connections[alias].execute_wrapper(_wrapper))
