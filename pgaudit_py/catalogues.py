@@ -40,14 +40,17 @@ def load_catalogue(conn: psycopg.Connection, name: str, *, replace: bool = False
     """Register every kind of the catalogue, in one transaction: all of them or, when one collides
     with a kind registered otherwise (and replace is not asked for), none."""
     kinds = read_catalogue(name)["kinds"]
-    query = sql.SQL("SELECT schema = %s AND NOT strict AND catalogue IS NOT DISTINCT FROM %s FROM {}.event_types"
+    # A kind already registered with the catalogue's schema keeps its strictness: loading never
+    # loosens a kind someone made strict, nor tightens one.
+    query = sql.SQL("SELECT schema = %s, strict, catalogue IS NOT DISTINCT FROM %s FROM {}.event_types"
                     " WHERE kind = %s").format(sql.Identifier(audit_schema))
     loaded = []
     with conn.transaction():
         for kind, entry in kinds.items():
-            same = conn.execute(query, (Jsonb(entry["schema"]), name, kind)).fetchone()
-            registered: EventType = register_event_type(conn, kind, entry["schema"], replace=replace, catalogue=name,
-                                                        audit_schema=audit_schema)
+            had = conn.execute(query, (Jsonb(entry["schema"]), name, kind)).fetchone()
+            strict = bool(had and had[0] and had[1])
+            registered: EventType = register_event_type(conn, kind, entry["schema"], strict=strict, replace=replace,
+                                                        catalogue=name, audit_schema=audit_schema)
             assert registered.catalogue == name
-            loaded.append(Loaded(kind, not (same and same[0])))
+            loaded.append(Loaded(kind, not (had and had[0] and had[2])))
     return loaded

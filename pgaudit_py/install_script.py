@@ -23,6 +23,7 @@ from pgaudit_py.installer import (
     _hand_over_statements,
     _is_member,
     _refuse_foreign_schema,
+    _trusted_pgcrypto_schema,
     capture_schema,
     check_schema_name,
     migration_ids,
@@ -54,9 +55,29 @@ def _ident(conn: psycopg.Connection, name: str) -> str:
 
 
 def _pgcrypto_schema(conn: psycopg.Connection) -> str:
-    row = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-                       " WHERE e.extname = 'pgcrypto'").fetchone()
-    return str(row[0]) if row else "public"
+    """Where pgcrypto is, checked as install() checks it; public when the script creates it."""
+    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pgcrypto'").fetchone()
+    return _trusted_pgcrypto_schema(conn) if row else "public"
+
+
+def _guards(conn: psycopg.Connection, schema: str, applied: list[str], crypto: str) -> list[str]:
+    """Checked again when the script runs, which may be long after it was written: the database is
+    still in the state it was written for, and pgcrypto is where, and whose, it was."""
+    expected = "ARRAY[" + ", ".join(_literal(conn, m) for m in sorted(applied)) + "]::text[]"
+    table = _literal(conn, f"{schema}._yoyo_migration")
+    return [
+        "DO $$ DECLARE applied text[] := '{}'; BEGIN"
+        f" IF pg_catalog.to_regclass({table}) IS NOT NULL THEN"
+        f" EXECUTE 'SELECT coalesce(array_agg(migration_id::text ORDER BY migration_id), ''{{}}'') FROM '"
+        f" || {table} INTO applied; END IF;"
+        f" IF applied IS DISTINCT FROM {expected} THEN RAISE EXCEPTION 'this script was written for a database"
+        f" with other migrations applied; regenerate it (pgaudit-install --sql)'; END IF; END $$;",
+        "DO $$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n"
+        " ON n.oid = e.extnamespace JOIN pg_catalog.pg_roles r ON r.oid = e.extowner WHERE e.extname = 'pgcrypto'"
+        f" AND (n.nspname <> {_literal(conn, crypto)} OR (NOT r.rolsuper AND (SELECT rolsuper FROM"
+        " pg_catalog.pg_roles WHERE rolname = current_user)))) THEN RAISE EXCEPTION 'pgcrypto is not where, or"
+        " whose, it was when this script was written; regenerate it (pgaudit-install --sql)'; END IF; END $$;",
+    ]
 
 
 def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
@@ -74,6 +95,7 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
            "-- Apply as that role, in one transaction: psql -v ON_ERROR_STOP=1 -1 -f this.sql", ""]
     add = out.append
     add(f"SELECT pg_catalog.pg_advisory_xact_lock({0x70_67_61_75});  -- one installer at a time")
+    out.extend(_guards(conn, schema, sorted(applied), crypto))
     for name in roles.values():
         add(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {_literal(conn, name)}) THEN"
             f" CREATE ROLE {_ident(conn, name)} NOLOGIN; END IF; END $$;")

@@ -39,8 +39,16 @@ class AuditTrail:
         return seal(self.conn, 1_000_000, audit_schema=self.audit_schema)
 
     def events(self, **filters: Any) -> list[Event]:
-        """The newest 500 events matching the list_events filters, pending ones first."""
-        return list_events(self.conn, page_size=500, audit_schema=self.audit_schema, **filters)
+        """Every event matching the list_events filters, newest first (pending ones first)."""
+        found: list[Event] = []
+        cursor: dict[str, Any] = {}
+        while True:
+            page = list_events(self.conn, page_size=500, audit_schema=self.audit_schema, **filters, **cursor)
+            found += page
+            if len(page) < 500:
+                return found
+            last = page[-1]
+            cursor = {"before_intake_id": last.intake_id} if last.pending else {"before_seq": last.seq}
 
     def assert_recorded(self, kind: str | None = None, *, target: str | None = None, actor: str | None = None,
                         tenant: str | None = None, outcome: str | None = None,
@@ -52,13 +60,15 @@ class AuditTrail:
         wanted = {name: value for name, value in (("kind", kind), ("target", target), ("actor", actor),
                                                   ("tenant", tenant), ("outcome", outcome), ("changed", changed),
                                                   ("payload", payload)) if value is not None}
-        recorded = self.events()
+        # The kind narrows the reading to its own events (a prefix that is the whole kind).
+        recorded = self.events(kind_prefix=kind) if kind else self.events()
         for event in recorded:
             if all(_matches(event, name, value) for name, value in wanted.items()):
                 return event
         asked = ", ".join(f"{name}={value!r}" for name, value in wanted.items())
-        lines = [_describe(e) for e in recorded[:20]] or ["(nothing)"]
-        more = f"\n  ... and {len(recorded) - 20} more" if len(recorded) > 20 else ""
+        newest = list_events(self.conn, page_size=21, audit_schema=self.audit_schema)  # of every kind
+        lines = [_describe(e) for e in newest[:20]] or ["(nothing)"]
+        more = "\n  ... and more" if len(newest) > 20 else ""
         raise AssertionError(f"no audit event with {asked}; recorded, newest first:\n  " + "\n  ".join(lines) + more)
 
 
@@ -81,13 +91,25 @@ def _matches(event: Event, name: str, value: Any) -> bool:
     if name == "outcome":
         return bool(event.outcome == value)
     if name == "payload":
-        return all(k in event.payload and event.payload[k] == v for k, v in value.items())
-    # changed
-    columns = event.changed or {}
+        return all(k in event.payload and _same(event.payload[k], v) for k, v in value.items())
+    # changed: only a captured change has changed columns, and changed=[] asks for one
+    if event.changed is None:
+        return False
     if isinstance(value, dict):
         after = event.row_after or {}
-        return all(k in columns and after.get(k) == v for k, v in value.items())
-    return set(value) <= set(columns)
+        return all(k in event.changed and k in after and _same(after[k], v) for k, v in value.items())
+    return set(value) <= set(event.changed)
+
+
+def _same(recorded: Any, wanted: Any) -> bool:
+    """JSON equality: true is not 1, nor 1.0 true (Python's == says they are)."""
+    if isinstance(recorded, bool) or isinstance(wanted, bool):
+        return type(recorded) is type(wanted) and recorded == wanted
+    if isinstance(recorded, dict) and isinstance(wanted, dict):
+        return recorded.keys() == wanted.keys() and all(_same(recorded[k], wanted[k]) for k in wanted)
+    if isinstance(recorded, list) and isinstance(wanted, list):
+        return len(recorded) == len(wanted) and all(_same(r, w) for r, w in zip(recorded, wanted, strict=True))
+    return bool(recorded == wanted)
 
 
 def _describe(event: Event) -> str:

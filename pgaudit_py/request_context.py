@@ -30,30 +30,41 @@ class RequestContext:
         return [getattr(self, name) or "" for name in CONTEXT_NAMES]
 
 
-_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("pgaudit_request", default=None)
+@dataclass
+class _Served:
+    context: RequestContext
+    over: bool = False  # the request has ended: a task it started and that outlives it names nobody
+
+
+_current: contextvars.ContextVar[_Served | None] = contextvars.ContextVar("pgaudit_request", default=None)
 
 
 def ip_address(host: str | None) -> str | None:
-    """The client's address if it is one (a test client says "testclient", a Unix socket nothing):
-    pgaudit_py.client_addr takes an IP address or nothing, and would refuse the transaction's events."""
+    """The client's address if it is one (a test client says "testclient", a Unix socket nothing;
+    an IPv6 zone, fe80::1%eth0, is left out): pgaudit_py.client_addr takes an IP address or nothing,
+    and would refuse the transaction's events."""
     try:
-        return str(ipaddress.ip_address(host)) if host else None
+        return str(ipaddress.ip_address(host.strip().split("%")[0])) if host else None
     except ValueError:
         return None
 
 
 def current() -> RequestContext | None:
-    return _current.get()
+    served = _current.get()
+    return served.context if served and not served.over else None
 
 
 @contextmanager
 def serving(context: RequestContext | Mapping[str, str | None]) -> Iterator[RequestContext]:
     """The request being served, for the code that runs inside (middleware uses this)."""
     ctx = context if isinstance(context, RequestContext) else RequestContext(**context)
-    token = _current.set(ctx)
+    ctx = RequestContext(ctx.actor_type, ctx.actor_id, ctx.tenant_id, ctx.correlation_id, ip_address(ctx.client_addr))
+    served = _Served(ctx)
+    token = _current.set(served)
     try:
         yield ctx
     finally:
+        served.over = True  # also for the copies of the context that tasks started meanwhile hold
         _current.reset(token)
 
 

@@ -231,8 +231,10 @@ BEGIN
                          'items, minItems, maxItems, minimum, maximum, exclusiveMinimum, '
                          'exclusiveMaximum, minLength, maxLength, pattern, and annotations.';
     END IF;
+    -- One registration of a kind at a time (FOR UPDATE locks no row that is not there yet).
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pgaudit_py.event_type:' || register_event_type.kind, 0));
     SELECT t.schema, t.strict, t.catalogue INTO had_schema, had_strict, had_catalogue
-      FROM @schema@.event_types t WHERE t.kind = register_event_type.kind FOR UPDATE;
+      FROM @schema@.event_types t WHERE t.kind = register_event_type.kind;
     IF FOUND THEN
         IF had_schema = register_event_type.schema AND had_strict = coalesce(register_event_type.strict, false)
            AND had_catalogue IS NOT DISTINCT FROM register_event_type.catalogue THEN
@@ -240,10 +242,13 @@ BEGIN
             SELECT * INTO result FROM @schema@.event_types t WHERE t.kind = register_event_type.kind;
             RETURN result;
         END IF;
-        -- A kind of a loaded catalogue, or one registered by hand when a catalogue is loaded, is
-        -- replaced only when that is asked for.
-        IF had_catalogue IS DISTINCT FROM register_event_type.catalogue AND NOT coalesce(register_event_type.replace, false)
-           AND (had_catalogue IS NOT NULL OR had_schema <> register_event_type.schema) THEN
+        -- Another schema or strictness replaces a registration only when that is asked for, but for
+        -- a kind registered by hand registered by hand again (as always), and a catalogue taking
+        -- over a kind registered by hand exactly as it has it.
+        IF NOT coalesce(register_event_type.replace, false)
+           AND NOT (had_catalogue IS NULL AND register_event_type.catalogue IS NULL)
+           AND NOT (had_catalogue IS NULL AND had_schema = register_event_type.schema
+                    AND had_strict = coalesce(register_event_type.strict, false)) THEN
             RAISE EXCEPTION 'kind % is registered already, %', pg_catalog.quote_literal(register_event_type.kind),
                 CASE WHEN had_catalogue IS NULL THEN 'by hand' ELSE 'by catalogue ' || had_catalogue END
                 USING ERRCODE = 'PA005', HINT = 'Pass replace => true (pgaudit types load --replace) to replace it.';
