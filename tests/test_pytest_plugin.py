@@ -5,11 +5,13 @@ failure that lists what was recorded instead."""
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
 from pgaudit_py import record, seal
 
+README_EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "test_refunds.py"  # the README shows it
 USERS_SUITE = '''
 from pgaudit_py import audit_context, record
 
@@ -51,9 +53,9 @@ def test_the_plugin_is_registered_for_pytest():
 
 
 def test_a_users_suite_tests_its_auditing_with_the_plugin(pytester):
-    pytester.makepyfile(test_refunds=USERS_SUITE)
+    pytester.makepyfile(test_refunds=USERS_SUITE, test_readme_example=README_EXAMPLE.read_text())
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=300)
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=3, failed=1)  # the README's example among those passing
     out = result.stdout.str()
     assert "no audit event with kind='order.refunded', actor='alice'; recorded, newest first:" in out
     assert "order.refunded target=order:1 actor=user:bob tenant=acme outcome=success {'amount': 40}" in out

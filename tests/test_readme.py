@@ -28,8 +28,8 @@ ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
 PYTHON_DOC = ROOT / "docs" / "python.md"
 
-BLOCK = re.compile(r"^<!-- tested: (?:sql as (?P<role>\w+)|python) -->\n```(?P<lang>\w+)\n(?P<code>.*?)^```$",
-                   re.M | re.S)
+BLOCK = re.compile(r"^<!-- tested: (?:sql as (?P<role>\w+)|python|same as (?P<source>\S+)) -->\n"
+                   r"```(?P<lang>\w+)\n(?P<code>.*?)^```$", re.M | re.S)
 # Expected refusals, by the words of the statement's comment, and their SQLSTATE.
 ERRORS = {"permission denied": "42501"}
 
@@ -39,10 +39,11 @@ class Block:
     lang: str
     role: str | None
     code: str
+    source: str | None = None  # a file the block must be a copy of (run by a test of its own)
 
 
 def marked_blocks(path: Path) -> list[Block]:
-    return [Block(m["lang"], m["role"], m["code"]) for m in BLOCK.finditer(path.read_text())]
+    return [Block(m["lang"], m["role"], m["code"], m["source"]) for m in BLOCK.finditer(path.read_text())]
 
 
 @dataclass
@@ -183,6 +184,9 @@ def test_every_sql_and_python_block_of_the_readme_is_run_here():
     fences = re.findall(r"^```(sql|python)$", text, flags=re.M)
     blocks = marked_blocks(README)
     assert [b.lang for b in blocks] == fences, "an SQL or Python block of the README without its tested marker"
+    for copy in (b for b in blocks if b.source):  # each such file is run by a test of its own
+        assert copy.code == (ROOT / copy.source).read_text(), f"the README's copy of {copy.source} differs"
+    blocks = [b for b in blocks if not b.source]
     assert [b.role for b in blocks] == ["superuser", "app", "ops", "auditor", None]
     # The roles each block runs as hold what the README says: the application the writer, and so on.
     grants = dict(re.findall(r"GRANT audit_(\w+) TO (\w+);", blocks[0].code))
@@ -203,7 +207,7 @@ def test_the_first_session_runs_as_written(db, first_session):
 
 
 def test_the_python_example_runs_as_written(db, first_session):
-    [block] = [b for b in marked_blocks(README) if b.lang == "python"]
+    [block] = [b for b in marked_blocks(README) if b.lang == "python" and not b.source]
     assert run_python(block.code) == ["order.refunded alice req-42 True"]
     assert events(db) == [("order.refunded", "record", "acme", "user", "alice", "app", "order", "o-1",
                            {"amount": 12.5}, "req-42", None)]
