@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 from psycopg import sql
 
 from pgaudit_py import archive as archiving
+from pgaudit_py import archive_query, verify_archive
 from pgaudit_py.archive_targets import ARCHIVE_URL_ENV, open_target
 from pgaudit_py.checkpoint import load_keys
 from pgaudit_py.cli.common import (
@@ -20,6 +24,7 @@ from pgaudit_py.cli.common import (
     parse_duration,
     run_guarded,
 )
+from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.output import emit_json, print_table
 
 target_option = click.option("--target", envvar=ARCHIVE_URL_ENV, show_envvar=True,
@@ -88,12 +93,21 @@ def list_command(settings: Settings, as_json: bool) -> None:
 @archive_group.command("verify")
 @target_option
 @click.option("--batch", "batch_id", help="Check only this batch.")
+@click.option("--offline", is_flag=True,
+              help="No database: check the whole archive with the public key alone (the standalone verifier).")
+@click.option("--checkpoint", "checkpoint_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="With --offline: a signed checkpoint whose block must be in the archive.")
 @_with_options(key_options)
 @json_option
 @connection_options
-def verify_command(settings: Settings, target: str | None, batch_id: str | None, signing_key: Path | None,
-                   public_key: Path | None, hmac_key_file: Path | None, as_json: bool) -> None:
+def verify_command(settings: Settings, target: str | None, batch_id: str | None, offline: bool,
+                   checkpoint_file: Path | None, signing_key: Path | None, public_key: Path | None,
+                   hmac_key_file: Path | None, as_json: bool) -> None:
     """Download and check batches: hashes, signatures, manifest chain, links; exit 1 naming each problem."""
+    if offline:
+        run_guarded(lambda: _verify_offline(target, public_key, checkpoint_file))
+        return
+
     def run() -> None:
         keys = load_keys(public_key=public_key, hmac_key=hmac_key_file)
         where = open_target(target)
@@ -111,6 +125,55 @@ def verify_command(settings: Settings, target: str | None, batch_id: str | None,
             fail(result.problems[0] if len(result.problems) == 1
                  else f"{len(result.problems)} problems, first: {result.problems[0]}")
     run_guarded(run)
+
+
+def _verify_offline(target: str | None, public_key: Path | None, checkpoint: Path | None) -> None:
+    """The standalone verifier (pgaudit_py/verify_archive.py) over the target's objects, downloaded
+    to a temporary directory when they are not in one already."""
+    if public_key is None:
+        raise InvalidArgument("--offline checks the manifests' Ed25519 signatures: give --public-key")
+    where = open_target(target)
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = getattr(where, "directory", None) or _download(where, Path(scratch))
+        code = verify_archive.main([str(directory), "--public-key", str(public_key),
+                                    *(["--checkpoint", str(checkpoint)] if checkpoint else [])])
+    if code:
+        sys.exit(code)
+
+
+@archive_group.command("query")
+@click.argument("sql")
+@target_option
+@json_option
+def query_command(sql: str, target: str | None, as_json: bool) -> None:
+    """Query an archive with DuckDB, no database: the view `events` (one row per archived event)."""
+    def run() -> None:
+        where = open_target(target)
+        with tempfile.TemporaryDirectory() as scratch:
+            directory = getattr(where, "directory", None)
+            if directory is None:  # on S3: downloaded first
+                directory = _download(where, Path(scratch))
+            columns, rows = archive_query.query(directory, sql)
+        if as_json:
+            emit_json([dict(zip(columns, row, strict=True)) for row in rows])
+        else:
+            print_table(columns, [list(row) for row in rows])
+    run_guarded(run)
+
+
+def _download(where: Any, directory: Path) -> Path:
+    for key in where.list_keys():
+        if "/" in key or key.startswith("."):
+            continue  # not a batch object of this archive
+        with (directory / key).open("wb") as f:
+            where.download(key, f)
+    return directory
+
+
+@archive_group.command("verifier")
+def verifier_command() -> None:
+    """Print the standalone verifier (Python's standard library and `cryptography` alone), to read and run."""
+    click.echo((Path(verify_archive.__file__)).read_text(), nl=False)
 
 
 @archive_group.command("restore")
