@@ -63,6 +63,42 @@ def signed_by(document: dict[str, Any], part: str, key: Ed25519PublicKey) -> boo
         return False
 
 
+def top_level(line: bytes, names: set[str]) -> dict[str, str]:
+    """The raw text of some top-level values of a JSON object, without parsing the rest: a payload may
+    nest deeper than any recursive parser goes (64 KiB of brackets), and keys inside it never count."""
+    text = line.decode("utf-8")
+    found: dict[str, str] = {}
+    depth, i, key, expect_key = 0, 0, None, False
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            end = i + 1
+            while text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            if depth == 1 and expect_key:
+                key, expect_key = text[i + 1:end], False
+            elif depth == 1 and key in names:
+                found[key] = text[i + 1:end]
+            i = end + 1
+            continue
+        if c in "{[":
+            depth += 1
+            expect_key = depth == 1 and c == "{"
+        elif c in "}]":
+            depth -= 1
+        elif c == "," and depth == 1:
+            expect_key, key = True, None
+        elif depth == 1 and key in names and c not in " :" and key not in found:
+            end = i
+            while end < len(text) and text[end] not in ",}":
+                end += 1
+            found[key] = text[i:end].strip()
+            i = end
+            continue
+        i += 1
+    return found
+
+
 def block_hash(block: dict[str, Any]) -> str:
     header = canonical({"v": 1, "block_no": block["block_no"], "first_seq": block["first_seq"],
                         "last_seq": block["last_seq"], "event_count": block["event_count"],
@@ -166,12 +202,16 @@ class Verifier:
         if lines[-1] != b"":
             self.problem(f"{batch}: the data object does not end with a line break")
         lines = lines[:-1]
-        seqs = []
+        seqs, times = [], []
         for line in lines:
             try:
-                event = json.loads(line)
+                try:
+                    event = json.loads(line)
+                except RecursionError:  # nested deeper than the parser goes: read the two fields alone
+                    event = top_level(line, {"seq", "occurred_at"})
                 seqs.append(int(event["seq"]))
-            except (ValueError, KeyError, TypeError):
+                times.append(str(event.get("occurred_at", "")))
+            except (ValueError, KeyError, IndexError, TypeError):
                 self.problem(f"{batch}: the data object holds a line that is not an event")
                 return
         if seqs != list(range(body["first_seq"], body["last_seq"] + 1)) or len(seqs) != body.get("event_count"):
@@ -187,10 +227,9 @@ class Verifier:
             if count != block.get("event_count") or digests.hexdigest() != block.get("events_hash"):
                 self.problem(f"{batch}: block {block.get('block_no')}'s events do not match its hash")
         if lines:
-            first, last = json.loads(lines[0]), json.loads(lines[-1])
             if not self.period:
-                self.period.append((int(first["seq"]), str(first.get("occurred_at"))))
-            self.period[1:] = [(int(last["seq"]), str(last.get("occurred_at")))]
+                self.period.append((seqs[0], times[0]))
+            self.period[1:] = [(seqs[-1], times[-1])]
 
     def check_checkpoint(self, path: Path) -> None:
         try:

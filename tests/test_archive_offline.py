@@ -35,6 +35,11 @@ def build_archive(conn: psycopg.Connection, keys_dir: Path, url: str, rounds: in
         conn.execute("SELECT audit.record(kind => 'order.paid', target_id => %s || '-' || i,"
                      " payload => jsonb_build_object('i', i, 'note', E'\\u2028 <b>'))"
                      " FROM generate_series(1, 5) i", (f"r{r}",))
+        # Hostile payloads are data: nesting deeper than Python's parser goes, a number past a
+        # double's range, keys named like the line's own fields.
+        conn.execute("SELECT audit.record(kind => 'hostile.payload', payload => %s::jsonb)",
+                     ('{"seq": 999999, "occurred_at": "1999-01-01", "n": 1e350, "d": ' + "[" * 5000
+                      + "]" * 5000 + "}",))
         seal(conn)
     conn.execute("SELECT audit.set_archive_settings(interval '1 second', 10, 3)")
     time.sleep(0.05)
@@ -80,11 +85,27 @@ def batches(directory: Path) -> list[str]:
     return sorted(p.name.removesuffix(".manifest.json") for p in directory.glob("*.manifest.json"))
 
 
-def test_an_intact_archive_verifies_by_both_with_no_false_alarm(intact, verifier_file):
+def test_an_intact_archive_verifies_by_both_with_no_false_alarm(db, intact, verifier_file, aws):  # noqa: F811
     directory, public = intact
+    i = db.info
+    online = CliRunner().invoke(cli, ["archive", "verify", "--target", f"file://{directory}", "--public-key",
+                                      str(public), "--dsn", f"host={i.host} port={i.port} dbname={i.dbname}"])
+    assert online.exit_code == 0, online.output  # the database's verifier agrees, hostile payloads and all
     builtin, standalone, out, stdout = both(verifier_file, f"file://{directory}", public)
     assert (builtin, standalone) == (0, 0), out + stdout
-    assert out == stdout and stdout.startswith("verified ") and "seq 1 to 30" in stdout
+    assert out == stdout and stdout.startswith("verified ") and "seq 1 to 36" in stdout
+    on_s3 = CliRunner().invoke(cli, ["archive", "verify", "--offline", "--target", upload(directory),
+                                     "--public-key", str(public)])
+    assert on_s3.exit_code == 0 and on_s3.output == out
+
+
+def test_a_replayed_batch_is_found(intact, verifier_file):
+    directory, public = intact
+    first, second = batches(directory)[:2]
+    for suffix in (".manifest.json", ".jsonl.gz"):  # the first batch's objects again, under the second's names
+        (directory / f"{second}{suffix}").write_bytes((directory / f"{first}{suffix}").read_bytes())
+    builtin, standalone, out, stdout = both(verifier_file, f"file://{directory}", public)
+    assert builtin == standalone == 1 and out == stdout and "PROBLEM:" in stdout
 
 
 def test_the_standalone_verifier_needs_nothing_of_pgaudit_py(verifier_file):
@@ -127,8 +148,20 @@ def tamper_cases():
             "reorder two batches": reorder_batches}
 
 
+def upload(directory: Path) -> str:
+    """The directory's objects into a new bucket of moto's S3 server; the target's URL."""
+    bucket = f"audit-{uuid.uuid4().hex[:12]}"
+    target = open_target(f"s3://{bucket}/prod")
+    assert isinstance(target, S3Target)
+    target.client.create_bucket(Bucket=bucket)
+    for path in directory.iterdir():
+        target.client.put_object(Bucket=bucket, Key=target._key(path.name), Body=path.read_bytes())
+    return f"s3://{bucket}/prod"
+
+
 @pytest.mark.parametrize("case", list(tamper_cases()))
-def test_each_tampering_is_found_by_both(intact, verifier_file, tmp_path, case):
+def test_each_tampering_is_found_by_both_on_a_directory_and_on_s3(intact, verifier_file, tmp_path, case,
+                                                                  aws):  # noqa: F811
     directory, public = intact
     tampered = tmp_path / "tampered"
     shutil.copytree(directory, tampered)
@@ -136,6 +169,9 @@ def test_each_tampering_is_found_by_both(intact, verifier_file, tmp_path, case):
     builtin, standalone, out, stdout = both(verifier_file, f"file://{tampered}", public)
     assert builtin == standalone == 1, (case, out, stdout)
     assert out == stdout and "PROBLEM:" in stdout and "NOT VERIFIED" in stdout
+    on_s3 = CliRunner().invoke(cli, ["archive", "verify", "--offline", "--target", upload(tampered),
+                                     "--public-key", str(public)])
+    assert on_s3.exit_code == 1 and on_s3.output == out  # the same verdict from the bucket
 
 
 def test_a_manifest_re_signed_under_another_key_is_found(intact, verifier_file, tmp_path):
@@ -221,7 +257,8 @@ def test_the_documented_queries_run_on_a_real_archive(intact):
         assert done.exit_code == 0, (sql, done.output)
         json.loads(done.output)
     by_kind = CliRunner().invoke(cli, ["archive", "query", queries[1], "--target", f"file://{directory}", "--json"])
-    assert json.loads(by_kind.output) == [{"kind": "order.paid", "events": 30, "failures": 0}]
+    assert json.loads(by_kind.output) == [{"kind": "order.paid", "events": 30, "failures": 0},
+                                          {"kind": "hostile.payload", "events": 6, "failures": 0}]
     payloads = CliRunner().invoke(cli, ["archive", "query", "SELECT payload->>'note' AS note, target_id FROM events"
                                         " ORDER BY seq LIMIT 1", "--target", f"file://{directory}", "--json"])
     assert json.loads(payloads.output) == [{"note": "\u2028 <b>", "target_id": "r0-1"}]
