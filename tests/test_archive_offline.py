@@ -89,7 +89,7 @@ def test_an_intact_archive_verifies_by_both_with_no_false_alarm(db, intact, veri
     directory, public = intact
     i = db.info
     online = CliRunner().invoke(cli, ["archive", "verify", "--target", f"file://{directory}", "--public-key",
-                                      str(public), "--dsn", f"host={i.host} port={i.port} dbname={i.dbname}"])
+                                      str(public), "--dsn", f"host={i.host} port={i.port} dbname={i.dbname} user={i.user}"])
     assert online.exit_code == 0, online.output  # the database's verifier agrees, hostile payloads and all
     builtin, standalone, out, stdout = both(verifier_file, f"file://{directory}", public)
     assert (builtin, standalone) == (0, 0), out + stdout
