@@ -187,9 +187,8 @@ class Api:
         params.check_names(request.query_params, ())
         _whole_installation(bearer)
         verdict = await self.verifier.verdict()
-        async with self.pool.connection() as conn:
-            checkpoint = await last_checkpoint(conn, self.schema, self.config.checkpoint_dir,
-                                               self.config.checkpoint_keys)
+        checkpoint = await last_checkpoint(self.pool, self.schema, self.config.checkpoint_dir,
+                                           self.config.checkpoint_keys)
         return _json({**verdict, "last_checkpoint": checkpoint})
 
     async def status(self, request: Request) -> Response:

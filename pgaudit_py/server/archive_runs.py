@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 from pgaudit_py import archive as archiving
 from pgaudit_py.archive_targets import open_target
@@ -59,10 +60,11 @@ def _newest_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | None:
     return (newest[1], newest[2]) if newest else None
 
 
-async def last_checkpoint(conn: psycopg.AsyncConnection, audit_schema: str, directory: Path | None,
+async def last_checkpoint(pool: AsyncConnectionPool, audit_schema: str, directory: Path | None,
                           keys: Keys | None) -> dict[str, Any] | None:
     """The newest checkpoint in the directory (by block), whether its signatures verify with the
-    keys given, and whether the chain still holds its block with the signed hash."""
+    keys given, and whether the chain still holds its block with the signed hash. The files are read
+    before a pooled connection is taken, and it is held for one query."""
     if directory is None:
         return None
     found = await asyncio.to_thread(_newest_checkpoint, directory)
@@ -75,7 +77,8 @@ async def last_checkpoint(conn: psycopg.AsyncConnection, audit_schema: str, dire
         problems.append("the server has no key to check the checkpoint's signature")
     query = sql.SQL("SELECT encode(block_hash, 'hex') FROM {}.blocks WHERE block_no = %s").format(
         sql.Identifier(audit_schema))
-    row = await (await conn.execute(query, (int(body["block_no"]),))).fetchone()
+    async with pool.connection() as conn:
+        row = await (await conn.execute(query, (int(body["block_no"]),))).fetchone()
     if row is None:
         problems.append(f"block {body['block_no']} is not in the chain")
     elif row[0] != body.get("block_hash"):
