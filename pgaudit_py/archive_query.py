@@ -6,24 +6,33 @@ JSON, and `line`, the whole canonical line. Verify the archive first (`pgaudit a
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from pgaudit_py.errors import InvalidArgument
+from pgaudit_py.verify_archive import DATA
 
 TEXT_FIELDS = ("id", "tenant_id", "actor_type", "actor_id", "db_role", "client_addr", "application_name", "kind",
                "target_type", "target_id", "outcome", "correlation_id", "idempotency_key", "txid", "origin")
 JSON_FIELDS = ("payload", "row_before", "row_after", "changed")
 
 
-def events_view(directory: Path) -> str:
-    files = str(directory / "blocks-*.jsonl.gz").replace("'", "''")  # a path, never code
+def data_objects(directory: Path) -> list[Path]:
+    """The data objects that a manifest beside them names: a file someone added is not read."""
+    return sorted(p for p in directory.glob("blocks-*.jsonl.gz")
+                  if DATA.fullmatch(p.name) and (directory / p.name.replace(".jsonl.gz", ".manifest.json")).is_file())
+
+
+def events_view(files: list[Path]) -> str:
+    # Named one by one (no glob: a bracket in a directory's name is no pattern), each a string, never code.
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
     columns = ", ".join(["CAST(json->>'seq' AS BIGINT) AS seq",
                          *(f"json->>'{name}' AS {name}" for name in TEXT_FIELDS),
                          "CAST(json->>'occurred_at' AS TIMESTAMPTZ) AS occurred_at",
                          *(f"json->'{name}' AS {name}" for name in JSON_FIELDS),
                          "json AS line"])
-    return (f"CREATE VIEW events AS SELECT {columns} FROM read_json_objects('{files}', "
+    return (f"CREATE VIEW events AS SELECT {columns} FROM read_json_objects([{listed}], "
             "format = 'newline_delimited', compression = 'gzip')")
 
 
@@ -33,11 +42,18 @@ def query(directory: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         import duckdb
     except ImportError:
         raise InvalidArgument("pgaudit archive query needs DuckDB: pip install 'pgaudit_py[query]'") from None
-    if not any(directory.glob("blocks-*.jsonl.gz")):
-        raise InvalidArgument(f"no archive batches (blocks-*.jsonl.gz) in {directory}")
-    with duckdb.connect(":memory:") as db:
+    files = data_objects(directory)
+    if not files:
+        raise InvalidArgument(f"no archive batches (blocks-*.jsonl.gz beside their manifests) in {directory}")
+    # DuckDB reads a file name as a pattern ([rc] matches r or c): it is given links of plain names.
+    with tempfile.TemporaryDirectory() as plain, duckdb.connect(":memory:") as db:
+        links = []
+        for n, f in enumerate(files):
+            link = Path(plain) / f"{n}.jsonl.gz"
+            link.symlink_to(f.resolve())
+            links.append(link)
         db.execute("SET TimeZone = 'UTC'")
-        db.execute(events_view(directory))
+        db.execute(events_view(links))
         try:
             result = db.execute(sql)
         except duckdb.Error as exc:

@@ -22,7 +22,9 @@ import gzip
 import hashlib
 import json
 import re
+import stat
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-MANIFEST = re.compile(r"^blocks-(\d{12})-(\d{12})\.manifest\.json$")
+MANIFEST = re.compile(r"blocks-([0-9]{12})-([0-9]{12})\.manifest\.json")
+DATA = re.compile(r"blocks-([0-9]{12})-([0-9]{12})\.jsonl\.gz")
+# Every canonical line starts so (docs/canonical-form.md): its seq is read without parsing the rest.
+LINE_START = re.compile(rb'\{"v": [12], "id": (?:null|"[0-9a-f-]{36}"), "seq": ([0-9]+),')
 GENESIS = "00" * 32  # the link of block 1
 MAX_MANIFEST = 64 * 1024 * 1024
-MAX_DATA = 16 * 1024 * 1024 * 1024
+MAX_LINE = 1 << 30  # a canonical line holds a payload (64 KiB at most) or a row's images
 ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -106,6 +111,55 @@ def block_hash(block: dict[str, Any]) -> str:
     return hashlib.sha256(header.encode()).hexdigest()
 
 
+def strict_json(raw: bytes) -> Any:
+    """JSON with no duplicate key (the signature covers one reading of it) and no NaN or Infinity."""
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in items}) != len(items):
+            raise ValueError("a duplicate key")
+        return dict(items)
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        return json.loads(raw, object_pairs_hook=pairs, parse_constant=constant)
+    except (RecursionError, OverflowError) as exc:
+        raise ValueError("nested or sized past reading") from exc
+
+
+def regular_file(path: Path, limit: int) -> int | None:
+    """The size of a regular file no larger than limit; None otherwise (a directory, a FIFO, a device)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) and info.st_size <= limit else None
+
+
+def well_formed(body: Any, name: str) -> bool:
+    """A version 1 manifest for this file name, every field of its type, its blocks one run."""
+    ints = ("first_block", "last_block", "first_seq", "last_seq", "event_count", "data_bytes", "gz_bytes")
+    texts = ("batch_id", "schema", "data_object", "data_sha256", "gz_sha256", "first_block_prev_hash",
+             "last_block_hash")
+    if not isinstance(body, dict) or body.get("v") != 1 or not all(type(body.get(k)) is int for k in ints) \
+            or not all(isinstance(body.get(k), str) for k in texts) or not isinstance(body.get("blocks"), list) \
+            or not isinstance(body.get("prev_manifest_sha256"), (str, type(None))):
+        return False
+    if f"{body['batch_id']}.manifest.json" != name or body["data_object"] != f"{body['batch_id']}.jsonl.gz" \
+            or body["event_count"] != body["last_seq"] - body["first_seq"] + 1 or body["event_count"] < 1:
+        return False
+    number, seq = body["first_block"], body["first_seq"]
+    for block in body["blocks"]:
+        if not isinstance(block, dict) or not all(type(block.get(k)) is int for k in
+                                                  ("block_no", "first_seq", "last_seq", "event_count")) \
+                or not all(isinstance(block.get(k), str) for k in ("events_hash", "prev_hash", "block_hash")) \
+                or block["block_no"] != number or block["first_seq"] != seq \
+                or block["event_count"] != block["last_seq"] - block["first_seq"] + 1 or block["event_count"] < 1:
+            return False
+        number, seq = number + 1, block["last_seq"] + 1
+    return bool(number == body["last_block"] + 1 and seq == body["last_seq"] + 1)
+
+
 class Verifier:
     def __init__(self, directory: Path, key: Ed25519PublicKey):
         self.directory, self.key = directory, key
@@ -118,16 +172,26 @@ class Verifier:
         self.problems.append(text)
 
     def run(self) -> None:
-        names = sorted(p.name for p in self.directory.iterdir() if MANIFEST.match(p.name))
-        if not names:
+        if not self.directory.is_dir():
+            self.problem(f"{self.directory} is not a directory")
+            return
+        names = sorted(p.name for p in self.directory.iterdir())
+        manifests = [n for n in names if MANIFEST.fullmatch(n)]
+        for name in names:  # every file is a batch's, or someone put it there
+            if not (MANIFEST.fullmatch(name) or DATA.fullmatch(name)):
+                self.problem(f"{name}: a file that is no batch's object")
+            elif DATA.fullmatch(name) and name.replace(".jsonl.gz", ".manifest.json") not in manifests:
+                self.problem(f"{name}: a data object that no manifest names")
+        if not manifests:
             self.problem(f"no batch manifests (blocks-*-*.manifest.json) in {self.directory}")
         prev: dict[str, Any] | None = None
         prev_sha = None
-        for name in names:
-            raw = (self.directory / name).read_bytes()
-            if len(raw) > MAX_MANIFEST:
-                self.problem(f"{name}: not a manifest (too large)")
+        for name in manifests:
+            path = self.directory / name
+            if regular_file(path, MAX_MANIFEST) is None:
+                self.problem(f"{name}: not a manifest (not a regular file, or too large)")
                 return
+            raw = path.read_bytes()
             manifest = self.check_batch(name, raw, prev, prev_sha)
             if manifest is None:
                 return  # what follows cannot be checked against a batch that failed to read
@@ -137,104 +201,112 @@ class Verifier:
     def check_batch(self, name: str, raw: bytes, prev: dict[str, Any] | None,
                     prev_sha: str | None) -> dict[str, Any] | None:
         try:
-            document = json.loads(raw)
+            document = strict_json(raw)
             body = document["manifest"]
-            blocks = body["blocks"]
-            batch = body["batch_id"]
         except (ValueError, KeyError, TypeError):
             self.problem(f"{name}: not a pgaudit manifest")
             return None
-        if not isinstance(body, dict) or body.get("v") != 1 or not isinstance(blocks, list) or not blocks \
-                or f"{batch}.manifest.json" != name:
-            self.problem(f"{name}: not a manifest of version 1 for this file")
+        try:  # the bytes are the signed document's one writing: nothing beside it to read otherwise
+            canonical_form = (canonical(document) + "\n").encode() == raw
+        except (ValueError, TypeError):
+            canonical_form = False
+        if not canonical_form or not well_formed(body, name):
+            self.problem(f"{name}: not a manifest of version 1 for this file, in canonical form (changed)")
             return None
+        batch, blocks = body["batch_id"], body["blocks"]
         if not signed_by(document, "manifest", self.key):
             self.problem(f"{batch}: the manifest is not signed by this public key (changed, or another installation's)")
+            return None  # nothing unsigned is used further
         if prev is None:
-            if body.get("prev_manifest_sha256") is not None:
+            if body["prev_manifest_sha256"] is not None:
                 self.problem(f"{batch}: the manifest names a previous batch that is not here (a batch is missing)")
         else:
-            if body.get("prev_manifest_sha256") != prev_sha:
+            if body["prev_manifest_sha256"] != prev_sha:
                 self.problem(f"{batch}: the manifest does not name the batch before it ({prev['batch_id']}): "
                              "a batch is missing, replaced, reordered or from another installation")
-            if body.get("first_block") != prev["last_block"] + 1 or body.get("first_seq") != prev["last_seq"] + 1:
+            if body["first_block"] != prev["last_block"] + 1 or body["first_seq"] != prev["last_seq"] + 1:
                 self.problem(f"{batch}: blocks or seq do not run on from {prev['batch_id']} (a gap, or a repeat)")
-            if body.get("schema") != prev.get("schema"):
-                self.problem(f"{batch}: another schema's batch ({body.get('schema')!r}, not {prev.get('schema')!r})")
+            if body["schema"] != prev["schema"]:
+                self.problem(f"{batch}: another schema's batch ({body['schema']!r}, not {prev['schema']!r})")
         self.check_data(batch, body)
-        expected_link = GENESIS if body.get("first_block") == 1 else self.blocks.get(body.get("first_block", 0) - 1)
-        if body.get("first_block_prev_hash") != blocks[0].get("prev_hash"):
+        expected_link = GENESIS if body["first_block"] == 1 else self.blocks.get(body["first_block"] - 1)
+        if body["first_block_prev_hash"] != blocks[0]["prev_hash"]:
             self.problem(f"{batch}: the manifest's first link differs from its first block's")
         for block in blocks:
-            number = block.get("block_no")
-            try:
-                if block_hash(block) != block.get("block_hash"):
-                    self.problem(f"{batch}: block {number}'s header does not match its hash")
-            except (KeyError, ValueError):
-                self.problem(f"{batch}: block {number} is not a block header")
-                continue
+            number = block["block_no"]
+            if block_hash(block) != block["block_hash"]:
+                self.problem(f"{batch}: block {number}'s header does not match its hash")
             if expected_link is not None and block["prev_hash"] != expected_link:
                 self.problem(f"{batch}: block {number} does not link to block {number - 1}")
             self.blocks[number] = expected_link = block["block_hash"]
-        if blocks[-1].get("block_hash") != body.get("last_block_hash"):
+        if blocks[-1]["block_hash"] != body["last_block_hash"]:
             self.problem(f"{batch}: the manifest's last block hash differs from its last block's")
-        return body
+        checked: dict[str, Any] = body
+        return checked
 
     def check_data(self, batch: str, body: dict[str, Any]) -> None:
+        """Streams the object: its hashes, then each line in turn (seq, and each block's hash)."""
         path = self.directory / f"{batch}.jsonl.gz"
-        if not path.is_file():
-            self.problem(f"{batch}: the data object {path.name} is missing")
+        if regular_file(path, body["gz_bytes"]) != body["gz_bytes"]:
+            self.problem(f"{batch}: the data object {path.name} is missing, or not the size its manifest says")
             return
-        gz = path.read_bytes()
-        if len(gz) != body.get("gz_bytes") or hashlib.sha256(gz).hexdigest() != body.get("gz_sha256"):
-            self.problem(f"{batch}: the data object was changed (its size or SHA-256 differs from the manifest's)")
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != body["gz_sha256"]:
+            self.problem(f"{batch}: the data object was changed (its SHA-256 differs from the manifest's)")
             return
+        data, size, count, edges = hashlib.sha256(), 0, 0, [b"", b""]
+        blocks = iter(body["blocks"])
+        block = next(blocks)
+        events, in_block = hashlib.sha256(), 0
         try:
-            data = gzip.decompress(gz)
-        except (OSError, EOFError):
+            with gzip.open(path, "rb") as lines:
+                while line := lines.readline(MAX_LINE + 1):
+                    size += len(line)
+                    data.update(line)
+                    if size > body["data_bytes"] or not line.endswith(b"\n"):
+                        self.problem(f"{batch}: the data object does not decompress to what was archived")
+                        return
+                    line = line[:-1]
+                    found = LINE_START.match(line)
+                    if found is None or int(found.group(1)) != body["first_seq"] + count:
+                        self.problem(f"{batch}: line {count + 1} is not the event of seq {body['first_seq'] + count}")
+                        return
+                    while block is not None and int(found.group(1)) > block["last_seq"]:
+                        self.close_block(batch, block, events, in_block)
+                        block, events, in_block = next(blocks, None), hashlib.sha256(), 0
+                    events.update(hashlib.sha256(line).digest())
+                    in_block, count = in_block + 1, count + 1
+                    edges[0] = edges[0] or line
+                    edges[1] = line
+        except (OSError, EOFError, zlib.error):
             self.problem(f"{batch}: the data object is not gzip")
             return
-        if len(data) > MAX_DATA or len(data) != body.get("data_bytes") \
-                or hashlib.sha256(data).hexdigest() != body.get("data_sha256"):
+        if size != body["data_bytes"] or data.hexdigest() != body["data_sha256"] or count != body["event_count"]:
             self.problem(f"{batch}: the data object does not decompress to what was archived")
             return
-        lines = data.split(b"\n")
-        if lines[-1] != b"":
-            self.problem(f"{batch}: the data object does not end with a line break")
-        lines = lines[:-1]
-        seqs, times = [], []
-        for line in lines:
-            try:
-                try:
-                    event = json.loads(line)
-                except RecursionError:  # nested deeper than the parser goes: read the two fields alone
-                    event = top_level(line, {"seq", "occurred_at"})
-                seqs.append(int(event["seq"]))
-                times.append(str(event.get("occurred_at", "")))
-            except (ValueError, KeyError, IndexError, TypeError):
-                self.problem(f"{batch}: the data object holds a line that is not an event")
-                return
-        if seqs != list(range(body["first_seq"], body["last_seq"] + 1)) or len(seqs) != body.get("event_count"):
-            self.problem(f"{batch}: the events' seq do not run from {body['first_seq']} to {body['last_seq']} "
-                         "one by one (a line dropped, repeated or moved)")
-        at = 0
-        for block in body["blocks"]:
-            digests = hashlib.sha256()
-            count = 0
-            while at < len(lines) and seqs[at] <= block.get("last_seq", -1):
-                digests.update(hashlib.sha256(lines[at]).digest())
-                at, count = at + 1, count + 1
-            if count != block.get("event_count") or digests.hexdigest() != block.get("events_hash"):
-                self.problem(f"{batch}: block {block.get('block_no')}'s events do not match its hash")
-        if lines:
-            if not self.period:
-                self.period.append((seqs[0], times[0]))
-            self.period[1:] = [(seqs[-1], times[-1])]
+        while block is not None:
+            self.close_block(batch, block, events, in_block)
+            block, events, in_block = next(blocks, None), hashlib.sha256(), 0
+        times = [top_level(edge, {"occurred_at"}).get("occurred_at", "") for edge in edges]
+        if not self.period:
+            self.period.append((body["first_seq"], times[0]))
+        self.period[1:] = [(body["last_seq"], times[1])]
+
+    def close_block(self, batch: str, block: dict[str, Any], events: Any, count: int) -> None:
+        if count != block["event_count"] or events.hexdigest() != block["events_hash"]:
+            self.problem(f"{batch}: block {block['block_no']}'s events do not match its hash")
 
     def check_checkpoint(self, path: Path) -> None:
         try:
-            document = json.loads(path.read_text())
-            number, signed_hash = int(document["checkpoint"]["block_no"]), document["checkpoint"]["block_hash"]
+            if regular_file(path, 1 << 20) is None:
+                raise ValueError
+            document = strict_json(path.read_bytes())
+            number, signed_hash = document["checkpoint"]["block_no"], document["checkpoint"]["block_hash"]
+            if type(number) is not int or not isinstance(signed_hash, str):
+                raise ValueError
         except (OSError, ValueError, KeyError, TypeError):
             self.problem(f"{path.name}: not a pgaudit checkpoint")
             return

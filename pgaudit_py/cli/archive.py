@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import tempfile
 from pathlib import Path
@@ -162,11 +163,15 @@ def query_command(sql: str, target: str | None, as_json: bool) -> None:
 
 
 def _download(where: Any, directory: Path) -> Path:
+    """The target's batch objects into `directory`; any other object is downloaded as an empty file
+    under a name the verifier reports (it is no batch's), or named here when no file can carry it."""
     for key in where.list_keys():
-        if "/" in key or key.startswith("."):
-            continue  # not a batch object of this archive
-        with (directory / key).open("wb") as f:
-            where.download(key, f)
+        if verify_archive.MANIFEST.fullmatch(key) or verify_archive.DATA.fullmatch(key):
+            with (directory / key).open("wb") as f:
+                where.download(key, f)
+        else:
+            marker = "stray-object-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+            (directory / marker).write_text(key)
     return directory
 
 
