@@ -262,5 +262,10 @@ def test_the_documented_queries_run_on_a_real_archive(intact):
     payloads = CliRunner().invoke(cli, ["archive", "query", "SELECT payload->>'note' AS note, target_id FROM events"
                                         " ORDER BY seq LIMIT 1", "--target", f"file://{directory}", "--json"])
     assert json.loads(payloads.output) == [{"note": "\u2028 <b>", "target_id": "r0-1"}]
+    # The documented recipe for an auditor's own columnar copy.
+    copy = directory.parent / "events.parquet"
+    made = CliRunner().invoke(cli, ["archive", "query", f"COPY (SELECT * FROM events) TO '{copy}' (FORMAT parquet)",
+                                    "--target", f"file://{directory}"])
+    assert made.exit_code == 0 and copy.stat().st_size > 0, made.output
     bad = CliRunner().invoke(cli, ["archive", "query", "SELECT nope FROM events", "--target", f"file://{directory}"])
     assert bad.exit_code == 2 and "the query failed" in bad.stderr
