@@ -9,6 +9,7 @@ are never followed: an event reaches a follower once it is sealed, within the se
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -37,7 +38,7 @@ def follow(conn: psycopg.Connection, since_seq: int | None = None, *, audit_sche
     """Yield sealed events with seq above since_seq (default: the last sealed now) that match the
     filters, in seq order, and wait for more when caught up: the sealer's NOTIFY on the channel
     named after the schema wakes it, and it looks again every poll_interval seconds in any case.
-    Ends when `stop` is set (checked at least every poll_interval). The connection must be in
+    Ends when `stop` is set (checked at least once a second while it waits). The connection must be in
     autocommit mode and is used by nothing else meanwhile: it LISTENs."""
     require_no_transaction(conn, "follow waits for notifications between transactions")
     if not conn.autocommit:
@@ -63,9 +64,11 @@ def follow(conn: psycopg.Connection, since_seq: int | None = None, *, audit_sche
                     yield event
                 if len(page) < PAGE:
                     after = high
-            # Wait for a round's notification, or the poll interval; drain what queued meanwhile.
-            for _ in conn.notifies(timeout=poll_interval, stop_after=1):
-                pass
+            # Wait for a round's notification, or the poll interval, looking at `stop` every second.
+            waited_until = time.monotonic() + poll_interval
+            while (stop is None or not stop.is_set()) and (left := waited_until - time.monotonic()) > 0:
+                if any(True for _ in conn.notifies(timeout=min(1.0, left), stop_after=1)):
+                    break
     finally:
         if not conn.closed and not conn.broken:
             conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(audit_schema)))

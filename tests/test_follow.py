@@ -213,3 +213,72 @@ def test_a_json_line_stays_one_line_whatever_the_payload(db):
     line = follow_line(event, True)
     assert line.splitlines() == [line]
     assert json.loads(line)["payload"]["text"] == "a\u2028b\u2029c\u0085d\ne\u202ef"
+
+
+def test_the_cli_gives_every_event_exactly_once_under_late_commits_and_killed_connections(db, connect):
+    """The same guarantee from `pgaudit events --follow --json`: writers commit late and out of order
+    while the sealer runs, and the follower's connection is killed again and again; it reconnects and
+    resumes after the last event it printed."""
+    info = db.info
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader"
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "pgaudit_py.cli", "events", "--follow",
+                             "--json", "--since-seq", "0", "--dsn", dsn], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    stop_writing = threading.Event()
+    written: list[str] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        conn = connect()
+        rnd = random.Random(n)
+        for i in range(30):
+            with conn.transaction():
+                event = record(conn, "order.paid", payload={"writer": n, "i": i})
+                assert event is not None
+                time.sleep(rnd.random() * 0.15)  # about 2 s a writer: the kills land meanwhile
+            with lock:
+                written.append(str(event.id))
+
+    def sealer() -> None:
+        conn = connect()
+        while not stop_writing.is_set():
+            seal(conn, 7)
+            time.sleep(0.01)
+
+    kills: list[int] = []
+
+    def killer() -> None:
+        while not stop_writing.is_set():
+            time.sleep(0.5)
+            killed = db.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                " WHERE usename = 'app_reader'").fetchone()
+            kills.append(killed[0] if killed else 0)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    helpers = [threading.Thread(target=sealer), threading.Thread(target=killer)]
+    for t in [*threads, *helpers]:
+        t.start()
+    seen: list[tuple[int, str]] = []
+    try:
+        deadline = time.monotonic() + 90
+        while len(seen) < 120 and time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if line:
+                event = json.loads(line)
+                seen.append((event["seq"], event["id"]))
+    finally:
+        for t in threads:
+            t.join()
+        stop_writing.set()
+        for t in helpers:
+            t.join()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints where it hangs
+            _, err = proc.communicate(timeout=30)
+            raise AssertionError(f"SIGTERM did not stop it; seen {len(seen)}:\n{err[-4000:]}") from None
+    assert [s for s, _ in seen] == list(range(1, 121)), err[-2000:]
+    assert sorted(i for _, i in seen) == sorted(written)
+    assert sum(kills) >= 2 and err.count("reconnecting in") >= 2  # lost, and found again, more than once

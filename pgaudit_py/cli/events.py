@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import time
+import threading
 from datetime import timezone
 from typing import Any
 
@@ -115,30 +115,35 @@ def events_command(settings: Settings, /, since: str | None, until: str | None, 
 def follow_events(settings: Settings, as_json: bool, since_seq: int | None, **filters: Any) -> None:
     """One line per event as it is sealed (a JSON object with --json). A lost connection is
     reopened, 1 s doubling to 30 s, and resumes after the last event printed; a stop asked for by
-    Ctrl-C or SIGTERM ends it quietly, with status 0."""
+    Ctrl-C or SIGTERM ends it quietly, with status 0, within a second: the signal sets a flag that
+    the waits look at (an exception raised inside psycopg's wait for a notification would have it
+    cancel and wait on, for a notification that may never come)."""
+    stopping = threading.Event()
+
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        stopping.set()
+
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     retry_in = 0.0
-    try:
-        while True:
-            try:
-                with settings.connect() as conn:
-                    retry_in = 1.0
-                    if since_seq is None:  # "from now" is fixed once: a reconnect resumes from there
-                        since_seq = seal_status(conn, audit_schema=settings.schema).last_seq
-                    for e in follow(conn, since_seq, audit_schema=settings.schema, **filters):
-                        click.echo(follow_line(e, as_json))
-                        since_seq = e.seq
-            except (psycopg.OperationalError, CannotConnect) as exc:
-                if not retry_in:
-                    raise  # the first connection: a configuration error
-                click.echo(f"connection lost ({printable(str(exc).strip().splitlines()[0])}); reconnecting in"
-                           f" {retry_in:.0f} s", err=True)
-                time.sleep(retry_in)
-                retry_in = min(retry_in * 2, 30.0)
-    except KeyboardInterrupt:
-        pass
+    while not stopping.is_set():
+        try:
+            with settings.connect() as conn:
+                retry_in = 1.0
+                if since_seq is None:  # "from now" is fixed once: a reconnect resumes from there
+                    since_seq = seal_status(conn, audit_schema=settings.schema).last_seq
+                for e in follow(conn, since_seq, audit_schema=settings.schema, stop=stopping, **filters):
+                    click.echo(follow_line(e, as_json))
+                    since_seq = e.seq
+        except (psycopg.OperationalError, CannotConnect) as exc:
+            if not retry_in:
+                raise  # the first connection: a configuration error
+            if stopping.is_set():
+                break
+            click.echo(f"connection lost ({printable(str(exc).strip().splitlines()[0])}); reconnecting in"
+                       f" {retry_in:.0f} s", err=True)
+            stopping.wait(retry_in)
+            retry_in = min(retry_in * 2, 30.0)
 
 
 def follow_line(e: Event, as_json: bool) -> str:
