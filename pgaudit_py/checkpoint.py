@@ -115,7 +115,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text())
         document["checkpoint"]["block_no"], document["checkpoint"]["block_hash"]  # noqa: B018
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise KeyFileError(f"{path} is not a pgaudit checkpoint file") from None
     return dict(document)
 

@@ -88,15 +88,11 @@ AS $$
 DECLARE
     t @schema@.api_tokens;
 BEGIN
-    -- By id first: no name looks like an id (create_api_token refuses twelve hex digits).
+    -- By id or by name: one token at most, as no name looks like an id (twelve hex digits; the
+    -- table's check refuses it) and names are unique.
     UPDATE @schema@.api_tokens a SET revoked_at = now(), revoked_by = @schema@._db_role()
-     WHERE a.token_id = revoke_api_token.token AND a.revoked_at IS NULL
+     WHERE (a.token_id = revoke_api_token.token OR a.name = revoke_api_token.token) AND a.revoked_at IS NULL
     RETURNING * INTO t;
-    IF NOT FOUND THEN
-        UPDATE @schema@.api_tokens a SET revoked_at = now(), revoked_by = @schema@._db_role()
-         WHERE a.name = revoke_api_token.token AND a.revoked_at IS NULL
-        RETURNING * INTO t;
-    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no unrevoked token has the id or name %', coalesce(pg_catalog.quote_literal(token), 'NULL')
             USING ERRCODE = 'PA005';

@@ -355,3 +355,11 @@ def test_sql_dir_and_migrations_dir_name_the_shipped_files():
     assert (pgaudit_py.sql_dir() / "superuser" / "70_event_triggers.sql").is_file()
     assert sorted(p.stem for p in pgaudit_py.migrations_dir().glob("*.sql")) == installer.migration_ids()
     assert "@schema@" in (pgaudit_py.sql_dir() / "20_events.sql").read_text()
+
+
+def test_archive_query_without_its_extra_names_the_pip_install(tmp_path):
+    script = ("import sys; sys.modules['duckdb'] = None; from pgaudit_py.cli import main; "
+              f"sys.argv = ['pgaudit', 'archive', 'query', 'SELECT 1', '--target', 'file://{tmp_path}']; main()")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "pip install 'pgaudit_py[query]'" in done.stderr

@@ -47,7 +47,7 @@ from pgaudit_py.tracking import tracked_tables_call
 
 log = logging.getLogger("pgaudit_py.server")
 
-MAX_SEQ = 2**63 - 1
+MAX_SEQ = params.MAX_SEQ
 
 
 # What the API shows of a tracked table (not its attribute numbers).

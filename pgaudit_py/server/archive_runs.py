@@ -4,7 +4,6 @@ server's configured target and keys, one at a time), and the newest signed check
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgaudit_py import archive as archiving
 from pgaudit_py.archive_targets import open_target
-from pgaudit_py.checkpoint import Keys, signature_problems
+from pgaudit_py.checkpoint import Keys, read_checkpoint, signature_problems
+from pgaudit_py.errors import KeyFileError
 from pgaudit_py.server.errors import ApiError
 from pgaudit_py.tokens import Bearer
 
@@ -51,9 +51,9 @@ def _newest_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | None:
     newest: tuple[int, Path, dict[str, Any]] | None = None
     for path in directory.glob("*.json"):
         try:
-            document = json.loads(path.read_text())
+            document = read_checkpoint(path)
             block_no = int(document["checkpoint"]["block_no"])
-        except (OSError, ValueError, KeyError, TypeError, OverflowError):
+        except (KeyFileError, ValueError, TypeError, OverflowError):
             continue  # not a checkpoint
         if newest is None or block_no > newest[0]:
             newest = (block_no, path, document)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgaudit_py.server.params import MAX_LIMIT, MAX_TEXT
-
-MAX_SEQ = 2**63 - 1
+from pgaudit_py.server.params import MAX_LIMIT, MAX_SEQ, MAX_TEXT
 
 
 def _nullable(type_: str, **extra: Any) -> dict[str, Any]:
