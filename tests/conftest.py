@@ -98,6 +98,23 @@ def connect(postgresql: psycopg.Connection) -> Iterator[Callable[..., psycopg.Co
 
 
 @pytest.fixture
+def fresh_database(db):
+    """Make empty databases beside the test's: fresh_database(name) -> a superuser's connection; dropped after."""
+    made: list[str] = []
+    info = db.info
+
+    def make(name: str) -> psycopg.Connection:
+        db.execute(f"DROP DATABASE IF EXISTS {name}")
+        db.execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return psycopg.connect(host=info.host, port=info.port, user=info.user, dbname=name, autocommit=True)
+
+    yield make
+    for name in made:
+        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
 def trail(db: psycopg.Connection) -> AuditTrail:
     """Assertions on the test database's log (the pytest plugin's, on the suite's own database)."""
     return AuditTrail(db)

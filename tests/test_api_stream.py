@@ -5,12 +5,11 @@ stream outlives its listener's connection."""
 from __future__ import annotations
 
 import json
-import random
-import threading
 import time
 
 import pytest
 from api_server import sse_messages
+from late_writers import LateWriters
 
 from pgaudit_py import record, seal
 
@@ -27,31 +26,7 @@ def test_every_event_exactly_once_under_late_commits_and_reconnects(db, connect,
     every few events and reconnects with Last-Event-ID, as an EventSource does."""
     start = db.execute("SELECT last_seq FROM audit.seal_state").fetchone()[0]
     api = start_api(poll_interval=0.5)
-    stop_writing = threading.Event()
-    written: list[str] = []
-    lock = threading.Lock()
-
-    def writer(n: int) -> None:
-        conn = connect()
-        rnd = random.Random(n)
-        for i in range(40):
-            with conn.transaction():
-                event = record(conn, "order.paid", payload={"writer": n, "i": i})
-                assert event is not None
-                time.sleep(rnd.random() * 0.03)  # some commit after later writers: a later seq, not a skip
-            with lock:
-                written.append(str(event.id))
-
-    def sealer() -> None:
-        conn = connect()
-        while not stop_writing.is_set():
-            seal(conn, 7)
-            time.sleep(0.01)
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    sealing = threading.Thread(target=sealer)
-    for t in [*threads, sealing]:
-        t.start()
+    writers = LateWriters(connect, events=40)
     seen: list[tuple[int, str]] = []
     last: int | None = None
     deadline = time.monotonic() + 60
@@ -71,12 +46,9 @@ def test_every_event_exactly_once_under_late_commits_and_reconnects(db, connect,
                     last = event["seq"]
                     if len(seen) % 13 == 0 or len(seen) == 160:
                         break  # a dropped connection: the next one says Last-Event-ID
-    for t in threads:
-        t.join()
-    stop_writing.set()
-    sealing.join()
+    writers.finish()
     assert [s for s, _ in seen] == list(range(start + 1, start + 161))
-    assert sorted(i for _, i in seen) == sorted(written)
+    assert sorted(i for _, i in seen) == sorted(writers.written)
 
 
 def test_an_idle_stream_sends_heartbeats_and_then_the_next_event(db, start_api, reader_token):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 
 import psycopg
 import pytest
+from late_writers import LateWriters
 
 from pgaudit_py import record, seal
 from pgaudit_py.follow import follow
@@ -88,31 +88,7 @@ def test_follow_refuses_a_connection_in_a_transaction(connect):
 def test_every_event_exactly_once_under_late_commits_and_reconnects(db, connect):
     """Writers commit late and out of order while the sealer runs; the follower drops its connection
     every few events and resumes from the last seq it saw."""
-    stop_writing = threading.Event()
-    written: list[str] = []
-    lock = threading.Lock()
-
-    def writer(n: int) -> None:
-        conn = connect()
-        rnd = random.Random(n)
-        for i in range(40):
-            with conn.transaction():
-                event = record(conn, "order.paid", payload={"writer": n, "i": i})
-                assert event is not None
-                time.sleep(rnd.random() * 0.03)  # some commit after later writers: a later seq, not a skip
-            with lock:
-                written.append(str(event.id))
-
-    def sealer() -> None:
-        conn = connect()
-        while not stop_writing.is_set():
-            seal(conn, 7)
-            time.sleep(0.01)
-
-    writers = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    sealing = threading.Thread(target=sealer)
-    for t in [*writers, sealing]:
-        t.start()
+    writers = LateWriters(connect, events=40)
 
     seen: list[tuple[int, str]] = []
     last = 0
@@ -127,14 +103,11 @@ def test_every_event_exactly_once_under_late_commits_and_reconnects(db, connect)
             if len(seen) % 13 == 0 or len(seen) == 160:
                 break  # a dropped connection: resume from `last`
         conn.close()
-    for t in writers:
-        t.join()
-    stop_writing.set()
-    sealing.join()
+    writers.finish()
     seal(db)
 
     assert [s for s, _ in seen] == list(range(1, 161))
-    assert sorted(i for _, i in seen) == sorted(written)
+    assert sorted(i for _, i in seen) == sorted(writers.written)
 
 
 def test_the_cli_follows_until_sigterm(db, connect):
@@ -224,40 +197,19 @@ def test_the_cli_gives_every_event_exactly_once_under_late_commits_and_killed_co
     proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "pgaudit_py.cli", "events", "--follow",
                              "--json", "--since-seq", "0", "--dsn", dsn], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    stop_writing = threading.Event()
-    written: list[str] = []
-    lock = threading.Lock()
-
-    def writer(n: int) -> None:
-        conn = connect()
-        rnd = random.Random(n)
-        for i in range(30):
-            with conn.transaction():
-                event = record(conn, "order.paid", payload={"writer": n, "i": i})
-                assert event is not None
-                time.sleep(rnd.random() * 0.15)  # about 2 s a writer: the kills land meanwhile
-            with lock:
-                written.append(str(event.id))
-
-    def sealer() -> None:
-        conn = connect()
-        while not stop_writing.is_set():
-            seal(conn, 7)
-            time.sleep(0.01)
-
+    writers = LateWriters(connect, events=30, pause=0.15)  # about 2 s a writer: the kills land meanwhile
+    stop_killing = threading.Event()
     kills: list[int] = []
 
     def killer() -> None:
-        while not stop_writing.is_set():
+        while not stop_killing.is_set():
             time.sleep(0.5)
             killed = db.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                                 " WHERE usename = 'app_reader'").fetchone()
             kills.append(killed[0] if killed else 0)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    helpers = [threading.Thread(target=sealer), threading.Thread(target=killer)]
-    for t in [*threads, *helpers]:
-        t.start()
+    killing = threading.Thread(target=killer)
+    killing.start()
     seen: list[tuple[int, str]] = []
     try:
         deadline = time.monotonic() + 90
@@ -267,11 +219,9 @@ def test_the_cli_gives_every_event_exactly_once_under_late_commits_and_killed_co
                 event = json.loads(line)
                 seen.append((event["seq"], event["id"]))
     finally:
-        for t in threads:
-            t.join()
-        stop_writing.set()
-        for t in helpers:
-            t.join()
+        writers.finish()
+        stop_killing.set()
+        killing.join()
         proc.send_signal(signal.SIGTERM)
         try:
             _, err = proc.communicate(timeout=30)
@@ -280,5 +230,5 @@ def test_the_cli_gives_every_event_exactly_once_under_late_commits_and_killed_co
             _, err = proc.communicate(timeout=30)
             raise AssertionError(f"SIGTERM did not stop it; seen {len(seen)}:\n{err[-4000:]}") from None
     assert [s for s, _ in seen] == list(range(1, 121)), err[-2000:]
-    assert sorted(i for _, i in seen) == sorted(written)
+    assert sorted(i for _, i in seen) == sorted(writers.written)
     assert sum(kills) >= 2 and err.count("reconnecting in") >= 2  # lost, and found again, more than once

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import psycopg
-import pytest
 from test_upgrade import installer_at
 
 from pgaudit_py import install
@@ -17,22 +16,6 @@ from pgaudit_py.install_script import install_script
 from pgaudit_py.tempdb import find_binary
 
 BEFORE_THIS_RELEASE = "38f90f6"  # migrations through 0014: the upgrade adds 0015 and 0016
-
-
-@pytest.fixture
-def databases(db):
-    made: list[str] = []
-    info = db.info
-
-    def make(name: str) -> psycopg.Connection:
-        db.execute(f"DROP DATABASE IF EXISTS {name}")
-        db.execute(f"CREATE DATABASE {name}")
-        made.append(name)
-        return psycopg.connect(host=info.host, port=info.port, user=info.user, dbname=name, autocommit=True)
-
-    yield make
-    for name in made:
-        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def psql_apply(conn: psycopg.Connection, script: str) -> None:
@@ -57,8 +40,8 @@ def yoyo_ids(conn: psycopg.Connection, schema: str) -> list[str]:
     return [r[0] for r in conn.execute(f"SELECT migration_id FROM {schema}._yoyo_migration ORDER BY 1").fetchall()]
 
 
-def test_a_fresh_install_by_script_leaves_the_installers_catalog(databases):
-    by_installer, by_script = databases("by_installer"), databases("by_script")
+def test_a_fresh_install_by_script_leaves_the_installers_catalog(fresh_database):
+    by_installer, by_script = fresh_database("by_installer"), fresh_database("by_script")
     install(by_installer, "scr")
     script = install_script(by_script, "scr")
     assert "CREATE TABLE event_log" in script and "-- sql/90_grants.sql" in script
@@ -98,9 +81,9 @@ def test_a_database_owner_with_createrole_installs_by_script_as_by_the_installer
             db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def test_an_upgrade_by_script_leaves_the_installers_catalog(databases, tmp_path_factory):
+def test_an_upgrade_by_script_leaves_the_installers_catalog(fresh_database, tmp_path_factory):
     previous = installer_at(BEFORE_THIS_RELEASE, tmp_path_factory)
-    by_installer, by_script = databases("up_installer"), databases("up_script")
+    by_installer, by_script = fresh_database("up_installer"), fresh_database("up_script")
     for conn in (by_installer, by_script):
         previous.install(conn, "scu")
         conn.execute("SELECT scu.record(kind => 'order.paid') FROM generate_series(1, 3)")
@@ -113,8 +96,8 @@ def test_an_upgrade_by_script_leaves_the_installers_catalog(databases, tmp_path_
     assert by_script.execute("SELECT count(*) FROM scu.events").fetchone() == (3,)
 
 
-def test_pgaudit_install_sql_prints_the_script_and_changes_nothing(databases):
-    conn = databases("cli_sql")
+def test_pgaudit_install_sql_prints_the_script_and_changes_nothing(fresh_database):
+    conn = fresh_database("cli_sql")
     info = conn.info
     dsn = f"host={info.host} port={info.port} dbname={info.dbname} user={info.user}"
     done = subprocess.run([sys.executable, "-c", "from pgaudit_py.cli import install_main; install_main()",
