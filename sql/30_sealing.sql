@@ -62,7 +62,7 @@ BEGIN
             kind, target_type, target_id, outcome, correlation_id, idempotency_key, txid,
             occurred_at, sealed_at, payload, schema_valid, row_before, row_after, changed, block_no, origin)
         SELECT first_seq - 1 + row_number() OVER (ORDER BY m.intake_id),
-               coalesce(m.id, gen_random_uuid()), m.tenant_id, m.actor_type, m.actor_id,
+               coalesce(m.id, @schema@._new_event_id()), m.tenant_id, m.actor_type, m.actor_id,
                m.db_role, m.client_addr, m.application_name, m.kind, m.target_type, m.target_id,
                m.outcome, m.correlation_id, m.idempotency_key, m.txid, m.occurred_at,
                clock_timestamp(), m.payload, m.schema_valid, m.row_before, m.row_after,

@@ -155,3 +155,11 @@ def test_a_log_with_events_upgrades_to_the_single_filter_indexes(db, installer_b
                                     ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                                  WHERE i.indexrelid = %s::regclass""", [f"upgi.{used[0]}"]).fetchone()
         assert leading == (column,), plan  # the index starts with the filter's column: it seeks, not scans
+
+    # Ids made before the upgrade keep their version 4; events written after it get time-ordered ids.
+    assert {e.id.version for e in list_events(db, audit_schema="upgi", page_size=500)} == {4}
+    db.execute("SELECT upgi.record(kind => 'order.shipped')")
+    db.execute("INSERT INTO public.stock VALUES (6, 6)")
+    assert seal(db, audit_schema="upgi").sealed == 2
+    assert [(e.kind, e.id.version) for e in list_events(db, audit_schema="upgi", page_size=2)] == [
+        ("public.stock.insert", 7), ("order.shipped", 7)]
