@@ -73,7 +73,7 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
                                  "0010_rate_counter_windows", "0011_tracking_baseline",
                                  "0012_block_line_hashes", "0013_single_filter_indexes",
                                  "0014_intake_rotation", "0015_api_tokens",
-                                 "0016_event_type_catalogues"]
+                                 "0016_event_type_catalogues", "0017_rare_value_indexes"]
     assert status(db, "upgr").problems == []
     # The kind prefix a table was tracked under is held for it (a look-alike cannot take it over).
     assert db.execute("SELECT kind_prefix, relid = 'public.feel'::regclass::oid FROM upgr.kind_prefixes").fetchall() \
@@ -136,7 +136,7 @@ def test_a_log_with_events_upgrades_to_the_single_filter_indexes(db, installer_b
 
     report = install(db, "upgi")
     assert report.migrations == ["0013_single_filter_indexes", "0014_intake_rotation", "0015_api_tokens",
-                                 "0016_event_type_catalogues"]
+                                 "0016_event_type_catalogues", "0017_rare_value_indexes"]
     assert status(db, "upgi").problems == []
     assert {str(f): trail(db, **f) for f in FILTERS} == before
     assert seal(db, audit_schema="upgi").sealed == 2
@@ -146,7 +146,8 @@ def test_a_log_with_events_upgrades_to_the_single_filter_indexes(db, installer_b
         "public.stock.insert", "public.stock.delete"]
 
     db.execute("SET enable_seqscan = off")  # a tiny table: only whether an index can serve the filter
-    for column, value in [("tenant_id", "t1"), ("kind", "order.paid"), ("target_id", "o-2"), ("actor_id", "u-3")]:
+    for column, value in [("tenant_id", "t1"), ("kind", "order.paid"), ("target_type", "order"), ("target_id", "o-2"),
+                          ("actor_id", "u-3")]:
         plan = "\n".join(r[0] for r in db.execute(
             f"EXPLAIN SELECT seq FROM upgi.event_log WHERE {column} = %s ORDER BY seq DESC LIMIT 50", [value]))
         used = re.findall(r" using (\w+) on event_log", plan)
