@@ -17,21 +17,25 @@ $$;
 COMMENT ON FUNCTION @schema@._check_kind(text, text) IS 'Raises PA001 for a kind that fails validation.';
 
 -- A new event's id: a UUID of version 7 (RFC 9562), the Unix time in milliseconds in its first 48
--- bits, then 74 random ones (62 from gen_random_uuid, 12 from random()). The log's unique index on
--- id then grows at its right edge, like seq's, instead of on a random page: once a log of random
--- ids outgrows memory, every id sealed reads a page of that index and, after each checkpoint, writes
--- it whole to the WAL (bench/scale.py). Ids of older events keep their version 4. SQL without FROM,
--- so that it is inlined, in the intake's column default too.
+-- bits, then 74 random ones, all from gen_random_uuid (random() would move the session's own
+-- sequence, which setseed() makes repeatable). The log's unique index on id then grows at its right
+-- edge, like seq's, instead of on a random page: once a log of random ids outgrows memory, every id
+-- sealed reads a page of that index and, after each checkpoint, writes it whole to the WAL
+-- (bench/scale.py). Ids of older events keep their version 4. SQL without FROM, so that it is
+-- inlined, in the intake's column default too.
 CREATE OR REPLACE FUNCTION @schema@._new_event_id()
 RETURNS uuid
 LANGUAGE sql
 VOLATILE
 AS $$
-    SELECT pg_catalog.encode(
-               pg_catalog.int8send((pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) * 1000)::bigint << 16)
-                                   | 28672 | (pg_catalog.random() * 4095)::integer)  -- 28672: version 7
-               || pg_catalog.substr(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 9),  -- its variant bits
-               'hex')::uuid
+    -- The milliseconds' 6 bytes, then bytes 7 to 16 of a version 4 UUID, whose version digit (the
+    -- 13th hex digit) becomes 7; its variant bits stay.
+    SELECT pg_catalog.overlay(
+               pg_catalog.encode(
+                   pg_catalog.substr(pg_catalog.int8send(
+                       pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) * 1000)::bigint), 3)
+                   || pg_catalog.substr(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 7), 'hex'),
+               '7', 13, 1)::uuid
 $$;
 COMMENT ON FUNCTION @schema@._new_event_id() IS 'A new event id: a time-ordered UUID (version 7).';
 

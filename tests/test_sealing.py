@@ -52,6 +52,24 @@ def test_event_ids_are_time_ordered_so_the_id_index_grows_at_its_end(db, connect
     assert id_ms == sorted(id_ms)
 
 
+def test_making_event_ids_leaves_the_sessions_random_sequence_alone(db, connect):
+    """setseed() makes a session's random() repeatable: writing events in between changes nothing."""
+    writer = connect("app_writer")
+    db.execute("CREATE TABLE public.dice (id int PRIMARY KEY, roll float8)")
+    db.execute("GRANT SELECT, INSERT ON public.dice TO app_writer")
+    enable_tracking(db, "public.dice")
+    writer.execute("SELECT setseed(0.42)")
+    alone = [writer.execute("SELECT random()").fetchone()[0] for _ in range(3)]  # type: ignore[index]
+    writer.execute("SELECT setseed(0.42)")
+    rolls = []
+    for n in range(3):
+        record(writer, "dice.rolled")
+        writer.execute("INSERT INTO public.dice VALUES (%s, random())", [n])
+        rolls.append(writer.execute("SELECT roll FROM public.dice WHERE id = %s", [n]).fetchone()[0])  # type: ignore[index]
+    assert rolls == alone
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind IN ('dice.rolled', 'public.dice.insert')").fetchone() == (6,)
+
+
 def test_late_commit_gets_a_larger_seq_and_holds_back_nobody(db, connect):
     slow = connect("app_writer", autocommit=False)
     fast = connect("app_writer")
