@@ -21,8 +21,9 @@ COMMENT ON FUNCTION @schema@._check_kind(text, text) IS 'Raises PA001 for a kind
 -- sequence, which setseed() makes repeatable). The log's unique index on id then grows at its right
 -- edge, like seq's, instead of on a random page: once a log of random ids outgrows memory, every id
 -- sealed reads a page of that index and, after each checkpoint, writes it whole to the WAL
--- (bench/scale.py). Ids of older events keep their version 4. SQL without FROM, so that it is
--- inlined, in the intake's column default too.
+-- (bench/scale.py). Ids of older events keep their version 4. A captured statement makes one and
+-- counts its rows' ids up from it (_capture_body). SQL without FROM, so that it is inlined, in the
+-- intake's column default too.
 CREATE OR REPLACE FUNCTION @schema@._new_event_id()
 RETURNS uuid
 LANGUAGE sql

@@ -274,6 +274,8 @@ DECLARE
     prepare_update text := '';
     prepare_delete text := '';
     redact_changed text := 'NULL';
+    -- A captured row's id: the statement's id with the row's number added to its last 48 bits.
+    id_of text := '(v_id_prefix || pg_catalog.lpad(pg_catalog.to_hex((v_id_base + %s.k) & 281474976710655), 12, ''0''))::uuid';
     pair_filter text;  -- UPDATE: refuse rows that do not pair up; skip no-op updates if asked
 BEGIN
     IF inline THEN
@@ -320,6 +322,11 @@ DECLARE
     v_app text := pg_catalog.current_setting('application_name');
     v_txid xid8 := pg_catalog.pg_current_xact_id();
     v_at timestamptz := pg_catalog.statement_timestamp();
+    -- One time-ordered id per statement (_new_event_id), its rows' ids counted up from it: made
+    -- row by row, an id costs about four times as much.
+    v_id text := pg_catalog.replace(@schema@._new_event_id()::text, '-', '');
+    v_id_prefix text := pg_catalog.left(v_id, 20);
+    v_id_base bigint := ('x' || pg_catalog.right(v_id, 12))::bit(48)::bigint;
     v_images jsonb;
     v_statement text;
 BEGIN
@@ -339,30 +346,31 @@ BEGIN
     v_actor_type := coalesce(v_actor_type, 'user');
     IF TG_OP = 'INSERT' THEN
         %2$s
-        INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
+        INSERT INTO @schema@.event_intake (id, tenant_id, actor_type, actor_id, db_role, client_addr,
             application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
             payload, row_after, origin)
-        SELECT %3$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %4$L, %5$L, %6$s, 'success',
+        SELECT %25$s, %3$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %4$L, %5$L, %6$s, 'success',
                v_correlation, v_txid, v_at, '{}', %7$s, 'capture'
-          FROM (SELECT q.j, %8$s AS i FROM %9$s OFFSET 0) AS r;
+          FROM (SELECT q.j, %8$s AS i, pg_catalog.row_number() OVER () AS k FROM %9$s OFFSET 0) AS r;
     ELSIF TG_OP = 'UPDATE' THEN
         %10$s
         v_statement := pg_catalog.gen_random_uuid();
         -- Old and new transition rows come in the same order: paired by position.
-        INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
+        INSERT INTO @schema@.event_intake (id, tenant_id, actor_type, actor_id, db_role, client_addr,
             application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
             payload, row_before, row_after, changed, origin)
-        SELECT %11$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %12$L, %5$L, %13$s, 'success',
+        SELECT %26$s, %11$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %12$L, %5$L, %13$s, 'success',
                v_correlation, v_txid, v_at, %24$s, %14$s, %15$s, %16$s, 'capture'
-          FROM (SELECT p.o, p.n, %22$s AS img_old, %23$s AS img_new FROM %17$s%18$s OFFSET 0) AS p;
+          FROM (SELECT p.o, p.n, %22$s AS img_old, %23$s AS img_new, pg_catalog.row_number() OVER () AS k
+                  FROM %17$s%18$s OFFSET 0) AS p;
     ELSE
         %19$s
-        INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr,
+        INSERT INTO @schema@.event_intake (id, tenant_id, actor_type, actor_id, db_role, client_addr,
             application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
             payload, row_before, origin)
-        SELECT %3$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %20$L, %5$L, %6$s, 'success',
+        SELECT %25$s, %3$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %20$L, %5$L, %6$s, 'success',
                v_correlation, v_txid, v_at, '{}', %7$s, 'capture'
-          FROM (SELECT q.j, %8$s AS i FROM %21$s OFFSET 0) AS r;
+          FROM (SELECT q.j, %8$s AS i, pg_catalog.row_number() OVER () AS k FROM %21$s OFFSET 0) AS r;
     END IF;
     RETURN NULL;
 END
@@ -377,7 +385,8 @@ $body$,
         -- statement's id tells whether another row of the same statement took that key (a swap).
         CASE WHEN t.key_columns IS NULL THEN '''{}'''
              ELSE format('CASE WHEN %1$s IS DISTINCT FROM %2$s THEN pg_catalog.jsonb_build_object(''moved_from'', %1$s,'
-                         ' ''statement'', v_statement) ELSE ''{}'' END', @schema@._gen_key(t, 'p.o'), @schema@._gen_key(t, 'p.n')) END);
+                         ' ''statement'', v_statement) ELSE ''{}'' END', @schema@._gen_key(t, 'p.o'), @schema@._gen_key(t, 'p.n')) END,
+        format(id_of, 'r'), format(id_of, 'p'));
 END
 $$;
 COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS
