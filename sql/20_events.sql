@@ -162,9 +162,11 @@ BEGIN
             SELECT * INTO v_existing FROM @schema@.idempotency_keys k
              WHERE k.tenant_id IS NOT DISTINCT FROM v_tenant AND k.idempotency_key = p_idempotency_key;
             IF v_existing.request_hash <> v_hash THEN
+                -- Not naming the first event: a writer may not read it, and a time-ordered id
+                -- would tell it when another tenant's request came.
                 RAISE EXCEPTION 'idempotency key % was already used for a different event', pg_catalog.quote_literal(p_idempotency_key)
                     USING ERRCODE = 'PA004',
-                          DETAIL = format('The first event with this key is %s.', v_existing.event_id);
+                          DETAIL = 'The first event with this key differs in kind, actor, target, payload, outcome or correlation id.';
             END IF;
             SELECT * INTO v_event FROM @schema@.events e WHERE e.id = v_existing.event_id;
             RETURN v_event;

@@ -25,51 +25,6 @@ def test_seal_moves_committed_events_in_order(db, connect, counts):
     assert rows == [(i + 1, ids[i], True) for i in range(5)]
 
 
-def test_event_ids_are_time_ordered_so_the_id_index_grows_at_its_end(db, connect):
-    """Recorded and captured events alike get a UUID of version 7 when written, its first 48 bits
-    the millisecond it was written in: sealed in rounds, the ids ascend with seq, to the millisecond."""
-    writer = connect("app_writer")
-    db.execute("CREATE TABLE public.stock (id int PRIMARY KEY, qty int)")
-    enable_tracking(db, "public.stock")
-    for round_no in range(3):
-        record(writer, "order.paid", payload={"round": round_no})
-        db.execute("INSERT INTO public.stock SELECT n, n FROM generate_series(%s::int, %s::int) n",
-                   [round_no * 10, round_no * 10 + 9])
-        db.execute("UPDATE public.stock SET qty = qty + 1 WHERE id >= %s AND id %% 2 = 0", [round_no * 10])
-        db.execute("DELETE FROM public.stock WHERE id = %s", [round_no * 10 + 1])
-        time.sleep(0.002)
-        seal(db)
-    rows = db.execute("""SELECT l.id, l.kind, floor(extract(epoch FROM l.occurred_at) * 1000)::bigint,
-                                ('x' || left(replace(l.id::text, '-', ''), 12))::bit(48)::bigint
-                           FROM audit.event_log l ORDER BY l.seq""").fetchall()
-    assert {kind.rsplit(".", 1)[-1] for _, kind, _, _ in rows} >= {"paid", "insert", "update", "delete", "tracking_enabled"}
-    assert len(rows) == len({row[0] for row in rows}) == 1 + 3 * (1 + 10 + 5 + 1)
-    for event_id, kind, occurred_ms, id_ms in rows:
-        assert (event_id.version, event_id.variant) == (7, "specified in RFC 4122"), (kind, event_id)
-        # An id is made a moment before (record) or after (a captured row) the event's time.
-        assert abs(id_ms - occurred_ms) <= 1000, (kind, event_id)
-    id_ms = [row[3] for row in rows]
-    assert id_ms == sorted(id_ms)
-
-
-def test_making_event_ids_leaves_the_sessions_random_sequence_alone(db, connect):
-    """setseed() makes a session's random() repeatable: writing events in between changes nothing."""
-    writer = connect("app_writer")
-    db.execute("CREATE TABLE public.dice (id int PRIMARY KEY, roll float8)")
-    db.execute("GRANT SELECT, INSERT ON public.dice TO app_writer")
-    enable_tracking(db, "public.dice")
-    writer.execute("SELECT setseed(0.42)")
-    alone = [writer.execute("SELECT random()").fetchone()[0] for _ in range(3)]  # type: ignore[index]
-    writer.execute("SELECT setseed(0.42)")
-    rolls = []
-    for n in range(3):
-        record(writer, "dice.rolled")
-        writer.execute("INSERT INTO public.dice VALUES (%s, random())", [n])
-        rolls.append(writer.execute("SELECT roll FROM public.dice WHERE id = %s", [n]).fetchone()[0])  # type: ignore[index]
-    assert rolls == alone
-    assert db.execute("SELECT count(*) FROM audit.events WHERE kind IN ('dice.rolled', 'public.dice.insert')").fetchone() == (6,)
-
-
 def test_late_commit_gets_a_larger_seq_and_holds_back_nobody(db, connect):
     slow = connect("app_writer", autocommit=False)
     fast = connect("app_writer")
