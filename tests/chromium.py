@@ -37,3 +37,13 @@ def wait_rows(page, predicate, timeout: float = 15) -> list[list[str]]:
             return got
         assert time.monotonic() < deadline, got
         time.sleep(0.1)
+
+
+def open_diff(page, kind: str) -> list[list[str]]:
+    """Waits for an event of this kind, opens it, and reads its row diff: [class, column, before,
+    after] for each column."""
+    wait_rows(page, lambda r: any(row[4] == kind for row in r))
+    page.click(f"#events tbody tr:has-text('{kind}')")
+    page.wait_for_selector("#detail:not([hidden])")
+    return page.eval_on_selector_all("#detail-diff tbody tr",
+                                     "trs => trs.map(tr => [tr.className, ...[...tr.cells].map(td => td.textContent)])")

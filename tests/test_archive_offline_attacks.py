@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from test_archive import aws, s3_endpoint  # noqa: F401
-from test_archive_offline import batches, both, build_archive, intact, verifier_file  # noqa: F401
+from test_archive_offline import batches, both, build_archive, intact, upload, verifier_file  # noqa: F401
 
 from pgaudit_py import canonical
 from pgaudit_py.checkpoint import load_keys, make_checkpoint
@@ -392,18 +392,12 @@ def test_a_valid_batch_larger_than_memory_is_verified_in_bounded_memory(tmp_path
 
 @pytest.mark.parametrize("key", ["prod/", "prod/" + "b" * 300])
 def test_an_odd_extra_object_on_s3_is_named_not_a_traceback(base, aws, key):  # noqa: F811
-    import uuid
-
     from pgaudit_py.archive_targets import S3Target, open_target
 
     directory, public = base
-    bucket = f"audit-{uuid.uuid4().hex[:12]}"
-    target = open_target(f"s3://{bucket}/prod")
+    url = upload(directory)
+    target = open_target(url)
     assert isinstance(target, S3Target)
-    target.client.create_bucket(Bucket=bucket)
-    for path in directory.iterdir():
-        target.client.put_object(Bucket=bucket, Key=target._key(path.name), Body=path.read_bytes())
-    target.client.put_object(Bucket=bucket, Key=key, Body=b"x")
-    done = CliRunner().invoke(cli, ["archive", "verify", "--offline", "--target", f"s3://{bucket}/prod",
-                                    "--public-key", str(public)])
+    target.client.put_object(Bucket=target.bucket, Key=key, Body=b"x")
+    done = CliRunner().invoke(cli, ["archive", "verify", "--offline", "--target", url, "--public-key", str(public)])
     assert done.exception is None or isinstance(done.exception, SystemExit), repr(done.exception)

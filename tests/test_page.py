@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from chromium import rows, shot, sign_in, wait_rows
+from chromium import open_diff, rows, shot, sign_in, wait_rows
 
 from pgaudit_py import record, seal
 from pgaudit_py.checkpoint import generate_keys, load_keys
@@ -68,11 +68,7 @@ def test_a_captured_update_shows_its_changed_columns(db, connect, start_api, mak
     seal(db)
     api = start_api()
     sign_in(page, api, token)
-    wait_rows(page, lambda r: any(row[4] == "public.orders.update" for row in r))
-    page.click("#events tbody tr:has-text('public.orders.update')")
-    page.wait_for_selector("#detail:not([hidden])")
-    diff = page.eval_on_selector_all("#detail-diff tbody tr",
-                                     "trs => trs.map(tr => [tr.className, ...[...tr.cells].map(td => td.textContent)])")
+    diff = open_diff(page, "public.orders.update")
     assert {column: (marked, before, after) for marked, column, before, after in diff} == {
         "id": ("", "1", "1"), "status": ("changed", '"new"', '"paid"'), "total": ("changed", "10", "12"),
         "note": ("", '"x"', '"x"')}

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 from api_server import sse_messages
-from chromium import rows, sign_in, wait_rows
+from chromium import open_diff, rows, sign_in, wait_rows
 
 from pgaudit_py import record, seal
 from pgaudit_py.tokens import revoke_token
@@ -120,10 +120,7 @@ def test_a_changed_bigint_column_shows_the_same_value_before_and_after(db, start
     seal(db)
     api = start_api()
     sign_in(page, api, make_token())
-    wait_rows(page, lambda r: any(row[4] == "public.ledger.update" for row in r))
-    open_event(page, "public.ledger.update")
-    diff = page.eval_on_selector_all("#detail-diff tbody tr",
-                                     "trs => trs.map(tr => [tr.className, ...[...tr.cells].map(td => td.textContent)])")
+    diff = open_diff(page, "public.ledger.update")
     balance = next(d for d in diff if d[1] == "balance")
     assert balance[0] == "changed"
     assert balance[2] != balance[3], f"changed, yet shown as {balance[2]} before and {balance[3]} after"
@@ -138,10 +135,8 @@ def test_an_inserted_rows_before_image_of_prototype_named_columns_is_null(db, st
     seal(db)
     api = start_api()
     sign_in(page, api, make_token())
-    wait_rows(page, lambda r: any(row[4] == "public.odd.insert" for row in r))
-    open_event(page, "public.odd.insert")
-    diff = page.eval_on_selector_all("#detail-diff tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))")
-    assert {column: before for column, before, _ in diff} == {
+    diff = open_diff(page, "public.odd.insert")
+    assert {column: before for _, column, before, _ in diff} == {
         "id": "null", "constructor": "null", "__proto__": "null", "toString": "null"}, diff
 
 
