@@ -328,7 +328,6 @@ DECLARE
     v_id_prefix text := pg_catalog.left(v_id, 20);
     v_id_base bigint := ('x' || pg_catalog.right(v_id, 12))::bit(48)::bigint;
     v_images jsonb;
-    v_statement text;
 BEGIN
     -- Only for the table it was made for, and only as that table's capture trigger of this
     -- operation: attached to another table it refuses, so no look-alike table can write history
@@ -354,7 +353,6 @@ BEGIN
           FROM (SELECT q.j, %8$s AS i, pg_catalog.row_number() OVER () AS k FROM %9$s OFFSET 0) AS r;
     ELSIF TG_OP = 'UPDATE' THEN
         %10$s
-        v_statement := pg_catalog.gen_random_uuid();
         -- Old and new transition rows come in the same order: paired by position.
         INSERT INTO @schema@.event_intake (id, tenant_id, actor_type, actor_id, db_role, client_addr,
             application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
@@ -382,10 +380,11 @@ $body$,
         prepare_delete, t.kind_prefix || '.delete', old_rows, @schema@._gen_image(t, excluded, redacted, 'p.o'),
         @schema@._gen_image(t, excluded, redacted, 'p.n'),
         -- An UPDATE that changes the key names the row by its new key, and the key it left here; the
-        -- statement's id tells whether another row of the same statement took that key (a swap).
+        -- statement's id (the one its rows' ids count up from) tells whether another row of the same
+        -- statement took that key (a swap).
         CASE WHEN t.key_columns IS NULL THEN '''{}'''
              ELSE format('CASE WHEN %1$s IS DISTINCT FROM %2$s THEN pg_catalog.jsonb_build_object(''moved_from'', %1$s,'
-                         ' ''statement'', v_statement) ELSE ''{}'' END', @schema@._gen_key(t, 'p.o'), @schema@._gen_key(t, 'p.n')) END,
+                         ' ''statement'', v_id::uuid) ELSE ''{}'' END', @schema@._gen_key(t, 'p.o'), @schema@._gen_key(t, 'p.n')) END,
         format(id_of, 'r'), format(id_of, 'p'));
 END
 $$;
