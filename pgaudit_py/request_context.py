@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 
 import psycopg
 
-from pgaudit_py.context import CONTEXT_NAMES, SET_CONTEXT
+from pgaudit_py.aio import audit_context as audit_context_async
+from pgaudit_py.context import CONTEXT_NAMES, audit_context
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def current() -> RequestContext | None:
 def serving(context: RequestContext | Mapping[str, str | None]) -> Iterator[RequestContext]:
     """The request being served, for the code that runs inside (middleware uses this)."""
     ctx = context if isinstance(context, RequestContext) else RequestContext(**context)
-    ctx = RequestContext(ctx.actor_type, ctx.actor_id, ctx.tenant_id, ctx.correlation_id, ip_address(ctx.client_addr))
+    ctx = replace(ctx, client_addr=ip_address(ctx.client_addr))
     served = _Served(ctx)
     token = _current.set(served)
     try:
@@ -75,17 +76,12 @@ def settings_of_request() -> list[str]:
     return ctx.values() if ctx else [""] * len(CONTEXT_NAMES)
 
 
-@contextmanager
-def transaction(conn: psycopg.Connection) -> Iterator[psycopg.Transaction]:
-    """conn.transaction(), attributed to the request being served."""
-    with conn.transaction() as tx:
-        conn.execute(SET_CONTEXT, settings_of_request())
-        yield tx
+def transaction(conn: psycopg.Connection) -> AbstractContextManager[psycopg.Transaction]:
+    """conn.transaction(), attributed to the request being served (audit_context with every value
+    given: inside another transaction, the values from before it are back when it ends)."""
+    return audit_context(conn, **dict(zip(CONTEXT_NAMES, settings_of_request(), strict=True)))
 
 
-@asynccontextmanager
-async def transaction_async(conn: psycopg.AsyncConnection) -> AsyncIterator[psycopg.AsyncTransaction]:
+def transaction_async(conn: psycopg.AsyncConnection) -> AbstractAsyncContextManager[psycopg.AsyncTransaction]:
     """conn.transaction() of an AsyncConnection, attributed to the request being served."""
-    async with conn.transaction() as tx:
-        await conn.execute(SET_CONTEXT, settings_of_request())
-        yield tx
+    return audit_context_async(conn, **dict(zip(CONTEXT_NAMES, settings_of_request(), strict=True)))

@@ -111,6 +111,20 @@ def test_the_settings_end_with_the_transaction(db, connect):
         conn.execute("SELECT count(*) FROM audit.events")  # the writer still reads nothing
 
 
+def test_a_request_transaction_inside_another_gives_back_the_values_from_before_it(db, connect):
+    """Nested in the caller's own audit_context, the request's transaction is a savepoint whose
+    values end with it: what follows in the outer transaction is the outer actor's again."""
+    from pgaudit_py import audit_context
+
+    conn = connect("app_writer")
+    with audit_context(conn, actor_id="batch", actor_type="service"):
+        with request_context.serving({"actor_id": "ada"}), request_context.transaction(conn):
+            conn.execute("SELECT audit.record(kind => 'inner.ran')")
+        conn.execute("SELECT audit.record(kind => 'outer.ran')")
+    assert db.execute("SELECT kind, actor_type, actor_id FROM audit.events ORDER BY intake_id").fetchall() == [
+        ("inner.ran", "user", "ada"), ("outer.ran", "service", "batch")]
+
+
 def test_the_documented_fastapi_example_with_fastapis_own_test_client(db, monkeypatch):
     import importlib.util
     from pathlib import Path
