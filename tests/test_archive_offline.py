@@ -108,6 +108,18 @@ def test_a_replayed_batch_is_found(intact, verifier_file):
     assert builtin == standalone == 1 and out == stdout and "PROBLEM:" in stdout
 
 
+@pytest.mark.parametrize("key", ["missing", "not-pem"])
+def test_a_missing_or_unreadable_public_key_is_one_line_not_a_traceback(intact, tmp_path, key):
+    directory, _ = intact
+    bad = tmp_path / "key.pem"
+    if key == "not-pem":
+        bad.write_text("not a key")
+    done = CliRunner().invoke(cli, ["archive", "verify", "--offline", "--target", f"file://{directory}",
+                                    "--public-key", str(bad)])
+    assert done.exit_code != 0 and isinstance(done.exception, SystemExit), repr(done.exception)
+    assert "key file" in done.output + done.stderr and "Traceback" not in done.output + done.stderr
+
+
 def test_the_standalone_verifier_needs_nothing_of_pgaudit_py(verifier_file):
     source = verifier_file.read_text()
     imports = {line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))}

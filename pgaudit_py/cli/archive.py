@@ -6,14 +6,13 @@ import hashlib
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import click
 from psycopg import sql
 
 from pgaudit_py import archive as archiving
 from pgaudit_py import archive_query, verify_archive
-from pgaudit_py.archive_targets import ARCHIVE_URL_ENV, open_target
+from pgaudit_py.archive_targets import ARCHIVE_URL_ENV, FileTarget, Target, open_target
 from pgaudit_py.checkpoint import load_keys
 from pgaudit_py.cli.common import (
     Settings,
@@ -133,9 +132,10 @@ def _verify_offline(target: str | None, public_key: Path | None, checkpoint: Pat
     to a temporary directory when they are not in one already."""
     if public_key is None:
         raise InvalidArgument("--offline checks the manifests' Ed25519 signatures: give --public-key")
+    load_keys(public_key=public_key)  # a missing or unreadable key is one line, not the verifier's traceback
     where = open_target(target)
     with tempfile.TemporaryDirectory() as scratch:
-        directory = getattr(where, "directory", None) or _download(where, Path(scratch))
+        directory = _local_directory(where, Path(scratch))
         code = verify_archive.main([str(directory), "--public-key", str(public_key),
                                     *(["--checkpoint", str(checkpoint)] if checkpoint else [])])
     if code:
@@ -151,9 +151,7 @@ def query_command(sql: str, target: str | None, as_json: bool) -> None:
     def run() -> None:
         where = open_target(target)
         with tempfile.TemporaryDirectory() as scratch:
-            directory = getattr(where, "directory", None)
-            if directory is None:  # on S3: downloaded first
-                directory = _download(where, Path(scratch))
+            directory = _local_directory(where, Path(scratch))
             columns, rows = archive_query.query(directory, sql)
         if as_json:
             emit_json([dict(zip(columns, row, strict=True)) for row in rows])
@@ -162,7 +160,12 @@ def query_command(sql: str, target: str | None, as_json: bool) -> None:
     run_guarded(run)
 
 
-def _download(where: Any, directory: Path) -> Path:
+def _local_directory(where: Target, scratch: Path) -> Path:
+    """The target's own directory, or its objects downloaded into `scratch` (on S3)."""
+    return where.directory if isinstance(where, FileTarget) else _download(where, scratch)
+
+
+def _download(where: Target, directory: Path) -> Path:
     """The target's batch objects into `directory`; any other object is downloaded as an empty file
     under a name the verifier reports (it is no batch's), or named here when no file can carry it."""
     for key in where.list_keys():

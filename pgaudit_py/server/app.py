@@ -36,7 +36,7 @@ from pgaudit_py.server import params
 from pgaudit_py.server.archive_runs import ArchiveRunner, last_checkpoint
 from pgaudit_py.server.auth import FAILURES_ALLOWED, Authenticator, FailureBrake
 from pgaudit_py.server.encoding import events_json, list_events_call
-from pgaudit_py.server.errors import ApiError, api_error, http_error, internal_error
+from pgaudit_py.server.errors import ApiError, api_error, http_error, internal_error_response
 from pgaudit_py.server.middleware import AccessLog, LastResort, SecurityHeaders
 from pgaudit_py.server.openapi import openapi_document
 from pgaudit_py.server.page import page_routes
@@ -265,7 +265,7 @@ async def _database_errors(request: Request, exc: Exception) -> Response:
         log.warning("database unavailable: %s", type(exc).__name__)
         return await api_error(request, ApiError(503, "the database is unavailable", "database_unavailable"))
     log.exception("request failed")
-    return await internal_error(request, exc)
+    return internal_error_response()
 
 
 def create_app(dsn: str | None = None, *, config: ServerConfig | None = None, **settings: Any) -> Starlette:

@@ -39,6 +39,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, _CODES.get(exc.status_code, "error"), message, exc.headers)
 
 
-async def internal_error(request: Request, exc: Exception) -> Response:
+def internal_error_response() -> Response:
     # Nothing of the exception reaches the client: it may name a table, a role or worse.
     return error_response(500, "internal_error", "the server failed; its log says why")
+

@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pgaudit_py.server.errors import internal_error_response
+
 access_log = logging.getLogger("pgaudit_py.server.access")
 log = logging.getLogger("pgaudit_py.server")
 
@@ -67,10 +69,7 @@ class LastResort:
             if scope["type"] != "http" or started:
                 raise
             log.exception("request failed")
-            body = b'{"error":{"code":"internal_error","message":"the server failed; its log says why"}}'
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await internal_error_response()(scope, receive, send)
 
 
 class AccessLog:
