@@ -11,13 +11,12 @@ asks is a superuser, and the install record. Applied by that same role (psql -v 
 
 from __future__ import annotations
 
-import hashlib
-
 import psycopg
 from psycopg import sql
-from yoyo.migrations import read_sql_migration
+from yoyo.migrations import get_migration_hash, read_sql_migration
 
 from pgaudit_py.installer import (
+    _INSTALL_LOCK,
     FUNCTION_ROLES,
     _applied_migrations,
     _hand_over_statements,
@@ -94,7 +93,7 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
            f" (pending migrations: {', '.join(pending) or 'none'}), for role {conn.info.user}",
            "-- Apply as that role, in one transaction: psql -v ON_ERROR_STOP=1 -1 -f this.sql", ""]
     add = out.append
-    add(f"SELECT pg_catalog.pg_advisory_xact_lock({0x70_67_61_75});  -- one installer at a time")
+    add(f"SELECT pg_catalog.pg_advisory_xact_lock({_INSTALL_LOCK});  -- one installer at a time")
     out.extend(_guards(conn, schema, sorted(applied), crypto))
     for name in roles.values():
         add(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {_literal(conn, name)}) THEN"
@@ -102,18 +101,18 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     add(f"GRANT {_ident(conn, roles['reader'])} TO {_ident(conn, roles['maintainer'])};")
     add(f"GRANT {_ident(conn, roles['capture'])} TO {owner};")
     add(f"DO $$ BEGIN IF NOT pg_catalog.pg_has_role(current_user, {_literal(conn, roles['owner'])}, 'MEMBER') THEN"
-        f" EXECUTE 'GRANT {roles['owner']} TO ' || pg_catalog.quote_ident(current_user); END IF; END $$;")
+        f" GRANT {owner} TO CURRENT_USER; END IF; END $$;")
     add(f"CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA {_ident(conn, crypto)};")
     add(f"CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {owner};")
     add(f"ALTER SCHEMA {s} OWNER TO {owner};")
     add(f"SET ROLE {owner};")
-    add(f"SET search_path TO {schema};")
+    add(f"SET search_path TO {s};")
     add(YOYO_TABLES)
     for migration in pending:
         _, _, statements = read_sql_migration(str(migrations_dir() / f"{migration}.sql"))
         add(f"-- migration {migration}")
         out.extend(statement.rstrip().rstrip(";") + ";" for statement in statements)
-        digest = hashlib.sha256(migration.encode("utf-8")).hexdigest()
+        digest = get_migration_hash(migration)
         add(f"INSERT INTO _yoyo_migration VALUES ({_literal(conn, digest)}, {_literal(conn, migration)},"
             " timezone('UTC', now()));")
         add(f"INSERT INTO _yoyo_log VALUES (pg_catalog.gen_random_uuid()::text, {_literal(conn, digest)},"

@@ -94,11 +94,11 @@ def rendered_sql_files(schema: str, subdirectory: str = "", pgcrypto_schema: str
     crypto = sql.Identifier(pgcrypto_schema).as_string(None)
     return [(path.name, path.read_text().replace("@schema@", schema).replace("@pgcrypto@", crypto)
              .replace("@server_keys@", "true" if server_keys else "false"))
-            for path in sorted((_resource_dir("sql") / subdirectory).glob("*.sql"))]
+            for path in sorted((sql_dir() / subdirectory).glob("*.sql"))]
 
 
 def migration_ids() -> list[str]:
-    return sorted(p.stem for p in _resource_dir("migrations").glob("*.sql"))
+    return sorted(p.stem for p in migrations_dir().glob("*.sql"))
 
 
 @dataclass(frozen=True)
@@ -368,7 +368,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
         backend = _GivenConnectionBackend(conn, schema)
         backend.init_database()
         with backend.lock():
-            backend.apply_migrations(backend.to_apply(read_migrations(str(_resource_dir("migrations")))))
+            backend.apply_migrations(backend.to_apply(read_migrations(str(migrations_dir()))))
 
         snapshot = sql.SQL("SELECT {}._security_snapshot()").format(sql.Identifier(schema))
         with conn.transaction():

@@ -106,3 +106,8 @@ def test_pgaudit_install_sql_prints_the_script_and_changes_nothing(fresh_databas
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("-- pgaudit_py ") and "CREATE SCHEMA IF NOT EXISTS \"cli\" AUTHORIZATION \"cli_owner\"" in done.stdout
     assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'cli'").fetchone() == (0,)
+    # What --sql cannot do is refused, not left out of the script without a word.
+    refused = subprocess.run([sys.executable, "-c", "from pgaudit_py.cli import install_main; install_main()",
+                              "--sql", "--server-keys", "--schema", "cli", "--dsn", dsn], capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 2 and "--server-keys" in refused.stderr and refused.stdout == ""

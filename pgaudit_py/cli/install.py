@@ -16,6 +16,7 @@ from pgaudit_py.cli.common import (
     json_option,
     run_guarded,
 )
+from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.install_script import install_script
 from pgaudit_py.installer import install, status
 from pgaudit_py.output import emit_json, printable
@@ -28,6 +29,9 @@ from pgaudit_py.sealing import (
 
 def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, server_keys: bool,
              as_json: bool, as_sql: bool = False) -> None:
+    if as_sql and (dry_run or show_status or schedule_seal or server_keys):
+        raise InvalidArgument("--sql prints the install itself: it takes none of --dry-run, --status,"
+                              " --schedule-seal, --server-keys")
     with settings.connect("pgaudit install") as conn:
         if as_sql:
             click.echo(install_script(conn, settings.schema), nl=False)
