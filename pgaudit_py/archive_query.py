@@ -10,12 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pgaudit_py.canonical import EVENT_FIELDS, JSON_FIELDS
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.verify_archive import DATA
 
-TEXT_FIELDS = ("id", "tenant_id", "actor_type", "actor_id", "db_role", "client_addr", "application_name", "kind",
-               "target_type", "target_id", "outcome", "correlation_id", "idempotency_key", "txid", "origin")
-JSON_FIELDS = ("payload", "row_before", "row_after", "changed")
+TYPED_FIELDS = {"seq": "BIGINT", "occurred_at": "TIMESTAMPTZ", "schema_valid": "BOOLEAN"}  # the rest: text or JSON
 
 
 def data_objects(directory: Path) -> list[Path]:
@@ -27,10 +26,9 @@ def data_objects(directory: Path) -> list[Path]:
 def events_view(files: list[Path]) -> str:
     # Named one by one (no glob: a bracket in a directory's name is no pattern), each a string, never code.
     listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-    columns = ", ".join(["CAST(json->>'seq' AS BIGINT) AS seq",
-                         *(f"json->>'{name}' AS {name}" for name in TEXT_FIELDS),
-                         "CAST(json->>'occurred_at' AS TIMESTAMPTZ) AS occurred_at",
-                         *(f"json->'{name}' AS {name}" for name in JSON_FIELDS),
+    columns = ", ".join([*(f"CAST(json->>'{name}' AS {TYPED_FIELDS[name]}) AS {name}" if name in TYPED_FIELDS
+                           else f"json->'{name}' AS {name}" if name in JSON_FIELDS
+                           else f"json->>'{name}' AS {name}" for name in EVENT_FIELDS),
                          "json AS line"])
     return (f"CREATE VIEW events AS SELECT {columns} FROM read_json_objects([{listed}], "
             "format = 'newline_delimited', compression = 'gzip')")

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 from test_archive import aws, s3_endpoint  # noqa: F401  (fixtures)
 
-from pgaudit_py import seal
+from pgaudit_py import canonical, seal
 from pgaudit_py.archive import archive
 from pgaudit_py.archive_targets import S3Target, open_target
 from pgaudit_py.checkpoint import generate_keys, load_keys, make_checkpoint
@@ -192,7 +192,6 @@ def test_a_manifest_re_signed_under_another_key_is_found(intact, verifier_file, 
     other = load_keys(signing_key=tmp_path / "other" / "checkpoint-ed25519.pem")
     name = f"{batches(directory)[1]}.manifest.json"
     document = json.loads((directory / name).read_text())
-    from pgaudit_py import canonical
     from pgaudit_py.checkpoint import sign
 
     document["signatures"] = sign(document["manifest"], other)
@@ -274,6 +273,10 @@ def test_the_documented_queries_run_on_a_real_archive(intact):
     payloads = CliRunner().invoke(cli, ["archive", "query", "SELECT payload->>'note' AS note, target_id FROM events"
                                         " ORDER BY seq LIMIT 1", "--target", f"file://{directory}", "--json"])
     assert json.loads(payloads.output) == [{"note": "\u2028 <b>", "target_id": "r0-1"}]
+    # Every field of the canonical line is a column, schema_valid included (typed, like seq and occurred_at).
+    columns = CliRunner().invoke(cli, ["archive", "query", "SELECT * FROM events LIMIT 1", "--target",
+                                       f"file://{directory}", "--json"])
+    assert list(json.loads(columns.output)[0]) == [*canonical.EVENT_FIELDS, "line"]
     # The documented recipe for an auditor's own columnar copy.
     copy = directory.parent / "events.parquet"
     made = CliRunner().invoke(cli, ["archive", "query", f"COPY (SELECT * FROM events) TO '{copy}' (FORMAT parquet)",
