@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from pgaudit_py.events import Event, list_events
 from pgaudit_py.output import printable
@@ -161,7 +162,7 @@ def pgaudit_db(pgaudit_cluster: Any, pgaudit_template: str) -> Iterator[psycopg.
 @pytest.fixture
 def pgaudit_dsn(pgaudit_db: psycopg.Connection) -> str:
     info = pgaudit_db.info
-    return f"host={info.host} port={info.port} dbname={info.dbname} user={info.user}"
+    return make_conninfo(host=info.host, port=info.port, dbname=info.dbname, user=info.user)
 
 
 @pytest.fixture

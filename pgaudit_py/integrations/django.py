@@ -28,19 +28,17 @@ try:
 except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("pgaudit_py.integrations.django needs Django: pip install 'pgaudit_py[django]'") from None
 
-from pgaudit_py.context import CONTEXT_NAMES
+from pgaudit_py.context import SET_CONTEXT
 from pgaudit_py.request_context import RequestContext, ip_address, serving, settings_of_request
-
-_SET = "SELECT " + ", ".join(f"set_config('pgaudit_py.{n}', %s, true)" for n in CONTEXT_NAMES)
 
 
 def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
     connection = context["connection"]
     if connection.in_atomic_block:
-        context["cursor"].cursor.execute(_SET, settings_of_request())
+        context["cursor"].cursor.execute(SET_CONTEXT, settings_of_request())
         return execute(sql, params, many, context)
     with transaction.atomic(using=connection.alias):
-        context["cursor"].cursor.execute(_SET, settings_of_request())
+        context["cursor"].cursor.execute(SET_CONTEXT, settings_of_request())
         return execute(sql, params, many, context)
 
 

@@ -16,15 +16,12 @@ except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("pgaudit_py.integrations.sqlalchemy needs SQLAlchemy: pip install "
                       "'pgaudit_py[sqlalchemy]'") from None
 
-from pgaudit_py.context import CONTEXT_NAMES
+from pgaudit_py.context import SET_CONTEXT
 from pgaudit_py.request_context import settings_of_request
-
-# SQLAlchemy's psycopg dialect takes %(name)s parameters through exec_driver_sql.
-_SET = "SELECT " + ", ".join(f"set_config('pgaudit_py.{n}', %({n})s::text, true)" for n in CONTEXT_NAMES)
 
 
 def _after_begin(session: Session, transaction: Any, connection: Any) -> None:
-    connection.exec_driver_sql(_SET, dict(zip(CONTEXT_NAMES, settings_of_request(), strict=True)))
+    connection.exec_driver_sql(SET_CONTEXT, tuple(settings_of_request()))
 
 
 def audit_sessions(target: type[Session] | sessionmaker[Any]) -> None:
