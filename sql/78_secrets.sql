@@ -462,7 +462,10 @@ $$;
 COMMENT ON FUNCTION @schema@.delete_secret(text, text) IS
     'Deletes a tenant''s secret; records tenant.secret.deleted. False if there was none.';
 
--- Listing is recorded as reading is (secret.listed, in the listing transaction: no event, no list).
+-- Listing is recorded as reading is (secret.listed, in the listing transaction: no event, no list),
+-- with the number of rows returned: one statement, so that the count and the rows are read under
+-- one snapshot (a second statement's snapshot could see a secret written meanwhile). The event is a
+-- one-time condition of the result, recorded before any row is returned, whether or not there is one.
 CREATE OR REPLACE FUNCTION @schema@.list_secrets(tenant_id text DEFAULT NULL)
 RETURNS TABLE (tenant_id text, key text, description text, key_version integer, written_at timestamptz,
                written_by text)
@@ -471,14 +474,18 @@ VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT @schema@._record('secret.listed', $1, NULL, NULL, 'secret', NULL,
-                            jsonb_build_object('tenant_id', $1, 'count',
-                                               (SELECT count(*) FROM @schema@.secret_values v
-                                                 WHERE $1 IS NULL OR v.tenant_id = $1)), 'success', NULL, NULL);
-    SELECT v.tenant_id, v.key, s.description, v.key_version, v.written_at, v.written_by
-      FROM @schema@.secret_values v JOIN @schema@.secret_slots s USING (key)
-     WHERE $1 IS NULL OR v.tenant_id = $1
-     ORDER BY v.tenant_id, v.key;
+    WITH listed AS MATERIALIZED (
+        SELECT v.tenant_id, v.key, s.description, v.key_version, v.written_at, v.written_by
+          FROM @schema@.secret_values v JOIN @schema@.secret_slots s USING (key)
+         WHERE $1 IS NULL OR v.tenant_id = $1
+    ), recorded AS MATERIALIZED (
+        SELECT (@schema@._record('secret.listed', $1, NULL, NULL, 'secret', NULL,
+                                 jsonb_build_object('tenant_id', $1, 'count', (SELECT count(*) FROM listed)),
+                                 'success', NULL, NULL)).kind IS NOT NULL AS done
+    )
+    SELECT l.* FROM listed l
+     WHERE (SELECT r.done FROM recorded r)
+     ORDER BY l.tenant_id, l.key
 $$;
 COMMENT ON FUNCTION @schema@.list_secrets(text) IS
     'Which secrets are stored, by tenant and slot; never values. Recorded as secret.listed.';

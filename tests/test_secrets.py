@@ -112,6 +112,10 @@ def test_round_trip_in_client_key_mode(db: psycopg.Connection, app: psycopg.Conn
     assert events_of(db, "secret.listed") == [
         (None, None, "app_secrets", "app_secrets", {"tenant_id": None, "count": 2}, "success"),
         ("t2", None, "app_secrets", "app_secrets", {"tenant_id": "t2", "count": 1}, "success")]
+    # A listing that finds nothing is recorded too.
+    assert secrets.list_secrets(app, tenant_id="nobody") == []
+    assert events_of(db, "secret.listed")[-1] == (
+        "nobody", None, "app_secrets", "app_secrets", {"tenant_id": "nobody", "count": 0}, "success")
 
     reads = events_of(db, "tenant.secret.read")
     assert reads == [("t1", "stripe.api_key", "app_secrets", "app_secrets", {"found": True, "key_version": 1}, "success"),
