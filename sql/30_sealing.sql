@@ -182,6 +182,9 @@ DECLARE
     v_hash bytea;
     v_state text;
     v_message text;
+    v_size bigint := @schema@._log_partition_size();
+    v_limit bigint;
+    v_moved bigint;
     result @schema@.seal_result;
 BEGIN
     IF max_events IS NULL OR max_events < 1 OR max_events > 1000000 THEN
@@ -198,57 +201,70 @@ BEGIN
     SELECT s.last_seq + 1, s.last_block_no + 1, s.last_block_hash INTO v_first, v_block, v_prev
       FROM @schema@.seal_state s FOR UPDATE;
 
-    -- The batch: one scan of the intake, in intake order, cut into runs of consecutive events in
-    -- the same partition (one run, or two where writers moved on to the next partition).
+    -- A block never crosses a partition's end (prune drops a partition of whole blocks): a round
+    -- that reaches one goes on with a second block in the next partition.
     result.sealed := 0;
-    FOR v_run IN
-        SELECT r.slot, array_agg(r.ctid ORDER BY r.intake_id) AS rows
-          FROM (SELECT b.slot, b.ctid, b.intake_id,
-                       row_number() OVER (ORDER BY b.intake_id)
-                       - row_number() OVER (PARTITION BY b.slot ORDER BY b.intake_id) AS run
-                  FROM (SELECT @schema@._intake_slot(i.intake_id)::integer AS slot, i.ctid, i.intake_id
-                          FROM @schema@.event_intake i ORDER BY i.intake_id LIMIT max_events) b) r
-         GROUP BY r.slot, r.run
-         ORDER BY min(r.intake_id)
     LOOP
-        v_slots := v_slots || v_run.slot;
-        BEGIN
-            SELECT * INTO v_one FROM @schema@._move_to_log(v_run.slot, v_run.rows, v_first + result.sealed, v_block);
-            result.sealed := result.sealed + v_one.moved;
-            v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
-        EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
-            -- One event the log cannot take (a value too large to hash, say) must not hold back every
-            -- event after it: seal them one by one, and set aside each that fails for the same reasons
-            -- (internal_error: a value whose text passes 1 GB cannot even be allocated). Any other error
-            -- (a lock, a cancel, the disk, memory) fails the round, to be tried again.
-            FOREACH v_row IN ARRAY v_run.rows LOOP
-                BEGIN
-                    SELECT * INTO v_one
-                      FROM @schema@._move_to_log(v_run.slot, ARRAY[v_row], v_first + result.sealed, v_block);
-                    result.sealed := result.sealed + v_one.moved;
-                    v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
-                EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
-                    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-                    PERFORM @schema@._quarantine(v_run.slot, v_row, v_state, v_message);
-                END;
-            END LOOP;
-        END;
+        v_limit := least(max_events - result.sealed, v_size - v_first % v_size);
+        PERFORM @schema@._add_log_partitions(v_first, v_first + v_size / 2);
+        v_moved := 0;
+        v_hashes := ''::bytea;
+        -- The batch: one scan of the intake, in intake order, cut into runs of consecutive events in
+        -- the same partition (one run, or two where writers moved on to the next partition).
+        FOR v_run IN
+            SELECT r.slot, array_agg(r.ctid ORDER BY r.intake_id) AS rows
+              FROM (SELECT b.slot, b.ctid, b.intake_id,
+                           row_number() OVER (ORDER BY b.intake_id)
+                           - row_number() OVER (PARTITION BY b.slot ORDER BY b.intake_id) AS run
+                      FROM (SELECT @schema@._intake_slot(i.intake_id)::integer AS slot, i.ctid, i.intake_id
+                              FROM @schema@.event_intake i ORDER BY i.intake_id LIMIT v_limit) b) r
+             GROUP BY r.slot, r.run
+             ORDER BY min(r.intake_id)
+        LOOP
+            v_slots := v_slots || v_run.slot;
+            BEGIN
+                SELECT * INTO v_one FROM @schema@._move_to_log(v_run.slot, v_run.rows, v_first + v_moved, v_block);
+                v_moved := v_moved + v_one.moved;
+                v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
+            EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
+                -- One event the log cannot take (a value too large to hash, say) must not hold back every
+                -- event after it: seal them one by one, and set aside each that fails for the same reasons
+                -- (internal_error: a value whose text passes 1 GB cannot even be allocated). Any other error
+                -- (a lock, a cancel, the disk, memory) fails the round, to be tried again.
+                FOREACH v_row IN ARRAY v_run.rows LOOP
+                    BEGIN
+                        SELECT * INTO v_one
+                          FROM @schema@._move_to_log(v_run.slot, ARRAY[v_row], v_first + v_moved, v_block);
+                        v_moved := v_moved + v_one.moved;
+                        v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
+                    EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
+                        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+                        PERFORM @schema@._quarantine(v_run.slot, v_row, v_state, v_message);
+                    END;
+                END LOOP;
+            END;
+        END LOOP;
+        EXIT WHEN v_moved = 0;
+        -- The events become one block, hashed in seq order (docs/canonical-form.md).
+        v_hash := @schema@._block_hash(v_block, v_first, v_first + v_moved - 1, v_moved::integer, sha256(v_hashes), v_prev);
+        INSERT INTO @schema@.blocks (block_no, first_seq, last_seq, event_count, events_hash, prev_hash,
+                                     block_hash, canonical_version, sealed_at, line_hashes)
+        VALUES (v_block, v_first, v_first + v_moved - 1, v_moved, sha256(v_hashes), v_prev, v_hash, 2,
+                clock_timestamp(), v_hashes);
+        UPDATE @schema@.seal_state
+           SET last_seq = v_first + v_moved - 1, last_sealed_at = clock_timestamp(),
+               last_block_no = v_block, last_block_hash = v_hash;
+        result.first_seq := coalesce(result.first_seq, v_first);
+        result.last_seq := v_first + v_moved - 1;
+        result.block_no := v_block;
+        result.sealed := result.sealed + v_moved;
+        EXIT WHEN v_moved < v_limit OR result.sealed >= max_events;
+        v_first := v_first + v_moved;
+        v_block := v_block + 1;
+        v_prev := v_hash;
     END LOOP;
 
     IF result.sealed > 0 THEN
-        -- The round's events become one block, hashed in seq order (docs/canonical-form.md).
-        result.first_seq := v_first;
-        result.last_seq := v_first + result.sealed - 1;
-        v_hash := @schema@._block_hash(v_block, result.first_seq, result.last_seq, result.sealed::integer,
-                                       sha256(v_hashes), v_prev);
-        INSERT INTO @schema@.blocks (block_no, first_seq, last_seq, event_count, events_hash, prev_hash,
-                                     block_hash, canonical_version, sealed_at, line_hashes)
-        VALUES (v_block, result.first_seq, result.last_seq, result.sealed, sha256(v_hashes), v_prev, v_hash, 2,
-                clock_timestamp(), v_hashes);
-        UPDATE @schema@.seal_state
-           SET last_seq = result.last_seq, last_sealed_at = clock_timestamp(),
-               last_block_no = v_block, last_block_hash = v_hash;
-        result.block_no := v_block;
         -- One notification per round, delivered when it commits: followers wake and read from
         -- their last seq (pgaudit_py.follow). The channel is the schema's name. Not when the
         -- cluster's notification queue is half full: a full one fails every NOTIFY's commit, and

@@ -47,27 +47,53 @@ COMMENT ON FUNCTION @schema@._prunable_blocks(timestamptz) IS
     'Blocks prune would remove for this cutoff, oldest first: whole blocks only, none that an unfinished '
     'archive batch planned.';
 
--- One batch of those blocks, oldest first: as many as fit in max_events, and at least one.
--- prune_events and next_archive_batch both take their batches here.
-CREATE OR REPLACE FUNCTION @schema@._next_blocks(cutoff timestamptz, max_events integer)
-RETURNS SETOF @schema@.blocks
+-- Those blocks in batches, oldest first, numbered from 1; prune_events and next_archive_batch take
+-- batch 1, preview_prune counts them all. A batch never crosses a partition's end (nor does a
+-- block: seal()). With whole_partitions (prune), a partition whose remaining events are all
+-- prunable is one batch, whatever its size: it is dropped, not deleted row by row. Otherwise a
+-- batch is as many whole blocks as fit in max_events, and at least one.
+DROP FUNCTION IF EXISTS @schema@._next_blocks(timestamptz, integer);
+CREATE OR REPLACE FUNCTION @schema@._block_batches(cutoff timestamptz, max_events integer, whole_partitions boolean)
+RETURNS TABLE (batch integer, block_no bigint, first_seq bigint, last_seq bigint, event_count bigint,
+               block_hash bytea)
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    prunable @schema@.blocks[] := ARRAY(SELECT b FROM @schema@._prunable_blocks(cutoff) b);
+    through bigint := prunable[cardinality(prunable)].last_seq;
     b @schema@.blocks;
+    part_end bigint;
+    whole boolean;
     n bigint := 0;
 BEGIN
-    FOR b IN SELECT * FROM @schema@._prunable_blocks(cutoff) LOOP
-        EXIT WHEN n > 0 AND n + b.event_count > max_events;
+    batch := 0;
+    FOREACH b IN ARRAY prunable LOOP
+        IF part_end IS NULL OR b.first_seq > part_end THEN
+            SELECT p.last_seq INTO part_end FROM @schema@._log_partitions() p
+             WHERE b.first_seq BETWEEN p.first_seq AND p.last_seq;
+            part_end := coalesce(part_end, b.last_seq);
+            whole := whole_partitions AND through >= part_end;
+            batch := batch + 1;
+            n := 0;
+        ELSIF NOT whole AND n + b.event_count > max_events THEN
+            batch := batch + 1;
+            n := 0;
+        END IF;
         n := n + b.event_count;
-        RETURN NEXT b;
+        block_no := b.block_no;
+        first_seq := b.first_seq;
+        last_seq := b.last_seq;
+        event_count := b.event_count;
+        block_hash := b.block_hash;
+        RETURN NEXT;
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION @schema@._next_blocks(timestamptz, integer) IS
-    'The next batch of prunable blocks: whole blocks, at most max_events events unless one block alone is larger.';
+COMMENT ON FUNCTION @schema@._block_batches(timestamptz, integer, boolean) IS
+    'Prunable blocks in batches: whole blocks within one partition, at most max_events events unless one '
+    'block alone is larger, or (whole_partitions) a whole partition.';
 
 CREATE OR REPLACE FUNCTION @schema@.preview_prune(older_than interval, batch_size integer DEFAULT 1000)
 RETURNS @schema@.prune_preview
@@ -78,25 +104,12 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     result @schema@.prune_preview;
-    b @schema@.blocks;
-    in_batch bigint := 0;
 BEGIN
     PERFORM @schema@._check_prune_args(older_than, batch_size);
     result.cutoff := now() - older_than;
-    result.events := 0;
-    result.batches := 0;
-    -- Grouped the way prune_events takes them: whole blocks, at most batch_size events per call
-    -- unless one block alone is larger.
-    FOR b IN SELECT * FROM @schema@._prunable_blocks(result.cutoff) LOOP
-        IF result.batches = 0 OR in_batch + b.event_count > batch_size THEN
-            result.batches := result.batches + 1;
-            in_batch := 0;
-        END IF;
-        in_batch := in_batch + b.event_count;
-        result.events := result.events + b.event_count;
-        result.first_seq := coalesce(result.first_seq, b.first_seq);
-        result.last_seq := b.last_seq;
-    END LOOP;
+    SELECT coalesce(sum(b.event_count), 0), min(b.first_seq), max(b.last_seq), coalesce(max(b.batch), 0)
+      INTO result.events, result.first_seq, result.last_seq, result.batches
+      FROM @schema@._block_batches(result.cutoff, batch_size, true) b;
     RETURN result;
 END
 $$;
@@ -113,19 +126,16 @@ RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    removed bigint;
 BEGIN
-    WITH gone AS (
-        DELETE FROM @schema@.event_log l WHERE l.seq BETWEEN first_seq AND last_block.last_seq RETURNING l.id
-    ), keys AS (
-        DELETE FROM @schema@.idempotency_keys k USING gone WHERE k.event_id = gone.id
-    )
-    SELECT count(*) INTO removed FROM gone;
+    DELETE FROM @schema@.idempotency_keys k USING @schema@.event_log l
+     WHERE l.seq BETWEEN first_seq AND last_block.last_seq AND l.idempotency_key IS NOT NULL AND k.event_id = l.id;
     INSERT INTO @schema@.prune_points (block_no, block_hash, last_seq, cutoff, pruned_by)
     VALUES (last_block.block_no, last_block.block_hash, last_block.last_seq, cutoff, @schema@._db_role())
     ON CONFLICT (block_no) DO NOTHING;
-    RETURN removed;
+    -- Whole partitions go with DROP; the rest of the range row by row.
+    PERFORM @schema@._drop_log_partitions();
+    DELETE FROM @schema@.event_log l WHERE l.seq BETWEEN first_seq AND last_block.last_seq;
+    RETURN last_block.last_seq - first_seq + 1;  -- seqs are gap-free: every one in the range was an event
 END
 $$;
 COMMENT ON FUNCTION @schema@._remove_blocks(bigint, @schema@.blocks, timestamptz) IS
@@ -155,7 +165,7 @@ BEGIN
     result.cutoff := cutoff;
     SELECT coalesce(sum(b.event_count), 0), min(b.first_seq), max(b.last_seq), min(b.block_no), max(b.block_no)
       INTO result.deleted, result.first_seq, result.last_seq, first_block, last_no
-      FROM @schema@._next_blocks(cutoff, batch_size) b;
+      FROM @schema@._block_batches(cutoff, batch_size, true) b WHERE b.batch = 1;
     SELECT * INTO last_block FROM @schema@.blocks x WHERE x.block_no = last_no;
     IF last_block.block_no IS NULL THEN
         result.more := false;

@@ -60,7 +60,8 @@ BEGIN
     END IF;
     SELECT min(b.block_no), max(b.block_no), min(b.first_seq), max(b.last_seq)
       INTO first_no, last_no, first_seq, last_seq
-      FROM @schema@._next_blocks(now() - coalesce(older_than, settings.hot_retention), settings.max_batch_events) b;
+      FROM @schema@._block_batches(now() - coalesce(older_than, settings.hot_retention), settings.max_batch_events, false) b
+     WHERE b.batch = 1;
     IF first_no IS NULL THEN
         RETURN NULL;
     END IF;

@@ -120,6 +120,20 @@ BEGIN
                    AS g(relname, tgname)
       LEFT JOIN pg_trigger t ON t.tgrelid = to_regclass('@schema@.' || g.relname) AND t.tgname = g.tgname
      WHERE t.tgenabled IS DISTINCT FROM 'O';
+    -- Every partition of the log: its guards, and nobody's right to change it.
+    RETURN QUERY
+    SELECT format('guard trigger %s on %s is %s', g.tgname, p.part,
+                  CASE WHEN t.tgenabled IS NULL THEN 'missing' ELSE 'disabled' END)
+      FROM @schema@._log_partitions() p
+     CROSS JOIN (VALUES ('guard_insert'), ('guard_update'), ('guard_delete'), ('guard_truncate')) AS g(tgname)
+      LEFT JOIN pg_trigger t ON t.tgrelid = p.part AND t.tgname = g.tgname
+     WHERE t.tgenabled IS DISTINCT FROM 'O';
+    RETURN QUERY
+    SELECT format('%s has %s on %s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+                  a.privilege_type, p.part)
+      FROM @schema@._log_partitions() p
+      JOIN pg_class c ON c.oid = p.part, aclexplode(c.relacl) a
+     WHERE a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE');
     -- A writer whose intake_id falls in a partition that is not attached fails.
     RETURN QUERY
     SELECT format('partition event_intake_%s of @schema@.event_intake is not attached: writes that fall in it fail', n)

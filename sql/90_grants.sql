@@ -38,6 +38,9 @@ REVOKE TRUNCATE ON @schema@.archive_batches, @schema@.restored_events FROM @sche
 GRANT SELECT ON @schema@.tracked_tables TO @schema@_capture;
 GRANT INSERT ON @schema@.event_intake TO @schema@_capture;
 GRANT EXECUTE ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) TO @schema@_capture;
+-- The log's partitions: made by the sealer's rounds, dropped by the pruner's (sql/12_log_partitions.sql).
+GRANT EXECUTE ON FUNCTION @schema@._add_log_partitions(bigint, bigint) TO @schema@_sealer;
+GRANT EXECUTE ON FUNCTION @schema@._drop_log_partitions() TO @schema@_pruner;
 GRANT SELECT, INSERT, DELETE ON @schema@.event_intake TO @schema@_sealer;  -- INSERT: audit.event_quarantined
 -- A drained partition of the intake, and which one writers are on (seal(), sql/30_sealing.sql).
 GRANT TRUNCATE ON @schema@.event_intake_0, @schema@.event_intake_1, @schema@.event_intake_2,
@@ -86,6 +89,9 @@ GRANT EXECUTE ON FUNCTION
     @schema@.seal_status(),
     @schema@.verify(bigint, bigint),
     @schema@._prunable_blocks(timestamptz),
+    @schema@._block_batches(timestamptz, integer, boolean),
+    @schema@._log_partitions(),
+    @schema@._log_partition_size(),
     @schema@._check_prefixes(text[]),
     @schema@._changed(jsonb, jsonb),
     @schema@._wild_numbers(jsonb),

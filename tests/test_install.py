@@ -351,7 +351,7 @@ def test_the_core_install_needs_no_extra():
 def test_sql_dir_and_migrations_dir_name_the_shipped_files():
     import pgaudit_py
 
-    assert [p.name for p in sorted(pgaudit_py.sql_dir().glob("*.sql"))][:2] == ["10_guards.sql", "14_wild_numbers.sql"]
+    assert [p.name for p in sorted(pgaudit_py.sql_dir().glob("*.sql"))][:3] == ["10_guards.sql", "12_log_partitions.sql", "14_wild_numbers.sql"]
     assert (pgaudit_py.sql_dir() / "superuser" / "70_event_triggers.sql").is_file()
     assert sorted(p.stem for p in pgaudit_py.migrations_dir().glob("*.sql")) == installer.migration_ids()
     assert "@schema@" in (pgaudit_py.sql_dir() / "20_events.sql").read_text()

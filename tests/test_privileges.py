@@ -129,7 +129,7 @@ def test_every_security_definer_function_is_pinned_and_closed_to_public(db):
         assert config[0] == "search_path=pg_catalog, pg_temp", name
         # The sealer's (see seal()), and the output settings of captured rows (sql/60_capture.sql).
         assert set(config[1:]) <= {"jit=off", "extra_float_digits=1", "IntervalStyle=postgres", "bytea_output=hex",
-                                   "lc_monetary=C", "TimeZone=UTC", "DateStyle=ISO"}, name
+                                   "lc_monetary=C", "TimeZone=UTC", "DateStyle=ISO", "lock_timeout=5s", "lock_timeout=10ms"}, name
         assert not public_can_execute, name
     assert db.execute("SELECT * FROM audit._integrity_problems()").fetchall() == []
 
@@ -150,7 +150,8 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
            AND p.proname !~ '^_capture_[0-9]+$'
            AND has_function_privilege(r.role, p.oid, 'EXECUTE')""").fetchall()
     reader = {"_changed", "_check_prefixes", "_check_prune_args", "_history_target", "_key_columns",
-              "_prunable_blocks", "_tracking_of", "_lineage", "_wild_numbers", "_tame_numbers"}
+              "_prunable_blocks", "_tracking_of", "_lineage", "_wild_numbers", "_tame_numbers", "_block_batches",
+              "_log_partitions", "_log_partition_size"}
     maintainer_definers = {"_capture_truncate", "_cover_partition", "_drop_rate_limit", "_put_rate_limit",
                            "_rate_limit_trigger", "_register_tracking", "_unregister_tracking", "_take_baseline"}
     assert {r[1] for r in rows if r[0] == "audit_reader"} == reader
@@ -163,7 +164,9 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
     invokers = {r[1] for r in rows if r[0] == "audit_owner" and not r[2]}
     for role in ("audit_capture", "audit_sealer", "audit_pruner"):
         assert {r[1] for r in rows if r[0] == role and not r[2]} == invokers, role
-    assert {r[1] for r in rows if r[0] in ("audit_sealer", "audit_pruner") and r[2]} == set()
+    # The owner's DDL on the log's partitions: making them (the sealer), dropping pruned ones (the pruner).
+    assert {r[1] for r in rows if r[0] == "audit_sealer" and r[2]} == {"_add_log_partitions"}
+    assert {r[1] for r in rows if r[0] == "audit_pruner" and r[2]} == {"_drop_log_partitions"}
     assert {r[1] for r in rows if r[0] == "audit_capture" and r[2]} == {
         "_row_images", "_baseline_images", "_baseline_taken", "_capture_truncate", "_take_baseline"}  # last two its own
     with pytest.raises(psycopg.errors.FeatureNotSupported):  # trigger functions can only be called as triggers
