@@ -8,8 +8,8 @@ Run: python bench/scale.py [--events 10000000] [--queries 200]
    (10,900,000 for ten million), recorded and sealed in rounds of 100,000.
 3. The sealing rate again, on the full log: the same backlog, the same rounds, into the last
    100,000 seqs of a partition (the log is partitioned by a million seqs; a partition's indexes are
-   at their largest there); the ratio to step 1 (bar: within 20%, at least 0.80). Both start just after a checkpoint and print the WAL written
-   per sealed event.
+   at their largest there); the ratio to step 1 (bar: within 20%, at least 0.80). Both start just
+   after a checkpoint and print the WAL written per sealed event.
 4. list_events(page_size => 50) with no filter, with each single filter, and one page deep in
    keyset paging (before_seq at a tenth of the log): p50 and p99 over --queries calls (bar: p99 at
    most 10 ms), twice: with the intake vacuumed, and as a steady stream of writes leaves it (just
@@ -116,8 +116,10 @@ def queries(conn: psycopg.Connection, calls: int, deep_seq: int) -> None:
 
 def log_bytes(conn: psycopg.Connection, events: int) -> None:
     table, toast, indexes = conn.execute(
-        "SELECT sum(pg_relation_size(c.oid)), sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)),"
-        " sum(pg_indexes_size(c.oid)) FROM pg_partition_tree('audit.event_log') t JOIN pg_class c ON c.oid = t.relid"
+        "SELECT sum(pg_relation_size(c.oid))::bigint,"
+        " sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))::bigint,"
+        " sum(pg_indexes_size(c.oid))::bigint"
+        " FROM pg_partition_tree('audit.event_log') t JOIN pg_class c ON c.oid = t.relid"
         " WHERE t.isleaf").fetchone()  # type: ignore[misc]
     print(f"log: {(table + toast + indexes) / 1e6:,.0f} MB for {events:,} events:"
           f" {(table + toast + indexes) / events:.0f} bytes per event (table {table / events:.0f},"

@@ -5,9 +5,10 @@
 -- go instead of deleting its rows one by one. seal() makes the partitions ahead of need and ends a
 -- round at a partition's end (sql/22_log_partitions.sql).
 --
--- The existing table becomes the first partition, from seq 0 up to the second million boundary
--- past its last seq: a seal() of before this release (writers and the sealer keep running between
--- this migration's commit and the sql/ files') makes no partition, and must find one.
+-- The existing table becomes the first partition, from seq 0 up to the first million boundary at
+-- least 100,000 seqs past its last seq: a seal() of before this release (writers and the sealer
+-- keep running between this migration's commit and the sql/ files') makes no partition, and must
+-- find one. A fresh install's first partition is [0, 1,000,000).
 --
 -- What changes: `id` is no longer a global unique key (a partitioned table's unique keys must
 -- contain its partition key). Ids are made only by the audit schema's own functions, time-ordered
@@ -82,7 +83,7 @@ $$;
 
 DO $$
 DECLARE
-    upper_bound bigint := ((SELECT last_seq FROM seal_state) / 1000000 + 2) * 1000000;
+    upper_bound bigint := (((SELECT last_seq FROM seal_state) + 100000) / 1000000 + 1) * 1000000;
 BEGIN
     EXECUTE format('ALTER TABLE event_log ATTACH PARTITION event_log_000000 FOR VALUES FROM (0) TO (%s)', upper_bound);
 END
@@ -97,3 +98,10 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The newest event of each block, kept by seal(): prune and archive planning see whether a whole
+-- block is older than their cutoff without reading its events. Blocks sealed before have none,
+-- and are read as before.
+ALTER TABLE blocks ADD COLUMN newest_occurred_at timestamptz;
+COMMENT ON COLUMN blocks.newest_occurred_at IS
+    'The latest occurred_at of the block''s events (not hashed: a hint for prune and archive planning).';

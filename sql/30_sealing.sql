@@ -32,6 +32,7 @@ COMMENT ON FUNCTION @schema@._intake_slot(bigint) IS
     'Which partition of event_intake (event_intake_0 to _3) holds the event with this intake_id.';
 
 DROP FUNCTION IF EXISTS @schema@._move_to_log(tid[], bigint, bigint);
+DROP FUNCTION IF EXISTS @schema@._move_to_log(integer, tid[], bigint, bigint);  -- before it said when its newest event occurred
 DROP FUNCTION IF EXISTS @schema@._quarantine(tid, text, text);
 
 -- Moves the intake rows at these row addresses of partition `slot` into the log, in intake order,
@@ -39,7 +40,8 @@ DROP FUNCTION IF EXISTS @schema@._quarantine(tid, text, text);
 -- many, the last seq, and their line hashes concatenated in seq order. Row addresses stay put:
 -- intake rows are never updated, and only the one sealer deletes them. Runs as seal()'s role.
 CREATE OR REPLACE FUNCTION @schema@._move_to_log(slot integer, rows tid[], first_seq bigint, block_no bigint,
-                                                 OUT moved bigint, OUT last_seq bigint, OUT hashes bytea)
+                                                 OUT moved bigint, OUT last_seq bigint, OUT hashes bytea,
+                                                 OUT newest timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -70,10 +72,10 @@ BEGIN
                     THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END,
                block_no, m.origin
           FROM tamed m
-        RETURNING l.seq, @schema@._sealable_hash(@schema@._canonical_event(l, 2::smallint)) AS hash
+        RETURNING l.seq, l.occurred_at, @schema@._sealable_hash(@schema@._canonical_event(l, 2::smallint)) AS hash
     )
-    SELECT count(*), max(s.seq), string_agg(s.hash, ''::bytea ORDER BY s.seq)
-      INTO moved, last_seq, hashes
+    SELECT count(*), max(s.seq), string_agg(s.hash, ''::bytea ORDER BY s.seq), max(s.occurred_at)
+      INTO moved, last_seq, hashes, newest
       FROM sealed s;
 END
 $$;
@@ -185,6 +187,7 @@ DECLARE
     v_size bigint := @schema@._log_partition_size();
     v_limit bigint;
     v_moved bigint;
+    v_newest timestamptz;
     result @schema@.seal_result;
 BEGIN
     IF max_events IS NULL OR max_events < 1 OR max_events > 1000000 THEN
@@ -209,6 +212,7 @@ BEGIN
         PERFORM @schema@._add_log_partitions(v_first, v_first + v_size / 2);
         v_moved := 0;
         v_hashes := ''::bytea;
+        v_newest := NULL;
         -- The batch: one scan of the intake, in intake order, cut into runs of consecutive events in
         -- the same partition (one run, or two where writers moved on to the next partition).
         FOR v_run IN
@@ -226,6 +230,7 @@ BEGIN
                 SELECT * INTO v_one FROM @schema@._move_to_log(v_run.slot, v_run.rows, v_first + v_moved, v_block);
                 v_moved := v_moved + v_one.moved;
                 v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
+                v_newest := greatest(v_newest, v_one.newest);
             EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
                 -- One event the log cannot take (a value too large to hash, say) must not hold back every
                 -- event after it: seal them one by one, and set aside each that fails for the same reasons
@@ -237,6 +242,7 @@ BEGIN
                           FROM @schema@._move_to_log(v_run.slot, ARRAY[v_row], v_first + v_moved, v_block);
                         v_moved := v_moved + v_one.moved;
                         v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
+                        v_newest := greatest(v_newest, v_one.newest);
                     EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
                         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
                         PERFORM @schema@._quarantine(v_run.slot, v_row, v_state, v_message);
@@ -248,9 +254,9 @@ BEGIN
         -- The events become one block, hashed in seq order (docs/canonical-form.md).
         v_hash := @schema@._block_hash(v_block, v_first, v_first + v_moved - 1, v_moved::integer, sha256(v_hashes), v_prev);
         INSERT INTO @schema@.blocks (block_no, first_seq, last_seq, event_count, events_hash, prev_hash,
-                                     block_hash, canonical_version, sealed_at, line_hashes)
+                                     block_hash, canonical_version, sealed_at, line_hashes, newest_occurred_at)
         VALUES (v_block, v_first, v_first + v_moved - 1, v_moved, sha256(v_hashes), v_prev, v_hash, 2,
-                clock_timestamp(), v_hashes);
+                clock_timestamp(), v_hashes, v_newest);
         UPDATE @schema@.seal_state
            SET last_seq = v_first + v_moved - 1, last_sealed_at = clock_timestamp(),
                last_block_no = v_block, last_block_hash = v_hash;

@@ -34,9 +34,11 @@ BEGIN
     FOR b IN SELECT * FROM @schema@.blocks x
               WHERE x.block_no > coalesce((SELECT max(p.block_no) FROM @schema@.prune_points p), 0)
               ORDER BY x.block_no LOOP
-        EXIT WHEN EXISTS (SELECT 1 FROM @schema@.events e
-                           WHERE NOT e.pending AND e.seq BETWEEN b.first_seq AND b.last_seq
-                             AND e.occurred_at >= cutoff)
+        EXIT WHEN b.newest_occurred_at >= cutoff
+               OR (b.newest_occurred_at IS NULL  -- sealed before blocks said (migrations/0018)
+                   AND EXISTS (SELECT 1 FROM @schema@.events e
+                                WHERE NOT e.pending AND e.seq BETWEEN b.first_seq AND b.last_seq
+                                  AND e.occurred_at >= cutoff))
                OR EXISTS (SELECT 1 FROM @schema@.archive_batches a
                            WHERE a.state <> 'deleted' AND b.block_no BETWEEN a.first_block AND a.last_block);
         RETURN NEXT b;

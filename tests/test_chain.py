@@ -212,8 +212,9 @@ def rehash(db) -> None:
         events = db.execute("SELECT sha256(string_agg(sha256(convert_to(audit._canonical_event(l, 2::smallint), 'UTF8')), ''::bytea"
                             " ORDER BY seq)) FROM audit.event_log l WHERE seq BETWEEN %s AND %s", (first, last)).fetchone()[0]
         block = db.execute("SELECT audit._block_hash(%s, %s, %s, %s, %s, %s)", (no, first, last, count, events, prev)).fetchone()[0]
-        db.execute("UPDATE audit.blocks SET events_hash = %s, prev_hash = %s, block_hash = %s WHERE block_no = %s",
-                   (events, prev, block, no))
+        db.execute("UPDATE audit.blocks SET events_hash = %s, prev_hash = %s, block_hash = %s,"
+                   " newest_occurred_at = (SELECT max(occurred_at) FROM audit.event_log WHERE seq BETWEEN %s AND %s)"
+                   " WHERE block_no = %s", (events, prev, block, first, last, no))
         prev = block
     db.execute("UPDATE audit.seal_state SET last_block_hash = %s", (prev,))
     db.execute("RESET session_replication_role")

@@ -1,9 +1,8 @@
 """The log's partitions: made by the sealer, guarded like the log, dropped whole by prune.
 
-A partition holds a million seqs; the first one (made by migration 0018 from the log as it was)
-holds everything up to the second million boundary past the log's last seq at the upgrade, so a
-fresh install's first partition ends at 1,999,999. The tests start the sealer's count near that
-end instead of sealing two million events."""
+A partition holds a million seqs (the first one, made by migration 0018 from the log as it was,
+may hold more); a fresh install's first partition ends at 999,999. The tests start the sealer's
+count near that end instead of sealing a million events."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ import pytest
 from pgaudit_py import install, preview_prune, prune_events, seal, status
 from pgaudit_py.chain import verify_chain
 
-FIRST_END = 1_999_999
+FIRST_END = 999_999
 
 
 def partitions(db):
@@ -53,9 +52,9 @@ def test_a_round_that_reaches_a_partitions_end_goes_on_in_a_new_block_in_the_nex
     assert db.execute("SELECT first_seq, last_seq, event_count FROM audit.blocks ORDER BY block_no").fetchall() == [
         (FIRST_END - 4, FIRST_END, 5), (FIRST_END + 1, FIRST_END + 7, 7)]
     assert partitions(db) == [("audit.event_log_000000", 0, FIRST_END),
-                              ("audit.event_log_000002", FIRST_END + 1, FIRST_END + 1_000_000)]
+                              ("audit.event_log_000001", FIRST_END + 1, FIRST_END + 1_000_000)]
     assert db.execute("SELECT tableoid::regclass::text, count(*) FROM audit.event_log GROUP BY 1 ORDER BY 1").fetchall() == [
-        ("audit.event_log_000000", 5), ("audit.event_log_000002", 7)]
+        ("audit.event_log_000000", 5), ("audit.event_log_000001", 7)]
     assert db.execute("SELECT ok, events_checked FROM audit.verify()").fetchone() == (True, 12)
     assert verify_chain(db).ok
 
@@ -93,7 +92,7 @@ def test_a_partition_refuses_changes_to_everyone(near_end, statement, role):
     db = near_end
     record_old(db, 12)
     seal(db, 100)
-    for part in ("audit.event_log_000000", "audit.event_log_000002"):
+    for part in ("audit.event_log_000000", "audit.event_log_000001"):
         with db.transaction():
             if role:
                 db.execute(f"SET LOCAL ROLE {role}")
@@ -108,13 +107,13 @@ def test_status_names_a_partitions_disabled_guard_or_grant_and_the_installer_rep
     db = near_end
     record_old(db, 12)
     seal(db, 100)
-    db.execute("ALTER TABLE audit.event_log_000002 DISABLE TRIGGER guard_update")
+    db.execute("ALTER TABLE audit.event_log_000001 DISABLE TRIGGER guard_update")
     db.execute("DROP TRIGGER guard_truncate ON audit.event_log_000000")
-    db.execute("GRANT DELETE ON audit.event_log_000002 TO audit_reader")
+    db.execute("GRANT DELETE ON audit.event_log_000001 TO audit_reader")
     problems = status(db).problems
-    assert "guard trigger guard_update on audit.event_log_000002 is disabled" in problems
+    assert "guard trigger guard_update on audit.event_log_000001 is disabled" in problems
     assert "guard trigger guard_truncate on audit.event_log_000000 is missing" in problems
-    assert "audit_reader has DELETE on audit.event_log_000002" in problems
+    assert "audit_reader has DELETE on audit.event_log_000001" in problems
     install(db)
     assert status(db).problems == []
 
@@ -133,7 +132,7 @@ def test_prune_drops_a_partition_whose_events_all_go_in_one_call(near_end, conne
     assert (preview.events, preview.first_seq, preview.last_seq, preview.batches) == (9, FIRST_END - 4, FIRST_END + 4, 2)
     result = prune_events(maintainer, timedelta(days=30), batch_size=1)
     assert (result.deleted, result.first_seq, result.last_seq, result.more) == (5, FIRST_END - 4, FIRST_END, True)
-    assert partitions(db) == [("audit.event_log_000002", FIRST_END + 1, FIRST_END + 1_000_000)]
+    assert partitions(db) == [("audit.event_log_000001", FIRST_END + 1, FIRST_END + 1_000_000)]
     assert to_regclass(db, "audit.event_log_000000") is None
     # Its events' idempotency keys went with it; the next partition's stay.
     assert db.execute("SELECT idempotency_key FROM audit.idempotency_keys ORDER BY 1").fetchall() == [
@@ -144,7 +143,7 @@ def test_prune_drops_a_partition_whose_events_all_go_in_one_call(near_end, conne
     # A partition whose events are not all prunable is deleted from row by row, and kept.
     result = prune_events(maintainer, timedelta(days=30), batch_size=1)
     assert (result.deleted, result.more) == (4, False)
-    assert partitions(db) == [("audit.event_log_000002", FIRST_END + 1, FIRST_END + 1_000_000)]
+    assert partitions(db) == [("audit.event_log_000001", FIRST_END + 1, FIRST_END + 1_000_000)]
     assert db.execute("SELECT count(*) FROM audit.event_log").fetchone() == (0,)
 
 
@@ -166,7 +165,7 @@ def test_prune_deletes_rows_when_the_log_stays_busy_and_drops_the_emptied_partit
     assert len(partitions(db)) == 2
     reader.rollback()
     prune_events(maintainer, timedelta(days=30), batch_size=1)
-    assert [p[0] for p in partitions(db)] == ["audit.event_log_000002"]
+    assert [p[0] for p in partitions(db)] == ["audit.event_log_000001"]
     assert db.execute("SELECT ok FROM audit.verify()").fetchone() == (True,)
 
 

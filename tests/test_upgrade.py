@@ -139,8 +139,17 @@ def test_a_log_with_events_upgrades_to_the_single_filter_indexes(db, installer_b
                                  "0016_event_type_catalogues", "0017_rare_value_indexes", "0018_log_partitions"]
     assert status(db, "upgi").problems == []
     assert {str(f): trail(db, **f) for f in FILTERS} == before
+    # The log is partitioned now: its events are the first partition's, which the next million seqs fit.
+    assert db.execute("SELECT relkind FROM pg_class WHERE oid = 'upgi.event_log'::regclass").fetchone() == ("p",)
+    assert db.execute("SELECT part::text, first_seq, last_seq FROM upgi._log_partitions()").fetchall() == [
+        ("upgi.event_log_000000", 0, 999_999)]
+    assert db.execute("SELECT count(*) FROM upgi.event_log_000000").fetchone() == (68,)
     assert seal(db, audit_schema="upgi").sealed == 2
     assert db.execute("SELECT ok, events_checked FROM upgi.verify()").fetchone() == (True, 70)
+    # Blocks sealed before say nothing of their events' times; prune reads those (preview: both blocks, one batch each).
+    assert db.execute("SELECT block_no, newest_occurred_at IS NOT NULL FROM upgi.blocks ORDER BY 1").fetchall() == [
+        (1, False), (2, True)]
+    assert db.execute("SELECT events, batches FROM upgi.preview_prune('1 microsecond', 1)").fetchone() == (70, 2)
     assert verify_chain(db, audit_schema="upgi").ok
     assert [e.kind for e in row_history(db, "public.stock", "5", audit_schema="upgi")] == [
         "public.stock.insert", "public.stock.delete"]
