@@ -63,15 +63,16 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    prunable @schema@.blocks[] := ARRAY(SELECT b FROM @schema@._prunable_blocks(cutoff) b);
-    through bigint := prunable[cardinality(prunable)].last_seq;
-    b @schema@.blocks;
+    -- (Never the blocks' line hashes: 32 bytes an event.)
+    through bigint := (SELECT max(x.last_seq) FROM @schema@._prunable_blocks(cutoff) x);
+    b record;
     part_end bigint;
     whole boolean;
     n bigint := 0;
 BEGIN
     batch := 0;
-    FOREACH b IN ARRAY prunable LOOP
+    FOR b IN SELECT x.block_no, x.first_seq, x.last_seq, x.event_count, x.block_hash
+               FROM @schema@._prunable_blocks(cutoff) x ORDER BY x.block_no LOOP
         IF part_end IS NULL OR b.first_seq > part_end THEN
             SELECT p.last_seq INTO part_end FROM @schema@._log_partitions() p
              WHERE b.first_seq BETWEEN p.first_seq AND p.last_seq;
