@@ -2,13 +2,13 @@
 -- keeps its indexes small enough to stay in memory however long the log grows (a round's random
 -- index pages, written in full after every checkpoint, made sealing into a ten-million-event log
 -- half as fast as into an empty one: bench/scale.py), and prune drops a partition whose events all
--- go instead of deleting its rows one by one. seal() makes the partitions ahead of need and ends a
--- round at a partition's end (sql/22_log_partitions.sql).
+-- go instead of deleting its rows one by one. seal() makes the partitions ahead of need, and no
+-- block crosses a partition's end (sql/12_log_partitions.sql).
 --
 -- The existing table becomes the first partition, from seq 0 up to the first million boundary at
--- least 100,000 seqs past its last seq: a seal() of before this release (writers and the sealer
--- keep running between this migration's commit and the sql/ files') makes no partition, and must
--- find one. A fresh install's first partition is [0, 1,000,000).
+-- least 100,000 seqs past its last seq. (A seal() of before this release, running between this
+-- migration's commit and the sql/ files', fails: it calls _canonical_event of the old row type,
+-- dropped below. Its round is tried again.) A fresh install's first partition is [0, 1,000,000).
 --
 -- What changes: `id` is no longer a global unique key (a partitioned table's unique keys must
 -- contain its partition key). Ids are made only by the audit schema's own functions, time-ordered
@@ -20,6 +20,9 @@ DROP FUNCTION IF EXISTS _event_hash(event_log, smallint);
 DROP FUNCTION IF EXISTS _canonical_event(event_log, smallint);
 
 ALTER TABLE event_log RENAME TO event_log_000000;
+-- A partition must carry the log's checks to be attached: none can hold an event below seq 1, which
+-- no block would cover.
+ALTER TABLE event_log_000000 ADD CONSTRAINT event_log_seq_positive CHECK (seq > 0);
 DO $$
 DECLARE
     i record;

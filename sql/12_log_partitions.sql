@@ -54,10 +54,11 @@ $$;
 COMMENT ON FUNCTION @schema@._guard_log_partition(regclass) IS
     'Gives a partition of event_log its guard triggers and takes every right to change it from every role.';
 
--- Making a partition locks the whole log against readers until the round commits: done ahead of
--- need (from halfway through the partition before) only when the lock comes at once, and waited
--- for only when a round needs it now. (LOCK TABLE would need rights the owner gave up on the log:
--- lock_timeout bounds the wait of CREATE TABLE itself; the SET clause restores the caller's.)
+-- A partition is made as a table of its own, guarded, then attached: ATTACH PARTITION takes a lock
+-- on the log that neither readers nor the sealer's and pruner's writes conflict with (CREATE TABLE
+-- ... PARTITION OF would lock the log against every reader, and queue them behind any session that
+-- holds it). Ahead of need (from halfway through the partition before), the lock must come within
+-- 10 ms, else a later round tries again; a round that needs the partition now waits for it.
 CREATE OR REPLACE FUNCTION @schema@._add_log_partitions(needed_seq bigint, wanted_seq bigint)
 RETURNS integer
 LANGUAGE plpgsql
@@ -73,17 +74,19 @@ DECLARE
 BEGIN
     FOR k IN (needed_seq / size) .. (wanted_seq / size) LOOP
         CONTINUE WHEN EXISTS (SELECT 1 FROM @schema@._log_partitions() p WHERE k * size BETWEEN p.first_seq AND p.last_seq);
-        part := 'event_log_' || lpad(k::text, 6, '0');
+        part := 'event_log_' || lpad(k::text, greatest(6, length(k::text)), '0');
         IF k * size <= needed_seq THEN
             PERFORM set_config('lock_timeout', '0', true);
         END IF;
         BEGIN
-            EXECUTE format('CREATE TABLE @schema@.%I PARTITION OF @schema@.event_log FOR VALUES FROM (%s) TO (%s)',
+            EXECUTE format('CREATE TABLE @schema@.%I (LIKE @schema@.event_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS'
+                           ' INCLUDING STORAGE INCLUDING COMPRESSION)', part);
+            PERFORM @schema@._guard_log_partition(format('@schema@.%I', part)::regclass);
+            EXECUTE format('ALTER TABLE @schema@.event_log ATTACH PARTITION @schema@.%I FOR VALUES FROM (%s) TO (%s)',
                            part, k * size, (k + 1) * size);
         EXCEPTION WHEN lock_not_available THEN
             RETURN made;
         END;
-        PERFORM @schema@._guard_log_partition(format('@schema@.%I', part)::regclass);
         made := made + 1;
     END LOOP;
     RETURN made;
@@ -95,24 +98,33 @@ COMMENT ON FUNCTION @schema@._add_log_partitions(bigint, bigint) IS
 REVOKE ALL ON FUNCTION @schema@._add_log_partitions(bigint, bigint) FROM PUBLIC;
 
 -- Only partitions whose every seq is at or below the last prune point: their events are pruned
--- (the prune point says so) whatever called this. The lock waits a little, then gives up: the
--- caller deletes the rows instead, and a later prune drops the emptied partition.
+-- (the prune point says so) whatever called this; and none that holds an event sealed before the
+-- chain began (seq <= chain_start_seq, an upgraded log's), which no block covers and prune leaves.
+-- DROP TABLE locks the log against readers: it waits 50 ms at most, so that readers queue no
+-- longer, and gives up then, as when an object of another role depends on the partition (any role
+-- can name a table by its oid): the caller deletes the rows instead.
 CREATE OR REPLACE FUNCTION @schema@._drop_log_partitions()
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET lock_timeout = '5s'
+SET lock_timeout = '50ms'
 AS $$
 DECLARE
     pruned_through bigint := (SELECT max(p.last_seq) FROM @schema@.prune_points p);
-    d record;
+    chain_start bigint := (SELECT s.chain_start_seq FROM @schema@.seal_state s);
+    -- Listed before any is dropped: a query still reading the log would hold its partitions open.
+    doomed regclass[] := ARRAY(SELECT p.part FROM @schema@._log_partitions() p
+                                WHERE p.last_seq <= pruned_through
+                                  AND NOT EXISTS (SELECT 1 FROM @schema@.event_log l
+                                                   WHERE l.seq BETWEEN p.first_seq AND least(p.last_seq, chain_start)));
+    part regclass;
     dropped integer := 0;
 BEGIN
-    FOR d IN SELECT p.part FROM @schema@._log_partitions() p WHERE p.last_seq <= pruned_through LOOP
+    FOREACH part IN ARRAY doomed LOOP
         BEGIN
-            EXECUTE format('DROP TABLE %s', d.part);
-        EXCEPTION WHEN lock_not_available THEN
+            EXECUTE format('DROP TABLE %s', part);
+        EXCEPTION WHEN lock_not_available OR dependent_objects_still_exist THEN
             RETURN dropped;
         END;
         dropped := dropped + 1;

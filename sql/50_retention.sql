@@ -124,7 +124,9 @@ COMMENT ON FUNCTION @schema@.preview_prune(interval, integer) IS
 -- whole blocks, from first_seq through last_block, their idempotency keys, and a prune point. The
 -- blocks keep their rows, so the chain still links and verify knows where history resumes. The
 -- guard triggers let this through only as @schema@_pruner, inside prune_events or delete_archived.
-CREATE OR REPLACE FUNCTION @schema@._remove_blocks(first_seq bigint, last_block @schema@.blocks, cutoff timestamptz)
+DROP FUNCTION IF EXISTS @schema@._remove_blocks(bigint, @schema@.blocks, timestamptz);
+CREATE OR REPLACE FUNCTION @schema@._remove_blocks(first_seq bigint, last_block @schema@.blocks, cutoff timestamptz,
+                                                   whole_partition boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -135,13 +137,18 @@ BEGIN
     INSERT INTO @schema@.prune_points (block_no, block_hash, last_seq, cutoff, pruned_by)
     VALUES (last_block.block_no, last_block.block_hash, last_block.last_seq, cutoff, @schema@._db_role())
     ON CONFLICT (block_no) DO NOTHING;
-    -- Whole partitions go with DROP; the rest of the range row by row.
-    PERFORM @schema@._drop_log_partitions();
+    -- Whole partitions go with DROP; the rest of the range row by row. A batch that is a whole
+    -- partition larger than batch_size must go by DROP: otherwise this fails (prune_events then
+    -- takes a batch of batch_size instead).
+    IF @schema@._drop_log_partitions() = 0 AND whole_partition THEN
+        RAISE EXCEPTION 'the log''s partition ending at seq % cannot be dropped now', last_block.last_seq
+            USING ERRCODE = 'lock_not_available';
+    END IF;
     DELETE FROM @schema@.event_log l WHERE l.seq BETWEEN first_seq AND last_block.last_seq;
     RETURN last_block.last_seq - first_seq + 1;  -- seqs are gap-free: every one in the range was an event
 END
 $$;
-COMMENT ON FUNCTION @schema@._remove_blocks(bigint, @schema@.blocks, timestamptz) IS
+COMMENT ON FUNCTION @schema@._remove_blocks(bigint, @schema@.blocks, timestamptz, boolean) IS
     'Deletes the events of whole blocks and records the prune point (inside prune_events or delete_archived only).';
 
 SET ROLE @schema@_pruner;
@@ -174,7 +181,16 @@ BEGIN
         result.more := false;
         RETURN result;
     END IF;
-    PERFORM @schema@._remove_blocks(result.first_seq, last_block, cutoff);
+    BEGIN
+        PERFORM @schema@._remove_blocks(result.first_seq, last_block, cutoff, result.deleted > batch_size);
+    EXCEPTION WHEN lock_not_available THEN
+        -- The partition cannot be dropped now (_drop_log_partitions): batch_size of its events, row by row.
+        SELECT coalesce(sum(b.event_count), 0), min(b.first_seq), max(b.last_seq), min(b.block_no), max(b.block_no)
+          INTO result.deleted, result.first_seq, result.last_seq, first_block, last_no
+          FROM @schema@._block_batches(cutoff, batch_size, false) b WHERE b.batch = 1;
+        SELECT * INTO last_block FROM @schema@.blocks x WHERE x.block_no = last_no;
+        PERFORM @schema@._remove_blocks(result.first_seq, last_block, cutoff);
+    END;
     result.more := EXISTS (SELECT 1 FROM @schema@._prunable_blocks(cutoff));
     PERFORM @schema@._record(
         'audit.pruned', NULL, NULL, NULL, 'event_log', NULL,

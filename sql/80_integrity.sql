@@ -30,7 +30,10 @@ AS $$
                           'triggers', (SELECT coalesce(jsonb_object_agg(t.tgname, t.tgenabled), '{}')
                                          FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal))), '{}')
                         FROM pg_class c
-                       WHERE c.relnamespace = '@schema@'::regnamespace AND c.relkind IN ('r', 'v', 'p')));
+                       WHERE c.relnamespace = '@schema@'::regnamespace AND c.relkind IN ('r', 'v', 'p')
+                         -- The log's partitions come and go with sealing and pruning; checked on their own below.
+                         AND NOT EXISTS (SELECT 1 FROM pg_inherits i
+                                          WHERE i.inhrelid = c.oid AND i.inhparent = '@schema@.event_log'::regclass)));
 $$;
 COMMENT ON FUNCTION @schema@._security_snapshot() IS
     'Functions, grants and triggers of the schema, as status compares them with the last install.';

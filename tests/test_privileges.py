@@ -129,7 +129,7 @@ def test_every_security_definer_function_is_pinned_and_closed_to_public(db):
         assert config[0] == "search_path=pg_catalog, pg_temp", name
         # The sealer's (see seal()), and the output settings of captured rows (sql/60_capture.sql).
         assert set(config[1:]) <= {"jit=off", "extra_float_digits=1", "IntervalStyle=postgres", "bytea_output=hex",
-                                   "lc_monetary=C", "TimeZone=UTC", "DateStyle=ISO", "lock_timeout=5s", "lock_timeout=10ms"}, name
+                                   "lc_monetary=C", "TimeZone=UTC", "DateStyle=ISO", "lock_timeout=50ms", "lock_timeout=10ms"}, name
         assert not public_can_execute, name
     assert db.execute("SELECT * FROM audit._integrity_problems()").fetchall() == []
 
