@@ -59,9 +59,11 @@ class Sealed:
     row_bytes: float  # the captured row, as stored in t
 
 
-LOG_SIZES = """SELECT pg_relation_size(c.oid), coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
-                      pg_indexes_size(c.oid)
-                 FROM pg_class c WHERE c.oid = 'audit.event_log'::regclass"""
+LOG_SIZES = """SELECT sum(pg_relation_size(c.oid))::bigint,
+                      sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))::bigint,
+                      sum(pg_indexes_size(c.oid))::bigint
+                 FROM pg_partition_tree('audit.event_log') t JOIN pg_class c ON c.oid = t.relid
+                WHERE t.isleaf"""  # the log's partitions
 
 
 def seal_and_measure(conn: psycopg.Connection, events: int, statement_s: float) -> Sealed:
