@@ -166,6 +166,7 @@ DECLARE
     last_block @schema@.blocks;
     first_block bigint;
     last_no bigint;
+    whole boolean;
 BEGIN
     PERFORM @schema@._check_prune_args(older_than, batch_size);
     -- One of prune and archive planning at a time: a batch planned while a prune is uncommitted
@@ -173,24 +174,24 @@ BEGIN
     LOCK TABLE @schema@.archive_batches IN SHARE ROW EXCLUSIVE MODE;
     cutoff := now() - older_than;
     result.cutoff := cutoff;
-    SELECT coalesce(sum(b.event_count), 0), min(b.first_seq), max(b.last_seq), min(b.block_no), max(b.block_no)
-      INTO result.deleted, result.first_seq, result.last_seq, first_block, last_no
-      FROM @schema@._block_batches(cutoff, batch_size, true) b WHERE b.batch = 1;
-    SELECT * INTO last_block FROM @schema@.blocks x WHERE x.block_no = last_no;
-    IF last_block.block_no IS NULL THEN
-        result.more := false;
-        RETURN result;
-    END IF;
-    BEGIN
-        PERFORM @schema@._remove_blocks(result.first_seq, last_block, cutoff, result.deleted > batch_size);
-    EXCEPTION WHEN lock_not_available THEN
-        -- The partition cannot be dropped now (_drop_log_partitions): batch_size of its events, row by row.
+    -- A whole partition first; when it cannot be dropped now (_drop_log_partitions), batch_size of
+    -- its events, row by row.
+    FOREACH whole IN ARRAY ARRAY[true, false] LOOP
         SELECT coalesce(sum(b.event_count), 0), min(b.first_seq), max(b.last_seq), min(b.block_no), max(b.block_no)
           INTO result.deleted, result.first_seq, result.last_seq, first_block, last_no
-          FROM @schema@._block_batches(cutoff, batch_size, false) b WHERE b.batch = 1;
+          FROM @schema@._block_batches(cutoff, batch_size, whole) b WHERE b.batch = 1;
         SELECT * INTO last_block FROM @schema@.blocks x WHERE x.block_no = last_no;
-        PERFORM @schema@._remove_blocks(result.first_seq, last_block, cutoff);
-    END;
+        IF last_block.block_no IS NULL THEN
+            result.more := false;
+            RETURN result;
+        END IF;
+        BEGIN
+            PERFORM @schema@._remove_blocks(result.first_seq, last_block, cutoff, whole AND result.deleted > batch_size);
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            CONTINUE;
+        END;
+    END LOOP;
     result.more := EXISTS (SELECT 1 FROM @schema@._prunable_blocks(cutoff));
     PERFORM @schema@._record(
         'audit.pruned', NULL, NULL, NULL, 'event_log', NULL,
