@@ -337,6 +337,14 @@ def _hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
     return statements
 
 
+def _apply_migrations(conn: psycopg.Connection, schema: str) -> None:
+    """The pending migrations, each committed on its own (yoyo), as the role the session is in."""
+    backend = _GivenConnectionBackend(conn, schema)
+    backend.init_database()
+    with backend.lock():
+        backend.apply_migrations(backend.to_apply(read_migrations(str(migrations_dir()))))
+
+
 def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = False,
             server_keys: bool = False) -> InstallReport:
     """Install or upgrade pgaudit_py into `schema`; safe to run again and concurrently.
@@ -365,10 +373,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             sql.Identifier(schema), sql.Identifier(roles["owner"])))
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["owner"])))
 
-        backend = _GivenConnectionBackend(conn, schema)
-        backend.init_database()
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(read_migrations(str(migrations_dir()))))
+        _apply_migrations(conn, schema)
 
         snapshot = sql.SQL("SELECT {}._security_snapshot()").format(sql.Identifier(schema))
         with conn.transaction():

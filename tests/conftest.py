@@ -120,6 +120,19 @@ def trail(db: psycopg.Connection) -> AuditTrail:
     return AuditTrail(db)
 
 
+# The last seq of a fresh install's first partition of the log (migrations/0018_log_partitions.sql).
+FIRST_PARTITION_END = 999_999
+
+
+@pytest.fixture
+def near_end(db: psycopg.Connection) -> psycopg.Connection:
+    """The sealer's count (and where the chain starts) five seqs before the log's first partition
+    ends: partitions are tested without sealing a million events."""
+    db.execute("UPDATE audit.seal_state SET last_seq = %s, chain_start_seq = %s",
+               [FIRST_PARTITION_END - 5, FIRST_PARTITION_END - 5])
+    return db
+
+
 @pytest.fixture
 def counts(db: psycopg.Connection) -> Callable[[], tuple[int, int]]:
     """(pending, sealed) event counts, read as superuser."""

@@ -10,35 +10,27 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from conftest import FIRST_PARTITION_END as FIRST_END
 
 from pgaudit_py import install, preview_prune, prune_events, seal, status
 from pgaudit_py.chain import verify_chain
-
-FIRST_END = 999_999
 
 
 def partitions(db):
     return db.execute("SELECT part::text, first_seq, last_seq FROM audit._log_partitions()").fetchall()
 
 
-def record_old(db, n, key_prefix="k"):
+def record_old(db, n, key_prefix="k", kind="old.event"):
     """n events 100 days old, each with an idempotency key (as record() would keep it)."""
     db.execute("""
         WITH made AS (
             INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload, idempotency_key)
-            SELECT 'user', 'x', 'old.event', 'success', pg_current_xact_id(),
+            SELECT 'user', 'x', %s, 'success', pg_current_xact_id(),
                    now() - interval '100 days' + make_interval(secs => g), '{}', %s || '-' || g
               FROM generate_series(1, %s) g
             RETURNING id, idempotency_key)
         INSERT INTO audit.idempotency_keys (idempotency_key, event_id, request_hash)
-        SELECT idempotency_key, id, '\\x00' FROM made""", [key_prefix, n])
-
-
-@pytest.fixture
-def near_end(db):
-    """The sealer's count (and where the chain starts) five seqs before the first partition's end."""
-    db.execute("UPDATE audit.seal_state SET last_seq = %s, chain_start_seq = %s", [FIRST_END - 5, FIRST_END - 5])
-    return db
+        SELECT idempotency_key, id, '\\x00' FROM made""", [kind, key_prefix, n])
 
 
 def test_a_round_that_reaches_a_partitions_end_goes_on_in_a_new_block_in_the_next(near_end):

@@ -6,42 +6,21 @@ partition's end instead of sealing a million events."""
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
-import tarfile
 import threading
 import time
 from datetime import timedelta
-from io import BytesIO
-from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import FIRST_PARTITION_END as FIRST_END
+from test_log_partitions import partitions, record_old
+from test_upgrade import installer_at
 
 from pgaudit_py import prune_events, record, seal, status
 from pgaudit_py.chain import verify_chain
-from pgaudit_py.installer import install
+from pgaudit_py.installer import _apply_migrations, install
 
-FIRST_END = 999_999
 LOGIN_ROLES = ["app_writer", "app_reader", "app_maintainer", "app_secrets", "app_attacker"]
-
-
-def partitions(db):
-    return db.execute("SELECT part::text, first_seq, last_seq FROM audit._log_partitions()").fetchall()
-
-
-def record_old(db, n, key_prefix="k", kind="old.event"):
-    """n events 100 days old, each with an idempotency key (as record() would keep it)."""
-    db.execute("""
-        WITH made AS (
-            INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload, idempotency_key)
-            SELECT 'user', 'x', %s, 'success', pg_current_xact_id(),
-                   now() - interval '100 days' + make_interval(secs => g), '{}', %s || '-' || g
-              FROM generate_series(1, %s) g
-            RETURNING id, idempotency_key)
-        INSERT INTO audit.idempotency_keys (idempotency_key, event_id, request_hash)
-        SELECT idempotency_key, id, '\\x00' FROM made""", [kind, key_prefix, n])
 
 
 def oid_of(db, name):
@@ -50,13 +29,6 @@ def oid_of(db, name):
 
 def verified(db):
     return db.execute("SELECT ok FROM audit.verify()").fetchone()[0], verify_chain(db).ok
-
-
-@pytest.fixture
-def near_end(db):
-    """The sealer's count (and where the chain starts) five seqs before the first partition's end."""
-    db.execute("UPDATE audit.seal_state SET last_seq = %s, chain_start_seq = %s", [FIRST_END - 5, FIRST_END - 5])
-    return db
 
 
 @pytest.fixture
@@ -461,35 +433,12 @@ def test_no_audit_role_can_choose_an_events_id(db, connect, attacker):
 # --- The upgrade ----------------------------------------------------------------------------------
 
 PREVIOUS = "39bc3fe"  # the commit before the log's partitions
-CHECKOUT = Path(__file__).resolve().parent.parent
-
-
-def installer_at(commit, tmp_path_factory):
-    archived = subprocess.run(["git", "-C", str(CHECKOUT), "archive", commit, "sql", "migrations",
-                               "pgaudit_py/installer.py"], capture_output=True)
-    if archived.returncode != 0:
-        pytest.skip(f"commit {commit} is not in this checkout's history")
-    root = tmp_path_factory.mktemp(f"attacks_{commit}")
-    with tarfile.open(fileobj=BytesIO(archived.stdout)) as tar:
-        tar.extractall(root, filter="data")
-    spec = importlib.util.spec_from_file_location(f"installer_attacks_{commit}", root / "pgaudit_py" / "installer.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def apply_migrations_only(db, schema):
     """What the installer commits before it runs the sql/ files: writers and the old sealer run between."""
-    from yoyo import read_migrations
-
-    from pgaudit_py import installer as current
     db.execute(f"SET ROLE {schema}_owner")
-    backend = current._GivenConnectionBackend(db, schema)
-    backend.init_database()
-    with backend.lock():
-        backend.apply_migrations(backend.to_apply(read_migrations(str(current.migrations_dir()))))
+    _apply_migrations(db, schema)
     db.execute("RESET ROLE")
     db.execute("RESET search_path")
 
