@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 
 import psycopg
-from common import alternate, cpu_per_call_us, durable_cluster, medians, pgbench
+from common import alternate, cpu_per_call_us, durable_cluster, log_sizes, medians, pgbench
 
 from pgaudit_py import install, seal
 from pgaudit_py.tempdb import TemporaryCluster
@@ -59,11 +59,6 @@ class Sealed:
     row_bytes: float  # the captured row, as stored in t
 
 
-LOG_SIZES = """SELECT sum(pg_relation_size(c.oid))::bigint,
-                      sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))::bigint,
-                      sum(pg_indexes_size(c.oid))::bigint
-                 FROM pg_partition_tree('audit.event_log') t JOIN pg_class c ON c.oid = t.relid
-                WHERE t.isleaf"""  # the log's partitions
 
 
 def seal_and_measure(conn: psycopg.Connection, events: int, statement_s: float) -> Sealed:
@@ -73,13 +68,12 @@ def seal_and_measure(conn: psycopg.Connection, events: int, statement_s: float) 
                        " FROM t").fetchone()
     assert row is not None
     row_bytes, last_seq = float(row[0]), int(row[1])
-    before = conn.execute(LOG_SIZES).fetchone()
+    before = log_sizes(conn)
     started = time.perf_counter()
     while seal(conn, 1_000_000).sealed:
         pass
     sealing_s = time.perf_counter() - started
-    after = conn.execute(LOG_SIZES).fetchone()
-    assert before is not None and after is not None
+    after = log_sizes(conn)
     conn.execute("CREATE TABLE log_copy (LIKE audit.event_log INCLUDING INDEXES)")
     conn.execute("CHECKPOINT")
     started = time.perf_counter()

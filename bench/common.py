@@ -20,6 +20,17 @@ from pgaudit_py.tempdb import TemporaryCluster, find_binary
 T = TypeVar("T")
 
 
+def log_sizes(conn: psycopg.Connection) -> tuple[int, int, int]:
+    """Bytes of the log's table, TOAST and indexes, summed over its partitions."""
+    row = conn.execute("SELECT sum(pg_relation_size(c.oid))::bigint,"
+                       " sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))::bigint,"
+                       " sum(pg_indexes_size(c.oid))::bigint"
+                       " FROM pg_partition_tree('audit.event_log') t JOIN pg_class c ON c.oid = t.relid"
+                       " WHERE t.isleaf").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 @contextmanager
 def durable_cluster() -> Iterator[TemporaryCluster]:
     """PostgreSQL's default settings (fsync, synchronous_commit, full_page_writes on), on disk."""

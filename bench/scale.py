@@ -33,14 +33,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import psycopg
-from common import bench_database
+from common import bench_database, log_sizes
 
 from pgaudit_py import list_events, seal
 from pgaudit_py.events import count_events
 from pgaudit_py.retention import prune_all
 
 ROUND = 100_000
-PARTITION = 1_000_000  # seqs per partition of the log (sql/12_log_partitions.sql)
 INTAKE_PARTITIONS = [f"audit.event_intake_{n}" for n in range(4)]
 TENANTS = 50
 ACTORS = 10_000
@@ -126,12 +125,7 @@ def queries(conn: psycopg.Connection, calls: int, deep_seq: int) -> None:
 
 
 def log_bytes(conn: psycopg.Connection, events: int) -> None:
-    table, toast, indexes = conn.execute(
-        "SELECT sum(pg_relation_size(c.oid))::bigint,"
-        " sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))::bigint,"
-        " sum(pg_indexes_size(c.oid))::bigint"
-        " FROM pg_partition_tree('audit.event_log') t JOIN pg_class c ON c.oid = t.relid"
-        " WHERE t.isleaf").fetchone()  # type: ignore[misc]
+    table, toast, indexes = log_sizes(conn)
     print(f"log: {(table + toast + indexes) / 1e6:,.0f} MB for {events:,} events:"
           f" {(table + toast + indexes) / events:.0f} bytes per event (table {table / events:.0f},"
           f" TOAST {toast / events:.0f}, indexes {indexes / events:.0f})")
@@ -181,20 +175,21 @@ def main() -> None:
     with bench_database() as cluster, psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
         empty_rate, empty_wal = seal_rate(conn, 0)
         print(f"sealing on the empty log: {empty_rate:,.0f} events/s, {empty_wal:,.0f} bytes of WAL per event")
+        partition = conn.execute("SELECT audit._log_partition_size()").fetchone()[0]  # type: ignore[index]
         started = time.perf_counter()
         build(conn, ROUND, events, started)
         # The log's partitions hold a million seqs each: the full log's rate is measured twice, on
         # the first ROUND events of a partition and on its last, where its indexes are at their largest.
         fresh_rate, fresh_wal = seal_rate(conn, events)
-        print(f"sealing on a log of {events:,} events, into a partition that holds {events % PARTITION:,}:"
+        print(f"sealing on a log of {events:,} events, into a partition that holds {events % partition:,}:"
               f" {fresh_rate:,.0f} events/s, {fresh_wal:,.0f} bytes of WAL per event:"
               f" {fresh_rate / empty_rate:.2f} of the empty log's rate (bar: at least 0.80)")
-        built = events + ROUND + (PARTITION - (events + 2 * ROUND) % PARTITION) % PARTITION
+        built = events + ROUND + (partition - (events + 2 * ROUND) % partition) % partition
         build(conn, events + ROUND, built, started)
         conn.execute("VACUUM ANALYZE audit.event_log")
         full_rate, full_wal = seal_rate(conn, built)
         print(f"sealing on a log of {built:,} events, into the last {ROUND:,} seqs of a partition that holds"
-              f" {built % PARTITION:,}: {full_rate:,.0f} events/s, {full_wal:,.0f} bytes of WAL per"
+              f" {built % partition:,}: {full_rate:,.0f} events/s, {full_wal:,.0f} bytes of WAL per"
               f" event: {full_rate / empty_rate:.2f} of the empty log's rate (bar: at least 0.80)")
         total = built + ROUND
 
