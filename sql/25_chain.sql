@@ -12,57 +12,36 @@
 -- pinned search_path of seal() and verify().
 DROP FUNCTION IF EXISTS @schema@._event_hash(@schema@.event_log);
 DROP FUNCTION IF EXISTS @schema@._canonical_event(@schema@.event_log);
--- The line from the event's fields, in the log's column order (seal() passes the columns it just
--- wrote: reading 21 fields out of a whole row value costs more than the line itself).
-CREATE OR REPLACE FUNCTION @schema@._canonical_line(
-    version smallint, seq bigint, id uuid, tenant_id text, actor_type text, actor_id text, db_role text,
-    client_addr inet, application_name text, kind text, target_type text, target_id text, outcome text,
-    correlation_id text, idempotency_key text, txid xid8, occurred_at timestamptz, payload jsonb,
-    schema_valid boolean, row_before jsonb, row_after jsonb, changed jsonb, origin text)
-RETURNS text
-LANGUAGE sql
-STABLE
-AS $$
-    SELECT '{"v": ' || version || ', "id": ' || coalesce('"' || id || '"', 'null')
-        || ', "seq": ' || coalesce(seq::text, 'null')
-        || ', "kind": ' || coalesce(pg_catalog.to_json(kind)::text, 'null')
-        || ', "txid": ' || coalesce('"' || txid || '"', 'null')
-        || CASE WHEN version >= 2 THEN ', "origin": ' || coalesce(pg_catalog.to_json(origin)::text, 'null') ELSE '' END
-        || ', "changed": ' || coalesce(changed::text, 'null')
-        || ', "db_role": ' || coalesce(pg_catalog.to_json(db_role)::text, 'null')
-        || ', "outcome": ' || coalesce(pg_catalog.to_json(outcome)::text, 'null')
-        || ', "payload": ' || coalesce(payload::text, 'null')
-        || ', "actor_id": ' || coalesce(pg_catalog.to_json(actor_id)::text, 'null')
-        || ', "row_after": ' || coalesce(row_after::text, 'null')
-        || ', "target_id": ' || coalesce(pg_catalog.to_json(target_id)::text, 'null')
-        || ', "tenant_id": ' || coalesce(pg_catalog.to_json(tenant_id)::text, 'null')
-        || ', "actor_type": ' || coalesce(pg_catalog.to_json(actor_type)::text, 'null')
-        || ', "row_before": ' || coalesce(row_before::text, 'null')
-        || ', "client_addr": ' || coalesce('"' || client_addr::text || '"', 'null')
-        || ', "occurred_at": '
-        || coalesce('"' || pg_catalog.to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"',
-                    'null')
-        || ', "target_type": ' || coalesce(pg_catalog.to_json(target_type)::text, 'null')
-        || ', "schema_valid": ' || coalesce(schema_valid::text, 'null')
-        || ', "correlation_id": ' || coalesce(pg_catalog.to_json(correlation_id)::text, 'null')
-        || ', "idempotency_key": ' || coalesce(pg_catalog.to_json(idempotency_key)::text, 'null')
-        || ', "application_name": ' || coalesce(pg_catalog.to_json(application_name)::text, 'null')
-        || '}'
-$$;
-COMMENT ON FUNCTION @schema@._canonical_line(smallint, bigint, uuid, text, text, text, text, inet, text, text, text,
-                                             text, text, text, text, xid8, timestamptz, jsonb, boolean, jsonb,
-                                             jsonb, jsonb, text) IS
-    'Canonical line of a sealed event from its fields, in a canonical form version (1 or 2).';
-
 CREATE OR REPLACE FUNCTION @schema@._canonical_event(e @schema@.event_log, version smallint)
 RETURNS text
 LANGUAGE sql
 STABLE
 AS $$
-    SELECT @schema@._canonical_line(version, e.seq, e.id, e.tenant_id, e.actor_type, e.actor_id, e.db_role,
-                                    e.client_addr, e.application_name, e.kind, e.target_type, e.target_id,
-                                    e.outcome, e.correlation_id, e.idempotency_key, e.txid, e.occurred_at,
-                                    e.payload, e.schema_valid, e.row_before, e.row_after, e.changed, e.origin)
+    SELECT '{"v": ' || version || ', "id": ' || coalesce('"' || e.id || '"', 'null')
+        || ', "seq": ' || coalesce(e.seq::text, 'null')
+        || ', "kind": ' || coalesce(pg_catalog.to_json(e.kind)::text, 'null')
+        || ', "txid": ' || coalesce('"' || e.txid || '"', 'null')
+        || CASE WHEN version >= 2 THEN ', "origin": ' || coalesce(pg_catalog.to_json(e.origin)::text, 'null') ELSE '' END
+        || ', "changed": ' || coalesce(e.changed::text, 'null')
+        || ', "db_role": ' || coalesce(pg_catalog.to_json(e.db_role)::text, 'null')
+        || ', "outcome": ' || coalesce(pg_catalog.to_json(e.outcome)::text, 'null')
+        || ', "payload": ' || coalesce(e.payload::text, 'null')
+        || ', "actor_id": ' || coalesce(pg_catalog.to_json(e.actor_id)::text, 'null')
+        || ', "row_after": ' || coalesce(e.row_after::text, 'null')
+        || ', "target_id": ' || coalesce(pg_catalog.to_json(e.target_id)::text, 'null')
+        || ', "tenant_id": ' || coalesce(pg_catalog.to_json(e.tenant_id)::text, 'null')
+        || ', "actor_type": ' || coalesce(pg_catalog.to_json(e.actor_type)::text, 'null')
+        || ', "row_before": ' || coalesce(e.row_before::text, 'null')
+        || ', "client_addr": ' || coalesce('"' || e.client_addr::text || '"', 'null')
+        || ', "occurred_at": '
+        || coalesce('"' || pg_catalog.to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"',
+                    'null')
+        || ', "target_type": ' || coalesce(pg_catalog.to_json(e.target_type)::text, 'null')
+        || ', "schema_valid": ' || coalesce(e.schema_valid::text, 'null')
+        || ', "correlation_id": ' || coalesce(pg_catalog.to_json(e.correlation_id)::text, 'null')
+        || ', "idempotency_key": ' || coalesce(pg_catalog.to_json(e.idempotency_key)::text, 'null')
+        || ', "application_name": ' || coalesce(pg_catalog.to_json(e.application_name)::text, 'null')
+        || '}'
 $$;
 COMMENT ON FUNCTION @schema@._canonical_event(@schema@.event_log, smallint) IS
     'Canonical line of a sealed event in a canonical form version (1 or 2), hashed with SHA-256 into its block.';

@@ -72,12 +72,7 @@ BEGIN
                     THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END,
                block_no, m.origin
           FROM tamed m
-        RETURNING l.seq, l.occurred_at,
-                  @schema@._sealable_hash(@schema@._canonical_line(
-                      2::smallint, l.seq, l.id, l.tenant_id, l.actor_type, l.actor_id, l.db_role, l.client_addr,
-                      l.application_name, l.kind, l.target_type, l.target_id, l.outcome, l.correlation_id,
-                      l.idempotency_key, l.txid, l.occurred_at, l.payload, l.schema_valid, l.row_before,
-                      l.row_after, l.changed, l.origin)) AS hash
+        RETURNING l.seq, l.occurred_at, @schema@._sealable_hash(@schema@._canonical_event(l, 2::smallint)) AS hash
     )
     SELECT count(*), max(s.seq), string_agg(s.hash, ''::bytea ORDER BY s.seq), max(s.occurred_at)
       INTO moved, last_seq, hashes, newest
