@@ -10,9 +10,11 @@ sealed; then their log rows are written again, with one INSERT ... SELECT each t
 3. into a copy with all of them (what sealing writes, beside its other work);
 4. into a copy without indexes, then every index built with CREATE INDEX, as a partition that is
    full could be indexed in bulk.
-Microseconds per event, in units of the untracked INSERT (as bench/capture.py's bars are), and
-the floors they set for the tracked INSERT including sealing: the tracked statement plus the log's
-rows written once, whatever else sealing does. A throwaway cluster with PostgreSQL's default
+Beside them, hashing the same events' canonical lines with nothing written (what the chain costs
+in any design that keeps the canonical form). Microseconds per event, in units of the untracked
+INSERT (as bench/capture.py's bars are), and the floors they set for the tracked INSERT including
+sealing: the tracked statement plus the log's rows written once, whatever else sealing does, and
+with their lines hashed. A throwaway cluster with PostgreSQL's default
 durability, on disk; medians of --rounds, each measurement after a CHECKPOINT.
 """
 from __future__ import annotations
@@ -53,6 +55,7 @@ def main() -> None:
         while seal(conn, 1_000_000).sealed:
             pass
         conn.execute("CREATE TABLE sealed AS SELECT * FROM audit.event_log WHERE origin = 'capture'")
+        last_seq = conn.execute("SELECT last_seq FROM audit.seal_state").fetchone()[0]  # type: ignore[index]
         conn.execute("VACUUM ANALYZE sealed")
         # The first partition's indexes: every partition has the same.
         indexes = conn.execute(
@@ -92,6 +95,11 @@ def main() -> None:
         sides["all indexes, built after the rows"] = (
             lambda: fresh([]), [copy] + [f"CREATE INDEX ON log_copy {d}" for _, d in indexes])
 
+        sides["their canonical lines hashed, nothing written"] = (  # without JIT, as seal() runs
+            lambda: conn.execute("SET jit = off"),
+            [f"SELECT count(audit._event_hash(l, 2::smallint)) FROM audit.event_log l"
+             f" WHERE l.origin = 'capture' AND l.seq <= {int(last_seq)}", "RESET jit"])
+
         results: dict[str, list[float]] = {side: [] for side in sides}
         for r in range(args.rounds):
             for side in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
@@ -105,14 +113,19 @@ def main() -> None:
         print(f"{rows:,} captured INSERT events; the untracked INSERT of their rows took {unit * 1000:.0f} ms (= 1x),"
               f" the tracked one {tracked / unit:.2f}x")
         print(f"{'their log rows written into a copy of the log':<58}{'µs/event':>10}{'x untracked':>13}")
+        hashing = seconds.pop("their canonical lines hashed, nothing written")
         whole = ("no index", "all indexes, row by row", "all indexes, built after the rows")
         for side, s in seconds.items():
             cost = s if side in whole else s - bare
             label = side if side in whole else f"  + {side}"
             print(f"{label:<58}{cost / rows * 1e6:>10.2f}{cost / unit:>12.2f}x")
-        print("floor of the tracked INSERT including sealing (bar 3.5x): the statement and the rows written once")
+        print(f"{'their canonical lines hashed, nothing written':<58}{hashing / rows * 1e6:>10.2f}"
+              f"{hashing / unit:>12.2f}x")
+        print("floor of the tracked INSERT including sealing (bar 3.5x): the statement, the rows written once")
         for side in whole:
             print(f"  {'with ' + side:<56}{(tracked + seconds[side]) / unit:>22.2f}x")
+        least = tracked + seconds["no index"] + hashing
+        print(f"  {'with no index, and their lines hashed':<56}{least / unit:>22.2f}x")
 
 if __name__ == "__main__":
     main()
