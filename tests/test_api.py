@@ -358,6 +358,15 @@ def test_pgaudit_serve_refuses_to_start_with_a_dsn_it_cannot_use(db):
     assert done.returncode == 1 and "cannot connect" in done.stderr
 
 
+def test_pgaudit_serve_refuses_a_checkpoint_directory_that_is_not_there(db, tmp_path):
+    """Not a server whose /v1/audit/verify says "no checkpoint" for good because of a typo."""
+    info = db.info
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader"
+    done = subprocess.run([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(_free_port()),
+                           "--checkpoint-dir", str(tmp_path / "missing")], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "does not exist" in done.stderr and str(tmp_path / "missing") in done.stderr
+
+
 def test_created_tokens_work_at_once_and_revoked_ones_stop_at_the_next_request(start_api, make_token, connect):
     api = start_api()
     token = make_token(name="short-lived", expires_at=datetime.now(timezone.utc) + timedelta(days=1))

@@ -22,7 +22,7 @@ from pgaudit_py.cli.common import Settings, _with_options, connection_options, f
               help="Where POST /v1/audit/archive/run archives (file:///dir or s3://bucket/prefix).")
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDRESS",
               help="A reverse proxy whose X-Forwarded-For names the client (repeatable); none by default.")
-@click.option("--checkpoint-dir", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--checkpoint-dir", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Signed checkpoints (*.json); /v1/audit/verify reports the newest.")
 @_with_options(key_options)
 @connection_options
