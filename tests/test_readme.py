@@ -213,6 +213,20 @@ def test_the_python_example_runs_as_written(db, first_session):
                            {"amount": 12.5}, "req-42", None)]
 
 
+def test_the_python_example_after_the_first_session_prints_what_the_readme_says(db, first_session):
+    """The README's words before the example: after the first session, its sealed event follows."""
+    for block in (b for b in marked_blocks(README) if b.lang == "sql" and b.role != "superuser"):
+        assert block.role is not None
+        run_sql(first_session(block.role), block.code)
+    [block] = [b for b in marked_blocks(README) if b.lang == "python" and not b.source]
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        exec(compile(block.code, "README.md", "exec"), {"__name__": "readme"})
+    later = re.search(r"that session's\s+sealed event follows it \(`(.*?)`\)", README.read_text())
+    assert later is not None
+    assert printed.getvalue().splitlines() == ["order.refunded alice req-42 True", later[1]]
+
+
 def test_the_python_reference_example_runs_as_written(db, first_session):
     """docs/python.md's first example, with the same roles."""
     [block] = marked_blocks(PYTHON_DOC)
