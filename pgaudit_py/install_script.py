@@ -93,6 +93,8 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
            f" (pending migrations: {', '.join(pending) or 'none'}), for role {conn.info.user}",
            "-- Apply as that role, in one transaction: psql -v ON_ERROR_STOP=1 -1 -f this.sql", ""]
     add = out.append
+    # A fresh install's DROP ... IF EXISTS would each print a NOTICE that it skipped: noise to whoever applies it.
+    add("SET LOCAL client_min_messages = warning;")
     add(f"SELECT pg_catalog.pg_advisory_xact_lock({_INSTALL_LOCK});  -- one installer at a time")
     out.extend(_guards(conn, schema, sorted(applied), crypto))
     for name in roles.values():
