@@ -101,6 +101,9 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
     require_no_transaction(conn, "verify_chain reads one snapshot in a transaction of its own")
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")  # one consistent snapshot
+        # The values as the canonical form reads them, whatever the reader's role or database sets:
+        # psycopg reads timestamps in ISO only, and an event's text need not fit another encoding.
+        conn.execute("SET LOCAL DateStyle = ISO; SET LOCAL client_encoding = 'UTF8'")
         state = conn.execute(sql.SQL("SELECT chain_start_seq, last_block_no FROM {}.seal_state").format(s)).fetchone()
         assert state is not None
         chain_start, head_no = state

@@ -21,7 +21,8 @@ AS $$
     SELECT i.inhrelid::regclass, b[1]::bigint, b[2]::bigint - 1
       FROM pg_inherits i
       JOIN pg_class c ON c.oid = i.inhrelid,
-           regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES FROM \(''?(-?\d+)''?\) TO \(''?(-?\d+)''?\)$') b
+           regexp_match(pg_get_expr(c.relpartbound, c.oid),  -- no backslash: standard_conforming_strings may be off
+                        '^FOR VALUES FROM [(]''?(-?[0-9]+)''?[)] TO [(]''?(-?[0-9]+)''?[)]$') b
      WHERE i.inhparent = '@schema@.event_log'::regclass
      ORDER BY 2
 $$;

@@ -161,14 +161,17 @@ BEGIN
         IF NOT FOUND THEN
             SELECT * INTO v_existing FROM @schema@.idempotency_keys k
              WHERE k.tenant_id IS NOT DISTINCT FROM v_tenant AND k.idempotency_key = p_idempotency_key;
-            IF v_existing.request_hash <> v_hash THEN
+            SELECT * INTO v_event FROM @schema@.events e WHERE e.id = v_existing.event_id;
+            -- A retry is the same request from the same database role: another role is not handed
+            -- the first event (its address, application and time; a writer may not read events).
+            IF v_existing.request_hash <> v_hash OR v_event.db_role IS DISTINCT FROM v_role AND v_event.id IS NOT NULL THEN
                 -- Not naming the first event: a writer may not read it, and a time-ordered id
                 -- would tell it when another tenant's request came.
                 RAISE EXCEPTION 'idempotency key % was already used for a different event', pg_catalog.quote_literal(p_idempotency_key)
                     USING ERRCODE = 'PA004',
-                          DETAIL = 'The first event with this key differs in kind, actor, target, payload, outcome or correlation id.';
+                          DETAIL = 'The first event with this key differs in kind, actor, target, payload, outcome, '
+                                   'correlation id or database role.';
             END IF;
-            SELECT * INTO v_event FROM @schema@.events e WHERE e.id = v_existing.event_id;
             RETURN v_event;
         END IF;
     END IF;

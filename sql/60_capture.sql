@@ -277,6 +277,20 @@ DECLARE
     -- A captured row's id: the statement's id with the row's number added to its last 48 bits.
     id_of text := '(v_id_prefix || pg_catalog.lpad(pg_catalog.to_hex((v_id_base + %s.k) & 281474976710655), 12, ''0''))::uuid';
     pair_filter text;  -- UPDATE: refuse rows that do not pair up; skip no-op updates if asked
+    -- v_images := the sandbox's images of the rows %s stands for, in a subtransaction rolled back at
+    -- once: whatever the user's code changed for the session (a setting made with SET, which no SET
+    -- clause undoes; search_path above all) is undone with it, and only the images, a variable,
+    -- survive. PA016 is raised and caught here only; raised by the user's code instead, it goes on.
+    sandboxed constant text := 'v_imaged := false;
+        BEGIN
+            v_images := @schema@._row_images(%s);
+            v_imaged := true;
+            RAISE SQLSTATE ''PA016'';
+        EXCEPTION WHEN SQLSTATE ''PA016'' THEN
+            IF NOT v_imaged THEN
+                RAISE;
+            END IF;
+        END;';
 BEGIN
     IF inline THEN
         -- Each row image once per row (OFFSET 0); x.* is the whole row even with a column named x.
@@ -286,11 +300,16 @@ BEGIN
                  ' ARRAY(SELECT pg_catalog.to_jsonb(x.*) FROM new_rows AS x)) AS p(o, n)';
     ELSE
         -- x.* as a function's argument is the whole row, even when the table has a column named x.
-        prepare_insert := 'v_images := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x));';
-        prepare_delete := 'v_images := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x));';
+        -- A user's cast may SET search_path (not LOCAL), which outlives every SET clause: the
+        -- statements after it, planned again, would call the user's operators as this role.
+        prepare_insert := format(sandboxed,
+                                 '(SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x)');
+        prepare_delete := format(sandboxed,
+                                 '(SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x)');
         -- Old and new rows in one call: {"f1": [old...], "f2": [new...]}.
-        prepare_update := 'v_images := @schema@._row_images(ROW((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x),'
-                          ' (SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x)));';
+        prepare_update := format(sandboxed,
+                                 'ROW((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x),'
+                                 ' (SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x))');
         new_rows := 'pg_catalog.jsonb_array_elements(v_images) AS q(j)';
         old_rows := new_rows;
         pairs := 'unnest(ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images -> ''f1'')),'
@@ -328,6 +347,7 @@ DECLARE
     v_id_prefix text := pg_catalog.left(v_id, 20);
     v_id_base bigint := ('x' || pg_catalog.right(v_id, 12))::bit(48)::bigint;
     v_images jsonb;
+    v_imaged boolean;
 BEGIN
     -- Only for the table it was made for, and only as that table's capture trigger of this
     -- operation: attached to another table it refuses, so no look-alike table can write history

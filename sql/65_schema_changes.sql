@@ -217,7 +217,7 @@ BEGIN
     -- A capture trigger dropped from a table that tracking still covers.
     FOR rel IN SELECT DISTINCT to_regclass(format('%I.%I', d.address_names[1], d.address_names[2]))
                  FROM pg_event_trigger_dropped_objects() d
-                WHERE d.classid = 'pg_trigger'::regclass AND d.address_names[3] LIKE '@schema@\_capture\_%' LOOP
+                WHERE d.classid = 'pg_trigger'::regclass AND starts_with(d.address_names[3], '@schema@_capture_') LOOP
         CONTINUE WHEN rel IS NULL;
         PERFORM @schema@._refuse_broken_capture(rel);
     END LOOP;

@@ -50,7 +50,7 @@ DECLARE
     iv bytea := @schema@._random_bytes(16);
     body bytea;
 BEGIN
-    body := '\x01'::bytea || iv || @schema@._aes_cbc(p_plain, @schema@._hmac_sha256('pgaudit_py enc'::bytea, p_key), iv, true);
+    body := decode('01', 'hex') || iv || @schema@._aes_cbc(p_plain, @schema@._hmac_sha256('pgaudit_py enc'::bytea, p_key), iv, true);
     RETURN body || @schema@._hmac_sha256(p_bound || body, @schema@._hmac_sha256('pgaudit_py mac'::bytea, p_key));
 END
 $$;
@@ -224,7 +224,7 @@ RETURNS bytea
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT string_agg(convert_to(p, 'UTF8'), '\x00'::bytea ORDER BY n) FROM unnest(p_parts) WITH ORDINALITY AS u(p, n) $$;
+AS $$ SELECT string_agg(convert_to(p, 'UTF8'), decode('00', 'hex') ORDER BY n) FROM unnest(p_parts) WITH ORDINALITY AS u(p, n) $$;
 
 CREATE OR REPLACE FUNCTION @schema@._wrap_bound(p_tenant text, p_version integer, p_master_version integer)
 RETURNS bytea

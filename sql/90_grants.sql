@@ -65,7 +65,7 @@ DECLARE
 BEGIN
     FOR f IN SELECT p.oid FROM pg_proc p
               WHERE p.pronamespace = '@schema@'::regnamespace AND p.proowner = '@schema@_owner'::regrole
-                AND p.proname LIKE '\_%' AND NOT p.prosecdef AND p.prokind = 'f' LOOP
+                AND starts_with(p.proname, '_') AND NOT p.prosecdef AND p.prokind = 'f' LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO @schema@_capture, @schema@_sealer, @schema@_pruner', f);
     END LOOP;
 END

@@ -80,6 +80,20 @@ def db(postgresql: psycopg.Connection) -> psycopg.Connection:
     return postgresql
 
 
+# Where user code's reports of who ran it are kept when a subtransaction that ran it is rolled back
+# (the capture functions roll back the sandbox's, sql/60_capture.sql): public.who_ran's trigger
+# also says each row in a NOTICE, which outlives the rollback, and this writes it again, through a
+# connection of its own (set by the attacker fixture while it lasts).
+_who_ran_writer: list[psycopg.Connection] = []
+
+
+def _keep_who_ran(notice: psycopg.errors.Diagnostic) -> None:
+    message = notice.message_primary or ""
+    if _who_ran_writer and message.startswith("who_ran "):
+        _who_ran_writer[0].execute("INSERT INTO public.who_ran SELECT * FROM json_populate_record(NULL::public.who_ran, %s)",
+                                   (message.removeprefix("who_ran "),))
+
+
 @pytest.fixture
 def connect(postgresql: psycopg.Connection) -> Iterator[Callable[..., psycopg.Connection]]:
     """Open more connections to the test database, as any role; all closed after the test."""
@@ -89,6 +103,7 @@ def connect(postgresql: psycopg.Connection) -> Iterator[Callable[..., psycopg.Co
     def open_connection(role: str | None = None, autocommit: bool = True, **kwargs: object) -> psycopg.Connection:
         conn = psycopg.connect(host=info.host, port=info.port, dbname=info.dbname,
                                user=role or info.user, autocommit=autocommit, **kwargs)  # type: ignore[arg-type]
+        conn.add_notice_handler(_keep_who_ran)
         opened.append(conn)
         return conn
 
@@ -156,6 +171,14 @@ def attacker(db, connect):
     # Where user code reports who ran it, writable by anyone.
     db.execute("CREATE TABLE public.who_ran (who text, what text, forged boolean)")
     db.execute("GRANT ALL ON public.who_ran TO PUBLIC")
+    db.execute("""CREATE FUNCTION public.who_ran_notice() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN RAISE NOTICE 'who_ran %', row_to_json(NEW); RETURN NULL; END $$;
+                  CREATE TRIGGER who_ran_notice AFTER INSERT ON public.who_ran
+                      FOR EACH ROW EXECUTE FUNCTION public.who_ran_notice()""")
+    writer = connect()
+    writer.remove_notice_handler(_keep_who_ran)  # its own insert's notice is not written again
+    _who_ran_writer.append(writer)
+    db.add_notice_handler(_keep_who_ran)
     conn = connect("table_owner")
     # Reports who runs it, and whether that role could append to the log.
     conn.execute("""
@@ -171,6 +194,8 @@ def attacker(db, connect):
             RETURN true;
         END $$""")
     yield conn
+    _who_ran_writer.clear()
+    db.remove_notice_handler(_keep_who_ran)
     db.execute("REVOKE CREATE ON DATABASE " + db.info.dbname + " FROM table_owner")
     db.execute("REASSIGN OWNED BY table_owner TO postgres")
     db.execute("DROP OWNED BY table_owner")

@@ -158,8 +158,8 @@ def test_idempotency_key_with_another_actor_target_outcome_or_correlation_is_ref
     with pytest.raises(IdempotencyConflict, match="already used for a different event") as caught:
         record(writer, "order.paid", idempotency_key="k1", **{**FIRST, **changed})  # type: ignore[arg-type]
     # The first event is not named: a writer may not read it, and its id tells when it was made.
-    assert caught.value.detail == ("The first event with this key differs in kind, actor, target, payload, outcome"
-                                   " or correlation id.")
+    assert caught.value.detail == ("The first event with this key differs in kind, actor, target, payload, outcome,"
+                                   " correlation id or database role.")
     assert counts() == (1, 0)
     assert db.execute("SELECT id, actor_type, actor_id, target_type, target_id, outcome, correlation_id"
                       " FROM audit.event_intake").fetchall() == [

@@ -2,9 +2,12 @@
 -- runs as one (status reports their absence otherwise). Recreated when the commands they watch change.
 DO $$
 DECLARE
+    -- CREATE SCHEMA too: its commands (CREATE TABLE ... PARTITION OF a tracked table, say) run under
+    -- its tag alone.
     wanted text[] := ARRAY['ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER',
-                           'ALTER TYPE', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE TABLE',
-                           'CREATE TRIGGER'];
+                           'ALTER TYPE', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE SCHEMA',
+                           'CREATE TABLE', 'CREATE TRIGGER'];
+    wanted_for_partitions text[] := ARRAY['ALTER TABLE', 'CREATE SCHEMA', 'CREATE TABLE'];
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end'
                                                 AND evttags IS DISTINCT FROM wanted) THEN
@@ -13,17 +16,21 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end') THEN
         CREATE EVENT TRIGGER @schema@_ddl_end ON ddl_command_end
             WHEN TAG IN ('ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER',
-                         'ALTER TYPE', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE TABLE',
-                         'CREATE TRIGGER')
+                         'ALTER TYPE', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE SCHEMA',
+                         'CREATE TABLE', 'CREATE TRIGGER')
             EXECUTE FUNCTION @schema@._on_ddl_end();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_sql_drop') THEN
         CREATE EVENT TRIGGER @schema@_sql_drop ON sql_drop EXECUTE FUNCTION @schema@._on_sql_drop();
     END IF;
     -- Named to fire before @schema@_ddl_end, which checks what it did.
+    IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_capture_partitions'
+                                                AND evttags IS DISTINCT FROM wanted_for_partitions) THEN
+        DROP EVENT TRIGGER @schema@_capture_partitions;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_capture_partitions') THEN
         CREATE EVENT TRIGGER @schema@_capture_partitions ON ddl_command_end
-            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE')
+            WHEN TAG IN ('ALTER TABLE', 'CREATE SCHEMA', 'CREATE TABLE')
             EXECUTE FUNCTION @schema@._cover_partitions();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_table_rewrite') THEN

@@ -1,0 +1,632 @@
+"""A third attacker's trial of the five classes, against the partitioned log, the rotating intake,
+baselines, time-ordered ids and the quarantine. Each test asserts the SAFE outcome: it passes when
+the product holds and fails when the attack breaks it.
+
+Roles: table_owner (the `attacker` fixture: owns tables, no audit role; app_maintainer is a member,
+so it may track them), app_writer, app_reader, app_maintainer, and roles made here."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from pgaudit_py import (
+    IdempotencyConflict,
+    PgAuditError,
+    audit_context,
+    canonical,
+    enable_tracking,
+    record,
+    row_history,
+    seal,
+    status,
+)
+from pgaudit_py.chain import verify_chain
+
+PRIVILEGED = {"audit_owner", "audit_capture", "audit_sealer", "audit_pruner", "postgres"}
+
+
+def ran(db) -> set[tuple[str, str, bool]]:
+    return set(db.execute("SELECT who, what, forged FROM public.who_ran").fetchall())
+
+
+def privileged_runs(db) -> list[tuple]:
+    return db.execute("SELECT who, what, forged FROM public.who_ran WHERE forged OR who = ANY(%s)",
+                      (list(PRIVILEGED),)).fetchall()
+
+
+def forged_events(db) -> list[tuple]:
+    return db.execute("SELECT kind, origin, db_role FROM audit.events WHERE payload ? 'forged'"
+                      " OR kind = 'forged.event'").fetchall()
+
+
+@contextmanager
+def casts_unwatched(db):
+    """As on an install without the event triggers (a non-superuser install)."""
+    db.execute("ALTER EVENT TRIGGER audit_ddl_end DISABLE")
+    try:
+        yield
+    finally:
+        db.execute("ALTER EVENT TRIGGER audit_ddl_end ENABLE")
+
+
+def both_verify(db) -> None:
+    assert db.execute("SELECT ok, problem FROM audit.verify()").fetchone() == (True, None)
+    python = verify_chain(db)
+    assert (python.ok, python.problem) == (True, None)
+
+
+# The attacker's kit: a schema everyone may use, a note of who ran what, a forgery as whoever runs
+# it, and operators the privileged code uses (bigint +, bigint &, jsonb ->>, int <=) that, once the
+# search_path names this schema first, are found before pg_catalog's.
+KIT = """
+CREATE SCHEMA evil;
+GRANT USAGE ON SCHEMA evil TO PUBLIC;
+CREATE FUNCTION evil.note(what text, forged boolean) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO public.who_ran VALUES (current_user, what, forged) $$;
+CREATE FUNCTION evil.forge() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit.event_intake (actor_type, db_role, kind, outcome, txid, occurred_at, payload, origin)
+    VALUES ('user', 'postgres', 'audit.tracking_disabled', 'success', '1', pg_catalog.now(),
+            '{"forged": true}', 'system');
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN RETURN false;
+END $$;
+CREATE FUNCTION evil.plus(bigint, bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN PERFORM evil.note('operator +', evil.forge()); RETURN $1 OPERATOR(pg_catalog.+) $2; END $$;
+CREATE OPERATOR evil.+ (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.plus);
+CREATE FUNCTION evil.band(bigint, bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN PERFORM evil.note('operator &', evil.forge()); RETURN $1 OPERATOR(pg_catalog.&) $2; END $$;
+CREATE OPERATOR evil.& (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.band);
+CREATE FUNCTION evil.arrow(jsonb, text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM evil.note('operator ->>', evil.forge()); RETURN $1 OPERATOR(pg_catalog.->>) $2; END $$;
+CREATE OPERATOR evil.->> (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = evil.arrow);
+CREATE FUNCTION evil.le(integer, integer) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN PERFORM evil.note('operator <=', evil.forge()); RETURN $1 OPERATOR(pg_catalog.<=) $2; END $$;
+CREATE OPERATOR evil.<= (LEFTARG = integer, RIGHTARG = integer, FUNCTION = evil.le);
+-- Runs wherever the planner folds it, as whoever plans: leaves the session's search_path to the kit
+-- (a plain SET outlives every enclosing function's SET clause).
+CREATE FUNCTION evil.hijack(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM evil.note('hijack', false);
+    PERFORM pg_catalog.set_config('search_path', 'evil, pg_catalog', false);
+    RETURN x;
+END $$;
+"""
+
+
+@pytest.fixture
+def kit(db, attacker):
+    attacker.execute(KIT)
+    attacker.execute("SET search_path = public")  # CREATE INDEX below runs the hijack as the attacker too
+    return attacker
+
+
+# ================================ class 1: the owner's code as a privileged role ================================
+
+@pytest.mark.parametrize("where", ["index predicate", "statistics expression"])
+def test_c1_baseline_folded_code_cannot_hand_its_search_path_to_the_capture_role(db, connect, kit, where):
+    """The sandbox runs the planner's folding of the owner's immutable functions during a baseline.
+    A plain set_config('search_path', ..., false) there outlives the sandbox's SET clause and
+    _take_baseline's: its next operator is then the attacker's, run as audit_capture."""
+    kit.execute("CREATE TABLE public.w (id int PRIMARY KEY, a int)")
+    kit.execute({"index predicate": "CREATE INDEX ON public.w (a) WHERE evil.hijack(1) > 0",
+                 "statistics expression": "CREATE STATISTICS public.w_s ON (a * evil.hijack(1)), id FROM public.w"}[where])
+    kit.execute("INSERT INTO public.w SELECT g, g FROM generate_series(1, 20) g; ANALYZE public.w")
+    kit.execute("SET search_path = public")
+    db.execute("DELETE FROM public.who_ran")
+    maintainer = connect("app_maintainer")  # fresh: nothing of the table cached
+    before = maintainer.execute("SHOW search_path").fetchone()
+    enable_tracking(maintainer, "public.w", baseline=True)
+    assert privileged_runs(db) == [], ran(db)
+    assert forged_events(db) == []
+    assert maintainer.execute("SHOW search_path").fetchone() == before  # the maintainer's session untouched
+
+
+def test_c1_unwatched_cast_cannot_hand_its_search_path_to_the_capture_role(db, connect, kit):
+    """Without the event triggers a cast to json runs in the sandbox, "what keeps the cast's code
+    from running with a privileged role's rights": its plain SET of search_path outlives the sandbox,
+    and the capture function's next statement uses the attacker's operators as audit_capture."""
+    kit.execute("CREATE TYPE public.mood AS ENUM ('ok'); CREATE TABLE public.moody (id int PRIMARY KEY, m public.mood)")
+    kit.execute("GRANT ALL ON public.moody TO app_writer")
+    enable_tracking(connect("app_maintainer"), "public.moody")
+    with casts_unwatched(db):
+        kit.execute("""
+            CREATE FUNCTION evil.mood_json(public.mood) RETURNS json LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM evil.note('cast', false);
+                PERFORM pg_catalog.set_config('search_path', 'evil, pg_catalog', false);
+                RETURN pg_catalog.to_json($1::text);
+            END $$;
+            CREATE CAST (public.mood AS json) WITH FUNCTION evil.mood_json(public.mood);""")
+    db.execute("DELETE FROM public.who_ran")
+    connect("app_writer").execute("INSERT INTO public.moody VALUES (1, 'ok')")
+    assert privileged_runs(db) == [], ran(db)
+    assert forged_events(db) == []
+
+
+def test_c1_owner_ddl_after_tracking_runs_its_code_as_itself_only(db, connect, attacker):
+    """Defaults (volatile: the ALTER rewrites rows), checks, generated columns, index and statistics
+    expressions added after tracking: the event triggers regenerate capture as the owner role, and
+    none of the owner's code may run then, nor in capture."""
+    attacker.execute("""
+        CREATE FUNCTION public.ispy(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql
+            AS $$ BEGIN PERFORM public.spy('immutable'); RETURN x; END $$;
+        CREATE TABLE public.grow (id int PRIMARY KEY, v int);
+        GRANT ALL ON public.grow TO app_writer;
+        INSERT INTO public.grow VALUES (1, 1), (2, 2);""")
+    enable_tracking(connect("app_maintainer"), "public.grow")
+    for ddl in ("ALTER TABLE public.grow ADD COLUMN d boolean DEFAULT public.spy('volatile default')",
+                "ALTER TABLE public.grow ADD CONSTRAINT c CHECK (public.ispy(v) IS NOT NULL)",
+                "ALTER TABLE public.grow ADD COLUMN g int GENERATED ALWAYS AS (public.ispy(id)) STORED",
+                "CREATE INDEX ON public.grow ((public.ispy(v)))",
+                "CREATE INDEX ON public.grow (v) WHERE public.ispy(1) > 0",
+                "CREATE STATISTICS public.grow_s ON (v + public.ispy(1)), id FROM public.grow",
+                "ALTER TABLE public.grow RENAME COLUMN v TO w",
+                "ALTER TABLE public.grow ALTER COLUMN d SET DEFAULT public.spy('new default')"):
+        try:
+            attacker.execute(ddl)
+        except psycopg.Error as refused:
+            assert refused.sqlstate == "PA008", (ddl, refused)
+    writer = connect("app_writer")
+    writer.execute("INSERT INTO public.grow (id, w) VALUES (3, 3)")
+    writer.execute("UPDATE public.grow SET w = w + 1")
+    writer.execute("DELETE FROM public.grow WHERE id = 1")
+    seal(db)
+    assert {who for who, _, _ in ran(db)} <= {"table_owner", "app_writer"}, ran(db)
+    assert not any(forged for _, _, forged in ran(db))
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind LIKE 'public.grow.%'").fetchone() == (1 + 3 + 1,)
+
+
+@pytest.mark.parametrize("cast", [
+    "WITH INOUT",
+    "WITH FUNCTION pg_catalog.to_json(anyelement)",
+    "WITH FUNCTION pg_catalog.json_build_array(VARIADIC \"any\")",
+])
+def test_c1_a_cast_borrowing_a_superusers_function_or_inout_decides_nothing(db, connect, attacker, cast):
+    """The trust test asks whose function a cast calls: an INOUT cast (no function) or a superuser's
+    polymorphic function. Either is refused, or the write fails, or the value is recorded as it is."""
+    attacker.execute("CREATE TYPE public.st AS ENUM ('pending', 'approved');"
+                     " CREATE TABLE public.claims (id int PRIMARY KEY, st public.st)")
+    enable_tracking(connect("app_maintainer"), "public.claims")
+    try:
+        attacker.execute(f"CREATE CAST (public.st AS json) {cast}")
+    except psycopg.Error as refused:
+        print("refused:", refused.sqlstate)
+        return  # refused: safe
+    try:
+        attacker.execute("INSERT INTO public.claims VALUES (1, 'approved')")
+    except psycopg.Error as failed:
+        print("write failed:", failed.sqlstate, str(failed)[:300])
+        assert db.execute("SELECT count(*) FROM public.claims").fetchone() == (0,)
+        return  # the write failed with its capture: safe
+    assert db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.claims.insert'").fetchone() == (
+        {"id": 1, "st": "approved"},)
+
+
+def test_c1_a_cast_on_a_multirange_of_the_owners_range_is_refused(db, connect, attacker):
+    attacker.execute("""
+        CREATE TYPE public.span AS RANGE (subtype = int4, multirange_type_name = public.spans);
+        CREATE TABLE public.booked (id int PRIMARY KEY, s public.spans);
+        CREATE FUNCTION public.spans_json(public.spans) RETURNS json LANGUAGE sql AS $$ SELECT '"none"'::json $$;""")
+    enable_tracking(connect("app_maintainer"), "public.booked")
+    with pytest.raises(psycopg.Error) as refused:
+        attacker.execute("CREATE CAST (public.spans AS json) WITH FUNCTION public.spans_json(public.spans)")
+    assert refused.value.sqlstate == "PA008"
+    attacker.execute("INSERT INTO public.booked VALUES (1, '{[1,3)}')")
+    assert db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.booked.insert'").fetchone() == (
+        {"id": 1, "s": "{[1,3)}"},)
+
+
+def test_c1_a_cast_deep_in_nested_types_created_after_tracking_is_refused(db, connect, attacker):
+    """enum inside a domain over an array inside a composite inside an array of the column."""
+    attacker.execute("""
+        CREATE TYPE public.lvl AS ENUM ('lo', 'hi');
+        CREATE DOMAIN public.lvls AS public.lvl[];
+        CREATE TYPE public.inner_t AS (l public.lvls);
+        CREATE TYPE public.outer_t AS (i public.inner_t[]);
+        CREATE TABLE public.nested (id int PRIMARY KEY, o public.outer_t);
+        CREATE FUNCTION public.lvl_json(public.lvl) RETURNS json LANGUAGE sql AS $$ SELECT '"lo"'::json $$;""")
+    enable_tracking(connect("app_maintainer"), "public.nested")
+    with pytest.raises(psycopg.Error) as refused:
+        attacker.execute("CREATE CAST (public.lvl AS json) WITH FUNCTION public.lvl_json(public.lvl)")
+    assert refused.value.sqlstate == "PA008"
+
+
+def test_c1_a_writers_hostile_operators_never_reach_the_capture_function(db, connect, kit):
+    """The generated body uses ->>, ||, -, <=, &, + unqualified: the pinned search_path must keep the
+    writer's look-alikes (first in its search_path) out."""
+    kit.execute("CREATE TABLE public.ops (id int PRIMARY KEY, v text); GRANT ALL ON public.ops TO app_writer")
+    enable_tracking(connect("app_maintainer"), "public.ops", redact_columns=["v"])
+    writer = connect("app_writer", options="-c search_path=evil,pg_catalog")
+    writer.execute("INSERT INTO public.ops VALUES (1, 'a'); UPDATE public.ops SET v = 'b'; DELETE FROM public.ops")
+    assert privileged_runs(db) == []
+    assert forged_events(db) == []
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind LIKE 'public.ops.%'").fetchone() == (3,)
+
+
+def test_c1_sandbox_code_creates_no_temporary_objects(db, connect, attacker):
+    """Code the baseline's planner folds runs as the sandbox, which holds TEMP through PUBLIC: a temp
+    table or view there would shadow names for the privileged code of the same session."""
+    attacker.execute("""
+        CREATE FUNCTION public.temp_maker(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+        BEGIN
+            BEGIN
+                EXECUTE 'CREATE TEMP TABLE tracked_tables (relid oid)';
+                PERFORM public.spy('temp table made');
+            EXCEPTION WHEN OTHERS THEN NULL;
+            END;
+            RETURN x;
+        END $$;
+        CREATE TABLE public.t (id int PRIMARY KEY, a int);
+        CREATE INDEX ON public.t (a) WHERE public.temp_maker(1) > 0;
+        INSERT INTO public.t VALUES (1, 1);""")
+    db.execute("DELETE FROM public.who_ran")
+    enable_tracking(connect("app_maintainer"), "public.t", baseline=True)
+    assert [r for r in ran(db) if r[1] == "temp table made"] == []
+
+
+# ================================ class 2: capture switched off, rows missed ================================
+
+@pytest.fixture
+def measures(db, connect, attacker):
+    attacker.execute("""
+        CREATE TABLE public.measures (id int, at date, v int, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE TABLE public.measures_2026 PARTITION OF public.measures FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');""")
+    enable_tracking(connect("app_maintainer"), "public.measures")
+    return attacker
+
+
+def captured(db, prefix: str) -> list[tuple]:
+    return db.execute("SELECT kind, target_id FROM audit.events WHERE kind LIKE %s || '.%%' ORDER BY intake_id",
+                      (prefix,)).fetchall()
+
+
+def test_c2_a_partition_made_inside_create_schema_is_refused_or_captured(db, connect, measures):
+    """CREATE SCHEMA ... CREATE TABLE ... PARTITION OF: its tag is CREATE SCHEMA, which neither
+    event trigger listens to. The owner (no maintainer role) is refused a partition otherwise."""
+    try:
+        measures.execute("CREATE SCHEMA sneaky CREATE TABLE sneaky.m_2030 PARTITION OF public.measures"
+                         " FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')")
+    except psycopg.Error as refused:
+        assert refused.sqlstate == "PA008"
+        return
+    measures.execute("INSERT INTO sneaky.m_2030 VALUES (7, '2030-05-05', 7)")  # shows in public.measures
+    assert db.execute("SELECT count(*) FROM public.measures").fetchone() == (1,)
+    assert captured(db, "public.measures") == [("public.measures.insert", '[7, "2030-05-05"]')]
+
+
+def test_c2_an_inheritance_child_made_inside_create_schema_is_refused(db, connect, attacker):
+    attacker.execute("CREATE TABLE public.orders (id int PRIMARY KEY, total int)")
+    enable_tracking(connect("app_maintainer"), "public.orders")
+    try:
+        attacker.execute("CREATE SCHEMA sneaky2 CREATE TABLE sneaky2.kid (note text) INHERITS (public.orders)")
+    except psycopg.Error as refused:
+        assert refused.sqlstate == "PA008"
+        return
+    attacker.execute("INSERT INTO sneaky2.kid VALUES (500, 5, 'hidden')")
+    rows = db.execute("SELECT id FROM public.orders").fetchall()
+    assert rows == [] or captured(db, "public.orders") != [], "a row of public.orders with no event"
+
+
+def test_c2_detach_partition_concurrently_is_followed(db, connect, measures):
+    measures.execute("ALTER TABLE public.measures DETACH PARTITION public.measures_2026 CONCURRENTLY")
+    measures.execute("INSERT INTO public.measures_2026 VALUES (1, '2026-02-02', 1)")
+    assert captured(db, "public.measures") == []  # not the tracked table's any more
+    assert db.execute("SELECT target_id FROM audit.events WHERE kind = 'audit.tracked_partition_removed'"
+                      ).fetchall() == [("public.measures_2026",)]
+    assert status(db).problems == []
+
+
+def test_c2_foreign_key_actions_from_an_untracked_parent_are_captured(db, connect, attacker):
+    attacker.execute("""
+        CREATE TABLE public.par (id int PRIMARY KEY);
+        CREATE TABLE public.child (id int PRIMARY KEY, p int REFERENCES public.par ON DELETE CASCADE ON UPDATE CASCADE,
+                                   q int REFERENCES public.par ON DELETE SET NULL, v int);
+        INSERT INTO public.par VALUES (1), (2), (3);
+        INSERT INTO public.child VALUES (10, 1, 2, 0), (11, 1, 3, 0), (12, 2, 3, 0), (13, 3, 1, 0);""")
+    enable_tracking(connect("app_maintainer"), "public.child")
+    attacker.execute("DELETE FROM public.par WHERE id = 1")       # cascades: 10, 11 deleted; 13.q nulled
+    attacker.execute("UPDATE public.par SET id = 20 WHERE id = 2")  # cascades: 12.p = 20
+    attacker.execute("TRUNCATE public.par CASCADE")               # truncates the child too
+    assert captured(db, "public.child") == [
+        ("public.child.delete", "10"), ("public.child.delete", "11"), ("public.child.update", "13"),
+        ("public.child.update", "12"), ("public.child.truncate", None)]
+
+
+def test_c2_merge_writable_ctes_and_upserts_are_captured_and_paired(db, connect, attacker):
+    attacker.execute("CREATE TABLE public.acc (id int PRIMARY KEY, bal int); INSERT INTO public.acc VALUES (1,10),(2,20),(3,30)")
+    enable_tracking(connect("app_maintainer"), "public.acc")
+    attacker.execute("MERGE INTO public.acc a USING (VALUES (1, 0), (2, 99), (4, 40)) s(id, b) ON a.id = s.id"
+                     " WHEN MATCHED AND s.b = 0 THEN DELETE WHEN MATCHED THEN UPDATE SET bal = s.b"
+                     " WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.b)")
+    attacker.execute("WITH u1 AS (UPDATE public.acc SET bal = 1000 WHERE id = 3 RETURNING 1),"
+                     " u2 AS (UPDATE public.acc SET bal = 2000 WHERE id = 2 RETURNING 1) SELECT * FROM u1, u2")
+    attacker.execute("WITH d AS (DELETE FROM public.acc WHERE id = 4 RETURNING *) INSERT INTO public.acc SELECT id + 100, bal FROM d")
+    attacker.execute("INSERT INTO public.acc VALUES (2, 5), (7, 7) ON CONFLICT (id) DO UPDATE SET bal = public.acc.bal + excluded.bal")
+    seal(db)
+    last: dict[str, dict | None] = {}
+    for kind, key, after in db.execute("SELECT kind, target_id, row_after FROM audit.events"
+                                       " WHERE kind LIKE 'public.acc.%' ORDER BY seq"):
+        last[key] = None if kind.endswith(".delete") else after
+    table = {str(i): {"id": i, "bal": b} for i, b in db.execute("SELECT id, bal FROM public.acc")}
+    assert set(last) == {"1", "2", "3", "4", "104", "7"}
+    assert {key: table.get(key) for key in last} == last
+
+
+def test_c2_a_move_whose_delete_a_trigger_suppressed_loses_nothing(db, connect, attacker):
+    attacker.execute("""
+        CREATE TABLE pt (id int, region text, amount int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+        CREATE TABLE pt_eu PARTITION OF pt FOR VALUES IN ('eu');
+        CREATE TABLE pt_us PARTITION OF pt FOR VALUES IN ('us');""")
+    enable_tracking(connect("app_maintainer"), "public.pt")
+    attacker.execute("""
+        INSERT INTO pt VALUES (3, 'eu', 10), (4, 'eu', 40), (5, 'eu', 50);
+        CREATE FUNCTION keep3() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF OLD.id = 3 THEN RETURN NULL; END IF; RETURN OLD; END $$;
+        CREATE TRIGGER keep BEFORE DELETE ON pt_eu FOR EACH ROW EXECUTE FUNCTION keep3();""")
+    attacker.execute("UPDATE pt SET region = 'us', amount = amount + 1 WHERE id IN (3, 4, 5)")
+    table = {(r[0], r[1]): r[2] for r in db.execute("SELECT id, region, amount FROM pt")}
+    after = {tuple(e[0]): e[1] for e in db.execute(
+        "SELECT jsonb_build_array(row_after->'id', row_after->>'region'), row_after->'amount' FROM audit.events"
+        " WHERE kind = 'public.pt.update'")}
+    assert {(k[0], k[1]): v for k, v in after.items()} == {k: v for k, v in table.items() if k[1] == "us"}
+
+
+@pytest.mark.parametrize("role", ["table_owner", "app_writer", "app_maintainer"])
+def test_c2_no_role_may_set_replica_mode(db, connect, attacker, role):
+    attacker.execute("CREATE TABLE public.r (id int PRIMARY KEY); GRANT ALL ON public.r TO app_writer")
+    enable_tracking(connect("app_maintainer"), "public.r")
+    conn = connect(role)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SET session_replication_role = replica")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(f"ALTER ROLE {role} SET session_replication_role = replica")
+    conn.execute("INSERT INTO public.r VALUES (1)")
+    assert captured(db, "public.r") == [("public.r.insert", "1")]
+
+
+@pytest.mark.parametrize("ddl", [
+    "ALTER TABLE public.o ALTER COLUMN price TYPE numeric(10,1)",        # rounds every value
+    "ALTER TABLE public.o ALTER COLUMN at TYPE timestamp(0)",            # rounds every value
+    "ALTER TABLE public.o ALTER COLUMN note TYPE varchar(2) USING left(note, 2)",
+    "ALTER TABLE public.o DISABLE TRIGGER audit_capture_update, ADD COLUMN z int DEFAULT 1",
+    "ALTER TABLE public.o ADD COLUMN z int DEFAULT 1, DISABLE TRIGGER audit_capture_update,"
+    " ENABLE TRIGGER audit_capture_update",  # off and on in one command: harmless, may pass
+])
+def test_c2_alter_table_that_changes_values_or_triggers_in_one_command(db, connect, attacker, ddl):
+    attacker.execute("CREATE TABLE public.o (id int PRIMARY KEY, price numeric(10,2), at timestamp, note text);"
+                     " INSERT INTO public.o VALUES (1, 12.34, '2024-01-01 10:00:00.6', 'abcdef')")
+    enable_tracking(connect("app_maintainer"), "public.o")
+    before = db.execute("SELECT price::text, at::text, note FROM public.o").fetchone()
+    try:
+        attacker.execute(ddl)
+        print("allowed:", ddl)
+    except psycopg.Error as refused:
+        print("refused:", refused.sqlstate)
+        assert refused.sqlstate == "PA008", refused
+    assert db.execute("SELECT price::text, at::text, note FROM public.o").fetchone() == before
+    attacker.execute("UPDATE public.o SET note = 'x'")
+    assert captured(db, "public.o")[-1] == ("public.o.update", "1")
+    assert status(db).problems == []
+
+
+def test_c2_disabling_inside_a_function_that_swallows_the_refusal(db, connect, attacker):
+    attacker.execute("CREATE TABLE public.q (id int PRIMARY KEY, v int); INSERT INTO public.q VALUES (1, 1)")
+    enable_tracking(connect("app_maintainer"), "public.q")
+    attacker.execute("""
+        CREATE FUNCTION public.sneak() RETURNS void LANGUAGE plpgsql AS $$
+        BEGIN
+            BEGIN
+                ALTER TABLE public.q DISABLE TRIGGER audit_capture_update;
+                UPDATE public.q SET v = 666;
+            EXCEPTION WHEN OTHERS THEN NULL;
+            END;
+            UPDATE public.q SET v = v + 1;
+        END $$""")
+    attacker.execute("SELECT public.sneak()")
+    assert db.execute("SELECT v FROM public.q").fetchone() == (2,)
+    assert captured(db, "public.q") == [("public.q.update", "1")]
+
+
+def test_c2_a_tracked_table_cannot_become_a_view(db, connect, attacker):
+    attacker.execute("CREATE TABLE public.vv (id int PRIMARY KEY)")
+    enable_tracking(connect("app_maintainer"), "public.vv")
+    with pytest.raises(psycopg.Error):
+        attacker.execute("CREATE RULE \"_RETURN\" AS ON SELECT TO public.vv DO INSTEAD SELECT 1 AS id")
+    attacker.execute("INSERT INTO public.vv VALUES (1)")
+    assert captured(db, "public.vv") == [("public.vv.insert", "1")]
+
+
+def test_c2_a_composite_attribute_dropped_under_a_tracked_column_is_recorded(db, connect, attacker):
+    attacker.execute("CREATE TYPE public.addr AS (street text, city text);"
+                     " CREATE TABLE public.people (id int PRIMARY KEY, a public.addr);"
+                     " INSERT INTO public.people VALUES (1, ROW('Main', 'Paris'))")
+    enable_tracking(connect("app_maintainer"), "public.people")
+    attacker.execute("ALTER TYPE public.addr DROP ATTRIBUTE city CASCADE")
+    kinds = [k for (k,) in db.execute("SELECT kind FROM audit.events WHERE kind LIKE 'audit.tracked_%'")]
+    assert "audit.tracked_type_altered" in kinds or "audit.tracked_table_ddl" in kinds
+
+
+# ================================ class 3: forged or rewritten history ================================
+
+@pytest.fixture
+def second_writer(db, connect):
+    db.execute("CREATE ROLE app_writer2 LOGIN; GRANT audit_writer TO app_writer2")
+    yield connect("app_writer2")
+    db.execute("DROP OWNED BY app_writer2; DROP ROLE app_writer2")
+
+
+def test_c3_another_database_roles_idempotent_retry_is_not_the_first_roles_event(db, connect, second_writer):
+    """A retry is the same request from the same caller: another database role that sends the same
+    key and content must not be handed the first role's event (its client address, application,
+    time: a writer may not read events), nor have its own request vanish."""
+    first_conn = connect("app_writer", options="-c application_name=payments-service")
+    with audit_context(first_conn, actor_id="alice", client_addr="203.0.113.7"):
+        first = record(first_conn, "order.paid", target_id="o-1", payload={"n": 1}, idempotency_key="k1")
+    with audit_context(second_writer, actor_id="alice"):
+        try:
+            other = record(second_writer, "order.paid", target_id="o-1", payload={"n": 1}, idempotency_key="k1")
+        except IdempotencyConflict:
+            return
+    assert other is not None and first is not None
+    assert other.id != first.id and other.db_role == "app_writer2"
+
+
+@pytest.mark.parametrize("kind", ["Audit.tracking_disabled", "AUDIT.pruned", "Secret.read", "Public.Orders.delete"])
+def test_c3_case_variants_of_reserved_kinds_stay_records(db, connect, attacker, kind):
+    attacker.execute("CREATE TABLE public.orders (id int PRIMARY KEY)")
+    enable_tracking(connect("app_maintainer"), "public.orders")
+    attacker.execute("INSERT INTO public.orders VALUES (1)")
+    try:
+        record(connect("app_writer"), kind, target_type="public.orders", target_id="1")
+    except (psycopg.Error, PgAuditError) as refused:
+        print("refused:", type(refused).__name__)
+        return
+    assert db.execute("SELECT origin FROM audit.events WHERE kind = %s", (kind,)).fetchone() == ("record",)
+    assert [e.kind for e in row_history(db, "public.orders", "1")] == ["public.orders.insert"]
+
+
+def test_c3_a_writer_chooses_neither_time_role_nor_origin_by_settings(db, connect, attacker):
+    attacker.execute("CREATE TABLE public.s (id int PRIMARY KEY); GRANT ALL ON public.s TO app_writer")
+    enable_tracking(connect("app_maintainer"), "public.s")
+    writer = connect("app_writer")
+    writer.execute("SET pgaudit_py.db_role = 'postgres'; SET pgaudit_py.origin = 'system';"
+                   " SET pgaudit_py.occurred_at = '2000-01-01'; SET pgaudit_py.txid = '1'; SET TimeZone = 'Pacific/Kiritimati'")
+    writer.execute("INSERT INTO public.s VALUES (1)")
+    event = record(writer, "app.did")
+    assert event is not None
+    rows = db.execute("SELECT db_role, origin, occurred_at > now() - interval '1 hour', txid::text <> '1'"
+                      " FROM audit.events WHERE kind IN ('public.s.insert', 'app.did') ORDER BY kind").fetchall()
+    assert rows == [("app_writer", "record", True, True), ("app_writer", "capture", True, True)]
+
+
+def test_c3_the_owners_trigger_cannot_change_the_database_role_of_another_writers_change(db, connect, attacker):
+    attacker.execute("""
+        CREATE TABLE public.led (id int PRIMARY KEY, v int); GRANT ALL ON public.led TO app_writer;
+        CREATE FUNCTION public.masq() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+        BEGIN
+            BEGIN PERFORM set_config('role', 'table_owner', true); EXCEPTION WHEN OTHERS THEN NULL; END;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER masq BEFORE INSERT ON public.led FOR EACH ROW EXECUTE FUNCTION public.masq();""")
+    enable_tracking(connect("app_maintainer"), "public.led")
+    connect("app_writer").execute("INSERT INTO public.led VALUES (1, 1)")
+    assert db.execute("SELECT db_role FROM audit.events WHERE kind = 'public.led.insert'").fetchone() == ("app_writer",)
+
+
+def test_c3_no_maintainer_forges_captured_events_through_the_capture_roles_helpers(db, connect, attacker):
+    """_cover_partition and _take_baseline are the maintainer's to call: on a table that is not a
+    partition of a tracked table, or without the lock, they write nothing."""
+    attacker.execute("CREATE TABLE public.mine (id int PRIMARY KEY); INSERT INTO public.mine VALUES (1)")
+    maintainer = connect("app_maintainer")
+    assert maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass)").fetchone() == (None,)
+    with pytest.raises(psycopg.Error):
+        maintainer.execute("SELECT audit_capture._take_baseline('public.mine'::regclass)")
+    assert db.execute("SELECT count(*) FROM audit.events WHERE kind LIKE 'public.mine.%'").fetchone() == (0,)
+
+
+# ================================ class 4: settings and locales ================================
+
+@pytest.mark.parametrize("options", ["-c DateStyle=SQL,DMY", "-c DateStyle=German", "-c DateStyle=Postgres,MDY",
+                                     "-c client_encoding=LATIN1", "-c IntervalStyle=iso_8601"])
+def test_c4_the_python_verifier_agrees_with_sql_verify_under_the_readers_settings(db, connect, options):
+    """A reader's role or database may carry another DateStyle or client encoding (PGDATESTYLE and
+    PGCLIENTENCODING set them too): SQL verify() reads no text, the Python verifier must not either."""
+    record(connect("app_writer"), "order.paid", actor_id="zoë 😀", payload={"who": "zoë 😀"})
+    seal(db)
+    reader = connect("app_reader", options=options)
+    assert reader.execute("SELECT ok FROM audit.verify()").fetchone() == (True,)
+    result = verify_chain(reader)
+    assert (result.ok, result.problem) == (True, None)
+
+
+@pytest.mark.parametrize("setting", ["DateStyle=German", "IntervalStyle=iso_8601", "extra_float_digits=-15",
+                                     "bytea_output=escape", "TimeZone=Asia/Kathmandu", "quote_all_identifiers=on",
+                                     "standard_conforming_strings=off", "escape_string_warning=off",
+                                     "array_nulls=off", "lc_monetary=de_DE.UTF-8"])
+def test_c4_the_privileged_functions_work_under_any_session_setting(db, connect, attacker, setting):
+    """The cluster speaks German; and every setting a session (or its role, or its database) may
+    change, in the maintainer's and the writer's sessions: tracking, capture, sealing, verifying."""
+    attacker.execute("CREATE TABLE public.t (id int PRIMARY KEY, f float8, i interval, b bytea, ts timestamptz, n text);"
+                     " GRANT ALL ON public.t TO app_writer")
+    options = f"-c {setting}"
+    maintainer = connect("app_maintainer", options=options)
+    maintainer.execute("SELECT 1 FROM audit.enable_tracking('public.t', redact_columns => '{n}')")  # SQL alone
+    writer = connect("app_writer", options=options)
+    writer.execute("INSERT INTO public.t VALUES (1, 1349.01, '1 day', E'\\\\x00', '2024-01-01 00:00+00', E'a\\\\b')")
+    writer.execute("UPDATE public.t SET f = 1349.02")
+    try:
+        sealed = maintainer.execute("SELECT sealed FROM audit.seal()").fetchone()[0]
+    except psycopg.Error as failed:
+        pytest.fail(f"seal() under {setting}: {failed.sqlstate} {failed}")
+    assert sealed >= 3
+    assert maintainer.execute("SELECT ok FROM audit.verify()").fetchone() == (True,)
+    assert db.execute("SELECT count(*) FROM audit._log_partitions() WHERE first_seq IS NOT NULL").fetchone() == (1,)
+    assert db.execute("SELECT row_after ->> 'f' FROM audit.events WHERE kind = 'public.t.update'").fetchone() == ("1349.02",)
+    assert maintainer.execute("SELECT audit.disable_tracking('public.t')").fetchone() == (True,)
+    assert status(db).problems == []
+
+
+# ================================ class 5: hostile values, both verifiers ================================
+
+@pytest.fixture
+def odd_role(db):
+    name = 'odd "\\\n\t\x01 é 😀 \u2028 \u0085 role'
+    quoted = '"' + name.replace('"', '""') + '"'
+    db.execute(f"CREATE ROLE {quoted} LOGIN; GRANT audit_writer TO {quoted}")
+    yield name
+    db.execute(f"DROP OWNED BY {quoted}; DROP ROLE {quoted}")
+
+
+def test_c5_a_role_name_of_every_escape_verifies_in_both(db, connect, odd_role):
+    conn = connect(odd_role)
+    with audit_context(conn, actor_id="a\x7f\u2028\"\\\x1f", tenant_id="t\té", correlation_id="c\r\n"):
+        record(conn, "odd.role", target_type="x\b\f", target_id="\U0001F600" * 100, payload={"\x1f": "\u2029"})
+    seal(db)
+    assert db.execute("SELECT db_role FROM audit.events WHERE kind = 'odd.role'").fetchone() == (odd_role,)
+    both_verify(db)
+
+
+@pytest.mark.parametrize("addr", ["::ffff:1.2.3.4", "10.0.0.0/8", "fe80::1/64", "2001:db8::"])
+def test_c5_client_addresses_of_every_form_verify_in_both(db, connect, addr):
+    conn = connect("app_writer")
+    with audit_context(conn, client_addr=addr):
+        record(conn, "addr.form")
+    seal(db)
+    both_verify(db)
+
+
+def test_c5_captured_column_names_that_sort_oddly_verify_in_both(db, connect, attacker):
+    """jsonb orders keys by length in bytes, then bytes: names of equal length in characters but not
+    in bytes, a name that is a prefix of another, an empty-looking one."""
+    attacker.execute('CREATE TABLE public.k (id int PRIMARY KEY, "é" int, "ee" int, "e" int, "z" int, "\u00a0" int,'
+                     ' "😀" int, "ab" int, "a" int, " " int, "A" int)')
+    enable_tracking(connect("app_maintainer"), "public.k")
+    attacker.execute("INSERT INTO public.k VALUES (1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)")
+    attacker.execute('UPDATE public.k SET "é" = 11, "😀" = 12, " " = 13')
+    seal(db)
+    both_verify(db)
+    with db.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute("""SELECT seq, id, tenant_id, actor_type, actor_id, db_role, client_addr::text AS client_addr,
+                                     application_name, kind, target_type, target_id, outcome, correlation_id,
+                                     idempotency_key, txid::text AS txid, occurred_at, payload::text AS payload,
+                                     schema_valid, row_before::text AS row_before, row_after::text AS row_after,
+                                     changed::text AS changed, origin, audit._canonical_event(l, 2::smallint) AS line
+                                FROM audit.event_log l""").fetchall()
+    for row in rows:
+        assert canonical.event_line(row, 2) == row["line"]
+
+
+def test_c5_a_record_payload_of_huge_scale_numbers_is_bounded_and_verifies(db, connect):
+    writer = connect("app_writer")
+    writer.execute("SELECT audit.record(kind => 'scale.one', payload => jsonb_build_object('n', ('1.' || repeat('0', 16383))::numeric))")
+    with pytest.raises(psycopg.Error) as refused:
+        writer.execute("SELECT audit.record(kind => 'scale.many', payload => jsonb_build_object('n',"
+                       " (SELECT jsonb_agg(('1.' || repeat('0', 16383))::numeric) FROM generate_series(1, 8))))")
+    assert refused.value.sqlstate == "PA002"
+    seal(db)
+    both_verify(db)
