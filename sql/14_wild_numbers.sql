@@ -35,3 +35,55 @@ END
 $$;
 COMMENT ON FUNCTION @schema@._tame_numbers(jsonb) IS
     'The value with every wild number replaced by {"$omitted": {"wild_number": true}}.';
+
+-- For an event the sealer could not take as it was captured (a canonical line over 16 MiB, a value
+-- nested too deep to walk): its row image with each top-level value that prints to over 1 MiB, or
+-- cannot be walked, replaced as the capture replaces its largest values, by
+-- {"$omitted": {"bytes": N, "sha256": "<hex of the value's JSON text>"}} (so that a change of it
+-- still shows), or by {"$omitted": {"unprintable": true}} when it cannot even be printed; the other
+-- values kept, wild numbers tamed. A number such as 1.000...0, with 16,383 zeros, is stored in 10
+-- bytes and prints as 16,385 characters; a jsonb can be nested deeper than a JSON path can walk.
+-- Without this, such a value would send the event to the quarantine, and every later change of
+-- the same row with it, for good. Only the sealer's second attempt at one event calls it.
+CREATE OR REPLACE FUNCTION @schema@._omit_unprintable(j jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kept jsonb := '{}';
+    k text;
+    v jsonb;
+    walked boolean;
+    printed text;
+BEGIN
+    IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN
+        RETURN j;
+    END IF;
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(j) e LOOP
+        BEGIN
+            IF @schema@._wild_numbers(v) THEN
+                v := @schema@._tame_numbers(v);
+            END IF;
+            walked := true;
+        EXCEPTION WHEN OTHERS THEN  -- too deep to walk (a cancel is not caught)
+            walked := false;
+        END;
+        BEGIN
+            printed := v::text;
+            IF NOT walked OR octet_length(printed) > 1048576 THEN
+                v := jsonb_build_object('$omitted', jsonb_build_object(
+                         'bytes', octet_length(printed), 'sha256', encode(sha256(convert_to(printed, 'UTF8')), 'hex')));
+            END IF;
+        EXCEPTION WHEN OTHERS THEN  -- past what can be allocated
+            v := '{"$omitted": {"unprintable": true}}';
+        END;
+        kept := kept || jsonb_build_object(k, v);
+    END LOOP;
+    RETURN kept;
+END
+$$;
+COMMENT ON FUNCTION @schema@._omit_unprintable(jsonb) IS
+    'A row image with each top-level value that prints to over 1 MiB or cannot be walked replaced by its size and '
+    'SHA-256 (or {"$omitted": {"unprintable": true}}); wild numbers tamed.';

@@ -32,14 +32,16 @@ COMMENT ON FUNCTION @schema@._intake_slot(bigint) IS
     'Which partition of event_intake (event_intake_0 to _3) holds the event with this intake_id.';
 
 DROP FUNCTION IF EXISTS @schema@._move_to_log(tid[], bigint, bigint);
-DROP FUNCTION IF EXISTS @schema@._move_to_log(integer, tid[], bigint, bigint);  -- before it said when its newest event occurred
+DROP FUNCTION IF EXISTS @schema@._move_to_log(integer, tid[], bigint, bigint);  -- before it could omit unprintable values
 DROP FUNCTION IF EXISTS @schema@._quarantine(tid, text, text);
 
 -- Moves the intake rows at these row addresses of partition `slot` into the log, in intake order,
 -- numbered from first_seq, into block block_no, hashed in canonical form version 2; returns how
 -- many, the last seq, and their line hashes concatenated in seq order. Row addresses stay put:
--- intake rows are never updated, and only the one sealer deletes them. Runs as seal()'s role.
+-- intake rows are never updated, and only the one sealer deletes them. With omit, the row images
+-- go through _omit_unprintable (seal()'s second attempt at one event). Runs as seal()'s role.
 CREATE OR REPLACE FUNCTION @schema@._move_to_log(slot integer, rows tid[], first_seq bigint, block_no bigint,
+                                                 omit boolean DEFAULT false,
                                                  OUT moved bigint, OUT last_seq bigint, OUT hashes bytea,
                                                  OUT newest timestamptz)
 LANGUAGE plpgsql
@@ -53,9 +55,11 @@ BEGIN
         SELECT m.intake_id, m.id, m.tenant_id, m.actor_type, m.actor_id, m.db_role, m.client_addr,
                m.application_name, m.kind, m.target_type, m.target_id, m.outcome, m.correlation_id,
                m.idempotency_key, m.txid, m.occurred_at, m.payload, m.schema_valid, m.changed, m.origin,
-               CASE WHEN @schema@._wild_numbers(m.row_before) THEN @schema@._tame_numbers(m.row_before)
+               CASE WHEN omit THEN @schema@._omit_unprintable(m.row_before)
+                    WHEN @schema@._wild_numbers(m.row_before) THEN @schema@._tame_numbers(m.row_before)
                     ELSE m.row_before END AS row_before,
-               CASE WHEN @schema@._wild_numbers(m.row_after) THEN @schema@._tame_numbers(m.row_after)
+               CASE WHEN omit THEN @schema@._omit_unprintable(m.row_after)
+                    WHEN @schema@._wild_numbers(m.row_after) THEN @schema@._tame_numbers(m.row_after)
                     ELSE m.row_after END AS row_after
           FROM moved m
     ), sealed AS (
@@ -79,7 +83,7 @@ BEGIN
       FROM sealed s;
 END
 $$;
-COMMENT ON FUNCTION @schema@._move_to_log(integer, tid[], bigint, bigint) IS
+COMMENT ON FUNCTION @schema@._move_to_log(integer, tid[], bigint, bigint, boolean) IS
     'Moves intake rows into the log with consecutive seqs (inside seal() only: the guards allow its role alone).';
 
 -- An event that cannot be sealed leaves the intake for the quarantine, with the error, and says so
@@ -240,13 +244,22 @@ BEGIN
                     BEGIN
                         SELECT * INTO v_one
                           FROM @schema@._move_to_log(v_run.slot, ARRAY[v_row], v_first + v_moved, v_block);
-                        v_moved := v_moved + v_one.moved;
-                        v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
-                        v_newest := greatest(v_newest, v_one.newest);
                     EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
                         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-                        PERFORM @schema@._quarantine(v_run.slot, v_row, v_state, v_message);
+                        -- Once more with the row images' unprintable values omitted (_omit_unprintable):
+                        -- else every later change of the same row, which carries them too, would follow
+                        -- it into the quarantine.
+                        BEGIN
+                            SELECT * INTO v_one
+                              FROM @schema@._move_to_log(v_run.slot, ARRAY[v_row], v_first + v_moved, v_block, true);
+                        EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
+                            PERFORM @schema@._quarantine(v_run.slot, v_row, v_state, v_message);
+                            CONTINUE;
+                        END;
                     END;
+                    v_moved := v_moved + v_one.moved;
+                    v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
+                    v_newest := greatest(v_newest, v_one.newest);
                 END LOOP;
             END;
         END LOOP;
