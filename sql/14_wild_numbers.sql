@@ -36,6 +36,20 @@ $$;
 COMMENT ON FUNCTION @schema@._tame_numbers(jsonb) IS
     'The value with every wild number replaced by {"$omitted": {"wild_number": true}}.';
 
+-- What stands for a value left out of a row image: the size and SHA-256 of its JSON text.
+-- Inlined where it is called.
+CREATE OR REPLACE FUNCTION @schema@._omitted(printed text)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT pg_catalog.jsonb_build_object('$omitted', pg_catalog.jsonb_build_object(
+               'bytes', pg_catalog.octet_length(printed),
+               'sha256', pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(printed, 'UTF8')), 'hex')))
+$$;
+COMMENT ON FUNCTION @schema@._omitted(text) IS
+    '{"$omitted": {"bytes": N, "sha256": "<hex>"}} for a value of this JSON text.';
+
 -- For an event the sealer could not take as it was captured (a canonical line over 16 MiB, a value
 -- nested too deep to walk): its row image with each top-level value that prints to over 1 MiB, or
 -- cannot be walked, replaced as the capture replaces its largest values, by
@@ -73,8 +87,7 @@ BEGIN
         BEGIN
             printed := v::text;
             IF NOT walked OR octet_length(printed) > 1048576 THEN
-                v := jsonb_build_object('$omitted', jsonb_build_object(
-                         'bytes', octet_length(printed), 'sha256', encode(sha256(convert_to(printed, 'UTF8')), 'hex')));
+                v := @schema@._omitted(printed);
             END IF;
         EXCEPTION WHEN OTHERS THEN  -- past what can be allocated
             v := '{"$omitted": {"unprintable": true}}';

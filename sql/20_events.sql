@@ -164,7 +164,7 @@ BEGIN
             SELECT * INTO v_event FROM @schema@.events e WHERE e.id = v_existing.event_id;
             -- A retry is the same request from the same database role: another role is not handed
             -- the first event (its address, application and time; a writer may not read events).
-            IF v_existing.request_hash <> v_hash OR v_event.db_role IS DISTINCT FROM v_role AND v_event.id IS NOT NULL THEN
+            IF v_existing.request_hash <> v_hash OR (v_event.id IS NOT NULL AND v_event.db_role IS DISTINCT FROM v_role) THEN
                 -- Not naming the first event: a writer may not read it, and a time-ordered id
                 -- would tell it when another tenant's request came.
                 RAISE EXCEPTION 'idempotency key % was already used for a different event', pg_catalog.quote_literal(p_idempotency_key)

@@ -231,8 +231,7 @@ BEGIN
             END IF;
         END LOOP;
         v := (image -> largest)::text;
-        image := image || jsonb_build_object(largest, jsonb_build_object('$omitted', jsonb_build_object(
-            'bytes', octet_length(v), 'sha256', encode(sha256(convert_to(v, 'UTF8')), 'hex'))));
+        image := image || jsonb_build_object(largest, @schema@._omitted(v));
     END LOOP;
     RETURN image;
 END

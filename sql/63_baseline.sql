@@ -29,10 +29,24 @@ SET DateStyle = 'ISO'
 AS $$
 DECLARE
     images jsonb;
+    read boolean := false;
 BEGIN
-    EXECUTE format('SELECT pg_catalog.to_jsonb(pg_catalog.array_agg(x.*)) FROM ONLY %s AS x'
-                   ' WHERE x.ctid >= $1 AND x.ctid < $2', part::regclass)
-       INTO images USING first_row, end_row;
+    -- In a subtransaction rolled back at once, as the capture functions call the sandbox
+    -- (sql/60_capture.sql): what the table's code changed for the session (its folded functions
+    -- may SET search_path, which outlives every SET clause, the capture role's baseline's too)
+    -- goes with it, and only the images, a variable, are kept. PA016 is raised and caught here
+    -- only; raised by the table's code instead, it goes on.
+    BEGIN
+        EXECUTE format('SELECT pg_catalog.to_jsonb(pg_catalog.array_agg(x.*)) FROM ONLY %s AS x'
+                       ' WHERE x.ctid >= $1 AND x.ctid < $2', part::regclass)
+           INTO images USING first_row, end_row;
+        read := true;
+        RAISE SQLSTATE 'PA016';
+    EXCEPTION WHEN SQLSTATE 'PA016' THEN
+        IF NOT read THEN
+            RAISE;
+        END IF;
+    END;
     RETURN images;
 END
 $$;
@@ -42,9 +56,9 @@ REVOKE ALL ON FUNCTION @schema@._baseline_images(oid, tid, tid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @schema@._baseline_images(oid, tid, tid) TO @schema@_capture;
 SET ROLE @schema@_owner;
 
--- The statement that records the images of rows of one table (or partition), as its capture
--- function would have for their INSERT. Parameters: the context ($1..$6, and the tenant $9, as
--- v_tenant), the moment ($7), the images ($8, from _baseline_images).
+-- The statement that images the rows of one table (or partition) in a range of its pages, as its
+-- capture function would have for their INSERT. Parameters: the context ($1..$6, and the tenant
+-- $10, as v_tenant), the moment ($7), the first and the end ctid ($8, $9).
 CREATE OR REPLACE FUNCTION @schema@._baseline_statement(part oid)
 RETURNS text
 LANGUAGE plpgsql
@@ -64,16 +78,16 @@ INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, cli
     target_type, target_id, outcome, correlation_id, txid, occurred_at, payload, row_after, origin)
 SELECT %1$s, $1, $2, $3, $4, $5, %2$L, %3$L, %4$s, 'success', $6, pg_catalog.pg_current_xact_id(), $7, '{}', %5$s,
        'capture'
-  FROM (SELECT q.j, %6$s AS i, $9::text AS v_tenant
-          FROM pg_catalog.jsonb_array_elements($8::jsonb) AS q(j)
+  FROM (SELECT q.j, %6$s AS i, $10::text AS v_tenant
+          FROM pg_catalog.jsonb_array_elements(@schema@._baseline_images(%7$s::oid, $8, $9)) AS q(j)
         OFFSET 0) AS r$q$,
         @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.baseline', t.kind_prefix, @schema@._gen_key(t, 'r.j'),
-        @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'));
+        @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'), part);
 END
 $$;
 COMMENT ON FUNCTION @schema@._baseline_statement(oid) IS
-    'Generator: the INSERT of <prefix>.baseline events for rows of a table from their images (user text only '
-    'as quoted literals).';
+    'Generator: the INSERT of <prefix>.baseline events for the rows of a table in a ctid range (user text only '
+    'as quoted literals; the table by oid).';
 
 -- Called by the capture role's _take_baseline only: it marks the moment from which a row with no
 -- event is known to have been absent.
@@ -116,8 +130,6 @@ DECLARE
     chunk constant bigint := 128;  -- pages read per statement: 1 MiB of heap
     n bigint;
     imaged bigint := 0;
-    images jsonb;
-    done boolean;
 BEGIN
     IF t.relid IS DISTINCT FROM target THEN
         RAISE EXCEPTION 'table % is not tracked (a baseline is taken of a tracked table, with its partitions)',
@@ -156,23 +168,9 @@ BEGIN
         pages := pg_catalog.pg_relation_size(part) / pg_catalog.current_setting('block_size')::bigint;
         first := 0;
         WHILE first < pages LOOP
-            -- Read in a subtransaction rolled back at once, as the capture functions do (sql/60_capture.sql):
-            -- what the table's code changed for the session (search_path set with SET, which no SET clause
-            -- undoes) goes with it, and only the images, a variable, are kept. PA016 is raised and caught
-            -- here only; raised by the table's code instead, it goes on.
-            done := false;
-            BEGIN
-                images := @schema@._baseline_images(part, format('(%s,0)', first)::tid, format('(%s,0)', first + chunk)::tid);
-                done := true;
-                RAISE SQLSTATE 'PA016';
-            EXCEPTION WHEN SQLSTATE 'PA016' THEN
-                IF NOT done THEN
-                    RAISE;
-                END IF;
-            END;
             EXECUTE statement USING v_actor_type, v_actor_id, v_role, @schema@._client_addr(),
                 pg_catalog.current_setting('application_name'), @schema@._context('correlation_id'), v_at,
-                images, @schema@._context('tenant_id');
+                format('(%s,0)', first)::tid, format('(%s,0)', first + chunk)::tid, @schema@._context('tenant_id');
             GET DIAGNOSTICS n = ROW_COUNT;
             imaged := imaged + n;
             first := first + chunk;
