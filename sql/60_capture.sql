@@ -98,28 +98,35 @@ COMMENT ON FUNCTION @schema@._capture_tables(oid) IS 'A table and all the tables
 -- The types a table's columns are made of, as to_jsonb takes them apart: their own, and through
 -- domains, arrays and composite types (attribute by attribute), the ones beneath, down to the
 -- leaves, which it prints whole (with a cast to json if the type has one, else its output function).
+-- A range or multirange is a leaf, but its output function prints its bounds with their type's
+-- (an enum's labels, say): the types beneath it are reached too, as printed whole (not leaves).
 CREATE OR REPLACE FUNCTION @schema@._column_types(target oid)
 RETURNS TABLE (typ oid, leaf boolean)
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH RECURSIVE reachable(typ) AS (
-        SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+    WITH RECURSIVE reachable(typ, printed) AS (
+        SELECT a.atttypid, false FROM pg_attribute a WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
         UNION
-        SELECT beneath.typ
+        SELECT beneath.typ, r.printed OR beneath.printed
           FROM reachable r JOIN pg_type y ON y.oid = r.typ,
-               LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
-                        UNION ALL SELECT y.typelem WHERE y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc
-                        UNION ALL SELECT a.atttypid FROM pg_attribute a
+               LATERAL (SELECT y.typbasetype, false WHERE y.typtype = 'd'
+                        UNION ALL SELECT y.typelem, false WHERE y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc
+                        UNION ALL SELECT a.atttypid, false FROM pg_attribute a
                                    WHERE y.typtype = 'c' AND a.attrelid = y.typrelid AND a.attnum > 0 AND NOT a.attisdropped
-                       ) AS beneath(typ)
+                        UNION ALL SELECT g.rngsubtype, true FROM pg_range g WHERE y.typtype = 'r' AND g.rngtypid = y.oid
+                        UNION ALL SELECT g.rngtypid, true FROM pg_range g WHERE y.typtype = 'm' AND g.rngmultitypid = y.oid
+                       ) AS beneath(typ, printed)
     )
-    SELECT r.typ, NOT (y.typtype IN ('d', 'c') OR (y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc))
+    SELECT DISTINCT ON (r.typ) r.typ,
+           NOT (r.printed OR y.typtype IN ('d', 'c') OR (y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc))
       FROM reachable r JOIN pg_type y ON y.oid = r.typ
+     ORDER BY r.typ, r.printed
 $$;
 COMMENT ON FUNCTION @schema@._column_types(oid) IS
-    'Every type a table''s columns are made of, through domains, arrays and composites; leaf: none of those.';
+    'Every type a table''s columns are made of, through domains, arrays, composites and ranges; leaf: '
+    'to_jsonb prints it whole (none of those, and not beneath a range).';
 
 -- Whether to_jsonb can turn a table's rows into JSON without running anyone's code: every column's
 -- type, through domains and arrays, is built into PostgreSQL (an oid below 16384, FirstNormalObjectId).
@@ -170,6 +177,7 @@ SET bytea_output = hex
 SET lc_monetary = 'C'
 SET TimeZone = 'UTC'
 SET DateStyle = 'ISO'
+SET quote_all_identifiers = off
 AS $$ SELECT pg_catalog.to_jsonb(rows) $$;
 COMMENT ON FUNCTION @schema@._row_images(anyelement) IS
     'Rows as JSON, converted as a role with no privileges (user-defined casts to json run here).';
@@ -198,6 +206,8 @@ AS $$
                ('bytea_output=hex', ARRAY['bytea']),
                ('lc_monetary=C', ARRAY['money']),
                ('TimeZone=UTC', ARRAY['timestamptz']),
+               ('quote_all_identifiers=off', ARRAY['regclass', 'regcollation', 'regconfig', 'regdictionary', 'regnamespace',
+                                                   'regoper', 'regoperator', 'regproc', 'regprocedure', 'regrole', 'regtype']),
                ('DateStyle=ISO', ARRAY[]::name[])) AS s(setting, types)
                 WHERE EXISTS (SELECT 1 FROM builtin b WHERE b.typname = ANY (s.types) OR b.typtype IN ('r', 'm'))
                 ORDER BY 1)

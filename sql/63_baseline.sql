@@ -26,6 +26,7 @@ SET bytea_output = hex
 SET lc_monetary = 'C'
 SET TimeZone = 'UTC'
 SET DateStyle = 'ISO'
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     images jsonb;

@@ -685,3 +685,45 @@ def test_c5_a_record_payload_of_huge_scale_numbers_is_bounded_and_verifies(db, c
     assert refused.value.sqlstate == "PA002"
     seal(db)
     both_verify(db)
+
+
+# ============ a fifth trial: types under ranges, identifiers' quoting, the omission markers ============
+
+def captured_rows(db, prefix: str) -> list[tuple]:
+    return db.execute("SELECT kind, target_id, changed FROM audit.events WHERE kind LIKE %s || '.%%'"
+                      " ORDER BY seq NULLS LAST, intake_id", (prefix,)).fetchall()
+
+
+@pytest.mark.parametrize("column", ["public.grades", "public.grades_many", "public.grades[]"])
+def test_c2_renaming_an_enum_value_under_a_range_column_is_recorded(db, connect, attacker, column):
+    """A range over an enum prints the enum's labels: renaming one changes what every row reads as,
+    with no row event, as for a plain enum column."""
+    attacker.execute(f"""
+        CREATE TYPE public.grade AS ENUM ('low', 'mid', 'high');
+        CREATE TYPE public.grades AS RANGE (subtype = public.grade, multirange_type_name = public.grades_many);
+        CREATE TABLE public.band (id int PRIMARY KEY, g {column});""")
+    enable_tracking(connect("app_maintainer"), "public.band")
+    attacker.execute("ALTER TYPE public.grade RENAME VALUE 'low' TO 'high_risk'")
+    altered = db.execute("SELECT target_id, payload -> 'tables' FROM audit.events"
+                         " WHERE kind = 'audit.tracked_type_altered'").fetchall()
+    assert altered == [("public.grade", ["public.band"])]
+
+
+@pytest.mark.parametrize("column,value", [("regclass", "'public.x'"), ("regtype", "'public.x'"),
+                                          ("regproc", "'public.f'"), ("regclass[]", "'{public.x}'")])
+def test_c5_a_row_image_does_not_depend_on_the_writers_quote_all_identifiers(db, connect, attacker, column, value):
+    """reg* types print names quoted as quote_all_identifiers says: a key of such a type would be
+    split between two target_ids, and row_history by one would miss the other's events."""
+    attacker.execute("CREATE TABLE public.x (id int); CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1';"
+                     f" CREATE TABLE public.refs (r {column} PRIMARY KEY, n int); GRANT ALL ON public.refs TO app_writer")
+    enable_tracking(connect("app_maintainer"), "public.refs")
+    connect("app_writer", options="-c quote_all_identifiers=on").execute(f"INSERT INTO public.refs VALUES ({value}, 1)")
+    connect("app_writer").execute("UPDATE public.refs SET n = 2")
+    seal(db)
+    keys = db.execute("SELECT kind, target_id, row_after -> 'r' FROM audit.events"
+                      " WHERE kind LIKE 'public.refs.%' ORDER BY seq").fetchall()
+    assert [kind for kind, _, _ in keys] == ["public.refs.insert", "public.refs.update"]
+    assert len({(target_id, str(image)) for _, target_id, image in keys}) == 1, keys
+    assert '"public"' not in keys[0][1]
+    assert [e.kind for e in row_history(connect("app_reader"), "public.refs", keys[0][1])] == [
+        "public.refs.insert", "public.refs.update"]
