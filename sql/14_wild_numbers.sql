@@ -51,14 +51,16 @@ COMMENT ON FUNCTION @schema@._omitted(text) IS
     '{"$omitted": {"bytes": N, "sha256": "<hex>"}} for a value of this JSON text.';
 
 -- For an event the sealer could not take as it was captured (a canonical line over 16 MiB, a value
--- nested too deep to walk): its row image with each top-level value that prints to over 1 MiB, or
--- cannot be walked, replaced as the capture replaces its largest values, by
--- {"$omitted": {"bytes": N, "sha256": "<hex of the value's JSON text>"}} (so that a change of it
--- still shows), or by {"$omitted": {"unprintable": true}} when it cannot even be printed; the other
--- values kept, wild numbers tamed. A number such as 1.000...0, with 16,383 zeros, is stored in 10
--- bytes and prints as 16,385 characters; a jsonb can be nested deeper than a JSON path can walk.
--- Without this, such a value would send the event to the quarantine, and every later change of
--- the same row with it, for good. Only the sealer's second attempt at one event calls it.
+-- nested too deep to walk): its row image bounded as the capture bounds one, but by what it prints
+-- to. Each top-level value that cannot be walked is replaced as the capture replaces its largest
+-- values, by {"$omitted": {"bytes": N, "sha256": "<hex of the value's JSON text>"}} (so that a
+-- change of it still shows), or by {"$omitted": {"unprintable": true}} when it cannot even be
+-- printed; then the values that print longest, longest first, until the rest print to at most
+-- 1 MiB; wild numbers are tamed. A number such as 1.000...0, with 16,383 zeros, is stored in 10
+-- bytes and prints as 16,385 characters; a control character takes one byte and prints as six; a
+-- jsonb can be nested deeper than a JSON path can walk. Without this, such an image would send the
+-- event to the quarantine, and every later change of the same row with it, for good. Only the
+-- sealer's second attempt at one event calls it.
 CREATE OR REPLACE FUNCTION @schema@._omit_unprintable(j jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -71,6 +73,8 @@ DECLARE
     v jsonb;
     walked boolean;
     printed text;
+    sizes jsonb := '{}';  -- key: the bytes its value prints to, for each value kept so far
+    total bigint := 0;
 BEGIN
     IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN
         RETURN j;
@@ -86,7 +90,10 @@ BEGIN
         END;
         BEGIN
             printed := v::text;
-            IF NOT walked OR octet_length(printed) > 1048576 THEN
+            IF walked THEN
+                sizes := sizes || jsonb_build_object(k, octet_length(printed));
+                total := total + octet_length(printed);
+            ELSE
                 v := @schema@._omitted(printed);
             END IF;
         EXCEPTION WHEN OTHERS THEN  -- past what can be allocated
@@ -94,9 +101,15 @@ BEGIN
         END;
         kept := kept || jsonb_build_object(k, v);
     END LOOP;
+    FOR k IN SELECT s.key FROM jsonb_each_text(sizes) s ORDER BY s.value::bigint DESC, s.key LOOP
+        EXIT WHEN total <= 1048576;
+        printed := (kept -> k)::text;
+        kept := kept || jsonb_build_object(k, @schema@._omitted(printed));
+        total := total - octet_length(printed);
+    END LOOP;
     RETURN kept;
 END
 $$;
 COMMENT ON FUNCTION @schema@._omit_unprintable(jsonb) IS
-    'A row image with each top-level value that prints to over 1 MiB or cannot be walked replaced by its size and '
-    'SHA-256 (or {"$omitted": {"unprintable": true}}); wild numbers tamed.';
+    'A row image with each top-level value that cannot be walked, then the longest printed, replaced by its size and '
+    'SHA-256 (or {"$omitted": {"unprintable": true}}) until the rest print to at most 1 MiB; wild numbers tamed.';

@@ -4,6 +4,7 @@ and the events around it are sealed; a captured row never grows past what the lo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import psycopg
@@ -70,28 +71,39 @@ def test_the_quarantine_event_stays_small(db):
     assert (len(payload["tenant_id"]), len(payload["kind"]), payload["sqlstate"]) == (256, 128, "23514")
 
 
-def test_an_event_whose_text_is_too_large_is_quarantined(db, connect, attacker):
+def test_an_event_whose_text_is_too_large_is_sealed_with_its_longest_values_omitted(db, connect, attacker):
     """A control character takes one byte in a row image and six in its JSON text (\\u0001): an
     UPDATE of 900 kB of them, in 20 columns of 45 kB, carries the old and new values twice (images
-    and "changed"), about 21 MB of text, past the 16 MiB a sealed event may be. (Wild numbers, which
-    printed past the 1 GB PostgreSQL can allocate, are stored as markers now:
-    tests/test_hostile_json.py; so is, at a second attempt, any one value printing to over 1 MiB:
-    tests/test_trust_attacks.py.)"""
+    and "changed"), about 21 MB of text, past the 16 MiB a sealed event may be, though no one value
+    prints to over 1 MiB. The sealer's second attempt stores the values that print longest by their
+    size and SHA-256, as the capture stores its largest, until each image prints to at most 1 MiB:
+    the event is sealed, and every later change of the row with it. (Wild numbers, which printed
+    past the 1 GB PostgreSQL can allocate, are stored as markers at the first attempt:
+    tests/test_hostile_json.py.)"""
     columns = ", ".join(f"t{i} text" for i in range(20))
     attacker.execute(f"CREATE TABLE public.docs (id int PRIMARY KEY, {columns})")
     enable_tracking(connect("app_maintainer"), "public.docs")
     db.execute("GRANT ALL ON public.docs TO app_writer")
     writer = connect("app_writer")
     values = ", ".join(["repeat(chr(1), 45000)"] * 20)
-    writer.execute(f"INSERT INTO public.docs VALUES (1, {values})")  # 5.4 MB of text: seals
+    writer.execute(f"INSERT INTO public.docs VALUES (1, {values})")  # 5.4 MB of text: seals as it is
     assignments = ", ".join(f"t{i} = repeat(chr(2), 45000)" for i in range(20))
     writer.execute(f"UPDATE public.docs SET {assignments} WHERE id = 1")
-    writer.execute("INSERT INTO public.docs (id, t0) VALUES (3, 'fine')")
-    assert seal(db).sealed == 3  # audit.tracking_enabled, the insert of row 1, and row 3
-    assert db.execute("SELECT target_id, kind, sqlstate FROM audit.quarantine ORDER BY intake_id").fetchall() == [
-        ("1", "public.docs.update", "54000")]
-    writer.execute("INSERT INTO public.docs (id, t0) VALUES (4, 'after')")
-    assert seal(db).sealed == 2  # audit.event_quarantined, and row 4
+    writer.execute("UPDATE public.docs SET t0 = 'short' WHERE id = 1")
+    assert seal(db).sealed == 4  # audit.tracking_enabled, the insert and both updates
+    assert seal_status(db).quarantined == 0
+    inserted, updated, shortened = db.execute(
+        "SELECT row_after, changed, octet_length(row_after::text) FROM audit.event_log"
+        " WHERE kind LIKE 'public.docs.%' ORDER BY seq").fetchall()
+    assert inserted[2] > 5_000_000 and not any("$omitted" in str(v) for v in inserted[0].values())
+    printed = json.dumps("\x02" * 45000).encode()
+    marker = {"$omitted": {"bytes": len(printed), "sha256": hashlib.sha256(printed).hexdigest()}}
+    omitted = sorted(k for k, v in updated[0].items() if v == marker)
+    kept = sorted(k for k, v in updated[0].items() if v == "\x02" * 45000)
+    # Longest first, ties by name, until the rest print to at most 1 MiB: 3 of 270,002 bytes kept.
+    assert (len(omitted), kept) == (17, ["t7", "t8", "t9"]) and updated[2] <= 1048576 + 17 * 200
+    assert set(updated[1]) == {f"t{i}" for i in range(20)}  # every value changed, the omitted ones too
+    assert set(shortened[1]) == {"t0"} and shortened[0]["t0"] == "short"
     assert db.execute("SELECT ok FROM audit.verify()").fetchone() == (True,) and verify_chain(db).ok
 
 

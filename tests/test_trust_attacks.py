@@ -727,3 +727,23 @@ def test_c5_a_row_image_does_not_depend_on_the_writers_quote_all_identifiers(db,
     assert '"public"' not in keys[0][1]
     assert [e.kind for e in row_history(connect("app_reader"), "public.refs", keys[0][1])] == [
         "public.refs.insert", "public.refs.update"]
+
+
+def test_c5_many_columns_each_under_the_omission_bound_leave_later_changes_sealable(db, connect, attacker):
+    """Eighteen columns that each print to just under 1 MiB (60 numbers of 16,385 digits, 600 bytes
+    stored) make a 17 MiB line: the sealer's second attempt bounds the whole image, not each value,
+    so the event and a later change of the row by someone else are sealed, not quarantined."""
+    columns = [f"c{i}" for i in range(18)]
+    attacker.execute(f"CREATE TABLE public.wide (id int PRIMARY KEY, status text, {', '.join(c + ' jsonb' for c in columns)});"
+                     " GRANT ALL ON public.wide TO app_writer")
+    enable_tracking(connect("app_maintainer"), "public.wide")
+    value = "(SELECT jsonb_agg(('1.' || repeat('0', 16383))::numeric) FROM generate_series(1, 60))"
+    connect("app_writer").execute(f"INSERT INTO public.wide VALUES (42, 'new', {', '.join(value for _ in columns)})")
+    attacker.execute("UPDATE public.wide SET status = 'refunded' WHERE id = 42")
+    seal(db)
+    assert seal_status(db).quarantined == 0
+    assert [e.kind for e in row_history(connect("app_reader"), "public.wide", "42")] == [
+        "public.wide.insert", "public.wide.update"]
+    assert db.execute("SELECT changed FROM audit.event_log WHERE kind = 'public.wide.update'").fetchone() == (
+        {"status": {"old": "new", "new": "refunded"}},)
+    both_verify(db)
