@@ -50,6 +50,38 @@ $$;
 COMMENT ON FUNCTION @schema@._omitted(text) IS
     '{"$omitted": {"bytes": N, "sha256": "<hex>"}} for a value of this JSON text.';
 
+-- A marker is JSON anyone can write into a json column: what tells a stored marker from a written
+-- one is the event's payload, {"omitted": {"row_before": [...], "row_after": [...]}}, which names
+-- the columns (top-level keys) whose value the capture or the sealer replaced in each image (sorted,
+-- once). Called only for images that lost a value.
+CREATE OR REPLACE FUNCTION @schema@._note_omitted(payload jsonb, image text, keys text[])
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN coalesce(cardinality(keys), 0) = 0 THEN payload
+                ELSE payload || jsonb_build_object('omitted', coalesce(payload -> 'omitted', '{}') || jsonb_build_object(image,
+                         (SELECT jsonb_agg(DISTINCT x.k ORDER BY x.k)
+                            FROM (SELECT unnest(keys) COLLATE "C"
+                                  UNION ALL
+                                  SELECT jsonb_array_elements_text(payload -> 'omitted' -> image)) AS x(k)))) END
+$$;
+COMMENT ON FUNCTION @schema@._note_omitted(jsonb, text, text[]) IS
+    'The payload with these keys added to payload.omitted.<image>: the columns whose value was replaced by a marker.';
+
+-- The top-level keys whose value a stored image replaced (tamed or omitted) in the image as captured.
+CREATE OR REPLACE FUNCTION @schema@._replaced_keys(captured jsonb, stored jsonb)
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(e.key) FROM jsonb_each(captured) AS e WHERE stored -> e.key IS DISTINCT FROM e.value
+$$;
+COMMENT ON FUNCTION @schema@._replaced_keys(jsonb, jsonb) IS
+    'Keys of a captured row image whose value the stored image replaced.';
+
 -- For an event the sealer could not take as it was captured (a canonical line over 16 MiB, a value
 -- nested too deep to walk): its row image bounded as the capture bounds one, but by what it prints
 -- to. Each top-level value that cannot be walked is replaced as the capture replaces its largest

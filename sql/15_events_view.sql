@@ -15,6 +15,30 @@ $$;
 COMMENT ON FUNCTION @schema@._changed(jsonb, jsonb) IS
     'Columns whose values differ between two row images, with old and new values.';
 
+-- The changed columns when the stored images are not the captured ones: values the sealer replaced
+-- by markers (wild numbers tamed, the second attempt's omissions), or the capture did (its null
+-- entries in `passed`: columns it found changed before it replaced them). Compared as captured,
+-- shown as stored: two wild numbers, or a value and a written copy of its own marker, store alike
+-- but are a change. The capture's other entries (redacted columns) are kept.
+CREATE OR REPLACE FUNCTION @schema@._changed_as_captured(passed jsonb, captured_before jsonb, captured_after jsonb,
+                                                         before jsonb, after jsonb)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT jsonb_object_agg(p.key, CASE WHEN p.value = 'null' THEN jsonb_build_object('old', before -> p.key,
+                                                                                                       'new', after -> p.key)
+                                                         ELSE p.value END)
+                       FROM jsonb_each(passed) AS p), '{}')
+           || coalesce((SELECT jsonb_object_agg(a.key, jsonb_build_object('old', before -> a.key, 'new', after -> a.key))
+                          FROM jsonb_each(captured_after) AS a
+                         WHERE captured_before -> a.key IS DISTINCT FROM a.value), '{}')
+$$;
+COMMENT ON FUNCTION @schema@._changed_as_captured(jsonb, jsonb, jsonb, jsonb, jsonb) IS
+    'Columns that differ between two captured row images, with their stored old and new values, and the '
+    'capture''s own entries.';
+
 CREATE OR REPLACE VIEW @schema@.events AS
 SELECT l.seq, false AS pending, l.id, l.tenant_id, l.actor_type, l.actor_id, l.db_role,
        l.client_addr, l.application_name, l.kind, l.target_type, l.target_id, l.outcome,
@@ -24,17 +48,26 @@ SELECT l.seq, false AS pending, l.id, l.tenant_id, l.actor_type, l.actor_id, l.d
 UNION ALL
 SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_role,
        i.client_addr, i.application_name, i.kind, i.target_type, i.target_id, i.outcome,
-       i.correlation_id, i.idempotency_key, i.txid, i.occurred_at, NULL::timestamptz, i.payload,
+       i.correlation_id, i.idempotency_key, i.txid, i.occurred_at, NULL::timestamptz,
+       CASE WHEN t.altered
+            THEN @schema@._note_omitted(@schema@._note_omitted(i.payload,
+                     'row_before', @schema@._replaced_keys(i.row_before, t.row_before)),
+                     'row_after', @schema@._replaced_keys(i.row_after, t.row_after))
+            ELSE i.payload END,
        i.schema_valid, t.row_before, t.row_after,
-       CASE WHEN t.row_before IS NOT NULL AND t.row_after IS NOT NULL
-            THEN coalesce(i.changed, '{}') || @schema@._changed(t.row_before, t.row_after) END,
+       CASE WHEN t.row_before IS NULL OR t.row_after IS NULL THEN NULL
+            WHEN i.changed IS NULL AND NOT t.altered THEN @schema@._changed(t.row_before, t.row_after)
+            ELSE @schema@._changed_as_captured(i.changed, i.row_before, i.row_after, t.row_before, t.row_after) END,
        NULL::bigint, i.origin, i.intake_id
   FROM @schema@.event_intake i,
-       -- as the sealer will store them: wild numbers tamed (14_wild_numbers.sql)
-       LATERAL (SELECT CASE WHEN @schema@._wild_numbers(i.row_before) THEN @schema@._tame_numbers(i.row_before)
-                            ELSE i.row_before END AS row_before,
-                       CASE WHEN @schema@._wild_numbers(i.row_after) THEN @schema@._tame_numbers(i.row_after)
-                            ELSE i.row_after END AS row_after) t;
+       -- as the sealer will store them (30_sealing.sql): wild numbers tamed (14_wild_numbers.sql)
+       LATERAL (SELECT CASE WHEN w.before THEN @schema@._tame_numbers(i.row_before) ELSE i.row_before END AS row_before,
+                       CASE WHEN w.after THEN @schema@._tame_numbers(i.row_after) ELSE i.row_after END AS row_after,
+                       w.before OR w.after AS altered
+                  FROM (SELECT coalesce(@schema@._wild_numbers(i.row_before), false) AS before,
+                               coalesce(@schema@._wild_numbers(i.row_after), false) AS after
+                        OFFSET 0) w
+                OFFSET 0) t;
 COMMENT ON VIEW @schema@.events IS
     'Every event: sealed ones (pending = false, with seq) and pending ones not yet sealed (seq NULL); '
     'origin says whether record(), a capture trigger or pgaudit_py itself wrote it; intake_id orders pending '

@@ -51,17 +51,25 @@ BEGIN
     WITH moved AS (
         DELETE FROM @schema@.event_intake i WHERE @schema@._intake_slot(i.intake_id) = slot AND i.ctid = ANY (rows)
         RETURNING i.*
-    ), tamed AS (  -- row images: wild numbers would make every print of the event huge (14_wild_numbers.sql)
-        SELECT m.intake_id, m.id, m.tenant_id, m.actor_type, m.actor_id, m.db_role, m.client_addr,
-               m.application_name, m.kind, m.target_type, m.target_id, m.outcome, m.correlation_id,
-               m.idempotency_key, m.txid, m.occurred_at, m.payload, m.schema_valid, m.changed, m.origin,
-               CASE WHEN omit THEN @schema@._omit_unprintable(m.row_before)
-                    WHEN @schema@._wild_numbers(m.row_before) THEN @schema@._tame_numbers(m.row_before)
-                    ELSE m.row_before END AS row_before,
-               CASE WHEN omit THEN @schema@._omit_unprintable(m.row_after)
-                    WHEN @schema@._wild_numbers(m.row_after) THEN @schema@._tame_numbers(m.row_after)
-                    ELSE m.row_after END AS row_after
+    ), checked AS (  -- row images: wild numbers would make every print of the event huge (14_wild_numbers.sql)
+        SELECT m.*, NOT omit AND coalesce(@schema@._wild_numbers(m.row_before), false) AS wild_before,
+               NOT omit AND coalesce(@schema@._wild_numbers(m.row_after), false) AS wild_after
           FROM moved m
+        OFFSET 0  -- each image walked once, not once for each use of it below
+    ), tamed AS (
+        SELECT c.intake_id, c.id, c.tenant_id, c.actor_type, c.actor_id, c.db_role, c.client_addr,
+               c.application_name, c.kind, c.target_type, c.target_id, c.outcome, c.correlation_id,
+               c.idempotency_key, c.txid, c.occurred_at, c.payload, c.schema_valid, c.changed, c.origin,
+               c.row_before AS captured_before, c.row_after AS captured_after,
+               CASE WHEN omit THEN @schema@._omit_unprintable(c.row_before)
+                    WHEN c.wild_before THEN @schema@._tame_numbers(c.row_before)
+                    ELSE c.row_before END AS row_before,
+               CASE WHEN omit THEN @schema@._omit_unprintable(c.row_after)
+                    WHEN c.wild_after THEN @schema@._tame_numbers(c.row_after)
+                    ELSE c.row_after END AS row_after,
+               omit OR c.wild_before OR c.wild_after AS altered
+          FROM checked c
+        OFFSET 0
     ), sealed AS (
         INSERT INTO @schema@.event_log AS l (
             seq, id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
@@ -70,10 +78,19 @@ BEGIN
         SELECT first_seq - 1 + row_number() OVER (ORDER BY m.intake_id),
                coalesce(m.id, @schema@._new_event_id()), m.tenant_id, m.actor_type, m.actor_id,
                m.db_role, m.client_addr, m.application_name, m.kind, m.target_type, m.target_id,
-               m.outcome, m.correlation_id, m.idempotency_key, m.txid, m.occurred_at,
-               clock_timestamp(), m.payload, m.schema_valid, m.row_before, m.row_after,
-               CASE WHEN m.row_before IS NOT NULL AND m.row_after IS NOT NULL
-                    THEN coalesce(m.changed, '{}') || @schema@._changed(m.row_before, m.row_after) END,
+               m.outcome, m.correlation_id, m.idempotency_key, m.txid, m.occurred_at, clock_timestamp(),
+               -- What the sealer replaced is named in the payload, and compared as captured
+               -- (_note_omitted, _changed_as_captured).
+               CASE WHEN m.altered
+                    THEN @schema@._note_omitted(@schema@._note_omitted(m.payload,
+                             'row_before', @schema@._replaced_keys(m.captured_before, m.row_before)),
+                             'row_after', @schema@._replaced_keys(m.captured_after, m.row_after))
+                    ELSE m.payload END,
+               m.schema_valid, m.row_before, m.row_after,
+               CASE WHEN m.row_before IS NULL OR m.row_after IS NULL THEN NULL
+                    WHEN m.changed IS NULL AND NOT m.altered THEN @schema@._changed(m.row_before, m.row_after)
+                    ELSE @schema@._changed_as_captured(m.changed, m.captured_before, m.captured_after,
+                                                       m.row_before, m.row_after) END,
                block_no, m.origin
           FROM tamed m
         RETURNING l.seq, l.occurred_at, @schema@._sealable_hash(@schema@._canonical_event(l, 2::smallint)) AS hash

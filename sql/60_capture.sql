@@ -218,7 +218,41 @@ COMMENT ON FUNCTION @schema@._capture_settings(oid) IS
 -- No captured row may stop the sealer (a jsonb holds at most 256 MB, and an UPDATE's "changed"
 -- doubles what the row holds): a row image over 1 MiB keeps its columns, but the largest values,
 -- largest first, are replaced until it fits by {"$omitted": {"bytes": N, "sha256": "<hex>"}}, the
--- size and SHA-256 of the value's JSON text. Called only for images over the bound.
+-- size and SHA-256 of the value's JSON text. These are the keys of those values, chosen by their
+-- stored sizes alone (a marker counted as 200 bytes, more than it takes), so that the capture can
+-- name them in the event's payload without printing anything twice. Called only for images over
+-- the bound.
+CREATE OR REPLACE FUNCTION @schema@._large_value_keys(image jsonb)
+RETURNS text[]
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys text[] := ARRAY(SELECT k FROM jsonb_object_keys(image) AS k ORDER BY k COLLATE "C");
+    sizes integer[] := '{}';
+    k text;
+    i integer;
+    size bigint := pg_column_size(image);
+    chosen text[] := '{}';
+BEGIN
+    IF size <= 1048576 THEN
+        RETURN chosen;
+    END IF;
+    FOREACH k IN ARRAY keys LOOP  -- simple expressions: no value passes through a query
+        sizes := sizes || pg_column_size(image -> k);
+    END LOOP;
+    FOR i IN SELECT s.i FROM unnest(sizes) WITH ORDINALITY AS s(n, i) ORDER BY s.n DESC, s.i LOOP
+        EXIT WHEN size <= 1048576;
+        chosen := chosen || keys[i];
+        size := size - sizes[i] + 200;
+    END LOOP;
+    RETURN chosen;
+END
+$$;
+COMMENT ON FUNCTION @schema@._large_value_keys(jsonb) IS
+    'The keys of a row image over 1 MiB whose values, largest first, are replaced until it fits (none if it does).';
+
 CREATE OR REPLACE FUNCTION @schema@._omit_large_values(image jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -226,28 +260,32 @@ IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    keys text[] := ARRAY(SELECT jsonb_object_keys(image) ORDER BY 1);
     k text;
-    largest text;
-    largest_size integer;
-    v text;
 BEGIN
-    WHILE pg_column_size(image) > 1048576 LOOP
-        largest_size := -1;
-        FOREACH k IN ARRAY keys LOOP  -- simple expressions: no value passes through a query
-            IF pg_column_size(image -> k) > largest_size THEN
-                largest := k;
-                largest_size := pg_column_size(image -> k);
-            END IF;
-        END LOOP;
-        v := (image -> largest)::text;
-        image := image || jsonb_build_object(largest, @schema@._omitted(v));
+    FOREACH k IN ARRAY @schema@._large_value_keys(image) LOOP
+        image := image || jsonb_build_object(k, @schema@._omitted((image -> k)::text));
     END LOOP;
     RETURN image;
 END
 $$;
 COMMENT ON FUNCTION @schema@._omit_large_values(jsonb) IS
     'A row image over 1 MiB with its largest values replaced by their size and SHA-256 until it fits.';
+
+-- An UPDATE's columns among these (values the capture replaces in either image) whose values differ
+-- before they are replaced, as {"column": null}: the sealer shows them as changed with their
+-- stored values (_changed_as_captured), though a value and a written copy of its marker store alike.
+CREATE OR REPLACE FUNCTION @schema@._omitted_changes(before jsonb, after jsonb, keys text[])
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_object_agg(k, 'null'::jsonb), '{}')
+      FROM (SELECT DISTINCT unnest(keys)) AS x(k)
+     WHERE before -> x.k IS DISTINCT FROM after -> x.k
+$$;
+COMMENT ON FUNCTION @schema@._omitted_changes(jsonb, jsonb, text[]) IS
+    'Of these keys, those whose values differ between two captured row images, as {"key": null}.';
 
 -- The generated body, for a table covered by tracking entry t (its own, or its tracked ancestor's).
 -- Every piece of user text goes through %L; the pieces of code are this function's own.
@@ -378,7 +416,7 @@ BEGIN
             application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
             payload, row_after, origin)
         SELECT %25$s, %3$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %4$L, %5$L, %6$s, 'success',
-               v_correlation, v_txid, v_at, '{}', %7$s, 'capture'
+               v_correlation, v_txid, v_at, %27$s, %7$s, 'capture'
           FROM (SELECT q.j, %8$s AS i, pg_catalog.row_number() OVER () AS k FROM %9$s OFFSET 0) AS r;
     ELSIF TG_OP = 'UPDATE' THEN
         %10$s
@@ -396,7 +434,7 @@ BEGIN
             application_name, kind, target_type, target_id, outcome, correlation_id, txid, occurred_at,
             payload, row_before, origin)
         SELECT %25$s, %3$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %20$L, %5$L, %6$s, 'success',
-               v_correlation, v_txid, v_at, '{}', %7$s, 'capture'
+               v_correlation, v_txid, v_at, %28$s, %7$s, 'capture'
           FROM (SELECT q.j, %8$s AS i, pg_catalog.row_number() OVER () AS k FROM %21$s OFFSET 0) AS r;
     END IF;
     RETURN NULL;
@@ -405,16 +443,24 @@ $body$,
         target, prepare_insert, @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.insert', t.kind_prefix,
         @schema@._gen_key(t, 'r.j'), @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'),
         new_rows, prepare_update, @schema@._gen_tenant(t, 'p.n'), t.kind_prefix || '.update', @schema@._gen_key(t, 'p.n'),
-        @schema@._gen_bounded('p.img_old'), @schema@._gen_bounded('p.img_new'), redact_changed, pairs, pair_filter,
-        prepare_delete, t.kind_prefix || '.delete', old_rows, @schema@._gen_image(t, excluded, redacted, 'p.o'),
-        @schema@._gen_image(t, excluded, redacted, 'p.n'),
-        -- An UPDATE that changes the key names the row by its new key, and the key it left here; the
-        -- statement's id (the one its rows' ids count up from) tells whether another row of the same
-        -- statement took that key (a swap).
-        CASE WHEN t.key_columns IS NULL THEN '''{}'''
-             ELSE format('CASE WHEN %1$s IS DISTINCT FROM %2$s THEN pg_catalog.jsonb_build_object(''moved_from'', %1$s,'
-                         ' ''statement'', v_id::uuid) ELSE ''{}'' END', @schema@._gen_key(t, 'p.o'), @schema@._gen_key(t, 'p.n')) END,
-        format(id_of, 'r'), format(id_of, 'p'));
+        @schema@._gen_bounded('p.img_old'), @schema@._gen_bounded('p.img_new'),
+        -- The columns whose values are replaced in either image, compared before they are.
+        format('CASE WHEN pg_catalog.pg_column_size(p.img_old) <= 1048576 AND pg_catalog.pg_column_size(p.img_new) <= 1048576'
+               ' THEN %1$s ELSE coalesce(%1$s, ''{}''::jsonb) || @schema@._omitted_changes(p.img_old, p.img_new,'
+               ' @schema@._large_value_keys(p.img_old) || @schema@._large_value_keys(p.img_new)) END', redact_changed),
+        pairs, pair_filter, prepare_delete, t.kind_prefix || '.delete', old_rows,
+        @schema@._gen_image(t, excluded, redacted, 'p.o'), @schema@._gen_image(t, excluded, redacted, 'p.n'),
+        @schema@._gen_noted(@schema@._gen_noted(
+            -- An UPDATE that changes the key names the row by its new key, and the key it left here;
+            -- the statement's id (the one its rows' ids count up from) tells whether another row of
+            -- the same statement took that key (a swap).
+            CASE WHEN t.key_columns IS NULL THEN '''{}''::jsonb'
+                 ELSE format('CASE WHEN %1$s IS DISTINCT FROM %2$s THEN pg_catalog.jsonb_build_object(''moved_from'', %1$s,'
+                             ' ''statement'', v_id::uuid) ELSE ''{}''::jsonb END', @schema@._gen_key(t, 'p.o'),
+                             @schema@._gen_key(t, 'p.n')) END,
+            'row_before', 'p.img_old'), 'row_after', 'p.img_new'),
+        format(id_of, 'r'), format(id_of, 'p'),
+        @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i'), @schema@._gen_noted('''{}''::jsonb', 'row_before', 'r.i'));
 END
 $$;
 COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS
@@ -471,6 +517,18 @@ AS $$
                   ' ELSE @schema@._omit_large_values(%1$s) END', image)
 $$;
 COMMENT ON FUNCTION @schema@._gen_bounded(text) IS 'Generator: a row image bounded to 1 MiB (see _omit_large_values).';
+
+CREATE OR REPLACE FUNCTION @schema@._gen_noted(payload text, image_name text, image text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('CASE WHEN pg_catalog.pg_column_size(%1$s) <= 1048576 THEN %2$s'
+                  ' ELSE @schema@._note_omitted(%2$s, %3$L, @schema@._large_value_keys(%1$s)) END', image, payload, image_name)
+$$;
+COMMENT ON FUNCTION @schema@._gen_noted(text, text, text) IS
+    'Generator: a payload naming the values _gen_bounded replaces in an image (see _note_omitted).';
 
 -- Generating and dropping capture functions: the owner's (a member of the capture role), never the
 -- capture role's, so that no function the owner calls could have been rewritten by code that ran as

@@ -77,13 +77,14 @@ BEGIN
     RETURN format($q$
 INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr, application_name, kind,
     target_type, target_id, outcome, correlation_id, txid, occurred_at, payload, row_after, origin)
-SELECT %1$s, $1, $2, $3, $4, $5, %2$L, %3$L, %4$s, 'success', $6, pg_catalog.pg_current_xact_id(), $7, '{}', %5$s,
+SELECT %1$s, $1, $2, $3, $4, $5, %2$L, %3$L, %4$s, 'success', $6, pg_catalog.pg_current_xact_id(), $7, %8$s, %5$s,
        'capture'
   FROM (SELECT q.j, %6$s AS i, $10::text AS v_tenant
           FROM pg_catalog.jsonb_array_elements(@schema@._baseline_images(%7$s::oid, $8, $9)) AS q(j)
         OFFSET 0) AS r$q$,
         @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.baseline', t.kind_prefix, @schema@._gen_key(t, 'r.j'),
-        @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'), part);
+        @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'), part,
+        @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i'));
 END
 $$;
 COMMENT ON FUNCTION @schema@._baseline_statement(oid) IS

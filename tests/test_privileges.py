@@ -129,7 +129,8 @@ def test_every_security_definer_function_is_pinned_and_closed_to_public(db):
         assert config[0] == "search_path=pg_catalog, pg_temp", name
         # The sealer's (see seal()), and the output settings of captured rows (sql/60_capture.sql).
         assert set(config[1:]) <= {"jit=off", "extra_float_digits=1", "IntervalStyle=postgres", "bytea_output=hex",
-                                   "lc_monetary=C", "TimeZone=UTC", "DateStyle=ISO", "lock_timeout=50ms", "lock_timeout=10ms"}, name
+                                   "lc_monetary=C", "TimeZone=UTC", "DateStyle=ISO", "quote_all_identifiers=off",
+                                   "lock_timeout=50ms", "lock_timeout=10ms"}, name
         assert not public_can_execute, name
     assert db.execute("SELECT * FROM audit._integrity_problems()").fetchall() == []
 
@@ -149,7 +150,7 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
          WHERE p.pronamespace IN ('audit'::regnamespace, 'audit_capture'::regnamespace) AND p.proname LIKE '\_%'
            AND p.proname !~ '^_capture_[0-9]+$'
            AND has_function_privilege(r.role, p.oid, 'EXECUTE')""").fetchall()
-    reader = {"_changed", "_check_prefixes", "_check_prune_args", "_history_target", "_key_columns",
+    reader = {"_changed", "_changed_as_captured", "_note_omitted", "_replaced_keys", "_check_prefixes", "_check_prune_args", "_history_target", "_key_columns",
               "_prunable_blocks", "_tracking_of", "_lineage", "_wild_numbers", "_tame_numbers", "_block_batches",
               "_log_partitions", "_log_partition_size"}
     maintainer_definers = {"_capture_truncate", "_cover_partition", "_drop_rate_limit", "_put_rate_limit",

@@ -7,6 +7,8 @@ so it may track them), app_writer, app_reader, app_maintainer, and roles made he
 
 from __future__ import annotations
 
+import hashlib
+import json
 from contextlib import contextmanager
 
 import psycopg
@@ -746,4 +748,58 @@ def test_c5_many_columns_each_under_the_omission_bound_leave_later_changes_seala
         "public.wide.insert", "public.wide.update"]
     assert db.execute("SELECT changed FROM audit.event_log WHERE kind = 'public.wide.update'").fetchone() == (
         {"status": {"old": "new", "new": "refunded"}},)
+    both_verify(db)
+
+
+def pending_and_sealed(db, prefix: str) -> tuple[list[tuple], list[tuple]]:
+    """The events of a table as the events view shows them pending, then as sealed."""
+    query = ("SELECT kind, payload, changed FROM audit.events WHERE kind LIKE %s || '.%%'"
+             " ORDER BY seq NULLS LAST, intake_id")
+    pending = db.execute(query, (prefix,)).fetchall()
+    seal(db)
+    return pending, db.execute(query, (prefix,)).fetchall()
+
+
+def test_c3_a_value_replaced_by_a_copy_of_its_own_marker_is_a_change_and_the_marker_is_named(db, connect, attacker):
+    """A value the capture stored as {"$omitted": {"bytes": N, "sha256": H}} (anyone can compute
+    both), replaced by exactly that object, stores alike: the change is still in `changed`, and the
+    payload names which images hold a marker the capture made, so a written one reads as written."""
+    attacker.execute("CREATE TABLE public.contracts (id int PRIMARY KEY, doc jsonb, note text);"
+                     " GRANT ALL ON public.contracts TO app_writer")
+    enable_tracking(connect("app_maintainer"), "public.contracts")
+    body = hashlib.sha256(b"seed").hexdigest() * 40000  # 2.5 MB of text: over the 1 MiB bound
+    connect("app_writer").execute("INSERT INTO public.contracts VALUES (1, to_jsonb(%s::text), 'signed')", (body,))
+    printed = json.dumps(body).encode()
+    marker = {"$omitted": {"bytes": len(printed), "sha256": hashlib.sha256(printed).hexdigest()}}
+    attacker.execute("UPDATE public.contracts SET doc = %s::jsonb WHERE id = 1", (json.dumps(marker),))
+    attacker.execute("UPDATE public.contracts SET note = 'void' WHERE id = 1")
+    pending, sealed = pending_and_sealed(db, "public.contracts")
+    assert pending == sealed
+    assert sealed == [
+        ("public.contracts.insert", {"omitted": {"row_after": ["doc"]}}, None),
+        ("public.contracts.update", {"omitted": {"row_before": ["doc"]}}, {"doc": {"old": marker, "new": marker}}),
+        ("public.contracts.update", {}, {"note": {"old": "signed", "new": "void"}})]
+    both_verify(db)
+
+
+def test_c3_wild_numbers_that_store_alike_are_changes_and_named(db, connect, attacker):
+    """Every wild number is stored as {"$omitted": {"wild_number": true}}: a change from one to
+    another, or to a written copy of the marker, is still a change, and the payload names the
+    images whose value the sealer tamed."""
+    attacker.execute("CREATE TABLE public.ledger (id int PRIMARY KEY, balance jsonb); GRANT ALL ON public.ledger TO app_writer")
+    enable_tracking(connect("app_maintainer"), "public.ledger")
+    writer = connect("app_writer")
+    writer.execute("INSERT INTO public.ledger VALUES (1, '1e500')")
+    writer.execute("UPDATE public.ledger SET balance = '-1e500' WHERE id = 1")
+    writer.execute("""UPDATE public.ledger SET balance = '{"$omitted": {"wild_number": true}}' WHERE id = 1""")
+    writer.execute("""UPDATE public.ledger SET balance = '{"$omitted": {"wild_number": true}}' WHERE id = 1""")
+    marker = {"$omitted": {"wild_number": True}}
+    pending, sealed = pending_and_sealed(db, "public.ledger")
+    assert pending == sealed
+    assert sealed == [
+        ("public.ledger.insert", {"omitted": {"row_after": ["balance"]}}, None),
+        ("public.ledger.update", {"omitted": {"row_before": ["balance"], "row_after": ["balance"]}},
+         {"balance": {"old": marker, "new": marker}}),
+        ("public.ledger.update", {"omitted": {"row_before": ["balance"]}}, {"balance": {"old": marker, "new": marker}})]
+    # (The last UPDATE wrote the same written marker again: a no-op, skipped.)
     both_verify(db)
