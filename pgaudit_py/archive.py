@@ -207,7 +207,8 @@ class _BlockMatcher:
 
 
 def _batch(conn: psycopg.Connection, schema: str, batch_id: str) -> ArchiveBatch | None:
-    rows = table_read(schema, "archive_batches", ArchiveBatch, where="batch_id = %s", params=(batch_id,)).all(conn)
+    rows = table_read(schema, "archive_batches", ArchiveBatch, where="batch_id OPERATOR(pg_catalog.=) %s",
+                      params=(batch_id,)).all(conn)
     return rows[0] if rows else None
 
 
@@ -297,8 +298,9 @@ def _same_bytes(data: bytes) -> Callable[[IO[bytes]], bool]:
 
 
 def _previous_manifest(conn: psycopg.Connection, schema: str, batch: ArchiveBatch) -> bytes | None:
-    row = conn.execute(sql.SQL("SELECT manifest_sha256 FROM {}.archive_batches WHERE state <> 'planned'"
-                               " AND last_block < %s ORDER BY last_block DESC LIMIT 1").format(sql.Identifier(schema)),
+    row = conn.execute(sql.SQL("SELECT manifest_sha256 FROM {}.archive_batches"
+                               " WHERE state OPERATOR(pg_catalog.<>) 'planned' AND last_block OPERATOR(pg_catalog.<) %s"
+                               " ORDER BY last_block DESC LIMIT 1").format(sql.Identifier(schema)),
                        (batch.first_block,)).fetchone()
     return bytes(row[0]) if row else None
 
@@ -326,7 +328,7 @@ def _upload(conn: psycopg.Connection, target: Target, keys: Keys, schema: str, b
     _confirm(target, data_key, gz)
     _confirm(target, manifest_key, Digest.of(manifest))
     recorded = function_call(schema, "record_archive_batch", ArchiveBatch, {
-        "batch_id": "text", "target": "text", "data_bytes": "bigint", "gz_bytes": "bigint", "data_sha256": "bytea",
+        "batch_id": "text", "target": "text", "data_bytes": "int8", "gz_bytes": "int8", "data_sha256": "bytea",
         "gz_sha256": "bytea", "manifest_sha256": "bytea", "prev_manifest_sha256": "bytea"},
         (batch.batch_id, target.url, data.size, gz.size, data.sha256, gz.sha256, hashlib.sha256(manifest).digest(),
          prev)).one(conn)
@@ -616,7 +618,7 @@ def restore_batch(conn: psycopg.Connection, target: Target, batch_id: str, *, au
         with gzip.GzipFile(fileobj=gz_file, mode="rb") as unzipped:
             lines = [line[:-1].decode() for line in unzipped]
     with translated():
-        row = conn.execute(sql.SQL("SELECT {}.restore_archive_batch(%s, %s::jsonb[])").format(
+        row = conn.execute(sql.SQL("SELECT {}.restore_archive_batch(%s, %s::pg_catalog.jsonb[])").format(
             sql.Identifier(audit_schema)), (batch_id, lines)).fetchone()
     assert row is not None
     return int(row[0])

@@ -1,5 +1,9 @@
 """One way to call a SQL function of the installation, from a Connection or an AsyncConnection:
-the query names its columns and casts its arguments, and rows become the given dataclass."""
+the query names its columns and casts its arguments, and rows become the given dataclass.
+
+Types are named as pg_catalog names them (text, jsonb, int4, int8, bool, timestamptz, text[]) and
+qualified here: a type the caller's search_path found first (a table owner's `public.text` domain,
+whose CHECK runs as whoever casts to it) is never the one cast to."""
 
 from __future__ import annotations
 
@@ -66,11 +70,19 @@ class ValueCall:
         return row[0]
 
 
+def catalog_type(name: str) -> sql.Composable:
+    """pg_catalog's type `name` (int4, not integer), or an array of it (text[])."""
+    base, brackets, rest = name.partition("[]")
+    assert not rest, name
+    return sql.SQL("{}.{}{}").format(sql.Identifier("pg_catalog"), sql.Identifier(base), sql.SQL(brackets))
+
+
 def columns(row_type: type, casts: dict[str, str] | None = None) -> sql.Composed:
-    """The dataclass's fields as a select list, with a cast where psycopg has no loader."""
+    """The dataclass's fields as a select list, with a cast (to a pg_catalog type) where psycopg has
+    no loader."""
     casts = casts or {}
     return sql.SQL(", ").join(
-        sql.SQL("{}::{} AS {}").format(sql.Identifier(name), sql.SQL(casts[name]), sql.Identifier(name))
+        sql.SQL("{}::{} AS {}").format(sql.Identifier(name), catalog_type(casts[name]), sql.Identifier(name))
         if name in casts else sql.Identifier(name)
         for name in (f.name for f in fields(row_type)))
 
@@ -78,7 +90,8 @@ def columns(row_type: type, casts: dict[str, str] | None = None) -> sql.Composed
 def table_read(audit_schema: str, relation: str, row_type: type[T], *, where: str = "", order_by: str = "",
                params: Sequence[Any] = ()) -> Call[T]:
     """SELECT <the row type's columns> FROM schema.relation [WHERE ...] [ORDER BY ...]: where and
-    order_by are the caller's own constant SQL, never user text (which goes in params)."""
+    order_by are the caller's own constant SQL, never user text (which goes in params), with every
+    name in them qualified (`batch_id OPERATOR(pg_catalog.=) %s`)."""
     query = sql.SQL("SELECT {cols} FROM {s}.{r}{where}{order}").format(
         cols=columns(row_type), s=sql.Identifier(audit_schema), r=sql.Identifier(relation),
         where=sql.SQL(" WHERE " + where if where else ""), order=sql.SQL(" ORDER BY " + order_by if order_by else ""))
@@ -86,13 +99,13 @@ def table_read(audit_schema: str, relation: str, row_type: type[T], *, where: st
 
 
 def _arguments(arguments: dict[str, str]) -> sql.Composed:
-    return sql.SQL(", ").join(sql.SQL("{} => %s::{}").format(sql.Identifier(name), sql.SQL(type_))
+    return sql.SQL(", ").join(sql.SQL("{} => %s::{}").format(sql.Identifier(name), catalog_type(type_))
                               for name, type_ in arguments.items())
 
 
 def function_call(audit_schema: str, function: str, row_type: type[T], arguments: dict[str, str],
                   params: Sequence[Any], casts: dict[str, str] | None = None) -> Call[T]:
-    """SELECT <the row type's columns> FROM schema.function(name => %s::type, ...)."""
+    """SELECT <the row type's columns> FROM schema.function(name => %s::pg_catalog.type, ...)."""
     query = sql.SQL("SELECT {cols} FROM {s}.{f}({args})").format(
         cols=columns(row_type, casts), s=sql.Identifier(audit_schema), f=sql.Identifier(function),
         args=_arguments(arguments))
@@ -100,6 +113,6 @@ def function_call(audit_schema: str, function: str, row_type: type[T], arguments
 
 
 def value_call(audit_schema: str, function: str, arguments: dict[str, str], params: Sequence[Any]) -> ValueCall:
-    """SELECT schema.function(name => %s::type, ...), for a function that returns one value."""
+    """SELECT schema.function(name => %s::pg_catalog.type, ...), for a function that returns one value."""
     return ValueCall(sql.SQL("SELECT {s}.{f}({args})").format(
         s=sql.Identifier(audit_schema), f=sql.Identifier(function), args=_arguments(arguments)), params)

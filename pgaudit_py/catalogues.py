@@ -42,8 +42,10 @@ def load_catalogue(conn: psycopg.Connection, name: str, *, replace: bool = False
     kinds = read_catalogue(name)["kinds"]
     # A kind already registered with the catalogue's schema keeps its strictness: loading never
     # loosens a kind someone made strict, nor tightens one.
-    query = sql.SQL("SELECT schema = %s, strict, catalogue IS NOT DISTINCT FROM %s FROM {}.event_types"
-                    " WHERE kind = %s").format(sql.Identifier(audit_schema))
+    # (IS NOT DISTINCT FROM would look `=` up in the caller's search_path; `name` is never NULL.)
+    query = sql.SQL("SELECT schema OPERATOR(pg_catalog.=) %s, strict,"
+                    " coalesce(catalogue OPERATOR(pg_catalog.=) %s::pg_catalog.text, false)"
+                    " FROM {}.event_types WHERE kind OPERATOR(pg_catalog.=) %s").format(sql.Identifier(audit_schema))
     loaded = []
     with conn.transaction():
         for kind, entry in kinds.items():

@@ -18,11 +18,13 @@ from psycopg.rows import dict_row
 from pgaudit_py import canonical
 from pgaudit_py.transactions import require_no_transaction
 
-_EVENT_COLUMNS = ("seq, id, tenant_id, actor_type, actor_id, db_role, client_addr::text AS client_addr,"
+# Every name qualified, in this module's queries as in the package's others: the reader's search_path
+# must not find a table owner's look-alike type, function or operator first (docs/security.md).
+_EVENT_COLUMNS = ("seq, id, tenant_id, actor_type, actor_id, db_role, client_addr::pg_catalog.text AS client_addr,"
                   " application_name, kind, target_type, target_id, outcome, correlation_id, idempotency_key,"
-                  " txid::text AS txid, occurred_at, payload::text AS payload, schema_valid,"
-                  " row_before::text AS row_before, row_after::text AS row_after, changed::text AS changed, block_no,"
-                  " origin")
+                  " txid::pg_catalog.text AS txid, occurred_at, payload::pg_catalog.text AS payload, schema_valid,"
+                  " row_before::pg_catalog.text AS row_before, row_after::pg_catalog.text AS row_after,"
+                  " changed::pg_catalog.text AS changed, block_no, origin")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ def read_blocks(conn: psycopg.Connection, schema: str, first: int = 1, last: int
     """The block rows first..last (all by default), in order."""
     rows = conn.execute(sql.SQL(
         "SELECT block_no, first_seq, last_seq, event_count, events_hash, prev_hash, block_hash, canonical_version"
-        " FROM {}.blocks WHERE block_no >= %s AND (%s::bigint IS NULL OR block_no <= %s) ORDER BY block_no"
+        " FROM {}.blocks WHERE block_no OPERATOR(pg_catalog.>=) %s"
+        " AND (%s::pg_catalog.int8 IS NULL OR block_no OPERATOR(pg_catalog.<=) %s) ORDER BY block_no"
     ).format(sql.Identifier(schema)), (first, last, last)).fetchall()
     return [Block(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), r[7]) for r in rows]
 
@@ -68,7 +71,7 @@ class Verification:
 
 
 def _events(conn: psycopg.Connection, schema: str, after_seq: int) -> Iterator[dict[str, Any]]:
-    query = sql.SQL("SELECT {cols} FROM {s}.event_log WHERE seq > %s ORDER BY seq").format(
+    query = sql.SQL("SELECT {cols} FROM {s}.event_log WHERE seq OPERATOR(pg_catalog.>) %s ORDER BY seq").format(
         cols=sql.SQL(_EVENT_COLUMNS), s=sql.Identifier(schema))
     with conn.cursor(name="pgaudit_verify_events", row_factory=dict_row) as cur:
         # A sealed event prints as at most 16 MiB: 32 at a time bounds what one fetch holds to 512 MiB
@@ -83,8 +86,8 @@ def _first_changed_seq(conn: psycopg.Connection, schema: str, block: Block, line
     """The first event of a block whose line no longer hashes as sealed, from the block's line
     hashes (read only now: they take 32 bytes an event); None when the block has none, or they do
     not hash to its events_hash (then they prove nothing)."""
-    row = conn.execute(sql.SQL("SELECT line_hashes FROM {}.blocks WHERE block_no = %s").format(sql.Identifier(schema)),
-                       (block.block_no,)).fetchone()
+    row = conn.execute(sql.SQL("SELECT line_hashes FROM {}.blocks WHERE block_no OPERATOR(pg_catalog.=) %s").format(
+        sql.Identifier(schema)), (block.block_no,)).fetchone()
     sealed = bytes(row[0]) if row and row[0] is not None else None
     if sealed is None or hashlib.sha256(sealed).digest() != block.events_hash:
         return None
@@ -107,14 +110,15 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
         state = conn.execute(sql.SQL("SELECT chain_start_seq, last_block_no FROM {}.seal_state").format(s)).fetchone()
         assert state is not None
         chain_start, head_no = state
-        pruned_row = conn.execute(sql.SQL("SELECT coalesce(max(block_no), 0) FROM {}.prune_points").format(s)
+        pruned_row = conn.execute(sql.SQL("SELECT coalesce(pg_catalog.max(block_no), 0) FROM {}.prune_points").format(s)
                                   ).fetchone()
         pruned_through = int(pruned_row[0]) if pruned_row else 0
         pending_row = conn.execute(sql.SQL("SELECT pending FROM {}.seal_status()").format(s)).fetchone()
         blocks = read_blocks(conn, audit_schema)
-        first_row = conn.execute(sql.SQL("SELECT min(seq) FROM {}.event_log").format(s)).fetchone()
-        archived = conn.execute(sql.SQL("SELECT max(last_block), max(last_seq) FROM {}.archive_batches"
-                                        " WHERE state = 'deleted'").format(s)).fetchone()
+        first_row = conn.execute(sql.SQL("SELECT pg_catalog.min(seq) FROM {}.event_log").format(s)).fetchone()
+        archived = conn.execute(sql.SQL("SELECT pg_catalog.max(last_block), pg_catalog.max(last_seq)"
+                                        " FROM {}.archive_batches WHERE state OPERATOR(pg_catalog.=) 'deleted'"
+                                        ).format(s)).fetchone()
         result = Verification(True, None, None, 0, 0, int(pending_row[0]) if pending_row else 0,
                               pruned_through + 1, first_row[0] if first_row else None, None,
                               *(archived or (None, None)))

@@ -84,7 +84,8 @@ def make_checkpoint(conn: psycopg.Connection, keys: Keys, *, audit_schema: str =
     if keys.signing_key is None and keys.hmac_key is None:
         raise KeyFileError("a checkpoint needs an Ed25519 signing key or an HMAC key")
     s = sql.Identifier(audit_schema)
-    head = conn.execute(sql.SQL("SELECT b.block_no, b.block_hash, b.last_seq, b.last_seq - st.chain_start_seq"
+    head = conn.execute(sql.SQL("SELECT b.block_no, b.block_hash, b.last_seq,"
+                                " b.last_seq OPERATOR(pg_catalog.-) st.chain_start_seq"
                                 " FROM {s}.blocks b, {s}.seal_state st ORDER BY b.block_no DESC LIMIT 1"
                                 ).format(s=s)).fetchone()
     if head is None:

@@ -9,8 +9,11 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 CONTEXT_NAMES = ("actor_type", "actor_id", "tenant_id", "correlation_id", "client_addr")
-SET_CONTEXT = "SELECT " + ", ".join(f"set_config('pgaudit_py.{n}', %s::text, true)" for n in CONTEXT_NAMES)
-GET_CONTEXT = "SELECT " + ", ".join(f"coalesce(current_setting('pgaudit_py.{n}', true), '')" for n in CONTEXT_NAMES)
+# Qualified, as all the package's SQL: the caller's search_path may name a table owner's schema first.
+SET_CONTEXT = "SELECT " + ", ".join(f"pg_catalog.set_config('pgaudit_py.{n}', %s::pg_catalog.text, true)"
+                                    for n in CONTEXT_NAMES)
+GET_CONTEXT = "SELECT " + ", ".join(f"coalesce(pg_catalog.current_setting('pgaudit_py.{n}', true), '')"
+                                    for n in CONTEXT_NAMES)
 
 
 @contextmanager

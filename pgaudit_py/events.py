@@ -123,7 +123,7 @@ def log_not_recorded(kind: str, exc: psycopg.Error) -> None:
 LIST_EVENTS_ARGUMENTS = {
     "tenant_id": "text", "kind_prefix": "text", "target_type": "text", "target_id": "text", "correlation_id": "text",
     "outcome": "text", "actor_type": "text", "actor_id": "text", "since": "timestamptz", "until": "timestamptz",
-    "since_seq": "bigint", "before_seq": "bigint", "page_size": "integer", "before_intake_id": "bigint"}
+    "since_seq": "int8", "before_seq": "int8", "page_size": "int4", "before_intake_id": "int8"}
 
 
 def list_events_call(*, tenant_id: str | None = None, kind_prefix: str | None = None,
@@ -175,7 +175,7 @@ def monthly_event_counts_call(*, tenant_id: str | None = None, month_count: int 
                               by_kind_prefix: list[str] | None = None,
                               audit_schema: str = "audit") -> Call[MonthlyCount]:
     return function_call(audit_schema, "monthly_event_counts", MonthlyCount, {
-        "tenant_id": "text", "month_count": "integer", "by_kind_prefix": "text[]"},
+        "tenant_id": "text", "month_count": "int4", "by_kind_prefix": "text[]"},
         (tenant_id, month_count, by_kind_prefix or []))
 
 
@@ -192,6 +192,6 @@ def register_event_type(conn: psycopg.Connection, kind: str, json_schema: dict[s
     """Register the payload schema of a kind. A kind a catalogue registered is replaced only with
     replace=True (and, loading a catalogue, a kind registered by hand with another schema)."""
     return function_call(audit_schema, "register_event_type", EventType,
-                         {"kind": "text", "schema": "jsonb", "strict": "boolean", "replace": "boolean",
+                         {"kind": "text", "schema": "jsonb", "strict": "bool", "replace": "bool",
                           "catalogue": "text"},
                          (kind, Jsonb(json_schema), strict, replace, catalogue)).one(conn)

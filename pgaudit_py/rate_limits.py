@@ -37,13 +37,13 @@ def enable_rate_limit(conn: psycopg.Connection, table: str, *, per_user_per_minu
                       audit_schema: str = "audit") -> RateLimit:
     """Limit writes (statements) on `table`; None switches one of the two limits off."""
     return function_call(audit_schema, "enable_rate_limit", RateLimit, {
-        "target": "regclass", "per_user_per_minute": "integer", "per_tenant_per_minute": "integer",
-        "window_seconds": "integer"}, (table, per_user_per_minute, per_tenant_per_minute, window_seconds)).one(conn)
+        "target": "regclass", "per_user_per_minute": "int4", "per_tenant_per_minute": "int4",
+        "window_seconds": "int4"}, (table, per_user_per_minute, per_tenant_per_minute, window_seconds)).one(conn)
 
 
 def disable_rate_limit(conn: psycopg.Connection, table: str, *, audit_schema: str = "audit") -> bool:
     with translated():
-        row = conn.execute(sql.SQL("SELECT {}.disable_rate_limit(target => %s::regclass)").format(
+        row = conn.execute(sql.SQL("SELECT {}.disable_rate_limit(target => %s::pg_catalog.regclass)").format(
             sql.Identifier(audit_schema)), (table,)).fetchone()
     return bool(row and row[0])
 
@@ -52,12 +52,13 @@ def set_operation_limit(conn: psycopg.Connection, operation: str, per_minute: in
                         audit_schema: str = "audit") -> RateLimit:
     """Override, at run time, the limit application code passes for `operation`."""
     return function_call(audit_schema, "set_operation_limit", RateLimit, {
-        "operation": "text", "per_minute": "integer", "window_seconds": "integer"},
+        "operation": "text", "per_minute": "int4", "window_seconds": "int4"},
         (operation, per_minute, window_seconds)).one(conn)
 
 
 def rate_limits_call(*, audit_schema: str = "audit") -> Call[RateLimit]:
-    query = sql.SQL("SELECT r.scope, CASE r.scope WHEN 'table' THEN r.target::oid::regclass::text ELSE r.target END"
+    query = sql.SQL("SELECT r.scope, CASE WHEN r.scope OPERATOR(pg_catalog.=) 'table'"
+                    " THEN r.target::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text ELSE r.target END"
                     " AS target, r.per_user, r.per_tenant, r.per_key, r.window_seconds, r.changed_at, r.changed_by"
                     " FROM {}.rate_limits r ORDER BY 1, 2").format(sql.Identifier(audit_schema))
     return Call(query, (), RateLimit)
@@ -71,8 +72,9 @@ def rate_limit(conn: psycopg.Connection, operation: str, key: str, per_minute: i
                window_seconds: int = 60, audit_schema: str = "audit") -> None:
     """Count one call of `operation` for `key`; raises RateLimited past the limit."""
     with translated():
-        conn.execute(sql.SQL("SELECT {}.rate_limit(operation => %s::text, key => %s::text, per_minute => %s::integer,"
-                             " window_seconds => %s::integer)").format(sql.Identifier(audit_schema)),
+        conn.execute(sql.SQL("SELECT {}.rate_limit(operation => %s::pg_catalog.text, key => %s::pg_catalog.text,"
+                             " per_minute => %s::integer, window_seconds => %s::integer)").format(
+                                 sql.Identifier(audit_schema)),
                      (operation, key, per_minute, window_seconds))
 
 

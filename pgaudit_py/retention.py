@@ -33,13 +33,13 @@ class PruneResult:
 def preview_prune_call(older_than: timedelta | str, batch_size: int = 1000, *,
                        audit_schema: str = "audit") -> Call[PrunePreview]:
     return function_call(audit_schema, "preview_prune", PrunePreview,
-                         {"older_than": "interval", "batch_size": "integer"}, (older_than, batch_size))
+                         {"older_than": "interval", "batch_size": "int4"}, (older_than, batch_size))
 
 
 def prune_events_call(older_than: timedelta | str, batch_size: int = 1000, *,
                       audit_schema: str = "audit") -> Call[PruneResult]:
     return function_call(audit_schema, "prune_events", PruneResult,
-                         {"older_than": "interval", "batch_size": "integer"}, (older_than, batch_size))
+                         {"older_than": "interval", "batch_size": "int4"}, (older_than, batch_size))
 
 
 def preview_prune(conn: psycopg.Connection, older_than: timedelta | str, batch_size: int = 1000, *,

@@ -41,7 +41,7 @@ class SealStatus:
 
 
 def seal_call(max_events: int = 10000, *, audit_schema: str = "audit") -> Call[SealResult]:
-    return function_call(audit_schema, "seal", SealResult, {"max_events": "integer"}, (max_events,))
+    return function_call(audit_schema, "seal", SealResult, {"max_events": "int4"}, (max_events,))
 
 
 def seal(conn: psycopg.Connection, max_events: int = 10000, *, audit_schema: str = "audit") -> SealResult:
@@ -54,7 +54,8 @@ def seal_status(conn: psycopg.Connection, *, audit_schema: str = "audit") -> Sea
 
 def seal_status_call(*, audit_schema: str = "audit") -> Call[SealStatus]:
     # `now` is the server's clock, which the lag is measured against.
-    query = sql.SQL("SELECT s.pending, s.oldest_pending_at, s.last_seq, s.last_sealed_at, s.quarantined, now() AS now"
+    query = sql.SQL("SELECT s.pending, s.oldest_pending_at, s.last_seq, s.last_sealed_at, s.quarantined,"
+                    " pg_catalog.now() AS now"
                     " FROM {}.seal_status() s").format(sql.Identifier(audit_schema))
     return Call(query, (), SealStatus)
 
@@ -84,14 +85,15 @@ def schedule_sealing(conn: psycopg.Connection, *, schedule: str = "* * * * *", m
     pg_cron must be installed in this database (its `cron.database_name`). Scheduling again
     replaces the job of the same name.
     """
-    row = conn.execute("SELECT to_regprocedure('cron.schedule_in_database(text,text,text,text,text,boolean)')"
+    row = conn.execute("SELECT pg_catalog.to_regprocedure("
+                       "'cron.schedule_in_database(text,text,text,text,text,boolean)')"
                        " IS NOT NULL").fetchone()
     if not row or not row[0]:
         raise InstallError("pg_cron is not installed in this database: sealing cannot be scheduled",
                            hint="CREATE EXTENSION pg_cron (it needs shared_preload_libraries = 'pg_cron' "
                                 "and cron.database_name set to this database), or run `pgaudit worker`")
     command = sql.SQL("CALL {}.seal_backlog({})").format(sql.Identifier(audit_schema), sql.Literal(max_events))
-    job = conn.execute("SELECT cron.schedule_in_database(%s, %s, %s, current_database())",
+    job = conn.execute("SELECT cron.schedule_in_database(%s, %s, %s, pg_catalog.current_database())",
                        (f"pgaudit_py seal {audit_schema}", schedule, command.as_string(conn))).fetchone()
     assert job is not None
     return int(job[0])

@@ -102,7 +102,7 @@ def load_master_key(path: Path | None = None, *, env: str = MASTER_KEY_ENV) -> s
 
 
 # A bound parameter: the key is never part of a statement's text.
-SET_KEY = "SELECT set_config(%s, %s, false)"
+SET_KEY = "SELECT pg_catalog.set_config(%s, %s, false)"
 KEY_SETTINGS = ("pgaudit_py.master_key", "pgaudit_py.new_master_key")
 
 
@@ -188,7 +188,7 @@ def rotate_master_key(conn: psycopg.Connection, batch_size: int = 100, *, audit_
     require_no_transaction(conn, "rotate_master_key commits every batch")
     while True:
         with conn.transaction():
-            result = function_call(audit_schema, "rotate_master_key", MasterRotation, {"batch_size": "integer"},
+            result = function_call(audit_schema, "rotate_master_key", MasterRotation, {"batch_size": "int4"},
                                    (batch_size,)).one(conn)
         if on_batch:
             on_batch(result)
@@ -204,7 +204,7 @@ def rotate_tenant_key(conn: psycopg.Connection, tenant_id: str, batch_size: int 
     while True:
         with conn.transaction():
             result = function_call(audit_schema, "rotate_tenant_key", TenantKeyRotation,
-                                   {"tenant_id": "text", "batch_size": "integer"}, (tenant_id, batch_size)).one(conn)
+                                   {"tenant_id": "text", "batch_size": "int4"}, (tenant_id, batch_size)).one(conn)
         if on_batch:
             on_batch(result)
         if result.done:
@@ -213,13 +213,18 @@ def rotate_tenant_key(conn: psycopg.Connection, tenant_id: str, batch_size: int 
 
 # Settings under which a key given with set_config and a bound parameter reaches the server log.
 _LOGGING_PARAMETERS = """
-SELECT current_setting('log_statement') = 'all' AS log_statement,
-       current_setting('log_min_duration_statement')::integer >= 0 AS log_min_duration_statement,
-       current_setting('log_min_duration_sample')::integer >= 0
-           AND current_setting('log_statement_sample_rate')::float8 > 0 AS log_min_duration_sample,
-       current_setting('log_transaction_sample_rate')::float8 > 0 AS log_transaction_sample_rate,
-       current_setting('log_parameter_max_length')::integer <> 0 AS logs_parameters,
-       current_setting('log_parameter_max_length_on_error')::integer <> 0 AS logs_parameters_on_error
+SELECT pg_catalog.current_setting('log_statement') OPERATOR(pg_catalog.=) 'all' AS log_statement,
+       pg_catalog.current_setting('log_min_duration_statement')::integer OPERATOR(pg_catalog.>=) 0
+           AS log_min_duration_statement,
+       pg_catalog.current_setting('log_min_duration_sample')::integer OPERATOR(pg_catalog.>=) 0
+           AND pg_catalog.current_setting('log_statement_sample_rate')::pg_catalog.float8 OPERATOR(pg_catalog.>) 0
+           AS log_min_duration_sample,
+       pg_catalog.current_setting('log_transaction_sample_rate')::pg_catalog.float8 OPERATOR(pg_catalog.>) 0
+           AS log_transaction_sample_rate,
+       pg_catalog.current_setting('log_parameter_max_length')::integer OPERATOR(pg_catalog.<>) 0
+           AS logs_parameters,
+       pg_catalog.current_setting('log_parameter_max_length_on_error')::integer OPERATOR(pg_catalog.<>) 0
+           AS logs_parameters_on_error
 """
 
 
@@ -229,12 +234,14 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
     client-supplied (counted here unless the caller knows: install_status counts them for the
     reader); empty otherwise."""
     if client_master_keys is None:
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{audit_schema}.master_keys",)).fetchone()
+        exists = conn.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
+                              (f"{audit_schema}.master_keys",)).fetchone()
         if not exists or not exists[0]:
             return []
         try:
-            row = conn.execute(_call(audit_schema, "SELECT count(*) FROM {s}.master_keys"
-                                                   " WHERE key_file IS NULL AND state <> 'retired'")).fetchone()
+            row = conn.execute(_call(audit_schema, "SELECT pg_catalog.count(*) FROM {s}.master_keys"
+                                                   " WHERE key_file IS NULL"
+                                                   " AND state OPERATOR(pg_catalog.<>) 'retired'")).fetchone()
         except psycopg.errors.InsufficientPrivilege:
             return []
         client_master_keys = int(row[0]) if row else 0

@@ -36,7 +36,7 @@ def enable_tracking_call(table: str, *, exclude_columns: list[str] | None = None
                          audit_schema: str = "audit") -> Call[TrackedTable]:
     return function_call(audit_schema, "enable_tracking", TrackedTable, {
         "target": "regclass", "exclude_columns": "text[]", "redact_columns": "text[]", "tenant_column": "text",
-        "skip_noop_updates": "boolean", "kind_prefix": "text", "baseline": "boolean"},
+        "skip_noop_updates": "bool", "kind_prefix": "text", "baseline": "bool"},
         (table, exclude_columns or [], redact_columns or [], tenant_column, skip_noop_updates, kind_prefix,
          baseline))
 

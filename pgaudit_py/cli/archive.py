@@ -211,12 +211,12 @@ def settings_command(settings: Settings, hot_retention: str | None, max_batch_ev
     def run() -> None:
         s = sql.Identifier(settings.schema)
         with settings.connect() as conn:
-            current = conn.execute(sql.SQL("SELECT hot_retention::text, max_batch_events, run_hour_utc, last_run_on"
-                                           " FROM {}.archive_settings").format(s)).fetchone()
+            current = conn.execute(sql.SQL("SELECT hot_retention::pg_catalog.text, max_batch_events, run_hour_utc,"
+                                           " last_run_on FROM {}.archive_settings").format(s)).fetchone()
             assert current is not None
             if retention or max_batch_events or run_hour is not None or never:
                 hour = None if never else run_hour if run_hour is not None else current[2]
-                current = conn.execute(sql.SQL("SELECT hot_retention::text, max_batch_events, run_hour_utc,"
+                current = conn.execute(sql.SQL("SELECT hot_retention::pg_catalog.text, max_batch_events, run_hour_utc,"
                                                " last_run_on FROM {}.set_archive_settings(%s::interval, %s, %s)"
                                                ).format(s),
                                        (retention or current[0], max_batch_events or current[1], hour)).fetchone()

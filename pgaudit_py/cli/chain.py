@@ -84,8 +84,8 @@ def verify_command(settings: Settings, checkpoint_file: Path | None, signing_key
         signed_by = check_signatures(document, keys) if document else []
         hashes: dict[int, bytes] = {}
         with settings.connect() as conn:
-            total = conn.execute(sql.SQL("SELECT count(*) FROM {}.blocks").format(sql.Identifier(settings.schema))
-                                 ).fetchone()
+            total = conn.execute(sql.SQL("SELECT pg_catalog.count(*) FROM {}.blocks").format(
+                sql.Identifier(settings.schema))).fetchone()
             with click.progressbar(length=int(total[0]) if total else 0, label="verifying blocks",
                                    file=sys.stderr) as bar:
                 def seen(block: Block) -> None:

@@ -52,7 +52,8 @@ def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool
             event = record(conn, kind, payload=body, audit_schema=settings.schema, **fields)
             assert event is not None
             # An idempotent retry returns the event an earlier transaction wrote.
-            written_now = conn.execute("SELECT pg_current_xact_id()::text = %s", (event.txid,)).fetchone()
+            written_now = conn.execute("SELECT pg_catalog.pg_current_xact_id()::pg_catalog.text"
+                                       " OPERATOR(pg_catalog.=) %s", (event.txid,)).fetchone()
         if as_json:
             emit_json(event)
         elif written_now and written_now[0]:

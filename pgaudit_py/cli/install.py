@@ -111,8 +111,10 @@ def status_command(settings: Settings, lag_warning: float, as_json: bool) -> Non
         with settings.connect() as conn:
             installed = status(conn, settings.schema)
             sealing = seal_status(conn, audit_schema=settings.schema) if installed.installed_version else None
-            workers = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-                                   " AND datname = current_database()", (WORKER_APPLICATION_NAME,)).fetchone()
+            workers = conn.execute("SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity"
+                                   " WHERE application_name OPERATOR(pg_catalog.=) %s"
+                                   " AND datname OPERATOR(pg_catalog.=) pg_catalog.current_database()",
+                                   (WORKER_APPLICATION_NAME,)).fetchone()
         warnings = list(installed.problems) + list(installed.warnings)
         if sealing and sealing.pending and sealing.lag.total_seconds() > lag_warning:
             warnings.append(f"sealing is behind: the oldest pending event waited {sealing.lag.total_seconds():.0f} s"

@@ -207,8 +207,9 @@ class Api:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql.SQL(
                 "SELECT batch_id, state, first_block, last_block, first_seq, last_seq, event_count, target,"
-                " data_bytes, gz_bytes, encode(manifest_sha256, 'hex'), planned_at, archived_at, archived_by,"
-                " deleted_at FROM {}.archive_batches ORDER BY first_block").format(sql.Identifier(self.schema)))
+                " data_bytes, gz_bytes, pg_catalog.encode(manifest_sha256, 'hex'), planned_at, archived_at,"
+                " archived_by, deleted_at FROM {}.archive_batches ORDER BY first_block"
+            ).format(sql.Identifier(self.schema)))
             rows = await cur.fetchall()
         names = ("batch_id", "state", "first_block", "last_block", "first_seq", "last_seq", "event_count", "target",
                  "data_bytes", "gz_bytes", "manifest_sha256", "planned_at", "archived_at", "archived_by",

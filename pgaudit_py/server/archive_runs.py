@@ -29,8 +29,8 @@ class ArchiveRunner:
         where = open_target(self.target)
         with psycopg.connect(self.dsn, autocommit=True, application_name="pgaudit serve (archive)") as conn:
             # The archiver's own events (audit.archived, ...) name the token that asked.
-            conn.execute("SELECT set_config('pgaudit_py.actor_type', 'api_token', false),"
-                         " set_config('pgaudit_py.actor_id', %s, false)", (bearer.name,))
+            conn.execute("SELECT pg_catalog.set_config('pgaudit_py.actor_type', 'api_token', false),"
+                         " pg_catalog.set_config('pgaudit_py.actor_id', %s, false)", (bearer.name,))
             return archiving.archive(conn, where, self.keys, audit_schema=self.schema)
 
     async def run(self, bearer: Bearer) -> archiving.ArchiveRun:
@@ -75,7 +75,8 @@ async def last_checkpoint(pool: AsyncConnectionPool, audit_schema: str, director
     problems = signature_problems(body, document.get("signatures", {}), keys, "the checkpoint") if keys else []
     if keys is None:
         problems.append("the server has no key to check the checkpoint's signature")
-    query = sql.SQL("SELECT encode(block_hash, 'hex') FROM {}.blocks WHERE block_no = %s").format(
+    query = sql.SQL("SELECT pg_catalog.encode(block_hash, 'hex') FROM {}.blocks"
+                      " WHERE block_no OPERATOR(pg_catalog.=) %s").format(
         sql.Identifier(audit_schema))
     async with pool.connection() as conn:
         row = await (await conn.execute(query, (int(body["block_no"]),))).fetchone()

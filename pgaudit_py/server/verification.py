@@ -31,8 +31,8 @@ class ChainVerifier:
         async with self._lock, await psycopg.AsyncConnection.connect(
                 self.dsn, autocommit=True, application_name="pgaudit serve (verify)") as conn:
             state = await (await conn.execute(sql.SQL(
-                "SELECT s.last_seq, (SELECT max(block_no) FROM {s}.prune_points),"
-                " (SELECT max(last_seq) FROM {s}.archive_batches WHERE deleted_at IS NOT NULL),"
+                "SELECT s.last_seq, (SELECT pg_catalog.max(block_no) FROM {s}.prune_points),"
+                " (SELECT pg_catalog.max(last_seq) FROM {s}.archive_batches WHERE deleted_at IS NOT NULL),"
                 " (SELECT pending FROM {s}.seal_status()) FROM {s}.seal_state s").format(s=self.schema))).fetchone()
             assert state is not None
             if self._last is not None:
