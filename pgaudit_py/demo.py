@@ -55,7 +55,8 @@ def show(conn: psycopg.Connection, schema: str) -> None:
 def _drop_scratch(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
     for role in role_names(schema).values():
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+        if conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s",
+                        (role,)).fetchone():
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
@@ -71,7 +72,8 @@ def main(dsn: str | None) -> None:
         return
     schema = f"pgaudit_demo_{secrets.token_hex(3)}"
     with psycopg.connect(dsn, autocommit=True, application_name="pgaudit demo") as conn:
-        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles"
+                                 " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
         if not superuser or not superuser[0]:
             raise InvalidArgument("pgaudit demo --dsn needs a superuser: it creates, then drops, a scratch schema "
                                   "and its roles")

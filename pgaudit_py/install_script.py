@@ -55,27 +55,33 @@ def _ident(conn: psycopg.Connection, name: str) -> str:
 
 def _pgcrypto_schema(conn: psycopg.Connection) -> str:
     """Where pgcrypto is, checked as install() checks it; public when the script creates it."""
-    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pgcrypto'").fetchone()
+    row = conn.execute("SELECT 1 FROM pg_catalog.pg_extension"
+                       " WHERE extname OPERATOR(pg_catalog.=) 'pgcrypto'").fetchone()
     return _trusted_pgcrypto_schema(conn) if row else "public"
 
 
 def _guards(conn: psycopg.Connection, schema: str, applied: list[str], crypto: str) -> list[str]:
     """Checked again when the script runs, which may be long after it was written: the database is
     still in the state it was written for, and pgcrypto is where, and whose, it was."""
-    expected = "ARRAY[" + ", ".join(_literal(conn, m) for m in sorted(applied)) + "]::text[]"
+    expected = "ARRAY[" + ", ".join(_literal(conn, m) for m in sorted(applied)) + "]::pg_catalog.text[]"
     table = _literal(conn, f"{schema}._yoyo_migration")
     return [
-        "DO $$ DECLARE applied text[] := '{}'; BEGIN"
+        # Every name qualified, as in all the package's SQL: the script starts in its applier's search_path.
+        "DO $$ DECLARE applied pg_catalog.text[] := '{}'; BEGIN"
         f" IF pg_catalog.to_regclass({table}) IS NOT NULL THEN"
-        f" EXECUTE 'SELECT coalesce(array_agg(migration_id::text ORDER BY migration_id), ''{{}}'') FROM '"
-        f" || {table} INTO applied; END IF;"
-        f" IF applied IS DISTINCT FROM {expected} THEN RAISE EXCEPTION 'this script was written for a database"
-        f" with other migrations applied; regenerate it (pgaudit-install --sql)'; END IF; END $$;",
+        " EXECUTE 'SELECT coalesce(pg_catalog.array_agg(migration_id::pg_catalog.text ORDER BY migration_id),"
+        f" ''{{}}'') FROM ' OPERATOR(pg_catalog.||) {table} INTO applied; END IF;"
+        f" IF NOT coalesce(applied OPERATOR(pg_catalog.=) {expected}, false) THEN"
+        " RAISE EXCEPTION 'this script was written for a database with other migrations applied;"
+        " regenerate it (pgaudit-install --sql)'; END IF; END $$;",
         "DO $$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n"
-        " ON n.oid = e.extnamespace JOIN pg_catalog.pg_roles r ON r.oid = e.extowner WHERE e.extname = 'pgcrypto'"
-        f" AND (n.nspname <> {_literal(conn, crypto)} OR (NOT r.rolsuper AND (SELECT rolsuper FROM"
-        " pg_catalog.pg_roles WHERE rolname = current_user)))) THEN RAISE EXCEPTION 'pgcrypto is not where, or"
-        " whose, it was when this script was written; regenerate it (pgaudit-install --sql)'; END IF; END $$;",
+        " ON n.oid OPERATOR(pg_catalog.=) e.extnamespace"
+        " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) e.extowner"
+        " WHERE e.extname OPERATOR(pg_catalog.=) 'pgcrypto'"
+        f" AND (n.nspname OPERATOR(pg_catalog.<>) {_literal(conn, crypto)} OR (NOT r.rolsuper AND (SELECT rolsuper"
+        " FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user))))"
+        " THEN RAISE EXCEPTION 'pgcrypto is not where, or whose, it was when this script was written;"
+        " regenerate it (pgaudit-install --sql)'; END IF; END $$;",
     ]
 
 
@@ -86,7 +92,8 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     _refuse_foreign_schema(conn, schema)
     applied = set(_applied_migrations(conn, schema))
     pending = [m for m in migration_ids() if m not in applied]
-    superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles"
+                             " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
     is_superuser = bool(superuser and superuser[0])
     crypto = _pgcrypto_schema(conn)
     out = [f"-- pgaudit_py {package_version()}: {'upgrade' if applied else 'install'} of schema {schema}"
@@ -98,7 +105,8 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     add(f"SELECT pg_catalog.pg_advisory_xact_lock({_INSTALL_LOCK});  -- one installer at a time")
     out.extend(_guards(conn, schema, sorted(applied), crypto))
     for name in roles.values():
-        add(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {_literal(conn, name)}) THEN"
+        add("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles"
+            f" WHERE rolname OPERATOR(pg_catalog.=) {_literal(conn, name)}) THEN"
             f" CREATE ROLE {_ident(conn, name)} NOLOGIN; END IF; END $$;")
     add(f"GRANT {_ident(conn, roles['reader'])} TO {_ident(conn, roles['maintainer'])};")
     add(f"GRANT {_ident(conn, roles['capture'])} TO {owner};")
@@ -123,7 +131,8 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     add("SET search_path = pg_catalog, pg_temp;")
     # The function roles the installing role is not a member of (a superuser is of all; a role the
     # script creates, of none): it joins them for the files, and leaves them after.
-    existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+    existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles"
+                                           " WHERE rolname OPERATOR(pg_catalog.=) ANY(%s)",
                                            (list(roles.values()),)).fetchall()}
     joined = [roles[r] for r in FUNCTION_ROLES
               if not is_superuser and (roles[r] not in existing or not _is_member(conn, roles[r]))]

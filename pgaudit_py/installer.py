@@ -150,7 +150,7 @@ class _GivenConnectionBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]
         return True  # PostgreSQL's DDL is transactional
 
     def create_lock_table(self) -> None:
-        exists = self._given.execute("SELECT to_regclass(%s) IS NOT NULL",
+        exists = self._given.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
                                      (f"{sql.Identifier(self.schema).as_string(self._given)}.yoyo_lock",)).fetchone()
         if not (exists and exists[0]):
             super().create_lock_table()
@@ -178,11 +178,13 @@ def _install_lock(conn: psycopg.Connection) -> Iterator[None]:
     except psycopg.errors.LockNotAvailable:
         holders = conn.execute("""
             SELECT l.pid, a.usename
-              FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-               AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
-                                  WHERE d.datname = pg_catalog.current_database())
-               AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
+              FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a
+                ON a.pid OPERATOR(pg_catalog.=) l.pid
+             WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted AND l.objsubid OPERATOR(pg_catalog.=) 1
+               AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+               AND ((l.classid::bigint OPERATOR(pg_catalog.<<) 32) OPERATOR(pg_catalog.|) l.objid::bigint)
+                   OPERATOR(pg_catalog.=) %s
              ORDER BY l.pid""", (_INSTALL_LOCK,)).fetchall()
         held_by = ", ".join(f"pid {pid} (role {role})" for pid, role in holders) or "a session that has let go since"
         raise InstallError(f"waited {_INSTALL_LOCK_WAIT:g} s for the install lock of this database, held by {held_by}",
@@ -195,31 +197,38 @@ def _install_lock(conn: psycopg.Connection) -> Iterator[None]:
 
 
 def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+    return conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) %s",
+                        (schema,)).fetchone() is not None
 
 
 def _is_ours(conn: psycopg.Connection, schema: str) -> bool:
     row = conn.execute(
-        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = ANY(%s)", (schema, list(_MARKERS))).fetchone()
+        "SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+        " ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+        " WHERE n.nspname OPERATOR(pg_catalog.=) %s AND c.relname OPERATOR(pg_catalog.=) ANY(%s)",
+        (schema, list(_MARKERS))).fetchone()
     return bool(row and row[0])
 
 
 def _foreign_objects(conn: psycopg.Connection, schema: str) -> list[str]:
     rows = conn.execute(
         """
-        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = %(s)s AND c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')
+        SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n
+            ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+         WHERE n.nspname OPERATOR(pg_catalog.=) %(s)s
+           AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,v,m,p,f,S}'::pg_catalog."char"[])
         UNION ALL
-        SELECT p.proname || '()' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-         WHERE n.nspname = %(s)s
+        SELECT p.proname OPERATOR(pg_catalog.||) '()' FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n
+            ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+         WHERE n.nspname OPERATOR(pg_catalog.=) %(s)s
         ORDER BY 1 LIMIT 5
         """, {"s": schema}).fetchall()
     return [f"{schema}.{name}" for (name,) in rows]
 
 
 def _refuse_foreign_schema(conn: psycopg.Connection, schema: str) -> None:
-    capture = conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s",
+    capture = conn.execute("SELECT nspowner::pg_catalog.regrole::pg_catalog.text FROM pg_catalog.pg_namespace"
+                           " WHERE nspname OPERATOR(pg_catalog.=) %s",
                            (capture_schema(schema),)).fetchone()
     if capture and capture[0] != role_names(schema)["capture"]:
         raise InstallError(f"schema {capture_schema(schema)!r} exists and pgaudit_py did not create it; install "
@@ -235,7 +244,7 @@ def _refuse_foreign_schema(conn: psycopg.Connection, schema: str) -> None:
 
 
 def _applied_migrations(conn: psycopg.Connection, schema: str) -> list[str]:
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+    exists = conn.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
                           (f"{schema}._yoyo_migration",)).fetchone()
     if not exists or not exists[0]:
         return []
@@ -248,7 +257,8 @@ def _ensure_roles(conn: psycopg.Connection, schema: str) -> list[str]:
     created = []
     roles = role_names(schema)
     for name in roles.values():
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+        if conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s",
+                        (name,)).fetchone():
             continue
         try:
             with conn.transaction():
@@ -269,9 +279,11 @@ def _trusted_pgcrypto_schema(conn: psycopg.Connection) -> str:
     owner may drop it and put look-alikes in its place, which the owner role would then run. (Its
     functions are bound by oid, so renaming their schema changes nothing: sql/78_secrets.sql.)"""
     row = conn.execute("SELECT n.nspname, r.rolname, r.rolsuper,"
-                       " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-                       " FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-                       " JOIN pg_roles r ON r.oid = e.extowner WHERE e.extname = 'pgcrypto'").fetchone()
+                       " (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user)"
+                       " FROM pg_catalog.pg_extension e"
+                       " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace"
+                       " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) e.extowner"
+                       " WHERE e.extname OPERATOR(pg_catalog.=) 'pgcrypto'").fetchone()
     assert row is not None  # CREATE EXTENSION IF NOT EXISTS pgcrypto just ran
     schema, owner, owner_is_superuser, installer_is_superuser = row
     if installer_is_superuser and not owner_is_superuser:
@@ -283,7 +295,7 @@ def _trusted_pgcrypto_schema(conn: psycopg.Connection) -> str:
 
 
 def _is_member(conn: psycopg.Connection, role: str) -> bool:
-    row = conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (role,)).fetchone()
+    row = conn.execute("SELECT pg_catalog.pg_has_role(current_user, %s, 'MEMBER')", (role,)).fetchone()
     return bool(row and row[0])
 
 
@@ -320,9 +332,12 @@ def _hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
     roles = role_names(schema)
     owned = {signature: roles[role] for signature, role in _HANDED_OVER.items()}
     rows = conn.execute(
-        "SELECT format('%%I.%%I(%%s)', %s::text, p.proname, oidvectortypes(p.proargtypes)),"
-        " p.proname || '(' || oidvectortypes(p.proargtypes) || ')'"
-        " FROM pg_proc p WHERE p.pronamespace = to_regnamespace(%s) AND p.proowner = to_regrole(%s)",
+        "SELECT pg_catalog.format('%%I.%%I(%%s)', %s::pg_catalog.text, p.proname,"
+        " pg_catalog.oidvectortypes(p.proargtypes)),"
+        " p.proname OPERATOR(pg_catalog.||) '(' OPERATOR(pg_catalog.||) pg_catalog.oidvectortypes(p.proargtypes)"
+        " OPERATOR(pg_catalog.||) ')'"
+        " FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace(%s)"
+        " AND p.proowner OPERATOR(pg_catalog.=) pg_catalog.to_regrole(%s)",
         (schema, schema, roles["owner"])).fetchall()
     statements: list[str] = []
     for qualified, signature in rows:
@@ -377,11 +392,12 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
 
         snapshot = sql.SQL("SELECT {}._security_snapshot()").format(sql.Identifier(schema))
         with conn.transaction():
-            has_snapshot = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL",
+            has_snapshot = conn.execute("SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL",
                                         (f"{schema}._security_snapshot()",)).fetchone()
             before = conn.execute(snapshot).fetchone() if has_snapshot and has_snapshot[0] else None
             conn.execute("RESET ROLE")
-            superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+            superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles"
+                                     " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
             if server_keys and not (superuser and superuser[0]):
                 raise InstallError("server keys need a superuser install: only a superuser can let the owner "
                                    "role read server files")
