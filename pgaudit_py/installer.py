@@ -163,9 +163,18 @@ def _autocommit(conn: psycopg.Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        conn.execute("RESET ROLE")
-        conn.execute("RESET search_path")
         conn.autocommit = saved
+
+
+@contextmanager
+def _installing(conn: psycopg.Connection) -> Iterator[None]:
+    """Autocommit, and the role and search_path the install sets for itself undone after it."""
+    with _autocommit(conn):
+        try:
+            yield
+        finally:
+            conn.execute("RESET ROLE")
+            conn.execute("RESET search_path")
 
 
 @contextmanager
@@ -372,7 +381,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
     roles = role_names(schema)
     files = [name for name, _ in rendered_sql_files(schema)] + [
         f"superuser/{name}" for name, _ in rendered_sql_files(schema, "superuser")]
-    with _autocommit(conn), _install_lock(conn):
+    with _installing(conn), _install_lock(conn):
         _refuse_foreign_schema(conn, schema)
         applied = set(_applied_migrations(conn, schema))
         pending = [m for m in migration_ids() if m not in applied]

@@ -196,6 +196,17 @@ def test_status_names_what_was_loosened_and_reinstall_repairs_it(db):
     assert status(db).problems == []
 
 
+def test_status_leaves_the_callers_role_and_search_path_as_they_were(db, connect):
+    """A reader's status check runs in the reader's own session: it must not undo a SET ROLE or a
+    search_path the application made there."""
+    reader = connect("app_reader")
+    reader.execute("SET ROLE audit_reader")
+    reader.execute("SET search_path = pg_temp, public")
+    assert status(reader).installed_version is not None
+    assert reader.execute("SELECT current_user::text, current_setting('search_path')").fetchone() == (
+        "audit_reader", "pg_temp, public")
+
+
 def test_status_of_a_database_without_pgaudit(db):
     result = status(db, schema="nothing_here")
     assert (result.installed_version, result.intact) == (None, False)
