@@ -69,7 +69,6 @@ BEGIN
                     ELSE c.row_after END AS row_after,
                omit OR c.wild_before OR c.wild_after AS altered
           FROM checked c
-        OFFSET 0
     ), sealed AS (
         INSERT INTO @schema@.event_log AS l (
             seq, id, tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
