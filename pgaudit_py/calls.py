@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from pgaudit_py.errors import translated
+from pgaudit_py.session import require_readable
 
 T = TypeVar("T")
 
@@ -27,16 +28,19 @@ class Call(Generic[T]):
     row_type: type[T]
 
     def one(self, conn: psycopg.Connection) -> T:
+        require_readable(conn)
         with translated(), conn.cursor(row_factory=class_row(self.row_type)) as cur:
             row = cur.execute(self.query, self.params).fetchone()
         assert row is not None
         return row
 
     def all(self, conn: psycopg.Connection) -> list[T]:
+        require_readable(conn)
         with translated(), conn.cursor(row_factory=class_row(self.row_type)) as cur:
             return cur.execute(self.query, self.params).fetchall()
 
     async def one_async(self, conn: psycopg.AsyncConnection) -> T:
+        require_readable(conn)
         with translated():
             async with conn.cursor(row_factory=class_row(self.row_type)) as cur:
                 await cur.execute(self.query, self.params)
@@ -45,6 +49,7 @@ class Call(Generic[T]):
         return row
 
     async def all_async(self, conn: psycopg.AsyncConnection) -> list[T]:
+        require_readable(conn)
         with translated():
             async with conn.cursor(row_factory=class_row(self.row_type)) as cur:
                 await cur.execute(self.query, self.params)
@@ -58,12 +63,14 @@ class ValueCall:
     params: Sequence[Any]
 
     def one(self, conn: psycopg.Connection) -> Any:
+        require_readable(conn)
         with translated():
             row = conn.execute(self.query, self.params).fetchone()
         assert row is not None
         return row[0]
 
     async def one_async(self, conn: psycopg.AsyncConnection) -> Any:
+        require_readable(conn)
         with translated():
             row = await (await conn.execute(self.query, self.params)).fetchone()
         assert row is not None

@@ -162,6 +162,10 @@ class CannotConnect(PgAuditError):
     """The server could not be reached, or refused the session."""
 
 
+class UnsupportedSession(PgAuditError):
+    """The session's settings would make what the package reads wrong or unreadable (pgaudit_py.session)."""
+
+
 _BY_SQLSTATE: dict[str, type[PgAuditError]] = {
     cls.sqlstate: cls
     for cls in (InvalidKind, InvalidPayload, SchemaViolation, IdempotencyConflict,

@@ -211,21 +211,11 @@ def rotate_tenant_key(conn: psycopg.Connection, tenant_id: str, batch_size: int 
             return result
 
 
-# Settings under which a key given with set_config and a bound parameter reaches the server log.
-_LOGGING_PARAMETERS = """
-SELECT pg_catalog.current_setting('log_statement') OPERATOR(pg_catalog.=) 'all' AS log_statement,
-       pg_catalog.current_setting('log_min_duration_statement')::integer OPERATOR(pg_catalog.>=) 0
-           AS log_min_duration_statement,
-       pg_catalog.current_setting('log_min_duration_sample')::integer OPERATOR(pg_catalog.>=) 0
-           AND pg_catalog.current_setting('log_statement_sample_rate')::pg_catalog.float8 OPERATOR(pg_catalog.>) 0
-           AS log_min_duration_sample,
-       pg_catalog.current_setting('log_transaction_sample_rate')::pg_catalog.float8 OPERATOR(pg_catalog.>) 0
-           AS log_transaction_sample_rate,
-       pg_catalog.current_setting('log_parameter_max_length')::integer OPERATOR(pg_catalog.<>) 0
-           AS logs_parameters,
-       pg_catalog.current_setting('log_parameter_max_length_on_error')::integer OPERATOR(pg_catalog.<>) 0
-           AS logs_parameters_on_error
-"""
+# Settings under which a key given with set_config and a bound parameter reaches the server log,
+# read from pg_settings, which gives each in its base unit (current_setting prints '250ms').
+_LOGGING_PARAMETERS = ("log_statement", "log_min_duration_statement", "log_min_duration_sample",
+                       "log_statement_sample_rate", "log_transaction_sample_rate", "log_parameter_max_length",
+                       "log_parameter_max_length_on_error")
 
 
 def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None = None, *,
@@ -247,9 +237,16 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
         client_master_keys = int(row[0]) if row else 0
     if not client_master_keys:
         return []
-    row = conn.execute(_LOGGING_PARAMETERS).fetchone()
-    assert row is not None
-    statement, duration, sample, transactions, parameters, on_error = row
+    rows = conn.execute("SELECT name, setting FROM pg_catalog.pg_settings"
+                        " WHERE name OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])",
+                        (list(_LOGGING_PARAMETERS),)).fetchall()
+    setting: dict[str, str] = {name: value for name, value in rows}
+    statement = setting["log_statement"] == "all"
+    duration = int(setting["log_min_duration_statement"]) >= 0
+    sample = int(setting["log_min_duration_sample"]) >= 0 and float(setting["log_statement_sample_rate"]) > 0
+    transactions = float(setting["log_transaction_sample_rate"]) > 0
+    parameters = int(setting["log_parameter_max_length"]) != 0
+    on_error = int(setting["log_parameter_max_length_on_error"]) != 0
     warnings = []
     if parameters:
         for on, name in ((statement, "log_statement = 'all'"), (duration, "log_min_duration_statement >= 0"),

@@ -1,9 +1,24 @@
 -- Numbers that print far larger than they are stored. A jsonb number keeps only its significant
--- digits and an exponent: 1e131071 takes 8 bytes and prints as 131,072 characters, so a 2 kB row
--- printed as 1 GB, and the sealer, the verifiers and list_events all print. A number at or beyond
--- 1e400 in magnitude (or a non-zero one below 1e-400) is "wild": no double precision value is,
--- and a tame one prints at most about 50 times its stored size.
+-- digits, an exponent and how many decimals to print: 1e131071 takes 8 bytes and prints as 131,072
+-- characters, 1.000...0 with 16,383 zeros takes 10 and prints as 16,385, so a 2 kB row printed as
+-- 1 GB, and the sealer, the verifiers and list_events all print. A number at or beyond 1e400 in
+-- magnitude (or a non-zero one below 1e-400) is "wild": no double precision value is. So is one
+-- with more than 400 decimals, in a value holding more than 100 numbers (fewer print to at most
+-- 1.7 MB, and only a walk in SQL, 3 us a value, could find them: the count is a JSON path's).
 
+-- A number with more than 400 decimals (a JSON path cannot see how many a number has).
+CREATE OR REPLACE FUNCTION @schema@._long_numbers(j jsonb)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM jsonb_path_query(j, 'strict $.** ? (@.type() == "number")') AS n(v)
+                    WHERE scale(n.v::numeric) > 400)
+$$;
+COMMENT ON FUNCTION @schema@._long_numbers(jsonb) IS 'True when the value holds a number with more than 400 decimals.';
+
+-- Inlined where it is called (no SET clause): every name qualified.
 CREATE OR REPLACE FUNCTION @schema@._wild_numbers(j jsonb)
 RETURNS boolean
 LANGUAGE sql
@@ -11,12 +26,17 @@ IMMUTABLE
 AS $$
     SELECT pg_catalog.jsonb_path_exists(j,
         'strict $.** ? (@.type() == "number" && (@ >= 1e400 || @ <= -1e400 || (@ != 0 && @ < 1e-400 && @ > -1e-400)))')
+        OR (pg_catalog.jsonb_array_length(pg_catalog.jsonb_path_query_array(j, 'strict $.** ? (@.type() == "number")'))
+                OPERATOR(pg_catalog.>) 100
+            AND @schema@._long_numbers(j))
 $$;
 COMMENT ON FUNCTION @schema@._wild_numbers(jsonb) IS
-    'True when the value holds a number of magnitude at or beyond 1e400, or non-zero below 1e-400.';
+    'True when the value holds a number of magnitude at or beyond 1e400, or non-zero below 1e-400, or, among more '
+    'than 100 numbers, one with more than 400 decimals.';
 
--- Each wild number replaced by {"$omitted": {"wild_number": true}}: the rest of the value kept.
--- Its digits are not hashed, since printing them is what must not happen.
+-- Each wild number, and each with more than 400 decimals, replaced by
+-- {"$omitted": {"wild_number": true}}: the rest of the value kept. Its digits are not hashed, since
+-- printing them is what must not happen.
 CREATE OR REPLACE FUNCTION @schema@._tame_numbers(j jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -25,7 +45,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN CASE jsonb_typeof(j)
-        WHEN 'number' THEN CASE WHEN @schema@._wild_numbers(j) THEN '{"$omitted": {"wild_number": true}}'::jsonb ELSE j END
+        WHEN 'number' THEN CASE WHEN @schema@._wild_numbers(j) OR scale(j::numeric) > 400
+                                THEN '{"$omitted": {"wild_number": true}}'::jsonb ELSE j END
         WHEN 'object' THEN (SELECT coalesce(jsonb_object_agg(e.key, @schema@._tame_numbers(e.value)), '{}')
                               FROM jsonb_each(j) e)
         WHEN 'array' THEN (SELECT coalesce(jsonb_agg(@schema@._tame_numbers(e.value) ORDER BY e.ordinality), '[]')

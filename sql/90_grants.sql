@@ -98,6 +98,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@._note_omitted(jsonb, text, text[]),
     @schema@._replaced_keys(jsonb, jsonb),
     @schema@._wild_numbers(jsonb),
+    @schema@._long_numbers(jsonb),
     @schema@._tame_numbers(jsonb),
     @schema@._check_prune_args(interval, integer),
     @schema@.row_history(regclass, text),

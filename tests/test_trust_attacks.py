@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from contextlib import contextmanager
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg.rows import dict_row
 
 from pgaudit_py import (
@@ -26,9 +28,12 @@ from pgaudit_py import (
     row_history,
     seal,
     seal_status,
+    secrets,
     status,
 )
 from pgaudit_py.chain import verify_chain
+from pgaudit_py.cli import cli
+from pgaudit_py.errors import UnsupportedSession
 
 PRIVILEGED = {"audit_owner", "audit_capture", "audit_sealer", "audit_pruner", "postgres"}
 
@@ -578,9 +583,11 @@ def test_c4_the_privileged_functions_work_under_any_session_setting(db, connect,
 @pytest.mark.parametrize("number", ["('1.' || repeat('0', 16383))::numeric", "'0e-16383'::numeric",
                                     "('-7.' || repeat('0', 16383))::numeric::text::jsonb"])
 def test_c5_numbers_of_huge_scale_in_a_row_leave_its_later_changes_sealable(db, connect, attacker, number):
-    """1e131071 is "wild" and tamed by the sealer; 1.000...0 (16,383 zeros) or 0e-16383 is not, yet
-    also takes 10 bytes and prints as 16,385 characters: 1,100 of them in a jsonb column make a
-    row image of 15 kB that prints as 18 MB. Another role's later, unrelated change must still seal."""
+    """1e131071 is "wild" and tamed by the sealer; 1.000...0 (16,383 zeros) or 0e-16383 also takes 10
+    bytes and prints as 16,385 characters: 1,100 of them in a jsonb column make a row image of 15 kB
+    that prints as 18 MB. Among more than 100 numbers, each is tamed as a wild one is (before, the
+    sealer's second attempt stored the column by its size and hash). Another role's later,
+    unrelated change must still seal."""
     attacker.execute("CREATE TABLE public.orders (id int PRIMARY KEY, status text, meta jsonb);"
                      " GRANT ALL ON public.orders TO app_writer")
     enable_tracking(connect("app_maintainer"), "public.orders")
@@ -591,12 +598,13 @@ def test_c5_numbers_of_huge_scale_in_a_row_leave_its_later_changes_sealable(db, 
     assert seal_status(db).quarantined == 0
     assert [e.kind for e in row_history(connect("app_reader"), "public.orders", "42")] == [
         "public.orders.insert", "public.orders.update"]
-    # The value too large printed is stored by its size and hash; the rest of the row is kept.
-    before, after, status_after, changed = db.execute(
-        "SELECT row_before -> 'meta', row_after -> 'meta', row_after ->> 'status', changed"
+    # Each number is stored as a wild one; the rest of the row is kept, and the payload says so.
+    before, after, status_after, changed, payload = db.execute(
+        "SELECT row_before -> 'meta', row_after -> 'meta', row_after ->> 'status', changed, payload"
         " FROM audit.event_log WHERE kind = 'public.orders.update'").fetchone()
-    assert before == after and set(before["$omitted"]) == {"bytes", "sha256"} and before["$omitted"]["bytes"] > 2 ** 20
+    assert before == after == [{"$omitted": {"wild_number": True}}] * 1100
     assert (status_after, changed) == ("refunded", {"status": {"old": "new", "new": "refunded"}})
+    assert payload == {"omitted": {"row_before": ["meta"], "row_after": ["meta"]}}
     both_verify(db)
 
 
@@ -803,3 +811,77 @@ def test_c3_wild_numbers_that_store_alike_are_changes_and_named(db, connect, att
         ("public.ledger.update", {"omitted": {"row_before": ["balance"]}}, {"balance": {"old": marker, "new": marker}})]
     # (The last UPDATE wrote the same written marker again: a no-op, skipped.)
     both_verify(db)
+
+
+# ============ a sixth trial: what a short row prints to, and the reader's session ============
+
+def peak_memory_mib(conn: psycopg.Connection) -> int:
+    """The most memory the connection's server process has held (VmHWM: its peak resident set)."""
+    with open(f"/proc/{conn.info.backend_pid}/status") as status_file:
+        for line in status_file:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_c5_numbers_of_many_decimals_cost_the_sealer_bounded_memory(db, connect, attacker):
+    """3,000 numbers 1.000...0 (16,383 zeros) in one jsonb value take under 1 kB on disk and print as
+    49 MB (60,000 of them, 17 kB, took a sealer past 24 GB and the cluster down): among more than 100
+    numbers, one with more than 400 decimals is tamed before anything prints, as a wild one is."""
+    attacker.execute("CREATE TABLE public.orders (id int PRIMARY KEY, status text, meta jsonb);"
+                     " GRANT ALL ON public.orders TO app_writer")
+    enable_tracking(connect("app_maintainer"), "public.orders")
+    connect("app_writer").execute("INSERT INTO public.orders SELECT 42, 'new',"
+                                  " jsonb_agg(('1.' || repeat('0', 16383))::numeric) FROM generate_series(1, 3000)")
+    sealer = connect()
+    seal(sealer)
+    assert seal_status(db).quarantined == 0
+    assert peak_memory_mib(sealer) < 512
+    row, payload = db.execute("SELECT row_after, payload FROM audit.event_log WHERE kind = 'public.orders.insert'").fetchone()
+    assert row["meta"] == [{"$omitted": {"wild_number": True}}] * 3000 and payload == {"omitted": {"row_after": ["meta"]}}
+    both_verify(db)
+
+
+def test_c5_a_few_numbers_of_many_decimals_are_stored_as_written(db, connect, attacker):
+    """Up to 100 numbers in an image (here 99 and the key) print to at most 1.7 MB, whatever their
+    decimals: they are kept, and the event seals as it is."""
+    attacker.execute("CREATE TABLE public.orders (id int PRIMARY KEY, meta jsonb); GRANT ALL ON public.orders TO app_writer")
+    enable_tracking(connect("app_maintainer"), "public.orders")
+    connect("app_writer").execute("INSERT INTO public.orders SELECT 1, jsonb_agg(('1.' || repeat('0', 500))::numeric)"
+                                  " FROM generate_series(1, 99)")
+    seal(db)
+    assert db.execute("SELECT length(row_after ->> 'meta'), payload FROM audit.event_log"
+                      " WHERE kind = 'public.orders.insert'").fetchone() == (99 * 502 + 98 * 2 + 2, {})
+    both_verify(db)
+
+
+@pytest.mark.parametrize("options", ["-c DateStyle=German", "-c DateStyle=SQL,DMY", "-c IntervalStyle=iso_8601",
+                                     "-c client_encoding=LATIN1", "-c client_encoding=SQL_ASCII"])
+def test_c4_a_readers_session_that_would_read_wrong_is_refused_not_misread(db, connect, options):
+    """psycopg reads timestamps in DateStyle ISO only, intervals in IntervalStyle postgres only, and
+    json as UTF-8 whatever the client encoding: under LATIN1 a payload's "Ã©" read as "é", under
+    SQL_ASCII a kind as bytes. The package refuses such a session with a clear error before it reads
+    anything; the connections the CLI opens set what they need for themselves."""
+    record(connect("app_writer"), "order.paid", payload={"name": "Ã©"})
+    seal(db)
+    reader = connect("app_reader", options=options)
+    for read in (list_events, seal_status):
+        with pytest.raises(UnsupportedSession, match="DateStyle ISO, IntervalStyle postgres and client_encoding UTF8"):
+            read(reader)
+    i = db.info
+    listed = CliRunner().invoke(cli, ["events", "--dsn", f"host={i.host} port={i.port} dbname={i.dbname} user=app_reader",
+                                      "--json"], env={"PGOPTIONS": options}, catch_exceptions=False)
+    assert listed.exit_code == 0, listed.output
+    assert [(e["kind"], e["payload"]) for e in json.loads(listed.output)] == [("order.paid", {"name": "Ã©"})]
+
+
+def test_c4_status_reads_the_servers_logging_settings_in_their_base_units(db, connect):
+    """current_setting('log_min_duration_statement') prints '250ms': status() read it as an integer
+    and failed on any installation with a client-supplied master key and a slow-query log."""
+    app = connect("app_secrets")
+    with secrets.use_master_key(app, None, new_key=os.urandom(32).hex()):
+        secrets.add_master_key(app)
+    db.execute("SET log_min_duration_statement = 250; SET log_parameter_max_length = -1")
+    assert status(db).warnings == [
+        "log_min_duration_statement >= 0 with log_parameter_max_length <> 0 logs the client-supplied master key "
+        "(set log_parameter_max_length = 0, or use a server key file)"]

@@ -19,6 +19,7 @@ import psycopg
 from pgaudit_py.errors import CannotConnect, InvalidInput, PgAuditError
 from pgaudit_py.events import Event
 from pgaudit_py.output import printable
+from pgaudit_py.session import pin
 
 DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -107,6 +108,7 @@ class Settings:
         except psycopg.OperationalError as exc:
             raise CannotConnect(f"cannot connect: {str(exc).strip().splitlines()[-1]}") from None
         with conn:
+            pin(conn)
             yield conn
 
 

@@ -42,6 +42,7 @@ from pgaudit_py.server.openapi import openapi_document
 from pgaudit_py.server.page import page_routes
 from pgaudit_py.server.stream import Notifier, high_water, sealed_events
 from pgaudit_py.server.verification import ChainVerifier
+from pgaudit_py.session import pin_async
 from pgaudit_py.tokens import Bearer
 from pgaudit_py.tracking import tracked_tables_call
 
@@ -72,6 +73,7 @@ class ServerConfig:
 async def _bounded(conn: psycopg.AsyncConnection) -> None:
     # No request holds a pooled connection for long (verify has a connection of its own).
     await conn.execute("SET statement_timeout = '30s'")
+    await pin_async(conn)
 
 
 def _tenant(bearer: Bearer, asked: str | None) -> str | None:

@@ -16,6 +16,7 @@ from pgaudit_py.archive_targets import open_target
 from pgaudit_py.checkpoint import Keys, read_checkpoint, signature_problems
 from pgaudit_py.errors import KeyFileError
 from pgaudit_py.server.errors import ApiError
+from pgaudit_py.session import pin
 from pgaudit_py.tokens import Bearer
 
 
@@ -28,6 +29,7 @@ class ArchiveRunner:
         assert self.keys is not None
         where = open_target(self.target)
         with psycopg.connect(self.dsn, autocommit=True, application_name="pgaudit serve (archive)") as conn:
+            pin(conn)
             # The archiver's own events (audit.archived, ...) name the token that asked.
             conn.execute("SELECT pg_catalog.set_config('pgaudit_py.actor_type', 'api_token', false),"
                          " pg_catalog.set_config('pgaudit_py.actor_id', %s, false)", (bearer.name,))
