@@ -4,30 +4,33 @@
 -- 1 GB, and the sealer, the verifiers and list_events all print. A number at or beyond 1e400 in
 -- magnitude (or a non-zero one below 1e-400) is "wild": no double precision value is. So is one
 -- with more than 400 decimals, in a value holding more than 100 numbers (fewer print to at most
--- 1.7 MB, and only a walk in SQL, 3 us a value, could find them: the count is a JSON path's).
+-- 1.7 MB; and a JSON path cannot see decimals, so finding them takes a walk in SQL, 3 us a value).
 
--- A number with more than 400 decimals (a JSON path cannot see how many a number has).
+-- More than 100 numbers, one of them with more than 400 decimals.
 CREATE OR REPLACE FUNCTION @schema@._long_numbers(j jsonb)
 RETURNS boolean
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (SELECT 1 FROM jsonb_path_query(j, 'strict $.** ? (@.type() == "number")') AS n(v)
+    SELECT jsonb_array_length(jsonb_path_query_array(j, 'strict $.** ? (@.type() == "number")')) > 100
+       AND EXISTS (SELECT 1 FROM jsonb_path_query(j, 'strict $.** ? (@.type() == "number")') AS n(v)
                     WHERE scale(n.v::numeric) > 400)
 $$;
-COMMENT ON FUNCTION @schema@._long_numbers(jsonb) IS 'True when the value holds a number with more than 400 decimals.';
+COMMENT ON FUNCTION @schema@._long_numbers(jsonb) IS
+    'True when the value holds more than 100 numbers, one of them with more than 400 decimals.';
 
--- Inlined where it is called (no SET clause): every name qualified.
+-- Inlined where it is called (no SET clause: every name qualified; STABLE, as pg_column_size is).
+-- Only a value over 800 bytes as stored, or compressed, can hold more than 100 numbers (each takes
+-- 8 bytes at least), so only such a one is walked for decimals: a row image is seldom one.
 CREATE OR REPLACE FUNCTION @schema@._wild_numbers(j jsonb)
 RETURNS boolean
 LANGUAGE sql
-IMMUTABLE
+STABLE
 AS $$
     SELECT pg_catalog.jsonb_path_exists(j,
         'strict $.** ? (@.type() == "number" && (@ >= 1e400 || @ <= -1e400 || (@ != 0 && @ < 1e-400 && @ > -1e-400)))')
-        OR (pg_catalog.jsonb_array_length(pg_catalog.jsonb_path_query_array(j, 'strict $.** ? (@.type() == "number")'))
-                OPERATOR(pg_catalog.>) 100
+        OR ((pg_catalog.pg_column_size(j) OPERATOR(pg_catalog.>) 800 OR pg_catalog.pg_column_compression(j) IS NOT NULL)
             AND @schema@._long_numbers(j))
 $$;
 COMMENT ON FUNCTION @schema@._wild_numbers(jsonb) IS

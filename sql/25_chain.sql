@@ -17,33 +17,38 @@ RETURNS text
 LANGUAGE sql
 STABLE
 AS $$
-    -- One concat, not a chain of ||, each of which would copy the whole line so far: the line is
-    -- held twice at most (its parts, then itself), however long the images print.
+    -- The images, payload and changed columns apart in one concat: a chain of || would copy the
+    -- whole line so far at each step, where this holds it about twice, however long they print.
     SELECT pg_catalog.concat(
-        '{"v": ', version, ', "id": ', coalesce('"' || e.id || '"', 'null'),
-        ', "seq": ', coalesce(e.seq::text, 'null'),
-        ', "kind": ', coalesce(pg_catalog.to_json(e.kind)::text, 'null'),
-        ', "txid": ', coalesce('"' || e.txid || '"', 'null'),
-        CASE WHEN version >= 2 THEN ', "origin": ' || coalesce(pg_catalog.to_json(e.origin)::text, 'null') ELSE '' END,
-        ', "changed": ', coalesce(e.changed::text, 'null'),
-        ', "db_role": ', coalesce(pg_catalog.to_json(e.db_role)::text, 'null'),
-        ', "outcome": ', coalesce(pg_catalog.to_json(e.outcome)::text, 'null'),
-        ', "payload": ', coalesce(e.payload::text, 'null'),
-        ', "actor_id": ', coalesce(pg_catalog.to_json(e.actor_id)::text, 'null'),
-        ', "row_after": ', coalesce(e.row_after::text, 'null'),
-        ', "target_id": ', coalesce(pg_catalog.to_json(e.target_id)::text, 'null'),
-        ', "tenant_id": ', coalesce(pg_catalog.to_json(e.tenant_id)::text, 'null'),
-        ', "actor_type": ', coalesce(pg_catalog.to_json(e.actor_type)::text, 'null'),
-        ', "row_before": ', coalesce(e.row_before::text, 'null'),
-        ', "client_addr": ', coalesce('"' || e.client_addr::text || '"', 'null'),
-        ', "occurred_at": ',
-        coalesce('"' || pg_catalog.to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"', 'null'),
-        ', "target_type": ', coalesce(pg_catalog.to_json(e.target_type)::text, 'null'),
-        ', "schema_valid": ', coalesce(e.schema_valid::text, 'null'),
-        ', "correlation_id": ', coalesce(pg_catalog.to_json(e.correlation_id)::text, 'null'),
-        ', "idempotency_key": ', coalesce(pg_catalog.to_json(e.idempotency_key)::text, 'null'),
-        ', "application_name": ', coalesce(pg_catalog.to_json(e.application_name)::text, 'null'),
-        '}')
+        '{"v": ' || version || ', "id": ' || coalesce('"' || e.id || '"', 'null')
+            || ', "seq": ' || coalesce(e.seq::text, 'null')
+            || ', "kind": ' || coalesce(pg_catalog.to_json(e.kind)::text, 'null')
+            || ', "txid": ' || coalesce('"' || e.txid || '"', 'null')
+            || CASE WHEN version >= 2 THEN ', "origin": ' || coalesce(pg_catalog.to_json(e.origin)::text, 'null') ELSE '' END
+            || ', "changed": ',
+        coalesce(e.changed::text, 'null'),
+        ', "db_role": ' || coalesce(pg_catalog.to_json(e.db_role)::text, 'null')
+            || ', "outcome": ' || coalesce(pg_catalog.to_json(e.outcome)::text, 'null')
+            || ', "payload": ',
+        coalesce(e.payload::text, 'null'),
+        ', "actor_id": ' || coalesce(pg_catalog.to_json(e.actor_id)::text, 'null')
+            || ', "row_after": ',
+        coalesce(e.row_after::text, 'null'),
+        ', "target_id": ' || coalesce(pg_catalog.to_json(e.target_id)::text, 'null')
+            || ', "tenant_id": ' || coalesce(pg_catalog.to_json(e.tenant_id)::text, 'null')
+            || ', "actor_type": ' || coalesce(pg_catalog.to_json(e.actor_type)::text, 'null')
+            || ', "row_before": ',
+        coalesce(e.row_before::text, 'null'),
+        ', "client_addr": ' || coalesce('"' || e.client_addr::text || '"', 'null')
+            || ', "occurred_at": '
+            || coalesce('"' || pg_catalog.to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"',
+                        'null')
+            || ', "target_type": ' || coalesce(pg_catalog.to_json(e.target_type)::text, 'null')
+            || ', "schema_valid": ' || coalesce(e.schema_valid::text, 'null')
+            || ', "correlation_id": ' || coalesce(pg_catalog.to_json(e.correlation_id)::text, 'null')
+            || ', "idempotency_key": ' || coalesce(pg_catalog.to_json(e.idempotency_key)::text, 'null')
+            || ', "application_name": ' || coalesce(pg_catalog.to_json(e.application_name)::text, 'null')
+            || '}')
 $$;
 COMMENT ON FUNCTION @schema@._canonical_event(@schema@.event_log, smallint) IS
     'Canonical line of a sealed event in a canonical form version (1 or 2), hashed with SHA-256 into its block.';
