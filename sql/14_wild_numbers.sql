@@ -106,6 +106,31 @@ $$;
 COMMENT ON FUNCTION @schema@._replaced_keys(jsonb, jsonb) IS
     'Keys of a captured row image whose value the stored image replaced.';
 
+-- Which values of a row image to replace by a marker: the largest first (ties by key), until what
+-- is left comes to at most 1 MiB, each marker counted as 200 bytes (more than one takes). By their
+-- stored sizes (the capture's bound, _large_value_keys) or by what they print to (the sealer's
+-- second attempt, _omit_unprintable).
+CREATE OR REPLACE FUNCTION @schema@._longest_first(keys text[], sizes bigint[], total bigint)
+RETURNS text[]
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    i integer;
+    chosen text[] := '{}';
+BEGIN
+    FOR i IN SELECT s.i FROM unnest(sizes, keys) WITH ORDINALITY AS s(n, k, i) ORDER BY s.n DESC, s.k COLLATE "C" LOOP
+        EXIT WHEN total <= 1048576;
+        chosen := chosen || keys[i];
+        total := total - sizes[i] + 200;
+    END LOOP;
+    RETURN chosen;
+END
+$$;
+COMMENT ON FUNCTION @schema@._longest_first(text[], bigint[], bigint) IS
+    'The keys whose values, largest first, to replace by a marker until the rest come to at most 1 MiB.';
+
 -- For an event the sealer could not take as it was captured (a canonical line over 16 MiB, a value
 -- nested too deep to walk): its row image bounded as the capture bounds one, but by what it prints
 -- to. Each top-level value that cannot be walked is replaced as the capture replaces its largest
@@ -129,7 +154,8 @@ DECLARE
     v jsonb;
     walked boolean;
     printed text;
-    sizes jsonb := '{}';  -- key: the bytes its value prints to, for each value kept so far
+    keys text[] := '{}';  -- the values kept so far, and the bytes each prints to
+    sizes bigint[] := '{}';
     total bigint := 0;
 BEGIN
     IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN
@@ -147,7 +173,8 @@ BEGIN
         BEGIN
             printed := v::text;
             IF walked THEN
-                sizes := sizes || jsonb_build_object(k, octet_length(printed));
+                keys := keys || k;
+                sizes := sizes || octet_length(printed)::bigint;
                 total := total + octet_length(printed);
             ELSE
                 v := @schema@._omitted(printed);
@@ -157,11 +184,8 @@ BEGIN
         END;
         kept := kept || jsonb_build_object(k, v);
     END LOOP;
-    FOR k IN SELECT s.key FROM jsonb_each_text(sizes) s ORDER BY s.value::bigint DESC, s.key LOOP
-        EXIT WHEN total <= 1048576;
-        printed := (kept -> k)::text;
-        kept := kept || jsonb_build_object(k, @schema@._omitted(printed));
-        total := total - octet_length(printed);
+    FOREACH k IN ARRAY @schema@._longest_first(keys, sizes, total) LOOP
+        kept := kept || jsonb_build_object(k, @schema@._omitted((kept -> k)::text));
     END LOOP;
     RETURN kept;
 END

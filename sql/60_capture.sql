@@ -219,9 +219,8 @@ COMMENT ON FUNCTION @schema@._capture_settings(oid) IS
 -- doubles what the row holds): a row image over 1 MiB keeps its columns, but the largest values,
 -- largest first, are replaced until it fits by {"$omitted": {"bytes": N, "sha256": "<hex>"}}, the
 -- size and SHA-256 of the value's JSON text. These are the keys of those values, chosen by their
--- stored sizes alone (a marker counted as 200 bytes, more than it takes), so that the capture can
--- name them in the event's payload without printing anything twice. Called only for images over
--- the bound.
+-- stored sizes alone (_longest_first), so that the capture can name them in the event's payload
+-- without printing anything twice. Called only for images over the bound.
 CREATE OR REPLACE FUNCTION @schema@._large_value_keys(image jsonb)
 RETURNS text[]
 LANGUAGE plpgsql
@@ -229,25 +228,17 @@ IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    keys text[] := ARRAY(SELECT k FROM jsonb_object_keys(image) AS k ORDER BY k COLLATE "C");
-    sizes integer[] := '{}';
+    keys text[] := ARRAY(SELECT jsonb_object_keys(image));
+    sizes bigint[] := '{}';
     k text;
-    i integer;
-    size bigint := pg_column_size(image);
-    chosen text[] := '{}';
 BEGIN
-    IF size <= 1048576 THEN
-        RETURN chosen;
+    IF pg_column_size(image) <= 1048576 THEN
+        RETURN '{}';
     END IF;
     FOREACH k IN ARRAY keys LOOP  -- simple expressions: no value passes through a query
-        sizes := sizes || pg_column_size(image -> k);
+        sizes := sizes || pg_column_size(image -> k)::bigint;
     END LOOP;
-    FOR i IN SELECT s.i FROM unnest(sizes) WITH ORDINALITY AS s(n, i) ORDER BY s.n DESC, s.i LOOP
-        EXIT WHEN size <= 1048576;
-        chosen := chosen || keys[i];
-        size := size - sizes[i] + 200;
-    END LOOP;
-    RETURN chosen;
+    RETURN @schema@._longest_first(keys, sizes, pg_column_size(image));
 END
 $$;
 COMMENT ON FUNCTION @schema@._large_value_keys(jsonb) IS
