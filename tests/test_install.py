@@ -196,6 +196,22 @@ def test_status_names_what_was_loosened_and_reinstall_repairs_it(db):
     assert status(db).problems == []
 
 
+def test_reinstall_remakes_an_event_trigger_that_watches_an_older_list_of_commands(db):
+    """An installation from before CREATE SCHEMA was watched has triggers without it: the install
+    makes each again from its list."""
+    db.execute("DROP EVENT TRIGGER audit_capture_partitions; DROP EVENT TRIGGER audit_ddl_end;"
+               " CREATE EVENT TRIGGER audit_capture_partitions ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE')"
+               " EXECUTE FUNCTION audit._cover_partitions();"
+               " CREATE EVENT TRIGGER audit_ddl_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE')"
+               " EXECUTE FUNCTION audit._on_ddl_end()")
+    install(db)
+    watched = dict(db.execute("SELECT evtname::text, evttags FROM pg_event_trigger"
+                              " WHERE evtname IN ('audit_capture_partitions', 'audit_ddl_end')").fetchall())
+    assert watched["audit_capture_partitions"] == ["ALTER TABLE", "CREATE SCHEMA", "CREATE TABLE"]
+    assert "CREATE SCHEMA" in watched["audit_ddl_end"] and len(watched["audit_ddl_end"]) == 12
+    assert status(db).problems == []
+
+
 def test_status_leaves_the_callers_role_and_search_path_as_they_were(db, connect):
     """A reader's status check runs in the reader's own session: it must not undo a SET ROLE or a
     search_path the application made there."""

@@ -2,36 +2,30 @@
 -- runs as one (status reports their absence otherwise). Recreated when the commands they watch change.
 DO $$
 DECLARE
-    -- CREATE SCHEMA too: its commands (CREATE TABLE ... PARTITION OF a tracked table, say) run under
-    -- its tag alone.
-    wanted text[] := ARRAY['ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER',
-                           'ALTER TYPE', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE SCHEMA',
-                           'CREATE TABLE', 'CREATE TRIGGER'];
-    wanted_for_partitions text[] := ARRAY['ALTER TABLE', 'CREATE SCHEMA', 'CREATE TABLE'];
+    w record;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end'
-                                                AND evttags IS DISTINCT FROM wanted) THEN
-        DROP EVENT TRIGGER @schema@_ddl_end;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_ddl_end') THEN
-        CREATE EVENT TRIGGER @schema@_ddl_end ON ddl_command_end
-            WHEN TAG IN ('ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER',
-                         'ALTER TYPE', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE SCHEMA',
-                         'CREATE TABLE', 'CREATE TRIGGER')
-            EXECUTE FUNCTION @schema@._on_ddl_end();
-    END IF;
+    -- The triggers on ddl_command_end, each made from its one list of the commands it watches, and
+    -- made again when that list changes.
+    FOR w IN SELECT * FROM (VALUES
+            -- CREATE SCHEMA too: its commands (CREATE TABLE ... PARTITION OF a tracked table, say)
+            -- run under its tag alone.
+            ('@schema@_ddl_end',
+             ARRAY['ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER', 'ALTER TYPE',
+                   'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE SCHEMA', 'CREATE TABLE', 'CREATE TRIGGER'],
+             '@schema@._on_ddl_end'),
+            -- Named to fire before @schema@_ddl_end, which checks what it did.
+            ('@schema@_capture_partitions', ARRAY['ALTER TABLE', 'CREATE SCHEMA', 'CREATE TABLE'],
+             '@schema@._cover_partitions')) AS t(name, tags, fn) LOOP
+        IF EXISTS (SELECT 1 FROM pg_event_trigger e WHERE e.evtname = w.name AND e.evttags IS DISTINCT FROM w.tags) THEN
+            EXECUTE format('DROP EVENT TRIGGER %I', w.name);
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger e WHERE e.evtname = w.name) THEN
+            EXECUTE format('CREATE EVENT TRIGGER %I ON ddl_command_end WHEN TAG IN (%s) EXECUTE FUNCTION %s()', w.name,
+                           (SELECT string_agg(quote_literal(g), ', ') FROM unnest(w.tags) AS g), w.fn);
+        END IF;
+    END LOOP;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_sql_drop') THEN
         CREATE EVENT TRIGGER @schema@_sql_drop ON sql_drop EXECUTE FUNCTION @schema@._on_sql_drop();
-    END IF;
-    -- Named to fire before @schema@_ddl_end, which checks what it did.
-    IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_capture_partitions'
-                                                AND evttags IS DISTINCT FROM wanted_for_partitions) THEN
-        DROP EVENT TRIGGER @schema@_capture_partitions;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_capture_partitions') THEN
-        CREATE EVENT TRIGGER @schema@_capture_partitions ON ddl_command_end
-            WHEN TAG IN ('ALTER TABLE', 'CREATE SCHEMA', 'CREATE TABLE')
-            EXECUTE FUNCTION @schema@._cover_partitions();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_table_rewrite') THEN
         CREATE EVENT TRIGGER @schema@_table_rewrite ON table_rewrite EXECUTE FUNCTION @schema@._refuse_rewrite();
