@@ -885,3 +885,17 @@ def test_c4_status_reads_the_servers_logging_settings_in_their_base_units(db, co
     assert status(db).warnings == [
         "log_min_duration_statement >= 0 with log_parameter_max_length <> 0 logs the client-supplied master key "
         "(set log_parameter_max_length = 0, or use a server key file)"]
+
+
+@pytest.mark.parametrize("options", ["-c DateStyle=German", "-c client_encoding=LATIN1"])
+def test_c4_the_http_apis_own_connections_read_as_they_must(db, connect, start_api, make_token, monkeypatch, options):
+    """The API's pooled connections set DateStyle, IntervalStyle and client_encoding for themselves,
+    whatever the role, the database or the environment (PGOPTIONS here) would give them."""
+    record(connect("app_writer"), "order.paid", payload={"name": "Ã©"})
+    seal(db)
+    token = make_token("reader")
+    monkeypatch.setenv("PGOPTIONS", options)
+    with start_api().client(token) as client:
+        response = client.get("/v1/audit", params={"kind_prefix": "order."})
+    assert response.status_code == 200, response.text
+    assert [(e["kind"], e["payload"]) for e in response.json()["events"]] == [("order.paid", {"name": "Ã©"})]
