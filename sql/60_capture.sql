@@ -160,13 +160,16 @@ COMMENT ON FUNCTION @schema@._schema_changes_followed() IS
     'True when the event triggers that follow schema changes of tracked tables are installed and enabled.';
 
 -- The sandbox: a function of @schema@_sandbox, which holds no privilege at all (see the top of this
--- file). Executable by the capture role only. It takes the transition rows as they come, arrays of
+-- file). Executable by the capture role only. It takes the transition rows as they come, an array of
 -- anonymous records (so that no generated code names a table's type, which its schema might not let
 -- the capture role see): only SQL functions accept those, and PostgreSQL never inlines a SECURITY
--- DEFINER one, so to_jsonb always runs here as this role.
+-- DEFINER one, so to_jsonb always runs here as this role. One image per row, in the rows' order: a
+-- statement's images as one jsonb would be bounded at 256 MB, an array of them is bounded at 1 GB,
+-- as the images of a table of built-in types are.
 SET ROLE @schema@_sandbox;
-CREATE OR REPLACE FUNCTION @schema@._row_images(rows anyelement)
-RETURNS jsonb
+DROP FUNCTION IF EXISTS @schema@._row_images(anyelement);
+CREATE OR REPLACE FUNCTION @schema@._row_images(rows anyarray)
+RETURNS jsonb[]
 LANGUAGE sql
 STABLE
 SECURITY DEFINER
@@ -178,11 +181,11 @@ SET lc_monetary = 'C'
 SET TimeZone = 'UTC'
 SET DateStyle = 'ISO'
 SET quote_all_identifiers = off
-AS $$ SELECT pg_catalog.to_jsonb(rows) $$;
-COMMENT ON FUNCTION @schema@._row_images(anyelement) IS
-    'Rows as JSON, converted as a role with no privileges (user-defined casts to json run here).';
-REVOKE ALL ON FUNCTION @schema@._row_images(anyelement) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @schema@._row_images(anyelement) TO @schema@_capture;
+AS $$ SELECT ARRAY(SELECT pg_catalog.to_jsonb(pg_catalog.unnest(rows))) $$;
+COMMENT ON FUNCTION @schema@._row_images(anyarray) IS
+    'Rows as JSON, one image per row, converted as a role with no privileges (user-defined casts to json run here).';
+REVOKE ALL ON FUNCTION @schema@._row_images(anyarray) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@._row_images(anyarray) TO @schema@_capture;
 SET ROLE @schema@_owner;
 
 -- The settings a table's capture function pins: those that change how its columns' types print
@@ -315,13 +318,14 @@ DECLARE
     -- A captured row's id: the statement's id with the row's number added to its last 48 bits.
     id_of text := '(v_id_prefix || pg_catalog.lpad(pg_catalog.to_hex((v_id_base + %s.k) & 281474976710655), 12, ''0''))::uuid';
     pair_filter text;  -- UPDATE: refuse rows that do not pair up; skip no-op updates if asked
-    -- v_images := the sandbox's images of the rows %s stands for, in a subtransaction rolled back at
-    -- once: whatever the user's code changed for the session (a setting made with SET, which no SET
-    -- clause undoes; search_path above all) is undone with it, and only the images, a variable,
-    -- survive. PA016 is raised and caught here only; raised by the user's code instead, it goes on.
+    -- v_new, v_old := the sandbox's images of the rows in new_rows and old_rows, in a subtransaction
+    -- rolled back at once: whatever the user's code changed for the session (a setting made with SET,
+    -- which no SET clause undoes; search_path above all) is undone with it, and only the images,
+    -- variables, survive. PA016 is raised and caught here only; raised by the user's code instead,
+    -- it goes on.
     sandboxed constant text := 'v_imaged := false;
         BEGIN
-            v_images := @schema@._row_images(%s);
+            %s
             v_imaged := true;
             RAISE SQLSTATE ''PA016'';
         EXCEPTION WHEN SQLSTATE ''PA016'' THEN
@@ -329,6 +333,8 @@ DECLARE
                 RAISE;
             END IF;
         END;';
+    image_new constant text := 'v_new := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x));';
+    image_old constant text := 'v_old := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x));';
 BEGIN
     IF inline THEN
         -- Each row image once per row (OFFSET 0); x.* is the whole row even with a column named x.
@@ -340,18 +346,12 @@ BEGIN
         -- x.* as a function's argument is the whole row, even when the table has a column named x.
         -- A user's cast may SET search_path (not LOCAL), which outlives every SET clause: the
         -- statements after it, planned again, would call the user's operators as this role.
-        prepare_insert := format(sandboxed,
-                                 '(SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x)');
-        prepare_delete := format(sandboxed,
-                                 '(SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x)');
-        -- Old and new rows in one call: {"f1": [old...], "f2": [new...]}.
-        prepare_update := format(sandboxed,
-                                 'ROW((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x),'
-                                 ' (SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x))');
-        new_rows := 'pg_catalog.jsonb_array_elements(v_images) AS q(j)';
-        old_rows := new_rows;
-        pairs := 'unnest(ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images -> ''f1'')),'
-                 ' ARRAY(SELECT pg_catalog.jsonb_array_elements(v_images -> ''f2''))) AS p(o, n)';
+        prepare_insert := format(sandboxed, image_new);
+        prepare_delete := format(sandboxed, image_old);
+        prepare_update := format(sandboxed, image_old || image_new);
+        new_rows := 'pg_catalog.unnest(v_new) AS q(j)';
+        old_rows := 'pg_catalog.unnest(v_old) AS q(j)';
+        pairs := 'ROWS FROM (pg_catalog.unnest(v_old), pg_catalog.unnest(v_new)) AS p(o, n)';
     END IF;
     IF redacted IS NOT NULL THEN
         -- Both images hold the marker: note which redacted columns changed while the values are at hand.
@@ -384,7 +384,8 @@ DECLARE
     v_id text := pg_catalog.replace(@schema@._new_event_id()::text, '-', '');
     v_id_prefix text := pg_catalog.left(v_id, 20);
     v_id_base bigint := ('x' || pg_catalog.right(v_id, 12))::bit(48)::bigint;
-    v_images jsonb;
+    v_new jsonb[];
+    v_old jsonb[];
     v_imaged boolean;
 BEGIN
     -- Only for the table it was made for, and only as that table's capture trigger of this

@@ -12,10 +12,13 @@
 -- COMMITTED only), so the baseline comes after every change it shows and before every other.
 
 -- The images of the rows of one table in a range of its pages, as the sandbox reads them (granted
--- SELECT by enable_tracking for the call): what runs while reading runs with no privilege.
+-- SELECT by enable_tracking for the call): what runs while reading runs with no privilege. One
+-- image a row, returned as they are read: the rows of 128 pages may hold gigabytes of TOASTed values,
+-- more than one value (a jsonb holds 256 MB) or the backend's memory could.
 SET ROLE @schema@_sandbox;
-CREATE OR REPLACE FUNCTION @schema@._baseline_images(part oid, first_row tid, end_row tid)
-RETURNS jsonb
+DROP FUNCTION IF EXISTS @schema@._baseline_images(oid, tid, tid);  -- it returned one jsonb array in earlier releases
+CREATE FUNCTION @schema@._baseline_images(part oid, first_row tid, end_row tid)
+RETURNS SETOF jsonb
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
@@ -29,18 +32,18 @@ SET DateStyle = 'ISO'
 SET quote_all_identifiers = off
 AS $$
 DECLARE
-    images jsonb;
     read boolean := false;
 BEGIN
     -- In a subtransaction rolled back at once, as the capture functions call the sandbox
     -- (sql/60_capture.sql): what the table's code changed for the session (its folded functions
     -- may SET search_path, which outlives every SET clause, the capture role's baseline's too)
-    -- goes with it, and only the images, a variable, are kept. PA016 is raised and caught here
-    -- only; raised by the table's code instead, it goes on.
+    -- goes with it, and only the images, this function's result, are kept (PL/pgSQL keeps the
+    -- result outside the subtransaction). PA016 is raised and caught here only; raised by the
+    -- table's code instead, it goes on.
     BEGIN
-        EXECUTE format('SELECT pg_catalog.to_jsonb(pg_catalog.array_agg(x.*)) FROM ONLY %s AS x'
-                       ' WHERE x.ctid >= $1 AND x.ctid < $2', part::regclass)
-           INTO images USING first_row, end_row;
+        RETURN QUERY EXECUTE format('SELECT pg_catalog.to_jsonb(x.*) FROM ONLY %s AS x'
+                                    ' WHERE x.ctid >= $1 AND x.ctid < $2', part::regclass)
+            USING first_row, end_row;
         read := true;
         RAISE SQLSTATE 'PA016';
     EXCEPTION WHEN SQLSTATE 'PA016' THEN
@@ -48,11 +51,10 @@ BEGIN
             RAISE;
         END IF;
     END;
-    RETURN images;
 END
 $$;
 COMMENT ON FUNCTION @schema@._baseline_images(oid, tid, tid) IS
-    'Rows of a table in a ctid range as a JSON array, read and converted as a role with no privileges.';
+    'Rows of a table in a ctid range as JSON, one image a row, read and converted as a role with no privileges.';
 REVOKE ALL ON FUNCTION @schema@._baseline_images(oid, tid, tid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @schema@._baseline_images(oid, tid, tid) TO @schema@_capture;
 SET ROLE @schema@_owner;
@@ -80,7 +82,7 @@ INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, cli
 SELECT %1$s, $1, $2, $3, $4, $5, %2$L, %3$L, %4$s, 'success', $6, pg_catalog.pg_current_xact_id(), $7, %8$s, %5$s,
        'capture'
   FROM (SELECT q.j, %6$s AS i, $10::text AS v_tenant
-          FROM pg_catalog.jsonb_array_elements(@schema@._baseline_images(%7$s::oid, $8, $9)) AS q(j)
+          FROM @schema@._baseline_images(%7$s::oid, $8, $9) AS q(j)
         OFFSET 0) AS r$q$,
         @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.baseline', t.kind_prefix, @schema@._gen_key(t, 'r.j'),
         @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'), part,

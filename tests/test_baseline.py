@@ -4,6 +4,9 @@ know a row from before tracking, and know a key that was not there."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import psycopg
 import pytest
 
@@ -239,3 +242,19 @@ def test_after_a_prune_past_the_baseline_a_key_without_events_is_unknown_again(d
     assert prune_events(connect("app_maintainer"), "1 microsecond").deleted > 0
     assert row_state_as_of(reader, "public.stock", "1", now(db)).state == "unknown"
     assert row_state_as_of(reader, "public.stock", "2", now(db)).state == "unknown"
+
+
+def test_a_baseline_of_rows_past_256_mb_images_each_row(db, connect, attacker):
+    """The sandbox read 128 pages of rows into one jsonb: 260 rows of 1.1 MB (a few kB each once
+    compressed, all in one page range) failed the baseline at PostgreSQL's 256 MB for a jsonb, and
+    gigabytes of them would all have been held in memory at once. It returns one image a row now."""
+    attacker.execute("CREATE TABLE public.scans (id int PRIMARY KEY, doc text)")
+    attacker.execute("INSERT INTO public.scans SELECT g, repeat(md5(g::text), 34375) FROM generate_series(1, 260) g")
+    enable_tracking(connect("app_maintainer"), "public.scans", baseline=True)
+    printed = json.dumps(hashlib.md5(b"7").hexdigest() * 34375).encode()
+    marker = {"$omitted": {"bytes": len(printed), "sha256": hashlib.sha256(printed).hexdigest()}}
+    events = baseline_events(db, "public.scans")
+    assert len(events) == 260 and {e[0] for e in events} == {str(i) for i in range(1, 261)}
+    assert events[6][:2] == ("7", {"id": 7, "doc": marker})
+    assert db.execute("SELECT payload FROM audit.events WHERE kind = 'audit.tracking_baseline'").fetchone() == (
+        {"rows": 260, "kind": "public.scans.baseline"},)

@@ -3,6 +3,8 @@ database taken hostage: tried by the table's owner (no audit role) and by the ma
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 
@@ -749,3 +751,25 @@ def test_a_cast_reaching_a_tracked_table_through_another_tables_row_type_is_refu
     assert refused.value.sqlstate == "PA008" and "cast to json" in str(refused.value)
     assert db.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.inner3'::regclass"
                       " AND attname = 'm2'").fetchone() == (0,)
+
+
+def test_a_statements_images_past_256_mb_are_captured_by_the_sandbox(db, connect, attacker):
+    """A table with a column of a type that is not built in is imaged by the sandbox, which made one
+    jsonb of a statement's rows: 260 rows of 1.1 MB failed the write at PostgreSQL's 256 MB for a
+    jsonb. One image a row now, as for tables of built-in types: the write goes through, each value
+    over 1 MiB stored as its size and SHA-256."""
+    attacker.execute("CREATE TYPE public.shade AS ENUM ('pale', 'dark')")
+    attacker.execute("CREATE TABLE public.scans (id int PRIMARY KEY, s public.shade, doc text)")
+    enable_tracking(connect("app_maintainer"), "public.scans")
+    doc = "SELECT repeat(md5(g::text), 34375)"  # 1,100,000 characters, a few kB once compressed
+    attacker.execute(f"INSERT INTO public.scans SELECT g, 'pale', ({doc}) FROM generate_series(1, 260) g")
+    attacker.execute("UPDATE public.scans SET s = 'dark'")
+    attacker.execute("DELETE FROM public.scans")
+    printed = json.dumps(hashlib.md5(b"7").hexdigest() * 34375).encode()
+    marker = {"$omitted": {"bytes": len(printed), "sha256": hashlib.sha256(printed).hexdigest()}}
+    rows = db.execute("SELECT kind, count(*), count(*) FILTER (WHERE target_id = '7' AND coalesce(row_after, row_before)"
+                      " = jsonb_build_object('id', 7, 's', coalesce(row_after, row_before) -> 's', 'doc', %s::jsonb)"
+                      " AND (kind <> 'public.scans.update' OR changed = '{\"s\": {\"old\": \"pale\", \"new\": \"dark\"}}'))"
+                      " FROM audit.events WHERE kind LIKE 'public.scans.%%' GROUP BY kind ORDER BY kind",
+                      (json.dumps(marker),)).fetchall()
+    assert rows == [("public.scans.delete", 260, 1), ("public.scans.insert", 260, 1), ("public.scans.update", 260, 1)]
