@@ -37,6 +37,38 @@ COMMENT ON FUNCTION @schema@._wild_numbers(jsonb) IS
     'True when the value holds a number of magnitude at or beyond 1e400, or non-zero below 1e-400, or, among more '
     'than 100 numbers, one with more than 400 decimals.';
 
+-- The same, or NULL for a value nested too deep for a JSON path to walk (about 10,000 levels under
+-- the default max_stack_depth), whose images the sealer stores through _omit_unprintable (its second
+-- attempt). For the events view, which shows pending events as the sealer will store them: one such
+-- event must not fail every page that holds it. A level takes 8 bytes at least, so only a value over
+-- 4,000 bytes as stored, or compressed, can be 500 levels deep: only such a one is walked where the
+-- failure can be caught. Inlined where it is called.
+CREATE OR REPLACE FUNCTION @schema@._wild_numbers_caught(j jsonb)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN @schema@._wild_numbers(j);
+EXCEPTION WHEN statement_too_complex THEN  -- the stack's depth
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION @schema@._wild_numbers_caught(jsonb) IS
+    '_wild_numbers, or NULL when the value is nested too deep to walk.';
+
+CREATE OR REPLACE FUNCTION @schema@._wild_numbers_walked(j jsonb)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE WHEN pg_catalog.pg_column_size(j) OPERATOR(pg_catalog.>) 4000 OR pg_catalog.pg_column_compression(j) IS NOT NULL
+                THEN @schema@._wild_numbers_caught(j) ELSE @schema@._wild_numbers(j) END
+$$;
+COMMENT ON FUNCTION @schema@._wild_numbers_walked(jsonb) IS
+    '_wild_numbers, or NULL for a value nested too deep to walk.';
+
 -- Each wild number, and each with more than 400 decimals, replaced by
 -- {"$omitted": {"wild_number": true}}: the rest of the value kept. Its digits are not hashed, since
 -- printing them is what must not happen.

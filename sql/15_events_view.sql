@@ -60,13 +60,19 @@ SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_rol
             ELSE @schema@._changed_as_captured(i.changed, i.row_before, i.row_after, t.row_before, t.row_after) END,
        NULL::bigint, i.origin, i.intake_id
   FROM @schema@.event_intake i,
-       -- as the sealer will store them (30_sealing.sql): wild numbers tamed (14_wild_numbers.sql)
-       LATERAL (SELECT CASE WHEN w.before THEN @schema@._tame_numbers(i.row_before) ELSE i.row_before END AS row_before,
-                       CASE WHEN w.after THEN @schema@._tame_numbers(i.row_after) ELSE i.row_after END AS row_after,
-                       w.before OR w.after AS altered
-                  FROM (SELECT coalesce(@schema@._wild_numbers(i.row_before), false) AS before,
-                               coalesce(@schema@._wild_numbers(i.row_after), false) AS after
-                        OFFSET 0) w
+       -- as the sealer will store them (30_sealing.sql): wild numbers tamed (14_wild_numbers.sql), and
+       -- when an image is nested too deep to walk, both through _omit_unprintable (its second attempt)
+       LATERAL (SELECT CASE WHEN w.deep THEN @schema@._omit_unprintable(i.row_before)
+                            WHEN w.before THEN @schema@._tame_numbers(i.row_before) ELSE i.row_before END AS row_before,
+                       CASE WHEN w.deep THEN @schema@._omit_unprintable(i.row_after)
+                            WHEN w.after THEN @schema@._tame_numbers(i.row_after) ELSE i.row_after END AS row_after,
+                       w.deep OR w.before OR w.after AS altered
+                  FROM (SELECT coalesce(x.before, false) AS before, coalesce(x.after, false) AS after,
+                               (x.before IS NULL AND i.row_before IS NOT NULL)
+                               OR (x.after IS NULL AND i.row_after IS NOT NULL) AS deep
+                          FROM (SELECT @schema@._wild_numbers_walked(i.row_before) AS before,
+                                       @schema@._wild_numbers_walked(i.row_after) AS after
+                                OFFSET 0) x) w
                 OFFSET 0) t;
 COMMENT ON VIEW @schema@.events IS
     'Every event: sealed ones (pending = false, with seq) and pending ones not yet sealed (seq NULL); '
