@@ -238,9 +238,9 @@ def make_token(connect):
     return make
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium under Playwright, one for the session (tests/chromium.py says where)."""
+    """Debian's Chromium under Playwright, one for each module, so that its event loop is gone before the next module (asyncio.run refuses to start beside it; tests/chromium.py says where Chromium is)."""
     from chromium import CHROMIUM
     from playwright.sync_api import sync_playwright
 
