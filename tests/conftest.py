@@ -240,7 +240,9 @@ def make_token(connect):
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium under Playwright, one for each module, so that its event loop is gone before the next module (asyncio.run refuses to start beside it; tests/chromium.py says where Chromium is)."""
+    """Debian's Chromium under Playwright (tests/chromium.py says where), one for each module:
+    Playwright's sync API keeps an event loop running while it is open, beside which asyncio.run
+    refuses to start in the modules after it."""
     from chromium import CHROMIUM
     from playwright.sync_api import sync_playwright
 
