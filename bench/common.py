@@ -65,6 +65,17 @@ def seal_rate(conn: psycopg.Connection) -> float:
     return total / (time.perf_counter() - started)
 
 
+def latencies_ms(calls: int, call: Callable[[], object]) -> tuple[float, float]:
+    """The p50 and p99 wall time of `calls` calls, in milliseconds."""
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
 def backend_cpu(conn: psycopg.Connection) -> float:
     """CPU seconds (user and system) the connection's backend has used so far, from /proc: the
     cluster runs on this machine. Resolution is a clock tick (10 ms): measure many operations."""

@@ -27,13 +27,12 @@ A throwaway cluster with PostgreSQL's default durability, on disk.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import psycopg
-from common import bench_database, log_sizes
+from common import bench_database, latencies_ms, log_sizes
 
 from pgaudit_py import list_events, seal
 from pgaudit_py.events import count_events
@@ -94,16 +93,6 @@ def seal_rate(conn: psycopg.Connection, first: int) -> tuple[float, float]:
     sealed: list[int] = []
     seconds, wal = wal_bytes(conn, lambda: sealed.append(seal_all(conn, 10_000)))
     return sealed[0] / seconds, wal / sealed[0]
-
-
-def latencies_ms(calls: int, call: Callable[[], object]) -> tuple[float, float]:
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
 def queries(conn: psycopg.Connection, calls: int, deep_seq: int) -> None:

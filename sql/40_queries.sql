@@ -48,6 +48,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     filters text := '';
+    pending_filters text;
     taken bigint := 0;
 BEGIN
     IF page_size IS NULL OR page_size < 1 OR page_size > 500 THEN
@@ -90,10 +91,15 @@ BEGIN
     END IF;
     IF before_seq IS NULL THEN
         -- Newest first: pending events lead, in the order they were written (intake_id), and
-        -- before_intake_id pages back through them; sealed ones follow.
+        -- before_intake_id pages back through them; sealed ones follow. The intake has no index:
+        -- the page's first intake_id is found reading no row image (a query that uses no image
+        -- computes none), then only the page's events are shown as the sealer will store them,
+        -- not every pending one before the sort.
+        pending_filters := CASE WHEN before_intake_id IS NOT NULL THEN ' AND e.intake_id < $15' ELSE '' END || filters;
         RETURN QUERY EXECUTE
-            'SELECT e.* FROM @schema@.events e WHERE e.pending'
-            || CASE WHEN before_intake_id IS NOT NULL THEN ' AND e.intake_id < $15' ELSE '' END || filters
+            'SELECT e.* FROM @schema@.events e WHERE e.pending' || pending_filters
+            || ' AND e.intake_id >= (SELECT pg_catalog.min(p.intake_id) FROM (SELECT e.intake_id FROM @schema@.events e'
+            || ' WHERE e.pending' || pending_filters || ' ORDER BY e.intake_id DESC LIMIT $13) AS p)'
             || ' ORDER BY e.intake_id DESC LIMIT $13'
             USING tenant_id, kind_prefix, target_type, target_id, correlation_id, outcome,
                   actor_type, actor_id, since, until, since_seq, before_seq, page_size, taken, before_intake_id;

@@ -169,6 +169,27 @@ def test_monthly_counts_include_empty_months(db, sample):
     ]
 
 
+def test_a_filtered_page_of_pending_events_is_the_newest_that_match(db, connect):
+    """A pending page is found in two steps (its oldest intake_id first, reading no row image): with
+    a filter and a cursor, each page holds exactly the next events that match, newest first."""
+    writer = connect("app_writer")
+    for n in range(30):
+        record(writer, "even.kind" if n % 2 == 0 else "odd.kind", tenant_id="t1" if n % 3 == 0 else "t2",
+               target_type="n", target_id=str(n))
+    reader = connect("app_reader")
+    expected = [str(n) for n in reversed(range(30)) if n % 2 == 0 and n % 3 != 0]
+    got, cursor = [], None
+    while True:
+        page = [e for e in list_events(reader, kind_prefix="even.", tenant_id="t2", page_size=4,
+                                       before_intake_id=cursor) if e.pending]
+        if not page:
+            break
+        assert len(page) <= 4
+        got += [e.target_id for e in page]
+        cursor = page[-1].intake_id
+    assert got == expected
+
+
 @pytest.mark.parametrize("month_count", [0, 121])
 def test_monthly_refuses_bad_month_count(sample, month_count):
     with pytest.raises(InvalidArgument, match="month_count must be between 1 and 120"):
