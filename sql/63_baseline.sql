@@ -20,7 +20,7 @@ DROP FUNCTION IF EXISTS @schema@._baseline_images(oid, tid, tid);  -- it returne
 CREATE FUNCTION @schema@._baseline_images(part oid, first_row tid, end_row tid)
 RETURNS SETOF jsonb
 LANGUAGE plpgsql
-STABLE
+VOLATILE  -- it may deallocate prepared statements (below)
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 1
@@ -33,6 +33,18 @@ SET quote_all_identifiers = off
 AS $$
 DECLARE
     read boolean := false;
+    -- What the rollback below cannot undo, as it was before: the session's prepared statements and
+    -- session advisory locks are not transactional. The table's code, run in the maintainer's
+    -- session, could swap a statement the maintainer's client prepared (psycopg prepares a query it
+    -- runs often) for one of its own, which the client would then run with the maintainer's rights.
+    statements jsonb := (SELECT pg_catalog.jsonb_object_agg(s.name, pg_catalog.jsonb_build_array(s.prepare_time,
+                                    s.statement, s.parameter_types::text, s.from_sql))
+                           FROM pg_catalog.pg_prepared_statements s);
+    locks text[] := ARRAY(SELECT pg_catalog.concat_ws('/', l.classid, l.objid, l.objsubid, l.mode)
+                            FROM pg_catalog.pg_locks l
+                           WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted);
+    left_behind boolean := false;
+    stale record;
 BEGIN
     -- In a subtransaction rolled back at once, as the capture functions call the sandbox
     -- (sql/60_capture.sql): what the table's code changed for the session (its folded functions
@@ -51,6 +63,36 @@ BEGIN
             RAISE;
         END IF;
     END;
+    -- Whatever else the table's code left is undone here, and the baseline refused.
+    FOR stale IN SELECT s.name FROM pg_catalog.pg_prepared_statements s
+                  WHERE statements -> s.name IS DISTINCT FROM pg_catalog.jsonb_build_array(s.prepare_time, s.statement,
+                                                                                            s.parameter_types::text, s.from_sql) LOOP
+        EXECUTE pg_catalog.format('DEALLOCATE %I', stale.name);
+        left_behind := true;
+    END LOOP;
+    left_behind := left_behind OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(statements) AS k(name)
+                                           WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements s
+                                                              WHERE s.name = k.name));
+    FOR stale IN SELECT l.classid::bigint AS high, l.objid::bigint AS low, l.objsubid, l.mode
+                   FROM pg_catalog.pg_locks l
+                  WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
+                    AND pg_catalog.concat_ws('/', l.classid, l.objid, l.objsubid, l.mode) <> ALL (locks) LOOP
+        -- Taken here only, so every hold of it is the table's code's: released until none is left.
+        LOOP
+            EXIT WHEN NOT CASE WHEN stale.objsubid = 1 AND stale.mode = 'ShareLock'
+                                    THEN pg_catalog.pg_advisory_unlock_shared((stale.high << 32) | stale.low)
+                               WHEN stale.objsubid = 1 THEN pg_catalog.pg_advisory_unlock((stale.high << 32) | stale.low)
+                               WHEN stale.mode = 'ShareLock'
+                                    THEN pg_catalog.pg_advisory_unlock_shared(stale.high::bit(32)::integer, stale.low::bit(32)::integer)
+                               ELSE pg_catalog.pg_advisory_unlock(stale.high::bit(32)::integer, stale.low::bit(32)::integer) END;
+        END LOOP;
+        left_behind := true;
+    END LOOP;
+    IF left_behind THEN
+        RAISE EXCEPTION 'the code of table % (a function its planner runs) changed this session''s prepared statements '
+                        'or advisory locks: undone, and the baseline refused', part::regclass
+            USING ERRCODE = 'PA008', HINT = 'Track it without a baseline, or remove that code.';
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION @schema@._baseline_images(oid, tid, tid) IS

@@ -7,16 +7,16 @@ so it may track them), app_writer, app_reader, app_maintainer, app_secrets."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from decimal import Decimal
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from test_trust_attacks import both_verify, captured, ran
 
-from pgaudit_py import enable_tracking, list_events, record, row_history, seal, secrets, status
+from pgaudit_py import InvalidTarget, enable_tracking, list_events, record, row_history, seal, secrets, status
 from pgaudit_py.chain import verify_chain
 from pgaudit_py.cli import cli
 
@@ -82,11 +82,15 @@ def test_c1_baseline_code_leaves_no_prepared_statement_that_the_maintainers_clie
         list_events(maintainer)  # prepared by psycopg from the sixth time on
     assert maintainer.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] >= 1
     db.execute("DELETE FROM public.who_ran")
-    enable_tracking(maintainer, "public.t", baseline=True)
-    with contextlib.suppress(Exception):  # the rows it gets back are not events; what ran, ran
+    # The sandbox undoes what it finds changed (the swapped statement is deallocated) and refuses
+    # the baseline; the client's own statement is gone with it, so its next run of that query fails.
+    with pytest.raises(InvalidTarget, match="prepared statements or advisory locks: undone, and the baseline refused"):
+        enable_tracking(maintainer, "public.t", baseline=True)
+    with pytest.raises(psycopg.errors.InvalidSqlStatementName):
         list_events(maintainer)
     minted = db.execute("SELECT name, role FROM audit.api_tokens").fetchall()
     assert (who_ran_as(db, "app_maintainer"), minted) == ([], []), ran(db)
+    assert db.execute("SELECT count(*) FROM audit.tracked_tables WHERE table_name = 'public.t'").fetchone() == (0,)
 
 
 def test_c1_baseline_code_leaves_no_session_lock_in_the_maintainers_session(db, connect, attacker):
@@ -106,10 +110,12 @@ def test_c1_baseline_code_leaves_no_session_lock_in_the_maintainers_session(db, 
         INSERT INTO public.t VALUES (1, 1);
         CREATE INDEX ON public.t (a) WHERE public.squat(1) > 0;""")
     maintainer = connect("app_maintainer")
-    enable_tracking(maintainer, "public.t", baseline=True)
-    held = db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s",
-                      (maintainer.info.backend_pid,)).fetchone()
-    assert held == (0,)
+    maintainer.execute("SELECT pg_advisory_lock(42)")  # its own: left alone
+    with pytest.raises(InvalidTarget, match="advisory locks: undone, and the baseline refused"):
+        enable_tracking(maintainer, "public.t", baseline=True)
+    held = db.execute("SELECT objid::text FROM pg_locks WHERE locktype = 'advisory' AND pid = %s",
+                      (maintainer.info.backend_pid,)).fetchall()
+    assert held == [("42",)]
 
 
 # ================================ class 2: writes that leave no event ================================
