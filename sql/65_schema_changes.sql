@@ -88,6 +88,40 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._covered_tables() IS 'Every existing table that tracking covers.';
 
+-- The command of a schema change, as recorded: the client's query string, whole up to 2,000
+-- characters. A longer one (several commands, a long comment) is cut there, so its length and the
+-- SHA-256 of the whole are recorded too: what was cut still shows as cut, and can be matched.
+CREATE OR REPLACE FUNCTION @schema@._ddl_command()
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('command', left(q, 2000))
+           || CASE WHEN length(q) > 2000
+                   THEN jsonb_build_object('command_chars', length(q),
+                                           'command_sha256', encode(sha256(convert_to(q, 'UTF8')), 'hex'))
+                   ELSE '{}' END
+      FROM (SELECT coalesce(current_query(), '') AS q) AS c
+$$;
+COMMENT ON FUNCTION @schema@._ddl_command() IS
+    'The running command for a schema change''s event: up to 2,000 characters, with the whole''s length and SHA-256 if longer.';
+
+-- A table's columns as they are after a schema change, [[attnum, name, type], ...]: renames that
+-- swap two columns show, whatever the command's text says.
+CREATE OR REPLACE FUNCTION @schema@._columns_now(rel oid)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_array(a.attnum, a.attname, format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum),
+                    '[]')
+      FROM pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+COMMENT ON FUNCTION @schema@._columns_now(oid) IS 'A table''s columns now: [[attnum, name, type], ...].';
+
 CREATE OR REPLACE FUNCTION @schema@._on_ddl_end()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -143,8 +177,7 @@ BEGIN
         touched := touched || covered;
         PERFORM @schema@._record('audit.tracked_type_altered', NULL, NULL, NULL, 'type', changed_type::regtype::text,
                                  jsonb_build_object('tables', (SELECT jsonb_agg(c::regclass::text ORDER BY c::regclass::text)
-                                                                 FROM unnest(covered) c),
-                                                    'command', left(current_query(), 2000)),
+                                                                 FROM unnest(covered) c)) || @schema@._ddl_command(),
                                  'success', NULL, NULL);
     END LOOP;
     IF cast_created THEN
@@ -154,7 +187,8 @@ BEGIN
     -- read differently with no row event. Recorded, with the command.
     FOR rel IN SELECT DISTINCT unnest(columns_altered) LOOP
         PERFORM @schema@._record('audit.tracked_table_ddl', NULL, NULL, NULL, 'table', rel::regclass::text,
-                                 jsonb_build_object('command', left(current_query(), 2000)), 'success', NULL, NULL);
+                                 @schema@._ddl_command() || jsonb_build_object('columns', @schema@._columns_now(rel)),
+                                 'success', NULL, NULL);
     END LOOP;
     -- A change to a table reaches the tables that inherit from it too (a column added, retyped).
     touched := ARRAY(SELECT DISTINCT d FROM unnest(touched) a, @schema@._capture_tables(a) d);
