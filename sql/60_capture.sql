@@ -474,11 +474,20 @@ COMMENT ON FUNCTION @schema@._gen_tenant(@schema@.tracked_tables, text) IS
 CREATE OR REPLACE FUNCTION @schema@._gen_key(t @schema@.tracked_tables, image text)
 RETURNS text
 LANGUAGE sql
-IMMUTABLE
+STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- The documented form of target_id: the key as text, a JSON array for a composite key.
+    -- The documented form of target_id: the key as text, a JSON array for a composite key. A json
+    -- or jsonb key as its JSON text: as text, "1" (a string) and 1 (a number) would both be 1, two
+    -- rows under one name.
     SELECT CASE WHEN t.key_columns IS NULL THEN 'NULL'
+                WHEN cardinality(t.key_columns) = 1 AND EXISTS (
+                     WITH RECURSIVE d(typ) AS (  -- the key's type, and the types beneath its domains
+                         SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = t.relid AND a.attname = t.key_columns[1]
+                         UNION ALL
+                         SELECT y.typbasetype FROM pg_type y JOIN d ON y.oid = d.typ WHERE y.typtype = 'd')
+                     SELECT 1 FROM d WHERE d.typ IN ('json'::regtype, 'jsonb'::regtype))
+                     THEN format('(%s -> %L)::text', image, t.key_columns[1])
                 WHEN cardinality(t.key_columns) = 1 THEN format('%s ->> %L', image, t.key_columns[1])
                 ELSE format('pg_catalog.jsonb_build_array(%s)::text',
                             (SELECT string_agg(format('%s -> %L', image, k), ', ' ORDER BY o)
