@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import click
 
+# A number the CLI read exactly (its connections parse JSON numbers with decimals as Decimal) goes
+# out as written: json cannot print a Decimal, so it passes through as a string between two NULs,
+# which no value read from PostgreSQL holds, and the quotes and NULs are then taken off.
+_NUMBER = re.compile(r'"\\u0000([-+.0-9Ee]+)\\u0000"')
+
+
+def dumps(value: Any, **options: Any) -> str:
+    """JSON text of `value` (after to_jsonable), its Decimals printed as the numbers they are."""
+    return _NUMBER.sub(r"\1", json.dumps(to_jsonable(value), **options))
+
 
 def to_jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return f"\0{value}\0"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {k: to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, dict):
@@ -28,7 +42,7 @@ def to_jsonable(value: Any) -> Any:
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
+    click.echo(dumps(value, indent=2, ensure_ascii=False))
 
 
 def printable(text: str) -> str:
@@ -45,7 +59,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if isinstance(v, datetime):
             return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         if isinstance(v, dict):
-            return printable(json.dumps(v, ensure_ascii=False, separators=(",", ":")))
+            return printable(dumps(v, ensure_ascii=False, separators=(",", ":")))
         return printable(str(v))
 
     text = [[cell(v) for v in row] for row in rows]

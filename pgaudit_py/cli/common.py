@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 import psycopg
+from psycopg.types.json import set_json_loads
 
 from pgaudit_py.errors import CannotConnect, InvalidInput, PgAuditError
 from pgaudit_py.events import Event
 from pgaudit_py.output import printable
 from pgaudit_py.session import pin
+
+_exact_json = functools.partial(json.loads, parse_float=Decimal)
 
 DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -109,6 +114,9 @@ class Settings:
             raise CannotConnect(f"cannot connect: {str(exc).strip().splitlines()[-1]}") from None
         with conn:
             pin(conn)
+            # Numbers as written: an amount of 12345678901234567.89 is no float's 1.2345678901234568e+16,
+            # nor 2e308 an infinity (pgaudit_py.output prints them back as they are).
+            set_json_loads(_exact_json, conn)
             yield conn
 
 

@@ -23,7 +23,7 @@ from pgaudit_py.cli.common import (
 from pgaudit_py.errors import CannotConnect
 from pgaudit_py.events import Event, count_events, list_events, monthly_event_counts, record
 from pgaudit_py.follow import follow
-from pgaudit_py.output import emit_json, print_table, printable, to_jsonable
+from pgaudit_py.output import dumps, emit_json, print_table, printable
 from pgaudit_py.sealing import seal_status
 
 
@@ -149,13 +149,13 @@ def follow_events(settings: Settings, as_json: bool, since_seq: int | None, **fi
 
 def follow_line(e: Event, as_json: bool) -> str:
     if as_json:  # ASCII: no line or paragraph separator in a value can split the line
-        return json.dumps(to_jsonable(e), ensure_ascii=True, separators=(",", ":"))
+        return dumps(e, ensure_ascii=True, separators=(",", ":"))
     says = what_it_says(e)
     return printable(" ".join(str(v) for v in (
         e.seq, e.occurred_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), e.tenant_id or "-",
         f"{e.actor_type}:{e.actor_id}", e.kind,
         f"{e.target_type}:{e.target_id}" if e.target_type else e.target_id or "-", e.outcome,
-        json.dumps(says, ensure_ascii=False, separators=(",", ":")) if isinstance(says, (dict, list)) else says)))
+        dumps(says, ensure_ascii=False, separators=(",", ":")) if isinstance(says, (dict, list)) else says)))
 
 
 @click.command("count")
