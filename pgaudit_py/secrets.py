@@ -240,13 +240,42 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
     rows = conn.execute("SELECT name, setting FROM pg_catalog.pg_settings"
                         " WHERE name OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])",
                         (list(_LOGGING_PARAMETERS),)).fetchall()
-    setting: dict[str, str] = {name: value for name, value in rows}
-    statement = setting["log_statement"] == "all"
-    duration = int(setting["log_min_duration_statement"]) >= 0
-    sample = int(setting["log_min_duration_sample"]) >= 0 and float(setting["log_statement_sample_rate"]) > 0
-    transactions = float(setting["log_transaction_sample_rate"]) > 0
-    parameters = int(setting["log_parameter_max_length"]) != 0
-    on_error = int(setting["log_parameter_max_length_on_error"]) != 0
+    session: dict[str, str] = {name: value for name, value in rows}
+    warnings = _logging_risks(session)
+    # The sessions that send the key need not log as this one does: a role's or the database's own
+    # settings (ALTER ROLE ... SET, ALTER DATABASE ... SET; pg_db_role_setting, readable by all)
+    # apply to them. Each is laid over this session's settings in turn.
+    stored = conn.execute(
+        "SELECT coalesce(r.rolname, ''), d.datname, s.setconfig FROM pg_catalog.pg_db_role_setting s"
+        " LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole"
+        " LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.setdatabase"
+        " WHERE s.setdatabase OPERATOR(pg_catalog.=) 0"
+        " OR d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()"
+        " ORDER BY 1, 2").fetchall()
+    for role, database, config in stored:
+        overrides = dict(item.split("=", 1) for item in config or [] if "=" in item)
+        if not overrides.keys() & set(_LOGGING_PARAMETERS):
+            continue
+        where = (f"ALTER ROLE {role}" + (f" IN DATABASE {database}" if database else "") if role
+                 else f"ALTER DATABASE {database}")
+        warnings += [f"{w} ({where} sets it for its sessions)" for w in _logging_risks({**session, **overrides})
+                     if w not in warnings]
+    return warnings
+
+
+def _amount(value: str) -> float:
+    """A setting's number, whatever its unit (0, 250ms, 1s, -1, 0.5): only its sign and zero matter."""
+    found = re.match(r"\s*(-?[0-9.]+)", value)
+    return float(found.group(1)) if found else 0.0
+
+
+def _logging_risks(setting: dict[str, str]) -> list[str]:
+    statement = setting["log_statement"].strip().strip("'\"").lower() == "all"
+    duration = _amount(setting["log_min_duration_statement"]) >= 0
+    sample = _amount(setting["log_min_duration_sample"]) >= 0 and _amount(setting["log_statement_sample_rate"]) > 0
+    transactions = _amount(setting["log_transaction_sample_rate"]) > 0
+    parameters = _amount(setting["log_parameter_max_length"]) != 0
+    on_error = _amount(setting["log_parameter_max_length_on_error"]) != 0
     warnings = []
     if parameters:
         for on, name in ((statement, "log_statement = 'all'"), (duration, "log_min_duration_statement >= 0"),
