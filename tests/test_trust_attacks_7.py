@@ -127,11 +127,17 @@ def test_c1_baseline_code_leaves_no_session_lock_in_the_maintainers_session(db, 
     ("n", "1.0", "1.00"),                                                          # numeric keeps its scale
     ("f", "0", "'-0'"),                                                            # float8 keeps its sign
 ])
-def test_c2_an_update_that_jsonb_cannot_tell_from_a_no_op_is_captured(db, connect, attacker, column, before, after):
-    """The capture skips an UPDATE whose two jsonb images compare equal (skip_noop_updates, the
+@pytest.mark.parametrize("imaged", ["inline", "in the sandbox"])
+def test_c2_an_update_that_jsonb_cannot_tell_from_a_no_op_is_captured(db, connect, attacker, column, before, after,
+                                                                       imaged):
+    """The capture skipped an UPDATE whose two jsonb images compare equal (skip_noop_updates, the
     default). jsonb drops a json column's duplicate keys and key order, and compares numbers by value:
-    the table's stored value changes (what json_each, a client's parser or 1/x reads), and no event."""
-    attacker.execute("CREATE TABLE public.prefs (id int PRIMARY KEY, doc json, n numeric, f float8);"
+    the table's stored value changed (what json_each, a client's parser or 1/x reads), and no event.
+    The rows' text is compared too, for tables of such types, imaged inline or by the sandbox (a
+    column of an enum)."""
+    extra = ", mood public.mood" if imaged == "in the sandbox" else ""
+    attacker.execute("CREATE TYPE public.mood AS ENUM ('ok');"
+                     f" CREATE TABLE public.prefs (id int PRIMARY KEY, doc json, n numeric, f float8{extra});"
                      " GRANT ALL ON public.prefs TO app_writer")
     enable_tracking(connect("app_maintainer"), "public.prefs")
     writer = connect("app_writer")
