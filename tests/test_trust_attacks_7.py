@@ -290,6 +290,8 @@ def amplified(db, connect, attacker):
     return connect("app_reader")
 
 
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/security.md): nothing bounds what a page prints; "
+                                       "strict, so that a change that closes it says so")
 @pytest.mark.parametrize("read", [
     "SELECT pg_catalog.sum(pg_catalog.octet_length(e::text)) FROM audit.list_events() e",       # a default page
     "SELECT pg_catalog.sum(pg_catalog.octet_length(e::text)) FROM audit.row_history('public.notes', '1') e",
