@@ -58,7 +58,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
             return ""
         if isinstance(v, datetime):
             return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        if isinstance(v, dict):
+        if isinstance(v, (dict, list, Decimal)):
             return printable(dumps(v, ensure_ascii=False, separators=(",", ":")))
         return printable(str(v))
 

@@ -256,16 +256,18 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
         overrides = dict(item.split("=", 1) for item in config or [] if "=" in item)
         if not overrides.keys() & set(_LOGGING_PARAMETERS):
             continue
-        where = (f"ALTER ROLE {role}" + (f" IN DATABASE {database}" if database else "") if role
-                 else f"ALTER DATABASE {database}")
+        if role or not database:
+            where = f"ALTER ROLE {role or 'ALL'}" + (f" IN DATABASE {database}" if database else "")
+        else:
+            where = f"ALTER DATABASE {database}"
         warnings += [f"{w} ({where} sets it for its sessions)" for w in _logging_risks({**session, **overrides})
                      if w not in warnings]
     return warnings
 
 
 def _amount(value: str) -> float:
-    """A setting's number, whatever its unit (0, 250ms, 1s, -1, 0.5): only its sign and zero matter."""
-    found = re.match(r"\s*(-?[0-9.]+)", value)
+    """A setting's number, whatever its unit (0, 250ms, 1s, -1, +1, 0.5): only its sign and zero matter."""
+    found = re.match(r"\s*([-+]?[0-9.]+)", value)
     return float(found.group(1)) if found else 0.0
 
 

@@ -14,12 +14,13 @@ from pgaudit_py.errors import UnsupportedSession
 
 _NEEDED = {"DateStyle": "ISO", "IntervalStyle": "postgres", "client_encoding": "UTF8"}
 
-# For a session the package opened itself; READ COMMITTED too, whatever the database's or the
-# role's default, which seal() needs (it refuses to run at another level).
+# For a session the package opened itself; read-write READ COMMITTED transactions too, whatever
+# the database's or the role's default, which seal() needs (it refuses another level, and writes).
 PIN = ("SELECT pg_catalog.set_config('DateStyle', 'ISO', false),"
        " pg_catalog.set_config('IntervalStyle', 'postgres', false),"
        " pg_catalog.set_config('client_encoding', 'UTF8', false),"
-       " pg_catalog.set_config('default_transaction_isolation', 'read committed', false)")
+       " pg_catalog.set_config('default_transaction_isolation', 'read committed', false),"
+       " pg_catalog.set_config('default_transaction_read_only', 'off', false)")
 
 
 def require_readable(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:

@@ -88,6 +88,24 @@ BEGIN
         END LOOP;
         left_behind := true;
     END LOOP;
+    -- And a lock the session held that it no longer does (pg_advisory_unlock_all(), say: an
+    -- archiver's claim, another's mutual exclusion) is taken again at once, if no other session took
+    -- it meanwhile. (A second hold of a key already held cannot be seen: pg_locks counts no holds.)
+    FOR stale IN SELECT pg_catalog.split_part(k, '/', 1)::bigint AS high, pg_catalog.split_part(k, '/', 2)::bigint AS low,
+                        pg_catalog.split_part(k, '/', 3)::integer AS objsubid, pg_catalog.split_part(k, '/', 4) AS mode
+                   FROM pg_catalog.unnest(locks) AS k
+                  WHERE k <> ALL (ARRAY(SELECT pg_catalog.concat_ws('/', l.classid, l.objid, l.objsubid, l.mode)
+                                          FROM pg_catalog.pg_locks l
+                                         WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid()
+                                           AND l.granted)) LOOP
+        PERFORM CASE WHEN stale.objsubid = 1 AND stale.mode = 'ShareLock'
+                          THEN pg_catalog.pg_try_advisory_lock_shared((stale.high << 32) | stale.low)
+                     WHEN stale.objsubid = 1 THEN pg_catalog.pg_try_advisory_lock((stale.high << 32) | stale.low)
+                     WHEN stale.mode = 'ShareLock'
+                          THEN pg_catalog.pg_try_advisory_lock_shared(stale.high::bit(32)::integer, stale.low::bit(32)::integer)
+                     ELSE pg_catalog.pg_try_advisory_lock(stale.high::bit(32)::integer, stale.low::bit(32)::integer) END;
+        left_behind := true;
+    END LOOP;
     IF left_behind THEN
         RAISE EXCEPTION 'the code of table % (a function its planner runs) changed this session''s prepared statements '
                         'or advisory locks: undone, and the baseline refused', part::regclass

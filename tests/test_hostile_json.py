@@ -144,6 +144,25 @@ def test_a_payload_with_a_wild_number_is_refused_before_it_is_printed(db, connec
     assert counts() == (0, 0)
 
 
+def test_an_update_of_a_row_of_wild_numbers_compares_them_without_printing(db, connect):
+    """A table of numeric and float columns has its no-op UPDATEs told apart by the rows' binary form
+    (docs/capture.md), which prints no number: 8,200 numbers 1e131071 (printed, 1 GB) are 8 bytes
+    each there, and another role's UPDATE of the row goes through, and is captured."""
+    db.execute("""CREATE TABLE public.ledger (id int PRIMARY KEY, status text, f float8, amounts numeric[]);
+                  GRANT ALL ON public.ledger TO app_writer""")
+    db.execute("SELECT audit.enable_tracking('public.ledger')")
+    writer = connect("app_writer")
+    writer.execute("INSERT INTO ledger SELECT 42, 'new', 0, array_agg('1e131071'::numeric) FROM generate_series(1, 8200)")
+    writer.execute("UPDATE ledger SET status = 'refunded' WHERE id = 42")
+    writer.execute("UPDATE ledger SET f = '-0' WHERE id = 42")  # jsonb prints -0 as 0: told apart here
+    assert [k for (k,) in db.execute("SELECT kind FROM audit.events WHERE kind LIKE 'public.ledger.%'"
+                                     " ORDER BY intake_id")] == [
+        "public.ledger.insert", "public.ledger.update", "public.ledger.update"]
+    assert seal(db).sealed == 4
+    assert db.execute("SELECT count(*) FROM audit.quarantine").fetchone() == (0,)
+    both_verify(db)
+
+
 def test_wild_numbers_in_captured_rows_are_omitted_and_nothing_wedges(db, connect):
     """2 kB of 1e131071 in a jsonb column printed as 1 GB: the sealer wedged, and another role's
     later update of the same row went to the quarantine with it. The sealer stores those numbers as

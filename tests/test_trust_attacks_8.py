@@ -9,7 +9,7 @@ so it may track them), app_writer, app_reader, app_maintainer, app_secrets."""
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
 from decimal import Decimal
@@ -17,9 +17,9 @@ from decimal import Decimal
 import psycopg
 import pytest
 from click.testing import CliRunner
-from test_trust_attacks import both_verify, captured, ran
+from test_trust_attacks import both_verify, captured
 
-from pgaudit_py import InvalidTarget, enable_tracking, list_events, record, row_history, seal, secrets, status
+from pgaudit_py import InvalidTarget, enable_tracking, list_events, record, seal, secrets, status
 from pgaudit_py.cli import cli
 
 
@@ -59,10 +59,8 @@ def test_c1_baseline_code_cannot_release_the_maintainers_session_locks(db, conne
     maintainer = connect("app_maintainer")
     maintainer.execute("SELECT pg_advisory_lock(42)")  # its own: a mutual exclusion it relies on
     try:
-        try:
+        with pytest.raises(InvalidTarget, match="baseline refused"):  # the lock taken again, and refused
             enable_tracking(maintainer, "public.t", baseline=True)
-        except InvalidTarget:
-            pass  # refusing is safe too, as long as the lock is still held
         assert session_locks(db, maintainer) == [("42", "ExclusiveLock")]
     finally:
         maintainer.execute("SELECT pg_advisory_unlock_all()")
@@ -77,10 +75,8 @@ def test_c1_baseline_code_cannot_release_the_archivers_claim(db, connect, attack
     assert first.execute("SELECT audit.claim_archiver()").fetchone() == (True,)
     second = connect("app_maintainer")
     try:
-        try:
+        with pytest.raises(InvalidTarget, match="baseline refused"):
             enable_tracking(first, "public.t", baseline=True)
-        except InvalidTarget:
-            pass
         assert second.execute("SELECT audit.claim_archiver()").fetchone() == (False,)  # the first still holds it
     finally:
         second.execute("SELECT audit.release_archiver()")
@@ -89,6 +85,7 @@ def test_c1_baseline_code_cannot_release_the_archivers_claim(db, connect, attack
         second.execute("SELECT pg_advisory_unlock_all()")
 
 
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/security.md: pg_locks counts no holds); strict, so that a change that closes it says so")
 def test_c1_baseline_code_cannot_take_a_key_the_maintainer_already_holds_once_more(db, connect, attacker):
     """Locks are compared by key and mode: a second hold of a key the maintainer holds (advisory locks
     count) is not seen. After the maintainer's own unlock the key stays held by its session, and
@@ -97,10 +94,8 @@ def test_c1_baseline_code_cannot_take_a_key_the_maintainer_already_holds_once_mo
     maintainer = connect("app_maintainer")
     maintainer.execute("SELECT pg_advisory_lock(42)")
     try:
-        try:
+        with contextlib.suppress(InvalidTarget):
             enable_tracking(maintainer, "public.t", baseline=True)
-        except InvalidTarget:
-            pass
         assert maintainer.execute("SELECT pg_advisory_unlock(42)").fetchone() == (True,)
         assert session_locks(db, maintainer) == []  # released, as the maintainer asked
     finally:
@@ -121,6 +116,7 @@ def test_c1_baseline_code_cannot_remove_the_maintainers_prepared_statement_unnot
 
 # ================================ class 2: writes that leave no event ================================
 
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, skip_noop_updates: jsonb values and excluded columns); strict, so that a change that closes it says so")
 @pytest.mark.parametrize("ddl,before,after,exclude", [
     # jsonb compares numbers by value, and keeps how they were written: 1.0 and 1.00 print differently
     ("doc jsonb", """'{"amount": 1.0}'""", """'{"amount": 1.00}'""", None),
@@ -201,6 +197,7 @@ def test_c3_a_pending_page_shows_deep_images_as_they_are_sealed(db, connect, att
     both_verify(db)
 
 
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/python.md: Python's json parser stops at about 1,000 levels); strict, so that a change that closes it says so")
 def test_c3_a_writers_nested_image_does_not_fail_the_python_readers_page(db, connect, attacker):
     """An image 1,200 levels deep is walked (no stack trouble in PostgreSQL), shown whole, and
     Python's json.loads, which psycopg decodes jsonb with, stops at about 1,000 levels: every
