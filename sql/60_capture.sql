@@ -325,10 +325,9 @@ DECLARE
     -- with a jsonb value (whose binary form is its text) or a type with no binary form: the images
     -- alone decide there (docs/capture.md).
     compare_sent boolean := t.skip_noop_updates AND excluded IS NULL
-        AND EXISTS (SELECT 1 FROM @schema@._column_types(target) c
-                     WHERE c.typ IN ('json'::regtype, 'float4'::regtype, 'float8'::regtype, 'numeric'::regtype))
-        AND NOT EXISTS (SELECT 1 FROM @schema@._column_types(target) c JOIN pg_type y ON y.oid = c.typ
-                         WHERE c.typ = 'jsonb'::regtype OR y.typsend = 0);
+        AND (SELECT bool_or(c.typ IN ('json'::regtype, 'float4'::regtype, 'float8'::regtype, 'numeric'::regtype))
+                    AND NOT bool_or(c.typ = 'jsonb'::regtype OR y.typsend = 0)
+               FROM @schema@._column_types(target) c JOIN pg_type y ON y.oid = c.typ);
     rows_sent constant text := ', pg_catalog.unnest(ARRAY(SELECT pg_catalog.record_send(x.*) FROM old_rows AS x)),'
                                ' pg_catalog.unnest(ARRAY(SELECT pg_catalog.record_send(x.*) FROM new_rows AS x))';
     -- v_new, v_old := the sandbox's images of the rows in new_rows and old_rows, in a subtransaction

@@ -43,7 +43,9 @@ DECLARE
     locks text[] := ARRAY(SELECT pg_catalog.concat_ws('/', l.classid, l.objid, l.objsubid, l.mode)
                             FROM pg_catalog.pg_locks l
                            WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted);
+    held text[];
     left_behind boolean := false;
+    done boolean;
     stale record;
 BEGIN
     -- In a subtransaction rolled back at once, as the capture functions call the sandbox
@@ -73,37 +75,28 @@ BEGIN
     left_behind := left_behind OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(statements) AS k(name)
                                            WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements s
                                                               WHERE s.name = k.name));
-    FOR stale IN SELECT l.classid::bigint AS high, l.objid::bigint AS low, l.objsubid, l.mode
-                   FROM pg_catalog.pg_locks l
-                  WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
-                    AND pg_catalog.concat_ws('/', l.classid, l.objid, l.objsubid, l.mode) <> ALL (locks) LOOP
-        -- Taken here only, so every hold of it is the table's code's: released until none is left.
-        LOOP
-            EXIT WHEN NOT CASE WHEN stale.objsubid = 1 AND stale.mode = 'ShareLock'
-                                    THEN pg_catalog.pg_advisory_unlock_shared((stale.high << 32) | stale.low)
-                               WHEN stale.objsubid = 1 THEN pg_catalog.pg_advisory_unlock((stale.high << 32) | stale.low)
-                               WHEN stale.mode = 'ShareLock'
-                                    THEN pg_catalog.pg_advisory_unlock_shared(stale.high::bit(32)::integer, stale.low::bit(32)::integer)
-                               ELSE pg_catalog.pg_advisory_unlock(stale.high::bit(32)::integer, stale.low::bit(32)::integer) END;
+    -- A session advisory lock the table's code took is released, every hold of it (it was not held
+    -- before); one it released (pg_advisory_unlock_all(), say: an archiver's claim, another's mutual
+    -- exclusion) is taken again at once, if no other session took it meanwhile. A second hold of a
+    -- key already held cannot be seen: pg_locks counts no holds.
+    held := ARRAY(SELECT pg_catalog.concat_ws('/', l.classid, l.objid, l.objsubid, l.mode) FROM pg_catalog.pg_locks l
+                   WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted);
+    FOR stale IN SELECT k = ANY (held) AS taken, pg_catalog.split_part(k, '/', 4) AS mode,
+                        -- a bigint key (objsubid 1) is classid and objid's 64 bits; else two int4 keys
+                        CASE pg_catalog.split_part(k, '/', 3)
+                             WHEN '1' THEN ((pg_catalog.split_part(k, '/', 1)::bigint << 32)
+                                            | pg_catalog.split_part(k, '/', 2)::bigint)::text || '::bigint'
+                             ELSE pg_catalog.split_part(k, '/', 1)::bigint::bit(32)::integer || ', '
+                                  || pg_catalog.split_part(k, '/', 2)::bigint::bit(32)::integer END AS key
+                   FROM pg_catalog.unnest(locks || held) AS k
+                  WHERE (k = ANY (locks)) IS DISTINCT FROM (k = ANY (held)) LOOP
+        LOOP  -- numbers from pg_locks and fixed names only
+            EXECUTE pg_catalog.format('SELECT pg_catalog.%s(%s)',
+                                      CASE WHEN stale.taken THEN 'pg_advisory_unlock' ELSE 'pg_try_advisory_lock' END
+                                      || CASE WHEN stale.mode = 'ShareLock' THEN '_shared' ELSE '' END, stale.key)
+                INTO done;
+            EXIT WHEN NOT (done AND stale.taken);
         END LOOP;
-        left_behind := true;
-    END LOOP;
-    -- And a lock the session held that it no longer does (pg_advisory_unlock_all(), say: an
-    -- archiver's claim, another's mutual exclusion) is taken again at once, if no other session took
-    -- it meanwhile. (A second hold of a key already held cannot be seen: pg_locks counts no holds.)
-    FOR stale IN SELECT pg_catalog.split_part(k, '/', 1)::bigint AS high, pg_catalog.split_part(k, '/', 2)::bigint AS low,
-                        pg_catalog.split_part(k, '/', 3)::integer AS objsubid, pg_catalog.split_part(k, '/', 4) AS mode
-                   FROM pg_catalog.unnest(locks) AS k
-                  WHERE k <> ALL (ARRAY(SELECT pg_catalog.concat_ws('/', l.classid, l.objid, l.objsubid, l.mode)
-                                          FROM pg_catalog.pg_locks l
-                                         WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid()
-                                           AND l.granted)) LOOP
-        PERFORM CASE WHEN stale.objsubid = 1 AND stale.mode = 'ShareLock'
-                          THEN pg_catalog.pg_try_advisory_lock_shared((stale.high << 32) | stale.low)
-                     WHEN stale.objsubid = 1 THEN pg_catalog.pg_try_advisory_lock((stale.high << 32) | stale.low)
-                     WHEN stale.mode = 'ShareLock'
-                          THEN pg_catalog.pg_try_advisory_lock_shared(stale.high::bit(32)::integer, stale.low::bit(32)::integer)
-                     ELSE pg_catalog.pg_try_advisory_lock(stale.high::bit(32)::integer, stale.low::bit(32)::integer) END;
         left_behind := true;
     END LOOP;
     IF left_behind THEN

@@ -26,6 +26,27 @@ def who_ran_as(db, role: str) -> list[tuple]:
     return db.execute("SELECT who, what, forged FROM public.who_ran WHERE who = %s OR forged", (role,)).fetchall()
 
 
+def folded(attacker, body: str) -> None:
+    """A table whose index predicate folds `body` (plpgsql) as audit_sandbox in a baseline's session."""
+    attacker.execute(f"""
+        CREATE FUNCTION public.act() RETURNS void LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_user = 'audit_sandbox' THEN
+                {body}
+            END IF;
+        END $$;
+        CREATE FUNCTION public.fold(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+        BEGIN PERFORM public.act(); RETURN x; END $$;
+        CREATE TABLE public.t (id int PRIMARY KEY, a int);
+        INSERT INTO public.t VALUES (1, 1);
+        CREATE INDEX ON public.t (a) WHERE public.fold(1) > 0;""")
+
+
+def session_locks(db, conn) -> list[tuple]:
+    return db.execute("SELECT objid::text, mode FROM pg_locks WHERE locktype = 'advisory' AND pid = %s ORDER BY 1",
+                      (conn.info.backend_pid,)).fetchall()
+
+
 # ================================ class 1: the owner's code with another role's rights ================================
 
 SWAP_PREPARED = """
@@ -98,18 +119,7 @@ def test_c1_baseline_code_leaves_no_session_lock_in_the_maintainers_session(db, 
     """The same folded code takes a session advisory lock on the installer's key: it outlives the
     sandbox's rolled-back subtransaction, and every later install or upgrade of the database waits
     on the maintainer's session."""
-    attacker.execute("""
-        CREATE FUNCTION public.hold() RETURNS void LANGUAGE plpgsql AS $$
-        BEGIN
-            IF current_user = 'audit_sandbox' THEN
-                PERFORM pg_catalog.pg_advisory_lock(1885823349);  -- 0x70676175, "pgau": the installer's
-            END IF;
-        END $$;
-        CREATE FUNCTION public.squat(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
-        BEGIN PERFORM public.hold(); RETURN x; END $$;
-        CREATE TABLE public.t (id int PRIMARY KEY, a int);
-        INSERT INTO public.t VALUES (1, 1);
-        CREATE INDEX ON public.t (a) WHERE public.squat(1) > 0;""")
+    folded(attacker, "PERFORM pg_catalog.pg_advisory_lock(1885823349);")  # 0x70676175, "pgau": the installer's
     maintainer = connect("app_maintainer")
     maintainer.execute("SELECT pg_advisory_lock(42)")  # its own: left alone
     with pytest.raises(InvalidTarget, match="advisory locks: undone, and the baseline refused"):

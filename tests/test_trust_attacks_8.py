@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from test_trust_attacks import both_verify, captured
+from test_trust_attacks_7 import folded, session_locks
 
 from pgaudit_py import InvalidTarget, enable_tracking, list_events, record, seal, secrets, status
 from pgaudit_py.cli import cli
@@ -26,27 +27,6 @@ from pgaudit_py.cli import cli
 def dsn(db, role: str) -> str:
     i = db.info
     return f"host={i.host} port={i.port} dbname={i.dbname} user={role}"
-
-
-def folded(attacker, body: str) -> None:
-    """A table whose index predicate folds `body` (plpgsql) as audit_sandbox in a baseline's session."""
-    attacker.execute(f"""
-        CREATE FUNCTION public.act() RETURNS void LANGUAGE plpgsql AS $$
-        BEGIN
-            IF current_user = 'audit_sandbox' THEN
-                {body}
-            END IF;
-        END $$;
-        CREATE FUNCTION public.fold(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
-        BEGIN PERFORM public.act(); RETURN x; END $$;
-        CREATE TABLE public.t (id int PRIMARY KEY, a int);
-        INSERT INTO public.t VALUES (1, 1);
-        CREATE INDEX ON public.t (a) WHERE public.fold(1) > 0;""")
-
-
-def session_locks(db, conn) -> list[tuple]:
-    return db.execute("SELECT objid::text, mode FROM pg_locks WHERE locktype = 'advisory' AND pid = %s ORDER BY 1",
-                      (conn.info.backend_pid,)).fetchall()
 
 
 # ================================ class 1: the baseline's session state ================================
@@ -64,6 +44,15 @@ def test_c1_baseline_code_cannot_release_the_maintainers_session_locks(db, conne
         assert session_locks(db, maintainer) == [("42", "ExclusiveLock")]
     finally:
         maintainer.execute("SELECT pg_advisory_unlock_all()")
+
+
+def test_c1_a_shared_lock_on_a_pair_of_keys_the_baseline_code_took_is_released(db, connect, attacker):
+    """The other key space (two int4 keys, one negative) and the shared mode: released, and refused."""
+    folded(attacker, "PERFORM pg_catalog.pg_advisory_lock_shared(7, -3); PERFORM pg_catalog.pg_advisory_lock_shared(7, -3);")
+    maintainer = connect("app_maintainer")
+    with pytest.raises(InvalidTarget, match="baseline refused"):
+        enable_tracking(maintainer, "public.t", baseline=True)
+    assert session_locks(db, maintainer) == []
 
 
 def test_c1_baseline_code_cannot_release_the_archivers_claim(db, connect, attacker):
