@@ -1,5 +1,6 @@
 """One way to call a SQL function of the installation, from a Connection or an AsyncConnection:
-the query names its columns and casts its arguments, and rows become the given dataclass.
+the query names its columns and casts its arguments, rows become the given dataclass, and JSON
+values are read however deep (deep_json).
 
 Types are named as pg_catalog names them (text, jsonb, int4, int8, bool, timestamptz, text[]) and
 qualified here: a type the caller's search_path found first (a table owner's `public.text` domain,
@@ -15,6 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from pgaudit_py.deep_json import read_deep
 from pgaudit_py.errors import translated
 from pgaudit_py.session import require_readable
 
@@ -30,6 +32,7 @@ class Call(Generic[T]):
     def one(self, conn: psycopg.Connection) -> T:
         require_readable(conn)
         with translated(), conn.cursor(row_factory=class_row(self.row_type)) as cur:
+            read_deep(cur)
             row = cur.execute(self.query, self.params).fetchone()
         assert row is not None
         return row
@@ -37,12 +40,14 @@ class Call(Generic[T]):
     def all(self, conn: psycopg.Connection) -> list[T]:
         require_readable(conn)
         with translated(), conn.cursor(row_factory=class_row(self.row_type)) as cur:
+            read_deep(cur)
             return cur.execute(self.query, self.params).fetchall()
 
     async def one_async(self, conn: psycopg.AsyncConnection) -> T:
         require_readable(conn)
         with translated():
             async with conn.cursor(row_factory=class_row(self.row_type)) as cur:
+                read_deep(cur)
                 await cur.execute(self.query, self.params)
                 row = await cur.fetchone()
         assert row is not None
@@ -52,6 +57,7 @@ class Call(Generic[T]):
         require_readable(conn)
         with translated():
             async with conn.cursor(row_factory=class_row(self.row_type)) as cur:
+                read_deep(cur)
                 await cur.execute(self.query, self.params)
                 return await cur.fetchall()
 
@@ -64,15 +70,18 @@ class ValueCall:
 
     def one(self, conn: psycopg.Connection) -> Any:
         require_readable(conn)
-        with translated():
-            row = conn.execute(self.query, self.params).fetchone()
+        with translated(), conn.cursor() as cur:
+            read_deep(cur)
+            row = cur.execute(self.query, self.params).fetchone()
         assert row is not None
         return row[0]
 
     async def one_async(self, conn: psycopg.AsyncConnection) -> Any:
         require_readable(conn)
         with translated():
-            row = await (await conn.execute(self.query, self.params)).fetchone()
+            async with conn.cursor() as cur:
+                read_deep(cur)
+                row = await (await cur.execute(self.query, self.params)).fetchone()
         assert row is not None
         return row[0]
 

@@ -13,6 +13,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pgaudit_py.calls import Call, function_call
+from pgaudit_py.deep_json import tolerant_dumps
 from pgaudit_py.errors import InvalidInput
 
 log = logging.getLogger("pgaudit_py")
@@ -85,7 +86,8 @@ def record_call(kind: str, *, tenant_id: str | None = None, actor_type: str | No
         "target_id": "text", "payload": "jsonb", "outcome": "text", "correlation_id": "text",
         "idempotency_key": "text"},
         (kind, tenant_id, actor_type, actor_id, target_type, target_id,
-         Jsonb(payload if payload is not None else {}), outcome, correlation_id, idempotency_key), EVENT_CASTS)
+         Jsonb(payload if payload is not None else {}, tolerant_dumps), outcome, correlation_id, idempotency_key),
+        EVENT_CASTS)
 
 
 def record(conn: psycopg.Connection, kind: str, *, tenant_id: str | None = None,

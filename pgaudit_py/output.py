@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -12,31 +10,27 @@ from typing import Any
 
 import click
 
-# A number the CLI read exactly (its connections parse JSON numbers with decimals as Decimal) goes
-# out as written: json cannot print a Decimal, so it passes through as a string between two NULs,
-# which no value read from PostgreSQL holds, and the quotes and NULs are then taken off.
-_NUMBER = re.compile(r'"\\u0000([-+.0-9Ee]+)\\u0000"')
+from pgaudit_py import deep_json
 
 
-def dumps(value: Any, **options: Any) -> str:
-    """JSON text of `value` (after to_jsonable), its Decimals printed as the numbers they are."""
-    return _NUMBER.sub(r"\1", json.dumps(to_jsonable(value), **options))
+def dumps(value: Any, **layout: Any) -> str:
+    """JSON text of `value` at any depth (deep_json.dumps, laid out as json.dumps lays it out):
+    dataclasses written as objects, dates in ISO form, durations in seconds, a Decimal (the CLI
+    reads JSON numbers exactly) as the number it is, anything else as its str()."""
+    return deep_json.dumps(value, convert=_shallow, **layout)
 
 
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return f"\0{value}\0"
+def _shallow(value: Any) -> Any:
+    """One level of `value` as JSON sees it (what is inside is converted when written)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return list(value)
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if value is None or isinstance(value, (str, int, float, bool, Decimal, dict, list)):
         return value
     return str(value)
 

@@ -24,7 +24,7 @@ from pgaudit_py.events import Event
 from pgaudit_py.output import printable
 from pgaudit_py.session import pin
 
-_exact_json = functools.partial(json.loads, parse_float=Decimal)
+exact_json = functools.partial(json.loads, parse_float=Decimal)
 
 DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -116,7 +116,7 @@ class Settings:
             pin(conn)
             # Numbers as written: an amount of 12345678901234567.89 is no float's 1.2345678901234568e+16,
             # nor 2e308 an infinity (pgaudit_py.output prints them back as they are).
-            set_json_loads(_exact_json, conn)
+            set_json_loads(exact_json, conn)
             yield conn
 
 

@@ -11,9 +11,11 @@ from typing import Any
 import click
 import psycopg
 
+from pgaudit_py import deep_json
 from pgaudit_py.cli.common import (
     Settings,
     connection_options,
+    exact_json,
     fail,
     json_option,
     parse_time,
@@ -42,8 +44,8 @@ from pgaudit_py.sealing import seal_status
 @connection_options
 def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool, **fields: Any) -> None:
     """Record one application event."""
-    try:
-        body = json.loads(payload)
+    try:  # numbers as written, at any depth
+        body = deep_json.loads(payload, exact_json)
     except json.JSONDecodeError as exc:
         fail(f"--payload is not JSON: {exc.msg}", 2)
 

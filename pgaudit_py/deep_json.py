@@ -1,0 +1,191 @@
+"""JSON as deep as PostgreSQL stores it. jsonb holds values nested about 10,000 levels deep, and
+Python's json.loads and json.dumps stop at about 1,000 (RecursionError): one writer's deep row or
+payload would fail every read of a page that holds it. The package's reads keep the connection's own
+JSON function and, when it fails on a value, parse it again here with a loop instead of recursion (a
+deep value is rare, so the fast path stays psycopg's); its writes of JSON do the same."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from json.decoder import JSONDecodeError
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.types.json import set_json_loads
+
+Loads = Callable[[Any], Any]
+scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null")
+
+
+def loads(data: str | bytes, scalar: Loads = json.loads) -> Any:
+    """The value of a JSON text, however deep; each number and literal read by `scalar` (so that a
+    connection's choice, Decimal for instance, holds at every depth), objects as dicts, arrays as
+    lists. Raises JSONDecodeError (a ValueError) for text that is not JSON."""
+    s = data if isinstance(data, str) else bytes(data).decode("utf-8")
+    open_: list[dict[str, Any] | list[Any]] = []  # the containers not yet closed, outermost first
+    keys: list[str] = []  # for each open object, the key its next value goes under
+    i = _SPACE.match(s, 0).end()  # type: ignore[union-attr]  # matches the empty string
+    while True:
+        value: Any
+        if s.startswith("{", i):
+            i = _SPACE.match(s, i + 1).end()  # type: ignore[union-attr]
+            if not s.startswith("}", i):
+                key, i = _key(s, i)
+                open_.append({})
+                keys.append(key)
+                continue
+            value, i = {}, i + 1
+        elif s.startswith("[", i):
+            i = _SPACE.match(s, i + 1).end()  # type: ignore[union-attr]
+            if not s.startswith("]", i):
+                open_.append([])
+                continue
+            value, i = [], i + 1
+        elif s.startswith('"', i):
+            value, i = scanstring(s, i + 1)
+        else:
+            match = _SCALAR.match(s, i)
+            if match is None:
+                raise JSONDecodeError("Expecting value", s, i)
+            value, i = scalar(match.group().encode()), match.end()
+        while True:  # the value is whole: place it, and close what it completes
+            i = _SPACE.match(s, i).end()  # type: ignore[union-attr]
+            if not open_:
+                if i != len(s):
+                    raise JSONDecodeError("Extra data", s, i)
+                return value
+            top = open_[-1]
+            if isinstance(top, list):
+                top.append(value)
+            else:
+                top[keys[-1]] = value
+            if s.startswith(",", i):
+                i = _SPACE.match(s, i + 1).end()  # type: ignore[union-attr]
+                if isinstance(top, dict):
+                    keys[-1], i = _key(s, i)
+                break
+            if not s.startswith("]" if isinstance(top, list) else "}", i):
+                raise JSONDecodeError("Expecting ',' delimiter", s, i)
+            value, i = open_.pop(), i + 1
+            if isinstance(value, dict):
+                keys.pop()
+
+
+def _key(s: str, i: int) -> tuple[str, int]:
+    if not s.startswith('"', i):
+        raise JSONDecodeError("Expecting property name enclosed in double quotes", s, i)
+    key, i = scanstring(s, i + 1)
+    i = _SPACE.match(s, i).end()  # type: ignore[union-attr]
+    if not s.startswith(":", i):
+        raise JSONDecodeError("Expecting ':' delimiter", s, i)
+    return key, _SPACE.match(s, i + 1).end()  # type: ignore[union-attr]
+
+
+class _Tolerant:
+    """`first`, and where it cannot read a value (json.loads' recursion, another library's depth
+    limit), this module's loop, reading each number with `first`. A class, not a closure: psycopg
+    keeps one loader class per loads function, and only when it is not a closure."""
+
+    def __init__(self, first: Loads):
+        self.first = first
+
+    def __call__(self, data: Any) -> Any:
+        try:
+            return self.first(data)
+        except (RecursionError, ValueError):
+            return loads(data, self.first)
+
+
+@functools.lru_cache(maxsize=64)
+def tolerant(first: Loads) -> Loads:
+    """One _Tolerant per loads function."""
+    return _Tolerant(first)
+
+
+def read_deep(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
+    """Make the cursor read json and jsonb values of any depth, through the connection's own JSON
+    function (psycopg's default, or the one set with set_json_loads). A loader of another kind,
+    registered by the caller, is left alone."""
+    oid = cur.adapters.types["jsonb"].oid
+    first = getattr(cur.adapters.get_loader(oid, pq.Format.TEXT), "_loads", None)
+    if first is not None:
+        set_json_loads(tolerant(first), cur)
+
+
+def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: int | None = None,
+          separators: tuple[str, str] | None = None, ensure_ascii: bool = True) -> str:
+    """JSON text of `value`, laid out as json.dumps lays it out, however deep; a Decimal written as
+    the number it is. `convert` turns each value into one of dict, list, str, int, float, bool, None
+    or Decimal first; without it, any other type is a TypeError, as in json.dumps."""
+    comma, colon = separators or ((",", ": ") if indent is not None else (", ", ": "))
+    out: list[str] = []
+    open_: list[tuple[Iterator[Any], str, bool]] = []  # each container's rest, its closer, is an object
+    written: list[bool] = []  # for each open container: whether an item was written yet
+
+    def start(v: Any) -> None:
+        if convert is not None:
+            v = convert(v)
+        if isinstance(v, tuple):
+            v = list(v)
+        if isinstance(v, (dict, list)) and v:
+            out.append("{" if isinstance(v, dict) else "[")
+            open_.append((iter(v.items() if isinstance(v, dict) else v), "}" if isinstance(v, dict) else "]",
+                          isinstance(v, dict)))
+            written.append(False)
+        elif isinstance(v, (dict, list)):
+            out.append("{}" if isinstance(v, dict) else "[]")
+        elif isinstance(v, Decimal):
+            out.append(str(v))
+        elif v is None or isinstance(v, (str, int, float)):
+            out.append(json.dumps(v, ensure_ascii=ensure_ascii))
+        else:
+            raise TypeError(f"Object of type {type(v).__name__} is not JSON serializable")
+
+    def newline(depth: int) -> str:
+        return "" if indent is None else "\n" + " " * (indent * depth)
+
+    start(value)
+    while open_:
+        items, closer, is_object = open_[-1]
+        item: Any = next(items, _END)
+        if item is _END:
+            open_.pop()
+            written.pop()
+            out.append(newline(len(open_)) + closer)
+            continue
+        out.append((comma if written[-1] else "") + newline(len(open_)))
+        written[-1] = True
+        if is_object:
+            key, item = item
+            out.append(json.dumps(_key_text(key), ensure_ascii=ensure_ascii) + colon)
+        start(item)
+    return "".join(out)
+
+
+_END = object()
+
+
+def _key_text(key: Any) -> str:
+    """An object's key as json.dumps writes it."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (int, float)):
+        return json.dumps(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def tolerant_dumps(value: Any) -> str:
+    """json.dumps, or where it cannot write a value (too deep, a Decimal), dumps: for values the
+    package writes to PostgreSQL (a record()'s payload)."""
+    try:
+        return json.dumps(value)
+    except (RecursionError, TypeError):
+        return dumps(value)
