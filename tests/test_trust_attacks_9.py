@@ -8,8 +8,6 @@ so it may track and limit them), app_writer, app_reader, app_maintainer, app_sec
 
 from __future__ import annotations
 
-import contextlib
-
 import psycopg
 import pytest
 
