@@ -1,6 +1,7 @@
-"""A ninth attacker's trial, on a less-trodden surface: the rate-limit trigger that tracking's event
-triggers keep on a limited table and its partitions, against the table's owner (no audit role).
-Each test asserts the SAFE outcome: it passes when the product holds and fails when the attack
+"""A ninth attacker's trial, on less-trodden surfaces: the rate-limit trigger that the event triggers
+keep on a limited table and its partitions, against the table's owner (no audit role); the
+SQLAlchemy integration on an AUTOCOMMIT engine; the installer run in a database where a hostile
+role made the (empty) audit schema first. Each test asserts the SAFE outcome: it passes when the product holds and fails when the attack
 breaks it.
 
 Roles: table_owner (the `attacker` fixture: owns tables, no audit role; app_maintainer is a member,
