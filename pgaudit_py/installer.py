@@ -40,7 +40,6 @@ _HANDED_OVER = {"seal(integer)": "sealer", "prune_events(interval, integer)": "p
 # for it at most _INSTALL_LOCK_WAIT seconds, then names who holds it.
 _INSTALL_LOCK = 0x70_67_61_75  # "pgau"
 _INSTALL_LOCK_WAIT = 60.0
-_MARKERS = ("_install", "_yoyo_migration")
 
 
 def _resource_dir(name: str) -> Path:
@@ -211,27 +210,39 @@ def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
 
 
 def _is_ours(conn: psycopg.Connection, schema: str) -> bool:
+    """Owned by the schema's owner role, which only the installer makes owner: a schema another role
+    made, even holding tables of the package's names, is not an installation to upgrade or ask."""
     row = conn.execute(
-        "SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-        " ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
-        " WHERE n.nspname OPERATOR(pg_catalog.=) %s AND c.relname OPERATOR(pg_catalog.=) ANY(%s)",
-        (schema, list(_MARKERS))).fetchone()
+        "SELECT n.nspowner OPERATOR(pg_catalog.=) r.oid FROM pg_catalog.pg_namespace n, pg_catalog.pg_roles r"
+        " WHERE n.nspname OPERATOR(pg_catalog.=) %s AND r.rolname OPERATOR(pg_catalog.=) %s",
+        (schema, role_names(schema)["owner"])).fetchone()
     return bool(row and row[0])
 
 
+# Every catalog of objects that live in a schema: any of them, made by another role before the
+# install, would be found by the package's own names (a type, an operator, a collation) or sit
+# beside its objects. A table's row type and an array type come with their table or type.
+_SCHEMA_OBJECTS = [
+    ("pg_class", "relname", "relnamespace", ""), ("pg_proc", "proname", "pronamespace", ""),
+    ("pg_type", "typname", "typnamespace", " AND o.typrelid OPERATOR(pg_catalog.=) 0 AND NOT EXISTS"
+     " (SELECT FROM pg_catalog.pg_type e WHERE e.typarray OPERATOR(pg_catalog.=) o.oid)"),
+    ("pg_operator", "oprname", "oprnamespace", ""), ("pg_collation", "collname", "collnamespace", ""),
+    ("pg_conversion", "conname", "connamespace", ""), ("pg_opclass", "opcname", "opcnamespace", ""),
+    ("pg_opfamily", "opfname", "opfnamespace", ""), ("pg_statistic_ext", "stxname", "stxnamespace", ""),
+    ("pg_ts_config", "cfgname", "cfgnamespace", ""), ("pg_ts_dict", "dictname", "dictnamespace", ""),
+    ("pg_ts_parser", "prsname", "prsnamespace", ""), ("pg_ts_template", "tmplname", "tmplnamespace", ""),
+    ("pg_extension", "extname", "extnamespace", "")]
+
+
 def _foreign_objects(conn: psycopg.Connection, schema: str) -> list[str]:
-    rows = conn.execute(
-        """
-        SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n
-            ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-         WHERE n.nspname OPERATOR(pg_catalog.=) %(s)s
-           AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,v,m,p,f,S}'::pg_catalog."char"[])
-        UNION ALL
-        SELECT p.proname OPERATOR(pg_catalog.||) '()' FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n
-            ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
-         WHERE n.nspname OPERATOR(pg_catalog.=) %(s)s
-        ORDER BY 1 LIMIT 5
-        """, {"s": schema}).fetchall()
+    """Up to five objects of any kind in a schema that is not the package's."""
+    query = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT o.{name}::pg_catalog.text FROM pg_catalog.{catalog} o JOIN pg_catalog.pg_namespace n"
+                " ON n.oid OPERATOR(pg_catalog.=) o.{space} WHERE n.nspname OPERATOR(pg_catalog.=) %(s)s{more}").format(
+            name=sql.Identifier(name), catalog=sql.Identifier(catalog), space=sql.Identifier(space),
+            more=sql.SQL(more))  # constant SQL of this module
+        for catalog, name, space, more in _SCHEMA_OBJECTS)
+    rows = conn.execute(sql.SQL("{} ORDER BY 1 LIMIT 5").format(query), {"s": schema}).fetchall()
     return [f"{schema}.{name}" for (name,) in rows]
 
 

@@ -76,6 +76,16 @@ BEGIN
     SELECT format('role %s %s', r.rolname, CASE WHEN r.rolcanlogin THEN 'can log in' ELSE 'is privileged' END)
       FROM pg_roles r
      WHERE r.rolname = '@schema@_owner' AND (r.rolcanlogin OR r.rolsuper OR r.rolbypassrls);
+    -- Only the owner role may create in the package's schemas, and only the package's roles use them.
+    RETURN QUERY
+    SELECT format('%s has %s on schema %s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+                  a.privilege_type, n.nspname)
+      FROM pg_namespace n, aclexplode(n.nspacl) a
+     WHERE n.oid IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace) AND a.grantee <> n.nspowner
+       AND (a.privilege_type <> 'USAGE' OR a.grantee = 0
+            OR a.grantee::regrole::text NOT IN ('@schema@_writer', '@schema@_reader', '@schema@_maintainer',
+                                                '@schema@_secrets', '@schema@_capture', '@schema@_sealer',
+                                                '@schema@_pruner', '@schema@_owner'));
     RETURN QUERY
     SELECT format('SECURITY DEFINER function %s.%s(%s) is executable by PUBLIC', p.pronamespace::regnamespace,
                   p.proname, pg_get_function_identity_arguments(p.oid))

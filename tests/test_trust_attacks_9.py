@@ -14,7 +14,7 @@ import pytest
 
 from pgaudit_py import audit_context, enable_rate_limit, list_events
 from pgaudit_py.errors import InstallError
-from pgaudit_py.installer import install
+from pgaudit_py.installer import install, status
 
 
 def _limited_writes(db, connect, table: str, ids: list[int]) -> list[bool]:
@@ -179,3 +179,56 @@ def test_c1_an_empty_audit_schema_a_squatter_made_keeps_no_rights_for_its_friend
     finally:
         db.execute("DROP DATABASE IF EXISTS squatted WITH (FORCE)")
         db.execute("DROP ROLE squatter; DROP ROLE squat_friend")
+
+
+@pytest.mark.parametrize("made", [
+    "CREATE TYPE audit.text AS (x int)",
+    "CREATE DOMAIN audit.int8 AS pg_catalog.int8 CHECK (VALUE > 0)",
+    "CREATE SCHEMA elsewhere; CREATE FUNCTION elsewhere.eq(int, int) RETURNS bool LANGUAGE sql AS 'SELECT true';"
+    " CREATE OPERATOR audit.= (LEFTARG = int, RIGHTARG = int, FUNCTION = elsewhere.eq)",
+    'CREATE COLLATION audit."C" (provider = libc, locale = \'C\')',
+    "CREATE TEXT SEARCH CONFIGURATION audit.simple (COPY = pg_catalog.simple)",
+    "CREATE TABLE audit._yoyo_migration (migration_id text); CREATE TABLE audit._install (x int)",
+])
+def test_c1_a_schema_a_squatter_filled_with_objects_of_any_kind_is_refused(db, fresh_database, made):
+    """Variants the trial named: a type, a domain, an operator, a collation, a text search
+    configuration (which the package's own SQL, run with the audit schema first on its search_path,
+    could pick up), or tables of the names the installer takes as its own mark: the install is
+    refused, and status calls nothing in that schema."""
+    db.execute("DROP ROLE IF EXISTS squatter; CREATE ROLE squatter LOGIN")
+    info = db.info
+    try:
+        conn = fresh_database("squatted")
+        conn.execute("GRANT CREATE ON DATABASE squatted TO squatter")
+        with psycopg.connect(host=info.host, port=info.port, dbname="squatted", user="squatter",
+                             autocommit=True) as sq:
+            sq.execute("CREATE SCHEMA audit")
+            sq.execute(made)
+            if "_install" in made:  # status, which calls audit.install_status(), must not call this one
+                sq.execute("CREATE FUNCTION audit.install_status(OUT version text, OUT migrations text[],"
+                           " OUT problems text[], OUT warnings text[], OUT client_master_keys bigint) LANGUAGE sql"
+                           " AS $$ SELECT 'x', '{}'::text[], '{}'::text[], '{}'::text[], 0::bigint $$")
+        assert status(conn).problems == ["pgaudit_py is not installed in schema 'audit'"]
+        with pytest.raises(InstallError, match="already holds objects that pgaudit_py did not create"):
+            install(conn)
+    finally:
+        db.execute("DROP DATABASE IF EXISTS squatted WITH (FORCE)")
+        db.execute("DROP ROLE squatter")
+
+
+def test_c1_status_names_a_right_on_the_audit_schema_outside_the_packages_roles(db):
+    """A grant made after the install (by a superuser, say) is a problem status names; the next
+    install takes it back."""
+    db.execute("CREATE ROLE helper_role; GRANT CREATE ON SCHEMA audit TO helper_role;"
+               " GRANT CREATE ON SCHEMA audit TO audit_writer")
+    try:
+        problems = status(db).problems
+        assert "helper_role has CREATE on schema audit" in problems, problems
+        assert "audit_writer has CREATE on schema audit" in problems, problems
+        install(db)
+        assert db.execute("SELECT has_schema_privilege('helper_role', 'audit', 'CREATE'),"
+                          " has_schema_privilege('helper_role', 'audit', 'USAGE'),"
+                          " has_schema_privilege('audit_writer', 'audit', 'CREATE')").fetchone() == (False, False, False)
+        assert status(db).problems == []
+    finally:
+        db.execute("DROP OWNED BY helper_role; DROP ROLE helper_role")
