@@ -76,6 +76,30 @@ $$;
 COMMENT ON FUNCTION @schema@._refuse_broken_capture(oid, text) IS
     'Raises PA008 when a tracked table (or a partition of one) lacks its capture triggers as tracking made them.';
 
+-- Refuses (PA008) a change that leaves a rate-limited table, or a table under one, unlimited: the
+-- limit binds every role but the maintainer, the table's owner included.
+CREATE OR REPLACE FUNCTION @schema@._refuse_broken_limit(target oid)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    problem text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @schema@.rate_limits r WHERE r.scope = 'table') THEN
+        RETURN;
+    END IF;
+    problem := @schema@._rate_limit_problem(target);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'the rate limit of % cannot be switched off or changed: %', target::regclass, problem
+            USING ERRCODE = 'PA008', HINT = 'Use @schema@.disable_rate_limit to stop limiting a table.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_broken_limit(oid) IS
+    'Raises PA008 when a rate-limited table (or a table under one) lacks its rate-limit trigger as enable_rate_limit made it.';
+
 -- The tables tracking covers (tracked ones and their partitions) that still exist.
 CREATE OR REPLACE FUNCTION @schema@._covered_tables()
 RETURNS SETOF oid
@@ -202,9 +226,11 @@ BEGIN
     END IF;
     FOR rel IN SELECT unnest(touched) LOOP
         PERFORM @schema@._refuse_broken_capture(rel);
+        PERFORM @schema@._refuse_broken_limit(rel);
     END LOOP;
     FOR rel IN SELECT unnest(created) LOOP
         PERFORM @schema@._refuse_broken_capture(g.tgrelid, g.tgname) FROM pg_trigger g WHERE g.oid = rel;
+        PERFORM @schema@._refuse_broken_limit(g.tgrelid) FROM pg_trigger g WHERE g.oid = rel;
     END LOOP;
 END
 $$;
@@ -248,12 +274,14 @@ BEGIN
             SELECT 1 FROM pg_event_trigger_dropped_objects() d
              WHERE d.classid = 'pg_class'::regclass AND d.objid = t.relid AND d.objsubid > 0));
     END LOOP;
-    -- A capture trigger dropped from a table that tracking still covers.
+    -- A capture or rate-limit trigger dropped from a table that tracking or a limit still covers.
     FOR rel IN SELECT DISTINCT to_regclass(format('%I.%I', d.address_names[1], d.address_names[2]))
                  FROM pg_event_trigger_dropped_objects() d
-                WHERE d.classid = 'pg_trigger'::regclass AND starts_with(d.address_names[3], '@schema@_capture_') LOOP
+                WHERE d.classid = 'pg_trigger'::regclass
+                  AND (starts_with(d.address_names[3], '@schema@_capture_') OR d.address_names[3] = '@schema@_rate_limit') LOOP
         CONTINUE WHEN rel IS NULL;
         PERFORM @schema@._refuse_broken_capture(rel);
+        PERFORM @schema@._refuse_broken_limit(rel);
     END LOOP;
 END
 $$;
@@ -332,10 +360,14 @@ BEGIN
     END LOOP;
     -- A partition of a rate-limited table is limited with it: a statement naming it fires its own
     -- triggers only.
+    -- One of the same name calling something else is replaced (@schema@_ddl_end then checks it whole).
     FOR part IN SELECT p FROM unnest(under_limited) p
-                 WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = p AND g.tgname = '@schema@_rate_limit') LOOP
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g JOIN pg_proc f ON f.oid = g.tgfoid
+                                     JOIN pg_namespace n ON n.oid = f.pronamespace
+                                    WHERE g.tgrelid = p AND g.tgname = '@schema@_rate_limit'
+                                      AND f.proname = '_rate_limit_trigger' AND n.nspname = '@schema@') LOOP
         BEGIN
-            EXECUTE format('CREATE TRIGGER @schema@_rate_limit BEFORE INSERT OR UPDATE OR DELETE ON %s'
+            EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_rate_limit BEFORE INSERT OR UPDATE OR DELETE ON %s'
                            ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._rate_limit_trigger()', part::regclass);
         EXCEPTION WHEN insufficient_privilege THEN
             RAISE EXCEPTION '% would be a partition of a rate-limited table: only a member of @schema@_maintainer '

@@ -252,7 +252,9 @@ BEGIN
     entry.window_seconds := window_seconds;
     PERFORM @schema@._prove_owner(target);
     entry := @schema@._put_rate_limit(entry);
-    FOR part IN SELECT @schema@._capture_tables(target) LOOP  -- the table and its partitions
+    -- The table and its partitions, the deepest first: each trigger made is checked with what is below it.
+    FOR part IN SELECT c FROM @schema@._capture_tables(target) c
+                 ORDER BY (SELECT max(l.depth) FROM @schema@._lineage(c) l) DESC LOOP
         EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_rate_limit BEFORE INSERT OR UPDATE OR DELETE ON %s'
                        ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._rate_limit_trigger()', part::regclass);
     END LOOP;
@@ -263,6 +265,31 @@ COMMENT ON FUNCTION @schema@.enable_rate_limit(regclass, integer, integer, integ
     'Limits writes (statements) on a table per user and per tenant (per window_seconds, default a minute); '
     'calling again changes the limits. Caller: the maintainer, owning the table.';
 
+-- What keeps a rate-limited table, or a table under one, from being limited: its trigger missing,
+-- disabled, enabled for replicas only, or not the one enable_rate_limit creates (a look-alike of the
+-- same name). Every table at or below `target` that a limit covers; NULL when nothing is wrong.
+CREATE OR REPLACE FUNCTION @schema@._rate_limit_problem(target oid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(format('%s: trigger @schema@_rate_limit is %s', c::regclass,
+                             CASE WHEN g.oid IS NULL THEN 'missing'
+                                  WHEN g.tgenabled NOT IN ('O', 'A') THEN
+                                       CASE g.tgenabled WHEN 'D' THEN 'disabled' ELSE 'enabled for replicas only' END
+                                  ELSE 'not the one enable_rate_limit creates' END), ', ' ORDER BY c::regclass::text)
+      FROM @schema@._capture_tables(target) c
+      JOIN pg_class r ON r.oid = c AND r.relkind IN ('r', 'p')
+      LEFT JOIN pg_trigger g ON g.tgrelid = c AND g.tgname = '@schema@_rate_limit'
+     WHERE (@schema@._rate_limit_of(c)).target IS NOT NULL
+       AND (g.oid IS NULL OR g.tgenabled NOT IN ('O', 'A') OR g.tgfoid <> '@schema@._rate_limit_trigger()'::regprocedure
+            OR g.tgtype <> 30  -- BEFORE INSERT OR UPDATE OR DELETE, FOR EACH STATEMENT
+            OR g.tgqual IS NOT NULL OR g.tgattr <> ''::int2vector OR g.tgnargs <> 0)
+$$;
+COMMENT ON FUNCTION @schema@._rate_limit_problem(oid) IS
+    'What keeps a limited table (or a table under one) at or below this one from being limited; NULL when nothing.';
+
 CREATE OR REPLACE FUNCTION @schema@.disable_rate_limit(target regclass)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -270,12 +297,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     part oid;
+    had boolean;
 BEGIN
+    PERFORM @schema@._prove_owner(target);
+    had := @schema@._drop_rate_limit('table', target::oid::text);  -- first: the triggers of a limit are kept
     FOR part IN SELECT @schema@._capture_tables(target) LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS @schema@_rate_limit ON %s', part::regclass);
     END LOOP;
-    PERFORM @schema@._prove_owner(target);
-    RETURN @schema@._drop_rate_limit('table', target::oid::text);
+    RETURN had;
 END
 $$;
 COMMENT ON FUNCTION @schema@.disable_rate_limit(regclass) IS 'Removes a table''s limits; false if it had none.';

@@ -17,10 +17,17 @@ except ImportError:  # pragma: no cover - the message is the point
                       "'pgaudit_py[sqlalchemy]'") from None
 
 from pgaudit_py.context import SET_CONTEXT
+from pgaudit_py.errors import UnsupportedSession
 from pgaudit_py.request_context import settings_of_request
 
 
 def _after_begin(session: Session, transaction: Any, connection: Any) -> None:
+    # In AUTOCOMMIT each statement is a transaction of its own, and the values, set for one, would
+    # be gone before the next: its events would name the database role. Refused, nothing run.
+    if getattr(connection.connection.dbapi_connection, "autocommit", False):
+        raise UnsupportedSession("audit_sessions needs transactions: this session's connection is in "
+                                 "AUTOCOMMIT, where the request's values would not reach its statements "
+                                 "(use the engine's default isolation level)")
     connection.exec_driver_sql(SET_CONTEXT, tuple(settings_of_request()))
 
 
