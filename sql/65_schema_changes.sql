@@ -53,8 +53,10 @@ COMMENT ON FUNCTION @schema@._refresh_tracking(oid, boolean) IS
     'Follows renames and dropped columns of a tracked table (recording audit.tracked_table_altered) and '
     'regenerates its capture functions.';
 
--- Refuses (PA008) a table that tracking covers and whose capture is not whole, naming what is wrong.
-CREATE OR REPLACE FUNCTION @schema@._refuse_broken_capture(target oid, trigger_name text DEFAULT NULL)
+-- Refuses (PA008) a change that leaves a table tracking covers without its whole capture, or a
+-- rate-limited table (or a table under one) unlimited, naming what is wrong: both bind every role,
+-- the table's owner included, but through the functions that switch them off.
+CREATE OR REPLACE FUNCTION @schema@._refuse_switched_off(target oid, trigger_name text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 STABLE
@@ -63,42 +65,26 @@ AS $$
 DECLARE
     problem text;
 BEGIN
-    IF (@schema@._tracking_of(target)).relid IS NULL THEN
-        RETURN;
+    IF (@schema@._tracking_of(target)).relid IS NOT NULL THEN
+        problem := @schema@._capture_problem(target, trigger_name);
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION 'the capture of % cannot be switched off or changed: %', target::regclass, problem
+                USING ERRCODE = 'PA008', HINT = 'Use @schema@.disable_tracking to stop auditing a table.';
+        END IF;
     END IF;
-    problem := @schema@._capture_problem(target, trigger_name);
-    IF problem IS NOT NULL THEN
-        RAISE EXCEPTION 'the capture of % cannot be switched off or changed: %', target::regclass, problem
-            USING ERRCODE = 'PA008', HINT = 'Use @schema@.disable_tracking to stop auditing a table.';
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION @schema@._refuse_broken_capture(oid, text) IS
-    'Raises PA008 when a tracked table (or a partition of one) lacks its capture triggers as tracking made them.';
-
--- Refuses (PA008) a change that leaves a rate-limited table, or a table under one, unlimited: the
--- limit binds every role but the maintainer, the table's owner included.
-CREATE OR REPLACE FUNCTION @schema@._refuse_broken_limit(target oid)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    problem text;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM @schema@.rate_limits r WHERE r.scope = 'table') THEN
-        RETURN;
-    END IF;
-    problem := @schema@._rate_limit_problem(target);
-    IF problem IS NOT NULL THEN
-        RAISE EXCEPTION 'the rate limit of % cannot be switched off or changed: %', target::regclass, problem
-            USING ERRCODE = 'PA008', HINT = 'Use @schema@.disable_rate_limit to stop limiting a table.';
+    IF EXISTS (SELECT 1 FROM @schema@.rate_limits r WHERE r.scope = 'table') THEN
+        problem := @schema@._rate_limit_problem(target);
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION 'the rate limit of % cannot be switched off or changed: %', target::regclass, problem
+                USING ERRCODE = 'PA008', HINT = 'Use @schema@.disable_rate_limit to stop limiting a table.';
+        END IF;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION @schema@._refuse_broken_limit(oid) IS
-    'Raises PA008 when a rate-limited table (or a table under one) lacks its rate-limit trigger as enable_rate_limit made it.';
+COMMENT ON FUNCTION @schema@._refuse_switched_off(oid, text) IS
+    'Raises PA008 when a table tracking covers lacks its capture triggers as tracking made them (or one of them), '
+    'or a rate-limited table (or one under it) its rate-limit trigger.';
+DROP FUNCTION IF EXISTS @schema@._refuse_broken_capture(oid, text);
 
 -- The tables tracking covers (tracked ones and their partitions) that still exist.
 CREATE OR REPLACE FUNCTION @schema@._covered_tables()
@@ -225,12 +211,10 @@ BEGIN
         PERFORM @schema@._drop_stale_captures();  -- a partition detached
     END IF;
     FOR rel IN SELECT unnest(touched) LOOP
-        PERFORM @schema@._refuse_broken_capture(rel);
-        PERFORM @schema@._refuse_broken_limit(rel);
+        PERFORM @schema@._refuse_switched_off(rel);
     END LOOP;
     FOR rel IN SELECT unnest(created) LOOP
-        PERFORM @schema@._refuse_broken_capture(g.tgrelid, g.tgname) FROM pg_trigger g WHERE g.oid = rel;
-        PERFORM @schema@._refuse_broken_limit(g.tgrelid) FROM pg_trigger g WHERE g.oid = rel;
+        PERFORM @schema@._refuse_switched_off(g.tgrelid, g.tgname) FROM pg_trigger g WHERE g.oid = rel;
     END LOOP;
 END
 $$;
@@ -280,8 +264,7 @@ BEGIN
                 WHERE d.classid = 'pg_trigger'::regclass
                   AND (starts_with(d.address_names[3], '@schema@_capture_') OR d.address_names[3] = '@schema@_rate_limit') LOOP
         CONTINUE WHEN rel IS NULL;
-        PERFORM @schema@._refuse_broken_capture(rel);
-        PERFORM @schema@._refuse_broken_limit(rel);
+        PERFORM @schema@._refuse_switched_off(rel);
     END LOOP;
 END
 $$;

@@ -35,41 +35,28 @@ def _limited_writes(db, connect, table: str, ids: list[int]) -> list[bool]:
 
 # ================================ class 2: writes the rate limit does not count ================================
 
-def test_c2_a_partition_carrying_a_look_alike_rate_limit_trigger_is_limited_or_refused(db, connect, attacker):
+LOOK_ALIKE = """CREATE FUNCTION public.nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+                CREATE TRIGGER audit_rate_limit BEFORE INSERT OR UPDATE OR DELETE ON public.parted_9
+                    FOR EACH STATEMENT EXECUTE FUNCTION public.nothing()"""
+
+
+@pytest.mark.parametrize("carrying", [LOOK_ALIKE, ""], ids=["a look-alike trigger", "nothing (the control)"])
+def test_c2_a_partition_the_owner_attaches_to_a_limited_table_is_limited_or_refused(db, connect, attacker, carrying):
     """A partition of a rate-limited table is limited with it: the event trigger adds the
     rate-limit trigger to each partition attached later, and refuses (PA008) one whose owner may not
-    (only a maintainer owning it may add it). But it only looks for a trigger of that NAME: the
-    table owner attaches a table that already carries its own do-nothing trigger named
-    audit_rate_limit, and statements naming that partition are never counted."""
-    attacker.execute("""CREATE TABLE public.parted (id int, body text) PARTITION BY RANGE (id);
-                        CREATE TABLE public.parted_1 PARTITION OF public.parted FOR VALUES FROM (0) TO (100)""")
-    maintainer = connect("app_maintainer")
-    enable_rate_limit(maintainer, "public.parted", per_user_per_minute=2, per_tenant_per_minute=None)
-    attacker.execute("""
-        CREATE FUNCTION public.nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
-        CREATE TABLE public.parted_9 (id int, body text);
-        CREATE TRIGGER audit_rate_limit BEFORE INSERT OR UPDATE OR DELETE ON public.parted_9
-            FOR EACH STATEMENT EXECUTE FUNCTION public.nothing()""")
-    try:
-        attacker.execute("ALTER TABLE public.parted ATTACH PARTITION public.parted_9 FOR VALUES FROM (900) TO (1000)")
-    except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008", exc  # refused: safe
-        return
-    attacker.execute("GRANT ALL ON public.parted, public.parted_1, public.parted_9 TO app_writer")
-    assert _limited_writes(db, connect, "public.parted_9", [901, 902, 903, 904]) == [True, True, False, False]
-
-
-def test_c2_a_plain_partition_the_owner_attaches_to_a_limited_table_is_limited_or_refused(db, connect, attacker):
-    """The control of the look-alike: without a trigger of that name, the owner's new partition is
-    refused (PA008: only a maintainer owning it may add it) or limited."""
+    (only a maintainer owning it may add it). But it only looked for a trigger of that NAME: the
+    table owner attached a table that already carried its own do-nothing trigger named
+    audit_rate_limit, and statements naming that partition were never counted."""
     attacker.execute("""CREATE TABLE public.parted (id int, body text) PARTITION BY RANGE (id);
                         CREATE TABLE public.parted_1 PARTITION OF public.parted FOR VALUES FROM (0) TO (100)""")
     enable_rate_limit(connect("app_maintainer"), "public.parted", per_user_per_minute=2, per_tenant_per_minute=None)
     attacker.execute("CREATE TABLE public.parted_9 (id int, body text)")
+    if carrying:
+        attacker.execute(carrying)
     try:
         attacker.execute("ALTER TABLE public.parted ATTACH PARTITION public.parted_9 FOR VALUES FROM (900) TO (1000)")
     except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008", exc
+        assert exc.sqlstate == "PA008", exc  # refused: safe
         return
     attacker.execute("GRANT ALL ON public.parted, public.parted_1, public.parted_9 TO app_writer")
     assert _limited_writes(db, connect, "public.parted_9", [901, 902, 903, 904]) == [True, True, False, False]
