@@ -148,7 +148,24 @@ def test_c3_a_sqlalchemy_session_on_an_autocommit_engine_names_the_requests_acto
 
 # ================================ class 1: the installer in a database a hostile role prepared ================================
 
-def test_c1_an_empty_audit_schema_a_squatter_made_keeps_no_rights_for_its_friends(db, fresh_database):
+@pytest.fixture
+def squatted(db, fresh_database):
+    """A database where the role `squatter` (CREATE on it, nothing else) and its friend may connect:
+    yields the superuser's connection and a function connecting as one of them."""
+    db.execute("DROP ROLE IF EXISTS squatter; DROP ROLE IF EXISTS squat_friend;"
+               " CREATE ROLE squatter LOGIN; CREATE ROLE squat_friend LOGIN")
+    info = db.info
+    try:
+        conn = fresh_database("squatted")
+        conn.execute("GRANT CREATE ON DATABASE squatted TO squatter")
+        yield conn, lambda role: psycopg.connect(host=info.host, port=info.port, dbname="squatted", user=role,
+                                                 autocommit=True)
+    finally:
+        db.execute("DROP DATABASE IF EXISTS squatted WITH (FORCE)")
+        db.execute("DROP ROLE squatter; DROP ROLE squat_friend")
+
+
+def test_c1_an_empty_audit_schema_a_squatter_made_keeps_no_rights_for_its_friends(squatted):
     """The installer refuses an audit schema that holds objects it did not create, but takes over an
     EMPTY one (ALTER SCHEMA ... OWNER TO audit_owner) and then revokes only PUBLIC's rights
     (sql/90_grants.sql). A role with CREATE on the database makes the schema first and grants ALL on
@@ -156,43 +173,33 @@ def test_c1_an_empty_audit_schema_a_squatter_made_keeps_no_rights_for_its_friend
     only the old owner's entries), so after the install the friend may CREATE in the audit schema:
     an overload of list_events with one more defaulted parameter makes every reader's call ambiguous,
     and objects of its own sit beside the package's."""
-    db.execute("CREATE ROLE squatter LOGIN; CREATE ROLE squat_friend LOGIN")
-    info = db.info
+    conn, connect_as = squatted
+    with connect_as("squatter") as sq:
+        sq.execute("CREATE SCHEMA audit; GRANT ALL ON SCHEMA audit TO squat_friend")
     try:
-        conn = fresh_database("squatted")
-        conn.execute("GRANT CREATE ON DATABASE squatted TO squatter")
-        with psycopg.connect(host=info.host, port=info.port, dbname="squatted", user="squatter",
-                             autocommit=True) as sq:
-            sq.execute("CREATE SCHEMA audit; GRANT ALL ON SCHEMA audit TO squat_friend")
+        install(conn)
+    except InstallError:
+        return  # refused: safe
+    rights = conn.execute("SELECT has_schema_privilege('squat_friend', 'audit', 'CREATE'),"
+                          " has_schema_privilege('squat_friend', 'audit', 'USAGE')").fetchone()
+    with connect_as("squat_friend") as friend:
+        arguments, returns = conn.execute(
+            "SELECT pg_get_function_arguments(p.oid), pg_get_function_result(p.oid) FROM pg_proc p"
+            " WHERE p.oid = 'audit.list_events'::regproc").fetchone()
+        made = "made"
+        try:  # the same parameters, and one more with a default
+            friend.execute(f"CREATE FUNCTION audit.list_events({arguments}, squat integer DEFAULT 0)"
+                           f" RETURNS {returns} LANGUAGE plpgsql AS 'BEGIN RETURN; END'")
+        except psycopg.Error as exc:
+            made = str(exc)
+    with connect_as("app_reader") as reader:
         try:
-            install(conn)
-        except InstallError:
-            return  # refused: safe
-        rights = conn.execute("SELECT has_schema_privilege('squat_friend', 'audit', 'CREATE'),"
-                              " has_schema_privilege('squat_friend', 'audit', 'USAGE')").fetchone()
-        with psycopg.connect(host=info.host, port=info.port, dbname="squatted", user="squat_friend",
-                             autocommit=True) as friend:
-            arguments, returns = conn.execute(
-                "SELECT pg_get_function_arguments(p.oid), pg_get_function_result(p.oid) FROM pg_proc p"
-                " WHERE p.oid = 'audit.list_events'::regproc").fetchone()
-            made = "made"
-            try:  # the same parameters, and one more with a default
-                friend.execute(f"CREATE FUNCTION audit.list_events({arguments}, squat integer DEFAULT 0)"
-                               f" RETURNS {returns} LANGUAGE plpgsql AS 'BEGIN RETURN; END'")
-            except psycopg.Error as exc:
-                made = str(exc)
-        with psycopg.connect(host=info.host, port=info.port, dbname="squatted", user="app_reader",
-                             autocommit=True) as reader:
-            try:
-                list_events(reader)
-                reader_ok = True
-            except psycopg.Error as exc:
-                reader_ok = str(exc)
-        assert rights == (False, False), f"the squatter's friend may still create in the audit schema (overload: {made})"
-        assert reader_ok is True
-    finally:
-        db.execute("DROP DATABASE IF EXISTS squatted WITH (FORCE)")
-        db.execute("DROP ROLE squatter; DROP ROLE squat_friend")
+            list_events(reader)
+            reader_ok = True
+        except psycopg.Error as exc:
+            reader_ok = str(exc)
+    assert rights == (False, False), f"the squatter's friend may still create in the audit schema (overload: {made})"
+    assert reader_ok is True
 
 
 @pytest.mark.parametrize("made", [
@@ -204,30 +211,22 @@ def test_c1_an_empty_audit_schema_a_squatter_made_keeps_no_rights_for_its_friend
     "CREATE TEXT SEARCH CONFIGURATION audit.simple (COPY = pg_catalog.simple)",
     "CREATE TABLE audit._yoyo_migration (migration_id text); CREATE TABLE audit._install (x int)",
 ])
-def test_c1_a_schema_a_squatter_filled_with_objects_of_any_kind_is_refused(db, fresh_database, made):
+def test_c1_a_schema_a_squatter_filled_with_objects_of_any_kind_is_refused(squatted, made):
     """Variants the trial named: a type, a domain, an operator, a collation, a text search
     configuration (which the package's own SQL, run with the audit schema first on its search_path,
     could pick up), or tables of the names the installer takes as its own mark: the install is
     refused, and status calls nothing in that schema."""
-    db.execute("DROP ROLE IF EXISTS squatter; CREATE ROLE squatter LOGIN")
-    info = db.info
-    try:
-        conn = fresh_database("squatted")
-        conn.execute("GRANT CREATE ON DATABASE squatted TO squatter")
-        with psycopg.connect(host=info.host, port=info.port, dbname="squatted", user="squatter",
-                             autocommit=True) as sq:
-            sq.execute("CREATE SCHEMA audit")
-            sq.execute(made)
-            if "_install" in made:  # status, which calls audit.install_status(), must not call this one
-                sq.execute("CREATE FUNCTION audit.install_status(OUT version text, OUT migrations text[],"
-                           " OUT problems text[], OUT warnings text[], OUT client_master_keys bigint) LANGUAGE sql"
-                           " AS $$ SELECT 'x', '{}'::text[], '{}'::text[], '{}'::text[], 0::bigint $$")
-        assert status(conn).problems == ["pgaudit_py is not installed in schema 'audit'"]
-        with pytest.raises(InstallError, match="already holds objects that pgaudit_py did not create"):
-            install(conn)
-    finally:
-        db.execute("DROP DATABASE IF EXISTS squatted WITH (FORCE)")
-        db.execute("DROP ROLE squatter")
+    conn, connect_as = squatted
+    with connect_as("squatter") as sq:
+        sq.execute("CREATE SCHEMA audit")
+        sq.execute(made)
+        if "_install" in made:  # status, which calls audit.install_status(), must not call this one
+            sq.execute("CREATE FUNCTION audit.install_status(OUT version text, OUT migrations text[],"
+                       " OUT problems text[], OUT warnings text[], OUT client_master_keys bigint) LANGUAGE sql"
+                       " AS $$ SELECT 'x', '{}'::text[], '{}'::text[], '{}'::text[], 0::bigint $$")
+    assert status(conn).problems == ["pgaudit_py is not installed in schema 'audit'"]
+    with pytest.raises(InstallError, match="already holds objects that pgaudit_py did not create"):
+        install(conn)
 
 
 def test_c1_status_names_a_right_on_the_audit_schema_outside_the_packages_roles(db):
