@@ -281,6 +281,20 @@ $$;
 COMMENT ON FUNCTION @schema@._omitted_changes(jsonb, jsonb, text[]) IS
     'Of these keys, those whose values differ between two captured row images, as {"key": null}.';
 
+-- Whether each old row is stored as its new row is, the rows paired by position: their bytes, value
+-- by value (record_image_eq, *=), so that no output function, operator or cast runs and no number is
+-- printed. For an UPDATE whose images cannot tell (_capture_body). Inlined where it is called.
+CREATE OR REPLACE FUNCTION @schema@._stored_alike(old_rows anyarray, new_rows anyarray)
+RETURNS boolean[]
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT pg_catalog.array_agg(old_rows[i] OPERATOR(pg_catalog.*=) new_rows[i] ORDER BY i)
+      FROM pg_catalog.generate_subscripts(old_rows, 1) AS i
+$$;
+COMMENT ON FUNCTION @schema@._stored_alike(anyarray, anyarray) IS
+    'For rows paired by position: whether each pair is stored alike, byte for byte (*=).';
+
 -- The generated body, for a table covered by tracking entry t (its own, or its tracked ancestor's).
 -- Every piece of user text goes through %L; the pieces of code are this function's own.
 -- Raised from a capture function (see _capture_body): the statement is refused, nothing is lost.
@@ -319,17 +333,23 @@ DECLARE
     id_of text := '(v_id_prefix || pg_catalog.lpad(pg_catalog.to_hex((v_id_base + %s.k) & 281474976710655), 12, ''0''))::uuid';
     pair_filter text;  -- UPDATE: refuse rows that do not pair up; skip no-op updates if asked
     -- Types whose values to_jsonb prints alike although they differ as stored: a json value's
-    -- duplicate keys, key order and spacing, a float's -0, a numeric's trailing zeros. An UPDATE of
-    -- a table made of one is a no-op only if the rows' binary forms (record_send, which prints no
-    -- number, so 1e131071 stays 8 bytes) are alike too. Not with excluded columns, nor for a table
-    -- with a jsonb value (whose binary form is its text) or a type with no binary form: the images
-    -- alone decide there (docs/capture.md).
-    compare_sent boolean := t.skip_noop_updates AND excluded IS NULL
-        AND (SELECT bool_or(c.typ IN ('json'::regtype, 'float4'::regtype, 'float8'::regtype, 'numeric'::regtype))
-                    AND NOT bool_or(c.typ = 'jsonb'::regtype OR y.typsend = 0)
-               FROM @schema@._column_types(target) c JOIN pg_type y ON y.oid = c.typ);
-    rows_sent constant text := ', pg_catalog.unnest(ARRAY(SELECT pg_catalog.record_send(x.*) FROM old_rows AS x)),'
-                               ' pg_catalog.unnest(ARRAY(SELECT pg_catalog.record_send(x.*) FROM new_rows AS x))';
+    -- duplicate keys, key order and spacing, a float's -0, a numeric's (or a jsonb number's)
+    -- trailing zeros. An UPDATE of a table made of one is a no-op only if the rows are stored alike
+    -- too (_stored_alike): the whole rows, or with excluded columns the others, named, which only a
+    -- body regenerated when a column changes may do (inline). Without that, the images alone
+    -- decide (docs/capture.md).
+    compare_stored boolean := t.skip_noop_updates AND (excluded IS NULL OR inline)
+        AND (SELECT bool_or(c.typ IN ('json'::regtype, 'jsonb'::regtype, 'float4'::regtype, 'float8'::regtype,
+                                      'numeric'::regtype))
+               FROM @schema@._column_types(target) c);
+    kept text := CASE WHEN excluded IS NULL THEN 'x.*'
+                      ELSE (SELECT 'ROW(' || string_agg(format('x.%I', a.attname), ', ' ORDER BY a.attnum) || ')'
+                              FROM pg_attribute a
+                             WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+                               AND a.attname <> ALL (t.exclude_columns)) END;
+    rows_stored text := format(', pg_catalog.unnest(@schema@._stored_alike('
+                                        '(SELECT pg_catalog.array_agg(%1$s) FROM old_rows AS x),'
+                                        ' (SELECT pg_catalog.array_agg(%1$s) FROM new_rows AS x)))', kept);
     -- v_new, v_old := the sandbox's images of the rows in new_rows and old_rows, in a subtransaction
     -- rolled back at once: whatever the user's code changed for the session (a setting made with SET,
     -- which no SET clause undoes; search_path above all) is undone with it, and only the images,
@@ -348,6 +368,7 @@ DECLARE
     image_new constant text := 'v_new := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x));';
     image_old constant text := 'v_old := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x));';
 BEGIN
+    compare_stored := compare_stored AND kept IS NOT NULL;  -- every column excluded: nothing to compare
     IF inline THEN
         -- Each row image once per row (OFFSET 0); x.* is the whole row even with a column named x.
         new_rows := '(SELECT pg_catalog.to_jsonb(x.*) AS j FROM new_rows AS x OFFSET 0) AS q';
@@ -365,7 +386,7 @@ BEGIN
         old_rows := 'pg_catalog.unnest(v_old) AS q(j)';
         pairs := 'ROWS FROM (pg_catalog.unnest(v_old), pg_catalog.unnest(v_new)';
     END IF;
-    pairs := pairs || CASE WHEN compare_sent THEN rows_sent || ') AS p(o, n, os, ns)' ELSE ') AS p(o, n)' END;
+    pairs := pairs || CASE WHEN compare_stored THEN rows_stored || ') AS p(o, n, alike)' ELSE ') AS p(o, n)' END;
     IF redacted IS NOT NULL THEN
         -- Both images hold the marker: note which redacted columns changed while the values are at hand.
         redact_changed := format('NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(%s)), ''{}'')',
@@ -378,7 +399,8 @@ BEGIN
     -- One CASE, so that the check comes first (the planner orders separate conditions by cost).
     pair_filter := format(' WHERE CASE WHEN p.o IS NULL OR p.n IS NULL THEN @schema@._unpaired_update(%s::oid) ELSE %s END',
                    target, CASE WHEN NOT t.skip_noop_updates THEN 'true'
-                                WHEN compare_sent THEN 'p.o <> p.n OR p.os <> p.ns'
+                                WHEN compare_stored AND excluded IS NULL THEN 'p.o <> p.n OR NOT p.alike'
+                                WHEN compare_stored THEN format('(p.o - %1$s) <> (p.n - %1$s) OR NOT p.alike', excluded)
                                 WHEN excluded IS NULL THEN 'p.o <> p.n'
                                 ELSE format('(p.o - %1$s) <> (p.n - %1$s)', excluded) END);
 

@@ -107,7 +107,6 @@ def test_c1_baseline_code_cannot_remove_the_maintainers_prepared_statement_unnot
 
 # ================================ class 2: writes that leave no event ================================
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, skip_noop_updates: jsonb values and excluded columns); strict, so that a change that closes it says so")
 @pytest.mark.parametrize("ddl,before,after,exclude", [
     # jsonb compares numbers by value, and keeps how they were written: 1.0 and 1.00 print differently
     ("doc jsonb", """'{"amount": 1.0}'""", """'{"amount": 1.00}'""", None),
