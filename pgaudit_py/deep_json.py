@@ -104,9 +104,16 @@ class _Tolerant:
             return loads(data, self.first)
 
 
-@functools.lru_cache(maxsize=64)
 def tolerant(first: Loads) -> Loads:
-    """One _Tolerant per loads function."""
+    """One _Tolerant per loads function (psycopg keeps a loader class for each)."""
+    try:
+        return _tolerant_of(first)
+    except TypeError:  # a loads function that cannot be hashed
+        return _Tolerant(first)
+
+
+@functools.lru_cache(maxsize=64)
+def _tolerant_of(first: Loads) -> Loads:
     return _Tolerant(first)
 
 
@@ -127,8 +134,9 @@ def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: in
     or Decimal first; without it, any other type is a TypeError, as in json.dumps."""
     comma, colon = separators or ((",", ": ") if indent is not None else (", ", ": "))
     out: list[str] = []
-    open_: list[tuple[Iterator[Any], str, bool]] = []  # each container's rest, its closer, is an object
+    open_: list[tuple[Iterator[Any], str, bool, int]] = []  # each container's rest, closer, is an object, id
     written: list[bool] = []  # for each open container: whether an item was written yet
+    inside: set[int] = set()  # the open containers: one inside itself would be written forever
 
     def start(v: Any) -> None:
         if convert is not None:
@@ -136,9 +144,12 @@ def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: in
         if isinstance(v, tuple):
             v = list(v)
         if isinstance(v, (dict, list)) and v:
+            if id(v) in inside:
+                raise ValueError("Circular reference detected")
+            inside.add(id(v))
             out.append("{" if isinstance(v, dict) else "[")
             open_.append((iter(v.items() if isinstance(v, dict) else v), "}" if isinstance(v, dict) else "]",
-                          isinstance(v, dict)))
+                          isinstance(v, dict), id(v)))
             written.append(False)
         elif isinstance(v, (dict, list)):
             out.append("{}" if isinstance(v, dict) else "[]")
@@ -149,19 +160,23 @@ def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: in
         else:
             raise TypeError(f"Object of type {type(v).__name__} is not JSON serializable")
 
-    def newline(depth: int) -> str:
-        return "" if indent is None else "\n" + " " * (indent * depth)
+    def newline() -> str:
+        # Indented as json.dumps indents, to INDENTED_DEPTH: deeper, each level's indentation would
+        # make the text grow with the square of the depth (13 kB of a deep value printed as 32 MB).
+        depth = len(open_)
+        return "" if indent is None or depth > INDENTED_DEPTH else "\n" + " " * (indent * depth)
 
     start(value)
     while open_:
-        items, closer, is_object = open_[-1]
+        items, closer, is_object, key = open_[-1]
         item: Any = next(items, _END)
         if item is _END:
             open_.pop()
             written.pop()
-            out.append(newline(len(open_)) + closer)
+            inside.discard(key)
+            out.append(newline() + closer)
             continue
-        out.append((comma if written[-1] else "") + newline(len(open_)))
+        out.append((comma if written[-1] else "") + newline())
         written[-1] = True
         if is_object:
             key, item = item
@@ -171,6 +186,7 @@ def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: in
 
 
 _END = object()
+INDENTED_DEPTH = 64
 
 
 def _key_text(key: Any) -> str:

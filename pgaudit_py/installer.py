@@ -247,6 +247,9 @@ def _foreign_objects(conn: psycopg.Connection, schema: str) -> list[str]:
 
 
 def _refuse_foreign_schema(conn: psycopg.Connection, schema: str) -> None:
+    """A schema of the package's names that another role made is never taken over: the role that
+    made it could still create in it, with a statement open while the install runs, say, or have
+    granted others that right."""
     capture = conn.execute("SELECT nspowner::pg_catalog.regrole::pg_catalog.text FROM pg_catalog.pg_namespace"
                            " WHERE nspname OPERATOR(pg_catalog.=) %s",
                            (capture_schema(schema),)).fetchone()
@@ -256,11 +259,26 @@ def _refuse_foreign_schema(conn: psycopg.Connection, schema: str) -> None:
     if not _schema_exists(conn, schema) or _is_ours(conn, schema):
         return
     foreign = _foreign_objects(conn, schema)
-    if foreign:
-        raise InstallError(
-            f"schema {schema!r} already holds objects that pgaudit_py did not create "
-            f"({', '.join(foreign)}); install into another schema with --schema NAME",
-            hint="pgaudit-install --schema my_audit ... (roles are then named my_audit_owner, ...)")
+    held = f"already holds objects that pgaudit_py did not create ({', '.join(foreign)})" if foreign else \
+        "exists and pgaudit_py did not create it"
+    raise InstallError(f"schema {schema!r} {held}; install into another schema with --schema NAME",
+                       hint="pgaudit-install --schema my_audit ... (roles are then named my_audit_owner, ...)")
+
+
+def _create_schema(conn: psycopg.Connection, schema: str, owner: str) -> None:
+    """The schema, made now by its owner role unless it is already the package's: never one that
+    another role made meanwhile (CREATE SCHEMA waits for a concurrent one, then fails)."""
+    exists = conn.execute("SELECT nspowner::pg_catalog.regrole::pg_catalog.text FROM pg_catalog.pg_namespace"
+                          " WHERE nspname OPERATOR(pg_catalog.=) %s", (schema,)).fetchone()
+    if exists and exists[0] == owner:
+        return
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+                sql.Identifier(schema), sql.Identifier(owner)))
+    except (psycopg.errors.DuplicateSchema, psycopg.errors.UniqueViolation):
+        raise InstallError(f"schema {schema!r} exists and pgaudit_py did not create it; install into "
+                           "another schema with --schema NAME") from None
 
 
 def _applied_migrations(conn: psycopg.Connection, schema: str) -> list[str]:
@@ -335,8 +353,7 @@ def _acting_for_function_roles(conn: psycopg.Connection, schema: str) -> Iterato
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
     conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(
         sql.Identifier(schema), sql.SQL(", ").join(sql.Identifier(roles[r]) for r in FUNCTION_ROLES)))
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-        sql.Identifier(capture_schema(schema)), sql.Identifier(roles["capture"])))
+    _create_schema(conn, capture_schema(schema), roles["capture"])
     yield
     for role in joined:
         conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(sql.Identifier(role)))
@@ -402,10 +419,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
         created = _ensure_roles(conn, schema)
         conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
         pgcrypto_schema = _trusted_pgcrypto_schema(conn)
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-            sql.Identifier(schema), sql.Identifier(roles["owner"])))
-        conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(
-            sql.Identifier(schema), sql.Identifier(roles["owner"])))
+        _create_schema(conn, schema, roles["owner"])
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["owner"])))
 
         _apply_migrations(conn, schema)

@@ -76,6 +76,26 @@ BEGIN
     SELECT format('role %s %s', r.rolname, CASE WHEN r.rolcanlogin THEN 'can log in' ELSE 'is privileged' END)
       FROM pg_roles r
      WHERE r.rolname = '@schema@_owner' AND (r.rolcanlogin OR r.rolsuper OR r.rolbypassrls);
+    -- The package's schemas, and everything in them, are its roles' own: another role's function there
+    -- could be found by the package's own calls (an overload), and would run with its callers' rights.
+    RETURN QUERY
+    SELECT format('schema %s is owned by %s', n.nspname, n.nspowner::regrole)
+      FROM pg_namespace n
+     WHERE (n.nspname = '@schema@' AND n.nspowner <> '@schema@_owner'::regrole)
+        OR (n.nspname = '@schema@_capture' AND n.nspowner <> '@schema@_capture'::regrole);
+    RETURN QUERY
+    SELECT format('%s %s is owned by %s, not a role of the package', o.kind, o.name, o.owner::regrole)
+      FROM (SELECT 'function' AS kind, p.oid::regprocedure::text AS name, p.proowner AS owner, p.pronamespace AS space
+              FROM pg_proc p
+            UNION ALL
+            SELECT 'relation', c.oid::regclass::text, c.relowner, c.relnamespace FROM pg_class c
+            UNION ALL
+            SELECT 'type', t.oid::regtype::text, t.typowner, t.typnamespace FROM pg_type t
+            UNION ALL
+            SELECT 'operator', o.oid::regoperator::text, o.oprowner, o.oprnamespace FROM pg_operator o) o
+     WHERE o.space IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace)
+       AND o.owner::regrole::text NOT IN ('@schema@_owner', '@schema@_capture', '@schema@_sealer', '@schema@_pruner',
+                                          '@schema@_sandbox');
     -- Only the owner role may create in the package's schemas, and only the package's roles use them.
     RETURN QUERY
     SELECT format('%s has %s on schema %s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,

@@ -245,3 +245,16 @@ def test_c1_status_names_a_right_on_the_audit_schema_outside_the_packages_roles(
         assert status(db).problems == []
     finally:
         db.execute("DROP OWNED BY helper_role; DROP ROLE helper_role")
+
+
+def test_c1_status_names_an_object_in_the_package_schema_that_another_role_owns(db):
+    """Defence in depth for the squatter's race: whatever way another role's function came into the
+    package's schema (a superuser's mistake, say), status names it."""
+    db.execute("CREATE ROLE stranger; GRANT CREATE ON SCHEMA audit TO stranger; SET ROLE stranger;"
+               " CREATE FUNCTION audit.list_events(x integer) RETURNS integer LANGUAGE sql AS 'SELECT 0';"
+               " RESET ROLE; REVOKE CREATE ON SCHEMA audit FROM stranger")
+    try:
+        assert "function audit.list_events(integer) is owned by stranger, not a role of the package" \
+            in status(db).problems
+    finally:
+        db.execute("DROP OWNED BY stranger; DROP ROLE stranger")

@@ -48,6 +48,8 @@ def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool
         body = deep_json.loads(payload, exact_json)
     except json.JSONDecodeError as exc:
         fail(f"--payload is not JSON: {exc.msg}", 2)
+    except ValueError as exc:  # an integer longer than Python reads (4,300 digits)
+        fail(f"--payload cannot be read: {exc}", 2)
 
     def run() -> None:
         with settings.connect() as conn, conn.transaction():
