@@ -278,6 +278,40 @@ def test_c3_a_sqlalchemy_transaction_left_open_by_a_request_does_not_name_its_ac
     assert rows in (expected, []), rows
 
 
+def test_c3_a_sqlalchemy_savepoint_rolled_back_does_not_leave_the_request_before_it(db):
+    """The variant of the mend (values set again when the request changes): values set inside a
+    savepoint are undone when it rolls back, so the next statement must set them again."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    from pgaudit_py import request_context
+    from pgaudit_py.integrations.sqlalchemy import audit_sessions
+
+    class AuditedSession(Session):
+        pass
+
+    audit_sessions(AuditedSession)
+    info = db.info
+    engine = create_engine(f"postgresql+psycopg://app_writer@{info.host}:{info.port}/{info.dbname}")
+    record = "SELECT audit.record(kind => 'order.viewed', target_id => :t)"
+    try:
+        with AuditedSession(engine) as session:
+            with request_context.serving({"actor_id": "ada", "tenant_id": "t1"}):
+                session.execute(text(record), {"t": "o1"})
+                nested = session.begin_nested()
+                session.execute(text("SELECT 1"))  # the savepoint is made (lazily) here
+            with request_context.serving({"actor_id": "bob", "tenant_id": "t2"}):
+                session.execute(text("SELECT 1"))  # bob's values set inside the savepoint
+                nested.rollback()
+                session.execute(text(record), {"t": "o2"})
+            session.commit()
+    finally:
+        engine.dispose()
+    rows = db.execute("SELECT target_id, actor_id, tenant_id FROM audit.events WHERE kind = 'order.viewed'"
+                      " ORDER BY target_id").fetchall()
+    assert rows == [("o1", "ada", "t1"), ("o2", "bob", "t2")]
+
+
 # ================================ class 5: the deep-JSON loop against json ================================
 
 HOSTILE_INNER = ('{"s": "\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u0001 \\u001f \\u007f \\u00e9 \\ud83d\\ude00 \u2028 \u0085",'
