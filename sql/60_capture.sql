@@ -333,15 +333,16 @@ DECLARE
     id_of text := '(v_id_prefix || pg_catalog.lpad(pg_catalog.to_hex((v_id_base + %s.k) & 281474976710655), 12, ''0''))::uuid';
     pair_filter text;  -- UPDATE: refuse rows that do not pair up; skip no-op updates if asked
     -- Types whose values to_jsonb prints alike although they differ as stored: a json value's
-    -- duplicate keys, key order and spacing, a float's -0, a numeric's (or a jsonb number's)
-    -- trailing zeros. An UPDATE of a table made of one is a no-op only if the rows are stored alike
+    -- duplicate keys, key order and spacing, a float's -0 or NaN, a numeric's (or a jsonb number's)
+    -- trailing zeros, an array's bounds, an xml declaration. An UPDATE of a table made of one is a no-op only if the rows are stored alike
     -- too (_stored_alike): the whole rows, or with excluded columns the others, named, which only a
     -- body regenerated when a column changes may do (inline). Without that, the images alone
     -- decide (docs/capture.md).
     compare_stored boolean := t.skip_noop_updates AND (excluded IS NULL OR inline)
         AND (SELECT bool_or(c.typ IN ('json'::regtype, 'jsonb'::regtype, 'float4'::regtype, 'float8'::regtype,
-                                      'numeric'::regtype))
-               FROM @schema@._column_types(target) c);
+                                      'numeric'::regtype, 'xml'::regtype)
+                            OR y.typcategory IN ('A', 'G'))  -- an array's bounds; a geometric type's floats
+               FROM @schema@._column_types(target) c JOIN pg_type y ON y.oid = c.typ);
     kept text := CASE WHEN excluded IS NULL THEN 'x.*'
                       ELSE (SELECT 'ROW(' || string_agg(format('x.%I', a.attname), ', ' ORDER BY a.attnum) || ')'
                               FROM pg_attribute a
@@ -705,6 +706,14 @@ AS $$
         -- With a deferred key two rows can share a key until commit: events by key would mix them.
         WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = target AND i.indisprimary AND NOT i.indimmediate) THEN
              'its primary key is deferrable'
+        -- An array's image keeps no bounds: '{1,2}' and '[0:1]={1,2}', two keys, would name one row.
+        WHEN EXISTS (WITH RECURSIVE d(typ) AS (  -- the key's types, and the types beneath their domains
+                         SELECT a.atttypid FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid
+                          WHERE i.indrelid = target AND i.indisprimary AND a.attnum = ANY (i.indkey)
+                         UNION ALL
+                         SELECT y.typbasetype FROM pg_type y JOIN d ON y.oid = d.typ WHERE y.typtype = 'd')
+                     SELECT 1 FROM d JOIN pg_type y ON y.oid = d.typ WHERE y.typcategory = 'A') THEN
+             'its primary key has an array column, whose bounds a row image does not keep: two keys would name one row'
         -- to_jsonb prints a type through its cast to json: a cast that is not a superuser's own code
         -- would decide what is recorded (and run in the sandbox, as it is).
         WHEN EXISTS (SELECT 1 FROM @schema@._json_casts(target) j WHERE NOT j.trusted) THEN

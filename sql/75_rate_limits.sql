@@ -245,6 +245,11 @@ BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = target) NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'cannot limit %: only tables can be limited', target USING ERRCODE = 'PA008';
     END IF;
+    IF EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = target) THEN
+        RAISE EXCEPTION 'cannot limit %: it is under %, and a statement naming that table fires its triggers only',
+                        target, (SELECT string_agg(i.inhparent::regclass::text, ', ') FROM pg_inherits i WHERE i.inhrelid = target)
+            USING ERRCODE = 'PA008', HINT = 'Limit the table at the top of the tree: its partitions are limited with it.';
+    END IF;
     entry.scope := 'table';
     entry.target := target::oid::text;
     entry.per_user := per_user_per_minute;
@@ -267,25 +272,35 @@ COMMENT ON FUNCTION @schema@.enable_rate_limit(regclass, integer, integer, integ
 
 -- What keeps a rate-limited table, or a table under one, from being limited: its trigger missing,
 -- disabled, enabled for replicas only, or not the one enable_rate_limit creates (a look-alike of the
--- same name). Every table at or below `target` that a limit covers; NULL when nothing is wrong.
+-- same name); or a parent that is not limited, whose statements reach its rows firing the parent's
+-- triggers only. Every table at or below `target` that a limit covers; NULL when nothing is wrong.
 CREATE OR REPLACE FUNCTION @schema@._rate_limit_problem(target oid)
 RETURNS text
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT string_agg(format('%s: trigger @schema@_rate_limit is %s', c::regclass,
-                             CASE WHEN g.oid IS NULL THEN 'missing'
-                                  WHEN g.tgenabled NOT IN ('O', 'A') THEN
-                                       CASE g.tgenabled WHEN 'D' THEN 'disabled' ELSE 'enabled for replicas only' END
-                                  ELSE 'not the one enable_rate_limit creates' END), ', ' ORDER BY c::regclass::text)
-      FROM @schema@._capture_tables(target) c
-      JOIN pg_class r ON r.oid = c AND r.relkind IN ('r', 'p')
-      LEFT JOIN pg_trigger g ON g.tgrelid = c AND g.tgname = '@schema@_rate_limit'
-     WHERE (@schema@._rate_limit_of(c)).target IS NOT NULL
-       AND (g.oid IS NULL OR g.tgenabled NOT IN ('O', 'A') OR g.tgfoid <> '@schema@._rate_limit_trigger()'::regprocedure
-            OR g.tgtype <> 30  -- BEFORE INSERT OR UPDATE OR DELETE, FOR EACH STATEMENT
-            OR g.tgqual IS NOT NULL OR g.tgattr <> ''::int2vector OR g.tgnargs <> 0)
+    SELECT string_agg(p.problem, ', ' ORDER BY p.problem)
+      FROM (SELECT format('%s: trigger @schema@_rate_limit is %s', c::regclass,
+                          CASE WHEN g.oid IS NULL THEN 'missing'
+                               WHEN g.tgenabled NOT IN ('O', 'A') THEN
+                                    CASE g.tgenabled WHEN 'D' THEN 'disabled' ELSE 'enabled for replicas only' END
+                               ELSE 'not the one enable_rate_limit creates' END) AS problem
+              FROM @schema@._capture_tables(target) c
+              JOIN pg_class r ON r.oid = c AND r.relkind IN ('r', 'p')
+              LEFT JOIN pg_trigger g ON g.tgrelid = c AND g.tgname = '@schema@_rate_limit'
+             WHERE (@schema@._rate_limit_of(c)).target IS NOT NULL
+               AND (g.oid IS NULL OR g.tgenabled NOT IN ('O', 'A')
+                    OR g.tgfoid <> '@schema@._rate_limit_trigger()'::regprocedure
+                    OR g.tgtype <> 30  -- BEFORE INSERT OR UPDATE OR DELETE, FOR EACH STATEMENT
+                    OR g.tgqual IS NOT NULL OR g.tgattr <> ''::int2vector OR g.tgnargs <> 0)
+            UNION ALL
+            SELECT format('%s is under %s, which is not limited: statements naming it are not counted',
+                          c::regclass, i.inhparent::regclass)
+              FROM @schema@._capture_tables(target) c
+              JOIN pg_inherits i ON i.inhrelid = c
+             WHERE (@schema@._rate_limit_of(c)).target IS NOT NULL
+               AND (@schema@._rate_limit_of(i.inhparent)).target IS NULL) p
 $$;
 COMMENT ON FUNCTION @schema@._rate_limit_problem(oid) IS
     'What keeps a limited table (or a table under one) at or below this one from being limited; NULL when nothing.';

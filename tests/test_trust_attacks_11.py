@@ -17,7 +17,7 @@ import pytest
 from test_trust_attacks import captured
 from test_trust_attacks_10 import _admitted, _limit
 
-from pgaudit_py import enable_tracking, seal
+from pgaudit_py import InvalidTarget, enable_tracking, seal
 
 # ================================ class 2: writes that leave no event ================================
 
@@ -126,7 +126,7 @@ def test_c2_writes_through_an_unlimited_parent_of_a_limited_table_are_counted(db
             attacker.execute("ALTER TABLE public.base ATTACH PARTITION public.lim FOR VALUES FROM (0) TO (1000)")
         elif route == "limited table inherits":
             attacker.execute("ALTER TABLE public.lim INHERIT public.base")
-    except psycopg.Error:
+    except (psycopg.Error, InvalidTarget):
         return  # refused: safe
     if route == "limited table inherits":
         writes = [f"UPDATE public.base SET body = 'w{i}'" for i in range(4)]
@@ -168,7 +168,10 @@ def test_c3_two_array_keys_that_differ_only_in_their_bounds_never_share_a_histor
     primary key tells them apart) but one target_id, so a writer's row and its delete read as the
     history of the victim's row."""
     attacker.execute(f"CREATE TABLE public.flags (k {keytype} PRIMARY KEY, v text); GRANT ALL ON public.flags TO app_writer")
-    enable_tracking(connect("app_maintainer"), "public.flags")
+    try:
+        enable_tracking(connect("app_maintainer"), "public.flags")
+    except InvalidTarget:
+        return  # refused: safe
     attacker.execute("INSERT INTO public.flags VALUES ('{1,2}', 'victim')")
     writer = connect("app_writer")
     writer.execute("INSERT INTO public.flags VALUES ('[0:1]={1,2}', 'other')")
@@ -216,6 +219,7 @@ def test_c3_a_sqlalchemy_transaction_ended_behind_the_hook_still_names_the_reque
     assert ("o2", "ada", "t1") in rows, rows
 
 
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/integrations.md): SQLAlchemy fires no event for the DBAPI connection's own statements; strict, so that a change that closes it says so")
 @pytest.mark.parametrize("raw", ["cursor execute", "COPY"])
 def test_c3_a_raw_dbapi_write_in_a_transaction_left_open_does_not_name_the_previous_request(db, raw):
     """The tenth trial's mend sets the request's values before each statement SQLAlchemy runs

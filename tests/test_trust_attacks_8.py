@@ -135,6 +135,10 @@ def test_c2_an_update_only_text_can_tell_is_captured(db, connect, attacker, ddl,
 def test_c2_a_json_key_under_a_domain_or_array_names_its_row(db, connect, attacker, keytype, a, b):
     attacker.execute("CREATE DOMAIN public.doc AS jsonb;"
                      f" CREATE TABLE public.flags (k {keytype} PRIMARY KEY, v text); GRANT ALL ON public.flags TO app_writer")
+    if keytype.endswith("[]"):  # an array key is refused since the eleventh trial: its image keeps no bounds
+        with pytest.raises(InvalidTarget, match="primary key has an array column"):
+            enable_tracking(connect("app_maintainer"), "public.flags")
+        return
     enable_tracking(connect("app_maintainer"), "public.flags")
     attacker.execute(f"INSERT INTO public.flags VALUES ({a}, 'victim')")
     writer = connect("app_writer")

@@ -18,6 +18,8 @@ except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("pgaudit_py.integrations.sqlalchemy needs SQLAlchemy: pip install "
                       "'pgaudit_py[sqlalchemy]'") from None
 
+from psycopg.pq import TransactionStatus
+
 from pgaudit_py.context import SET_CONTEXT
 from pgaudit_py.errors import UnsupportedSession
 from pgaudit_py.request_context import settings_of_request
@@ -43,20 +45,25 @@ def _after_begin(session: Session, transaction: Any, connection: Any) -> None:
         event.listen(connection, "before_cursor_execute", _before_statement)
         for undone in ("commit", "rollback", "rollback_savepoint"):  # what set the values is undone
             event.listen(connection, undone, _forget)
-    _before_statement(connection, connection.connection.dbapi_connection.cursor())
+    _before_statement(connection)
 
 
-def _before_statement(connection: Any, cursor: Any, statement: str = "", parameters: Any = None,
+def _before_statement(connection: Any, cursor: Any = None, statement: str = "", parameters: Any = None,
                       context: Any = None, *_: Any) -> None:
     """The request's values, set again when they differ from what the transaction holds: a session
     whose transaction outlives the request that began it (a scoped_session not removed) must not
     attribute the next request's statements, or a job's, to that request. Not before a savepoint's
-    own statements: set just before ROLLBACK TO SAVEPOINT, they would be undone by it."""
+    own statements: set just before ROLLBACK TO SAVEPOINT, they would be undone by it. Set with a
+    cursor of their own (the statement's may be a server-side one, which only declares its query
+    until fetched); and held only while the connection is in the transaction they were set in (a
+    COMMIT sent as text, or the DBAPI connection's own, ends it behind SQLAlchemy's events)."""
     if isinstance(getattr(getattr(context, "compiled", None), "statement", None), _SAVEPOINT_CLAUSES):
         return
     values = tuple(settings_of_request())
-    if connection.info.get(_HELD) != values:
-        cursor.execute(SET_CONTEXT, values)
+    driver = connection.connection.driver_connection
+    held = connection.info.get(_HELD) if driver.info.transaction_status == TransactionStatus.INTRANS else None
+    if held != values:
+        connection.connection.dbapi_connection.cursor().execute(SET_CONTEXT, values)
         connection.info[_HELD] = values
 
 
