@@ -66,7 +66,7 @@ def main() -> None:
         client_key = os.urandom(32).hex()
         with secrets.use_master_key(conn, None, new_key=client_key):
             secrets.add_master_key(conn)
-        secrets._set(conn, "pgaudit_py.master_key", client_key)
+        secrets._set(conn, "master_key", client_key)
         secrets.declare_secret(conn, "api.key", "bench")
         secrets.put_secret(conn, "t1", "api.key", VALUE)
 
@@ -99,13 +99,13 @@ def main() -> None:
         seconds = statistics.median(times)
         print(f"master-key rotation (client keys): {data_keys} data keys re-wrapped in {seconds:.2f} s,"
               f" {data_keys / seconds:.0f}/s")
-        secrets._set(conn, "pgaudit_py.master_key", current)
+        secrets._set(conn, "master_key", current)
         install(conn, server_keys=True)  # lets the owner role read key files
         times = []
         for _ in range(args.rounds):
             secrets.add_master_key(conn, key_file(str(cluster.directory), os.urandom(32).hex()))
             times.append(timed(lambda: secrets.rotate_master_key(conn, batch_size=500)))
-            secrets._set(conn, "pgaudit_py.master_key", "")  # from the second round on, file to file
+            secrets._set(conn, "master_key", "")  # from the second round on, file to file
         seconds = statistics.median(times)
         print(f"master-key rotation (to a server key file): {data_keys} data keys re-wrapped in {seconds:.2f} s,"
               f" {data_keys / seconds:.0f}/s")

@@ -17,7 +17,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from pgaudit_py.context import CONTEXT_NAMES, GET_CONTEXT, SET_CONTEXT
-from pgaudit_py.errors import InvalidInput
+from pgaudit_py.errors import InvalidInput, translated
 from pgaudit_py.events import (
     Event,
     EventCount,
@@ -31,12 +31,12 @@ from pgaudit_py.events import (
 from pgaudit_py.retention import PrunePreview, PruneResult, preview_prune_call, prune_events_call
 from pgaudit_py.sealing import SealResult, SealStatus, seal_call, seal_status_call
 from pgaudit_py.secrets import (
-    KEY_SETTINGS,
-    SET_KEY,
+    KEYS,
     SecretSlot,
     StoredSecret,
     declare_secret_call,
     delete_secret_call,
+    hold_key_statement,
     list_secrets_call,
     parse_master_key,
     put_secret_call,
@@ -200,20 +200,19 @@ async def prune_events(conn: psycopg.AsyncConnection, older_than: timedelta | st
 
 
 @asynccontextmanager
-async def use_master_key(conn: psycopg.AsyncConnection, key: str | None, *,
-                         new_key: str | None = None) -> AsyncIterator[None]:
+async def use_master_key(conn: psycopg.AsyncConnection, key: str | None, *, new_key: str | None = None,
+                         audit_schema: str = "audit") -> AsyncIterator[None]:
     """As pgaudit_py.secrets.use_master_key: client-key mode for this session, forgotten on exit."""
-    names = dict(zip(KEY_SETTINGS, (key, new_key), strict=True))
-    for name, value in names.items():
-        if value is not None:
-            await conn.execute(SET_KEY, (name, parse_master_key(value, name)))
+    held = {which: value for which, value in zip(KEYS, (key, new_key), strict=True) if value is not None}
+    for which, value in held.items():
+        with translated():
+            await conn.execute(hold_key_statement(audit_schema), (parse_master_key(value, which), which))
     try:
         yield
     finally:
         if not conn.closed and not conn.broken and await end_failed_transaction_async(conn):
-            for name, value in names.items():
-                if value is not None:
-                    await conn.execute(SET_KEY, (name, ""))
+            for which in held:
+                await conn.execute(hold_key_statement(audit_schema), ("", which))
 
 
 async def declare_secret(conn: psycopg.AsyncConnection, key: str, description: str, *,

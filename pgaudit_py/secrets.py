@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from pgaudit_py.calls import Call, ValueCall, function_call, value_call
-from pgaudit_py.errors import InvalidArgument, MasterKeyUnavailable
+from pgaudit_py.errors import InvalidArgument, MasterKeyUnavailable, translated
 from pgaudit_py.transactions import end_failed_transaction, require_no_transaction
 
 MASTER_KEY_ENV = "PGAUDIT_MASTER_KEY"
@@ -101,30 +101,36 @@ def load_master_key(path: Path | None = None, *, env: str = MASTER_KEY_ENV) -> s
     return parse_master_key(value, f"environment variable {env}")
 
 
-# A bound parameter: the key is never part of a statement's text.
-SET_KEY = "SELECT pg_catalog.set_config(%s, %s, false)"
-KEY_SETTINGS = ("pgaudit_py.master_key", "pgaudit_py.new_master_key")
+# Which keys a session may hold: its master key, and the new one it rotates to.
+KEYS = ("master_key", "new_master_key")
 
 
-def _set(conn: psycopg.Connection, name: str, value: str) -> None:
-    conn.execute(SET_KEY, (name, value))
+def hold_key_statement(audit_schema: str) -> sql.Composed:
+    """The key goes as a bound parameter, never in a statement's text, to hold_master_key, which
+    keeps it where no other code of the session can read it (a setting, any code could)."""
+    return sql.SQL("SELECT {}.hold_master_key(%s::pg_catalog.text, %s::pg_catalog.text)").format(
+        sql.Identifier(audit_schema))
+
+
+def _set(conn: psycopg.Connection, which: str, value: str, audit_schema: str = "audit") -> None:
+    with translated():
+        conn.execute(hold_key_statement(audit_schema), (value, which))
 
 
 @contextmanager
-def use_master_key(conn: psycopg.Connection, key: str | None, *, new_key: str | None = None) -> Iterator[None]:
+def use_master_key(conn: psycopg.Connection, key: str | None, *, new_key: str | None = None,
+                   audit_schema: str = "audit") -> Iterator[None]:
     """Client-key mode: let this session use `key` (and, to rotate, `new_key`); forgotten on exit."""
-    names = dict(zip(KEY_SETTINGS, (key, new_key), strict=True))
-    for name, value in names.items():
-        if value is not None:
-            _set(conn, name, parse_master_key(value, name))
+    held = {which: value for which, value in zip(KEYS, (key, new_key), strict=True) if value is not None}
+    for which, value in held.items():
+        _set(conn, which, parse_master_key(value, which), audit_schema)
     try:
         yield
     finally:
-        # Left failed inside the caller's block, whose rollback forgets the keys set within it.
+        # Left failed inside the caller's block, whose rollback forgets the keys held within it.
         if not conn.closed and not conn.broken and end_failed_transaction(conn):
-            for name, value in names.items():
-                if value is not None:
-                    _set(conn, name, "")
+            for which in held:
+                _set(conn, which, "", audit_schema)
 
 
 def _call(audit_schema: str, text: str) -> sql.Composed:

@@ -66,7 +66,11 @@ RETURNS @schema@.events
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_tenant text := coalesce(p_tenant_id, @schema@._context('tenant_id'));
+    -- An application's event may take its tenant from the session; the package's own carry only
+    -- the tenant they name: one about the whole installation (a prune, a master key, an archive)
+    -- filed under the tenant a session claims would be shown to that tenant's readers.
+    v_tenant text := CASE WHEN p_origin = 'record' THEN coalesce(p_tenant_id, @schema@._context('tenant_id'))
+                          ELSE p_tenant_id END;
     v_actor_id text := coalesce(p_actor_id, @schema@._context('actor_id'));
     v_actor_type text := coalesce(p_actor_type, @schema@._context('actor_type'));
     v_role text := @schema@._db_role();

@@ -19,13 +19,9 @@ CREATE OR REPLACE FUNCTION @schema@._token_event(kind text, t @schema@.api_token
 RETURNS void
 LANGUAGE plpgsql
 AS $$
-DECLARE
-    claimed text := pg_catalog.current_setting('pgaudit_py.tenant_id', true);
 BEGIN
-    PERFORM pg_catalog.set_config('pgaudit_py.tenant_id', '', true);
     PERFORM @schema@._record(kind, t.tenant_id, 'db_role', @schema@._db_role(), 'api_token', t.token_id, payload,
                              'success', NULL, NULL);
-    PERFORM pg_catalog.set_config('pgaudit_py.tenant_id', coalesce(claimed, ''), true);
 END
 $$;
 COMMENT ON FUNCTION @schema@._token_event(text, @schema@.api_tokens, jsonb) IS

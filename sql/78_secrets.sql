@@ -136,28 +136,78 @@ END
 $$;
 COMMENT ON FUNCTION @schema@._read_key_file(text) IS 'Reads a master key from a file on the server.';
 
--- The keys this session holds: pgaudit_py.master_key and, while rotating, pgaudit_py.new_master_key.
-CREATE OR REPLACE FUNCTION @schema@._session_keys()
+-- Client-key mode: the keys a session holds, in a temporary table of the owner role's. Not in a
+-- setting, which any code the session runs could read (current_setting in a trigger or a column
+-- default of another role's table). NULL when the table is not the owner role's own (the session
+-- made one of that name first, to read what would be put in it).
+CREATE OR REPLACE FUNCTION @schema@._held_keys_table()
+RETURNS regclass
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.oid::regclass FROM pg_class c
+     WHERE c.oid = to_regclass('pg_temp.pgaudit_py_master_keys') AND c.relkind = 'r'
+       AND c.relowner = '@schema@_owner'::regrole
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = c.oid)
+$$;
+COMMENT ON FUNCTION @schema@._held_keys_table() IS 'The session''s table of held master keys, if it is the owner role''s own.';
+
+-- Holds `key` for this session as its master key (which => 'master_key') or the new one it rotates
+-- to (which => 'new_master_key'); '' or NULL forgets it. Transactional: rolled back, nothing held.
+CREATE OR REPLACE FUNCTION @schema@.hold_master_key(key text, which text DEFAULT 'master_key')
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k bytea;
+BEGIN
+    IF which IS NULL OR which NOT IN ('master_key', 'new_master_key') THEN
+        RAISE EXCEPTION 'which key: master_key or new_master_key, not %', coalesce(which, 'NULL') USING ERRCODE = 'PA005';
+    END IF;
+    IF coalesce(key, '') <> '' THEN
+        k := @schema@._parse_key(key, format('the %s given', which));
+    END IF;
+    IF to_regclass('pg_temp.pgaudit_py_master_keys') IS NULL THEN
+        CREATE TEMPORARY TABLE pgaudit_py_master_keys (which text PRIMARY KEY, key bytea NOT NULL);
+    END IF;
+    IF @schema@._held_keys_table() IS NULL THEN
+        RAISE EXCEPTION 'pg_temp.pgaudit_py_master_keys was made by another role: no key is held in it'
+            USING ERRCODE = 'PA011';
+    END IF;
+    DELETE FROM pg_temp.pgaudit_py_master_keys h WHERE h.which = hold_master_key.which;
+    IF k IS NOT NULL THEN
+        INSERT INTO pg_temp.pgaudit_py_master_keys VALUES (hold_master_key.which, k);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@.hold_master_key(text, text) IS
+    'Client-key mode: holds a master key (or the new one, to rotate to) for this session, where no other code can read it.';
+REVOKE ALL ON FUNCTION @schema@.hold_master_key(text, text) FROM PUBLIC;
+
+-- The keys this session holds (hold_master_key): its master key and, while rotating, the new one.
+DROP FUNCTION IF EXISTS @schema@._session_keys();  -- read the settings pgaudit_py.master_key and .new_master_key
+CREATE OR REPLACE FUNCTION @schema@._session_keys(which text DEFAULT NULL)
 RETURNS bytea[]
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    keys bytea[] := '{}';
-    name text;
-    value text;
+    keys bytea[];
 BEGIN
-    FOREACH name IN ARRAY ARRAY['master_key', 'new_master_key'] LOOP
-        value := @schema@._context(name);
-        IF value IS NOT NULL THEN
-            keys := keys || @schema@._parse_key(value, 'setting pgaudit_py.' || name);
-        END IF;
-    END LOOP;
+    IF @schema@._held_keys_table() IS NULL THEN
+        RETURN '{}';
+    END IF;
+    SELECT coalesce(array_agg(h.key ORDER BY h.which), '{}') INTO keys
+      FROM pg_temp.pgaudit_py_master_keys h WHERE _session_keys.which IS NULL OR h.which = _session_keys.which;
     RETURN keys;
 END
 $$;
-COMMENT ON FUNCTION @schema@._session_keys() IS 'Master keys the client supplied for this session.';
+COMMENT ON FUNCTION @schema@._session_keys(text) IS 'Master keys the client holds in this session (hold_master_key).';
 
 CREATE OR REPLACE FUNCTION @schema@._master_key(p_version integer)
 RETURNS bytea
@@ -196,7 +246,7 @@ BEGIN
             USING ERRCODE = 'PA011';
     END IF;
     RAISE EXCEPTION 'master key version % is not available in this session', p_version USING ERRCODE = 'PA011',
-        HINT = 'In client-key mode, set pgaudit_py.master_key with set_config and a bound parameter '
+        HINT = 'In client-key mode, hold it with audit.hold_master_key and a bound parameter '
                '(pgaudit_py.secrets.use_master_key in Python).';
 END
 $$;
@@ -514,8 +564,11 @@ BEGIN
         END IF;
         k := @schema@._read_key_file(key_file);
     ELSE
-        k := @schema@._parse_key(@schema@._context('new_master_key'),
-                                 'setting pgaudit_py.new_master_key');
+        k := (@schema@._session_keys('new_master_key'))[1];
+        IF k IS NULL THEN
+            RAISE EXCEPTION 'no new master key is held in this session' USING ERRCODE = 'PA011',
+                HINT = 'hold_master_key(key, ''new_master_key'') first (pgaudit_py.secrets.use_master_key in Python).';
+        END IF;
     END IF;
     fp := @schema@._key_fingerprint(k);
     LOCK TABLE @schema@.master_keys IN SHARE ROW EXCLUSIVE MODE;  -- one change of keys at a time

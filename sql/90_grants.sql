@@ -190,5 +190,6 @@ GRANT EXECUTE ON FUNCTION
     @schema@.list_secrets(text),
     @schema@.add_master_key(text),
     @schema@.rotate_master_key(integer),
-    @schema@.rotate_tenant_key(text, integer)
+    @schema@.rotate_tenant_key(text, integer),
+    @schema@.hold_master_key(text, text)
     TO @schema@_secrets;

@@ -11,6 +11,7 @@ import sqlalchemy
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from pgaudit_py import InvalidKind, aio, audit_context, list_events, record
+from pgaudit_py.errors import MasterKeyUnavailable
 
 
 def url(db, role: str, driver: str = "postgresql+psycopg") -> str:
@@ -134,8 +135,8 @@ def test_secrets_in_client_key_mode_on_an_async_connection(db):
                 assert await aio.read_secret(app, "t2", "stripe.api_key") is None
                 assert [(s.tenant_id, s.key) for s in await aio.list_secrets(app)] == [("t1", "stripe.api_key")]
                 assert await aio.delete_secret(app, "t1", "stripe.api_key") is True
-            left = await (await app.execute("SELECT current_setting('pgaudit_py.master_key', true)")).fetchone()
-            assert left == ("",)
+            with pytest.raises(MasterKeyUnavailable, match="not available in this session"):  # forgotten
+                await aio.put_secret(app, "t1", "stripe.api_key", "sk_live_2")
 
     asyncio.run(main())
     assert db.execute("SELECT kind, tenant_id FROM audit.event_intake WHERE kind LIKE 'tenant.secret.%'"

@@ -321,9 +321,9 @@ def test_pgcrypto_is_bound_by_oid_not_by_its_schemas_name(owned_database):
                 GRANT USAGE ON SCHEMA crypto TO PUBLIC""")
             key = "11" * 32
             su.execute("GRANT audit_secrets TO dbo")
-            dbo.execute("SELECT set_config('pgaudit_py.new_master_key', %s, false)", (key,))
+            dbo.execute("SELECT audit.hold_master_key(%s, 'new_master_key')", (key,))
             dbo.execute("SELECT audit.add_master_key()")
-            dbo.execute("SELECT set_config('pgaudit_py.master_key', %s, false)", (key,))
+            dbo.execute("SELECT audit.hold_master_key(%s)", (key,))
             dbo.execute("SELECT audit.declare_secret('s', 'a slot'); SELECT audit.put_secret('t1', 's', 'v')")
             assert dbo.execute("SELECT audit.read_secret('t1', 's')").fetchone() == ("v",)
             assert su.execute("SELECT count(*) FROM public.loot").fetchone() == (0,)

@@ -82,7 +82,7 @@ def app(connect: Connect) -> psycopg.Connection:
 def client_key_setup(conn: psycopg.Connection, key: str) -> None:
     with secrets.use_master_key(conn, None, new_key=key):
         secrets.add_master_key(conn)
-    secrets._set(conn, "pgaudit_py.master_key", key)
+    secrets._set(conn, "master_key", key)
 
 
 def events_of(db: psycopg.Connection, kind: str) -> list[tuple[object, ...]]:
@@ -153,7 +153,7 @@ def test_round_trip_in_server_key_mode_with_every_statement_logged(
     secrets.put_secret(app, "t1", "webhook.token", "whsec_1")
     assert secrets.read_secret(app, "t1", "webhook.token") == "whsec_1"
     # The session holds no key at all: the server read it from the file.
-    assert app.execute("SELECT current_setting('pgaudit_py.master_key', true)").fetchone() in ((None,), ("",))
+    assert app.execute("SELECT pg_catalog.to_regclass('pg_temp.pgaudit_py_master_keys')").fetchone() == (None,)
     activity = db.execute("SELECT string_agg(query, ' ') FROM pg_stat_activity").fetchone()
     keys.assert_absent_from(activity[0] if activity else "")
     assert secrets.exposure_warnings(app) == []  # nothing client-supplied to expose
@@ -239,7 +239,7 @@ def test_the_client_key_is_in_no_statement_text_logged_or_shown_at_any_step(
             assert secrets.read_secret(app, "t1", "stripe.api_key") == "sk_live_2"
         app.execute("SELECT 'client-key steps done'")
     shown, logged = "\n".join(sorted(watching.seen)), keys.logged()
-    steps = ("set_config", "add_master_key", "declare_secret", "put_secret", "read_secret", "list_secrets",
+    steps = ("hold_master_key", "add_master_key", "declare_secret", "put_secret", "read_secret", "list_secrets",
              "delete_secret", "rotate_master_key", "rotate_tenant_key", "client-key steps done")
     assert [step for step in steps if step not in shown] == []  # the sampler saw every step
     assert [step for step in steps if step not in logged] == []  # and every statement was logged
@@ -259,16 +259,15 @@ def test_the_key_is_in_no_statement_text_nor_error(db: psycopg.Connection, app: 
     assert activity is not None
     keys.assert_absent_from(activity[0])
     wrong = keys.new()
-    secrets._set(app, "pgaudit_py.master_key", wrong)
+    secrets._set(app, "master_key", wrong)
     with pytest.raises(MasterKeyUnavailable) as caught:
         secrets.read_secret(app, "t1", "s")
     message = f"{caught.value} {caught.value.detail} {caught.value.hint} {caught.value.__cause__}"
     assert "wrong key?" in message
     keys.assert_absent_from(message)
-    secrets._set(app, "pgaudit_py.master_key", key[:-1] + "x")  # not hexadecimal
     with pytest.raises(MasterKeyUnavailable) as caught:
-        secrets.read_secret(app, "t1", "s")
-    assert str(caught.value) == "setting pgaudit_py.master_key does not hold a master key (64 hexadecimal digits)"
+        secrets._set(app, "master_key", key[:-1] + "x")  # not hexadecimal: refused when held
+    assert str(caught.value) == "the master_key given does not hold a master key (64 hexadecimal digits)"
     assert events_of(db, "tenant.secret.read") == []  # neither failed read is recorded as a read
 
 
@@ -277,10 +276,10 @@ def test_wrong_or_missing_master_key_writes_nothing(db: psycopg.Connection, app:
     client_key_setup(app, keys.new())
     secrets.declare_secret(app, "s", "a slot")
     before = db.execute("SELECT (SELECT count(*) FROM audit.events), (SELECT count(*) FROM audit.data_keys)").fetchone()
-    secrets._set(app, "pgaudit_py.master_key", keys.new())
+    secrets._set(app, "master_key", keys.new())
     with pytest.raises(MasterKeyUnavailable, match="is not master key version 1"):
         secrets.put_secret(app, "t1", "s", "v")
-    secrets._set(app, "pgaudit_py.master_key", "")
+    secrets._set(app, "master_key", "")
     with pytest.raises(MasterKeyUnavailable, match="not available in this session"):
         secrets.put_secret(app, "t1", "s", "v")
     after = db.execute("SELECT (SELECT count(*) FROM audit.events), (SELECT count(*) FROM audit.data_keys)").fetchone()
@@ -292,12 +291,13 @@ def test_a_failure_inside_the_callers_transaction_block_surfaces_and_the_key_is_
         db: psycopg.Connection, app: psycopg.Connection, keys: Keys) -> None:
     key = keys.new()
     client_key_setup(app, key)
-    secrets._set(app, "pgaudit_py.master_key", "")
+    secrets._set(app, "master_key", "")
     secrets.declare_secret(app, "s", "a slot")
     with pytest.raises(UndeclaredSecret), app.transaction(), secrets.use_master_key(app, key):
         secrets.put_secret(app, "t1", "s", "v")
         secrets.put_secret(app, "t1", "undeclared", "v")  # fails the block: psycopg forbids rollback() in it
-    assert app.execute("SELECT current_setting('pgaudit_py.master_key')").fetchone() == ("",)
+    with pytest.raises(MasterKeyUnavailable, match="not available in this session"):  # forgotten
+        secrets.put_secret(app, "t1", "s", "v")
     assert db.execute("SELECT count(*) FROM audit.secret_values").fetchone() == (0,)
 
 
@@ -373,7 +373,8 @@ def test_only_the_secrets_role_reads(db: psycopg.Connection, app: psycopg.Connec
     secrets.declare_secret(app, "s", "a slot")
     secrets.put_secret(app, "t1", "s", "v")
     other = connect(role)
-    secrets._set(other, "pgaudit_py.master_key", key)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # nor may it hold the key
+        secrets._set(other, "master_key", key)
     for call in ("SELECT audit.read_secret('t1', 's')", "SELECT * FROM audit.list_secrets()",
                  "SELECT audit.put_secret('t1', 's', 'x')", "SELECT * FROM audit.secret_values",
                  "SELECT * FROM audit.wrapped_data_keys", "SELECT audit._data_key('t1', 1)"):
@@ -446,19 +447,19 @@ def test_master_rotation_survives_a_crash_and_keeps_reads_working(
     assert db.execute("SELECT count(*) FROM audit.wrapped_data_keys WHERE master_version = 2").fetchone() == (6,)
 
     crashing, reader = connect("app_secrets"), connect("app_secrets")
-    secrets._set(reader, "pgaudit_py.master_key", old)
+    secrets._set(reader, "master_key", old)
     with secrets.use_master_key(crashing, old, new_key=new):
         _crash_mid_batch(crashing, db, "SELECT * FROM audit.rotate_master_key(%s)", (3,), reader, values)
     assert db.execute("SELECT count(*) FROM audit.wrapped_data_keys WHERE master_version = 2").fetchone() == (6,)
 
     # Meanwhile other sessions read and write with the old key alone, and with the new key alone.
     old_only = connect("app_secrets")
-    secrets._set(old_only, "pgaudit_py.master_key", old)
+    secrets._set(old_only, "master_key", old)
     _read_all(old_only, values)
     secrets.put_secret(old_only, "t_new", "slot0", "written mid-rotation")
     values[("t_new", "slot0")] = "written mid-rotation"
     new_only = connect("app_secrets")
-    secrets._set(new_only, "pgaudit_py.master_key", new)
+    secrets._set(new_only, "master_key", new)
     assert secrets.read_secret(new_only, "t0", "slot0") == "value-0-0"
 
     resumed = connect("app_secrets")
@@ -490,7 +491,7 @@ def test_tenant_key_rotation_survives_a_crash_and_keeps_reads_working(
     app.execute("SELECT * FROM audit.rotate_tenant_key('t0', 3)")  # starts: version 2, three values moved
     crashing, reader = connect("app_secrets"), connect("app_secrets")
     for conn in (crashing, reader):
-        secrets._set(conn, "pgaudit_py.master_key", key)
+        secrets._set(conn, "master_key", key)
     _crash_mid_batch(crashing, db, "SELECT * FROM audit.rotate_tenant_key(%s, %s)", ("t0", 2), reader, values)
     assert db.execute("SELECT key_version, count(*) FROM audit.secret_values WHERE tenant_id = 't0'"
                       " GROUP BY 1 ORDER BY 1").fetchall() == [(1, 4), (2, 3)]
@@ -641,11 +642,11 @@ def test_a_write_under_the_old_data_key_holds_off_the_end_of_its_rotation(
     values = _fill(app, tenants=1, slots=2)
     secrets.declare_secret(app, "late", "written during the rotation")
     writer = connect("app_secrets", autocommit=False)
-    secrets._set(writer, "pgaudit_py.master_key", key)
+    secrets._set(writer, "master_key", key)
     writer.commit()
     assert secrets.put_secret(writer, "t0", "late", "late value") == 1  # open, under data key 1
     rotator = connect("app_secrets")
-    secrets._set(rotator, "pgaudit_py.master_key", key)
+    secrets._set(rotator, "master_key", key)
     first = _in_thread(rotator, "SELECT done, remaining FROM audit.rotate_tenant_key('t0', 100)", ())
     _wait_until_blocked(db, rotator.info.backend_pid)  # deleting key 1 waits for the write
     writer.commit()
@@ -664,17 +665,17 @@ def test_a_master_rotation_waits_for_a_writer_wrapping_under_the_old_key(
     with secrets.use_master_key(app, None, new_key=new):
         secrets.add_master_key(app)
     writer = connect("app_secrets", autocommit=False)
-    secrets._set(writer, "pgaudit_py.master_key", old)  # holds only the old key
+    secrets._set(writer, "master_key", old)  # holds only the old key
     writer.commit()
     secrets.put_secret(writer, "t_new", "slot0", "new tenant")  # its first data key, wrapped under 1 only
     rotator = connect("app_secrets")
-    secrets._set(rotator, "pgaudit_py.master_key", old)
-    secrets._set(rotator, "pgaudit_py.new_master_key", new)
+    secrets._set(rotator, "master_key", old)
+    secrets._set(rotator, "new_master_key", new)
     first = _in_thread(rotator, "SELECT done, remaining FROM audit.rotate_master_key(100)", ())
     _wait_until_blocked(db, rotator.info.backend_pid)  # retiring version 1 waits for the writer
     writer.commit()
     assert first() == (False, 1)  # the new tenant's key still needs wrapping under version 2
     assert secrets.rotate_master_key(rotator).done
     new_only = connect("app_secrets")
-    secrets._set(new_only, "pgaudit_py.master_key", new)
+    secrets._set(new_only, "master_key", new)
     _read_all(new_only, {**values, ("t_new", "slot0"): "new tenant"})

@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 
 from pgaudit_py import (
     IdempotencyConflict,
+    InvalidTarget,
     PgAuditError,
     audit_context,
     canonical,
@@ -732,6 +733,10 @@ def test_c5_a_row_image_does_not_depend_on_the_writers_quote_all_identifiers(db,
     split between two target_ids, and row_history by one would miss the other's events."""
     attacker.execute("CREATE TABLE public.x (id int); CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1';"
                      f" CREATE TABLE public.refs (r {column} PRIMARY KEY, n int); GRANT ALL ON public.refs TO app_writer")
+    if column.endswith("[]"):  # an array key is refused since the eleventh trial: its image keeps no bounds
+        with pytest.raises(InvalidTarget, match="primary key has an array column"):
+            enable_tracking(connect("app_maintainer"), "public.refs")
+        return
     enable_tracking(connect("app_maintainer"), "public.refs")
     connect("app_writer", options="-c quote_all_identifiers=on").execute(f"INSERT INTO public.refs VALUES ({value}, 1)")
     connect("app_writer").execute("UPDATE public.refs SET n = 2")

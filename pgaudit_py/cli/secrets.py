@@ -58,7 +58,7 @@ def init_command(settings: Settings, server_key_file: str | None, master_key_fil
     """Register the first master key (server key file, or the client's key)."""
     def run() -> None:
         key = None if server_key_file else secrets.load_master_key(master_key_file)
-        with settings.connect() as conn, secrets.use_master_key(conn, None, new_key=key):
+        with settings.connect() as conn, secrets.use_master_key(conn, None, new_key=key, audit_schema=settings.schema):
             added = secrets.add_master_key(conn, server_key_file, audit_schema=settings.schema)
         mode = "server key file" if added.key_file else "client-supplied key"
         click.echo(f"master key version {added.version} ({mode}) is {added.state}")
@@ -89,7 +89,8 @@ def put_command(settings: Settings, tenant_id: str, key: str, master_key_file: P
         value = sys.stdin.read()
         if not value:
             fail("no value on standard input", 2)
-        with settings.connect() as conn, secrets.use_master_key(conn, _client_key(master_key_file)):
+        with settings.connect() as conn, \
+                secrets.use_master_key(conn, _client_key(master_key_file), audit_schema=settings.schema):
             version = secrets.put_secret(conn, tenant_id, key, value, audit_schema=settings.schema)
         click.echo(f"stored {key} for tenant {tenant_id} (data key version {version})", err=True)
     run_guarded(run)
@@ -103,7 +104,8 @@ def put_command(settings: Settings, tenant_id: str, key: str, master_key_file: P
 def get_command(settings: Settings, tenant_id: str, key: str, master_key_file: Path | None) -> None:
     """Print the tenant's secret KEY to standard output (the read is recorded)."""
     def run() -> None:
-        with settings.connect() as conn, secrets.use_master_key(conn, _client_key(master_key_file)):
+        with settings.connect() as conn, \
+                secrets.use_master_key(conn, _client_key(master_key_file), audit_schema=settings.schema):
             value = secrets.read_secret(conn, tenant_id, key, audit_schema=settings.schema)
         if value is None:
             fail(f"tenant {tenant_id} has no secret {key}")
@@ -159,9 +161,12 @@ def rotate_master_command(settings: Settings, new_master_key_file: Path | None, 
         if new_master_key_file or secrets.NEW_MASTER_KEY_ENV in os.environ:
             new_key = secrets.load_master_key(new_master_key_file, env=secrets.NEW_MASTER_KEY_ENV)
         with settings.connect("pgaudit secrets") as conn, \
-                secrets.use_master_key(conn, _client_key(master_key_file), new_key=new_key):
+                secrets.use_master_key(conn, _client_key(master_key_file), new_key=new_key,
+                                       audit_schema=settings.schema):
             if new_key or new_server_key_file:
                 added = secrets.add_master_key(conn, new_server_key_file, audit_schema=settings.schema)
+                if added.state == "active":  # a script rotating away from a leaked key must not hear "done"
+                    fail("the new master key is the one already active: nothing to rotate to")
                 click.echo(f"rotating to master key version {added.version}", err=True)
 
             def progress(step: secrets.MasterRotation) -> None:
@@ -187,7 +192,8 @@ def rotate_tenant_command(settings: Settings, tenant_id: str, master_key_file: P
         def progress(step: secrets.TenantKeyRotation) -> None:
             click.echo(f"  re-encrypted {step.reencrypted} values, {step.remaining} to go", err=True)
 
-        with settings.connect("pgaudit secrets") as conn, secrets.use_master_key(conn, _client_key(master_key_file)):
+        with settings.connect("pgaudit secrets") as conn, \
+                secrets.use_master_key(conn, _client_key(master_key_file), audit_schema=settings.schema):
             final = secrets.rotate_tenant_key(conn, tenant_id, batch_size, audit_schema=settings.schema,
                                               on_batch=progress)
         click.echo(f"tenant {tenant_id}: data key version {final.to_version} in use; "
