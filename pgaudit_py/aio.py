@@ -203,16 +203,20 @@ async def prune_events(conn: psycopg.AsyncConnection, older_than: timedelta | st
 async def use_master_key(conn: psycopg.AsyncConnection, key: str | None, *, new_key: str | None = None,
                          audit_schema: str = "audit") -> AsyncIterator[None]:
     """As pgaudit_py.secrets.use_master_key: client-key mode for this session, forgotten on exit."""
-    held = {which: value for which, value in zip(KEYS, (key, new_key), strict=True) if value is not None}
-    for which, value in held.items():
-        with translated():
-            await conn.execute(hold_key_statement(audit_schema), (parse_master_key(value, which), which))
+    held = {which: parse_master_key(value, which) for which, value in zip(KEYS, (key, new_key), strict=True)
+            if value is not None}
     try:
+        for which, value in held.items():
+            with translated():
+                await conn.execute(hold_key_statement(audit_schema), (value, which))
         yield
     finally:
         if not conn.closed and not conn.broken and await end_failed_transaction_async(conn):
+            began = not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             for which in held:
                 await conn.execute(hold_key_statement(audit_schema), ("", which))
+            if began:
+                await conn.commit()
 
 
 async def declare_secret(conn: psycopg.AsyncConnection, key: str, description: str, *,

@@ -359,6 +359,20 @@ def _acting_for_function_roles(conn: psycopg.Connection, schema: str) -> Iterato
         conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(sql.Identifier(role)))
 
 
+def _grant_temporary(conn: psycopg.Connection, owner: str) -> None:
+    """Client-key mode holds a session's master keys in a temporary table of the owner role's
+    (hold_master_key), where hardening may have revoked TEMPORARY from PUBLIC. Only a superuser or
+    the database's owner may grant it; another installer leaves it to PUBLIC's."""
+    database = conn.execute("SELECT pg_catalog.current_database()").fetchone()
+    assert database is not None
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(
+                sql.Identifier(database[0]), sql.Identifier(owner)))
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+
+
 def _hand_over_older_functions(conn: psycopg.Connection, schema: str) -> None:
     """Functions an earlier release created as the owner role that now belong to a function role."""
     for statement in _hand_over_statements(conn, schema):
@@ -447,6 +461,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             if superuser and superuser[0]:
                 for _name, text in rendered_sql_files(schema, "superuser", pgcrypto_schema, server_keys):
                     conn.execute(text)
+            _grant_temporary(conn, roles["owner"])
             after = conn.execute(snapshot).fetchone()
             # A row only when something differs from the last install: a re-run leaves no trace.
             conn.execute(sql.SQL("""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -120,17 +120,29 @@ def _set(conn: psycopg.Connection, which: str, value: str, audit_schema: str = "
 @contextmanager
 def use_master_key(conn: psycopg.Connection, key: str | None, *, new_key: str | None = None,
                    audit_schema: str = "audit") -> Iterator[None]:
-    """Client-key mode: let this session use `key` (and, to rotate, `new_key`); forgotten on exit."""
-    held = {which: value for which, value in zip(KEYS, (key, new_key), strict=True) if value is not None}
-    for which, value in held.items():
-        _set(conn, which, parse_master_key(value, which), audit_schema)
+    """Client-key mode: let this session use `key` (and, to rotate, `new_key`); forgotten on exit.
+    Both are read before either is held, so a bad second key leaves nothing held."""
+    held = {which: parse_master_key(value, which) for which, value in zip(KEYS, (key, new_key), strict=True)
+            if value is not None}
     try:
+        for which, value in held.items():
+            _set(conn, which, value, audit_schema)
         yield
     finally:
         # Left failed inside the caller's block, whose rollback forgets the keys held within it.
         if not conn.closed and not conn.broken and end_failed_transaction(conn):
-            for which in held:
-                _set(conn, which, "", audit_schema)
+            forget_keys(conn, held, audit_schema)
+
+
+def forget_keys(conn: psycopg.Connection, held: Iterable[str], audit_schema: str) -> None:
+    """Forgotten for good: a transaction begun for the forgetting is committed, so that a later
+    rollback (the caller's, a pool's reset) does not bring the keys back. In a transaction the
+    caller left open, the forgetting is its (docs/secrets.md)."""
+    began = not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    for which in held:
+        _set(conn, which, "", audit_schema)
+    if began:
+        conn.commit()
 
 
 def _call(audit_schema: str, text: str) -> sql.Composed:

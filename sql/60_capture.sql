@@ -707,11 +707,16 @@ AS $$
         WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = target AND i.indisprimary AND NOT i.indimmediate) THEN
              'its primary key is deferrable'
         -- An array's image keeps no bounds: '{1,2}' and '[0:1]={1,2}', two keys, would name one row.
-        WHEN EXISTS (WITH RECURSIVE d(typ) AS (  -- the key's types, and the types beneath their domains
+        WHEN EXISTS (WITH RECURSIVE d(typ) AS (  -- the key's types, beneath their domains and in their composites
                          SELECT a.atttypid FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid
                           WHERE i.indrelid = target AND i.indisprimary AND a.attnum = ANY (i.indkey)
-                         UNION ALL
-                         SELECT y.typbasetype FROM pg_type y JOIN d ON y.oid = d.typ WHERE y.typtype = 'd')
+                         UNION
+                         SELECT x.typ FROM d JOIN pg_type y ON y.oid = d.typ,
+                                LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
+                                         UNION ALL
+                                         SELECT a.atttypid FROM pg_attribute a
+                                          WHERE y.typtype = 'c' AND a.attrelid = y.typrelid AND a.attnum > 0
+                                            AND NOT a.attisdropped) AS x(typ))
                      SELECT 1 FROM d JOIN pg_type y ON y.oid = d.typ WHERE y.typcategory = 'A') THEN
              'its primary key has an array column, whose bounds a row image does not keep: two keys would name one row'
         -- to_jsonb prints a type through its cast to json: a cast that is not a superuser's own code

@@ -227,7 +227,8 @@ BEGIN
         WHILE first < pages LOOP
             EXECUTE statement USING v_actor_type, v_actor_id, v_role, @schema@._client_addr(),
                 pg_catalog.current_setting('application_name'), @schema@._context('correlation_id'), v_at,
-                format('(%s,0)', first)::tid, format('(%s,0)', first + chunk)::tid, @schema@._context('tenant_id');
+                format('(%s,0)', first)::tid, format('(%s,0)', first + chunk)::tid,
+                NULL::text;  -- every tenant's rows: never filed under a tenant the session claims
             GET DIAGNOSTICS n = ROW_COUNT;
             imaged := imaged + n;
             first := first + chunk;
