@@ -164,6 +164,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     k bytea;
+    held regclass;
 BEGIN
     IF which IS NULL OR which NOT IN ('master_key', 'new_master_key') THEN
         RAISE EXCEPTION 'which key: master_key or new_master_key, not %', coalesce(which, 'NULL') USING ERRCODE = 'PA005';
@@ -171,16 +172,18 @@ BEGIN
     IF coalesce(key, '') <> '' THEN
         k := @schema@._parse_key(key, format('the %s given', which));
     END IF;
+    -- The table is the session's and may not be there yet: named in dynamic statements only.
     IF to_regclass('pg_temp.pgaudit_py_master_keys') IS NULL THEN
-        CREATE TEMPORARY TABLE pgaudit_py_master_keys (which text PRIMARY KEY, key bytea NOT NULL);
+        EXECUTE 'CREATE TEMPORARY TABLE pgaudit_py_master_keys (which text PRIMARY KEY, key bytea NOT NULL)';
     END IF;
-    IF @schema@._held_keys_table() IS NULL THEN
+    held := @schema@._held_keys_table();
+    IF held IS NULL THEN
         RAISE EXCEPTION 'pg_temp.pgaudit_py_master_keys was made by another role: no key is held in it'
             USING ERRCODE = 'PA011';
     END IF;
-    DELETE FROM pg_temp.pgaudit_py_master_keys h WHERE h.which = hold_master_key.which;
+    EXECUTE format('DELETE FROM %s h WHERE h.which = $1', held) USING which;
     IF k IS NOT NULL THEN
-        INSERT INTO pg_temp.pgaudit_py_master_keys VALUES (hold_master_key.which, k);
+        EXECUTE format('INSERT INTO %s VALUES ($1, $2)', held) USING which, k;
     END IF;
 END
 $$;
@@ -198,12 +201,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     keys bytea[];
+    held regclass := @schema@._held_keys_table();
 BEGIN
-    IF @schema@._held_keys_table() IS NULL THEN
+    IF held IS NULL THEN
         RETURN '{}';
     END IF;
-    SELECT coalesce(array_agg(h.key ORDER BY h.which), '{}') INTO keys
-      FROM pg_temp.pgaudit_py_master_keys h WHERE _session_keys.which IS NULL OR h.which = _session_keys.which;
+    EXECUTE format('SELECT coalesce(pg_catalog.array_agg(h.key ORDER BY h.which), ''{}'') FROM %s h'
+                   ' WHERE $1 IS NULL OR h.which = $1', held)
+       INTO keys USING which;
     RETURN keys;
 END
 $$;
