@@ -1,7 +1,7 @@
 """Per-tenant secrets: thin wrappers of the SQL functions, master keys, and rotation loops.
 
 A master key is 32 random bytes written as 64 hexadecimal digits. In client-key mode this
-module hands it to the session with set_config and a bound parameter, so the key never appears
+module hands it to the session with audit.hold_master_key and a bound parameter, so the key never appears
 in a statement's text (pg_stat_activity, log_statement); see `exposure_warnings` for the
 settings that would still log it.
 """
@@ -196,7 +196,7 @@ def list_secrets(conn: psycopg.Connection, tenant_id: str | None = None, *,
 
 
 def add_master_key(conn: psycopg.Connection, key_file: str | None = None, *, audit_schema: str = "audit") -> MasterKey:
-    """Register a master key: a server key file, or the session's pgaudit_py.new_master_key."""
+    """Register a master key: a server key file, or the new key the session holds (use_master_key's new_key)."""
     return function_call(audit_schema, "add_master_key", MasterKey, {"key_file": "text"}, (key_file,)).one(conn)
 
 
@@ -229,7 +229,7 @@ def rotate_tenant_key(conn: psycopg.Connection, tenant_id: str, batch_size: int 
             return result
 
 
-# Settings under which a key given with set_config and a bound parameter reaches the server log,
+# Settings under which a key given to hold_master_key as a bound parameter reaches the server log,
 # read from pg_settings, which gives each in its base unit (current_setting prints '250ms').
 _LOGGING_PARAMETERS = ("log_statement", "log_min_duration_statement", "log_min_duration_sample",
                        "log_statement_sample_rate", "log_transaction_sample_rate", "log_parameter_max_length",

@@ -1,8 +1,8 @@
 -- Per-tenant secrets under envelope encryption (pgcrypto). The format is in docs/secrets.md.
 --
 -- A master key is 32 random bytes, never stored: either the server reads it from a key file
--- (server-key mode; the key never crosses the connection) or the client sets it for its session
--- in pgaudit_py.master_key (client-key mode). Each tenant has data keys, stored only wrapped by
+-- (server-key mode; the key never crosses the connection) or the client holds it for its session
+-- with hold_master_key (client-key mode). Each tenant has data keys, stored only wrapped by
 -- a master key; values are encrypted under the tenant's data key. Every blob is
 -- AES-256-CBC then HMAC-SHA-256 over what it is bound to (tenant, slot, versions), so a changed
 -- or moved ciphertext is an error, never garbage.
@@ -252,7 +252,8 @@ BEGIN
     END IF;
     RAISE EXCEPTION 'master key version % is not available in this session', p_version USING ERRCODE = 'PA011',
         HINT = 'In client-key mode, hold it with audit.hold_master_key and a bound parameter '
-               '(pgaudit_py.secrets.use_master_key in Python).';
+               '(pgaudit_py.secrets.use_master_key in Python; --master-key-file or PGAUDIT_MASTER_KEY for '
+               'pgaudit secrets). The setting pgaudit_py.master_key is read no more.';
 END
 $$;
 COMMENT ON FUNCTION @schema@._master_key(integer) IS
@@ -602,8 +603,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @schema@.add_master_key(text) IS
-    'Registers a master key: from a server key file (absolute path), or from the session setting '
-    'pgaudit_py.new_master_key. The first becomes active; a later one starts a rotation (rotate_master_key).';
+    'Registers a master key: from a server key file (absolute path), or the new key the session holds '
+    '(hold_master_key). The first becomes active; a later one starts a rotation (rotate_master_key).';
 
 CREATE OR REPLACE FUNCTION @schema@.rotate_master_key(batch_size integer DEFAULT 100)
 RETURNS @schema@.master_rotation

@@ -362,6 +362,19 @@ def test_c4_rotate_master_given_the_current_key_again_does_not_report_success(db
     assert result.exit_code != 0, (result.output, result.stderr)
 
 
+def test_c4_secrets_init_with_another_key_while_one_is_active_changes_nothing(db, below, tmp_path):
+    """The newcomer's trial: a second operator following docs/cli.md runs `secrets init` with a key
+    of their own while one is active; it began a rotation to that key (version 2, 'next'), which
+    then blocked every rotation but to it. Refused now, nothing registered."""
+    first, second = tmp_path / "first.key", tmp_path / "second.key"
+    secrets.generate_master_key(first)
+    secrets.generate_master_key(second)
+    assert below("app_secrets", "secrets", "init", env={"PGAUDIT_MASTER_KEY": first.read_text().strip()}).exit_code == 0
+    again = below("app_secrets", "secrets", "init", env={"PGAUDIT_MASTER_KEY": second.read_text().strip()})
+    assert again.exit_code == 1 and "a master key is active already" in again.stderr, (again.output, again.stderr)
+    assert db.execute("SELECT version, state FROM audit.master_keys").fetchall() == [(1, "active")]
+
+
 def test_leak_a_finished_data_key_rotation_leaves_no_wrapping_of_the_old_data_key(db, connect):
     """docs/secrets.md: when no value is left under the old data key, the old data key is deleted.
     Its wrappings (wrapped_data_keys, one per master version) must go with it: a wrapping left

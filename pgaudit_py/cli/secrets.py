@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import psycopg
 
 from pgaudit_py import secrets
 from pgaudit_py.cli.common import Settings, connection_options, fail, json_option, run_guarded
@@ -58,8 +59,13 @@ def init_command(settings: Settings, server_key_file: str | None, master_key_fil
     """Register the first master key (server key file, or the client's key)."""
     def run() -> None:
         key = None if server_key_file else secrets.load_master_key(master_key_file)
-        with settings.connect() as conn, secrets.use_master_key(conn, None, new_key=key, audit_schema=settings.schema):
+        with settings.connect() as conn, \
+                secrets.use_master_key(conn, None, new_key=key, audit_schema=settings.schema), conn.transaction():
             added = secrets.add_master_key(conn, server_key_file, audit_schema=settings.schema)
+            if added.state == "next":  # undone: another key is active, and this one would begin a rotation
+                raise psycopg.Rollback()
+        if added.state == "next":
+            fail("a master key is active already; to change it, use pgaudit secrets rotate-master")
         mode = "server key file" if added.key_file else "client-supplied key"
         click.echo(f"master key version {added.version} ({mode}) is {added.state}")
     run_guarded(run)
