@@ -24,13 +24,11 @@ def _shallow(value: Any) -> Any:
     """One level of `value` as JSON sees it (what is inside is converted when written)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple):
-        return list(value)
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
-    if value is None or isinstance(value, (str, int, float, bool, Decimal, dict, list)):
+    if value is None or isinstance(value, (str, int, float, bool, Decimal, dict, list, tuple)):
         return value
     return str(value)
 

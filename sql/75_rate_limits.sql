@@ -280,27 +280,30 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- Each table below `target` that a limit covers, walked once.
+    WITH covered AS (
+        SELECT c FROM @schema@._capture_tables(target) c
+         WHERE (@schema@._rate_limit_of(c)).target IS NOT NULL
+    )
     SELECT string_agg(p.problem, ', ' ORDER BY p.problem)
-      FROM (SELECT format('%s: trigger @schema@_rate_limit is %s', c::regclass,
+      FROM (SELECT format('%s: trigger @schema@_rate_limit is %s', v.c::regclass,
                           CASE WHEN g.oid IS NULL THEN 'missing'
                                WHEN g.tgenabled NOT IN ('O', 'A') THEN
                                     CASE g.tgenabled WHEN 'D' THEN 'disabled' ELSE 'enabled for replicas only' END
                                ELSE 'not the one enable_rate_limit creates' END) AS problem
-              FROM @schema@._capture_tables(target) c
-              JOIN pg_class r ON r.oid = c AND r.relkind IN ('r', 'p')
-              LEFT JOIN pg_trigger g ON g.tgrelid = c AND g.tgname = '@schema@_rate_limit'
-             WHERE (@schema@._rate_limit_of(c)).target IS NOT NULL
-               AND (g.oid IS NULL OR g.tgenabled NOT IN ('O', 'A')
-                    OR g.tgfoid <> '@schema@._rate_limit_trigger()'::regprocedure
-                    OR g.tgtype <> 30  -- BEFORE INSERT OR UPDATE OR DELETE, FOR EACH STATEMENT
-                    OR g.tgqual IS NOT NULL OR g.tgattr <> ''::int2vector OR g.tgnargs <> 0)
+              FROM covered v
+              JOIN pg_class r ON r.oid = v.c AND r.relkind IN ('r', 'p')
+              LEFT JOIN pg_trigger g ON g.tgrelid = v.c AND g.tgname = '@schema@_rate_limit'
+             WHERE g.oid IS NULL OR g.tgenabled NOT IN ('O', 'A')
+                OR g.tgfoid <> '@schema@._rate_limit_trigger()'::regprocedure
+                OR g.tgtype <> 30  -- BEFORE INSERT OR UPDATE OR DELETE, FOR EACH STATEMENT
+                OR g.tgqual IS NOT NULL OR g.tgattr <> ''::int2vector OR g.tgnargs <> 0
             UNION ALL
             SELECT format('%s is under %s, which is not limited: statements naming it are not counted',
-                          c::regclass, i.inhparent::regclass)
-              FROM @schema@._capture_tables(target) c
-              JOIN pg_inherits i ON i.inhrelid = c
-             WHERE (@schema@._rate_limit_of(c)).target IS NOT NULL
-               AND (@schema@._rate_limit_of(i.inhparent)).target IS NULL) p
+                          v.c::regclass, i.inhparent::regclass)
+              FROM covered v
+              JOIN pg_inherits i ON i.inhrelid = v.c
+             WHERE (@schema@._rate_limit_of(i.inhparent)).target IS NULL) p
 $$;
 COMMENT ON FUNCTION @schema@._rate_limit_problem(oid) IS
     'What keeps a limited table (or a table under one) at or below this one from being limited; NULL when nothing.';

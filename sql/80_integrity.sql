@@ -202,9 +202,10 @@ BEGIN
                               AND p.prosrc = @schema@._capture_body(c, t)));
 
     RETURN QUERY
-    SELECT format('rate-limited table %s', @schema@._rate_limit_problem(c.oid))
-      FROM @schema@.rate_limits r JOIN pg_class c ON c.oid::text = r.target
-     WHERE r.scope = 'table' AND @schema@._rate_limit_problem(c.oid) IS NOT NULL;
+    SELECT format('rate-limited table %s', x.problem)
+      FROM @schema@.rate_limits r JOIN pg_class c ON c.oid::text = r.target,
+           LATERAL (SELECT @schema@._rate_limit_problem(c.oid) AS problem) x
+     WHERE r.scope = 'table' AND x.problem IS NOT NULL;
 
     -- Differences from what the last install left.
     SELECT i.snapshot INTO expected FROM @schema@._install i ORDER BY i.installed_at DESC LIMIT 1;
