@@ -295,6 +295,71 @@ $$;
 COMMENT ON FUNCTION @schema@._stored_alike(anyarray, anyarray) IS
     'For rows paired by position: whether each pair is stored alike, byte for byte (*=).';
 
+-- What the log's indexes can hold (an index entry is at most about 2.7 kB): a longer value would stop
+-- the sealer, so the writer's statement is refused and nothing is written unaudited. The writers
+-- check (record() with its own messages, the capture functions, a baseline): CHECK constraints on
+-- the intake did the same until migration 0019, but every statement that wrote there parsed all
+-- eight of them again, a third of a single-row capture's cost (docs/benchmarks.md). The error keeps
+-- the constraint's SQLSTATE and name.
+CREATE OR REPLACE FUNCTION @schema@._refuse_too_long(field text, bound integer, got integer)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION '% is % characters, more than the % the audit log holds (%_at_most_%_characters)',
+        field, got, bound, field, bound
+        USING ERRCODE = 'check_violation', CONSTRAINT = format('%s_at_most_%s_characters', field, bound);
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_too_long(text, integer, integer) IS
+    'Raises check_violation: a value longer than the log holds (called by the writers of the intake).';
+
+CREATE OR REPLACE FUNCTION @schema@._refuse_long_context(tenant text, actor_type text, actor_id text, correlation text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF char_length(tenant) > 256 THEN
+        PERFORM @schema@._refuse_too_long('tenant_id', 256, char_length(tenant));
+    ELSIF char_length(actor_type) > 64 THEN
+        PERFORM @schema@._refuse_too_long('actor_type', 64, char_length(actor_type));
+    ELSIF char_length(actor_id) > 256 THEN
+        PERFORM @schema@._refuse_too_long('actor_id', 256, char_length(actor_id));
+    ELSIF char_length(correlation) > 256 THEN
+        PERFORM @schema@._refuse_too_long('correlation_id', 256, char_length(correlation));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_long_context(text, text, text, text) IS
+    'Raises check_violation if a context value is longer than the log holds (see _refuse_too_long).';
+
+-- Whether every one of these columns prints, as JSON, in at most 40 characters (integers, uuids,
+-- times, booleans, through domains; not a float, which a jsonb number prints digit by digit): a key or tenant of such columns cannot outgrow its bound, so
+-- its capture does not check it.
+CREATE OR REPLACE FUNCTION @schema@._prints_short(target oid, columns text[])
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE d(col, typ) AS (  -- each column's type, and the types beneath its domains
+        SELECT a.attname, a.atttypid FROM pg_attribute a
+         WHERE a.attrelid = target AND a.attname = ANY (columns) AND a.attnum > 0 AND NOT a.attisdropped
+        UNION ALL
+        SELECT d.col, y.typbasetype FROM pg_type y JOIN d ON y.oid = d.typ WHERE y.typtype = 'd'
+    )
+    SELECT cardinality(columns) <= 10 AND (SELECT count(DISTINCT d.col) FROM d) = cardinality(columns)
+       AND NOT EXISTS (SELECT 1 FROM d JOIN pg_type y ON y.oid = d.typ
+                        WHERE y.typtype <> 'd' AND d.typ NOT IN (
+                              'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype, 'bool'::regtype,
+                              'uuid'::regtype, 'date'::regtype, 'time'::regtype, 'timetz'::regtype,
+                              'timestamp'::regtype, 'timestamptz'::regtype))
+$$;
+COMMENT ON FUNCTION @schema@._prints_short(oid, text[]) IS
+    'Whether each of these columns prints as JSON in at most 40 characters (so needs no length check).';
+
 -- The generated body, for a table covered by tracking entry t (its own, or its tracked ancestor's).
 -- Every piece of user text goes through %L; the pieces of code are this function's own.
 -- Raised from a capture function (see _capture_body): the statement is refused, nothing is lost.
@@ -439,6 +504,10 @@ BEGIN
         v_actor_id := v_role;
     END IF;
     v_actor_type := coalesce(v_actor_type, 'user');
+    IF pg_catalog.char_length(v_tenant) > 256 OR pg_catalog.char_length(v_actor_type) > 64
+       OR pg_catalog.char_length(v_actor_id) > 256 OR pg_catalog.char_length(v_correlation) > 256 THEN
+        PERFORM @schema@._refuse_long_context(v_tenant, v_actor_type, v_actor_id, v_correlation);
+    END IF;
     IF TG_OP = 'INSERT' THEN
         %2$s
         INSERT INTO @schema@.event_intake (id, tenant_id, actor_type, actor_id, db_role, client_addr,
@@ -470,8 +539,8 @@ BEGIN
 END
 $body$,
         target, prepare_insert, @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.insert', t.kind_prefix,
-        @schema@._gen_key(t, 'r.j'), @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'),
-        new_rows, prepare_update, @schema@._gen_tenant(t, 'p.n'), t.kind_prefix || '.update', @schema@._gen_key(t, 'p.n'),
+        @schema@._gen_target_id(t, 'r.j'), @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'),
+        new_rows, prepare_update, @schema@._gen_tenant(t, 'p.n'), t.kind_prefix || '.update', @schema@._gen_target_id(t, 'p.n'),
         @schema@._gen_bounded('p.img_old'), @schema@._gen_bounded('p.img_new'),
         -- The columns whose values are replaced in either image, compared before they are.
         format('CASE WHEN pg_catalog.pg_column_size(p.img_old) <= 1048576 AND pg_catalog.pg_column_size(p.img_new) <= 1048576'
@@ -496,14 +565,31 @@ COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS
     'The body of a table''s capture function (user text only as quoted literals).';
 
 -- SQL expressions the generator puts together, for a row image named by `image`.
-CREATE OR REPLACE FUNCTION @schema@._gen_tenant(t @schema@.tracked_tables, image text)
+
+-- A value the log bounds (see _refuse_too_long), refused in the writer's statement when longer.
+CREATE OR REPLACE FUNCTION @schema@._gen_at_most(value text, field text, bound integer)
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+    SELECT format('CASE WHEN pg_catalog.char_length(%1$s) > %3$s THEN @schema@._refuse_too_long(%2$L, %3$s,'
+                  ' pg_catalog.char_length(%1$s)) ELSE %1$s END', value, field, bound)
+$$;
+COMMENT ON FUNCTION @schema@._gen_at_most(text, text, integer) IS
+    'Generator: a value, or the refusal of one longer than the log holds.';
+
+CREATE OR REPLACE FUNCTION @schema@._gen_tenant(t @schema@.tracked_tables, image text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
     SELECT CASE WHEN t.tenant_column IS NULL THEN 'v_tenant'
-                ELSE format('coalesce(%s ->> %L, v_tenant)', image, t.tenant_column) END
+                WHEN @schema@._prints_short(t.relid, ARRAY[t.tenant_column]) THEN
+                     format('coalesce(%s ->> %L, v_tenant)', image, t.tenant_column)
+                ELSE @schema@._gen_at_most(format('coalesce(%s ->> %L, v_tenant)', image, t.tenant_column),
+                                           'tenant_id', 256) END
 $$;
 COMMENT ON FUNCTION @schema@._gen_tenant(@schema@.tracked_tables, text) IS
     'Generator: the tenant of a captured row (its tenant column, else the setting).';
@@ -532,6 +618,18 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._gen_key(@schema@.tracked_tables, text) IS
     'Generator: the target_id of a captured row.';
+
+CREATE OR REPLACE FUNCTION @schema@._gen_target_id(t @schema@.tracked_tables, image text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN t.key_columns IS NULL OR @schema@._prints_short(t.relid, t.key_columns) THEN @schema@._gen_key(t, image)
+                ELSE @schema@._gen_at_most(@schema@._gen_key(t, image), 'target_id', 512) END
+$$;
+COMMENT ON FUNCTION @schema@._gen_target_id(@schema@.tracked_tables, text) IS
+    'Generator: the target_id of a captured row, refused when longer than the log holds.';
 
 CREATE OR REPLACE FUNCTION @schema@._gen_image(t @schema@.tracked_tables, excluded text, redacted jsonb, image text)
 RETURNS text
@@ -642,6 +740,8 @@ BEGIN
         v_actor_type := 'db_role';
         v_actor_id := v_role;
     END IF;
+    PERFORM @schema@._refuse_long_context(@schema@._context('tenant_id'), coalesce(v_actor_type, 'user'), v_actor_id,
+                                          @schema@._context('correlation_id'));
     INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
         kind, target_type, target_id, outcome, correlation_id, txid, occurred_at, payload, origin)
     VALUES (@schema@._context('tenant_id'), coalesce(v_actor_type, 'user'), v_actor_id, v_role,

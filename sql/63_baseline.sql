@@ -137,7 +137,7 @@ SELECT %1$s, $1, $2, $3, $4, $5, %2$L, %3$L, %4$s, 'success', $6, pg_catalog.pg_
   FROM (SELECT q.j, %6$s AS i, $10::text AS v_tenant
           FROM @schema@._baseline_images(%7$s::oid, $8, $9) AS q(j)
         OFFSET 0) AS r$q$,
-        @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.baseline', t.kind_prefix, @schema@._gen_key(t, 'r.j'),
+        @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.baseline', t.kind_prefix, @schema@._gen_target_id(t, 'r.j'),
         @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'), part,
         @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i'));
 END
@@ -214,6 +214,7 @@ BEGIN
         v_actor_id := v_role;
     END IF;
     v_actor_type := coalesce(v_actor_type, 'user');
+    PERFORM @schema@._refuse_long_context(NULL, v_actor_type, v_actor_id, @schema@._context('correlation_id'));
     FOR part IN SELECT @schema@._capture_tables(target) LOOP
         IF (SELECT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = part) THEN
             RAISE EXCEPTION 'cannot take a baseline of %: it has row-level security, whose policies would decide '

@@ -536,6 +536,50 @@ def test_a_key_too_long_for_the_log_fails_the_write(db, connect, attacker):
     assert seal(db).sealed == 2 and seal_status(db).quarantined == 0
 
 
+def test_a_tenant_column_or_a_composite_key_too_long_for_the_log_fails_the_write(db, connect, attacker):
+    """The writers check the log's bounds (no CHECK constraint on the intake since migration 0019):
+    a tenant taken from a column, and a composite key's JSON text, row by row."""
+    attacker.execute("CREATE TABLE public.docs (region text, path text, n int, PRIMARY KEY (path, n))")
+    enable_tracking(connect("app_maintainer"), "public.docs", tenant_column="region")
+    attacker.execute("INSERT INTO public.docs VALUES (%s, 'a', 1), ('eu', %s, 2)", ("r" * 256, "p" * 490))
+    with pytest.raises(psycopg.errors.CheckViolation, match="tenant_id_at_most_256_characters") as raised:
+        attacker.execute("INSERT INTO public.docs VALUES ('eu', 'b', 1), (%s, 'c', 1)", ("r" * 257,))
+    assert raised.value.diag.constraint_name == "tenant_id_at_most_256_characters"
+    with pytest.raises(psycopg.errors.CheckViolation, match="target_id_at_most_512_characters"):
+        attacker.execute("UPDATE public.docs SET path = path || repeat('q', 20) WHERE n = 2")
+    assert db.execute("SELECT count(*) FROM public.docs").fetchone() == (2,)
+    assert db.execute("SELECT max(char_length(tenant_id)), max(char_length(target_id)) FROM audit.events"
+                      " WHERE kind = 'public.docs.insert'").fetchone() == (256, 497)
+    assert seal(db).sealed == 3 and seal_status(db).quarantined == 0
+
+
+def test_a_truncate_or_a_baseline_with_a_context_too_long_for_the_log_is_refused(db, connect, orders):
+    writer = connect("table_owner")
+    writer.execute("INSERT INTO public.orders VALUES (1, 10)")
+    with pytest.raises(psycopg.errors.CheckViolation, match="actor_id_at_most_256"), audit_context(writer, actor_id="a" * 257):
+        writer.execute("TRUNCATE public.orders")
+    maintainer = connect("app_maintainer")
+    disable_tracking(maintainer, "public.orders")
+    with pytest.raises(InvalidArgument, match="correlation_id is longer than 256"), \
+            audit_context(maintainer, correlation_id="c" * 257):
+        enable_tracking(maintainer, "public.orders", baseline=True)
+    assert db.execute("SELECT count(*) FROM public.orders").fetchone() == (1,)
+    assert db.execute("SELECT count(*) FROM audit.tracked_tables").fetchone() == (0,)
+    assert captured_kinds(db) == ["public.orders.insert"]
+
+
+def test_a_key_that_prints_short_is_not_checked_row_by_row(db, connect, orders):
+    """An integer key cannot outgrow its bound: its capture spends nothing on checking it."""
+    source = db.execute("SELECT prosrc FROM pg_proc WHERE oid = (audit._capture_function('public.orders'::regclass)"
+                        " || '()')::regprocedure").fetchone()[0]
+    assert "_refuse_long_context" in source and "_refuse_too_long(" not in source
+    orders.execute("CREATE TABLE public.pages (url text PRIMARY KEY)")
+    enable_tracking(connect("app_maintainer"), "public.pages")
+    source = db.execute("SELECT prosrc FROM pg_proc WHERE oid = (audit._capture_function('public.pages'::regclass)"
+                        " || '()')::regprocedure").fetchone()[0]
+    assert "_refuse_too_long('target_id', 512," in source
+
+
 @pytest.mark.parametrize("columns", [
     {"redact_columns": ["id"]}, {"redact_columns": ["region"], "tenant_column": "region"},
 ])
