@@ -477,7 +477,10 @@ DECLARE
     v_actor_id text := @schema@._context('actor_id');
     v_tenant text := @schema@._context('tenant_id');
     v_correlation text := @schema@._context('correlation_id');
-    v_addr inet := @schema@._client_addr();
+    -- The connection's address, unless the application names one (the rare case, in the body below:
+    -- an expression PL/pgSQL never evaluates costs nothing, and each one evaluated is set up again in
+    -- every transaction).
+    v_addr inet := pg_catalog.inet_client_addr();
     v_app text := pg_catalog.current_setting('application_name');
     v_txid xid8 := pg_catalog.pg_current_xact_id();
     v_at timestamptz := pg_catalog.statement_timestamp();
@@ -504,6 +507,9 @@ BEGIN
         v_actor_id := v_role;
     END IF;
     v_actor_type := coalesce(v_actor_type, 'user');
+    IF @schema@._context('client_addr') IS NOT NULL THEN
+        v_addr := @schema@._client_addr();
+    END IF;
     IF pg_catalog.char_length(v_tenant) > 256 OR pg_catalog.char_length(v_actor_type) > 64
        OR pg_catalog.char_length(v_actor_id) > 256 OR pg_catalog.char_length(v_correlation) > 256 THEN
         PERFORM @schema@._refuse_long_context(v_tenant, v_actor_type, v_actor_id, v_correlation);
@@ -524,7 +530,7 @@ BEGIN
             payload, row_before, row_after, changed, origin)
         SELECT %26$s, %11$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %12$L, %5$L, %13$s, 'success',
                v_correlation, v_txid, v_at, %24$s, %14$s, %15$s, %16$s, 'capture'
-          FROM (SELECT p.o, p.n, %22$s AS img_old, %23$s AS img_new, pg_catalog.row_number() OVER () AS k
+          FROM (SELECT p.o, p.n, %22$s AS img_old, %23$s AS img_new, %29$s AS moved, pg_catalog.row_number() OVER () AS k
                   FROM %17$s%18$s OFFSET 0) AS p;
     ELSE
         %19$s
@@ -548,17 +554,21 @@ $body$,
                ' @schema@._large_value_keys(p.img_old) || @schema@._large_value_keys(p.img_new)) END', redact_changed),
         pairs, pair_filter, prepare_delete, t.kind_prefix || '.delete', old_rows,
         @schema@._gen_image(t, excluded, redacted, 'p.o'), @schema@._gen_image(t, excluded, redacted, 'p.n'),
-        @schema@._gen_noted(@schema@._gen_noted(
-            -- An UPDATE that changes the key names the row by its new key, and the key it left here;
-            -- the statement's id (the one its rows' ids count up from) tells whether another row of
-            -- the same statement took that key (a swap).
-            CASE WHEN t.key_columns IS NULL THEN '''{}''::jsonb'
-                 ELSE format('CASE WHEN %1$s IS DISTINCT FROM %2$s THEN pg_catalog.jsonb_build_object(''moved_from'', %1$s,'
-                             ' ''statement'', v_id::uuid) ELSE ''{}''::jsonb END', @schema@._gen_key(t, 'p.o'),
-                             @schema@._gen_key(t, 'p.n')) END,
-            'row_before', 'p.img_old'), 'row_after', 'p.img_new'),
+        -- The payload: p.moved, with the values _gen_bounded replaces in either image named (both
+        -- small: none, and _note_omitted adds nothing for no keys). One expression of each, since
+        -- every node of the statement is set up again in each writer's transaction.
+        'CASE WHEN pg_catalog.pg_column_size(p.img_old) <= 1048576 AND pg_catalog.pg_column_size(p.img_new) <= 1048576'
+        ' THEN p.moved ELSE @schema@._note_omitted(@schema@._note_omitted(p.moved, ''row_before'','
+        ' @schema@._large_value_keys(p.img_old)), ''row_after'', @schema@._large_value_keys(p.img_new)) END',
         format(id_of, 'r'), format(id_of, 'p'),
-        @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i'), @schema@._gen_noted('''{}''::jsonb', 'row_before', 'r.i'));
+        @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i'), @schema@._gen_noted('''{}''::jsonb', 'row_before', 'r.i'),
+        -- An UPDATE that changes the key names the row by its new key, and the key it left here;
+        -- the statement's id (the one its rows' ids count up from) tells whether another row of
+        -- the same statement took that key (a swap).
+        CASE WHEN t.key_columns IS NULL THEN '''{}''::jsonb'
+             ELSE format('CASE WHEN %1$s IS DISTINCT FROM %2$s THEN pg_catalog.jsonb_build_object(''moved_from'', %1$s,'
+                         ' ''statement'', v_id::uuid) ELSE ''{}''::jsonb END', @schema@._gen_key(t, 'p.o'),
+                         @schema@._gen_key(t, 'p.n')) END);
 END
 $$;
 COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS
