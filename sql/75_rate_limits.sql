@@ -17,7 +17,7 @@ DECLARE
     this_window bigint := floor(t);
     e double precision := t - floor(t);  -- how far into this window, 0..1
     start integer := pg_backend_pid() % shards;
-    c @schema@.rate_counters;
+    c record;  -- the shard's counter row: its address and counts
     cur integer;
     prev integer;
     cap integer;
@@ -39,7 +39,8 @@ BEGIN
     FOR k IN 0..shards - 1 LOOP
         shard := (start + k) % shards;
         cap := per_window / shards + CASE WHEN shard < per_window % shards THEN 1 ELSE 0 END;
-        SELECT * INTO c FROM @schema@.rate_counters r WHERE r.key = key AND r.shard = shard FOR UPDATE SKIP LOCKED;
+        SELECT r.ctid, r.window_no, r.count, r.prev_count INTO c
+          FROM @schema@.rate_counters r WHERE r.key = key AND r.shard = shard FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
             IF EXISTS (SELECT 1 FROM @schema@.rate_counters r WHERE r.key = key AND r.shard = shard) THEN
                 busy := true;  -- another open transaction owns it
@@ -63,7 +64,8 @@ BEGIN
             IF created THEN
                 RETURN NULL;
             END IF;
-            SELECT * INTO c FROM @schema@.rate_counters r WHERE r.key = key AND r.shard = shard FOR UPDATE SKIP LOCKED;
+            SELECT r.ctid, r.window_no, r.count, r.prev_count INTO c
+              FROM @schema@.rate_counters r WHERE r.key = key AND r.shard = shard FOR UPDATE SKIP LOCKED;
             IF NOT FOUND THEN
                 busy := true;  -- created meanwhile, and owned, by another open transaction
                 CONTINUE;
@@ -74,9 +76,10 @@ BEGIN
         prev := CASE WHEN c.window_no = this_window THEN c.prev_count WHEN c.window_no = this_window - 1 THEN c.count
                      ELSE 0 END;
         IF prev * (1 - e) + cur + 1 <= cap THEN
+            -- By its address: the row is locked, so that version is the one to update.
             UPDATE @schema@.rate_counters r SET window_no = this_window, count = cur + 1, prev_count = prev,
                                                  window_seconds = _rate_take.window_seconds
-             WHERE r.key = key AND r.shard = shard;
+             WHERE r.ctid = c.ctid;
             RETURN NULL;
         END IF;
         -- Full: how long until it would admit one more, if nobody else wrote meanwhile.
@@ -94,20 +97,29 @@ COMMENT ON FUNCTION @schema@._rate_take(text, integer, integer) IS
 
 -- Who is limited: everyone but members of the maintainer role. The bypass setting is for the
 -- maintainer's batch jobs; anyone else who sets it is refused, so that a misconfiguration shows.
-CREATE OR REPLACE FUNCTION @schema@._rate_exempt()
+-- SQL, so that the limit trigger inlines it (a PL/pgSQL call is set up again in each transaction);
+-- the refusal is the rare case.
+CREATE OR REPLACE FUNCTION @schema@._rate_bypass_refused()
 RETURNS boolean
 LANGUAGE plpgsql
+STABLE  -- raises only; STABLE so that _rate_exempt, which calls it, is inlined
 AS $$
-DECLARE
-    maintainer boolean := pg_has_role(@schema@._db_role(), '@schema@_maintainer', 'MEMBER');
 BEGIN
-    IF coalesce(@schema@._context('rate_limit_bypass'), 'off') NOT IN ('off', 'false')
-       AND NOT maintainer THEN
-        RAISE EXCEPTION 'only the maintainer role may bypass rate limits (pgaudit_py.rate_limit_bypass)'
-            USING ERRCODE = 'PA010';
-    END IF;
-    RETURN maintainer;
+    RAISE EXCEPTION 'only the maintainer role may bypass rate limits (pgaudit_py.rate_limit_bypass)'
+        USING ERRCODE = 'PA010';
 END
+$$;
+COMMENT ON FUNCTION @schema@._rate_bypass_refused() IS 'Raises PA010: the bypass setting set by a role that may not use it.';
+
+CREATE OR REPLACE FUNCTION @schema@._rate_exempt()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE WHEN pg_catalog.pg_has_role(@schema@._db_role(), '@schema@_maintainer', 'MEMBER') THEN true
+                WHEN coalesce(@schema@._context('rate_limit_bypass'), 'off') NOT IN ('off', 'false')
+                     THEN @schema@._rate_bypass_refused()
+                ELSE false END
 $$;
 COMMENT ON FUNCTION @schema@._rate_exempt() IS 'True for the maintainer role; refuses the bypass setting to others.';
 
