@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -102,6 +103,17 @@ class TemporaryCluster:
     def _start_server(self) -> None:
         self._run(find_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", self._options,
                   "-w", "-t", "60", "start")
+
+    def single_user(self, dbname: str, script: str, wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+        """Run `script` (a statement a line) in a single-user backend, under `wrapper` (valgrind, for
+        bench/instructions.py), with the server stopped meanwhile."""
+        self._run(find_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        try:
+            argv = [*wrapper, find_binary("postgres"), "--single", "-D", str(self.data), dbname]
+            command = ["runuser", "-u", "postgres", "--", *argv] if self._as_postgres else argv
+            return subprocess.run(command, input=script, capture_output=True, text=True, cwd=self.directory)
+        finally:
+            self._start_server()
 
     def crash(self) -> None:
         """Stop the server as a power cut would (immediate: no checkpoint), and start it again."""
