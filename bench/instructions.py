@@ -22,6 +22,7 @@ import shutil
 
 import psycopg
 from rate_limit import FLOORS
+from record import PLAIN, RECORD
 
 from pgaudit_py import install
 from pgaudit_py.tempdb import TemporaryCluster
@@ -35,6 +36,7 @@ CREATE SEQUENCE ids;
 INSERT INTO u SELECT g, g, 'x' FROM generate_series(1, 1000) g;
 INSERT INTO t SELECT g, g, 'x' FROM generate_series(1, 1000) g;
 SELECT audit.enable_tracking('t');
+CREATE TABLE bench_plain (LIKE audit.event_intake INCLUDING DEFAULTS INCLUDING IDENTITY);
 CREATE TABLE sink (j jsonb);
 CREATE FUNCTION floor_capture() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp AS $$
@@ -55,23 +57,31 @@ CREATE TRIGGER bench_floor BEFORE INSERT ON w_counter FOR EACH STATEMENT EXECUTE
 
 WRITE = "INSERT INTO {table} (id, a, b) VALUES (nextval('ids') + 1000000, 1, 'x')"
 UPDATE = "UPDATE {table} SET a = a + 1 WHERE id = {n} % 1000 + 1"
-# As bench/rate_limit.py's clients: the context, one INSERT, commit.
+# As bench/rate_limit.py's clients: the context, one INSERT, commit; as its writer role.
 LIMITED = ("BEGIN\nSELECT set_config('pgaudit_py.tenant_id', 't1', true),"
            " set_config('pgaudit_py.actor_id', 'user' || {n} % 8, true)\nINSERT INTO {table} (v) VALUES (1)\nCOMMIT")
 
-WORKLOADS = [  # label, statement template, tables (the first is the baseline)
-    ("single-row INSERT", WRITE, ["u", "t", "f"]),
-    ("single-row UPDATE by key", UPDATE, ["u", "t"]),
-    ("INSERT under a rate limit (a transaction)", LIMITED, ["w_none", "w_limited", "w_counter"]),
+
+def on(table: str, template: str) -> str:
+    return template.replace("{table}", table)
+
+
+WORKLOADS = [  # label, then each side's name and statement (the first side is the baseline)
+    ("single-row INSERT", [("untracked", on("u", WRITE)), ("tracked", on("t", WRITE)),
+                           ("floor: trigger writing the rows' jsonb", on("f", WRITE))]),
+    ("single-row UPDATE by key", [("untracked", on("u", UPDATE)), ("tracked", on("t", UPDATE))]),
+    ("INSERT under a rate limit (a transaction)", [("no limit", on("w_none", LIMITED)),
+                                                   ("limited (never reached)", on("w_limited", LIMITED)),
+                                                   ("floor: one counter row", on("w_counter", LIMITED))]),
+    # bench/record.py's statements: the same row into a table like the intake, without an index.
+    ("one event", [("plain INSERT", PLAIN.replace(":n", "{n}")), ("record()", RECORD.replace(":n", "{n}"))]),
 ]
-LABELS = {"u": "untracked", "t": "tracked", "f": "floor: trigger writing the rows' jsonb",
-          "w_none": "no limit", "w_limited": "limited (never reached)", "w_counter": "floor: one counter row"}
 
 
-def instructions(cluster: TemporaryCluster, template: str, table: str, statements: int) -> int:
-    """Instructions executed inside PortalRun for `statements` statements (after as many warm-up ones)."""
-    lines = [template.format(table=table, n=n) for n in range(statements)]
-    script = "SET SESSION AUTHORIZATION bench_writer\n" if template is LIMITED else ""
+def instructions(cluster: TemporaryCluster, template: str, statements: int) -> int:
+    """Instructions executed inside PortalRun for `statements` statements."""
+    lines = [template.format(n=n).rstrip(";") for n in range(statements)]
+    script = "SET SESSION AUTHORIZATION bench_writer\n" if "set_config" in template else ""
     script += "\n".join(lines) + "\n"
     wrapper = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=PortalRun",
                f"--callgrind-out-file={cluster.directory}/callgrind.out"]
@@ -97,15 +107,15 @@ def main() -> None:
             conn.execute(FLOORS)
             conn.execute(SETUP)
         print(f"{'instructions per statement (callgrind)':<72}{'':>12}{'ratio':>8}")
-        for label, template, tables in WORKLOADS:
+        for label, sides in WORKLOADS:
             per = {}
-            for table in tables:
-                warm = instructions(cluster, template, table, 20)
-                more = instructions(cluster, template, table, 20 + args.statements)
-                per[table] = (more - warm) / args.statements
-            for table in tables:
-                print(f"{label + ', ' + LABELS[table]:<72}{per[table]:>12,.0f}{per[table] / per[tables[0]]:>7.2f}x")
-
+            for side, template in sides:
+                warm = instructions(cluster, template, 20)
+                more = instructions(cluster, template, 20 + args.statements)
+                per[side] = (more - warm) / args.statements
+            baseline = per[sides[0][0]]
+            for side, _ in sides:
+                print(f"{label + ', ' + side:<72}{per[side]:>12,.0f}{per[side] / baseline:>7.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -213,10 +213,14 @@ CREATE OR REPLACE FUNCTION @schema@.record(
     idempotency_key text DEFAULT NULL
 )
 RETURNS @schema@.events
-LANGUAGE sql
+LANGUAGE plpgsql  -- not SQL: a SQL function's body is parsed and planned again at every call
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT * FROM @schema@._record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'record') $$;
+AS $$
+BEGIN
+    RETURN @schema@._record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'record');
+END
+$$;
 COMMENT ON FUNCTION @schema@.record(text, text, text, text, text, text, jsonb, text, text, text) IS
     'Records an application event (pending until sealed). Tenant, actor and correlation default to '
     'the pgaudit_py.* settings; with no actor the database role is the actor. A repeated '

@@ -57,14 +57,16 @@ $$;
 COMMENT ON FUNCTION @schema@._tracking_options(@schema@.tracked_tables) IS 'A tracked table''s options, as event payload.';
 
 -- Kinds pgaudit_py writes itself: record() refuses them, and no tracked table's kinds may fall among them.
+-- Inlined where it is called (no SET clause: every name qualified): a SQL function that is not is
+-- parsed and planned again at every call.
 CREATE OR REPLACE FUNCTION @schema@._reserved_kind(kind text)
 RETURNS boolean
 LANGUAGE sql
 IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT kind = 'audit' OR starts_with(kind, 'audit.') OR starts_with(kind, 'secret.')
-        OR starts_with(kind, 'tenant.secret.') OR starts_with(kind, 'tenant.data_key.')
+    SELECT kind OPERATOR(pg_catalog.=) 'audit' OR pg_catalog.starts_with(kind, 'audit.')
+        OR pg_catalog.starts_with(kind, 'secret.') OR pg_catalog.starts_with(kind, 'tenant.secret.')
+        OR pg_catalog.starts_with(kind, 'tenant.data_key.')
 $$;
 COMMENT ON FUNCTION @schema@._reserved_kind(text) IS
     'True for the kinds of pgaudit_py''s own events (audit., secret., tenant.secret., tenant.data_key.).';
