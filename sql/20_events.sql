@@ -131,7 +131,9 @@ BEGIN
         WHEN char_length(p_target_type) > 128 THEN 'target_type is longer than 128'
         WHEN char_length(p_target_id) > 512 THEN 'target_id is longer than 512'
         WHEN char_length(v_correlation) > 256 THEN 'correlation_id is longer than 256'
-        WHEN char_length(p_idempotency_key) > 256 THEN 'idempotency_key is longer than 256' END;
+        WHEN char_length(p_idempotency_key) > 256 THEN 'idempotency_key is longer than 256'
+        -- Indexed with the target type, for the moves of captured rows (event_log_moved_from).
+        WHEN char_length(v_payload ->> 'moved_from') > 512 THEN 'payload.moved_from is longer than 512' END;
     IF v_too_long IS NOT NULL THEN
         RAISE EXCEPTION '% characters', v_too_long USING ERRCODE = 'PA005';
     END IF;

@@ -335,31 +335,6 @@ $$;
 COMMENT ON FUNCTION @schema@._refuse_long_context(text, text, text, text) IS
     'Raises check_violation if a context value is longer than the log holds (see _refuse_too_long).';
 
--- Whether every one of these columns prints, as JSON, in at most 40 characters (integers, uuids,
--- times, booleans, through domains; not a float, which a jsonb number prints digit by digit): a key or tenant of such columns cannot outgrow its bound, so
--- its capture does not check it.
-CREATE OR REPLACE FUNCTION @schema@._prints_short(target oid, columns text[])
-RETURNS boolean
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE d(col, typ) AS (  -- each column's type, and the types beneath its domains
-        SELECT a.attname, a.atttypid FROM pg_attribute a
-         WHERE a.attrelid = target AND a.attname = ANY (columns) AND a.attnum > 0 AND NOT a.attisdropped
-        UNION ALL
-        SELECT d.col, y.typbasetype FROM pg_type y JOIN d ON y.oid = d.typ WHERE y.typtype = 'd'
-    )
-    SELECT cardinality(columns) <= 10 AND (SELECT count(DISTINCT d.col) FROM d) = cardinality(columns)
-       AND NOT EXISTS (SELECT 1 FROM d JOIN pg_type y ON y.oid = d.typ
-                        WHERE y.typtype <> 'd' AND d.typ NOT IN (
-                              'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype, 'bool'::regtype,
-                              'uuid'::regtype, 'date'::regtype, 'time'::regtype, 'timetz'::regtype,
-                              'timestamp'::regtype, 'timestamptz'::regtype))
-$$;
-COMMENT ON FUNCTION @schema@._prints_short(oid, text[]) IS
-    'Whether each of these columns prints as JSON in at most 40 characters (so needs no length check).';
-
 -- The generated body, for a table covered by tracking entry t (its own, or its tracked ancestor's).
 -- Every piece of user text goes through %L; the pieces of code are this function's own.
 -- Raised from a capture function (see _capture_body): the statement is refused, nothing is lost.
@@ -510,10 +485,6 @@ BEGIN
     IF @schema@._context('client_addr') IS NOT NULL THEN
         v_addr := @schema@._client_addr();
     END IF;
-    IF pg_catalog.char_length(v_tenant) > 256 OR pg_catalog.char_length(v_actor_type) > 64
-       OR pg_catalog.char_length(v_actor_id) > 256 OR pg_catalog.char_length(v_correlation) > 256 THEN
-        PERFORM @schema@._refuse_long_context(v_tenant, v_actor_type, v_actor_id, v_correlation);
-    END IF;
     IF TG_OP = 'INSERT' THEN
         %2$s
         INSERT INTO @schema@.event_intake (id, tenant_id, actor_type, actor_id, db_role, client_addr,
@@ -541,6 +512,12 @@ BEGIN
                v_correlation, v_txid, v_at, %28$s, %7$s, 'capture'
           FROM (SELECT q.j, %8$s AS i, pg_catalog.row_number() OVER () AS k FROM %21$s OFFSET 0) AS r;
     END IF;
+    -- The session's context is in every event written (checked once, and only if one was: a
+    -- statement that writes no event is not refused for it); the refusal undoes the statement.
+    IF FOUND AND (pg_catalog.char_length(v_actor_type) > 64 OR pg_catalog.char_length(v_actor_id) > 256
+                  OR pg_catalog.char_length(v_correlation) > 256%30$s) THEN
+        PERFORM @schema@._refuse_long_context(%31$s, v_actor_type, v_actor_id, v_correlation);
+    END IF;
     RETURN NULL;
 END
 $body$,
@@ -565,10 +542,15 @@ $body$,
         -- An UPDATE that changes the key names the row by its new key, and the key it left here;
         -- the statement's id (the one its rows' ids count up from) tells whether another row of
         -- the same statement took that key (a swap).
+        -- The key it left is indexed too (event_log_moved_from): bounded as a key is, though it
+        -- may predate tracking or a change of the key.
         CASE WHEN t.key_columns IS NULL THEN '''{}''::jsonb'
-             ELSE format('CASE WHEN %1$s IS DISTINCT FROM %2$s THEN pg_catalog.jsonb_build_object(''moved_from'', %1$s,'
+             ELSE format('CASE WHEN %1$s IS DISTINCT FROM %2$s THEN pg_catalog.jsonb_build_object(''moved_from'', %3$s,'
                          ' ''statement'', v_id::uuid) ELSE ''{}''::jsonb END', @schema@._gen_key(t, 'p.o'),
-                         @schema@._gen_key(t, 'p.n')) END);
+                         @schema@._gen_key(t, 'p.n'), @schema@._gen_at_most(@schema@._gen_key(t, 'p.o'), 'moved_from', 512)) END,
+        -- Where the table has no tenant column, the session's tenant is in every event too.
+        CASE WHEN t.tenant_column IS NULL THEN ' OR pg_catalog.char_length(v_tenant) > 256' ELSE '' END,
+        CASE WHEN t.tenant_column IS NULL THEN 'v_tenant' ELSE 'NULL' END);
 END
 $$;
 COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS
@@ -595,9 +577,8 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- Checked row by row: the column's value, or the session's tenant where the column is null.
     SELECT CASE WHEN t.tenant_column IS NULL THEN 'v_tenant'
-                WHEN @schema@._prints_short(t.relid, ARRAY[t.tenant_column]) THEN
-                     format('coalesce(%s ->> %L, v_tenant)', image, t.tenant_column)
                 ELSE @schema@._gen_at_most(format('coalesce(%s ->> %L, v_tenant)', image, t.tenant_column),
                                            'tenant_id', 256) END
 $$;
@@ -635,7 +616,9 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN t.key_columns IS NULL OR @schema@._prints_short(t.relid, t.key_columns) THEN @schema@._gen_key(t, image)
+    -- Checked whatever the key's type: a capture function generated for an integer key is not
+    -- generated again when the column becomes text if the event triggers are not there.
+    SELECT CASE WHEN t.key_columns IS NULL THEN @schema@._gen_key(t, image)
                 ELSE @schema@._gen_at_most(@schema@._gen_key(t, image), 'target_id', 512) END
 $$;
 COMMENT ON FUNCTION @schema@._gen_target_id(@schema@.tracked_tables, text) IS
