@@ -6,11 +6,14 @@
 -- with more than 400 decimals, in a value holding more than 100 numbers (fewer print to at most
 -- 1.7 MB; and a JSON path cannot see decimals, so finding them takes a walk in SQL, 3 us a value).
 
--- More than 100 numbers, one of them with more than 400 decimals.
+-- More than 100 numbers, one of them with more than 400 decimals. STRICT: _wild_numbers of a missing
+-- image (an INSERT's row_before) reaches it as NULL AND ..., which calls it; a call of a SQL function
+-- with a SET clause costs the sealer 13% of an event's time.
 CREATE OR REPLACE FUNCTION @schema@._long_numbers(j jsonb)
 RETURNS boolean
 LANGUAGE sql
 IMMUTABLE
+STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT jsonb_array_length(jsonb_path_query_array(j, 'strict $.** ? (@.type() == "number")')) > 100
