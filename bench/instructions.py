@@ -1,6 +1,6 @@
 """Benchmark: instructions a single-row write costs, tracked or limited, against the same write untracked.
 
-Run: python bench/instructions.py [--statements 200]
+Run: python bench/instructions.py [--statements 200] [--rows 10000]
 
 Wall-clock ratios of single-row writes move by 0.1 between runs on this shared 2-core machine
 (docs/benchmarks.md), more than most changes to the write path. Instructions do not: each workload
@@ -78,11 +78,25 @@ WORKLOADS = [  # label, then each side's name and statement (the first side is t
 ]
 
 
+# Bulk statements, each measured untracked and tracked, then the sealing of the tracked one's
+# events: the deterministic form of bench/capture.py's "including sealing" rows.
+BULK = [
+    ("INSERT", "INSERT INTO {table} (id, a, b) SELECT g, g, 'x' FROM generate_series(2000001, 2000000 + {rows}) g"),
+    ("UPDATE", "UPDATE {table} SET a = a + 1 WHERE id > 2000000"),
+    ("DELETE", "DELETE FROM {table} WHERE id > 2000000"),
+]
+
+
 def instructions(cluster: TemporaryCluster, template: str, statements: int) -> int:
     """Instructions executed inside PortalRun for `statements` statements."""
     lines = [template.format(n=n).rstrip(";") for n in range(statements)]
     script = "SET SESSION AUTHORIZATION bench_writer\n" if "set_config" in template else ""
     script += "\n".join(lines) + "\n"
+    return counted(cluster, script)
+
+
+def counted(cluster: TemporaryCluster, script: str) -> int:
+    """Instructions executed inside PortalRun by a script, in a single-user backend."""
     wrapper = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=PortalRun",
                f"--callgrind-out-file={cluster.directory}/callgrind.out"]
     done = cluster.single_user("bench", script, wrapper)
@@ -95,6 +109,7 @@ def instructions(cluster: TemporaryCluster, template: str, statements: int) -> i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--statements", type=int, default=200)
+    parser.add_argument("--rows", type=int, default=10_000, help="Rows of each bulk statement.")
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         raise SystemExit("bench/instructions.py needs valgrind (apt-get install valgrind)")
@@ -116,6 +131,15 @@ def main() -> None:
             baseline = per[sides[0][0]]
             for side, _ in sides:
                 print(f"{label + ', ' + side:<72}{per[side]:>12,.0f}{per[side] / baseline:>7.2f}x")
+        print(f"\n{'instructions per row, bulk statements of ' + format(args.rows, ',') + ' rows':<72}"
+              f"{'':>12}{'ratio':>8}")
+        for label, template in BULK:
+            plain = counted(cluster, template.format(table="u", rows=args.rows) + "\n") / args.rows
+            tracked = counted(cluster, template.format(table="t", rows=args.rows) + "\n") / args.rows
+            sealing = counted(cluster, "SELECT audit.seal(1000000)\n") / args.rows
+            for side, value in (("untracked", plain), ("tracked", tracked), ("sealing its events", sealing),
+                                ("tracked, including sealing", tracked + sealing)):
+                print(f"{label + ', ' + side:<72}{value:>12,.0f}{value / plain:>7.2f}x")
 
 if __name__ == "__main__":
     main()
