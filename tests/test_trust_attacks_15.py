@@ -289,6 +289,17 @@ def test_record_cannot_write_reserved_kinds_whatever_the_search_path(db, connect
     assert _count(db, "SELECT count(*) FROM audit.event_intake") == 0
 
 
+def _hammered(db, hammer, clients: int) -> tuple[int, int]:
+    """Run hammer(i) in a thread per client; then the rows written and what the counters hold."""
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return (_count(db, "SELECT count(*) FROM public.notes"),
+            _count(db, "SELECT coalesce(sum(count), 0) FROM audit.rate_counters WHERE key LIKE 'table:%'"))
+
+
 # --- 6. Rate limits --------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -317,13 +328,7 @@ def test_concurrent_writers_are_counted_exactly(db, connect, limited):
             except psycopg.Error:
                 pass
 
-    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(len(conns))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    rows = _count(db, "SELECT count(*) FROM public.notes")
-    counted = _count(db, "SELECT coalesce(sum(count), 0) FROM audit.rate_counters WHERE key LIKE 'table:%'")
+    rows, counted = _hammered(db, hammer, len(conns))
     assert rows == sum(admitted)
     assert rows <= 40
     assert counted == rows
@@ -464,13 +469,7 @@ def test_many_concurrent_writers_in_short_transactions_are_counted_exactly(db, c
             except psycopg.Error:
                 conns[i].rollback()
 
-    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(len(conns))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    rows = _count(db, "SELECT count(*) FROM public.notes")
-    counted = _count(db, "SELECT coalesce(sum(count), 0) FROM audit.rate_counters WHERE key LIKE 'table:%'")
+    rows, counted = _hammered(db, hammer, len(conns))
     assert rows == sum(admitted)
     assert rows <= 100
     assert counted == rows
