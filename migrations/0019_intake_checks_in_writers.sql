@@ -2,8 +2,9 @@
 -- the capture functions and a baseline refuse a value longer than the log holds with the same
 -- SQLSTATE (check_violation) and the constraint's name (sql/60_capture.sql, _refuse_too_long).
 -- Every statement that wrote to the intake parsed the eight constraints again, a third of a
--- single-row capture's cost; a capture function checks only what can be too long, once a statement
--- for the session's context. The sql/ files, applied after this, regenerate the capture functions.
+-- single-row capture's cost; a capture function checks the key and a tenant column row by row, and
+-- the session's context once, after its events are written. The sql/ files, applied after this,
+-- regenerate the capture functions.
 ALTER TABLE event_intake
     DROP CONSTRAINT IF EXISTS tenant_id_at_most_256_characters,
     DROP CONSTRAINT IF EXISTS actor_type_at_most_64_characters,
