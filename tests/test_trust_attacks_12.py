@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets as random
+from collections.abc import Callable
 from datetime import timedelta
 
 import psycopg
@@ -25,9 +26,28 @@ from pgaudit_py.checkpoint import Keys
 DUE = timedelta(milliseconds=1)
 
 
-def _client_key_setup(conn: psycopg.Connection, key: str) -> None:
+def client_key(conn: psycopg.Connection) -> str:
+    """A new client master key, registered by this session (the trials 12 and 13 use it)."""
+    key = random.token_hex(32)
     with secrets.use_master_key(conn, None, new_key=key):
         secrets.add_master_key(conn)
+    return key
+
+
+def stripe_secret_under_new_key(connect: Callable[..., psycopg.Connection]) -> str:
+    """A new client master key, under which tenant t1's stripe.api_key holds sk_live_1."""
+    setup = connect("app_secrets")
+    key = client_key(setup)
+    with secrets.use_master_key(setup, key):
+        secrets.declare_secret(setup, "stripe.api_key", "Stripe secret key")
+        secrets.put_secret(setup, "t1", "stripe.api_key", "sk_live_1")
+    return key
+
+
+def _stripe_secrets_of_three_tenants(app: psycopg.Connection) -> None:
+    secrets.declare_secret(app, "stripe.api_key", "Stripe secret key")
+    for tenant in ("t1", "t2", "t3"):
+        secrets.put_secret(app, tenant, "stripe.api_key", "sk_" + tenant)
 
 
 def _claim_tenant(conn: psycopg.Connection, tenant: str) -> None:
@@ -57,9 +77,7 @@ def test_c3_installation_wide_secrets_events_are_not_filed_under_the_sessions_cl
     key = random.token_hex(32)
     with secrets.use_master_key(app, key, new_key=key):
         secrets.add_master_key(app)
-        secrets.declare_secret(app, "stripe.api_key", "Stripe secret key")
-        for tenant in ("t1", "t2", "t3"):
-            secrets.put_secret(app, tenant, "stripe.api_key", "sk_" + tenant)
+        _stripe_secrets_of_three_tenants(app)
         secrets.list_secrets(app)  # every tenant's
     assert _tenants_of(db, kind) == [None]
 
@@ -77,9 +95,7 @@ def test_c3_a_tenant_token_is_not_shown_installation_wide_events(db, connect, st
         key = random.token_hex(32)
         with secrets.use_master_key(app, key, new_key=key):
             secrets.add_master_key(app)
-            secrets.declare_secret(app, "stripe.api_key", "Stripe secret key")
-            for tenant in ("t1", "t2", "t3"):
-                secrets.put_secret(app, tenant, "stripe.api_key", "sk_" + tenant)
+            _stripe_secrets_of_three_tenants(app)
             _claim_tenant(app, "victim")
             secrets.list_secrets(app)
     else:
@@ -166,8 +182,7 @@ def test_leak_a_table_owners_code_cannot_read_the_client_master_key(db, connect,
             END $$;
             CREATE TRIGGER steal BEFORE INSERT ON public.payments FOR EACH ROW EXECUTE FUNCTION public.steal()""")
     app = connect("app_secrets")
-    key = random.token_hex(32)
-    _client_key_setup(app, key)
+    key = client_key(app)
     with secrets.use_master_key(app, key):
         secrets.declare_secret(app, "stripe.api_key", "Stripe secret key")
         secrets.put_secret(app, "t1", "stripe.api_key", "sk_live_1")

@@ -13,15 +13,11 @@ import secrets as random
 
 import psycopg
 import pytest
+from test_trust_attacks_12 import client_key, stripe_secret_under_new_key
 
 from pgaudit_py import InvalidTarget, enable_tracking, seal, secrets
 from pgaudit_py.errors import MasterKeyUnavailable, PgAuditError
 from pgaudit_py.installer import install
-
-
-def _client_key_setup(conn: psycopg.Connection, key: str) -> None:
-    with secrets.use_master_key(conn, None, new_key=key):
-        secrets.add_master_key(conn)
 
 
 def _fingerprint_of(db: psycopg.Connection, key: str) -> bytes:
@@ -75,12 +71,7 @@ def test_key_a_rollback_after_use_master_key_left_does_not_bring_the_key_back(db
     caller's later rollback (an error after the block, a pool returning the connection) undoes the
     forgetting: the key is held again, and any code the connection runs next reads every tenant's
     secrets without it."""
-    setup = connect("app_secrets")
-    key = random.token_hex(32)
-    _client_key_setup(setup, key)
-    with secrets.use_master_key(setup, key):
-        secrets.declare_secret(setup, "stripe.api_key", "Stripe secret key")
-        secrets.put_secret(setup, "t1", "stripe.api_key", "sk_live_1")
+    key = stripe_secret_under_new_key(connect)
     app = connect("app_secrets", autocommit=False)
     with secrets.use_master_key(app, key):
         assert secrets.read_secret(app, "t1", "stripe.api_key") == "sk_live_1"
@@ -110,12 +101,7 @@ async def _async_case(info, key: str) -> str | None:
 def test_key_the_async_use_master_key_forgets_too_after_a_rollback(db, connect):
     """The same, through pgaudit_py.aio.use_master_key."""
     import asyncio
-    setup = connect("app_secrets")
-    key = random.token_hex(32)
-    _client_key_setup(setup, key)
-    with secrets.use_master_key(setup, key):
-        secrets.declare_secret(setup, "stripe.api_key", "Stripe secret key")
-        secrets.put_secret(setup, "t1", "stripe.api_key", "sk_live_1")
+    key = stripe_secret_under_new_key(connect)
     assert asyncio.run(_async_case(db.info, key)) is None
 
 
@@ -154,8 +140,7 @@ def test_key_a_savepoint_rolled_back_restores_the_key_held_before_not_none_or_an
     """hold_master_key in a savepoint rolled back: the key held before it is held again (the
     rolled-back replacement is gone)."""
     app = connect("app_secrets")
-    key = random.token_hex(32)
-    _client_key_setup(app, key)
+    key = client_key(app)
     with secrets.use_master_key(app, key):
         secrets.declare_secret(app, "s", "d")
         with app.transaction():
@@ -177,8 +162,7 @@ def test_c4_client_key_mode_works_where_temporary_tables_are_the_secrets_roles_o
     db.execute(f"GRANT TEMPORARY ON DATABASE {name} TO app_secrets")
     try:
         app = connect("app_secrets")
-        key = random.token_hex(32)
-        _client_key_setup(app, key)
+        key = client_key(app)
         with secrets.use_master_key(app, key):
             secrets.declare_secret(app, "s", "d")
             secrets.put_secret(app, "t1", "s", "v")
@@ -296,12 +280,7 @@ def test_key_a_use_master_key_that_fails_on_its_new_key_leaves_no_key_held(db, c
 
     from pgaudit_py import aio
     from pgaudit_py.errors import InvalidArgument
-    setup = connect("app_secrets")
-    key = random.token_hex(32)
-    _client_key_setup(setup, key)
-    with secrets.use_master_key(setup, key):
-        secrets.declare_secret(setup, "stripe.api_key", "Stripe secret key")
-        secrets.put_secret(setup, "t1", "stripe.api_key", "sk_live_1")
+    key = stripe_secret_under_new_key(connect)
     if api == "sync":
         app = connect("app_secrets")
         with pytest.raises(InvalidArgument), secrets.use_master_key(app, key, new_key="not a key"):
@@ -342,8 +321,7 @@ def test_c3_a_tenants_own_secret_events_keep_that_tenant_whatever_the_session_cl
     (its reader token must see them), never none and never the tenant the session claims."""
     app = connect("app_secrets")
     app.execute("SELECT set_config('pgaudit_py.tenant_id', 'other', false)")
-    key = random.token_hex(32)
-    _client_key_setup(app, key)
+    key = client_key(app)
     with secrets.use_master_key(app, key):
         secrets.declare_secret(app, "s", "d")
         secrets.put_secret(app, "t1", "s", "v")
