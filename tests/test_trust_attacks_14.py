@@ -343,14 +343,19 @@ def test_the_client_address_named_is_parsed_and_checked_by_the_capture(db, conne
 
 # --- 7. Rate limits -------------------------------------------------------------------------------
 
-@pytest.fixture
-def limited(db, connect):
+def limited_notes(db, connect, per_user: int) -> str:
+    """public.notes, the maintainer's, writable by app_writer, limited per user (a 600 s window)."""
     db.execute("""CREATE TABLE public.notes (id serial PRIMARY KEY, body text);
                   ALTER TABLE public.notes OWNER TO app_maintainer;
                   GRANT ALL ON public.notes, public.notes_id_seq TO app_writer""")
-    enable_rate_limit(connect("app_maintainer"), "public.notes", per_user_per_minute=3, per_tenant_per_minute=None,
-                      window_seconds=600)
+    enable_rate_limit(connect("app_maintainer"), "public.notes", per_user_per_minute=per_user,
+                      per_tenant_per_minute=None, window_seconds=600)
     return "public.notes"
+
+
+@pytest.fixture
+def limited(db, connect):
+    return limited_notes(db, connect, 3)
 
 
 @pytest.mark.parametrize("value", ["on", "true", "1", "OFF", "yes"])

@@ -12,6 +12,7 @@ from contextlib import suppress
 
 import psycopg
 import pytest
+from test_trust_attacks_14 import limited_notes
 
 from pgaudit_py import enable_rate_limit, enable_tracking, seal
 
@@ -304,12 +305,7 @@ def _hammered(db, hammer, clients: int) -> tuple[int, int]:
 
 @pytest.fixture
 def limited(db, connect):
-    db.execute("""CREATE TABLE public.notes (id serial PRIMARY KEY, body text);
-                  ALTER TABLE public.notes OWNER TO app_maintainer;
-                  GRANT ALL ON public.notes, public.notes_id_seq TO app_writer""")
-    enable_rate_limit(connect("app_maintainer"), "public.notes", per_user_per_minute=40, per_tenant_per_minute=None,
-                      window_seconds=600)
-    return "public.notes"
+    return limited_notes(db, connect, 40)
 
 
 def test_concurrent_writers_are_counted_exactly(db, connect, limited):
