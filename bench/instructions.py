@@ -11,7 +11,8 @@ pgbench client's is, so what PL/pgSQL sets up again in every transaction is coun
 
 The floors, for comparison only: a statement trigger that inserts its rows' jsonb into a
 one-column table (the least a trigger-based capture writes), and a limit trigger that only adds
-one to a counter row (bench/rate_limit.py's floor).
+one to a counter row, and one that looks up its limit and adds one to two (bench/rate_limit.py's
+floors).
 """
 
 from __future__ import annotations
@@ -49,10 +50,13 @@ CREATE TRIGGER floor_capture AFTER INSERT ON f REFERENCING NEW TABLE AS new_rows
 CREATE TABLE w_none (id bigserial PRIMARY KEY, v int);
 CREATE TABLE w_limited (id bigserial PRIMARY KEY, v int);
 CREATE TABLE w_counter (id bigserial PRIMARY KEY, v int);
-GRANT INSERT ON w_none, w_limited, w_counter TO bench_writer;
-GRANT USAGE ON w_none_id_seq, w_limited_id_seq, w_counter_id_seq TO bench_writer;
+CREATE TABLE w_two (id bigserial PRIMARY KEY, v int);
+GRANT INSERT ON w_none, w_limited, w_counter, w_two TO bench_writer;
+GRANT USAGE ON w_none_id_seq, w_limited_id_seq, w_counter_id_seq, w_two_id_seq TO bench_writer;
 SELECT audit.enable_rate_limit('w_limited', per_user_per_minute => 10000000, per_tenant_per_minute => 10000000);
 CREATE TRIGGER bench_floor BEFORE INSERT ON w_counter FOR EACH STATEMENT EXECUTE FUNCTION bench_counter_trigger();
+INSERT INTO bench_limits VALUES ('w_two'::regclass, 10000000, 10000000);
+CREATE TRIGGER bench_floor BEFORE INSERT ON w_two FOR EACH STATEMENT EXECUTE FUNCTION bench_two_counters_trigger();
 """
 
 WRITE = "INSERT INTO {table} (id, a, b) VALUES (nextval('ids') + 1000000, 1, 'x')"
@@ -72,7 +76,9 @@ WORKLOADS = [  # label, then each side's name and statement (the first side is t
     ("single-row UPDATE by key", [("untracked", on("u", UPDATE)), ("tracked", on("t", UPDATE))]),
     ("INSERT under a rate limit (a transaction)", [("no limit", on("w_none", LIMITED)),
                                                    ("limited (never reached)", on("w_limited", LIMITED)),
-                                                   ("floor: one counter row", on("w_counter", LIMITED))]),
+                                                   ("floor: one counter row", on("w_counter", LIMITED)),
+                                                   ("floor: the limit looked up, two counter rows",
+                                                    on("w_two", LIMITED))]),
     # bench/record.py's statements: the same row into a table like the intake, without an index.
     ("one event", [("plain INSERT", PLAIN.replace(":n", "{n}")), ("record()", RECORD.replace(":n", "{n}"))]),
 ]

@@ -7,7 +7,9 @@ All sides run the same pgbench script (settings, one INSERT, commit) as an ordin
 Besides the limit itself, two floors put its figure in context: a SECURITY DEFINER statement
 trigger with a pinned search_path that does nothing, and one that only adds one to a counter row
 (16 rows, one per backend's shard): what any exact, per-write counter kept in a table costs,
-before it has looked up a limit or a key. Medians of --rounds, rotating which side goes first; a
+before it has looked up a limit or a key. The last floor looks up its table's limit and adds one
+to two counter rows, as a write counted per user and per tenant needs at least: no key, no
+window, no check of room or of who is exempt. Medians of --rounds, rotating which side goes first; a
 throwaway cluster with default durability.
 """
 
@@ -38,6 +40,17 @@ BEGIN
     UPDATE public.bench_counters SET n = n + 1 WHERE shard = pg_backend_pid() % 16;
     RETURN NULL;
 END $$;
+CREATE TABLE bench_limits (relid oid PRIMARY KEY, per_user integer, per_tenant integer);
+CREATE FUNCTION bench_two_counters_trigger() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    l record;
+BEGIN
+    SELECT * INTO l FROM public.bench_limits WHERE relid = TG_RELID;
+    UPDATE public.bench_counters SET n = n + 1 WHERE shard = pg_backend_pid() % 8;
+    UPDATE public.bench_counters SET n = n + 1 WHERE shard = 8 + pg_backend_pid() % 8;
+    RETURN NULL;
+END $$;
 CREATE FUNCTION bench_unlogged_counter_trigger() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -52,6 +65,7 @@ SIDES = {
     "empty": "floor: an empty trigger",
     "counter": "floor: a trigger adding one to a counter row",
     "unlogged_counter": "floor: the same, counter row unlogged",
+    "two_counters": "floor: the limit looked up, two counter rows",
 }
 
 
@@ -67,6 +81,7 @@ def main() -> None:
             conn.execute("CREATE TABLE writes (id bigserial PRIMARY KEY, v int)")
             conn.execute("GRANT INSERT ON writes TO bench_writer; GRANT USAGE ON writes_id_seq TO bench_writer")
             conn.execute(FLOORS)
+            conn.execute("INSERT INTO bench_limits VALUES ('writes'::regclass, 10000000, 10000000)")
 
             def tps(side: str) -> float:
                 conn.execute("SELECT audit.disable_rate_limit('writes')")

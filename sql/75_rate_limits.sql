@@ -15,14 +15,15 @@ DECLARE
     shards integer := least(16, greatest(1, per_window / 10));
     t double precision := date_part('epoch', clock_timestamp()) / window_seconds;  -- in windows
     this_window bigint := floor(t);
-    e double precision := t - floor(t);  -- how far into this window, 0..1
     start integer := pg_backend_pid() % shards;
     c record;  -- the shard's counter row: its address and counts
     cur integer;
     prev integer;
     cap integer;
-    wait double precision := 'infinity';  -- in windows
-    busy boolean := false;
+    -- No initial values below: each would be an expression that PL/pgSQL sets up again in every
+    -- transaction, and these are first needed when a shard is full or busy, the rare case.
+    wait double precision;  -- in windows; NULL: no full shard yet
+    busy boolean;  -- NULL: no busy shard yet
     created boolean;
     saved_lock_timeout text;
     shard integer;
@@ -75,7 +76,7 @@ BEGIN
         cur := CASE WHEN c.window_no = this_window THEN c.count ELSE 0 END;
         prev := CASE WHEN c.window_no = this_window THEN c.prev_count WHEN c.window_no = this_window - 1 THEN c.count
                      ELSE 0 END;
-        IF prev * (1 - e) + cur + 1 <= cap THEN
+        IF prev * (1 - (t - this_window)) + cur + 1 <= cap THEN  -- t - this_window: how far into it, 0..1
             -- By its address: the row is locked, so that version is the one to update.
             UPDATE @schema@.rate_counters r SET window_no = this_window, count = cur + 1, prev_count = prev,
                                                  window_seconds = _rate_take.window_seconds
@@ -83,12 +84,13 @@ BEGIN
             RETURN NULL;
         END IF;
         -- Full: how long until it would admit one more, if nobody else wrote meanwhile.
-        wait := least(wait, CASE WHEN cur + 1 <= cap AND prev > 0 THEN 1 - e - (cap - 1 - cur)::double precision / prev
-                                 ELSE 1 - e + greatest(0, 1 - (cap - 1)::double precision / greatest(cur, 1)) END);
+        wait := least(coalesce(wait, 'infinity'), CASE WHEN cur + 1 <= cap AND prev > 0
+                                 THEN 1 - (t - this_window) - (cap - 1 - cur)::double precision / prev
+                                 ELSE 1 - (t - this_window) + greatest(0, 1 - (cap - 1)::double precision / greatest(cur, 1)) END);
     END LOOP;
     -- Full, or the shards with room are held by open transactions (which may yet roll back):
     -- refuse rather than queue; in the latter case try again soon.
-    RETURN greatest(1, ceil(CASE WHEN busy THEN least(wait * window_seconds * 1000, 100)
+    RETURN greatest(1, ceil(CASE WHEN coalesce(busy, false) THEN least(wait * window_seconds * 1000, 100)
                                  ELSE wait * window_seconds * 1000 END))::bigint;
 END
 $$;
