@@ -77,8 +77,7 @@ WORKLOADS = [  # label, then each side's name and statement (the first side is t
     ("INSERT under a rate limit (a transaction)", [("no limit", on("w_none", LIMITED)),
                                                    ("limited (never reached)", on("w_limited", LIMITED)),
                                                    ("floor: one counter row", on("w_counter", LIMITED)),
-                                                   ("floor: the limit looked up, two counter rows",
-                                                    on("w_two", LIMITED))]),
+                                                   ("floor: lookup, two counters", on("w_two", LIMITED))]),
     # bench/record.py's statements: the same row into a table like the intake, without an index.
     ("one event", [("plain INSERT", PLAIN.replace(":n", "{n}")), ("record()", RECORD.replace(":n", "{n}"))]),
 ]
