@@ -152,12 +152,16 @@ $$;
 COMMENT ON FUNCTION @schema@._rate_limit_of(oid) IS 'The limits that apply to a table: its own, or its nearest ancestor''s.';
 
 -- One write is one statement: a bulk statement is one request from the application's point of
--- view, and a row count would make every bulk load fail.
+-- view, and a row count would make every bulk load fail. Sequential scans off, for _rate_take's
+-- statements, planned and run under it: autovacuum soon analyzes rate_counters, and holding a few
+-- keys it is a page or two, which the planner then prefers reading whole to its primary key; every
+-- limited write read every counter row, a third more instructions (docs/benchmarks.md).
 CREATE OR REPLACE FUNCTION @schema@._rate_limit_trigger()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
 AS $$
 DECLARE
     l @schema@.rate_limits;
@@ -383,12 +387,14 @@ COMMENT ON FUNCTION @schema@.set_operation_limit(text, integer, integer) IS
     'Overrides, at run time, the limit the application passes to rate_limit() for an operation.';
 
 -- Called by application code for a named operation (a login endpoint per client address, say).
+-- Sequential scans off, as in _rate_limit_trigger.
 CREATE OR REPLACE FUNCTION @schema@.rate_limit(operation text, key text, per_minute integer DEFAULT 60,
                                               window_seconds integer DEFAULT 60)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 DECLARE

@@ -502,3 +502,26 @@ def test_counters_whose_windows_passed_are_purged_and_keys_are_bounded(db, conne
     assert refused.value.sqlstate == "PA005" and "more than 1024" in str(refused.value)
     assert rows(db) == 0
     assert db.execute("SELECT count(*) FROM audit.rate_counters").fetchone() == (2,)
+
+
+def test_counter_rows_are_read_by_their_index_once_a_small_counter_table_is_analyzed(db, connect, maintainer, notes):
+    """Autovacuum analyzes rate_counters soon, every write updating it; holding a few keys, it is a page
+    or two, and the planner then prefers reading every counter row to the primary key: each limited
+    write scanned the whole table, a third more instructions at 144 rows (docs/benchmarks.md)."""
+    enable_rate_limit(maintainer, notes, per_user_per_minute=1000, per_tenant_per_minute=1000)
+    first = connect("app_writer")
+    for user in range(8):
+        assert write(first, user=f"u{user}") is None
+    db.execute("ANALYZE audit.rate_counters")
+    pages = db.execute("SELECT relpages FROM pg_class WHERE oid = 'audit.rate_counters'::regclass").fetchone()[0]
+    assert pages <= 2
+    writer = connect("app_writer", autocommit=False)  # plans its statements after the ANALYZE
+    for user in list(range(8)) * 2:  # its shards' rows made, then found
+        with audit_context(writer, tenant_id="t1", actor_id=f"u{user}"):
+            writer.execute("INSERT INTO notes (body) VALUES ('x')")
+    scans = writer.execute("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables"
+                           " WHERE relid = 'audit.rate_counters'::regclass").fetchone()
+    writer.commit()
+    assert scans[0] == 0 and scans[1] >= 32, scans
+    assert rows(db) == 24
+    assert db.execute("SELECT sum(count) FROM audit.rate_counters").fetchone()[0] == 48
