@@ -165,8 +165,14 @@ BEGIN
         VALUES (v_tenant, p_idempotency_key, v_id, v_hash)
         ON CONFLICT DO NOTHING;
         IF NOT FOUND THEN
-            SELECT * INTO v_existing FROM @schema@.idempotency_keys k
-             WHERE k.tenant_id IS NOT DISTINCT FROM v_tenant AND k.idempotency_key = p_idempotency_key;
+            -- By the unique index, which IS NOT DISTINCT FROM cannot use: a retry read every key.
+            IF v_tenant IS NULL THEN
+                SELECT * INTO v_existing FROM @schema@.idempotency_keys k
+                 WHERE k.tenant_id IS NULL AND k.idempotency_key = p_idempotency_key;
+            ELSE
+                SELECT * INTO v_existing FROM @schema@.idempotency_keys k
+                 WHERE k.tenant_id = v_tenant AND k.idempotency_key = p_idempotency_key;
+            END IF;
             SELECT * INTO v_event FROM @schema@.events e WHERE e.id = v_existing.event_id;
             -- A retry is the same request from the same database role: another role is not handed
             -- the first event (its address, application and time; a writer may not read events).

@@ -131,6 +131,27 @@ def test_idempotent_retry_returns_the_first_event_before_and_after_sealing(db, c
     assert counts() == (1, 1)
 
 
+@pytest.mark.parametrize("tenant", ["t1", None])
+def test_an_idempotent_retry_finds_its_key_by_the_index_not_by_reading_every_key(db, connect, tenant):
+    """A retry looked its key up with tenant_id IS NOT DISTINCT FROM, which no index serves: every
+    retry read the whole of idempotency_keys, which keeps a row for every event with a key until it
+    is pruned. By the unique index on (tenant_id, idempotency_key), with or without a tenant."""
+    db.execute("""INSERT INTO audit.idempotency_keys (tenant_id, idempotency_key, event_id, request_hash)
+                  SELECT t, 'other' || n, gen_random_uuid(), '\\x00' FROM generate_series(1, 5000) n,
+                         (VALUES ('t1'), (NULL)) AS v(t);
+                  ANALYZE audit.idempotency_keys""")
+    writer = connect("app_writer", autocommit=False)
+    first = record(writer, "order.paid", tenant_id=tenant, payload={"n": 1}, idempotency_key="k1")
+    writer.commit()
+    again = record(writer, "order.paid", tenant_id=tenant, payload={"n": 1}, idempotency_key="k1")
+    scans = writer.execute("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables"
+                           " WHERE relid = 'audit.idempotency_keys'::regclass").fetchone()
+    writer.commit()
+    assert first is not None and again is not None and again.id == first.id
+    assert scans is not None and scans[0] == 0 and scans[1] >= 1, scans
+    assert db.execute("SELECT count(*) FROM audit.event_intake WHERE idempotency_key = 'k1'").fetchone() == (1,)
+
+
 def test_idempotency_key_with_different_content_is_refused(connect, counts):
     writer = connect("app_writer")
     record(writer, "order.paid", payload={"n": 1}, idempotency_key="k1")
