@@ -15,7 +15,7 @@ from pgaudit_py import install
 from pgaudit_py.install_script import install_script
 from pgaudit_py.tempdb import find_binary
 
-BEFORE_THIS_RELEASE = "38f90f6"  # migrations through 0014: the upgrade adds 0015 to 0019
+BEFORE_THIS_RELEASE = "38f90f6"  # migrations through 0014: the upgrade adds 0015 to 0020
 
 
 def psql_apply(conn: psycopg.Connection, script: str) -> str:
@@ -93,7 +93,8 @@ def test_an_upgrade_by_script_leaves_the_installers_catalog(fresh_database, tmp_
     script = install_script(by_script, "scu")
     assert re.findall(r"^-- migration (\S+)", script, flags=re.M) == ["0015_api_tokens", "0016_event_type_catalogues",
                                                                        "0017_rare_value_indexes", "0018_log_partitions",
-                                                                       "0019_intake_checks_in_writers"]
+                                                                       "0019_intake_checks_in_writers",
+                                                                       "0020_archive_and_quarantine_indexes"]
     psql_apply(by_script, script)
     assert catalog(by_script, "scu") == catalog(by_installer, "scu")
     assert install(by_script, "scu").changed is False

@@ -76,7 +76,7 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
                                  "0012_block_line_hashes", "0013_single_filter_indexes",
                                  "0014_intake_rotation", "0015_api_tokens",
                                  "0016_event_type_catalogues", "0017_rare_value_indexes", "0018_log_partitions",
-                                 "0019_intake_checks_in_writers"]
+                                 "0019_intake_checks_in_writers", "0020_archive_and_quarantine_indexes"]
     assert status(db, "upgr").problems == []
     # The kind prefix a table was tracked under is held for it (a look-alike cannot take it over).
     assert db.execute("SELECT kind_prefix, relid = 'public.feel'::regclass::oid FROM upgr.kind_prefixes").fetchall() \
@@ -140,7 +140,7 @@ def test_a_log_with_events_upgrades_to_the_single_filter_indexes(db, installer_b
     report = install(db, "upgi")
     assert report.migrations == ["0013_single_filter_indexes", "0014_intake_rotation", "0015_api_tokens",
                                  "0016_event_type_catalogues", "0017_rare_value_indexes", "0018_log_partitions",
-                                 "0019_intake_checks_in_writers"]
+                                 "0019_intake_checks_in_writers", "0020_archive_and_quarantine_indexes"]
     assert status(db, "upgi").problems == []
     assert {str(f): trail(db, **f) for f in FILTERS} == before
     # The log is partitioned now: its events are the first partition's, which the next million seqs fit.
