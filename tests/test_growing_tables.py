@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from test_history import quarantine_an_update
 
 from pgaudit_py import archive as archiving
 from pgaudit_py import enable_tracking, preview_prune, record, row_history, seal
@@ -96,12 +97,7 @@ def test_history_asks_the_quarantine_for_its_target_by_index(db: psycopg.Connect
     db.execute("CREATE TABLE public.docs (id int PRIMARY KEY, t0 text)")
     enable_tracking(db, "public.docs")
     db.execute("INSERT INTO public.docs VALUES (1, 'one'), (2, 'two')")
-    # A change of row 1 the log refuses (an outcome no event may have), written as a superuser can.
-    db.execute("""INSERT INTO audit.event_intake (actor_type, db_role, kind, target_type, target_id, outcome, txid,
-                                                  occurred_at, payload, row_before, row_after, origin)
-                  VALUES ('user', 'x', 'public.docs.update', 'public.docs', '1', 'unknown', '1', now(), '{}',
-                          '{"id": 1, "t0": "one"}', '{"id": 1, "t0": "uno"}', 'capture')""")
-    seal(db)
+    quarantine_an_update(db, "public.docs", 1)
     assert db.execute("SELECT target_id FROM audit.quarantine").fetchall() == [("1",)]
     reader = scans_off(connect, "app_reader")
     history = row_history(reader, "public.docs", "2")

@@ -245,19 +245,25 @@ def test_a_deferrable_key_cannot_be_tracked(db, maintainer):
     assert db.execute("SELECT table_name FROM audit.tracked_tables").fetchall() == [("public.rows",)]
 
 
+def quarantine_an_update(db, table: str, key: int) -> None:
+    """A captured UPDATE of the row the log refuses (an outcome no event may have), which seal() sets
+    aside in the quarantine: only a superuser can write one into the intake, or an earlier release
+    have left it there."""
+    db.execute("""INSERT INTO audit.event_intake (actor_type, db_role, kind, target_type, target_id, outcome, txid,
+                                                  occurred_at, payload, row_before, row_after, origin)
+                  VALUES ('user', 'x', %(table)s || '.update', %(table)s, %(key)s::text, 'unknown', '1', now(), '{}',
+                          jsonb_build_object('id', %(key)s), jsonb_build_object('id', %(key)s), 'capture')""",
+               {"table": table, "key": key})
+    seal(db)
+
+
 def test_history_with_a_change_in_the_quarantine_is_refused(db, connect, attacker):
     """A captured change the sealer set aside is not in the log: history refuses to answer (PA015)
     rather than answer without it."""
     attacker.execute("CREATE TABLE public.docs (id int PRIMARY KEY, t0 text)")
     enable_tracking(connect("app_maintainer"), "public.docs")
     attacker.execute("INSERT INTO public.docs VALUES (1, 'one'), (2, 'two')")
-    # A change of row 1 the log refuses (an outcome no event may have): only a superuser can write
-    # one into the intake, or an earlier release have left it there.
-    db.execute("""INSERT INTO audit.event_intake (actor_type, db_role, kind, target_type, target_id, outcome, txid,
-                                                  occurred_at, payload, row_before, row_after, origin)
-                  VALUES ('user', 'x', 'public.docs.update', 'public.docs', '1', 'unknown', '1', now(), '{}',
-                          '{"id": 1, "t0": "one"}', '{"id": 1, "t0": "uno"}', 'capture')""")
-    seal(db)
+    quarantine_an_update(db, "public.docs", 1)
     assert db.execute("SELECT target_id, sqlstate FROM audit.quarantine").fetchall() == [("1", "23514")]
     reader = connect("app_reader")
     for ask in (lambda: row_as_of(reader, "public.docs", "1", now(db)), lambda: row_history(reader, "public.docs", "1")):
