@@ -3,15 +3,16 @@
 
 -- Admit one write for `key` (at most `per_window` per sliding window of `window_seconds`), or
 -- return how many milliseconds to wait. Runs in the writer's transaction: a rolled-back write
--- gives its slot back. Internal: runs under the pinned search_path of its callers.
--- Sequential scans off, for the plans of its statements: autovacuum soon analyzes rate_counters,
--- and holding a few keys it is a page or two, which the planner then prefers reading whole to its
--- primary key; every limited write read every counter row, a third more instructions
--- (docs/benchmarks.md). A setting of this function, whoever calls it; its plans are cached under it.
+-- gives its slot back. Internal: runs under the pinned search_path of its callers, and under their
+-- enable_seqscan = off, which its statements are planned with: autovacuum soon analyzes
+-- rate_counters, and holding a few keys it is a page or two, which the planner then prefers reading
+-- whole to its primary key; every limited write read every counter row, a third more instructions
+-- (docs/benchmarks.md). The callers set it, not this function: a SET clause here costs a limited
+-- write 14,000 instructions (3%), one on a caller that already pins search_path next to nothing.
+-- test_every_caller_of_rate_take_plans_it_with_sequential_scans_off keeps every caller so.
 CREATE OR REPLACE FUNCTION @schema@._rate_take(key text, per_window integer, window_seconds integer)
 RETURNS bigint
 LANGUAGE plpgsql
-SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -157,12 +158,13 @@ $$;
 COMMENT ON FUNCTION @schema@._rate_limit_of(oid) IS 'The limits that apply to a table: its own, or its nearest ancestor''s.';
 
 -- One write is one statement: a bulk statement is one request from the application's point of
--- view, and a row count would make every bulk load fail.
+-- view, and a row count would make every bulk load fail. Sequential scans off: see _rate_take.
 CREATE OR REPLACE FUNCTION @schema@._rate_limit_trigger()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
 AS $$
 DECLARE
     l @schema@.rate_limits;
@@ -388,12 +390,14 @@ COMMENT ON FUNCTION @schema@.set_operation_limit(text, integer, integer) IS
     'Overrides, at run time, the limit the application passes to rate_limit() for an operation.';
 
 -- Called by application code for a named operation (a login endpoint per client address, say).
+-- Sequential scans off: see _rate_take.
 CREATE OR REPLACE FUNCTION @schema@.rate_limit(operation text, key text, per_minute integer DEFAULT 60,
                                               window_seconds integer DEFAULT 60)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 DECLARE

@@ -127,10 +127,11 @@ def test_every_security_definer_function_is_pinned_and_closed_to_public(db):
     assert any(r[0].startswith("_capture_") and r[0] != "_capture_truncate" for r in rows)
     for name, config, public_can_execute in rows:
         assert config[0] == "search_path=pg_catalog, pg_temp", name
-        # The sealer's (see seal()), and the output settings of captured rows (sql/60_capture.sql).
+        # The sealer's (see seal()), the output settings of captured rows (sql/60_capture.sql), and the
+        # rate limit's plans (sql/75_rate_limits.sql).
         assert set(config[1:]) <= {"jit=off", "extra_float_digits=1", "IntervalStyle=postgres", "bytea_output=hex",
                                    "lc_monetary=C", "TimeZone=UTC", "DateStyle=ISO", "quote_all_identifiers=off",
-                                   "lock_timeout=50ms", "lock_timeout=10ms"}, name
+                                   "lock_timeout=50ms", "lock_timeout=10ms", "enable_seqscan=off"}, name
         assert not public_can_execute, name
     assert db.execute("SELECT * FROM audit._integrity_problems()").fetchall() == []
 

@@ -525,3 +525,17 @@ def test_counter_rows_are_read_by_their_index_once_a_small_counter_table_is_anal
     assert scans[0] == 0 and scans[1] >= 32, scans
     assert rows(db) == 24
     assert db.execute("SELECT sum(count) FROM audit.rate_counters").fetchone()[0] == 48
+
+
+def test_every_caller_of_rate_take_plans_it_with_sequential_scans_off(db):
+    """_rate_take's statements are planned under its callers' settings (a SET clause of its own costs a
+    limited write 3%): every function that calls it must carry enable_seqscan = off, or the test above
+    holds for the trigger only."""
+    callers = db.execute("SELECT p.proname, p.proconfig FROM pg_proc p"
+                         " WHERE p.pronamespace = 'audit'::regnamespace AND p.proname <> '_rate_take'"
+                         "   AND p.prosrc LIKE '%audit._rate_take(%'").fetchall()
+    assert sorted(name for name, _ in callers) == ["_rate_limit_trigger", "rate_limit"]
+    for name, config in callers:
+        assert "enable_seqscan=off" in (config or []), name
+    assert db.execute("SELECT proconfig FROM pg_proc WHERE oid = 'audit._rate_take(text, integer, integer)'"
+                      "::regprocedure").fetchone() == (None,)
