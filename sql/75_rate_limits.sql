@@ -181,7 +181,11 @@ BEGIN
         RETURN NULL;
     END IF;
     IF l.per_user IS NOT NULL THEN
-        wait_ms := @schema@._rate_take(format('table:%s:user:%s:%s', l.target, tenant, actor), l.per_user, l.window_seconds);
+        -- The tenant's length before it: tenant and actor are both the writer's text, and joined by a
+        -- separator alone, tenant 'org' with actor 'acme:alice' and tenant 'org:acme' with actor
+        -- 'alice' would be one user, using up each other's limit.
+        wait_ms := @schema@._rate_take(format('table:%s:user:%s:%s:%s', l.target, char_length(tenant), tenant, actor),
+                                       l.per_user, l.window_seconds);
         IF wait_ms IS NOT NULL THEN
             PERFORM @schema@._rate_refuse(format('user %s on %s', actor, l.target::oid::regclass), l.per_user,
                                           l.window_seconds, wait_ms);
