@@ -193,6 +193,15 @@ BEGIN
         RAISE EXCEPTION 'archive batch % holds % events, not %', batch_id, b.event_count, cardinality(events)
             USING ERRCODE = 'PA005';
     END IF;
+    -- Each event its own seq, within the batch's: the restore's refusal, not a constraint of
+    -- restored_events on the way (an event outside the batch finds no block below).
+    IF EXISTS (SELECT 1 FROM unnest(events) AS e
+                WHERE CASE WHEN e ->> 'seq' ~ '^[0-9]{1,18}$'
+                           THEN (e ->> 'seq')::bigint NOT BETWEEN b.first_seq AND b.last_seq ELSE true END)
+       OR (SELECT count(DISTINCT e ->> 'seq') FROM unnest(events) AS e) < cardinality(events) THEN
+        RAISE EXCEPTION 'the events given are not those of archive batch %: each must have a seq of its own from % to %',
+                        batch_id, b.first_seq, b.last_seq USING ERRCODE = 'PA005';
+    END IF;
     DELETE FROM @schema@.restored_events r WHERE r.batch_id = batch_id;
     INSERT INTO @schema@.restored_events (batch_id, seq, block_no, tenant_id, kind, occurred_at, event)
     SELECT batch_id, (e ->> 'seq')::bigint,
@@ -205,9 +214,7 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     -- What readers will take for archived history must be it: each block's lines hash to the
     -- events_hash the chain holds (a line is the jsonb text of its event: docs/canonical-form.md).
-    IF EXISTS (SELECT 1 FROM @schema@.restored_events r WHERE r.batch_id = batch_id
-                AND (r.seq NOT BETWEEN b.first_seq AND b.last_seq))
-       OR EXISTS (SELECT 1 FROM @schema@.blocks x
+    IF EXISTS (SELECT 1 FROM @schema@.blocks x
                    WHERE x.block_no BETWEEN b.first_block AND b.last_block
                      AND x.events_hash IS DISTINCT FROM (
                          SELECT sha256(string_agg(sha256(convert_to(r.event::text, 'UTF8')), ''::bytea ORDER BY r.seq))
