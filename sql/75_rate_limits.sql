@@ -426,7 +426,9 @@ BEGIN
     IF @schema@._rate_exempt() THEN
         RETURN;
     END IF;
-    wait_ms := @schema@._rate_take(format('operation:%s:%s', operation, key), limit_, window_);
+    -- The window in the key: one operation limited per minute and per hour by two calls counts twice,
+    -- where one counter row would restart its window at each call of the other length.
+    wait_ms := @schema@._rate_take(format('operation:%s:%s:%s', operation, window_, key), limit_, window_);
     IF wait_ms IS NOT NULL THEN
         PERFORM @schema@._rate_refuse(format('%s by %s', operation, key), limit_, window_, wait_ms);
     END IF;

@@ -122,8 +122,8 @@ def test_the_window_slides_a_full_window_carries_over_and_retry_after_is_exact(d
     # Retry-after: the soonest a shard admits again, (count + 1) / 10 - e windows away, from the
     # counts the shards hold and the server's time of the refusal, which lies between `before` and
     # `after`. So the tolerance is that one call's round trip, plus 1 ms of rounding up (ceil).
-    counts = [c for (c,) in db.execute("SELECT count FROM audit.rate_counters WHERE key = 'operation:api.call:k1'"
-                                       " AND window_no = %s", (n + 1,))]
+    counts = [c for (c,) in db.execute("SELECT count FROM audit.rate_counters WHERE key = %s"
+                                       " AND window_no = %s", (f"operation:api.call:{WINDOW}:k1", n + 1))]
     assert len(counts) == 16 and sum(counts) == admitted
     soonest = (min(counts) + 1) / 10
     assert (soonest - e_after) * WINDOW * 1000 <= refusal.retry_after_ms \
@@ -426,7 +426,7 @@ def test_a_stranger_holding_the_advisory_keys_of_every_shard_blocks_no_write(db,
     enable_rate_limit(maintainer, notes, per_user_per_minute=60, per_tenant_per_minute=None)
     stranger.execute("SELECT pg_advisory_lock(hashtext(format('table:%s:user:%s:%s:%s', 'public.notes'::regclass::oid,"
                      " NULL, NULL, 'writer')), s) FROM generate_series(0, 15) s")
-    stranger.execute("SELECT pg_advisory_lock(hashtext('operation:login:10.0.0.7'), s) FROM generate_series(0, 15) s")
+    stranger.execute("SELECT pg_advisory_lock(hashtext('operation:login:60:10.0.0.7'), s) FROM generate_series(0, 15) s")
     held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s"
     assert db.execute(held, (stranger.info.backend_pid,)).fetchone() == (32,)
     writer = connect("app_writer")
@@ -436,7 +436,7 @@ def test_a_stranger_holding_the_advisory_keys_of_every_shard_blocks_no_write(db,
     assert rows(db) == 1
     oid = db.execute("SELECT 'public.notes'::regclass::oid").fetchone()[0]
     assert db.execute("SELECT key, sum(count) FROM audit.rate_counters GROUP BY key ORDER BY key").fetchall() == [
-        ("operation:login:10.0.0.7", 1), (f"table:{oid}:user:::writer", 1)]
+        ("operation:login:60:10.0.0.7", 1), (f"table:{oid}:user:::writer", 1)]
     assert db.execute(held, (stranger.info.backend_pid,)).fetchone() == (32,)  # held all along
     # Nor can it hold a counter row: only the owner role may lock them.
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -494,7 +494,7 @@ def test_counters_whose_windows_passed_are_purged_and_keys_are_bounded(db, conne
         writer.execute("SELECT audit.purge_rate_counters()")
     assert maintainer.execute("SELECT audit.purge_rate_counters()").fetchone() == (50,)
     assert sorted(k for (k,) in db.execute("SELECT key FROM audit.rate_counters")) == [
-        "operation:api.call:hourly", "operation:api.call:live"]
+        "operation:api.call:1:live", "operation:api.call:3600:hourly"]
     # A table's key is made of the tenant and actor the session names: bounded too.
     enable_rate_limit(maintainer, notes, per_user_per_minute=5, per_tenant_per_minute=None)
     with pytest.raises(psycopg.Error) as refused, audit_context(writer, tenant_id="t" * 600, actor_id="a" * 600):
@@ -539,3 +539,21 @@ def test_every_caller_of_rate_take_plans_it_with_sequential_scans_off(db):
         assert "enable_seqscan=off" in (config or []), name
     assert db.execute("SELECT proconfig FROM pg_proc WHERE oid = 'audit._rate_take(text, integer, integer)'"
                       "::regprocedure").fetchone() == (None,)
+
+
+def test_one_operation_limited_per_minute_and_per_hour_counts_against_both(db, connect):
+    """Two calls for one operation and key, each with its own window (8 a minute, 5 an hour), shared one
+    counter row, and each call restarted the window of the other's length: neither limit held."""
+    writer = connect("app_writer")
+    admitted = 0
+    for _ in range(20):
+        try:
+            rate_limit(writer, "login", "10.0.0.9", 8, window_seconds=60)
+            rate_limit(writer, "login", "10.0.0.9", 5, window_seconds=3600)
+            admitted += 1
+        except RateLimited:
+            pass
+    assert admitted == 5  # the hour's limit, the tighter here (20 before)
+    counted = dict(db.execute("SELECT key, sum(count) FROM audit.rate_counters GROUP BY key").fetchall())
+    assert counted.keys() == {"operation:login:60:10.0.0.9", "operation:login:3600:10.0.0.9"}
+    assert counted["operation:login:3600:10.0.0.9"] == 5
