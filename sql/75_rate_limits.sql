@@ -168,7 +168,13 @@ SET enable_seqscan = off
 AS $$
 DECLARE
     l @schema@.rate_limits;
-    actor text := coalesce(@schema@._context('actor_id'), @schema@._db_role());
+    -- Who is counted: the actor the session names, of the type it names ('user' unless), else the
+    -- database role, a kind apart: an end user whose chosen id is the application's role name is not
+    -- the application's own jobs. Each part is the writer's text: a length before each that is not
+    -- the last (below, the tenant's too), else a ':' in one would make two users one.
+    who text := CASE WHEN @schema@._context('actor_id') IS NULL THEN 'db_role:' || @schema@._db_role()
+                     ELSE format('%s:%s:%s', char_length(coalesce(@schema@._context('actor_type'), 'user')),
+                                 coalesce(@schema@._context('actor_type'), 'user'), @schema@._context('actor_id')) END;
     tenant text := @schema@._context('tenant_id');
     wait_ms bigint;
 BEGIN
@@ -181,14 +187,11 @@ BEGIN
         RETURN NULL;
     END IF;
     IF l.per_user IS NOT NULL THEN
-        -- The tenant's length before it: tenant and actor are both the writer's text, and joined by a
-        -- separator alone, tenant 'org' with actor 'acme:alice' and tenant 'org:acme' with actor
-        -- 'alice' would be one user, using up each other's limit.
-        wait_ms := @schema@._rate_take(format('table:%s:user:%s:%s:%s', l.target, char_length(tenant), tenant, actor),
+        wait_ms := @schema@._rate_take(format('table:%s:user:%s:%s:%s', l.target, char_length(tenant), tenant, who),
                                        l.per_user, l.window_seconds);
         IF wait_ms IS NOT NULL THEN
-            PERFORM @schema@._rate_refuse(format('user %s on %s', actor, l.target::oid::regclass), l.per_user,
-                                          l.window_seconds, wait_ms);
+            PERFORM @schema@._rate_refuse(format('user %s on %s', coalesce(@schema@._context('actor_id'), @schema@._db_role()),
+                                                 l.target::oid::regclass), l.per_user, l.window_seconds, wait_ms);
         END IF;
     END IF;
     IF l.per_tenant IS NOT NULL AND tenant IS NOT NULL THEN

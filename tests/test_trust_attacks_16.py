@@ -235,6 +235,27 @@ def test_per_user_counters_of_two_users_are_never_one_counter(db, connect):
     assert len(keys) == 2, keys
 
 
+
+@pytest.mark.parametrize("first, second", [
+    ({}, {"actor_id": "app_writer"}),  # the application's role, and an end user who chose its name
+    ({"actor_type": "service", "actor_id": "x"}, {"actor_id": "x"}),  # two kinds of actor, one id
+    ({"actor_type": "a:b", "actor_id": "c"}, {"actor_type": "a", "actor_id": "b:c"}),
+])
+def test_per_user_counters_of_actors_of_two_kinds_are_never_one_counter(db, connect, first, second):
+    """The user counted was the actor id the session names, else the database role: an end user whose
+    chosen id is the application's role name shared the counter of the application's own writes
+    (made with no actor named), and so did actors of two types with one id."""
+    limited_notes(db, connect, 3)
+    one = connect("app_writer")
+    _ctx(one, tenant_id="org", **first)
+    for _ in range(3):
+        one.execute("INSERT INTO public.notes (body) VALUES ('1')")
+    other = connect("app_writer")
+    _ctx(other, tenant_id="org", **second)
+    other.execute("INSERT INTO public.notes (body) VALUES ('2')")  # PA009 here: one counter for both
+    assert _count(db, "SELECT count(DISTINCT key) FROM audit.rate_counters") == 2
+    assert _count(db, "SELECT sum(count) FROM audit.rate_counters") == 4
+
 # --- 3. The restore's lookup of blocks by the batch's range ---------------------------------------
 
 @pytest.fixture
