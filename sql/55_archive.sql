@@ -193,24 +193,35 @@ BEGIN
         RAISE EXCEPTION 'archive batch % holds % events, not %', batch_id, b.event_count, cardinality(events)
             USING ERRCODE = 'PA005';
     END IF;
-    -- Each event its own seq, within the batch's: the restore's refusal, not a constraint of
-    -- restored_events on the way (an event outside the batch finds no block below).
+    -- Whatever is given, the refusal is the restore's own (PA005), never a cast or a constraint of
+    -- restored_events met on the way. First, each event a seq of its own: a whole number within the
+    -- batch's (an event outside the batch would find no block below).
     IF EXISTS (SELECT 1 FROM unnest(events) AS e
-                WHERE CASE WHEN e ->> 'seq' ~ '^[0-9]{1,18}$'
-                           THEN (e ->> 'seq')::bigint NOT BETWEEN b.first_seq AND b.last_seq ELSE true END)
-       OR (SELECT count(DISTINCT e ->> 'seq') FROM unnest(events) AS e) < cardinality(events) THEN
+                WHERE CASE WHEN jsonb_typeof(e -> 'seq') = 'number'
+                           THEN (e -> 'seq')::numeric NOT BETWEEN b.first_seq AND b.last_seq OR (e -> 'seq')::numeric % 1 <> 0
+                           ELSE true END) THEN
+        RAISE EXCEPTION 'the events given are not those of archive batch %: each must have a seq of its own from % to %',
+                        batch_id, b.first_seq, b.last_seq USING ERRCODE = 'PA005';
+    END IF;
+    IF (SELECT count(DISTINCT (e -> 'seq')::numeric) FROM unnest(events) AS e) < cardinality(events) THEN
         RAISE EXCEPTION 'the events given are not those of archive batch %: each must have a seq of its own from % to %',
                         batch_id, b.first_seq, b.last_seq USING ERRCODE = 'PA005';
     END IF;
     DELETE FROM @schema@.restored_events r WHERE r.batch_id = batch_id;
-    INSERT INTO @schema@.restored_events (batch_id, seq, block_no, tenant_id, kind, occurred_at, event)
-    SELECT batch_id, (e ->> 'seq')::bigint,
-           -- Among the batch's own blocks, by the primary key: blocks has no index on its seqs, and a
-           -- scan of every block ever sealed, for each event, took seconds a batch.
-           (SELECT x.block_no FROM @schema@.blocks x WHERE x.block_no BETWEEN b.first_block AND b.last_block
-               AND (e ->> 'seq')::bigint BETWEEN x.first_seq AND x.last_seq),
-           e ->> 'tenant_id', e ->> 'kind', (e ->> 'occurred_at')::timestamptz, e
-      FROM unnest(events) AS e;
+    BEGIN
+        INSERT INTO @schema@.restored_events (batch_id, seq, block_no, tenant_id, kind, occurred_at, event)
+        SELECT batch_id, (e -> 'seq')::bigint,
+               -- Among the batch's own blocks, by the primary key: blocks has no index on its seqs, and a
+               -- scan of every block ever sealed, for each event, took seconds a batch.
+               (SELECT x.block_no FROM @schema@.blocks x WHERE x.block_no BETWEEN b.first_block AND b.last_block
+                   AND (e -> 'seq')::bigint BETWEEN x.first_seq AND x.last_seq),
+               e ->> 'tenant_id', e ->> 'kind', (e ->> 'occurred_at')::timestamptz, e
+          FROM unnest(events) AS e;
+    EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+        -- A kind missing, a time that is none: lines the sealer never wrote (its own hash no longer
+        -- matters).
+        RAISE EXCEPTION 'the events given are not those of archive batch %: %', batch_id, SQLERRM USING ERRCODE = 'PA005';
+    END;
     GET DIAGNOSTICS n = ROW_COUNT;
     -- What readers will take for archived history must be it: each block's lines hash to the
     -- events_hash the chain holds (a line is the jsonb text of its event: docs/canonical-form.md).

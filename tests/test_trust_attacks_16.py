@@ -220,7 +220,7 @@ def test_a_full_and_a_busy_shard_refuse_with_a_retry_the_window_bounds(db, conne
 
 
 def test_per_user_counters_of_two_users_are_never_one_counter(db, connect):
-    """The per-user key is format('table:%s:user:%s:%s', table, tenant, actor): tenant 'org' with actor
+    """The per-user key was format('table:%s:user:%s:%s', table, tenant, actor): tenant 'org' with actor
     'acme:alice' and tenant 'org:acme' with actor 'alice' are two users; one must not use up the other's
     limit (or, the other way, each must not get a second allowance by choosing the split)."""
     limited_notes(db, connect, 3)
