@@ -185,6 +185,8 @@ AS $$
 DECLARE
     b @schema@.archive_batches;
     n integer;
+    block_nos bigint[];
+    first_seqs bigint[];
 BEGIN
     SELECT * INTO b FROM @schema@.archive_batches x WHERE x.batch_id = batch_id;
     IF NOT FOUND OR b.state = 'planned' THEN
@@ -208,13 +210,16 @@ BEGIN
                         batch_id, b.first_seq, b.last_seq USING ERRCODE = 'PA005';
     END IF;
     DELETE FROM @schema@.restored_events r WHERE r.batch_id = batch_id;
+    -- Each event's block found among the batch's own, read once, by a binary search of their first
+    -- seqs: blocks has no index on its seqs, and a scan of every block ever sealed for each event took
+    -- seconds a batch; a scan of the batch's for each, as many events times as many blocks (a batch
+    -- of small blocks, where the worker sealed a few events a round).
+    SELECT array_agg(x.block_no ORDER BY x.block_no), array_agg(x.first_seq ORDER BY x.block_no)
+      INTO block_nos, first_seqs
+      FROM @schema@.blocks x WHERE x.block_no BETWEEN b.first_block AND b.last_block;
     BEGIN
         INSERT INTO @schema@.restored_events (batch_id, seq, block_no, tenant_id, kind, occurred_at, event)
-        SELECT batch_id, (e -> 'seq')::bigint,
-               -- Among the batch's own blocks, by the primary key: blocks has no index on its seqs, and a
-               -- scan of every block ever sealed, for each event, took seconds a batch.
-               (SELECT x.block_no FROM @schema@.blocks x WHERE x.block_no BETWEEN b.first_block AND b.last_block
-                   AND (e -> 'seq')::bigint BETWEEN x.first_seq AND x.last_seq),
+        SELECT batch_id, (e -> 'seq')::bigint, block_nos[width_bucket((e -> 'seq')::bigint, first_seqs)],
                e ->> 'tenant_id', e ->> 'kind', (e ->> 'occurred_at')::timestamptz, e
           FROM unnest(events) AS e;
     EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
@@ -225,11 +230,13 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     -- What readers will take for archived history must be it: each block's lines hash to the
     -- events_hash the chain holds (a line is the jsonb text of its event: docs/canonical-form.md).
+    -- (The batch's events read once, grouped by block.)
     IF EXISTS (SELECT 1 FROM @schema@.blocks x
-                   WHERE x.block_no BETWEEN b.first_block AND b.last_block
-                     AND x.events_hash IS DISTINCT FROM (
-                         SELECT sha256(string_agg(sha256(convert_to(r.event::text, 'UTF8')), ''::bytea ORDER BY r.seq))
-                           FROM @schema@.restored_events r WHERE r.batch_id = batch_id AND r.block_no = x.block_no)) THEN
+                 LEFT JOIN (SELECT r.block_no,
+                                   sha256(string_agg(sha256(convert_to(r.event::text, 'UTF8')), ''::bytea ORDER BY r.seq)) AS hash
+                              FROM @schema@.restored_events r WHERE r.batch_id = batch_id GROUP BY r.block_no) g
+                        ON g.block_no = x.block_no
+                WHERE x.block_no BETWEEN b.first_block AND b.last_block AND x.events_hash IS DISTINCT FROM g.hash) THEN
         RAISE EXCEPTION 'the events given are not those of archive batch %: they do not hash to its blocks', batch_id
             USING ERRCODE = 'PA005';
     END IF;

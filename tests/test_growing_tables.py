@@ -50,21 +50,28 @@ def scans_off(connect: Connect, role: str) -> psycopg.Connection:
 def test_a_restore_finds_each_events_block_among_its_batchs_blocks(db: psycopg.Connection, connect: Connect,
                                                                    tmp_path: Path) -> None:
     """Each restored event's block was looked up by its seq among every block ever sealed, with no
-    index on the blocks' seqs: a scan of the blocks for each event, seconds a batch."""
-    sealed_blocks(db, 4)
-    db.execute("SELECT audit.set_archive_settings('90 days', 10, NULL)")
+    index on the blocks' seqs: a scan of the blocks for each event, seconds a batch. Then among the
+    batch's own blocks, still for each event, and each block's hash checked over all of the batch's
+    events: as many reads as events times blocks, for a batch of small blocks (here 84 block rows and
+    80 restored rows for 20 events in 4 blocks)."""
+    sealed_blocks(db, 8)
+    db.execute("SELECT audit.set_archive_settings('90 days', 20, NULL)")
     private = Ed25519PrivateKey.generate()
     keys = Keys(signing_key=private, public_key=private.public_key(), hmac_key=os.urandom(32))
     target = open_target(f"file://{tmp_path}/archive")
     run = archiving.archive(connect("app_maintainer"), target, keys, older_than=DUE, max_batches=2)
-    assert [b.batch_id for b in run.batches] == ["blocks-000000000001-000000000002", "blocks-000000000003-000000000004"]
+    assert [b.batch_id for b in run.batches] == ["blocks-000000000001-000000000004", "blocks-000000000005-000000000008"]
     restorer = scans_off(connect, "app_maintainer")
-    assert archiving.restore_batch(restorer, target, run.batches[1].batch_id) == 10
-    scans, _ = read_so_far(restorer, "audit.blocks")
+    assert archiving.restore_batch(restorer, target, run.batches[1].batch_id) == 20
+    block_scans, block_rows = read_so_far(restorer, "audit.blocks")
+    restored_scans, restored_rows = read_so_far(restorer, "audit.restored_events")
     restorer.commit()
-    assert scans == 0
+    assert block_scans == restored_scans == 0
+    assert block_rows <= 2 * 4 and restored_rows <= 20, (block_rows, restored_rows)
     assert db.execute("SELECT min(seq), max(seq), min(block_no), max(block_no), count(*)"
-                      " FROM audit.restored_events").fetchone() == (11, 20, 3, 4, 10)
+                      " FROM audit.restored_events").fetchone() == (21, 40, 5, 8, 20)
+    assert db.execute("SELECT (seq - 21) / 5, array_agg(DISTINCT block_no) FROM audit.restored_events"
+                      " GROUP BY 1 ORDER BY 1").fetchall() == [(0, [5]), (1, [6]), (2, [7]), (3, [8])]
 
 
 def test_planning_an_archive_batch_and_pruning_pass_over_the_deleted_batches(db: psycopg.Connection,
