@@ -11,18 +11,9 @@ import json
 import psycopg
 import pytest
 from test_trust_attacks_14 import limited_notes
-from test_trust_attacks_16 import _restore, two_batches  # noqa: F401  (a fixture)
+from test_trust_attacks_16 import _count, _ctx, _restore, two_batches  # noqa: F401  (a fixture)
 
 from pgaudit_py import enable_tracking
-
-
-def _count(db, sql: str, args=None) -> int:
-    return int(db.execute(sql, args).fetchone()[0])
-
-
-def _ctx(conn, **settings: str) -> None:
-    for name, value in settings.items():
-        conn.execute("SELECT set_config(%s, %s, false)", ("pgaudit_py." + name, value))
 
 
 def _insert(conn) -> str | None:
@@ -75,6 +66,22 @@ def test_no_two_principals_of_the_log_share_a_per_user_counter(db, connect):
     assert _count(db, "SELECT sum(count) FROM audit.rate_counters") == len(PRINCIPALS)
 
 
+def _three_then_one(db, connect, first: dict[str, str], second: dict[str, str]) -> tuple[str | None, list]:
+    """Three writes on public.notes (tracked, 3 per user) in a session naming `first`, then one naming
+    `second`: that write's SQLSTATE (None when admitted), and the distinct users the log recorded."""
+    limited_notes(db, connect, 3)
+    enable_tracking(connect("app_maintainer"), "public.notes")
+    one = connect("app_writer")
+    _ctx(one, **first)
+    for _ in range(3):
+        assert _insert(one) is None
+    other = connect("app_writer")
+    _ctx(other, **second)
+    got = _insert(other)
+    return got, db.execute("SELECT DISTINCT tenant_id, actor_type, actor_id, db_role FROM audit.event_intake"
+                           " WHERE kind LIKE 'public.notes.%'").fetchall()
+
+
 @pytest.mark.parametrize("first, second", [
     ({}, {"actor_type": "db_role", "actor_id": "app_writer"}),  # the log records both as (db_role, app_writer)
     ({"actor_id": "x"}, {"actor_type": "user", "actor_id": "x"}),
@@ -85,17 +92,7 @@ def test_writes_the_log_records_as_one_user_share_one_counter(db, connect, first
     """Two sessions whose writes the log records with one (tenant, actor_type, actor_id, db_role) are one
     user: the second must not get a fresh allowance (a writer splitting its own writes while staying,
     on the record, the same user)."""
-    limited_notes(db, connect, 3)
-    enable_tracking(connect("app_maintainer"), "public.notes")
-    one = connect("app_writer")
-    _ctx(one, **first)
-    for _ in range(3):
-        assert _insert(one) is None
-    other = connect("app_writer")
-    _ctx(other, **second)
-    got = _insert(other)
-    recorded = db.execute("SELECT DISTINCT tenant_id, actor_type, actor_id, db_role FROM audit.event_intake"
-                          " WHERE kind LIKE 'public.notes.%'").fetchall()
+    got, recorded = _three_then_one(db, connect, first, second)
     assert len(recorded) == 1, recorded  # one user, on the record
     assert got == "PA009", (got, recorded, db.execute("SELECT array_agg(key) FROM audit.rate_counters").fetchone()[0])
 
@@ -105,17 +102,7 @@ def test_writes_the_log_records_as_one_user_share_one_counter(db, connect, first
     ({"actor_type": "service"}, {"actor_type": "batch"}),
 ])
 def test_writes_the_log_records_as_two_users_do_not_share_a_counter(db, connect, first, second):
-    limited_notes(db, connect, 3)
-    enable_tracking(connect("app_maintainer"), "public.notes")
-    one = connect("app_writer")
-    _ctx(one, **first)
-    for _ in range(3):
-        assert _insert(one) is None
-    other = connect("app_writer")
-    _ctx(other, **second)
-    got = _insert(other)
-    recorded = db.execute("SELECT DISTINCT tenant_id, actor_type, actor_id, db_role FROM audit.event_intake"
-                          " WHERE kind LIKE 'public.notes.%'").fetchall()
+    got, recorded = _three_then_one(db, connect, first, second)
     keys = db.execute("SELECT array_agg(key) FROM audit.rate_counters").fetchone()[0]
     assert got is None, (got, recorded, keys)  # PA009 here: (service, NULL) counted as the database role
     assert len(recorded) == 2, recorded
