@@ -188,7 +188,9 @@ DECLARE
     block_nos bigint[];
     first_seqs bigint[];
 BEGIN
-    SELECT * INTO b FROM @schema@.archive_batches x WHERE x.batch_id = batch_id;
+    -- Locked: a second restore of the batch waits for the first to end, then replaces its rows
+    -- (without the lock it met the first's rows in the primary key, refused as if forged).
+    SELECT * INTO b FROM @schema@.archive_batches x WHERE x.batch_id = batch_id FOR UPDATE;
     IF NOT FOUND OR b.state = 'planned' THEN
         RAISE EXCEPTION 'no recorded archive batch %', coalesce(batch_id, 'NULL') USING ERRCODE = 'PA005';
     ELSIF cardinality(events) IS DISTINCT FROM b.event_count THEN
