@@ -172,6 +172,7 @@ AS $$
 DECLARE
     l @schema@.rate_limits;
     actor text := @schema@._context('actor_id');
+    actor_type text := @schema@._context('actor_type');
     tenant text := @schema@._context('tenant_id');
     wait_ms bigint;
 BEGIN
@@ -187,13 +188,17 @@ BEGIN
         -- Who is counted: the user the log records (_record, the capture), within the tenant: the actor
         -- type and id the session names, the type 'user' unless named, and with neither, the database
         -- role as type 'db_role' (an end user whose chosen id is the application's role name is not
-        -- the application's own jobs). As an array's text, which quotes what would make two users one
-        -- ('org' with 'acme:alice', 'org:acme' with 'alice'); a format() of the parts with their
-        -- lengths cost a limited write 15,000 instructions more (each node of a PL/pgSQL expression is
-        -- set up again in every transaction).
+        -- the application's own jobs). The type 'db_role' comes with the role the database vouches
+        -- for, which the log records beside it: another role claiming it spends no allowance of the
+        -- role it names. As an array's text, which quotes what would make two users one ('org' with
+        -- 'acme:alice', 'org:acme' with 'alice'); a format() of the parts with their lengths cost a
+        -- limited write 15,000 instructions more (each node of a PL/pgSQL expression is set up again
+        -- in every transaction).
         wait_ms := @schema@._rate_take(format('table:%s:user:%s', l.target, ARRAY[tenant,
-                                                  coalesce(@schema@._context('actor_type'), CASE WHEN actor IS NULL THEN 'db_role' ELSE 'user' END),
-                                                  coalesce(actor, CASE WHEN @schema@._context('actor_type') IS NULL THEN @schema@._db_role() END)]::text),
+                                                  coalesce(actor_type, CASE WHEN actor IS NULL THEN 'db_role' ELSE 'user' END),
+                                                  coalesce(actor, CASE WHEN actor_type IS NULL THEN @schema@._db_role() END),
+                                                  CASE WHEN coalesce(actor_type, CASE WHEN actor IS NULL THEN 'db_role' END) = 'db_role'
+                                                       THEN @schema@._db_role() END]::text),
                                        l.per_user, l.window_seconds);
         IF wait_ms IS NOT NULL THEN
             PERFORM @schema@._rate_refuse(format('user %s on %s', coalesce(actor, @schema@._db_role()), l.target::oid::regclass),

@@ -425,7 +425,7 @@ def test_a_stranger_holding_the_advisory_keys_of_every_shard_blocks_no_write(db,
     that may connect can take any advisory lock: holding all sixteen refused every limited write."""
     enable_rate_limit(maintainer, notes, per_user_per_minute=60, per_tenant_per_minute=None)
     stranger.execute("SELECT pg_advisory_lock(hashtext(format('table:%s:user:%s', 'public.notes'::regclass::oid,"
-                     " '{NULL,user,writer}')), s) FROM generate_series(0, 15) s")
+                     " '{NULL,user,writer,NULL}')), s) FROM generate_series(0, 15) s")
     stranger.execute("SELECT pg_advisory_lock(hashtext('operation:login:60:10.0.0.7'), s) FROM generate_series(0, 15) s")
     held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s"
     assert db.execute(held, (stranger.info.backend_pid,)).fetchone() == (32,)
@@ -436,7 +436,7 @@ def test_a_stranger_holding_the_advisory_keys_of_every_shard_blocks_no_write(db,
     assert rows(db) == 1
     oid = db.execute("SELECT 'public.notes'::regclass::oid").fetchone()[0]
     assert db.execute("SELECT key, sum(count) FROM audit.rate_counters GROUP BY key ORDER BY key").fetchall() == [
-        ("operation:login:60:10.0.0.7", 1), (f"table:{oid}:user:{{NULL,user,writer}}", 1)]
+        ("operation:login:60:10.0.0.7", 1), (f"table:{oid}:user:{{NULL,user,writer,NULL}}", 1)]
     assert db.execute(held, (stranger.info.backend_pid,)).fetchone() == (32,)  # held all along
     # Nor can it hold a counter row: only the owner role may lock them.
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
