@@ -188,8 +188,11 @@ DECLARE
     block_nos bigint[];
     first_seqs bigint[];
 BEGIN
-    -- Locked: a second restore of the batch waits for the first to end, then replaces its rows
-    -- (without the lock it met the first's rows in the primary key, refused as if forged).
+    -- The batch's row locked before its restored events (drop_restored_batch, the same: one lock
+    -- order; a drop and a reload in one transaction beside a restore deadlocked): a second restore
+    -- of the batch waits for the first to end, then replaces its rows. A lock, not a write of the
+    -- row, which would hold up the archiver's planning and pruning (they lock the table) for as long
+    -- as a maintainer keeps a restore's transaction open.
     SELECT * INTO b FROM @schema@.archive_batches x WHERE x.batch_id = batch_id FOR UPDATE;
     IF NOT FOUND OR b.state = 'planned' THEN
         RAISE EXCEPTION 'no recorded archive batch %', coalesce(batch_id, 'NULL') USING ERRCODE = 'PA005';
@@ -224,7 +227,13 @@ BEGIN
         SELECT batch_id, (e -> 'seq')::bigint, block_nos[width_bucket((e -> 'seq')::bigint, first_seqs)],
                e ->> 'tenant_id', e ->> 'kind', (e ->> 'occurred_at')::timestamptz, e
           FROM unnest(events) AS e;
-    EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+    EXCEPTION WHEN unique_violation THEN
+        -- The seqs given are distinct, and every row of the batch this snapshot sees is deleted above:
+        -- a concurrent restore's rows, committed after this transaction's snapshot was taken
+        -- (REPEATABLE READ or above). Retryable, not forged.
+        RAISE EXCEPTION 'archive batch % was restored by another transaction meanwhile; try again', batch_id
+            USING ERRCODE = 'serialization_failure';
+    WHEN data_exception OR integrity_constraint_violation THEN
         -- A kind missing, a time that is none: lines the sealer never wrote (its own hash no longer
         -- matters).
         RAISE EXCEPTION 'the events given are not those of archive batch %: %', batch_id, SQLERRM USING ERRCODE = 'PA005';
@@ -260,6 +269,9 @@ AS $$
 DECLARE
     n integer;
 BEGIN
+    -- The batch's row locked first, as restore_archive_batch does: one lock order, and a drop beside
+    -- a reload waits for it, then (at READ COMMITTED) drops what it loaded.
+    PERFORM FROM @schema@.archive_batches x WHERE x.batch_id = drop_restored_batch.batch_id FOR UPDATE;
     DELETE FROM @schema@.restored_events r WHERE r.batch_id = drop_restored_batch.batch_id;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN  -- as loading it was (audit.archive_restored)
