@@ -54,14 +54,20 @@ PRINCIPALS = [
 ]
 
 
-def test_no_two_principals_of_the_log_share_a_per_user_counter(db, connect):
-    """Every principal above writes once: each one counter row (one per key, as the limit is 3)."""
+def each_writes_once(db, connect, principals: list[dict[str, str]]) -> list[str]:
+    """Each principal (the settings its session names) writes once on public.notes, limited to 3 per
+    user: the counter keys made."""
     limited_notes(db, connect, 3)
-    for p in PRINCIPALS:
+    for p in principals:
         w = connect("app_writer")
         _ctx(w, **p)
         assert _insert(w) is None, p
-    keys = db.execute("SELECT array_agg(key ORDER BY key) FROM audit.rate_counters").fetchone()[0]
+    return db.execute("SELECT array_agg(key ORDER BY key) FROM audit.rate_counters").fetchone()[0]
+
+
+def test_no_two_principals_of_the_log_share_a_per_user_counter(db, connect):
+    """Every principal above writes once: each one counter row (one per key, as the limit is 3)."""
+    keys = each_writes_once(db, connect, PRINCIPALS)
     assert len(keys) == len(PRINCIPALS), keys
     assert _count(db, "SELECT sum(count) FROM audit.rate_counters") == len(PRINCIPALS)
 
@@ -330,6 +336,21 @@ def _with(line: str, **changes) -> str:
 _DROP = object()
 
 
+def not_refused_as_forged(maintainer, batch: str, attempts: dict[str, list]) -> dict[str, str]:
+    """Each attempt restored as `batch`, each in a transaction of its own: those not refused with the
+    restore's own PA005, and what they got."""
+    bad = {}
+    for name, given in attempts.items():
+        try:
+            with maintainer.transaction():
+                _restore(maintainer, batch, given)
+            bad[name] = "restored"
+        except psycopg.Error as e:
+            if e.sqlstate != "PA005":
+                bad[name] = f"{e.sqlstate}: {str(e).splitlines()[0]}"
+    return bad
+
+
 def test_every_hostile_batch_is_refused_with_pa005_and_nothing_written(db, connect, two_batches):  # noqa: F811
     ids, lines = two_batches
     first, second = ids
@@ -372,15 +393,7 @@ def test_every_hostile_batch_is_refused_with_pa005_and_nothing_written(db, conne
         "one event too few": last,
         "no events": [],
     }
-    bad = {}
-    for name, given in attempts.items():
-        try:
-            with maintainer.transaction():
-                _restore(maintainer, second, given)
-            bad[name] = "restored"
-        except psycopg.Error as e:
-            if e.sqlstate != "PA005":
-                bad[name] = f"{e.sqlstate}: {str(e).splitlines()[0]}"
+    bad = not_refused_as_forged(maintainer, second, attempts)
     with pytest.raises(psycopg.Error) as refused:
         maintainer.execute("SELECT audit.restore_archive_batch(%s, NULL)", (second,))
     assert refused.value.sqlstate == "PA005"

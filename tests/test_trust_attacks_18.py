@@ -16,7 +16,7 @@ import pytest
 from test_archive import DUE
 from test_trust_attacks_14 import limited_notes
 from test_trust_attacks_16 import _count, _ctx, _restore, two_batches  # noqa: F401  (a fixture)
-from test_trust_attacks_17 import _insert
+from test_trust_attacks_17 import _insert, each_writes_once, not_refused_as_forged
 
 from pgaudit_py import archive as archiving
 from pgaudit_py import enable_tracking, record, seal
@@ -110,16 +110,7 @@ def test_lines_the_batch_does_not_hold_are_refused_with_pa005(db, connect, two_b
         "seq just above a whole one": ok[:-1] + [_raw(ok[-1], "seq", f"{seqs[-1]}.000000000000000000000000001")],
         "a huge incompressible tenant": ok[:-1] + [json.dumps({**ev[-1], "tenant_id": __import__("os").urandom(60000).hex()})],
     }
-    bad = {}
-    for name, given in attempts.items():
-        try:
-            with maintainer.transaction():
-                _restore(maintainer, second, given)
-            bad[name] = "restored"
-        except psycopg.Error as e:
-            if e.sqlstate != "PA005":
-                bad[name] = f"{e.sqlstate}: {str(e).splitlines()[0]}"
-    print("NOT PA005:", json.dumps(bad, indent=1))
+    bad = not_refused_as_forged(maintainer, second, attempts)
     assert bad == {}, bad
     assert _count(db, "SELECT count(*) FROM audit.restored_events WHERE batch_id = %s", (second,)) == 0
     assert _count(db, "SELECT count(*) FROM audit.restored_events") == 10
@@ -213,6 +204,17 @@ def test_genuine_batches_of_uneven_blocks_and_of_one_block_restore_again_and_aft
     assert _count(db, "SELECT count(*) FROM audit.event_intake WHERE kind = 'audit.archive_restored'") == 3 * len(batches)
 
 
+def restore_committed(conn: psycopg.Connection, batch: str, lines: list[str]) -> int:
+    """restore_archive_batch in `conn`'s transaction, committed; rolled back when it raises."""
+    try:
+        n = _restore(conn, batch, lines)
+        conn.commit()
+        return n
+    except psycopg.Error:
+        conn.rollback()
+        raise
+
+
 def test_two_maintainers_restoring_one_batch_at_once_both_succeed(db, connect, two_batches):  # noqa: F811
     """Not an attack: the second restore of a genuine batch, waiting on the first's uncommitted rows,
     must not be refused as if its lines were not the batch's (nor fail with the primary key's error)."""
@@ -225,11 +227,9 @@ def test_two_maintainers_restoring_one_batch_at_once_both_succeed(db, connect, t
 
     def run():
         try:
-            got["b"] = _restore(b, second, lines[second])
-            b.commit()
+            got["b"] = restore_committed(b, second, lines[second])
         except psycopg.Error as e:
             got["b"] = f"{e.sqlstate}: {str(e).splitlines()[0]}"
-            b.rollback()
 
     t = threading.Thread(target=run)
     t.start()
@@ -273,12 +273,7 @@ ARRAY_PRINCIPALS = [
 
 
 def test_array_quoting_never_makes_two_principals_one_counter(db, connect):
-    limited_notes(db, connect, 3)
-    for p in ARRAY_PRINCIPALS:
-        w = connect("app_writer")
-        _ctx(w, **p)
-        assert _insert(w) is None, p
-    keys = db.execute("SELECT array_agg(key ORDER BY key) FROM audit.rate_counters").fetchone()[0]
+    keys = each_writes_once(db, connect, ARRAY_PRINCIPALS)
     assert len(keys) == len(ARRAY_PRINCIPALS), keys
 
 

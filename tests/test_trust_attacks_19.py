@@ -14,6 +14,7 @@ import pytest
 from test_trust_attacks_14 import limited_notes
 from test_trust_attacks_16 import _count, _ctx, _restore, two_batches  # noqa: F401  (a fixture)
 from test_trust_attacks_17 import _insert
+from test_trust_attacks_18 import restore_committed
 
 from pgaudit_py import enable_tracking
 
@@ -46,15 +47,7 @@ def test_a_second_restore_of_one_batch_under_repeatable_read_is_not_refused_as_f
     b.commit()
     assert _restore(a, second, lines[second]) == 10
 
-    def second_restore():
-        try:
-            n = _restore(b, second, lines[second])
-            b.commit()
-            return n
-        except psycopg.Error:
-            b.rollback()
-            raise
-    t, got = _in_thread(second_restore)
+    t, got = _in_thread(lambda: restore_committed(b, second, lines[second]))
     t.join(1.5)
     a.commit()
     t.join(30)
@@ -73,15 +66,7 @@ def test_a_drop_and_reload_in_one_transaction_beside_a_restore_does_not_deadlock
     b = connect("app_maintainer", autocommit=False)
     assert a.execute("SELECT audit.drop_restored_batch(%s)", (second,)).fetchone()[0] == 10
 
-    def restore_b():
-        try:
-            n = _restore(b, second, lines[second])
-            b.commit()
-            return n
-        except psycopg.Error:
-            b.rollback()
-            raise
-    t, got = _in_thread(restore_b)
+    t, got = _in_thread(lambda: restore_committed(b, second, lines[second]))
     time.sleep(1.0)
     try:
         got["a"] = _restore(a, second, lines[second])
