@@ -202,15 +202,14 @@ BEGIN
     END IF;
     -- Whatever is given, the refusal is the restore's own (PA005), never a cast or a constraint of
     -- restored_events met on the way. First, each event a seq of its own: a whole number within the
-    -- batch's (an event outside the batch would find no block below).
-    IF EXISTS (SELECT 1 FROM unnest(events) AS e
-                WHERE CASE WHEN jsonb_typeof(e -> 'seq') = 'number'
-                           THEN (e -> 'seq')::numeric NOT BETWEEN b.first_seq AND b.last_seq OR (e -> 'seq')::numeric % 1 <> 0
-                           ELSE true END) THEN
-        RAISE EXCEPTION 'the events given are not those of archive batch %: each must have a seq of its own from % to %',
-                        batch_id, b.first_seq, b.last_seq USING ERRCODE = 'PA005';
-    END IF;
-    IF (SELECT count(DISTINCT (e -> 'seq')::numeric) FROM unnest(events) AS e) < cardinality(events) THEN
+    -- batch's (an event outside the batch would find no block below). Only numbers are counted, and
+    -- any other seq is refused by the first test.
+    IF (SELECT bool_or(CASE WHEN jsonb_typeof(e -> 'seq') = 'number'
+                            THEN (e -> 'seq')::numeric NOT BETWEEN b.first_seq AND b.last_seq OR (e -> 'seq')::numeric % 1 <> 0
+                            ELSE true END)
+               OR count(DISTINCT CASE WHEN jsonb_typeof(e -> 'seq') = 'number' THEN (e -> 'seq')::numeric END)
+                  < cardinality(events)
+          FROM unnest(events) AS e) THEN
         RAISE EXCEPTION 'the events given are not those of archive batch %: each must have a seq of its own from % to %',
                         batch_id, b.first_seq, b.last_seq USING ERRCODE = 'PA005';
     END IF;
