@@ -557,3 +557,35 @@ def test_one_operation_limited_per_minute_and_per_hour_counts_against_both(db, c
     counted = dict(db.execute("SELECT key, sum(count) FROM audit.rate_counters GROUP BY key").fetchall())
     assert counted.keys() == {"operation:login:60:10.0.0.9", "operation:login:3600:10.0.0.9"}
     assert counted["operation:login:3600:10.0.0.9"] == 5
+
+
+def test_the_longest_user_the_log_records_is_counted_not_refused_for_its_key(db, connect, maintainer, notes):
+    """docs/rate-limits.md: a key has room for the longest tenant, actor type and id the log records
+    (256, 64 and 256 characters); each here of 4-byte characters, one of them quoted in the key."""
+    enable_rate_limit(maintainer, notes, per_user_per_minute=1, per_tenant_per_minute=None)
+    tenant, actor_type, actor_id = '"' + "\U0001f600" * 255, "\U0001f600" * 64, "\U0001f600" * 256
+    writer = connect("app_writer")
+    with audit_context(writer, tenant_id=tenant, actor_type=actor_type, actor_id=actor_id):
+        writer.execute("SELECT audit.record('app.checked')")  # the log takes this user
+        writer.execute("INSERT INTO notes (body) VALUES ('x')")
+    assert write(writer, tenant=tenant, user=actor_id) is None  # another type: another user
+    assert 2300 < db.execute("SELECT max(octet_length(key)) FROM audit.rate_counters").fetchone()[0] <= 2400
+    with pytest.raises(psycopg.Error) as full, \
+            audit_context(writer, tenant_id=tenant, actor_type=actor_type, actor_id=actor_id):
+        writer.execute("INSERT INTO notes (body) VALUES ('x')")
+    assert full.value.sqlstate == "PA009"
+    assert rows(db) == 2
+
+
+def test_counters_under_the_keys_of_the_release_before_count_for_nobody(db, connect, maintainer, notes):
+    """docs/rate-limits.md: counters named by tenant and actor id joined by ':' (the release before)
+    are not this release's users: an upgrade starts every per-user count afresh, and the old rows
+    pass with their windows."""
+    enable_rate_limit(maintainer, notes, per_user_per_minute=3, per_tenant_per_minute=None, window_seconds=600)
+    oid = db.execute("SELECT 'public.notes'::regclass::oid").fetchone()[0]
+    db.execute("""INSERT INTO audit.rate_counters (key, shard, window_no, count, prev_count, window_seconds)
+                  VALUES (%s, 0, floor(date_part('epoch', now()) / 600), 3, 3, 600)""", (f"table:{oid}:user:t1:u1",))
+    writer = connect("app_writer")
+    assert [write(writer) for _ in range(3)] == [None] * 3
+    assert write(writer) is not None
+    assert db.execute("SELECT count FROM audit.rate_counters WHERE key = %s", (f"table:{oid}:user:t1:u1",)).fetchone() == (3,)
