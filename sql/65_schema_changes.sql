@@ -145,7 +145,8 @@ DECLARE
     created oid[] := '{}';   -- triggers the command created: each checked on its own
     altered oid[] := '{}';   -- types the command changed: the tables made of them are recorded, and checked
     cast_created boolean := false;
-    columns_altered oid[] := '{}';  -- covered tables an ALTER TABLE changed: what their stored values read as may differ
+    columns_altered oid[] := '{}';  -- covered tables whose columns a command changed: what their stored values read as may differ
+    typed oid[];
     all_covered oid[] := ARRAY(SELECT @schema@._covered_tables());  -- once: every step below needs it
     covered oid[];
     changed_type oid;
@@ -159,10 +160,13 @@ BEGIN
         ELSIF cmd.classid = 'pg_trigger'::regclass THEN
             touched := touched || (SELECT g.tgrelid FROM pg_trigger g WHERE g.oid = cmd.objid);
         ELSIF cmd.classid = 'pg_class'::regclass THEN
+            -- A composite type altered (ALTER TYPE ... CASCADE): the tables typed by it, whose columns it
+            -- renames, adds and drops as an ALTER TABLE would.
+            typed := ARRAY(SELECT c.oid FROM pg_class t JOIN pg_class c ON c.reloftype = t.reltype
+                            WHERE t.oid = cmd.objid AND t.relkind = 'c');
             touched := touched || coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = cmd.objid), cmd.objid)
-                               -- a composite type altered (ALTER TYPE ... CASCADE): the tables typed by it
-                               || ARRAY(SELECT c.oid FROM pg_class t JOIN pg_class c ON c.reloftype = t.reltype
-                                         WHERE t.oid = cmd.objid AND t.relkind = 'c');
+                               || typed;
+            columns_altered := columns_altered || ARRAY(SELECT c FROM unnest(typed) c WHERE c = ANY (all_covered));
             -- Its row type, which another table's column may be made of (a composite type's, or a table's).
             altered := altered || ARRAY(SELECT t.reltype FROM pg_class t WHERE t.oid = cmd.objid AND t.reltype <> 0);
             IF cmd.command_tag = 'ALTER TABLE' AND cmd.objid = ANY (all_covered) THEN
@@ -193,8 +197,9 @@ BEGIN
     IF cast_created THEN
         touched := touched || all_covered;
     END IF;
-    -- A column renamed, dropped and added again, retyped without a rewrite (int to oid): the rows
-    -- read differently with no row event. Recorded, with the command.
+    -- A column renamed, dropped and added again, retyped without a rewrite (int to oid), by the table's
+    -- ALTER TABLE or its type's ALTER TYPE: the rows read differently with no row event. Recorded, with
+    -- the command.
     FOR rel IN SELECT DISTINCT unnest(columns_altered) LOOP
         PERFORM @schema@._record('audit.tracked_table_ddl', NULL, NULL, NULL, 'table', rel::regclass::text,
                                  @schema@._ddl_command() || jsonb_build_object('columns', @schema@._columns_now(rel)),
