@@ -7,7 +7,10 @@ RETURNS @schema@.api_token
 LANGUAGE sql
 IMMUTABLE
 AS $$
-    SELECT ROW(t.token_id, t.name, t.role, t.tenant_id, t.created_at, t.created_by, t.expires_at, t.revoked_at,
+    -- An expiry past the year 9999 ('infinity', which earlier releases took) shows as none, which is
+    -- what it means: a client's time type stops there (Python's datetime does).
+    SELECT ROW(t.token_id, t.name, t.role, t.tenant_id, t.created_at, t.created_by,
+               CASE WHEN t.expires_at < '9999-01-01 00:00:00+00' THEN t.expires_at END, t.revoked_at,
                t.revoked_by)::@schema@.api_token
 $$;
 COMMENT ON FUNCTION @schema@._token_shown(@schema@.api_tokens) IS 'A token row without its hash.';
@@ -56,6 +59,9 @@ BEGIN
         RAISE EXCEPTION 'tenant_id is 1 to 256 characters' USING ERRCODE = 'PA005';
     ELSIF create_api_token.expires_at <= now() THEN
         RAISE EXCEPTION 'expires_at is not in the future' USING ERRCODE = 'PA005';
+    ELSIF create_api_token.expires_at >= '9999-01-01 00:00:00+00' THEN  -- 'infinity' too
+        RAISE EXCEPTION 'expires_at is past the year 9999' USING ERRCODE = 'PA005',
+            HINT = 'Give no expiry for a token that never expires.';
     END IF;
     IF EXISTS (SELECT 1 FROM @schema@.api_tokens a WHERE a.name = create_api_token.name) THEN
         RAISE EXCEPTION 'a token named % exists already', pg_catalog.quote_literal(create_api_token.name)
