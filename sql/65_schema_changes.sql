@@ -132,6 +132,86 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._columns_now(oid) IS 'A table''s columns now: [[attnum, name, type], ...].';
 
+-- A type as it is after a schema change: what an enum's values, a composite's attributes, a domain's
+-- or a range's type beneath now read as, whatever the command's text says (a DO block may EXECUTE
+-- any string).
+CREATE OR REPLACE FUNCTION @schema@._type_now(typ oid)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
+AS $$
+    SELECT CASE t.typtype
+               WHEN 'e' THEN jsonb_build_object('labels', (SELECT jsonb_agg(e.enumlabel ORDER BY e.enumsortorder)
+                                                             FROM pg_enum e WHERE e.enumtypid = t.oid))
+               WHEN 'c' THEN jsonb_build_object('attributes', @schema@._columns_now(t.typrelid))
+               WHEN 'd' THEN jsonb_build_object('base', format_type(t.typbasetype, t.typtypmod))
+               WHEN 'r' THEN jsonb_build_object('subtype', (SELECT format_type(g.rngsubtype, NULL)
+                                                              FROM pg_range g WHERE g.rngtypid = t.oid))
+               ELSE '{}' END
+      FROM pg_type t WHERE t.oid = typ
+$$;
+COMMENT ON FUNCTION @schema@._type_now(oid) IS
+    'A type now: {"labels": [...]}, {"attributes": [[attnum, name, type], ...]}, {"base": ...} or {"subtype": ...}.';
+
+-- Records what a schema change did to covered tables without a row event: the covered tables whose
+-- columns it changed (audit.tracked_table_ddl, with their columns now), and each changed type that
+-- covered tables are made of (audit.tracked_type_altered, with the tables and the type now); each
+-- with the command. Returns the covered tables so reached, to be checked and regenerated.
+CREATE OR REPLACE FUNCTION @schema@._record_schema_change(columns_changed oid[], types_altered oid[],
+                                                          all_covered oid[])
+RETURNS oid[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    reached oid[] := '{}';
+    changed_type oid;
+    covered oid[];
+    rel oid;
+BEGIN
+    FOR changed_type, covered IN
+        SELECT x.typ, array_agg(DISTINCT c)
+          FROM unnest(all_covered) c, @schema@._column_types(c) x
+         WHERE cardinality(types_altered) > 0 AND x.typ = ANY (types_altered)
+         GROUP BY x.typ LOOP
+        reached := reached || covered;
+        PERFORM @schema@._record('audit.tracked_type_altered', NULL, NULL, NULL, 'type', changed_type::regtype::text,
+                                 jsonb_build_object('tables', (SELECT jsonb_agg(c::regclass::text ORDER BY c::regclass::text)
+                                                                 FROM unnest(covered) c),
+                                                    'now', @schema@._type_now(changed_type)) || @schema@._ddl_command(),
+                                 'success', NULL, NULL);
+    END LOOP;
+    FOR rel IN SELECT DISTINCT c FROM unnest(columns_changed) c WHERE c = ANY (all_covered)
+                                                               AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c) LOOP
+        PERFORM @schema@._record('audit.tracked_table_ddl', NULL, NULL, NULL, 'table', rel::regclass::text,
+                                 @schema@._ddl_command() || jsonb_build_object('columns', @schema@._columns_now(rel)),
+                                 'success', NULL, NULL);
+    END LOOP;
+    RETURN reached;
+END
+$$;
+COMMENT ON FUNCTION @schema@._record_schema_change(oid[], oid[], oid[]) IS
+    'Records audit.tracked_table_ddl for covered tables whose columns changed and audit.tracked_type_altered for '
+    'changed types covered tables are made of; returns the covered tables reached through the types.';
+
+-- The commands @schema@_ddl_end watches (sql/superuser/70_event_triggers.sql makes it from this
+-- list; status reports a trigger made from an earlier one). CREATE SCHEMA too: its commands (CREATE
+-- TABLE ... PARTITION OF a tracked table, say) run under its tag alone. Views' and materialized
+-- views' row types are composites a column may be made of: their renames and added columns change
+-- what stored values read as.
+CREATE OR REPLACE FUNCTION @schema@._ddl_end_tags()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT ARRAY['ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER MATERIALIZED VIEW', 'ALTER SCHEMA', 'ALTER TABLE',
+                 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER VIEW', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX',
+                 'CREATE SCHEMA', 'CREATE TABLE', 'CREATE TRIGGER', 'CREATE VIEW']
+$$;
+COMMENT ON FUNCTION @schema@._ddl_end_tags() IS 'The command tags the @schema@_ddl_end event trigger watches.';
+
 CREATE OR REPLACE FUNCTION @schema@._on_ddl_end()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -148,8 +228,6 @@ DECLARE
     columns_altered oid[] := '{}';  -- covered tables whose columns a command changed: what their stored values read as may differ
     typed oid[];
     all_covered oid[] := ARRAY(SELECT @schema@._covered_tables());  -- once: every step below needs it
-    covered oid[];
-    changed_type oid;
     root oid;
     rel oid;
     refreshed boolean := false;
@@ -166,10 +244,12 @@ BEGIN
                             WHERE t.oid = cmd.objid AND t.relkind = 'c');
             touched := touched || coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = cmd.objid), cmd.objid)
                                || typed;
-            columns_altered := columns_altered || ARRAY(SELECT c FROM unnest(typed) c WHERE c = ANY (all_covered));
-            -- Its row type, which another table's column may be made of (a composite type's, or a table's).
-            altered := altered || ARRAY(SELECT t.reltype FROM pg_class t WHERE t.oid = cmd.objid AND t.reltype <> 0);
-            IF cmd.command_tag = 'ALTER TABLE' AND cmd.objid = ANY (all_covered) THEN
+            columns_altered := columns_altered || typed;
+            -- Its row type, and those of the tables typed by it, which another table's column may be
+            -- made of (a composite type's, a table's, a view's).
+            altered := altered || ARRAY(SELECT t.reltype FROM pg_class t
+                                         WHERE (t.oid = cmd.objid OR t.oid = ANY (typed)) AND t.reltype <> 0);
+            IF cmd.command_tag = 'ALTER TABLE' THEN
                 columns_altered := columns_altered || cmd.objid;
             END IF;
         ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say
@@ -182,29 +262,13 @@ BEGIN
         END IF;
     END LOOP;
     -- A type that covered tables are made of changed what their values read as, with no row event:
-    -- recorded, with the command, and the tables checked and regenerated.
-    FOR changed_type, covered IN
-        SELECT x.typ, array_agg(DISTINCT c)
-          FROM unnest(all_covered) c, @schema@._column_types(c) x
-         WHERE cardinality(altered) > 0 AND x.typ = ANY (altered)
-         GROUP BY x.typ LOOP
-        touched := touched || covered;
-        PERFORM @schema@._record('audit.tracked_type_altered', NULL, NULL, NULL, 'type', changed_type::regtype::text,
-                                 jsonb_build_object('tables', (SELECT jsonb_agg(c::regclass::text ORDER BY c::regclass::text)
-                                                                 FROM unnest(covered) c)) || @schema@._ddl_command(),
-                                 'success', NULL, NULL);
-    END LOOP;
+    -- recorded, and the tables checked and regenerated. So is a column renamed, dropped and added
+    -- again, retyped without a rewrite (int to oid), by the table's ALTER TABLE or its type's ALTER
+    -- TYPE.
+    touched := touched || @schema@._record_schema_change(columns_altered, altered, all_covered);
     IF cast_created THEN
         touched := touched || all_covered;
     END IF;
-    -- A column renamed, dropped and added again, retyped without a rewrite (int to oid), by the table's
-    -- ALTER TABLE or its type's ALTER TYPE: the rows read differently with no row event. Recorded, with
-    -- the command.
-    FOR rel IN SELECT DISTINCT unnest(columns_altered) LOOP
-        PERFORM @schema@._record('audit.tracked_table_ddl', NULL, NULL, NULL, 'table', rel::regclass::text,
-                                 @schema@._ddl_command() || jsonb_build_object('columns', @schema@._columns_now(rel)),
-                                 'success', NULL, NULL);
-    END LOOP;
     -- A change to a table reaches the tables that inherit from it too (a column added, retyped).
     touched := ARRAY(SELECT DISTINCT d FROM unnest(touched) a, @schema@._capture_tables(a) d);
     FOR root IN SELECT DISTINCT (@schema@._tracking_of(a)).relid FROM unnest(touched) a LOOP
@@ -237,6 +301,7 @@ DECLARE
     gone record;
     t @schema@.tracked_tables;
     rel oid;
+    columns_dropped oid[];
 BEGIN
     FOR gone IN SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                  WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
@@ -254,6 +319,17 @@ BEGIN
                 WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
                   AND to_regprocedure(@schema@._capture_function(d.objid) || '()') IS NOT NULL) THEN
         PERFORM @schema@._drop_stale_captures();
+    END IF;
+    -- A command @schema@_ddl_end does not see (DROP TYPE, DOMAIN, FUNCTION, COLLATION, EXTENSION,
+    -- TABLE, SCHEMA ... CASCADE) may drop a covered table's column, and every row's value of it, or a
+    -- column of a composite type, table or view whose row type a covered table's column is made of:
+    -- recorded as @schema@_ddl_end records what the commands it sees do.
+    columns_dropped := ARRAY(SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+                              WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0);
+    IF cardinality(columns_dropped) > 0 AND TG_TAG <> ALL (@schema@._ddl_end_tags()) THEN
+        PERFORM @schema@._record_schema_change(
+            columns_dropped, ARRAY(SELECT c.reltype FROM pg_class c WHERE c.oid = ANY (columns_dropped) AND c.reltype <> 0),
+            ARRAY(SELECT @schema@._covered_tables()));
     END IF;
     -- A dropped column or key index changes what the remaining tables capture.
     FOR t IN SELECT * FROM @schema@.tracked_tables

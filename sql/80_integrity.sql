@@ -183,6 +183,11 @@ BEGIN
                    ('@schema@_function_roles'), ('@schema@_table_rewrite')) AS e(name)
       LEFT JOIN pg_event_trigger g ON g.evtname = e.name
      WHERE g.evtenabled IS DISTINCT FROM 'O';
+    RETURN QUERY
+    SELECT format('event trigger @schema@_ddl_end watches the commands of an earlier release: changes of tracked '
+                  'tables through the others are not recorded (run the installer as a superuser)')
+      FROM pg_event_trigger g
+     WHERE g.evtname = '@schema@_ddl_end' AND g.evttags IS DISTINCT FROM @schema@._ddl_end_tags();
     -- Every way capture can be off while a table is listed as tracked: a trigger missing, disabled,
     -- enabled for replicas only, replaced by another definition; a partition without them; the
     -- generated function changed.

@@ -626,14 +626,14 @@ def test_a_column_type_change_that_rewrites_rows_is_refused(db, connect, orders,
 
 def test_an_enum_value_renamed_under_a_tracked_table_is_recorded(db, connect, attacker):
     """Renaming an enum's value changes what every such row reads as, with no row event: the change
-    is recorded with its command."""
+    is recorded with its command and the labels after it."""
     attacker.execute("CREATE TYPE public.st AS ENUM ('pending', 'rejected');"
                      " CREATE TABLE public.claims (id int PRIMARY KEY, st public.st); INSERT INTO public.claims VALUES (1, 'rejected')")
     enable_tracking(connect("app_maintainer"), "public.claims")
     attacker.execute("ALTER TYPE public.st RENAME VALUE 'rejected' TO 'approved'")
     event = db.execute("SELECT target_type, target_id, payload FROM audit.events WHERE kind = 'audit.tracked_type_altered'"
                        ).fetchone()
-    assert event == ("type", "public.st", {"tables": ["public.claims"],
+    assert event == ("type", "public.st", {"tables": ["public.claims"], "now": {"labels": ["pending", "approved"]},
                                     "command": "ALTER TYPE public.st RENAME VALUE 'rejected' TO 'approved'"})
 
 

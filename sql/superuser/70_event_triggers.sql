@@ -7,12 +7,7 @@ BEGIN
     -- The triggers on ddl_command_end, each made from its one list of the commands it watches, and
     -- made again when that list changes.
     FOR w IN SELECT * FROM (VALUES
-            -- CREATE SCHEMA too: its commands (CREATE TABLE ... PARTITION OF a tracked table, say)
-            -- run under its tag alone.
-            ('@schema@_ddl_end',
-             ARRAY['ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SCHEMA', 'ALTER TABLE', 'ALTER TRIGGER', 'ALTER TYPE',
-                   'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX', 'CREATE SCHEMA', 'CREATE TABLE', 'CREATE TRIGGER'],
-             '@schema@._on_ddl_end'),
+            ('@schema@_ddl_end', @schema@._ddl_end_tags(), '@schema@._on_ddl_end'),
             -- Named to fire before @schema@_ddl_end, which checks what it did.
             ('@schema@_capture_partitions', ARRAY['ALTER TABLE', 'CREATE SCHEMA', 'CREATE TABLE'],
              '@schema@._cover_partitions')) AS t(name, tags, fn) LOOP
