@@ -27,6 +27,8 @@ from pgaudit_py.errors import (
     SecretIntegrityError,
     StorageError,
     UndeclaredSecret,
+    UnsupportedSession,
+    translated,
 )
 from pgaudit_py.events import (
     Event,
@@ -70,9 +72,9 @@ __all__ = [
     "InvalidTarget", "KeyFileError", "MasterKeyUnavailable", "MonthlyCount", "NotArchived", "ObjectTooLarge",
     "PgAuditError", "PrunePreview", "PruneResult", "RateLimit", "RateLimitBypassRefused", "RateLimited", "RowState",
     "SchemaViolation", "SealResult", "SealStatus", "SecretIntegrityError", "StorageError", "TrackedTable",
-    "UndeclaredSecret", "audit_context", "count_events", "disable_rate_limit", "disable_tracking",
+    "UndeclaredSecret", "UnsupportedSession", "audit_context", "count_events", "disable_rate_limit", "disable_tracking",
     "enable_rate_limit", "enable_tracking", "install", "list_events", "migrations_dir", "monthly_event_counts",
     "preview_prune", "prune_events", "rate_limit", "rate_limited", "rate_limits", "record", "record_refusal",
     "register_event_type", "row_as_of", "row_history", "row_state_as_of", "seal", "seal_status",
-    "set_operation_limit", "sql_dir", "status", "tracked_tables",
+    "set_operation_limit", "sql_dir", "status", "tracked_tables", "translated",
 ]

@@ -24,6 +24,7 @@ from pgaudit_py import (
     rate_limits,
     record_refusal,
     set_operation_limit,
+    translated,
 )
 from pgaudit_py.cli import cli
 
@@ -55,6 +56,24 @@ def write(conn, tenant="t1", user="u1") -> float | None:
 
 def rows(db) -> int:
     return int(db.execute("SELECT count(*) FROM notes").fetchone()[0])
+
+
+def test_a_refused_write_of_the_applications_own_raises_rate_limited_inside_translated(db, connect, maintainer,
+                                                                                      notes):
+    """The application's own statement is refused by PostgreSQL: psycopg raises its own error, with
+    SQLSTATE PA009; inside `with translated()` it is RateLimited, with the retry-after
+    (docs/rate-limits.md, "Refusal")."""
+    enable_rate_limit(maintainer, notes, per_user_per_minute=1, per_tenant_per_minute=None)
+    writer = connect("app_writer")
+    assert write(writer) is None
+    with pytest.raises(psycopg.Error) as raw, audit_context(writer, tenant_id="t1", actor_id="u1"):
+        writer.execute("INSERT INTO notes (body) VALUES ('x')")
+    assert raw.value.sqlstate == "PA009" and not isinstance(raw.value, RateLimited)
+    with pytest.raises(RateLimited) as refused, translated(), audit_context(writer, tenant_id="t1", actor_id="u1"):
+        writer.execute("INSERT INTO notes (body) VALUES ('x')")
+    assert 0 < refused.value.retry_after_ms <= 120_000 and not refused.value.recorded  # two windows at most
+    assert "user u1 on public.notes" in str(refused.value)
+    assert rows(db) == 1
 
 
 def test_exactly_the_limit_then_refusals_then_admission_again(db, connect, maintainer, notes):
