@@ -200,7 +200,7 @@ BEGIN
     RETURNING NULL, true, id, tenant_id, actor_type, actor_id, db_role, client_addr,
               application_name, kind, target_type, target_id, outcome, correlation_id,
               idempotency_key, txid, occurred_at, NULL, payload, schema_valid, row_before,
-              row_after, NULL, NULL, origin
+              row_after, NULL, NULL, origin, intake_id
     INTO v_event;
     RETURN v_event;
 END

@@ -25,9 +25,10 @@ def test_record_writes_one_pending_event_with_database_role_as_actor(db, connect
                    payload={"amount": 12.5, "note": "ünïcode"}, outcome="failure")
     assert event is not None and event.pending and event.seq is None
     row = db.execute("SELECT kind, actor_type, actor_id, db_role, application_name, target_type,"
-                     " target_id, payload, outcome, client_addr::text, id FROM audit.event_intake").fetchall()
+                     " target_id, payload, outcome, client_addr::text, id, intake_id FROM audit.event_intake").fetchall()
     assert row == [("order.refunded", "db_role", "app_writer", "app_writer", "shop", "order", "o-1",
-                    {"amount": 12.5, "note": "ünïcode"}, "failure", "127.0.0.1/32", event.id)]
+                    {"amount": 12.5, "note": "ünïcode"}, "failure", "127.0.0.1/32", event.id, event.intake_id)]
+    assert event.intake_id is not None
     assert counts() == (1, 0)
 
 
