@@ -542,6 +542,9 @@ def test_command_line_in_client_key_mode(db: psycopg.Connection, keys: Keys, tmp
     assert run("keygen", str(key_file))[0] == 2  # never overwrites a key
     env = {"PGAUDIT_MASTER_KEY": key_file.read_text()}
     assert run("init", env=env)[1] == "master key version 1 (client-supplied key) is active\n"
+    # Again with the key that is active: says so, registers nothing (docs/cli.md).
+    assert run("init", env=env)[:2] == (0, "master key version 1 (client-supplied key) is active\n")
+    assert db.execute("SELECT version, state FROM audit.master_keys").fetchall() == [(1, "active")]
     assert run("declare", "stripe.api_key", "Stripe secret key")[0] == 0
     code, _, err = run("put", "--tenant", "t1", "stripe.api_key", input="sk_live_1", env=env)
     assert code == 0 and "data key version 1" in err
