@@ -796,6 +796,15 @@ AS $$
         WHEN c.relkind NOT IN ('r', 'p') THEN 'it is not a table (a foreign table has no transition tables)'
         -- An unlogged table loses its rows in a crash (and on a standby), with no event.
         WHEN c.relpersistence <> 'p' THEN 'it is unlogged or temporary: its rows can vanish with no event'
+        -- A column of a temporary type (a session's own composite, a temporary view's row type), at
+        -- any depth, goes with every value when that session ends, where no event trigger fires.
+        WHEN EXISTS (SELECT 1 FROM @schema@._column_types(target) x JOIN pg_type y ON y.oid = x.typ
+                       JOIN pg_namespace n ON n.oid = y.typnamespace WHERE n.nspname ~ '^pg_temp_[0-9]+$') THEN
+             format('its columns are made of type %s, which is temporary: they would go, with every value, when its '
+                    'session ends, with no event',
+                    (SELECT format('%I.%I', n.nspname, y.typname) FROM @schema@._column_types(target) x
+                       JOIN pg_type y ON y.oid = x.typ JOIN pg_namespace n ON n.oid = y.typnamespace
+                      WHERE n.nspname ~ '^pg_temp_[0-9]+$' ORDER BY y.oid LIMIT 1))
         -- With a deferred key two rows can share a key until commit: events by key would mix them.
         WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = target AND i.indisprimary AND NOT i.indimmediate) THEN
              'its primary key is deferrable'

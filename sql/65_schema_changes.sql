@@ -171,11 +171,30 @@ DECLARE
     covered oid[];
     rel oid;
 BEGIN
+    -- From each changed type up to the covered tables made of it, by the dependencies PostgreSQL
+    -- keeps (indexed): a walk from the covered tables down (_column_types) would cost every DDL
+    -- command of the database as much as the largest type any table owner builds under them.
     FOR changed_type, covered IN
-        SELECT x.typ, array_agg(DISTINCT c)
-          FROM unnest(all_covered) c, @schema@._column_types(c) x
-         WHERE cardinality(types_altered) > 0 AND x.typ = ANY (types_altered)
-         GROUP BY x.typ LOOP
+        WITH RECURSIVE up(changed, typ) AS (
+            SELECT a, a FROM unnest(types_altered) a
+            UNION
+            SELECT u.changed, x.typ
+              FROM up u,
+                   LATERAL (-- a domain, an array, a range or a multirange over it
+                            SELECT d.objid FROM pg_depend d
+                             WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = u.typ
+                               AND d.classid = 'pg_type'::regclass
+                            UNION ALL
+                            -- the row type of a composite type, table or view with an attribute of it
+                            SELECT c.reltype FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+                             WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = u.typ
+                               AND d.classid = 'pg_class'::regclass AND d.objsubid > 0 AND c.reltype <> 0) AS x(typ)
+        )
+        SELECT u.changed, array_agg(DISTINCT d.objid)
+          FROM up u JOIN pg_depend d ON d.refclassid = 'pg_type'::regclass AND d.refobjid = u.typ
+                                    AND d.classid = 'pg_class'::regclass AND d.objsubid > 0
+         WHERE d.objid = ANY (all_covered)
+         GROUP BY u.changed LOOP
         reached := reached || covered;
         PERFORM @schema@._record('audit.tracked_type_altered', NULL, NULL, NULL, 'type', changed_type::regtype::text,
                                  jsonb_build_object('tables', (SELECT jsonb_agg(c::regclass::text ORDER BY c::regclass::text)
@@ -320,13 +339,16 @@ BEGIN
                   AND to_regprocedure(@schema@._capture_function(d.objid) || '()') IS NOT NULL) THEN
         PERFORM @schema@._drop_stale_captures();
     END IF;
-    -- A command @schema@_ddl_end does not see (DROP TYPE, DOMAIN, FUNCTION, COLLATION, EXTENSION,
-    -- TABLE, SCHEMA ... CASCADE) may drop a covered table's column, and every row's value of it, or a
-    -- column of a composite type, table or view whose row type a covered table's column is made of:
-    -- recorded as @schema@_ddl_end records what the commands it sees do.
+    -- A DROP ... CASCADE (of a type, domain, function, collation, extension, table, view, schema),
+    -- or any command's cascade (ALTER TABLE ... DROP COLUMN ... CASCADE dropping a view whose row
+    -- type a covered column is), may drop a covered table's column, and every row's value of it, or
+    -- a column of a composite type, table or view whose row type a covered table's column is made
+    -- of: recorded as @schema@_ddl_end records what the commands it sees do. The columns a command
+    -- @schema@_ddl_end sees names itself (ALTER TABLE ... DROP COLUMN) are its to record.
     columns_dropped := ARRAY(SELECT d.objid FROM pg_event_trigger_dropped_objects() d
-                              WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0);
-    IF cardinality(columns_dropped) > 0 AND TG_TAG <> ALL (@schema@._ddl_end_tags()) THEN
+                              WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0
+                                AND (NOT d.original OR TG_TAG <> ALL (@schema@._ddl_end_tags())));
+    IF cardinality(columns_dropped) > 0 THEN
         PERFORM @schema@._record_schema_change(
             columns_dropped, ARRAY(SELECT c.reltype FROM pg_class c WHERE c.oid = ANY (columns_dropped) AND c.reltype <> 0),
             ARRAY(SELECT @schema@._covered_tables()));
