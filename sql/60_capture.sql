@@ -773,6 +773,40 @@ $$;
 COMMENT ON FUNCTION @schema@._json_casts(oid) IS
     'Casts to json that to_jsonb would run on a table''s rows; trusted: its function is a superuser''s.';
 
+-- What a table's columns depend on that lives in a temporary schema, or NULL: by PostgreSQL's own
+-- record of dependencies (pg_depend), from the table, its generated columns' expressions and, at
+-- every relation reached (a composite type's, a typed table's, a row type's), theirs. When the session
+-- ends (or DISCARD TEMP) its schema is dropped with CASCADE, outside any command: the columns that
+-- depend on it go with their values, and no event trigger fires.
+CREATE OR REPLACE FUNCTION @schema@._temporary_dependency(target oid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE reached(classid, objid) AS (
+        SELECT 'pg_class'::regclass::oid, target
+        UNION
+        SELECT x.classid, x.objid
+          FROM reached r,
+               LATERAL (SELECT d.refclassid, d.refobjid FROM pg_depend d WHERE d.classid = r.classid AND d.objid = r.objid
+                        UNION ALL  -- a stand-alone composite type's relation depends on it, not it on that
+                        SELECT 'pg_class'::regclass::oid, y.typrelid FROM pg_type y
+                         WHERE r.classid = 'pg_type'::regclass AND y.oid = r.objid AND y.typrelid <> 0
+                        UNION ALL
+                        SELECT 'pg_attrdef'::regclass::oid, f.oid
+                          FROM pg_attrdef f JOIN pg_attribute a ON a.attrelid = f.adrelid AND a.attnum = f.adnum
+                         WHERE r.classid = 'pg_class'::regclass AND f.adrelid = r.objid AND a.attgenerated <> ''
+                       ) AS x(classid, objid)
+    )
+    SELECT o.type || ' ' || o.identity
+      FROM reached r, LATERAL pg_identify_object(r.classid, r.objid, 0) o
+     WHERE o.schema ~ '^pg_temp_[0-9]+$'
+     ORDER BY r.classid, r.objid LIMIT 1
+$$;
+COMMENT ON FUNCTION @schema@._temporary_dependency(oid) IS
+    'An object in a temporary schema that a table''s columns depend on (its description), or NULL.';
+
 -- Why a table cannot be part of a tracked tree (the tracked table itself, or one below it): NULL when
 -- it can. Only partitions are captured below a tracked table, and only tables: a statement on a
 -- plain inheritance parent changes its children's rows without firing their statement triggers
@@ -796,15 +830,12 @@ AS $$
         WHEN c.relkind NOT IN ('r', 'p') THEN 'it is not a table (a foreign table has no transition tables)'
         -- An unlogged table loses its rows in a crash (and on a standby), with no event.
         WHEN c.relpersistence <> 'p' THEN 'it is unlogged or temporary: its rows can vanish with no event'
-        -- A column of a temporary type (a session's own composite, a temporary view's row type), at
-        -- any depth, goes with every value when that session ends, where no event trigger fires.
-        WHEN EXISTS (SELECT 1 FROM @schema@._column_types(target) x JOIN pg_type y ON y.oid = x.typ
-                       JOIN pg_namespace n ON n.oid = y.typnamespace WHERE n.nspname ~ '^pg_temp_[0-9]+$') THEN
-             format('its columns are made of type %s, which is temporary: they would go, with every value, when its '
-                    'session ends, with no event',
-                    (SELECT format('%I.%I', n.nspname, y.typname) FROM @schema@._column_types(target) x
-                       JOIN pg_type y ON y.oid = x.typ JOIN pg_namespace n ON n.oid = y.typnamespace
-                      WHERE n.nspname ~ '^pg_temp_[0-9]+$' ORDER BY y.oid LIMIT 1))
+        -- A column made of anything temporary (a session's own type, collation, or function that a
+        -- generated column, a range's subtype_diff calls), at any depth, goes with every value when
+        -- that session ends or discards it, where no event trigger fires.
+        WHEN @schema@._temporary_dependency(target) IS NOT NULL THEN
+             format('it depends on %s, which is temporary: columns would go, with every value, when its session '
+                    'ends, with no event', @schema@._temporary_dependency(target))
         -- With a deferred key two rows can share a key until commit: events by key would mix them.
         WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = target AND i.indisprimary AND NOT i.indimmediate) THEN
              'its primary key is deferrable'

@@ -439,6 +439,7 @@ CREATE OR REPLACE FUNCTION @schema@.enable_tracking(
 RETURNS @schema@.tracked_tables
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off  -- the names it records and keeps: the session's setting would quote them
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -494,6 +495,7 @@ CREATE OR REPLACE FUNCTION @schema@.disable_tracking(target regclass)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off  -- the names it records and keeps: the session's setting would quote them
 AS $$
 DECLARE
     tables oid[] := ARRAY(SELECT @schema@._capture_tables(target));

@@ -155,6 +155,39 @@ $$;
 COMMENT ON FUNCTION @schema@._type_now(oid) IS
     'A type now: {"labels": [...]}, {"attributes": [[attnum, name, type], ...]}, {"base": ...} or {"subtype": ...}.';
 
+-- The covered tables made of each of these types, at any depth, found from the type up to them by
+-- the dependencies PostgreSQL keeps (indexed): a walk from every covered table down
+-- (_column_types) would cost every DDL command of the database as much as the largest type any
+-- table owner builds under them.
+CREATE OR REPLACE FUNCTION @schema@._covered_made_of(types oid[], all_covered oid[])
+RETURNS TABLE (typ oid, tables oid[])
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up(changed, typ) AS (
+        SELECT a, a FROM unnest(types) a
+        UNION
+        SELECT u.changed, x.typ
+          FROM up u,
+               LATERAL (-- a domain, an array, a range or a multirange over it
+                        SELECT d.objid FROM pg_depend d
+                         WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = u.typ AND d.classid = 'pg_type'::regclass
+                        UNION ALL
+                        -- the row type of a composite type, table or view with an attribute of it
+                        SELECT c.reltype FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+                         WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = u.typ
+                           AND d.classid = 'pg_class'::regclass AND d.objsubid > 0 AND c.reltype <> 0) AS x(typ)
+    )
+    SELECT u.changed, array_agg(DISTINCT d.objid ORDER BY d.objid)
+      FROM up u JOIN pg_depend d ON d.refclassid = 'pg_type'::regclass AND d.refobjid = u.typ
+                                AND d.classid = 'pg_class'::regclass AND d.objsubid > 0
+     WHERE d.objid = ANY (all_covered)
+     GROUP BY u.changed
+$$;
+COMMENT ON FUNCTION @schema@._covered_made_of(oid[], oid[]) IS
+    'For each of the types, the covered tables (of all_covered) whose columns are made of it at any depth.';
+
 -- Records what a schema change did to covered tables without a row event: the covered tables whose
 -- columns it changed (audit.tracked_table_ddl, with their columns now), and each changed type that
 -- covered tables are made of (audit.tracked_type_altered, with the tables and the type now); each
@@ -171,30 +204,7 @@ DECLARE
     covered oid[];
     rel oid;
 BEGIN
-    -- From each changed type up to the covered tables made of it, by the dependencies PostgreSQL
-    -- keeps (indexed): a walk from the covered tables down (_column_types) would cost every DDL
-    -- command of the database as much as the largest type any table owner builds under them.
-    FOR changed_type, covered IN
-        WITH RECURSIVE up(changed, typ) AS (
-            SELECT a, a FROM unnest(types_altered) a
-            UNION
-            SELECT u.changed, x.typ
-              FROM up u,
-                   LATERAL (-- a domain, an array, a range or a multirange over it
-                            SELECT d.objid FROM pg_depend d
-                             WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = u.typ
-                               AND d.classid = 'pg_type'::regclass
-                            UNION ALL
-                            -- the row type of a composite type, table or view with an attribute of it
-                            SELECT c.reltype FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
-                             WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = u.typ
-                               AND d.classid = 'pg_class'::regclass AND d.objsubid > 0 AND c.reltype <> 0) AS x(typ)
-        )
-        SELECT u.changed, array_agg(DISTINCT d.objid)
-          FROM up u JOIN pg_depend d ON d.refclassid = 'pg_type'::regclass AND d.refobjid = u.typ
-                                    AND d.classid = 'pg_class'::regclass AND d.objsubid > 0
-         WHERE d.objid = ANY (all_covered)
-         GROUP BY u.changed LOOP
+    FOR changed_type, covered IN SELECT m.typ, m.tables FROM @schema@._covered_made_of(types_altered, all_covered) m LOOP
         reached := reached || covered;
         PERFORM @schema@._record('audit.tracked_type_altered', NULL, NULL, NULL, 'type', changed_type::regtype::text,
                                  jsonb_build_object('tables', (SELECT jsonb_agg(c::regclass::text ORDER BY c::regclass::text)
@@ -236,6 +246,7 @@ RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off  -- the names it records and keeps: the session's setting would quote them
 SET jit = off  -- runs for every DDL command of the database
 AS $$
 DECLARE
@@ -243,7 +254,7 @@ DECLARE
     touched oid[] := '{}';   -- tables the command changed: their capture, and their descendants', is checked whole
     created oid[] := '{}';   -- triggers the command created: each checked on its own
     altered oid[] := '{}';   -- types the command changed: the tables made of them are recorded, and checked
-    cast_created boolean := false;
+    cast_sources oid[] := '{}';  -- types a cast to json was created for: the tables made of them are checked
     columns_altered oid[] := '{}';  -- covered tables whose columns a command changed: what their stored values read as may differ
     typed oid[];
     all_covered oid[] := ARRAY(SELECT @schema@._covered_tables());  -- once: every step below needs it
@@ -265,16 +276,19 @@ BEGIN
                                || typed;
             columns_altered := columns_altered || typed;
             -- Its row type, and those of the tables typed by it, which another table's column may be
-            -- made of (a composite type's, a table's, a view's).
-            altered := altered || ARRAY(SELECT t.reltype FROM pg_class t
-                                         WHERE (t.oid = cmd.objid OR t.oid = ANY (typed)) AND t.reltype <> 0);
+            -- made of (a composite type's, a table's, a view's); and those of the tables that inherit
+            -- from them (children, partitions), whose columns the command changed too.
+            altered := altered || ARRAY(SELECT t.reltype FROM unnest(cmd.objid || typed) r, @schema@._capture_tables(r) d
+                                          JOIN pg_class t ON t.oid = d
+                                         WHERE t.reltype <> 0);
             IF cmd.command_tag = 'ALTER TABLE' THEN
                 columns_altered := columns_altered || cmd.objid;
             END IF;
         ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say
             altered := altered || cmd.objid;
         ELSIF cmd.classid = 'pg_cast'::regclass THEN  -- a cast to json would decide what is recorded
-            cast_created := true;
+            cast_sources := cast_sources || ARRAY(SELECT k.castsource FROM pg_cast k
+                                                   WHERE k.oid = cmd.objid AND k.casttarget IN ('json'::regtype, 'jsonb'::regtype));
         ELSIF cmd.classid = 'pg_namespace'::regclass THEN  -- a renamed schema: its tables' names
             touched := touched || ARRAY(SELECT t.relid FROM @schema@.tracked_tables t JOIN pg_class c ON c.oid = t.relid
                                          WHERE c.relnamespace = cmd.objid);
@@ -285,9 +299,7 @@ BEGIN
     -- again, retyped without a rewrite (int to oid), by the table's ALTER TABLE or its type's ALTER
     -- TYPE.
     touched := touched || @schema@._record_schema_change(columns_altered, altered, all_covered);
-    IF cast_created THEN
-        touched := touched || all_covered;
-    END IF;
+    touched := touched || ARRAY(SELECT unnest(m.tables) FROM @schema@._covered_made_of(cast_sources, all_covered) m);
     -- A change to a table reaches the tables that inherit from it too (a column added, retyped).
     touched := ARRAY(SELECT DISTINCT d FROM unnest(touched) a, @schema@._capture_tables(a) d);
     FOR root IN SELECT DISTINCT (@schema@._tracking_of(a)).relid FROM unnest(touched) a LOOP
@@ -314,6 +326,7 @@ RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off  -- the names it records and keeps: the session's setting would quote them
 SET jit = off  -- runs for every DROP of the database
 AS $$
 DECLARE
@@ -388,6 +401,7 @@ CREATE OR REPLACE FUNCTION @schema@._cover_partitions()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off  -- the names it records and keeps: the session's setting would quote them
 SET jit = off  -- runs for every CREATE and ALTER TABLE of the database: compiling would cost it 80 ms
 AS $$
 DECLARE
