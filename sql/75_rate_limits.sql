@@ -201,7 +201,11 @@ BEGIN
                                                        THEN @schema@._db_role() END]::text),
                                        l.per_user, l.window_seconds);
         IF wait_ms IS NOT NULL THEN
-            PERFORM @schema@._rate_refuse(format('user %s on %s', coalesce(actor, @schema@._db_role()), l.target::oid::regclass),
+            PERFORM @schema@._rate_refuse(format('user %s on %s',
+                                                 CASE WHEN actor IS NOT NULL THEN actor
+                                                      WHEN actor_type IS NULL THEN @schema@._db_role()
+                                                      ELSE format('of type %s with no id', actor_type) END,
+                                                 l.target::oid::regclass),
                                           l.per_user, l.window_seconds, wait_ms);
         END IF;
     END IF;

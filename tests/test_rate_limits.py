@@ -76,6 +76,25 @@ def test_a_refused_write_of_the_applications_own_raises_rate_limited_inside_tran
     assert rows(db) == 1
 
 
+def test_the_refusal_names_the_user_counted(db, connect, maintainer, notes):
+    """The message names the user the limit counted: the actor id, else the database role when no
+    actor is named, else (a type named alone, which the log records with no id) the type."""
+    enable_rate_limit(maintainer, notes, per_user_per_minute=1, per_tenant_per_minute=None)
+    writer = connect("app_writer")
+    for context, named in (({"actor_id": "u9"}, "user u9 on public.notes"),
+                           ({}, "user app_writer on public.notes"),
+                           ({"actor_type": "service"}, "user of type service with no id on public.notes")):
+        messages = []
+        for _ in range(2):
+            try:
+                with audit_context(writer, tenant_id="t1", **context):
+                    writer.execute("INSERT INTO notes (body) VALUES ('x')")
+            except psycopg.Error as exc:
+                assert exc.sqlstate == "PA009"
+                messages.append(exc.diag.message_primary)
+        assert messages == [f"rate limit exceeded for {named}: 1 writes per 60 s"], (context, messages)
+
+
 def test_exactly_the_limit_then_refusals_then_admission_again(db, connect, maintainer, notes):
     enable_rate_limit(maintainer, notes, per_user_per_minute=5, per_tenant_per_minute=None, window_seconds=1)
     writer = connect("app_writer")
