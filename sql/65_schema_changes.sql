@@ -178,6 +178,10 @@ AS $$
                         SELECT c.reltype FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
                          WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = u.typ
                            AND d.classid = 'pg_class'::regclass AND d.objsubid > 0 AND c.reltype <> 0) AS x(typ)
+               -- Nothing temporary is beneath a covered table (_temporary_dependency): the types any
+               -- session builds in its temporary schema over a type are not walked.
+               JOIN pg_type y ON y.oid = x.typ
+         WHERE y.typnamespace <> pg_my_temp_schema() AND NOT pg_is_other_temp_schema(y.typnamespace)
     )
     SELECT u.changed, array_agg(DISTINCT d.objid ORDER BY d.objid)
       FROM up u JOIN pg_depend d ON d.refclassid = 'pg_type'::regclass AND d.refobjid = u.typ
@@ -281,7 +285,10 @@ BEGIN
             altered := altered || ARRAY(SELECT t.reltype FROM unnest(cmd.objid || typed) r, @schema@._capture_tables(r) d
                                           JOIN pg_class t ON t.oid = d
                                          WHERE t.reltype <> 0);
-            IF cmd.command_tag = 'ALTER TABLE' THEN
+            -- PostgreSQL renames a table's columns under any relation's spelling (ALTER VIEW, ALTER
+            -- MATERIALIZED VIEW, ALTER FOREIGN TABLE ... RENAME COLUMN, ALTER TYPE ... RENAME
+            -- ATTRIBUTE of its row type): every ALTER of a covered table is recorded.
+            IF starts_with(cmd.command_tag, 'ALTER ') THEN
                 columns_altered := columns_altered || cmd.objid;
             END IF;
         ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say
