@@ -20,19 +20,11 @@ from datetime import datetime, timezone
 
 import psycopg
 import pytest
+from schema_changes import both_verifiers_ok
 
 from pgaudit_py import PgAuditError, enable_tracking, seal
-from pgaudit_py.chain import verify_chain
 from pgaudit_py.follow import follow
 from pgaudit_py.tokens import create_token, list_tokens, revoke_token, token_sha256
-
-
-def _both_verifiers_ok(db) -> None:
-    sql_ok = db.execute("SELECT ok, problem FROM audit.verify()").fetchone()
-    assert sql_ok[0], sql_ok
-    db.autocommit = True
-    py = verify_chain(db)
-    assert py.ok, py.problem
 
 
 def _kinds(db, target_like: str) -> list[str]:
@@ -86,7 +78,7 @@ def test_c2_a_column_added_with_a_constant_default_is_recorded(db, connect, atta
     image = db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.acc.update'").fetchone()[0]
     assert image == {"id": 1, "v": 2, "approved": True}
     seal(db)
-    _both_verifiers_ok(db)
+    both_verifiers_ok(db)
 
 
 def test_c2_a_composite_attribute_renamed_or_dropped_under_a_tracked_column_is_recorded(db, connect, attacker):
@@ -118,7 +110,7 @@ def test_c2_a_composite_attribute_renamed_or_dropped_under_a_tracked_column_is_r
     else:
         assert ("audit.tracked_type_altered", "public.money2") in _ddl_events(db)[n:], _ddl_events(db)
     seal(db)
-    _both_verifiers_ok(db)
+    both_verifiers_ok(db)
 
 
 def test_c2_a_tracked_table_made_typed_and_its_type_altered_with_cascade_is_recorded(db, connect, attacker):
@@ -189,7 +181,7 @@ def test_c2_a_domain_constraint_validated_or_dropped_under_a_tracked_column_runs
     assert all(who == "table_owner" and not forged for who, forged in ran), ran
     assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'public.dm.update'").fetchone()[0] == 1
     seal(db)
-    _both_verifiers_ok(db)
+    both_verifiers_ok(db)
 
 
 # --- 2. The follower and the notification channel ----------------------------------------------------
@@ -257,7 +249,7 @@ def test_c5_a_token_that_never_expires_does_not_break_listing_or_revoking_tokens
                       " WHERE name = 'forever'").fetchone() == (True, True)
     assert make.info.name == "normal"
     seal(db)
-    _both_verifiers_ok(db)
+    both_verifiers_ok(db)
 
 
 def test_c4_token_times_read_right_under_a_maintainers_odd_settings(db, connect):
@@ -340,7 +332,7 @@ def test_c5_payload_keys_that_sort_apart_by_bytes_codepoints_and_utf16_verify_in
     for p in payloads:
         writer.execute("SELECT audit.record('app.keys', payload => %s::jsonb)", (p,))
     assert seal(db).sealed >= len(payloads)
-    _both_verifiers_ok(db)
+    both_verifiers_ok(db)
     stored = db.execute("SELECT payload FROM audit.events WHERE kind = 'app.keys' ORDER BY seq").fetchall()
     assert stored[1][0]["a"] == 2
 
@@ -361,7 +353,7 @@ def test_c5_an_update_of_keys_that_sort_oddly_pairs_rows_and_verifies(db, connec
         assert int(after) == int(before) + 100
         assert keys[int(before)] == k
     seal(db)
-    _both_verifiers_ok(db)
+    both_verifiers_ok(db)
 
 
 # --- 5. The sealer against a writer's transaction --------------------------------------------------------
@@ -386,4 +378,4 @@ def test_c2_an_open_writer_transaction_on_a_left_partition_is_not_lost_to_the_ro
         seal(db)
     kinds = [r[0] for r in db.execute("SELECT kind FROM audit.event_log WHERE kind LIKE 'app.%' ORDER BY seq")]
     assert sorted(kinds) == ["app.fast", "app.slow"], kinds
-    _both_verifiers_ok(db)
+    both_verifiers_ok(db)

@@ -21,65 +21,14 @@ citext). None needs a superuser. app_maintainer (a member of table_owner) tracks
 
 from __future__ import annotations
 
-import base64
 import json
 
 import psycopg
 import pytest
+from schema_changes import both_verifiers_ok, columns, hidden, recorded_or_refused, schema_events
 
 from pgaudit_py import enable_tracking, seal
-from pgaudit_py.chain import verify_chain
 from pgaudit_py.installer import status
-
-SCHEMA_KINDS = ("audit.tracked_table_ddl", "audit.tracked_type_altered", "audit.tracked_table_altered")
-
-
-def _schema_events(db) -> list[tuple[str, str, dict]]:
-    return [(r[0], r[1], r[2]) for r in db.execute(
-        "SELECT kind, target_id, payload FROM audit.events WHERE kind = ANY (%s)"
-        " ORDER BY occurred_at, intake_id", (list(SCHEMA_KINDS),)).fetchall()]
-
-
-def _names_table(event: tuple[str, str, dict], table: str) -> bool:
-    kind, target, payload = event
-    return target == table or table in (payload.get("tables") or [])
-
-
-def _recorded_or_refused(db, conn, command: str, table: str) -> list[tuple[str, str, dict]] | None:
-    """Run command; return the schema-change events it recorded naming table (None when it was
-    refused with PA008). Fails when it ran and recorded nothing about the table."""
-    n = len(_schema_events(db))
-    try:
-        conn.execute(command)
-    except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008", (command, exc)
-        return None
-    new = [e for e in _schema_events(db)[n:] if _names_table(e, table)]
-    assert new, f"{command!r} changed {table} with nothing recorded: {_schema_events(db)[n:]}"
-    return new
-
-
-def _both_verifiers_ok(db) -> None:
-    sql_ok = db.execute("SELECT ok, problem FROM audit.verify()").fetchone()
-    assert sql_ok[0], sql_ok
-    db.autocommit = True
-    py = verify_chain(db)
-    assert py.ok, py.problem
-
-
-def _columns(db, table: str) -> list[str]:
-    return [r[0] for r in db.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
-        " ORDER BY attnum", (table,))]
-
-
-def _hidden(*commands: str) -> str:
-    """A DO block running the commands through EXECUTE of base64 text: the query string the event
-    records names none of them."""
-    body = "; ".join(f"EXECUTE convert_from(decode('{base64.b64encode(c.encode()).decode()}', 'base64'), 'UTF8')"
-                     for c in commands)
-    return f"DO $$ BEGIN {body}; END $$"
-
 
 # --- 1. Row types a tracked column is made of, changed under tags _on_ddl_end does not watch ---------
 
@@ -95,7 +44,7 @@ def test_a_view_column_renamed_under_a_tracked_column_of_its_row_type_is_recorde
     for command in ("ALTER VIEW public.entry RENAME COLUMN debit TO tmp",
                     "ALTER VIEW public.entry RENAME COLUMN credit TO debit",
                     "ALTER VIEW public.entry RENAME COLUMN tmp TO credit"):
-        if _recorded_or_refused(db, attacker, command, "public.book") is None:
+        if recorded_or_refused(db, attacker, command, "public.book") is None:
             return
     # The stored row now reads as a credit of 100.
     assert db.execute("SELECT to_jsonb(e) FROM public.book").fetchone()[0] == {"credit": 100, "debit": 0}
@@ -110,7 +59,7 @@ def test_a_column_added_to_a_view_whose_row_type_a_tracked_column_uses_is_record
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, e public.entry)")
     attacker.execute("INSERT INTO public.book VALUES (1, ROW(100))")
     enable_tracking(connect("app_maintainer"), "public.book")
-    _recorded_or_refused(db, attacker, "CREATE OR REPLACE VIEW public.entry AS"
+    recorded_or_refused(db, attacker, "CREATE OR REPLACE VIEW public.entry AS"
                                        " SELECT amount, NULL::boolean AS reversed FROM public.src", "public.book")
 
 
@@ -120,7 +69,7 @@ def test_a_materialized_view_column_renamed_under_a_tracked_column_of_its_row_ty
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, e public.entry)")
     attacker.execute("INSERT INTO public.book VALUES (1, ROW(100, 0))")
     enable_tracking(connect("app_maintainer"), "public.book")
-    _recorded_or_refused(db, attacker, "ALTER MATERIALIZED VIEW public.entry RENAME COLUMN debit TO credit_was", "public.book")
+    recorded_or_refused(db, attacker, "ALTER MATERIALIZED VIEW public.entry RENAME COLUMN debit TO credit_was", "public.book")
 
 
 def test_a_typed_tables_row_type_used_by_a_tracked_column_renamed_through_alter_type_cascade_is_recorded(db, connect, attacker):
@@ -133,7 +82,7 @@ def test_a_typed_tables_row_type_used_by_a_tracked_column_renamed_through_alter_
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, e public.entry)")
     attacker.execute("INSERT INTO public.book VALUES (1, ROW(100, 0))")
     enable_tracking(connect("app_maintainer"), "public.book")
-    _recorded_or_refused(db, attacker, "ALTER TYPE public.entry_t RENAME ATTRIBUTE debit TO credit_was CASCADE",
+    recorded_or_refused(db, attacker, "ALTER TYPE public.entry_t RENAME ATTRIBUTE debit TO credit_was CASCADE",
                          "public.book")
 
 
@@ -144,7 +93,7 @@ def test_control_alter_table_rename_column_of_a_view_is_recorded(db, connect, at
     attacker.execute("CREATE VIEW public.entry AS SELECT debit, credit FROM public.src")
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, e public.entry)")
     enable_tracking(connect("app_maintainer"), "public.book")
-    new = _recorded_or_refused(db, attacker, "ALTER TABLE public.entry RENAME COLUMN debit TO tmp", "public.book")
+    new = recorded_or_refused(db, attacker, "ALTER TABLE public.entry RENAME COLUMN debit TO tmp", "public.book")
     assert new is None or ("audit.tracked_type_altered", "public.entry") in [(k, t) for k, t, _ in new], new
 
 
@@ -193,11 +142,11 @@ def test_a_tracked_column_dropped_by_drop_cascade_is_recorded(db, connect, attac
     attacker.execute(table)
     attacker.execute(f"INSERT INTO public.t (id, v, c) VALUES (1, 1, {VALUES[route]})")
     enable_tracking(connect("app_maintainer"), "public.t")
-    new = _recorded_or_refused(db, attacker, drop, "public.t")
+    new = recorded_or_refused(db, attacker, drop, "public.t")
     if new is None:
-        assert "c" in _columns(db, "public.t")
+        assert "c" in columns(db, "public.t")
         return
-    assert "c" not in _columns(db, "public.t")
+    assert "c" not in columns(db, "public.t")
     ddl = [p for k, _, p in new if k == "audit.tracked_table_ddl"]
     assert ddl and [c[1] for c in ddl[-1]["columns"]] == ["id", "v"], new
     attacker.execute("UPDATE public.t SET v = 2")
@@ -212,11 +161,11 @@ def test_a_swap_run_by_execute_of_a_decoded_string_is_told_by_the_columns(db, co
     attacker.execute("CREATE TABLE public.ledger (id int PRIMARY KEY, debit int, credit int)")
     attacker.execute("INSERT INTO public.ledger VALUES (1, 100, 0)")
     enable_tracking(connect("app_maintainer"), "public.ledger")
-    do = _hidden("ALTER TABLE public.ledger RENAME COLUMN debit TO tmp",
+    do = hidden("ALTER TABLE public.ledger RENAME COLUMN debit TO tmp",
                  "ALTER TABLE public.ledger RENAME COLUMN credit TO debit",
                  "ALTER TABLE public.ledger RENAME COLUMN tmp TO credit")
     attacker.execute(do)
-    ddl = [p for k, t, p in _schema_events(db) if k == "audit.tracked_table_ddl" and t == "public.ledger"]
+    ddl = [p for k, t, p in schema_events(db) if k == "audit.tracked_table_ddl" and t == "public.ledger"]
     assert len(ddl) == 3 and all(p["command"] == do for p in ddl), ddl
     assert [[c[1] for c in p["columns"]] for p in ddl] == [["id", "tmp", "credit"], ["id", "tmp", "debit"],
                                                            ["id", "credit", "debit"]]
@@ -232,8 +181,8 @@ def test_an_enum_value_renamed_by_execute_of_a_decoded_string_is_told_by_the_eve
     attacker.execute("CREATE TABLE public.claim (id int PRIMARY KEY, s public.state)")
     attacker.execute("INSERT INTO public.claim VALUES (1, 'pending')")
     enable_tracking(connect("app_maintainer"), "public.claim")
-    do = _hidden("ALTER TYPE public.state RENAME VALUE 'pending' TO 'approved'")
-    new = _recorded_or_refused(db, attacker, do, "public.claim")
+    do = hidden("ALTER TYPE public.state RENAME VALUE 'pending' TO 'approved'")
+    new = recorded_or_refused(db, attacker, do, "public.claim")
     if new is None:
         return
     told = json.dumps([p for _, _, p in new])
@@ -248,10 +197,10 @@ def test_a_composite_attribute_renamed_by_execute_of_a_decoded_string_is_told_by
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, a public.amount)")
     attacker.execute("INSERT INTO public.book VALUES (1, ROW(100, 0))")
     enable_tracking(connect("app_maintainer"), "public.book")
-    do = _hidden("ALTER TYPE public.amount RENAME ATTRIBUTE debit TO tmp",
+    do = hidden("ALTER TYPE public.amount RENAME ATTRIBUTE debit TO tmp",
                  "ALTER TYPE public.amount RENAME ATTRIBUTE credit TO debit",
                  "ALTER TYPE public.amount RENAME ATTRIBUTE tmp TO credit")
-    new = _recorded_or_refused(db, attacker, do, "public.book")
+    new = recorded_or_refused(db, attacker, do, "public.book")
     if new is None:
         return
     assert len(new) == 3, new
@@ -270,7 +219,7 @@ def test_a_typed_tables_attribute_retyped_through_its_type_in_place_is_recorded_
     attacker.execute("CREATE TABLE public.pay OF public.pay_t (PRIMARY KEY (id))")
     attacker.execute("INSERT INTO public.pay VALUES (1, -1)")
     enable_tracking(connect("app_maintainer"), "public.pay")
-    new = _recorded_or_refused(db, attacker, "ALTER TYPE public.pay_t ALTER ATTRIBUTE amount TYPE oid CASCADE", "public.pay")
+    new = recorded_or_refused(db, attacker, "ALTER TYPE public.pay_t ALTER ATTRIBUTE amount TYPE oid CASCADE", "public.pay")
     if new is not None:
         ddl = [p for k, t, p in new if k == "audit.tracked_table_ddl" and t == "public.pay"]
         assert ddl and ddl[-1]["columns"] == [[1, "id", "integer"], [2, "amount", "oid"]], new
@@ -294,18 +243,18 @@ def test_a_partitioned_typed_tables_attribute_renamed_through_its_type_is_record
     attacker.execute("CREATE TABLE public.m_lo PARTITION OF public.m FOR VALUES FROM (0) TO (100)")
     attacker.execute("INSERT INTO public.m VALUES (1, 100, 0)")
     enable_tracking(connect("app_maintainer"), "public.m")
-    new = _recorded_or_refused(db, attacker, "ALTER TYPE public.m_t RENAME ATTRIBUTE debit TO owed CASCADE", "public.m")
+    new = recorded_or_refused(db, attacker, "ALTER TYPE public.m_t RENAME ATTRIBUTE debit TO owed CASCADE", "public.m")
     if new is None:
         return
     ddl = [p for k, t, p in new if k == "audit.tracked_table_ddl" and t == "public.m"]
     assert ddl and [c[1] for c in ddl[-1]["columns"]] == ["id", "owed", "credit"], new
-    assert _columns(db, "public.m_lo") == ["id", "owed", "credit"]
+    assert columns(db, "public.m_lo") == ["id", "owed", "credit"]
     attacker.execute("UPDATE public.m_lo SET credit = 5")
     image = db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.m.update'").fetchone()[0]
     assert image == {"id": 1, "owed": 100, "credit": 5}
     assert status(db).problems == []
     seal(db)
-    _both_verifiers_ok(db)
+    both_verifiers_ok(db)
 
 
 def test_a_column_added_with_a_volatile_default_is_recorded_with_the_command(db, connect, attacker):
@@ -318,7 +267,7 @@ def test_a_column_added_with_a_volatile_default_is_recorded_with_the_command(db,
     attacker.execute("CREATE SEQUENCE public.approver")
     enable_tracking(connect("app_maintainer"), "public.acc")
     command = "ALTER TABLE public.acc ADD COLUMN approved_by int DEFAULT nextval('public.approver')"
-    new = _recorded_or_refused(db, attacker, command, "public.acc")
+    new = recorded_or_refused(db, attacker, command, "public.acc")
     if new is None:
         return
     ddl = [p for k, t, p in new if k == "audit.tracked_table_ddl"]

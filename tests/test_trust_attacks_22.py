@@ -24,73 +24,25 @@ a foreign server (granted by the superuser in the setup). None needs a superuser
 
 from __future__ import annotations
 
-import base64
 import time
 
 import psycopg
 import psycopg.sql
 import pytest
+from schema_changes import both_verifiers_ok, columns, hidden, names_table, recorded_or_refused, schema_events
 
 from pgaudit_py import InvalidTarget, enable_tracking, seal
-from pgaudit_py.chain import verify_chain
 from pgaudit_py.installer import status
-
-SCHEMA_KINDS = ("audit.tracked_table_ddl", "audit.tracked_type_altered", "audit.tracked_table_altered")
-
-
-def _schema_events(db) -> list[tuple[str, str, dict]]:
-    return [(r[0], r[1], r[2]) for r in db.execute(
-        "SELECT kind, target_id, payload FROM audit.events WHERE kind = ANY (%s)"
-        " ORDER BY occurred_at, intake_id", (list(SCHEMA_KINDS),)).fetchall()]
-
-
-def _names_table(event: tuple[str, str, dict], table: str) -> bool:
-    kind, target, payload = event
-    return target == table or table in (payload.get("tables") or [])
-
-
-def _recorded_or_refused(db, conn, command: str, table: str) -> list[tuple[str, str, dict]] | None:
-    """Run command; return the schema-change events it recorded naming table (None when it was
-    refused with PA008). Fails when it ran and recorded nothing about the table."""
-    n = len(_schema_events(db))
-    try:
-        conn.execute(command)
-    except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008", (command, exc)
-        return None
-    new = [e for e in _schema_events(db)[n:] if _names_table(e, table)]
-    assert new, f"{command!r} changed {table} with nothing recorded: {_schema_events(db)[n:]}"
-    return new
-
-
-def _columns(db, table: str) -> list[str]:
-    return [r[0] for r in db.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
-        " ORDER BY attnum", (table,))]
-
-
-def _both_verifiers_ok(db) -> None:
-    sql_ok = db.execute("SELECT ok, problem FROM audit.verify()").fetchone()
-    assert sql_ok[0], sql_ok
-    db.autocommit = True
-    py = verify_chain(db)
-    assert py.ok, py.problem
-
-
-def _hidden(*commands: str) -> str:
-    body = "; ".join(f"EXECUTE convert_from(decode('{base64.b64encode(c.encode()).decode()}', 'base64'), 'UTF8')"
-                     for c in commands)
-    return f"DO $$ BEGIN {body}; END $$"
 
 
 def _dropped_column_is_recorded(db, attacker, command: str, table: str, column: str) -> None:
     """command (a watched tag) drops table.column by CASCADE: recorded as a change of table with its
     columns after it (or refused); the column and every row's value of it must not go unrecorded."""
-    new = _recorded_or_refused(db, attacker, command, table)
+    new = recorded_or_refused(db, attacker, command, table)
     if new is None:
-        assert column in _columns(db, table)
+        assert column in columns(db, table)
         return
-    assert column not in _columns(db, table)
+    assert column not in columns(db, table)
     ddl = [p for k, t, p in new if k == "audit.tracked_table_ddl" and t == table]
     assert ddl and column not in [c[1] for c in ddl[-1]["columns"]], new
 
@@ -239,7 +191,7 @@ def test_a_type_dropped_in_the_middle_of_a_nesting_is_recorded_with_the_type_now
     attacker.execute(f"CREATE TABLE public.t (id int PRIMARY KEY, c {column_type})")
     attacker.execute(f"INSERT INTO public.t VALUES (1, {value})")
     enable_tracking(connect("app_maintainer"), "public.t")
-    new = _recorded_or_refused(db, attacker, drop, "public.t")
+    new = recorded_or_refused(db, attacker, drop, "public.t")
     if new is None:
         return
     altered = [(t, p) for k, t, p in new if k == "audit.tracked_type_altered" and t == composite]
@@ -260,7 +212,7 @@ def test_a_column_dropped_from_a_partitioned_tracked_table_by_drop_cascade_is_re
     attacker.execute("CREATE TABLE public.m_lo PARTITION OF public.m FOR VALUES FROM (0) TO (100)")
     attacker.execute("INSERT INTO public.m VALUES (1, 1, 'high')")
     enable_tracking(connect("app_maintainer"), "public.m")
-    new = _recorded_or_refused(db, attacker, "DROP TYPE public.grade CASCADE", "public.m")
+    new = recorded_or_refused(db, attacker, "DROP TYPE public.grade CASCADE", "public.m")
     if new is None:
         return
     ddl = [p for k, t, p in new if k == "audit.tracked_table_ddl" and t == "public.m"]
@@ -270,7 +222,7 @@ def test_a_column_dropped_from_a_partitioned_tracked_table_by_drop_cascade_is_re
         "id": 1, "v": 5}
     assert status(db).problems == []
     seal(db)
-    _both_verifiers_ok(db)
+    both_verifiers_ok(db)
 
 
 def test_a_drop_cascade_hidden_in_a_do_block_is_told_by_the_columns(db, connect, attacker):
@@ -280,8 +232,8 @@ def test_a_drop_cascade_hidden_in_a_do_block_is_told_by_the_columns(db, connect,
     attacker.execute("CREATE TABLE public.acc (id int PRIMARY KEY, debit public.cents, credit int)")
     attacker.execute("INSERT INTO public.acc VALUES (1, 100, 0)")
     enable_tracking(connect("app_maintainer"), "public.acc")
-    do = _hidden("DROP DOMAIN public.cents CASCADE")
-    new = _recorded_or_refused(db, attacker, do, "public.acc")
+    do = hidden("DROP DOMAIN public.cents CASCADE")
+    new = recorded_or_refused(db, attacker, do, "public.acc")
     if new is None:
         return
     ddl = [p for k, t, p in new if k == "audit.tracked_table_ddl" and t == "public.acc"]
@@ -294,7 +246,7 @@ def test_a_drop_cascade_rolled_back_to_a_savepoint_leaves_neither_the_change_nor
     attacker.execute("CREATE TYPE public.grade AS ENUM ('low', 'high')")
     attacker.execute("CREATE TABLE public.t (id int PRIMARY KEY, v int, g public.grade)")
     enable_tracking(connect("app_maintainer"), "public.t")
-    before = len(_schema_events(db))
+    before = len(schema_events(db))
     conn = connect("table_owner", autocommit=False)
     conn.execute("SAVEPOINT a")
     conn.execute("DROP TYPE public.grade CASCADE")
@@ -308,9 +260,9 @@ def test_a_drop_cascade_rolled_back_to_a_savepoint_leaves_neither_the_change_nor
         return
     conn.execute("RELEASE SAVEPOINT b")
     conn.commit()
-    new = [e for e in _schema_events(db)[before:] if _names_table(e, "public.t")]
+    new = [e for e in schema_events(db)[before:] if names_table(e, "public.t")]
     assert [k for k, _, _ in new].count("audit.tracked_table_ddl") == 1, new
-    assert "g" not in _columns(db, "public.t")
+    assert "g" not in columns(db, "public.t")
 
 
 def test_a_long_query_string_with_the_drop_last_is_recorded_with_its_length_and_hash(db, connect, attacker):
@@ -323,7 +275,7 @@ def test_a_long_query_string_with_the_drop_last_is_recorded_with_its_length_and_
     enable_tracking(connect("app_maintainer"), "public.t")
     command = ("CREATE TABLE public.noise (a int); /* " + "x" * 3000 + " */ DROP TYPE public.grade CASCADE;"
                " ALTER TABLE public.noise ADD COLUMN b int")
-    new = _recorded_or_refused(db, attacker, command, "public.t")
+    new = recorded_or_refused(db, attacker, command, "public.t")
     if new is None:
         return
     ddl = [p for k, t, p in new if k == "audit.tracked_table_ddl"]
@@ -355,7 +307,7 @@ def test_odd_and_long_names_in_the_record_name_the_type_and_tables_unambiguously
         psycopg.sql.Literal(tab.as_string(db)), psycopg.sql.Literal(tab.as_string(db)))).fetchone()
     regtype_oid = db.execute("SELECT %s::regtype::oid", (typ.as_string(db),)).fetchone()[0]
     enable_tracking(connect("app_maintainer"), regclass[1], kind_prefix="odd")
-    new = _recorded_or_refused(db, attacker, "DROP TYPE public.grade CASCADE", regclass[1])
+    new = recorded_or_refused(db, attacker, "DROP TYPE public.grade CASCADE", regclass[1])
     if new is None:
         return
     altered = [(t, p) for k, t, p in new if k == "audit.tracked_type_altered"]
@@ -377,7 +329,7 @@ def test_a_huge_enum_with_odd_labels_is_told_whole_in_the_record(db, connect, at
             "ALTER TYPE public.big ADD VALUE " + psycopg.sql.Literal(label).as_string(attacker) for label in labels[chunk:chunk + 500]))
     attacker.execute("CREATE TABLE public.t (id int PRIMARY KEY, b public.big)")
     enable_tracking(connect("app_maintainer"), "public.t")
-    new = _recorded_or_refused(db, attacker, "ALTER TYPE public.big RENAME VALUE "
+    new = recorded_or_refused(db, attacker, "ALTER TYPE public.big RENAME VALUE "
                                + psycopg.sql.Literal(labels[7]).as_string(attacker) + " TO 'approved'", "public.t")
     if new is None:
         return
@@ -396,7 +348,7 @@ def test_colliding_type_names_across_schemas_are_told_apart(db, connect, attacke
     attacker.execute("CREATE TABLE public.t (id int PRIMARY KEY, m lib.mood)")
     enable_tracking(connect("app_maintainer"), "public.t")
     attacker.execute("SET search_path = lib, public")
-    new = _recorded_or_refused(db, attacker, "ALTER TYPE mood RENAME VALUE 'sad' TO 'happy'", "public.t")
+    new = recorded_or_refused(db, attacker, "ALTER TYPE mood RENAME VALUE 'sad' TO 'happy'", "public.t")
     if new is None:
         return
     assert [t for k, t, _ in new if k == "audit.tracked_type_altered"] == ["lib.mood"], new
@@ -422,16 +374,16 @@ def test_a_tracked_column_of_a_temporary_type_is_refused_at_every_route(db, conn
         with pytest.raises(psycopg.Error) as refused:
             conn.execute(command)
         assert refused.value.sqlstate == "PA008", (command, refused.value)
-    assert _columns(db, "public.ledger") == ["id", "p"]
-    before = len(_schema_events(db))
+    assert columns(db, "public.ledger") == ["id", "p"]
+    before = len(schema_events(db))
     conn.close()
     for _ in range(50):  # the server drops the session's temporary schema after it ends
-        if "a" not in _columns(db, "public.book"):
+        if "a" not in columns(db, "public.book"):
             break
         time.sleep(0.1)
-    assert "a" not in _columns(db, "public.book")
-    assert [e for e in _schema_events(db)[before:] if _names_table(e, "public.ledger")] == []
-    assert _columns(db, "public.ledger") == ["id", "p"]
+    assert "a" not in columns(db, "public.book")
+    assert [e for e in schema_events(db)[before:] if names_table(e, "public.ledger")] == []
+    assert columns(db, "public.ledger") == ["id", "p"]
 
 
 # --- 4. The new helpers, and what the new work costs others ----------------------------------------
@@ -458,12 +410,12 @@ def test_a_forged_call_through_the_record_schema_change_oids_writes_nothing(db, 
     attacker.execute("CREATE TYPE public.grade AS ENUM ('low', 'high')")
     attacker.execute("CREATE TABLE public.t (id int PRIMARY KEY, g public.grade)")
     enable_tracking(connect("app_maintainer"), "public.t")
-    before = len(_schema_events(db))
+    before = len(schema_events(db))
     maintainer = connect("app_maintainer")
     with pytest.raises(psycopg.Error):
         maintainer.execute("SELECT audit._record_schema_change(ARRAY['public.t'::regclass::oid],"
                            " ARRAY['public.grade'::regtype::oid], ARRAY['public.t'::regclass::oid])")
-    assert len(_schema_events(db)) == before
+    assert len(schema_events(db)) == before
 
 
 def _walks_of_covered_types(conn) -> int:

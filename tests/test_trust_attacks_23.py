@@ -31,41 +31,9 @@ import time
 
 import psycopg
 import pytest
+from schema_changes import columns, names_table, recorded_or_refused, schema_events
 
 from pgaudit_py import InvalidTarget, enable_tracking
-
-SCHEMA_KINDS = ("audit.tracked_table_ddl", "audit.tracked_type_altered", "audit.tracked_table_altered")
-
-
-def _schema_events(db) -> list[tuple[str, str, dict]]:
-    return [(r[0], r[1], r[2]) for r in db.execute(
-        "SELECT kind, target_id, payload FROM audit.events WHERE kind = ANY (%s)"
-        " ORDER BY occurred_at, intake_id", (list(SCHEMA_KINDS),)).fetchall()]
-
-
-def _names_table(event: tuple[str, str, dict], table: str) -> bool:
-    kind, target, payload = event
-    return target == table or table in (payload.get("tables") or [])
-
-
-def _recorded_or_refused(db, conn, command: str, table: str) -> list[tuple[str, str, dict]] | None:
-    """Run command; return the schema-change events it recorded naming table (None when it was
-    refused with PA008). Fails when it ran and recorded nothing about the table."""
-    n = len(_schema_events(db))
-    try:
-        conn.execute(command)
-    except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008", (command, exc)
-        return None
-    new = [e for e in _schema_events(db)[n:] if _names_table(e, table)]
-    assert new, f"{command!r} changed {table} with nothing recorded: {_schema_events(db)[n:]}"
-    return new
-
-
-def _columns(db, table: str) -> list[str]:
-    return [r[0] for r in db.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
-        " ORDER BY attnum", (table,))]
 
 
 def _image(db, table: str, column: str) -> object:
@@ -109,7 +77,7 @@ def test_renaming_a_parents_columns_swaps_a_childs_row_type_under_a_tracked_colu
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, e public.leg)")
     attacker.execute("INSERT INTO public.book VALUES (1, ROW(100, 0))")
     enable_tracking(connect("app_maintainer"), "public.book")
-    new = _recorded_or_refused(db, attacker, SWAP.format(t="public.base"), "public.book")
+    new = recorded_or_refused(db, attacker, SWAP.format(t="public.base"), "public.book")
     if new is not None:
         assert _image(db, "public.book", "e") == {"debit": 0, "credit": 100}
 
@@ -124,7 +92,7 @@ def test_dropping_a_parents_column_drops_an_attribute_of_a_childs_row_type_under
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, e public.leg)")
     attacker.execute("INSERT INTO public.book VALUES (1, ROW(100, 0))")
     enable_tracking(connect("app_maintainer"), "public.book")
-    new = _recorded_or_refused(db, attacker, "ALTER TABLE public.base DROP COLUMN debit", "public.book")
+    new = recorded_or_refused(db, attacker, "ALTER TABLE public.base DROP COLUMN debit", "public.book")
     if new is not None:
         assert _image(db, "public.book", "e") == {"credit": 0}
 
@@ -138,7 +106,7 @@ def test_renaming_a_partitioned_tables_columns_swaps_a_partitions_row_type_under
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, e public.ledger_1)")
     attacker.execute("INSERT INTO public.book VALUES (1, ROW(1, 100, 0))")
     enable_tracking(connect("app_maintainer"), "public.book")
-    new = _recorded_or_refused(db, attacker, SWAP.format(t="public.ledger"), "public.book")
+    new = recorded_or_refused(db, attacker, SWAP.format(t="public.ledger"), "public.book")
     if new is not None:
         assert _image(db, "public.book", "e") == {"k": 1, "debit": 0, "credit": 100}
 
@@ -157,9 +125,9 @@ def test_alter_type_cascade_reaching_a_typed_tables_partition_is_recorded(db, co
     swap = ("ALTER TYPE public.amount RENAME ATTRIBUTE debit TO x CASCADE;"
             " ALTER TYPE public.amount RENAME ATTRIBUTE credit TO debit CASCADE;"
             " ALTER TYPE public.amount RENAME ATTRIBUTE x TO credit CASCADE")
-    new = _recorded_or_refused(db, attacker, swap, "public.book")
+    new = recorded_or_refused(db, attacker, swap, "public.book")
     if new is not None:
-        assert _columns(db, "public.pt_1") == ["k", "credit", "debit"]
+        assert columns(db, "public.pt_1") == ["k", "credit", "debit"]
 
 
 def _cast_decides_setup(attacker) -> None:
@@ -254,14 +222,14 @@ def test_another_sessions_quote_all_identifiers_rewrites_no_tracked_tables_name(
     rewritten (and no capture function regenerated)."""
     attacker.execute("CREATE TABLE public.t (id int PRIMARY KEY, v int)")
     enable_tracking(connect("app_maintainer"), "public.t")
-    before = len(_schema_events(db))
+    before = len(schema_events(db))
     other = connect("app_attacker")
     other.execute("CREATE TEMP TABLE scratch (a int)")
     other.execute("CREATE INDEX scratch_a ON pg_temp.scratch (a)")
     other.execute("SET quote_all_identifiers = on")
     other.execute("DROP INDEX pg_temp.scratch_a")
     assert db.execute("SELECT table_name FROM audit.tracked_tables").fetchall() == [("public.t",)]
-    assert _schema_events(db)[before:] == []
+    assert schema_events(db)[before:] == []
 
 
 # --- 3. A covered column tied to one session by something other than its type's schema --------------
@@ -277,10 +245,10 @@ def test_a_generated_column_calling_a_temporary_function_is_refused_or_its_end_r
     conn.execute("INSERT INTO public.t (id, v) VALUES (1, 5)")
     if not _tracked_or_refused(connect, "public.t"):
         return
-    before = len(_schema_events(db))
+    before = len(schema_events(db))
     conn.close()
-    assert _wait_until(lambda: "g" not in _columns(db, "public.t"))
-    new = [e for e in _schema_events(db)[before:] if _names_table(e, "public.t")]
+    assert _wait_until(lambda: "g" not in columns(db, "public.t"))
+    new = [e for e in schema_events(db)[before:] if names_table(e, "public.t")]
     assert new, "public.t.g went with every stored value, with nothing recorded"
 
 
@@ -293,10 +261,10 @@ def test_a_column_of_a_temporary_collation_is_refused_or_its_end_recorded(db, co
     conn.execute("INSERT INTO public.t VALUES (1, 'kept')")
     if not _tracked_or_refused(connect, "public.t"):
         return
-    before = len(_schema_events(db))
+    before = len(schema_events(db))
     conn.execute("DISCARD TEMP")
-    assert "s" not in _columns(db, "public.t")
-    new = [e for e in _schema_events(db)[before:] if _names_table(e, "public.t")]
+    assert "s" not in columns(db, "public.t")
+    new = [e for e in schema_events(db)[before:] if names_table(e, "public.t")]
     assert new, "public.t.s went with every stored value, with nothing recorded"
 
 
@@ -311,10 +279,10 @@ def test_a_range_with_a_temporary_subtype_diff_is_refused_or_its_end_recorded(db
     conn.execute("INSERT INTO public.t VALUES (1, '[1,2)')")
     if not _tracked_or_refused(connect, "public.t"):
         return
-    before = len(_schema_events(db))
+    before = len(schema_events(db))
     conn.close()
-    assert _wait_until(lambda: "r" not in _columns(db, "public.t"))
-    new = [e for e in _schema_events(db)[before:] if _names_table(e, "public.t")]
+    assert _wait_until(lambda: "r" not in columns(db, "public.t"))
+    new = [e for e in schema_events(db)[before:] if names_table(e, "public.t")]
     assert new, "public.t.r went with every stored value, with nothing recorded"
 
 
@@ -328,10 +296,10 @@ def test_a_composite_attribute_of_a_temporary_collation_is_refused_or_its_end_re
     conn.execute("INSERT INTO public.t VALUES (1, ROW('secret', 1))")
     if not _tracked_or_refused(connect, "public.t"):
         return
-    before = len(_schema_events(db))
+    before = len(schema_events(db))
     conn.execute("DISCARD TEMP")
     assert _image(db, "public.t", "c") == {"n": 1}
-    new = [e for e in _schema_events(db)[before:] if _names_table(e, "public.t")]
+    new = [e for e in schema_events(db)[before:] if names_table(e, "public.t")]
     assert new, "every stored public.t.c lost its body, with nothing recorded"
 
 
@@ -345,7 +313,7 @@ def test_a_permanent_domain_over_a_temporary_composite_is_refused_when_added(db,
     with pytest.raises(psycopg.Error) as refused:
         attacker.execute("ALTER TABLE public.t ADD COLUMN a public.d[]")
     assert refused.value.sqlstate == "PA008", refused.value
-    assert _columns(db, "public.t") == ["id"]
+    assert columns(db, "public.t") == ["id"]
 
 
 def test_a_tracked_columns_type_cannot_be_moved_into_or_out_of_a_temporary_schema(db, connect, attacker):
@@ -390,7 +358,7 @@ def test_a_multirange_of_a_range_over_a_domain_over_an_enum_is_followed(db, conn
     attacker.execute("CREATE TABLE public.t (id int PRIMARY KEY, m public.gr_multirange[])")
     attacker.execute("INSERT INTO public.t VALUES (1, ARRAY['{[low,high)}'::public.gr_multirange])")
     enable_tracking(connect("app_maintainer"), "public.t")
-    new = _recorded_or_refused(db, attacker, "ALTER TYPE public.grade RENAME VALUE 'low' TO 'high2'", "public.t")
+    new = recorded_or_refused(db, attacker, "ALTER TYPE public.grade RENAME VALUE 'low' TO 'high2'", "public.t")
     if new is not None:
         assert [t for k, t, _ in new if k == "audit.tracked_type_altered"] == ["public.grade"], new
 
@@ -405,7 +373,7 @@ def test_a_domain_over_an_array_of_a_composite_is_followed(db, connect, attacker
     enable_tracking(connect("app_maintainer"), "public.t")
     swap = ("ALTER TYPE public.pair RENAME ATTRIBUTE debit TO x; ALTER TYPE public.pair RENAME ATTRIBUTE credit TO debit;"
             " ALTER TYPE public.pair RENAME ATTRIBUTE x TO credit")
-    _recorded_or_refused(db, attacker, swap, "public.t")
+    recorded_or_refused(db, attacker, swap, "public.t")
 
 
 def test_a_composite_whose_attribute_is_a_tables_row_type_altered_is_followed(db, connect, attacker):
@@ -416,4 +384,4 @@ def test_a_composite_whose_attribute_is_a_tables_row_type_altered_is_followed(db
     attacker.execute("CREATE TABLE public.t (id int PRIMARY KEY, o public.outer_t)")
     attacker.execute("INSERT INTO public.t VALUES (1, ROW(ROW(100, 0)))")
     enable_tracking(connect("app_maintainer"), "public.t")
-    _recorded_or_refused(db, attacker, SWAP.format(t="public.inner_t"), "public.t")
+    recorded_or_refused(db, attacker, SWAP.format(t="public.inner_t"), "public.t")

@@ -29,42 +29,11 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from schema_changes import columns, recorded_or_refused
 
 from pgaudit_py import enable_tracking
 
-SCHEMA_KINDS = ("audit.tracked_table_ddl", "audit.tracked_type_altered", "audit.tracked_table_altered")
 WRONG_OBJECT_TYPE = "42809"
-
-
-def _schema_events(db) -> list[tuple[str, str, dict]]:
-    return [(r[0], r[1], r[2]) for r in db.execute(
-        "SELECT kind, target_id, payload FROM audit.events WHERE kind = ANY (%s)"
-        " ORDER BY occurred_at, intake_id", (list(SCHEMA_KINDS),)).fetchall()]
-
-
-def _names_table(event: tuple[str, str, dict], table: str) -> bool:
-    kind, target, payload = event
-    return target == table or table in (payload.get("tables") or [])
-
-
-def _recorded_or_refused(db, conn, command: str, table: str, pg_refusals=()) -> list | None:
-    """Run command; return the schema-change events naming table (None when refused with PA008,
-    or by PostgreSQL with one of pg_refusals). Fails when it ran and recorded nothing."""
-    n = len(_schema_events(db))
-    try:
-        conn.execute(command)
-    except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008" or exc.sqlstate in pg_refusals, (command, exc.sqlstate, exc)
-        return None
-    new = [e for e in _schema_events(db)[n:] if _names_table(e, table)]
-    assert new, f"{command!r} changed {table} with nothing recorded: {_schema_events(db)[n:]}"
-    return new
-
-
-def _columns(db, table: str) -> list[str]:
-    return [r[0] for r in db.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
-        " ORDER BY attnum", (table,))]
 
 
 def _ledger(attacker, connect):
@@ -95,7 +64,7 @@ def test_a_swap_of_a_tracked_tables_columns_spelled_for_another_relation_kind_is
     _ledger(attacker, connect)
     cmd = SPELLINGS[spelling]
     swap = "; ".join([cmd.format(a="debit", b="x"), cmd.format(a="credit", b="debit"), cmd.format(a="x", b="credit")])
-    new = _recorded_or_refused(db, attacker, swap, "public.ledger", pg_refusals=(WRONG_OBJECT_TYPE,))
+    new = recorded_or_refused(db, attacker, swap, "public.ledger", pg_refusals=(WRONG_OBJECT_TYPE,))
     if new is not None:
         assert any(e[0] == "audit.tracked_table_ddl" and [c[1] for c in e[2]["columns"]] ==
                    ["id", "credit", "debit", "note"] for e in new), new
@@ -116,7 +85,7 @@ def test_a_tracked_tables_column_dropped_or_retyped_through_alter_foreign_table_
     _on_ddl_end, which records columns only for ALTER TABLE. PostgreSQL may refuse the spelling on a
     plain table (wrong object type): then it holds."""
     _ledger(attacker, connect)
-    _recorded_or_refused(db, attacker, FOREIGN_TABLE_CHANGES[change], "public.ledger",
+    recorded_or_refused(db, attacker, FOREIGN_TABLE_CHANGES[change], "public.ledger",
                          pg_refusals=(WRONG_OBJECT_TYPE,))
 
 
@@ -129,7 +98,7 @@ def test_control_alter_view_rename_of_a_table_whose_row_type_a_tracked_column_us
     enable_tracking(connect("app_maintainer"), "public.book")
     swap = ("ALTER VIEW public.leg RENAME COLUMN debit TO x; ALTER VIEW public.leg RENAME COLUMN credit TO debit;"
             " ALTER VIEW public.leg RENAME COLUMN x TO credit")
-    _recorded_or_refused(db, attacker, swap, "public.book", pg_refusals=(WRONG_OBJECT_TYPE,))
+    recorded_or_refused(db, attacker, swap, "public.book", pg_refusals=(WRONG_OBJECT_TYPE,))
 
 
 # --- 2. Event triggers switched off or bypassed without a superuser -----------------------------------
@@ -156,7 +125,7 @@ def test_table_owner_cannot_run_ddl_in_replica_mode(db, connect, attacker):
                          " AS $$ BEGIN ALTER TYPE public.mood RENAME VALUE 'sad' TO 'happy'; END $$")
     except psycopg.Error:
         return
-    _recorded_or_refused(db, attacker, "SELECT public.quiet()", "public.book", pg_refusals=("42501",))
+    recorded_or_refused(db, attacker, "SELECT public.quiet()", "public.book", pg_refusals=("42501",))
 
 
 def test_table_owner_cannot_disable_rename_or_take_the_event_triggers(db, attacker):
@@ -183,7 +152,7 @@ def test_an_enum_value_renamed_in_a_procedure_that_commits_is_recorded(db, conne
                      " ALTER TYPE public.mood RENAME VALUE 'sad' TO 'x'; COMMIT;"
                      " ALTER TYPE public.mood RENAME VALUE 'ok' TO 'sad'; COMMIT;"
                      " ALTER TYPE public.mood RENAME VALUE 'x' TO 'ok'; COMMIT; END $$")
-    new = _recorded_or_refused(db, attacker, "CALL public.p()", "public.book")
+    new = recorded_or_refused(db, attacker, "CALL public.p()", "public.book")
     if new is not None:
         assert new[-1][2]["now"] == {"labels": ["ok", "sad"]}, new
 
@@ -208,10 +177,10 @@ def test_a_sessions_output_and_parsing_settings_change_nothing_the_event_trigger
     attacker.execute("INSERT INTO public.book VALUES (1, 'sad', 1, 2, '2001-02-03 04:05:06')")
     enable_tracking(connect("app_maintainer"), "public.book")
     label = "NULL\\'q"
-    new = _recorded_or_refused(db, attacker, "ALTER TYPE public.mood RENAME VALUE 'sad' TO E'NULL\\\\''q'",
+    new = recorded_or_refused(db, attacker, "ALTER TYPE public.mood RENAME VALUE 'sad' TO E'NULL\\\\''q'",
                                "public.book")
     assert new is not None and new[-1][2]["now"] == {"labels": [label, "ok"]}, new
-    new = _recorded_or_refused(db, attacker, "ALTER TABLE public.book RENAME COLUMN a TO x;"
+    new = recorded_or_refused(db, attacker, "ALTER TABLE public.book RENAME COLUMN a TO x;"
                                " ALTER TABLE public.book RENAME COLUMN b TO a; ALTER TABLE public.book RENAME COLUMN x TO b",
                                "public.book")
     assert new is not None and new[-1][2]["columns"] == [
@@ -231,7 +200,7 @@ def test_a_sessions_plpgsql_extra_checks_do_not_break_the_event_triggers(db, con
     attacker.execute("SET plpgsql.extra_errors = 'all'")
     attacker.execute("SET plpgsql.extra_warnings = 'all'")
     _ledger(attacker, connect)
-    _recorded_or_refused(db, attacker, "ALTER TABLE public.ledger RENAME COLUMN note TO remark", "public.ledger")
+    recorded_or_refused(db, attacker, "ALTER TABLE public.ledger RENAME COLUMN note TO remark", "public.ledger")
     attacker.execute("INSERT INTO public.ledger VALUES (2, 1, 1, 1)")
 
 
@@ -258,9 +227,9 @@ def test_a_table_made_a_child_later_then_its_parents_columns_swapped_is_recorded
         attacker.execute("ALTER TABLE public.leg INHERIT public.base")
     else:
         attacker.execute("ALTER TABLE public.base ATTACH PARTITION public.leg FOR VALUES IN (1)")
-    new = _recorded_or_refused(db, attacker, SWAP.format(t="public.base"), "public.book")
+    new = recorded_or_refused(db, attacker, SWAP.format(t="public.base"), "public.book")
     if new is not None:
-        assert _columns(db, "public.leg") == ["k", "credit", "debit"]
+        assert columns(db, "public.leg") == ["k", "credit", "debit"]
 
 
 def test_a_typed_tables_inheritance_child_renamed_through_alter_type_cascade_is_recorded(db, connect, attacker):
@@ -278,9 +247,9 @@ def test_a_typed_tables_inheritance_child_renamed_through_alter_type_cascade_is_
     swap = ("ALTER TYPE public.amount RENAME ATTRIBUTE debit TO x CASCADE;"
             " ALTER TYPE public.amount RENAME ATTRIBUTE credit TO debit CASCADE;"
             " ALTER TYPE public.amount RENAME ATTRIBUTE x TO credit CASCADE")
-    new = _recorded_or_refused(db, attacker, swap, "public.book")
+    new = recorded_or_refused(db, attacker, swap, "public.book")
     if new is not None:
-        assert _columns(db, "public.kid") == ["credit", "debit"]
+        assert columns(db, "public.kid") == ["credit", "debit"]
 
 
 # --- 5. Casts and rewrites ---------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""What the attacker's trials of schema changes (tests/test_trust_attacks_20.py to _24.py) ask of the
+database: the schema-change events recorded, whether a command was recorded or refused, a table's
+columns, both verifiers' verdicts."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import psycopg
+
+from pgaudit_py.chain import verify_chain
+
+SCHEMA_KINDS = ("audit.tracked_table_ddl", "audit.tracked_type_altered", "audit.tracked_table_altered")
+
+Event = tuple[str, str, dict[str, Any]]
+
+
+def schema_events(db: psycopg.Connection) -> list[Event]:
+    """Every schema-change event, pending or sealed, in the order written: kind, target, payload."""
+    return [(r[0], r[1], r[2]) for r in db.execute(
+        "SELECT kind, target_id, payload FROM audit.events WHERE kind = ANY (%s)"
+        " ORDER BY occurred_at, intake_id", (list(SCHEMA_KINDS),)).fetchall()]
+
+
+def names_table(event: Event, table: str) -> bool:
+    kind, target, payload = event
+    return target == table or table in (payload.get("tables") or [])
+
+
+def recorded_or_refused(db: psycopg.Connection, conn: psycopg.Connection, command: str, table: str,
+                        pg_refusals: tuple[str, ...] = ()) -> list[Event] | None:
+    """Run command; return the schema-change events it recorded naming table (None when it was
+    refused with PA008, or by PostgreSQL with one of pg_refusals). Fails when it ran and recorded
+    nothing about the table."""
+    n = len(schema_events(db))
+    try:
+        conn.execute(command)
+    except psycopg.Error as exc:
+        assert exc.sqlstate == "PA008" or exc.sqlstate in pg_refusals, (command, exc.sqlstate, exc)
+        return None
+    new = [e for e in schema_events(db)[n:] if names_table(e, table)]
+    assert new, f"{command!r} changed {table} with nothing recorded: {schema_events(db)[n:]}"
+    return new
+
+
+def columns(db: psycopg.Connection, table: str) -> list[str]:
+    return [r[0] for r in db.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+        " ORDER BY attnum", (table,))]
+
+
+def both_verifiers_ok(db: psycopg.Connection) -> None:
+    sql_ok = db.execute("SELECT ok, problem FROM audit.verify()").fetchone()
+    assert sql_ok is not None and sql_ok[0], sql_ok
+    db.autocommit = True
+    py = verify_chain(db)
+    assert py.ok, py.problem
+
+
+def hidden(*commands: str) -> str:
+    """A DO block running the commands through EXECUTE of base64 text: the query string the event
+    records names none of them."""
+    body = "; ".join(f"EXECUTE convert_from(decode('{base64.b64encode(c.encode()).decode()}', 'base64'), 'UTF8')"
+                     for c in commands)
+    return f"DO $$ BEGIN {body}; END $$"
