@@ -763,19 +763,21 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- A superuser's function taking a pseudo-type (pg_catalog.to_json(anyelement)) is no cast
-    -- to_jsonb can call: every write would fail.
+    -- Trusted: a superuser's function in C (an extension's, hstore's say). One in SQL or PL/pgSQL
+    -- may call anyone's functions, which their owners may replace; one taking a pseudo-type
+    -- (pg_catalog.to_json(anyelement)) is no cast to_jsonb can call: every write would fail.
     SELECT k.castsource, k.castfunc,
-           coalesce(r.rolsuper, false) AND NOT EXISTS (SELECT 1 FROM unnest(f.proargtypes) a JOIN pg_type y ON y.oid = a
-                                                        WHERE y.typtype = 'p')
+           coalesce(r.rolsuper, false) AND coalesce(g.lanname IN ('c', 'internal'), false)
+           AND NOT EXISTS (SELECT 1 FROM unnest(f.proargtypes) a JOIN pg_type y ON y.oid = a WHERE y.typtype = 'p')
       FROM @schema@._column_types(target) t
       JOIN pg_cast k ON k.castsource = t.typ AND k.casttarget = 'json'::regtype AND k.castfunc <> 0
       LEFT JOIN pg_proc f ON f.oid = k.castfunc
+      LEFT JOIN pg_language g ON g.oid = f.prolang
       LEFT JOIN pg_roles r ON r.oid = f.proowner
      WHERE t.leaf AND t.typ >= 16384
 $$;
 COMMENT ON FUNCTION @schema@._json_casts(oid) IS
-    'Casts to json that to_jsonb would run on a table''s rows; trusted: its function is a superuser''s, of no pseudo-type.';
+    'Casts to json that to_jsonb would run on a table''s rows; trusted: its function is a superuser''s in C, of no pseudo-type.';
 
 -- What a table's columns depend on that lives in a temporary schema, or NULL: by PostgreSQL's own
 -- record of dependencies (pg_depend), from the table, its generated columns' expressions and, at
@@ -859,8 +861,8 @@ AS $$
         -- to_jsonb prints a type through its cast to json: a cast that is not a superuser's own code
         -- would decide what is recorded (and run in the sandbox, as it is).
         WHEN EXISTS (SELECT 1 FROM @schema@._json_casts(target) j WHERE NOT j.trusted) THEN
-             format('type %s has a cast to json whose function %s is not a superuser''s, or takes any type: it would '
-                    'decide what is recorded, or fail every write',
+             format('type %s has a cast to json whose function %s is not a superuser''s in C, or takes any type: it '
+                    'would decide what is recorded, or fail every write',
                     (SELECT j.source::regtype FROM @schema@._json_casts(target) j WHERE NOT j.trusted LIMIT 1),
                     (SELECT j.function::regprocedure FROM @schema@._json_casts(target) j WHERE NOT j.trusted LIMIT 1))
         ELSE (SELECT format('%s inherits from it, and only tables that are partitions can be captured',

@@ -229,19 +229,38 @@ COMMENT ON FUNCTION @schema@._record_schema_change(oid[], oid[], oid[]) IS
     'Records audit.tracked_table_ddl for covered tables whose columns changed and audit.tracked_type_altered for '
     'changed types covered tables are made of; returns the covered tables reached through the types.';
 
+-- Refuses (PA008) a cast to json created or dropped for a type covered tables are made of: to_jsonb
+-- prints the type through it, so every stored row of theirs would read differently, with no row
+-- event, whoever's the cast's function.
+CREATE OR REPLACE FUNCTION @schema@._refuse_json_cast(typ oid, tables oid[], dropped boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
+AS $$
+BEGIN
+    RAISE EXCEPTION 'type % % a cast to json: it would change what tracked table % records', typ::regtype,
+        CASE WHEN dropped THEN 'would no longer have' ELSE 'has' END, tables[1]::regclass
+        USING ERRCODE = 'PA008', HINT = 'Use @schema@.disable_tracking on the tables made of the type first.';
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_json_cast(oid, oid[], boolean) IS
+    'Raises PA008: a cast to json created or dropped for a type covered tables are made of.';
+
 -- The commands @schema@_ddl_end watches (sql/superuser/70_event_triggers.sql makes it from this
 -- list; status reports a trigger made from an earlier one). CREATE SCHEMA too: its commands (CREATE
 -- TABLE ... PARTITION OF a tracked table, say) run under its tag alone. Views' and materialized
 -- views' row types are composites a column may be made of: their renames and added columns change
--- what stored values read as.
+-- what stored values read as. CREATE FUNCTION: a function replaced may come to depend on what a
+-- covered table then must not (_temporary_dependency).
 CREATE OR REPLACE FUNCTION @schema@._ddl_end_tags()
 RETURNS text[]
 LANGUAGE sql
 IMMUTABLE
 AS $$
     SELECT ARRAY['ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER MATERIALIZED VIEW', 'ALTER SCHEMA', 'ALTER TABLE',
-                 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER VIEW', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX',
-                 'CREATE SCHEMA', 'CREATE TABLE', 'CREATE TRIGGER', 'CREATE VIEW']
+                 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER VIEW', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE FUNCTION',
+                 'CREATE INDEX', 'CREATE SCHEMA', 'CREATE TABLE', 'CREATE TRIGGER', 'CREATE VIEW']
 $$;
 COMMENT ON FUNCTION @schema@._ddl_end_tags() IS 'The command tags the @schema@_ddl_end event trigger watches.';
 
@@ -258,7 +277,8 @@ DECLARE
     touched oid[] := '{}';   -- tables the command changed: their capture, and their descendants', is checked whole
     created oid[] := '{}';   -- triggers the command created: each checked on its own
     altered oid[] := '{}';   -- types the command changed: the tables made of them are recorded, and checked
-    cast_sources oid[] := '{}';  -- types a cast to json was created for: the tables made of them are checked
+    cast_sources oid[] := '{}';  -- types a cast to json was created for: refused when covered tables are made of them
+    functions oid[] := '{}';  -- functions created or replaced: the covered tables that depend on them are checked
     columns_altered oid[] := '{}';  -- covered tables whose columns a command changed: what their stored values read as may differ
     typed oid[];
     all_covered oid[] := ARRAY(SELECT @schema@._covered_tables());  -- once: every step below needs it
@@ -294,8 +314,10 @@ BEGIN
         ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say
             altered := altered || cmd.objid;
         ELSIF cmd.classid = 'pg_cast'::regclass THEN  -- a cast to json would decide what is recorded
-            cast_sources := cast_sources || ARRAY(SELECT k.castsource FROM pg_cast k
-                                                   WHERE k.oid = cmd.objid AND k.casttarget IN ('json'::regtype, 'jsonb'::regtype));
+            cast_sources := cast_sources || ARRAY(SELECT k.castsource FROM pg_cast k  -- WITH INOUT: to_jsonb ignores it
+                                                   WHERE k.oid = cmd.objid AND k.casttarget = 'json'::regtype AND k.castfunc <> 0);
+        ELSIF cmd.classid = 'pg_proc'::regclass THEN
+            functions := functions || cmd.objid;
         ELSIF cmd.classid = 'pg_namespace'::regclass THEN  -- a renamed schema: its tables' names
             touched := touched || ARRAY(SELECT t.relid FROM @schema@.tracked_tables t JOIN pg_class c ON c.oid = t.relid
                                          WHERE c.relnamespace = cmd.objid);
@@ -306,7 +328,22 @@ BEGIN
     -- again, retyped without a rewrite (int to oid), by the table's ALTER TABLE or its type's ALTER
     -- TYPE.
     touched := touched || @schema@._record_schema_change(columns_altered, altered, all_covered);
-    touched := touched || ARRAY(SELECT unnest(m.tables) FROM @schema@._covered_made_of(cast_sources, all_covered) m);
+    -- A cast to json decides how to_jsonb prints its type from then on: the rows of covered tables
+    -- made of it would read differently with no row event, whoever's the cast's function.
+    PERFORM @schema@._refuse_json_cast(m.typ, m.tables) FROM @schema@._covered_made_of(cast_sources, all_covered) m;
+    -- A generated column's function, or a range type's, replaced: the covered tables that depend on
+    -- it are checked again (a function may now depend on a temporary one).
+    IF cardinality(functions) > 0 THEN
+        touched := touched
+            || ARRAY(SELECT f.adrelid FROM pg_depend d JOIN pg_attrdef f ON f.oid = d.objid
+                      WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_proc'::regclass
+                        AND d.refobjid = ANY (functions))
+            || ARRAY(SELECT unnest(m.tables)
+                       FROM @schema@._covered_made_of(ARRAY(SELECT d.objid FROM pg_depend d
+                                                             WHERE d.classid = 'pg_type'::regclass
+                                                               AND d.refclassid = 'pg_proc'::regclass
+                                                               AND d.refobjid = ANY (functions)), all_covered) m);
+    END IF;
     -- A change to a table reaches the tables that inherit from it too (a column added, retyped).
     touched := ARRAY(SELECT DISTINCT d FROM unnest(touched) a, @schema@._capture_tables(a) d);
     FOR root IN SELECT DISTINCT (@schema@._tracking_of(a)).relid FROM unnest(touched) a LOOP
@@ -373,6 +410,13 @@ BEGIN
             columns_dropped, ARRAY(SELECT c.reltype FROM pg_class c WHERE c.oid = ANY (columns_dropped) AND c.reltype <> 0),
             ARRAY(SELECT @schema@._covered_tables()));
     END IF;
+    -- A cast to json dropped: to_jsonb would print its type otherwise from then on.
+    PERFORM @schema@._refuse_json_cast(m.typ, m.tables, true)
+       FROM @schema@._covered_made_of(ARRAY(SELECT to_regtype(d.address_names[1]) FROM pg_event_trigger_dropped_objects() d
+                                             WHERE d.classid = 'pg_cast'::regclass
+                                               AND to_regtype(d.address_args[1]) = 'json'::regtype),
+                                       ARRAY(SELECT @schema@._covered_tables())) m
+      WHERE EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d WHERE d.classid = 'pg_cast'::regclass);
     -- A dropped column or key index changes what the remaining tables capture.
     FOR t IN SELECT * FROM @schema@.tracked_tables
               WHERE EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d

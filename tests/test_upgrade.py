@@ -77,7 +77,11 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
                                  "0014_intake_rotation", "0015_api_tokens",
                                  "0016_event_type_catalogues", "0017_rare_value_indexes", "0018_log_partitions",
                                  "0019_intake_checks_in_writers", "0020_archive_and_quarantine_indexes"]
-    assert status(db, "upgr").problems == []
+    # A superuser's cast function in PL/pgSQL is no longer trusted (it may call anyone's functions):
+    # the table is still captured, the cast run in the sandbox, and status says so.
+    assert status(db, "upgr").problems == [
+        "tracked table public.feel: type public.mood has a cast to json whose function public.mood_json(public.mood)"
+        " is not a superuser's in C, or takes any type: it would decide what is recorded, or fail every write"]
     # The kind prefix a table was tracked under is held for it (a look-alike cannot take it over).
     assert db.execute("SELECT kind_prefix, relid = 'public.feel'::regclass::oid FROM upgr.kind_prefixes").fetchall() \
         == [("public.feel", True)]
