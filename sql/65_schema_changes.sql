@@ -393,6 +393,8 @@ DECLARE
     t @schema@.tracked_tables;
     rel oid;
     columns_dropped oid[];
+    casts_dropped oid[];
+    all_covered oid[];
 BEGIN
     FOR gone IN SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                  WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
@@ -420,18 +422,25 @@ BEGIN
     columns_dropped := ARRAY(SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                               WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0
                                 AND (NOT d.original OR TG_TAG <> ALL (@schema@._ddl_end_tags())));
-    IF cardinality(columns_dropped) > 0 THEN
+    -- A cast to json dropped (its source type still there): to_jsonb would print the type otherwise
+    -- from then on. Its row is gone; it is named by its address, which is matched against the
+    -- addresses of the covered tables' types, never parsed (a type's name is anyone's text).
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d WHERE d.classid = 'pg_cast'::regclass) THEN
+        all_covered := ARRAY(SELECT @schema@._covered_tables());
+        casts_dropped := ARRAY(
+            SELECT DISTINCT x.typ
+              FROM pg_event_trigger_dropped_objects() d, unnest(all_covered) c, @schema@._column_types(c) x
+             WHERE d.classid = 'pg_cast'::regclass
+               AND d.address_names = (pg_identify_object_as_address('pg_type'::regclass, x.typ, 0)).object_names
+               AND d.address_args = (pg_identify_object_as_address('pg_type'::regclass, 'json'::regtype, 0)).object_names);
+    END IF;
+    IF cardinality(columns_dropped) > 0 OR cardinality(casts_dropped) > 0 THEN
+        all_covered := coalesce(all_covered, ARRAY(SELECT @schema@._covered_tables()));
+        PERFORM @schema@._refuse_json_cast(m.typ, m.tables, true) FROM @schema@._covered_made_of(casts_dropped, all_covered) m;
         PERFORM @schema@._record_schema_change(
             columns_dropped, ARRAY(SELECT c.reltype FROM pg_class c WHERE c.oid = ANY (columns_dropped) AND c.reltype <> 0),
-            ARRAY(SELECT @schema@._covered_tables()));
+            all_covered);
     END IF;
-    -- A cast to json dropped: to_jsonb would print its type otherwise from then on.
-    PERFORM @schema@._refuse_json_cast(m.typ, m.tables, true)
-       FROM @schema@._covered_made_of(ARRAY(SELECT to_regtype(d.address_names[1]) FROM pg_event_trigger_dropped_objects() d
-                                             WHERE d.classid = 'pg_cast'::regclass
-                                               AND to_regtype(d.address_args[1]) = 'json'::regtype),
-                                       ARRAY(SELECT @schema@._covered_tables())) m
-      WHERE EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d WHERE d.classid = 'pg_cast'::regclass);
     -- A dropped column or key index changes what the remaining tables capture.
     FOR t IN SELECT * FROM @schema@.tracked_tables
               WHERE EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
