@@ -4,8 +4,9 @@ valgrind): the server is stopped for it and answers again after it, with what it
 from __future__ import annotations
 
 import psycopg
+import pytest
 
-from pgaudit_py.tempdb import TemporaryCluster
+from pgaudit_py.tempdb import TemporaryCluster, find_binary
 
 
 def test_a_single_user_run_writes_and_the_server_answers_again():
@@ -18,3 +19,13 @@ def test_a_single_user_run_writes_and_the_server_answers_again():
         assert 'total = "3"' in done.stdout
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
             assert conn.execute("SELECT array_agg(n ORDER BY n) FROM notes").fetchone() == ([1, 2],)
+
+
+def test_server_binaries_are_found_off_path_under_debians_directory(monkeypatch):
+    """README: with no server binaries on PATH, Debian's /usr/lib/postgresql/<version>/bin is used,
+    the newest version; with neither, the error says what to install."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    found = find_binary("initdb")
+    assert found.startswith("/usr/lib/postgresql/") and found.endswith("/bin/initdb")
+    with pytest.raises(FileNotFoundError, match="install PostgreSQL server binaries"):
+        find_binary("no_such_postgres_binary")
