@@ -16,7 +16,7 @@ from pgaudit_py.context import audit_context
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
 from pgaudit_py.installer import install, role_names
-from pgaudit_py.output import print_table
+from pgaudit_py.output import counted, print_table
 from pgaudit_py.sealing import seal
 from pgaudit_py.tempdb import TemporaryCluster
 
@@ -37,15 +37,15 @@ def show(conn: psycopg.Connection, schema: str) -> None:
     with audit_context(conn, actor_type="service", actor_id="billing", tenant_id="acme"):
         record(conn, "invoice.sent", target_type="invoice", target_id="inv-9", audit_schema=schema)
     sealed = seal(conn, audit_schema=schema)
-    click.echo(f"\nsealed {sealed.sealed} events (seq {sealed.first_seq}..{sealed.last_seq})\n")
+    click.echo(f"\nsealed {counted(sealed.sealed, 'event')} (seq {sealed.first_seq}..{sealed.last_seq})\n")
 
     click.echo(f"SELECT * FROM {schema}.list_events();")
     print_table(["seq", "tenant", "actor", "kind", "target", "outcome"],
                 [[e.seq, e.tenant_id, f"{e.actor_type}:{e.actor_id}", e.kind, f"{e.target_type}:{e.target_id}",
                   e.outcome] for e in list_events(conn, audit_schema=schema)])
-    counted = count_events(conn, by_kind_prefix=PREFIXES, audit_schema=schema)
+    tally = count_events(conn, by_kind_prefix=PREFIXES, audit_schema=schema)
     click.echo(f"\nSELECT * FROM {schema}.count_events(by_kind_prefix => '{{order.,user.}}');")
-    print_table(["count", "by_kind_prefix"], [[counted.count, counted.by_kind_prefix]])
+    print_table(["count", "by_kind_prefix"], [[tally.count, tally.by_kind_prefix]])
     click.echo(f"\nSELECT * FROM {schema}.monthly_event_counts(month_count => 3, by_kind_prefix => '{{order.}}');")
     print_table(["month", "count", "by_kind_prefix"],
                 [[m.month.strftime("%Y-%m"), m.count, m.by_kind_prefix]

@@ -33,6 +33,11 @@ def _shallow(value: Any) -> Any:
     return str(value)
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """"1 event", "2 events": a count people read."""
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
+
+
 def emit_json(value: Any) -> None:
     click.echo(dumps(value, indent=2, ensure_ascii=False))
 

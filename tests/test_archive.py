@@ -697,6 +697,35 @@ def test_command_line(db: psycopg.Connection, tmp_path: Path, monkeypatch: pytes
     assert result.exit_code == 0 and "archived through block 2 (seq 10); hot history starts at block 3" in result.output
 
 
+def test_command_line_says_what_it_counted_and_that_nothing_is_hot(db: psycopg.Connection, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """One batch of one event, archived whole: "1 batch, 1 event", and no "hot from block None"."""
+    record(db, "order.created", tenant_id="t1")
+    seal(db)
+    set_batch_size(db, 1)
+    private = Ed25519PrivateKey.generate()
+    signing, public = tmp_path / "sign.pem", tmp_path / "pub.pem"
+    signing.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    public.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    dsn = f"host={db.info.host} port={db.info.port} dbname={db.info.dbname} user=app_maintainer"
+    monkeypatch.setenv("PGAUDIT_ARCHIVE_URL", f"file://{tmp_path}/archive")
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["archive", *args, "--dsn", dsn], catch_exceptions=False)
+        assert result.exit_code == 0, result.output + result.stderr
+        return result.stdout
+
+    assert "no batch has left the live log yet" in run("verify", "--public-key", str(public))
+    db.execute("SELECT pg_sleep(1.1)")
+    assert "archived 1 batch, 1 event, to" in run("run", "--older-than", "1s", "--signing-key", str(signing))
+    assert db.execute("SELECT count(*) FROM audit.event_log").fetchone() == (0,)
+    out = run("verify", "--public-key", str(public))
+    assert "checked 1 batch, 1 event in" in out
+    assert "archived through block 1 (seq 1); no sealed block after it" in out and "None" not in out
+
+
 @pytest.mark.parametrize("sse", ["AES256", "aws:kms"])
 def test_server_side_encryption_is_asked_for(aws: str, sse: str) -> None:
     bucket = f"encrypted-{uuid.uuid4().hex[:8]}"

@@ -69,6 +69,9 @@ def test_record_and_list(dsn, db):
     assert json.loads(made.output)["kind"] == "order.paid"
     sealed = run("seal", "--dsn", dsn, "--json")
     assert json.loads(sealed.output) == {"sealed": 1, "first_seq": 1, "last_seq": 1, "block_no": 1}
+    assert run("seal", "--dsn", dsn).output == "sealed 0 events\n"
+    run("record", "--dsn", dsn, "order.shipped")
+    assert run("seal", "--dsn", dsn).output == "sealed 1 event (seq 2..2)\n"
     listed = run("events", "--dsn", dsn, "--tenant", "t1", "--kind-prefix", "order.", "--json")
     events = json.loads(listed.output)
     assert [(e["seq"], e["actor_id"], e["payload"]) for e in events] == [(1, "alice", {"n": 1})]

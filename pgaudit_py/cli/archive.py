@@ -25,7 +25,7 @@ from pgaudit_py.cli.common import (
     run_guarded,
 )
 from pgaudit_py.errors import InvalidArgument
-from pgaudit_py.output import emit_json, print_table
+from pgaudit_py.output import counted, emit_json, print_table
 
 target_option = click.option("--target", envvar=ARCHIVE_URL_ENV, show_envvar=True,
                              help="file:///dir or s3://bucket/prefix.")
@@ -57,8 +57,8 @@ def run_command(settings: Settings, target: str | None, older_than: str | None, 
         where = open_target(target, sse=sse)
 
         def progress(batch: archiving.ArchiveBatch) -> None:
-            click.echo(f"  {batch.batch_id}: {batch.event_count} events (seq {batch.first_seq}..{batch.last_seq})",
-                       err=True)
+            click.echo(f"  {batch.batch_id}: {counted(batch.event_count, 'event')}"
+                       f" (seq {batch.first_seq}..{batch.last_seq})", err=True)
 
         with settings.connect("pgaudit archive") as conn:
             done = archiving.archive(conn, where, keys, older_than=age, max_batches=max_batches,
@@ -66,7 +66,8 @@ def run_command(settings: Settings, target: str | None, older_than: str | None, 
         if done.skipped:
             click.echo("another archiver is running in this database; skipped")
         else:
-            click.echo(f"archived {len(done.batches)} batches, {done.events} events, to {where.url}")
+            click.echo(f"archived {counted(len(done.batches), 'batch', 'batches')},"
+                       f" {counted(done.events, 'event')}, to {where.url}")
     run_guarded(run)
 
 
@@ -116,9 +117,16 @@ def verify_command(settings: Settings, target: str | None, batch_id: str | None,
         if as_json:
             emit_json({**result.__dict__, "ok": result.ok})
         else:
-            click.echo(f"checked {result.batches_checked} batches, {result.events_checked} events in {where.url}")
-            click.echo(f"archived through block {result.archived_through_block} (seq {result.archived_through_seq});"
-                       f" hot from block {result.hot_from_block} (seq {result.hot_from_seq})")
+            click.echo(f"checked {counted(result.batches_checked, 'batch', 'batches')},"
+                       f" {counted(result.events_checked, 'event')} in {where.url}")
+            if result.archived_through_block is None:
+                click.echo("no batch has left the live log yet")
+            elif result.hot_from_block is None:
+                click.echo(f"archived through block {result.archived_through_block} (seq {result.archived_through_seq});"
+                           " no sealed block after it")
+            else:
+                click.echo(f"archived through block {result.archived_through_block} (seq {result.archived_through_seq});"
+                           f" hot from block {result.hot_from_block} (seq {result.hot_from_seq})")
             for problem in result.problems:
                 click.echo(f"PROBLEM: {problem}")
         if not result.ok:
@@ -193,7 +201,7 @@ def restore_command(settings: Settings, target: str | None, batch_id: str) -> No
     def run() -> None:
         with settings.connect() as conn:
             n = archiving.restore_batch(conn, open_target(target), batch_id, audit_schema=settings.schema)
-        click.echo(f"restored {n} events of {batch_id} into {settings.schema}.restored_events")
+        click.echo(f"restored {counted(n, 'event')} of {batch_id} into {settings.schema}.restored_events")
     run_guarded(run)
 
 

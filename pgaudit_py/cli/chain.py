@@ -29,7 +29,7 @@ from pgaudit_py.cli.common import (
     run_guarded,
 )
 from pgaudit_py.errors import KeyFileError
-from pgaudit_py.output import emit_json
+from pgaudit_py.output import counted, emit_json
 
 
 @click.command("keygen")
@@ -98,7 +98,8 @@ def verify_command(settings: Settings, checkpoint_file: Path | None, signing_key
                        "checkpoint": {"file": str(checkpoint_file), "signatures": signed_by, "problem": against}
                        if document else None})
         elif result.ok:
-            click.echo(f"chain intact: {result.blocks_checked} blocks, {result.events_checked} events verified; "
+            click.echo(f"chain intact: {counted(result.blocks_checked, 'block')},"
+                       f" {counted(result.events_checked, 'event')} verified; "
                        f"{result.pending} pending (not yet sealed)")
             if result.archived_through_block is not None:
                 click.echo(f"archived through block {result.archived_through_block} (seq "

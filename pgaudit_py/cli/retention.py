@@ -14,7 +14,7 @@ from pgaudit_py.cli.common import (
     parse_duration,
     run_guarded,
 )
-from pgaudit_py.output import emit_json
+from pgaudit_py.output import counted, emit_json
 from pgaudit_py.retention import preview_prune, prune_all
 
 
@@ -32,8 +32,9 @@ def prune_command(settings: Settings, older_than: str, batch_size: int, yes: boo
         with settings.connect("pgaudit prune") as conn:
             preview = preview_prune(conn, age, batch_size, audit_schema=settings.schema)
             if not as_json:
-                click.echo(f"{preview.events} sealed events older than {preview.cutoff:%Y-%m-%d %H:%M:%S %Z}"
-                           + (f" (seq {preview.first_seq}..{preview.last_seq}), {preview.batches} batches"
+                click.echo(f"{counted(preview.events, 'sealed event')} older than {preview.cutoff:%Y-%m-%d %H:%M:%S %Z}"
+                           + (f" (seq {preview.first_seq}..{preview.last_seq}),"
+                              f" {counted(preview.batches, 'batch', 'batches')}"
                               if preview.events else ""))
             if preview.events == 0:
                 if as_json:
@@ -47,5 +48,5 @@ def prune_command(settings: Settings, older_than: str, batch_size: int, yes: boo
         if as_json:
             emit_json({"preview": preview, "deleted": deleted})
         else:
-            click.echo(f"deleted {deleted} events")
+            click.echo(f"deleted {counted(deleted, 'event')}")
     run_guarded(run)
