@@ -238,3 +238,11 @@ def test_the_python_reference_example_runs_as_written(db, first_session):
                       " db_role FROM audit.events ORDER BY intake_id").fetchall() == [
         ("order.refunded", "user", "alice", "acme", "req-42", True, "app"),
         ("email.sent", "db_role", "app", None, None, False, "app")]
+
+
+def test_every_name_the_package_exports_is_in_the_docs():
+    """A newcomer who finds a class in `pgaudit_py` finds what it is for in docs/ or the README."""
+    import pgaudit_py
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    undocumented = [name for name in pgaudit_py.__all__ if not re.search(rf"\b{re.escape(name)}\b", text)]
+    assert undocumented == []

@@ -119,14 +119,13 @@ def verify_command(settings: Settings, target: str | None, batch_id: str | None,
         else:
             click.echo(f"checked {counted(result.batches_checked, 'batch', 'batches')},"
                        f" {counted(result.events_checked, 'event')} in {where.url}")
+            archived = f"archived through block {result.archived_through_block} (seq {result.archived_through_seq})"
             if result.archived_through_block is None:
                 click.echo("no batch has left the live log yet")
             elif result.hot_from_block is None:
-                click.echo(f"archived through block {result.archived_through_block} (seq {result.archived_through_seq});"
-                           " no sealed block after it")
+                click.echo(f"{archived}; no sealed block after it")
             else:
-                click.echo(f"archived through block {result.archived_through_block} (seq {result.archived_through_seq});"
-                           f" hot from block {result.hot_from_block} (seq {result.hot_from_seq})")
+                click.echo(f"{archived}; hot from block {result.hot_from_block} (seq {result.hot_from_seq})")
             for problem in result.problems:
                 click.echo(f"PROBLEM: {problem}")
         if not result.ok:
