@@ -418,10 +418,16 @@ BEGIN
     -- type a covered column is), may drop a covered table's column, and every row's value of it, or
     -- a column of a composite type, table or view whose row type a covered table's column is made
     -- of: recorded as @schema@_ddl_end records what the commands it sees do. The columns a command
-    -- @schema@_ddl_end sees names itself (ALTER TABLE ... DROP COLUMN) are its to record.
+    -- @schema@_ddl_end sees names itself (ALTER TABLE ... DROP COLUMN) are its to record, and so are
+    -- the others of the same table its cascade drops (a generated column over the one named): one
+    -- command, one record.
     columns_dropped := ARRAY(SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                               WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0
-                                AND (NOT d.original OR TG_TAG <> ALL (@schema@._ddl_end_tags())));
+                                AND (TG_TAG <> ALL (@schema@._ddl_end_tags())
+                                     OR NOT d.original
+                                        AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
+                                                         WHERE o.original AND o.classid = 'pg_class'::regclass
+                                                           AND o.objid = d.objid AND o.objsubid > 0)));
     -- A cast to json dropped (its source type still there): to_jsonb would print the type otherwise
     -- from then on. Its row is gone; it is named by its address, which is matched against the
     -- addresses of the covered tables' types, never parsed (a type's name is anyone's text).

@@ -769,6 +769,23 @@ def test_column_ddl_that_changes_what_rows_read_as_is_recorded(db, connect, atta
     assert recorded == [("public.ledger", c, "table_owner") for c in commands]
 
 
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_a_drop_that_takes_a_generated_column_with_it_is_recorded_once(db, connect, attacker, partitioned):
+    """ALTER TABLE ... DROP COLUMN ... CASCADE also drops the generated column over it: both event
+    triggers saw the command (one its ALTER, the other the cascade) and each recorded it. One
+    command, one record, naming what is left."""
+    attacker.execute("CREATE TABLE ledger2 (id int PRIMARY KEY, amount int, fee int,"
+                     " doubled int GENERATED ALWAYS AS (amount * 2) STORED)"
+                     + (" PARTITION BY RANGE (id)" if partitioned else ""))
+    if partitioned:
+        attacker.execute("CREATE TABLE ledger2_low PARTITION OF ledger2 FOR VALUES FROM (0) TO (100)")
+    connect("app_maintainer").execute("SELECT audit.enable_tracking('public.ledger2')")
+    attacker.execute("ALTER TABLE ledger2 DROP COLUMN amount CASCADE")
+    recorded = db.execute("SELECT target_id, payload -> 'columns' FROM audit.events"
+                          " WHERE kind = 'audit.tracked_table_ddl' ORDER BY intake_id").fetchall()
+    assert [(target, [c[1] for c in cols]) for target, cols in recorded] == [("public.ledger2", ["id", "fee"])]
+
+
 def test_a_cast_reaching_a_tracked_table_through_another_tables_row_type_is_refused(db, connect, attacker):
     """The tracked table has a column of another table's row type: a column added to that table,
     of a type with an untrusted cast to json, would decide what is recorded."""
