@@ -670,16 +670,29 @@ AS $$
 DECLARE
     t @schema@.tracked_tables := @schema@._tracking_of(target);
     fn text := @schema@._capture_function(target);
+    body text;
+    settings text[];
 BEGIN
     IF t.relid IS NULL THEN
         RAISE EXCEPTION 'table % is not tracked', target::regclass USING ERRCODE = 'PA008';
     END IF;
-    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L', fn,
-                   (SELECT string_agg(CASE WHEN s LIKE 'search_path=%' THEN ' SET search_path = pg_catalog, pg_temp'
-                                           ELSE format(' SET %s = %L', split_part(s, '=', 1), split_part(s, '=', 2)) END,
-                                      '' ORDER BY o)
-                      FROM unnest(@schema@._capture_settings(target)) WITH ORDINALITY AS u(s, o)),
-                   @schema@._capture_body(target, t));
+    body := @schema@._capture_body(target, t);
+    settings := @schema@._capture_settings(target);
+    -- The same function again is not replaced: inside an extension's script (ALTER EXTENSION ...
+    -- UPDATE altering a type a tracked table uses) PostgreSQL refuses to replace a function that is
+    -- not the extension's, and the update would fail for nothing.
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p
+                    WHERE p.oid = to_regprocedure(fn || '()') AND p.prosrc = body AND p.prosecdef
+                      AND p.proconfig = (SELECT array_agg(CASE WHEN s LIKE 'search_path=%' THEN 'search_path=pg_catalog, pg_temp'
+                                                               ELSE s END ORDER BY o)
+                                           FROM unnest(settings) WITH ORDINALITY AS u(s, o))) THEN
+        EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L', fn,
+                       (SELECT string_agg(CASE WHEN s LIKE 'search_path=%' THEN ' SET search_path = pg_catalog, pg_temp'
+                                               ELSE format(' SET %s = %L', split_part(s, '=', 1), split_part(s, '=', 2)) END,
+                                          '' ORDER BY o)
+                          FROM unnest(settings) WITH ORDINALITY AS u(s, o)),
+                       body);
+    END IF;
     EXECUTE format('ALTER FUNCTION %s() OWNER TO @schema@_capture', fn);
     EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn, 'Capture trigger function of the table with this oid (generated).');
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
@@ -784,6 +797,21 @@ COMMENT ON FUNCTION @schema@._json_casts(oid) IS
 -- every relation reached (a composite type's, a typed table's, a row type's), theirs. When the session
 -- ends (or DISCARD TEMP) its schema is dropped with CASCADE, outside any command: the columns that
 -- depend on it go with their values, and no event trigger fires.
+-- Whether an object depends directly on one in a temporary schema (a session's function, type,
+-- table): such an object goes, with what depends on it, when the session ends.
+CREATE OR REPLACE FUNCTION @schema@._depends_on_temporary(class oid, object oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_depend d, LATERAL pg_identify_object(d.refclassid, d.refobjid, 0) o
+                    WHERE d.classid = class AND d.objid = object AND d.refclassid <> 'pg_namespace'::regclass
+                      AND o.schema ~ '^pg_temp_[0-9]+$')
+$$;
+COMMENT ON FUNCTION @schema@._depends_on_temporary(oid, oid) IS
+    'Whether an object depends directly on an object in a temporary schema.';
+
 CREATE OR REPLACE FUNCTION @schema@._temporary_dependency(target oid)
 RETURNS text
 LANGUAGE sql
@@ -803,6 +831,10 @@ AS $$
                         SELECT 'pg_attrdef'::regclass::oid, f.oid
                           FROM pg_attrdef f JOIN pg_attribute a ON a.attrelid = f.adrelid AND a.attnum = f.adnum
                          WHERE r.classid = 'pg_class'::regclass AND f.adrelid = r.objid AND a.attgenerated <> ''
+                        UNION ALL  -- a view's query is its rule's: what it calls goes, and the view with it
+                        SELECT 'pg_rewrite'::regclass::oid, w.oid
+                          FROM pg_rewrite w JOIN pg_class v ON v.oid = w.ev_class
+                         WHERE r.classid = 'pg_class'::regclass AND w.ev_class = r.objid AND v.relkind IN ('v', 'm')
                        ) AS x(classid, objid)
     )
     SELECT o.type || ' ' || o.identity
@@ -858,6 +890,12 @@ AS $$
                                             AND NOT a.attisdropped) AS x(typ))
                      SELECT 1 FROM d JOIN pg_type y ON y.oid = d.typ WHERE y.typcategory = 'A') THEN
              'its primary key has an array column, whose bounds a row image does not keep: two keys would name one row'
+        -- A reg* value is an oid that prints as the object's name now: renaming the object (a table,
+        -- a function, a schema, a role: commands no event trigger may see) would change what every
+        -- stored row reads as, with no row event, and a key's rows could come to share one history.
+        WHEN named.typ IS NOT NULL THEN
+             format('its columns are of type %s, which prints an object''s name: a rename would change every stored '
+                    'row with no row event (store the oid, or the name as text)', named.typ::regtype)
         -- to_jsonb prints a type through its cast to json: a cast that is not a superuser's own code
         -- would decide what is recorded (and run in the sandbox, as it is).
         WHEN EXISTS (SELECT 1 FROM @schema@._json_casts(target) j WHERE NOT j.trusted) THEN
@@ -870,7 +908,14 @@ AS $$
                 FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid
                WHERE i.inhparent = target AND (NOT k.relispartition OR k.relkind NOT IN ('r', 'p'))
               HAVING count(*) > 0) END
-      FROM pg_class c WHERE c.oid = target
+      FROM pg_class c
+      LEFT JOIN LATERAL (SELECT k.typ FROM @schema@._column_types(target) k
+                          WHERE k.typ IN ('regclass'::regtype, 'regcollation'::regtype, 'regconfig'::regtype,
+                                          'regdictionary'::regtype, 'regnamespace'::regtype, 'regoper'::regtype,
+                                          'regoperator'::regtype, 'regproc'::regtype, 'regprocedure'::regtype,
+                                          'regrole'::regtype, 'regtype'::regtype)
+                          ORDER BY k.typ LIMIT 1) named ON true
+     WHERE c.oid = target
 $$;
 COMMENT ON FUNCTION @schema@._tree_problem(oid) IS
     'Why a table cannot be captured as (part of) a tracked table: plain inheritance, a foreign table; NULL if it can.';

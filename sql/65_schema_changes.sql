@@ -286,14 +286,16 @@ DECLARE
     rel oid;
     refreshed boolean := false;
 BEGIN
-    -- A function created or replaced matters only when a generated column or a type calls it: most
-    -- CREATE FUNCTION commands (an installer's hundreds, the capture's own) leave at once, where the
-    -- steps below cost each 5 ms.
+    -- A function created or replaced matters only when a generated column or a type calls it, or
+    -- when it depends on something temporary (a covered column may reach it through other functions,
+    -- operators, types): most CREATE FUNCTION commands (an installer's hundreds, the capture's own)
+    -- leave at once, where the steps below cost each 5 ms.
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
                     WHERE c.classid <> 'pg_proc'::regclass
                        OR EXISTS (SELECT 1 FROM pg_depend d
                                    WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid = c.objid
-                                     AND d.classid IN ('pg_attrdef'::regclass, 'pg_type'::regclass))) THEN
+                                     AND d.classid IN ('pg_attrdef'::regclass, 'pg_type'::regclass))
+                       OR @schema@._depends_on_temporary('pg_proc'::regclass, c.objid)) THEN
         RETURN;
     END IF;
     all_covered := ARRAY(SELECT @schema@._covered_tables());
@@ -346,6 +348,14 @@ BEGIN
     IF cardinality(cast_sources) > 0 THEN
         PERFORM @schema@._refuse_json_cast(m.typ, m.tables) FROM @schema@._covered_made_of(cast_sources, all_covered) m;
     END IF;
+    -- A function replaced to depend on something temporary may be anywhere beneath a covered column
+    -- (called by the function a generated column calls, by an operator it uses, by a range type's
+    -- subtype_diff): when its session ends, the temporary schema goes with CASCADE, and the column
+    -- with every value, where no event trigger fires. Every covered table is checked whole (rare: only
+    -- a function that depends on a temporary object costs it).
+    IF EXISTS (SELECT 1 FROM unnest(functions) f WHERE @schema@._depends_on_temporary('pg_proc'::regclass, f)) THEN
+        touched := touched || ARRAY(SELECT c FROM unnest(all_covered) c WHERE @schema@._temporary_dependency(c) IS NOT NULL);
+    END IF;
     -- A generated column's function, or a range type's, replaced: the covered tables that depend on
     -- it are checked again (a function may now depend on a temporary one).
     IF cardinality(functions) > 0 THEN
@@ -380,6 +390,20 @@ $$;
 COMMENT ON FUNCTION @schema@._on_ddl_end() IS
     'Event trigger (ddl_command_end): follows changes of tracked tables and refuses those that break their capture.';
 
+-- A type's address as a session with quote_all_identifiers on writes it (pg_event_trigger_dropped_objects
+-- spells a dropped object's address under the dropping session's settings).
+CREATE OR REPLACE FUNCTION @schema@._quoted_type_address(typ oid)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = on
+AS $$
+    SELECT (pg_identify_object_as_address('pg_type'::regclass, typ, 0)).object_names
+$$;
+COMMENT ON FUNCTION @schema@._quoted_type_address(oid) IS
+    'A type''s address names as a session with quote_all_identifiers on spells them.';
+
 CREATE OR REPLACE FUNCTION @schema@._on_sql_drop()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -394,6 +418,7 @@ DECLARE
     rel oid;
     columns_dropped oid[];
     casts_dropped oid[];
+    json_casts text[];  -- the source types' names, as the addresses of dropped casts to json spell them
     all_covered oid[];
 BEGIN
     FOR gone IN SELECT d.objid FROM pg_event_trigger_dropped_objects() d
@@ -430,15 +455,19 @@ BEGIN
                                                            AND o.objid = d.objid AND o.objsubid > 0)));
     -- A cast to json dropped (its source type still there): to_jsonb would print the type otherwise
     -- from then on. Its row is gone; it is named by its address, which is matched against the
-    -- addresses of the covered tables' types, never parsed (a type's name is anyone's text).
-    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d WHERE d.classid = 'pg_cast'::regclass) THEN
+    -- addresses of the covered tables' types, never parsed (a type's name is anyone's text). The
+    -- address was written under the dropping session's quote_all_identifiers: both spellings match.
+    -- Only a cast to json walks the covered tables' types (another role's casts walk nothing).
+    json_casts := ARRAY(SELECT d.address_names[1] FROM pg_event_trigger_dropped_objects() d
+                         WHERE d.classid = 'pg_cast'::regclass
+                           AND d.address_args[1] IN ((pg_identify_object_as_address('pg_type'::regclass, 'json'::regtype, 0)).object_names[1],
+                                                     (@schema@._quoted_type_address('json'::regtype))[1]));
+    IF cardinality(json_casts) > 0 THEN
         all_covered := ARRAY(SELECT @schema@._covered_tables());
         casts_dropped := ARRAY(
-            SELECT DISTINCT x.typ
-              FROM pg_event_trigger_dropped_objects() d, unnest(all_covered) c, @schema@._column_types(c) x
-             WHERE d.classid = 'pg_cast'::regclass
-               AND d.address_names = (pg_identify_object_as_address('pg_type'::regclass, x.typ, 0)).object_names
-               AND d.address_args = (pg_identify_object_as_address('pg_type'::regclass, 'json'::regtype, 0)).object_names);
+            SELECT DISTINCT x.typ FROM unnest(all_covered) c, @schema@._column_types(c) x
+             WHERE (pg_identify_object_as_address('pg_type'::regclass, x.typ, 0)).object_names[1] = ANY (json_casts)
+                OR (@schema@._quoted_type_address(x.typ))[1] = ANY (json_casts));
     END IF;
     IF cardinality(columns_dropped) > 0 OR cardinality(casts_dropped) > 0 THEN
         all_covered := coalesce(all_covered, ARRAY(SELECT @schema@._covered_tables()));

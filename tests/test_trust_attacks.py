@@ -726,28 +726,16 @@ def test_c2_renaming_an_enum_value_under_a_range_column_is_recorded(db, connect,
     assert altered == [("public.grade", ["public.band"])]
 
 
-@pytest.mark.parametrize("column,value", [("regclass", "'public.x'"), ("regtype", "'public.x'"),
-                                          ("regproc", "'public.f'"), ("regclass[]", "'{public.x}'")])
-def test_c5_a_row_image_does_not_depend_on_the_writers_quote_all_identifiers(db, connect, attacker, column, value):
+@pytest.mark.parametrize("column", ["regclass", "regtype", "regproc", "regclass[]"])
+def test_c5_a_row_image_does_not_depend_on_the_writers_quote_all_identifiers(db, connect, attacker, column):
     """reg* types print names quoted as quote_all_identifiers says: a key of such a type would be
-    split between two target_ids, and row_history by one would miss the other's events."""
-    attacker.execute("CREATE TABLE public.x (id int); CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1';"
-                     f" CREATE TABLE public.refs (r {column} PRIMARY KEY, n int); GRANT ALL ON public.refs TO app_writer")
-    if column.endswith("[]"):  # an array key is refused since the eleventh trial: its image keeps no bounds
-        with pytest.raises(InvalidTarget, match="primary key has an array column"):
-            enable_tracking(connect("app_maintainer"), "public.refs")
-        return
-    enable_tracking(connect("app_maintainer"), "public.refs")
-    connect("app_writer", options="-c quote_all_identifiers=on").execute(f"INSERT INTO public.refs VALUES ({value}, 1)")
-    connect("app_writer").execute("UPDATE public.refs SET n = 2")
-    seal(db)
-    keys = db.execute("SELECT kind, target_id, row_after -> 'r' FROM audit.events"
-                      " WHERE kind LIKE 'public.refs.%' ORDER BY seq").fetchall()
-    assert [kind for kind, _, _ in keys] == ["public.refs.insert", "public.refs.update"]
-    assert len({(target_id, str(image)) for _, target_id, image in keys}) == 1, keys
-    assert '"public"' not in keys[0][1]
-    assert [e.kind for e in row_history(connect("app_reader"), "public.refs", keys[0][1])] == [
-        "public.refs.insert", "public.refs.update"]
+    split between two target_ids, and row_history by one would miss the other's events. Since the
+    twenty-sixth and twenty-seventh trials, a column of a reg* type is refused (a rename of the
+    object changes what it reads as, with no row event); an array key was refused before (its image
+    keeps no bounds)."""
+    attacker.execute(f"CREATE TABLE public.refs (r {column} PRIMARY KEY, n int)")
+    with pytest.raises(InvalidTarget, match="array column" if column.endswith("[]") else f"type {column}, "):
+        enable_tracking(connect("app_maintainer"), "public.refs")
 
 
 def test_c5_many_columns_each_under_the_omission_bound_leave_later_changes_sealable(db, connect, attacker):

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from schema_changes import both_verifiers_ok, columns, names_table, schema_events
 
-from pgaudit_py import enable_tracking
+from pgaudit_py import InvalidTarget, enable_tracking
 
 
 def _end_session(db: psycopg.Connection, session: psycopg.Connection) -> None:
@@ -100,7 +100,7 @@ def test_c2_a_function_beneath_a_covered_column_replaced_to_depend_on_a_temporar
     try:
         session.execute(replace)
     except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008" or exc.sqlstate.startswith("42") or exc.sqlstate.startswith("0A"), exc
+        assert exc.sqlstate == "PA008", exc
         return
     _end_session(db, session)
     left = columns(db, "public.book")
@@ -174,23 +174,11 @@ def test_c3_a_reg_key_whose_object_is_renamed_and_its_name_reused_never_gives_tw
     docs/capture.md admits that a rename changes what a reg* value reads as; two rows sharing one
     history is what the array-key and jsonb-key mends refuse (tests/test_trust_attacks_7.py, _11.py).
     Safe: tracking refuses such a key (PA008), or no history names two rows."""
-    typ, make_first, literal, rename, make_second = REG_KEYS[route]
+    typ, make_first = REG_KEYS[route][:2]
     attacker.execute(make_first)
     attacker.execute(f"CREATE TABLE public.reg (k {typ} PRIMARY KEY, note text)")
-    try:
+    with pytest.raises(InvalidTarget, match=f"type {typ}, which prints an object's name"):
         enable_tracking(connect("app_maintainer"), "public.reg")
-    except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008", exc
-        return
-    attacker.execute(f"INSERT INTO public.reg VALUES ('{literal}'::{typ}, 'first object')")
-    attacker.execute(rename)
-    attacker.execute(make_second)
-    attacker.execute(f"INSERT INTO public.reg VALUES ('{literal}'::{typ}, 'second object')")
-    assert db.execute("SELECT count(*) FROM public.reg").fetchone()[0] == 2  # two rows, two oids
-    history = db.execute("SELECT kind, row_after ->> 'note' FROM audit.row_history('public.reg', %s)",
-                         (literal,)).fetchall()
-    notes = {note for _, note in history if note}
-    assert len(notes) <= 1, f"one history for two rows of public.reg: {history}"
 
 
 # --- 5. Odd Unicode in the names and labels the sandbox prints -------------------------------------
@@ -289,7 +277,7 @@ def test_c2_discard_temp_takes_the_covered_column_at_once(db, connect, attacker)
         session.execute(replace)
         session.execute("DISCARD TEMP")
     except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008" or exc.sqlstate.startswith("42") or exc.sqlstate.startswith("0A"), exc
+        assert exc.sqlstate == "PA008", exc
         return
     left = columns(db, "public.book")
     if "g" in left:
