@@ -658,15 +658,21 @@ def test_path_style_addressing_comes_from_the_aws_config_file(aws: str, tmp_path
     assert made.client.meta.config.s3 == {"addressing_style": "path"}
 
 
-def test_command_line(db: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    make_blocks(db, 3)
-    set_batch_size(db, 5)
+def key_files(directory: Path) -> tuple[Path, Path]:
+    """A new Ed25519 key pair written as PEM files, as the CLI reads them: (signing, public)."""
     private = Ed25519PrivateKey.generate()
-    signing, public = tmp_path / "sign.pem", tmp_path / "pub.pem"
+    signing, public = directory / "sign.pem", directory / "pub.pem"
     signing.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                               serialization.NoEncryption()))
     public.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+    return signing, public
+
+
+def test_command_line(db: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_blocks(db, 3)
+    set_batch_size(db, 5)
+    signing, public = key_files(tmp_path)
     i = db.info
     dsn = f"host={i.host} port={i.port} dbname={i.dbname} user=app_maintainer"
     monkeypatch.setenv("PGAUDIT_ARCHIVE_URL", f"file://{tmp_path}/archive")
@@ -703,12 +709,7 @@ def test_command_line_says_what_it_counted_and_that_nothing_is_hot(db: psycopg.C
     record(db, "order.created", tenant_id="t1")
     seal(db)
     set_batch_size(db, 1)
-    private = Ed25519PrivateKey.generate()
-    signing, public = tmp_path / "sign.pem", tmp_path / "pub.pem"
-    signing.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption()))
-    public.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    signing, public = key_files(tmp_path)
     dsn = f"host={db.info.host} port={db.info.port} dbname={db.info.dbname} user=app_maintainer"
     monkeypatch.setenv("PGAUDIT_ARCHIVE_URL", f"file://{tmp_path}/archive")
 
