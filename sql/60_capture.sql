@@ -797,29 +797,20 @@ COMMENT ON FUNCTION @schema@._json_casts(oid) IS
 -- every relation reached (a composite type's, a typed table's, a row type's), theirs. When the session
 -- ends (or DISCARD TEMP) its schema is dropped with CASCADE, outside any command: the columns that
 -- depend on it go with their values, and no event trigger fires.
--- Whether an object depends directly on one in a temporary schema (a session's function, type,
--- table): such an object goes, with what depends on it, when the session ends.
-CREATE OR REPLACE FUNCTION @schema@._depends_on_temporary(class oid, object oid)
-RETURNS boolean
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT EXISTS (SELECT 1 FROM pg_depend d, LATERAL pg_identify_object(d.refclassid, d.refobjid, 0) o
-                    WHERE d.classid = class AND d.objid = object AND d.refclassid <> 'pg_namespace'::regclass
-                      AND o.schema ~ '^pg_temp_[0-9]+$')
-$$;
-COMMENT ON FUNCTION @schema@._depends_on_temporary(oid, oid) IS
-    'Whether an object depends directly on an object in a temporary schema.';
-
-CREATE OR REPLACE FUNCTION @schema@._temporary_dependency(target oid)
+-- An object in a temporary schema that an object depends on, at any depth (its description), or
+-- NULL: when its session ends (or discards it) PostgreSQL drops it with CASCADE, and everything that
+-- depends on it, where no event trigger fires. PostgreSQL's record of dependencies is followed down,
+-- plus what it keeps the other way round: a composite type's relation, a table's generated
+-- columns' expressions, a view's query (its rule). Built-in objects depend on nothing of a user's:
+-- the walk does not enter them.
+CREATE OR REPLACE FUNCTION @schema@._temporary_beneath(class oid, object oid)
 RETURNS text
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH RECURSIVE reached(classid, objid) AS (
-        SELECT 'pg_class'::regclass::oid, target
+        SELECT class, object
         UNION
         SELECT x.classid, x.objid
           FROM reached r,
@@ -836,11 +827,23 @@ AS $$
                           FROM pg_rewrite w JOIN pg_class v ON v.oid = w.ev_class
                          WHERE r.classid = 'pg_class'::regclass AND w.ev_class = r.objid AND v.relkind IN ('v', 'm')
                        ) AS x(classid, objid)
+         WHERE x.objid >= 16384  -- FirstNormalObjectId
     )
     SELECT o.type || ' ' || o.identity
       FROM reached r, LATERAL pg_identify_object(r.classid, r.objid, 0) o
      WHERE o.schema ~ '^pg_temp_[0-9]+$'
      ORDER BY r.classid, r.objid LIMIT 1
+$$;
+COMMENT ON FUNCTION @schema@._temporary_beneath(oid, oid) IS
+    'An object in a temporary schema that an object depends on, at any depth (its description), or NULL.';
+
+CREATE OR REPLACE FUNCTION @schema@._temporary_dependency(target oid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @schema@._temporary_beneath('pg_class'::regclass, target)
 $$;
 COMMENT ON FUNCTION @schema@._temporary_dependency(oid) IS
     'An object in a temporary schema that a table''s columns depend on (its description), or NULL.';
@@ -890,9 +893,10 @@ AS $$
                                             AND NOT a.attisdropped) AS x(typ))
                      SELECT 1 FROM d JOIN pg_type y ON y.oid = d.typ WHERE y.typcategory = 'A') THEN
              'its primary key has an array column, whose bounds a row image does not keep: two keys would name one row'
-        -- A reg* value is an oid that prints as the object's name now: renaming the object (a table,
-        -- a function, a schema, a role: commands no event trigger may see) would change what every
-        -- stored row reads as, with no row event, and a key's rows could come to share one history.
+        -- A reg* value (an aclitem's roles too) is an oid that prints as the object's name now: renaming
+        -- the object (a table, a function, a schema, a role: commands no event trigger may see) would
+        -- change what every stored row reads as, with no row event, and a key's rows could come to
+        -- share one history.
         WHEN named.typ IS NOT NULL THEN
              format('its columns are of type %s, which prints an object''s name: a rename would change every stored '
                     'row with no row event (store the oid, or the name as text)', named.typ::regtype)
@@ -913,7 +917,7 @@ AS $$
                           WHERE k.typ IN ('regclass'::regtype, 'regcollation'::regtype, 'regconfig'::regtype,
                                           'regdictionary'::regtype, 'regnamespace'::regtype, 'regoper'::regtype,
                                           'regoperator'::regtype, 'regproc'::regtype, 'regprocedure'::regtype,
-                                          'regrole'::regtype, 'regtype'::regtype)
+                                          'regrole'::regtype, 'regtype'::regtype, 'aclitem'::regtype)
                           ORDER BY k.typ LIMIT 1) named ON true
      WHERE c.oid = target
 $$;

@@ -258,9 +258,10 @@ RETURNS text[]
 LANGUAGE sql
 IMMUTABLE
 AS $$
-    SELECT ARRAY['ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER MATERIALIZED VIEW', 'ALTER SCHEMA', 'ALTER TABLE',
-                 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER VIEW', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE FUNCTION',
-                 'CREATE INDEX', 'CREATE SCHEMA', 'CREATE TABLE', 'CREATE TRIGGER', 'CREATE VIEW']
+    SELECT ARRAY['ALTER DOMAIN', 'ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER MATERIALIZED VIEW', 'ALTER SCHEMA',
+                 'ALTER TABLE', 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER VIEW', 'CREATE AGGREGATE', 'CREATE CAST',
+                 'CREATE FOREIGN TABLE', 'CREATE FUNCTION', 'CREATE INDEX', 'CREATE RULE', 'CREATE SCHEMA',
+                 'CREATE TABLE', 'CREATE TRIGGER', 'CREATE VIEW']
 $$;
 COMMENT ON FUNCTION @schema@._ddl_end_tags() IS 'The command tags the @schema@_ddl_end event trigger watches.';
 
@@ -286,16 +287,16 @@ DECLARE
     rel oid;
     refreshed boolean := false;
 BEGIN
-    -- A function created or replaced matters only when a generated column or a type calls it, or
-    -- when it depends on something temporary (a covered column may reach it through other functions,
-    -- operators, types): most CREATE FUNCTION commands (an installer's hundreds, the capture's own)
-    -- leave at once, where the steps below cost each 5 ms.
+    -- A function (or aggregate) created or replaced matters only when a generated column or a type
+    -- calls it, or when something temporary is beneath it (a covered column may reach it through
+    -- other functions, operators, aggregates, views, types): most CREATE FUNCTION commands (an
+    -- installer's hundreds, the capture's own) leave at once, where the steps below cost each 5 ms.
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
                     WHERE c.classid <> 'pg_proc'::regclass
                        OR EXISTS (SELECT 1 FROM pg_depend d
                                    WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid = c.objid
                                      AND d.classid IN ('pg_attrdef'::regclass, 'pg_type'::regclass))
-                       OR @schema@._depends_on_temporary('pg_proc'::regclass, c.objid)) THEN
+                       OR @schema@._temporary_beneath(c.classid, c.objid) IS NOT NULL) THEN
         RETURN;
     END IF;
     all_covered := ARRAY(SELECT @schema@._covered_tables());
@@ -324,8 +325,11 @@ BEGIN
             IF starts_with(cmd.command_tag, 'ALTER ') THEN
                 columns_altered := columns_altered || cmd.objid;
             END IF;
-        ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say
+        ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say; ALTER DOMAIN
             altered := altered || cmd.objid;
+        ELSIF cmd.classid = 'pg_rewrite'::regclass THEN  -- CREATE OR REPLACE RULE "_RETURN": a view's query replaced
+            altered := altered || ARRAY(SELECT v.reltype FROM pg_rewrite w JOIN pg_class v ON v.oid = w.ev_class
+                                         WHERE w.oid = cmd.objid AND v.reltype <> 0);
         ELSIF cmd.classid = 'pg_cast'::regclass THEN  -- a cast to json would decide what is recorded
             cast_sources := cast_sources || ARRAY(SELECT k.castsource FROM pg_cast k  -- WITH INOUT: to_jsonb ignores it
                                                    WHERE k.oid = cmd.objid AND k.casttarget = 'json'::regtype AND k.castfunc <> 0);
@@ -348,12 +352,15 @@ BEGIN
     IF cardinality(cast_sources) > 0 THEN
         PERFORM @schema@._refuse_json_cast(m.typ, m.tables) FROM @schema@._covered_made_of(cast_sources, all_covered) m;
     END IF;
-    -- A function replaced to depend on something temporary may be anywhere beneath a covered column
-    -- (called by the function a generated column calls, by an operator it uses, by a range type's
-    -- subtype_diff): when its session ends, the temporary schema goes with CASCADE, and the column
-    -- with every value, where no event trigger fires. Every covered table is checked whole (rare: only
-    -- a function that depends on a temporary object costs it).
-    IF EXISTS (SELECT 1 FROM unnest(functions) f WHERE @schema@._depends_on_temporary('pg_proc'::regclass, f)) THEN
+    -- A function, aggregate, view's query (its rule) or domain replaced or altered so that something
+    -- temporary is beneath it, at any depth, may itself be anywhere beneath a covered column (called
+    -- by the function a generated column calls, by an operator it uses, by a range type's
+    -- subtype_diff, by a view whose row type it is): when its session ends, the temporary schema goes
+    -- with CASCADE, and the column with every value, where no event trigger fires. Every covered
+    -- table is checked whole (rare: only a command whose object reaches something temporary costs it).
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+                WHERE c.classid IN ('pg_proc'::regclass, 'pg_rewrite'::regclass, 'pg_type'::regclass)
+                  AND @schema@._temporary_beneath(c.classid, c.objid) IS NOT NULL) THEN
         touched := touched || ARRAY(SELECT c FROM unnest(all_covered) c WHERE @schema@._temporary_dependency(c) IS NOT NULL);
     END IF;
     -- A generated column's function, or a range type's, replaced: the covered tables that depend on
@@ -445,14 +452,16 @@ BEGIN
     -- of: recorded as @schema@_ddl_end records what the commands it sees do. The columns a command
     -- @schema@_ddl_end sees names itself (ALTER TABLE ... DROP COLUMN) are its to record, and so are
     -- the others of the same table its cascade drops (a generated column over the one named): one
-    -- command, one record.
+    -- command, one record. Not a partition's: @schema@_ddl_end records the table the command names,
+    -- and a partition's own generated column may go where its parent's plain one stays.
     columns_dropped := ARRAY(SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                               WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0
                                 AND (TG_TAG <> ALL (@schema@._ddl_end_tags())
                                      OR NOT d.original
-                                        AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
-                                                         WHERE o.original AND o.classid = 'pg_class'::regclass
-                                                           AND o.objid = d.objid AND o.objsubid > 0)));
+                                        AND (EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = d.objid)
+                                             OR NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
+                                                             WHERE o.original AND o.classid = 'pg_class'::regclass
+                                                               AND o.objid = d.objid AND o.objsubid > 0))));
     -- A cast to json dropped (its source type still there): to_jsonb would print the type otherwise
     -- from then on. Its row is gone; it is named by its address, which is matched against the
     -- addresses of the covered tables' types, never parsed (a type's name is anyone's text). The

@@ -163,6 +163,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@._json_casts(oid),
     @schema@._column_types(oid),
     @schema@._temporary_dependency(oid),
+    @schema@._temporary_beneath(oid, oid),
     @schema@._check_kind(text, text),
     @schema@._reserved_kind(text),
     @schema@.enable_tracking(regclass, text[], text[], text, boolean, text, boolean),

@@ -334,27 +334,20 @@ def test_wiring_a_temporary_dependency_in_by_a_watched_command_is_refused(db, co
 # --- 2. Types that print an object's current name ----------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["rename", "drop"])
-def test_an_aclitem_column_cannot_read_differently_after_a_role_is_renamed_or_dropped(db, connect, attacker, how):
+def test_an_aclitem_column_cannot_read_differently_after_a_role_is_renamed_or_dropped(db, connect, attacker):
     """aclitem (and aclitem[], the type of every relacl, which any role can store) stores role
     oids and prints role NAMES: 'clerk=r/table_owner'. It is not among the reg* types the mend
     refuses, yet it is exactly regrole's case (docs/capture.md: "a role, which no event trigger
     sees"): ALTER ROLE clerk RENAME TO boss makes every stored row read 'boss=r/table_owner', and
     DROP ROLE (aclitem records no dependency) makes it read '<oid>=r/table_owner', with no row event
-    and no record. The superuser renames or drops the role (any CREATEROLE role may). Safe: tracking
-    such a table is refused (PA008), or the stored row reads as it did."""
+    and no record (any CREATEROLE role may). Safe: tracking such a table is refused (PA008)."""
     db.execute("CREATE ROLE clerk")
-    attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, a aclitem[])")
-    attacker.execute("INSERT INTO public.book VALUES (1, '{clerk=r/table_owner}')")
-    if not _track(connect, "public.book"):
-        return
-    before = _image_now(db, "public.book", 1)
-    if how == "rename":
-        db.execute("ALTER ROLE clerk RENAME TO boss")
-    else:
-        db.execute("DROP ROLE clerk")
-    after = _image_now(db, "public.book", 1)
-    assert after == before, f"the stored row reads {before} -> {after} with no row event"
+    try:
+        attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, a aclitem[])")
+        attacker.execute("INSERT INTO public.book VALUES (1, '{clerk=r/table_owner}')")
+        assert not _track(connect, "public.book")
+    finally:
+        db.execute("DROP ROLE clerk")  # roles are the cluster's: another test may make one of the name
 
 
 REG_HIDDEN = {
