@@ -797,9 +797,9 @@ COMMENT ON FUNCTION @schema@._json_casts(oid) IS
 -- every relation reached (a composite type's, a typed table's, a row type's), theirs. When the session
 -- ends (or DISCARD TEMP) its schema is dropped with CASCADE, outside any command: the columns that
 -- depend on it go with their values, and no event trigger fires.
--- An object in a temporary schema that an object depends on, at any depth (its description), or
--- NULL: when its session ends (or discards it) PostgreSQL drops it with CASCADE, and everything that
--- depends on it, where no event trigger fires. PostgreSQL's record of dependencies is followed down,
+-- An object in a temporary schema (or the schema itself) that an object depends on, at any depth
+-- (its description), or NULL: when its session ends (or discards it) PostgreSQL drops it with
+-- CASCADE, and everything that depends on it, where no event trigger fires. PostgreSQL's record of dependencies is followed down,
 -- plus what it keeps the other way round: a composite type's relation, a table's generated
 -- columns' expressions, a view's query (its rule). Built-in objects depend on nothing of a user's:
 -- the walk does not enter them.
@@ -831,7 +831,8 @@ AS $$
     )
     SELECT o.type || ' ' || o.identity
       FROM reached r, LATERAL pg_identify_object(r.classid, r.objid, 0) o
-     WHERE o.schema ~ '^pg_temp_[0-9]+$'
+     WHERE o.schema ~ '^pg_temp(_[0-9]+)?$'
+        OR r.classid = 'pg_namespace'::regclass AND o.identity ~ '^pg_temp(_[0-9]+)?$'  -- an extension's schema; the session's own is named pg_temp
      ORDER BY r.classid, r.objid LIMIT 1
 $$;
 COMMENT ON FUNCTION @schema@._temporary_beneath(oid, oid) IS

@@ -258,10 +258,9 @@ RETURNS text[]
 LANGUAGE sql
 IMMUTABLE
 AS $$
-    SELECT ARRAY['ALTER DOMAIN', 'ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER MATERIALIZED VIEW', 'ALTER SCHEMA',
-                 'ALTER TABLE', 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER VIEW', 'CREATE AGGREGATE', 'CREATE CAST',
-                 'CREATE FOREIGN TABLE', 'CREATE FUNCTION', 'CREATE INDEX', 'CREATE RULE', 'CREATE SCHEMA',
-                 'CREATE TABLE', 'CREATE TRIGGER', 'CREATE VIEW']
+    SELECT ARRAY['ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER MATERIALIZED VIEW', 'ALTER SCHEMA', 'ALTER TABLE',
+                 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER VIEW', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE FUNCTION',
+                 'CREATE INDEX', 'CREATE SCHEMA', 'CREATE TABLE', 'CREATE TRIGGER', 'CREATE VIEW']
 $$;
 COMMENT ON FUNCTION @schema@._ddl_end_tags() IS 'The command tags the @schema@_ddl_end event trigger watches.';
 
@@ -287,16 +286,14 @@ DECLARE
     rel oid;
     refreshed boolean := false;
 BEGIN
-    -- A function (or aggregate) created or replaced matters only when a generated column or a type
-    -- calls it, or when something temporary is beneath it (a covered column may reach it through
-    -- other functions, operators, aggregates, views, types): most CREATE FUNCTION commands (an
-    -- installer's hundreds, the capture's own) leave at once, where the steps below cost each 5 ms.
+    -- A function created or replaced matters only when a generated column or a type calls it: most
+    -- CREATE FUNCTION commands (an installer's hundreds, the capture's own) leave at once, where the
+    -- steps below cost each 5 ms. (Something temporary beneath it: @schema@_temporary refuses that.)
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
                     WHERE c.classid <> 'pg_proc'::regclass
                        OR EXISTS (SELECT 1 FROM pg_depend d
                                    WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid = c.objid
-                                     AND d.classid IN ('pg_attrdef'::regclass, 'pg_type'::regclass))
-                       OR @schema@._temporary_beneath(c.classid, c.objid) IS NOT NULL) THEN
+                                     AND d.classid IN ('pg_attrdef'::regclass, 'pg_type'::regclass))) THEN
         RETURN;
     END IF;
     all_covered := ARRAY(SELECT @schema@._covered_tables());
@@ -325,11 +322,8 @@ BEGIN
             IF starts_with(cmd.command_tag, 'ALTER ') THEN
                 columns_altered := columns_altered || cmd.objid;
             END IF;
-        ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say; ALTER DOMAIN
+        ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say
             altered := altered || cmd.objid;
-        ELSIF cmd.classid = 'pg_rewrite'::regclass THEN  -- CREATE OR REPLACE RULE "_RETURN": a view's query replaced
-            altered := altered || ARRAY(SELECT v.reltype FROM pg_rewrite w JOIN pg_class v ON v.oid = w.ev_class
-                                         WHERE w.oid = cmd.objid AND v.reltype <> 0);
         ELSIF cmd.classid = 'pg_cast'::regclass THEN  -- a cast to json would decide what is recorded
             cast_sources := cast_sources || ARRAY(SELECT k.castsource FROM pg_cast k  -- WITH INOUT: to_jsonb ignores it
                                                    WHERE k.oid = cmd.objid AND k.casttarget = 'json'::regtype AND k.castfunc <> 0);
@@ -351,17 +345,6 @@ BEGIN
     -- made of it would read differently with no row event, whoever's the cast's function.
     IF cardinality(cast_sources) > 0 THEN
         PERFORM @schema@._refuse_json_cast(m.typ, m.tables) FROM @schema@._covered_made_of(cast_sources, all_covered) m;
-    END IF;
-    -- A function, aggregate, view's query (its rule) or domain replaced or altered so that something
-    -- temporary is beneath it, at any depth, may itself be anywhere beneath a covered column (called
-    -- by the function a generated column calls, by an operator it uses, by a range type's
-    -- subtype_diff, by a view whose row type it is): when its session ends, the temporary schema goes
-    -- with CASCADE, and the column with every value, where no event trigger fires. Every covered
-    -- table is checked whole (rare: only a command whose object reaches something temporary costs it).
-    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
-                WHERE c.classid IN ('pg_proc'::regclass, 'pg_rewrite'::regclass, 'pg_type'::regclass)
-                  AND @schema@._temporary_beneath(c.classid, c.objid) IS NOT NULL) THEN
-        touched := touched || ARRAY(SELECT c FROM unnest(all_covered) c WHERE @schema@._temporary_dependency(c) IS NOT NULL);
     END IF;
     -- A generated column's function, or a range type's, replaced: the covered tables that depend on
     -- it are checked again (a function may now depend on a temporary one).
@@ -410,6 +393,48 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._quoted_type_address(oid) IS
     'A type''s address names as a session with quote_all_identifiers on spells them.';
+
+-- Nothing permanent may come to have something temporary beneath it (a function calling a session's
+-- function, a domain whose default is one, a view's query, a text search configuration mapping a
+-- temporary dictionary, a table typed by a temporary type, an extension in a temporary schema):
+-- when that session ends, or discards it, PostgreSQL drops the temporary object with CASCADE, and the
+-- permanent one with it, where no event trigger fires. Beneath a covered table, that takes columns,
+-- or the table, with every value and no event. Every command of the database is checked, whatever its
+-- tag, from the objects it created or altered down: a chain built in any order is refused at the link
+-- that makes it reach something temporary. Temporary objects themselves are left alone.
+CREATE OR REPLACE FUNCTION @schema@._refuse_temporary_beneath()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
+SET jit = off  -- runs for every DDL command of the database
+AS $$
+DECLARE
+    cmd record;
+    beneath text;
+BEGIN
+    -- Triggers, policies, constraints, statistics and indexes: nothing can be made of them, and each
+    -- goes alone (a trigger on a session's function ends with the session; no column goes with it).
+    FOR cmd IN SELECT c.classid, c.objid, c.object_type, c.object_identity FROM pg_event_trigger_ddl_commands() c
+                WHERE c.objid >= 16384
+                  AND NOT coalesce((pg_identify_object(c.classid, c.objid, 0)).schema ~ '^pg_temp(_[0-9]+)?$', false)
+                  AND NOT EXISTS (SELECT 1 FROM pg_rewrite w JOIN pg_class r ON r.oid = w.ev_class  -- a temporary view's rule
+                                   WHERE c.classid = 'pg_rewrite'::regclass AND w.oid = c.objid AND r.relpersistence = 't')
+                  AND c.classid NOT IN ('pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_constraint'::regclass,
+                                        'pg_statistic_ext'::regclass)
+                  AND c.object_type NOT IN ('index', 'index column') LOOP
+        beneath := @schema@._temporary_beneath(cmd.classid, cmd.objid);
+        IF beneath IS NOT NULL THEN
+            RAISE EXCEPTION '% % would depend on %, which is temporary: it would be dropped with it when that session '
+                            'ends, with no event', cmd.object_type, cmd.object_identity, beneath
+                USING ERRCODE = 'PA008';
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_temporary_beneath() IS
+    'Event trigger (ddl_command_end, every command): refuses a permanent object with something temporary beneath it.';
 
 CREATE OR REPLACE FUNCTION @schema@._on_sql_drop()
 RETURNS event_trigger

@@ -5,6 +5,8 @@ columns, both verifiers' verdicts."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -64,3 +66,15 @@ def hidden(*commands: str) -> str:
     body = "; ".join(f"EXECUTE convert_from(decode('{base64.b64encode(c.encode()).decode()}', 'base64'), 'UTF8')"
                      for c in commands)
     return f"DO $$ BEGIN {body}; END $$"
+
+
+@contextmanager
+def made_without_the_temporary_check(db: psycopg.Connection) -> Iterator[None]:
+    """Objects made as before the audit was installed: the event trigger that refuses a permanent
+    object with something temporary beneath it (audit_temporary) off while the block runs, so that
+    the checks at tracking and at later changes can be tried on what it would have refused."""
+    db.execute("ALTER EVENT TRIGGER audit_temporary DISABLE")
+    try:
+        yield
+    finally:
+        db.execute("ALTER EVENT TRIGGER audit_temporary ENABLE")

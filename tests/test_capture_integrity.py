@@ -825,3 +825,27 @@ def test_a_statements_images_past_256_mb_are_captured_by_the_sandbox(db, connect
                       " FROM audit.events WHERE kind LIKE 'public.scans.%%' GROUP BY kind ORDER BY kind",
                       (json.dumps(marker),)).fetchall()
     assert rows == [("public.scans.delete", 260, 1), ("public.scans.insert", 260, 1), ("public.scans.update", 260, 1)]
+
+
+def test_nothing_permanent_may_come_to_rest_on_something_temporary_for_any_role(db, connect):
+    """A role with nothing tracked (app_attacker, CREATE on public): a permanent function calling its
+    session's function is refused, whatever the command's tag (a function, a domain's default, a
+    table typed by a temporary type); the same made temporary, and a trigger on a session's function
+    (which goes alone), are not."""
+    db.execute("GRANT CREATE ON SCHEMA public TO app_attacker")
+    conn = connect("app_attacker")
+    conn.execute("CREATE FUNCTION pg_temp.h(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1'")
+    conn.execute("CREATE TYPE pg_temp.ct AS (x int)")
+    conn.execute("CREATE DOMAIN public.dd AS int")
+    conn.execute("CREATE TABLE public.plain (x int)")
+    for command in ("CREATE FUNCTION public.f(int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT pg_temp.h($1); END",
+                    "ALTER DOMAIN public.dd SET DEFAULT pg_temp.h(1)",
+                    "ALTER TABLE public.plain OF pg_temp.ct"):
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute(command)
+        assert refused.value.sqlstate == "PA008" and "which is temporary" in refused.value.diag.message_primary, command
+    conn.execute("CREATE FUNCTION pg_temp.f(int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT pg_temp.h($1); END")
+    conn.execute("CREATE FUNCTION pg_temp.trg() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'")
+    conn.execute("CREATE TRIGGER t BEFORE INSERT ON public.plain FOR EACH ROW EXECUTE FUNCTION pg_temp.trg()")
+    assert db.execute("SELECT to_regprocedure('public.f(int)'), pg_get_expr(typdefaultbin, 0)"
+                      " FROM pg_type WHERE typname = 'dd'").fetchone() == (None, None)

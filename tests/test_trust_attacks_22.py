@@ -29,7 +29,15 @@ import time
 import psycopg
 import psycopg.sql
 import pytest
-from schema_changes import both_verifiers_ok, columns, hidden, names_table, recorded_or_refused, schema_events
+from schema_changes import (
+    both_verifiers_ok,
+    columns,
+    hidden,
+    made_without_the_temporary_check,
+    names_table,
+    recorded_or_refused,
+    schema_events,
+)
 
 from pgaudit_py import InvalidTarget, enable_tracking, seal
 from pgaudit_py.installer import status
@@ -363,7 +371,8 @@ def test_a_tracked_column_of_a_temporary_type_is_refused_at_every_route(db, conn
     a composite a tracked column is made of; the type's end then changes nothing tracked."""
     conn = connect("table_owner")
     conn.execute("CREATE TYPE pg_temp.amount AS (debit int, credit int)")
-    conn.execute("CREATE TABLE public.book (id int PRIMARY KEY, v int, a pg_temp.amount)")
+    with made_without_the_temporary_check(db):
+        conn.execute("CREATE TABLE public.book (id int PRIMARY KEY, v int, a pg_temp.amount)")
     with pytest.raises(InvalidTarget, match=r"type pg_temp_\d+\.amount, which is temporary"):
         enable_tracking(connect("app_maintainer"), "public.book")
     conn.execute("CREATE TYPE public.pair AS (x int, y int)")

@@ -31,7 +31,7 @@ import time
 
 import psycopg
 import pytest
-from schema_changes import columns, names_table, recorded_or_refused, schema_events
+from schema_changes import columns, made_without_the_temporary_check, names_table, recorded_or_refused, schema_events
 
 from pgaudit_py import InvalidTarget, enable_tracking
 
@@ -241,7 +241,8 @@ def test_a_generated_column_calling_a_temporary_function_is_refused_or_its_end_r
     outside any command: the column goes with every stored value, and no event trigger fires."""
     conn = connect("table_owner")
     conn.execute("CREATE FUNCTION pg_temp.dbl(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2'")
-    conn.execute("CREATE TABLE public.t (id int PRIMARY KEY, v int, g int GENERATED ALWAYS AS (pg_temp.dbl(v)) STORED)")
+    with made_without_the_temporary_check(db):
+        conn.execute("CREATE TABLE public.t (id int PRIMARY KEY, v int, g int GENERATED ALWAYS AS (pg_temp.dbl(v)) STORED)")
     conn.execute("INSERT INTO public.t (id, v) VALUES (1, 5)")
     if not _tracked_or_refused(connect, "public.t"):
         return
@@ -257,7 +258,8 @@ def test_a_column_of_a_temporary_collation_is_refused_or_its_end_recorded(db, co
     drops the collation with CASCADE, and the column with every row's value."""
     conn = connect("table_owner")
     conn.execute('CREATE COLLATION pg_temp.c1 FROM "C"')
-    conn.execute("CREATE TABLE public.t (id int PRIMARY KEY, s text COLLATE pg_temp.c1)")
+    with made_without_the_temporary_check(db):
+        conn.execute("CREATE TABLE public.t (id int PRIMARY KEY, s text COLLATE pg_temp.c1)")
     conn.execute("INSERT INTO public.t VALUES (1, 'kept')")
     if not _tracked_or_refused(connect, "public.t"):
         return
@@ -274,8 +276,9 @@ def test_a_range_with_a_temporary_subtype_diff_is_refused_or_its_end_recorded(db
     multirange and the tracked column of it go, every value with them."""
     conn = connect("table_owner")
     conn.execute("CREATE FUNCTION pg_temp.diff(float8, float8) RETURNS float8 LANGUAGE sql IMMUTABLE AS 'SELECT $1 - $2'")
-    conn.execute("CREATE TYPE public.fr AS RANGE (subtype = float8, subtype_diff = pg_temp.diff)")
-    conn.execute("CREATE TABLE public.t (id int PRIMARY KEY, r public.fr)")
+    with made_without_the_temporary_check(db):
+        conn.execute("CREATE TYPE public.fr AS RANGE (subtype = float8, subtype_diff = pg_temp.diff)")
+        conn.execute("CREATE TABLE public.t (id int PRIMARY KEY, r public.fr)")
     conn.execute("INSERT INTO public.t VALUES (1, '[1,2)')")
     if not _tracked_or_refused(connect, "public.t"):
         return
@@ -291,8 +294,9 @@ def test_a_composite_attribute_of_a_temporary_collation_is_refused_or_its_end_re
     TEMP drops the attribute, and every stored value of the tracked column of type note loses it."""
     conn = connect("table_owner")
     conn.execute('CREATE COLLATION pg_temp.c1 FROM "C"')
-    conn.execute("CREATE TYPE public.note AS (body text COLLATE pg_temp.c1, n int)")
-    conn.execute("CREATE TABLE public.t (id int PRIMARY KEY, c public.note)")
+    with made_without_the_temporary_check(db):
+        conn.execute("CREATE TYPE public.note AS (body text COLLATE pg_temp.c1, n int)")
+        conn.execute("CREATE TABLE public.t (id int PRIMARY KEY, c public.note)")
     conn.execute("INSERT INTO public.t VALUES (1, ROW('secret', 1))")
     if not _tracked_or_refused(connect, "public.t"):
         return
@@ -309,7 +313,8 @@ def test_a_permanent_domain_over_a_temporary_composite_is_refused_when_added(db,
     attacker.execute("CREATE TABLE public.t (id int PRIMARY KEY)")
     enable_tracking(connect("app_maintainer"), "public.t")
     attacker.execute("CREATE TYPE pg_temp.amount AS (debit int, credit int)")
-    attacker.execute("CREATE DOMAIN public.d AS pg_temp.amount")
+    with made_without_the_temporary_check(db):
+        attacker.execute("CREATE DOMAIN public.d AS pg_temp.amount")
     with pytest.raises(psycopg.Error) as refused:
         attacker.execute("ALTER TABLE public.t ADD COLUMN a public.d[]")
     assert refused.value.sqlstate == "PA008", refused.value

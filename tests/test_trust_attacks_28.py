@@ -319,7 +319,13 @@ def test_wiring_a_temporary_dependency_in_by_a_watched_command_is_refused(db, co
     session = connect("table_owner")
     session.execute(TEMP_H)
     session.execute("CREATE TABLE pg_temp.tmp (z int)")
-    session.execute("CREATE FUNCTION public.evil(int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT pg_temp.h($1); END")
+    try:  # since trial 29, nothing permanent may have something temporary beneath it
+        session.execute("CREATE FUNCTION public.evil(int) RETURNS int LANGUAGE sql IMMUTABLE"
+                        " BEGIN ATOMIC SELECT pg_temp.h($1); END")
+    except psycopg.Error as exc:
+        assert exc.sqlstate == "PA008", exc
+        if "evil" in wire:
+            return
     n = len(schema_events(db))
     try:
         session.execute(wire)

@@ -79,6 +79,18 @@ def _temp_schema(session) -> str:
     return session.execute("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()").fetchone()[0]
 
 
+def _temporary_extension(session) -> bool:
+    """CREATE EXTENSION tcn in the session's temporary schema: True when made, False when refused
+    (PA008: since trial 29, nothing permanent may have something temporary beneath it)."""
+    nsp = _temp_schema(session)
+    try:
+        session.execute(f'CREATE EXTENSION tcn SCHEMA "{nsp}"')
+    except psycopg.Error as exc:
+        assert exc.sqlstate == "PA008", exc
+        return False
+    return True
+
+
 def _attack_then_discard(db, session, table: str, attack: list[str], count_after_attack: bool = False) -> None:
     """Run the attack in session (table_owner's second session), then DISCARD TEMP. Safe: the attack
     is refused (PA008), or the table keeps every column, or what it lost is recorded naming it
@@ -125,8 +137,8 @@ def test_a_tracked_table_made_a_member_of_an_extension_in_the_temporary_schema_i
     attacker.execute("INSERT INTO public.book VALUES (1, 5), (2, 6)")
     assert _track(connect, "public.book")
     session = connect("table_owner")
-    nsp = _temp_schema(session)
-    session.execute(f'CREATE EXTENSION tcn SCHEMA "{nsp}"')
+    if not _temporary_extension(session):
+        return
     _attack_then_discard(db, session, "public.book", [hidden("ALTER EXTENSION tcn ADD TABLE public.book")])
 
 
@@ -168,8 +180,8 @@ def test_a_covered_column_tied_to_an_extension_in_the_temporary_schema_is_refuse
     for command in setup:
         attacker.execute(command)
     session = connect("table_owner")
-    nsp = _temp_schema(session)
-    session.execute(f'CREATE EXTENSION tcn SCHEMA "{nsp}"')
+    if not _temporary_extension(session):
+        return
     for command in before_tracking:
         session.execute(command)
     if not _track(connect, "public.book"):
@@ -465,9 +477,8 @@ HOSTILE = 'v"; DROP TABLE public.book; --\u202e\n%s'
 
 def test_a_rule_replacing_a_hostile_named_views_query_is_recorded_as_data(db, connect, attacker):
     """CREATE OR REPLACE RULE "_RETURN" of a view whose name holds quotes, a statement, U+202E, a
-    newline and a format directive, its row type a covered column's: recorded as
-    audit.tracked_type_altered naming the type as PostgreSQL prints it (data, never code), the
-    table, and the command; the table stays, and both verifiers pass."""
+    newline and a format directive, its row type a covered column's: the name is data, never code
+    (the checks every command passes read it as an oid); the table stays, and both verifiers pass."""
     quoted = '"' + HOSTILE.replace('"', '""') + '"'
     attacker.execute(f"CREATE VIEW public.{quoted} AS SELECT 1 AS a")
     attacker.execute(f"CREATE TABLE public.book (id int PRIMARY KEY, c public.{quoted})")
@@ -475,9 +486,9 @@ def test_a_rule_replacing_a_hostile_named_views_query_is_recorded_as_data(db, co
     enable_tracking(connect("app_maintainer"), "public.book")
     n = len(schema_events(db))
     attacker.execute(f'CREATE OR REPLACE RULE "_RETURN" AS ON SELECT TO public.{quoted} DO INSTEAD SELECT 2 AS a')
-    new = [e for e in schema_events(db)[n:] if names_table(e, "public.book")]
-    assert [e[0] for e in new] == ["audit.tracked_type_altered"], new
-    assert new[0][1] == "public." + quoted  # as PostgreSQL prints it under search_path = pg_catalog
+    # A view's query changes no stored value of book (its column holds values of the row type), and
+    # CREATE RULE is not recorded since trial 29's mend; the name reached the checks as an oid.
+    assert [e for e in schema_events(db)[n:] if names_table(e, "public.book")] == []
     assert _exists(db, "public.book")
     both_verifiers_ok(db)
 

@@ -25,6 +25,10 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_table_rewrite') THEN
         CREATE EVENT TRIGGER @schema@_table_rewrite ON table_rewrite EXECUTE FUNCTION @schema@._refuse_rewrite();
     END IF;
+    -- Every command, once it ran (named to fire after @schema@_ddl_end).
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_temporary') THEN
+        CREATE EVENT TRIGGER @schema@_temporary ON ddl_command_end EXECUTE FUNCTION @schema@._refuse_temporary_beneath();
+    END IF;
     -- Every command, before it runs.
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_function_roles') THEN
         CREATE EVENT TRIGGER @schema@_function_roles ON ddl_command_start
@@ -37,6 +41,7 @@ ALTER EVENT TRIGGER @schema@_sql_drop ENABLE;
 ALTER EVENT TRIGGER @schema@_capture_partitions ENABLE;
 ALTER EVENT TRIGGER @schema@_function_roles ENABLE;
 ALTER EVENT TRIGGER @schema@_table_rewrite ENABLE;
+ALTER EVENT TRIGGER @schema@_temporary ENABLE;
 
 -- Partitions of tracked tables that have no capture triggers yet (tracked before partitions were
 -- covered, or added while the event triggers were off): attached here, as the superuser.
