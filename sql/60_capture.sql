@@ -799,10 +799,10 @@ COMMENT ON FUNCTION @schema@._json_casts(oid) IS
 -- depend on it go with their values, and no event trigger fires.
 -- An object in a temporary schema (or the schema itself) that an object depends on, at any depth
 -- (its description), or NULL: when its session ends (or discards it) PostgreSQL drops it with
--- CASCADE, and everything that depends on it, where no event trigger fires. PostgreSQL's record of dependencies is followed down,
--- plus what it keeps the other way round: a composite type's relation, a table's generated
--- columns' expressions, a view's query (its rule). Built-in objects depend on nothing of a user's:
--- the walk does not enter them.
+-- CASCADE, and everything that depends on it, where no event trigger fires. PostgreSQL's record of
+-- dependencies is followed down, and up to an object's internal parts (which take it with them: a
+-- range's multirange, a view's query, a composite type's relation), and to a table's generated
+-- columns' expressions. Built-in objects depend on nothing of a user's: the walk does not enter them.
 CREATE OR REPLACE FUNCTION @schema@._temporary_beneath(class oid, object oid)
 RETURNS text
 LANGUAGE sql
@@ -815,17 +815,14 @@ AS $$
         SELECT x.classid, x.objid
           FROM reached r,
                LATERAL (SELECT d.refclassid, d.refobjid FROM pg_depend d WHERE d.classid = r.classid AND d.objid = r.objid
-                        UNION ALL  -- a stand-alone composite type's relation depends on it, not it on that
-                        SELECT 'pg_class'::regclass::oid, y.typrelid FROM pg_type y
-                         WHERE r.classid = 'pg_type'::regclass AND y.oid = r.objid AND y.typrelid <> 0
+                        UNION ALL  -- its internal parts: dropping one drops it (a range's multirange, a view's
+                                   -- query, a composite type's relation, a table's row type)
+                        SELECT d.classid, d.objid FROM pg_depend d
+                         WHERE d.refclassid = r.classid AND d.refobjid = r.objid AND d.deptype = 'i'
                         UNION ALL
                         SELECT 'pg_attrdef'::regclass::oid, f.oid
                           FROM pg_attrdef f JOIN pg_attribute a ON a.attrelid = f.adrelid AND a.attnum = f.adnum
                          WHERE r.classid = 'pg_class'::regclass AND f.adrelid = r.objid AND a.attgenerated <> ''
-                        UNION ALL  -- a view's query is its rule's: what it calls goes, and the view with it
-                        SELECT 'pg_rewrite'::regclass::oid, w.oid
-                          FROM pg_rewrite w JOIN pg_class v ON v.oid = w.ev_class
-                         WHERE r.classid = 'pg_class'::regclass AND w.ev_class = r.objid AND v.relkind IN ('v', 'm')
                        ) AS x(classid, objid)
          WHERE x.objid >= 16384  -- FirstNormalObjectId
     )

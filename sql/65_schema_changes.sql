@@ -414,13 +414,16 @@ DECLARE
     cmd record;
     beneath text;
 BEGIN
-    -- Triggers, policies, constraints, statistics and indexes: nothing can be made of them, and each
-    -- goes alone (a trigger on a session's function ends with the session; no column goes with it).
+    -- Triggers, policies, constraints, statistics, indexes and rules other than a view's query: nothing
+    -- can be made of them, and each goes alone (a trigger on a session's function ends with the
+    -- session; no column goes with it).
     FOR cmd IN SELECT c.classid, c.objid, c.object_type, c.object_identity FROM pg_event_trigger_ddl_commands() c
                 WHERE c.objid >= 16384
                   AND NOT coalesce((pg_identify_object(c.classid, c.objid, 0)).schema ~ '^pg_temp(_[0-9]+)?$', false)
-                  AND NOT EXISTS (SELECT 1 FROM pg_rewrite w JOIN pg_class r ON r.oid = w.ev_class  -- a temporary view's rule
-                                   WHERE c.classid = 'pg_rewrite'::regclass AND w.oid = c.objid AND r.relpersistence = 't')
+                  -- A temporary view's query; a rule that is no view's query (ON INSERT ... DO ALSO), which goes alone.
+                  AND NOT EXISTS (SELECT 1 FROM pg_rewrite w JOIN pg_class r ON r.oid = w.ev_class
+                                   WHERE c.classid = 'pg_rewrite'::regclass AND w.oid = c.objid
+                                     AND (r.relpersistence = 't' OR w.ev_type <> '1'))
                   AND c.classid NOT IN ('pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_constraint'::regclass,
                                         'pg_statistic_ext'::regclass)
                   AND c.object_type NOT IN ('index', 'index column') LOOP
