@@ -11,9 +11,12 @@ from typing import Any
 
 import psycopg
 
+from pgaudit_py import InvalidTarget, enable_tracking
 from pgaudit_py.chain import verify_chain
 
 SCHEMA_KINDS = ("audit.tracked_table_ddl", "audit.tracked_type_altered", "audit.tracked_table_altered")
+# And the events of a tracked table, or a partition of one, gone.
+GONE_KINDS = [*SCHEMA_KINDS, "audit.tracked_table_dropped", "audit.tracked_partition_removed"]
 
 Event = tuple[str, str, dict[str, Any]]
 
@@ -78,3 +81,37 @@ def made_without_the_temporary_check(db: psycopg.Connection) -> Iterator[None]:
         yield
     finally:
         db.execute("ALTER EVENT TRIGGER audit_temporary ENABLE")
+
+
+def tracked_or_refused(connect: Any, table: str) -> bool:
+    """enable_tracking as app_maintainer: True when tracked, False when refused (PA008)."""
+    try:
+        enable_tracking(connect("app_maintainer"), table)
+    except InvalidTarget:
+        return False
+    except psycopg.Error as exc:
+        assert exc.sqlstate == "PA008", exc
+        return False
+    return True
+
+
+def gone_events(db: psycopg.Connection) -> list[Event]:
+    """Every schema-change event, and every table or partition gone, in the order written."""
+    return [(r[0], r[1], r[2]) for r in db.execute(
+        "SELECT kind, target_id, payload FROM audit.events WHERE kind = ANY (%s) ORDER BY occurred_at, intake_id",
+        (GONE_KINDS,)).fetchall()]
+
+
+def events_naming(db: psycopg.Connection, table: str, since: int) -> list[Event]:
+    return [e for e in gone_events(db)[since:] if names_table(e, table)]
+
+
+def ran_or_refused(conn: psycopg.Connection, commands: list[str], pg_refusals: tuple[str, ...] = ()) -> bool:
+    """Run the commands; False when one was refused (PA008, or PostgreSQL with one of pg_refusals)."""
+    for command in commands:
+        try:
+            conn.execute(command)
+        except psycopg.Error as exc:
+            assert exc.sqlstate == "PA008" or exc.sqlstate in pg_refusals, (command, exc.sqlstate, exc)
+            return False
+    return True

@@ -38,21 +38,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from schema_changes import both_verifiers_ok, columns, hidden, names_table, schema_events
+from schema_changes import both_verifiers_ok, columns, hidden, names_table, schema_events, tracked_or_refused
 
-from pgaudit_py import InvalidTarget, enable_tracking
-
-
-def _track(connect, table: str) -> bool:
-    """enable_tracking as app_maintainer: True when tracked, False when refused (PA008)."""
-    try:
-        enable_tracking(connect("app_maintainer"), table)
-    except InvalidTarget:
-        return False
-    except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008", exc
-        return False
-    return True
+from pgaudit_py import enable_tracking
 
 
 def _image_now(db, table: str, key: int) -> dict:
@@ -73,7 +61,7 @@ def _temporary_end_takes_nothing_unrecorded(db, connect, setup: list[str], table
     owner = connect("table_owner")
     for command in setup:
         owner.execute(command)
-    if not _track(connect, table):
+    if not tracked_or_refused(connect, table):
         return
     before = columns(db, table)
     assert column in before
@@ -351,7 +339,7 @@ def test_an_aclitem_column_cannot_read_differently_after_a_role_is_renamed_or_dr
     try:
         attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, a aclitem[])")
         attacker.execute("INSERT INTO public.book VALUES (1, '{clerk=r/table_owner}')")
-        assert not _track(connect, "public.book")
+        assert not tracked_or_refused(connect, "public.book")
     finally:
         db.execute("DROP ROLE clerk")  # roles are the cluster's: another test may make one of the name
 
@@ -479,7 +467,7 @@ def test_a_partitions_own_generated_column_dropped_by_the_parents_drop_column_ca
     attacker.execute("CREATE TABLE public.book_1 (id int PRIMARY KEY, x int, g int GENERATED ALWAYS AS (x * 2) STORED)")
     attacker.execute("ALTER TABLE public.book ATTACH PARTITION public.book_1 FOR VALUES FROM (0) TO (100)")
     attacker.execute("INSERT INTO public.book (id, x) VALUES (1, 5)")
-    if not _track(connect, "public.book"):
+    if not tracked_or_refused(connect, "public.book"):
         return
     n = len(schema_events(db))
     try:

@@ -40,33 +40,18 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from schema_changes import SCHEMA_KINDS, both_verifiers_ok, columns, hidden, names_table, schema_events
+from schema_changes import (
+    both_verifiers_ok,
+    columns,
+    events_naming,
+    gone_events,
+    hidden,
+    names_table,
+    schema_events,
+    tracked_or_refused,
+)
 
-from pgaudit_py import InvalidTarget, enable_tracking
-
-GONE_KINDS = list(SCHEMA_KINDS) + ["audit.tracked_table_dropped", "audit.tracked_partition_removed"]
-
-
-def _track(connect, table: str) -> bool:
-    """enable_tracking as app_maintainer: True when tracked, False when refused (PA008)."""
-    try:
-        enable_tracking(connect("app_maintainer"), table)
-    except InvalidTarget:
-        return False
-    except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008", exc
-        return False
-    return True
-
-
-def _all_events(db) -> list:
-    return [(r[0], r[1], r[2]) for r in db.execute(
-        "SELECT kind, target_id, payload FROM audit.events WHERE kind = ANY (%s) ORDER BY occurred_at, intake_id",
-        (GONE_KINDS,)).fetchall()]
-
-
-def _events_naming(db, table: str, since: int) -> list:
-    return [e for e in _all_events(db)[since:] if names_table(e, table)]
+from pgaudit_py import enable_tracking
 
 
 def _exists(db, table: str) -> bool:
@@ -97,7 +82,7 @@ def _attack_then_discard(db, session, table: str, attack: list[str], count_after
     (count_after_attack: a record the attack's own watched command writes about something else,
     a domain's new default, does not count as one of the loss)."""
     before = columns(db, table)
-    n = len(_all_events(db))
+    n = len(gone_events(db))
     try:
         for command in attack:
             session.execute(command)
@@ -105,15 +90,15 @@ def _attack_then_discard(db, session, table: str, attack: list[str], count_after
         assert exc.sqlstate == "PA008", (command, exc.sqlstate, exc)
         return
     if count_after_attack:
-        n = len(_all_events(db))
+        n = len(gone_events(db))
     session.execute("DISCARD TEMP")
     if not _exists(db, table):
-        assert _events_naming(db, table, n), (
+        assert events_naming(db, table, n), (
             f"{table} (tracked) went with DISCARD TEMP, with every row, nothing recorded or refused")
         return
     left = columns(db, table)
     if left != before:
-        assert _events_naming(db, table, n), (
+        assert events_naming(db, table, n), (
             f"{table} lost columns with DISCARD TEMP ({before} -> {left}), nothing recorded or refused")
 
 
@@ -135,7 +120,7 @@ def test_a_tracked_table_made_a_member_of_an_extension_in_the_temporary_schema_i
     row for an oid that no longer exists. Safe: refused, or the table stays, or its loss recorded."""
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, v int)")
     attacker.execute("INSERT INTO public.book VALUES (1, 5), (2, 6)")
-    assert _track(connect, "public.book")
+    assert tracked_or_refused(connect, "public.book")
     session = connect("table_owner")
     if not _temporary_extension(session):
         return
@@ -184,7 +169,7 @@ def test_a_covered_column_tied_to_an_extension_in_the_temporary_schema_is_refuse
         return
     for command in before_tracking:
         session.execute(command)
-    if not _track(connect, "public.book"):
+    if not tracked_or_refused(connect, "public.book"):
         return
     _attack_then_discard(db, session, "public.book", attack, count_after_attack)
 
@@ -206,7 +191,7 @@ def test_alter_text_search_configuration_mapping_to_a_temporary_dictionary_canno
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, v text,"
                      " g tsvector GENERATED ALWAYS AS (to_tsvector('public.cfg'::regconfig, v)) STORED)")
     attacker.execute("INSERT INTO public.book (id, v) VALUES (1, 'hello world')")
-    assert _track(connect, "public.book")
+    assert tracked_or_refused(connect, "public.book")
     session = connect("table_owner")
     session.execute("CREATE TEXT SEARCH DICTIONARY pg_temp.d (TEMPLATE = simple)")
     _attack_then_discard(db, session, "public.book",
@@ -232,7 +217,7 @@ def test_create_or_replace_view_of_a_view_a_generated_columns_function_reads_can
                      " BEGIN ATOMIC SELECT $1 + a FROM public.v; END")
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, x int, g int GENERATED ALWAYS AS (public.gf(x)) STORED)")
     attacker.execute("INSERT INTO public.book (id, x) VALUES (1, 5)")
-    assert _track(connect, "public.book")
+    assert tracked_or_refused(connect, "public.book")
     session = connect("table_owner")
     session.execute(TEMP_H)
     _attack_then_discard(db, session, "public.book",
@@ -262,7 +247,7 @@ def test_alter_table_of_a_table_a_generated_columns_function_reads_cannot_tie_it
     attacker.execute(f"CREATE FUNCTION public.gf(int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC {body}; END")
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, x int, g int GENERATED ALWAYS AS (public.gf(x)) STORED)")
     attacker.execute("INSERT INTO public.book (id, x) VALUES (1, 5)")
-    assert _track(connect, "public.book")
+    assert tracked_or_refused(connect, "public.book")
     session = connect("table_owner")
     session.execute(temporary)
     _attack_then_discard(db, session, "public.book", [attack])
@@ -293,7 +278,7 @@ def test_control_the_same_function_body_routes_through_a_pg_type_or_pg_rewrite_o
         attacker.execute(command)
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, x int, g int GENERATED ALWAYS AS (public.gf(x)) STORED)")
     attacker.execute("INSERT INTO public.book (id, x) VALUES (1, 5)")
-    assert _track(connect, "public.book")
+    assert tracked_or_refused(connect, "public.book")
     session = connect("table_owner")
     session.execute(TEMP_H)
     _attack_then_discard(db, session, "public.book", [attack])
@@ -517,7 +502,7 @@ def test_a_catalogue_row_type_or_a_range_that_prints_object_names_cannot_be_trac
         attacker.execute(f"CREATE TABLE public.book (id int PRIMARY KEY, c {NAME_PRINTING[route]})")
     except psycopg.Error:
         return
-    assert not _track(connect, "public.book")
+    assert not tracked_or_refused(connect, "public.book")
 
 
 # --- 7. One command, one record, two levels down -----------------------------------------------------
@@ -535,7 +520,7 @@ def test_a_leaf_partitions_own_generated_column_two_levels_down_dropped_by_the_r
     attacker.execute("CREATE TABLE public.book_1_1 (id int PRIMARY KEY, x int, g int GENERATED ALWAYS AS (x * 2) STORED)")
     attacker.execute("ALTER TABLE public.book_1 ATTACH PARTITION public.book_1_1 FOR VALUES FROM (0) TO (50)")
     attacker.execute("INSERT INTO public.book (id, x) VALUES (1, 5)")
-    if not _track(connect, "public.book"):
+    if not tracked_or_refused(connect, "public.book"):
         return
     n = len(schema_events(db))
     try:

@@ -36,48 +36,17 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from schema_changes import SCHEMA_KINDS, columns, names_table
-
-from pgaudit_py import InvalidTarget, enable_tracking
-
-GONE_KINDS = list(SCHEMA_KINDS) + ["audit.tracked_table_dropped", "audit.tracked_partition_removed"]
-
-
-def _track(connect, table: str) -> bool:
-    """enable_tracking as app_maintainer: True when tracked, False when refused (PA008)."""
-    try:
-        enable_tracking(connect("app_maintainer"), table)
-    except InvalidTarget:
-        return False
-    except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008", exc
-        return False
-    return True
-
-
-def _all_events(db) -> list:
-    return [(r[0], r[1], r[2]) for r in db.execute(
-        "SELECT kind, target_id, payload FROM audit.events WHERE kind = ANY (%s) ORDER BY occurred_at, intake_id",
-        (GONE_KINDS,)).fetchall()]
-
-
-def _events_naming(db, table: str, since: int) -> list:
-    return [e for e in _all_events(db)[since:] if names_table(e, table)]
+from schema_changes import (
+    columns,
+    events_naming,
+    gone_events,
+    ran_or_refused,
+    tracked_or_refused,
+)
 
 
 def _exists(db, table: str) -> bool:
     return db.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
-
-
-def _run(conn, commands: list[str], pg_refusals: tuple[str, ...] = ()) -> bool:
-    """Run the commands; False when one was refused (PA008, or PostgreSQL with one of pg_refusals)."""
-    for command in commands:
-        try:
-            conn.execute(command)
-        except psycopg.Error as exc:
-            assert exc.sqlstate == "PA008" or exc.sqlstate in pg_refusals, (command, exc.sqlstate, exc)
-            return False
-    return True
 
 
 def _discard_and_check(db, session, table: str, since: int | None = None, composite: str | None = None) -> None:
@@ -86,20 +55,20 @@ def _discard_and_check(db, session, table: str, since: int | None = None, compos
     `since` (the events before the discard by default)."""
     before = columns(db, table)
     inner = columns(db, composite) if composite else []
-    n = len(_all_events(db)) if since is None else since
+    n = len(gone_events(db)) if since is None else since
     session.execute("DISCARD TEMP")
     if not _exists(db, table):
-        assert _events_naming(db, table, n), (
+        assert events_naming(db, table, n), (
             f"{table} (tracked) went with DISCARD TEMP, with every row, nothing recorded or refused")
         return
     left = columns(db, table)
     if left != before:
-        assert _events_naming(db, table, n), (
+        assert events_naming(db, table, n), (
             f"{table} lost columns with DISCARD TEMP ({before} -> {left}), nothing recorded or refused")
     if composite:
         inner_left = columns(db, composite) if _exists(db, composite) else []
         if inner_left != inner:
-            assert _events_naming(db, table, n), (
+            assert events_naming(db, table, n), (
                 f"{table}'s column of {composite} lost attributes with DISCARD TEMP ({inner} -> {inner_left}),"
                 " with every value of them, nothing recorded or refused")
 
@@ -121,11 +90,11 @@ def test_a_range_whose_multirange_is_temporary_cannot_hand_a_tracked_column_to_d
     it, with every value: no event trigger fires. Safe: refused, or nothing lost, or the loss
     recorded. Needs: TEMP; CREATE on public."""
     session = connect("table_owner")
-    if not _run(session, [MULTIRANGE_IN_TEMP]):
+    if not ran_or_refused(session, [MULTIRANGE_IN_TEMP]):
         return
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, v public.r)")
     attacker.execute("INSERT INTO public.book VALUES (1, '[1,5)'), (2, '[7,9)')")
-    if not _track(connect, "public.book"):
+    if not tracked_or_refused(connect, "public.book"):
         return
     _discard_and_check(db, session, "public.book")
 
@@ -158,13 +127,13 @@ def test_a_column_reaching_a_range_whose_multirange_is_temporary_is_refused_or_i
     setup, attack, composite = MULTIRANGE_ROUTES[route]
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, v int)")
     attacker.execute("INSERT INTO public.book VALUES (1, 5)")
-    assert _track(connect, "public.book")
+    assert tracked_or_refused(connect, "public.book")
     session = connect("table_owner")
-    if not _run(session, setup):
+    if not ran_or_refused(session, setup):
         return
-    if not _run(attacker, attack, ("0A000",)):
+    if not ran_or_refused(attacker, attack, ("0A000",)):
         return
-    n = len(_all_events(db))
+    n = len(gone_events(db))
     _discard_and_check(db, session, "public.book", since=n, composite=composite)
 
 
@@ -180,12 +149,12 @@ def test_a_generated_columns_function_replaced_to_call_the_ranges_constructor_is
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, v int,"
                      " g int GENERATED ALWAYS AS (public.gf(v)) STORED)")
     attacker.execute("INSERT INTO public.book (id, v) VALUES (1, 5), (2, 6)")
-    assert _track(connect, "public.book")
+    assert tracked_or_refused(connect, "public.book")
     session = connect("table_owner")
-    if not _run(session, [MULTIRANGE_IN_TEMP]):
+    if not ran_or_refused(session, [MULTIRANGE_IN_TEMP]):
         return
-    n = len(_all_events(db))
-    if not _run(attacker, ["CREATE OR REPLACE FUNCTION public.gf(x int) RETURNS int LANGUAGE sql IMMUTABLE"
+    n = len(gone_events(db))
+    if not ran_or_refused(attacker, ["CREATE OR REPLACE FUNCTION public.gf(x int) RETURNS int LANGUAGE sql IMMUTABLE"
                            " BEGIN ATOMIC SELECT CASE WHEN public.r(0, 1) IS NULL THEN 0 ELSE x * 2 END; END"]):
         return
     _discard_and_check(db, session, "public.book", since=n)
@@ -205,11 +174,11 @@ def test_an_identity_sequence_named_into_the_temporary_schema_cannot_take_a_trac
     Safe: refused, or book keeps its columns, or the loss recorded."""
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, v int)")
     attacker.execute("INSERT INTO public.book VALUES (1, 5)")
-    assert _track(connect, "public.book")
+    assert tracked_or_refused(connect, "public.book")
     session = connect("table_owner")
     attacker.execute("ALTER TABLE public.book ALTER COLUMN v SET NOT NULL")
     session.execute("CREATE TEMP TABLE book (v int NOT NULL)")
-    if not _run(session, ["ALTER TABLE public.book ALTER COLUMN v ADD GENERATED BY DEFAULT AS IDENTITY"
+    if not ran_or_refused(session, ["ALTER TABLE public.book ALTER COLUMN v ADD GENERATED BY DEFAULT AS IDENTITY"
                           " (SEQUENCE NAME pg_temp.s)"], ("42P01", "42P16", "0A000")):
         return
     _discard_and_check(db, session, "public.book")
@@ -241,12 +210,12 @@ def test_a_temporary_object_named_by_oid_from_pg_toast_temp_or_another_session_c
     holder = connect("table_owner")
     oid, reg = _oid_of(holder, route)
     creator = holder if route.startswith("own") else attacker
-    if not _run(creator, [f"CREATE FUNCTION public.gf(x int) RETURNS int LANGUAGE sql IMMUTABLE"
+    if not ran_or_refused(creator, [f"CREATE FUNCTION public.gf(x int) RETURNS int LANGUAGE sql IMMUTABLE"
                           f" BEGIN ATOMIC SELECT CASE WHEN '{oid}'::{reg} IS NULL THEN 0 ELSE x END; END"]):
         return
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, v int, g int GENERATED ALWAYS AS (public.gf(v)) STORED)")
     attacker.execute("INSERT INTO public.book (id, v) VALUES (1, 5)")
-    if not _track(connect, "public.book"):
+    if not tracked_or_refused(connect, "public.book"):
         return
     _discard_and_check(db, holder, "public.book")
 
@@ -263,11 +232,11 @@ def test_a_procedure_that_commits_right_after_the_link_is_still_refused(db, conn
             EXECUTE 'CREATE FUNCTION public.gf(x int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT pg_temp.h(x); END';
             COMMIT;
         END $p$""")
-    if not _run(session, ["CALL public.link()"]):
+    if not ran_or_refused(session, ["CALL public.link()"]):
         return
     attacker.execute("CREATE TABLE public.book (id int PRIMARY KEY, v int, g int GENERATED ALWAYS AS (public.gf(v)) STORED)")
     attacker.execute("INSERT INTO public.book (id, v) VALUES (1, 5)")
-    if not _track(connect, "public.book"):
+    if not tracked_or_refused(connect, "public.book"):
         return
     _discard_and_check(db, session, "public.book")
 
@@ -379,7 +348,7 @@ def test_another_roles_ordinary_ddl_does_no_work_proportional_to_what_a_table_ow
     calls of audit._temporary_beneath, of every audit function, and scans of pg_depend and of
     pg_inherits. Safe: the same each time."""
     attacker.execute("CREATE TABLE public.tr (id int PRIMARY KEY)")
-    assert _track(connect, "public.tr")
+    assert tracked_or_refused(connect, "public.tr")
     session = connect("table_owner")
     _build(attacker, session, 0, 2)
     other = connect(bystander)

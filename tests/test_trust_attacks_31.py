@@ -21,71 +21,39 @@ tracks the tables. Temporary objects are dropped with DISCARD TEMP in the sessio
 
 from __future__ import annotations
 
-import psycopg
 import pytest
-from schema_changes import SCHEMA_KINDS, columns, names_table
-
-from pgaudit_py import InvalidTarget, enable_tracking
-
-GONE_KINDS = list(SCHEMA_KINDS) + ["audit.tracked_table_dropped", "audit.tracked_partition_removed"]
-
-
-def _track(connect, table: str) -> bool:
-    """enable_tracking as app_maintainer: True when tracked, False when refused (PA008)."""
-    try:
-        enable_tracking(connect("app_maintainer"), table)
-    except InvalidTarget:
-        return False
-    except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008", exc
-        return False
-    return True
-
-
-def _all_events(db) -> list:
-    return [(r[0], r[1], r[2]) for r in db.execute(
-        "SELECT kind, target_id, payload FROM audit.events WHERE kind = ANY (%s) ORDER BY occurred_at, intake_id",
-        (GONE_KINDS,)).fetchall()]
-
-
-def _events_naming(db, table: str, since: int) -> list:
-    return [e for e in _all_events(db)[since:] if names_table(e, table)]
+from schema_changes import (
+    columns,
+    events_naming,
+    gone_events,
+    ran_or_refused,
+    tracked_or_refused,
+)
 
 
 def _exists(db, name: str) -> bool:
     return db.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
 
-def _run(conn, commands: list[str], pg_refusals: tuple[str, ...] = ()) -> bool:
-    """Run the commands; False when one was refused (PA008, or PostgreSQL with one of pg_refusals)."""
-    for command in commands:
-        try:
-            conn.execute(command)
-        except psycopg.Error as exc:
-            assert exc.sqlstate == "PA008" or exc.sqlstate in pg_refusals, (command, exc.sqlstate, exc)
-            return False
-    return True
-
-
 def _discard_and_check(db, session, table: str, since: int | None = None) -> None:
     """DISCARD TEMP in session. Safe: the table keeps every column, or what it lost (the table
     itself) is recorded naming it, after `since` (the events before the discard by default)."""
     before = columns(db, table)
-    n = len(_all_events(db)) if since is None else since
+    n = len(gone_events(db)) if since is None else since
     session.execute("DISCARD TEMP")
     if not _exists(db, table):
-        assert _events_naming(db, table, n), f"{table} (tracked) went with DISCARD TEMP, nothing recorded or refused"
+        assert events_naming(db, table, n), f"{table} (tracked) went with DISCARD TEMP, nothing recorded or refused"
         return
     left = columns(db, table)
     if left != before:
-        assert _events_naming(db, table, n), (
+        assert events_naming(db, table, n), (
             f"{table} lost columns with DISCARD TEMP ({before} -> {left}), nothing recorded or refused")
 
 
 def _tracked_book(attacker, connect, extra: str = "") -> None:
     attacker.execute(f"CREATE TABLE public.book (id int PRIMARY KEY, v int{extra})")
     attacker.execute("INSERT INTO public.book (id, v) VALUES (1, 5), (2, 6)")
-    assert _track(connect, "public.book")
+    assert tracked_or_refused(connect, "public.book")
 
 
 EXPLAIN = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "
@@ -122,8 +90,8 @@ def test_explain_analyze_create_table_as_cannot_leave_a_permanent_object_on_a_te
     Safe: refused, or no permanent public.e is left with anything temporary beneath it. (Seen: made,
     and DISCARD TEMP then drops e.m, or the whole materialized view, with no event.)"""
     session = connect("table_owner")
-    assert _run(session, TEMP_SETUP)
-    if not _run(session, [EXPLAIN_ROUTES[route]]):
+    assert ran_or_refused(session, TEMP_SETUP)
+    if not ran_or_refused(session, [EXPLAIN_ROUTES[route]]):
         return
     if not _exists(db, "public.e"):
         return
@@ -166,12 +134,12 @@ def test_an_explain_made_object_resting_on_a_temporary_one_cannot_be_wired_benea
     attacker.execute("CREATE FUNCTION public.gf(x int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT x * 2; END")
     _tracked_book(attacker, connect, ", g int GENERATED ALWAYS AS (public.gf(v)) STORED")
     session = connect("table_owner")
-    assert _run(session, TEMP_SETUP)
+    assert ran_or_refused(session, TEMP_SETUP)
     make, wire = WIRE_ROUTES[route]
-    if not _run(session, [make]):
+    if not ran_or_refused(session, [make]):
         return
-    n = len(_all_events(db))
-    if not _run(session, wire):
+    n = len(gone_events(db))
+    if not ran_or_refused(session, wire):
         return
     _discard_and_check(db, session, "public.book", since=n)
 
@@ -181,13 +149,13 @@ def test_an_explain_made_table_resting_on_a_temporary_type_cannot_be_tracked(db,
     exempt kind, then ALTER TABLE ... ADD PRIMARY KEY USING INDEX). Safe: refused somewhere (the ADD
     PRIMARY KEY, or enable_tracking), or DISCARD TEMP takes nothing unrecorded."""
     session = connect("table_owner")
-    assert _run(session, TEMP_SETUP)
-    if not _run(session, [EXPLAIN + "CREATE TABLE public.e AS SELECT 1 AS id, 'ok'::pg_temp.mood AS m",
+    assert ran_or_refused(session, TEMP_SETUP)
+    if not ran_or_refused(session, [EXPLAIN + "CREATE TABLE public.e AS SELECT 1 AS id, 'ok'::pg_temp.mood AS m",
                           "CREATE UNIQUE INDEX e_id ON public.e (id)",
                           "ALTER TABLE public.e ALTER COLUMN id SET NOT NULL",
                           "ALTER TABLE public.e ADD CONSTRAINT e_pkey PRIMARY KEY USING INDEX e_id"]):
         return
-    if not _track(connect, "public.e"):
+    if not tracked_or_refused(connect, "public.e"):
         return
     _discard_and_check(db, session, "public.e")
 
@@ -231,18 +199,18 @@ def test_discard_temp_run_inside_the_linking_command_takes_nothing_from_a_covere
     55006, book being in use; the added enum column goes again before the command ends.)"""
     _tracked_book(attacker, connect)
     setup, command = MID_COMMAND_ROUTES[route]
-    assert _run(attacker, setup)
+    assert ran_or_refused(attacker, setup)
     before = columns(db, "public.book")
     values = db.execute("SELECT count(*) FROM public.book").fetchone()[0]
-    n = len(_all_events(db))
-    if not _run(attacker, [command], ("55006", "XX000", "42P01", "42704", "0A000", "42804", "42P16")):
+    n = len(gone_events(db))
+    if not ran_or_refused(attacker, [command], ("55006", "XX000", "42P01", "42704", "0A000", "42804", "42P16")):
         return
     if not _exists(db, "public.book"):
-        assert _events_naming(db, "public.book", n), "book went in the middle of its own ALTER TABLE, nothing recorded"
+        assert events_naming(db, "public.book", n), "book went in the middle of its own ALTER TABLE, nothing recorded"
         return
     left = columns(db, "public.book")
     if left != before[:len(left)] or len(left) < len(before):
-        assert _events_naming(db, "public.book", n), (
+        assert events_naming(db, "public.book", n), (
             f"book lost columns inside its own ALTER TABLE ({before} -> {left}), {values} rows' values, nothing recorded")
 
 
@@ -270,12 +238,12 @@ def test_an_object_beneath_a_covered_column_cannot_be_moved_into_the_temporary_s
     members being the bootstrap superuser's.)"""
     setup, column, move = MOVE_ROUTES[route]
     session = connect("table_owner")
-    assert _run(session, setup)
+    assert ran_or_refused(session, setup)
     _tracked_book(session, connect, column)
     session.execute("CREATE TEMP TABLE anchor (x int)")
     temp = session.execute("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()").fetchone()[0]
-    n = len(_all_events(db))
-    if not _run(session, [f"DO $$ BEGIN EXECUTE '{move.format(t=temp)}'; END $$"], ("0A000", "42501", "55000")):
+    n = len(gone_events(db))
+    if not ran_or_refused(session, [f"DO $$ BEGIN EXECUTE '{move.format(t=temp)}'; END $$"], ("0A000", "42501", "55000")):
         return
     _discard_and_check(db, session, "public.book", since=n)
 
@@ -289,6 +257,6 @@ def test_a_system_views_row_type_holding_regtype_cannot_be_tracked_or_added(db, 
     column of the view's row type stores type OIDs that print as the types' current names. Safe:
     enable_tracking refuses the table, and an ADD COLUMN of it to a tracked table is refused."""
     attacker.execute(f"CREATE TABLE public.cat (id int PRIMARY KEY, s {view})")
-    assert not _track(connect, "public.cat"), f"a column of {view} (holds regtype) was tracked"
+    assert not tracked_or_refused(connect, "public.cat"), f"a column of {view} (holds regtype) was tracked"
     _tracked_book(attacker, connect)
-    assert not _run(attacker, [f"ALTER TABLE public.book ADD COLUMN s {view}"]), f"ADD COLUMN of {view} went through"
+    assert not ran_or_refused(attacker, [f"ALTER TABLE public.book ADD COLUMN s {view}"]), f"ADD COLUMN of {view} went through"
