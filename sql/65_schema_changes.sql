@@ -251,16 +251,16 @@ COMMENT ON FUNCTION @schema@._refuse_json_cast(oid, oid[], boolean) IS
 -- list; status reports a trigger made from an earlier one). CREATE SCHEMA too: its commands (CREATE
 -- TABLE ... PARTITION OF a tracked table, say) run under its tag alone. Views' and materialized
 -- views' row types are composites a column may be made of: their renames and added columns change
--- what stored values read as. CREATE FUNCTION: a function replaced may come to depend on what a
--- covered table then must not (_temporary_dependency).
+-- what stored values read as. (A function replaced to depend on something temporary: @schema@_temporary
+-- refuses that, for every command.)
 CREATE OR REPLACE FUNCTION @schema@._ddl_end_tags()
 RETURNS text[]
 LANGUAGE sql
 IMMUTABLE
 AS $$
     SELECT ARRAY['ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER MATERIALIZED VIEW', 'ALTER SCHEMA', 'ALTER TABLE',
-                 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER VIEW', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE FUNCTION',
-                 'CREATE INDEX', 'CREATE SCHEMA', 'CREATE TABLE', 'CREATE TRIGGER', 'CREATE VIEW']
+                 'ALTER TRIGGER', 'ALTER TYPE', 'ALTER VIEW', 'CREATE CAST', 'CREATE FOREIGN TABLE', 'CREATE INDEX',
+                 'CREATE SCHEMA', 'CREATE TABLE', 'CREATE TRIGGER', 'CREATE VIEW']
 $$;
 COMMENT ON FUNCTION @schema@._ddl_end_tags() IS 'The command tags the @schema@_ddl_end event trigger watches.';
 
@@ -278,7 +278,6 @@ DECLARE
     created oid[] := '{}';   -- triggers the command created: each checked on its own
     altered oid[] := '{}';   -- types the command changed: the tables made of them are recorded, and checked
     cast_sources oid[] := '{}';  -- types a cast to json was created for: refused when covered tables are made of them
-    functions oid[] := '{}';  -- functions created or replaced: the covered tables that depend on them are checked
     columns_altered oid[] := '{}';  -- covered tables whose columns a command changed: what their stored values read as may differ
     typed oid[];
     all_covered oid[];  -- once: every step below needs it
@@ -286,16 +285,6 @@ DECLARE
     rel oid;
     refreshed boolean := false;
 BEGIN
-    -- A function created or replaced matters only when a generated column or a type calls it: most
-    -- CREATE FUNCTION commands (an installer's hundreds, the capture's own) leave at once, where the
-    -- steps below cost each 5 ms. (Something temporary beneath it: @schema@_temporary refuses that.)
-    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
-                    WHERE c.classid <> 'pg_proc'::regclass
-                       OR EXISTS (SELECT 1 FROM pg_depend d
-                                   WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid = c.objid
-                                     AND d.classid IN ('pg_attrdef'::regclass, 'pg_type'::regclass))) THEN
-        RETURN;
-    END IF;
     all_covered := ARRAY(SELECT @schema@._covered_tables());
     FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
         IF cmd.classid = 'pg_trigger'::regclass AND cmd.command_tag = 'CREATE TRIGGER' THEN
@@ -327,8 +316,6 @@ BEGIN
         ELSIF cmd.classid = 'pg_cast'::regclass THEN  -- a cast to json would decide what is recorded
             cast_sources := cast_sources || ARRAY(SELECT k.castsource FROM pg_cast k  -- WITH INOUT: to_jsonb ignores it
                                                    WHERE k.oid = cmd.objid AND k.casttarget = 'json'::regtype AND k.castfunc <> 0);
-        ELSIF cmd.classid = 'pg_proc'::regclass THEN
-            functions := functions || cmd.objid;
         ELSIF cmd.classid = 'pg_namespace'::regclass THEN  -- a renamed schema: its tables' names
             touched := touched || ARRAY(SELECT t.relid FROM @schema@.tracked_tables t JOIN pg_class c ON c.oid = t.relid
                                          WHERE c.relnamespace = cmd.objid);
@@ -345,19 +332,6 @@ BEGIN
     -- made of it would read differently with no row event, whoever's the cast's function.
     IF cardinality(cast_sources) > 0 THEN
         PERFORM @schema@._refuse_json_cast(m.typ, m.tables) FROM @schema@._covered_made_of(cast_sources, all_covered) m;
-    END IF;
-    -- A generated column's function, or a range type's, replaced: the covered tables that depend on
-    -- it are checked again (a function may now depend on a temporary one).
-    IF cardinality(functions) > 0 THEN
-        touched := touched
-            || ARRAY(SELECT f.adrelid FROM pg_depend d JOIN pg_attrdef f ON f.oid = d.objid
-                      WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_proc'::regclass
-                        AND d.refobjid = ANY (functions))
-            || ARRAY(SELECT unnest(m.tables)
-                       FROM @schema@._covered_made_of(ARRAY(SELECT d.objid FROM pg_depend d
-                                                             WHERE d.classid = 'pg_type'::regclass
-                                                               AND d.refclassid = 'pg_proc'::regclass
-                                                               AND d.refobjid = ANY (functions)), all_covered) m);
     END IF;
     -- A change to a table reaches the tables that inherit from it too (a column added, retyped).
     touched := ARRAY(SELECT DISTINCT d FROM unnest(touched) a, @schema@._capture_tables(a) d);
