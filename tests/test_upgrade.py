@@ -15,6 +15,7 @@ from io import BytesIO
 from pathlib import Path
 from types import ModuleType
 
+import psycopg
 import pytest
 
 from pgaudit_py import list_events, row_history, seal, status
@@ -181,3 +182,43 @@ def test_a_log_with_events_upgrades_to_the_single_filter_indexes(db, installer_b
     assert seal(db, audit_schema="upgi").sealed == 2
     assert [(e.kind, e.id.version) for e in list_events(db, audit_schema="upgi", page_size=2)] == [
         ("public.stock.insert", 7), ("order.shipped", 7)]
+
+
+BEFORE_NAMED_COLUMNS = "d0a89c2"  # the last schema that tracked reg* and aclitem columns
+
+
+@pytest.fixture(scope="module")
+def installer_before_named_columns(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    return installer_at(BEFORE_NAMED_COLUMNS, tmp_path_factory)
+
+
+def test_a_table_tracked_with_a_column_that_prints_names_is_named_by_status_after_the_upgrade(
+        db, connect, installer_before_named_columns):
+    """A table tracked before reg* and aclitem columns were refused keeps its capture and its
+    history through the upgrade; status names it, a later change of it is refused, and the way out
+    the docs give (disable, store the name as text, enable again) leaves status clean."""
+    installer_before_named_columns.install(db, "upgn")
+    db.execute("CREATE TABLE public.grants_kept (id int PRIMARY KEY, rel regclass, acl aclitem[], note text)")
+    db.execute("SELECT upgn.enable_tracking('public.grants_kept')")
+    db.execute("INSERT INTO public.grants_kept VALUES (1, 'pg_class', '{postgres=r/postgres}', 'a')")
+    assert seal(db, audit_schema="upgn").sealed == 2  # with audit.tracking_enabled
+
+    install(db, "upgn")
+    problems = status(db, "upgn").problems
+    assert len(problems) == 1 and problems[0].startswith("tracked table public.grants_kept: its columns are of type ")
+    assert "prints an object's name" in problems[0]
+    db.execute("UPDATE public.grants_kept SET note = 'b' WHERE id = 1")  # still captured
+    with pytest.raises(psycopg.Error) as refused:
+        db.execute("ALTER TABLE public.grants_kept ADD COLUMN extra int")
+    assert refused.value.sqlstate == "PA008"
+
+    db.execute("SELECT upgn.disable_tracking('public.grants_kept')")
+    db.execute("ALTER TABLE public.grants_kept ALTER COLUMN rel TYPE text, ALTER COLUMN acl TYPE text[]")
+    db.execute("SELECT upgn.enable_tracking('public.grants_kept')")
+    assert status(db, "upgn").problems == []
+    db.execute("UPDATE public.grants_kept SET note = 'c' WHERE id = 1")
+    seal(db, audit_schema="upgn")
+    assert [(e.kind.rsplit(".", 1)[1], e.row_after and e.row_after["note"])
+            for e in row_history(db, "public.grants_kept", "1", audit_schema="upgn")] == [
+        ("insert", "a"), ("update", "b"), ("update", "c")]
+    assert db.execute("SELECT ok FROM upgn.verify()").fetchone() == (True,)
