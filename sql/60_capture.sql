@@ -683,9 +683,7 @@ BEGIN
     -- not the extension's, and the update would fail for nothing.
     IF NOT EXISTS (SELECT 1 FROM pg_proc p
                     WHERE p.oid = to_regprocedure(fn || '()') AND p.prosrc = body AND p.prosecdef
-                      AND p.proconfig = (SELECT array_agg(CASE WHEN s LIKE 'search_path=%' THEN 'search_path=pg_catalog, pg_temp'
-                                                               ELSE s END ORDER BY o)
-                                           FROM unnest(settings) WITH ORDINALITY AS u(s, o))) THEN
+                      AND p.proconfig = settings) THEN
         EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L', fn,
                        (SELECT string_agg(CASE WHEN s LIKE 'search_path=%' THEN ' SET search_path = pg_catalog, pg_temp'
                                                ELSE format(' SET %s = %L', split_part(s, '=', 1), split_part(s, '=', 2)) END,
