@@ -280,12 +280,11 @@ DECLARE
     cast_sources oid[] := '{}';  -- types a cast to json was created for: refused when covered tables are made of them
     columns_altered oid[] := '{}';  -- covered tables whose columns a command changed: what their stored values read as may differ
     typed oid[];
-    all_covered oid[];  -- once: every step below needs it
+    all_covered oid[];  -- once, when a step needs it
     root oid;
     rel oid;
     refreshed boolean := false;
 BEGIN
-    all_covered := ARRAY(SELECT @schema@._covered_tables());
     FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
         IF cmd.classid = 'pg_trigger'::regclass AND cmd.command_tag = 'CREATE TRIGGER' THEN
             created := created || cmd.objid;
@@ -301,10 +300,15 @@ BEGIN
             columns_altered := columns_altered || typed;
             -- Its row type, and those of the tables typed by it, which another table's column may be
             -- made of (a composite type's, a table's, a view's); and those of the tables that inherit
-            -- from them (children, partitions), whose columns the command changed too.
-            altered := altered || ARRAY(SELECT t.reltype FROM unnest(cmd.objid || typed) r, @schema@._capture_tables(r) d
-                                          JOIN pg_class t ON t.oid = d
-                                         WHERE t.reltype <> 0);
+            -- from them (children, partitions), whose columns the command changed too. Not for an
+            -- index (no row type), nor for a relation this command created (CREATE OR REPLACE VIEW
+            -- is the one CREATE that changes an existing one): nothing made before it can be made of
+            -- its row type.
+            IF cmd.object_type <> 'index' AND cmd.command_tag NOT IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA') THEN
+                altered := altered || ARRAY(SELECT t.reltype FROM unnest(cmd.objid || typed) r, @schema@._capture_tables(r) d
+                                              JOIN pg_class t ON t.oid = d
+                                             WHERE t.reltype <> 0);
+            END IF;
             -- PostgreSQL renames a table's columns under any relation's spelling (ALTER VIEW, ALTER
             -- MATERIALIZED VIEW, ALTER FOREIGN TABLE ... RENAME COLUMN, ALTER TYPE ... RENAME
             -- ATTRIBUTE of its row type): every ALTER of a covered table is recorded.
@@ -326,11 +330,13 @@ BEGIN
     -- again, retyped without a rewrite (int to oid), by the table's ALTER TABLE or its type's ALTER
     -- TYPE.
     IF cardinality(columns_altered) > 0 OR cardinality(altered) > 0 THEN
+        all_covered := ARRAY(SELECT @schema@._covered_tables());
         touched := touched || @schema@._record_schema_change(columns_altered, altered, all_covered);
     END IF;
     -- A cast to json decides how to_jsonb prints its type from then on: the rows of covered tables
     -- made of it would read differently with no row event, whoever's the cast's function.
     IF cardinality(cast_sources) > 0 THEN
+        all_covered := coalesce(all_covered, ARRAY(SELECT @schema@._covered_tables()));
         PERFORM @schema@._refuse_json_cast(m.typ, m.tables) FROM @schema@._covered_made_of(cast_sources, all_covered) m;
     END IF;
     -- A change to a table reaches the tables that inherit from it too (a column added, retyped).
