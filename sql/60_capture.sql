@@ -370,8 +370,12 @@ DECLARE
     prepare_delete text := '';
     redact_changed text := 'NULL';
     -- A captured row's id: the statement's id with the row's number added to its last 48 bits.
-    id_of text := '(v_id_prefix || pg_catalog.lpad(pg_catalog.to_hex((v_id_base + %s.k) & 281474976710655), 12, ''0''))::uuid';
+    id_of text := '(v_id_prefix || pg_catalog.lpad(pg_catalog.to_hex((v_id_base + %s) & 281474976710655), 12, ''0''))::uuid';
     pair_filter text;  -- UPDATE: refuse rows that do not pair up; skip no-op updates if asked
+    -- An UPDATE that moves a row to another tenant is two events, each filed under one tenant with
+    -- that tenant's image alone (s.side 1: the old tenant's, row_before; 2: the new one's,
+    -- row_after; 0: a row that stays, one event as usual): no tenant reads another's version.
+    split boolean := t.tenant_column IS NOT NULL;
     -- Types whose values to_jsonb prints alike although they differ as stored: a json value's
     -- duplicate keys, key order and spacing, a float's -0 or NaN, a numeric's (or a jsonb number's)
     -- trailing zeros, an array's bounds, an xml declaration. An UPDATE of a table made of one is a no-op only if the rows are stored alike
@@ -502,7 +506,7 @@ BEGIN
         SELECT %26$s, %11$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %12$L, %5$L, %13$s, 'success',
                v_correlation, v_txid, v_at, %24$s, %14$s, %15$s, %16$s, 'capture'
           FROM (SELECT p.o, p.n, %22$s AS img_old, %23$s AS img_new, %29$s AS moved, pg_catalog.row_number() OVER () AS k
-                  FROM %17$s%18$s OFFSET 0) AS p;
+                  FROM %17$s%18$s OFFSET 0) AS p%32$s;
     ELSE
         %19$s
         INSERT INTO @schema@.event_intake (id, tenant_id, actor_type, actor_id, db_role, client_addr,
@@ -523,21 +527,31 @@ END
 $body$,
         target, prepare_insert, @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.insert', t.kind_prefix,
         @schema@._gen_target_id(t, 'r.j'), @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'),
-        new_rows, prepare_update, @schema@._gen_tenant(t, 'p.n'), t.kind_prefix || '.update', @schema@._gen_target_id(t, 'p.n'),
-        @schema@._gen_bounded('p.img_old'), @schema@._gen_bounded('p.img_new'),
+        new_rows, prepare_update,
+        @schema@._gen_sides(split, @schema@._gen_tenant(t, 'p.o'), @schema@._gen_tenant(t, 'p.n'), @schema@._gen_tenant(t, 'p.n')),
+        t.kind_prefix || '.update',
+        @schema@._gen_sides(split, @schema@._gen_target_id(t, 'p.o'), @schema@._gen_target_id(t, 'p.n'),
+                            @schema@._gen_target_id(t, 'p.n')),
+        @schema@._gen_sides(split, @schema@._gen_bounded('p.img_old'), @schema@._gen_bounded('p.img_old'), 'NULL'),
+        @schema@._gen_sides(split, 'NULL', @schema@._gen_bounded('p.img_new'), @schema@._gen_bounded('p.img_new')),
         -- The columns whose values are replaced in either image, compared before they are.
-        format('CASE WHEN pg_catalog.pg_column_size(p.img_old) <= 1048576 AND pg_catalog.pg_column_size(p.img_new) <= 1048576'
-               ' THEN %1$s ELSE coalesce(%1$s, ''{}''::jsonb) || @schema@._omitted_changes(p.img_old, p.img_new,'
-               ' @schema@._large_value_keys(p.img_old) || @schema@._large_value_keys(p.img_new)) END', redact_changed),
+        @schema@._gen_sides(split, 'NULL',
+            format('CASE WHEN pg_catalog.pg_column_size(p.img_old) <= 1048576 AND pg_catalog.pg_column_size(p.img_new) <= 1048576'
+                   ' THEN %1$s ELSE coalesce(%1$s, ''{}''::jsonb) || @schema@._omitted_changes(p.img_old, p.img_new,'
+                   ' @schema@._large_value_keys(p.img_old) || @schema@._large_value_keys(p.img_new)) END', redact_changed),
+            'NULL'),
         pairs, pair_filter, prepare_delete, t.kind_prefix || '.delete', old_rows,
         @schema@._gen_image(t, excluded, redacted, 'p.o'), @schema@._gen_image(t, excluded, redacted, 'p.n'),
         -- The payload: p.moved, with the values _gen_bounded replaces in either image named (both
         -- small: none, and _note_omitted adds nothing for no keys). One expression of each, since
         -- every node of the statement is set up again in each writer's transaction.
-        'CASE WHEN pg_catalog.pg_column_size(p.img_old) <= 1048576 AND pg_catalog.pg_column_size(p.img_new) <= 1048576'
-        ' THEN p.moved ELSE @schema@._note_omitted(@schema@._note_omitted(p.moved, ''row_before'','
-        ' @schema@._large_value_keys(p.img_old)), ''row_after'', @schema@._large_value_keys(p.img_new)) END',
-        format(id_of, 'r'), format(id_of, 'p'),
+        @schema@._gen_sides(split,
+            @schema@._gen_noted('''{"tenant": "moved out"}''::jsonb', 'row_before', 'p.img_old'),
+            'CASE WHEN pg_catalog.pg_column_size(p.img_old) <= 1048576 AND pg_catalog.pg_column_size(p.img_new) <= 1048576'
+            ' THEN p.moved ELSE @schema@._note_omitted(@schema@._note_omitted(p.moved, ''row_before'','
+            ' @schema@._large_value_keys(p.img_old)), ''row_after'', @schema@._large_value_keys(p.img_new)) END',
+            @schema@._gen_noted('''{"tenant": "moved in"}''::jsonb', 'row_after', 'p.img_new')),
+        format(id_of, 'r.k'), format(id_of, CASE WHEN split THEN '2 * p.k + s.side / 2' ELSE 'p.k' END),
         @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i'), @schema@._gen_noted('''{}''::jsonb', 'row_before', 'r.i'),
         -- An UPDATE that changes the key names the row by its new key, and the key it left here;
         -- the statement's id (the one its rows' ids count up from) tells whether another row of
@@ -550,7 +564,11 @@ $body$,
                          @schema@._gen_key(t, 'p.n'), @schema@._gen_at_most(@schema@._gen_key(t, 'p.o'), 'moved_from', 512)) END,
         -- Where the table has no tenant column, the session's tenant is in every event too.
         CASE WHEN t.tenant_column IS NULL THEN ' OR pg_catalog.char_length(v_tenant) > 256' ELSE '' END,
-        CASE WHEN t.tenant_column IS NULL THEN 'v_tenant' ELSE 'NULL' END);
+        CASE WHEN t.tenant_column IS NULL THEN 'v_tenant' ELSE 'NULL' END,
+        CASE WHEN split THEN format(', pg_catalog.unnest(CASE WHEN coalesce(p.o ->> %1$L, v_tenant) IS DISTINCT FROM'
+                                    ' coalesce(p.n ->> %1$L, v_tenant) THEN ''{1,2}''::integer[] ELSE ''{0}''::integer[] END)'
+                                    ' AS s(side)', t.tenant_column)
+             ELSE '' END);
 END
 $$;
 COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS
@@ -658,6 +676,20 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._gen_noted(text, text, text) IS
     'Generator: a payload naming the values _gen_bounded replaces in an image (see _note_omitted).';
+
+-- An UPDATE's expression for each side of a row moved to another tenant (see _capture_body's split):
+-- the old tenant's event, a row that stays, the new tenant's event.
+CREATE OR REPLACE FUNCTION @schema@._gen_sides(split boolean, old_side text, stays text, new_side text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN split THEN format('CASE s.side WHEN 1 THEN %s WHEN 2 THEN %s ELSE %s END', old_side, new_side, stays)
+                ELSE stays END
+$$;
+COMMENT ON FUNCTION @schema@._gen_sides(boolean, text, text, text) IS
+    'Generator: an UPDATE event''s value for the old tenant''s side, a row that stays, and the new tenant''s side.';
 
 -- Generating and dropping capture functions: the owner's (a member of the capture role), never the
 -- capture role's, so that no function the owner calls could have been rewritten by code that ran as

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from schema_changes import both_verifiers_ok
 
 from pgaudit_py import audit_context, enable_tracking, seal
 
@@ -136,6 +137,43 @@ def test_tenant_column_and_kind_prefix(db, connect, maintainer, orders):
         app.execute("INSERT INTO orders (id, tenant) VALUES (1, 'acme'), (2, NULL)")
     assert [(e[0], e[1], e[3]) for e in captured(db, "kind LIKE 'shop.order.%'")] == [
         ("shop.order.insert", "shop.order", "acme"), ("shop.order.insert", "shop.order", "from-context")]
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["built-in columns", "through the sandbox"])
+def test_a_row_moved_to_another_tenant_is_one_event_for_each_with_its_own_image(db, connect, maintainer, orders, inline):
+    """An UPDATE that changes a row's tenant files the row's old version under the old tenant and its
+    new one under the new tenant, in that order, each event with one image: no tenant's reader sees
+    the other's version. Rows of the same statement that stay are one event each, as always."""
+    if not inline:  # an enum column: the images are made in the sandbox (_row_images), not inline
+        db.execute("CREATE TYPE public.mood AS ENUM ('ok', 'bad')")
+        db.execute("ALTER TABLE public.orders ADD COLUMN mood public.mood")
+    enable_tracking(maintainer, orders, tenant_column="tenant")
+    app = connect("app_attacker")
+    app.execute("INSERT INTO orders (id, tenant, secret) VALUES (1, 't2', 'kept by t2'), (2, 't2', 'stays'),"
+                " (3, NULL, 'no tenant')")
+    with audit_context(app, tenant_id="t3"):
+        app.execute("UPDATE orders SET tenant = CASE WHEN id = 1 THEN 't1' WHEN id = 3 THEN 't3' ELSE tenant END,"
+                    " secret = CASE WHEN id = 1 THEN 'now t1''s' ELSE secret END, total = 5")
+        app.execute("UPDATE orders SET id = 10, tenant = 't2' WHERE id = 1")  # back, under another key
+    seal(db)
+    events = db.execute("""SELECT tenant_id, target_id, row_before ->> 'secret', row_after ->> 'secret', payload,
+                                  changed IS NOT NULL
+                             FROM audit.events WHERE kind = 'public.orders.update' ORDER BY seq""").fetchall()
+    assert events == [
+        ("t2", "1", "kept by t2", None, {"tenant": "moved out"}, False),
+        ("t1", "1", None, "now t1's", {"tenant": "moved in"}, False),
+        ("t2", "2", "stays", "stays", {}, True),
+        ("t3", "3", "no tenant", "no tenant", {}, True),  # NULL to the session's tenant: the same tenant
+        ("t1", "1", "now t1's", None, {"tenant": "moved out"}, False),
+        ("t2", "10", None, "now t1's", {"tenant": "moved in"}, False),
+    ]
+    ids = [r[0] for r in db.execute("SELECT id FROM audit.events WHERE kind = 'public.orders.update'")]
+    assert len(set(ids)) == 6
+    # The row as of now is its new version under its new key; under its old key, gone.
+    assert db.execute("SELECT audit.row_as_of('public.orders', '1', now() + interval '1 minute')").fetchone() == (None,)
+    assert db.execute("SELECT audit.row_as_of('public.orders', '10', now() + interval '1 minute') ->> 'tenant'"
+                      ).fetchone() == ("t2",)
+    both_verifiers_ok(db)
 
 
 def test_composite_missing_and_replica_identity_keys(db, maintainer):
