@@ -627,6 +627,33 @@ $$;
 COMMENT ON FUNCTION @schema@._refuse_function_role_ddl() IS
     'Event trigger (ddl_command_start): refuses any DDL run as a function role inside a function.';
 
+-- ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY commits the partition as detach pending (its rows
+-- gone from the parent's queries), waits for every transaction that may still see it, and only then
+-- finishes, when the event triggers fire: cancelled in its wait (by its own statement_timeout, say),
+-- it leaves the rows out of the tracked table with nothing recorded. Refused before it runs while a
+-- tracked table has partitions. Nothing says then which table it names, so its text is read: it runs
+-- only as a statement of its own, outside any transaction block or function, so current_query() is
+-- that statement, and a keyword has no other spelling than the word (a quoted one is a name).
+CREATE OR REPLACE FUNCTION @schema@._refuse_detach_concurrently()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_query() ~* '\mconcurrently\M' AND current_query() ~* '\mdetach\M'
+       AND EXISTS (SELECT 1 FROM @schema@.tracked_tables t JOIN pg_inherits i ON i.inhparent = t.relid) THEN
+        RAISE EXCEPTION 'DETACH PARTITION ... CONCURRENTLY is refused while a tracked table has partitions: cancelled '
+                        'in its wait, it would leave a partition''s rows out of the table with no event'
+            USING ERRCODE = 'PA008',
+                  HINT = 'Detach without CONCURRENTLY (recorded), or use @schema@.disable_tracking first.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_detach_concurrently() IS
+    'Event trigger (ddl_command_start, ALTER TABLE): refuses DETACH PARTITION ... CONCURRENTLY while a tracked '
+    'table has partitions.';
+
 -- ALTER TABLE ... ALTER COLUMN ... TYPE (and ALTER TYPE of a typed table's type) rewrites every row,
 -- with USING whatever it likes, firing no row trigger: on a covered table the values would change
 -- with no event. Refused; disabling tracking first says so in the log.

@@ -180,7 +180,8 @@ BEGIN
                   'triggers are not protected (run the installer as a superuser)', e.name,
                   CASE WHEN g.evtenabled IS NULL THEN 'missing' ELSE 'disabled' END)
       FROM (VALUES ('@schema@_ddl_end'), ('@schema@_sql_drop'), ('@schema@_capture_partitions'),
-                   ('@schema@_function_roles'), ('@schema@_table_rewrite'), ('@schema@_temporary')) AS e(name)
+                   ('@schema@_function_roles'), ('@schema@_table_rewrite'), ('@schema@_temporary'),
+                   ('@schema@_detach_concurrently')) AS e(name)
       LEFT JOIN pg_event_trigger g ON g.evtname = e.name
      WHERE g.evtenabled IS DISTINCT FROM 'O';
     RETURN QUERY

@@ -1,5 +1,5 @@
--- Every capture function is generated again on every install, once the grants are in place: a new
--- release may change what they do (the event triggers regenerate them on every change of a tracked
--- table meanwhile).
-SELECT @schema@._generate_capture(c) FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
- WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c);
+-- Every tracked table is brought up to date on every install, once the grants are in place: its
+-- entry (a new release may name its key differently: recorded as audit.tracked_table_altered) and
+-- its capture functions, which a new release may change (the event triggers do both on every change
+-- of a tracked table meanwhile).
+SELECT @schema@._refresh_tracking(t.relid, true) FROM @schema@.tracked_tables t;

@@ -187,11 +187,18 @@ def test_composite_missing_and_replica_identity_keys(db, maintainer):
                   ALTER TABLE public.codes OWNER TO app_maintainer;""")
     assert enable_tracking(maintainer, "prices").key_columns == ["sku", "region"]
     assert enable_tracking(maintainer, "notes").key_columns is None
-    assert enable_tracking(maintainer, "codes").key_columns == ["code"]
+    # A replica identity index is no key (docs/capture.md): only a primary key names rows.
+    assert enable_tracking(maintainer, "codes").key_columns is None
     db.execute("INSERT INTO prices VALUES (7, 'EU', 100); INSERT INTO notes VALUES ('hello');"
                " INSERT INTO codes VALUES ('X1', 'first')")
     rows = db.execute("SELECT kind, target_id FROM audit.events WHERE kind LIKE '%.insert' ORDER BY kind").fetchall()
-    assert rows == [("public.codes.insert", "X1"), ("public.notes.insert", None), ("public.prices.insert", '[7, "EU"]')]
+    assert rows == [("public.codes.insert", None), ("public.notes.insert", None), ("public.prices.insert", '[7, "EU"]')]
+    db.execute("ALTER TABLE public.codes ADD PRIMARY KEY USING INDEX codes_code")  # made its key: recorded
+    assert db.execute("SELECT key_columns FROM audit.tracked_tables WHERE relid = 'public.codes'::regclass"
+                      ).fetchone() == (["code"],)
+    db.execute("INSERT INTO codes VALUES ('X2', 'second')")
+    assert db.execute("SELECT target_id FROM audit.events WHERE kind = 'public.codes.insert' ORDER BY intake_id"
+                      ).fetchall() == [(None,), ("X2",)]
 
 
 def test_merge_and_on_conflict(db, maintainer, orders):

@@ -221,6 +221,29 @@ def test_a_partition_that_leaves_stops_being_captured_and_says_so(db, connect, m
     assert status(db).problems == []
 
 
+def test_detach_concurrently_is_refused_only_while_a_tracked_table_has_partitions(db, connect, attacker):
+    """An interrupted DETACH ... CONCURRENTLY fires no event trigger (docs/capture.md): refused while a
+    tracked table has partitions, any partitioned table's, and allowed again once none has."""
+    attacker.execute("""CREATE TABLE public.logs (id int, v int) PARTITION BY RANGE (id);
+                        CREATE TABLE public.logs_1 PARTITION OF public.logs FOR VALUES FROM (0) TO (10);
+                        CREATE TABLE public.logs_2 PARTITION OF public.logs FOR VALUES FROM (10) TO (20);
+                        CREATE TABLE public.book (id int PRIMARY KEY) PARTITION BY RANGE (id);
+                        CREATE TABLE public.book_1 PARTITION OF public.book FOR VALUES FROM (0) TO (10);
+                        CREATE TABLE public.plain (id int PRIMARY KEY)""")
+    maintainer = connect("app_maintainer")
+    enable_tracking(maintainer, "public.plain")  # tracked, no partitions
+    attacker.execute("ALTER TABLE public.logs DETACH PARTITION public.logs_1 CONCURRENTLY")
+    enable_tracking(maintainer, "public.book")
+    with pytest.raises(psycopg.Error) as refused:
+        attacker.execute("ALTER TABLE public.logs DETACH PARTITION public.logs_2 CONCURRENTLY")
+    assert refused.value.sqlstate == "PA008"
+    attacker.execute("ALTER TABLE public.logs /* not concurrently */ ADD COLUMN w int")  # other ALTERs run
+    assert db.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.logs'::regclass").fetchone() == (1,)
+    disable_tracking(maintainer, "public.book")
+    attacker.execute("ALTER TABLE public.logs DETACH PARTITION public.logs_2 CONCURRENTLY")
+    assert db.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.logs'::regclass").fetchone() == (0,)
+
+
 def test_a_partition_cannot_be_untracked_alone(db, connect, measures):
     for ddl in ("DROP TRIGGER audit_capture_insert ON public.measures_2026",
                 "ALTER TABLE public.measures_2025_low DISABLE TRIGGER ALL"):

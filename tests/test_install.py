@@ -260,7 +260,8 @@ def test_a_database_owner_with_createrole_installs_without_superuser(db):
                                                       "event trigger nonsu_capture_partitions is missing",
                                                       "event trigger nonsu_function_roles is missing",
                                                       "event trigger nonsu_table_rewrite is missing",
-                                                      "event trigger nonsu_temporary is missing"]
+                                                      "event trigger nonsu_temporary is missing",
+                                                      "event trigger nonsu_detach_concurrently is missing"]
         # The function roles' functions were made as those roles, which keep no member (but the owner
         # role, which hands the capture role the functions it generates).
         assert conn.execute("SELECT array_agg(m.member::regrole::text) FROM pg_auth_members m JOIN pg_roles r"

@@ -29,6 +29,10 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_temporary') THEN
         CREATE EVENT TRIGGER @schema@_temporary ON ddl_command_end EXECUTE FUNCTION @schema@._refuse_temporary_beneath();
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_detach_concurrently') THEN
+        CREATE EVENT TRIGGER @schema@_detach_concurrently ON ddl_command_start WHEN TAG IN ('ALTER TABLE')
+            EXECUTE FUNCTION @schema@._refuse_detach_concurrently();
+    END IF;
     -- Every command, before it runs.
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '@schema@_function_roles') THEN
         CREATE EVENT TRIGGER @schema@_function_roles ON ddl_command_start
@@ -42,6 +46,7 @@ ALTER EVENT TRIGGER @schema@_capture_partitions ENABLE;
 ALTER EVENT TRIGGER @schema@_function_roles ENABLE;
 ALTER EVENT TRIGGER @schema@_table_rewrite ENABLE;
 ALTER EVENT TRIGGER @schema@_temporary ENABLE;
+ALTER EVENT TRIGGER @schema@_detach_concurrently ENABLE;
 
 -- Partitions of tracked tables that have no capture triggers yet (tracked before partitions were
 -- covered, or added while the event triggers were off): attached here, as the superuser.
