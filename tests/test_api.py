@@ -223,13 +223,16 @@ def test_no_token_reaches_a_log_line(start_api, tokens, caplog):
     with api.client(tokens["reader"]) as client:
         client.get("/v1/audit", params={"actor_id": "alice"})
         client.get("/v1/audit", params={"token": tokens["maintainer"]})  # a token misplaced in the URL
+        lost = client.get(f"/v1/audit/{tokens['maintainer']}")  # ... or in its path: logged as `-`
+        assert lost.status_code == 404 and tokens["maintainer"] not in lost.text
     with api.client(tokens["revoked"]) as client:
         client.get("/v1/audit")
     deadline = time.monotonic() + 5  # the line is written once the response has gone out
-    while caplog.text.count("pgaudit_py.server.access") < 3 and time.monotonic() < deadline:
+    while caplog.text.count("pgaudit_py.server.access") < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     text = caplog.text
     assert "/v1/audit 200 token=" in text and "/v1/audit 400" in text and "/v1/audit 401 token=-" in text
+    assert "GET - 404" in text
     for token in tokens.values():
         assert token.rsplit("_", 1)[-1] not in text
     assert "alice" not in text  # no query strings either

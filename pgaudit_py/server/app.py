@@ -39,7 +39,7 @@ from pgaudit_py.server.encoding import events_json, list_events_call
 from pgaudit_py.server.errors import ApiError, api_error, http_error, internal_error_response
 from pgaudit_py.server.middleware import AccessLog, LastResort, SecurityHeaders
 from pgaudit_py.server.openapi import openapi_document
-from pgaudit_py.server.page import page_routes
+from pgaudit_py.server.page import ASSETS, page_routes
 from pgaudit_py.server.stream import Notifier, high_water, sealed_events
 from pgaudit_py.server.verification import ChainVerifier
 from pgaudit_py.session import pin_async
@@ -318,6 +318,7 @@ def create_app(dsn: str | None = None, *, config: ServerConfig | None = None, **
     app.router.redirect_slashes = False  # /v1/audit/ is a 404, never a redirect to the Host header
     app.add_middleware(LastResort)  # the last added is the outermost
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(AccessLog)
+    app.add_middleware(AccessLog, paths=frozenset(
+        {r.path for r in routes if "{" not in r.path} | {f"/page/{name}" for name in ASSETS}))
     app.state.api = api
     return app

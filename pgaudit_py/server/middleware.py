@@ -74,10 +74,13 @@ class LastResort:
 
 class AccessLog:
     """One line a request: method, path (no query string: it may hold ids someone considers
-    private), status, the token's public id, milliseconds. Never a header, so never a token."""
+    private), status, the token's public id, milliseconds. Never a header, so never a token; and a
+    path only when it is one of the server's own (`paths`), else `-`: any other is the client's
+    text, a token pasted into the URL say."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, paths: frozenset[str]):
         self.app = app
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,9 +98,10 @@ class AccessLog:
             await self.app(scope, receive, sending)
         finally:
             token = scope.get("state", {}).get("token_id", "-")
-            # The path percent-encoded again: it is the client's text, and a newline or a space in it
+            path = scope["path"] if scope["path"] in self.paths else "-"
+            # The method percent-encoded: it is the client's text, and a newline or a space in it
             # would forge a line or a field.
-            access_log.info("%s %s %s token=%s %.1fms", quote(scope["method"], safe=""), quote(scope["path"]),
+            access_log.info("%s %s %s token=%s %.1fms", quote(scope["method"], safe=""), path,
                             status, token, (time.perf_counter() - started) * 1000)
 
 

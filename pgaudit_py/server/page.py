@@ -25,7 +25,7 @@ async def index(request: Request) -> Response:
 async def asset(request: Request) -> Response:
     name = request.path_params["name"]
     if name not in ASSETS:
-        raise ApiError(404, f"no such path: {request.url.path}")
+        raise ApiError(404, "no such path")
     return FileResponse(FILES / name, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
 
 
