@@ -95,26 +95,29 @@ async def sealed_events(pool: AsyncConnectionPool, notifier: Notifier, audit_sch
                         heartbeat: float, poll_interval: float) -> AsyncIterator[str]:
     """SSE text: sealed events after `after` (up to `high`, the high-water mark read by the caller)
     matching the filters, then more as they are sealed;
-    a comment line every `heartbeat` seconds of silence. Ends, with an `error` event, once
-    `still_valid()` says the token no longer is: asked before events go out, and every
-    RECHECK_TOKEN seconds of quiet."""
-    yield "retry: 2000\n: following\n\n"
+    a comment line every `heartbeat` seconds of silence. The first block's `id` is where the stream
+    starts, so that a client reconnecting before any event came resumes there, not from a later
+    "now". Ends, with an `error` event, once `still_valid()` says the token no longer is: asked
+    before each event goes out when its answer is RECHECK_BEFORE_SENDING old (a reader that stalls
+    mid-page gets nothing more once it resumes after a revocation), and every RECHECK_TOKEN seconds
+    of quiet."""
+    yield f"retry: 2000\nid: {after}\n: following\n\n"
     clock = asyncio.get_running_loop().time
     last_sent = checked = clock()
     revoked = 'event: error\ndata: {"code":"unauthorized","message":"the token was revoked or expired"}\n\n'
     while True:
         woken = notifier.next_round()
         while after < high:
-            if clock() - checked >= RECHECK_BEFORE_SENDING:  # before each page, however long the backlog
-                checked = clock()
-                if not await still_valid():
-                    yield revoked
-                    return
             call = list_events_call(audit_schema, since_seq=after, before_seq=high + 1, page_size=PAGE, **filters)
             async with pool.connection() as conn:
                 page = await call.all_async(conn)
             for event in page:
                 assert event.seq is not None  # sealed
+                if clock() - checked >= RECHECK_BEFORE_SENDING:
+                    checked = clock()
+                    if not await still_valid():
+                        yield revoked
+                        return
                 after = event.seq
                 yield sse_event(event)
                 last_sent = clock()

@@ -284,6 +284,13 @@ async function readStream(reader, controller) {
       const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
       if (kind === "error") { signOut(parseJSON(data).message); return; }
       if (kind === "audit" && data) arrived(parseJSON(data));
+      // The first block's id is where the stream started: a reconnect resumes there, never from a
+      // later "now" (events sealed in between would be lost).
+      const id = lines.find((l) => l.startsWith("id:"));
+      const at = id ? Number(id.slice(3).trim()) : NaN;
+      if (kind !== "audit" && Number.isSafeInteger(at) && (state.newestSeq === null || at > state.newestSeq)) {
+        state.newestSeq = at;
+      }
     }
   }
 }
