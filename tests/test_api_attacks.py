@@ -127,7 +127,7 @@ def test_the_brake_keeps_a_bounded_number_of_short_keys():
 
     brake = FailureBrake()
     for i in range(ADDRESSES_KEPT + 5000):
-        brake.failed(client_key(Request({"type": "http", "client": (f"2001:db8:{i:x}::{i % 7}", 1)})))
+        brake.failed(client_key(Request({"type": "http", "client": (f"2001:db8:{i:x}::{i % 7}", 1)})), b"")
     assert len(brake._failures) == ADDRESSES_KEPT
     assert max(len(k) for k in brake._failures) <= len("2001:db8:ffff::/64")
     # One host's /64 is one key, and a name that is no address is one key for all such names.

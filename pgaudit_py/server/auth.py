@@ -43,8 +43,8 @@ def client_key(request: Request) -> str:
 class FailureBrake:
     """Refuses, for the rest of the window, tokens from an address that presented FAILURES_ALLOWED
     unknown ones within it, before the database is asked: guessing a 256-bit token is hopeless
-    anyway; this keeps a guesser from costing a query a request. A token that has authenticated
-    before (in this process) is still looked up, so that a guesser sharing an address with a
+    anyway; this keeps a guesser from costing a query a request. A token whose last lookup (in this
+    process) succeeded is still looked up, so that a guesser sharing an address with a
     dashboard (a NAT, a proxy) does not lock the dashboard out."""
     allowed: int = FAILURES_ALLOWED
     window: float = FAILURE_WINDOW
@@ -63,7 +63,9 @@ class FailureBrake:
             raise ApiError(429, f"too many unknown tokens from this address; retry in {retry} s",
                            headers={"Retry-After": str(retry)})
 
-    def failed(self, client: str) -> None:
+    def failed(self, client: str, digest: bytes) -> None:
+        # A token that authenticated before and no longer does (revoked, expired) is exempt no more.
+        self._known_good.pop(digest, None)
         seen = self._failures.pop(client, None) or deque(maxlen=self.allowed)
         seen.append(time.monotonic())
         self._failures[client] = seen  # the most recent last
@@ -115,7 +117,7 @@ class Authenticator:
         self.brake.check(client, digest)
         bearer = await self.lookup(digest)
         if bearer is None:
-            self.brake.failed(client)
+            self.brake.failed(client, digest)
             raise unknown
         self.brake.succeeded(digest)
         request.state.token_id = bearer.token_id  # for the access log: the id, never the token
