@@ -28,7 +28,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -319,10 +319,18 @@ class Verifier:
             self.problem(f"{path.name}: block {number} differs from the one the checkpoint signed")
 
 
-def verify(directory: Path, public_key_pem: bytes, checkpoint: Path | None = None) -> Verifier:
-    key = load_pem_public_key(public_key_pem)
+def public_key(pem: bytes) -> Ed25519PublicKey:
+    """The Ed25519 public key in pem; ValueError, saying what it is instead, otherwise."""
+    try:
+        key = load_pem_public_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ValueError("not a PEM public key (the private key, or an HMAC key file, is not one)") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("the public key is not an Ed25519 key")
+        raise ValueError(f"a {type(key).__name__.removeprefix('_')} public key, not an Ed25519 one")
+    return key
+
+
+def verify(directory: Path, key: Ed25519PublicKey, checkpoint: Path | None = None) -> Verifier:
     verifier = Verifier(directory, key)
     verifier.run()
     if checkpoint is not None:
@@ -336,7 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public-key", type=Path, required=True, help="Ed25519 public key (PEM).")
     parser.add_argument("--checkpoint", type=Path, help="A signed checkpoint whose block must be in the archive.")
     args = parser.parse_args(argv)
-    result = verify(args.directory, args.public_key.read_bytes(), args.checkpoint)
+    # The key file is the auditor's input too: a wrong one is a problem named, never a traceback.
+    try:
+        if regular_file(args.public_key, 1 << 16) is None:
+            raise ValueError("no such file, or not a regular one of at most 64 KiB")
+        key = public_key(args.public_key.read_bytes())
+    except (OSError, ValueError) as exc:
+        print(f"PROBLEM: --public-key {args.public_key}: {exc}")
+        print("NOT VERIFIED: the public key cannot be read")
+        return 1
+    result = verify(args.directory, key, args.checkpoint)
     for problem in result.problems:
         print(f"PROBLEM: {problem}")
     if result.problems:
