@@ -4,6 +4,7 @@ files, never whole in memory: a batch can be far larger than the archiver's memo
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import shutil
@@ -63,7 +64,12 @@ class FileTarget:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Write aside, sync, rename, sync the directory: after a crash, even a power loss, the
             # old object or the whole new one is there, as the database will believe once it is told.
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+            # The file aside is named after its object: what a crash left of an earlier try of the
+            # same object (its batch's run, tried again) goes now, so that a finished archive holds
+            # nothing else, as the offline verifier insists.
+            for stale in path.parent.glob(f".part-{glob.escape(path.name)}-*"):
+                stale.unlink(missing_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".part-{path.name}-")
             try:
                 with os.fdopen(fd, "wb") as f:
                     shutil.copyfileobj(source, f)
