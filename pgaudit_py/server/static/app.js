@@ -462,7 +462,10 @@ async function loadHealth() {
     document.querySelector("#limits tbody").replaceChildren(...limits.limits.map((l) => row([
       l.scope, l.target, l.per_user, l.per_tenant, l.per_key, l.window_seconds + " s",
     ])));
-    const prefixes = [...new Set(state.events.map((e) => e.kind.split(".")[0] + "."))].slice(0, 6);
+    // Prefixes made from what writers wrote: only those the API takes (its rule for a kind prefix),
+    // so that one odd kind cannot fail the whole view.
+    const prefixes = [...new Set(state.events.map((e) => e.kind.split(".")[0] + "."))]
+      .filter((p) => /^[A-Za-z0-9_.\/-]{1,128}$/.test(p)).slice(0, 6);
     const { months } = await api("v1/audit/monthly?" + query({ months: 12 }) + prefixes.map((p) => "&by_kind_prefix=" + encodeURIComponent(p)).join(""));
     chart(months);
   } catch (error) {
