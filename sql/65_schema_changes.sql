@@ -632,8 +632,10 @@ COMMENT ON FUNCTION @schema@._refuse_function_role_ddl() IS
 -- finishes, when the event triggers fire: cancelled in its wait (by its own statement_timeout, say),
 -- it leaves the rows out of the tracked table with nothing recorded. Refused before it runs while a
 -- tracked table has partitions. Nothing says then which table it names, so its text is read: it runs
--- only as a statement of its own, outside any transaction block or function, so current_query() is
--- that statement, and a keyword has no other spelling than the word (a quoted one is a name).
+-- only as a statement of its own, outside any transaction block, pipeline or function, so
+-- current_query() is that statement, and a keyword has no other spelling than the word (a quoted one
+-- is a name). And it opens its transaction: a statement after another that wrote (a transaction id
+-- assigned) is not one, whatever its text says (a migration sent as one string, comments and all).
 CREATE OR REPLACE FUNCTION @schema@._refuse_detach_concurrently()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -641,7 +643,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF current_query() ~* '\mconcurrently\M' AND current_query() ~* '\mdetach\M'
+    IF pg_current_xact_id_if_assigned() IS NULL
+       AND current_query() ~* '\mconcurrently\M' AND current_query() ~* '\mdetach\M'
        AND EXISTS (SELECT 1 FROM @schema@.tracked_tables t JOIN pg_inherits i ON i.inhparent = t.relid) THEN
         RAISE EXCEPTION 'DETACH PARTITION ... CONCURRENTLY is refused while a tracked table has partitions: cancelled '
                         'in its wait, it would leave a partition''s rows out of the table with no event'

@@ -238,6 +238,10 @@ def test_detach_concurrently_is_refused_only_while_a_tracked_table_has_partition
         attacker.execute("ALTER TABLE public.logs DETACH PARTITION public.logs_2 CONCURRENTLY")
     assert refused.value.sqlstate == "PA008"
     attacker.execute("ALTER TABLE public.logs /* not concurrently */ ADD COLUMN w int")  # other ALTERs run
+    # A statement after another that wrote is no concurrent detach, whatever its text (a migration
+    # sent as one string): it runs.
+    attacker.execute("CREATE TABLE public.other (a int); ALTER TABLE public.logs ADD COLUMN z int"
+                     " /* then DETACH PARTITION public.logs_2 CONCURRENTLY, some day */")
     assert db.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.logs'::regclass").fetchone() == (1,)
     disable_tracking(maintainer, "public.book")
     attacker.execute("ALTER TABLE public.logs DETACH PARTITION public.logs_2 CONCURRENTLY")
