@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from pgaudit_py.context import audit_context
+from pgaudit_py.dsn import connect
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
 from pgaudit_py.installer import install, role_names
@@ -71,7 +72,7 @@ def main(dsn: str | None) -> None:
             show(conn, "audit")
         return
     schema = f"pgaudit_demo_{secrets.token_hex(3)}"
-    with psycopg.connect(dsn, autocommit=True, application_name="pgaudit demo") as conn:
+    with connect(dsn, autocommit=True, application_name="pgaudit demo") as conn:
         superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles"
                                  " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
         if not superuser or not superuser[0]:

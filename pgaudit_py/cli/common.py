@@ -14,14 +14,13 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import quote
 
 import click
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
 
-from pgaudit_py.errors import CannotConnect, InvalidInput, PgAuditError
+from pgaudit_py.dsn import connect as connect_safely
+from pgaudit_py.errors import InvalidInput, PgAuditError
 from pgaudit_py.events import Event
 from pgaudit_py.output import printable
 from pgaudit_py.session import pin
@@ -110,20 +109,7 @@ class Settings:
 
     @contextmanager
     def connect(self, application_name: str = "pgaudit") -> Iterator[psycopg.Connection]:
-        # libpq quotes what it cannot parse, a password included: a DSN it cannot read is said to
-        # be so, and no text of it is repeated; any later message has the password taken out.
-        try:
-            password = conninfo_to_dict(self.dsn).get("password")
-        except psycopg.Error:
-            raise CannotConnect("cannot connect: libpq cannot read the connection string (--dsn or PGAUDIT_DSN;"
-                                " its text is not repeated here, as it may hold a password)") from None
-        try:
-            conn = psycopg.connect(self.dsn, autocommit=True, application_name=application_name)
-        except psycopg.Error as exc:
-            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            for secret in {str(password), quote(str(password), safe="")} if password else ():
-                message = message.replace(secret, "***")
-            raise CannotConnect(f"cannot connect: {message}") from None
+        conn = connect_safely(self.dsn, autocommit=True, application_name=application_name)
         with conn:
             pin(conn)
             # Numbers as written: an amount of 12345678901234567.89 is no float's 1.2345678901234568e+16,
