@@ -28,12 +28,19 @@ def bad(message: str) -> ApiError:
     return ApiError(400, message, "invalid_parameter")
 
 
+# An unknown parameter's name is said back only when it reads like one: any other text of the
+# client's (a token pasted into the URL, say) stays out of the answer. Values are never said back.
+SAYABLE_NAME = re.compile(r"(?!pga_)[A-Za-z_][A-Za-z0-9_]{0,39}")
+
+
 def check_names(params: QueryParams, allowed: Iterable[str]) -> None:
     known = set(allowed)
     for name in params:
         if name not in known:
-            hint = " (a token goes in the Authorization header, never in a URL)" if "token" in name.lower() else ""
-            raise bad(f"unknown parameter {name!r}{hint}; this endpoint takes: {', '.join(sorted(known))}")
+            hint = (" (a token goes in the Authorization header, never in a URL)"
+                    if "token" in name.lower() or "pga_" in name.lower() else "")
+            said = repr(name) if SAYABLE_NAME.fullmatch(name) else "(its name not repeated)"
+            raise bad(f"unknown parameter {said}{hint}; this endpoint takes: {', '.join(sorted(known))}")
     for name in known:
         if len(params.getlist(name)) > 1 and name != "by_kind_prefix":
             raise bad(f"{name} is given more than once")
@@ -50,7 +57,7 @@ def text(params: QueryParams, name: str) -> str | None:
 
 def number(name: str, value: str, low: int, high: int) -> int:
     if not value.isascii() or not value.isdigit() or len(value) > 19 or not low <= int(value) <= high:
-        raise bad(f"{name} must be a whole number from {low} to {high}, got {value[:40]!r}")
+        raise bad(f"{name} must be a whole number from {low} to {high}")
     return int(value)
 
 
@@ -66,7 +73,7 @@ def time(params: QueryParams, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise bad(f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z, got {value[:40]!r}") from None
+        raise bad(f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
