@@ -485,6 +485,8 @@ def _read_manifest(raw: bytes) -> tuple[dict[str, Any], list[Block]] | None:
         document = json.loads(raw)
     except (ValueError, RecursionError):
         return None
+    if canonical.too_deep(document):
+        return None
     if not isinstance(document, dict) or not isinstance(document.get("manifest"), dict) \
             or not isinstance(document.get("signatures", {}), dict):
         return None

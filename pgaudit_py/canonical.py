@@ -66,6 +66,24 @@ def dumps(value: Any) -> str:
     raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
+# How deep a manifest or checkpoint may nest: they nest four levels. A deeper one is no document of
+# ours, and dumps (recursive, as the signatures' form is) must never be handed one past Python's
+# recursion limit.
+MAX_DOCUMENT_DEPTH = 32
+
+
+def too_deep(value: Any, limit: int = MAX_DOCUMENT_DEPTH) -> bool:
+    """Whether a parsed JSON document nests deeper than limit (walked without recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            pending.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
 def timestamp(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -115,6 +115,8 @@ def sign(body: dict[str, Any], keys: Keys) -> dict[str, Any]:
 def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text())
+        if canonical.too_deep(document):
+            raise ValueError
         document["checkpoint"]["block_no"], document["checkpoint"]["block_hash"]  # noqa: B018
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise KeyFileError(f"{path} is not a pgaudit checkpoint file") from None

@@ -37,6 +37,7 @@ DATA = re.compile(r"blocks-([0-9]{12})-([0-9]{12})\.jsonl\.gz")
 # Every canonical line starts so (docs/canonical-form.md): its seq is read without parsing the rest.
 LINE_START = re.compile(rb'\{"v": [12], "id": (?:null|"[0-9a-f-]{36}"), "seq": ([0-9]+),')
 GENESIS = "00" * 32  # the link of block 1
+MAX_DEPTH = 32  # of a manifest or checkpoint, which nest four levels
 MAX_MANIFEST = 64 * 1024 * 1024
 MAX_LINE = 1 << 30  # a canonical line holds a payload (64 KiB at most) or a row's images
 ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -122,9 +123,19 @@ def strict_json(raw: bytes) -> Any:
         raise ValueError(f"{name} is not JSON")
 
     try:
-        return json.loads(raw, object_pairs_hook=pairs, parse_constant=constant)
+        document = json.loads(raw, object_pairs_hook=pairs, parse_constant=constant)
     except (RecursionError, OverflowError) as exc:
         raise ValueError("nested or sized past reading") from exc
+    # A manifest or checkpoint nests four levels; canonical() recurses, so none deeper is read on.
+    # (pgaudit_py.canonical.too_deep, written again: this file stands alone.)
+    pending = [(document, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+            pending.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return document
 
 
 def regular_file(path: Path, limit: int) -> int | None:
