@@ -565,9 +565,8 @@ $body$,
         -- Where the table has no tenant column, the session's tenant is in every event too.
         CASE WHEN t.tenant_column IS NULL THEN ' OR pg_catalog.char_length(v_tenant) > 256' ELSE '' END,
         CASE WHEN t.tenant_column IS NULL THEN 'v_tenant' ELSE 'NULL' END,
-        CASE WHEN split THEN format(', pg_catalog.unnest(CASE WHEN coalesce(p.o ->> %1$L, v_tenant) IS DISTINCT FROM'
-                                    ' coalesce(p.n ->> %1$L, v_tenant) THEN ''{1,2}''::integer[] ELSE ''{0}''::integer[] END)'
-                                    ' AS s(side)', t.tenant_column)
+        CASE WHEN split THEN format(', pg_catalog.unnest(CASE WHEN (p.o ->> %1$L) IS DISTINCT FROM (p.n ->> %1$L)'
+                                    ' THEN ''{1,2}''::integer[] ELSE ''{0}''::integer[] END) AS s(side)', t.tenant_column)
              ELSE '' END);
 END
 $$;
@@ -595,13 +594,14 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- Checked row by row: the column's value, or the session's tenant where the column is null.
+    -- Checked row by row: the column's value; a row whose column is null is no tenant's (as in a
+    -- baseline), never the session's: else any tenant's session writing it would be shown the
+    -- versions another tenant's session wrote.
     SELECT CASE WHEN t.tenant_column IS NULL THEN 'v_tenant'
-                ELSE @schema@._gen_at_most(format('coalesce(%s ->> %L, v_tenant)', image, t.tenant_column),
-                                           'tenant_id', 256) END
+                ELSE @schema@._gen_at_most(format('(%s ->> %L)', image, t.tenant_column), 'tenant_id', 256) END
 $$;
 COMMENT ON FUNCTION @schema@._gen_tenant(@schema@.tracked_tables, text) IS
-    'Generator: the tenant of a captured row (its tenant column, else the setting).';
+    'Generator: the tenant of a captured row (its tenant column; none where that is null), else the setting.';
 
 CREATE OR REPLACE FUNCTION @schema@._gen_key(t @schema@.tracked_tables, image text)
 RETURNS text
