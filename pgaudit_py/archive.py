@@ -487,6 +487,10 @@ def _read_manifest(raw: bytes) -> tuple[dict[str, Any], list[Block]] | None:
         return None
     if canonical.too_deep(document):
         return None
+    try:  # what its signatures are checked over must be writable in the canonical form
+        canonical.dumps(document.get("manifest")).encode()
+    except (TypeError, ValueError, UnicodeError, AttributeError):
+        return None
     if not isinstance(document, dict) or not isinstance(document.get("manifest"), dict) \
             or not isinstance(document.get("signatures", {}), dict):
         return None

@@ -118,7 +118,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         if canonical.too_deep(document):
             raise ValueError
         document["checkpoint"]["block_no"], document["checkpoint"]["block_hash"]  # noqa: B018
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        # What its signatures are checked over must be writable in the canonical form: a float, NaN,
+        # or a lone surrogate is in no checkpoint of ours.
+        canonical.dumps(document["checkpoint"]).encode()
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, UnicodeError):
         raise KeyFileError(f"{path} is not a pgaudit checkpoint file") from None
     return dict(document)
 
