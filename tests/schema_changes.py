@@ -7,12 +7,15 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from click.testing import CliRunner
 
 from pgaudit_py import InvalidTarget, enable_tracking
 from pgaudit_py.chain import verify_chain
+from pgaudit_py.cli import cli
 
 SCHEMA_KINDS = ("audit.tracked_table_ddl", "audit.tracked_type_altered", "audit.tracked_table_altered")
 # And the events of a tracked table, or a partition of one, gone.
@@ -115,3 +118,18 @@ def ran_or_refused(conn: psycopg.Connection, commands: list[str], pg_refusals: t
             assert exc.sqlstate == "PA008" or exc.sqlstate in pg_refusals, (command, exc.sqlstate, exc)
             return False
     return True
+
+
+def verifier_and_key(tmp_path: Path) -> tuple[Path, Path]:
+    """The standalone verifier as `pgaudit archive verifier` prints it, and an Ed25519 public key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    printed = CliRunner().invoke(cli, ["archive", "verifier"])
+    assert printed.exit_code == 0
+    verifier = tmp_path / "verify_archive.py"
+    verifier.write_text(printed.output)
+    key = tmp_path / "checkpoint-ed25519.pub.pem"
+    key.write_bytes(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return verifier, key

@@ -20,11 +20,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
-from schema_changes import both_verifiers_ok, events_naming, gone_events
+from schema_changes import both_verifiers_ok, events_naming, gone_events, verifier_and_key
 
 from pgaudit_py import audit_context, enable_tracking, seal
-from pgaudit_py.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -332,20 +330,6 @@ def test_pgaudit_demo_with_a_malformed_dsn_does_not_print_its_password(dsn, how)
 
 # --- 5. d86fb07: the standalone verifier given hostile inputs ----------------------------------------------
 
-def _verifier_and_key(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    printed = CliRunner().invoke(cli, ["archive", "verifier"])
-    assert printed.exit_code == 0
-    verifier = tmp_path / "verify_archive.py"
-    verifier.write_text(printed.output)
-    key = tmp_path / "checkpoint-ed25519.pub.pem"
-    key.write_bytes(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return verifier, key
-
-
 def _deep(depth: int) -> str:
     return "[" * depth + "]" * depth
 
@@ -362,7 +346,7 @@ def test_the_standalone_verifier_names_a_deeply_nested_document_rather_than_cras
     verify --offline`, and `pgaudit verify --checkpoint` (read_checkpoint reads it, check_signatures
     recurses in canonical.dumps, before any connection). A break: a Python traceback (RecursionError)
     instead of a named problem and exit 1."""
-    verifier, key = _verifier_and_key(tmp_path)
+    verifier, key = verifier_and_key(tmp_path)
     archive = tmp_path / "archive"
     archive.mkdir()
     args = [sys.executable, "-I", str(verifier), str(archive), "--public-key", str(key)]
@@ -395,7 +379,7 @@ def test_the_standalone_verifier_neither_hangs_nor_crashes_on_an_odd_key_or_chec
     """Attack: the key file or the checkpoint given is a FIFO (a read would wait for ever), a
     directory, a symbolic link to a FIFO, or a file of 200 MiB (sparse). A break: the verifier hangs
     (killed after 60 s), prints a traceback, or exits 0."""
-    verifier, key = _verifier_and_key(tmp_path)
+    verifier, key = verifier_and_key(tmp_path)
     archive = tmp_path / "archive"
     archive.mkdir()
     odd = tmp_path / "odd"

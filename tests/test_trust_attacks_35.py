@@ -14,10 +14,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
+from schema_changes import verifier_and_key
 
 from pgaudit_py import audit_context, enable_tracking, seal
-from pgaudit_py.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
@@ -210,20 +209,6 @@ def test_no_cli_command_prints_any_part_of_a_dsn_password(dsn, command):
 
 # --- 5. 0c4b18c: hostile documents, wide not deep ------------------------------------------------------------
 
-def _verifier_and_key(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    printed = CliRunner().invoke(cli, ["archive", "verifier"])
-    assert printed.exit_code == 0
-    verifier = tmp_path / "verify_archive.py"
-    verifier.write_text(printed.output)
-    key = tmp_path / "checkpoint-ed25519.pub.pem"
-    key.write_bytes(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return verifier, key
-
-
 HOSTILE = {
     "a float": '1.5',
     "a huge exponent": '1e400',
@@ -245,7 +230,7 @@ def test_the_verifiers_name_a_hostile_document_rather_than_crashing(tmp_path, wh
     Python's 4300-digit limit, lone surrogates in a string or a key (.encode() raises), 200 000 items
     wide, duplicate keys, NaN. Through the standalone verifier, `pgaudit archive verify --offline`
     and `pgaudit verify --checkpoint`. A break: a Python traceback instead of a named problem."""
-    verifier, key = _verifier_and_key(tmp_path)
+    verifier, key = verifier_and_key(tmp_path)
     archive = tmp_path / "archive"
     archive.mkdir()
     hostile = HOSTILE[value]
