@@ -37,6 +37,15 @@ CREATE SEQUENCE ids;
 INSERT INTO u SELECT g, g, 'x' FROM generate_series(1, 1000) g;
 INSERT INTO t SELECT g, g, 'x' FROM generate_series(1, 1000) g;
 SELECT audit.enable_tracking('t');
+-- A table tracked with a tenant column, and the same shape untracked (ut) and tracked without one (tn).
+CREATE TABLE ut (id int PRIMARY KEY, tenant text, a int, b text);
+CREATE TABLE tn (LIKE ut INCLUDING ALL);
+CREATE TABLE tt (LIKE ut INCLUDING ALL);
+INSERT INTO ut SELECT g, 't' || g % 5, g, 'x' FROM generate_series(1, 1000) g;
+INSERT INTO tn SELECT * FROM ut;
+INSERT INTO tt SELECT * FROM ut;
+SELECT audit.enable_tracking('tn');
+SELECT audit.enable_tracking('tt', tenant_column => 'tenant');
 CREATE TABLE bench_plain (LIKE audit.event_intake INCLUDING DEFAULTS INCLUDING IDENTITY);
 CREATE TABLE sink (j jsonb);
 CREATE FUNCTION floor_capture() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
@@ -74,6 +83,9 @@ WORKLOADS = [  # label, then each side's name and statement (the first side is t
     ("single-row INSERT", [("untracked", on("u", WRITE)), ("tracked", on("t", WRITE)),
                            ("floor: trigger writing the rows' jsonb", on("f", WRITE))]),
     ("single-row UPDATE by key", [("untracked", on("u", UPDATE)), ("tracked", on("t", UPDATE))]),
+    ("single-row UPDATE by key, a table with a tenant column", [
+        ("untracked", on("ut", UPDATE)), ("tracked without a tenant column", on("tn", UPDATE)),
+        ("tracked with it", on("tt", UPDATE))]),
     ("INSERT under a rate limit (a transaction)", [("no limit", on("w_none", LIMITED)),
                                                    ("limited (never reached)", on("w_limited", LIMITED)),
                                                    ("floor: one counter row", on("w_counter", LIMITED)),
@@ -85,10 +97,19 @@ WORKLOADS = [  # label, then each side's name and statement (the first side is t
 
 # Bulk statements, each measured untracked and tracked, then the sealing of the tracked one's
 # events: the deterministic form of bench/capture.py's "including sealing" rows.
-BULK = [
-    ("INSERT", "INSERT INTO {table} (id, a, b) SELECT g, g, 'x' FROM generate_series(2000001, 2000000 + {rows}) g"),
-    ("UPDATE", "UPDATE {table} SET a = a + 1 WHERE id > 2000000"),
-    ("DELETE", "DELETE FROM {table} WHERE id > 2000000"),
+BULK = [  # label, then the untracked table and the tracked ones
+    ("INSERT", "INSERT INTO {table} (id, a, b) SELECT g, g, 'x' FROM generate_series(2000001, 2000000 + {rows}) g",
+     ["u", "t"]),
+    ("UPDATE", "UPDATE {table} SET a = a + 1 WHERE id > 2000000", ["u", "t"]),
+    ("DELETE", "DELETE FROM {table} WHERE id > 2000000", ["u", "t"]),
+    # The same on a table with a tenant column: tracked without it (tn), then with it (tt), where an
+    # UPDATE that changes the column writes two events per row (docs/capture.md).
+    ("INSERT, a table with a tenant column", "INSERT INTO {table} (id, tenant, a, b)"
+     " SELECT g, 't' || g % 5, g, 'x' FROM generate_series(2000001, 2000000 + {rows}) g", ["ut", "tn", "tt"]),
+    ("UPDATE of another column", "UPDATE {table} SET a = a + 1 WHERE id > 2000000", ["ut", "tn", "tt"]),
+    ("UPDATE moving each row to another tenant", "UPDATE {table} SET tenant = tenant || 'x' WHERE id > 2000000",
+     ["ut", "tn", "tt"]),
+    ("DELETE, a table with a tenant column", "DELETE FROM {table} WHERE id > 2000000", ["ut", "tn", "tt"]),
 ]
 
 
@@ -138,13 +159,16 @@ def main() -> None:
                 print(f"{label + ', ' + side:<72}{per[side]:>12,.0f}{per[side] / baseline:>7.2f}x")
         print(f"\n{'instructions per row, bulk statements of ' + format(args.rows, ',') + ' rows':<72}"
               f"{'':>12}{'ratio':>8}")
-        for label, template in BULK:
-            plain = counted(cluster, template.format(table="u", rows=args.rows) + "\n") / args.rows
-            tracked = counted(cluster, template.format(table="t", rows=args.rows) + "\n") / args.rows
-            sealing = counted(cluster, "SELECT audit.seal(1000000)\n") / args.rows
-            for side, value in (("untracked", plain), ("tracked", tracked), ("sealing its events", sealing),
-                                ("tracked, including sealing", tracked + sealing)):
-                print(f"{label + ', ' + side:<72}{value:>12,.0f}{value / plain:>7.2f}x")
+        for label, template, (untracked, *tracked_tables) in BULK:
+            plain = counted(cluster, template.format(table=untracked, rows=args.rows) + "\n") / args.rows
+            print(f"{label + ', untracked':<72}{plain:>12,.0f}{1:>7.2f}x")
+            for table in tracked_tables:
+                tracked = counted(cluster, template.format(table=table, rows=args.rows) + "\n") / args.rows
+                sealing = counted(cluster, "SELECT audit.seal(1000000)\n") / args.rows
+                side = "tracked" if len(tracked_tables) == 1 else f"tracked ({table})"
+                for name, value in ((side, tracked), (f"{side}: sealing its events", sealing),
+                                    (f"{side}, including sealing", tracked + sealing)):
+                    print(f"{label + ', ' + name:<72}{value:>12,.0f}{value / plain:>7.2f}x")
 
 if __name__ == "__main__":
     main()
