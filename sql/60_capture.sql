@@ -63,6 +63,30 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._lineage(oid) IS 'A table and its ancestors, with their distance from it.';
 
+-- The primary key only. A replica identity index also names rows, but PostgreSQL lets it be what a
+-- key must not: on a collation other than its column's (a temporary one, gone with its session),
+-- with an operator class that tells apart values whose images read alike (record_image_ops: 0 and
+-- -0), invalid, or dropped CONCURRENTLY and left dead when cancelled, where no event trigger fires.
+-- A primary key's index has its columns' collations and default operator classes, and goes only
+-- with its constraint (ALTER TABLE, which the event triggers see).
+CREATE OR REPLACE FUNCTION @schema@._key_columns(target regclass)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The key columns only: a covering index's INCLUDE columns follow them in indkey.
+    SELECT ARRAY(SELECT a.attname::text
+                   FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, o)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  WHERE k.o <= i.indnkeyatts
+                  ORDER BY k.o)
+      FROM pg_index i
+     WHERE i.indrelid = target AND i.indisprimary
+$$;
+COMMENT ON FUNCTION @schema@._key_columns(regclass) IS
+    'Columns that identify a row: the primary key''s, in its order; NULL without one.';
+
 -- The tracked_tables entry that covers a table: its own, or its nearest tracked ancestor's when it
 -- inherits from a tracked table (a partition, or an inheritance child).
 CREATE OR REPLACE FUNCTION @schema@._tracking_of(target oid)
@@ -362,6 +386,11 @@ DECLARE
     inline boolean := @schema@._builtin_column_types(target) AND @schema@._schema_changes_followed();
     redacted jsonb := (SELECT jsonb_object_agg(c, '[redacted]') FROM unnest(t.redact_columns) c);
     excluded text := CASE WHEN cardinality(t.exclude_columns) > 0 THEN format('%L::text[]', t.exclude_columns) END;
+    -- The excluded columns an UPDATE may change and still be a no-op: never the key or the tenant
+    -- column, whose change moves the row to another name or tenant even where its images omit them.
+    ignored text := (SELECT CASE WHEN count(*) > 0 THEN format('%L::text[]', array_agg(c)) END
+                       FROM unnest(t.exclude_columns) c
+                      WHERE c <> ALL (coalesce(t.key_columns, '{}') || coalesce(t.tenant_column, '')));
     new_rows text;
     old_rows text;
     pairs text;
@@ -382,16 +411,17 @@ DECLARE
     -- too (_stored_alike): the whole rows, or with excluded columns the others, named, which only a
     -- body regenerated when a column changes may do (inline). Without that, the images alone
     -- decide (docs/capture.md).
-    compare_stored boolean := t.skip_noop_updates AND (excluded IS NULL OR inline)
+    compare_stored boolean := t.skip_noop_updates AND (ignored IS NULL OR inline)
         AND (SELECT bool_or(c.typ IN ('json'::regtype, 'jsonb'::regtype, 'float4'::regtype, 'float8'::regtype,
                                       'numeric'::regtype, 'xml'::regtype)
                             OR y.typcategory IN ('A', 'G'))  -- an array's bounds; a geometric type's floats
                FROM @schema@._column_types(target) c JOIN pg_type y ON y.oid = c.typ);
-    kept text := CASE WHEN excluded IS NULL THEN 'x.*'
+    kept text := CASE WHEN ignored IS NULL THEN 'x.*'
                       ELSE (SELECT 'ROW(' || string_agg(format('x.%I', a.attname), ', ' ORDER BY a.attnum) || ')'
                               FROM pg_attribute a
                              WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
-                               AND a.attname <> ALL (t.exclude_columns)) END;
+                               AND (a.attname <> ALL (t.exclude_columns)
+                                    OR a.attname = ANY (coalesce(t.key_columns, '{}') || coalesce(t.tenant_column, '')))) END;
     rows_stored text := format(', pg_catalog.unnest(@schema@._stored_alike('
                                         '(SELECT pg_catalog.array_agg(%1$s) FROM old_rows AS x),'
                                         ' (SELECT pg_catalog.array_agg(%1$s) FROM new_rows AS x)))', kept);
@@ -444,10 +474,10 @@ BEGIN
     -- One CASE, so that the check comes first (the planner orders separate conditions by cost).
     pair_filter := format(' WHERE CASE WHEN p.o IS NULL OR p.n IS NULL THEN @schema@._unpaired_update(%s::oid) ELSE %s END',
                    target, CASE WHEN NOT t.skip_noop_updates THEN 'true'
-                                WHEN compare_stored AND excluded IS NULL THEN 'p.o <> p.n OR NOT p.alike'
-                                WHEN compare_stored THEN format('(p.o - %1$s) <> (p.n - %1$s) OR NOT p.alike', excluded)
-                                WHEN excluded IS NULL THEN 'p.o <> p.n'
-                                ELSE format('(p.o - %1$s) <> (p.n - %1$s)', excluded) END);
+                                WHEN compare_stored AND ignored IS NULL THEN 'p.o <> p.n OR NOT p.alike'
+                                WHEN compare_stored THEN format('(p.o - %1$s) <> (p.n - %1$s) OR NOT p.alike', ignored)
+                                WHEN ignored IS NULL THEN 'p.o <> p.n'
+                                ELSE format('(p.o - %1$s) <> (p.n - %1$s)', ignored) END);
 
     RETURN format($body$
 DECLARE
@@ -905,13 +935,18 @@ AS $$
         WHEN @schema@._temporary_dependency(target) IS NOT NULL THEN
              format('it depends on %s, which is temporary: columns would go, with every value, when its session '
                     'ends, with no event', @schema@._temporary_dependency(target))
+        -- A partition left detach pending (a concurrent detach cancelled in its wait) is out of the
+        -- tracked table for every query, though it still inherits from it: its rows would be recorded
+        -- as the table's. Refused before the table is tracked, as the detach itself is after.
+        WHEN EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = target AND i.inhdetachpending) THEN
+             'it is being detached concurrently (a detach left unfinished): finish it with ALTER TABLE ... DETACH PARTITION ... FINALIZE'
         -- With a deferred key two rows can share a key until commit: events by key would mix them.
         WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = target AND i.indisprimary AND NOT i.indimmediate) THEN
              'its primary key is deferrable'
         -- An array's image keeps no bounds: '{1,2}' and '[0:1]={1,2}', two keys, would name one row.
         WHEN EXISTS (WITH RECURSIVE d(typ) AS (  -- the key's types, beneath their domains and in their composites
-                         SELECT a.atttypid FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid
-                          WHERE i.indrelid = target AND i.indisprimary AND a.attnum = ANY (i.indkey)
+                         SELECT a.atttypid FROM pg_attribute a
+                          WHERE a.attrelid = target AND a.attname = ANY (@schema@._key_columns(target))
                          UNION
                          SELECT x.typ FROM d JOIN pg_type y ON y.oid = d.typ,
                                 LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'

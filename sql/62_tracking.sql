@@ -1,28 +1,6 @@
 -- Tracking: the catalogue of tracked tables, and enable_tracking / disable_tracking, which attach
 -- and remove the capture triggers (sql/60_capture.sql) on a table and all its partitions.
 
--- The primary key only. A replica identity index also names rows, but PostgreSQL lets it be what a
--- key must not: on a collation other than its column's (a temporary one, gone with its session),
--- with an operator class that tells apart values whose images read alike (record_image_ops: 0 and
--- -0), invalid, or dropped CONCURRENTLY and left dead when cancelled, where no event trigger fires.
--- A primary key's index has its columns' collations and default operator classes, and goes only
--- with its constraint (ALTER TABLE, which the event triggers see).
-CREATE OR REPLACE FUNCTION @schema@._key_columns(target regclass)
-RETURNS text[]
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ARRAY(SELECT a.attname::text
-                   FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, o)
-                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                  ORDER BY k.o)
-      FROM pg_index i
-     WHERE i.indrelid = target AND i.indisprimary
-$$;
-COMMENT ON FUNCTION @schema@._key_columns(regclass) IS
-    'Columns that identify a row: the primary key''s, in its order; NULL without one.';
-
 CREATE OR REPLACE FUNCTION @schema@._attnums(target oid, columns text[])
 RETURNS int2[]
 LANGUAGE sql

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from schema_changes import both_verifiers_ok, gone_events
 
-from pgaudit_py import audit_context, enable_tracking, seal
+from pgaudit_py import InvalidTarget, audit_context, enable_tracking, seal
 
 LATER = "now() + interval '1 minute'"
 
@@ -500,8 +500,8 @@ def test_a_table_with_a_partition_left_detach_pending_is_not_tracked_with_rows_i
     held = sorted(r[0] for r in db.execute("SELECT id FROM public.book"))
     try:
         enable_tracking(connect("app_maintainer"), "public.book", baseline=True)
-    except psycopg.Error as exc:
-        assert exc.sqlstate == "PA008", exc
+    except InvalidTarget as exc:  # the wrapper's error for PA008
+        assert "detach" in str(exc), exc
         return
     baseline = sorted(int(e[2]) for e in _captured(db, "public.book") if e[0] == "public.book.baseline")
     attacker.execute("INSERT INTO public.book_2 VALUES (170, 7)")
