@@ -34,9 +34,10 @@ async def api_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own: an unknown path (404) or a method the path does not take (405, with Allow)."""
     assert isinstance(exc, HTTPException)
-    # The path is not said back: a client's text, a token pasted into it say, stays out of answers.
+    # Neither the path nor the method is said back: a client's text (a token pasted into the path or
+    # sent as the method, say) stays out of answers. Allow names the methods the path takes.
     message = {404: "no such path",
-               405: f"{request.method} is not allowed here"}.get(exc.status_code, str(exc.detail))
+               405: "this method is not allowed here"}.get(exc.status_code, str(exc.detail))
     return error_response(exc.status_code, _CODES.get(exc.status_code, "error"), message, exc.headers)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
-from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgaudit_py.server.errors import internal_error_response
 
 access_log = logging.getLogger("pgaudit_py.server.access")
+# The methods the log writes by name (RFC 9110's, and PATCH); any other is the client's text.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 log = logging.getLogger("pgaudit_py.server")
 
 # The operator page runs only its own script and style, from this server, in no frame.
@@ -74,9 +75,10 @@ class LastResort:
 
 class AccessLog:
     """One line a request: method, path (no query string: it may hold ids someone considers
-    private), status, the token's public id, milliseconds. Never a header, so never a token; and a
-    path only when it is one of the server's own (`paths`), else `-`: any other is the client's
-    text, a token pasted into the URL say."""
+    private), status, the token's public id, milliseconds. Never a header, so never a token; a
+    method only when it is a standard one (`METHODS`) and a path only when it is one of the
+    server's own (`paths`), else `-`: any other is the client's text, a token sent as the method
+    or pasted into the URL say."""
 
     def __init__(self, app: ASGIApp, paths: frozenset[str]):
         self.app = app
@@ -98,10 +100,9 @@ class AccessLog:
             await self.app(scope, receive, sending)
         finally:
             token = scope.get("state", {}).get("token_id", "-")
+            method = scope["method"] if scope["method"] in METHODS else "-"
             path = scope["path"] if scope["path"] in self.paths else "-"
-            # The method percent-encoded: it is the client's text, and a newline or a space in it
-            # would forge a line or a field.
-            access_log.info("%s %s %s token=%s %.1fms", quote(scope["method"], safe=""), path,
+            access_log.info("%s %s %s token=%s %.1fms", method, path,
                             status, token, (time.perf_counter() - started) * 1000)
 
 
