@@ -43,6 +43,13 @@ MAX_LINE = 1 << 30  # a canonical line holds a payload (64 KiB at most) or a row
 ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
+def shown(name: object) -> str:
+    """A file name or path as printed: every character but printable ASCII escaped as Python writes
+    it (\\xff, \\udcff, \\n), so that printing cannot fail in any locale (a byte that is not UTF-8
+    is held as a lone surrogate, which a UTF-8 terminal refuses) and no name forges a line."""
+    return "".join(c if " " <= c <= "~" and c != "\\" else ascii(c)[1:-1] for c in str(name))
+
+
 def canonical(value: Any) -> str:
     """JSON text as PostgreSQL prints jsonb (keys by length, then bytes; ", " and ": "): what the
     signatures cover."""
@@ -184,17 +191,17 @@ class Verifier:
 
     def run(self) -> None:
         if not self.directory.is_dir():
-            self.problem(f"{self.directory} is not a directory")
+            self.problem(f"{shown(self.directory)} is not a directory")
             return
         names = sorted(p.name for p in self.directory.iterdir())
         manifests = [n for n in names if MANIFEST.fullmatch(n)]
         for name in names:  # every file is a batch's, or someone put it there
             if not (MANIFEST.fullmatch(name) or DATA.fullmatch(name)):
-                self.problem(f"{name}: a file that is no batch's object")
+                self.problem(f"{shown(name)}: a file that is no batch's object")
             elif DATA.fullmatch(name) and name.replace(".jsonl.gz", ".manifest.json") not in manifests:
                 self.problem(f"{name}: a data object that no manifest names")
         if not manifests:
-            self.problem(f"no batch manifests (blocks-*-*.manifest.json) in {self.directory}")
+            self.problem(f"no batch manifests (blocks-*-*.manifest.json) in {shown(self.directory)}")
         prev: dict[str, Any] | None = None
         prev_sha = None
         for name in manifests:
@@ -319,15 +326,15 @@ class Verifier:
             if type(number) is not int or not isinstance(signed_hash, str):
                 raise ValueError
         except (OSError, ValueError, KeyError, TypeError):
-            self.problem(f"{path.name}: not a pgaudit checkpoint")
+            self.problem(f"{shown(path.name)}: not a pgaudit checkpoint")
             return
         if not signed_by(document, "checkpoint", self.key):
-            self.problem(f"{path.name}: the checkpoint is not signed by this public key")
+            self.problem(f"{shown(path.name)}: the checkpoint is not signed by this public key")
         if number not in self.blocks:
-            self.problem(f"{path.name}: the checkpoint's block {number} is not in the archive "
+            self.problem(f"{shown(path.name)}: the checkpoint's block {number} is not in the archive "
                          f"(it holds blocks {min(self.blocks, default=0)} to {max(self.blocks, default=0)})")
         elif self.blocks[number] != signed_hash:
-            self.problem(f"{path.name}: block {number} differs from the one the checkpoint signed")
+            self.problem(f"{shown(path.name)}: block {number} differs from the one the checkpoint signed")
 
 
 def public_key(pem: bytes) -> Ed25519PublicKey:
@@ -361,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("no such file, or not a regular one of at most 64 KiB")
         key = public_key(args.public_key.read_bytes())
     except (OSError, ValueError) as exc:
-        print(f"PROBLEM: --public-key {args.public_key}: {exc}")
+        print(f"PROBLEM: --public-key {shown(args.public_key)}: {exc}")
         print("NOT VERIFIED: the public key cannot be read")
         return 1
     result = verify(args.directory, key, args.checkpoint)

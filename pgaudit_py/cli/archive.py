@@ -25,7 +25,7 @@ from pgaudit_py.cli.common import (
     run_guarded,
 )
 from pgaudit_py.errors import InvalidArgument
-from pgaudit_py.output import counted, emit_json, print_table
+from pgaudit_py.output import counted, emit_json, print_table, printable
 
 target_option = click.option("--target", envvar=ARCHIVE_URL_ENV, show_envvar=True,
                              help="file:///dir or s3://bucket/prefix.")
@@ -127,7 +127,7 @@ def verify_command(settings: Settings, target: str | None, batch_id: str | None,
             else:
                 click.echo(f"{archived}; hot from block {result.hot_from_block} (seq {result.hot_from_seq})")
             for problem in result.problems:
-                click.echo(f"PROBLEM: {problem}")
+                click.echo(f"PROBLEM: {printable(problem)}")  # an object's name may hold anything
         if not result.ok:
             fail(result.problems[0] if len(result.problems) == 1
                  else f"{len(result.problems)} problems, first: {result.problems[0]}")
