@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from psycopg import sql
 
-from pgaudit_py import canonical
+from pgaudit_py import canonical, verify_archive
 from pgaudit_py.chain import Verification
 from pgaudit_py.errors import CheckpointError, KeyFileError
 
@@ -113,17 +112,16 @@ def sign(body: dict[str, Any], keys: Keys) -> dict[str, Any]:
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint file's document, read by the standalone verifier's own reader
+    (verify_archive.checkpoint_file: UTF-8 without a byte order mark, no duplicate key, each field
+    of its type), so that `pgaudit verify --checkpoint`, the server and the offline verifiers
+    accept and refuse the same files; KeyFileError saying what is wrong otherwise."""
     try:
-        document = json.loads(path.read_text())
-        if canonical.too_deep(document):
-            raise ValueError
-        document["checkpoint"]["block_no"], document["checkpoint"]["block_hash"]  # noqa: B018
-        # What its signatures are checked over must be writable in the canonical form: a float, NaN,
-        # or a lone surrogate is in no checkpoint of ours.
-        canonical.dumps(document["checkpoint"]).encode()
-    except (OSError, ValueError, KeyError, TypeError, RecursionError, UnicodeError):
-        raise KeyFileError(f"{path} is not a pgaudit checkpoint file") from None
-    return dict(document)
+        return verify_archive.checkpoint_file(path)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read checkpoint file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise KeyFileError(f"{path} is not a pgaudit checkpoint file ({exc})") from None
 
 
 def signature_problems(body: dict[str, Any], signatures: dict[str, Any], keys: Keys, subject: str) -> list[str]:
@@ -136,7 +134,8 @@ def signature_problems(body: dict[str, Any], signatures: dict[str, Any], keys: K
             problems.append(f"{subject} has no Ed25519 signature")
         else:
             try:
-                keys.public_key.verify(base64.b64decode(signatures["ed25519"]["signature"]), message)
+                # validate=True, as the standalone verifier decodes: no junk skipped over.
+                keys.public_key.verify(base64.b64decode(signatures["ed25519"]["signature"], validate=True), message)
             except (InvalidSignature, ValueError, KeyError, TypeError):
                 problems.append(f"{subject}'s Ed25519 signature does not verify with this public key")
     if keys.hmac_key is not None:
@@ -160,7 +159,7 @@ def check_against_chain(document: dict[str, Any], verification: Verification,
                         block_hashes: dict[int, bytes]) -> str | None:
     """None when the verified chain still holds the signed block with the signed hash."""
     body = document["checkpoint"]
-    number, signed = int(body["block_no"]), str(body["block_hash"])
+    number, signed = body["block_no"], body["block_hash"]
     if number not in block_hashes:
         end = verification.head.block_no if verification.head else 0
         return f"block {number} named by the checkpoint is missing (the chain ends at block {end})"

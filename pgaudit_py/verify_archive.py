@@ -44,9 +44,7 @@ ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r"
 
 
 def shown(name: object) -> str:
-    """A file name or path as printed: every character but printable ASCII escaped as Python writes
-    it (\\xff, \\udcff, \\n), so that printing cannot fail in any locale (a byte that is not UTF-8
-    is held as a lone surrogate, which a UTF-8 terminal refuses) and no name forges a line."""
+    """A name as printed, all but printable ASCII escaped: printing cannot fail, nor a name forge a line."""
     return "".join(c if " " <= c <= "~" and c != "\\" else ascii(c)[1:-1] for c in str(name))
 
 
@@ -120,7 +118,8 @@ def block_hash(block: dict[str, Any]) -> str:
 
 
 def strict_json(raw: bytes) -> Any:
-    """JSON with no duplicate key (the signature covers one reading of it) and no NaN or Infinity."""
+    """JSON in UTF-8 without a byte order mark (json.loads would take UTF-16 or UTF-32 too, another
+    reader not), no duplicate key (the signature covers one reading of it), no NaN or Infinity."""
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         if len({k for k, _ in items}) != len(items):
             raise ValueError("a duplicate key")
@@ -129,8 +128,10 @@ def strict_json(raw: bytes) -> Any:
     def constant(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
 
-    try:
-        document = json.loads(raw, object_pairs_hook=pairs, parse_constant=constant)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise ValueError("a byte order mark: write UTF-8 without one")
+    try:  # UnicodeDecodeError (a ValueError) for what is not UTF-8
+        document = json.loads(raw.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)
     except (RecursionError, OverflowError) as exc:
         raise ValueError("nested or sized past reading") from exc
     # A manifest or checkpoint nests four levels; canonical() recurses, so none deeper is read on.
@@ -143,6 +144,25 @@ def strict_json(raw: bytes) -> Any:
                 raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
             pending.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
     return document
+
+
+def checkpoint_file(path: Path) -> dict[str, Any]:
+    """A checkpoint file's document, by the rules of docs/canonical-form.md (pgaudit verify reads by
+    these too): strict_json, each field used of its type; ValueError or OSError saying what is wrong."""
+    if regular_file(path, 1 << 20) is None:
+        raise ValueError("no such file, or not a regular one of at most 1 MiB")
+    document = strict_json(path.read_bytes())
+    body = document.get("checkpoint") if isinstance(document, dict) else None
+    if not isinstance(body, dict) or type(body.get("block_no")) is not int \
+            or not isinstance(body.get("block_hash"), str):
+        raise ValueError("no checkpoint object with an integer block_no and a string block_hash")
+    signatures = document.get("signatures", {})  # none at all: a checkpoint nobody signed
+    ed25519 = signatures.get("ed25519", {"public_key": "", "signature": ""}) if isinstance(signatures, dict) else None
+    if not isinstance(ed25519, dict) or not isinstance(ed25519.get("public_key"), str) \
+            or not isinstance(ed25519.get("signature"), str) or not isinstance(signatures.get("hmac-sha256", ""), str):
+        raise ValueError("signatures: not an object of ed25519 {public_key, signature} and hmac-sha256 strings")
+    canonical(body).encode()  # what the signatures cover: ValueError for a float, a lone surrogate
+    return dict(document)
 
 
 def regular_file(path: Path, limit: int) -> int | None:
@@ -319,15 +339,11 @@ class Verifier:
 
     def check_checkpoint(self, path: Path) -> None:
         try:
-            if regular_file(path, 1 << 20) is None:
-                raise ValueError
-            document = strict_json(path.read_bytes())
-            number, signed_hash = document["checkpoint"]["block_no"], document["checkpoint"]["block_hash"]
-            if type(number) is not int or not isinstance(signed_hash, str):
-                raise ValueError
-        except (OSError, ValueError, KeyError, TypeError):
-            self.problem(f"{shown(path.name)}: not a pgaudit checkpoint")
+            document = checkpoint_file(path)
+        except (OSError, ValueError) as exc:
+            self.problem(f"{shown(path.name)}: not a pgaudit checkpoint ({shown(exc)})")
             return
+        number, signed_hash = document["checkpoint"]["block_no"], document["checkpoint"]["block_hash"]
         if not signed_by(document, "checkpoint", self.key):
             self.problem(f"{shown(path.name)}: the checkpoint is not signed by this public key")
         if number not in self.blocks:
@@ -348,14 +364,6 @@ def public_key(pem: bytes) -> Ed25519PublicKey:
     return key
 
 
-def verify(directory: Path, key: Ed25519PublicKey, checkpoint: Path | None = None) -> Verifier:
-    verifier = Verifier(directory, key)
-    verifier.run()
-    if checkpoint is not None:
-        verifier.check_checkpoint(checkpoint)
-    return verifier
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify a pgaudit_py archive offline.")
     parser.add_argument("directory", type=Path)
@@ -368,10 +376,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("no such file, or not a regular one of at most 64 KiB")
         key = public_key(args.public_key.read_bytes())
     except (OSError, ValueError) as exc:
-        print(f"PROBLEM: --public-key {shown(args.public_key)}: {exc}")
+        print(f"PROBLEM: --public-key {shown(args.public_key)}: {shown(exc)}")
         print("NOT VERIFIED: the public key cannot be read")
         return 1
-    result = verify(args.directory, key, args.checkpoint)
+    result = Verifier(args.directory, key)
+    result.run()
+    if args.checkpoint is not None:
+        result.check_checkpoint(args.checkpoint)
     for problem in result.problems:
         print(f"PROBLEM: {problem}")
     if result.problems:

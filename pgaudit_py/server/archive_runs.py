@@ -54,9 +54,9 @@ def _newest_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | None:
     for path in directory.glob("*.json"):
         try:
             document = read_checkpoint(path)
-            block_no = int(document["checkpoint"]["block_no"])
-        except (KeyFileError, ValueError, TypeError, OverflowError):
+        except KeyFileError:
             continue  # not a checkpoint
+        block_no = document["checkpoint"]["block_no"]
         if newest is None or block_no > newest[0]:
             newest = (block_no, path, document)
     return (newest[1], newest[2]) if newest else None
@@ -81,11 +81,11 @@ async def last_checkpoint(pool: AsyncConnectionPool, audit_schema: str, director
                       " WHERE block_no OPERATOR(pg_catalog.=) %s").format(
         sql.Identifier(audit_schema))
     async with pool.connection() as conn:
-        row = await (await conn.execute(query, (int(body["block_no"]),))).fetchone()
+        row = await (await conn.execute(query, (body["block_no"],))).fetchone()
     if row is None:
         problems.append(f"block {body['block_no']} is not in the chain")
     elif row[0] != body.get("block_hash"):
         problems.append(f"block {body['block_no']} does not match the checkpoint: the chain was rewritten up to it")
-    return {"file": path.name, "block_no": int(body["block_no"]), "last_seq": body.get("last_seq"),
+    return {"file": path.name, "block_no": body["block_no"], "last_seq": body.get("last_seq"),
             "block_hash": body.get("block_hash"), "created_at": body.get("created_at"), "ok": not problems,
             "problems": problems}
