@@ -1,48 +1,37 @@
-"""Connecting from a connection string a person typed, without ever repeating its password: libpq
-quotes what it cannot parse, and names hosts that may hold half a password (an unencoded `@`)."""
+"""Connecting from a connection string a person typed, without ever repeating its password. libpq's
+messages quote what it cannot parse and name hosts, and a password can end up in either in more
+ways than any scrubbing catches (an unencoded `@` or `,` in a URI makes part of it a host, which
+psycopg writes escaped; a password that is a word of the message is masked everywhere). So when
+the connection string holds a password, libpq's message is not printed at all."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from pgaudit_py.errors import CannotConnect
 
-
-def secrets_in(dsn: str) -> list[str]:
-    """Every text of dsn that may be (part of) its password, longest first: the password libpq reads,
-    and, in a URI, whatever stands between the user's name and the last `@` and each piece of it
-    (an unencoded `@`, `:` or `/` in a password makes libpq read part of it as the host or port)."""
-    found: set[str] = set()
-    try:
-        password = conninfo_to_dict(dsn).get("password")
-    except psycopg.Error:
-        password = None
-    if password:
-        found.add(str(password))
-    uri = re.match(r"\s*[A-Za-z][A-Za-z0-9+.-]*://([^:]*):(.*)@", dsn, re.DOTALL)
-    if uri:
-        written = uri.group(2)
-        found.update({written, *(piece for piece in re.split(r"[@:/]", written) if len(piece) >= 3)})
-    found.update({unquote(s) for s in found})
-    return sorted((s for s in found if s), key=len, reverse=True)
+# A URI whose user info holds a ':' before an '@': a password, however libpq then splits the rest.
+URI_PASSWORD = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://[^:]*:.*@", re.DOTALL)
 
 
 def connect(dsn: str, **kwargs: Any) -> psycopg.Connection:
-    """psycopg.connect(dsn, **kwargs), or CannotConnect whose message holds nothing of the password."""
+    """psycopg.connect(dsn, **kwargs), or CannotConnect: with libpq's message when dsn holds no
+    password (PGPASSWORD and a password file stay out of it), else without it."""
     try:
-        conninfo_to_dict(dsn)
+        holds_password = bool(conninfo_to_dict(dsn).get("password")) or URI_PASSWORD.match(dsn) is not None
     except psycopg.Error:
         raise CannotConnect("cannot connect: libpq cannot read the connection string (--dsn or PGAUDIT_DSN;"
                             " its text is not repeated here, as it may hold a password)") from None
     try:
         return psycopg.connect(dsn, **kwargs)
     except psycopg.Error as exc:
+        if holds_password:
+            raise CannotConnect("cannot connect: libpq's message is withheld, as the connection string holds a"
+                                " password it may repeat (give the password in PGPASSWORD or a password file"
+                                " instead to see it)") from None
         message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        for secret in secrets_in(dsn):
-            message = message.replace(secret, "***")
         raise CannotConnect(f"cannot connect: {message}") from None
