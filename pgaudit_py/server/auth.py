@@ -43,25 +43,47 @@ def client_key(request: Request) -> str:
 class FailureBrake:
     """Refuses, for the rest of the window, tokens from an address that presented FAILURES_ALLOWED
     unknown ones within it, before the database is asked: guessing a 256-bit token is hopeless
-    anyway; this keeps a guesser from costing a query a request. A token whose last lookup (in this
-    process) succeeded is still looked up, so that a guesser sharing an address with a
-    dashboard (a NAT, a proxy) does not lock the dashboard out."""
+    anyway; this keeps a guesser from costing a query a request. A lookup counts from when it
+    starts (`check`) until it ends (`done`), so that a parallel burst gets no more lookups than a
+    sequence: at most `allowed` of an address's lookups are in flight or failed within the window.
+    A token whose last lookup (in this process) succeeded is still looked up, and not counted, so
+    that a guesser sharing an address with a dashboard (a NAT, a proxy) does not lock the dashboard
+    out."""
     allowed: int = FAILURES_ALLOWED
     window: float = FAILURE_WINDOW
     _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+    _in_flight: dict[str, int] = field(default_factory=dict)
     _known_good: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
 
-    def check(self, client: str, digest: bytes) -> None:
-        seen = self._failures.get(client)
-        if seen is None or digest in self._known_good:
-            return
+    def check(self, client: str, digest: bytes) -> bool:
+        """Before a lookup: ApiError 429 when the address's failed and unfinished lookups reach
+        `allowed`; else whether this lookup is counted as in flight, which `done` is told."""
+        if digest in self._known_good:
+            return False
+        seen = self._failures.get(client, deque())
         now = time.monotonic()
         while seen and seen[0] <= now - self.window:
             seen.popleft()
-        if len(seen) >= self.allowed:
-            retry = max(1, int(seen[0] + self.window - now) + 1)
+        in_flight = self._in_flight.get(client, 0)
+        if len(seen) + in_flight >= self.allowed:
+            # Lookups in flight end within seconds; failures when the window passes them.
+            retry = max(1, int(seen[0] + self.window - now) + 1) if len(seen) >= self.allowed else 1
             raise ApiError(429, f"too many unknown tokens from this address; retry in {retry} s",
                            headers={"Retry-After": str(retry)})
+        self._in_flight[client] = in_flight + 1
+        return True
+
+    def done(self, client: str, digest: bytes, counted: bool, found: bool | None) -> None:
+        """After a lookup that `check` let through: found, unknown (False), or None when the
+        database could not say (nothing learnt: the lookup counts no more)."""
+        if counted:
+            self._in_flight[client] -= 1
+            if not self._in_flight[client]:
+                del self._in_flight[client]
+        if found:
+            self.succeeded(digest)
+        elif found is False:
+            self.failed(client, digest)
 
     def failed(self, client: str, digest: bytes) -> None:
         # A token that authenticated before and no longer does (revoked, expired) is exempt no more.
@@ -114,12 +136,15 @@ class Authenticator:
             raise unknown  # no token of ours looks like that: nothing to ask the database
         digest = token_sha256(token)
         client = client_key(request)
-        self.brake.check(client, digest)
-        bearer = await self.lookup(digest)
+        counted = self.brake.check(client, digest)
+        found: bool | None = None
+        try:
+            bearer = await self.lookup(digest)
+            found = bearer is not None
+        finally:  # a cancelled or failed lookup ends too, learning nothing
+            self.brake.done(client, digest, counted, found)
         if bearer is None:
-            self.brake.failed(client, digest)
             raise unknown
-        self.brake.succeeded(digest)
         request.state.token_id = bearer.token_id  # for the access log: the id, never the token
         request.state.token_sha256 = digest  # for a stream, which checks again as it goes
         if role == "maintainer" and bearer.role != "maintainer":
