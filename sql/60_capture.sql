@@ -1000,6 +1000,9 @@ AS $$
     SELECT CASE
         WHEN @schema@._tree_problem(target) IS NOT NULL THEN @schema@._tree_problem(target)
         WHEN to_regprocedure(@schema@._capture_function(target) || '()') IS NULL THEN 'its capture function is missing'
+        WHEN EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target AND c.relkind = 'p')
+             AND NOT EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = target) THEN
+             'it has no rule, which makes PostgreSQL refuse MERGE (see _refuse_merge): a MERGE moving rows between its partitions would go uncaptured'
         ELSE (SELECT string_agg(format('trigger %s is %s', w.name,
                                        CASE WHEN g.oid IS NULL THEN 'missing'
                                             WHEN g.tgenabled NOT IN ('O', 'A') THEN

@@ -394,6 +394,7 @@ AS $$
 DECLARE
     fn text := @schema@._capture_function(target);
 BEGIN
+    PERFORM @schema@._refuse_merge(target);  -- first: each trigger made is checked with the rest
     EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_insert AFTER INSERT ON %s'
                    ' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target::regclass, fn);
     EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_capture_update AFTER UPDATE ON %s'
@@ -406,6 +407,25 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @schema@._attach_capture(oid) IS 'Attaches the capture triggers to a table (run as its owner).';
+
+-- A MERGE that moves rows between partitions passes them to no transition table on PostgreSQL 15.18
+-- and earlier minor releases of 15 to 17 (fixed upstream in November 2026): the capture would never
+-- see them. PostgreSQL refuses MERGE on a table with any rule, so a partitioned table tracking
+-- covers gets one that does nothing (a DELETE whose condition is false does nothing more).
+CREATE OR REPLACE FUNCTION @schema@._refuse_merge(target oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target AND c.relkind = 'p')
+       AND NOT EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = target AND w.rulename = '@schema@_no_merge') THEN
+        EXECUTE format('CREATE RULE @schema@_no_merge AS ON DELETE TO %s WHERE false DO ALSO NOTHING', target::regclass);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_merge(oid) IS
+    'Gives a partitioned table a rule that does nothing, so that PostgreSQL refuses MERGE on it (run as its owner).';
 
 DROP FUNCTION IF EXISTS @schema@.enable_tracking(regclass, text[], text[], text, boolean, text);  -- before baseline
 CREATE OR REPLACE FUNCTION @schema@.enable_tracking(
@@ -493,6 +513,7 @@ BEGIN
         FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
             EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', '@schema@_capture_' || op, rel::regclass);
         END LOOP;
+        EXECUTE format('DROP RULE IF EXISTS @schema@_no_merge ON %s', rel::regclass);
         IF tracked THEN  -- granted by releases before 0.2, which counted the rows of a TRUNCATE
             EXECUTE format('REVOKE SELECT ON %s FROM @schema@_capture', rel::regclass);
         END IF;

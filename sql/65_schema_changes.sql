@@ -501,11 +501,13 @@ BEGIN
             SELECT 1 FROM pg_event_trigger_dropped_objects() d
              WHERE d.classid = 'pg_class'::regclass AND d.objid = t.relid AND d.objsubid > 0));
     END LOOP;
-    -- A capture or rate-limit trigger dropped from a table that tracking or a limit still covers.
+    -- A capture or rate-limit trigger dropped from a table that tracking or a limit still covers, or
+    -- the rule that keeps MERGE off a partitioned one (_refuse_merge).
     FOR rel IN SELECT DISTINCT to_regclass(format('%I.%I', d.address_names[1], d.address_names[2]))
                  FROM pg_event_trigger_dropped_objects() d
-                WHERE d.classid = 'pg_trigger'::regclass
-                  AND (starts_with(d.address_names[3], '@schema@_capture_') OR d.address_names[3] = '@schema@_rate_limit') LOOP
+                WHERE (d.classid = 'pg_trigger'::regclass
+                       AND (starts_with(d.address_names[3], '@schema@_capture_') OR d.address_names[3] = '@schema@_rate_limit'))
+                   OR d.classid = 'pg_rewrite'::regclass LOOP
         CONTINUE WHEN rel IS NULL;
         PERFORM @schema@._refuse_switched_off(rel);
     END LOOP;

@@ -172,6 +172,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@._unregister_tracking(oid, text),
     @schema@._cover_partition(oid),
     @schema@._attach_capture(oid),
+    @schema@._refuse_merge(oid),
     @schema@._capture_tables(oid),
     @schema@._capture_function(oid),
     @schema@.enable_rate_limit(regclass, integer, integer, integer),

@@ -161,7 +161,10 @@ def test_c2_an_update_that_jsonb_cannot_tell_from_a_no_op_is_captured(db, connec
 def test_c2_a_merge_that_moves_rows_between_partitions_is_captured_and_paired(db, connect, attacker):
     """MERGE on a partitioned table, in one statement: a row moved to another partition (a DELETE
     and an INSERT underneath), a row updated in place, one deleted, one inserted. Replaying the
-    events by key gives the table."""
+    events by key gives the table. Since trial 36, PostgreSQL refuses MERGE on a tracked partitioned
+    table (a rule tracking gives it: PostgreSQL 15.18 passes a MERGE's moved rows to no transition
+    table when the MERGE has no INSERT or DELETE action): refused, and the events still replay to the
+    table."""
     attacker.execute("""
         CREATE TABLE public.stock (id int, region text, qty int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
         CREATE TABLE public.stock_eu PARTITION OF public.stock FOR VALUES IN ('eu');
@@ -169,7 +172,8 @@ def test_c2_a_merge_that_moves_rows_between_partitions_is_captured_and_paired(db
         INSERT INTO public.stock VALUES (1, 'eu', 10), (2, 'eu', 20), (3, 'us', 30), (4, 'eu', 40), (6, 'eu', 60);
         GRANT ALL ON public.stock TO app_writer;""")
     enable_tracking(connect("app_maintainer"), "public.stock", baseline=True)
-    connect("app_writer").execute("""
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        connect("app_writer").execute("""
         MERGE INTO public.stock s USING (VALUES (1, 'move'), (2, 'bump'), (3, 'drop'), (5, 'new'), (6, 'move'), (4, 'bump')) v(id, op)
            ON s.id = v.id
          WHEN MATCHED AND v.op = 'move' THEN UPDATE SET region = 'us', qty = s.qty + 1
