@@ -250,3 +250,28 @@ def test_a_table_keyed_by_its_replica_identity_loses_that_key_at_the_upgrade_rec
     assert install(db, "upgk").changed is False
     assert db.execute("SELECT count(*) FROM upgk.events WHERE kind = 'audit.tracked_table_altered'").fetchone() == (1,)
     assert db.execute("SELECT ok FROM upgk.verify()").fetchone() == (True,)
+
+
+def test_a_tracked_partitioned_table_gets_the_rule_that_refuses_merge_at_the_upgrade(db, installer_before_named_columns):
+    """Before trial 36 a tracked partitioned table took MERGE, whose moved rows PostgreSQL 15.18 passes
+    to no transition table; the upgrade gives it the rule that makes PostgreSQL refuse MERGE."""
+    installer_before_named_columns.install(db, "upgm")
+    db.execute("CREATE TABLE public.stock_m (id int, region text, qty int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);"
+               " CREATE TABLE public.stock_m_eu PARTITION OF public.stock_m FOR VALUES IN ('eu');"
+               " CREATE TABLE public.stock_m_us PARTITION OF public.stock_m FOR VALUES IN ('us')")
+    db.execute("SELECT upgm.enable_tracking('public.stock_m')")
+    db.execute("INSERT INTO public.stock_m VALUES (1, 'eu', 10)")
+    rules = "SELECT count(*) FROM pg_rewrite WHERE ev_class = 'public.stock_m'::regclass"
+    assert db.execute(rules).fetchone() == (0,)
+
+    install(db, "upgm")
+    assert db.execute(rules).fetchone() == (1,)
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        db.execute("MERGE INTO public.stock_m s USING (VALUES (1)) v(id) ON s.id = v.id"
+                   " WHEN MATCHED THEN UPDATE SET region = 'us'")
+    db.execute("UPDATE public.stock_m SET region = 'us' WHERE id = 1")  # a plain UPDATE moves it, captured
+    seal(db, audit_schema="upgm")
+    assert db.execute("SELECT target_id, payload ->> 'moved_from' FROM upgm.events"
+                      " WHERE kind = 'public.stock_m.update'").fetchall() == [('[1, "us"]', '[1, "eu"]')]
+    assert status(db, "upgm").problems == []
+    assert db.execute("SELECT ok FROM upgm.verify()").fetchone() == (True,)
