@@ -784,7 +784,7 @@ DSN_FORMS = {
     "a password and an option the server refuses": "REAL:password=Zq8wVx3k options='-c statement_timeout=Zq8wVx3k'",
 }
 DSN_COMMANDS = [["status"], ["worker"], ["events"], ["archive", "verify", "--target", "file:///nonexistent"],
-                ["pgaudit-install"]]
+                ["serve", "--port", "0"], ["verify"], ["pgaudit-install"]]
 
 
 @pytest.mark.parametrize("form", list(DSN_FORMS))
@@ -797,7 +797,7 @@ def test_no_command_prints_a_piece_of_a_password_however_the_dsn_gives_it(postgr
     sslpassword, a service file (PGSERVICEFILE) holding the password or a line libpq cannot parse,
     a URI scheme in capitals (not a URI for libpq: key=value text it quotes), and a password beside an
     option the running server refuses (its message quotes the value). Each command that connects:
-    status, worker, events, archive verify, pgaudit-install. A break: a piece of the password in its
+    status, worker, events, archive verify, serve, verify, pgaudit-install. A break: a piece of the password in its
     output, or a traceback."""
     dsn = DSN_FORMS[form]
     env = dict(ENV)
@@ -1060,7 +1060,8 @@ def test_hostile_object_names_forge_no_line_and_crash_no_verifier(db, tmp_path, 
     }[how]
     done = subprocess.run(args, capture_output=True, timeout=120, cwd=ROOT, env=_strict_env())
     out, err = done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
-    assert "Traceback" not in out + err, f"{how}: {(out + err).strip().splitlines()[-1]}"
+    assert "Traceback" not in out + err, (f"{how}: exit {done.returncode}, stdout {len(done.stdout)} bytes:"
+                                          f" {(out + err).strip().splitlines()[-1]}")
     assert done.returncode == 1, (how, done.returncode, (out + err)[-400:])
     if how == "online --json":
         json.loads(out)
@@ -1090,7 +1091,8 @@ def test_a_hostile_checkpoint_file_name_forges_no_line_of_pgaudit_verify(db, tmp
         args.insert(4, b"--json")
     done = subprocess.run(args, capture_output=True, timeout=120, cwd=ROOT, env=_strict_env())
     out, err = done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
-    assert "Traceback" not in out + err, f"{content}, {mode}: {(out + err).strip().splitlines()[-1]}"
+    assert "Traceback" not in out + err, (f"{content}, {mode}: exit {done.returncode}, stdout {len(done.stdout)} bytes:"
+                                          f" {(out + err).strip().splitlines()[-1]}")
     if mode == "--json" and done.stdout.strip():
         json.loads(out)
     else:
@@ -1128,3 +1130,35 @@ def test_the_servers_verify_answers_whatever_the_checkpoint_files_are_named(db, 
     reported = answer.json().get("last_checkpoint") or {}
     assert reported.get("ok") is False, f"{planted}: the planted checkpoint is reported {reported}"
     assert "\n" not in json.dumps(reported, ensure_ascii=False).replace("\\n", ""), answer.text
+
+
+@pytest.mark.parametrize("statement", ["MERGE", "UPDATE"])
+def test_a_tracked_partitioned_table_put_under_a_new_parent_takes_no_uncaptured_move(db, connect, attacker, statement):
+    """Attack: the rule sits on the tracked table and its partitioned partitions; a statement on a
+    table ABOVE the tracked one fires none of its statement triggers (only the target's), so a MERGE
+    or UPDATE through a new, untracked parent would change the tracked table's rows with no event.
+    The owner makes a partitioned table `mega` of the same columns and attaches public.cases to it
+    (a maintainer owning both), then moves a row between cases' partitions through mega. A break:
+    the attach is taken and the row changes with no event."""
+    _cases_tree(attacker)
+    enable_tracking(connect("app_maintainer"), "public.cases")
+    attacker.execute("INSERT INTO public.cases VALUES (1, 't1', 'a')")
+    maintainer = connect("app_maintainer")
+    maintainer.execute("CREATE TABLE public.mega (id int NOT NULL, tenant text NOT NULL, note text) PARTITION BY LIST (note)")
+    outcome = "attached"
+    try:
+        maintainer.execute("ALTER TABLE public.mega ATTACH PARTITION public.cases FOR VALUES IN ('a', 'b')")
+    except psycopg.Error as exc:
+        outcome = exc.sqlstate
+    n = len(_captured(db, "public.cases"))
+    try:
+        if statement == "MERGE":
+            maintainer.execute("MERGE INTO public.mega m USING (VALUES (1)) s(id) ON m.id = s.id"
+                               " WHEN MATCHED THEN UPDATE SET tenant = 't2', note = 'b'")
+        else:
+            maintainer.execute("UPDATE public.mega SET tenant = 't2', note = 'b' WHERE id = 1")
+    except psycopg.Error as exc:
+        outcome += f", {statement} {exc.sqlstate}"
+    now = db.execute("SELECT tenant, note FROM public.cases WHERE id = 1").fetchall()
+    events = _captured(db, "public.cases")[n:]
+    assert now == [("t1", "a")] or events, f"{statement} through mega ({outcome}): row 1 is now {now} with no event"
