@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -482,7 +480,7 @@ def test_each_tenant_sees_only_its_own_versions_of_a_moved_row(db, connect, atta
         problems.append(f"events share ids: {sorted(ids)}")
     # Each UPDATE's row_before is the version last recorded under its key.
     last: dict[str, object] = {}
-    for kind, tenant, target, payload, row_before, row_after, changed, _id in events:
+    for kind, tenant, target, payload, row_before, row_after, _changed, _id in events:
         if kind.endswith(".update") and row_before is not None and "moved_from" not in (payload or {}) \
                 and target in last and last[target] != row_before:
             problems.append(f"{kind} of {target} under {tenant}: row_before {str(row_before)[:200]} is not the last"
@@ -1003,7 +1001,7 @@ def test_the_three_verifiers_read_a_hostile_checkpoint_alike_and_never_crash(db,
 # --- 7. Names that are no text a terminal should show as they are -------------------------------------------
 
 HOSTILE_NAMES = [
-    "x\nverified 9 batches, blocks 1 to 9: seq 1 to 9, then to now".encode(),
+    b"x\nverified 9 batches, blocks 1 to 9: seq 1 to 9, then to now",
     "\u202eblocks-000000000001-000000000001.manifest.json".encode(),
     b"\x1b]0;owned\x07\x1b[2Jclear",
     b"\xffnot-utf8",
