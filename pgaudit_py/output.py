@@ -38,8 +38,15 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
 
 
+def json_bytes(value: Any, **layout: Any) -> bytes:
+    """UTF-8 of dumps(value), a lone surrogate written as JSON's \\udcXX escape. Python reads a file
+    name or an argument that is not UTF-8 with one, which UTF-8 cannot encode; escaped, it reads back
+    as the same name. A JSON document's structure is ASCII, so one is only ever inside a string."""
+    return dumps(value, ensure_ascii=False, **layout).encode("utf-8", "backslashreplace")
+
+
 def emit_json(value: Any) -> None:
-    click.echo(dumps(value, indent=2, ensure_ascii=False))
+    click.echo(json_bytes(value, indent=2))
 
 
 def printable(text: str) -> str:

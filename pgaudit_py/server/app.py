@@ -29,7 +29,7 @@ from pgaudit_py.archive import ArchiveBatch
 from pgaudit_py.checkpoint import Keys
 from pgaudit_py.errors import InvalidInput, PgAuditError
 from pgaudit_py.events import count_events_call, monthly_event_counts_call
-from pgaudit_py.output import dumps
+from pgaudit_py.output import json_bytes
 from pgaudit_py.rate_limits import rate_limits_call
 from pgaudit_py.sealing import seal_status_call
 from pgaudit_py.server import params
@@ -92,7 +92,7 @@ def _whole_installation(bearer: Bearer) -> None:
 
 
 def _json(value: Any, status: int = 200) -> Response:
-    return Response(dumps(value, separators=(",", ":"), ensure_ascii=False), status_code=status,
+    return Response(json_bytes(value, separators=(",", ":")), status_code=status,
                     media_type="application/json")
 
 

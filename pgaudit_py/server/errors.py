@@ -6,7 +6,9 @@ from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
+
+from pgaudit_py.output import json_bytes
 
 # The code each status gets when nothing more specific is said.
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -23,7 +25,8 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    return Response(json_bytes({"error": {"code": code, "message": message}}, separators=(",", ":")),
+                    status_code=status, headers=headers, media_type="application/json")
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
