@@ -33,5 +33,6 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection:
             raise CannotConnect("cannot connect: libpq's message is withheld, as the connection string holds a"
                                 " password it may repeat (give the password in PGPASSWORD or a password file"
                                 " instead to see it)") from None
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        # Every line, on one: the cause ("Connection refused") is not on libpq's last line, a hint is.
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
         raise CannotConnect(f"cannot connect: {message}") from None

@@ -116,10 +116,15 @@ def test_bad_option_value_exits_2(dsn):
     assert result.exit_code == 2 and "is not a duration like 90d" in result.stderr
 
 
-def test_connection_failure_is_one_line(tmp_path):
-    result = run("events", "--dsn", f"host={tmp_path} port=1 user=nobody connect_timeout=2")
+def test_connection_failure_is_one_line_with_every_line_of_libpq(tmp_path):
+    dsn = f"host={tmp_path} port=1 user=nobody connect_timeout=2"
+    with pytest.raises(psycopg.OperationalError) as caught:
+        psycopg.connect(dsn)
+    said = [line.strip() for line in str(caught.value).splitlines() if line.strip()]
+    assert len(said) >= 2  # the cause, then libpq's hint: the cause must not be dropped
+    result = run("events", "--dsn", dsn)
     assert result.exit_code == 1
-    assert one_line_error(result).startswith("pgaudit: cannot connect:")
+    assert one_line_error(result) == "pgaudit: cannot connect: " + " ".join(said)
 
 
 def test_dsn_from_environment(db):
