@@ -163,8 +163,12 @@ def test_a_log_with_events_upgrades_to_the_single_filter_indexes(db, installer_b
     assert [e.kind for e in row_history(db, "public.stock", "5", audit_schema="upgi")] == [
         "public.stock.insert", "public.stock.delete"]
 
+    # Statistics of every row (ANALYZE samples all of a small table), so the plans are the same in every
+    # run: without them, whether autovacuum had analyzed the log decided. No value is most events':
+    # for one (target_type 'order', 61 of 70) the key's index read backwards, filtering, is cheaper.
+    db.execute("ANALYZE upgi.event_log")
     db.execute("SET enable_seqscan = off")  # a tiny table: only whether an index can serve the filter
-    for column, value in [("tenant_id", "t1"), ("kind", "order.paid"), ("target_type", "order"), ("target_id", "o-2"),
+    for column, value in [("tenant_id", "t1"), ("kind", "order.paid"), ("target_type", "public.stock"), ("target_id", "o-2"),
                           ("actor_id", "u-3")]:
         plan = "\n".join(r[0] for r in db.execute(
             f"EXPLAIN SELECT seq FROM upgi.event_log WHERE {column} = %s ORDER BY seq DESC LIMIT 50", [value]))
