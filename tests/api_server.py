@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -15,9 +15,10 @@ from pgaudit_py.server.running import uvicorn_config
 
 
 class LiveServer:
-    def __init__(self, config: ServerConfig | None = None, app: object = None):
+    def __init__(self, config: ServerConfig | None = None, app: object = None, trusted_proxies: Sequence[str] = ()):
         self.app = app if app is not None else create_app(config=config)
-        config = uvicorn_config(self.app, host="127.0.0.1", port=0)  # as `pgaudit serve` runs it
+        # As `pgaudit serve` runs it (--trusted-proxy: the addresses whose X-Forwarded-For it reads).
+        config = uvicorn_config(self.app, host="127.0.0.1", port=0, trusted_proxies=trusted_proxies)
         config.log_level, config.timeout_graceful_shutdown = "warning", 1
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

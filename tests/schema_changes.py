@@ -5,6 +5,7 @@ columns, both verifiers' verdicts."""
 from __future__ import annotations
 
 import base64
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,6 +119,22 @@ def ran_or_refused(conn: psycopg.Connection, commands: list[str], pg_refusals: t
             assert exc.sqlstate == "PA008" or exc.sqlstate in pg_refusals, (command, exc.sqlstate, exc)
             return False
     return True
+
+
+def checkpoint_readers(verifier: Path, directory: Path, public: Path, checkpoint: Path,
+                       info: psycopg.ConnectionInfo) -> dict[str, list[str]]:
+    """The three commands that read a checkpoint file, each by its name: the standalone verifier,
+    `pgaudit archive verify --offline` and `pgaudit verify` (online, against `info`'s database)."""
+    return {
+        "standalone": [sys.executable, "-I", str(verifier), str(directory), "--public-key", str(public),
+                       "--checkpoint", str(checkpoint)],
+        "archive verify --offline": [sys.executable, "-m", "pgaudit_py.cli", "archive", "verify", "--offline",
+                                     "--target", f"file://{directory}", "--public-key", str(public),
+                                     "--checkpoint", str(checkpoint)],
+        "verify --checkpoint": [sys.executable, "-m", "pgaudit_py.cli", "verify", "--checkpoint", str(checkpoint),
+                                "--public-key", str(public), "--dsn",
+                                f"host={info.host} port={info.port} dbname={info.dbname} user={info.user}"],
+    }
 
 
 def verifier_and_key(tmp_path: Path) -> tuple[Path, Path]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import messages_locale_available
-from schema_changes import verifier_and_key
+from schema_changes import checkpoint_readers, verifier_and_key
 
 from pgaudit_py import canonical, enable_tracking, seal
 from pgaudit_py.tokens import revoke_token
@@ -499,17 +499,7 @@ def test_the_three_verifiers_agree_on_a_hostile_checkpoint(db, tmp_path, case):
     checkpoint = tmp_path / "checkpoint.json"
     checkpoint.write_bytes(_hostile_checkpoint(case, document["checkpoint"], private))
     verifier, _ = verifier_and_key(tmp_path)
-    i = db.info
-    runs = {
-        "standalone": [sys.executable, "-I", str(verifier), str(directory), "--public-key", str(public),
-                       "--checkpoint", str(checkpoint)],
-        "archive verify --offline": [sys.executable, "-m", "pgaudit_py.cli", "archive", "verify", "--offline",
-                                     "--target", f"file://{directory}", "--public-key", str(public),
-                                     "--checkpoint", str(checkpoint)],
-        "verify --checkpoint": [sys.executable, "-m", "pgaudit_py.cli", "verify", "--checkpoint", str(checkpoint),
-                                "--public-key", str(public), "--dsn",
-                                f"host={i.host} port={i.port} dbname={i.dbname} user={i.user}"],
-    }
+    runs = checkpoint_readers(verifier, directory, public, checkpoint, db.info)
     verdicts: dict[str, str] = {}
     for name, args in runs.items():
         done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT, env=ENV)

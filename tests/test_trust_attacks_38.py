@@ -23,10 +23,12 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from api_server import LiveServer
 from conftest import messages_locale_available
-from schema_changes import both_verifiers_ok, gone_events, verifier_and_key
+from schema_changes import both_verifiers_ok, checkpoint_readers, gone_events, verifier_and_key
 
 from pgaudit_py import canonical, enable_tracking, seal
+from pgaudit_py.server import ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
@@ -678,37 +680,12 @@ def test_lookups_cancelled_or_failed_mid_flight_release_their_reservation(db, co
     assert after == 429, f"the brake no longer brakes: a 4th unknown token got {after}"
 
 
-class _ProxiedServer:
-    """The API behind a trusted proxy at 127.0.0.1 (pgaudit serve --trusted-proxy 127.0.0.1)."""
-
-    def __init__(self, dsn: str, **settings: object):
-        import uvicorn
-
-        from pgaudit_py.server import ServerConfig, create_app
-        from pgaudit_py.server.running import uvicorn_config
-
-        self.app = create_app(config=ServerConfig(dsn=dsn, **settings))  # type: ignore[arg-type]
-        config = uvicorn_config(self.app, host="127.0.0.1", port=0, trusted_proxies=["127.0.0.1"])
-        config.log_level, config.timeout_graceful_shutdown = "warning", 1
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(20)
-
-
 @pytest.fixture
 def proxied(postgresql):
     info = postgresql.info
-    server = _ProxiedServer(f"host={info.host} port={info.port} dbname={info.dbname} user=app_maintainer",
-                            failures_allowed=3)
+    # The API behind a trusted proxy at 127.0.0.1 (pgaudit serve --trusted-proxy 127.0.0.1).
+    server = LiveServer(ServerConfig(dsn=f"host={info.host} port={info.port} dbname={info.dbname} user=app_maintainer",
+                                     failures_allowed=3), trusted_proxies=["127.0.0.1"])
     yield server
     server.stop()
 
@@ -972,17 +949,7 @@ def test_the_three_verifiers_read_a_hostile_checkpoint_alike_and_never_crash(db,
     checkpoint = tmp_path / "checkpoint.json"
     checkpoint.write_bytes(_checkpoint_bytes(case, document["checkpoint"], private))
     verifier, _ = verifier_and_key(tmp_path)
-    i = db.info
-    runs = {
-        "standalone": [sys.executable, "-I", str(verifier), str(directory), "--public-key", str(public),
-                       "--checkpoint", str(checkpoint)],
-        "archive verify --offline": [sys.executable, "-m", "pgaudit_py.cli", "archive", "verify", "--offline",
-                                     "--target", f"file://{directory}", "--public-key", str(public),
-                                     "--checkpoint", str(checkpoint)],
-        "verify --checkpoint": [sys.executable, "-m", "pgaudit_py.cli", "verify", "--checkpoint", str(checkpoint),
-                                "--public-key", str(public), "--dsn",
-                                f"host={i.host} port={i.port} dbname={i.dbname} user={i.user}"],
-    }
+    runs = checkpoint_readers(verifier, directory, public, checkpoint, db.info)
     env = dict(ENV)
     if messages_locale_available():
         env.update(LANG="de_DE.UTF-8", LC_ALL="de_DE.UTF-8")
