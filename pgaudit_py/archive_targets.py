@@ -212,6 +212,11 @@ def open_target(url: str | None = None, *, sse: str | None = None) -> Target:
     if not url:
         raise InvalidArgument(f"no archive target: give --target URL or set {ARCHIVE_URL_ENV}",
                               hint="file:///var/lib/pgaudit-archive or s3://bucket/prefix")
+    try:
+        url.encode("utf-8")  # the log records it: refused before any object is written
+    except UnicodeEncodeError:
+        raise InvalidArgument("the archive target's URL is not UTF-8: its batches' record in the log could not name"
+                              " it") from None
     parsed = urlparse(url)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):

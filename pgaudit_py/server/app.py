@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from pgaudit_py.archive import ArchiveBatch
 from pgaudit_py.checkpoint import Keys
+from pgaudit_py.dsn import WithheldAsyncConnection
 from pgaudit_py.errors import InvalidInput, PgAuditError
 from pgaudit_py.events import count_events_call, monthly_event_counts_call
 from pgaudit_py.output import json_bytes
@@ -100,7 +101,8 @@ class Api:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.schema = config.audit_schema
-        self.pool = AsyncConnectionPool(config.dsn, min_size=1, max_size=config.pool_size, open=False,
+        self.pool = AsyncConnectionPool(config.dsn, connection_class=WithheldAsyncConnection, min_size=1,
+                                        max_size=config.pool_size, open=False,
                                         kwargs={"autocommit": True, "application_name": "pgaudit serve"},
                                         configure=_bounded)
         self.auth = Authenticator(self.pool, self.schema, FailureBrake(allowed=config.failures_allowed))

@@ -14,7 +14,8 @@ from psycopg_pool import AsyncConnectionPool
 from pgaudit_py import archive as archiving
 from pgaudit_py.archive_targets import open_target
 from pgaudit_py.checkpoint import Keys, read_checkpoint, signature_problems
-from pgaudit_py.errors import KeyFileError
+from pgaudit_py.dsn import connect as connect_safely
+from pgaudit_py.errors import InvalidInput, KeyFileError
 from pgaudit_py.server.errors import ApiError
 from pgaudit_py.session import pin
 from pgaudit_py.tokens import Bearer
@@ -28,7 +29,7 @@ class ArchiveRunner:
     def _run(self, bearer: Bearer) -> archiving.ArchiveRun:
         assert self.keys is not None
         where = open_target(self.target)
-        with psycopg.connect(self.dsn, autocommit=True, application_name="pgaudit serve (archive)") as conn:
+        with connect_safely(self.dsn, autocommit=True, application_name="pgaudit serve (archive)") as conn:
             pin(conn)
             # The archiver's own events (audit.archived, ...) name the token that asked.
             conn.execute("SELECT pg_catalog.set_config('pgaudit_py.actor_type', 'api_token', false),"
@@ -47,6 +48,9 @@ class ArchiveRunner:
             except psycopg.errors.InsufficientPrivilege:
                 raise ApiError(503, "the server's database role may not archive (it needs the maintainer role)",
                                "archive_not_permitted") from None
+            except InvalidInput as exc:  # the target (open_target), refused before anything was written
+                raise ApiError(503, f"this server's archive target cannot be used: {exc.message}",
+                               "archive_not_configured") from None
 
 
 def _newest_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -62,7 +66,7 @@ def _newest_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | None:
     return (newest[1], newest[2]) if newest else None
 
 
-async def last_checkpoint(pool: AsyncConnectionPool, audit_schema: str, directory: Path | None,
+async def last_checkpoint(pool: AsyncConnectionPool[Any], audit_schema: str, directory: Path | None,
                           keys: Keys | None) -> dict[str, Any] | None:
     """The newest checkpoint in the directory (by block), whether its signatures verify with the
     keys given, and whether the chain still holds its block with the signed hash. The files are read

@@ -9,6 +9,7 @@ import re
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
@@ -110,7 +111,7 @@ def _bearer_token(request: Request) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, pool: AsyncConnectionPool, audit_schema: str, brake: FailureBrake | None = None):
+    def __init__(self, pool: AsyncConnectionPool[Any], audit_schema: str, brake: FailureBrake | None = None):
         self.pool = pool
         self.brake = brake or FailureBrake()
         self.query = sql.SQL("SELECT token_id, name, role, tenant_id FROM {}.authenticate_api_token(%s)").format(

@@ -12,10 +12,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from pgaudit_py.dsn import WithheldAsyncConnection
 from pgaudit_py.server.encoding import event_json, list_events_call, one_line
 
 log = logging.getLogger("pgaudit_py.server")
@@ -26,7 +26,7 @@ RECHECK_TOKEN = 5.0  # seconds: how often an idle stream asks whether its token 
 RECHECK_BEFORE_SENDING = 0.5  # seconds: how old that answer may be when there are events to send
 
 
-async def high_water(pool: AsyncConnectionPool, audit_schema: str) -> int:
+async def high_water(pool: AsyncConnectionPool[Any], audit_schema: str) -> int:
     """The last seq sealed and committed."""
     async with pool.connection() as conn:
         row = await (await conn.execute(sql.SQL("SELECT last_seq FROM {}.seal_state").format(
@@ -39,7 +39,7 @@ class Notifier:
     """Holds the LISTEN connection (reconnecting with backoff). On each notification, or burst of
     them, it reads the high-water mark once and publishes it to the waiting streams."""
 
-    def __init__(self, dsn: str, audit_schema: str, pool: AsyncConnectionPool):
+    def __init__(self, dsn: str, audit_schema: str, pool: AsyncConnectionPool[Any]):
         self.dsn = dsn
         self.audit_schema = audit_schema
         self.pool = pool
@@ -64,7 +64,7 @@ class Notifier:
         delay = 0.5
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
+                async with await WithheldAsyncConnection.connect(
                         self.dsn, autocommit=True, application_name="pgaudit serve (listen)") as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.audit_schema)))
                     delay = 0.5
@@ -90,7 +90,7 @@ def sse_event(event: Any) -> str:
     return f"id: {event.seq}\nevent: audit\ndata: {one_line(event_json(event))}\n\n"
 
 
-async def sealed_events(pool: AsyncConnectionPool, notifier: Notifier, audit_schema: str, after: int, high: int,
+async def sealed_events(pool: AsyncConnectionPool[Any], notifier: Notifier, audit_schema: str, after: int, high: int,
                         filters: dict[str, Any], still_valid: Callable[[], Awaitable[bool]], *,
                         heartbeat: float, poll_interval: float) -> AsyncIterator[str]:
     """SSE text: sealed events after `after` (up to `high`, the high-water mark read by the caller)

@@ -11,8 +11,9 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-import psycopg
 from psycopg import sql
+
+from pgaudit_py.dsn import WithheldAsyncConnection
 
 MIN_INTERVAL = 10.0
 REUSE = 60.0
@@ -28,7 +29,7 @@ class ChainVerifier:
         self._last: tuple[tuple[Any, ...], float, dict[str, Any]] | None = None
 
     async def verdict(self) -> dict[str, Any]:
-        async with self._lock, await psycopg.AsyncConnection.connect(
+        async with self._lock, await WithheldAsyncConnection.connect(
                 self.dsn, autocommit=True, application_name="pgaudit serve (verify)") as conn:
             state = await (await conn.execute(sql.SQL(
                 "SELECT s.last_seq, (SELECT pg_catalog.max(block_no) FROM {s}.prune_points),"
