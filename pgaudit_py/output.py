@@ -51,7 +51,14 @@ def emit_json(value: Any) -> None:
 
 def printable(text: str) -> str:
     """Text a terminal shows as it is: control characters (a newline in an actor id, an escape
-    sequence) and line or paragraph separators written as escapes, so no value can fake a row."""
+    sequence), line or paragraph separators and lone surrogates (a byte of a file name that is not
+    UTF-8) written as escapes, so no value can fake a row; and a backslash as two, so no value can
+    spell another's escape (a name holding the characters \\udcff, one holding the byte 0xff)."""
+    return _escaped(text.replace("\\", "\\\\"))
+
+
+def _escaped(text: str) -> str:
+    """printable() for JSON text, whose backslashes are JSON's escapes already."""
     return "".join(
         ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
@@ -63,7 +70,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if isinstance(v, datetime):
             return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         if isinstance(v, (dict, list, Decimal)):
-            return printable(dumps(v, ensure_ascii=False, separators=(",", ":")))
+            return _escaped(dumps(v, ensure_ascii=False, separators=(",", ":")))
         return printable(str(v))
 
     text = [[cell(v) for v in row] for row in rows]

@@ -369,3 +369,66 @@ def test_track_with_a_baseline_and_read_a_row_from_before_tracking(dsn, db):
     assert json.loads(at.output) == {"state": "existed", "image": {"id": 1, "qty": 5}}
     assert json.loads(run("history", "--dsn", dsn, "public.stock", "2", "--at", now, "--json").output)["state"] \
         == "absent"
+
+
+def _commands(command, path=()):
+    """(the words that run it, the command) for every command under `command`, groups included."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def _filler(param) -> list[str]:
+    """A value the parameter takes, to run a command as far as its parameters' checks."""
+    import click
+
+    if isinstance(param.type, click.Choice):
+        value = param.type.choices[0]
+    elif isinstance(param.type, (click.IntRange, click.FloatRange)):
+        value = str(param.type.min if param.type.min is not None else 1)
+    else:
+        value = "1"
+    return [value] if isinstance(param, click.Argument) else [param.opts[0], value]
+
+
+TEXT_PARAMS = [
+    (root, path, param.name)
+    for root in (cli, install_standalone)
+    for path, command in _commands(root)
+    for param in command.params
+    if type(param.type).__name__ in ("StringParamType", "Utf8Text")
+]
+
+
+@pytest.mark.parametrize(("root", "path", "name"), TEXT_PARAMS,
+                         ids=[f"{r.name} {' '.join(p)} {n}" for r, p, n in TEXT_PARAMS])
+def test_every_text_option_and_argument_refuses_text_that_is_not_utf8(root, path, name):
+    """Python holds a byte of argv that is not UTF-8 as a lone surrogate, which psycopg cannot send
+    (its UnicodeEncodeError repeats the whole value): every text parameter of every command refuses
+    it before the command runs, in one line, exit 2, without repeating it. Paths may hold any bytes."""
+    import click
+
+    command = root
+    for word in path:
+        command = command.commands[word]
+    odd = "Zq8w\udcffVx3k"
+    args = list(path)
+    for param in command.params:
+        if param.name == name:
+            args += [odd] if isinstance(param, click.Argument) else [param.opts[0], odd]
+        elif param.required:
+            args += _filler(param)
+    result = CliRunner().invoke(root, args, catch_exceptions=False)
+    assert result.exit_code == 2, (args, result.output, result.stderr)
+    line = one_line_error(result)
+    assert "it is not UTF-8" in line and "Zq8w" not in line and "Vx3k" not in line, line
+
+
+@pytest.mark.parametrize("variable", ["PGAUDIT_DSN", "PGAUDIT_SCHEMA", "PGAUDIT_ARCHIVE_URL"])
+def test_an_environment_variable_that_is_not_utf8_is_refused_in_one_line(variable):
+    """The same from the environment, for the variables the commands read."""
+    command = ["worker"] if variable != "PGAUDIT_ARCHIVE_URL" else ["archive", "run", "--signing-key", "k"]
+    result = CliRunner().invoke(cli, command, env={variable: "Zq8w\udcffVx3k"}, catch_exceptions=False)
+    assert result.exit_code == 2, (result.output, result.stderr)
+    line = one_line_error(result)
+    assert "it is not UTF-8" in line and "Zq8w" not in line, line

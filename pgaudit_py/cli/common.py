@@ -39,11 +39,37 @@ def fail(message: str, code: int = 1) -> NoReturn:
 _NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 
 
+class Utf8Text(click.types.StringParamType):
+    """Text that is UTF-8. Python reads argv and the environment with surrogateescape, so a byte
+    that is not UTF-8 arrives as a lone surrogate, which psycopg cannot send to the database (its
+    UnicodeEncodeError repeats the whole value, a password too): refused before the command runs,
+    without the value. Paths (click.Path) may hold any bytes and are left as they are."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = super().convert(value, param, ctx)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail("it is not UTF-8 (its text is not repeated here)", param, ctx)
+        return text
+
+
+def _text_is_utf8(command: click.Command) -> None:
+    """Every text option and argument of command and its subcommands becomes Utf8Text."""
+    for param in command.params:
+        if type(param.type) is click.types.StringParamType:
+            param.type = Utf8Text()
+    for sub in getattr(command, "commands", {}).values():
+        _text_is_utf8(sub)
+
+
 class OneLineErrors:
-    """Click's usage errors (a missing option, a value out of range) as one line and exit 2, like
-    every other error of the command line, instead of a usage block."""
+    """Click's usage errors (a missing option, a value out of range, text that is not UTF-8) as one
+    line and exit 2, like every other error of the command line, instead of a usage block."""
 
     def main(self, *args: Any, **kwargs: Any) -> NoReturn:
+        assert isinstance(self, click.Command)
+        _text_is_utf8(self)
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)  # type: ignore[misc]
@@ -132,6 +158,8 @@ def run_guarded(entry: Callable[[], Any]) -> None:
         fail(f"{str(exc).strip().splitlines()[0]} (docs/cli.md names the least role each command needs)")
     except psycopg.Error as exc:
         fail(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    except UnicodeEncodeError:  # text from elsewhere than the command line (Utf8Text); its repr holds it all
+        fail("a value is not UTF-8, which PostgreSQL cannot take (its text is not repeated here)", 2)
     except KeyboardInterrupt:
         fail("interrupted", 130)
 
