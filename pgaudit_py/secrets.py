@@ -94,7 +94,7 @@ def parse_master_key(text: str, source: str) -> str:
 def load_master_key(path: Path | None = None, *, env: str = MASTER_KEY_ENV) -> str:
     """The client-mode master key from a file, else from the environment variable `env`."""
     if path is not None:
-        return parse_master_key(Path(path).read_text(), f"key file {path}")
+        return parse_master_key(Path(path).read_bytes().decode("utf-8", "replace"), f"key file {path}")
     value = os.environ.get(env)
     if value is None:
         raise MasterKeyUnavailable(f"no master key: give --master-key-file FILE or set {env}")

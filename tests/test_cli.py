@@ -432,3 +432,37 @@ def test_an_environment_variable_that_is_not_utf8_is_refused_in_one_line(variabl
     assert result.exit_code == 2, (result.output, result.stderr)
     line = one_line_error(result)
     assert "it is not UTF-8" in line and "Zq8w" not in line, line
+
+
+def test_no_two_actors_or_targets_print_alike():
+    """A type and an id joined by ':', a missing one as '-', a quote, a space: every pair of these
+    values prints apart, as the events table, history and --follow print them (then through
+    printable(), which keeps apart what it is given)."""
+    import itertools
+
+    from pgaudit_py.cli.common import pair, part
+    from pgaudit_py.output import printable
+
+    values = [None, "", "-", "a", "a:b", "b", ":", '"', '"a"', '""', "a b", "a\tb", "a\nb", "a\\nb", '"-"', "a:",
+              ":b", 'a"', "\udcff", "\\udcff", "None"]
+    shown: dict[str, tuple] = {}
+    for kind, ident in itertools.product(values, repeat=2):
+        text = printable(pair(kind, ident))
+        assert shown.setdefault(text, (kind, ident)) == (kind, ident), (text, shown[text], (kind, ident))
+    singles = {printable(part(v)) for v in values}
+    assert len(singles) == len(values)
+
+
+def test_the_commands_print_every_interpolated_line_through_say():
+    """A line built from values (a file name, a key's name, a table) written with click.echo
+    directly can fail under a strict locale or forge a line (trial 40); say() passes it through
+    printable(). Lines of constant text, the secret `secrets get` prints, JSON and the script files
+    the commands print as they are stay with click.echo."""
+    import re
+    from pathlib import Path
+
+    found = [f"{path.name}:{n}: {line.strip()}"
+             for path in sorted((Path(__file__).parent.parent / "pgaudit_py" / "cli").glob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"click\.echo\(\s*(f[\"']|[^\"')][^)]*\+)", line) and "printable(" not in line]
+    assert not found, found

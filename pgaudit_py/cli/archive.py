@@ -23,9 +23,10 @@ from pgaudit_py.cli.common import (
     key_options,
     parse_duration,
     run_guarded,
+    say,
 )
 from pgaudit_py.errors import InvalidArgument
-from pgaudit_py.output import counted, emit_json, print_table, printable
+from pgaudit_py.output import counted, emit_json, print_table
 
 target_option = click.option("--target", envvar=ARCHIVE_URL_ENV, show_envvar=True,
                              help="file:///dir or s3://bucket/prefix.")
@@ -57,7 +58,7 @@ def run_command(settings: Settings, target: str | None, older_than: str | None, 
         where = open_target(target, sse=sse)
 
         def progress(batch: archiving.ArchiveBatch) -> None:
-            click.echo(f"  {batch.batch_id}: {counted(batch.event_count, 'event')}"
+            say(f"  {batch.batch_id}: {counted(batch.event_count, 'event')}"
                        f" (seq {batch.first_seq}..{batch.last_seq})", err=True)
 
         with settings.connect("pgaudit archive") as conn:
@@ -66,7 +67,7 @@ def run_command(settings: Settings, target: str | None, older_than: str | None, 
         if done.skipped:
             click.echo("another archiver is running in this database; skipped")
         else:
-            click.echo(f"archived {counted(len(done.batches), 'batch', 'batches')},"
+            say(f"archived {counted(len(done.batches), 'batch', 'batches')},"
                        f" {counted(done.events, 'event')}, to {where.url}")
     run_guarded(run)
 
@@ -117,17 +118,17 @@ def verify_command(settings: Settings, target: str | None, batch_id: str | None,
         if as_json:
             emit_json({**result.__dict__, "ok": result.ok})
         else:
-            click.echo(f"checked {counted(result.batches_checked, 'batch', 'batches')},"
+            say(f"checked {counted(result.batches_checked, 'batch', 'batches')},"
                        f" {counted(result.events_checked, 'event')} in {where.url}")
             archived = f"archived through block {result.archived_through_block} (seq {result.archived_through_seq})"
             if result.archived_through_block is None:
                 click.echo("no batch has left the live log yet")
             elif result.hot_from_block is None:
-                click.echo(f"{archived}; no sealed block after it")
+                say(f"{archived}; no sealed block after it")
             else:
-                click.echo(f"{archived}; hot from block {result.hot_from_block} (seq {result.hot_from_seq})")
+                say(f"{archived}; hot from block {result.hot_from_block} (seq {result.hot_from_seq})")
             for problem in result.problems:
-                click.echo(f"PROBLEM: {printable(problem)}")  # an object's name may hold anything
+                say(f"PROBLEM: {problem}")  # an object's name may hold anything
         if not result.ok:
             fail(result.problems[0] if len(result.problems) == 1
                  else f"{len(result.problems)} problems, first: {result.problems[0]}")
@@ -200,7 +201,7 @@ def restore_command(settings: Settings, target: str | None, batch_id: str) -> No
     def run() -> None:
         with settings.connect() as conn:
             n = archiving.restore_batch(conn, open_target(target), batch_id, audit_schema=settings.schema)
-        click.echo(f"restored {counted(n, 'event')} of {batch_id} into {settings.schema}.restored_events")
+        say(f"restored {counted(n, 'event')} of {batch_id} into {settings.schema}.restored_events")
     run_guarded(run)
 
 
@@ -228,7 +229,7 @@ def settings_command(settings: Settings, hot_retention: str | None, max_batch_ev
                                                ).format(s),
                                        (retention or current[0], max_batch_events or current[1], hour)).fetchone()
                 assert current is not None
-        click.echo(f"hot retention {current[0]}, {current[1]} events per batch, worker archives "
+        say(f"hot retention {current[0]}, {current[1]} events per batch, worker archives "
                    + (f"at {current[2]:02d}:00 UTC (last on {current[3] or 'no day yet'})" if current[2] is not None
                       else "never"))
     run_guarded(run)

@@ -27,6 +27,7 @@ from pgaudit_py.cli.common import (
     json_option,
     key_options,
     run_guarded,
+    say,
 )
 from pgaudit_py.errors import KeyFileError
 from pgaudit_py.output import counted, emit_json
@@ -39,7 +40,7 @@ def keygen_command(directory: Path) -> None:
     """Make checkpoint keys (never put them in the database)."""
     def run() -> None:
         for path in generate_keys(directory):
-            click.echo(f"wrote {path}")
+            say(f"wrote {path}")
     run_guarded(run)
 
 
@@ -64,7 +65,7 @@ def checkpoint_command(settings: Settings, signing_key: Path | None, public_key:
             emit_json(document)
         else:
             body = document["checkpoint"]
-            click.echo(f"checkpoint of block {body['block_no']} (seq {body['last_seq']}, hash {body['block_hash']})"
+            say(f"checkpoint of block {body['block_no']} (seq {body['last_seq']}, hash {body['block_hash']})"
                        f" signed with {', '.join(document['signatures'])}: {out}")
     run_guarded(run)
 
@@ -98,18 +99,18 @@ def verify_command(settings: Settings, checkpoint_file: Path | None, signing_key
                        "checkpoint": {"file": str(checkpoint_file), "signatures": signed_by, "problem": against}
                        if document else None})
         elif result.ok:
-            click.echo(f"chain intact: {counted(result.blocks_checked, 'block')},"
+            say(f"chain intact: {counted(result.blocks_checked, 'block')},"
                        f" {counted(result.events_checked, 'event')} verified; "
                        f"{result.pending} pending (not yet sealed)")
             if result.archived_through_block is not None:
-                click.echo(f"archived through block {result.archived_through_block} (seq "
+                say(f"archived through block {result.archived_through_block} (seq "
                            f"{result.archived_through_seq}); hot history starts at block {result.retained_from_block}"
                            f" (seq {result.retained_from_seq}); `pgaudit archive verify` checks the archive")
             elif result.retained_from_block > 1:
-                click.echo(f"retained history starts at block {result.retained_from_block}"
+                say(f"retained history starts at block {result.retained_from_block}"
                            f" (seq {result.retained_from_seq}); earlier blocks were pruned")
             if document and against is None:
-                click.echo(f"checkpoint of block {document['checkpoint']['block_no']} holds "
+                say(f"checkpoint of block {document['checkpoint']['block_no']} holds "
                            f"(signature: {', '.join(signed_by)})")
         if not result.ok:
             fail(f"verification failed at block {result.bad_block}: {result.problem}")

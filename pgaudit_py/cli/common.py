@@ -31,8 +31,14 @@ DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+def say(line: str, err: bool = False) -> None:
+    """A line for people, through printable(): a name or value in it (a file name that is not
+    UTF-8, a newline in a key's name) can neither fail the write nor forge a line."""
+    click.echo(printable(line), err=err)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"pgaudit: {printable(message)}", err=True)
+    say(f"pgaudit: {message}", err=True)
     sys.exit(code)
 
 
@@ -92,6 +98,23 @@ class Group(OneLineErrors, click.Group):
 
 class Command(OneLineErrors, click.Command):
     pass
+
+
+def part(value: str | None) -> str:
+    """A value in a cell or line shared with others: "-" for none, and in double quotes (a quote in
+    it doubled) wherever it could read as something else (empty, "-", a quote first, a ':' that joins
+    a type to its id, a space between fields), so that no two events print alike. printable() then
+    escapes what a terminal would not show as it is."""
+    if value is None:
+        return "-"
+    if value in ("", "-") or value.startswith('"') or ":" in value or any(c.isspace() for c in value):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def pair(kind: str | None, ident: str | None) -> str:
+    """An actor's or a target's type and id, joined by ':'; a target without a type, its id alone."""
+    return f"{part(kind)}:{part(ident)}" if kind is not None else part(ident)
 
 
 def what_it_says(event: Event) -> object:
@@ -158,8 +181,8 @@ def run_guarded(entry: Callable[[], Any]) -> None:
         fail(f"{str(exc).strip().splitlines()[0]} (docs/cli.md names the least role each command needs)")
     except psycopg.Error as exc:
         fail(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-    except UnicodeEncodeError:  # text from elsewhere than the command line (Utf8Text); its repr holds it all
-        fail("a value is not UTF-8, which PostgreSQL cannot take (its text is not repeated here)", 2)
+    except UnicodeError:  # text from elsewhere than the command line (Utf8Text); its repr holds it all
+        fail("a value is not UTF-8 (its text is not repeated here)", 2)
     except KeyboardInterrupt:
         fail("interrupted", 130)
 

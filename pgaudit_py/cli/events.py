@@ -18,8 +18,11 @@ from pgaudit_py.cli.common import (
     exact_json,
     fail,
     json_option,
+    pair,
     parse_time,
+    part,
     run_guarded,
+    say,
     what_it_says,
 )
 from pgaudit_py.errors import CannotConnect
@@ -61,10 +64,10 @@ def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool
         if as_json:
             emit_json(event)
         elif written_now and written_now[0]:
-            click.echo(f"recorded {event.kind} as event {event.id} (pending until sealed)")
+            say(f"recorded {event.kind} as event {event.id} (pending until sealed)")
         else:
             key = printable(event.idempotency_key or "")
-            click.echo(f"already recorded as event {event.id} with idempotency key {key}"
+            say(f"already recorded as event {event.id} with idempotency key {key}"
                        f" ({'seq ' + str(event.seq) if event.seq else 'pending'}): nothing written")
     run_guarded(run)
 
@@ -110,9 +113,8 @@ def events_command(settings: Settings, /, since: str | None, until: str | None, 
             emit_json(events)
             return
         print_table(["seq", "occurred_at", "tenant", "actor", "kind", "target", "outcome", "payload / change"],
-                    [[f"pending {e.intake_id}" if e.pending else e.seq, e.occurred_at, e.tenant_id,
-                      f"{e.actor_type}:{e.actor_id}", e.kind,
-                      f"{e.target_type}:{e.target_id}" if e.target_type else e.target_id,
+                    [[f"pending {e.intake_id}" if e.pending else e.seq, e.occurred_at, part(e.tenant_id),
+                      pair(e.actor_type, e.actor_id), e.kind, pair(e.target_type, e.target_id),
                       e.outcome, what_it_says(e)] for e in events])
     run_guarded(run)
 
@@ -145,7 +147,7 @@ def follow_events(settings: Settings, as_json: bool, since_seq: int | None, **fi
                 raise  # the first connection: a configuration error
             if stopping.is_set():
                 break
-            click.echo(f"connection lost ({printable(str(exc).strip().splitlines()[0])}); reconnecting in"
+            say(f"connection lost ({printable(str(exc).strip().splitlines()[0])}); reconnecting in"
                        f" {retry_in:.0f} s", err=True)
             stopping.wait(retry_in)
             retry_in = min(retry_in * 2, 30.0)
@@ -156,9 +158,8 @@ def follow_line(e: Event, as_json: bool) -> str:
         return dumps(e, ensure_ascii=True, separators=(",", ":"))
     says = what_it_says(e)
     return printable(" ".join(str(v) for v in (
-        e.seq, e.occurred_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), e.tenant_id or "-",
-        f"{e.actor_type}:{e.actor_id}", e.kind,
-        f"{e.target_type}:{e.target_id}" if e.target_type else e.target_id or "-", e.outcome,
+        e.seq, e.occurred_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), part(e.tenant_id),
+        pair(e.actor_type, e.actor_id), e.kind, pair(e.target_type, e.target_id), e.outcome,
         dumps(says, ensure_ascii=False, separators=(",", ":")) if isinstance(says, (dict, list)) else says)))
 
 

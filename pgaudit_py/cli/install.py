@@ -15,11 +15,12 @@ from pgaudit_py.cli.common import (
     fail,
     json_option,
     run_guarded,
+    say,
 )
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.install_script import install_script
 from pgaudit_py.installer import install, status
-from pgaudit_py.output import emit_json, printable
+from pgaudit_py.output import emit_json
 from pgaudit_py.sealing import (
     WORKER_APPLICATION_NAME,
     schedule_sealing,
@@ -41,32 +42,32 @@ def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal
             if as_json:
                 emit_json({**dataclasses.asdict(result), "intact": result.intact})
             else:
-                click.echo(f"schema:             {result.schema}")
-                click.echo(f"installed version:  {result.installed_version or '(not installed)'}")
-                click.echo(f"applied migrations: {', '.join(result.applied_migrations) or '(none)'}")
-                click.echo(f"pending migrations: {', '.join(result.pending_migrations) or '(none)'}")
+                say(f"schema:             {result.schema}")
+                say(f"installed version:  {result.installed_version or '(not installed)'}")
+                say(f"applied migrations: {', '.join(result.applied_migrations) or '(none)'}")
+                say(f"pending migrations: {', '.join(result.pending_migrations) or '(none)'}")
                 for problem in result.problems:
-                    click.echo(f"PROBLEM: {printable(problem)}")
+                    say(f"PROBLEM: {problem}")
                 for warning in result.warnings:
-                    click.echo(f"WARNING: {printable(warning)}")
+                    say(f"WARNING: {warning}")
             if not result.intact:
                 fail(f"installation in schema {settings.schema!r} is not intact")
             return
         report = install(conn, settings.schema, dry_run=dry_run, server_keys=server_keys)
         if schedule_seal and not dry_run:
             job = schedule_sealing(conn, audit_schema=settings.schema)
-            click.echo(f"pg_cron job {job} seals every minute", err=True)
+            say(f"pg_cron job {job} seals every minute", err=True)
         if as_json:
             emit_json(report)
         elif dry_run:
-            click.echo(f"would apply migrations: {', '.join(report.migrations) or '(none)'}")
-            click.echo(f"would re-apply: {', '.join(report.sql_files)}")
+            say(f"would apply migrations: {', '.join(report.migrations) or '(none)'}")
+            say(f"would re-apply: {', '.join(report.sql_files)}")
         elif not report.changed:
-            click.echo(f"pgaudit_py {report.version} in schema {report.schema}: already up to date, nothing changed")
+            say(f"pgaudit_py {report.version} in schema {report.schema}: already up to date, nothing changed")
         else:
-            click.echo(f"pgaudit_py {report.version} installed in schema {report.schema}")
-            click.echo(f"  migrations applied: {', '.join(report.migrations) or '(none)'}")
-            click.echo(f"  roles created:      {', '.join(report.created_roles) or '(none)'}")
+            say(f"pgaudit_py {report.version} installed in schema {report.schema}")
+            say(f"  migrations applied: {', '.join(report.migrations) or '(none)'}")
+            say(f"  roles created:      {', '.join(report.created_roles) or '(none)'}")
 
 
 _install_options = [
@@ -125,14 +126,14 @@ def status_command(settings: Settings, lag_warning: float, as_json: bool) -> Non
                        if sealing else None,
                        "workers": workers[0] if workers else 0, "warnings": warnings})
         else:
-            click.echo(f"schema {installed.schema}: version {installed.installed_version or '(not installed)'}, "
+            say(f"schema {installed.schema}: version {installed.installed_version or '(not installed)'}, "
                        f"pending migrations: {', '.join(installed.pending_migrations) or 'none'}")
             if sealing:
-                click.echo(f"sealed up to seq {sealing.last_seq}; {sealing.pending} pending, "
+                say(f"sealed up to seq {sealing.last_seq}; {sealing.pending} pending, "
                            f"oldest waited {sealing.lag.total_seconds():.1f} s; "
                            f"{workers[0] if workers else 0} worker(s) connected")
             for w in warnings:
-                click.echo(f"WARNING: {printable(w)}")
+                say(f"WARNING: {w}")
         if warnings:
             fail(warnings[0] if len(warnings) == 1 else f"{len(warnings)} problems, first: {warnings[0]}")
     run_guarded(run)

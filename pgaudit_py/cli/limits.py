@@ -9,6 +9,7 @@ from pgaudit_py.cli.common import (
     connection_options,
     json_option,
     run_guarded,
+    say,
 )
 from pgaudit_py.output import emit_json, print_table
 from pgaudit_py.rate_limits import disable_rate_limit, enable_rate_limit, rate_limits, set_operation_limit
@@ -51,7 +52,7 @@ def limits_set_command(settings: Settings, table: str, per_user: int, per_tenant
             entry = enable_rate_limit(conn, table, per_user_per_minute=per_user or None,
                                       per_tenant_per_minute=per_tenant or None, window_seconds=window_seconds,
                                       audit_schema=settings.schema)
-        click.echo(f"{table}: {entry.per_user or 'no'} writes per user, {entry.per_tenant or 'no'} per tenant,"
+        say(f"{table}: {entry.per_user or 'no'} writes per user, {entry.per_tenant or 'no'} per tenant,"
                    f" per {entry.window_seconds} s")
     run_guarded(run)
 
@@ -64,7 +65,7 @@ def limits_unset_command(settings: Settings, table: str) -> None:
     def run() -> None:
         with settings.connect() as conn:
             had = disable_rate_limit(conn, table, audit_schema=settings.schema)
-        click.echo(f"removed the limits of {table}" if had else f"{table} had no limits")
+        say(f"removed the limits of {table}" if had else f"{table} had no limits")
     run_guarded(run)
 
 
@@ -80,5 +81,5 @@ def limits_operation_command(settings: Settings, operation: str, per_minute: int
         with settings.connect() as conn:
             entry = set_operation_limit(conn, operation, per_minute, window_seconds=window_seconds,
                                         audit_schema=settings.schema)
-        click.echo(f"{operation}: {entry.per_key} calls per key per {entry.window_seconds} s")
+        say(f"{operation}: {entry.per_key} calls per key per {entry.window_seconds} s")
     run_guarded(run)

@@ -13,6 +13,7 @@ from pgaudit_py.cli.common import (
     json_option,
     parse_duration,
     run_guarded,
+    say,
 )
 from pgaudit_py.output import counted, emit_json
 from pgaudit_py.retention import preview_prune, prune_all
@@ -32,7 +33,7 @@ def prune_command(settings: Settings, older_than: str, batch_size: int, yes: boo
         with settings.connect("pgaudit prune") as conn:
             preview = preview_prune(conn, age, batch_size, audit_schema=settings.schema)
             if not as_json:
-                click.echo(f"{counted(preview.events, 'sealed event')} older than {preview.cutoff:%Y-%m-%d %H:%M:%S %Z}"
+                say(f"{counted(preview.events, 'sealed event')} older than {preview.cutoff:%Y-%m-%d %H:%M:%S %Z}"
                            + (f" (seq {preview.first_seq}..{preview.last_seq}),"
                               f" {counted(preview.batches, 'batch', 'batches')}"
                               if preview.events else ""))
@@ -48,5 +49,5 @@ def prune_command(settings: Settings, older_than: str, batch_size: int, yes: boo
         if as_json:
             emit_json({"preview": preview, "deleted": deleted})
         else:
-            click.echo(f"deleted {counted(deleted, 'event')}")
+            say(f"deleted {counted(deleted, 'event')}")
     run_guarded(run)

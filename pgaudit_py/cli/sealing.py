@@ -22,6 +22,7 @@ from pgaudit_py.cli.common import (
     json_option,
     key_options,
     run_guarded,
+    say,
 )
 from pgaudit_py.output import counted, emit_json
 from pgaudit_py.sealing import (
@@ -37,7 +38,7 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
     stop = threading.Event()
 
     def report(result: SealResult) -> None:
-        click.echo(f"sealed {counted(result.sealed, 'event')} (seq {result.first_seq}..{result.last_seq})")
+        say(f"sealed {counted(result.sealed, 'event')} (seq {result.first_seq}..{result.last_seq})")
 
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM (systemd, Kubernetes) stops it as Ctrl-C does: "stopped", 0
@@ -46,7 +47,7 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
     try:
         run_worker(lambda: settings.connect(application_name), stop, interval=interval, max_events=max_events,
                    audit_schema=settings.schema, daily=daily, on_round=report,
-                   say=lambda message: click.echo(message, err=True))
+                   say=lambda message: say(message, err=True))
     except KeyboardInterrupt:
         stop.set()
         click.echo("stopped", err=True)
@@ -70,7 +71,7 @@ def seal_command(settings: Settings, max_events: int, follow: bool, interval: fl
         if as_json:
             emit_json(result)
         else:
-            click.echo(f"sealed {counted(result.sealed, 'event')}"
+            say(f"sealed {counted(result.sealed, 'event')}"
                        + (f" (seq {result.first_seq}..{result.last_seq})" if result.sealed else ""))
     run_guarded(run)
 
@@ -93,7 +94,7 @@ def worker_command(settings: Settings, interval: float, archive_target: str | No
             def daily(conn: psycopg.Connection) -> None:
                 done = archive_if_due(conn, target, keys, audit_schema=settings.schema)
                 if done is not None:
-                    click.echo(f"archived {counted(len(done.batches), 'batch', 'batches')},"
+                    say(f"archived {counted(len(done.batches), 'batch', 'batches')},"
                                f" {counted(done.events, 'event')}, to {target.url}"
                                + (" (skipped: another archiver is running)" if done.skipped else ""))
         _seal_forever(settings, interval, 10000, WORKER_APPLICATION_NAME, daily)

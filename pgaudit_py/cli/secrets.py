@@ -16,7 +16,7 @@ import click
 import psycopg
 
 from pgaudit_py import secrets
-from pgaudit_py.cli.common import Settings, connection_options, fail, json_option, run_guarded
+from pgaudit_py.cli.common import Settings, connection_options, fail, json_option, run_guarded, say
 from pgaudit_py.output import emit_json, print_table
 
 master_key_option = click.option(
@@ -48,7 +48,7 @@ def keygen_command(file: Path) -> None:
         secrets.generate_master_key(file)
     except FileExistsError:
         fail(f"{file} exists; refusing to overwrite a key", 2)
-    click.echo(f"wrote a new master key to {file}")
+    say(f"wrote a new master key to {file}")
 
 
 @secrets_group.command("init")
@@ -67,7 +67,7 @@ def init_command(settings: Settings, server_key_file: str | None, master_key_fil
         if added.state == "next":
             fail("a master key is active already; to change it, use pgaudit secrets rotate-master")
         mode = "server key file" if added.key_file else "client-supplied key"
-        click.echo(f"master key version {added.version} ({mode}) is {added.state}")
+        say(f"master key version {added.version} ({mode}) is {added.state}")
     run_guarded(run)
 
 
@@ -80,7 +80,7 @@ def declare_command(settings: Settings, key: str, description: str) -> None:
     def run() -> None:
         with settings.connect() as conn:
             secrets.declare_secret(conn, key, description, audit_schema=settings.schema)
-        click.echo(f"declared {key}")
+        say(f"declared {key}")
     run_guarded(run)
 
 
@@ -92,13 +92,16 @@ def declare_command(settings: Settings, key: str, description: str) -> None:
 def put_command(settings: Settings, tenant_id: str, key: str, master_key_file: Path | None) -> None:
     """Store the value read from standard input as the tenant's secret KEY."""
     def run() -> None:
-        value = sys.stdin.read()
+        try:
+            value = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError:
+            fail("the value on standard input is not UTF-8", 2)
         if not value:
             fail("no value on standard input", 2)
         with settings.connect() as conn, \
                 secrets.use_master_key(conn, _client_key(master_key_file), audit_schema=settings.schema):
             version = secrets.put_secret(conn, tenant_id, key, value, audit_schema=settings.schema)
-        click.echo(f"stored {key} for tenant {tenant_id} (data key version {version})", err=True)
+        say(f"stored {key} for tenant {tenant_id} (data key version {version})", err=True)
     run_guarded(run)
 
 
@@ -131,7 +134,7 @@ def delete_command(settings: Settings, tenant_id: str, key: str) -> None:
             deleted = secrets.delete_secret(conn, tenant_id, key, audit_schema=settings.schema)
         if not deleted:
             fail(f"tenant {tenant_id} has no secret {key}")
-        click.echo(f"deleted {key} of tenant {tenant_id}")
+        say(f"deleted {key} of tenant {tenant_id}")
     run_guarded(run)
 
 
@@ -173,17 +176,17 @@ def rotate_master_command(settings: Settings, new_master_key_file: Path | None, 
                 added = secrets.add_master_key(conn, new_server_key_file, audit_schema=settings.schema)
                 if added.state == "active":  # a script rotating away from a leaked key must not hear "done"
                     fail("the new master key is the one already active: nothing to rotate to")
-                click.echo(f"rotating to master key version {added.version}", err=True)
+                say(f"rotating to master key version {added.version}", err=True)
 
             def progress(step: secrets.MasterRotation) -> None:
                 if step.from_version != step.to_version:
-                    click.echo(f"  re-wrapped {step.rewrapped} data keys, {step.remaining} to go", err=True)
+                    say(f"  re-wrapped {step.rewrapped} data keys, {step.remaining} to go", err=True)
 
             final = secrets.rotate_master_key(conn, batch_size, audit_schema=settings.schema, on_batch=progress)
         if final.from_version == final.to_version:
             click.echo("no master-key rotation in progress (give the new key to start one)")
         else:
-            click.echo(f"master key version {final.to_version} is active; version {final.from_version} is retired")
+            say(f"master key version {final.to_version} is active; version {final.from_version} is retired")
     run_guarded(run)
 
 
@@ -196,12 +199,12 @@ def rotate_tenant_command(settings: Settings, tenant_id: str, master_key_file: P
     """Re-encrypt the tenant's values under a new data key, in batches; run again to resume."""
     def run() -> None:
         def progress(step: secrets.TenantKeyRotation) -> None:
-            click.echo(f"  re-encrypted {step.reencrypted} values, {step.remaining} to go", err=True)
+            say(f"  re-encrypted {step.reencrypted} values, {step.remaining} to go", err=True)
 
         with settings.connect("pgaudit secrets") as conn, \
                 secrets.use_master_key(conn, _client_key(master_key_file), audit_schema=settings.schema):
             final = secrets.rotate_tenant_key(conn, tenant_id, batch_size, audit_schema=settings.schema,
                                               on_batch=progress)
-        click.echo(f"tenant {tenant_id}: data key version {final.to_version} in use; "
+        say(f"tenant {tenant_id}: data key version {final.to_version} in use; "
                    f"version {final.from_version} deleted")
     run_guarded(run)

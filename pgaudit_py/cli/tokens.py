@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import click
 
-from pgaudit_py.cli.common import Settings, connection_options, json_option, parse_duration, run_guarded
+from pgaudit_py.cli.common import Settings, connection_options, json_option, parse_duration, run_guarded, say
 from pgaudit_py.output import emit_json, print_table
 from pgaudit_py.tokens import ROLES, create_token, list_tokens, revoke_token
 
@@ -39,7 +39,7 @@ def create_command(settings: Settings, name: str, role: str, tenant_id: str | No
         click.echo(new.token)
         scope = f", tenant {new.info.tenant_id}" if new.info.tenant_id else ""
         until = f", expires {new.info.expires_at.isoformat()}" if new.info.expires_at else ""
-        click.echo(f"created {new.info.role} token {new.info.name} (id {new.info.token_id}{scope}{until}); "
+        say(f"created {new.info.role} token {new.info.name} (id {new.info.token_id}{scope}{until}); "
                    "this is the only time it is shown", err=True)
     run_guarded(run)
 
@@ -71,5 +71,5 @@ def revoke_command(settings: Settings, token: str) -> None:
     def run() -> None:
         with settings.connect() as conn:
             gone = revoke_token(conn, token, audit_schema=settings.schema)
-        click.echo(f"revoked token {gone.name} (id {gone.token_id})")
+        say(f"revoked token {gone.name} (id {gone.token_id})")
     run_guarded(run)

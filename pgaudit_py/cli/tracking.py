@@ -8,8 +8,10 @@ from pgaudit_py.cli.common import (
     Settings,
     connection_options,
     json_option,
+    pair,
     parse_time,
     run_guarded,
+    say,
     what_it_says,
 )
 from pgaudit_py.output import emit_json, print_table
@@ -39,7 +41,7 @@ def track_command(settings: Settings, table: str, exclude_columns: tuple[str, ..
         if as_json:
             emit_json(entry)
         else:
-            click.echo(f"tracking {entry.table_name}: kinds {entry.kind_prefix}.insert|update|delete|truncate, "
+            say(f"tracking {entry.table_name}: kinds {entry.kind_prefix}.insert|update|delete|truncate, "
                        f"key {', '.join(entry.key_columns or []) or '(none)'}"
                        + (f"; rows imaged as {entry.kind_prefix}.baseline" if baseline else ""))
     run_guarded(run)
@@ -53,7 +55,7 @@ def untrack_command(settings: Settings, table: str) -> None:
     def run() -> None:
         with settings.connect() as conn:
             was = disable_tracking(conn, table, audit_schema=settings.schema)
-        click.echo(f"stopped tracking {table}" if was else f"{table} was not tracked")
+        say(f"stopped tracking {table}" if was else f"{table} was not tracked")
     run_guarded(run)
 
 
@@ -93,9 +95,9 @@ def history_command(settings: Settings, table: str, key: str, at: str | None, as
                 elif found.image is not None:
                     print_table(["column", "value"], [[column, value] for column, value in found.image.items()])
                 elif found.state == "absent":
-                    click.echo(f"{table} {key} did not exist at {when.isoformat()}")
+                    say(f"{table} {key} did not exist at {when.isoformat()}")
                 else:
-                    click.echo(f"no record of {table} {key} at {when.isoformat()}: before tracking began, or a row "
+                    say(f"no record of {table} {key} at {when.isoformat()}: before tracking began, or a row "
                                "from before tracking that had not changed by then")
                 return
             events = row_history(conn, table, key, audit_schema=settings.schema)
@@ -103,6 +105,6 @@ def history_command(settings: Settings, table: str, key: str, at: str | None, as
             emit_json(events)
             return
         print_table(["seq", "occurred_at", "kind", "actor", "changed / row"],
-                    [["pending" if e.pending else e.seq, e.occurred_at, e.kind, f"{e.actor_type}:{e.actor_id}",
+                    [["pending" if e.pending else e.seq, e.occurred_at, e.kind, pair(e.actor_type, e.actor_id),
                       what_it_says(e)] for e in events])
     run_guarded(run)

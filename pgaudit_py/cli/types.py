@@ -6,7 +6,7 @@ import click
 
 from pgaudit_py.calls import table_read
 from pgaudit_py.catalogues import catalogue_names, load_catalogue, read_catalogue
-from pgaudit_py.cli.common import Settings, connection_options, json_option, run_guarded
+from pgaudit_py.cli.common import Settings, connection_options, json_option, run_guarded, say
 from pgaudit_py.events import EventType
 from pgaudit_py.output import emit_json, print_table
 
@@ -26,7 +26,7 @@ def load_command(settings: Settings, name: str, replace: bool) -> None:
         with settings.connect() as conn:
             loaded = load_catalogue(conn, name, replace=replace, audit_schema=settings.schema)
         changed = sum(1 for k in loaded if k.changed)
-        click.echo(f"catalogue {name}: {len(loaded)} kinds, {changed} registered or changed")
+        say(f"catalogue {name}: {len(loaded)} kinds, {changed} registered or changed")
     run_guarded(run)
 
 
@@ -44,6 +44,6 @@ def list_command(settings: Settings, as_json: bool) -> None:
             return
         print_table(["kind", "strict", "catalogue", "registered_at", "by"],
                     [[k.kind, k.strict, k.catalogue, k.registered_at, k.registered_by] for k in kinds])
-        click.echo(f"shipped catalogues: {', '.join(catalogue_names())} (pgaudit types load NAME)")
+        say(f"shipped catalogues: {', '.join(catalogue_names())} (pgaudit types load NAME)")
     run_guarded(run)
 
