@@ -17,7 +17,7 @@ from pgaudit_py.dsn import connect
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
 from pgaudit_py.installer import install, role_names
-from pgaudit_py.output import counted, print_table
+from pgaudit_py.output import counted, pair, print_table
 from pgaudit_py.sealing import seal
 from pgaudit_py.tempdb import TemporaryCluster
 
@@ -42,7 +42,7 @@ def show(conn: psycopg.Connection, schema: str) -> None:
 
     click.echo(f"SELECT * FROM {schema}.list_events();")
     print_table(["seq", "tenant", "actor", "kind", "target", "outcome"],
-                [[e.seq, e.tenant_id, f"{e.actor_type}:{e.actor_id}", e.kind, f"{e.target_type}:{e.target_id}",
+                [[e.seq, e.tenant_id, pair(e.actor_type, e.actor_id), e.kind, pair(e.target_type, e.target_id),
                   e.outcome] for e in list_events(conn, audit_schema=schema)])
     tally = count_events(conn, by_kind_prefix=PREFIXES, audit_schema=schema)
     click.echo(f"\nSELECT * FROM {schema}.count_events(by_kind_prefix => '{{order.,user.}}');")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -49,10 +50,51 @@ def emit_json(value: Any) -> None:
     click.echo(json_bytes(value, indent=2))
 
 
+# Letters and symbols a terminal shows as blank space (the Hangul fillers, the braille blank):
+# printable as Python counts, escaped here so that "x" and "x" + one of them never look alike.
+BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+class Rendered(str):
+    """Text already written so that no other value reads the same (part(), pair(), a label of
+    pgaudit_py's own): print_table escapes it and quotes nothing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AsJson:
+    """A value print_table writes as JSON whatever its type: a row image's, where the text "1" and
+    the number 1, or the text '{"a":1}' and the object, must not read alike."""
+
+    value: Any
+
+
+def part(value: str | None) -> Rendered:
+    """A value in a cell or line shared with others: "-" for none, and in double quotes (a quote in
+    it doubled) wherever it could read as something else (empty, "-", a quote first, a ':' that
+    joins a type to its id, a ',' that joins a list, a space between fields), so that no two values
+    print alike. printable() then escapes what a terminal would not show as it is."""
+    if value is None:
+        return Rendered("-")
+    if value in ("", "-") or value.startswith('"') or any(c in ":," or c.isspace() for c in value):
+        return Rendered('"' + value.replace('"', '""') + '"')
+    return Rendered(value)
+
+
+def pair(kind: str | None, ident: str | None) -> Rendered:
+    """An actor's or a target's type and id, joined by ':'; a target without a type, its id alone."""
+    return Rendered(f"{part(kind)}:{part(ident)}" if kind is not None else part(ident))
+
+
+def listed(values: Sequence[str] | None) -> Rendered | None:
+    """Names joined by ',' (each through part()); None for no list at all."""
+    return None if values is None else Rendered(",".join(part(v) for v in values))
+
+
 def printable(text: str) -> str:
     """Text a terminal shows as it is: control characters (a newline in an actor id, an escape
-    sequence), line or paragraph separators and lone surrogates (a byte of a file name that is not
-    UTF-8) written as escapes, so no value can fake a row; and a backslash as two, so no value can
+    sequence), line or paragraph separators, lone surrogates (a byte of a file name that is not
+    UTF-8) and letters shown as blank written as escapes, so no value can fake a row or pass for
+    another; and a backslash as two, so no value can
     spell another's escape (a name holding the characters \\udcff, one holding the byte 0xff)."""
     return _escaped(text.replace("\\", "\\\\"))
 
@@ -60,22 +102,35 @@ def printable(text: str) -> str:
 def _escaped(text: str) -> str:
     """printable() for JSON text, whose backslashes are JSON's escapes already."""
     return "".join(
-        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
+        ch if (ch.isprintable() or ch == " ") and ch not in BLANK_LOOKING
+        else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def _columns(text: str) -> int:
+    """How many terminal columns text takes: two for a wide character, none for a combining mark."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Cells: None as "-", text through part() unless Rendered, JSON values (and AsJson) as JSON, each
+    padded to the terminal columns it takes."""
     def cell(v: Any) -> str:
+        if isinstance(v, (AsJson, dict, list, Decimal)):
+            return _escaped(dumps(v.value if isinstance(v, AsJson) else v, ensure_ascii=False, separators=(",", ":")))
         if v is None:
-            return ""
+            return "-"
         if isinstance(v, datetime):
             return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        if isinstance(v, (dict, list, Decimal)):
-            return _escaped(dumps(v, ensure_ascii=False, separators=(",", ":")))
+        if isinstance(v, str):
+            return printable(v if isinstance(v, Rendered) else part(v))
         return printable(str(v))
 
+    def padded(text: str, width: int) -> str:
+        return text + " " * (width - _columns(text))
+
     text = [[cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in text)]) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    widths = [max([_columns(h), *(_columns(r[i]) for r in text)]) for i, h in enumerate(headers)]
+    click.echo("  ".join(padded(h, w) for h, w in zip(headers, widths, strict=True)).rstrip())
     click.echo("  ".join("-" * w for w in widths))
     for r in text:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+        click.echo("  ".join(padded(v, w) for v, w in zip(r, widths, strict=True)).rstrip())

@@ -22,7 +22,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from pgaudit_py.events import Event, list_events
-from pgaudit_py.output import printable
+from pgaudit_py.output import pair, part, printable
 from pgaudit_py.sealing import SealResult, seal
 
 TEMPLATE = "pgaudit_plugin"
@@ -114,10 +114,10 @@ def _same(recorded: Any, wanted: Any) -> bool:
 
 
 def _describe(event: Event) -> str:
-    target = f"{event.target_type or ''}:{event.target_id or ''}"
     what = event.changed if event.changed is not None else event.payload
-    return printable(f"{event.kind} target={target} actor={event.actor_type}:{event.actor_id} "
-                     f"tenant={event.tenant_id} outcome={event.outcome} {what}")
+    return printable(f"{event.kind} target={pair(event.target_type, event.target_id)}"
+                     f" actor={pair(event.actor_type, event.actor_id)} tenant={part(event.tenant_id)}"
+                     f" outcome={event.outcome} {what}")
 
 
 @pytest.fixture(scope="session")

@@ -440,17 +440,18 @@ def test_no_two_actors_or_targets_print_alike():
     printable(), which keeps apart what it is given)."""
     import itertools
 
-    from pgaudit_py.cli.common import pair, part
-    from pgaudit_py.output import printable
+    from pgaudit_py.output import listed, pair, part, printable
 
     values = [None, "", "-", "a", "a:b", "b", ":", '"', '"a"', '""', "a b", "a\tb", "a\nb", "a\\nb", '"-"', "a:",
-              ":b", 'a"', "\udcff", "\\udcff", "None"]
+              ":b", 'a"', "\udcff", "\\udcff", "None", "a,b", ",", "a\u3164", "a\u2800b", "a\\u3164"]
     shown: dict[str, tuple] = {}
     for kind, ident in itertools.product(values, repeat=2):
         text = printable(pair(kind, ident))
         assert shown.setdefault(text, (kind, ident)) == (kind, ident), (text, shown[text], (kind, ident))
     singles = {printable(part(v)) for v in values}
     assert len(singles) == len(values)
+    lists = [None, [], [""], ["a", "b"], ["a,b"], ["a", "b,"], ["a,", "b"], ['"a', 'b"'], ['"a,b"']]
+    assert len({"-" if v is None else printable(listed(v)) for v in lists}) == len(lists)  # as print_table
 
 
 def test_the_commands_print_every_interpolated_line_through_say():

@@ -100,23 +100,6 @@ class Command(OneLineErrors, click.Command):
     pass
 
 
-def part(value: str | None) -> str:
-    """A value in a cell or line shared with others: "-" for none, and in double quotes (a quote in
-    it doubled) wherever it could read as something else (empty, "-", a quote first, a ':' that joins
-    a type to its id, a space between fields), so that no two events print alike. printable() then
-    escapes what a terminal would not show as it is."""
-    if value is None:
-        return "-"
-    if value in ("", "-") or value.startswith('"') or ":" in value or any(c.isspace() for c in value):
-        return '"' + value.replace('"', '""') + '"'
-    return value
-
-
-def pair(kind: str | None, ident: str | None) -> str:
-    """An actor's or a target's type and id, joined by ':'; a target without a type, its id alone."""
-    return f"{part(kind)}:{part(ident)}" if kind is not None else part(ident)
-
-
 def what_it_says(event: Event) -> object:
     """A recorded event's payload; for a captured write, what changed (an UPDATE), or the row
     written (INSERT) or removed (DELETE). What `events` and `history` show."""

@@ -18,9 +18,7 @@ from pgaudit_py.cli.common import (
     exact_json,
     fail,
     json_option,
-    pair,
     parse_time,
-    part,
     run_guarded,
     say,
     what_it_says,
@@ -28,7 +26,7 @@ from pgaudit_py.cli.common import (
 from pgaudit_py.errors import CannotConnect
 from pgaudit_py.events import Event, count_events, list_events, monthly_event_counts, record
 from pgaudit_py.follow import follow
-from pgaudit_py.output import dumps, emit_json, print_table, printable
+from pgaudit_py.output import AsJson, Rendered, dumps, emit_json, pair, part, print_table, printable
 from pgaudit_py.sealing import seal_status
 
 
@@ -113,9 +111,9 @@ def events_command(settings: Settings, /, since: str | None, until: str | None, 
             emit_json(events)
             return
         print_table(["seq", "occurred_at", "tenant", "actor", "kind", "target", "outcome", "payload / change"],
-                    [[f"pending {e.intake_id}" if e.pending else e.seq, e.occurred_at, part(e.tenant_id),
+                    [[Rendered(f"pending {e.intake_id}") if e.pending else e.seq, e.occurred_at, e.tenant_id,
                       pair(e.actor_type, e.actor_id), e.kind, pair(e.target_type, e.target_id),
-                      e.outcome, what_it_says(e)] for e in events])
+                      e.outcome, AsJson(what_it_says(e))] for e in events])
     run_guarded(run)
 
 

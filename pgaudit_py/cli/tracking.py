@@ -8,13 +8,12 @@ from pgaudit_py.cli.common import (
     Settings,
     connection_options,
     json_option,
-    pair,
     parse_time,
     run_guarded,
     say,
     what_it_says,
 )
-from pgaudit_py.output import emit_json, print_table
+from pgaudit_py.output import AsJson, Rendered, emit_json, listed, pair, print_table
 from pgaudit_py.tracking import disable_tracking, enable_tracking, row_history, row_state_as_of, tracked_tables
 
 
@@ -71,8 +70,8 @@ def tracked_command(settings: Settings, as_json: bool) -> None:
             emit_json(entries)
             return
         print_table(["table", "kind_prefix", "key", "exclude", "redact", "tenant_column", "skip_noop", "since"],
-                    [[t.table_name, t.kind_prefix, ",".join(t.key_columns or []), ",".join(t.exclude_columns),
-                      ",".join(t.redact_columns), t.tenant_column, t.skip_noop_updates, t.enabled_at]
+                    [[t.table_name, t.kind_prefix, listed(t.key_columns), listed(t.exclude_columns),
+                      listed(t.redact_columns), t.tenant_column, t.skip_noop_updates, t.enabled_at]
                      for t in entries])
     run_guarded(run)
 
@@ -93,7 +92,7 @@ def history_command(settings: Settings, table: str, key: str, at: str | None, as
                 if as_json:
                     emit_json(found)
                 elif found.image is not None:
-                    print_table(["column", "value"], [[column, value] for column, value in found.image.items()])
+                    print_table(["column", "value"], [[column, AsJson(value)] for column, value in found.image.items()])
                 elif found.state == "absent":
                     say(f"{table} {key} did not exist at {when.isoformat()}")
                 else:
@@ -105,6 +104,6 @@ def history_command(settings: Settings, table: str, key: str, at: str | None, as
             emit_json(events)
             return
         print_table(["seq", "occurred_at", "kind", "actor", "changed / row"],
-                    [["pending" if e.pending else e.seq, e.occurred_at, e.kind, pair(e.actor_type, e.actor_id),
-                      what_it_says(e)] for e in events])
+                    [[Rendered("pending") if e.pending else e.seq, e.occurred_at, e.kind,
+                      pair(e.actor_type, e.actor_id), AsJson(what_it_says(e))] for e in events])
     run_guarded(run)
