@@ -44,6 +44,7 @@ from pgaudit_py.errors import (
     StorageError,
     translated,
 )
+from pgaudit_py.output import printable
 from pgaudit_py.transactions import require_no_transaction
 
 log = logging.getLogger("pgaudit_py.archive")
@@ -285,7 +286,7 @@ def _store(target: Target, key: str, source: IO[bytes], same: Callable[[IO[bytes
             existing.truncate()
             if not target.download(key, existing) or not same(existing):
                 raise
-            log.warning("storing %s reported an error, but the object is stored intact", key)
+            log.warning("storing %s reported an error, but the object is stored intact", printable(key))
             return _file_digest(existing)
     return _file_digest(source)
 
@@ -387,7 +388,7 @@ def archive(conn: psycopg.Connection, target: Target, keys: Keys, *, older_than:
             run.batches.append(done)
             run.events += done.event_count
             log.info("archived %s: %s events, blocks %s..%s, to %s", done.batch_id, done.event_count,
-                     done.first_block, done.last_block, target.url)
+                     done.first_block, done.last_block, printable(target.url))
             if on_batch:
                 on_batch(done)
     finally:

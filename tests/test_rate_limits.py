@@ -423,7 +423,7 @@ def test_cli_limits(db, notes):
     assert made.exit_code == 0, made.stderr
     assert made.output.strip() == "public.notes: 30 writes per user, no per tenant, per 60 s"
     listed = runner.invoke(cli, ["limits", "--dsn", dsn])
-    assert listed.output.splitlines()[2].split()[:4] == ["table", "notes", "30", "60"]
+    assert listed.output.splitlines()[2].split()[:6] == ["table", "notes", "30", "-", "-", "60"]  # none is "-"
     bad = runner.invoke(cli, ["limits", "set", "--dsn", dsn, "public.notes", "--per-user", "-1"])
     assert bad.exit_code == 2 and bad.stderr.strip() == (  # named by its flag, not the SQL parameter
         "pgaudit: Invalid value for '--per-user': -1 is not in the range 0<=x<=10000000. (see cli limits set --help)")
