@@ -467,3 +467,7 @@ def test_the_commands_print_every_interpolated_line_through_say():
              for n, line in enumerate(path.read_text().splitlines(), 1)
              if re.search(r"click\.echo\(\s*(f[\"']|[^\"')][^)]*\+)", line) and "printable(" not in line]
     assert not found, found
+    twice = [f"{path.name}:{n}" for path in sorted((Path(__file__).parent.parent / "pgaudit_py" / "cli").glob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"\b(say|fail)\(.*printable\(", line)]
+    assert not twice, f"escaped twice (say() and fail() escape already): {twice}"

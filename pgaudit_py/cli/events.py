@@ -145,8 +145,8 @@ def follow_events(settings: Settings, as_json: bool, since_seq: int | None, **fi
                 raise  # the first connection: a configuration error
             if stopping.is_set():
                 break
-            say(f"connection lost ({printable(str(exc).strip().splitlines()[0])}); reconnecting in"
-                       f" {retry_in:.0f} s", err=True)
+            say(f"connection lost ({str(exc).strip().splitlines()[0]}); reconnecting in"
+                f" {retry_in:.0f} s", err=True)
             stopping.wait(retry_in)
             retry_in = min(retry_in * 2, 30.0)
 
