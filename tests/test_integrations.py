@@ -11,7 +11,8 @@ import httpx
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
@@ -100,6 +101,31 @@ def test_a_transaction_outside_any_request_names_nobody_the_session_claimed(db, 
         conn.execute("SELECT audit.record(kind => 'job.ran')")
     assert db.execute("SELECT actor_type, actor_id FROM audit.events ORDER BY intake_id").fetchall() == [
         ("db_role", "app_writer"), ("service", "cron")]
+
+
+@pytest.mark.parametrize("undo", ["COMMIT AND CHAIN", "RESET ALL", "ROLLBACK TO s1", "failed, ROLLBACK TO s1"])
+def test_a_statement_sent_as_text_that_undoes_the_values_does_not_keep_them_undone(db, undo):
+    """Within one request, a statement sent as text undoes the values behind SQLAlchemy's events (a
+    chained commit, RESET ALL, a rollback to a savepoint, after a failed statement too): the next
+    statement's event still names the request."""
+    engine = create_engine(f"postgresql+psycopg://app_writer@{db.info.host}:{db.info.port}/{db.info.dbname}")
+    record = text("SELECT audit.record(kind => 'order.viewed', target_id => :t)")
+    try:
+        with request_context.serving({"actor_id": "ada", "tenant_id": "t1"}), AuditedSession(engine) as session:
+            session.execute(text("SAVEPOINT s1"))
+            session.execute(record, {"t": "before"})
+            if undo.startswith("failed"):
+                with pytest.raises(DBAPIError):
+                    session.execute(text("SELECT 1/0"))
+            session.execute(text(undo.removeprefix("failed, ")))
+            session.execute(record, {"t": "after"})
+            session.commit()
+    finally:
+        engine.dispose()
+    rows = db.execute("SELECT target_id, actor_id, tenant_id FROM audit.events WHERE kind = 'order.viewed'"
+                      " ORDER BY target_id").fetchall()
+    kept = [("after", "ada", "t1")] + ([("before", "ada", "t1")] if undo in ("COMMIT AND CHAIN", "RESET ALL") else [])
+    assert rows == kept
 
 
 def test_the_settings_end_with_the_transaction(db, connect):
