@@ -566,6 +566,18 @@ def _check_batch(batch: ArchiveBatch, target: Target, keys: Keys, prev: ArchiveB
         problems.append(f"{name}: {found.lines} events in the data object, {batch.event_count} recorded")
 
 
+def _batches_named_by_events(conn: psycopg.Connection, schema: str) -> set[str]:
+    """The batches the log's own events (sealed, pending or set aside) say were archived: a
+    batch's record erased with its objects leaves no gap among the recorded ones, but these stay."""
+    named = sql.SQL("SELECT target_id FROM {} WHERE kind OPERATOR(pg_catalog.=) ANY(%(kinds)s)"
+                    " AND target_type OPERATOR(pg_catalog.=) 'archive_batch' AND target_id IS NOT NULL"
+                    " AND NOT coalesce(origin, '') OPERATOR(pg_catalog.=) ANY(ARRAY['record', 'capture'])")
+    rows = conn.execute(sql.SQL("{} UNION {}").format(
+        named.format(sql.Identifier(schema, "events")), named.format(sql.Identifier(schema, "quarantine"))),
+        {"kinds": ["audit.archived", "audit.archive_deleted"]}).fetchall()
+    return {row[0] for row in rows}
+
+
 def verify_archive(conn: psycopg.Connection, target: Target, keys: Keys, *, batch_id: str | None = None,
                    audit_schema: str = "audit") -> ArchiveVerification:
     """Download and check the archived batches (or one): hashes, signatures, the manifest chain,
@@ -593,6 +605,9 @@ def verify_archive(conn: psycopg.Connection, target: Target, keys: Keys, *, batc
         for key in target.list_keys():
             if key not in expected_objects:
                 result.problems.append(f"extra object {key} in {target.url}: no recorded batch names it")
+        for named in _batches_named_by_events(conn, audit_schema) - {b.batch_id for b in batches}:
+            result.problems.append(f"batch {named} is named by an audit.archived or audit.archive_deleted event "
+                                   "but not recorded: its events may be in no archive")
     deleted = [b for b in batches if b.state == "deleted"]
     if deleted:
         last = deleted[-1]

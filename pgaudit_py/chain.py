@@ -110,9 +110,9 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
         state = conn.execute(sql.SQL("SELECT chain_start_seq, last_block_no FROM {}.seal_state").format(s)).fetchone()
         assert state is not None
         chain_start, head_no = state
-        pruned_row = conn.execute(sql.SQL("SELECT coalesce(pg_catalog.max(block_no), 0) FROM {}.prune_points").format(s)
-                                  ).fetchone()
-        pruned_through = int(pruned_row[0]) if pruned_row else 0
+        point = conn.execute(sql.SQL("SELECT block_no, block_hash, last_seq FROM {}.prune_points"
+                                     " ORDER BY block_no DESC LIMIT 1").format(s)).fetchone()
+        pruned_through = int(point[0]) if point else 0
         pending_row = conn.execute(sql.SQL("SELECT pending FROM {}.seal_status()").format(s)).fetchone()
         blocks = read_blocks(conn, audit_schema)
         first_row = conn.execute(sql.SQL("SELECT pg_catalog.min(seq) FROM {}.event_log").format(s)).fetchone()
@@ -171,4 +171,35 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
         if pending_event is not None:
             return fail(expected_no, f"event seq {pending_event['seq']} is outside every block "
                                      f"(after block {expected_no - 1})")
+        if point is not None:
+            problem = _unrecorded_prune(conn, audit_schema, point, {b.block_no: b for b in blocks})
+            if problem:
+                return fail(pruned_through, problem)
     return result
+
+
+def _unrecorded_prune(conn: psycopg.Connection, schema: str, point: tuple[int, bytes, int],
+                      blocks: dict[int, Block]) -> str | None:
+    """Why the latest prune point, under which no event is checked, is not one that prune_events or
+    delete_archived made (None when it is): each records it in an event of its own, sealed after
+    it, pending, or set aside by the sealer."""
+    block_no, block_hash, last_seq = int(point[0]), bytes(point[1]), int(point[2])
+    block = blocks.get(block_no)
+    if block is None or block.block_hash != block_hash or block.last_seq != last_seq:
+        return f"block {block_no}: its prune point does not match the block"
+    # The payload's values as text, read in SQL: a forged payload is never parsed here.
+    fields = sql.SQL("kind, payload OPERATOR(pg_catalog.->>) 'last_block', payload OPERATOR(pg_catalog.->>)"
+                     " 'last_block_hash', payload OPERATOR(pg_catalog.->>) 'last_seq'")
+    recorded = sql.SQL("kind OPERATOR(pg_catalog.=) ANY(%(kinds)s) AND NOT coalesce(origin, '')"
+                       " OPERATOR(pg_catalog.=) ANY(ARRAY['record', 'capture'])")
+    records = conn.execute(sql.SQL(
+        "SELECT {fields} FROM {s}.events WHERE {recorded} AND (pending OR seq OPERATOR(pg_catalog.>) %(last_seq)s)"
+        " UNION ALL SELECT {fields} FROM {s}.quarantine WHERE {recorded}").format(
+            fields=fields, recorded=recorded, s=sql.Identifier(schema)),
+        {"kinds": ["audit.pruned", "audit.archive_deleted"], "last_seq": last_seq}).fetchall()
+    for kind, named_block, named_hash, named_seq in records:
+        if kind == "audit.pruned" and (named_block, named_hash) == (str(block_no), block_hash.hex()):
+            return None
+        if kind == "audit.archive_deleted" and named_seq == str(last_seq):
+            return None
+    return f"blocks through {block_no}: their events were removed, and no prune or archive deletion recorded it"

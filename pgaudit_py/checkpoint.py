@@ -166,3 +166,14 @@ def check_against_chain(document: dict[str, Any], verification: Verification,
     if block_hashes[number].hex() != signed:
         return f"block {number} does not match the checkpoint: the chain was rewritten up to it"
     return None
+
+
+def pruned_since(document: dict[str, Any], verification: Verification) -> tuple[int, int] | None:
+    """The blocks the checkpoint covers whose events were pruned or archived after it was signed
+    (first, last), which it no longer vouches for: the audit.pruned and audit.archive_deleted events
+    say who removed them. None when every block it covers that it found retained still is."""
+    body = document["checkpoint"]
+    signed = body.get("pruned_through")
+    first = (signed["block_no"] if signed else 0) + 1
+    last = min(verification.retained_from_block - 1, body["block_no"])
+    return (first, last) if last >= first else None

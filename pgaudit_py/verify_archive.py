@@ -156,6 +156,10 @@ def checkpoint_file(path: Path) -> dict[str, Any]:
     if not isinstance(body, dict) or type(body.get("block_no")) is not int \
             or not isinstance(body.get("block_hash"), str):
         raise ValueError("no checkpoint object with an integer block_no and a string block_hash")
+    pruned = body.get("pruned_through")
+    if pruned is not None and (not isinstance(pruned, dict) or type(pruned.get("block_no")) is not int
+                               or not isinstance(pruned.get("block_hash"), str)):
+        raise ValueError("pruned_through: neither null nor an object of an integer block_no and a string block_hash")
     signatures = document.get("signatures", {})  # none at all: a checkpoint nobody signed
     ed25519 = signatures.get("ed25519", {"public_key": "", "signature": ""}) if isinstance(signatures, dict) else None
     if not isinstance(ed25519, dict) or not isinstance(ed25519.get("public_key"), str) \

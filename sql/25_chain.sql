@@ -88,6 +88,7 @@ DECLARE
     b @schema@.blocks;
     state @schema@.seal_state;
     pruned_through bigint;
+    point @schema@.prune_points;
     expected_no bigint;
     expected_prev bytea;
     expected_first bigint;
@@ -97,7 +98,8 @@ DECLARE
     hash bytea;
 BEGIN
     SELECT * INTO state FROM @schema@.seal_state;
-    pruned_through := coalesce((SELECT max(p.block_no) FROM @schema@.prune_points p), 0);
+    SELECT * INTO point FROM @schema@.prune_points p ORDER BY p.block_no DESC LIMIT 1;
+    pruned_through := coalesce(point.block_no, 0);
     r.ok := true;
     r.blocks_checked := 0;
     r.events_checked := 0;
@@ -186,6 +188,34 @@ BEGIN
                 r.problem := format('event seq %s is outside every block (after block %s)', outside, expected_no - 1);
                 r.bad_block := expected_no;
             END IF;
+        END IF;
+    END IF;
+    -- The events of blocks up to the latest prune point are not checked. So that point must be one
+    -- prune_events or delete_archived made: each records it in an event of its own (sealed after
+    -- it, pending, or set aside by the sealer). Without one, the events were removed by hand.
+    IF r.problem IS NULL AND pruned_through >= coalesce(from_block, 1) THEN
+        SELECT x.* INTO b FROM @schema@.blocks x WHERE x.block_no = point.block_no;
+        IF b.block_hash IS DISTINCT FROM point.block_hash OR b.last_seq IS DISTINCT FROM point.last_seq THEN
+            r.problem := format('block %s: its prune point does not match the block', point.block_no);
+            r.bad_block := point.block_no;
+        ELSIF NOT EXISTS (
+                SELECT 1
+                  FROM (SELECT l.kind, l.payload, l.origin FROM @schema@.event_log l
+                         WHERE l.kind IN ('audit.pruned', 'audit.archive_deleted') AND l.seq > point.last_seq
+                        UNION ALL
+                        SELECT i.kind, i.payload, i.origin FROM @schema@.event_intake i
+                         WHERE i.kind IN ('audit.pruned', 'audit.archive_deleted')
+                        UNION ALL
+                        SELECT q.kind, q.payload, q.origin FROM @schema@.quarantine q
+                         WHERE q.kind IN ('audit.pruned', 'audit.archive_deleted')) e
+                 WHERE e.origin IS DISTINCT FROM 'record' AND e.origin IS DISTINCT FROM 'capture'
+                   AND CASE e.kind
+                       WHEN 'audit.pruned' THEN e.payload ->> 'last_block' = point.block_no::text
+                                                AND e.payload ->> 'last_block_hash' = encode(point.block_hash, 'hex')
+                       ELSE e.payload ->> 'last_seq' = point.last_seq::text END) THEN
+            r.problem := format('blocks through %s: their events were removed, and no prune or archive deletion '
+                                'recorded it', point.block_no);
+            r.bad_block := point.block_no;
         END IF;
     END IF;
     r.ok := r.problem IS NULL;

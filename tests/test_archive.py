@@ -418,7 +418,9 @@ TAMPERING: dict[str, Callable[[psycopg.Connection, Target, Keys, list[str]], lis
         db.execute("DELETE FROM audit.archive_batches WHERE batch_id = %s", (b[1],)),
         [remove_object(target, key) for key in archiving.object_keys(b[1])],
         [f"gap: blocks 2..2 are in no archive batch (between {b[0]} and {b[2]})",
-         f"batch {b[2]}: the manifest does not name the previous manifest's hash (broken manifest chain)"])[2],
+         f"batch {b[2]}: the manifest does not name the previous manifest's hash (broken manifest chain)",
+         f"batch {b[1]} is named by an audit.archived or audit.archive_deleted event but not recorded: its events"
+         " may be in no archive"])[2],
     "the first hot block relinked": lambda db, target, keys, b: (
         tamper_chain(db, "UPDATE audit.blocks SET prev_hash = sha256('elsewhere') WHERE block_no = 4"),
         ["the first hot block 4 does not link to the last archived block 3"])[1],

@@ -21,8 +21,10 @@ from pgaudit_py.checkpoint import (
     generate_keys,
     load_keys,
     make_checkpoint,
+    read_checkpoint,
 )
 from pgaudit_py.cli import cli
+from pgaudit_py.errors import KeyFileError
 
 
 @pytest.fixture
@@ -286,6 +288,102 @@ def test_no_false_alarm_after_a_prune(chain, connect):
     py = verify_chain(chain)
     assert sql_result == (True, 2, 4) and (py.ok, py.retained_from_block, py.retained_from_seq) == (True, 2, 4)
     assert chain.execute("SELECT block_no FROM audit.prune_points").fetchall() == [(1,)]
+
+
+def age_block_1(chain) -> None:
+    """Test set-up: block 1 as if sealed 400 days ago (its events aged, the chain rebuilt to match)."""
+    tamper(chain, "UPDATE audit.event_log SET occurred_at = occurred_at - interval '400 days' WHERE seq <= 3")
+    rehash(chain)
+
+
+def prune_block_1(chain, connect, aged: bool = False) -> None:
+    """A real prune of block 1; its audit.pruned event is left pending."""
+    if not aged:
+        age_block_1(chain)
+    assert prune_events(connect("app_maintainer"), "365 days").deleted == 3
+
+
+def test_no_false_alarm_while_the_prunes_own_event_is_pending(chain, connect):
+    prune_block_1(chain, connect)
+    assert chain.execute("SELECT count(*) FROM audit.events WHERE kind = 'audit.pruned' AND pending").fetchone() == (1,)
+    assert verdicts(chain) == ((True, None, None), (True, None, None))
+
+
+UNRECORDED = "blocks through {}: their events were removed, and no prune or archive deletion recorded it"
+FORGED_PRUNES = {
+    # Events deleted and the prune point written by hand: no prune ran.
+    "no event at all": (
+        "DELETE FROM audit.event_log WHERE seq <= 3;"
+        " INSERT INTO audit.prune_points (block_no, block_hash, last_seq, cutoff, pruned_by)"
+        " SELECT block_no, block_hash, last_seq, now(), 'app_maintainer' FROM audit.blocks WHERE block_no = 1",
+        1, UNRECORDED.format(1)),
+    # A prune's event that record() wrote (its origin): record() refuses the kind, a superuser need not.
+    "an event of origin record": ("UPDATE audit.event_intake SET origin = 'record' WHERE kind = 'audit.pruned'",
+                                  1, UNRECORDED.format(1)),
+    # A real prune of block 1, then block 2's events deleted under a point of its own: the event names block 1.
+    "a real prune's event for an earlier point": (
+        "DELETE FROM audit.event_log WHERE seq = 4;"
+        " INSERT INTO audit.prune_points (block_no, block_hash, last_seq, cutoff, pruned_by)"
+        " SELECT block_no, block_hash, last_seq, now(), 'app_maintainer' FROM audit.blocks WHERE block_no = 2",
+        2, UNRECORDED.format(2)),
+    # The real prune point, its block's hash replaced: the point no longer names the block it stands for.
+    "a point that does not match its block": ("UPDATE audit.prune_points SET block_hash = sha256('x')",
+                                              1, "block 1: its prune point does not match the block"),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGED_PRUNES)
+def test_a_prune_point_that_no_prune_or_archive_deletion_recorded_is_found(chain, connect, forgery):
+    """Under the latest prune point no event is checked, so both verifiers require the event that
+    prune_events or delete_archived records with it (pending, sealed after it, or quarantined), of
+    pgaudit_py's own origin, naming that very point."""
+    statement, block, problem = FORGED_PRUNES[forgery]
+    if forgery != "no event at all":
+        prune_block_1(chain, connect)
+        assert verdicts(chain) == ((True, None, None), (True, None, None))
+    tamper(chain, statement)
+    assert_detected(chain, block, problem)
+
+
+def test_a_checkpoint_says_which_of_its_blocks_were_pruned_since_it_was_signed(chain, connect, keys, tmp_path):
+    i = chain.info
+    dsn = f"host={i.host} port={i.port} dbname={i.dbname} user={i.user}"
+    out = tmp_path / "cp.json"
+    age_block_1(chain)
+    out.write_text(json.dumps(signed_checkpoint(chain, keys)))
+    verify = ["verify", "--dsn", dsn, "--checkpoint", str(out), "--public-key", str(keys / "checkpoint-ed25519.pub.pem")]
+    before = CliRunner().invoke(cli, verify)
+    assert before.exit_code == 0 and "pruned or archived since" not in before.output, before.output
+    prune_block_1(chain, connect, aged=True)
+    seal(chain)
+    after = CliRunner().invoke(cli, verify)
+    assert after.exit_code == 0, after.output
+    assert after.output.splitlines()[-2:] == [
+        "checkpoint of block 3 holds (signature: ed25519)",
+        "blocks 1..1, which it covers, were pruned or archived since it was signed: their audit.pruned or"
+        " audit.archive_deleted events say by whom"]
+    as_json = CliRunner().invoke(cli, [*verify, "--json"])
+    assert json.loads(as_json.stdout)["checkpoint"]["pruned_since"] == [1, 1]
+    # A checkpoint signed after the prune covers nothing pruned since.
+    out.write_text(json.dumps(signed_checkpoint(chain, keys)))
+    assert json.loads(CliRunner().invoke(cli, [*verify, "--json"]).stdout)["checkpoint"]["pruned_since"] is None
+
+
+def test_no_false_alarm_when_the_prunes_own_event_was_set_aside_by_the_sealer(chain, connect):
+    """The prune's event, quarantined rather than sealed, still says the prune happened."""
+    prune_block_1(chain, connect)
+    tamper(chain, "INSERT INTO audit.quarantine SELECT i.*, now(), 'XX000', 'set aside' FROM audit.event_intake i"
+                  " WHERE i.kind = 'audit.pruned'; DELETE FROM audit.event_intake WHERE kind = 'audit.pruned'")
+    assert chain.execute("SELECT count(*) FROM audit.quarantine WHERE kind = 'audit.pruned'").fetchone() == (1,)
+    assert verdicts(chain) == ((True, None, None), (True, None, None))
+
+
+@pytest.mark.parametrize("pruned_through", ['"1"', "[1]", '{"block_no": 1.0, "block_hash": "00"}', '{"block_no": 1}'])
+def test_a_checkpoint_whose_pruned_through_is_not_of_its_type_is_refused(tmp_path, pruned_through):
+    path = tmp_path / "cp.json"
+    path.write_text('{"checkpoint": {"block_no": 3, "block_hash": "00", "pruned_through": ' + pruned_through + "}}")
+    with pytest.raises(KeyFileError, match="pruned_through: neither null nor an object of an integer block_no"):
+        read_checkpoint(path)
 
 
 def test_verify_a_range_of_blocks(chain):

@@ -17,6 +17,7 @@ from pgaudit_py.checkpoint import (
     generate_keys,
     load_keys,
     make_checkpoint,
+    pruned_since,
     read_checkpoint,
 )
 from pgaudit_py.cli.common import (
@@ -94,9 +95,11 @@ def verify_command(settings: Settings, checkpoint_file: Path | None, signing_key
                     bar.update(1)
                 result = verify_chain(conn, audit_schema=settings.schema, on_block=seen)
         against = check_against_chain(document, result, hashes) if document and result.ok else None
+        removed = pruned_since(document, result) if document and result.ok else None
         if as_json:
             emit_json({**dataclasses.asdict(result), "head": dataclasses.asdict(result.head) if result.head else None,
-                       "checkpoint": {"file": str(checkpoint_file), "signatures": signed_by, "problem": against}
+                       "checkpoint": {"file": str(checkpoint_file), "signatures": signed_by, "problem": against,
+                                      "pruned_since": list(removed) if removed else None}
                        if document else None})
         elif result.ok:
             say(f"chain intact: {counted(result.blocks_checked, 'block')},"
@@ -112,6 +115,9 @@ def verify_command(settings: Settings, checkpoint_file: Path | None, signing_key
             if document and against is None:
                 say(f"checkpoint of block {document['checkpoint']['block_no']} holds "
                            f"(signature: {', '.join(signed_by)})")
+                if removed:
+                    say(f"blocks {removed[0]}..{removed[1]}, which it covers, were pruned or archived since it was"
+                        " signed: their audit.pruned or audit.archive_deleted events say by whom")
         if not result.ok:
             fail(f"verification failed at block {result.bad_block}: {result.problem}")
         if against:
