@@ -174,6 +174,14 @@ BEGIN
                  WHERE k.tenant_id = v_tenant AND k.idempotency_key = p_idempotency_key;
             END IF;
             SELECT * INTO v_event FROM @schema@.events e WHERE e.id = v_existing.event_id;
+            IF v_event.id IS NULL THEN
+                -- The first event was set aside by the sealer: still the first event, still unsealed.
+                SELECT NULL, true, q.id, q.tenant_id, q.actor_type, q.actor_id, q.db_role, q.client_addr,
+                       q.application_name, q.kind, q.target_type, q.target_id, q.outcome, q.correlation_id,
+                       q.idempotency_key, q.txid, q.occurred_at, NULL, q.payload, q.schema_valid, q.row_before,
+                       q.row_after, NULL, NULL, q.origin, q.intake_id
+                  INTO v_event FROM @schema@.quarantine q WHERE q.id = v_existing.event_id LIMIT 1;
+            END IF;
             -- A retry is the same request from the same database role: another role is not handed
             -- the first event (its address, application and time; a writer may not read events).
             IF v_existing.request_hash <> v_hash OR (v_event.id IS NOT NULL AND v_event.db_role IS DISTINCT FROM v_role) THEN

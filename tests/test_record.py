@@ -132,6 +132,27 @@ def test_idempotent_retry_returns_the_first_event_before_and_after_sealing(db, c
     assert counts() == (1, 1)
 
 
+def test_idempotent_retry_returns_the_first_event_when_the_sealer_set_it_aside(db, connect):
+    """The first event, quarantined by the sealer, is still the first: a retry gets it back (not
+    NULL, not a second event), and another role still gets PA004."""
+    writer = connect("app_writer")
+    first = record(writer, "order.paid", tenant_id="t1", payload={"n": 1}, idempotency_key="k1")
+    assert first is not None
+    db.execute("SET session_replication_role = replica")  # as seal() does with an event the log refuses
+    db.execute("""INSERT INTO audit.quarantine SELECT i.*, now(), '54000', 'set aside' FROM audit.event_intake i
+                   WHERE i.idempotency_key = 'k1'; DELETE FROM audit.event_intake WHERE idempotency_key = 'k1'""")
+    db.execute("RESET session_replication_role")
+    again = record(writer, "order.paid", tenant_id="t1", payload={"n": 1}, idempotency_key="k1")
+    assert again is not None and again.id == first.id and again.pending and again.seq is None
+    db.execute("CREATE ROLE app_retrier NOLOGIN IN ROLE audit_writer")
+    db.execute("GRANT app_retrier TO app_writer")
+    clerk = connect("app_writer")
+    clerk.execute("SET ROLE app_retrier")
+    with pytest.raises(IdempotencyConflict):
+        record(clerk, "order.paid", tenant_id="t1", payload={"n": 1}, idempotency_key="k1")
+    assert db.execute("SELECT count(*) FROM audit.events WHERE idempotency_key = 'k1'").fetchone() == (0,)
+
+
 @pytest.mark.parametrize("tenant", ["t1", None])
 def test_an_idempotent_retry_finds_its_key_by_the_index_not_by_reading_every_key(db, connect, tenant):
     """A retry looked its key up with tenant_id IS NOT DISTINCT FROM, which no index serves: every
