@@ -153,13 +153,10 @@ def checkpoint_file(path: Path) -> dict[str, Any]:
         raise ValueError("no such file, or not a regular one of at most 1 MiB")
     document = strict_json(path.read_bytes())
     body = document.get("checkpoint") if isinstance(document, dict) else None
-    if not isinstance(body, dict) or type(body.get("block_no")) is not int \
-            or not isinstance(body.get("block_hash"), str):
-        raise ValueError("no checkpoint object with an integer block_no and a string block_hash")
-    pruned = body.get("pruned_through")
-    if pruned is not None and (not isinstance(pruned, dict) or type(pruned.get("block_no")) is not int
-                               or not isinstance(pruned.get("block_hash"), str)):
-        raise ValueError("pruned_through: neither null nor an object of an integer block_no and a string block_hash")
+    pruned = body.get("pruned_through") if isinstance(body, dict) else None  # null, or a block named as body's is
+    if not all(isinstance(b, dict) and type(b.get("block_no")) is int and isinstance(b.get("block_hash"), str)
+               for b in (body, body if pruned is None else pruned)):
+        raise ValueError("no checkpoint of an integer block_no and a string block_hash (pruned_through: null or alike)")
     signatures = document.get("signatures", {})  # none at all: a checkpoint nobody signed
     ed25519 = signatures.get("ed25519", {"public_key": "", "signature": ""}) if isinstance(signatures, dict) else None
     if not isinstance(ed25519, dict) or not isinstance(ed25519.get("public_key"), str) \
@@ -305,7 +302,7 @@ class Verifier:
         events, in_block = hashlib.sha256(), 0
         try:
             with gzip.open(path, "rb") as lines:
-                while line := lines.readline(MAX_LINE + 1):
+                while line := lines.readline(max(0, min(MAX_LINE, body["data_bytes"] - size)) + 1):
                     size += len(line)
                     data.update(line)
                     if size > body["data_bytes"] or not line.endswith(b"\n"):

@@ -382,7 +382,7 @@ def test_no_false_alarm_when_the_prunes_own_event_was_set_aside_by_the_sealer(ch
 def test_a_checkpoint_whose_pruned_through_is_not_of_its_type_is_refused(tmp_path, pruned_through):
     path = tmp_path / "cp.json"
     path.write_text('{"checkpoint": {"block_no": 3, "block_hash": "00", "pruned_through": ' + pruned_through + "}}")
-    with pytest.raises(KeyFileError, match="pruned_through: neither null nor an object of an integer block_no"):
+    with pytest.raises(KeyFileError, match=r"\(pruned_through: null or alike\)"):
         read_checkpoint(path)
 
 
