@@ -182,7 +182,7 @@ def _unrecorded_prune(conn: psycopg.Connection, schema: str, point: tuple[int, b
                       blocks: dict[int, Block]) -> str | None:
     """Why the latest prune point, under which no event is checked, is not one that prune_events or
     delete_archived made (None when it is): each records it in an event of its own, sealed after
-    it, pending, or set aside by the sealer."""
+    it, pending, or set aside by the sealer (which records that too)."""
     block_no, block_hash, last_seq = int(point[0]), bytes(point[1]), int(point[2])
     block = blocks.get(block_no)
     if block is None or block.block_hash != block_hash or block.last_seq != last_seq:
@@ -194,7 +194,10 @@ def _unrecorded_prune(conn: psycopg.Connection, schema: str, point: tuple[int, b
                        " OPERATOR(pg_catalog.=) ANY(ARRAY['record', 'capture'])")
     records = conn.execute(sql.SQL(
         "SELECT {fields} FROM {s}.events WHERE {recorded} AND (pending OR seq OPERATOR(pg_catalog.>) %(last_seq)s)"
-        " UNION ALL SELECT {fields} FROM {s}.quarantine WHERE {recorded}").format(
+        " UNION ALL SELECT {fields} FROM {s}.quarantine q WHERE {recorded} AND EXISTS (SELECT FROM {s}.events a"
+        # set aside by seal(), which says so in an event of its own
+        " WHERE a.kind OPERATOR(pg_catalog.=) 'audit.event_quarantined' AND a.origin OPERATOR(pg_catalog.=) 'system'"
+        " AND a.target_id OPERATOR(pg_catalog.=) q.id::pg_catalog.text)").format(
             fields=fields, recorded=recorded, s=sql.Identifier(schema)),
         {"kinds": ["audit.pruned", "audit.archive_deleted"], "last_seq": last_seq}).fetchall()
     for kind, named_block, named_hash, named_seq in records:

@@ -192,7 +192,8 @@ BEGIN
     END IF;
     -- The events of blocks up to the latest prune point are not checked. So that point must be one
     -- prune_events or delete_archived made: each records it in an event of its own (sealed after
-    -- it, pending, or set aside by the sealer). Without one, the events were removed by hand.
+    -- it, pending, or set aside by the sealer, which records that too). Without one, the events were
+    -- removed by hand.
     IF r.problem IS NULL AND pruned_through >= coalesce(from_block, 1) THEN
         SELECT x.* INTO b FROM @schema@.blocks x WHERE x.block_no = point.block_no;
         IF b.block_hash IS DISTINCT FROM point.block_hash OR b.last_seq IS DISTINCT FROM point.last_seq THEN
@@ -207,7 +208,15 @@ BEGIN
                          WHERE i.kind IN ('audit.pruned', 'audit.archive_deleted')
                         UNION ALL
                         SELECT q.kind, q.payload, q.origin FROM @schema@.quarantine q
-                         WHERE q.kind IN ('audit.pruned', 'audit.archive_deleted')) e
+                         WHERE q.kind IN ('audit.pruned', 'audit.archive_deleted')
+                           -- set aside by seal(), which says so in an event of its own
+                           AND EXISTS (SELECT 1 FROM @schema@.event_log l
+                                        WHERE l.kind = 'audit.event_quarantined' AND l.target_id = q.id::text
+                                          AND l.origin = 'system'
+                                       UNION ALL
+                                       SELECT 1 FROM @schema@.event_intake i
+                                        WHERE i.kind = 'audit.event_quarantined' AND i.target_id = q.id::text
+                                          AND i.origin = 'system')) e
                  WHERE e.origin IS DISTINCT FROM 'record' AND e.origin IS DISTINCT FROM 'capture'
                    AND CASE e.kind
                        WHEN 'audit.pruned' THEN e.payload ->> 'last_block' = point.block_no::text

@@ -370,11 +370,16 @@ def test_a_checkpoint_says_which_of_its_blocks_were_pruned_since_it_was_signed(c
 
 
 def test_no_false_alarm_when_the_prunes_own_event_was_set_aside_by_the_sealer(chain, connect):
-    """The prune's event, quarantined rather than sealed, still says the prune happened."""
+    """The prune's event, quarantined by seal() rather than sealed (the log made to refuse it), still
+    says the prune happened: seal() records that it set it aside. A quarantine row alone does not
+    (tests/test_trust_attacks_44.py)."""
     prune_block_1(chain, connect)
-    tamper(chain, "INSERT INTO audit.quarantine SELECT i.*, now(), 'XX000', 'set aside' FROM audit.event_intake i"
-                  " WHERE i.kind = 'audit.pruned'; DELETE FROM audit.event_intake WHERE kind = 'audit.pruned'")
+    chain.execute("ALTER TABLE audit.event_log ADD CONSTRAINT no_prunes CHECK (kind <> 'audit.pruned')")
+    seal(chain)
+    chain.execute("ALTER TABLE audit.event_log DROP CONSTRAINT no_prunes")
     assert chain.execute("SELECT count(*) FROM audit.quarantine WHERE kind = 'audit.pruned'").fetchone() == (1,)
+    assert verdicts(chain) == ((True, None, None), (True, None, None))
+    seal(chain)  # the announcement, sealed
     assert verdicts(chain) == ((True, None, None), (True, None, None))
 
 
