@@ -384,6 +384,9 @@ def test_no_false_alarm_from_verifiers_racing_committing_prunes_and_seals(db, co
 # ====================== 3. the archive check: a batch erased once its naming events were pruned ======================
 
 
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/archive.md): once the events naming a batch are "
+                   "pruned, only a signature held outside the database could say it existed; strict, so that a "
+                   "change that closes it says so")
 def test_an_archived_batch_erased_after_the_events_naming_it_were_pruned_is_found(db, connect, tmp_path):
     """Batches A and B archived and deleted from the log; the blocks holding their audit.archived
     and audit.archive_deleted events then pruned by retention (a legitimate prune, recorded). A
@@ -586,6 +589,8 @@ def test_a_session_bound_to_two_engines_names_the_request_on_both(db, connect):
     assert [(r[1], r[2], r[3]) for r in rows] == [("1", "ada", "t1"), ("2", "bob", "t2")] * 2, rows
 
 
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/integrations.md): the hook runs before a text, not "
+                   "between the statements it holds; strict, so that a change that closes it says so")
 def test_a_multi_statement_text_rolling_back_to_the_previous_requests_savepoint_does_not_name_it(db):
     """A scoped_session's transaction outlives request A (ada), which made a savepoint. Request B
     (bob) sends one text of two statements: a ROLLBACK TO that savepoint and a record. The hook sets
