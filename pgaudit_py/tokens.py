@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +13,7 @@ import psycopg
 from pgaudit_py.calls import function_call
 
 PREFIX = "pga_"
+WHOLE_TOKEN = re.compile(r"pga_([0-9a-f]{12})_[0-9a-f]{64}")
 ROLES = ("reader", "maintainer")
 
 
@@ -63,5 +65,8 @@ def list_tokens(conn: psycopg.Connection, *, audit_schema: str = "audit") -> lis
 
 
 def revoke_token(conn: psycopg.Connection, token: str, *, audit_schema: str = "audit") -> ApiToken:
-    """Revoke the token with this id or name."""
-    return function_call(audit_schema, "revoke_api_token", ApiToken, {"token": "text"}, (token,)).one(conn)
+    """Revoke the token with this id or name; a whole token pasted is revoked by its id, and its
+    secret part never leaves this process."""
+    whole = WHOLE_TOKEN.fullmatch(token)
+    return function_call(audit_schema, "revoke_api_token", ApiToken, {"token": "text"},
+                         (whole[1] if whole else token,)).one(conn)

@@ -96,7 +96,8 @@ BEGIN
      WHERE (a.token_id = revoke_api_token.token OR a.name = revoke_api_token.token) AND a.revoked_at IS NULL
     RETURNING * INTO t;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'no unrevoked token has the id or name %', coalesce(pg_catalog.quote_literal(token), 'NULL')
+        -- Never the text given: a whole token passed here would be in the error and the log.
+        RAISE EXCEPTION 'no unrevoked token has this id or name'
             USING ERRCODE = 'PA005';
     END IF;
     PERFORM @schema@._token_event('audit.api_token.revoked', t, jsonb_build_object('name', t.name, 'role', t.role));

@@ -167,7 +167,8 @@ DECLARE
     held regclass;
 BEGIN
     IF which IS NULL OR which NOT IN ('master_key', 'new_master_key') THEN
-        RAISE EXCEPTION 'which key: master_key or new_master_key, not %', coalesce(which, 'NULL') USING ERRCODE = 'PA005';
+        -- Never the value given: a key passed in this argument's place would be in the error and the log.
+        RAISE EXCEPTION 'which key: master_key or new_master_key' USING ERRCODE = 'PA005';
     END IF;
     IF coalesce(key, '') <> '' THEN
         k := @schema@._parse_key(key, format('the %s given', which));
@@ -398,7 +399,8 @@ BEGIN
         RAISE EXCEPTION 'tenant_id must be 1 to 256 characters' USING ERRCODE = 'PA005';
     END IF;
     IF p_key IS NULL OR NOT EXISTS (SELECT 1 FROM @schema@.secret_slots s WHERE s.key = p_key) THEN
-        RAISE EXCEPTION 'secret slot % is not declared', coalesce(quote_literal(p_key), 'NULL')
+        -- Never the slot given: a value passed in its place would be in the error and the log.
+        RAISE EXCEPTION 'this secret slot is not declared'
             USING ERRCODE = 'PA013', HINT = 'Declare it first: audit.declare_secret(key, description).';
     END IF;
 END
@@ -417,11 +419,11 @@ DECLARE
 BEGIN
     IF declare_secret.key IS NULL OR declare_secret.key !~ '^[A-Za-z][A-Za-z0-9_.-]*$'
        OR char_length(declare_secret.key) > 128 THEN
-        RAISE EXCEPTION 'invalid secret slot name: %', coalesce(quote_literal(declare_secret.key), 'NULL')
+        RAISE EXCEPTION 'invalid secret slot name'
             USING ERRCODE = 'PA005', HINT = 'A letter, then letters, digits, _ . or -; at most 128 characters.';
     END IF;
     IF coalesce(btrim(declare_secret.description), '') = '' THEN
-        RAISE EXCEPTION 'secret slot % needs a description', declare_secret.key USING ERRCODE = 'PA005';
+        RAISE EXCEPTION 'a secret slot needs a description' USING ERRCODE = 'PA005';
     END IF;
     INSERT INTO @schema@.secret_slots AS s (key, description, declared_by)
     VALUES (declare_secret.key, declare_secret.description, @schema@._db_role())
@@ -651,7 +653,13 @@ BEGIN
         RETURN result;
     END IF;
     -- Done, unless a writer is wrapping a new data key under the old version right now: wait for it.
-    PERFORM 1 FROM @schema@.master_keys WHERE version = old_v FOR UPDATE;
+    -- A rotation that finished meanwhile (this one waited on it) retired the old version: nothing is
+    -- left to do, nor to record.
+    PERFORM 1 FROM @schema@.master_keys WHERE version = old_v AND state = 'active' FOR UPDATE;
+    IF NOT FOUND THEN
+        result.done := true;
+        RETURN result;
+    END IF;
     result.remaining := (SELECT count(*) FROM @schema@.data_keys k
                           WHERE NOT EXISTS (SELECT 1 FROM @schema@.wrapped_data_keys n
                                              WHERE (n.tenant_id, n.version, n.master_version) = (k.tenant_id, k.version, new_v)));
@@ -694,7 +702,7 @@ BEGIN
     SELECT array_agg(d.version ORDER BY d.version) INTO versions
       FROM (SELECT d.version FROM @schema@.data_keys d WHERE d.tenant_id = t FOR NO KEY UPDATE) d;
     IF versions IS NULL THEN
-        RAISE EXCEPTION 'tenant % has no data key (no secret was ever stored)', t USING ERRCODE = 'PA005';
+        RAISE EXCEPTION 'this tenant has no data key (no secret was ever stored)' USING ERRCODE = 'PA005';
     END IF;
     new_v := versions[cardinality(versions)];
     IF cardinality(versions) = 1 THEN  -- start a rotation

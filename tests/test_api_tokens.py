@@ -100,6 +100,21 @@ def test_a_name_stays_taken_after_revocation(connect):
         revoke_token(maintainer, "ci")
 
 
+def test_a_whole_token_pasted_to_revoke_is_revoked_by_its_id_and_never_sent(db, connect):
+    maintainer = connect("app_maintainer")
+    made = create_token(maintainer, "pasted", "reader")
+    revoked = revoke_token(maintainer, made.token)
+    assert revoked.name == "pasted" and revoked.revoked_at is not None
+    secret = made.token.rsplit("_", 1)[1]
+    held = db.execute("SELECT count(*) FROM audit.events WHERE payload::text LIKE %s OR target_id LIKE %s",
+                      (f"%{secret}%", f"%{secret}%")).fetchone()
+    assert held == (0,)
+    # A token that is no longer live, pasted again: refused without repeating it.
+    with pytest.raises(InvalidInput) as refused:
+        revoke_token(maintainer, made.token)
+    assert secret not in str(refused.value) and made.token not in repr(refused.value)
+
+
 def _pgaudit(db, *args: str, role: str = "app_maintainer") -> subprocess.CompletedProcess[str]:
     info = db.info
     dsn = f"host={info.host} port={info.port} dbname={info.dbname} user={role}"

@@ -343,7 +343,7 @@ def test_tampered_or_moved_ciphertext_is_an_error_never_garbage(db: psycopg.Conn
 
 def test_undeclared_slot_and_bad_arguments(db: psycopg.Connection, app: psycopg.Connection, keys: Keys) -> None:
     client_key_setup(app, keys.new())
-    with pytest.raises(UndeclaredSecret, match="secret slot 'nope' is not declared"):
+    with pytest.raises(UndeclaredSecret, match="this secret slot is not declared"):
         secrets.put_secret(app, "t1", "nope", "v")
     with pytest.raises(UndeclaredSecret):
         secrets.read_secret(app, "t1", "nope")
