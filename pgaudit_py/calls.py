@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from pgaudit_py.deep_json import read_deep
-from pgaudit_py.errors import translated
+from pgaudit_py.errors import InvalidArgument, translated
 from pgaudit_py.session import require_readable
 
 T = TypeVar("T")
@@ -114,6 +114,17 @@ def table_read(audit_schema: str, relation: str, row_type: type[T], *, where: st
     return Call(query, params, row_type)
 
 
+INTEGERS = ("int2", "int4", "int8")
+
+
+def _integers_are_integers(arguments: dict[str, str], params: Sequence[Any]) -> None:
+    """Refused here, not by PostgreSQL's integer input, whose error (and so the server's log) would
+    repeat the text given: a key or a token passed as a batch size, say."""
+    for (name, type_), value in zip(arguments.items(), params, strict=True):
+        if type_ in INTEGERS and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise InvalidArgument(f"{name} must be an integer")
+
+
 def _arguments(arguments: dict[str, str]) -> sql.Composed:
     return sql.SQL(", ").join(sql.SQL("{} => %s::{}").format(sql.Identifier(name), catalog_type(type_))
                               for name, type_ in arguments.items())
@@ -122,6 +133,7 @@ def _arguments(arguments: dict[str, str]) -> sql.Composed:
 def function_call(audit_schema: str, function: str, row_type: type[T], arguments: dict[str, str],
                   params: Sequence[Any], casts: dict[str, str] | None = None) -> Call[T]:
     """SELECT <the row type's columns> FROM schema.function(name => %s::pg_catalog.type, ...)."""
+    _integers_are_integers(arguments, params)
     query = sql.SQL("SELECT {cols} FROM {s}.{f}({args})").format(
         cols=columns(row_type, casts), s=sql.Identifier(audit_schema), f=sql.Identifier(function),
         args=_arguments(arguments))
@@ -130,5 +142,6 @@ def function_call(audit_schema: str, function: str, row_type: type[T], arguments
 
 def value_call(audit_schema: str, function: str, arguments: dict[str, str], params: Sequence[Any]) -> ValueCall:
     """SELECT schema.function(name => %s::pg_catalog.type, ...), for a function that returns one value."""
+    _integers_are_integers(arguments, params)
     return ValueCall(sql.SQL("SELECT {s}.{f}({args})").format(
         s=sql.Identifier(audit_schema), f=sql.Identifier(function), args=_arguments(arguments)), params)

@@ -195,9 +195,12 @@ def _unrecorded_prune(conn: psycopg.Connection, schema: str, point: tuple[int, b
     records = conn.execute(sql.SQL(
         "SELECT {fields} FROM {s}.events WHERE {recorded} AND (pending OR seq OPERATOR(pg_catalog.>) %(last_seq)s)"
         " UNION ALL SELECT {fields} FROM {s}.quarantine q WHERE {recorded} AND EXISTS (SELECT FROM {s}.events a"
-        # set aside by seal(), which says so in an event of its own
+        # set aside by seal(), which says so in an event of its own, naming it
         " WHERE a.kind OPERATOR(pg_catalog.=) 'audit.event_quarantined' AND a.origin OPERATOR(pg_catalog.=) 'system'"
-        " AND a.target_id OPERATOR(pg_catalog.=) q.id::pg_catalog.text)").format(
+        " AND a.target_id OPERATOR(pg_catalog.=) q.id::pg_catalog.text"
+        " AND a.payload OPERATOR(pg_catalog.->>) 'kind' OPERATOR(pg_catalog.=) q.kind"
+        " AND a.payload OPERATOR(pg_catalog.->>) 'intake_id'"
+        " OPERATOR(pg_catalog.=) q.intake_id::pg_catalog.text)").format(
             fields=fields, recorded=recorded, s=sql.Identifier(schema)),
         {"kinds": ["audit.pruned", "audit.archive_deleted"], "last_seq": last_seq}).fetchall()
     for kind, named_block, named_hash, named_seq in records:

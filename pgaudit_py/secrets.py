@@ -234,6 +234,11 @@ def rotate_tenant_key(conn: psycopg.Connection, tenant_id: str, batch_size: int 
 _LOGGING_PARAMETERS = ("log_statement", "log_min_duration_statement", "log_min_duration_sample",
                        "log_statement_sample_rate", "log_transaction_sample_rate", "log_parameter_max_length",
                        "log_parameter_max_length_on_error")
+# Settings that log a statement's tree or plan, where a bound parameter is folded into a constant.
+_PLAN_LOGGING = ("debug_print_parse", "debug_print_rewritten", "debug_print_plan")
+_PRELOADS = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
+_AUTO_EXPLAIN = "auto_explain.log_min_duration"
+_WATCHED = (*_LOGGING_PARAMETERS, *_PLAN_LOGGING, *_PRELOADS, _AUTO_EXPLAIN)
 
 
 def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None = None, *,
@@ -257,7 +262,7 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
         return []
     rows = conn.execute("SELECT name, setting FROM pg_catalog.pg_settings"
                         " WHERE name OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])",
-                        (list(_LOGGING_PARAMETERS),)).fetchall()
+                        (list(_WATCHED),)).fetchall()
     session: dict[str, str] = {name: value for name, value in rows}
     warnings = _logging_risks(session)
     # The sessions that send the key need not log as this one does: a role's or the database's own
@@ -272,7 +277,7 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
         " ORDER BY 1, 2").fetchall()
     for role, database, config in stored:
         overrides = dict(item.split("=", 1) for item in config or [] if "=" in item)
-        if not overrides.keys() & set(_LOGGING_PARAMETERS):
+        if not overrides.keys() & set(_WATCHED):
             continue
         if role or not database:
             where = f"ALTER ROLE {role or 'ALL'}" + (f" IN DATABASE {database}" if database else "")
@@ -307,4 +312,12 @@ def _logging_risks(setting: dict[str, str]) -> list[str]:
     if on_error:
         warnings.append("log_parameter_max_length_on_error <> 0 logs the client-supplied master key when a "
                         "statement fails (set it to 0, or use a server key file)")
+    for name in _PLAN_LOGGING:
+        if setting.get(name, "off").strip().strip("'\"").lower() in ("on", "true", "yes", "1"):
+            warnings.append(f"{name} = on logs the client-supplied master key (set it off, or use a server key file)")
+    # Unseen unless loaded here or by a setting: shared_preload_libraries only a privileged reader sees.
+    loaded = any("auto_explain" in setting.get(name, "") for name in _PRELOADS) or _AUTO_EXPLAIN in setting
+    if loaded and _amount(setting.get(_AUTO_EXPLAIN, "-1")) >= 0:
+        warnings.append("auto_explain with auto_explain.log_min_duration >= 0 can log the client-supplied master key "
+                        "(set it to -1, or use a server key file)")
     return warnings

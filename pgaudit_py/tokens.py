@@ -11,9 +11,11 @@ from datetime import datetime
 import psycopg
 
 from pgaudit_py.calls import function_call
+from pgaudit_py.errors import InvalidArgument
 
 PREFIX = "pga_"
-WHOLE_TOKEN = re.compile(r"pga_([0-9a-f]{12})_[0-9a-f]{64}")
+# A token as pasted: whitespace around it, a "Bearer " before it, its hex in either case.
+PASTED_TOKEN = re.compile(r"\s*(?:bearer\s+)?pga_([0-9a-f]{12})_[0-9a-f]{64}\s*", re.IGNORECASE)
 ROLES = ("reader", "maintainer")
 
 
@@ -52,6 +54,7 @@ def token_sha256(token: str) -> bytes:
 
 def create_token(conn: psycopg.Connection, name: str, role: str, *, tenant_id: str | None = None,
                  expires_at: datetime | None = None, audit_schema: str = "audit") -> NewToken:
+    _not_a_token(name, "a token's name")
     token_id = os.urandom(6).hex()  # os.urandom: the secrets module's source (and no name to shadow)
     token = f"{PREFIX}{token_id}_{os.urandom(32).hex()}"
     info = function_call(audit_schema, "create_api_token", ApiToken, {
@@ -64,9 +67,17 @@ def list_tokens(conn: psycopg.Connection, *, audit_schema: str = "audit") -> lis
     return function_call(audit_schema, "list_api_tokens", ApiToken, {}, ()).all(conn)
 
 
+def _not_a_token(text: str, what: str) -> None:
+    """Refused here, before anything is sent: text holding what starts a token (no name does)."""
+    if PREFIX in text.lower():
+        raise InvalidArgument(f"{what} holds {PREFIX!r}, which starts a token, and no name does: nothing was sent")
+
+
 def revoke_token(conn: psycopg.Connection, token: str, *, audit_schema: str = "audit") -> ApiToken:
     """Revoke the token with this id or name; a whole token pasted is revoked by its id, and its
     secret part never leaves this process."""
-    whole = WHOLE_TOKEN.fullmatch(token)
+    pasted = PASTED_TOKEN.fullmatch(token)
+    if pasted is None:
+        _not_a_token(token, "the token to revoke")
     return function_call(audit_schema, "revoke_api_token", ApiToken, {"token": "text"},
-                         (whole[1] if whole else token,)).one(conn)
+                         (pasted[1].lower() if pasted else token,)).one(conn)

@@ -230,8 +230,7 @@ class Verifier:
             if regular_file(path, MAX_MANIFEST) is None:
                 self.problem(f"{name}: not a manifest (not a regular file, or too large)")
                 return
-            raw = path.read_bytes()
-            manifest = self.check_batch(name, raw, prev, prev_sha)
+            manifest = self.check_batch(name, raw := path.read_bytes(), prev, prev_sha)
             if manifest is None:
                 return  # what follows cannot be checked against a batch that failed to read
             prev, prev_sha = manifest, hashlib.sha256(raw).hexdigest()
@@ -240,8 +239,7 @@ class Verifier:
     def check_batch(self, name: str, raw: bytes, prev: dict[str, Any] | None,
                     prev_sha: str | None) -> dict[str, Any] | None:
         try:
-            document = strict_json(raw)
-            body = document["manifest"]
+            body = (document := strict_json(raw))["manifest"]
         except (ValueError, KeyError, TypeError):
             self.problem(f"{name}: not a pgaudit manifest")
             return None
@@ -280,8 +278,7 @@ class Verifier:
             self.blocks[number] = expected_link = block["block_hash"]
         if blocks[-1]["block_hash"] != body["last_block_hash"]:
             self.problem(f"{batch}: the manifest's last block hash differs from its last block's")
-        checked: dict[str, Any] = body
-        return checked
+        return dict(body)
 
     def check_data(self, batch: str, body: dict[str, Any]) -> None:
         """Streams the object: its hashes, then each line in turn (seq, and each block's hash)."""
@@ -322,6 +319,9 @@ class Verifier:
                     edges[1] = line
         except (OSError, EOFError, zlib.error):
             self.problem(f"{batch}: the data object is not gzip")
+            return
+        except MemoryError:  # a line longer than this machine holds: named, never a traceback
+            self.problem(f"{batch}: the data object holds a line too long to check in this memory")
             return
         if size != body["data_bytes"] or data.hexdigest() != body["data_sha256"] or count != body["event_count"]:
             self.problem(f"{batch}: the data object does not decompress to what was archived")

@@ -209,14 +209,16 @@ BEGIN
                         UNION ALL
                         SELECT q.kind, q.payload, q.origin FROM @schema@.quarantine q
                          WHERE q.kind IN ('audit.pruned', 'audit.archive_deleted')
-                           -- set aside by seal(), which says so in an event of its own
+                           -- set aside by seal(), which says so in an event of its own, naming it
                            AND EXISTS (SELECT 1 FROM @schema@.event_log l
                                         WHERE l.kind = 'audit.event_quarantined' AND l.target_id = q.id::text
-                                          AND l.origin = 'system'
+                                          AND l.origin = 'system' AND l.payload ->> 'kind' = q.kind
+                                          AND l.payload ->> 'intake_id' = q.intake_id::text
                                        UNION ALL
                                        SELECT 1 FROM @schema@.event_intake i
                                         WHERE i.kind = 'audit.event_quarantined' AND i.target_id = q.id::text
-                                          AND i.origin = 'system')) e
+                                          AND i.origin = 'system' AND i.payload ->> 'kind' = q.kind
+                                          AND i.payload ->> 'intake_id' = q.intake_id::text)) e
                  WHERE e.origin IS DISTINCT FROM 'record' AND e.origin IS DISTINCT FROM 'capture'
                    AND CASE e.kind
                        WHEN 'audit.pruned' THEN e.payload ->> 'last_block' = point.block_no::text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pytest
 
 from pgaudit_py import (
@@ -223,3 +224,13 @@ def test_every_pending_event_is_reachable_by_paging_and_captured_ones_have_their
     while seal(db).sealed:
         pass
     assert {r[0] for r in db.execute("SELECT id FROM audit.event_log WHERE kind = 'public.items.insert'")} == ids
+
+
+@pytest.mark.parametrize("value", ["50", 50.0, True, b"50"])
+def test_an_integer_argument_given_anything_else_is_refused_before_it_is_sent(connect, value):
+    """PostgreSQL's integer input would repeat the text in its error and the server log (a key
+    passed as a batch size, tests/test_trust_attacks_46.py): every wrapper refuses it first."""
+    reader = connect("app_reader")
+    with pytest.raises(InvalidArgument, match="^page_size must be an integer$"):
+        list_events(reader, page_size=value)  # type: ignore[arg-type]
+    assert reader.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # nothing was sent

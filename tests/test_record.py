@@ -144,10 +144,10 @@ def test_idempotent_retry_returns_the_first_event_when_the_sealer_set_it_aside(d
     db.execute("RESET session_replication_role")
     again = record(writer, "order.paid", tenant_id="t1", payload={"n": 1}, idempotency_key="k1")
     assert again is not None and again.id == first.id and again.pending and again.seq is None
-    db.execute("CREATE ROLE app_retrier NOLOGIN IN ROLE audit_writer")
-    db.execute("GRANT app_retrier TO app_writer")
+    db.execute("CREATE ROLE app_idem_retrier NOLOGIN IN ROLE audit_writer")
+    db.execute("GRANT app_idem_retrier TO app_writer")
     clerk = connect("app_writer")
-    clerk.execute("SET ROLE app_retrier")
+    clerk.execute("SET ROLE app_idem_retrier")
     with pytest.raises(IdempotencyConflict):
         record(clerk, "order.paid", tenant_id="t1", payload={"n": 1}, idempotency_key="k1")
     assert db.execute("SELECT count(*) FROM audit.events WHERE idempotency_key = 'k1'").fetchone() == (0,)

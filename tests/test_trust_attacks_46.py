@@ -675,9 +675,9 @@ def test_a_tenantless_quarantined_first_event_is_returned_as_it_was_and_to_its_r
         connect("app_writer", application_name="retry-app"), "order.paid", payload={"n": 1}, idempotency_key="kn"
     )
     assert again == first
-    db.execute("CREATE ROLE app_retrier NOLOGIN IN ROLE audit_writer; GRANT app_retrier TO app_writer")
+    db.execute("CREATE ROLE app_retrier_46 NOLOGIN IN ROLE audit_writer; GRANT app_retrier_46 TO app_writer")
     clerk = connect("app_writer")
-    clerk.execute("SET ROLE app_retrier")
+    clerk.execute("SET ROLE app_retrier_46")
     with pytest.raises(IdempotencyConflict) as refused:
         record(clerk, "order.paid", payload={"n": 1}, idempotency_key="kn")
     said = error_text(refused.value)
