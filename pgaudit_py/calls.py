@@ -8,8 +8,10 @@ whose CHECK runs as whoever casts to it) is never the one cast to."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import psycopg
@@ -114,15 +116,47 @@ def table_read(audit_schema: str, relation: str, row_type: type[T], *, where: st
     return Call(query, params, row_type)
 
 
-INTEGERS = ("int2", "int4", "int8")
+_UNITS = ("microsecond|microseconds|us|usec|usecs|millisecond|milliseconds|ms|msec|msecs|second|seconds|s|sec|secs"
+          "|minute|minutes|m|min|mins|hour|hours|h|hr|hrs|day|days|d|week|weeks|w|month|months|mon|mons|year|years"
+          "|y|yr|yrs|decade|decades|century|centuries|millennium|millennia|ago")
+# An interval as text, word by word (no nested repetition to backtrack through): quantities with
+# units ('90 days', '1 day 02:00:00', '90d'), or ISO 8601 ('P90D').
+_INTERVAL_WORD = re.compile(rf"[+-]?[0-9]+(?:\.[0-9]+)?(?:{_UNITS})?"
+                            rf"|[+-]?[0-9]+:[0-9]+(?::[0-9]+(?:\.[0-9]+)?)?|{_UNITS}|@", re.IGNORECASE)
+_ISO_INTERVAL = re.compile(r"P[0-9YMWDTHS.]+", re.IGNORECASE)
 
 
-def _integers_are_integers(arguments: dict[str, str], params: Sequence[Any]) -> None:
-    """Refused here, not by PostgreSQL's integer input, whose error (and so the server's log) would
-    repeat the text given: a key or a token passed as a batch size, say."""
+def _interval_text(value: str) -> bool:
+    words = value.split()
+    return bool(words) and (all(_INTERVAL_WORD.fullmatch(w) for w in words)
+                            or (len(words) == 1 and _ISO_INTERVAL.fullmatch(words[0]) is not None))
+
+
+_EXPECTED = {"int2": "an integer", "int4": "an integer", "int8": "an integer", "bool": "True or False",
+             "timestamptz": "a datetime", "interval": "a timedelta, or interval text such as '90 days'",
+             "text[]": "a list of texts"}
+
+
+def _of_its_type(type_: str, value: Any) -> bool:
+    if type_ in ("int2", "int4", "int8"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_ == "bool":
+        return isinstance(value, bool)
+    if type_ == "timestamptz":
+        return isinstance(value, datetime)
+    if type_ == "interval":
+        return isinstance(value, timedelta) or (isinstance(value, str) and _interval_text(value))
+    if type_ == "text[]":
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    return True  # text, jsonb, bytea and regclass (a table's name as text) go as they are
+
+
+def _values_of_their_types(arguments: dict[str, str], params: Sequence[Any]) -> None:
+    """Refused here, not by PostgreSQL's input functions, whose errors (and so the server's log)
+    would repeat the text given: a key or a token passed as a batch size or a time, say."""
     for (name, type_), value in zip(arguments.items(), params, strict=True):
-        if type_ in INTEGERS and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise InvalidArgument(f"{name} must be an integer")
+        if value is not None and not _of_its_type(type_, value):
+            raise InvalidArgument(f"{name} must be {_EXPECTED.get(type_, type_)}")
 
 
 def _arguments(arguments: dict[str, str]) -> sql.Composed:
@@ -133,7 +167,7 @@ def _arguments(arguments: dict[str, str]) -> sql.Composed:
 def function_call(audit_schema: str, function: str, row_type: type[T], arguments: dict[str, str],
                   params: Sequence[Any], casts: dict[str, str] | None = None) -> Call[T]:
     """SELECT <the row type's columns> FROM schema.function(name => %s::pg_catalog.type, ...)."""
-    _integers_are_integers(arguments, params)
+    _values_of_their_types(arguments, params)
     query = sql.SQL("SELECT {cols} FROM {s}.{f}({args})").format(
         cols=columns(row_type, casts), s=sql.Identifier(audit_schema), f=sql.Identifier(function),
         args=_arguments(arguments))
@@ -142,6 +176,6 @@ def function_call(audit_schema: str, function: str, row_type: type[T], arguments
 
 def value_call(audit_schema: str, function: str, arguments: dict[str, str], params: Sequence[Any]) -> ValueCall:
     """SELECT schema.function(name => %s::pg_catalog.type, ...), for a function that returns one value."""
-    _integers_are_integers(arguments, params)
+    _values_of_their_types(arguments, params)
     return ValueCall(sql.SQL("SELECT {s}.{f}({args})").format(
         s=sql.Identifier(audit_schema), f=sql.Identifier(function), args=_arguments(arguments)), params)

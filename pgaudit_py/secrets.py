@@ -261,9 +261,9 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
     if not client_master_keys:
         return []
     rows = conn.execute("SELECT name, setting FROM pg_catalog.pg_settings"
-                        " WHERE name OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])",
+                        " WHERE pg_catalog.lower(name) OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])",
                         (list(_WATCHED),)).fetchall()
-    session: dict[str, str] = {name: value for name, value in rows}
+    session: dict[str, str] = {name.lower(): value for name, value in rows}
     warnings = _logging_risks(session)
     # The sessions that send the key need not log as this one does: a role's or the database's own
     # settings (ALTER ROLE ... SET, ALTER DATABASE ... SET; pg_db_role_setting, readable by all)
@@ -276,7 +276,9 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
         " OR d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()"
         " ORDER BY 1, 2").fetchall()
     for role, database, config in stored:
-        overrides = dict(item.split("=", 1) for item in config or [] if "=" in item)
+        # Names as PostgreSQL matches them: in any case (an unloaded module's are kept as written).
+        pairs = (item.split("=", 1) for item in config or [] if "=" in item)
+        overrides = {name.lower(): value for name, value in pairs}
         if not overrides.keys() & set(_WATCHED):
             continue
         if role or not database:
@@ -292,6 +294,12 @@ def _amount(value: str) -> float:
     """A setting's number, whatever its unit (0, 250ms, 1s, -1, +1, 0.5): only its sign and zero matter."""
     found = re.match(r"\s*([-+]?[0-9.]+)", value)
     return float(found.group(1)) if found else 0.0
+
+
+def _on(value: str) -> bool:
+    """A boolean setting as PostgreSQL reads it: on, 1, or any prefix of true or yes, in any case."""
+    word = value.strip().strip("'\"").lower()
+    return word in ("on", "1") or (word != "" and ("true".startswith(word) or "yes".startswith(word)))
 
 
 def _logging_risks(setting: dict[str, str]) -> list[str]:
@@ -313,7 +321,7 @@ def _logging_risks(setting: dict[str, str]) -> list[str]:
         warnings.append("log_parameter_max_length_on_error <> 0 logs the client-supplied master key when a "
                         "statement fails (set it to 0, or use a server key file)")
     for name in _PLAN_LOGGING:
-        if setting.get(name, "off").strip().strip("'\"").lower() in ("on", "true", "yes", "1"):
+        if _on(setting.get(name, "off")):
             warnings.append(f"{name} = on logs the client-supplied master key (set it off, or use a server key file)")
     # Unseen unless loaded here or by a setting: shared_preload_libraries only a privileged reader sees.
     loaded = any("auto_explain" in setting.get(name, "") for name in _PRELOADS) or _AUTO_EXPLAIN in setting

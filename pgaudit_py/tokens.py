@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,16 +68,27 @@ def list_tokens(conn: psycopg.Connection, *, audit_schema: str = "audit") -> lis
     return function_call(audit_schema, "list_api_tokens", ApiToken, {}, ()).all(conn)
 
 
+# A token's body, whatever came before it (a prefix cut off, or spelled otherwise).
+TOKEN_BODY = re.compile(r"[0-9a-f]{12}_[0-9a-f]{64}", re.IGNORECASE)
+
+
+def _as_read(text: str) -> str:
+    """The text as a reader sees it: compatibility forms folded (full-width letters) and invisible
+    format characters (zero-width spaces, soft hyphens) dropped."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf")
+
+
 def _not_a_token(text: str, what: str) -> None:
-    """Refused here, before anything is sent: text holding what starts a token (no name does)."""
-    if PREFIX in text.lower():
-        raise InvalidArgument(f"{what} holds {PREFIX!r}, which starts a token, and no name does: nothing was sent")
+    """Refused here, before anything is sent: text holding a token's prefix or body (no name does)."""
+    seen = _as_read(text)
+    if PREFIX in seen.lower() or TOKEN_BODY.search(seen):
+        raise InvalidArgument(f"{what} holds what a token holds, and no name does: nothing was sent")
 
 
 def revoke_token(conn: psycopg.Connection, token: str, *, audit_schema: str = "audit") -> ApiToken:
     """Revoke the token with this id or name; a whole token pasted is revoked by its id, and its
     secret part never leaves this process."""
-    pasted = PASTED_TOKEN.fullmatch(token)
+    pasted = PASTED_TOKEN.fullmatch(_as_read(token))
     if pasted is None:
         _not_a_token(token, "the token to revoke")
     return function_call(audit_schema, "revoke_api_token", ApiToken, {"token": "text"},

@@ -320,9 +320,6 @@ class Verifier:
         except (OSError, EOFError, zlib.error):
             self.problem(f"{batch}: the data object is not gzip")
             return
-        except MemoryError:  # a line longer than this machine holds: named, never a traceback
-            self.problem(f"{batch}: the data object holds a line too long to check in this memory")
-            return
         if size != body["data_bytes"] or data.hexdigest() != body["data_sha256"] or count != body["event_count"]:
             self.problem(f"{batch}: the data object does not decompress to what was archived")
             return
@@ -381,9 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         print("NOT VERIFIED: the public key cannot be read")
         return 1
     result = Verifier(args.directory, key)
-    result.run()
-    if args.checkpoint is not None:
-        result.check_checkpoint(args.checkpoint)
+    try:
+        result.run()
+        if args.checkpoint is not None:
+            result.check_checkpoint(args.checkpoint)
+    except MemoryError:  # named, like any other problem, never a traceback
+        result.problem("out of memory: a manifest, a line or a checkpoint is too large to check on this machine")
     for problem in result.problems:
         print(f"PROBLEM: {problem}")
     if result.problems:

@@ -367,7 +367,8 @@ def test_pgaudit_serve_refuses_a_checkpoint_directory_that_is_not_there(db, tmp_
     dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader"
     done = subprocess.run([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(_free_port()),
                            "--checkpoint-dir", str(tmp_path / "missing")], capture_output=True, text=True, timeout=30)
-    assert done.returncode == 2 and "does not exist" in done.stderr and str(tmp_path / "missing") in done.stderr
+    # The value itself is not printed back (docs/cli.md): a key given there would be.
+    assert done.returncode == 2 and "--checkpoint-dir" in done.stderr and "does not exist" in done.stderr
 
 
 def test_created_tokens_work_at_once_and_revoked_ones_stop_at_the_next_request(start_api, make_token, connect):
