@@ -699,8 +699,14 @@ BEGIN
         RAISE EXCEPTION 'batch_size must be between 1 and 10000' USING ERRCODE = 'PA005';
     END IF;
     -- One rotation per tenant at a time; NO KEY UPDATE does not block writers' KEY SHARE locks.
-    SELECT array_agg(d.version ORDER BY d.version) INTO versions
-      FROM (SELECT d.version FROM @schema@.data_keys d WHERE d.tenant_id = t FOR NO KEY UPDATE) d;
+    -- A rotation waited on may have added or deleted versions the locking statement's snapshot
+    -- missed: lock again until what is locked is what a fresh statement sees.
+    LOOP
+        SELECT array_agg(d.version ORDER BY d.version) INTO versions
+          FROM (SELECT d.version FROM @schema@.data_keys d WHERE d.tenant_id = t FOR NO KEY UPDATE) d;
+        EXIT WHEN versions IS NOT DISTINCT FROM
+                  (SELECT array_agg(d.version ORDER BY d.version) FROM @schema@.data_keys d WHERE d.tenant_id = t);
+    END LOOP;
     IF versions IS NULL THEN
         RAISE EXCEPTION 'this tenant has no data key (no secret was ever stored)' USING ERRCODE = 'PA005';
     END IF;

@@ -507,6 +507,52 @@ def test_tenant_key_rotation_survives_a_crash_and_keeps_reads_working(
     assert [e[0] for e in events_of(db, "tenant.data_key.rotated")] == ["t0"]
 
 
+@pytest.mark.parametrize(("first_batch", "second_goes"), [(2, (1, 2, True)), (4, (2, 3, True))],
+                         ids=["the first mid-rotation", "the first finished"])
+def test_a_tenant_rotation_that_waited_on_another_goes_on_from_what_that_one_left(
+        db: psycopg.Connection, connect: Connect, keys: Keys, first_batch: int,
+        second_goes: tuple[int, int, bool]) -> None:
+    """Two rotations of one tenant started at once: the second waits on the first's lock and, once
+    the first commits, goes on from the versions it left (finishing its rotation, or starting the
+    next), instead of failing on the version the first made or finding no data key."""
+    key = keys.new()
+    app = connect("app_secrets")
+    client_key_setup(app, key)
+    values = _fill(app, tenants=1, slots=4)
+    first, second = connect("app_secrets", autocommit=False), connect("app_secrets")
+    for conn in (first, second):
+        secrets._set(conn, "master_key", key)
+    first.commit()
+    first.execute("SELECT * FROM audit.rotate_tenant_key('t0', %s)", (first_batch,))
+    out: list[object] = []
+
+    def rotate() -> None:
+        try:
+            out.append(second.execute(
+                "SELECT from_version, to_version, done FROM audit.rotate_tenant_key('t0', 4)").fetchone())
+        except psycopg.Error as exc:
+            out.append(exc)
+
+    waiting = threading.Thread(target=rotate)
+    waiting.start()
+    for _ in range(400):
+        if db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                      (second.info.backend_pid,)).fetchone() == ("Lock",):
+            break
+        threading.Event().wait(0.05)
+    else:
+        raise AssertionError("the second rotation never waited for the first")
+    first.commit()
+    waiting.join(30)
+    assert out == [second_goes]
+    assert db.execute("SELECT version FROM audit.data_keys WHERE tenant_id = 't0'").fetchall() == [(second_goes[1],)]
+    assert db.execute("SELECT DISTINCT key_version FROM audit.secret_values WHERE tenant_id = 't0'").fetchall() == [
+        (second_goes[1],)]
+    _read_all(app, values)
+    assert [e[4] for e in events_of(db, "tenant.data_key.rotated")] == [
+        {"from_version": v, "to_version": v + 1} for v in range(1, second_goes[1])]
+
+
 def test_client_key_exposure_warnings(db: psycopg.Connection, connect: Connect, keys: Keys) -> None:
     app = connect("app_secrets")
     assert secrets.exposure_warnings(app) == []  # no key yet
