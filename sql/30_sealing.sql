@@ -158,6 +158,9 @@ BEGIN
     IF NOT pg_has_role('pg_read_all_stats', 'USAGE') THEN
         RETURN 0;
     END IF;
+    -- pg_stat_activity is read once per transaction and kept: a caller's transaction that read it
+    -- before another round committed would miss the snapshots taken since (test_trust_attacks_49.py).
+    PERFORM pg_stat_clear_snapshot();
     FOR d IN SELECT x.slot, x.drained_by, i.inhrelid::regclass AS part
                FROM @schema@.intake_drains x
                JOIN pg_inherits i ON i.inhparent = '@schema@.event_intake'::regclass
@@ -305,15 +308,15 @@ BEGIN
         v_prev := v_hash;
     END LOOP;
 
-    IF result.sealed > 0 THEN
-        -- One notification per round, delivered when it commits: followers wake and read from
-        -- their last seq (pgaudit_py.follow). The channel is the schema's name. Not when the
-        -- cluster's notification queue is half full: a full one fails every NOTIFY's commit, and
-        -- any session can fill it (one that listens and stays in a transaction pins it); followers
-        -- also poll.
-        IF pg_notification_queue_usage() < 0.5 THEN
-            PERFORM pg_notify('@schema@', result.last_seq::text);
-        END IF;
+    -- One notification per round, delivered when it commits: followers wake and read from their
+    -- last seq (pgaudit_py.follow). The channel is the schema's name; a round that sealed nothing
+    -- notifies one no follower listens on, since a transaction that notified cannot be prepared,
+    -- and a prepared round would hold seal_state's lock against every later one. Not when the
+    -- cluster's notification queue is half full: a full one fails every NOTIFY's commit, and any
+    -- session can fill it (one that listens and stays in a transaction pins it); followers also poll.
+    IF pg_notification_queue_usage() < 0.5 THEN
+        PERFORM pg_notify(CASE WHEN result.sealed > 0 THEN '@schema@' ELSE 'pgaudit_py_idle' END,
+                          coalesce(result.last_seq::text, ''));
     END IF;
     -- What this round deleted from, for the rotation (_empty_drained_intake).
     INSERT INTO @schema@.intake_drains AS x (slot, drained_by)

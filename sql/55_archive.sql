@@ -311,9 +311,10 @@ COMMENT ON FUNCTION @schema@.claim_daily_archive_run() IS
 CREATE OR REPLACE FUNCTION @schema@._archiver_alive(claim @schema@.archive_claim)
 RETURNS boolean
 LANGUAGE sql
-STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- pg_stat_activity is read once per transaction and kept; a caller's earlier read would be stale.
+    SELECT pg_stat_clear_snapshot();
     -- Anyone may lock a key, so the beacon counts only in the hands of the backend (pid and role)
     -- that the claim names.
     SELECT EXISTS (
