@@ -116,20 +116,31 @@ def table_read(audit_schema: str, relation: str, row_type: type[T], *, where: st
     return Call(query, params, row_type)
 
 
-_UNITS = ("microsecond|microseconds|us|usec|usecs|millisecond|milliseconds|ms|msec|msecs|second|seconds|s|sec|secs"
-          "|minute|minutes|m|min|mins|hour|hours|h|hr|hrs|day|days|d|week|weeks|w|month|months|mon|mons|year|years"
-          "|y|yr|yrs|decade|decades|century|centuries|millennium|millennia|ago")
-# An interval as text, word by word (no nested repetition to backtrack through): quantities with
-# units ('90 days', '1 day 02:00:00', '90d'), or ISO 8601 ('P90D').
-_INTERVAL_WORD = re.compile(rf"[+-]?[0-9]+(?:\.[0-9]+)?(?:{_UNITS})?"
-                            rf"|[+-]?[0-9]+:[0-9]+(?::[0-9]+(?:\.[0-9]+)?)?|{_UNITS}|@", re.IGNORECASE)
-_ISO_INTERVAL = re.compile(r"P[0-9YMWDTHS.]+", re.IGNORECASE)
+# Interval text that PostgreSQL's input takes without an error (which would repeat the text): each
+# unit no longer than a year at most once, with a quantity of at most six digits ('90 days', '1 day
+# 2 hours', '90d', '3 days ago'), or ISO 8601 ('P90D', 'PT12H'). Other forms: a timedelta.
+_UNITS = {"microsecond": "microseconds|microsecond|usecs|usec|us",
+          "millisecond": "milliseconds|millisecond|msecs|msec|ms", "second": "seconds|second|secs|sec|s",
+          "minute": "minutes|minute|mins|min|m", "hour": "hours|hour|hrs|hr|h",
+          "day": "days|day|d", "week": "weeks|week|w", "month": "months|month|mons|mon", "year": "years|year|yrs|yr|y"}
+_QUANTITY = re.compile(r" *[+-]?[0-9]{1,6}(?:\.[0-9]{1,6})? ?(" + "|".join(_UNITS.values()) + r")(?= |$)",
+                       re.IGNORECASE)
+_FRACTION_SETS = {"second": ["millisecond", "microsecond"], "millisecond": ["microsecond"]}  # what a fraction fills
+_UNIT_OF = {spelling: unit for unit, spellings in _UNITS.items() for spelling in spellings.split("|")}
+_ISO_INTERVAL = re.compile(r"P(?=.*[0-9])(?:[0-9]{1,6}Y)?(?:[0-9]{1,6}M)?(?:[0-9]{1,6}W)?(?:[0-9]{1,6}D)?"
+                           r"(?:T(?=[0-9])(?:[0-9]{1,6}H)?(?:[0-9]{1,6}M)?(?:[0-9]{1,6}(?:\.[0-9]{1,6})?S)?)?")
 
 
 def _interval_text(value: str) -> bool:
-    words = value.split()
-    return bool(words) and (all(_INTERVAL_WORD.fullmatch(w) for w in words)
-                            or (len(words) == 1 and _ISO_INTERVAL.fullmatch(words[0]) is not None))
+    if _ISO_INTERVAL.fullmatch(value):
+        return True
+    text = value.removesuffix(" ago").rstrip(" ")
+    units, at = [], 0
+    while (quantity := _QUANTITY.match(text, at)) is not None:
+        unit = _UNIT_OF[quantity[1].lower()]
+        units += [unit, *_FRACTION_SETS.get(unit, [])] if "." in quantity[0] else [unit]
+        at = quantity.end()
+    return bool(units) and at == len(text) and len(set(units)) == len(units)
 
 
 _EXPECTED = {"int2": "an integer", "int4": "an integer", "int8": "an integer", "bool": "True or False",

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from pgaudit_py.calls import Call, function_call
+from pgaudit_py.calls import Call, function_call, value_call
 from pgaudit_py.errors import RateLimited, translated
 from pgaudit_py.events import record
 from pgaudit_py.transactions import end_failed_transaction, require_no_transaction
@@ -71,11 +71,9 @@ def rate_limits(conn: psycopg.Connection, *, audit_schema: str = "audit") -> lis
 def rate_limit(conn: psycopg.Connection, operation: str, key: str, per_minute: int = 60, *,
                window_seconds: int = 60, audit_schema: str = "audit") -> None:
     """Count one call of `operation` for `key`; raises RateLimited past the limit."""
-    with translated():
-        conn.execute(sql.SQL("SELECT {}.rate_limit(operation => %s::pg_catalog.text, key => %s::pg_catalog.text,"
-                             " per_minute => %s::integer, window_seconds => %s::integer)").format(
-                                 sql.Identifier(audit_schema)),
-                     (operation, key, per_minute, window_seconds))
+    value_call(audit_schema, "rate_limit", {"operation": "text", "key": "text", "per_minute": "int4",
+                                            "window_seconds": "int4"},
+               (operation, key, per_minute, window_seconds)).one(conn)
 
 
 def record_refusal(conn: psycopg.Connection, refusal: RateLimited, *, target: str | None = None,
@@ -120,7 +118,6 @@ def rate_limited(operation: str, *, key: Callable[..., str], per_minute: int = 6
 def purge_rate_counters(conn: psycopg.Connection, batch_size: int = 10000, *, audit_schema: str = "audit") -> int:
     """Delete up to batch_size counter rows whose windows have passed (maintainer); how many went.
     The worker runs it every minute."""
-    with translated(), conn.transaction():
-        row = conn.execute(sql.SQL("SELECT {}.purge_rate_counters(batch_size => %s::integer)").format(
-            sql.Identifier(audit_schema)), (batch_size,)).fetchone()
-    return int(row[0]) if row else 0
+    purge = value_call(audit_schema, "purge_rate_counters", {"batch_size": "int4"}, (batch_size,))
+    with conn.transaction():
+        return int(purge.one(conn) or 0)

@@ -8,6 +8,7 @@ settings that would still log it.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -239,6 +240,8 @@ _PLAN_LOGGING = ("debug_print_parse", "debug_print_rewritten", "debug_print_plan
 _PRELOADS = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
 _AUTO_EXPLAIN = "auto_explain.log_min_duration"
 _WATCHED = (*_LOGGING_PARAMETERS, *_PLAN_LOGGING, *_PRELOADS, _AUTO_EXPLAIN)
+_DECIMAL = re.compile(r"[0-9]*\.?[0-9]*(?:e[+-]?[0-9]+)?")  # matches any text, if only its start
+_SERVER_WIDE = ("default", "configuration file", "environment variable", "command line", "override")
 
 
 def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None = None, *,
@@ -260,14 +263,20 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
         client_master_keys = int(row[0]) if row else 0
     if not client_master_keys:
         return []
-    rows = conn.execute("SELECT name, setting FROM pg_catalog.pg_settings"
+    rows = conn.execute("SELECT name, setting, source, boot_val FROM pg_catalog.pg_settings"
                         " WHERE pg_catalog.lower(name) OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])",
                         (list(_WATCHED),)).fetchall()
-    session: dict[str, str] = {name.lower(): value for name, value in rows}
+    session: dict[str, str] = {name.lower(): value for name, value, _, _ in rows}
+    # What a session that sets nothing of its own starts with: this one's value where it is the
+    # server's (its default or configuration file), else PostgreSQL's default, since this session's
+    # own options (PGOPTIONS, SET, its role's) do not apply to the sessions that send the key.
+    server = {name.lower(): value if source in _SERVER_WIDE or boot is None else boot
+              for name, value, source, boot in rows}
     warnings = _logging_risks(session)
+    warnings += [w for w in _logging_risks(server) if w not in warnings]
     # The sessions that send the key need not log as this one does: a role's or the database's own
     # settings (ALTER ROLE ... SET, ALTER DATABASE ... SET; pg_db_role_setting, readable by all)
-    # apply to them. Each is laid over this session's settings in turn.
+    # apply to them. Each is laid over the server's settings in turn.
     stored = conn.execute(
         "SELECT coalesce(r.rolname, ''), d.datname, s.setconfig FROM pg_catalog.pg_db_role_setting s"
         " LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole"
@@ -285,15 +294,24 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
             where = f"ALTER ROLE {role or 'ALL'}" + (f" IN DATABASE {database}" if database else "")
         else:
             where = f"ALTER DATABASE {database}"
-        warnings += [f"{w} ({where} sets it for its sessions)" for w in _logging_risks({**session, **overrides})
+        warnings += [f"{w} ({where} sets it for its sessions)" for w in _logging_risks({**server, **overrides})
                      if w not in warnings]
     return warnings
 
 
 def _amount(value: str) -> float:
-    """A setting's number, whatever its unit (0, 250ms, 1s, -1, +1, 0.5): only its sign and zero matter."""
-    found = re.match(r"\s*([-+]?[0-9.]+)", value)
-    return float(found.group(1)) if found else 0.0
+    """A setting's number as PostgreSQL reads it (C's strtol with base 0, or strtod), whatever its
+    unit: 0, 250ms, -1, +1, 0.5, .5, 1e3, 0x40 (64), 0x1 (1.0), 0x.8p1. Only its sign and zero matter."""
+    text = value.strip().strip("'\"").strip().lower()
+    sign, text = (-1.0 if text.startswith("-") else 1.0), text.lstrip("+-")
+    if text.startswith("inf"):
+        return sign * math.inf
+    hexadecimal = re.match(r"0x([0-9a-f]*\.?[0-9a-f]*(?:p[+-]?[0-9]+)?)", text)
+    number = ("0x" + hexadecimal[1]) if hexadecimal else _DECIMAL.match(text).group()  # type: ignore[union-attr]
+    try:
+        return sign * (float.fromhex(number) if hexadecimal else float(number))
+    except ValueError:  # nothing a number starts with ('0x' alone is strtol's 0)
+        return 0.0
 
 
 def _on(value: str) -> bool:

@@ -382,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         result.run()
         if args.checkpoint is not None:
             result.check_checkpoint(args.checkpoint)
-    except MemoryError:  # named, like any other problem, never a traceback
-        result.problem("out of memory: a manifest, a line or a checkpoint is too large to check on this machine")
+    except (MemoryError, OSError) as exc:  # named, like any other problem (a file this account may not read)
+        result.problem(f"cannot read: {shown(exc)}" if isinstance(exc, OSError) else "out of memory: too large here")
     for problem in result.problems:
         print(f"PROBLEM: {problem}")
     if result.problems:

@@ -107,8 +107,8 @@ BEGIN
         RAISE EXCEPTION 'invalid origin: %', coalesce(p_origin, 'NULL') USING ERRCODE = 'PA005';
     END IF;
     IF v_outcome NOT IN ('success', 'failure') THEN
-        RAISE EXCEPTION 'invalid outcome: %', pg_catalog.quote_literal(v_outcome)
-            USING ERRCODE = 'PA005', HINT = 'outcome is ''success'' or ''failure''.';
+        -- Not repeated: an outcome is one of two words, and text given here could be anything.
+        RAISE EXCEPTION 'invalid outcome' USING ERRCODE = 'PA005', HINT = 'outcome is ''success'' or ''failure''.';
     END IF;
     IF jsonb_typeof(v_payload) <> 'object' THEN
         RAISE EXCEPTION 'payload must be a JSON object, got %', jsonb_typeof(v_payload)

@@ -56,7 +56,7 @@ BEGIN
             USING ERRCODE = 'PA005';
     END IF;
     IF outcome IS NOT NULL AND outcome NOT IN ('success', 'failure') THEN
-        RAISE EXCEPTION 'invalid outcome: %', pg_catalog.quote_literal(outcome) USING ERRCODE = 'PA005';
+        RAISE EXCEPTION 'invalid outcome' USING ERRCODE = 'PA005', HINT = 'outcome is ''success'' or ''failure''.';
     END IF;
     IF since > until THEN
         RAISE EXCEPTION 'since (%) is after until (%)', since, until USING ERRCODE = 'PA005';

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -12,6 +13,7 @@ from pgaudit_py import (
     InvalidArgument,
     InvalidKind,
     audit_context,
+    calls,
     count_events,
     list_events,
     monthly_event_counts,
@@ -234,3 +236,34 @@ def test_an_integer_argument_given_anything_else_is_refused_before_it_is_sent(co
     with pytest.raises(InvalidArgument, match="^page_size must be an integer$"):
         list_events(reader, page_size=value)  # type: ignore[arg-type]
     assert reader.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # nothing was sent
+
+
+def test_interval_text_the_wrappers_send_is_text_postgresql_takes(db):
+    """Interval text goes to PostgreSQL only in forms its input accepts without an error, which
+    would repeat the text (tests/test_trust_attacks_48.py): a seeded sample of what the check lets
+    through all converts, and forms it does not know are refused before anything is sent."""
+    units = [u for spellings in calls._UNITS.values() for u in spellings.split("|")] + ["MS", "Days", "ago"]
+    rng = random.Random(48)
+
+    def quantity() -> str:
+        number = rng.choice(["0", "1", "999999", str(rng.randint(0, 999999))])
+        return rng.choice(["", "+", "-"]) + number + rng.choice(["", ".5", ".999999"]) + rng.choice(["", " "])
+
+    samples = [rng.choice(["", " "]) + " ".join(quantity() + rng.choice(units) for _ in range(rng.randint(1, 5)))
+               + rng.choice(["", " ago", " "]) for _ in range(3000)]
+    samples += ["P" + "".join(f"{rng.choice(['0', '1', '999999'])}{u}" for u in "YMWD" if rng.random() < .5)
+                + rng.choice(["", "T1H", "T999999.5S", "T1M2S"]) for _ in range(500)]
+    taken = [text for text in samples if calls._interval_text(text)]
+    assert len(taken) > 1000
+    refused = []
+    for text in taken:
+        try:
+            db.execute("SELECT %s::pg_catalog.interval", (text,))
+        except psycopg.Error:
+            refused.append(text)
+    assert refused == []
+    for text in ["90 days", "1 day 2 hours", "90d", "3 days ago", "P90D", "PT12H", "1.5 hours"]:
+        assert calls._interval_text(text)
+    for text in ["1234567", "9999999 days", "1 day 1 day", "1.5 seconds 2 ms", "1 decade", "1 day 02:00:00",
+                 "@ 1 day", "p1d", "ago"]:
+        assert not calls._interval_text(text)

@@ -39,8 +39,46 @@ def say(line: str, err: bool = False) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    say(f"pgaudit: {message}", err=True)
+    say(f"pgaudit: {without_given(message)}", err=True)
     sys.exit(code)
+
+
+# What this run was given, on its command line and in the variables it reads. A refusal of the
+# command line repeats none of it, since a key, a token or a password given in the wrong place would
+# be printed back, to a terminal or a job's log (tests/test_trust_attacks_47.py, _48.py); any other
+# error repeats no value as long as a key's half or a token (32 characters without a space), and
+# names shorter ones (a table, a column, a tenant), which is how a user finds the mistake.
+_given: list[str] = []
+LONG = 32
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
+def remember_given(args: list[str], command: click.Command) -> None:
+    """Values, not names: a word that is an option or a command's name, a number (a count out of
+    range is named) or the schema's name (named in most messages) is not one."""
+    names = _names_in(command)
+    schemas = {args[i + 1] for i, a in enumerate(args[:-1]) if a == "--schema"}
+    schemas |= {a.removeprefix("--schema=") for a in args if a.startswith("--schema=")}
+    values = [a.split("=", 1)[1] if a.startswith("-") and "=" in a else a for a in args if a not in schemas]
+    values += [os.environ.get(n, "") for n in ("PGAUDIT_DSN", "PGAUDIT_ARCHIVE_URL")]
+    _given[:] = sorted({v for v in values if v and not v.startswith("-") and v not in names
+                        and not _NUMBER.fullmatch(v)}, key=len, reverse=True)
+
+
+def without_given(message: str, every: bool = False) -> str:
+    """message with each long value given (or every one) replaced where it stands as a word of its
+    own (after a space, a quote or a bracket): 'table public.t' keeps its 't' when t was given."""
+    for value in (v for v in _given if every or (len(v) >= LONG and not re.search(r"\s", v))):
+        for form in (repr(value), value):
+            message = re.sub(rf"(?<![^\s'\"(\[]){re.escape(form)}(?![^\s'\"),.:;\]])", "the value given", message)
+    return message
+
+
+def _names_in(command: click.Command) -> set[str]:
+    names = {command.name or ""} | {o for p in command.params for o in p.opts + p.secondary_opts}
+    for sub in getattr(command, "commands", {}).values():
+        names |= _names_in(sub)
+    return names
 
 
 _NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
@@ -77,6 +115,7 @@ class OneLineErrors:
     def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         assert isinstance(self, click.Command)
         _text_is_utf8(self)
+        remember_given(list(kwargs.get("args", args[0] if args else sys.argv[1:]) or []), self)
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)  # type: ignore[misc]
@@ -85,33 +124,12 @@ class OneLineErrors:
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
             hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
-            given = kwargs.get("args", args[0] if args else sys.argv[1:])
-            fail(_not_repeating(exc, given) + hint, 2)
+            fail(without_given(exc.format_message(), every=True) + hint, 2)
         except click.ClickException as exc:
             fail(exc.format_message(), exc.exit_code)
         except click.Abort:
             fail("aborted", 1)
         sys.exit(code if isinstance(code, int) else 0)
-
-
-def _not_repeating(exc: click.UsageError, given: Any) -> str:
-    """A refusal's message without the value refused, where it quotes one: a key or a token given
-    to the wrong option would be printed back, to a terminal or a job's log
-    (tests/test_trust_attacks_47.py). The option's name, and a number out of range, stay."""
-    full = exc.format_message()
-    if not isinstance(exc, click.BadParameter) or not exc.message or not full.endswith(exc.message):
-        return full
-    message = exc.message
-    values = {str(v) for v in given or []} | {os.environ.get(n, "") for n in _envvars(exc.param)}
-    for value in sorted((v for v in values if v), key=len, reverse=True):
-        for quoted in (repr(value), f"'{value}'", f'"{value}"'):
-            message = message.replace(quoted, "the value given")
-    return full[:-len(exc.message)] + message
-
-
-def _envvars(param: click.Parameter | None) -> list[str]:
-    names = getattr(param, "envvar", None) or []
-    return [names] if isinstance(names, str) else list(names)
 
 
 class Group(OneLineErrors, click.Group):
