@@ -124,7 +124,7 @@ _UNITS = {"microsecond": "microseconds|microsecond|usecs|usec|us",
           "minute": "minutes|minute|mins|min|m", "hour": "hours|hour|hrs|hr|h",
           "day": "days|day|d", "week": "weeks|week|w", "month": "months|month|mons|mon", "year": "years|year|yrs|yr|y"}
 _QUANTITY = re.compile(r" *[+-]?[0-9]{1,6}(?:\.[0-9]{1,6})? ?(" + "|".join(_UNITS.values()) + r")(?= |$)",
-                       re.IGNORECASE)
+                       re.IGNORECASE | re.ASCII)  # ASCII: 'ſ' is no 's' to PostgreSQL
 _FRACTION_SETS = {"second": ["millisecond", "microsecond"], "millisecond": ["microsecond"]}  # what a fraction fills
 _UNIT_OF = {spelling: unit for unit, spellings in _UNITS.items() for spelling in spellings.split("|")}
 _ISO_INTERVAL = re.compile(r"P(?=.*[0-9])(?:[0-9]{1,6}Y)?(?:[0-9]{1,6}M)?(?:[0-9]{1,6}W)?(?:[0-9]{1,6}D)?"

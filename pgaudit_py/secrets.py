@@ -268,12 +268,21 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
                         (list(_WATCHED),)).fetchall()
     session: dict[str, str] = {name.lower(): value for name, value, _, _ in rows}
     # What a session that sets nothing of its own starts with: this one's value where it is the
-    # server's (its default or configuration file), else PostgreSQL's default, since this session's
-    # own options (PGOPTIONS, SET, its role's) do not apply to the sessions that send the key.
-    server = {name.lower(): value if source in _SERVER_WIDE or boot is None else boot
+    # server's (its default or configuration file); where this session's own options (PGOPTIONS,
+    # SET, its role's or the database's setting) hide it, the configuration files' value if this
+    # role may read them (pg_file_settings), else PostgreSQL's default, with a warning that the
+    # server's own setting could not be seen.
+    files = _file_settings(conn)
+    server = {name.lower(): value if source in _SERVER_WIDE else files.get(name.lower(), boot or "")
               for name, value, source, boot in rows}
+    hidden = sorted(name.lower() for name, _, source, _ in rows
+                    if source not in _SERVER_WIDE and files is _UNREADABLE and name.lower() in _LOGGING_PARAMETERS)
     warnings = _logging_risks(session)
     warnings += [w for w in _logging_risks(server) if w not in warnings]
+    if hidden:
+        warnings.append(f"this session's own {', '.join(hidden)} hide the server's, which this role may not read "
+                        "(pg_file_settings): ask without those settings, or as a member of pg_read_all_settings, "
+                        "to know whether the key-holding sessions log the key")
     # The sessions that send the key need not log as this one does: a role's or the database's own
     # settings (ALTER ROLE ... SET, ALTER DATABASE ... SET; pg_db_role_setting, readable by all)
     # apply to them. Each is laid over the server's settings in turn.
@@ -297,6 +306,21 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
         warnings += [f"{w} ({where} sets it for its sessions)" for w in _logging_risks({**server, **overrides})
                      if w not in warnings]
     return warnings
+
+
+_UNREADABLE: dict[str, str] = {}
+
+
+def _file_settings(conn: psycopg.Connection) -> dict[str, str]:
+    """The configuration files' applied values (postgresql.conf, its includes, ALTER SYSTEM's
+    postgresql.auto.conf), the last of each name; _UNREADABLE when this role may not read them."""
+    allowed = conn.execute("SELECT pg_catalog.has_function_privilege("
+                           "'pg_catalog.pg_show_all_file_settings()', 'EXECUTE')").fetchone()
+    if not allowed or not allowed[0]:
+        return _UNREADABLE
+    rows = conn.execute("SELECT name, setting FROM pg_catalog.pg_show_all_file_settings()"
+                        " WHERE applied AND error IS NULL ORDER BY seqno").fetchall()
+    return {name.lower(): value for name, value in rows}
 
 
 def _amount(value: str) -> float:

@@ -79,10 +79,11 @@ def _as_read(text: str) -> str:
 
 
 # What a token's name may be (as sql/58_api_tokens.sql checks), and its id. A name holds no run of
-# 32 hex digits, which a token's secret part, or half of it, would be.
+# 32 hex digits, separators aside, which a token's secret part, or half of it, would be.
 TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}")
 TOKEN_ID = re.compile(r"[0-9a-f]{12}")
 SECRET_RUN = re.compile(r"[0-9a-f]{32}", re.IGNORECASE)
+NAME_SEPARATORS = re.compile(r"[-._@]")  # a secret part split by them is one still
 
 
 def _not_a_token(text: str, what: str) -> None:
@@ -90,7 +91,7 @@ def _not_a_token(text: str, what: str) -> None:
     invisible or combining character, a full-width letter), or that holds a token's prefix, its
     body or a run of its secret part's hex digits (no name does)."""
     seen = _as_read(text) if isinstance(text, str) else ""
-    if PREFIX in seen.lower() or TOKEN_BODY.search(seen) or SECRET_RUN.search(seen):
+    if PREFIX in seen.lower() or TOKEN_BODY.search(seen) or SECRET_RUN.search(NAME_SEPARATORS.sub("", seen)):
         raise InvalidArgument(f"{what} holds what a token holds, and no name does: nothing was sent")
     if not isinstance(text, str) or not TOKEN_NAME.fullmatch(text):
         raise InvalidArgument(f"invalid token name: {what} is not 1 to 128 letters, digits, _ . @ -, starting "

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import psycopg
 
@@ -15,6 +15,21 @@ from pgaudit_py.rate_limits import purge_rate_counters
 from pgaudit_py.sealing import SealResult, seal_continuously
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
+# The duties between rounds wait no longer than this for a lock: one held for good (a transaction
+# left open, or prepared) makes a duty fail, to be tried again next minute, and sealing goes on.
+DUTY_LOCK_TIMEOUT = "10s"
+
+
+@contextmanager
+def _waiting_at_most(conn: psycopg.Connection, timeout: str) -> Iterator[None]:
+    before = conn.execute("SELECT pg_catalog.current_setting('lock_timeout')").fetchone()
+    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", (timeout,))
+    try:
+        yield
+    finally:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.rollback()
+        conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", (before[0] if before else "0",))
 
 
 def run_worker(connect: Connect, stop: threading.Event, *, interval: float = 0.5, max_events: int = 10000,
@@ -34,16 +49,17 @@ def run_worker(connect: Connect, stop: threading.Event, *, interval: float = 0.5
         if conn is None or time.monotonic() < next_check:
             return
         next_check = time.monotonic() + 60  # once a minute: the daily duty is claimed in the database
-        try:
-            purge_rate_counters(conn, audit_schema=audit_schema)
-        except (PgAuditError, psycopg.Error) as exc:
-            say(f"purging rate-limit counters failed (sealing goes on): {str(exc).strip().splitlines()[0]}")
-        if daily is None:
-            return
-        try:
-            daily(conn)
-        except (PgAuditError, psycopg.Error) as exc:
-            say(f"archiving failed (sealing goes on): {str(exc).strip().splitlines()[0]}")
+        with _waiting_at_most(conn, DUTY_LOCK_TIMEOUT):
+            try:
+                purge_rate_counters(conn, audit_schema=audit_schema)
+            except (PgAuditError, psycopg.Error) as exc:
+                say(f"purging rate-limit counters failed (sealing goes on): {str(exc).strip().splitlines()[0]}")
+            if daily is None:
+                return
+            try:
+                daily(conn)
+            except (PgAuditError, psycopg.Error) as exc:
+                say(f"archiving failed (sealing goes on): {str(exc).strip().splitlines()[0]}")
 
     retry_in = 0.0
     while not stop.is_set():

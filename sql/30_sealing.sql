@@ -192,6 +192,25 @@ COMMENT ON FUNCTION @schema@._empty_drained_intake() IS
     'TRUNCATEs each partition of event_intake that writers have left, that the sealer drained in an earlier '
     'round older than every snapshot (inside seal() only).';
 
+-- PREPARE TRANSACTION refuses a transaction that has sent a notification. The functions that lock
+-- what the background work needs (seal_state; the archive's settings, batches and claim; the log's
+-- blocks in a prune) send one on a channel no follower listens on, so that no prepared transaction
+-- holds those locks until someone resolves it, stopping every later round (tests/test_trust_attacks_49.py,
+-- _50.py). Not while the cluster's notification queue is half full (seal(), below).
+CREATE OR REPLACE FUNCTION @schema@._refuse_two_phase()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_notification_queue_usage() < 0.5 THEN
+        PERFORM pg_notify('pgaudit_py_idle', '');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_two_phase() IS
+    'Makes the calling transaction one that PREPARE TRANSACTION refuses (a notification).';
+
 SET ROLE @schema@_sealer;
 
 CREATE OR REPLACE FUNCTION @schema@.seal(max_events integer DEFAULT 10000)
@@ -229,6 +248,7 @@ BEGIN
         RAISE EXCEPTION 'seal() must run at READ COMMITTED, not %', current_setting('transaction_isolation')
             USING ERRCODE = 'PA005';
     END IF;
+    PERFORM @schema@._refuse_two_phase();  -- its lock on seal_state would outlive a prepared transaction
     -- One sealer at a time: the row lock is held until this transaction ends.
     SELECT s.last_seq + 1, s.last_block_no + 1, s.last_block_hash INTO v_first, v_block, v_prev
       FROM @schema@.seal_state s FOR UPDATE;
@@ -308,15 +328,15 @@ BEGIN
         v_prev := v_hash;
     END LOOP;
 
-    -- One notification per round, delivered when it commits: followers wake and read from their
-    -- last seq (pgaudit_py.follow). The channel is the schema's name; a round that sealed nothing
-    -- notifies one no follower listens on, since a transaction that notified cannot be prepared,
-    -- and a prepared round would hold seal_state's lock against every later one. Not when the
-    -- cluster's notification queue is half full: a full one fails every NOTIFY's commit, and any
-    -- session can fill it (one that listens and stays in a transaction pins it); followers also poll.
-    IF pg_notification_queue_usage() < 0.5 THEN
-        PERFORM pg_notify(CASE WHEN result.sealed > 0 THEN '@schema@' ELSE 'pgaudit_py_idle' END,
-                          coalesce(result.last_seq::text, ''));
+    IF result.sealed > 0 THEN
+        -- One notification per round, delivered when it commits: followers wake and read from
+        -- their last seq (pgaudit_py.follow). The channel is the schema's name. Not when the
+        -- cluster's notification queue is half full: a full one fails every NOTIFY's commit, and
+        -- any session can fill it (one that listens and stays in a transaction pins it); followers
+        -- also poll.
+        IF pg_notification_queue_usage() < 0.5 THEN
+            PERFORM pg_notify('@schema@', result.last_seq::text);
+        END IF;
     END IF;
     -- What this round deleted from, for the rotation (_empty_drained_intake).
     INSERT INTO @schema@.intake_drains AS x (slot, drained_by)

@@ -168,6 +168,7 @@ DECLARE
     last_no bigint;
     whole boolean;
 BEGIN
+    PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
     PERFORM @schema@._check_prune_args(older_than, batch_size);
     -- One of prune and archive planning at a time: a batch planned while a prune is uncommitted
     -- would name blocks whose events that prune deletes (next_archive_batch takes the same lock).

@@ -12,6 +12,7 @@ AS $$
 DECLARE
     result @schema@.archive_settings;
 BEGIN
+    PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
     IF hot_retention IS NULL OR hot_retention <= interval '0' THEN
         RAISE EXCEPTION 'hot_retention must be a positive interval' USING ERRCODE = 'PA005';
     ELSIF max_batch_events IS NULL OR max_batch_events NOT BETWEEN 1 AND 1000000 THEN
@@ -49,6 +50,7 @@ DECLARE
     first_seq bigint;
     last_seq bigint;
 BEGIN
+    PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
     SELECT * INTO settings FROM @schema@.archive_settings FOR UPDATE;  -- one planner at a time
     LOCK TABLE @schema@.archive_batches IN SHARE ROW EXCLUSIVE MODE;  -- and no prune meanwhile
     SELECT * INTO result FROM @schema@.archive_batches x WHERE x.state <> 'deleted' ORDER BY x.first_block LIMIT 1;
@@ -103,6 +105,7 @@ AS $$
 DECLARE
     b @schema@.archive_batches;
 BEGIN
+    PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
     SELECT * INTO b FROM @schema@.archive_batches x WHERE x.batch_id = batch_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no archive batch %', batch_id USING ERRCODE = 'PA005';
@@ -146,6 +149,7 @@ DECLARE
     last_b @schema@.blocks;
     deleted bigint;
 BEGIN
+    PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
     SELECT * INTO b FROM @schema@.archive_batches x WHERE x.batch_id = batch_id FOR UPDATE;
     IF NOT FOUND OR b.state = 'planned' THEN
         RAISE EXCEPTION 'refusing to delete events that no recorded archive batch covers (batch %: %)',
@@ -188,6 +192,7 @@ DECLARE
     block_nos bigint[];
     first_seqs bigint[];
 BEGIN
+    PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
     -- The batch's row locked before its restored events (drop_restored_batch, the same: one lock
     -- order; a drop and a reload in one transaction beside a restore deadlocked): a second restore
     -- of the batch waits for the first to end, then replaces its rows. A lock, not a write of the
@@ -268,6 +273,7 @@ AS $$
 DECLARE
     n integer;
 BEGIN
+    PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
     -- The batch's row locked first, as restore_archive_batch does: one lock order, and a drop beside
     -- a reload waits for it, then (at READ COMMITTED) drops what it loaded.
     PERFORM FROM @schema@.archive_batches x WHERE x.batch_id = drop_restored_batch.batch_id FOR UPDATE;
@@ -291,6 +297,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
     UPDATE @schema@.archive_settings
        SET last_run_on = (now() AT TIME ZONE 'UTC')::date
      WHERE run_hour_utc IS NOT NULL
@@ -337,6 +344,7 @@ DECLARE
     claim @schema@.archive_claim;
     drawn bigint;
 BEGIN
+    PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
     -- Never waits: a row locked by another claim or release means another archiver.
     SELECT * INTO claim FROM @schema@.archive_claim c FOR UPDATE SKIP LOCKED;
     IF NOT FOUND OR (claim.pid IS NOT NULL AND @schema@._archiver_alive(claim)) THEN
@@ -365,6 +373,7 @@ AS $$
 DECLARE
     claim @schema@.archive_claim;
 BEGIN
+    PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
     SELECT * INTO claim FROM @schema@.archive_claim c FOR UPDATE;
     IF claim.pid IS DISTINCT FROM pg_backend_pid() THEN
         RETURN false;

@@ -43,7 +43,8 @@ DECLARE
 BEGIN
     IF create_api_token.token_id IS NULL OR create_api_token.token_id !~ '^[0-9a-f]{12}$' THEN
         RAISE EXCEPTION 'a token id is 12 lowercase hexadecimal digits' USING ERRCODE = 'PA005';
-    ELSIF strpos(lower(create_api_token.name), 'pga_') > 0 OR create_api_token.name ~* '[0-9a-f]{32}' THEN
+    ELSIF strpos(lower(create_api_token.name), 'pga_') > 0
+          OR regexp_replace(create_api_token.name, '[-._@]', '', 'g') ~* '[0-9a-f]{32}' THEN
         -- A token pasted where its name goes would be kept, and recorded, for good. Not repeated.
         RAISE EXCEPTION 'a token name may not hold what a token holds' USING ERRCODE = 'PA005';
     ELSIF create_api_token.name IS NULL OR create_api_token.name !~ '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$' THEN

@@ -700,7 +700,11 @@ BEGIN
     END IF;
     -- One rotation per tenant at a time; NO KEY UPDATE does not block writers' KEY SHARE locks.
     -- A rotation waited on may have added or deleted versions the locking statement's snapshot
-    -- missed: lock again until what is locked is what a fresh statement sees.
+    -- missed: lock again until what is locked is what a fresh statement sees, which only READ
+    -- COMMITTED gives (a snapshot taken before would never see another rotation's new version).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'rotate_tenant_key must run at READ COMMITTED' USING ERRCODE = 'PA005';
+    END IF;
     LOOP
         SELECT array_agg(d.version ORDER BY d.version) INTO versions
           FROM (SELECT d.version FROM @schema@.data_keys d WHERE d.tenant_id = t FOR NO KEY UPDATE) d;

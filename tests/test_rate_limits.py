@@ -426,7 +426,7 @@ def test_cli_limits(db, notes):
     assert listed.output.splitlines()[2].split()[:6] == ["table", "notes", "30", "-", "-", "60"]  # none is "-"
     bad = runner.invoke(cli, ["limits", "set", "--dsn", dsn, "public.notes", "--per-user", "-1"])
     assert bad.exit_code == 2 and bad.stderr.strip() == (  # named by its flag, not the SQL parameter
-        "pgaudit: Invalid value for '--per-user': -1 is not in the range 0<=x<=10000000. (see cli limits set --help)")
+        "pgaudit: Invalid value for '--per-user': the value given is not in the range 0<=x<=10000000. (see cli limits set --help)")
     gone = runner.invoke(cli, ["limits", "unset", "--dsn", dsn, "public.notes"])
     assert gone.output.strip() == "removed the limits of public.notes"
 

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -34,43 +35,53 @@ UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"
 
 def say(line: str, err: bool = False) -> None:
     """A line for people, through printable(): a name or value in it (a file name that is not
-    UTF-8, a newline in a key's name) can neither fail the write nor forge a line."""
-    click.echo(printable(line), err=err)
+    UTF-8, a newline in a key's name) can neither fail the write nor forge a line. A line for
+    stderr (an error, a warning, the worker's reports) holds no long value given (without_given)."""
+    click.echo(printable(without_given(line) if err else line), err=err)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    say(f"pgaudit: {without_given(message)}", err=True)
+    say(f"pgaudit: {message}", err=True)
     sys.exit(code)
 
 
 # What this run was given, on its command line and in the variables it reads. A refusal of the
 # command line repeats none of it, since a key, a token or a password given in the wrong place would
-# be printed back, to a terminal or a job's log (tests/test_trust_attacks_47.py, _48.py); any other
-# error repeats no value as long as a key's half or a token (32 characters without a space), and
-# names shorter ones (a table, a column, a tenant), which is how a user finds the mistake.
+# be printed back, to a terminal or a job's log (tests/test_trust_attacks_47.py, _48.py, _50.py).
+# Any other line on stderr repeats no long piece of it (32 characters or more between spaces,
+# slashes, dots, '=' and the like: a key, half a key, a token), in any case, cut to PostgreSQL's 63 for a
+# name, or normalized; shorter values stay named (a table, a column, a tenant), since that is how a
+# user finds the mistake.
 _given: list[str] = []
+_long_given: list[str] = []
 LONG = 32
-_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
 def remember_given(args: list[str], command: click.Command) -> None:
-    """Values, not names: a word that is an option or a command's name, a number (a count out of
-    range is named) or the schema's name (named in most messages) is not one."""
+    """Values, not names: a word that is an option's or a command's name, or the schema's name
+    (named in most messages), is not one."""
     names = _names_in(command)
     schemas = {args[i + 1] for i, a in enumerate(args[:-1]) if a == "--schema"}
     schemas |= {a.removeprefix("--schema=") for a in args if a.startswith("--schema=")}
     values = [a.split("=", 1)[1] if a.startswith("-") and "=" in a else a for a in args if a not in schemas]
+    values = [v for v in values if v and v not in names]
+    _given[:] = sorted(set(values), key=len, reverse=True)
     values += [os.environ.get(n, "") for n in ("PGAUDIT_DSN", "PGAUDIT_ARCHIVE_URL")]
-    _given[:] = sorted({v for v in values if v and not v.startswith("-") and v not in names
-                        and not _NUMBER.fullmatch(v)}, key=len, reverse=True)
+    pieces = {p for v in values for p in re.split(r"[\s/\\=,;:?&#@.'\"<>()\[\]{}|]+", v) if len(p) >= LONG}
+    forms = {f for p in pieces for f in (p, p[:63], unicodedata.normalize("NFC", p), unicodedata.normalize("NFKC", p))}
+    _long_given[:] = sorted(forms, key=len, reverse=True)
 
 
 def without_given(message: str, every: bool = False) -> str:
-    """message with each long value given (or every one) replaced where it stands as a word of its
-    own (after a space, a quote or a bracket): 'table public.t' keeps its 't' when t was given."""
-    for value in (v for v in _given if every or (len(v) >= LONG and not re.search(r"\s", v))):
+    """message with each long piece of what was given replaced, wherever it stands; with every,
+    each value given too where it stands as a word of its own (after a space, a quote or a
+    bracket): 'table public.t' keeps its 't' when t was given."""
+    for piece in _long_given:
+        message = re.sub(re.escape(piece), "the value given", message, flags=re.IGNORECASE)
+    for value in _given if every else []:
         for form in (repr(value), value):
-            message = re.sub(rf"(?<![^\s'\"(\[]){re.escape(form)}(?![^\s'\"),.:;\]])", "the value given", message)
+            message = re.sub(rf"(?<![^\s'\"(\[«»„“‚‘]){re.escape(form)}(?![^\s'\"),.:;\]«»“”‘’])", "the value given",
+                             message)
     return message
 
 
