@@ -312,6 +312,24 @@ def _ensure_roles(conn: psycopg.Connection, schema: str) -> list[str]:
     return created
 
 
+def _refuse_default_privileges(conn: psycopg.Connection, schema: str) -> None:
+    """A role of the package with default privileges (ALTER DEFAULT PRIVILEGES FOR ROLE ..., set by
+    whoever made the roles beforehand) would grant what it makes to their grantees: refused until
+    they are removed, since only their maker knows whether they were meant."""
+    rows = conn.execute(
+        "SELECT DISTINCT d.defaclrole::pg_catalog.regrole::pg_catalog.text"
+        " FROM pg_catalog.pg_default_acl d, pg_catalog.aclexplode(d.defaclacl) a"
+        " WHERE d.defaclrole::pg_catalog.regrole::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])"
+        " AND a.grantee OPERATOR(pg_catalog.<>) d.defaclrole ORDER BY 1",
+        (list(role_names(schema).values()),)).fetchall()
+    if rows:
+        roles = ", ".join(r[0] for r in rows)
+        raise InstallError(f"role {roles} has default privileges (ALTER DEFAULT PRIVILEGES), which would grant "
+                           "what it makes to others",
+                           hint="Remove them (pg_default_acl lists them): ALTER DEFAULT PRIVILEGES FOR ROLE ... "
+                                "REVOKE ... FROM ...; then run the installer again.")
+
+
 def _trusted_pgcrypto_schema(conn: psycopg.Connection) -> str:
     """Where pgcrypto is, once its owner is known to be as trusted as the installer: the extension's
     owner may drop it and put look-alikes in its place, which the owner role would then run. (Its
@@ -407,6 +425,10 @@ def _apply_migrations(conn: psycopg.Connection, schema: str) -> None:
     """The pending migrations, each committed on its own (yoyo), as the role the session is in."""
     backend = _GivenConnectionBackend(conn, schema)
     backend.init_database()
+    # yoyo's lock is a committed row, which an install killed while holding it leaves behind for
+    # good. The install lock (_install_lock, a session lock that ends with its backend) already
+    # keeps every other installer out: a yoyo lock found here is such a leftover.
+    backend.break_lock()
     with backend.lock():
         backend.apply_migrations(backend.to_apply(read_migrations(str(migrations_dir()))))
 
@@ -431,6 +453,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             return InstallReport(schema, package_version(), pending, files, [], True, True)
 
         created = _ensure_roles(conn, schema)
+        _refuse_default_privileges(conn, schema)
         conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
         pgcrypto_schema = _trusted_pgcrypto_schema(conn)
         _create_schema(conn, schema, roles["owner"])

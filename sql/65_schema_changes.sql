@@ -646,7 +646,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NULL
-       AND current_query() ~* '\mconcurrently\M' AND current_query() ~* '\mdetach\M'
+       AND current_query() ~* E'\\mconcurrently\\M' AND current_query() ~* E'\\mdetach\\M'
        AND EXISTS (SELECT 1 FROM @schema@.tracked_tables t JOIN pg_inherits i ON i.inhparent = t.relid) THEN
         RAISE EXCEPTION 'DETACH PARTITION ... CONCURRENTLY is refused while a tracked table has partitions: cancelled '
                         'in its wait, it would leave a partition''s rows out of the table with no event'

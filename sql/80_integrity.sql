@@ -13,6 +13,9 @@ AS $$
                         WHERE n.nspname = '@schema@'),
         'capture_schema_acl', (SELECT to_jsonb(coalesce(n.nspacl::text[], '{}')) FROM pg_namespace n
                                 WHERE n.nspname = '@schema@_capture'),
+        -- Who may act as the owner role: none after a superuser's install, the installer after another's.
+        'owner_members', (SELECT coalesce(jsonb_agg(m.member::regrole::text ORDER BY m.member::regrole::text), '[]')
+                            FROM pg_auth_members m WHERE m.roleid = '@schema@_owner'::regrole),
         'functions', (SELECT coalesce(jsonb_object_agg(
                           p.pronamespace::regnamespace::text || '.' || p.proname
                           || '(' || pg_get_function_identity_arguments(p.oid) || ')',
@@ -26,17 +29,28 @@ AS $$
                          AND p.proname !~ '^_capture_[0-9]+$'),  -- generated per tracked table
         'relations', (SELECT coalesce(jsonb_object_agg(c.relname, jsonb_build_object(
                           'acl', to_jsonb(coalesce(c.relacl::text[], '{}')),
+                          'column_acls', (SELECT coalesce(jsonb_object_agg(a.attname, a.attacl::text[]), '{}')
+                                            FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL),
+                          'row_security', c.relrowsecurity OR c.relforcerowsecurity,
+                          'policies', (SELECT coalesce(jsonb_object_agg(p.polname, md5(p.polcmd::text || p.polpermissive::text
+                                                         || coalesce(pg_get_expr(p.polqual, p.polrelid), '')
+                                                         || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '')
+                                                         || p.polroles::text)), '{}')
+                                         FROM pg_policy p WHERE p.polrelid = c.oid),
+                          'rules', (SELECT coalesce(jsonb_object_agg(r.rulename, md5(pg_get_ruledef(r.oid))), '{}')
+                                      FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN'),
                           'definition', CASE WHEN c.relkind = 'v' THEN md5(pg_get_viewdef(c.oid)) END,
                           'triggers', (SELECT coalesce(jsonb_object_agg(t.tgname, t.tgenabled), '{}')
                                          FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal))), '{}')
                         FROM pg_class c
-                       WHERE c.relnamespace = '@schema@'::regnamespace AND c.relkind IN ('r', 'v', 'p')
+                       WHERE c.relnamespace = '@schema@'::regnamespace AND c.relkind IN ('r', 'v', 'p', 'S')
                          -- The log's partitions come and go with sealing and pruning; checked on their own below.
                          AND NOT EXISTS (SELECT 1 FROM pg_inherits i
                                           WHERE i.inhrelid = c.oid AND i.inhparent = '@schema@.event_log'::regclass)));
 $$;
 COMMENT ON FUNCTION @schema@._security_snapshot() IS
-    'Functions, grants and triggers of the schema, as status compares them with the last install.';
+    'Functions, grants, policies, rules and triggers of the schema, and the owner role''s members, as status '
+    'compares them with the last install.';
 
 CREATE OR REPLACE FUNCTION @schema@._integrity_problems()
 RETURNS SETOF text
@@ -71,6 +85,34 @@ BEGIN
             OR EXISTS (SELECT 1 FROM pg_auth_members m
                         WHERE m.roleid = r.oid
                           AND NOT (r.rolname = '@schema@_capture' AND m.member = '@schema@_owner'::regrole)));
+    -- No role of the package may create roles (a role made beforehand with CREATEROLE could grant its
+    -- members the owner role), and the function roles belong to no other role but what the install
+    -- grants (the sealer reads pg_read_all_stats, for the intake's rotation).
+    RETURN QUERY
+    SELECT format('role %s may create roles', r.rolname)
+      FROM pg_roles r
+     WHERE r.rolcreaterole
+       AND r.rolname IN ('@schema@_owner', '@schema@_writer', '@schema@_reader', '@schema@_maintainer', '@schema@_secrets',
+                         '@schema@_capture', '@schema@_sealer', '@schema@_pruner', '@schema@_sandbox');
+    RETURN QUERY
+    SELECT format('role %s is a member of %s: its functions would act with that role''s rights too',
+                  m.member::regrole, m.roleid::regrole)
+      FROM pg_auth_members m
+     WHERE m.member::regrole::text IN ('@schema@_capture', '@schema@_sealer', '@schema@_pruner', '@schema@_sandbox')
+       AND NOT (m.member = '@schema@_sealer'::regrole AND m.roleid = 'pg_read_all_stats'::regrole);
+    -- Default privileges of a role of the package would grant whatever it makes (a capture function,
+    -- a partition of the log) to their grantees.
+    RETURN QUERY
+    SELECT format('role %s grants %s on the %s it makes to %s by default (ALTER DEFAULT PRIVILEGES)',
+                  d.defaclrole::regrole, a.privilege_type,
+                  CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions'
+                                       WHEN 'T' THEN 'types' ELSE 'schemas' END,
+                  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END)
+      FROM pg_default_acl d, aclexplode(d.defaclacl) a
+     WHERE d.defaclrole::regrole::text IN ('@schema@_owner', '@schema@_writer', '@schema@_reader', '@schema@_maintainer',
+                                           '@schema@_secrets', '@schema@_capture', '@schema@_sealer', '@schema@_pruner',
+                                           '@schema@_sandbox')
+       AND a.grantee <> d.defaclrole;
     -- Nor as the owner role, but the installer: a role that may act as it may write anything.
     RETURN QUERY
     SELECT format('role %s %s', r.rolname, CASE WHEN r.rolcanlogin THEN 'can log in' ELSE 'is privileged' END)
@@ -223,6 +265,10 @@ BEGIN
         RETURN NEXT format('grants on schema @schema@_capture changed: %s, installed %s',
                            actual -> 'capture_schema_acl', expected -> 'capture_schema_acl');
     END IF;
+    IF expected -> 'owner_members' IS DISTINCT FROM actual -> 'owner_members' THEN
+        RETURN NEXT format('members of role @schema@_owner changed: %s, installed %s',
+                           actual -> 'owner_members', expected -> 'owner_members');
+    END IF;
     IF expected -> 'schema_acl' <> actual -> 'schema_acl' THEN
         RETURN NEXT format('grants on schema @schema@ changed: %s, installed %s',
                            actual -> 'schema_acl', expected -> 'schema_acl');
@@ -238,7 +284,7 @@ BEGIN
         IF NOT (actual -> 'relations') ? k THEN
             RETURN NEXT format('table or view @schema@.%s is missing', k);
         ELSIF actual -> 'relations' -> k <> v THEN
-            RETURN NEXT format('grants or triggers of @schema@.%s changed: %s, installed %s',
+            RETURN NEXT format('grants, policies, rules or triggers of @schema@.%s changed: %s, installed %s',
                                k, actual -> 'relations' -> k, v);
         END IF;
     END LOOP;

