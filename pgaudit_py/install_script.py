@@ -82,7 +82,32 @@ def _guards(conn: psycopg.Connection, schema: str, applied: list[str], crypto: s
         " FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user))))"
         " THEN RAISE EXCEPTION 'pgcrypto is not where, or whose, it was when this script was written;"
         " regenerate it (pgaudit-install --sql)'; END IF; END $$;",
+        # A schema made after the script was written (a squatter's, holding what it likes) is not
+        # taken over: each of the package's schemas is whose it was, or still missing.
+        "DO $$ BEGIN IF " + " OR ".join(_schema_changed(conn, name, owner)
+                                        for name, owner in _schema_owners(conn, schema))
+        + " THEN RAISE EXCEPTION 'a schema of the package is not whose, or missing, as it was when this script"
+        " was written; regenerate it (pgaudit-install --sql)'; END IF; END $$;",
     ]
+
+
+def _schema_owners(conn: psycopg.Connection, schema: str) -> list[tuple[str, str | None]]:
+    """The package's schemas and their owners now (None: not there yet)."""
+    names = [schema, capture_schema(schema)]
+    rows = conn.execute("SELECT nspname::pg_catalog.text, nspowner::pg_catalog.regrole::pg_catalog.text"
+                        " FROM pg_catalog.pg_namespace"
+                        " WHERE nspname OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])",
+                        (names,)).fetchall()
+    owners = {str(name): str(owner) for name, owner in rows}
+    return [(name, owners.get(name)) for name in names]
+
+
+def _schema_changed(conn: psycopg.Connection, name: str, owner: str | None) -> str:
+    found = f"SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) {_literal(conn, name)}"
+    if owner is None:
+        return f"EXISTS ({found})"
+    return (f"NOT EXISTS ({found} AND n.nspowner::pg_catalog.regrole::pg_catalog.text"
+            f" OPERATOR(pg_catalog.=) {_literal(conn, owner)})")
 
 
 def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:

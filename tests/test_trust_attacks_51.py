@@ -456,7 +456,6 @@ SQUATS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="known: the script takes the schemas as it finds them (docs/installer.md)")
 @pytest.mark.parametrize("squat", SQUATS)
 def test_c5_the_install_script_does_not_take_over_a_schema_made_after_it_was_written(cluster, squat):
     """Attack: the DBA writes the script (docs: shortly before applying it); t51_sq, with CREATE on
