@@ -100,6 +100,14 @@ BEGIN
       FROM pg_auth_members m
      WHERE m.member::regrole::text IN ('@schema@_capture', '@schema@_sealer', '@schema@_pruner', '@schema@_sandbox')
        AND NOT (m.member = '@schema@_sealer'::regrole AND m.roleid = 'pg_read_all_stats'::regrole);
+    -- Only an installer may act as the owner role (a non-superuser installer is made a member); a
+    -- member the role's maker gave it before the first install, or anyone since, is named.
+    RETURN QUERY
+    SELECT format('role %s is a member of @schema@_owner and installed nothing here: it may act as the owner',
+                  m.member::regrole)
+      FROM pg_auth_members m
+     WHERE m.roleid = '@schema@_owner'::regrole
+       AND m.member::regrole::text NOT IN (SELECT i.installed_by FROM @schema@._install i);
     -- Default privileges of a role of the package would grant whatever it makes (a capture function,
     -- a partition of the log) to their grantees.
     RETURN QUERY

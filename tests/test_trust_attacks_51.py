@@ -221,7 +221,6 @@ def precreated(cluster):
     return maker, do_install
 
 
-@pytest.mark.xfail(strict=True, reason="known: roles made beforehand are taken as found (docs/installer.md)")
 def test_c2_a_member_the_maker_gave_the_owner_role_beforehand_is_removed_or_named(precreated, cluster):
     """Attack: t51_cr makes t51p_owner and grants it to t51_friend (who keeps it if t51_cr later loses
     CREATEROLE). A superuser installs: the installer is no member, so no member is expected (docs:
