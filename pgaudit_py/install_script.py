@@ -20,11 +20,13 @@ from pgaudit_py.installer import (
     FUNCTION_ROLES,
     _applied_migrations,
     _hand_over_statements,
+    _has_pgcrypto,
     _is_member,
     _refuse_foreign_schema,
     _trusted_pgcrypto_schema,
     capture_schema,
     check_schema_name,
+    crypto_schema,
     migration_ids,
     migrations_dir,
     package_version,
@@ -53,11 +55,9 @@ def _ident(conn: psycopg.Connection, name: str) -> str:
     return sql.Identifier(name).as_string(conn)
 
 
-def _pgcrypto_schema(conn: psycopg.Connection) -> str:
-    """Where pgcrypto is, checked as install() checks it; public when the script creates it."""
-    row = conn.execute("SELECT 1 FROM pg_catalog.pg_extension"
-                       " WHERE extname OPERATOR(pg_catalog.=) 'pgcrypto'").fetchone()
-    return _trusted_pgcrypto_schema(conn) if row else "public"
+def _pgcrypto_schema(conn: psycopg.Connection) -> str | None:
+    """Where pgcrypto is, checked as install() checks it; None when the script creates it."""
+    return _trusted_pgcrypto_schema(conn) if _has_pgcrypto(conn) else None
 
 
 def _guards(conn: psycopg.Connection, schema: str, applied: list[str], crypto: str) -> list[str]:
@@ -120,7 +120,8 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles"
                              " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
     is_superuser = bool(superuser and superuser[0])
-    crypto = _pgcrypto_schema(conn)
+    found = _pgcrypto_schema(conn)
+    crypto = found or crypto_schema(schema)
     out = [f"-- pgaudit_py {package_version()}: {'upgrade' if applied else 'install'} of schema {schema}"
            f" (pending migrations: {', '.join(pending) or 'none'}), for role {conn.info.user}",
            "-- Apply as that role, in one transaction: psql -v ON_ERROR_STOP=1 -1 -f this.sql", ""]
@@ -137,7 +138,11 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     add(f"GRANT {_ident(conn, roles['capture'])} TO {owner};")
     add(f"DO $$ BEGIN IF NOT pg_catalog.pg_has_role(current_user, {_literal(conn, roles['owner'])}, 'MEMBER') THEN"
         f" GRANT {owner} TO CURRENT_USER; END IF; END $$;")
-    add(f"CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA {_ident(conn, crypto)};")
+    if found is None:  # as install() makes it (_create_pgcrypto)
+        add(f"CREATE SCHEMA {_ident(conn, crypto)};")
+        add(f"CREATE EXTENSION pgcrypto SCHEMA {_ident(conn, crypto)};")
+        add(f"GRANT USAGE ON SCHEMA {_ident(conn, crypto)} TO PUBLIC;")
+    add(f"GRANT USAGE ON SCHEMA {_ident(conn, crypto)} TO {owner};")
     add(f"CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {owner};")
     add(f"ALTER SCHEMA {s} OWNER TO {owner};")
     add(f"SET ROLE {owner};")

@@ -355,6 +355,27 @@ def _is_member(conn: psycopg.Connection, role: str) -> bool:
     return bool(row and row[0])
 
 
+def crypto_schema(schema: str) -> str:
+    """Where the installer puts pgcrypto when the database has none."""
+    return f"{schema}_crypto"
+
+
+def _has_pgcrypto(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT FROM pg_catalog.pg_extension"
+                        " WHERE extname OPERATOR(pg_catalog.=) 'pgcrypto'").fetchone() is not None
+
+
+def _create_pgcrypto(conn: psycopg.Connection, schema: str) -> None:
+    """pgcrypto in a schema of its own, the installer's: where CREATE EXTENSION would put it, the
+    first schema of the search_path (PostgreSQL 15's public is the database owner's), its owner could
+    drop it, with the package's secrets functions (tests/test_trust_attacks_51.py)."""
+    home = crypto_schema(schema)
+    me = conn.execute("SELECT current_user::pg_catalog.text").fetchone()
+    _create_schema(conn, home, str(me[0]) if me else "")
+    conn.execute(sql.SQL("CREATE EXTENSION pgcrypto SCHEMA {}").format(sql.Identifier(home)))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO PUBLIC").format(sql.Identifier(home)))  # as public's was
+
+
 def capture_schema(schema: str) -> str:
     """Where the capture role keeps its functions (the only schema it may create in)."""
     return f"{schema}_capture"
@@ -454,8 +475,12 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
 
         created = _ensure_roles(conn, schema)
         _refuse_default_privileges(conn, schema)
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+        if not _has_pgcrypto(conn):
+            _create_pgcrypto(conn, schema)
         pgcrypto_schema = _trusted_pgcrypto_schema(conn)
+        # The owner role looks pgcrypto's functions up, to bind them by oid (sql/78_secrets.sql).
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            sql.Identifier(pgcrypto_schema), sql.Identifier(roles["owner"])))
         _create_schema(conn, schema, roles["owner"])
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["owner"])))
 

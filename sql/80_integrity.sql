@@ -315,6 +315,15 @@ AS $$
                     WHERE m.roleid = 'pg_read_server_files'::regrole
                       AND m.member = (SELECT r.oid FROM pg_roles r WHERE r.rolname = '@schema@_owner'))
        AND NOT EXISTS (SELECT 1 FROM @schema@.master_keys m WHERE m.key_file IS NOT NULL AND m.state <> 'retired')
+    UNION ALL
+    -- An earlier release put pgcrypto where CREATE EXTENSION did (public, in PostgreSQL 15 the
+    -- database owner's): that schema's owner may drop it, with the secrets functions.
+    SELECT format('pgcrypto is in schema %s, owned by %s, who is no superuser and may drop it with the secrets '
+                  'functions: move it to a superuser''s schema (ALTER EXTENSION pgcrypto SET SCHEMA ...)',
+                  n.nspname, n.nspowner::regrole)
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace JOIN pg_roles o ON o.oid = n.nspowner
+     WHERE e.extname = 'pgcrypto' AND NOT o.rolsuper
+       AND (SELECT r.rolsuper FROM pg_roles r JOIN pg_extension x ON x.extowner = r.oid WHERE x.extname = 'pgcrypto')
 $$;
 COMMENT ON FUNCTION @schema@._integrity_warnings() IS 'What status warns about: not broken, but worth knowing.';
 

@@ -162,7 +162,6 @@ PGCRYPTO_HOMES: dict[str, Callable[[Cluster], psycopg.Connection]] = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="known: pgcrypto goes where CREATE EXTENSION puts it (docs/installer.md)")
 @pytest.mark.parametrize("home", PGCRYPTO_HOMES)
 def test_c1_the_schema_pgcrypto_is_put_in_cannot_be_dropped_with_the_packages_functions(cluster, home):
     """Attack: the ground is prepared so that the superuser's install creates pgcrypto in a schema
@@ -183,7 +182,6 @@ def test_c1_the_schema_pgcrypto_is_put_in_cannot_be_dropped_with_the_packages_fu
                            f"with it {missing}")
 
 
-@pytest.mark.xfail(strict=True, reason="known: pgcrypto goes where CREATE EXTENSION puts it (docs/installer.md)")
 def test_c1_status_names_pgcrypto_in_a_schema_a_role_that_is_no_superuser_owns(cluster):
     """The same ground ($user squatted): before anything is dropped, the installation rests on a schema
     that a role with nothing but CREATE on the database owns. Safe: the install refuses, or status
