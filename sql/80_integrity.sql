@@ -39,6 +39,7 @@ AS $$
                                          FROM pg_policy p WHERE p.polrelid = c.oid),
                           'rules', (SELECT coalesce(jsonb_object_agg(r.rulename, md5(pg_get_ruledef(r.oid))), '{}')
                                       FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN'),
+                          'options', to_jsonb(coalesce(c.reloptions, '{}')),
                           'definition', CASE WHEN c.relkind = 'v' THEN md5(pg_get_viewdef(c.oid)) END,
                           'triggers', (SELECT coalesce(jsonb_object_agg(t.tgname, t.tgenabled), '{}')
                                          FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal))), '{}')
@@ -95,11 +96,11 @@ BEGIN
        AND r.rolname IN ('@schema@_owner', '@schema@_writer', '@schema@_reader', '@schema@_maintainer', '@schema@_secrets',
                          '@schema@_capture', '@schema@_sealer', '@schema@_pruner', '@schema@_sandbox');
     RETURN QUERY
-    SELECT format('role %s is a member of %s: its functions would act with that role''s rights too',
-                  m.member::regrole, m.roleid::regrole)
-      FROM pg_auth_members m
-     WHERE m.member::regrole::text IN ('@schema@_capture', '@schema@_sealer', '@schema@_pruner', '@schema@_sandbox')
-       AND NOT (m.member = '@schema@_sealer'::regrole AND m.roleid = 'pg_read_all_stats'::regrole);
+    SELECT format('role %s is a member of %s: its functions would act with that role''s rights too', f.rolname, r.rolname)
+      FROM pg_roles f, pg_roles r
+     WHERE f.rolname IN ('@schema@_capture', '@schema@_sealer', '@schema@_pruner', '@schema@_sandbox')
+       AND r.oid <> f.oid AND pg_has_role(f.oid, r.oid, 'MEMBER')  -- through other roles too
+       AND NOT (f.rolname = '@schema@_sealer' AND r.rolname = 'pg_read_all_stats');
     -- Only an installer may act as the owner role (a non-superuser installer is made a member); a
     -- member the role's maker gave it before the first install, or anyone since, is named.
     RETURN QUERY
@@ -211,12 +212,24 @@ BEGIN
      CROSS JOIN (VALUES ('guard_insert'), ('guard_update'), ('guard_delete'), ('guard_truncate')) AS g(tgname)
       LEFT JOIN pg_trigger t ON t.tgrelid = p.part AND t.tgname = g.tgname
      WHERE t.tgenabled IS DISTINCT FROM 'O';
+    -- A partition is read through the log, never on its own: no grant on it, of a column either,
+    -- and no trigger but its guards.
     RETURN QUERY
     SELECT format('%s has %s on %s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
                   a.privilege_type, p.part)
       FROM @schema@._log_partitions() p
       JOIN pg_class c ON c.oid = p.part, aclexplode(c.relacl) a
-     WHERE a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE');
+     WHERE a.grantee <> c.relowner;
+    RETURN QUERY
+    SELECT format('%s has %s on column %s of %s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+                  a.privilege_type, t.attname, p.part)
+      FROM @schema@._log_partitions() p
+      JOIN pg_attribute t ON t.attrelid = p.part AND t.attacl IS NOT NULL, aclexplode(t.attacl) a;
+    RETURN QUERY
+    SELECT format('trigger %s on %s is not one of its guards', t.tgname, p.part)
+      FROM @schema@._log_partitions() p
+      JOIN pg_trigger t ON t.tgrelid = p.part AND NOT t.tgisinternal
+     WHERE t.tgname NOT IN ('guard_insert', 'guard_update', 'guard_delete', 'guard_truncate');
     -- A writer whose intake_id falls in a partition that is not attached fails.
     RETURN QUERY
     SELECT format('partition event_intake_%s of @schema@.event_intake is not attached: writes that fall in it fail', n)

@@ -24,6 +24,7 @@ from psycopg.types.json import set_json_loads
 from pgaudit_py.dsn import connect as connect_safely
 from pgaudit_py.errors import InvalidInput, PgAuditError
 from pgaudit_py.events import Event
+from pgaudit_py.installer import SCHEMA_NAME
 from pgaudit_py.output import printable
 from pgaudit_py.session import pin
 
@@ -59,14 +60,15 @@ LONG = 32
 
 def remember_given(args: list[str], command: click.Command) -> None:
     """Values, not names: a word that is an option's or a command's name, or the schema's name
-    (named in most messages), is not one."""
+    (named in most messages; a valid one, at most 40 characters), is not one."""
     names = _names_in(command)
     schemas = {args[i + 1] for i, a in enumerate(args[:-1]) if a == "--schema"}
     schemas |= {a.removeprefix("--schema=") for a in args if a.startswith("--schema=")}
+    schemas = {s for s in schemas if SCHEMA_NAME.match(s)}
     values = [a.split("=", 1)[1] if a.startswith("-") and "=" in a else a for a in args if a not in schemas]
     values = [v for v in values if v and v not in names]
     _given[:] = sorted(set(values), key=len, reverse=True)
-    values += [os.environ.get(n, "") for n in ("PGAUDIT_DSN", "PGAUDIT_ARCHIVE_URL")]
+    values += [os.environ.get(n, "") for n in ("PGAUDIT_DSN", "PGAUDIT_ARCHIVE_URL", "PGAUDIT_SCHEMA")]
     pieces = {p for v in values for p in re.split(r"[\s/\\=,;:?&#@.'\"<>()\[\]{}|]+", v) if len(p) >= LONG}
     forms = {f for p in pieces for f in (p, p[:63], unicodedata.normalize("NFC", p), unicodedata.normalize("NFKC", p))}
     _long_given[:] = sorted(forms, key=len, reverse=True)
