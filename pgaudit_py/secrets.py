@@ -273,10 +273,10 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
     # role may read them (pg_file_settings), else PostgreSQL's default, with a warning that the
     # server's own setting could not be seen.
     files = _file_settings(conn)
-    server = {name.lower(): value if source in _SERVER_WIDE else files.get(name.lower(), boot or "")
+    server = {name.lower(): value if source in _SERVER_WIDE else (files or {}).get(name.lower(), boot or "")
               for name, value, source, boot in rows}
     hidden = sorted(name.lower() for name, _, source, _ in rows
-                    if source not in _SERVER_WIDE and files is _UNREADABLE and name.lower() in _LOGGING_PARAMETERS)
+                    if source not in _SERVER_WIDE and files is None and name.lower() in _LOGGING_PARAMETERS)
     warnings = _logging_risks(session)
     warnings += [w for w in _logging_risks(server) if w not in warnings]
     if hidden:
@@ -308,16 +308,13 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
     return warnings
 
 
-_UNREADABLE: dict[str, str] = {}
-
-
-def _file_settings(conn: psycopg.Connection) -> dict[str, str]:
+def _file_settings(conn: psycopg.Connection) -> dict[str, str] | None:
     """The configuration files' applied values (postgresql.conf, its includes, ALTER SYSTEM's
-    postgresql.auto.conf), the last of each name; _UNREADABLE when this role may not read them."""
+    postgresql.auto.conf), the last of each name; None when this role may not read them."""
     allowed = conn.execute("SELECT pg_catalog.has_function_privilege("
                            "'pg_catalog.pg_show_all_file_settings()', 'EXECUTE')").fetchone()
     if not allowed or not allowed[0]:
-        return _UNREADABLE
+        return None
     rows = conn.execute("SELECT name, setting FROM pg_catalog.pg_show_all_file_settings()"
                         " WHERE applied AND error IS NULL ORDER BY seqno").fetchall()
     return {name.lower(): value for name, value in rows}

@@ -22,9 +22,17 @@ AS $$
                           jsonb_build_object('security_definer', p.prosecdef,
                                              'config', to_jsonb(coalesce(p.proconfig, '{}')),
                                              'acl', to_jsonb(coalesce(p.proacl::text[], '{}')),
-                                             'definition', md5(pg_get_functiondef(p.oid))
+                                             -- pgcrypto's schema as a placeholder: the secrets functions
+                                             -- are bound to it by oid, and follow it where status says to
+                                             -- move it (ALTER EXTENSION pgcrypto SET SCHEMA).
+                                             'definition', md5(CASE WHEN crypto.prefix IS NULL
+                                                                    THEN pg_get_functiondef(p.oid)
+                                                                    ELSE replace(pg_get_functiondef(p.oid),
+                                                                                 crypto.prefix, '@pgcrypto@.') END)
                                              )), '{}')
                         FROM pg_proc p
+                        LEFT JOIN (SELECT e.extnamespace::regnamespace::text || '.' AS prefix FROM pg_extension e
+                                    WHERE e.extname = 'pgcrypto') crypto ON true
                        WHERE p.pronamespace IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace)
                          AND p.proname !~ '^_capture_[0-9]+$'),  -- generated per tracked table
         'relations', (SELECT coalesce(jsonb_object_agg(c.relname, jsonb_build_object(

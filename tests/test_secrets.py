@@ -566,6 +566,58 @@ def test_client_key_exposure_warnings(db: psycopg.Connection, connect: Connect, 
     assert secrets.exposure_warnings(connect()) == []
 
 
+def test_status_says_it_cannot_tell_when_the_readers_own_settings_hide_the_servers(
+    db: psycopg.Connection, connect: Connect, keys: Keys
+) -> None:
+    """A reader that may not read the configuration files (pg_show_all_file_settings) and whose own
+    log_statement (its role's, set by a superuser) hides the server's cannot see what the
+    key-holding sessions log: status says so, naming the setting, rather than judging PostgreSQL's
+    default."""
+    client_key_setup(connect("app_secrets"), keys.new())
+    db.execute("CREATE ROLE hidden_settings_reader LOGIN IN ROLE audit_reader")
+    try:
+        db.execute("ALTER ROLE hidden_settings_reader SET log_statement = 'none'")
+        reader = connect("hidden_settings_reader")
+        assert reader.execute("SELECT pg_catalog.has_function_privilege('pg_catalog.pg_show_all_file_settings()',"
+                              " 'EXECUTE')").fetchone() == (False,)
+        assert status(reader).warnings == [
+            "this session's own log_statement hide the server's, which this role may not read (pg_file_settings): "
+            "ask without those settings, or as a member of pg_read_all_settings, to know whether the key-holding "
+            "sessions log the key"]
+        reader.close()
+        # A reader that may read the files judges by them, and has nothing to say.
+        assert status(connect(options="-c log_statement=none")).warnings == []
+        db.execute("ALTER ROLE hidden_settings_reader RESET log_statement")
+        assert status(connect("hidden_settings_reader")).warnings == []
+    finally:
+        db.execute("DROP ROLE hidden_settings_reader")
+
+
+def test_status_warns_of_pgcrypto_in_a_schema_a_role_that_is_no_superuser_owns(
+    db: psycopg.Connection, connect: Connect
+) -> None:
+    """An earlier release left pgcrypto where CREATE EXTENSION put it (public, the database owner's
+    in PostgreSQL 15): that schema's owner may drop it with the secrets functions. Status names the
+    schema, its owner and the move; the secrets functions, bound by oid, work wherever it is."""
+    home = db.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+                      " WHERE e.extname = 'pgcrypto'").fetchone()[0]
+    assert not any("pgcrypto" in w for w in status(db).warnings)
+    db.execute("CREATE ROLE crypto_squatter")
+    try:
+        db.execute("CREATE SCHEMA squatted AUTHORIZATION crypto_squatter")
+        db.execute("ALTER EXTENSION pgcrypto SET SCHEMA squatted")
+        assert [w for w in status(db).warnings if "pgcrypto" in w] == [
+            "pgcrypto is in schema squatted, owned by crypto_squatter, who is no superuser and may drop it with"
+            " the secrets functions: move it to a superuser's schema (ALTER EXTENSION pgcrypto SET SCHEMA ...)"]
+        assert status(db).problems == []
+        db.execute("ALTER SCHEMA squatted OWNER TO CURRENT_USER")  # a superuser's schema: nothing to say
+        assert not any("pgcrypto" in w for w in status(db).warnings)
+    finally:
+        db.execute(f"ALTER EXTENSION pgcrypto SET SCHEMA {home}")
+        db.execute("DROP SCHEMA IF EXISTS squatted")
+        db.execute("DROP ROLE crypto_squatter")
+
+
 def test_command_line_in_client_key_mode(db: psycopg.Connection, keys: Keys, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
