@@ -55,11 +55,6 @@ def _ident(conn: psycopg.Connection, name: str) -> str:
     return sql.Identifier(name).as_string(conn)
 
 
-def _pgcrypto_schema(conn: psycopg.Connection) -> str | None:
-    """Where pgcrypto is, checked as install() checks it; None when the script creates it."""
-    return _trusted_pgcrypto_schema(conn) if _has_pgcrypto(conn) else None
-
-
 def _guards(conn: psycopg.Connection, schema: str, applied: list[str], crypto: str) -> list[str]:
     """Checked again when the script runs, which may be long after it was written: the database is
     still in the state it was written for, and pgcrypto is where, and whose, it was."""
@@ -120,7 +115,7 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles"
                              " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
     is_superuser = bool(superuser and superuser[0])
-    found = _pgcrypto_schema(conn)
+    found = _trusted_pgcrypto_schema(conn) if _has_pgcrypto(conn) else None  # checked as install() checks it
     crypto = found or crypto_schema(schema)
     out = [f"-- pgaudit_py {package_version()}: {'upgrade' if applied else 'install'} of schema {schema}"
            f" (pending migrations: {', '.join(pending) or 'none'}), for role {conn.info.user}",
