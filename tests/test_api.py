@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -412,3 +413,37 @@ def test_create_app_mounts_inside_another_starlette_application(db, make_token):
             assert client.get(page["next"]).status_code == 200
     finally:
         server.stop()
+
+
+def test_pgaudit_serve_logs_no_long_piece_of_its_dsn(db, tokens):
+    """The pool's own warnings (a lost connection, a failed reconnection, which repeat the server's
+    message) go through the same replacement as every other stderr line of the command line: a long
+    piece of what was given (here the role's name in --dsn) is not printed (docs/cli.md)."""
+    role = "t_api_serve_role_named_as_long_as_a_key_0123"
+    db.execute(f"CREATE ROLE {role} LOGIN IN ROLE audit_reader")
+    info = db.info
+    port = _free_port()
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user={role}"
+    server = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "pgaudit serve did not start"
+                time.sleep(0.1)
+        db.execute(f"ALTER ROLE {role} NOLOGIN")
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        headers = {"Authorization": f"Bearer {tokens['reader']}"}
+        with suppress(httpx.TimeoutException):  # the server waits for the pool, which cannot connect
+            httpx.get(f"http://127.0.0.1:{port}/v1/audit", headers=headers, timeout=3)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        db.execute(f"DROP ROLE {role}")
+    assert "psycopg.pool" in output and "the value given" in output, output
+    assert role not in output and role[:32] not in output, output

@@ -9,7 +9,16 @@ import click
 
 from pgaudit_py.archive_targets import ARCHIVE_URL_ENV
 from pgaudit_py.checkpoint import load_keys
-from pgaudit_py.cli.common import Settings, _with_options, connection_options, fail, key_options, run_guarded
+from pgaudit_py.cli.common import (
+    Settings,
+    _with_options,
+    connection_options,
+    fail,
+    key_options,
+    printable,
+    run_guarded,
+    without_given,
+)
 
 
 @click.command("serve")
@@ -44,9 +53,18 @@ def serve_command(settings: Settings, host: str, port: int, pool_size: int, arch
         config = ServerConfig(dsn=settings.dsn, audit_schema=settings.schema, pool_size=pool_size,
                               archive_target=archive_target, archive_keys=signing, checkpoint_dir=checkpoint_dir,
                               checkpoint_keys=checking)
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        # Its log lines, the pool's too (which repeat the server's messages), go to stderr as the
+        # command line's own: without a long piece of what was given.
+        handler = logging.StreamHandler()
+        handler.setFormatter(_WithoutGiven("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
         # uvicorn's access log would print query strings: the server writes its own (no query, no token).
         server = Server(uvicorn_config(create_app(config=config), host=host, port=port,
                                        trusted_proxies=trusted_proxies))
         server.run()
     run_guarded(run)
+
+
+class _WithoutGiven(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(without_given(super().format(record)))
