@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -454,6 +455,40 @@ def _apply_migrations(conn: psycopg.Connection, schema: str) -> None:
         backend.apply_migrations(backend.to_apply(read_migrations(str(migrations_dir()))))
 
 
+def _last_recorded(conn: psycopg.Connection, schema: str) -> tuple[Any, Any]:
+    """What the last install recorded, and what is there now (before this install changes anything),
+    as the installed release's snapshot reads them; (None, None) on a first install."""
+    has = conn.execute("SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL AND pg_catalog.to_regclass(%s) IS NOT NULL",
+                       (f"{schema}._security_snapshot()", f"{schema}._install")).fetchone()
+    if not has or not has[0]:
+        return None, None
+    last = conn.execute(sql.SQL("SELECT snapshot FROM {}._install ORDER BY installed_at DESC LIMIT 1").format(
+        sql.Identifier(schema))).fetchone()
+    now = conn.execute(sql.SQL("SELECT {}._security_snapshot()").format(sql.Identifier(schema))).fetchone()
+    return (last[0] if last else None), (now[0] if now else None)
+
+
+_ABSENT = object()
+
+
+def _to_record(recorded: Any, before: Any, after: Any) -> Any:
+    """The snapshot this install records: what it leaves (after), except where it found something
+    other than the last install recorded (a policy, a rule, a grant, a trigger added or taken away
+    since) and left it so: there the record stays as it was, so that status goes on naming it.
+    Objects compare key by key, lists (grants, members, settings) item by item."""
+    if all(isinstance(x, dict) for x in (recorded, before, after)):
+        merged = {k: _to_record(recorded.get(k, _ABSENT), before.get(k, _ABSENT), after.get(k, _ABSENT))
+                  for k in {*recorded, *before, *after}}
+        return {k: v for k, v in sorted(merged.items()) if v is not _ABSENT}
+    if all(isinstance(x, list) for x in (recorded, before, after)):
+        added = [x for x in before if x not in recorded and x in after]
+        removed = [x for x in recorded if x not in before and x not in after]
+        kept = [x for x in after if x not in added] + removed
+        same = len(kept) == len(after) and all(x in after for x in kept)
+        return after if same else kept
+    return recorded if before != recorded and after == before else after
+
+
 def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = False,
             server_keys: bool = False) -> InstallReport:
     """Install or upgrade pgaudit_py into `schema`; safe to run again and concurrently.
@@ -483,14 +518,12 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             sql.Identifier(pgcrypto_schema), sql.Identifier(roles["owner"])))
         _create_schema(conn, schema, roles["owner"])
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["owner"])))
+        recorded, before = _last_recorded(conn, schema)
 
         _apply_migrations(conn, schema)
 
         snapshot = sql.SQL("SELECT {}._security_snapshot()").format(sql.Identifier(schema))
         with conn.transaction():
-            has_snapshot = conn.execute("SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL",
-                                        (f"{schema}._security_snapshot()",)).fetchone()
-            before = conn.execute(snapshot).fetchone() if has_snapshot and has_snapshot[0] else None
             conn.execute("RESET ROLE")
             superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles"
                                      " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
@@ -510,7 +543,10 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
                 for _name, text in rendered_sql_files(schema, "superuser", pgcrypto_schema, server_keys):
                     conn.execute(text)
             _grant_temporary(conn, roles["owner"])
-            after = conn.execute(snapshot).fetchone()
+            found = conn.execute(snapshot).fetchone()
+            after = found[0] if found else None
+            if recorded is not None and before is not None:  # not a first install
+                after = _to_record(recorded, before, after)
             # A row only when something differs from the last install: a re-run leaves no trace.
             conn.execute(sql.SQL("""
                 INSERT INTO {s}._install (version, snapshot)
@@ -518,8 +554,8 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
                  WHERE NOT EXISTS (SELECT 1 FROM (SELECT * FROM {s}._install ORDER BY installed_at DESC LIMIT 1) last
                                     WHERE last.version = %(v)s AND last.snapshot = %(snap)s)
                 """).format(s=sql.Identifier(schema)),
-                {"v": package_version(), "snap": Jsonb(after[0] if after else None)})
-    changed = bool(pending or created or before != after)
+                {"v": package_version(), "snap": Jsonb(after)})
+    changed = bool(pending or created or before != (found[0] if found else None))
     return InstallReport(schema, package_version(), pending, files, created, False, changed)
 
 

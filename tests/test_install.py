@@ -196,6 +196,36 @@ def test_status_names_what_was_loosened_and_reinstall_repairs_it(db):
     assert status(db).problems == []
 
 
+def test_a_reinstall_records_what_it_did_not_undo_as_the_last_install_had_it(db, connect):
+    """What the installer does not undo (a policy, a rule, a column grant, a trigger of someone
+    else's on a package table) stays named after it runs again, instead of becoming the installed
+    state; once taken away, status is intact, and a later install records nothing new."""
+    db.execute("CREATE ROLE reinstall_friend")
+    try:
+        db.execute("CREATE POLICY friend_sees_all ON audit.event_log USING (true)")
+        db.execute("GRANT SELECT (tenant_id, ciphertext) ON audit.secret_values TO reinstall_friend")
+        db.execute("CREATE RULE drop_captured AS ON INSERT TO audit.event_intake WHERE new.origin = 'capture'"
+                   " DO INSTEAD NOTHING")
+        db.execute("CREATE TRIGGER spy AFTER INSERT ON audit.blocks FOR EACH ROW"
+                   " EXECUTE FUNCTION audit._guard_append_only()")
+        named = {p.split(" changed")[0] for p in status(db).problems}
+        assert named == {f"grants, policies, rules or triggers of audit.{t}"
+                         for t in ("event_log", "secret_values", "event_intake", "blocks")}
+        rows = db.execute("SELECT count(*) FROM audit._install").fetchone()[0]
+        install(db)
+        assert {p.split(" changed")[0] for p in status(db).problems} == named
+        assert db.execute("SELECT count(*) FROM audit._install").fetchone()[0] == rows  # recorded as it was
+        db.execute("DROP POLICY friend_sees_all ON audit.event_log")
+        db.execute("REVOKE SELECT (tenant_id, ciphertext) ON audit.secret_values FROM reinstall_friend")
+        db.execute("DROP RULE drop_captured ON audit.event_intake")
+        db.execute("DROP TRIGGER spy ON audit.blocks")
+        assert status(db).problems == []
+        assert not install(db).changed and status(db).problems == []
+        assert db.execute("SELECT count(*) FROM audit._install").fetchone()[0] == rows
+    finally:
+        db.execute("DROP ROLE reinstall_friend")
+
+
 def test_reinstall_remakes_an_event_trigger_that_watches_an_older_list_of_commands(db):
     """An installation from before CREATE SCHEMA was watched has triggers without it: the install
     makes each again from its list."""

@@ -15,10 +15,10 @@ from pgaudit_py.cli.common import (
     connection_options,
     fail,
     key_options,
-    printable,
     run_guarded,
     without_given,
 )
+from pgaudit_py.output import printable
 
 
 @click.command("serve")
