@@ -49,8 +49,26 @@ AS $$
                                       FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN'),
                           'options', to_jsonb(coalesce(c.reloptions, '{}')),
                           'definition', CASE WHEN c.relkind = 'v' THEN md5(pg_get_viewdef(c.oid)) END,
-                          'triggers', (SELECT coalesce(jsonb_object_agg(t.tgname, t.tgenabled), '{}')
-                                         FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal))), '{}')
+                          -- A trigger by what it does, not its name alone (one of a guard's name may fire on
+                          -- something else).
+                          'triggers', (SELECT coalesce(jsonb_object_agg(t.tgname, t.tgenabled::text || ' '
+                                                                        || md5(pg_get_triggerdef(t.oid))), '{}')
+                                         FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal),
+                          -- The table's shape: a dropped CHECK (the log's seq > 0 keeps events out of the seqs
+                          -- below the chain), a column's default or type, an index dropped or left invalid.
+                          'constraints', (SELECT coalesce(jsonb_object_agg(k.conname, md5(pg_get_constraintdef(k.oid))
+                                                                          || CASE WHEN k.convalidated THEN '' ELSE ' not valid' END),
+                                                          '{}')
+                                            FROM pg_constraint k WHERE k.conrelid = c.oid),
+                          'columns', (SELECT coalesce(jsonb_object_agg(a.attname, md5(format_type(a.atttypid, a.atttypmod)
+                                                          || a.attnotnull::text || a.attidentity::text || a.attgenerated::text
+                                                          || coalesce(pg_get_expr(d.adbin, d.adrelid), ''))), '{}')
+                                        FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+                          'indexes', (SELECT coalesce(jsonb_object_agg(i.indexrelid::regclass::text,
+                                                          md5(pg_get_indexdef(i.indexrelid))
+                                                          || CASE WHEN i.indisvalid THEN '' ELSE ' invalid' END), '{}')
+                                        FROM pg_index i WHERE i.indrelid = c.oid))), '{}')
                         FROM pg_class c
                        WHERE c.relnamespace = '@schema@'::regnamespace AND c.relkind IN ('r', 'v', 'p', 'S')
                          -- The log's partitions come and go with sealing and pruning; checked on their own below.
@@ -60,6 +78,26 @@ $$;
 COMMENT ON FUNCTION @schema@._security_snapshot() IS
     'Functions, grants, policies, rules and triggers of the schema, and the owner role''s members, as status '
     'compares them with the last install.';
+
+-- What is wrong with a guard trigger, if anything: missing, disabled (or for replicas only), or one of
+-- its name that is not the guard (firing on something else, at another time, for other roles).
+CREATE OR REPLACE FUNCTION @schema@._guard_problem(rel regclass, tgname text, events text, allowed text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN t.oid IS NULL THEN 'missing'
+                WHEN t.tgenabled <> 'O' THEN 'disabled'
+                WHEN pg_get_triggerdef(t.oid) <> format(
+                         'CREATE TRIGGER %I BEFORE %s ON %s FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only(%s)',
+                         tgname, events, rel, coalesce(quote_literal(allowed), ''))
+                THEN 'not the guard: ' || pg_get_triggerdef(t.oid) END
+      FROM (SELECT 1) one
+      LEFT JOIN pg_trigger t ON t.tgrelid = rel AND t.tgname = _guard_problem.tgname AND NOT t.tgisinternal
+$$;
+COMMENT ON FUNCTION @schema@._guard_problem(regclass, text, text, text) IS
+    'What is wrong with a guard trigger (missing, disabled, another trigger of its name), or NULL.';
 
 CREATE OR REPLACE FUNCTION @schema@._integrity_problems()
 RETURNS SETOF text
@@ -151,7 +189,21 @@ BEGIN
             UNION ALL
             SELECT 'type', t.oid::regtype::text, t.typowner, t.typnamespace FROM pg_type t
             UNION ALL
-            SELECT 'operator', o.oid::regoperator::text, o.oprowner, o.oprnamespace FROM pg_operator o) o
+            SELECT 'operator', o.oid::regoperator::text, o.oprowner, o.oprnamespace FROM pg_operator o
+            UNION ALL  -- what else a schema holds that has an owner
+            SELECT 'collation', x.collname, x.collowner, x.collnamespace FROM pg_collation x
+            UNION ALL
+            SELECT 'conversion', x.conname, x.conowner, x.connamespace FROM pg_conversion x
+            UNION ALL
+            SELECT 'statistics object', x.stxname, x.stxowner, x.stxnamespace FROM pg_statistic_ext x
+            UNION ALL
+            SELECT 'text search configuration', x.cfgname, x.cfgowner, x.cfgnamespace FROM pg_ts_config x
+            UNION ALL
+            SELECT 'text search dictionary', x.dictname, x.dictowner, x.dictnamespace FROM pg_ts_dict x
+            UNION ALL
+            SELECT 'operator class', x.opcname, x.opcowner, x.opcnamespace FROM pg_opclass x
+            UNION ALL
+            SELECT 'operator family', x.opfname, x.opfowner, x.opfnamespace FROM pg_opfamily x) o
      WHERE o.space IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace)
        AND o.owner::regrole::text NOT IN ('@schema@_owner', '@schema@_capture', '@schema@_sealer', '@schema@_pruner',
                                           '@schema@_sandbox');
@@ -196,30 +248,37 @@ BEGIN
                ('event_intake_0', '@schema@_sealer', 'TRUNCATE'), ('event_intake_1', '@schema@_sealer', 'TRUNCATE'),
                ('event_intake_2', '@schema@_sealer', 'TRUNCATE'), ('event_intake_3', '@schema@_sealer', 'TRUNCATE'));
     RETURN QUERY
-    SELECT format('guard trigger %s on @schema@.%s is %s', g.tgname, g.relname,
-                  CASE WHEN t.tgenabled IS NULL THEN 'missing' ELSE 'disabled' END)
-      FROM (VALUES ('event_intake', 'guard_update'), ('event_intake', 'guard_delete'),
-                   ('event_intake', 'guard_truncate'), ('event_log', 'guard_insert'),
-                   ('event_log', 'guard_update'), ('event_log', 'guard_delete'),
-                   ('event_log', 'guard_truncate'), ('blocks', 'guard_insert'), ('blocks', 'guard_change'),
-                   ('blocks', 'guard_truncate'), ('prune_points', 'guard_insert'),
-                   ('prune_points', 'guard_change'), ('prune_points', 'guard_truncate'), ('quarantine', 'guard_insert'),
-                   ('quarantine', 'guard_change'), ('quarantine', 'guard_truncate'),
-                   ('event_intake_0', 'guard_update'), ('event_intake_0', 'guard_delete'), ('event_intake_0', 'guard_truncate'),
-                   ('event_intake_1', 'guard_update'), ('event_intake_1', 'guard_delete'), ('event_intake_1', 'guard_truncate'),
-                   ('event_intake_2', 'guard_update'), ('event_intake_2', 'guard_delete'), ('event_intake_2', 'guard_truncate'),
-                   ('event_intake_3', 'guard_update'), ('event_intake_3', 'guard_delete'), ('event_intake_3', 'guard_truncate'))
-                   AS g(relname, tgname)
-      LEFT JOIN pg_trigger t ON t.tgrelid = to_regclass('@schema@.' || g.relname) AND t.tgname = g.tgname
-     WHERE t.tgenabled IS DISTINCT FROM 'O';
+    SELECT format('guard trigger %s on @schema@.%s is %s', g.tgname, g.relname, x.problem)
+      FROM (VALUES ('event_intake', 'guard_update', 'UPDATE', NULL), ('event_intake', 'guard_delete', 'DELETE', '@schema@_sealer'),
+                   ('event_intake', 'guard_truncate', 'TRUNCATE', NULL),
+                   ('event_log', 'guard_insert', 'INSERT', '@schema@_sealer'), ('event_log', 'guard_update', 'UPDATE', NULL),
+                   ('event_log', 'guard_delete', 'DELETE', '@schema@_pruner'), ('event_log', 'guard_truncate', 'TRUNCATE', NULL),
+                   ('blocks', 'guard_insert', 'INSERT', '@schema@_sealer'), ('blocks', 'guard_change', 'DELETE OR UPDATE', NULL),
+                   ('blocks', 'guard_truncate', 'TRUNCATE', NULL),
+                   ('prune_points', 'guard_insert', 'INSERT', '@schema@_pruner'),
+                   ('prune_points', 'guard_change', 'DELETE OR UPDATE', NULL), ('prune_points', 'guard_truncate', 'TRUNCATE', NULL),
+                   ('quarantine', 'guard_insert', 'INSERT', '@schema@_sealer'),
+                   ('quarantine', 'guard_change', 'DELETE OR UPDATE', NULL), ('quarantine', 'guard_truncate', 'TRUNCATE', NULL),
+                   ('event_intake_0', 'guard_update', 'UPDATE', NULL), ('event_intake_0', 'guard_delete', 'DELETE', NULL),
+                   ('event_intake_0', 'guard_truncate', 'TRUNCATE', '@schema@_sealer'),
+                   ('event_intake_1', 'guard_update', 'UPDATE', NULL), ('event_intake_1', 'guard_delete', 'DELETE', NULL),
+                   ('event_intake_1', 'guard_truncate', 'TRUNCATE', '@schema@_sealer'),
+                   ('event_intake_2', 'guard_update', 'UPDATE', NULL), ('event_intake_2', 'guard_delete', 'DELETE', NULL),
+                   ('event_intake_2', 'guard_truncate', 'TRUNCATE', '@schema@_sealer'),
+                   ('event_intake_3', 'guard_update', 'UPDATE', NULL), ('event_intake_3', 'guard_delete', 'DELETE', NULL),
+                   ('event_intake_3', 'guard_truncate', 'TRUNCATE', '@schema@_sealer'))
+                   AS g(relname, tgname, events, allowed),
+           LATERAL (SELECT @schema@._guard_problem(to_regclass('@schema@.' || g.relname), g.tgname, g.events, g.allowed)
+                           AS problem) x
+     WHERE x.problem IS NOT NULL;
     -- Every partition of the log: its guards, and nobody's right to change it.
     RETURN QUERY
-    SELECT format('guard trigger %s on %s is %s', g.tgname, p.part,
-                  CASE WHEN t.tgenabled IS NULL THEN 'missing' ELSE 'disabled' END)
+    SELECT format('guard trigger %s on %s is %s', g.tgname, p.part, x.problem)
       FROM @schema@._log_partitions() p
-     CROSS JOIN (VALUES ('guard_insert'), ('guard_update'), ('guard_delete'), ('guard_truncate')) AS g(tgname)
-      LEFT JOIN pg_trigger t ON t.tgrelid = p.part AND t.tgname = g.tgname
-     WHERE t.tgenabled IS DISTINCT FROM 'O';
+     CROSS JOIN (VALUES ('guard_insert', 'INSERT'), ('guard_update', 'UPDATE'), ('guard_delete', 'DELETE'),
+                        ('guard_truncate', 'TRUNCATE')) AS g(tgname, events),
+           LATERAL (SELECT @schema@._guard_problem(p.part, g.tgname, g.events, NULL) AS problem) x
+     WHERE x.problem IS NOT NULL;
     -- A partition is read through the log, never on its own: no grant on it, of a column either,
     -- and no trigger but its guards.
     RETURN QUERY
@@ -227,7 +286,7 @@ BEGIN
                   a.privilege_type, p.part)
       FROM @schema@._log_partitions() p
       JOIN pg_class c ON c.oid = p.part, aclexplode(c.relacl) a
-     WHERE a.grantee <> c.relowner;
+     WHERE a.grantee <> c.relowner OR a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE');
     RETURN QUERY
     SELECT format('%s has %s on column %s of %s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
                   a.privilege_type, t.attname, p.part)
@@ -313,7 +372,8 @@ BEGIN
         IF NOT (actual -> 'relations') ? k THEN
             RETURN NEXT format('table or view @schema@.%s is missing', k);
         ELSIF actual -> 'relations' -> k <> v THEN
-            RETURN NEXT format('grants, policies, rules or triggers of @schema@.%s changed: %s, installed %s',
+            RETURN NEXT format('grants, policies, rules, triggers, constraints, columns or indexes of @schema@.%s changed: '
+                               '%s, installed %s',
                                k, actual -> 'relations' -> k, v);
         END IF;
     END LOOP;

@@ -209,7 +209,7 @@ def test_a_reinstall_records_what_it_did_not_undo_as_the_last_install_had_it(db,
         db.execute("CREATE TRIGGER spy AFTER INSERT ON audit.blocks FOR EACH ROW"
                    " EXECUTE FUNCTION audit._guard_append_only()")
         named = {p.split(" changed")[0] for p in status(db).problems}
-        assert named == {f"grants, policies, rules or triggers of audit.{t}"
+        assert named == {f"grants, policies, rules, triggers, constraints, columns or indexes of audit.{t}"
                          for t in ("event_log", "secret_values", "event_intake", "blocks")}
         rows = db.execute("SELECT count(*) FROM audit._install").fetchone()[0]
         install(db)

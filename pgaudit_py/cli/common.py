@@ -60,13 +60,13 @@ LONG = 32
 
 def remember_given(args: list[str], command: click.Command) -> None:
     """Values, not names: a word that is an option's or a command's name, or the schema's name
-    (named in most messages; a valid one, at most 40 characters), is not one."""
+    (named in most messages; a valid one shorter than a long piece), is not one."""
     names = _names_in(command)
     schemas = {args[i + 1] for i, a in enumerate(args[:-1]) if a == "--schema"}
     schemas |= {a.removeprefix("--schema=") for a in args if a.startswith("--schema=")}
-    schemas = {s for s in schemas if SCHEMA_NAME.match(s)}
-    values = [a.split("=", 1)[1] if a.startswith("-") and "=" in a else a for a in args if a not in schemas]
-    values = [v for v in values if v and v not in names]
+    schemas = {s for s in schemas if SCHEMA_NAME.match(s) and len(s) < LONG}
+    values = [a.split("=", 1)[1] if a.startswith("-") and "=" in a else a for a in args]
+    values = [v for v in values if v and v not in names and v not in schemas]
     _given[:] = sorted(set(values), key=len, reverse=True)
     values += [os.environ.get(n, "") for n in ("PGAUDIT_DSN", "PGAUDIT_ARCHIVE_URL", "PGAUDIT_SCHEMA")]
     pieces = {p for v in values for p in re.split(r"[\s/\\=,;:?&#@.'\"<>()\[\]{}|]+", v) if len(p) >= LONG}
