@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
+from psycopg.rows import tuple_row
 
 from pgaudit_py.context import CONTEXT_NAMES, GET_CONTEXT, SET_CONTEXT
 from pgaudit_py.errors import InvalidInput, translated
@@ -69,18 +70,21 @@ async def audit_context(conn: psycopg.AsyncConnection, *, actor_type: str | None
     attributed to these values; inside another transaction it overrides only what it names, for
     the block only."""
     named = (actor_type, actor_id, tenant_id, correlation_id, client_addr)
+    if conn.info.pipeline_status != PipelineStatus.OFF:
+        async with conn.pipeline() as pipeline:  # what the server is in, not a statement still on its way
+            await pipeline.sync()
     outermost = conn.info.transaction_status == TransactionStatus.IDLE
-    async with conn.transaction() as tx:
+    async with conn.transaction() as tx, conn.cursor(row_factory=tuple_row) as cursor:  # not the caller's
         before: tuple[str, ...] = ("",) * len(CONTEXT_NAMES)
         if not outermost:
-            row = await (await conn.execute(GET_CONTEXT)).fetchone()
+            row = await (await cursor.execute(GET_CONTEXT)).fetchone()
             assert row is not None
             before = tuple(row)
-        await conn.execute(SET_CONTEXT, [own if own is not None else outer
-                                          for own, outer in zip(named, before, strict=True)])
+        await cursor.execute(SET_CONTEXT, [own if own is not None else outer
+                                            for own, outer in zip(named, before, strict=True)])
         yield tx
         if not outermost:
-            await conn.execute(SET_CONTEXT, list(before))
+            await cursor.execute(SET_CONTEXT, list(before))
 
 
 async def record(conn: psycopg.AsyncConnection, kind: str, *, tenant_id: str | None = None,

@@ -6,7 +6,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
+from psycopg.rows import tuple_row
 
 CONTEXT_NAMES = ("actor_type", "actor_id", "tenant_id", "correlation_id", "client_addr")
 # Qualified, as all the package's SQL: the caller's search_path may name a table owner's schema first.
@@ -32,17 +33,20 @@ def audit_context(conn: psycopg.Connection, *, actor_type: str | None = None,
     its end users: whoever can run SQL on the connection can set them too.
     """
     named = (actor_type, actor_id, tenant_id, correlation_id, client_addr)
+    if conn.info.pipeline_status != PipelineStatus.OFF:
+        with conn.pipeline() as pipeline:  # what the server is in, not a statement still on its way
+            pipeline.sync()
     outermost = conn.info.transaction_status == TransactionStatus.IDLE
-    with conn.transaction() as tx:
+    with conn.transaction() as tx, conn.cursor(row_factory=tuple_row) as cursor:  # not the caller's row_factory
         before: Sequence[str] = ("",) * len(CONTEXT_NAMES)
         if not outermost:
-            row = conn.execute(GET_CONTEXT).fetchone()
+            row = cursor.execute(GET_CONTEXT).fetchone()
             assert row is not None
             before = row
         values = [own if own is not None else outer for own, outer in zip(named, before, strict=True)]
-        conn.execute(SET_CONTEXT, values)
+        cursor.execute(SET_CONTEXT, values)
         yield tx
         if not outermost:
             # The enclosing transaction goes on: the block's values end with it. (A failed block needs
             # nothing: rolling back its savepoint undoes set_config.)
-            conn.execute(SET_CONTEXT, list(before))
+            cursor.execute(SET_CONTEXT, list(before))

@@ -5,48 +5,73 @@ client address.
     MIDDLEWARE = [..., "pgaudit_py.integrations.django.AuditContextMiddleware"]
     PGAUDIT_CONTEXT = "myapp.audit.request_context"   # a function of the request -> dict
 
-How: a wrapper around each query (connection.execute_wrapper) sets the request's values
-transaction-locally first. Inside `transaction.atomic` that is before every query (a round trip
-each: Django says nothing of where one transaction ends and the next begins, nor of a savepoint's
-rollback); a query in autocommit is run in a transaction of its own for it (BEGIN, the values, the
-query, COMMIT). Nothing is ever set for the session, so no connection, persistent, pooled, closed
-and reopened mid-request, carries anything to other work. A streamed response's body, which Django
-runs after the middleware has returned, is served with the same context.
+How: a wrapper around each query (connection.execute_wrapper), put on every connection Django
+opens (the connection_created signal, in whatever thread: a request's work in another thread, an
+async body's sync_to_async, a thread started with the request's context), sets the values of the
+request being served, if any (request_context, a context variable), transaction-locally first, on
+a cursor of its own (a QuerySet.iterator()'s server-side cursor would only declare it). Inside
+`transaction.atomic` that is before every query (a round trip each: Django says nothing of where
+one transaction ends and the next begins, nor of a savepoint's rollback), but in a transaction
+already failed (whose next statement is its rollback); a query in autocommit is run in a
+transaction of its own for it (BEGIN, the values, the query, COMMIT). Nothing is ever set for the
+session, so no connection, persistent, pooled, closed and reopened mid-request, carries anything
+to other work. A streamed response's body, which Django runs after the middleware has returned,
+is served with the same context.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 try:
     from django.conf import settings
     from django.db import connections, transaction
+    from django.db.backends.signals import connection_created
     from django.http import HttpRequest, HttpResponse
     from django.utils.module_loading import import_string
 except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("pgaudit_py.integrations.django needs Django: pip install 'pgaudit_py[django]'") from None
 
 from pgaudit_py.context import SET_CONTEXT
-from pgaudit_py.request_context import RequestContext, ip_address, serving, settings_of_request
+from pgaudit_py.request_context import RequestContext, current, ip_address, serving
+
+_FAILED = 3  # the transaction status of psycopg (TransactionStatus.INERROR) and psycopg2 alike
+
+
+def _set_values(connection: Any, values: list[str]) -> None:
+    with connection.connection.cursor() as cursor:  # the driver's own: never the query's (server-side) one
+        cursor.execute(SET_CONTEXT, values)
 
 
 def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+    served = current()
+    if served is None:  # no request (or it has ended): nobody to name
+        return execute(sql, params, many, context)
     connection = context["connection"]
     if connection.in_atomic_block:
-        context["cursor"].cursor.execute(SET_CONTEXT, settings_of_request())
+        if int(connection.connection.info.transaction_status) != _FAILED:
+            _set_values(connection, served.values())
         return execute(sql, params, many, context)
     with transaction.atomic(using=connection.alias):
-        context["cursor"].cursor.execute(SET_CONTEXT, settings_of_request())
+        _set_values(connection, served.values())
         return execute(sql, params, many, context)
+
+
+def _wrap(sender: Any = None, connection: Any = None, **kwargs: Any) -> None:
+    if _wrapper not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_wrapper)
+
+
+connection_created.connect(_wrap, dispatch_uid="pgaudit_py.integrations.django")
 
 
 @contextmanager
 def _serving_queries(values: RequestContext) -> Iterator[None]:
-    with serving(values), ExitStack() as stack:
-        for alias in connections:
-            stack.enter_context(connections[alias].execute_wrapper(_wrapper))
+    with serving(values):
+        for alias in connections:  # connections opened before this module was imported, in this thread
+            _wrap(connection=connections[alias])
         yield
 
 
