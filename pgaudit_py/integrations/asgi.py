@@ -3,7 +3,7 @@ application says, with one function of the request, who is acting; every transac
 runs through `pgaudit_py.request_context` (the SQLAlchemy hook, `transaction()`) records it.
 
     app.add_middleware(AuditContextMiddleware, context=lambda request: {
-        "actor_id": request.headers.get("x-user"), "tenant_id": request.path_params.get("tenant")})
+        "actor_id": request.headers.get("x-user"), "tenant_id": request.headers.get("x-tenant")})
 """
 
 from __future__ import annotations
