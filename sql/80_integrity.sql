@@ -68,7 +68,12 @@ AS $$
                           'indexes', (SELECT coalesce(jsonb_object_agg(i.indexrelid::regclass::text,
                                                           md5(pg_get_indexdef(i.indexrelid))
                                                           || CASE WHEN i.indisvalid THEN '' ELSE ' invalid' END), '{}')
-                                        FROM pg_index i WHERE i.indrelid = c.oid))), '{}')
+                                        FROM pg_index i WHERE i.indrelid = c.oid),
+                          -- A sequence's parameters (the intake's ids are not cached per session: the order
+                          -- of history relies on it).
+                          'sequence', (SELECT jsonb_build_object('increment', q.seqincrement, 'cache', q.seqcache,
+                                                                 'cycle', q.seqcycle, 'min', q.seqmin, 'max', q.seqmax)
+                                         FROM pg_sequence q WHERE q.seqrelid = c.oid))), '{}')
                         FROM pg_class c
                        WHERE c.relnamespace = '@schema@'::regnamespace AND c.relkind IN ('r', 'v', 'p', 'S')
                          -- The log's partitions come and go with sealing and pruning; checked on their own below.
@@ -372,8 +377,8 @@ BEGIN
         IF NOT (actual -> 'relations') ? k THEN
             RETURN NEXT format('table or view @schema@.%s is missing', k);
         ELSIF actual -> 'relations' -> k <> v THEN
-            RETURN NEXT format('grants, policies, rules, triggers, constraints, columns or indexes of @schema@.%s changed: '
-                               '%s, installed %s',
+            RETURN NEXT format('@schema@.%s changed since the last install (its grants, policies, rules, triggers, '
+                               'constraints, columns, indexes or parameters): %s, installed %s',
                                k, actual -> 'relations' -> k, v);
         END IF;
     END LOOP;

@@ -209,7 +209,7 @@ def test_a_reinstall_records_what_it_did_not_undo_as_the_last_install_had_it(db,
         db.execute("CREATE TRIGGER spy AFTER INSERT ON audit.blocks FOR EACH ROW"
                    " EXECUTE FUNCTION audit._guard_append_only()")
         named = {p.split(" changed")[0] for p in status(db).problems}
-        assert named == {f"grants, policies, rules, triggers, constraints, columns or indexes of audit.{t}"
+        assert named == {f"audit.{t}"
                          for t in ("event_log", "secret_values", "event_intake", "blocks")}
         rows = db.execute("SELECT count(*) FROM audit._install").fetchone()[0]
         install(db)
@@ -224,6 +224,19 @@ def test_a_reinstall_records_what_it_did_not_undo_as_the_last_install_had_it(db,
         assert db.execute("SELECT count(*) FROM audit._install").fetchone()[0] == rows
     finally:
         db.execute("DROP ROLE reinstall_friend")
+
+
+def test_status_names_a_changed_sequence_of_the_package(db):
+    """The intake's ids are not cached per session (history is in the order changes were applied):
+    a cache, an increment or a cycle set on its sequence since the install is named."""
+    sequence = db.execute("SELECT pg_get_serial_sequence('audit.event_intake', 'intake_id')").fetchone()[0]
+    name = sequence.removeprefix("audit.")
+    assert status(db).problems == []
+    for change, undo in (("CACHE 50", "CACHE 1"), ("INCREMENT BY 2", "INCREMENT BY 1"), ("CYCLE", "NO CYCLE")):
+        db.execute(f"ALTER SEQUENCE {sequence} {change}")
+        assert [p.split(" changed")[0] for p in status(db).problems] == [f"audit.{name}"], change
+        db.execute(f"ALTER SEQUENCE {sequence} {undo}")
+        assert status(db).problems == []
 
 
 def test_reinstall_remakes_an_event_trigger_that_watches_an_older_list_of_commands(db):
