@@ -11,8 +11,10 @@ from psycopg.rows import tuple_row
 
 CONTEXT_NAMES = ("actor_type", "actor_id", "tenant_id", "correlation_id", "client_addr")
 # Qualified, as all the package's SQL: the caller's search_path may name a table owner's schema first.
-SET_CONTEXT = "SELECT " + ", ".join(f"pg_catalog.set_config('pgaudit_py.{n}', %s::pg_catalog.text, true)"
-                                    for n in CONTEXT_NAMES)
+# Never NULL: set_config with NULL resets to the session's value, which an adapter that sends empty
+# text as NULL (or reads it back as None) would bring back.
+SET_CONTEXT = "SELECT " + ", ".join(f"pg_catalog.set_config('pgaudit_py.{n}',"
+                                    f" coalesce(%s::pg_catalog.text, ''), true)" for n in CONTEXT_NAMES)
 GET_CONTEXT = "SELECT " + ", ".join(f"coalesce(pg_catalog.current_setting('pgaudit_py.{n}', true), '')"
                                     for n in CONTEXT_NAMES)
 

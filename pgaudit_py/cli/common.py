@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import unicodedata
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -69,8 +70,11 @@ def remember_given(args: list[str], command: click.Command) -> None:
     values = [v for v in values if v and v not in names and v not in schemas]
     _given[:] = sorted(set(values), key=len, reverse=True)
     values += [os.environ.get(n, "") for n in ("PGAUDIT_DSN", "PGAUDIT_ARCHIVE_URL", "PGAUDIT_SCHEMA")]
+    values += [urllib.parse.unquote(v) for v in values]  # a URI's %40 is libpq's @, and the server's messages say so
     pieces = {p for v in values for p in re.split(r"[\s/\\=,;:?&#@.'\"<>()\[\]{}|]+", v) if len(p) >= LONG}
-    forms = {f for p in pieces for f in (p, p[:63], unicodedata.normalize("NFC", p), unicodedata.normalize("NFKC", p))}
+    # As given, cut to PostgreSQL's 63 bytes for a name, or normalized.
+    forms = {f for p in pieces for f in (p, p.encode()[:63].decode(errors="ignore"), unicodedata.normalize("NFC", p),
+                                         unicodedata.normalize("NFKC", p))}
     _long_given[:] = sorted(forms, key=len, reverse=True)
 
 

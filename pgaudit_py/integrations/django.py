@@ -34,10 +34,13 @@ try:
 except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("pgaudit_py.integrations.django needs Django: pip install 'pgaudit_py[django]'") from None
 
-from pgaudit_py.context import SET_CONTEXT
+from pgaudit_py.context import CONTEXT_NAMES, SET_CONTEXT
 from pgaudit_py.request_context import RequestContext, current, ip_address, serving
 
 _FAILED = 3  # the transaction status of psycopg (TransactionStatus.INERROR) and psycopg2 alike
+_NOBODY = [""] * len(CONTEXT_NAMES)
+# What a connection's session holds (its DSN's options, a role's settings) is no one's request's.
+_SESSION_CLEARED = "SELECT " + ", ".join(f"pg_catalog.set_config('pgaudit_py.{n}', '', false)" for n in CONTEXT_NAMES)
 
 
 def _set_values(connection: Any, values: list[str]) -> None:
@@ -47,12 +50,17 @@ def _set_values(connection: Any, values: list[str]) -> None:
 
 def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
     served = current()
-    if served is None:  # no request (or it has ended): nobody to name
-        return execute(sql, params, many, context)
     connection = context["connection"]
     if connection.in_atomic_block:
-        if int(connection.connection.info.transaction_status) != _FAILED:
-            _set_values(connection, served.values())
+        # Outside a request, clear what this transaction was given in one (a thread the request
+        # started may go on in it after the request has ended); otherwise there is nothing to clear.
+        if int(connection.connection.info.transaction_status) != _FAILED and (
+                served is not None or getattr(connection, "_pgaudit_py_set", False)):
+            _set_values(connection, served.values() if served else _NOBODY)
+            connection._pgaudit_py_set = served is not None
+        return execute(sql, params, many, context)
+    connection._pgaudit_py_set = False  # no transaction goes on
+    if served is None:  # no request (or it has ended): nobody to name, and nothing set to clear
         return execute(sql, params, many, context)
     with transaction.atomic(using=connection.alias):
         _set_values(connection, served.values())
@@ -60,8 +68,14 @@ def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, con
 
 
 def _wrap(sender: Any = None, connection: Any = None, **kwargs: Any) -> None:
+    """The wrapper on this connection, outermost: an application's own execute_wrapper block, which
+    takes off the last wrapper when it ends, takes off its own. On a connection just opened, in
+    autocommit, its session's values are cleared first."""
+    if kwargs.get("signal") is connection_created and connection.get_autocommit():
+        with connection.connection.cursor() as cursor:
+            cursor.execute(_SESSION_CLEARED)
     if _wrapper not in connection.execute_wrappers:
-        connection.execute_wrappers.append(_wrapper)
+        connection.execute_wrappers.insert(0, _wrapper)
 
 
 connection_created.connect(_wrap, dispatch_uid="pgaudit_py.integrations.django")
