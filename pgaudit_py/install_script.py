@@ -125,6 +125,14 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     add("SET LOCAL client_min_messages = warning;")
     add(f"SELECT pg_catalog.pg_advisory_xact_lock({_INSTALL_LOCK});  -- one installer at a time")
     out.extend(_guards(conn, schema, sorted(applied), crypto))
+    # What the last install recorded and what is there now, before the script changes anything: what
+    # it found changed since and left so stays recorded as it was (_to_record), as install() does.
+    installed = conn.execute("SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL AND pg_catalog.to_regclass(%s)"
+                             " IS NOT NULL", (f"{schema}._security_snapshot()", f"{schema}._install")).fetchone()
+    recording = bool(installed and installed[0])
+    if recording:
+        add(f"CREATE TEMPORARY TABLE pgaudit_install_found ON COMMIT DROP AS SELECT (SELECT snapshot FROM {s}._install"
+            f" ORDER BY installed_at DESC LIMIT 1) AS recorded, {s}._security_snapshot() AS found;")
     for name in roles.values():
         add("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles"
             f" WHERE rolname OPERATOR(pg_catalog.=) {_literal(conn, name)}) THEN"
@@ -179,9 +187,13 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
         for name, text in rendered_sql_files(schema, "superuser", crypto):
             add(f"-- sql/superuser/{name}")
             add(text.rstrip())
+    left = f"{s}._security_snapshot()"
+    if recording:
+        left = (f"(SELECT CASE WHEN f.recorded IS NULL THEN {left} ELSE {s}._to_record(f.recorded, f.found, {left}) END"
+                " FROM pgaudit_install_found f)")
     add(f"INSERT INTO {s}._install (version, snapshot)"
-        f" SELECT {_literal(conn, package_version())}, {s}._security_snapshot()"
+        f" SELECT {_literal(conn, package_version())}, m.snapshot FROM (SELECT {left} AS snapshot) m"
         f" WHERE NOT EXISTS (SELECT FROM (SELECT * FROM {s}._install ORDER BY installed_at DESC LIMIT 1) last"
-        f" WHERE last.version = {_literal(conn, package_version())} AND last.snapshot = {s}._security_snapshot());")
+        f" WHERE last.version = {_literal(conn, package_version())} AND last.snapshot = m.snapshot);")
     add("RESET search_path;")
     return "\n".join(out) + "\n"

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from yoyo import read_migrations
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
+from yoyo.migrations import MigrationList
 
 from pgaudit_py.errors import InstallError, InvalidArgument
 from pgaudit_py.secrets import exposure_warnings
@@ -443,8 +444,10 @@ def _hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
     return statements
 
 
-def _apply_migrations(conn: psycopg.Connection, schema: str) -> None:
-    """The pending migrations, each committed on its own (yoyo), as the role the session is in."""
+def _apply_migrations(conn: psycopg.Connection, schema: str, pending: list[str]) -> None:
+    """The pending migrations, each committed on its own (yoyo), as the role the session is in:
+    those whose ids yoyo's table lacks, not yoyo's own choice by hash (a hash rewritten in that
+    table, the owner role's, would have it apply a migration again)."""
     backend = _GivenConnectionBackend(conn, schema)
     backend.init_database()
     # yoyo's lock is a committed row, which an install killed while holding it leaves behind for
@@ -452,7 +455,8 @@ def _apply_migrations(conn: psycopg.Connection, schema: str) -> None:
     # keeps every other installer out: a yoyo lock found here is such a leftover.
     backend.break_lock()
     with backend.lock():
-        backend.apply_migrations(backend.to_apply(read_migrations(str(migrations_dir()))))
+        migrations = read_migrations(str(migrations_dir()))
+        backend.apply_migrations(MigrationList([m for m in migrations if m.id in pending], migrations.post_apply))
 
 
 def _last_recorded(conn: psycopg.Connection, schema: str) -> tuple[Any, Any]:
@@ -466,27 +470,6 @@ def _last_recorded(conn: psycopg.Connection, schema: str) -> tuple[Any, Any]:
         sql.Identifier(schema))).fetchone()
     now = conn.execute(sql.SQL("SELECT {}._security_snapshot()").format(sql.Identifier(schema))).fetchone()
     return (last[0] if last else None), (now[0] if now else None)
-
-
-_ABSENT = object()
-
-
-def _to_record(recorded: Any, before: Any, after: Any) -> Any:
-    """The snapshot this install records: what it leaves (after), except where it found something
-    other than the last install recorded (a policy, a rule, a grant, a trigger added or taken away
-    since) and left it so: there the record stays as it was, so that status goes on naming it.
-    Objects compare key by key, lists (grants, members, settings) item by item."""
-    if all(isinstance(x, dict) for x in (recorded, before, after)):
-        merged = {k: _to_record(recorded.get(k, _ABSENT), before.get(k, _ABSENT), after.get(k, _ABSENT))
-                  for k in {*recorded, *before, *after}}
-        return {k: v for k, v in sorted(merged.items()) if v is not _ABSENT}
-    if all(isinstance(x, list) for x in (recorded, before, after)):
-        added = [x for x in before if x not in recorded and x in after]
-        removed = [x for x in recorded if x not in before and x not in after]
-        kept = [x for x in after if x not in added] + removed
-        same = len(kept) == len(after) and all(x in after for x in kept)
-        return after if same else kept
-    return recorded if before != recorded and after == before else after
 
 
 def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = False,
@@ -518,12 +501,18 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             sql.Identifier(pgcrypto_schema), sql.Identifier(roles["owner"])))
         _create_schema(conn, schema, roles["owner"])
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["owner"])))
-        recorded, before = _last_recorded(conn, schema)
-
-        _apply_migrations(conn, schema)
+        recorded = before = None
+        if pending:  # what the migrations change is the release's: read what was there before them
+            recorded, before = _last_recorded(conn, schema)
+            _apply_migrations(conn, schema, pending)
 
         snapshot = sql.SQL("SELECT {}._security_snapshot()").format(sql.Identifier(schema))
         with conn.transaction():
+            # What is found and what is left are read in one snapshot: a change another session
+            # commits meanwhile is not taken for the install's.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            if not pending:
+                recorded, before = _last_recorded(conn, schema)
             conn.execute("RESET ROLE")
             superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles"
                                      " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
@@ -546,7 +535,9 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             found = conn.execute(snapshot).fetchone()
             after = found[0] if found else None
             if recorded is not None and before is not None:  # not a first install
-                after = _to_record(recorded, before, after)
+                merged = conn.execute(sql.SQL("SELECT {}._to_record(%s, %s, %s)").format(sql.Identifier(schema)),
+                                      (Jsonb(recorded), Jsonb(before), Jsonb(after))).fetchone()
+                after = merged[0] if merged else after
             # A row only when something differs from the last install: a re-run leaves no trace.
             conn.execute(sql.SQL("""
                 INSERT INTO {s}._install (version, snapshot)

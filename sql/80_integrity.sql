@@ -25,14 +25,19 @@ AS $$
                                              -- pgcrypto's schema as a placeholder: the secrets functions
                                              -- are bound to it by oid, and follow it where status says to
                                              -- move it (ALTER EXTENSION pgcrypto SET SCHEMA).
-                                             'definition', md5(CASE WHEN crypto.prefix IS NULL
+                                             'definition', md5(CASE WHEN crypto.pattern IS NULL
                                                                     THEN pg_get_functiondef(p.oid)
-                                                                    ELSE replace(pg_get_functiondef(p.oid),
-                                                                                 crypto.prefix, '@pgcrypto@.') END)
+                                                                    ELSE regexp_replace(pg_get_functiondef(p.oid),
+                                                                                        crypto.pattern, '<pgcrypto>.', 'g') END)
                                              )), '{}')
                         FROM pg_proc p
-                        LEFT JOIN (SELECT e.extnamespace::regnamespace::text || '.' AS prefix FROM pg_extension e
-                                    WHERE e.extname = 'pgcrypto') crypto ON true
+                        -- The schema's name qualifying a call: a word of its own (audit_capture. is not capture.)
+                        -- before a function's name and its parenthesis, each character but letters and digits escaped.
+                        LEFT JOIN (SELECT E'(?<![[:alnum:]_$"])'
+                                          || regexp_replace(e.extnamespace::regnamespace::text || '.', E'([^[:alnum:]_])',
+                                                            E'\\\\\\1', 'g')
+                                          || E'(?=[[:alpha:]_][[:alnum:]_$]*\\()' AS pattern
+                                     FROM pg_extension e WHERE e.extname = 'pgcrypto') crypto ON true
                        WHERE p.pronamespace IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace)
                          AND p.proname !~ '^_capture_[0-9]+$'),  -- generated per tracked table
         'relations', (SELECT coalesce(jsonb_object_agg(c.relname, jsonb_build_object(
@@ -48,6 +53,7 @@ AS $$
                           'rules', (SELECT coalesce(jsonb_object_agg(r.rulename, md5(pg_get_ruledef(r.oid))), '{}')
                                       FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN'),
                           'options', to_jsonb(coalesce(c.reloptions, '{}')),
+                          'persistence', c.relpersistence,  -- an UNLOGGED table is emptied by a crash
                           'definition', CASE WHEN c.relkind = 'v' THEN md5(pg_get_viewdef(c.oid)) END,
                           -- A trigger by what it does, not its name alone (one of a guard's name may fire on
                           -- something else).
@@ -61,7 +67,7 @@ AS $$
                                                           '{}')
                                             FROM pg_constraint k WHERE k.conrelid = c.oid),
                           'columns', (SELECT coalesce(jsonb_object_agg(a.attname, md5(format_type(a.atttypid, a.atttypmod)
-                                                          || a.attnotnull::text || a.attidentity::text || a.attgenerated::text
+                                                          || a.attcollation::regcollation::text || a.attnotnull::text || a.attidentity::text || a.attgenerated::text
                                                           || coalesce(pg_get_expr(d.adbin, d.adrelid), ''))), '{}')
                                         FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                                        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -83,6 +89,59 @@ $$;
 COMMENT ON FUNCTION @schema@._security_snapshot() IS
     'Functions, grants, policies, rules and triggers of the schema, and the owner role''s members, as status '
     'compares them with the last install.';
+
+-- What an install records: what it leaves (after), except what it found (before, read before it
+-- changed anything) other than the last install recorded (a policy, a rule, a grant, a trigger added
+-- or taken away since) and left so: there the record stays as it was, so that status goes on naming
+-- it. Objects compare key by key, lists (grants, members, settings) item by item; a key missing on
+-- one side is an empty object or list where the others have one.
+CREATE OR REPLACE FUNCTION @schema@._to_record(recorded jsonb, before jsonb, after jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t text := coalesce(jsonb_typeof(after), jsonb_typeof(before), jsonb_typeof(recorded));
+    k text;
+    v jsonb;
+    merged jsonb;
+BEGIN
+    IF t IN ('object', 'array') AND coalesce(jsonb_typeof(recorded), t) = t AND coalesce(jsonb_typeof(before), t) = t
+       AND coalesce(jsonb_typeof(after), t) = t THEN
+        -- A key missing is an empty object or list; the record leaves out what the install leaves none of.
+        IF t = 'object' THEN
+            merged := '{}';
+            FOR k IN SELECT jsonb_object_keys(coalesce(recorded, '{}')) UNION SELECT jsonb_object_keys(coalesce(before, '{}'))
+                     UNION SELECT jsonb_object_keys(coalesce(after, '{}')) LOOP
+                v := @schema@._to_record(recorded -> k, before -> k, after -> k);
+                -- Kept as recorded, a key the last install had none of is left out again, not emptied.
+                IF v IS NOT NULL AND NOT (v IN ('{}', '[]') AND recorded -> k IS NULL AND v IS DISTINCT FROM after -> k) THEN
+                    merged := merged || jsonb_build_object(k, v);
+                END IF;
+            END LOOP;
+        ELSIF coalesce(before, '[]') @> coalesce(recorded, '[]') AND coalesce(recorded, '[]') @> coalesce(before, '[]') THEN
+            RETURN after;
+        ELSE
+            SELECT coalesce(jsonb_agg(x.item ORDER BY x.o), '[]') INTO merged
+              FROM (SELECT a.item, a.o FROM jsonb_array_elements(coalesce(after, '[]')) WITH ORDINALITY a(item, o)
+                     WHERE NOT (coalesce(before, '[]') @> jsonb_build_array(a.item)
+                                AND NOT coalesce(recorded, '[]') @> jsonb_build_array(a.item))
+                    UNION ALL
+                    SELECT r.item, 1000000 + r.o FROM jsonb_array_elements(coalesce(recorded, '[]')) WITH ORDINALITY r(item, o)
+                     WHERE NOT coalesce(before, '[]') @> jsonb_build_array(r.item)
+                       AND NOT coalesce(after, '[]') @> jsonb_build_array(r.item)) x;
+            IF after IS NOT NULL AND merged @> after AND after @> merged THEN
+                RETURN after;
+            END IF;
+        END IF;
+        RETURN CASE WHEN after IS NULL AND merged IN ('{}', '[]') THEN NULL ELSE merged END;
+    END IF;
+    RETURN CASE WHEN before IS DISTINCT FROM recorded AND after IS NOT DISTINCT FROM before THEN recorded ELSE after END;
+END
+$$;
+COMMENT ON FUNCTION @schema@._to_record(jsonb, jsonb, jsonb) IS
+    'The snapshot an install records: what it leaves, but what it found changed since the last install and left so.';
 
 -- What is wrong with a guard trigger, if anything: missing, disabled (or for replicas only), or one of
 -- its name that is not the guard (firing on something else, at another time, for other roles).

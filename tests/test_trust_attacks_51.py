@@ -411,7 +411,6 @@ def test_c4_a_member_of_the_owner_role_after_a_superuser_install_is_named(db, cl
     assert any("t51_friend" in p for p in problems), f"status says {problems}"
 
 
-@pytest.mark.xfail(strict=True, reason="known: yoyo's records are the owner's (docs/installer.md)")
 def test_c4_a_migration_record_the_installer_would_apply_again_is_named(db):
     """status reads yoyo's table by migration_id, the installer (yoyo) by migration_hash. Attack: the
     owner level changes the hash of 0020's row: status counts 0020 as applied, yoyo does not, and the
