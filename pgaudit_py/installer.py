@@ -444,7 +444,7 @@ def _hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
     return statements
 
 
-def _apply_migrations(conn: psycopg.Connection, schema: str, pending: list[str]) -> None:
+def _apply_migrations(conn: psycopg.Connection, schema: str) -> None:
     """The pending migrations, each committed on its own (yoyo), as the role the session is in:
     those whose ids yoyo's table lacks, not yoyo's own choice by hash (a hash rewritten in that
     table, the owner role's, would have it apply a migration again)."""
@@ -455,8 +455,9 @@ def _apply_migrations(conn: psycopg.Connection, schema: str, pending: list[str])
     # keeps every other installer out: a yoyo lock found here is such a leftover.
     backend.break_lock()
     with backend.lock():
+        applied = set(_applied_migrations(conn, schema))
         migrations = read_migrations(str(migrations_dir()))
-        backend.apply_migrations(MigrationList([m for m in migrations if m.id in pending], migrations.post_apply))
+        backend.apply_migrations(MigrationList([m for m in migrations if m.id not in applied], migrations.post_apply))
 
 
 def _last_recorded(conn: psycopg.Connection, schema: str) -> tuple[Any, Any]:
@@ -504,7 +505,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
         recorded = before = None
         if pending:  # what the migrations change is the release's: read what was there before them
             recorded, before = _last_recorded(conn, schema)
-            _apply_migrations(conn, schema, pending)
+            _apply_migrations(conn, schema)
 
         snapshot = sql.SQL("SELECT {}._security_snapshot()").format(sql.Identifier(schema))
         with conn.transaction():

@@ -1,5 +1,16 @@
 -- Integrity of an installation: what `status` checks.
 
+-- A list as the snapshot holds it: in one order whatever order the catalogue keeps it in (an ACL item
+-- changed in place keeps its place; one given back comes last), and as _to_record orders it.
+CREATE OR REPLACE FUNCTION @schema@._sorted(items text[])
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY to_jsonb(x)), '[]') FROM unnest(items) x
+$$;
+
 -- What an install leaves in place (grants, triggers, and a digest of every definition): compared by `status` with the snapshot the
 -- last install stored, so that a dropped function or a loosened grant is named.
 CREATE OR REPLACE FUNCTION @schema@._security_snapshot()
@@ -9,19 +20,19 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT jsonb_build_object(
-        'schema_acl', (SELECT to_jsonb(coalesce(n.nspacl::text[], '{}')) FROM pg_namespace n
+        'schema_acl', (SELECT @schema@._sorted(n.nspacl::text[]) FROM pg_namespace n
                         WHERE n.nspname = '@schema@'),
-        'capture_schema_acl', (SELECT to_jsonb(coalesce(n.nspacl::text[], '{}')) FROM pg_namespace n
+        'capture_schema_acl', (SELECT @schema@._sorted(n.nspacl::text[]) FROM pg_namespace n
                                 WHERE n.nspname = '@schema@_capture'),
         -- Who may act as the owner role: none after a superuser's install, the installer after another's.
-        'owner_members', (SELECT coalesce(jsonb_agg(m.member::regrole::text ORDER BY m.member::regrole::text), '[]')
+        'owner_members', (SELECT @schema@._sorted(array_agg(m.member::regrole::text))
                             FROM pg_auth_members m WHERE m.roleid = '@schema@_owner'::regrole),
         'functions', (SELECT coalesce(jsonb_object_agg(
                           p.pronamespace::regnamespace::text || '.' || p.proname
                           || '(' || pg_get_function_identity_arguments(p.oid) || ')',
                           jsonb_build_object('security_definer', p.prosecdef,
-                                             'config', to_jsonb(coalesce(p.proconfig, '{}')),
-                                             'acl', to_jsonb(coalesce(p.proacl::text[], '{}')),
+                                             'config', @schema@._sorted(p.proconfig),
+                                             'acl', @schema@._sorted(p.proacl::text[]),
                                              -- pgcrypto's schema as a placeholder: the secrets functions
                                              -- are bound to it by oid, and follow it where status says to
                                              -- move it (ALTER EXTENSION pgcrypto SET SCHEMA).
@@ -41,8 +52,8 @@ AS $$
                        WHERE p.pronamespace IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace)
                          AND p.proname !~ '^_capture_[0-9]+$'),  -- generated per tracked table
         'relations', (SELECT coalesce(jsonb_object_agg(c.relname, jsonb_build_object(
-                          'acl', to_jsonb(coalesce(c.relacl::text[], '{}')),
-                          'column_acls', (SELECT coalesce(jsonb_object_agg(a.attname, a.attacl::text[]), '{}')
+                          'acl', @schema@._sorted(c.relacl::text[]),
+                          'column_acls', (SELECT coalesce(jsonb_object_agg(a.attname, @schema@._sorted(a.attacl::text[])), '{}')
                                             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL),
                           'row_security', c.relrowsecurity OR c.relforcerowsecurity,
                           'policies', (SELECT coalesce(jsonb_object_agg(p.polname, md5(p.polcmd::text || p.polpermissive::text
@@ -52,7 +63,7 @@ AS $$
                                          FROM pg_policy p WHERE p.polrelid = c.oid),
                           'rules', (SELECT coalesce(jsonb_object_agg(r.rulename, md5(pg_get_ruledef(r.oid))), '{}')
                                       FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN'),
-                          'options', to_jsonb(coalesce(c.reloptions, '{}')),
+                          'options', @schema@._sorted(c.reloptions),
                           'persistence', c.relpersistence,  -- an UNLOGGED table is emptied by a crash
                           'definition', CASE WHEN c.relkind = 'v' THEN md5(pg_get_viewdef(c.oid)) END,
                           -- A trigger by what it does, not its name alone (one of a guard's name may fire on
@@ -123,12 +134,12 @@ BEGIN
         ELSIF coalesce(before, '[]') @> coalesce(recorded, '[]') AND coalesce(recorded, '[]') @> coalesce(before, '[]') THEN
             RETURN after;
         ELSE
-            SELECT coalesce(jsonb_agg(x.item ORDER BY x.o), '[]') INTO merged
-              FROM (SELECT a.item, a.o FROM jsonb_array_elements(coalesce(after, '[]')) WITH ORDINALITY a(item, o)
+            SELECT coalesce(jsonb_agg(x.item ORDER BY x.item), '[]') INTO merged
+              FROM (SELECT a.item FROM jsonb_array_elements(coalesce(after, '[]')) a(item)
                      WHERE NOT (coalesce(before, '[]') @> jsonb_build_array(a.item)
                                 AND NOT coalesce(recorded, '[]') @> jsonb_build_array(a.item))
                     UNION ALL
-                    SELECT r.item, 1000000 + r.o FROM jsonb_array_elements(coalesce(recorded, '[]')) WITH ORDINALITY r(item, o)
+                    SELECT r.item FROM jsonb_array_elements(coalesce(recorded, '[]')) r(item)
                      WHERE NOT coalesce(before, '[]') @> jsonb_build_array(r.item)
                        AND NOT coalesce(after, '[]') @> jsonb_build_array(r.item)) x;
             IF after IS NOT NULL AND merged @> after AND after @> merged THEN

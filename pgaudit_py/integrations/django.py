@@ -51,7 +51,9 @@ def _set_values(connection: Any, values: list[str]) -> None:
 def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
     served = current()
     connection = context["connection"]
-    if connection.in_atomic_block:
+    # In a transaction that goes on after the query (atomic, or AUTOCOMMIT off, where Django's own
+    # transaction stays open), the values stay in it too.
+    if connection.in_atomic_block or not connection.get_autocommit():
         # Outside a request, clear what this transaction was given in one (a thread the request
         # started may go on in it after the request has ended); otherwise there is nothing to clear.
         if int(connection.connection.info.transaction_status) != _FAILED and (
