@@ -30,6 +30,7 @@ from pgaudit_py.installer import (
     migration_ids,
     migrations_dir,
     package_version,
+    records_installs,
     rendered_sql_files,
     role_names,
 )
@@ -127,9 +128,7 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     out.extend(_guards(conn, schema, sorted(applied), crypto))
     # What the last install recorded and what is there now, before the script changes anything: what
     # it found changed since and left so stays recorded as it was (_to_record), as install() does.
-    installed = conn.execute("SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL AND pg_catalog.to_regclass(%s)"
-                             " IS NOT NULL", (f"{schema}._security_snapshot()", f"{schema}._install")).fetchone()
-    recording = bool(installed and installed[0])
+    recording = records_installs(conn, schema)
     if recording:
         add(f"CREATE TEMPORARY TABLE pgaudit_install_found ON COMMIT DROP AS SELECT (SELECT snapshot FROM {s}._install"
             f" ORDER BY installed_at DESC LIMIT 1) AS recorded, {s}._security_snapshot() AS found;")

@@ -460,12 +460,17 @@ def _apply_migrations(conn: psycopg.Connection, schema: str) -> None:
         backend.apply_migrations(MigrationList([m for m in migrations if m.id not in applied], migrations.post_apply))
 
 
+def records_installs(conn: psycopg.Connection, schema: str) -> bool:
+    """Whether an installed release keeps install records and snapshots (what _to_record merges)."""
+    has = conn.execute("SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL AND pg_catalog.to_regclass(%s) IS NOT NULL",
+                       (f"{schema}._security_snapshot()", f"{schema}._install")).fetchone()
+    return bool(has and has[0])
+
+
 def _last_recorded(conn: psycopg.Connection, schema: str) -> tuple[Any, Any]:
     """What the last install recorded, and what is there now (before this install changes anything),
     as the installed release's snapshot reads them; (None, None) on a first install."""
-    has = conn.execute("SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL AND pg_catalog.to_regclass(%s) IS NOT NULL",
-                       (f"{schema}._security_snapshot()", f"{schema}._install")).fetchone()
-    if not has or not has[0]:
+    if not records_installs(conn, schema):
         return None, None
     last = conn.execute(sql.SQL("SELECT snapshot FROM {}._install ORDER BY installed_at DESC LIMIT 1").format(
         sql.Identifier(schema))).fetchone()

@@ -3,22 +3,7 @@
 -- only their owner may.)
 
 REVOKE ALL ON SCHEMA @schema@ FROM PUBLIC;
--- Nobody else keeps a right on the schema: a role that made it before the first install may have
--- granted CREATE to others, which a change of owner leaves in place (an overload of list_events,
--- made there, would make every reader's call ambiguous).
-DO $$
-DECLARE
-    r regrole;
-BEGIN
-    FOR r IN SELECT DISTINCT a.grantee FROM pg_namespace n, aclexplode(n.nspacl) a
-              WHERE n.oid = '@schema@'::regnamespace AND a.grantee NOT IN (0, n.nspowner)
-                AND a.grantee::regrole::text NOT IN ('@schema@_writer', '@schema@_reader', '@schema@_maintainer',
-                                                     '@schema@_secrets', '@schema@_capture', '@schema@_sealer',
-                                                     '@schema@_pruner', '@schema@_sandbox') LOOP
-        EXECUTE format('REVOKE ALL ON SCHEMA @schema@ FROM %s CASCADE', r);
-    END LOOP;
-END
-$$;
+-- Nobody else keeps a right on the schema, nor on anything in it: 99_foreign_grants.sql.
 GRANT USAGE ON SCHEMA @schema@ TO @schema@_writer, @schema@_reader, @schema@_maintainer, @schema@_secrets,
     @schema@_capture, @schema@_sealer, @schema@_pruner;
 -- The installer let the function roles create their functions; that is done now. Capture functions

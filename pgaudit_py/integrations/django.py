@@ -13,10 +13,11 @@ a cursor of its own (a QuerySet.iterator()'s server-side cursor would only decla
 `transaction.atomic` that is before every query (a round trip each: Django says nothing of where
 one transaction ends and the next begins, nor of a savepoint's rollback), but in a transaction
 already failed (whose next statement is its rollback); a query in autocommit is run in a
-transaction of its own for it (BEGIN, the values, the query, COMMIT). Nothing is ever set for the
-session, so no connection, persistent, pooled, closed and reopened mid-request, carries anything
-to other work. A streamed response's body, which Django runs after the middleware has returned,
-is served with the same context.
+transaction of its own for it (BEGIN, the values, the query, COMMIT). Nothing of a request is ever
+set for the session (a connection just opened starts with the session's values cleared), so no
+connection, persistent, pooled, closed and reopened mid-request, carries anything to other work.
+A streamed response's body, which Django runs after the middleware has returned, is served with
+the same context.
 """
 
 from __future__ import annotations
@@ -35,10 +36,9 @@ except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("pgaudit_py.integrations.django needs Django: pip install 'pgaudit_py[django]'") from None
 
 from pgaudit_py.context import CONTEXT_NAMES, SET_CONTEXT
-from pgaudit_py.request_context import RequestContext, current, ip_address, serving
+from pgaudit_py.request_context import RequestContext, current, ip_address, serving, settings_of_request
 
 _FAILED = 3  # the transaction status of psycopg (TransactionStatus.INERROR) and psycopg2 alike
-_NOBODY = [""] * len(CONTEXT_NAMES)
 # What a connection's session holds (its DSN's options, a role's settings) is no one's request's.
 _SESSION_CLEARED = "SELECT " + ", ".join(f"pg_catalog.set_config('pgaudit_py.{n}', '', false)" for n in CONTEXT_NAMES)
 
@@ -58,7 +58,7 @@ def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, con
         # started may go on in it after the request has ended); otherwise there is nothing to clear.
         if int(connection.connection.info.transaction_status) != _FAILED and (
                 served is not None or getattr(connection, "_pgaudit_py_set", False)):
-            _set_values(connection, served.values() if served else _NOBODY)
+            _set_values(connection, settings_of_request())  # nobody's outside a request
             connection._pgaudit_py_set = served is not None
         return execute(sql, params, many, context)
     connection._pgaudit_py_set = False  # no transaction goes on
