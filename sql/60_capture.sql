@@ -47,6 +47,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT '@schema@_capture.' || quote_ident('_capture_' || relid) $$;
 COMMENT ON FUNCTION @schema@._capture_function(oid) IS 'Name of the generated capture function of a table.';
 
+-- The table a function of a capture function's name is for, or NULL where the name is no such name
+-- (a number out of oid's range, or written otherwise than the oid's own digits).
+CREATE OR REPLACE FUNCTION @schema@._captured_relid(proname name)
+RETURNS oid
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN x.n <= 4294967295 AND '_capture_' || x.n::text = proname::text THEN x.n::oid END
+      FROM (SELECT substring(proname FROM '^_capture_([0-9]{1,10})$')::bigint AS n) x
+$$;
+COMMENT ON FUNCTION @schema@._captured_relid(name) IS 'The table a capture function''s name is for, or NULL.';
+
 -- A table and the tables it inherits from (a partition's parents), nearest first.
 CREATE OR REPLACE FUNCTION @schema@._lineage(target oid)
 RETURNS TABLE (relid oid, depth integer)

@@ -302,8 +302,9 @@ AS $$
 DECLARE
     gone oid;
 BEGIN
-    FOR gone IN SELECT substring(p.proname FROM '^_capture_([0-9]+)$')::oid FROM pg_proc p
-                 WHERE p.pronamespace = '@schema@_capture'::regnamespace AND p.proname ~ '^_capture_[0-9]+$' LOOP
+    FOR gone IN SELECT @schema@._captured_relid(p.proname) FROM pg_proc p
+                 WHERE p.pronamespace = '@schema@_capture'::regnamespace AND p.pronargs = 0
+                   AND @schema@._captured_relid(p.proname) IS NOT NULL LOOP
         CONTINUE WHEN (@schema@._tracking_of(gone)).relid IS NOT NULL;
         PERFORM @schema@._drop_capture(gone);
         IF NOT EXISTS (SELECT 1 FROM @schema@.tracked_tables t WHERE t.relid = gone) THEN

@@ -50,7 +50,8 @@ AS $$
                                           || E'(?=[[:alpha:]_][[:alnum:]_$]*\\()' AS pattern
                                      FROM pg_extension e WHERE e.extname = 'pgcrypto') crypto ON true
                        WHERE p.pronamespace IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace)
-                         AND p.proname !~ '^_capture_[0-9]+$'),  -- generated per tracked table
+                         -- Generated per tracked table: checked on their own.
+                         AND NOT (p.pronamespace = '@schema@_capture'::regnamespace AND p.proname ~ '^_capture_[0-9]+$')),
         'relations', (SELECT coalesce(jsonb_object_agg(c.relname, jsonb_build_object(
                           'acl', @schema@._sorted(c.relacl::text[]),
                           'column_acls', (SELECT coalesce(jsonb_object_agg(a.attname, @schema@._sorted(a.attacl::text[])), '{}')
@@ -92,7 +93,7 @@ AS $$
                                                                  'cycle', q.seqcycle, 'min', q.seqmin, 'max', q.seqmax)
                                          FROM pg_sequence q WHERE q.seqrelid = c.oid))), '{}')
                         FROM pg_class c
-                       WHERE c.relnamespace = '@schema@'::regnamespace AND c.relkind IN ('r', 'v', 'p', 'S')
+                       WHERE c.relnamespace = '@schema@'::regnamespace AND c.relkind IN ('r', 'v', 'p', 'S', 'c')
                          -- The log's partitions come and go with sealing and pruning; checked on their own below.
                          AND NOT EXISTS (SELECT 1 FROM pg_inherits i
                                           WHERE i.inhrelid = c.oid AND i.inhparent = '@schema@.event_log'::regclass)));
@@ -125,7 +126,12 @@ BEGIN
             merged := '{}';
             FOR k IN SELECT jsonb_object_keys(coalesce(recorded, '{}')) UNION SELECT jsonb_object_keys(coalesce(before, '{}'))
                      UNION SELECT jsonb_object_keys(coalesce(after, '{}')) LOOP
-                v := @schema@._to_record(recorded -> k, before -> k, after -> k);
+                -- An object (a function, a table) added since the last install stays out of the record
+                -- as a whole (status names it added), unless the install made it anew: in part, its grants
+                -- taken back, it would be named missing once dropped.
+                v := CASE WHEN recorded IS NOT NULL AND recorded -> k IS NULL AND jsonb_typeof(before -> k) = 'object'
+                               AND before -> k -> 'definition' IS NOT DISTINCT FROM after -> k -> 'definition' THEN NULL
+                          ELSE @schema@._to_record(recorded -> k, before -> k, after -> k) END;
                 -- Kept as recorded, a key the last install had none of is left out again, not emptied.
                 IF v IS NOT NULL AND NOT (v IN ('{}', '[]') AND recorded -> k IS NULL AND v IS DISTINCT FROM after -> k) THEN
                     merged := merged || jsonb_build_object(k, v);
@@ -173,6 +179,47 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._guard_problem(regclass, text, text, text) IS
     'What is wrong with a guard trigger (missing, disabled, another trigger of its name), or NULL.';
+
+-- Everything in the package's schemas that has an owner; none_made: of a kind the package makes none
+-- of (a domain, an enum, a materialized view, an operator...), so that one is named whoever made it.
+CREATE OR REPLACE FUNCTION @schema@._schema_objects(OUT kind text, OUT name text, OUT owner oid, OUT none_made boolean)
+RETURNS SETOF record
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT o.kind, o.name, o.owner, o.none_made
+      FROM (SELECT 'function' AS kind, p.oid::regprocedure::text AS name, p.proowner AS owner, p.pronamespace AS space,
+                   false AS none_made
+              FROM pg_proc p
+            UNION ALL
+            SELECT CASE c.relkind WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' ELSE 'relation' END,
+                   c.oid::regclass::text, c.relowner, c.relnamespace, c.relkind IN ('m', 'f')
+              FROM pg_class c
+            UNION ALL  -- the package's types are its tables' and composite types' rows, and their arrays
+            SELECT 'type', t.oid::regtype::text, t.typowner, t.typnamespace,
+                   NOT (t.typtype = 'c' OR (t.typtype = 'b' AND t.typelem <> 0 AND t.typcategory = 'A'))
+              FROM pg_type t
+            UNION ALL
+            SELECT 'operator', o.oid::regoperator::text, o.oprowner, o.oprnamespace, true FROM pg_operator o
+            UNION ALL  -- what else a schema holds that has an owner
+            SELECT 'collation', x.collname, x.collowner, x.collnamespace, true FROM pg_collation x
+            UNION ALL
+            SELECT 'conversion', x.conname, x.conowner, x.connamespace, true FROM pg_conversion x
+            UNION ALL
+            SELECT 'statistics object', x.stxname, x.stxowner, x.stxnamespace, true FROM pg_statistic_ext x
+            UNION ALL
+            SELECT 'text search configuration', x.cfgname, x.cfgowner, x.cfgnamespace, true FROM pg_ts_config x
+            UNION ALL
+            SELECT 'text search dictionary', x.dictname, x.dictowner, x.dictnamespace, true FROM pg_ts_dict x
+            UNION ALL
+            SELECT 'operator class', x.opcname, x.opcowner, x.opcnamespace, true FROM pg_opclass x
+            UNION ALL
+            SELECT 'operator family', x.opfname, x.opfowner, x.opfnamespace, true FROM pg_opfamily x) o
+     WHERE o.space IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace)
+$$;
+COMMENT ON FUNCTION @schema@._schema_objects() IS
+    'Everything with an owner in the package''s schemas, and whether the package makes any of its kind.';
 
 CREATE OR REPLACE FUNCTION @schema@._integrity_problems()
 RETURNS SETOF text
@@ -257,31 +304,22 @@ BEGIN
         OR (n.nspname = '@schema@_capture' AND n.nspowner <> '@schema@_capture'::regrole);
     RETURN QUERY
     SELECT format('%s %s is owned by %s, not a role of the package', o.kind, o.name, o.owner::regrole)
-      FROM (SELECT 'function' AS kind, p.oid::regprocedure::text AS name, p.proowner AS owner, p.pronamespace AS space
-              FROM pg_proc p
-            UNION ALL
-            SELECT 'relation', c.oid::regclass::text, c.relowner, c.relnamespace FROM pg_class c
-            UNION ALL
-            SELECT 'type', t.oid::regtype::text, t.typowner, t.typnamespace FROM pg_type t
-            UNION ALL
-            SELECT 'operator', o.oid::regoperator::text, o.oprowner, o.oprnamespace FROM pg_operator o
-            UNION ALL  -- what else a schema holds that has an owner
-            SELECT 'collation', x.collname, x.collowner, x.collnamespace FROM pg_collation x
-            UNION ALL
-            SELECT 'conversion', x.conname, x.conowner, x.connamespace FROM pg_conversion x
-            UNION ALL
-            SELECT 'statistics object', x.stxname, x.stxowner, x.stxnamespace FROM pg_statistic_ext x
-            UNION ALL
-            SELECT 'text search configuration', x.cfgname, x.cfgowner, x.cfgnamespace FROM pg_ts_config x
-            UNION ALL
-            SELECT 'text search dictionary', x.dictname, x.dictowner, x.dictnamespace FROM pg_ts_dict x
-            UNION ALL
-            SELECT 'operator class', x.opcname, x.opcowner, x.opcnamespace FROM pg_opclass x
-            UNION ALL
-            SELECT 'operator family', x.opfname, x.opfowner, x.opfnamespace FROM pg_opfamily x) o
-     WHERE o.space IN ('@schema@'::regnamespace, '@schema@_capture'::regnamespace)
-       AND o.owner::regrole::text NOT IN ('@schema@_owner', '@schema@_capture', '@schema@_sealer', '@schema@_pruner',
+      FROM @schema@._schema_objects() o
+     WHERE o.owner::regrole::text NOT IN ('@schema@_owner', '@schema@_capture', '@schema@_sealer', '@schema@_pruner',
                                           '@schema@_sandbox');
+    -- And the package's own roles made nothing there but what the installer and tracking make: the
+    -- kinds it makes none of, and in the capture schema a function of a capture function's name that is
+    -- none (those are not in the snapshot, which names any other function added since the last install).
+    RETURN QUERY
+    SELECT format('%s %s is none of the package''s: it makes no such object', o.kind, o.name)
+      FROM @schema@._schema_objects() o
+     WHERE o.none_made AND o.owner::regrole::text IN ('@schema@_owner', '@schema@_capture', '@schema@_sealer',
+                                                      '@schema@_pruner', '@schema@_sandbox');
+    RETURN QUERY
+    SELECT format('function %s is no tracked table''s capture function', p.oid::regprocedure)
+      FROM pg_proc p
+     WHERE p.pronamespace = '@schema@_capture'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
+       AND (p.pronargs <> 0 OR (@schema@._tracking_of(@schema@._captured_relid(p.proname))).relid IS NULL);
     -- Only the owner role may create in the package's schemas, and only the package's roles use them.
     RETURN QUERY
     SELECT format('%s has %s on schema %s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
@@ -372,6 +410,10 @@ BEGIN
       FROM @schema@._log_partitions() p
       JOIN pg_trigger t ON t.tgrelid = p.part AND NOT t.tgisinternal
      WHERE t.tgname NOT IN ('guard_insert', 'guard_update', 'guard_delete', 'guard_truncate');
+    RETURN QUERY
+    SELECT format('partition %s of @schema@.event_log is unlogged: a crash empties it', p.part)
+      FROM @schema@._log_partitions() p JOIN pg_class c ON c.oid = p.part
+     WHERE c.relpersistence <> 'p';
     -- A writer whose intake_id falls in a partition that is not attached fails.
     RETURN QUERY
     SELECT format('partition event_intake_%s of @schema@.event_intake is not attached: writes that fall in it fail', n)
@@ -443,6 +485,15 @@ BEGIN
             RETURN NEXT format('function %s changed: %s, installed %s', k, actual -> 'functions' -> k, v);
         END IF;
     END LOOP;
+    -- Added since: an overload the package's own calls could pick, a table, view, sequence or type.
+    RETURN QUERY
+    SELECT format('function %s was added since the last install', f.name)
+      FROM jsonb_object_keys(actual -> 'functions') f(name)
+     WHERE NOT (expected -> 'functions') ? f.name;
+    RETURN QUERY
+    SELECT format('table, view, sequence or type @schema@.%s was added since the last install', r.name)
+      FROM jsonb_object_keys(actual -> 'relations') r(name)
+     WHERE NOT (expected -> 'relations') ? r.name;
     FOR k, v IN SELECT * FROM jsonb_each(expected -> 'relations') LOOP
         IF NOT (actual -> 'relations') ? k THEN
             RETURN NEXT format('table or view @schema@.%s is missing', k);
