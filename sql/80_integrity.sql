@@ -28,7 +28,7 @@ AS $$
         'owner_members', (SELECT @schema@._sorted(array_agg(m.member::regrole::text))
                             FROM pg_auth_members m WHERE m.roleid = '@schema@_owner'::regrole),
         'functions', (SELECT coalesce(jsonb_object_agg(
-                          p.pronamespace::regnamespace::text || '.' || p.proname
+                          p.pronamespace::regnamespace::text || '.' || quote_ident(p.proname)
                           || '(' || pg_get_function_identity_arguments(p.oid) || ')',
                           jsonb_build_object('security_definer', p.prosecdef,
                                              'config', @schema@._sorted(p.proconfig),
@@ -36,7 +36,9 @@ AS $$
                                              -- pgcrypto's schema as a placeholder: the secrets functions
                                              -- are bound to it by oid, and follow it where status says to
                                              -- move it (ALTER EXTENSION pgcrypto SET SCHEMA).
-                                             'definition', md5(CASE WHEN crypto.pattern IS NULL
+                                             'definition', md5(CASE WHEN p.prokind = 'a'  -- no functiondef: its parts
+                                                                    THEN (SELECT g::text FROM pg_aggregate g WHERE g.aggfnoid = p.oid)
+                                                                    WHEN crypto.pattern IS NULL
                                                                     THEN pg_get_functiondef(p.oid)
                                                                     ELSE regexp_replace(pg_get_functiondef(p.oid),
                                                                                         crypto.pattern, '<pgcrypto>.', 'g') END)
@@ -181,7 +183,8 @@ COMMENT ON FUNCTION @schema@._guard_problem(regclass, text, text, text) IS
     'What is wrong with a guard trigger (missing, disabled, another trigger of its name), or NULL.';
 
 -- Everything in the package's schemas that has an owner; none_made: of a kind the package makes none
--- of (a domain, an enum, a materialized view, an operator...), so that one is named whoever made it.
+-- of (a domain, an enum, a materialized view, an operator, an aggregate; a relation in the capture
+-- schema, which holds functions alone), so that one is named whoever made it.
 CREATE OR REPLACE FUNCTION @schema@._schema_objects(OUT kind text, OUT name text, OUT owner oid, OUT none_made boolean)
 RETURNS SETOF record
 LANGUAGE sql
@@ -189,12 +192,14 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT o.kind, o.name, o.owner, o.none_made
-      FROM (SELECT 'function' AS kind, p.oid::regprocedure::text AS name, p.proowner AS owner, p.pronamespace AS space,
-                   false AS none_made
+      FROM (SELECT CASE WHEN p.prokind = 'a' THEN 'aggregate' ELSE 'function' END AS kind,
+                   p.oid::regprocedure::text AS name, p.proowner AS owner, p.pronamespace AS space,
+                   p.prokind NOT IN ('f', 'p') AS none_made
               FROM pg_proc p
             UNION ALL
             SELECT CASE c.relkind WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' ELSE 'relation' END,
-                   c.oid::regclass::text, c.relowner, c.relnamespace, c.relkind IN ('m', 'f')
+                   c.oid::regclass::text, c.relowner, c.relnamespace,
+                   c.relkind IN ('m', 'f') OR c.relnamespace = '@schema@_capture'::regnamespace
               FROM pg_class c
             UNION ALL  -- the package's types are its tables' and composite types' rows, and their arrays
             SELECT 'type', t.oid::regtype::text, t.typowner, t.typnamespace,
@@ -410,6 +415,54 @@ BEGIN
       FROM @schema@._log_partitions() p
       JOIN pg_trigger t ON t.tgrelid = p.part AND NOT t.tgisinternal
      WHERE t.tgname NOT IN ('guard_insert', 'guard_update', 'guard_delete', 'guard_truncate');
+    -- A table inheriting from one of the package's is read with it (its rows, past the parent's guards).
+    RETURN QUERY
+    SELECT format('table %s inherits from %s: reads of it see its rows', i.inhrelid::regclass, i.inhparent::regclass)
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent
+     WHERE c.relnamespace = '@schema@'::regnamespace AND c.relkind IN ('r', 'p')
+       AND c.oid <> '@schema@.event_log'::regclass  -- its partitions are checked below
+       AND NOT (c.oid = '@schema@.event_intake'::regclass
+                AND i.inhrelid IN (SELECT to_regclass('@schema@.event_intake_' || n) FROM generate_series(0, 3) n));
+    -- A partition of the log is the log's shape alone: a constraint, an index or a NOT NULL of its own
+    -- would refuse the sealer's next events there.
+    RETURN QUERY
+    SELECT format('constraint %I on %s is not one of the log''s', k.conname, p.part)
+      FROM @schema@._log_partitions() p JOIN pg_constraint k ON k.conrelid = p.part
+     WHERE k.coninhcount = 0 AND k.conparentid = 0;
+    RETURN QUERY
+    SELECT format('index %s on %s is not one of the log''s', x.indexrelid::regclass, p.part)
+      FROM @schema@._log_partitions() p JOIN pg_index x ON x.indrelid = p.part
+     WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = x.indexrelid);
+    RETURN QUERY
+    SELECT format('column %I of %s is NOT NULL, not the log''s', a.attname, p.part)
+      FROM @schema@._log_partitions() p
+      JOIN pg_attribute a ON a.attrelid = p.part AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+      JOIN pg_attribute l ON l.attrelid = '@schema@.event_log'::regclass AND l.attname = a.attname AND NOT l.attnotnull;
+    -- The log holds what the sealer sealed, and all of it: no event past the last block (a partition
+    -- attached with events of its own), none where prune has been, no seq it kept in no partition (one
+    -- detached or dropped).
+    RETURN QUERY
+    SELECT format('partition %s of @schema@.event_log holds events past the last sealed seq (%s): the sealer did not '
+                  'seal them', l.tableoid::regclass, x.sealed)
+      FROM (SELECT coalesce((SELECT b.last_seq FROM @schema@.blocks b ORDER BY b.block_no DESC LIMIT 1),
+                            (SELECT s.chain_start_seq FROM @schema@.seal_state s)) AS sealed) x,
+           LATERAL (SELECT DISTINCT e.tableoid FROM @schema@.event_log e WHERE e.seq > x.sealed) l;
+    RETURN QUERY
+    SELECT format('partition %s of @schema@.event_log holds events at seqs pruned (through %s)', l.tableoid::regclass, x.pruned)
+      FROM (SELECT (SELECT max(r.last_seq) FROM @schema@.prune_points r) AS pruned,
+                   (SELECT s.chain_start_seq FROM @schema@.seal_state s) AS chain_start) x,
+           LATERAL (SELECT DISTINCT e.tableoid FROM @schema@.event_log e WHERE e.seq > x.chain_start AND e.seq <= x.pruned) l;
+    RETURN QUERY
+    WITH kept AS (SELECT coalesce((SELECT max(r.last_seq) FROM @schema@.prune_points r), 0) + 1 AS lo,
+                         (SELECT b.last_seq FROM @schema@.blocks b ORDER BY b.block_no DESC LIMIT 1) AS hi),
+         parts AS (SELECT p.first_seq, p.last_seq, lag(p.last_seq) OVER (ORDER BY p.first_seq) AS prev_last
+                     FROM @schema@._log_partitions() p)
+    SELECT format('seqs %s to %s of @schema@.event_log are in no partition of it: one was detached or dropped', g.lo, g.hi)
+      FROM (SELECT greatest(coalesce(x.prev_last + 1, k.lo), k.lo) AS lo, least(x.first_seq - 1, k.hi) AS hi
+              FROM parts x, kept k
+            UNION ALL
+            SELECT greatest(coalesce((SELECT max(x.last_seq) FROM parts x) + 1, k.lo), k.lo), k.hi FROM kept k) g
+     WHERE g.lo <= g.hi;
     RETURN QUERY
     SELECT format('partition %s of @schema@.event_log is unlogged: a crash empties it', p.part)
       FROM @schema@._log_partitions() p JOIN pg_class c ON c.oid = p.part
@@ -491,14 +544,14 @@ BEGIN
       FROM jsonb_object_keys(actual -> 'functions') f(name)
      WHERE NOT (expected -> 'functions') ? f.name;
     RETURN QUERY
-    SELECT format('table, view, sequence or type @schema@.%s was added since the last install', r.name)
+    SELECT format('table, view, sequence or type @schema@.%I was added since the last install', r.name)
       FROM jsonb_object_keys(actual -> 'relations') r(name)
      WHERE NOT (expected -> 'relations') ? r.name;
     FOR k, v IN SELECT * FROM jsonb_each(expected -> 'relations') LOOP
         IF NOT (actual -> 'relations') ? k THEN
-            RETURN NEXT format('table or view @schema@.%s is missing', k);
+            RETURN NEXT format('table or view @schema@.%I is missing', k);
         ELSIF actual -> 'relations' -> k <> v THEN
-            RETURN NEXT format('@schema@.%s changed since the last install (its grants, policies, rules, triggers, '
+            RETURN NEXT format('@schema@.%I changed since the last install (its grants, policies, rules, triggers, '
                                'constraints, columns, indexes or parameters): %s, installed %s',
                                k, actual -> 'relations' -> k, v);
         END IF;

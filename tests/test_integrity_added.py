@@ -111,3 +111,56 @@ def test_a_partition_of_the_log_made_unlogged_is_named(db):
     assert status(db).problems == [f"partition {part} of audit.event_log is unlogged: a crash empties it"]
     db.execute(f"ALTER TABLE {part} SET LOGGED")
     assert status(db).problems == []
+
+
+def test_an_aggregate_is_named_and_status_and_the_installer_still_answer(db):
+    """pg_get_functiondef refuses aggregates: the snapshot reads their parts instead."""
+    as_owner(db, "CREATE AGGREGATE audit_capture.total(int) (SFUNC = pg_catalog.int4pl, STYPE = int)")
+    line = "aggregate audit_capture.total(integer) is none of the package's: it makes no such object"
+    assert line in status(db).problems
+    install(db)
+    assert line in status(db).problems
+
+
+@pytest.mark.parametrize("statement, line", [
+    ("ALTER TABLE {part} ADD CONSTRAINT no_more CHECK (seq < 0) NOT VALID", "constraint no_more on {part} is not one of the log's"),
+    ("CREATE INDEX one_kind ON {part} (kind)", "index audit.one_kind on {part} is not one of the log's"),
+    ("ALTER TABLE {part} ALTER COLUMN correlation_id SET NOT NULL", "column correlation_id of {part} is NOT NULL, not the log's"),
+])
+def test_a_partition_of_the_log_shaped_otherwise_than_the_log_is_named(db, statement, line):
+    """What would refuse the sealer's next events in a partition (its own constraint, unique index or
+    NOT NULL) is named."""
+    record(db, "into.a.partition", correlation_id="c1")
+    seal(db)
+    part = db.execute("SELECT part::text FROM audit._log_partitions() LIMIT 1").fetchone()[0]
+    as_owner(db, statement.format(part=part))
+    assert status(db).problems == [line.format(part=part)]
+
+
+def test_the_log_holds_what_the_sealer_sealed_and_all_of_it(db):
+    record(db, "sealed.one")
+    seal(db)
+    part, last = db.execute("SELECT part::text, (SELECT last_seq FROM audit.seal_state) FROM audit._log_partitions()"
+                            " ORDER BY first_seq LIMIT 1").fetchone()
+    # A default partition the owner role attaches, with an event of its own far past the chain.
+    as_owner(db, "CREATE TABLE audit.extra (LIKE audit.event_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS);"
+                 " INSERT INTO audit.extra SELECT * FROM audit.event_log LIMIT 1;"
+                 " UPDATE audit.extra SET seq = 5000000000000, kind = 'forged';"
+                 " ALTER TABLE audit.event_log ATTACH PARTITION audit.extra DEFAULT")
+    assert ("partition audit.extra of audit.event_log holds events past the last sealed seq"
+            f" ({last}): the sealer did not seal them") in status(db).problems
+    as_owner(db, "ALTER TABLE audit.event_log DETACH PARTITION audit.extra; DROP TABLE audit.extra")
+    assert status(db).problems == []
+    # The sealed partition detached: its seqs are in none.
+    as_owner(db, f"ALTER TABLE audit.event_log DETACH PARTITION {part}")
+    problems = status(db).problems
+    assert f"seqs 1 to {last} of audit.event_log are in no partition of it: one was detached or dropped" in problems
+    assert f"table, view, sequence or type {part} was added since the last install" in problems
+
+
+def test_a_table_inheriting_from_a_package_table_is_named(db):
+    """Its rows are read with the parent's, past the parent's guards."""
+    as_owner(db, "CREATE TABLE audit.more_points () INHERITS (audit.prune_points)")
+    problems = status(db).problems
+    assert "table audit.more_points inherits from audit.prune_points: reads of it see its rows" in problems
+    assert "table, view, sequence or type audit.more_points was added since the last install" in problems

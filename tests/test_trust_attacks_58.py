@@ -194,6 +194,9 @@ def test_e9_an_extension_in_the_package_schema_is_named(db, extension):
         db.execute(f"DROP EXTENSION {extension}")
 
 
+@pytest.mark.xfail(strict=True, reason="known: with a migration pending, what the install finds is read before the "
+                   "migrations, which yoyo commits one by one: an object the owner role commits meanwhile is taken for "
+                   "the install's (docs/installer.md)")
 def test_e10_a_function_added_while_the_migrations_run_is_not_recorded(db, connect, monkeypatch):
     """Attack: an upgrade (a migration pending) reads what it finds before the migrations, which yoyo
     commits one by one, outside the transaction that reads what the install leaves. A function the
