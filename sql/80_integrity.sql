@@ -182,16 +182,21 @@ $$;
 COMMENT ON FUNCTION @schema@._guard_problem(regclass, text, text, text) IS
     'What is wrong with a guard trigger (missing, disabled, another trigger of its name), or NULL.';
 
--- Everything in the package's schemas that has an owner; none_made: of a kind the package makes none
+-- Everything in the package's schemas that has an owner, and whether that is a role of the package
+-- (ours); none_made: of a kind the package makes none
 -- of (a domain, an enum, a materialized view, an operator, an aggregate; a relation in the capture
 -- schema, which holds functions alone), so that one is named whoever made it.
-CREATE OR REPLACE FUNCTION @schema@._schema_objects(OUT kind text, OUT name text, OUT owner oid, OUT none_made boolean)
+DROP FUNCTION IF EXISTS @schema@._schema_objects();  -- one OUT column fewer before
+CREATE OR REPLACE FUNCTION @schema@._schema_objects(OUT kind text, OUT name text, OUT owner oid, OUT none_made boolean,
+                                                     OUT ours boolean)
 RETURNS SETOF record
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT o.kind, o.name, o.owner, o.none_made
+    SELECT o.kind, o.name, o.owner, o.none_made,
+           o.owner::regrole::text IN ('@schema@_owner', '@schema@_capture', '@schema@_sealer', '@schema@_pruner',
+                                      '@schema@_sandbox')
       FROM (SELECT CASE WHEN p.prokind = 'a' THEN 'aggregate' ELSE 'function' END AS kind,
                    p.oid::regprocedure::text AS name, p.proowner AS owner, p.pronamespace AS space,
                    p.prokind NOT IN ('f', 'p') AS none_made
@@ -237,6 +242,11 @@ DECLARE
     actual jsonb := @schema@._security_snapshot();
     k text;
     v jsonb;
+    -- Where the chain ends (the last block), and where prune has been.
+    v_sealed bigint := coalesce((SELECT b.last_seq FROM @schema@.blocks b ORDER BY b.block_no DESC LIMIT 1),
+                                (SELECT s.chain_start_seq FROM @schema@.seal_state s));
+    v_pruned bigint := (SELECT max(r.last_seq) FROM @schema@.prune_points r);
+    v_chain_start bigint := (SELECT s.chain_start_seq FROM @schema@.seal_state s);
 BEGIN
     -- Rules that hold whatever the snapshot says.
     RETURN QUERY
@@ -310,16 +320,14 @@ BEGIN
     RETURN QUERY
     SELECT format('%s %s is owned by %s, not a role of the package', o.kind, o.name, o.owner::regrole)
       FROM @schema@._schema_objects() o
-     WHERE o.owner::regrole::text NOT IN ('@schema@_owner', '@schema@_capture', '@schema@_sealer', '@schema@_pruner',
-                                          '@schema@_sandbox');
+     WHERE NOT o.ours;
     -- And the package's own roles made nothing there but what the installer and tracking make: the
     -- kinds it makes none of, and in the capture schema a function of a capture function's name that is
     -- none (those are not in the snapshot, which names any other function added since the last install).
     RETURN QUERY
     SELECT format('%s %s is none of the package''s: it makes no such object', o.kind, o.name)
       FROM @schema@._schema_objects() o
-     WHERE o.none_made AND o.owner::regrole::text IN ('@schema@_owner', '@schema@_capture', '@schema@_sealer',
-                                                      '@schema@_pruner', '@schema@_sandbox');
+     WHERE o.none_made AND o.ours;
     RETURN QUERY
     SELECT format('function %s is no tracked table''s capture function', p.oid::regprocedure)
       FROM pg_proc p
@@ -443,25 +451,21 @@ BEGIN
     -- detached or dropped).
     RETURN QUERY
     SELECT format('partition %s of @schema@.event_log holds events past the last sealed seq (%s): the sealer did not '
-                  'seal them', l.tableoid::regclass, x.sealed)
-      FROM (SELECT coalesce((SELECT b.last_seq FROM @schema@.blocks b ORDER BY b.block_no DESC LIMIT 1),
-                            (SELECT s.chain_start_seq FROM @schema@.seal_state s)) AS sealed) x,
-           LATERAL (SELECT DISTINCT e.tableoid FROM @schema@.event_log e WHERE e.seq > x.sealed) l;
+                  'seal them', l.tableoid::regclass, v_sealed)
+      FROM (SELECT DISTINCT e.tableoid FROM @schema@.event_log e WHERE e.seq > v_sealed) l;
     RETURN QUERY
-    SELECT format('partition %s of @schema@.event_log holds events at seqs pruned (through %s)', l.tableoid::regclass, x.pruned)
-      FROM (SELECT (SELECT max(r.last_seq) FROM @schema@.prune_points r) AS pruned,
-                   (SELECT s.chain_start_seq FROM @schema@.seal_state s) AS chain_start) x,
-           LATERAL (SELECT DISTINCT e.tableoid FROM @schema@.event_log e WHERE e.seq > x.chain_start AND e.seq <= x.pruned) l;
+    SELECT format('partition %s of @schema@.event_log holds events at seqs pruned (through %s)', l.tableoid::regclass, v_pruned)
+      FROM (SELECT DISTINCT e.tableoid FROM @schema@.event_log e WHERE e.seq > v_chain_start AND e.seq <= v_pruned) l;
+    -- Every seq from the last prune point through the last block, in a partition: a gap before each
+    -- partition, and after the last.
     RETURN QUERY
-    WITH kept AS (SELECT coalesce((SELECT max(r.last_seq) FROM @schema@.prune_points r), 0) + 1 AS lo,
-                         (SELECT b.last_seq FROM @schema@.blocks b ORDER BY b.block_no DESC LIMIT 1) AS hi),
-         parts AS (SELECT p.first_seq, p.last_seq, lag(p.last_seq) OVER (ORDER BY p.first_seq) AS prev_last
-                     FROM @schema@._log_partitions() p)
     SELECT format('seqs %s to %s of @schema@.event_log are in no partition of it: one was detached or dropped', g.lo, g.hi)
-      FROM (SELECT greatest(coalesce(x.prev_last + 1, k.lo), k.lo) AS lo, least(x.first_seq - 1, k.hi) AS hi
-              FROM parts x, kept k
+      FROM (SELECT greatest(coalesce(lag(p.last_seq) OVER (ORDER BY p.first_seq) + 1, 0), coalesce(v_pruned, 0) + 1) AS lo,
+                   least(p.first_seq - 1, v_sealed) AS hi
+              FROM @schema@._log_partitions() p
             UNION ALL
-            SELECT greatest(coalesce((SELECT max(x.last_seq) FROM parts x) + 1, k.lo), k.lo), k.hi FROM kept k) g
+            SELECT greatest(coalesce(max(p.last_seq) + 1, 0), coalesce(v_pruned, 0) + 1), v_sealed
+              FROM @schema@._log_partitions() p) g
      WHERE g.lo <= g.hi;
     RETURN QUERY
     SELECT format('partition %s of @schema@.event_log is unlogged: a crash empties it', p.part)
