@@ -129,6 +129,13 @@ class HistoryIncomplete(PgAuditError):
     sqlstate = "PA015"
 
 
+class SealConflict(PgAuditError):
+    """seal() found events in the log at or past the seq it writes next, which it did not write:
+    it seals nothing until they are gone (`pgaudit status` names where they are)."""
+
+    sqlstate = "PA017"
+
+
 class InstallError(PgAuditError):
     """The installer refused to proceed (for example, a schema it did not create)."""
 
@@ -171,7 +178,7 @@ _BY_SQLSTATE: dict[str, type[PgAuditError]] = {
     for cls in (InvalidKind, InvalidPayload, SchemaViolation, IdempotencyConflict,
                 InvalidArgument, AppendOnlyViolation, InvalidContext, InvalidTarget, RateLimited,
                 RateLimitBypassRefused, MasterKeyUnavailable, SecretIntegrityError, UndeclaredSecret,
-                NotArchived, HistoryIncomplete)
+                NotArchived, HistoryIncomplete, SealConflict)
     if cls.sqlstate
 }
 

@@ -16,7 +16,7 @@ BEGIN
     END IF;
     RAISE EXCEPTION '%.% is append-only: % is not allowed', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'PA006',
-              HINT = 'Events leave the log only through prune_events and delete_archived (maintainer role).';
+              HINT = 'The log''s tables change only through seal, and prune_events and delete_archived (maintainer role).';
 END
 $$;
 COMMENT ON FUNCTION @schema@._guard_append_only() IS
@@ -78,6 +78,17 @@ CREATE OR REPLACE TRIGGER guard_change BEFORE UPDATE OR DELETE ON @schema@.quara
 CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.quarantine
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
 
+-- The sealer's state says where the chain starts and ends, which status and prune trust: only
+-- seal() moves it (one row, never inserted or deleted after the first migration).
+CREATE OR REPLACE TRIGGER guard_insert BEFORE INSERT ON @schema@.seal_state
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
+CREATE OR REPLACE TRIGGER guard_update BEFORE UPDATE ON @schema@.seal_state
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only('@schema@_sealer');
+CREATE OR REPLACE TRIGGER guard_delete BEFORE DELETE ON @schema@.seal_state
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
+CREATE OR REPLACE TRIGGER guard_truncate BEFORE TRUNCATE ON @schema@.seal_state
+    FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();
+
 -- Re-running the installer repairs a guard someone disabled.
 ALTER TABLE @schema@.event_intake
     ENABLE TRIGGER guard_update, ENABLE TRIGGER guard_delete, ENABLE TRIGGER guard_truncate;
@@ -90,3 +101,6 @@ ALTER TABLE @schema@.prune_points
     ENABLE TRIGGER guard_insert, ENABLE TRIGGER guard_change, ENABLE TRIGGER guard_truncate;
 ALTER TABLE @schema@.quarantine
     ENABLE TRIGGER guard_insert, ENABLE TRIGGER guard_change, ENABLE TRIGGER guard_truncate;
+ALTER TABLE @schema@.seal_state
+    ENABLE TRIGGER guard_insert, ENABLE TRIGGER guard_update, ENABLE TRIGGER guard_delete,
+    ENABLE TRIGGER guard_truncate;

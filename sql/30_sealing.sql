@@ -259,6 +259,13 @@ BEGIN
     LOOP
         v_limit := least(max_events - result.sealed, v_size - v_first % v_size);
         PERFORM @schema@._add_log_partitions(v_first, v_first + v_size / 2);
+        -- Only the sealer writes at its next seq and past it: an event found there was put there around
+        -- it, and the round's events would collide with it.
+        IF EXISTS (SELECT 1 FROM @schema@.event_log l WHERE l.seq >= v_first) THEN
+            RAISE EXCEPTION 'the log already holds events at or past seq %, which the sealer did not write: nothing '
+                            'is sealed until they are gone (pgaudit status names the partition)', v_first
+                USING ERRCODE = 'PA017';
+        END IF;
         v_moved := 0;
         v_hashes := ''::bytea;
         v_newest := NULL;
@@ -280,16 +287,17 @@ BEGIN
                 v_moved := v_moved + v_one.moved;
                 v_hashes := v_hashes || coalesce(v_one.hashes, ''::bytea);
                 v_newest := greatest(v_newest, v_one.newest);
-            EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
+            EXCEPTION WHEN data_exception OR not_null_violation OR check_violation OR program_limit_exceeded OR internal_error THEN
                 -- One event the log cannot take (a value too large to hash, say) must not hold back every
                 -- event after it: seal them one by one, and set aside each that fails for the same reasons
                 -- (internal_error: a value whose text passes 1 GB cannot even be allocated). Any other error
-                -- (a lock, a cancel, the disk, memory) fails the round, to be tried again.
+                -- (a lock, a cancel, the disk, memory) fails the round, to be tried again; so does a unique
+                -- violation, a seq already taken, which no event of its own causes.
                 FOREACH v_row IN ARRAY v_run.rows LOOP
                     BEGIN
                         SELECT * INTO v_one
                           FROM @schema@._move_to_log(v_run.slot, ARRAY[v_row], v_first + v_moved, v_block);
-                    EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
+                    EXCEPTION WHEN data_exception OR not_null_violation OR check_violation OR program_limit_exceeded OR internal_error THEN
                         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
                         -- Once more with the row images' unprintable values omitted (_omit_unprintable):
                         -- else every later change of the same row, which carries them too, would follow
@@ -297,7 +305,7 @@ BEGIN
                         BEGIN
                             SELECT * INTO v_one
                               FROM @schema@._move_to_log(v_run.slot, ARRAY[v_row], v_first + v_moved, v_block, true);
-                        EXCEPTION WHEN data_exception OR integrity_constraint_violation OR program_limit_exceeded OR internal_error THEN
+                        EXCEPTION WHEN data_exception OR not_null_violation OR check_violation OR program_limit_exceeded OR internal_error THEN
                             PERFORM @schema@._quarantine(v_run.slot, v_row, v_state, v_message);
                             CONTINUE;
                         END;

@@ -242,11 +242,15 @@ DECLARE
     actual jsonb := @schema@._security_snapshot();
     k text;
     v jsonb;
-    -- Where the chain ends (the last block), and where prune has been.
-    v_sealed bigint := coalesce((SELECT b.last_seq FROM @schema@.blocks b ORDER BY b.block_no DESC LIMIT 1),
-                                (SELECT s.chain_start_seq FROM @schema@.seal_state s));
-    v_pruned bigint := (SELECT max(r.last_seq) FROM @schema@.prune_points r);
-    v_chain_start bigint := (SELECT s.chain_start_seq FROM @schema@.seal_state s);
+    -- Where the chain starts (block 1 says so once there is one: it is guarded, hashed and under the
+    -- checkpoints, as seal_state is not), where it ends (the last block), and where prune has been.
+    -- (ONLY: a table inheriting from one of these is named below, and not read as its rows.)
+    v_first_block bigint := (SELECT b.first_seq FROM ONLY @schema@.blocks b WHERE b.block_no = 1);
+    v_chain_start bigint := coalesce(v_first_block - 1, (SELECT s.chain_start_seq FROM ONLY @schema@.seal_state s));
+    v_sealed bigint := coalesce((SELECT b.last_seq FROM ONLY @schema@.blocks b ORDER BY b.block_no DESC LIMIT 1),
+                                v_chain_start);
+    v_pruned bigint := (SELECT max(r.last_seq) FROM ONLY @schema@.prune_points r);
+    v_size bigint := @schema@._log_partition_size();
 BEGIN
     -- Rules that hold whatever the snapshot says.
     RETURN QUERY
@@ -363,10 +367,10 @@ BEGIN
       FROM pg_class c, aclexplode(c.relacl) a
      WHERE c.relnamespace = '@schema@'::regnamespace
        AND c.relname IN ('event_intake', 'event_intake_0', 'event_intake_1', 'event_intake_2', 'event_intake_3',
-                         'event_log', 'blocks', 'prune_points', 'quarantine')
+                         'event_log', 'blocks', 'prune_points', 'quarantine', 'seal_state')
        AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
        AND (c.relname, a.grantee::regrole::text, a.privilege_type) NOT IN (
-               ('event_intake', '@schema@_owner', 'INSERT'), ('event_intake', '@schema@_capture', 'INSERT'),
+               ('seal_state', '@schema@_sealer', 'UPDATE'), ('event_intake', '@schema@_owner', 'INSERT'), ('event_intake', '@schema@_capture', 'INSERT'),
                ('event_intake', '@schema@_sealer', 'INSERT'), ('event_intake', '@schema@_sealer', 'DELETE'),
                ('event_intake', '@schema@_pruner', 'INSERT'), ('event_log', '@schema@_sealer', 'INSERT'),
                ('event_log', '@schema@_pruner', 'DELETE'), ('blocks', '@schema@_sealer', 'INSERT'),
@@ -385,6 +389,8 @@ BEGIN
                    ('prune_points', 'guard_change', 'DELETE OR UPDATE', NULL), ('prune_points', 'guard_truncate', 'TRUNCATE', NULL),
                    ('quarantine', 'guard_insert', 'INSERT', '@schema@_sealer'),
                    ('quarantine', 'guard_change', 'DELETE OR UPDATE', NULL), ('quarantine', 'guard_truncate', 'TRUNCATE', NULL),
+                   ('seal_state', 'guard_insert', 'INSERT', NULL), ('seal_state', 'guard_update', 'UPDATE', '@schema@_sealer'),
+                   ('seal_state', 'guard_delete', 'DELETE', NULL), ('seal_state', 'guard_truncate', 'TRUNCATE', NULL),
                    ('event_intake_0', 'guard_update', 'UPDATE', NULL), ('event_intake_0', 'guard_delete', 'DELETE', NULL),
                    ('event_intake_0', 'guard_truncate', 'TRUNCATE', '@schema@_sealer'),
                    ('event_intake_1', 'guard_update', 'UPDATE', NULL), ('event_intake_1', 'guard_delete', 'DELETE', NULL),
@@ -446,6 +452,41 @@ BEGIN
       FROM @schema@._log_partitions() p
       JOIN pg_attribute a ON a.attrelid = p.part AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
       JOIN pg_attribute l ON l.attrelid = '@schema@.event_log'::regclass AND l.attname = a.attname AND NOT l.attnotnull;
+    -- Every partition of the log is a table of the package schema holding a million seqs from a multiple
+    -- of a million, as seal() makes them: the checks above read those alone and look inside no other
+    -- (a partitioned one's partitions; a DEFAULT or MAXVALUE one, which also stops the sealer).
+    RETURN QUERY
+    SELECT CASE WHEN t.level > 1
+                THEN format('table %s is a partition of %s, itself a partition of @schema@.event_log: out of every check',
+                            t.relid::regclass, t.parentrelid::regclass)
+                WHEN NOT t.isleaf
+                THEN format('partition %s of @schema@.event_log is partitioned: its partitions are out of every check',
+                            t.relid::regclass)
+                WHEN c.relnamespace <> '@schema@'::regnamespace
+                THEN format('partition %s of @schema@.event_log is outside schema @schema@', t.relid::regclass)
+                ELSE format('partition %s of @schema@.event_log is bounded %s, not a million seqs from a multiple of a million',
+                            t.relid::regclass, pg_get_expr(c.relpartbound, c.oid)) END
+      FROM pg_partition_tree('@schema@.event_log') t
+      JOIN pg_class c ON c.oid = t.relid
+      LEFT JOIN @schema@._log_partitions() p ON p.part = t.relid
+     WHERE t.level > 0
+       AND (t.level > 1 OR NOT t.isleaf OR c.relnamespace <> '@schema@'::regnamespace
+            OR p.first_seq IS NULL OR p.first_seq % v_size <> 0 OR p.last_seq <> p.first_seq + v_size - 1);
+    -- seal_state tells the sealer and prune where the chain starts and ends: what the blocks say.
+    RETURN QUERY
+    SELECT format('@schema@.seal_state says the chain starts after seq %s; block 1 starts after seq %s',
+                  s.chain_start_seq, v_chain_start)
+      FROM ONLY @schema@.seal_state s
+     WHERE s.chain_start_seq <> v_chain_start;
+    RETURN QUERY
+    SELECT format('@schema@.seal_state says the chain ends at block %s, seq %s; the last block is %s, ending at seq %s%s',
+                  s.last_block_no, s.last_seq, coalesce(b.block_no, 0), v_sealed,
+                  CASE WHEN s.last_block_hash IS DISTINCT FROM coalesce(b.block_hash, decode(repeat('00', 32), 'hex'))
+                       THEN ', of another hash' ELSE '' END)
+      FROM ONLY @schema@.seal_state s
+      LEFT JOIN (SELECT x.block_no, x.block_hash FROM ONLY @schema@.blocks x ORDER BY x.block_no DESC LIMIT 1) b ON true
+     WHERE (s.last_block_no, s.last_seq, s.last_block_hash)
+           IS DISTINCT FROM (coalesce(b.block_no, 0), v_sealed, coalesce(b.block_hash, decode(repeat('00', 32), 'hex')));
     -- The log holds what the sealer sealed, and all of it: no event past the last block (a partition
     -- attached with events of its own), none where prune has been, no seq it kept in no partition (one
     -- detached or dropped).

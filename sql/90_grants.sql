@@ -32,7 +32,7 @@ REVOKE UPDATE, DELETE, TRUNCATE ON @schema@.event_intake FROM @schema@_owner;
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON @schema@.event_intake_0, @schema@.event_intake_1,
     @schema@.event_intake_2, @schema@.event_intake_3 FROM @schema@_owner;
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON @schema@.event_log, @schema@.blocks, @schema@.prune_points,
-    @schema@.quarantine FROM @schema@_owner;
+    @schema@.quarantine, @schema@.seal_state FROM @schema@_owner;
 -- Archive records change only through the archive functions' own updates.
 REVOKE TRUNCATE ON @schema@.archive_batches, @schema@.restored_events FROM @schema@_owner;
 

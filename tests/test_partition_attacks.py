@@ -243,7 +243,9 @@ def test_prune_does_not_silently_drop_events_sealed_before_the_chain_began(db, c
     """An upgraded install keeps the events sealed before the chain began (seq <= chain_start_seq,
     migrations/0003_chain.sql): no block covers them, so prune never deleted them. Dropping the
     first partition must not take them with it unrecorded."""
-    db.execute("UPDATE audit.seal_state SET last_seq = %s, chain_start_seq = %s", [FIRST_END - 5, FIRST_END - 5])
+    with db.transaction():
+        db.execute("SET LOCAL ROLE audit_sealer")  # seal_state's guard lets the sealer alone move it
+        db.execute("UPDATE audit.seal_state SET last_seq = %s, chain_start_seq = %s", [FIRST_END - 5, FIRST_END - 5])
     with db.transaction():
         db.execute("SET LOCAL ROLE audit_sealer")  # what the sealer of an earlier release wrote
         db.execute("""INSERT INTO audit.event_log (seq, id, actor_type, db_role, kind, outcome, txid, occurred_at,

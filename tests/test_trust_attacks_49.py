@@ -274,7 +274,9 @@ def test_a_prepared_idempotent_retry_does_not_wedge_a_round_that_needs_a_new_log
     """A writer's retry of an idempotency key reads audit.events (the log and every intake partition)
     and PREPAREs, keeping those locks; the sealer must then make the log's next partition at once."""
     # The chain starts five seqs before the log's first partition ends (the suite's near_end).
-    d.admin.execute("UPDATE audit.seal_state SET last_seq = 999994, chain_start_seq = 999994")
+    with d.admin.transaction():
+        d.admin.execute("SET LOCAL ROLE audit_sealer")  # seal_state's guard lets the sealer alone move it
+        d.admin.execute("UPDATE audit.seal_state SET last_seq = 999994, chain_start_seq = 999994")
     w = d.conn(WRITER)
     record(w, "t49.e", payload={"m": "k1"}, idempotency_key="k1")
     seal(d.admin)

@@ -28,7 +28,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgaudit_py import enable_tracking, install, prune_events, record, seal, seal_status, status
+from pgaudit_py import SealConflict, enable_tracking, install, prune_events, record, seal, seal_status, status
 from pgaudit_py import installer as installer_module
 from pgaudit_py.chain import verify_chain
 
@@ -133,7 +133,6 @@ def test_e1b_a_sub_partitioned_log_partition_with_an_unguarded_leaf_is_named(nea
     assert problems, "sealed events live in a leaf of the log with no guard; status intact"
 
 
-@pytest.mark.xfail(strict=True, reason="known, not yet mended (trial 59): a partition of the log that is itself partitioned, its leaves outside the package schema, is not walked (_log_partitions lists direct children only)")
 def test_e1d_a_sub_partitioned_log_partition_wholly_in_another_schema_is_named(near_end):
     """Attack: as e1, but the partitioned partition itself is in the attacker's schema too (a direct
     partition of the log, listed by `_log_partitions()`, guarded like any): the rule on tables
@@ -207,7 +206,6 @@ def test_e2b_sealed_events_in_a_maxvalue_partition_are_guarded_or_named(near_end
 
 
 @pytest.mark.parametrize("bounds", ["FOR VALUES FROM (1000000) TO (MAXVALUE)", "DEFAULT"])
-@pytest.mark.xfail(strict=True, reason="known, not yet mended (trial 59): a guarded partition whose bounds _log_partitions cannot read (MAXVALUE, DEFAULT) is listed with NULL bounds, and the seq checks skip it")
 def test_e2c_a_guarded_partition_of_bounds_status_cannot_read_is_named(near_end, bounds):
     """Attack: as e2, the partition given every guard (_guard_log_partition). `_log_partitions()`
     lists it with no bounds (regexp_match gives NULL): its guards pass; the seq checks skip it. With
@@ -227,24 +225,32 @@ def test_e2c_a_guarded_partition_of_bounds_status_cannot_read_is_named(near_end,
     assert named(problems, "t59_odd"), (sealing, problems)
 
 
-@pytest.mark.xfail(strict=True, reason="known, not yet mended (trial 59): seal_state (chain_start_seq, last_seq) is the owner role's to change, and the checks trust it")
 def test_e3_history_forged_below_a_chain_start_the_owner_role_moved_is_named(db):
     """Attack: on a log with nothing sealed yet, the owner role raises seal_state's chain_start_seq and
     last_seq (seal_state has no guard: the owner role owns it) and swaps the empty first partition for
     one holding three forged events at seqs 1-3. They read as events sealed before the chain began
     (an upgraded log's): no block covers them, so neither status's new rules (past the chain start,
-    no prune point) nor verify look at them. The sealer goes on at seq 4. Safe: status names it."""
-    as_owner(db, "UPDATE audit.seal_state SET chain_start_seq = 3, last_seq = 3")
+    no prune point) nor verify look at them. The sealer goes on at seq 4. Safe: status names it.
+
+    Mended: seal_state is guarded like the blocks (only seal() moves it), and the owner role's rights to
+    change it are taken: the move is refused. Around the guard (disabled, a right granted back), status
+    names both while they last; put back before anything is sealed, nothing does (docs/installer.md)."""
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        as_owner(db, "UPDATE audit.seal_state SET chain_start_seq = 3, last_seq = 3")
+    assert db.execute("SELECT chain_start_seq, last_seq FROM audit.seal_state").fetchone() == (0, 0)
+    as_owner(db, "GRANT UPDATE ON audit.seal_state TO audit_owner")
+    with pytest.raises(psycopg.Error) as refused:
+        as_owner(db, "UPDATE audit.seal_state SET chain_start_seq = 3, last_seq = 3")
+    assert refused.value.sqlstate == "PA006"  # the guard
+    as_owner(db, "ALTER TABLE audit.seal_state DISABLE TRIGGER guard_update;"
+                 " UPDATE audit.seal_state SET chain_start_seq = 3, last_seq = 3")
     swap_partition(db, "audit.event_log_000000", 0, 1000000,
                    fill=forged_rows("{table}", "generate_series(1, 3)"))
-    record(db, "t59.genuine")
-    assert seal(db).first_seq == 4
-    assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 't59.forged'").fetchone() == (3,)
     problems = problems_of(db)
-    assert problems, f"three forged events read as history before the chain; status intact, verify {verified(db)}"
+    assert named(problems, "guard_update", "seal_state", "disabled"), problems
+    assert named(problems, "audit_owner has UPDATE on audit.seal_state"), problems
 
 
-@pytest.mark.xfail(strict=True, reason="known, not yet mended (trial 59): seal_state's chain_start_seq is the owner role's to raise past events put back at pruned seqs (verify names them)")
 def test_e4_events_put_back_at_pruned_seqs_hidden_by_a_raised_chain_start_are_named(near_end, connect):
     """Attack: after prune dropped the first partition, the owner role attaches one for its seqs with
     forged events at pruned seqs (status names those: 'events at seqs pruned'), then raises
@@ -266,12 +272,19 @@ def test_e4_events_put_back_at_pruned_seqs_hidden_by_a_raised_chain_start_are_na
         SELECT audit._guard_log_partition('audit.event_log_000000');
         ALTER TABLE audit.event_log ATTACH PARTITION audit.event_log_000000 FOR VALUES FROM (0) TO (1000000)""")
     assert named(problems_of(db), "event_log_000000", "pruned")  # the mend's rule
-    as_owner(db, f"UPDATE audit.seal_state SET chain_start_seq = {FIRST_END}")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # mended: seal_state is guarded
+        as_owner(db, f"UPDATE audit.seal_state SET chain_start_seq = {FIRST_END}")
+    # Around the guard, and everything put back after: block 1 still says where the chain starts.
+    as_owner(db, f"""ALTER TABLE audit.seal_state DISABLE TRIGGER guard_update;
+        GRANT UPDATE ON audit.seal_state TO audit_owner;
+        UPDATE audit.seal_state SET chain_start_seq = {FIRST_END};
+        REVOKE UPDATE ON audit.seal_state FROM audit_owner;
+        ALTER TABLE audit.seal_state ENABLE TRIGGER guard_update""")
     problems = problems_of(db)
-    assert problems, f"forged events back at pruned seqs; status intact, verify {verified(db)}"
+    assert named(problems, "event_log_000000", "pruned"), problems
+    assert named(problems, "seal_state says the chain starts after seq 999999"), problems
 
 
-@pytest.mark.xfail(strict=True, reason="known, not yet mended (trial 59): an event at the sealer's next seq makes seal() quarantine the real ones (a unique violation taken for an event the log cannot take)")
 def test_e5_a_forged_event_at_the_next_seq_does_not_send_real_events_to_the_quarantine(near_end):
     """Attack: the owner role swaps the empty next partition for one holding a forged event at the very
     seq the sealer assigns next. Every real event then collides with it (a unique violation), which the
@@ -286,7 +299,7 @@ def test_e5_a_forged_event_at_the_next_seq_does_not_send_real_events_to_the_quar
                    fill=forged_rows("{table}", "generate_series(1000000, 1000000)"))
     for i in range(3):
         record(db, f"t59.real{i}")
-    with suppress(psycopg.Error):
+    with pytest.raises(SealConflict):  # mended: the sealer refuses, rather than quarantines
         seal(db)
     quarantined = db.execute("SELECT kind FROM audit.quarantine ORDER BY 1").fetchall()
     problems = problems_of(db)
@@ -294,7 +307,6 @@ def test_e5_a_forged_event_at_the_next_seq_does_not_send_real_events_to_the_quar
     assert quarantined == [], f"real events quarantined because a forged event took their seq: {quarantined}"
 
 
-@pytest.mark.xfail(strict=True, reason="known, not yet mended (trial 59): real events a squatter sent to the quarantine leave no line in status once it is gone")
 def test_e5b_real_events_diverted_to_the_quarantine_by_a_squatter_leave_a_trace_in_status(near_end):
     """Continuing e5: once the sealer has set the real events aside, the owner role puts the next
     partition back as it was (empty, guarded). The real events are out of the chain, in the quarantine
@@ -308,7 +320,7 @@ def test_e5b_real_events_diverted_to_the_quarantine_by_a_squatter_leave_a_trace_
                    fill=forged_rows("{table}", "generate_series(1000000, 1000000)"))
     for i in range(3):
         record(db, f"t59.real{i}")
-    with suppress(psycopg.Error):
+    with pytest.raises(SealConflict):  # mended: the sealer refuses, rather than quarantines
         seal(db)
     swap_partition(db, "audit.event_log_000001", 1000000, 2000000,
                    fill="DELETE FROM {table} WHERE kind = 't59.forged'")
