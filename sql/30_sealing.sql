@@ -108,6 +108,27 @@ $$;
 COMMENT ON FUNCTION @schema@._move_to_log(integer, tid[], bigint, bigint, boolean) IS
     'Moves intake rows into the log with consecutive seqs (inside seal() only: the guards allow its role alone).';
 
+-- Whether an error is the log's own refusal of an event (one of its CHECKs, one of its NOT NULL
+-- columns), not a partition's: a CHECK of a partition's own, or a row no partition takes, says nothing
+-- of the event, and must fail the round rather than set chosen events aside.
+CREATE OR REPLACE FUNCTION @schema@._refused_by_the_log(state text, constraint_name text, column_name text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE state
+           WHEN '23514' THEN EXISTS (SELECT 1 FROM pg_constraint k
+                                      WHERE k.conrelid = '@schema@.event_log'::regclass AND k.contype = 'c'
+                                        AND k.conname = constraint_name)
+           WHEN '23502' THEN EXISTS (SELECT 1 FROM pg_attribute a
+                                      WHERE a.attrelid = '@schema@.event_log'::regclass AND a.attname = column_name
+                                        AND a.attnotnull)
+           ELSE true END
+$$;
+COMMENT ON FUNCTION @schema@._refused_by_the_log(text, text, text) IS
+    'Whether a CHECK or NOT NULL violation met in sealing is the log''s own (else not the event''s fault).';
+
 -- An event that cannot be sealed leaves the intake for the quarantine, with the error, and says so
 -- in an event of its own (sealed in the next round), which must always be writable itself: only
 -- values of bounded size go into it.
@@ -231,7 +252,10 @@ DECLARE
     v_hashes bytea := ''::bytea;
     v_hash bytea;
     v_state text;
+    v_again text;
     v_message text;
+    v_constraint text;
+    v_column text;
     v_size bigint := @schema@._log_partition_size();
     v_limit bigint;
     v_moved bigint;
@@ -292,13 +316,17 @@ BEGIN
                 -- event after it: seal them one by one, and set aside each that fails for the same reasons
                 -- (internal_error: a value whose text passes 1 GB cannot even be allocated). Any other error
                 -- (a lock, a cancel, the disk, memory) fails the round, to be tried again; so does a unique
-                -- violation, a seq already taken, which no event of its own causes.
+                -- violation (a seq already taken) or a partition's refusal, which no event of its own causes.
                 FOREACH v_row IN ARRAY v_run.rows LOOP
                     BEGIN
                         SELECT * INTO v_one
                           FROM @schema@._move_to_log(v_run.slot, ARRAY[v_row], v_first + v_moved, v_block);
                     EXCEPTION WHEN data_exception OR not_null_violation OR check_violation OR program_limit_exceeded OR internal_error THEN
-                        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+                        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                                v_constraint = CONSTRAINT_NAME, v_column = COLUMN_NAME;
+                        IF NOT @schema@._refused_by_the_log(v_state, v_constraint, v_column) THEN
+                            RAISE;
+                        END IF;
                         -- Once more with the row images' unprintable values omitted (_omit_unprintable):
                         -- else every later change of the same row, which carries them too, would follow
                         -- it into the quarantine.
@@ -306,6 +334,11 @@ BEGIN
                             SELECT * INTO v_one
                               FROM @schema@._move_to_log(v_run.slot, ARRAY[v_row], v_first + v_moved, v_block, true);
                         EXCEPTION WHEN data_exception OR not_null_violation OR check_violation OR program_limit_exceeded OR internal_error THEN
+                            GET STACKED DIAGNOSTICS v_again = RETURNED_SQLSTATE, v_constraint = CONSTRAINT_NAME,
+                                                    v_column = COLUMN_NAME;
+                            IF NOT @schema@._refused_by_the_log(v_again, v_constraint, v_column) THEN
+                                RAISE;
+                            END IF;
                             PERFORM @schema@._quarantine(v_run.slot, v_row, v_state, v_message);
                             CONTINUE;
                         END;

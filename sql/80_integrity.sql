@@ -452,9 +452,11 @@ BEGIN
       FROM @schema@._log_partitions() p
       JOIN pg_attribute a ON a.attrelid = p.part AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
       JOIN pg_attribute l ON l.attrelid = '@schema@.event_log'::regclass AND l.attname = a.attname AND NOT l.attnotnull;
-    -- Every partition of the log is a table of the package schema holding a million seqs from a multiple
-    -- of a million, as seal() makes them: the checks above read those alone and look inside no other
-    -- (a partitioned one's partitions; a DEFAULT or MAXVALUE one, which also stops the sealer).
+    -- Every partition of the log is a table of the package schema from a multiple of a million to a
+    -- multiple of a million (a million seqs as seal() makes them; more for an upgraded log's first),
+    -- named as seal() names the one for its first seq: the checks above read those alone and look
+    -- inside no other (a partitioned one's partitions; a DEFAULT or MAXVALUE one, which also stops the
+    -- sealer), and one wearing the name seal() gives another partition stops seal() making that one.
     RETURN QUERY
     SELECT CASE WHEN t.level > 1
                 THEN format('table %s is a partition of %s, itself a partition of @schema@.event_log: out of every check',
@@ -464,14 +466,31 @@ BEGIN
                             t.relid::regclass)
                 WHEN c.relnamespace <> '@schema@'::regnamespace
                 THEN format('partition %s of @schema@.event_log is outside schema @schema@', t.relid::regclass)
-                ELSE format('partition %s of @schema@.event_log is bounded %s, not a million seqs from a multiple of a million',
-                            t.relid::regclass, pg_get_expr(c.relpartbound, c.oid)) END
+                WHEN p.first_seq IS NULL OR p.first_seq % v_size <> 0 OR (p.last_seq::numeric + 1) % v_size <> 0
+                THEN format('partition %s of @schema@.event_log is bounded %s, not from a multiple of a million to one',
+                            t.relid::regclass, pg_get_expr(c.relpartbound, c.oid))
+                ELSE format('partition %s of @schema@.event_log holds seqs from %s: seal() names that one %I, and '
+                            'fails to make a partition of this one''s name', t.relid::regclass, p.first_seq, n.name) END
       FROM pg_partition_tree('@schema@.event_log') t
       JOIN pg_class c ON c.oid = t.relid
       LEFT JOIN @schema@._log_partitions() p ON p.part = t.relid
+      LEFT JOIN LATERAL (SELECT 'event_log_' || lpad(k.k, greatest(6, length(k.k)), '0') AS name  -- as seal() names it
+                           FROM (SELECT (p.first_seq / v_size)::text AS k) k) n ON true
      WHERE t.level > 0
        AND (t.level > 1 OR NOT t.isleaf OR c.relnamespace <> '@schema@'::regnamespace
-            OR p.first_seq IS NULL OR p.first_seq % v_size <> 0 OR p.last_seq <> p.first_seq + v_size - 1);
+            OR p.first_seq IS NULL OR p.first_seq % v_size <> 0 OR (p.last_seq::numeric + 1) % v_size <> 0
+            OR c.relname <> n.name);
+    -- A foreign key to one of the log's tables makes deleting (prune) or writing there depend on
+    -- another table, and on its owner's rights.
+    RETURN QUERY
+    SELECT format('foreign key %I on %s references %s', k.conname, k.conrelid::regclass, k.confrelid::regclass)
+      FROM pg_constraint k
+     WHERE k.contype = 'f'
+       AND (k.confrelid IN (SELECT t.relid FROM pg_partition_tree('@schema@.event_log') t
+                            UNION ALL SELECT t.relid FROM pg_partition_tree('@schema@.event_intake') t)
+            OR k.confrelid IN ('@schema@.blocks'::regclass, '@schema@.prune_points'::regclass,
+                               '@schema@.quarantine'::regclass, '@schema@.seal_state'::regclass,
+                               '@schema@.idempotency_keys'::regclass));
     -- seal_state tells the sealer and prune where the chain starts and ends: what the blocks say.
     RETURN QUERY
     SELECT format('@schema@.seal_state says the chain starts after seq %s; block 1 starts after seq %s',
@@ -501,11 +520,12 @@ BEGIN
     -- partition, and after the last.
     RETURN QUERY
     SELECT format('seqs %s to %s of @schema@.event_log are in no partition of it: one was detached or dropped', g.lo, g.hi)
-      FROM (SELECT greatest(coalesce(lag(p.last_seq) OVER (ORDER BY p.first_seq) + 1, 0), coalesce(v_pruned, 0) + 1) AS lo,
-                   least(p.first_seq - 1, v_sealed) AS hi
+      FROM (SELECT greatest(coalesce(lag(p.last_seq::numeric) OVER (ORDER BY p.first_seq) + 1, 0),
+                            coalesce(v_pruned, 0) + 1) AS lo,  -- numeric: a partition may end at bigint's end
+                   least(p.first_seq::numeric - 1, v_sealed) AS hi
               FROM @schema@._log_partitions() p
             UNION ALL
-            SELECT greatest(coalesce(max(p.last_seq) + 1, 0), coalesce(v_pruned, 0) + 1), v_sealed
+            SELECT greatest(coalesce(max(p.last_seq::numeric) + 1, 0), coalesce(v_pruned, 0) + 1), v_sealed
               FROM @schema@._log_partitions() p) g
      WHERE g.lo <= g.hi;
     RETURN QUERY

@@ -90,8 +90,24 @@ def attach(db: psycopg.Connection, table: str, bounds: str, partitioned: str = "
 ])
 def test_a_partition_of_other_bounds_than_seals_is_named(db, bounds, shown):
     attach(db, "audit.odd", bounds)
-    assert f"partition audit.odd of audit.event_log is bounded {shown}, not a million seqs from a multiple of a million" \
+    assert f"partition audit.odd of audit.event_log is bounded {shown}, not from a multiple of a million to one" \
         in status(db).problems
+
+
+def test_a_partition_wearing_another_name_than_seals_is_named(db):
+    """seal() names the partition for seqs from k million event_log_<k>, and cannot make one whose name
+    another partition wears; a partition of several millions (an upgraded log's first) is what it makes."""
+    attach(db, "audit.event_log_000001", "FOR VALUES FROM (5000000) TO (6000000)")
+    attach(db, "audit.event_log_000002", "FOR VALUES FROM (2000000) TO (4000000)")
+    assert status(db).problems == [
+        "partition audit.event_log_000001 of audit.event_log holds seqs from 5000000: seal() names that one "
+        "event_log_000005, and fails to make a partition of this one's name"]
+
+
+def test_a_foreign_key_to_the_log_is_named(db):
+    as_owner(db, "CREATE TABLE audit.pin (seq bigint); ALTER TABLE audit.pin ADD CONSTRAINT pin_seq"
+                 " FOREIGN KEY (seq) REFERENCES audit.event_log (seq) NOT VALID")
+    assert "foreign key pin_seq on audit.pin references audit.event_log" in status(db).problems
 
 
 def test_a_partition_outside_the_schema_and_a_partitioned_one_are_named_with_their_partitions(db):

@@ -637,7 +637,7 @@ def test_h1_many_forged_rows_past_the_chain_are_named_in_one_line(db):
         SELECT audit._guard_log_partition('audit.t59_bulk');
         ALTER TABLE audit.event_log ATTACH PARTITION audit.t59_bulk FOR VALUES FROM (5000000) TO (6000000)""")
     problems = problems_of(db)
-    assert [p for p in problems if "t59_bulk" in p] == [
+    assert [p for p in problems if "t59_bulk" in p and "seal() names" not in p] == [  # (its name: trial 60's rule)
         "partition audit.t59_bulk of audit.event_log holds events past the last sealed seq (1): the sealer did not seal them"
     ], problems
 

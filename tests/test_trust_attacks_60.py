@@ -207,7 +207,8 @@ def test_e4_a_partitions_own_check_diverts_chosen_real_events_to_the_quarantine_
     record(db, "t60.wire", payload={"to": "offshore", "amount": 10_000_000})
     for i in range(4):
         record(db, "t60.noise", payload={"n": 10 + i})
-    seal(db)
+    with pytest.raises(psycopg.errors.CheckViolation):  # mended: a partition's own CHECK fails the round
+        seal(db)
     as_owner(db, "ALTER TABLE audit.event_log_000001 DROP CONSTRAINT t60_censor")
     while seal(db).sealed:
         pass
@@ -217,6 +218,7 @@ def test_e4_a_partitions_own_check_diverts_chosen_real_events_to_the_quarantine_
                                     f"quarantined) and status is intact; verify {verified(db)}")
 
 
+@pytest.mark.xfail(strict=True, reason="known, not yet mended (trial 60): the owner role may rewrite seal_state by ALTER TABLE ... ALTER COLUMN ... TYPE ... USING, which fires no guard; before block 1, nothing says where the chain starts (docs/installer.md)")
 def test_e5_seal_state_moved_by_a_column_rewrite_before_block_one_is_refused_or_named(db):
     """Attack: no guard touched, no right granted: the owner role owns seal_state and rewrites it with
     ALTER TABLE ... ALTER COLUMN ... TYPE bigint USING 3 (a rewrite fires no row or statement
