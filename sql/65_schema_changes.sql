@@ -661,7 +661,9 @@ COMMENT ON FUNCTION @schema@._refuse_detach_concurrently() IS
 
 -- ALTER TABLE ... ALTER COLUMN ... TYPE (and ALTER TYPE of a typed table's type) rewrites every row,
 -- with USING whatever it likes, firing no row trigger: on a covered table the values would change
--- with no event. Refused; disabling tracking first says so in the log.
+-- with no event. Refused; disabling tracking first says so in the log. On the log's own tables the
+-- guards would not see it either (the chain's start in seal_state, a block, a pending event): refused
+-- to every role, the installer's too.
 CREATE OR REPLACE FUNCTION @schema@._refuse_rewrite()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -672,6 +674,14 @@ DECLARE
     target oid := pg_event_trigger_table_rewrite_oid();
 BEGIN
     IF pg_event_trigger_table_rewrite_reason() & 4 <> 0  -- AT_REWRITE_COLUMN_REWRITE
+       AND (target IN (SELECT t.relid FROM pg_partition_tree('@schema@.event_log') t
+                       UNION ALL SELECT t.relid FROM pg_partition_tree('@schema@.event_intake') t)
+            OR target IN ('@schema@.blocks'::regclass, '@schema@.prune_points'::regclass,
+                          '@schema@.quarantine'::regclass, '@schema@.seal_state'::regclass)) THEN
+        RAISE EXCEPTION 'cannot change the type of a column of %: it rewrites rows that only the package''s functions write',
+                        target::regclass USING ERRCODE = 'PA006';
+    END IF;
+    IF pg_event_trigger_table_rewrite_reason() & 4 <> 0  -- AT_REWRITE_COLUMN_REWRITE
        AND (@schema@._tracking_of(target)).relid IS NOT NULL THEN
         RAISE EXCEPTION 'cannot change the type of a column of %: it rewrites the rows without capturing them',
                         target::regclass USING ERRCODE = 'PA008',
@@ -680,4 +690,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @schema@._refuse_rewrite() IS
-    'Event trigger (table_rewrite): refuses rewriting the columns of a table that tracking covers.';
+    'Event trigger (table_rewrite): refuses rewriting the columns of a table that tracking covers, or of the log''s tables.';

@@ -41,6 +41,32 @@ def test_only_seal_moves_seal_state(db, role, statement):
     assert state(db) == before == (1, 0, 1)
 
 
+@pytest.mark.parametrize("role", ["audit_owner", None])
+@pytest.mark.parametrize("table", ["seal_state", "blocks", "event_log", "event_intake", "prune_points", "quarantine"])
+def test_a_column_rewrite_of_the_logs_tables_is_refused(db, role, table):
+    """ALTER COLUMN ... TYPE ... USING rewrites every row and fires no guard: the event trigger refuses it
+    on the log's tables, to the owner role and a superuser (None) alike. (The views reading the table
+    are dropped first, in the same transaction: PostgreSQL refuses to change a column a view reads.)"""
+    record(db, "t.e")
+    seal(db)
+    record(db, "t.pending")
+    column, kind = db.execute("SELECT quote_ident(a.attname), format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+                              " WHERE a.attrelid = %s::regclass AND (a.attname = 'payload' OR a.attnum = 1)"
+                              " ORDER BY a.attname = 'payload' DESC LIMIT 1", [f"audit.{table}"]).fetchone()
+    views = [v for (v,) in db.execute("SELECT DISTINCT r.ev_class::regclass::text FROM pg_depend d"
+                                      " JOIN pg_rewrite r ON r.oid = d.objid"
+                                      " WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::regclass"
+                                      "   AND r.ev_class <> d.refobjid", [f"audit.{table}"])]
+    before = db.execute(f"SELECT md5(string_agg(t::text, '' ORDER BY t::text)) FROM audit.{table} t").fetchone()
+    statement = "".join(f"DROP VIEW IF EXISTS {v} CASCADE; " for v in views) + (
+        f"ALTER TABLE audit.{table} ALTER COLUMN {column} TYPE {kind} USING coalesce({column}, {column})")
+    with pytest.raises(psycopg.Error) as refused:
+        db.execute(f"SET ROLE {role}; {statement}" if role else statement)
+    db.execute("RESET ROLE")
+    assert refused.value.sqlstate == "PA006", refused.value
+    assert db.execute(f"SELECT md5(string_agg(t::text, '' ORDER BY t::text)) FROM audit.{table} t").fetchone() == before
+
+
 def test_a_disabled_seal_state_guard_and_a_right_to_change_it_are_named(db):
     as_owner(db, "ALTER TABLE audit.seal_state DISABLE TRIGGER guard_update;"
                  " GRANT UPDATE ON audit.seal_state TO audit_owner")
