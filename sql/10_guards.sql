@@ -22,6 +22,22 @@ $$;
 COMMENT ON FUNCTION @schema@._guard_append_only() IS
     'Guard trigger: refuses writes to the log''s tables unless current_user is one of the roles named.';
 
+-- The tables the guards keep (the log and the intake with their partitions, the chain, the prune
+-- points, the quarantine, the sealer's state): what DDL must not rewrite or tie to another table.
+CREATE OR REPLACE FUNCTION @schema@._guarded_tables()
+RETURNS SETOF regclass
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.relid FROM pg_partition_tree('@schema@.event_log') t
+    UNION ALL
+    SELECT t.relid FROM pg_partition_tree('@schema@.event_intake') t
+    UNION ALL
+    SELECT unnest(ARRAY['@schema@.blocks', '@schema@.prune_points', '@schema@.quarantine', '@schema@.seal_state']::regclass[])
+$$;
+COMMENT ON FUNCTION @schema@._guarded_tables() IS 'The tables the guard triggers keep, partitions included.';
+
 -- Statement-level: one check per statement, nothing per row.
 CREATE OR REPLACE TRIGGER guard_update BEFORE UPDATE ON @schema@.event_intake
     FOR EACH STATEMENT EXECUTE FUNCTION @schema@._guard_append_only();

@@ -674,10 +674,7 @@ DECLARE
     target oid := pg_event_trigger_table_rewrite_oid();
 BEGIN
     IF pg_event_trigger_table_rewrite_reason() & 4 <> 0  -- AT_REWRITE_COLUMN_REWRITE
-       AND (target IN (SELECT t.relid FROM pg_partition_tree('@schema@.event_log') t
-                       UNION ALL SELECT t.relid FROM pg_partition_tree('@schema@.event_intake') t)
-            OR target IN ('@schema@.blocks'::regclass, '@schema@.prune_points'::regclass,
-                          '@schema@.quarantine'::regclass, '@schema@.seal_state'::regclass)) THEN
+       AND target IN (SELECT g FROM @schema@._guarded_tables() g) THEN
         RAISE EXCEPTION 'cannot change the type of a column of %: it rewrites rows that only the package''s functions write',
                         target::regclass USING ERRCODE = 'PA006';
     END IF;

@@ -486,11 +486,7 @@ BEGIN
     SELECT format('foreign key %I on %s references %s', k.conname, k.conrelid::regclass, k.confrelid::regclass)
       FROM pg_constraint k
      WHERE k.contype = 'f'
-       AND (k.confrelid IN (SELECT t.relid FROM pg_partition_tree('@schema@.event_log') t
-                            UNION ALL SELECT t.relid FROM pg_partition_tree('@schema@.event_intake') t)
-            OR k.confrelid IN ('@schema@.blocks'::regclass, '@schema@.prune_points'::regclass,
-                               '@schema@.quarantine'::regclass, '@schema@.seal_state'::regclass,
-                               '@schema@.idempotency_keys'::regclass));
+       AND (k.confrelid IN (SELECT g FROM @schema@._guarded_tables() g) OR k.confrelid = '@schema@.idempotency_keys'::regclass);
     -- seal_state tells the sealer and prune where the chain starts and ends: what the blocks say.
     RETURN QUERY
     SELECT format('@schema@.seal_state says the chain starts after seq %s; block 1 starts after seq %s',
