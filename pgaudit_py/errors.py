@@ -130,8 +130,9 @@ class HistoryIncomplete(PgAuditError):
 
 
 class SealConflict(PgAuditError):
-    """seal() found events in the log at or past the seq it writes next, which it did not write:
-    it seals nothing until they are gone (`pgaudit status` names where they are)."""
+    """seal() found the log other than it writes it: events at or past the seq it writes next, which
+    it did not write, or (when an event fails) the log, the intake, a package function or the
+    partition not as installed. It seals nothing until that is mended (`pgaudit status` names it)."""
 
     sqlstate = "PA017"
 

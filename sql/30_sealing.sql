@@ -256,6 +256,8 @@ DECLARE
     v_message text;
     v_constraint text;
     v_column text;
+    v_path text;          -- what in seal()'s path is not as installed (_sealing_path_problem), read once per partition
+    v_path_of bigint;     -- ... for this partition
     v_size bigint := @schema@._log_partition_size();
     v_limit bigint;
     v_moved bigint;
@@ -326,6 +328,15 @@ BEGIN
                                                 v_constraint = CONSTRAINT_NAME, v_column = COLUMN_NAME;
                         IF NOT @schema@._refused_by_the_log(v_state, v_constraint, v_column) THEN
                             RAISE;
+                        END IF;
+                        IF v_path_of IS DISTINCT FROM (v_first + v_moved) / v_size THEN
+                            v_path := @schema@._sealing_path_problem(v_first + v_moved);
+                            v_path_of := (v_first + v_moved) / v_size;
+                        END IF;
+                        IF v_path IS NOT NULL THEN
+                            RAISE EXCEPTION 'an event failed to seal (%), and % (pgaudit status names it): it is not '
+                                            'set aside, and nothing is sealed until that is mended', v_state, v_path
+                                USING ERRCODE = 'PA017';
                         END IF;
                         -- Once more with the row images' unprintable values omitted (_omit_unprintable):
                         -- else every later change of the same row, which carries them too, would follow

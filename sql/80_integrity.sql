@@ -80,7 +80,9 @@ AS $$
                                                                           || CASE WHEN k.convalidated THEN '' ELSE ' not valid' END),
                                                           '{}')
                                             FROM pg_constraint k WHERE k.conrelid = c.oid),
-                          'columns', (SELECT coalesce(jsonb_object_agg(a.attname, md5(format_type(a.atttypid, a.atttypmod)
+                          -- (attnum: a column dropped and another of its name and type put in its place
+                          -- has new values that no guard saw written.)
+                          'columns', (SELECT coalesce(jsonb_object_agg(a.attname, md5(a.attnum || ' ' || format_type(a.atttypid, a.atttypmod)
                                                           || a.attcollation::regcollation::text || a.attnotnull::text || a.attidentity::text || a.attgenerated::text
                                                           || coalesce(pg_get_expr(d.adbin, d.adrelid), ''))), '{}')
                                         FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -230,6 +232,71 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._schema_objects() IS
     'Everything with an owner in the package''s schemas, and whether the package makes any of its kind.';
+
+-- A partition of the log is the log's shape alone: a trigger but its guards, a constraint, an index
+-- or a NOT NULL of its own would change or refuse the sealer's events there.
+CREATE OR REPLACE FUNCTION @schema@._log_partition_own(part regclass)
+RETURNS SETOF text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('trigger %s on %s is not one of its guards', t.tgname, part)
+      FROM pg_trigger t
+     WHERE t.tgrelid = part AND NOT t.tgisinternal
+       AND t.tgname NOT IN ('guard_insert', 'guard_update', 'guard_delete', 'guard_truncate')
+    UNION ALL
+    SELECT format('constraint %I on %s is not one of the log''s', k.conname, part)
+      FROM pg_constraint k
+     WHERE k.conrelid = part AND k.coninhcount = 0 AND k.conparentid = 0
+    UNION ALL
+    SELECT format('index %s on %s is not one of the log''s', x.indexrelid::regclass, part)
+      FROM pg_index x
+     WHERE x.indrelid = part AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = x.indexrelid)
+    UNION ALL
+    SELECT format('column %I of %s is NOT NULL, not the log''s', a.attname, part)
+      FROM pg_attribute a
+      JOIN pg_attribute l ON l.attrelid = '@schema@.event_log'::regclass AND l.attname = a.attname AND NOT l.attnotnull
+     WHERE a.attrelid = part AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+$$;
+COMMENT ON FUNCTION @schema@._log_partition_own(regclass) IS
+    'What a partition of the log has of its own (a trigger, a constraint, an index, a NOT NULL), one line each.';
+
+-- What seal() writes through, as the last install left it: the log and the intake (their columns,
+-- constraints, indexes, triggers), the package's functions, and the partition it writes (nothing of
+-- its own). seal() sets an event aside only then: else what failed it may be code someone put in the
+-- sealer's path for a round to send a chosen event there, and the round fails instead.
+CREATE OR REPLACE FUNCTION @schema@._sealing_path_problem(at_seq bigint)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    expected jsonb := (SELECT i.snapshot FROM @schema@._install i ORDER BY i.installed_at DESC LIMIT 1);
+    actual jsonb := @schema@._security_snapshot();
+    part regclass := (SELECT p.part FROM @schema@._log_partitions() p WHERE at_seq BETWEEN p.first_seq AND p.last_seq);
+    rel text;
+BEGIN
+    FOREACH rel IN ARRAY ARRAY['event_log', 'event_intake', 'event_intake_0', 'event_intake_1', 'event_intake_2',
+                               'event_intake_3'] LOOP
+        IF expected -> 'relations' -> rel IS DISTINCT FROM actual -> 'relations' -> rel THEN
+            RETURN format('@schema@.%s is not as the last install left it', rel);
+        END IF;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM jsonb_each(expected -> 'functions') f WHERE actual -> 'functions' -> f.key IS DISTINCT FROM f.value) THEN
+        RETURN 'a function of the package is not as the last install left it';
+    END IF;
+    IF part IS NULL THEN
+        RETURN format('no partition of @schema@.event_log holds seq %s', at_seq);
+    END IF;
+    RETURN (SELECT x FROM @schema@._log_partition_own(part) x LIMIT 1);
+END
+$$;
+COMMENT ON FUNCTION @schema@._sealing_path_problem(bigint) IS
+    'What in seal()''s path is not as installed (the log, the intake, the functions, the partition for a seq), or NULL.';
+REVOKE ALL ON FUNCTION @schema@._sealing_path_problem(bigint) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION @schema@._integrity_problems()
 RETURNS SETOF text
@@ -425,10 +492,7 @@ BEGIN
       FROM @schema@._log_partitions() p
       JOIN pg_attribute t ON t.attrelid = p.part AND t.attacl IS NOT NULL, aclexplode(t.attacl) a;
     RETURN QUERY
-    SELECT format('trigger %s on %s is not one of its guards', t.tgname, p.part)
-      FROM @schema@._log_partitions() p
-      JOIN pg_trigger t ON t.tgrelid = p.part AND NOT t.tgisinternal
-     WHERE t.tgname NOT IN ('guard_insert', 'guard_update', 'guard_delete', 'guard_truncate');
+    SELECT x FROM @schema@._log_partitions() p, @schema@._log_partition_own(p.part) x;
     -- A table inheriting from one of the package's is read with it (its rows, past the parent's guards).
     RETURN QUERY
     SELECT format('table %s inherits from %s: reads of it see its rows', i.inhrelid::regclass, i.inhparent::regclass)
@@ -437,21 +501,6 @@ BEGIN
        AND c.oid <> '@schema@.event_log'::regclass  -- its partitions are checked below
        AND NOT (c.oid = '@schema@.event_intake'::regclass
                 AND i.inhrelid IN (SELECT to_regclass('@schema@.event_intake_' || n) FROM generate_series(0, 3) n));
-    -- A partition of the log is the log's shape alone: a constraint, an index or a NOT NULL of its own
-    -- would refuse the sealer's next events there.
-    RETURN QUERY
-    SELECT format('constraint %I on %s is not one of the log''s', k.conname, p.part)
-      FROM @schema@._log_partitions() p JOIN pg_constraint k ON k.conrelid = p.part
-     WHERE k.coninhcount = 0 AND k.conparentid = 0;
-    RETURN QUERY
-    SELECT format('index %s on %s is not one of the log''s', x.indexrelid::regclass, p.part)
-      FROM @schema@._log_partitions() p JOIN pg_index x ON x.indrelid = p.part
-     WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = x.indexrelid);
-    RETURN QUERY
-    SELECT format('column %I of %s is NOT NULL, not the log''s', a.attname, p.part)
-      FROM @schema@._log_partitions() p
-      JOIN pg_attribute a ON a.attrelid = p.part AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
-      JOIN pg_attribute l ON l.attrelid = '@schema@.event_log'::regclass AND l.attname = a.attname AND NOT l.attnotnull;
     -- Every partition of the log is a table of the package schema from a multiple of a million to a
     -- multiple of a million (a million seqs as seal() makes them; more for an upgraded log's first),
     -- named as seal() names the one for its first seq: the checks above read those alone and look

@@ -42,6 +42,7 @@ GRANT INSERT ON @schema@.event_intake TO @schema@_capture;
 GRANT EXECUTE ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) TO @schema@_capture;
 -- The log's partitions: made by the sealer's rounds, dropped by the pruner's (sql/12_log_partitions.sql).
 GRANT EXECUTE ON FUNCTION @schema@._add_log_partitions(bigint, bigint) TO @schema@_sealer;
+GRANT EXECUTE ON FUNCTION @schema@._sealing_path_problem(bigint) TO @schema@_sealer;
 GRANT EXECUTE ON FUNCTION @schema@._drop_log_partitions() TO @schema@_pruner;
 GRANT SELECT, INSERT, DELETE ON @schema@.event_intake TO @schema@_sealer;  -- INSERT: audit.event_quarantined
 -- A drained partition of the intake, and which one writers are on (seal(), sql/30_sealing.sql).
