@@ -329,15 +329,6 @@ BEGIN
                         IF NOT @schema@._refused_by_the_log(v_state, v_constraint, v_column) THEN
                             RAISE;
                         END IF;
-                        IF v_path_of IS DISTINCT FROM (v_first + v_moved) / v_size THEN
-                            v_path := @schema@._sealing_path_problem(v_first + v_moved);
-                            v_path_of := (v_first + v_moved) / v_size;
-                        END IF;
-                        IF v_path IS NOT NULL THEN
-                            RAISE EXCEPTION 'an event failed to seal (%), and % (pgaudit status names it): it is not '
-                                            'set aside, and nothing is sealed until that is mended', v_state, v_path
-                                USING ERRCODE = 'PA017';
-                        END IF;
                         -- Once more with the row images' unprintable values omitted (_omit_unprintable):
                         -- else every later change of the same row, which carries them too, would follow
                         -- it into the quarantine.
@@ -349,6 +340,17 @@ BEGIN
                                                     v_column = COLUMN_NAME;
                             IF NOT @schema@._refused_by_the_log(v_again, v_constraint, v_column) THEN
                                 RAISE;
+                            END IF;
+                            -- Set aside only while the sealer's path is as installed: else the failure may be
+                            -- code put there for a round to send this event to the quarantine.
+                            IF v_path_of IS DISTINCT FROM (v_first + v_moved) / v_size THEN
+                                v_path := @schema@._sealing_path_problem(v_first + v_moved);
+                                v_path_of := (v_first + v_moved) / v_size;
+                            END IF;
+                            IF v_path IS NOT NULL THEN
+                                RAISE EXCEPTION 'an event failed to seal (%), and % (pgaudit status names it): it is '
+                                                'not set aside, and nothing is sealed until that is mended', v_state, v_path
+                                    USING ERRCODE = 'PA017';
                             END IF;
                             PERFORM @schema@._quarantine(v_run.slot, v_row, v_state, v_message);
                             CONTINUE;
