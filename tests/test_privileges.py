@@ -167,8 +167,9 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
     invokers = {r[1] for r in rows if r[0] == "audit_owner" and not r[2]}
     for role in ("audit_capture", "audit_sealer", "audit_pruner"):
         assert {r[1] for r in rows if r[0] == role and not r[2]} == invokers, role
-    # The owner's DDL on the log's partitions: making them (the sealer), dropping pruned ones (the pruner).
-    assert {r[1] for r in rows if r[0] == "audit_sealer" and r[2]} == {"_add_log_partitions"}
+    # The owner's DDL on the log's partitions: making them (the sealer), dropping pruned ones (the pruner);
+    # and the sealer's check, before it sets an event aside, that its path is as installed (the install record).
+    assert {r[1] for r in rows if r[0] == "audit_sealer" and r[2]} == {"_add_log_partitions", "_sealing_path_problem"}
     assert {r[1] for r in rows if r[0] == "audit_pruner" and r[2]} == {"_drop_log_partitions"}
     assert {r[1] for r in rows if r[0] == "audit_capture" and r[2]} == {
         "_row_images", "_baseline_images", "_baseline_taken", "_capture_truncate", "_take_baseline"}  # last two its own
