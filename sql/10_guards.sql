@@ -120,3 +120,20 @@ ALTER TABLE @schema@.quarantine
 ALTER TABLE @schema@.seal_state
     ENABLE TRIGGER guard_insert, ENABLE TRIGGER guard_update, ENABLE TRIGGER guard_delete,
     ENABLE TRIGGER guard_truncate;
+
+-- Re-running the installer also stores each column of the guarded tables as its type does: storage
+-- PLAIN keeps a value out of TOAST, and an event, a quarantined one or a block's hashes too large for
+-- a page would then be refused (a chosen event set aside, or sealing stopped).
+DO $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT a.attrelid::regclass AS rel, a.attname, y.typstorage
+               FROM pg_attribute a JOIN pg_type y ON y.oid = a.atttypid
+              WHERE a.attrelid IN (SELECT @schema@._guarded_tables()) AND a.attnum > 0 AND NOT a.attisdropped
+                AND a.attstorage <> y.typstorage LOOP
+        EXECUTE format('ALTER TABLE ONLY %s ALTER COLUMN %I SET STORAGE %s', c.rel, c.attname,
+                       CASE c.typstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END);
+    END LOOP;
+END
+$$;

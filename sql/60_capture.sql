@@ -506,7 +506,9 @@ DECLARE
     v_addr inet := pg_catalog.inet_client_addr();
     v_app text := pg_catalog.current_setting('application_name');
     v_txid xid8 := pg_catalog.pg_current_xact_id();
-    v_at timestamptz := pg_catalog.statement_timestamp();
+    -- When the capture ran, at the statement's end: statement_timestamp() is the client's statement's start,
+    -- which a procedure or function keeps however long it runs, through its COMMITs (trial 62).
+    v_at timestamptz := pg_catalog.clock_timestamp();
     -- One time-ordered id per statement (_new_event_id), its rows' ids counted up from it: made
     -- row by row, an id costs the writer 1.4 us a row against 0.2 (docs/benchmarks.md).
     v_id text := pg_catalog.replace(@schema@._new_event_id()::text, '-', '');
@@ -837,7 +839,7 @@ BEGIN
     VALUES (@schema@._context('tenant_id'), coalesce(v_actor_type, 'user'), v_actor_id, v_role,
             @schema@._client_addr(), current_setting('application_name'), t.kind_prefix || '.truncate',
             t.kind_prefix, NULL, 'success', @schema@._context('correlation_id'), pg_current_xact_id(),
-            statement_timestamp(),
+            clock_timestamp(),  -- not statement_timestamp(): see v_at in _capture_body
             jsonb_build_object('table', t.table_name)
             || CASE WHEN TG_RELID <> t.relid THEN jsonb_build_object('partition', TG_RELID::regclass::text)
                     ELSE '{}' END,

@@ -84,6 +84,8 @@ AS $$
                           -- has new values that no guard saw written.)
                           'columns', (SELECT coalesce(jsonb_object_agg(a.attname, md5(a.attnum || ' ' || format_type(a.atttypid, a.atttypmod)
                                                           || a.attcollation::regcollation::text || a.attnotnull::text || a.attidentity::text || a.attgenerated::text
+                                                          -- (storage PLAIN keeps a value out of TOAST: a large one no longer fits)
+                                                          || a.attstorage::text
                                                           || coalesce(pg_get_expr(d.adbin, d.adrelid), ''))), '{}')
                                         FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                                        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -233,8 +235,9 @@ $$;
 COMMENT ON FUNCTION @schema@._schema_objects() IS
     'Everything with an owner in the package''s schemas, and whether the package makes any of its kind.';
 
--- A partition of the log is the log's shape alone: a trigger but its guards, a constraint, an index
--- or a NOT NULL of its own would change or refuse the sealer's events there.
+-- A partition of the log is the log's shape alone: a trigger but its guards (by what they are, not
+-- their names), a constraint, an index, a NOT NULL or a column's storage of its own would change or
+-- refuse the sealer's events there.
 CREATE OR REPLACE FUNCTION @schema@._log_partition_own(part regclass)
 RETURNS SETOF text
 LANGUAGE sql
@@ -244,7 +247,11 @@ AS $$
     SELECT format('trigger %s on %s is not one of its guards', t.tgname, part)
       FROM pg_trigger t
      WHERE t.tgrelid = part AND NOT t.tgisinternal
-       AND t.tgname NOT IN ('guard_insert', 'guard_update', 'guard_delete', 'guard_truncate')
+       -- _guard_log_partition's: BEFORE, FOR EACH STATEMENT, one event each, _guard_append_only() alone
+       AND ((t.tgname, t.tgtype) NOT IN (('guard_insert', 6::int2), ('guard_update', 18::int2), ('guard_delete', 10::int2),
+                                         ('guard_truncate', 34::int2))
+            OR t.tgfoid <> '@schema@._guard_append_only()'::regprocedure OR t.tgnargs <> 0 OR t.tgqual IS NOT NULL
+            OR t.tgattr <> ''::int2vector)
     UNION ALL
     SELECT format('constraint %I on %s is not one of the log''s', k.conname, part)
       FROM pg_constraint k
@@ -258,9 +265,16 @@ AS $$
       FROM pg_attribute a
       JOIN pg_attribute l ON l.attrelid = '@schema@.event_log'::regclass AND l.attname = a.attname AND NOT l.attnotnull
      WHERE a.attrelid = part AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+    UNION ALL
+    SELECT format('column %I of %s is stored otherwise than the log''s', a.attname, part)
+      FROM pg_attribute a
+      JOIN pg_attribute l ON l.attrelid = '@schema@.event_log'::regclass AND l.attname = a.attname
+                         AND l.attstorage <> a.attstorage
+     WHERE a.attrelid = part AND a.attnum > 0 AND NOT a.attisdropped
 $$;
 COMMENT ON FUNCTION @schema@._log_partition_own(regclass) IS
-    'What a partition of the log has of its own (a trigger, a constraint, an index, a NOT NULL), one line each.';
+    'What a partition of the log has of its own (a trigger, a constraint, an index, a NOT NULL, a column''s storage), '
+    'one line each.';
 
 -- What seal() writes through, as the last install left it: the log and the intake (their columns,
 -- constraints, indexes, triggers), the package's functions, and the partition it writes (nothing of
@@ -616,6 +630,29 @@ BEGIN
                               AND p.prosecdef
                               AND p.proconfig = @schema@._capture_settings(c)
                               AND p.prosrc = @schema@._capture_body(c, t)));
+
+    -- Replica mode fires no capture trigger: sessions put in it by a stored default (this database's,
+    -- a role's, the server's), or roles that are no superuser allowed to set it (PostgreSQL 15's GRANT
+    -- SET or ALTER SYSTEM ON PARAMETER), write uncaptured.
+    RETURN QUERY
+    SELECT format('session_replication_role = %s is stored as a default for %s: its sessions fire no capture trigger',
+                  split_part(c.setting, '=', 2),
+                  concat_ws(' in ', CASE WHEN s.setrole <> 0 THEN format('role %s', s.setrole::regrole) END,
+                            CASE WHEN s.setdatabase <> 0 THEN 'this database' END))
+      FROM pg_db_role_setting s, unnest(s.setconfig) c(setting)
+     WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
+       AND lower(c.setting) LIKE 'session_replication_role=%' AND lower(c.setting) <> 'session_replication_role=origin'
+    UNION ALL
+    SELECT format('session_replication_role = %s is the server''s default (%s): no session fires a capture trigger',
+                  g.reset_val, g.source)
+      FROM pg_settings g
+     WHERE g.name = 'session_replication_role' AND g.reset_val <> 'origin' AND g.source NOT IN ('database', 'user', 'database user')
+    UNION ALL
+    SELECT format('%s may %s session_replication_role, though no superuser: in replica mode its writes fire no capture '
+                  'trigger', CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE x.grantee::regrole::text END, x.privilege_type)
+      FROM pg_parameter_acl p, aclexplode(p.paracl) x
+     WHERE p.parname = 'session_replication_role'
+       AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = x.grantee), false);
 
     RETURN QUERY
     SELECT format('rate-limited table %s', x.problem)

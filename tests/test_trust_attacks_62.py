@@ -419,6 +419,7 @@ def test_c4_a_savepoint_rolled_back_around_set_config_leaves_the_outer_actor(db,
     assert row == ("owner-self",), row
 
 
+@pytest.mark.xfail(strict=True, reason="by design (docs/how-it-works.md, Who): actor_type and actor_id are the application's claims, db_role the one column the database vouches for; trials 14, 18 and 19 rely on such claims being recorded; strict, so that a change that refuses them says so")
 def test_c6_an_actor_of_type_db_role_is_only_ever_the_database_role_itself(db, connect, attacker):
     """Attack: actor_type 'db_role' is what the package writes when nobody is named: the database role,
     vouched for by the database, is the actor. A writer names actor_type 'db_role' and actor_id
