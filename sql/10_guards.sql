@@ -137,3 +137,24 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- And each table of the package's schema names its rows to a publication (a change-data-capture
+-- setup's FOR ALL TABLES, or one the owner role makes) by its primary key, or whole where it has
+-- none (the intake, whose rows the sealer deletes; the idempotency keys, which prune deletes): with
+-- no replica identity, a published DELETE or UPDATE is refused, and sealing, prune or a token's
+-- revocation with it. FULL costs nothing below wal_level = logical.
+DO $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT r.oid::regclass AS rel,
+                    CASE WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = r.oid AND i.indisprimary)
+                         THEN 'd' ELSE 'f' END AS wanted
+               FROM pg_class r
+              WHERE r.relnamespace = '@schema@'::regnamespace
+                AND r.relkind IN ('r', 'p') LOOP
+        CONTINUE WHEN (SELECT r.relreplident FROM pg_class r WHERE r.oid = c.rel) = c.wanted;
+        EXECUTE format('ALTER TABLE ONLY %s REPLICA IDENTITY %s', c.rel, CASE c.wanted WHEN 'd' THEN 'DEFAULT' ELSE 'FULL' END);
+    END LOOP;
+END
+$$;

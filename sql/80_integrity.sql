@@ -68,6 +68,9 @@ AS $$
                                       FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN'),
                           'options', @schema@._sorted(c.reloptions),
                           'persistence', c.relpersistence,  -- an UNLOGGED table is emptied by a crash
+                          -- Under a publication of its deletes or updates, a table with no replica identity
+                          -- refuses them: the sealer's, prune's, a token's revocation.
+                          'replica_identity', c.relreplident,
                           'definition', CASE WHEN c.relkind = 'v' THEN md5(pg_get_viewdef(c.oid)) END,
                           -- A trigger by what it does, not its name alone (one of a guard's name may fire on
                           -- something else).
@@ -265,6 +268,11 @@ AS $$
       FROM pg_attribute a
       JOIN pg_attribute l ON l.attrelid = '@schema@.event_log'::regclass AND l.attname = a.attname AND NOT l.attnotnull
      WHERE a.attrelid = part AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+    UNION ALL
+    SELECT format('%s has replica identity %s, not its key''s: a publication of its deletes refuses them', part,
+                  c.relreplident)
+      FROM pg_class c
+     WHERE c.oid = part AND c.relreplident <> 'd'
     UNION ALL
     SELECT format('column %I of %s is stored otherwise than the log''s', a.attname, part)
       FROM pg_attribute a
@@ -641,12 +649,12 @@ BEGIN
                             CASE WHEN s.setdatabase <> 0 THEN 'this database' END))
       FROM pg_db_role_setting s, unnest(s.setconfig) c(setting)
      WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
-       AND lower(c.setting) LIKE 'session_replication_role=%' AND lower(c.setting) <> 'session_replication_role=origin'
+       AND lower(c.setting) = 'session_replication_role=replica'  -- (local fires ordinary triggers)
     UNION ALL
     SELECT format('session_replication_role = %s is the server''s default (%s): no session fires a capture trigger',
                   g.reset_val, g.source)
       FROM pg_settings g
-     WHERE g.name = 'session_replication_role' AND g.reset_val <> 'origin' AND g.source NOT IN ('database', 'user', 'database user')
+     WHERE g.name = 'session_replication_role' AND g.reset_val = 'replica' AND g.source NOT IN ('database', 'user', 'database user')
     UNION ALL
     SELECT format('%s may %s session_replication_role, though no superuser: in replica mode its writes fire no capture '
                   'trigger', CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE x.grantee::regrole::text END, x.privilege_type)
