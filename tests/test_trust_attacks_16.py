@@ -175,7 +175,7 @@ def test_a_writer_that_switches_off_every_scan_is_still_counted_exactly(db, conn
         except psycopg.Error as e:
             assert e.sqlstate == "PA009"
     assert admitted == 10
-    assert _count(db, "SELECT coalesce(sum(count), 0) FROM audit.rate_counters WHERE key LIKE 'table:%'") == 10
+    assert _count(db, "SELECT coalesce(sum(count + prev_count), 0) FROM audit.rate_counters WHERE key LIKE 'table:%'") == 10
 
 
 @pytest.mark.parametrize("first_ever", [True, False])
@@ -197,7 +197,7 @@ def test_a_busy_only_shard_refuses_with_a_short_retry_and_admits_nothing(db, con
     holder.commit()
     other.execute("INSERT INTO public.notes (body) VALUES ('other')")
     rows = _count(db, "SELECT count(*) FROM public.notes")
-    assert _count(db, "SELECT coalesce(sum(count), 0) FROM audit.rate_counters WHERE key LIKE 'table:%'") == rows
+    assert _count(db, "SELECT coalesce(sum(count + prev_count), 0) FROM audit.rate_counters WHERE key LIKE 'table:%'") == rows
 
 
 def test_a_full_and_a_busy_shard_refuse_with_a_retry_the_window_bounds(db, connect):
@@ -257,7 +257,7 @@ def test_per_user_counters_of_actors_of_two_kinds_are_never_one_counter(db, conn
     _ctx(other, tenant_id="org", **second)
     other.execute("INSERT INTO public.notes (body) VALUES ('2')")  # PA009 here: one counter for both
     assert _count(db, "SELECT count(DISTINCT key) FROM audit.rate_counters") == 2
-    assert _count(db, "SELECT sum(count) FROM audit.rate_counters") == 4
+    assert _count(db, "SELECT sum(count + prev_count) FROM audit.rate_counters") == 4
 
 # --- 3. The restore's lookup of blocks by the batch's range ---------------------------------------
 
@@ -369,7 +369,7 @@ def test_a_writers_plpgsql_extra_errors_cannot_make_a_write_escape_capture_or_th
     rows = _count(db, "SELECT count(*) FROM public.k")
     assert rows == admitted <= 3
     assert _count(db, "SELECT count(*) FROM audit.event_intake WHERE kind = 'public.k.insert'") == rows
-    assert _count(db, "SELECT coalesce(sum(count), 0) FROM audit.rate_counters") == rows
+    assert _count(db, "SELECT coalesce(sum(count + prev_count), 0) FROM audit.rate_counters") == rows
 
 
 def test_the_sealer_under_a_hostile_planner_and_plpgsql_session_seals_or_refuses_without_loss(db, connect):
