@@ -298,7 +298,7 @@ BEGIN
         -- The batch: one scan of the intake, in intake order, cut into runs of consecutive events in
         -- the same partition (one run, or two where writers moved on to the next partition).
         FOR v_run IN
-            SELECT r.slot, array_agg(r.ctid ORDER BY r.intake_id) AS rows
+            SELECT r.slot, array_agg(r.ctid ORDER BY r.intake_id) AS rows, max(r.intake_id) AS highest
               FROM (SELECT b.slot, b.ctid, b.intake_id,
                            row_number() OVER (ORDER BY b.intake_id)
                            - row_number() OVER (PARTITION BY b.slot ORDER BY b.intake_id) AS run
@@ -307,6 +307,15 @@ BEGIN
              GROUP BY r.slot, r.run
              ORDER BY min(r.intake_id)
         LOOP
+            -- The intake's ids are the order events are sealed in, and nothing but its owner role moves
+            -- their sequence back (ALTER SEQUENCE ... RESTART): an event above where the sequence stands
+            -- was written before it was moved, and sealed now it would follow events written after it.
+            -- Read once the batch is read, the sequence stands past every id the batch holds.
+            IF v_run.highest > (SELECT q.last_value FROM @schema@.event_intake_intake_id_seq q) THEN
+                RAISE EXCEPTION 'the intake''s id sequence was moved back below pending event %: nothing is sealed, '
+                                'lest later writes be sealed before earlier ones (pgaudit status names it)', v_run.highest
+                    USING ERRCODE = 'PA017';
+            END IF;
             v_slots := v_slots || v_run.slot;
             BEGIN
                 SELECT * INTO v_one FROM @schema@._move_to_log(v_run.slot, v_run.rows, v_first + v_moved, v_block);

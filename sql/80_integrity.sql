@@ -662,6 +662,18 @@ BEGIN
      WHERE p.parname = 'session_replication_role'
        AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = x.grantee), false);
 
+    -- The intake's ids are the order events are sealed in; its owner role may move their sequence
+    -- (ALTER SEQUENCE ... RESTART). Moved back below a pending event, later writes would be sealed
+    -- first (seal() refuses); moved past 2^62, which writes do not reach in a hundred thousand years,
+    -- toward its end, every captured write would soon fail.
+    RETURN QUERY
+    SELECT format('the intake''s id sequence stands at %s, %s: it was moved (ALTER SEQUENCE ... RESTART)', q.last_value,
+                  CASE WHEN q.last_value > 4611686018427387904 THEN 'near its end, where captured writes will fail'
+                       ELSE 'below an event pending in the intake, which seal() refuses to seal out of order' END)
+      FROM @schema@.event_intake_intake_id_seq q
+     WHERE q.last_value > 4611686018427387904
+        OR q.last_value < (SELECT max(i.intake_id) FROM @schema@.event_intake i);
+
     RETURN QUERY
     SELECT format('rate-limited table %s', x.problem)
       FROM @schema@.rate_limits r JOIN pg_class c ON c.oid::text = r.target,

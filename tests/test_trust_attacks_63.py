@@ -767,7 +767,6 @@ def test_z7_a_reinstall_after_sealing_made_a_partition_leaves_no_problems(near_e
     assert both_verifiers(db) == (True, True)
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/installer.md): the owner role owns the intake's id sequence and may move it back; pending events are then sealed out of the order they were written in; strict, so that a change that closes it says so")
 @pytest.mark.parametrize("how", ["alter_sequence", "alter_column"])
 def test_f13_the_owner_restarting_the_intakes_ids_cannot_reorder_a_rows_history_unnamed(db, connect, attacker, how):
     """Attack: the owner role RESTARTs the intake's id sequence (ALTER SEQUENCE ... RESTART, or ALTER
@@ -798,7 +797,6 @@ def test_f13_the_owner_restarting_the_intakes_ids_cannot_reorder_a_rows_history_
         f"verifiers (SQL, Python) {verifiers}")
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/installer.md): the owner role owns the intake's id sequence and may move it to its end, refusing every captured write; strict, so that a change that closes it says so")
 def test_f14_the_owner_moving_the_intakes_ids_to_their_end_is_named(db, connect, attacker):
     """Attack: the owner role RESTARTs the intake's id sequence two short of bigint's end: the next
     writes take the last ids, and every captured write and record() after them fails (the sequence
