@@ -232,7 +232,16 @@ $$;
 COMMENT ON FUNCTION @schema@._refuse_two_phase() IS
     'Makes the calling transaction one that PREPARE TRANSACTION refuses (a notification).';
 
+-- The intake's ids are the order events are sealed in: their sequence is the sealer role's, which
+-- nobody may act as, so that no role moves it (migrations/0021_intake_ids_of_their_own.sql). The
+-- installer hands it over (it may act as both roles until the files have run); the roles that write
+-- the intake may take the next id, and status (the owner role's) reads where it stands.
+RESET ROLE;
+ALTER SEQUENCE @schema@.event_intake_intake_id_seq OWNER TO @schema@_sealer;
 SET ROLE @schema@_sealer;
+REVOKE ALL ON SEQUENCE @schema@.event_intake_intake_id_seq FROM PUBLIC;
+GRANT USAGE, SELECT ON SEQUENCE @schema@.event_intake_intake_id_seq TO @schema@_owner;
+GRANT USAGE ON SEQUENCE @schema@.event_intake_intake_id_seq TO @schema@_capture, @schema@_pruner;
 
 CREATE OR REPLACE FUNCTION @schema@.seal(max_events integer DEFAULT 10000)
 RETURNS @schema@.seal_result

@@ -48,7 +48,6 @@ GRANT SELECT, INSERT, DELETE ON @schema@.event_intake TO @schema@_sealer;  -- IN
 -- A drained partition of the intake, and which one writers are on (seal(), sql/30_sealing.sql).
 GRANT TRUNCATE ON @schema@.event_intake_0, @schema@.event_intake_1, @schema@.event_intake_2,
     @schema@.event_intake_3 TO @schema@_sealer;
-GRANT SELECT ON SEQUENCE @schema@.event_intake_intake_id_seq TO @schema@_sealer;
 GRANT SELECT, INSERT, UPDATE ON @schema@.intake_drains TO @schema@_sealer;
 GRANT SELECT, INSERT ON @schema@.event_log TO @schema@_sealer;  -- SELECT: its RETURNING hashes the rows
 GRANT INSERT ON @schema@.quarantine TO @schema@_sealer;

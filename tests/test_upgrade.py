@@ -77,7 +77,8 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
                                  "0012_block_line_hashes", "0013_single_filter_indexes",
                                  "0014_intake_rotation", "0015_api_tokens",
                                  "0016_event_type_catalogues", "0017_rare_value_indexes", "0018_log_partitions",
-                                 "0019_intake_checks_in_writers", "0020_archive_and_quarantine_indexes"]
+                                 "0019_intake_checks_in_writers", "0020_archive_and_quarantine_indexes",
+                                 "0021_intake_ids_of_their_own"]
     # A superuser's cast function in PL/pgSQL is no longer trusted (it may call anyone's functions):
     # the table is still captured, the cast run in the sandbox, and status says so.
     assert status(db, "upgr").problems == [
@@ -145,7 +146,8 @@ def test_a_log_with_events_upgrades_to_the_single_filter_indexes(db, installer_b
     report = install(db, "upgi")
     assert report.migrations == ["0013_single_filter_indexes", "0014_intake_rotation", "0015_api_tokens",
                                  "0016_event_type_catalogues", "0017_rare_value_indexes", "0018_log_partitions",
-                                 "0019_intake_checks_in_writers", "0020_archive_and_quarantine_indexes"]
+                                 "0019_intake_checks_in_writers", "0020_archive_and_quarantine_indexes",
+                                 "0021_intake_ids_of_their_own"]
     assert status(db, "upgi").problems == []
     assert {str(f): trail(db, **f) for f in FILTERS} == before
     # The log is partitioned now: its events are the first partition's, which the next million seqs fit.
