@@ -121,19 +121,26 @@ ALTER TABLE @schema@.seal_state
     ENABLE TRIGGER guard_insert, ENABLE TRIGGER guard_update, ENABLE TRIGGER guard_delete,
     ENABLE TRIGGER guard_truncate;
 
--- Re-running the installer also stores each column of the guarded tables as its type does: storage
--- PLAIN keeps a value out of TOAST, and an event, a quarantined one or a block's hashes too large for
--- a page would then be refused (a chosen event set aside, or sealing stopped).
+-- Re-running the installer also stores each column of the package's tables as its type does, and
+-- makes every one of them logged: storage PLAIN keeps a value out of TOAST, and an event, a
+-- quarantined one, a block's hashes, a JSON schema or a secret too large for a page would then be
+-- refused (a chosen event set aside, or sealing stopped); an UNLOGGED table is emptied by a crash
+-- (the chain, the revocations). What a release before the snapshot held these did not name is
+-- put back too, not recorded as installed (tests/test_trust_attacks_64.py).
 DO $$
 DECLARE
     c record;
 BEGIN
     FOR c IN SELECT a.attrelid::regclass AS rel, a.attname, y.typstorage
-               FROM pg_attribute a JOIN pg_type y ON y.oid = a.atttypid
-              WHERE a.attrelid IN (SELECT @schema@._guarded_tables()) AND a.attnum > 0 AND NOT a.attisdropped
-                AND a.attstorage <> y.typstorage LOOP
+               FROM pg_attribute a JOIN pg_type y ON y.oid = a.atttypid JOIN pg_class r ON r.oid = a.attrelid
+              WHERE r.relnamespace = '@schema@'::regnamespace AND r.relkind IN ('r', 'p')
+                AND a.attnum > 0 AND NOT a.attisdropped AND a.attstorage <> y.typstorage LOOP
         EXECUTE format('ALTER TABLE ONLY %s ALTER COLUMN %I SET STORAGE %s', c.rel, c.attname,
                        CASE c.typstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END);
+    END LOOP;
+    FOR c IN SELECT r.oid::regclass AS rel FROM pg_class r
+              WHERE r.relnamespace = '@schema@'::regnamespace AND r.relkind = 'r' AND r.relpersistence = 'u' LOOP
+        EXECUTE format('ALTER TABLE %s SET LOGGED', c.rel);
     END LOOP;
 END
 $$;

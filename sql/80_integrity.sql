@@ -662,10 +662,10 @@ BEGIN
      WHERE p.parname = 'session_replication_role'
        AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = x.grantee), false);
 
-    -- The intake's ids are the order events are sealed in; its owner role may move their sequence
-    -- (ALTER SEQUENCE ... RESTART). Moved back below a pending event, later writes would be sealed
-    -- first (seal() refuses); moved past 2^62, which writes do not reach in a hundred thousand years,
-    -- toward its end, every captured write would soon fail.
+    -- The intake's ids are the order events are sealed in; their sequence is the sealer role's, and
+    -- only a superuser may move it (ALTER SEQUENCE ... RESTART). Moved back below a pending event,
+    -- later writes would be sealed first (seal() refuses); moved past 2^62, which writes do not reach
+    -- in a hundred thousand years, toward its end, every captured write would soon fail.
     RETURN QUERY
     SELECT format('the intake''s id sequence stands at %s, %s: it was moved (ALTER SEQUENCE ... RESTART)', q.last_value,
                   CASE WHEN q.last_value > 4611686018427387904 THEN 'near its end, where captured writes will fail'
@@ -673,6 +673,21 @@ BEGIN
       FROM @schema@.event_intake_intake_id_seq q
      WHERE q.last_value > 4611686018427387904
         OR q.last_value < (SELECT max(i.intake_id) FROM @schema@.event_intake i);
+
+    -- A publication of a package table's updates or deletes with a row filter or a column list: unless
+    -- the table's replica identity covers every column named, PostgreSQL refuses each such UPDATE or
+    -- DELETE, whatever rows it touches (sealing, prune, a revocation, archiving, tracking, a limited
+    -- write would stop).
+    RETURN QUERY
+    SELECT format('publication %s publishes %s of %s with a %s: PostgreSQL refuses them where the replica '
+                  'identity does not cover it, and the package''s own would fail', quote_ident(p.pubname),
+                  concat_ws(' and ', CASE WHEN p.pubupdate THEN 'updates' END, CASE WHEN p.pubdelete THEN 'deletes' END),
+                  r.prrelid::regclass,
+                  concat_ws(' and ', CASE WHEN r.prqual IS NOT NULL THEN 'row filter' END,
+                            CASE WHEN r.prattrs IS NOT NULL THEN 'column list' END))
+      FROM pg_publication p JOIN pg_publication_rel r ON r.prpubid = p.oid JOIN pg_class c ON c.oid = r.prrelid
+     WHERE c.relnamespace = '@schema@'::regnamespace AND (p.pubupdate OR p.pubdelete)
+       AND (r.prqual IS NOT NULL OR r.prattrs IS NOT NULL);
 
     RETURN QUERY
     SELECT format('rate-limited table %s', x.problem)
