@@ -33,6 +33,7 @@ from pgaudit_py.installer import (
     records_installs,
     rendered_sql_files,
     role_names,
+    take_back_grants_statement,
 )
 
 # yoyo-migrations' own tables, as its internal schema version 2 makes them (yoyo/internalmigrations).
@@ -175,6 +176,7 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     add(f"CREATE SCHEMA IF NOT EXISTS {_ident(conn, capture_schema(schema))} AUTHORIZATION"
         f" {_ident(conn, roles['capture'])};")
     out.extend(statement + ";" for statement in _hand_over_statements(conn, schema))
+    out.append(take_back_grants_statement(conn, schema) + ";")
     add(f"SET ROLE {owner};")
     for name, text in rendered_sql_files(schema, pgcrypto_schema=crypto):
         add(f"-- sql/{name}")

@@ -420,6 +420,30 @@ def _hand_over_older_functions(conn: psycopg.Connection, schema: str) -> None:
         conn.execute(statement)
 
 
+def take_back_grants_statement(conn: psycopg.Connection, schema: str) -> str:
+    """Takes back every grant on the sealer's and the pruner's functions, which the files then grant
+    again as the release does: the owner role may drop one (it owns the schema) and make it anew with
+    grants of its own, which the hand-over would keep (tests/test_trust_attacks_65.py). Run after it."""
+    roles = role_names(schema)
+    return sql.SQL("""DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT DISTINCT p.oid::pg_catalog.regprocedure AS routine,
+                    CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                         ELSE pg_catalog.quote_ident(a.grantee::pg_catalog.regrole::pg_catalog.text) END AS grantee
+               FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+              WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace({schema})
+                AND p.proowner OPERATOR(pg_catalog.=) ANY (ARRAY[pg_catalog.to_regrole({sealer}),
+                                                                 pg_catalog.to_regrole({pruner})])
+                AND a.grantee OPERATOR(pg_catalog.<>) p.proowner LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM %s', r.routine, r.grantee);
+    END LOOP;
+END
+$$""").format(schema=sql.Literal(schema), sealer=sql.Literal(roles["sealer"]),
+              pruner=sql.Literal(roles["pruner"])).as_string(conn)
+
+
 def _hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
     roles = role_names(schema)
     owned = {signature: roles[role] for signature, role in _HANDED_OVER.items()}
@@ -530,6 +554,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             conn.execute("SET search_path = pg_catalog, pg_temp")
             with _acting_for_function_roles(conn, schema):
                 _hand_over_older_functions(conn, schema)
+                conn.execute(take_back_grants_statement(conn, schema))
                 conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["owner"])))
                 for _name, text in rendered_sql_files(schema, pgcrypto_schema=pgcrypto_schema):
                     conn.execute(text)

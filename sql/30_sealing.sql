@@ -239,7 +239,19 @@ COMMENT ON FUNCTION @schema@._refuse_two_phase() IS
 RESET ROLE;
 ALTER SEQUENCE @schema@.event_intake_intake_id_seq OWNER TO @schema@_sealer;
 SET ROLE @schema@_sealer;
-REVOKE ALL ON SEQUENCE @schema@.event_intake_intake_id_seq FROM PUBLIC;
+-- Every grant on it is taken back, not PUBLIC's alone: the owner role may drop it and make it anew
+-- (it owns the schema), granting on its own, and the hand-over above keeps those grants.
+DO $$
+DECLARE
+    grantee text;
+BEGIN
+    FOR grantee IN SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END
+                     FROM pg_class c, aclexplode(c.relacl) a
+                    WHERE c.oid = '@schema@.event_intake_intake_id_seq'::regclass AND a.grantee <> c.relowner LOOP
+        EXECUTE format('REVOKE ALL ON SEQUENCE @schema@.event_intake_intake_id_seq FROM %s', grantee);
+    END LOOP;
+END
+$$;
 GRANT USAGE, SELECT ON SEQUENCE @schema@.event_intake_intake_id_seq TO @schema@_owner;
 GRANT USAGE ON SEQUENCE @schema@.event_intake_intake_id_seq TO @schema@_capture, @schema@_pruner;
 

@@ -677,7 +677,7 @@ BEGIN
     -- A publication of a package table's updates or deletes with a row filter or a column list: unless
     -- the table's replica identity covers every column named, PostgreSQL refuses each such UPDATE or
     -- DELETE, whatever rows it touches (sealing, prune, a revocation, archiving, tracking, a limited
-    -- write would stop).
+    -- write would stop). A whole-row identity covers every row filter, and no column list.
     RETURN QUERY
     SELECT format('publication %s publishes %s of %s with a %s: PostgreSQL refuses them where the replica '
                   'identity does not cover it, and the package''s own would fail', quote_ident(p.pubname),
@@ -687,7 +687,7 @@ BEGIN
                             CASE WHEN r.prattrs IS NOT NULL THEN 'column list' END))
       FROM pg_publication p JOIN pg_publication_rel r ON r.prpubid = p.oid JOIN pg_class c ON c.oid = r.prrelid
      WHERE c.relnamespace = '@schema@'::regnamespace AND (p.pubupdate OR p.pubdelete)
-       AND (r.prqual IS NOT NULL OR r.prattrs IS NOT NULL);
+       AND (r.prattrs IS NOT NULL OR (r.prqual IS NOT NULL AND c.relreplident <> 'f'));  -- a whole row covers any filter
 
     RETURN QUERY
     SELECT format('rate-limited table %s', x.problem)

@@ -164,6 +164,7 @@ def pending_ids(db: psycopg.Connection, schema: str) -> list[tuple[int, str]]:
 # ===================================== class S: the intake's ids =====================================
 
 
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/installer.md): the owner role writes the intake (record() runs as it) and may choose every field of a pending event, its intake id included; strict, so that a change that closes it says so")
 @pytest.mark.parametrize("how", ["reserved_by_nextval", "zero", "negative"])
 def test_s1_the_owner_cannot_write_an_event_with_a_chosen_intake_id_sealed_before_an_earlier_write(db, connect, how):
     """Attack: the owner role may no longer move the sequence, but it still owns the intake and keeps
