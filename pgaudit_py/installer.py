@@ -421,9 +421,11 @@ def _hand_over_older_functions(conn: psycopg.Connection, schema: str) -> None:
 
 
 def take_back_grants_statement(conn: psycopg.Connection, schema: str) -> str:
-    """Takes back every grant on the sealer's and the pruner's functions, which the files then grant
-    again as the release does: the owner role may drop one (it owns the schema) and make it anew with
-    grants of its own, which the hand-over would keep (tests/test_trust_attacks_65.py). Run after it."""
+    """Takes back every grant on the sealer's and the pruner's functions, and on the capture role's
+    that the files make, which the files then grant again as the release does: the owner role may drop
+    one (it owns the schema) and make it anew with grants of its own, which the hand-over would keep
+    (tests/test_trust_attacks_65.py, _66.py). CASCADE: also what a grantee passed on by a grant option.
+    The generated _capture_<oid> functions are left: enable_tracking grants on them. Run after it."""
     roles = role_names(schema)
     return sql.SQL("""DO $$
 DECLARE
@@ -431,17 +433,21 @@ DECLARE
 BEGIN
     FOR r IN SELECT DISTINCT p.oid::pg_catalog.regprocedure AS routine,
                     CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                         ELSE pg_catalog.quote_ident(a.grantee::pg_catalog.regrole::pg_catalog.text) END AS grantee
+                         ELSE a.grantee::pg_catalog.regrole::pg_catalog.text END AS grantee  -- quoted as needed
                FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
-              WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace({schema})
-                AND p.proowner OPERATOR(pg_catalog.=) ANY (ARRAY[pg_catalog.to_regrole({sealer}),
-                                                                 pg_catalog.to_regrole({pruner})])
+              WHERE ((p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace({schema})
+                      AND p.proowner OPERATOR(pg_catalog.=) ANY (ARRAY[pg_catalog.to_regrole({sealer}),
+                                                                       pg_catalog.to_regrole({pruner})]))
+                     OR (p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace({capture_schema})
+                         AND p.proowner OPERATOR(pg_catalog.=) pg_catalog.to_regrole({capture})
+                         AND p.proname OPERATOR(pg_catalog.!~) '^_capture_[0-9]+$'))
                 AND a.grantee OPERATOR(pg_catalog.<>) p.proowner LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM %s', r.routine, r.grantee);
+        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM %s CASCADE', r.routine, r.grantee);
     END LOOP;
 END
-$$""").format(schema=sql.Literal(schema), sealer=sql.Literal(roles["sealer"]),
-              pruner=sql.Literal(roles["pruner"])).as_string(conn)
+$$""").format(schema=sql.Literal(schema), sealer=sql.Literal(roles["sealer"]), pruner=sql.Literal(roles["pruner"]),
+              capture_schema=sql.Literal(capture_schema(schema)),
+              capture=sql.Literal(roles["capture"])).as_string(conn)
 
 
 def _hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:

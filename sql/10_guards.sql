@@ -145,6 +145,23 @@ BEGIN
 END
 $$;
 
+-- And every type of the package (the results of seal(), prune_events() and the like) is usable by
+-- all, as PostgreSQL makes a type: the function roles make functions returning them, and with
+-- USAGE taken from PUBLIC every install and upgrade would fail (tests/test_trust_attacks_66.py).
+DO $$
+DECLARE
+    t regtype;
+BEGIN
+    FOR t IN SELECT y.oid::regtype FROM pg_type y
+              WHERE y.typnamespace = '@schema@'::regnamespace AND y.typelem = 0
+                AND (y.typtype IN ('d', 'e', 'r', 'm')
+                     OR (y.typtype = 'c' AND (SELECT r.relkind FROM pg_class r WHERE r.oid = y.typrelid) = 'c'))
+                AND NOT has_type_privilege('public', y.oid, 'USAGE') LOOP
+        EXECUTE format('GRANT USAGE ON TYPE %s TO PUBLIC', t);
+    END LOOP;
+END
+$$;
+
 -- And each table of the package's schema names its rows to a publication (a change-data-capture
 -- setup's FOR ALL TABLES, or one the owner role makes) by its primary key, or whole where it has
 -- none (the intake, whose rows the sealer deletes; the idempotency keys, which prune deletes): with

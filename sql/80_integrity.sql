@@ -320,6 +320,22 @@ COMMENT ON FUNCTION @schema@._sealing_path_problem(bigint) IS
     'What in seal()''s path is not as installed (the log, the intake, the functions, the partition for a seq), or NULL.';
 REVOKE ALL ON FUNCTION @schema@._sealing_path_problem(bigint) FROM PUBLIC;
 
+-- The columns a table's replica identity names (its primary key, or the index chosen), by number;
+-- empty for a whole-row identity or none.
+CREATE OR REPLACE FUNCTION @schema@._replica_identity_columns(rel oid)
+RETURNS int2[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT i.indkey::int2[] FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+                      WHERE i.indrelid = rel
+                        AND CASE c.relreplident WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END),
+                    '{}')
+$$;
+COMMENT ON FUNCTION @schema@._replica_identity_columns(oid) IS
+    'The column numbers of a table''s replica identity index; empty for FULL or NOTHING.';
+
 CREATE OR REPLACE FUNCTION @schema@._integrity_problems()
 RETURNS SETOF text
 LANGUAGE plpgsql
@@ -677,7 +693,8 @@ BEGIN
     -- A publication of a package table's updates or deletes with a row filter or a column list: unless
     -- the table's replica identity covers every column named, PostgreSQL refuses each such UPDATE or
     -- DELETE, whatever rows it touches (sealing, prune, a revocation, archiving, tracking, a limited
-    -- write would stop). A whole-row identity covers every row filter, and no column list.
+    -- write would stop). A whole-row identity covers every row filter, and no column list; a key, the
+    -- filters on its columns and the lists that hold them.
     RETURN QUERY
     SELECT format('publication %s publishes %s of %s with a %s: PostgreSQL refuses them where the replica '
                   'identity does not cover it, and the package''s own would fail', quote_ident(p.pubname),
@@ -687,7 +704,11 @@ BEGIN
                             CASE WHEN r.prattrs IS NOT NULL THEN 'column list' END))
       FROM pg_publication p JOIN pg_publication_rel r ON r.prpubid = p.oid JOIN pg_class c ON c.oid = r.prrelid
      WHERE c.relnamespace = '@schema@'::regnamespace AND (p.pubupdate OR p.pubdelete)
-       AND (r.prattrs IS NOT NULL OR (r.prqual IS NOT NULL AND c.relreplident <> 'f'));  -- a whole row covers any filter
+       AND CASE WHEN c.relreplident = 'f' THEN r.prattrs IS NOT NULL
+                ELSE EXISTS (SELECT 1 FROM regexp_matches(coalesce(r.prqual::text, ''), ':varattno (-?[0-9]+)', 'g') m
+                              WHERE NOT m[1]::int2 = ANY (@schema@._replica_identity_columns(c.oid)))
+                     OR (r.prattrs IS NOT NULL AND NOT @schema@._replica_identity_columns(c.oid) <@ r.prattrs::int2[])
+           END;
 
     RETURN QUERY
     SELECT format('rate-limited table %s', x.problem)
