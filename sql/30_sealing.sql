@@ -332,9 +332,9 @@ BEGIN
              GROUP BY r.slot, r.run
              ORDER BY min(r.intake_id)
         LOOP
-            -- The intake's ids are the order events are sealed in, and nothing but its owner role moves
-            -- their sequence back (ALTER SEQUENCE ... RESTART): an event above where the sequence stands
-            -- was written before it was moved, and sealed now it would follow events written after it.
+            -- The intake's ids are the order events are sealed in, and nothing but a superuser moves
+            -- their sequence (the sealer's) back: an event above where the sequence stands was written
+            -- before it was moved, and sealed now it would follow events written after it.
             -- Read once the batch is read, the sequence stands past every id the batch holds.
             IF v_run.highest > (SELECT q.last_value FROM @schema@.event_intake_intake_id_seq q) THEN
                 RAISE EXCEPTION 'the intake''s id sequence was moved back below pending event %: nothing is sealed, '
