@@ -19,7 +19,6 @@ from pgaudit_py.installer import (
     _INSTALL_LOCK,
     FUNCTION_ROLES,
     _applied_migrations,
-    _hand_over_statements,
     _has_pgcrypto,
     _is_member,
     _refuse_foreign_schema,
@@ -27,6 +26,7 @@ from pgaudit_py.installer import (
     capture_schema,
     check_schema_name,
     crypto_schema,
+    hand_over_statements,
     migration_ids,
     migrations_dir,
     package_version,
@@ -175,7 +175,7 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
         + ", ".join(_ident(conn, roles[r]) for r in FUNCTION_ROLES) + ";")
     add(f"CREATE SCHEMA IF NOT EXISTS {_ident(conn, capture_schema(schema))} AUTHORIZATION"
         f" {_ident(conn, roles['capture'])};")
-    out.extend(statement + ";" for statement in _hand_over_statements(conn, schema))
+    out.extend(statement + ";" for statement in hand_over_statements(conn, schema))
     out.append(take_back_grants_statement(conn, schema) + ";")
     add(f"SET ROLE {owner};")
     for name, text in rendered_sql_files(schema, pgcrypto_schema=crypto):

@@ -32,11 +32,10 @@ ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer", "secrets", "capture"
 # (status checks), so the installer holds them only while it creates those functions. The owner role
 # (also NOLOGIN) is the one member of the capture role: it hands generated capture functions over.
 FUNCTION_ROLES = ("capture", "sealer", "pruner", "sandbox")
-# Functions that releases before 0.2 created as the owner role and that now run as roles of their
-# own; an upgrade hands them over, and the capture functions (_capture_<oid>, _capture_truncate) move
-# to the capture role's schema, keeping their oids: triggers call them.
-_HANDED_OVER = {"seal(integer)": "sealer", "prune_events(interval, integer)": "pruner",
-                "delete_archived(text)": "pruner"}
+# In the files: who makes a function (the files run as the owner role, and SET ROLE to a function
+# role for the functions it owns), read by function_makers.
+_MAKER = re.compile(r"^(?:(RESET ROLE)|SET ROLE (\w+);"
+                    r"|CREATE (?:OR REPLACE )?(?:FUNCTION|PROCEDURE|AGGREGATE) ([\w.]+)\s*\()", re.MULTILINE)
 # One installer at a time per database, whatever the schema: roles are shared. An advisory lock, as
 # the schema may not exist yet; any role that may connect can take its key too, so an installer waits
 # for it at most _INSTALL_LOCK_WAIT seconds, then names who holds it.
@@ -414,64 +413,97 @@ def _grant_temporary(conn: psycopg.Connection, owner: str) -> None:
         pass
 
 
-def _hand_over_older_functions(conn: psycopg.Connection, schema: str) -> None:
-    """Functions an earlier release created as the owner role that now belong to a function role."""
-    for statement in _hand_over_statements(conn, schema):
-        conn.execute(statement)
+def function_makers(schema: str) -> dict[str, str]:
+    """The role that makes each function of the files, by qualified name ("audit.seal"; overloads
+    share their maker)."""
+    makers: dict[str, str] = {}
+    for _name, text in rendered_sql_files(schema):
+        role: str | None = role_names(schema)["owner"]
+        for found in _MAKER.finditer(text):
+            if found[3] is None:
+                role = found[2]  # None after RESET ROLE: the installer's, none of the package's
+            elif role is not None:
+                makers.setdefault(found[3], role)
+    return makers
+
+
+def hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
+    """Gives each function of the package's schemas to the role of the package that the files make it
+    as, wherever it is now: releases before 0.2 made seal(), the pruner's and the capture functions
+    as the owner role, and the owner role may drop one of the function roles' and make it anew as
+    itself or as the capture role (tests/test_trust_attacks_66.py), which the files' CREATE OR
+    REPLACE would then be refused. The capture functions of those releases move to the capture
+    role's schema, keeping their oids: triggers call them. And the intake's id sequence, which the
+    owner role makes (migrations/0021_intake_ids_of_their_own.sql), goes to the sealer role, which
+    nobody may act as: whoever moves it moves the order history is sealed in."""
+    roles = role_names(schema)
+    makers = function_makers(schema)
+    rows = conn.execute(
+        "SELECT pg_catalog.format('%%I.%%I(%%s)', n.nspname, p.proname, pg_catalog.oidvectortypes(p.proargtypes)),"
+        " n.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) p.proname, r.rolname"
+        " FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace"
+        " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) p.proowner"
+        " WHERE n.nspname OPERATOR(pg_catalog.=) ANY (%s) AND r.rolname OPERATOR(pg_catalog.=) ANY (%s)",
+        ([schema, capture_schema(schema)], list(roles.values()))).fetchall()
+    statements: list[str] = []
+    for qualified, name, owner in rows:
+        legacy_capture = (owner == roles["owner"]
+                          and re.fullmatch(rf"{re.escape(schema)}\._capture_(\d+|truncate)", name) is not None)
+        maker = roles["capture"] if legacy_capture else makers.get(name)
+        if maker and maker != owner:
+            statements.append(sql.SQL("ALTER ROUTINE {} OWNER TO {}").format(
+                sql.SQL(qualified), sql.Identifier(maker)).as_string(conn))
+        if legacy_capture:
+            statements.append(sql.SQL("ALTER ROUTINE {} SET SCHEMA {}").format(
+                sql.SQL(qualified), sql.Identifier(capture_schema(schema))).as_string(conn))
+    statements.append(sql.SQL("ALTER SEQUENCE {}.event_intake_intake_id_seq OWNER TO {}").format(
+        sql.Identifier(schema), sql.Identifier(roles["sealer"])).as_string(conn))
+    return statements
 
 
 def take_back_grants_statement(conn: psycopg.Connection, schema: str) -> str:
-    """Takes back every grant on the sealer's and the pruner's functions, and on the capture role's
-    that the files make, which the files then grant again as the release does: the owner role may drop
-    one (it owns the schema) and make it anew with grants of its own, which the hand-over would keep
-    (tests/test_trust_attacks_65.py, _66.py). CASCADE: also what a grantee passed on by a grant option.
-    The generated _capture_<oid> functions are left: enable_tracking grants on them. Run after it."""
+    """Takes back every grant on what the function roles own in the package's schemas (their
+    functions, the sealer's sequence), which the files then grant again as the release does: the
+    owner role may drop one (it owns the schema) and make it anew with grants of its own, which the
+    hand-over would keep (tests/test_trust_attacks_65.py, _66.py). CASCADE: also what a grantee
+    passed on by a grant option. The generated _capture_<oid> functions are left: enable_tracking
+    grants on them. A sequence made anew UNLOGGED, which a crash would start over, is made logged.
+    Run after the hand-over."""
     roles = role_names(schema)
     return sql.SQL("""DO $$
 DECLARE
     r record;
 BEGIN
-    FOR r IN SELECT DISTINCT p.oid::pg_catalog.regprocedure AS routine,
+    FOR r IN SELECT DISTINCT 'ROUTINE' AS kind, p.oid::pg_catalog.regprocedure::pg_catalog.text AS object,
                     CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
                          ELSE a.grantee::pg_catalog.regrole::pg_catalog.text END AS grantee  -- quoted as needed
                FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
-              WHERE ((p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace({schema})
-                      AND p.proowner OPERATOR(pg_catalog.=) ANY (ARRAY[pg_catalog.to_regrole({sealer}),
-                                                                       pg_catalog.to_regrole({pruner})]))
-                     OR (p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace({capture_schema})
-                         AND p.proowner OPERATOR(pg_catalog.=) pg_catalog.to_regrole({capture})
-                         AND p.proname OPERATOR(pg_catalog.!~) '^_capture_[0-9]+$'))
-                AND a.grantee OPERATOR(pg_catalog.<>) p.proowner LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM %s CASCADE', r.routine, r.grantee);
+              WHERE p.pronamespace OPERATOR(pg_catalog.=) ANY (ARRAY[pg_catalog.to_regnamespace({schema}),
+                                                                     pg_catalog.to_regnamespace({capture_schema})])
+                AND p.proowner OPERATOR(pg_catalog.=) ANY ({function_roles}::pg_catalog.regrole[])
+                AND NOT (p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace({capture_schema})
+                         AND p.proname OPERATOR(pg_catalog.~) '^_capture_[0-9]+$')
+                AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+             UNION
+             SELECT 'SEQUENCE', c.oid::pg_catalog.regclass::pg_catalog.text,
+                    CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                         ELSE a.grantee::pg_catalog.regrole::pg_catalog.text END
+               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+              WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace({schema})
+                AND c.relkind OPERATOR(pg_catalog.=) 'S'
+                AND c.relowner OPERATOR(pg_catalog.=) ANY ({function_roles}::pg_catalog.regrole[])
+                AND a.grantee OPERATOR(pg_catalog.<>) c.relowner LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %s CASCADE', r.kind, r.object, r.grantee);
+    END LOOP;
+    FOR r IN SELECT c.oid::pg_catalog.regclass AS object FROM pg_catalog.pg_class c
+              WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace({schema})
+                AND c.relkind OPERATOR(pg_catalog.=) 'S' AND c.relpersistence OPERATOR(pg_catalog.=) 'u'
+                AND c.relowner OPERATOR(pg_catalog.=) ANY ({function_roles}::pg_catalog.regrole[]) LOOP
+        EXECUTE pg_catalog.format('ALTER SEQUENCE %s SET LOGGED', r.object);
     END LOOP;
 END
-$$""").format(schema=sql.Literal(schema), sealer=sql.Literal(roles["sealer"]), pruner=sql.Literal(roles["pruner"]),
-              capture_schema=sql.Literal(capture_schema(schema)),
-              capture=sql.Literal(roles["capture"])).as_string(conn)
-
-
-def _hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
-    roles = role_names(schema)
-    owned = {signature: roles[role] for signature, role in _HANDED_OVER.items()}
-    rows = conn.execute(
-        "SELECT pg_catalog.format('%%I.%%I(%%s)', %s::pg_catalog.text, p.proname,"
-        " pg_catalog.oidvectortypes(p.proargtypes)),"
-        " p.proname OPERATOR(pg_catalog.||) '(' OPERATOR(pg_catalog.||) pg_catalog.oidvectortypes(p.proargtypes)"
-        " OPERATOR(pg_catalog.||) ')'"
-        " FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace(%s)"
-        " AND p.proowner OPERATOR(pg_catalog.=) pg_catalog.to_regrole(%s)",
-        (schema, schema, roles["owner"])).fetchall()
-    statements: list[str] = []
-    for qualified, signature in rows:
-        capture = re.fullmatch(r"_capture_(\d+|truncate)\(\)", signature) is not None
-        new_owner = roles["capture"] if capture else owned.get(signature)
-        if new_owner:
-            statements.append(sql.SQL("ALTER ROUTINE {} OWNER TO {}").format(
-                sql.SQL(qualified), sql.Identifier(new_owner)).as_string(conn))
-        if capture:  # triggers call them by oid: they follow
-            statements.append(sql.SQL("ALTER ROUTINE {} SET SCHEMA {}").format(
-                sql.SQL(qualified), sql.Identifier(capture_schema(schema))).as_string(conn))
-    return statements
+$$""").format(schema=sql.Literal(schema), capture_schema=sql.Literal(capture_schema(schema)),
+              function_roles=sql.Literal([roles[r] for r in FUNCTION_ROLES])).as_string(conn)
 
 
 def _apply_migrations(conn: psycopg.Connection, schema: str) -> None:
@@ -559,7 +591,8 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             # in the audit schema (yoyo's search_path) must never be picked as the installer.
             conn.execute("SET search_path = pg_catalog, pg_temp")
             with _acting_for_function_roles(conn, schema):
-                _hand_over_older_functions(conn, schema)
+                for statement in hand_over_statements(conn, schema):
+                    conn.execute(statement)
                 conn.execute(take_back_grants_statement(conn, schema))
                 conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["owner"])))
                 for _name, text in rendered_sql_files(schema, pgcrypto_schema=pgcrypto_schema):

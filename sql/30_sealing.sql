@@ -234,28 +234,10 @@ COMMENT ON FUNCTION @schema@._refuse_two_phase() IS
 
 -- The intake's ids are the order events are sealed in: their sequence is the sealer role's, which
 -- nobody may act as, so that no role moves it (migrations/0021_intake_ids_of_their_own.sql). The
--- installer hands it over (it may act as both roles until the files have run); the roles that write
--- the intake may take the next id, and status (the owner role's) reads where it stands.
-RESET ROLE;
-ALTER SEQUENCE @schema@.event_intake_intake_id_seq OWNER TO @schema@_sealer;
+-- installer hands it over and takes back every grant on it before the files run
+-- (installer.hand_over_statements); the roles that write the intake may take the next id, and
+-- status (the owner role's) reads where it stands.
 SET ROLE @schema@_sealer;
--- Every grant on it is taken back, not PUBLIC's alone, and what a grantee passed on (CASCADE): the
--- owner role may drop it and make it anew (it owns the schema), granting on its own, and the
--- hand-over above keeps those grants. Made anew UNLOGGED, a crash would start the ids over.
-DO $$
-DECLARE
-    grantee text;
-BEGIN
-    FOR grantee IN SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END  -- quoted
-                     FROM pg_class c, aclexplode(c.relacl) a
-                    WHERE c.oid = '@schema@.event_intake_intake_id_seq'::regclass AND a.grantee <> c.relowner LOOP
-        EXECUTE format('REVOKE ALL ON SEQUENCE @schema@.event_intake_intake_id_seq FROM %s CASCADE', grantee);
-    END LOOP;
-    IF (SELECT c.relpersistence FROM pg_class c WHERE c.oid = '@schema@.event_intake_intake_id_seq'::regclass) = 'u' THEN
-        ALTER SEQUENCE @schema@.event_intake_intake_id_seq SET LOGGED;
-    END IF;
-END
-$$;
 GRANT USAGE, SELECT ON SEQUENCE @schema@.event_intake_intake_id_seq TO @schema@_owner;
 GRANT USAGE ON SEQUENCE @schema@.event_intake_intake_id_seq TO @schema@_capture, @schema@_pruner;
 

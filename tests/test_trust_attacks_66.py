@@ -217,7 +217,6 @@ SANDBOX = {
 OWNERS = {"_row_images": "audit_sandbox", "_baseline_images": "audit_sandbox", "seal_as_capture": "audit_sealer"}
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/installer.md): a function of the package that the owner role made anew under another of its roles is named, but the re-install does not hand it back; strict, so that a change that closes it says so")
 @pytest.mark.parametrize("which", list(SANDBOX))
 def test_g2_a_sandbox_function_the_owner_made_anew_is_handed_back_by_the_reinstall(db, which):
     """Attack (and, seal_as_capture, the sealer's seal() made anew as audit_capture, whose functions
