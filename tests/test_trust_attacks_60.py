@@ -27,8 +27,9 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from trial_helpers import as_owner, problems_of, verified
 
-from pgaudit_py import install, prune_events, record, seal, seal_status, status
+from pgaudit_py import install, prune_events, record, seal, seal_status
 from pgaudit_py import installer as installer_module
 from pgaudit_py.chain import verify_chain
 
@@ -37,19 +38,6 @@ TOP = 9223372036854775807
 
 
 # ============================================ helpers ============================================
-
-
-def as_owner(db: psycopg.Connection, statements: str) -> None:
-    """What a member of audit_owner may do (its rights, none of the superuser's)."""
-    db.execute(f"SET ROLE audit_owner; {statements}; RESET ROLE")
-
-
-def problems_of(db: psycopg.Connection, schema: str = "audit") -> list[str]:
-    return status(db, schema).problems
-
-
-def verified(db: psycopg.Connection) -> tuple[bool, str | None]:
-    return tuple(db.execute("SELECT ok, problem FROM audit.verify()").fetchone())  # type: ignore[return-value]
 
 
 def named(problems: list[str], *words: str) -> bool:

@@ -29,6 +29,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+from trial_helpers import as_owner, problems_of, verified
 
 from pgaudit_py import disable_tracking, enable_tracking, install, record, row_history, seal, seal_status, status
 from pgaudit_py.chain import verify_chain
@@ -40,22 +41,6 @@ MAY_RUN = {"table_owner", "app_writer", "audit_sandbox", "t62_mallory"}
 
 
 # ============================================ helpers ============================================
-
-
-def as_owner(db: psycopg.Connection, statements: str) -> None:
-    """What a member of audit_owner may do (its rights, none of the superuser's)."""
-    try:
-        db.execute(f"SET ROLE audit_owner; {statements}")
-    finally:
-        db.execute("RESET ROLE")
-
-
-def problems_of(db: psycopg.Connection, schema: str = "audit") -> list[str]:
-    return status(db, schema).problems
-
-
-def verified(db: psycopg.Connection) -> tuple[bool, str | None]:
-    return tuple(db.execute("SELECT ok, problem FROM audit.verify()").fetchone())  # type: ignore[return-value]
 
 
 def both_verifiers(db: psycopg.Connection, conn: psycopg.Connection | None = None) -> tuple[bool, bool]:

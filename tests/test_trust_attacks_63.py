@@ -22,34 +22,14 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from trial_helpers import as_owner, both_verifiers, owner_publishes, problems_of
 
 from pgaudit_py import enable_tracking, install, prune_events, record, seal, seal_status, status
-from pgaudit_py.chain import verify_chain
 
 FIRST_END = 999_999
 
 
 # ============================================ helpers ============================================
-
-
-def as_owner(db: psycopg.Connection, statements: str) -> None:
-    """What a member of audit_owner may do (its rights, none of the superuser's)."""
-    try:
-        db.execute(f"SET ROLE audit_owner; {statements}")
-    finally:
-        db.execute("RESET ROLE")
-
-
-def problems_of(db: psycopg.Connection, schema: str = "audit") -> list[str]:
-    return status(db, schema).problems
-
-
-def verified(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, str | None]:
-    return tuple(db.execute(f"SELECT ok, problem FROM {schema}.verify()").fetchone())  # type: ignore[return-value]
-
-
-def both_verifiers(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, bool]:
-    return verified(db, schema)[0], verify_chain(db, audit_schema=schema).ok
 
 
 def seal_all(db: psycopg.Connection) -> str | None:
@@ -610,21 +590,6 @@ def test_z5_an_upgrade_from_the_release_before_the_mends_has_no_problems(db, con
 
 
 # ==================== class F, continued: publications and names taken ahead ====================
-
-
-def owner_publishes(db: psycopg.Connection, statements: str) -> bool:
-    """The owner role, while it may create in the database (the database's owner, a member of the owner
-    role, installed the package), runs statements; the right to create is taken back after.
-    False when refused."""
-    db.execute(f"GRANT CREATE ON DATABASE {db.info.dbname} TO audit_owner")
-    try:
-        as_owner(db, statements)
-        return True
-    except psycopg.Error:
-        db.execute("RESET ROLE")
-        return False
-    finally:
-        db.execute(f"REVOKE CREATE ON DATABASE {db.info.dbname} FROM audit_owner")
 
 
 def test_f9_a_publication_of_the_intakes_deletes_alone_stops_sealing_unnamed(db):

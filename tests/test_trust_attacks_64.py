@@ -37,34 +37,15 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from earlier_releases import installer_at
+from trial_helpers import as_owner, both_verifiers, owner_publishes, problems_of
 
 from pgaudit_py import enable_tracking, install, prune_events, record, seal, seal_status, status
-from pgaudit_py.chain import verify_chain
 
 FIRST_END = 999_999
 
 
 # ============================================ helpers ============================================
-
-
-def as_owner(db: psycopg.Connection, statements: str) -> None:
-    """What a member of audit_owner may do (its rights, none of the superuser's)."""
-    try:
-        db.execute(f"SET ROLE audit_owner; {statements}")
-    finally:
-        db.execute("RESET ROLE")
-
-
-def problems_of(db: psycopg.Connection, schema: str = "audit") -> list[str]:
-    return status(db, schema).problems
-
-
-def verified(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, str | None]:
-    return tuple(db.execute(f"SELECT ok, problem FROM {schema}.verify()").fetchone())  # type: ignore[return-value]
-
-
-def both_verifiers(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, bool]:
-    return verified(db, schema)[0], verify_chain(db, audit_schema=schema).ok
 
 
 def seal_all(db: psycopg.Connection) -> str | None:
@@ -106,21 +87,6 @@ def pending_or_captured(db: psycopg.Connection, kind: str) -> int:
 def srr_named(db: psycopg.Connection) -> list[str]:
     st = status(db)
     return [p for p in st.problems + st.warnings if "session_replication_role" in p or "replica" in p]
-
-
-def owner_publishes(db: psycopg.Connection, statements: str) -> bool:
-    """The owner role, while it may create in the database (the database's owner, a member of the owner
-    role, installed the package), runs statements; the right to create is taken back after.
-    False when refused."""
-    db.execute(f"GRANT CREATE ON DATABASE {db.info.dbname} TO audit_owner")
-    try:
-        as_owner(db, statements)
-        return True
-    except psycopg.Error:
-        db.execute("RESET ROLE")
-        return False
-    finally:
-        db.execute(f"REVOKE CREATE ON DATABASE {db.info.dbname} FROM audit_owner")
 
 
 def drop_publications(db: psycopg.Connection) -> None:
@@ -555,28 +521,6 @@ def test_f6_a_reinstall_repairs_the_identity_of_a_table_whose_key_the_owner_made
     assert live == 0, f"after a re-install the token cannot be revoked ({error}); status says {problems}"
 
 
-def _old_installer(commit: str, tmp_path_factory):
-    """The installer of an earlier commit of this checkout (its sql and migrations beside it)."""
-    import importlib.util
-    import subprocess
-    import sys
-    import tarfile
-    from io import BytesIO
-    from pathlib import Path
-    checkout = Path(__file__).resolve().parent.parent
-    archived = subprocess.run(["git", "-C", str(checkout), "archive", commit, "sql", "migrations",
-                               "pgaudit_py/installer.py"], capture_output=True, check=True)
-    root = tmp_path_factory.mktemp(f"t64old{commit}")
-    with tarfile.open(fileobj=BytesIO(archived.stdout)) as tar:
-        tar.extractall(root, filter="data")
-    spec = importlib.util.spec_from_file_location(f"installer_t64_{commit}", root / "pgaudit_py" / "installer.py")
-    assert spec and spec.loader
-    old = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = old
-    spec.loader.exec_module(old)
-    return old
-
-
 @pytest.mark.parametrize("target", ["event_types.schema", "secret_values.ciphertext", "idempotency_keys.idempotency_key"])
 def test_f7_storage_set_before_the_upgrade_that_snapshots_it_is_not_recorded_as_installed(db, tmp_path_factory, target):
     """Attack: under the release before the storage mend (19c5662), whose snapshot did not hold a
@@ -586,7 +530,7 @@ def test_f7_storage_set_before_the_upgrade_that_snapshots_it_is_not_recorded_as_
     found (the old snapshot could not tell it from the last install's) as installed, so status stays
     intact for good. Safe: after the upgrade the column is stored as its type does, or status names
     it."""
-    old = _old_installer("19c5662", tmp_path_factory)
+    old = installer_at("19c5662", tmp_path_factory)
     old.install(db, "t64u")
     table, column = target.split(".")
     db.execute(f"SET ROLE t64u_owner; ALTER TABLE t64u.{table} ALTER COLUMN {column} SET STORAGE PLAIN; RESET ROLE")
@@ -612,7 +556,7 @@ def test_f8_a_table_made_unlogged_before_the_upgrade_that_snapshots_persistence_
     them: the chain gone, or every revocation undone). The operator upgrades: nothing sets a table
     LOGGED again, and the record takes what it found as installed. Safe: after the upgrade the table
     is logged, or status names it."""
-    old = _old_installer("77b1be3^", tmp_path_factory)
+    old = installer_at("77b1be3^", tmp_path_factory)
     old.install(db, "t64u")
     try:
         db.execute(f"SET ROLE t64u_owner; ALTER TABLE t64u.{table} SET UNLOGGED")

@@ -36,46 +36,16 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from earlier_releases import installer_at
+from trial_helpers import both_verifiers, owner_publishes, owner_tries, problems_of
 
-from pgaudit_py import install, prune_events, record, seal, seal_status, status
-from pgaudit_py.chain import verify_chain
+from pgaudit_py import install, prune_events, record, seal, seal_status
 
 SEQ = "audit.event_intake_intake_id_seq"
 SLOT = 16384
 
 
 # ============================================ helpers ============================================
-
-
-def as_owner(db: psycopg.Connection, statements: str) -> None:
-    """What a member of audit_owner may do (its rights, none of the superuser's)."""
-    try:
-        db.execute(f"SET ROLE audit_owner; {statements}")
-    finally:
-        db.execute("RESET ROLE")
-
-
-def owner_tries(db: psycopg.Connection, statements: str) -> str | None:
-    """As the owner role; the error's first line when refused, else None."""
-    try:
-        as_owner(db, statements)
-        return None
-    except psycopg.Error as e:
-        with suppress(Exception):
-            db.execute("RESET ROLE")
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-
-
-def problems_of(db: psycopg.Connection, schema: str = "audit") -> list[str]:
-    return status(db, schema).problems
-
-
-def verified(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, str | None]:
-    return tuple(db.execute(f"SELECT ok, problem FROM {schema}.verify()").fetchone())  # type: ignore[return-value]
-
-
-def both_verifiers(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, bool]:
-    return verified(db, schema)[0], verify_chain(db, audit_schema=schema).ok
 
 
 def seal_all(db: psycopg.Connection, schema: str = "audit") -> str | None:
@@ -103,20 +73,6 @@ def reinstall(db: psycopg.Connection, schema: str = "audit") -> str | None:
         return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
 
 
-def owner_publishes(db: psycopg.Connection, statements: str) -> bool:
-    """The owner role, while it may create in the database, runs statements; the right to create is
-    taken back after. False when refused."""
-    db.execute(f"GRANT CREATE ON DATABASE {db.info.dbname} TO audit_owner")
-    try:
-        as_owner(db, statements)
-        return True
-    except psycopg.Error:
-        db.execute("RESET ROLE")
-        return False
-    finally:
-        db.execute(f"REVOKE CREATE ON DATABASE {db.info.dbname} FROM audit_owner")
-
-
 def drop_publications(db: psycopg.Connection) -> None:
     for (name,) in db.execute("SELECT pubname FROM pg_publication WHERE pubname LIKE 't66%'").fetchall():
         db.execute(f'DROP PUBLICATION IF EXISTS "{name}"')
@@ -132,35 +88,13 @@ def owner_of(db: psycopg.Connection, what: str, kind: str = "rel") -> str:
     return db.execute(q, [what]).fetchone()[0]
 
 
-def _old_installer(commit: str, tmp_path_factory):
-    """The installer of an earlier commit of this checkout (its sql and migrations beside it)."""
-    import importlib.util
-    import subprocess
-    import sys
-    import tarfile
-    from io import BytesIO
-    from pathlib import Path
-    checkout = Path(__file__).resolve().parent.parent
-    archived = subprocess.run(["git", "-C", str(checkout), "archive", commit, "sql", "migrations",
-                               "pgaudit_py/installer.py"], capture_output=True, check=True)
-    root = tmp_path_factory.mktemp(f"t66old{commit}")
-    with tarfile.open(fileobj=BytesIO(archived.stdout)) as tar:
-        tar.extractall(root, filter="data")
-    spec = importlib.util.spec_from_file_location(f"installer_t66_{commit}", root / "pgaudit_py" / "installer.py")
-    assert spec and spec.loader
-    old = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = old
-    spec.loader.exec_module(old)
-    return old
-
-
 def pending_ids(db: psycopg.Connection, schema: str) -> list[tuple[int, str]]:
     return [tuple(r) for r in db.execute(f"SELECT intake_id, kind FROM {schema}.event_intake ORDER BY intake_id")]
 
 
 def _old_with_pending(db, tmp_path_factory, schema: str = "t66u"):
     """An install by 4858460 with one block sealed and events pending in two intake slots."""
-    old = _old_installer("4858460", tmp_path_factory)
+    old = installer_at("4858460", tmp_path_factory)
     old.install(db, schema)
     db.execute(f"SELECT {schema}.record('t66.sealed', payload => '{{\"n\": 0}}')")
     seal(db, audit_schema=schema)

@@ -6,17 +6,12 @@ sealed and pending, read and verify the same after the upgrade."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import subprocess
-import sys
-import tarfile
-from io import BytesIO
-from pathlib import Path
 from types import ModuleType
 
 import psycopg
 import pytest
+from earlier_releases import installer_at
 
 from pgaudit_py import list_events, row_history, seal, status
 from pgaudit_py.chain import verify_chain
@@ -24,25 +19,6 @@ from pgaudit_py.installer import install
 
 RELEASE = "c7a2a6e"  # 0.1.0
 BEFORE_INDEXES = "55cb30e"  # migrations through 0012_block_line_hashes
-CHECKOUT = Path(__file__).resolve().parent.parent
-
-
-def installer_at(commit: str, tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    """The installer of `commit`, with its own sql/ and migrations/, from this repository's history."""
-    archived = subprocess.run(["git", "-C", str(CHECKOUT), "archive", commit, "sql", "migrations",
-                               "pgaudit_py/installer.py"], capture_output=True)
-    if archived.returncode != 0:
-        pytest.skip(f"commit {commit} is not in this checkout's history: {archived.stderr.decode().strip()}")
-    root = tmp_path_factory.mktemp(commit)
-    with tarfile.open(fileobj=BytesIO(archived.stdout)) as tar:
-        tar.extractall(root, filter="data")
-    # Its installer finds sql/ and migrations/ beside its package directory.
-    spec = importlib.util.spec_from_file_location(f"installer_{commit}", root / "pgaudit_py" / "installer.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

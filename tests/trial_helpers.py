@@ -1,0 +1,57 @@
+"""What the attacker's trials (tests/test_trust_attacks_*.py) share: acting as the owner role, and
+reading what status and both verifiers say."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+
+import psycopg
+
+from pgaudit_py import status
+from pgaudit_py.chain import verify_chain
+
+
+def as_owner(db: psycopg.Connection, statements: str) -> None:
+    """What a member of audit_owner may do (its rights, none of the superuser's)."""
+    try:
+        db.execute(f"SET ROLE audit_owner; {statements}")
+    finally:
+        db.execute("RESET ROLE")
+
+
+def owner_tries(db: psycopg.Connection, statements: str) -> str | None:
+    """As the owner role; the error's first line when refused, else None."""
+    try:
+        as_owner(db, statements)
+        return None
+    except psycopg.Error as e:
+        with suppress(Exception):
+            db.execute("RESET ROLE")
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+
+
+def owner_publishes(db: psycopg.Connection, statements: str) -> bool:
+    """The owner role, while it may create in the database (the database's owner, a member of the owner
+    role, installed the package), runs statements; the right to create is taken back after.
+    False when refused."""
+    db.execute(f"GRANT CREATE ON DATABASE {db.info.dbname} TO audit_owner")
+    try:
+        as_owner(db, statements)
+        return True
+    except psycopg.Error:
+        db.execute("RESET ROLE")
+        return False
+    finally:
+        db.execute(f"REVOKE CREATE ON DATABASE {db.info.dbname} FROM audit_owner")
+
+
+def problems_of(db: psycopg.Connection, schema: str = "audit") -> list[str]:
+    return status(db, schema).problems
+
+
+def verified(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, str | None]:
+    return tuple(db.execute(f"SELECT ok, problem FROM {schema}.verify()").fetchone())  # type: ignore[return-value]
+
+
+def both_verifiers(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, bool]:
+    return verified(db, schema)[0], verify_chain(db, audit_schema=schema).ok
