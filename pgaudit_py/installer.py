@@ -32,10 +32,17 @@ ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer", "secrets", "capture"
 # (status checks), so the installer holds them only while it creates those functions. The owner role
 # (also NOLOGIN) is the one member of the capture role: it hands generated capture functions over.
 FUNCTION_ROLES = ("capture", "sealer", "pruner", "sandbox")
-# In the files: who makes a function (the files run as the owner role, and SET ROLE to a function
-# role for the functions it owns), read by function_makers.
-_MAKER = re.compile(r"^(?:(RESET ROLE)|SET ROLE (\w+);"
-                    r"|CREATE (?:OR REPLACE )?(?:FUNCTION|PROCEDURE|AGGREGATE) ([\w.]+)\s*\()", re.MULTILINE)
+# The functions the files make as the function roles, by identity ("capture." in the capture role's
+# schema): before the files run, the installer gives each to its role from whichever role of the
+# package holds it (releases before 0.2 made seal() and the pruner's as the owner role; the owner
+# role, the schema's owner, may drop one and make it anew as itself), so that the files' CREATE OR
+# REPLACE replaces its body. By identity, not by name: an overload the owner role makes with one of
+# these names keeps its owner (handed to the sealer, the owner's code would run with its rights).
+# tests/test_hand_over.py checks the list against what an install makes.
+FUNCTION_ROLES_MAKE = {"seal(integer)": "sealer", "prune_events(interval, integer)": "pruner",
+                       "delete_archived(text)": "pruner", "_row_images(anyarray)": "sandbox",
+                       "_baseline_images(oid, tid, tid)": "sandbox", "capture._capture_truncate()": "capture",
+                       "capture._take_baseline(oid)": "capture"}
 # One installer at a time per database, whatever the schema: roles are shared. An advisory lock, as
 # the schema may not exist yet; any role that may connect can take its key too, so an installer waits
 # for it at most _INSTALL_LOCK_WAIT seconds, then names who holds it.
@@ -413,44 +420,37 @@ def _grant_temporary(conn: psycopg.Connection, owner: str) -> None:
         pass
 
 
-def function_makers(schema: str) -> dict[str, str]:
-    """The role that makes each function of the files, by qualified name ("audit.seal"; overloads
-    share their maker)."""
-    makers: dict[str, str] = {}
-    for _name, text in rendered_sql_files(schema):
-        role: str | None = role_names(schema)["owner"]
-        for found in _MAKER.finditer(text):
-            if found[3] is None:
-                role = found[2]  # None after RESET ROLE: the installer's, none of the package's
-            elif role is not None:
-                makers.setdefault(found[3], role)
-    return makers
-
-
 def hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
-    """Gives each function of the package's schemas to the role of the package that the files make it
-    as, wherever it is now: releases before 0.2 made seal(), the pruner's and the capture functions
-    as the owner role, and the owner role may drop one of the function roles' and make it anew as
-    itself or as the capture role (tests/test_trust_attacks_66.py), which the files' CREATE OR
-    REPLACE would then be refused. The capture functions of those releases move to the capture
-    role's schema, keeping their oids: triggers call them. And the intake's id sequence, which the
-    owner role makes (migrations/0021_intake_ids_of_their_own.sql), goes to the sealer role, which
-    nobody may act as: whoever moves it moves the order history is sealed in."""
+    """Gives each function of FUNCTION_ROLES_MAKE to its role, and the intake's id sequence, which the
+    owner role makes (migrations/0021_intake_ids_of_their_own.sql), to the sealer role, which nobody
+    may act as: whoever moves it moves the order history is sealed in. A function in the package's
+    schema held by the capture role, which makes none there, is the owner role's, its one member's,
+    again (made anew as the capture role, the owner's function would run with the capture role's
+    rights alone). The capture functions of releases before 0.2, the owner role's in the package's
+    schema, move to the capture role and its schema, keeping their oids: triggers call them."""
     roles = role_names(schema)
-    makers = function_makers(schema)
+    made = {f"{capture_schema(schema)}.{f.removeprefix('capture.')}" if f.startswith("capture.") else f"{schema}.{f}":
+            roles[role] for f, role in FUNCTION_ROLES_MAKE.items()}
     rows = conn.execute(
         "SELECT pg_catalog.format('%%I.%%I(%%s)', n.nspname, p.proname, pg_catalog.oidvectortypes(p.proargtypes)),"
-        " n.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) p.proname, r.rolname"
+        " n.nspname, r.rolname"
         " FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace"
         " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) p.proowner"
         " WHERE n.nspname OPERATOR(pg_catalog.=) ANY (%s) AND r.rolname OPERATOR(pg_catalog.=) ANY (%s)",
         ([schema, capture_schema(schema)], list(roles.values()))).fetchall()
     statements: list[str] = []
-    for qualified, name, owner in rows:
+    for qualified, space, owner in rows:
         legacy_capture = (owner == roles["owner"]
-                          and re.fullmatch(rf"{re.escape(schema)}\._capture_(\d+|truncate)", name) is not None)
-        maker = roles["capture"] if legacy_capture else makers.get(name)
-        if maker and maker != owner:
+                          and re.fullmatch(rf"{re.escape(schema)}\._capture_(\d+|truncate)\(\)", qualified) is not None)
+        if legacy_capture:
+            maker = roles["capture"]
+        elif qualified in made:
+            maker = made[qualified]
+        elif owner == roles["capture"] and space == schema:
+            maker = roles["owner"]
+        else:
+            maker = owner
+        if maker != owner:
             statements.append(sql.SQL("ALTER ROUTINE {} OWNER TO {}").format(
                 sql.SQL(qualified), sql.Identifier(maker)).as_string(conn))
         if legacy_capture:
