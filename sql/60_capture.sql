@@ -760,6 +760,7 @@ DECLARE
     fn text := @schema@._capture_function(target);
     body text;
     settings text[];
+    grantee text;
 BEGIN
     IF t.relid IS NULL THEN
         RAISE EXCEPTION 'table % is not tracked', target::regclass USING ERRCODE = 'PA008';
@@ -782,6 +783,14 @@ BEGIN
     EXECUTE format('ALTER FUNCTION %s() OWNER TO @schema@_capture', fn);
     EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn, 'Capture trigger function of the table with this oid (generated).');
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+    -- Every other grant taken back, and what a grantee passed on (CASCADE): the owner role, acting as
+    -- the capture role, may grant on it (tests/test_trust_attacks_67.py); the maintainer's alone is
+    -- the package's. The installer regenerates every capture function (95_capture_functions.sql).
+    FOR grantee IN SELECT DISTINCT a.grantee::regrole::text  -- quoted as needed
+                     FROM pg_proc p, aclexplode(p.proacl) a
+                    WHERE p.oid = to_regprocedure(fn || '()') AND a.grantee NOT IN (0, p.proowner) LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM %s CASCADE', fn, grantee);
+    END LOOP;
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s() TO @schema@_maintainer', fn);  -- to attach it as a trigger
 END
 $$;

@@ -356,6 +356,8 @@ DECLARE
                                 v_chain_start);
     v_pruned bigint := (SELECT max(r.last_seq) FROM ONLY @schema@.prune_points r);
     v_size bigint := @schema@._log_partition_size();
+    v_ids regclass := to_regclass('@schema@.event_intake_intake_id_seq');
+    v_ids_at bigint;
 BEGIN
     -- Rules that hold whatever the snapshot says.
     RETURN QUERY
@@ -639,7 +641,7 @@ BEGIN
      WHERE g.evtname = '@schema@_ddl_end' AND g.evttags IS DISTINCT FROM @schema@._ddl_end_tags();
     -- Every way capture can be off while a table is listed as tracked: a trigger missing, disabled,
     -- enabled for replicas only, replaced by another definition; a partition without them; the
-    -- generated function changed.
+    -- generated function changed, or granted to another role.
     RETURN QUERY
     SELECT format('tracked table %s: %s', CASE WHEN c = t.relid THEN t.table_name
                                                ELSE format('%s (partition %s)', t.table_name, c::regclass) END,
@@ -653,7 +655,13 @@ BEGIN
                               AND p.proowner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = '@schema@_capture')
                               AND p.prosecdef
                               AND p.proconfig = @schema@._capture_settings(c)
-                              AND p.prosrc = @schema@._capture_body(c, t)));
+                              AND p.prosrc = @schema@._capture_body(c, t)
+                              -- run by its trigger alone, attached by the maintainer
+                              AND p.proacl IS NOT NULL
+                              AND NOT EXISTS (SELECT 1 FROM aclexplode(p.proacl) a
+                                               WHERE a.grantee <> p.proowner
+                                                 AND (a.grantee <> '@schema@_maintainer'::regrole
+                                                      OR a.privilege_type <> 'EXECUTE' OR a.is_grantable))));
 
     -- Replica mode fires no capture trigger: sessions put in it by a stored default (this database's,
     -- a role's, the server's), or roles that are no superuser allowed to set it (PostgreSQL 15's GRANT
@@ -681,14 +689,21 @@ BEGIN
     -- The intake's ids are the order events are sealed in; their sequence is the sealer role's, and
     -- only a superuser may move it (ALTER SEQUENCE ... RESTART). Moved back below a pending event,
     -- later writes would be sealed first (seal() refuses); moved past 2^62, which writes do not reach
-    -- in a hundred thousand years, toward its end, every captured write would soon fail.
-    RETURN QUERY
-    SELECT format('the intake''s id sequence stands at %s, %s: it was moved (ALTER SEQUENCE ... RESTART)', q.last_value,
-                  CASE WHEN q.last_value > 4611686018427387904 THEN 'near its end, where captured writes will fail'
-                       ELSE 'below an event pending in the intake, which seal() refuses to seal out of order' END)
-      FROM @schema@.event_intake_intake_id_seq q
-     WHERE q.last_value > 4611686018427387904
-        OR q.last_value < (SELECT max(i.intake_id) FROM @schema@.event_intake i);
+    -- in a hundred thousand years, toward its end, every captured write would soon fail. Dropped by the
+    -- owner role (the schema's owner), or something else in its place: read by name, it is named.
+    IF v_ids IS NULL OR (SELECT c.relkind FROM pg_class c WHERE c.oid = v_ids) <> 'S' THEN
+        RETURN NEXT format('the intake''s id sequence @schema@.event_intake_intake_id_seq is %s: captured writes, '
+                           'seal() and the installer fail (docs/installer.md says how to make it again)',
+                           CASE WHEN v_ids IS NULL THEN 'missing' ELSE 'not a sequence' END);
+    ELSE
+        EXECUTE format('SELECT last_value FROM %s', v_ids) INTO v_ids_at;
+        RETURN QUERY
+        SELECT format('the intake''s id sequence stands at %s, %s: it was moved (ALTER SEQUENCE ... RESTART)', v_ids_at,
+                      CASE WHEN v_ids_at > 4611686018427387904 THEN 'near its end, where captured writes will fail'
+                           ELSE 'below an event pending in the intake, which seal() refuses to seal out of order' END)
+         WHERE v_ids_at > 4611686018427387904
+            OR v_ids_at < (SELECT max(i.intake_id) FROM @schema@.event_intake i);
+    END IF;
 
     -- A publication of a package table's updates or deletes with a row filter or a column list: unless
     -- the table's replica identity covers every column named, PostgreSQL refuses each such UPDATE or

@@ -19,6 +19,7 @@ from pgaudit_py import (
     audit_context,
     disable_tracking,
     enable_tracking,
+    install,
     record,
     row_as_of,
     row_history,
@@ -136,6 +137,31 @@ def test_status_names_a_changed_capture_function(db, orders):
                " SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$")
     assert any(p.startswith("tracked table public.orders: its capture function is not the one")
                for p in status(db).problems)
+
+
+@pytest.mark.parametrize("repair", ["enable_tracking", "install"])
+def test_a_grant_on_a_capture_function_is_named_and_taken_back(db, connect, orders, repair):
+    """The owner role, acting as the capture role, may grant on a generated capture function, and the
+    grantee pass it on: status names it, and generating the function again takes back every grant
+    but the maintainer's (tests/test_trust_attacks_67.py)."""
+    fn = own_capture_function(db)
+    db.execute(f"""SET ROLE audit_owner; SET ROLE audit_capture;
+                   GRANT EXECUTE ON FUNCTION {fn}() TO audit_writer;
+                   GRANT EXECUTE ON FUNCTION {fn}() TO audit_maintainer WITH GRANT OPTION;
+                   SET ROLE audit_maintainer; GRANT EXECUTE ON FUNCTION {fn}() TO audit_reader""")
+    db.execute("RESET ROLE")
+    assert [p for p in status(db).problems if p.startswith("tracked table public.orders")] == [
+        "tracked table public.orders: its capture function is not the one tracking generates (run enable_tracking "
+        "again)"]
+    if repair == "install":
+        install(db)
+    else:
+        enable_tracking(connect("app_maintainer"), "public.orders")
+    grants = db.execute("SELECT a.grantee::regrole::text, a.privilege_type, a.is_grantable"
+                        "  FROM pg_proc p, aclexplode(p.proacl) a WHERE p.oid = %s::regprocedure"
+                        "   AND a.grantee <> p.proowner", [f"{fn}()"]).fetchall()
+    assert grants == [("audit_maintainer", "EXECUTE", False)]
+    assert status(db).problems == []
 
 
 # ---- partitions ----

@@ -13,6 +13,7 @@ import pytest
 from pgaudit_py import InvalidArgument, audit_context, enable_tracking, list_events, record, seal, seal_status
 from pgaudit_py.chain import verify_chain
 from pgaudit_py.errors import SealConflict
+from pgaudit_py.installer import install
 from pgaudit_py.installer import status as install_status
 from pgaudit_py.sealing import seal_continuously
 
@@ -104,6 +105,51 @@ def test_an_intake_sequence_moved_near_its_end_is_named(db, connect):
     assert install_status(db).problems == [
         "the intake's id sequence stands at 4611686018427387905, near its end, where captured writes will fail: it "
         "was moved (ALTER SEQUENCE ... RESTART)"]
+
+
+@pytest.mark.parametrize(("in_its_place", "pending"), [
+    ("", True), ("CREATE TABLE audit.event_intake_intake_id_seq (last_value bigint)", True), ("", False)])
+def test_an_intake_sequence_dropped_by_the_owner_role_is_named_and_made_again_as_the_docs_say(db, connect,
+                                                                                               in_its_place, pending):
+    """The owner role owns the schema and may drop the sealer's sequence (CASCADE: the intake's
+    default goes too), and put something else of its name there. Writes, seal() and the installer
+    fail; status names it (it read the sequence by name, and failed itself). Made again as
+    docs/installer.md says (from 1 when nothing is pending), the installer hands it back, and the
+    events are sealed in order."""
+    writer = connect("app_writer")
+    record(writer, "e.0")
+    db.execute("SELECT setval('audit.event_intake_intake_id_seq', 39998)")  # past the intake's first slot (16384 ids)
+    record(writer, "e.39999")
+    if not pending:
+        seal(db)
+    db.execute(f"SET ROLE audit_owner; DROP SEQUENCE audit.event_intake_intake_id_seq CASCADE; {in_its_place}")
+    db.execute("RESET ROLE")
+    with pytest.raises(psycopg.errors.IntegrityError):  # no id: no partition of the intake takes it
+        record(writer, "e.lost")
+    writer.rollback()
+    what = "missing" if not in_its_place else "not a sequence"
+    assert [p for p in install_status(db).problems if "id sequence" in p] == [
+        f"the intake's id sequence audit.event_intake_intake_id_seq is {what}: captured writes, seal() and the "
+        "installer fail (docs/installer.md says how to make it again)"]
+
+    start = db.execute("SELECT coalesce(max(intake_id) + 1, 1) FROM audit.event_intake").fetchone()[0]
+    db.execute(f"""SET ROLE audit_owner;
+                   DROP TABLE IF EXISTS audit.event_intake_intake_id_seq;
+                   CREATE SEQUENCE audit.event_intake_intake_id_seq AS bigint START {start} CACHE 1 NO CYCLE;
+                   ALTER TABLE audit.event_intake ALTER COLUMN intake_id
+                       SET DEFAULT nextval('audit.event_intake_intake_id_seq')""")
+    db.execute("RESET ROLE")
+    install(db)
+    for n in range(3):
+        record(writer, f"e.after.{n}")
+        while seal(db).sealed:
+            pass
+    assert db.execute("SELECT kind FROM audit.event_log ORDER BY seq").fetchall() == [
+        ("e.0",), ("e.39999",), ("e.after.0",), ("e.after.1",), ("e.after.2",)]
+    assert db.execute("SELECT relowner::regrole::text FROM pg_class"
+                      " WHERE oid = 'audit.event_intake_intake_id_seq'::regclass").fetchone() == ("audit_sealer",)
+    assert db.execute("SELECT count(*) FROM audit.event_intake").fetchone() == (0,)
+    assert install_status(db).problems == []
 
 
 def test_writers_do_not_wait_for_an_open_sealing_transaction(db, connect, counts):
