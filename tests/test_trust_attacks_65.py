@@ -38,7 +38,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from earlier_releases import installer_at
-from trial_helpers import as_owner, both_verifiers, owner_publishes, owner_tries, problems_of
+from trial_helpers import as_owner, both_verifiers, owner_publishes, owner_tries, problems_of, seal_all
 
 from pgaudit_py import enable_tracking, install, prune_events, record, seal, seal_status
 
@@ -47,18 +47,6 @@ SLOT = 16384
 
 
 # ============================================ helpers ============================================
-
-
-def seal_all(db: psycopg.Connection, schema: str = "audit") -> str | None:
-    """Seal until nothing moves; the first failure's text, if any."""
-    try:
-        while seal(db, audit_schema=schema).sealed:
-            pass
-    except Exception as e:  # noqa: BLE001
-        with suppress(Exception):
-            db.execute("ROLLBACK")
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    return None
 
 
 def drop_publications(db: psycopg.Connection) -> None:

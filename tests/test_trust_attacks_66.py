@@ -37,40 +37,15 @@ from datetime import timedelta
 import psycopg
 import pytest
 from earlier_releases import installer_at
-from trial_helpers import both_verifiers, owner_publishes, owner_tries, problems_of
+from trial_helpers import both_verifiers, owner_publishes, owner_tries, problems_of, reinstall, seal_all
 
-from pgaudit_py import install, prune_events, record, seal, seal_status
+from pgaudit_py import prune_events, record, seal, seal_status
 
 SEQ = "audit.event_intake_intake_id_seq"
 SLOT = 16384
 
 
 # ============================================ helpers ============================================
-
-
-def seal_all(db: psycopg.Connection, schema: str = "audit") -> str | None:
-    """Seal until nothing moves; the first failure's text, if any."""
-    try:
-        while seal(db, audit_schema=schema).sealed:
-            pass
-    except Exception as e:  # noqa: BLE001
-        with suppress(Exception):
-            db.execute("ROLLBACK")
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    return None
-
-
-def reinstall(db: psycopg.Connection, schema: str = "audit") -> str | None:
-    """What status asks for: the installer again; its error's first line if it fails."""
-    try:
-        install(db, schema)
-        return None
-    except Exception as e:  # noqa: BLE001
-        with suppress(Exception):
-            db.execute("ROLLBACK")
-        with suppress(Exception):
-            db.execute("RESET ROLE")
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
 
 
 def drop_publications(db: psycopg.Connection) -> None:

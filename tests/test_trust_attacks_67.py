@@ -30,70 +30,15 @@ from __future__ import annotations
 from contextlib import suppress
 
 import psycopg
+from trial_helpers import as_owner, both_verifiers, owner_tries, problems_of, reinstall, seal_all
 
-from pgaudit_py import install, record, seal, status
-from pgaudit_py.chain import verify_chain
+from pgaudit_py import record
 
 SEQ = "audit.event_intake_intake_id_seq"
 FUNCTION_ROLES = ("audit_capture", "audit_sealer", "audit_pruner", "audit_sandbox")
 
 
 # ============================================ helpers ============================================
-
-
-def as_owner(db: psycopg.Connection, statements: str) -> None:
-    """What a member of audit_owner may do (its rights, none of the superuser's)."""
-    try:
-        db.execute(f"SET ROLE audit_owner; {statements}")
-    finally:
-        db.execute("RESET ROLE")
-
-
-def owner_tries(db: psycopg.Connection, statements: str) -> str | None:
-    """As the owner role; the error's first line when refused, else None."""
-    try:
-        as_owner(db, statements)
-        return None
-    except psycopg.Error as e:
-        with suppress(Exception):
-            db.execute("RESET ROLE")
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-
-
-def problems_of(db: psycopg.Connection, schema: str = "audit") -> list[str]:
-    return status(db, schema).problems
-
-
-def verified(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, str | None]:
-    return tuple(db.execute(f"SELECT ok, problem FROM {schema}.verify()").fetchone())  # type: ignore[return-value]
-
-
-def both_verifiers(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, bool]:
-    return verified(db, schema)[0], verify_chain(db, audit_schema=schema).ok
-
-
-def seal_all(db: psycopg.Connection, schema: str = "audit") -> str | None:
-    try:
-        while seal(db, audit_schema=schema).sealed:
-            pass
-    except Exception as e:  # noqa: BLE001
-        with suppress(Exception):
-            db.execute("ROLLBACK")
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    return None
-
-
-def reinstall(db: psycopg.Connection, schema: str = "audit") -> str | None:
-    """What status asks for: the installer again; its error's first line if it fails."""
-    try:
-        install(db, schema)
-        return None
-    except Exception as e:  # noqa: BLE001
-        with suppress(Exception):
-            db.execute("ROLLBACK")
-        with suppress(Exception):
-            db.execute("RESET ROLE")
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
 
 
 def script_reinstall(db: psycopg.Connection) -> str | None:

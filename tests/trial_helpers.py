@@ -1,5 +1,5 @@
-"""What the attacker's trials (tests/test_trust_attacks_*.py) share: acting as the owner role, and
-reading what status and both verifiers say."""
+"""What the attacker's trials (tests/test_trust_attacks_*.py) share: acting as the owner role,
+sealing and re-installing as an operator would, and reading what status and both verifiers say."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from contextlib import suppress
 
 import psycopg
 
-from pgaudit_py import status
+from pgaudit_py import install, seal, status
 from pgaudit_py.chain import verify_chain
 
 
@@ -55,3 +55,28 @@ def verified(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, str |
 
 def both_verifiers(db: psycopg.Connection, schema: str = "audit") -> tuple[bool, bool]:
     return verified(db, schema)[0], verify_chain(db, audit_schema=schema).ok
+
+
+def seal_all(db: psycopg.Connection, schema: str = "audit") -> str | None:
+    """Seal until nothing moves; the first failure's text, if any."""
+    try:
+        while seal(db, audit_schema=schema).sealed:
+            pass
+    except Exception as e:  # noqa: BLE001
+        with suppress(Exception):
+            db.execute("ROLLBACK")
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    return None
+
+
+def reinstall(db: psycopg.Connection, schema: str = "audit") -> str | None:
+    """What status asks for: the installer again; its error's first line if it fails."""
+    try:
+        install(db, schema)
+        return None
+    except Exception as e:  # noqa: BLE001
+        with suppress(Exception):
+            db.execute("ROLLBACK")
+        with suppress(Exception):
+            db.execute("RESET ROLE")
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
