@@ -33,12 +33,14 @@ ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer", "secrets", "capture"
 # (also NOLOGIN) is the one member of the capture role: it hands generated capture functions over.
 FUNCTION_ROLES = ("capture", "sealer", "pruner", "sandbox")
 # The functions the files make as the function roles, by identity ("capture." in the capture role's
-# schema): before the files run, the installer gives each to its role from whichever role of the
-# package holds it (releases before 0.2 made seal() and the pruner's as the owner role; the owner
-# role, the schema's owner, may drop one and make it anew as itself), so that the files' CREATE OR
-# REPLACE replaces its body. By identity, not by name: an overload the owner role makes with one of
-# these names keeps its owner (handed to the sealer, the owner's code would run with its rights).
-# tests/test_hand_over.py checks the list against what an install makes.
+# schema). One held by another role (releases before 0.2 made seal() and the pruner's as the owner
+# role; the owner role, the schema's owner, may drop one and make it anew as itself) is dropped
+# before the files run, which make it anew: handed over, its body would run as the sealer, the
+# pruner or the sandbox until the file replaced it (tests/test_trust_attacks_68.py: an index
+# rebuilt on the way). The capture role's are handed over: it may do nothing the owner role may
+# not. By identity, not by name: an overload the owner role makes with one of these names stays
+# its own (tests/test_trust_attacks_67.py). tests/test_hand_over.py checks the list against what
+# an install makes.
 FUNCTION_ROLES_MAKE = {"seal(integer)": "sealer", "prune_events(interval, integer)": "pruner",
                        "delete_archived(text)": "pruner", "_row_images(anyarray)": "sandbox",
                        "_baseline_images(oid, tid, tid)": "sandbox", "capture._capture_truncate()": "capture",
@@ -421,13 +423,14 @@ def _grant_temporary(conn: psycopg.Connection, owner: str) -> None:
 
 
 def hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
-    """Gives each function of FUNCTION_ROLES_MAKE to its role, and the intake's id sequence, which the
-    owner role makes (migrations/0021_intake_ids_of_their_own.sql), to the sealer role, which nobody
-    may act as: whoever moves it moves the order history is sealed in. A function in the package's
-    schema held by the capture role, which makes none there, is the owner role's, its one member's,
-    again (made anew as the capture role, the owner's function would run with the capture role's
-    rights alone). The capture functions of releases before 0.2, the owner role's in the package's
-    schema, move to the capture role and its schema, keeping their oids: triggers call them."""
+    """Drops each function of FUNCTION_ROLES_MAKE held by another role than the sealer, the pruner or
+    the sandbox it belongs to, and gives the capture role's to it; gives the intake's id sequence,
+    which the owner role makes (migrations/0021_intake_ids_of_their_own.sql), to the sealer role,
+    which nobody may act as: whoever moves it moves the order history is sealed in. A function in the
+    package's schema held by the capture role, which makes none there, is the owner role's, its one
+    member's, again (made anew as the capture role, the owner's function would run with the capture
+    role's rights alone). The capture functions of releases before 0.2, the owner role's in the
+    package's schema, move to the capture role and its schema, keeping their oids: triggers call them."""
     roles = role_names(schema)
     made = {f"{capture_schema(schema)}.{f.removeprefix('capture.')}" if f.startswith("capture.") else f"{schema}.{f}":
             roles[role] for f, role in FUNCTION_ROLES_MAKE.items()}
@@ -446,6 +449,9 @@ def hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
             maker = roles["capture"]
         elif qualified in made:
             maker = made[qualified]
+            if maker not in (owner, roles["capture"]):
+                statements.append(sql.SQL("DROP ROUTINE {}").format(sql.SQL(qualified)).as_string(conn))
+                continue
         elif owner == roles["capture"] and space == schema:
             maker = roles["owner"]
         else:
