@@ -30,7 +30,7 @@ from __future__ import annotations
 from contextlib import suppress
 
 import psycopg
-from trial_helpers import as_owner, both_verifiers, owner_tries, problems_of, reinstall, seal_all
+from trial_helpers import as_owner, both_verifiers, owner_tries, problems_of, reinstall, script_reinstall, seal_all
 
 from pgaudit_py import record
 
@@ -39,23 +39,6 @@ FUNCTION_ROLES = ("audit_capture", "audit_sealer", "audit_pruner", "audit_sandbo
 
 
 # ============================================ helpers ============================================
-
-
-def script_reinstall(db: psycopg.Connection) -> str | None:
-    """The psql script path: install_script's output applied with psql; its stderr tail if it fails."""
-    import subprocess
-
-    from pgaudit_py.install_script import install_script
-    from pgaudit_py.tempdb import find_binary
-    try:
-        script = install_script(db, "audit")
-    except Exception as e:  # noqa: BLE001
-        return f"install_script: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    info = db.info
-    done = subprocess.run([find_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-h", info.host,
-                           "-p", str(info.port), "-U", info.user, "-d", info.dbname, "-f", "-"],
-                          input=script, capture_output=True, text=True, timeout=300)
-    return None if done.returncode == 0 else done.stderr[-400:]
 
 
 def sealed_order(db: psycopg.Connection, like: str = "t67.%", schema: str = "audit") -> list[str]:

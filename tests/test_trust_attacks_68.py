@@ -28,44 +28,19 @@ attack's first step is refused (as the owner role), it passes.
 
 from __future__ import annotations
 
-import subprocess
 from contextlib import suppress
 
 import psycopg
 import pytest
-from trial_helpers import as_owner, both_verifiers, owner_tries, problems_of
+from trial_helpers import as_owner, both_verifiers, owner_tries, problems_of, reinstall, script_reinstall, seal_all
 
-from pgaudit_py import install, record, seal
+from pgaudit_py import install, record
 
 SEQ = "audit.event_intake_intake_id_seq"
 FUNCTION_ROLES = ("audit_sealer", "audit_pruner", "audit_sandbox")
 
 
 # ============================================ helpers ============================================
-
-
-def reinstall(db: psycopg.Connection) -> str | None:
-    try:
-        install(db)
-        return None
-    except Exception as e:  # noqa: BLE001
-        with suppress(Exception):
-            db.execute("RESET ROLE")
-        return f"{type(e).__name__}: {getattr(e, 'sqlstate', '')}"
-
-
-def script_reinstall(db: psycopg.Connection) -> str | None:
-    from pgaudit_py.install_script import install_script
-    from pgaudit_py.tempdb import find_binary
-    try:
-        script = install_script(db, "audit")
-    except Exception as e:  # noqa: BLE001
-        return f"install_script: {type(e).__name__}"
-    info = db.info
-    done = subprocess.run([find_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-h", info.host,
-                           "-p", str(info.port), "-U", info.user, "-d", info.dbname, "-f", "-"],
-                          input=script, capture_output=True, text=True, timeout=300)
-    return None if done.returncode == 0 else done.stderr[-400:]
 
 
 def who_table(db: psycopg.Connection) -> None:
@@ -81,17 +56,6 @@ def owner_of_routine(db: psycopg.Connection, signature: str) -> str | None:
     row = db.execute("SELECT proowner::regrole::text FROM pg_proc WHERE oid = to_regprocedure(%s)",
                      [signature]).fetchone()
     return row[0] if row else None
-
-
-def seal_all(db: psycopg.Connection) -> str | None:
-    try:
-        while seal(db).sealed:
-            pass
-    except Exception as e:  # noqa: BLE001
-        with suppress(Exception):
-            db.execute("RESET ROLE")
-        return f"{type(e).__name__}"
-    return None
 
 
 def sealed_order(db: psycopg.Connection) -> list[str]:

@@ -3,12 +3,15 @@ sealing and re-installing as an operator would, and reading what status and both
 
 from __future__ import annotations
 
+import subprocess
 from contextlib import suppress
 
 import psycopg
 
 from pgaudit_py import install, seal, status
 from pgaudit_py.chain import verify_chain
+from pgaudit_py.install_script import install_script
+from pgaudit_py.tempdb import find_binary
 
 
 def as_owner(db: psycopg.Connection, statements: str) -> None:
@@ -80,3 +83,16 @@ def reinstall(db: psycopg.Connection, schema: str = "audit") -> str | None:
         with suppress(Exception):
             db.execute("RESET ROLE")
         return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+
+
+def script_reinstall(db: psycopg.Connection) -> str | None:
+    """The psql script path: install_script's output applied with psql; its stderr tail if it fails."""
+    try:
+        script = install_script(db, "audit")
+    except Exception as e:  # noqa: BLE001
+        return f"install_script: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    info = db.info
+    done = subprocess.run([find_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-h", info.host,
+                           "-p", str(info.port), "-U", info.user, "-d", info.dbname, "-f", "-"],
+                          input=script, capture_output=True, text=True, timeout=300)
+    return None if done.returncode == 0 else done.stderr[-400:]
