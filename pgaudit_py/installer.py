@@ -472,9 +472,10 @@ def take_back_grants_statement(conn: psycopg.Connection, schema: str) -> str:
     functions, the sealer's sequence), which the files then grant again as the release does: the
     owner role may drop one (it owns the schema) and make it anew with grants of its own, which the
     hand-over would keep (tests/test_trust_attacks_65.py, _66.py). CASCADE: also what a grantee
-    passed on by a grant option. The generated _capture_<oid> functions are left: enable_tracking
-    grants on them. A sequence made anew UNLOGGED, which a crash would start over, is made logged.
-    Run after the hand-over."""
+    passed on by a grant option. The generated _capture_<oid> functions are left to their generator,
+    which takes back their grants itself (_generate_capture, which 95_capture_functions.sql runs for
+    each). A sequence made anew UNLOGGED, which a crash would start over, is made logged. Run after
+    the hand-over."""
     roles = role_names(schema)
     return sql.SQL("""DO $$
 DECLARE

@@ -696,6 +696,7 @@ BEGIN
                            'seal() and the installer fail (docs/installer.md says how to make it again)',
                            CASE WHEN v_ids IS NULL THEN 'missing' ELSE 'not a sequence' END);
     ELSE
+        -- (Not pg_sequence_last_value: NULL after a RESTART, which is what is looked for.)
         EXECUTE format('SELECT last_value FROM %s', v_ids) INTO v_ids_at;
         RETURN QUERY
         SELECT format('the intake''s id sequence stands at %s, %s: it was moved (ALTER SEQUENCE ... RESTART)', v_ids_at,

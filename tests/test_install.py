@@ -49,6 +49,21 @@ def test_second_install_changes_nothing(db, connect):
     assert status(db).intact
 
 
+def test_a_superusers_install_leaves_the_owner_role_no_member_and_names_one_added(db):
+    """docs/security.md: a member of the owner role is as trusted as a superuser, so a superuser's
+    install leaves it none, and status names one that installed nothing here."""
+    members = "SELECT count(*) FROM pg_auth_members WHERE roleid = 'audit_owner'::regrole"
+    install(db, schema="owned_by_none")
+    assert db.execute(members.replace("audit_owner", "owned_by_none_owner")).fetchone() == (0,)
+    assert db.execute(members).fetchone() == (0,)
+    db.execute("GRANT audit_owner TO app_writer")  # roles are the cluster's: taken back whatever happens
+    try:
+        assert [p for p in status(db).problems if "member of audit_owner" in p] == [
+            "role app_writer is a member of audit_owner and installed nothing here: it may act as the owner"]
+    finally:
+        db.execute("REVOKE audit_owner FROM app_writer")
+
+
 def test_dry_run_changes_nothing(db):
     report = install(db, schema="dry", dry_run=True)
     assert report.dry_run and report.migrations == installer.migration_ids() and "0001_event_log" in report.migrations
