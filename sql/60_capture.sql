@@ -818,18 +818,23 @@ GRANT USAGE ON SCHEMA @schema@_capture TO @schema@_owner, @schema@_reader, @sche
 -- counting them would plan a query on the user's table (running its index expressions) as the
 -- capture role, and make a TRUNCATE as slow as a full scan. One function for every table: it looks
 -- its table up, and does nothing for a table that tracking does not cover (a partition detached
--- from a tracked table keeps this trigger when the role that detached it does not own it).
+-- from a tracked table keeps this trigger when the role that detached it does not own it). On a
+-- table tracked with a tenant column the rows are every tenant's, so the event is no tenant's (as a
+-- baseline's summary): never the one the session claims (tests/test_trust_attacks_69.py). The
+-- partition is named as with quote_all_identifiers off, whatever the writer set.
 CREATE OR REPLACE FUNCTION @schema@_capture._capture_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     t @schema@.tracked_tables := @schema@._tracking_of(TG_RELID);
     v_role text := @schema@._db_role();
     v_actor_type text := @schema@._context('actor_type');
     v_actor_id text := @schema@._context('actor_id');
+    v_tenant text := CASE WHEN t.tenant_column IS NULL THEN @schema@._context('tenant_id') END;
 BEGIN
     IF t.relid IS NULL THEN
         RETURN NULL;
@@ -841,11 +846,11 @@ BEGIN
         v_actor_type := 'db_role';
         v_actor_id := v_role;
     END IF;
-    PERFORM @schema@._refuse_long_context(@schema@._context('tenant_id'), coalesce(v_actor_type, 'user'), v_actor_id,
+    PERFORM @schema@._refuse_long_context(v_tenant, coalesce(v_actor_type, 'user'), v_actor_id,
                                           @schema@._context('correlation_id'));
     INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, client_addr, application_name,
         kind, target_type, target_id, outcome, correlation_id, txid, occurred_at, payload, origin)
-    VALUES (@schema@._context('tenant_id'), coalesce(v_actor_type, 'user'), v_actor_id, v_role,
+    VALUES (v_tenant, coalesce(v_actor_type, 'user'), v_actor_id, v_role,
             @schema@._client_addr(), current_setting('application_name'), t.kind_prefix || '.truncate',
             t.kind_prefix, NULL, 'success', @schema@._context('correlation_id'), pg_current_xact_id(),
             clock_timestamp(),  -- not statement_timestamp(): see v_at in _capture_body

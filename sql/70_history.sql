@@ -80,36 +80,61 @@ COMMENT ON FUNCTION @schema@.row_history(regclass, text) IS
     'an update that moved it to another key; captured events only, never recorded ones. key: the primary key '
     'as text, or a JSON array for a composite key. PA015 when a captured change of it is in the quarantine.';
 
+-- The last event at or before `at` that says what became of a row: a captured change of it (or its
+-- baseline image), a TRUNCATE of its whole table, or the end of its table's tracking (disabled, or
+-- the table dropped: a table made later under the name, by anyone, starts with no record of its
+-- rows; tests/test_trust_attacks_69.py). In the order the events were applied. (A TRUNCATE of one
+-- partition names no rows: it does not count.) An UPDATE that moved a row away from this key does
+-- not count when another row of the same statement took the key (a swap).
+CREATE OR REPLACE FUNCTION @schema@._last_change(prefix text, key text, at timestamptz)
+RETURNS TABLE (kind text, target_id text, row_after jsonb)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x.kind, x.target_id, x.row_after
+      FROM ((SELECT e.kind, e.target_id, e.row_after, e.seq, e.intake_id FROM @schema@.events e
+              WHERE e.target_type = prefix AND e.occurred_at <= at
+                AND coalesce(e.origin, 'capture') = 'capture'
+                AND ((e.target_id = key
+                      AND e.kind IN (prefix || '.baseline', prefix || '.insert', prefix || '.update', prefix || '.delete'))
+                     OR (e.payload ? 'moved_from' AND e.payload ->> 'moved_from' = key
+                         AND e.kind = prefix || '.update'
+                         AND NOT EXISTS (SELECT 1 FROM @schema@.events a
+                                          WHERE a.target_type = prefix AND a.target_id = key
+                                            AND a.kind = prefix || '.update'
+                                            AND a.payload ->> 'statement' = e.payload ->> 'statement'))
+                     OR (e.kind = prefix || '.truncate' AND NOT e.payload ? 'partition'))
+              ORDER BY e.seq DESC NULLS FIRST, e.intake_id DESC
+              LIMIT 1)
+            UNION ALL
+            (SELECT e.kind, NULL, NULL, e.seq, e.intake_id FROM @schema@.events e
+              WHERE e.kind IN ('audit.tracking_disabled', 'audit.tracked_table_dropped')
+                AND e.origin = 'system' AND e.target_type = 'table'
+                AND e.payload ->> 'kind_prefix' = prefix
+                AND e.occurred_at <= at
+              ORDER BY e.seq DESC NULLS FIRST, e.intake_id DESC
+              LIMIT 1)) AS x
+     ORDER BY x.seq DESC NULLS FIRST, x.intake_id DESC
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION @schema@._last_change(text, text, timestamptz) IS
+    'The last event at or before a moment that says what became of a row: a captured change, a TRUNCATE of '
+    'its whole table, or the end of its table''s tracking (audit.tracking_disabled, audit.tracked_table_dropped).';
+
 CREATE OR REPLACE FUNCTION @schema@.row_as_of(target regclass, key text, at timestamptz)
 RETURNS jsonb
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- The last captured change to the row (or its baseline image), or TRUNCATE of its whole table,
-    -- among those whose statement began at or before `at`. (A TRUNCATE of one partition names no rows:
-    -- it does not count.) The row exists if that change inserted it or updated it into this key, or
-    -- it is its baseline. An UPDATE that moved a row away from this key does not count when another row
-    -- of the same statement took the key (a swap).
+    -- The row exists if its last change inserted it or updated it into this key, or is its baseline;
+    -- after a TRUNCATE, or the end of tracking, there is no image of it.
     SELECT CASE WHEN last.kind IN (h.prefix || '.baseline', h.prefix || '.insert', h.prefix || '.update')
                      AND last.target_id = h.target_id
                 THEN last.row_after END
       FROM @schema@._history_target(target, key) AS h
-      LEFT JOIN LATERAL (
-          SELECT e.kind, e.target_id, e.row_after FROM @schema@.events e
-           WHERE e.target_type = h.prefix AND e.occurred_at <= at
-             AND coalesce(e.origin, 'capture') = 'capture'
-             AND ((e.target_id = h.target_id
-                   AND e.kind IN (h.prefix || '.baseline', h.prefix || '.insert', h.prefix || '.update', h.prefix || '.delete'))
-                  OR (e.payload ? 'moved_from' AND e.payload ->> 'moved_from' = h.target_id
-                      AND e.kind = h.prefix || '.update'
-                      AND NOT EXISTS (SELECT 1 FROM @schema@.events a
-                                       WHERE a.target_type = h.prefix AND a.target_id = h.target_id
-                                         AND a.kind = h.prefix || '.update'
-                                         AND a.payload ->> 'statement' = e.payload ->> 'statement'))
-                  OR (e.kind = h.prefix || '.truncate' AND NOT e.payload ? 'partition'))
-           ORDER BY e.seq DESC NULLS FIRST, e.intake_id DESC
-           LIMIT 1) AS last ON true
+      LEFT JOIN LATERAL @schema@._last_change(h.prefix, h.target_id, at) AS last ON true
 $$;
 COMMENT ON FUNCTION @schema@.row_as_of(regclass, text, timestamptz) IS
     'The row as captured at a moment (its last image among changes begun at or before `at`, in the order '
@@ -136,6 +161,13 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO h FROM @schema@._history_target(target, key);
+    -- Tracking had ended by then (and had not begun again since with a change of the row): whatever
+    -- was recorded before says nothing of the rows at `at`.
+    IF (SELECT l.kind FROM @schema@._last_change(h.prefix, h.target_id, at) l)
+       IN ('audit.tracking_disabled', 'audit.tracked_table_dropped') THEN
+        state := 'unknown';
+        RETURN;
+    END IF;
     -- A change of the row (or a TRUNCATE of its table) at or before `at`, and no image: it was gone.
     IF EXISTS (SELECT 1 FROM @schema@.row_history(target, key) e WHERE e.occurred_at <= at)
        OR EXISTS (SELECT 1 FROM @schema@.events e

@@ -112,6 +112,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@.row_as_of(regclass, text, timestamptz),
     @schema@.row_state_as_of(regclass, text, timestamptz),
     @schema@._history_target(regclass, text),
+    @schema@._last_change(text, text, timestamptz),
     @schema@._key_columns(regclass),
     @schema@._tracking_of(oid),
     @schema@._lineage(oid),

@@ -14,6 +14,7 @@ from pgaudit_py import (
     HistoryIncomplete,
     InvalidArgument,
     InvalidTarget,
+    disable_tracking,
     enable_tracking,
     list_events,
     row_as_of,
@@ -309,3 +310,37 @@ def test_row_state_tells_no_record_apart_from_did_not_exist(db, connect, attacke
     assert state("3", tracked) == ("absent", None)  # inserted later
     assert state("3", after) == ("absent", None)  # deleted
     assert state("4", after) == ("unknown", None)  # never seen: it may never have existed, or be unchanged
+
+
+def test_after_tracking_ends_the_last_image_is_no_longer_the_rows_state(db, connect, maintainer):
+    """Once tracking is disabled, or the table dropped, the rows may change with no event: what was
+    recorded says nothing of them afterwards ('unknown', no image), until a change of the row is
+    captured again; a table made again under a dropped one's name has the old one's past, up to the
+    drop (tests/test_trust_attacks_69.py)."""
+    db.execute("CREATE TABLE public.accts (id int PRIMARY KEY, v int); ALTER TABLE public.accts OWNER TO app_maintainer")
+    enable_tracking(maintainer, "public.accts")
+    db.execute("INSERT INTO public.accts VALUES (1, 5), (2, 6)")
+    tracked = now(db)
+    disable_tracking(maintainer, "public.accts")
+    db.execute("UPDATE public.accts SET v = 99 WHERE id = 1")  # not captured
+    disabled = now(db)
+    reader = connect("app_reader")
+    assert row_state_as_of(reader, "public.accts", "1", tracked).image == {"id": 1, "v": 5}
+    assert (row_state_as_of(reader, "public.accts", "1", disabled).state,
+            row_as_of(reader, "public.accts", "1", disabled)) == ("unknown", None)
+
+    enable_tracking(maintainer, "public.accts")
+    db.execute("UPDATE public.accts SET v = 7 WHERE id = 2")
+    updated = now(db)
+    db.execute("DROP TABLE public.accts")
+    dropped = now(db)
+    db.execute("CREATE TABLE public.accts (id int PRIMARY KEY, v int); INSERT INTO public.accts VALUES (2, 1000)")
+    seal(db)
+    assert row_state_as_of(reader, "public.accts", "2", tracked).image == {"id": 2, "v": 6}  # the name's past
+    assert row_state_as_of(reader, "public.accts", "2", updated).image == {"id": 2, "v": 7}
+    assert (row_state_as_of(reader, "public.accts", "2", dropped).state,
+            row_as_of(reader, "public.accts", "2", dropped)) == ("unknown", None)
+    db.execute("ALTER TABLE public.accts OWNER TO app_maintainer")
+    enable_tracking(maintainer, "public.accts")
+    db.execute("UPDATE public.accts SET v = 1001 WHERE id = 2")
+    assert row_state_as_of(reader, "public.accts", "2", now(db)).image == {"id": 2, "v": 1001}
