@@ -254,6 +254,7 @@ RETURNS @schema@.tracked_tables
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off  -- the names it records and keeps, whoever calls it (tests/test_trust_attacks_70.py)
 AS $$
 DECLARE
     result @schema@.tracked_tables;
@@ -324,6 +325,7 @@ RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off  -- the names it records and keeps, whoever calls it (tests/test_trust_attacks_70.py)
 AS $$
 DECLARE
     gone @schema@.tracked_tables;
@@ -357,6 +359,7 @@ RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off  -- the names it records and keeps, whoever calls it (tests/test_trust_attacks_70.py)
 AS $$
 DECLARE
     t @schema@.tracked_tables := @schema@._tracking_of(target);

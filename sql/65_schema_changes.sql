@@ -502,9 +502,13 @@ BEGIN
              WHERE d.classid = 'pg_class'::regclass AND d.objid = t.relid AND d.objsubid > 0));
     END LOOP;
     -- A capture or rate-limit trigger dropped from a table that tracking or a limit still covers, or
-    -- the rule that keeps MERGE off a partitioned one (_refuse_merge).
-    FOR rel IN SELECT DISTINCT to_regclass(format('%I.%I', d.address_names[1], d.address_names[2]))
+    -- the rule that keeps MERGE off a partitioned one (_refuse_merge). The table is found in the
+    -- catalogue by its names, not by to_regclass, which needs USAGE on its schema (the owner role
+    -- may have none there: tests/test_trust_attacks_70.py).
+    FOR rel IN SELECT DISTINCT c.oid
                  FROM pg_event_trigger_dropped_objects() d
+                 JOIN pg_namespace n ON n.nspname = d.address_names[1]
+                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = d.address_names[2]
                 WHERE (d.classid = 'pg_trigger'::regclass
                        AND (starts_with(d.address_names[3], '@schema@_capture_') OR d.address_names[3] = '@schema@_rate_limit'))
                    OR d.classid = 'pg_rewrite'::regclass LOOP

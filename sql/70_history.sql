@@ -92,19 +92,30 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- The last of each kind of word, each found by its own index (the row's key, the key it moved
+    -- from, a kind), never by walking the table's whole history (tests/test_trust_attacks_70.py).
     SELECT x.kind, x.target_id, x.row_after
       FROM ((SELECT e.kind, e.target_id, e.row_after, e.seq, e.intake_id FROM @schema@.events e
-              WHERE e.target_type = prefix AND e.occurred_at <= at
+              WHERE e.target_id = key AND e.target_type = prefix AND e.occurred_at <= at
+                AND e.kind IN (prefix || '.baseline', prefix || '.insert', prefix || '.update', prefix || '.delete')
                 AND coalesce(e.origin, 'capture') = 'capture'
-                AND ((e.target_id = key
-                      AND e.kind IN (prefix || '.baseline', prefix || '.insert', prefix || '.update', prefix || '.delete'))
-                     OR (e.payload ? 'moved_from' AND e.payload ->> 'moved_from' = key
-                         AND e.kind = prefix || '.update'
-                         AND NOT EXISTS (SELECT 1 FROM @schema@.events a
-                                          WHERE a.target_type = prefix AND a.target_id = key
-                                            AND a.kind = prefix || '.update'
-                                            AND a.payload ->> 'statement' = e.payload ->> 'statement'))
-                     OR (e.kind = prefix || '.truncate' AND NOT e.payload ? 'partition'))
+              ORDER BY e.seq DESC NULLS FIRST, e.intake_id DESC
+              LIMIT 1)
+            UNION ALL
+            (SELECT e.kind, e.target_id, e.row_after, e.seq, e.intake_id FROM @schema@.events e
+              WHERE e.target_type = prefix AND e.payload ? 'moved_from' AND e.payload ->> 'moved_from' = key
+                AND e.occurred_at <= at AND e.kind = prefix || '.update'
+                AND coalesce(e.origin, 'capture') = 'capture'
+                AND NOT EXISTS (SELECT 1 FROM @schema@.events a
+                                 WHERE a.target_id = key AND a.target_type = prefix
+                                   AND a.kind = prefix || '.update'
+                                   AND a.payload ->> 'statement' = e.payload ->> 'statement')
+              ORDER BY e.seq DESC NULLS FIRST, e.intake_id DESC
+              LIMIT 1)
+            UNION ALL
+            (SELECT e.kind, e.target_id, e.row_after, e.seq, e.intake_id FROM @schema@.events e
+              WHERE e.kind = prefix || '.truncate' AND e.target_type = prefix AND NOT e.payload ? 'partition'
+                AND e.occurred_at <= at AND coalesce(e.origin, 'capture') = 'capture'
               ORDER BY e.seq DESC NULLS FIRST, e.intake_id DESC
               LIMIT 1)
             UNION ALL
@@ -161,23 +172,17 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO h FROM @schema@._history_target(target, key);
-    -- Tracking had ended by then (and had not begun again since with a change of the row): whatever
-    -- was recorded before says nothing of the rows at `at`.
+    -- The last change of the row (or a TRUNCATE of its table) at or before `at`, and no image: it was
+    -- gone; unless the last word by then is that tracking ended (its table's rows then said nothing
+    -- of, until what the current tracking says below).
     IF (SELECT l.kind FROM @schema@._last_change(h.prefix, h.target_id, at) l)
-       IN ('audit.tracking_disabled', 'audit.tracked_table_dropped') THEN
-        state := 'unknown';
-        RETURN;
-    END IF;
-    -- A change of the row (or a TRUNCATE of its table) at or before `at`, and no image: it was gone.
-    IF EXISTS (SELECT 1 FROM @schema@.row_history(target, key) e WHERE e.occurred_at <= at)
-       OR EXISTS (SELECT 1 FROM @schema@.events e
-                   WHERE e.target_type = h.prefix AND e.kind = h.prefix || '.truncate' AND NOT e.payload ? 'partition'
-                     AND coalesce(e.origin, 'capture') = 'capture' AND e.occurred_at <= at) THEN
+       NOT IN ('audit.tracking_disabled', 'audit.tracked_table_dropped') THEN
         state := 'absent';
         RETURN;
     END IF;
     -- Imaged whole since a baseline before `at`, and no image of it: it was not there (unless events
-    -- from the baseline on may have been pruned or archived away: then its image may be gone).
+    -- from the baseline on may have been pruned or archived away: then its image may be gone). The
+    -- baseline is the current tracking's, so taken after any end of an earlier one.
     IF (@schema@._tracking_of(target)).baseline_at <= at
        AND NOT EXISTS (SELECT 1 FROM @schema@.prune_points p WHERE p.cutoff > (@schema@._tracking_of(target)).baseline_at) THEN
         state := 'absent';
