@@ -265,6 +265,12 @@ BEGIN
     PERFORM @schema@._check_trackable(entry);
     who := @schema@._check_owner(entry.relid);
     PERFORM @schema@._check_owner(c) FROM @schema@._capture_tables(entry.relid) c WHERE c <> entry.relid;  -- partitions too
+    -- Moved to another prefix: tracking under the old one ends, and says so there, so that its
+    -- events say nothing of the rows from then on (row_as_of; tests/test_trust_attacks_70.py).
+    PERFORM @schema@._record('audit.tracking_disabled', NULL, NULL, NULL, 'table', t.table_name,
+                             jsonb_build_object('kind_prefix', t.kind_prefix, 'moved_to', entry.kind_prefix),
+                             'success', NULL, NULL)
+       FROM @schema@.tracked_tables t WHERE t.relid = entry.relid AND t.kind_prefix <> entry.kind_prefix;
     INSERT INTO @schema@.tracked_tables AS t (relid, table_name, kind_prefix, key_columns, exclude_columns,
                                               redact_columns, tenant_column, exclude_attnums, redact_attnums,
                                               tenant_attnum, skip_noop_updates, enabled_by)
@@ -452,8 +458,11 @@ DECLARE
     part oid;
 BEGIN
     entry.relid := target;
-    entry.kind_prefix := coalesce(kind_prefix, (SELECT n.nspname || '.' || c.relname FROM pg_class c
-                                                  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = target));
+    -- A table tracked already keeps its prefix unless another is given: renamed since, its name is
+    -- no longer its prefix (tests/test_trust_attacks_70.py).
+    entry.kind_prefix := coalesce(kind_prefix, (SELECT t.kind_prefix FROM @schema@.tracked_tables t WHERE t.relid = target),
+                                  (SELECT n.nspname || '.' || c.relname FROM pg_class c
+                                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = target));
     entry.exclude_columns := exclude_columns;
     entry.redact_columns := redact_columns;
     entry.tenant_column := tenant_column;

@@ -213,6 +213,9 @@ def test_h3_a_kind_prefix_switched_away_and_back_does_not_revive_the_old_images(
     assert not switched or two[0] != "existed", f"row 2, deleted under the other prefix, read as existing: {two}"
 
 
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, row_state_as_of): rows that leave a tracked table with "
+                   "a partition (detached, dropped, truncated) leave no event of their own, and an event names no partition, "
+                   "so the parent's history goes on reading them as they were; strict, so that a change that closes it says so")
 @pytest.mark.parametrize("how", ["detach", "drop", "truncate", "reattach"])
 def test_h4_rows_that_left_with_a_partition_do_not_read_as_the_parents_rows(kit, how):
     """Attack: a partitioned table tracked with a baseline; its owner detaches, drops or truncates
