@@ -285,7 +285,9 @@ BEGIN
             redact_columns = excluded.redact_columns, tenant_column = excluded.tenant_column,
             exclude_attnums = excluded.exclude_attnums, redact_attnums = excluded.redact_attnums,
             tenant_attnum = excluded.tenant_attnum, skip_noop_updates = excluded.skip_noop_updates,
-            enabled_at = now(), enabled_by = excluded.enabled_by
+            enabled_at = now(), enabled_by = excluded.enabled_by,
+            -- A baseline is its prefix's: under another, no event holds the rows it imaged.
+            baseline_at = CASE WHEN t.kind_prefix = excluded.kind_prefix THEN t.baseline_at END
     RETURNING * INTO result;
     INSERT INTO @schema@.kind_prefixes AS k (kind_prefix, relid, table_name) VALUES (result.kind_prefix, result.relid, result.table_name)
     ON CONFLICT (kind_prefix) DO UPDATE SET relid = excluded.relid, table_name = excluded.table_name;
