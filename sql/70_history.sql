@@ -173,8 +173,8 @@ BEGIN
     END IF;
     SELECT * INTO h FROM @schema@._history_target(target, key);
     -- The last change of the row (or a TRUNCATE of its table) at or before `at`, and no image: it was
-    -- gone; unless the last word by then is that tracking ended (its table's rows then said nothing
-    -- of, until what the current tracking says below).
+    -- gone. Unless the last word by then is that tracking ended: what was recorded before says
+    -- nothing of the rows after it, and only the current tracking (below) may.
     IF (SELECT l.kind FROM @schema@._last_change(h.prefix, h.target_id, at) l)
        NOT IN ('audit.tracking_disabled', 'audit.tracked_table_dropped') THEN
         state := 'absent';
