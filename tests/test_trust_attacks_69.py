@@ -49,7 +49,16 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from trial_helpers import both_verifiers, problems_of, seal_all
+from trial_helpers import (
+    TableOwnerKit,
+    acct,
+    both_verifiers,
+    n_events,
+    problems_of,
+    seal_all,
+    sqlstate_of,
+    table_owner_kit,
+)
 
 from pgaudit_py import (
     disable_tracking,
@@ -73,10 +82,11 @@ MAY_RUN = {"t69_owner", "t69_mallory", "app_writer", "audit_sandbox"}
 # ============================================ fixture ============================================
 
 
-class Kit:
-    def __init__(self, db, connect):
-        self.db = db
-        self._connect = connect
+class Kit(TableOwnerKit):
+    """Also keeps the spy's notices, from every session it makes."""
+
+    def __init__(self, db, connect, prefix):
+        super().__init__(db, connect, prefix)
         self.notices: list[dict] = []
 
     def _keep(self, notice: psycopg.errors.Diagnostic) -> None:
@@ -90,7 +100,7 @@ class Kit:
         return conn
 
     def conn(self, role: str | None = None, **kwargs) -> psycopg.Connection:
-        return self.watch(self._connect(role, **kwargs))
+        return self.watch(super().conn(role, **kwargs))
 
     def runs(self) -> list[tuple]:
         rows = [tuple(r) for r in self.db.execute("SELECT who, sess, what, forged FROM public.t69_who_ran")]
@@ -106,19 +116,11 @@ class Kit:
 
 @pytest.fixture
 def kit(db, connect):
-    name = db.info.dbname
-    db.execute("CREATE ROLE t69_owner LOGIN")
-    db.execute("CREATE ROLE t69_mallory LOGIN")
-    try:
-        db.execute("GRANT t69_owner TO app_maintainer")
-        db.execute("GRANT CREATE ON SCHEMA public TO t69_owner, t69_mallory")
-        db.execute(f"GRANT CREATE ON DATABASE {name} TO t69_owner")
+    with table_owner_kit(db, connect, "t69", Kit) as k:
         db.execute("CREATE TABLE public.t69_who_ran (who text, sess text, what text, forged boolean)")
         db.execute("GRANT ALL ON public.t69_who_ran TO PUBLIC")
-        k = Kit(db, connect)
         k.watch(db)
-        mallory = k.conn("t69_mallory")
-        mallory.execute("""
+        k.mallory.execute("""
             CREATE FUNCTION public.t69_spy(what text) RETURNS boolean LANGUAGE plpgsql AS $$
             DECLARE forged boolean := true;
             BEGIN
@@ -140,44 +142,7 @@ def kit(db, connect):
             CREATE FUNCTION public.t69_tspy(what text, x text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
             BEGIN PERFORM public.t69_spy(what); RETURN x; END $$;
             GRANT EXECUTE ON FUNCTION public.t69_spy(text), public.t69_ispy(text, int), public.t69_tspy(text, text) TO PUBLIC""")
-        k.owner = k.conn("t69_owner")
-        k.writer = k.conn("app_writer")
-        k.reader = k.conn("app_reader")
-        k.maint = k.conn("app_maintainer")
-        k.mallory = mallory
         yield k
-    finally:
-        with suppress(Exception):
-            db.execute("RESET ROLE")
-        db.execute(f"REVOKE CREATE ON DATABASE {name} FROM t69_owner")
-        for role in ("t69_owner", "t69_mallory"):
-            with suppress(psycopg.Error):
-                db.execute(f"REASSIGN OWNED BY {role} TO {db.info.user}")
-            with suppress(psycopg.Error):
-                db.execute(f"DROP OWNED BY {role}")
-        for role in ("t69_owner", "t69_mallory"):
-            with suppress(psycopg.Error):
-                db.execute(f"REVOKE {role} FROM app_maintainer")
-            db.execute(f"DROP ROLE IF EXISTS {role}")
-
-
-def acct(kit, *, table: str = "t69_acct", columns: str = "", baseline: bool = False, **options) -> None:
-    kit.owner.execute(f"""CREATE TABLE public.{table} (id int PRIMARY KEY, v int, note text{columns});
-                          GRANT ALL ON public.{table} TO app_writer;
-                          INSERT INTO public.{table} (id, v) VALUES (1, 0), (2, 0)""")
-    enable_tracking(kit.maint, f"public.{table}", baseline=baseline, **options)
-
-
-def n_events(db, kind: str) -> int:
-    return db.execute("SELECT count(*) FROM audit.events WHERE kind = %s", [kind]).fetchone()[0]
-
-
-def sqlstate_of(conn, statement: str, params=None) -> str | None:
-    try:
-        conn.execute(statement, params)
-        return None
-    except psycopg.Error as e:
-        return e.sqlstate
 
 
 def tamper(db, where: str, setting: str = "payload = payload || '{\"t69\": 1}'") -> None:

@@ -30,107 +30,25 @@ from contextlib import suppress
 
 import psycopg
 import pytest
-from trial_helpers import both_verifiers, seal_all
+from trial_helpers import (
+    acct,
+    both_verifiers,
+    n_events,
+    seal_all,
+    sqlstate_of,
+    system_texts,
+    table_owner_kit,
+)
 
 from pgaudit_py import disable_tracking, enable_tracking, seal
 
 # ============================================ fixture ============================================
 
 
-class Kit:
-    def __init__(self, db, connect):
-        self.db = db
-        self._connect = connect
-
-    def conn(self, role: str | None = None, **kwargs) -> psycopg.Connection:
-        return self._connect(role, **kwargs)
-
-    def now(self):
-        return self.db.execute("SELECT clock_timestamp()").fetchone()[0]
-
-    def tick(self):
-        """A moment strictly between what happened before and what happens after."""
-        time.sleep(0.01)
-        at = self.now()
-        time.sleep(0.01)
-        return at
-
-    def state(self, table: str, key: str, at, conn=None):
-        conn = conn or self.reader
-        try:
-            row = conn.execute("SELECT state, image FROM audit.row_state_as_of(%s::regclass, %s, %s)",
-                               [table, key, at]).fetchone()
-            return row[0], row[1]
-        except psycopg.Error as e:
-            return "refused", e.sqlstate
-
-    def as_of(self, table: str, key: str, at):
-        try:
-            return self.reader.execute("SELECT audit.row_as_of(%s::regclass, %s, %s)", [table, key, at]).fetchone()[0]
-        except psycopg.Error as e:
-            return ("refused", e.sqlstate)
-
-    def history(self, table: str, key: str):
-        try:
-            return [r[0] for r in self.reader.execute(
-                "SELECT kind FROM audit.row_history(%s::regclass, %s)", [table, key])]
-        except psycopg.Error as e:
-            return ("refused", e.sqlstate)
-
-
 @pytest.fixture
 def kit(db, connect):
-    name = db.info.dbname
-    db.execute("CREATE ROLE t70_owner LOGIN")
-    db.execute("CREATE ROLE t70_mallory LOGIN")
-    try:
-        db.execute("GRANT t70_owner TO app_maintainer")
-        db.execute("GRANT CREATE ON SCHEMA public TO t70_owner, t70_mallory")
-        db.execute(f"GRANT CREATE ON DATABASE {name} TO t70_owner")
-        k = Kit(db, connect)
-        k.owner = k.conn("t70_owner")
-        k.mallory = k.conn("t70_mallory")
-        k.writer = k.conn("app_writer")
-        k.reader = k.conn("app_reader")
-        k.maint = k.conn("app_maintainer")
+    with table_owner_kit(db, connect, "t70") as k:
         yield k
-    finally:
-        with suppress(Exception):
-            db.execute("RESET ROLE")
-        db.execute(f"REVOKE CREATE ON DATABASE {name} FROM t70_owner")
-        for role in ("t70_owner", "t70_mallory"):
-            with suppress(psycopg.Error):
-                db.execute(f"REASSIGN OWNED BY {role} TO {db.info.user}")
-            with suppress(psycopg.Error):
-                db.execute(f"DROP OWNED BY {role}")
-        for role in ("t70_owner", "t70_mallory"):
-            with suppress(psycopg.Error):
-                db.execute(f"REVOKE {role} FROM app_maintainer")
-            db.execute(f"DROP ROLE IF EXISTS {role}")
-
-
-def acct(kit, table: str = "t70_acct", *, rows: str = "(1, 0), (2, 0)", baseline: bool = False, **options) -> None:
-    kit.owner.execute(f"""CREATE TABLE public.{table} (id int PRIMARY KEY, v int, note text);
-                          GRANT ALL ON public.{table} TO app_writer;
-                          INSERT INTO public.{table} (id, v) VALUES {rows}""")
-    enable_tracking(kit.maint, f"public.{table}", baseline=baseline, **options)
-
-
-def n_events(db, kind: str) -> int:
-    return db.execute("SELECT count(*) FROM audit.events WHERE kind = %s", [kind]).fetchone()[0]
-
-
-def sqlstate_of(conn, statement: str, params=None) -> str | None:
-    try:
-        conn.execute(statement, params)
-        return None
-    except psycopg.Error as e:
-        return e.sqlstate
-
-
-def system_texts(db) -> list[str]:
-    return [f"{r[0]} {r[1]} {r[2]}" for r in db.execute(
-        "SELECT kind, target_id, payload::text FROM audit.events WHERE origin = 'system' ORDER BY seq NULLS LAST, intake_id")]
 
 
 # ========================================= class H: history =========================================

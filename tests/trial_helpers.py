@@ -4,11 +4,12 @@ sealing and re-installing as an operator would, and reading what status and both
 from __future__ import annotations
 
 import subprocess
-from contextlib import suppress
+import time
+from contextlib import contextmanager, suppress
 
 import psycopg
 
-from pgaudit_py import install, seal, status
+from pgaudit_py import enable_tracking, install, seal, status
 from pgaudit_py.chain import verify_chain
 from pgaudit_py.install_script import install_script
 from pgaudit_py.tempdb import find_binary
@@ -96,3 +97,112 @@ def script_reinstall(db: psycopg.Connection) -> str | None:
                            "-p", str(info.port), "-U", info.user, "-d", info.dbname, "-f", "-"],
                           input=script, capture_output=True, text=True, timeout=300)
     return None if done.returncode == 0 else done.stderr[-400:]
+
+
+class TableOwnerKit:
+    """A trial's sessions, one per role: a table owner's (`<prefix>_owner`, whose tables the maintainer
+    may track), a plain login's with CREATE on public (`<prefix>_mallory`), the writer's, the reader's
+    and the maintainer's; and the history functions as the reader calls them."""
+
+    def __init__(self, db: psycopg.Connection, connect, prefix: str):
+        self.db = db
+        self._connect = connect
+        self.prefix = prefix
+
+    def conn(self, role: str | None = None, **kwargs) -> psycopg.Connection:
+        return self._connect(role, **kwargs)
+
+    def now(self):
+        return self.db.execute("SELECT clock_timestamp()").fetchone()[0]
+
+    def tick(self):
+        """A moment strictly between what happened before and what happens after."""
+        time.sleep(0.01)
+        at = self.now()
+        time.sleep(0.01)
+        return at
+
+    def state(self, table: str, key: str, at, conn=None):
+        conn = conn or self.reader
+        try:
+            row = conn.execute("SELECT state, image FROM audit.row_state_as_of(%s::regclass, %s, %s)",
+                               [table, key, at]).fetchone()
+            return row[0], row[1]
+        except psycopg.Error as e:
+            return "refused", e.sqlstate
+
+    def as_of(self, table: str, key: str, at):
+        try:
+            return self.reader.execute("SELECT audit.row_as_of(%s::regclass, %s, %s)", [table, key, at]).fetchone()[0]
+        except psycopg.Error as e:
+            return ("refused", e.sqlstate)
+
+    def history(self, table: str, key: str):
+        try:
+            return [r[0] for r in self.reader.execute(
+                "SELECT kind FROM audit.row_history(%s::regclass, %s)", [table, key])]
+        except psycopg.Error as e:
+            return ("refused", e.sqlstate)
+
+
+@contextmanager
+def table_owner_kit(db: psycopg.Connection, connect, prefix: str, kit_class=TableOwnerKit):
+    """Makes `<prefix>_owner` (CREATE on public and on the database; app_maintainer a member of it) and
+    `<prefix>_mallory` (CREATE on public), yields the kit with a session of each role, and drops both
+    roles and all they own afterwards: a test leaves no role or membership in the cluster."""
+    name = db.info.dbname
+    owner, mallory = f"{prefix}_owner", f"{prefix}_mallory"
+    db.execute(f"CREATE ROLE {owner} LOGIN")
+    db.execute(f"CREATE ROLE {mallory} LOGIN")
+    try:
+        db.execute(f"GRANT {owner} TO app_maintainer")
+        db.execute(f"GRANT CREATE ON SCHEMA public TO {owner}, {mallory}")
+        db.execute(f"GRANT CREATE ON DATABASE {name} TO {owner}")
+        kit = kit_class(db, connect, prefix)
+        kit.owner = kit.conn(owner)
+        kit.mallory = kit.conn(mallory)
+        kit.writer = kit.conn("app_writer")
+        kit.reader = kit.conn("app_reader")
+        kit.maint = kit.conn("app_maintainer")
+        yield kit
+    finally:
+        with suppress(Exception):
+            db.execute("RESET ROLE")
+        db.execute(f"REVOKE CREATE ON DATABASE {name} FROM {owner}")
+        for role in (owner, mallory):
+            with suppress(psycopg.Error):
+                db.execute(f"REASSIGN OWNED BY {role} TO {db.info.user}")
+            with suppress(psycopg.Error):
+                db.execute(f"DROP OWNED BY {role}")
+        for role in (owner, mallory):
+            with suppress(psycopg.Error):
+                db.execute(f"REVOKE {role} FROM app_maintainer")
+            db.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def acct(kit: TableOwnerKit, table: str | None = None, *, columns: str = "", rows: str = "(1, 0), (2, 0)",
+         baseline: bool = False, **options) -> None:
+    """The owner's table `<prefix>_acct (id int PRIMARY KEY, v int, note text)` with two rows (or `rows`),
+    written by the writer, tracked by the maintainer."""
+    table = table or f"{kit.prefix}_acct"
+    kit.owner.execute(f"""CREATE TABLE public.{table} (id int PRIMARY KEY, v int, note text{columns});
+                          GRANT ALL ON public.{table} TO app_writer;
+                          INSERT INTO public.{table} (id, v) VALUES {rows}""")
+    enable_tracking(kit.maint, f"public.{table}", baseline=baseline, **options)
+
+
+def n_events(db: psycopg.Connection, kind: str) -> int:
+    return db.execute("SELECT count(*) FROM audit.events WHERE kind = %s", [kind]).fetchone()[0]
+
+
+def sqlstate_of(conn: psycopg.Connection, statement: str, params=None) -> str | None:
+    try:
+        conn.execute(statement, params)
+        return None
+    except psycopg.Error as e:
+        return e.sqlstate
+
+
+def system_texts(db: psycopg.Connection) -> list[str]:
+    return [f"{r[0]} {r[1]} {r[2]}" for r in db.execute(
+        "SELECT kind, target_id, payload::text FROM audit.events WHERE origin = 'system' ORDER BY seq NULLS LAST, intake_id")]
