@@ -163,20 +163,23 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     h record;
+    latest record;
     since timestamptz;
     first_after record;
 BEGIN
-    image := @schema@.row_as_of(target, key, at);
-    IF image IS NOT NULL THEN
+    SELECT * INTO h FROM @schema@._history_target(target, key);
+    SELECT * INTO latest FROM @schema@._last_change(h.prefix, h.target_id, at);
+    -- What row_as_of answers, from the same last change.
+    IF latest.kind IN (h.prefix || '.baseline', h.prefix || '.insert', h.prefix || '.update')
+       AND latest.target_id = h.target_id AND latest.row_after IS NOT NULL THEN
         state := 'existed';
+        image := latest.row_after;
         RETURN;
     END IF;
-    SELECT * INTO h FROM @schema@._history_target(target, key);
     -- The last change of the row (or a TRUNCATE of its table) at or before `at`, and no image: it was
     -- gone. Unless the last word by then is that tracking ended: what was recorded before says
     -- nothing of the rows after it, and only the current tracking (below) may.
-    IF (SELECT l.kind FROM @schema@._last_change(h.prefix, h.target_id, at) l)
-       NOT IN ('audit.tracking_disabled', 'audit.tracked_table_dropped') THEN
+    IF latest.kind NOT IN ('audit.tracking_disabled', 'audit.tracked_table_dropped') THEN
         state := 'absent';
         RETURN;
     END IF;
