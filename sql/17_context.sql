@@ -27,17 +27,25 @@ RETURNS inet
 LANGUAGE plpgsql
 STABLE
 AS $$
+DECLARE
+    addr inet;
 BEGIN
     BEGIN  -- a subtransaction, paid only when the application names an address
-        RETURN given::inet;
+        addr := given::inet;
     EXCEPTION WHEN invalid_text_representation THEN
-        RAISE EXCEPTION 'pgaudit_py.client_addr is not an IP address: %', given
-            USING ERRCODE = 'PA007';
+        addr := NULL;
     END;
+    -- One host: a network (10.0.0.0/8, 0.0.0.0/0) names no client (tests/test_trust_attacks_72.py).
+    IF addr IS NULL OR pg_catalog.masklen(addr) OPERATOR(pg_catalog.<>)
+                       (CASE pg_catalog.family(addr) WHEN 4 THEN 32 ELSE 128 END) THEN
+        RAISE EXCEPTION 'pgaudit_py.client_addr is not an IP address: %', pg_catalog.left(given, 100)
+            USING ERRCODE = 'PA007';
+    END IF;
+    RETURN addr;
 END
 $$;
 COMMENT ON FUNCTION @schema@._parse_client_addr(text) IS
-    'The address an application named in pgaudit_py.client_addr; PA007 if it is none.';
+    'The address an application named in pgaudit_py.client_addr; PA007 if it is not one host''s address.';
 
 -- SQL, so that callers (record, every capture trigger) inline it: the common case, no address
 -- named, costs no function call.
