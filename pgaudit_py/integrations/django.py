@@ -15,7 +15,9 @@ one transaction ends and the next begins, nor of a savepoint's rollback), but in
 already failed (whose next statement is its rollback); a query in autocommit is run in a
 transaction of its own for it (BEGIN, the values, the query, COMMIT). Nothing of a request is ever
 set for the session (a connection just opened starts with the session's values cleared), so no
-connection, persistent, pooled, closed and reopened mid-request, carries anything to other work.
+connection, persistent, pooled, closed and reopened mid-request, carries anything to other work;
+what a request's own code set for the session is cleared before the connection's next work outside
+a request.
 A streamed response's body, which Django runs after the middleware has returned, is served with
 the same context.
 """
@@ -51,18 +53,28 @@ def _set_values(connection: Any, values: list[str]) -> None:
 def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
     served = current()
     connection = context["connection"]
+    # A request's own code may have set values for the session (set_config(..., false), SET): after
+    # a request, the connection's session is suspect until cleared (tests/test_trust_attacks_72.py).
+    after_request = served is None and getattr(connection, "_pgaudit_py_served", False)
+    if served is not None:
+        connection._pgaudit_py_served = True
     # In a transaction that goes on after the query (atomic, or AUTOCOMMIT off, where Django's own
     # transaction stays open), the values stay in it too.
     if connection.in_atomic_block or not connection.get_autocommit():
         # Outside a request, clear what this transaction was given in one (a thread the request
-        # started may go on in it after the request has ended); otherwise there is nothing to clear.
+        # started may go on in it after the request has ended), or what a request left the session
+        # holding; otherwise there is nothing to clear.
         if int(connection.connection.info.transaction_status) != _FAILED and (
-                served is not None or getattr(connection, "_pgaudit_py_set", False)):
+                served is not None or after_request or getattr(connection, "_pgaudit_py_set", False)):
             _set_values(connection, settings_of_request())  # nobody's outside a request
             connection._pgaudit_py_set = served is not None
         return execute(sql, params, many, context)
     connection._pgaudit_py_set = False  # no transaction goes on
-    if served is None:  # no request (or it has ended): nobody to name, and nothing set to clear
+    if served is None:  # no request (or it has ended): nobody to name
+        if after_request:  # in autocommit, cleared for good
+            with connection.connection.cursor() as cursor:
+                cursor.execute(_SESSION_CLEARED)
+            connection._pgaudit_py_served = False
         return execute(sql, params, many, context)
     with transaction.atomic(using=connection.alias):
         _set_values(connection, served.values())
