@@ -17,7 +17,7 @@ import psycopg
 from psycopg.pq import PipelineStatus, TransactionStatus
 from psycopg.rows import tuple_row
 
-from pgaudit_py.context import CONTEXT_NAMES, GET_CONTEXT, SET_CONTEXT
+from pgaudit_py.context import CONTEXT_NAMES, GET_CONTEXT, SET_CONTEXT, check_block_holder, held_block
 from pgaudit_py.errors import InvalidInput, translated
 from pgaudit_py.events import (
     Event,
@@ -74,17 +74,18 @@ async def audit_context(conn: psycopg.AsyncConnection, *, actor_type: str | None
         async with conn.pipeline() as pipeline:  # what the server is in, not a statement still on its way
             await pipeline.sync()
     outermost = conn.info.transaction_status == TransactionStatus.IDLE
-    async with conn.transaction() as tx, conn.cursor(row_factory=tuple_row) as cursor:  # not the caller's
-        before: tuple[str, ...] = ("",) * len(CONTEXT_NAMES)
-        if not outermost:
-            row = await (await cursor.execute(GET_CONTEXT)).fetchone()
-            assert row is not None
-            before = tuple(row)
-        await cursor.execute(SET_CONTEXT, [own if own is not None else outer
-                                            for own, outer in zip(named, before, strict=True)])
-        yield tx
-        if not outermost:
-            await cursor.execute(SET_CONTEXT, list(before))
+    with held_block(conn):
+        async with conn.transaction() as tx, conn.cursor(row_factory=tuple_row) as cursor:  # not the caller's
+            before: tuple[str, ...] = ("",) * len(CONTEXT_NAMES)
+            if not outermost:
+                row = await (await cursor.execute(GET_CONTEXT)).fetchone()
+                assert row is not None
+                before = tuple(row)
+            await cursor.execute(SET_CONTEXT, [own if own is not None else outer
+                                                    for own, outer in zip(named, before, strict=True)])
+            yield tx
+            if not outermost:
+                await cursor.execute(SET_CONTEXT, list(before))
 
 
 async def record(conn: psycopg.AsyncConnection, kind: str, *, tenant_id: str | None = None,
@@ -94,6 +95,7 @@ async def record(conn: psycopg.AsyncConnection, kind: str, *, tenant_id: str | N
                  correlation_id: str | None = None, idempotency_key: str | None = None,
                  best_effort: bool = False, audit_schema: str = "audit") -> Event | None:
     """As pgaudit_py.record."""
+    check_block_holder(conn)
     call = record_call(kind, tenant_id=tenant_id, actor_type=actor_type, actor_id=actor_id,
                        target_type=target_type, target_id=target_id, payload=payload, outcome=outcome,
                        correlation_id=correlation_id, idempotency_key=idempotency_key, audit_schema=audit_schema)

@@ -13,6 +13,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pgaudit_py.calls import Call, function_call
+from pgaudit_py.context import check_block_holder
 from pgaudit_py.deep_json import tolerant_dumps
 from pgaudit_py.errors import InvalidInput
 
@@ -99,8 +100,10 @@ def record(conn: psycopg.Connection, kind: str, *, tenant_id: str | None = None,
     """Record an application event in the caller's transaction; returns it (pending until sealed).
 
     With best_effort=True a storage failure is logged and None returned, inside a savepoint so
-    the caller's transaction goes on; bad input (InvalidInput) still raises.
+    the caller's transaction goes on; bad input (InvalidInput) still raises. UnsupportedSession when
+    another thread's or task's audit_context block is open on the connection.
     """
+    check_block_holder(conn)
     call = record_call(kind, tenant_id=tenant_id, actor_type=actor_type, actor_id=actor_id,
                        target_type=target_type, target_id=target_id, payload=payload, outcome=outcome,
                        correlation_id=correlation_id, idempotency_key=idempotency_key, audit_schema=audit_schema)

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from pgaudit_py import InvalidKind, aio, audit_context, list_events, record
+from pgaudit_py import InvalidKind, UnsupportedSession, aio, audit_context, list_events, record
 from pgaudit_py.errors import MasterKeyUnavailable
 
 
@@ -166,3 +166,47 @@ def test_tracking_history_and_prune_on_an_async_connection(db, attacker):
             assert await aio.tracked_tables(maintainer) == []
 
     asyncio.run(main())
+
+
+def test_a_block_is_refused_to_another_task_on_its_connection_and_its_own_tasks_write_in_it(db):
+    """A task that did not start inside another's block on the same AsyncConnection would write as
+    that block's actor: its block and its record() are refused (UnsupportedSession). The tasks the
+    block's own code starts (asyncio.gather) carry its context and write as its actor."""
+    i = db.info
+    refused: list[str] = []
+
+    async def main() -> None:
+        conn = await psycopg.AsyncConnection.connect(host=i.host, port=i.port, dbname=i.dbname,
+                                                     user="app_writer", autocommit=True)
+        inside, done = asyncio.Event(), asyncio.Event()
+
+        async def alice() -> None:
+            async with aio.audit_context(conn, actor_id="alice", tenant_id="acme"):
+                await asyncio.gather(aio.record(conn, "own.1"), aio.record(conn, "own.2"))
+                inside.set()
+                await done.wait()
+
+        async def stranger() -> None:
+            await inside.wait()
+            try:
+                try:
+                    async with aio.audit_context(conn, actor_id="bob"):
+                        await aio.record(conn, "stranger.block")
+                except UnsupportedSession:
+                    refused.append("block")
+                try:
+                    await aio.record(conn, "stranger.record")
+                except UnsupportedSession:
+                    refused.append("record")
+            finally:
+                done.set()
+
+        async with conn:
+            await asyncio.gather(alice(), stranger())
+            await aio.record(conn, "after")
+
+    asyncio.run(main())
+    assert refused == ["block", "record"]
+    assert db.execute("SELECT kind, actor_id, tenant_id FROM audit.events WHERE origin = 'record'"
+                      " ORDER BY kind").fetchall() == [("after", "app_writer", None), ("own.1", "alice", "acme"),
+                                                       ("own.2", "alice", "acme")]

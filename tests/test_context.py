@@ -3,10 +3,13 @@ names, the outer values are back when it ends, and nothing outlives the block.""
 
 from __future__ import annotations
 
+import contextvars
+import threading
+
 import psycopg
 import pytest
 
-from pgaudit_py import audit_context, record
+from pgaudit_py import InvalidContext, UnsupportedSession, audit_context, record
 
 
 def recorded(db) -> list[tuple[str | None, str | None, str | None]]:
@@ -83,3 +86,48 @@ def test_the_outermost_block_starts_clean_whatever_the_session_holds(db, connect
     with audit_context(writer, actor_id="alice"):
         record(writer, "clean")
     assert recorded(db) == [("clean", "alice", None)]
+
+
+def test_another_threads_write_inside_a_block_is_refused_and_the_blocks_own_threads_are_not(db, connect):
+    """A block is its connection's transaction: a thread that did not start inside it would write as
+    its actor, so record() there is refused (UnsupportedSession) while the block is open, and allowed
+    once it has ended; a thread the block's code starts with its context is the block's own."""
+    writer = connect("app_writer")
+    outcome: dict[str, str] = {}
+
+    def write(kind: str) -> None:
+        try:
+            record(writer, kind)
+            outcome[kind] = "written"
+        except UnsupportedSession:
+            outcome[kind] = "refused"
+
+    with audit_context(writer, actor_id="alice", tenant_id="acme"):
+        stranger = threading.Thread(target=write, args=("stranger",))
+        stranger.start()
+        stranger.join(10)
+        own = threading.Thread(target=contextvars.copy_context().run, args=(write, "own"))
+        own.start()
+        own.join(10)
+    after = threading.Thread(target=write, args=("after",))
+    after.start()
+    after.join(10)
+    assert outcome == {"stranger": "refused", "own": "written", "after": "written"}
+    assert recorded(db) == [("own", "alice", "acme"), ("after", "app_writer", None)]
+
+
+@pytest.mark.parametrize("addr", ["10.0.0.0/8", "0.0.0.0/0", "2001:db8::/32", "10.0.0.1/24"])
+def test_a_network_is_refused_as_the_clients_address(db, connect, notes, addr):
+    """client_addr names one host: a network (or an address with a prefix shorter than the host's)
+    is refused by record() and by the capture alike, and an address with its full prefix is the host."""
+    writer = connect("app_writer")
+    with pytest.raises(InvalidContext, match="not an IP address"), \
+            audit_context(writer, actor_id="alice", client_addr=addr):
+        record(writer, "net")
+    with pytest.raises(psycopg.Error, match="not an IP address"), \
+            audit_context(writer, actor_id="alice", client_addr=addr):
+        writer.execute("INSERT INTO public.notes (body) VALUES ('x')")
+    with audit_context(writer, actor_id="alice", client_addr="10.0.0.1/32"):
+        record(writer, "host")
+    assert db.execute("SELECT kind, host(client_addr), masklen(client_addr) FROM audit.events"
+                      " WHERE origin IN ('record', 'capture')").fetchall() == [("host", "10.0.0.1", 32)]
