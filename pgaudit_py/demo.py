@@ -16,7 +16,7 @@ from pgaudit_py.context import audit_context
 from pgaudit_py.dsn import connect
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.events import count_events, list_events, monthly_event_counts, record
-from pgaudit_py.installer import install, role_names
+from pgaudit_py.installer import crypto_schema, install, role_names
 from pgaudit_py.output import counted, pair, print_table
 from pgaudit_py.sealing import seal
 from pgaudit_py.tempdb import TemporaryCluster
@@ -54,7 +54,10 @@ def show(conn: psycopg.Connection, schema: str) -> None:
 
 
 def _drop_scratch(conn: psycopg.Connection, schema: str) -> None:
-    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    # With the pgcrypto the install made, in a schema named after the scratch one, where the
+    # database had none: a later install would otherwise use it.
+    for scratch in (schema, crypto_schema(schema)):
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(scratch)))
     for role in role_names(schema).values():
         if conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s",
                         (role,)).fetchone():

@@ -247,6 +247,23 @@ def test_demo_against_a_dsn_cleans_up(dsn, db):
     assert db.execute("SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgaudit_demo_%'").fetchone() == (0,)
 
 
+def test_demo_against_a_database_without_pgcrypto_takes_the_pgcrypto_it_made_away_too(dsn, db):
+    """The installer makes pgcrypto in <schema>_crypto where the database has none: the demo's scratch
+    install does too, and leaves neither the schema nor the extension behind (a later real install
+    would otherwise use the demo's)."""
+    name = f"{db.info.dbname}_fresh"
+    db.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    try:
+        result = run("demo", "--dsn", dsn.replace(f"dbname={db.info.dbname}", f"dbname={name}"))
+        assert result.exit_code == 0, result.stderr
+        with psycopg.connect(dsn.replace(f"dbname={db.info.dbname}", f"dbname={name}")) as fresh:
+            assert fresh.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgaudit_demo_%'"
+                                 ).fetchone() == (0,)
+            assert fresh.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto'").fetchone() == (0,)
+    finally:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def test_demo_against_a_dsn_says_first_that_it_needs_a_superuser(dsn, db):
     result = run("demo", "--dsn", re.sub(r"user=\S+", "user=app_maintainer", dsn))
     assert result.exit_code == 2 and "needs a superuser" in result.stderr and "removed" not in result.stderr
