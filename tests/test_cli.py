@@ -116,6 +116,24 @@ def test_bad_option_value_exits_2(dsn):
     assert result.exit_code == 2 and "is not a duration like 90d" in result.stderr
 
 
+@pytest.mark.parametrize("args, says", [
+    (["prune", "--older-than", "99999999999d", "--yes"], "is longer than 100 years"),
+    (["prune", "--older-than", "2000000d", "--yes"], "is longer than 100 years"),
+    (["prune", "--older-than", "0s", "--yes"], "Invalid value for '--older-than': it must be longer than 0"),
+    (["events", "--since", "2000000d"], "is longer than 100 years"),
+    (["events", "--since", "99999999999d"], "is longer than 100 years"),
+    (["count", "--until", "99999999999w"], "is longer than 100 years"),
+    (["tokens", "create", "--name", "t", "--expires", "99999999999d"], "is longer than 100 years"),
+])
+def test_a_duration_out_of_reach_exits_2_with_one_line(dsn, counts, args, says):
+    """A duration longer than any date reaches (it overflowed, with a traceback), and a prune of
+    everything sealed up to now, are refused before anything runs."""
+    result = run(*args, "--dsn", dsn)
+    assert result.exit_code == 2, result.stderr
+    assert says in one_line_error(result)
+    assert counts() == (0, 0)
+
+
 def test_connection_failure_is_one_line_with_every_line_of_libpq(tmp_path):
     dsn = f"host={tmp_path} port=1 user=nobody connect_timeout=2"
     with pytest.raises(psycopg.OperationalError) as caught:

@@ -171,11 +171,19 @@ def explained(exc: PgAuditError) -> str:
     return exc.message + "".join(f" ({extra})" for extra in (exc.detail, exc.hint) if extra)
 
 
+# Longer than any retention or lifetime asked of an audit log, and short enough that a time this
+# far before or after now is still a date (a larger one overflowed, with a traceback).
+LONGEST = timedelta(days=100 * 366)
+
+
 def parse_duration(value: str) -> timedelta:
     match = DURATION.match(value)
     if not match:
         raise click.BadParameter(f"{value!r} is not a duration like 90d, 12h, 30m, 2w or 45s")
-    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+    amount = int(match.group(1))
+    if amount > LONGEST.total_seconds() or timedelta(**{UNITS[match.group(2)]: amount}) > LONGEST:
+        raise click.BadParameter(f"{value!r} is longer than 100 years")
+    return timedelta(**{UNITS[match.group(2)]: amount})
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -28,6 +28,8 @@ from pgaudit_py.retention import preview_prune, prune_all
 def prune_command(settings: Settings, older_than: str, batch_size: int, yes: bool, as_json: bool) -> None:
     """Delete sealed events older than a cutoff, batch by batch (maintainer role)."""
     age = parse_duration(older_than)
+    if not age:
+        raise click.BadParameter("it must be longer than 0", param_hint="'--older-than'")
 
     def run() -> None:
         with settings.connect("pgaudit prune") as conn:
