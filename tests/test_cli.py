@@ -171,6 +171,11 @@ def test_prune_asks_first(dsn, db, counts, old_events):
     assert done.exit_code == 0 and "deleted 5 events" in done.output
     assert counts() == (1, 0)  # the five were sealed as one block, which goes whole: one audit.pruned event
     assert db.execute("SELECT count(*) FROM audit.events WHERE kind = 'audit.pruned'").fetchone() == (1,)
+    # Every sealed event is gone and the next block is not sealed yet: no "seq None".
+    verified = run("verify", "--dsn", dsn)
+    assert verified.exit_code == 0 and "retained history starts at block 2, not sealed yet;" in verified.output
+    seal(db)
+    assert "retained history starts at block 2 (seq 6);" in run("verify", "--dsn", dsn).output
 
 
 def test_status_warns_when_sealing_lags(dsn, db):

@@ -105,13 +105,15 @@ def verify_command(settings: Settings, checkpoint_file: Path | None, signing_key
             say(f"chain intact: {counted(result.blocks_checked, 'block')},"
                        f" {counted(result.events_checked, 'event')} verified; "
                        f"{result.pending} pending (not yet sealed)")
+            # The first retained block is not sealed yet when every sealed event was pruned or archived.
+            first = (f"block {result.retained_from_block} (seq {result.retained_from_seq})"
+                     if result.retained_from_seq is not None else f"block {result.retained_from_block}, not sealed yet")
             if result.archived_through_block is not None:
                 say(f"archived through block {result.archived_through_block} (seq "
-                           f"{result.archived_through_seq}); hot history starts at block {result.retained_from_block}"
-                           f" (seq {result.retained_from_seq}); `pgaudit archive verify` checks the archive")
+                    f"{result.archived_through_seq}); hot history starts at {first}; `pgaudit archive verify` checks"
+                    " the archive")
             elif result.retained_from_block > 1:
-                say(f"retained history starts at block {result.retained_from_block}"
-                           f" (seq {result.retained_from_seq}); earlier blocks were pruned")
+                say(f"retained history starts at {first}; earlier blocks were pruned")
             if document and against is None:
                 say(f"checkpoint of block {document['checkpoint']['block_no']} holds "
                            f"(signature: {', '.join(signed_by)})")
