@@ -390,9 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"NOT VERIFIED: {len(result.problems)} problem(s) in {result.batches} batch(es)")
         return 1
     (first_seq, first_at), (last_seq, last_at) = result.period[0], result.period[-1]
-    batches = f"{result.batches} {'batch' if result.batches == 1 else 'batches'}"
-    print(f"verified {batches}, blocks {min(result.blocks)} to {max(result.blocks)}: "
-          f"seq {first_seq} to {last_seq}, {first_at} to {last_at}")
+    print(f"verified {result.batches} batch{'' if result.batches == 1 else 'es'}, blocks {min(result.blocks)} to "
+          f"{max(result.blocks)}: seq {first_seq} to {last_seq}, {first_at} to {last_at}")
     return 0
 
 
