@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.pq import PipelineStatus, TransactionStatus
+from psycopg.pq import PipelineStatus
 from psycopg.rows import tuple_row
 
-from pgaudit_py.context import CONTEXT_NAMES, GET_CONTEXT, SET_CONTEXT, check_block_holder, held_block
+from pgaudit_py import blocks
+from pgaudit_py.context import CONTEXT_NAMES, GET_CONTEXT, SET_CONTEXT
 from pgaudit_py.errors import InvalidInput, translated
 from pgaudit_py.events import (
     Event,
@@ -73,9 +74,9 @@ async def audit_context(conn: psycopg.AsyncConnection, *, actor_type: str | None
     if conn.info.pipeline_status != PipelineStatus.OFF:
         async with conn.pipeline() as pipeline:  # what the server is in, not a statement still on its way
             await pipeline.sync()
-    outermost = conn.info.transaction_status == TransactionStatus.IDLE
-    with held_block(conn):
+    with blocks.held(conn):
         async with conn.transaction() as tx, conn.cursor(row_factory=tuple_row) as cursor:  # not the caller's
+            outermost = not tx.savepoint_name  # as psycopg decided, under the connection's lock
             before: tuple[str, ...] = ("",) * len(CONTEXT_NAMES)
             if not outermost:
                 row = await (await cursor.execute(GET_CONTEXT)).fetchone()
@@ -95,7 +96,7 @@ async def record(conn: psycopg.AsyncConnection, kind: str, *, tenant_id: str | N
                  correlation_id: str | None = None, idempotency_key: str | None = None,
                  best_effort: bool = False, audit_schema: str = "audit") -> Event | None:
     """As pgaudit_py.record."""
-    check_block_holder(conn)
+    blocks.check_holder(conn)
     call = record_call(kind, tenant_id=tenant_id, actor_type=actor_type, actor_id=actor_id,
                        target_type=target_type, target_id=target_id, payload=payload, outcome=outcome,
                        correlation_id=correlation_id, idempotency_key=idempotency_key, audit_schema=audit_schema)

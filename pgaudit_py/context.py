@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 
 import psycopg
-from psycopg.pq import PipelineStatus, TransactionStatus
+from psycopg.pq import PipelineStatus
 from psycopg.rows import tuple_row
 
-from pgaudit_py.errors import UnsupportedSession
+from pgaudit_py import blocks
 
 CONTEXT_NAMES = ("actor_type", "actor_id", "tenant_id", "correlation_id", "client_addr")
 # Qualified, as all the package's SQL: the caller's search_path may name a table owner's schema first.
@@ -22,38 +19,6 @@ SET_CONTEXT = "SELECT " + ", ".join(f"pg_catalog.set_config('pgaudit_py.{n}',"
                                     f" coalesce(%s::pg_catalog.text, ''), true)" for n in CONTEXT_NAMES)
 GET_CONTEXT = "SELECT " + ", ".join(f"coalesce(pg_catalog.current_setting('pgaudit_py.{n}', true), '')"
                                     for n in CONTEXT_NAMES)
-
-# A block is its connection's transaction: another thread or asyncio task writing on the connection
-# while it is open would write as the block's actor (tests/test_trust_attacks_72.py). So each open
-# block is known by its connection, and the code inside it by a context variable, which the tasks
-# and threads the block's own code starts with its context (asyncio.gather, anyio's to_thread) carry.
-_block_ids = itertools.count()
-_open_blocks: weakref.WeakKeyDictionary[object, list[int]] = weakref.WeakKeyDictionary()
-_inside: ContextVar[frozenset[int]] = ContextVar("pgaudit_py_blocks", default=frozenset())
-
-
-def check_block_holder(conn: object) -> None:
-    """UnsupportedSession when the connection's innermost open block is not one this code is inside."""
-    held = _open_blocks.get(conn)
-    if held and held[-1] not in _inside.get():
-        raise UnsupportedSession(
-            "this connection is inside another thread's or task's audit_context block, whose transaction "
-            "it is: what ran here would be that block's actor's; use a connection of its own")
-
-
-@contextmanager
-def held_block(conn: object) -> Iterator[None]:
-    """The block's code, for check_block_holder, while it is open."""
-    check_block_holder(conn)
-    block = next(_block_ids)
-    _open_blocks.setdefault(conn, []).append(block)
-    _inside.set(_inside.get() | {block})
-    try:
-        yield
-    finally:
-        _open_blocks[conn].remove(block)
-        _inside.set(_inside.get() - {block})  # not reset(): blocks may end out of order
-
 
 @contextmanager
 def audit_context(conn: psycopg.Connection, *, actor_type: str | None = None,
@@ -74,8 +39,10 @@ def audit_context(conn: psycopg.Connection, *, actor_type: str | None = None,
     if conn.info.pipeline_status != PipelineStatus.OFF:
         with conn.pipeline() as pipeline:  # what the server is in, not a statement still on its way
             pipeline.sync()
-    outermost = conn.info.transaction_status == TransactionStatus.IDLE
-    with held_block(conn), conn.transaction() as tx, conn.cursor(row_factory=tuple_row) as cursor:  # not the caller's
+    with blocks.held(conn), conn.transaction() as tx, conn.cursor(row_factory=tuple_row) as cursor:  # not the caller's
+        # Whether it began the transaction, as psycopg decided under the connection's lock: the
+        # status read before it may be another thread's statement (tests/test_trust_attacks_73.py).
+        outermost = not tx.savepoint_name  # "" for the transaction itself
         before: Sequence[str] = ("",) * len(CONTEXT_NAMES)
         if not outermost:
             row = cursor.execute(GET_CONTEXT).fetchone()

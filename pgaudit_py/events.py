@@ -12,8 +12,8 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
+from pgaudit_py import blocks
 from pgaudit_py.calls import Call, function_call
-from pgaudit_py.context import check_block_holder
 from pgaudit_py.deep_json import tolerant_dumps
 from pgaudit_py.errors import InvalidInput
 
@@ -103,20 +103,20 @@ def record(conn: psycopg.Connection, kind: str, *, tenant_id: str | None = None,
     the caller's transaction goes on; bad input (InvalidInput) still raises. UnsupportedSession when
     another thread's or task's audit_context block is open on the connection.
     """
-    check_block_holder(conn)
     call = record_call(kind, tenant_id=tenant_id, actor_type=actor_type, actor_id=actor_id,
                        target_type=target_type, target_id=target_id, payload=payload, outcome=outcome,
                        correlation_id=correlation_id, idempotency_key=idempotency_key, audit_schema=audit_schema)
-    if not best_effort:
-        return call.one(conn)
-    try:
-        with conn.transaction():
+    with blocks.writing(conn):
+        if not best_effort:
             return call.one(conn)
-    except InvalidInput:
-        raise
-    except psycopg.Error as exc:
-        log_not_recorded(kind, exc)
-        return None
+        try:
+            with conn.transaction():
+                return call.one(conn)
+        except InvalidInput:
+            raise
+        except psycopg.Error as exc:
+            log_not_recorded(kind, exc)
+            return None
 
 
 def log_not_recorded(kind: str, exc: psycopg.Error) -> None:
