@@ -42,12 +42,20 @@ _current: contextvars.ContextVar[_Served | None] = contextvars.ContextVar("pgaud
 
 def ip_address(host: str | None) -> str | None:
     """The client's address if it is one (a test client says "testclient", a Unix socket nothing;
-    an IPv6 zone, fe80::1%eth0, is left out): pgaudit_py.client_addr takes an IP address or nothing,
-    and would refuse the transaction's events."""
+    an IPv6 zone, fe80::1%eth0, is left out; an unspecified, broadcast or multicast address is none):
+    pgaudit_py.client_addr takes one host's address or nothing, and would refuse the transaction's
+    events."""
+    if not host:
+        return None
     try:
-        return str(ipaddress.ip_address(host.strip().split("%")[0])) if host else None
+        addr = ipaddress.ip_address(host.strip().split("%")[0])
     except ValueError:
         return None
+    # No client sends from these: the database refuses them too.
+    sender = getattr(addr, "ipv4_mapped", None) or addr
+    if sender.is_unspecified or sender.is_multicast or str(sender) == "255.255.255.255":
+        return None
+    return str(addr)
 
 
 def current() -> RequestContext | None:

@@ -116,10 +116,12 @@ def test_another_threads_write_inside_a_block_is_refused_and_the_blocks_own_thre
     assert recorded(db) == [("own", "alice", "acme"), ("after", "app_writer", None)]
 
 
-@pytest.mark.parametrize("addr", ["10.0.0.0/8", "0.0.0.0/0", "2001:db8::/32", "10.0.0.1/24"])
+@pytest.mark.parametrize("addr", ["10.0.0.0/8", "0.0.0.0/0", "2001:db8::/32", "10.0.0.1/24", "0.0.0.0", "::",
+                                  "255.255.255.255", "224.0.0.1", "ff02::1", "::ffff:0.0.0.0"])
 def test_a_network_is_refused_as_the_clients_address(db, connect, notes, addr):
-    """client_addr names one host: a network (or an address with a prefix shorter than the host's)
-    is refused by record() and by the capture alike, and an address with its full prefix is the host."""
+    """client_addr names one host: a network (or an address with a prefix shorter than the host's),
+    and an address no client sends from (unspecified, broadcast, multicast), are refused by record()
+    and by the capture alike, and an address with its full prefix is the host."""
     writer = connect("app_writer")
     with pytest.raises(InvalidContext, match="not an IP address"), \
             audit_context(writer, actor_id="alice", client_addr=addr):
