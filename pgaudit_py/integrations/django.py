@@ -16,14 +16,15 @@ already failed (whose next statement is its rollback); a query in autocommit is 
 transaction of its own for it (BEGIN, the values, the query, COMMIT). Nothing of a request is ever
 set for the session (a connection just opened starts with the session's values cleared), so no
 connection, persistent, pooled, closed and reopened mid-request, carries anything to other work;
-what a request's own code set for the session is cleared before the connection's next work outside
-a request.
+what a request's own code set for the session is cleared outside a request, before the first
+statement of each transaction on a driver connection a request used.
 A streamed response's body, which Django runs after the middleware has returned, is served with
 the same context.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,7 +41,9 @@ except ImportError:  # pragma: no cover - the message is the point
 from pgaudit_py.context import CONTEXT_NAMES, SET_CONTEXT
 from pgaudit_py.request_context import RequestContext, current, ip_address, serving, settings_of_request
 
-_FAILED = 3  # the transaction status of psycopg (TransactionStatus.INERROR) and psycopg2 alike
+_IDLE, _FAILED = 0, 3  # transaction statuses of psycopg (TransactionStatus) and psycopg2 alike
+# The driver connections a request has used, whose sessions may hold what its code set.
+_served: weakref.WeakSet[Any] = weakref.WeakSet()
 # What a connection's session holds (its DSN's options, a role's settings) is no one's request's.
 _SESSION_CLEARED = "SELECT " + ", ".join(f"pg_catalog.set_config('pgaudit_py.{n}', '', false)" for n in CONTEXT_NAMES)
 
@@ -53,28 +56,31 @@ def _set_values(connection: Any, values: list[str]) -> None:
 def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
     served = current()
     connection = context["connection"]
-    # A request's own code may have set values for the session (set_config(..., false), SET): after
-    # a request, the connection's session is suspect until cleared (tests/test_trust_attacks_72.py).
-    after_request = served is None and getattr(connection, "_pgaudit_py_served", False)
+    driver = connection.connection
+    status = int(driver.info.transaction_status)
+    autocommit = not connection.in_atomic_block and connection.get_autocommit()
     if served is not None:
-        connection._pgaudit_py_served = True
+        _served.add(driver)  # what the request's own code sets for the session may outlive it
+    elif status == _IDLE and driver in _served:
+        # Outside a request, the first statement of a transaction (or one of its own, in autocommit) on
+        # a connection a request used (a pool may hand it to another thread): what the request's code
+        # set for the session (set_config(..., false), SET) goes first, so that what this transaction
+        # sets for itself comes after it (tests/test_trust_attacks_72.py, _73.py).
+        with driver.cursor() as cursor:
+            cursor.execute(_SESSION_CLEARED)
+        if autocommit:
+            _served.discard(driver)  # committed: gone for good (in a transaction, until it commits)
     # In a transaction that goes on after the query (atomic, or AUTOCOMMIT off, where Django's own
     # transaction stays open), the values stay in it too.
-    if connection.in_atomic_block or not connection.get_autocommit():
+    if not autocommit:
         # Outside a request, clear what this transaction was given in one (a thread the request
-        # started may go on in it after the request has ended), or what a request left the session
-        # holding; otherwise there is nothing to clear.
-        if int(connection.connection.info.transaction_status) != _FAILED and (
-                served is not None or after_request or getattr(connection, "_pgaudit_py_set", False)):
+        # started may go on in it after the request has ended); otherwise there is nothing to clear.
+        if status != _FAILED and (served is not None or getattr(connection, "_pgaudit_py_set", False)):
             _set_values(connection, settings_of_request())  # nobody's outside a request
             connection._pgaudit_py_set = served is not None
         return execute(sql, params, many, context)
     connection._pgaudit_py_set = False  # no transaction goes on
     if served is None:  # no request (or it has ended): nobody to name
-        if after_request:  # in autocommit, cleared for good
-            with connection.connection.cursor() as cursor:
-                cursor.execute(_SESSION_CLEARED)
-            connection._pgaudit_py_served = False
         return execute(sql, params, many, context)
     with transaction.atomic(using=connection.alias):
         _set_values(connection, served.values())
