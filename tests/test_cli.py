@@ -116,6 +116,16 @@ def test_bad_option_value_exits_2(dsn):
     assert result.exit_code == 2 and "is not a duration like 90d" in result.stderr
 
 
+@pytest.mark.parametrize("other", ["--dry-run", "--schedule-seal", "--server-keys"])
+def test_install_status_with_an_option_of_a_run_is_refused(dsn, db, other):
+    """--status only reads: given with an option of an install run, it is refused rather than one of
+    the two being left out without a word."""
+    before = db.execute("SELECT count(*) FROM audit.event_log").fetchone()
+    result = run("install", "--dsn", dsn, "--status", other)
+    assert result.exit_code == 2 and other in one_line_error(result)
+    assert db.execute("SELECT count(*) FROM audit.event_log").fetchone() == before
+
+
 @pytest.mark.parametrize("args, says", [
     (["prune", "--older-than", "99999999999d", "--yes"], "is longer than 100 years"),
     (["prune", "--older-than", "2000000d", "--yes"], "is longer than 100 years"),

@@ -33,6 +33,8 @@ def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal
     if as_sql and (dry_run or show_status or schedule_seal or server_keys):
         raise InvalidArgument("--sql prints the install itself: it takes none of --dry-run, --status,"
                               " --schedule-seal, --server-keys")
+    if show_status and (dry_run or schedule_seal or server_keys):
+        raise InvalidArgument("--status only reads: it takes none of --dry-run, --schedule-seal, --server-keys")
     with settings.connect("pgaudit install") as conn:
         if as_sql:
             click.echo(install_script(conn, settings.schema), nl=False)
