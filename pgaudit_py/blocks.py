@@ -29,8 +29,11 @@ _inside: ContextVar[frozenset[int]] = ContextVar("pgaudit_py_blocks", default=fr
 
 
 def _lock_of(session: Any) -> threading.RLock:
-    with _locks_made:
-        return _locks.setdefault(session, threading.RLock())
+    lock = _locks.get(session)
+    if lock is None:
+        with _locks_made:
+            lock = _locks.setdefault(session, threading.RLock())
+    return lock
 
 
 def check_holder(conn: Any) -> None:
