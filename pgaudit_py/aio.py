@@ -17,7 +17,7 @@ import psycopg
 from psycopg.pq import PipelineStatus
 from psycopg.rows import tuple_row
 
-from pgaudit_py import blocks
+from pgaudit_py import blocks, leftovers
 from pgaudit_py.context import CONTEXT_NAMES, GET_CONTEXT, SET_CONTEXT
 from pgaudit_py.errors import InvalidInput, translated
 from pgaudit_py.events import (
@@ -74,19 +74,19 @@ async def audit_context(conn: psycopg.AsyncConnection, *, actor_type: str | None
     if conn.info.pipeline_status != PipelineStatus.OFF:
         async with conn.pipeline() as pipeline:  # what the server is in, not a statement still on its way
             await pipeline.sync()
-    with blocks.held(conn):
-        async with conn.transaction() as tx, conn.cursor(row_factory=tuple_row) as cursor:  # not the caller's
-            outermost = not tx.savepoint_name  # as psycopg decided, under the connection's lock
-            before: tuple[str, ...] = ("",) * len(CONTEXT_NAMES)
-            if not outermost:
-                row = await (await cursor.execute(GET_CONTEXT)).fetchone()
-                assert row is not None
-                before = tuple(row)
-            await cursor.execute(SET_CONTEXT, [own if own is not None else outer
-                                                    for own, outer in zip(named, before, strict=True)])
-            yield tx
-            if not outermost:
-                await cursor.execute(SET_CONTEXT, list(before))
+    async with blocks.held_async(conn), conn.transaction() as tx, \
+            conn.cursor(row_factory=tuple_row) as cursor:  # not the caller's row_factory
+        outermost = not tx.savepoint_name  # as psycopg decided, under the connection's lock
+        before: tuple[str, ...] = ("",) * len(CONTEXT_NAMES)
+        if not outermost:
+            row = await (await cursor.execute(GET_CONTEXT)).fetchone()
+            assert row is not None
+            before = tuple(row)
+        await cursor.execute(SET_CONTEXT, [own if own is not None else outer
+                                                for own, outer in zip(named, before, strict=True)])
+        yield tx
+        if not outermost:
+            await cursor.execute(SET_CONTEXT, list(before))
 
 
 async def record(conn: psycopg.AsyncConnection, kind: str, *, tenant_id: str | None = None,
@@ -96,20 +96,23 @@ async def record(conn: psycopg.AsyncConnection, kind: str, *, tenant_id: str | N
                  correlation_id: str | None = None, idempotency_key: str | None = None,
                  best_effort: bool = False, audit_schema: str = "audit") -> Event | None:
     """As pgaudit_py.record."""
-    blocks.check_holder(conn)
     call = record_call(kind, tenant_id=tenant_id, actor_type=actor_type, actor_id=actor_id,
                        target_type=target_type, target_id=target_id, payload=payload, outcome=outcome,
                        correlation_id=correlation_id, idempotency_key=idempotency_key, audit_schema=audit_schema)
-    if not best_effort:
-        return await call.one_async(conn)
-    try:
-        async with conn.transaction():
+    async with blocks.writing_async(conn):
+        if leftovers.clear_due(conn):  # a request's leftovers on this session (the integrations mark it)
+            await conn.execute(leftovers.SESSION_CLEARED)
+            leftovers.cleared(conn, for_good=conn.autocommit)
+        if not best_effort:
             return await call.one_async(conn)
-    except InvalidInput:
-        raise
-    except psycopg.Error as exc:
-        log_not_recorded(kind, exc)
-        return None
+        try:
+            async with conn.transaction():
+                return await call.one_async(conn)
+        except InvalidInput:
+            raise
+        except psycopg.Error as exc:
+            log_not_recorded(kind, exc)
+            return None
 
 
 async def list_events(conn: psycopg.AsyncConnection, *, tenant_id: str | None = None,

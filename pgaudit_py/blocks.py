@@ -9,11 +9,12 @@ with its context (asyncio.gather, anyio's to_thread) carry."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -21,9 +22,11 @@ from pgaudit_py.errors import UnsupportedSession
 
 _block_ids = itertools.count()
 _open: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
-# A write's check and the write itself are one step for other threads: a block opened between them
-# would take the write in (tests/test_trust_attacks_73.py).
+# A write's check and the write itself are one step for other threads and tasks: a block opened
+# between them would take the write in, or be taken into its transaction (tests/test_trust_attacks_73.py,
+# _74.py). An asyncio task waits on a lock of asyncio's, never a thread's, which would stop its loop.
 _locks: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_async_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 _locks_made = threading.Lock()
 _inside: ContextVar[frozenset[int]] = ContextVar("pgaudit_py_blocks", default=frozenset())
 
@@ -34,6 +37,10 @@ def _lock_of(session: Any) -> threading.RLock:
         with _locks_made:
             lock = _locks.setdefault(session, threading.RLock())
     return lock
+
+
+def _async_lock_of(session: Any) -> asyncio.Lock:
+    return _async_locks.setdefault(session, asyncio.Lock())  # one event loop: no other thread makes it
 
 
 def check_holder(conn: Any) -> None:
@@ -54,17 +61,44 @@ def writing(conn: Any) -> Iterator[None]:
         yield
 
 
+@asynccontextmanager
+async def writing_async(conn: Any) -> AsyncIterator[None]:
+    """writing, for an AsyncConnection."""
+    async with _async_lock_of(conn.pgconn):
+        check_holder(conn)
+        yield
+
+
+def _register(conn: Any) -> int:
+    check_holder(conn)
+    block = next(_block_ids)
+    _open.setdefault(conn.pgconn, []).append(block)
+    _inside.set(_inside.get() | {block})
+    return block
+
+
+def _unregister(conn: Any, block: int) -> None:
+    _open[conn.pgconn].remove(block)
+    _inside.set(_inside.get() - {block})  # not reset(): blocks may end out of order
+
+
 @contextmanager
 def held(conn: Any) -> Iterator[None]:
     """The block's code, for check_holder, while it is open."""
-    session = conn.pgconn
-    with _lock_of(session):
-        check_holder(conn)
-        block = next(_block_ids)
-        _open.setdefault(session, []).append(block)
-    _inside.set(_inside.get() | {block})
+    with _lock_of(conn.pgconn):
+        block = _register(conn)
     try:
         yield
     finally:
-        _open[session].remove(block)
-        _inside.set(_inside.get() - {block})  # not reset(): blocks may end out of order
+        _unregister(conn, block)
+
+
+@asynccontextmanager
+async def held_async(conn: Any) -> AsyncIterator[None]:
+    """held, for an AsyncConnection."""
+    async with _async_lock_of(conn.pgconn):
+        block = _register(conn)
+    try:
+        yield
+    finally:
+        _unregister(conn, block)
