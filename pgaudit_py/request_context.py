@@ -51,9 +51,10 @@ def ip_address(host: str | None) -> str | None:
         addr = ipaddress.ip_address(host.strip().split("%")[0])
     except ValueError:
         return None
-    # No client sends from these: the database refuses them too.
+    # No client sends from these: the database refuses them too (IPv4-compatible ::a.b.c.d is deprecated).
     sender = getattr(addr, "ipv4_mapped", None) or addr
-    if sender.is_unspecified or sender.is_multicast or str(sender) == "255.255.255.255":
+    if sender.is_unspecified or sender.is_multicast or str(sender) == "255.255.255.255" or (
+            sender.version == 6 and int(sender) < 2 ** 32 and int(sender) != 1):
         return None
     return str(addr)
 

@@ -36,11 +36,13 @@ BEGIN
         addr := NULL;
     END;
     -- One host: a network (10.0.0.0/8, 0.0.0.0/0) names no client (tests/test_trust_attacks_72.py),
-    -- nor does an address no client sends from: unspecified, broadcast, multicast (_73.py).
+    -- nor does an address no client sends from: unspecified, broadcast, multicast (_73.py), or the
+    -- IPv4-compatible IPv6 form (::a.b.c.d, deprecated; _74.py), but for the loopback ::1.
     IF addr IS NULL OR pg_catalog.masklen(addr) OPERATOR(pg_catalog.<>)
                        (CASE pg_catalog.family(addr) WHEN 4 THEN 32 ELSE 128 END)
        OR addr OPERATOR(pg_catalog.=) ANY ('{0.0.0.0, ::, 255.255.255.255, ::ffff:0.0.0.0, ::ffff:255.255.255.255}'::inet[])
-       OR addr OPERATOR(pg_catalog.<<) ANY ('{224.0.0.0/4, ff00::/8, ::ffff:224.0.0.0/100}'::inet[]) THEN
+       OR addr OPERATOR(pg_catalog.<<) ANY ('{224.0.0.0/4, ff00::/8, ::ffff:224.0.0.0/100}'::inet[])
+       OR (addr OPERATOR(pg_catalog.<<) '::/96'::inet AND addr OPERATOR(pg_catalog.<>) '::1'::inet) THEN
         RAISE EXCEPTION 'pgaudit_py.client_addr is not an IP address: %', pg_catalog.left(given, 100)
             USING ERRCODE = 'PA007';
     END IF;
