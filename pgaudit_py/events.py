@@ -12,7 +12,7 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pgaudit_py import blocks
+from pgaudit_py import blocks, leftovers
 from pgaudit_py.calls import Call, function_call
 from pgaudit_py.deep_json import tolerant_dumps
 from pgaudit_py.errors import InvalidInput
@@ -107,6 +107,9 @@ def record(conn: psycopg.Connection, kind: str, *, tenant_id: str | None = None,
                        target_type=target_type, target_id=target_id, payload=payload, outcome=outcome,
                        correlation_id=correlation_id, idempotency_key=idempotency_key, audit_schema=audit_schema)
     with blocks.writing(conn):
+        if leftovers.clear_due(conn):  # a request's leftovers on this session (the integrations mark it)
+            conn.execute(leftovers.SESSION_CLEARED)
+            leftovers.cleared(conn, for_good=conn.autocommit)
         if not best_effort:
             return call.one(conn)
         try:

@@ -24,7 +24,6 @@ the same context.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,14 +37,11 @@ try:
 except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("pgaudit_py.integrations.django needs Django: pip install 'pgaudit_py[django]'") from None
 
-from pgaudit_py.context import CONTEXT_NAMES, SET_CONTEXT
+from pgaudit_py import leftovers
+from pgaudit_py.context import SET_CONTEXT
 from pgaudit_py.request_context import RequestContext, current, ip_address, serving, settings_of_request
 
-_IDLE, _FAILED = 0, 3  # transaction statuses of psycopg (TransactionStatus) and psycopg2 alike
-# The driver connections a request has used, whose sessions may hold what its code set.
-_served: weakref.WeakSet[Any] = weakref.WeakSet()
-# What a connection's session holds (its DSN's options, a role's settings) is no one's request's.
-_SESSION_CLEARED = "SELECT " + ", ".join(f"pg_catalog.set_config('pgaudit_py.{n}', '', false)" for n in CONTEXT_NAMES)
+_FAILED = 3  # the transaction status of psycopg (TransactionStatus.INERROR) and psycopg2 alike
 
 
 def _set_values(connection: Any, values: list[str]) -> None:
@@ -60,16 +56,14 @@ def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, con
     status = int(driver.info.transaction_status)
     autocommit = not connection.in_atomic_block and connection.get_autocommit()
     if served is not None:
-        _served.add(driver)  # what the request's own code sets for the session may outlive it
-    elif status == _IDLE and driver in _served:
+        leftovers.mark(driver)  # what the request's own code sets for the session may outlive it
+    elif leftovers.clear_due(driver):
         # Outside a request, the first statement of a transaction (or one of its own, in autocommit) on
         # a connection a request used (a pool may hand it to another thread): what the request's code
-        # set for the session (set_config(..., false), SET) goes first, so that what this transaction
-        # sets for itself comes after it (tests/test_trust_attacks_72.py, _73.py).
+        # set for the session goes first, so that what this transaction sets for itself comes after it.
         with driver.cursor() as cursor:
-            cursor.execute(_SESSION_CLEARED)
-        if autocommit:
-            _served.discard(driver)  # committed: gone for good (in a transaction, until it commits)
+            cursor.execute(leftovers.SESSION_CLEARED)
+        leftovers.cleared(driver, for_good=autocommit)
     # In a transaction that goes on after the query (atomic, or AUTOCOMMIT off, where Django's own
     # transaction stays open), the values stay in it too.
     if not autocommit:
@@ -90,10 +84,11 @@ def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, con
 def _wrap(sender: Any = None, connection: Any = None, **kwargs: Any) -> None:
     """The wrapper on this connection, outermost: an application's own execute_wrapper block, which
     takes off the last wrapper when it ends, takes off its own. On a connection just opened, in
-    autocommit, its session's values are cleared first."""
+    autocommit, its session's values are cleared first: what it holds (its DSN's options, a role's
+    settings) is no one's request's."""
     if kwargs.get("signal") is connection_created and connection.get_autocommit():
         with connection.connection.cursor() as cursor:
-            cursor.execute(_SESSION_CLEARED)
+            cursor.execute(leftovers.SESSION_CLEARED)
     if _wrapper not in connection.execute_wrappers:
         connection.execute_wrappers.insert(0, _wrapper)
 

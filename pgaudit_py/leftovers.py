@@ -1,0 +1,36 @@
+"""Server sessions where a request's own code may have left pgaudit_py.* values for the whole session
+(set_config(..., false), SET: a library's doing), which no later work outside the request may take for
+its own (tests/test_trust_attacks_72.py, _73.py, _74.py).
+
+The integrations mark the driver connection a request used; the first statement of a transaction on
+it outside a request (the integration's wrapper, or the package's own record()) clears the session's
+values first, before anything the transaction sets for itself. A clear in autocommit is for good; one
+inside a transaction is undone if it rolls back, so the mark stays until then."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from pgaudit_py.context import CONTEXT_NAMES
+
+SESSION_CLEARED = "SELECT " + ", ".join(f"pg_catalog.set_config('pgaudit_py.{n}', '', false)" for n in CONTEXT_NAMES)
+_IDLE = 0  # no transaction open: psycopg's TransactionStatus.IDLE, psycopg2's alike
+
+_marked: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def mark(driver: Any) -> None:
+    """A request is using this driver connection."""
+    _marked.add(driver)
+
+
+def clear_due(driver: Any) -> bool:
+    """Whether the next statement starts a transaction (or is one, in autocommit) on a marked session."""
+    return int(driver.info.transaction_status) == _IDLE and driver in _marked
+
+
+def cleared(driver: Any, for_good: bool) -> None:
+    """SESSION_CLEARED ran: for good in autocommit, else until the transaction ends."""
+    if for_good:
+        _marked.discard(driver)
