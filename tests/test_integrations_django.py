@@ -90,7 +90,13 @@ def django_site(db):
             settings.DATABASES["default"].update(conf)
             connections.settings = connections.configure_settings(settings.DATABASES)
 
-    yield site
+    from django.test.utils import override_settings
+
+    # Configured once a process, perhaps by another test module first: this module's views and
+    # context function, whoever configured it.
+    with override_settings(ROOT_URLCONF=__name__, PGAUDIT_CONTEXT=f"{__name__}.who",
+                           MIDDLEWARE=["pgaudit_py.integrations.django.AuditContextMiddleware"]):
+        yield site
     connections.close_all()
     connections["default"].close_pool()
 
