@@ -6,6 +6,7 @@ attack run found the last three; they are kept here.)"""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import django
@@ -13,6 +14,7 @@ import pytest
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.http import HttpResponse, StreamingHttpResponse
+from django.test.utils import override_settings
 from django.urls import path
 
 
@@ -89,13 +91,13 @@ def django_site(db):
             settings.DATABASES["default"].clear()
             settings.DATABASES["default"].update(conf)
             connections.settings = connections.configure_settings(settings.DATABASES)
+        # Configured once a process, perhaps by another test module first: this module's views and
+        # context function, whoever configured it, until the test ends.
+        overridden.enter_context(override_settings(
+            ROOT_URLCONF=__name__, PGAUDIT_CONTEXT=f"{__name__}.who",
+            MIDDLEWARE=["pgaudit_py.integrations.django.AuditContextMiddleware"]))
 
-    from django.test.utils import override_settings
-
-    # Configured once a process, perhaps by another test module first: this module's views and
-    # context function, whoever configured it.
-    with override_settings(ROOT_URLCONF=__name__, PGAUDIT_CONTEXT=f"{__name__}.who",
-                           MIDDLEWARE=["pgaudit_py.integrations.django.AuditContextMiddleware"]):
+    with contextlib.ExitStack() as overridden:
         yield site
     connections.close_all()
     connections["default"].close_pool()
