@@ -26,7 +26,8 @@ _open: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
 # between them would take the write in, or be taken into its transaction (tests/test_trust_attacks_73.py,
 # _74.py). An asyncio task waits on a lock of asyncio's, never a thread's, which would stop its loop.
 _locks: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
-_async_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+_async_locks: weakref.WeakKeyDictionary[Any, tuple[weakref.ref[asyncio.AbstractEventLoop], asyncio.Lock]] = \
+    weakref.WeakKeyDictionary()
 _locks_made = threading.Lock()
 _inside: ContextVar[frozenset[int]] = ContextVar("pgaudit_py_blocks", default=frozenset())
 
@@ -40,7 +41,14 @@ def _lock_of(session: Any) -> threading.RLock:
 
 
 def _async_lock_of(session: Any) -> asyncio.Lock:
-    return _async_locks.setdefault(session, asyncio.Lock())  # one event loop: no other thread makes it
+    """The session's lock in the running event loop (an asyncio lock serves one loop: a connection
+    used from one loop after another, each asyncio.run's, gets a new one; tests/test_trust_attacks_75.py)."""
+    loop = asyncio.get_running_loop()
+    made = _async_locks.get(session)
+    if made is None or made[0]() is not loop:
+        made = (weakref.ref(loop), asyncio.Lock())
+        _async_locks[session] = made
+    return made[1]
 
 
 def check_holder(conn: Any) -> None:
