@@ -102,7 +102,7 @@ async def record(conn: psycopg.AsyncConnection, kind: str, *, tenant_id: str | N
     async with blocks.writing_async(conn):
         if leftovers.clear_due(conn):  # a request's leftovers on this session (the integrations mark it)
             await conn.execute(leftovers.SESSION_CLEARED)
-            leftovers.cleared(conn, for_good=conn.autocommit)
+            leftovers.cleared(conn, conn.autocommit)
         if not best_effort:
             return await call.one_async(conn)
         try:

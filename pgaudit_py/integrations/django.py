@@ -63,7 +63,7 @@ def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, con
         # set for the session goes first, so that what this transaction sets for itself comes after it.
         with driver.cursor() as cursor:
             cursor.execute(leftovers.SESSION_CLEARED)
-        leftovers.cleared(driver, for_good=autocommit)
+        leftovers.cleared(driver, autocommit)
     # In a transaction that goes on after the query (atomic, or AUTOCOMMIT off, where Django's own
     # transaction stays open), the values stay in it too.
     if not autocommit:
@@ -98,10 +98,17 @@ connection_created.connect(_wrap, dispatch_uid="pgaudit_py.integrations.django")
 
 @contextmanager
 def _serving_queries(values: RequestContext) -> Iterator[None]:
-    with serving(values):
-        for alias in connections:  # connections opened before this module was imported, in this thread
-            _wrap(connection=connections[alias])
-        yield
+    try:
+        with serving(values):
+            for alias in connections:  # connections opened before this module was imported, in this thread
+                _wrap(connection=connections[alias])
+            yield
+    finally:
+        # Every connection of this thread the request's code may have used, through Django's wrapped
+        # cursors or not (callproc, the driver's own connection: tests/test_trust_attacks_75.py).
+        for alias in connections:
+            if connections[alias].connection is not None:
+                leftovers.mark(connections[alias].connection)
 
 
 def _streamed(values: RequestContext, content: Any) -> Any:
