@@ -670,7 +670,9 @@ def test_c5_a_role_name_of_every_escape_verifies_in_both(db, connect, odd_role):
     both_verify(db)
 
 
-@pytest.mark.parametrize("addr", ["::ffff:1.2.3.4", "10.0.0.0/8", "fe80::1/64", "2001:db8::"])
+# A network (10.0.0.0/8, fe80::1/64) is refused as a client's address since trial 72: the host forms
+# with their prefix written out take their place.
+@pytest.mark.parametrize("addr", ["::ffff:1.2.3.4", "10.0.0.1/32", "fe80::1/128", "2001:db8::"])
 def test_c5_client_addresses_of_every_form_verify_in_both(db, connect, addr):
     conn = connect("app_writer")
     with audit_context(conn, client_addr=addr):

@@ -321,6 +321,8 @@ def _django(db, extra: dict):
         django.setup()
     else:
         connections.close_all()
+        with suppress(Exception):  # a pool another test left: Django keeps pools by alias, across wrappers
+            connections["default"].close_pool()
         settings.DATABASES["default"].clear()
         settings.DATABASES["default"].update(conf)
         connections.settings = connections.configure_settings(settings.DATABASES)
