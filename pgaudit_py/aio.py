@@ -100,9 +100,7 @@ async def record(conn: psycopg.AsyncConnection, kind: str, *, tenant_id: str | N
                        target_type=target_type, target_id=target_id, payload=payload, outcome=outcome,
                        correlation_id=correlation_id, idempotency_key=idempotency_key, audit_schema=audit_schema)
     async with blocks.writing_async(conn):
-        if leftovers.clear_due(conn):  # a request's leftovers on this session (the integrations mark it)
-            await conn.execute(leftovers.SESSION_CLEARED)
-            leftovers.cleared(conn, conn.autocommit)
+        await leftovers.clear_if_due_async(conn)  # a request's, where an integration marked the session
         if not best_effort:
             return await call.one_async(conn)
         try:

@@ -20,6 +20,7 @@ SET_CONTEXT = "SELECT " + ", ".join(f"pg_catalog.set_config('pgaudit_py.{n}',"
 GET_CONTEXT = "SELECT " + ", ".join(f"coalesce(pg_catalog.current_setting('pgaudit_py.{n}', true), '')"
                                     for n in CONTEXT_NAMES)
 
+
 @contextmanager
 def audit_context(conn: psycopg.Connection, *, actor_type: str | None = None,
                   actor_id: str | None = None, tenant_id: str | None = None,

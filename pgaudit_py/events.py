@@ -107,9 +107,7 @@ def record(conn: psycopg.Connection, kind: str, *, tenant_id: str | None = None,
                        target_type=target_type, target_id=target_id, payload=payload, outcome=outcome,
                        correlation_id=correlation_id, idempotency_key=idempotency_key, audit_schema=audit_schema)
     with blocks.writing(conn):
-        if leftovers.clear_due(conn):  # a request's leftovers on this session (the integrations mark it)
-            conn.execute(leftovers.SESSION_CLEARED)
-            leftovers.cleared(conn, conn.autocommit)
+        leftovers.clear_if_due(conn, conn.autocommit)  # a request's, where an integration marked the session
         if not best_effort:
             return call.one(conn)
         try:

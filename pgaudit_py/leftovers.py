@@ -25,14 +25,30 @@ def mark(driver: Any) -> None:
     _marked.add(driver)
 
 
-def clear_due(driver: Any) -> bool:
+def _due(driver: Any) -> bool:
     """Whether the next statement starts a transaction (or is one, in autocommit) on a marked session."""
     return int(driver.info.transaction_status) == _IDLE and driver in _marked
 
 
-def cleared(driver: Any, autocommit: bool) -> None:
+def _cleared(driver: Any, autocommit: bool) -> None:
     """SESSION_CLEARED ran: for good in autocommit, else until the transaction ends. In pipeline mode
     the statements up to the next sync are one transaction, autocommit or not, which a later failure
     in it rolls back, the clear with it (tests/test_trust_attacks_75.py)."""
     if autocommit and not int(getattr(driver.info, "pipeline_status", 0)):
         _marked.discard(driver)
+
+
+def clear_if_due(driver: Any, autocommit: bool) -> None:
+    """Before the next statement on a driver connection (psycopg's or psycopg2's), outside a request:
+    the session's leftovers go first, if it is marked and the statement starts a transaction."""
+    if _due(driver):
+        with driver.cursor() as cursor:  # the driver's own: never a caller's server-side one
+            cursor.execute(SESSION_CLEARED)
+        _cleared(driver, autocommit)
+
+
+async def clear_if_due_async(conn: Any) -> None:
+    """clear_if_due, for an AsyncConnection."""
+    if _due(conn):
+        await conn.execute(SESSION_CLEARED)
+        _cleared(conn, conn.autocommit)

@@ -57,13 +57,10 @@ def _wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, con
     autocommit = not connection.in_atomic_block and connection.get_autocommit()
     if served is not None:
         leftovers.mark(driver)  # what the request's own code sets for the session may outlive it
-    elif leftovers.clear_due(driver):
-        # Outside a request, the first statement of a transaction (or one of its own, in autocommit) on
-        # a connection a request used (a pool may hand it to another thread): what the request's code
-        # set for the session goes first, so that what this transaction sets for itself comes after it.
-        with driver.cursor() as cursor:
-            cursor.execute(leftovers.SESSION_CLEARED)
-        leftovers.cleared(driver, autocommit)
+    else:
+        # Outside a request, on a connection a request used (a pool may hand it to another thread): what
+        # the request's code set for the session goes before this transaction sets anything itself.
+        leftovers.clear_if_due(driver, autocommit)
     # In a transaction that goes on after the query (atomic, or AUTOCOMMIT off, where Django's own
     # transaction stays open), the values stay in it too.
     if not autocommit:
