@@ -13,7 +13,7 @@ from contextlib import suppress
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
-from trial_helpers import both_verifiers, seal_all
+from trial_helpers import both_verifiers, django_site, seal_all
 
 from pgaudit_py import aio, audit_context, record, request_context
 from pgaudit_py.errors import PgAuditError
@@ -303,35 +303,12 @@ dj_urlpatterns = None
 
 
 def _django(db, extra: dict):
-    import django
-    from django.conf import settings
-    from django.db import connections
     from django.urls import path
 
     global dj_urlpatterns
     dj_urlpatterns = [path("leftover", dj_leftover), path("raw", dj_raw_leftover),
                       path("async", dj_async_leftover), path("stream", dj_stream_leftover)]
-    info = db.info
-    conf = {"ENGINE": "django.db.backends.postgresql", "NAME": info.dbname, "USER": "app_writer",
-            "HOST": info.host, "PORT": str(info.port), "CONN_MAX_AGE": None, **extra}
-    if not settings.configured:
-        settings.configure(DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__, INSTALLED_APPS=[], USE_TZ=True,
-                           MIDDLEWARE=["pgaudit_py.integrations.django.AuditContextMiddleware"],
-                           PGAUDIT_CONTEXT=f"{__name__}.dj_who", DATABASES={"default": conf})
-        django.setup()
-    else:
-        connections.close_all()
-        with suppress(Exception):  # a pool another test left: Django keeps pools by alias, across wrappers
-            connections["default"].close_pool()
-        settings.DATABASES["default"].clear()
-        settings.DATABASES["default"].update(conf)
-        connections.settings = connections.configure_settings(settings.DATABASES)
-        with suppress(AttributeError, KeyError):
-            del connections["default"]
-    from django.test import Client
-    from django.test.utils import override_settings
-    return override_settings(ROOT_URLCONF=__name__, PGAUDIT_CONTEXT=f"{__name__}.dj_who",
-                             MIDDLEWARE=["pgaudit_py.integrations.django.AuditContextMiddleware"]), Client()
+    return django_site(db, __name__, extra)
 
 
 @pytest.fixture

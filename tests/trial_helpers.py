@@ -206,3 +206,33 @@ def sqlstate_of(conn: psycopg.Connection, statement: str, params=None) -> str | 
 def system_texts(db: psycopg.Connection) -> list[str]:
     return [f"{r[0]} {r[1]} {r[2]}" for r in db.execute(
         "SELECT kind, target_id, payload::text FROM audit.events WHERE origin = 'system' ORDER BY seq NULLS LAST, intake_id")]
+
+
+def django_site(db: psycopg.Connection, module: str, extra: dict | None = None):
+    """Django, configured once a process (perhaps first by another test module), pointed at this test's
+    database with the middleware, and the module's views (its `urlpatterns`) and context function
+    (`dj_who`) in force: (the settings override to enter, a test client)."""
+    import django
+    from django.conf import settings
+    from django.db import connections
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    info = db.info
+    conf = {"ENGINE": "django.db.backends.postgresql", "NAME": info.dbname, "USER": "app_writer",
+            "HOST": info.host, "PORT": str(info.port), "CONN_MAX_AGE": None, **(extra or {})}
+    middleware = ["pgaudit_py.integrations.django.AuditContextMiddleware"]
+    if not settings.configured:
+        settings.configure(DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF=module, INSTALLED_APPS=[], USE_TZ=True,
+                           MIDDLEWARE=middleware, PGAUDIT_CONTEXT=f"{module}.dj_who", DATABASES={"default": conf})
+        django.setup()
+    else:
+        connections.close_all()
+        with suppress(Exception):  # a pool another test left: Django keeps pools by alias, across wrappers
+            connections["default"].close_pool()
+        settings.DATABASES["default"].clear()
+        settings.DATABASES["default"].update(conf)
+        connections.settings = connections.configure_settings(settings.DATABASES)
+        with suppress(AttributeError, KeyError):
+            del connections["default"]
+    return override_settings(ROOT_URLCONF=module, PGAUDIT_CONTEXT=f"{module}.dj_who", MIDDLEWARE=middleware), Client()
