@@ -16,6 +16,7 @@ from django.db import connection, connections, transaction
 from django.http import HttpResponse, StreamingHttpResponse
 from django.test.utils import override_settings
 from django.urls import path
+from trial_helpers import forget_django_pools
 
 
 def who(request) -> dict[str, str | None]:
@@ -87,7 +88,7 @@ def django_site(db):
             django.setup()
         else:
             connections.close_all()
-            connections["default"].close_pool()
+            forget_django_pools()
             settings.DATABASES["default"].clear()
             settings.DATABASES["default"].update(conf)
             connections.settings = connections.configure_settings(settings.DATABASES)

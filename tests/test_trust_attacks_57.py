@@ -48,6 +48,7 @@ from test_install_script import psql_apply
 from test_trust_attacks_10 import django_db  # noqa: F401 - a fixture: Django on this test's database
 from test_trust_attacks_53 import dj_record, django_request, events
 from test_trust_attacks_56 import LEFTOVER, EmptyIsNullDumper
+from trial_helpers import forget_django_pools
 
 from pgaudit_py import audit_context, record
 from pgaudit_py.install_script import install_script
@@ -390,6 +391,7 @@ def reconfigured(django_db):  # noqa: F811
         yield apply
     finally:
         connections.close_all()
+        forget_django_pools()  # a pool made here would serve a later test, to this test's dropped database
         settings.DATABASES["default"].clear()
         settings.DATABASES["default"].update(saved)
         connections.settings = connections.configure_settings(settings.DATABASES)

@@ -208,6 +208,19 @@ def system_texts(db: psycopg.Connection) -> list[str]:
         "SELECT kind, target_id, payload::text FROM audit.events WHERE origin = 'system' ORDER BY seq NULLS LAST, intake_id")]
 
 
+def forget_django_pools() -> None:
+    """Close every connection pool Django keeps. It keeps them by alias, in a dict of the backend's class,
+    across wrappers and settings: a pool an earlier test made for its own database, since dropped,
+    would serve the next test that asks for a pool, and close_pool() on a wrapper whose settings ask
+    for none leaves it there."""
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    for pool in list(DatabaseWrapper._connection_pools.values()):
+        with suppress(Exception):
+            pool.close()
+    DatabaseWrapper._connection_pools.clear()
+
+
 def django_site(db: psycopg.Connection, module: str, extra: dict | None = None):
     """Django, configured once a process (perhaps first by another test module), pointed at this test's
     database with the middleware, and the module's views (its `urlpatterns`) and context function
@@ -228,8 +241,7 @@ def django_site(db: psycopg.Connection, module: str, extra: dict | None = None):
         django.setup()
     else:
         connections.close_all()
-        with suppress(Exception):  # a pool another test left: Django keeps pools by alias, across wrappers
-            connections["default"].close_pool()
+        forget_django_pools()
         settings.DATABASES["default"].clear()
         settings.DATABASES["default"].update(conf)
         connections.settings = connections.configure_settings(settings.DATABASES)
