@@ -12,13 +12,14 @@ from contextlib import suppress
 import httpx
 import psycopg
 import pytest
+from django.urls import path
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
-from trial_helpers import both_verifiers, seal_all
+from trial_helpers import both_verifiers, dj_record, django_test_client, seal_all
 
 from pgaudit_py import aio, audit_context, list_events, record, request_context
 from pgaudit_py.errors import PgAuditError, UnsupportedSession
@@ -810,18 +811,8 @@ def test_F_pipeline_mode_blocks_name_their_own(db, connect, notes):
 
 # ------------------------------------------------------------------ W: Django and SQLAlchemy
 
-def dj_who(request) -> dict[str, str | None]:
-    return {"actor_id": request.headers.get("x-user"), "tenant_id": request.headers.get("x-tenant")}
-
-
-def _dj_record(kind: str, target: str | None = None) -> None:
-    from django.db import connection
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT audit.record(kind => %s, target_id => %s)", [kind, target])
-
-
 def dj_auto(request, n):
-    _dj_record("t72.dj.auto", str(n))
+    dj_record("t72.dj.auto", str(n))
     from django.http import HttpResponse
     return HttpResponse("ok")
 
@@ -833,14 +824,14 @@ def dj_helper_sets_session(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('pgaudit_py.tenant_id', 'acme', false),"
                        " set_config('pgaudit_py.actor_id', 'alice', false)")
-    _dj_record("t72.dj.helper")
+    dj_record("t72.dj.helper")
     return HttpResponse("ok")
 
 
 def dj_raises(request):
     from django.db import transaction
     with transaction.atomic():
-        _dj_record("t72.dj.raised")
+        dj_record("t72.dj.raised")
         raise RuntimeError("boom")
 
 
@@ -851,7 +842,7 @@ def dj_plain_thread(request):
 
     def work():
         try:
-            _dj_record("t72.dj.thread")
+            dj_record("t72.dj.thread")
         finally:
             connections.close_all()
     t = threading.Thread(target=work)
@@ -860,54 +851,21 @@ def dj_plain_thread(request):
     return HttpResponse("ok")
 
 
-dj_urlpatterns = None
+urlpatterns = [path("auto/<int:n>", dj_auto), path("helper", dj_helper_sets_session),
+               path("raises", dj_raises), path("thread", dj_plain_thread)]
 
 
 @pytest.fixture
 def django_client(db):
-    import django
-    from django.conf import settings
-    from django.db import connections
-    from django.urls import path
-
-    global dj_urlpatterns
-    dj_urlpatterns = [path("auto/<int:n>", dj_auto), path("helper", dj_helper_sets_session),
-                      path("raises", dj_raises), path("thread", dj_plain_thread)]
-    info = db.info
-    conf = {"ENGINE": "django.db.backends.postgresql", "NAME": info.dbname, "USER": "app_writer",
-            "HOST": info.host, "PORT": str(info.port), "CONN_MAX_AGE": None}
-    if not settings.configured:
-        settings.configure(DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__, INSTALLED_APPS=[], USE_TZ=True,
-                           MIDDLEWARE=["pgaudit_py.integrations.django.AuditContextMiddleware"],
-                           PGAUDIT_CONTEXT=f"{__name__}.dj_who", DATABASES={"default": conf})
-        django.setup()
-    else:
-        connections.close_all()
-        settings.DATABASES["default"].clear()
-        settings.DATABASES["default"].update(conf)
-        connections.settings = connections.configure_settings(settings.DATABASES)
-    from django.test import Client
-    from django.test.utils import override_settings
-
-    # Django is configured once a process, perhaps by another test module: this module's views and
-    # context function, whoever configured it.
-    with override_settings(ROOT_URLCONF=__name__, PGAUDIT_CONTEXT=f"{__name__}.dj_who",
-                           MIDDLEWARE=["pgaudit_py.integrations.django.AuditContextMiddleware"]):
-        yield Client(raise_request_exception=False)
-    connections.close_all()
-
-
-def __getattr__(name):  # Django reads ROOT_URLCONF's urlpatterns when resolving
-    if name == "urlpatterns":
-        return dj_urlpatterns
-    raise AttributeError(name)
+    with django_test_client(db, __name__, raise_request_exception=False) as client:
+        yield client
 
 
 def test_W_django_a_librarys_session_setting_in_one_request_does_not_label_the_next_or_a_job(db, django_client):
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     django_client.get("/auto/1", headers={"x-user": "bob"})
     django_client.get("/auto/2")
-    _dj_record("t72.dj.job")  # a management command on the same persistent connection, no request
+    dj_record("t72.dj.job")  # a management command on the same persistent connection, no request
     rows = db.execute("SELECT kind, target_id, actor_id, tenant_id FROM audit.events WHERE kind LIKE 't72.dj.%'"
                       " ORDER BY occurred_at").fetchall()
     assert rows == [("t72.dj.helper", None, "alice", "acme"), ("t72.dj.auto", "1", "bob", None),

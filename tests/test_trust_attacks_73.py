@@ -16,9 +16,10 @@ import anyio
 import anyio.to_thread
 import psycopg
 import pytest
+from django.urls import path
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
-from trial_helpers import both_verifiers, django_site, seal_all
+from trial_helpers import both_verifiers, dj_record, django_test_client, seal_all
 
 from pgaudit_py import aio, audit_context, record, request_context
 from pgaudit_py.errors import PgAuditError, UnsupportedSession
@@ -505,67 +506,34 @@ def test_A_best_effort_record_with_a_network_stores_no_network(db, connect):
 
 # ------------------------------------------------------------------ D: Django after a request
 
-def dj_who(request) -> dict[str, str | None]:
-    return {"actor_id": request.headers.get("x-user"), "tenant_id": request.headers.get("x-tenant")}
-
-
-def _dj_record(kind: str) -> None:
-    from django.db import connection
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT audit.record(kind => %s)", [kind])
-
-
 def dj_helper_sets_session(request):
     from django.db import connection, transaction
     from django.http import HttpResponse
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT set_config('pgaudit_py.tenant_id', 'acme', false),"
                        " set_config('pgaudit_py.actor_id', 'alice', false)")
-        _dj_record("t73.dj.helper")
+        dj_record("t73.dj.helper")
     return HttpResponse("ok")
 
 
 def dj_plain(request):
     from django.http import HttpResponse
-    _dj_record("t73.dj.req")
+    dj_record("t73.dj.req")
     return HttpResponse("ok")
 
 
-dj_urlpatterns = None
-
-
-def _django(db, extra: dict):
-    from django.urls import path
-
-    global dj_urlpatterns
-    dj_urlpatterns = [path("helper", dj_helper_sets_session), path("plain", dj_plain)]
-    return django_site(db, __name__, extra)
 
 
 @pytest.fixture
 def django_client(db):
-    from django.db import connections
-    over, client = _django(db, {})
-    with over:
+    with django_test_client(db, __name__, {}) as client:
         yield client
-    connections.close_all()
 
 
 @pytest.fixture
 def django_pool_client(db):
-    from django.db import connections
-    over, client = _django(db, {"CONN_MAX_AGE": 0, "OPTIONS": {"pool": {"min_size": 1, "max_size": 1}}})
-    with over:
+    with django_test_client(db, __name__, {"CONN_MAX_AGE": 0, "OPTIONS": {"pool": {"min_size": 1, "max_size": 1}}}) as client:
         yield client
-    connections.close_all()
-    with suppress(Exception):
-        connections["default"].close_pool()
-
-
-def __getattr__(name):
-    if name == "urlpatterns":
-        return dj_urlpatterns
-    raise AttributeError(name)
 
 
 def test_D_job_block_on_the_driver_connection_after_a_request_keeps_its_own_actor(db, django_client):
@@ -575,7 +543,7 @@ def test_D_job_block_on_the_driver_connection_after_a_request_keeps_its_own_acto
     connection.ensure_connection()
     for _ in ("before any request", "after one"):
         with audit_context(connection.connection, actor_type="job", actor_id="nightly", tenant_id="acme"):
-            _dj_record("t73.dj.job")
+            dj_record("t73.dj.job")
         django_client.get("/plain", headers={"x-user": "bob"})
     assert who(db, "t73.dj.req") == [("bob", None)] * 2
     assert who(db, "t73.dj.job") == [("nightly", "acme")] * 2
@@ -586,7 +554,7 @@ def test_D_job_in_atomic_with_its_own_local_actor_after_a_request_keeps_it(db, d
     for _ in ("before any request", "after one"):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT set_config('pgaudit_py.actor_id', 'nightly', true)")
-            _dj_record("t73.dj.atomic_job")
+            dj_record("t73.dj.atomic_job")
         django_client.get("/plain", headers={"x-user": "bob"})
     assert who(db, "t73.dj.atomic_job") == [("nightly", None)] * 2
 
@@ -597,7 +565,7 @@ def test_D_session_leftover_is_gone_for_a_driver_write_after_an_atomic_job(db, d
     from django.db import connection, transaction
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     with transaction.atomic():
-        _dj_record("t73.dj.job1")
+        dj_record("t73.dj.job1")
     record(connection.connection, "t73.dj.raw")
     assert who(db, "t73.dj.job1") == [("app_writer", None)]
     assert who(db, "t73.dj.raw") == [("app_writer", None)]
@@ -607,11 +575,11 @@ def test_D_atomic_job_after_a_leftover_then_autocommit_names_nobody(db, django_c
     from django.db import transaction
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     with transaction.atomic():
-        _dj_record("t73.dj.a1")
-        _dj_record("t73.dj.a2")
-    _dj_record("t73.dj.auto")
+        dj_record("t73.dj.a1")
+        dj_record("t73.dj.a2")
+    dj_record("t73.dj.auto")
     with transaction.atomic():
-        _dj_record("t73.dj.a3")
+        dj_record("t73.dj.a3")
     assert who(db, "t73.dj.helper") == [("alice", "acme")]
     for k in ("t73.dj.a1", "t73.dj.a2", "t73.dj.auto", "t73.dj.a3"):
         assert who(db, k) == [("app_writer", None)], k
@@ -637,7 +605,7 @@ def test_D_the_clearing_after_a_request_costs_one_statement_per_transaction_not_
         for j in range(2):
             with transaction.atomic():
                 for i in range(5):
-                    _dj_record(f"t73.dj.cost{j}{i}")
+                    dj_record(f"t73.dj.cost{j}{i}")
     finally:
         raw.cursor_factory = base
     assert len(sent) <= 2, f"{len(sent)} set_config statements for 10 queries in 2 transactions"
@@ -652,8 +620,8 @@ def test_D_pooled_django_connection_leftover_not_named_by_a_job_in_another_threa
     def job():
         try:
             with transaction.atomic():
-                _dj_record("t73.dj.pool_atomic")
-            _dj_record("t73.dj.pool_auto")
+                dj_record("t73.dj.pool_atomic")
+            dj_record("t73.dj.pool_auto")
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
         finally:
@@ -674,34 +642,30 @@ def dj_helper_commits(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('pgaudit_py.tenant_id', 'acme', false),"
                        " set_config('pgaudit_py.actor_id', 'alice', false)")
-    _dj_record("t73.dj.helper_off")
+    dj_record("t73.dj.helper_off")
     transaction.commit()
     return HttpResponse("ok")
 
 
+urlpatterns = [path("helper", dj_helper_sets_session), path("plain", dj_plain), path("helper_off", dj_helper_commits)]
+
+
 @pytest.fixture
 def django_pool_off_client(db):
-    from django.db import connections
-    over, client = _django(db, {"CONN_MAX_AGE": 0, "AUTOCOMMIT": False,
-                                "OPTIONS": {"pool": {"min_size": 1, "max_size": 1}}})
-    with over:
+    pool_off = {"CONN_MAX_AGE": 0, "AUTOCOMMIT": False, "OPTIONS": {"pool": {"min_size": 1, "max_size": 1}}}
+    with django_test_client(db, __name__, pool_off) as client:
         yield client
-    connections.close_all()
-    with suppress(Exception):
-        connections["default"].close_pool()
 
 
 def test_D_pooled_autocommit_off_leftover_not_named_by_a_job_in_another_thread(db, django_pool_off_client):
     from django.db import connections, transaction
-    from django.urls import path
-    dj_urlpatterns.append(path("helper_off", dj_helper_commits))
     assert django_pool_off_client.get("/helper_off", headers={"x-user": "alice", "x-tenant": "acme"}).status_code == 200
     connections["default"].close()
     errors = []
 
     def job():
         try:
-            _dj_record("t73.dj.off_job")
+            dj_record("t73.dj.off_job")
             transaction.commit()
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
@@ -774,9 +738,9 @@ def test_F_threads_taking_turns_on_one_connection_each_name_their_own(db, connec
 def test_F_django_request_then_job_then_request_name_their_own_and_verify(db, django_client):
     from django.db import transaction
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
-    _dj_record("t73.dj.job")
+    dj_record("t73.dj.job")
     with transaction.atomic():
-        _dj_record("t73.dj.job2")
+        dj_record("t73.dj.job2")
     django_client.get("/plain", headers={"x-user": "bob"})
     assert who(db, "t73.dj.helper") == [("alice", "acme")]
     assert who(db, "t73.dj.job") == [("app_writer", None)]

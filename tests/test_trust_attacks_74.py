@@ -13,12 +13,13 @@ from contextlib import suppress
 import httpx
 import psycopg
 import pytest
+from django.urls import path
 from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from trial_helpers import both_verifiers, django_site, seal_all
+from trial_helpers import both_verifiers, dj_record, django_test_client, seal_all
 
 from pgaudit_py import aio, audit_context, record, request_context
 from pgaudit_py.errors import PgAuditError
@@ -475,23 +476,13 @@ def test_C_the_integrations_and_the_database_agree_on_each_address(db, connect, 
 
 # ------------------------------------------------------------------ J: Django's clearing per transaction
 
-def dj_who(request) -> dict[str, str | None]:
-    return {"actor_id": request.headers.get("x-user"), "tenant_id": request.headers.get("x-tenant")}
-
-
-def _dj_record(kind: str) -> None:
-    from django.db import connection
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT audit.record(kind => %s)", [kind])
-
-
 def dj_helper_sets_session(request):
     from django.db import connection, transaction
     from django.http import HttpResponse
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT set_config('pgaudit_py.tenant_id', 'acme', false),"
                        " set_config('pgaudit_py.actor_id', 'alice', false)")
-        _dj_record("t74.dj.helper")
+        dj_record("t74.dj.helper")
     return HttpResponse("ok")
 
 
@@ -507,61 +498,41 @@ def dj_callproc_helper(request):
 
 def dj_plain(request):
     from django.http import HttpResponse
-    _dj_record("t74.dj.req")
+    dj_record("t74.dj.req")
     return HttpResponse("ok")
 
 
 def dj_addr(request):
     from django.http import HttpResponse
-    _dj_record("t74.dj.addr")
+    dj_record("t74.dj.addr")
     return HttpResponse("ok")
 
 
-dj_urlpatterns = None
-
-
-def _django(db, extra: dict):
-    from django.urls import path
-
-    global dj_urlpatterns
-    dj_urlpatterns = [path("helper", dj_helper_sets_session), path("plain", dj_plain),
-                      path("callproc", dj_callproc_helper), path("addr", dj_addr)]
-    return django_site(db, __name__, extra)
+urlpatterns = [path("helper", dj_helper_sets_session), path("plain", dj_plain),
+               path("callproc", dj_callproc_helper), path("addr", dj_addr)]
 
 
 @pytest.fixture
 def django_client(db):
-    from django.db import connections
-    over, client = _django(db, {})
-    with over:
+    with django_test_client(db, __name__, {}) as client:
         yield client
-    connections.close_all()
 
 
 @pytest.fixture
 def django_off_client(db):
-    from django.db import connections
-    over, client = _django(db, {"AUTOCOMMIT": False})
-    with over:
+    with django_test_client(db, __name__, {"AUTOCOMMIT": False}) as client:
         yield client
-    connections.close_all()
-
-
-def __getattr__(name):
-    if name == "urlpatterns":
-        return dj_urlpatterns
-    raise AttributeError(name)
 
 
 def test_J_atomic_job_that_rolls_back_after_the_clear_then_later_work_names_nobody(db, django_client):
     from django.db import transaction
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     with suppress(RuntimeError), transaction.atomic():
-        _dj_record("t74.dj.rolled")
+        dj_record("t74.dj.rolled")
         raise RuntimeError("job fails")
     with transaction.atomic():
-        _dj_record("t74.dj.next_atomic")
-    _dj_record("t74.dj.next_auto")
+        dj_record("t74.dj.next_atomic")
+    dj_record("t74.dj.next_auto")
     assert who(db, "t74.dj.helper") == [("alice", "acme")]
     assert who(db, "t74.dj.rolled") == []
     assert who(db, "t74.dj.next_atomic") == [("app_writer", None)]
@@ -574,7 +545,7 @@ def test_J_driver_record_after_a_rolled_back_atomic_job_does_not_name_the_reques
     from django.db import connection, transaction
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     with suppress(RuntimeError), transaction.atomic():
-        _dj_record("t74.dj.rolled2")
+        dj_record("t74.dj.rolled2")
         raise RuntimeError("job fails")
     record(connection.connection, "t74.dj.raw_after_rollback")
     assert who(db, "t74.dj.raw_after_rollback") == [("app_writer", None)]
@@ -593,12 +564,12 @@ def test_J_set_autocommit_switches_with_a_rollback_do_not_bring_the_leftover_bac
     from django.db import connection
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     connection.set_autocommit(False)
-    _dj_record("t74.dj.sw1")
+    dj_record("t74.dj.sw1")
     connection.rollback()
     connection.set_autocommit(True)
-    _dj_record("t74.dj.sw2")
+    dj_record("t74.dj.sw2")
     connection.set_autocommit(False)
-    _dj_record("t74.dj.sw3")
+    dj_record("t74.dj.sw3")
     connection.commit()
     connection.set_autocommit(True)
     record(connection.connection, "t74.dj.sw_raw")
@@ -612,13 +583,13 @@ def test_J_nested_atomic_and_durable_jobs_name_nobody_after_a_request(db, django
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     with transaction.atomic():
         with suppress(RuntimeError), transaction.atomic():
-            _dj_record("t74.dj.inner_rolled")
+            dj_record("t74.dj.inner_rolled")
             raise RuntimeError("inner fails")
         with transaction.atomic():
-            _dj_record("t74.dj.inner_ok")
-        _dj_record("t74.dj.outer")
+            dj_record("t74.dj.inner_ok")
+        dj_record("t74.dj.outer")
     with transaction.atomic(durable=True):
-        _dj_record("t74.dj.durable")
+        dj_record("t74.dj.durable")
     assert who(db, "t74.dj.inner_rolled") == []
     for k in ("t74.dj.inner_ok", "t74.dj.outer", "t74.dj.durable"):
         assert who(db, k) == [("app_writer", None)], k
@@ -628,8 +599,8 @@ def test_J_on_commit_callbacks_and_a_server_side_cursor_after_a_request_name_nob
     from django.db import connection, transaction
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     with transaction.atomic():
-        transaction.on_commit(lambda: _dj_record("t74.dj.on_commit"))
-        _dj_record("t74.dj.oc_body")
+        transaction.on_commit(lambda: dj_record("t74.dj.on_commit"))
+        dj_record("t74.dj.oc_body")
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     cursor = connection.chunked_cursor()
     cursor.execute("SELECT audit.record(kind => 't74.dj.ssc', target_id => g::text) FROM generate_series(1, 3) g")
@@ -644,7 +615,7 @@ def test_J_a_request_that_sets_the_session_with_callproc_only_leaves_nothing_for
     """Django's callproc is not wrapped (documented), so a request whose only database work is a
     library's callproc never marks the connection: the job after it must still name nobody."""
     django_client.get("/callproc", headers={"x-user": "bob"})
-    _dj_record("t74.dj.after_callproc")
+    dj_record("t74.dj.after_callproc")
     assert who(db, "t74.dj.after_callproc") == [("app_writer", None)]
 
 
@@ -663,7 +634,7 @@ def test_J_autocommit_job_costs_one_clear_then_none_after_one_request(db, django
     raw.cursor_factory = Counting
     try:
         for i in range(6):
-            _dj_record(f"t74.dj.cost{i}")
+            dj_record(f"t74.dj.cost{i}")
     finally:
         raw.cursor_factory = base
     assert len(sent) <= 1, f"{len(sent)} set_config statements for 6 autocommit queries"
@@ -678,8 +649,8 @@ def test_J_job_own_session_value_in_autocommit_after_a_request_holds(db, django_
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('pgaudit_py.actor_id', 'nightly', false)")
-    _dj_record("t74.dj.own1")
-    _dj_record("t74.dj.own2")
+    dj_record("t74.dj.own1")
+    dj_record("t74.dj.own2")
     assert who(db, "t74.dj.own1") == [("nightly", None)]
     assert who(db, "t74.dj.own2") == [("nightly", None)]
 
@@ -688,9 +659,9 @@ def test_J_autocommit_off_rolled_back_job_then_next_transaction_names_nobody(db,
     from django.db import connection, transaction
     django_off_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     transaction.commit()
-    _dj_record("t74.dj.off1")
+    dj_record("t74.dj.off1")
     transaction.rollback()
-    _dj_record("t74.dj.off2")
+    dj_record("t74.dj.off2")
     transaction.commit()
     record(connection.connection, "t74.dj.off_raw")
     transaction.commit()
@@ -703,7 +674,7 @@ def test_J_connection_reopened_after_a_request_carries_nothing_and_costs_nothing
     from django.db import connection
     django_client.get("/helper", headers={"x-user": "alice", "x-tenant": "acme"})
     connection.close()
-    _dj_record("t74.dj.reopened")
+    dj_record("t74.dj.reopened")
     record(connection.connection, "t74.dj.reopened_raw")
     assert who(db, "t74.dj.reopened") == [("app_writer", None)]
     assert who(db, "t74.dj.reopened_raw") == [("app_writer", None)]
@@ -761,8 +732,8 @@ def test_F_django_request_from_a_loopback_or_private_address_then_job_name_their
     r = django_client.get("/addr", headers={"x-user": "erin"}, REMOTE_ADDR=remote)
     assert r.status_code == 200
     with transaction.atomic():
-        _dj_record("t74.dj.fjob")
-    _dj_record("t74.dj.fjob2")
+        dj_record("t74.dj.fjob")
+    dj_record("t74.dj.fjob2")
     assert who(db, "t74.dj.addr") == [("erin", None)]
     assert addr_of(db, "t74.dj.addr")[0][0] == remote
     assert who(db, "t74.dj.fjob") == [("app_writer", None)]

@@ -12,8 +12,9 @@ from contextlib import suppress
 
 import psycopg
 import pytest
+from django.urls import path
 from psycopg_pool import ConnectionPool
-from trial_helpers import both_verifiers, django_site, seal_all
+from trial_helpers import both_verifiers, dj_record, django_test_client, seal_all
 
 from pgaudit_py import aio, audit_context, record, request_context
 from pgaudit_py.errors import PgAuditError
@@ -243,16 +244,6 @@ def test_A_many_tasks_gathered_inside_a_block_all_write_as_its_actor_without_dea
 
 # ------------------------------------------------------------------ Django set-up (as trial 74)
 
-def dj_who(request) -> dict[str, str | None]:
-    return {"actor_id": request.headers.get("x-user"), "tenant_id": request.headers.get("x-tenant")}
-
-
-def _dj_record(kind: str) -> None:
-    from django.db import connection
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT audit.record(kind => %s)", [kind])
-
-
 def dj_leftover(request):
     """A request's library leaves mallory/evil for the whole session; the request itself is bob's."""
     from django.db import connection
@@ -260,7 +251,7 @@ def dj_leftover(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('pgaudit_py.actor_id', 'mallory', false),"
                        " set_config('pgaudit_py.tenant_id', 'evil', false)")
-    _dj_record("t75.dj.req")
+    dj_record("t75.dj.req")
     return HttpResponse("ok")
 
 
@@ -282,7 +273,7 @@ async def dj_async_leftover(request):
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('pgaudit_py.actor_id', 'mallory', false),"
                            " set_config('pgaudit_py.tenant_id', 'evil', false)")
-        _dj_record("t75.dj.async_req")
+        dj_record("t75.dj.async_req")
     await sync_to_async(work)()
     return HttpResponse("ok")
 
@@ -294,45 +285,25 @@ def dj_stream_leftover(request):
         from django.db import connection
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('pgaudit_py.actor_id', 'mallory', false)")
-        _dj_record("t75.dj.stream_req")
+        dj_record("t75.dj.stream_req")
         yield b"ok"
     return StreamingHttpResponse(body())
 
 
-dj_urlpatterns = None
-
-
-def _django(db, extra: dict):
-    from django.urls import path
-
-    global dj_urlpatterns
-    dj_urlpatterns = [path("leftover", dj_leftover), path("raw", dj_raw_leftover),
-                      path("async", dj_async_leftover), path("stream", dj_stream_leftover)]
-    return django_site(db, __name__, extra)
+urlpatterns = [path("leftover", dj_leftover), path("raw", dj_raw_leftover),
+               path("async", dj_async_leftover), path("stream", dj_stream_leftover)]
 
 
 @pytest.fixture
 def django_client(db):
-    from django.db import connections
-    over, client = _django(db, {})
-    with over:
+    with django_test_client(db, __name__, {}) as client:
         yield client
-    connections.close_all()
 
 
 @pytest.fixture
 def django_off_client(db):
-    from django.db import connections
-    over, client = _django(db, {"AUTOCOMMIT": False})
-    with over:
+    with django_test_client(db, __name__, {"AUTOCOMMIT": False}) as client:
         yield client
-    connections.close_all()
-
-
-def __getattr__(name):
-    if name == "urlpatterns":
-        return dj_urlpatterns
-    raise AttributeError(name)
 
 
 def _leftover(client) -> None:
@@ -355,7 +326,7 @@ def test_R_pipeline_record_that_fails_after_the_clear_does_not_drop_the_mark_wit
     if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         driver.rollback()
     record(driver, "t75.r.pipe_next")
-    _dj_record("t75.r.pipe_next_dj")
+    dj_record("t75.r.pipe_next_dj")
     assert who(db, "t75.r.pipe_bad") == []
     assert who(db, "t75.r.pipe_next") == [("app_writer", None)]
     assert who(db, "t75.r.pipe_next_dj") == [("app_writer", None)]
@@ -483,7 +454,7 @@ def test_R_marked_connection_closed_then_a_new_one_carries_nothing(db, django_cl
     gc.collect()
     fresh = connect("app_writer")
     record(fresh, "t75.r.fresh")
-    _dj_record("t75.r.fresh_dj")
+    dj_record("t75.r.fresh_dj")
     record(connection.connection, "t75.r.fresh_driver")
     for k in ("t75.r.fresh", "t75.r.fresh_dj", "t75.r.fresh_driver"):
         assert who(db, k) == [("app_writer", None)], k
@@ -508,9 +479,9 @@ def test_D_management_command_via_call_command_after_a_request_names_nobody(db, 
 
     class Cmd(BaseCommand):
         def handle(self, *args, **options):
-            _dj_record("t75.d.cmd_auto")
+            dj_record("t75.d.cmd_auto")
             with transaction.atomic():
-                _dj_record("t75.d.cmd_atomic")
+                dj_record("t75.d.cmd_atomic")
             record(connection.connection, "t75.d.cmd_raw")
     _leftover(django_client)
     call_command(Cmd())
@@ -524,7 +495,7 @@ def test_D_request_finished_signal_work_does_not_name_the_leftover(db, django_cl
     from django.db import connection
 
     def on_finished(sender, **kwargs):
-        _dj_record("t75.d.finished")
+        dj_record("t75.d.finished")
         record(connection.connection, "t75.d.finished_raw")
     request_finished.connect(on_finished, dispatch_uid="t75")
     try:
@@ -561,7 +532,7 @@ def test_D_asgi_async_view_leftover_then_jobs_via_sync_to_async_name_nobody(db, 
     app = ASGIHandler()
 
     def job():
-        _dj_record("t75.d.async_job")
+        dj_record("t75.d.async_job")
         record(connection.connection, "t75.d.async_job_raw")
 
     async def main():
@@ -581,29 +552,24 @@ def test_D_django_psycopg_pool_hands_the_requests_driver_to_another_thread_that_
     """Django's own psycopg pool (OPTIONS pool, one connection): the driver a request used goes back to
     the pool and on to a job in another thread, which must not name the request's leftover."""
     from django.db import connection, connections
-    over, client = _django(db, {"CONN_MAX_AGE": 0, "OPTIONS": {"pool": {"min_size": 1, "max_size": 1}}})
-    try:
-        with over:
-            _leftover(client)
-            connection.close()
-            errors: list[BaseException] = []
+    pool = {"CONN_MAX_AGE": 0, "OPTIONS": {"pool": {"min_size": 1, "max_size": 1}}}
+    with django_test_client(db, __name__, pool) as client:
+        _leftover(client)
+        connection.close()
+        errors: list[BaseException] = []
 
-            def job():
-                try:
-                    _dj_record("t75.d.pool_job")
-                    record(connections["default"].connection, "t75.d.pool_job_raw")
-                except BaseException as e:  # noqa: BLE001
-                    errors.append(e)
-                finally:
-                    connections["default"].close()
-            t = threading.Thread(target=job)
-            t.start()
-            t.join(20)
-            assert errors == []
-    finally:
-        with suppress(Exception):
-            connection.close_pool()
-        connections.close_all()
+        def job():
+            try:
+                dj_record("t75.d.pool_job")
+                record(connections["default"].connection, "t75.d.pool_job_raw")
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+            finally:
+                connections["default"].close()
+        t = threading.Thread(target=job)
+        t.start()
+        t.join(20)
+        assert errors == []
     assert who(db, "t75.dj.req") == [("bob", None)]
     assert who(db, "t75.d.pool_job") == [("app_writer", None)]
     assert who(db, "t75.d.pool_job_raw") == [("app_writer", None)]
@@ -615,7 +581,7 @@ def test_D_streamed_body_that_leaves_a_session_value_then_a_job_names_nobody(db,
     r.close()
     from django.db import connection, transaction
     with transaction.atomic():
-        _dj_record("t75.d.stream_job")
+        dj_record("t75.d.stream_job")
     record(connection.connection, "t75.d.stream_raw")
     assert who(db, "t75.dj.stream_req") == [("bob", None)]
     assert who(db, "t75.d.stream_job") == [("app_writer", None)]
@@ -629,10 +595,10 @@ def test_D_django_query_in_a_driver_pipeline_with_a_later_failure_leaves_no_left
     _leftover(django_client)
     driver = connection.connection
     with suppress(Exception), driver.pipeline():
-        _dj_record("t75.d.pipe_ok")
+        dj_record("t75.d.pipe_ok")
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1/0")
-    _dj_record("t75.d.pipe_next")
+    dj_record("t75.d.pipe_next")
     assert who(db, "t75.d.pipe_ok") in ([], [("app_writer", None)])
     assert who(db, "t75.d.pipe_next") == [("app_writer", None)]
 
@@ -641,7 +607,7 @@ def test_D_request_that_sets_the_session_on_the_driver_directly_leaves_nothing_f
     """Kin of the documented callproc limit: the request's library uses Django's driver connection
     directly (psycopg's execute), so no wrapper sees it."""
     django_client.get("/raw", headers={"x-user": "bob"})
-    _dj_record("t75.d.after_raw")
+    dj_record("t75.d.after_raw")
     assert who(db, "t75.d.after_raw") == [("app_writer", None)]
 
 
@@ -694,7 +660,7 @@ def test_F_django_request_job_and_driver_record_name_their_own_seal_and_verify(d
     from django.db import connection, transaction
     _leftover(django_client)
     with transaction.atomic():
-        _dj_record("t75.f.dj_job")
+        dj_record("t75.f.dj_job")
     record(connection.connection, "t75.f.dj_raw")
     with audit_context(connection.connection, actor_id="ops"):
         record(connection.connection, "t75.f.dj_block")

@@ -221,10 +221,23 @@ def forget_django_pools() -> None:
     DatabaseWrapper._connection_pools.clear()
 
 
-def django_site(db: psycopg.Connection, module: str, extra: dict | None = None):
-    """Django, configured once a process (perhaps first by another test module), pointed at this test's
-    database with the middleware, and the module's views (its `urlpatterns`) and context function
-    (`dj_who`) in force: (the settings override to enter, a test client)."""
+def dj_who(request) -> dict[str, str | None]:
+    """The trials' Django context function: the actor and tenant a request's headers name."""
+    return {"actor_id": request.headers.get("x-user"), "tenant_id": request.headers.get("x-tenant")}
+
+
+def dj_record(kind: str, target: str | None = None) -> None:
+    """audit.record through Django's own connection, as a view or a job would."""
+    from django.db import connection
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT audit.record(kind => %s, target_id => %s)", [kind, target])
+
+
+@contextmanager
+def django_test_client(db: psycopg.Connection, urlconf: str, extra: dict | None = None, **client_options):
+    """A Django test client for this test's database, with the middleware, the module `urlconf`'s
+    `urlpatterns` and `dj_who` in force. Django is configured once a process (perhaps first by another
+    test module): this points it at the database, and closes what the test opened on the way out."""
     import django
     from django.conf import settings
     from django.db import connections
@@ -236,8 +249,8 @@ def django_site(db: psycopg.Connection, module: str, extra: dict | None = None):
             "HOST": info.host, "PORT": str(info.port), "CONN_MAX_AGE": None, **(extra or {})}
     middleware = ["pgaudit_py.integrations.django.AuditContextMiddleware"]
     if not settings.configured:
-        settings.configure(DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF=module, INSTALLED_APPS=[], USE_TZ=True,
-                           MIDDLEWARE=middleware, PGAUDIT_CONTEXT=f"{module}.dj_who", DATABASES={"default": conf})
+        settings.configure(DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF=urlconf, INSTALLED_APPS=[], USE_TZ=True,
+                           MIDDLEWARE=middleware, PGAUDIT_CONTEXT="trial_helpers.dj_who", DATABASES={"default": conf})
         django.setup()
     else:
         connections.close_all()
@@ -247,4 +260,9 @@ def django_site(db: psycopg.Connection, module: str, extra: dict | None = None):
         connections.settings = connections.configure_settings(settings.DATABASES)
         with suppress(AttributeError, KeyError):
             del connections["default"]
-    return override_settings(ROOT_URLCONF=module, PGAUDIT_CONTEXT=f"{module}.dj_who", MIDDLEWARE=middleware), Client()
+    try:
+        with override_settings(ROOT_URLCONF=urlconf, PGAUDIT_CONTEXT="trial_helpers.dj_who", MIDDLEWARE=middleware):
+            yield Client(**client_options)
+    finally:
+        connections.close_all()
+        forget_django_pools()
