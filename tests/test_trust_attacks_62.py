@@ -22,14 +22,13 @@ Each test asserts what a careful audit system must hold, so it FAILS when the at
 
 from __future__ import annotations
 
-import os
 from contextlib import suppress
 from datetime import timedelta
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
-from trial_helpers import as_owner, problems_of, verified
+from trial_helpers import as_owner, big_hex, problems_of, quarantined_kinds, seal_all, tracked_acct, verified
 
 from pgaudit_py import disable_tracking, enable_tracking, install, record, row_history, seal, seal_status, status
 from pgaudit_py.chain import verify_chain
@@ -49,37 +48,9 @@ def both_verifiers(db: psycopg.Connection, conn: psycopg.Connection | None = Non
     return sql_ok, py_ok
 
 
-def seal_all(db: psycopg.Connection) -> str | None:
-    """Seal until nothing moves; the first failure's text, if any."""
-    try:
-        while seal(db).sealed:
-            pass
-    except Exception as e:  # noqa: BLE001 - a psycopg error or the package's SealConflict
-        with suppress(Exception):
-            db.execute("ROLLBACK")
-        return f"{type(e).__name__}: {e}"
-    return None
-
-
 def privileged_runs(db: psycopg.Connection) -> list[tuple]:
     rows = db.execute("SELECT who, what, forged FROM public.who_ran").fetchall()
     return [r for r in rows if r[2] or r[0] not in MAY_RUN]
-
-
-def big_hex(n_bytes: int) -> str:
-    """Random hex: neither pglz nor lz4 finds repeats to compress."""
-    return os.urandom(n_bytes).hex()
-
-
-def quarantined_kinds(db: psycopg.Connection, like: str = "t62.%") -> list[str]:
-    return [r[0] for r in db.execute("SELECT kind FROM audit.quarantine WHERE kind LIKE %s ORDER BY intake_id", [like])]
-
-
-def tracked_acct(attacker, connect, *, baseline: bool = False, extra: str = "") -> None:
-    attacker.execute(f"""CREATE TABLE public.t62_acct (id int PRIMARY KEY, v int, note text{extra});
-                         GRANT ALL ON public.t62_acct TO app_writer;
-                         INSERT INTO public.t62_acct (id, v) VALUES (1, 0), (2, 0)""")
-    enable_tracking(connect("app_maintainer"), "public.t62_acct", baseline=baseline)
 
 
 # ======================= class F: the sealer's quarantine path (owner role) =======================
@@ -123,7 +94,7 @@ def test_f1_storage_plain_on_the_log_does_not_send_a_chosen_large_event_to_the_q
     as_owner(db, take)
     again = seal_all(db)
     after = problems_of(db)
-    quarantined = quarantined_kinds(db)
+    quarantined = quarantined_kinds(db, "t62.%")
     assert quarantined == [] or after, (
         f"the chosen wire went to the quarantine ({quarantined}) under storage PLAIN (first round: {failure}, "
         f"then {again}); status while it lasted named {during}, afterwards nothing")
@@ -148,7 +119,7 @@ def test_f2_plain_storage_set_on_the_log_alone_reaches_every_partition_seal_make
     record(db, "t62.wire", payload={"to": "offshore", "memo": big_hex(15_000)})
     record(db, "t62.after")
     failure = seal_all(db)
-    quarantined = quarantined_kinds(db)
+    quarantined = quarantined_kinds(db, "t62.%")
     problems = problems_of(db)
     assert quarantined == [] or problems, (
         f"a real event quarantined ({quarantined}, round: {failure}) in a partition made with PLAIN storage; "
@@ -185,7 +156,7 @@ def test_f3_a_guards_name_on_a_row_trigger_is_no_guard_to_the_quarantine_path(db
     as_owner(db, "SELECT audit._guard_log_partition('audit.event_log_000000'); DROP FUNCTION audit.t62_censor()")
     again = seal_all(db)
     after = problems_of(db)
-    quarantined = quarantined_kinds(db)
+    quarantined = quarantined_kinds(db, "t62.%")
     assert quarantined == [], (f"the wire went to the quarantine (round: {failure}; then {again}); status named "
                                f"{len(during)} problems while it lasted, afterwards {after}")
 
@@ -207,7 +178,7 @@ def test_f4_a_guards_name_on_a_row_trigger_raising_54000_is_no_guard_to_the_quar
     as_owner(db, "SELECT audit._guard_log_partition('audit.event_log_000000'); DROP FUNCTION audit.t62_censor()")
     seal_all(db)
     after = problems_of(db)
-    quarantined = quarantined_kinds(db)
+    quarantined = quarantined_kinds(db, "t62.%")
     assert quarantined == [] or after, f"the wire went to the quarantine (round: {failure}); status afterwards intact"
 
 
@@ -307,7 +278,7 @@ def test_c1_a_procedure_that_commits_cannot_date_its_later_writes_to_the_call(db
     CALL's. The second write claims the moment the procedure began, before the first was even
     committed, so row_as_of answers for that moment with a row state that did not exist then.
     Safe: each event's occurred_at is no earlier than its own transaction began."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     second = {"update": "UPDATE public.t62_acct SET v = 2 WHERE id = 1",
               "delete": "DELETE FROM public.t62_acct WHERE id = 1",
               "insert": "INSERT INTO public.t62_acct (id, v) VALUES (3, 3)",
@@ -342,7 +313,7 @@ def test_c5_a_write_dated_to_its_procedures_start_is_not_pruned_before_its_reten
     is younger than the retention. (With a long-running procedure, a write made today can be dated
     months back and pruned by the next nightly prune.) Safe: a change younger than the retention
     stays in the log."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     record(db, "t62.old")
     seal(db)
     attacker.execute("""CREATE PROCEDURE public.t62_late() LANGUAGE plpgsql AS $$
@@ -375,7 +346,7 @@ def test_c3_a_do_block_that_commits_cannot_date_its_later_writes_to_its_start(db
     """Attack (c1 without a procedure): a top-level DO block COMMITs, waits, then updates the row in a
     transaction of its own; the capture dates it when the DO began (statement_timestamp()). Safe:
     dated no earlier than its transaction began."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     began = db.execute("SELECT clock_timestamp()").fetchone()[0]
     attacker.execute("""DO $$ BEGIN COMMIT; PERFORM pg_sleep(2); UPDATE public.t62_acct SET v = 4 WHERE id = 2; COMMIT; END $$""")
     seal(db)
@@ -386,7 +357,7 @@ def test_c3_a_do_block_that_commits_cannot_date_its_later_writes_to_its_start(db
 def test_c4_a_savepoint_rolled_back_around_set_config_leaves_the_outer_actor(db, connect, attacker):
     """A table owner's function sets the actor inside a sub-block that fails (an EXCEPTION block, a
     savepoint): the setting is rolled back with it, and the write after it names the outer actor."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     attacker.execute("""CREATE FUNCTION public.t62_try() RETURNS void LANGUAGE plpgsql AS $$
         BEGIN
             BEGIN
@@ -412,7 +383,7 @@ def test_c6_an_actor_of_type_db_role_is_only_ever_the_database_role_itself(db, c
     events read as the superuser's own acts by the package's convention. (The rate limit already
     refuses to count such a claim as that role's.) Safe: an event whose actor type is db_role names
     its own db_role as the actor."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     writer = connect("app_writer")
     with suppress(Exception):
         record(writer, "t62.grant", actor_type="db_role", actor_id="postgres", payload={"granted": "superuser"})
@@ -492,7 +463,7 @@ def test_a3_a_rule_and_a_trigger_of_the_owners_never_run_as_an_audit_role(db, co
     """Attack: the tracked table has a rule (ON UPDATE DO ALSO SELECT spy()) and row and statement
     triggers calling spy, all added after tracking; writes, seal, status, untrack. Safe: no audit
     role ran them."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     attacker.execute("""
         CREATE RULE t62_r AS ON UPDATE TO public.t62_acct DO ALSO SELECT public.spy('rule');
         CREATE FUNCTION public.t62_trg() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -692,7 +663,7 @@ def test_b3_writes_in_a_procedure_between_commits_explain_analyze_and_copy_are_c
     """Attack: the owner writes its tracked table from a procedure between COMMITs and ROLLBACKs,
     through EXPLAIN ANALYZE, a writable CTE and a MERGE (a plain table: allowed). Safe: exactly the
     committed changes are captured, each once."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     attacker.execute("""CREATE PROCEDURE public.t62_many() LANGUAGE plpgsql AS $$
         BEGIN
             EXECUTE 'EXPLAIN ANALYZE UPDATE public.t62_acct SET v = 10 WHERE id = 1';
@@ -720,7 +691,7 @@ def test_b4_a_generated_column_added_in_place_of_a_tracked_column_is_recorded(db
     (a rewrite for a default value, let through), DROP EXPRESSION, DROP COLUMN v, RENAME w TO v.
     Every row's v changed with no row event. Safe: refused, or each step recorded as a schema change
     of the tracked table (with the command)."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     before = db.execute("SELECT count(*) FROM audit.events WHERE kind LIKE 'audit.tracked_%'").fetchone()[0]
     try:
         attacker.execute("ALTER TABLE public.t62_acct ADD COLUMN w int GENERATED ALWAYS AS (v * 1000 + 7) STORED;"
@@ -737,7 +708,7 @@ def test_b5_capture_triggers_renamed_away_and_look_alikes_in_one_alter_table_are
     """Attack: in one transaction the owner renames the capture triggers away (ALTER TRIGGER ...
     RENAME) and creates look-alikes of their names that call a trigger function of its own, then
     writes. Safe: refused, or the writes captured (and status intact means capture works)."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     try:
         with attacker.transaction():
             attacker.execute("""
@@ -788,7 +759,7 @@ def test_b7_a_role_granted_set_on_session_replication_role_switching_capture_off
     that is no superuser (a restore or ETL job's; or PUBLIC). With it, the table's owner (or any
     writer) sets replica mode and writes: the capture triggers, enabled in origin mode, do not fire.
     Nothing in the log says so. Safe: the write is captured, or status names the grant."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     db.execute(f"GRANT SET ON PARAMETER session_replication_role TO {grantee}")
     try:
         who = attacker if grantee == "table_owner" else connect("app_writer")
@@ -813,7 +784,7 @@ def test_b8_replica_mode_stored_as_a_default_for_writers_sessions_is_named(db, c
     superuser's ALTER DATABASE / ALTER ROLE ... SET, left behind by a restore script), puts every new
     session of the writer in replica mode, where no capture trigger fires. Safe: the writer's
     update is captured, or status names the stored setting."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     name = db.info.dbname
     target = {"database": f"DATABASE {name}", "role": "ROLE app_writer",
               "role_in_database": f"ROLE app_writer IN DATABASE {name}"}[where]
@@ -945,7 +916,7 @@ def test_d4_latin1_and_sql_ascii_writers_record_what_they_sent_and_both_verifier
     """Writers whose client_encoding is LATIN1 record payloads, kinds' targets and captured rows with
     non-ASCII text; a reader checks with both verifiers. Safe: the text is what was sent, no false
     alarm."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     w = connect("app_writer")
     w.execute("SET client_encoding = 'LATIN1'")
     w.execute("SELECT audit.record('t62.enc', payload => %s, target_id => %s)", [Jsonb({"name": "Zoë Ørsted ß"}), "café"])
@@ -986,7 +957,7 @@ def test_d6_both_verifiers_agree_under_a_readers_hostile_output_settings(db, con
     """A reader whose session prints bytea as escape, dates as German, intervals as ISO 8601, floats
     with -15 digits, in a half-hour time zone, with the owner's schema first on its path, verifies
     a chain of recorded and captured events: no false alarm in either verifier."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     writer = connect("app_writer")
     record(writer, "t62.d6", payload={"f": 1349.01, "s": "\u00e9"})
     writer.execute("UPDATE public.t62_acct SET note = 'x' WHERE id = 1")
@@ -1092,7 +1063,7 @@ def test_e5_a_tamper_of_any_hashed_field_of_a_captured_event_is_caught_by_both(d
     """A real tamper (the superuser, behind the guards) of one hashed field of a sealed captured
     update (its time by a microsecond, its address, origin, role, validity, changes, transaction):
     both verifiers fail, naming the same block."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t62")
     connect("app_writer").execute("UPDATE public.t62_acct SET v = 3 WHERE id = 1")
     seal(db)
     assert both_verifiers(db) == (True, True)

@@ -15,57 +15,31 @@ Each test asserts what a careful audit system must hold, so it FAILS when the at
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import suppress
 from datetime import timedelta
 
 import psycopg
 import pytest
-from trial_helpers import as_owner, both_verifiers, owner_publishes, problems_of
+from trial_helpers import (
+    as_owner,
+    big_hex,
+    both_verifiers,
+    captured,
+    owner_publishes,
+    problems_of,
+    quarantined_kinds,
+    replica_mode_named,
+    seal_all,
+    tracked_acct,
+)
 
-from pgaudit_py import enable_tracking, install, prune_events, record, seal, seal_status, status
+from pgaudit_py import install, prune_events, record, seal, seal_status, status
 
 FIRST_END = 999_999
 
 
 # ============================================ helpers ============================================
-
-
-def seal_all(db: psycopg.Connection) -> str | None:
-    """Seal until nothing moves; the first failure's text, if any."""
-    try:
-        while seal(db).sealed:
-            pass
-    except Exception as e:  # noqa: BLE001
-        with suppress(Exception):
-            db.execute("ROLLBACK")
-        return f"{type(e).__name__}: {e}"
-    return None
-
-
-def big_hex(n_bytes: int) -> str:
-    return os.urandom(n_bytes).hex()
-
-
-def quarantined_kinds(db: psycopg.Connection, like: str = "t63.%") -> list[str]:
-    return [r[0] for r in db.execute("SELECT kind FROM audit.quarantine WHERE kind LIKE %s ORDER BY intake_id", [like])]
-
-
-def tracked_acct(attacker, connect, *, baseline: bool = False) -> None:
-    attacker.execute("""CREATE TABLE public.t63_acct (id int PRIMARY KEY, v int, note text);
-                        GRANT ALL ON public.t63_acct TO app_writer;
-                        INSERT INTO public.t63_acct (id, v) VALUES (1, 0), (2, 0)""")
-    enable_tracking(connect("app_maintainer"), "public.t63_acct", baseline=baseline)
-
-
-def captured(db: psycopg.Connection, kind: str) -> int:
-    return db.execute("SELECT count(*) FROM audit.events WHERE kind = %s", [kind]).fetchone()[0]
-
-
-def srr_named(db: psycopg.Connection) -> list[str]:
-    st = status(db)
-    return [p for p in st.problems + st.warnings if "session_replication_role" in p or "replica" in p]
 
 
 def wire_round(db: psycopg.Connection, memo_bytes: int = 15_000) -> tuple[str | None, str | None]:
@@ -105,7 +79,7 @@ def test_f1_per_partition_settings_outside_the_snapshot_do_not_send_a_large_wire
     except psycopg.Error:
         db.execute("RESET ROLE")
     failure, again = wire_round(db)
-    assert quarantined_kinds(db) == [] or problems_of(db), (
+    assert quarantined_kinds(db, "t63.%") == [] or problems_of(db), (
         f"the wire went to the quarantine ({failure}; {again}) under {how}; status intact")
     assert db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 't63.wire'").fetchone() == (1,)
 
@@ -178,7 +152,7 @@ def test_f5_a_reinstall_does_not_record_a_check_the_owner_added_to_the_log_as_in
     install(db)
     failure, again = wire_round(db, 10)
     problems = problems_of(db)
-    assert quarantined_kinds(db) == [] or problems, (
+    assert quarantined_kinds(db, "t63.%") == [] or problems, (
         f"after a re-install the owner's CHECK is recorded as installed: the wire was quarantined ({failure}), "
         f"status intact")
 
@@ -226,7 +200,7 @@ def test_f7_a_partition_seal_makes_copies_no_compression_or_setting_that_refuses
         record(db, "t63.noise", payload={"n": i})
     seal(db)
     failure, again = wire_round(db)
-    assert quarantined_kinds(db) == [] or problems_of(db), (failure, again)
+    assert quarantined_kinds(db, "t63.%") == [] or problems_of(db), (failure, again)
     assert db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 't63.wire' AND seq > %s", [FIRST_END]).fetchone() == (1,)
 
 
@@ -251,7 +225,7 @@ def test_f8_a_guard_overload_in_another_schema_of_the_same_name_does_not_pass_as
         as_owner(db, "SELECT audit._guard_log_partition('audit.event_log_000000');"
                      " DROP FUNCTION audit_capture._guard_append_only()")
     again = seal_all(db)
-    assert quarantined_kinds(db) == [], (failure, again, problems_of(db))
+    assert quarantined_kinds(db, "t63.%") == [], (failure, again, problems_of(db))
 
 
 # ============================ class C: event times ============================
@@ -261,7 +235,7 @@ def test_c1_a_write_made_late_inside_one_statements_function_is_dated_when_it_ra
     """Attack: the owner's function sleeps two seconds and then updates its tracked row, called in
     one statement: statement_timestamp() would date it at the statement's start. Safe: dated no
     earlier than 1.5 s after the statement began."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     attacker.execute("""CREATE FUNCTION public.t63_late() RETURNS void LANGUAGE plpgsql AS $$
         BEGIN PERFORM pg_sleep(2); UPDATE public.t63_acct SET v = 7 WHERE id = 1; END $$""")
     began = db.execute("SELECT clock_timestamp()").fetchone()[0]
@@ -274,7 +248,7 @@ def test_c1_a_write_made_late_inside_one_statements_function_is_dated_when_it_ra
 def test_c2_a_nested_procedure_that_commits_dates_its_write_when_it_ran(db, connect, attacker):
     """Attack: an outer procedure calls an inner one that COMMITs, waits and writes; then the outer
     writes too. Safe: both writes dated no earlier than when they ran."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     attacker.execute("""
         CREATE PROCEDURE public.t63_inner() LANGUAGE plpgsql AS $$
         BEGIN COMMIT; PERFORM pg_sleep(2); UPDATE public.t63_acct SET v = 1 WHERE id = 1; COMMIT; END $$;
@@ -292,7 +266,7 @@ def test_c3_a_deferred_constraint_trigger_that_writes_at_commit_is_dated_at_comm
     """Attack: the owner's deferred constraint trigger on a table of its own updates the tracked row
     when the transaction commits, two seconds after the statement that fired it. Safe: the update
     is dated no earlier than the commit's start (1.5 s after the first statement)."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     attacker.execute("""
         CREATE TABLE public.t63_q (id int);
         CREATE FUNCTION public.t63_apply() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -315,7 +289,7 @@ def test_c4_a_change_committed_now_is_not_pruned_under_a_retention_longer_than_i
     dated when the UPDATE ran. A prune with a retention of 2 seconds, right after the commit, removes
     a change no reader could have seen 2 seconds earlier. Safe: a change committed less than the
     retention ago stays in the log."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     record(db, "t63.old")
     seal(db)
     with attacker.transaction():
@@ -332,7 +306,7 @@ def test_c4_a_change_committed_now_is_not_pruned_under_a_retention_longer_than_i
 def test_c5_a_truncate_in_a_do_block_after_commit_is_not_pruned_early(db, connect, attacker):
     """Attack: a DO block COMMITs, waits three seconds and TRUNCATEs the tracked table; a prune with a
     retention of 2 seconds follows at once. Safe: the truncate's event stays."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     record(db, "t63.old")
     seal(db)
     attacker.execute("DO $$ BEGIN COMMIT; PERFORM pg_sleep(3); TRUNCATE public.t63_acct; COMMIT; END $$")
@@ -345,7 +319,7 @@ def test_c5_a_truncate_in_a_do_block_after_commit_is_not_pruned_early(db, connec
 def test_c6_row_state_as_of_answers_right_around_a_change_made_in_a_procedure(db, connect, attacker):
     """Attack: a procedure COMMITs, waits two seconds, updates the row. Safe: row_state_as_of one
     second into the CALL gives the old value, and just after the CALL the new one."""
-    tracked_acct(attacker, connect, baseline=True)
+    tracked_acct(attacker, connect, "t63", baseline=True)
     attacker.execute("""CREATE PROCEDURE public.t63_p() LANGUAGE plpgsql AS $$
         BEGIN COMMIT; PERFORM pg_sleep(2); UPDATE public.t63_acct SET v = 555 WHERE id = 1; COMMIT; END $$""")
     time.sleep(0.1)
@@ -367,7 +341,7 @@ def test_b1_replica_mode_stored_for_all_roles_is_named(db, connect, attacker, wh
     """Attack: a superuser's ALTER ROLE ALL [IN DATABASE] SET session_replication_role = replica (a
     restore script's leftover): every new session starts in replica mode, no capture trigger fires.
     Safe: the writer's update is captured, or status names the stored setting."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     target = f"ROLE ALL IN DATABASE {db.info.dbname}" if where == "all_in_database" else "ROLE ALL"
     db.execute(f"ALTER {target} SET session_replication_role = replica")
     try:
@@ -375,7 +349,7 @@ def test_b1_replica_mode_stored_for_all_roles_is_named(db, connect, attacker, wh
         writer.execute("UPDATE public.t63_acct SET v = 31337 WHERE id = 2")
         seal(db)
         n = captured(db, "public.t63_acct.update")
-        named = srr_named(db)
+        named = replica_mode_named(db)
     finally:
         db.execute(f"ALTER {target} RESET session_replication_role")
     assert n == 1 or named, "uncaptured, status intact"
@@ -385,7 +359,7 @@ def test_b1_replica_mode_stored_for_all_roles_is_named(db, connect, attacker, wh
 def test_b2_case_variants_of_a_stored_replica_default_are_named(db, connect, attacker, spelling):
     """Attack: the stored default spelled in capitals or mixed case (name quoted, value quoted). Safe:
     captured or named."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     db.execute(f"ALTER ROLE app_writer IN DATABASE {db.info.dbname} SET {spelling}")
     try:
         writer = connect("app_writer")
@@ -393,7 +367,7 @@ def test_b2_case_variants_of_a_stored_replica_default_are_named(db, connect, att
         writer.execute("UPDATE public.t63_acct SET v = 31337 WHERE id = 2")
         seal(db)
         n = captured(db, "public.t63_acct.update")
-        named = srr_named(db)
+        named = replica_mode_named(db)
     finally:
         db.execute(f"ALTER ROLE app_writer IN DATABASE {db.info.dbname} RESET session_replication_role")
     assert n == 1 or named, f"writer in {mode} mode, uncaptured, status intact"
@@ -402,7 +376,7 @@ def test_b2_case_variants_of_a_stored_replica_default_are_named(db, connect, att
 def test_b3_a_stored_local_mode_is_no_false_alarm(db, connect, attacker):
     """False alarm: session_replication_role = local fires ordinary (origin-enabled) triggers, so the
     writer's update is captured; status must not call it a session that fires no capture trigger."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     db.execute("ALTER ROLE app_writer SET session_replication_role = local")
     try:
         writer = connect("app_writer")
@@ -422,7 +396,7 @@ def test_b4_a_definer_function_that_sets_replica_mode_is_named(db, connect, atta
     SET session_replication_role = replica and is granted to the writer: every change the writer makes
     through it fires no capture trigger. No grant on the parameter and no stored default exists, so
     status's new checks see nothing. Safe: the change is captured, or status names the function."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     db.execute("""CREATE FUNCTION public.t63_fixup(k int, val int) RETURNS void LANGUAGE sql SECURITY DEFINER
                   SET session_replication_role = replica SET search_path = pg_catalog
                   AS $$ UPDATE public.t63_acct SET v = val WHERE id = k $$;
@@ -433,14 +407,14 @@ def test_b4_a_definer_function_that_sets_replica_mode_is_named(db, connect, atta
     seal(db)
     v = db.execute("SELECT v FROM public.t63_acct WHERE id = 1").fetchone()[0]
     n = captured(db, "public.t63_acct.update")
-    named = srr_named(db)
+    named = replica_mode_named(db)
     assert n == 1 or named, f"the row now holds {v}; the update went uncaptured; status intact"
 
 
 def test_b5_a_grant_to_a_group_role_the_writer_inherits_is_named(db, connect, attacker):
     """Attack: GRANT SET ON PARAMETER session_replication_role to a group role t63_etl, which the
     writer is a member of: the writer sets replica mode and writes. Safe: captured or named."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     db.execute("CREATE ROLE t63_etl NOLOGIN; GRANT t63_etl TO app_writer;"
                " GRANT SET ON PARAMETER session_replication_role TO t63_etl")
     try:
@@ -450,7 +424,7 @@ def test_b5_a_grant_to_a_group_role_the_writer_inherits_is_named(db, connect, at
         writer.execute("RESET session_replication_role")
         seal(db)
         n = captured(db, "public.t63_acct.update")
-        named = srr_named(db)
+        named = replica_mode_named(db)
     finally:
         db.execute("REVOKE SET ON PARAMETER session_replication_role FROM t63_etl; DROP OWNED BY t63_etl;"
                    " DROP ROLE t63_etl")
@@ -463,7 +437,7 @@ def test_b6_a_grant_to_a_superuser_role_a_writer_inherits_is_named(db, connect, 
     (status skips superuser grantees), and t63_su granted to the writer: superuser is not inherited,
     privileges are, so the writer (no superuser) sets replica mode without SET ROLE and writes
     uncaptured. Safe: captured, or status names the grant (or the membership)."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     db.execute("CREATE ROLE t63_su SUPERUSER NOLOGIN; GRANT SET ON PARAMETER session_replication_role TO t63_su;"
                " GRANT t63_su TO app_writer")
     try:
@@ -488,7 +462,7 @@ def test_b7_alter_system_grant_to_a_group_role_is_named(db, connect, attacker):
     db.execute("CREATE ROLE t63_ops NOLOGIN; GRANT t63_ops TO table_owner;"
                " GRANT ALTER SYSTEM ON PARAMETER session_replication_role TO t63_ops")
     try:
-        named = srr_named(db)
+        named = replica_mode_named(db)
     finally:
         db.execute("REVOKE ALTER SYSTEM ON PARAMETER session_replication_role FROM t63_ops;"
                    " REVOKE t63_ops FROM table_owner; DROP ROLE t63_ops")
@@ -500,7 +474,7 @@ def test_b7_alter_system_grant_to_a_group_role_is_named(db, connect, attacker):
 
 def test_z1_a_fresh_install_with_events_has_no_problems_and_verifies(db, connect, attacker):
     """False alarm: a fresh install, a tracked table, records, a large event, sealed."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     connect("app_writer").execute("UPDATE public.t63_acct SET note = %s WHERE id = 1", [big_hex(12_000)])
     record(db, "t63.big", payload={"memo": big_hex(15_000)})
     assert seal_all(db) is None
@@ -511,7 +485,7 @@ def test_z1_a_fresh_install_with_events_has_no_problems_and_verifies(db, connect
 
 def test_z2_a_reinstall_leaves_no_problems_and_verifies(db, connect, attacker):
     """False alarm: the installer run again (twice) over a log with events and a tracked table."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     record(db, "t63.a")
     seal(db)
     install(db)
@@ -540,7 +514,7 @@ def test_z3_partitions_made_by_sealing_past_an_end_leave_no_problems(near_end, c
 def test_z4_captured_writes_in_a_procedure_leave_no_problems(db, connect, attacker):
     """False alarm: ordinary captured writes in a procedure with COMMITs (insert, update, delete,
     truncate), sealed: no problems, both verifiers pass, events in order of time."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     attacker.execute("""CREATE PROCEDURE public.t63_work() LANGUAGE plpgsql AS $$
         BEGIN
             INSERT INTO public.t63_acct (id, v) VALUES (3, 3); COMMIT;
@@ -680,7 +654,7 @@ def test_b8_a_server_default_of_replica_hidden_by_the_status_runners_own_origin_
     reads the server's default from its own session's pg_settings, whose source is then 'database
     user' (skipped), and 'origin' is no problem; every writer's session is in replica mode. Safe: the
     writer's update is captured, or status names the server's default."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     name = db.info.dbname
     db.execute(f"ALTER ROLE postgres IN DATABASE {name} SET session_replication_role = origin")
     db.execute("ALTER SYSTEM SET session_replication_role = replica")
@@ -739,7 +713,7 @@ def test_f13_the_owner_restarting_the_intakes_ids_cannot_reorder_a_rows_history_
     sequence's parameters, not where it stands) between two pending updates of one row: the second
     update gets a lower intake_id, is sealed first, and the history reads backwards, row_as_of(now)
     answering the superseded value. Safe: history in the order applied, or status names it."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     writer = connect("app_writer")
     writer.execute("UPDATE public.t63_acct SET v = 1 WHERE id = 1")
     stmt = ("ALTER SEQUENCE audit.event_intake_intake_id_seq RESTART WITH 1" if how == "alter_sequence"
@@ -768,7 +742,7 @@ def test_f14_the_owner_moving_the_intakes_ids_to_their_end_is_named(db, connect,
     is exhausted), the application's tracked tables frozen, while status (which keeps the
     sequence's parameters, not where it stands) is intact. Safe: writes still captured, or status
     names it."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     try:
         as_owner(db, "ALTER SEQUENCE audit.event_intake_intake_id_seq RESTART WITH 9223372036854775806")
     except psycopg.Error:
@@ -790,7 +764,7 @@ def test_b9_a_grant_spelled_in_capitals_on_the_parameter_is_named(db, connect, a
     """Attack: GRANT SET ON PARAMETER "SESSION_REPLICATION_ROLE" (quoted, capitals) to the table's
     owner: if the catalogue keeps the spelling, status's exact-name lookup misses it. Safe: the
     owner's replica-mode update is captured, or status names the grant."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     db.execute('GRANT SET ON PARAMETER "SESSION_REPLICATION_ROLE" TO table_owner')
     try:
         attacker.execute("SET session_replication_role = replica")
@@ -798,7 +772,7 @@ def test_b9_a_grant_spelled_in_capitals_on_the_parameter_is_named(db, connect, a
         attacker.execute("RESET session_replication_role")
         seal(db)
         n = captured(db, "public.t63_acct.update")
-        named = srr_named(db)
+        named = replica_mode_named(db)
     finally:
         db.execute('REVOKE SET ON PARAMETER "SESSION_REPLICATION_ROLE" FROM table_owner')
     assert n == 1 or named, "uncaptured, status intact"
@@ -808,7 +782,7 @@ def test_b9_a_grant_spelled_in_capitals_on_the_parameter_is_named(db, connect, a
 def test_z8_harmless_replication_role_settings_are_no_false_alarm(db, connect, attacker, how):
     """False alarm: session_replication_role = origin stored for the writer, or SET on it granted to
     a superuser role: the writer's update is captured and status names nothing."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     setup, undo = {
         "stored_origin": ("ALTER ROLE app_writer SET session_replication_role = origin",
                           "ALTER ROLE app_writer RESET session_replication_role"),
@@ -855,7 +829,7 @@ def test_z9_a_cdc_publication_for_all_tables_does_not_stop_sealing_unnamed(db, c
     capture setup, Debezium's default) publishes every table's deletes; the intake has no primary
     key, so no replica identity, and the sealer's DELETE from it fails. Safe: sealing works, or
     status names the publication as what stops it."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     db.execute("CREATE PUBLICATION t63_all FOR ALL TABLES")
     try:
         record(db, "t63.real")
@@ -895,7 +869,7 @@ def test_b10_the_tables_owner_switching_its_capture_triggers_state_is_named_or_r
     triggers disabled, or each made to fire in replica mode only; or ALWAYS, harmless): in origin
     mode the writer's update then fires no capture. Safe: captured, or status names it (ALWAYS:
     captured)."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t63")
     names = [r[0] for r in db.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.t63_acct'::regclass"
                                       " AND NOT tgisinternal")]
     try:

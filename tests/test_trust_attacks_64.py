@@ -38,60 +38,26 @@ from datetime import timedelta
 import psycopg
 import pytest
 from earlier_releases import installer_at
-from trial_helpers import as_owner, both_verifiers, owner_publishes, problems_of
+from trial_helpers import (
+    as_owner,
+    big_hex,
+    both_verifiers,
+    captured,
+    drop_publications,
+    owner_publishes,
+    problems_of,
+    quarantined_kinds,
+    replica_mode_named,
+    seal_all,
+    tracked_acct,
+)
 
-from pgaudit_py import enable_tracking, install, prune_events, record, seal, seal_status, status
+from pgaudit_py import enable_tracking, install, prune_events, record, seal, seal_status
 
 FIRST_END = 999_999
 
 
 # ============================================ helpers ============================================
-
-
-def seal_all(db: psycopg.Connection) -> str | None:
-    """Seal until nothing moves; the first failure's text, if any."""
-    try:
-        while seal(db).sealed:
-            pass
-    except Exception as e:  # noqa: BLE001
-        with suppress(Exception):
-            db.execute("ROLLBACK")
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    return None
-
-
-def big_hex(n_bytes: int) -> str:
-    return os.urandom(n_bytes).hex()
-
-
-def quarantined_kinds(db: psycopg.Connection, like: str = "t64.%") -> list[str]:
-    return [r[0] for r in db.execute("SELECT kind FROM audit.quarantine WHERE kind LIKE %s ORDER BY intake_id", [like])]
-
-
-def tracked_acct(attacker, connect, *, baseline: bool = False) -> None:
-    attacker.execute("""CREATE TABLE public.t64_acct (id int PRIMARY KEY, v int, note text);
-                        GRANT ALL ON public.t64_acct TO app_writer;
-                        INSERT INTO public.t64_acct (id, v) VALUES (1, 0), (2, 0)""")
-    enable_tracking(connect("app_maintainer"), "public.t64_acct", baseline=baseline)
-
-
-def captured(db: psycopg.Connection, kind: str) -> int:
-    return db.execute("SELECT count(*) FROM audit.events WHERE kind = %s", [kind]).fetchone()[0]
-
-
-def pending_or_captured(db: psycopg.Connection, kind: str) -> int:
-    """Events of this kind, sealed or pending (audit.events shows both)."""
-    return captured(db, kind)
-
-
-def srr_named(db: psycopg.Connection) -> list[str]:
-    st = status(db)
-    return [p for p in st.problems + st.warnings if "session_replication_role" in p or "replica" in p]
-
-
-def drop_publications(db: psycopg.Connection) -> None:
-    for (name,) in db.execute("SELECT pubname FROM pg_publication WHERE pubname LIKE 't64%'").fetchall():
-        db.execute(f'DROP PUBLICATION IF EXISTS "{name}"')
 
 
 def history_of(db: psycopg.Connection, key: str = "1") -> list[tuple[str, str | None, str | None]]:
@@ -142,7 +108,7 @@ def test_p1_a_publication_the_identity_does_not_cover_does_not_stop_sealing_unna
         pending = seal_status(db).pending
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert pending == 0 or problems, f"sealing stopped ({failure}), {pending} pending; status intact"
 
 
@@ -175,7 +141,7 @@ def test_p2_a_publication_of_the_logs_deletes_with_a_row_filter_does_not_stop_pr
         left = db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 't64.old'").fetchone()[0]
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert left == 0 or problems, f"prune fails ({error}); the old event is kept; status intact"
 
 
@@ -198,7 +164,7 @@ def test_p3_a_row_filtered_publication_of_api_tokens_cannot_make_a_leaked_token_
         live = db.execute("SELECT count(*) FROM audit.api_tokens WHERE name = 't64_leaked' AND revoked_at IS NULL").fetchone()[0]
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert live == 0 or problems, f"the leaked token cannot be revoked ({error}); status intact"
 
 
@@ -224,7 +190,7 @@ def test_p4_a_column_list_on_the_idempotency_keys_does_not_stop_prune_unnamed(db
         left = db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 't64.old'").fetchone()[0]
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert left == 0 or problems, f"prune fails ({error}); the old event is kept; status intact"
 
 
@@ -247,7 +213,7 @@ def test_p5_a_publication_added_to_after_status_ran_is_named_when_it_stops_seali
         pending = seal_status(db).pending
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert not ok or pending == 0 or problems, f"sealing stopped ({failure}), {pending} pending; status intact"
 
 
@@ -273,7 +239,7 @@ def test_p6_a_publication_of_yoyos_lock_cannot_make_every_reinstall_fail_unnamed
             error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert error is None or problems, f"the installer fails ({error}); status intact"
 
 
@@ -307,7 +273,7 @@ def test_p7_a_row_filtered_publication_of_archive_batches_does_not_stop_archivin
         left = db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 't64.old'").fetchone()[0]
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert left <= 5 or problems, f"archiving fails ({error}); {left} old events stay; status intact"
 
 
@@ -325,7 +291,7 @@ def test_p8_a_publication_of_the_tracking_catalogue_cannot_keep_a_new_table_untr
         "tracked_tables_row_filter": "CREATE PUBLICATION t64_pub FOR TABLE audit.tracked_tables"
                                      " WHERE (table_name IS NOT NULL) WITH (publish = 'update, delete')",
     }[how]
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     attacker.execute("""CREATE TABLE public.t64_pay (id int PRIMARY KEY, amount int);
                         GRANT ALL ON public.t64_pay TO app_writer""")
     if not owner_publishes(db, statement):
@@ -344,7 +310,7 @@ def test_p8_a_publication_of_the_tracking_catalogue_cannot_keep_a_new_table_untr
         n = captured(db, "public.t64_pay.insert")
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert (n == 1 and not errors) or problems, f"{n} captured; {errors}; status intact"
 
 
@@ -354,7 +320,7 @@ def test_p9_a_row_filtered_publication_of_rate_counters_cannot_refuse_every_limi
     the application's writes to a rate-limited table fail far below their limit. Safe: the writes
     go through (and are captured), or status names what refuses them."""
     from pgaudit_py.rate_limits import enable_rate_limit
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     enable_rate_limit(connect("app_maintainer"), "public.t64_acct", per_user_per_minute=1000, per_tenant_per_minute=None)
     if not owner_publishes(db, "CREATE PUBLICATION t64_pub FOR TABLE audit.rate_counters WHERE (count >= 0)"
                                " WITH (publish = 'update')"):
@@ -369,7 +335,7 @@ def test_p9_a_row_filtered_publication_of_rate_counters_cannot_refuse_every_limi
                 errors.append(f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert errors == [] or problems, f"limited writes refused far below the limit: {errors}; status intact"
 
 
@@ -464,7 +430,7 @@ def test_f9_a_partition_made_ahead_with_short_bounds_is_named_and_quarantines_no
     failure = seal_all(db)
     pending = seal_status(db).pending
     problems = problems_of(db)
-    assert quarantined_kinds(db) == [], (failure, problems)
+    assert quarantined_kinds(db, "t64.%") == [], (failure, problems)
     assert pending == 0 or problems, f"sealing stopped ({failure}), {pending} pending; status intact"
 
 
@@ -517,7 +483,7 @@ def test_f6_a_reinstall_repairs_the_identity_of_a_table_whose_key_the_owner_made
         live = db.execute("SELECT count(*) FROM audit.api_tokens WHERE name = 't64_leaked' AND revoked_at IS NULL").fetchone()[0]
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert live == 0, f"after a re-install the token cannot be revoked ({error}); status says {problems}"
 
 
@@ -603,7 +569,7 @@ def test_c1_a_change_made_by_a_trigger_inside_a_change_of_the_same_row_is_sealed
     then 0 -> 1; deleted, then updated), and row_as_of(now) answers a row that no longer holds
     that value or no longer exists. Safe: the history is sealed in the order the changes were made
     (by seq and by occurred_at), or status names the owner's trigger."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     setup, statement, wanted = NESTED[how]
     attacker.execute(setup)
     connect("app_writer").execute(statement)
@@ -651,7 +617,7 @@ def test_c5_an_owners_statement_trigger_that_fires_before_the_capture_cannot_rev
     capture's (triggers fire in name order: 'aaa' < 'audit_capture_update') that updates the rows
     the statement touched once more: its own statement's capture fires first. Safe: the writer's
     change is sealed first, or status names the trigger."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     attacker.execute("""CREATE FUNCTION public.t64_stmt() RETURNS trigger LANGUAGE plpgsql AS $$
                         BEGIN
                             IF pg_trigger_depth() = 1 THEN
@@ -693,7 +659,7 @@ def test_c2_a_fk_cascade_and_its_parent_are_dated_in_the_order_they_ran(db, conn
 def test_c3_copy_and_an_upsert_in_one_transaction_are_in_order(db, connect, attacker):
     """Attack: none hidden; COPY inserts a row, a second later INSERT ... ON CONFLICT DO UPDATE updates
     it, in one transaction. Safe: insert before update by seq, and by occurred_at, a second apart."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     w = connect("app_writer", autocommit=False)
     with w.cursor().copy("COPY public.t64_acct (id, v) FROM STDIN") as cp:
         cp.write_row((5, 50))
@@ -713,7 +679,7 @@ def test_b1_a_non_superusers_function_with_set_replica_mode_is_refused_or_named(
     """Attack: the table's owner (no grant on the parameter) makes a function with SET
     session_replication_role = replica that updates its tracked row, and the writer calls it.
     Safe: refused (at CREATE or at the call), or the update captured, or status names it."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     try:
         attacker.execute("""CREATE FUNCTION public.t64_fix(k int) RETURNS void LANGUAGE sql
                             SET session_replication_role = replica
@@ -724,27 +690,27 @@ def test_b1_a_non_superusers_function_with_set_replica_mode_is_refused_or_named(
     with suppress(psycopg.Error):
         connect("app_writer").execute("SELECT public.t64_fix(1)")
     v = db.execute("SELECT v FROM public.t64_acct WHERE id = 1").fetchone()[0]
-    n = pending_or_captured(db, "public.t64_acct.update")
-    assert v != 4242 or n == 1 or srr_named(db), "uncaptured, status intact"
+    n = captured(db, "public.t64_acct.update")
+    assert v != 4242 or n == 1 or replica_mode_named(db), "uncaptured, status intact"
 
 
 def test_b2_replica_mode_in_the_connections_options_without_a_grant_is_refused(db, connect, attacker):
     """Attack: the writer connects with options '-c session_replication_role=replica' (PGOPTIONS).
     Safe: refused, or the update captured."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     try:
         w = connect("app_writer", options="-c session_replication_role=replica")
         w.execute("UPDATE public.t64_acct SET v = 99 WHERE id = 1")
     except psycopg.Error:
         return
-    assert pending_or_captured(db, "public.t64_acct.update") == 1
+    assert captured(db, "public.t64_acct.update") == 1
 
 
 def test_b3_a_default_stored_from_current_is_named(db, connect, attacker):
     """Attack: a superuser in replica mode runs ALTER ROLE app_writer SET session_replication_role
     FROM CURRENT (a restore script's leftover): what does the catalogue keep? Safe: the writer's
     update is captured, or status names it."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     db.execute("SET session_replication_role = replica")
     db.execute(f"ALTER ROLE app_writer IN DATABASE {db.info.dbname} SET session_replication_role FROM CURRENT")
     db.execute("RESET session_replication_role")
@@ -752,8 +718,8 @@ def test_b3_a_default_stored_from_current_is_named(db, connect, attacker):
         stored = db.execute("SELECT setconfig FROM pg_db_role_setting WHERE setrole = 'app_writer'::regrole").fetchone()
         w = connect("app_writer")
         w.execute("UPDATE public.t64_acct SET v = 7 WHERE id = 1")
-        n = pending_or_captured(db, "public.t64_acct.update")
-        named = srr_named(db)
+        n = captured(db, "public.t64_acct.update")
+        named = replica_mode_named(db)
     finally:
         db.execute(f"ALTER ROLE app_writer IN DATABASE {db.info.dbname} RESET session_replication_role")
     assert n == 1 or named, f"stored {stored}; uncaptured, status intact"
@@ -763,7 +729,7 @@ def test_b4_a_grant_on_the_parameter_through_two_levels_of_groups_is_named(db, c
     """Attack: GRANT SET ON PARAMETER session_replication_role to t64_outer, a NOLOGIN role granted to
     t64_inner (NOINHERIT chain broken by SET ROLE), granted to the table's owner: the owner SET ROLEs
     to t64_outer, sets replica mode, resets the role and writes. Safe: captured, or named."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     db.execute("CREATE ROLE t64_outer NOLOGIN; CREATE ROLE t64_inner NOLOGIN NOINHERIT;"
                " GRANT t64_outer TO t64_inner; GRANT t64_inner TO table_owner;"
                " GRANT SET ON PARAMETER session_replication_role TO t64_outer")
@@ -774,9 +740,9 @@ def test_b4_a_grant_on_the_parameter_through_two_levels_of_groups_is_named(db, c
             attacker.execute("RESET session_replication_role")
         except psycopg.Error:
             attacker.execute("RESET ROLE")
-        n = pending_or_captured(db, "public.t64_acct.update")
+        n = captured(db, "public.t64_acct.update")
         v = db.execute("SELECT v FROM public.t64_acct WHERE id = 1").fetchone()[0]
-        named = srr_named(db)
+        named = replica_mode_named(db)
     finally:
         db.execute("REVOKE SET ON PARAMETER session_replication_role FROM t64_outer;"
                    " DROP ROLE t64_inner; DROP ROLE t64_outer")
@@ -787,13 +753,13 @@ def test_b5_a_stored_default_for_the_writers_group_role_is_no_route_and_no_false
     """False alarm / route: replica stored for the group audit_writer (role settings are not
     inherited by members): the login role app_writer's update must be captured; status may name the
     setting but the write must not be lost."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     db.execute("ALTER ROLE audit_writer SET session_replication_role = replica")
     try:
         w = connect("app_writer")
         mode = w.execute("SHOW session_replication_role").fetchone()[0]
         w.execute("UPDATE public.t64_acct SET v = 6 WHERE id = 1")
-        n = pending_or_captured(db, "public.t64_acct.update")
+        n = captured(db, "public.t64_acct.update")
     finally:
         db.execute("ALTER ROLE audit_writer RESET session_replication_role")
     assert n == 1, f"writer in {mode} mode wrote uncaptured"
@@ -805,7 +771,7 @@ def test_b5_a_stored_default_for_the_writers_group_role_is_no_route_and_no_false
 def test_z1_a_fresh_install_with_events_and_a_reinstall_has_no_problems(db, connect, attacker):
     """False alarm: a fresh install, a tracked table, large events, sealed; the installer run again:
     no problems, both verifiers pass."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     connect("app_writer").execute("UPDATE public.t64_acct SET note = %s WHERE id = 1", [big_hex(12_000)])
     record(db, "t64.big", payload={"memo": big_hex(15_000)})
     assert seal_all(db) is None
@@ -835,7 +801,7 @@ def test_z2_a_superusers_schema_publication_does_not_stop_sealing_prune_or_revoc
         left = db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 't64.old'").fetchone()[0]
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert left == 0 and problems == [], (left, problems)
     assert both_verifiers(db) == (True, True)
 
@@ -903,7 +869,7 @@ def test_z6_the_apps_own_filtered_publication_of_a_tracked_table_is_no_false_ala
     """False alarm: the application's change-data capture publishes its tracked table's inserts with a
     row filter and a column list (the table's owner's own publication, not of the package's
     tables): captured writes, sealing and status are unaffected."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t64")
     attacker.execute("CREATE PUBLICATION t64_app FOR TABLE public.t64_acct (id, v) WHERE (v > 0)"
                      " WITH (publish = 'insert')")
     try:
@@ -912,7 +878,7 @@ def test_z6_the_apps_own_filtered_publication_of_a_tracked_table_is_no_false_ala
         n = captured(db, "public.t64_acct.insert")
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t64")
     assert n == 1 and problems == [], (n, problems)
     assert both_verifiers(db) == (True, True)
 

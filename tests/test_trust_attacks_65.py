@@ -38,20 +38,24 @@ from datetime import timedelta
 import psycopg
 import pytest
 from earlier_releases import installer_at
-from trial_helpers import as_owner, both_verifiers, owner_publishes, owner_tries, problems_of, seal_all
+from trial_helpers import (
+    as_owner,
+    both_verifiers,
+    drop_publications,
+    owner_publishes,
+    owner_tries,
+    problems_of,
+    seal_all,
+    tracked_acct,
+)
 
-from pgaudit_py import enable_tracking, install, prune_events, record, seal, seal_status
+from pgaudit_py import install, prune_events, record, seal, seal_status
 
 SEQ = "audit.event_intake_intake_id_seq"
 SLOT = 16384
 
 
 # ============================================ helpers ============================================
-
-
-def drop_publications(db: psycopg.Connection) -> None:
-    for (name,) in db.execute("SELECT pubname FROM pg_publication WHERE pubname LIKE 't65%'").fetchall():
-        db.execute(f'DROP PUBLICATION IF EXISTS "{name.replace(chr(34), chr(34) * 2)}"')
 
 
 def sealed_order(db: psycopg.Connection, like: str = "t65.%", schema: str = "audit") -> list[str]:
@@ -70,13 +74,6 @@ def owner_writes_at(db: psycopg.Connection, intake_id: int | str, kind: str) -> 
     cols = ", ".join(intake_columns(db))
     return owner_tries(db, f"INSERT INTO audit.event_intake (intake_id, kind, {cols})"
                            f" SELECT {intake_id}, '{kind}', {cols} FROM audit.event_intake ORDER BY intake_id LIMIT 1")
-
-
-def tracked_acct(attacker, connect) -> None:
-    attacker.execute("""CREATE TABLE public.t65_acct (id int PRIMARY KEY, v int, note text);
-                        GRANT ALL ON public.t65_acct TO app_writer;
-                        INSERT INTO public.t65_acct (id, v) VALUES (1, 0), (2, 0)""")
-    enable_tracking(connect("app_maintainer"), "public.t65_acct")
 
 
 def pending_ids(db: psycopg.Connection, schema: str) -> list[tuple[int, str]]:
@@ -456,7 +453,7 @@ def test_p1_a_publication_widened_to_deletes_after_status_ran_is_named(db):
         pending = seal_status(db).pending
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t65")
     assert quiet == []
     assert pending == 0 or problems, f"sealing stopped ({failure}); status intact"
 
@@ -472,7 +469,7 @@ def test_p2_a_publication_whose_name_needs_quoting_is_named_and_status_still_run
     try:
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t65")
     assert any("odd" in p for p in problems), problems
 
 
@@ -499,7 +496,7 @@ def test_p3_a_row_filter_on_the_logs_root_reaches_partitions_sealing_makes_later
         left = db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 't65.old'").fetchone()[0]
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t65")
     assert left == 0 or problems, f"{left} old events kept ({error}); status intact"
 
 
@@ -653,7 +650,7 @@ def test_z3_a_row_filter_the_intakes_whole_row_identity_covers_is_no_false_alarm
         pending = seal_status(db).pending
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t65")
     assert failure is None and pending == 0
     assert problems == [], problems
 
@@ -662,7 +659,7 @@ def test_z4_the_apps_filtered_publication_of_its_tracked_tables_changes_is_no_fa
     """False alarm: the application publishes its tracked table's inserts, updates and deletes with a
     row filter on its key and a column list holding it: captured writes, sealing and status are
     unaffected."""
-    tracked_acct(attacker, connect)
+    tracked_acct(attacker, connect, "t65")
     attacker.execute("CREATE PUBLICATION t65_app FOR TABLE public.t65_acct (id, v) WHERE (id > 0)")
     try:
         w = connect("app_writer")
@@ -673,6 +670,6 @@ def test_z4_the_apps_filtered_publication_of_its_tracked_tables_changes_is_no_fa
         n = db.execute("SELECT count(*) FROM audit.events WHERE kind LIKE 'public.t65_acct.%'").fetchone()[0]
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t65")
     assert n >= 3 and problems == [], (n, problems)
     assert both_verifiers(db) == (True, True)

@@ -37,7 +37,15 @@ from datetime import timedelta
 import psycopg
 import pytest
 from earlier_releases import installer_at
-from trial_helpers import both_verifiers, owner_publishes, owner_tries, problems_of, reinstall, seal_all
+from trial_helpers import (
+    both_verifiers,
+    drop_publications,
+    owner_publishes,
+    owner_tries,
+    problems_of,
+    reinstall,
+    seal_all,
+)
 
 from pgaudit_py import prune_events, record, seal, seal_status
 
@@ -46,11 +54,6 @@ SLOT = 16384
 
 
 # ============================================ helpers ============================================
-
-
-def drop_publications(db: psycopg.Connection) -> None:
-    for (name,) in db.execute("SELECT pubname FROM pg_publication WHERE pubname LIKE 't66%'").fetchall():
-        db.execute(f'DROP PUBLICATION IF EXISTS "{name}"')
 
 
 def sealed_order(db: psycopg.Connection, like: str = "t66.%", schema: str = "audit") -> list[str]:
@@ -439,7 +442,7 @@ def test_p1_a_row_filter_on_the_primary_key_alone_is_no_false_alarm(db, connect,
         left = db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 't66.old'").fetchone()[0]
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t66")
     assert failure is None and error is None and left == 0 and seal_status(db).pending == 0, (failure, error, left)
     assert problems == [], problems
 
@@ -461,7 +464,7 @@ def test_p2_a_partitions_identity_changed_under_a_filtered_publication_of_the_wh
         pending = seal_status(db).pending
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t66")
     assert quiet == []
     assert refused or pending == 0 or problems, f"sealing stopped ({failure}); status intact"
 
@@ -476,7 +479,7 @@ def test_p3_a_truncate_only_publication_with_a_row_filter_is_no_false_alarm(db):
         failure = seal_all(db)
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t66")
     assert failure is None and problems == [], (failure, problems)
 
 
@@ -495,7 +498,7 @@ def test_p4_a_whole_row_identity_given_up_after_a_filtered_publication_is_named(
         refused = owner_tries(db, f"ALTER TABLE audit.{table} REPLICA IDENTITY {identity}")
         problems = problems_of(db)
     finally:
-        drop_publications(db)
+        drop_publications(db, "t66")
     assert quiet == []
     assert refused or problems, "the identity given up under a filtered publication, status intact"
 

@@ -3,6 +3,7 @@ sealing and re-installing as an operator would, and reading what status and both
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from contextlib import contextmanager, suppress
@@ -71,6 +72,39 @@ def seal_all(db: psycopg.Connection, schema: str = "audit") -> str | None:
             db.execute("ROLLBACK")
         return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
     return None
+
+
+def big_hex(n_bytes: int) -> str:
+    """Random hex: neither pglz nor lz4 finds repeats to compress."""
+    return os.urandom(n_bytes).hex()
+
+
+def quarantined_kinds(db: psycopg.Connection, like: str) -> list[str]:
+    return [r[0] for r in db.execute("SELECT kind FROM audit.quarantine WHERE kind LIKE %s ORDER BY intake_id", [like])]
+
+
+def captured(db: psycopg.Connection, kind: str) -> int:
+    """Events of this kind, sealed or pending (audit.events shows both)."""
+    return db.execute("SELECT count(*) FROM audit.events WHERE kind = %s", [kind]).fetchone()[0]
+
+
+def tracked_acct(attacker: psycopg.Connection, connect, prefix: str, *, baseline: bool = False) -> None:
+    """public.<prefix>_acct (id, v, note), two rows, owned by the attacker (a table owner), tracked."""
+    attacker.execute(f"""CREATE TABLE public.{prefix}_acct (id int PRIMARY KEY, v int, note text);
+                         GRANT ALL ON public.{prefix}_acct TO app_writer;
+                         INSERT INTO public.{prefix}_acct (id, v) VALUES (1, 0), (2, 0)""")
+    enable_tracking(connect("app_maintainer"), f"public.{prefix}_acct", baseline=baseline)
+
+
+def replica_mode_named(db: psycopg.Connection) -> list[str]:
+    """What status says of session_replication_role or replica mode."""
+    st = status(db)
+    return [p for p in st.problems + st.warnings if "session_replication_role" in p or "replica" in p]
+
+
+def drop_publications(db: psycopg.Connection, prefix: str) -> None:
+    for (name,) in db.execute("SELECT pubname FROM pg_publication WHERE pubname LIKE %s", [f"{prefix}%"]).fetchall():
+        db.execute(f'DROP PUBLICATION IF EXISTS "{name.replace(chr(34), chr(34) * 2)}"')
 
 
 def reinstall(db: psycopg.Connection, schema: str = "audit") -> str | None:
