@@ -54,7 +54,7 @@ from pgaudit_py.tracking import (
     row_state_as_of_call,
     tracked_tables_call,
 )
-from pgaudit_py.transactions import end_failed_transaction_async
+from pgaudit_py.transactions import end_failed_transaction_async, read_committed_async
 
 __all__ = ["audit_context", "count_events", "declare_secret", "delete_secret", "disable_tracking", "enable_tracking",
            "list_events", "list_secrets", "monthly_event_counts", "preview_prune", "prune_events", "put_secret",
@@ -147,7 +147,8 @@ async def monthly_event_counts(conn: psycopg.AsyncConnection, *, tenant_id: str 
 
 async def seal(conn: psycopg.AsyncConnection, max_events: int = 10000, *, audit_schema: str = "audit") -> SealResult:
     """As pgaudit_py.seal."""
-    return await seal_call(max_events, audit_schema=audit_schema).one_async(conn)
+    async with read_committed_async(conn):
+        return await seal_call(max_events, audit_schema=audit_schema).one_async(conn)
 
 
 async def seal_status(conn: psycopg.AsyncConnection, *, audit_schema: str = "audit") -> SealStatus:
@@ -179,10 +180,13 @@ async def enable_tracking(conn: psycopg.AsyncConnection, table: str, *, exclude_
                           skip_noop_updates: bool = True, kind_prefix: str | None = None, baseline: bool = False,
                           audit_schema: str = "audit") -> TrackedTable:
     """As pgaudit_py.enable_tracking."""
-    return await enable_tracking_call(table, exclude_columns=exclude_columns, redact_columns=redact_columns,
-                                      tenant_column=tenant_column, skip_noop_updates=skip_noop_updates,
-                                      kind_prefix=kind_prefix, baseline=baseline,
-                                      audit_schema=audit_schema).one_async(conn)
+    call = enable_tracking_call(table, exclude_columns=exclude_columns, redact_columns=redact_columns,
+                                tenant_column=tenant_column, skip_noop_updates=skip_noop_updates,
+                                kind_prefix=kind_prefix, baseline=baseline, audit_schema=audit_schema)
+    if not baseline:
+        return await call.one_async(conn)
+    async with read_committed_async(conn):
+        return await call.one_async(conn)
 
 
 async def disable_tracking(conn: psycopg.AsyncConnection, table: str, *, audit_schema: str = "audit") -> bool:

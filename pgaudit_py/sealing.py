@@ -12,7 +12,7 @@ from psycopg import sql
 
 from pgaudit_py.calls import Call, function_call
 from pgaudit_py.errors import InstallError
-from pgaudit_py.transactions import require_no_transaction
+from pgaudit_py.transactions import read_committed, require_no_transaction
 
 WORKER_APPLICATION_NAME = "pgaudit worker"
 
@@ -45,7 +45,8 @@ def seal_call(max_events: int = 10000, *, audit_schema: str = "audit") -> Call[S
 
 
 def seal(conn: psycopg.Connection, max_events: int = 10000, *, audit_schema: str = "audit") -> SealResult:
-    return seal_call(max_events, audit_schema=audit_schema).one(conn)
+    with read_committed(conn):
+        return seal_call(max_events, audit_schema=audit_schema).one(conn)
 
 
 def seal_status(conn: psycopg.Connection, *, audit_schema: str = "audit") -> SealStatus:

@@ -10,6 +10,7 @@ import psycopg
 
 from pgaudit_py.calls import Call, ValueCall, function_call, table_read, value_call
 from pgaudit_py.events import EVENT_CASTS, Event
+from pgaudit_py.transactions import read_committed
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,13 @@ def enable_tracking(conn: psycopg.Connection, table: str, *, exclude_columns: li
                     audit_schema: str = "audit") -> TrackedTable:
     """Capture every write on `table` (a name as SQL would resolve it) from now on; with
     `baseline`, first record a `<prefix>.baseline` event for each row it holds."""
-    return enable_tracking_call(table, exclude_columns=exclude_columns, redact_columns=redact_columns,
+    call = enable_tracking_call(table, exclude_columns=exclude_columns, redact_columns=redact_columns,
                                 tenant_column=tenant_column, skip_noop_updates=skip_noop_updates,
-                                kind_prefix=kind_prefix, baseline=baseline, audit_schema=audit_schema).one(conn)
+                                kind_prefix=kind_prefix, baseline=baseline, audit_schema=audit_schema)
+    if not baseline:
+        return call.one(conn)
+    with read_committed(conn):
+        return call.one(conn)
 
 
 def disable_tracking_call(table: str, *, audit_schema: str = "audit") -> ValueCall:

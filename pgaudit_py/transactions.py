@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -32,3 +33,38 @@ def require_no_transaction(conn: psycopg.Connection, reason: str) -> None:
     would be savepoints (nothing done until it ends) and a snapshot would not be one's own."""
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise InvalidArgument(f"{reason}: call it with no transaction open")
+
+
+# seal() and a baseline run only at READ COMMITTED (each statement must see what others committed
+# since the last). A role's or the database's default_transaction_isolation may be another: where the
+# call begins the transaction, it begins it at that level. Inside the caller's own transaction the
+# level is the caller's, and the database refuses another.
+_READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
+
+
+@contextmanager
+def read_committed(conn: psycopg.Connection) -> Iterator[None]:
+    """Run the block at READ COMMITTED when it begins the transaction (see above)."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        yield
+    elif conn.autocommit:
+        with conn.transaction():
+            conn.execute(_READ_COMMITTED)
+            yield
+    else:
+        conn.execute(_READ_COMMITTED)  # begins the transaction, which the caller ends as before
+        yield
+
+
+@asynccontextmanager
+async def read_committed_async(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
+    """As read_committed, for an AsyncConnection."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        yield
+    elif conn.autocommit:
+        async with conn.transaction():
+            await conn.execute(_READ_COMMITTED)
+            yield
+    else:
+        await conn.execute(_READ_COMMITTED)
+        yield

@@ -4,6 +4,7 @@ know a row from before tracking, and know a key that was not there."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 
@@ -14,6 +15,7 @@ from pgaudit_py import (
     InvalidArgument,
     InvalidKind,
     InvalidTarget,
+    aio,
     enable_tracking,
     prune_events,
     row_history,
@@ -258,3 +260,33 @@ def test_a_baseline_of_rows_past_256_mb_images_each_row(db, connect, attacker):
     assert events[6][:2] == ("7", {"id": 7, "doc": marker})
     assert db.execute("SELECT payload FROM audit.events WHERE kind = 'audit.tracking_baseline'").fetchone() == (
         {"rows": 260, "kind": "public.scans.baseline"},)
+
+
+@pytest.mark.parametrize("level", ["repeatable read", "serializable"])
+def test_a_baseline_from_python_begins_its_transaction_at_read_committed_whatever_the_default(db, connect, attacker,
+                                                                                             level):
+    """A maintainer whose role's default isolation is another (trial 76): the Python call that begins
+    the transaction begins it at READ COMMITTED, and the baseline images every row."""
+    attacker.execute("CREATE TABLE public.acct (id int PRIMARY KEY, balance int)")
+    attacker.execute("INSERT INTO public.acct VALUES (1, 100), (2, 5)")
+    maintainer = connect("app_maintainer")
+    maintainer.execute("SELECT set_config('default_transaction_isolation', %s, false)", [level])
+    enable_tracking(maintainer, "public.acct", baseline=True)
+    assert len(baseline_events(db, "public.acct")) == 2
+
+
+def test_a_baseline_and_a_seal_from_asyncio_begin_at_read_committed_whatever_the_default(db, attacker):
+    attacker.execute("CREATE TABLE public.acct (id int PRIMARY KEY, balance int)")
+    attacker.execute("INSERT INTO public.acct VALUES (1, 100), (2, 5)")
+    i = db.info
+
+    async def main() -> int:
+        async with await psycopg.AsyncConnection.connect(host=i.host, port=i.port, dbname=i.dbname,
+                                                         user="app_maintainer", autocommit=True) as conn:
+            await conn.execute("SELECT set_config('default_transaction_isolation', 'serializable', false)")
+            await aio.enable_tracking(conn, "public.acct", baseline=True)
+            return (await aio.seal(conn)).sealed
+
+    assert asyncio.run(main()) > 0
+    assert len(baseline_events(db, "public.acct")) == 2
+    assert db.execute("SELECT count(*) FROM audit.event_intake").fetchone() == (0,)  # every event sealed

@@ -220,6 +220,25 @@ def test_seal_refuses_snapshot_isolation(db, connect):
     sealed_nothing(db)
 
 
+@pytest.mark.parametrize("autocommit", [True, False])
+@pytest.mark.parametrize("level", ["repeatable read", "serializable"])
+def test_seal_begins_its_own_transaction_at_read_committed_whatever_the_default(db, connect, level, autocommit):
+    """A role or database whose default isolation is another (trial 76): seal() that begins the
+    transaction begins it at READ COMMITTED; on a connection that is not autocommit the transaction
+    stays the caller's to end."""
+    record(connect("app_writer"), "a.b")
+    maintainer = connect("app_maintainer", autocommit=autocommit)
+    maintainer.execute("SELECT set_config('default_transaction_isolation', %s, false)", [level])
+    if not autocommit:
+        maintainer.commit()
+    assert seal(maintainer).sealed == 1
+    if not autocommit:
+        sealed_nothing(db)  # not committed yet: the caller's transaction
+        maintainer.commit()
+    assert db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 'a.b'").fetchone() == (1,)
+    assert maintainer.execute("SHOW transaction_isolation").fetchone() == (level,)  # its own transactions as before
+
+
 @pytest.mark.parametrize("max_events", [0, -1, 1000001])
 def test_seal_refuses_bad_batch_size(db, connect, max_events):
     record(connect("app_writer"), "a.b")
