@@ -1,5 +1,75 @@
 -- Reading a row's past from the captured events.
 
+-- A one-column key's value as the capture names it (_gen_key): to_jsonb's text of the value, under
+-- the settings a capture function pins, so that a key given in another spelling of its value (a
+-- timestamptz as the reader's session prints it, an upper-case UUID, jsonb with other spacing) names
+-- the same row (tests/test_trust_attacks_76.py). A SQL function with SET clauses: never inlined.
+CREATE OR REPLACE FUNCTION @schema@._key_text(v anyelement)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+SET IntervalStyle = postgres
+SET bytea_output = hex
+SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO'
+SET quote_all_identifiers = off
+AS $$
+    SELECT CASE WHEN pg_typeof(v) IN ('json'::regtype, 'jsonb'::regtype) THEN to_jsonb(v)::text
+                ELSE to_jsonb(v) #>> '{}' END
+$$;
+COMMENT ON FUNCTION @schema@._key_text(anyelement) IS
+    'A one-column key''s value in the form the capture gives target_id.';
+
+-- The key given for a one-column key, in the form the capture names the row by: read as a value of the
+-- column's type (in the reader's session, as PostgreSQL's own equality would read it), then printed
+-- as the capture prints it. Only PostgreSQL's own types, and a domain as its base type: a type's
+-- input function, or a domain's CHECK, may be anyone's code. Never with the column's type modifier,
+-- whose cast would round a numeric or cut a string short, naming another row. A text that is no
+-- value of the type is taken as given. A numeric keeps the scale it was written with (1.0 and 1 are
+-- one value, two texts): the spelling the table's events use for the value is taken, if any.
+CREATE OR REPLACE FUNCTION @schema@._key_as_captured(target regclass, prefix text, key_column name, key text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typ oid;
+    y pg_type;
+    result text;
+BEGIN
+    SELECT a.atttypid INTO typ
+      FROM pg_attribute a WHERE a.attrelid = target AND a.attname = key_column AND NOT a.attisdropped;
+    LOOP
+        SELECT * INTO y FROM pg_type t WHERE t.oid = typ;
+        EXIT WHEN y.typtype IS DISTINCT FROM 'd';
+        typ := y.typbasetype;
+    END LOOP;
+    IF y.typnamespace IS DISTINCT FROM 'pg_catalog'::regnamespace OR y.typtype <> 'b'
+       OR (y.typelem <> 0 AND (SELECT e.typnamespace <> 'pg_catalog'::regnamespace OR e.typtype <> 'b'
+                                 FROM pg_type e WHERE e.oid = y.typelem)) THEN
+        RETURN key;
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT @schema@._key_text(CAST($1 AS %s))', format_type(typ, NULL)) INTO result USING key;
+    EXCEPTION WHEN data_exception THEN
+        RETURN key;
+    END;
+    IF typ = 'numeric'::regtype THEN
+        result := coalesce((SELECT e.target_id FROM @schema@.events e
+                             WHERE e.target_type = prefix AND e.target_id ~ '^-?[0-9]+([.][0-9]+)?$'
+                               AND e.target_id::numeric = result::numeric
+                             ORDER BY e.seq DESC NULLS FIRST, e.intake_id DESC LIMIT 1), result);
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION @schema@._key_as_captured(regclass, text, name, text) IS
+    'A one-column key given as text, in the form the capture names its row by (built-in types only).';
+
 -- The captured-event prefix of a table (its tracked kind prefix, else <schema>.<table>) and its key
 -- in the documented form (a composite key is a JSON array, normalised so [1,"EU"] matches).
 CREATE OR REPLACE FUNCTION @schema@._history_target(target regclass, key text, OUT prefix text, OUT target_id text)
@@ -33,7 +103,9 @@ BEGIN
         RAISE EXCEPTION 'key must not be NULL' USING ERRCODE = 'PA005';
     END IF;
     target_id := key;
-    IF cardinality(keys) > 1 THEN
+    IF cardinality(keys) = 1 THEN
+        target_id := @schema@._key_as_captured(target, prefix, keys[1], key);
+    ELSIF cardinality(keys) > 1 THEN
         BEGIN
             target_id := key::jsonb::text;
         EXCEPTION WHEN invalid_text_representation THEN

@@ -112,6 +112,8 @@ GRANT EXECUTE ON FUNCTION
     @schema@.row_as_of(regclass, text, timestamptz),
     @schema@.row_state_as_of(regclass, text, timestamptz),
     @schema@._history_target(regclass, text),
+    @schema@._key_as_captured(regclass, text, name, text),
+    @schema@._key_text(anyelement),
     @schema@._last_change(text, text, timestamptz),
     @schema@._key_columns(regclass),
     @schema@._tracking_of(oid),

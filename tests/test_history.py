@@ -80,6 +80,61 @@ def test_composite_keys_are_json_arrays(db, maintainer):
         row_history(db, "public.prices", "7,EU")
 
 
+ONE_COLUMN_KEYS = [
+    # (the key's type, the key as written, the same value as a reader may spell it)
+    ("timestamptz", "2026-01-02 03:04:05+00", "2026-01-02 04:04:05+01"),
+    ("timestamptz", "2026-01-02 03:04:05+00", "2026-01-02T03:04:05Z"),
+    ("uuid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"),
+    ("jsonb", '{"a": 1, "b": [1, 2]}', '{"b":[1,2],"a":1}'),
+    ("numeric", "1.0", "1"),
+    ("numeric(10,2)", "1.50", "1.5"),
+    ("int", "7", " 007"),
+    ("date", "2026-01-02", "Jan 2 2026"),
+]
+
+
+@pytest.mark.parametrize(("typ", "written", "asked"), ONE_COLUMN_KEYS)
+def test_a_one_column_key_in_another_spelling_of_its_value_names_the_row(db, connect, attacker, typ, written, asked):
+    """The key is read as a value of the column's type and named as the capture names it (trial 76:
+    these read 'absent' with a baseline that had imaged the row)."""
+    attacker.execute(f"CREATE TABLE public.keyed (id {typ} PRIMARY KEY, v int)")
+    attacker.execute(f"INSERT INTO public.keyed VALUES (%s::{typ}, 1)", [written])
+    enable_tracking(connect("app_maintainer"), "public.keyed", baseline=True)
+    attacker.execute(f"UPDATE public.keyed SET v = 2 WHERE id = %s::{typ}", [written])
+    at = now(db)
+    reader = connect("app_reader")
+    reader.execute("SET TimeZone = 'America/New_York'")
+    state = row_state_as_of(reader, "public.keyed", asked, at)
+    assert (state.state, state.image["v"]) == ("existed", 2)
+    assert [e.kind for e in row_history(reader, "public.keyed", asked)] == ["public.keyed.baseline", "public.keyed.update"]
+    assert row_state_as_of(reader, "public.keyed", "not a value of the type" if typ != "jsonb" else "[2]", at).state == "absent"
+
+
+def test_a_key_is_never_cut_or_rounded_to_another_rows_and_no_types_code_runs(db, connect, attacker):
+    """A key is read without the column's type modifier, whose cast would cut a string or round a number
+    to another row's key; a type or domain of anyone's making is taken as given, never read by its code."""
+    attacker.execute("""CREATE TABLE public.short (id varchar(3) PRIMARY KEY);
+                        CREATE TABLE public.money (id numeric(4,1) PRIMARY KEY);
+                        CREATE TABLE public.key_spy_ran (who text);
+                        GRANT INSERT ON public.key_spy_ran TO PUBLIC;
+                        CREATE FUNCTION public.key_spy(v text) RETURNS boolean LANGUAGE sql AS
+                            $$ INSERT INTO public.key_spy_ran VALUES (current_user) RETURNING true $$;
+                        CREATE DOMAIN public.watched AS text CHECK (public.key_spy(VALUE));
+                        CREATE TABLE public.dom (id public.watched PRIMARY KEY)""")
+    for table, row in (("short", "abc"), ("money", "1.0"), ("dom", "x")):
+        attacker.execute(f"INSERT INTO public.{table} VALUES (%s)", [row])
+        enable_tracking(connect("app_maintainer"), f"public.{table}", baseline=True)
+    attacker.execute("TRUNCATE public.key_spy_ran")
+    reader = connect("app_reader")
+    at = now(db)
+    assert row_state_as_of(reader, "public.short", "abcdef", at).state == "absent"
+    assert row_state_as_of(reader, "public.short", "abc", at).state == "existed"
+    assert row_state_as_of(reader, "public.money", "1.04", at).state == "absent"
+    assert row_state_as_of(reader, "public.money", "1", at).state == "existed"
+    assert row_state_as_of(reader, "public.dom", "x", at).state == "existed"
+    assert db.execute("SELECT count(*) FROM public.key_spy_ran").fetchone() == (0,)
+
+
 operation = st.one_of(
     st.tuples(st.just("insert"), st.lists(st.integers(0, 30), min_size=1, max_size=5), st.integers(-5, 5)),
     st.tuples(st.just("update"), st.integers(0, 30), st.integers(0, 30), st.integers(-5, 5)),
