@@ -12,7 +12,7 @@ from psycopg import sql
 
 from pgaudit_py.calls import Call, function_call
 from pgaudit_py.errors import InstallError
-from pgaudit_py.transactions import read_committed, require_no_transaction
+from pgaudit_py.transactions import read_committed, read_committed_transaction, require_no_transaction
 
 WORKER_APPLICATION_NAME = "pgaudit worker"
 
@@ -69,7 +69,7 @@ def seal_continuously(conn: psycopg.Connection, stop: threading.Event, *, interv
     `between_rounds` runs after every round (the worker's other duties)."""
     require_no_transaction(conn, "seal_continuously commits every round")
     while not stop.is_set():
-        with conn.transaction():
+        with read_committed_transaction(conn):
             result = seal(conn, max_events, audit_schema=audit_schema)
         if result.sealed and on_round:
             on_round(result)

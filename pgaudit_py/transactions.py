@@ -9,6 +9,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from pgaudit_py.errors import InvalidArgument
+from pgaudit_py.session import require_readable
 
 
 def end_failed_transaction(conn: psycopg.Connection) -> bool:
@@ -37,34 +38,46 @@ def require_no_transaction(conn: psycopg.Connection, reason: str) -> None:
 
 # seal() and a baseline run only at READ COMMITTED (each statement must see what others committed
 # since the last). A role's or the database's default_transaction_isolation may be another: where the
-# call begins the transaction, it begins it at that level. Inside the caller's own transaction the
-# level is the caller's, and the database refuses another.
+# call begins the transaction (no transaction open, and no level chosen with psycopg's
+# isolation_level), it begins it at READ COMMITTED. On a connection that is not autocommit that
+# transaction stays the caller's to end, as before. A level the caller chose, or the caller's own
+# transaction, is left as it is, and the database refuses another (trial 77: it was changed behind
+# the caller's back).
 _READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 
 
 @contextmanager
+def read_committed_transaction(conn: psycopg.Connection) -> Iterator[None]:
+    """A transaction block at READ COMMITTED (the connection has none open)."""
+    with conn.transaction():
+        conn.execute(_READ_COMMITTED)
+        yield
+
+
+@contextmanager
 def read_committed(conn: psycopg.Connection) -> Iterator[None]:
-    """Run the block at READ COMMITTED when it begins the transaction (see above)."""
-    if conn.info.transaction_status != TransactionStatus.IDLE:
+    """Run the block at READ COMMITTED where it begins the transaction (see above)."""
+    if conn.info.transaction_status != TransactionStatus.IDLE or conn.isolation_level is not None:
         yield
     elif conn.autocommit:
-        with conn.transaction():
-            conn.execute(_READ_COMMITTED)
+        with read_committed_transaction(conn):
             yield
     else:
-        conn.execute(_READ_COMMITTED)  # begins the transaction, which the caller ends as before
+        require_readable(conn)  # refused before anything is sent: else the refusal would leave it open
+        conn.execute(_READ_COMMITTED)  # begins the caller's transaction
         yield
 
 
 @asynccontextmanager
 async def read_committed_async(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
     """As read_committed, for an AsyncConnection."""
-    if conn.info.transaction_status != TransactionStatus.IDLE:
+    if conn.info.transaction_status != TransactionStatus.IDLE or conn.isolation_level is not None:
         yield
     elif conn.autocommit:
         async with conn.transaction():
             await conn.execute(_READ_COMMITTED)
             yield
     else:
+        require_readable(conn)
         await conn.execute(_READ_COMMITTED)
         yield

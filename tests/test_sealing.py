@@ -9,6 +9,7 @@ from contextlib import suppress
 
 import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
 
 from pgaudit_py import InvalidArgument, audit_context, enable_tracking, list_events, record, seal, seal_status
 from pgaudit_py.chain import verify_chain
@@ -220,23 +221,36 @@ def test_seal_refuses_snapshot_isolation(db, connect):
     sealed_nothing(db)
 
 
-@pytest.mark.parametrize("autocommit", [True, False])
 @pytest.mark.parametrize("level", ["repeatable read", "serializable"])
-def test_seal_begins_its_own_transaction_at_read_committed_whatever_the_default(db, connect, level, autocommit):
-    """A role or database whose default isolation is another (trial 76): seal() that begins the
-    transaction begins it at READ COMMITTED; on a connection that is not autocommit the transaction
-    stays the caller's to end."""
+def test_seal_begins_its_own_transaction_at_read_committed_whatever_the_default(db, connect, level):
+    """A role or database whose default isolation is another (trial 76): seal() on an autocommit
+    connection begins its transaction at READ COMMITTED, and so does seal_continuously's every round;
+    on a connection that is not autocommit it begins the caller's transaction so; a level the caller
+    chose is refused, never changed (trial 77: it was made READ COMMITTED behind the caller's back)."""
     record(connect("app_writer"), "a.b")
-    maintainer = connect("app_maintainer", autocommit=autocommit)
+    maintainer = connect("app_maintainer")
     maintainer.execute("SELECT set_config('default_transaction_isolation', %s, false)", [level])
-    if not autocommit:
-        maintainer.commit()
     assert seal(maintainer).sealed == 1
-    if not autocommit:
-        sealed_nothing(db)  # not committed yet: the caller's transaction
-        maintainer.commit()
-    assert db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 'a.b'").fetchone() == (1,)
+    assert maintainer.info.transaction_status == TransactionStatus.IDLE
     assert maintainer.execute("SHOW transaction_isolation").fetchone() == (level,)  # its own transactions as before
+    record(connect("app_writer"), "a.c")
+    stop = threading.Event()
+    seal_continuously(maintainer, stop, interval=0.01, on_round=lambda result: stop.set())
+    assert db.execute("SELECT count(*) FROM audit.event_log WHERE kind IN ('a.b', 'a.c')").fetchone() == (2,)
+    theirs = connect("app_maintainer", autocommit=False)
+    theirs.execute("SELECT set_config('default_transaction_isolation', %s, false)", [level])
+    theirs.commit()
+    record(connect("app_writer"), "a.d")
+    assert seal(theirs).sealed == 1
+    assert db.execute("SELECT count(*) FROM audit.event_intake").fetchone() == (1,)  # not committed yet: theirs
+    theirs.commit()
+    assert db.execute("SELECT count(*) FROM audit.event_intake").fetchone() == (0,)
+    record(connect("app_writer"), "a.e")
+    theirs.isolation_level = psycopg.IsolationLevel.SERIALIZABLE  # a level they chose: not changed
+    with pytest.raises(InvalidArgument, match="must run at READ COMMITTED"):
+        seal(theirs)
+    theirs.rollback()
+    assert db.execute("SELECT count(*) FROM audit.event_intake").fetchone() == (1,)
 
 
 @pytest.mark.parametrize("max_events", [0, -1, 1000001])
