@@ -1,11 +1,12 @@
 -- Reading a row's past from the captured events.
 
--- A one-column key's value as the capture names it (_gen_key): to_jsonb's text of the value, under
--- the settings a capture function pins, so that a key given in another spelling of its value (a
--- timestamptz as the reader's session prints it, an upper-case UUID, jsonb with other spacing) names
--- the same row (tests/test_trust_attacks_76.py). A SQL function with SET clauses: never inlined.
-CREATE OR REPLACE FUNCTION @schema@._key_text(v anyelement)
-RETURNS text
+-- A key's value as a row image holds it (to_jsonb under the settings a capture function pins), so
+-- that a key given in another spelling of its value (a timestamptz as the reader's session prints
+-- it, an upper-case UUID, jsonb with other spacing, ' 007' for 7) names the same row
+-- (tests/test_trust_attacks_76.py). A SQL function with SET clauses: never inlined.
+DROP FUNCTION IF EXISTS @schema@._key_text(anyelement);
+CREATE OR REPLACE FUNCTION @schema@._key_value(v anyelement)
+RETURNS jsonb
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
@@ -16,59 +17,78 @@ SET lc_monetary = 'C'
 SET TimeZone = 'UTC'
 SET DateStyle = 'ISO'
 SET quote_all_identifiers = off
-AS $$
-    SELECT CASE WHEN pg_typeof(v) IN ('json'::regtype, 'jsonb'::regtype) THEN to_jsonb(v)::text
-                ELSE to_jsonb(v) #>> '{}' END
-$$;
-COMMENT ON FUNCTION @schema@._key_text(anyelement) IS
-    'A one-column key''s value in the form the capture gives target_id.';
+AS $$ SELECT to_jsonb(v) $$;
+COMMENT ON FUNCTION @schema@._key_value(anyelement) IS 'A key column''s value as a row image holds it.';
 
--- The key given for a one-column key, in the form the capture names the row by: read as a value of the
--- column's type (in the reader's session, as PostgreSQL's own equality would read it), then printed
--- as the capture prints it. Only PostgreSQL's own types, and a domain as its base type: a type's
--- input function, or a domain's CHECK, may be anyone's code. Never with the column's type modifier,
--- whose cast would round a numeric or cut a string short, naming another row. A text that is no
--- value of the type is taken as given. A numeric keeps the scale it was written with (1.0 and 1 are
--- one value, two texts): the spelling the table's events use for the value is taken, if any.
-CREATE OR REPLACE FUNCTION @schema@._key_as_captured(target regclass, prefix text, key_column name, key text)
-RETURNS text
+-- A key column's value given as text, read as a value of the column's type (in the reader's session,
+-- as PostgreSQL's own equality would read it) and made what a row image holds; NULL when it is not
+-- one. Only PostgreSQL's own types (base types, ranges, multiranges, arrays of them), a domain as its
+-- base type: a type's input function, or a domain's CHECK, may be anyone's code. The type by its own
+-- name, never with a type modifier: char and bit without one are one character long, and a cast to
+-- char(n), bit(n) or numeric(p, s) cuts or rounds, naming another row (trial 77).
+DROP FUNCTION IF EXISTS @schema@._key_as_captured(regclass, text, name, text);
+CREATE OR REPLACE FUNCTION @schema@._key_as_captured(target regclass, key_column name, key text)
+RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    typ oid;
+    typ oid := (SELECT a.atttypid FROM pg_attribute a
+                 WHERE a.attrelid = target AND a.attname = key_column AND NOT a.attisdropped);
     y pg_type;
-    result text;
+    result jsonb;
 BEGIN
-    SELECT a.atttypid INTO typ
-      FROM pg_attribute a WHERE a.attrelid = target AND a.attname = key_column AND NOT a.attisdropped;
     LOOP
         SELECT * INTO y FROM pg_type t WHERE t.oid = typ;
         EXIT WHEN y.typtype IS DISTINCT FROM 'd';
         typ := y.typbasetype;
     END LOOP;
-    IF y.typnamespace IS DISTINCT FROM 'pg_catalog'::regnamespace OR y.typtype <> 'b'
-       OR (y.typelem <> 0 AND (SELECT e.typnamespace <> 'pg_catalog'::regnamespace OR e.typtype <> 'b'
+    IF key IS NULL OR y.typnamespace IS DISTINCT FROM 'pg_catalog'::regnamespace OR y.typtype NOT IN ('b', 'r', 'm')
+       OR (y.typelem <> 0 AND (SELECT e.typnamespace <> 'pg_catalog'::regnamespace OR e.typtype NOT IN ('b', 'r', 'm')
                                  FROM pg_type e WHERE e.oid = y.typelem)) THEN
-        RETURN key;
+        RETURN NULL;
     END IF;
     BEGIN
-        EXECUTE format('SELECT @schema@._key_text(CAST($1 AS %s))', format_type(typ, NULL)) INTO result USING key;
+        EXECUTE format('SELECT @schema@._key_value(CAST($1 AS pg_catalog.%I))', y.typname) INTO result USING key;
     EXCEPTION WHEN data_exception THEN
-        RETURN key;
+        RETURN NULL;
     END;
-    IF typ = 'numeric'::regtype THEN
-        result := coalesce((SELECT e.target_id FROM @schema@.events e
-                             WHERE e.target_type = prefix AND e.target_id ~ '^-?[0-9]+([.][0-9]+)?$'
-                               AND e.target_id::numeric = result::numeric
-                             ORDER BY e.seq DESC NULLS FIRST, e.intake_id DESC LIMIT 1), result);
-    END IF;
     RETURN result;
 END
 $$;
-COMMENT ON FUNCTION @schema@._key_as_captured(regclass, text, name, text) IS
-    'A one-column key given as text, in the form the capture names its row by (built-in types only).';
+COMMENT ON FUNCTION @schema@._key_as_captured(regclass, name, text) IS
+    'A key column''s value given as text, as a row image holds it (built-in types only); NULL if none.';
+
+-- Whether two spellings of one key may name one row: its equal values may print apart (1.0 and 1,
+-- '1 day' and '24 hours', 'ab' and 'ab ' in char(3), -0 and 0, text under a nondeterministic
+-- collation, a type of anyone's making). Its events name the row by the spelling it was written
+-- with, so that no event under the one given does not mean no such row: row_state_as_of says
+-- 'unknown' there, not 'absent'.
+CREATE OR REPLACE FUNCTION @schema@._key_spellings_vary(target regclass)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE k(typ, coll) AS (
+        SELECT a.atttypid, a.attcollation FROM pg_attribute a
+         WHERE a.attrelid = target AND NOT a.attisdropped
+           AND a.attname = ANY (coalesce((@schema@._tracking_of(target)).key_columns, @schema@._key_columns(target)))
+        UNION ALL
+        SELECT y.typbasetype, k.coll FROM k JOIN pg_type y ON y.oid = k.typ WHERE y.typtype = 'd'
+    )
+    SELECT EXISTS (SELECT 1 FROM k JOIN pg_type y ON y.oid = k.typ LEFT JOIN pg_collation c ON c.oid = k.coll
+                    WHERE y.typtype <> 'd'
+                      AND (NOT coalesce(c.collisdeterministic, true)
+                           OR k.typ NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'text'::regtype,
+                                            'varchar'::regtype, 'name'::regtype, 'uuid'::regtype, 'date'::regtype,
+                                            'timestamp'::regtype, 'timestamptz'::regtype, 'time'::regtype, 'bool'::regtype,
+                                            'bytea'::regtype, 'inet'::regtype, 'cidr'::regtype, 'macaddr'::regtype,
+                                            'macaddr8'::regtype, 'money'::regtype, 'oid'::regtype, '"char"'::regtype)))
+$$;
+COMMENT ON FUNCTION @schema@._key_spellings_vary(regclass) IS
+    'True when equal values of a table''s key may print apart: no event under one spelling says the row was absent.';
 
 -- The captured-event prefix of a table (its tracked kind prefix, else <schema>.<table>) and its key
 -- in the documented form (a composite key is a JSON array, normalised so [1,"EU"] matches).
@@ -81,6 +101,8 @@ AS $$
 DECLARE
     keys text[];
     other text;
+    composite jsonb;
+    value jsonb;
 BEGIN
     SELECT t.kind_prefix, t.key_columns INTO prefix, keys FROM @schema@._tracking_of(target) t;
     IF prefix IS NULL THEN
@@ -104,14 +126,33 @@ BEGIN
     END IF;
     target_id := key;
     IF cardinality(keys) = 1 THEN
-        target_id := @schema@._key_as_captured(target, prefix, keys[1], key);
+        -- As _gen_key names it: a json or jsonb key (through its domains) as its JSON text, any other as its text.
+        value := @schema@._key_as_captured(target, keys[1], key);
+        IF value IS NOT NULL THEN
+            target_id := CASE WHEN EXISTS (WITH RECURSIVE d(typ) AS (
+                                               SELECT a.atttypid FROM pg_attribute a
+                                                WHERE a.attrelid = target AND a.attname = keys[1] AND NOT a.attisdropped
+                                               UNION ALL
+                                               SELECT y.typbasetype FROM pg_type y JOIN d ON y.oid = d.typ WHERE y.typtype = 'd')
+                                           SELECT 1 FROM d WHERE d.typ IN ('json'::regtype, 'jsonb'::regtype))
+                              THEN value::text ELSE value #>> '{}' END;
+        END IF;
     ELSIF cardinality(keys) > 1 THEN
         BEGIN
-            target_id := key::jsonb::text;
+            composite := key::jsonb;
         EXCEPTION WHEN invalid_text_representation THEN
             RAISE EXCEPTION '% has a composite key: give it as a JSON array such as [1, "EU"], not %', target, key
                 USING ERRCODE = 'PA005';
         END;
+        -- Each value as a row image holds it, where it is one of the column's type; else as given.
+        target_id := CASE WHEN jsonb_typeof(composite) = 'array'
+                          THEN (SELECT jsonb_agg(coalesce(@schema@._key_as_captured(target, keys[e.i::integer],
+                                                                                     CASE WHEN jsonb_typeof(e.v) IN ('object', 'array')
+                                                                                          THEN e.v::text ELSE e.v #>> '{}' END),
+                                                          e.v) ORDER BY e.i)::text
+                                  FROM jsonb_array_elements(composite) WITH ORDINALITY AS e(v, i))
+                          END;
+        target_id := coalesce(target_id, composite::text);
     END IF;
     -- A change the sealer set aside is missing from the history: no answer rather than a wrong one.
     IF EXISTS (SELECT 1 FROM @schema@.quarantine q
@@ -238,6 +279,9 @@ DECLARE
     latest record;
     since timestamptz;
     first_after record;
+    -- No event under the spelling given says the row was absent only where no other spelling of its
+    -- key may name it (_key_spellings_vary).
+    absent text := CASE WHEN @schema@._key_spellings_vary(target) THEN 'unknown' ELSE 'absent' END;
 BEGIN
     SELECT * INTO h FROM @schema@._history_target(target, key);
     SELECT * INTO latest FROM @schema@._last_change(h.prefix, h.target_id, at);
@@ -252,7 +296,7 @@ BEGIN
     -- gone. Unless the last word by then is that tracking ended: what was recorded before says
     -- nothing of the rows after it, and only the current tracking (below) may.
     IF latest.kind NOT IN ('audit.tracking_disabled', 'audit.tracked_table_dropped') THEN
-        state := 'absent';
+        state := absent;
         RETURN;
     END IF;
     -- Imaged whole since a baseline before `at`, and no image of it: it was not there (unless events
@@ -260,7 +304,7 @@ BEGIN
     -- baseline is the current tracking's, so taken after any end of an earlier one.
     IF (@schema@._tracking_of(target)).baseline_at <= at
        AND NOT EXISTS (SELECT 1 FROM @schema@.prune_points p WHERE p.cutoff > (@schema@._tracking_of(target)).baseline_at) THEN
-        state := 'absent';
+        state := absent;
         RETURN;
     END IF;
     since := (@schema@._tracking_of(target)).enabled_at;
@@ -283,7 +327,7 @@ BEGIN
     state := CASE WHEN first_after.target_id = h.target_id
                        AND (first_after.kind = h.prefix || '.insert'
                             OR (first_after.kind = h.prefix || '.update' AND first_after.moved_here))
-                  THEN 'absent' ELSE 'unknown' END;
+                  THEN absent ELSE 'unknown' END;
 END
 $$;
 COMMENT ON FUNCTION @schema@.row_state_as_of(regclass, text, timestamptz) IS

@@ -86,17 +86,18 @@ ONE_COLUMN_KEYS = [
     ("timestamptz", "2026-01-02 03:04:05+00", "2026-01-02T03:04:05Z"),
     ("uuid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"),
     ("jsonb", '{"a": 1, "b": [1, 2]}', '{"b":[1,2],"a":1}'),
-    ("numeric", "1.0", "1"),
-    ("numeric(10,2)", "1.50", "1.5"),
     ("int", "7", " 007"),
     ("date", "2026-01-02", "Jan 2 2026"),
+    ("char(3)", "abc", "abc"),
+    ("bit(3)", "101", "101"),
+    ("int4range", "[1,3)", "[1,2]"),
 ]
 
 
 @pytest.mark.parametrize(("typ", "written", "asked"), ONE_COLUMN_KEYS)
 def test_a_one_column_key_in_another_spelling_of_its_value_names_the_row(db, connect, attacker, typ, written, asked):
-    """The key is read as a value of the column's type and named as the capture names it (trial 76:
-    these read 'absent' with a baseline that had imaged the row)."""
+    """The key is read as a value of the column's type and named as the capture names it (trial 76: these
+    read 'absent' with a baseline that had imaged the row; trial 77: char and bit were cut to one character)."""
     attacker.execute(f"CREATE TABLE public.keyed (id {typ} PRIMARY KEY, v int)")
     attacker.execute(f"INSERT INTO public.keyed VALUES (%s::{typ}, 1)", [written])
     enable_tracking(connect("app_maintainer"), "public.keyed", baseline=True)
@@ -107,21 +108,58 @@ def test_a_one_column_key_in_another_spelling_of_its_value_names_the_row(db, con
     state = row_state_as_of(reader, "public.keyed", asked, at)
     assert (state.state, state.image["v"]) == ("existed", 2)
     assert [e.kind for e in row_history(reader, "public.keyed", asked)] == ["public.keyed.baseline", "public.keyed.update"]
-    assert row_state_as_of(reader, "public.keyed", "not a value of the type" if typ != "jsonb" else "[2]", at).state == "absent"
+
+
+VARIED_KEYS = [
+    # (the key's type, the key as written, another spelling of the same value, a value of no row)
+    ("numeric", "1.0", "1", "2"),
+    ("numeric(10,2)", "1.50", "1.5", "1.51"),
+    ("interval", "1 day", "24 hours", "2 days"),
+    ("char(3)", "ab", "ab", "abc"),
+    ("float8", "0", "-0", "1"),
+]
+
+
+@pytest.mark.parametrize(("typ", "written", "other", "none"), VARIED_KEYS)
+def test_a_key_whose_equal_values_print_apart_never_reads_absent(db, connect, attacker, typ, written, other, none):
+    """Equal values that print apart (1.0 and 1, '1 day' and '24 hours'): the row's events name the spelling
+    it was written with, so no event under another says nothing (trial 77): 'unknown', never 'absent'."""
+    attacker.execute(f"CREATE TABLE public.keyed (id {typ} PRIMARY KEY, v int)")
+    attacker.execute(f"INSERT INTO public.keyed VALUES (%s::{typ}, 1)", [written])
+    enable_tracking(connect("app_maintainer"), "public.keyed", baseline=True)
+    at = now(db)
+    reader = connect("app_reader")
+    as_written = db.execute("SELECT target_id FROM audit.events WHERE kind = 'public.keyed.baseline'").fetchone()[0]
+    assert row_state_as_of(reader, "public.keyed", as_written, at).state == "existed"
+    assert row_state_as_of(reader, "public.keyed", other, at).state in ("existed", "unknown")
+    assert row_state_as_of(reader, "public.keyed", none, at).state == "unknown"
+
+
+def test_a_composite_keys_values_are_read_as_values_of_their_columns(db, connect, attacker):
+    attacker.execute("CREATE TABLE public.shifts (at timestamptz, who uuid, v int, PRIMARY KEY (at, who))")
+    attacker.execute("INSERT INTO public.shifts VALUES ('2026-01-02 03:04:05+00', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 1)")
+    enable_tracking(connect("app_maintainer"), "public.shifts", baseline=True)
+    reader = connect("app_reader")
+    key = '["2026-01-02 04:04:05+01", "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"]'
+    assert row_state_as_of(reader, "public.shifts", key, now(db)).state == "existed"
+    assert row_state_as_of(reader, "public.shifts", '["2026-01-02 04:04:05+02", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"]',
+                           now(db)).state == "absent"
 
 
 def test_a_key_is_never_cut_or_rounded_to_another_rows_and_no_types_code_runs(db, connect, attacker):
-    """A key is read without the column's type modifier, whose cast would cut a string or round a number
-    to another row's key; a type or domain of anyone's making is taken as given, never read by its code."""
+    """A key is read as a value of its column's type by the type's own name, with no type modifier: a cast to
+    char(1), bit(1), varchar(3) or numeric(4,1) would cut or round it into another row's key (trial 77). A
+    type or domain of anyone's making is taken as given, never read by its code."""
     attacker.execute("""CREATE TABLE public.short (id varchar(3) PRIMARY KEY);
-                        CREATE TABLE public.money (id numeric(4,1) PRIMARY KEY);
+                        CREATE TABLE public.code (id char(1) PRIMARY KEY);
+                        CREATE TABLE public.flag (id bit(1) PRIMARY KEY);
                         CREATE TABLE public.key_spy_ran (who text);
                         GRANT INSERT ON public.key_spy_ran TO PUBLIC;
                         CREATE FUNCTION public.key_spy(v text) RETURNS boolean LANGUAGE sql AS
                             $$ INSERT INTO public.key_spy_ran VALUES (current_user) RETURNING true $$;
                         CREATE DOMAIN public.watched AS text CHECK (public.key_spy(VALUE));
                         CREATE TABLE public.dom (id public.watched PRIMARY KEY)""")
-    for table, row in (("short", "abc"), ("money", "1.0"), ("dom", "x")):
+    for table, row in (("short", "abc"), ("code", "a"), ("flag", "1"), ("dom", "x")):
         attacker.execute(f"INSERT INTO public.{table} VALUES (%s)", [row])
         enable_tracking(connect("app_maintainer"), f"public.{table}", baseline=True)
     attacker.execute("TRUNCATE public.key_spy_ran")
@@ -129,8 +167,10 @@ def test_a_key_is_never_cut_or_rounded_to_another_rows_and_no_types_code_runs(db
     at = now(db)
     assert row_state_as_of(reader, "public.short", "abcdef", at).state == "absent"
     assert row_state_as_of(reader, "public.short", "abc", at).state == "existed"
-    assert row_state_as_of(reader, "public.money", "1.04", at).state == "absent"
-    assert row_state_as_of(reader, "public.money", "1", at).state == "existed"
+    assert row_state_as_of(reader, "public.code", "abc", at).state == "unknown"  # char: 'a' and 'a  ' are one value
+    assert row_state_as_of(reader, "public.code", "a", at).state == "existed"
+    assert row_state_as_of(reader, "public.flag", "101", at).state == "unknown"
+    assert [e.kind for e in row_history(reader, "public.flag", "101")] == []
     assert row_state_as_of(reader, "public.dom", "x", at).state == "existed"
     assert db.execute("SELECT count(*) FROM public.key_spy_ran").fetchone() == (0,)
 
