@@ -225,6 +225,144 @@ REVOKE ALL ON FUNCTION @schema@._row_images(anyarray) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @schema@._row_images(anyarray) TO @schema@_capture;
 SET ROLE @schema@_owner;
 
+-- json takes what jsonb cannot hold: \u0000, an unpaired surrogate escape, a number past numeric's
+-- range (1e200000, or more digits than numeric keeps). to_jsonb of a row holding one fails, and with
+-- it the write, and every later change of the row (tests/test_trust_attacks_76.py). A table with a
+-- json column (or an array or domain of one) is imaged column by column where its capture is inline
+-- (_gen_row_image): such a value is replaced by {"$omitted": {"bytes": N, "sha256": "<hex>"}} of its
+-- text, and named in the event's payload (_note_omitted), as a value too large is.
+--
+-- Whether jsonb surely takes this printed json: no \u escape, no exponent of five digits or more,
+-- shorter than numeric's digits. What fails it goes on to _json_refused. Inlined where it is called.
+CREATE OR REPLACE FUNCTION @schema@._jsonb_takes(printed text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT pg_catalog.strpos(printed, pg_catalog.chr(92) || 'u') OPERATOR(pg_catalog.=) 0
+           AND pg_catalog.octet_length(printed) OPERATOR(pg_catalog.<) 16000
+           AND printed OPERATOR(pg_catalog.!~) '[eE][-+]?[0-9]{5}'
+$$;
+COMMENT ON FUNCTION @schema@._jsonb_takes(text) IS
+    'True when jsonb surely takes this printed json value (else _json_refused decides).';
+
+CREATE OR REPLACE FUNCTION @schema@._json_refused(v anyelement)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM to_jsonb(v);
+    RETURN false;
+EXCEPTION WHEN untranslatable_character OR invalid_text_representation OR numeric_value_out_of_range THEN
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION @schema@._json_refused(anyelement) IS
+    'True when to_jsonb cannot hold this json value (or array or domain of json).';
+
+-- Inlined where it is called: the value, or its marker. (Not both conditions in one OR: SQL does not
+-- promise the order an OR evaluates its operands in.)
+CREATE OR REPLACE FUNCTION @schema@._json_image(v anyelement)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE WHEN coalesce(@schema@._jsonb_takes(v::text), true) THEN pg_catalog.to_jsonb(v)
+                WHEN @schema@._json_refused(v) THEN @schema@._omitted(v::text)
+                ELSE pg_catalog.to_jsonb(v) END
+$$;
+COMMENT ON FUNCTION @schema@._json_image(anyelement) IS
+    'A json value as a row image holds it: to_jsonb, or the {"$omitted": ...} marker of one jsonb cannot hold.';
+
+CREATE OR REPLACE FUNCTION @schema@._json_omitted(v anyelement)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE WHEN coalesce(@schema@._jsonb_takes(v::text), true) THEN false ELSE @schema@._json_refused(v) END
+$$;
+COMMENT ON FUNCTION @schema@._json_omitted(anyelement) IS 'True when _json_image replaces this value by a marker.';
+
+-- The columns of a table whose type is json, or an array or domain of it.
+CREATE OR REPLACE FUNCTION @schema@._json_columns(target oid)
+RETURNS name[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE r(attname, typ) AS (
+        SELECT a.attname, a.atttypid FROM pg_attribute a WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT r.attname, b.typ
+          FROM r JOIN pg_type y ON y.oid = r.typ,
+               LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
+                        UNION ALL SELECT y.typelem WHERE y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc
+                       ) AS b(typ)
+    )
+    SELECT coalesce(array_agg(DISTINCT r.attname), '{}') FROM r WHERE r.typ = 'json'::regtype
+$$;
+COMMENT ON FUNCTION @schema@._json_columns(oid) IS 'The columns of a table of type json, or an array or domain of json.';
+
+-- Generator: a row image of the transition row x: to_jsonb(x.*), unless the table has a json column.
+-- Then that too while each json value passes _jsonb_takes (checked once a row); else column by column
+-- (jsonb_build_object prints each value as to_jsonb of the row does), the json ones through
+-- _json_image, with the columns whose value it replaced under the key '' (no column's name: an
+-- identifier is never empty), which _gen_json_split takes off again. Names a table's columns: for a
+-- body regenerated when a column changes (inline) only. Excluded and redacted columns are not named
+-- as replaced: the stored image leaves them out or redacts them.
+CREATE OR REPLACE FUNCTION @schema@._gen_row_image(target oid, t @schema@.tracked_tables)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH j AS (SELECT unnest(@schema@._json_columns(target)) AS c),
+    cols AS (SELECT a.attname, j.c IS NOT NULL AS json, (row_number() OVER (ORDER BY a.attnum) - 1) / 50 AS chunk,
+                    a.attnum
+               FROM pg_attribute a LEFT JOIN j ON j.c = a.attname
+              WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped)
+    SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM j) THEN 'pg_catalog.to_jsonb(x.*)'
+                ELSE format('CASE WHEN %s THEN pg_catalog.to_jsonb(x.*) ELSE %s || pg_catalog.jsonb_build_object(%L,'
+                            ' pg_catalog.to_jsonb(pg_catalog.array_remove(ARRAY[%s]::text[], NULL))) END',
+                    (SELECT string_agg(format('coalesce(@schema@._jsonb_takes(x.%I::text), true)', c), ' AND ' ORDER BY c) FROM j),
+                    (SELECT string_agg(format('pg_catalog.jsonb_build_object(%s)', g.pairs), ' || ' ORDER BY g.chunk)
+                       FROM (SELECT chunk, string_agg(format(CASE WHEN json THEN '%1$L, @schema@._json_image(x.%1$I)'
+                                                                  ELSE '%1$L, x.%1$I' END, attname), ', ' ORDER BY attnum) AS pairs
+                               FROM cols GROUP BY chunk) g),
+                    '',
+                    coalesce((SELECT string_agg(format('CASE WHEN @schema@._json_omitted(x.%1$I) THEN %1$L END', c), ', ' ORDER BY c)
+                                FROM j WHERE c <> ALL (coalesce(t.exclude_columns, '{}') || coalesce(t.redact_columns, '{}'))),
+                             'NULL')) END
+$$;
+COMMENT ON FUNCTION @schema@._gen_row_image(oid, @schema@.tracked_tables) IS
+    'Generator: the row image of transition row x (column by column where a json value may be replaced, '
+    'which are named under the key '''').';
+
+-- Generator: an image made by _gen_row_image, and the columns whose value it replaced, apart.
+CREATE OR REPLACE FUNCTION @schema@._gen_json_split(image text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('CASE WHEN %1$s OPERATOR(pg_catalog.?) '''' THEN %1$s OPERATOR(pg_catalog.-) ''''::text ELSE %1$s END', image)
+$$;
+COMMENT ON FUNCTION @schema@._gen_json_split(text) IS 'Generator: an image made by _gen_row_image without the key ''''.';
+
+-- The payload with the json values an image replaced named (see _note_omitted).
+CREATE OR REPLACE FUNCTION @schema@._note_json_omitted(payload jsonb, image text, keys jsonb)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT CASE WHEN keys IS NULL OR keys OPERATOR(pg_catalog.=) '[]'::jsonb THEN payload
+                ELSE @schema@._note_omitted(payload, image, ARRAY(SELECT pg_catalog.jsonb_array_elements_text(keys))) END
+$$;
+COMMENT ON FUNCTION @schema@._note_json_omitted(jsonb, text, jsonb) IS
+    'The payload with the json values an image replaced added to payload.omitted.<image>.';
+
 -- The settings a table's capture function pins: those that change how its columns' types print
 -- (geometric types print floats; a timestamptz prints its offset in the session's time zone, which
 -- also makes it a key's text). A built-in range prints its bounds with their output functions, where
@@ -454,16 +592,27 @@ DECLARE
                 RAISE;
             END IF;
         END;';
+    -- Inline, a table with json columns: its rows imaged column by column, and the json values an
+    -- image replaced named in the payload (_gen_row_image).
+    row_image text := @schema@._gen_row_image(target, t);
+    json_omitted boolean := inline AND cardinality(@schema@._json_columns(target)) > 0;
     image_new constant text := 'v_new := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x));';
     image_old constant text := 'v_old := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x));';
 BEGIN
     compare_stored := compare_stored AND kept IS NOT NULL;  -- every column excluded: nothing to compare
     IF inline THEN
         -- Each row image once per row (OFFSET 0); x.* is the whole row even with a column named x.
-        new_rows := '(SELECT pg_catalog.to_jsonb(x.*) AS j FROM new_rows AS x OFFSET 0) AS q';
-        old_rows := '(SELECT pg_catalog.to_jsonb(x.*) AS j FROM old_rows AS x OFFSET 0) AS q';
-        pairs := 'ROWS FROM (pg_catalog.unnest(ARRAY(SELECT pg_catalog.to_jsonb(x.*) FROM old_rows AS x)),'
-                 ' pg_catalog.unnest(ARRAY(SELECT pg_catalog.to_jsonb(x.*) FROM new_rows AS x))';
+        new_rows := format('(SELECT %s AS j FROM new_rows AS x OFFSET 0) AS q', row_image);
+        old_rows := format('(SELECT %s AS j FROM old_rows AS x OFFSET 0) AS q', row_image);
+        pairs := format('ROWS FROM (pg_catalog.unnest(ARRAY(SELECT %1$s FROM old_rows AS x)),'
+                        ' pg_catalog.unnest(ARRAY(SELECT %1$s FROM new_rows AS x))', row_image);
+        IF json_omitted THEN
+            -- The image apart from the columns it replaced (_gen_row_image).
+            new_rows := format('(SELECT %s AS j, s.j -> '''' AS jk FROM %s OFFSET 0) AS q',
+                               @schema@._gen_json_split('s.j'), pg_catalog.replace(new_rows, ') AS q', ') AS s'));
+            old_rows := format('(SELECT %s AS j, s.j -> '''' AS jk FROM %s OFFSET 0) AS q',
+                               @schema@._gen_json_split('s.j'), pg_catalog.replace(old_rows, ') AS q', ') AS s'));
+        END IF;
     ELSE
         -- x.* as a function's argument is the whole row, even when the table has a column named x.
         -- A user's cast may SET search_path (not LOCAL), which outlives every SET clause: the
@@ -476,6 +625,11 @@ BEGIN
         pairs := 'ROWS FROM (pg_catalog.unnest(v_old), pg_catalog.unnest(v_new)';
     END IF;
     pairs := pairs || CASE WHEN compare_stored THEN rows_stored || ') AS p(o, n, alike)' ELSE ') AS p(o, n)' END;
+    IF json_omitted THEN
+        pairs := format('(SELECT %s AS o, %s AS n, p.o -> '''' AS jo, p.n -> '''' AS jn%s FROM %s OFFSET 0) AS p',
+                        @schema@._gen_json_split('p.o'), @schema@._gen_json_split('p.n'),
+                        CASE WHEN compare_stored THEN ', p.alike' ELSE '' END, pairs);
+    END IF;
     IF redacted IS NOT NULL THEN
         -- Both images hold the marker: note which redacted columns changed while the values are at hand.
         redact_changed := format('NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(%s)), ''{}'')',
@@ -542,7 +696,7 @@ BEGIN
             payload, row_after, origin)
         SELECT %25$s, %3$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %4$L, %5$L, %6$s, 'success',
                v_correlation, v_txid, v_at, %27$s, %7$s, 'capture'
-          FROM (SELECT q.j, %8$s AS i, pg_catalog.row_number() OVER () AS k FROM %9$s OFFSET 0) AS r;
+          FROM (SELECT q.j, %8$s AS i%33$s, pg_catalog.row_number() OVER () AS k FROM %9$s OFFSET 0) AS r;
     ELSIF TG_OP = 'UPDATE' THEN
         %10$s
         -- Old and new transition rows come in the same order: paired by position.
@@ -551,7 +705,7 @@ BEGIN
             payload, row_before, row_after, changed, origin)
         SELECT %26$s, %11$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %12$L, %5$L, %13$s, 'success',
                v_correlation, v_txid, v_at, %24$s, %14$s, %15$s, %16$s, 'capture'
-          FROM (SELECT p.o, p.n, %22$s AS img_old, %23$s AS img_new, %29$s AS moved, pg_catalog.row_number() OVER () AS k
+          FROM (SELECT p.o, p.n%34$s, %22$s AS img_old, %23$s AS img_new, %29$s AS moved, pg_catalog.row_number() OVER () AS k
                   FROM %17$s%18$s OFFSET 0) AS p%32$s;
     ELSE
         %19$s
@@ -560,7 +714,7 @@ BEGIN
             payload, row_before, origin)
         SELECT %25$s, %3$s, v_actor_type, v_actor_id, v_role, v_addr, v_app, %20$L, %5$L, %6$s, 'success',
                v_correlation, v_txid, v_at, %28$s, %7$s, 'capture'
-          FROM (SELECT q.j, %8$s AS i, pg_catalog.row_number() OVER () AS k FROM %21$s OFFSET 0) AS r;
+          FROM (SELECT q.j, %8$s AS i%33$s, pg_catalog.row_number() OVER () AS k FROM %21$s OFFSET 0) AS r;
     END IF;
     -- The session's context is in every event written (checked once, and only if one was: a
     -- statement that writes no event is not refused for it); the refusal undoes the statement.
@@ -590,13 +744,17 @@ $body$,
         -- small: none, and _note_omitted adds nothing for no keys). One expression of each, since
         -- every node of the statement is set up again in each writer's transaction.
         @schema@._gen_sides(split,
-            @schema@._gen_noted('''{"tenant": "moved out"}''::jsonb', 'row_before', 'p.img_old'),
-            'CASE WHEN pg_catalog.pg_column_size(p.img_old) <= 1048576 AND pg_catalog.pg_column_size(p.img_new) <= 1048576'
-            ' THEN p.moved ELSE @schema@._note_omitted(@schema@._note_omitted(p.moved, ''row_before'','
-            ' @schema@._large_value_keys(p.img_old)), ''row_after'', @schema@._large_value_keys(p.img_new)) END',
-            @schema@._gen_noted('''{"tenant": "moved in"}''::jsonb', 'row_after', 'p.img_new')),
+            @schema@._gen_json_noted(json_omitted, 'row_before', 'p.jo',
+                @schema@._gen_noted('''{"tenant": "moved out"}''::jsonb', 'row_before', 'p.img_old')),
+            @schema@._gen_json_noted(json_omitted, 'row_after', 'p.jn', @schema@._gen_json_noted(json_omitted, 'row_before', 'p.jo',
+                'CASE WHEN pg_catalog.pg_column_size(p.img_old) <= 1048576 AND pg_catalog.pg_column_size(p.img_new) <= 1048576'
+                ' THEN p.moved ELSE @schema@._note_omitted(@schema@._note_omitted(p.moved, ''row_before'','
+                ' @schema@._large_value_keys(p.img_old)), ''row_after'', @schema@._large_value_keys(p.img_new)) END')),
+            @schema@._gen_json_noted(json_omitted, 'row_after', 'p.jn',
+                @schema@._gen_noted('''{"tenant": "moved in"}''::jsonb', 'row_after', 'p.img_new'))),
         format(id_of, 'r.k'), format(id_of, CASE WHEN split THEN '2 * p.k + s.side / 2' ELSE 'p.k' END),
-        @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i'), @schema@._gen_noted('''{}''::jsonb', 'row_before', 'r.i'),
+        @schema@._gen_json_noted(json_omitted, 'row_after', 'r.jk', @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i')),
+        @schema@._gen_json_noted(json_omitted, 'row_before', 'r.jk', @schema@._gen_noted('''{}''::jsonb', 'row_before', 'r.i')),
         -- An UPDATE that changes the key names the row by its new key, and the key it left here;
         -- the statement's id (the one its rows' ids count up from) tells whether another row of
         -- the same statement took that key (a swap).
@@ -611,7 +769,9 @@ $body$,
         CASE WHEN t.tenant_column IS NULL THEN 'v_tenant' ELSE 'NULL' END,
         CASE WHEN split THEN format(', pg_catalog.unnest(CASE WHEN (p.o ->> %1$L) IS DISTINCT FROM (p.n ->> %1$L)'
                                     ' THEN ''{1,2}''::integer[] ELSE ''{0}''::integer[] END) AS s(side)', t.tenant_column)
-             ELSE '' END);
+             ELSE '' END,
+        CASE WHEN json_omitted THEN ', q.jk' ELSE '' END,
+        CASE WHEN json_omitted THEN ', p.jo, p.jn' ELSE '' END);
 END
 $$;
 COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS
@@ -720,6 +880,19 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._gen_noted(text, text, text) IS
     'Generator: a payload naming the values _gen_bounded replaces in an image (see _note_omitted).';
+
+CREATE OR REPLACE FUNCTION @schema@._gen_json_noted(noted boolean, image_name text, keys text, payload text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN noted THEN format('CASE WHEN %3$s IS NULL THEN %1$s ELSE @schema@._note_json_omitted(%1$s, %2$L, %3$s) END',
+                                       payload, image_name, keys)
+                ELSE payload END
+$$;
+COMMENT ON FUNCTION @schema@._gen_json_noted(boolean, text, text, text) IS
+    'Generator: a payload naming the json values _json_image replaced in an image (see _note_json_omitted).';
 
 -- An UPDATE's value on the sides where it is not NULL (see _capture_body's split).
 CREATE OR REPLACE FUNCTION @schema@._gen_side(split boolean, sides text, value text)

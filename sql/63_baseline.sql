@@ -18,7 +18,7 @@
 SET ROLE @schema@_sandbox;
 DROP FUNCTION IF EXISTS @schema@._baseline_images(oid, tid, tid);  -- it returned one jsonb array in earlier releases
 CREATE FUNCTION @schema@._baseline_images(part oid, first_row tid, end_row tid)
-RETURNS SETOF jsonb
+RETURNS TABLE (j jsonb, jk jsonb)
 LANGUAGE plpgsql
 VOLATILE  -- it may deallocate prepared statements (below)
 SECURITY DEFINER
@@ -44,6 +44,16 @@ DECLARE
                             FROM pg_catalog.pg_locks l
                            WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted);
     held text[];
+    -- A json column (or an array or domain of json) may hold what jsonb cannot (see _jsonb_takes,
+    -- sql/60_capture.sql, which this role may not call): such a table is read column by column, and
+    -- each value that may be one is converted on its own, its marker put in its place if it is one,
+    -- and named in jk. Its plain type: json or json[] (a domain's CHECK is not run again).
+    json_cols name[];
+    json_plain text[];
+    image jsonb;
+    suspects text[];
+    v jsonb;
+    replaced text[];
     left_behind boolean := false;
     done boolean;
     stale record;
@@ -54,10 +64,72 @@ BEGIN
     -- goes with it, and only the images, this function's result, are kept (PL/pgSQL keeps the
     -- result outside the subtransaction). PA016 is raised and caught here only; raised by the
     -- table's code instead, it goes on.
+    WITH RECURSIVE t(attnum, typ, arr) AS (
+        SELECT a.attnum, a.atttypid, false FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = part AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT t.attnum, b.typ, t.arr OR b.arr
+          FROM t JOIN pg_catalog.pg_type y ON y.oid = t.typ,
+               LATERAL (SELECT y.typbasetype, false WHERE y.typtype = 'd'
+                        UNION ALL SELECT y.typelem, true
+                         WHERE y.typelem <> 0 AND y.typsubscript = 'pg_catalog.array_subscript_handler'::pg_catalog.regproc
+                       ) AS b(typ, arr)
+    )
+    SELECT pg_catalog.array_agg(a.attname ORDER BY a.attnum),
+           pg_catalog.array_agg(CASE WHEN j.arr THEN 'pg_catalog.json[]' ELSE 'pg_catalog.json' END ORDER BY a.attnum)
+      INTO json_cols, json_plain
+      FROM (SELECT t.attnum, pg_catalog.bool_or(t.arr) AS arr FROM t WHERE t.typ = 'pg_catalog.json'::pg_catalog.regtype
+             GROUP BY t.attnum) j
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = part AND a.attnum = j.attnum;
     BEGIN
-        RETURN QUERY EXECUTE format('SELECT pg_catalog.to_jsonb(x.*) FROM ONLY %s AS x'
-                                    ' WHERE x.ctid >= $1 AND x.ctid < $2', part::regclass)
-            USING first_row, end_row;
+        IF json_cols IS NULL THEN
+            RETURN QUERY EXECUTE format('SELECT pg_catalog.to_jsonb(x.*), NULL::pg_catalog.jsonb FROM ONLY %s AS x'
+                                        ' WHERE x.ctid >= $1 AND x.ctid < $2', part::regclass)
+                USING first_row, end_row;
+        ELSE
+            FOR image, suspects IN EXECUTE format(
+                'SELECT %s AS base, ARRAY[%s]::pg_catalog.text[] AS suspects FROM ONLY %s AS x'
+                ' WHERE x.ctid >= $1 AND x.ctid < $2',
+                (SELECT pg_catalog.string_agg(pg_catalog.format('pg_catalog.jsonb_build_object(%s)', c.pairs), ' || ')
+                   FROM (SELECT pg_catalog.string_agg(pg_catalog.format(
+                                    CASE WHEN a.attname = ANY (json_cols)
+                                         THEN '%1$L, CASE WHEN %2$s THEN pg_catalog.to_jsonb(x.%1$I) END' ELSE '%1$L, x.%1$I' END,
+                                    a.attname,
+                                    pg_catalog.format('pg_catalog.strpos(x.%1$I::pg_catalog.text, pg_catalog.chr(92) || ''u'')'
+                                                      ' OPERATOR(pg_catalog.=) 0 AND pg_catalog.octet_length(x.%1$I::pg_catalog.text)'
+                                                      ' OPERATOR(pg_catalog.<) 16000 AND x.%1$I::pg_catalog.text'
+                                                      ' OPERATOR(pg_catalog.!~) ''[eE][-+]?[0-9]{5}''', a.attname)),
+                                    ', ') AS pairs
+                           FROM (SELECT a.attname, (pg_catalog.row_number() OVER (ORDER BY a.attnum) - 1) / 50 AS chunk
+                                   FROM pg_catalog.pg_attribute a
+                                  WHERE a.attrelid = part AND a.attnum > 0 AND NOT a.attisdropped) a
+                          GROUP BY a.chunk) c),
+                (SELECT pg_catalog.string_agg(pg_catalog.format(
+                            'CASE WHEN NOT coalesce(pg_catalog.strpos(x.%1$I::pg_catalog.text, pg_catalog.chr(92) || ''u'')'
+                            ' OPERATOR(pg_catalog.=) 0 AND pg_catalog.octet_length(x.%1$I::pg_catalog.text)'
+                            ' OPERATOR(pg_catalog.<) 16000 AND x.%1$I::pg_catalog.text OPERATOR(pg_catalog.!~) ''[eE][-+]?[0-9]{5}'','
+                            ' true) THEN x.%1$I::pg_catalog.text END', c), ', ' ORDER BY o)
+                   FROM pg_catalog.unnest(json_cols) WITH ORDINALITY AS u(c, o)),
+                part::regclass) USING first_row, end_row LOOP
+                replaced := '{}';
+                FOR i IN 1 .. pg_catalog.cardinality(json_cols) LOOP
+                    CONTINUE WHEN suspects[i] IS NULL;
+                    BEGIN
+                        EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb($1::%s)', json_plain[i]) INTO v USING suspects[i];
+                    EXCEPTION WHEN untranslatable_character OR invalid_text_representation OR numeric_value_out_of_range THEN
+                        -- What _omitted makes (sql/14_wild_numbers.sql), which this role may not call.
+                        v := pg_catalog.jsonb_build_object('$omitted', pg_catalog.jsonb_build_object(
+                                 'bytes', pg_catalog.octet_length(suspects[i]),
+                                 'sha256', pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(suspects[i], 'UTF8')), 'hex')));
+                        replaced := replaced || json_cols[i]::text;
+                    END;
+                    image := image || pg_catalog.jsonb_build_object(json_cols[i], v);
+                END LOOP;
+                j := image;
+                jk := pg_catalog.to_jsonb(replaced);
+                RETURN NEXT;
+            END LOOP;
+        END IF;
         read := true;
         RAISE SQLSTATE 'PA016';
     EXCEPTION WHEN SQLSTATE 'PA016' THEN
@@ -107,7 +179,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @schema@._baseline_images(oid, tid, tid) IS
-    'Rows of a table in a ctid range as JSON, one image a row, read and converted as a role with no privileges.';
+    'Rows of a table in a ctid range as JSON, one image a row (and the json values it replaced), read and converted '
+    'as a role with no privileges.';
 REVOKE ALL ON FUNCTION @schema@._baseline_images(oid, tid, tid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @schema@._baseline_images(oid, tid, tid) TO @schema@_capture;
 SET ROLE @schema@_owner;
@@ -134,12 +207,15 @@ INSERT INTO @schema@.event_intake (tenant_id, actor_type, actor_id, db_role, cli
     target_type, target_id, outcome, correlation_id, txid, occurred_at, payload, row_after, origin)
 SELECT %1$s, $1, $2, $3, $4, $5, %2$L, %3$L, %4$s, 'success', $6, pg_catalog.pg_current_xact_id(), $7, %8$s, %5$s,
        'capture'
-  FROM (SELECT q.j, %6$s AS i, $10::text AS v_tenant
-          FROM @schema@._baseline_images(%7$s::oid, $8, $9) AS q(j)
+  FROM (SELECT q.j, %6$s AS i, %9$s AS jk, $10::text AS v_tenant
+          FROM @schema@._baseline_images(%7$s::oid, $8, $9) AS q(j, jk)
         OFFSET 0) AS r$q$,
         @schema@._gen_tenant(t, 'r.j'), t.kind_prefix || '.baseline', t.kind_prefix, @schema@._gen_target_id(t, 'r.j'),
         @schema@._gen_bounded('r.i'), @schema@._gen_image(t, excluded, redacted, 'q.j'), part,
-        @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i'));
+        @schema@._gen_json_noted(true, 'row_after', 'r.jk', @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i')),
+        -- The json values replaced, but those the stored image leaves out or redacts.
+        CASE WHEN cardinality(t.exclude_columns || t.redact_columns) > 0
+             THEN format('(q.jk OPERATOR(pg_catalog.-) %L::text[])', t.exclude_columns || t.redact_columns) ELSE 'q.jk' END);
 END
 $$;
 COMMENT ON FUNCTION @schema@._baseline_statement(oid) IS

@@ -814,7 +814,6 @@ def test_l6_a_statement_timeout_on_the_writers_role_never_splits_a_write_from_it
 # ======================================= class V: verifier =======================================
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, Known limits): a row image is to_jsonb of the whole row, so json that jsonb cannot hold (\\u0000, unpaired surrogates, numbers past numeric's range) fails the write, before any column is excluded or redacted; strict, so that a change that closes it says so")
 def test_v1_a_json_column_holding_escapes_jsonb_refuses_is_written_and_captured(kit):
     """Honest use: a json column (not jsonb) takes text jsonb cannot hold: an escaped NUL, a lone
     surrogate, an unpaired low surrogate, numbers past numeric's range (1e200000, 1e-20000); PostgreSQL
@@ -975,7 +974,6 @@ def test_v7_large_and_deep_captured_values_verify_and_tampering_with_them_is_cau
     assert both_verifiers(kit.db) == (False, False)
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, Known limits): a row image is to_jsonb of the whole row, so json that jsonb cannot hold (\\u0000, unpaired surrogates, numbers past numeric's range) fails the write, before any column is excluded or redacted; strict, so that a change that closes it says so")
 def test_v1b_rows_holding_such_json_before_tracking_stay_changeable(kit):
     """Honest use: rows whose json column holds an escaped NUL or a lone surrogate (accepted by
     PostgreSQL) were written before the table was tracked. Then the maintainer tracks it (with a
@@ -1079,7 +1077,6 @@ def test_v8_the_verifiers_agree_under_a_readers_hostile_session_and_odd_client_a
         assert both_verifiers(r) == (False, False)
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, Known limits): a row image is to_jsonb of the whole row, so json that jsonb cannot hold (\\u0000, unpaired surrogates, numbers past numeric's range) fails the write, before any column is excluded or redacted; strict, so that a change that closes it says so")
 @pytest.mark.parametrize("option", ["exclude_columns", "redact_columns"])
 def test_v1d_a_json_column_excluded_or_redacted_from_the_images_does_not_stop_the_tables_writes(kit, option):
     """Honest use: the maintainer keeps the json column out of the log (excluded: not stored; or
