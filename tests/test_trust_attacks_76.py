@@ -46,13 +46,14 @@ afterwards.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from decimal import Decimal
 
 import psycopg
 import pytest
 from trial_helpers import (
     both_verifiers,
+    login,
     n_events,
     reinstall,
     seal_all,
@@ -82,25 +83,6 @@ from pgaudit_py.chain import verify_chain
 def kit(db, connect):
     with table_owner_kit(db, connect, "t76") as k:
         yield k
-
-
-@contextmanager
-def login(db, connect, name: str, group: str, settings: dict[str, str]):
-    """A login role `name` in `group`, with settings stored for it in this database only; dropped after."""
-    db.execute(f"CREATE ROLE {name} LOGIN")
-    try:
-        db.execute(f"GRANT {group} TO {name}")
-        for k, v in settings.items():
-            db.execute(f"ALTER ROLE {name} IN DATABASE {db.info.dbname} SET {k} = {v}")
-        yield connect(name)
-    finally:
-        with suppress(psycopg.Error):
-            db.execute(f"REASSIGN OWNED BY {name} TO {db.info.user}")
-        with suppress(psycopg.Error):
-            db.execute(f"DROP OWNED BY {name}")
-        with suppress(psycopg.Error):
-            db.execute(f"ALTER ROLE {name} IN DATABASE {db.info.dbname} RESET ALL")
-        db.execute(f"DROP ROLE IF EXISTS {name}")
 
 
 def events_of(db, kind_prefix: str) -> list[tuple]:

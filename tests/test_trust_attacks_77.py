@@ -20,7 +20,7 @@ Classes (test names carry the letter):
 
 Each test asserts what a careful audit system must hold, so it FAILS when the attack works (or when an
 honest call is refused). Roles made here: t77_owner, t77_mallory (through table_owner_kit) and t77_m
-(a maintainer login with settings stored for this database, through test_trust_attacks_76.login); all
+(a maintainer login with settings stored for this database, through trial_helpers.login); all
 dropped afterwards.
 """
 
@@ -36,8 +36,7 @@ import time
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
-from test_trust_attacks_76 import login
-from trial_helpers import n_events, seal_all, sqlstate_of, table_owner_kit
+from trial_helpers import login, n_events, seal_all, sqlstate_of, table_owner_kit
 
 from pgaudit_py import (
     InvalidTarget,

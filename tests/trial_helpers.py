@@ -300,3 +300,22 @@ def django_test_client(db: psycopg.Connection, urlconf: str, extra: dict | None 
     finally:
         connections.close_all()
         forget_django_pools()
+
+
+@contextmanager
+def login(db, connect, name: str, group: str, settings: dict[str, str]):
+    """A login role `name` in `group`, with settings stored for it in this database only; dropped after."""
+    db.execute(f"CREATE ROLE {name} LOGIN")
+    try:
+        db.execute(f"GRANT {group} TO {name}")
+        for k, v in settings.items():
+            db.execute(f"ALTER ROLE {name} IN DATABASE {db.info.dbname} SET {k} = {v}")
+        yield connect(name)
+    finally:
+        with suppress(psycopg.Error):
+            db.execute(f"REASSIGN OWNED BY {name} TO {db.info.user}")
+        with suppress(psycopg.Error):
+            db.execute(f"DROP OWNED BY {name}")
+        with suppress(psycopg.Error):
+            db.execute(f"ALTER ROLE {name} IN DATABASE {db.info.dbname} RESET ALL")
+        db.execute(f"DROP ROLE IF EXISTS {name}")
