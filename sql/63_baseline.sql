@@ -50,6 +50,10 @@ DECLARE
     -- and named in jk. Its plain type: json or json[] (a domain's CHECK is not run again).
     json_cols name[];
     json_plain text[];
+    -- _jsonb_takes of the row's column %1$I, written out.
+    takes constant text := 'pg_catalog.strpos(x.%1$I::pg_catalog.text, pg_catalog.chr(92) || ''u'') OPERATOR(pg_catalog.=) 0'
+                           ' AND pg_catalog.octet_length(x.%1$I::pg_catalog.text) OPERATOR(pg_catalog.<) 16000'
+                           ' AND x.%1$I::pg_catalog.text OPERATOR(pg_catalog.!~) ''[eE][-+]?[0-9]{5}''';
     image jsonb;
     suspects text[];
     v jsonb;
@@ -93,22 +97,15 @@ BEGIN
                 (SELECT pg_catalog.string_agg(pg_catalog.format('pg_catalog.jsonb_build_object(%s)', c.pairs), ' || ')
                    FROM (SELECT pg_catalog.string_agg(pg_catalog.format(
                                     CASE WHEN a.attname = ANY (json_cols)
-                                         THEN '%1$L, CASE WHEN %2$s THEN pg_catalog.to_jsonb(x.%1$I) END' ELSE '%1$L, x.%1$I' END,
-                                    a.attname,
-                                    pg_catalog.format('pg_catalog.strpos(x.%1$I::pg_catalog.text, pg_catalog.chr(92) || ''u'')'
-                                                      ' OPERATOR(pg_catalog.=) 0 AND pg_catalog.octet_length(x.%1$I::pg_catalog.text)'
-                                                      ' OPERATOR(pg_catalog.<) 16000 AND x.%1$I::pg_catalog.text'
-                                                      ' OPERATOR(pg_catalog.!~) ''[eE][-+]?[0-9]{5}''', a.attname)),
+                                         THEN '%1$L, CASE WHEN ' || takes || ' THEN pg_catalog.to_jsonb(x.%1$I) END'
+                                         ELSE '%1$L, x.%1$I' END, a.attname),
                                     ', ') AS pairs
                            FROM (SELECT a.attname, (pg_catalog.row_number() OVER (ORDER BY a.attnum) - 1) / 50 AS chunk
                                    FROM pg_catalog.pg_attribute a
                                   WHERE a.attrelid = part AND a.attnum > 0 AND NOT a.attisdropped) a
                           GROUP BY a.chunk) c),
                 (SELECT pg_catalog.string_agg(pg_catalog.format(
-                            'CASE WHEN NOT coalesce(pg_catalog.strpos(x.%1$I::pg_catalog.text, pg_catalog.chr(92) || ''u'')'
-                            ' OPERATOR(pg_catalog.=) 0 AND pg_catalog.octet_length(x.%1$I::pg_catalog.text)'
-                            ' OPERATOR(pg_catalog.<) 16000 AND x.%1$I::pg_catalog.text OPERATOR(pg_catalog.!~) ''[eE][-+]?[0-9]{5}'','
-                            ' true) THEN x.%1$I::pg_catalog.text END', c), ', ' ORDER BY o)
+                            'CASE WHEN NOT coalesce(' || takes || ', true) THEN x.%1$I::pg_catalog.text END', c), ', ' ORDER BY o)
                    FROM pg_catalog.unnest(json_cols) WITH ORDINALITY AS u(c, o)),
                 part::regclass) USING first_row, end_row LOOP
                 replaced := '{}';

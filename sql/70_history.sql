@@ -20,6 +20,22 @@ SET quote_all_identifiers = off
 AS $$ SELECT to_jsonb(v) $$;
 COMMENT ON FUNCTION @schema@._key_value(anyelement) IS 'A key column''s value as a row image holds it.';
 
+-- A type beneath its domains.
+CREATE OR REPLACE FUNCTION @schema@._base_type(typ oid)
+RETURNS oid
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE d(typ, depth) AS (
+        SELECT typ, 0
+        UNION ALL
+        SELECT y.typbasetype, d.depth + 1 FROM d JOIN pg_type y ON y.oid = d.typ WHERE y.typtype = 'd'
+    )
+    SELECT d.typ FROM d ORDER BY d.depth DESC LIMIT 1
+$$;
+COMMENT ON FUNCTION @schema@._base_type(oid) IS 'A type beneath its domains (the type itself if it is none).';
+
 -- A key column's value given as text, read as a value of the column's type (in the reader's session,
 -- as PostgreSQL's own equality would read it) and made what a row image holds; NULL when it is not
 -- one. Only PostgreSQL's own types (base types, ranges, multiranges, arrays of them), a domain as its
@@ -34,16 +50,10 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    typ oid := (SELECT a.atttypid FROM pg_attribute a
-                 WHERE a.attrelid = target AND a.attname = key_column AND NOT a.attisdropped);
-    y pg_type;
+    y pg_type := (SELECT t FROM pg_attribute a JOIN pg_type t ON t.oid = @schema@._base_type(a.atttypid)
+                   WHERE a.attrelid = target AND a.attname = key_column AND NOT a.attisdropped);
     result jsonb;
 BEGIN
-    LOOP
-        SELECT * INTO y FROM pg_type t WHERE t.oid = typ;
-        EXIT WHEN y.typtype IS DISTINCT FROM 'd';
-        typ := y.typbasetype;
-    END LOOP;
     IF key IS NULL OR y.typnamespace IS DISTINCT FROM 'pg_catalog'::regnamespace OR y.typtype NOT IN ('b', 'r', 'm')
        OR (y.typelem <> 0 AND (SELECT e.typnamespace <> 'pg_catalog'::regnamespace OR e.typtype NOT IN ('b', 'r', 'm')
                                  FROM pg_type e WHERE e.oid = y.typelem)) THEN
@@ -71,15 +81,10 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH RECURSIVE k(typ, coll) AS (
-        SELECT a.atttypid, a.attcollation FROM pg_attribute a
-         WHERE a.attrelid = target AND NOT a.attisdropped
-           AND a.attname = ANY (coalesce((@schema@._tracking_of(target)).key_columns, @schema@._key_columns(target)))
-        UNION ALL
-        SELECT y.typbasetype, k.coll FROM k JOIN pg_type y ON y.oid = k.typ WHERE y.typtype = 'd'
-    )
-    SELECT EXISTS (SELECT 1 FROM k JOIN pg_type y ON y.oid = k.typ LEFT JOIN pg_collation c ON c.oid = k.coll
-                    WHERE y.typtype <> 'd'
+    SELECT EXISTS (SELECT 1 FROM pg_attribute a LEFT JOIN pg_collation c ON c.oid = a.attcollation,
+                                 LATERAL (SELECT @schema@._base_type(a.atttypid)) AS k(typ)
+                    WHERE a.attrelid = target AND NOT a.attisdropped
+                      AND a.attname = ANY (coalesce((@schema@._tracking_of(target)).key_columns, @schema@._key_columns(target)))
                       AND (NOT coalesce(c.collisdeterministic, true)
                            OR k.typ NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'text'::regtype,
                                             'varchar'::regtype, 'name'::regtype, 'uuid'::regtype, 'date'::regtype,
@@ -129,12 +134,9 @@ BEGIN
         -- As _gen_key names it: a json or jsonb key (through its domains) as its JSON text, any other as its text.
         value := @schema@._key_as_captured(target, keys[1], key);
         IF value IS NOT NULL THEN
-            target_id := CASE WHEN EXISTS (WITH RECURSIVE d(typ) AS (
-                                               SELECT a.atttypid FROM pg_attribute a
-                                                WHERE a.attrelid = target AND a.attname = keys[1] AND NOT a.attisdropped
-                                               UNION ALL
-                                               SELECT y.typbasetype FROM pg_type y JOIN d ON y.oid = d.typ WHERE y.typtype = 'd')
-                                           SELECT 1 FROM d WHERE d.typ IN ('json'::regtype, 'jsonb'::regtype))
+            target_id := CASE WHEN EXISTS (SELECT 1 FROM pg_attribute a
+                                            WHERE a.attrelid = target AND a.attname = keys[1] AND NOT a.attisdropped
+                                              AND @schema@._base_type(a.atttypid) IN ('json'::regtype, 'jsonb'::regtype))
                               THEN value::text ELSE value #>> '{}' END;
         END IF;
     ELSIF cardinality(keys) > 1 THEN

@@ -115,6 +115,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@._key_as_captured(regclass, name, text),
     @schema@._key_value(anyelement),
     @schema@._key_spellings_vary(regclass),
+    @schema@._base_type(oid),
     @schema@._last_change(text, text, timestamptz),
     @schema@._key_columns(regclass),
     @schema@._tracking_of(oid),
