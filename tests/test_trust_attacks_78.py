@@ -53,7 +53,7 @@ def mk(kit, name: str, cols: str, rows: str | None = None, **opts) -> None:
 def evs(db, prefix: str) -> list[dict]:
     cur = db.execute("SELECT kind, target_id, tenant_id, row_before, row_after, payload, changed FROM audit.events"
                      " WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])
-    return [dict(zip(["kind", "target_id", "tenant_id", "row_before", "row_after", "payload", "changed"], r)) for r in cur]
+    return [dict(zip(["kind", "target_id", "tenant_id", "row_before", "row_after", "payload", "changed"], r, strict=True)) for r in cur]
 
 
 def marker(db, text: str) -> dict:
