@@ -232,16 +232,20 @@ SET ROLE @schema@_owner;
 -- (_gen_row_image): such a value is replaced by {"$omitted": {"bytes": N, "sha256": "<hex>"}} of its
 -- text, and named in the event's payload (_note_omitted), as a value too large is.
 --
--- Whether jsonb surely takes this printed json: no \u escape, no exponent of five digits or more,
--- shorter than numeric's digits. What fails it goes on to _json_refused. Inlined where it is called.
+-- Whether jsonb surely takes this printed json: no \u0000 or surrogate escape (other \u escapes,
+-- which json.dumps writes for every non-ASCII character, are taken), no exponent of four digits or
+-- more, and under 8,000 bytes. A number's scale is at most its digits plus its exponent's magnitude,
+-- so that one shorter than that, with an exponent under 1,000, is within numeric's 16,383; and
+-- nesting within 4,000 levels is within the stack's depth. What fails the check goes on to
+-- _json_refused (trial 78). One regular expression a value. Inlined where it is called.
 CREATE OR REPLACE FUNCTION @schema@._jsonb_takes(printed text)
 RETURNS boolean
 LANGUAGE sql
 IMMUTABLE
 AS $$
-    SELECT pg_catalog.strpos(printed, pg_catalog.chr(92) || 'u') OPERATOR(pg_catalog.=) 0
-           AND pg_catalog.octet_length(printed) OPERATOR(pg_catalog.<) 16000
-           AND printed OPERATOR(pg_catalog.!~) '[eE][-+]?[0-9]{5}'
+    SELECT pg_catalog.octet_length(printed) OPERATOR(pg_catalog.<) 8000
+           -- (no backslash in a literal: standard_conforming_strings may be off; chr(92) is one)
+           AND printed OPERATOR(pg_catalog.!~) (pg_catalog.chr(92) || pg_catalog.chr(92) || '[uU](0000|[dD][89a-fA-F])|[eE][-+]?[0-9]{4}')
 $$;
 COMMENT ON FUNCTION @schema@._jsonb_takes(text) IS
     'True when jsonb surely takes this printed json value (else _json_refused decides).';
@@ -255,7 +259,8 @@ AS $$
 BEGIN
     PERFORM to_jsonb(v);
     RETURN false;
-EXCEPTION WHEN untranslatable_character OR invalid_text_representation OR numeric_value_out_of_range THEN
+EXCEPTION WHEN untranslatable_character OR invalid_text_representation OR numeric_value_out_of_range
+               OR statement_too_complex THEN  -- the last: nested deeper than the stack allows
     RETURN true;
 END
 $$;
@@ -608,10 +613,10 @@ BEGIN
                         ' pg_catalog.unnest(ARRAY(SELECT %1$s FROM new_rows AS x))', row_image);
         IF json_omitted THEN
             -- The image apart from the columns it replaced (_gen_row_image).
-            new_rows := format('(SELECT %s AS j, s.j -> '''' AS jk FROM %s OFFSET 0) AS q',
-                               @schema@._gen_json_split('s.j'), pg_catalog.replace(new_rows, ') AS q', ') AS s'));
-            old_rows := format('(SELECT %s AS j, s.j -> '''' AS jk FROM %s OFFSET 0) AS q',
-                               @schema@._gen_json_split('s.j'), pg_catalog.replace(old_rows, ') AS q', ') AS s'));
+            new_rows := format('(SELECT %s AS j, s.j -> '''' AS jk FROM (SELECT %s AS j FROM new_rows AS x OFFSET 0) AS s'
+                               ' OFFSET 0) AS q', @schema@._gen_json_split('s.j'), row_image);
+            old_rows := format('(SELECT %s AS j, s.j -> '''' AS jk FROM (SELECT %s AS j FROM old_rows AS x OFFSET 0) AS s'
+                               ' OFFSET 0) AS q', @schema@._gen_json_split('s.j'), row_image);
         END IF;
     ELSE
         -- x.* as a function's argument is the whole row, even when the table has a column named x.

@@ -202,6 +202,11 @@ BEGIN
                                   INTERSECT SELECT unnest(coalesce(@schema@._key_columns(entry.relid), '{}') || entry.tenant_column)), ', ')
             USING ERRCODE = 'PA005';
     END IF;
+    -- A json value may be one no row image holds, which the image replaces by a marker: no tenant's name.
+    IF entry.tenant_column = ANY (@schema@._json_columns(entry.relid)) THEN
+        RAISE EXCEPTION 'the tenant column % of % is json: its value may be one no row image holds (use text or jsonb)',
+            quote_ident(entry.tenant_column), entry.relid::regclass USING ERRCODE = 'PA005';
+    END IF;
     IF entry.exclude_columns && entry.redact_columns THEN
         RAISE EXCEPTION 'a column cannot be both excluded and redacted: %',
             array_to_string(ARRAY(SELECT unnest(entry.exclude_columns) INTERSECT SELECT unnest(entry.redact_columns)), ', ')

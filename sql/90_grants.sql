@@ -152,6 +152,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@._tree_problem(oid),
     @schema@._json_casts(oid),
     @schema@._column_types(oid),
+    @schema@._json_columns(oid),
     @schema@._temporary_dependency(oid),
     @schema@._temporary_beneath(oid, oid),
     @schema@._check_kind(text, text),

@@ -266,3 +266,39 @@ def test_a_baseline_of_rows_holding_json_that_jsonb_refuses_images_them_with_mar
         pass
     assert db.execute("SELECT count(*) FROM audit.quarantine").fetchone() == (0,)
     both_verify(db)
+
+
+def test_json_images_hold_for_odd_column_names_wide_scales_and_deep_nesting(db, connect):
+    """Trial 78: the image subqueries were renamed by a text replace that reached a column named
+    'k) AS q' (its value lost, or every write refused); a number whose scale passes numeric's with a
+    four-digit exponent passed the quick check; json nested deeper than the stack was refused. And a
+    \\u00e9 escape (json.dumps' default) is imaged as to_jsonb images it, and named nowhere."""
+    db.execute("""CREATE TABLE public.odd (id int PRIMARY KEY, "k) AS q" text, "k) AS s" text, body json);
+                  GRANT ALL ON public.odd TO app_writer""")
+    db.execute("SELECT audit.enable_tracking('public.odd')")
+    wide = "[1." + "0" * 6499 + "1e-9999]"
+    deep = "[" * 12000 + "]" * 12000
+    writer = connect("app_writer")
+    for i, body in enumerate(['"\\u0000"', wide, deep, '"caf\\u00e9"']):
+        writer.execute('INSERT INTO odd VALUES (%s, %s, %s, %s)', [i, f"q{i}", f"s{i}", body])
+    rows = db.execute("SELECT row_after, payload FROM audit.events WHERE kind = 'public.odd.insert'"
+                      " ORDER BY (row_after ->> 'id')::int").fetchall()
+    for i, (image, payload) in enumerate(rows[:3]):
+        assert (image["k) AS q"], image["k) AS s"]) == (f"q{i}", f"s{i}")
+        assert set(image["body"]) == {"$omitted"} and payload == {"omitted": {"row_after": ["body"]}}, i
+    assert rows[3] == ({"id": 3, "k) AS q": "q3", "k) AS s": "s3", "body": "caf\u00e9"}, {})
+    writer.execute("DELETE FROM odd")
+    deleted = db.execute("SELECT target_id, row_before ->> 'k) AS q' FROM audit.events WHERE kind = 'public.odd.delete'"
+                         " ORDER BY target_id").fetchall()
+    assert deleted == [(str(i), f"q{i}") for i in range(4)]
+    while seal(db).sealed:
+        pass
+    assert db.execute("SELECT count(*) FROM audit.quarantine").fetchone() == (0,)
+    both_verify(db)
+
+
+def test_a_json_tenant_column_is_refused(db):
+    """Its value may be one no row image holds, whose marker would name no tenant (trial 78)."""
+    db.execute("CREATE TABLE public.shared (id int PRIMARY KEY, tenant json, v int)")
+    with pytest.raises(psycopg.Error, match="the tenant column tenant of public.shared is json"):
+        db.execute("SELECT audit.enable_tracking('public.shared', tenant_column => 'tenant')")
