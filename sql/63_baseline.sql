@@ -53,7 +53,9 @@ DECLARE
     -- _jsonb_takes of the row's column %1$I, written out.
     takes constant text := 'pg_catalog.octet_length(x.%1$I::pg_catalog.text) OPERATOR(pg_catalog.<) 8000'
                            ' AND x.%1$I::pg_catalog.text OPERATOR(pg_catalog.!~)'
-                           ' (pg_catalog.chr(92) || pg_catalog.chr(92) || ''[uU](0000|[dD][89a-fA-F])|[eE][-+]?[0-9]{4}'')';
+                           ' (pg_catalog.chr(92) || pg_catalog.chr(92) || ''[uU]'''
+                           ' || CASE WHEN pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.=) ''UTF8'''
+                           ' THEN ''(0000|[dD][89a-fA-F])'' ELSE '''' END || ''|[eE][-+]?[0-9]{4}'')';
     image jsonb;
     suspects text[];
     v jsonb;

@@ -135,6 +135,25 @@ def test_a_key_whose_equal_values_print_apart_never_reads_absent(db, connect, at
     assert row_state_as_of(reader, "public.keyed", none, at).state == "unknown"
 
 
+def test_a_composite_keys_jsonb_value_is_the_json_value_given_and_char_keys_are_never_cut(db, connect, attacker):
+    """Trial 79: a string holding JSON text, given for a jsonb column of a composite key, was read as that
+    JSON and named another row; a "char" key was cut to its one character."""
+    attacker.execute("""CREATE TABLE public.docs (n int, k jsonb, v int, PRIMARY KEY (n, k));
+                        INSERT INTO public.docs VALUES (1, '{"a": 1}', 1), (1, '"{\\"a\\": 1}"', 2);
+                        CREATE TABLE public.flags (id "char" PRIMARY KEY, v int); INSERT INTO public.flags VALUES ('a', 1)""")
+    enable_tracking(connect("app_maintainer"), "public.docs", baseline=True)
+    enable_tracking(connect("app_maintainer"), "public.flags", baseline=True)
+    reader = connect("app_reader")
+    at = now(db)
+    for (v,) in db.execute("SELECT v FROM public.docs ORDER BY v").fetchall():
+        target = db.execute("SELECT target_id FROM audit.events WHERE kind = 'public.docs.baseline'"
+                            " AND (row_after ->> 'v')::int = %s", [v]).fetchone()[0]
+        assert row_state_as_of(reader, "public.docs", target, at).image["v"] == v
+    assert row_state_as_of(reader, "public.docs", '[1, {"a":1}]', at).image["v"] == 1
+    assert row_state_as_of(reader, "public.flags", "ab", at).state == "absent"
+    assert row_state_as_of(reader, "public.flags", "a", at).state == "existed"
+
+
 def test_a_composite_keys_values_are_read_as_values_of_their_columns(db, connect, attacker):
     attacker.execute("CREATE TABLE public.shifts (at timestamptz, who uuid, v int, PRIMARY KEY (at, who))")
     attacker.execute("INSERT INTO public.shifts VALUES ('2026-01-02 03:04:05+00', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 1)")

@@ -302,3 +302,10 @@ def test_a_json_tenant_column_is_refused(db):
     db.execute("CREATE TABLE public.shared (id int PRIMARY KEY, tenant json, v int)")
     with pytest.raises(psycopg.Error, match="the tenant column tenant of public.shared is json"):
         db.execute("SELECT audit.enable_tracking('public.shared', tenant_column => 'tenant')")
+
+
+def test_a_composite_tenant_column_holding_json_is_refused(db):
+    db.execute("CREATE TYPE public.owner_ref AS (tenant json, n int);"
+               " CREATE TABLE public.shared2 (id int PRIMARY KEY, tenant public.owner_ref, v int)")
+    with pytest.raises(psycopg.Error, match="the tenant column tenant of public.shared2 is json"):
+        db.execute("SELECT audit.enable_tracking('public.shared2', tenant_column => 'tenant')")
