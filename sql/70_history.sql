@@ -75,8 +75,8 @@ COMMENT ON FUNCTION @schema@._key_as_captured(regclass, name, text) IS
 -- Whether two spellings of one key may name one row: its equal values may print apart (1.0 and 1,
 -- '1 day' and '24 hours', 'ab' and 'ab ' in char(3), -0 and 0, text under a nondeterministic
 -- collation, a type of anyone's making). Its events name the row by the spelling it was written
--- with, so that no event under the one given does not mean no such row: row_state_as_of says
--- 'unknown' there, not 'absent'.
+-- with, so that what they say of one spelling (nothing, or deleted, or moved away) does not mean no
+-- such row: row_state_as_of says 'unknown' wherever it would say 'absent'.
 CREATE OR REPLACE FUNCTION @schema@._key_spellings_vary(target regclass)
 RETURNS boolean
 LANGUAGE sql

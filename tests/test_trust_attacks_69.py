@@ -1640,7 +1640,9 @@ def test_a12_a_nondeterministic_collation_on_the_key_keeps_each_rows_history_its
     at = datetime.now(timezone.utc) + timedelta(seconds=5)
     state = row_state_as_of(kit.reader, "public.t69_col", now_key, at)
     assert state.state == "existed" and state.image["v"] == 2, state
-    assert row_state_as_of(kit.reader, "public.t69_col", "Key", at).state == "absent"
+    # 'Key' and 'KEY' are one value under the collation: since trial 77's mend, where the log alone
+    # would say absent, such a key reads unknown (docs/capture.md), the row living on as 'KEY'.
+    assert row_state_as_of(kit.reader, "public.t69_col", "Key", at).state == "unknown"
     assert kit.runs() == []
 
 

@@ -105,11 +105,13 @@ def test_c1_baseline_code_leaves_no_prepared_statement_that_the_maintainers_clie
     assert maintainer.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] >= 1
     db.execute("DELETE FROM public.who_ran")
     # The sandbox undoes what it finds changed (the swapped statement is deallocated) and refuses
-    # the baseline; the client's own statement is gone with it, so its next run of that query fails.
+    # the baseline. The client's own statement is gone with it: since the call runs in a transaction
+    # block of its own (READ COMMITTED, trial 76), psycopg's rollback of it deallocates every
+    # statement and forgets them, so its next run of that query prepares its own again; before,
+    # that run failed. Either way the swapped statement never runs.
     with pytest.raises(InvalidTarget, match="prepared statements or advisory locks: undone, and the baseline refused"):
         enable_tracking(maintainer, "public.t", baseline=True)
-    with pytest.raises(psycopg.errors.InvalidSqlStatementName):
-        list_events(maintainer)
+    list_events(maintainer)
     minted = db.execute("SELECT name, role FROM audit.api_tokens").fetchall()
     assert (who_ran_as(db, "app_maintainer"), minted) == ([], []), ran(db)
     assert db.execute("SELECT count(*) FROM audit.tracked_tables WHERE table_name = 'public.t'").fetchone() == (0,)
