@@ -605,25 +605,25 @@ DECLARE
         END;';
     -- Inline, a table with json columns: its rows imaged column by column, and the json values an
     -- image replaced named in the payload (_gen_row_image).
-    row_image text := @schema@._gen_row_image(target, t);
-    json_omitted boolean := inline AND cardinality(@schema@._json_columns(target)) > 0;
+    json_table boolean := inline AND cardinality(@schema@._json_columns(target)) > 0;
+    row_image text := CASE WHEN inline THEN @schema@._gen_row_image(target, t) END;
     image_new constant text := 'v_new := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x));';
     image_old constant text := 'v_old := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x));';
 BEGIN
     compare_stored := compare_stored AND kept IS NOT NULL;  -- every column excluded: nothing to compare
     IF inline THEN
-        -- Each row image once per row (OFFSET 0); x.* is the whole row even with a column named x.
-        new_rows := format('(SELECT %s AS j FROM new_rows AS x OFFSET 0) AS q', row_image);
-        old_rows := format('(SELECT %s AS j FROM old_rows AS x OFFSET 0) AS q', row_image);
+        -- Each row image once per row (OFFSET 0); x.* is the whole row even with a column named x. A
+        -- json table's image comes apart from the columns it replaced (_gen_row_image).
+        new_rows := CASE WHEN json_table
+                         THEN format('(SELECT %s AS j, s.j -> '''' AS jk FROM (SELECT %s AS j FROM new_rows AS x OFFSET 0) AS s'
+                                     ' OFFSET 0) AS q', @schema@._gen_json_split('s.j'), row_image)
+                         ELSE format('(SELECT %s AS j FROM new_rows AS x OFFSET 0) AS q', row_image) END;
+        old_rows := CASE WHEN json_table
+                         THEN format('(SELECT %s AS j, s.j -> '''' AS jk FROM (SELECT %s AS j FROM old_rows AS x OFFSET 0) AS s'
+                                     ' OFFSET 0) AS q', @schema@._gen_json_split('s.j'), row_image)
+                         ELSE format('(SELECT %s AS j FROM old_rows AS x OFFSET 0) AS q', row_image) END;
         pairs := format('ROWS FROM (pg_catalog.unnest(ARRAY(SELECT %1$s FROM old_rows AS x)),'
                         ' pg_catalog.unnest(ARRAY(SELECT %1$s FROM new_rows AS x))', row_image);
-        IF json_omitted THEN
-            -- The image apart from the columns it replaced (_gen_row_image).
-            new_rows := format('(SELECT %s AS j, s.j -> '''' AS jk FROM (SELECT %s AS j FROM new_rows AS x OFFSET 0) AS s'
-                               ' OFFSET 0) AS q', @schema@._gen_json_split('s.j'), row_image);
-            old_rows := format('(SELECT %s AS j, s.j -> '''' AS jk FROM (SELECT %s AS j FROM old_rows AS x OFFSET 0) AS s'
-                               ' OFFSET 0) AS q', @schema@._gen_json_split('s.j'), row_image);
-        END IF;
     ELSE
         -- x.* as a function's argument is the whole row, even when the table has a column named x.
         -- A user's cast may SET search_path (not LOCAL), which outlives every SET clause: the
@@ -636,7 +636,7 @@ BEGIN
         pairs := 'ROWS FROM (pg_catalog.unnest(v_old), pg_catalog.unnest(v_new)';
     END IF;
     pairs := pairs || CASE WHEN compare_stored THEN rows_stored || ') AS p(o, n, alike)' ELSE ') AS p(o, n)' END;
-    IF json_omitted THEN
+    IF json_table THEN
         pairs := format('(SELECT %s AS o, %s AS n, p.o -> '''' AS jo, p.n -> '''' AS jn%s FROM %s OFFSET 0) AS p',
                         @schema@._gen_json_split('p.o'), @schema@._gen_json_split('p.n'),
                         CASE WHEN compare_stored THEN ', p.alike' ELSE '' END, pairs);
@@ -755,17 +755,17 @@ $body$,
         -- small: none, and _note_omitted adds nothing for no keys). One expression of each, since
         -- every node of the statement is set up again in each writer's transaction.
         @schema@._gen_sides(split,
-            @schema@._gen_json_noted(json_omitted, 'row_before', 'p.jo',
+            @schema@._gen_json_noted(json_table, 'row_before', 'p.jo',
                 @schema@._gen_noted('''{"tenant": "moved out"}''::jsonb', 'row_before', 'p.img_old')),
-            @schema@._gen_json_noted(json_omitted, 'row_after', 'p.jn', @schema@._gen_json_noted(json_omitted, 'row_before', 'p.jo',
+            @schema@._gen_json_noted(json_table, 'row_after', 'p.jn', @schema@._gen_json_noted(json_table, 'row_before', 'p.jo',
                 'CASE WHEN pg_catalog.pg_column_size(p.img_old) <= 1048576 AND pg_catalog.pg_column_size(p.img_new) <= 1048576'
                 ' THEN p.moved ELSE @schema@._note_omitted(@schema@._note_omitted(p.moved, ''row_before'','
                 ' @schema@._large_value_keys(p.img_old)), ''row_after'', @schema@._large_value_keys(p.img_new)) END')),
-            @schema@._gen_json_noted(json_omitted, 'row_after', 'p.jn',
+            @schema@._gen_json_noted(json_table, 'row_after', 'p.jn',
                 @schema@._gen_noted('''{"tenant": "moved in"}''::jsonb', 'row_after', 'p.img_new'))),
         format(id_of, 'r.k'), format(id_of, CASE WHEN split THEN '2 * p.k + s.side / 2' ELSE 'p.k' END),
-        @schema@._gen_json_noted(json_omitted, 'row_after', 'r.jk', @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i')),
-        @schema@._gen_json_noted(json_omitted, 'row_before', 'r.jk', @schema@._gen_noted('''{}''::jsonb', 'row_before', 'r.i')),
+        @schema@._gen_json_noted(json_table, 'row_after', 'r.jk', @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i')),
+        @schema@._gen_json_noted(json_table, 'row_before', 'r.jk', @schema@._gen_noted('''{}''::jsonb', 'row_before', 'r.i')),
         -- An UPDATE that changes the key names the row by its new key, and the key it left here;
         -- the statement's id (the one its rows' ids count up from) tells whether another row of
         -- the same statement took that key (a swap).
@@ -781,8 +781,8 @@ $body$,
         CASE WHEN split THEN format(', pg_catalog.unnest(CASE WHEN (p.o ->> %1$L) IS DISTINCT FROM (p.n ->> %1$L)'
                                     ' THEN ''{1,2}''::integer[] ELSE ''{0}''::integer[] END) AS s(side)', t.tenant_column)
              ELSE '' END,
-        CASE WHEN json_omitted THEN ', q.jk' ELSE '' END,
-        CASE WHEN json_omitted THEN ', p.jo, p.jn' ELSE '' END);
+        CASE WHEN json_table THEN ', q.jk' ELSE '' END,
+        CASE WHEN json_table THEN ', p.jo, p.jn' ELSE '' END);
 END
 $$;
 COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS
