@@ -43,7 +43,8 @@ FUNCTION_ROLES = ("capture", "sealer", "pruner", "sandbox")
 # an install makes.
 FUNCTION_ROLES_MAKE = {"seal(integer)": "sealer", "prune_events(interval, integer)": "pruner",
                        "delete_archived(text)": "pruner", "_row_images(anyarray)": "sandbox",
-                       "_baseline_images(oid, tid, tid)": "sandbox", "capture._capture_truncate()": "capture",
+                       "_row_json(anyarray)": "sandbox", "_baseline_images(oid, tid, tid)": "sandbox",
+                       "capture._capture_truncate()": "capture",
                        "capture._take_baseline(oid)": "capture"}
 # One installer at a time per database, whatever the schema: roles are shared. An advisory lock, as
 # the schema may not exist yet; any role that may connect can take its key too, so an installer waits

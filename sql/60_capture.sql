@@ -223,6 +223,27 @@ COMMENT ON FUNCTION @schema@._row_images(anyarray) IS
     'Rows as JSON, one image per row, converted as a role with no privileges (user-defined casts to json run here).';
 REVOKE ALL ON FUNCTION @schema@._row_images(anyarray) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @schema@._row_images(anyarray) TO @schema@_capture;
+
+-- The same rows as JSON text, where _row_images failed on json that jsonb cannot hold (see
+-- _json_images): to_json keeps a json value as it is written, and runs the same user casts, here.
+CREATE OR REPLACE FUNCTION @schema@._row_json(rows anyarray)
+RETURNS json[]
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+SET IntervalStyle = postgres
+SET bytea_output = hex
+SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO'
+SET quote_all_identifiers = off
+AS $$ SELECT ARRAY(SELECT pg_catalog.to_json(pg_catalog.unnest(rows))) $$;
+COMMENT ON FUNCTION @schema@._row_json(anyarray) IS
+    'Rows as JSON text, one per row, converted as a role with no privileges (see _json_images).';
+REVOKE ALL ON FUNCTION @schema@._row_json(anyarray) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@._row_json(anyarray) TO @schema@_capture;
 SET ROLE @schema@_owner;
 
 -- json takes what jsonb cannot hold: \u0000, an unpaired surrogate escape, a number past numeric's
@@ -230,7 +251,8 @@ SET ROLE @schema@_owner;
 -- it the write, and every later change of the row (tests/test_trust_attacks_76.py). A table with a
 -- json column (or an array or domain of one) is imaged column by column where its capture is inline
 -- (_gen_row_image): such a value is replaced by {"$omitted": {"bytes": N, "sha256": "<hex>"}} of its
--- text, and named in the event's payload (_note_omitted), as a value too large is.
+-- JSON text (to_json: an array's as a JSON array, as _json_images and a baseline see it), and named in
+-- the event's payload (_note_omitted), as a value too large is. Elsewhere, _json_images.
 --
 -- Whether jsonb surely takes this printed json: no \u0000 or surrogate escape (in UTF8, other \u
 -- escapes, which json.dumps writes for every non-ASCII character, are taken), no exponent of four digits or
@@ -278,7 +300,7 @@ LANGUAGE sql
 STABLE
 AS $$
     SELECT CASE WHEN coalesce(@schema@._jsonb_takes(v::text), true) THEN pg_catalog.to_jsonb(v)
-                WHEN @schema@._json_refused(v) THEN @schema@._omitted(v::text)
+                WHEN @schema@._json_refused(v) THEN @schema@._omitted(pg_catalog.to_json(v)::text)
                 ELSE pg_catalog.to_jsonb(v) END
 $$;
 COMMENT ON FUNCTION @schema@._json_image(anyelement) IS
@@ -293,8 +315,98 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._json_omitted(anyelement) IS 'True when _json_image replaces this value by a marker.';
 
--- The columns of a table whose type is json, or an array, domain or composite type holding it (a
--- composite's column is imaged by the sandbox, whole: known limit, docs/capture.md).
+-- Where a table's capture is not inline, the sandbox images whole rows (_row_images), and to_jsonb of
+-- a row holding json that jsonb cannot hold fails (tests/test_trust_attacks_79.py, q1 to q6). The
+-- capture function then asks the sandbox for the rows' JSON text (_row_json) and images them here,
+-- where only PostgreSQL's own parser runs: a row whose text jsonb refuses is taken value by value,
+-- each refused value (a json column's, or an array's or a composite's holding json) replaced by the
+-- marker of its JSON text and its column named under the key '', as _gen_row_image names them.
+-- The row's members are found by its tokens (json_each would unescape every string, and fail on
+-- the same \u0000): strings, the structural characters, and runs of anything else; a member starts
+-- at a comma at depth 1, its value after its first colon at depth 1. E'' strings: their backslashes
+-- mean the same whatever standard_conforming_strings says.
+CREATE OR REPLACE FUNCTION @schema@._json_members(r json)
+RETURNS TABLE (key text, value text)
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH tokens AS (
+        SELECT m.o, m.a[1] AS tok,
+               sum(CASE WHEN m.a[1] IN ('{', '[') THEN 1 WHEN m.a[1] IN ('}', ']') THEN -1 ELSE 0 END)
+                   OVER (ORDER BY m.o) AS depth
+          FROM regexp_matches(r::text, E'"(?:[^"\\\\]|\\\\.)*"|[][{},:]|[^][{}",:]+', 'g') WITH ORDINALITY AS m(a, o)
+    ), members AS (
+        SELECT t.o, t.tok, t.depth,
+               count(*) FILTER (WHERE t.tok = ',' AND t.depth = 1) OVER (ORDER BY t.o) AS member
+          FROM tokens t
+         WHERE t.o > 1
+    ), split AS (
+        SELECT x.member, x.o, x.tok,
+               min(x.o) FILTER (WHERE x.tok = ':' AND x.depth = 1) OVER (PARTITION BY x.member) AS colon
+          FROM members x
+         WHERE x.depth >= 1 AND NOT (x.tok = ',' AND x.depth = 1)
+    )
+    SELECT (string_agg(s.tok, '' ORDER BY s.o) FILTER (WHERE s.o < s.colon))::json #>> '{}',
+           string_agg(s.tok, '' ORDER BY s.o) FILTER (WHERE s.o > s.colon)
+      FROM split s
+     GROUP BY s.member
+     ORDER BY s.member
+$$;
+COMMENT ON FUNCTION @schema@._json_members(json) IS
+    'The keys and the JSON text of the values of a JSON object, as written (nothing unescaped but the keys).';
+
+CREATE OR REPLACE FUNCTION @schema@._json_row_image(r json)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record;
+    image jsonb := '{}';
+    replaced text[] := '{}';
+BEGIN
+    BEGIN
+        RETURN r::jsonb;
+    EXCEPTION WHEN untranslatable_character OR invalid_text_representation OR numeric_value_out_of_range
+                   OR statement_too_complex THEN
+        NULL;
+    END;
+    FOR m IN SELECT * FROM @schema@._json_members(r) LOOP
+        BEGIN
+            image := image || jsonb_build_object(m.key, m.value::jsonb);
+        EXCEPTION WHEN untranslatable_character OR invalid_text_representation OR numeric_value_out_of_range
+                       OR statement_too_complex THEN
+            image := image || jsonb_build_object(m.key, @schema@._omitted(m.value));
+            replaced := replaced || m.key;
+        END;
+    END LOOP;
+    RETURN image || jsonb_build_object('', to_jsonb(replaced));
+END
+$$;
+COMMENT ON FUNCTION @schema@._json_row_image(json) IS
+    'A row image from the row''s JSON text, each value jsonb cannot hold replaced by its marker and named under the key ''''.';
+
+-- The images of rows given as JSON text (a row that passes the quick check as a whole taken as is),
+-- and apart from them the columns each image replaced, but those named `unnamed` (the excluded and
+-- redacted ones, which the stored image leaves out), or NULL for a row whose image replaced none.
+CREATE OR REPLACE FUNCTION @schema@._json_images(rows json[], unnamed text[])
+RETURNS TABLE (images jsonb[], replaced jsonb[])
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(i.image - '' ORDER BY i.o), array_agg((i.image -> '') - coalesce(unnamed, '{}') ORDER BY i.o)
+      FROM (SELECT r.o, CASE WHEN @schema@._jsonb_takes(r.j::text) THEN r.j::jsonb ELSE @schema@._json_row_image(r.j) END AS image
+              FROM unnest(rows) WITH ORDINALITY AS r(j, o)
+            OFFSET 0) AS i
+$$;
+COMMENT ON FUNCTION @schema@._json_images(json[], text[]) IS
+    'Row images from rows as JSON text (the sandbox''s _row_json), where the whole rows failed (see _json_row_image), '
+    'and the columns each replaced.';
+
+-- The columns of a table whose type is json, or an array, domain or composite type holding it.
 CREATE OR REPLACE FUNCTION @schema@._json_columns(target oid)
 RETURNS name[]
 LANGUAGE sql
@@ -593,22 +705,43 @@ DECLARE
     -- which no SET clause undoes; search_path above all) is undone with it, and only the images,
     -- variables, survive. PA016 is raised and caught here only; raised by the user's code instead,
     -- it goes on.
+    -- Where the rows hold json that jsonb cannot, their JSON text from the sandbox instead, imaged value
+    -- by value (_json_images), in a subtransaction of its own as the first attempt was.
     sandboxed constant text := 'v_imaged := false;
         BEGIN
-            %s
+            %1$s
             v_imaged := true;
             RAISE SQLSTATE ''PA016'';
         EXCEPTION WHEN SQLSTATE ''PA016'' THEN
             IF NOT v_imaged THEN
                 RAISE;
             END IF;
+        WHEN untranslatable_character OR invalid_text_representation OR numeric_value_out_of_range
+             OR statement_too_complex THEN
+            BEGIN
+                %2$s
+                v_imaged := true;
+                RAISE SQLSTATE ''PA016'';
+            EXCEPTION WHEN SQLSTATE ''PA016'' THEN
+                IF NOT v_imaged THEN
+                    RAISE;
+                END IF;
+            END;
         END;';
-    -- Inline, a table with json columns: its rows imaged column by column, and the json values an
-    -- image replaced named in the payload (_gen_row_image).
-    json_table boolean := inline AND cardinality(@schema@._json_columns(target)) > 0;
+    -- A table with json columns, inline: its rows imaged column by column, and the json values an
+    -- image replaced named in the payload (_gen_row_image). Not inline, any table: where its images
+    -- come from _json_images, the columns replaced come in v_new_keys and v_old_keys (NULL else). The
+    -- body names no column there: the excluded and redacted ones are taken off as the statement runs.
+    json_table boolean := NOT inline OR cardinality(@schema@._json_columns(target)) > 0;
     row_image text := CASE WHEN inline THEN @schema@._gen_row_image(target, t) END;
     image_new constant text := 'v_new := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x));';
     image_old constant text := 'v_old := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x));';
+    json_new constant text := format('SELECT i.images, i.replaced INTO v_new, v_new_keys FROM @schema@._json_images(@schema@._row_json('
+                                     '(SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x)), %L::text[]) AS i;',
+                                     coalesce(t.exclude_columns, '{}') || coalesce(t.redact_columns, '{}'));
+    json_old constant text := format('SELECT i.images, i.replaced INTO v_old, v_old_keys FROM @schema@._json_images(@schema@._row_json('
+                                     '(SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x)), %L::text[]) AS i;',
+                                     coalesce(t.exclude_columns, '{}') || coalesce(t.redact_columns, '{}'));
 BEGIN
     compare_stored := compare_stored AND kept IS NOT NULL;  -- every column excluded: nothing to compare
     IF inline THEN
@@ -628,15 +761,17 @@ BEGIN
         -- x.* as a function's argument is the whole row, even when the table has a column named x.
         -- A user's cast may SET search_path (not LOCAL), which outlives every SET clause: the
         -- statements after it, planned again, would call the user's operators as this role.
-        prepare_insert := format(sandboxed, image_new);
-        prepare_delete := format(sandboxed, image_old);
-        prepare_update := format(sandboxed, image_old || image_new);
-        new_rows := 'pg_catalog.unnest(v_new) AS q(j)';
-        old_rows := 'pg_catalog.unnest(v_old) AS q(j)';
-        pairs := 'ROWS FROM (pg_catalog.unnest(v_old), pg_catalog.unnest(v_new)';
+        prepare_insert := format(sandboxed, image_new, json_new);
+        prepare_delete := format(sandboxed, image_old, json_old);
+        prepare_update := format(sandboxed, image_old || image_new, json_old || json_new);
+        new_rows := 'ROWS FROM (pg_catalog.unnest(v_new), pg_catalog.unnest(v_new_keys)) AS q(j, jk)';
+        old_rows := 'ROWS FROM (pg_catalog.unnest(v_old), pg_catalog.unnest(v_old_keys)) AS q(j, jk)';
+        pairs := 'ROWS FROM (pg_catalog.unnest(v_old), pg_catalog.unnest(v_new), pg_catalog.unnest(v_old_keys),'
+                 ' pg_catalog.unnest(v_new_keys)';
     END IF;
-    pairs := pairs || CASE WHEN compare_stored THEN rows_stored || ') AS p(o, n, alike)' ELSE ') AS p(o, n)' END;
-    IF json_table THEN
+    pairs := pairs || CASE WHEN compare_stored THEN rows_stored || ') AS p(o, n' ELSE ') AS p(o, n' END
+                   || CASE WHEN NOT inline THEN ', jo, jn' ELSE '' END || CASE WHEN compare_stored THEN ', alike)' ELSE ')' END;
+    IF json_table AND inline THEN
         pairs := format('(SELECT %s AS o, %s AS n, p.o -> '''' AS jo, p.n -> '''' AS jn%s FROM %s OFFSET 0) AS p',
                         @schema@._gen_json_split('p.o'), @schema@._gen_json_split('p.n'),
                         CASE WHEN compare_stored THEN ', p.alike' ELSE '' END, pairs);
@@ -681,7 +816,7 @@ DECLARE
     v_id_base bigint := ('x' || pg_catalog.right(v_id, 12))::bit(48)::bigint;
     v_new jsonb[];
     v_old jsonb[];
-    v_imaged boolean;
+    v_imaged boolean;%35$s
 BEGIN
     -- Only for the table it was made for, and only as that table's capture trigger of this
     -- operation: attached to another table it refuses, so no look-alike table can write history
@@ -782,7 +917,8 @@ $body$,
                                     ' THEN ''{1,2}''::integer[] ELSE ''{0}''::integer[] END) AS s(side)', t.tenant_column)
              ELSE '' END,
         CASE WHEN json_table THEN ', q.jk' ELSE '' END,
-        CASE WHEN json_table THEN ', p.jo, p.jn' ELSE '' END);
+        CASE WHEN json_table THEN ', p.jo, p.jn' ELSE '' END,
+        CASE WHEN NOT inline THEN E'\n    v_new_keys jsonb[];\n    v_old_keys jsonb[];' ELSE '' END);
 END
 $$;
 COMMENT ON FUNCTION @schema@._capture_body(oid, @schema@.tracked_tables) IS

@@ -44,15 +44,15 @@ DECLARE
                             FROM pg_catalog.pg_locks l
                            WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted);
     held text[];
-    -- A json column (or an array or domain of json) may hold what jsonb cannot (see _jsonb_takes,
-    -- sql/60_capture.sql, which this role may not call): such a table is read column by column, and
-    -- each value that may be one is converted on its own, its marker put in its place if it is one,
-    -- and named in jk. Its plain type: json or json[] (a domain's CHECK is not run again).
+    -- A json column (or an array, domain or composite type holding json) may hold what jsonb cannot
+    -- (see _jsonb_takes, sql/60_capture.sql, which this role may not call): such a table is read
+    -- column by column, and each value that may be one is converted on its own, its marker put in
+    -- its place if it is one, and named in jk. Each is read as its JSON text (to_json, as the
+    -- capture's markers are made: a domain's CHECK is not run again).
     json_cols name[];
-    json_plain text[];
     -- _jsonb_takes of the row's column %1$I, written out.
-    takes constant text := 'pg_catalog.octet_length(x.%1$I::pg_catalog.text) OPERATOR(pg_catalog.<) 8000'
-                           ' AND x.%1$I::pg_catalog.text OPERATOR(pg_catalog.!~)'
+    takes constant text := 'pg_catalog.octet_length(pg_catalog.to_json(x.%1$I)::pg_catalog.text) OPERATOR(pg_catalog.<) 8000'
+                           ' AND pg_catalog.to_json(x.%1$I)::pg_catalog.text OPERATOR(pg_catalog.!~)'
                            ' (pg_catalog.chr(92) || pg_catalog.chr(92) || ''[uU]'''
                            ' || CASE WHEN pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.=) ''UTF8'''
                            ' THEN ''(0000|[dD][89a-fA-F])'' ELSE '''' END || ''|[eE][-+]?[0-9]{4}'')';
@@ -70,23 +70,23 @@ BEGIN
     -- goes with it, and only the images, this function's result, are kept (PL/pgSQL keeps the
     -- result outside the subtransaction). PA016 is raised and caught here only; raised by the
     -- table's code instead, it goes on.
-    WITH RECURSIVE t(attnum, typ, arr) AS (
-        SELECT a.attnum, a.atttypid, false FROM pg_catalog.pg_attribute a
+    WITH RECURSIVE t(attnum, typ) AS (
+        SELECT a.attnum, a.atttypid FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = part AND a.attnum > 0 AND NOT a.attisdropped
         UNION
-        SELECT t.attnum, b.typ, t.arr OR b.arr
+        SELECT t.attnum, b.typ
           FROM t JOIN pg_catalog.pg_type y ON y.oid = t.typ,
-               LATERAL (SELECT y.typbasetype, false WHERE y.typtype = 'd'
-                        UNION ALL SELECT y.typelem, true
+               LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
+                        UNION ALL SELECT y.typelem
                          WHERE y.typelem <> 0 AND y.typsubscript = 'pg_catalog.array_subscript_handler'::pg_catalog.regproc
-                       ) AS b(typ, arr)
+                        UNION ALL SELECT c.atttypid FROM pg_catalog.pg_attribute c
+                         WHERE y.typtype = 'c' AND c.attrelid = y.typrelid AND c.attnum > 0 AND NOT c.attisdropped
+                       ) AS b(typ)
     )
-    SELECT pg_catalog.array_agg(a.attname ORDER BY a.attnum),
-           pg_catalog.array_agg(CASE WHEN j.arr THEN 'pg_catalog.json[]' ELSE 'pg_catalog.json' END ORDER BY a.attnum)
-      INTO json_cols, json_plain
-      FROM (SELECT t.attnum, pg_catalog.bool_or(t.arr) AS arr FROM t WHERE t.typ = 'pg_catalog.json'::pg_catalog.regtype
-             GROUP BY t.attnum) j
-      JOIN pg_catalog.pg_attribute a ON a.attrelid = part AND a.attnum = j.attnum;
+    SELECT pg_catalog.array_agg(a.attname ORDER BY a.attnum) INTO json_cols
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = part
+       AND a.attnum IN (SELECT t.attnum FROM t WHERE t.typ = 'pg_catalog.json'::pg_catalog.regtype);
     BEGIN
         IF json_cols IS NULL THEN
             RETURN QUERY EXECUTE format('SELECT pg_catalog.to_jsonb(x.*), NULL::pg_catalog.jsonb FROM ONLY %s AS x'
@@ -107,14 +107,15 @@ BEGIN
                                   WHERE a.attrelid = part AND a.attnum > 0 AND NOT a.attisdropped) a
                           GROUP BY a.chunk) c),
                 (SELECT pg_catalog.string_agg(pg_catalog.format(
-                            'CASE WHEN NOT coalesce(' || takes || ', true) THEN x.%1$I::pg_catalog.text END', c), ', ' ORDER BY o)
+                            'CASE WHEN NOT coalesce(' || takes || ', true) THEN pg_catalog.to_json(x.%1$I)::pg_catalog.text END', c),
+                            ', ' ORDER BY o)
                    FROM pg_catalog.unnest(json_cols) WITH ORDINALITY AS u(c, o)),
                 part::regclass) USING first_row, end_row LOOP
                 replaced := '{}';
                 FOR i IN 1 .. pg_catalog.cardinality(json_cols) LOOP
                     CONTINUE WHEN suspects[i] IS NULL;
                     BEGIN
-                        EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb($1::%s)', json_plain[i]) INTO v USING suspects[i];
+                        v := pg_catalog.to_jsonb(suspects[i]::pg_catalog.json);
                     EXCEPTION WHEN untranslatable_character OR invalid_text_representation OR numeric_value_out_of_range
                                    OR statement_too_complex THEN
                         -- What _omitted makes (sql/14_wild_numbers.sql), which this role may not call.

@@ -211,7 +211,7 @@ def test_json_that_jsonb_refuses_in_a_tracked_tables_json_column_is_captured_as_
     for i, (name, text) in enumerate(REFUSED.items()):
         image = rows[i][2]
         marker = db.execute("SELECT audit._omitted(%s)", [text]).fetchone()[0]
-        assert image["body"] == marker and image["tags"] == db.execute("SELECT audit._omitted(ARRAY[%s::json]::text)",
+        assert image["body"] == marker and image["tags"] == db.execute("SELECT audit._omitted(to_json(ARRAY[%s::json])::text)",
                                                                          [text]).fetchone()[0], name
         assert image["other"] == {"a": [1, 2.50]} and image["masked"] == "[redacted]" and "hidden" not in image
         assert rows[i][3] == {"omitted": {"row_after": ["body", "tags"]}}
@@ -309,3 +309,96 @@ def test_a_composite_tenant_column_holding_json_is_refused(db):
                " CREATE TABLE public.shared2 (id int PRIMARY KEY, tenant public.owner_ref, v int)")
     with pytest.raises(psycopg.Error, match="the tenant column tenant of public.shared2 is json"):
         db.execute("SELECT audit.enable_tracking('public.shared2', tenant_column => 'tenant')")
+
+
+def test_json_that_jsonb_refuses_where_capture_is_not_inline_is_captured_as_a_marker(db, connect):
+    """Trial 79 (q1 to q6): a table with a column of a user's type is imaged by the sandbox, whole rows,
+    and a json value jsonb cannot hold, in a json column or inside an array or a composite, failed the
+    write and every later change of its row. Its statement's rows are now imaged from their JSON text,
+    each refused value replaced by the marker of its JSON text and named in the payload; the honest
+    rows of the same statement as to_jsonb images them; odd column names (commas, colons, quotes) split
+    right; COPY too; the events seal and verify."""
+    db.execute("""CREATE TYPE public.mood AS ENUM ('ok', 'sad');
+                  CREATE TYPE public.holder AS (j json, n int);
+                  CREATE TABLE public.moody (id int PRIMARY KEY, m public.mood, "a,b:c" text, "k) AS q" json,
+                                             "say ""hi"" there" json[], h public.holder, f float8, n numeric,
+                                             ts timestamptz, iv interval, by bytea, hidden json, masked json);
+                  GRANT ALL ON public.moody TO app_writer""")
+    db.execute("SELECT audit.enable_tracking('public.moody', exclude_columns => '{hidden}', redact_columns => '{masked}')")
+    writer = connect("app_writer")
+    honest = ("(0, 'ok', '\"x\",{y}:', '{\"a\": [1.50, -0]}', ARRAY['[1]'::json], ROW('{\"b\": 2}', 3), 'NaN', 1.50,"
+              " '2026-12-05 12:00:00.5+01', '1 day -02:00', '\\x00ff', '{}', '1')")
+    refused = ", ".join(f"({i + 1}, 'sad', 'r{i}', %s, ARRAY[%s::json], ROW(%s::json, {i}), -0.0, 1e-300, NULL, NULL, NULL, %s, %s)"
+                        for i in range(len(REFUSED)))
+    texts = [t for t in REFUSED.values() for _ in range(5)]
+    writer.execute(f"INSERT INTO public.moody VALUES {honest}, {refused}", texts)
+    with writer.cursor().copy("COPY public.moody (id, m, \"k) AS q\") FROM STDIN") as copy:
+        copy.write_row((9, "ok", '"\\u0000 copied"'))
+
+    def expected(where: str, refused_row: bool) -> dict:
+        image = db.execute(f"""SELECT to_jsonb(t.*) - 'hidden' || '{{"masked": "[redacted]"}}' FROM public.moody t
+                                WHERE {where}""") if not refused_row else db.execute(
+            f"""SELECT jsonb_build_object('id', t.id, 'm', t.m, 'a,b:c', t."a,b:c", 'f', t.f, 'n', t.n, 'ts', t.ts,
+                                          'iv', t.iv, 'by', t.by, 'masked', '[redacted]',
+                                          'k) AS q', audit._omitted(t."k) AS q"::text),
+                                          'say "hi" there', audit._omitted(to_json(t."say ""hi"" there")::text),
+                                          'h', audit._omitted(to_json(t.h)::text))
+                  FROM public.moody t WHERE {where}""")
+        return image.fetchone()[0]
+
+    written = {i: expected(f"id = {i}", i > 0) for i in range(5)}
+    writer.execute("UPDATE public.moody SET m = 'ok' WHERE id <> 9")
+    writer.execute("DELETE FROM public.moody WHERE id = 1")
+    events = db.execute("SELECT kind, target_id, row_before, row_after, payload FROM audit.events"
+                        " WHERE kind LIKE 'public.moody.%' ORDER BY intake_id").fetchall()
+    inserts = {e[1]: e for e in events if e[0] == "public.moody.insert"}
+    assert sorted(inserts) == ["0", "1", "2", "3", "4", "9"]
+    named = {"omitted": {"row_after": ["h", "k) AS q", 'say "hi" there']}}
+    assert inserts["0"][3:] == (written[0], {})
+    for i in range(1, 5):
+        assert inserts[str(i)][3:] == (written[i], named), i
+    assert inserts["9"][3]["k) AS q"] == db.execute("SELECT audit._omitted(%s)", ['"\\u0000 copied"']).fetchone()[0]
+    assert inserts["9"][4] == {"omitted": {"row_after": ["k) AS q"]}}
+    updates = {e[1]: e for e in events if e[0] == "public.moody.update"}
+    assert sorted(updates) == ["1", "2", "3", "4"] and expected("id = 2", True)["m"] == "ok"
+    assert updates["2"][2:] == (written[2], expected("id = 2", True),
+                                {"omitted": {"row_before": named["omitted"]["row_after"], "row_after": named["omitted"]["row_after"]}})
+    deleted = [e for e in events if e[0] == "public.moody.delete"]
+    assert [(e[1], e[2]["a,b:c"], e[4]) for e in deleted] == [("1", "r0", {"omitted": {"row_before": named["omitted"]["row_after"]}})]
+    while seal(db).sealed:
+        pass
+    assert db.execute("SELECT count(*) FROM audit.quarantine").fetchone() == (0,)
+    both_verify(db)
+
+
+def test_a_baseline_of_user_types_holding_refused_json_images_them_as_their_capture_does(db, connect):
+    """A baseline read a composite holding json whole, and one holding a value jsonb cannot hold failed it.
+    Such values are replaced by the markers of their JSON text, as the capture replaces them: the
+    baseline's image of a row and the image its later DELETE captures are the same."""
+    db.execute("""CREATE TYPE public.mood2 AS ENUM ('ok');
+                  CREATE TYPE public.holder2 AS (j json, n int);
+                  CREATE TABLE public.old_moody (id int PRIMARY KEY, m public.mood2, tags json[], h public.holder2,
+                                                 hs public.holder2[], body json);
+                  GRANT ALL ON public.old_moody TO app_writer""")
+    for i, text in enumerate(REFUSED.values()):
+        db.execute("INSERT INTO public.old_moody VALUES (%s, 'ok', ARRAY[%s::json], ROW(%s::json, 1),"
+                   " ARRAY[ROW(%s::json, 2)::public.holder2], %s)", [i, text, text, text, text])
+    db.execute("""INSERT INTO public.old_moody VALUES (9, 'ok', ARRAY['[1.50]'::json], ROW('{"a": -0}', 1), NULL, '2')""")
+    db.execute("SELECT audit.enable_tracking('public.old_moody', baseline => true)")
+    base = db.execute("SELECT target_id, row_after, payload FROM audit.events WHERE kind = 'public.old_moody.baseline'"
+                      " ORDER BY target_id").fetchall()
+    markers = db.execute("""SELECT id::text, jsonb_build_object('id', id, 'm', m, 'tags', audit._omitted(to_json(tags)::text),
+                                   'h', audit._omitted(to_json(h)::text), 'hs', audit._omitted(to_json(hs)::text),
+                                   'body', audit._omitted(to_json(body)::text))
+                              FROM public.old_moody WHERE id < 9 ORDER BY id""").fetchall()
+    named = {"omitted": {"row_after": ["body", "h", "hs", "tags"]}}
+    assert base[:-1] == [(key, image, named) for key, image in markers]
+    assert base[-1] == ("9", db.execute("SELECT to_jsonb(t.*) FROM public.old_moody t WHERE id = 9").fetchone()[0], {})
+    connect("app_writer").execute("DELETE FROM public.old_moody")
+    deleted = db.execute("SELECT target_id, row_before FROM audit.events WHERE kind = 'public.old_moody.delete'"
+                         " ORDER BY target_id").fetchall()
+    assert deleted == [(key, image) for key, image, _ in base]
+    while seal(db).sealed:
+        pass
+    assert db.execute("SELECT count(*) FROM audit.quarantine").fetchone() == (0,)
+    both_verify(db)

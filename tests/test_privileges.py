@@ -163,7 +163,7 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
         "_reserved_kind", "_tree_problem", "_json_casts", "_column_types", "_json_columns", "_temporary_dependency", "_temporary_beneath"}
     assert {r[1] for r in rows if r[0] == "audit_maintainer" and r[2]} == maintainer_definers
     assert [r for r in rows if r[0] in ("audit_writer", "audit_secrets", "app_attacker")] == []
-    assert sorted(r[1] for r in rows if r[0] == "audit_sandbox") == ["_baseline_images", "_row_images"]  # its own, nothing else
+    assert sorted(r[1] for r in rows if r[0] == "audit_sandbox") == ["_baseline_images", "_row_images", "_row_json"]  # its own, nothing else
     invokers = {r[1] for r in rows if r[0] == "audit_owner" and not r[2]}
     for role in ("audit_capture", "audit_sealer", "audit_pruner"):
         assert {r[1] for r in rows if r[0] == role and not r[2]} == invokers, role
@@ -172,7 +172,7 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
     assert {r[1] for r in rows if r[0] == "audit_sealer" and r[2]} == {"_add_log_partitions", "_sealing_path_problem"}
     assert {r[1] for r in rows if r[0] == "audit_pruner" and r[2]} == {"_drop_log_partitions"}
     assert {r[1] for r in rows if r[0] == "audit_capture" and r[2]} == {
-        "_row_images", "_baseline_images", "_baseline_taken", "_capture_truncate", "_take_baseline"}  # last two its own
+        "_row_images", "_row_json", "_baseline_images", "_baseline_taken", "_capture_truncate", "_take_baseline"}  # last two its own
     with pytest.raises(psycopg.errors.FeatureNotSupported):  # trigger functions can only be called as triggers
         connect("app_maintainer").execute("SELECT audit._rate_limit_trigger()")
 

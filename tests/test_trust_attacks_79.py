@@ -90,7 +90,6 @@ NUL = '{"s": "\\u0000"}'
 # ============================================ class Q ============================================
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, Known limits): where a table's capture is not inline (a column of a type that is not built in), the sandbox images whole rows, and a json value jsonb cannot hold fails the write; strict, so that a change that closes it says so")
 def test_q1_a_refused_json_value_beside_an_enum_column_is_imaged_not_refused(kit):
     """A json column beside a column of a user's enum: the capture is not inline (sandbox path).
     Safe (docs: a json column's refused value is stored as its marker): the write succeeds and the
@@ -103,7 +102,6 @@ def test_q1_a_refused_json_value_beside_an_enum_column_is_imaged_not_refused(kit
     assert [e["row_after"] for e in got] == [expected_image(kit.db, "public.t79_enum", "id = 1")]
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, Known limits): json inside a composite type is imaged whole by the sandbox, and a value jsonb cannot hold fails the write; strict, so that a change that closes it says so")
 def test_q2_a_composite_column_holding_a_refused_json_value(kit):
     """A column of a composite type with a json attribute holding \\u0000. Safe: the write is
     captured (a marker somewhere), never refused: json inside a composite is still json."""
@@ -113,7 +111,6 @@ def test_q2_a_composite_column_holding_a_refused_json_value(kit):
     assert (err, len(evs(kit.db, "public.t79_comp.insert"))) == (None, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, Known limits): where a table's capture is not inline, the sandbox images whole rows, and a row holding a json value jsonb cannot hold cannot be changed; strict, so that a change that closes it says so")
 def test_q3_a_row_from_before_tracking_holding_a_refused_value_beside_an_enum_updates(kit):
     """A row holding a refused value written before tracking, in a table with an enum: every later
     change of the row stays possible (docs: 'every later change of its row, is captured')."""
@@ -449,7 +446,6 @@ def test_f1_after_all_that_both_verifiers_agree(kit):
     assert both_verifiers(kit.db) == (True, True)
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, Known limits): where a table's capture is not inline, the sandbox images whole rows, and a json value jsonb cannot hold fails the write, by COPY too; strict, so that a change that closes it says so")
 def test_q6_sqlstate_of_a_refused_value_in_an_enum_table_via_copy(kit):
     """COPY into a json table with an enum column, one line holding \\u0000: captured, not refused."""
     kit.owner.execute("CREATE TYPE public.t79_m3 AS ENUM ('a')")
