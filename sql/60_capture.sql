@@ -613,6 +613,27 @@ $$;
 COMMENT ON FUNCTION @schema@._refuse_too_long(text, integer, integer) IS
     'Raises check_violation: a value longer than the log holds (called by the writers of the intake).';
 
+-- The tenant of a row whose tenant column holds json, which only a table tracked before json tenant
+-- columns were refused has (status names it): the value's text, or the write refused where the value
+-- is a marker, the capture's or the writer's, whose text names no tenant (tests/test_trust_attacks_79.py, t8).
+CREATE OR REPLACE FUNCTION @schema@._json_tenant(value jsonb)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(value) = 'object' AND value ? '$omitted' THEN
+        RAISE EXCEPTION 'the tenant column holds json that no row image holds: refused, as it would be filed under no tenant'
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Disable and enable the table''s tracking with a tenant column of another type.';
+    END IF;
+    RETURN value #>> '{}';
+END
+$$;
+COMMENT ON FUNCTION @schema@._json_tenant(jsonb) IS
+    'The tenant of a json tenant column''s value; check_violation for a marker (called by capture functions).';
+
 CREATE OR REPLACE FUNCTION @schema@._refuse_long_context(tenant text, actor_type text, actor_id text, correlation text)
 RETURNS void
 LANGUAGE plpgsql
@@ -949,6 +970,8 @@ AS $$
     -- baseline), never the session's: else any tenant's session writing it would be shown the
     -- versions another tenant's session wrote.
     SELECT CASE WHEN t.tenant_column IS NULL THEN 'v_tenant'
+                WHEN t.tenant_column = ANY (@schema@._json_columns(t.relid))  -- from before json was refused
+                THEN @schema@._gen_at_most(format('@schema@._json_tenant(%s -> %L)', image, t.tenant_column), 'tenant_id', 256)
                 ELSE @schema@._gen_at_most(format('(%s ->> %L)', image, t.tenant_column), 'tenant_id', 256) END
 $$;
 COMMENT ON FUNCTION @schema@._gen_tenant(@schema@.tracked_tables, text) IS

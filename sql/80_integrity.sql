@@ -663,6 +663,15 @@ BEGIN
                                                  AND (a.grantee <> '@schema@_maintainer'::regrole
                                                       OR a.privilege_type <> 'EXECUTE' OR a.is_grantable))));
 
+    -- A json tenant column is refused (enable_tracking, the event triggers): its value may be one no
+    -- image holds, whose marker names no tenant. One tracked before that refusal is named here.
+    RETURN QUERY
+    SELECT format('tracked table %s: its tenant column %I holds json, whose value may be one no row image holds '
+                  '(disable and enable its tracking with a tenant column of another type)', t.table_name, t.tenant_column)
+      FROM @schema@.tracked_tables t
+     WHERE t.tenant_column IS NOT NULL AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.relid)
+       AND t.tenant_column = ANY (@schema@._json_columns(t.relid));
+
     -- Replica mode fires no capture trigger: sessions put in it by a stored default (this database's,
     -- a role's, the server's), or roles that are no superuser allowed to set it (PostgreSQL 15's GRANT
     -- SET or ALTER SYSTEM ON PARAMETER), write uncaptured.

@@ -575,7 +575,6 @@ def test_s6_excluded_columns_with_array_literal_names_and_noop_updates(kit):
     assert len(ups) == 1 and sorted(ups[0]["row_after"]) == ["d", "id", "v"] and ups[0]["changed"] == {"v": {"old": "v", "new": "w"}}
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, tenant_column): a table tracked with a json tenant column before the refusal keeps it, and status does not name it; disable and enable tracking again to be refused; strict, so that a change that closes it says so")
 def test_t8_a_json_tenant_table_from_before_this_release_after_reinstall(kit):
     """A table tracked with a tenant column that is json (as an earlier release allowed: made here by
     the superuser altering it with the event triggers idle), then the installer run again. Safe: the
