@@ -790,7 +790,7 @@ BEGIN
         pairs := 'ROWS FROM (pg_catalog.unnest(v_old), pg_catalog.unnest(v_new), pg_catalog.unnest(v_old_keys),'
                  ' pg_catalog.unnest(v_new_keys)';
     END IF;
-    pairs := pairs || CASE WHEN compare_stored THEN rows_stored || ') AS p(o, n' ELSE ') AS p(o, n' END
+    pairs := pairs || CASE WHEN compare_stored THEN rows_stored ELSE '' END || ') AS p(o, n'
                    || CASE WHEN NOT inline THEN ', jo, jn' ELSE '' END || CASE WHEN compare_stored THEN ', alike)' ELSE ')' END;
     IF json_table AND inline THEN
         pairs := format('(SELECT %s AS o, %s AS n, p.o -> '''' AS jo, p.n -> '''' AS jn%s FROM %s OFFSET 0) AS p',
