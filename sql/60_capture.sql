@@ -613,26 +613,27 @@ $$;
 COMMENT ON FUNCTION @schema@._refuse_too_long(text, integer, integer) IS
     'Raises check_violation: a value longer than the log holds (called by the writers of the intake).';
 
--- The tenant of a row whose tenant column holds json, which only a table tracked before json tenant
--- columns were refused has (status names it): the value's text, or the write refused where the value
--- is a marker, the capture's or the writer's, whose text names no tenant (tests/test_trust_attacks_79.py, t8).
-CREATE OR REPLACE FUNCTION @schema@._json_tenant(value jsonb)
-RETURNS text
+-- The value of a tenant or key column that holds json, which only a table tracked before such columns
+-- were refused has (status names it): the value, or the write refused where it is a marker, the
+-- capture's or a writer's look-alike, whose text names no tenant and no row
+-- (tests/test_trust_attacks_79.py, t8; tests/test_trust_attacks_80.py, r8).
+CREATE OR REPLACE FUNCTION @schema@._json_named(value jsonb)
+RETURNS jsonb
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF jsonb_typeof(value) = 'object' AND value ? '$omitted' THEN
-        RAISE EXCEPTION 'the tenant column holds json that no row image holds: refused, as it would be filed under no tenant'
+        RAISE EXCEPTION 'a tenant or key column holds json that no row image holds: refused, as it would name no tenant or row'
             USING ERRCODE = 'check_violation',
-                  HINT = 'Disable and enable the table''s tracking with a tenant column of another type.';
+                  HINT = 'Disable and enable the table''s tracking once its tenant and key columns hold no json.';
     END IF;
-    RETURN value #>> '{}';
+    RETURN value;
 END
 $$;
-COMMENT ON FUNCTION @schema@._json_tenant(jsonb) IS
-    'The tenant of a json tenant column''s value; check_violation for a marker (called by capture functions).';
+COMMENT ON FUNCTION @schema@._json_named(jsonb) IS
+    'A json tenant or key value as given; check_violation for a marker (called by capture functions).';
 
 CREATE OR REPLACE FUNCTION @schema@._refuse_long_context(tenant text, actor_type text, actor_id text, correlation text)
 RETURNS void
@@ -971,7 +972,8 @@ AS $$
     -- versions another tenant's session wrote.
     SELECT CASE WHEN t.tenant_column IS NULL THEN 'v_tenant'
                 WHEN t.tenant_column = ANY (@schema@._json_columns(t.relid))  -- from before json was refused
-                THEN @schema@._gen_at_most(format('@schema@._json_tenant(%s -> %L)', image, t.tenant_column), 'tenant_id', 256)
+                THEN @schema@._gen_at_most(format('(@schema@._json_named(%s -> %L) #>> ''{}'')', image, t.tenant_column),
+                                           'tenant_id', 256)
                 ELSE @schema@._gen_at_most(format('(%s ->> %L)', image, t.tenant_column), 'tenant_id', 256) END
 $$;
 COMMENT ON FUNCTION @schema@._gen_tenant(@schema@.tracked_tables, text) IS
@@ -986,6 +988,8 @@ AS $$
     -- The documented form of target_id: the key as text, a JSON array for a composite key. A json
     -- or jsonb key as its JSON text: as text, "1" (a string) and 1 (a number) would both be 1, two
     -- rows under one name.
+    -- A key column holding json (only in a table tracked before such keys were refused) is read
+    -- through _json_named, which refuses a marker.
     SELECT CASE WHEN t.key_columns IS NULL THEN 'NULL'
                 WHEN cardinality(t.key_columns) = 1 AND EXISTS (
                      WITH RECURSIVE d(typ) AS (  -- the key's type, and the types beneath its domains
@@ -993,11 +997,14 @@ AS $$
                          UNION ALL
                          SELECT y.typbasetype FROM pg_type y JOIN d ON y.oid = d.typ WHERE y.typtype = 'd')
                      SELECT 1 FROM d WHERE d.typ IN ('json'::regtype, 'jsonb'::regtype))
-                     THEN format('(%s -> %L)::text', image, t.key_columns[1])
+                     THEN format('(%s)::text', e.elems[1])
+                WHEN cardinality(t.key_columns) = 1 AND e.json THEN format('(%s #>> ''{}'')', e.elems[1])
                 WHEN cardinality(t.key_columns) = 1 THEN format('%s ->> %L', image, t.key_columns[1])
-                ELSE format('pg_catalog.jsonb_build_array(%s)::text',
-                            (SELECT string_agg(format('%s -> %L', image, k), ', ' ORDER BY o)
-                               FROM unnest(t.key_columns) WITH ORDINALITY AS u(k, o))) END
+                ELSE format('pg_catalog.jsonb_build_array(%s)::text', array_to_string(e.elems, ', ')) END
+      FROM (SELECT coalesce(t.key_columns && @schema@._json_columns(t.relid)::text[], false) AS json,
+                   ARRAY(SELECT format(CASE WHEN k = ANY (@schema@._json_columns(t.relid)) THEN '@schema@._json_named(%s -> %L)'
+                                            ELSE '%s -> %L' END, image, k)
+                           FROM unnest(t.key_columns) WITH ORDINALITY AS u(k, o) ORDER BY o) AS elems) AS e
 $$;
 COMMENT ON FUNCTION @schema@._gen_key(@schema@.tracked_tables, text) IS
     'Generator: the target_id of a captured row.';

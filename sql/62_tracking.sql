@@ -207,6 +207,11 @@ BEGIN
         RAISE EXCEPTION 'the tenant column % of % is json: its value may be one no row image holds (use text or jsonb)',
             quote_ident(entry.tenant_column), entry.relid::regclass USING ERRCODE = 'PA005';
     END IF;
+    -- Nor a row's (tests/test_trust_attacks_80.py, r8).
+    IF @schema@._key_columns(entry.relid) && @schema@._json_columns(entry.relid)::text[] THEN
+        RAISE EXCEPTION 'the key of % holds json: its value may be one no row image holds (use text or jsonb)',
+            entry.relid::regclass USING ERRCODE = 'PA005';
+    END IF;
     IF entry.exclude_columns && entry.redact_columns THEN
         RAISE EXCEPTION 'a column cannot be both excluded and redacted: %',
             array_to_string(ARRAY(SELECT unnest(entry.exclude_columns) INTERSECT SELECT unnest(entry.redact_columns)), ', ')

@@ -53,6 +53,31 @@ COMMENT ON FUNCTION @schema@._refresh_tracking(oid, boolean) IS
     'Follows renames and dropped columns of a tracked table (recording audit.tracked_table_altered) and '
     'regenerates its capture functions.';
 
+-- Refuses (PA008) a change after which a tracked table's tenant column or key holds json (a column
+-- retyped, a json attribute added to its composite type): a json value may be one no row image holds,
+-- replaced by a marker, whose text would name no tenant and no row (tests/test_trust_attacks_80.py,
+-- r8). enable_tracking refuses such a table (PA005).
+CREATE OR REPLACE FUNCTION @schema@._refuse_json_names(target oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    held text[] := ARRAY(SELECT c FROM @schema@.tracked_tables t,
+                                       unnest(coalesce(t.key_columns, '{}') || t.tenant_column) c
+                          WHERE t.relid = target AND c = ANY (@schema@._json_columns(target)));
+BEGIN
+    IF cardinality(held) > 0 THEN
+        RAISE EXCEPTION 'cannot change % so that its tenant column or key (%) holds json: its value may be one no row '
+                        'image holds, whose marker would name no tenant and no row', target::regclass,
+                        array_to_string(ARRAY(SELECT quote_ident(c) FROM unnest(held) c), ', ')
+            USING ERRCODE = 'PA008';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_json_names(oid) IS
+    'Raises PA008 when a tracked table''s tenant column or key holds json (called by the event triggers).';
+
 -- Refuses (PA008) a change that leaves a table tracking covers without its whole capture, or a
 -- rate-limited table (or a table under one) unlimited, naming what is wrong: both bind every role,
 -- the table's owner included, but through the functions that switch them off.
@@ -344,6 +369,7 @@ BEGIN
     FOR root IN SELECT DISTINCT (@schema@._tracking_of(a)).relid FROM unnest(touched) a LOOP
         CONTINUE WHEN root IS NULL;
         PERFORM @schema@._refresh_tracking(root, true);
+        PERFORM @schema@._refuse_json_names(root);
         refreshed := true;
     END LOOP;
     IF refreshed THEN

@@ -663,14 +663,16 @@ BEGIN
                                                  AND (a.grantee <> '@schema@_maintainer'::regrole
                                                       OR a.privilege_type <> 'EXECUTE' OR a.is_grantable))));
 
-    -- A json tenant column is refused (enable_tracking, the event triggers): its value may be one no
-    -- image holds, whose marker names no tenant. One tracked before that refusal is named here.
+    -- A tenant column or key holding json is refused (enable_tracking, the event triggers): its value may
+    -- be one no image holds, whose marker names no tenant or row. One tracked before that is named here.
     RETURN QUERY
-    SELECT format('tracked table %s: its tenant column %I holds json, whose value may be one no row image holds '
-                  '(disable and enable its tracking with a tenant column of another type)', t.table_name, t.tenant_column)
+    SELECT format('tracked table %s: its tenant column or key (%s) holds json, whose value may be one no row image '
+                  'holds (disable and enable its tracking once they hold none)', t.table_name,
+                  array_to_string(ARRAY(SELECT quote_ident(c) FROM unnest(coalesce(t.key_columns, '{}') || t.tenant_column) c
+                                         WHERE c = ANY (@schema@._json_columns(t.relid))), ', '))
       FROM @schema@.tracked_tables t
-     WHERE t.tenant_column IS NOT NULL AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.relid)
-       AND t.tenant_column = ANY (@schema@._json_columns(t.relid));
+     WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.relid)
+       AND (coalesce(t.key_columns, '{}') || t.tenant_column) && @schema@._json_columns(t.relid)::text[];
 
     -- Replica mode fires no capture trigger: sessions put in it by a stored default (this database's,
     -- a role's, the server's), or roles that are no superuser allowed to set it (PostgreSQL 15's GRANT

@@ -311,6 +311,29 @@ def test_a_composite_tenant_column_holding_json_is_refused(db):
         db.execute("SELECT audit.enable_tracking('public.shared2', tenant_column => 'tenant')")
 
 
+def test_a_key_holding_json_is_refused_and_so_is_a_json_attribute_added_to_a_tracked_tables_key_or_tenant(db):
+    """Trial 80 (r8): a json attribute added after tracking to the composite type of a tenant column or
+    key filed events under a marker's text. A key holding json is refused as a tenant column is (PA005),
+    and so is the schema change that makes either hold json (PA008); nothing is tracked otherwise."""
+    db.execute("""CREATE TYPE public.ref_j AS (a text, j json);
+                  CREATE TABLE public.keyed_j (k public.ref_j PRIMARY KEY, v int);
+                  CREATE TYPE public.ref AS (a text);
+                  CREATE TABLE public.keyed (k public.ref PRIMARY KEY, v int);
+                  CREATE TABLE public.shared3 (id int PRIMARY KEY, tenant public.ref, v int)""")
+    with pytest.raises(psycopg.Error, match="the key of public.keyed_j holds json") as refused:
+        db.execute("SELECT audit.enable_tracking('public.keyed_j')")
+    assert refused.value.sqlstate == "PA005"
+    db.execute("SELECT audit.enable_tracking('public.keyed')")
+    db.execute("SELECT audit.enable_tracking('public.shared3', tenant_column => 'tenant')")
+    with pytest.raises(psycopg.Error, match=r"its tenant column or key \((k|tenant)\) holds json") as altered:
+        db.execute("ALTER TYPE public.ref ADD ATTRIBUTE j json")
+    assert altered.value.sqlstate == "PA008"
+    assert db.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.ref'::regclass AND attname = 'j'"
+                      ).fetchone() == (0,)
+    db.execute("INSERT INTO public.shared3 VALUES (1, ROW('acme'), 1)")
+    assert db.execute("SELECT tenant_id FROM audit.events WHERE kind = 'public.shared3.insert'").fetchall() == [('{"a": "acme"}',)]
+
+
 def test_json_that_jsonb_refuses_where_capture_is_not_inline_is_captured_as_a_marker(db, connect):
     """Trial 79 (q1 to q6): a table with a column of a user's type is imaged by the sandbox, whole rows,
     and a json value jsonb cannot hold, in a json column or inside an array or a composite, failed the

