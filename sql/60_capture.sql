@@ -358,32 +358,15 @@ COMMENT ON FUNCTION @schema@._json_members(json) IS
 
 CREATE OR REPLACE FUNCTION @schema@._json_row_image(r json)
 RETURNS jsonb
-LANGUAGE plpgsql
+LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    m record;
-    image jsonb := '{}';
-    replaced text[] := '{}';
-BEGIN
-    BEGIN
-        RETURN r::jsonb;
-    EXCEPTION WHEN untranslatable_character OR invalid_text_representation OR numeric_value_out_of_range
-                   OR statement_too_complex THEN
-        NULL;
-    END;
-    FOR m IN SELECT * FROM @schema@._json_members(r) LOOP
-        BEGIN
-            image := image || jsonb_build_object(m.key, m.value::jsonb);
-        EXCEPTION WHEN untranslatable_character OR invalid_text_representation OR numeric_value_out_of_range
-                       OR statement_too_complex THEN
-            image := image || jsonb_build_object(m.key, @schema@._omitted(m.value));
-            replaced := replaced || m.key;
-        END;
-    END LOOP;
-    RETURN image || jsonb_build_object('', to_jsonb(replaced));
-END
+    SELECT CASE WHEN NOT @schema@._json_refused(r) THEN r::jsonb
+                ELSE (SELECT jsonb_object_agg(m.key, CASE WHEN m.refused THEN @schema@._omitted(m.value) ELSE m.value::jsonb END)
+                             || jsonb_build_object('', coalesce(jsonb_agg(m.key) FILTER (WHERE m.refused), '[]'))
+                        FROM (SELECT x.key, x.value, @schema@._json_refused(x.value::json) AS refused
+                                FROM @schema@._json_members(r) AS x OFFSET 0) AS m) END
 $$;
 COMMENT ON FUNCTION @schema@._json_row_image(json) IS
     'A row image from the row''s JSON text, each value jsonb cannot hold replaced by its marker and named under the key ''''.';
