@@ -216,7 +216,8 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     -- The last of each kind of word, each found by its own index (the row's key, the key it moved
-    -- from, a kind), never by walking the table's whole history (tests/test_trust_attacks_70.py).
+    -- from, the table's TRUNCATEs, the ends of tracking), never by walking the table's whole history
+    -- (tests/test_trust_attacks_70.py; 77, k7).
     SELECT x.kind, x.target_id, x.row_after
       FROM ((SELECT e.kind, e.target_id, e.row_after, e.seq, e.intake_id FROM @schema@.events e
               WHERE e.target_id = key AND e.target_type = prefix AND e.occurred_at <= at
@@ -237,7 +238,8 @@ AS $$
               LIMIT 1)
             UNION ALL
             (SELECT e.kind, e.target_id, e.row_after, e.seq, e.intake_id FROM @schema@.events e
-              WHERE e.kind = prefix || '.truncate' AND e.target_type = prefix AND NOT e.payload ? 'partition'
+              WHERE e.kind = prefix || '.truncate' AND e.kind LIKE '%.truncate' AND e.target_type = prefix
+                AND NOT e.payload ? 'partition'
                 AND e.occurred_at <= at AND coalesce(e.origin, 'capture') = 'capture'
               ORDER BY e.seq DESC NULLS FIRST, e.intake_id DESC
               LIMIT 1)
@@ -330,7 +332,8 @@ BEGIN
               FROM @schema@.row_history(target, key) e WHERE e.occurred_at > at
             UNION ALL
             SELECT e.kind, NULL, false, e.seq, e.intake_id FROM @schema@.events e
-             WHERE e.target_type = h.prefix AND e.kind = h.prefix || '.truncate' AND NOT e.payload ? 'partition'
+             WHERE e.target_type = h.prefix AND e.kind = h.prefix || '.truncate' AND e.kind LIKE '%.truncate'
+               AND NOT e.payload ? 'partition'
                AND coalesce(e.origin, 'capture') = 'capture' AND e.occurred_at > at) x
      ORDER BY x.seq NULLS LAST, x.intake_id
      LIMIT 1;

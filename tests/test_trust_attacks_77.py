@@ -240,7 +240,6 @@ def test_k6_a_renamed_numeric_key_column_still_names_its_row(kit):
         assert kit.state("public.t77_n", key, at)[0] != "absent", key
 
 
-@pytest.mark.xfail(strict=True, reason="a known cost, not of this trial's mends (the same with an integer key): after one statement updated every row, the lookup of an update that moved a row away from the key is planned on the target-type index and reads each of that statement's events; strict, so that a change that closes it says so")
 def test_k7_the_numeric_spelling_search_does_not_read_the_tables_whole_history(kit):
     """Attack (cost): a numeric-keyed table of 3,001 rows; row 1 changes first, then every other row.
     A reader asks row_as_of and row_state_as_of of row 1 with sequential scans off. Safe (as trial 70's
