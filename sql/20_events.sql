@@ -297,9 +297,9 @@ BEGIN
             SELECT * INTO result FROM @schema@.event_types t WHERE t.kind = register_event_type.kind;
             RETURN result;
         END IF;
-        -- Another schema or strictness replaces a registration only when that is asked for, but for
-        -- a kind registered by hand registered by hand again (as always), and a catalogue taking
-        -- over a kind registered by hand exactly as it has it.
+        -- Another schema or strictness replaces a registration only when that is asked for, except
+        -- where a kind registered by hand is registered by hand again (as always), or a catalogue takes
+        -- over a kind registered by hand with exactly its schema and strictness.
         IF NOT coalesce(register_event_type.replace, false)
            AND NOT (had_catalogue IS NULL AND register_event_type.catalogue IS NULL)
            AND NOT (had_catalogue IS NULL AND had_schema = register_event_type.schema

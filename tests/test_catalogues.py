@@ -93,6 +93,12 @@ def test_pgaudit_types_load_and_list(db):
     assert first.exit_code == 0 and "14 kinds, 14 registered or changed" in first.output
     assert "14 kinds, 0 registered or changed" in run("app_maintainer", "types", "load", "auth").output
     listed = json.loads(run("app_reader", "types", "list", "--json").output)
-    assert {k["kind"] for k in listed["kinds"]} == AUTH_KINDS and listed["catalogues"]["auth"] == sorted(AUTH_KINDS)
+    assert {k["kind"] for k in listed["kinds"]} == AUTH_KINDS
+    # Each shipped kind with its description, as the file has it (docs/sql.md, Catalogues).
+    shipped = json.loads((CATALOGUES / "auth.json").read_text())
+    assert listed["catalogues"]["auth"] == {"description": shipped["description"],
+                                            "kinds": {k: e["description"] for k, e in shipped["kinds"].items()}}
+    assert sorted(listed["catalogues"]["auth"]["kinds"]) == sorted(AUTH_KINDS)
+    assert all(d.strip() for d in listed["catalogues"]["auth"]["kinds"].values())
     missing = run("app_maintainer", "types", "load", "nope")
     assert missing.exit_code == 2 and "no catalogue named" in missing.stderr

@@ -37,6 +37,12 @@ def one_line_error(result) -> str:
     return lines[0]
 
 
+def test_version_names_the_installed_package():
+    from importlib.metadata import version
+    result = run("--version")
+    assert result.exit_code == 0 and result.output == f"pgaudit {version('pgaudit-py')}\n"
+
+
 def test_install_twice_then_status(dsn, db):
     first = run("install", "--dsn", dsn, "--schema", "cli_a")
     assert first.exit_code == 0 and "installed in schema cli_a" in first.output

@@ -30,6 +30,7 @@ __all__ = ["cli", "install_main", "install_standalone", "main"]
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pgaudit-py", prog_name="pgaudit", message="%(prog)s %(version)s")
 def cli() -> None:
     """pgaudit_py: an append-only, tamper-evident audit log inside PostgreSQL."""
 

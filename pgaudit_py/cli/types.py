@@ -34,12 +34,15 @@ def load_command(settings: Settings, name: str, replace: bool) -> None:
 @json_option
 @connection_options
 def list_command(settings: Settings, as_json: bool) -> None:
-    """Registered kinds (with the catalogue that registered each), and the shipped catalogues."""
+    """Registered kinds (with the catalogue that registered each), and the shipped catalogues (with --json, their
+    kinds' descriptions)."""
     def run() -> None:
         with settings.connect() as conn:
             kinds = table_read(settings.schema, "event_types", EventType, order_by="kind").all(conn)
         if as_json:
-            shipped = {n: sorted(read_catalogue(n)["kinds"]) for n in catalogue_names()}
+            shipped = {n: {"description": c["description"],
+                           "kinds": {k: e["description"] for k, e in sorted(c["kinds"].items())}}
+                       for n, c in ((n, read_catalogue(n)) for n in catalogue_names())}
             emit_json({"kinds": kinds, "catalogues": shipped})
             return
         print_table(["kind", "strict", "catalogue", "registered_at", "by"],
