@@ -340,6 +340,33 @@ def test_a_database_owner_with_createrole_installs_without_superuser(db):
         conn.close()
 
 
+def test_an_install_into_another_database_under_the_same_schema_name_is_named_by_status_here(db):
+    """README (Requirements): roles are the cluster's, named after the schema, so a database owner
+    installing the same schema name into another database becomes a member of this database's owner
+    role, and status here names it; under a schema name of its own it does not."""
+    for user in ("sameschema", "ownschema"):
+        db.execute(f"CREATE ROLE {user} LOGIN CREATEROLE")
+        db.execute(f"CREATE DATABASE {user}_db OWNER {user}")
+    try:
+        for user, schema in (("sameschema", "audit"), ("ownschema", "ownschema")):
+            with psycopg.connect(host=db.info.host, port=db.info.port, user=user, dbname=f"{user}_db",
+                                 autocommit=True) as other:
+                install(other, schema=schema)
+        members = db.execute("SELECT array_agg(m.member::regrole::text ORDER BY 1) FROM pg_auth_members m"
+                             " WHERE m.roleid = 'audit_owner'::regrole").fetchone()[0]
+        assert members == ["sameschema"]
+        assert [p for p in status(db).problems if "member of audit_owner" in p] == [
+            "role sameschema is a member of audit_owner and installed nothing here: it may act as the owner"]
+    finally:
+        for user in ("sameschema", "ownschema"):
+            db.execute(f"DROP DATABASE {user}_db WITH (FORCE)")
+        db.execute("DROP ROLE sameschema")
+        for suffix in installer.ROLE_SUFFIXES:
+            db.execute(f"DROP ROLE IF EXISTS ownschema_{suffix}")
+        db.execute("DROP ROLE ownschema")
+    assert status(db).intact
+
+
 @pytest.fixture
 def owned_database(db):
     """A database owned by `dbo`, who is no superuser: pgcrypto is a trusted extension, so it may
