@@ -109,6 +109,9 @@ def test_count_and_monthly(dsn, connect):
     (["seal", "--max-events", "0"], "pgaudit: Invalid value for '--max-events': the value given is not in the range"
                                     " 1<=x<=1000000. (see cli seal --help)"),
     (["checkpoint"], "pgaudit: Missing option '--out'. (see cli checkpoint --help)"),
+    # A value given is not repeated; a word of the message itself, given as one, is left standing.
+    (["events", "hunter2"], "pgaudit: Got unexpected extra argument (the value given) (see cli events --help)"),
+    (["events", "extra"], "pgaudit: Got unexpected extra argument (extra) (see cli events --help)"),
 ])
 def test_bad_input_exits_2_with_one_line(dsn, counts, args, message):
     result = run(args[0], "--dsn", dsn, *args[1:])

@@ -78,6 +78,11 @@ def remember_given(args: list[str], command: click.Command) -> None:
     _long_given[:] = sorted(forms, key=len, reverse=True)
 
 
+_CLICK_WORDS = frozenset(
+    "a an and argument arguments choose command did does error exist extra file for from got invalid is mean missing"
+    " no not of one option options or parameter range such the unexpected usage valid value values you".split())
+
+
 def without_given(message: str, every: bool = False) -> str:
     """message with each long piece of what was given replaced, wherever it stands; with every,
     each value given too where it stands as a word of its own (after a space, a quote or a
@@ -85,7 +90,9 @@ def without_given(message: str, every: bool = False) -> str:
     for piece in _long_given:
         message = re.sub(re.escape(piece), "the value given", message, flags=re.IGNORECASE)
     for value in _given if every else []:
-        for form in (repr(value), value):
+        # A word of click's own messages, given as a value, is no secret, and replacing it would
+        # garble the message ('Got unexpected extra argument (extra)').
+        for form in (repr(value),) if value.lower() in _CLICK_WORDS else (repr(value), value):
             message = re.sub(rf"(?<![^\s'\"(\[«»„“‚‘]){re.escape(form)}(?![^\s'\"),.:;\]«»“”‘’])", "the value given",
                              message)
     return message
