@@ -114,9 +114,9 @@ $$;
 COMMENT ON FUNCTION @schema@._tracking_of(oid) IS
     'The tracked_tables entry of a table, or of the tracked table it inherits from; NULL if none.';
 
--- A table and every table that inherits from it, at every level (the table itself even when it is
--- gone, for cleaning up after it).
-CREATE OR REPLACE FUNCTION @schema@._capture_tables(root oid)
+-- A relation and every relation that inherits from it, at every level, of any kind (a foreign
+-- table too: a change to a parent's columns reaches its row type; tests/test_trust_attacks_81.py, j1).
+CREATE OR REPLACE FUNCTION @schema@._inheritors(root oid)
 RETURNS SETOF oid
 LANGUAGE sql
 STABLE
@@ -128,7 +128,19 @@ AS $$
         SELECT i.inhrelid FROM down d JOIN pg_inherits i ON i.inhparent = d.relid
     )
     SELECT d.relid FROM down d
-     WHERE d.relid = root OR (SELECT c.relkind FROM pg_class c WHERE c.oid = d.relid) IN ('r', 'p')
+$$;
+COMMENT ON FUNCTION @schema@._inheritors(oid) IS 'A relation and all the relations that inherit from it, of any kind.';
+
+-- A table and every table that inherits from it, at every level (the table itself even when it is
+-- gone, for cleaning up after it).
+CREATE OR REPLACE FUNCTION @schema@._capture_tables(root oid)
+RETURNS SETOF oid
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d FROM @schema@._inheritors(root) d
+     WHERE d = root OR (SELECT c.relkind FROM pg_class c WHERE c.oid = d) IN ('r', 'p')
 $$;
 COMMENT ON FUNCTION @schema@._capture_tables(oid) IS 'A table and all the tables that inherit from it.';
 
@@ -389,8 +401,8 @@ COMMENT ON FUNCTION @schema@._json_images(json[], text[]) IS
     'Row images from rows as JSON text (the sandbox''s _row_json), where the whole rows failed (see _json_row_image), '
     'and the columns each replaced.';
 
--- The columns of a table whose type is json, or an array, domain or composite type holding it.
-CREATE OR REPLACE FUNCTION @schema@._json_columns(target oid)
+-- The columns of a table of a type, or of an array, domain or composite type holding it at any depth.
+CREATE OR REPLACE FUNCTION @schema@._columns_made_of(target oid, made_of oid)
 RETURNS name[]
 LANGUAGE sql
 STABLE
@@ -407,7 +419,18 @@ AS $$
                                    WHERE y.typtype = 'c' AND a.attrelid = y.typrelid AND a.attnum > 0 AND NOT a.attisdropped
                        ) AS b(typ)
     )
-    SELECT coalesce(array_agg(DISTINCT r.attname), '{}') FROM r WHERE r.typ = 'json'::regtype
+    SELECT coalesce(array_agg(DISTINCT r.attname), '{}') FROM r WHERE r.typ = made_of
+$$;
+COMMENT ON FUNCTION @schema@._columns_made_of(oid, oid) IS
+    'The columns of a table of a type, or an array, domain or composite holding it at any depth.';
+
+CREATE OR REPLACE FUNCTION @schema@._json_columns(target oid)
+RETURNS name[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @schema@._columns_made_of(target, 'json'::regtype)
 $$;
 COMMENT ON FUNCTION @schema@._json_columns(oid) IS 'The columns of a table of type json, or an array, domain or composite holding json.';
 

@@ -78,6 +78,32 @@ $$;
 COMMENT ON FUNCTION @schema@._refuse_json_names(oid) IS
     'Raises PA008 when a tracked table''s tenant column or key holds json (called by the event triggers).';
 
+-- Refuses (PA008) dropping an attribute of a type (a composite type's, or a table's or view's row
+-- type) that a tracked table's key or tenant column is made of: values that differed only in it
+-- would print alike, naming two rows, or two tenants, as one (tests/test_trust_attacks_81.py, j10).
+CREATE OR REPLACE FUNCTION @schema@._refuse_dropped_name_attribute(typ oid, tables oid[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    held text[] := ARRAY(SELECT DISTINCT format('%s.%s', c::regclass, quote_ident(k))
+                           FROM unnest(tables) c, @schema@._tracking_of(c) t,
+                                unnest(coalesce(t.key_columns, '{}') || t.tenant_column) k
+                          WHERE k = ANY (@schema@._columns_made_of(c, typ)));
+BEGIN
+    IF cardinality(held) > 0 THEN
+        RAISE EXCEPTION 'cannot drop an attribute of %: the tenant column or key % of a tracked table is made of it, '
+                        'and values that differed only in it would name two rows or tenants as one', typ::regtype,
+                        array_to_string(held, ', ')
+            USING ERRCODE = 'PA008',
+                  HINT = 'Disable the table''s tracking (@schema@.disable_tracking), change the type, and enable it again.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_dropped_name_attribute(oid, oid[]) IS
+    'Raises PA008 when a tracked table''s tenant column or key is made of a type that lost an attribute (sql_drop).';
+
 -- Refuses (PA008) a change that leaves a table tracking covers without its whole capture, or a
 -- rate-limited table (or a table under one) unlimited, naming what is wrong: both bind every role,
 -- the table's owner included, but through the functions that switch them off.
@@ -325,12 +351,12 @@ BEGIN
             columns_altered := columns_altered || typed;
             -- Its row type, and those of the tables typed by it, which another table's column may be
             -- made of (a composite type's, a table's, a view's); and those of the tables that inherit
-            -- from them (children, partitions), whose columns the command changed too. Not for an
-            -- index (no row type), nor for a relation this command created (CREATE OR REPLACE VIEW
+            -- from them (children, partitions, foreign ones too), whose columns the command changed too.
+            -- Not for an index (no row type), nor for a relation this command created (CREATE OR REPLACE VIEW
             -- is the one CREATE that changes an existing one): nothing made before it can be made of
             -- its row type.
             IF cmd.object_type <> 'index' AND cmd.command_tag NOT IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA') THEN
-                altered := altered || ARRAY(SELECT t.reltype FROM unnest(cmd.objid || typed) r, @schema@._capture_tables(r) d
+                altered := altered || ARRAY(SELECT t.reltype FROM unnest(cmd.objid || typed) r, @schema@._inheritors(r) d
                                               JOIN pg_class t ON t.oid = d
                                              WHERE t.reltype <> 0);
             END IF;
@@ -460,6 +486,7 @@ DECLARE
     columns_dropped oid[];
     casts_dropped oid[];
     json_casts text[];  -- the source types' names, as the addresses of dropped casts to json spell them
+    names_dropped oid[];  -- row types that lost an attribute
     all_covered oid[];
 BEGIN
     FOR gone IN SELECT d.objid FROM pg_event_trigger_dropped_objects() d
@@ -511,6 +538,15 @@ BEGIN
             SELECT DISTINCT x.typ FROM unnest(all_covered) c, @schema@._column_types(c) x
              WHERE (pg_identify_object_as_address('pg_type'::regclass, x.typ, 0)).object_names[1] = ANY (json_casts)
                 OR (@schema@._quoted_type_address(x.typ))[1] = ANY (json_casts));
+    END IF;
+    -- An attribute dropped from a type a tracked table's key or tenant column is made of, by any
+    -- command (ALTER TYPE ... DROP ATTRIBUTE, ALTER TABLE ... DROP COLUMN of a row type's table, or
+    -- of its parent).
+    names_dropped := ARRAY(SELECT DISTINCT c.reltype FROM pg_event_trigger_dropped_objects() d JOIN pg_class c ON c.oid = d.objid
+                            WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0 AND c.reltype <> 0);
+    IF cardinality(names_dropped) > 0 THEN
+        all_covered := coalesce(all_covered, ARRAY(SELECT @schema@._covered_tables()));
+        PERFORM @schema@._refuse_dropped_name_attribute(m.typ, m.tables) FROM @schema@._covered_made_of(names_dropped, all_covered) m;
     END IF;
     IF cardinality(columns_dropped) > 0 OR cardinality(casts_dropped) > 0 THEN
         all_covered := coalesce(all_covered, ARRAY(SELECT @schema@._covered_tables()));

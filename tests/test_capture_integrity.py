@@ -690,6 +690,33 @@ def test_an_enum_value_renamed_under_a_tracked_table_is_recorded(db, connect, at
                                     "command": "ALTER TYPE public.st RENAME VALUE 'rejected' TO 'approved'"})
 
 
+@pytest.mark.parametrize("drop", ["ALTER TYPE public.ref DROP ATTRIBUTE a", "ALTER TABLE public.rowt DROP COLUMN a",
+                                  "ALTER TABLE public.refs_parent DROP COLUMN a"])
+def test_an_attribute_dropped_from_a_key_or_tenant_type_is_refused(db, connect, attacker, drop):
+    """Trial 81 (j10): rows keyed ('A', 'x') and ('B', 'x') both read {"c": "x"} once a was dropped,
+    so their events named two rows as one (and a tenant column's, two tenants). Refused (PA008), by
+    the type's ALTER TYPE, its table's ALTER TABLE or its parent's; a type only other columns are made
+    of still loses attributes as it may."""
+    attacker.execute("""
+        CREATE TYPE public.ref AS (a text, c text);
+        CREATE TABLE public.refs_parent (a text, c text);
+        CREATE TABLE public.refs () INHERITS (public.refs_parent);
+        CREATE TABLE public.rowt (a text, c text);
+        CREATE TYPE public.note AS (a text, c text);
+        CREATE TABLE public.keyed (k public.ref, w public.rowt, n public.note, PRIMARY KEY (k, w));
+        CREATE TABLE public.tenanted (id int PRIMARY KEY, t public.refs)""")
+    enable_tracking(connect("app_maintainer"), "public.keyed")
+    enable_tracking(connect("app_maintainer"), "public.tenanted", tenant_column="t")
+    with pytest.raises(psycopg.Error, match="cannot drop an attribute of public.(ref|rowt|refs): the tenant column or key"
+                                            r" public\.(keyed\.k|keyed\.w|tenanted\.t)") as refused:
+        attacker.execute(drop)
+    assert refused.value.sqlstate == "PA008"
+    assert db.execute("SELECT count(*) FROM pg_attribute WHERE attrelid IN ('public.ref'::regclass, 'public.rowt'::regclass,"
+                      " 'public.refs'::regclass) AND attname = 'a'").fetchone() == (3,)
+    attacker.execute("ALTER TYPE public.note DROP ATTRIBUTE a")
+    assert status(db).problems == []
+
+
 def test_a_cast_to_json_on_a_tracked_type_is_refused(db, connect, attacker):
     """to_jsonb prints a user's type through its cast to json: a cast returning '"pending"' made an
     INSERT of 'approved' read as pending, and an UPDATE to it a skipped no-op. Refused when the

@@ -159,8 +159,8 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
                            "_rate_limit_trigger", "_register_tracking", "_unregister_tracking", "_take_baseline"}
     assert {r[1] for r in rows if r[0] == "audit_reader"} == reader
     assert {r[1] for r in rows if r[0] == "audit_maintainer"} == reader | maintainer_definers | {
-        "_attach_capture", "_refuse_merge", "_capture_function", "_capture_tables", "_check_kind", "_check_trackable", "_prove_owner",
-        "_reserved_kind", "_tree_problem", "_json_casts", "_column_types", "_json_columns", "_temporary_dependency", "_temporary_beneath"}
+        "_attach_capture", "_refuse_merge", "_capture_function", "_capture_tables", "_inheritors", "_check_kind", "_check_trackable", "_prove_owner",
+        "_reserved_kind", "_tree_problem", "_json_casts", "_column_types", "_json_columns", "_columns_made_of", "_temporary_dependency", "_temporary_beneath"}
     assert {r[1] for r in rows if r[0] == "audit_maintainer" and r[2]} == maintainer_definers
     assert [r for r in rows if r[0] in ("audit_writer", "audit_secrets", "app_attacker")] == []
     assert sorted(r[1] for r in rows if r[0] == "audit_sandbox") == ["_baseline_images", "_row_images", "_row_json"]  # its own, nothing else
