@@ -61,17 +61,24 @@ SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_rol
        NULL::bigint, i.origin, i.intake_id
   FROM @schema@.event_intake i,
        -- as the sealer will store them (30_sealing.sql): wild numbers tamed (14_wild_numbers.sql), and
-       -- when an image is nested too deep to walk, both through _omit_unprintable (its second attempt)
+       -- when an image is nested too deep to walk or to tame, both through _omit_unprintable (its
+       -- second attempt)
        LATERAL (SELECT CASE WHEN w.deep THEN @schema@._omit_unprintable(i.row_before)
-                            WHEN w.before THEN @schema@._tame_numbers(i.row_before) ELSE i.row_before END AS row_before,
+                            WHEN w.before THEN w.tamed_before ELSE i.row_before END AS row_before,
                        CASE WHEN w.deep THEN @schema@._omit_unprintable(i.row_after)
-                            WHEN w.after THEN @schema@._tame_numbers(i.row_after) ELSE i.row_after END AS row_after,
+                            WHEN w.after THEN w.tamed_after ELSE i.row_after END AS row_after,
                        w.deep OR w.before OR w.after AS altered
-                  FROM (SELECT coalesce(x.before, false) AS before, coalesce(x.after, false) AS after,
-                               (x.before IS NULL AND i.row_before IS NOT NULL)
-                               OR (x.after IS NULL AND i.row_after IS NOT NULL) AS deep
-                          FROM (SELECT @schema@._wild_numbers_walked(i.row_before) AS before,
-                                       @schema@._wild_numbers_walked(i.row_after) AS after
+                  FROM (SELECT x.before, x.after, x.tamed_before, x.tamed_after,
+                               x.walked_deep OR (x.before AND x.tamed_before IS NULL) OR (x.after AND x.tamed_after IS NULL) AS deep
+                          FROM (SELECT y.before, y.after, y.walked_deep,
+                                       CASE WHEN y.before THEN @schema@._tame_numbers_caught(i.row_before) END AS tamed_before,
+                                       CASE WHEN y.after THEN @schema@._tame_numbers_caught(i.row_after) END AS tamed_after
+                                  FROM (SELECT coalesce(z.before, false) AS before, coalesce(z.after, false) AS after,
+                                               (z.before IS NULL AND i.row_before IS NOT NULL)
+                                               OR (z.after IS NULL AND i.row_after IS NOT NULL) AS walked_deep
+                                          FROM (SELECT @schema@._wild_numbers_walked(i.row_before) AS before,
+                                                       @schema@._wild_numbers_walked(i.row_after) AS after
+                                                OFFSET 0) z) y
                                 OFFSET 0) x) w
                 OFFSET 0) t;
 COMMENT ON VIEW @schema@.events IS

@@ -107,6 +107,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@._longest_first(text[], bigint[], bigint),
     @schema@._long_numbers(jsonb),
     @schema@._tame_numbers(jsonb),
+    @schema@._tame_numbers_caught(jsonb),
     @schema@._check_prune_args(interval, integer),
     @schema@.row_history(regclass, text),
     @schema@.row_as_of(regclass, text, timestamptz),

@@ -188,6 +188,35 @@ def test_wild_numbers_in_captured_rows_are_omitted_and_nothing_wedges(db, connec
     both_verify(db)
 
 
+@pytest.mark.parametrize("depth", [600, 2500])
+def test_a_wild_number_deeper_than_taming_reaches_reads_pending_as_it_is_sealed(db, connect, depth):
+    """Trial 81 (t8, t9): a wild number in a value nested 2,500 levels (a JSON path walks it; taming,
+    a PL/pgSQL call a level, does not) failed every read of the events view that held its pending event.
+    The sealer stores such an event as its second attempt does (each value too deep to tame as the marker
+    of its text, the others tamed), and the view now shows it so, pending, before it is sealed; at 600
+    levels the number alone is tamed."""
+    db.execute("CREATE TABLE public.deep (id int PRIMARY KEY, d jsonb, w jsonb); GRANT ALL ON public.deep TO app_writer")
+    db.execute("SELECT audit.enable_tracking('public.deep')")
+    seal(db)
+    connect("app_writer").execute("INSERT INTO public.deep VALUES (1, %s, '1e400')", ["[" * depth + "1e400" + "]" * depth])
+    query = "SELECT row_after, payload FROM audit.events WHERE kind = 'public.deep.insert'"
+    pending = connect("app_reader").execute(query).fetchone()
+    assert seal(db).sealed == 1
+    assert db.execute(query).fetchone() == pending
+    image = pending[0]
+    marker = {"$omitted": {"wild_number": True}}
+    assert image["w"] == marker and image["id"] == 1
+    if depth == 600:
+        inner = image["d"]
+        for _ in range(depth - 1):
+            inner = inner[0]
+        assert inner == [marker]
+    else:
+        assert set(image["d"]["$omitted"]) == {"bytes", "sha256"}
+    assert db.execute("SELECT count(*) FROM audit.quarantine").fetchone() == (0,)
+    both_verify(db)
+
+
 def test_json_that_jsonb_refuses_in_a_tracked_tables_json_column_is_captured_as_a_marker(db, connect):
     """A json column takes what jsonb cannot hold (trial 76: each write of such a value to a tracked table
     failed, and so did every later change of its row, excluded or redacted column or not). Its image
