@@ -814,12 +814,17 @@ BEGIN
     -- Old and new rows pair by position; a row deleted by its move to another partition whose
     -- trigger suppressed the insert has no new version, and would shift every pair after it.
     -- One CASE, so that the check comes first (the planner orders separate conditions by cost).
+    -- Where the images alone decide and come from the rows' JSON text (not inline), a value replaced
+    -- by its marker on one side only is a change too: the other side's may be a writer's look-alike
+    -- of the marker (tests/test_trust_attacks_81.py, m8).
     pair_filter := format(' WHERE CASE WHEN p.o IS NULL OR p.n IS NULL THEN @schema@._unpaired_update(%s::oid) ELSE %s END',
                    target, CASE WHEN NOT t.skip_noop_updates THEN 'true'
                                 WHEN compare_stored AND ignored IS NULL THEN 'p.o <> p.n OR NOT p.alike'
                                 WHEN compare_stored THEN format('(p.o - %1$s) <> (p.n - %1$s) OR NOT p.alike', ignored)
                                 WHEN ignored IS NULL THEN 'p.o <> p.n'
-                                ELSE format('(p.o - %1$s) <> (p.n - %1$s)', ignored) END);
+                                ELSE format('(p.o - %1$s) <> (p.n - %1$s)', ignored) END
+                           || CASE WHEN t.skip_noop_updates AND NOT compare_stored AND NOT inline
+                                   THEN ' OR coalesce(p.jo, ''[]''::jsonb) <> coalesce(p.jn, ''[]''::jsonb)' ELSE '' END);
 
     RETURN format($body$
 DECLARE

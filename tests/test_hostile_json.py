@@ -423,6 +423,28 @@ def test_json_that_jsonb_refuses_where_capture_is_not_inline_is_captured_as_a_ma
     both_verify(db)
 
 
+def test_a_look_alike_of_a_marker_replaced_by_the_value_it_stands_for_is_an_update(db, connect):
+    """Trial 81 (m8): where capture is not inline and a column is excluded, the images alone decide
+    whether an UPDATE is a no-op; a writer's look-alike of the marker of '"\\u0000"', then the value
+    itself, made equal images, and the change left no event. A value replaced on one side only is a
+    change now; an UPDATE of the excluded column alone, or of the same refused value again, is still
+    none."""
+    db.execute("""CREATE TYPE public.mood2 AS ENUM ('ok');
+                  CREATE TABLE public.look (id int PRIMARY KEY, m public.mood2, j json, x text);
+                  GRANT ALL ON public.look TO app_writer""")
+    db.execute("SELECT audit.enable_tracking('public.look', exclude_columns => '{x}')")
+    writer = connect("app_writer")
+    nul = REFUSED["nul"]
+    look_alike = db.execute("SELECT audit._omitted(%s)::text", [nul]).fetchone()[0]
+    writer.execute("INSERT INTO public.look VALUES (1, 'ok', %s, 'a')", [look_alike])
+    writer.execute("UPDATE public.look SET j = %s", [nul])
+    writer.execute("UPDATE public.look SET x = 'b'")
+    writer.execute("UPDATE public.look SET j = %s, x = 'c'", [nul])
+    events = db.execute("SELECT kind, payload -> 'omitted' FROM audit.events WHERE kind LIKE 'public.look.%%'"
+                        " ORDER BY intake_id").fetchall()
+    assert events == [("public.look.insert", None), ("public.look.update", {"row_after": ["j"]})]
+
+
 def test_a_baseline_of_user_types_holding_refused_json_images_them_as_their_capture_does(db, connect):
     """A baseline read a composite holding json whole, and one holding a value jsonb cannot hold failed it.
     Such values are replaced by the markers of their JSON text, as the capture replaces them: the
