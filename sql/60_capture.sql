@@ -384,8 +384,8 @@ COMMENT ON FUNCTION @schema@._json_row_image(json) IS
     'A row image from the row''s JSON text, each value jsonb cannot hold replaced by its marker and named under the key ''''.';
 
 -- The images of rows given as JSON text (a row that passes the quick check as a whole taken as is),
--- and apart from them the columns each image replaced, but those named `unnamed` (the excluded and
--- redacted ones, which the stored image leaves out), or NULL for a row whose image replaced none.
+-- and apart from them the columns each image replaced, but those named `unnamed` (the excluded ones,
+-- which the stored image leaves out), or NULL for a row whose image replaced none.
 CREATE OR REPLACE FUNCTION @schema@._json_images(rows json[], unnamed text[])
 RETURNS TABLE (images jsonb[], replaced jsonb[])
 LANGUAGE sql
@@ -764,12 +764,19 @@ DECLARE
     row_image text := CASE WHEN inline THEN @schema@._gen_row_image(target, t) END;
     image_new constant text := 'v_new := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x));';
     image_old constant text := 'v_old := @schema@._row_images((SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x));';
+    -- The replaced columns but the excluded ones, whose changes never count: a redacted column's do
+    -- (tests/test_trust_attacks_82.py, u5), so it is named until the payload's note, which leaves it out.
     json_new constant text := format('SELECT i.images, i.replaced INTO v_new, v_new_keys FROM @schema@._json_images(@schema@._row_json('
                                      '(SELECT pg_catalog.array_agg(x.*) FROM new_rows AS x)), %L::text[]) AS i;',
-                                     coalesce(t.exclude_columns, '{}') || coalesce(t.redact_columns, '{}'));
+                                     coalesce(t.exclude_columns, '{}'));
     json_old constant text := format('SELECT i.images, i.replaced INTO v_old, v_old_keys FROM @schema@._json_images(@schema@._row_json('
                                      '(SELECT pg_catalog.array_agg(x.*) FROM old_rows AS x)), %L::text[]) AS i;',
-                                     coalesce(t.exclude_columns, '{}') || coalesce(t.redact_columns, '{}'));
+                                     coalesce(t.exclude_columns, '{}'));
+    unnamed_redacted text := CASE WHEN NOT inline AND cardinality(t.redact_columns) > 0
+                                  THEN format(' - %L::text[]', t.redact_columns) END;
+    jo_named text := CASE WHEN unnamed_redacted IS NULL THEN 'p.jo' ELSE '(p.jo' || unnamed_redacted || ')' END;
+    jn_named text := CASE WHEN unnamed_redacted IS NULL THEN 'p.jn' ELSE '(p.jn' || unnamed_redacted || ')' END;
+    jk_named text := CASE WHEN unnamed_redacted IS NULL THEN 'r.jk' ELSE '(r.jk' || unnamed_redacted || ')' END;
 BEGIN
     compare_stored := compare_stored AND kept IS NOT NULL;  -- every column excluded: nothing to compare
     IF inline THEN
@@ -806,9 +813,14 @@ BEGIN
     END IF;
     IF redacted IS NOT NULL THEN
         -- Both images hold the marker: note which redacted columns changed while the values are at hand.
+        -- Not inline, a value replaced by its marker on one side only changed too (trial 82, u5).
         redact_changed := format('NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(%s)), ''{}'')',
-            (SELECT string_agg(format('%L, CASE WHEN p.o -> %L IS DISTINCT FROM p.n -> %L THEN %L::jsonb END',
-                                      c, c, c, '{"old": "[redacted]", "new": "[redacted]"}'), ', ')
+            (SELECT string_agg(format('%L, CASE WHEN p.o -> %L IS DISTINCT FROM p.n -> %L%s THEN %L::jsonb END',
+                                      c, c, c,
+                                      CASE WHEN NOT inline
+                                           THEN format(' OR (coalesce(p.jo, ''[]''::jsonb) ? %1$L) <> (coalesce(p.jn, ''[]''::jsonb) ? %1$L)', c)
+                                           ELSE '' END,
+                                      '{"old": "[redacted]", "new": "[redacted]"}'), ', ')
                FROM unnest(t.redact_columns) c));
     END IF;
     -- Old and new rows pair by position; a row deleted by its move to another partition whose
@@ -923,17 +935,17 @@ $body$,
         -- small: none, and _note_omitted adds nothing for no keys). One expression of each, since
         -- every node of the statement is set up again in each writer's transaction.
         @schema@._gen_sides(split,
-            @schema@._gen_json_noted(json_table, 'row_before', 'p.jo',
+            @schema@._gen_json_noted(json_table, 'row_before', jo_named,
                 @schema@._gen_noted('''{"tenant": "moved out"}''::jsonb', 'row_before', 'p.img_old')),
-            @schema@._gen_json_noted(json_table, 'row_after', 'p.jn', @schema@._gen_json_noted(json_table, 'row_before', 'p.jo',
+            @schema@._gen_json_noted(json_table, 'row_after', jn_named, @schema@._gen_json_noted(json_table, 'row_before', jo_named,
                 'CASE WHEN pg_catalog.pg_column_size(p.img_old) <= 1048576 AND pg_catalog.pg_column_size(p.img_new) <= 1048576'
                 ' THEN p.moved ELSE @schema@._note_omitted(@schema@._note_omitted(p.moved, ''row_before'','
                 ' @schema@._large_value_keys(p.img_old)), ''row_after'', @schema@._large_value_keys(p.img_new)) END')),
-            @schema@._gen_json_noted(json_table, 'row_after', 'p.jn',
+            @schema@._gen_json_noted(json_table, 'row_after', jn_named,
                 @schema@._gen_noted('''{"tenant": "moved in"}''::jsonb', 'row_after', 'p.img_new'))),
         format(id_of, 'r.k'), format(id_of, CASE WHEN split THEN '2 * p.k + s.side / 2' ELSE 'p.k' END),
-        @schema@._gen_json_noted(json_table, 'row_after', 'r.jk', @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i')),
-        @schema@._gen_json_noted(json_table, 'row_before', 'r.jk', @schema@._gen_noted('''{}''::jsonb', 'row_before', 'r.i')),
+        @schema@._gen_json_noted(json_table, 'row_after', jk_named, @schema@._gen_noted('''{}''::jsonb', 'row_after', 'r.i')),
+        @schema@._gen_json_noted(json_table, 'row_before', jk_named, @schema@._gen_noted('''{}''::jsonb', 'row_before', 'r.i')),
         -- An UPDATE that changes the key names the row by its new key, and the key it left here;
         -- the statement's id (the one its rows' ids count up from) tells whether another row of
         -- the same statement took that key (a swap).

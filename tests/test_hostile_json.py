@@ -445,6 +445,29 @@ def test_a_look_alike_of_a_marker_replaced_by_the_value_it_stands_for_is_an_upda
     assert events == [("public.look.insert", None), ("public.look.update", {"row_after": ["j"]})]
 
 
+def test_a_redacted_look_alike_replaced_by_the_value_it_stands_for_is_an_update_that_names_no_value(db, connect):
+    """Trial 82 (u5, u9): the same with the json column redacted, both ways. Each change is recorded,
+    with the redacted column in `changed`, and the payload names no replaced value of it (a redacted
+    column's values are never told, not even whether jsonb could hold them)."""
+    db.execute("""CREATE TYPE public.mood3 AS ENUM ('ok');
+                  CREATE TABLE public.hidden (id int PRIMARY KEY, m public.mood3, r json, x text);
+                  GRANT ALL ON public.hidden TO app_writer""")
+    db.execute("SELECT audit.enable_tracking('public.hidden', exclude_columns => '{x}', redact_columns => '{r}')")
+    writer = connect("app_writer")
+    nul = REFUSED["nul"]
+    look_alike = db.execute("SELECT audit._omitted(%s)::text", [nul]).fetchone()[0]
+    writer.execute("INSERT INTO public.hidden VALUES (1, 'ok', %s, 'a')", [look_alike])
+    writer.execute("UPDATE public.hidden SET r = %s", [nul])
+    writer.execute("UPDATE public.hidden SET r = %s", [look_alike])
+    writer.execute("UPDATE public.hidden SET x = 'b'")
+    events = db.execute("SELECT kind, payload, changed FROM audit.events WHERE kind LIKE 'public.hidden.%%'"
+                        " ORDER BY intake_id").fetchall()
+    redacted = {"r": {"old": "[redacted]", "new": "[redacted]"}}
+    assert [(k, p.get("omitted"), c) for k, p, c in events] == [
+        ("public.hidden.insert", None, None), ("public.hidden.update", None, redacted),
+        ("public.hidden.update", None, redacted)]
+
+
 def test_a_baseline_of_user_types_holding_refused_json_images_them_as_their_capture_does(db, connect):
     """A baseline read a composite holding json whole, and one holding a value jsonb cannot hold failed it.
     Such values are replaced by the markers of their JSON text, as the capture replaces them: the
