@@ -78,9 +78,10 @@ def remember_given(args: list[str], command: click.Command) -> None:
     _long_given[:] = sorted(forms, key=len, reverse=True)
 
 
-_CLICK_WORDS = frozenset(
-    "a an and argument arguments choose command did does error exist extra file for from got invalid is mean missing"
-    " no not of one option options or parameter range such the unexpected usage valid value values you".split())
+_CLICK_WORDS = frozenset((
+    "a", "an", "and", "argument", "arguments", "choose", "command", "did", "does", "error", "exist", "extra", "file",
+    "for", "from", "got", "invalid", "is", "mean", "missing", "no", "not", "of", "one", "option", "options", "or",
+    "parameter", "range", "such", "the", "unexpected", "usage", "valid", "value", "values", "you"))
 
 
 def without_given(message: str, every: bool = False) -> str:
