@@ -401,38 +401,72 @@ COMMENT ON FUNCTION @schema@._json_images(json[], text[]) IS
     'Row images from rows as JSON text (the sandbox''s _row_json), where the whole rows failed (see _json_row_image), '
     'and the columns each replaced.';
 
--- The columns of a table of a type, or of an array, domain or composite type holding it at any depth.
+-- Each column of a table with every type it is made of: its own, and through domains, arrays,
+-- composite types (attribute by attribute), ranges and multiranges, the types beneath; printed when
+-- reached only beneath a range, whose value prints whole, as a string.
+CREATE OR REPLACE FUNCTION @schema@._column_parts(target oid)
+RETURNS TABLE (attname name, typ oid, printed boolean)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE r(attname, typ, printed) AS (
+        SELECT a.attname, a.atttypid, false FROM pg_attribute a WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT r.attname, b.typ, r.printed OR b.printed
+          FROM r JOIN pg_type y ON y.oid = r.typ,
+               LATERAL (SELECT y.typbasetype, false WHERE y.typtype = 'd'
+                        UNION ALL SELECT y.typelem, false WHERE y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc
+                        UNION ALL SELECT a.atttypid, false FROM pg_attribute a
+                                   WHERE y.typtype = 'c' AND a.attrelid = y.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                        UNION ALL SELECT g.rngsubtype, true FROM pg_range g WHERE y.typtype = 'r' AND g.rngtypid = y.oid
+                        UNION ALL SELECT g.rngtypid, true FROM pg_range g WHERE y.typtype = 'm' AND g.rngmultitypid = y.oid
+                       ) AS b(typ, printed)
+    )
+    SELECT r.attname, r.typ, bool_and(r.printed) FROM r GROUP BY r.attname, r.typ
+$$;
+COMMENT ON FUNCTION @schema@._column_parts(oid) IS
+    'Each column of a table with every type it is made of, through domains, arrays, composites and ranges; '
+    'printed: only beneath a range.';
+
+-- The columns of a table of a type, or of anything holding it at any depth (beneath a range too).
 CREATE OR REPLACE FUNCTION @schema@._columns_made_of(target oid, made_of oid)
 RETURNS name[]
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH RECURSIVE r(attname, typ) AS (
-        SELECT a.attname, a.atttypid FROM pg_attribute a WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
-        UNION
-        SELECT r.attname, b.typ
-          FROM r JOIN pg_type y ON y.oid = r.typ,
-               LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
-                        UNION ALL SELECT y.typelem WHERE y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc
-                        UNION ALL SELECT a.atttypid FROM pg_attribute a
-                                   WHERE y.typtype = 'c' AND a.attrelid = y.typrelid AND a.attnum > 0 AND NOT a.attisdropped
-                       ) AS b(typ)
-    )
-    SELECT coalesce(array_agg(DISTINCT r.attname), '{}') FROM r WHERE r.typ = made_of
+    SELECT coalesce(array_agg(DISTINCT p.attname), '{}') FROM @schema@._column_parts(target) p WHERE p.typ = made_of
 $$;
 COMMENT ON FUNCTION @schema@._columns_made_of(oid, oid) IS
-    'The columns of a table of a type, or an array, domain or composite holding it at any depth.';
+    'The columns of a table of a type, or of a domain, array, composite or range holding it at any depth.';
 
+-- The columns of a table of type json, or of an array, domain or composite type holding it (a range
+-- prints its bounds as a string: not beneath one).
 CREATE OR REPLACE FUNCTION @schema@._json_columns(target oid)
 RETURNS name[]
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT @schema@._columns_made_of(target, 'json'::regtype)
+    SELECT coalesce(array_agg(DISTINCT p.attname), '{}') FROM @schema@._column_parts(target) p
+     WHERE p.typ = 'json'::regtype AND NOT p.printed
 $$;
 COMMENT ON FUNCTION @schema@._json_columns(oid) IS 'The columns of a table of type json, or an array, domain or composite holding json.';
+
+-- The columns of a table made of a composite type with a dropped attribute, at any depth (beneath a
+-- range too): values that differed only in it print alike, and compare equal.
+CREATE OR REPLACE FUNCTION @schema@._columns_with_dropped_attributes(target oid)
+RETURNS name[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(DISTINCT p.attname), '{}') FROM @schema@._column_parts(target) p JOIN pg_type y ON y.oid = p.typ
+     WHERE y.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = y.typrelid AND a.attisdropped)
+$$;
+COMMENT ON FUNCTION @schema@._columns_with_dropped_attributes(oid) IS
+    'The columns of a table made of a composite type that has a dropped attribute, at any depth.';
 
 -- Generator: a row image of the transition row x: to_jsonb(x.*), unless the table has a json column.
 -- Then that too while each json value passes _jsonb_takes (checked once a row); else column by column

@@ -212,6 +212,14 @@ BEGIN
         RAISE EXCEPTION 'the key of % holds json: its value may be one no row image holds (use text or jsonb)',
             entry.relid::regclass USING ERRCODE = 'PA005';
     END IF;
+    -- Nor one made of a type that lost an attribute: rows that differed only in it print alike (and
+    -- compare equal), two rows or tenants under one name (tests/test_trust_attacks_82.py, n18).
+    IF (coalesce(@schema@._key_columns(entry.relid), '{}') || entry.tenant_column)
+       && @schema@._columns_with_dropped_attributes(entry.relid)::text[] THEN
+        RAISE EXCEPTION 'the tenant column or key of % is made of a type with a dropped attribute: values that differed '
+                        'only in it print alike, naming two rows or tenants as one', entry.relid::regclass
+            USING ERRCODE = 'PA005', HINT = 'Give the column a type made anew without the dropped attribute.';
+    END IF;
     IF entry.exclude_columns && entry.redact_columns THEN
         RAISE EXCEPTION 'a column cannot be both excluded and redacted: %',
             array_to_string(ARRAY(SELECT unnest(entry.exclude_columns) INTERSECT SELECT unnest(entry.redact_columns)), ', ')

@@ -97,7 +97,8 @@ BEGIN
                         'and values that differed only in it would name two rows or tenants as one', typ::regtype,
                         array_to_string(held, ', ')
             USING ERRCODE = 'PA008',
-                  HINT = 'Disable the table''s tracking (@schema@.disable_tracking), change the type, and enable it again.';
+                  HINT = 'Give the column a type without the attribute first (enable_tracking refuses a tenant column or key '
+                         'made of a type with a dropped attribute).';
     END IF;
 END
 $$;

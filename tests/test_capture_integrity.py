@@ -717,6 +717,31 @@ def test_an_attribute_dropped_from_a_key_or_tenant_type_is_refused(db, connect, 
     assert status(db).problems == []
 
 
+def test_a_key_type_that_lost_an_attribute_is_refused_under_a_range_and_by_enable_tracking(db, connect, attacker):
+    """Trial 82 (n1, n18): the same drop under a range of the key was not refused; nor was tracking
+    enabled again after the drop, while tracking was off, had already made two rows' keys print alike.
+    Both are refused now: the drop (PA008), and tracking a key made of a type with a dropped attribute
+    (PA005)."""
+    attacker.execute("""
+        CREATE TYPE public.rc AS (a text, c text);
+        CREATE TYPE public.rr AS RANGE (subtype = public.rc);
+        CREATE TABLE public.ranged (k public.rr PRIMARY KEY, v int);
+        CREATE TYPE public.kc AS (a text, c text);
+        CREATE TABLE public.merged (k public.kc PRIMARY KEY, v int);
+        INSERT INTO public.merged VALUES (ROW('A', 'x'), 1), (ROW('B', 'x'), 2)""")
+    maintainer = connect("app_maintainer")
+    enable_tracking(maintainer, "public.ranged")
+    with pytest.raises(psycopg.Error, match="cannot drop an attribute of public.rc") as refused:
+        attacker.execute("ALTER TYPE public.rc DROP ATTRIBUTE a")
+    assert refused.value.sqlstate == "PA008"
+    enable_tracking(maintainer, "public.merged")
+    disable_tracking(maintainer, "public.merged")
+    attacker.execute("ALTER TYPE public.kc DROP ATTRIBUTE a")
+    with pytest.raises(InvalidArgument, match="made of a type with a dropped attribute"):
+        enable_tracking(maintainer, "public.merged")
+    assert db.execute("SELECT count(*) FROM audit.tracked_tables WHERE relid = 'public.merged'::regclass").fetchone() == (0,)
+
+
 def test_a_cast_to_json_on_a_tracked_type_is_refused(db, connect, attacker):
     """to_jsonb prints a user's type through its cast to json: a cast returning '"pending"' made an
     INSERT of 'approved' read as pending, and an UPDATE to it a skipped no-op. Refused when the
