@@ -78,6 +78,31 @@ $$;
 COMMENT ON FUNCTION @schema@._refuse_json_names(oid) IS
     'Raises PA008 when a tracked table''s tenant column or key holds json (called by the event triggers).';
 
+-- Refuses (PA008) a change after which a tracked table's tenant column or key is made of a type with a
+-- dropped attribute (the key moved to such a column, or such a column added as the key: a unique
+-- index built before the drop may still hold two rows whose keys now print alike and compare equal;
+-- tests/test_trust_attacks_83.py, d6, d7, d13, d14). enable_tracking refuses such a table (PA005).
+CREATE OR REPLACE FUNCTION @schema@._refuse_dropped_attribute_names(target oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    held text[] := ARRAY(SELECT c FROM @schema@.tracked_tables t,
+                                       unnest(coalesce(t.key_columns, '{}') || t.tenant_column) c
+                          WHERE t.relid = target AND c = ANY (@schema@._columns_with_dropped_attributes(target)));
+BEGIN
+    IF cardinality(held) > 0 THEN
+        RAISE EXCEPTION 'cannot change % so that its tenant column or key (%) is made of a type with a dropped attribute: '
+                        'values that differed only in it print alike, naming two rows or tenants as one', target::regclass,
+                        array_to_string(ARRAY(SELECT quote_ident(c) FROM unnest(held) c), ', ')
+            USING ERRCODE = 'PA008', HINT = 'Give the column a type made anew without the dropped attribute.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_dropped_attribute_names(oid) IS
+    'Raises PA008 when a tracked table''s tenant column or key is made of a type with a dropped attribute (event triggers).';
+
 -- Refuses (PA008) dropping an attribute of a type (a composite type's, or a table's or view's row
 -- type) that a tracked table's key or tenant column is made of: values that differed only in it
 -- would print alike, naming two rows, or two tenants, as one (tests/test_trust_attacks_81.py, j10).
@@ -397,6 +422,7 @@ BEGIN
         CONTINUE WHEN root IS NULL;
         PERFORM @schema@._refresh_tracking(root, true);
         PERFORM @schema@._refuse_json_names(root);
+        PERFORM @schema@._refuse_dropped_attribute_names(root);
         refreshed := true;
     END LOOP;
     IF refreshed THEN

@@ -740,6 +740,12 @@ def test_a_key_type_that_lost_an_attribute_is_refused_under_a_range_and_by_enabl
     with pytest.raises(InvalidArgument, match="made of a type with a dropped attribute"):
         enable_tracking(maintainer, "public.merged")
     assert db.execute("SELECT count(*) FROM audit.tracked_tables WHERE relid = 'public.merged'::regclass").fetchone() == (0,)
+    # Nor may such a column become the key of a tracked table (trial 83, d6, d13).
+    attacker.execute("CREATE TABLE public.rekeyed (id int PRIMARY KEY, k public.kc)")
+    enable_tracking(maintainer, "public.rekeyed")
+    with pytest.raises(psycopg.Error, match=r"its tenant column or key \(k\) is made of a type with a dropped attribute") as moved:
+        attacker.execute("ALTER TABLE public.rekeyed DROP CONSTRAINT rekeyed_pkey, ADD PRIMARY KEY (k)")
+    assert moved.value.sqlstate == "PA008"
 
 
 def test_a_cast_to_json_on_a_tracked_type_is_refused(db, connect, attacker):
