@@ -748,6 +748,24 @@ def test_a_key_type_that_lost_an_attribute_is_refused_under_a_range_and_by_enabl
     assert moved.value.sqlstate == "PA008"
 
 
+def test_a_key_type_that_lost_an_attribute_while_the_event_triggers_were_off_is_named_by_status(db, connect, attacker):
+    """What a table tracked before these refusals looks like (the drop made with the event triggers
+    off, as a superuser could): status names it, and its next schema change is refused (PA008)."""
+    attacker.execute("CREATE TYPE public.oc AS (a text, c text); CREATE TABLE public.old_keyed (k public.oc PRIMARY KEY, v int)")
+    enable_tracking(connect("app_maintainer"), "public.old_keyed")
+    db.execute("ALTER EVENT TRIGGER audit_sql_drop DISABLE; ALTER EVENT TRIGGER audit_ddl_end DISABLE")
+    try:
+        attacker.execute("ALTER TYPE public.oc DROP ATTRIBUTE a")
+    finally:
+        db.execute("ALTER EVENT TRIGGER audit_sql_drop ENABLE; ALTER EVENT TRIGGER audit_ddl_end ENABLE")
+    assert [p for p in status(db).problems if "dropped attribute" in p] == [
+        "tracked table public.old_keyed: its tenant column or key (k) is made of a type with a dropped attribute, so rows"
+        " that differed only in it print alike (give the column a type made anew without it)"]
+    with pytest.raises(psycopg.Error, match="is made of a type with a dropped attribute") as refused:
+        attacker.execute("ALTER TABLE public.old_keyed ADD COLUMN w int")
+    assert refused.value.sqlstate == "PA008"
+
+
 def test_a_cast_to_json_on_a_tracked_type_is_refused(db, connect, attacker):
     """to_jsonb prints a user's type through its cast to json: a cast returning '"pending"' made an
     INSERT of 'approved' read as pending, and an UPDATE to it a skipped no-op. Refused when the
