@@ -53,55 +53,45 @@ COMMENT ON FUNCTION @schema@._refresh_tracking(oid, boolean) IS
     'Follows renames and dropped columns of a tracked table (recording audit.tracked_table_altered) and '
     'regenerates its capture functions.';
 
--- Refuses (PA008) a change after which a tracked table's tenant column or key holds json (a column
--- retyped, a json attribute added to its composite type): a json value may be one no row image holds,
--- replaced by a marker, whose text would name no tenant and no row (tests/test_trust_attacks_80.py,
--- r8). enable_tracking refuses such a table (PA005).
-CREATE OR REPLACE FUNCTION @schema@._refuse_json_names(target oid)
+-- Refuses (PA008) a change after which a tracked table's tenant column or key can no longer name one
+-- tenant or row; enable_tracking refuses such a table (PA005):
+-- - it holds json (a column retyped, a json attribute added to its composite type): a json value may
+--   be one no row image holds, replaced by a marker, whose text would name no tenant and no row
+--   (tests/test_trust_attacks_80.py, r8);
+-- - it is made of a type with a dropped attribute (the key moved to such a column, or such a column
+--   added as the key): a unique index built before the drop may still hold two rows whose keys now
+--   print alike and compare equal (tests/test_trust_attacks_83.py, d6, d7, d13, d14).
+CREATE OR REPLACE FUNCTION @schema@._refuse_unnamable_names(target oid)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    held text[] := ARRAY(SELECT c FROM @schema@.tracked_tables t,
-                                       unnest(coalesce(t.key_columns, '{}') || t.tenant_column) c
-                          WHERE t.relid = target AND c = ANY (@schema@._json_columns(target)));
+    names text[] := ARRAY(SELECT unnest(coalesce(t.key_columns, '{}') || t.tenant_column)
+                            FROM @schema@.tracked_tables t WHERE t.relid = target);
+    json_held text[] := ARRAY(SELECT quote_ident(c) FROM unnest(names) c WHERE c = ANY (@schema@._json_columns(target)));
+    dropped_held text[] := ARRAY(SELECT quote_ident(c) FROM unnest(names) c
+                                  WHERE c = ANY (@schema@._columns_with_dropped_attributes(target)));
 BEGIN
-    IF cardinality(held) > 0 THEN
+    IF cardinality(json_held) > 0 THEN
         RAISE EXCEPTION 'cannot change % so that its tenant column or key (%) holds json: its value may be one no row '
                         'image holds, whose marker would name no tenant and no row', target::regclass,
-                        array_to_string(ARRAY(SELECT quote_ident(c) FROM unnest(held) c), ', ')
+                        array_to_string(json_held, ', ')
             USING ERRCODE = 'PA008';
     END IF;
-END
-$$;
-COMMENT ON FUNCTION @schema@._refuse_json_names(oid) IS
-    'Raises PA008 when a tracked table''s tenant column or key holds json (called by the event triggers).';
-
--- Refuses (PA008) a change after which a tracked table's tenant column or key is made of a type with a
--- dropped attribute (the key moved to such a column, or such a column added as the key: a unique
--- index built before the drop may still hold two rows whose keys now print alike and compare equal;
--- tests/test_trust_attacks_83.py, d6, d7, d13, d14). enable_tracking refuses such a table (PA005).
-CREATE OR REPLACE FUNCTION @schema@._refuse_dropped_attribute_names(target oid)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    held text[] := ARRAY(SELECT c FROM @schema@.tracked_tables t,
-                                       unnest(coalesce(t.key_columns, '{}') || t.tenant_column) c
-                          WHERE t.relid = target AND c = ANY (@schema@._columns_with_dropped_attributes(target)));
-BEGIN
-    IF cardinality(held) > 0 THEN
+    IF cardinality(dropped_held) > 0 THEN
         RAISE EXCEPTION 'cannot change % so that its tenant column or key (%) is made of a type with a dropped attribute: '
                         'values that differed only in it print alike, naming two rows or tenants as one', target::regclass,
-                        array_to_string(ARRAY(SELECT quote_ident(c) FROM unnest(held) c), ', ')
+                        array_to_string(dropped_held, ', ')
             USING ERRCODE = 'PA008', HINT = 'Give the column a type made anew without the dropped attribute.';
     END IF;
 END
 $$;
-COMMENT ON FUNCTION @schema@._refuse_dropped_attribute_names(oid) IS
-    'Raises PA008 when a tracked table''s tenant column or key is made of a type with a dropped attribute (event triggers).';
+COMMENT ON FUNCTION @schema@._refuse_unnamable_names(oid) IS
+    'Raises PA008 when a tracked table''s tenant column or key holds json, or is made of a type with a dropped attribute '
+    '(called by the event triggers).';
+DROP FUNCTION IF EXISTS @schema@._refuse_json_names(oid);
+DROP FUNCTION IF EXISTS @schema@._refuse_dropped_attribute_names(oid);
 
 -- Refuses (PA008) dropping an attribute of a type (a composite type's, or a table's or view's row
 -- type) that a tracked table's key or tenant column is made of: values that differed only in it
@@ -421,8 +411,7 @@ BEGIN
     FOR root IN SELECT DISTINCT (@schema@._tracking_of(a)).relid FROM unnest(touched) a LOOP
         CONTINUE WHEN root IS NULL;
         PERFORM @schema@._refresh_tracking(root, true);
-        PERFORM @schema@._refuse_json_names(root);
-        PERFORM @schema@._refuse_dropped_attribute_names(root);
+        PERFORM @schema@._refuse_unnamable_names(root);
         refreshed := true;
     END LOOP;
     IF refreshed THEN
