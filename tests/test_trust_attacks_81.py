@@ -21,12 +21,21 @@ an honest use is refused or imaged wrong). Roles made here: t81_owner, t81_mallo
 
 from __future__ import annotations
 
-import hashlib
 import json
 
-import psycopg
 import pytest
-from trial_helpers import both_verifiers, problems_of, reinstall, seal_all, table_owner_kit
+from trial_helpers import (
+    both_verifiers,
+    json_marker,
+    named_in_status,
+    problems_of,
+    quarantine_empty,
+    reinstall,
+    seal_all,
+    table_owner_kit,
+    track_new_table,
+    try_write,
+)
 
 from pgaudit_py import enable_tracking
 
@@ -42,26 +51,8 @@ SUR = '"\\ud800"'
 BIG = "1e200000"
 
 
-def marker(text: str) -> dict:
-    b = text.encode()
-    return {"$omitted": {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}}
-
-
 def mood(kit):
     kit.owner.execute("CREATE TYPE public.t81_mood AS ENUM ('ok', 'sad')")
-
-
-def mk(kit, name: str, cols: str, **opts) -> None:
-    kit.owner.execute(f"CREATE TABLE public.{name} ({cols}); GRANT ALL ON public.{name} TO app_writer")
-    enable_tracking(kit.maint, f"public.{name}", **opts)
-
-
-def try_write(conn, sql, params=None) -> str | None:
-    try:
-        conn.execute(sql, params)
-        return None
-    except psycopg.Error as e:
-        return f"{e.sqlstate}: {str(e).splitlines()[0][:160]}"
 
 
 def evs(db, prefix: str) -> list[dict]:
@@ -86,14 +77,6 @@ def fdw(kit):
     """A foreign server the DBA lets the table owner use (a wrapper with no handler: no data)."""
     kit.db.execute("CREATE FOREIGN DATA WRAPPER t81_fdw; CREATE SERVER t81_srv FOREIGN DATA WRAPPER t81_fdw;"
                    "GRANT USAGE ON FOREIGN SERVER t81_srv TO t81_owner")
-
-
-def named_in_status(kit, table: str) -> bool:
-    return any(table in p for p in problems_of(kit.db))
-
-
-def no_quarantine(db) -> bool:
-    return db.execute("SELECT count(*) FROM audit.quarantine").fetchone()[0] == 0
 
 
 # ============================================ class J ============================================
@@ -167,9 +150,9 @@ def _route_table(kit, route: str, via: str) -> tuple[str, str]:
         fdw(kit)
     kit.owner.execute(setup)
     if via == "key":
-        mk(kit, "t81_jt", f"id int, m public.t81_mood, k {typ}, PRIMARY KEY (k)")
+        track_new_table(kit, "t81_jt", f"id int, m public.t81_mood, k {typ}, PRIMARY KEY (k)")
     else:
-        mk(kit, "t81_jt", f"id int PRIMARY KEY, m public.t81_mood, k {typ}", tenant_column="k")
+        track_new_table(kit, "t81_jt", f"id int PRIMARY KEY, m public.t81_mood, k {typ}", tenant_column="k")
     return alter, value
 
 
@@ -240,7 +223,7 @@ def test_j3_a_primary_key_replaced_by_one_holding_json(kit, change):
     holds \\u0000 is refused."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t81_hj AS (a text, j json)")
-    mk(kit, "t81_pk", "id int PRIMARY KEY, m public.t81_mood, c public.t81_hj")
+    track_new_table(kit, "t81_pk", "id int PRIMARY KEY, m public.t81_mood, c public.t81_hj")
     refused = None
     for stmt in PK_CHANGES[change]:
         refused = refused or try_write(kit.owner, stmt)
@@ -264,7 +247,7 @@ def test_j4_a_tenant_column_retyped_to_json(kit, frm):
     typ = {"text": "text", "jsonb": "jsonb", "t81_c": "public.t81_c"}[frm]
     to = {"text": "json USING to_json(tc)", "jsonb": "json USING tc::json",
           "t81_c": "public.t81_cj USING ROW((tc).a, NULL)::public.t81_cj"}[frm]
-    mk(kit, "t81_rt", f"id int PRIMARY KEY, m public.t81_mood, tc {typ}", tenant_column="tc")
+    track_new_table(kit, "t81_rt", f"id int PRIMARY KEY, m public.t81_mood, tc {typ}", tenant_column="tc")
     refused = try_write(kit.owner, f"ALTER TABLE public.t81_rt ALTER COLUMN tc TYPE {to}")
     if refused is not None:
         return
@@ -278,7 +261,7 @@ def test_j5_a_json_column_renamed_to_the_tenant_columns_name(kit):
     """A text tenant column tc and a json column tj; tc renamed away and tj renamed tc. Safe: the
     tenant stays the text column (by number): a row's tenant is its text, never a marker."""
     mood(kit)
-    mk(kit, "t81_sw", "id int PRIMARY KEY, m public.t81_mood, tc text, tj json", tenant_column="tc")
+    track_new_table(kit, "t81_sw", "id int PRIMARY KEY, m public.t81_mood, tc text, tj json", tenant_column="tc")
     refused = try_write(kit.owner, "ALTER TABLE public.t81_sw RENAME COLUMN tc TO tx; ALTER TABLE public.t81_sw RENAME COLUMN tj TO tc")
     if refused is None:
         err = try_write(kit.writer, "INSERT INTO public.t81_sw (id, m, tx, tc) VALUES (1, 'ok', 'acme', %s)", [NUL])
@@ -319,7 +302,7 @@ def test_j7_a_key_composite_renamed_through_its_parent_is_recorded(kit, child, c
     make = ("CREATE TABLE public.t81_kid () INHERITS (public.t81_par)" if child == "table"
             else "CREATE FOREIGN TABLE public.t81_kid () INHERITS (public.t81_par) SERVER t81_srv")
     kit.owner.execute(f"CREATE TABLE public.t81_par (a text, c text); {make}")
-    mk(kit, "t81_rk", "id int, m public.t81_mood, k public.t81_kid, PRIMARY KEY (k)")
+    track_new_table(kit, "t81_rk", "id int, m public.t81_mood, k public.t81_kid, PRIMARY KEY (k)")
     kit.writer.execute("INSERT INTO public.t81_rk VALUES (1, 'ok', ROW('A', 'x')::public.t81_kid),"
                        " (2, 'ok', ROW('B', 'x')::public.t81_kid)")
     refused = try_write(kit.owner, f"ALTER TABLE public.t81_par {change}")
@@ -338,7 +321,7 @@ def test_j9_replica_identity_on_a_json_holding_index_does_not_name_rows(kit):
     target_id is a marker), and the write is captured."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t81_hj AS (a text, j json)")
-    mk(kit, "t81_ri", "id int NOT NULL, m public.t81_mood, c public.t81_hj NOT NULL")
+    track_new_table(kit, "t81_ri", "id int NOT NULL, m public.t81_mood, c public.t81_hj NOT NULL")
     kit.owner.execute("CREATE UNIQUE INDEX t81_ri_c ON public.t81_ri (c)")
     refused = try_write(kit.owner, "ALTER TABLE public.t81_ri REPLICA IDENTITY USING INDEX t81_ri_c")
     err = try_write(kit.writer, "INSERT INTO public.t81_ri VALUES (1, 'ok', ROW('A', %s::json)::public.t81_hj)", [NUL])
@@ -360,7 +343,7 @@ def test_j10_an_attribute_dropped_from_a_key_composite_merges_two_rows_names(kit
                           "public.t81_k", "ALTER TABLE public.t81_kp DROP COLUMN a"),
     }[route]
     kit.owner.execute(setup)
-    mk(kit, "t81_mg", f"id int, m public.t81_mood, k {typ}, PRIMARY KEY (k)")
+    track_new_table(kit, "t81_mg", f"id int, m public.t81_mood, k {typ}, PRIMARY KEY (k)")
     kit.writer.execute(f"INSERT INTO public.t81_mg VALUES (1, 'ok', ROW('A', 'x')::{typ}), (2, 'ok', ROW('B', 'x')::{typ})")
     refused = try_write(kit.owner, drop)
     if refused is not None:
@@ -384,7 +367,7 @@ def _grandfather(kit, ddl: str) -> None:
     assert reinstall(kit.db) is None
 
 
-LOOKALIKE = json.dumps(marker("nothing"))
+LOOKALIKE = json.dumps(json_marker("nothing"))
 
 
 @pytest.mark.parametrize("inline", [True, False])
@@ -395,7 +378,7 @@ def test_m1_a_grandfathered_json_tenant_refuses_markers_and_lookalikes(kit, inli
     extra = "" if inline else ", m public.t81_mood DEFAULT 'ok'"
     if not inline:
         mood(kit)
-    mk(kit, "t81_gf", f"id int PRIMARY KEY, tc text{extra}", tenant_column="tc")
+    track_new_table(kit, "t81_gf", f"id int PRIMARY KEY, tc text{extra}", tenant_column="tc")
     _grandfather(kit, "ALTER TABLE public.t81_gf ALTER COLUMN tc TYPE json USING to_json(tc)")
     assert named_in_status(kit, "t81_gf")
     honest = try_write(kit.writer, "INSERT INTO public.t81_gf (id, tc) VALUES (1, '\"acme\"')")
@@ -411,7 +394,7 @@ def test_m2_a_grandfathered_key_composite_holding_json(kit):
     not a marker of the whole key); a key holding \\u0000 (the whole key a marker) is refused."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t81_c AS (a text)")
-    mk(kit, "t81_gk", "id int, m public.t81_mood, k public.t81_c, PRIMARY KEY (k)")
+    track_new_table(kit, "t81_gk", "id int, m public.t81_mood, k public.t81_c, PRIMARY KEY (k)")
     _grandfather(kit, "ALTER TYPE public.t81_c ADD ATTRIBUTE j json")
     assert named_in_status(kit, "t81_gk")
     look = try_write(kit.writer, "INSERT INTO public.t81_gk VALUES (1, 'ok', ROW('A', %s::json)::public.t81_c)", [LOOKALIKE])
@@ -428,7 +411,7 @@ def test_m3_lookalike_in_an_ordinary_jsonb_column_of_a_fallback_statement(kit):
     2's json column holds \\u0000. Safe: row 1 imaged exactly (the look-alike as written), not named
     in payload.omitted; row 2's j replaced and named; row_as_of gives row 1's look-alike back."""
     mood(kit)
-    mk(kit, "t81_la", "id int PRIMARY KEY, m public.t81_mood, b jsonb, j json")
+    track_new_table(kit, "t81_la", "id int PRIMARY KEY, m public.t81_mood, b jsonb, j json")
     err = try_write(kit.writer, "INSERT INTO public.t81_la VALUES (1, 'ok', %s, '1'), (2, 'ok', '2', %s)", [LOOKALIKE, NUL])
     assert err is None
     at = kit.tick()
@@ -436,7 +419,7 @@ def test_m3_lookalike_in_an_ordinary_jsonb_column_of_a_fallback_statement(kit):
     r1 = json.loads(got["1"]["row_after"])
     r2 = json.loads(got["2"]["row_after"])
     assert (r1["b"], got["1"]["payload"].get("omitted")) == (json.loads(LOOKALIKE), None)
-    assert (r2["j"], got["2"]["payload"].get("omitted")) == (marker(NUL), {"row_after": ["j"]})
+    assert (r2["j"], got["2"]["payload"].get("omitted")) == (json_marker(NUL), {"row_after": ["j"]})
     asof = kit.as_of("public.t81_la", "1", at)
     assert (asof or {}).get("b") == json.loads(LOOKALIKE), asof
 
@@ -444,8 +427,8 @@ def test_m3_lookalike_in_an_ordinary_jsonb_column_of_a_fallback_statement(kit):
 def test_m4_lookalike_in_an_inline_json_column(kit):
     """An inline table (built-in types) with a json column: a look-alike, then a real \\u0000, then an
     UPDATE between them. Safe: the look-alike not named; the real one named; changed shows both."""
-    mk(kit, "t81_li", "id int PRIMARY KEY, j json")
-    kit.writer.execute("INSERT INTO public.t81_li VALUES (1, %s)", [json.dumps(marker(NUL))])
+    track_new_table(kit, "t81_li", "id int PRIMARY KEY, j json")
+    kit.writer.execute("INSERT INTO public.t81_li VALUES (1, %s)", [json.dumps(json_marker(NUL))])
     kit.writer.execute("UPDATE public.t81_li SET j = %s", [NUL])
     e = evs(kit.db, "public.t81_li.")
     assert [x["kind"] for x in e] == ["public.t81_li.insert", "public.t81_li.update"]
@@ -453,7 +436,7 @@ def test_m4_lookalike_in_an_inline_json_column(kit):
     assert e[1]["payload"].get("omitted") == {"row_after": ["j"]}, e[1]["payload"]
     # The writer's look-alike and the capture's marker of the same text are equal images: only the
     # payload tells them apart (docs/capture.md), and an UPDATE between them must not be skipped.
-    assert json.loads(e[1]["row_before"])["j"] == json.loads(e[1]["row_after"])["j"] == marker(NUL)
+    assert json.loads(e[1]["row_before"])["j"] == json.loads(e[1]["row_after"])["j"] == json_marker(NUL)
 
 
 @pytest.mark.parametrize("via", ["key", "tenant"])
@@ -462,14 +445,14 @@ def test_m5_a_jsonb_or_text_key_and_tenant_holding_a_lookalike(kit, via):
     named by their own text, row_history finds them."""
     mood(kit)
     if via == "key":
-        mk(kit, "t81_jk", "k jsonb PRIMARY KEY, m public.t81_mood, t text")
+        track_new_table(kit, "t81_jk", "k jsonb PRIMARY KEY, m public.t81_mood, t text")
         err = try_write(kit.writer, "INSERT INTO public.t81_jk VALUES (%s, 'ok', 'x')", [LOOKALIKE])
         want = kit.db.execute("SELECT %s::jsonb::text", [LOOKALIKE]).fetchone()[0]
         assert err is None
         assert [e["target_id"] for e in evs(kit.db, "public.t81_jk.insert")] == [want]
         assert kit.history("public.t81_jk", want) == ["public.t81_jk.insert"]
     else:
-        mk(kit, "t81_jk", "id int PRIMARY KEY, m public.t81_mood, k text", tenant_column="k")
+        track_new_table(kit, "t81_jk", "id int PRIMARY KEY, m public.t81_mood, k text", tenant_column="k")
         err = try_write(kit.writer, "INSERT INTO public.t81_jk VALUES (1, 'ok', %s)", [LOOKALIKE])
         assert err is None
         assert [e["tenant_id"] for e in evs(kit.db, "public.t81_jk.insert")] == [LOOKALIKE]
@@ -480,7 +463,7 @@ def test_m6_a_composite_tenant_with_an_attribute_named_omitted(kit):
     a marker but is an honest value. Safe: written, filed under its to_jsonb text."""
     mood(kit)
     kit.owner.execute('CREATE TYPE public.t81_om AS ("$omitted" text)')
-    mk(kit, "t81_omt", "id int PRIMARY KEY, m public.t81_mood, tc public.t81_om", tenant_column="tc")
+    track_new_table(kit, "t81_omt", "id int PRIMARY KEY, m public.t81_mood, tc public.t81_om", tenant_column="tc")
     err = try_write(kit.writer, "INSERT INTO public.t81_omt VALUES (1, 'ok', ROW('acme')::public.t81_om)")
     assert err is None
     assert [e["tenant_id"] for e in evs(kit.db, "public.t81_omt.insert")] == ['{"$omitted": "acme"}']
@@ -492,7 +475,7 @@ def test_m7_row_history_keeps_two_rows_whose_json_attribute_differs_only_as_refu
     marker-derived name."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t81_c AS (a text)")
-    mk(kit, "t81_g2", "id int, m public.t81_mood, k public.t81_c, PRIMARY KEY (k)")
+    track_new_table(kit, "t81_g2", "id int, m public.t81_mood, k public.t81_c, PRIMARY KEY (k)")
     _grandfather(kit, "ALTER TYPE public.t81_c ADD ATTRIBUTE j json")
     e1 = try_write(kit.writer, "INSERT INTO public.t81_g2 VALUES (1, 'ok', ROW('A', %s::json)::public.t81_c)", [NUL])
     e2 = try_write(kit.writer, "INSERT INTO public.t81_g2 VALUES (2, 'ok', ROW('B', %s::json)::public.t81_c)", [SUR])
@@ -506,8 +489,8 @@ def test_m8_a_lookalike_replaced_by_the_value_it_imitates_is_an_update(kit):
     an event (its payload names j as replaced) - else the log's last image of the row is the
     writer's object while the table holds another value, with no event."""
     mood(kit)
-    mk(kit, "t81_nu", "id int PRIMARY KEY, m public.t81_mood, j json, x text", exclude_columns=["x"])
-    kit.writer.execute("INSERT INTO public.t81_nu VALUES (1, 'ok', %s, 'a')", [json.dumps(marker(NUL))])
+    track_new_table(kit, "t81_nu", "id int PRIMARY KEY, m public.t81_mood, j json, x text", exclude_columns=["x"])
+    kit.writer.execute("INSERT INTO public.t81_nu VALUES (1, 'ok', %s, 'a')", [json.dumps(json_marker(NUL))])
     kit.writer.execute("UPDATE public.t81_nu SET j = %s", [NUL])
     kinds = [e["kind"].rsplit(".", 1)[1] for e in evs(kit.db, "public.t81_nu.")]
     assert kinds == ["insert", "update"]
@@ -549,7 +532,7 @@ def test_t1_honest_json_that_looks_refused_beside_a_refused_row(kit):
     mood(kit)
     n = len(HONEST_LOOKING_REFUSED)
     cols = ", ".join(f"h{i} json" for i in range(n))
-    mk(kit, "t81_hl", f"id int PRIMARY KEY, m public.t81_mood, r json, {cols}")
+    track_new_table(kit, "t81_hl", f"id int PRIMARY KEY, m public.t81_mood, r json, {cols}")
     ph = ", ".join(["%s"] * n)
     err = try_write(kit.writer, f"INSERT INTO public.t81_hl VALUES (1, 'ok', '1', {ph}), (2, 'sad', %s, {ph})",
                     HONEST_LOOKING_REFUSED + [NUL] + HONEST_LOOKING_REFUSED)
@@ -557,7 +540,7 @@ def test_t1_honest_json_that_looks_refused_beside_a_refused_row(kit):
     assert exact_row(kit, "t81_hl", 1)
     img, om = omitted_of(kit, "t81_hl", 2)
     want = json.loads(kit.owner.execute("SELECT (to_jsonb(t.*) - 'r')::text FROM public.t81_hl t WHERE id = 1").fetchone()[0])
-    want.update({"id": 2, "m": "sad", "r": marker(NUL)})
+    want.update({"id": 2, "m": "sad", "r": json_marker(NUL)})
     assert (img == want, om) == (True, {"row_after": ["r"]})
 
 
@@ -579,13 +562,13 @@ def test_t2_refused_json_of_odd_shapes_is_a_marker_of_its_text(kit, idx):
     Safe: the write succeeds; the refused value is the marker of to_json's text, named; the other
     values and the honest row exact."""
     mood(kit)
-    mk(kit, "t81_ro", "id int PRIMARY KEY, m public.t81_mood, r json, t text")
+    track_new_table(kit, "t81_ro", "id int PRIMARY KEY, m public.t81_mood, r json, t text")
     v = REFUSED_ODD[idx]
     err = try_write(kit.writer, "INSERT INTO public.t81_ro VALUES (1, 'ok', %s, 'a\",\"r\":1'), (2, 'sad', '[1]', '\\\\')", [v])
     assert err is None
     txt = kit.owner.execute("SELECT to_json(r)::text FROM public.t81_ro WHERE id = 1").fetchone()[0]
     img, om = omitted_of(kit, "t81_ro", 1)
-    assert (img, om) == ({"id": 1, "m": "ok", "r": marker(txt), "t": 'a","r":1'}, {"row_after": ["r"]})
+    assert (img, om) == ({"id": 1, "m": "ok", "r": json_marker(txt), "t": 'a","r":1'}, {"row_after": ["r"]})
     assert exact_row(kit, "t81_ro", 2)
 
 
@@ -600,7 +583,7 @@ def test_t3_column_names_that_mimic_escapes_and_markers(kit):
     def qi(n):
         return '"' + n.replace('"', '""') + '"'
     cols = ", ".join(f"{qi(n)} {'json' if i % 2 == 0 else 'text'}" for i, n in enumerate(ODD_COLS))
-    mk(kit, "t81_oc", f"id int PRIMARY KEY, m public.t81_mood, {cols}")
+    track_new_table(kit, "t81_oc", f"id int PRIMARY KEY, m public.t81_mood, {cols}")
     names = ", ".join(qi(n) for n in ODD_COLS)
     vals1 = [NUL if i % 2 == 0 else n for i, n in enumerate(ODD_COLS)]
     vals2 = [json.dumps({n: n}) if i % 2 == 0 else n for i, n in enumerate(ODD_COLS)]
@@ -612,7 +595,7 @@ def test_t3_column_names_that_mimic_escapes_and_markers(kit):
     img, om = omitted_of(kit, "t81_oc", 1)
     jcols = sorted(n for i, n in enumerate(ODD_COLS) if i % 2 == 0)
     assert sorted(om["row_after"]) == jcols
-    assert all(img[n] == marker(NUL) for n in jcols)
+    assert all(img[n] == json_marker(NUL) for n in jcols)
     assert all(img[n] == n for i, n in enumerate(ODD_COLS) if i % 2 == 1)
 
 
@@ -623,7 +606,7 @@ def test_t4_json_inside_arrays_of_composites_and_domains(kit):
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t81_c AS (s text, j json); CREATE DOMAIN public.t81_dc AS public.t81_c[];"
                       "CREATE TYPE public.t81_o AS (c public.t81_c, cs public.t81_c[])")
-    mk(kit, "t81_ac", "id int PRIMARY KEY, m public.t81_mood, a public.t81_c[], d public.t81_dc, o public.t81_o, h public.t81_c[]")
+    track_new_table(kit, "t81_ac", "id int PRIMARY KEY, m public.t81_mood, a public.t81_c[], d public.t81_dc, o public.t81_o, h public.t81_c[]")
     c = "ROW(E'\\\\\"', %s::json)::public.t81_c"
     sql = (f"INSERT INTO public.t81_ac VALUES (1, 'ok', ARRAY[{c}, NULL], ARRAY[{c}]::public.t81_dc, ROW({c}, ARRAY[{c}]), "
            f"ARRAY[{c}]), (2, 'ok', ARRAY[{c}], ARRAY[{c}]::public.t81_dc, ROW({c}, ARRAY[{c}]), ARRAY[{c}])")
@@ -632,7 +615,7 @@ def test_t4_json_inside_arrays_of_composites_and_domains(kit):
     assert exact_row(kit, "t81_ac", 2)
     img, om = omitted_of(kit, "t81_ac", 1)
     texts = kit.owner.execute("SELECT to_json(a)::text, to_json(d)::text, to_json(o)::text FROM public.t81_ac WHERE id = 1").fetchone()
-    assert (img["a"], img["d"], img["o"], sorted(om["row_after"])) == (marker(texts[0]), marker(texts[1]), marker(texts[2]),
+    assert (img["a"], img["d"], img["o"], sorted(om["row_after"])) == (json_marker(texts[0]), json_marker(texts[1]), json_marker(texts[2]),
                                                                        ["a", "d", "o"])
     assert img["h"] == [{"s": '\\"', "j": "h"}]
 
@@ -642,13 +625,13 @@ def test_t5_a_large_honest_value_and_a_large_refused_one(kit):
     value. Safe: the write succeeds in bounded time; the refused value's marker has its to_json
     text's hash; the large honest value is imaged (or bounded as large values are, and named)."""
     mood(kit)
-    mk(kit, "t81_lg", "id int PRIMARY KEY, m public.t81_mood, big json, r json")
+    track_new_table(kit, "t81_lg", "id int PRIMARY KEY, m public.t81_mood, big json, r json")
     big = json.dumps(["\\\"" * 50 + str(i) for i in range(15000)])
     bad = '["' + "x" * 1_000_000 + '", "\\u0000"]'
     err = try_write(kit.writer, "INSERT INTO public.t81_lg VALUES (1, 'ok', %s, %s)", [big, bad])
     assert err is None
     img, om = omitted_of(kit, "t81_lg", 1)
-    assert img["r"] == marker(bad)
+    assert img["r"] == json_marker(bad)
     assert "r" in om["row_after"]
     assert img["big"] == json.loads(big) or ("$omitted" in img["big"] and "big" in om["row_after"])
 
@@ -658,7 +641,7 @@ def test_t6_duplicate_keys_and_whitespace_in_a_refused_value_and_an_update(kit):
     different whitespace (a change as stored) and then to an honest value. Safe: each UPDATE an
     event; markers of each text; the last image exact."""
     mood(kit)
-    mk(kit, "t81_du", "id int PRIMARY KEY, m public.t81_mood, r json", skip_noop_updates=True)
+    track_new_table(kit, "t81_du", "id int PRIMARY KEY, m public.t81_mood, r json", skip_noop_updates=True)
     v1 = '{"a": "\\u0000", "a": 1}'
     v2 = '{ "a" : "\\u0000" ,"a":1 }'
     kit.writer.execute("INSERT INTO public.t81_du VALUES (1, 'ok', %s)", [v1])
@@ -666,8 +649,8 @@ def test_t6_duplicate_keys_and_whitespace_in_a_refused_value_and_an_update(kit):
     kit.writer.execute("UPDATE public.t81_du SET r = '{\"a\": 2}'")
     e = evs(kit.db, "public.t81_du.")
     assert [x["kind"].rsplit(".", 1)[1] for x in e] == ["insert", "update", "update"]
-    assert json.loads(e[1]["row_before"])["r"] == marker(v1)
-    assert json.loads(e[1]["row_after"])["r"] == marker(v2)
+    assert json.loads(e[1]["row_before"])["r"] == json_marker(v1)
+    assert json.loads(e[1]["row_after"])["r"] == json_marker(v2)
     assert json.loads(e[2]["row_after"]) == {"id": 1, "m": "ok", "r": {"a": 2}}
 
 
@@ -694,7 +677,7 @@ def test_t8_an_honest_deep_value_beside_a_wild_number_reads_and_seals(kit, depth
     in another column. Safe: the write succeeds; the pending event reads through audit.events and
     row_history (the events view must not fail on one event: 14_wild_numbers.sql); it seals; both
     verifiers ok."""
-    mk(kit, "t81_wn", "id int PRIMARY KEY, d jsonb, w jsonb")
+    track_new_table(kit, "t81_wn", "id int PRIMARY KEY, d jsonb, w jsonb")
     inner = "1e400" if where == "same_value" else "1"
     deep = "[" * depth + inner + "]" * depth
     err = try_write(kit.writer, "INSERT INTO public.t81_wn VALUES (1, %s, %s)", [deep, "1e400" if where == "other_column" else "2"])
@@ -704,7 +687,7 @@ def test_t8_an_honest_deep_value_beside_a_wild_number_reads_and_seals(kit, depth
     sealed = seal_all(kit.db)
     assert (read, hist, sealed) == (None, ["public.t81_wn.insert"], None)
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)
 
 
 def test_t9_one_deep_event_with_a_wild_number_and_the_readers_page_of_all_events(kit):
@@ -712,8 +695,8 @@ def test_t9_one_deep_event_with_a_wild_number_and_the_readers_page_of_all_events
     the reader lists every pending event (list_events, no filter), then an other table's history.
     Safe: the page lists both; one event never fails the page (14_wild_numbers.sql)."""
     from pgaudit_py.events import list_events
-    mk(kit, "t81_p1", "id int PRIMARY KEY, v int")
-    mk(kit, "t81_p2", "id int PRIMARY KEY, d jsonb")
+    track_new_table(kit, "t81_p1", "id int PRIMARY KEY, v int")
+    track_new_table(kit, "t81_p2", "id int PRIMARY KEY, d jsonb")
     kit.writer.execute("INSERT INTO public.t81_p1 VALUES (1, 1)")
     kit.writer.execute("INSERT INTO public.t81_p2 VALUES (1, %s)", ["[" * 1500 + "1e400" + "]" * 1500])
     try:
@@ -729,7 +712,7 @@ def test_j8_json_added_under_a_range_of_a_tenant_column_is_printed_as_text(kit):
     change may stand, the write succeeds and is filed under the range's text."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t81_c AS (a text); CREATE TYPE public.t81_r AS RANGE (subtype = public.t81_c)")
-    mk(kit, "t81_rg", "id int PRIMARY KEY, m public.t81_mood, tc public.t81_r", tenant_column="tc")
+    track_new_table(kit, "t81_rg", "id int PRIMARY KEY, m public.t81_mood, tc public.t81_r", tenant_column="tc")
     refused = try_write(kit.owner, "ALTER TYPE public.t81_c ADD ATTRIBUTE j json")
     if refused is not None:
         return
@@ -745,7 +728,7 @@ def test_t10_an_update_of_an_honest_deep_value_reads_and_seals(kit, depth):
     """An honest jsonb value nested `depth` levels (no wild number), updated to another as deep: the
     view computes `changed` for the pending event. Safe: audit.events and row_history read it; it
     seals; both verifiers ok."""
-    mk(kit, "t81_du2", "id int PRIMARY KEY, d jsonb")
+    track_new_table(kit, "t81_du2", "id int PRIMARY KEY, d jsonb")
     kit.writer.execute("INSERT INTO public.t81_du2 VALUES (1, %s)", ["[" * depth + "1" + "]" * depth])
     kit.writer.execute("UPDATE public.t81_du2 SET d = %s", ["[" * depth + "2" + "]" * depth])
     read = try_write(kit.reader, "SELECT changed::text, row_after::text FROM audit.events WHERE kind LIKE 'public.t81_du2.%%'")
@@ -765,7 +748,7 @@ def test_t11_column_names_with_control_characters_in_a_refused_row(kit):
     def qi(n):
         return '"' + n.replace('"', '""') + '"'
     cols = ", ".join(f"{qi(n)} {'json' if i % 2 == 0 else 'text'}" for i, n in enumerate(CTRL_COLS))
-    mk(kit, "t81_cc", f"id int PRIMARY KEY, m public.t81_mood, {cols}")
+    track_new_table(kit, "t81_cc", f"id int PRIMARY KEY, m public.t81_mood, {cols}")
     names = ", ".join(qi(n) for n in CTRL_COLS)
     vals1 = [SUR if i % 2 == 0 else n for i, n in enumerate(CTRL_COLS)]
     vals2 = [json.dumps({n: 1}) if i % 2 == 0 else n for i, n in enumerate(CTRL_COLS)]
@@ -776,7 +759,7 @@ def test_t11_column_names_with_control_characters_in_a_refused_row(kit):
     img, om = omitted_of(kit, "t81_cc", 1)
     jcols = sorted(n for i, n in enumerate(CTRL_COLS) if i % 2 == 0)
     assert (sorted(om["row_after"]), sorted(img)) == (jcols, sorted(["id", "m", *CTRL_COLS]))
-    assert all(img[n] == marker(SUR) for n in jcols)
+    assert all(img[n] == json_marker(SUR) for n in jcols)
 
 
 # ============================================ class O ============================================
@@ -785,7 +768,7 @@ def test_o1_owner_cannot_switch_the_capture_off(kit):
     """The owner of a tracked table with a json-holding composite: DISABLE TRIGGER, rename the capture
     trigger, DROP it, replica session. Safe: each refused, the capture still fires."""
     mood(kit)
-    mk(kit, "t81_off", "id int PRIMARY KEY, m public.t81_mood, j json")
+    track_new_table(kit, "t81_off", "id int PRIMARY KEY, m public.t81_mood, j json")
     outs = [try_write(kit.owner, s) for s in (
         "ALTER TABLE public.t81_off DISABLE TRIGGER audit_capture_insert",
         "ALTER TABLE public.t81_off DISABLE TRIGGER ALL",
@@ -810,7 +793,7 @@ def test_o2_owner_operators_in_public_do_not_reach_the_json_named_check(kit):
         CREATE OPERATOR public.? (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = public.t81_no);
         CREATE FUNCTION public.jsonb_typeof(jsonb) RETURNS text LANGUAGE plpgsql AS
           $$ BEGIN INSERT INTO public.t81_ran VALUES (current_user); RETURN 'string'; END $$""")
-    mk(kit, "t81_op", "id int PRIMARY KEY, tc text", tenant_column="tc")
+    track_new_table(kit, "t81_op", "id int PRIMARY KEY, tc text", tenant_column="tc")
     _grandfather(kit, "ALTER TABLE public.t81_op ALTER COLUMN tc TYPE json USING to_json(tc)")
     kit.writer.execute("SET search_path = public, pg_catalog")
     err = try_write(kit.writer, "INSERT INTO public.t81_op VALUES (1, %s)", [NUL])
@@ -828,7 +811,7 @@ def test_o3_owner_code_in_a_domain_check_on_the_key_runs_as_no_audit_role(kit):
         GRANT EXECUTE ON FUNCTION public.t81_spy(text) TO PUBLIC;
         CREATE DOMAIN public.t81_dom AS text CHECK (public.t81_spy(VALUE));
         CREATE TYPE public.t81_k AS (a public.t81_dom)""")
-    mk(kit, "t81_dk", "k public.t81_k PRIMARY KEY, j json")
+    track_new_table(kit, "t81_dk", "k public.t81_k PRIMARY KEY, j json")
     kit.writer.execute("INSERT INTO public.t81_dk VALUES (ROW('a'), %s), (ROW('b'), '1')", [NUL])
     kit.writer.execute("UPDATE public.t81_dk SET j = '2'")
     kit.writer.execute("DELETE FROM public.t81_dk")
@@ -845,7 +828,7 @@ def test_o4_guards_answer_the_same_in_german(kit):
     kit.owner.execute("CREATE TYPE public.t81_c AS (a text); CREATE TYPE public.t81_cj AS (a text, j json)")
     kit.owner.execute("CREATE TABLE public.t81_de (id int, k public.t81_cj, PRIMARY KEY (k))")
     refused = try_write(kit.maint, "SELECT audit.enable_tracking('public.t81_de')")
-    mk(kit, "t81_de2", "id int PRIMARY KEY, m public.t81_mood, tc public.t81_c, j json", tenant_column="tc")
+    track_new_table(kit, "t81_de2", "id int PRIMARY KEY, m public.t81_mood, tc public.t81_c, j json", tenant_column="tc")
     alter = try_write(kit.owner, "ALTER TYPE public.t81_c ADD ATTRIBUTE j json")
     err = try_write(kit.writer, "INSERT INTO public.t81_de2 VALUES (1, 'ok', ROW('A'), %s)", [NUL])
     assert (lang.lower().startswith("de"), (refused or "")[:5], (alter or "")[:5], err) == (True, "PA005", "PA008", None)
@@ -870,7 +853,7 @@ def test_o6_an_owner_trigger_rewriting_the_tenant_after_capture_is_seen(kit):
     kit.owner.execute("CREATE FUNCTION public.t81_tr() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
                       " IF NEW.tc = 'acme' THEN UPDATE public.t81_ot SET tc = '{\"$omitted\": 1}' WHERE id = NEW.id; END IF;"
                       " RETURN NULL; END $$")
-    mk(kit, "t81_ot", "id int PRIMARY KEY, m public.t81_mood, tc text", tenant_column="tc")
+    track_new_table(kit, "t81_ot", "id int PRIMARY KEY, m public.t81_mood, tc text", tenant_column="tc")
     made = try_write(kit.owner, "CREATE TRIGGER t81_tr AFTER INSERT ON public.t81_ot FOR EACH ROW EXECUTE FUNCTION public.t81_tr()")
     kit.writer.execute("INSERT INTO public.t81_ot VALUES (1, 'ok', 'acme')")
     kinds = [(e["kind"].rsplit(".", 1)[1], e["tenant_id"]) for e in evs(kit.db, "public.t81_ot.")]
@@ -909,7 +892,7 @@ def test_o8_a_foreign_table_put_under_a_tracked_table(kit, how):
     fdw(kit)
     mood(kit)
     if how == "inherit":
-        mk(kit, "t81_fo", "id int PRIMARY KEY, m public.t81_mood")
+        track_new_table(kit, "t81_fo", "id int PRIMARY KEY, m public.t81_mood")
         stmt = "CREATE FOREIGN TABLE public.t81_fc () INHERITS (public.t81_fo) SERVER t81_srv"
     else:
         kit.owner.execute("CREATE TABLE public.t81_fo (id int, m public.t81_mood, PRIMARY KEY (id)) PARTITION BY RANGE (id);"
@@ -949,7 +932,7 @@ def test_o10_a_column_of_a_type_with_the_owners_cast_to_json_added_through_a_par
         CREATE TYPE public.t81_e AS ENUM ('real', 'other');
         CREATE FUNCTION public.t81_ej(public.t81_e) RETURNS json LANGUAGE sql IMMUTABLE AS $$ SELECT '"forged"'::json $$;
         CREATE CAST (public.t81_e AS json) WITH FUNCTION public.t81_ej(public.t81_e)""")
-    mk(kit, "t81_cst", "id int PRIMARY KEY, m public.t81_mood, c public.t81_kid")
+    track_new_table(kit, "t81_cst", "id int PRIMARY KEY, m public.t81_mood, c public.t81_kid")
     refused = try_write(kit.owner, "ALTER TABLE public.t81_par ADD COLUMN e public.t81_e")
     if refused is not None:
         return
@@ -964,18 +947,18 @@ def test_v1_seal_and_verify_after_markers_lookalikes_and_grandfathered_refusals(
     """Markers, look-alikes, odd names, a grandfathered tenant with refusals, a deep refused value:
     sealed. Safe: both verifiers ok and agree, nothing quarantined."""
     mood(kit)
-    mk(kit, "t81_v", "id int PRIMARY KEY, m public.t81_mood, j json, b jsonb, \"a\"\"b\\\" text")
+    track_new_table(kit, "t81_v", "id int PRIMARY KEY, m public.t81_mood, j json, b jsonb, \"a\"\"b\\\" text")
     kit.writer.execute("INSERT INTO public.t81_v VALUES (1, 'ok', %s, %s, '\u2028\"'), (2, 'sad', %s, '{\"\": 1}', NULL)",
                        [NUL, LOOKALIKE, "[" * 1500 + SUR + "]" * 1500])
     kit.writer.execute("UPDATE public.t81_v SET j = %s WHERE id = 1", [BIG])
     kit.writer.execute("DELETE FROM public.t81_v WHERE id = 2")
-    mk(kit, "t81_vg", "id int PRIMARY KEY, tc text", tenant_column="tc")
+    track_new_table(kit, "t81_vg", "id int PRIMARY KEY, tc text", tenant_column="tc")
     _grandfather(kit, "ALTER TABLE public.t81_vg ALTER COLUMN tc TYPE json USING to_json(tc)")
     try_write(kit.writer, "INSERT INTO public.t81_vg VALUES (1, %s)", [NUL])
     kit.writer.execute("INSERT INTO public.t81_vg VALUES (2, '\"t\\u00e9\"')")
     assert seal_all(kit.db) is None
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)
 
 
 @pytest.mark.parametrize("route", ["direct", "foreign_child", "view_rowtype"])
@@ -988,7 +971,7 @@ def test_v2_seal_and_verify_after_a_json_route(kit, route):
     try_write(kit.writer, "UPDATE public.t81_jt SET m = 'sad'")
     assert seal_all(kit.db) is None
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)
 
 
 def test_v3_canonical_text_of_odd_keys_and_numbers_agrees_in_both_verifiers(kit):
@@ -996,7 +979,7 @@ def test_v3_canonical_text_of_odd_keys_and_numbers_agrees_in_both_verifiers(kit)
     numbers of many digits, negative zero, exponents, U+2028, U+FFFF, a tamed wild number, and a
     refused json value's marker: sealed. Safe: both verifiers ok and agree, nothing quarantined."""
     mood(kit)
-    mk(kit, "t81_cn", 'id int PRIMARY KEY, m public.t81_mood, "z" jsonb, "é" jsonb, "😀" json, "aa" text')
+    track_new_table(kit, "t81_cn", 'id int PRIMARY KEY, m public.t81_mood, "z" jsonb, "é" jsonb, "😀" json, "aa" text')
     b = {"z": 1, "é": 2, "😀": 3, "aa": 4, "\u2028": "\u2028\uffff", "": -0.0}
     kit.writer.execute("INSERT INTO public.t81_cn VALUES (1, 'ok', %s, %s, %s, %s), (2, 'sad', %s, '1e400', %s, '')",
                        [json.dumps(b), "[3.14159265358979323846264338327950288, -0, 1.0e2, 100000000000000000000000, 0.1e-5]",
@@ -1004,20 +987,20 @@ def test_v3_canonical_text_of_odd_keys_and_numbers_agrees_in_both_verifiers(kit)
     kit.writer.execute("UPDATE public.t81_cn SET m = 'sad'")
     assert seal_all(kit.db) is None
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)
 
 
 def test_v4_deep_values_with_wild_numbers_seal_and_verify(kit):
     """t8's honest deep rows with wild numbers (and one in a marker-holding fallback row), sealed
     without reading them first. Safe: both verifiers ok and agree, nothing quarantined."""
     mood(kit)
-    mk(kit, "t81_dv", "id int PRIMARY KEY, m public.t81_mood, d jsonb, j json")
+    track_new_table(kit, "t81_dv", "id int PRIMARY KEY, m public.t81_mood, d jsonb, j json")
     kit.writer.execute("INSERT INTO public.t81_dv VALUES (1, 'ok', %s, '1'), (2, 'ok', %s, %s)",
                        ["[" * 1500 + "1e400" + "]" * 1500, "[" * 800 + "-1e-401" + "]" * 800, NUL])
     kit.writer.execute("UPDATE public.t81_dv SET m = 'sad'")
     assert seal_all(kit.db) is None
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)
     read = try_write(kit.reader, "SELECT row_after::text FROM audit.events WHERE kind LIKE 'public.t81_dv.%%'")
     assert read is None
 
@@ -1036,4 +1019,4 @@ def test_v5_application_events_with_hostile_payloads_verify_alike(kit, payload):
     assert err is None
     assert seal_all(kit.db) is None
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)

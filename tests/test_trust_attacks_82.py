@@ -18,13 +18,22 @@ afterwards, and any FDW or server made here too.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 
 import psycopg
 import pytest
-from trial_helpers import both_verifiers, problems_of, seal_all, table_owner_kit
+from trial_helpers import (
+    both_verifiers,
+    json_marker,
+    named_in_status,
+    problems_of,
+    quarantine_empty,
+    seal_all,
+    table_owner_kit,
+    track_new_table,
+    try_write,
+)
 
 from pgaudit_py import enable_tracking, list_events
 
@@ -44,29 +53,11 @@ NUL = '"\\u0000"'
 SUR = '"\\ud800"'
 
 
-def marker(text: str) -> dict:
-    b = text.encode()
-    return {"$omitted": {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}}
-
-
-LOOK_NUL = json.dumps(marker(NUL))
+LOOK_NUL = json.dumps(json_marker(NUL))
 
 
 def mood(kit):
     kit.owner.execute("CREATE TYPE public.t82_mood AS ENUM ('ok', 'sad')")
-
-
-def mk(kit, name: str, cols: str, **opts) -> None:
-    kit.owner.execute(f"CREATE TABLE public.{name} ({cols}); GRANT ALL ON public.{name} TO app_writer")
-    enable_tracking(kit.maint, f"public.{name}", **opts)
-
-
-def try_write(conn, sql, params=None) -> str | None:
-    try:
-        conn.execute(sql, params)
-        return None
-    except psycopg.Error as e:
-        return f"{e.sqlstate}: {str(e).splitlines()[0][:160]}"
 
 
 def evs(db, prefix: str) -> list[dict]:
@@ -83,14 +74,6 @@ def kinds(db, prefix: str) -> list[str]:
 def fdw(kit):
     kit.db.execute("CREATE FOREIGN DATA WRAPPER t82_fdw; CREATE SERVER t82_srv FOREIGN DATA WRAPPER t82_fdw;"
                    "GRANT USAGE ON FOREIGN SERVER t82_srv TO t82_owner, t82_mallory")
-
-
-def named_in_status(kit, table: str) -> bool:
-    return any(table in p for p in problems_of(kit.db))
-
-
-def no_quarantine(db) -> bool:
-    return db.execute("SELECT count(*) FROM audit.quarantine").fetchone()[0] == 0
 
 
 def type_altered_recorded(kit, table: str) -> int:
@@ -179,9 +162,9 @@ def test_n1_an_attribute_dropped_from_a_name_type_by_any_route(kit, route, via):
     creator = kit.mallory if who == "mallory" else kit.owner
     creator.execute(setup)
     if via == "key":
-        mk(kit, "t82_mg", f"id int, m public.t82_mood, k {typ}, PRIMARY KEY (k)")
+        track_new_table(kit, "t82_mg", f"id int, m public.t82_mood, k {typ}, PRIMARY KEY (k)")
     else:
-        mk(kit, "t82_mg", f"id int PRIMARY KEY, m public.t82_mood, k {typ}", tenant_column="k")
+        track_new_table(kit, "t82_mg", f"id int PRIMARY KEY, m public.t82_mood, k {typ}", tenant_column="k")
     a, b = ("A", "B")
     kit.writer.execute(f"INSERT INTO public.t82_mg VALUES (1, 'ok', {val.format(a=a, c='x')}),"
                        f" (2, 'ok', {val.format(a=b, c='x')})")
@@ -211,7 +194,7 @@ def test_n2_an_honest_drop_of_an_attribute_of_a_non_key_column_type(kit, case):
     mood(kit)
     setup, drop = HONEST[case]
     kit.owner.execute(setup)
-    mk(kit, "t82_hn", "id int PRIMARY KEY, m public.t82_mood, tc text, v public.t82_c", tenant_column="tc")
+    track_new_table(kit, "t82_hn", "id int PRIMARY KEY, m public.t82_mood, tc text, v public.t82_c", tenant_column="tc")
     kit.writer.execute("INSERT INTO public.t82_hn VALUES (1, 'ok', 'acme', ROW('A', 'x'))")
     err = try_write(kit.owner, drop)
     kit.writer.execute("UPDATE public.t82_hn SET m = 'sad'")
@@ -227,7 +210,7 @@ def test_n3_an_untracked_tables_key_type_loses_an_attribute(kit):
     Safe: the drop is allowed (it names nothing tracked)."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_c AS (a text, c text); CREATE TABLE public.t82_un (k public.t82_c PRIMARY KEY)")
-    mk(kit, "t82_tr", "id int PRIMARY KEY, m public.t82_mood, v public.t82_c")
+    track_new_table(kit, "t82_tr", "id int PRIMARY KEY, m public.t82_mood, v public.t82_c")
     assert try_write(kit.owner, "ALTER TYPE public.t82_c DROP ATTRIBUTE a") is None
 
 
@@ -239,10 +222,10 @@ def test_n4_enum_labels_swapped_under_a_key_or_tenant(kit, via):
     kit.owner.execute("CREATE TYPE public.t82_e AS ENUM ('A', 'B')")
     mood(kit)
     if via == "key":
-        mk(kit, "t82_en", "k public.t82_e PRIMARY KEY, m public.t82_mood")
+        track_new_table(kit, "t82_en", "k public.t82_e PRIMARY KEY, m public.t82_mood")
         kit.writer.execute("INSERT INTO public.t82_en VALUES ('A', 'ok'), ('B', 'ok')")
     else:
-        mk(kit, "t82_en", "id int PRIMARY KEY, k public.t82_e, m public.t82_mood", tenant_column="k")
+        track_new_table(kit, "t82_en", "id int PRIMARY KEY, k public.t82_e, m public.t82_mood", tenant_column="k")
         kit.writer.execute("INSERT INTO public.t82_en VALUES (1, 'A', 'ok'), (2, 'B', 'ok')")
     r1 = try_write(kit.owner, "ALTER TYPE public.t82_e RENAME VALUE 'A' TO 'Z'")
     r2 = try_write(kit.owner, "ALTER TYPE public.t82_e RENAME VALUE 'B' TO 'A'")
@@ -255,7 +238,7 @@ def test_n5_a_composite_key_attribute_dropped_in_a_nested_enum_rename(kit):
     """Like n4 but the enum is an attribute of the key's composite. Safe: refused or recorded."""
     kit.owner.execute("CREATE TYPE public.t82_e AS ENUM ('A', 'B'); CREATE TYPE public.t82_c AS (e public.t82_e, c text)")
     mood(kit)
-    mk(kit, "t82_en2", "k public.t82_c PRIMARY KEY, m public.t82_mood")
+    track_new_table(kit, "t82_en2", "k public.t82_c PRIMARY KEY, m public.t82_mood")
     kit.writer.execute("INSERT INTO public.t82_en2 VALUES (ROW('A', 'x'), 'ok'), (ROW('B', 'x'), 'ok')")
     r1 = try_write(kit.owner, "ALTER TYPE public.t82_e RENAME VALUE 'A' TO 'Z'")
     r2 = try_write(kit.owner, "ALTER TYPE public.t82_e RENAME VALUE 'B' TO 'A'")
@@ -268,7 +251,7 @@ def test_n6_status_clean_after_a_refused_drop(kit):
     """A refused drop of a key attribute leaves nothing for status to name, and the table captures."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_c AS (a text, c text)")
-    mk(kit, "t82_sc", "k public.t82_c PRIMARY KEY, m public.t82_mood")
+    track_new_table(kit, "t82_sc", "k public.t82_c PRIMARY KEY, m public.t82_mood")
     kit.writer.execute("INSERT INTO public.t82_sc VALUES (ROW('A', 'x'), 'ok')")
     err = try_write(kit.owner, "ALTER TYPE public.t82_c DROP ATTRIBUTE a")
     kit.writer.execute("UPDATE public.t82_sc SET m = 'sad'")
@@ -281,7 +264,7 @@ def test_n7_a_composite_key_column_dropped_with_cascade(kit):
     """The tracked table's own two-column primary key (a, c): column a dropped with CASCADE (which
     drops the key). Safe: refused, or recorded (status names it, or a system event says so)."""
     mood(kit)
-    mk(kit, "t82_kc", "a text, c text, m public.t82_mood, PRIMARY KEY (a, c)")
+    track_new_table(kit, "t82_kc", "a text, c text, m public.t82_mood, PRIMARY KEY (a, c)")
     kit.writer.execute("INSERT INTO public.t82_kc VALUES ('A', 'x', 'ok'), ('B', 'x', 'ok')")
     err = try_write(kit.owner, "ALTER TABLE public.t82_kc DROP COLUMN a CASCADE")
     if err is not None:
@@ -350,7 +333,7 @@ def test_n10_an_attribute_added_to_a_key_type_changes_every_name(kit, route):
     kit.owner.execute("CREATE TYPE public.t82_c AS (a text, c text); CREATE TYPE public.t82_r AS RANGE (subtype = public.t82_c)")
     typ, val = (("public.t82_c", "ROW('A', 'x')::public.t82_c") if route == "direct" else
                 ("public.t82_r", "public.t82_r(ROW('A', 'x')::public.t82_c, ROW('Z', 'z')::public.t82_c)"))
-    mk(kit, "t82_ad", f"k {typ} PRIMARY KEY, m public.t82_mood")
+    track_new_table(kit, "t82_ad", f"k {typ} PRIMARY KEY, m public.t82_mood")
     kit.writer.execute(f"INSERT INTO public.t82_ad VALUES ({val}, 'ok')")
     refused = try_write(kit.owner, "ALTER TYPE public.t82_c ADD ATTRIBUTE b text")
     if refused is not None:
@@ -402,7 +385,7 @@ def test_n12_a_reg_type_brought_into_a_key_after_tracking(kit, route):
         "retype_column": ("SELECT 1", "oid", "ALTER TABLE public.t82_rk ALTER COLUMN k TYPE regclass"),
     }[route]
     kit.owner.execute(setup)
-    mk(kit, "t82_rk", f"k {typ} PRIMARY KEY, m public.t82_mood")
+    track_new_table(kit, "t82_rk", f"k {typ} PRIMARY KEY, m public.t82_mood")
     refused = try_write(kit.owner, alter)
     assert (refused or "")[:5] == "PA008" or named_in_status(kit, "t82_rk"), (refused, problems_of(kit.db))
 
@@ -415,9 +398,9 @@ def test_n13_the_key_or_tenant_type_dropped_with_cascade(kit, via):
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_c AS (a text, c text)")
     if via == "key":
-        mk(kit, "t82_dc", "id int, k public.t82_c PRIMARY KEY, m public.t82_mood")
+        track_new_table(kit, "t82_dc", "id int, k public.t82_c PRIMARY KEY, m public.t82_mood")
     else:
-        mk(kit, "t82_dc", "id int PRIMARY KEY, k public.t82_c, m public.t82_mood", tenant_column="k")
+        track_new_table(kit, "t82_dc", "id int PRIMARY KEY, k public.t82_c, m public.t82_mood", tenant_column="k")
     kit.writer.execute("INSERT INTO public.t82_dc VALUES (1, ROW('A', 'x'), 'ok'), (2, ROW('B', 'x'), 'ok')")
     refused = try_write(kit.owner, "DROP TYPE public.t82_c CASCADE")
     if refused is not None:
@@ -433,7 +416,7 @@ def test_n14_an_honest_drop_after_tracking_is_disabled(kit):
     hint says to do). Safe: allowed; tracking enabled again; status clean."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_c AS (a text, c text)")
-    mk(kit, "t82_hd", "k public.t82_c PRIMARY KEY, m public.t82_mood")
+    track_new_table(kit, "t82_hd", "k public.t82_c PRIMARY KEY, m public.t82_mood")
     kit.maint.execute("SELECT audit.disable_tracking('public.t82_hd')")
     err = try_write(kit.owner, "ALTER TYPE public.t82_c DROP ATTRIBUTE a")
     again = try_write(kit.maint, "SELECT audit.enable_tracking('public.t82_hd')")
@@ -448,9 +431,9 @@ def test_n15_the_key_or_tenant_column_renamed_then_its_type_loses_an_attribute(k
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_c AS (a text, c text)")
     if via == "key":
-        mk(kit, "t82_rn", "id int, k public.t82_c PRIMARY KEY, m public.t82_mood")
+        track_new_table(kit, "t82_rn", "id int, k public.t82_c PRIMARY KEY, m public.t82_mood")
     else:
-        mk(kit, "t82_rn", "id int PRIMARY KEY, k public.t82_c, m public.t82_mood", tenant_column="k")
+        track_new_table(kit, "t82_rn", "id int PRIMARY KEY, k public.t82_c, m public.t82_mood", tenant_column="k")
     kit.writer.execute("INSERT INTO public.t82_rn VALUES (1, ROW('A', 'x'), 'ok'), (2, ROW('B', 'x'), 'ok')")
     ren = try_write(kit.owner, "ALTER TABLE public.t82_rn RENAME COLUMN k TO k2")
     err = try_write(kit.owner, "ALTER TYPE public.t82_c DROP ATTRIBUTE a")
@@ -465,7 +448,7 @@ def test_n16_enum_labels_swapped_under_a_tenant_column_mix_two_tenants(kit):
     (docs/capture.md, PA008). Safe: refused."""
     kit.owner.execute("CREATE TYPE public.t82_e AS ENUM ('A', 'B')")
     mood(kit)
-    mk(kit, "t82_et", "id int PRIMARY KEY, k public.t82_e, m public.t82_mood", tenant_column="k")
+    track_new_table(kit, "t82_et", "id int PRIMARY KEY, k public.t82_e, m public.t82_mood", tenant_column="k")
     kit.writer.execute("INSERT INTO public.t82_et VALUES (1, 'A', 'ok'), (2, 'B', 'ok')")
     r1 = try_write(kit.owner, "ALTER TYPE public.t82_e RENAME VALUE 'A' TO 'Z'")
     r2 = try_write(kit.owner, "ALTER TYPE public.t82_e RENAME VALUE 'B' TO 'A'")
@@ -503,9 +486,9 @@ def test_n17_a_view_or_schema_under_a_key_changed_or_dropped(kit, route, via):
     kit.owner.execute(setup)
     typ = "t82_s.t82_v" if "schema" in route else "public.t82_v"
     if via == "key":
-        mk(kit, "t82_vk", f"id int, k {typ} PRIMARY KEY, m public.t82_mood")
+        track_new_table(kit, "t82_vk", f"id int, k {typ} PRIMARY KEY, m public.t82_mood")
     else:
-        mk(kit, "t82_vk", f"id int PRIMARY KEY, k {typ}, m public.t82_mood", tenant_column="k")
+        track_new_table(kit, "t82_vk", f"id int PRIMARY KEY, k {typ}, m public.t82_mood", tenant_column="k")
     kit.writer.execute(f"INSERT INTO public.t82_vk VALUES (1, ROW('A', 'x')::{typ}, 'ok'), (2, ROW('B', 'x')::{typ}, 'ok')")
     refused = try_write(kit.owner, change)
     if refused is not None:
@@ -528,7 +511,7 @@ def test_n18_the_hinted_route_disable_drop_enable_names_two_rows_as_one(kit):
     refuses (or status names the table), or the rows' events carry distinct names."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_c AS (a text, c text)")
-    mk(kit, "t82_hr", "id int, k public.t82_c PRIMARY KEY, m public.t82_mood")
+    track_new_table(kit, "t82_hr", "id int, k public.t82_c PRIMARY KEY, m public.t82_mood")
     kit.writer.execute("INSERT INTO public.t82_hr VALUES (1, ROW('A', 'x'), 'ok'), (2, ROW('B', 'x'), 'ok')")
     kit.maint.execute("SELECT audit.disable_tracking('public.t82_hr')")
     assert try_write(kit.owner, "ALTER TYPE public.t82_c DROP ATTRIBUTE a") is None
@@ -547,7 +530,7 @@ def test_n19_honest_drops_beside_a_composite_key(kit):
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_c AS (a text, c text); CREATE TYPE public.t82_c2 AS (a text, c text);"
                       " CREATE TABLE public.t82_free (a text, c text)")
-    mk(kit, "t82_ok", "k public.t82_c PRIMARY KEY, m public.t82_mood, extra text, v public.t82_c2")
+    track_new_table(kit, "t82_ok", "k public.t82_c PRIMARY KEY, m public.t82_mood, extra text, v public.t82_c2")
     kit.writer.execute("INSERT INTO public.t82_ok VALUES (ROW('A', 'x'), 'ok', 'e', ROW('1', '2'))")
     errs = [try_write(kit.owner, st) for st in ("ALTER TYPE public.t82_c2 DROP ATTRIBUTE a",
                                                 "ALTER TABLE public.t82_ok DROP COLUMN extra",
@@ -589,9 +572,9 @@ def test_f1_a_foreign_row_type_loses_a_column_under_a_name(kit, route, via):
     }[route]
     kit.owner.execute(setup)
     if via == "key":
-        mk(kit, "t82_fk", f"id int, m public.t82_mood, k {typ}, PRIMARY KEY (k)")
+        track_new_table(kit, "t82_fk", f"id int, m public.t82_mood, k {typ}, PRIMARY KEY (k)")
     else:
-        mk(kit, "t82_fk", f"id int PRIMARY KEY, m public.t82_mood, k {typ}", tenant_column="k")
+        track_new_table(kit, "t82_fk", f"id int PRIMARY KEY, m public.t82_mood, k {typ}", tenant_column="k")
     kit.writer.execute(f"INSERT INTO public.t82_fk VALUES (1, 'ok', {val.format(a='A')}), (2, 'ok', {val.format(a='B')})")
     refused = try_write(kit.owner, drop)
     if refused is not None:
@@ -615,7 +598,7 @@ def test_f2_json_reaches_a_key_through_a_foreign_table_attached_later(kit, route
     fdw(kit)
     mood(kit)
     kit.owner.execute("CREATE FOREIGN TABLE public.t82_ft (a text) SERVER t82_srv")
-    mk(kit, "t82_fj", "id int, m public.t82_mood, k public.t82_ft, PRIMARY KEY (k)")
+    track_new_table(kit, "t82_fj", "id int, m public.t82_mood, k public.t82_ft, PRIMARY KEY (k)")
     if route == "attached_partition":
         kit.owner.execute("CREATE TABLE public.t82_pp (a text) PARTITION BY LIST (a);"
                           " ALTER TABLE public.t82_pp ATTACH PARTITION public.t82_ft DEFAULT")
@@ -637,7 +620,7 @@ def test_f3_a_foreign_partitions_column_renamed_through_its_parent_is_recorded(k
     mood(kit)
     kit.owner.execute("CREATE TABLE public.t82_pp (a text, c text) PARTITION BY LIST (c);"
                       " CREATE FOREIGN TABLE public.t82_ft PARTITION OF public.t82_pp DEFAULT SERVER t82_srv")
-    mk(kit, "t82_fr", "id int, m public.t82_mood, k public.t82_ft, PRIMARY KEY (k)")
+    track_new_table(kit, "t82_fr", "id int, m public.t82_mood, k public.t82_ft, PRIMARY KEY (k)")
     kit.writer.execute("INSERT INTO public.t82_fr VALUES (1, 'ok', ROW('A', 'x')::public.t82_ft)")
     refused = try_write(kit.owner, "ALTER TABLE public.t82_pp RENAME COLUMN a TO b")
     if refused is not None:
@@ -651,7 +634,7 @@ def test_f4_a_foreign_tables_column_retyped_to_json(kit):
     fdw(kit)
     mood(kit)
     kit.owner.execute("CREATE FOREIGN TABLE public.t82_ft (a text) SERVER t82_srv")
-    mk(kit, "t82_fx", "id int PRIMARY KEY, m public.t82_mood, k public.t82_ft", tenant_column="k")
+    track_new_table(kit, "t82_fx", "id int PRIMARY KEY, m public.t82_mood, k public.t82_ft", tenant_column="k")
     refused = try_write(kit.owner, "ALTER FOREIGN TABLE public.t82_ft ALTER COLUMN a TYPE json")
     if refused is not None:
         return
@@ -665,7 +648,7 @@ def test_f5_mallory_with_usage_drops_a_column_of_her_foreign_table(kit):
     fdw(kit)
     mood(kit)
     kit.mallory.execute("CREATE FOREIGN TABLE public.t82_ft (a text, c text) SERVER t82_srv")
-    mk(kit, "t82_fm", "id int, m public.t82_mood, k public.t82_ft, PRIMARY KEY (k)")
+    track_new_table(kit, "t82_fm", "id int, m public.t82_mood, k public.t82_ft, PRIMARY KEY (k)")
     kit.writer.execute("INSERT INTO public.t82_fm VALUES (1, 'ok', ROW('A', 'x')), (2, 'ok', ROW('B', 'x'))")
     refused = try_write(kit.mallory, "ALTER FOREIGN TABLE public.t82_ft DROP COLUMN a")
     if refused is not None:
@@ -710,7 +693,7 @@ def test_w1_deep_wild_numbers_in_a_composite_of_a_not_inline_table(kit, depth, o
     payload); both verifiers agree; nothing quarantined."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_cj AS (d jsonb, n numeric)")
-    mk(kit, "t82_dw", "id int PRIMARY KEY, m public.t82_mood, c public.t82_cj, j json, b jsonb")
+    track_new_table(kit, "t82_dw", "id int PRIMARY KEY, m public.t82_mood, c public.t82_cj, j json, b jsonb")
     v = deep(depth, many_numbers())
     w = deep(depth // 2, '{"x": 1e400, "y": -1e-400}')
     ins = try_write(kit.writer, "INSERT INTO public.t82_dw VALUES (1, 'ok', ROW(%s::jsonb, 1.5), %s, %s)", [w, v, w])
@@ -728,7 +711,7 @@ def test_w1_deep_wild_numbers_in_a_composite_of_a_not_inline_table(kit, depth, o
     assert err is None
     assert before == after
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)
 
 
 @pytest.mark.parametrize("depth", [1100, 3000])
@@ -736,7 +719,7 @@ def test_w2_a_page_of_fifty_with_one_deep_wild_event_is_cheap(kit, depth):
     """49 ordinary pending events and one UPDATE whose images hold a wild number `depth` deep:
     list_events' page of 50 (as the reader). Safe: it does not fail, returns 50, in a few seconds."""
     mood(kit)
-    mk(kit, "t82_pg", "id int PRIMARY KEY, m public.t82_mood, j json")
+    track_new_table(kit, "t82_pg", "id int PRIMARY KEY, m public.t82_mood, j json")
     kit.writer.execute("INSERT INTO public.t82_pg VALUES (1, 'ok', %s)", [deep(depth, "1e400")])
     kit.writer.execute("UPDATE public.t82_pg SET m = 'sad'")
     for i in range(48):
@@ -765,7 +748,7 @@ def test_w3_application_payload_deep_wild_number_view_equals_sealed(kit, depth):
     after = view_rows(kit.db, "t82.deep")
     assert before == after
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)
 
 
 def test_w4_events_view_from_a_caller_deep_in_its_own_stack(kit):
@@ -773,7 +756,7 @@ def test_w4_events_view_from_a_caller_deep_in_its_own_stack(kit):
     spent): a pending event ~700 deep with a wild number. Safe: what it sees equals what is sealed
     (the taming must not depend on the caller's stack), or the read fails; never a different image."""
     mood(kit)
-    mk(kit, "t82_st", "id int PRIMARY KEY, m public.t82_mood, j json")
+    track_new_table(kit, "t82_st", "id int PRIMARY KEY, m public.t82_mood, j json")
     kit.writer.execute("INSERT INTO public.t82_st VALUES (1, 'ok', %s)", [deep(700, "1e400")])
     kit.db.execute("""CREATE FUNCTION public.t82_rec(n int) RETURNS text LANGUAGE plpgsql AS $$
         BEGIN IF n = 0 THEN RETURN (SELECT string_agg(row_after::text, '|') FROM audit.events
@@ -804,7 +787,7 @@ def test_w5_numbers_at_numerics_edges_deep_in_pending_events(kit, depth, where):
     value = deep(depth, inner)
     if where == "column":
         mood(kit)
-        mk(kit, "t82_ed", "id int PRIMARY KEY, m public.t82_mood, j json, b jsonb")
+        track_new_table(kit, "t82_ed", "id int PRIMARY KEY, m public.t82_mood, j json, b jsonb")
         ins = try_write(kit.writer, "INSERT INTO public.t82_ed VALUES (1, 'ok', %s, %s)", [value, value])
         if ins is not None:
             assert ins[:5] in ("54001", "22P02", "22003"), ins
@@ -830,7 +813,7 @@ def test_w5_numbers_at_numerics_edges_deep_in_pending_events(kit, depth, where):
     assert seal_all(kit.db) is None
     assert view_rows(kit.db, prefix) == before
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)
 
 
 @pytest.mark.parametrize("depth", [1100, 2500])
@@ -838,7 +821,7 @@ def test_w6_deep_wild_numbers_in_an_inline_table_update_payload(kit, depth):
     """An inline table (built-in types only): jsonb columns with 1e400 and -1e-400 `depth` deep, an
     UPDATE changing them (payload changed carries both sides), then a DELETE. Safe: view equals
     sealed; both verifiers agree; nothing quarantined."""
-    mk(kit, "t82_il", "id int PRIMARY KEY, a jsonb, b jsonb")
+    track_new_table(kit, "t82_il", "id int PRIMARY KEY, a jsonb, b jsonb")
     kit.writer.execute("INSERT INTO public.t82_il VALUES (1, %s, %s)", [deep(depth, "1e400"), deep(depth, many_numbers(30))])
     kit.writer.execute("UPDATE public.t82_il SET a = %s, b = %s", [deep(depth, "-1e-400"), deep(depth + 1, "1e400")])
     kit.writer.execute("DELETE FROM public.t82_il")
@@ -847,7 +830,7 @@ def test_w6_deep_wild_numbers_in_an_inline_table_update_payload(kit, depth):
     assert seal_all(kit.db) is None
     assert view_rows(kit.db, "public.t82_il.") == before
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)
 
 
 # ============================================ class U ============================================
@@ -855,7 +838,7 @@ def test_w6_deep_wild_numbers_in_an_inline_table_update_payload(kit, depth):
 def _nu(kit, cols="id int PRIMARY KEY, m public.t82_mood, j json, x text", **opts):
     mood(kit)
     opts.setdefault("exclude_columns", ["x"])
-    mk(kit, "t82_nu", cols, **opts)
+    track_new_table(kit, "t82_nu", cols, **opts)
 
 
 def test_u1_a_real_refused_value_replaced_by_its_lookalike_is_an_update(kit):
@@ -878,7 +861,7 @@ def test_u2_lookalike_to_real_inside_a_composite_array_or_domain(kit, where):
         "domain": ("CREATE DOMAIN public.t82_dj AS json", "public.t82_dj", "%s::json::public.t82_dj"),
     }[where]
     kit.owner.execute(setup)
-    mk(kit, "t82_nu", f"id int PRIMARY KEY, m public.t82_mood, j {typ}, x text", exclude_columns=["x"])
+    track_new_table(kit, "t82_nu", f"id int PRIMARY KEY, m public.t82_mood, j {typ}, x text", exclude_columns=["x"])
     kit.writer.execute(f"INSERT INTO public.t82_nu VALUES (1, 'ok', {wrap}, 'a')", [LOOK_NUL])
     kit.writer.execute(f"UPDATE public.t82_nu SET j = {wrap}", [NUL])
     assert kinds(kit.db, "public.t82_nu.") == ["insert", "update"]
@@ -920,7 +903,7 @@ def test_u5_a_redacted_json_column_changed_from_lookalike_to_real(kit, where):
         "array": ("SELECT 1", "json[]", "ARRAY[%s::json]"),
     }[where]
     kit.owner.execute(setup)
-    mk(kit, "t82_nu", f"id int PRIMARY KEY, m public.t82_mood, r {typ}, x text", exclude_columns=["x"], redact_columns=["r"])
+    track_new_table(kit, "t82_nu", f"id int PRIMARY KEY, m public.t82_mood, r {typ}, x text", exclude_columns=["x"], redact_columns=["r"])
     kit.writer.execute(f"INSERT INTO public.t82_nu VALUES (1, 'ok', {wrap}, 'a')", [LOOK_NUL])
     kit.writer.execute(f"UPDATE public.t82_nu SET r = {wrap}", [NUL])
     kit.writer.execute(f"UPDATE public.t82_nu SET r = {wrap}", ["1"])
@@ -962,7 +945,7 @@ def test_u8_a_noop_update_of_a_refused_value_in_a_composite(kit):
     """The same refused value inside a composite, written again. Safe: no event (a true no-op)."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_h AS (j json)")
-    mk(kit, "t82_nu", "id int PRIMARY KEY, m public.t82_mood, h public.t82_h, x text", exclude_columns=["x"])
+    track_new_table(kit, "t82_nu", "id int PRIMARY KEY, m public.t82_mood, h public.t82_h, x text", exclude_columns=["x"])
     kit.writer.execute("INSERT INTO public.t82_nu VALUES (1, 'ok', ROW(%s::json), 'a')", [NUL])
     kit.writer.execute("UPDATE public.t82_nu SET h = ROW(%s::json), x = 'z'", [NUL])
     assert kinds(kit.db, "public.t82_nu.") == ["insert"]
@@ -974,7 +957,7 @@ def test_u9_a_redacted_json_column_changed_from_real_to_lookalike(kit, excluded)
     and without an excluded column). Safe: an update event."""
     mood(kit)
     opts = {"exclude_columns": ["x"]} if excluded else {}
-    mk(kit, "t82_nu", "id int PRIMARY KEY, m public.t82_mood, r json, x text", redact_columns=["r"], **opts)
+    track_new_table(kit, "t82_nu", "id int PRIMARY KEY, m public.t82_mood, r json, x text", redact_columns=["r"], **opts)
     kit.writer.execute("INSERT INTO public.t82_nu VALUES (1, 'ok', %s, 'a')", [NUL])
     kit.writer.execute("UPDATE public.t82_nu SET r = %s", [LOOK_NUL])
     assert kinds(kit.db, "public.t82_nu.") == ["insert", "update"]
@@ -983,7 +966,7 @@ def test_u9_a_redacted_json_column_changed_from_real_to_lookalike(kit, excluded)
 def test_u10_an_inline_table_with_a_redacted_and_an_excluded_column(kit):
     """An inline table (built-in types only), redacted json r and excluded x: r from the look-alike of
     the marker of \u0000 to \u0000 itself. Safe: an update event."""
-    mk(kit, "t82_nu", "id int PRIMARY KEY, r json, x text", exclude_columns=["x"], redact_columns=["r"])
+    track_new_table(kit, "t82_nu", "id int PRIMARY KEY, r json, x text", exclude_columns=["x"], redact_columns=["r"])
     kit.writer.execute("INSERT INTO public.t82_nu VALUES (1, %s, 'a')", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t82_nu SET r = %s", [NUL])
     assert kinds(kit.db, "public.t82_nu.") == ["insert", "update"]
@@ -993,7 +976,7 @@ def test_u10_an_inline_table_with_a_redacted_and_an_excluded_column(kit):
 
 def _tr(kit, name: str, extra: str = "") -> None:
     mood(kit) if extra == "mood" else None
-    mk(kit, name, "id int PRIMARY KEY, v int")
+    track_new_table(kit, name, "id int PRIMARY KEY, v int")
     kit.writer.execute(f"INSERT INTO public.{name} VALUES (1, 0)")
 
 
@@ -1011,7 +994,7 @@ def test_h1_truncate_of_two_tables_in_one_statement(kit):
 def test_h2_truncate_cascade_reaches_a_tracked_referencing_table(kit):
     """TRUNCATE parent CASCADE empties a tracked table that references it. Safe: its row reads absent."""
     kit.owner.execute("CREATE TABLE public.t82_tp (id int PRIMARY KEY); INSERT INTO public.t82_tp VALUES (1)")
-    mk(kit, "t82_tc", "id int PRIMARY KEY, p int REFERENCES public.t82_tp")
+    track_new_table(kit, "t82_tc", "id int PRIMARY KEY, p int REFERENCES public.t82_tp")
     kit.writer.execute("INSERT INTO public.t82_tc VALUES (1, 1)")
     kit.owner.execute("TRUNCATE public.t82_tp CASCADE")
     after = kit.tick()
@@ -1023,7 +1006,7 @@ def test_h3_an_inheritance_child_made_under_a_tracked_table_after_tracking(kit):
     """Tracking refuses a table with inheritance children; the owner makes one after tracking, puts a
     row in it, then runs TRUNCATE ONLY on the parent. Safe: the child refused, or status names the
     table, and the child's row is never read absent while it is there."""
-    mk(kit, "t82_ip", "id int PRIMARY KEY, v int")
+    track_new_table(kit, "t82_ip", "id int PRIMARY KEY, v int")
     refused = try_write(kit.owner, "CREATE TABLE public.t82_ic (PRIMARY KEY (id)) INHERITS (public.t82_ip);"
                                    " GRANT ALL ON public.t82_ic TO app_writer")
     if refused is not None:
@@ -1110,7 +1093,7 @@ def test_h8_row_as_of_uses_indexes_on_a_log_of_thousands(kit):
     """3,000 sealed events of other rows and tables and 50 TRUNCATEs of another table; with
     enable_seqscan off and on, row_as_of and row_state_as_of answer fast. Safe: each under 0.5 s."""
     _tr(kit, "t82_big")
-    mk(kit, "t82_noise", "id int PRIMARY KEY, v int")
+    track_new_table(kit, "t82_noise", "id int PRIMARY KEY, v int")
     kit.writer.execute("INSERT INTO public.t82_noise SELECT g, 0 FROM generate_series(1, 1500) g")
     kit.writer.execute("UPDATE public.t82_noise SET v = 1")
     for _ in range(50):
@@ -1152,7 +1135,7 @@ def test_h9_the_truncate_index_plan(kit):
 
 def test_h11_truncate_under_a_custom_kind_prefix(kit):
     """A table tracked under kind_prefix t82.custom; TRUNCATE. Safe: its row reads absent after."""
-    mk(kit, "t82_cp", "id int PRIMARY KEY, v int", kind_prefix="t82.custom")
+    track_new_table(kit, "t82_cp", "id int PRIMARY KEY, v int", kind_prefix="t82.custom")
     kit.writer.execute("INSERT INTO public.t82_cp VALUES (1, 0)")
     before = kit.tick()
     kit.owner.execute("TRUNCATE public.t82_cp")
@@ -1225,7 +1208,7 @@ def test_o1_who_may_call_the_new_functions_and_to_what_effect(kit, role):
     outside the audit roles (or does nothing)."""
     conn = {"app_writer": kit.writer, "app_reader": kit.reader, "t82_owner": kit.owner, "t82_mallory": kit.mallory}[role]
     mood(kit)
-    mk(kit, "t82_o1", "id int PRIMARY KEY, m public.t82_mood")
+    track_new_table(kit, "t82_o1", "id int PRIMARY KEY, m public.t82_mood")
     n0 = kit.db.execute("SELECT count(*) FROM audit.events").fetchone()[0]
     tt0 = kit.db.execute("SELECT count(*) FROM audit.tracked_tables").fetchone()[0]
     for call in ("SELECT audit._inheritors('public.t82_o1'::regclass)",
@@ -1259,7 +1242,7 @@ def test_o3_owner_shadowing_catalog_names_in_pg_temp_and_public(kit):
         CREATE TABLE public.pg_attribute (attrelid oid, attname name, atttypid oid, attnum int, attisdropped bool);
         CREATE TABLE public.pg_inherits (inhrelid oid, inhparent oid);
         CREATE FUNCTION public.t82_neq(name, name[]) RETURNS boolean LANGUAGE sql AS 'SELECT false';""")
-    mk(kit, "t82_sh", "k public.t82_c PRIMARY KEY, m public.t82_mood")
+    track_new_table(kit, "t82_sh", "k public.t82_c PRIMARY KEY, m public.t82_mood")
     kit.writer.execute("INSERT INTO public.t82_sh VALUES (ROW('A', 'x'), 'ok'), (ROW('B', 'x'), 'ok')")
     kit.owner.execute("SET search_path = public, pg_catalog")
     err = try_write(kit.owner, "ALTER TYPE public.t82_c DROP ATTRIBUTE a")
@@ -1272,7 +1255,7 @@ def test_o4_drop_refusal_in_a_temp_table_owner_session_with_temp_shadow(kit):
     functions in pg_temp, then drops the key attribute. Safe: PA008."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_c AS (a text, c text)")
-    mk(kit, "t82_tm", "k public.t82_c PRIMARY KEY, m public.t82_mood")
+    track_new_table(kit, "t82_tm", "k public.t82_c PRIMARY KEY, m public.t82_mood")
     kit.owner.execute("CREATE TEMP TABLE pg_class (oid oid, reltype oid); CREATE TEMP TABLE pg_type (oid oid)")
     err = try_write(kit.owner, "ALTER TYPE public.t82_c DROP ATTRIBUTE a")
     assert (err or "")[:5] == "PA008", err
@@ -1282,7 +1265,7 @@ def test_o5_the_owner_cannot_turn_off_the_sql_drop_trigger_or_capture(kit):
     """The owner tries to disable the event triggers, the capture trigger, and replace the new
     functions. Safe: all refused."""
     mood(kit)
-    mk(kit, "t82_off", "id int PRIMARY KEY, m public.t82_mood")
+    track_new_table(kit, "t82_off", "id int PRIMARY KEY, m public.t82_mood")
     trig = kit.db.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.t82_off'::regclass AND NOT tgisinternal"
                           " ORDER BY 1 LIMIT 1").fetchone()[0]
     evt = kit.db.execute("SELECT evtname FROM pg_event_trigger WHERE evtevent = 'sql_drop' LIMIT 1").fetchone()[0]
@@ -1305,7 +1288,7 @@ def test_o6_german_messages_do_not_change_the_refusal(kit):
     lang = kit.db.execute("SHOW lc_messages").fetchone()[0]
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_c AS (a text, c text)")
-    mk(kit, "t82_de", "id int PRIMARY KEY, m public.t82_mood, tc public.t82_c, j json", tenant_column="tc")
+    track_new_table(kit, "t82_de", "id int PRIMARY KEY, m public.t82_mood, tc public.t82_c, j json", tenant_column="tc")
     err = try_write(kit.owner, "ALTER TYPE public.t82_c DROP ATTRIBUTE a")
     kit.writer.execute("INSERT INTO public.t82_de VALUES (1, 'ok', ROW('A', 'x'), %s)", [deep(1300, "1e400")])
     read = try_write(kit.reader, "SELECT row_after::text FROM audit.events")
@@ -1323,7 +1306,7 @@ def test_o7_a_domain_check_in_the_dropped_types_attribute_runs_no_audit_code_as_
         GRANT EXECUTE ON FUNCTION public.t82_spy(text) TO PUBLIC;
         CREATE DOMAIN public.t82_dom AS text CHECK (public.t82_spy(VALUE));
         CREATE TYPE public.t82_k AS (a public.t82_dom, b text)""")
-    mk(kit, "t82_dk", "k public.t82_k PRIMARY KEY, m public.t82_mood, j json")
+    track_new_table(kit, "t82_dk", "k public.t82_k PRIMARY KEY, m public.t82_mood, j json")
     kit.writer.execute("INSERT INTO public.t82_dk VALUES (ROW('a', 'b'), 'ok', %s)", [NUL])
     try_write(kit.owner, "ALTER TYPE public.t82_k DROP ATTRIBUTE b")
     kit.writer.execute("UPDATE public.t82_dk SET m = 'sad'")
@@ -1371,7 +1354,7 @@ def test_o10_a_cast_to_json_created_after_tracking(kit, where):
                       "domain": ("public.t82_de", "'real'", ["c"]),
                       "nested_array_in_composite": ("public.t82_ha", "ROW(ARRAY['real']::public.t82_e[])", ["c", "es", 0]),
                       }[where]
-    mk(kit, "t82_cs", f"id int PRIMARY KEY, m public.t82_mood, c {typ}")
+    track_new_table(kit, "t82_cs", f"id int PRIMARY KEY, m public.t82_mood, c {typ}")
     refused = try_write(kit.owner, """CREATE FUNCTION public.t82_ej(public.t82_e) RETURNS json LANGUAGE sql IMMUTABLE
                                       AS $$ SELECT '"forged"'::json $$;
                                       CREATE CAST (public.t82_e AS json) WITH FUNCTION public.t82_ej(public.t82_e)""")
@@ -1389,7 +1372,7 @@ def test_o8_final_seal_and_verify_after_mixed_attacks(kit):
     Safe: both verifiers ok, nothing quarantined."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t82_c AS (a text, c text)")
-    mk(kit, "t82_mx", "k public.t82_c PRIMARY KEY, m public.t82_mood, j json, x text", exclude_columns=["x"])
+    track_new_table(kit, "t82_mx", "k public.t82_c PRIMARY KEY, m public.t82_mood, j json, x text", exclude_columns=["x"])
     kit.writer.execute("INSERT INTO public.t82_mx VALUES (ROW('A', 'x'), 'ok', %s, 'a'), (ROW('B', 'x'), 'ok', %s, 'a')",
                        [LOOK_NUL, deep(1200, "-1e-400")])
     try_write(kit.owner, "ALTER TYPE public.t82_c DROP ATTRIBUTE a")
@@ -1398,4 +1381,4 @@ def test_o8_final_seal_and_verify_after_mixed_attacks(kit):
     kit.owner.execute("TRUNCATE public.t82_mx")
     assert seal_all(kit.db) is None
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)

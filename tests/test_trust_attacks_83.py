@@ -19,7 +19,16 @@ import json
 
 import psycopg
 import pytest
-from trial_helpers import both_verifiers, problems_of, seal_all, table_owner_kit
+from trial_helpers import (
+    both_verifiers,
+    json_marker,
+    named_in_status,
+    quarantine_empty,
+    seal_all,
+    table_owner_kit,
+    track_new_table,
+    try_write,
+)
 
 from pgaudit_py import enable_tracking
 
@@ -34,31 +43,13 @@ NUL = '"\\u0000"'
 NUL2 = '"a\\u0000b"'
 
 
-def marker(text: str) -> dict:
-    b = text.encode()
-    return {"$omitted": {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}}
-
-
-LOOK_NUL = json.dumps(marker(NUL))
+LOOK_NUL = json.dumps(json_marker(NUL))
 SHA_NUL = hashlib.sha256(NUL.encode()).hexdigest()
 SHA_NUL2 = hashlib.sha256(NUL2.encode()).hexdigest()
 
 
 def mood(kit):
     kit.owner.execute("CREATE TYPE public.t83_mood AS ENUM ('ok', 'sad')")
-
-
-def mk(kit, name: str, cols: str, **opts) -> None:
-    kit.owner.execute(f"CREATE TABLE public.{name} ({cols}); GRANT ALL ON public.{name} TO app_writer")
-    enable_tracking(kit.maint, f"public.{name}", **opts)
-
-
-def try_write(conn, sql, params=None) -> str | None:
-    try:
-        conn.execute(sql, params)
-        return None
-    except psycopg.Error as e:
-        return f"{e.sqlstate}: {str(e).splitlines()[0][:160]}"
 
 
 def try_enable(kit, table: str, **opts) -> str | None:
@@ -82,14 +73,6 @@ def evs(db, prefix: str) -> list[dict]:
 
 def kinds(db, prefix: str) -> list[str]:
     return [e["kind"].rsplit(".", 1)[1] for e in evs(db, prefix)]
-
-
-def named_in_status(kit, table: str) -> bool:
-    return any(table in p for p in problems_of(kit.db))
-
-
-def no_quarantine(db) -> bool:
-    return db.execute("SELECT count(*) FROM audit.quarantine").fetchone()[0] == 0
 
 
 def tracked(kit, table: str) -> bool:
@@ -210,9 +193,9 @@ def test_d4_a_name_column_retyped_after_tracking_to_a_type_that_lost_an_attribut
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t83_c AS (a text, c text); ALTER TYPE public.t83_c DROP ATTRIBUTE a")
     if via == "key":
-        mk(kit, "t83_rt1", "k text PRIMARY KEY, m public.t83_mood")
+        track_new_table(kit, "t83_rt1", "k text PRIMARY KEY, m public.t83_mood")
     else:
-        mk(kit, "t83_rt1", "id int PRIMARY KEY, m public.t83_mood, k text", tenant_column="k")
+        track_new_table(kit, "t83_rt1", "id int PRIMARY KEY, m public.t83_mood, k text", tenant_column="k")
     kit.writer.execute("INSERT INTO public.t83_rt1 (k, m) VALUES ('x', 'ok')" if via == "key"
                        else "INSERT INTO public.t83_rt1 VALUES (1, 'ok', 'x')")
     refused = try_write(kit.owner, "ALTER TABLE public.t83_rt1 ALTER COLUMN k TYPE public.t83_c USING ROW(k)::public.t83_c")
@@ -230,7 +213,7 @@ def test_d5_a_tenant_retyped_to_old_values_that_differ_only_in_a_dropped_attribu
         ALTER TYPE public.t83_c DROP ATTRIBUTE a;
         CREATE FUNCTION public.t83_pick(int) RETURNS public.t83_c LANGUAGE sql STABLE
           AS 'SELECT v FROM public.t83_src WHERE id = $1'""")
-    mk(kit, "t83_ten", "id int PRIMARY KEY, m public.t83_mood, tc text", tenant_column="tc")
+    track_new_table(kit, "t83_ten", "id int PRIMARY KEY, m public.t83_mood, tc text", tenant_column="tc")
     kit.writer.execute("INSERT INTO public.t83_ten VALUES (1, 'ok', 'A'), (2, 'ok', 'B')")
     refused = try_write(kit.owner, "ALTER TABLE public.t83_ten ALTER COLUMN tc TYPE public.t83_c USING public.t83_pick(id)")
     if refused is not None:
@@ -245,7 +228,7 @@ def test_d6_primary_key_moved_after_tracking_to_a_column_of_such_a_type(kit):
     moves the primary key to k. Safe: refused, or status names the table (what enable refuses)."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t83_c AS (a text, c text); ALTER TYPE public.t83_c DROP ATTRIBUTE a")
-    mk(kit, "t83_pkm", "id int CONSTRAINT t83_pkm_pk PRIMARY KEY, m public.t83_mood, k public.t83_c")
+    track_new_table(kit, "t83_pkm", "id int CONSTRAINT t83_pkm_pk PRIMARY KEY, m public.t83_mood, k public.t83_c")
     kit.writer.execute("INSERT INTO public.t83_pkm VALUES (1, 'ok', ROW('x')), (2, 'ok', ROW('y'))")
     refused = try_write(kit.owner, "ALTER TABLE public.t83_pkm DROP CONSTRAINT t83_pkm_pk, ADD PRIMARY KEY (k)")
     assert refused is not None or named_in_status(kit, "t83_pkm"), "key moved, status silent"
@@ -256,7 +239,7 @@ def test_d7_a_key_column_added_after_tracking_of_such_a_type(kit):
     and makes it the key. Safe: refused, or status names the table."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t83_c AS (a text, c text); ALTER TYPE public.t83_c DROP ATTRIBUTE a")
-    mk(kit, "t83_nk", "id int, m public.t83_mood")
+    track_new_table(kit, "t83_nk", "id int, m public.t83_mood")
     refused = try_write(kit.owner, "ALTER TABLE public.t83_nk ADD COLUMN k public.t83_c PRIMARY KEY DEFAULT ROW('x')")
     assert refused is not None or named_in_status(kit, "t83_nk"), "key added, status silent"
 
@@ -266,7 +249,7 @@ def test_d8_a_refused_drop_leaves_status_clean_and_the_type_whole(kit):
     status without a problem for the table."""
     mood(kit)
     kit.owner.execute(PRE["range"][0])
-    mk(kit, "t83_st", "id int PRIMARY KEY, m public.t83_mood, k public.t83_r", tenant_column="k")
+    track_new_table(kit, "t83_st", "id int PRIMARY KEY, m public.t83_mood, k public.t83_r", tenant_column="k")
     err = try_write(kit.owner, "ALTER TYPE public.t83_c DROP ATTRIBUTE a")
     n = kit.db.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.t83_c'::regclass::oid AND attnum > 0"
                        " AND NOT attisdropped").fetchone()
@@ -280,7 +263,7 @@ def test_d9_the_drop_in_a_transaction_with_tracking_disabled_and_enabled_again(k
     transaction. Safe: refused (PA005) and the table still tracked with its old options afterwards."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t83_c AS (a text, c text)")
-    mk(kit, "t83_tx", "k public.t83_c PRIMARY KEY, m public.t83_mood")
+    track_new_table(kit, "t83_tx", "k public.t83_c PRIMARY KEY, m public.t83_mood")
     kit.writer.execute("INSERT INTO public.t83_tx VALUES (ROW('A', 'x'), 'ok'), (ROW('B', 'x'), 'ok')")
     kit.db.execute("GRANT t83_owner TO app_maintainer")
     err = None
@@ -315,7 +298,7 @@ def _red(kit, where: str, inline: bool, extra: str = "", **opts):
     if inline and where in ("composite", "domain"):
         m = ""  # a user type makes a table not inline anyway
     opts.setdefault("redact_columns", ["r"])
-    mk(kit, "t83_rd", f"id int PRIMARY KEY{m}, r {typ}, v int{extra}", **opts)
+    track_new_table(kit, "t83_rd", f"id int PRIMARY KEY{m}, r {typ}, v int{extra}", **opts)
     return wrap
 
 
@@ -408,7 +391,7 @@ def test_r5_other_statements_leave_no_trace_of_a_redacted_value(kit, how):
     """Not inline, redacted r: COPY of a refused value, ON CONFLICT DO UPDATE to one, MERGE, a move to
     another tenant with r changing to a refused value. Safe: the same events as for an ordinary value."""
     mood(kit)
-    mk(kit, "t83_rd", "id int PRIMARY KEY, m public.t83_mood, tc text, r json, v int", redact_columns=["r"], tenant_column="tc")
+    track_new_table(kit, "t83_rd", "id int PRIMARY KEY, m public.t83_mood, tc text, r json, v int", redact_columns=["r"], tenant_column="tc")
     outs = {}
     for key, val in ((1, NUL), (2, '"zz"')):
         if how == "copy":
@@ -435,7 +418,7 @@ def test_r6_a_redacted_value_over_a_mebibyte_tells_nothing(kit):
     """Not inline: redacted text column r holding 1.5 MiB in one row, a short value in the other.
     Safe: the events alike (no size note, no hash) but for the key."""
     mood(kit)
-    mk(kit, "t83_big", "id int PRIMARY KEY, m public.t83_mood, r text, v int", redact_columns=["r"])
+    track_new_table(kit, "t83_big", "id int PRIMARY KEY, m public.t83_mood, r text, v int", redact_columns=["r"])
     big = "ab" * (800 * 1024)
     kit.writer.execute("INSERT INTO public.t83_big VALUES (1, 'ok', %s, 0), (2, 'ok', 'x', 0)", [big])
     kit.writer.execute("UPDATE public.t83_big SET r = r || 'c', v = 1")
@@ -467,7 +450,7 @@ def test_r7_after_sealing_history_and_as_of_show_only_redacted(kit, inline):
 
 def _nu(kit, typ="json", extra=""):
     mood(kit)
-    mk(kit, "t83_nu", f"id int PRIMARY KEY, m public.t83_mood, r {typ}, x text, v int{extra}",
+    track_new_table(kit, "t83_nu", f"id int PRIMARY KEY, m public.t83_mood, r {typ}, x text, v int{extra}",
        exclude_columns=["x"], redact_columns=["r"])
 
 
@@ -549,7 +532,7 @@ def test_u7_no_skip_noop_records_every_update_and_changed_stays_honest(kit):
     """skip_noop_updates => false, not inline, redacted r: an UPDATE that changes nothing is recorded
     with an empty (or null) changed, never listing r. Safe: both."""
     mood(kit)
-    mk(kit, "t83_nu", "id int PRIMARY KEY, m public.t83_mood, r json, v int", redact_columns=["r"], skip_noop_updates=False)
+    track_new_table(kit, "t83_nu", "id int PRIMARY KEY, m public.t83_mood, r json, v int", redact_columns=["r"], skip_noop_updates=False)
     kit.writer.execute("INSERT INTO public.t83_nu VALUES (1, 'ok', %s, 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_nu SET r = %s", [NUL])
     ups = evs(kit.db, "public.t83_nu.update")
@@ -656,7 +639,7 @@ def test_o6_owner_cannot_switch_off_the_new_refusals(kit):
     and the drop still PA008."""
     mood(kit)
     kit.owner.execute(PRE["multirange"][0])
-    mk(kit, "t83_off", "id int PRIMARY KEY, m public.t83_mood, k public.t83_mr", tenant_column="k")
+    track_new_table(kit, "t83_off", "id int PRIMARY KEY, m public.t83_mood, k public.t83_mr", tenant_column="k")
     outs = [try_write(kit.owner, s) for s in (
         "CREATE OR REPLACE FUNCTION audit._column_parts(target oid) RETURNS TABLE (attname name, typ oid, printed boolean)"
         " LANGUAGE sql AS 'SELECT NULL::name, 0::oid, false WHERE false'",
@@ -674,7 +657,7 @@ def test_o7_forged_records_under_a_redacted_tables_prefix(kit):
     image holding a marker. Safe: refused, or it reads as recorded (origin not capture) and both
     verifiers agree after sealing."""
     mood(kit)
-    mk(kit, "t83_fg", "id int PRIMARY KEY, m public.t83_mood, r json", redact_columns=["r"])
+    track_new_table(kit, "t83_fg", "id int PRIMARY KEY, m public.t83_mood, r json", redact_columns=["r"])
     kit.writer.execute("INSERT INTO public.t83_fg VALUES (1, 'ok', %s)", [NUL])
     err = try_write(kit.writer, "SELECT audit.record(kind => 'public.t83_fg.update', target_id => '1',"
                                 " payload => '{\"omitted\": {\"row_after\": [\"r\"]}}'::jsonb)")
@@ -704,7 +687,7 @@ def test_o8_both_verifiers_after_hostile_writes(kit):
     kit.writer.execute("DELETE FROM public.t83_mx WHERE id = 2")
     assert seal_all(kit.db) is None
     assert both_verifiers(kit.db) == (True, True)
-    assert no_quarantine(kit.db)
+    assert quarantine_empty(kit.db)
 
 
 # ============================================ more: R and U ============================================
@@ -727,7 +710,7 @@ def test_r9_an_excluded_refused_json_is_never_named(kit, inline):
     if not inline:
         mood(kit)
         m = ", m public.t83_mood"
-    mk(kit, "t83_ex", f"id int PRIMARY KEY{m}, x json, v int", exclude_columns=["x"])
+    track_new_table(kit, "t83_ex", f"id int PRIMARY KEY{m}, x json, v int", exclude_columns=["x"])
     kit.writer.execute("INSERT INTO public.t83_ex (id, x, v) VALUES (1, %s, 0), (2, '1', 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_ex SET v = 1, x = CASE id WHEN 1 THEN %s::json ELSE '2'::json END", [NUL2])
     kit.writer.execute("DELETE FROM public.t83_ex")
@@ -745,7 +728,7 @@ def test_r10_names_swapped_between_a_redacted_and_a_plain_column(kit, inline):
     if not inline:
         mood(kit)
         m = ", m public.t83_mood"
-    mk(kit, "t83_sw", f"id int PRIMARY KEY{m}, r text, s text", redact_columns=["r"])
+    track_new_table(kit, "t83_sw", f"id int PRIMARY KEY{m}, r text, s text", redact_columns=["r"])
     kit.owner.execute("ALTER TABLE public.t83_sw RENAME COLUMN r TO t83_tmp; ALTER TABLE public.t83_sw RENAME COLUMN s TO r;"
                       " ALTER TABLE public.t83_sw RENAME COLUMN t83_tmp TO s")
     kit.writer.execute("INSERT INTO public.t83_sw (id, s, r) VALUES (1, 'secret', 'public')")
@@ -791,7 +774,7 @@ def test_u8_inline_redacted_from_a_refused_value_to_its_lookalike_lists_changed(
     """Inline (built-in types only), redacted json r: \u0000, then the writer's look-alike of its
     marker (the images hold the same marker). docs: an UPDATE that changes a redacted column lists it
     in changed. Safe: an update with changed {r: [redacted]}."""
-    mk(kit, "t83_il", "id int PRIMARY KEY, r json, v int", redact_columns=["r"])
+    track_new_table(kit, "t83_il", "id int PRIMARY KEY, r json, v int", redact_columns=["r"])
     kit.writer.execute("INSERT INTO public.t83_il VALUES (1, %s, 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_il SET r = %s", [LOOK_NUL])
     ups = evs(kit.db, "public.t83_il.update")
@@ -804,7 +787,7 @@ def test_u9_inline_lookalike_to_refused_lists_changed(kit, excluded):
     """Inline, redacted r (and an excluded x or none): the look-alike, then \u0000. Safe: recorded and
     changed lists r."""
     opts = {"exclude_columns": ["x"]} if excluded else {}
-    mk(kit, "t83_il", "id int PRIMARY KEY, r json, x text", redact_columns=["r"], **opts)
+    track_new_table(kit, "t83_il", "id int PRIMARY KEY, r json, x text", redact_columns=["r"], **opts)
     kit.writer.execute("INSERT INTO public.t83_il VALUES (1, %s, 'a')", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t83_il SET r = %s", [NUL])
     ups = evs(kit.db, "public.t83_il.update")
@@ -815,7 +798,7 @@ def test_u10_an_excluded_refused_json_alone_is_a_noop(kit):
     """Not inline: excluded json x from \u0000 to its look-alike, nothing else. docs: changes to
     excluded columns never count. Safe: no update event."""
     mood(kit)
-    mk(kit, "t83_xn", "id int PRIMARY KEY, m public.t83_mood, x json, v int", exclude_columns=["x"])
+    track_new_table(kit, "t83_xn", "id int PRIMARY KEY, m public.t83_mood, x json, v int", exclude_columns=["x"])
     kit.writer.execute("INSERT INTO public.t83_xn VALUES (1, 'ok', %s, 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_xn SET x = %s", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t83_xn SET x = %s", [NUL2])
@@ -838,7 +821,7 @@ def test_u11_a_redacted_change_with_a_key_move(kit):
 def test_u12_inline_plain_json_from_refused_to_lookalike_lists_changed(kit):
     """Inline, json j not redacted: \u0000, then its marker's look-alike. docs: changed compares the
     values before they were replaced. Safe: recorded, changed lists j."""
-    mk(kit, "t83_il", "id int PRIMARY KEY, j json, v int")
+    track_new_table(kit, "t83_il", "id int PRIMARY KEY, j json, v int")
     kit.writer.execute("INSERT INTO public.t83_il VALUES (1, %s, 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_il SET j = %s", [LOOK_NUL])
     ups = evs(kit.db, "public.t83_il.update")
@@ -859,10 +842,10 @@ def test_d10_session_settings_make_two_names_print_alike_or_one_name_differ(kit,
     writes. Safe: two distinct names, and each row named alike in both sessions."""
     mood(kit)
     if via == "key":
-        mk(kit, "t83_gu", f"k {typ} PRIMARY KEY, m public.t83_mood")
+        track_new_table(kit, "t83_gu", f"k {typ} PRIMARY KEY, m public.t83_mood")
         ins = "INSERT INTO public.t83_gu VALUES (%s, 'ok'), (%s, 'ok')"
     else:
-        mk(kit, "t83_gu", f"id int PRIMARY KEY, k {typ}, m public.t83_mood", tenant_column="k")
+        track_new_table(kit, "t83_gu", f"id int PRIMARY KEY, k {typ}, m public.t83_mood", tenant_column="k")
         ins = "INSERT INTO public.t83_gu (id, k, m) VALUES (1, %s, 'ok'), (2, %s, 'ok')"
     kit.writer.execute(ins, [a, b])
     other = kit.conn("app_writer")
@@ -891,7 +874,7 @@ def test_u13_a_renamed_redacted_column_still_counts_and_stays_hidden(kit):
 def test_u14_inline_redacted_between_two_refused_values(kit):
     """Inline, redacted r: \u0000 to another refused value (a change), then the same again (none).
     Safe: one update listing r."""
-    mk(kit, "t83_il", "id int PRIMARY KEY, r json, v int", redact_columns=["r"])
+    track_new_table(kit, "t83_il", "id int PRIMARY KEY, r json, v int", redact_columns=["r"])
     kit.writer.execute("INSERT INTO public.t83_il VALUES (1, %s, 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_il SET r = %s", [NUL2])
     kit.writer.execute("UPDATE public.t83_il SET r = %s", [NUL2])
@@ -902,7 +885,7 @@ def test_u14_inline_redacted_between_two_refused_values(kit):
 def test_u15_inline_with_an_excluded_column_lookalike_to_refused_is_recorded(kit):
     """Inline, plain json j and an excluded x: the look-alike of \\u0000's marker, then \\u0000. Safe:
     an update event."""
-    mk(kit, "t83_il", "id int PRIMARY KEY, j json, x text", exclude_columns=["x"])
+    track_new_table(kit, "t83_il", "id int PRIMARY KEY, j json, x text", exclude_columns=["x"])
     kit.writer.execute("INSERT INTO public.t83_il VALUES (1, %s, 'a')", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t83_il SET j = %s", [NUL])
     assert kinds(kit.db, "public.t83_il.") == ["insert", "update"]
@@ -917,7 +900,7 @@ def test_u16_the_excluded_column_alone_is_a_noop_where_rows_are_compared_as_stor
     if not inline:
         mood(kit)
         m = ", m public.t83_mood"
-    mk(kit, "t83_xs", f"id int PRIMARY KEY{m}, j json, x text", exclude_columns=["x"])
+    track_new_table(kit, "t83_xs", f"id int PRIMARY KEY{m}, j json, x text", exclude_columns=["x"])
     kit.writer.execute("INSERT INTO public.t83_xs (id, j, x) VALUES (1, '{\"a\":1}', 'a')")
     kit.writer.execute("UPDATE public.t83_xs SET x = 'b'")
     kit.writer.execute("UPDATE public.t83_xs SET x = repeat('c', 5000)")
@@ -928,7 +911,7 @@ def test_u17_an_excluded_tenant_column_moved_alone_is_recorded(kit):
     """Not inline, the tenant column tc excluded, redacted r: an UPDATE of tc only. docs: never left
     out of the comparison: a move (two updates)."""
     mood(kit)
-    mk(kit, "t83_tm", "id int PRIMARY KEY, m public.t83_mood, tc text, r json", tenant_column="tc",
+    track_new_table(kit, "t83_tm", "id int PRIMARY KEY, m public.t83_mood, tc text, r json", tenant_column="tc",
        exclude_columns=["tc"], redact_columns=["r"])
     kit.writer.execute("INSERT INTO public.t83_tm VALUES (1, 'ok', 'acme', %s)", [NUL])
     kit.writer.execute("UPDATE public.t83_tm SET tc = 'other'")
@@ -952,7 +935,7 @@ def test_r13_redacted_and_excluded_json_columns_with_hostile_names(kit, inline):
         m = ", m public.t83_mood"
     q = '"' + WEIRD.replace('"', '""') + '"'
     qx = '"' + WEIRD_X.replace('"', '""') + '"'
-    mk(kit, "t83_wn", f"id int PRIMARY KEY{m}, {q} json, {qx} json, v int", redact_columns=[WEIRD], exclude_columns=[WEIRD_X])
+    track_new_table(kit, "t83_wn", f"id int PRIMARY KEY{m}, {q} json, {qx} json, v int", redact_columns=[WEIRD], exclude_columns=[WEIRD_X])
     kit.writer.execute(f"INSERT INTO public.t83_wn (id, {q}, {qx}, v) VALUES (1, %s, %s, 0), (2, '1', '1', 0)", [NUL, NUL])
     kit.writer.execute(f"UPDATE public.t83_wn SET v = 1, {q} = CASE id WHEN 1 THEN %s::json ELSE '2'::json END,"
                        f" {qx} = CASE id WHEN 1 THEN %s::json ELSE '2'::json END", [NUL2, NUL2])
@@ -990,7 +973,7 @@ def test_d13_a_unique_index_built_before_the_drop_becomes_the_key_after_it(kit):
     Safe: refused; or the two rows' later events carry distinct target_ids (or status names it)."""
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t83_c AS (a text, c text)")
-    mk(kit, "t83_ui", "id int CONSTRAINT t83_ui_pk PRIMARY KEY, m public.t83_mood, k public.t83_c NOT NULL")
+    track_new_table(kit, "t83_ui", "id int CONSTRAINT t83_ui_pk PRIMARY KEY, m public.t83_mood, k public.t83_c NOT NULL")
     kit.owner.execute("CREATE UNIQUE INDEX t83_ui_k ON public.t83_ui (k)")
     kit.writer.execute("INSERT INTO public.t83_ui VALUES (1, 'ok', ROW('A', 'x')), (2, 'ok', ROW('B', 'x'))")
     assert try_write(kit.owner, "ALTER TYPE public.t83_c DROP ATTRIBUTE a") is None  # honest so far
@@ -1027,7 +1010,7 @@ def test_d14_an_old_unique_index_adopted_as_the_key_by_other_routes(kit, route):
     mood(kit)
     kit.owner.execute("CREATE TYPE public.t83_c AS (a text, c text); CREATE TYPE public.t83_r AS RANGE (subtype = public.t83_c)")
     if route == "range_key_using_index":
-        mk(kit, "t83_ad", "id int CONSTRAINT t83_ad_pk PRIMARY KEY, m public.t83_mood, k public.t83_r NOT NULL")
+        track_new_table(kit, "t83_ad", "id int CONSTRAINT t83_ad_pk PRIMARY KEY, m public.t83_mood, k public.t83_r NOT NULL")
         kit.owner.execute("CREATE UNIQUE INDEX t83_ad_k ON public.t83_ad (k)")
         kit.writer.execute("INSERT INTO public.t83_ad VALUES (1, 'ok', public.t83_r(ROW('A', 'x'), ROW('Z', 'z'))),"
                            " (2, 'ok', public.t83_r(ROW('B', 'x'), ROW('Z', 'z')))")
@@ -1063,7 +1046,7 @@ def test_r14_pending_equals_sealed_for_redacted_changes_beside_wild_numbers(kit,
     if not inline:
         mood(kit)
         m = ", m public.t83_mood"
-    mk(kit, "t83_pw", f"id int PRIMARY KEY{m}, r json, w jsonb, v int", redact_columns=["r"])
+    track_new_table(kit, "t83_pw", f"id int PRIMARY KEY{m}, r json, w jsonb, v int", redact_columns=["r"])
     kit.writer.execute("INSERT INTO public.t83_pw (id, r, w, v) VALUES (1, %s, %s, 0)", [NUL, _deep(1300, "1e400")])
     kit.writer.execute("UPDATE public.t83_pw SET r = %s, w = %s", [LOOK_NUL, _deep(1301, "-1e-400")])
     kit.writer.execute("UPDATE public.t83_pw SET r = %s, v = 1", [NUL2])
@@ -1085,7 +1068,7 @@ def test_r14_pending_equals_sealed_for_redacted_changes_beside_wild_numbers(kit,
 def test_u18_a_table_made_not_inline_after_tracking_counts_redacted_changes(kit):
     """Tracked inline, then the owner adds an enum column (capture regenerated, not inline): redacted
     r from \\u0000 to its look-alike, and an excluded x alone. Safe: one update listing r only."""
-    mk(kit, "t83_tn", "id int PRIMARY KEY, r json, x text", redact_columns=["r"], exclude_columns=["x"])
+    track_new_table(kit, "t83_tn", "id int PRIMARY KEY, r json, x text", redact_columns=["r"], exclude_columns=["x"])
     kit.writer.execute("INSERT INTO public.t83_tn VALUES (1, %s, 'a')", [NUL])
     mood(kit)
     kit.owner.execute("ALTER TABLE public.t83_tn ADD COLUMN m public.t83_mood")
@@ -1103,7 +1086,7 @@ def test_u19_a_redacted_json_rewritten_with_other_spacing_is_recorded(kit, inlin
     if not inline:
         mood(kit)
         m = ", m public.t83_mood"
-    mk(kit, "t83_sp2", f"id int PRIMARY KEY{m}, r json", redact_columns=["r"])
+    track_new_table(kit, "t83_sp2", f"id int PRIMARY KEY{m}, r json", redact_columns=["r"])
     kit.writer.execute("INSERT INTO public.t83_sp2 (id, r) VALUES (1, '{\"a\":1}')")
     kit.writer.execute("UPDATE public.t83_sp2 SET r = '{\"a\": 1}'")
     kit.writer.execute("UPDATE public.t83_sp2 SET r = '{\"a\": 1}'")
@@ -1128,7 +1111,7 @@ def test_o9_a_cast_to_json_of_a_type_beneath_a_name_column(kit, where):
     }[where]
     cols = (f"id int, m public.t83_mood, k {typ}, PRIMARY KEY (k)" if not opts
             else f"id int PRIMARY KEY, m public.t83_mood, k {typ}")
-    mk(kit, "t83_cj", cols, **opts)
+    track_new_table(kit, "t83_cj", cols, **opts)
     refused = try_write(kit.owner, """CREATE FUNCTION public.t83_cj(public.t83_c) RETURNS json LANGUAGE plpgsql IMMUTABLE
         AS $$ BEGIN INSERT INTO public.t83_ran VALUES (current_user); RETURN '"forged"'::json; END $$;
         GRANT EXECUTE ON FUNCTION public.t83_cj(public.t83_c) TO PUBLIC;

@@ -3,6 +3,7 @@ sealing and re-installing as an operator would, and reading what status and both
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import time
@@ -319,3 +320,34 @@ def login(db, connect, name: str, group: str, settings: dict[str, str]):
         with suppress(psycopg.Error):
             db.execute(f"ALTER ROLE {name} IN DATABASE {db.info.dbname} RESET ALL")
         db.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+# What the trials since the eighty-first share (tests/test_trust_attacks_81.py to 83).
+
+def json_marker(text: str) -> dict:
+    """The marker the capture stores for a json value of this text that jsonb cannot hold."""
+    b = text.encode()
+    return {"$omitted": {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}}
+
+
+def track_new_table(kit: TableOwnerKit, name: str, cols: str, **opts) -> None:
+    """public.<name> made by the kit's owner, writable by app_writer, tracked with these options."""
+    kit.owner.execute(f"CREATE TABLE public.{name} ({cols}); GRANT ALL ON public.{name} TO app_writer")
+    enable_tracking(kit.maint, f"public.{name}", **opts)
+
+
+def try_write(conn: psycopg.Connection, sql: str, params=None) -> str | None:
+    """None, or the refusal's SQLSTATE and first line."""
+    try:
+        conn.execute(sql, params)
+        return None
+    except psycopg.Error as e:
+        return f"{e.sqlstate}: {str(e).splitlines()[0][:160]}"
+
+
+def named_in_status(kit: TableOwnerKit, table: str) -> bool:
+    return any(table in p for p in problems_of(kit.db))
+
+
+def quarantine_empty(db: psycopg.Connection) -> bool:
+    return db.execute("SELECT count(*) FROM audit.quarantine").fetchone()[0] == 0
