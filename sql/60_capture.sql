@@ -454,6 +454,31 @@ AS $$
 $$;
 COMMENT ON FUNCTION @schema@._json_columns(oid) IS 'The columns of a table of type json, or an array, domain or composite holding json.';
 
+-- The columns that cannot be a tenant column. tenant_id is the value's image as text (->>), a JSON
+-- string's without its quotes: a jsonb column's "1" and 1 ("true" and true, a string and the array
+-- or object it spells, JSON null and NULL) would name one tenant. And an array's image keeps no
+-- bounds: '{1,2}' and '[0:1]={1,2}', two tenants, would be one (tests/test_trust_attacks_84.py, k1,
+-- k2). jsonb through domains; arrays through domains and composites (a range prints them whole).
+CREATE OR REPLACE FUNCTION @schema@._columns_unfit_for_tenant(target oid)
+RETURNS name[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE d(attname, typ) AS (
+        SELECT a.attname, a.atttypid FROM pg_attribute a WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT d.attname, y.typbasetype FROM d JOIN pg_type y ON y.oid = d.typ WHERE y.typtype = 'd'
+    )
+    SELECT coalesce(array_agg(DISTINCT x.attname), '{}')
+      FROM (SELECT d.attname FROM d WHERE d.typ = 'jsonb'::regtype
+            UNION ALL
+            SELECT p.attname FROM @schema@._column_parts(target) p JOIN pg_type y ON y.oid = p.typ
+             WHERE NOT p.printed AND y.typelem <> 0 AND y.typsubscript = 'array_subscript_handler'::regproc) x
+$$;
+COMMENT ON FUNCTION @schema@._columns_unfit_for_tenant(oid) IS
+    'The columns of a table that cannot name a tenant: jsonb (through domains), or made of an array.';
+
 -- The columns of a table made of a composite type with a dropped attribute, at any depth (beneath a
 -- range too): values that differed only in it print alike, and compare equal.
 CREATE OR REPLACE FUNCTION @schema@._columns_with_dropped_attributes(target oid)

@@ -207,6 +207,12 @@ BEGIN
         RAISE EXCEPTION 'the tenant column % of % is json: its value may be one no row image holds (use text or jsonb)',
             quote_ident(entry.tenant_column), entry.relid::regclass USING ERRCODE = 'PA005';
     END IF;
+    -- Nor a jsonb one, or one made of an array: two tenants would print alike (_columns_unfit_for_tenant).
+    IF entry.tenant_column = ANY (@schema@._columns_unfit_for_tenant(entry.relid)) THEN
+        RAISE EXCEPTION 'the tenant column % of % is jsonb or made of an array: two tenants would print alike ("1" and 1, '
+                        '''{1,2}'' and ''[0:1]={1,2}'')', quote_ident(entry.tenant_column), entry.relid::regclass
+            USING ERRCODE = 'PA005', HINT = 'Use a column of a scalar type, text say.';
+    END IF;
     -- Nor a row's (tests/test_trust_attacks_80.py, r8).
     IF @schema@._key_columns(entry.relid) && @schema@._json_columns(entry.relid)::text[] THEN
         RAISE EXCEPTION 'the key of % holds json: its value may be one no row image holds (use text or jsonb)',

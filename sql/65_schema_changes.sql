@@ -5,6 +5,28 @@
 -- its capture. Each looks only at the tables the command touched: a table whose capture is broken
 -- blocks changes to itself, never to the rest of the database.
 
+-- The names a tracked table's redacted and excluded columns had, by the log's record of each change
+-- to its options since `since` (audit.tracked_table_altered, which only pgaudit_py writes): a name
+-- renamed away or dropped stays hidden (_refresh_tracking). Each name under the option it was in,
+-- redaction first.
+CREATE OR REPLACE FUNCTION @schema@._former_hidden_names(prefix text, since timestamptz)
+RETURNS TABLE (name text, option text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT ON (n.name) n.name, o.option
+      FROM @schema@.events e,
+           LATERAL (VALUES ('redact_columns'), ('exclude_columns')) AS o(option),
+           LATERAL jsonb_array_elements_text(e.payload -> 'before' -> o.option) AS n(name)
+     WHERE e.kind = 'audit.tracked_table_altered' AND e.origin = 'system' AND e.target_type = 'table'
+       AND e.payload -> 'before' ->> 'kind_prefix' = prefix AND e.occurred_at >= since
+       AND jsonb_typeof(e.payload -> 'before' -> o.option) = 'array'
+     ORDER BY n.name, o.option DESC
+$$;
+COMMENT ON FUNCTION @schema@._former_hidden_names(text, timestamptz) IS
+    'Names a tracked table''s redacted and excluded columns had since a time, by the log''s audit.tracked_table_altered events.';
+
 -- Re-derive a tracked table's names from its column numbers and record the change when anything
 -- moved; regenerate the capture functions of the table and its partitions when asked (a column
 -- added or retyped changes what they do) or when the options changed.
@@ -26,6 +48,17 @@ BEGIN
     fresh.key_columns := @schema@._key_columns(t.relid);
     fresh.exclude_columns := @schema@._attnames(t.relid, t.exclude_attnums);
     fresh.redact_columns := @schema@._attnames(t.relid, t.redact_attnums);
+    -- A column now under a name a redacted or excluded column had since the table's tracking was last
+    -- enabled (renamed away, or dropped) is redacted or excluded too: else the table's owner could
+    -- move what the application writes under that name out of redaction (trial 84, o12).
+    SELECT fresh.redact_columns || coalesce(array_agg(f.name ORDER BY f.name) FILTER (WHERE f.option = 'redact_columns'), '{}'),
+           fresh.exclude_columns || coalesce(array_agg(f.name ORDER BY f.name) FILTER (WHERE f.option = 'exclude_columns'), '{}')
+      INTO fresh.redact_columns, fresh.exclude_columns
+      FROM @schema@._former_hidden_names(t.kind_prefix, t.enabled_at) f
+     WHERE EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.relid AND a.attname = f.name AND a.attnum > 0
+                                                  AND NOT a.attisdropped AND a.attnum <> ALL (t.redact_attnums || t.exclude_attnums))
+       AND f.name <> ALL (coalesce(@schema@._key_columns(t.relid), '{}'))
+       AND f.name IS DISTINCT FROM (@schema@._attnames(t.relid, ARRAY[t.tenant_attnum]))[1];
     fresh.exclude_attnums := @schema@._attnums(t.relid, fresh.exclude_columns);
     fresh.redact_attnums := @schema@._attnums(t.relid, fresh.redact_columns);
     fresh.tenant_column := (@schema@._attnames(t.relid, ARRAY[t.tenant_attnum]))[1];
@@ -72,6 +105,8 @@ DECLARE
     json_held text[] := ARRAY(SELECT quote_ident(c) FROM unnest(names) c WHERE c = ANY (@schema@._json_columns(target)));
     dropped_held text[] := ARRAY(SELECT quote_ident(c) FROM unnest(names) c
                                   WHERE c = ANY (@schema@._columns_with_dropped_attributes(target)));
+    tenant_unfit text := (SELECT quote_ident(t.tenant_column) FROM @schema@.tracked_tables t
+                           WHERE t.relid = target AND t.tenant_column = ANY (@schema@._columns_unfit_for_tenant(target)));
 BEGIN
     IF cardinality(json_held) > 0 THEN
         RAISE EXCEPTION 'cannot change % so that its tenant column or key (%) holds json: its value may be one no row '
@@ -85,13 +120,54 @@ BEGIN
                         array_to_string(dropped_held, ', ')
             USING ERRCODE = 'PA008', HINT = 'Give the column a type made anew without the dropped attribute.';
     END IF;
+    IF tenant_unfit IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot change % so that its tenant column % is jsonb or made of an array: two tenants would '
+                        'print alike ("1" and 1, ''{1,2}'' and ''[0:1]={1,2}'')', target::regclass, tenant_unfit
+            USING ERRCODE = 'PA008';
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION @schema@._refuse_unnamable_names(oid) IS
-    'Raises PA008 when a tracked table''s tenant column or key holds json, or is made of a type with a dropped attribute '
-    '(called by the event triggers).';
+    'Raises PA008 when a tracked table''s tenant column or key holds json, or is made of a type with a dropped attribute, '
+    'or its tenant column is jsonb or made of an array (called by the event triggers).';
 DROP FUNCTION IF EXISTS @schema@._refuse_json_names(oid);
 DROP FUNCTION IF EXISTS @schema@._refuse_dropped_attribute_names(oid);
+
+-- Refuses (PA008) a change that takes from a tracked table what its tracking names by column:
+-- - its tenant column dropped: its rows' events would be filed under the tenant a session claims;
+-- - with keys, a key that changes other than by a rename (dropped, moved, widened, reordered): the
+--   events name rows by the key, so the old events would name other rows under the new one.
+-- (tests/test_trust_attacks_84.py, k27, k30.) A table without a key may be given one. (A redacted or
+-- excluded column dropped or renamed is followed instead: see _former_hidden_names.)
+CREATE OR REPLACE FUNCTION @schema@._refuse_lost_names(target oid, keys boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @schema@.tracked_tables;
+BEGIN
+    SELECT * INTO t FROM @schema@.tracked_tables WHERE relid = target;
+    IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target) THEN
+        RETURN;
+    END IF;
+    IF t.tenant_attnum IS NOT NULL AND cardinality(@schema@._attnames(target, ARRAY[t.tenant_attnum])) = 0 THEN
+        RAISE EXCEPTION 'cannot drop the tenant column % of tracked table %: its rows'' events would be filed under '
+                        'the tenant a session claims', quote_ident(t.tenant_column), t.table_name
+            USING ERRCODE = 'PA008', HINT = 'Use disable_tracking first.';
+    END IF;
+    IF keys AND t.key_columns IS NOT NULL AND @schema@._key_columns(target) IS DISTINCT FROM t.key_columns THEN
+        RAISE EXCEPTION 'cannot change the key of tracked table % (%): its events name rows by the key, and those '
+                        'before the change would name other rows under the new one', t.table_name,
+                        array_to_string(ARRAY(SELECT quote_ident(c) FROM unnest(t.key_columns) c), ', ')
+            USING ERRCODE = 'PA008',
+                  HINT = 'Use disable_tracking first: row_as_of and row_state_as_of answer nothing from before its end.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @schema@._refuse_lost_names(oid, boolean) IS
+    'Raises PA008 when a tracked table''s tenant column is dropped or (with keys) its key changed (called by the event '
+    'triggers).';
 
 -- Refuses (PA008) dropping an attribute of a type (a composite type's, or a table's or view's row
 -- type) that a tracked table's key or tenant column is made of: values that differed only in it
@@ -410,6 +486,7 @@ BEGIN
     touched := ARRAY(SELECT DISTINCT d FROM unnest(touched) a, @schema@._capture_tables(a) d);
     FOR root IN SELECT DISTINCT (@schema@._tracking_of(a)).relid FROM unnest(touched) a LOOP
         CONTINUE WHEN root IS NULL;
+        PERFORM @schema@._refuse_lost_names(root, false);  -- a key's names change here by renames only
         PERFORM @schema@._refresh_tracking(root, true);
         PERFORM @schema@._refuse_unnamable_names(root);
         refreshed := true;
@@ -575,6 +652,16 @@ BEGIN
     FOR t IN SELECT * FROM @schema@.tracked_tables
               WHERE EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
                              WHERE d.object_type IN ('table column', 'index', 'table constraint')) LOOP
+        -- Only a table this command dropped a column or constraint of: one whose tracking is out of
+        -- step (changed with the event triggers off) blocks changes to itself, not to the rest.
+        IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
+                    WHERE (d.classid = 'pg_class'::regclass AND d.objid = t.relid AND d.objsubid > 0)
+                       OR (d.object_type = 'table constraint'
+                           AND d.address_names[1:2] = ARRAY[(SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n
+                                                                ON n.oid = c.relnamespace WHERE c.oid = t.relid),
+                                                             (SELECT c.relname::text FROM pg_class c WHERE c.oid = t.relid)])) THEN
+            PERFORM @schema@._refuse_lost_names(t.relid, true);
+        END IF;
         PERFORM @schema@._refresh_tracking(t.relid, EXISTS (
             SELECT 1 FROM pg_event_trigger_dropped_objects() d
              WHERE d.classid = 'pg_class'::regclass AND d.objid = t.relid AND d.objsubid > 0));

@@ -663,20 +663,22 @@ BEGIN
                                                  AND (a.grantee <> '@schema@_maintainer'::regrole
                                                       OR a.privilege_type <> 'EXECUTE' OR a.is_grantable))));
 
-    -- A tenant column or key holding json, or made of a type with a dropped attribute, is refused
-    -- (enable_tracking, the event triggers): a json value may be one no image holds, whose marker names
-    -- no tenant or row; rows that differed only in a dropped attribute print alike. One tracked before
-    -- those refusals is named here (tests/test_trust_attacks_83.py).
+    -- A tenant column or key holding json, or made of a type with a dropped attribute, and a tenant
+    -- column of jsonb or made of an array, are refused (enable_tracking, the event triggers): a json
+    -- value may be one no image holds, whose marker names no tenant or row; the others print two rows
+    -- or tenants alike. One tracked before those refusals is named here (trials 83, 84).
     RETURN QUERY
     SELECT format('tracked table %s: its tenant column or key (%s) %s', t.table_name, array_to_string(h.held, ', '), w.why)
       FROM @schema@.tracked_tables t
      CROSS JOIN LATERAL (VALUES
                ('holds json, whose value may be one no row image holds (disable and enable its tracking once they '
-                'hold none)', @schema@._json_columns(t.relid)),
+                'hold none)', @schema@._json_columns(t.relid), coalesce(t.key_columns, '{}') || t.tenant_column),
                ('is made of a type with a dropped attribute, so rows that differed only in it print alike (give the '
-                'column a type made anew without it)', @schema@._columns_with_dropped_attributes(t.relid))) w(why, columns)
-     CROSS JOIN LATERAL (SELECT ARRAY(SELECT quote_ident(c) FROM unnest(coalesce(t.key_columns, '{}') || t.tenant_column) c
-                                       WHERE c = ANY (w.columns)) AS held) h
+                'column a type made anew without it)', @schema@._columns_with_dropped_attributes(t.relid),
+                coalesce(t.key_columns, '{}') || t.tenant_column),
+               ('is jsonb or made of an array, so two tenants may print alike (give it a scalar type)',
+                @schema@._columns_unfit_for_tenant(t.relid), ARRAY[t.tenant_column])) w(why, columns, names)
+     CROSS JOIN LATERAL (SELECT ARRAY(SELECT quote_ident(c) FROM unnest(w.names) c WHERE c = ANY (w.columns)) AS held) h
      WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.relid)
        AND cardinality(h.held) > 0;
 

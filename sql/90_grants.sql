@@ -156,6 +156,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@._json_columns(oid),
     @schema@._column_parts(oid),
     @schema@._columns_with_dropped_attributes(oid),
+    @schema@._columns_unfit_for_tenant(oid),
     @schema@._temporary_dependency(oid),
     @schema@._temporary_beneath(oid, oid),
     @schema@._check_kind(text, text),

@@ -740,11 +740,12 @@ def test_a_key_type_that_lost_an_attribute_is_refused_under_a_range_and_by_enabl
     with pytest.raises(InvalidArgument, match="made of a type with a dropped attribute"):
         enable_tracking(maintainer, "public.merged")
     assert db.execute("SELECT count(*) FROM audit.tracked_tables WHERE relid = 'public.merged'::regclass").fetchone() == (0,)
-    # Nor may such a column become the key of a tracked table (trial 83, d6, d13).
-    attacker.execute("CREATE TABLE public.rekeyed (id int PRIMARY KEY, k public.kc)")
+    # Nor may such a column become the key of a tracked table (trial 83, d6, d13), even of one that
+    # had none (a key changed is refused on its own: test_what_tracking_names_by_column_stays).
+    attacker.execute("CREATE TABLE public.rekeyed (id int, k public.kc)")
     enable_tracking(maintainer, "public.rekeyed")
     with pytest.raises(psycopg.Error, match=r"its tenant column or key \(k\) is made of a type with a dropped attribute") as moved:
-        attacker.execute("ALTER TABLE public.rekeyed DROP CONSTRAINT rekeyed_pkey, ADD PRIMARY KEY (k)")
+        attacker.execute("ALTER TABLE public.rekeyed ADD PRIMARY KEY (k)")
     assert moved.value.sqlstate == "PA008"
 
 
@@ -764,6 +765,114 @@ def test_a_key_type_that_lost_an_attribute_while_the_event_triggers_were_off_is_
     with pytest.raises(psycopg.Error, match="is made of a type with a dropped attribute") as refused:
         attacker.execute("ALTER TABLE public.old_keyed ADD COLUMN w int")
     assert refused.value.sqlstate == "PA008"
+
+
+def tracked_row(db, table: str) -> tuple:
+    return db.execute("SELECT key_columns, tenant_column, redact_columns, exclude_columns FROM audit.tracked_tables"
+                      " WHERE relid = %s::regclass", [table]).fetchone()
+
+
+@pytest.mark.parametrize("change", [
+    "DROP COLUMN tc",                                             # k30: rows filed under the tenant a session claims
+    "DROP CONSTRAINT held_pkey, ADD PRIMARY KEY (code)",          # k27: old events would name other rows
+    "DROP CONSTRAINT held_pkey, ADD PRIMARY KEY (id, code)",
+    "DROP CONSTRAINT held_pkey",
+    "DROP COLUMN id CASCADE",
+])
+def test_what_tracking_names_by_column_stays(db, connect, attacker, change):
+    """Trial 84 (k27, k30): the table's owner dropped the tenant column (the next UPDATE was filed under
+    the tenant the writer's session claimed), or changed the key (a row's history then held another
+    row's events). Each is refused (PA008) and the tracking is as it was."""
+    attacker.execute("""CREATE TABLE public.held (id int, code int NOT NULL UNIQUE, tc text, card text, memo text,
+                                                   CONSTRAINT held_pkey PRIMARY KEY (id))""")
+    enable_tracking(connect("app_maintainer"), "public.held", tenant_column="tc", redact_columns=["card"],
+                    exclude_columns=["memo"])
+    before = tracked_row(db, "public.held")
+    with pytest.raises(psycopg.Error) as refused:
+        attacker.execute(f"ALTER TABLE public.held {change}")
+    assert refused.value.sqlstate == "PA008"
+    assert tracked_row(db, "public.held") == before == (["id"], "tc", ["card"], ["memo"])
+    assert db.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.held'::regclass AND attnum > 0"
+                      " AND NOT attisdropped").fetchone() == (5,)
+
+
+def test_what_tracking_names_by_column_changes_by_the_documented_routes(db, connect, attacker):
+    """The routes docs/capture.md gives around those refusals: a key column renamed is followed; a key
+    changed between disable_tracking and enable_tracking; a table without a key given one."""
+    maintainer = connect("app_maintainer")
+    attacker.execute("""CREATE TABLE public.held (id int PRIMARY KEY, code int NOT NULL UNIQUE, card text);
+                        CREATE TABLE public.keyless (id int NOT NULL)""")
+    enable_tracking(maintainer, "public.held", redact_columns=["card"])
+    enable_tracking(maintainer, "public.keyless")
+    attacker.execute("ALTER TABLE public.held RENAME COLUMN id TO ident")
+    assert tracked_row(db, "public.held")[0] == ["ident"]
+    disable_tracking(maintainer, "public.held")
+    attacker.execute("ALTER TABLE public.held DROP CONSTRAINT held_pkey, ADD PRIMARY KEY (code)")
+    enable_tracking(maintainer, "public.held")
+    assert tracked_row(db, "public.held")[0] == ["code"]
+    attacker.execute("ALTER TABLE public.keyless ADD PRIMARY KEY (id)")
+    assert tracked_row(db, "public.keyless")[0] == ["id"]
+
+
+@pytest.mark.parametrize("away", ["DROP COLUMN {c}", "RENAME COLUMN {c} TO {c}_old"])
+def test_a_column_added_under_a_redacted_or_excluded_columns_former_name_is_hidden_too(db, connect, attacker, away):
+    """Trial 84 (o12): the table's owner dropped a redacted (or excluded) column, or renamed it away,
+    and added one under its name: what the application wrote there was recorded in clear. The new
+    column is redacted (excluded) too, recorded (audit.tracked_table_altered), until the maintainer
+    tracks the table anew with other options."""
+    attacker.execute("""CREATE TABLE public.cards (id int PRIMARY KEY, card text, memo text);
+                        GRANT ALL ON public.cards TO app_writer""")
+    enable_tracking(connect("app_maintainer"), "public.cards", redact_columns=["card"], exclude_columns=["memo"])
+    for column in ("card", "memo"):
+        attacker.execute(f"ALTER TABLE public.cards {away.format(c=column)}")
+        attacker.execute(f"ALTER TABLE public.cards ADD COLUMN {column} text")
+    writer = connect("app_writer")
+    writer.execute("INSERT INTO public.cards (id, card, memo) VALUES (1, '5500-0000', 'private')")
+    image = db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.cards.insert'").fetchone()[0]
+    assert image["card"] == "[redacted]" and "memo" not in image
+    assert "5500-0000" not in json.dumps(image) and "private" not in json.dumps(image)
+    redacted, excluded = tracked_row(db, "public.cards")[2:]
+    assert (sorted(redacted), sorted(excluded)) == (["card"] + (["card_old"] if "RENAME" in away else []),
+                                                    ["memo"] + (["memo_old"] if "RENAME" in away else []))
+    # The maintainer's choice stands: tracked anew without them, the names are free.
+    enable_tracking(connect("app_maintainer"), "public.cards")
+    attacker.execute("ALTER TABLE public.cards DROP COLUMN card; ALTER TABLE public.cards ADD COLUMN card text")
+    assert tracked_row(db, "public.cards")[2:] == ([], [])
+
+
+@pytest.mark.parametrize("column", ["tc jsonb", "tc public.jb", "tc int[]", "tc public.ia", "tc public.wrapped"])
+def test_a_tenant_column_that_prints_two_tenants_alike_is_refused(db, connect, attacker, column):
+    """Trial 84 (k1, k2): a jsonb tenant column named "1" and 1 (and a string and the array or object it
+    spells, JSON null and NULL) as one tenant; an array one '{1,2}' and '[0:1]={1,2}'. Refused (PA005)."""
+    attacker.execute(f"""CREATE DOMAIN public.jb AS jsonb; CREATE DOMAIN public.ia AS int[];
+                         CREATE TYPE public.wrapped AS (a int[]);
+                         CREATE TABLE public.tenants (id int PRIMARY KEY, {column})""")
+    with pytest.raises(InvalidArgument, match="is jsonb or made of an array"):
+        enable_tracking(connect("app_maintainer"), "public.tenants", tenant_column="tc")
+    assert db.execute("SELECT count(*) FROM audit.tracked_tables").fetchone() == (0,)
+
+
+def test_a_tenant_column_made_of_an_array_after_tracking_is_refused_or_named_by_status(db, connect, attacker):
+    """An array attribute added to the tenant column's composite type is refused (PA008); one added
+    while the event triggers were off (as a superuser could) is named by status."""
+    attacker.execute("""CREATE TYPE public.tt AS (a int); CREATE TYPE public.ot AS (a int);
+                        CREATE TABLE public.tenants (id int PRIMARY KEY, tc public.tt);
+                        CREATE TABLE public.old_tenants (id int PRIMARY KEY, tc public.ot)""")
+    enable_tracking(connect("app_maintainer"), "public.tenants", tenant_column="tc")
+    enable_tracking(connect("app_maintainer"), "public.old_tenants", tenant_column="tc")
+    with pytest.raises(psycopg.Error, match="is jsonb or made of an array") as refused:
+        attacker.execute("ALTER TYPE public.tt ADD ATTRIBUTE b int[] CASCADE")
+    assert refused.value.sqlstate == "PA008"
+    assert db.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.tt'::regclass AND attname = 'b'"
+                      ).fetchone() == (0,)
+    db.execute("ALTER EVENT TRIGGER audit_sql_drop DISABLE; ALTER EVENT TRIGGER audit_ddl_end DISABLE")
+    try:
+        attacker.execute("ALTER TYPE public.ot ADD ATTRIBUTE b int[] CASCADE")
+    finally:
+        db.execute("ALTER EVENT TRIGGER audit_sql_drop ENABLE; ALTER EVENT TRIGGER audit_ddl_end ENABLE")
+    assert [p for p in status(db).problems if "made of an array" in p] == [
+        "tracked table public.old_tenants: its tenant column or key (tc) is jsonb or made of an array, so two tenants"
+        " may print alike (give it a scalar type)"]
 
 
 def test_a_cast_to_json_on_a_tracked_type_is_refused(db, connect, attacker):

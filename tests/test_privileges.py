@@ -160,7 +160,7 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
     assert {r[1] for r in rows if r[0] == "audit_reader"} == reader
     assert {r[1] for r in rows if r[0] == "audit_maintainer"} == reader | maintainer_definers | {
         "_attach_capture", "_refuse_merge", "_capture_function", "_capture_tables", "_inheritors", "_check_kind", "_check_trackable", "_prove_owner",
-        "_reserved_kind", "_tree_problem", "_json_casts", "_column_types", "_json_columns", "_column_parts", "_columns_with_dropped_attributes", "_temporary_dependency", "_temporary_beneath"}
+        "_reserved_kind", "_tree_problem", "_json_casts", "_column_types", "_json_columns", "_column_parts", "_columns_with_dropped_attributes", "_columns_unfit_for_tenant", "_temporary_dependency", "_temporary_beneath"}
     assert {r[1] for r in rows if r[0] == "audit_maintainer" and r[2]} == maintainer_definers
     assert [r for r in rows if r[0] in ("audit_writer", "audit_secrets", "app_attacker")] == []
     assert sorted(r[1] for r in rows if r[0] == "audit_sandbox") == ["_baseline_images", "_row_images", "_row_json"]  # its own, nothing else
