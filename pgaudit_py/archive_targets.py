@@ -221,7 +221,13 @@ def open_target(url: str | None = None, *, sse: str | None = None) -> Target:
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise InvalidArgument(f"{url}: a file URL names a local directory, file:///dir")
-        return FileTarget(url, Path(unquote(parsed.path)))
+        directory = Path(unquote(parsed.path))
+        # Refused before a batch is planned: a planned batch holds back prune until a run stores it
+        # (tests/test_trust_attacks_85.py, s41). The directory itself may be made by the first upload.
+        existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise InvalidArgument(f"{url}: {existing} is not a directory")
+        return FileTarget(url, directory)
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise InvalidArgument(f"{url}: an S3 URL names a bucket, s3://bucket/prefix")

@@ -43,15 +43,22 @@ def generate_keys(directory: Path) -> list[Path]:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644),
         "checkpoint-hmac.key": (os.urandom(32), 0o600),
     }
-    written = []
-    for name, (content, mode) in files.items():
-        path = directory / name
-        if path.exists():
-            raise KeyFileError(f"{path} exists already; not overwriting a key")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        written.append(path)
+    # All three or none: a new private key beside an old public key would sign what nothing verifies.
+    for name in files:
+        if os.path.lexists(directory / name):
+            raise KeyFileError(f"{directory / name} exists already; not overwriting a key")
+    written: list[Path] = []
+    try:
+        for name, (content, mode) in files.items():
+            path = directory / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            written.append(path)
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return written
 
 

@@ -50,9 +50,16 @@ def emit_json(value: Any) -> None:
     click.echo(json_bytes(value, indent=2))
 
 
-# Letters and symbols a terminal shows as blank space (the Hangul fillers, the braille blank):
-# printable as Python counts, escaped here so that "x" and "x" + one of them never look alike.
-BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Characters a terminal draws as nothing or as blank space, though Python counts them printable:
+# Unicode's Default_Ignorable_Code_Point (variation selectors, the combining grapheme joiner, tag
+# characters, the Hangul fillers; the others of it Python escapes anyway) and the braille blank.
+# Escaped, so that "x" and "x" + one of them never look alike; the operator page escapes the same
+# (server/static/app.js, HIDDEN).
+_DEFAULT_IGNORABLE = ((0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+                      (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+                      (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+                      (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
+BLANK_LOOKING = frozenset(chr(c) for low, high in _DEFAULT_IGNORABLE for c in range(low, high + 1)) | {"\u2800"}
 
 
 class Rendered(str):
@@ -93,7 +100,7 @@ def listed(values: Sequence[str] | None) -> Rendered | None:
 def printable(text: str) -> str:
     """Text a terminal shows as it is: control characters (a newline in an actor id, an escape
     sequence), line or paragraph separators, lone surrogates (a byte of a file name that is not
-    UTF-8) and letters shown as blank written as escapes, so no value can fake a row or pass for
+    UTF-8) and characters drawn as nothing or as blank written as escapes, so no value can fake a row or pass for
     another; and a backslash as two, so no value can
     spell another's escape (a name holding the characters \\udcff, one holding the byte 0xff)."""
     return _escaped(text.replace("\\", "\\\\"))

@@ -531,3 +531,18 @@ def test_the_commands_print_every_interpolated_line_through_say():
              for n, line in enumerate(path.read_text().splitlines(), 1)
              if re.search(r"\b(say|fail)\(.*printable\(", line)]
     assert not twice, f"escaped twice (say() and fail() escape already): {twice}"
+
+
+@pytest.mark.parametrize("args", [
+    ("events", "--page-size", "1\u0661"),       # a 1 and an Arabic-Indic one: int() reads 11
+    ("events", "--since-seq", "\U0001d7d7"),    # a mathematical bold nine
+    ("seal", "--max-events", "1_000"),
+    ("prune", "--older-than", "\u0669\u0660d"),
+])
+def test_numbers_and_durations_are_written_in_the_digits_0_to_9(args):
+    """Trial 85 (s45): int() takes any script's digits and underscores, so '1\u0661d' stored eleven
+    days. Every number and duration option takes the digits 0-9 only, as the HTTP API does; refused
+    before anything connects (no --dsn here)."""
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert "0-9" in result.output or "is not a duration" in result.output

@@ -15,6 +15,7 @@ from pgaudit_py import archive_query, verify_archive
 from pgaudit_py.archive_targets import ARCHIVE_URL_ENV, FileTarget, Target, open_target
 from pgaudit_py.checkpoint import load_keys
 from pgaudit_py.cli.common import (
+    Number,
     Settings,
     _with_options,
     connection_options,
@@ -43,7 +44,7 @@ def archive_group() -> None:
 @target_option
 @click.option("--older-than", help="Archive events older than this (90d, 12h, ...); default: the hot retention "
                                    "kept in the database.")
-@click.option("--max-batches", type=click.IntRange(min=1), help="Stop after this many batches.")
+@click.option("--max-batches", type=Number(min=1), help="Stop after this many batches.")
 @sse_option
 @_with_options(key_options)
 @connection_options
@@ -207,8 +208,8 @@ def restore_command(settings: Settings, target: str | None, batch_id: str) -> No
 
 @archive_group.command("settings")
 @click.option("--hot-retention", help="Keep events this long in the log (90d, ...).")
-@click.option("--max-batch-events", type=click.IntRange(1, 1000000), help="Events per batch (whole blocks).")
-@click.option("--run-hour", type=click.IntRange(0, 23), help="UTC hour at which `pgaudit worker` archives.")
+@click.option("--max-batch-events", type=Number(1, 1000000), help="Events per batch (whole blocks).")
+@click.option("--run-hour", type=Number(0, 23), help="UTC hour at which `pgaudit worker` archives.")
 @click.option("--never", is_flag=True, help="`pgaudit worker` does not archive.")
 @connection_options
 def settings_command(settings: Settings, hot_retention: str | None, max_batch_events: int | None,

@@ -31,8 +31,20 @@ from pgaudit_py.session import pin
 
 exact_json = functools.partial(json.loads, parse_float=Decimal)
 
-DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+# ASCII digits only, as the HTTP API reads numbers: "1\u0661d" is no duration (trial 85, s45).
+DURATION = re.compile(r"^\s*([0-9]+)\s*(s|m|h|d|w)\s*$", re.ASCII)
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class Number(click.IntRange):
+    """A whole number in the digits 0-9, as the HTTP API reads one: int() would also take "1\u0661"
+    (an Arabic-Indic one after a 1), a mathematical bold nine or "1_000", which an operator may not
+    read as the number stored (trial 85, s45). Bounds as click.IntRange's."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value, re.ASCII):
+            self.fail(f"{value!r} is not a whole number in the digits 0-9", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def say(line: str, err: bool = False) -> None:

@@ -13,6 +13,7 @@ import psycopg
 
 from pgaudit_py import deep_json
 from pgaudit_py.cli.common import (
+    Number,
     Settings,
     connection_options,
     exact_json,
@@ -81,11 +82,11 @@ def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool
 @click.option("--actor-id")
 @click.option("--since", help="ISO 8601 time (UTC if no zone), or how long ago: 1h, 7d, ...")
 @click.option("--until", help="ISO 8601 time (UTC if no zone), or how long ago: 1h, 7d, ...")
-@click.option("--since-seq", type=int, help="Ascending, sealed events after this seq.")
-@click.option("--before-seq", type=int, help="Newest first, sealed events before this seq.")
-@click.option("--before-intake-id", type=int,
+@click.option("--since-seq", type=Number(), help="Ascending, sealed events after this seq.")
+@click.option("--before-seq", type=Number(), help="Newest first, sealed events before this seq.")
+@click.option("--before-intake-id", type=Number(),
               help="Newest first, pending events written before this one (its intake_id), then sealed ones.")
-@click.option("--page-size", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--page-size", type=Number(1, 500), default=50, show_default=True)
 @click.option("--follow", is_flag=True,
               help="Print sealed events as they are sealed, in seq order, until Ctrl-C or SIGTERM "
                    "(after --since-seq, else from now).")
@@ -166,7 +167,7 @@ def follow_line(e: Event, as_json: bool) -> str:
 @click.option("--since")
 @click.option("--until")
 @click.option("--prefix", "prefixes", multiple=True, help="Count per kind prefix (repeatable).")
-@click.option("--months", type=click.IntRange(1, 120),
+@click.option("--months", type=Number(1, 120),
               help="Tally per calendar month (UTC) for this many months instead.")
 @json_option
 @connection_options

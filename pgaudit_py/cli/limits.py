@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pgaudit_py.cli.common import (
+    Number,
     Settings,
     connection_options,
     json_option,
@@ -38,11 +39,11 @@ def limits_group(ctx: click.Context, settings: Settings, as_json: bool) -> None:
 
 @limits_group.command("set")
 @click.argument("table")
-@click.option("--per-user", type=click.IntRange(0, 10000000), default=60, show_default=True,
+@click.option("--per-user", type=Number(0, 10000000), default=60, show_default=True,
               help="Writes per user per window (0: none).")
-@click.option("--per-tenant", type=click.IntRange(0, 10000000), default=600, show_default=True,
+@click.option("--per-tenant", type=Number(0, 10000000), default=600, show_default=True,
               help="Writes per tenant per window (0: none).")
-@click.option("--window", "window_seconds", type=click.IntRange(1, 86400), default=60, show_default=True,
+@click.option("--window", "window_seconds", type=Number(1, 86400), default=60, show_default=True,
               help="Window in seconds.")
 @connection_options
 def limits_set_command(settings: Settings, table: str, per_user: int, per_tenant: int, window_seconds: int) -> None:
@@ -71,8 +72,8 @@ def limits_unset_command(settings: Settings, table: str) -> None:
 
 @limits_group.command("set-operation")
 @click.argument("operation")
-@click.option("--per-minute", type=click.IntRange(1, 10000000), required=True, help="Calls per key per window.")
-@click.option("--window", "window_seconds", type=click.IntRange(1, 86400), default=60, show_default=True,
+@click.option("--per-minute", type=Number(1, 10000000), required=True, help="Calls per key per window.")
+@click.option("--window", "window_seconds", type=Number(1, 86400), default=60, show_default=True,
               help="Window in seconds.")
 @connection_options
 def limits_operation_command(settings: Settings, operation: str, per_minute: int, window_seconds: int) -> None:

@@ -7,6 +7,7 @@ import sys
 import click
 
 from pgaudit_py.cli.common import (
+    Number,
     Settings,
     connection_options,
     fail,
@@ -21,7 +22,7 @@ from pgaudit_py.retention import preview_prune, prune_all
 
 @click.command("prune")
 @click.option("--older-than", required=True, help="Age like 90d, 12h, 2w.")
-@click.option("--batch-size", type=click.IntRange(1, 100000), default=1000, show_default=True)
+@click.option("--batch-size", type=Number(1, 100000), default=1000, show_default=True)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @connection_options

@@ -16,6 +16,7 @@ from pgaudit_py.checkpoint import (
     load_keys,
 )
 from pgaudit_py.cli.common import (
+    Number,
     Settings,
     _with_options,
     connection_options,
@@ -54,7 +55,7 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
 
 
 @click.command("seal")
-@click.option("--max-events", type=click.IntRange(1, 1000000), default=10000, show_default=True,
+@click.option("--max-events", type=Number(1, 1000000), default=10000, show_default=True,
               help="Events per sealing round.")
 @click.option("--follow", is_flag=True, help="Keep sealing until stopped.")
 @click.option("--interval", default=0.5, show_default=True, help="Pause between rounds when idle (s).")

@@ -16,7 +16,7 @@ import click
 import psycopg
 
 from pgaudit_py import secrets
-from pgaudit_py.cli.common import Settings, connection_options, fail, json_option, run_guarded, say
+from pgaudit_py.cli.common import Number, Settings, connection_options, fail, json_option, run_guarded, say
 from pgaudit_py.output import emit_json, print_table
 
 master_key_option = click.option(
@@ -24,7 +24,7 @@ master_key_option = click.option(
     help=f"Client-key mode: file holding the master key (else ${secrets.MASTER_KEY_ENV}; "
          "with neither, the server's key file is used).")
 tenant_option = click.option("--tenant", "tenant_id", required=True, help="Tenant the secret belongs to.")
-batch_option = click.option("--batch-size", type=click.IntRange(1, 10000), default=100, show_default=True,
+batch_option = click.option("--batch-size", type=Number(1, 10000), default=100, show_default=True,
                             help="Keys or values per committed batch.")
 
 

@@ -10,6 +10,7 @@ import click
 from pgaudit_py.archive_targets import ARCHIVE_URL_ENV
 from pgaudit_py.checkpoint import load_keys
 from pgaudit_py.cli.common import (
+    Number,
     Settings,
     _with_options,
     connection_options,
@@ -24,8 +25,8 @@ from pgaudit_py.output import printable
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; loopback unless told otherwise.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-@click.option("--pool-size", type=click.IntRange(1, 100), default=10, show_default=True,
+@click.option("--port", type=Number(0, 65535), default=8080, show_default=True)
+@click.option("--pool-size", type=Number(1, 100), default=10, show_default=True,
               help="Database connections for requests (each stream holds one only while it reads).")
 @click.option("--archive-target", envvar=ARCHIVE_URL_ENV, show_envvar=True,
               help="Where POST /v1/audit/archive/run archives (file:///dir or s3://bucket/prefix).")

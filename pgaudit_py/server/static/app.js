@@ -30,11 +30,34 @@ function parseJSON(text) {
   }
 }
 
-// Invisible, control and direction-changing characters, written as escapes: no value can hide
-// part of itself or read as another (U+202E + "ecila" is not "alice").
-const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufeff\uffa0\ufff0-\ufffb]/g;
+// Control, format, separator and unassigned characters, those a screen draws as nothing
+// (Default_Ignorable_Code_Point: variation selectors, tag characters, the combining grapheme
+// joiner, the Hangul fillers) and the braille blank, written as escapes: no value can hide part of
+// itself or read as another (U+202E + "ecila" is not "alice"). The command line escapes the same
+// (pgaudit_py/output.py, printable).
+const HIDDEN = /[\p{C}\p{Z}\p{Default_Ignorable_Code_Point}\u2800]/gu;
 function visible(text) {
-  return String(text).replace(HIDDEN, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+  return String(text).replace(HIDDEN, (c) => {
+    if (c === " ") return c;
+    const code = c.codePointAt(0);
+    return code > 0xffff ? "\\U" + code.toString(16).padStart(8, "0") : "\\u" + code.toString(16).padStart(4, "0");
+  });
+}
+
+// A value in a field it shares with others, as the command line writes it (output.py, part): "-"
+// for none, in double quotes (a quote in it doubled) wherever it could read as something else
+// (empty, "-", a quote first, the ':' that joins a type to its id, a ',', a space), a backslash as
+// two so that no value spells another's escape; then visible().
+function part(value) {
+  if (value === null || value === undefined) return "-";
+  let text = String(value);
+  if (text === "" || text === "-" || text.startsWith('"') || /[:,\s]/u.test(text)) text = '"' + text.replaceAll('"', '""') + '"';
+  return visible(text.replaceAll("\\", "\\\\"));
+}
+
+// An actor's or a target's type and id, joined by ':'; without a type, the id alone.
+function pair(kind, ident) {
+  return kind === null || kind === undefined ? part(ident) : part(kind) + ":" + part(ident);
 }
 
 // JSON text of a parsed value, numbers as they were written; one line when `compact`.
@@ -148,6 +171,11 @@ async function signIn(token) {
   $("forget").hidden = false;
   $("who").textContent = visible(`${state.me.name} (${state.me.role}${state.me.tenant_id ? ", tenant " + state.me.tenant_id : ""})`);
   $("archive-run").hidden = state.me.role !== "maintainer";
+  // A tenant's token reads its tenant's events only: the views of the whole installation (the
+  // chain, the archives, sealing, tracking and limits) are not offered to it.
+  for (const view of ["integrity", "storage", "health"]) {
+    document.querySelector(`nav button[data-view=${view}]`).hidden = Boolean(state.me.tenant_id);
+  }
   if (state.me.tenant_id) {
     const tenant = document.querySelector("#filters [name=tenant_id]");
     tenant.value = state.me.tenant_id;
@@ -170,9 +198,8 @@ function signOut(message) {
 
 function eventRow(e) {
   const tr = row([
-    e.seq === null ? el("span", "pending", { class: "pending" }) : String(e.seq), when(e.occurred_at), e.tenant_id,
-    (e.actor_type ? e.actor_type + ":" : "") + (e.actor_id || ""), e.kind,
-    (e.target_type ? e.target_type + ":" : "") + (e.target_id || ""), el("span", e.outcome, { class: e.outcome }),
+    e.seq === null ? el("span", "pending", { class: "pending" }) : String(e.seq), when(e.occurred_at), part(e.tenant_id),
+    pair(e.actor_type, e.actor_id), e.kind, pair(e.target_type, e.target_id), el("span", e.outcome, { class: e.outcome }),
   ]);
   tr.tabIndex = 0;
   tr.addEventListener("click", () => openEvent(e));
@@ -328,11 +355,11 @@ function openEvent(e) {
   $("detail").hidden = false;
   $("detail-title").textContent = e.seq === null ? "(pending)" : "#" + e.seq;
   fill($("detail-fields"), [
-    ["kind", e.kind], ["time", when(e.occurred_at)], ["sealed", when(e.sealed_at)], ["tenant", e.tenant_id],
-    ["actor", (e.actor_type || "") + ":" + (e.actor_id || "")], ["database role", e.db_role],
-    ["target", (e.target_type || "") + ":" + (e.target_id || "")], ["outcome", e.outcome],
-    ["correlation id", e.correlation_id], ["idempotency key", e.idempotency_key], ["client", e.client_addr],
-    ["application", e.application_name], ["transaction", e.txid], ["block", e.block_no], ["id", e.id],
+    ["kind", e.kind], ["time", when(e.occurred_at)], ["sealed", when(e.sealed_at)], ["tenant", part(e.tenant_id)],
+    ["actor", pair(e.actor_type, e.actor_id)], ["database role", part(e.db_role)],
+    ["target", pair(e.target_type, e.target_id)], ["outcome", e.outcome],
+    ["correlation id", part(e.correlation_id)], ["idempotency key", part(e.idempotency_key)], ["client", e.client_addr],
+    ["application", part(e.application_name)], ["transaction", e.txid], ["block", e.block_no], ["id", e.id],
   ]);
   try {
     $("detail-payload").textContent = jsonText(e.payload);
