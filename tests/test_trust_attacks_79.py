@@ -607,8 +607,11 @@ def test_k8_a_composite_keys_columns_reordered_after_tracking(kit):
     old = kit.state("public.t79_ko2", '[1, "x"]', t0)
     kit.writer.execute("UPDATE public.t79_ko2 SET v = 'B'")
     t1 = kit.tick()
-    new1 = kit.state("public.t79_ko2", '["x", 1]', t1)
-    hist = kit.history("public.t79_ko2", '["x", 1]')
+    # Refused since trial 84 (k27: PA008): the key, and the row's name, stay (a, b).
+    now = '["x", 1]' if ddl is None else '[1, "x"]'
+    assert ddl is None or ddl.startswith("PA008"), ddl
+    new1 = kit.state("public.t79_ko2", now, t1)
+    hist = kit.history("public.t79_ko2", now)
     assert "absent" not in (new[0], old[0]), (ddl, new, old)
     assert new1[0] == "existed" and len(hist) >= 1, (ddl, new1, hist)
 

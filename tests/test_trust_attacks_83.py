@@ -166,7 +166,7 @@ def test_d2_a_partition_made_after_the_parents_drop_is_an_honest_key_type(kit):
                                                               "domain_over_multirange", "child_own_column", "drop_table_cascade",
                                                               "drop_range_cascade", "drop_schema_cascade",
                                                               "drop_view_cascade", "only_parent_drop")
-                                            for v in ("key", "tenant") if (r, v) != ("array_of_ranges", "key")])
+                                            for v in ("key", "tenant") if r != "array_of_ranges"])  # arrays: trial 84
 def test_d3_the_drop_after_tracking_is_refused(kit, route, via):
     """The same routes, the drop AFTER tracking. Safe: PA008 (or the drop fails otherwise: an array of
     ranges as a key), and the type still has every attribute."""
