@@ -107,10 +107,19 @@ def printable(text: str) -> str:
 
 
 def _escaped(text: str) -> str:
-    """printable() for JSON text, whose backslashes are JSON's escapes already."""
+    """printable() for JSON text, whose backslashes are JSON's escapes already. In a text that is not
+    in NFC, the marks and Hangul jamo that NFC would compose are escaped too: "jose" + U+0301 does not
+    read as "josé" (trial 86, s1; the operator page does the same)."""
+    composed = unicodedata.normalize("NFC", text) == text
     return "".join(
-        ch if (ch.isprintable() or ch == " ") and ch not in BLANK_LOOKING
+        ch if (ch.isprintable() or ch == " ") and ch not in BLANK_LOOKING and (composed or not _composable(ch))
         else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def _composable(ch: str) -> bool:
+    """A mark, or a Hangul jamo: what NFC composes with what comes before it."""
+    return unicodedata.category(ch).startswith("M") or any(
+        low <= ord(ch) <= high for low, high in ((0x1100, 0x11FF), (0xA960, 0xA97F), (0xD7B0, 0xD7FF)))
 
 
 def _columns(text: str) -> int:

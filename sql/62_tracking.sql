@@ -283,11 +283,26 @@ AS $$
 DECLARE
     result @schema@.tracked_tables;
     who text;
+    unhidden text;
 BEGIN
     entry.exclude_columns := coalesce(entry.exclude_columns, '{}');
     entry.redact_columns := coalesce(entry.redact_columns, '{}');
     PERFORM @schema@._check_trackable(entry);
     who := @schema@._check_owner(entry.relid);
+    -- Called again under the same prefix, every column hidden now (redacted or excluded) stays hidden:
+    -- else the same call run again after the table's owner renamed one away (and added another under
+    -- its name, which tracking hides too) would record it in clear (trial 86, o9). disable_tracking
+    -- first, and a table is tracked anew.
+    SELECT string_agg(quote_ident(c), ', ' ORDER BY c) INTO unhidden
+      FROM @schema@.tracked_tables t, unnest(@schema@._attnames(t.relid, t.redact_attnums || t.exclude_attnums)) c
+     WHERE t.relid = entry.relid AND t.kind_prefix = entry.kind_prefix
+       AND c <> ALL (entry.redact_columns || entry.exclude_columns);
+    IF unhidden IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot stop hiding % of %: tracking enabled again keeps every redacted or excluded column hidden',
+                        unhidden, entry.relid::regclass
+            USING ERRCODE = 'PA005',
+                  HINT = 'Name it in redact_columns or exclude_columns, or use disable_tracking first to track the table anew.';
+    END IF;
     PERFORM @schema@._check_owner(c) FROM @schema@._capture_tables(entry.relid) c WHERE c <> entry.relid;  -- partitions too
     -- Moved to another prefix: tracking under the old one ends, and says so there, so that its
     -- events say nothing of the rows from then on (row_as_of; tests/test_trust_attacks_70.py).

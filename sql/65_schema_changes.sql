@@ -146,6 +146,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t @schema@.tracked_tables;
+    hidden text[];
 BEGIN
     SELECT * INTO t FROM @schema@.tracked_tables WHERE relid = target;
     IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target) THEN
@@ -154,6 +155,22 @@ BEGIN
     IF t.tenant_attnum IS NOT NULL AND cardinality(@schema@._attnames(target, ARRAY[t.tenant_attnum])) = 0 THEN
         RAISE EXCEPTION 'cannot drop the tenant column % of tracked table %: its rows'' events would be filed under '
                         'the tenant a session claims', quote_ident(t.tenant_column), t.table_name
+            USING ERRCODE = 'PA008', HINT = 'Use disable_tracking first.';
+    END IF;
+    -- A key or tenant column new to the tracking (a key given, a column renamed into either) that is
+    -- redacted or excluded, or named as one was since tracking was last enabled: every event carries
+    -- the key and the tenant in the clear (trial 86, o1 to o3).
+    hidden := ARRAY(SELECT quote_ident(c)
+                      FROM unnest(ARRAY(SELECT unnest(coalesce(@schema@._key_columns(target), '{}'))
+                                        EXCEPT SELECT unnest(coalesce(t.key_columns, '{}')))
+                                  || ARRAY(SELECT n FROM unnest(@schema@._attnames(target, ARRAY[t.tenant_attnum])) n
+                                            WHERE n IS DISTINCT FROM t.tenant_column)) c
+                     WHERE c = ANY (t.redact_columns || t.exclude_columns)
+                        OR c IN (SELECT f.name FROM @schema@._former_hidden_names(t.kind_prefix, t.enabled_at) f));
+    IF cardinality(hidden) > 0 THEN
+        RAISE EXCEPTION 'cannot make % the key or tenant column of tracked table %: it is redacted or excluded, or named as '
+                        'one was, and every event carries the key and the tenant in the clear', array_to_string(hidden, ', '),
+                        t.table_name
             USING ERRCODE = 'PA008', HINT = 'Use disable_tracking first.';
     END IF;
     IF keys AND t.key_columns IS NOT NULL AND @schema@._key_columns(target) IS DISTINCT FROM t.key_columns THEN
@@ -169,10 +186,13 @@ COMMENT ON FUNCTION @schema@._refuse_lost_names(oid, boolean) IS
     'Raises PA008 when a tracked table''s tenant column is dropped or (with keys) its key changed (called by the event '
     'triggers).';
 
--- Refuses (PA008) dropping an attribute of a type (a composite type's, or a table's or view's row
--- type) that a tracked table's key or tenant column is made of: values that differed only in it
--- would print alike, naming two rows, or two tenants, as one (tests/test_trust_attacks_81.py, j10).
-CREATE OR REPLACE FUNCTION @schema@._refuse_dropped_name_attribute(typ oid, tables oid[])
+-- Refuses (PA008) dropping or renaming an attribute of a type (a composite type's, or a table's or
+-- view's row type) that a tracked table's key or tenant column is made of: values that differed only
+-- in a dropped one would print alike, naming two rows, or two tenants, as one (trial 81, j10); a
+-- rename changes every value's name with no row event, and two swapped name each row as the other
+-- (trial 86, k21 to k23).
+DROP FUNCTION IF EXISTS @schema@._refuse_dropped_name_attribute(oid, oid[]);
+CREATE OR REPLACE FUNCTION @schema@._refuse_name_attribute_change(typ oid, tables oid[], verb text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -183,18 +203,24 @@ DECLARE
                                 unnest(coalesce(t.key_columns, '{}') || t.tenant_column) k
                           WHERE k = ANY (@schema@._columns_made_of(c, typ)));
 BEGIN
-    IF cardinality(held) > 0 THEN
+    IF cardinality(held) > 0 AND verb = 'drop' THEN
         RAISE EXCEPTION 'cannot drop an attribute of %: the tenant column or key % of a tracked table is made of it, '
                         'and values that differed only in it would name two rows or tenants as one', typ::regtype,
                         array_to_string(held, ', ')
             USING ERRCODE = 'PA008',
                   HINT = 'Give the column a type without the attribute first (enable_tracking refuses a tenant column or key '
                          'made of a type with a dropped attribute).';
+    ELSIF cardinality(held) > 0 THEN
+        RAISE EXCEPTION 'cannot rename an attribute of %: the tenant column or key % of a tracked table is made of it, '
+                        'and its values print the names: every row or tenant would be named anew, with no row event',
+                        typ::regtype, array_to_string(held, ', ')
+            USING ERRCODE = 'PA008', HINT = 'Use disable_tracking first.';
     END IF;
 END
 $$;
-COMMENT ON FUNCTION @schema@._refuse_dropped_name_attribute(oid, oid[]) IS
-    'Raises PA008 when a tracked table''s tenant column or key is made of a type that lost an attribute (sql_drop).';
+COMMENT ON FUNCTION @schema@._refuse_name_attribute_change(oid, oid[], text) IS
+    'Raises PA008 when a tracked table''s tenant column or key is made of a type that lost (verb drop) or renamed an '
+    'attribute (called by the event triggers).';
 
 -- Refuses (PA008) a change that leaves a table tracking covers without its whole capture, or a
 -- rate-limited table (or a table under one) unlimited, naming what is wrong: both bind every role,
@@ -422,6 +448,7 @@ DECLARE
     altered oid[] := '{}';   -- types the command changed: the tables made of them are recorded, and checked
     cast_sources oid[] := '{}';  -- types a cast to json was created for: refused when covered tables are made of them
     columns_altered oid[] := '{}';  -- covered tables whose columns a command changed: what their stored values read as may differ
+    renamed oid[] := '{}';  -- types an attribute of which a command renamed (a composite's, a table's row type)
     typed oid[];
     all_covered oid[];  -- once, when a step needs it
     root oid;
@@ -458,6 +485,12 @@ BEGIN
             IF starts_with(cmd.command_tag, 'ALTER ') THEN
                 columns_altered := columns_altered || cmd.objid;
             END IF;
+            -- A column or attribute renamed (the one kind of command whose object is a column).
+            IF starts_with(cmd.command_tag, 'ALTER ') AND cmd.objsubid > 0 THEN
+                renamed := renamed || ARRAY(SELECT t.reltype FROM unnest(cmd.objid || typed) r, @schema@._inheritors(r) d
+                                              JOIN pg_class t ON t.oid = d
+                                             WHERE t.reltype <> 0);
+            END IF;
         ELSIF cmd.classid = 'pg_type'::regclass THEN  -- ALTER TYPE: an enum's values renamed, say
             altered := altered || cmd.objid;
         ELSIF cmd.classid = 'pg_cast'::regclass THEN  -- a cast to json would decide what is recorded
@@ -475,6 +508,11 @@ BEGIN
     IF cardinality(columns_altered) > 0 OR cardinality(altered) > 0 THEN
         all_covered := ARRAY(SELECT @schema@._covered_tables());
         touched := touched || @schema@._record_schema_change(columns_altered, altered, all_covered);
+    END IF;
+    IF cardinality(renamed) > 0 THEN
+        all_covered := coalesce(all_covered, ARRAY(SELECT @schema@._covered_tables()));
+        PERFORM @schema@._refuse_name_attribute_change(m.typ, m.tables, 'rename')
+          FROM @schema@._covered_made_of(renamed, all_covered) m;
     END IF;
     -- A cast to json decides how to_jsonb prints its type from then on: the rows of covered tables
     -- made of it would read differently with no row event, whoever's the cast's function.
@@ -639,7 +677,8 @@ BEGIN
                             WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0 AND c.reltype <> 0);
     IF cardinality(names_dropped) > 0 THEN
         all_covered := coalesce(all_covered, ARRAY(SELECT @schema@._covered_tables()));
-        PERFORM @schema@._refuse_dropped_name_attribute(m.typ, m.tables) FROM @schema@._covered_made_of(names_dropped, all_covered) m;
+        PERFORM @schema@._refuse_name_attribute_change(m.typ, m.tables, 'drop')
+          FROM @schema@._covered_made_of(names_dropped, all_covered) m;
     END IF;
     IF cardinality(columns_dropped) > 0 OR cardinality(casts_dropped) > 0 THEN
         all_covered := coalesce(all_covered, ARRAY(SELECT @schema@._covered_tables()));

@@ -834,7 +834,11 @@ def test_a_column_added_under_a_redacted_or_excluded_columns_former_name_is_hidd
     redacted, excluded = tracked_row(db, "public.cards")[2:]
     assert (sorted(redacted), sorted(excluded)) == (["card"] + (["card_old"] if "RENAME" in away else []),
                                                     ["memo"] + (["memo_old"] if "RENAME" in away else []))
-    # The maintainer's choice stands: tracked anew without them, the names are free.
+    # The maintainer's choice stands: tracked anew without them, the names are free. Enabled again
+    # without disabling first, a hidden column stays hidden (trial 86, o9): refused.
+    with pytest.raises(InvalidArgument, match="cannot stop hiding"):
+        enable_tracking(connect("app_maintainer"), "public.cards")
+    disable_tracking(connect("app_maintainer"), "public.cards")
     enable_tracking(connect("app_maintainer"), "public.cards")
     attacker.execute("ALTER TABLE public.cards DROP COLUMN card; ALTER TABLE public.cards ADD COLUMN card text")
     assert tracked_row(db, "public.cards")[2:] == ([], [])

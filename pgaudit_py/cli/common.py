@@ -47,6 +47,21 @@ class Number(click.IntRange):
         return super().convert(value, param, ctx)
 
 
+class Seconds(click.types.FloatParamType):
+    """A length of time in seconds, in the digits 0-9 with an optional fraction ("0.5"): float()
+    would take other scripts' digits, "1_0", "nan" and "inf", under which a lag warning never fires
+    (trial 86, s3, s4)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            return value
+        if not re.fullmatch(r"\s*[0-9]+(\.[0-9]+)?\s*", str(value), re.ASCII):
+            self.fail(f"{value!r} is not a number of seconds in the digits 0-9 (like 60 or 0.5)", param, ctx)
+        return float(value)
+
+
 def say(line: str, err: bool = False) -> None:
     """A line for people, through printable(): a name or value in it (a file name that is not
     UTF-8, a newline in a key's name) can neither fail the write nor forge a line. A line for

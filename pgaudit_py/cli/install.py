@@ -9,6 +9,7 @@ import click
 from pgaudit_py import demo as demo_module
 from pgaudit_py.cli.common import (
     Command,
+    Seconds,
     Settings,
     _with_options,
     connection_options,
@@ -105,7 +106,8 @@ def install_standalone(settings: Settings, dry_run: bool, show_status: bool, sch
 
 
 @click.command("status")
-@click.option("--lag-warning", default=60.0, show_default=True, help="Warn when the oldest pending event is older (s).")
+@click.option("--lag-warning", type=Seconds(), default=60.0, show_default=True,
+              help="Warn when the oldest pending event is older (s).")
 @json_option
 @connection_options
 def status_command(settings: Settings, lag_warning: float, as_json: bool) -> None:

@@ -17,6 +17,7 @@ from pgaudit_py.checkpoint import (
 )
 from pgaudit_py.cli.common import (
     Number,
+    Seconds,
     Settings,
     _with_options,
     connection_options,
@@ -58,7 +59,7 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
 @click.option("--max-events", type=Number(1, 1000000), default=10000, show_default=True,
               help="Events per sealing round.")
 @click.option("--follow", is_flag=True, help="Keep sealing until stopped.")
-@click.option("--interval", default=0.5, show_default=True, help="Pause between rounds when idle (s).")
+@click.option("--interval", type=Seconds(), default=0.5, show_default=True, help="Pause between rounds when idle (s).")
 @json_option
 @connection_options
 def seal_command(settings: Settings, max_events: int, follow: bool, interval: float, as_json: bool) -> None:
@@ -78,7 +79,7 @@ def seal_command(settings: Settings, max_events: int, follow: bool, interval: fl
 
 
 @click.command("worker")
-@click.option("--interval", default=0.5, show_default=True, help="Pause between rounds when idle (s).")
+@click.option("--interval", type=Seconds(), default=0.5, show_default=True, help="Pause between rounds when idle (s).")
 @click.option("--archive-target", envvar=ARCHIVE_URL_ENV, show_envvar=True,
               help="Also archive once a day, at the hour set with `archive settings --run-hour`, to this target.")
 @_with_options(key_options)

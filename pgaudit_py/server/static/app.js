@@ -35,9 +35,13 @@ function parseJSON(text) {
 // joiner, the Hangul fillers) and the braille blank, written as escapes: no value can hide part of
 // itself or read as another (U+202E + "ecila" is not "alice"). The command line escapes the same
 // (pgaudit_py/output.py, printable).
+// In a text that is not in NFC, the marks and Hangul jamo that NFC would compose are escaped too:
+// "jose" + U+0301 does not read as "josé" (trial 86, p4).
 const HIDDEN = /[\p{C}\p{Z}\p{Default_Ignorable_Code_Point}\u2800]/gu;
+const COMPOSABLE = /[\p{C}\p{Z}\p{Default_Ignorable_Code_Point}\u2800\p{M}\u1100-\u11ff\ua960-\ua97f\ud7b0-\ud7ff]/gu;
 function visible(text) {
-  return String(text).replace(HIDDEN, (c) => {
+  const value = String(text);
+  return value.replace(value.normalize("NFC") === value ? HIDDEN : COMPOSABLE, (c) => {
     if (c === " ") return c;
     const code = c.codePointAt(0);
     return code > 0xffff ? "\\U" + code.toString(16).padStart(8, "0") : "\\u" + code.toString(16).padStart(4, "0");
@@ -137,7 +141,7 @@ function fill(list, pairs) {
   for (const [name, value] of pairs) {
     list.append(el("dt", name));
     const dd = el("dd");
-    dd.append(value instanceof Node ? value : short(value, 120));
+    dd.append(value instanceof Node ? value : short(value, Infinity));  // whole: two values cut alike read alike
     list.append(dd);
   }
 }
