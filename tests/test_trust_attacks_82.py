@@ -1197,7 +1197,8 @@ def test_h14_truncate_and_insert_kinds_recorded_before_the_prefix_is_tracked(kit
 
 # ============================================ class O ============================================
 
-NEW_FUNCS = ["audit._inheritors(oid)", "audit._columns_made_of(oid,oid)", "audit._refuse_dropped_name_attribute(oid,oid[])",
+# (_refuse_dropped_name_attribute is _refuse_name_attribute_change since trial 86.)
+NEW_FUNCS = ["audit._inheritors(oid)", "audit._columns_made_of(oid,oid)", "audit._refuse_name_attribute_change(oid,oid[],text)",
              "audit._tame_numbers_caught(jsonb)"]
 
 
@@ -1213,13 +1214,13 @@ def test_o1_who_may_call_the_new_functions_and_to_what_effect(kit, role):
     tt0 = kit.db.execute("SELECT count(*) FROM audit.tracked_tables").fetchone()[0]
     for call in ("SELECT audit._inheritors('public.t82_o1'::regclass)",
                  "SELECT audit._columns_made_of('public.t82_o1'::regclass, 'int4'::regtype)",
-                 "SELECT audit._refuse_dropped_name_attribute('int4'::regtype, ARRAY['public.t82_o1'::regclass::oid])",
+                 "SELECT audit._refuse_name_attribute_change('int4'::regtype, ARRAY['public.t82_o1'::regclass::oid], 'drop')",
                  "SELECT audit._tame_numbers_caught('[1e400]'::jsonb)"):
         try_write(conn, call)
     n1 = kit.db.execute("SELECT count(*) FROM audit.events").fetchone()[0]
     tt1 = kit.db.execute("SELECT count(*) FROM audit.tracked_tables").fetchone()[0]
     assert (n1, tt1) == (n0, tt0)
-    assert not kit.db.execute("SELECT has_function_privilege(%s, 'audit._refuse_dropped_name_attribute(oid, oid[])', 'EXECUTE')",
+    assert not kit.db.execute("SELECT has_function_privilege(%s, 'audit._refuse_name_attribute_change(oid, oid[], text)', 'EXECUTE')",
                               [role]).fetchone()[0]
 
 
@@ -1271,7 +1272,7 @@ def test_o5_the_owner_cannot_turn_off_the_sql_drop_trigger_or_capture(kit):
     evt = kit.db.execute("SELECT evtname FROM pg_event_trigger WHERE evtevent = 'sql_drop' LIMIT 1").fetchone()[0]
     outs = [try_write(kit.owner, s) for s in (
         f"ALTER EVENT TRIGGER {evt} DISABLE",
-        "CREATE OR REPLACE FUNCTION audit._refuse_dropped_name_attribute(typ oid, tables oid[]) RETURNS void"
+        "CREATE OR REPLACE FUNCTION audit._refuse_name_attribute_change(typ oid, tables oid[], verb text) RETURNS void"
         " LANGUAGE sql AS 'SELECT'",
         "CREATE OR REPLACE FUNCTION audit._inheritors(root oid) RETURNS SETOF oid LANGUAGE sql AS 'SELECT root'",
         "SET session_replication_role = replica",

@@ -515,8 +515,10 @@ def test_p3_a_tenant_tokens_page_asks_for_nothing_beyond_its_tenant(db, start_ap
     sign_in(page, api, make_token(tenant_id="t85a"))
     wait_rows(page, lambda r: r and {row[2] for row in r} == {"t85a"})
     for view in ("integrity", "storage", "health", "events"):
-        page.click(f"nav button[data-view={view}]")
-        time.sleep(0.5)
+        button = page.locator(f"nav button[data-view={view}]")
+        if button.is_visible():  # the whole installation's views are not offered to it (p8's mend)
+            button.click()
+            time.sleep(0.5)
     time.sleep(1)
     from urllib.parse import parse_qs, urlsplit
     for method, url, status, body in seen:
