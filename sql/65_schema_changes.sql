@@ -159,14 +159,19 @@ BEGIN
     END IF;
     -- A key or tenant column new to the tracking (a key given, a column renamed into either) that is
     -- redacted or excluded, or named as one was since tracking was last enabled: every event carries
-    -- the key and the tenant in the clear (trial 86, o1 to o3).
+    -- the key and the tenant in the clear (trial 86, o1 to o3). Not the column excluded as the key or
+    -- tenant column all along, renamed (back) under its own former name: a key changes here by renames
+    -- only, once the table has one, and the tenant column is followed by number.
     hidden := ARRAY(SELECT quote_ident(c)
                       FROM unnest(ARRAY(SELECT unnest(coalesce(@schema@._key_columns(target), '{}'))
                                         EXCEPT SELECT unnest(coalesce(t.key_columns, '{}')))
                                   || ARRAY(SELECT n FROM unnest(@schema@._attnames(target, ARRAY[t.tenant_attnum])) n
                                             WHERE n IS DISTINCT FROM t.tenant_column)) c
-                     WHERE c = ANY (t.redact_columns || t.exclude_columns)
-                        OR c IN (SELECT f.name FROM @schema@._former_hidden_names(t.kind_prefix, t.enabled_at) f));
+                      JOIN pg_attribute a ON a.attrelid = target AND a.attname = c
+                     WHERE (c = ANY (t.redact_columns || t.exclude_columns)
+                            OR c IN (SELECT f.name FROM @schema@._former_hidden_names(t.kind_prefix, t.enabled_at) f))
+                       AND NOT (a.attnum = ANY (t.exclude_attnums)
+                                AND (t.key_columns IS NOT NULL OR a.attnum IS NOT DISTINCT FROM t.tenant_attnum)));
     IF cardinality(hidden) > 0 THEN
         RAISE EXCEPTION 'cannot make % the key or tenant column of tracked table %: it is redacted or excluded, or named as '
                         'one was, and every event carries the key and the tenant in the clear', array_to_string(hidden, ', '),

@@ -823,6 +823,24 @@ def test_what_tracking_names_by_column_changes_by_the_documented_routes(db, conn
     assert tracked_row(db, "public.keyless")[0] == ["id"]
 
 
+def test_an_excluded_key_or_tenant_column_renamed_away_and_back_is_followed(db, connect, attacker):
+    """An excluded key or tenant column may be renamed, and back under its own former name: it is the
+    column that was excluded all along, not a hidden one made key or tenant (which stays refused)."""
+    attacker.execute("""CREATE TABLE public.held (id int PRIMARY KEY, tc text, memo text);
+                        CREATE TABLE public.keyless (id int NOT NULL, memo text)""")
+    maintainer = connect("app_maintainer")
+    enable_tracking(maintainer, "public.held", tenant_column="tc", exclude_columns=["id", "tc"])
+    enable_tracking(maintainer, "public.keyless", exclude_columns=["memo"])
+    for there, back in (("id", "ident"), ("tc", "tenant")):
+        attacker.execute(f"ALTER TABLE public.held RENAME COLUMN {there} TO {back}")
+        attacker.execute(f"ALTER TABLE public.held RENAME COLUMN {back} TO {there}")
+    assert tracked_row(db, "public.held") == (["id"], "tc", [], ["id", "tc"])
+    with pytest.raises(psycopg.Error, match="cannot make memo the key") as refused:
+        attacker.execute("ALTER TABLE public.keyless ALTER COLUMN memo SET NOT NULL, ADD PRIMARY KEY (memo)")
+    assert refused.value.sqlstate == "PA008"
+    assert tracked_row(db, "public.keyless")[0] is None
+
+
 @pytest.mark.parametrize("away", ["DROP COLUMN {c}", "RENAME COLUMN {c} TO {c}_old"])
 def test_a_column_added_under_a_redacted_or_excluded_columns_former_name_is_hidden_too(db, connect, attacker, away):
     """Trial 84 (o12): the table's owner dropped a redacted (or excluded) column, or renamed it away,
