@@ -1415,18 +1415,10 @@ AS $$
         -- With a deferred key two rows can share a key until commit: events by key would mix them.
         WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = target AND i.indisprimary AND NOT i.indimmediate) THEN
              'its primary key is deferrable'
-        -- An array's image keeps no bounds: '{1,2}' and '[0:1]={1,2}', two keys, would name one row.
-        WHEN EXISTS (WITH RECURSIVE d(typ) AS (  -- the key's types, beneath their domains and in their composites
-                         SELECT a.atttypid FROM pg_attribute a
-                          WHERE a.attrelid = target AND a.attname = ANY (@schema@._key_columns(target))
-                         UNION
-                         SELECT x.typ FROM d JOIN pg_type y ON y.oid = d.typ,
-                                LATERAL (SELECT y.typbasetype WHERE y.typtype = 'd'
-                                         UNION ALL
-                                         SELECT a.atttypid FROM pg_attribute a
-                                          WHERE y.typtype = 'c' AND a.attrelid = y.typrelid AND a.attnum > 0
-                                            AND NOT a.attisdropped) AS x(typ))
-                     SELECT 1 FROM d JOIN pg_type y ON y.oid = d.typ WHERE y.typcategory = 'A') THEN
+        -- An array's image keeps no bounds: '{1,2}' and '[0:1]={1,2}', two keys, would name one row
+        -- (beneath domains and composites; a range prints its bounds whole).
+        WHEN EXISTS (SELECT 1 FROM @schema@._column_parts(target) p JOIN pg_type y ON y.oid = p.typ
+                      WHERE p.attname = ANY (@schema@._key_columns(target)) AND NOT p.printed AND y.typcategory = 'A') THEN
              'its primary key has an array column, whose bounds a row image does not keep: two keys would name one row'
         -- A reg* value (an aclitem's roles too) is an oid that prints as the object's name now: renaming
         -- the object (a table, a function, a schema, a role: commands no event trigger may see) would
