@@ -27,7 +27,13 @@ import time
 
 import psycopg
 import pytest
-from trial_helpers import big_hex, both_verifiers, seal_all, table_owner_kit
+from trial_helpers import (
+    big_hex,
+    both_verifiers,
+    events_under,
+    seal_all,
+    table_owner_kit,
+)
 
 from pgaudit_py import InvalidArgument, enable_tracking
 
@@ -88,13 +94,6 @@ def expected(conn, table: str, where: str, exclude=(), redact=()) -> tuple[str, 
     return "{" + ", ".join(parts) + "}", sorted(omitted)
 
 
-def evs(db, prefix: str) -> list[dict]:
-    cur = db.execute("SELECT intake_id, kind, target_id, tenant_id, row_before::text, row_after::text, payload FROM audit.events"
-                     " WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])
-    return [dict(zip(["iid", "kind", "target_id", "tenant_id", "row_before", "row_after", "payload"], r, strict=True))
-            for r in cur]
-
-
 def same(db, a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
@@ -112,7 +111,7 @@ def try_write(conn, sql, params=None) -> str | None:
 def check_inserts(kit, table: str, ids, *, exclude=(), redact=()) -> list:
     """For each id: the insert event's image equals the careful one, and its payload names exactly the
     refused columns (none excluded or redacted). The wrong ones, listed."""
-    got = {e["target_id"]: e for e in evs(kit.db, f"public.{table}.insert")}
+    got = {e["target_id"]: e for e in events_under(kit.db, f"public.{table}.insert")}
     wrong = []
     for i in ids:
         exp, om = expected(kit.owner, f"public.{table}", f"id = {i}", exclude, redact)
@@ -254,7 +253,7 @@ def test_t6_json_nested_near_the_parsers_limit_beside_an_enum(kit, depth):
     err2 = try_write(kit.writer, "UPDATE public.t80_dd SET m = 'sad'")
     err3 = try_write(kit.writer, "DELETE FROM public.t80_dd")
     assert (err, err2, err3) == (None, None, None)
-    e = [x for x in evs(kit.db, "public.t80_dd.insert") if x["target_id"] == "1"]
+    e = [x for x in events_under(kit.db, "public.t80_dd.insert") if x["target_id"] == "1"]
     assert len(e) == 1
     img = kit.db.execute("SELECT %s::jsonb -> 'd'", [e[0]["row_after"]]).fetchone()[0]
     assert img == marker(v) and e[0]["payload"]["omitted"] == {"row_after": ["d"]} or (
@@ -328,7 +327,7 @@ def test_t9_every_builtin_type_in_an_honest_row_of_a_fallback_statement(kit):
     rows = kit.db.execute("SELECT t.id, e.row_after = to_jsonb(t.*) FROM audit.events e JOIN public.t80_bt t"
                           " ON e.target_id = t.id::text WHERE e.kind = 'public.t80_bt.update' AND t.id < 3 ORDER BY 1").fetchall()
     assert rows == [(1, True), (2, True)]
-    e3 = [e for e in evs(kit.db, "public.t80_bt.update") if e["target_id"] == "3"]
+    e3 = [e for e in events_under(kit.db, "public.t80_bt.update") if e["target_id"] == "3"]
     assert len(e3) == 1 and same(kit.db, e3[0]["row_after"], expected(kit.owner, "public.t80_bt", "id = 3")[0])
 
 
@@ -435,7 +434,7 @@ def test_c1_a_cast_returning_refused_json_is_imaged_as_a_marker_run_by_nobody_pr
     err2 = try_write(kit.writer, "DELETE FROM public.t80_cast")
     assert (err, err2) == (None, None)
     for kind, _col in (("update", "row_after"), ("delete", "row_before")):
-        got = evs(kit.db, f"public.t80_cast.{kind}")
+        got = events_under(kit.db, f"public.t80_cast.{kind}")
         assert len(got) == 4
     assert privileged(seen) == [], seen[:10]
 
@@ -451,7 +450,7 @@ def test_c2_a_cast_raising_a_caught_sqlstate_refuses_the_write_whole(kit):
         return
     err = try_write(kit.writer, "INSERT INTO public.t80_raise VALUES (1, 'ok'), (2, 'raise')")
     rows = kit.db.execute("SELECT count(*) FROM public.t80_raise").fetchone()[0]
-    assert (err is not None, rows, len(evs(kit.db, "public.t80_raise."))) == (True, 0, 0)
+    assert (err is not None, rows, len(events_under(kit.db, "public.t80_raise."))) == (True, 0, 0)
     assert privileged(seen) == []
 
 
@@ -466,7 +465,7 @@ def test_c3_a_cast_that_answers_only_the_second_attempt(kit):
         return
     err = try_write(kit.writer, "INSERT INTO public.t80_twice VALUES (1, 'ok'), (2, 'twice')")
     rows = kit.db.execute("SELECT count(*) FROM public.t80_twice").fetchone()[0]
-    got = evs(kit.db, "public.t80_twice.")
+    got = events_under(kit.db, "public.t80_twice.")
     if err is None:
         assert rows == 2 and len(got) == 2
         imgs = {e["target_id"]: json.loads(e["row_after"]) for e in got}
@@ -511,7 +510,7 @@ def test_c5_a_cast_that_tries_to_write(kit):
     err = try_write(kit.writer, "INSERT INTO public.t80_wr VALUES (1, 'write', %s)", [NUL])
     sink = [r[0] for r in kit.db.execute("SELECT who FROM public.t80_sink")]
     rows = kit.db.execute("SELECT count(*) FROM public.t80_wr").fetchone()[0]
-    n = len(evs(kit.db, "public.t80_wr."))
+    n = len(events_under(kit.db, "public.t80_wr."))
     assert (rows, n) in ((0, 0), (1, 1)), err
     assert [s for s in sink if s in PRIV] == [] and privileged(seen) == []
 
@@ -540,7 +539,7 @@ def test_c6_a_type_with_a_cast_brought_into_a_tracked_table_after_tracking(kit, 
         try_write(kit.writer, "UPDATE public.t80_route SET h = ROW(2, 'nul')")
     else:
         try_write(kit.writer, "UPDATE public.t80_route SET m = 'sad'")
-    imgs = [e["row_after"] for e in evs(kit.db, "public.t80_route.update")]
+    imgs = [e["row_after"] for e in events_under(kit.db, "public.t80_route.update")]
     assert privileged(seen) == []
     assert refused is not None or not any("from cast" in (i or "") or "$omitted" in (i or "") for i in imgs), (seen[:3], imgs)
     assert refused is not None, "the DDL brought a type with a user's cast to json into a tracked table"
@@ -577,7 +576,7 @@ def test_c7_a_cast_to_json_on_a_range_or_multirange_type(kit, typ, when):
     print("\nC7", typ, when, (refused or "")[:150])
     seen.clear()
     try_write(kit.writer, "INSERT INTO public.t80_rc VALUES (1, 'ok', '[1,2)', '{[1,2)}')")
-    imgs = [e["row_after"] or "" for e in evs(kit.db, "public.t80_rc.")]
+    imgs = [e["row_after"] or "" for e in events_under(kit.db, "public.t80_rc.")]
     assert privileged(seen) == []
     assert refused is not None or (seen == [] and not any("$omitted" in i for i in imgs)), (seen[:3], imgs)
 
@@ -605,7 +604,7 @@ def test_c8_a_domain_check_calling_user_code_on_every_path(kit):
     kit.writer.execute("DELETE FROM public.t80_chkt")
     assert privileged(seen) == [], seen[:5]
     assert any(x.split()[1] == "app_writer" for x in seen), seen[:5]  # the report works: the writer's own CHECK
-    assert len(evs(kit.db, "public.t80_chkt.")) == 1 + 1 + 2 + 2
+    assert len(events_under(kit.db, "public.t80_chkt.")) == 1 + 1 + 2 + 2
 
 
 # ============================================ class R ============================================
@@ -621,18 +620,18 @@ def test_r1_excluded_and_redacted_columns_holding_refused_values(kit):
                     " (3, 'ok', '1', '2', '3')", [NUL, SUR, BIG, NUL, NUL])
     assert err is None
     assert check_inserts(kit, "t80_xr", [1, 2, 3], exclude=("hid",), redact=("red",)) == []
-    p2 = [e["payload"] for e in evs(kit.db, "public.t80_xr.insert") if e["target_id"] == "2"]
+    p2 = [e["payload"] for e in events_under(kit.db, "public.t80_xr.insert") if e["target_id"] == "2"]
     assert p2 == [{}]
     err = try_write(kit.writer, "UPDATE public.t80_xr SET m = 'sad'")
     exp1, _ = expected(kit.owner, "public.t80_xr", "id = 1", ("hid",), ("red",))
     err2 = try_write(kit.writer, "DELETE FROM public.t80_xr WHERE id = 1")
     assert (err, err2) == (None, None)
-    ups = {e["target_id"]: e for e in evs(kit.db, "public.t80_xr.update")}
+    ups = {e["target_id"]: e for e in events_under(kit.db, "public.t80_xr.update")}
     assert sorted(ups) == ["1", "2", "3"]
     assert same(kit.db, ups["1"]["row_after"], exp1)
     assert ups["1"]["payload"].get("omitted") == {"row_before": ["j"], "row_after": ["j"]}
     assert ups["2"]["payload"].get("omitted") is None
-    dels = evs(kit.db, "public.t80_xr.delete")
+    dels = events_under(kit.db, "public.t80_xr.delete")
     assert [(d["target_id"], same(kit.db, d["row_before"], exp1), d["payload"].get("omitted")) for d in dels] == [
         ("1", True, {"row_before": ["j"]})]
 
@@ -648,13 +647,13 @@ def test_r2_a_tenant_move_of_a_row_holding_refused_values(kit):
     err = try_write(kit.writer, "UPDATE public.t80_ten SET tenant = 'B'")
     assert err is None
     exp_b, _ = expected(kit.owner, "public.t80_ten", "id = 1")
-    ups = [e for e in evs(kit.db, "public.t80_ten.update") if e["target_id"] == "1"]
+    ups = [e for e in events_under(kit.db, "public.t80_ten.update") if e["target_id"] == "1"]
     assert [(e["tenant_id"], e["row_before"] is not None, e["row_after"] is not None) for e in ups] == [
         ("A", True, False), ("B", False, True)]
     assert same(kit.db, ups[0]["row_before"], exp_a) and same(kit.db, ups[1]["row_after"], exp_b)
     assert ups[0]["payload"].get("omitted") == {"row_before": ["j"]}
     assert ups[1]["payload"].get("omitted") == {"row_after": ["j"]}
-    assert len([e for e in evs(kit.db, "public.t80_ten.update") if e["target_id"] == "2"]) == 2
+    assert len([e for e in events_under(kit.db, "public.t80_ten.update") if e["target_id"] == "2"]) == 2
 
 
 def test_r3_key_columns_and_key_changes_with_refused_values(kit):
@@ -666,7 +665,7 @@ def test_r3_key_columns_and_key_changes_with_refused_values(kit):
                        [NUL, SUR])
     err = try_write(kit.writer, "UPDATE public.t80_key SET k = CASE k WHEN 'a' THEN 'aa' WHEN 'b' THEN 'bb' ELSE 'z' END")
     assert err is None
-    ups = evs(kit.db, "public.t80_key.update")
+    ups = events_under(kit.db, "public.t80_key.update")
     wrong = []
     for e in ups:
         ra = json.loads(e["row_after"])
@@ -689,9 +688,9 @@ def test_r4_skip_noop_updates_with_refused_values(kit):
     mk(kit, "t80_noop", "id int PRIMARY KEY, m public.t80_mood, j json, c json", skip_noop_updates=True)
     kit.writer.execute("INSERT INTO public.t80_noop VALUES (1, 'ok', %s, '1'), (2, 'ok', '2', '{}')", [NUL])
     kit.writer.execute("UPDATE public.t80_noop SET j = j, m = m")
-    n_noop = len(evs(kit.db, "public.t80_noop.update"))
+    n_noop = len(events_under(kit.db, "public.t80_noop.update"))
     kit.writer.execute("UPDATE public.t80_noop SET j = %s WHERE id = 1", [' ' + NUL])
-    ups = evs(kit.db, "public.t80_noop.update")
+    ups = events_under(kit.db, "public.t80_noop.update")
     exp, _ = expected(kit.owner, "public.t80_noop", "id = 1")
     assert (n_noop, len(ups)) == (0, 1)
     assert same(kit.db, ups[0]["row_after"], exp) and ups[0]["row_before"] != ups[0]["row_after"]
@@ -715,10 +714,10 @@ def test_r5_copy_on_conflict_merge(kit):
     assert err is None
     assert check_inserts(kit, "t80_ops", [4, 5]) == []
     for rid in (1, 2):
-        e = [x for x in evs(kit.db, "public.t80_ops.update") if x["target_id"] == str(rid)][-1]
+        e = [x for x in events_under(kit.db, "public.t80_ops.update") if x["target_id"] == str(rid)][-1]
         exp, om = expected(kit.owner, "public.t80_ops", f"id = {rid}")
         assert same(kit.db, e["row_after"], exp) and e["payload"]["omitted"]["row_after"] == om, rid
-    d = evs(kit.db, "public.t80_ops.delete")
+    d = events_under(kit.db, "public.t80_ops.delete")
     assert [(x["target_id"], json.loads(x["row_before"])["j"]) for x in d] == [("3", marker(BIG))]
 
 
@@ -753,7 +752,7 @@ def test_r7_an_update_that_mends_or_spoils_a_refused_value(kit):
     kit.writer.execute("UPDATE public.t80_mend SET j = CASE id WHEN 1 THEN '\"fine\"'::json WHEN 2 THEN %s::json ELSE j END,"
                        " m = 'sad'", [SUR])
     after = {i: expected(kit.owner, "public.t80_mend", f"id = {i}") for i in (1, 2, 3)}
-    ups = {e["target_id"]: e for e in evs(kit.db, "public.t80_mend.update")}
+    ups = {e["target_id"]: e for e in events_under(kit.db, "public.t80_mend.update")}
     wrong = []
     for i in (1, 2, 3):
         e = ups.get(str(i))
@@ -810,7 +809,7 @@ def test_r9_an_excluded_column_holding_refused_values_renamed_after_tracking(kit
     err = try_write(kit.writer, f"INSERT INTO public.t80_ren (id, m, {col}, j) VALUES (1, 'ok', %s, %s), (2, 'ok', '1', '2')",
                     [NUL, SUR])
     assert err is None
-    got = {e["target_id"]: e for e in evs(kit.db, "public.t80_ren.insert")}
+    got = {e["target_id"]: e for e in events_under(kit.db, "public.t80_ren.insert")}
     img = json.loads(got["1"]["row_after"])
     assert ("hid" not in img and "hid2" not in img, got["1"]["payload"].get("omitted")) == (True, {"row_after": ["j"]})
 
@@ -836,7 +835,7 @@ def test_r11_a_refused_value_beside_a_value_over_the_images_bound(kit):
     big = big_hex(600_000)
     err = try_write(kit.writer, "INSERT INTO public.t80_lg VALUES (1, 'ok', %s, %s), (2, 'ok', '1', 'x')", [NUL, big])
     assert err is None
-    e = [x for x in evs(kit.db, "public.t80_lg.insert") if x["target_id"] == "1"][0]
+    e = [x for x in events_under(kit.db, "public.t80_lg.insert") if x["target_id"] == "1"][0]
     img = json.loads(e["row_after"])
     assert (img["j"], "$omitted" in img["t"], img["id"], img["m"]) == (marker(NUL), True, 1, "ok")
     assert e["payload"]["omitted"] == {"row_after": ["j", "t"]}
@@ -873,10 +872,10 @@ def test_r13_writable_ctes_on_one_table_in_one_query(kit):
                     " d AS (DELETE FROM public.t80_cte WHERE id = 1 RETURNING id)"
                     " UPDATE public.t80_cte SET j = %s WHERE id = 2", [NUL, BIG])
     assert err is None
-    ins3 = [e for e in evs(kit.db, "public.t80_cte.insert") if e["target_id"] == "3"]
+    ins3 = [e for e in events_under(kit.db, "public.t80_cte.insert") if e["target_id"] == "3"]
     exp3, om3 = expected(kit.owner, "public.t80_cte", "id = 3")
-    d = evs(kit.db, "public.t80_cte.delete")
-    u = evs(kit.db, "public.t80_cte.update")
+    d = events_under(kit.db, "public.t80_cte.delete")
+    u = events_under(kit.db, "public.t80_cte.update")
     exp2, om2 = expected(kit.owner, "public.t80_cte", "id = 2")
     assert len(ins3) == 1 and same(kit.db, ins3[0]["row_after"], exp3) and ins3[0]["payload"]["omitted"]["row_after"] == om3
     assert len(d) == 1 and same(kit.db, d[0]["row_before"], before1) and d[0]["payload"]["omitted"]["row_before"] == om1
@@ -904,12 +903,12 @@ def test_b1_baseline_of_nested_composites_domains_dropped_attributes(kit):
                           " ARRAY[ROW('1', 'e')::public.t80_dom, ROW(%s::json, 'f')::public.t80_dom], %s, 0.1)",
                           [i, v, v if i % 2 else '1', v if i % 3 == 0 else '2', v if i < 2 else '3', v if i > 2 else '4'])
     enable_tracking(kit.maint, "public.t80_base", baseline=True)
-    base = {e["target_id"]: e for e in evs(kit.db, "public.t80_base.baseline")}
+    base = {e["target_id"]: e for e in events_under(kit.db, "public.t80_base.baseline")}
     want = {}
     for i in range(6):
         want[str(i)] = expected(kit.owner, "public.t80_base", f"id = {i}")
     kit.writer.execute("DELETE FROM public.t80_base")
-    dels = {e["target_id"]: e for e in evs(kit.db, "public.t80_base.delete")}
+    dels = {e["target_id"]: e for e in events_under(kit.db, "public.t80_base.delete")}
     wrong = []
     for k, (exp, om) in want.items():
         b, d = base.get(k), dels.get(k)
@@ -940,9 +939,9 @@ def test_b2_baseline_of_an_enum_whose_cast_prints_refused_json(kit):
         enable_tracking(kit.maint, "public.t80_bcast", baseline=True)
     except Exception as e:  # noqa: BLE001
         err = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    base = {e["target_id"]: e for e in evs(kit.db, "public.t80_bcast.baseline")}
+    base = {e["target_id"]: e for e in events_under(kit.db, "public.t80_bcast.baseline")}
     kit.writer.execute("DELETE FROM public.t80_bcast")
-    dels = {e["target_id"]: e for e in evs(kit.db, "public.t80_bcast.delete")}
+    dels = {e["target_id"]: e for e in events_under(kit.db, "public.t80_bcast.delete")}
     assert privileged(seen) == []
     assert err is None
     assert sorted(base) == ["1", "2", "3"] == sorted(dels)
@@ -966,9 +965,9 @@ def test_b3_a_baseline_of_composites_holding_large_json_with_the_maintainers_odd
                       " SET bytea_output = 'escape'; SET extra_float_digits = -3")
     kit.maint.execute("SELECT audit.enable_tracking('public.t80_bmix'::regclass, baseline => true)")
     kit.writer.execute("SET TimeZone = 'America/St_Johns'; SET DateStyle = 'German'; SET extra_float_digits = 0")
-    base = {e["target_id"]: e for e in evs(kit.db, "public.t80_bmix.baseline")}
+    base = {e["target_id"]: e for e in events_under(kit.db, "public.t80_bmix.baseline")}
     kit.writer.execute("DELETE FROM public.t80_bmix")
-    dels = {e["target_id"]: e for e in evs(kit.db, "public.t80_bmix.delete")}
+    dels = {e["target_id"]: e for e in events_under(kit.db, "public.t80_bmix.delete")}
     assert sorted(base) == ["0", "1", "2"] == sorted(dels)
     assert [(k, base[k]["row_after"][:400], dels[k]["row_before"][:400]) for k in base
             if not same(kit.db, base[k]["row_after"], dels[k]["row_before"])] == []
@@ -1010,10 +1009,10 @@ def test_b5_an_inline_tables_baseline_and_delete_of_json_arrays_with_bounds_and_
                       " (2, '[0:1]={1,2}', ARRAY['\"x\"'::json], '3')", [SUR, BIG])
     kit.owner.execute("UPDATE public.t80_bi SET a[0] = %s::json WHERE id = 1", [NUL])
     enable_tracking(kit.maint, "public.t80_bi", baseline=True)
-    base = {e["target_id"]: e for e in evs(kit.db, "public.t80_bi.baseline")}
+    base = {e["target_id"]: e for e in events_under(kit.db, "public.t80_bi.baseline")}
     want = {k: expected(kit.owner, "public.t80_bi", f"id = {k}") for k in ("1", "2")}
     kit.writer.execute("DELETE FROM public.t80_bi")
-    dels = {e["target_id"]: e for e in evs(kit.db, "public.t80_bi.delete")}
+    dels = {e["target_id"]: e for e in events_under(kit.db, "public.t80_bi.delete")}
     wrong = [(k, base[k]["row_after"][:300], dels[k]["row_before"][:300], want[k][0][:300]) for k in ("1", "2")
              if not (same(kit.db, base[k]["row_after"], dels[k]["row_before"]) and same(kit.db, dels[k]["row_before"], want[k][0]))]
     assert wrong == []
@@ -1035,8 +1034,8 @@ def test_b6_a_baseline_of_a_deep_jsonb_value_against_its_delete(kit, with_json):
     except Exception as e:  # noqa: BLE001
         err = str(e)[:200]
     kit.writer.execute("DELETE FROM public.t80_bdj")
-    b = evs(kit.db, "public.t80_bdj.baseline")
-    d = evs(kit.db, "public.t80_bdj.delete")
+    b = events_under(kit.db, "public.t80_bdj.baseline")
+    d = events_under(kit.db, "public.t80_bdj.delete")
     assert err is None and len(b) == 1 and len(d) == 1
     assert same(kit.db, b[0]["row_after"], d[0]["row_before"])
     assert (b[0]["payload"].get("omitted") or {}).get("row_after") == (d[0]["payload"].get("omitted") or {}).get("row_before")

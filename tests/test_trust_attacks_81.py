@@ -26,6 +26,7 @@ import json
 import pytest
 from trial_helpers import (
     both_verifiers,
+    events_under,
     json_marker,
     named_in_status,
     problems_of,
@@ -55,15 +56,8 @@ def mood(kit):
     kit.owner.execute("CREATE TYPE public.t81_mood AS ENUM ('ok', 'sad')")
 
 
-def evs(db, prefix: str) -> list[dict]:
-    cur = db.execute("SELECT intake_id, kind, target_id, tenant_id, row_before::text, row_after::text, payload FROM audit.events"
-                     " WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])
-    return [dict(zip(["iid", "kind", "target_id", "tenant_id", "row_before", "row_after", "payload"], r, strict=True))
-            for r in cur]
-
-
 def names_marked(db, prefix: str) -> list:
-    return [(e["tenant_id"], e["target_id"]) for e in evs(db, prefix)
+    return [(e["tenant_id"], e["target_id"]) for e in events_under(db, prefix)
             if "$omitted" in (e["tenant_id"] or "") or "$omitted" in (e["target_id"] or "")]
 
 
@@ -269,7 +263,7 @@ def test_j5_a_json_column_renamed_to_the_tenant_columns_name(kit):
     else:
         err = try_write(kit.writer, "INSERT INTO public.t81_sw (id, m, tc, tj) VALUES (1, 'ok', 'acme', %s)", [NUL])
     assert err is None
-    assert [e["tenant_id"] for e in evs(kit.db, "public.t81_sw.insert")] == ["acme"]
+    assert [e["tenant_id"] for e in events_under(kit.db, "public.t81_sw.insert")] == ["acme"]
 
 
 def test_j6_a_partition_attached_whose_rows_carry_json_in_the_key_composite(kit):
@@ -312,7 +306,7 @@ def test_j7_a_key_composite_renamed_through_its_parent_is_recorded(kit, child, c
     kit.writer.execute("UPDATE public.t81_rk SET m = 'sad'")
     recorded = kit.db.execute("SELECT count(*) FROM audit.events WHERE kind = 'audit.tracked_type_altered'"
                               " AND payload::text LIKE '%%t81_rk%%'").fetchone()[0]
-    targets = [e["target_id"] for e in evs(kit.db, "public.t81_rk.")]
+    targets = [e["target_id"] for e in events_under(kit.db, "public.t81_rk.")]
     assert recorded >= 1, targets
 
 
@@ -326,7 +320,7 @@ def test_j9_replica_identity_on_a_json_holding_index_does_not_name_rows(kit):
     kit.owner.execute("CREATE UNIQUE INDEX t81_ri_c ON public.t81_ri (c)")
     refused = try_write(kit.owner, "ALTER TABLE public.t81_ri REPLICA IDENTITY USING INDEX t81_ri_c")
     err = try_write(kit.writer, "INSERT INTO public.t81_ri VALUES (1, 'ok', ROW('A', %s::json)::public.t81_hj)", [NUL])
-    assert (err, names_marked(kit.db, "public.t81_ri."), len(evs(kit.db, "public.t81_ri.insert"))) == (None, [], 1), refused
+    assert (err, names_marked(kit.db, "public.t81_ri."), len(events_under(kit.db, "public.t81_ri.insert"))) == (None, [], 1), refused
 
 
 @pytest.mark.parametrize("route", ["type", "table_rowtype", "child_rowtype"])
@@ -350,7 +344,7 @@ def test_j10_an_attribute_dropped_from_a_key_composite_merges_two_rows_names(kit
     if refused is not None:
         return
     kit.writer.execute("UPDATE public.t81_mg SET m = 'sad'")
-    after = [e["target_id"] for e in evs(kit.db, "public.t81_mg.update")]
+    after = [e["target_id"] for e in events_under(kit.db, "public.t81_mg.update")]
     assert len(set(after)) == 2, after
 
 
@@ -385,7 +379,7 @@ def test_m1_a_grandfathered_json_tenant_refuses_markers_and_lookalikes(kit, inli
     honest = try_write(kit.writer, "INSERT INTO public.t81_gf (id, tc) VALUES (1, '\"acme\"')")
     look = try_write(kit.writer, "INSERT INTO public.t81_gf (id, tc) VALUES (2, %s)", [LOOKALIKE])
     real = try_write(kit.writer, "INSERT INTO public.t81_gf (id, tc) VALUES (3, %s)", [NUL])
-    got = [e["tenant_id"] for e in evs(kit.db, "public.t81_gf.insert")]
+    got = [e["tenant_id"] for e in events_under(kit.db, "public.t81_gf.insert")]
     assert (honest, (look or "")[:5], (real or "")[:5], got) == (None, "23514", "23514", ["acme"])
 
 
@@ -401,7 +395,7 @@ def test_m2_a_grandfathered_key_composite_holding_json(kit):
     look = try_write(kit.writer, "INSERT INTO public.t81_gk VALUES (1, 'ok', ROW('A', %s::json)::public.t81_c)", [LOOKALIKE])
     real = try_write(kit.writer, "INSERT INTO public.t81_gk VALUES (2, 'ok', ROW('B', %s::json)::public.t81_c)", [NUL])
     outer = try_write(kit.writer, "INSERT INTO public.t81_gk VALUES (3, 'ok', ROW('C', '1')::public.t81_c)")
-    got = [e["target_id"] for e in evs(kit.db, "public.t81_gk.insert")]
+    got = [e["target_id"] for e in events_under(kit.db, "public.t81_gk.insert")]
     want_look = kit.db.execute("SELECT to_jsonb(ROW('A', %s::json)::public.t81_c)::text", [LOOKALIKE]).fetchone()[0]
     assert (look, (real or "")[:5], outer) == (None, "23514", None)
     assert sorted(got) == sorted([want_look, '{"a": "C", "j": 1}'])
@@ -416,7 +410,7 @@ def test_m3_lookalike_in_an_ordinary_jsonb_column_of_a_fallback_statement(kit):
     err = try_write(kit.writer, "INSERT INTO public.t81_la VALUES (1, 'ok', %s, '1'), (2, 'ok', '2', %s)", [LOOKALIKE, NUL])
     assert err is None
     at = kit.tick()
-    got = {e["target_id"]: e for e in evs(kit.db, "public.t81_la.insert")}
+    got = {e["target_id"]: e for e in events_under(kit.db, "public.t81_la.insert")}
     r1 = json.loads(got["1"]["row_after"])
     r2 = json.loads(got["2"]["row_after"])
     assert (r1["b"], got["1"]["payload"].get("omitted")) == (json.loads(LOOKALIKE), None)
@@ -431,7 +425,7 @@ def test_m4_lookalike_in_an_inline_json_column(kit):
     track_new_table(kit, "t81_li", "id int PRIMARY KEY, j json")
     kit.writer.execute("INSERT INTO public.t81_li VALUES (1, %s)", [json.dumps(json_marker(NUL))])
     kit.writer.execute("UPDATE public.t81_li SET j = %s", [NUL])
-    e = evs(kit.db, "public.t81_li.")
+    e = events_under(kit.db, "public.t81_li.")
     assert [x["kind"] for x in e] == ["public.t81_li.insert", "public.t81_li.update"]
     assert e[0]["payload"].get("omitted") is None
     assert e[1]["payload"].get("omitted") == {"row_after": ["j"]}, e[1]["payload"]
@@ -450,13 +444,13 @@ def test_m5_a_jsonb_or_text_key_and_tenant_holding_a_lookalike(kit, via):
         err = try_write(kit.writer, "INSERT INTO public.t81_jk VALUES (%s, 'ok', 'x')", [LOOKALIKE])
         want = kit.db.execute("SELECT %s::jsonb::text", [LOOKALIKE]).fetchone()[0]
         assert err is None
-        assert [e["target_id"] for e in evs(kit.db, "public.t81_jk.insert")] == [want]
+        assert [e["target_id"] for e in events_under(kit.db, "public.t81_jk.insert")] == [want]
         assert kit.history("public.t81_jk", want) == ["public.t81_jk.insert"]
     else:
         track_new_table(kit, "t81_jk", "id int PRIMARY KEY, m public.t81_mood, k text", tenant_column="k")
         err = try_write(kit.writer, "INSERT INTO public.t81_jk VALUES (1, 'ok', %s)", [LOOKALIKE])
         assert err is None
-        assert [e["tenant_id"] for e in evs(kit.db, "public.t81_jk.insert")] == [LOOKALIKE]
+        assert [e["tenant_id"] for e in events_under(kit.db, "public.t81_jk.insert")] == [LOOKALIKE]
 
 
 def test_m6_a_composite_tenant_with_an_attribute_named_omitted(kit):
@@ -467,7 +461,7 @@ def test_m6_a_composite_tenant_with_an_attribute_named_omitted(kit):
     track_new_table(kit, "t81_omt", "id int PRIMARY KEY, m public.t81_mood, tc public.t81_om", tenant_column="tc")
     err = try_write(kit.writer, "INSERT INTO public.t81_omt VALUES (1, 'ok', ROW('acme')::public.t81_om)")
     assert err is None
-    assert [e["tenant_id"] for e in evs(kit.db, "public.t81_omt.insert")] == ['{"$omitted": "acme"}']
+    assert [e["tenant_id"] for e in events_under(kit.db, "public.t81_omt.insert")] == ['{"$omitted": "acme"}']
 
 
 def test_m7_row_history_keeps_two_rows_whose_json_attribute_differs_only_as_refused(kit):
@@ -480,7 +474,7 @@ def test_m7_row_history_keeps_two_rows_whose_json_attribute_differs_only_as_refu
     _grandfather(kit, "ALTER TYPE public.t81_c ADD ATTRIBUTE j json")
     e1 = try_write(kit.writer, "INSERT INTO public.t81_g2 VALUES (1, 'ok', ROW('A', %s::json)::public.t81_c)", [NUL])
     e2 = try_write(kit.writer, "INSERT INTO public.t81_g2 VALUES (2, 'ok', ROW('B', %s::json)::public.t81_c)", [SUR])
-    assert ((e1 or "")[:5], (e2 or "")[:5], evs(kit.db, "public.t81_g2.")) == ("23514", "23514", [])
+    assert ((e1 or "")[:5], (e2 or "")[:5], events_under(kit.db, "public.t81_g2.")) == ("23514", "23514", [])
 
 
 def test_m8_a_lookalike_replaced_by_the_value_it_imitates_is_an_update(kit):
@@ -493,14 +487,14 @@ def test_m8_a_lookalike_replaced_by_the_value_it_imitates_is_an_update(kit):
     track_new_table(kit, "t81_nu", "id int PRIMARY KEY, m public.t81_mood, j json, x text", exclude_columns=["x"])
     kit.writer.execute("INSERT INTO public.t81_nu VALUES (1, 'ok', %s, 'a')", [json.dumps(json_marker(NUL))])
     kit.writer.execute("UPDATE public.t81_nu SET j = %s", [NUL])
-    kinds = [e["kind"].rsplit(".", 1)[1] for e in evs(kit.db, "public.t81_nu.")]
+    kinds = [e["kind"].rsplit(".", 1)[1] for e in events_under(kit.db, "public.t81_nu.")]
     assert kinds == ["insert", "update"]
 
 
 # ============================================ class T ============================================
 
 def exact_row(kit, table: str, i: int) -> bool:
-    e = [x for x in evs(kit.db, f"public.{table}.insert") if x["target_id"] == str(i)]
+    e = [x for x in events_under(kit.db, f"public.{table}.insert") if x["target_id"] == str(i)]
     if len(e) != 1:
         return False
     want = kit.owner.execute(f"SELECT to_jsonb(t.*)::text FROM public.{table} t WHERE id = %s", [i]).fetchone()[0]
@@ -508,7 +502,7 @@ def exact_row(kit, table: str, i: int) -> bool:
 
 
 def omitted_of(kit, table: str, i: int):
-    e = [x for x in evs(kit.db, f"public.{table}.insert") if x["target_id"] == str(i)]
+    e = [x for x in events_under(kit.db, f"public.{table}.insert") if x["target_id"] == str(i)]
     return json.loads(e[0]["row_after"]), (e[0]["payload"] or {}).get("omitted")
 
 
@@ -648,7 +642,7 @@ def test_t6_duplicate_keys_and_whitespace_in_a_refused_value_and_an_update(kit):
     kit.writer.execute("INSERT INTO public.t81_du VALUES (1, 'ok', %s)", [v1])
     kit.writer.execute("UPDATE public.t81_du SET r = %s", [v2])
     kit.writer.execute("UPDATE public.t81_du SET r = '{\"a\": 2}'")
-    e = evs(kit.db, "public.t81_du.")
+    e = events_under(kit.db, "public.t81_du.")
     assert [x["kind"].rsplit(".", 1)[1] for x in e] == ["insert", "update", "update"]
     assert json.loads(e[1]["row_before"])["r"] == json_marker(v1)
     assert json.loads(e[1]["row_after"])["r"] == json_marker(v2)
@@ -664,8 +658,8 @@ def test_t7_refused_value_in_a_baseline_and_delete_agree(kit):
     kit.owner.execute("INSERT INTO public.t81_bd VALUES (1, 'ok', ROW(%s::json), %s), (2, 'ok', NULL, '{\"a\":1}')", [SUR, NUL])
     enable_tracking(kit.maint, "public.t81_bd", baseline=True)
     kit.writer.execute("DELETE FROM public.t81_bd")
-    base = {e["target_id"]: e["row_after"] for e in evs(kit.db, "public.t81_bd.") if e["row_after"] and not e["row_before"]}
-    dels = {e["target_id"]: e["row_before"] for e in evs(kit.db, "public.t81_bd.delete")}
+    base = {e["target_id"]: e["row_after"] for e in events_under(kit.db, "public.t81_bd.") if e["row_after"] and not e["row_before"]}
+    dels = {e["target_id"]: e["row_before"] for e in events_under(kit.db, "public.t81_bd.delete")}
     assert set(dels) == {"1", "2"}
     assert all(same(kit.db, base.get(k), dels[k]) for k in dels), (base, dels)
 
@@ -720,7 +714,7 @@ def test_j8_json_added_under_a_range_of_a_tenant_column_is_printed_as_text(kit):
     err = try_write(kit.writer, "INSERT INTO public.t81_rg VALUES (1, 'ok', public.t81_r(ROW('A', %s::json)::public.t81_c, NULL))",
                     [NUL])
     want = kit.owner.execute("SELECT tc::text FROM public.t81_rg").fetchone()
-    got = [e["tenant_id"] for e in evs(kit.db, "public.t81_rg.insert")]
+    got = [e["tenant_id"] for e in events_under(kit.db, "public.t81_rg.insert")]
     assert (err, got) == (None, [want[0] if want else None])
 
 
@@ -779,7 +773,7 @@ def test_o1_owner_cannot_switch_the_capture_off(kit):
         "ALTER TABLE public.t81_off ENABLE REPLICA TRIGGER audit_capture_insert")]
     assert all(o is not None for o in outs), outs
     kit.owner.execute("INSERT INTO public.t81_off VALUES (1, 'ok', %s)", [NUL])
-    assert len(evs(kit.db, "public.t81_off.insert")) == 1
+    assert len(events_under(kit.db, "public.t81_off.insert")) == 1
 
 
 def test_o2_owner_operators_in_public_do_not_reach_the_json_named_check(kit):
@@ -857,7 +851,7 @@ def test_o6_an_owner_trigger_rewriting_the_tenant_after_capture_is_seen(kit):
     track_new_table(kit, "t81_ot", "id int PRIMARY KEY, m public.t81_mood, tc text", tenant_column="tc")
     made = try_write(kit.owner, "CREATE TRIGGER t81_tr AFTER INSERT ON public.t81_ot FOR EACH ROW EXECUTE FUNCTION public.t81_tr()")
     kit.writer.execute("INSERT INTO public.t81_ot VALUES (1, 'ok', 'acme')")
-    kinds = [(e["kind"].rsplit(".", 1)[1], e["tenant_id"]) for e in evs(kit.db, "public.t81_ot.")]
+    kinds = [(e["kind"].rsplit(".", 1)[1], e["tenant_id"]) for e in events_under(kit.db, "public.t81_ot.")]
     if made is None:
         assert sorted(kinds) == [("insert", "acme"), ("update", "acme"), ("update", '{"$omitted": 1}')], kinds
     else:
@@ -938,7 +932,7 @@ def test_o10_a_column_of_a_type_with_the_owners_cast_to_json_added_through_a_par
     if refused is not None:
         return
     kit.writer.execute("INSERT INTO public.t81_cst VALUES (1, 'ok', ROW('A', 'real')::public.t81_kid)")
-    img = json.loads(evs(kit.db, "public.t81_cst.insert")[0]["row_after"])
+    img = json.loads(events_under(kit.db, "public.t81_cst.insert")[0]["row_after"])
     assert img["c"] == {"a": "A", "e": "real"}, img
 
 

@@ -25,7 +25,9 @@ import psycopg
 import pytest
 from trial_helpers import (
     both_verifiers,
+    events_under,
     json_marker,
+    kinds_under,
     named_in_status,
     problems_of,
     quarantine_empty,
@@ -58,17 +60,6 @@ LOOK_NUL = json.dumps(json_marker(NUL))
 
 def mood(kit):
     kit.owner.execute("CREATE TYPE public.t82_mood AS ENUM ('ok', 'sad')")
-
-
-def evs(db, prefix: str) -> list[dict]:
-    cur = db.execute("SELECT intake_id, kind, target_id, tenant_id, row_before::text, row_after::text, payload FROM audit.events"
-                     " WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])
-    return [dict(zip(["iid", "kind", "target_id", "tenant_id", "row_before", "row_after", "payload"], r, strict=True))
-            for r in cur]
-
-
-def kinds(db, prefix: str) -> list[str]:
-    return [e["kind"].rsplit(".", 1)[1] for e in evs(db, prefix)]
 
 
 def fdw(kit):
@@ -174,7 +165,7 @@ def test_n1_an_attribute_dropped_from_a_name_type_by_any_route(kit, route, via):
         return
     kit.writer.execute("UPDATE public.t82_mg SET m = 'sad'")
     field = "target_id" if via == "key" else "tenant_id"
-    after = [e[field] for e in evs(kit.db, "public.t82_mg.update")]
+    after = [e[field] for e in events_under(kit.db, "public.t82_mg.update")]
     assert len(set(after)) == 2, after
 
 
@@ -200,7 +191,7 @@ def test_n2_an_honest_drop_of_an_attribute_of_a_non_key_column_type(kit, case):
     kit.writer.execute("UPDATE public.t82_hn SET m = 'sad'")
     assert err is None
     assert not named_in_status(kit, "t82_hn"), problems_of(kit.db)
-    assert kinds(kit.db, "public.t82_hn.") == ["insert", "update"]
+    assert kinds_under(kit.db, "public.t82_hn.") == ["insert", "update"]
     assert seal_all(kit.db) is None
     assert both_verifiers(kit.db) == (True, True)
 
@@ -257,7 +248,7 @@ def test_n6_status_clean_after_a_refused_drop(kit):
     kit.writer.execute("UPDATE public.t82_sc SET m = 'sad'")
     assert (err or "")[:5] == "PA008"
     assert not named_in_status(kit, "t82_sc"), problems_of(kit.db)
-    assert kinds(kit.db, "public.t82_sc.") == ["insert", "update"]
+    assert kinds_under(kit.db, "public.t82_sc.") == ["insert", "update"]
 
 
 def test_n7_a_composite_key_column_dropped_with_cascade(kit):
@@ -270,7 +261,7 @@ def test_n7_a_composite_key_column_dropped_with_cascade(kit):
     if err is not None:
         return
     kit.writer.execute("UPDATE public.t82_kc SET m = 'sad'")
-    after = [e["target_id"] for e in evs(kit.db, "public.t82_kc.update")]
+    after = [e["target_id"] for e in events_under(kit.db, "public.t82_kc.update")]
     sysev = kit.db.execute("SELECT count(*) FROM audit.events WHERE origin = 'system' AND payload::text LIKE '%%t82_kc%%'"
                            ).fetchone()[0]
     assert len(set(after)) == 2 or named_in_status(kit, "t82_kc") or sysev > 0, after
@@ -296,7 +287,7 @@ def test_n8_a_key_of_a_reg_type_renamed_under_it(kit, typ):
     if refused is not None:
         return
     kit.writer.execute(f"INSERT INTO public.t82_rg VALUES ('public.t82_ox'::{typ}, 'ok'), ('public.t82_oy'::{typ}, 'ok')")
-    x_name = [e["target_id"] for e in evs(kit.db, "public.t82_rg.insert")]
+    x_name = [e["target_id"] for e in events_under(kit.db, "public.t82_rg.insert")]
     r1 = try_write(kit.owner, objs[1])
     r2 = try_write(kit.owner, objs[2])
     if r1 is not None or r2 is not None:
@@ -339,7 +330,7 @@ def test_n10_an_attribute_added_to_a_key_type_changes_every_name(kit, route):
     if refused is not None:
         return
     kit.writer.execute("UPDATE public.t82_ad SET m = 'sad'")
-    names = {e["target_id"] for e in evs(kit.db, "public.t82_ad.")}
+    names = {e["target_id"] for e in events_under(kit.db, "public.t82_ad.")}
     assert len(names) == 1 or type_altered_recorded(kit, "t82_ad") >= 1, names
 
 
@@ -453,7 +444,7 @@ def test_n16_enum_labels_swapped_under_a_tenant_column_mix_two_tenants(kit):
     r1 = try_write(kit.owner, "ALTER TYPE public.t82_e RENAME VALUE 'A' TO 'Z'")
     r2 = try_write(kit.owner, "ALTER TYPE public.t82_e RENAME VALUE 'B' TO 'A'")
     kit.writer.execute("UPDATE public.t82_et SET m = 'sad' WHERE id = 2")
-    under_a = [e["target_id"] for e in evs(kit.db, "public.t82_et.") if e["tenant_id"] == "A"]
+    under_a = [e["target_id"] for e in events_under(kit.db, "public.t82_et.") if e["tenant_id"] == "A"]
     assert r1 is not None or r2 is not None or under_a == ["1"], (r1, r2, under_a)
 
 
@@ -498,7 +489,7 @@ def test_n17_a_view_or_schema_under_a_key_changed_or_dropped(kit, route, via):
     assert recorded > 0 or named_in_status(kit, "t82_vk"), problems_of(kit.db)
     try_write(kit.writer, "UPDATE public.t82_vk SET m = 'sad'")
     field = "target_id" if via == "key" else "tenant_id"
-    after = [e[field] for e in evs(kit.db, "public.t82_vk.update")]
+    after = [e[field] for e in events_under(kit.db, "public.t82_vk.update")]
     # a key or tenant column dropped with its type is recorded (audit.tracked_table_altered): the rows
     # are named by no key or tenant from then on, which is no name, not one name for two rows
     assert len(after) == 0 or len(set(after)) == 2 or set(after) == {None}, after
@@ -519,7 +510,7 @@ def test_n18_the_hinted_route_disable_drop_enable_names_two_rows_as_one(kit):
     if again is not None or named_in_status(kit, "t82_hr"):
         return
     kit.writer.execute("UPDATE public.t82_hr SET m = 'sad'")
-    after = [e["target_id"] for e in evs(kit.db, "public.t82_hr.update")]
+    after = [e["target_id"] for e in events_under(kit.db, "public.t82_hr.update")]
     assert len(set(after)) == 2, after
 
 
@@ -537,7 +528,7 @@ def test_n19_honest_drops_beside_a_composite_key(kit):
                                                 "ALTER TABLE public.t82_free DROP COLUMN a")]
     kit.writer.execute("UPDATE public.t82_ok SET m = 'sad'")
     assert errs == [None, None, None]
-    assert kinds(kit.db, "public.t82_ok.") == ["insert", "update"]
+    assert kinds_under(kit.db, "public.t82_ok.") == ["insert", "update"]
     assert not named_in_status(kit, "t82_ok"), problems_of(kit.db)
 
 
@@ -586,7 +577,7 @@ def test_f1_a_foreign_row_type_loses_a_column_under_a_name(kit, route, via):
         return
     kit.writer.execute("UPDATE public.t82_fk SET m = 'sad'")
     field = "target_id" if via == "key" else "tenant_id"
-    after = [e[field] for e in evs(kit.db, "public.t82_fk.update")]
+    after = [e[field] for e in events_under(kit.db, "public.t82_fk.update")]
     assert len(set(after)) == 2, after
 
 
@@ -655,7 +646,7 @@ def test_f5_mallory_with_usage_drops_a_column_of_her_foreign_table(kit):
         assert refused[:5] == "PA008", refused
         return
     kit.writer.execute("UPDATE public.t82_fm SET m = 'sad'")
-    assert len({e["target_id"] for e in evs(kit.db, "public.t82_fm.update")}) == 2
+    assert len({e["target_id"] for e in events_under(kit.db, "public.t82_fm.update")}) == 2
 
 
 # ============================================ class W ============================================
@@ -847,7 +838,7 @@ def test_u1_a_real_refused_value_replaced_by_its_lookalike_is_an_update(kit):
     _nu(kit)
     kit.writer.execute("INSERT INTO public.t82_nu VALUES (1, 'ok', %s, 'a')", [NUL])
     kit.writer.execute("UPDATE public.t82_nu SET j = %s", [LOOK_NUL])
-    assert kinds(kit.db, "public.t82_nu.") == ["insert", "update"]
+    assert kinds_under(kit.db, "public.t82_nu.") == ["insert", "update"]
 
 
 @pytest.mark.parametrize("where", ["composite", "array", "domain"])
@@ -864,7 +855,7 @@ def test_u2_lookalike_to_real_inside_a_composite_array_or_domain(kit, where):
     track_new_table(kit, "t82_nu", f"id int PRIMARY KEY, m public.t82_mood, j {typ}, x text", exclude_columns=["x"])
     kit.writer.execute(f"INSERT INTO public.t82_nu VALUES (1, 'ok', {wrap}, 'a')", [LOOK_NUL])
     kit.writer.execute(f"UPDATE public.t82_nu SET j = {wrap}", [NUL])
-    assert kinds(kit.db, "public.t82_nu.") == ["insert", "update"]
+    assert kinds_under(kit.db, "public.t82_nu.") == ["insert", "update"]
 
 
 def test_u3_true_noops_are_still_skipped(kit):
@@ -877,7 +868,7 @@ def test_u3_true_noops_are_still_skipped(kit):
     kit.writer.execute("UPDATE public.t82_nu SET j = %s WHERE id = 1", [NUL])
     kit.writer.execute("UPDATE public.t82_nu SET j = %s WHERE id = 2", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t82_nu SET m = m")
-    assert kinds(kit.db, "public.t82_nu.") == ["insert", "insert"]
+    assert kinds_under(kit.db, "public.t82_nu.") == ["insert", "insert"]
 
 
 def test_u4_one_statement_with_a_change_and_a_noop_pairs_right(kit):
@@ -887,7 +878,7 @@ def test_u4_one_statement_with_a_change_and_a_noop_pairs_right(kit):
     kit.writer.execute("INSERT INTO public.t82_nu VALUES (1, 'ok', %s, 'a'), (2, 'ok', %s, 'a'), (3, 'ok', %s, 'a')",
                        [LOOK_NUL, NUL, NUL])
     kit.writer.execute("UPDATE public.t82_nu SET j = CASE id WHEN 3 THEN %s::json ELSE %s::json END", [LOOK_NUL, NUL])
-    ups = sorted(e["target_id"] for e in evs(kit.db, "public.t82_nu.update"))
+    ups = sorted(e["target_id"] for e in events_under(kit.db, "public.t82_nu.update"))
     assert ups == ["1", "3"]
 
 
@@ -907,7 +898,7 @@ def test_u5_a_redacted_json_column_changed_from_lookalike_to_real(kit, where):
     kit.writer.execute(f"INSERT INTO public.t82_nu VALUES (1, 'ok', {wrap}, 'a')", [LOOK_NUL])
     kit.writer.execute(f"UPDATE public.t82_nu SET r = {wrap}", [NUL])
     kit.writer.execute(f"UPDATE public.t82_nu SET r = {wrap}", ["1"])
-    assert kinds(kit.db, "public.t82_nu.") == ["insert", "update", "update"]
+    assert kinds_under(kit.db, "public.t82_nu.") == ["insert", "update", "update"]
 
 
 def test_u6_a_lookalike_swap_between_two_columns(kit):
@@ -916,7 +907,7 @@ def test_u6_a_lookalike_swap_between_two_columns(kit):
     _nu(kit, "id int PRIMARY KEY, m public.t82_mood, j json, k json, x text")
     kit.writer.execute("INSERT INTO public.t82_nu VALUES (1, 'ok', %s, %s, 'a')", [NUL, LOOK_NUL])
     kit.writer.execute("UPDATE public.t82_nu SET j = k, k = j")
-    assert kinds(kit.db, "public.t82_nu.") == ["insert", "update"]
+    assert kinds_under(kit.db, "public.t82_nu.") == ["insert", "update"]
 
 
 @pytest.mark.parametrize("how", ["on_conflict", "merge", "tenant_move", "key_move"])
@@ -936,7 +927,7 @@ def test_u7_lookalike_to_real_by_other_statements(kit, how):
     if how == "merge" and err is not None:
         return
     assert err is None
-    got = kinds(kit.db, "public.t82_nu.")
+    got = kinds_under(kit.db, "public.t82_nu.")
     # a move to another tenant is two updates (docs/capture.md: moved out, moved in)
     assert got == (["insert", "update", "update"] if how == "tenant_move" else ["insert", "update"]), got
 
@@ -948,7 +939,7 @@ def test_u8_a_noop_update_of_a_refused_value_in_a_composite(kit):
     track_new_table(kit, "t82_nu", "id int PRIMARY KEY, m public.t82_mood, h public.t82_h, x text", exclude_columns=["x"])
     kit.writer.execute("INSERT INTO public.t82_nu VALUES (1, 'ok', ROW(%s::json), 'a')", [NUL])
     kit.writer.execute("UPDATE public.t82_nu SET h = ROW(%s::json), x = 'z'", [NUL])
-    assert kinds(kit.db, "public.t82_nu.") == ["insert"]
+    assert kinds_under(kit.db, "public.t82_nu.") == ["insert"]
 
 
 @pytest.mark.parametrize("excluded", [True, False])
@@ -960,7 +951,7 @@ def test_u9_a_redacted_json_column_changed_from_real_to_lookalike(kit, excluded)
     track_new_table(kit, "t82_nu", "id int PRIMARY KEY, m public.t82_mood, r json, x text", redact_columns=["r"], **opts)
     kit.writer.execute("INSERT INTO public.t82_nu VALUES (1, 'ok', %s, 'a')", [NUL])
     kit.writer.execute("UPDATE public.t82_nu SET r = %s", [LOOK_NUL])
-    assert kinds(kit.db, "public.t82_nu.") == ["insert", "update"]
+    assert kinds_under(kit.db, "public.t82_nu.") == ["insert", "update"]
 
 
 def test_u10_an_inline_table_with_a_redacted_and_an_excluded_column(kit):
@@ -969,7 +960,7 @@ def test_u10_an_inline_table_with_a_redacted_and_an_excluded_column(kit):
     track_new_table(kit, "t82_nu", "id int PRIMARY KEY, r json, x text", exclude_columns=["x"], redact_columns=["r"])
     kit.writer.execute("INSERT INTO public.t82_nu VALUES (1, %s, 'a')", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t82_nu SET r = %s", [NUL])
-    assert kinds(kit.db, "public.t82_nu.") == ["insert", "update"]
+    assert kinds_under(kit.db, "public.t82_nu.") == ["insert", "update"]
 
 
 # ============================================ class H ============================================
@@ -1045,7 +1036,7 @@ def test_h4_truncate_rolled_back_to_a_savepoint(kit):
             pass
     after = kit.tick()
     assert kit.state("public.t82_sp", "1", after)[0] == "existed"
-    assert kinds(kit.db, "public.t82_sp.") == ["insert"]
+    assert kinds_under(kit.db, "public.t82_sp.") == ["insert"]
 
 
 @pytest.mark.parametrize("target", ["table", "prefix", "none"])
@@ -1280,7 +1271,7 @@ def test_o5_the_owner_cannot_turn_off_the_sql_drop_trigger_or_capture(kit):
     dis = try_write(kit.owner, f'ALTER TABLE public.t82_off DISABLE TRIGGER "{trig}"')
     kit.writer.execute("INSERT INTO public.t82_off VALUES (1, 'ok')")
     assert all(o is not None for o in outs), outs
-    assert dis is not None or kinds(kit.db, "public.t82_off.") == ["insert"], dis
+    assert dis is not None or kinds_under(kit.db, "public.t82_off.") == ["insert"], dis
 
 
 def test_o6_german_messages_do_not_change_the_refusal(kit):
@@ -1336,7 +1327,7 @@ def test_o9_the_owner_turns_capture_off_by_trigger_modes(kit, how):
                                     " ALTER TABLE public.t82_tm ATTACH PARTITION public.t82_tm1 FOR VALUES FROM (0) TO (10)"}[how]
     refused = try_write(kit.owner, stmt)
     kit.writer.execute("INSERT INTO public.t82_tm VALUES (1, 'ok')")
-    assert refused is not None or kinds(kit.db, "public.t82_tm.") == ["insert"] or named_in_status(kit, "t82_tm"), refused
+    assert refused is not None or kinds_under(kit.db, "public.t82_tm.") == ["insert"] or named_in_status(kit, "t82_tm"), refused
 
 
 @pytest.mark.parametrize("where", ["column", "composite", "array", "domain", "nested_array_in_composite"])
@@ -1362,7 +1353,7 @@ def test_o10_a_cast_to_json_created_after_tracking(kit, where):
     if refused is not None:
         return
     kit.writer.execute(f"INSERT INTO public.t82_cs VALUES (1, 'ok', {val})")
-    img = json.loads(evs(kit.db, "public.t82_cs.insert")[0]["row_after"])
+    img = json.loads(events_under(kit.db, "public.t82_cs.insert")[0]["row_after"])
     for step in path:
         img = img[step]
     assert img == "real", img

@@ -21,12 +21,16 @@ import psycopg
 import pytest
 from trial_helpers import (
     both_verifiers,
+    events_under,
+    is_tracked,
     json_marker,
+    kinds_under,
     named_in_status,
     quarantine_empty,
     seal_all,
     table_owner_kit,
     track_new_table,
+    try_enable,
     try_write,
 )
 
@@ -50,34 +54,6 @@ SHA_NUL2 = hashlib.sha256(NUL2.encode()).hexdigest()
 
 def mood(kit):
     kit.owner.execute("CREATE TYPE public.t83_mood AS ENUM ('ok', 'sad')")
-
-
-def try_enable(kit, table: str, **opts) -> str | None:
-    try:
-        enable_tracking(kit.maint, f"public.{table}", **opts)
-        return None
-    except psycopg.Error as e:
-        return f"{e.sqlstate}: {str(e).splitlines()[0][:160]}"
-    except Exception as e:  # noqa: BLE001
-        cause = getattr(e, "__cause__", None) or getattr(e, "__context__", None)
-        st = getattr(cause, "sqlstate", None) or getattr(e, "sqlstate", None)
-        return f"{st}: {str(e).splitlines()[0][:160]}"
-
-
-def evs(db, prefix: str) -> list[dict]:
-    cur = db.execute("SELECT intake_id, kind, target_id, tenant_id, row_before::text, row_after::text, payload, changed"
-                     " FROM audit.events WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])
-    return [dict(zip(["iid", "kind", "target_id", "tenant_id", "row_before", "row_after", "payload", "changed"], r, strict=True))
-            for r in cur]
-
-
-def kinds(db, prefix: str) -> list[str]:
-    return [e["kind"].rsplit(".", 1)[1] for e in evs(db, prefix)]
-
-
-def tracked(kit, table: str) -> bool:
-    return kit.db.execute("SELECT count(*) FROM audit.tracked_tables WHERE relid = %s::regclass",
-                          [f"public.{table}"]).fetchone()[0] == 1
 
 
 def everything_visible(conn, prefix: str) -> str:
@@ -147,7 +123,7 @@ def test_d1_enable_refuses_a_name_made_of_a_type_that_lost_an_attribute(kit, rou
     err = try_enable(kit, "t83_g", **({"tenant_column": "k"} if via == "tenant" else {}))
     # an array in a key is refused on its own (PA008: its bounds are not kept)
     assert (err or "")[:5] == ("PA008" if (via, route) == ("key", "array_of_ranges") else "PA005"), err
-    assert not tracked(kit, "t83_g")
+    assert not is_tracked(kit, "t83_g")
 
 
 def test_d2_a_partition_made_after_the_parents_drop_is_an_honest_key_type(kit):
@@ -219,7 +195,7 @@ def test_d5_a_tenant_retyped_to_old_values_that_differ_only_in_a_dropped_attribu
     if refused is not None:
         return
     kit.writer.execute("UPDATE public.t83_ten SET m = 'sad'")
-    tenants = [e["tenant_id"] for e in evs(kit.db, "public.t83_ten.update")]
+    tenants = [e["tenant_id"] for e in events_under(kit.db, "public.t83_ten.update")]
     assert len(set(tenants)) == 2 or named_in_status(kit, "t83_ten"), tenants
 
 
@@ -275,7 +251,7 @@ def test_d9_the_drop_in_a_transaction_with_tracking_disabled_and_enabled_again(k
     except psycopg.Error as e:
         err = e.sqlstate
     assert err in ("PA005", "PA008"), err
-    assert tracked(kit, "t83_tx")
+    assert is_tracked(kit, "t83_tx")
 
 
 # ============================================ class R ============================================
@@ -333,7 +309,7 @@ def test_r1_insert_update_delete_of_refused_and_plain_redacted_values_look_alike
     kit.writer.execute("UPDATE public.t83_rd SET v = 2")
     kit.writer.execute("DELETE FROM public.t83_rd")
     by = {"1": [], "2": []}
-    for e in evs(kit.db, "public.t83_rd."):
+    for e in events_under(kit.db, "public.t83_rd."):
         by[e["target_id"]].append(_strip(e))
     assert by["1"] == by["2"], (by["1"], by["2"])
     assert _no_trace(kit, everything_visible(kit.reader, "public.t83_rd.")) == []
@@ -349,7 +325,7 @@ def test_r2_a_redacted_refused_value_does_not_show_in_the_payload_note(kit, inli
     kit.writer.execute("UPDATE public.t83_rd SET r = %s", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t83_rd SET r = %s, v = 3", [NUL])
     kit.writer.execute("DELETE FROM public.t83_rd")
-    payloads = [e["payload"] for e in evs(kit.db, "public.t83_rd.")]
+    payloads = [e["payload"] for e in events_under(kit.db, "public.t83_rd.")]
     assert not any("omitted" in json.dumps(p) for p in payloads), payloads
 
 
@@ -361,7 +337,7 @@ def test_r3_beside_an_unredacted_refused_column_the_note_names_only_it(kit, inli
     kit.writer.execute("INSERT INTO public.t83_rd (id, r, v, j) VALUES (1, %s, 0, %s)", [NUL, NUL])
     kit.writer.execute("UPDATE public.t83_rd SET r = %s, j = %s", [NUL2, NUL2])
     kit.writer.execute("DELETE FROM public.t83_rd")
-    for e in evs(kit.db, "public.t83_rd."):
+    for e in events_under(kit.db, "public.t83_rd."):
         om = (e["payload"] or {}).get("omitted", {})
         names = {c for v in om.values() for c in v}
         assert names == {"j"}, (e["kind"], e["payload"])
@@ -379,7 +355,7 @@ def test_r4_a_baseline_of_redacted_refused_values(kit, inline):
     kit.owner.execute(f"CREATE TABLE public.t83_rd (id int PRIMARY KEY{m}, r json, v int); GRANT ALL ON public.t83_rd TO app_writer;"
                       " INSERT INTO public.t83_rd (id, r, v) VALUES (1, %s, 0), (2, '\"zz\"', 0)" .replace("%s", "'" + NUL + "'"))
     enable_tracking(kit.maint, "public.t83_rd", redact_columns=["r"], baseline=True)
-    es = evs(kit.db, "public.t83_rd.")
+    es = events_under(kit.db, "public.t83_rd.")
     assert len(es) == 2, es
     a, b = (_strip(e) for e in sorted(es, key=lambda e: e["target_id"]))
     assert a == b, (a, b)
@@ -409,7 +385,7 @@ def test_r5_other_statements_leave_no_trace_of_a_redacted_value(kit, how):
             if how == "merge" and err is not None:
                 return
             assert err is None, err
-        outs[key] = [_strip(e) for e in evs(kit.db, "public.t83_rd.") if e["target_id"] == str(key)]
+        outs[key] = [_strip(e) for e in events_under(kit.db, "public.t83_rd.") if e["target_id"] == str(key)]
     assert outs[1] == outs[2], outs
     assert _no_trace(kit, everything_visible(kit.reader, "public.t83_rd.")) == []
 
@@ -423,7 +399,7 @@ def test_r6_a_redacted_value_over_a_mebibyte_tells_nothing(kit):
     kit.writer.execute("INSERT INTO public.t83_big VALUES (1, 'ok', %s, 0), (2, 'ok', 'x', 0)", [big])
     kit.writer.execute("UPDATE public.t83_big SET r = r || 'c', v = 1")
     by = {"1": [], "2": []}
-    for e in evs(kit.db, "public.t83_big."):
+    for e in events_under(kit.db, "public.t83_big."):
         by[e["target_id"]].append(_strip(e))
     assert by["1"] == by["2"]
 
@@ -462,7 +438,7 @@ def test_u1_real_changes_of_a_redacted_column_are_never_skipped(kit):
     kit.writer.execute("INSERT INTO public.t83_nu VALUES (1, 'ok', %s, 'a', 0)", [NUL])
     for val in (NUL2, LOOK_NUL, NUL, '"plain"'):
         kit.writer.execute("UPDATE public.t83_nu SET r = %s", [val])
-    ups = evs(kit.db, "public.t83_nu.update")
+    ups = events_under(kit.db, "public.t83_nu.update")
     assert [u["changed"] for u in ups] == [{"r": {"old": "[redacted]", "new": "[redacted]"}}] * 4, [u["changed"] for u in ups]
 
 
@@ -475,7 +451,7 @@ def test_u2_true_noops_of_a_redacted_column_are_never_recorded(kit):
     kit.writer.execute("UPDATE public.t83_nu SET r = %s WHERE id = 2", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t83_nu SET x = 'b'")
     kit.writer.execute("UPDATE public.t83_nu SET r = r, m = m")
-    assert kinds(kit.db, "public.t83_nu.") == ["insert", "insert"]
+    assert kinds_under(kit.db, "public.t83_nu.") == ["insert", "insert"]
 
 
 def test_u3_changed_lists_each_column_right_in_a_mixed_update(kit):
@@ -485,7 +461,7 @@ def test_u3_changed_lists_each_column_right_in_a_mixed_update(kit):
     kit.writer.execute("INSERT INTO public.t83_nu VALUES (1, 'ok', %s, 'a', 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_nu SET m = 'sad', x = 'z', r = %s", [NUL])
     kit.writer.execute("UPDATE public.t83_nu SET r = %s, v = 1", [NUL2])
-    ch = [u["changed"] for u in evs(kit.db, "public.t83_nu.update")]
+    ch = [u["changed"] for u in events_under(kit.db, "public.t83_nu.update")]
     assert ch == [{"m": {"old": "ok", "new": "sad"}},
                   {"r": {"old": "[redacted]", "new": "[redacted]"}, "v": {"old": 0, "new": 1}}], ch
 
@@ -501,7 +477,7 @@ def test_u4_redacted_json_in_an_array_composite_or_domain_changes_and_noops(kit,
     kit.writer.execute(f"UPDATE public.t83_nu SET r = {wrap}", [NUL])
     kit.writer.execute(f"UPDATE public.t83_nu SET r = {wrap}, x = 'q'", [NUL])
     kit.writer.execute(f"UPDATE public.t83_nu SET r = {wrap}", [NUL2])
-    assert kinds(kit.db, "public.t83_nu.") == ["insert", "update", "update"]
+    assert kinds_under(kit.db, "public.t83_nu.") == ["insert", "update", "update"]
 
 
 def test_u5_one_statement_pairs_changes_and_noops_of_a_redacted_column(kit):
@@ -512,7 +488,7 @@ def test_u5_one_statement_pairs_changes_and_noops_of_a_redacted_column(kit):
                        " (3, 'ok', %s, 'a', 0), (4, 'ok', '1', 'a', 0)", [LOOK_NUL, NUL, NUL])
     kit.writer.execute("UPDATE public.t83_nu SET r = CASE id WHEN 1 THEN %s::json WHEN 2 THEN %s::json"
                        " WHEN 3 THEN %s::json ELSE '1'::json END, x = 'b'", [NUL, NUL, LOOK_NUL])
-    assert sorted(e["target_id"] for e in evs(kit.db, "public.t83_nu.update")) == ["1", "3"]
+    assert sorted(e["target_id"] for e in events_under(kit.db, "public.t83_nu.update")) == ["1", "3"]
 
 
 def test_u6_a_redacted_and_an_unredacted_json_swap_their_values(kit):
@@ -521,7 +497,7 @@ def test_u6_a_redacted_and_an_unredacted_json_swap_their_values(kit):
     _nu(kit, extra=", j json")
     kit.writer.execute("INSERT INTO public.t83_nu VALUES (1, 'ok', %s, 'a', 0, %s)", [NUL, LOOK_NUL])
     kit.writer.execute("UPDATE public.t83_nu SET r = j, j = r")
-    ups = evs(kit.db, "public.t83_nu.update")
+    ups = events_under(kit.db, "public.t83_nu.update")
     assert len(ups) == 1
     assert ups[0]["changed"].get("r") == {"old": "[redacted]", "new": "[redacted]"}, ups[0]["changed"]
     names = {c for v in (ups[0]["payload"] or {}).get("omitted", {}).values() for c in v}
@@ -535,7 +511,7 @@ def test_u7_no_skip_noop_records_every_update_and_changed_stays_honest(kit):
     track_new_table(kit, "t83_nu", "id int PRIMARY KEY, m public.t83_mood, r json, v int", redact_columns=["r"], skip_noop_updates=False)
     kit.writer.execute("INSERT INTO public.t83_nu VALUES (1, 'ok', %s, 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_nu SET r = %s", [NUL])
-    ups = evs(kit.db, "public.t83_nu.update")
+    ups = events_under(kit.db, "public.t83_nu.update")
     assert len(ups) == 1 and not ups[0]["changed"], ups
 
 
@@ -698,7 +674,7 @@ def test_r8_a_null_and_a_set_redacted_value_look_alike(kit, inline):
     "[redacted]". Safe: both images alike but for the key."""
     _red(kit, "plain", inline)
     kit.writer.execute("INSERT INTO public.t83_rd (id, r, v) VALUES (1, NULL, 0), (2, '\"secret\"', 0)")
-    a, b = (_strip(e) for e in evs(kit.db, "public.t83_rd.insert"))
+    a, b = (_strip(e) for e in events_under(kit.db, "public.t83_rd.insert"))
     assert a == b, (a, b)
 
 
@@ -715,7 +691,7 @@ def test_r9_an_excluded_refused_json_is_never_named(kit, inline):
     kit.writer.execute("UPDATE public.t83_ex SET v = 1, x = CASE id WHEN 1 THEN %s::json ELSE '2'::json END", [NUL2])
     kit.writer.execute("DELETE FROM public.t83_ex")
     by = {"1": [], "2": []}
-    for e in evs(kit.db, "public.t83_ex."):
+    for e in events_under(kit.db, "public.t83_ex."):
         by[e["target_id"]].append(_strip(e))
     assert by["1"] == by["2"], by
 
@@ -732,7 +708,7 @@ def test_r10_names_swapped_between_a_redacted_and_a_plain_column(kit, inline):
     kit.owner.execute("ALTER TABLE public.t83_sw RENAME COLUMN r TO t83_tmp; ALTER TABLE public.t83_sw RENAME COLUMN s TO r;"
                       " ALTER TABLE public.t83_sw RENAME COLUMN t83_tmp TO s")
     kit.writer.execute("INSERT INTO public.t83_sw (id, s, r) VALUES (1, 'secret', 'public')")
-    img = evs(kit.db, "public.t83_sw.insert")[0]["row_after"]
+    img = events_under(kit.db, "public.t83_sw.insert")[0]["row_after"]
     assert "secret" not in img, img
 
 
@@ -751,7 +727,7 @@ def test_r11_a_partition_with_its_columns_in_another_order(kit):
     kit.writer.execute("UPDATE public.t83_pt SET r = %s WHERE id = 11", [NUL2])
     text = everything_visible(kit.reader, "public.t83_pt.")
     assert "secret" not in text and _no_trace(kit, text) == [], text[:600]
-    assert len(evs(kit.db, "public.t83_pt.")) == 3
+    assert len(events_under(kit.db, "public.t83_pt.")) == 3
 
 
 @pytest.mark.parametrize(("value", "then"), [("1e999999", "2e999999"), ("-1e-999999", "-2e-999999"), ("[1e400, 2]", "[1e401, 2]")])
@@ -762,7 +738,7 @@ def test_r12_wild_numbers_in_a_redacted_json(kit, value, then):
     kit.writer.execute("INSERT INTO public.t83_rd (id, r, v) VALUES (1, %s, 0), (2, '5', 0)", [value])
     kit.writer.execute("UPDATE public.t83_rd SET v = 1, r = CASE id WHEN 1 THEN %s::json ELSE '6'::json END", [then])
     by = {"1": [], "2": []}
-    for e in evs(kit.db, "public.t83_rd."):
+    for e in events_under(kit.db, "public.t83_rd."):
         by[e["target_id"]].append(_strip(e))
     assert by["1"] == by["2"], by
     assert seal_all(kit.db) is None
@@ -777,7 +753,7 @@ def test_u8_inline_redacted_from_a_refused_value_to_its_lookalike_lists_changed(
     track_new_table(kit, "t83_il", "id int PRIMARY KEY, r json, v int", redact_columns=["r"])
     kit.writer.execute("INSERT INTO public.t83_il VALUES (1, %s, 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_il SET r = %s", [LOOK_NUL])
-    ups = evs(kit.db, "public.t83_il.update")
+    ups = events_under(kit.db, "public.t83_il.update")
     assert [u["changed"] for u in ups] == [{"r": {"old": "[redacted]", "new": "[redacted]"}}], ups
 
 
@@ -790,7 +766,7 @@ def test_u9_inline_lookalike_to_refused_lists_changed(kit, excluded):
     track_new_table(kit, "t83_il", "id int PRIMARY KEY, r json, x text", redact_columns=["r"], **opts)
     kit.writer.execute("INSERT INTO public.t83_il VALUES (1, %s, 'a')", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t83_il SET r = %s", [NUL])
-    ups = evs(kit.db, "public.t83_il.update")
+    ups = events_under(kit.db, "public.t83_il.update")
     assert [u["changed"] for u in ups] == [{"r": {"old": "[redacted]", "new": "[redacted]"}}], ups
 
 
@@ -802,7 +778,7 @@ def test_u10_an_excluded_refused_json_alone_is_a_noop(kit):
     kit.writer.execute("INSERT INTO public.t83_xn VALUES (1, 'ok', %s, 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_xn SET x = %s", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t83_xn SET x = %s", [NUL2])
-    assert kinds(kit.db, "public.t83_xn.") == ["insert"]
+    assert kinds_under(kit.db, "public.t83_xn.") == ["insert"]
 
 
 def test_u11_a_redacted_change_with_a_key_move(kit):
@@ -811,7 +787,7 @@ def test_u11_a_redacted_change_with_a_key_move(kit):
     _nu(kit)
     kit.writer.execute("INSERT INTO public.t83_nu VALUES (1, 'ok', %s, 'a', 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_nu SET r = %s, id = 7", [LOOK_NUL])
-    ups = evs(kit.db, "public.t83_nu.update")
+    ups = events_under(kit.db, "public.t83_nu.update")
     assert len(ups) == 1, ups
     assert ups[0]["payload"].get("moved_from") == "1", ups[0]["payload"]
     assert ups[0]["changed"].get("r") == {"old": "[redacted]", "new": "[redacted]"}, ups[0]["changed"]
@@ -824,7 +800,7 @@ def test_u12_inline_plain_json_from_refused_to_lookalike_lists_changed(kit):
     track_new_table(kit, "t83_il", "id int PRIMARY KEY, j json, v int")
     kit.writer.execute("INSERT INTO public.t83_il VALUES (1, %s, 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_il SET j = %s", [LOOK_NUL])
-    ups = evs(kit.db, "public.t83_il.update")
+    ups = events_under(kit.db, "public.t83_il.update")
     assert len(ups) == 1 and "j" in (ups[0]["changed"] or {}), ups
 
 
@@ -852,7 +828,7 @@ def test_d10_session_settings_make_two_names_print_alike_or_one_name_differ(kit,
     other.execute(gucs)
     other.execute("UPDATE public.t83_gu SET m = 'sad'")
     field = "target_id" if via == "key" else "tenant_id"
-    es = evs(kit.db, "public.t83_gu.")
+    es = events_under(kit.db, "public.t83_gu.")
     first = [e[field] for e in es if e["kind"].endswith("insert")]
     later = [e[field] for e in es if e["kind"].endswith("update")]
     assert len(set(first)) == 2 and sorted(first) == sorted(later), (first, later)
@@ -866,7 +842,7 @@ def test_u13_a_renamed_redacted_column_still_counts_and_stays_hidden(kit):
     kit.owner.execute("ALTER TABLE public.t83_nu RENAME COLUMN r TO q")
     kit.writer.execute("UPDATE public.t83_nu SET q = %s", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t83_nu SET q = '\"secret\"'")
-    ups = evs(kit.db, "public.t83_nu.update")
+    ups = events_under(kit.db, "public.t83_nu.update")
     assert [u["changed"] for u in ups] == [{"q": {"old": "[redacted]", "new": "[redacted]"}}] * 2, ups
     assert "secret" not in everything_visible(kit.reader, "public.t83_nu.")
 
@@ -878,7 +854,7 @@ def test_u14_inline_redacted_between_two_refused_values(kit):
     kit.writer.execute("INSERT INTO public.t83_il VALUES (1, %s, 0)", [NUL])
     kit.writer.execute("UPDATE public.t83_il SET r = %s", [NUL2])
     kit.writer.execute("UPDATE public.t83_il SET r = %s", [NUL2])
-    ups = evs(kit.db, "public.t83_il.update")
+    ups = events_under(kit.db, "public.t83_il.update")
     assert [u["changed"] for u in ups] == [{"r": {"old": "[redacted]", "new": "[redacted]"}}], ups
 
 
@@ -888,7 +864,7 @@ def test_u15_inline_with_an_excluded_column_lookalike_to_refused_is_recorded(kit
     track_new_table(kit, "t83_il", "id int PRIMARY KEY, j json, x text", exclude_columns=["x"])
     kit.writer.execute("INSERT INTO public.t83_il VALUES (1, %s, 'a')", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t83_il SET j = %s", [NUL])
-    assert kinds(kit.db, "public.t83_il.") == ["insert", "update"]
+    assert kinds_under(kit.db, "public.t83_il.") == ["insert", "update"]
 
 
 @pytest.mark.parametrize("inline", [True, False])
@@ -904,7 +880,7 @@ def test_u16_the_excluded_column_alone_is_a_noop_where_rows_are_compared_as_stor
     kit.writer.execute("INSERT INTO public.t83_xs (id, j, x) VALUES (1, '{\"a\":1}', 'a')")
     kit.writer.execute("UPDATE public.t83_xs SET x = 'b'")
     kit.writer.execute("UPDATE public.t83_xs SET x = repeat('c', 5000)")
-    assert kinds(kit.db, "public.t83_xs.") == ["insert"]
+    assert kinds_under(kit.db, "public.t83_xs.") == ["insert"]
 
 
 def test_u17_an_excluded_tenant_column_moved_alone_is_recorded(kit):
@@ -915,7 +891,7 @@ def test_u17_an_excluded_tenant_column_moved_alone_is_recorded(kit):
        exclude_columns=["tc"], redact_columns=["r"])
     kit.writer.execute("INSERT INTO public.t83_tm VALUES (1, 'ok', 'acme', %s)", [NUL])
     kit.writer.execute("UPDATE public.t83_tm SET tc = 'other'")
-    es = evs(kit.db, "public.t83_tm.update")
+    es = events_under(kit.db, "public.t83_tm.update")
     assert sorted(e["tenant_id"] for e in es) == ["acme", "other"], es
     assert all("r" not in json.dumps((e["payload"] or {}).get("omitted", {})) for e in es), es
 
@@ -941,10 +917,10 @@ def test_r13_redacted_and_excluded_json_columns_with_hostile_names(kit, inline):
                        f" {qx} = CASE id WHEN 1 THEN %s::json ELSE '2'::json END", [NUL2, NUL2])
     kit.writer.execute("DELETE FROM public.t83_wn")
     by = {"1": [], "2": []}
-    for e in evs(kit.db, "public.t83_wn."):
+    for e in events_under(kit.db, "public.t83_wn."):
         by[e["target_id"]].append(_strip(e))
     assert by["1"] == by["2"], by
-    ups = evs(kit.db, "public.t83_wn.update")
+    ups = events_under(kit.db, "public.t83_wn.update")
     assert all(WEIRD in (u["changed"] or {}) for u in ups), [u["changed"] for u in ups]
 
 
@@ -963,7 +939,7 @@ def test_d11_honest_drops_under_a_range_of_a_plain_column(kit, route):
     assert try_enable(kit, "t83_hn") is None
     assert try_write(kit.owner, "ALTER TYPE public.t83_c9 DROP ATTRIBUTE a") is None
     kit.writer.execute("INSERT INTO public.t83_hn (id, m) VALUES (1, 'ok')")
-    assert kinds(kit.db, "public.t83_hn.") == ["insert"]
+    assert kinds_under(kit.db, "public.t83_hn.") == ["insert"]
 
 
 def test_d13_a_unique_index_built_before_the_drop_becomes_the_key_after_it(kit):
@@ -982,7 +958,7 @@ def test_d13_a_unique_index_built_before_the_drop_becomes_the_key_after_it(kit):
     if refused is not None:
         return
     kit.writer.execute("UPDATE public.t83_ui SET m = 'sad'")
-    names = [e["target_id"] for e in evs(kit.db, "public.t83_ui.update")]
+    names = [e["target_id"] for e in events_under(kit.db, "public.t83_ui.update")]
     assert len(set(names)) == 2 or named_in_status(kit, "t83_ui"), names
 
 
@@ -999,7 +975,7 @@ def test_d12_a_refused_enable_with_baseline_writes_nothing(kit, via):
                       " (2, 'ok', public.t83_r(ROW('B', 'x'), ROW('Z', 'z')));"
                       " ALTER TYPE public.t83_c DROP ATTRIBUTE a")
     err = try_enable(kit, "t83_bl", baseline=True, **({"tenant_column": "k"} if via == "tenant" else {}))
-    assert ((err or "")[:5], len(evs(kit.db, "public.t83_bl.")), tracked(kit, "t83_bl")) == ("PA005", 0, False), err
+    assert ((err or "")[:5], len(events_under(kit.db, "public.t83_bl.")), is_tracked(kit, "t83_bl")) == ("PA005", 0, False), err
 
 
 @pytest.mark.parametrize("route", ["range_key_using_index", "partitioned_parent_adopts_index"])
@@ -1029,7 +1005,7 @@ def test_d14_an_old_unique_index_adopted_as_the_key_by_other_routes(kit, route):
     if refused is not None:
         return
     kit.writer.execute("UPDATE public.t83_ad SET m = 'sad'")
-    names = [e["target_id"] for e in evs(kit.db, "public.t83_ad.update")]
+    names = [e["target_id"] for e in events_under(kit.db, "public.t83_ad.update")]
     assert len(set(names)) == 2 or named_in_status(kit, "t83_ad"), names
 
 
@@ -1074,7 +1050,7 @@ def test_u18_a_table_made_not_inline_after_tracking_counts_redacted_changes(kit)
     kit.owner.execute("ALTER TABLE public.t83_tn ADD COLUMN m public.t83_mood")
     kit.writer.execute("UPDATE public.t83_tn SET r = %s", [LOOK_NUL])
     kit.writer.execute("UPDATE public.t83_tn SET x = 'b'")
-    ups = evs(kit.db, "public.t83_tn.update")
+    ups = events_under(kit.db, "public.t83_tn.update")
     assert [u["changed"] for u in ups] == [{"r": {"old": "[redacted]", "new": "[redacted]"}}], [u["changed"] for u in ups]
 
 
@@ -1090,7 +1066,7 @@ def test_u19_a_redacted_json_rewritten_with_other_spacing_is_recorded(kit, inlin
     kit.writer.execute("INSERT INTO public.t83_sp2 (id, r) VALUES (1, '{\"a\":1}')")
     kit.writer.execute("UPDATE public.t83_sp2 SET r = '{\"a\": 1}'")
     kit.writer.execute("UPDATE public.t83_sp2 SET r = '{\"a\": 1}'")
-    assert kinds(kit.db, "public.t83_sp2.") == ["insert", "update"]
+    assert kinds_under(kit.db, "public.t83_sp2.") == ["insert", "update"]
 
 
 @pytest.mark.parametrize("where", ["composite_key", "range_key", "range_in_composite_tenant"])
@@ -1119,7 +1095,7 @@ def test_o9_a_cast_to_json_of_a_type_beneath_a_name_column(kit, where):
     if refused is not None:
         return
     kit.writer.execute(f"INSERT INTO public.t83_cj VALUES (1, 'ok', {val})")
-    e = evs(kit.db, "public.t83_cj.insert")[0]
+    e = events_under(kit.db, "public.t83_cj.insert")[0]
     ran = {r[0] for r in kit.db.execute("SELECT who FROM public.t83_ran")}
     assert "forged" not in (e["row_after"] + str(e["target_id"]) + str(e["tenant_id"])), e
     assert not any(w.startswith("audit") or w == kit.db.info.user for w in ran), ran

@@ -24,12 +24,16 @@ import psycopg
 import pytest
 from trial_helpers import (
     both_verifiers,
+    events_under,
+    is_tracked,
+    kinds_under,
     named_in_status,
     problems_of,
     quarantine_empty,
     seal_all,
     table_owner_kit,
     track_new_table,
+    try_enable,
     try_write,
 )
 
@@ -56,35 +60,6 @@ def kit(db, connect):
 
 def mood(kit):
     kit.owner.execute("CREATE TYPE public.t84_mood AS ENUM ('ok', 'sad')")
-
-
-def try_enable(kit, table: str, **opts) -> str | None:
-    try:
-        enable_tracking(kit.maint, f"public.{table}", **opts)
-        return None
-    except psycopg.Error as e:
-        return f"{e.sqlstate}: {str(e).splitlines()[0][:160]}"
-    except Exception as e:  # noqa: BLE001
-        cause = getattr(e, "__cause__", None) or getattr(e, "__context__", None)
-        st = getattr(cause, "sqlstate", None) or getattr(e, "sqlstate", None)
-        return f"{st}: {str(e).splitlines()[0][:160]}"
-
-
-def evs(db, prefix: str) -> list[dict]:
-    cur = db.execute("SELECT intake_id, kind, target_id, tenant_id, row_before::text, row_after::text, payload, changed, origin"
-                     " FROM audit.events WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])
-    cols = ["iid", "kind", "target_id", "tenant_id", "row_before", "row_after", "payload", "changed", "origin"]
-    return [dict(zip(cols, r, strict=True)) for r in cur]
-
-
-def kinds(db, prefix: str) -> list[str]:
-    return [r[0].rsplit(".", 1)[1] for r in db.execute(
-        "SELECT kind FROM audit.events WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])]
-
-
-def tracked(kit, table: str) -> bool:
-    return kit.db.execute("SELECT count(*) FROM audit.tracked_tables WHERE relid = to_regclass(%s)",
-                          [table if "." in table else f"public.{table}"]).fetchone()[0] == 1
 
 
 def spy_kit(kit):
@@ -146,7 +121,7 @@ def test_k1_a_jsonb_tenant_column_names_two_tenant_values_as_one(kit, pair, typ)
         assert err[:5] == "PA005", err
         return
     kit.writer.execute("INSERT INTO public.t84_jt VALUES (1, %s::jsonb, 0), (2, %s::jsonb, 0)", [a, b])
-    got = {e["target_id"]: e["tenant_id"] for e in evs(kit.db, "public.t84_jt.insert")}
+    got = {e["target_id"]: e["tenant_id"] for e in events_under(kit.db, "public.t84_jt.insert")}
     assert got["1"] != got["2"], got
 
 
@@ -175,7 +150,7 @@ def test_k2_array_tenants_of_other_lower_bounds_are_two_tenants(kit, route):
     distinct = kit.db.execute(f"SELECT {a} IS DISTINCT FROM {b}").fetchone()[0]
     assert distinct
     kit.writer.execute(f"INSERT INTO public.t84_at VALUES (1, {a}, 0), (2, {b}, 0)")
-    got = {e["target_id"]: e["tenant_id"] for e in evs(kit.db, "public.t84_at.insert")}
+    got = {e["target_id"]: e["tenant_id"] for e in events_under(kit.db, "public.t84_at.insert")}
     assert got["1"] != got["2"], got
 
 
@@ -188,7 +163,7 @@ def test_k3_a_row_moved_between_array_tenants_of_other_bounds_is_a_move(kit):
         return
     kit.writer.execute("INSERT INTO public.t84_am VALUES (1, '{1,2}', 0)")
     kit.writer.execute("UPDATE public.t84_am SET tc = '[0:1]={1,2}'")
-    ups = evs(kit.db, "public.t84_am.update")
+    ups = events_under(kit.db, "public.t84_am.update")
     assert len({u["tenant_id"] for u in ups}) == 2, ups
 
 
@@ -221,7 +196,7 @@ def test_k4_the_key_moved_after_tracking_to_an_array_column(kit, route, how):
         assert refused[:5] == "PA008", refused
         return
     kit.writer.execute("UPDATE public.t84_ka SET v = 1")
-    names = [e["target_id"] for e in evs(kit.db, "public.t84_ka.update")]
+    names = [e["target_id"] for e in events_under(kit.db, "public.t84_ka.update")]
     assert len(set(names)) == 2 or named_in_status(kit, "t84_ka"), names
 
 
@@ -234,7 +209,7 @@ def test_k5_an_array_attribute_added_to_the_keys_composite_type(kit):
     if refused is not None:
         return
     kit.writer.execute("INSERT INTO public.t84_kk VALUES (ROW('x', '{1,2}'), 0), (ROW('x', '[0:1]={1,2}'), 0)")
-    names = [e["target_id"] for e in evs(kit.db, "public.t84_kk.insert")]
+    names = [e["target_id"] for e in events_under(kit.db, "public.t84_kk.insert")]
     assert len(set(names)) == 2 or named_in_status(kit, "t84_kk"), names
 
 
@@ -252,7 +227,7 @@ def test_k6_a_range_of_arrays_as_the_key_keeps_the_bounds(kit, kind):
     if kind == "multirange":
         a, b = f"public.t84_amr({a})", f"public.t84_amr({b})"
     kit.writer.execute(f"INSERT INTO public.t84_rk VALUES ({a}, 0), ({b}, 0)")
-    names = [e["target_id"] for e in evs(kit.db, "public.t84_rk.insert")]
+    names = [e["target_id"] for e in events_under(kit.db, "public.t84_rk.insert")]
     assert len(set(names)) == 2, names
 
 
@@ -267,7 +242,7 @@ def test_k7_a_key_under_a_nondeterministic_collation_changing_case_is_a_move(kit
     track_new_table(kit, "t84_ci", "k text COLLATE public.t84_ci PRIMARY KEY, v int")
     kit.writer.execute("INSERT INTO public.t84_ci VALUES ('A', 0)")
     kit.writer.execute("UPDATE public.t84_ci SET k = 'a'")
-    ups = evs(kit.db, "public.t84_ci.update")
+    ups = events_under(kit.db, "public.t84_ci.update")
     assert [(u["target_id"], (u["payload"] or {}).get("moved_from")) for u in ups] == [("a", "A")], ups
 
 
@@ -278,7 +253,7 @@ def test_k8_a_tenant_under_a_nondeterministic_collation_changing_case_is_a_move(
     track_new_table(kit, "t84_ct", "id int PRIMARY KEY, tc text COLLATE public.t84_ci, v int", tenant_column="tc")
     kit.writer.execute("INSERT INTO public.t84_ct VALUES (1, 'ACME', 0)")
     kit.writer.execute("UPDATE public.t84_ct SET tc = 'acme'")
-    ups = evs(kit.db, "public.t84_ct.update")
+    ups = events_under(kit.db, "public.t84_ct.update")
     assert sorted((u["tenant_id"], u["row_before"] is None, u["row_after"] is None) for u in ups) == \
         [("ACME", False, True), ("acme", True, False)], ups
 
@@ -294,10 +269,10 @@ def test_k9_a_key_columns_collation_changed_after_tracking(kit, to):
     coll = "public.t84_ci" if to == "nondeterministic" else '"C"'
     refused = try_write(kit.owner, f"ALTER TABLE public.t84_cc ALTER COLUMN k TYPE text COLLATE {coll}")
     if refused is not None:
-        assert tracked(kit, "t84_cc")
+        assert is_tracked(kit, "t84_cc")
         return
     kit.writer.execute("UPDATE public.t84_cc SET v = 1")
-    names = sorted(e["target_id"] for e in evs(kit.db, "public.t84_cc.update"))
+    names = sorted(e["target_id"] for e in events_under(kit.db, "public.t84_cc.update"))
     assert names == ["A", "a"], names
 
 
@@ -323,11 +298,11 @@ def test_k11_a_typed_tables_key_attribute_retyped_by_cascade(kit, change):
     kit.writer.execute("INSERT INTO public.t84_ty VALUES (1, 0), (2, 0)")
     typ = {"to_bigint": "bigint", "to_numeric": "numeric(10,2)", "to_text": "text"}[change]
     refused = try_write(kit.owner, f"ALTER TYPE public.t84_tc ALTER ATTRIBUTE id TYPE {typ} CASCADE")
-    assert tracked(kit, "t84_ty")
+    assert is_tracked(kit, "t84_ty")
     if refused is not None:
         return
     kit.writer.execute("UPDATE public.t84_ty SET v = 1")
-    names = sorted(e["target_id"] for e in evs(kit.db, "public.t84_ty.update"))
+    names = sorted(e["target_id"] for e in events_under(kit.db, "public.t84_ty.update"))
     assert names == ["1", "2"], names
     sysk = [e for e in kit.db.execute("SELECT kind FROM audit.events WHERE kind LIKE 'audit.tracked_%'").fetchall()]
     assert sysk, "retyped with no record"
@@ -343,7 +318,7 @@ def test_k12_a_typed_tables_key_attribute_renamed_by_cascade_is_followed(kit):
     assert try_write(kit.owner, "ALTER TYPE public.t84_tc RENAME ATTRIBUTE id TO k CASCADE") is None
     kit.writer.execute("UPDATE public.t84_ty SET v = 1")
     keys = kit.db.execute("SELECT key_columns FROM audit.tracked_tables WHERE relid = 'public.t84_ty'::regclass").fetchone()[0]
-    ups = evs(kit.db, "public.t84_ty.update")
+    ups = events_under(kit.db, "public.t84_ty.update")
     assert keys == ["k"] and [u["target_id"] for u in ups] == ["1"], (keys, ups)
 
 
@@ -362,7 +337,7 @@ def test_k13_alter_domain_of_a_key_keeps_names_and_capture(kit, stmt):
     try_write(kit.owner, stmt)
     kit.writer.execute("UPDATE public.t84_dom SET v = 1")
     kit.writer.execute("INSERT INTO public.t84_dom VALUES ('b', 0)")
-    assert [(e["kind"].rsplit(".", 1)[1], e["target_id"]) for e in evs(kit.db, "public.t84_dom.")] == \
+    assert [(e["kind"].rsplit(".", 1)[1], e["target_id"]) for e in events_under(kit.db, "public.t84_dom.")] == \
         [("insert", "a"), ("update", "a"), ("insert", "b")]
 
 
@@ -372,7 +347,7 @@ def test_k14_a_generated_key_moves_with_its_base_column(kit):
     track_new_table(kit, "t84_gk", "a int, k int GENERATED ALWAYS AS (a * 2) STORED PRIMARY KEY, v int")
     kit.writer.execute("INSERT INTO public.t84_gk (a, v) VALUES (1, 0)")
     kit.writer.execute("UPDATE public.t84_gk SET a = 5")
-    ups = evs(kit.db, "public.t84_gk.update")
+    ups = events_under(kit.db, "public.t84_gk.update")
     assert [(u["target_id"], (u["payload"] or {}).get("moved_from")) for u in ups] == [("10", "2")], ups
 
 
@@ -385,7 +360,7 @@ def test_k15_a_generated_keys_expression_dropped_keeps_names(kit):
         return
     kit.writer.execute("UPDATE public.t84_gk SET v = 1")
     kit.writer.execute("INSERT INTO public.t84_gk VALUES (7, 3, 0)")
-    assert [(e["kind"].rsplit(".", 1)[1], e["target_id"]) for e in evs(kit.db, "public.t84_gk.")] == \
+    assert [(e["kind"].rsplit(".", 1)[1], e["target_id"]) for e in events_under(kit.db, "public.t84_gk.")] == \
         [("insert", "2"), ("update", "2"), ("insert", "3")]
 
 
@@ -398,7 +373,7 @@ def test_k16_an_identity_key_restarted_cannot_name_two_rows_as_one(kit):
     try_write(kit.writer, "INSERT INTO public.t84_id (v) VALUES (9)")
     kit.owner.execute("ALTER TABLE public.t84_id ALTER COLUMN id SET GENERATED ALWAYS")
     try_write(kit.writer, "INSERT INTO public.t84_id (v) VALUES (9)")
-    names = [e["target_id"] for e in evs(kit.db, "public.t84_id.insert")]
+    names = [e["target_id"] for e in events_under(kit.db, "public.t84_id.insert")]
     assert len(names) == len(set(names)), names
 
 
@@ -435,8 +410,8 @@ def test_k18_replica_identity_never_names_rows(kit, ident):
             stmt = f"ALTER TABLE public.{t} REPLICA IDENTITY USING INDEX {t}_k"
         try_write(kit.owner, stmt)
         kit.writer.execute(f"UPDATE public.{t} SET v = v + 1")
-    ri = {e["target_id"] for e in evs(kit.db, "public.t84_ri.update")}
-    rn = {e["target_id"] for e in evs(kit.db, "public.t84_rn.update")}
+    ri = {e["target_id"] for e in events_under(kit.db, "public.t84_ri.update")}
+    rn = {e["target_id"] for e in events_under(kit.db, "public.t84_rn.update")}
     assert ri <= {"1", "2"} and ri and rn == {None}, (ri, rn)
 
 
@@ -460,7 +435,7 @@ def test_k19_inheritance_cannot_be_taken_on_or_off_a_tracked_table(kit, stmt):
                            "    OR i.inhrelid = 'public.t84_inh'::regclass").fetchone()[0]
     assert refused is not None and plain == 0, refused
     kit.writer.execute("INSERT INTO public.t84_inh_pp VALUES (5, 0)")
-    assert [e["target_id"] for e in evs(kit.db, "public.t84_inh_pp.insert")] == ["5"]
+    assert [e["target_id"] for e in events_under(kit.db, "public.t84_inh_pp.insert")] == ["5"]
 
 
 PART_SHAPES = {
@@ -488,10 +463,10 @@ def test_k20_a_partition_of_another_column_order_is_imaged_and_named_alike(kit, 
     kit.writer.execute("INSERT INTO public.t84_pc (id, v, note) VALUES (102, 12, 'c')")
     kit.writer.execute("UPDATE public.t84_pp SET v = v + 1 WHERE id IN (1, 101)")
     kit.writer.execute("UPDATE public.t84_pc SET v = v + 1 WHERE id = 102")
-    ins = {e["target_id"]: json.loads(e["row_after"]) for e in evs(kit.db, "public.t84_pp.insert")}
+    ins = {e["target_id"]: json.loads(e["row_after"]) for e in events_under(kit.db, "public.t84_pp.insert")}
     assert ins == {"1": {"id": 1, "v": 10, "note": "a"}, "101": {"id": 101, "v": 11, "note": "b"},
                    "102": {"id": 102, "v": 12, "note": "c"}}, ins
-    ups = sorted((e["target_id"], json.dumps(e["changed"], sort_keys=True)) for e in evs(kit.db, "public.t84_pp.update"))
+    ups = sorted((e["target_id"], json.dumps(e["changed"], sort_keys=True)) for e in events_under(kit.db, "public.t84_pp.update"))
     assert [u[0] for u in ups] == ["1", "101", "102"], ups
     assert all(json.loads(c) .keys() == {"v"} for _, c in ups), ups
 
@@ -507,7 +482,7 @@ def test_k21_a_row_moved_between_partitions_of_other_column_orders(kit):
     assert try_write(kit.maint, "ALTER TABLE public.t84_pp ATTACH PARTITION public.t84_pc FOR VALUES FROM (100) TO (200)") is None
     kit.writer.execute("INSERT INTO public.t84_pp VALUES (1, 10, 'a')")
     kit.writer.execute("UPDATE public.t84_pp SET id = 150")
-    ups = evs(kit.db, "public.t84_pp.update")
+    ups = events_under(kit.db, "public.t84_pp.update")
     assert [(u["target_id"], (u["payload"] or {}).get("moved_from"), json.loads(u["row_after"])) for u in ups] == \
         [("150", "1", {"id": 150, "v": 10, "note": "a"})], ups
 
@@ -527,7 +502,7 @@ def test_k22_detach_and_reattach_of_a_reordered_partition(kit):
     kit.writer.execute("UPDATE public.t84_pp SET v = 100")
     sysk = [r[0] for r in kit.db.execute("SELECT kind FROM audit.events WHERE kind IN"
                                          " ('audit.tracked_partition_added', 'audit.tracked_partition_removed') ORDER BY intake_id")]
-    ups = evs(kit.db, "public.t84_pp.update")
+    ups = events_under(kit.db, "public.t84_pp.update")
     assert sysk == ["audit.tracked_partition_added", "audit.tracked_partition_removed", "audit.tracked_partition_added"], sysk
     assert [(u["target_id"], u["changed"]) for u in ups] == [("101", {"v": {"old": 99, "new": 100}})], ups
 
@@ -540,7 +515,7 @@ def test_k23_a_schema_of_a_keys_enum_renamed_keeps_names(kit):
     kit.writer.execute("INSERT INTO public.t84_se VALUES ('ok', 1, 0)")
     try_write(kit.owner, "ALTER SCHEMA t84_s RENAME TO t84_s2")
     kit.writer.execute("UPDATE public.t84_se SET v = 1")
-    names = [e["target_id"] for e in evs(kit.db, "public.t84_se.")]
+    names = [e["target_id"] for e in events_under(kit.db, "public.t84_se.")]
     assert len(set(names)) == 1 and len(names) == 2, names
 
 
@@ -563,8 +538,8 @@ def test_k24_a_key_rewritten_to_an_equal_value_of_another_spelling(kit, typ, old
     stored_same = kit.db.execute(f"SELECT (({old})::{typ})::text = (({new})::{typ})::text").fetchone()[0]
     kit.writer.execute(f"UPDATE public.t84_fk SET k = {new}")
     dup = try_write(kit.writer, f"INSERT INTO public.t84_fk VALUES ({old}, 1)")
-    ups = evs(kit.db, "public.t84_fk.update")
-    ins = evs(kit.db, "public.t84_fk.insert")
+    ups = events_under(kit.db, "public.t84_fk.update")
+    ins = events_under(kit.db, "public.t84_fk.insert")
     assert dup is not None and len(ins) == 1, (dup, ins)
     if stored_same:
         assert ups == [], ups
@@ -597,7 +572,7 @@ def test_k25_composites_with_null_attributes_are_named_apart(kit, a, b, via):
         cols, opts = "k public.t84_nc, id int PRIMARY KEY, v int", {"tenant_column": "k"}
     track_new_table(kit, "t84_cn", cols, **opts)
     kit.writer.execute(f"INSERT INTO public.t84_cn (k, id, v) VALUES ({a}, 1, 0), ({b}, {1 if via == 'composite_key' else 2}, 0)")
-    es = evs(kit.db, "public.t84_cn.insert")
+    es = events_under(kit.db, "public.t84_cn.insert")
     field = "tenant_id" if via == "tenant" else "target_id"
     assert len({e[field] for e in es}) == 2, [e[field] for e in es]
 
@@ -612,7 +587,7 @@ def test_k26_a_citext_like_domain_key_keeps_one_row_one_history(kit):
     assert try_write(kit.writer, "INSERT INTO public.t84_cd VALUES ('BOB', 0)") is not None
     kit.writer.execute("INSERT INTO public.t84_cd VALUES ('BOB', 1) ON CONFLICT (k) DO UPDATE SET v = 5")
     kit.writer.execute("UPDATE public.t84_cd SET k = 'bob'")
-    out = [(e["kind"].rsplit(".", 1)[1], e["target_id"], (e["payload"] or {}).get("moved_from")) for e in evs(kit.db, "public.t84_cd.")]
+    out = [(e["kind"].rsplit(".", 1)[1], e["target_id"], (e["payload"] or {}).get("moved_from")) for e in events_under(kit.db, "public.t84_cd.")]
     assert out == [("insert", "Bob", None), ("update", "Bob", None), ("update", "bob", "Bob")], out
 
 
@@ -667,7 +642,7 @@ def test_k28_a_jsonb_tenant_changed_from_string_to_number_is_a_move(kit):
         return
     kit.writer.execute("INSERT INTO public.t84_jm VALUES (1, '\"1\"', 0)")
     kit.writer.execute("UPDATE public.t84_jm SET tc = '1'")
-    ups = evs(kit.db, "public.t84_jm.update")
+    ups = events_under(kit.db, "public.t84_jm.update")
     assert len({u["tenant_id"] for u in ups}) == 2, ups
 
 
@@ -685,7 +660,7 @@ def test_k29_a_jsonb_key_names_a_string_and_a_number_apart(kit, typ):
         t, a, b = "jsonb", "'\"1\"'", "'1'"
     track_new_table(kit, "t84_jk", f"k {t} PRIMARY KEY, v int")
     kit.writer.execute(f"INSERT INTO public.t84_jk VALUES ({a}, 0), ({b}, 0)")
-    names = [e["target_id"] for e in evs(kit.db, "public.t84_jk.insert")]
+    names = [e["target_id"] for e in events_under(kit.db, "public.t84_jk.insert")]
     assert len(set(names)) == 2, names
 
 
@@ -718,7 +693,7 @@ def test_k30_a_dropped_tenant_column_never_files_rows_under_a_claimed_tenant(kit
         return
     kit.writer.execute("SET pgaudit_py.tenant_id = 'other'")
     kit.writer.execute("UPDATE public.t84_dt SET v = 1")
-    ups = evs(kit.db, "public.t84_dt.update")
+    ups = events_under(kit.db, "public.t84_dt.update")
     assert all(u["tenant_id"] != "other" for u in ups), (ups, named_in_status(kit, "t84_dt"))
 
 
@@ -755,7 +730,7 @@ def test_o1_the_owner_cannot_switch_capture_off(kit, how):
     w = kit.owner if how == "replica_role" else kit.writer
     wrote = try_write(w, f"INSERT INTO {name} VALUES (7, 0, 'x')")
     present = kit.db.execute(f"SELECT count(*) FROM {name} WHERE id = 7").fetchone()[0] if wrote is None else 0
-    assert tracked(kit, name), stmt
+    assert is_tracked(kit, name), stmt
     got = kit.db.execute("SELECT count(*) FROM audit.events WHERE kind LIKE '%.insert' AND target_id = '7'").fetchone()[0]
     assert got == present, (stmt, wrote, present, got)
 
@@ -834,7 +809,7 @@ def test_o5_a_table_renamed_away_and_a_new_one_under_its_name(kit):
                       " CREATE TABLE public.t84_acct (id int PRIMARY KEY, v int, note text)")
     st = kit.state("public.t84_acct", "1", kit.now())
     assert st[0] in ("refused", "unknown"), st
-    assert tracked(kit, "public.t84_old")
+    assert is_tracked(kit, "public.t84_old")
 
 
 @pytest.mark.parametrize("where", ["operator_public", "function_public", "cast_to_text",
@@ -913,7 +888,7 @@ def test_o6_the_owners_code_never_runs_as_an_audit_role(kit, where):
     problems_of(kit.db)
     assert privileged_runs(kit) == set(), (where, privileged_runs(kit))
     assert forged(kit) == [], forged(kit)
-    es = evs(kit.db, "public.t84_sp.")
+    es = events_under(kit.db, "public.t84_sp.")
     assert "forged" not in json.dumps([e["row_after"] for e in es]), es
     assert both_verifiers(kit.db) == (True, True)
 
@@ -1006,7 +981,7 @@ def test_o10_truncate_lookalikes_are_each_recorded(kit):
     kit.writer.execute("INSERT INTO public.t84_acct VALUES (4, 0, 'x')")
     kit.owner.execute("DELETE FROM public.t84_acct")
     kit.owner.execute("TRUNCATE public.t84_ref, public.t84_acct")
-    assert kinds(kit.db, "public.t84_acct.") == ["insert", "insert", "truncate", "insert", "truncate", "insert",
+    assert kinds_under(kit.db, "public.t84_acct.") == ["insert", "insert", "truncate", "insert", "truncate", "insert",
                                                  "delete", "truncate"]
 
 
@@ -1065,7 +1040,7 @@ def test_g1_refusals_keep_their_sqlstate_in_german(kit, case):
         after = kit.db.execute("SELECT count(*) FROM audit.events").fetchone()[0]
         assert got == code, (case, got, locals().get("msg"))
         assert after == before, (before, after)
-        assert tracked(kit, "t84_acct") and tracked(kit, "t84_gp")
+        assert is_tracked(kit, "t84_acct") and is_tracked(kit, "t84_gp")
     finally:
         for r in roles:
             kit.db.execute(f"ALTER ROLE {r} IN DATABASE {dbname} RESET lc_messages")
@@ -1174,7 +1149,7 @@ def test_v2_hostile_captured_values_seal_and_verify(kit, name, inline):
         kit.writer.execute(f"UPDATE public.t84_hv SET {col} = NULL")
         kit.writer.execute(f"UPDATE public.t84_hv SET {col} = %s", [val])
         kit.writer.execute("DELETE FROM public.t84_hv")
-        ks = kinds(kit.db, "public.t84_hv.")
+        ks = kinds_under(kit.db, "public.t84_hv.")
         assert ks == ["insert", "update", "update", "update", "delete"], ks
     kit.reader.execute("SELECT row_before::text, row_after::text, changed::text FROM audit.events"
                        " WHERE starts_with(kind, 'public.t84_hv.')").fetchall()
@@ -1243,7 +1218,7 @@ def test_v4_odd_unicode_keys_name_rows_apart_and_verify(kit, key):
     track_new_table(kit, "t84_uk", "k text PRIMARY KEY, v int")
     plain = key.replace("\u202e", "").replace("\u0301", "").replace("\ufeff", "").replace("\u2028", "")
     kit.writer.execute("INSERT INTO public.t84_uk VALUES (%s, 0), (%s, 0)", [key, plain + "_"])
-    names = sorted(e["target_id"] for e in evs(kit.db, "public.t84_uk.insert"))
+    names = sorted(e["target_id"] for e in events_under(kit.db, "public.t84_uk.insert"))
     assert names == sorted([key, plain + "_"]), names
     hist = [r[0] for r in kit.reader.execute("SELECT kind FROM audit.row_history('public.t84_uk'::regclass, %s)", [key])]
     assert hist == ["public.t84_uk.insert"], hist

@@ -28,12 +28,14 @@ from chromium import sign_in, wait_rows
 from click.testing import CliRunner
 from trial_helpers import (
     both_verifiers,
+    events_under,
     named_in_status,
     problems_of,
     quarantine_empty,
     seal_all,
     table_owner_kit,
     track_new_table,
+    try_enable,
     try_write,
 )
 
@@ -45,25 +47,6 @@ from pgaudit_py.cli import cli
 def kit(db, connect):
     with table_owner_kit(db, connect, "t86") as k:
         yield k
-
-
-def try_enable(kit, table: str, **opts) -> str | None:
-    try:
-        enable_tracking(kit.maint, f"public.{table}", **opts)
-        return None
-    except psycopg.Error as e:
-        return f"{e.sqlstate}: {str(e).splitlines()[0][:160]}"
-    except Exception as e:  # noqa: BLE001
-        cause = getattr(e, "__cause__", None) or getattr(e, "__context__", None)
-        st = getattr(cause, "sqlstate", None) or getattr(e, "sqlstate", None)
-        return f"{st}: {str(e).splitlines()[0][:160]}"
-
-
-def evs(db, prefix: str) -> list[dict]:
-    cur = db.execute("SELECT intake_id, kind, target_id, tenant_id, row_before::text, row_after::text, payload, changed, origin"
-                     " FROM audit.events WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])
-    cols = ["iid", "kind", "target_id", "tenant_id", "row_before", "row_after", "payload", "changed", "origin"]
-    return [dict(zip(cols, r, strict=True)) for r in cur]
 
 
 def all_text(db, prefix: str) -> str:
@@ -119,7 +102,7 @@ def test_k2_a_key_retyped_so_that_its_text_changes_keeps_one_history(kit):
         assert refused[:5] == "PA008", refused
         return
     kit.writer.execute("UPDATE public.t86_kn SET v = 1")
-    names = [e["target_id"] for e in evs(kit.db, "public.t86_kn.")]
+    names = [e["target_id"] for e in events_under(kit.db, "public.t86_kn.")]
     assert len(set(names)) == 1, names
 
 
@@ -133,8 +116,8 @@ def test_k3_a_tenant_column_rewritten_by_a_retype_with_using(kit):
         assert refused[:5] == "PA008", refused
         return
     kit.writer.execute("UPDATE public.t86_tu SET v = 1")
-    left = [e for e in evs(kit.db, "public.t86_tu.") if e["tenant_id"] == "acme" and e["row_after"] is None]
-    assert left, evs(kit.db, "public.t86_tu.")
+    left = [e for e in events_under(kit.db, "public.t86_tu.") if e["tenant_id"] == "acme" and e["row_after"] is None]
+    assert left, events_under(kit.db, "public.t86_tu.")
 
 
 TENANT_RETYPES = {
@@ -316,7 +299,7 @@ def test_k19_a_key_or_tenant_retyped_without_a_rewrite_keeps_its_names(kit, rout
         return
     kit.writer.execute("UPDATE public.t86_nr SET v = 1")
     field = "target_id" if column == "key" else "tenant_id"
-    names = [e[field] for e in evs(kit.db, "public.t86_nr.")]
+    names = [e[field] for e in events_under(kit.db, "public.t86_nr.")]
     assert len(set(names)) == 1, names
 
 
@@ -363,7 +346,7 @@ def test_k17_honest_changes_to_a_tracked_table_are_allowed(kit, case):
     err = try_write(kit.owner, stmt)
     assert err is None, (case, err)
     kit.writer.execute("UPDATE public.t86_h SET v = 1")
-    assert [e["kind"].rsplit(".", 1)[1] for e in evs(kit.db, "public.t86_h.")] == ["insert", "update"]
+    assert [e["kind"].rsplit(".", 1)[1] for e in events_under(kit.db, "public.t86_h.")] == ["insert", "update"]
 
 
 def test_k18_honest_disable_change_key_and_enable_again(kit):
@@ -636,7 +619,7 @@ def test_t1_two_different_tenant_values_never_print_as_one_tenant(kit, shape):
     if "vector" in shape:  # the same value twice: an honest table of such a tenant is taken
         return
     assert kit.db.execute(f"SELECT {a} IS DISTINCT FROM {b}").fetchone()[0]
-    got = {e["target_id"]: e["tenant_id"] for e in evs(kit.db, "public.t86_ts.insert")}
+    got = {e["target_id"]: e["tenant_id"] for e in events_under(kit.db, "public.t86_ts.insert")}
     assert got["1"] != got["2"], got
 
 
@@ -906,7 +889,7 @@ def test_k21_an_attribute_of_the_keys_or_tenants_composite_renamed(kit, column, 
         return
     kit.writer.execute("UPDATE public.t86_kr SET v = 1")
     field = "target_id" if column == "key" else "tenant_id"
-    names = [e[field] for e in evs(kit.db, "public.t86_kr.")]
+    names = [e[field] for e in events_under(kit.db, "public.t86_kr.")]
     assert len(set(names)) == 1, names
 
 
@@ -938,7 +921,7 @@ def test_k23_two_attributes_of_the_tenants_composite_swapped_by_renames(kit):
     if refused is not None:
         return
     kit.writer.execute("UPDATE public.t86_tw SET v = 1 WHERE id = 1")
-    tenants = [e["tenant_id"] for e in evs(kit.db, "public.t86_tw.") if e["target_id"] == "1"]
+    tenants = [e["tenant_id"] for e in events_under(kit.db, "public.t86_tw.") if e["target_id"] == "1"]
     assert len(set(tenants)) == 1, tenants
 
 
@@ -979,5 +962,5 @@ def test_k24_a_key_given_to_a_keyless_table_on_an_array_column(kit, route):
         assert refused[:5] == "PA008", refused
         return
     kit.writer.execute("UPDATE public.t86_kl SET v = 1")
-    names = [e["target_id"] for e in evs(kit.db, "public.t86_kl.update")]
+    names = [e["target_id"] for e in events_under(kit.db, "public.t86_kl.update")]
     assert len(set(names)) == 2, names

@@ -351,3 +351,37 @@ def named_in_status(kit: TableOwnerKit, table: str) -> bool:
 
 def quarantine_empty(db: psycopg.Connection) -> bool:
     return db.execute("SELECT count(*) FROM audit.quarantine").fetchone()[0] == 0
+
+
+def try_enable(kit: TableOwnerKit, table: str, **opts) -> str | None:
+    """None, or the refusal of enable_tracking of public.<table> by the kit's maintainer: SQLSTATE and first line."""
+    try:
+        enable_tracking(kit.maint, f"public.{table}", **opts)
+        return None
+    except psycopg.Error as e:
+        return f"{e.sqlstate}: {str(e).splitlines()[0][:160]}"
+    except Exception as e:  # noqa: BLE001  (the package's own errors carry the database's cause)
+        cause = getattr(e, "__cause__", None) or getattr(e, "__context__", None)
+        st = getattr(cause, "sqlstate", None) or getattr(e, "sqlstate", None)
+        return f"{st}: {str(e).splitlines()[0][:160]}"
+
+
+EVENT_FIELDS = ["iid", "kind", "target_id", "tenant_id", "row_before", "row_after", "payload", "changed", "origin"]
+
+
+def events_under(db: psycopg.Connection, prefix: str) -> list[dict]:
+    """The events whose kind starts with prefix, in their order, the row images as stored text."""
+    cur = db.execute("SELECT intake_id, kind, target_id, tenant_id, row_before::text, row_after::text, payload, changed, origin"
+                     " FROM audit.events WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])
+    return [dict(zip(EVENT_FIELDS, r, strict=True)) for r in cur]
+
+
+def kinds_under(db: psycopg.Connection, prefix: str) -> list[str]:
+    """The last part of the kinds of the events under prefix (insert, update, ...), in their order."""
+    return [r[0].rsplit(".", 1)[1] for r in db.execute(
+        "SELECT kind FROM audit.events WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])]
+
+
+def is_tracked(kit: TableOwnerKit, table: str) -> bool:
+    return kit.db.execute("SELECT count(*) FROM audit.tracked_tables WHERE relid = to_regclass(%s)",
+                          [table if "." in table else f"public.{table}"]).fetchone()[0] == 1
