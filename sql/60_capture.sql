@@ -429,6 +429,64 @@ COMMENT ON FUNCTION @schema@._column_parts(oid) IS
     'Each column of a table with every type it is made of, through domains, arrays, composites and ranges; '
     'printed: only beneath a range.';
 
+-- What the key and tenant columns of a table are made of, as their values read in events: each
+-- one's types at every depth by column number (renames keep it), each composite's attributes by
+-- number and type, each enum's labels by value oid. A retype that rewrites nothing (int to oid) or
+-- an enum's value renamed changes it, and the text of every stored value with it; a varchar widened,
+-- a value added to an enum, a constraint on a domain do not (_take_name_types).
+CREATE OR REPLACE FUNCTION @schema@._name_types(target oid, tenant_attnum int2)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH parts AS (
+        SELECT a.attnum, p.typ FROM pg_attribute a JOIN @schema@._column_parts(target) p ON p.attname = a.attname
+         WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+           AND (a.attname = ANY (coalesce(@schema@._key_columns(target), '{}')) OR a.attnum = tenant_attnum)
+    )
+    SELECT jsonb_build_object(
+        'columns', coalesce((SELECT jsonb_object_agg(c.attnum, c.types)
+                               FROM (SELECT attnum, jsonb_agg(DISTINCT typ ORDER BY typ) AS types FROM parts GROUP BY attnum) c), '{}'),
+        'attributes', coalesce((SELECT jsonb_object_agg(y.oid, (SELECT coalesce(jsonb_agg(jsonb_build_array(a.attnum, a.atttypid)
+                                                                                        ORDER BY a.attnum), '[]')
+                                                                  FROM pg_attribute a
+                                                                 WHERE a.attrelid = y.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
+                                  FROM pg_type y WHERE y.oid IN (SELECT typ FROM parts) AND y.typtype = 'c'), '{}'),
+        'labels', coalesce((SELECT jsonb_object_agg(e.oid, e.enumlabel) FROM pg_enum e
+                             WHERE e.enumtypid IN (SELECT typ FROM parts)), '{}'))
+$$;
+COMMENT ON FUNCTION @schema@._name_types(oid, int2) IS
+    'What a table''s key and tenant columns are made of: types by column number, composites'' attributes, enum labels.';
+
+-- What changed between what a table's key and tenant columns were taken to be made of and what they
+-- are (both from _name_types), after which their stored values read otherwise; NULL if nothing did.
+-- Only what was taken and still is: a column dropped or a key changed is refused on its own
+-- (_refuse_lost_names), a key given to a keyless table is new, an enum's value added reads as before.
+CREATE OR REPLACE FUNCTION @schema@._name_type_changes(target oid, taken jsonb, made_of jsonb)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(x.what, '; ') FROM (
+        SELECT format('column %s is now made of other types', quote_ident(a.attname)) AS what
+          FROM jsonb_each(taken -> 'columns') c JOIN pg_attribute a ON a.attrelid = target AND a.attnum = c.key::int2
+         WHERE made_of -> 'columns' ? c.key AND made_of -> 'columns' -> c.key <> c.value
+        UNION ALL
+        SELECT format('the attributes of type %s changed', c.key::oid::regtype)
+          FROM jsonb_each(taken -> 'attributes') c
+         WHERE made_of -> 'attributes' ? c.key AND made_of -> 'attributes' -> c.key <> c.value
+        UNION ALL
+        SELECT format('the value %s of type %s is now %s', quote_literal(c.value), e.enumtypid::regtype,
+                      quote_literal(e.enumlabel))
+          FROM jsonb_each_text(taken -> 'labels') c JOIN pg_enum e ON e.oid = c.key::oid
+         WHERE e.enumlabel IS DISTINCT FROM c.value) x
+$$;
+COMMENT ON FUNCTION @schema@._name_type_changes(oid, jsonb, jsonb) IS
+    'What changed in what a table''s key and tenant columns are made of, as _name_types gives it; NULL if nothing that '
+    'changes how their values read.';
+
 -- The columns of a table of a type, or of anything holding it at any depth (beneath a range too).
 CREATE OR REPLACE FUNCTION @schema@._columns_made_of(target oid, made_of oid)
 RETURNS name[]

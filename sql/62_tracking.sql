@@ -312,19 +312,22 @@ BEGIN
        FROM @schema@.tracked_tables t WHERE t.relid = entry.relid AND t.kind_prefix <> entry.kind_prefix;
     INSERT INTO @schema@.tracked_tables AS t (relid, table_name, kind_prefix, key_columns, exclude_columns,
                                               redact_columns, tenant_column, exclude_attnums, redact_attnums,
-                                              tenant_attnum, skip_noop_updates, enabled_by)
+                                              tenant_attnum, skip_noop_updates, enabled_by, name_types)
     VALUES (entry.relid, entry.relid::regclass::text, entry.kind_prefix, @schema@._key_columns(entry.relid),
             entry.exclude_columns, entry.redact_columns, entry.tenant_column,
             @schema@._attnums(entry.relid, entry.exclude_columns), @schema@._attnums(entry.relid, entry.redact_columns),
             (@schema@._attnums(entry.relid, ARRAY[entry.tenant_column]))[1], coalesce(entry.skip_noop_updates, true),
-            who)
+            who, @schema@._name_types(entry.relid, (@schema@._attnums(entry.relid, ARRAY[entry.tenant_column]))[1]))
     ON CONFLICT (relid) DO UPDATE
         SET table_name = excluded.table_name, kind_prefix = excluded.kind_prefix,
             key_columns = excluded.key_columns, exclude_columns = excluded.exclude_columns,
             redact_columns = excluded.redact_columns, tenant_column = excluded.tenant_column,
             exclude_attnums = excluded.exclude_attnums, redact_attnums = excluded.redact_attnums,
             tenant_attnum = excluded.tenant_attnum, skip_noop_updates = excluded.skip_noop_updates,
-            enabled_at = now(), enabled_by = excluded.enabled_by,
+            -- Enabled again under its prefix, the tracking goes on: the names its columns had since it
+            -- began stay theirs (_former_names; trial 87, o3).
+            enabled_at = CASE WHEN t.kind_prefix = excluded.kind_prefix THEN t.enabled_at ELSE now() END,
+            enabled_by = excluded.enabled_by, name_types = excluded.name_types,
             -- A baseline is its prefix's: under another, no event holds the rows it imaged.
             baseline_at = CASE WHEN t.kind_prefix = excluded.kind_prefix THEN t.baseline_at END
     RETURNING * INTO result;

@@ -2,30 +2,49 @@
 -- superuser, see sql/superuser/) follow renames, keep the capture functions in step with the
 -- columns, cover partitions created or attached later, forget dropped tables (recording that they
 -- went), and refuse any change that would leave a tracked table, or a partition of one, without
--- its capture. Each looks only at the tables the command touched: a table whose capture is broken
--- blocks changes to itself, never to the rest of the database.
+-- its capture. Each looks only at the tables the command touched, and those made of a type it
+-- changed: a table whose capture is broken blocks changes to itself and the types it is made of
+-- (whoever owns them: docs/capture.md), never to the rest of the database.
 
--- The names a tracked table's redacted and excluded columns had, by the log's record of each change
--- to its options since `since` (audit.tracked_table_altered, which only pgaudit_py writes): a name
--- renamed away or dropped stays hidden (_refresh_tracking). Each name under the option it was in,
--- redaction first.
+-- The names a tracked table's redacted, excluded, key and tenant columns had, by the log's record of
+-- each change to its options since `since` (audit.tracked_table_altered, which only pgaudit_py
+-- writes), each under the option it was in: a hidden name renamed away or dropped stays hidden
+-- (_former_hidden_names), and a key or tenant name goes to no other column (_refuse_lost_names).
+CREATE OR REPLACE FUNCTION @schema@._former_names(prefix text, since timestamptz)
+RETURNS TABLE (name text, option text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT n.name, o.option
+      FROM @schema@.events e,
+           LATERAL (VALUES ('redact_columns'), ('exclude_columns'), ('key_columns'), ('tenant_column')) AS o(option),
+           LATERAL (SELECT x FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(e.payload -> 'before' -> o.option) = 'array'
+                                                                 THEN e.payload -> 'before' -> o.option END) x
+                    UNION ALL
+                    SELECT e.payload -> 'before' ->> o.option WHERE jsonb_typeof(e.payload -> 'before' -> o.option) = 'string'
+                   ) AS n(name)
+     WHERE e.kind = 'audit.tracked_table_altered' AND e.origin = 'system' AND e.target_type = 'table'
+       AND e.payload -> 'before' ->> 'kind_prefix' = prefix AND e.occurred_at >= since
+$$;
+COMMENT ON FUNCTION @schema@._former_names(text, timestamptz) IS
+    'Names a tracked table''s redacted, excluded, key and tenant columns had since a time, by the log''s '
+    'audit.tracked_table_altered events.';
+
+-- The names a tracked table's redacted and excluded columns had (_former_names): each under one
+-- option, redaction first.
 CREATE OR REPLACE FUNCTION @schema@._former_hidden_names(prefix text, since timestamptz)
 RETURNS TABLE (name text, option text)
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT DISTINCT ON (n.name) n.name, o.option
-      FROM @schema@.events e,
-           LATERAL (VALUES ('redact_columns'), ('exclude_columns')) AS o(option),
-           LATERAL jsonb_array_elements_text(e.payload -> 'before' -> o.option) AS n(name)
-     WHERE e.kind = 'audit.tracked_table_altered' AND e.origin = 'system' AND e.target_type = 'table'
-       AND e.payload -> 'before' ->> 'kind_prefix' = prefix AND e.occurred_at >= since
-       AND jsonb_typeof(e.payload -> 'before' -> o.option) = 'array'
-     ORDER BY n.name, o.option DESC
+    SELECT DISTINCT ON (f.name) f.name, f.option FROM @schema@._former_names(prefix, since) f
+     WHERE f.option IN ('redact_columns', 'exclude_columns')
+     ORDER BY f.name, f.option DESC
 $$;
 COMMENT ON FUNCTION @schema@._former_hidden_names(text, timestamptz) IS
-    'Names a tracked table''s redacted and excluded columns had since a time, by the log''s audit.tracked_table_altered events.';
+    'Names a tracked table''s redacted and excluded columns had since a time (_former_names), redaction first.';
 
 -- Re-derive a tracked table's names from its column numbers and record the change when anything
 -- moved; regenerate the capture functions of the table and its partitions when asked (a column
@@ -137,6 +156,8 @@ DROP FUNCTION IF EXISTS @schema@._refuse_dropped_attribute_names(oid);
 -- - its tenant column dropped: its rows' events would be filed under the tenant a session claims;
 -- - with keys, a key that changes other than by a rename (dropped, moved, widened, reordered): the
 --   events name rows by the key, so the old events would name other rows under the new one.
+-- - a name the key or tenant column had, given to another column (trial 87, k11, k12);
+-- - a hidden column (or one under a former hidden name) made the key or tenant column (trial 86).
 -- (tests/test_trust_attacks_84.py, k27, k30.) A table without a key may be given one. (A redacted or
 -- excluded column dropped or renamed is followed instead: see _former_hidden_names.)
 CREATE OR REPLACE FUNCTION @schema@._refuse_lost_names(target oid, keys boolean)
@@ -147,6 +168,7 @@ AS $$
 DECLARE
     t @schema@.tracked_tables;
     hidden text[];
+    taken text[];
 BEGIN
     SELECT * INTO t FROM @schema@.tracked_tables WHERE relid = target;
     IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target) THEN
@@ -178,6 +200,19 @@ BEGIN
                         t.table_name
             USING ERRCODE = 'PA008', HINT = 'Use disable_tracking first.';
     END IF;
+    -- A name the key or tenant column had since tracking was last enabled, now another column's: the
+    -- application writes under it what it takes to be the key or the tenant, and the rows would be
+    -- named, or filed, by the column renamed away (trial 87, k11, k12). A column renamed back is itself.
+    taken := ARRAY(SELECT quote_ident(f.name)
+                     FROM @schema@._former_names(t.kind_prefix, t.enabled_at) f
+                     JOIN pg_attribute a ON a.attrelid = target AND a.attname = f.name AND a.attnum > 0 AND NOT a.attisdropped
+                    WHERE (f.option = 'key_columns' AND a.attname <> ALL (coalesce(@schema@._key_columns(target), '{}')))
+                       OR (f.option = 'tenant_column' AND a.attnum IS DISTINCT FROM t.tenant_attnum));
+    IF cardinality(taken) > 0 THEN
+        RAISE EXCEPTION 'cannot give % of tracked table % to another column: the key or tenant column had it, and what is '
+                        'written under it would not name the row or its tenant', array_to_string(taken, ', '), t.table_name
+            USING ERRCODE = 'PA008', HINT = 'Use disable_tracking first.';
+    END IF;
     IF keys AND t.key_columns IS NOT NULL AND @schema@._key_columns(target) IS DISTINCT FROM t.key_columns THEN
         RAISE EXCEPTION 'cannot change the key of tracked table % (%): its events name rows by the key, and those '
                         'before the change would name other rows under the new one', t.table_name,
@@ -190,6 +225,44 @@ $$;
 COMMENT ON FUNCTION @schema@._refuse_lost_names(oid, boolean) IS
     'Raises PA008 when a tracked table''s tenant column is dropped or (with keys) its key changed (called by the event '
     'triggers).';
+
+-- Refuses (PA008) a change after which a tracked table's key or tenant column reads otherwise with
+-- no row event, by what tracking last took them to be made of (tracked_tables.name_types), and takes
+-- any other change (a varchar widened, an enum's value added, a key given) as the new state: a retype
+-- that rewrites nothing (int to oid: -1 reads 4294967295; timestamp to timestamptz: a time gains
+-- '+00:00'), a composite's attribute added or retyped, an enum's value renamed (two swapped would
+-- file each tenant's rows under the other's name). Trial 86, k19; trial 82, n16.
+CREATE OR REPLACE FUNCTION @schema@._take_name_types(target oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @schema@.tracked_tables;
+    made_of jsonb;
+    what text;
+BEGIN
+    SELECT * INTO t FROM @schema@.tracked_tables WHERE relid = target;
+    IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target) THEN
+        RETURN;
+    END IF;
+    made_of := @schema@._name_types(target, t.tenant_attnum);
+    IF made_of IS NOT DISTINCT FROM t.name_types THEN
+        RETURN;
+    END IF;
+    what := @schema@._name_type_changes(target, t.name_types, made_of);
+    IF what IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot change what the key or tenant column of tracked table % is made of (%): its stored values '
+                        'would read otherwise, naming rows or tenants apart from their events', t.table_name, what
+            USING ERRCODE = 'PA008', HINT = 'Use disable_tracking first.';
+    END IF;
+    UPDATE @schema@.tracked_tables x SET name_types = made_of WHERE x.relid = target;
+END
+$$;
+COMMENT ON FUNCTION @schema@._take_name_types(oid) IS
+    'Raises PA008 when what a tracked table''s key or tenant column is made of changed since tracking took it '
+    '(tracked_tables.name_types: a retype without a rewrite, a composite''s attributes, an enum''s value renamed); '
+    'else takes it anew.';
 
 -- Refuses (PA008) dropping or renaming an attribute of a type (a composite type's, or a table's or
 -- view's row type) that a tracked table's key or tenant column is made of: values that differed only
@@ -532,6 +605,7 @@ BEGIN
         PERFORM @schema@._refuse_lost_names(root, false);  -- a key's names change here by renames only
         PERFORM @schema@._refresh_tracking(root, true);
         PERFORM @schema@._refuse_unnamable_names(root);
+        PERFORM @schema@._take_name_types(root);
         refreshed := true;
     END LOOP;
     IF refreshed THEN
@@ -709,6 +783,7 @@ BEGIN
         PERFORM @schema@._refresh_tracking(t.relid, EXISTS (
             SELECT 1 FROM pg_event_trigger_dropped_objects() d
              WHERE d.classid = 'pg_class'::regclass AND d.objid = t.relid AND d.objsubid > 0));
+        PERFORM @schema@._take_name_types(t.relid);
     END LOOP;
     -- A capture or rate-limit trigger dropped from a table that tracking or a limit still covers, or
     -- the rule that keeps MERGE off a partitioned one (_refuse_merge). The table is found in the

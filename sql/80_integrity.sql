@@ -682,6 +682,16 @@ BEGIN
      WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.relid)
        AND cardinality(h.held) > 0;
 
+    -- What a key or tenant column is made of, changed with the event triggers off (a superuser's
+    -- change): its stored values may read otherwise than its events name them (_take_name_types).
+    RETURN QUERY
+    SELECT format('tracked table %s: what its key or tenant column is made of changed since tracking took it (%s): its '
+                  'stored values may read otherwise than its events name them (disable and enable its tracking)',
+                  t.table_name, @schema@._name_type_changes(t.relid, t.name_types, @schema@._name_types(t.relid, t.tenant_attnum)))
+      FROM @schema@.tracked_tables t
+     WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.relid)
+       AND @schema@._name_type_changes(t.relid, t.name_types, @schema@._name_types(t.relid, t.tenant_attnum)) IS NOT NULL;
+
     -- Replica mode fires no capture trigger: sessions put in it by a stored default (this database's,
     -- a role's, the server's), or roles that are no superuser allowed to set it (PostgreSQL 15's GRANT
     -- SET or ALTER SYSTEM ON PARAMETER), write uncaptured.

@@ -391,7 +391,7 @@ def test_definer_helpers_refuse_what_enable_tracking_would(db, connect, orders):
     maintainer.execute("CREATE TABLE public.mine (id int PRIMARY KEY)")
     with pytest.raises(psycopg.Error) as caught:  # another table's prefix, through the helper itself
         maintainer.execute("SELECT audit._register_tracking(ROW('public.mine'::regclass, 'x', 'public.orders', NULL,"
-                           " '{}', '{}', NULL, '{}', '{}', NULL, true, now(), 'x', NULL)::audit.tracked_tables)")
+                           " '{}', '{}', NULL, '{}', '{}', NULL, true, now(), 'x', NULL, NULL)::audit.tracked_tables)")
     assert caught.value.sqlstate == "PA005"
     # Not a partition of a tracked table: nothing to cover, nothing recorded.
     assert maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass)").fetchone() == (None,)
@@ -839,6 +839,103 @@ def test_an_excluded_key_or_tenant_column_renamed_away_and_back_is_followed(db, 
         attacker.execute("ALTER TABLE public.keyless ALTER COLUMN memo SET NOT NULL, ADD PRIMARY KEY (memo)")
     assert refused.value.sqlstate == "PA008"
     assert tracked_row(db, "public.keyless")[0] is None
+
+
+@pytest.mark.parametrize("change", [
+    "ALTER TABLE public.named ALTER COLUMN id TYPE oid",                       # -1 reads 4294967295
+    "SET TimeZone = 'UTC'; ALTER TABLE public.named ALTER COLUMN at TYPE timestamptz",  # a time gains +00:00
+    "ALTER TYPE public.tier RENAME VALUE 'gold' TO 'silver'",                  # one tenant filed as another
+    "ALTER TYPE public.pair ADD ATTRIBUTE c int CASCADE",                      # (1,x) reads (1,x,)
+])
+def test_what_a_key_or_tenant_column_is_made_of_stays(db, connect, attacker, change):
+    """Trial 86 (k19), trial 82 (n16): a retype PostgreSQL does without rewriting the rows, an enum's
+    value renamed, a composite's attribute added or retyped: the key's or the tenant's stored values
+    read otherwise from then on, with no row event. Refused (PA008) by what tracking took the columns
+    to be made of (tracked_tables.name_types)."""
+    attacker.execute("""CREATE TYPE public.tier AS ENUM ('gold', 'basic');
+                        CREATE TYPE public.pair AS (a int, b text);
+                        CREATE TABLE public.named (id int, at timestamp, p public.pair, tc public.tier, v int,
+                                                   PRIMARY KEY (id, at, p));
+                        GRANT ALL ON public.named TO app_writer""")
+    enable_tracking(connect("app_maintainer"), "public.named", tenant_column="tc")
+    connect("app_writer").execute("INSERT INTO public.named VALUES (-1, '2026-01-01', ROW(1, 'x'), 'gold', 0)")
+    before = db.execute("SELECT name_types FROM audit.tracked_tables").fetchone()[0]
+    with pytest.raises(psycopg.Error, match="cannot change what the key or tenant column") as refused:
+        attacker.execute(change)
+    assert refused.value.sqlstate == "PA008"
+    assert db.execute("SELECT name_types FROM audit.tracked_tables").fetchone()[0] == before
+    assert db.execute("SELECT id::text, at::text, p::text, tc::text FROM public.named").fetchone() == (
+        "-1", "2026-01-01 00:00:00", "(1,x)", "gold")
+
+
+def test_what_a_key_is_made_of_changed_with_the_event_triggers_off_is_named_by_status(db, connect, attacker):
+    """A superuser's retype with the event triggers off leaves what tracking took behind: status names
+    the table, the table's next schema change is refused, and tracking it anew takes it again."""
+    attacker.execute("CREATE TABLE public.named (id int PRIMARY KEY, v int)")
+    maintainer = connect("app_maintainer")
+    enable_tracking(maintainer, "public.named")
+    with event_triggers_off(db):
+        attacker.execute("ALTER TABLE public.named ALTER COLUMN id TYPE oid")
+    assert [p for p in status(db).problems if "what its key" in p] == [
+        "tracked table public.named: what its key or tenant column is made of changed since tracking took it (column id"
+        " is now made of other types): its stored values may read otherwise than its events name them (disable and"
+        " enable its tracking)"]
+    with pytest.raises(psycopg.Error, match="cannot change what the key") as refused:
+        attacker.execute("ALTER TABLE public.named ADD COLUMN w int")
+    assert refused.value.sqlstate == "PA008"
+    disable_tracking(maintainer, "public.named")
+    enable_tracking(maintainer, "public.named")
+    attacker.execute("ALTER TABLE public.named ADD COLUMN w int")
+    assert [p for p in status(db).problems if "what its key" in p] == []
+
+
+def test_what_a_key_or_tenant_column_is_made_of_may_grow(db, connect, attacker):
+    """What changes no stored value's text goes through, and is taken as the new state: a varchar key
+    widened, a value added to the tenant's enum, a constraint on a key's domain, a non-key column
+    retyped without a rewrite; a key given to a keyless table is taken from then on."""
+    attacker.execute("""CREATE TYPE public.tier AS ENUM ('gold', 'basic');
+                        CREATE DOMAIN public.code AS varchar(10);
+                        CREATE TABLE public.named (id public.code, name varchar(10), tc public.tier, n int,
+                                                   PRIMARY KEY (id, name));
+                        CREATE TABLE public.keyless (id int NOT NULL, at timestamp)""")
+    maintainer = connect("app_maintainer")
+    enable_tracking(maintainer, "public.named", tenant_column="tc")
+    enable_tracking(maintainer, "public.keyless")
+    attacker.execute("""ALTER TABLE public.named ALTER COLUMN name TYPE varchar(20);
+                        ALTER TYPE public.tier ADD VALUE 'silver';
+                        ALTER DOMAIN public.code ADD CONSTRAINT short CHECK (length(VALUE) < 9);
+                        ALTER TABLE public.named ALTER COLUMN n TYPE oid;
+                        ALTER TABLE public.named RENAME COLUMN id TO ident;
+                        ALTER TABLE public.keyless ADD PRIMARY KEY (id)""")
+    labels = db.execute("SELECT name_types -> 'labels' FROM audit.tracked_tables WHERE relid = 'public.named'::regclass"
+                        ).fetchone()[0]
+    assert sorted(labels.values()) == ["basic", "gold", "silver"]
+    keyless = db.execute("SELECT name_types -> 'columns' FROM audit.tracked_tables WHERE relid = 'public.keyless'::regclass"
+                         ).fetchone()[0]
+    assert keyless == {"1": [str(db.execute("SELECT 'int4'::regtype::oid").fetchone()[0])]}
+    with pytest.raises(psycopg.Error, match="cannot change what the key") as refused:
+        attacker.execute("ALTER TABLE public.keyless ALTER COLUMN id TYPE oid")
+    assert refused.value.sqlstate == "PA008"
+
+
+def test_a_name_the_key_or_tenant_column_had_goes_to_no_other_column(db, connect, attacker):
+    """Trial 87 (k11, k12): the owner renamed the tenant column (or the key) away and gave its name to
+    another column: the application's tenant went into a column tracking does not read, and its rows
+    were filed under the one renamed away. Refused (PA008); the column itself may take its name back;
+    enable_tracking called again goes on with the tracking and keeps the former names (o3)."""
+    attacker.execute("CREATE TABLE public.held (id int PRIMARY KEY, tc text, v int)")
+    maintainer = connect("app_maintainer")
+    enable_tracking(maintainer, "public.held", tenant_column="tc")
+    attacker.execute("ALTER TABLE public.held RENAME COLUMN tc TO tc_old; ALTER TABLE public.held RENAME COLUMN id TO ident")
+    enable_tracking(maintainer, "public.held", tenant_column="tc_old")
+    for column in ("tc", "id"):
+        with pytest.raises(psycopg.Error, match=f"cannot give {column} of tracked table public.held") as refused:
+            attacker.execute(f"ALTER TABLE public.held ADD COLUMN {column} text")
+        assert refused.value.sqlstate == "PA008"
+    with pytest.raises(psycopg.Error, match="cannot give tc of") as refused:
+        attacker.execute("ALTER TABLE public.held RENAME COLUMN v TO tc")
+    attacker.execute("ALTER TABLE public.held RENAME COLUMN tc_old TO tc; ALTER TABLE public.held RENAME COLUMN ident TO id")
+    assert tracked_row(db, "public.held")[:2] == (["id"], "tc")
 
 
 @pytest.mark.parametrize("away", ["DROP COLUMN {c}", "RENAME COLUMN {c} TO {c}_old"])

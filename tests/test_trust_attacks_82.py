@@ -431,12 +431,11 @@ def test_n15_the_key_or_tenant_column_renamed_then_its_type_loses_an_attribute(k
     assert ren is not None or (err or "")[:5] == "PA008", (ren, err)
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md): renaming an enum's values under a tenant column or key is recorded (audit.tracked_type_altered), not refused, as the event trigger cannot tell RENAME VALUE from ADD VALUE; swapped labels file one tenant's later events under the other's name; strict, so that a change that closes it says so")
 def test_n16_enum_labels_swapped_under_a_tenant_column_mix_two_tenants(kit):
     """The tenant column is an enum; tenants 'A' and 'B'; the owner renames A to Z, then B to A: from
     then on B's rows are filed under tenant A, whose readers see them (a record of the command does
     not keep them apart). The drop of a tenant type's attribute is refused for this reason
-    (docs/capture.md, PA008). Safe: refused."""
+    (docs/capture.md, PA008). Safe: refused (PA008, _take_name_types)."""
     kit.owner.execute("CREATE TYPE public.t82_e AS ENUM ('A', 'B')")
     mood(kit)
     track_new_table(kit, "t82_et", "id int PRIMARY KEY, k public.t82_e, m public.t82_mood", tenant_column="k")

@@ -275,18 +275,14 @@ NO_REWRITE = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a known limit (docs/capture.md): a key or tenant column retyped without a rewrite (int to oid, timestamp to "
-    "timestamptz) is recorded (audit.tracked_table_ddl), not refused: the event trigger cannot tell the column's "
-    "type before the change; closing it needs each key and tenant column's type kept in the catalogue; strict, so "
-    "that a change that closes it says so"))
 @pytest.mark.parametrize("route", list(NO_REWRITE))
 @pytest.mark.parametrize("column", ["key", "tenant"])
 def test_k19_a_key_or_tenant_retyped_without_a_rewrite_keeps_its_names(kit, route, column):
     """A retype PostgreSQL does without rewriting the rows (int to oid, binary coercible; timestamp to
     timestamptz under TimeZone UTC): no rewrite, so not refused as one; but the values' text changes
     (-1 reads 4294967295; a time gains '+00:00'): the row, or its tenant, is named otherwise from then
-    on with no event. Safe: refused; or later events name the row and its tenant as before."""
+    on with no event. Safe: refused; or later events name the row and its tenant as before. (Refused,
+    PA008, by what tracking took the column to be made of: _take_name_types.)"""
     typ, value, to = NO_REWRITE[route]
     cols = (f"c {typ} PRIMARY KEY, tc text, v int" if column == "key" else f"id int PRIMARY KEY, c {typ}, v int")
     opts = {"tenant_column": "c"} if column == "tenant" else {}
