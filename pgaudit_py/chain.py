@@ -107,9 +107,10 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
         # The values as the canonical form reads them, whatever the reader's role or database sets:
         # psycopg reads timestamps in ISO only, and an event's text need not fit another encoding.
         conn.execute("SET LOCAL DateStyle = ISO; SET LOCAL client_encoding = 'UTF8'")
-        state = conn.execute(sql.SQL("SELECT chain_start_seq, last_block_no FROM {}.seal_state").format(s)).fetchone()
+        state = conn.execute(sql.SQL("SELECT chain_start_seq, last_block_no, last_seq, last_block_hash"
+                                     " FROM {}.seal_state").format(s)).fetchone()
         assert state is not None
-        chain_start, head_no = state
+        chain_start, head_no, head_seq, head_hash = state
         point = conn.execute(sql.SQL("SELECT block_no, block_hash, last_seq FROM {}.prune_points"
                                      " ORDER BY block_no DESC LIMIT 1").format(s)).fetchone()
         pruned_through = int(point[0]) if point else 0
@@ -168,6 +169,11 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
             expected_no, expected_prev, expected_first = block.block_no + 1, block.block_hash, block.last_seq + 1
         if head_no >= expected_no:
             return fail(expected_no, f"block {expected_no} is missing (the sealer's head is block {head_no})")
+        # The sealer's head is where the last block ends (as audit.verify checks it).
+        if (head_no, head_seq, bytes(head_hash)) != (expected_no - 1, expected_first - 1, expected_prev):
+            return fail(expected_no, f"the sealer's head (block {head_no}, seq {head_seq}) is not where the last block"
+                                     f" ends (block {expected_no - 1}, seq {expected_first - 1}, and its hash): blocks"
+                                     " may have been cut from the end")
         if pending_event is not None:
             return fail(expected_no, f"event seq {pending_event['seq']} is outside every block "
                                      f"(after block {expected_no - 1})")

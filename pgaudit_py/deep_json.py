@@ -180,7 +180,7 @@ def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: in
         written[-1] = True
         if is_object:
             key, item = item
-            out.append(json.dumps(_key_text(key), ensure_ascii=ensure_ascii) + colon)
+            out.append(json.dumps(key_text(key), ensure_ascii=ensure_ascii) + colon)
         start(item)
     return "".join(out)
 
@@ -189,7 +189,7 @@ _END = object()
 INDENTED_DEPTH = 64
 
 
-def _key_text(key: Any) -> str:
+def key_text(key: Any) -> str:
     """An object's key as json.dumps writes it."""
     if isinstance(key, str):
         return key

@@ -14,8 +14,8 @@ from psycopg.types.json import Jsonb
 
 from pgaudit_py import blocks, leftovers
 from pgaudit_py.calls import Call, function_call
-from pgaudit_py.deep_json import tolerant_dumps
 from pgaudit_py.errors import InvalidInput
+from pgaudit_py.record_input import check_texts, payload_json
 
 log = logging.getLogger("pgaudit_py")
 
@@ -82,12 +82,18 @@ def record_call(kind: str, *, tenant_id: str | None = None, actor_type: str | No
                 payload: dict[str, Any] | None = None, outcome: str = "success",
                 correlation_id: str | None = None, idempotency_key: str | None = None,
                 audit_schema: str = "audit") -> Call[Event]:
+    # Refused here, before anything is sent: under best_effort the database's refusal would be
+    # swallowed with the event (pgaudit_py.record_input).
+    check_texts({"kind": kind, "tenant_id": tenant_id, "actor_type": actor_type, "actor_id": actor_id,
+                 "target_type": target_type, "target_id": target_id, "outcome": outcome,
+                 "correlation_id": correlation_id, "idempotency_key": idempotency_key})
+    text = payload_json(payload if payload is not None else {})
     return function_call(audit_schema, "record", Event, {
         "kind": "text", "tenant_id": "text", "actor_type": "text", "actor_id": "text", "target_type": "text",
         "target_id": "text", "payload": "jsonb", "outcome": "text", "correlation_id": "text",
         "idempotency_key": "text"},
         (kind, tenant_id, actor_type, actor_id, target_type, target_id,
-         Jsonb(payload if payload is not None else {}, tolerant_dumps), outcome, correlation_id, idempotency_key),
+         Jsonb(payload, lambda _: text), outcome, correlation_id, idempotency_key),
         EVENT_CASTS)
 
 

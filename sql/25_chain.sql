@@ -181,6 +181,15 @@ BEGIN
         IF state.last_block_no >= expected_no THEN
             r.problem := format('block %s is missing (the sealer''s head is block %s)', expected_no, state.last_block_no);
             r.bad_block := expected_no;
+        -- The sealer's head is where the last block ends: a tail cut with the head's block number
+        -- lowered, but not its seq and hash, shows here (trial 88, v9; one that sets all three takes
+        -- a checkpoint to find: docs/tamper-evidence.md).
+        ELSIF (state.last_block_no, state.last_seq, state.last_block_hash)
+              IS DISTINCT FROM (expected_no - 1, expected_first - 1, expected_prev) THEN
+            r.problem := format('the sealer''s head (block %s, seq %s) is not where the last block ends (block %s, seq %s, '
+                                'and its hash): blocks may have been cut from the end', state.last_block_no, state.last_seq,
+                                expected_no - 1, expected_first - 1);
+            r.bad_block := expected_no;
         ELSE
             SELECT min(l.seq) INTO outside FROM @schema@.event_log l
              WHERE l.seq > coalesce(accounted_through, expected_first - 1);
