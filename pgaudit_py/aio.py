@@ -30,6 +30,7 @@ from pgaudit_py.events import (
     monthly_event_counts_call,
     record_call,
 )
+from pgaudit_py.record_input import refused_input
 from pgaudit_py.retention import PrunePreview, PruneResult, preview_prune_call, prune_events_call
 from pgaudit_py.sealing import SealResult, SealStatus, seal_call, seal_status_call
 from pgaudit_py.secrets import (
@@ -101,14 +102,19 @@ async def record(conn: psycopg.AsyncConnection, kind: str, *, tenant_id: str | N
                        correlation_id=correlation_id, idempotency_key=idempotency_key, audit_schema=audit_schema)
     async with blocks.writing_async(conn):
         await leftovers.clear_if_due_async(conn)  # a request's, where an integration marked the session
-        if not best_effort:
-            return await call.one_async(conn)
         try:
+            if not best_effort:
+                return await call.one_async(conn)
             async with conn.transaction():
                 return await call.one_async(conn)
         except InvalidInput:
             raise
         except psycopg.Error as exc:
+            refused = refused_input(exc)
+            if refused is not None:
+                raise refused from exc
+            if not best_effort:
+                raise
             log_not_recorded(kind, exc)
             return None
 

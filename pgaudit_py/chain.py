@@ -109,7 +109,9 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
         conn.execute("SET LOCAL DateStyle = ISO; SET LOCAL client_encoding = 'UTF8'")
         state = conn.execute(sql.SQL("SELECT chain_start_seq, last_block_no, last_seq, last_block_hash"
                                      " FROM {}.seal_state").format(s)).fetchone()
-        assert state is not None
+        if state is None:  # removed by hand: where the chain starts and ends is not known (trial 89, v9)
+            return Verification(False, "audit.seal_state has no row: where the chain starts and ends is unknown", 1,
+                                0, 0, 0, 1, None, None, None, None)
         chain_start, head_no, head_seq, head_hash = state
         point = conn.execute(sql.SQL("SELECT block_no, block_hash, last_seq FROM {}.prune_points"
                                      " ORDER BY block_no DESC LIMIT 1").format(s)).fetchone()

@@ -25,10 +25,11 @@ _SPACE = re.compile(r"[ \t\n\r]*")
 _SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null")
 
 
-def loads(data: str | bytes, scalar: Loads = json.loads) -> Any:
+def loads(data: str | bytes, scalar: Loads = json.loads, *, unique_keys: bool = False) -> Any:
     """The value of a JSON text, however deep; each number and literal read by `scalar` (so that a
     connection's choice, Decimal for instance, holds at every depth), objects as dicts, arrays as
-    lists. Raises JSONDecodeError (a ValueError) for text that is not JSON."""
+    lists. Raises JSONDecodeError (a ValueError) for text that is not JSON, and with unique_keys for
+    an object with a key twice (of which a dict, and jsonb, would keep the last value only)."""
     s = data if isinstance(data, str) else bytes(data).decode("utf-8")
     open_: list[dict[str, Any] | list[Any]] = []  # the containers not yet closed, outermost first
     keys: list[str] = []  # for each open object, the key its next value goes under
@@ -66,6 +67,8 @@ def loads(data: str | bytes, scalar: Loads = json.loads) -> Any:
             if isinstance(top, list):
                 top.append(value)
             else:
+                if unique_keys and keys[-1] in top:
+                    raise JSONDecodeError("An object has a key twice", s, i)
                 top[keys[-1]] = value
             if s.startswith(",", i):
                 i = _SPACE.match(s, i + 1).end()  # type: ignore[union-attr]

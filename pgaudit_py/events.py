@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from pgaudit_py import blocks, leftovers
 from pgaudit_py.calls import Call, function_call
 from pgaudit_py.errors import InvalidInput
-from pgaudit_py.record_input import check_texts, payload_json
+from pgaudit_py.record_input import check_texts, payload_json, refused_input
 
 log = logging.getLogger("pgaudit_py")
 
@@ -114,14 +114,19 @@ def record(conn: psycopg.Connection, kind: str, *, tenant_id: str | None = None,
                        correlation_id=correlation_id, idempotency_key=idempotency_key, audit_schema=audit_schema)
     with blocks.writing(conn):
         leftovers.clear_if_due(conn, conn.autocommit)  # a request's, where an integration marked the session
-        if not best_effort:
-            return call.one(conn)
         try:
+            if not best_effort:
+                return call.one(conn)
             with conn.transaction():
                 return call.one(conn)
         except InvalidInput:
             raise
         except psycopg.Error as exc:
+            refused = refused_input(exc)
+            if refused is not None:
+                raise refused from exc
+            if not best_effort:
+                raise
             log_not_recorded(kind, exc)
             return None
 

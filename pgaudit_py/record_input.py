@@ -8,8 +8,23 @@ import math
 from decimal import Decimal
 from typing import Any
 
+import psycopg
+
 from pgaudit_py.deep_json import key_text, tolerant_dumps
-from pgaudit_py.errors import InvalidArgument, InvalidKind, InvalidPayload
+from pgaudit_py.errors import InvalidArgument, InvalidInput, InvalidKind, InvalidPayload
+
+# What PostgreSQL's numeric, in which jsonb keeps numbers, holds: digits before and after the point.
+NUMERIC_DIGITS_BEFORE, NUMERIC_DIGITS_AFTER = 131072, 16383
+
+
+def refused_input(exc: psycopg.Error) -> InvalidInput | None:
+    """The InvalidInput a database error on record()'s input is (a data exception, class 22, psycopg's
+    own for text it cannot send among them; or a program limit, class 54: a payload nested too deep),
+    else None: what a check above missed is still bad input, never a storage failure to swallow."""
+    if isinstance(exc, psycopg.DataError) or (exc.sqlstate or "").startswith("54"):
+        return InvalidInput(f"the database cannot store this input as given ({type(exc).__name__}, SQLSTATE "
+                            f"{exc.sqlstate or 'none'})")
+    return None
 
 
 def text_problem(text: str) -> str | None:
@@ -49,7 +64,7 @@ def payload_json(payload: Any) -> str:
             for key, item in value.items():
                 try:
                     written = key_text(key)
-                except TypeError as exc:
+                except (TypeError, ValueError) as exc:  # ValueError: an int longer than Python writes
                     raise InvalidPayload(f"payload cannot be written as JSON: {exc}") from None
                 if written in keys:
                     raise InvalidPayload("payload has two keys in one object that JSON writes alike (1 and \"1\", "
@@ -64,6 +79,9 @@ def payload_json(payload: Any) -> str:
         elif isinstance(value, (float, Decimal)) and not (math.isfinite(value) if isinstance(value, float)
                                                           else value.is_finite()):
             raise InvalidPayload("payload holds a number that is not finite (NaN or an infinity), which JSON cannot")
+        elif isinstance(value, Decimal) and (value.adjusted() >= NUMERIC_DIGITS_BEFORE
+                                             or -int(value.as_tuple().exponent) > NUMERIC_DIGITS_AFTER):
+            raise InvalidPayload("payload holds a number with more digits than PostgreSQL's numeric holds")
     try:
         return tolerant_dumps(payload)
     except (TypeError, ValueError) as exc:

@@ -430,19 +430,23 @@ COMMENT ON FUNCTION @schema@._column_parts(oid) IS
     'printed: only beneath a range.';
 
 -- What the key and tenant columns of a table are made of, as their values read in events: each
--- one's types at every depth by column number (renames keep it), each composite's attributes by
--- number and type, each enum's labels by value oid. A retype that rewrites nothing (int to oid) or
--- an enum's value renamed changes it, and the text of every stored value with it; a varchar widened,
--- a value added to an enum, a constraint on a domain do not (_take_name_types).
+-- one's types at every depth by column number (renames keep it; a domain counted as the type
+-- beneath it, varchar as text, which print alike), each composite's attributes by number and type,
+-- each enum's labels by value oid. A retype that rewrites nothing (int to oid) or an enum's value
+-- renamed changes it, and the text of every stored value with it; a varchar widened or made text, a
+-- value added to an enum, a constraint on a domain do not (_take_name_types).
 CREATE OR REPLACE FUNCTION @schema@._name_types(target oid, tenant_attnum int2)
 RETURNS jsonb
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- As the values print: a domain as the type beneath it, varchar as text (trial 89, n8).
     WITH parts AS (
-        SELECT a.attnum, p.typ FROM pg_attribute a JOIN @schema@._column_parts(target) p ON p.attname = a.attname
-         WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+        SELECT a.attnum, CASE WHEN p.typ = 'varchar'::regtype THEN 'text'::regtype::oid ELSE p.typ END AS typ
+          FROM pg_attribute a JOIN @schema@._column_parts(target) p ON p.attname = a.attname
+          JOIN pg_type y ON y.oid = p.typ
+         WHERE a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped AND y.typtype <> 'd'
            AND (a.attname = ANY (coalesce(@schema@._key_columns(target), '{}')) OR a.attnum = tenant_attnum)
     )
     SELECT jsonb_build_object(

@@ -11,19 +11,20 @@
 -- writes), each under the option it was in: a hidden name renamed away or dropped stays hidden
 -- (_former_hidden_names), and a key or tenant name goes to no other column (_refuse_lost_names).
 CREATE OR REPLACE FUNCTION @schema@._former_names(prefix text, since timestamptz)
-RETURNS TABLE (name text, option text)
+RETURNS TABLE (name text, option text, place bigint)
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT DISTINCT n.name, o.option
+    SELECT DISTINCT n.name, o.option, n.place  -- place: its place in the array (the key's order), 1 for the tenant
       FROM @schema@.events e,
            LATERAL (VALUES ('redact_columns'), ('exclude_columns'), ('key_columns'), ('tenant_column')) AS o(option),
-           LATERAL (SELECT x FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(e.payload -> 'before' -> o.option) = 'array'
-                                                                 THEN e.payload -> 'before' -> o.option END) x
+           LATERAL (SELECT x, k FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(e.payload -> 'before' -> o.option) = 'array'
+                                                                    THEN e.payload -> 'before' -> o.option END)
+                                     WITH ORDINALITY AS a(x, k)
                     UNION ALL
-                    SELECT e.payload -> 'before' ->> o.option WHERE jsonb_typeof(e.payload -> 'before' -> o.option) = 'string'
-                   ) AS n(name)
+                    SELECT e.payload -> 'before' ->> o.option, 1 WHERE jsonb_typeof(e.payload -> 'before' -> o.option) = 'string'
+                   ) AS n(name, place)
      WHERE e.kind = 'audit.tracked_table_altered' AND e.origin = 'system' AND e.target_type = 'table'
        AND e.payload -> 'before' ->> 'kind_prefix' = prefix AND e.occurred_at >= since
 $$;
@@ -202,11 +203,13 @@ BEGIN
     END IF;
     -- A name the key or tenant column had since tracking was last enabled, now another column's: the
     -- application writes under it what it takes to be the key or the tenant, and the rows would be
-    -- named, or filed, by the column renamed away (trial 87, k11, k12). A column renamed back is itself.
-    taken := ARRAY(SELECT quote_ident(f.name)
+    -- named, or filed, by the column renamed away (trial 87, k11, k12), or a key's values in another
+    -- order (two of its columns' names swapped; trial 89, f10). A column renamed back is itself: the
+    -- key's column in the same place (the key's order never changes: _refuse_lost_names with keys).
+    taken := ARRAY(SELECT DISTINCT quote_ident(f.name)
                      FROM @schema@._former_names(t.kind_prefix, t.enabled_at) f
                      JOIN pg_attribute a ON a.attrelid = target AND a.attname = f.name AND a.attnum > 0 AND NOT a.attisdropped
-                    WHERE (f.option = 'key_columns' AND a.attname <> ALL (coalesce(@schema@._key_columns(target), '{}')))
+                    WHERE (f.option = 'key_columns' AND (@schema@._key_columns(target))[f.place] IS DISTINCT FROM a.attname)
                        OR (f.option = 'tenant_column' AND a.attnum IS DISTINCT FROM t.tenant_attnum));
     IF cardinality(taken) > 0 THEN
         RAISE EXCEPTION 'cannot give % of tracked table % to another column: the key or tenant column had it, and what is '

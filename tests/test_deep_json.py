@@ -18,6 +18,7 @@ from psycopg.types.json import set_json_loads
 
 from pgaudit_py import deep_json, list_events, record, seal
 from pgaudit_py.cli import cli
+from pgaudit_py.errors import InvalidInput
 
 DEPTH = 3000
 AMOUNT = "12345678901234567.89"
@@ -75,9 +76,12 @@ def test_the_cli_records_and_prints_a_deep_payload_with_its_numbers_as_written(d
     assert nesting(printed[0]["payload"]["d"]) == (DEPTH, Decimal(AMOUNT))
 
 
-def test_too_deep_for_jsonb_is_refused_with_nothing_written(db, connect, counts):
-    with pytest.raises(psycopg.errors.StatementTooComplex):
-        record(connect("app_writer"), "deep.thing", payload={"d": nested(100_000, 1)})
+@pytest.mark.parametrize("best_effort", [False, True])
+def test_too_deep_for_jsonb_is_refused_with_nothing_written(db, connect, counts, best_effort):
+    """PostgreSQL's refusal (54001) is bad input, under best_effort too (trial 89, r2): never swallowed."""
+    with pytest.raises(InvalidInput, match="StatementTooComplex, SQLSTATE 54001") as refused:
+        record(connect("app_writer"), "deep.thing", payload={"d": nested(100_000, 1)}, best_effort=best_effort)
+    assert isinstance(refused.value.__cause__, psycopg.errors.StatementTooComplex)
     assert counts() == (0, 0)
 
 

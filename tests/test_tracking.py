@@ -199,7 +199,7 @@ def test_a_maintainer_who_does_not_own_the_table_cannot_reach_the_catalogue_help
     for attempt in (
         "SELECT audit._register_tracking(t) FROM (SELECT relid, table_name, kind_prefix, key_columns, '{card}'::text[],"
         " redact_columns, tenant_column, exclude_attnums, redact_attnums, tenant_attnum, skip_noop_updates,"
-        " enabled_at, enabled_by, baseline_at FROM audit.tracked_tables) t",
+        " enabled_at, enabled_by, baseline_at, name_types FROM audit.tracked_tables) t",
         "SELECT audit._unregister_tracking('public.pay'::regclass, 'audit.tracking_disabled')",
         "SELECT audit._drop_rate_limit('table', 'public.pay'::regclass::oid::text)",
         "SELECT audit._put_rate_limit(r) FROM (SELECT scope, target, 1000000, 1000000, per_key, window_seconds,"

@@ -391,11 +391,11 @@ def test_k3_a_key_read_into_another_rows_key(kit, typ, stored, asked):
     assert state == ("existed" if honest else "unknown") or (not honest and state == "absent"), state
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/capture.md, audit.row_history): a key column's type changed without a rewrite (int4 to oid) prints its rows apart from their events; the change is not refused; strict, so that a change that closes it says so")
 def test_k4_a_key_column_whose_type_changed_int_to_oid_without_a_rewrite(kit):
     """Key int4, row -1 captured as '-1'; the owner alters the key to oid (binary-coercible: no
     rewrite, so not refused as a rewrite is), where the same row prints 4294967295. Safe: the ALTER
-    is refused, or asking for '-1' at the time it existed still answers 'existed' with its image."""
+    is refused, or asking for '-1' at the time it existed still answers 'existed' with its image.
+    (Refused since tracking keeps what the key is made of: _take_name_types.)"""
     mk(kit, "t79_ko", "k int4 PRIMARY KEY, v text")
     kit.writer.execute("INSERT INTO public.t79_ko VALUES (-1, 'x')")
     t0 = kit.tick()

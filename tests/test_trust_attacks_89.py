@@ -665,8 +665,16 @@ RESETS = {
 }
 
 
+# By design (docs/capture.md): a move to another kind prefix ends the tracking under the old one.
+ANOTHER_PREFIX_ENDS_TRACKING = pytest.mark.xfail(strict=True, reason=(
+    "by design (docs/capture.md): enable_tracking under another kind prefix ends the tracking under the old one "
+    "(audit.tracking_disabled, with moved_to), as disable_tracking does, and frees the former names as it does; it is "
+    "the maintainer's act, recorded, not the table owner's; strict, so that a change that closes it says so"))
+
+
 @pytest.mark.parametrize("column", ["key", "tenant"])
-@pytest.mark.parametrize("reset", list(RESETS))
+@pytest.mark.parametrize("reset", [pytest.param(r, marks=ANOTHER_PREFIX_ENDS_TRACKING) if "prefix" in r else r
+                                   for r in RESETS])
 def test_f6_enable_tracking_again_never_frees_a_former_name_without_disable(kit, reset, column):
     """The key (tenant) renamed away; then the maintainer calls enable_tracking again (under another
     prefix and back, under another prefix, with a baseline, with other options), never

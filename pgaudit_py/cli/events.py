@@ -47,7 +47,7 @@ from pgaudit_py.sealing import seal_status
 def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool, **fields: Any) -> None:
     """Record one application event."""
     try:  # numbers as written, at any depth
-        body = deep_json.loads(payload, exact_json)
+        body = deep_json.loads(payload, exact_json, unique_keys=True)  # jsonb would keep one value of a key twice
     except json.JSONDecodeError as exc:
         fail(f"--payload is not JSON: {exc.msg}", 2)
     except ValueError as exc:  # an integer longer than Python reads (4,300 digits)
