@@ -701,6 +701,7 @@ DECLARE
     json_casts text[];  -- the source types' names, as the addresses of dropped casts to json spell them
     names_dropped oid[];  -- row types that lost an attribute
     all_covered oid[];
+    own boolean;  -- the command dropped a column or constraint of the tracked table at hand
 BEGIN
     FOR gone IN SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                  WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
@@ -775,18 +776,21 @@ BEGIN
                              WHERE d.object_type IN ('table column', 'index', 'table constraint')) LOOP
         -- Only a table this command dropped a column or constraint of: one whose tracking is out of
         -- step (changed with the event triggers off) blocks changes to itself, not to the rest.
-        IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
-                    WHERE (d.classid = 'pg_class'::regclass AND d.objid = t.relid AND d.objsubid > 0)
-                       OR (d.object_type = 'table constraint'
-                           AND d.address_names[1:2] = ARRAY[(SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n
-                                                                ON n.oid = c.relnamespace WHERE c.oid = t.relid),
-                                                             (SELECT c.relname::text FROM pg_class c WHERE c.oid = t.relid)])) THEN
+        own := EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
+                        WHERE (d.classid = 'pg_class'::regclass AND d.objid = t.relid AND d.objsubid > 0)
+                           OR (d.object_type = 'table constraint'
+                               AND d.address_names[1:2] = ARRAY[(SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n
+                                                                    ON n.oid = c.relnamespace WHERE c.oid = t.relid),
+                                                                 (SELECT c.relname::text FROM pg_class c WHERE c.oid = t.relid)]));
+        IF own THEN
             PERFORM @schema@._refuse_lost_names(t.relid, true);
         END IF;
         PERFORM @schema@._refresh_tracking(t.relid, EXISTS (
             SELECT 1 FROM pg_event_trigger_dropped_objects() d
              WHERE d.classid = 'pg_class'::regclass AND d.objid = t.relid AND d.objsubid > 0));
-        PERFORM @schema@._take_name_types(t.relid);
+        IF own THEN
+            PERFORM @schema@._take_name_types(t.relid);  -- the same: a stale kept state refuses its own table's changes
+        END IF;
     END LOOP;
     -- A capture or rate-limit trigger dropped from a table that tracking or a limit still covers, or
     -- the rule that keeps MERGE off a partitioned one (_refuse_merge). The table is found in the

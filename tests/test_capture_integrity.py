@@ -883,6 +883,13 @@ def test_what_a_key_is_made_of_changed_with_the_event_triggers_off_is_named_by_s
     with pytest.raises(psycopg.Error, match="cannot change what the key") as refused:
         attacker.execute("ALTER TABLE public.named ADD COLUMN w int")
     assert refused.value.sqlstate == "PA008"
+    # Its own changes only: another table's drops go through.
+    attacker.execute("""CREATE TABLE public.other (id int PRIMARY KEY, v int); CREATE INDEX other_v ON public.other (v);
+                        DROP INDEX public.other_v; ALTER TABLE public.other DROP COLUMN v""")
+    enable_tracking(maintainer, "public.other")
+    attacker.execute("ALTER TABLE public.other ADD COLUMN w int; ALTER TABLE public.other DROP COLUMN w")
+    with pytest.raises(InvalidArgument, match="cannot track public.named again"):
+        enable_tracking(maintainer, "public.named")
     disable_tracking(maintainer, "public.named")
     enable_tracking(maintainer, "public.named")
     attacker.execute("ALTER TABLE public.named ADD COLUMN w int")
