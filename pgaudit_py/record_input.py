@@ -20,7 +20,10 @@ NUMERIC_DIGITS_BEFORE, NUMERIC_DIGITS_AFTER = 131072, 16383
 def refused_input(exc: psycopg.Error) -> InvalidInput | None:
     """The InvalidInput a database error on record()'s input is (a data exception, class 22, psycopg's
     own for text it cannot send among them; or a program limit, class 54: a payload nested too deep),
-    else None: what a check above missed is still bad input, never a storage failure to swallow."""
+    else None: what a check above missed is still bad input, never a storage failure to swallow. A
+    sequence at its end (2200H, the intake's ids) is the log's condition, not the input's."""
+    if exc.sqlstate == "2200H":
+        return None
     if isinstance(exc, psycopg.DataError) or (exc.sqlstate or "").startswith("54"):
         return InvalidInput(f"the database cannot store this input as given ({type(exc).__name__}, SQLSTATE "
                             f"{exc.sqlstate or 'none'})")
