@@ -863,7 +863,9 @@ PAYLOADS = {
     "string_of_17_mib": (lambda: {"a": "x" * (17 * 1024 * 1024)}, Either({"a": "x" * (17 * 1024 * 1024)})),
     "many_keys_deep_and_wide": (lambda: {"d": deep_dict(9_000, {f"k{i}": i for i in range(1000)})}, Either("WIDE")),
     "int_5000_digits_value": (lambda: {"a": 10 ** 5000}, Either({"a": 10 ** 5000})),
-    "int_5000_digits_key": (lambda: {10 ** 5000: 1}, None),
+    # None: refused while Python's limit on an int's digits stands; trial 79 lifts it for the whole run
+    # (sys.set_int_max_str_digits(0)), and then the key is its 5,001 digits, stored as given.
+    "int_5000_digits_key": (lambda: {10 ** 5000: 1}, None if 0 < sys.get_int_max_str_digits() <= 5000 else {"1" + "0" * 5000: 1}),
     "bool_and_int_keys": (lambda: {True: 1, 1.5: 2, None: 3}, {"true": 1, "1.5": 2, "null": 3}),
     "bool_key_and_true_string": (lambda: {True: 1, "true": 2}, None),
     "float_key_and_its_text": (lambda: {1.0: "a", "1.0": "b"}, None),
