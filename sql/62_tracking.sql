@@ -285,9 +285,11 @@ DECLARE
     who text;
     unhidden text;
     changed text;
+    tenant_number int2;  -- the tenant column's number
 BEGIN
     entry.exclude_columns := coalesce(entry.exclude_columns, '{}');
     entry.redact_columns := coalesce(entry.redact_columns, '{}');
+    tenant_number := (@schema@._attnums(entry.relid, ARRAY[entry.tenant_column]))[1];
     PERFORM @schema@._check_trackable(entry);
     who := @schema@._check_owner(entry.relid);
     -- Called again under the same prefix, every column hidden now (redacted or excluded) stays hidden:
@@ -307,8 +309,7 @@ BEGIN
     -- Called again under the same prefix, the tracking goes on: what its key and tenant columns are
     -- made of must be what it took (a change made with the event triggers off is named by status;
     -- taken anew here, it would pass unseen: trial 89, n10).
-    SELECT @schema@._name_type_changes(t.relid, t.name_types,
-                                       @schema@._name_types(t.relid, (@schema@._attnums(t.relid, ARRAY[entry.tenant_column]))[1]))
+    SELECT @schema@._name_type_changes(t.relid, t.name_types, @schema@._name_types(t.relid, tenant_number))
       INTO changed FROM @schema@.tracked_tables t WHERE t.relid = entry.relid AND t.kind_prefix = entry.kind_prefix;
     IF changed IS NOT NULL THEN
         RAISE EXCEPTION 'cannot track % again: what its key or tenant column is made of changed since tracking took it (%)',
@@ -328,8 +329,7 @@ BEGIN
     VALUES (entry.relid, entry.relid::regclass::text, entry.kind_prefix, @schema@._key_columns(entry.relid),
             entry.exclude_columns, entry.redact_columns, entry.tenant_column,
             @schema@._attnums(entry.relid, entry.exclude_columns), @schema@._attnums(entry.relid, entry.redact_columns),
-            (@schema@._attnums(entry.relid, ARRAY[entry.tenant_column]))[1], coalesce(entry.skip_noop_updates, true),
-            who, @schema@._name_types(entry.relid, (@schema@._attnums(entry.relid, ARRAY[entry.tenant_column]))[1]))
+            tenant_number, coalesce(entry.skip_noop_updates, true), who, @schema@._name_types(entry.relid, tenant_number))
     ON CONFLICT (relid) DO UPDATE
         SET table_name = excluded.table_name, kind_prefix = excluded.kind_prefix,
             key_columns = excluded.key_columns, exclude_columns = excluded.exclude_columns,

@@ -170,11 +170,21 @@ DECLARE
     t @schema@.tracked_tables;
     hidden text[];
     taken text[];
+    former_hidden text[];  -- the names read once from the log (_former_names), for both checks below
+    former_keys text[];
+    former_places bigint[];
+    former_tenants text[];
 BEGIN
     SELECT * INTO t FROM @schema@.tracked_tables WHERE relid = target;
     IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target) THEN
         RETURN;
     END IF;
+    SELECT coalesce(array_agg(f.name) FILTER (WHERE f.option IN ('redact_columns', 'exclude_columns')), '{}'),
+           coalesce(array_agg(f.name) FILTER (WHERE f.option = 'key_columns'), '{}'),
+           coalesce(array_agg(f.place) FILTER (WHERE f.option = 'key_columns'), '{}'),
+           coalesce(array_agg(f.name) FILTER (WHERE f.option = 'tenant_column'), '{}')
+      INTO former_hidden, former_keys, former_places, former_tenants
+      FROM @schema@._former_names(t.kind_prefix, t.enabled_at) f;
     IF t.tenant_attnum IS NOT NULL AND cardinality(@schema@._attnames(target, ARRAY[t.tenant_attnum])) = 0 THEN
         RAISE EXCEPTION 'cannot drop the tenant column % of tracked table %: its rows'' events would be filed under '
                         'the tenant a session claims', quote_ident(t.tenant_column), t.table_name
@@ -192,7 +202,7 @@ BEGIN
                                             WHERE n IS DISTINCT FROM t.tenant_column)) c
                       JOIN pg_attribute a ON a.attrelid = target AND a.attname = c
                      WHERE (c = ANY (t.redact_columns || t.exclude_columns)
-                            OR c IN (SELECT f.name FROM @schema@._former_hidden_names(t.kind_prefix, t.enabled_at) f))
+                            OR c = ANY (former_hidden))
                        AND NOT (a.attnum = ANY (t.exclude_attnums)
                                 AND (t.key_columns IS NOT NULL OR a.attnum IS NOT DISTINCT FROM t.tenant_attnum)));
     IF cardinality(hidden) > 0 THEN
@@ -207,10 +217,12 @@ BEGIN
     -- order (two of its columns' names swapped; trial 89, f10). A column renamed back is itself: the
     -- key's column in the same place (the key's order never changes: _refuse_lost_names with keys).
     taken := ARRAY(SELECT DISTINCT quote_ident(f.name)
-                     FROM @schema@._former_names(t.kind_prefix, t.enabled_at) f
+                     FROM (SELECT k.name, k.place FROM unnest(former_keys, former_places) AS k(name, place)
+                           UNION ALL
+                           SELECT n, NULL FROM unnest(former_tenants) AS n) f
                      JOIN pg_attribute a ON a.attrelid = target AND a.attname = f.name AND a.attnum > 0 AND NOT a.attisdropped
-                    WHERE (f.option = 'key_columns' AND (@schema@._key_columns(target))[f.place] IS DISTINCT FROM a.attname)
-                       OR (f.option = 'tenant_column' AND a.attnum IS DISTINCT FROM t.tenant_attnum));
+                    WHERE (f.place IS NOT NULL AND (@schema@._key_columns(target))[f.place] IS DISTINCT FROM a.attname)
+                       OR (f.place IS NULL AND a.attnum IS DISTINCT FROM t.tenant_attnum));
     IF cardinality(taken) > 0 THEN
         RAISE EXCEPTION 'cannot give % of tracked table % to another column: the key or tenant column had it, and what is '
                         'written under it would not name the row or its tenant', array_to_string(taken, ', '), t.table_name

@@ -687,10 +687,11 @@ BEGIN
     RETURN QUERY
     SELECT format('tracked table %s: what its key or tenant column is made of changed since tracking took it (%s): its '
                   'stored values may read otherwise than its events name them (disable and enable its tracking)',
-                  t.table_name, @schema@._name_type_changes(t.relid, t.name_types, @schema@._name_types(t.relid, t.tenant_attnum)))
+                  t.table_name, x.changes)
       FROM @schema@.tracked_tables t
-     WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.relid)
-       AND @schema@._name_type_changes(t.relid, t.name_types, @schema@._name_types(t.relid, t.tenant_attnum)) IS NOT NULL;
+     CROSS JOIN LATERAL (SELECT @schema@._name_type_changes(t.relid, t.name_types,
+                                                            @schema@._name_types(t.relid, t.tenant_attnum)) AS changes) x
+     WHERE EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.relid) AND x.changes IS NOT NULL;
 
     -- Replica mode fires no capture trigger: sessions put in it by a stored default (this database's,
     -- a role's, the server's), or roles that are no superuser allowed to set it (PostgreSQL 15's GRANT
