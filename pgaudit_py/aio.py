@@ -26,11 +26,10 @@ from pgaudit_py.events import (
     MonthlyCount,
     count_events_call,
     list_events_call,
-    log_not_recorded,
     monthly_event_counts_call,
+    not_recorded,
     record_call,
 )
-from pgaudit_py.record_input import refused_input
 from pgaudit_py.retention import PrunePreview, PruneResult, preview_prune_call, prune_events_call
 from pgaudit_py.sealing import SealResult, SealStatus, seal_call, seal_status_call
 from pgaudit_py.secrets import (
@@ -110,12 +109,7 @@ async def record(conn: psycopg.AsyncConnection, kind: str, *, tenant_id: str | N
         except InvalidInput:
             raise
         except psycopg.Error as exc:
-            refused = refused_input(exc)
-            if refused is not None:
-                raise refused from exc
-            if not best_effort:
-                raise
-            log_not_recorded(kind, exc)
+            not_recorded(kind, exc, best_effort)
             return None
 
 

@@ -122,16 +122,18 @@ def record(conn: psycopg.Connection, kind: str, *, tenant_id: str | None = None,
         except InvalidInput:
             raise
         except psycopg.Error as exc:
-            refused = refused_input(exc)
-            if refused is not None:
-                raise refused from exc
-            if not best_effort:
-                raise
-            log_not_recorded(kind, exc)
+            not_recorded(kind, exc, best_effort)
             return None
 
 
-def log_not_recorded(kind: str, exc: psycopg.Error) -> None:
+def not_recorded(kind: str, exc: psycopg.Error, best_effort: bool) -> None:
+    """What a database error in record() (sync or async) becomes: InvalidInput when it refused the
+    input, which raises under best_effort too; else the error, or under best_effort a warning and None."""
+    refused = refused_input(exc)
+    if refused is not None:
+        raise refused from exc
+    if not best_effort:
+        raise exc
     # Never the payload: it may hold what an audit log must not leak into application logs.
     log.warning("audit event %s not recorded: %s (SQLSTATE %s)", kind, type(exc).__name__, exc.sqlstate)
 

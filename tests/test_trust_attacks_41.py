@@ -193,7 +193,7 @@ def test_a_confirmation_answer_that_is_not_utf8_is_refused_in_one_line(db):
 
 def test_no_log_line_from_a_kind_the_database_refuses(db, caplog):
     """Attack: record(best_effort=True) logs 'audit event KIND not recorded' with the kind as given
-    (pgaudit_py/events.py log_not_recorded); a kind holding a newline then a forged log line. A
+    (pgaudit_py/events.py not_recorded); a kind holding a newline then a forged log line. A
     break: a log record whose message holds a line break."""
     from pgaudit_py.events import record
 
