@@ -22,14 +22,15 @@ an honest use is refused). Roles: t87_owner, t87_mallory (table_owner_kit), drop
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from trial_helpers import (
     both_verifiers,
+    events_under,
     reinstall,
     seal_all,
     table_owner_kit,
     track_new_table,
+    try_enable,
     try_write,
 )
 
@@ -42,25 +43,6 @@ INTERNAL = ("XX", "42883", "42P01", "42703", "42804", "22P02", "2BP01", "0A000",
 def kit(db, connect):
     with table_owner_kit(db, connect, "t87") as k:
         yield k
-
-
-def try_enable(kit, table: str, **opts) -> str | None:
-    try:
-        enable_tracking(kit.maint, f"public.{table}", **opts)
-        return None
-    except psycopg.Error as e:
-        return f"{e.sqlstate}: {str(e).splitlines()[0][:160]}"
-    except Exception as e:  # noqa: BLE001
-        cause = getattr(e, "__cause__", None) or getattr(e, "__context__", None)
-        st = getattr(cause, "sqlstate", None) or getattr(e, "sqlstate", None)
-        return f"{st}: {str(e).splitlines()[0][:160]}"
-
-
-def evs(db, prefix: str) -> list[dict]:
-    cur = db.execute("SELECT intake_id, kind, target_id, tenant_id, row_before::text, row_after::text, payload, changed, origin"
-                     " FROM audit.events WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])
-    cols = ["iid", "kind", "target_id", "tenant_id", "row_before", "row_after", "payload", "changed", "origin"]
-    return [dict(zip(cols, r, strict=True)) for r in cur]
 
 
 def all_text(db, prefix: str) -> str:
@@ -80,7 +62,7 @@ def not_internal(refused: str | None) -> bool:
 
 
 def kinds(kit, table: str) -> list[str]:
-    return [e["kind"].rsplit(".", 1)[1] for e in evs(kit.db, f"public.{table}.")]
+    return [e["kind"].rsplit(".", 1)[1] for e in events_under(kit.db, f"public.{table}.")]
 
 
 # ============================================ class K ============================================
@@ -130,7 +112,7 @@ def test_k1_an_attribute_added_to_the_keys_or_tenants_composite_renames_every_ro
         return
     kit.writer.execute("UPDATE public.t87_kg SET v = 1")
     field = "target_id" if column == "key" else "tenant_id"
-    names = [e[field] for e in evs(kit.db, "public.t87_kg.")]
+    names = [e[field] for e in events_under(kit.db, "public.t87_kg.")]
     assert len(set(names)) == 1, names
 
 
@@ -140,7 +122,7 @@ def test_k2_a_row_history_by_its_old_name_holds_its_later_events(kit):
     kit.owner.execute("CREATE TYPE public.t87_kh AS (a int)")
     track_new_table(kit, "t87_kh2", "c public.t87_kh PRIMARY KEY, v int")
     kit.writer.execute("INSERT INTO public.t87_kh2 VALUES (ROW(1), 0)")
-    name = evs(kit.db, "public.t87_kh2.")[0]["target_id"]
+    name = events_under(kit.db, "public.t87_kh2.")[0]["target_id"]
     refused = try_write(kit.owner, "ALTER TYPE public.t87_kh ADD ATTRIBUTE b int")
     if refused is not None:
         assert refused[:5] == "PA008", refused
@@ -188,7 +170,7 @@ def test_k3_an_attribute_renamed_deeper_down_is_refused(kit, route, column):
         return
     kit.writer.execute("UPDATE public.t87_kd SET v = 1")
     field = "target_id" if column == "key" else "tenant_id"
-    names = [e[field] for e in evs(kit.db, "public.t87_kd.")]
+    names = [e[field] for e in events_under(kit.db, "public.t87_kd.")]
     assert len(set(names)) == 1, names
 
 
@@ -199,14 +181,14 @@ def test_k4_a_tenant_composite_grown_files_acmes_rows_under_another_tenant(kit):
     kit.owner.execute("CREATE TYPE public.t87_tt AS (org text)")
     track_new_table(kit, "t87_tg", "id int PRIMARY KEY, tc public.t87_tt, v int", tenant_column="tc")
     kit.writer.execute("INSERT INTO public.t87_tg VALUES (1, ROW('acme'), 0)")
-    acme = evs(kit.db, "public.t87_tg.")[0]["tenant_id"]
+    acme = events_under(kit.db, "public.t87_tg.")[0]["tenant_id"]
     refused = try_write(kit.owner, "ALTER TYPE public.t87_tt ADD ATTRIBUTE region text")
     if refused is not None:
         assert refused[:5] == "PA008", refused
         return
     kit.writer.execute("UPDATE public.t87_tg SET v = 1")
-    under_acme = [e for e in evs(kit.db, "public.t87_tg.") if e["tenant_id"] == acme]
-    assert len(under_acme) == 2, (acme, evs(kit.db, "public.t87_tg."))
+    under_acme = [e for e in events_under(kit.db, "public.t87_tg.") if e["tenant_id"] == acme]
+    assert len(under_acme) == 2, (acme, events_under(kit.db, "public.t87_tg."))
 
 
 def test_k5_key_columns_swapped_by_renames_in_one_transaction_keep_names(kit):
@@ -222,7 +204,7 @@ def test_k5_key_columns_swapped_by_renames_in_one_transaction_keep_names(kit):
         assert refused[:5] == "PA008", refused
         return
     kit.writer.execute("UPDATE public.t87_ks SET v = 1")
-    names = [e["target_id"] for e in evs(kit.db, "public.t87_ks.")]
+    names = [e["target_id"] for e in events_under(kit.db, "public.t87_ks.")]
     assert len(set(names)) == 1 and entry(kit, "t87_ks")["key"] == ["b", "a"], (names, entry(kit, "t87_ks"))
 
 
@@ -254,7 +236,7 @@ def test_k7_an_attribute_retyped_under_a_range_the_key_is_made_of(kit, column):
         return
     kit.writer.execute("UPDATE public.t87_kr7 SET v = 1")
     field = "target_id" if column == "key" else "tenant_id"
-    names = [e[field] for e in evs(kit.db, "public.t87_kr7.")]
+    names = [e[field] for e in events_under(kit.db, "public.t87_kr7.")]
     assert len(set(names)) == 1, names
 
 
@@ -285,7 +267,7 @@ def test_k8_the_row_type_tables_column_retyped_without_a_rewrite(kit, route, col
         return
     kit.writer.execute("UPDATE public.t87_k8 SET v = 1")
     field = "target_id" if column == "key" else "tenant_id"
-    names = [e[field] for e in evs(kit.db, "public.t87_k8.")]
+    names = [e[field] for e in events_under(kit.db, "public.t87_k8.")]
     assert len(set(names)) == 1, names
 
 
@@ -538,7 +520,7 @@ def test_f1_honest_schema_changes_on_a_tracked_table_are_allowed(kit, case):
     assert err is None, (case, err)
     where = {"rename_table": "public.t87_h2", "set_schema": "t87_s2.t87_h"}.get(case, "public.t87_h")
     kit.writer.execute(f"UPDATE {where} SET v = 1")
-    assert kinds(kit, "t87_h") == ["insert", "update"], evs(kit.db, "public.t87_h.")
+    assert kinds(kit, "t87_h") == ["insert", "update"], events_under(kit.db, "public.t87_h.")
 
 
 HONEST_TYPES = {
@@ -590,7 +572,7 @@ def test_f2_honest_changes_to_the_types_a_tracked_table_uses_are_allowed(kit, ca
         try_write(kit.owner, "ROLLBACK")
     assert err is None, (case, err)
     kit.writer.execute("UPDATE public.t87_ht SET v = 1")
-    assert kinds(kit, "t87_ht") == ["insert", "update"], evs(kit.db, "public.t87_ht.")
+    assert kinds(kit, "t87_ht") == ["insert", "update"], events_under(kit.db, "public.t87_ht.")
 
 
 def test_f3_honest_changes_seal_and_verify(kit):
@@ -643,10 +625,10 @@ def test_t1_two_tenants_of_other_shapes_are_named_apart_and_a_move_is_a_move(kit
         assert refused[:5] == "PA005", refused
         return
     kit.writer.execute(f"INSERT INTO public.t87_ts VALUES (1, {a}, 0), (2, {b}, 0)")
-    ins = {e["target_id"]: e["tenant_id"] for e in evs(kit.db, "public.t87_ts.insert")}
+    ins = {e["target_id"]: e["tenant_id"] for e in events_under(kit.db, "public.t87_ts.insert")}
     assert ins["1"] != ins["2"], ins
     kit.writer.execute(f"UPDATE public.t87_ts SET tc = {b} WHERE id = 1")
-    ups = [(e["tenant_id"], (e["payload"] or {}).get("tenant")) for e in evs(kit.db, "public.t87_ts.update")]
+    ups = [(e["tenant_id"], (e["payload"] or {}).get("tenant")) for e in events_under(kit.db, "public.t87_ts.update")]
     assert sorted(ups, key=str) == sorted([(ins["1"], "moved out"), (ins["2"], "moved in")], key=str), (ins, ups)
 
 
@@ -731,7 +713,7 @@ def test_x3_hostile_column_names_go_through_capture_as_names(kit, name):
     kit.writer.execute(f"INSERT INTO public.t87_hn (id, v, {name}) VALUES (1, 0, 'hostile-value')")
     kit.writer.execute(f"UPDATE public.t87_hn SET {name} = 'hostile-value-2'")
     assert kit.db.execute("SELECT to_regclass('public.t87_hn')").fetchone()[0] is not None
-    ev = evs(kit.db, "public.t87_hn.")
+    ev = events_under(kit.db, "public.t87_hn.")
     assert [e["kind"].rsplit(".", 1)[1] for e in ev] == ["insert", "update"], ev
     assert "hostile-value-2" in (ev[1]["row_after"] or ""), ev[1]
 
@@ -861,7 +843,7 @@ def test_k9_a_tenant_composite_grown_hides_acmes_row_from_acmes_reader(kit):
     kit.owner.execute("CREATE TYPE public.t87_t9 AS (org text)")
     track_new_table(kit, "t87_k9", "id int PRIMARY KEY, tc public.t87_t9, v int", tenant_column="tc")
     kit.writer.execute("INSERT INTO public.t87_k9 VALUES (1, ROW('acme'), 0)")
-    acme = evs(kit.db, "public.t87_k9.")[0]["tenant_id"]
+    acme = events_under(kit.db, "public.t87_k9.")[0]["tenant_id"]
     refused = try_write(kit.owner, "ALTER TABLE public.t87_k9 ADD COLUMN w int; ALTER TYPE public.t87_t9 ADD ATTRIBUTE region text")
     if refused is not None:
         assert refused[:5] == "PA008", refused
@@ -869,7 +851,7 @@ def test_k9_a_tenant_composite_grown_hides_acmes_row_from_acmes_reader(kit):
     kit.writer.execute("UPDATE public.t87_k9 SET v = 1")
     n = kit.reader.execute("SELECT count(*) FROM audit.events WHERE tenant_id = %s AND starts_with(kind, 'public.t87_k9.')",
                            [acme]).fetchone()[0]
-    assert n == 2, (acme, evs(kit.db, "public.t87_k9."))
+    assert n == 2, (acme, events_under(kit.db, "public.t87_k9."))
 
 
 NON_INLINE_ROUTES = {
@@ -1008,7 +990,7 @@ def test_k11_the_tenant_columns_name_given_to_another_column_files_rows_under_th
         assert refused[:5] == "PA008", refused
         return
     kit.writer.execute("INSERT INTO public.t87_tn2 (id, tc, v) VALUES (1, 'globex', 0)")
-    tenants = [e["tenant_id"] for e in evs(kit.db, "public.t87_tn2.")]
+    tenants = [e["tenant_id"] for e in events_under(kit.db, "public.t87_tn2.")]
     assert tenants == ["globex"], (tenants, entry(kit, "t87_tn2"))
 
 
@@ -1026,4 +1008,4 @@ def test_k12_the_key_columns_name_given_to_another_column_names_rows_by_the_owne
         return
     kit.writer.execute("INSERT INTO public.t87_kn2 (id, v) VALUES (5, 0)")
     seen = kit.history("public.t87_kn2", "5")
-    assert seen not in ([], ("refused", None)) and len(seen) == 1, (seen, evs(kit.db, "public.t87_kn2."))
+    assert seen not in ([], ("refused", None)) and len(seen) == 1, (seen, events_under(kit.db, "public.t87_kn2."))

@@ -34,12 +34,16 @@ import psycopg
 import pytest
 from trial_helpers import (
     both_verifiers,
+    events_under,
+    is_tracked,
     problems_of,
     quarantine_empty,
     seal_all,
     sqlstate_of,
     table_owner_kit,
+    tamper,
     track_new_table,
+    try_enable,
     try_write,
 )
 
@@ -94,32 +98,8 @@ def forged(kit) -> list[str]:
     return [r[0] for r in kit.db.execute("SELECT kind FROM audit.events WHERE kind LIKE 't88.forged%'")]
 
 
-def evs(db, prefix: str) -> list[dict]:
-    cur = db.execute("SELECT kind, target_id, tenant_id, actor_id, row_before::text, row_after::text, origin"
-                     " FROM audit.events WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])
-    cols = ["kind", "target_id", "tenant_id", "actor_id", "row_before", "row_after", "origin"]
-    return [dict(zip(cols, r, strict=True)) for r in cur]
-
-
 def n_all(db) -> tuple[int, int]:
     return db.execute("SELECT count(*), coalesce(sum(hashtext(kind)), 0) FROM audit.events").fetchone()
-
-
-def tracked(kit, table: str) -> bool:
-    return kit.db.execute("SELECT count(*) FROM audit.tracked_tables WHERE relid = to_regclass(%s)",
-                          [table]).fetchone()[0] == 1
-
-
-def try_enable(kit, table: str, **opts) -> str | None:
-    try:
-        enable_tracking(kit.maint, f"public.{table}", **opts)
-        return None
-    except psycopg.Error as e:
-        return f"{e.sqlstate}: {str(e).splitlines()[0][:160]}"
-    except Exception as e:  # noqa: BLE001
-        cause = getattr(e, "__cause__", None) or getattr(e, "__context__", None)
-        st = getattr(cause, "sqlstate", None) or getattr(e, "sqlstate", None)
-        return f"{st}: {str(e).splitlines()[0][:160]}"
 
 
 # ============================================ class C ============================================
@@ -215,7 +195,7 @@ def test_c1_the_table_owners_code_never_runs_as_an_audit_role(kit, where):
     problems_of(kit.db)
     assert privileged_runs(kit) == set(), (where, privileged_runs(kit))
     assert forged(kit) == [], forged(kit)
-    es = evs(kit.db, "public.t88_sp.")
+    es = events_under(kit.db, "public.t88_sp.")
     assert not any("forged" in json.dumps([e["row_after"], e["row_before"], e["tenant_id"], e["target_id"]]) for e in es), es
     assert both_verifiers(kit.db) == (True, True)
 
@@ -296,7 +276,7 @@ def test_c2_public_shadows_of_catalog_functions_never_run_for_a_privileged_calle
     assert privileged_runs(kit) == set(), (search_path, privileged_runs(kit),
                                            kit.db.execute("SELECT DISTINCT who, what FROM public.t88_ran").fetchall())
     assert forged(kit) == []
-    es = evs(kit.db, "public.t88_acct.")
+    es = events_under(kit.db, "public.t88_acct.")
     assert [e["kind"].rsplit(".", 1)[1] for e in es] == ["insert", "insert", "update"], es
     assert "forged" not in json.dumps(es)
     for c in conns:
@@ -476,7 +456,7 @@ def test_d1_the_owner_cannot_switch_capture_off(kit, how):
         changed += 3
     got = kit.db.execute("SELECT count(*) FROM audit.events WHERE starts_with(kind, 'public.t88_acct.')"
                          " AND kind <> 'public.t88_acct.baseline'").fetchone()[0] - 1
-    assert tracked(kit, "public.t88_acct"), (how, refused)
+    assert is_tracked(kit, "public.t88_acct"), (how, refused)
     assert got == changed, (how, refused, got, changed)
 
 
@@ -695,7 +675,7 @@ def test_l1_every_guard_keeps_its_sqlstate_in_german(kit, case):
             got, msg = e.sqlstate, str(e)
         assert got == code, (case, got, msg)
         assert n_all(kit.db) == before
-        assert tracked(kit, "public.t88_acct")
+        assert is_tracked(kit, "public.t88_acct")
         assert kit.db.execute("SELECT count(*) FROM public.t88_acct").fetchone()[0] == 1
         assert kit.db.execute("SELECT array_agg(id) FROM public.t88_gp").fetchone()[0] == [1]
     finally:
@@ -803,18 +783,6 @@ def test_v2_very_long_or_odd_fields_seal_and_verify(kit, name):
             assert got[col] == v, (name, k)
     assert seal_all(kit.db) is None
     assert both_verifiers(kit.db) == (True, True)
-
-
-def tamper(db, statement: str) -> None:
-    """As a superuser with every ordinary trigger off (replica mode), in one transaction."""
-    db.execute("BEGIN")
-    try:
-        db.execute("SET LOCAL session_replication_role = replica")
-        db.execute(statement)
-        db.execute("COMMIT")
-    except Exception:
-        db.execute("ROLLBACK")
-        raise
 
 
 TAMPER = {
@@ -1589,7 +1557,7 @@ def test_c8_exact_shadows_first_on_the_search_path_never_run_in_audit_code(kit, 
     assert privileged_runs(kit) == set(), (who, privileged_runs(kit),
                                            kit.db.execute("SELECT DISTINCT who, what FROM public.t88_ran").fetchall())
     assert forged(kit) == []
-    assert tracked(kit, "public.t88_acct") and tracked(kit, "public.t88_pp")
+    assert is_tracked(kit, "public.t88_acct") and is_tracked(kit, "public.t88_pp")
     assert both_verifiers(kit.db) == (True, True)
     # control: the shadows do run for whoever calls them unqualified with public first
     kit.mallory.execute("SET search_path = public, pg_catalog")

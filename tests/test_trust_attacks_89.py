@@ -48,6 +48,7 @@ from trial_helpers import (
     problems_of,
     seal_all,
     table_owner_kit,
+    tamper,
     track_new_table,
     try_enable,
     try_write,
@@ -76,18 +77,6 @@ def owner_try(kit, sql: str) -> str | None:
 def names(kit, table: str, column: str) -> list:
     field = "target_id" if column == "key" else "tenant_id"
     return [e[field] for e in events_under(kit.db, f"public.{table}.")]
-
-
-def tamper(db, statement: str) -> None:
-    """As a superuser with every ordinary trigger off (replica mode), in one transaction."""
-    db.execute("BEGIN")
-    try:
-        db.execute("SET LOCAL session_replication_role = replica")
-        db.execute(statement)
-        db.execute("COMMIT")
-    except Exception:
-        db.execute("ROLLBACK")
-        raise
 
 
 def made_of_table(kit, table: str, column: str, typ: str, value: str) -> None:

@@ -366,13 +366,15 @@ def try_enable(kit: TableOwnerKit, table: str, **opts) -> str | None:
         return f"{st}: {str(e).splitlines()[0][:160]}"
 
 
-EVENT_FIELDS = ["iid", "kind", "target_id", "tenant_id", "row_before", "row_after", "payload", "changed", "origin"]
+EVENT_FIELDS = ["iid", "kind", "target_id", "tenant_id", "actor_id", "row_before", "row_after", "payload", "changed",
+                "origin"]
 
 
 def events_under(db: psycopg.Connection, prefix: str) -> list[dict]:
     """The events whose kind starts with prefix, in their order, the row images as stored text."""
-    cur = db.execute("SELECT intake_id, kind, target_id, tenant_id, row_before::text, row_after::text, payload, changed, origin"
-                     " FROM audit.events WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id", [prefix])
+    cur = db.execute("SELECT intake_id, kind, target_id, tenant_id, actor_id, row_before::text, row_after::text, payload,"
+                     " changed, origin FROM audit.events WHERE starts_with(kind, %s) ORDER BY seq NULLS LAST, intake_id",
+                     [prefix])
     return [dict(zip(EVENT_FIELDS, r, strict=True)) for r in cur]
 
 
@@ -385,3 +387,15 @@ def kinds_under(db: psycopg.Connection, prefix: str) -> list[str]:
 def is_tracked(kit: TableOwnerKit, table: str) -> bool:
     return kit.db.execute("SELECT count(*) FROM audit.tracked_tables WHERE relid = to_regclass(%s)",
                           [table if "." in table else f"public.{table}"]).fetchone()[0] == 1
+
+
+def tamper(db: psycopg.Connection, statement: str) -> None:
+    """As a superuser with every ordinary trigger off (replica mode), in one transaction."""
+    db.execute("BEGIN")
+    try:
+        db.execute("SET LOCAL session_replication_role = replica")
+        db.execute(statement)
+        db.execute("COMMIT")
+    except Exception:
+        db.execute("ROLLBACK")
+        raise
