@@ -8,7 +8,7 @@ IMMUTABLE
 AS $$
 BEGIN
     IF kind IS NULL OR kind !~ '^[A-Za-z][A-Za-z0-9_./-]*$' OR char_length(kind) > 128 THEN
-        RAISE EXCEPTION 'invalid %: %', what, coalesce(pg_catalog.quote_literal(kind), 'NULL')
+        RAISE EXCEPTION 'invalid %', what  -- never the kind itself: messages end up in logs
             USING ERRCODE = 'PA001',
                   HINT = 'A kind starts with a letter, then letters, digits, _ . / -, at most 128 characters.';
     END IF;
@@ -94,14 +94,14 @@ BEGIN
     IF p_origin = 'record' THEN
         -- What only pgaudit_py and the capture triggers write cannot be written through record().
         IF @schema@._reserved_kind(p_kind) THEN
-            RAISE EXCEPTION 'kind % is reserved for pgaudit_py''s own events', pg_catalog.quote_literal(p_kind)
+            RAISE EXCEPTION 'the kind is reserved for pgaudit_py''s own events'
                 USING ERRCODE = 'PA001';
         END IF;
         SELECT t.table_name INTO v_tracked FROM @schema@.tracked_tables t
          WHERE starts_with(p_kind, t.kind_prefix || '.') LIMIT 1;
         IF FOUND THEN
-            RAISE EXCEPTION 'kind % belongs to the captured changes of tracked table %', pg_catalog.quote_literal(p_kind),
-                v_tracked USING ERRCODE = 'PA001', HINT = 'Choose a kind outside the table''s kind prefix.';
+            RAISE EXCEPTION 'the kind belongs to the captured changes of tracked table %', v_tracked
+                USING ERRCODE = 'PA001', HINT = 'Choose a kind outside the table''s kind prefix.';
         END IF;
     ELSIF p_origin IS DISTINCT FROM 'system' THEN
         RAISE EXCEPTION 'invalid origin: %', coalesce(p_origin, 'NULL') USING ERRCODE = 'PA005';
@@ -187,7 +187,7 @@ BEGIN
             IF v_existing.request_hash <> v_hash OR (v_event.id IS NOT NULL AND v_event.db_role IS DISTINCT FROM v_role) THEN
                 -- Not naming the first event: a writer may not read it, and a time-ordered id
                 -- would tell it when another tenant's request came.
-                RAISE EXCEPTION 'idempotency key % was already used for a different event', pg_catalog.quote_literal(p_idempotency_key)
+                RAISE EXCEPTION 'the idempotency key was already used for a different event'
                     USING ERRCODE = 'PA004',
                           DETAIL = 'The first event with this key differs in kind, actor, target, payload, outcome, '
                                    'correlation id or database role.';
@@ -271,7 +271,7 @@ BEGIN
             USING ERRCODE = 'PA005';
     END IF;
     IF @schema@._reserved_kind(register_event_type.kind) THEN
-        RAISE EXCEPTION 'kind % is reserved for pgaudit_py''s own events', pg_catalog.quote_literal(register_event_type.kind)
+        RAISE EXCEPTION 'the kind is reserved for pgaudit_py''s own events'
             USING ERRCODE = 'PA001';
     END IF;
     IF register_event_type.schema IS NULL OR jsonb_typeof(register_event_type.schema) <> 'object' THEN

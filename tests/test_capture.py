@@ -257,10 +257,10 @@ def test_the_client_address_comes_from_the_context_else_the_connection(db, conne
     app.execute("INSERT INTO orders (id) VALUES (1)")
     with audit_context(app, client_addr="203.0.113.7"):
         app.execute("INSERT INTO orders (id) VALUES (2)")
-    with pytest.raises(psycopg.Error, match="not an IP address: nonsense") as caught, \
+    with pytest.raises(psycopg.Error, match="not an IP address") as caught, \
             audit_context(app, client_addr="nonsense"):
         app.execute("INSERT INTO orders (id) VALUES (3)")
-    assert caught.value.sqlstate == "PA007"
+    assert caught.value.sqlstate == "PA007" and "nonsense" not in str(caught.value)  # not repeated, as in logs
     assert db.execute("SELECT target_id, host(client_addr) FROM audit.events"
                       " WHERE kind = 'public.orders.insert' ORDER BY target_id").fetchall() == [
         ("1", "127.0.0.1"), ("2", "203.0.113.7")]

@@ -99,7 +99,7 @@ def test_count_and_monthly(dsn, connect):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["record", "bad kind"], "pgaudit: invalid event kind: 'bad kind' (A kind starts with a letter, then letters,"
+    (["record", "bad kind"], "pgaudit: invalid event kind (A kind starts with a letter, then letters,"
                              " digits, _ . / -, at most 128 characters.)"),
     (["record", "a.b", "--payload", "[1"], "pgaudit: --payload is not JSON: Expecting ',' delimiter"),
     (["record", "a.b", "--payload", "[1]"], "pgaudit: payload must be a JSON object, got array"),

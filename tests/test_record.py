@@ -103,9 +103,10 @@ def test_bad_arguments_are_refused(connect, counts, arguments, message):
 
 def test_bad_client_address_in_context_is_refused(connect, counts):
     writer = connect("app_writer")
-    with pytest.raises(InvalidContext, match="not an IP address: nonsense"), \
+    with pytest.raises(InvalidContext, match="not an IP address") as caught, \
             audit_context(writer, client_addr="nonsense"):
         record(writer, "x.y")
+    assert "nonsense" not in str(caught.value)  # a message is not the place for the value: it ends up in logs
     assert counts() == (0, 0)
 
 
