@@ -120,23 +120,23 @@ BEGIN
     END IF;
     IF schema ? 'enum' AND NOT EXISTS (
         SELECT 1 FROM jsonb_array_elements(schema -> 'enum') AS e(elem) WHERE e.elem = value) THEN
-        errs := errs || format('%s: %s is not one of %s', path, value, schema -> 'enum');
+        errs := errs || format('%s: not one of %s', path, schema -> 'enum');
     END IF;
     IF schema ? 'const' AND value <> schema -> 'const' THEN
         errs := errs || format('%s: must be %s', path, schema -> 'const');
     END IF;
     IF t = 'number' THEN
         IF value::numeric < (schema ->> 'minimum')::numeric THEN
-            errs := errs || format('%s: %s is less than %s', path, value, schema -> 'minimum');
+            errs := errs || format('%s: less than %s', path, schema -> 'minimum');
         END IF;
         IF value::numeric > (schema ->> 'maximum')::numeric THEN
-            errs := errs || format('%s: %s is greater than %s', path, value, schema -> 'maximum');
+            errs := errs || format('%s: greater than %s', path, schema -> 'maximum');
         END IF;
         IF value::numeric <= (schema ->> 'exclusiveMinimum')::numeric THEN
-            errs := errs || format('%s: %s is not greater than %s', path, value, schema -> 'exclusiveMinimum');
+            errs := errs || format('%s: not greater than %s', path, schema -> 'exclusiveMinimum');
         END IF;
         IF value::numeric >= (schema ->> 'exclusiveMaximum')::numeric THEN
-            errs := errs || format('%s: %s is not less than %s', path, value, schema -> 'exclusiveMaximum');
+            errs := errs || format('%s: not less than %s', path, schema -> 'exclusiveMaximum');
         END IF;
     ELSIF t = 'string' THEN
         IF char_length(value #>> '{}') < (schema ->> 'minLength')::integer THEN

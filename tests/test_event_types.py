@@ -32,7 +32,7 @@ def test_strict_type_refuses_mismatch_and_writes_nothing(db, connect, maintainer
     with pytest.raises(SchemaViolation) as caught:
         record(writer, "order.refunded", payload={"order_id": "x", "amount": -1, "extra": 1})
     # Members in jsonb's own key order (shorter keys first).
-    assert caught.value.detail == ("$.extra: no value is allowed; $.amount: -1 is not greater than 0; "
+    assert caught.value.detail == ("$.extra: no value is allowed; $.amount: not greater than 0; "
                                    "$.order_id: does not match \"^o-[0-9]+$\"")
     assert counts() == (0, 0)
     ok = record(writer, "order.refunded", payload={"order_id": "o-1", "amount": 5, "currency": "EUR",
@@ -43,11 +43,11 @@ def test_strict_type_refuses_mismatch_and_writes_nothing(db, connect, maintainer
 @pytest.mark.parametrize("payload, error", [
     ({"amount": 5}, "$: order_id is required"),
     ({"order_id": "o-1", "amount": "5"}, '$.amount: expected "number", got string'),
-    ({"order_id": "o-1", "amount": 5, "currency": "GBP"}, '$.currency: "GBP" is not one of ["EUR", "USD"]'),
+    ({"order_id": "o-1", "amount": 5, "currency": "GBP"}, '$.currency: not one of ["EUR", "USD"]'),
     ({"order_id": "o-1", "amount": 5, "lines": [1, 2, 3]}, "$.lines: more than 2 items"),
     ({"order_id": "o-1", "amount": 5, "lines": [1, 0.5]}, '$.lines[1]: expected "integer", got number'),
     ({"order_id": "o-1", "amount": 5, "reason": "no"}, "$.reason: shorter than 3 characters"),
-    ({"order_id": "o-1", "amount": 10001}, "$.amount: 10001 is greater than 10000"),
+    ({"order_id": "o-1", "amount": 10001}, "$.amount: greater than 10000"),
 ])
 def test_each_supported_keyword_is_enforced(connect, maintainer, counts, payload, error):
     register_event_type(maintainer, "order.refunded", REFUND, strict=True)
