@@ -86,12 +86,17 @@ SECRET_RUN = re.compile(r"[0-9a-f]{32}", re.IGNORECASE)
 NAME_SEPARATORS = re.compile(r"[-._@]")  # a secret part split by them is one still
 
 
+def holds_a_token(text: str) -> bool:
+    """Whether text holds a token's prefix, its body or a run of its secret part's hex digits
+    (separators aside), read as a person reads it: what no name, and no value said back, may hold."""
+    seen = _as_read(text)
+    return PREFIX in seen.lower() or bool(TOKEN_BODY.search(seen) or SECRET_RUN.search(NAME_SEPARATORS.sub("", seen)))
+
+
 def _not_a_token(text: str, what: str) -> None:
     """Refused here, before anything is sent: text that is not a name or an id as written (an
-    invisible or combining character, a full-width letter), or that holds a token's prefix, its
-    body or a run of its secret part's hex digits (no name does)."""
-    seen = _as_read(text) if isinstance(text, str) else ""
-    if PREFIX in seen.lower() or TOKEN_BODY.search(seen) or SECRET_RUN.search(NAME_SEPARATORS.sub("", seen)):
+    invisible or combining character, a full-width letter), or that holds a token (holds_a_token)."""
+    if isinstance(text, str) and holds_a_token(text):
         raise InvalidArgument(f"{what} holds what a token holds, and no name does: nothing was sent")
     if not isinstance(text, str) or not TOKEN_NAME.fullmatch(text):
         raise InvalidArgument(f"invalid token name: {what} is not 1 to 128 letters, digits, _ . @ -, starting "

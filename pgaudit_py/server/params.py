@@ -11,6 +11,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from pgaudit_py.server.errors import ApiError
+from pgaudit_py.tokens import holds_a_token
 
 MAX_LIMIT = 500
 MAX_SEQ = 2**63 - 1  # bigint: the largest seq, intake id or Last-Event-ID
@@ -92,4 +93,8 @@ def kind_prefixes(params: QueryParams) -> list[str]:
     for p in prefixes:
         if not KIND_PREFIX.fullmatch(p):
             raise bad("invalid kind prefix in by_kind_prefix: 1 to 128 letters, digits, _ . / -")
+        # The answer is keyed by each prefix given: one holding a token would be said back.
+        if holds_a_token(p):
+            raise bad("a by_kind_prefix value holds what a token holds (a token goes in the Authorization header,"
+                      " never in a URL)")
     return prefixes
