@@ -486,7 +486,8 @@ BEGIN
     IF FOUND THEN
         plain := @schema@._decrypt(@schema@._data_key(v.tenant_id, v.key_version),
                                    @schema@._value_bound(v.tenant_id, v.key, v.key_version), v.ciphertext,
-                                   format('the secret %s of tenant %s', v.key, v.tenant_id));
+                                   -- not the slot: it was given (docs/secrets.md), a rotation names it
+                                   format('the secret asked of tenant %s', v.tenant_id));
     END IF;
     -- In the reading transaction: no event, no value.
     PERFORM @schema@._record('tenant.secret.read', read_secret.tenant_id, NULL, NULL, 'secret', read_secret.key,

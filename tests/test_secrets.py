@@ -321,7 +321,7 @@ def test_tampered_or_moved_ciphertext_is_an_error_never_garbage(db: psycopg.Conn
     # A flipped bit in the ciphertext.
     db.execute("UPDATE audit.secret_values SET ciphertext = set_byte(ciphertext, 20, get_byte(ciphertext, 20) # 1)"
                " WHERE tenant_id = 't1' AND key = 'a'")
-    with pytest.raises(SecretIntegrityError, match="the secret a of tenant t1 does not authenticate"):
+    with pytest.raises(SecretIntegrityError, match="the secret asked of tenant t1 does not authenticate"):
         secrets.read_secret(app, "t1", "a")
     # t2's ciphertext copied to t1 (same slot) and slot b's to slot a (same tenant).
     db.execute("UPDATE audit.secret_values v SET ciphertext = o.ciphertext FROM audit.secret_values o"
