@@ -143,14 +143,18 @@ def _interval_text(value: str) -> bool:
     return bool(units) and at == len(text) and len(set(units)) == len(units)
 
 
-_EXPECTED = {"int2": "an integer", "int4": "an integer", "int8": "an integer", "bool": "True or False",
+# The integers each type holds: one past them would be refused by the cast, as the database's error.
+_INT_BITS = {"int2": 16, "int4": 32, "int8": 64}
+_EXPECTED = {**{t: f"an integer from {-2 ** (n - 1)} to {2 ** (n - 1) - 1}" for t, n in _INT_BITS.items()},
+             "bool": "True or False",
              "timestamptz": "a datetime", "interval": "a timedelta, or interval text such as '90 days'",
              "text[]": "a list of texts"}
 
 
 def _of_its_type(type_: str, value: Any) -> bool:
-    if type_ in ("int2", "int4", "int8"):
-        return isinstance(value, int) and not isinstance(value, bool)
+    if type_ in _INT_BITS:
+        half = 2 ** (_INT_BITS[type_] - 1)
+        return isinstance(value, int) and not isinstance(value, bool) and -half <= value < half
     if type_ == "bool":
         return isinstance(value, bool)
     if type_ == "timestamptz":

@@ -30,6 +30,8 @@ from pgaudit_py.follow import follow
 from pgaudit_py.output import AsJson, Rendered, dumps, emit_json, pair, part, print_table, printable
 from pgaudit_py.sealing import seal_status
 
+MAX_SEQ = 2**63 - 1  # bigint's largest: a seq or intake id past it is bad input (exit 2), not the database's error
+
 
 @click.command("record")
 @click.argument("kind")
@@ -82,9 +84,9 @@ def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool
 @click.option("--actor-id")
 @click.option("--since", help="ISO 8601 time (UTC if no zone), or how long ago: 1h, 7d, ...")
 @click.option("--until", help="ISO 8601 time (UTC if no zone), or how long ago: 1h, 7d, ...")
-@click.option("--since-seq", type=Number(), help="Ascending, sealed events after this seq.")
-@click.option("--before-seq", type=Number(), help="Newest first, sealed events before this seq.")
-@click.option("--before-intake-id", type=Number(),
+@click.option("--since-seq", type=Number(0, MAX_SEQ), help="Ascending, sealed events after this seq.")
+@click.option("--before-seq", type=Number(0, MAX_SEQ), help="Newest first, sealed events before this seq.")
+@click.option("--before-intake-id", type=Number(0, MAX_SEQ),
               help="Newest first, pending events written before this one (its intake_id), then sealed ones.")
 @click.option("--page-size", type=Number(1, 500), default=50, show_default=True)
 @click.option("--follow", is_flag=True,
