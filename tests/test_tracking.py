@@ -124,7 +124,7 @@ def test_bad_targets(db, maintainer, setup, target, error, message):
     ({"tenant_column": "who"}, InvalidArgument, "column who of public.orders does not exist"),
     ({"exclude_columns": ["note"], "redact_columns": ["note"]}, InvalidArgument,
      "a column cannot be both excluded and redacted: note"),
-    ({"kind_prefix": "bad prefix"}, InvalidKind, "invalid kind prefix: 'bad prefix'"),
+    ({"kind_prefix": "bad prefix"}, InvalidKind, "^invalid kind prefix$"),  # never the value
 ])
 def test_bad_options_write_nothing(db, maintainer, orders, options, error, message):
     with pytest.raises(error, match=message):
