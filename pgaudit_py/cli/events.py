@@ -12,6 +12,7 @@ import click
 import psycopg
 
 from pgaudit_py import deep_json
+from pgaudit_py.calls import MAX_SEQ
 from pgaudit_py.cli.common import (
     Number,
     Settings,
@@ -29,8 +30,6 @@ from pgaudit_py.events import Event, count_events, list_events, monthly_event_co
 from pgaudit_py.follow import follow
 from pgaudit_py.output import AsJson, Rendered, dumps, emit_json, pair, part, print_table, printable
 from pgaudit_py.sealing import seal_status
-
-MAX_SEQ = 2**63 - 1  # bigint's largest: a seq or intake id past it is bad input (exit 2), not the database's error
 
 
 @click.command("record")

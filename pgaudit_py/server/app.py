@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from pgaudit_py.archive import ArchiveBatch
+from pgaudit_py.calls import MAX_SEQ
 from pgaudit_py.checkpoint import Keys
 from pgaudit_py.dsn import WithheldAsyncConnection
 from pgaudit_py.errors import InvalidInput, PgAuditError
@@ -48,9 +49,6 @@ from pgaudit_py.tokens import Bearer
 from pgaudit_py.tracking import tracked_tables_call
 
 log = logging.getLogger("pgaudit_py.server")
-
-MAX_SEQ = params.MAX_SEQ
-
 
 # What the API shows of a tracked table (not its attribute numbers).
 TRACKED_SHOWN = ("table_name", "kind_prefix", "key_columns", "exclude_columns", "redact_columns", "tenant_column",

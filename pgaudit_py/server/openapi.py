@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgaudit_py.server.params import MAX_LIMIT, MAX_SEQ, MAX_TEXT
+from pgaudit_py.calls import MAX_SEQ
+from pgaudit_py.server.params import MAX_LIMIT, MAX_TEXT
 
 
 def _nullable(type_: str, **extra: Any) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from pgaudit_py.server.errors import ApiError
 from pgaudit_py.tokens import holds_a_token
 
 MAX_LIMIT = 500
-MAX_SEQ = 2**63 - 1  # bigint: the largest seq, intake id or Last-Event-ID
 KIND_PREFIX = re.compile(r"[A-Za-z0-9_./-]{1,128}")  # as the database checks it (_check_prefixes)
 MAX_TEXT = 1024  # longer than any filterable column allows (target_id: 512)
 
