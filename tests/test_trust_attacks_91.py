@@ -44,6 +44,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from test_archive import aws, s3_endpoint  # noqa: F401  (fixtures)
+from test_archive_offline import verifier_file  # noqa: F401  (fixture)
 from test_secrets import client_key_setup, keys  # noqa: F401  (fixture)
 from trial_helpers import both_verifiers, login, problems_of, seal_all, tamper, try_write
 
@@ -589,15 +590,6 @@ def build(db, tmp_path, url, rounds=4, payloads=None):
     return keys_dir / "checkpoint-ed25519.pub.pem", [b.batch_id for b in done.batches]
 
 
-@pytest.fixture
-def verifier_file(tmp_path_factory) -> Path:
-    printed = CliRunner().invoke(cli, ["archive", "verifier"])
-    assert printed.exit_code == 0
-    path = tmp_path_factory.mktemp("auditor") / "verify_archive.py"
-    path.write_text(printed.output)
-    return path
-
-
 def verdicts(db, verifier, directory, public) -> dict[str, bool]:
     """ok? by the built-in offline command, the standalone file, and the online verify_archive."""
     builtin = CliRunner().invoke(cli, ["archive", "verify", "--offline", "--target", f"file://{directory}",
@@ -681,13 +673,13 @@ def archived(db, tmp_path):
     return directory, public, ids
 
 
-def test_a0_the_intact_archive_verifies_everywhere(db, archived, verifier_file):
+def test_a0_the_intact_archive_verifies_everywhere(db, archived, verifier_file):  # noqa: F811
     directory, public, _ = archived
     assert verdicts(db, verifier_file, directory, public) == {"builtin": True, "standalone": True, "online": True}
 
 
 @pytest.mark.parametrize("change", list(A_CHANGES))
-def test_a1_a_changed_archive_object_is_refused_by_every_verifier(db, archived, verifier_file, change):
+def test_a1_a_changed_archive_object_is_refused_by_every_verifier(db, archived, verifier_file, change):  # noqa: F811
     """One change to an archived object or manifest. Safe: the built-in offline command, the
     standalone verifier (public key only) and the online verifier all refuse it."""
     directory, public, ids = archived
@@ -734,7 +726,7 @@ def test_a3_the_online_restore_refuses_what_the_verifiers_refuse(db, connect, ar
     assert (refused, held) == (True, 0)
 
 
-def test_a4_hostile_honest_data_in_a_directory_raises_no_false_alarm_anywhere(db, tmp_path, verifier_file):
+def test_a4_hostile_honest_data_in_a_directory_raises_no_false_alarm_anywhere(db, tmp_path, verifier_file):  # noqa: F811
     """Deep, large, separator, BOM, bidi, NFC/NFD twin keys, 1e308 and -0 payloads archived to a
     directory. Safe: the built-in, standalone and online verifiers all say good; both chain verifiers
     too."""
@@ -776,7 +768,7 @@ A_SIGNATURES = {
 
 
 @pytest.mark.parametrize("sigs", list(A_SIGNATURES))
-def test_a6_a_changed_last_batch_with_its_signature_stripped_or_swapped_is_refused(db, archived, verifier_file, sigs):
+def test_a6_a_changed_last_batch_with_its_signature_stripped_or_swapped_is_refused(db, archived, verifier_file, sigs):  # noqa: F811
     """The last batch's lines reordered, its data hashes put in its manifest, and the Ed25519 signature
     replaced by an HMAC one the auditor cannot check, by nothing, or by malformed ones. Safe: with the
     public key, every verifier refuses (an archive signed with Ed25519 is not passed unsigned)."""
