@@ -14,7 +14,8 @@ BEGIN
     END IF;
     FOREACH p IN ARRAY coalesce(prefixes, '{}') LOOP
         IF p IS NULL OR p !~ '^[A-Za-z0-9_./-]{1,128}$' THEN
-            RAISE EXCEPTION 'invalid kind prefix: %', coalesce(pg_catalog.quote_literal(p), 'NULL')
+            -- Never the prefix itself: messages end up in logs.
+            RAISE EXCEPTION 'invalid kind prefix'
                 USING ERRCODE = 'PA001',
                       HINT = 'A prefix is 1 to 128 letters, digits, _ . / -';
         END IF;

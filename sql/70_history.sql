@@ -145,7 +145,7 @@ BEGIN
         BEGIN
             composite := key::jsonb;
         EXCEPTION WHEN invalid_text_representation THEN
-            RAISE EXCEPTION '% has a composite key: give it as a JSON array such as [1, "EU"], not %', target, key
+            RAISE EXCEPTION '% has a composite key: give it as a JSON array such as [1, "EU"]', target
                 USING ERRCODE = 'PA005';
         END;
         -- Each value as a row image holds it, where it is one of the column's type; else as given. A
@@ -169,7 +169,7 @@ BEGIN
                 WHERE q.target_type = prefix AND coalesce(q.origin, 'capture') = 'capture'
                   AND (q.target_id = target_id OR q.payload ->> 'moved_from' = target_id
                        OR (q.kind = prefix || '.truncate' AND NOT q.payload ? 'partition'))) THEN
-        RAISE EXCEPTION 'the history of % % is incomplete: a captured change of it is in the quarantine', target, key
+        RAISE EXCEPTION 'the history of the row asked of % is incomplete: a captured change of it is in the quarantine', target
             USING ERRCODE = 'PA015', HINT = 'See @schema@.quarantine and its audit.event_quarantined event.';
     END IF;
 END

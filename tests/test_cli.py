@@ -105,7 +105,7 @@ def test_count_and_monthly(dsn, connect):
     (["record", "a.b", "--payload", "[1]"], "pgaudit: payload must be a JSON object, got array"),
     (["events", "--page-size", "501"], "pgaudit: Invalid value for '--page-size': the value given is not in the range"
                                        " 1<=x<=500. (see cli events --help)"),
-    (["count", "--prefix", "a b"], "pgaudit: invalid kind prefix: 'a b' (A prefix is 1 to 128 letters, digits, _ . / -)"),
+    (["count", "--prefix", "a b"], "pgaudit: invalid kind prefix (A prefix is 1 to 128 letters, digits, _ . / -)"),
     (["seal", "--max-events", "0"], "pgaudit: Invalid value for '--max-events': the value given is not in the range"
                                     " 1<=x<=1000000. (see cli seal --help)"),
     (["checkpoint"], "pgaudit: Missing option '--out'. (see cli checkpoint --help)"),

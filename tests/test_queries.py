@@ -101,7 +101,7 @@ def test_forward_paging_covers_sealed_events_only(sample):
     ({"page_size": 501}, InvalidArgument, "page_size must be between 1 and 500, got 501"),
     ({"page_size": 0}, InvalidArgument, "page_size must be between 1 and 500, got 0"),
     ({"outcome": "meh"}, InvalidArgument, "invalid outcome"),
-    ({"kind_prefix": "order%"}, InvalidKind, "invalid kind prefix: 'order%'"),
+    ({"kind_prefix": "order%"}, InvalidKind, "^invalid kind prefix$"),  # never the prefix
     ({"since": datetime(2030, 1, 1, tzinfo=timezone.utc), "until": datetime(2020, 1, 1, tzinfo=timezone.utc)},
      InvalidArgument, "since .* is after until"),
 ])
