@@ -172,3 +172,39 @@ def test_the_documented_fastapi_example_with_fastapis_own_test_client(db, monkey
                       " WHERE kind = 'order.refunded' ORDER BY target_id").fetchall()
     assert rows == [("o-0", "user", "alice", "acme", "r0"), ("o-1", "db_role", "app_writer", None, None),
                     ("o-2", "user", "bob", "acme", "r2")]
+
+
+@pytest.mark.parametrize("forwarded, stored", [
+    ("198.51.100.23", "198.51.100.23"),  # the address the application names
+    ("not-an-address", "database"),  # none: left out, as any event without one
+    ("10.0.0.0/8", "database"),  # a network names no one host
+    (None, "203.0.113.9"),  # no address named: the request's peer
+])
+def test_a_named_client_address_that_is_none_leaves_the_database_connections(db, forwarded, stored):
+    """The application names the client's address (from a forwarded header, say). One that is no one
+    host's address is left out, never replaced by the request's peer (a proxy, perhaps): the event
+    holds what an event without a context holds, the database connection's own address."""
+    info = db.info
+    pool = AsyncConnectionPool(f"host={info.host} port={info.port} dbname={info.dbname} user=app_writer",
+                               min_size=1, max_size=1, open=False)
+
+    async def handler(request: Request) -> PlainTextResponse:
+        async with pool.connection() as conn, request_context.transaction_async(conn):
+            await conn.execute("SELECT audit.record(kind => 'order.viewed')")
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/", handler)])
+    app.add_middleware(AuditContextMiddleware, context=lambda request: {"actor_id": "u1", "client_addr": forwarded})
+
+    async def run() -> None:
+        await pool.open()
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4711))
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            assert (await client.get("/")).status_code == 200
+        await pool.close()
+
+    asyncio.run(run())
+    database = db.execute("SELECT host(inet_client_addr())").fetchone()[0]  # the same host, over TCP
+    assert database not in ("198.51.100.23", "203.0.113.9")
+    assert db.execute("SELECT actor_id, host(client_addr) FROM audit.events WHERE kind = 'order.viewed'").fetchall() == [
+        ("u1", database if stored == "database" else stored)]
