@@ -26,7 +26,7 @@ from yoyo.migrations import MigrationList
 from pgaudit_py.errors import InstallError, InvalidArgument
 from pgaudit_py.secrets import exposure_warnings
 
-SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")  # fullmatch: $ would let a final newline pass
 ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer", "secrets", "capture", "sealer", "pruner", "sandbox")
 # NOLOGIN roles that own the functions the guards and the sandbox rely on: nobody may act as them
 # (status checks), so the installer holds them only while it creates those functions. The owner role
@@ -82,7 +82,7 @@ def package_version() -> str:
 
 
 def check_schema_name(schema: str) -> str:
-    if not SCHEMA_NAME.match(schema):
+    if not SCHEMA_NAME.fullmatch(schema):
         raise InvalidArgument(f"invalid schema name {schema!r}: use lower-case letters, digits "
                               "and _, starting with a letter or _, at most 40 characters")
     return schema

@@ -26,7 +26,7 @@ from pgaudit_py.transactions import end_failed_transaction, require_no_transacti
 
 MASTER_KEY_ENV = "PGAUDIT_MASTER_KEY"
 NEW_MASTER_KEY_ENV = "PGAUDIT_NEW_MASTER_KEY"
-_KEY_TEXT = re.compile(r"^[0-9A-Fa-f]{64}$")
+_KEY_TEXT = re.compile(r"[0-9A-Fa-f]{64}")  # fullmatch: $ would let a final newline pass
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def generate_master_key(path: Path) -> None:
 
 def parse_master_key(text: str, source: str) -> str:
     key = text.strip()
-    if not _KEY_TEXT.match(key):
+    if not _KEY_TEXT.fullmatch(key):
         # Never echo the text: it may be a key with a typo, or another file's content.
         raise InvalidArgument(f"{source} does not hold a master key (64 hexadecimal digits)")
     return key.lower()

@@ -32,7 +32,7 @@ from pgaudit_py.session import pin
 exact_json = functools.partial(json.loads, parse_float=Decimal)
 
 # ASCII digits only, as the HTTP API reads numbers: "1\u0661d" is no duration (trial 85, s45).
-DURATION = re.compile(r"^\s*([0-9]+)\s*(s|m|h|d|w)\s*$", re.ASCII)
+DURATION = re.compile(r"\s*([0-9]+)\s*(s|m|h|d|w)\s*", re.ASCII)  # fullmatch
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -92,7 +92,7 @@ def remember_given(args: list[str], command: click.Command) -> None:
     names = _names_in(command)
     schemas = {args[i + 1] for i, a in enumerate(args[:-1]) if a == "--schema"}
     schemas |= {a.removeprefix("--schema=") for a in args if a.startswith("--schema=")}
-    schemas = {s for s in schemas if SCHEMA_NAME.match(s) and len(s) < LONG}
+    schemas = {s for s in schemas if SCHEMA_NAME.fullmatch(s) and len(s) < LONG}
     values = [a.split("=", 1)[1] if a.startswith("-") and "=" in a else a for a in args]
     values = [v for v in values if v and v not in names and v not in schemas]
     _given[:] = sorted(set(values), key=len, reverse=True)
@@ -212,7 +212,7 @@ LONGEST = timedelta(days=100 * 366)
 
 
 def parse_duration(value: str) -> timedelta:
-    match = DURATION.match(value)
+    match = DURATION.fullmatch(value)
     if not match:
         raise click.BadParameter(f"{value!r} is not a duration like 90d, 12h, 30m, 2w or 45s")
     amount = int(match.group(1))
@@ -225,7 +225,7 @@ def parse_time(value: str | None) -> datetime | None:
     """An ISO 8601 time (UTC if it names no zone), or a duration before now (1h, 7d, ...)."""
     if value is None:
         return None
-    if DURATION.match(value):
+    if DURATION.fullmatch(value):
         return datetime.now(timezone.utc) - parse_duration(value)
     try:
         parsed = datetime.fromisoformat(value)
