@@ -40,16 +40,23 @@ class AuditTrail:
         return seal(self.conn, 1_000_000, audit_schema=self.audit_schema)
 
     def events(self, **filters: Any) -> list[Event]:
-        """Every event matching the list_events filters, newest first (pending ones first)."""
+        """Every event matching the list_events filters, newest first (pending ones first); with
+        since_seq, the sealed ones after it, oldest first, as list_events pages them."""
         found: list[Event] = []
-        cursor: dict[str, Any] = {}
+        asked = dict(filters)
         while True:
-            page = list_events(self.conn, page_size=500, audit_schema=self.audit_schema, **filters, **cursor)
+            page = list_events(self.conn, page_size=500, audit_schema=self.audit_schema, **asked)
             found += page
             if len(page) < 500:
                 return found
             last = page[-1]
-            cursor = {"before_intake_id": last.intake_id} if last.pending else {"before_seq": last.seq}
+            if filters.get("since_seq") is not None:  # forwards: the next page starts after this one
+                asked["since_seq"] = last.seq
+            elif last.pending:
+                asked["before_intake_id"] = last.intake_id
+            else:
+                asked.pop("before_intake_id", None)
+                asked["before_seq"] = last.seq
 
     def assert_recorded(self, kind: str | None = None, *, target: str | None = None, actor: str | None = None,
                         tenant: str | None = None, outcome: str | None = None,
