@@ -11,6 +11,7 @@ manifests and checkpoints made here.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -85,7 +86,27 @@ def too_deep(value: Any, limit: int = MAX_DOCUMENT_DEPTH) -> bool:
 
 
 def timestamp(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """As the sealer writes occurred_at: to_char(... AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    whose year has at least four digits (strftime's %Y writes the year 44 as "44")."""
+    v = value.astimezone(timezone.utc)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}Z"
+
+
+# PostgreSQL's text of a timestamptz in UTC and ISO style, for the times datetime cannot hold.
+_PG_TIME = re.compile(r"([0-9]{4,}-[0-9]{2}-[0-9]{2}) ([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,6}))?\+00( BC)?")
+
+
+def timestamp_text(text: str) -> str | None:
+    """A time datetime cannot hold (a year past 9999 or before 1, infinity), given as PostgreSQL's
+    text in UTC, written as the sealer's to_char writes it: BC is not written, infinity is null. Only
+    a change made by hand holds one, but its line is still built and compared, never a crash."""
+    if text in ("infinity", "-infinity"):
+        return None
+    match = _PG_TIME.fullmatch(text)
+    if match is None:
+        return text  # no line the sealer writes: the event reads as changed
+    day, time, fraction, _ = match.groups()
+    return f"{day}T{time}.{(fraction or '').ljust(6, '0')}Z"
 
 
 class _JsonText(str):
@@ -94,7 +115,8 @@ class _JsonText(str):
 
 def event_line(row: dict[str, Any], version: int = VERSION) -> str:
     """The canonical line of one sealed event in a canonical form version, from its column values:
-    JSON columns as jsonb text, client_addr and txid as PostgreSQL's text, occurred_at as a datetime."""
+    JSON columns as jsonb text, client_addr and txid as PostgreSQL's text, occurred_at as a datetime
+    (or, where datetime cannot hold it, as PostgreSQL's text in UTC)."""
     if version not in FIELDS_BY_VERSION:
         raise ValueError(f"unknown canonical form version {version}")
     fields: dict[str, Any] = {"v": version}
@@ -102,8 +124,8 @@ def event_line(row: dict[str, Any], version: int = VERSION) -> str:
         value = row[name]
         if name in JSON_FIELDS and value is not None:
             value = _JsonText(value)
-        elif name == "occurred_at":
-            value = timestamp(value)
+        elif name == "occurred_at" and value is not None:
+            value = timestamp(value) if isinstance(value, datetime) else timestamp_text(value)
         elif name == "id" and value is not None:
             value = str(value)
         fields[name] = value

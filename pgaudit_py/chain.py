@@ -9,11 +9,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import Loader
 from psycopg.rows import dict_row
+from psycopg.types.datetime import TimestamptzLoader
 
 from pgaudit_py import canonical
 from pgaudit_py.transactions import require_no_transaction
@@ -70,10 +74,26 @@ class Verification:
     bad_seq: int | None = None  # the first changed event of bad_block, when its line hashes say which
 
 
+class _TimeOrText(Loader):
+    """A datetime, or PostgreSQL's text where datetime cannot hold the time (a year past 9999 or before
+    1, infinity): a hand-made change, which must get a verdict, not raise DataError."""
+
+    def __init__(self, oid: int, context: AdaptContext | None = None):
+        super().__init__(oid, context)
+        self._time = TimestamptzLoader(oid, context)
+
+    def load(self, data: Buffer) -> datetime | str:
+        try:
+            return self._time.load(data)
+        except psycopg.DataError:
+            return bytes(data).decode()
+
+
 def _events(conn: psycopg.Connection, schema: str, after_seq: int) -> Iterator[dict[str, Any]]:
     query = sql.SQL("SELECT {cols} FROM {s}.event_log WHERE seq OPERATOR(pg_catalog.>) %s ORDER BY seq").format(
         cols=sql.SQL(_EVENT_COLUMNS), s=sql.Identifier(schema))
     with conn.cursor(name="pgaudit_verify_events", row_factory=dict_row) as cur:
+        cur.adapters.register_loader("timestamptz", _TimeOrText)
         # A sealed event prints as at most 16 MiB: 32 at a time bounds what one fetch holds to 512 MiB
         # (256 let events near the bound, in numbers, cost gigabytes), at a few hundred more round
         # trips per 100,000 events.
@@ -105,8 +125,9 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")  # one consistent snapshot
         # The values as the canonical form reads them, whatever the reader's role or database sets:
-        # psycopg reads timestamps in ISO only, and an event's text need not fit another encoding.
-        conn.execute("SET LOCAL DateStyle = ISO; SET LOCAL client_encoding = 'UTF8'")
+        # psycopg reads timestamps in ISO only (and a time datetime cannot hold as UTC text), and an
+        # event's text need not fit another encoding.
+        conn.execute("SET LOCAL DateStyle = ISO; SET LOCAL TimeZone = 'UTC'; SET LOCAL client_encoding = 'UTF8'")
         state = conn.execute(sql.SQL("SELECT chain_start_seq, last_block_no, last_seq, last_block_hash"
                                      " FROM {}.seal_state").format(s)).fetchone()
         if state is None:  # removed by hand: where the chain starts and ends is not known (trial 89, v9)
@@ -143,6 +164,9 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
                                             f"block {block.block_no - 1} ended")
             if not block.header_matches():
                 return fail(block.block_no, f"block {block.block_no}: the block row was changed")
+            if block.canonical_version not in canonical.FIELDS_BY_VERSION:  # no sealer wrote it
+                return fail(block.block_no, f"block {block.block_no}: the block row was changed (its canonical"
+                                            " form version is none the sealer writes)")
             if block.block_no > pruned_through:
                 lines = []
                 elsewhere = 0

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from psycopg.rows import dict_row
 
 from pgaudit_py import canonical, enable_tracking, prune_events, record, seal
+from pgaudit_py import chain as chain_module
 from pgaudit_py.chain import verify_chain
 from pgaudit_py.checkpoint import (
     CheckpointError,
@@ -87,6 +88,22 @@ def test_intact_chain_verifies_and_python_reproduces_every_line(chain):
     odd = [r["line"] for r in rows if r["kind"] == "public.odd.update"][0]
     # The writer's TimeZone (Asia/Kolkata) does not reach the row image: capture pins UTC.
     assert '"ts": "2026-05-01T08:00:00+00:00"' in odd and '"b": "\\\\x00ff"' in odd and '"n": 4.50' in odd
+
+
+@pytest.mark.parametrize("when", ["0044-03-15 12:00:00+00", "0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+00",
+                                  "10000-01-01 00:00:00.5+00", "0044-03-15 12:00:00+00 BC", "infinity", "-infinity"])
+def test_python_writes_any_time_the_log_holds_as_the_sealer_does(chain, when):
+    """occurred_at at the edges of what Python's datetime holds, and past them (only a hand-made
+    change puts one there): the line Python builds is the sealer's own, so both verifiers judge it
+    alike, and the Python one gives a verdict rather than raising (trial 94, k12)."""
+    tamper(chain, f"UPDATE audit.event_log SET occurred_at = '{when}' WHERE seq = 5")
+    with chain.transaction():
+        chain.execute("SET LOCAL DateStyle = ISO; SET LOCAL TimeZone = 'UTC'")  # as verify_chain reads
+        python = {row["seq"]: canonical.event_line(row) for row in chain_module._events(chain, "audit", 4)}
+        sealer = dict(chain.execute("SELECT seq, audit._canonical_event(l, 2::smallint) FROM audit.event_log l"
+                                    " WHERE seq > 4 ORDER BY seq").fetchall())
+    assert python == sealer and len(python) == 3
+    assert verdicts(chain) == ((False, "block 3: event seq 5 was changed", 3),) * 2
 
 
 @pytest.mark.parametrize("version", [1, 2])
