@@ -207,6 +207,16 @@ def test_status_warns_when_sealing_lags(dsn, db):
     assert re.search(r"sealing is behind: the oldest pending event waited 60[01] s \(1 pending\)", lagging.output)
 
 
+def test_status_counts_as_workers_only_sessions_that_may_seal(dsn, connect):
+    """Any role may name its session `pgaudit worker`: a maintainer's counts, a writer's does not
+    (trial 94, w4)."""
+    for role in ("app_maintainer", "app_writer", "app_attacker"):
+        connect(role, application_name="pgaudit worker").execute("SELECT 1")
+    shown = run("status", "--dsn", dsn, "--json")
+    assert json.loads(shown.output)["workers"] == 1
+    assert "1 worker(s) connected" in run("status", "--dsn", dsn).output
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_worker_seals_until_interrupted(dsn, db, connect, counts, stop):
     """As the maintainer, the least role docs/cli.md names for it; it also purges rate-limit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import click
+from psycopg import sql
 
 from pgaudit_py import demo as demo_module
 from pgaudit_py.cli.common import (
@@ -116,10 +117,13 @@ def status_command(settings: Settings, lag_warning: float, as_json: bool) -> Non
         with settings.connect() as conn:
             installed = status(conn, settings.schema)
             sealing = seal_status(conn, audit_schema=settings.schema) if installed.installed_version else None
+            # A session any role may name so: only one whose role may seal is a worker.
+            seal_function = sql.SQL("{}.seal(pg_catalog.int4)").format(sql.Identifier(settings.schema)).as_string(conn)
             workers = conn.execute("SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity"
                                    " WHERE application_name OPERATOR(pg_catalog.=) %s"
-                                   " AND datname OPERATOR(pg_catalog.=) pg_catalog.current_database()",
-                                   (WORKER_APPLICATION_NAME,)).fetchone()
+                                   " AND datname OPERATOR(pg_catalog.=) pg_catalog.current_database()"
+                                   " AND pg_catalog.has_function_privilege(usesysid, %s, 'EXECUTE')",
+                                   (WORKER_APPLICATION_NAME, seal_function)).fetchone() if sealing else None
         warnings = list(installed.problems) + list(installed.warnings)
         if sealing and sealing.pending and sealing.lag.total_seconds() > lag_warning:
             warnings.append(f"sealing is behind: the oldest pending event waited {sealing.lag.total_seconds():.0f} s"
