@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pgaudit_py.events import Event, list_events
@@ -151,6 +152,10 @@ def pgaudit_template(pgaudit_cluster: Any) -> Iterator[str]:
     c = pgaudit_cluster
     with DatabaseJanitor(user=c.user, host=c.host, port=c.port, dbname=TEMPLATE, as_template=True) as janitor:
         janitor.load(load)
+        # Every test's database starts from it: no role may connect and write there meanwhile (a
+        # clone needs no connection; template0 is kept alike).
+        with psycopg.connect(host=c.host, port=c.port, user=c.user, dbname="postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(TEMPLATE)))
         yield TEMPLATE
 
 
