@@ -17,6 +17,7 @@ from yoyo.migrations import get_migration_hash, read_sql_migration
 
 from pgaudit_py.installer import (
     _INSTALL_LOCK,
+    BORROWED_ROLE,
     FUNCTION_ROLES,
     _applied_migrations,
     _has_pgcrypto,
@@ -31,6 +32,7 @@ from pgaudit_py.installer import (
     migrations_dir,
     package_version,
     records_installs,
+    refuse_borrowed_role,
     rendered_sql_files,
     role_names,
     take_back_grants_statement,
@@ -63,6 +65,13 @@ def _guards(conn: psycopg.Connection, schema: str, applied: list[str], crypto: s
     expected = "ARRAY[" + ", ".join(_literal(conn, m) for m in sorted(applied)) + "]::pg_catalog.text[]"
     table = _literal(conn, f"{schema}._yoyo_migration")
     return [
+        # The applier's session too may have been given a lesser role to run as (installer.BORROWED_ROLE).
+        "DO $$ DECLARE was pg_catalog.text := current_user; borrowed boolean; BEGIN"
+        f" borrowed := EXISTS ({BORROWED_ROLE}); RESET ROLE; borrowed := borrowed OR EXISTS ({BORROWED_ROLE});"
+        " EXECUTE pg_catalog.format('SET ROLE %I', was); IF borrowed THEN RAISE EXCEPTION 'this session"
+        " connected as a superuser runs as a role that is not one, or goes back to it at RESET ROLE: remove the"
+        " setting (ALTER DATABASE ... RESET role) or connect with the role option set to the superuser';"
+        " END IF; END $$;",
         # Every name qualified, as in all the package's SQL: the script starts in its applier's search_path.
         "DO $$ DECLARE applied pg_catalog.text[] := '{}'; BEGIN"
         f" IF pg_catalog.to_regclass({table}) IS NOT NULL THEN"
@@ -111,6 +120,7 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     check_schema_name(schema)
     roles = role_names(schema)
     s, owner = _ident(conn, schema), _ident(conn, roles["owner"])
+    refuse_borrowed_role(conn)
     _refuse_foreign_schema(conn, schema)
     applied = set(_applied_migrations(conn, schema))
     pending = [m for m in migration_ids() if m not in applied]

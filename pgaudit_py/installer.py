@@ -187,6 +187,30 @@ def _installing(conn: psycopg.Connection) -> Iterator[None]:
             conn.execute("RESET search_path")
 
 
+# A superuser's session that runs as a lesser role, or goes back to one at RESET ROLE (which the
+# install does): the install would be that role's, with no event triggers, and that role made a member
+# of the package's owner. A database's owner may store the role every session there starts as (ALTER
+# DATABASE ... SET role); only a value given when connecting outranks it. Asked before and after a
+# RESET ROLE that is then undone.
+BORROWED_ROLE = ("SELECT current_user::pg_catalog.text WHERE NOT (SELECT rolsuper FROM pg_catalog.pg_roles"
+                 " WHERE rolname OPERATOR(pg_catalog.=) current_user) AND (SELECT rolsuper FROM pg_catalog.pg_roles"
+                 " WHERE rolname OPERATOR(pg_catalog.=) session_user)")
+
+
+def refuse_borrowed_role(conn: psycopg.Connection) -> None:
+    borrowed = conn.execute(BORROWED_ROLE).fetchone()
+    with conn.transaction(force_rollback=True):  # and the RESET ROLE with it
+        conn.execute("RESET ROLE")
+        borrowed = borrowed or conn.execute(BORROWED_ROLE).fetchone()
+    if borrowed:
+        raise InstallError(f"this session connected as a superuser but runs as role {borrowed[0]}, which is not"
+                           " one, or goes back to it at RESET ROLE: the install would be that role's, without a"
+                           " superuser install's guards",
+                           hint="Remove the setting (ALTER DATABASE ... RESET role, ALTER ROLE ... RESET role), or"
+                                " connect with PGOPTIONS='-c role=<the superuser>'; or connect as that role to"
+                                " install as it")
+
+
 @contextmanager
 def _install_lock(conn: psycopg.Connection) -> Iterator[None]:
     try:
@@ -561,6 +585,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
     files = [name for name, _ in rendered_sql_files(schema)] + [
         f"superuser/{name}" for name, _ in rendered_sql_files(schema, "superuser")]
     with _installing(conn), _install_lock(conn):
+        refuse_borrowed_role(conn)
         _refuse_foreign_schema(conn, schema)
         applied = set(_applied_migrations(conn, schema))
         pending = [m for m in migration_ids() if m not in applied]

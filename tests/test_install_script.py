@@ -9,9 +9,10 @@ import subprocess
 import sys
 
 import psycopg
+import pytest
 from test_upgrade import installer_at
 
-from pgaudit_py import install
+from pgaudit_py import InstallError, install
 from pgaudit_py.install_script import install_script
 from pgaudit_py.tempdb import find_binary
 
@@ -118,3 +119,47 @@ def test_pgaudit_install_sql_prints_the_script_and_changes_nothing(fresh_databas
                               "--sql", "--server-keys", "--schema", "cli", "--dsn", dsn], capture_output=True, text=True,
                              timeout=60)
     assert refused.returncode == 2 and "--server-keys" in refused.stderr and refused.stdout == ""
+
+
+def test_a_superusers_session_made_to_run_as_a_lesser_role_installs_nothing(db, fresh_database):
+    """A database's owner (CREATEROLE, not a superuser) stores the role every session there starts as;
+    a superuser who connects runs as it, and goes back to it at RESET ROLE, which the install does.
+    Installing so would be the owner's install (no event triggers, the owner made a member of the
+    package's owner role): the installer, --dry-run, --sql and the script itself refuse it (trial 93,
+    i10). A role named when connecting outranks the setting: that install is the superuser's."""
+    superuser = db.info.user
+    fresh_database("borrowed").close()
+    db.execute("DROP ROLE IF EXISTS borrowed_dbo")
+    db.execute("CREATE ROLE borrowed_dbo LOGIN CREATEROLE")
+    info = db.info
+    connect = lambda **options: psycopg.connect(host=info.host, port=info.port, user=superuser,  # noqa: E731
+                                                dbname="borrowed", autocommit=True, **options)
+    try:
+        db.execute("ALTER DATABASE borrowed OWNER TO borrowed_dbo")
+        with psycopg.connect(host=info.host, port=info.port, user="borrowed_dbo", dbname="borrowed",
+                             autocommit=True) as owner:
+            owner.execute("ALTER DATABASE borrowed SET role = 'borrowed_dbo'")
+        with connect(options=f"-c role={superuser}") as clean:
+            script = install_script(clean, "bor")  # written by a session that runs as the superuser
+        with connect() as borrowed:
+            assert borrowed.execute("SELECT current_user::text").fetchone() == ("borrowed_dbo",)
+            for attempt in (lambda: install(borrowed, "bor"), lambda: install(borrowed, "bor", dry_run=True),
+                            lambda: install_script(borrowed, "bor")):
+                with pytest.raises(InstallError, match="runs as role borrowed_dbo, which is not one"):
+                    attempt()
+            borrowed.execute(f'SET ROLE "{superuser}"')  # a superuser again, until the install's RESET ROLE
+            with pytest.raises(InstallError, match="goes back to it at RESET ROLE"):
+                install(borrowed, "bor")
+        applied = subprocess.run([find_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-h", info.host,
+                                  "-p", str(info.port), "-U", superuser, "-d", "borrowed", "-f", "-"],
+                                 input=script, capture_output=True, text=True, timeout=300)
+        assert applied.returncode != 0 and "runs as a role that is not one" in applied.stderr
+        assert db.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'bor\\_%'").fetchone() == (0,)
+        with connect(options=f"-c role={superuser}") as clean:
+            install(clean, "bor")
+            assert clean.execute("SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'bor\\_%'").fetchone()[0] > 0
+        assert db.execute("SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
+                          " WHERE r.rolname = 'bor_owner'").fetchone() == (0,)
+    finally:
+        db.execute("DROP DATABASE IF EXISTS borrowed WITH (FORCE)")
+        db.execute("DROP ROLE IF EXISTS borrowed_dbo")
