@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import postgres, sql
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
+from psycopg.pq import Format
 from psycopg.rows import dict_row
 from psycopg.types.datetime import TimestamptzLoader
 
@@ -80,11 +81,14 @@ class _TimeOrText(Loader):
 
     def __init__(self, oid: int, context: AdaptContext | None = None):
         super().__init__(oid, context)
-        self._time = TimestamptzLoader(oid, context)
+        # psycopg's own loader for the type (its C one where installed), as without this class.
+        loader = postgres.adapters.get_loader(oid, Format.TEXT) or TimestamptzLoader
+        self._time = loader(oid, context)
 
     def load(self, data: Buffer) -> datetime | str:
         try:
-            return self._time.load(data)
+            time: datetime = self._time.load(data)
+            return time
         except psycopg.DataError:
             return bytes(data).decode()
 
