@@ -1,5 +1,20 @@
 -- Retention: a preview anyone who reads may run, and a paginated prune only the maintainer may.
 
+-- An age that reaches into the past, whatever the month: positive, and no part of it negative
+-- ('-1 mon 30 days 1 hour' compares as positive, counting a month as 30 days, yet now() less it
+-- is a day ahead in a month of 31).
+CREATE OR REPLACE FUNCTION @schema@._is_age(i interval)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i IS NOT NULL AND i > interval '0'
+       AND extract(year FROM i) * 12 + extract(month FROM i) >= 0 AND extract(day FROM i) >= 0
+       AND extract(hour FROM i) >= 0 AND extract(minute FROM i) >= 0 AND extract(second FROM i) >= 0
+$$;
+COMMENT ON FUNCTION @schema@._is_age(interval) IS 'Whether an interval is an age: positive, no part of it negative.';
+
 CREATE OR REPLACE FUNCTION @schema@._check_prune_args(older_than interval, batch_size integer)
 RETURNS void
 LANGUAGE plpgsql
@@ -7,9 +22,9 @@ IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF older_than IS NULL OR older_than <= interval '0' THEN
+    IF NOT @schema@._is_age(older_than) THEN
         RAISE EXCEPTION 'older_than must be a positive interval, got %', coalesce(older_than::text, 'NULL')
-            USING ERRCODE = 'PA005';
+            USING ERRCODE = 'PA005', HINT = 'No part of it may be negative.';
     END IF;
     IF batch_size IS NULL OR batch_size < 1 OR batch_size > 100000 THEN
         RAISE EXCEPTION 'batch_size must be between 1 and 100000, got %', coalesce(batch_size::text, 'NULL')

@@ -13,8 +13,9 @@ DECLARE
     result @schema@.archive_settings;
 BEGIN
     PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
-    IF hot_retention IS NULL OR hot_retention <= interval '0' THEN
-        RAISE EXCEPTION 'hot_retention must be a positive interval' USING ERRCODE = 'PA005';
+    IF NOT @schema@._is_age(hot_retention) THEN
+        RAISE EXCEPTION 'hot_retention must be a positive interval'
+            USING ERRCODE = 'PA005', HINT = 'No part of it may be negative.';
     ELSIF max_batch_events IS NULL OR max_batch_events NOT BETWEEN 1 AND 1000000 THEN
         RAISE EXCEPTION 'max_batch_events must be between 1 and 1000000' USING ERRCODE = 'PA005';
     ELSIF run_hour_utc NOT BETWEEN 0 AND 23 THEN
@@ -57,8 +58,9 @@ BEGIN
     IF FOUND THEN
         RETURN result;
     END IF;
-    IF older_than IS NOT NULL AND older_than <= interval '0' THEN
-        RAISE EXCEPTION 'older_than must be a positive interval' USING ERRCODE = 'PA005';
+    IF older_than IS NOT NULL AND NOT @schema@._is_age(older_than) THEN
+        RAISE EXCEPTION 'older_than must be a positive interval'
+            USING ERRCODE = 'PA005', HINT = 'No part of it may be negative.';
     END IF;
     SELECT min(b.block_no), max(b.block_no), min(b.first_seq), max(b.last_seq)
       INTO first_no, last_no, first_seq, last_seq

@@ -109,6 +109,7 @@ GRANT EXECUTE ON FUNCTION
     @schema@._tame_numbers(jsonb),
     @schema@._tame_numbers_caught(jsonb),
     @schema@._check_prune_args(interval, integer),
+    @schema@._is_age(interval),
     @schema@.row_history(regclass, text),
     @schema@.row_as_of(regclass, text, timestamptz),
     @schema@.row_state_as_of(regclass, text, timestamptz),

@@ -151,7 +151,7 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
          WHERE p.pronamespace IN ('audit'::regnamespace, 'audit_capture'::regnamespace) AND p.proname LIKE '\_%'
            AND p.proname !~ '^_capture_[0-9]+$'
            AND has_function_privilege(r.role, p.oid, 'EXECUTE')""").fetchall()
-    reader = {"_changed", "_changed_as_captured", "_note_omitted", "_replaced_keys", "_check_prefixes", "_check_prune_args", "_history_target", "_key_as_captured", "_key_value", "_key_spellings_vary", "_base_type", "_last_change", "_key_columns",
+    reader = {"_changed", "_changed_as_captured", "_note_omitted", "_replaced_keys", "_check_prefixes", "_check_prune_args", "_is_age", "_history_target", "_key_as_captured", "_key_value", "_key_spellings_vary", "_base_type", "_last_change", "_key_columns",
               "_prunable_blocks", "_tracking_of", "_lineage", "_wild_numbers", "_wild_numbers_walked", "_wild_numbers_caught", "_long_numbers", "_tame_numbers", "_tame_numbers_caught",
               "_omit_unprintable", "_omitted", "_longest_first", "_block_batches",
               "_log_partitions", "_log_partition_size"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 
 from pgaudit_py import InvalidArgument, audit_context, preview_prune, prune_events, record, seal
@@ -70,6 +71,10 @@ def test_nothing_to_prune_records_nothing(db, connect, counts):
 @pytest.mark.parametrize("older_than, batch_size, message", [
     (timedelta(0), 10, "older_than must be a positive interval"),
     ("-5 days", 10, "older_than must be a positive interval"),
+    # Compared as positive (a month counted as 30 days), yet no age: now() less it may be ahead of now.
+    ("-1 mon 30 days 1 hour", 10, "older_than must be a positive interval"),
+    ("1 day -1 hour", 10, "older_than must be a positive interval"),
+    ("1 mon -1 day", 10, "older_than must be a positive interval"),
     (timedelta(days=1), 0, "batch_size must be between 1 and 100000, got 0"),
     (timedelta(days=1), 100001, "batch_size must be between 1 and 100000, got 100001"),
 ])
@@ -106,3 +111,14 @@ def test_a_block_with_old_and_new_events_stays_whole_and_the_chain_verifies(db, 
         True, None, 2, 3)
     python_check = verify_chain(db)
     assert (python_check.ok, python_check.problem, python_check.events_checked) == (True, None, 3)
+
+
+@pytest.mark.parametrize("age", ["-1 mon 30 days 1 hour", "1 day -1 second", "0 days"])
+def test_the_archives_ages_are_ages_too(db, age):
+    """hot_retention and next_archive_batch's older_than are refused as prune's older_than is."""
+    with pytest.raises(psycopg.Error, match="hot_retention must be a positive interval") as refused:
+        db.execute("SELECT audit.set_archive_settings(%s::interval, 5, NULL)", (age,))
+    assert refused.value.sqlstate == "PA005"
+    with pytest.raises(psycopg.Error, match="older_than must be a positive interval") as refused:
+        db.execute("SELECT audit.next_archive_batch(%s::interval)", (age,))
+    assert refused.value.sqlstate == "PA005"
