@@ -40,8 +40,9 @@ def load_catalogue(conn: psycopg.Connection, name: str, *, replace: bool = False
     """Register every kind of the catalogue, in one transaction: all of them or, when one collides
     with a kind registered otherwise (and replace is not asked for), none."""
     kinds = read_catalogue(name)["kinds"]
-    # A kind already registered with the catalogue's schema keeps its strictness: loading never
-    # loosens a kind someone made strict, nor tightens one.
+    # A kind already registered keeps its strictness: loading never loosens a kind someone made
+    # strict, nor tightens one. One made strict with another schema than the catalogue's is not
+    # replaced, even when asked: whether the catalogue's schema is looser cannot be told.
     # (IS NOT DISTINCT FROM would look `=` up in the caller's search_path; `name` is never NULL.)
     query = sql.SQL("SELECT schema OPERATOR(pg_catalog.=) %s, strict,"
                     " coalesce(catalogue OPERATOR(pg_catalog.=) %s::pg_catalog.text, false)"
@@ -50,7 +51,12 @@ def load_catalogue(conn: psycopg.Connection, name: str, *, replace: bool = False
     with conn.transaction():
         for kind, entry in kinds.items():
             had = conn.execute(query, (Jsonb(entry["schema"]), name, kind)).fetchone()
-            strict = bool(had and had[0] and had[1])
+            if had and had[1] and not had[0]:
+                raise InvalidArgument(f"kind {kind} was made strict with another schema than catalogue {name}'s:"
+                                      " loading it would loosen what the log refuses, so nothing was loaded",
+                                      hint="Register the kind again by hand with the schema wanted, strict or not,"
+                                           " then load the catalogue.")
+            strict = bool(had and had[1])
             registered: EventType = register_event_type(conn, kind, entry["schema"], strict=strict, replace=replace,
                                                         catalogue=name, audit_schema=audit_schema)
             assert registered.catalogue == name

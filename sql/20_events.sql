@@ -316,6 +316,14 @@ BEGIN
         SET schema = excluded.schema, strict = excluded.strict,
             registered_at = now(), registered_by = excluded.registered_by, catalogue = excluded.catalogue
     RETURNING * INTO result;
+    -- A registration decides what the log refuses: each one that changes anything is recorded, with
+    -- what it replaced (the row keeps only the latest).
+    PERFORM @schema@._record('audit.event_type_registered', NULL, NULL, NULL, 'event_type', result.kind,
+                             (to_jsonb(result) - 'registered_at' - 'registered_by')
+                                 || jsonb_build_object('replaced', CASE WHEN had_schema IS NOT NULL THEN
+                                        jsonb_build_object('schema', had_schema, 'strict', had_strict,
+                                                           'catalogue', had_catalogue) END),
+                             'success', NULL, NULL);
     RETURN result;
 END
 $$;
@@ -323,7 +331,8 @@ COMMENT ON FUNCTION @schema@.register_event_type(text, jsonb, boolean, boolean, 
     'Registers (or replaces) the JSON Schema for a kind. Non-strict: mismatching payloads are '
     'written and counted in event_type_drift; strict: they are refused with PA003. A kind a '
     'catalogue registered (or, loading a catalogue, one registered by hand with another schema) is '
-    'replaced only with replace => true.';
+    'replaced only with replace => true. Each registration that changes anything records '
+    'audit.event_type_registered.';
 
 CREATE OR REPLACE VIEW @schema@.event_type_drift AS
 SELECT t.kind, t.strict, count(e.kind) AS mismatches, max(e.occurred_at) AS last_mismatch_at

@@ -21,6 +21,11 @@ AUTH_KINDS = {"auth.login", "auth.logout", "auth.signup", "auth.password_changed
               "auth.settings_updated"}
 
 
+def dsn_of(db) -> str:
+    i = db.info
+    return f"host={i.host} port={i.port} dbname={i.dbname} user={i.user}"
+
+
 def registered(db) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in db.execute(
         "SELECT kind, schema, strict, catalogue, registered_at FROM audit.event_types").fetchall()}
@@ -59,6 +64,23 @@ def test_a_kind_registered_by_hand_is_not_replaced_by_a_catalogue_unless_asked(d
     assert set(registered(db)) == {"auth.login"}  # all or none: nothing of the catalogue was loaded
     load_catalogue(maintainer, "auth", replace=True)
     assert registered(db)["auth.login"][2] == "auth" and len(registered(db)) == len(AUTH_KINDS)
+
+
+def test_a_kind_made_strict_with_another_schema_is_not_replaced_even_when_asked(db, connect):
+    """Loading never loosens a kind someone made strict: whether the catalogue's schema is looser
+    than the one in force cannot be told, so the load is refused, --replace or not, with nothing
+    loaded; the same strict kind with the catalogue's own schema is taken over, strict (trial 96, e7)."""
+    maintainer = connect("app_maintainer")
+    tighter = {"type": "object", "required": ["method", "mfa"]}
+    register_event_type(maintainer, "auth.login", tighter, strict=True)
+    for replace in (False, True):
+        with pytest.raises(InvalidInput):
+            load_catalogue(maintainer, "auth", replace=replace)
+    assert {k: (r[0], r[1], r[2]) for k, r in registered(db).items()} == {"auth.login": (tighter, True, None)}
+    assert CliRunner().invoke(cli, ["types", "load", "auth", "--replace", "--dsn", dsn_of(db)]).exit_code == 2
+    register_event_type(maintainer, "auth.login", read_catalogue("auth")["kinds"]["auth.login"]["schema"], strict=True)
+    load_catalogue(maintainer, "auth", replace=True)
+    assert registered(db)["auth.login"][1:3] == (True, "auth") and len(registered(db)) == len(AUTH_KINDS)
 
 
 def test_registering_a_catalogues_kind_by_hand_is_refused_unless_asked(db, connect):

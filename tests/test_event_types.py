@@ -34,7 +34,7 @@ def test_strict_type_refuses_mismatch_and_writes_nothing(db, connect, maintainer
     # Members in jsonb's own key order (shorter keys first).
     assert caught.value.detail == ("$.extra: no value is allowed; $.amount: not greater than 0; "
                                    "$.order_id: does not match \"^o-[0-9]+$\"")
-    assert counts() == (0, 0)
+    assert counts() == (1, 0)  # the registration's own event only
     ok = record(writer, "order.refunded", payload={"order_id": "o-1", "amount": 5, "currency": "EUR",
                                                    "lines": [1, 2], "reason": "damaged"})
     assert ok is not None and ok.schema_valid is True
@@ -54,7 +54,7 @@ def test_each_supported_keyword_is_enforced(connect, maintainer, counts, payload
     with pytest.raises(SchemaViolation) as caught:
         record(connect("app_writer"), "order.refunded", payload=payload)
     assert caught.value.detail == error
-    assert counts() == (0, 0)
+    assert counts() == (1, 0)  # the registration's own event only
 
 
 def test_non_strict_mismatch_is_written_and_counted(db, connect, maintainer):
@@ -69,15 +69,26 @@ def test_non_strict_mismatch_is_written_and_counted(db, connect, maintainer):
     rows = reader.execute("SELECT kind, strict, mismatches FROM audit.event_type_drift").fetchall()
     assert rows == [("order.refunded", False, 2)]
     assert db.execute("SELECT kind, schema_valid FROM audit.events ORDER BY seq NULLS LAST").fetchall() == [
-        ("order.refunded", False), ("order.refunded", True), ("other.kind", None), ("order.refunded", False)]
+        ("audit.event_type_registered", None), ("order.refunded", False), ("order.refunded", True),
+        ("other.kind", None), ("order.refunded", False)]
 
 
-def test_registering_again_replaces_the_schema(connect, maintainer):
+def test_registering_again_replaces_the_schema(db, connect, maintainer):
     register_event_type(maintainer, "a.b", {"type": "object", "required": ["x"]}, strict=True)
     register_event_type(maintainer, "a.b", {"type": "object"}, strict=False)
+    register_event_type(maintainer, "a.b", {"type": "object"}, strict=False)  # the same again: nothing changes
     event = record(connect("app_writer"), "a.b", payload={})
     assert event is not None and event.schema_valid is True
     assert maintainer.execute("SELECT count(*), bool_or(strict) FROM audit.event_types").fetchone() == (1, False)
+    # Each registration that changed what the log refuses is recorded, with what it replaced (trial 96, e3).
+    registered = db.execute("SELECT target_type, target_id, db_role, payload FROM audit.events"
+                            " WHERE kind = 'audit.event_type_registered' ORDER BY intake_id").fetchall()
+    first = {"kind": "a.b", "schema": {"type": "object", "required": ["x"]}, "strict": True, "catalogue": None}
+    assert registered == [
+        ("event_type", "a.b", "app_maintainer", {**first, "replaced": None}),
+        ("event_type", "a.b", "app_maintainer", {"kind": "a.b", "schema": {"type": "object"}, "strict": False,
+                                                 "catalogue": None, "replaced": {k: first[k] for k in
+                                                                                 ("schema", "strict", "catalogue")}})]
 
 
 @pytest.mark.parametrize("schema, message", [
@@ -137,4 +148,4 @@ def test_every_keyword_with_a_value_of_its_type_validates(connect, maintainer, c
     assert record(writer, "a.b", payload={"s": "ab", "n": 3, "a": [1]}).schema_valid is True
     with pytest.raises(SchemaViolation):
         record(writer, "a.b", payload={"s": "abc", "n": 3})
-    assert counts() == (1, 0)  # the valid one
+    assert counts() == (2, 0)  # the registration's event and the valid one
