@@ -69,7 +69,7 @@ def _guards(conn: psycopg.Connection, schema: str, applied: list[str], crypto: s
         "DO $$ DECLARE was pg_catalog.text := current_user; borrowed boolean; BEGIN"
         f" borrowed := EXISTS ({BORROWED_ROLE}); RESET ROLE; borrowed := borrowed OR EXISTS ({BORROWED_ROLE});"
         " EXECUTE pg_catalog.format('SET ROLE %I', was); IF borrowed THEN RAISE EXCEPTION 'this session"
-        " connected as a superuser runs as a role that is not one, or goes back to it at RESET ROLE: remove the"
+        " logged in as a superuser runs as a role that is not one, or goes back to it at RESET ROLE: remove the"
         " setting (ALTER DATABASE ... RESET role) or connect with the role option set to the superuser';"
         " END IF; END $$;",
         # Every name qualified, as in all the package's SQL: the script starts in its applier's search_path.

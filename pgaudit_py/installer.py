@@ -192,9 +192,12 @@ def _installing(conn: psycopg.Connection) -> Iterator[None]:
 # of the package's owner. A database's owner may store the role every session there starts as (ALTER
 # DATABASE ... SET role); only a value given when connecting outranks it. Asked before and after a
 # RESET ROLE that is then undone.
+# The role that logged in is pg_stat_activity's: SET SESSION AUTHORIZATION changes session_user too.
 BORROWED_ROLE = ("SELECT current_user::pg_catalog.text WHERE NOT (SELECT rolsuper FROM pg_catalog.pg_roles"
                  " WHERE rolname OPERATOR(pg_catalog.=) current_user) AND (SELECT rolsuper FROM pg_catalog.pg_roles"
-                 " WHERE rolname OPERATOR(pg_catalog.=) session_user)")
+                 " WHERE oid OPERATOR(pg_catalog.=) coalesce((SELECT usesysid FROM pg_catalog.pg_stat_activity"
+                 " WHERE pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()),"
+                 " (SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) session_user)))")
 
 
 def refuse_borrowed_role(conn: psycopg.Connection) -> None:
@@ -203,12 +206,12 @@ def refuse_borrowed_role(conn: psycopg.Connection) -> None:
         conn.execute("RESET ROLE")
         borrowed = borrowed or conn.execute(BORROWED_ROLE).fetchone()
     if borrowed:
-        raise InstallError(f"this session connected as a superuser but runs as role {borrowed[0]}, which is not"
+        raise InstallError(f"this session logged in as a superuser but runs as role {borrowed[0]}, which is not"
                            " one, or goes back to it at RESET ROLE: the install would be that role's, without a"
                            " superuser install's guards",
                            hint="Remove the setting (ALTER DATABASE ... RESET role, ALTER ROLE ... RESET role), or"
-                                " connect with PGOPTIONS='-c role=<the superuser>'; or connect as that role to"
-                                " install as it")
+                                " connect with PGOPTIONS='-c role=<the superuser>'; RESET SESSION AUTHORIZATION;"
+                                " or connect as that role to install as it")
 
 
 @contextmanager
