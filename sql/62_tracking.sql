@@ -235,16 +235,17 @@ BEGIN
     IF char_length(entry.kind_prefix) > 100 THEN
         RAISE EXCEPTION 'kind prefix is longer than 100 characters' USING ERRCODE = 'PA001';
     ELSIF @schema@._reserved_kind(entry.kind_prefix || '.insert') THEN
-        RAISE EXCEPTION 'kind prefix % is reserved for pgaudit_py''s own events', entry.kind_prefix USING ERRCODE = 'PA001';
+        RAISE EXCEPTION 'the kind prefix given is reserved for pgaudit_py''s own events' USING ERRCODE = 'PA001';
     END IF;
-    -- One table per prefix, and none inside another's: each table's kinds are its own.
+    -- One table per prefix, and none inside another's: each table's kinds are its own. (The
+    -- refusals never repeat the prefix given: messages end up in logs.)
     SELECT t.table_name INTO clash FROM @schema@.tracked_tables t
      WHERE t.relid <> entry.relid
        AND (t.kind_prefix = entry.kind_prefix OR starts_with(entry.kind_prefix, t.kind_prefix || '.')
             OR starts_with(t.kind_prefix, entry.kind_prefix || '.'))
      LIMIT 1;
     IF clash IS NOT NULL THEN
-        RAISE EXCEPTION 'kind prefix % overlaps that of tracked table %', entry.kind_prefix, clash USING ERRCODE = 'PA005',
+        RAISE EXCEPTION 'the kind prefix given overlaps that of tracked table %', clash USING ERRCODE = 'PA005',
             HINT = 'Give each tracked table a kind prefix of its own (enable_tracking(..., kind_prefix => ...)).';
     END IF;
     -- Nor one that another table used (its events stay under it), unless that table is gone and
@@ -255,7 +256,7 @@ BEGIN
      WHERE k.kind_prefix = entry.kind_prefix AND k.relid <> entry.relid
        AND (EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = k.relid) OR k.table_name <> entry.relid::regclass::text);
     IF clash IS NOT NULL THEN
-        RAISE EXCEPTION 'kind prefix % holds the events of table %', entry.kind_prefix, clash USING ERRCODE = 'PA005',
+        RAISE EXCEPTION 'the kind prefix given holds the events of table %', clash USING ERRCODE = 'PA005',
             HINT = 'Its history would read as this table''s: give this one a kind prefix of its own.';
     END IF;
     -- Nor another table's own name: the history of a table that is not tracked (or no longer) is
@@ -264,7 +265,7 @@ BEGIN
      WHERE n.nspname || '.' || c.relname = entry.kind_prefix AND c.oid <> entry.relid AND c.relkind IN ('r', 'p')
      LIMIT 1;
     IF clash IS NOT NULL THEN
-        RAISE EXCEPTION 'kind prefix % is the name of table %', entry.kind_prefix, clash USING ERRCODE = 'PA005',
+        RAISE EXCEPTION 'the kind prefix given is the name of table %', clash USING ERRCODE = 'PA005',
             HINT = 'A table''s name is the kind prefix of its own history.';
     END IF;
 END
