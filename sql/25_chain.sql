@@ -204,7 +204,8 @@ BEGIN
     -- prune_events or delete_archived made: each records it in an event of its own (sealed after
     -- it, pending, or set aside by the sealer, which records that too). Without one, the events were
     -- removed by hand.
-    IF r.problem IS NULL AND pruned_through >= coalesce(from_block, 1) THEN
+    -- A point numbered below 1 names no block: one no function made, whatever range is verified.
+    IF r.problem IS NULL AND (pruned_through >= coalesce(from_block, 1) OR point.block_no < 1) THEN
         SELECT x.* INTO b FROM @schema@.blocks x WHERE x.block_no = point.block_no;
         IF b.block_hash IS DISTINCT FROM point.block_hash OR b.last_seq IS DISTINCT FROM point.last_seq THEN
             r.problem := format('block %s: its prune point does not match the block', point.block_no);

@@ -346,6 +346,10 @@ FORGED_PRUNES = {
     # The real prune point, its block's hash replaced: the point no longer names the block it stands for.
     "a point that does not match its block": ("UPDATE audit.prune_points SET block_hash = sha256('x')",
                                               1, "block 1: its prune point does not match the block"),
+    # Numbered below any block: the SQL verifier checked only points from block 1 on (trial 95, v1).
+    "a point of block 0": ("INSERT INTO audit.prune_points (block_no, block_hash, last_seq, cutoff, pruned_by)"
+                           " SELECT 0, block_hash, last_seq, now(), 'app_maintainer' FROM audit.blocks WHERE block_no = 1",
+                           0, "block 0: its prune point does not match the block"),
 }
 
 
@@ -355,7 +359,7 @@ def test_a_prune_point_that_no_prune_or_archive_deletion_recorded_is_found(chain
     prune_events or delete_archived records with it (pending, sealed after it, or quarantined), of
     pgaudit_py's own origin, naming that very point."""
     statement, block, problem = FORGED_PRUNES[forgery]
-    if forgery != "no event at all":
+    if forgery not in ("no event at all", "a point of block 0"):
         prune_block_1(chain, connect)
         assert verdicts(chain) == ((True, None, None), (True, None, None))
     tamper(chain, statement)
