@@ -42,14 +42,16 @@ class AuditTrail:
 
     def events(self, **filters: Any) -> list[Event]:
         """Every event matching the list_events filters, newest first (pending ones first); with
-        since_seq, the sealed ones after it, oldest first, as list_events pages them."""
-        found: list[Event] = []
+        since_seq, the sealed ones after it, oldest first, as list_events pages them. Each once: one
+        sealed between two pages is listed again among the sealed ones, and kept where first read."""
+        found: dict[Any, Event] = {}
         asked = dict(filters)
         while True:
             page = list_events(self.conn, page_size=500, audit_schema=self.audit_schema, **asked)
-            found += page
+            for event in page:
+                found.setdefault(event.id, event)
             if len(page) < 500:
-                return found
+                return list(found.values())
             last = page[-1]
             if filters.get("since_seq") is not None:  # forwards: the next page starts after this one
                 asked["since_seq"] = last.seq
