@@ -83,8 +83,14 @@ BEGIN
     fresh.redact_attnums := @schema@._attnums(t.relid, fresh.redact_columns);
     fresh.tenant_column := (@schema@._attnames(t.relid, ARRAY[t.tenant_attnum]))[1];
     fresh.tenant_attnum := CASE WHEN fresh.tenant_column IS NOT NULL THEN t.tenant_attnum END;
+    -- A table given a key: its baseline's images name no row by it, so they no longer say which
+    -- rows were there (row_state_as_of would call a row there all along absent; trial 96, b6).
+    IF t.key_columns IS NULL AND fresh.key_columns IS NOT NULL THEN
+        fresh.baseline_at := NULL;
+    END IF;
     IF fresh IS DISTINCT FROM t THEN
         UPDATE @schema@.tracked_tables SET
+            baseline_at = fresh.baseline_at,
             table_name = fresh.table_name, key_columns = fresh.key_columns,
             exclude_columns = fresh.exclude_columns, redact_columns = fresh.redact_columns,
             tenant_column = fresh.tenant_column, exclude_attnums = fresh.exclude_attnums,

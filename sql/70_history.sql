@@ -314,7 +314,9 @@ BEGIN
     -- Imaged whole since a baseline before `at`, and no image of it: it was not there (unless events
     -- from the baseline on may have been pruned or archived away: then its image may be gone). The
     -- baseline is the current tracking's, so taken after any end of an earlier one.
+    -- Only a table with a key: a keyless table's baseline images name no row (trial 96, b6).
     IF (@schema@._tracking_of(target)).baseline_at <= at
+       AND (@schema@._tracking_of(target)).key_columns IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM @schema@.prune_points p WHERE p.cutoff > (@schema@._tracking_of(target)).baseline_at) THEN
         state := absent;
         RETURN;
