@@ -143,11 +143,10 @@ def _interval_text(value: str) -> bool:
     return bool(units) and at == len(text) and len(set(units)) == len(units)
 
 
-# bigint's largest: a seq, intake id or Last-Event-ID past it is bad input, not the database's error.
-MAX_SEQ = 2**63 - 1
-
 # The integers each type holds: one past them would be refused by the cast, as the database's error.
 _INT_BITS = {"int2": 16, "int4": 32, "int8": 64}
+# bigint's largest: a seq, intake id or Last-Event-ID past it is bad input, not the database's error.
+MAX_SEQ = 2 ** (_INT_BITS["int8"] - 1) - 1
 _EXPECTED = {**{t: f"an integer from {-2 ** (n - 1)} to {2 ** (n - 1) - 1}" for t, n in _INT_BITS.items()},
              "bool": "True or False",
              "timestamptz": "a datetime", "interval": "a timedelta, or interval text such as '90 days'",
