@@ -9,6 +9,7 @@ import json
 import psycopg
 import pytest
 from click.testing import CliRunner
+from trial_helpers import dsn_of
 
 from pgaudit_py import record, register_event_type
 from pgaudit_py.catalogues import CATALOGUES, catalogue_names, load_catalogue, read_catalogue
@@ -19,11 +20,6 @@ AUTH_KINDS = {"auth.login", "auth.logout", "auth.signup", "auth.password_changed
               "auth.sessions_revoked_all", "auth.token_created", "auth.token_revoked", "auth.tokens_revoked_all",
               "auth.role_granted", "auth.role_revoked", "auth.invite_created", "auth.invite_deleted",
               "auth.settings_updated"}
-
-
-def dsn_of(db) -> str:
-    i = db.info
-    return f"host={i.host} port={i.port} dbname={i.dbname} user={i.user}"
 
 
 def registered(db) -> dict[str, tuple]:

@@ -38,6 +38,8 @@ import pytest
 from click.testing import CliRunner
 from trial_helpers import (
     both_verifiers,
+    drop_made_under,
+    dsn_of,
     problems_of,
     reinstall,
     script_reinstall,
@@ -49,11 +51,6 @@ from trial_helpers import (
 from pgaudit_py import InvalidArgument, audit_context, enable_rate_limit, install, record, seal
 from pgaudit_py.cli import cli
 from pgaudit_py.pytest_plugin import TEMPLATE, AuditTrail
-
-
-def dsn_of(db, dbname: str | None = None, user: str | None = None) -> str:
-    i = db.info
-    return f"host={i.host} port={i.port} dbname={dbname or i.dbname} user={user or i.user}"
 
 
 def t93_schemas_and_roles(db) -> list[str]:
@@ -83,20 +80,6 @@ def test_i1_hostile_schema_names_are_refused_before_anything_is_made(db):
         assert result.exit_code != 0, (name, result.output)
     assert t93_schemas_and_roles(db) == before
     assert db.execute("SELECT to_regclass('public.t93_canary')").fetchone()[0] is not None
-
-
-def drop_made_under(db, prefix: str) -> None:
-    for (name,) in db.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (prefix,)).fetchall():
-        db.execute(f'DROP SCHEMA "{name}" CASCADE')
-    roles = [r[0] for r in db.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (prefix,))]
-    for name in roles:
-        with suppress(psycopg.Error):
-            db.execute(f'REASSIGN OWNED BY "{name}" TO {db.info.user}')
-        with suppress(psycopg.Error):
-            db.execute(f'DROP OWNED BY "{name}"')
-    for name in roles:
-        with suppress(psycopg.Error):
-            db.execute(f'DROP ROLE "{name}"')
 
 
 def test_i4_a_schema_name_ending_in_a_newline_is_refused_before_anything_is_made(db):

@@ -30,7 +30,7 @@ from contextlib import suppress
 import psycopg
 import pytest
 from click.testing import CliRunner
-from trial_helpers import acct, problems_of, seal_all, table_owner_kit, tamper
+from trial_helpers import acct, drop_made_under, dsn_of, problems_of, seal_all, table_owner_kit, tamper
 
 from pgaudit_py import InvalidArgument, install, list_events, record, seal
 from pgaudit_py.chain import verify_chain
@@ -43,28 +43,9 @@ from pgaudit_py.tempdb import find_binary
 TOKEN = "pga_0123456789ab_" + "5f3e9a1c" * 8
 
 
-def dsn_of(db, dbname: str | None = None, user: str | None = None) -> str:
-    i = db.info
-    return f"host={i.host} port={i.port} dbname={dbname or i.dbname} user={user or i.user}"
-
-
 def cli(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pgaudit_py.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
-
-
-def drop_made_under(db, prefix: str) -> None:
-    for (name,) in db.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (prefix,)).fetchall():
-        db.execute(f'DROP SCHEMA "{name}" CASCADE')
-    roles = [r[0] for r in db.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (prefix,))]
-    for name in roles:
-        with suppress(psycopg.Error):
-            db.execute(f'REASSIGN OWNED BY "{name}" TO {db.info.user}')
-        with suppress(psycopg.Error):
-            db.execute(f'DROP OWNED BY "{name}"')
-    for name in roles:
-        with suppress(psycopg.Error):
-            db.execute(f'DROP ROLE "{name}"')
 
 
 def try_install(conn, schema: str, **kw) -> str:

@@ -399,3 +399,24 @@ def tamper(db: psycopg.Connection, statement: str) -> None:
     except Exception:
         db.execute("ROLLBACK")
         raise
+
+
+def dsn_of(db, dbname: str | None = None, user: str | None = None) -> str:
+    """A libpq DSN for another database or role of the test's cluster."""
+    i = db.info
+    return f"host={i.host} port={i.port} dbname={dbname or i.dbname} user={user or i.user}"
+
+
+def drop_made_under(db, prefix: str) -> None:
+    """Drop the schemas and roles a test made under a prefix (an install of its own schema, say)."""
+    for (name,) in db.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (prefix,)).fetchall():
+        db.execute(f'DROP SCHEMA "{name}" CASCADE')
+    roles = [r[0] for r in db.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (prefix,))]
+    for name in roles:
+        with suppress(psycopg.Error):
+            db.execute(f'REASSIGN OWNED BY "{name}" TO {db.info.user}')
+        with suppress(psycopg.Error):
+            db.execute(f'DROP OWNED BY "{name}"')
+    for name in roles:
+        with suppress(psycopg.Error):
+            db.execute(f'DROP ROLE "{name}"')
