@@ -45,6 +45,7 @@ from pgaudit_py.errors import (
     translated,
 )
 from pgaudit_py.output import printable
+from pgaudit_py.session import tuples
 from pgaudit_py.transactions import require_no_transaction
 
 log = logging.getLogger("pgaudit_py.archive")
@@ -229,7 +230,7 @@ def _write_batch(conn: psycopg.Connection, schema: str, batch: ArchiveBatch,
     data, size = hashlib.sha256(), 0
     query = sql.SQL("SELECT seq, line FROM {}.archive_lines(%s, %s)").format(sql.Identifier(schema))
     with gzip.GzipFile(filename="", mode="wb", fileobj=into, compresslevel=6, mtime=0) as zipped, \
-            conn.cursor() as cur:
+            tuples(conn) as cur:
         for seq, line in cur.stream(query, (batch.first_seq, batch.last_seq)):
             raw = line.encode()
             matcher.add(seq, raw)
@@ -299,10 +300,11 @@ def _same_bytes(data: bytes) -> Callable[[IO[bytes]], bool]:
 
 
 def _previous_manifest(conn: psycopg.Connection, schema: str, batch: ArchiveBatch) -> bytes | None:
-    row = conn.execute(sql.SQL("SELECT manifest_sha256 FROM {}.archive_batches"
-                               " WHERE state OPERATOR(pg_catalog.<>) 'planned' AND last_block OPERATOR(pg_catalog.<) %s"
-                               " ORDER BY last_block DESC LIMIT 1").format(sql.Identifier(schema)),
-                       (batch.first_block,)).fetchone()
+    row = tuples(conn).execute(
+        sql.SQL("SELECT manifest_sha256 FROM {}.archive_batches"
+                " WHERE state OPERATOR(pg_catalog.<>) 'planned' AND last_block OPERATOR(pg_catalog.<) %s"
+                " ORDER BY last_block DESC LIMIT 1").format(sql.Identifier(schema)),
+        (batch.first_block,)).fetchone()
     return bytes(row[0]) if row else None
 
 
@@ -357,7 +359,7 @@ def archive(conn: psycopg.Connection, target: Target, keys: Keys, *, older_than:
     # schema's functions write (sql/55_archive.sql), not an advisory lock, whose key any role that may
     # connect could hold, and so stop archiving.
     schema = sql.Identifier(audit_schema)
-    claimed = conn.execute(sql.SQL("SELECT {}.claim_archiver()").format(schema)).fetchone()
+    claimed = tuples(conn).execute(sql.SQL("SELECT {}.claim_archiver()").format(schema)).fetchone()
     if not claimed or not claimed[0]:
         run.skipped = True
         return run
@@ -400,7 +402,8 @@ def archive_if_due(conn: psycopg.Connection, target: Target, keys: Keys, *, audi
                    on_batch: Callable[[ArchiveBatch], None] | None = None) -> ArchiveRun | None:
     """Archive if the configured UTC hour has come and no worker has archived today (the day is
     claimed first, so a failed run waits for tomorrow or for `pgaudit archive run`); else None."""
-    row = conn.execute(sql.SQL("SELECT {}.claim_daily_archive_run()").format(sql.Identifier(audit_schema))).fetchone()
+    row = tuples(conn).execute(
+        sql.SQL("SELECT {}.claim_daily_archive_run()").format(sql.Identifier(audit_schema))).fetchone()
     if not row or not row[0]:
         return None
     return archive(conn, target, keys, audit_schema=audit_schema, on_batch=on_batch)
@@ -572,7 +575,7 @@ def _batches_named_by_events(conn: psycopg.Connection, schema: str) -> set[str]:
     named = sql.SQL("SELECT target_id FROM {} WHERE kind OPERATOR(pg_catalog.=) ANY(%(kinds)s)"
                     " AND target_type OPERATOR(pg_catalog.=) 'archive_batch' AND target_id IS NOT NULL"
                     " AND NOT coalesce(origin, '') OPERATOR(pg_catalog.=) ANY(ARRAY['record', 'capture'])")
-    rows = conn.execute(sql.SQL("{} UNION {}").format(
+    rows = tuples(conn).execute(sql.SQL("{} UNION {}").format(
         named.format(sql.Identifier(schema, "events")), named.format(sql.Identifier(schema, "quarantine"))),
         {"kinds": ["audit.archived", "audit.archive_deleted"]}).fetchall()
     return {row[0] for row in rows}
@@ -640,7 +643,7 @@ def restore_batch(conn: psycopg.Connection, target: Target, batch_id: str, *, au
         with gzip.GzipFile(fileobj=gz_file, mode="rb") as unzipped:
             lines = [line[:-1].decode() for line in unzipped]
     with translated():
-        row = conn.execute(sql.SQL("SELECT {}.restore_archive_batch(%s, %s::pg_catalog.jsonb[])").format(
+        row = tuples(conn).execute(sql.SQL("SELECT {}.restore_archive_batch(%s, %s::pg_catalog.jsonb[])").format(
             sql.Identifier(audit_schema)), (batch_id, lines)).fetchone()
     assert row is not None
     return int(row[0])

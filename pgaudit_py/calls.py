@@ -20,7 +20,7 @@ from psycopg.rows import class_row
 
 from pgaudit_py.deep_json import read_deep
 from pgaudit_py.errors import InvalidArgument, translated
-from pgaudit_py.session import require_readable
+from pgaudit_py.session import require_readable, tuples
 
 T = TypeVar("T")
 
@@ -72,7 +72,7 @@ class ValueCall:
 
     def one(self, conn: psycopg.Connection) -> Any:
         require_readable(conn)
-        with translated(), conn.cursor() as cur:
+        with translated(), tuples(conn) as cur:
             read_deep(cur)
             row = cur.execute(self.query, self.params).fetchone()
         assert row is not None
@@ -81,7 +81,7 @@ class ValueCall:
     async def one_async(self, conn: psycopg.AsyncConnection) -> Any:
         require_readable(conn)
         with translated():
-            async with conn.cursor() as cur:
+            async with tuples(conn) as cur:
                 read_deep(cur)
                 row = await (await cur.execute(self.query, self.params)).fetchone()
         assert row is not None

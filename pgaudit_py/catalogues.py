@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.events import EventType, register_event_type
+from pgaudit_py.session import tuples
 
 CATALOGUES = Path(__file__).parent / "catalogues"
 
@@ -50,7 +51,7 @@ def load_catalogue(conn: psycopg.Connection, name: str, *, replace: bool = False
     loaded = []
     with conn.transaction():
         for kind, entry in kinds.items():
-            had = conn.execute(query, (Jsonb(entry["schema"]), name, kind)).fetchone()
+            had = tuples(conn).execute(query, (Jsonb(entry["schema"]), name, kind)).fetchone()
             if had and had[1] and not had[0]:
                 raise InvalidArgument(f"kind {kind} was made strict with another schema than catalogue {name}'s:"
                                       " loading it would loosen what the log refuses, so nothing was loaded",

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.datetime import TimestamptzLoader
 
 from pgaudit_py import canonical
+from pgaudit_py.session import tuples
 from pgaudit_py.transactions import require_no_transaction
 
 # Every name qualified, in this module's queries as in the package's others: the reader's search_path
@@ -51,7 +52,7 @@ class Block:
 
 def read_blocks(conn: psycopg.Connection, schema: str, first: int = 1, last: int | None = None) -> list[Block]:
     """The block rows first..last (all by default), in order."""
-    rows = conn.execute(sql.SQL(
+    rows = tuples(conn).execute(sql.SQL(
         "SELECT block_no, first_seq, last_seq, event_count, events_hash, prev_hash, block_hash, canonical_version"
         " FROM {}.blocks WHERE block_no OPERATOR(pg_catalog.>=) %s"
         " AND (%s::pg_catalog.int8 IS NULL OR block_no OPERATOR(pg_catalog.<=) %s) ORDER BY block_no"
@@ -110,8 +111,9 @@ def _first_changed_seq(conn: psycopg.Connection, schema: str, block: Block, line
     """The first event of a block whose line no longer hashes as sealed, from the block's line
     hashes (read only now: they take 32 bytes an event); None when the block has none, or they do
     not hash to its events_hash (then they prove nothing)."""
-    row = conn.execute(sql.SQL("SELECT line_hashes FROM {}.blocks WHERE block_no OPERATOR(pg_catalog.=) %s").format(
-        sql.Identifier(schema)), (block.block_no,)).fetchone()
+    row = tuples(conn).execute(
+        sql.SQL("SELECT line_hashes FROM {}.blocks WHERE block_no OPERATOR(pg_catalog.=) %s").format(
+            sql.Identifier(schema)), (block.block_no,)).fetchone()
     sealed = bytes(row[0]) if row and row[0] is not None else None
     if sealed is None or hashlib.sha256(sealed).digest() != block.events_hash:
         return None
@@ -132,21 +134,21 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
         # psycopg reads timestamps in ISO only (and a time datetime cannot hold as UTC text), and an
         # event's text need not fit another encoding.
         conn.execute("SET LOCAL DateStyle = ISO; SET LOCAL TimeZone = 'UTC'; SET LOCAL client_encoding = 'UTF8'")
-        state = conn.execute(sql.SQL("SELECT chain_start_seq, last_block_no, last_seq, last_block_hash"
-                                     " FROM {}.seal_state").format(s)).fetchone()
+        state = tuples(conn).execute(sql.SQL("SELECT chain_start_seq, last_block_no, last_seq, last_block_hash"
+                                             " FROM {}.seal_state").format(s)).fetchone()
         if state is None:  # removed by hand: where the chain starts and ends is not known (trial 89, v9)
             return Verification(False, "audit.seal_state has no row: where the chain starts and ends is unknown", 1,
                                 0, 0, 0, 1, None, None, None, None)
         chain_start, head_no, head_seq, head_hash = state
-        point = conn.execute(sql.SQL("SELECT block_no, block_hash, last_seq FROM {}.prune_points"
-                                     " ORDER BY block_no DESC LIMIT 1").format(s)).fetchone()
+        point = tuples(conn).execute(sql.SQL("SELECT block_no, block_hash, last_seq FROM {}.prune_points"
+                                             " ORDER BY block_no DESC LIMIT 1").format(s)).fetchone()
         pruned_through = int(point[0]) if point else 0
-        pending_row = conn.execute(sql.SQL("SELECT pending FROM {}.seal_status()").format(s)).fetchone()
+        pending_row = tuples(conn).execute(sql.SQL("SELECT pending FROM {}.seal_status()").format(s)).fetchone()
         blocks = read_blocks(conn, audit_schema)
-        first_row = conn.execute(sql.SQL("SELECT pg_catalog.min(seq) FROM {}.event_log").format(s)).fetchone()
-        archived = conn.execute(sql.SQL("SELECT pg_catalog.max(last_block), pg_catalog.max(last_seq)"
-                                        " FROM {}.archive_batches WHERE state OPERATOR(pg_catalog.=) 'deleted'"
-                                        ).format(s)).fetchone()
+        first_row = tuples(conn).execute(sql.SQL("SELECT pg_catalog.min(seq) FROM {}.event_log").format(s)).fetchone()
+        archived = tuples(conn).execute(sql.SQL("SELECT pg_catalog.max(last_block), pg_catalog.max(last_seq)"
+                                                " FROM {}.archive_batches WHERE state OPERATOR(pg_catalog.=) 'deleted'"
+                                                ).format(s)).fetchone()
         result = Verification(True, None, None, 0, 0, int(pending_row[0]) if pending_row else 0,
                               pruned_through + 1, first_row[0] if first_row else None, None,
                               *(archived or (None, None)))
@@ -228,7 +230,7 @@ def _unrecorded_prune(conn: psycopg.Connection, schema: str, point: tuple[int, b
                      " 'last_block_hash', payload OPERATOR(pg_catalog.->>) 'last_seq'")
     recorded = sql.SQL("kind OPERATOR(pg_catalog.=) ANY(%(kinds)s) AND NOT coalesce(origin, '')"
                        " OPERATOR(pg_catalog.=) ANY(ARRAY['record', 'capture'])")
-    records = conn.execute(sql.SQL(
+    records = tuples(conn).execute(sql.SQL(
         "SELECT {fields} FROM {s}.events WHERE {recorded} AND (pending OR seq OPERATOR(pg_catalog.>) %(last_seq)s)"
         " UNION ALL SELECT {fields} FROM {s}.quarantine q WHERE {recorded} AND EXISTS (SELECT FROM {s}.events a"
         # set aside by seal(), which says so in an event of its own, naming it

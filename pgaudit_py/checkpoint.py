@@ -21,6 +21,7 @@ from psycopg import sql
 from pgaudit_py import canonical, verify_archive
 from pgaudit_py.chain import Verification
 from pgaudit_py.errors import CheckpointError, KeyFileError
+from pgaudit_py.session import tuples
 
 CHECKPOINT_VERSION = 1
 
@@ -90,14 +91,14 @@ def make_checkpoint(conn: psycopg.Connection, keys: Keys, *, audit_schema: str =
     if keys.signing_key is None and keys.hmac_key is None:
         raise KeyFileError("a checkpoint needs an Ed25519 signing key or an HMAC key")
     s = sql.Identifier(audit_schema)
-    head = conn.execute(sql.SQL("SELECT b.block_no, b.block_hash, b.last_seq,"
-                                " b.last_seq OPERATOR(pg_catalog.-) st.chain_start_seq"
-                                " FROM {s}.blocks b, {s}.seal_state st ORDER BY b.block_no DESC LIMIT 1"
-                                ).format(s=s)).fetchone()
+    head = tuples(conn).execute(sql.SQL("SELECT b.block_no, b.block_hash, b.last_seq,"
+                                        " b.last_seq OPERATOR(pg_catalog.-) st.chain_start_seq"
+                                        " FROM {s}.blocks b, {s}.seal_state st ORDER BY b.block_no DESC LIMIT 1"
+                                        ).format(s=s)).fetchone()
     if head is None:
         raise CheckpointError("nothing is sealed yet: there is no block to sign")
-    pruned = conn.execute(sql.SQL("SELECT block_no, block_hash FROM {}.prune_points ORDER BY block_no DESC LIMIT 1"
-                                  ).format(s)).fetchone()
+    pruned = tuples(conn).execute(
+        sql.SQL("SELECT block_no, block_hash FROM {}.prune_points ORDER BY block_no DESC LIMIT 1").format(s)).fetchone()
     body = {"v": CHECKPOINT_VERSION, "schema": audit_schema, "database": conn.info.dbname,
             "block_no": head[0], "block_hash": bytes(head[1]).hex(), "last_seq": head[2], "event_count": head[3],
             "pruned_through": {"block_no": pruned[0], "block_hash": bytes(pruned[1]).hex()} if pruned else None,

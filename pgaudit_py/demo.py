@@ -19,6 +19,7 @@ from pgaudit_py.events import count_events, list_events, monthly_event_counts, r
 from pgaudit_py.installer import crypto_schema, install, role_names
 from pgaudit_py.output import counted, pair, print_table
 from pgaudit_py.sealing import seal
+from pgaudit_py.session import tuples
 from pgaudit_py.tempdb import TemporaryCluster
 
 PREFIXES = ["order.", "user."]
@@ -59,8 +60,8 @@ def _drop_scratch(conn: psycopg.Connection, schema: str) -> None:
     for scratch in (schema, crypto_schema(schema)):
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(scratch)))
     for role in role_names(schema).values():
-        if conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s",
-                        (role,)).fetchone():
+        if tuples(conn).execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s",
+                                (role,)).fetchone():
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
@@ -76,8 +77,8 @@ def main(dsn: str | None) -> None:
         return
     schema = f"pgaudit_demo_{secrets.token_hex(3)}"
     with connect(dsn, autocommit=True, application_name="pgaudit demo") as conn:
-        superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles"
-                                 " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
+        superuser = tuples(conn).execute("SELECT rolsuper FROM pg_catalog.pg_roles"
+                                         " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
         if not superuser or not superuser[0]:
             raise InvalidArgument("pgaudit demo --dsn needs a superuser: it creates, then drops, a scratch schema "
                                   "and its roles")

@@ -37,6 +37,7 @@ from pgaudit_py.installer import (
     role_names,
     take_back_grants_statement,
 )
+from pgaudit_py.session import tuples
 
 # yoyo-migrations' own tables, as its internal schema version 2 makes them (yoyo/internalmigrations).
 YOYO_TABLES = """\
@@ -100,10 +101,10 @@ def _guards(conn: psycopg.Connection, schema: str, applied: list[str], crypto: s
 def _schema_owners(conn: psycopg.Connection, schema: str) -> list[tuple[str, str | None]]:
     """The package's schemas and their owners now (None: not there yet)."""
     names = [schema, capture_schema(schema)]
-    rows = conn.execute("SELECT nspname::pg_catalog.text, nspowner::pg_catalog.regrole::pg_catalog.text"
-                        " FROM pg_catalog.pg_namespace"
-                        " WHERE nspname OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])",
-                        (names,)).fetchall()
+    rows = tuples(conn).execute("SELECT nspname::pg_catalog.text, nspowner::pg_catalog.regrole::pg_catalog.text"
+                                " FROM pg_catalog.pg_namespace"
+                                " WHERE nspname OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])",
+                                (names,)).fetchall()
     owners = {str(name): str(owner) for name, owner in rows}
     return [(name, owners.get(name)) for name in names]
 
@@ -124,8 +125,8 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     _refuse_foreign_schema(conn, schema)
     applied = set(_applied_migrations(conn, schema))
     pending = [m for m in migration_ids() if m not in applied]
-    superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles"
-                             " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
+    superuser = tuples(conn).execute("SELECT rolsuper FROM pg_catalog.pg_roles"
+                                     " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
     is_superuser = bool(superuser and superuser[0])
     found = _trusted_pgcrypto_schema(conn) if _has_pgcrypto(conn) else None  # checked as install() checks it
     crypto = found or crypto_schema(schema)
@@ -174,9 +175,9 @@ def install_script(conn: psycopg.Connection, schema: str = "audit") -> str:
     add("SET search_path = pg_catalog, pg_temp;")
     # The function roles the installing role is not a member of (a superuser is of all; a role the
     # script creates, of none): it joins them for the files, and leaves them after.
-    existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles"
-                                           " WHERE rolname OPERATOR(pg_catalog.=) ANY(%s)",
-                                           (list(roles.values()),)).fetchall()}
+    existing = {r[0] for r in tuples(conn).execute("SELECT rolname FROM pg_catalog.pg_roles"
+                                                   " WHERE rolname OPERATOR(pg_catalog.=) ANY(%s)",
+                                                   (list(roles.values()),)).fetchall()}
     joined = [roles[r] for r in FUNCTION_ROLES
               if not is_superuser and (roles[r] not in existing or not _is_member(conn, roles[r]))]
     for role in joined:

@@ -25,6 +25,7 @@ from yoyo.migrations import MigrationList
 
 from pgaudit_py.errors import InstallError, InvalidArgument
 from pgaudit_py.secrets import exposure_warnings
+from pgaudit_py.session import tuples
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")  # fullmatch: $ would let a final newline pass
 ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer", "secrets", "capture", "sealer", "pruner", "sandbox")
@@ -160,8 +161,8 @@ class _GivenConnectionBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]
         return True  # PostgreSQL's DDL is transactional
 
     def create_lock_table(self) -> None:
-        exists = self._given.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
-                                     (f"{sql.Identifier(self.schema).as_string(self._given)}.yoyo_lock",)).fetchone()
+        exists = tuples(self._given).execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
+                                             (f"{sql.Identifier(self.schema).as_string(self._given)}.yoyo_lock",)).fetchone()
         if not (exists and exists[0]):
             super().create_lock_table()
 
@@ -201,10 +202,10 @@ BORROWED_ROLE = ("SELECT current_user::pg_catalog.text WHERE NOT (SELECT rolsupe
 
 
 def refuse_borrowed_role(conn: psycopg.Connection) -> None:
-    borrowed = conn.execute(BORROWED_ROLE).fetchone()
+    borrowed = tuples(conn).execute(BORROWED_ROLE).fetchone()
     with conn.transaction(force_rollback=True):  # and the RESET ROLE with it
         conn.execute("RESET ROLE")
-        borrowed = borrowed or conn.execute(BORROWED_ROLE).fetchone()
+        borrowed = borrowed or tuples(conn).execute(BORROWED_ROLE).fetchone()
     if borrowed:
         raise InstallError(f"this session logged in as a superuser but runs as role {borrowed[0]}, which is not"
                            " one, or goes back to it at RESET ROLE: the install would be that role's, without a"
@@ -222,15 +223,15 @@ def _install_lock(conn: psycopg.Connection) -> Iterator[None]:
                          (f"{max(1, round(_INSTALL_LOCK_WAIT * 1000))}ms",))
             conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", (_INSTALL_LOCK,))
     except psycopg.errors.LockNotAvailable:
-        holders = conn.execute("""
+        holders = tuples(conn).execute("""
             SELECT l.pid, a.usename
               FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a
                 ON a.pid OPERATOR(pg_catalog.=) l.pid
              WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted AND l.objsubid OPERATOR(pg_catalog.=) 1
                AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
-                                  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+                                          WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
                AND ((l.classid::bigint OPERATOR(pg_catalog.<<) 32) OPERATOR(pg_catalog.|) l.objid::bigint)
-                   OPERATOR(pg_catalog.=) %s
+                           OPERATOR(pg_catalog.=) %s
              ORDER BY l.pid""", (_INSTALL_LOCK,)).fetchall()
         held_by = ", ".join(f"pid {pid} (role {role})" for pid, role in holders) or "a session that has let go since"
         raise InstallError(f"waited {_INSTALL_LOCK_WAIT:g} s for the install lock of this database, held by {held_by}",
@@ -243,14 +244,14 @@ def _install_lock(conn: psycopg.Connection) -> Iterator[None]:
 
 
 def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) %s",
-                        (schema,)).fetchone() is not None
+    return tuples(conn).execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) %s",
+                                (schema,)).fetchone() is not None
 
 
 def _is_ours(conn: psycopg.Connection, schema: str) -> bool:
     """Owned by the schema's owner role, which only the installer makes owner: a schema another role
     made, even holding tables of the package's names, is not an installation to upgrade or ask."""
-    row = conn.execute(
+    row = tuples(conn).execute(
         "SELECT n.nspowner OPERATOR(pg_catalog.=) r.oid FROM pg_catalog.pg_namespace n, pg_catalog.pg_roles r"
         " WHERE n.nspname OPERATOR(pg_catalog.=) %s AND r.rolname OPERATOR(pg_catalog.=) %s",
         (schema, role_names(schema)["owner"])).fetchone()
@@ -280,7 +281,7 @@ def _foreign_objects(conn: psycopg.Connection, schema: str) -> list[str]:
             name=sql.Identifier(name), catalog=sql.Identifier(catalog), space=sql.Identifier(space),
             more=sql.SQL(more))  # constant SQL of this module
         for catalog, name, space, more in _SCHEMA_OBJECTS)
-    rows = conn.execute(sql.SQL("{} ORDER BY 1 LIMIT 5").format(query), {"s": schema}).fetchall()
+    rows = tuples(conn).execute(sql.SQL("{} ORDER BY 1 LIMIT 5").format(query), {"s": schema}).fetchall()
     return [f"{schema}.{name}" for (name,) in rows]
 
 
@@ -288,9 +289,9 @@ def _refuse_foreign_schema(conn: psycopg.Connection, schema: str) -> None:
     """A schema of the package's names that another role made is never taken over: the role that
     made it could still create in it, with a statement open while the install runs, say, or have
     granted others that right."""
-    capture = conn.execute("SELECT nspowner::pg_catalog.regrole::pg_catalog.text FROM pg_catalog.pg_namespace"
-                           " WHERE nspname OPERATOR(pg_catalog.=) %s",
-                           (capture_schema(schema),)).fetchone()
+    capture = tuples(conn).execute("SELECT nspowner::pg_catalog.regrole::pg_catalog.text FROM pg_catalog.pg_namespace"
+                                   " WHERE nspname OPERATOR(pg_catalog.=) %s",
+                                   (capture_schema(schema),)).fetchone()
     if capture and capture[0] != role_names(schema)["capture"]:
         raise InstallError(f"schema {capture_schema(schema)!r} exists and pgaudit_py did not create it; install "
                            "into another schema with --schema NAME")
@@ -306,8 +307,8 @@ def _refuse_foreign_schema(conn: psycopg.Connection, schema: str) -> None:
 def _create_schema(conn: psycopg.Connection, schema: str, owner: str) -> None:
     """The schema, made now by its owner role unless it is already the package's: never one that
     another role made meanwhile (CREATE SCHEMA waits for a concurrent one, then fails)."""
-    exists = conn.execute("SELECT nspowner::pg_catalog.regrole::pg_catalog.text FROM pg_catalog.pg_namespace"
-                          " WHERE nspname OPERATOR(pg_catalog.=) %s", (schema,)).fetchone()
+    exists = tuples(conn).execute("SELECT nspowner::pg_catalog.regrole::pg_catalog.text FROM pg_catalog.pg_namespace"
+                                  " WHERE nspname OPERATOR(pg_catalog.=) %s", (schema,)).fetchone()
     if exists and exists[0] == owner:
         return
     try:
@@ -320,12 +321,12 @@ def _create_schema(conn: psycopg.Connection, schema: str, owner: str) -> None:
 
 
 def _applied_migrations(conn: psycopg.Connection, schema: str) -> list[str]:
-    exists = conn.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
-                          (f"{schema}._yoyo_migration",)).fetchone()
+    exists = tuples(conn).execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
+                                  (f"{schema}._yoyo_migration",)).fetchone()
     if not exists or not exists[0]:
         return []
     query = sql.SQL("SELECT migration_id FROM {}._yoyo_migration ORDER BY 1").format(sql.Identifier(schema))
-    return [r[0] for r in conn.execute(query).fetchall()]
+    return [r[0] for r in tuples(conn).execute(query).fetchall()]
 
 
 def _ensure_roles(conn: psycopg.Connection, schema: str) -> list[str]:
@@ -333,8 +334,8 @@ def _ensure_roles(conn: psycopg.Connection, schema: str) -> list[str]:
     created = []
     roles = role_names(schema)
     for name in roles.values():
-        if conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s",
-                        (name,)).fetchone():
+        if tuples(conn).execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) %s",
+                                (name,)).fetchone():
             continue
         try:
             with conn.transaction():
@@ -354,7 +355,7 @@ def _refuse_default_privileges(conn: psycopg.Connection, schema: str) -> None:
     """A role of the package with default privileges (ALTER DEFAULT PRIVILEGES FOR ROLE ..., set by
     whoever made the roles beforehand) would grant what it makes to their grantees: refused until
     they are removed, since only their maker knows whether they were meant."""
-    rows = conn.execute(
+    rows = tuples(conn).execute(
         "SELECT DISTINCT d.defaclrole::pg_catalog.regrole::pg_catalog.text"
         " FROM pg_catalog.pg_default_acl d, pg_catalog.aclexplode(d.defaclacl) a"
         " WHERE d.defaclrole::pg_catalog.regrole::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])"
@@ -372,12 +373,13 @@ def _trusted_pgcrypto_schema(conn: psycopg.Connection) -> str:
     """Where pgcrypto is, once its owner is known to be as trusted as the installer: the extension's
     owner may drop it and put look-alikes in its place, which the owner role would then run. (Its
     functions are bound by oid, so renaming their schema changes nothing: sql/78_secrets.sql.)"""
-    row = conn.execute("SELECT n.nspname, r.rolname, r.rolsuper,"
-                       " (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user)"
-                       " FROM pg_catalog.pg_extension e"
-                       " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace"
-                       " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) e.extowner"
-                       " WHERE e.extname OPERATOR(pg_catalog.=) 'pgcrypto'").fetchone()
+    row = tuples(conn).execute(
+        "SELECT n.nspname, r.rolname, r.rolsuper,"
+        " (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user)"
+        " FROM pg_catalog.pg_extension e"
+        " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace"
+        " JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) e.extowner"
+        " WHERE e.extname OPERATOR(pg_catalog.=) 'pgcrypto'").fetchone()
     assert row is not None  # CREATE EXTENSION IF NOT EXISTS pgcrypto just ran
     schema, owner, owner_is_superuser, installer_is_superuser = row
     if installer_is_superuser and not owner_is_superuser:
@@ -389,7 +391,7 @@ def _trusted_pgcrypto_schema(conn: psycopg.Connection) -> str:
 
 
 def _is_member(conn: psycopg.Connection, role: str) -> bool:
-    row = conn.execute("SELECT pg_catalog.pg_has_role(current_user, %s, 'MEMBER')", (role,)).fetchone()
+    row = tuples(conn).execute("SELECT pg_catalog.pg_has_role(current_user, %s, 'MEMBER')", (role,)).fetchone()
     return bool(row and row[0])
 
 
@@ -399,8 +401,8 @@ def crypto_schema(schema: str) -> str:
 
 
 def _has_pgcrypto(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT FROM pg_catalog.pg_extension"
-                        " WHERE extname OPERATOR(pg_catalog.=) 'pgcrypto'").fetchone() is not None
+    return tuples(conn).execute("SELECT FROM pg_catalog.pg_extension"
+                                " WHERE extname OPERATOR(pg_catalog.=) 'pgcrypto'").fetchone() is not None
 
 
 def _create_pgcrypto(conn: psycopg.Connection, schema: str) -> None:
@@ -408,7 +410,7 @@ def _create_pgcrypto(conn: psycopg.Connection, schema: str) -> None:
     first schema of the search_path (PostgreSQL 15's public is the database owner's), its owner could
     drop it, with the package's secrets functions (tests/test_trust_attacks_51.py)."""
     home = crypto_schema(schema)
-    me = conn.execute("SELECT current_user::pg_catalog.text").fetchone()
+    me = tuples(conn).execute("SELECT current_user::pg_catalog.text").fetchone()
     _create_schema(conn, home, str(me[0]) if me else "")
     conn.execute(sql.SQL("CREATE EXTENSION pgcrypto SCHEMA {}").format(sql.Identifier(home)))
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO PUBLIC").format(sql.Identifier(home)))  # as public's was
@@ -440,7 +442,7 @@ def _grant_temporary(conn: psycopg.Connection, owner: str) -> None:
     """Client-key mode holds a session's master keys in a temporary table of the owner role's
     (hold_master_key), where hardening may have revoked TEMPORARY from PUBLIC. Only a superuser or
     the database's owner may grant it; another installer leaves it to PUBLIC's."""
-    database = conn.execute("SELECT pg_catalog.current_database()").fetchone()
+    database = tuples(conn).execute("SELECT pg_catalog.current_database()").fetchone()
     assert database is not None
     try:
         with conn.transaction():
@@ -462,7 +464,7 @@ def hand_over_statements(conn: psycopg.Connection, schema: str) -> list[str]:
     roles = role_names(schema)
     made = {f"{capture_schema(schema)}.{f.removeprefix('capture.')}" if f.startswith("capture.") else f"{schema}.{f}":
             roles[role] for f, role in FUNCTION_ROLES_MAKE.items()}
-    rows = conn.execute(
+    rows = tuples(conn).execute(
         "SELECT pg_catalog.format('%%I.%%I(%%s)', n.nspname, p.proname, pg_catalog.oidvectortypes(p.proargtypes)),"
         " n.nspname, r.rolname"
         " FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace"
@@ -559,8 +561,9 @@ def _apply_migrations(conn: psycopg.Connection, schema: str) -> None:
 
 def records_installs(conn: psycopg.Connection, schema: str) -> bool:
     """Whether an installed release keeps install records and snapshots (what _to_record merges)."""
-    has = conn.execute("SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL AND pg_catalog.to_regclass(%s) IS NOT NULL",
-                       (f"{schema}._security_snapshot()", f"{schema}._install")).fetchone()
+    has = tuples(conn).execute(
+        "SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL AND pg_catalog.to_regclass(%s) IS NOT NULL",
+        (f"{schema}._security_snapshot()", f"{schema}._install")).fetchone()
     return bool(has and has[0])
 
 
@@ -569,9 +572,9 @@ def _last_recorded(conn: psycopg.Connection, schema: str) -> tuple[Any, Any]:
     as the installed release's snapshot reads them; (None, None) on a first install."""
     if not records_installs(conn, schema):
         return None, None
-    last = conn.execute(sql.SQL("SELECT snapshot FROM {}._install ORDER BY installed_at DESC LIMIT 1").format(
+    last = tuples(conn).execute(sql.SQL("SELECT snapshot FROM {}._install ORDER BY installed_at DESC LIMIT 1").format(
         sql.Identifier(schema))).fetchone()
-    now = conn.execute(sql.SQL("SELECT {}._security_snapshot()").format(sql.Identifier(schema))).fetchone()
+    now = tuples(conn).execute(sql.SQL("SELECT {}._security_snapshot()").format(sql.Identifier(schema))).fetchone()
     return (last[0] if last else None), (now[0] if now else None)
 
 
@@ -618,8 +621,8 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             if not pending:
                 recorded, before = _last_recorded(conn, schema)
             conn.execute("RESET ROLE")
-            superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles"
-                                     " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
+            superuser = tuples(conn).execute("SELECT rolsuper FROM pg_catalog.pg_roles"
+                                             " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
             if server_keys and not (superuser and superuser[0]):
                 raise InstallError("server keys need a superuser install: only a superuser can let the owner "
                                    "role read server files")
@@ -638,11 +641,12 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
                 for _name, text in rendered_sql_files(schema, "superuser", pgcrypto_schema, server_keys):
                     conn.execute(text)
             _grant_temporary(conn, roles["owner"])
-            found = conn.execute(snapshot).fetchone()
+            found = tuples(conn).execute(snapshot).fetchone()
             after = found[0] if found else None
             if recorded is not None and before is not None:  # not a first install
-                merged = conn.execute(sql.SQL("SELECT {}._to_record(%s, %s, %s)").format(sql.Identifier(schema)),
-                                      (Jsonb(recorded), Jsonb(before), Jsonb(after))).fetchone()
+                merged = tuples(conn).execute(
+                    sql.SQL("SELECT {}._to_record(%s, %s, %s)").format(sql.Identifier(schema)),
+                    (Jsonb(recorded), Jsonb(before), Jsonb(after))).fetchone()
                 after = merged[0] if merged else after
             # A row only when something differs from the last install: a re-run leaves no trace.
             conn.execute(sql.SQL("""
@@ -664,8 +668,8 @@ def status(conn: psycopg.Connection, schema: str = "audit") -> InstallStatus:
             return InstallStatus(schema, None, [], migration_ids(),
                                  [f"pgaudit_py is not installed in schema {schema!r}"])
         try:  # a definer function, so that the reader may check the installation
-            row = conn.execute(sql.SQL("SELECT version, migrations, problems, warnings, client_master_keys"
-                                       " FROM {}.install_status()").format(sql.Identifier(schema))).fetchone()
+            row = tuples(conn).execute(sql.SQL("SELECT version, migrations, problems, warnings, client_master_keys"
+                                               " FROM {}.install_status()").format(sql.Identifier(schema))).fetchone()
         except psycopg.errors.UndefinedFunction as missing:
             return InstallStatus(schema, None, [], migration_ids(),
                                  [f"a function of the installation is missing: {missing.diag.message_primary}"])

@@ -15,6 +15,7 @@ from psycopg.pq import TransactionStatus
 from pgaudit_py.calls import Call, function_call, value_call
 from pgaudit_py.errors import RateLimited, translated
 from pgaudit_py.events import record
+from pgaudit_py.session import tuples
 from pgaudit_py.transactions import end_failed_transaction, require_no_transaction
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,7 +44,7 @@ def enable_rate_limit(conn: psycopg.Connection, table: str, *, per_user_per_minu
 
 def disable_rate_limit(conn: psycopg.Connection, table: str, *, audit_schema: str = "audit") -> bool:
     with translated():
-        row = conn.execute(sql.SQL("SELECT {}.disable_rate_limit(target => %s::pg_catalog.regclass)").format(
+        row = tuples(conn).execute(sql.SQL("SELECT {}.disable_rate_limit(target => %s::pg_catalog.regclass)").format(
             sql.Identifier(audit_schema)), (table,)).fetchone()
     return bool(row and row[0])
 

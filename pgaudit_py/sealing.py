@@ -12,6 +12,7 @@ from psycopg import sql
 
 from pgaudit_py.calls import Call, function_call
 from pgaudit_py.errors import InstallError
+from pgaudit_py.session import tuples
 from pgaudit_py.transactions import read_committed, read_committed_transaction, require_no_transaction
 
 WORKER_APPLICATION_NAME = "pgaudit worker"
@@ -86,15 +87,15 @@ def schedule_sealing(conn: psycopg.Connection, *, schedule: str = "* * * * *", m
     pg_cron must be installed in this database (its `cron.database_name`). Scheduling again
     replaces the job of the same name.
     """
-    row = conn.execute("SELECT pg_catalog.to_regprocedure("
-                       "'cron.schedule_in_database(text,text,text,text,text,boolean)')"
-                       " IS NOT NULL").fetchone()
+    row = tuples(conn).execute("SELECT pg_catalog.to_regprocedure("
+                               "'cron.schedule_in_database(text,text,text,text,text,boolean)')"
+                               " IS NOT NULL").fetchone()
     if not row or not row[0]:
         raise InstallError("pg_cron is not installed in this database: sealing cannot be scheduled",
                            hint="CREATE EXTENSION pg_cron (it needs shared_preload_libraries = 'pg_cron' "
                                 "and cron.database_name set to this database), or run `pgaudit worker`")
     command = sql.SQL("CALL {}.seal_backlog({})").format(sql.Identifier(audit_schema), sql.Literal(max_events))
-    job = conn.execute("SELECT cron.schedule_in_database(%s, %s, %s, pg_catalog.current_database())",
-                       (f"pgaudit_py seal {audit_schema}", schedule, command.as_string(conn))).fetchone()
+    job = tuples(conn).execute("SELECT cron.schedule_in_database(%s, %s, %s, pg_catalog.current_database())",
+                               (f"pgaudit_py seal {audit_schema}", schedule, command.as_string(conn))).fetchone()
     assert job is not None
     return int(job[0])

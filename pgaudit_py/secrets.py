@@ -22,6 +22,7 @@ from psycopg import sql
 
 from pgaudit_py.calls import Call, ValueCall, function_call, value_call
 from pgaudit_py.errors import InvalidArgument, MasterKeyUnavailable, translated
+from pgaudit_py.session import tuples
 from pgaudit_py.transactions import end_failed_transaction, require_no_transaction
 
 MASTER_KEY_ENV = "PGAUDIT_MASTER_KEY"
@@ -250,22 +251,22 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
     client-supplied (counted here unless the caller knows: install_status counts them for the
     reader); empty otherwise."""
     if client_master_keys is None:
-        exists = conn.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
-                              (f"{audit_schema}.master_keys",)).fetchone()
+        exists = tuples(conn).execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL",
+                                      (f"{audit_schema}.master_keys",)).fetchone()
         if not exists or not exists[0]:
             return []
         try:
-            row = conn.execute(_call(audit_schema, "SELECT pg_catalog.count(*) FROM {s}.master_keys"
-                                                   " WHERE key_file IS NULL"
-                                                   " AND state OPERATOR(pg_catalog.<>) 'retired'")).fetchone()
+            row = tuples(conn).execute(_call(audit_schema, "SELECT pg_catalog.count(*) FROM {s}.master_keys"
+                                                           " WHERE key_file IS NULL"
+                                                           " AND state OPERATOR(pg_catalog.<>) 'retired'")).fetchone()
         except psycopg.errors.InsufficientPrivilege:
             return []
         client_master_keys = int(row[0]) if row else 0
     if not client_master_keys:
         return []
-    rows = conn.execute("SELECT name, setting, source, boot_val FROM pg_catalog.pg_settings"
-                        " WHERE pg_catalog.lower(name) OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])",
-                        (list(_WATCHED),)).fetchall()
+    rows = tuples(conn).execute("SELECT name, setting, source, boot_val FROM pg_catalog.pg_settings"
+                                " WHERE pg_catalog.lower(name) OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[])",
+                                (list(_WATCHED),)).fetchall()
     session: dict[str, str] = {name.lower(): value for name, value, _, _ in rows}
     # What a session that sets nothing of its own starts with: this one's value where it is the
     # server's (its default or configuration file); where this session's own options (PGOPTIONS,
@@ -286,7 +287,7 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
     # The sessions that send the key need not log as this one does: a role's or the database's own
     # settings (ALTER ROLE ... SET, ALTER DATABASE ... SET; pg_db_role_setting, readable by all)
     # apply to them. Each is laid over the server's settings in turn.
-    stored = conn.execute(
+    stored = tuples(conn).execute(
         "SELECT coalesce(r.rolname, ''), d.datname, s.setconfig FROM pg_catalog.pg_db_role_setting s"
         " LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole"
         " LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.setdatabase"
@@ -311,12 +312,12 @@ def exposure_warnings(conn: psycopg.Connection, client_master_keys: int | None =
 def _file_settings(conn: psycopg.Connection) -> dict[str, str] | None:
     """The configuration files' applied values (postgresql.conf, its includes, ALTER SYSTEM's
     postgresql.auto.conf), the last of each name; None when this role may not read them."""
-    allowed = conn.execute("SELECT pg_catalog.has_function_privilege("
-                           "'pg_catalog.pg_show_all_file_settings()', 'EXECUTE')").fetchone()
+    allowed = tuples(conn).execute("SELECT pg_catalog.has_function_privilege("
+                                   "'pg_catalog.pg_show_all_file_settings()', 'EXECUTE')").fetchone()
     if not allowed or not allowed[0]:
         return None
-    rows = conn.execute("SELECT name, setting FROM pg_catalog.pg_show_all_file_settings()"
-                        " WHERE applied AND error IS NULL ORDER BY seqno").fetchall()
+    rows = tuples(conn).execute("SELECT name, setting FROM pg_catalog.pg_show_all_file_settings()"
+                                " WHERE applied AND error IS NULL ORDER BY seqno").fetchall()
     return {name.lower(): value for name, value in rows}
 
 

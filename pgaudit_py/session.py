@@ -8,7 +8,10 @@ set them for themselves."""
 
 from __future__ import annotations
 
+from typing import Any, overload
+
 import psycopg
+from psycopg.rows import TupleRow, tuple_row
 
 from pgaudit_py.errors import UnsupportedSession
 
@@ -35,6 +38,16 @@ def require_readable(conn: psycopg.Connection | psycopg.AsyncConnection) -> None
             " this one has "
             + ", ".join(f"{name} {have[name]!r}" for name in wrong)
             + " (set them for the connection, e.g. options='-c DateStyle=ISO -c client_encoding=UTF8')")
+
+
+@overload
+def tuples(conn: psycopg.Connection[Any]) -> psycopg.Cursor[TupleRow]: ...
+@overload
+def tuples(conn: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[TupleRow]: ...
+def tuples(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> Any:
+    """A cursor that reads rows as tuples: a caller's connection may have any row_factory (dict_row,
+    as many applications set), and the package reads its rows by position."""
+    return conn.cursor(row_factory=tuple_row)
 
 
 def pin(conn: psycopg.Connection) -> None:

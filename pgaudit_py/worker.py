@@ -13,6 +13,7 @@ import psycopg
 from pgaudit_py.errors import CannotConnect, PgAuditError
 from pgaudit_py.rate_limits import purge_rate_counters
 from pgaudit_py.sealing import SealResult, seal_continuously
+from pgaudit_py.session import tuples
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 # The duties between rounds wait no longer than this for a lock: one held for good (a transaction
@@ -22,7 +23,7 @@ DUTY_LOCK_TIMEOUT = "10s"
 
 @contextmanager
 def _waiting_at_most(conn: psycopg.Connection, timeout: str) -> Iterator[None]:
-    before = conn.execute("SELECT pg_catalog.current_setting('lock_timeout')").fetchone()
+    before = tuples(conn).execute("SELECT pg_catalog.current_setting('lock_timeout')").fetchone()
     conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", (timeout,))
     try:
         yield

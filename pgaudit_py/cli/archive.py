@@ -28,6 +28,7 @@ from pgaudit_py.cli.common import (
 )
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.output import counted, emit_json, print_table
+from pgaudit_py.session import tuples
 
 target_option = click.option("--target", envvar=ARCHIVE_URL_ENV, show_envvar=True,
                              help="file:///dir or s3://bucket/prefix.")
@@ -220,15 +221,16 @@ def settings_command(settings: Settings, hot_retention: str | None, max_batch_ev
     def run() -> None:
         s = sql.Identifier(settings.schema)
         with settings.connect() as conn:
-            current = conn.execute(sql.SQL("SELECT hot_retention::pg_catalog.text, max_batch_events, run_hour_utc,"
-                                           " last_run_on FROM {}.archive_settings").format(s)).fetchone()
+            current = tuples(conn).execute(
+                sql.SQL("SELECT hot_retention::pg_catalog.text, max_batch_events, run_hour_utc,"
+                        " last_run_on FROM {}.archive_settings").format(s)).fetchone()
             assert current is not None
             if retention or max_batch_events or run_hour is not None or never:
                 hour = None if never else run_hour if run_hour is not None else current[2]
-                current = conn.execute(sql.SQL("SELECT hot_retention::pg_catalog.text, max_batch_events, run_hour_utc,"
-                                               " last_run_on FROM {}.set_archive_settings(%s::interval, %s, %s)"
-                                               ).format(s),
-                                       (retention or current[0], max_batch_events or current[1], hour)).fetchone()
+                current = tuples(conn).execute(
+                    sql.SQL("SELECT hot_retention::pg_catalog.text, max_batch_events, run_hour_utc,"
+                            " last_run_on FROM {}.set_archive_settings(%s::interval, %s, %s)").format(s),
+                    (retention or current[0], max_batch_events or current[1], hour)).fetchone()
                 assert current is not None
         say(f"hot retention {current[0]}, {current[1]} events per batch, worker archives "
                    + (f"at {current[2]:02d}:00 UTC (last on {current[3] or 'no day yet'})" if current[2] is not None

@@ -32,6 +32,7 @@ from pgaudit_py.cli.common import (
 )
 from pgaudit_py.errors import KeyFileError
 from pgaudit_py.output import counted, emit_json
+from pgaudit_py.session import tuples
 
 
 @click.command("keygen")
@@ -86,7 +87,7 @@ def verify_command(settings: Settings, checkpoint_file: Path | None, signing_key
         signed_by = check_signatures(document, keys) if document else []
         hashes: dict[int, bytes] = {}
         with settings.connect() as conn:
-            total = conn.execute(sql.SQL("SELECT pg_catalog.count(*) FROM {}.blocks").format(
+            total = tuples(conn).execute(sql.SQL("SELECT pg_catalog.count(*) FROM {}.blocks").format(
                 sql.Identifier(settings.schema))).fetchone()
             with click.progressbar(length=int(total[0]) if total else 0, label="verifying blocks",
                                    file=sys.stderr) as bar:

@@ -30,6 +30,7 @@ from pgaudit_py.events import Event, count_events, list_events, monthly_event_co
 from pgaudit_py.follow import follow
 from pgaudit_py.output import AsJson, Rendered, dumps, emit_json, pair, part, print_table, printable
 from pgaudit_py.sealing import seal_status
+from pgaudit_py.session import tuples
 
 
 @click.command("record")
@@ -59,8 +60,8 @@ def record_command(settings: Settings, /, kind: str, payload: str, as_json: bool
             event = record(conn, kind, payload=body, audit_schema=settings.schema, **fields)
             assert event is not None
             # An idempotent retry returns the event an earlier transaction wrote.
-            written_now = conn.execute("SELECT pg_catalog.pg_current_xact_id()::pg_catalog.text"
-                                       " OPERATOR(pg_catalog.=) %s", (event.txid,)).fetchone()
+            written_now = tuples(conn).execute("SELECT pg_catalog.pg_current_xact_id()::pg_catalog.text"
+                                               " OPERATOR(pg_catalog.=) %s", (event.txid,)).fetchone()
         if as_json:
             emit_json(event)
         elif written_now and written_now[0]:

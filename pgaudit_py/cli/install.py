@@ -28,6 +28,7 @@ from pgaudit_py.sealing import (
     schedule_sealing,
     seal_status,
 )
+from pgaudit_py.session import tuples
 
 
 def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal: bool, server_keys: bool,
@@ -119,11 +120,11 @@ def status_command(settings: Settings, lag_warning: float, as_json: bool) -> Non
             sealing = seal_status(conn, audit_schema=settings.schema) if installed.installed_version else None
             # A session any role may name so: only one whose role may seal is a worker.
             seal_function = sql.SQL("{}.seal(pg_catalog.int4)").format(sql.Identifier(settings.schema)).as_string(conn)
-            workers = conn.execute("SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity"
-                                   " WHERE application_name OPERATOR(pg_catalog.=) %s"
-                                   " AND datname OPERATOR(pg_catalog.=) pg_catalog.current_database()"
-                                   " AND pg_catalog.has_function_privilege(usesysid, %s, 'EXECUTE')",
-                                   (WORKER_APPLICATION_NAME, seal_function)).fetchone() if sealing else None
+            workers = tuples(conn).execute("SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity"
+                                           " WHERE application_name OPERATOR(pg_catalog.=) %s"
+                                           " AND datname OPERATOR(pg_catalog.=) pg_catalog.current_database()"
+                                           " AND pg_catalog.has_function_privilege(usesysid, %s, 'EXECUTE')",
+                                           (WORKER_APPLICATION_NAME, seal_function)).fetchone() if sealing else None
         warnings = list(installed.problems) + list(installed.warnings)
         if sealing and sealing.pending and sealing.lag.total_seconds() > lag_warning:
             warnings.append(f"sealing is behind: the oldest pending event waited {sealing.lag.total_seconds():.0f} s"

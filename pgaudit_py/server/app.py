@@ -44,7 +44,7 @@ from pgaudit_py.server.openapi import openapi_document
 from pgaudit_py.server.page import ASSETS, page_routes
 from pgaudit_py.server.stream import Notifier, high_water, sealed_events
 from pgaudit_py.server.verification import ChainVerifier
-from pgaudit_py.session import pin_async
+from pgaudit_py.session import pin_async, tuples
 from pgaudit_py.tokens import Bearer
 from pgaudit_py.tracking import tracked_tables_call
 
@@ -208,7 +208,7 @@ class Api:
         params.check_names(request.query_params, ())
         _whole_installation(bearer)
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql.SQL(
+            cur = await tuples(conn).execute(sql.SQL(
                 "SELECT batch_id, state, first_block, last_block, first_seq, last_seq, event_count, target,"
                 " data_bytes, gz_bytes, pg_catalog.encode(manifest_sha256, 'hex'), planned_at, archived_at,"
                 " archived_by, deleted_at FROM {}.archive_batches ORDER BY first_block"

@@ -17,7 +17,7 @@ from pgaudit_py.checkpoint import Keys, read_checkpoint, signature_problems
 from pgaudit_py.dsn import connect as connect_safely
 from pgaudit_py.errors import InvalidInput, KeyFileError
 from pgaudit_py.server.errors import ApiError
-from pgaudit_py.session import pin
+from pgaudit_py.session import pin, tuples
 from pgaudit_py.tokens import Bearer
 
 
@@ -85,7 +85,7 @@ async def last_checkpoint(pool: AsyncConnectionPool[Any], audit_schema: str, dir
                       " WHERE block_no OPERATOR(pg_catalog.=) %s").format(
         sql.Identifier(audit_schema))
     async with pool.connection() as conn:
-        row = await (await conn.execute(query, (body["block_no"],))).fetchone()
+        row = await (await tuples(conn).execute(query, (body["block_no"],))).fetchone()
     if row is None:
         problems.append(f"block {body['block_no']} is not in the chain")
     elif row[0] != body.get("block_hash"):

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
 from pgaudit_py.server.errors import ApiError
+from pgaudit_py.session import tuples
 from pgaudit_py.tokens import Bearer, token_sha256
 
 FAILURES_ALLOWED = 10  # unknown tokens per client address and window
@@ -120,7 +121,7 @@ class Authenticator:
     async def lookup(self, digest: bytes) -> Bearer | None:
         """The live token with this SHA-256, or None."""
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(self.query, (digest,))).fetchone()
+            row = await (await tuples(conn).execute(self.query, (digest,))).fetchone()
         return Bearer(*row) if row else None
 
     async def bearer(self, request: Request, role: str = "reader") -> Bearer:

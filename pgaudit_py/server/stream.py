@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgaudit_py.dsn import WithheldAsyncConnection
 from pgaudit_py.server.encoding import event_json, list_events_call, one_line
+from pgaudit_py.session import tuples
 
 log = logging.getLogger("pgaudit_py.server")
 
@@ -29,7 +30,7 @@ RECHECK_BEFORE_SENDING = 0.5  # seconds: how old that answer may be when there a
 async def high_water(pool: AsyncConnectionPool[Any], audit_schema: str) -> int:
     """The last seq sealed and committed."""
     async with pool.connection() as conn:
-        row = await (await conn.execute(sql.SQL("SELECT last_seq FROM {}.seal_state").format(
+        row = await (await tuples(conn).execute(sql.SQL("SELECT last_seq FROM {}.seal_state").format(
             sql.Identifier(audit_schema)))).fetchone()
     assert row is not None
     return int(row[0])

@@ -14,6 +14,7 @@ from typing import Any
 from psycopg import sql
 
 from pgaudit_py.dsn import WithheldAsyncConnection
+from pgaudit_py.session import tuples
 
 MIN_INTERVAL = 10.0
 REUSE = 60.0
@@ -31,7 +32,7 @@ class ChainVerifier:
     async def verdict(self) -> dict[str, Any]:
         async with self._lock, await WithheldAsyncConnection.connect(
                 self.dsn, autocommit=True, application_name="pgaudit serve (verify)") as conn:
-            state = await (await conn.execute(sql.SQL(
+            state = await (await tuples(conn).execute(sql.SQL(
                 "SELECT s.last_seq, (SELECT pg_catalog.max(block_no) FROM {s}.prune_points),"
                 " (SELECT pg_catalog.max(last_seq) FROM {s}.archive_batches WHERE deleted_at IS NOT NULL),"
                 " (SELECT pending FROM {s}.seal_status()) FROM {s}.seal_state s").format(s=self.schema))).fetchone()
@@ -41,7 +42,7 @@ class ChainVerifier:
                 age = time.monotonic() - at
                 if age < MIN_INTERVAL or (seen == tuple(state[:3]) and age < REUSE):
                     return {**verdict, "pending": state[3], "reused": True}
-            row = await (await conn.execute(sql.SQL(
+            row = await (await tuples(conn).execute(sql.SQL(
                 "SELECT ok, problem, bad_block, blocks_checked, events_checked, pending, retained_from_seq,"
                 " archived_through_seq FROM {}.verify()").format(self.schema))).fetchone()
             assert row is not None
