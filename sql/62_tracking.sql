@@ -548,6 +548,7 @@ BEGIN
             END IF;
             EXECUTE format('GRANT SELECT ON %s TO @schema@_sandbox', part::regclass);
         END LOOP;
+        PERFORM @schema@._prove_owner(c) FROM @schema@._capture_tables(target) c;  -- _take_baseline asks again
         PERFORM @schema@_capture._take_baseline(target);
         FOR part IN SELECT * FROM @schema@._capture_tables(target) LOOP
             EXECUTE format('REVOKE SELECT ON %s FROM @schema@_sandbox', part::regclass);

@@ -244,6 +244,20 @@ COMMENT ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) IS
     'Records that a tracked table''s rows were imaged (baseline_at, audit.tracking_baseline); the capture role''s.';
 REVOKE ALL ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) FROM PUBLIC;
 
+-- Called by the capture role's _take_baseline first: the caller proved, with its own rights, that it
+-- owns the table and each partition (enable_tracking proves it again for the baseline), as every
+-- other change of a table's tracking asks; a maintainer with only writes on a table takes none.
+CREATE OR REPLACE FUNCTION @schema@._claim_baseline(target oid)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @schema@._check_owner(c) FROM @schema@._capture_tables(target) c $$;
+COMMENT ON FUNCTION @schema@._claim_baseline(oid) IS
+    'Consumes the caller''s proofs of owning a tracked table and its partitions before a baseline (raises 42501 '
+    'without them); the capture role''s.';
+REVOKE ALL ON FUNCTION @schema@._claim_baseline(oid) FROM PUBLIC;
+
 SET ROLE @schema@_capture;
 CREATE OR REPLACE FUNCTION @schema@_capture._take_baseline(target oid)
 RETURNS bigint
@@ -283,6 +297,7 @@ BEGIN
         RAISE EXCEPTION 'a baseline is taken at READ COMMITTED, not %', pg_catalog.current_setting('transaction_isolation')
             USING ERRCODE = 'PA005';
     END IF;
+    PERFORM @schema@._claim_baseline(target);
     -- The moment of the baseline is after the locks were granted: a write committed while they
     -- were awaited came before it.
     v_at := pg_catalog.clock_timestamp();

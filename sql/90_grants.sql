@@ -40,6 +40,7 @@ REVOKE TRUNCATE ON @schema@.archive_batches, @schema@.restored_events FROM @sche
 GRANT SELECT ON @schema@.tracked_tables TO @schema@_capture;
 GRANT INSERT ON @schema@.event_intake TO @schema@_capture;
 GRANT EXECUTE ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) TO @schema@_capture;
+GRANT EXECUTE ON FUNCTION @schema@._claim_baseline(oid) TO @schema@_capture;
 -- The log's partitions: made by the sealer's rounds, dropped by the pruner's (sql/12_log_partitions.sql).
 GRANT EXECUTE ON FUNCTION @schema@._add_log_partitions(bigint, bigint) TO @schema@_sealer;
 GRANT EXECUTE ON FUNCTION @schema@._sealing_path_problem(bigint) TO @schema@_sealer;

@@ -138,6 +138,21 @@ def test_no_maintainer_writes_a_baseline_of_its_own_making(db, connect, attacker
             maintainer.execute(forged)
     assert db.execute("SELECT baseline_at FROM audit.tracked_tables").fetchone() == (None,)
     assert baseline_events(db, "public.acct") == []
+    # Under the lock, by a maintainer that may write the table but does not own it: refused, whatever
+    # actor it names (trial 98, f5); by its owner, outside enable_tracking, too: no proof was made.
+    db.execute("CREATE ROLE other_maintainer LOGIN IN ROLE audit_maintainer")
+    try:
+        attacker.execute("GRANT SELECT, UPDATE ON public.acct TO PUBLIC")
+        for who in (connect("other_maintainer"), maintainer):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner of table public.acct"):
+                who.execute("BEGIN; SELECT set_config('pgaudit_py.actor_id', 'the-owner-team', true);"
+                            " LOCK public.acct IN SHARE MODE;"
+                            " SELECT audit_capture._take_baseline('public.acct'::regclass)")
+            who.execute("ROLLBACK")
+    finally:
+        db.execute("DROP ROLE other_maintainer")
+    assert db.execute("SELECT baseline_at FROM audit.tracked_tables").fetchone() == (None,)
+    assert baseline_events(db, "public.acct") == []
     # A table it does not track: refused.
     attacker.execute("CREATE TABLE public.other (id int PRIMARY KEY)")
     with pytest.raises(InvalidTarget, match="is not tracked"), translated():

@@ -172,7 +172,8 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
     assert {r[1] for r in rows if r[0] == "audit_sealer" and r[2]} == {"_add_log_partitions", "_sealing_path_problem"}
     assert {r[1] for r in rows if r[0] == "audit_pruner" and r[2]} == {"_drop_log_partitions"}
     assert {r[1] for r in rows if r[0] == "audit_capture" and r[2]} == {
-        "_row_images", "_row_json", "_baseline_images", "_baseline_taken", "_capture_truncate", "_take_baseline"}  # last two its own
+        "_row_images", "_row_json", "_baseline_images", "_baseline_taken", "_claim_baseline", "_capture_truncate",
+        "_take_baseline"}  # the last two its own
     with pytest.raises(psycopg.errors.FeatureNotSupported):  # trigger functions can only be called as triggers
         connect("app_maintainer").execute("SELECT audit._rate_limit_trigger()")
 
