@@ -143,14 +143,23 @@ def test_install_status_with_an_option_of_a_run_is_refused(dsn, db, other):
     (["events", "--since", "99999999999d"], "is longer than 100 years"),
     (["count", "--until", "99999999999w"], "is longer than 100 years"),
     (["tokens", "create", "--name", "t", "--expires", "99999999999d"], "is longer than 100 years"),
+    # zero is an age none of these can mean, and an empty value is no duration (it read as none given)
+    (["archive", "settings", "--hot-retention", "0d"], "Invalid value for '--hot-retention': it must be longer than 0"),
+    (["archive", "settings", "--hot-retention", ""], "'' is not a duration like 90d"),
+    (["archive", "run", "--older-than", "00w"], "Invalid value for '--older-than': it must be longer than 0"),
+    (["tokens", "create", "--name", "t", "--expires", "0s"], "Invalid value for '--expires': it must be longer than 0"),
+    (["tokens", "create", "--name", "t", "--expires", ""], "'' is not a duration like 90d"),
 ])
-def test_a_duration_out_of_reach_exits_2_with_one_line(dsn, counts, args, says):
+def test_a_duration_out_of_reach_exits_2_with_one_line(db, dsn, counts, args, says):
     """A duration longer than any date reaches (it overflowed, with a traceback), and a prune of
     everything sealed up to now, are refused before anything runs."""
+    kept = db.execute("SELECT * FROM audit.archive_settings").fetchall()
     result = run(*args, "--dsn", dsn)
     assert result.exit_code == 2, result.stderr
     assert says in one_line_error(result)
     assert counts() == (0, 0)
+    assert db.execute("SELECT * FROM audit.archive_settings").fetchall() == kept
+    assert db.execute("SELECT count(*) FROM audit.api_tokens").fetchone() == (0,)
 
 
 def test_connection_failure_is_one_line_with_every_line_of_libpq(tmp_path):

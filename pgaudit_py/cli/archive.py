@@ -22,7 +22,7 @@ from pgaudit_py.cli.common import (
     fail,
     json_option,
     key_options,
-    parse_duration,
+    parse_age,
     run_guarded,
     say,
 )
@@ -53,7 +53,7 @@ def run_command(settings: Settings, target: str | None, older_than: str | None, 
                 sse: str | None, signing_key: Path | None, public_key: Path | None,
                 hmac_key_file: Path | None) -> None:
     """Archive due batches; a re-run after a crash completes an interrupted batch."""
-    age = parse_duration(older_than) if older_than else None
+    age = parse_age(older_than, "--older-than") if older_than is not None else None
 
     def run() -> None:
         keys = load_keys(signing_key=signing_key, hmac_key=hmac_key_file)
@@ -216,7 +216,7 @@ def restore_command(settings: Settings, target: str | None, batch_id: str) -> No
 def settings_command(settings: Settings, hot_retention: str | None, max_batch_events: int | None,
                      run_hour: int | None, never: bool) -> None:
     """Show or change the archival defaults kept in the database."""
-    retention = parse_duration(hot_retention) if hot_retention else None
+    retention = parse_age(hot_retention, "--hot-retention") if hot_retention is not None else None
 
     def run() -> None:
         s = sql.Identifier(settings.schema)
@@ -225,12 +225,13 @@ def settings_command(settings: Settings, hot_retention: str | None, max_batch_ev
                 sql.SQL("SELECT hot_retention::pg_catalog.text, max_batch_events, run_hour_utc,"
                         " last_run_on FROM {}.archive_settings").format(s)).fetchone()
             assert current is not None
-            if retention or max_batch_events or run_hour is not None or never:
+            if retention is not None or max_batch_events is not None or run_hour is not None or never:
                 hour = None if never else run_hour if run_hour is not None else current[2]
                 current = tuples(conn).execute(
                     sql.SQL("SELECT hot_retention::pg_catalog.text, max_batch_events, run_hour_utc,"
                             " last_run_on FROM {}.set_archive_settings(%s::interval, %s, %s)").format(s),
-                    (retention or current[0], max_batch_events or current[1], hour)).fetchone()
+                    (retention if retention is not None else current[0],
+                     max_batch_events if max_batch_events is not None else current[1], hour)).fetchone()
                 assert current is not None
         say(f"hot retention {current[0]}, {current[1]} events per batch, worker archives "
                    + (f"at {current[2]:02d}:00 UTC (last on {current[3] or 'no day yet'})" if current[2] is not None

@@ -221,6 +221,14 @@ def parse_duration(value: str) -> timedelta:
     return timedelta(**{UNITS[match.group(2)]: amount})
 
 
+def parse_age(value: str, option: str) -> timedelta:
+    """A duration that must be longer than zero (a cutoff, a retention, an expiry)."""
+    age = parse_duration(value)
+    if not age:
+        raise click.BadParameter("it must be longer than 0", param_hint=f"'{option}'")
+    return age
+
+
 def parse_time(value: str | None) -> datetime | None:
     """An ISO 8601 time (UTC if it names no zone), or a duration before now (1h, 7d, ...)."""
     if value is None:

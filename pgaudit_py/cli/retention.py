@@ -12,7 +12,7 @@ from pgaudit_py.cli.common import (
     connection_options,
     fail,
     json_option,
-    parse_duration,
+    parse_age,
     run_guarded,
     say,
 )
@@ -28,9 +28,7 @@ from pgaudit_py.retention import preview_prune, prune_all
 @connection_options
 def prune_command(settings: Settings, older_than: str, batch_size: int, yes: bool, as_json: bool) -> None:
     """Delete sealed events older than a cutoff, batch by batch (maintainer role)."""
-    age = parse_duration(older_than)
-    if not age:
-        raise click.BadParameter("it must be longer than 0", param_hint="'--older-than'")
+    age = parse_age(older_than, "--older-than")
 
     def run() -> None:
         with settings.connect("pgaudit prune") as conn:

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import click
 
-from pgaudit_py.cli.common import Settings, connection_options, json_option, parse_duration, run_guarded, say
+from pgaudit_py.cli.common import Settings, connection_options, json_option, parse_age, run_guarded, say
 from pgaudit_py.output import emit_json, print_table
 from pgaudit_py.tokens import ROLES, create_token, list_tokens, revoke_token
 
@@ -27,7 +27,7 @@ def tokens_group() -> None:
 def create_command(settings: Settings, name: str, role: str, tenant_id: str | None, expires: str | None,
                    as_json: bool) -> None:
     """Create a token and print it, once: it cannot be shown again."""
-    expires_at = datetime.now(timezone.utc) + parse_duration(expires) if expires else None
+    expires_at = datetime.now(timezone.utc) + parse_age(expires, "--expires") if expires is not None else None
 
     def run() -> None:
         with settings.connect() as conn:
