@@ -12,8 +12,10 @@ AS $$
     SELECT i IS NOT NULL AND i > interval '0'
        AND extract(year FROM i) * 12 + extract(month FROM i) >= 0 AND extract(day FROM i) >= 0
        AND extract(hour FROM i) >= 0 AND extract(minute FROM i) >= 0 AND extract(second FROM i) >= 0
+       AND i <= interval '36600 days'  -- 100 years, as the CLI's: now() less a longer one may be no time at all
 $$;
-COMMENT ON FUNCTION @schema@._is_age(interval) IS 'Whether an interval is an age: positive, no part of it negative.';
+COMMENT ON FUNCTION @schema@._is_age(interval) IS
+    'Whether an interval is an age: positive, no part of it negative, at most 36600 days (100 years).';
 
 CREATE OR REPLACE FUNCTION @schema@._check_prune_args(older_than interval, batch_size integer)
 RETURNS void
@@ -24,7 +26,7 @@ AS $$
 BEGIN
     IF NOT @schema@._is_age(older_than) THEN
         RAISE EXCEPTION 'older_than must be a positive interval, got %', coalesce(older_than::text, 'NULL')
-            USING ERRCODE = 'PA005', HINT = 'No part of it may be negative.';
+            USING ERRCODE = 'PA005', HINT = 'No part of it may be negative, and it is at most 36600 days (100 years).';
     END IF;
     IF batch_size IS NULL OR batch_size < 1 OR batch_size > 100000 THEN
         RAISE EXCEPTION 'batch_size must be between 1 and 100000, got %', coalesce(batch_size::text, 'NULL')

@@ -15,7 +15,7 @@ BEGIN
     PERFORM @schema@._refuse_two_phase();  -- its locks would outlive a prepared transaction
     IF NOT @schema@._is_age(hot_retention) THEN
         RAISE EXCEPTION 'hot_retention must be a positive interval'
-            USING ERRCODE = 'PA005', HINT = 'No part of it may be negative.';
+            USING ERRCODE = 'PA005', HINT = 'No part of it may be negative, and it is at most 36600 days (100 years).';
     ELSIF max_batch_events IS NULL OR max_batch_events NOT BETWEEN 1 AND 1000000 THEN
         RAISE EXCEPTION 'max_batch_events must be between 1 and 1000000' USING ERRCODE = 'PA005';
     ELSIF run_hour_utc NOT BETWEEN 0 AND 23 THEN
@@ -60,7 +60,12 @@ BEGIN
     END IF;
     IF older_than IS NOT NULL AND NOT @schema@._is_age(older_than) THEN
         RAISE EXCEPTION 'older_than must be a positive interval'
-            USING ERRCODE = 'PA005', HINT = 'No part of it may be negative.';
+            USING ERRCODE = 'PA005', HINT = 'No part of it may be negative, and it is at most 36600 days (100 years).';
+    ELSIF older_than IS NULL AND NOT @schema@._is_age(settings.hot_retention) THEN
+        -- Stored before set_archive_settings asked for an age (or by hand): checked where it is used.
+        RAISE EXCEPTION 'the hot_retention stored in archive_settings is not an age: nothing is planned'
+            USING ERRCODE = 'PA005', HINT = 'Set it again with set_archive_settings (pgaudit archive settings '
+                                            '--hot-retention).';
     END IF;
     SELECT min(b.block_no), max(b.block_no), min(b.first_seq), max(b.last_seq)
       INTO first_no, last_no, first_seq, last_seq

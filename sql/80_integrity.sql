@@ -617,6 +617,11 @@ BEGIN
     SELECT format('partition %s of @schema@.event_log is unlogged: a crash empties it', p.part)
       FROM @schema@._log_partitions() p JOIN pg_class c ON c.oid = p.part
      WHERE c.relpersistence <> 'p';
+    -- Stored by an earlier release's setter, which took any positive interval, or by hand.
+    RETURN QUERY
+    SELECT 'archive_settings.hot_retention is not an age (positive, no part negative, at most 100 years): the '
+           'archive plans no batch by it until it is set again (pgaudit archive settings --hot-retention)'
+      FROM ONLY @schema@.archive_settings s WHERE NOT @schema@._is_age(s.hot_retention);
     -- A writer whose intake_id falls in a partition that is not attached fails.
     RETURN QUERY
     SELECT format('partition event_intake_%s of @schema@.event_intake is not attached: writes that fall in it fail', n)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from pgaudit_py import InvalidArgument, audit_context, preview_prune, prune_events, record, seal
+from pgaudit_py import InvalidArgument, audit_context, preview_prune, prune_events, record, seal, status
 from pgaudit_py.chain import verify_chain
 from pgaudit_py.retention import prune_all
 
@@ -75,6 +75,10 @@ def test_nothing_to_prune_records_nothing(db, connect, counts):
     ("-1 mon 30 days 1 hour", 10, "older_than must be a positive interval"),
     ("1 day -1 hour", 10, "older_than must be a positive interval"),
     ("1 mon -1 day", 10, "older_than must be a positive interval"),
+    # No time can be taken from now(): it overflowed (22008) instead of being refused.
+    ("300000 years", 10, "older_than must be a positive interval"),
+    ("36601 days", 10, "older_than must be a positive interval"),
+    (timedelta(days=36601), 10, "older_than must be a positive interval"),
     (timedelta(days=1), 0, "batch_size must be between 1 and 100000, got 0"),
     (timedelta(days=1), 100001, "batch_size must be between 1 and 100000, got 100001"),
 ])
@@ -113,7 +117,8 @@ def test_a_block_with_old_and_new_events_stays_whole_and_the_chain_verifies(db, 
     assert (python_check.ok, python_check.problem, python_check.events_checked) == (True, None, 3)
 
 
-@pytest.mark.parametrize("age", ["-1 mon 30 days 1 hour", "1 day -1 second", "0 days"])
+@pytest.mark.parametrize("age", ["-1 mon 30 days 1 hour", "1 day -1 second", "0 days", "300000 years",
+                                 "2147483647 mons", "36601 days"])
 def test_the_archives_ages_are_ages_too(db, age):
     """hot_retention and next_archive_batch's older_than are refused as prune's older_than is."""
     with pytest.raises(psycopg.Error, match="hot_retention must be a positive interval") as refused:
@@ -122,3 +127,20 @@ def test_the_archives_ages_are_ages_too(db, age):
     with pytest.raises(psycopg.Error, match="older_than must be a positive interval") as refused:
         db.execute("SELECT audit.next_archive_batch(%s::interval)", (age,))
     assert refused.value.sqlstate == "PA005"
+
+
+def test_a_stored_hot_retention_that_is_no_age_plans_nothing_and_status_names_it(db, connect):
+    """An earlier release's setter stored any interval greater than zero (trial 97, a5): the archive
+    checks the stored value where it uses it, rather than planning a batch of events just sealed."""
+    record(connect("app_writer"), "order.paid")
+    seal(db)
+    db.execute("UPDATE audit.archive_settings SET hot_retention = '-1 mon 30 days 1 hour'")
+    with pytest.raises(psycopg.Error, match="the hot_retention stored in archive_settings is not an age") as refused:
+        connect("app_maintainer").execute("SELECT audit.next_archive_batch()")
+    assert refused.value.sqlstate == "PA005"
+    assert db.execute("SELECT count(*) FROM audit.archive_batches").fetchone() == (0,)
+    assert [p for p in status(db).problems if "hot_retention" in p] == [
+        "archive_settings.hot_retention is not an age (positive, no part negative, at most 100 years): the archive"
+        " plans no batch by it until it is set again (pgaudit archive settings --hot-retention)"]
+    connect("app_maintainer").execute("SELECT audit.set_archive_settings('90 days', 1000, NULL)")
+    assert status(db).problems == []
