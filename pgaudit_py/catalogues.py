@@ -41,25 +41,18 @@ def load_catalogue(conn: psycopg.Connection, name: str, *, replace: bool = False
     """Register every kind of the catalogue, in one transaction: all of them or, when one collides
     with a kind registered otherwise (and replace is not asked for), none."""
     kinds = read_catalogue(name)["kinds"]
-    # A kind already registered keeps its strictness: loading never loosens a kind someone made
-    # strict, nor tightens one. One made strict with another schema than the catalogue's is not
-    # replaced, even when asked: whether the catalogue's schema is looser cannot be told.
+    # A kind already registered keeps its strictness, and one made strict with another schema than
+    # the catalogue's is refused: register_event_type decides both, under its lock (sql/20_events.sql).
     # (IS NOT DISTINCT FROM would look `=` up in the caller's search_path; `name` is never NULL.)
-    query = sql.SQL("SELECT schema OPERATOR(pg_catalog.=) %s, strict,"
-                    " coalesce(catalogue OPERATOR(pg_catalog.=) %s::pg_catalog.text, false)"
+    query = sql.SQL("SELECT schema OPERATOR(pg_catalog.=) %s"
+                    " AND catalogue OPERATOR(pg_catalog.=) %s::pg_catalog.text"
                     " FROM {}.event_types WHERE kind OPERATOR(pg_catalog.=) %s").format(sql.Identifier(audit_schema))
     loaded = []
     with conn.transaction():
         for kind, entry in kinds.items():
             had = tuples(conn).execute(query, (Jsonb(entry["schema"]), name, kind)).fetchone()
-            if had and had[1] and not had[0]:
-                raise InvalidArgument(f"kind {kind} was made strict with another schema than catalogue {name}'s:"
-                                      " loading it would loosen what the log refuses, so nothing was loaded",
-                                      hint="Register the kind again by hand with the schema wanted, strict or not,"
-                                           " then load the catalogue.")
-            strict = bool(had and had[1])
-            registered: EventType = register_event_type(conn, kind, entry["schema"], strict=strict, replace=replace,
+            registered: EventType = register_event_type(conn, kind, entry["schema"], strict=None, replace=replace,
                                                         catalogue=name, audit_schema=audit_schema)
             assert registered.catalogue == name
-            loaded.append(Loaded(kind, not (had and had[0] and had[2])))
+            loaded.append(Loaded(kind, not (had and had[0])))
     return loaded

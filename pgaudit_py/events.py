@@ -206,10 +206,11 @@ def monthly_event_counts(conn: psycopg.Connection, *, tenant_id: str | None = No
 
 
 def register_event_type(conn: psycopg.Connection, kind: str, json_schema: dict[str, Any], *,
-                        strict: bool = False, replace: bool = False, catalogue: str | None = None,
+                        strict: bool | None = False, replace: bool = False, catalogue: str | None = None,
                         audit_schema: str = "audit") -> EventType:
     """Register the payload schema of a kind. A kind a catalogue registered is replaced only with
-    replace=True (and, loading a catalogue, a kind registered by hand with another schema)."""
+    replace=True (and, loading a catalogue, a kind registered by hand with another schema).
+    strict=None keeps the kind's strictness (a new kind is not strict)."""
     return function_call(audit_schema, "register_event_type", EventType,
                          {"kind": "text", "schema": "jsonb", "strict": "bool", "replace": "bool",
                           "catalogue": "text"},

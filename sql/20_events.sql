@@ -263,6 +263,7 @@ DECLARE
     had_schema jsonb;
     had_strict boolean;
     had_catalogue text;
+    v_strict boolean;
     result @schema@.event_types;
 BEGIN
     PERFORM @schema@._check_kind(register_event_type.kind);
@@ -290,8 +291,23 @@ BEGIN
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pgaudit_py.event_type:' || register_event_type.kind, 0));
     SELECT t.schema, t.strict, t.catalogue INTO had_schema, had_strict, had_catalogue
       FROM @schema@.event_types t WHERE t.kind = register_event_type.kind;
+    -- strict NULL keeps the registration's (a new kind is not strict): a catalogue's load passes it,
+    -- and never loosens a kind someone made strict, nor tightens one. Read here, under the lock: read
+    -- before, a strict registration that committed meanwhile was lost (trial 97, e2).
+    v_strict := coalesce(register_event_type.strict, had_strict, false);
+    IF FOUND AND register_event_type.catalogue IS NOT NULL THEN
+        -- One made strict with another schema than the catalogue's is not replaced, even when asked:
+        -- whether the catalogue's schema is looser cannot be told.
+        IF had_strict AND had_schema <> register_event_type.schema THEN
+            RAISE EXCEPTION 'kind % was made strict with another schema than catalogue %''s: loading it would '
+                            'loosen what the log refuses, so nothing was loaded',
+                register_event_type.kind, register_event_type.catalogue
+                USING ERRCODE = 'PA005', HINT = 'Register the kind again by hand with the schema wanted, strict or '
+                                                'not, then load the catalogue.';
+        END IF;
+    END IF;
     IF FOUND THEN
-        IF had_schema = register_event_type.schema AND had_strict = coalesce(register_event_type.strict, false)
+        IF had_schema = register_event_type.schema AND had_strict = v_strict
            AND had_catalogue IS NOT DISTINCT FROM register_event_type.catalogue THEN
             -- The same again (a catalogue loaded twice): nothing changes.
             SELECT * INTO result FROM @schema@.event_types t WHERE t.kind = register_event_type.kind;
@@ -303,7 +319,7 @@ BEGIN
         IF NOT coalesce(register_event_type.replace, false)
            AND NOT (had_catalogue IS NULL AND register_event_type.catalogue IS NULL)
            AND NOT (had_catalogue IS NULL AND had_schema = register_event_type.schema
-                    AND had_strict = coalesce(register_event_type.strict, false)) THEN
+                    AND had_strict = v_strict) THEN
             RAISE EXCEPTION 'kind % is registered already, %', pg_catalog.quote_literal(register_event_type.kind),
                 CASE WHEN had_catalogue IS NULL THEN 'by hand' ELSE 'by catalogue ' || had_catalogue END
                 USING ERRCODE = 'PA005', HINT = 'Pass replace => true (pgaudit types load --replace) to replace it.';
@@ -311,7 +327,7 @@ BEGIN
     END IF;
     INSERT INTO @schema@.event_types AS t (kind, schema, strict, registered_by, catalogue)
     VALUES (register_event_type.kind, register_event_type.schema,
-            coalesce(register_event_type.strict, false), @schema@._db_role(), register_event_type.catalogue)
+            v_strict, @schema@._db_role(), register_event_type.catalogue)
     ON CONFLICT (kind) DO UPDATE
         SET schema = excluded.schema, strict = excluded.strict,
             registered_at = now(), registered_by = excluded.registered_by, catalogue = excluded.catalogue

@@ -5,10 +5,12 @@ when that is asked for."""
 from __future__ import annotations
 
 import json
+import threading
 
 import psycopg
 import pytest
 from click.testing import CliRunner
+from test_record import wait_until_blocked
 from trial_helpers import dsn_of
 
 from pgaudit_py import record, register_event_type
@@ -120,3 +122,37 @@ def test_pgaudit_types_load_and_list(db):
     assert all(d.strip() for d in listed["catalogues"]["auth"]["kinds"].values())
     missing = run("app_maintainer", "types", "load", "nope")
     assert missing.exit_code == 2 and "no catalogue named" in missing.stderr
+
+
+def test_a_load_that_waits_for_a_strict_registration_by_hand_keeps_it_strict(db, connect):
+    """The load reads nothing registered, then waits on the kind's lock while a registration by hand
+    makes it strict; the rules are decided under the lock, so it is refused, not loosened, even with
+    replace (trial 97, e2)."""
+    hand = connect("app_maintainer", autocommit=False)
+    tighter = {"type": "object", "required": ["method", "mfa"]}
+    register_event_type(hand, "auth.login", tighter, strict=True)
+    loader = connect("app_maintainer")
+    outcome: list[object] = []
+    loading = threading.Thread(target=lambda: outcome.append(_load_or_error(loader)))
+    loading.start()
+    wait_until_blocked(db, loader)
+    hand.commit()
+    loading.join(30)
+    assert isinstance(outcome[0], InvalidInput) and "made strict with another schema" in str(outcome[0])
+    assert {k: (r[0], r[1], r[2]) for k, r in registered(db).items()} == {"auth.login": (tighter, True, None)}
+    # the catalogue's own schema, made strict by hand meanwhile: taken over, and strict it stays
+    register_event_type(hand, "auth.login", read_catalogue("auth")["kinds"]["auth.login"]["schema"], strict=True)
+    loading = threading.Thread(target=lambda: outcome.append(_load_or_error(loader)))
+    loading.start()
+    wait_until_blocked(db, loader)
+    hand.commit()
+    loading.join(30)
+    assert not isinstance(outcome[1], Exception), outcome[1]
+    assert registered(db)["auth.login"][1:3] == (True, "auth") and len(registered(db)) == len(AUTH_KINDS)
+
+
+def _load_or_error(conn: psycopg.Connection) -> object:
+    try:
+        return load_catalogue(conn, "auth", replace=True)
+    except Exception as exc:  # noqa: BLE001
+        return exc
