@@ -96,17 +96,18 @@ def timestamp(value: datetime) -> str:
 _PG_TIME = re.compile(r"([0-9]{4,}-[0-9]{2}-[0-9]{2}) ([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,6}))?\+00( BC)?")
 
 
-def timestamp_text(text: str) -> str | None:
+def timestamp_text(text: str) -> str:
     """A time datetime cannot hold (a year past 9999 or before 1, infinity), given as PostgreSQL's
-    text in UTC, written as the sealer's to_char writes it: BC is not written, infinity is null. Only
-    a change made by hand holds one, but its line is still built and compared, never a crash."""
+    text in UTC, written as the sealer writes it: to_char's text and " BC" for a year before 1,
+    "infinity" and "-infinity" as they are. Only a change made by hand holds one, but its line is
+    still built and compared, never a crash."""
     if text in ("infinity", "-infinity"):
-        return None
+        return text
     match = _PG_TIME.fullmatch(text)
     if match is None:
         return text  # no line the sealer writes: the event reads as changed
-    day, time, fraction, _ = match.groups()
-    return f"{day}T{time}.{(fraction or '').ljust(6, '0')}Z"
+    day, time, fraction, era = match.groups()
+    return f"{day}T{time}.{(fraction or '').ljust(6, '0')}Z{era or ''}"
 
 
 class _JsonText(str):

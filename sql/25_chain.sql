@@ -41,8 +41,11 @@ AS $$
         coalesce(e.row_before::text, 'null'),
         ', "client_addr": ' || coalesce('"' || e.client_addr::text || '"', 'null')
             || ', "occurred_at": '
-            || coalesce('"' || pg_catalog.to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"',
-                        'null')
+            || coalesce('"' || pg_catalog.to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                            -- to_char writes no era, nor an infinity: neither may hash as another time
+                            || CASE WHEN e.occurred_at < '0001-01-01 00:00:00+00'::timestamptz THEN ' BC' ELSE '' END
+                            || '"',
+                        '"' || e.occurred_at::text || '"', 'null')
             || ', "target_type": ' || coalesce(pg_catalog.to_json(e.target_type)::text, 'null')
             || ', "schema_valid": ' || coalesce(e.schema_valid::text, 'null')
             || ', "correlation_id": ' || coalesce(pg_catalog.to_json(e.correlation_id)::text, 'null')

@@ -106,6 +106,31 @@ def test_python_writes_any_time_the_log_holds_as_the_sealer_does(chain, when):
     assert verdicts(chain) == ((False, "block 3: event seq 5 was changed", 3),) * 2
 
 
+def test_the_same_day_bc_is_a_change_both_verifiers_see(chain):
+    """to_char writes no era: the line adds " BC", or an event moved to the same day BC would hash as
+    before (trial 97, v1)."""
+    tamper(chain, "UPDATE audit.event_log SET occurred_at ="
+                  " (to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00 BC')::timestamptz"
+                  " WHERE seq = 5")
+    assert chain.execute("SELECT extract(year FROM occurred_at) < 0 FROM audit.event_log WHERE seq = 5").fetchone() == (
+        True,)
+    assert_detected(chain, 3, "block 3: event seq 5 was changed")
+    assert verify_chain(chain).bad_seq == 5
+
+
+@pytest.mark.parametrize("sealed_as, moved_to", [("infinity", "-infinity"), ("-infinity", "infinity")])
+def test_one_infinity_moved_to_the_other_is_a_change(chain, sealed_as, moved_to):
+    """to_char writes no infinity: the line writes it as PostgreSQL does, so one sealed so (set in the
+    intake by hand) verifies, and moved to the other infinity it no longer does, in both verifiers."""
+    record(chain, "order.paid", tenant_id="t1")
+    tamper(chain, f"UPDATE audit.event_intake SET occurred_at = '{sealed_as}'")
+    block = seal(chain).block_no
+    seq = chain.execute("SELECT max(seq) FROM audit.event_log").fetchone()[0]
+    assert verdicts(chain) == ((True, None, None),) * 2
+    tamper(chain, f"UPDATE audit.event_log SET occurred_at = '{moved_to}' WHERE seq = {seq}")
+    assert_detected(chain, block, f"block {block}: event seq {seq} was changed")
+
+
 @pytest.mark.parametrize("version", [1, 2])
 def test_the_canonical_line_is_the_jsonb_text_of_its_fields(chain, version):
     """The sealer writes the line out by concatenation; it must stay, byte for byte, what each version
