@@ -65,8 +65,9 @@ def test_owner_and_superuser_are_refused_outside_the_privileged_functions(db, co
     assert counts() == (1, 1)
 
 
-@pytest.mark.parametrize("role", ["app_reader", "app_attacker"])
-def test_reader_and_strangers_cannot_record(connect, counts, role):
+@pytest.mark.parametrize("role", ["app_reader", "app_attacker", "app_maintainer"])
+def test_reader_maintainer_and_strangers_cannot_record(connect, counts, role):
+    """docs/security.md: the maintainer appends only the system events of what it does."""
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         record(connect(role), "forged.event")
     assert counts() == (0, 0)
