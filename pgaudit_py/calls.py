@@ -20,7 +20,7 @@ from psycopg.rows import class_row
 
 from pgaudit_py.deep_json import read_deep
 from pgaudit_py.errors import InvalidArgument, translated
-from pgaudit_py.session import require_readable, tuples
+from pgaudit_py.session import own_loaders, require_readable, tuples
 
 T = TypeVar("T")
 
@@ -34,6 +34,7 @@ class Call(Generic[T]):
     def one(self, conn: psycopg.Connection) -> T:
         require_readable(conn)
         with translated(), conn.cursor(row_factory=class_row(self.row_type)) as cur:
+            own_loaders(cur)
             read_deep(cur)
             row = cur.execute(self.query, self.params).fetchone()
         assert row is not None
@@ -42,6 +43,7 @@ class Call(Generic[T]):
     def all(self, conn: psycopg.Connection) -> list[T]:
         require_readable(conn)
         with translated(), conn.cursor(row_factory=class_row(self.row_type)) as cur:
+            own_loaders(cur)
             read_deep(cur)
             return cur.execute(self.query, self.params).fetchall()
 
@@ -49,6 +51,7 @@ class Call(Generic[T]):
         require_readable(conn)
         with translated():
             async with conn.cursor(row_factory=class_row(self.row_type)) as cur:
+                own_loaders(cur)
                 read_deep(cur)
                 await cur.execute(self.query, self.params)
                 row = await cur.fetchone()
@@ -59,6 +62,7 @@ class Call(Generic[T]):
         require_readable(conn)
         with translated():
             async with conn.cursor(row_factory=class_row(self.row_type)) as cur:
+                own_loaders(cur)
                 read_deep(cur)
                 await cur.execute(self.query, self.params)
                 return await cur.fetchall()

@@ -16,12 +16,13 @@ import psycopg
 from psycopg import postgres, sql
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
-from psycopg.pq import Format
+from psycopg.pq import Format, PipelineStatus
 from psycopg.rows import dict_row
 from psycopg.types.datetime import TimestamptzLoader
 
 from pgaudit_py import canonical
-from pgaudit_py.session import tuples
+from pgaudit_py.errors import InvalidArgument
+from pgaudit_py.session import own_loaders, tuples
 from pgaudit_py.transactions import require_no_transaction
 
 # Every name qualified, in this module's queries as in the package's others: the reader's search_path
@@ -98,6 +99,7 @@ def _events(conn: psycopg.Connection, schema: str, after_seq: int) -> Iterator[d
     query = sql.SQL("SELECT {cols} FROM {s}.event_log WHERE seq OPERATOR(pg_catalog.>) %s ORDER BY seq").format(
         cols=sql.SQL(_EVENT_COLUMNS), s=sql.Identifier(schema))
     with conn.cursor(name="pgaudit_verify_events", row_factory=dict_row) as cur:
+        own_loaders(cur)
         cur.adapters.register_loader("timestamptz", _TimeOrText)
         # A sealed event prints as at most 16 MiB: 32 at a time bounds what one fetch holds to 512 MiB
         # (256 let events near the bound, in numbers, cost gigabytes), at a few hundred more round
@@ -128,12 +130,18 @@ def verify_chain(conn: psycopg.Connection, *, audit_schema: str = "audit",
     """Recompute the whole chain; the first block that does not match is named, with why."""
     s = sql.Identifier(audit_schema)
     require_no_transaction(conn, "verify_chain reads one snapshot in a transaction of its own")
+    if conn.info.pipeline_status != PipelineStatus.OFF:
+        raise InvalidArgument("verify_chain reads the log through a server-side cursor, which pipeline mode does"
+                              " not allow: call it outside conn.pipeline()")
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")  # one consistent snapshot
         # The values as the canonical form reads them, whatever the reader's role or database sets:
         # psycopg reads timestamps in ISO only (and a time datetime cannot hold as UTC text), and an
         # event's text need not fit another encoding.
-        conn.execute("SET LOCAL DateStyle = ISO; SET LOCAL TimeZone = 'UTC'; SET LOCAL client_encoding = 'UTF8'")
+        # (One a statement: a connection may prepare every statement it sends, prepare_threshold=0.)
+        conn.execute("SET LOCAL DateStyle = ISO")
+        conn.execute("SET LOCAL TimeZone = 'UTC'")
+        conn.execute("SET LOCAL client_encoding = 'UTF8'")
         state = tuples(conn).execute(sql.SQL("SELECT chain_start_seq, last_block_no, last_seq, last_block_hash"
                                              " FROM {}.seal_state").format(s)).fetchone()
         if state is None:  # removed by hand: where the chain starts and ends is not known (trial 89, v9)

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import PipelineStatus
 from psycopg.types.json import Jsonb
 from yoyo import read_migrations
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
@@ -26,6 +27,7 @@ from yoyo.migrations import MigrationList
 from pgaudit_py.errors import InstallError, InvalidArgument
 from pgaudit_py.secrets import exposure_warnings
 from pgaudit_py.session import tuples
+from pgaudit_py.transactions import synced
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")  # fullmatch: $ would let a final newline pass
 ROLE_SUFFIXES = ("owner", "writer", "reader", "maintainer", "secrets", "capture", "sealer", "pruner", "sandbox")
@@ -169,12 +171,15 @@ class _GivenConnectionBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]
 
 @contextmanager
 def _autocommit(conn: psycopg.Connection) -> Iterator[None]:
-    saved = conn.autocommit
+    synced(conn)
+    if conn.autocommit:  # left as it is (pipeline mode refuses even setting it again)
+        yield
+        return
     conn.autocommit = True
     try:
         yield
     finally:
-        conn.autocommit = saved
+        conn.autocommit = False
 
 
 @contextmanager
@@ -587,6 +592,9 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
     only) lets the owner role read server key files before the first one is registered.
     """
     check_schema_name(schema)
+    if conn.info.pipeline_status != PipelineStatus.OFF:
+        raise InstallError("the install runs scripts of many statements, which pipeline mode cannot send:"
+                           " call it outside conn.pipeline()")
     roles = role_names(schema)
     files = [name for name, _ in rendered_sql_files(schema)] + [
         f"superuser/{name}" for name, _ in rendered_sql_files(schema, "superuser")]
@@ -630,16 +638,17 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             # in the audit schema (yoyo's search_path) must never be picked as the installer.
             conn.execute("SET search_path = pg_catalog, pg_temp")
             with _acting_for_function_roles(conn, schema):
+                # Scripts of many statements, never prepared (a connection may prepare every one it sends).
                 for statement in hand_over_statements(conn, schema):
-                    conn.execute(statement)
-                conn.execute(take_back_grants_statement(conn, schema))
+                    conn.execute(statement, prepare=False)
+                conn.execute(take_back_grants_statement(conn, schema), prepare=False)
                 conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(roles["owner"])))
                 for _name, text in rendered_sql_files(schema, pgcrypto_schema=pgcrypto_schema):
-                    conn.execute(text)
+                    conn.execute(text, prepare=False)
                 conn.execute("RESET ROLE")
             if superuser and superuser[0]:
                 for _name, text in rendered_sql_files(schema, "superuser", pgcrypto_schema, server_keys):
-                    conn.execute(text)
+                    conn.execute(text, prepare=False)
             _grant_temporary(conn, roles["owner"])
             found = tuples(conn).execute(snapshot).fetchone()
             after = found[0] if found else None
@@ -663,18 +672,20 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
 def status(conn: psycopg.Connection, schema: str = "audit") -> InstallStatus:
     """Installed version, pending migrations, and everything missing or loosened."""
     check_schema_name(schema)
-    with _autocommit(conn):
-        if not _schema_exists(conn, schema) or not _is_ours(conn, schema):
-            return InstallStatus(schema, None, [], migration_ids(),
-                                 [f"pgaudit_py is not installed in schema {schema!r}"])
-        try:  # a definer function, so that the reader may check the installation
+    synced(conn)
+    try:  # in a transaction of its own, or a savepoint of the caller's: it reads only, and a failure is its own
+        with conn.transaction():
+            if not _schema_exists(conn, schema) or not _is_ours(conn, schema):
+                return InstallStatus(schema, None, [], migration_ids(),
+                                     [f"pgaudit_py is not installed in schema {schema!r}"])
+            # a definer function, so that the reader may check the installation
             row = tuples(conn).execute(sql.SQL("SELECT version, migrations, problems, warnings, client_master_keys"
                                                " FROM {}.install_status()").format(sql.Identifier(schema))).fetchone()
-        except psycopg.errors.UndefinedFunction as missing:
-            return InstallStatus(schema, None, [], migration_ids(),
-                                 [f"a function of the installation is missing: {missing.diag.message_primary}"])
-        assert row is not None
-        version, applied, problems, warnings, client_keys = row
-        warnings += exposure_warnings(conn, client_keys)
+            assert row is not None
+            version, applied, problems, warnings, client_keys = row
+            warnings += exposure_warnings(conn, client_keys)
+    except psycopg.errors.UndefinedFunction as missing:
+        return InstallStatus(schema, None, [], migration_ids(),
+                             [f"a function of the installation is missing: {missing.diag.message_primary}"])
     pending = [m for m in migration_ids() if m not in set(applied)]
     return InstallStatus(schema, version, applied, pending, problems, warnings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, overload
 
 import psycopg
+from psycopg.pq import Format
 from psycopg.rows import TupleRow, tuple_row
 
 from pgaudit_py.errors import UnsupportedSession
@@ -40,14 +41,34 @@ def require_readable(conn: psycopg.Connection | psycopg.AsyncConnection) -> None
             + " (set them for the connection, e.g. options='-c DateStyle=ISO -c client_encoding=UTF8')")
 
 
+# The built-in types the package reads, and 0 for those psycopg has no loader of (xid8, regclass, ...),
+# read with psycopg's own loaders whatever a caller registered on its connection (an int8 read as
+# str, a bytea as text, would break a verdict). JSON apart: the caller's loader decides how its
+# numbers read (docs/python.md), and the package reads JSON it compares as text.
+_OWN_LOADERS = [(oid, psycopg.adapters.get_loader(oid, Format.TEXT)) for oid in [0] + [
+    psycopg.adapters.types[name].oid for name in (
+        "bool", "int2", "int4", "int8", "oid", "numeric", "float4", "float8", "text", "varchar", "name", "bpchar",
+        "bytea", "uuid", "timestamptz", "timestamp", "date", "time", "interval", "inet", "cidr")]]
+
+
+def own_loaders(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
+    """Read the built-in types on this cursor with psycopg's own loaders (the caller's stay its own)."""
+    for oid, loader in _OWN_LOADERS:
+        if loader is not None:
+            cur.adapters.register_loader(oid, loader)
+
+
 @overload
 def tuples(conn: psycopg.Connection[Any]) -> psycopg.Cursor[TupleRow]: ...
 @overload
 def tuples(conn: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[TupleRow]: ...
 def tuples(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> Any:
-    """A cursor that reads rows as tuples: a caller's connection may have any row_factory (dict_row,
-    as many applications set), and the package reads its rows by position."""
-    return conn.cursor(row_factory=tuple_row)
+    """A cursor that reads rows as tuples, with psycopg's own loaders: a caller's connection may have
+    any row_factory (dict_row, as many applications set) or loaders of its own, and the package reads
+    its rows by position."""
+    cur = conn.cursor(row_factory=tuple_row)
+    own_loaders(cur)
+    return cur
 
 
 def pin(conn: psycopg.Connection) -> None:

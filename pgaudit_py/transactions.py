@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
 
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.session import require_readable
@@ -29,9 +29,18 @@ async def end_failed_transaction_async(conn: psycopg.AsyncConnection) -> bool:
     return conn.info.transaction_status != TransactionStatus.INERROR
 
 
+def synced(conn: psycopg.Connection) -> None:
+    """In pipeline mode, sync first: the transaction status is then what the server is in, not that
+    of statements still on their way (which would share the transaction begun next)."""
+    if conn.info.pipeline_status != PipelineStatus.OFF:
+        with conn.pipeline() as pipeline:
+            pipeline.sync()
+
+
 def require_no_transaction(conn: psycopg.Connection, reason: str) -> None:
     """Refuse a connection with a transaction open: inside the caller's transaction, commits
     would be savepoints (nothing done until it ends) and a snapshot would not be one's own."""
+    synced(conn)
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise InvalidArgument(f"{reason}: call it with no transaction open")
 

@@ -261,6 +261,8 @@ def test_r4_prepare_threshold_zero(db, connect):
     assert both_verifiers(db) == (True, True)
 
 
+@pytest.mark.xfail(strict=True, reason="by design, docs/python.md: in pipeline mode verify_chain (a server-side"
+                   " cursor) and install (scripts of many statements) refuse in one line, having done nothing")
 def test_r4b_pipeline_mode(db, connect):
     """Attack: the same calls inside conn.pipeline(). Safe: each answers, or refuses, and writes
     nothing half; the chain is whole after."""

@@ -1,6 +1,8 @@
-"""A caller's connection with any row_factory (dict_row, as many applications set for the whole
-connection): every function of the package that takes one answers as it does on a plain connection,
-and writes what it would, because the package reads its own rows as tuples (session.tuples)."""
+"""A caller's connection as the application set it up: any row_factory (dict_row, as many set for the
+whole connection), loaders of its own, every statement prepared, pipeline mode, a transaction open.
+Every function of the package that takes one answers as it does on a plain connection, and writes
+what it would (the package reads its own rows as tuples, with psycopg's own loaders: session.tuples),
+or refuses in one line having done nothing."""
 
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ from datetime import timedelta
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from psycopg.adapt import Loader
 from psycopg.rows import dict_row, namedtuple_row, scalar_row
 
 from pgaudit_py import (
+    InstallError,
+    InvalidArgument,
     aio,
     count_events,
     enable_rate_limit,
@@ -134,3 +139,71 @@ def test_the_asyncio_api_on_an_async_connection_of_dict_rows(db):
 
     asyncio.run(main())
     assert db.execute("SELECT actor_id FROM audit.events WHERE kind = 'order.paid'").fetchall() == [("alice",)]
+
+
+class _Upper(Loader):
+    def load(self, data):
+        return bytes(data).decode().upper()
+
+
+class _AsText(Loader):
+    def load(self, data):
+        return bytes(data).decode()
+
+
+@pytest.mark.parametrize("type_name, loader", [("int8", _AsText), ("bytea", _AsText), ("text", _Upper),
+                                               ("timestamptz", _AsText)])
+def test_the_callers_loaders_change_no_verdict(db, connect, type_name, loader):
+    """The package reads the built-in types with psycopg's own loaders (session.own_loaders); JSON
+    apart, whose loader the caller decides (trial 99, r7)."""
+    record(connect("app_writer"), "order.paid", tenant_id="t1", payload={"n": 1})
+    theirs = connect()
+    theirs.adapters.register_loader(type_name, loader)
+    sealed = seal(theirs)
+    assert isinstance(sealed.sealed, int) and sealed.sealed == 1
+    verdict = verify_chain(theirs)
+    assert verdict.ok and verdict.events_checked == 1, verdict.problem
+    db.execute("SET session_replication_role = replica; UPDATE audit.event_log SET tenant_id = 't2';"
+               " RESET session_replication_role")
+    assert verify_chain(theirs).problem == "block 1: event seq 1 was changed"
+
+
+def test_a_connection_that_prepares_every_statement(db, connect):
+    """prepare_threshold=0: psycopg prepares every statement, and a prepared one holds one command;
+    the package sends none of more through the caller's connection (trial 99, r4)."""
+    theirs = connect(prepare_threshold=0)
+    record(theirs, "order.paid")
+    assert seal(theirs).sealed == 1
+    assert verify_chain(theirs).ok
+    assert install(theirs).migrations == []
+    assert status(theirs).problems == []
+
+
+def test_pipeline_mode_is_answered_or_refused_in_one_line(db, connect):
+    """In pipeline mode the wrappers answer; verify_chain (a server-side cursor) and install (scripts of
+    many statements) cannot run there, and say so, having done nothing (trial 99, r4b)."""
+    theirs = connect()
+    with theirs.pipeline():
+        record(theirs, "order.paid")
+        assert seal(theirs).sealed == 1
+        assert status(theirs).problems == []
+        with pytest.raises(InvalidArgument, match="call it outside conn.pipeline"):
+            verify_chain(theirs)
+        with pytest.raises(InstallError, match="call it outside conn.pipeline"):
+            install(theirs)
+    assert verify_chain(theirs).ok
+    assert status(db).problems == []
+
+
+def test_status_inside_the_callers_transaction_leaves_it_the_callers(db, connect):
+    """status reads in a savepoint of an open transaction: the caller's work is neither committed nor
+    lost by it (trial 99, r5)."""
+    db.execute("CREATE TABLE public.mine (id int)")
+    theirs = connect(autocommit=False)
+    theirs.execute("INSERT INTO public.mine VALUES (1)")
+    assert status(theirs, "no_such_schema").problems == ["pgaudit_py is not installed in schema 'no_such_schema'"]
+    assert status(theirs).problems == []
+    assert theirs.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    assert theirs.execute("SELECT count(*) FROM public.mine").fetchone() == (1,)
+    theirs.rollback()
+    assert db.execute("SELECT count(*) FROM public.mine").fetchone() == (0,)
