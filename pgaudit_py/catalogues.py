@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.events import EventType, register_event_type
@@ -22,7 +20,7 @@ CATALOGUES = Path(__file__).parent / "catalogues"
 @dataclass(frozen=True)
 class Loaded:
     kind: str
-    changed: bool  # False: it was registered so already
+    changed: bool  # False: it was registered so already (True too if the caller's open transaction changed it)
 
 
 def catalogue_names() -> list[str]:
@@ -43,16 +41,16 @@ def load_catalogue(conn: psycopg.Connection, name: str, *, replace: bool = False
     kinds = read_catalogue(name)["kinds"]
     # A kind already registered keeps its strictness, and one made strict with another schema than
     # the catalogue's is refused: register_event_type decides both, under its lock (sql/20_events.sql).
-    # (IS NOT DISTINCT FROM would look `=` up in the caller's search_path; `name` is never NULL.)
-    query = sql.SQL("SELECT schema OPERATOR(pg_catalog.=) %s"
-                    " AND catalogue OPERATOR(pg_catalog.=) %s::pg_catalog.text"
-                    " FROM {}.event_types WHERE kind OPERATOR(pg_catalog.=) %s").format(sql.Identifier(audit_schema))
+    # What it changed, it stamps with the transaction's time (registering the same again changes
+    # nothing, not even registered_at): read after the call, not before, which a racing
+    # registration would make wrong.
     loaded = []
     with conn.transaction():
+        row = tuples(conn).execute("SELECT pg_catalog.now()").fetchone()
+        assert row is not None
         for kind, entry in kinds.items():
-            had = tuples(conn).execute(query, (Jsonb(entry["schema"]), name, kind)).fetchone()
             registered: EventType = register_event_type(conn, kind, entry["schema"], strict=None, replace=replace,
                                                         catalogue=name, audit_schema=audit_schema)
             assert registered.catalogue == name
-            loaded.append(Loaded(kind, not (had and had[0])))
+            loaded.append(Loaded(kind, registered.registered_at == row[0]))
     return loaded

@@ -149,6 +149,9 @@ def test_a_load_that_waits_for_a_strict_registration_by_hand_keeps_it_strict(db,
     loading.join(30)
     assert not isinstance(outcome[1], Exception), outcome[1]
     assert registered(db)["auth.login"][1:3] == (True, "auth") and len(registered(db)) == len(AUTH_KINDS)
+    # what each load changed is read after its registrations, under their locks (trial 99, e2, e4)
+    assert all(loaded.changed for loaded in outcome[1])
+    assert [loaded.kind for loaded in load_catalogue(loader, "auth") if loaded.changed] == []
 
 
 def _load_or_error(conn: psycopg.Connection) -> object:
