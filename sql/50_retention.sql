@@ -12,7 +12,10 @@ AS $$
     SELECT i IS NOT NULL AND i > interval '0'
        AND extract(year FROM i) * 12 + extract(month FROM i) >= 0 AND extract(day FROM i) >= 0
        AND extract(hour FROM i) >= 0 AND extract(minute FROM i) >= 0 AND extract(second FROM i) >= 0
-       AND i <= interval '36600 days'  -- 100 years, as the CLI's: now() less a longer one may be no time at all
+       -- 36600 days, as the CLI's 100 years: now() less a longer one may be no time at all. Counted as
+       -- epoch counts an interval (a year as 365.25 days): compared as intervals are, a month as 30 days,
+       -- '101 years' was no more (trial 99, a1).
+       AND extract(epoch FROM i) <= 3162240000  -- 36600 * 86400 seconds
 $$;
 COMMENT ON FUNCTION @schema@._is_age(interval) IS
     'Whether an interval is an age: positive, no part of it negative, at most 36600 days (100 years).';

@@ -78,6 +78,9 @@ def test_nothing_to_prune_records_nothing(db, connect, counts):
     # No time can be taken from now(): it overflowed (22008) instead of being refused.
     ("300000 years", 10, "older_than must be a positive interval"),
     ("36601 days", 10, "older_than must be a positive interval"),
+    # compared as intervals are (a month as 30 days) no more than 36600 days, yet reaching further back
+    ("101 years", 10, "older_than must be a positive interval"),
+    ("1220 mons", 10, "older_than must be a positive interval"),
     (timedelta(days=36601), 10, "older_than must be a positive interval"),
     (timedelta(days=1), 0, "batch_size must be between 1 and 100000, got 0"),
     (timedelta(days=1), 100001, "batch_size must be between 1 and 100000, got 100001"),
