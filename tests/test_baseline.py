@@ -16,6 +16,7 @@ from pgaudit_py import (
     InvalidKind,
     InvalidTarget,
     aio,
+    audit_context,
     enable_tracking,
     prune_events,
     row_history,
@@ -83,6 +84,18 @@ def test_a_baseline_covers_every_partition_and_every_page(db, connect, attacker)
                       " FROM audit.event_intake WHERE kind = 'public.m.baseline'").fetchone() == (15000, 15000, 1, 15000)
     seal(db, max_events=100_000)
     assert db.execute("SELECT ok FROM audit.verify()").fetchone() == (True,)
+
+
+def test_the_owner_takes_another_baseline_through_enable_tracking(db, connect, attacker):
+    """A table already tracked gets a baseline when its owner asks (docs/capture.md): which is why
+    its proof and a direct call of _take_baseline give it nothing more (trial 99, b3)."""
+    attacker.execute("CREATE TABLE public.again (id int PRIMARY KEY, v int); INSERT INTO public.again VALUES (1, 1)")
+    maintainer = connect("app_maintainer")
+    enable_tracking(maintainer, "public.again")
+    assert baseline_events(db, "public.again") == []
+    with audit_context(maintainer, actor_id="ops"):
+        enable_tracking(maintainer, "public.again", baseline=True)
+    assert [(key, actor) for key, _, actor, _ in baseline_events(db, "public.again")] == [("1", "ops")]
 
 
 def test_without_a_baseline_nothing_is_imaged(db, connect, attacker):
