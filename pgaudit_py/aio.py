@@ -14,8 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.pq import PipelineStatus
-from psycopg.rows import tuple_row
 
 from pgaudit_py import blocks, leftovers
 from pgaudit_py.context import CONTEXT_NAMES, GET_CONTEXT, SET_CONTEXT
@@ -44,6 +42,7 @@ from pgaudit_py.secrets import (
     put_secret_call,
     read_secret_call,
 )
+from pgaudit_py.session import tuples
 from pgaudit_py.tracking import (
     RowState,
     TrackedTable,
@@ -54,7 +53,7 @@ from pgaudit_py.tracking import (
     row_state_as_of_call,
     tracked_tables_call,
 )
-from pgaudit_py.transactions import end_failed_transaction_async, read_committed_async
+from pgaudit_py.transactions import end_failed_transaction_async, read_committed_async, synced_async
 
 __all__ = ["audit_context", "count_events", "declare_secret", "delete_secret", "disable_tracking", "enable_tracking",
            "list_events", "list_secrets", "monthly_event_counts", "preview_prune", "prune_events", "put_secret",
@@ -71,11 +70,9 @@ async def audit_context(conn: psycopg.AsyncConnection, *, actor_type: str | None
     attributed to these values; inside another transaction it overrides only what it names, for
     the block only."""
     named = (actor_type, actor_id, tenant_id, correlation_id, client_addr)
-    if conn.info.pipeline_status != PipelineStatus.OFF:
-        async with conn.pipeline() as pipeline:  # what the server is in, not a statement still on its way
-            await pipeline.sync()
+    await synced_async(conn)  # what the server is in, not a statement still on its way
     async with blocks.held_async(conn), conn.transaction() as tx, \
-            conn.cursor(row_factory=tuple_row) as cursor:  # not the caller's row_factory
+            tuples(conn) as cursor:  # not the caller's row_factory
         outermost = not tx.savepoint_name  # as psycopg decided, under the connection's lock
         before: tuple[str, ...] = ("",) * len(CONTEXT_NAMES)
         if not outermost:

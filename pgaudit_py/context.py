@@ -6,10 +6,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
-from psycopg.pq import PipelineStatus
-from psycopg.rows import tuple_row
 
 from pgaudit_py import blocks
+from pgaudit_py.session import tuples
+from pgaudit_py.transactions import synced
 
 CONTEXT_NAMES = ("actor_type", "actor_id", "tenant_id", "correlation_id", "client_addr")
 # Qualified, as all the package's SQL: the caller's search_path may name a table owner's schema first.
@@ -37,10 +37,8 @@ def audit_context(conn: psycopg.Connection, *, actor_type: str | None = None,
     its end users: whoever can run SQL on the connection can set them too.
     """
     named = (actor_type, actor_id, tenant_id, correlation_id, client_addr)
-    if conn.info.pipeline_status != PipelineStatus.OFF:
-        with conn.pipeline() as pipeline:  # what the server is in, not a statement still on its way
-            pipeline.sync()
-    with blocks.held(conn), conn.transaction() as tx, conn.cursor(row_factory=tuple_row) as cursor:  # not the caller's
+    synced(conn)  # what the server is in, not a statement still on its way
+    with blocks.held(conn), conn.transaction() as tx, tuples(conn) as cursor:  # not the caller's row_factory
         # Whether it began the transaction, as psycopg decided under the connection's lock: the
         # status read before it may be another thread's statement (tests/test_trust_attacks_73.py).
         outermost = not tx.savepoint_name  # "" for the transaction itself

@@ -37,6 +37,13 @@ def synced(conn: psycopg.Connection) -> None:
             pipeline.sync()
 
 
+async def synced_async(conn: psycopg.AsyncConnection) -> None:
+    """As synced, for an AsyncConnection."""
+    if conn.info.pipeline_status != PipelineStatus.OFF:
+        async with conn.pipeline() as pipeline:
+            await pipeline.sync()
+
+
 def require_no_transaction(conn: psycopg.Connection, reason: str) -> None:
     """Refuse a connection with a transaction open: inside the caller's transaction, commits
     would be savepoints (nothing done until it ends) and a snapshot would not be one's own."""
