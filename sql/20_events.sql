@@ -300,7 +300,7 @@ BEGIN
         -- whether the catalogue's schema is looser cannot be told.
         IF had_strict AND had_schema <> register_event_type.schema THEN
             RAISE EXCEPTION 'kind % was made strict with another schema than catalogue %''s: loading it would '
-                            'loosen what the log refuses, so nothing was loaded',
+                            'loosen what the log refuses, so it was not registered',
                 register_event_type.kind, register_event_type.catalogue
                 USING ERRCODE = 'PA005', HINT = 'Register the kind again by hand with the schema wanted, strict or '
                                                 'not, then load the catalogue.';

@@ -140,6 +140,11 @@ def test_a_load_that_waits_for_a_strict_registration_by_hand_keeps_it_strict(db,
     loading.join(30)
     assert isinstance(outcome[0], InvalidInput) and "made strict with another schema" in str(outcome[0])
     assert {k: (r[0], r[1], r[2]) for k, r in registered(db).items()} == {"auth.login": (tighter, True, None)}
+    # the same registration by hand, naming the catalogue: refused as a registration, not as a load
+    with pytest.raises(InvalidInput, match="would loosen what the log refuses, so it was not registered"):
+        register_event_type(hand, "auth.login", {"type": "object"}, catalogue="auth")
+    hand.rollback()
+    assert {k: (r[0], r[1], r[2]) for k, r in registered(db).items()} == {"auth.login": (tighter, True, None)}
     # the catalogue's own schema, made strict by hand meanwhile: taken over, and strict it stays
     register_event_type(hand, "auth.login", read_catalogue("auth")["kinds"]["auth.login"]["schema"], strict=True)
     loading = threading.Thread(target=lambda: outcome.append(_load_or_error(loader)))
