@@ -217,13 +217,13 @@ async def use_master_key(conn: psycopg.AsyncConnection, key: str | None, *, new_
     try:
         for which, value in held.items():
             with translated():
-                await conn.execute(hold_key_statement(audit_schema), (value, which))
+                await tuples(conn).execute(hold_key_statement(audit_schema), (value, which))
         yield
     finally:
         if not conn.closed and not conn.broken and await end_failed_transaction_async(conn):
             began = not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             for which in held:
-                await conn.execute(hold_key_statement(audit_schema), ("", which))
+                await tuples(conn).execute(hold_key_statement(audit_schema), ("", which))
             if began:
                 await conn.commit()
 

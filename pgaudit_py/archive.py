@@ -382,8 +382,8 @@ def archive(conn: psycopg.Connection, target: Target, keys: Keys, *, older_than:
                                            "not deleting its events")
             hook("recorded")
             with translated(), conn.transaction():
-                conn.execute(sql.SQL("SELECT {}.delete_archived(%s)").format(sql.Identifier(audit_schema)),
-                             (batch.batch_id,))
+                tuples(conn).execute(sql.SQL("SELECT {}.delete_archived(%s)").format(sql.Identifier(audit_schema)),
+                                     (batch.batch_id,))
                 hook("deleted_uncommitted")
             done = _batch(conn, audit_schema, batch.batch_id)
             assert done is not None

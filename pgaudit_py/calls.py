@@ -20,7 +20,7 @@ from psycopg.rows import class_row
 
 from pgaudit_py.deep_json import read_deep
 from pgaudit_py.errors import InvalidArgument, translated
-from pgaudit_py.session import own_loaders, require_readable, tuples
+from pgaudit_py.session import cursor, require_readable, tuples
 
 T = TypeVar("T")
 
@@ -33,8 +33,7 @@ class Call(Generic[T]):
 
     def one(self, conn: psycopg.Connection) -> T:
         require_readable(conn)
-        with translated(), conn.cursor(row_factory=class_row(self.row_type)) as cur:
-            own_loaders(cur)
+        with translated(), cursor(conn, class_row(self.row_type), callers_json=True) as cur:
             read_deep(cur)
             row = cur.execute(self.query, self.params).fetchone()
         assert row is not None
@@ -42,16 +41,14 @@ class Call(Generic[T]):
 
     def all(self, conn: psycopg.Connection) -> list[T]:
         require_readable(conn)
-        with translated(), conn.cursor(row_factory=class_row(self.row_type)) as cur:
-            own_loaders(cur)
+        with translated(), cursor(conn, class_row(self.row_type), callers_json=True) as cur:
             read_deep(cur)
             return cur.execute(self.query, self.params).fetchall()
 
     async def one_async(self, conn: psycopg.AsyncConnection) -> T:
         require_readable(conn)
         with translated():
-            async with conn.cursor(row_factory=class_row(self.row_type)) as cur:
-                own_loaders(cur)
+            async with cursor(conn, class_row(self.row_type), callers_json=True) as cur:
                 read_deep(cur)
                 await cur.execute(self.query, self.params)
                 row = await cur.fetchone()
@@ -61,8 +58,7 @@ class Call(Generic[T]):
     async def all_async(self, conn: psycopg.AsyncConnection) -> list[T]:
         require_readable(conn)
         with translated():
-            async with conn.cursor(row_factory=class_row(self.row_type)) as cur:
-                own_loaders(cur)
+            async with cursor(conn, class_row(self.row_type), callers_json=True) as cur:
                 read_deep(cur)
                 await cur.execute(self.query, self.params)
                 return await cur.fetchall()
@@ -76,7 +72,7 @@ class ValueCall:
 
     def one(self, conn: psycopg.Connection) -> Any:
         require_readable(conn)
-        with translated(), tuples(conn) as cur:
+        with translated(), tuples(conn, callers_json=True) as cur:
             read_deep(cur)
             row = cur.execute(self.query, self.params).fetchone()
         assert row is not None
@@ -85,7 +81,7 @@ class ValueCall:
     async def one_async(self, conn: psycopg.AsyncConnection) -> Any:
         require_readable(conn)
         with translated():
-            async with tuples(conn) as cur:
+            async with tuples(conn, callers_json=True) as cur:
                 read_deep(cur)
                 row = await (await cur.execute(self.query, self.params)).fetchone()
         assert row is not None

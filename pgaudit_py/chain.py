@@ -22,7 +22,7 @@ from psycopg.types.datetime import TimestamptzLoader
 
 from pgaudit_py import canonical
 from pgaudit_py.errors import InvalidArgument
-from pgaudit_py.session import own_loaders, tuples
+from pgaudit_py.session import server_cursor, tuples
 from pgaudit_py.transactions import require_no_transaction
 
 # Every name qualified, in this module's queries as in the package's others: the reader's search_path
@@ -98,8 +98,7 @@ class _TimeOrText(Loader):
 def _events(conn: psycopg.Connection, schema: str, after_seq: int) -> Iterator[dict[str, Any]]:
     query = sql.SQL("SELECT {cols} FROM {s}.event_log WHERE seq OPERATOR(pg_catalog.>) %s ORDER BY seq").format(
         cols=sql.SQL(_EVENT_COLUMNS), s=sql.Identifier(schema))
-    with conn.cursor(name="pgaudit_verify_events", row_factory=dict_row) as cur:
-        own_loaders(cur)
+    with server_cursor(conn, "pgaudit_verify_events", dict_row) as cur:
         cur.adapters.register_loader("timestamptz", _TimeOrText)
         # A sealed event prints as at most 16 MiB: 32 at a time bounds what one fetch holds to 512 MiB
         # (256 let events near the bound, in numbers, cost gigabytes), at a few hundred more round

@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from pgaudit_py import blocks, leftovers
 from pgaudit_py.calls import Call, function_call
+from pgaudit_py.deep_json import tolerant_dumps
 from pgaudit_py.errors import InvalidInput
 from pgaudit_py.record_input import check_texts, payload_json, refused_input
 
@@ -214,4 +215,4 @@ def register_event_type(conn: psycopg.Connection, kind: str, json_schema: dict[s
     return function_call(audit_schema, "register_event_type", EventType,
                          {"kind": "text", "schema": "jsonb", "strict": "bool", "replace": "bool",
                           "catalogue": "text"},
-                         (kind, Jsonb(json_schema), strict, replace, catalogue)).one(conn)
+                         (kind, Jsonb(json_schema, tolerant_dumps), strict, replace, catalogue)).one(conn)

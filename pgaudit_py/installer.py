@@ -24,6 +24,7 @@ from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 from yoyo.migrations import MigrationList
 
+from pgaudit_py.deep_json import tolerant_dumps
 from pgaudit_py.errors import InstallError, InvalidArgument
 from pgaudit_py.secrets import exposure_warnings
 from pgaudit_py.session import tuples
@@ -224,9 +225,9 @@ def refuse_borrowed_role(conn: psycopg.Connection) -> None:
 def _install_lock(conn: psycopg.Connection) -> Iterator[None]:
     try:
         with conn.transaction():  # a session lock outlives the transaction; its lock_timeout does not
-            conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)",
+            tuples(conn).execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)",
                          (f"{max(1, round(_INSTALL_LOCK_WAIT * 1000))}ms",))
-            conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", (_INSTALL_LOCK,))
+            tuples(conn).execute("SELECT pg_catalog.pg_advisory_lock(%s)", (_INSTALL_LOCK,))
     except psycopg.errors.LockNotAvailable:
         holders = tuples(conn).execute("""
             SELECT l.pid, a.usename
@@ -245,7 +246,7 @@ def _install_lock(conn: psycopg.Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", (_INSTALL_LOCK,))
+        tuples(conn).execute("SELECT pg_catalog.pg_advisory_unlock(%s)", (_INSTALL_LOCK,))
 
 
 def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
@@ -655,16 +656,16 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             if recorded is not None and before is not None:  # not a first install
                 merged = tuples(conn).execute(
                     sql.SQL("SELECT {}._to_record(%s, %s, %s)").format(sql.Identifier(schema)),
-                    (Jsonb(recorded), Jsonb(before), Jsonb(after))).fetchone()
+                    [Jsonb(value, tolerant_dumps) for value in (recorded, before, after)]).fetchone()
                 after = merged[0] if merged else after
             # A row only when something differs from the last install: a re-run leaves no trace.
-            conn.execute(sql.SQL("""
+            tuples(conn).execute(sql.SQL("""
                 INSERT INTO {s}._install (version, snapshot)
                 SELECT %(v)s, %(snap)s
                  WHERE NOT EXISTS (SELECT 1 FROM (SELECT * FROM {s}._install ORDER BY installed_at DESC LIMIT 1) last
                                     WHERE last.version = %(v)s AND last.snapshot = %(snap)s)
                 """).format(s=sql.Identifier(schema)),
-                {"v": package_version(), "snap": Jsonb(after)})
+                {"v": package_version(), "snap": Jsonb(after, tolerant_dumps)})
     changed = bool(pending or created or before != (found[0] if found else None))
     return InstallReport(schema, package_version(), pending, files, created, False, changed)
 

@@ -116,7 +116,7 @@ def hold_key_statement(audit_schema: str) -> sql.Composed:
 
 def _set(conn: psycopg.Connection, which: str, value: str, audit_schema: str = "audit") -> None:
     with translated():
-        conn.execute(hold_key_statement(audit_schema), (value, which))
+        tuples(conn).execute(hold_key_statement(audit_schema), (value, which))
 
 
 @contextmanager

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any, overload
 
 import psycopg
+from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
-from psycopg.rows import TupleRow, tuple_row
+from psycopg.rows import AsyncRowFactory, Row, RowFactory, TupleRow, tuple_row
 
 from pgaudit_py.errors import UnsupportedSession
 
@@ -41,37 +42,84 @@ def require_readable(conn: psycopg.Connection | psycopg.AsyncConnection) -> None
             + " (set them for the connection, e.g. options='-c DateStyle=ISO -c client_encoding=UTF8')")
 
 
-# The built-in types the package reads, and 0 for those psycopg has no loader of (xid8, regclass, ...),
-# read with psycopg's own loaders whatever a caller registered on its connection (an int8 read as
-# str, a bytea as text, would break a verdict). JSON apart: the caller's loader decides how its
-# numbers read (docs/python.md), and the package reads JSON it compares as text.
-_OWN_LOADERS = [(oid, psycopg.adapters.get_loader(oid, Format.TEXT)) for oid in [0] + [
-    psycopg.adapters.types[name].oid for name in (
-        "bool", "int2", "int4", "int8", "oid", "numeric", "float4", "float8", "text", "varchar", "name", "bpchar",
-        "bytea", "uuid", "timestamptz", "timestamp", "date", "time", "interval", "inet", "cidr")]]
+# psycopg's adapters as the package found them: the package reads and writes through these, not
+# through what a caller registered on its connection (an int8 read as str, a text[] as '', a datetime
+# sent without its zone, binary loaders of its own would each break a verdict or an answer). A map
+# made from it is a copy on write: about a microsecond a cursor.
+_PSYCOPGS = AdaptersMap(psycopg.adapters)
 
 
-def own_loaders(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
-    """Read the built-in types on this cursor with psycopg's own loaders (the caller's stay its own).
-    Only where the caller put another: registering copies the cursor's map, which every call of a
-    wrapper would pay (about 30 microseconds), for loaders nearly every connection has already."""
-    adapters = cur.adapters
-    for oid, loader in _OWN_LOADERS:
-        if loader is not None and adapters.get_loader(oid, Format.TEXT) is not loader:
-            adapters.register_loader(oid, loader)
+class _OwnAdapters:
+    """A cursor that adapts through a map of the package's, whatever its connection's."""
+
+    _own_adapters: AdaptersMap
+
+    def __init__(self, connection: Any, *args: Any, adapters: AdaptersMap, **kwargs: Any):
+        self._own_adapters = adapters  # first: the cursor's own __init__ may read it
+        super().__init__(connection, *args, **kwargs)  # type: ignore[call-arg]  # the cursor's
+
+    @property
+    def adapters(self) -> AdaptersMap:
+        return self._own_adapters
+
+
+class _Cursor(_OwnAdapters, psycopg.Cursor[Any]):
+    pass
+
+
+class _AsyncCursor(_OwnAdapters, psycopg.AsyncCursor[Any]):
+    pass
+
+
+class _ServerCursor(_OwnAdapters, psycopg.ServerCursor[Any]):
+    pass
+
+
+def _adapters(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], callers_json: bool) -> AdaptersMap:
+    """psycopg's own adapters; with callers_json, the connection's JSON loaders (they decide how
+    numbers in what is returned to the caller read: docs/python.md)."""
+    own = AdaptersMap(_PSYCOPGS)
+    if callers_json:
+        for oid in _JSON_OIDS:
+            theirs = conn.adapters.get_loader(oid, Format.TEXT)
+            if theirs is not None and theirs is not own.get_loader(oid, Format.TEXT):
+                own.register_loader(oid, theirs)
+    return own
+
+
+_JSON_OIDS = [_PSYCOPGS.types[name].oid for name in ("json", "jsonb")]
 
 
 @overload
-def tuples(conn: psycopg.Connection[Any]) -> psycopg.Cursor[TupleRow]: ...
+def cursor(conn: psycopg.Connection[Any], row_factory: RowFactory[Row], *,
+           callers_json: bool = False) -> psycopg.Cursor[Row]: ...
 @overload
-def tuples(conn: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[TupleRow]: ...
-def tuples(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> Any:
-    """A cursor that reads rows as tuples, with psycopg's own loaders: a caller's connection may have
-    any row_factory (dict_row, as many applications set) or loaders of its own, and the package reads
-    its rows by position."""
-    cur = conn.cursor(row_factory=tuple_row)
-    own_loaders(cur)
-    return cur
+def cursor(conn: psycopg.AsyncConnection[Any], row_factory: AsyncRowFactory[Row], *,
+           callers_json: bool = False) -> psycopg.AsyncCursor[Row]: ...
+def cursor(conn: Any, row_factory: Any, *, callers_json: bool = False) -> Any:
+    """A cursor of the package's own: psycopg's plain cursor (whatever the connection's
+    cursor_factory: a client-side, raw or binary one), in text format, with psycopg's own loaders and
+    dumpers (JSON loaders the connection's, with callers_json), and the rows as row_factory makes them
+    (whatever the connection's row_factory)."""
+    adapters = _adapters(conn, callers_json)
+    if isinstance(conn, psycopg.AsyncConnection):
+        return _AsyncCursor(conn, row_factory=row_factory, adapters=adapters)
+    return _Cursor(conn, row_factory=row_factory, adapters=adapters)
+
+
+def server_cursor(conn: psycopg.Connection[Any], name: str, row_factory: RowFactory[Row]) -> psycopg.ServerCursor[Row]:
+    """The same as cursor(), server-side."""
+    return _ServerCursor(conn, name, row_factory=row_factory, adapters=_adapters(conn, False))
+
+
+@overload
+def tuples(conn: psycopg.Connection[Any], *, callers_json: bool = False) -> psycopg.Cursor[TupleRow]: ...
+@overload
+def tuples(conn: psycopg.AsyncConnection[Any], *, callers_json: bool = False) -> psycopg.AsyncCursor[TupleRow]: ...
+def tuples(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], *, callers_json: bool = False) -> Any:
+    """A cursor of the package's own (cursor()) that reads rows as tuples: the package reads its rows
+    by position, whatever the connection's row_factory (dict_row, as many applications set)."""
+    return cursor(conn, tuple_row, callers_json=callers_json)
 
 
 def pin(conn: psycopg.Connection) -> None:

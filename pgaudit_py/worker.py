@@ -24,13 +24,13 @@ DUTY_LOCK_TIMEOUT = "10s"
 @contextmanager
 def _waiting_at_most(conn: psycopg.Connection, timeout: str) -> Iterator[None]:
     before = tuples(conn).execute("SELECT pg_catalog.current_setting('lock_timeout')").fetchone()
-    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", (timeout,))
+    tuples(conn).execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", (timeout,))
     try:
         yield
     finally:
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
             conn.rollback()
-        conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", (before[0] if before else "0",))
+        tuples(conn).execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", (before[0] if before else "0",))
 
 
 def run_worker(connect: Connect, stop: threading.Event, *, interval: float = 0.5, max_events: int = 10000,

@@ -1,21 +1,27 @@
 """A caller's connection as the application set it up: any row_factory (dict_row, as many set for the
-whole connection), loaders of its own, every statement prepared, pipeline mode, a transaction open.
-Every function of the package that takes one answers as it does on a plain connection, and writes
-what it would (the package reads its own rows as tuples, with psycopg's own loaders: session.tuples),
-or refuses in one line having done nothing."""
+whole connection), a cursor_factory, loaders and dumpers of its own, every statement prepared,
+pipeline mode, a transaction open. Every function of the package that takes one answers as it does on
+a plain connection, and writes what it would (the package reads and writes through cursors of its
+own, with psycopg's adapters: session.cursor), or refuses in one line having done nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg.adapt import Loader
+from psycopg.pq import Format
 from psycopg.rows import dict_row, namedtuple_row, scalar_row
+from psycopg.types.datetime import DatetimeNoTzDumper
+from psycopg.types.json import set_json_dumps
+from psycopg.types.numeric import IntDumper
+from psycopg.types.string import StrDumper
 
 from pgaudit_py import (
     InstallError,
@@ -47,16 +53,74 @@ from pgaudit_py.checkpoint import Keys, make_checkpoint
 ROW_FACTORIES = [dict_row, namedtuple_row, scalar_row]
 
 
-@pytest.fixture(params=ROW_FACTORIES, ids=lambda factory: factory.__name__)
+class _Garbage(Loader):
+    def load(self, data):
+        return "garbage"
+
+
+class _BinaryGarbage(_Garbage):
+    format = Format.BINARY
+
+
+class _Shouting(StrDumper):
+    def dump(self, obj):
+        return super().dump(obj.upper())
+
+
+class _OneMore(IntDumper):
+    def dump(self, obj):
+        return super().dump(obj + 1)
+
+
+class _Zoneless(DatetimeNoTzDumper):
+    pass
+
+
+class _BinaryCursor(psycopg.Cursor):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.format = Format.BINARY
+
+
+class _AsyncBinaryCursor(psycopg.AsyncCursor):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.format = Format.BINARY
+
+
+def adapted_strangely(conn):
+    """Every type but JSON read as 'garbage', in text and in binary (arrays too), strings sent upper
+    case, integers one more, times without their zone, JSON written without its nulls, and cursors
+    that read binary (trial 100, l2 to l5)."""
+    for info in psycopg.adapters.types:
+        if info.name not in ("json", "jsonb"):
+            conn.adapters.register_loader(info.oid, _Garbage)
+            conn.adapters.register_loader(info.oid, _BinaryGarbage)
+            if getattr(info, "array_oid", 0):
+                conn.adapters.register_loader(info.array_oid, _Garbage)
+    conn.adapters.register_dumper(str, _Shouting)
+    conn.adapters.register_dumper(int, _OneMore)
+    conn.adapters.register_dumper(datetime, _Zoneless)
+    set_json_dumps(lambda value: json.dumps({k: v for k, v in value.items() if v is not None}
+                                            if isinstance(value, dict) else value), conn)
+    conn.cursor_factory = _AsyncBinaryCursor if isinstance(conn, psycopg.AsyncConnection) else _BinaryCursor
+    return conn
+
+
+@pytest.fixture(params=[*ROW_FACTORIES, "adapters"],
+                ids=lambda factory: factory if isinstance(factory, str) else factory.__name__)
 def theirs(request, connect) -> psycopg.Connection:
-    """A superuser's connection whose rows come as the application likes them."""
+    """A superuser's connection whose rows come as the application likes them, or whose adapters
+    and cursors are the application's own."""
+    if request.param == "adapters":
+        return adapted_strangely(connect(row_factory=dict_row))
     return connect(row_factory=request.param)
 
 
 def test_writes_and_reads_answer_as_on_a_plain_connection(db, theirs, tmp_path):
     db.execute("CREATE TABLE public.rf (id int PRIMARY KEY, note text)")
     assert enable_tracking(theirs, "public.rf").table_name == "public.rf"
-    theirs.execute("INSERT INTO public.rf VALUES (1, 'a'), (2, 'b'); UPDATE public.rf SET note = 'c' WHERE id = 1")
+    db.execute("INSERT INTO public.rf VALUES (1, 'a'), (2, 'b'); UPDATE public.rf SET note = 'c' WHERE id = 1")
     recorded = record(theirs, "order.paid", tenant_id="t1", payload={"n": 1})
     assert db.execute("SELECT kind, tenant_id FROM audit.events WHERE id = %s", (recorded.id,)).fetchone() == (
         "order.paid", "t1")
@@ -120,13 +184,16 @@ def test_install_over_an_installed_schema(db, connect):
     assert status(db).problems == []
 
 
-def test_the_asyncio_api_on_an_async_connection_of_dict_rows(db):
+@pytest.mark.parametrize("strange", [False, True], ids=["dict_rows", "and_adapters"])
+def test_the_asyncio_api_on_an_async_connection_of_dict_rows(db, strange):
     i = db.info
     db.execute("CREATE TABLE public.rf (id int PRIMARY KEY, note text)")
 
     async def main() -> None:
         async with await psycopg.AsyncConnection.connect(host=i.host, port=i.port, dbname=i.dbname, user=i.user,
                                                          autocommit=True, row_factory=dict_row) as theirs:
+            if strange:
+                adapted_strangely(theirs)
             await aio.enable_tracking(theirs, "public.rf")
             await theirs.execute("INSERT INTO public.rf VALUES (1, 'a')")
             async with aio.audit_context(theirs, actor_id="alice"):
@@ -154,7 +221,7 @@ class _AsText(Loader):
 @pytest.mark.parametrize("type_name, loader", [("int8", _AsText), ("bytea", _AsText), ("text", _Upper),
                                                ("timestamptz", _AsText)])
 def test_the_callers_loaders_change_no_verdict(db, connect, type_name, loader):
-    """The package reads the built-in types with psycopg's own loaders (session.own_loaders); JSON
+    """The package reads the built-in types with psycopg's own loaders (session.cursor); JSON
     apart, whose loader the caller decides (trial 99, r7)."""
     record(connect("app_writer"), "order.paid", tenant_id="t1", payload={"n": 1})
     theirs = connect()
