@@ -246,16 +246,32 @@ REVOKE ALL ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) FROM P
 
 -- Called by the capture role's _take_baseline first: the caller proved, with its own rights, that it
 -- owns the table and each partition (enable_tracking proves it again for the baseline), as every
--- other change of a table's tracking asks; a maintainer with only writes on a table takes none.
+-- other change of a table's tracking asks; a maintainer with only writes on a table takes none. The
+-- proofs are the acting role's, the one the baseline's events name (db_role): not a proof another
+-- role of the session made before a SET ROLE to a role that owns nothing (trial 100, b2).
 CREATE OR REPLACE FUNCTION @schema@._claim_baseline(target oid)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT @schema@._check_owner(c) FROM @schema@._capture_tables(target) c $$;
+AS $$
+DECLARE
+    acting text := @schema@._db_role();
+    table_ oid;
+    who text;
+BEGIN
+    FOR table_ IN SELECT @schema@._capture_tables(target) LOOP
+        who := @schema@._check_owner(table_);
+        IF who IS DISTINCT FROM acting AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = table_) THEN
+            RAISE EXCEPTION 'must be owner of table %', table_::regclass USING ERRCODE = 'insufficient_privilege',
+                DETAIL = format('The proof of owning it was made as %s; the baseline is taken as %s.', who, acting);
+        END IF;
+    END LOOP;
+END
+$$;
 COMMENT ON FUNCTION @schema@._claim_baseline(oid) IS
-    'Consumes the caller''s proofs of owning a tracked table and its partitions before a baseline (raises 42501 '
-    'without them); the capture role''s.';
+    'Consumes the acting role''s proofs of owning a tracked table and its partitions before a baseline (raises '
+    '42501 without them); the capture role''s.';
 REVOKE ALL ON FUNCTION @schema@._claim_baseline(oid) FROM PUBLIC;
 
 SET ROLE @schema@_capture;

@@ -162,6 +162,16 @@ def test_no_maintainer_writes_a_baseline_of_its_own_making(db, connect, attacker
                             " LOCK public.acct IN SHARE MODE;"
                             " SELECT audit_capture._take_baseline('public.acct'::regclass)")
             who.execute("ROLLBACK")
+        # The owner's proof, then SET ROLE to the one that owns nothing: the proof is not its own
+        # (trial 100, b2), and the events would have named it as db_role.
+        db.execute("GRANT other_maintainer TO app_maintainer")
+        try:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner of table public.acct"):
+                maintainer.execute("BEGIN; SELECT audit._prove_owner('public.acct'::regclass);"
+                                   " SET LOCAL ROLE other_maintainer; LOCK public.acct IN SHARE MODE;"
+                                   " SELECT audit_capture._take_baseline('public.acct'::regclass)")
+        finally:
+            maintainer.execute("ROLLBACK")
     finally:
         db.execute("DROP ROLE other_maintainer")
     assert db.execute("SELECT baseline_at FROM audit.tracked_tables").fetchone() == (None,)
