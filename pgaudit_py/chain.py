@@ -13,16 +13,16 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import postgres, sql
+from psycopg import sql
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
-from psycopg.pq import Format, PipelineStatus
+from psycopg.pq import PipelineStatus
 from psycopg.rows import dict_row
 from psycopg.types.datetime import TimestamptzLoader
 
 from pgaudit_py import canonical
 from pgaudit_py.errors import InvalidArgument
-from pgaudit_py.session import server_cursor, tuples
+from pgaudit_py.session import psycopgs_loader, server_cursor, tuples
 from pgaudit_py.transactions import require_no_transaction
 
 # Every name qualified, in this module's queries as in the package's others: the reader's search_path
@@ -83,8 +83,9 @@ class _TimeOrText(Loader):
 
     def __init__(self, oid: int, context: AdaptContext | None = None):
         super().__init__(oid, context)
-        # psycopg's own loader for the type (its C one where installed), as without this class.
-        loader = postgres.adapters.get_loader(oid, Format.TEXT) or TimestamptzLoader
+        # psycopg's own loader for the type (its C one where installed), as without this class: as the
+        # package found it, not one the application registered on psycopg.adapters since (trial 102, c1).
+        loader = psycopgs_loader(oid) or TimestamptzLoader
         self._time = loader(oid, context)
 
     def load(self, data: Buffer) -> datetime | str:

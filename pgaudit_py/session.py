@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, overload
 
 import psycopg
+from psycopg.abc import Loader
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 from psycopg.rows import AsyncRowFactory, Row, RowFactory, TupleRow, tuple_row
@@ -47,6 +48,11 @@ def require_readable(conn: psycopg.Connection | psycopg.AsyncConnection) -> None
 # sent without its zone, binary loaders of its own would each break a verdict or an answer). A map
 # made from it is a copy on write: about a microsecond a cursor.
 _PSYCOPGS = AdaptersMap(psycopg.adapters)
+
+
+def psycopgs_loader(oid: int) -> type[Loader] | None:
+    """psycopg's text loader of a type, as the package found it (for a loader that wraps it)."""
+    return _PSYCOPGS.get_loader(oid, Format.TEXT)
 
 
 class _OwnAdapters:
