@@ -226,7 +226,7 @@ def _install_lock(conn: psycopg.Connection) -> Iterator[None]:
     try:
         with conn.transaction():  # a session lock outlives the transaction; its lock_timeout does not
             tuples(conn).execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)",
-                         (f"{max(1, round(_INSTALL_LOCK_WAIT * 1000))}ms",))
+                                 (f"{max(1, round(_INSTALL_LOCK_WAIT * 1000))}ms",))
             tuples(conn).execute("SELECT pg_catalog.pg_advisory_lock(%s)", (_INSTALL_LOCK,))
     except psycopg.errors.LockNotAvailable:
         holders = tuples(conn).execute("""

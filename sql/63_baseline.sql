@@ -261,8 +261,8 @@ DECLARE
     who text;
 BEGIN
     FOR table_ IN SELECT @schema@._capture_tables(target) LOOP
-        who := @schema@._check_owner(table_);
-        IF who IS DISTINCT FROM acting AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = table_) THEN
+        who := @schema@._check_owner(table_);  -- raises without a proof; NULL for a table dropped since
+        IF who <> acting THEN
             RAISE EXCEPTION 'must be owner of table %', table_::regclass USING ERRCODE = 'insufficient_privilege',
                 DETAIL = format('The proof of owning it was made as %s; the baseline is taken as %s.', who, acting);
         END IF;
