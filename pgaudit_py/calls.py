@@ -18,7 +18,6 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from pgaudit_py.deep_json import read_deep
 from pgaudit_py.errors import InvalidArgument, translated
 from pgaudit_py.session import cursor, require_readable, tuples
 
@@ -34,7 +33,6 @@ class Call(Generic[T]):
     def one(self, conn: psycopg.Connection) -> T:
         require_readable(conn)
         with translated(), cursor(conn, class_row(self.row_type), callers_json=True) as cur:
-            read_deep(cur)
             row = cur.execute(self.query, self.params).fetchone()
         assert row is not None
         return row
@@ -42,14 +40,12 @@ class Call(Generic[T]):
     def all(self, conn: psycopg.Connection) -> list[T]:
         require_readable(conn)
         with translated(), cursor(conn, class_row(self.row_type), callers_json=True) as cur:
-            read_deep(cur)
             return cur.execute(self.query, self.params).fetchall()
 
     async def one_async(self, conn: psycopg.AsyncConnection) -> T:
         require_readable(conn)
         with translated():
             async with cursor(conn, class_row(self.row_type), callers_json=True) as cur:
-                read_deep(cur)
                 await cur.execute(self.query, self.params)
                 row = await cur.fetchone()
         assert row is not None
@@ -59,7 +55,6 @@ class Call(Generic[T]):
         require_readable(conn)
         with translated():
             async with cursor(conn, class_row(self.row_type), callers_json=True) as cur:
-                read_deep(cur)
                 await cur.execute(self.query, self.params)
                 return await cur.fetchall()
 
@@ -73,7 +68,6 @@ class ValueCall:
     def one(self, conn: psycopg.Connection) -> Any:
         require_readable(conn)
         with translated(), tuples(conn, callers_json=True) as cur:
-            read_deep(cur)
             row = cur.execute(self.query, self.params).fetchone()
         assert row is not None
         return row[0]
@@ -82,7 +76,6 @@ class ValueCall:
         require_readable(conn)
         with translated():
             async with tuples(conn, callers_json=True) as cur:
-                read_deep(cur)
                 row = await (await cur.execute(self.query, self.params)).fetchone()
         assert row is not None
         return row[0]

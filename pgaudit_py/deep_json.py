@@ -14,8 +14,8 @@ from decimal import Decimal
 from json.decoder import JSONDecodeError
 from typing import Any
 
-import psycopg
 from psycopg import pq
+from psycopg.adapt import AdaptersMap
 from psycopg.types.json import set_json_loads
 
 Loads = Callable[[Any], Any]
@@ -120,14 +120,14 @@ def _tolerant_of(first: Loads) -> Loads:
     return _Tolerant(first)
 
 
-def read_deep(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
-    """Make the cursor read json and jsonb values of any depth, through the connection's own JSON
-    function (psycopg's default, or the one set with set_json_loads). A loader of another kind,
-    registered by the caller, is left alone."""
-    oid = cur.adapters.types["jsonb"].oid
-    first = getattr(cur.adapters.get_loader(oid, pq.Format.TEXT), "_loads", None)
+def read_deep(adapters: AdaptersMap) -> None:
+    """Make the map read json and jsonb values of any depth, through the loaders' own JSON function
+    (psycopg's default, or the one set with set_json_loads). A loader of another kind, registered by
+    the caller, is left alone."""
+    oid = adapters.types["jsonb"].oid
+    first = getattr(adapters.get_loader(oid, pq.Format.TEXT), "_loads", None)
     if first is not None:
-        set_json_loads(tolerant(first), cur)
+        set_json_loads(tolerant(first), adapters)
 
 
 def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: int | None = None,

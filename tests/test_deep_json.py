@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from psycopg.types.json import set_json_loads
+from psycopg.types.json import _JsonLoader, set_json_loads
 
 from pgaudit_py import deep_json, list_events, record, seal
 from pgaudit_py.cli import cli
@@ -46,8 +46,18 @@ def expected_text(depth: int, inner: str) -> str:
     return '{"d": ' + "[" * depth + inner + "]" * depth + "}"
 
 
+@pytest.fixture
+def global_json_loads():
+    """psycopg's global JSON function, put back after a test that sets it."""
+    saved = _JsonLoader._loads
+    yield
+    _JsonLoader._loads = saved
+
+
 @pytest.mark.parametrize("when", ["pending", "sealed"])
-def test_record_writes_and_list_events_reads_a_payload_deeper_than_python_json(db, connect, when):
+@pytest.mark.parametrize("scope", ["connection", "global"])
+def test_record_writes_and_list_events_reads_a_payload_deeper_than_python_json(db, connect, when, scope,
+                                                                               global_json_loads):
     writer = connect("app_writer")
     record(writer, "deep.thing", payload={"d": nested(DEPTH, Decimal(AMOUNT))})
     assert stored_payload(db) == expected_text(DEPTH, AMOUNT)
@@ -55,8 +65,9 @@ def test_record_writes_and_list_events_reads_a_payload_deeper_than_python_json(d
         seal(db)
     reader = connect("app_reader")
     assert nesting(list_events(reader)[0].payload["d"]) == (DEPTH, float(AMOUNT))  # psycopg's default: floats
-    set_json_loads(functools.partial(json.loads, parse_float=Decimal), reader)
-    assert nesting(list_events(reader)[0].payload["d"]) == (DEPTH, Decimal(AMOUNT))  # the connection's choice holds
+    # Set after a first call: the package's loaders, made once for each JSON function, follow the change.
+    set_json_loads(functools.partial(json.loads, parse_float=Decimal), reader if scope == "connection" else None)
+    assert nesting(list_events(reader)[0].payload["d"]) == (DEPTH, Decimal(AMOUNT))  # the caller's choice holds
 
 
 def test_the_cli_records_and_prints_a_deep_payload_with_its_numbers_as_written(db):
