@@ -415,8 +415,8 @@ COMMENT ON FUNCTION @schema@._unregister_tracking(oid, text) IS
 -- A partition created in, or attached to, a tracked table: its capture function, and the event
 -- saying it is covered; true when it was not covered before, NULL when tracking does not cover it. The triggers are attached by its owner
 -- (the event trigger @schema@_capture_partitions, as the role that ran the command), who must hold
--- the maintainer role to run this. Anyone who may run it can only make it do what the catalogue
--- says is due.
+-- the maintainer role to run this, and prove first that it owns the partition (_check_owner): a
+-- maintainer that owns neither may not record that it is covered, nor clear the tree's baseline.
 CREATE OR REPLACE FUNCTION @schema@._cover_partition(target oid)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -428,6 +428,7 @@ DECLARE
     t @schema@.tracked_tables := @schema@._tracking_of(target);
     problem text := @schema@._tree_problem(target);
 BEGIN
+    PERFORM @schema@._check_owner(target);
     IF t.relid IS NULL OR t.relid = target THEN
         RETURN NULL;  -- tracking does not cover it
     ELSIF problem IS NOT NULL THEN

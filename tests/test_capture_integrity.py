@@ -393,8 +393,9 @@ def test_definer_helpers_refuse_what_enable_tracking_would(db, connect, orders):
         maintainer.execute("SELECT audit._register_tracking(ROW('public.mine'::regclass, 'x', 'public.orders', NULL,"
                            " '{}', '{}', NULL, '{}', '{}', NULL, true, now(), 'x', NULL, NULL)::audit.tracked_tables)")
     assert caught.value.sqlstate == "PA005"
-    # Not a partition of a tracked table: nothing to cover, nothing recorded.
-    assert maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass)").fetchone() == (None,)
+    # Not a partition of a tracked table: nothing to cover, nothing recorded (and its owner proves first).
+    assert maintainer.execute("SELECT audit._prove_owner('public.mine'::regclass),"
+                              " audit._cover_partition('public.mine'::regclass)").fetchone() == (None, None)
     assert "audit.tracked_partition_added" not in captured_kinds(db, "audit")
     maintainer.execute("CREATE TEMP TABLE scratch (id int PRIMARY KEY)")
     with pytest.raises(InvalidTarget, match="it is a temporary table"):

@@ -534,11 +534,12 @@ def test_c3_the_owners_trigger_cannot_change_the_database_role_of_another_writer
 
 
 def test_c3_no_maintainer_forges_captured_events_through_the_capture_roles_helpers(db, connect, attacker):
-    """_cover_partition and _take_baseline are the maintainer's to call: on a table that is not a
-    partition of a tracked table, or without the lock, they write nothing."""
+    """_cover_partition and _take_baseline are the maintainer's to call: without a proof that it owns
+    the table (trial 104), or without the lock, they write nothing."""
     attacker.execute("CREATE TABLE public.mine (id int PRIMARY KEY); INSERT INTO public.mine VALUES (1)")
     maintainer = connect("app_maintainer")
-    assert maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass)").fetchone() == (None,)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass)")
     with pytest.raises(psycopg.Error):
         maintainer.execute("SELECT audit_capture._take_baseline('public.mine'::regclass)")
     assert db.execute("SELECT count(*) FROM audit.events WHERE kind LIKE 'public.mine.%'").fetchone() == (0,)

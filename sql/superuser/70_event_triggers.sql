@@ -50,10 +50,18 @@ ALTER EVENT TRIGGER @schema@_detach_concurrently ENABLE;
 
 -- Partitions of tracked tables that have no capture triggers yet (tracked before partitions were
 -- covered, or added while the event triggers were off): attached here, as the superuser.
-SELECT @schema@._cover_partition(c), @schema@._attach_capture(c)
-  FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
- WHERE c <> t.relid AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c AND r.relispartition)
-   AND @schema@._capture_problem(c) IS NOT NULL;
+DO $$
+DECLARE
+    c oid;
+BEGIN
+    FOR c IN SELECT p FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) p
+              WHERE p <> t.relid AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = p AND r.relispartition)
+                AND @schema@._capture_problem(p) IS NOT NULL LOOP
+        PERFORM @schema@._prove_owner(c);  -- _cover_partition consumes it
+        PERFORM @schema@._cover_partition(c), @schema@._attach_capture(c);
+    END LOOP;
+END
+$$;
 
 -- Now that schema changes are followed, capture functions may convert rows inline where it is safe.
 SELECT @schema@._generate_capture(c) FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) c
