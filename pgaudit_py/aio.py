@@ -166,10 +166,9 @@ async def row_state_as_of(conn: psycopg.AsyncConnection, table: str, key: str, a
 
 
 async def row_as_of(conn: psycopg.AsyncConnection, table: str, key: str, at: datetime, *,
-                    audit_schema: str = "audit") -> dict[str, Any] | None:
+                    audit_schema: str = "audit") -> Any:
     """As pgaudit_py.row_as_of."""
-    image = await row_as_of_call(table, key, at, audit_schema=audit_schema).one_async(conn)
-    return dict(image) if image is not None else None
+    return await row_as_of_call(table, key, at, audit_schema=audit_schema).one_async(conn)
 
 
 async def enable_tracking(conn: psycopg.AsyncConnection, table: str, *, exclude_columns: list[str] | None = None,

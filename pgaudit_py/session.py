@@ -9,6 +9,7 @@ set them for themselves."""
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any, overload
 
 import psycopg
@@ -16,8 +17,9 @@ from psycopg.abc import Loader
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 from psycopg.rows import AsyncRowFactory, Row, RowFactory, TupleRow, tuple_row
+from psycopg.types.json import set_json_loads
 
-from pgaudit_py.deep_json import read_deep
+from pgaudit_py.deep_json import read_deep, tolerant
 from pgaudit_py.errors import UnsupportedSession
 
 _NEEDED = {"DateStyle": "ISO", "IntervalStyle": "postgres", "client_encoding": "UTF8"}
@@ -50,6 +52,10 @@ def require_readable(conn: psycopg.Connection | psycopg.AsyncConnection) -> None
 # sent without its zone, binary loaders of its own would each break a verdict or an answer). A map
 # made from it is a copy on write: about a microsecond a cursor.
 _PSYCOPGS = AdaptersMap(psycopg.adapters)
+# Its JSON loaders read with json.loads, bound here: psycopg's loader class calls whatever function
+# set_json_loads last set globally (objects as namespaces, integers as floats would change what the
+# package reads of its own snapshots, and what it writes back).
+set_json_loads(tolerant(json.loads), _PSYCOPGS)
 
 
 def psycopgs_loader(oid: int) -> type[Loader] | None:

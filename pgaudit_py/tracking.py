@@ -91,10 +91,10 @@ def row_as_of_call(table: str, key: str, at: datetime, *, audit_schema: str = "a
 
 
 def row_as_of(conn: psycopg.Connection, table: str, key: str, at: datetime, *,
-              audit_schema: str = "audit") -> dict[str, Any] | None:
-    """The row as captured at `at`, or None if it did not exist then."""
-    image = row_as_of_call(table, key, at, audit_schema=audit_schema).one(conn)
-    return dict(image) if image is not None else None
+              audit_schema: str = "audit") -> Any:
+    """The row as captured at `at` (a dict, as psycopg's JSON loader reads it, or whatever the
+    connection's own JSON loader makes of it), or None if it did not exist then."""
+    return row_as_of_call(table, key, at, audit_schema=audit_schema).one(conn)
 
 
 @dataclass(frozen=True)
