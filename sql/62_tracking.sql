@@ -78,6 +78,7 @@ DECLARE
     owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = NEW.relid);
 BEGIN
     NEW.role := current_user;
+    NEW.role_id := (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user);
     NEW.xid := pg_current_xact_id();
     IF owner IS NULL OR NOT pg_has_role(current_user, owner, 'MEMBER') THEN
         RAISE EXCEPTION 'must be owner of table %',
@@ -106,26 +107,33 @@ COMMENT ON FUNCTION @schema@._prove_owner(oid) IS
 
 -- Inside the SECURITY DEFINER helpers: consumes the proof made in this transaction, and returns the
 -- role that made it. A table that no longer exists needs none (its tracking is being cleaned up).
+-- The proof holds only while its role still owns the table under the name it had (the table given
+-- away, or the role renamed, since the proof: tests/test_trust_attacks_103.py, b3 to b5).
 CREATE OR REPLACE FUNCTION @schema@._check_owner(target oid)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    who text;
+    proof @schema@.owner_proofs;
 BEGIN
     -- Proofs left by earlier transactions go, but never waiting for a row another transaction holds.
     DELETE FROM @schema@.owner_proofs p
      WHERE p.ctid = ANY (ARRAY(SELECT o.ctid FROM @schema@.owner_proofs o
                                 WHERE o.xid <> pg_current_xact_id() FOR UPDATE SKIP LOCKED));
     DELETE FROM @schema@.owner_proofs p
-     WHERE p.relid = target AND p.xid = pg_current_xact_id() RETURNING p.role INTO who;
-    IF who IS NULL AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target) THEN
+     WHERE p.relid = target AND p.xid = pg_current_xact_id() RETURNING p.* INTO proof;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target) THEN
+        RETURN proof.role;
+    ELSIF proof.role IS NULL
+       OR NOT EXISTS (SELECT 1 FROM pg_roles r JOIN pg_class c ON c.oid = target
+                       WHERE r.oid = proof.role_id AND r.rolname = proof.role
+                         AND pg_has_role(r.oid, c.relowner, 'MEMBER')) THEN
         RAISE EXCEPTION 'must be owner of table %', target::regclass USING ERRCODE = 'insufficient_privilege',
             HINT = 'Change tracking and limits through enable_tracking, disable_tracking, enable_rate_limit and '
                    'disable_rate_limit, as a maintainer owning the table.';
     END IF;
-    RETURN who;
+    RETURN proof.role;
 END
 $$;
 COMMENT ON FUNCTION @schema@._check_owner(oid) IS
