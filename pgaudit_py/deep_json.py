@@ -6,7 +6,6 @@ deep value is rare, so the fast path stays psycopg's); its writes of JSON do the
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -16,7 +15,9 @@ from typing import Any
 
 from psycopg import pq
 from psycopg.adapt import AdaptersMap
-from psycopg.types.json import set_json_loads
+from psycopg.types.json import JsonbLoader, set_json_loads
+
+from pgaudit_py.identity_cache import by_identity
 
 Loads = Callable[[Any], Any]
 scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -107,27 +108,27 @@ class _Tolerant:
             return loads(data, self.first)
 
 
+@by_identity(64)
 def tolerant(first: Loads) -> Loads:
     """One _Tolerant per loads function (psycopg keeps a loader class for each)."""
-    try:
-        return _tolerant_of(first)
-    except TypeError:  # a loads function that cannot be hashed
-        return _Tolerant(first)
-
-
-@functools.lru_cache(maxsize=64)
-def _tolerant_of(first: Loads) -> Loads:
     return _Tolerant(first)
 
 
 def read_deep(adapters: AdaptersMap) -> None:
-    """Make the map read json and jsonb values of any depth, through the loaders' own JSON function
-    (psycopg's default, or the one set with set_json_loads). A loader of another kind, registered by
-    the caller, is left alone."""
-    oid = adapters.types["jsonb"].oid
-    first = getattr(adapters.get_loader(oid, pq.Format.TEXT), "_loads", None)
-    if first is not None:
-        set_json_loads(tolerant(first), adapters)
+    """Make the map read json and jsonb values of any depth, through each loader's own JSON function
+    (psycopg's default, or the one set with set_json_loads). A loader of another kind (one that reads
+    otherwise than by calling its JSON function), registered by the caller, is left alone."""
+    for name in ("json", "jsonb"):
+        oid = adapters.types[name].oid
+        loader = adapters.get_loader(oid, pq.Format.TEXT)
+        first = getattr(loader, "_loads", None)
+        if first is None or getattr(loader, "load", None) is not JsonbLoader.load:
+            continue
+        made = AdaptersMap(adapters)  # set_json_loads sets both types: this one's is taken from it
+        set_json_loads(tolerant(first), made)
+        deep = made.get_loader(oid, pq.Format.TEXT)
+        assert deep is not None
+        adapters.register_loader(oid, deep)
 
 
 def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: int | None = None,

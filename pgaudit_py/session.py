@@ -8,7 +8,6 @@ set them for themselves."""
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any, overload
 
@@ -21,6 +20,7 @@ from psycopg.types.json import set_json_loads
 
 from pgaudit_py.deep_json import read_deep, tolerant
 from pgaudit_py.errors import UnsupportedSession
+from pgaudit_py.identity_cache import by_identity
 
 _NEEDED = {"DateStyle": "ISO", "IntervalStyle": "postgres", "client_encoding": "UTF8"}
 
@@ -96,15 +96,11 @@ def _adapters(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], call
         return AdaptersMap(_PSYCOPGS)
     theirs = tuple(conn.adapters.get_loader(oid, Format.TEXT) for oid in _JSON_OIDS)
     # Their JSON functions too: set_json_loads, called globally, changes what psycopg's loader calls.
-    key = theirs + tuple(getattr(loader, "_loads", None) for loader in theirs)
-    try:
-        return AdaptersMap(_callers_json_map(key))
-    except TypeError:  # a loader or a JSON function that cannot be hashed
-        return AdaptersMap(_callers_json_map.__wrapped__(key))
+    return AdaptersMap(_callers_json_map(*theirs, *(getattr(loader, "_loads", None) for loader in theirs)))
 
 
-@functools.lru_cache(maxsize=64)
-def _callers_json_map(key: tuple[Any, ...]) -> AdaptersMap:
+@by_identity(64)
+def _callers_json_map(*key: Any) -> AdaptersMap:
     """psycopg's adapters with the connection's JSON loaders, made once for each (copied for each
     cursor; registering them for each call had cost 10 to 16 µs)."""
     own = AdaptersMap(_PSYCOPGS)
