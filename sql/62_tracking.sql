@@ -446,9 +446,7 @@ BEGIN
     -- Covered: its function and its four triggers in place. A function alone is not: the installer's
     -- refresh makes one for every partition of a tracked tree before it attaches the triggers of
     -- those added while the event triggers were off (tests/test_trust_attacks_105.py, p6 and p8).
-    IF to_regprocedure(@schema@._capture_function(target) || '()') IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM unnest(ARRAY['insert', 'update', 'delete', 'truncate']) w
-                        WHERE @schema@._capture_problem(target, '@schema@_capture_' || w) IS NOT NULL) THEN
+    IF @schema@._capture_problem(target) IS NULL THEN
         RETURN false;
     END IF;
     PERFORM @schema@._generate_capture(target);
