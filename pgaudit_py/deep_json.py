@@ -1,8 +1,9 @@
 """JSON as deep as PostgreSQL stores it. jsonb holds values nested about 10,000 levels deep, and
 Python's json.loads and json.dumps stop at about 1,000 (RecursionError): one writer's deep row or
 payload would fail every read of a page that holds it. The package's reads keep the connection's own
-JSON function and, when it fails on a value, parse it again here with a loop instead of recursion (a
-deep value is rare, so the fast path stays psycopg's); its writes of JSON do the same."""
+JSON function and, when it fails on a value nested DEEP levels or more, parse it again here with a
+loop instead of recursion (a deep value is rare, so the fast path stays psycopg's); its writes of
+JSON do the same."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from psycopg import pq
 from psycopg.adapt import AdaptersMap
-from psycopg.types.json import JsonbLoader, set_json_loads
+from psycopg.types.json import _JsonLoader
 
 from pgaudit_py.identity_cache import by_identity
 
@@ -93,42 +94,55 @@ def _key(s: str, i: int) -> tuple[str, int]:
     return key, _SPACE.match(s, i + 1).end()  # type: ignore[union-attr]
 
 
-class _Tolerant:
-    """`first`, and where it cannot read a value (json.loads' recursion, another library's depth
-    limit), this module's loop, reading each number with `first`. A class, not a closure: psycopg
-    keeps one loader class per loads function, and only when it is not a closure."""
+# A value nested this deep or deeper that a loader fails on is read again by `loads`. Shallower, the
+# failure is the loader's answer (a JSON function may refuse a value on purpose), and is raised.
+DEEP = 32
+_NESTING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
-    def __init__(self, first: Loads):
-        self.first = first
 
-    def __call__(self, data: Any) -> Any:
-        try:
-            return self.first(data)
-        except (RecursionError, ValueError):
-            return loads(data, self.first)
+def nested(data: Any, levels: int = DEEP) -> bool:
+    """Whether the JSON text nests `levels` containers deep somewhere (strings skipped)."""
+    depth = 0
+    for match in _NESTING.finditer(bytes(data)):
+        bracket = match.group()
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth >= levels:
+                return True
+        elif bracket in (b"]", b"}"):
+            depth -= 1
+    return False
 
 
 @by_identity(64)
-def tolerant(first: Loads) -> Loads:
-    """One _Tolerant per loads function (psycopg keeps a loader class for each)."""
-    return _Tolerant(first)
+def deep_reading(loader: type[_JsonLoader]) -> type[_JsonLoader]:
+    """The loader class, reading values nested deeper than its JSON function can: a subclass, so what
+    the class (and each of its instances) reads with is looked up at each value, never copied."""
+
+    class DeepReading(loader):  # type: ignore[valid-type, misc]
+        def load(self, data: Any) -> Any:
+            try:
+                return super().load(data)
+            except (RecursionError, ValueError):
+                # Only a loader that reads by calling its JSON function is read again, with that
+                # function for each number; one that overrides load() is used as it is.
+                if getattr(loader, "load", None) is not _JsonLoader.load or not nested(data):
+                    raise
+                return loads(data, self.loads)
+
+    DeepReading.__name__ = DeepReading.__qualname__ = f"DeepReading{loader.__name__}"
+    return DeepReading
 
 
 def read_deep(adapters: AdaptersMap) -> None:
-    """Make the map read json and jsonb values of any depth, through each loader's own JSON function
-    (psycopg's default, or the one set with set_json_loads). A loader of another kind (one that reads
-    otherwise than by calling its JSON function), registered by the caller, is left alone."""
+    """Make the map's JSON loaders read json and jsonb values of any depth (through each loader's own
+    JSON function: psycopg's default, the one set with set_json_loads, or an instance's own). A loader
+    of another kind, registered by the caller, is left alone."""
     for name in ("json", "jsonb"):
         oid = adapters.types[name].oid
         loader = adapters.get_loader(oid, pq.Format.TEXT)
-        first = getattr(loader, "_loads", None)
-        if first is None or getattr(loader, "load", None) is not JsonbLoader.load:
-            continue
-        made = AdaptersMap(adapters)  # set_json_loads sets both types: this one's is taken from it
-        set_json_loads(tolerant(first), made)
-        deep = made.get_loader(oid, pq.Format.TEXT)
-        assert deep is not None
-        adapters.register_loader(oid, deep)
+        if isinstance(loader, type) and issubclass(loader, _JsonLoader):
+            adapters.register_loader(oid, deep_reading(loader))
 
 
 def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: int | None = None,

@@ -1,7 +1,7 @@
 """A small cache of a function's results by the identity of its arguments, not their equality: two
-JSON functions that compare equal may read differently (tests/test_trust_attacks_105.py, j4), and a
-function that cannot be hashed is cached all the same. Each entry keeps its arguments alive, so no
-id is reused under it."""
+JSON loader classes that compare equal (through a metaclass) may read differently (as two equal JSON
+functions did: tests/test_trust_attacks_105.py, j4), and an argument that cannot be hashed is cached
+all the same. Each entry keeps its arguments alive, so no id is reused under it."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from psycopg.pq import Format
 from psycopg.rows import AsyncRowFactory, Row, RowFactory, TupleRow, tuple_row
 from psycopg.types.json import set_json_loads
 
-from pgaudit_py.deep_json import read_deep, tolerant
+from pgaudit_py.deep_json import read_deep
 from pgaudit_py.errors import UnsupportedSession
 from pgaudit_py.identity_cache import by_identity
 
@@ -55,7 +55,8 @@ _PSYCOPGS = AdaptersMap(psycopg.adapters)
 # Its JSON loaders read with json.loads, bound here: psycopg's loader class calls whatever function
 # set_json_loads last set globally (objects as namespaces, integers as floats would change what the
 # package reads of its own snapshots, and what it writes back).
-set_json_loads(tolerant(json.loads), _PSYCOPGS)
+set_json_loads(json.loads, _PSYCOPGS)
+read_deep(_PSYCOPGS)
 
 
 def psycopgs_loader(oid: int) -> type[Loader] | None:
@@ -94,18 +95,17 @@ def _adapters(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], call
     any depth (they decide how numbers in what is returned to the caller read: docs/python.md)."""
     if not callers_json:
         return AdaptersMap(_PSYCOPGS)
-    theirs = tuple(conn.adapters.get_loader(oid, Format.TEXT) for oid in _JSON_OIDS)
-    # Their JSON functions too: set_json_loads, called globally, changes what psycopg's loader calls.
-    return AdaptersMap(_callers_json_map(*theirs, *(getattr(loader, "_loads", None) for loader in theirs)))
+    return AdaptersMap(_callers_json_map(*(conn.adapters.get_loader(oid, Format.TEXT) for oid in _JSON_OIDS)))
 
 
 @by_identity(64)
-def _callers_json_map(*key: Any) -> AdaptersMap:
-    """psycopg's adapters with the connection's JSON loaders, made once for each (copied for each
-    cursor; registering them for each call had cost 10 to 16 µs)."""
+def _callers_json_map(*theirs: Any) -> AdaptersMap:
+    """psycopg's adapters with the connection's JSON loader classes, made once for each pair (copied
+    for each cursor; registering them for each call had cost 10 to 16 µs). What a class reads with
+    (its JSON function, its load) is looked up at each value, so a change to it needs no new map."""
     own = AdaptersMap(_PSYCOPGS)
-    for oid, loader in zip(_JSON_OIDS, key[:len(_JSON_OIDS)], strict=True):
-        if loader is not None and loader is not own.get_loader(oid, Format.TEXT):
+    for oid, loader in zip(_JSON_OIDS, theirs, strict=True):
+        if loader is not None:
             own.register_loader(oid, loader)
     read_deep(own)
     return own
