@@ -80,6 +80,7 @@ BEGIN
     NEW.role := current_user;
     NEW.role_id := (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user);
     NEW.xid := pg_current_xact_id();
+    NEW.statement_at := statement_timestamp();
     IF owner IS NULL OR NOT pg_has_role(current_user, owner, 'MEMBER') THEN
         RAISE EXCEPTION 'must be owner of table %',
                         coalesce((SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = NEW.relid), NEW.relid::text)
@@ -105,31 +106,43 @@ AS $$ INSERT INTO @schema@.owner_proofs (relid) VALUES (target) $$;
 COMMENT ON FUNCTION @schema@._prove_owner(oid) IS
     'Proves, with the caller''s own rights, that it owns a table and holds the maintainer role (see _check_owner).';
 
--- Inside the SECURITY DEFINER helpers: consumes the proof made in this transaction, and returns the
--- role that made it. A table that no longer exists needs none (its tracking is being cleaned up).
--- The proof holds only while its role still owns the table under the name it had (the table given
--- away, or the role renamed, since the proof: tests/test_trust_attacks_103.py, b3 to b5).
+-- Inside the SECURITY DEFINER helpers: consumes the proofs of the table made in this transaction,
+-- and returns the role that made the one it takes. A table that no longer exists needs none (its
+-- tracking is being cleaned up). A proof is taken only
+-- - in the statement that made it, by the role the session acts as (the one the events name): a
+--   helper cannot tell who called it (current_user is the owner role here), so a proof left in a
+--   transaction, or made before a SET ROLE, would serve another role's code
+--   (tests/test_trust_attacks_106.py, trial 100's b2, trial 102's b5);
+-- - while its role still owns the table under the name it had (the table given away, or the role
+--   renamed, since the proof: tests/test_trust_attacks_103.py, b3 to b5).
 CREATE OR REPLACE FUNCTION @schema@._check_owner(target oid)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    acting text := @schema@._db_role();
+    proofs @schema@.owner_proofs[];
     proof @schema@.owner_proofs;
 BEGIN
     -- Proofs left by earlier transactions go, but never waiting for a row another transaction holds.
     DELETE FROM @schema@.owner_proofs p
      WHERE p.ctid = ANY (ARRAY(SELECT o.ctid FROM @schema@.owner_proofs o
                                 WHERE o.xid <> pg_current_xact_id() FOR UPDATE SKIP LOCKED));
-    DELETE FROM @schema@.owner_proofs p
-     WHERE p.relid = target AND p.xid = pg_current_xact_id() RETURNING p.* INTO proof;
+    WITH taken AS (DELETE FROM @schema@.owner_proofs p WHERE p.relid = target AND p.xid = pg_current_xact_id()
+                   RETURNING p AS proof)
+    SELECT array_agg(taken.proof) INTO proofs FROM taken;
+    SELECT t.* INTO proof FROM unnest(proofs) t
+     WHERE t.role = acting AND t.statement_at = statement_timestamp()
+       AND EXISTS (SELECT 1 FROM pg_roles r JOIN pg_class c ON c.oid = target
+                    WHERE r.oid = t.role_id AND r.rolname = t.role AND pg_has_role(r.oid, c.relowner, 'MEMBER'))
+     LIMIT 1;
     IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target) THEN
-        RETURN proof.role;
-    ELSIF proof.role IS NULL
-       OR NOT EXISTS (SELECT 1 FROM pg_roles r JOIN pg_class c ON c.oid = target
-                       WHERE r.oid = proof.role_id AND r.rolname = proof.role
-                         AND pg_has_role(r.oid, c.relowner, 'MEMBER')) THEN
+        RETURN proofs[1].role;
+    ELSIF proof.role IS NULL THEN
         RAISE EXCEPTION 'must be owner of table %', target::regclass USING ERRCODE = 'insufficient_privilege',
+            DETAIL = format('A proof of owning it serves the role the session acts as (%s), in the statement that '
+                            'made it, while that role owns the table.', acting),
             HINT = 'Change tracking and limits through enable_tracking, disable_tracking, enable_rate_limit and '
                    'disable_rate_limit, as a maintainer owning the table.';
     END IF;

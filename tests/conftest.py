@@ -267,3 +267,23 @@ def page(browser):
     page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.accept()))
     yield page
     context.close()
+
+
+@pytest.fixture
+def psycopg_globals() -> Iterator[None]:
+    """psycopg's global adapters (loaders, dumpers, dumpers by oid, types) and JSON functions as they
+    were, put back after a test that changes them: the rest of the suite runs in the same process
+    (re-registering a class by hand would not give back the order that decides what %s sends)."""
+    from psycopg.types.json import _JsonDumper, _JsonLoader
+    a = psycopg.adapters
+    dumpers = {fmt: d.copy() for fmt, d in a._dumpers.items()}
+    by_oid = [d.copy() for d in a._dumpers_by_oid]
+    loaders = [d.copy() for d in a._loaders]
+    registry = dict(a.types._registry)
+    loads, dumps = _JsonLoader._loads, _JsonDumper._dumps
+    yield
+    a._dumpers, a._own_dumpers = dumpers, dict.fromkeys(dumpers, True)
+    a._dumpers_by_oid, a._own_dumpers_by_oid = by_oid, [True, True]
+    a._loaders, a._own_loaders = loaders, [True, True]
+    a.types._registry, a.types._own_state = registry, True
+    _JsonLoader._loads, _JsonDumper._dumps = loads, dumps

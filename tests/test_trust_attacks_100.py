@@ -652,9 +652,10 @@ def test_b3_one_proof_takes_one_baseline(kit):
     m = kit.maint
     m.execute("BEGIN")
     try:
-        m.execute("SELECT audit._prove_owner('public.t100_b3'::regclass)")
         m.execute("LOCK public.t100_b3 IN SHARE MODE")
-        first = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t100_b3'::regclass)")
+        # one statement: a proof serves the statement that made it (trial 106)
+        first = sqlstate_of(m, "SELECT audit._prove_owner('public.t100_b3'::regclass),"
+                               " audit_capture._take_baseline('public.t100_b3'::regclass)")
         m.execute("SAVEPOINT s")
         second = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t100_b3'::regclass)")
     finally:

@@ -66,20 +66,6 @@ def kit(db, connect):
 
 
 @pytest.fixture
-def psycopg_globals():
-    """psycopg's global adapters and JSON function as they were, put back after a test that changes them:
-    the rest of the suite runs in the same process (re-registering a class by hand would not give
-    back the order that decides what %s sends, nor the global json loads)."""
-    from psycopg.types.json import _JsonLoader
-    a = psycopg.adapters
-    dumpers, loaders, loads = {fmt: d.copy() for fmt, d in a._dumpers.items()}, [d.copy() for d in a._loaders], _JsonLoader._loads
-    yield
-    a._dumpers, a._own_dumpers = dumpers, dict.fromkeys(dumpers, True)
-    a._loaders, a._own_loaders = loaders, [True, True]
-    _JsonLoader._loads = loads
-
-
-@pytest.fixture
 def clean(db):
     yield db
     drop_made_under(db, "t102_")
@@ -506,17 +492,15 @@ LAST_ERROR: list[str] = []
 
 
 def _try_baseline(conn, table: str, before: str, after: str = "") -> str | None:
-    """BEGIN; <before>; LOCK; <after>; _take_baseline; COMMIT on success, ROLLBACK otherwise."""
+    """BEGIN; <before>; LOCK; <after>; _take_baseline; COMMIT on success, ROLLBACK otherwise. All but
+    BEGIN in one message, so one statement as far as a proof goes (it serves the statement that made
+    it, trial 106): what is tried here is who may take it."""
     st = "not run"
     conn.execute("BEGIN")
     try:
-        if before:
-            conn.execute(before)
-        conn.execute(f'LOCK public."{table}" IN SHARE MODE')
-        if after:
-            conn.execute(after)
         try:
-            conn.execute(f"""SELECT audit_capture._take_baseline('public."{table}"'::regclass)""")
+            conn.execute("; ".join(filter(None, [before, f'LOCK public."{table}" IN SHARE MODE', after,
+                                                 f"""SELECT audit_capture._take_baseline('public."{table}"'::regclass)"""])))
             st = None
         except psycopg.Error as e:
             st = e.sqlstate

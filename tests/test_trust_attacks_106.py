@@ -492,9 +492,10 @@ def test_p8_cover_partition_of_a_covered_partition_records_nothing(rk, connect):
     tree(db, baseline=True)
     before = n_kind(db, "audit.tracked_partition_added", "public.t106_pt1")
     for _ in range(3):
+        # one message: a proof serves the statement that made it
         assert run(connect("app_maintainer"), [
-            "SET LOCAL ROLE t106_mo", "SELECT audit._prove_owner('public.t106_pt1'::regclass)",
-            "SELECT audit._cover_partition('public.t106_pt1'::regclass)"]) is None
+            "SET LOCAL ROLE t106_mo", "SELECT audit._prove_owner('public.t106_pt1'::regclass);"
+            " SELECT audit._cover_partition('public.t106_pt1'::regclass)"]) is None
     assert n_kind(db, "audit.tracked_partition_added", "public.t106_pt1") == before
     assert db.execute("SELECT baseline_at IS NOT NULL FROM audit.tracked_tables"
                       " WHERE relid = 'public.t106_pt'::regclass").fetchone()[0]

@@ -54,20 +54,6 @@ DEPTH = 9_990  # nesting of the deep values (jsonb refused 10,500 here: about it
 
 
 @pytest.fixture
-def psycopg_globals():
-    """psycopg's global adapters and JSON function as they were, put back after a test that changes them:
-    the rest of the suite runs in the same process (re-registering a class by hand would not give
-    back the order that decides what %s sends, nor the global json loads)."""
-    from psycopg.types.json import _JsonLoader
-    a = psycopg.adapters
-    dumpers, loaders, loads = {fmt: d.copy() for fmt, d in a._dumpers.items()}, [d.copy() for d in a._loaders], _JsonLoader._loads
-    yield
-    a._dumpers, a._own_dumpers = dumpers, dict.fromkeys(dumpers, True)
-    a._loaders, a._own_loaders = loaders, [True, True]
-    _JsonLoader._loads = loads
-
-
-@pytest.fixture
 def jt(db):
     """public.t107_j (id, v, doc jsonb), tracked; row 1 written with doc {"x": 1.5}; an event t107.j with
     payload {"n": 1.5, "k": "plain"}. Yields a moment after both."""

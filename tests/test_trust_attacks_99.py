@@ -452,14 +452,13 @@ def test_b2_a_parent_proof_takes_no_baseline_of_a_partition_owned_by_another(kit
     assert baseline_events(db, "public.t99_pp") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="by design, docs/capture.md: the table's owner may take a baseline at any time,"
-                   " through enable_tracking(..., baseline => true) on a tracked table, under the session's actor;"
-                   " its proof and a direct call give it nothing more")
 def test_b3_the_owner_takes_no_baseline_outside_enable_tracking(kit):
     """Attack: the owner's maintainer proves ownership by hand (audit._prove_owner, which it may
     call) and calls the capture role's _take_baseline directly, outside enable_tracking, naming an
     actor and having granted the sandbox SELECT itself: a second baseline under someone else's name.
-    docs/capture.md: 'a direct call, is refused with 42501 and nothing written'."""
+    docs/capture.md: 'a direct call, is refused with 42501 and nothing written'. (A strict xfail, by
+    design, until trial 106: a proof now serves only the statement that made it; made in the same
+    statement, it gives the owner what enable_tracking(..., baseline => true) would.)"""
     db = kit.db
     kit.owner.execute("CREATE TABLE public.t99_b3 (id int PRIMARY KEY, v int); INSERT INTO public.t99_b3 VALUES (1, 1);"
                       " GRANT ALL ON public.t99_b3 TO app_writer")

@@ -55,7 +55,8 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
                                  "0016_event_type_catalogues", "0017_rare_value_indexes", "0018_log_partitions",
                                  "0019_intake_checks_in_writers", "0020_archive_and_quarantine_indexes",
                                  "0021_intake_ids_of_their_own", "0022_tracking_ends_index", "0023_truncates_index",
-                                 "0024_tracking_name_types", "0025_owner_proof_role_ids"]
+                                 "0024_tracking_name_types", "0025_owner_proof_role_ids",
+                                 "0026_owner_proof_statements"]
     # What the key is made of is taken for the table tracked before (a retype is refused by it).
     assert db.execute("SELECT name_types -> 'columns' FROM upgr.tracked_tables").fetchone()[0] == {
         "1": [str(db.execute("SELECT 'int4'::regtype::oid").fetchone()[0])]}
@@ -128,7 +129,8 @@ def test_a_log_with_events_upgrades_to_the_single_filter_indexes(db, installer_b
                                  "0016_event_type_catalogues", "0017_rare_value_indexes", "0018_log_partitions",
                                  "0019_intake_checks_in_writers", "0020_archive_and_quarantine_indexes",
                                  "0021_intake_ids_of_their_own", "0022_tracking_ends_index", "0023_truncates_index",
-                                 "0024_tracking_name_types", "0025_owner_proof_role_ids"]
+                                 "0024_tracking_name_types", "0025_owner_proof_role_ids",
+                                 "0026_owner_proof_statements"]
     assert status(db, "upgi").problems == []
     assert {str(f): trail(db, **f) for f in FILTERS} == before
     # The log is partitioned now: its events are the first partition's, which the next million seqs fit.
