@@ -14,11 +14,9 @@ from decimal import Decimal
 from json.decoder import JSONDecodeError
 from typing import Any
 
-from psycopg import pq
-from psycopg.adapt import AdaptersMap
+from psycopg import abc
+from psycopg.adapt import Loader
 from psycopg.types.json import _JsonLoader
-
-from pgaudit_py.identity_cache import by_identity
 
 Loads = Callable[[Any], Any]
 scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -114,35 +112,37 @@ def nested(data: Any, levels: int = DEEP) -> bool:
     return False
 
 
-@by_identity(64)
-def deep_reading(loader: type[_JsonLoader]) -> type[_JsonLoader]:
-    """The loader class, reading values nested deeper than its JSON function can: a subclass, so what
-    the class (and each of its instances) reads with is looked up at each value, never copied."""
+class DeepReading(Loader):
+    """The loader of json and jsonb in the package's maps. It reads through the loader class the map
+    names for the type (`JSON_LOADERS`: the caller's connection's, for values returned to the
+    caller) or else `own`, and where that fails on a value nested DEEP levels or more, reads the
+    value again with `loads`, each number through the loader's own JSON function. One class for
+    every caller's loader, looked up as each cursor reads: psycopg keeps every loader class ever
+    registered, so one made for each of the caller's classes would never be freed (trial 108), and
+    a class, its load() or its JSON function changed after a call holds from the next."""
 
-    class DeepReading(loader):  # type: ignore[valid-type, misc]
-        def load(self, data: Any) -> Any:
-            try:
-                return super().load(data)
-            except (RecursionError, ValueError):
-                # Only a loader that reads by calling its JSON function is read again, with that
-                # function for each number; one that overrides load() is used as it is.
-                if getattr(loader, "load", None) is not _JsonLoader.load or not nested(data):
-                    raise
-                return loads(data, self.loads)
+    own: dict[int, type[abc.Loader]] = {}  # the package's own, by type oid: psycopg's, reading with json.loads
 
-    DeepReading.__name__ = DeepReading.__qualname__ = f"DeepReading{loader.__name__}"
-    return DeepReading
+    def __init__(self, oid: int, context: abc.AdaptContext | None = None):
+        super().__init__(oid, context)
+        named = getattr(context.adapters, JSON_LOADERS, None) if context is not None else None
+        loader = (named or {}).get(oid)
+        if loader is None or issubclass(loader, DeepReading):  # this class again would recurse
+            loader = self.own[oid]
+        self.inner: Any = loader(oid, context)
+
+    def load(self, data: Any) -> Any:
+        try:
+            return self.inner.load(data)
+        except (RecursionError, ValueError):
+            # Only a loader that reads by calling its JSON function is read again, with that function
+            # for each number; one that overrides load() is used as it is.
+            if getattr(type(self.inner), "load", None) is not _JsonLoader.load or not nested(data):
+                raise
+            return loads(data, self.inner.loads)
 
 
-def read_deep(adapters: AdaptersMap) -> None:
-    """Make the map's JSON loaders read json and jsonb values of any depth (through each loader's own
-    JSON function: psycopg's default, the one set with set_json_loads, or an instance's own). A loader
-    of another kind, registered by the caller, is left alone."""
-    for name in ("json", "jsonb"):
-        oid = adapters.types[name].oid
-        loader = adapters.get_loader(oid, pq.Format.TEXT)
-        if isinstance(loader, type) and issubclass(loader, _JsonLoader):
-            adapters.register_loader(oid, deep_reading(loader))
+JSON_LOADERS = "pgaudit_py_json_loaders"  # the attribute of a map that names the loader classes to read with
 
 
 def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: int | None = None,

@@ -18,9 +18,8 @@ from psycopg.pq import Format
 from psycopg.rows import AsyncRowFactory, Row, RowFactory, TupleRow, tuple_row
 from psycopg.types.json import set_json_loads
 
-from pgaudit_py.deep_json import read_deep
+from pgaudit_py.deep_json import JSON_LOADERS, DeepReading
 from pgaudit_py.errors import UnsupportedSession
-from pgaudit_py.identity_cache import by_identity
 
 _NEEDED = {"DateStyle": "ISO", "IntervalStyle": "postgres", "client_encoding": "UTF8"}
 
@@ -56,7 +55,11 @@ _PSYCOPGS = AdaptersMap(psycopg.adapters)
 # set_json_loads last set globally (objects as namespaces, integers as floats would change what the
 # package reads of its own snapshots, and what it writes back).
 set_json_loads(json.loads, _PSYCOPGS)
-read_deep(_PSYCOPGS)
+_JSON_OIDS = [_PSYCOPGS.types[name].oid for name in ("json", "jsonb")]
+# Read through DeepReading: values of any depth, with the loader a map names (the caller's, below).
+DeepReading.own = {oid: loader for oid in _JSON_OIDS if (loader := _PSYCOPGS.get_loader(oid, Format.TEXT))}
+for _oid in _JSON_OIDS:
+    _PSYCOPGS.register_loader(_oid, DeepReading)
 
 
 def psycopgs_loader(oid: int) -> type[Loader] | None:
@@ -91,27 +94,13 @@ class _ServerCursor(_OwnAdapters, psycopg.ServerCursor[Any]):
 
 
 def _adapters(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], callers_json: bool) -> AdaptersMap:
-    """psycopg's own adapters; with callers_json, the connection's JSON loaders, reading values of
-    any depth (they decide how numbers in what is returned to the caller read: docs/python.md)."""
-    if not callers_json:
-        return AdaptersMap(_PSYCOPGS)
-    return AdaptersMap(_callers_json_map(*(conn.adapters.get_loader(oid, Format.TEXT) for oid in _JSON_OIDS)))
-
-
-@by_identity(64)
-def _callers_json_map(*theirs: Any) -> AdaptersMap:
-    """psycopg's adapters with the connection's JSON loader classes, made once for each pair (copied
-    for each cursor; registering them for each call had cost 10 to 16 µs). What a class reads with
-    (its JSON function, its load) is looked up at each value, so a change to it needs no new map."""
-    own = AdaptersMap(_PSYCOPGS)
-    for oid, loader in zip(_JSON_OIDS, theirs, strict=True):
-        if loader is not None:
-            own.register_loader(oid, loader)
-    read_deep(own)
-    return own
-
-
-_JSON_OIDS = [_PSYCOPGS.types[name].oid for name in ("json", "jsonb")]
+    """psycopg's own adapters; with callers_json, JSON read through the connection's JSON loader
+    classes, at any depth (they decide how numbers in what is returned to the caller read:
+    docs/python.md). A map made from another is a copy on write: about a microsecond a cursor."""
+    adapters = AdaptersMap(_PSYCOPGS)
+    if callers_json:
+        setattr(adapters, JSON_LOADERS, {oid: conn.adapters.get_loader(oid, Format.TEXT) for oid in _JSON_OIDS})
+    return adapters
 
 
 @overload
