@@ -105,3 +105,39 @@ def test_a_proof_made_by_hand_serves_no_other_roles_function_in_the_same_stateme
                    ALTER FUNCTION public.po_trojan() OWNER TO po_x""")
     st = in_one_message(connect("app_maintainer"), ["SET LOCAL ROLE po_owner", PROVE, "SELECT public.po_trojan()"])
     assert (st, state(db)[0]) == ("42501", 1)
+
+
+@pytest.fixture
+def tree(owned):
+    """public.po_tree, partitioned, owned by po_owner and tracked; po_owner's SECURITY DEFINER function
+    public.po_add_part() adds a partition; both maintainers may run it."""
+    db = owned
+    db.execute("GRANT CREATE ON SCHEMA public TO po_owner;"
+               " CREATE TABLE public.po_tree (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);"
+               " ALTER TABLE public.po_tree OWNER TO po_owner;"
+               " SELECT audit.enable_tracking('public.po_tree'::regclass);"
+               " CREATE FUNCTION public.po_add_part() RETURNS void LANGUAGE sql SECURITY DEFINER"
+               " AS $$ CREATE TABLE public.po_part PARTITION OF public.po_tree FOR VALUES FROM (1) TO (100) $$;"
+               " ALTER FUNCTION public.po_add_part() OWNER TO po_owner;"
+               " GRANT EXECUTE ON FUNCTION public.po_add_part() TO po_x")
+    yield db
+    db.execute("DROP TABLE IF EXISTS public.po_tree CASCADE; DROP FUNCTION IF EXISTS public.po_add_part()")
+
+
+def added(db) -> tuple:
+    return db.execute("""SELECT to_regclass('public.po_part') IS NOT NULL,
+                                (SELECT count(*) FROM audit.events WHERE kind = 'audit.tracked_partition_added'
+                                                                    AND target_id LIKE '%%po_part%%')
+                        """).fetchone()
+
+
+def test_a_partition_added_by_the_owners_definer_function_in_another_roles_session_is_refused(tree, connect):
+    """docs/capture.md: DDL run by a SECURITY DEFINER function of the owner's in a session acting as
+    another role is refused with PA008 (the event would name that role); run by the owner, it is covered."""
+    db = tree
+    st = in_one_message(connect("app_maintainer"), ["SET LOCAL ROLE po_x", "SELECT public.po_add_part()"])
+    assert (st, added(db)) == ("PA008", (False, 0))
+    assert in_one_message(connect("app_maintainer"), ["SET LOCAL ROLE po_owner", "SELECT public.po_add_part()"]) is None
+    assert added(db) == (True, 1)
+    assert db.execute("SELECT db_role FROM audit.events WHERE kind = 'audit.tracked_partition_added'"
+                      " AND target_id LIKE '%po_part%'").fetchall() == [("po_owner",)]
