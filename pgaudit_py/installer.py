@@ -49,7 +49,7 @@ FUNCTION_ROLES_MAKE = {"seal(integer)": "sealer", "prune_events(interval, intege
                        "delete_archived(text)": "pruner", "_row_images(anyarray)": "sandbox",
                        "_row_json(anyarray)": "sandbox", "_baseline_images(oid, tid, tid)": "sandbox",
                        "capture._capture_truncate()": "capture",
-                       "capture._take_baseline(oid)": "capture"}
+                       "capture._take_baseline(oid, uuid)": "capture"}
 # One installer at a time per database, whatever the schema: roles are shared. An advisory lock, as
 # the schema may not exist yet; any role that may connect can take its key too, so an installer waits
 # for it at most _INSTALL_LOCK_WAIT seconds, then names who holds it.

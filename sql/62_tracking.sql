@@ -52,23 +52,24 @@ $$;
 COMMENT ON FUNCTION @schema@._reserved_kind(text) IS
     'True for the kinds of pgaudit_py''s own events (audit., secret., tenant.secret., tenant.data_key.).';
 
--- Releases before 0.2 had _check_owner return nothing.
-DO $$
-BEGIN
-    IF (SELECT p.prorettype FROM pg_proc p WHERE p.oid = to_regprocedure('@schema@._check_owner(oid)')) = 'void'::regtype THEN
-        DROP FUNCTION @schema@._check_owner(oid);
-    END IF;
-END
-$$;
+-- Before migration 0027 the helpers took proofs without their token: the old signatures go, or a
+-- call naming no token would be ambiguous between them and the new ones.
+DROP FUNCTION IF EXISTS @schema@._check_owner(oid);
+DROP FUNCTION IF EXISTS @schema@._prove_owner(oid);
+DROP FUNCTION IF EXISTS @schema@._register_tracking(@schema@.tracked_tables);
+DROP FUNCTION IF EXISTS @schema@._unregister_tracking(oid, text);
+DROP FUNCTION IF EXISTS @schema@._cover_partition(oid);
 
 -- Who may change a table's tracking or limits: a member of the maintainer role who owns the table.
 -- The SECURITY DEFINER helpers that make the change cannot tell who called them (inside them
 -- current_user is the owner role, and session_user is whoever logged in: a maintainer's SECURITY
 -- DEFINER function run in another maintainer's session would pass for that one). So the caller
 -- proves it first, with its own rights: enable_tracking and the like (SECURITY INVOKER) insert a row
--- into owner_proofs, whose BEFORE trigger, running as the inserting role, stamps it with
--- current_user and the transaction and refuses a role that does not own the table; the helper
--- consumes the row. Only the maintainer may insert there, and only through this trigger.
+-- into owner_proofs under a random token, whose BEFORE trigger, running as the inserting role, stamps
+-- it with current_user and the transaction and refuses a role that does not own the table; the
+-- caller passes the token to the helper, which consumes the row. Only the maintainer may insert
+-- there, and only through this trigger; no role but the owner may read it, so no other code run in
+-- the same statement can learn the token.
 CREATE OR REPLACE FUNCTION @schema@._stamp_owner_proof()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -97,25 +98,32 @@ COMMENT ON FUNCTION @schema@._stamp_owner_proof() IS
 CREATE OR REPLACE TRIGGER stamp BEFORE INSERT ON @schema@.owner_proofs
     FOR EACH ROW EXECUTE FUNCTION @schema@._stamp_owner_proof();
 
--- The caller's proof that it owns the table (run with the caller's rights).
-CREATE OR REPLACE FUNCTION @schema@._prove_owner(target oid)
-RETURNS void
+-- The caller's proof that it owns the table (run with the caller's rights); returns the token to pass
+-- to the helper that takes it. One token may prove several tables (a tree and its partitions).
+CREATE OR REPLACE FUNCTION @schema@._prove_owner(target oid, token uuid DEFAULT gen_random_uuid())
+RETURNS uuid
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$ INSERT INTO @schema@.owner_proofs (relid) VALUES (target) $$;
-COMMENT ON FUNCTION @schema@._prove_owner(oid) IS
-    'Proves, with the caller''s own rights, that it owns a table and holds the maintainer role (see _check_owner).';
+AS $$
+    INSERT INTO @schema@.owner_proofs (relid, token) VALUES (target, token);
+    SELECT token;  -- not RETURNING, which would need the right to read owner_proofs, and so others' tokens
+$$;
+COMMENT ON FUNCTION @schema@._prove_owner(oid, uuid) IS
+    'Proves, with the caller''s own rights, that it owns a table and holds the maintainer role (see _check_owner); '
+    'returns the token the helper is passed.';
 
--- Inside the SECURITY DEFINER helpers: consumes the proofs of the table made in this transaction,
--- and returns the role that made the one it takes. A table that no longer exists needs none (its
--- tracking is being cleaned up). A proof is taken only
+-- Inside the SECURITY DEFINER helpers: consumes the proofs of the table made in this transaction
+-- under the token the helper was passed, and returns the role that made the one it takes. A table
+-- that no longer exists needs none (its tracking is being cleaned up). A proof is taken only
+-- - with its token, which only the code that made the proof knows: another maintainer's SECURITY
+--   DEFINER function run in the same statement cannot take it (tests/test_owner_proofs.py);
 -- - in the statement that made it, by the role the session acts as (the one the events name): a
 --   helper cannot tell who called it (current_user is the owner role here), so a proof left in a
 --   transaction, or made before a SET ROLE, would serve another role's code
 --   (tests/test_trust_attacks_106.py, trial 100's b2, trial 102's b5);
 -- - while its role still owns the table under the name it had (the table given away, or the role
 --   renamed, since the proof: tests/test_trust_attacks_103.py, b3 to b5).
-CREATE OR REPLACE FUNCTION @schema@._check_owner(target oid)
+CREATE OR REPLACE FUNCTION @schema@._check_owner(target oid, token uuid)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -129,7 +137,8 @@ BEGIN
     DELETE FROM @schema@.owner_proofs p
      WHERE p.ctid = ANY (ARRAY(SELECT o.ctid FROM @schema@.owner_proofs o
                                 WHERE o.xid <> pg_current_xact_id() FOR UPDATE SKIP LOCKED));
-    WITH taken AS (DELETE FROM @schema@.owner_proofs p WHERE p.relid = target AND p.xid = pg_current_xact_id()
+    WITH taken AS (DELETE FROM @schema@.owner_proofs p
+                    WHERE p.relid = target AND p.xid = pg_current_xact_id() AND p.token = _check_owner.token
                    RETURNING p AS proof)
     SELECT array_agg(taken.proof) INTO proofs FROM taken;
     SELECT t.* INTO proof FROM unnest(proofs) t
@@ -142,16 +151,16 @@ BEGIN
     ELSIF proof.role IS NULL THEN
         RAISE EXCEPTION 'must be owner of table %', target::regclass USING ERRCODE = 'insufficient_privilege',
             DETAIL = format('A proof of owning it serves the role the session acts as (%s), in the statement that '
-                            'made it, while that role owns the table.', acting),
+                            'made it, with the token it was made under, while that role owns the table.', acting),
             HINT = 'Change tracking and limits through enable_tracking, disable_tracking, enable_rate_limit and '
                    'disable_rate_limit, as a maintainer owning the table.';
     END IF;
     RETURN proof.role;
 END
 $$;
-COMMENT ON FUNCTION @schema@._check_owner(oid) IS
-    'Consumes the caller''s proof of owning a table (raises 42501 without one); returns who made it. A table '
-    'that no longer exists passes.';
+COMMENT ON FUNCTION @schema@._check_owner(oid, uuid) IS
+    'Consumes the caller''s proof of owning a table, made under the token (raises 42501 without one); returns '
+    'who made it. A table that no longer exists passes.';
 
 -- What may be tracked, and under which prefix: refused before anything is written.
 CREATE OR REPLACE FUNCTION @schema@._check_trackable(entry @schema@.tracked_tables)
@@ -295,7 +304,7 @@ COMMENT ON FUNCTION @schema@._check_trackable(@schema@.tracked_tables) IS
     'Refuses a table that cannot be tracked, unknown columns, and a kind prefix that is reserved or another table''s.';
 
 -- The catalogue is written only here, and every change is itself an event.
-CREATE OR REPLACE FUNCTION @schema@._register_tracking(entry @schema@.tracked_tables)
+CREATE OR REPLACE FUNCTION @schema@._register_tracking(entry @schema@.tracked_tables, proof uuid DEFAULT NULL)
 RETURNS @schema@.tracked_tables
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -313,7 +322,7 @@ BEGIN
     entry.redact_columns := coalesce(entry.redact_columns, '{}');
     tenant_number := (@schema@._attnums(entry.relid, ARRAY[entry.tenant_column]))[1];
     PERFORM @schema@._check_trackable(entry);
-    who := @schema@._check_owner(entry.relid);
+    who := @schema@._check_owner(entry.relid, proof);
     -- Called again under the same prefix, every column hidden now (redacted or excluded) stays hidden:
     -- else the same call run again after the table's owner renamed one away (and added another under
     -- its name, which tracking hides too) would record it in clear (trial 86, o9). disable_tracking
@@ -338,7 +347,7 @@ BEGIN
                         entry.relid::regclass, changed
             USING ERRCODE = 'PA005', HINT = 'Use disable_tracking first to track the table anew.';
     END IF;
-    PERFORM @schema@._check_owner(c) FROM @schema@._capture_tables(entry.relid) c WHERE c <> entry.relid;  -- partitions too
+    PERFORM @schema@._check_owner(c, proof) FROM @schema@._capture_tables(entry.relid) c WHERE c <> entry.relid;  -- partitions too
     -- Moved to another prefix: tracking under the old one ends, and says so there, so that its
     -- events say nothing of the rows from then on (row_as_of; tests/test_trust_attacks_70.py).
     PERFORM @schema@._record('audit.tracking_disabled', NULL, NULL, NULL, 'table', t.table_name,
@@ -373,7 +382,7 @@ BEGIN
     RETURN result;
 END
 $$;
-COMMENT ON FUNCTION @schema@._register_tracking(@schema@.tracked_tables) IS
+COMMENT ON FUNCTION @schema@._register_tracking(@schema@.tracked_tables, uuid) IS
     'Checks and writes a tracked_tables entry, generates the capture functions of the table and its '
     'partitions, and records audit.tracking_enabled; called by enable_tracking.';
 
@@ -404,7 +413,7 @@ $$;
 COMMENT ON FUNCTION @schema@._drop_stale_captures() IS
     'Drops capture functions (and their triggers) of tables tracking no longer covers; records partitions that left.';
 
-CREATE OR REPLACE FUNCTION @schema@._unregister_tracking(target oid, reason text)
+CREATE OR REPLACE FUNCTION @schema@._unregister_tracking(target oid, reason text, proof uuid DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -418,7 +427,7 @@ BEGIN
        OR (reason = 'audit.tracked_table_dropped' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = target)) THEN
         RAISE EXCEPTION 'invalid reason: %', reason USING ERRCODE = 'PA005';
     END IF;
-    PERFORM @schema@._check_owner(target);
+    PERFORM @schema@._check_owner(target, proof);
     DELETE FROM @schema@.tracked_tables WHERE relid = target RETURNING * INTO gone;
     IF FOUND THEN
         -- The table's and its partitions' capture functions go (their triggers with them), unrecorded:
@@ -429,7 +438,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION @schema@._unregister_tracking(oid, text) IS
+COMMENT ON FUNCTION @schema@._unregister_tracking(oid, text, uuid) IS
     'Removes a tracked_tables entry and its capture functions, and records why '
     '(audit.tracking_disabled, audit.tracked_table_dropped).';
 
@@ -438,7 +447,7 @@ COMMENT ON FUNCTION @schema@._unregister_tracking(oid, text) IS
 -- (the event trigger @schema@_capture_partitions, as the role that ran the command), who must hold
 -- the maintainer role to run this, and prove first that it owns the partition (_check_owner): a
 -- maintainer that owns neither may not record that it is covered, nor clear the tree's baseline.
-CREATE OR REPLACE FUNCTION @schema@._cover_partition(target oid)
+CREATE OR REPLACE FUNCTION @schema@._cover_partition(target oid, proof uuid DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -449,7 +458,7 @@ DECLARE
     t @schema@.tracked_tables := @schema@._tracking_of(target);
     problem text := @schema@._tree_problem(target);
 BEGIN
-    PERFORM @schema@._check_owner(target);
+    PERFORM @schema@._check_owner(target, proof);
     IF t.relid IS NULL OR t.relid = target THEN
         RETURN NULL;  -- tracking does not cover it
     ELSIF problem IS NOT NULL THEN
@@ -474,7 +483,7 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION @schema@._cover_partition(oid) IS
+COMMENT ON FUNCTION @schema@._cover_partition(oid, uuid) IS
     'Generates the capture function of a new partition of a tracked table and records audit.tracked_partition_added.';
 
 -- Attaches the four capture triggers to one table, as its owner (attaching a trigger needs it).
@@ -538,6 +547,7 @@ AS $$
 DECLARE
     entry @schema@.tracked_tables;
     part oid;
+    proof uuid := gen_random_uuid();  -- the key of this call's proofs (_check_owner)
 BEGIN
     entry.relid := target;
     -- A table tracked already keeps its prefix unless another is given: renamed since, its name is
@@ -552,11 +562,11 @@ BEGIN
     entry.exclude_columns := coalesce(entry.exclude_columns, '{}');
     entry.redact_columns := coalesce(entry.redact_columns, '{}');
     PERFORM @schema@._check_trackable(entry);  -- what cannot be tracked is said before who may not
-    PERFORM @schema@._prove_owner(c) FROM @schema@._capture_tables(target) c;
+    PERFORM @schema@._prove_owner(c, proof) FROM @schema@._capture_tables(target) c;
     -- No column, partition or type may change under the checks and the generated functions (a column
     -- of a user's type, added meanwhile, would otherwise be converted inline).
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', target);
-    entry := @schema@._register_tracking(entry);  -- checks everything, generates the capture functions
+    entry := @schema@._register_tracking(entry, proof);  -- checks everything, generates the capture functions
     FOR part IN SELECT * FROM @schema@._capture_tables(target) LOOP
         PERFORM @schema@._attach_capture(part);
     END LOOP;
@@ -573,8 +583,8 @@ BEGIN
             END IF;
             EXECUTE format('GRANT SELECT ON %s TO @schema@_sandbox', part::regclass);
         END LOOP;
-        PERFORM @schema@._prove_owner(c) FROM @schema@._capture_tables(target) c;  -- _take_baseline asks again
-        PERFORM @schema@_capture._take_baseline(target);
+        PERFORM @schema@._prove_owner(c, proof) FROM @schema@._capture_tables(target) c;  -- _take_baseline asks again
+        PERFORM @schema@_capture._take_baseline(target, proof);
         FOR part IN SELECT * FROM @schema@._capture_tables(target) LOOP
             EXECUTE format('REVOKE SELECT ON %s FROM @schema@_sandbox', part::regclass);
         END LOOP;
@@ -602,8 +612,7 @@ DECLARE
 BEGIN
     -- Out of the catalogue first: the event triggers guard the triggers of tracked tables only.
     IF tracked THEN
-        PERFORM @schema@._prove_owner(target);
-        PERFORM @schema@._unregister_tracking(target, 'audit.tracking_disabled');
+        PERFORM @schema@._unregister_tracking(target, 'audit.tracking_disabled', @schema@._prove_owner(target));
     END IF;
     FOREACH rel IN ARRAY tables LOOP
         FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP

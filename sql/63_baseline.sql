@@ -249,7 +249,8 @@ REVOKE ALL ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) FROM P
 -- other change of a table's tracking asks; a maintainer with only writes on a table takes none. The
 -- proofs are the acting role's, the one the baseline's events name (db_role): not a proof another
 -- role of the session made before a SET ROLE to a role that owns nothing (trial 100, b2).
-CREATE OR REPLACE FUNCTION @schema@._claim_baseline(target oid)
+DROP FUNCTION IF EXISTS @schema@._claim_baseline(oid);  -- before migration 0027, without the proofs' token
+CREATE OR REPLACE FUNCTION @schema@._claim_baseline(target oid, proof uuid)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -257,16 +258,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- Each raises without the acting role's proof (the role the baseline's events name).
-    PERFORM @schema@._check_owner(c) FROM @schema@._capture_tables(target) c;
+    PERFORM @schema@._check_owner(c, proof) FROM @schema@._capture_tables(target) c;
 END
 $$;
-COMMENT ON FUNCTION @schema@._claim_baseline(oid) IS
+COMMENT ON FUNCTION @schema@._claim_baseline(oid, uuid) IS
     'Consumes the acting role''s proofs of owning a tracked table and its partitions before a baseline (raises '
     '42501 without them); the capture role''s.';
-REVOKE ALL ON FUNCTION @schema@._claim_baseline(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @schema@._claim_baseline(oid, uuid) FROM PUBLIC;
 
 SET ROLE @schema@_capture;
-CREATE OR REPLACE FUNCTION @schema@_capture._take_baseline(target oid)
+DROP FUNCTION IF EXISTS @schema@_capture._take_baseline(oid);  -- before migration 0027, without the proofs' token
+CREATE OR REPLACE FUNCTION @schema@_capture._take_baseline(target oid, proof uuid DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -304,7 +306,7 @@ BEGIN
         RAISE EXCEPTION 'a baseline is taken at READ COMMITTED, not %', pg_catalog.current_setting('transaction_isolation')
             USING ERRCODE = 'PA005';
     END IF;
-    PERFORM @schema@._claim_baseline(target);
+    PERFORM @schema@._claim_baseline(target, proof);
     -- The moment of the baseline is after the locks were granted: a write committed while they
     -- were awaited came before it.
     v_at := pg_catalog.clock_timestamp();
@@ -338,9 +340,9 @@ BEGIN
     RETURN imaged;
 END
 $$;
-COMMENT ON FUNCTION @schema@_capture._take_baseline(oid) IS
+COMMENT ON FUNCTION @schema@_capture._take_baseline(oid, uuid) IS
     'Records a <prefix>.baseline event for every row of a tracked table and its partitions, read by the sandbox '
     '(granted SELECT by enable_tracking for the call); returns how many.';
-REVOKE ALL ON FUNCTION @schema@_capture._take_baseline(oid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @schema@_capture._take_baseline(oid) TO @schema@_maintainer;
+REVOKE ALL ON FUNCTION @schema@_capture._take_baseline(oid, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @schema@_capture._take_baseline(oid, uuid) TO @schema@_maintainer;
 SET ROLE @schema@_owner;

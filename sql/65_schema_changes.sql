@@ -892,8 +892,8 @@ BEGIN
         BEGIN
             -- NULL: tracking does not cover it (a table detached from a tracked one by a role that did
             -- not own it keeps a TRUNCATE trigger).
-            PERFORM @schema@._prove_owner(part);  -- with this role's rights: it must own the partition
-            CONTINUE WHEN @schema@._cover_partition(part) IS NULL;
+            -- proved with this role's rights: it must own the partition
+            CONTINUE WHEN @schema@._cover_partition(part, @schema@._prove_owner(part)) IS NULL;
         EXCEPTION WHEN insufficient_privilege THEN
             RAISE EXCEPTION '% would inherit from a tracked table: only a member of @schema@_maintainer owning it '
                             'may add it (its capture triggers must be attached)', part::regclass

@@ -235,7 +235,8 @@ END
 $$;
 COMMENT ON FUNCTION @schema@._check_limit(text, integer) IS 'Raises PA005 for a limit out of range.';
 
-CREATE OR REPLACE FUNCTION @schema@._put_rate_limit(entry @schema@.rate_limits)
+DROP FUNCTION IF EXISTS @schema@._put_rate_limit(@schema@.rate_limits);  -- before migration 0027, without the proof's token
+CREATE OR REPLACE FUNCTION @schema@._put_rate_limit(entry @schema@.rate_limits, proof uuid DEFAULT NULL)
 RETURNS @schema@.rate_limits
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -246,7 +247,7 @@ DECLARE
     who text := @schema@._db_role();
 BEGIN
     IF entry.scope = 'table' THEN
-        who := @schema@._check_owner(entry.target::oid);
+        who := @schema@._check_owner(entry.target::oid, proof);
     END IF;
     PERFORM @schema@._check_limit('per_user_per_minute', entry.per_user);
     PERFORM @schema@._check_limit('per_tenant_per_minute', entry.per_tenant);
@@ -269,7 +270,7 @@ BEGIN
     RETURN result;
 END
 $$;
-COMMENT ON FUNCTION @schema@._put_rate_limit(@schema@.rate_limits) IS 'Validates and stores a limit; records audit.rate_limit_set.';
+COMMENT ON FUNCTION @schema@._put_rate_limit(@schema@.rate_limits, uuid) IS 'Validates and stores a limit; records audit.rate_limit_set.';
 
 CREATE OR REPLACE FUNCTION @schema@.enable_rate_limit(
     target regclass,
@@ -298,8 +299,7 @@ BEGIN
     entry.per_user := per_user_per_minute;
     entry.per_tenant := per_tenant_per_minute;
     entry.window_seconds := window_seconds;
-    PERFORM @schema@._prove_owner(target);
-    entry := @schema@._put_rate_limit(entry);
+    entry := @schema@._put_rate_limit(entry, @schema@._prove_owner(target));
     -- The table and its partitions, the deepest first: each trigger made is checked with what is below it.
     FOR part IN SELECT c FROM @schema@._capture_tables(target) c
                  ORDER BY (SELECT max(l.depth) FROM @schema@._lineage(c) l) DESC LOOP
@@ -360,8 +360,7 @@ DECLARE
     part oid;
     had boolean;
 BEGIN
-    PERFORM @schema@._prove_owner(target);
-    had := @schema@._drop_rate_limit('table', target::oid::text);  -- first: the triggers of a limit are kept
+    had := @schema@._drop_rate_limit('table', target::oid::text, @schema@._prove_owner(target));  -- first: the triggers of a limit are kept
     FOR part IN SELECT @schema@._capture_tables(target) LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS @schema@_rate_limit ON %s', part::regclass);
     END LOOP;
@@ -370,7 +369,8 @@ END
 $$;
 COMMENT ON FUNCTION @schema@.disable_rate_limit(regclass) IS 'Removes a table''s limits; false if it had none.';
 
-CREATE OR REPLACE FUNCTION @schema@._drop_rate_limit(scope text, target text)
+DROP FUNCTION IF EXISTS @schema@._drop_rate_limit(text, text);  -- before migration 0027, without the proof's token
+CREATE OR REPLACE FUNCTION @schema@._drop_rate_limit(scope text, target text, proof uuid DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -379,7 +379,7 @@ AS $$
 #variable_conflict use_variable
 BEGIN
     IF scope = 'table' THEN
-        PERFORM @schema@._check_owner(target::oid);
+        PERFORM @schema@._check_owner(target::oid, proof);
     END IF;
     DELETE FROM @schema@.rate_limits r WHERE r.scope = scope AND r.target = target;
     IF NOT FOUND THEN
@@ -389,7 +389,7 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION @schema@._drop_rate_limit(text, text) IS 'Removes a limit; records audit.rate_limit_removed.';
+COMMENT ON FUNCTION @schema@._drop_rate_limit(text, text, uuid) IS 'Removes a limit; records audit.rate_limit_removed.';
 
 CREATE OR REPLACE FUNCTION @schema@.set_operation_limit(operation text, per_minute integer, window_seconds integer DEFAULT 60)
 RETURNS @schema@.rate_limits

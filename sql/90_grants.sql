@@ -40,7 +40,7 @@ REVOKE TRUNCATE ON @schema@.archive_batches, @schema@.restored_events FROM @sche
 GRANT SELECT ON @schema@.tracked_tables TO @schema@_capture;
 GRANT INSERT ON @schema@.event_intake TO @schema@_capture;
 GRANT EXECUTE ON FUNCTION @schema@._baseline_taken(oid, bigint, timestamptz) TO @schema@_capture;
-GRANT EXECUTE ON FUNCTION @schema@._claim_baseline(oid) TO @schema@_capture;
+GRANT EXECUTE ON FUNCTION @schema@._claim_baseline(oid, uuid) TO @schema@_capture;
 -- The log's partitions: made by the sealer's rounds, dropped by the pruner's (sql/12_log_partitions.sql).
 GRANT EXECUTE ON FUNCTION @schema@._add_log_partitions(bigint, bigint) TO @schema@_sealer;
 GRANT EXECUTE ON FUNCTION @schema@._sealing_path_problem(bigint) TO @schema@_sealer;
@@ -150,7 +150,7 @@ GRANT EXECUTE ON FUNCTION
 -- caller proved, with its own rights, that it owns the table (owner_proofs).
 GRANT INSERT ON @schema@.owner_proofs TO @schema@_maintainer;
 GRANT EXECUTE ON FUNCTION
-    @schema@._prove_owner(oid),
+    @schema@._prove_owner(oid, uuid),
     @schema@._check_trackable(@schema@.tracked_tables),
     @schema@._tree_problem(oid),
     @schema@._json_casts(oid),
@@ -165,9 +165,9 @@ GRANT EXECUTE ON FUNCTION
     @schema@._reserved_kind(text),
     @schema@.enable_tracking(regclass, text[], text[], text, boolean, text, boolean),
     @schema@.disable_tracking(regclass),
-    @schema@._register_tracking(@schema@.tracked_tables),
-    @schema@._unregister_tracking(oid, text),
-    @schema@._cover_partition(oid),
+    @schema@._register_tracking(@schema@.tracked_tables, uuid),
+    @schema@._unregister_tracking(oid, text, uuid),
+    @schema@._cover_partition(oid, uuid),
     @schema@._attach_capture(oid),
     @schema@._refuse_merge(oid),
     @schema@._capture_tables(oid),
@@ -177,8 +177,8 @@ GRANT EXECUTE ON FUNCTION
     @schema@.disable_rate_limit(regclass),
     @schema@.set_operation_limit(text, integer, integer),
     @schema@.purge_rate_counters(integer),
-    @schema@._put_rate_limit(@schema@.rate_limits),
-    @schema@._drop_rate_limit(text, text),
+    @schema@._put_rate_limit(@schema@.rate_limits, uuid),
+    @schema@._drop_rate_limit(text, text, uuid),
     @schema@._rate_limit_trigger()
     TO @schema@_maintainer;
 

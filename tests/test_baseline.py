@@ -142,7 +142,7 @@ def test_no_maintainer_writes_a_baseline_of_its_own_making(db, connect, attacker
     # come after their changes in the log and hide them).
     attacker.execute("GRANT SELECT ON public.acct TO audit_sandbox")
     with pytest.raises(InvalidArgument, match="while writers are locked out"), translated():
-        maintainer.execute("SELECT audit_capture._take_baseline('public.acct'::regclass)")
+        maintainer.execute("SELECT audit_capture._take_baseline('public.acct'::regclass, md5(1::text)::uuid)")
     for forged in ("SELECT audit._baseline_taken('public.acct'::regclass, 0, now())",
                    "UPDATE audit.tracked_tables SET baseline_at = now()",
                    "INSERT INTO audit.event_intake (kind, target_type, target_id, outcome, origin, row_after)"
@@ -160,16 +160,16 @@ def test_no_maintainer_writes_a_baseline_of_its_own_making(db, connect, attacker
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner of table public.acct"):
                 who.execute("BEGIN; SELECT set_config('pgaudit_py.actor_id', 'the-owner-team', true);"
                             " LOCK public.acct IN SHARE MODE;"
-                            " SELECT audit_capture._take_baseline('public.acct'::regclass)")
+                            " SELECT audit_capture._take_baseline('public.acct'::regclass, md5(1::text)::uuid)")
             who.execute("ROLLBACK")
         # The owner's proof, then SET ROLE to the one that owns nothing: the proof is not its own
         # (trial 100, b2), and the events would have named it as db_role.
         db.execute("GRANT other_maintainer TO app_maintainer")
         try:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner of table public.acct"):
-                maintainer.execute("BEGIN; SELECT audit._prove_owner('public.acct'::regclass);"
+                maintainer.execute("BEGIN; SELECT audit._prove_owner('public.acct'::regclass, md5(1::text)::uuid);"
                                    " SET LOCAL ROLE other_maintainer; LOCK public.acct IN SHARE MODE;"
-                                   " SELECT audit_capture._take_baseline('public.acct'::regclass)")
+                                   " SELECT audit_capture._take_baseline('public.acct'::regclass, md5(1::text)::uuid)")
         finally:
             maintainer.execute("ROLLBACK")
     finally:
@@ -180,7 +180,7 @@ def test_no_maintainer_writes_a_baseline_of_its_own_making(db, connect, attacker
     attacker.execute("CREATE TABLE public.other (id int PRIMARY KEY)")
     with pytest.raises(InvalidTarget, match="is not tracked"), translated():
         maintainer.execute("BEGIN; LOCK public.other IN SHARE MODE;"
-                           " SELECT audit_capture._take_baseline('public.other'::regclass)")
+                           " SELECT audit_capture._take_baseline('public.other'::regclass, md5(1::text)::uuid)")
 
 
 def test_reading_the_table_runs_none_of_its_owners_code_with_a_right_to_write_the_log(db, connect, attacker):
@@ -267,7 +267,7 @@ def test_a_baseline_needs_every_partition_locked(db, connect, attacker):
     attacker.execute("GRANT SELECT ON public.p, public.p1 TO audit_sandbox")
     with pytest.raises(InvalidArgument, match="while writers are locked out"), translated():
         maintainer.execute("BEGIN; LOCK ONLY public.p IN SHARE MODE;"
-                           " SELECT audit_capture._take_baseline('public.p'::regclass)")
+                           " SELECT audit_capture._take_baseline('public.p'::regclass, md5(1::text)::uuid)")
 
 
 def test_after_a_prune_past_the_baseline_a_key_without_events_is_unknown_again(db, connect, attacker):

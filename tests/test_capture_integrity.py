@@ -391,11 +391,11 @@ def test_definer_helpers_refuse_what_enable_tracking_would(db, connect, orders):
     maintainer.execute("CREATE TABLE public.mine (id int PRIMARY KEY)")
     with pytest.raises(psycopg.Error) as caught:  # another table's prefix, through the helper itself
         maintainer.execute("SELECT audit._register_tracking(ROW('public.mine'::regclass, 'x', 'public.orders', NULL,"
-                           " '{}', '{}', NULL, '{}', '{}', NULL, true, now(), 'x', NULL, NULL)::audit.tracked_tables)")
+                           " '{}', '{}', NULL, '{}', '{}', NULL, true, now(), 'x', NULL, NULL)::audit.tracked_tables, md5(1::text)::uuid)")
     assert caught.value.sqlstate == "PA005"
     # Not a partition of a tracked table: nothing to cover, nothing recorded (and its owner proves first).
-    assert maintainer.execute("SELECT audit._prove_owner('public.mine'::regclass),"
-                              " audit._cover_partition('public.mine'::regclass)").fetchone() == (None, None)
+    assert maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass,"
+                              " audit._prove_owner('public.mine'::regclass))").fetchone() == (None,)
     assert "audit.tracked_partition_added" not in captured_kinds(db, "audit")
     maintainer.execute("CREATE TEMP TABLE scratch (id int PRIMARY KEY)")
     with pytest.raises(InvalidTarget, match="it is a temporary table"):
@@ -413,7 +413,7 @@ def test_a_maintainers_function_cannot_untrack_anothers_tables_in_their_session(
         CREATE TABLE public.inbox (msg text); GRANT INSERT ON public.inbox TO PUBLIC;
         CREATE FUNCTION public.inbox_trigger() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
             SET search_path = pg_catalog AS $$
-            BEGIN PERFORM audit._unregister_tracking(relid, 'audit.tracking_disabled') FROM audit.tracked_tables;
+            BEGIN PERFORM audit._unregister_tracking(relid, 'audit.tracking_disabled', md5(1::text)::uuid) FROM audit.tracked_tables;
                   RETURN NULL; END $$;
         CREATE TRIGGER t AFTER INSERT ON public.inbox FOR EACH STATEMENT EXECUTE FUNCTION public.inbox_trigger();""")
     db.execute("REVOKE table_owner FROM app_maintainer")  # the maintainer owns none of the tables now
@@ -520,7 +520,7 @@ def test_a_prefix_cannot_be_another_tables_name(db, connect, orders):
 def test_no_false_report_of_a_dropped_table(db, connect, orders):
     with pytest.raises(psycopg.Error) as caught:
         connect("app_maintainer").execute(
-            "SELECT audit._unregister_tracking('public.orders'::regclass, 'audit.tracked_table_dropped')")
+            "SELECT audit._unregister_tracking('public.orders'::regclass, 'audit.tracked_table_dropped', md5(1::text)::uuid)")
     assert caught.value.sqlstate == "PA005"
     still_captured(db, orders)
 

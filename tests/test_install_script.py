@@ -99,7 +99,7 @@ def test_an_upgrade_by_script_leaves_the_installers_catalog(fresh_database, tmp_
                                                                        "0021_intake_ids_of_their_own",
                                                                        "0022_tracking_ends_index", "0023_truncates_index",
                                                                        "0024_tracking_name_types", "0025_owner_proof_role_ids",
-                                                                       "0026_owner_proof_statements"]
+                                                                       "0026_owner_proof_statements", "0027_owner_proof_tokens"]
     psql_apply(by_script, script)
     assert catalog(by_script, "scu") == catalog(by_installer, "scu")
     assert install(by_script, "scu").changed is False

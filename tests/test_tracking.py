@@ -197,18 +197,18 @@ def test_a_maintainer_who_does_not_own_the_table_cannot_reach_the_catalogue_help
     db.execute("SELECT audit.enable_rate_limit('public.pay', 1, 1)")
     stranger = connect("app_maintainer")
     for attempt in (
-        "SELECT audit._register_tracking(t) FROM (SELECT relid, table_name, kind_prefix, key_columns, '{card}'::text[],"
+        "SELECT audit._register_tracking(t, md5(1::text)::uuid) FROM (SELECT relid, table_name, kind_prefix, key_columns, '{card}'::text[],"
         " redact_columns, tenant_column, exclude_attnums, redact_attnums, tenant_attnum, skip_noop_updates,"
         " enabled_at, enabled_by, baseline_at, name_types FROM audit.tracked_tables) t",
-        "SELECT audit._unregister_tracking('public.pay'::regclass, 'audit.tracking_disabled')",
-        "SELECT audit._drop_rate_limit('table', 'public.pay'::regclass::oid::text)",
-        "SELECT audit._put_rate_limit(r) FROM (SELECT scope, target, 1000000, 1000000, per_key, window_seconds,"
+        "SELECT audit._unregister_tracking('public.pay'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)",
+        "SELECT audit._drop_rate_limit('table', 'public.pay'::regclass::oid::text, md5(1::text)::uuid)",
+        "SELECT audit._put_rate_limit(r, md5(1::text)::uuid) FROM (SELECT scope, target, 1000000, 1000000, per_key, window_seconds,"
         " changed_at, changed_by FROM audit.rate_limits) r",
     ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner of table public.pay"):
             stranger.execute(attempt)
     with pytest.raises(psycopg.Error, match="invalid reason: forged.kind") as caught:
-        db.execute("SELECT audit._unregister_tracking('public.pay'::regclass, 'forged.kind')")
+        db.execute("SELECT audit._unregister_tracking('public.pay'::regclass, 'forged.kind', md5(1::text)::uuid)")
     assert caught.value.sqlstate == "PA005"
     db.execute("INSERT INTO public.pay VALUES (1, '4111')")
     assert db.execute("SELECT row_after FROM audit.events WHERE kind = 'public.pay.insert'").fetchone() == (
@@ -241,12 +241,12 @@ def two_maintainers(db, connect):
 
 
 @pytest.mark.parametrize("attempt", [
-    "PERFORM audit._unregister_tracking('public.ledger'::regclass, 'audit.tracking_disabled')",
+    "PERFORM audit._unregister_tracking('public.ledger'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)",
     "PERFORM audit.disable_tracking('public.ledger')",
-    "PERFORM audit._prove_owner('public.ledger'::regclass); "
-    "PERFORM audit._unregister_tracking('public.ledger'::regclass, 'audit.tracking_disabled')",
+    "PERFORM audit._prove_owner('public.ledger'::regclass, md5(1::text)::uuid); "
+    "PERFORM audit._unregister_tracking('public.ledger'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)",
     "INSERT INTO audit.owner_proofs VALUES ('public.ledger'::regclass, 'dba', pg_current_xact_id()); "
-    "PERFORM audit._unregister_tracking('public.ledger'::regclass, 'audit.tracking_disabled')",
+    "PERFORM audit._unregister_tracking('public.ledger'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)",
     "PERFORM audit.enable_tracking('public.ledger', exclude_columns => '{amount}')",
     "PERFORM audit.disable_rate_limit('public.ledger')",
 ])
@@ -282,7 +282,7 @@ def test_a_proof_held_by_an_open_transaction_blocks_nobody(db, connect, two_main
     maint.execute("CREATE TABLE public.mine (id int PRIMARY KEY); INSERT INTO audit.owner_proofs (relid)"
                   " VALUES ('public.mine'::regclass)")  # committed: stale from now on
     idle = connect("maint", autocommit=False)
-    idle.execute("SELECT audit._drop_rate_limit('table', '4000000000')")  # cleans up, and holds the rows
+    idle.execute("SELECT audit._drop_rate_limit('table', '4000000000', md5(1::text)::uuid)")  # cleans up, and holds the rows
     dba.execute("CREATE TABLE public.ledger (id int PRIMARY KEY)")
     dba.execute("SET statement_timeout = '3s'")
     enable_tracking(dba, "public.ledger")

@@ -539,9 +539,9 @@ def test_c3_no_maintainer_forges_captured_events_through_the_capture_roles_helpe
     attacker.execute("CREATE TABLE public.mine (id int PRIMARY KEY); INSERT INTO public.mine VALUES (1)")
     maintainer = connect("app_maintainer")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass)")
+        maintainer.execute("SELECT audit._cover_partition('public.mine'::regclass, md5(1::text)::uuid)")
     with pytest.raises(psycopg.Error):
-        maintainer.execute("SELECT audit_capture._take_baseline('public.mine'::regclass)")
+        maintainer.execute("SELECT audit_capture._take_baseline('public.mine'::regclass, md5(1::text)::uuid)")
     assert db.execute("SELECT count(*) FROM audit.events WHERE kind LIKE 'public.mine.%'").fetchone() == (0,)
 
 

@@ -685,7 +685,8 @@ def test_c2_a_partition_detached_switched_off_and_attached_back_is_limited_or_re
 def test_c1_the_squatters_late_function_does_not_run_as_the_maintainer(db, fresh_database):
     """The race above, aimed higher: the package's own functions call their helpers by name with
     the argument types they hold, and enable_rate_limit(target regclass) calls _prove_owner(target),
-    declared on oid. The squatter's uncommitted audit._prove_owner(target regclass), committed once
+    declared on (oid, uuid DEFAULT ...). The squatter's uncommitted audit._prove_owner(target regclass, token
+    uuid DEFAULT ...), committed once
     the install is done, is an exact match and is chosen instead: when the maintainer next limits a
     table, the squatter's code runs with the maintainer's rights (here it notes current_user and
     then makes the real proof, so that nothing fails)."""
@@ -700,10 +701,11 @@ def test_c1_the_squatters_late_function_does_not_run_as_the_maintainer(db, fresh
                             GRANT USAGE ON SCHEMA sq TO PUBLIC; GRANT INSERT ON sq.loot TO PUBLIC;
                             CREATE SCHEMA audit""")
         squatter.autocommit = False
-        squatter.execute("""CREATE FUNCTION audit._prove_owner(target regclass) RETURNS void LANGUAGE plpgsql AS $$
+        squatter.execute("""CREATE FUNCTION audit._prove_owner(target regclass, token uuid DEFAULT gen_random_uuid())
+                            RETURNS uuid LANGUAGE plpgsql AS $$
                             BEGIN
                                 INSERT INTO sq.loot VALUES (current_user);
-                                PERFORM audit._prove_owner(target::oid);
+                                RETURN audit._prove_owner(target::oid, token);
                             END $$""")
         conn.execute("SET statement_timeout = '60s'")
         try:

@@ -614,10 +614,10 @@ def test_b1_a_proof_committed_earlier_takes_no_baseline(kit):
     _take_baseline. Safe: refused, 42501; the stale proof is gone."""
     _own_tracked(kit, "t100_b1")
     m = kit.maint
-    m.execute("SELECT audit._prove_owner('public.t100_b1'::regclass)")
+    m.execute("SELECT audit._prove_owner('public.t100_b1'::regclass, md5(1::text)::uuid)")
     m.execute("BEGIN")
     m.execute("LOCK public.t100_b1 IN SHARE MODE")
-    st = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t100_b1'::regclass)")
+    st = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t100_b1'::regclass, md5(1::text)::uuid)")
     m.execute("ROLLBACK")
     assert st == "42501", st
     assert _baselines(kit.db, "t100_b1") == 0
@@ -633,10 +633,10 @@ def test_b2_a_proof_then_set_role_to_a_maintainer_who_owns_nothing(kit):
     m = kit.maint
     m.execute("BEGIN")
     try:
-        m.execute("SELECT audit._prove_owner('public.t100_b2'::regclass)")
+        m.execute("SELECT audit._prove_owner('public.t100_b2'::regclass, md5(1::text)::uuid)")
         m.execute("SET LOCAL ROLE t100_m2")
         m.execute("LOCK public.t100_b2 IN SHARE MODE")
-        st = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t100_b2'::regclass)")
+        st = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t100_b2'::regclass, md5(1::text)::uuid)")
         roles = m.execute("SELECT current_user").fetchone()[0] if st is None else None
     finally:
         m.execute("COMMIT" if st is None else "ROLLBACK")
@@ -654,10 +654,10 @@ def test_b3_one_proof_takes_one_baseline(kit):
     try:
         m.execute("LOCK public.t100_b3 IN SHARE MODE")
         # one statement: a proof serves the statement that made it (trial 106)
-        first = sqlstate_of(m, "SELECT audit._prove_owner('public.t100_b3'::regclass),"
-                               " audit_capture._take_baseline('public.t100_b3'::regclass)")
+        first = sqlstate_of(m, "SELECT audit._prove_owner('public.t100_b3'::regclass, md5(1::text)::uuid),"
+                               " audit_capture._take_baseline('public.t100_b3'::regclass, md5(1::text)::uuid)")
         m.execute("SAVEPOINT s")
-        second = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t100_b3'::regclass)")
+        second = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t100_b3'::regclass, md5(1::text)::uuid)")
     finally:
         m.execute("ROLLBACK")
     assert second == "42501", (first, second)
@@ -672,7 +672,7 @@ def test_b4_another_sessions_proof_is_not_mine(kit, connect):
     db.execute("CREATE ROLE t100_m3 LOGIN IN ROLE audit_maintainer")
     m = kit.maint
     m.execute("BEGIN")
-    m.execute("SELECT audit._prove_owner('public.t100_b4'::regclass)")
+    m.execute("SELECT audit._prove_owner('public.t100_b4'::regclass, md5(1::text)::uuid)")
     result = {}
 
     def other():
@@ -680,7 +680,7 @@ def test_b4_another_sessions_proof_is_not_mine(kit, connect):
         c.execute("BEGIN")
         c.execute("SET LOCAL lock_timeout = '5s'")
         c.execute("LOCK public.t100_b4 IN SHARE MODE")
-        result["st"] = sqlstate_of(c, "SELECT audit_capture._take_baseline('public.t100_b4'::regclass)")
+        result["st"] = sqlstate_of(c, "SELECT audit_capture._take_baseline('public.t100_b4'::regclass, md5(1::text)::uuid)")
         c.execute("ROLLBACK")
 
     th = threading.Thread(target=other)

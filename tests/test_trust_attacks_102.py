@@ -500,7 +500,7 @@ def _try_baseline(conn, table: str, before: str, after: str = "") -> str | None:
     try:
         try:
             conn.execute("; ".join(filter(None, [before, f'LOCK public."{table}" IN SHARE MODE', after,
-                                                 f"""SELECT audit_capture._take_baseline('public."{table}"'::regclass)"""])))
+                                                 f"""SELECT audit_capture._take_baseline('public."{table}"'::regclass, md5(1::text)::uuid)"""])))
             st = None
         except psycopg.Error as e:
             st = e.sqlstate
@@ -534,7 +534,7 @@ def test_b1_set_config_role_after_the_proof(roles, connect):
     db = roles
     _owned_by(db, "t102_b", "t102_mo")
     st = _try_baseline(connect("app_maintainer"), "t102_b",
-                       "SET LOCAL ROLE t102_mo; SELECT audit._prove_owner('public.t102_b'::regclass);"
+                       "SET LOCAL ROLE t102_mo; SELECT audit._prove_owner('public.t102_b'::regclass, md5(1::text)::uuid);"
                        " SELECT set_config('role', 't102_x', true)")
     assert (st, _baselines(db, "t102_b")) == ("42501", [])
 
@@ -545,7 +545,7 @@ def test_b2_reset_role_after_a_proof_under_set_local_role(roles, connect):
     db = roles
     _owned_by(db, "t102_b", "t102_mo")
     st = _try_baseline(connect("app_maintainer"), "t102_b",
-                       "SET LOCAL ROLE t102_mo; SELECT audit._prove_owner('public.t102_b'::regclass); RESET ROLE")
+                       "SET LOCAL ROLE t102_mo; SELECT audit._prove_owner('public.t102_b'::regclass, md5(1::text)::uuid); RESET ROLE")
     assert (st, _baselines(db, "t102_b")) == ("42501", [])
 
 
@@ -555,7 +555,7 @@ def test_b3_the_legit_path_under_set_role_names_that_role(roles, connect):
     db = roles
     _owned_by(db, "t102_b", "t102_mo")
     m = connect("app_maintainer")
-    ok = _try_baseline(m, "t102_b", "SET LOCAL ROLE t102_mo; SELECT audit._prove_owner('public.t102_b'::regclass)")
+    ok = _try_baseline(m, "t102_b", "SET LOCAL ROLE t102_mo; SELECT audit._prove_owner('public.t102_b'::regclass, md5(1::text)::uuid)")
     assert (ok, _baselines(db, "t102_b")) == (None, [("t102_mo",), ("t102_mo",)]), LAST_ERROR
 
 
@@ -565,7 +565,7 @@ def test_b4_session_authorization_by_a_superuser_after_its_proof(roles, connect)
     db = roles
     _owned_by(db, "t102_b", "t102_mo")
     su = connect()
-    st = _try_baseline(su, "t102_b", "SELECT audit._prove_owner('public.t102_b'::regclass)",
+    st = _try_baseline(su, "t102_b", "SELECT audit._prove_owner('public.t102_b'::regclass, md5(1::text)::uuid)",
                        "SET SESSION AUTHORIZATION t102_x")
     with suppress(psycopg.Error):
         su.execute("RESET SESSION AUTHORIZATION")
@@ -584,8 +584,8 @@ def test_b5_a_security_definer_wrapper_of_the_owner_called_by_another_role(roles
     try:
         db.execute("""CREATE FUNCTION public.t102_sd_baseline() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
                       SET search_path = pg_catalog AS $$ BEGIN
-                        PERFORM audit._prove_owner('public.t102_sd'::regclass);
-                        RETURN audit_capture._take_baseline('public.t102_sd'::regclass); END $$;
+                        PERFORM audit._prove_owner('public.t102_sd'::regclass, md5(1::text)::uuid);
+                        RETURN audit_capture._take_baseline('public.t102_sd'::regclass, md5(1::text)::uuid); END $$;
                       GRANT EXECUTE ON FUNCTION public.t102_sd_baseline() TO t102_x""")
     finally:
         db.execute("RESET ROLE")
@@ -609,7 +609,7 @@ def test_b6_alter_role_set_role_at_login(roles, connect):
     _owned_by(db, "t102_b", "t102_mo")
     db.execute("GRANT t102_mo TO t102_x; ALTER ROLE t102_x SET role = 't102_mo'")
     c = connect("t102_x")
-    st = _try_baseline(c, "t102_b", "SELECT audit._prove_owner('public.t102_b'::regclass)")
+    st = _try_baseline(c, "t102_b", "SELECT audit._prove_owner('public.t102_b'::regclass, md5(1::text)::uuid)")
     db.execute("ALTER ROLE t102_x RESET role")
     assert (st, _baselines(db, "t102_b")) == (None, [("t102_mo",), ("t102_mo",)]), LAST_ERROR
 
@@ -635,7 +635,7 @@ def test_b7_an_owner_whose_name_needs_quoting_takes_its_baseline(roles, connect,
         err = first_error(e)
     m.execute("RESET ROLE")
     who = _baselines(db, "T102_Bq")
-    st = _try_baseline(m, "T102_Bq", f"""SET LOCAL ROLE {q}; SELECT audit._prove_owner('public."T102_Bq"'::regclass);"""
+    st = _try_baseline(m, "T102_Bq", f"""SET LOCAL ROLE {q}; SELECT audit._prove_owner('public."T102_Bq"'::regclass, md5(1::text)::uuid);"""
                        " SET LOCAL ROLE t102_own")
     assert (err, who) == (None, [(name,)])
     assert st == "42501"
@@ -656,11 +656,11 @@ def test_b8_partitions_proved_by_different_roles(roles, connect):
     got = []
     for last in ("t102_x", "t102_mo"):
         got.append(_try_baseline(m, "t102_bp",
-                                 "SET LOCAL ROLE t102_mo; SELECT audit._prove_owner('public.t102_bp'::regclass);"
-                                 " SET LOCAL ROLE t102_x; SELECT audit._prove_owner('public.t102_bp_1'::regclass);"
+                                 "SET LOCAL ROLE t102_mo; SELECT audit._prove_owner('public.t102_bp'::regclass, md5(1::text)::uuid);"
+                                 " SET LOCAL ROLE t102_x; SELECT audit._prove_owner('public.t102_bp_1'::regclass, md5(1::text)::uuid);"
                                  f" SET LOCAL ROLE {last}", "LOCK public.t102_bp_1 IN SHARE MODE"))
     only = connect("t102_x")
-    got.append(sqlstate_of(only, "BEGIN; SELECT audit._prove_owner('public.t102_bp'::regclass)"))
+    got.append(sqlstate_of(only, "BEGIN; SELECT audit._prove_owner('public.t102_bp'::regclass, md5(1::text)::uuid)"))
     only.execute("ROLLBACK")
     assert (got, _baselines(db, "t102_bp")) == (["42501", "42501", "42501"], [])
     _ = problems_of  # the trials' shared helpers
@@ -673,6 +673,6 @@ def test_b9_a_proof_made_in_a_rolled_back_savepoint_then_role_regained(roles, co
     db = roles
     _owned_by(db, "t102_b", "t102_mo")
     st = _try_baseline(connect("app_maintainer"), "t102_b",
-                       "SAVEPOINT s; SET LOCAL ROLE t102_mo; SELECT audit._prove_owner('public.t102_b'::regclass);"
+                       "SAVEPOINT s; SET LOCAL ROLE t102_mo; SELECT audit._prove_owner('public.t102_b'::regclass, md5(1::text)::uuid);"
                        " ROLLBACK TO SAVEPOINT s; SET LOCAL ROLE t102_mo")
     assert (st, _baselines(db, "t102_b")) == ("42501", [])

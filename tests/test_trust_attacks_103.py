@@ -591,8 +591,8 @@ def _run(conn, statements: list[str]) -> str | None:
     return st
 
 
-PROVE = "SELECT audit._prove_owner('public.t103_b'::regclass)"
-TAKE = "SELECT audit_capture._take_baseline('public.t103_b'::regclass)"
+PROVE = "SELECT audit._prove_owner('public.t103_b'::regclass, md5(1::text)::uuid)"
+TAKE = "SELECT audit_capture._take_baseline('public.t103_b'::regclass, md5(1::text)::uuid)"
 LOCK = "LOCK public.t103_b IN SHARE MODE"
 
 
@@ -608,8 +608,8 @@ def test_b1_a_function_whose_set_clause_sets_the_role(roles, connect):
     db.execute(f"CREATE FUNCTION public.t103_prove() RETURNS void LANGUAGE sql SET role = 't103_mo' AS $$ {PROVE} $$;"
                f" CREATE FUNCTION public.t103_take() RETURNS bigint LANGUAGE sql SET role = 't103_x' AS $$ {TAKE} $$;"
                f" CREATE FUNCTION public.t103_both() RETURNS bigint LANGUAGE plpgsql SET role = 't103_mo' AS $$"
-               f" BEGIN PERFORM audit._prove_owner('public.t103_b'::regclass);"
-               f" RETURN audit_capture._take_baseline('public.t103_b'::regclass); END $$;"
+               f" BEGIN PERFORM audit._prove_owner('public.t103_b'::regclass, md5(1::text)::uuid);"
+               f" RETURN audit_capture._take_baseline('public.t103_b'::regclass, md5(1::text)::uuid); END $$;"
                " GRANT EXECUTE ON FUNCTION public.t103_prove(), public.t103_take(), public.t103_both() TO PUBLIC")
     m = connect("app_maintainer")
     a = _run(m, [LOCK, "SELECT public.t103_prove()", TAKE])
@@ -778,8 +778,8 @@ def test_b8_role_changes_inside_the_owners_security_definer_function(roles, conn
         db.execute(f"""CREATE FUNCTION public.t103_both() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
                        SET search_path = pg_catalog AS $$ BEGIN
                          EXECUTE {psycopg.sql.quote(inside)};
-                         PERFORM audit._prove_owner('public.t103_b'::regclass);
-                         RETURN audit_capture._take_baseline('public.t103_b'::regclass); END $$;
+                         PERFORM audit._prove_owner('public.t103_b'::regclass, md5(1::text)::uuid);
+                         RETURN audit_capture._take_baseline('public.t103_b'::regclass, md5(1::text)::uuid); END $$;
                        GRANT EXECUTE ON FUNCTION public.t103_both() TO t103_x""")
     finally:
         db.execute("RESET ROLE")

@@ -999,11 +999,11 @@ def test_a7_the_maintainer_plants_no_limit_or_tracking_for_a_table_it_will_never
     planted["limit"] = refused(m, """
         SELECT audit._put_rate_limit(jsonb_populate_record(NULL::audit.rate_limits,
                jsonb_build_object('scope', 'table', 'target', g::text, 'per_user', 1, 'per_tenant', 1,
-                                  'window_seconds', 86400, 'changed_by', 'x')))
+                                  'window_seconds', 86400, 'changed_by', 'x')), md5(1::text)::uuid)
           FROM generate_series(%s::bigint + 1, %s::bigint + 300) g""", [base, base])
     planted["tracking"] = refused(m, """
         SELECT audit._register_tracking(jsonb_populate_record(NULL::audit.tracked_tables,
-               jsonb_build_object('relid', g, 'kind_prefix', 't104planted' || g, 'key_columns', ARRAY['id'])))
+               jsonb_build_object('relid', g, 'kind_prefix', 't104planted' || g, 'key_columns', ARRAY['id'])), md5(1::text)::uuid)
           FROM generate_series(%s::bigint + 1, %s::bigint + 300) g""", [base, base])
     for i in range(20):
         kit.mallory.execute(f"CREATE TABLE public.t104_m{i} (id int PRIMARY KEY, v int)")
@@ -1272,7 +1272,7 @@ def test_a9_a_maintainer_who_does_not_own_a_tracked_tree_cannot_cover_its_partit
             db.execute(f'ALTER EVENT TRIGGER "{t}" ENABLE')
     base_before = db.execute("SELECT baseline_at FROM audit.tracked_tables WHERE relid = 'public.t104_pt'::regclass"
                              ).fetchone()[0]
-    results = {p: refused(kit.maint, "SELECT audit._cover_partition(%s::regclass)", [p])
+    results = {p: refused(kit.maint, "SELECT audit._cover_partition(%s::regclass, md5(1::text)::uuid)", [p])
                for p in ("public.t104_pt2", "public.t104_pt1")}
     added = db.execute("SELECT count(*) FROM audit.events WHERE kind = 'audit.tracked_partition_added'"
                        " AND db_role = 'app_maintainer' AND target_id LIKE '%%t104_pt2%%'").fetchone()[0]
@@ -1305,13 +1305,13 @@ def test_a10_every_security_definer_helper_the_maintainer_may_call_wants_a_proof
     n0 = db.execute("SELECT count(*) FROM audit.events WHERE db_role = 'app_maintainer'").fetchone()[0]
     oid = db.execute("SELECT 'public.t104_pt'::regclass::oid").fetchone()[0]
     calls = {
-        "_cover_partition": ("SELECT audit._cover_partition('public.t104_pt1'::regclass)", None),
-        "_unregister_tracking": ("SELECT audit._unregister_tracking(%s, 'audit.tracking_disabled')", [oid]),
-        "_drop_rate_limit": ("SELECT audit._drop_rate_limit('table', %s)", [str(oid)]),
-        "_put_rate_limit": ("SELECT audit._put_rate_limit(r) FROM audit.rate_limits r WHERE r.target = %s", [str(oid)]),
-        "_register_tracking": ("SELECT audit._register_tracking(t) FROM audit.tracked_tables t WHERE t.relid = %s",
+        "_cover_partition": ("SELECT audit._cover_partition('public.t104_pt1'::regclass, md5(1::text)::uuid)", None),
+        "_unregister_tracking": ("SELECT audit._unregister_tracking(%s, 'audit.tracking_disabled', md5(1::text)::uuid)", [oid]),
+        "_drop_rate_limit": ("SELECT audit._drop_rate_limit('table', %s, md5(1::text)::uuid)", [str(oid)]),
+        "_put_rate_limit": ("SELECT audit._put_rate_limit(r, md5(1::text)::uuid) FROM audit.rate_limits r WHERE r.target = %s", [str(oid)]),
+        "_register_tracking": ("SELECT audit._register_tracking(t, md5(1::text)::uuid) FROM audit.tracked_tables t WHERE t.relid = %s",
                                [oid]),
-        "_take_baseline": ("SELECT audit_capture._take_baseline(%s)", [oid]),
+        "_take_baseline": ("SELECT audit_capture._take_baseline(%s, md5(1::text)::uuid)", [oid]),
     }
     results = {name: refused(kit.maint, stmt, params) for name, (stmt, params) in calls.items()}
     n1 = db.execute("SELECT count(*) FROM audit.events WHERE db_role = 'app_maintainer'").fetchone()[0]

@@ -136,10 +136,10 @@ def test_p1_a_proof_for_one_table_covers_no_other(kit, db, triggers_off):
         db.execute("ALTER TABLE public.t105_pt2 OWNER TO t105_mallory")
     kit.maint.execute("CREATE TABLE public.t105_mine (id int)")
     base0 = db.execute("SELECT baseline_at FROM audit.tracked_tables WHERE relid = 'public.t105_pt'::regclass").fetchone()
-    cover = "SELECT audit._cover_partition('public.t105_pt2'::regclass)"
-    results = {src: sqlstate(kit.maint, [f"SELECT audit._prove_owner('{src}'::regclass)", cover])
+    cover = "SELECT audit._cover_partition('public.t105_pt2'::regclass, md5(1::text)::uuid)"
+    results = {src: sqlstate(kit.maint, [f"SELECT audit._prove_owner('{src}'::regclass, md5(1::text)::uuid)", cover])
                for src in ("public.t105_pt1", "public.t105_pt", "public.t105_mine")}
-    results["own proof"] = sqlstate(kit.maint, ["SELECT audit._prove_owner('public.t105_pt2'::regclass)", cover])
+    results["own proof"] = sqlstate(kit.maint, ["SELECT audit._prove_owner('public.t105_pt2'::regclass, md5(1::text)::uuid)", cover])
     base1 = db.execute("SELECT baseline_at FROM audit.tracked_tables WHERE relid = 'public.t105_pt'::regclass").fetchone()
     assert added_for(db, "public.t105_pt2") == 0, f"covered with another table's proof: {results}"
     assert base1 == base0
@@ -306,8 +306,8 @@ def test_p9_covered_on_record_but_no_trigger_attached_is_named(kit, db, triggers
     tree(kit, baseline=False)
     with triggers_off:
         kit.maint.execute("CREATE TABLE public.t105_pt2 PARTITION OF public.t105_pt FOR VALUES FROM (100) TO (200)")
-    st = sqlstate(kit.maint, ["SELECT audit._prove_owner('public.t105_pt2'::regclass)",
-                              "SELECT audit._cover_partition('public.t105_pt2'::regclass)"])
+    st = sqlstate(kit.maint, ["SELECT audit._prove_owner('public.t105_pt2'::regclass, md5(1::text)::uuid)",
+                              "SELECT audit._cover_partition('public.t105_pt2'::regclass, md5(1::text)::uuid)"])
     kit.writer.execute("INSERT INTO public.t105_pt VALUES (150, 1)")
     n_trig, n_added = capture_triggers(db, "public.t105_pt2"), added_for(db, "public.t105_pt2")
     named = [p for p in status(db).problems if "t105_pt2" in p]
@@ -396,11 +396,11 @@ def test_r2_membership_revoked_between_proof_and_baseline(group, connect, betwee
     st = None
     try:
         m.execute("SET LOCAL ROLE t105_m")
-        m.execute("SELECT audit._prove_owner('public.t105_g'::regclass)")
+        m.execute("SELECT audit._prove_owner('public.t105_g'::regclass, md5(1::text)::uuid)")
         db.execute(between)
         try:
             m.execute("LOCK public.t105_g IN SHARE MODE")
-            m.execute("SELECT audit_capture._take_baseline('public.t105_g'::regclass)")
+            m.execute("SELECT audit_capture._take_baseline('public.t105_g'::regclass, md5(1::text)::uuid)")
         except psycopg.Error as e:
             st = e.sqlstate
     finally:
@@ -422,11 +422,11 @@ def test_r3_ownership_moved_to_another_group_of_the_prover_between_statements(gr
     m.execute("BEGIN")
     try:
         m.execute("SET LOCAL ROLE t105_m")
-        m.execute("SELECT audit._prove_owner('public.t105_g'::regclass)")
+        m.execute("SELECT audit._prove_owner('public.t105_g'::regclass, md5(1::text)::uuid)")
         db.execute("ALTER TABLE public.t105_g OWNER TO t105_grp2")
         try:
             m.execute("LOCK public.t105_g IN SHARE MODE")
-            m.execute("SELECT audit_capture._take_baseline('public.t105_g'::regclass)")
+            m.execute("SELECT audit_capture._take_baseline('public.t105_g'::regclass, md5(1::text)::uuid)")
         except psycopg.Error as e:
             st, why = e.sqlstate, f"{str(e).splitlines()[0]} / {e.diag.message_detail} / {e.diag.context}"
     finally:
@@ -456,8 +456,8 @@ def test_r4_one_group_members_proof_is_not_another_members_baseline(group, conne
     enable_tracking(db, "public.t105_g")
     m = connect("app_maintainer")
     st = sqlstate(m, ["LOCK public.t105_g IN SHARE MODE", "SET LOCAL ROLE t105_m",
-                      "SELECT audit._prove_owner('public.t105_g'::regclass)", "SET LOCAL ROLE t105_n",
-                      "SELECT audit_capture._take_baseline('public.t105_g'::regclass)"])
+                      "SELECT audit._prove_owner('public.t105_g'::regclass, md5(1::text)::uuid)", "SET LOCAL ROLE t105_n",
+                      "SELECT audit_capture._take_baseline('public.t105_g'::regclass, md5(1::text)::uuid)"])
     assert (st, _baselines(db, "t105_g")) == (DENIED, [])
 
 
@@ -689,12 +689,12 @@ def test_r6_owner_renamed_to_a_quoted_name_between_proof_and_use(group, connect)
     try:
         m.execute("LOCK public.t105_g IN SHARE MODE")
         m.execute("SET LOCAL ROLE t105_m")
-        m.execute("SELECT audit._prove_owner('public.t105_g'::regclass)")
+        m.execute("SELECT audit._prove_owner('public.t105_g'::regclass, md5(1::text)::uuid)")
         db.execute('ALTER ROLE t105_m RENAME TO "t105_M m"; ALTER ROLE t105_x RENAME TO t105_m')
         try:
             m.execute("SELECT count(*) FROM pg_catalog.pg_database")
             m.execute("SET LOCAL ROLE t105_m")
-            m.execute("SELECT audit_capture._take_baseline('public.t105_g'::regclass)")
+            m.execute("SELECT audit_capture._take_baseline('public.t105_g'::regclass, md5(1::text)::uuid)")
         except psycopg.Error as e:
             st = e.sqlstate
     finally:

@@ -119,8 +119,8 @@ def events_for_key(db, prefix: str, kind: str, key: int) -> int:
                       [f"{prefix}.{kind}", str(key)]).fetchone()[0]
 
 
-PROVE_A = "SELECT audit._prove_owner('public.t106_a'::regclass)"
-UNREG_A = "SELECT audit._unregister_tracking('public.t106_a'::regclass, 'audit.tracking_disabled')"
+PROVE_A = "SELECT audit._prove_owner('public.t106_a'::regclass, md5(1::text)::uuid)"
+UNREG_A = "SELECT audit._unregister_tracking('public.t106_a'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)"
 
 
 # ---------------------------------------------------------------------------------------------- S
@@ -157,9 +157,9 @@ def test_s2_owners_proof_then_a_non_owner_registers_tracking(rk, connect):
     db = rk
     table(db, "t106_b", "t106_mo")
     st = run(connect("app_maintainer"), [
-        "SET LOCAL ROLE t106_mo", "SELECT audit._prove_owner('public.t106_b'::regclass)", "SET LOCAL ROLE t106_x",
+        "SET LOCAL ROLE t106_mo", "SELECT audit._prove_owner('public.t106_b'::regclass, md5(1::text)::uuid)", "SET LOCAL ROLE t106_x",
         "SELECT audit._register_tracking(jsonb_populate_record(NULL::audit.tracked_tables, jsonb_build_object("
-        "'relid', 'public.t106_b'::regclass::oid, 'kind_prefix', 't106.by_x')))"])
+        "'relid', 'public.t106_b'::regclass::oid, 'kind_prefix', 't106.by_x')), md5(1::text)::uuid)"])
     assert st == DENIED, f"t106_x registered tracking of t106_mo's table on t106_mo's proof ({st})"
     assert not tracked(db, "t106_b")
 
@@ -176,7 +176,7 @@ def test_s3_owners_proof_then_a_non_owner_puts_a_rate_limit(rk, connect):
         "SET LOCAL ROLE t106_mo", PROVE_A, "SET LOCAL ROLE t106_x",
         "SELECT audit._put_rate_limit(jsonb_populate_record(NULL::audit.rate_limits, jsonb_build_object("
         "'scope', 'table', 'target', 'public.t106_a'::regclass::oid::text, 'per_user', 1, 'per_tenant', 1,"
-        " 'window_seconds', 60)))"])
+        " 'window_seconds', 60)), md5(1::text)::uuid)"])
     assert st == DENIED, f"t106_x put a limit on t106_mo's table on t106_mo's proof ({st})"
     assert db.execute("SELECT count(*) FROM audit.rate_limits WHERE scope = 'table' AND target ="
                       " 'public.t106_a'::regclass::oid::text").fetchone()[0] == 0
@@ -194,8 +194,8 @@ def test_s4_owners_proof_then_a_non_owner_covers_its_partition(rk, connect, trig
         db.execute("CREATE TABLE public.t106_pt2 PARTITION OF public.t106_pt FOR VALUES FROM (100) TO (200);"
                    " ALTER TABLE public.t106_pt2 OWNER TO t106_mo")
     st = run(connect("app_maintainer"), [
-        "SET LOCAL ROLE t106_mo", "SELECT audit._prove_owner('public.t106_pt2'::regclass)", "SET LOCAL ROLE t106_x",
-        "SELECT audit._cover_partition('public.t106_pt2'::regclass)"])
+        "SET LOCAL ROLE t106_mo", "SELECT audit._prove_owner('public.t106_pt2'::regclass, md5(1::text)::uuid)", "SET LOCAL ROLE t106_x",
+        "SELECT audit._cover_partition('public.t106_pt2'::regclass, md5(1::text)::uuid)"])
     assert st == DENIED, f"t106_x recorded t106_mo's partition as covered on t106_mo's proof ({st})"
     assert n_kind(db, "audit.tracked_partition_added", "public.t106_pt2") == 0
 
@@ -229,7 +229,7 @@ def test_s6_two_proofs_of_one_table_the_actor_named_is_the_one_acting(rk, connec
     table(db, "t106_c", "t106_g")
     fn = ("SELECT audit.enable_tracking('public.t106_c'::regclass)" if call == "tracking"
           else "SELECT audit.enable_rate_limit('public.t106_c'::regclass, 5)")
-    st = run(connect("app_maintainer"), ["SET LOCAL ROLE t106_mo", "SELECT audit._prove_owner('public.t106_c'::regclass)",
+    st = run(connect("app_maintainer"), ["SET LOCAL ROLE t106_mo", "SELECT audit._prove_owner('public.t106_c'::regclass, md5(1::text)::uuid)",
                                          "SET LOCAL ROLE t106_mo2", fn])
     if st is not None:
         return  # refused outright: the first proof was not taken for the second role
@@ -321,10 +321,10 @@ def test_s9_forged_rows_in_owner_proofs(rk, connect):
     finally:
         x.execute("ROLLBACK")
     assert copied == DENIED
-    assert run(x, ["SELECT audit._prove_owner('public.t106_xt'::regclass)",
+    assert run(x, ["SELECT audit._prove_owner('public.t106_xt'::regclass, md5(1::text)::uuid)",
                    "UPDATE audit.owner_proofs SET relid = 'public.t106_a'::regclass", UNREG_A]) == DENIED
     assert run(x, ["DELETE FROM audit.owner_proofs"]) == DENIED
-    assert run(x, ["SELECT audit._prove_owner('public.t106_xt'::regclass)", UNREG_A]) == DENIED
+    assert run(x, ["SELECT audit._prove_owner('public.t106_xt'::regclass, md5(1::text)::uuid)", UNREG_A]) == DENIED
     assert tracked(db, "t106_a")
 
 
@@ -340,12 +340,12 @@ def test_s10_prover_dropped_and_made_again_under_its_name(rk, connect):
     track(db, "t106_c", "t106_mo")
     m = connect("app_maintainer", autocommit=False)
     m.execute("SET LOCAL ROLE t106_tmp")
-    m.execute("SELECT audit._prove_owner('public.t106_c'::regclass)")
+    m.execute("SELECT audit._prove_owner('public.t106_c'::regclass, md5(1::text)::uuid)")
     m.execute("RESET ROLE")
     db.execute("DROP ROLE t106_tmp; CREATE ROLE t106_tmp IN ROLE audit_maintainer, t106_g; GRANT t106_tmp TO app_maintainer")
     try:
         m.execute("SET LOCAL ROLE t106_tmp")
-        m.execute("SELECT audit._unregister_tracking('public.t106_c'::regclass, 'audit.tracking_disabled')")
+        m.execute("SELECT audit._unregister_tracking('public.t106_c'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)")
         st = None
     except psycopg.Error as e:
         st = e.sqlstate
@@ -472,11 +472,11 @@ def test_p7_cover_partition_on_what_is_no_partition_consumes_its_proof(rk, conne
     tree(db, baseline=False)
     table(db, "t106_a", "t106_mo")
     st = run(connect("app_maintainer"), [
-        "SET LOCAL ROLE t106_mo", PROVE_A, "SELECT audit._prove_owner('public.t106_pt'::regclass)",
-        "SELECT audit._cover_partition('public.t106_a'::regclass)",
-        "SELECT audit._cover_partition('public.t106_pt'::regclass)",
+        "SET LOCAL ROLE t106_mo", PROVE_A, "SELECT audit._prove_owner('public.t106_pt'::regclass, md5(1::text)::uuid)",
+        "SELECT audit._cover_partition('public.t106_a'::regclass, md5(1::text)::uuid)",
+        "SELECT audit._cover_partition('public.t106_pt'::regclass, md5(1::text)::uuid)",
         "SET LOCAL ROLE t106_x",
-        "SELECT audit._unregister_tracking('public.t106_pt'::regclass, 'audit.tracking_disabled')"])
+        "SELECT audit._unregister_tracking('public.t106_pt'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)"])
     assert st == DENIED
     assert tracked(db, "t106_pt")
     assert n_kind(db, "audit.tracked_partition_added", "public.t106_a") == 0
@@ -494,8 +494,8 @@ def test_p8_cover_partition_of_a_covered_partition_records_nothing(rk, connect):
     for _ in range(3):
         # one message: a proof serves the statement that made it
         assert run(connect("app_maintainer"), [
-            "SET LOCAL ROLE t106_mo", "SELECT audit._prove_owner('public.t106_pt1'::regclass);"
-            " SELECT audit._cover_partition('public.t106_pt1'::regclass)"]) is None
+            "SET LOCAL ROLE t106_mo", "SELECT audit._prove_owner('public.t106_pt1'::regclass, md5(1::text)::uuid);"
+            " SELECT audit._cover_partition('public.t106_pt1'::regclass, md5(1::text)::uuid)"]) is None
     assert n_kind(db, "audit.tracked_partition_added", "public.t106_pt1") == before
     assert db.execute("SELECT baseline_at IS NOT NULL FROM audit.tracked_tables"
                       " WHERE relid = 'public.t106_pt'::regclass").fetchone()[0]

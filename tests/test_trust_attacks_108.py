@@ -41,8 +41,8 @@ from pgaudit_py import (
 )
 
 T = "'public.t108_t'::regclass"
-PROVE = f"SELECT audit._prove_owner({T})"
-UNREGISTER = f"SELECT audit._unregister_tracking({T}, 'audit.tracking_disabled')"
+PROVE = f"SELECT audit._prove_owner({T}, md5(1::text)::uuid)"
+UNREGISTER = f"SELECT audit._unregister_tracking({T}, 'audit.tracking_disabled', md5(1::text)::uuid)"
 
 
 # ================================ A: proofs of ownership ================================
@@ -59,7 +59,7 @@ def own(db, connect):
                " INSERT INTO public.t108_t VALUES (1, 1), (2, 2)")
     db.execute(f"""CREATE FUNCTION public.t108_trojan() RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
                    SET search_path = pg_catalog AS $$
-                   BEGIN PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled'); RETURN true;
+                   BEGIN PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled', md5(1::text)::uuid); RETURN true;
                    EXCEPTION WHEN insufficient_privilege THEN RETURN false; END $$;
                    ALTER FUNCTION public.t108_trojan() OWNER TO t108_x""")
     try:
@@ -134,9 +134,9 @@ def test_a2_set_config_role_inside_one_select_does_not_carry_a_proof_across(own,
     db = own
     db.execute(f"SELECT audit.enable_tracking({T})")
     m = connect("app_maintainer")
-    st, _ = message(m, ["SELECT set_config('role', 't108_owner', true), audit._prove_owner('public.t108_t'::regclass),"
+    st, _ = message(m, ["SELECT set_config('role', 't108_owner', true), audit._prove_owner('public.t108_t'::regclass, md5(1::text)::uuid),"
                         " set_config('role', 't108_x', true),"
-                        " audit._unregister_tracking('public.t108_t'::regclass, 'audit.tracking_disabled')"])
+                        " audit._unregister_tracking('public.t108_t'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)"])
     assert st == "42501"
     assert (tracked(db), x_events(db)) == (1, 0)
 
@@ -150,8 +150,8 @@ def test_a3_a_definer_trojan_may_not_switch_the_role_setting_to_the_owner(own, c
     db.execute(f"SELECT audit.enable_tracking({T})")
     db.execute(f"""CREATE FUNCTION public.t108_set_role() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$
                    BEGIN PERFORM set_config('role', 't108_owner', true);
-                         PERFORM audit._prove_owner({T});
-                         PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled'); END $$;
+                         PERFORM audit._prove_owner({T}, md5(1::text)::uuid);
+                         PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled', md5(1::text)::uuid); END $$;
                    ALTER FUNCTION public.t108_set_role() OWNER TO t108_x""")
     m = connect("app_maintainer")
     st, _ = message(m, ["SET LOCAL ROLE t108_owner", "SELECT public.t108_set_role()"])
@@ -167,8 +167,8 @@ def test_a4_a_definer_function_with_a_set_role_clause_does_not_serve_as_the_owne
     db = own
     db.execute(f"SELECT audit.enable_tracking({T})")
     db.execute(f"""CREATE FUNCTION public.t108_clause() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$
-                   BEGIN PERFORM audit._prove_owner({T});
-                         PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled'); END $$""")
+                   BEGIN PERFORM audit._prove_owner({T}, md5(1::text)::uuid);
+                         PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled', md5(1::text)::uuid); END $$""")
     with suppress(psycopg.Error):
         db.execute("ALTER FUNCTION public.t108_clause() SET role = t108_owner")
     db.execute("ALTER FUNCTION public.t108_clause() OWNER TO t108_x")
@@ -187,11 +187,11 @@ def test_a5_an_invoker_function_with_a_set_role_clause_to_x_takes_no_owner_proof
     x = connect("t108_x")
     x.execute(f"""CREATE FUNCTION public.t108_invoker_clause() RETURNS boolean LANGUAGE plpgsql
                   SET role = t108_x AS $$
-                  BEGIN PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled'); RETURN true;
+                  BEGIN PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled', md5(1::text)::uuid); RETURN true;
                   EXCEPTION WHEN insufficient_privilege THEN RETURN false; END $$""")
     m = connect("app_maintainer")
     st, rows = message(m, ["SET LOCAL ROLE t108_owner", f"{PROVE}, public.t108_invoker_clause()"])
-    assert rows in ([(None, False)], []) and (st is None or st == "42501")
+    assert [r[1:] for r in rows] in ([(False,)], []) and (st is None or st == "42501")  # r[0]: the proof's token
     assert (tracked(db), x_events(db)) == (1, 0)
 
 
@@ -201,9 +201,9 @@ def test_a6_a_do_block_that_proves_then_switches_role_is_refused(own, connect):
     db = own
     db.execute(f"SELECT audit.enable_tracking({T})")
     m = connect("app_maintainer")
-    st, _ = message(m, [f"""DO $$ BEGIN SET LOCAL ROLE t108_owner; PERFORM audit._prove_owner({T});
+    st, _ = message(m, [f"""DO $$ BEGIN SET LOCAL ROLE t108_owner; PERFORM audit._prove_owner({T}, md5(1::text)::uuid);
                            SET LOCAL ROLE t108_x;
-                           PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled'); END $$"""])
+                           PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled', md5(1::text)::uuid); END $$"""])
     assert st == "42501"
     assert (tracked(db), x_events(db)) == (1, 0)
 
@@ -319,7 +319,7 @@ def test_a17_a_server_side_cursor_proves_in_one_fetch_and_the_trojan_runs_in_the
     m.execute("BEGIN")
     try:
         m.execute("SET LOCAL ROLE t108_owner")
-        m.execute(f"DECLARE c1 CURSOR FOR SELECT audit._prove_owner({T}) FROM generate_series(1, 3)")
+        m.execute(f"DECLARE c1 CURSOR FOR SELECT audit._prove_owner({T}, md5(1::text)::uuid) FROM generate_series(1, 3)")
         m.execute("DECLARE c2 CURSOR FOR SELECT public.t108_trojan() FROM generate_series(1, 3)")
         m.execute("FETCH 1 FROM c1")
         got = m.execute("FETCH 1 FROM c2").fetchall()
@@ -431,7 +431,7 @@ def test_a19_partition_created_by_the_owner_with_a_trojan_in_the_same_message(ow
     db = own
     db.execute("""CREATE OR REPLACE FUNCTION public.t108_trojan() RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
                    SET search_path = pg_catalog AS $$
-                   BEGIN PERFORM audit._unregister_tracking('public.t108_pt'::regclass, 'audit.tracking_disabled');
+                   BEGIN PERFORM audit._unregister_tracking('public.t108_pt'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid);
                    RETURN true; EXCEPTION WHEN insufficient_privilege THEN RETURN false; END $$""")
     m = connect("app_maintainer")
     m.execute("SET ROLE t108_owner; CREATE TABLE public.t108_pt (id int, v int) PARTITION BY RANGE (id);"

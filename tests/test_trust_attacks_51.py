@@ -447,8 +447,8 @@ def test_c4_a_trigger_on_a_package_table_is_named(db, cluster):
 
 SQUATS = {
     "audit, holding an overload the maintainer's calls pick":
-        "CREATE SCHEMA audit; CREATE FUNCTION audit._prove_owner(target regclass) RETURNS void LANGUAGE sql"
-        " AS 'SELECT'",
+        "CREATE SCHEMA audit; CREATE FUNCTION audit._prove_owner(target regclass, token uuid DEFAULT NULL) RETURNS uuid"
+        " LANGUAGE sql AS 'SELECT NULL::uuid'",
     "audit_capture, open to PUBLIC":
         "CREATE SCHEMA audit_capture; GRANT USAGE, CREATE ON SCHEMA audit_capture TO PUBLIC",
 }

@@ -202,7 +202,7 @@ def test_g5_the_owner_as_audit_capture_granting_on_a_capture_function_stays_name
     _take_baseline (SECURITY DEFINER, writes baseline events as the capture role) to audit_writer, or
     drops it and makes it anew (same body) with that grant. The operator re-runs the installer.
     Safe: after it, no writer may execute it, or status names it."""
-    fn = "audit_capture._take_baseline(oid)"
+    fn = "audit_capture._take_baseline(oid, uuid)"
     refused = owner_tries(db, f"SET ROLE audit_capture; GRANT EXECUTE ON FUNCTION {fn} TO audit_writer")
     if refused:
         return

@@ -446,7 +446,7 @@ def test_t2_default_privileges_of_the_capture_role_in_the_capture_schema_are_nam
                               " GRANT EXECUTE ON FUNCTIONS TO audit_writer")
     if refused:
         return
-    owner_tries(db, "SET ROLE audit_capture; DROP FUNCTION audit_capture._take_baseline(oid)")
+    owner_tries(db, "SET ROLE audit_capture; DROP FUNCTION audit_capture._take_baseline(oid, uuid)")
     error = reinstall(db)
     granted = {s for (s,) in db.execute(
         "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'audit_capture'::regnamespace"

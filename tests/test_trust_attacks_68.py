@@ -331,15 +331,15 @@ def test_i5_every_attribute_the_owner_chose_is_replaced_by_the_releases(db, list
 
 
 def test_i6_listed_identities_in_the_other_schema_are_not_handed_over(db):
-    """Attack: the owner role makes audit._take_baseline(oid) (listed for the capture schema) and, as
+    """Attack: the owner role makes audit._take_baseline(oid, uuid) (listed for the capture schema) and, as
     audit_capture, audit_capture.seal(integer) (listed for the package's schema). Safe: neither goes to
     a function role other than its maker's, the capture one to the owner role or stays capture's."""
-    r1 = owner_tries(db, "CREATE FUNCTION audit._take_baseline(oid) RETURNS integer LANGUAGE sql"
+    r1 = owner_tries(db, "CREATE FUNCTION audit._take_baseline(oid, uuid) RETURNS integer LANGUAGE sql"
                          " SECURITY DEFINER AS $t68$ SELECT 1 $t68$")
     r2 = owner_tries(db, "SET ROLE audit_capture; CREATE FUNCTION audit_capture.seal(max_events integer)"
                          " RETURNS integer LANGUAGE sql SECURITY DEFINER AS $t68$ SELECT 1 $t68$")
     error = reinstall(db)
-    o1 = owner_of_routine(db, "audit._take_baseline(oid)")
+    o1 = owner_of_routine(db, "audit._take_baseline(oid, uuid)")
     o2 = owner_of_routine(db, "audit_capture.seal(integer)")
     assert r1 or o1 == "audit_owner", (o1, error)
     assert r2 or o2 in ("audit_capture", "audit_owner"), (o2, error)

@@ -216,7 +216,7 @@ def test_h6_no_role_below_the_owner_can_forge_or_fake_an_end_of_tracking(kit):
                            " '{\"kind_prefix\": \"t70k.acct\"}'::jsonb)", [kind])
     kit.owner.execute("CREATE SCHEMA t70k; CREATE TABLE t70k.acct (id int PRIMARY KEY); DROP TABLE t70k.acct; DROP SCHEMA t70k")
     sqlstate_of(kit.mallory, "SELECT audit.disable_tracking('public.t70_acct')")
-    sqlstate_of(kit.mallory, "SELECT audit._unregister_tracking('public.t70_acct'::regclass, 'audit.tracking_disabled')")
+    sqlstate_of(kit.mallory, "SELECT audit._unregister_tracking('public.t70_acct'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)")
     seal_all(kit.maint)
     at = kit.tick()
     assert refused == 5, refused
@@ -369,9 +369,9 @@ def test_h12_a_maintainer_registering_tracking_by_hand_cannot_leave_history_stal
     disable_tracking(kit.maint, "public.t70_h")
     try:
         with kit.maint.transaction():
-            kit.maint.execute("SELECT audit._prove_owner('public.t70_h'::regclass)")
+            kit.maint.execute("SELECT audit._prove_owner('public.t70_h'::regclass, md5(1::text)::uuid)")
             kit.maint.execute("SELECT audit._register_tracking(jsonb_populate_record(NULL::audit.tracked_tables,"
-                              " jsonb_build_object('relid', 'public.t70_h'::regclass::oid, 'kind_prefix', 'public.t70_h')))")
+                              " jsonb_build_object('relid', 'public.t70_h'::regclass::oid, 'kind_prefix', 'public.t70_h')), md5(1::text)::uuid)")
     except psycopg.Error:
         return
     kit.writer.execute("UPDATE public.t70_h SET v = 99 WHERE id = 1; DELETE FROM public.t70_h WHERE id = 2")
@@ -505,14 +505,14 @@ def test_h18_another_maintainer_cannot_end_switch_or_rebaseline_a_table_it_does_
         m2.execute("CREATE TABLE public.t70_m2 (id int PRIMARY KEY)")
         tries = {
             "disable": "SELECT audit.disable_tracking('public.t70_acct')",
-            "unregister": "SELECT audit._unregister_tracking('public.t70_acct'::regclass, 'audit.tracking_disabled')",
-            "unregister_dropped": "SELECT audit._unregister_tracking('public.t70_acct'::regclass, 'audit.tracked_table_dropped')",
+            "unregister": "SELECT audit._unregister_tracking('public.t70_acct'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)",
+            "unregister_dropped": "SELECT audit._unregister_tracking('public.t70_acct'::regclass, 'audit.tracked_table_dropped', md5(1::text)::uuid)",
             "proof": "INSERT INTO audit.owner_proofs (relid, role, xid) VALUES ('public.t70_acct'::regclass, 't70_owner',"
-                     " pg_current_xact_id()); SELECT audit._unregister_tracking('public.t70_acct'::regclass, 'audit.tracking_disabled')",
-            "register": "SELECT audit._prove_owner('public.t70_m2'::regclass); SELECT audit._register_tracking("
+                     " pg_current_xact_id()); SELECT audit._unregister_tracking('public.t70_acct'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)",
+            "register": "SELECT audit._prove_owner('public.t70_m2'::regclass, md5(1::text)::uuid); SELECT audit._register_tracking("
                         "jsonb_populate_record(NULL::audit.tracked_tables, jsonb_build_object('relid',"
-                        " 'public.t70_acct'::regclass::oid, 'kind_prefix', 't70x.stolen')))",
-            "baseline": "LOCK TABLE public.t70_acct IN SHARE MODE; SELECT audit_capture._take_baseline('public.t70_acct'::regclass)",
+                        " 'public.t70_acct'::regclass::oid, 'kind_prefix', 't70x.stolen')), md5(1::text)::uuid)",
+            "baseline": "LOCK TABLE public.t70_acct IN SHARE MODE; SELECT audit_capture._take_baseline('public.t70_acct'::regclass, md5(1::text)::uuid)",
             "own_under_prefix": "SELECT audit.enable_tracking('public.t70_m2', kind_prefix => 'public.t70_acct')",
         }
         results = {}
@@ -734,9 +734,9 @@ def test_t6_the_maintainers_own_helpers_name_tables_alike_under_quote_all_identi
     stored = None
     try:
         with m.transaction():
-            m.execute("SELECT audit._prove_owner('public.t70_qh'::regclass)")
+            m.execute("SELECT audit._prove_owner('public.t70_qh'::regclass, md5(1::text)::uuid)")
             m.execute("SELECT audit._register_tracking(jsonb_populate_record(NULL::audit.tracked_tables,"
-                      " jsonb_build_object('relid', 'public.t70_qh'::regclass::oid, 'kind_prefix', 'public.t70_qh')))")
+                      " jsonb_build_object('relid', 'public.t70_qh'::regclass::oid, 'kind_prefix', 'public.t70_qh')), md5(1::text)::uuid)")
             m.execute("SELECT audit._attach_capture('public.t70_qh'::regclass)")
         stored = kit.db.execute("SELECT table_name FROM audit.tracked_tables WHERE relid = 'public.t70_qh'::regclass").fetchone()
     except psycopg.Error:
@@ -788,7 +788,7 @@ def test_t8_a_baseline_the_maintainer_takes_by_hand_in_an_odd_session_is_as_enab
         with m.transaction():
             m.execute("GRANT SELECT ON public.t70_bh TO audit_sandbox")
             m.execute("LOCK TABLE public.t70_bh IN SHARE MODE")
-            m.execute("SELECT audit_capture._take_baseline('public.t70_bh'::regclass)")
+            m.execute("SELECT audit_capture._take_baseline('public.t70_bh'::regclass, md5(1::text)::uuid)")
             m.execute("REVOKE SELECT ON public.t70_bh FROM audit_sandbox")
     except psycopg.Error:
         return

@@ -212,7 +212,7 @@ def test_p7_a_maintainer_who_does_not_own_the_table_cannot_move_it(kit):
     kit.mallory.execute("UPDATE public.t71_mal SET v = 2")
     refused = [move(kit, "public.t71_mal", p) for p in ("t71p.stolen", "public.t71_mal")]
     refused.append(sqlstate_of(kit.mallory, "SELECT audit.enable_tracking('public.t71_mal', kind_prefix => 't71p.m2')"))
-    refused.append(sqlstate_of(kit.maint, "SELECT audit._register_tracking(t) FROM audit.tracked_tables t"
+    refused.append(sqlstate_of(kit.maint, "SELECT audit._register_tracking(t, md5(1::text)::uuid) FROM audit.tracked_tables t"
                                           " WHERE t.relid = 'public.t71_mal'::regclass"))
     at = kit.tick()
     assert all(r is not None for r in refused), refused
@@ -253,8 +253,8 @@ def test_p9_no_role_below_the_owner_forges_a_moved_to_end(kit):
                                 " '{\"kind_prefix\": \"t71p.victim\", \"moved_to\": \"x\"}'::jsonb)", [kind])
     for conn in (kit.mallory, kit.owner, kit.writer):
         sqlstate_of(conn, "SELECT audit.enable_tracking('public.t71_acct', kind_prefix => 't71p.away')")
-        sqlstate_of(conn, "SELECT audit._register_tracking(t) FROM audit.tracked_tables t")
-        sqlstate_of(conn, "SELECT audit._unregister_tracking('public.t71_acct'::regclass, 'audit.tracking_disabled')")
+        sqlstate_of(conn, "SELECT audit._register_tracking(t, md5(1::text)::uuid) FROM audit.tracked_tables t")
+        sqlstate_of(conn, "SELECT audit._unregister_tracking('public.t71_acct'::regclass, 'audit.tracking_disabled', md5(1::text)::uuid)")
     seal_all(kit.maint)
     at = kit.tick()
     assert ends_under(kit.db, "t71p.victim") == 0

@@ -595,12 +595,12 @@ def test_f4_a_proof_made_for_ones_own_table_cannot_be_turned_to_anothers(kit):
         raise psycopg.Error("roll back")
     for name, call in {
         "register": "SELECT audit._register_tracking(jsonb_populate_record(NULL::audit.tracked_tables,"
-                    " jsonb_build_object('relid', 'public.t76_hers'::regclass::oid, 'kind_prefix', 'x.hers')))",
+                    " jsonb_build_object('relid', 'public.t76_hers'::regclass::oid, 'kind_prefix', 'x.hers')), md5(1::text)::uuid)",
         "proof_role": "INSERT INTO audit.owner_proofs (relid, role) VALUES ('public.t76_hers'::regclass, 't76_mallory')",
         "enable": "SELECT audit.enable_tracking('public.t76_hers'::regclass)",
         "limit": "SELECT audit.enable_rate_limit('public.t76_hers'::regclass)",
-        "cover": "SELECT audit._cover_partition('public.t76_hers'::regclass)",
-        "baseline": "SELECT audit_capture._take_baseline('public.t76_hers'::regclass)",
+        "cover": "SELECT audit._cover_partition('public.t76_hers'::regclass, md5(1::text)::uuid)",
+        "baseline": "SELECT audit_capture._take_baseline('public.t76_hers'::regclass, md5(1::text)::uuid)",
     }.items():
         tried[name] = sqlstate_of(m, call)
     tracked = kit.db.execute("SELECT count(*) FROM audit.tracked_tables WHERE relid = 'public.t76_hers'::regclass").fetchone()[0]

@@ -664,8 +664,8 @@ def test_r9_a_maintainer_changes_no_limit_of_a_table_it_does_not_own(db, connect
         tries = {
             "enable": "SELECT audit.enable_rate_limit('public.t93_lim', 10000000, 10000000, 1)",
             "disable": "SELECT audit.disable_rate_limit('public.t93_lim')",
-            "put": "SELECT audit._put_rate_limit(r) FROM audit.rate_limits r",
-            "drop": "SELECT audit._drop_rate_limit('table', 'public.t93_lim'::regclass::oid::text)",
+            "put": "SELECT audit._put_rate_limit(r, md5(1::text)::uuid) FROM audit.rate_limits r",
+            "drop": "SELECT audit._drop_rate_limit('table', 'public.t93_lim'::regclass::oid::text, md5(1::text)::uuid)",
         }
         got = {what: sqlstate_of(other, statement) for what, statement in tries.items()}
         assert all(v is not None for v in got.values()), got

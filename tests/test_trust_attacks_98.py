@@ -832,7 +832,7 @@ def test_f5_a_maintainer_who_does_not_own_a_table_cannot_take_its_baseline_direc
             with m2.transaction():
                 m2.execute("SET LOCAL pgaudit_py.actor_id = 'the-owner-team'")
                 m2.execute("LOCK TABLE public.t98_nb IN SHARE MODE")
-                m2.execute("SELECT audit_capture._take_baseline('public.t98_nb'::regclass)")
+                m2.execute("SELECT audit_capture._take_baseline('public.t98_nb'::regclass, md5(1::text)::uuid)")
         except psycopg.Error as e:
             err = e.sqlstate
         made = n_events(db, "public.t98_nb.baseline")

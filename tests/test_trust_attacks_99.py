@@ -404,17 +404,17 @@ def test_b1_a_proof_for_one_table_takes_no_baseline_of_another(kit):
     m = kit.maint
     m.execute("BEGIN")
     try:
-        m.execute("SELECT audit._prove_owner('public.t99_ba'::regclass)")
+        m.execute("SELECT audit._prove_owner('public.t99_ba'::regclass, md5(1::text)::uuid)")
         m.execute("SELECT set_config('pgaudit_py.actor_id', 't99-forged', true)")
         m.execute("LOCK public.t99_bb IN SHARE MODE")
-        st = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t99_bb'::regclass)")
+        st = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t99_bb'::regclass, md5(1::text)::uuid)")
     finally:
         m.execute("ROLLBACK")
     m.execute("BEGIN")
     try:
-        m.execute("SAVEPOINT s; SELECT audit._prove_owner('public.t99_ba'::regclass); ROLLBACK TO SAVEPOINT s")
+        m.execute("SAVEPOINT s; SELECT audit._prove_owner('public.t99_ba'::regclass, md5(1::text)::uuid); ROLLBACK TO SAVEPOINT s")
         m.execute("LOCK public.t99_ba IN SHARE MODE")
-        left = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t99_ba'::regclass)")
+        left = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t99_ba'::regclass, md5(1::text)::uuid)")
     finally:
         m.execute("ROLLBACK")
     assert (st, left) == ("42501", "42501")
@@ -438,10 +438,10 @@ def test_b2_a_parent_proof_takes_no_baseline_of_a_partition_owned_by_another(kit
     m = kit.maint
     m.execute("BEGIN")
     try:
-        m.execute("SELECT audit._prove_owner('public.t99_pp'::regclass)")
-        m.execute("SELECT audit._prove_owner('public.t99_pp0'::regclass)")
+        m.execute("SELECT audit._prove_owner('public.t99_pp'::regclass, md5(1::text)::uuid)")
+        m.execute("SELECT audit._prove_owner('public.t99_pp0'::regclass, md5(1::text)::uuid)")
         m.execute("LOCK public.t99_pp IN SHARE MODE")
-        st = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t99_pp'::regclass)")
+        st = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t99_pp'::regclass, md5(1::text)::uuid)")
     finally:
         m.execute("ROLLBACK")
     assert st == "42501", st
@@ -470,9 +470,9 @@ def test_b3_the_owner_takes_no_baseline_outside_enable_tracking(kit):
     m.execute("BEGIN")
     try:
         m.execute("SELECT set_config('pgaudit_py.actor_id', 't99-someone-else', true)")
-        m.execute("SELECT audit._prove_owner('public.t99_b3'::regclass)")
+        m.execute("SELECT audit._prove_owner('public.t99_b3'::regclass, md5(1::text)::uuid)")
         m.execute("LOCK public.t99_b3 IN SHARE MODE")
-        st = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t99_b3'::regclass)")
+        st = sqlstate_of(m, "SELECT audit_capture._take_baseline('public.t99_b3'::regclass, md5(1::text)::uuid)")
         m.execute("COMMIT" if st is None else "ROLLBACK")
     except Exception:
         m.execute("ROLLBACK")
@@ -496,11 +496,11 @@ def test_b4_a_maintainer_not_of_the_owning_role_takes_no_baseline(kit, connect):
         with pytest.raises(Exception):  # noqa: B017
             enable_tracking(m2, "public.t99_b4", baseline=True)
         m2.execute("BEGIN")
-        st1 = sqlstate_of(m2, "SELECT audit._prove_owner('public.t99_b4'::regclass)")
+        st1 = sqlstate_of(m2, "SELECT audit._prove_owner('public.t99_b4'::regclass, md5(1::text)::uuid)")
         m2.execute("ROLLBACK")
         m2.execute("BEGIN")
         m2.execute("LOCK public.t99_b4 IN SHARE MODE")
-        st2 = sqlstate_of(m2, "SELECT audit_capture._take_baseline('public.t99_b4'::regclass)")
+        st2 = sqlstate_of(m2, "SELECT audit_capture._take_baseline('public.t99_b4'::regclass, md5(1::text)::uuid)")
         m2.execute("ROLLBACK")
         m2.close()
     finally:

@@ -56,7 +56,7 @@ def test_an_installation_of_the_previous_release_upgrades_in_place(db, connect, 
                                  "0019_intake_checks_in_writers", "0020_archive_and_quarantine_indexes",
                                  "0021_intake_ids_of_their_own", "0022_tracking_ends_index", "0023_truncates_index",
                                  "0024_tracking_name_types", "0025_owner_proof_role_ids",
-                                 "0026_owner_proof_statements"]
+                                 "0026_owner_proof_statements", "0027_owner_proof_tokens"]
     # What the key is made of is taken for the table tracked before (a retype is refused by it).
     assert db.execute("SELECT name_types -> 'columns' FROM upgr.tracked_tables").fetchone()[0] == {
         "1": [str(db.execute("SELECT 'int4'::regtype::oid").fetchone()[0])]}
@@ -130,7 +130,7 @@ def test_a_log_with_events_upgrades_to_the_single_filter_indexes(db, installer_b
                                  "0019_intake_checks_in_writers", "0020_archive_and_quarantine_indexes",
                                  "0021_intake_ids_of_their_own", "0022_tracking_ends_index", "0023_truncates_index",
                                  "0024_tracking_name_types", "0025_owner_proof_role_ids",
-                                 "0026_owner_proof_statements"]
+                                 "0026_owner_proof_statements", "0027_owner_proof_tokens"]
     assert status(db, "upgi").problems == []
     assert {str(f): trail(db, **f) for f in FILTERS} == before
     # The log is partitioned now: its events are the first partition's, which the next million seqs fit.

@@ -57,8 +57,7 @@ BEGIN
     FOR c IN SELECT p FROM @schema@.tracked_tables t, @schema@._capture_tables(t.relid) p
               WHERE p <> t.relid AND EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = p AND r.relispartition)
                 AND @schema@._capture_problem(p) IS NOT NULL LOOP
-        PERFORM @schema@._prove_owner(c);  -- _cover_partition consumes it
-        PERFORM @schema@._cover_partition(c), @schema@._attach_capture(c);
+        PERFORM @schema@._cover_partition(c, @schema@._prove_owner(c)), @schema@._attach_capture(c);
     END LOOP;
 END
 $$;
