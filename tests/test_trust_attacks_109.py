@@ -77,7 +77,7 @@ def own(db, connect):
             db.execute(f"DROP EVENT TRIGGER IF EXISTS {name}")
         db.execute("DROP TABLE IF EXISTS public.t109_t, public.t109_p, public.t109_p1, public.t109_p2, public.t109_p3,"
                    " public.t109_xlog CASCADE")
-        db.execute("DROP FUNCTION IF EXISTS public.t109_trojan(oid), public.t109_et() CASCADE")
+        db.execute("DROP FUNCTION IF EXISTS public.t109_trojan(oid), public.t109_et(), public.t109_left_proofs() CASCADE")
         db.execute("DROP PROCEDURE IF EXISTS public.t109_proc(), public.t109_legit() CASCADE")
         drop_made_under(db, "t109_")
 
@@ -235,6 +235,10 @@ def _partitioned(db):
                   ALTER TABLE public.t109_p OWNER TO t109_v; ALTER TABLE public.t109_p1 OWNER TO t109_v;
                   ALTER TABLE public.t109_p2 OWNER TO t109_v;
                   INSERT INTO public.t109_p VALUES (1, 1), (150, 2)""")
+    # What the statement leaves in owner_proofs, which no maintainer may read: the superuser's function.
+    db.execute("""CREATE FUNCTION public.t109_left_proofs() RETURNS bigint LANGUAGE sql SECURITY DEFINER
+                  SET search_path = pg_catalog AS $$
+                  SELECT count(*) FROM audit.owner_proofs WHERE xid = pg_current_xact_id() $$""")
 
 
 def _race(db, connect, ddl: str, statement: str):
@@ -275,9 +279,10 @@ def test_c8_a_partition_detached_while_enable_tracking_waits_leaves_no_proof_for
     _partitioned(db)
     out = _race(db, connect, "ALTER TABLE public.t109_p DETACH PARTITION public.t109_p2",
                 "SELECT audit.enable_tracking('public.t109_p'::regclass) IS NOT NULL,"
-                " public.t109_trojan('public.t109_p2'::regclass)")
+                " public.t109_trojan('public.t109_p2'::regclass), public.t109_left_proofs()")
     assert xlog(db) == [], out
     assert limited(db, "public.t109_p2") == 0 and tracked(db, "public.t109_p2") == 0
+    assert [r[1:] for r in out.get("rows", [])] == [(0, 0)], out  # no proof left, whatever takes it
 
 
 def test_c8b_the_detached_partitions_left_proof_lets_a_trojan_register_its_tracking(own, connect):
@@ -316,9 +321,10 @@ def test_c8c_the_detach_race_in_a_transaction_leaves_no_proof_for_a_later_helper
     _partitioned(db)
     out = _race(db, connect, "ALTER TABLE public.t109_p DETACH PARTITION public.t109_p2",
                 "SELECT audit.enable_tracking('public.t109_p'::regclass, baseline => true) IS NOT NULL,"
-                " public.t109_trojan('public.t109_p2'::regclass)")
+                " public.t109_trojan('public.t109_p2'::regclass), public.t109_left_proofs()")
     assert xlog(db) == [], out
     assert limited(db, "public.t109_p2") == 0
+    assert [r[1:] for r in out.get("rows", [])] == [(0, 0)], out  # no proof left, whatever takes it
 
 
 def test_c12_roles_without_the_maintainer_role_cannot_prove_or_write_proofs(own, connect):
