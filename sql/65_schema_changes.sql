@@ -323,7 +323,10 @@ COMMENT ON FUNCTION @schema@._refuse_name_attribute_change(oid, oid[], text) IS
 
 -- Refuses (PA008) a change that leaves a table tracking covers without its whole capture, or a
 -- rate-limited table (or a table under one) unlimited, naming what is wrong: both bind every role,
--- the table's owner included, but through the functions that switch them off.
+-- the table's owner included, but through the functions that switch them off. Given a trigger just
+-- made, it checks what that trigger is part of: a partition of a table both tracked and limited gets
+-- its capture triggers, then its rate-limit trigger, each checked as it comes (trial 110, l6); the
+-- command's end checks the table whole.
 CREATE OR REPLACE FUNCTION @schema@._refuse_switched_off(target oid, trigger_name text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
@@ -340,7 +343,8 @@ BEGIN
                 USING ERRCODE = 'PA008', HINT = 'Use @schema@.disable_tracking to stop auditing a table.';
         END IF;
     END IF;
-    IF EXISTS (SELECT 1 FROM @schema@.rate_limits r WHERE r.scope = 'table') THEN
+    IF EXISTS (SELECT 1 FROM @schema@.rate_limits r WHERE r.scope = 'table')
+       AND (trigger_name IS NULL OR trigger_name = '@schema@_rate_limit') THEN
         problem := @schema@._rate_limit_problem(target);
         IF problem IS NOT NULL THEN
             RAISE EXCEPTION 'the rate limit of % cannot be switched off or changed: %', target::regclass, problem
