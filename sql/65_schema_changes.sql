@@ -908,11 +908,16 @@ BEGIN
     -- A partition of a rate-limited table is limited with it: a statement naming it fires its own
     -- triggers only.
     -- One of the same name calling something else is replaced (@schema@_ddl_end then checks it whole).
+    -- The deepest first: each trigger made is checked with what is below it (a partitioned table
+    -- attached with partitions of its own: a statement trigger is not copied to them).
     FOR part IN SELECT p FROM unnest(under_limited) p
                  WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g JOIN pg_proc f ON f.oid = g.tgfoid
                                      JOIN pg_namespace n ON n.oid = f.pronamespace
                                     WHERE g.tgrelid = p AND g.tgname = '@schema@_rate_limit'
-                                      AND f.proname = '_rate_limit_trigger' AND n.nspname = '@schema@') LOOP
+                                      AND f.proname = '_rate_limit_trigger' AND n.nspname = '@schema@')
+                 ORDER BY (WITH RECURSIVE up(relid) AS (SELECT p UNION ALL
+                                                        SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid)
+                           SELECT count(*) FROM up) DESC LOOP
         BEGIN
             EXECUTE format('CREATE OR REPLACE TRIGGER @schema@_rate_limit BEFORE INSERT OR UPDATE OR DELETE ON %s'
                            ' FOR EACH STATEMENT EXECUTE FUNCTION @schema@._rate_limit_trigger()', part::regclass);

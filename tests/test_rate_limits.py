@@ -18,12 +18,15 @@ from pgaudit_py import (
     RateLimited,
     audit_context,
     disable_rate_limit,
+    disable_tracking,
     enable_rate_limit,
+    enable_tracking,
     rate_limit,
     rate_limited,
     rate_limits,
     record_refusal,
     set_operation_limit,
+    status,
     translated,
 )
 from pgaudit_py.cli import cli
@@ -518,6 +521,34 @@ def test_a_limit_on_a_partitioned_table_counts_writes_to_its_partitions_includin
     assert insert("parted_2", 103) and insert("parted_3", 203)
     assert db.execute("""SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
                           WHERE t.tgname = 'audit_rate_limit' AND c.relname LIKE 'parted%'""").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("tracked", [False, True], ids=["limited", "tracked_and_limited"])
+def test_a_partitioned_table_attached_with_its_partitions_is_limited_whole(db, connect, maintainer, tracked):
+    """A table that has partitions of its own, attached to a limited (and tracked) one: each level gets
+    the rate-limit trigger (a statement trigger is not copied to partitions), the deepest first, so that
+    the check of each as it comes finds what is below it limited already (trial 110, l6)."""
+    db.execute("""CREATE TABLE public.tree (id int, body text) PARTITION BY RANGE (id);
+                  CREATE TABLE public.tree_1 PARTITION OF public.tree FOR VALUES FROM (0) TO (100);
+                  CREATE TABLE public.branch (id int, body text) PARTITION BY RANGE (id);
+                  CREATE TABLE public.branch_1 PARTITION OF public.branch FOR VALUES FROM (100) TO (150);
+                  CREATE TABLE public.branch_2 PARTITION OF public.branch FOR VALUES FROM (150) TO (200);
+                  ALTER TABLE public.tree OWNER TO app_maintainer; ALTER TABLE public.tree_1 OWNER TO app_maintainer;
+                  ALTER TABLE public.branch OWNER TO app_maintainer;
+                  ALTER TABLE public.branch_1 OWNER TO app_maintainer;
+                  ALTER TABLE public.branch_2 OWNER TO app_maintainer""")
+    if tracked:
+        enable_tracking(maintainer, "public.tree")
+    enable_rate_limit(maintainer, "public.tree", per_user_per_minute=4, per_tenant_per_minute=None)
+    maintainer.execute("ALTER TABLE public.tree ATTACH PARTITION public.branch FOR VALUES FROM (100) TO (200)")
+    limited = {name for (name,) in db.execute(
+        """SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+            WHERE t.tgname = 'audit_rate_limit' AND c.relname ~ '^(tree|branch)'""")}
+    assert limited == {"tree", "tree_1", "branch", "branch_1", "branch_2"}
+    assert status(db).problems == []
+    disable_rate_limit(maintainer, "public.tree")
+    if tracked:
+        assert disable_tracking(maintainer, "public.tree") is True
 
 
 def test_counters_whose_windows_passed_are_purged_and_keys_are_bounded(db, connect, maintainer, notes):
