@@ -52,13 +52,13 @@ def own(db, connect):
                       BEGIN
                           PERFORM audit._put_rate_limit(jsonb_populate_record(NULL::audit.rate_limits, jsonb_build_object(
                               'scope', 'table', 'target', target::text, 'per_user', 1, 'per_tenant', 1,
-                              'window_seconds', 60)));
+                              'window_seconds', 60)), md5(1::text)::uuid);
                           INSERT INTO public.t109_xlog (what, target) VALUES ('put_rate_limit', target);
                           n := n + 1;
                       EXCEPTION WHEN OTHERS THEN NULL;
                       END;
                       BEGIN
-                          PERFORM audit._unregister_tracking(target, 'audit.tracking_disabled');
+                          PERFORM audit._unregister_tracking(target, 'audit.tracking_disabled', md5(1::text)::uuid);
                           INSERT INTO public.t109_xlog (what, target) VALUES ('unregister', target);
                           n := n + 1;
                       EXCEPTION WHEN OTHERS THEN NULL;
@@ -104,7 +104,7 @@ def test_c1_a_procedures_commit_carries_no_proof_into_the_next_transaction(own, 
     v = connect("t109_v")
     v.execute(f"""CREATE PROCEDURE public.t109_proc() LANGUAGE plpgsql AS $$
                   BEGIN
-                      PERFORM audit._prove_owner({T});
+                      PERFORM audit._prove_owner({T}, md5(1::text)::uuid);
                       COMMIT;
                       PERFORM public.t109_trojan({T});
                   END $$""")
@@ -120,10 +120,10 @@ def test_c2_a_do_block_commit_carries_no_proof_into_the_next_transaction(own, co
     v = connect("t109_v")
     v.execute(f"""DO $$
                   BEGIN
-                      PERFORM audit._prove_owner({T});
+                      PERFORM audit._prove_owner({T}, md5(1::text)::uuid);
                       COMMIT;
                       PERFORM public.t109_trojan({T});
-                      PERFORM audit._prove_owner({T});
+                      PERFORM audit._prove_owner({T}, md5(1::text)::uuid);
                       ROLLBACK;
                       PERFORM public.t109_trojan({T});
                   END $$""")
@@ -139,10 +139,10 @@ def test_c3_a_proof_committed_in_a_procedure_does_not_serve_the_owner_itself_in_
     v = connect("t109_v")
     v.execute(f"""CREATE PROCEDURE public.t109_proc() LANGUAGE plpgsql AS $$
                   BEGIN
-                      PERFORM audit._prove_owner({T});
+                      PERFORM audit._prove_owner({T}, md5(1::text)::uuid);
                       COMMIT;
                       BEGIN
-                          PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled');
+                          PERFORM audit._unregister_tracking({T}, 'audit.tracking_disabled', md5(1::text)::uuid);
                       EXCEPTION WHEN insufficient_privilege THEN NULL;
                       END;
                   END $$""")
@@ -295,7 +295,7 @@ def test_c8b_the_detached_partitions_left_proof_lets_a_trojan_register_its_track
                   SET search_path = pg_catalog AS $$
                   BEGIN
                       PERFORM audit._register_tracking(jsonb_populate_record(NULL::audit.tracked_tables,
-                          jsonb_build_object('relid', target, 'kind_prefix', 't109.byx')));
+                          jsonb_build_object('relid', target, 'kind_prefix', 't109.byx')), md5(1::text)::uuid);
                       INSERT INTO public.t109_xlog (what, target) VALUES ('register', target);
                       RETURN 1;
                   EXCEPTION WHEN OTHERS THEN RETURN 0;
@@ -338,7 +338,7 @@ def test_c12_roles_without_the_maintainer_role_cannot_prove_or_write_proofs(own,
     plain.execute("CREATE TABLE public.t109_pt (id int PRIMARY KEY)")
     for role in ("app_reader", "app_writer", "app_attacker", "t109_plain"):
         c = connect(role)
-        for stmt in (f"SELECT audit._prove_owner({T})", "SELECT audit._prove_owner('public.t109_pt'::regclass)",
+        for stmt in (f"SELECT audit._prove_owner({T}, md5(1::text)::uuid)", "SELECT audit._prove_owner('public.t109_pt'::regclass, md5(1::text)::uuid)",
                      "INSERT INTO audit.owner_proofs (relid) VALUES ('public.t109_pt'::regclass)",
                      "SELECT audit.enable_tracking('public.t109_pt'::regclass)",
                      "SELECT audit.enable_rate_limit('public.t109_pt'::regclass)",
@@ -362,7 +362,7 @@ def test_c13_another_maintainer_cannot_change_the_owners_table_through_the_publi
     x = connect("t109_x")
     for stmt in (f"SELECT audit.disable_tracking({T})", f"SELECT audit.enable_tracking({T}, kind_prefix => 't109.x')",
                  f"SELECT audit.enable_rate_limit({T})", f"SELECT audit.disable_rate_limit({T})",
-                 f"SELECT audit._prove_owner({T}), audit.disable_tracking({T})"):
+                 f"SELECT audit._prove_owner({T}, md5(1::text)::uuid), audit.disable_tracking({T})"):
         with suppress(psycopg.Error):
             x.execute(stmt)
     assert tracked(db) == 1 and limited(db) == 0
@@ -440,7 +440,7 @@ def test_c11_a_maintainer_who_owns_nothing_cannot_call_the_trojan_path_itself_in
     x = connect("t109_x")
     x.execute(f"""CREATE PROCEDURE public.t109_proc() LANGUAGE plpgsql AS $$
                   BEGIN
-                      BEGIN PERFORM audit._prove_owner({T}); EXCEPTION WHEN OTHERS THEN NULL; END;
+                      BEGIN PERFORM audit._prove_owner({T}, md5(1::text)::uuid); EXCEPTION WHEN OTHERS THEN NULL; END;
                       COMMIT;
                       PERFORM public.t109_trojan({T});
                   END $$""")
@@ -713,7 +713,7 @@ def test_f1_a_limit_planted_on_a_future_tables_oid_does_not_reach_the_owners_new
     for o in range(base + 1, base + 300):
         try:
             x.execute("SELECT audit._put_rate_limit(jsonb_populate_record(NULL::audit.rate_limits, jsonb_build_object("
-                      "'scope', 'table', 'target', %s::text, 'per_user', 1, 'per_tenant', 1, 'window_seconds', 60)))",
+                      "'scope', 'table', 'target', %s::text, 'per_user', 1, 'per_tenant', 1, 'window_seconds', 60)), md5(1::text)::uuid)",
                       [str(o)])
             planted += 1
         except psycopg.Error:
