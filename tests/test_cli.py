@@ -112,6 +112,9 @@ def test_count_and_monthly(dsn, connect):
     # A value given is not repeated; a word of the message itself, given as one, is left standing.
     (["events", "hunter2"], "pgaudit: Got unexpected extra argument (the value given) (see cli events --help)"),
     (["events", "extra"], "pgaudit: Got unexpected extra argument (extra) (see cli events --help)"),
+    # click names a path by its kind; the sentence stays whole without the path.
+    (["serve", "--checkpoint-dir", "/nonexistent/checkpoints"],
+     "pgaudit: Invalid value for '--checkpoint-dir': the directory given does not exist. (see cli serve --help)"),
 ])
 def test_bad_input_exits_2_with_one_line(dsn, counts, args, message):
     result = run(args[0], "--dsn", dsn, *args[1:])

@@ -123,7 +123,8 @@ def without_given(message: str, every: bool = False) -> str:
         for form in (repr(value),) if value.lower() in _CLICK_WORDS else (repr(value), value):
             message = re.sub(rf"(?<![^\s'\"(\[«»„“‚‘]){re.escape(form)}(?![^\s'\"),.:;\]«»“”‘’])", "the value given",
                              message)
-    return message
+    # click names a path by its kind first ('Directory '/x' does not exist.'): keep the sentence whole.
+    return re.sub(r"\b(File|Directory|Path) the value given\b", lambda m: f"the {m[1].lower()} given", message)
 
 
 def _names_in(command: click.Command) -> set[str]:
