@@ -169,7 +169,8 @@ def first_session(db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
         monkeypatch.undo()
         for conn in opened:
             conn.close()
-        for role in roles:
+        for role in roles:  # what they own or were granted here first (the tracked table)
+            db.execute(f"DROP OWNED BY {role}")
             db.execute(f"DROP ROLE IF EXISTS {role}")
 
 
@@ -187,10 +188,10 @@ def test_every_sql_and_python_block_of_the_readme_is_run_here():
     for copy in (b for b in blocks if b.source):  # each such file is run by a test of its own
         assert copy.code == (ROOT / copy.source).read_text(), f"the README's copy of {copy.source} differs"
     blocks = [b for b in blocks if not b.source]
-    assert [b.role for b in blocks] == ["superuser", "app", "ops", "auditor", None]
+    assert [b.role for b in blocks] == ["superuser", "app", "ops", "auditor", "migrator", "app", "auditor", None]
     # The roles each block runs as hold what the README says: the application the writer, and so on.
-    grants = dict(re.findall(r"GRANT audit_(\w+) TO (\w+);", blocks[0].code))
-    assert grants == {"writer": "app", "reader": "auditor", "maintainer": "ops"}
+    grants = sorted(re.findall(r"GRANT audit_(\w+) TO (\w+);", blocks[0].code))
+    assert grants == [("maintainer", "migrator"), ("maintainer", "ops"), ("reader", "auditor"), ("writer", "app")]
 
 
 def test_the_first_session_runs_as_written(db, first_session):
@@ -199,9 +200,13 @@ def test_the_first_session_runs_as_written(db, first_session):
     for block in blocks:
         assert block.role is not None
         checked += run_sql(first_session(block.role), block.code)
-    assert checked == 5  # every statement that shows its output or its refusal was compared
-    assert events(db) == [("order.refunded", "record", "acme", "user", "alice", "app", "order", "o-1",
-                           {"amount": 12.5}, None, 1)]
+    assert checked == 6  # every statement that shows its output or its refusal was compared
+    *pending, sealed = events(db)
+    assert sealed == ("order.refunded", "record", "acme", "user", "alice", "app", "order", "o-1", {"amount": 12.5}, None, 1)
+    # The tracked table's two writes, captured as the application's, after its tracking's own event.
+    assert [e[:2] + e[5:6] for e in pending] == [
+        ("audit.tracking_enabled", "system", "migrator"), ("public.orders.insert", "capture", "app"),
+        ("public.orders.update", "capture", "app")]
     assert db.execute("SELECT block_no, first_seq, last_seq FROM audit.blocks").fetchall() == [(1, 1, 1)]
     assert db.execute("SELECT ok FROM audit.verify()").fetchone() == (True,)
 
