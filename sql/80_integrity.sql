@@ -631,12 +631,22 @@ BEGIN
                           AND i.inhrelid = to_regclass('@schema@.event_intake_' || n));
 
     RETURN QUERY
-    SELECT format('event trigger %s is %s: renames and drops of tracked tables are not followed, and capture '
-                  'triggers are not protected (run the installer as a superuser)', e.name,
-                  CASE WHEN g.evtenabled IS NULL THEN 'missing' ELSE 'disabled' END)
-      FROM (VALUES ('@schema@_ddl_end'), ('@schema@_sql_drop'), ('@schema@_capture_partitions'),
-                   ('@schema@_function_roles'), ('@schema@_table_rewrite'), ('@schema@_temporary'),
-                   ('@schema@_detach_concurrently')) AS e(name)
+    SELECT format('event trigger %s is %s: %s (run the installer as a superuser)', e.name,
+                  CASE WHEN g.evtenabled IS NULL THEN 'missing' ELSE 'disabled' END, e.without)
+      FROM (VALUES ('@schema@_ddl_end', 'a tracked table''s DDL (a rename, its triggers dropped or disabled, a column '
+                                        'added) is neither followed nor refused'),
+                   ('@schema@_sql_drop', 'a tracked table dropped is not recorded, nor is dropping a capture '
+                                         'trigger refused'),
+                   ('@schema@_capture_partitions', 'partitions created or attached later under a tracked table are '
+                                                   'not covered'),
+                   ('@schema@_function_roles', 'the function roles'' DDL is not refused (the sandbox could drop its '
+                                               'own function)'),
+                   ('@schema@_table_rewrite', 'a rewrite of a tracked table''s or the log''s rows (ALTER COLUMN ... '
+                                              'TYPE) is not refused'),
+                   ('@schema@_temporary', 'a permanent object made to depend on a temporary one beneath a tracked '
+                                          'table is not refused'),
+                   ('@schema@_detach_concurrently', 'DETACH PARTITION ... CONCURRENTLY under a tracked table is not '
+                                                    'refused')) AS e(name, without)
       LEFT JOIN pg_event_trigger g ON g.evtname = e.name
      WHERE g.evtenabled IS DISTINCT FROM 'O';
     RETURN QUERY

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 import pgaudit_py.installer as installer
 from pgaudit_py import InstallError, install, list_events, record, seal, status
+from pgaudit_py.cli.install import install_standalone
 from pgaudit_py.errors import MasterKeyUnavailable, translated
 
 
@@ -343,15 +345,30 @@ def test_a_database_owner_with_createrole_installs_without_superuser(db):
 def test_an_install_into_another_database_under_the_same_schema_name_is_named_by_status_here(db):
     """README (Requirements): roles are the cluster's, named after the schema, so a database owner
     installing the same schema name into another database becomes a member of this database's owner
-    role, and status here names it; under a schema name of its own it does not."""
+    role, and status here names it; under a schema name of its own it does not. The installer says so
+    as it joins, and what it could not make without a superuser (the event triggers), on stderr."""
     for user in ("sameschema", "ownschema"):
         db.execute(f"CREATE ROLE {user} LOGIN CREATEROLE")
         db.execute(f"CREATE DATABASE {user}_db OWNER {user}")
     try:
+        said = {}
         for user, schema in (("sameschema", "audit"), ("ownschema", "ownschema")):
-            with psycopg.connect(host=db.info.host, port=db.info.port, user=user, dbname=f"{user}_db",
-                                 autocommit=True) as other:
-                install(other, schema=schema)
+            dsn = f"host={db.info.host} port={db.info.port} user={user} dbname={user}_db"
+            result = CliRunner().invoke(install_standalone, ["--dsn", dsn, "--schema", schema])
+            assert result.exit_code == 0 and f"installed in schema {schema}" in result.stdout, result.output
+            said[user] = result.stderr.splitlines()
+        joined = "WARNING: the roles of schema 'audit' already existed (an earlier install, here or in another database"
+        assert [line for line in said["sameschema"] if line.startswith(joined)] == [
+            joined + " of this cluster): this role is now a member of audit_owner, which may act as the owner in every"
+                     " database that uses this schema name (give this one its own with --schema)"]
+        assert not [line for line in said["ownschema"] if "already existed" in line]
+        for user, schema in (("sameschema", "audit"), ("ownschema", "ownschema")):
+            missing = [line.split(":")[1].strip() for line in said[user] if line.startswith("PROBLEM: event trigger")]
+            assert missing == [f"event trigger {schema}_{name} is missing" for name in (
+                "ddl_end", "sql_drop", "capture_partitions", "function_roles", "table_rewrite", "temporary",
+                "detach_concurrently")], said[user]
+        assert "PROBLEM: event trigger ownschema_capture_partitions is missing: partitions created or attached later" \
+               " under a tracked table are not covered (run the installer as a superuser)" in said["ownschema"]
         members = db.execute("SELECT array_agg(m.member::regrole::text ORDER BY 1) FROM pg_auth_members m"
                              " WHERE m.roleid = 'audit_owner'::regrole").fetchone()[0]
         assert members == ["sameschema"]
