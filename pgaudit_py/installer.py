@@ -124,6 +124,9 @@ class InstallReport:
     created_roles: list[str]
     dry_run: bool
     changed: bool
+    # The installing role became a member of an owner role that was already there: it may act as the
+    # owner in every database of the cluster that uses this schema name.
+    joined_owner: bool = False
 
 
 @dataclass(frozen=True)
@@ -335,8 +338,9 @@ def _applied_migrations(conn: psycopg.Connection, schema: str) -> list[str]:
     return [r[0] for r in tuples(conn).execute(query).fetchall()]
 
 
-def _ensure_roles(conn: psycopg.Connection, schema: str) -> list[str]:
-    """NOLOGIN group roles; other databases of the cluster may have created them already."""
+def _ensure_roles(conn: psycopg.Connection, schema: str) -> tuple[list[str], bool]:
+    """NOLOGIN group roles; other databases of the cluster may have created them already. The roles
+    created, and whether the installing role joined an owner role it did not create."""
     created = []
     roles = role_names(schema)
     for name in roles.values():
@@ -352,9 +356,10 @@ def _ensure_roles(conn: psycopg.Connection, schema: str) -> list[str]:
     conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(roles["reader"]),
                                                    sql.Identifier(roles["maintainer"])))
     conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(roles["capture"]), sql.Identifier(roles["owner"])))
-    if not _is_member(conn, roles["owner"]):
+    joined = not _is_member(conn, roles["owner"])
+    if joined:
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(roles["owner"])))
-    return created
+    return created, joined and roles["owner"] not in created
 
 
 def _refuse_default_privileges(conn: psycopg.Connection, schema: str) -> None:
@@ -607,7 +612,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
         if dry_run:
             return InstallReport(schema, package_version(), pending, files, [], True, True)
 
-        created = _ensure_roles(conn, schema)
+        created, joined = _ensure_roles(conn, schema)
         _refuse_default_privileges(conn, schema)
         if not _has_pgcrypto(conn):
             _create_pgcrypto(conn, schema)
@@ -666,8 +671,8 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
                                     WHERE last.version = %(v)s AND last.snapshot = %(snap)s)
                 """).format(s=sql.Identifier(schema)),
                 {"v": package_version(), "snap": Jsonb(after, tolerant_dumps)})
-    changed = bool(pending or created or before != (found[0] if found else None))
-    return InstallReport(schema, package_version(), pending, files, created, False, changed)
+    changed = bool(pending or created or joined or before != (found[0] if found else None))
+    return InstallReport(schema, package_version(), pending, files, created, False, changed, joined)
 
 
 def status(conn: psycopg.Connection, schema: str = "audit") -> InstallStatus:

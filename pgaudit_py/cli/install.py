@@ -22,7 +22,7 @@ from pgaudit_py.cli.common import (
 )
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.install_script import install_script
-from pgaudit_py.installer import install, migration_ids, status
+from pgaudit_py.installer import install, status
 from pgaudit_py.output import emit_json
 from pgaudit_py.sealing import (
     WORKER_APPLICATION_NAME,
@@ -74,18 +74,17 @@ def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal
             say(f"pgaudit_py {report.version} installed in schema {report.schema}")
             say(f"  migrations applied: {', '.join(report.migrations) or '(none)'}")
             say(f"  roles created:      {', '.join(report.created_roles) or '(none)'}")
-        if not as_json and not dry_run:
-            _say_what_status_finds(conn, settings.schema, report.created_roles, len(report.migrations))
+        if not dry_run:  # on stderr, so after --json too
+            _say_what_status_finds(conn, settings.schema, report.joined_owner)
 
 
-def _say_what_status_finds(conn: psycopg.Connection, schema: str, created_roles: list[str], applied: int) -> None:
-    """On stderr, after an install: what it could not do as the role that ran it (the event triggers
-    need a superuser), as status names it, so that nobody learns it only from a later status."""
-    if (applied == len(migration_ids()) and f"{schema}_owner" not in created_roles
-            and conn.info.parameter_status("is_superuser") != "on"):
+def _say_what_status_finds(conn: psycopg.Connection, schema: str, joined_owner: bool) -> None:
+    """After an install: what it could not do as the role that ran it (the event triggers need a
+    superuser), as status names it, so that nobody learns it only from a later status."""
+    if joined_owner:
         say(f"WARNING: the roles of schema {schema!r} already existed (an earlier install, here or in another"
-            f" database of this cluster): this role is now a member of {schema}_owner, which may act as the owner in every"
-            " database that uses this schema name (give this one its own with --schema)", err=True)
+            f" database of this cluster): this role is now a member of {schema}_owner, which may act as the owner"
+            " in every database that uses this schema name (give this one its own with --schema)", err=True)
     try:
         found = status(conn, schema)
     except psycopg.Error:
