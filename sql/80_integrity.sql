@@ -633,18 +633,21 @@ BEGIN
     RETURN QUERY
     SELECT format('event trigger %s is %s: %s (run the installer as a superuser)', e.name,
                   CASE WHEN g.evtenabled IS NULL THEN 'missing' ELSE 'disabled' END, e.without)
-      FROM (VALUES ('@schema@_ddl_end', 'a tracked table''s DDL (a rename, its triggers dropped or disabled, a column '
-                                        'added) is neither followed nor refused'),
-                   ('@schema@_sql_drop', 'a tracked table dropped is not recorded, nor is dropping a capture '
-                                         'trigger refused'),
-                   ('@schema@_capture_partitions', 'partitions created or attached later under a tracked table are '
-                                                   'not covered'),
+      FROM (VALUES ('@schema@_ddl_end', 'a tracked table''s DDL (renamed, its capture triggers disabled or renamed, a '
+                                        'column added, renamed or retyped, a type it is made of altered, a cast to '
+                                        'json made) is neither recorded nor refused'),
+                   ('@schema@_sql_drop', 'a tracked table dropped, or its columns dropped by a cascade, is not '
+                                         'recorded, nor is dropping a capture trigger refused'),
+                   ('@schema@_capture_partitions', 'a partition created or attached later under a tracked table '
+                                                   'gets no capture triggers of its own (refused while '
+                                                   '@schema@_ddl_end runs; else writes naming it go uncaptured)'),
                    ('@schema@_function_roles', 'the function roles'' DDL is not refused (the sandbox could drop its '
                                                'own function)'),
                    ('@schema@_table_rewrite', 'a rewrite of a tracked table''s or the log''s rows (ALTER COLUMN ... '
                                               'TYPE) is not refused'),
-                   ('@schema@_temporary', 'a permanent object made to depend on a temporary one beneath a tracked '
-                                          'table is not refused'),
+                   ('@schema@_temporary', 'a tracked table''s column, or a type it is made of, may be made to depend '
+                                          'on a temporary object, and be dropped with its values and no event when '
+                                          'that session ends'),
                    ('@schema@_detach_concurrently', 'DETACH PARTITION ... CONCURRENTLY under a tracked table is not '
                                                     'refused')) AS e(name, without)
       LEFT JOIN pg_event_trigger g ON g.evtname = e.name
