@@ -886,7 +886,7 @@ def test_b14_several_modifying_ctes_on_one_tracked_table_are_all_captured(tracke
     assert captures(db) - before == 5
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/security.md, What the session claims): db_role names the role the session acts as, not the rights a change was made with; a SECURITY DEFINER capture cannot read the role it was called as; strict, so that a change that closes it says so")
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/security.md, What db_role names): db_role names the role the session acts as, not the rights a change was made with; a SECURITY DEFINER capture cannot read the role it was called as; strict, so that a change that closes it says so")
 def test_c4_the_owners_security_definer_trigger_frames_the_writer_for_a_table_it_may_not_touch(clean, attacker, connect):
     """security.md: "What the database vouches for is db_role, which no code in the session changes but by the roles
     the writer may act as"; sql/17_context.sql: db_role is "The acting database role". The writer inserts into the
@@ -946,7 +946,7 @@ def test_e8_record_keys_that_json_writes_alike_are_refused_not_silently_merged(c
     assert len(json.loads(stored).get("a", json.loads(stored))) == len(inner), stored
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/security.md, What the session claims): db_role names the role the session acts as, not the rights a change was made with; a SECURITY DEFINER capture cannot read the role it was called as; strict, so that a change that closes it says so")
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/security.md, What db_role names): db_role names the role the session acts as, not the rights a change was made with; a SECURITY DEFINER capture cannot read the role it was called as; strict, so that a change that closes it says so")
 def test_c5_the_owners_security_definer_default_frames_the_writer_too(clean, attacker, connect):
     """As c4, at depth 0: the owner's column DEFAULT calls its SECURITY DEFINER function, which updates the owner's
     tracked t111_vault (no privilege of the writer's). capture.md: "db_role is always the real database role";
