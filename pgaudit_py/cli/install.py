@@ -22,7 +22,7 @@ from pgaudit_py.cli.common import (
 )
 from pgaudit_py.errors import InvalidArgument
 from pgaudit_py.install_script import install_script
-from pgaudit_py.installer import install, status
+from pgaudit_py.installer import InstallStatus, install, status
 from pgaudit_py.output import emit_json
 from pgaudit_py.sealing import (
     WORKER_APPLICATION_NAME,
@@ -52,10 +52,7 @@ def _install(settings: Settings, dry_run: bool, show_status: bool, schedule_seal
                 say(f"installed version:  {result.installed_version or '(not installed)'}")
                 say(f"applied migrations: {', '.join(result.applied_migrations) or '(none)'}")
                 say(f"pending migrations: {', '.join(result.pending_migrations) or '(none)'}")
-                for problem in result.problems:
-                    say(f"PROBLEM: {problem}")
-                for warning in result.warnings:
-                    say(f"WARNING: {warning}")
+                _say_findings(result)
             if not result.intact:
                 fail(f"installation in schema {settings.schema!r} is not intact")
             return
@@ -90,10 +87,14 @@ def _say_what_status_finds(conn: psycopg.Connection, schema: str, joined_owner: 
     except psycopg.Error:
         say("WARNING: the installation's status could not be read (pgaudit status)", err=True)
         return
+    _say_findings(found, err=True)
+
+
+def _say_findings(found: InstallStatus, err: bool = False) -> None:
     for problem in found.problems:
-        say(f"PROBLEM: {problem}", err=True)
+        say(f"PROBLEM: {problem}", err=err)
     for warning in found.warnings:
-        say(f"WARNING: {warning}", err=True)
+        say(f"WARNING: {warning}", err=err)
 
 
 _install_options = [
