@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from psycopg import sql
@@ -73,9 +73,14 @@ def load_keys(signing_key: Path | None = None, public_key: Path | None = None,
 
     try:
         private = serialization.load_pem_private_key(read(signing_key), None) if signing_key else None
+    except TypeError:  # what cryptography raises for a key under a passphrase
+        raise KeyFileError(f"key file {signing_key} is encrypted: give a signing key without a passphrase") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyFileError(f"key file {signing_key} is not a PEM Ed25519 private key") from None
+    try:
         public = serialization.load_pem_public_key(read(public_key)) if public_key else None
-    except ValueError:
-        raise KeyFileError("a key file is not a PEM Ed25519 key") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyFileError(f"key file {public_key} is not a PEM Ed25519 public key") from None
     if private is not None and not isinstance(private, Ed25519PrivateKey):
         raise KeyFileError(f"{signing_key} is not an Ed25519 private key")
     if public is not None and not isinstance(public, Ed25519PublicKey):

@@ -118,8 +118,7 @@ def block_hash(block: dict[str, Any]) -> str:
 
 
 def strict_json(raw: bytes) -> Any:
-    """JSON in UTF-8 without a byte order mark (json.loads would take UTF-16 or UTF-32 too, another
-    reader not), no duplicate key (the signature covers one reading of it), no NaN or Infinity."""
+    """UTF-8 JSON, no byte order mark (json.loads takes UTF-16 too), duplicate key, NaN or Infinity."""
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         if len({k for k, _ in items}) != len(items):
             raise ValueError("a duplicate key")
@@ -130,12 +129,13 @@ def strict_json(raw: bytes) -> Any:
 
     if raw.startswith(b"\xef\xbb\xbf"):
         raise ValueError("a byte order mark: write UTF-8 without one")
-    try:  # UnicodeDecodeError (a ValueError) for what is not UTF-8
+    try:
         document = json.loads(raw.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)
+    except UnicodeDecodeError as exc:  # not its text, which names the byte: a key file given in error is a secret
+        raise ValueError(f"not UTF-8 (at byte {exc.start})") from None
     except (RecursionError, OverflowError) as exc:
         raise ValueError("nested or sized past reading") from exc
-    # A manifest or checkpoint nests four levels; canonical() recurses, so none deeper is read on.
-    # (pgaudit_py.canonical.too_deep, written again: this file stands alone.)
+    # canonical() recurses: nothing deeper than a manifest's four levels goes on (as canonical.too_deep).
     pending = [(document, 1)]
     while pending:
         item, depth = pending.pop()
