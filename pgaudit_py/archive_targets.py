@@ -218,6 +218,11 @@ def open_target(url: str | None = None, *, sse: str | None = None) -> Target:
         raise InvalidArgument("the archive target's URL is not UTF-8: its batches' record in the log could not name"
                               " it") from None
     parsed = urlparse(url)
+    if "@" in parsed.netloc:  # not repeated: what stands before the @ may be a password
+        raise InvalidArgument("the archive target's URL holds a user name or password, which no target reads and"
+                              " every message would repeat",
+                              hint="file:///dir, or s3://bucket/prefix with credentials from the environment"
+                                   " (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or boto3's files)")
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise InvalidArgument(f"{url}: a file URL names a local directory, file:///dir")
