@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import click
+from psycopg import sql
 
 from pgaudit_py.archive_targets import ARCHIVE_URL_ENV
 from pgaudit_py.checkpoint import load_keys
@@ -49,8 +50,10 @@ def serve_command(settings: Settings, host: str, port: int, pool_size: int, arch
     def run() -> None:
         signing = load_keys(signing_key=signing_key, hmac_key=hmac_key_file) if signing_key or hmac_key_file else None
         checking = load_keys(public_key=public_key, hmac_key=hmac_key_file) if public_key or hmac_key_file else None
-        with settings.connect("pgaudit serve"):  # a wrong DSN fails now, not in every request's log line
-            pass
+        # A wrong DSN, or a role below the reader (docs/cli.md), fails now: not in every request's log
+        # line, nor in a stream listener retrying for ever. The listener's own first read:
+        with settings.connect("pgaudit serve") as conn:
+            conn.execute(sql.SQL("SELECT last_seq FROM {}.seal_state").format(sql.Identifier(settings.schema)))
         config = ServerConfig(dsn=settings.dsn, audit_schema=settings.schema, pool_size=pool_size,
                               archive_target=archive_target, archive_keys=signing, checkpoint_dir=checkpoint_dir,
                               checkpoint_keys=checking)
