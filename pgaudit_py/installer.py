@@ -313,6 +313,20 @@ def _refuse_foreign_schema(conn: psycopg.Connection, schema: str) -> None:
                        hint="pgaudit-install --schema my_audit ... (roles are then named my_audit_owner, ...)")
 
 
+def _refuse_schemas_it_may_not_create(conn: psycopg.Connection, schema: str) -> None:
+    """The package's schemas (and pgcrypto's, when the database has none) need CREATE on the
+    database, which a database's owner has and a role with CREATEROLE alone has not."""
+    needed = [name for name in (schema, capture_schema(schema)) if not _schema_exists(conn, name)]
+    if not _has_pgcrypto(conn):
+        needed.append(crypto_schema(schema))
+    row = tuples(conn).execute("SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'),"
+                               " current_user::pg_catalog.text, pg_catalog.current_database()").fetchone()
+    if needed and row and not row[0]:
+        raise InstallError(f"role {row[1]} may not create schemas in database {row[2]} (it would make"
+                           f" {', '.join(needed)}); nothing was created",
+                           hint="Run the installer as a superuser, or as the database's owner with CREATEROLE")
+
+
 def _create_schema(conn: psycopg.Connection, schema: str, owner: str) -> None:
     """The schema, made now by its owner role unless it is already the package's: never one that
     another role made meanwhile (CREATE SCHEMA waits for a concurrent one, then fails)."""
@@ -612,8 +626,13 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
         if dry_run:
             return InstallReport(schema, package_version(), pending, files, [], True, True)
 
-        created, joined = _ensure_roles(conn, schema)
+        # Refusals first: roles are the cluster's, and an install refused after making them (or
+        # after joining the owner role) would leave them behind (tests/test_trust_attacks_114.py, l6).
         _refuse_default_privileges(conn, schema)
+        _refuse_schemas_it_may_not_create(conn, schema)
+        if _has_pgcrypto(conn):
+            _trusted_pgcrypto_schema(conn)
+        created, joined = _ensure_roles(conn, schema)
         if not _has_pgcrypto(conn):
             _create_pgcrypto(conn, schema)
         pgcrypto_schema = _trusted_pgcrypto_schema(conn)
