@@ -372,6 +372,19 @@ def test_pgaudit_serve_refuses_a_checkpoint_directory_that_is_not_there(db, tmp_
     assert done.returncode == 2 and "--checkpoint-dir" in done.stderr and "does not exist" in done.stderr
 
 
+@pytest.mark.parametrize("target, said", [("ftp://h.invalid/x", "archive targets are file:///dir or s3://"),
+                                          ("s3://", "an S3 URL names a bucket"),
+                                          ("file://elsewhere/x", "a file URL names a local directory")])
+def test_pgaudit_serve_refuses_an_archive_target_that_is_none_before_it_starts(db, target, said):
+    """Not a server whose every POST /v1/audit/archive/run answers 503 because of a typo."""
+    info = db.info
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_maintainer"
+    done = subprocess.run([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(_free_port()),
+                           "--archive-target", target], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert done.stderr.startswith("pgaudit: ") and done.stderr.count("\n") == 1, done.stderr
+
+
 def test_created_tokens_work_at_once_and_revoked_ones_stop_at_the_next_request(start_api, make_token, connect):
     api = start_api()
     token = make_token(name="short-lived", expires_at=datetime.now(timezone.utc) + timedelta(days=1))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from psycopg import sql
 
-from pgaudit_py.archive_targets import ARCHIVE_URL_ENV
+from pgaudit_py.archive_targets import ARCHIVE_URL_ENV, open_target
 from pgaudit_py.checkpoint import load_keys
 from pgaudit_py.cli.common import (
     Number,
@@ -50,6 +50,8 @@ def serve_command(settings: Settings, host: str, port: int, pool_size: int, arch
     def run() -> None:
         signing = load_keys(signing_key=signing_key, hmac_key=hmac_key_file) if signing_key or hmac_key_file else None
         checking = load_keys(public_key=public_key, hmac_key=hmac_key_file) if public_key or hmac_key_file else None
+        if archive_target:
+            open_target(archive_target)  # a target that is none is refused now, not at the first archive run
         # A wrong DSN, or a role below the reader (docs/cli.md), fails now: not in every request's log
         # line, nor in a stream listener retrying for ever. The listener's own first read:
         with settings.connect("pgaudit serve") as conn:
