@@ -39,6 +39,54 @@ COMMENT ON FUNCTION @schema@._changed_as_captured(jsonb, jsonb, jsonb, jsonb, js
     'Columns that differ between two captured row images, with their stored old and new values, and the '
     'capture''s own entries.';
 
+-- Whether a pending event's canonical line, as the sealer's first attempt would store it (these
+-- images, `altered` when it replaced values in them), passes the 16 MiB that _sealable_hash refuses:
+-- such an event is stored by the second attempt, through _omit_unprintable, and the events view
+-- shows it so. Its seq is counted as the next to seal: a line within a few bytes of the bound may be
+-- judged by a seq of fewer digits than it will have.
+CREATE OR REPLACE FUNCTION @schema@._line_too_long(i @schema@.event_intake, before jsonb, after jsonb, altered boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e @schema@.event_log;
+BEGIN
+    e.seq := (SELECT s.last_seq + 1 FROM @schema@.seal_state s);
+    e.id := coalesce(i.id, '00000000-0000-7000-8000-000000000000');  -- the length of any
+    e.kind := i.kind;
+    e.txid := i.txid;
+    e.origin := i.origin;
+    e.db_role := i.db_role;
+    e.outcome := i.outcome;
+    e.actor_id := i.actor_id;
+    e.target_id := i.target_id;
+    e.tenant_id := i.tenant_id;
+    e.actor_type := i.actor_type;
+    e.client_addr := i.client_addr;
+    e.occurred_at := i.occurred_at;
+    e.target_type := i.target_type;
+    e.schema_valid := i.schema_valid;
+    e.correlation_id := i.correlation_id;
+    e.idempotency_key := i.idempotency_key;
+    e.application_name := i.application_name;
+    e.row_before := before;
+    e.row_after := after;
+    e.payload := CASE WHEN altered
+                      THEN @schema@._note_omitted(@schema@._note_omitted(i.payload,
+                               'row_before', @schema@._replaced_keys(i.row_before, before)),
+                               'row_after', @schema@._replaced_keys(i.row_after, after))
+                      ELSE i.payload END;
+    e.changed := CASE WHEN before IS NULL OR after IS NULL THEN NULL
+                      WHEN i.changed IS NULL AND NOT altered THEN @schema@._changed(before, after)
+                      ELSE @schema@._changed_as_captured(i.changed, i.row_before, i.row_after, before, after) END;
+    RETURN octet_length(@schema@._canonical_event(e, 2::smallint)) > 16777216;
+END
+$$;
+COMMENT ON FUNCTION @schema@._line_too_long(@schema@.event_intake, jsonb, jsonb, boolean) IS
+    'Whether a pending event''s canonical line, as seal() would first store it, is over 16 MiB.';
+
 CREATE OR REPLACE VIEW @schema@.events AS
 SELECT l.seq, false AS pending, l.id, l.tenant_id, l.actor_type, l.actor_id, l.db_role,
        l.client_addr, l.application_name, l.kind, l.target_type, l.target_id, l.outcome,
@@ -61,13 +109,17 @@ SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_rol
        NULL::bigint, i.origin, i.intake_id
   FROM @schema@.event_intake i,
        -- as the sealer will store them (30_sealing.sql): wild numbers tamed (14_wild_numbers.sql), and
-       -- when an image is nested too deep to walk or to tame, both through _omit_unprintable (its
-       -- second attempt)
-       LATERAL (SELECT CASE WHEN w.deep THEN @schema@._omit_unprintable(i.row_before)
-                            WHEN w.before THEN w.tamed_before ELSE i.row_before END AS row_before,
-                       CASE WHEN w.deep THEN @schema@._omit_unprintable(i.row_after)
-                            WHEN w.after THEN w.tamed_after ELSE i.row_after END AS row_after,
-                       w.deep OR w.before OR w.after AS altered
+       -- when an image is nested too deep to walk or to tame, or the line would pass 16 MiB, both
+       -- through _omit_unprintable (its second attempt)
+       LATERAL (SELECT CASE WHEN v.omit THEN @schema@._omit_unprintable(i.row_before) ELSE v.first_before END AS row_before,
+                       CASE WHEN v.omit THEN @schema@._omit_unprintable(i.row_after) ELSE v.first_after END AS row_after,
+                       v.omit OR v.altered AS altered
+                  FROM (SELECT u.first_before, u.first_after, u.altered,
+                               CASE WHEN u.deep THEN true
+                                    ELSE @schema@._line_too_long(i, u.first_before, u.first_after, u.altered) END AS omit
+                          FROM (SELECT w.deep, w.before OR w.after AS altered,
+                                       CASE WHEN w.before THEN w.tamed_before ELSE i.row_before END AS first_before,
+                                       CASE WHEN w.after THEN w.tamed_after ELSE i.row_after END AS first_after
                   FROM (SELECT x.before, x.after, x.tamed_before, x.tamed_after,
                                x.walked_deep OR (x.before AND x.tamed_before IS NULL) OR (x.after AND x.tamed_after IS NULL) AS deep
                           FROM (SELECT y.before, y.after, y.walked_deep,
@@ -80,6 +132,8 @@ SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_rol
                                                        @schema@._wild_numbers_walked(i.row_after) AS after
                                                 OFFSET 0) z) y
                                 OFFSET 0) x) w
+                                OFFSET 0) u
+                        OFFSET 0) v
                 OFFSET 0) t;
 COMMENT ON VIEW @schema@.events IS
     'Every event: sealed ones (pending = false, with seq) and pending ones not yet sealed (seq NULL); '

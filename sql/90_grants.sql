@@ -98,6 +98,8 @@ GRANT EXECUTE ON FUNCTION
     @schema@._check_prefixes(text[]),
     @schema@._changed(jsonb, jsonb),
     @schema@._changed_as_captured(jsonb, jsonb, jsonb, jsonb, jsonb),
+    @schema@._line_too_long(@schema@.event_intake, jsonb, jsonb, boolean),
+    @schema@._canonical_event(@schema@.event_log, smallint),
     @schema@._note_omitted(jsonb, text, text[]),
     @schema@._replaced_keys(jsonb, jsonb),
     @schema@._wild_numbers(jsonb),

@@ -154,7 +154,7 @@ def test_internal_helpers_are_the_owners_but_for_the_few_callers_need(db, connec
            AND has_function_privilege(r.role, p.oid, 'EXECUTE')""").fetchall()
     reader = {"_changed", "_changed_as_captured", "_note_omitted", "_replaced_keys", "_check_prefixes", "_check_prune_args", "_is_age", "_history_target", "_key_as_captured", "_key_value", "_key_spellings_vary", "_base_type", "_last_change", "_key_columns",
               "_prunable_blocks", "_tracking_of", "_lineage", "_wild_numbers", "_wild_numbers_walked", "_wild_numbers_caught", "_long_numbers", "_tame_numbers", "_tame_numbers_caught",
-              "_omit_unprintable", "_omitted", "_longest_first", "_block_batches",
+              "_omit_unprintable", "_omitted", "_longest_first", "_block_batches", "_line_too_long", "_canonical_event",
               "_log_partitions", "_log_partition_size"}
     maintainer_definers = {"_capture_truncate", "_cover_partition", "_drop_rate_limit", "_put_rate_limit",
                            "_rate_limit_trigger", "_register_tracking", "_unregister_tracking", "_take_baseline"}
