@@ -172,7 +172,7 @@ def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: in
         elif isinstance(v, (dict, list)):
             out.append("{}" if isinstance(v, dict) else "[]")
         elif isinstance(v, Decimal):
-            out.append(str(v))
+            out.append(decimal_text(v))
         elif v is None or isinstance(v, (str, int, float)):
             out.append(json.dumps(v, ensure_ascii=ensure_ascii))
         else:
@@ -205,6 +205,14 @@ def dumps(value: Any, *, convert: Callable[[Any], Any] | None = None, indent: in
 
 _END = object()
 INDENTED_DEPTH = 64
+
+
+def decimal_text(number: Decimal) -> str:
+    """A Decimal as PostgreSQL prints a numeric, its digits written out (str() writes 0.0000001 as
+    1E-7): what a stored number read as Decimal was. Past the exponents a numeric may have, str():
+    written out, 1E+999999999 would be a gigabyte."""
+    exponent = number.as_tuple().exponent
+    return format(number, "f") if isinstance(exponent, int) and -16383 <= exponent <= 131072 else str(number)
 
 
 def key_text(key: Any) -> str:
