@@ -43,8 +43,13 @@ COMMENT ON FUNCTION @schema@._changed_as_captured(jsonb, jsonb, jsonb, jsonb, js
 -- images, `altered` when it replaced values in them), passes the 16 MiB that _sealable_hash refuses:
 -- such an event is stored by the second attempt, through _omit_unprintable, and the events view
 -- shows it so. Its seq is counted as the next to seal: a line within a few bytes of the bound may be
--- judged by a seq of fewer digits than it will have.
-CREATE OR REPLACE FUNCTION @schema@._line_too_long(i @schema@.event_intake, before jsonb, after jsonb, altered boolean)
+-- judged by a seq of fewer digits than it will have. The intake row comes as its columns, not as one
+-- value: a whole-row reference would make the view copy every pending row, counted or not.
+CREATE OR REPLACE FUNCTION @schema@._line_too_long(
+    id uuid, kind text, txid xid8, origin text, db_role text, outcome text, actor_id text, target_id text,
+    tenant_id text, actor_type text, client_addr inet, occurred_at timestamptz, target_type text,
+    schema_valid boolean, correlation_id text, idempotency_key text, application_name text, payload jsonb,
+    changed jsonb, captured_before jsonb, captured_after jsonb, before jsonb, after jsonb, altered boolean)
 RETURNS boolean
 LANGUAGE plpgsql
 STABLE
@@ -54,37 +59,39 @@ DECLARE
     e @schema@.event_log;
 BEGIN
     e.seq := (SELECT s.last_seq + 1 FROM @schema@.seal_state s);
-    e.id := coalesce(i.id, '00000000-0000-7000-8000-000000000000');  -- the length of any
-    e.kind := i.kind;
-    e.txid := i.txid;
-    e.origin := i.origin;
-    e.db_role := i.db_role;
-    e.outcome := i.outcome;
-    e.actor_id := i.actor_id;
-    e.target_id := i.target_id;
-    e.tenant_id := i.tenant_id;
-    e.actor_type := i.actor_type;
-    e.client_addr := i.client_addr;
-    e.occurred_at := i.occurred_at;
-    e.target_type := i.target_type;
-    e.schema_valid := i.schema_valid;
-    e.correlation_id := i.correlation_id;
-    e.idempotency_key := i.idempotency_key;
-    e.application_name := i.application_name;
+    e.id := coalesce(id, '00000000-0000-7000-8000-000000000000');  -- the length of any
+    e.kind := kind;
+    e.txid := txid;
+    e.origin := origin;
+    e.db_role := db_role;
+    e.outcome := outcome;
+    e.actor_id := actor_id;
+    e.target_id := target_id;
+    e.tenant_id := tenant_id;
+    e.actor_type := actor_type;
+    e.client_addr := client_addr;
+    e.occurred_at := occurred_at;
+    e.target_type := target_type;
+    e.schema_valid := schema_valid;
+    e.correlation_id := correlation_id;
+    e.idempotency_key := idempotency_key;
+    e.application_name := application_name;
     e.row_before := before;
     e.row_after := after;
     e.payload := CASE WHEN altered
-                      THEN @schema@._note_omitted(@schema@._note_omitted(i.payload,
-                               'row_before', @schema@._replaced_keys(i.row_before, before)),
-                               'row_after', @schema@._replaced_keys(i.row_after, after))
-                      ELSE i.payload END;
+                      THEN @schema@._note_omitted(@schema@._note_omitted(payload,
+                               'row_before', @schema@._replaced_keys(captured_before, before)),
+                               'row_after', @schema@._replaced_keys(captured_after, after))
+                      ELSE payload END;
     e.changed := CASE WHEN before IS NULL OR after IS NULL THEN NULL
-                      WHEN i.changed IS NULL AND NOT altered THEN @schema@._changed(before, after)
-                      ELSE @schema@._changed_as_captured(i.changed, i.row_before, i.row_after, before, after) END;
+                      WHEN changed IS NULL AND NOT altered THEN @schema@._changed(before, after)
+                      ELSE @schema@._changed_as_captured(changed, captured_before, captured_after, before, after) END;
     RETURN octet_length(@schema@._canonical_event(e, 2::smallint)) > 16777216;
 END
 $$;
-COMMENT ON FUNCTION @schema@._line_too_long(@schema@.event_intake, jsonb, jsonb, boolean) IS
+COMMENT ON FUNCTION @schema@._line_too_long(uuid, text, xid8, text, text, text, text, text, text, text, inet, timestamptz,
+                                             text, boolean, text, text, text, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb,
+                                             boolean) IS
     'Whether a pending event''s canonical line, as seal() would first store it, is over 16 MiB.';
 
 CREATE OR REPLACE VIEW @schema@.events AS
@@ -116,7 +123,12 @@ SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_rol
                        v.omit OR v.altered AS altered
                   FROM (SELECT u.first_before, u.first_after, u.altered,
                                CASE WHEN u.deep THEN true
-                                    ELSE @schema@._line_too_long(i, u.first_before, u.first_after, u.altered) END AS omit
+                                    ELSE @schema@._line_too_long(
+                                             i.id, i.kind, i.txid, i.origin, i.db_role, i.outcome, i.actor_id, i.target_id,
+                                             i.tenant_id, i.actor_type, i.client_addr, i.occurred_at, i.target_type,
+                                             i.schema_valid, i.correlation_id, i.idempotency_key, i.application_name,
+                                             i.payload, i.changed, i.row_before, i.row_after,
+                                             u.first_before, u.first_after, u.altered) END AS omit
                           FROM (SELECT w.deep, w.before OR w.after AS altered,
                                        CASE WHEN w.before THEN w.tamed_before ELSE i.row_before END AS first_before,
                                        CASE WHEN w.after THEN w.tamed_after ELSE i.row_after END AS first_after
