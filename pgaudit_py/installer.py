@@ -313,16 +313,29 @@ def _refuse_foreign_schema(conn: psycopg.Connection, schema: str) -> None:
                        hint="pgaudit-install --schema my_audit ... (roles are then named my_audit_owner, ...)")
 
 
-def _refuse_schemas_it_may_not_create(conn: psycopg.Connection, schema: str) -> None:
-    """The package's schemas (and pgcrypto's, when the database has none) need CREATE on the
-    database, which a database's owner has and a role with CREATEROLE alone has not."""
+def _refuse_what_it_may_not_do(conn: psycopg.Connection, schema: str, server_keys: bool) -> None:
+    """What only a superuser may do; what needs CREATE on the database (the package's schemas, and
+    pgcrypto's when the database has none: a database's owner has it, a role with CREATEROLE alone
+    not); pgcrypto on the server, when the database has none."""
+    row = tuples(conn).execute(
+        "SELECT r.rolsuper, pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'),"
+        " r.rolname::pg_catalog.text, pg_catalog.current_database(),"
+        " EXISTS (SELECT FROM pg_catalog.pg_available_extensions WHERE name OPERATOR(pg_catalog.=) 'pgcrypto')"
+        " FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user").fetchone()
+    assert row is not None
+    superuser, may_create, me, database, pgcrypto_available = row
+    if server_keys and not superuser:
+        raise InstallError("server keys need a superuser install: only a superuser can let the owner role read "
+                           "server files; nothing was created")
     needed = [name for name in (schema, capture_schema(schema)) if not _schema_exists(conn, name)]
     if not _has_pgcrypto(conn):
-        needed.append(crypto_schema(schema))
-    row = tuples(conn).execute("SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'),"
-                               " current_user::pg_catalog.text, pg_catalog.current_database()").fetchone()
-    if needed and row and not row[0]:
-        raise InstallError(f"role {row[1]} may not create schemas in database {row[2]} (it would make"
+        if not pgcrypto_available:
+            raise InstallError("the server has no pgcrypto extension to create; nothing was created",
+                               hint="Install PostgreSQL's contrib package (postgresql-contrib), then run the "
+                                    "installer again")
+        needed += [crypto_schema(schema)] if not _schema_exists(conn, crypto_schema(schema)) else []
+    if needed and not may_create:
+        raise InstallError(f"role {me} may not create schemas in database {database} (it would make"
                            f" {', '.join(needed)}); nothing was created",
                            hint="Run the installer as a superuser, or as the database's owner with CREATEROLE")
 
@@ -629,7 +642,7 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
         # Refusals first: roles are the cluster's, and an install refused after making them (or
         # after joining the owner role) would leave them behind (tests/test_trust_attacks_114.py, l6).
         _refuse_default_privileges(conn, schema)
-        _refuse_schemas_it_may_not_create(conn, schema)
+        _refuse_what_it_may_not_do(conn, schema, server_keys)
         if _has_pgcrypto(conn):
             _trusted_pgcrypto_schema(conn)
         created, joined = _ensure_roles(conn, schema)
@@ -656,9 +669,6 @@ def install(conn: psycopg.Connection, schema: str = "audit", *, dry_run: bool = 
             conn.execute("RESET ROLE")
             superuser = tuples(conn).execute("SELECT rolsuper FROM pg_catalog.pg_roles"
                                              " WHERE rolname OPERATOR(pg_catalog.=) current_user").fetchone()
-            if server_keys and not (superuser and superuser[0]):
-                raise InstallError("server keys need a superuser install: only a superuser can let the owner "
-                                   "role read server files")
             # The installer's own statements name nothing outside pg_catalog unqualified: an overload
             # in the audit schema (yoyo's search_path) must never be picked as the installer.
             conn.execute("SET search_path = pg_catalog, pg_temp")

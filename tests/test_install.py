@@ -342,6 +342,30 @@ def test_a_database_owner_with_createrole_installs_without_superuser(db):
         conn.close()
 
 
+@pytest.mark.parametrize("owns_database, server_keys, said", [
+    (True, True, "server keys need a superuser install"),
+    (False, False, "may not create schemas in database"),
+])
+def test_an_install_refused_for_its_rights_makes_no_role_and_joins_none(db, owns_database, server_keys, said):
+    """Roles are the cluster's: a refusal after making them would leave them behind, and the installing
+    role a member of the owner role (tests/test_trust_attacks_114.py, l6)."""
+    db.execute("CREATE ROLE refused_admin LOGIN CREATEROLE")
+    db.execute(f"CREATE DATABASE refused_db OWNER {'refused_admin' if owns_database else db.info.user}")
+    conn = psycopg.connect(host=db.info.host, port=db.info.port, user="refused_admin", dbname="refused_db",
+                           autocommit=True)
+    try:
+        with pytest.raises(InstallError, match=said):
+            install(conn, schema="refused", server_keys=server_keys)
+        assert db.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'refused\\_%' AND rolname <> 'refused_admin'"
+                          ).fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM pg_auth_members WHERE member = 'refused_admin'::regrole").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'refused%'").fetchone() == (0,)
+    finally:
+        conn.close()
+        db.execute("DROP DATABASE refused_db")
+        db.execute("DROP ROLE refused_admin")
+
+
 def test_an_install_into_another_database_under_the_same_schema_name_is_named_by_status_here(db):
     """README (Requirements): roles are the cluster's, named after the schema, so a database owner
     installing the same schema name into another database becomes a member of this database's owner
