@@ -139,7 +139,7 @@ class S3Target:
         try:
             import boto3
         except ImportError:
-            raise InvalidArgument(f"{url}: S3 targets need boto3: pip install 'pgaudit_py[s3]'") from None
+            raise InvalidArgument("S3 targets need boto3: pip install 'pgaudit_py[s3]'") from None
 
         self.url = url
         self.bucket = bucket
@@ -217,24 +217,32 @@ def open_target(url: str | None = None, *, sse: str | None = None) -> Target:
     except UnicodeEncodeError:
         raise InvalidArgument("the archive target's URL is not UTF-8: its batches' record in the log could not name"
                               " it") from None
-    parsed = urlparse(url)
-    if "@" in parsed.netloc:  # not repeated: what stands before the @ may be a password
-        raise InvalidArgument("the archive target's URL holds a user name or password, which no target reads and"
-                              " every message would repeat",
+    # The URL is never repeated in a refusal: a password may stand in it where no parse finds it
+    # (s3:KEY:SECRET@bucket has no host). Nor is ValueError's text, which holds the host part.
+    try:
+        parsed = urlparse(url)
+    except ValueError:
+        raise InvalidArgument("the archive target is not a URL this reads: file:///dir or s3://bucket/prefix") from None
+    if "@" in parsed.netloc:
+        raise InvalidArgument("the archive target's URL holds a user name or password, which no target reads",
                               hint="file:///dir, or s3://bucket/prefix with credentials from the environment"
                                    " (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or boto3's files)")
+    if parsed.query or parsed.fragment or url.endswith(("?", "#")):  # read by no target, recorded in the log
+        raise InvalidArgument("the archive target's URL holds a query or a fragment, which no target reads")
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise InvalidArgument(f"{url}: a file URL names a local directory, file:///dir")
+            raise InvalidArgument("the archive target is a file URL on another host: a file URL names a local"
+                                  " directory, file:///dir")
         directory = Path(unquote(parsed.path))
         # Refused before a batch is planned: a planned batch holds back prune until a run stores it
         # (tests/test_trust_attacks_85.py, s41). The directory itself may be made by the first upload.
         existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
         if existing is not None and not existing.is_dir():
-            raise InvalidArgument(f"{url}: {existing} is not a directory")
+            raise InvalidArgument(f"the archive target's {existing} is not a directory")
         return FileTarget(url, directory)
     if parsed.scheme == "s3":
         if not parsed.netloc:
-            raise InvalidArgument(f"{url}: an S3 URL names a bucket, s3://bucket/prefix")
+            raise InvalidArgument("the archive target is an S3 URL without a bucket: s3://bucket/prefix")
         return S3Target(url, parsed.netloc, unquote(parsed.path), sse)
-    raise InvalidArgument(f"{url}: archive targets are file:///dir or s3://bucket/prefix")
+    raise InvalidArgument("the archive target is neither a file nor an S3 URL: archive targets are file:///dir or"
+                          " s3://bucket/prefix")

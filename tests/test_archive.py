@@ -33,7 +33,7 @@ from pgaudit_py.archive_targets import FileTarget, S3Target, Target, open_target
 from pgaudit_py.chain import Block, read_blocks
 from pgaudit_py.checkpoint import Keys, sign
 from pgaudit_py.cli import cli
-from pgaudit_py.errors import NotArchived, StorageError
+from pgaudit_py.errors import InvalidArgument, NotArchived, StorageError
 
 Connect = Callable[..., psycopg.Connection]
 DUE = timedelta(milliseconds=1)  # everything sealed before the call is old enough
@@ -658,6 +658,23 @@ def test_path_style_addressing_comes_from_the_aws_config_file(aws: str, tmp_path
     write_object(made, "k", b"v")
     assert read_object(made, "k") == b"v" and made.list_keys() == ["k"]
     assert made.client.meta.config.s3 == {"addressing_style": "path"}
+
+
+@pytest.mark.parametrize("url", ["s3://KEY:Sekr3t-in-url@bucket/p", "s3:KEY:Sekr3t-in-url@bucket/p",
+                                 "s3:/KEY:Sekr3t-in-url@bucket", "ftp:u:Sekr3t-in-url@h", "s3://KEY:Sekr3t-in-url\uff20b",
+                                 "s3://bucket/p?X-Amz-Security-Token=Sekr3t-in-url", "file:///tmp/x#Sekr3t-in-url",
+                                 "file://u:Sekr3t-in-url@/tmp/x", "Sekr3t-in-url"])
+def test_an_archive_url_is_never_repeated_by_its_refusal(url: str) -> None:
+    """A URL may hold a credential where no parse finds it; a target reads none from it, and the log
+    records the target (tests/test_trust_attacks_114.py, s3)."""
+    with pytest.raises(InvalidArgument) as refused:
+        open_target(url)
+    assert "Sekr3t" not in f"{refused.value} {refused.value.hint}"
+
+
+def test_an_archive_url_with_an_at_sign_in_its_path_is_a_directory(tmp_path: Path) -> None:
+    made = open_target(f"file://{tmp_path}/a@b")
+    assert isinstance(made, FileTarget) and made.url == f"file://{tmp_path}/a@b"
 
 
 def key_files(directory: Path) -> tuple[Path, Path]:
