@@ -209,10 +209,11 @@ INDENTED_DEPTH = 64
 
 def decimal_text(number: Decimal) -> str:
     """A Decimal as PostgreSQL prints a numeric, its digits written out (str() writes 0.0000001 as
-    1E-7): what a stored number read as Decimal was. Past the exponents a numeric may have, str():
-    written out, 1E+999999999 would be a gigabyte."""
+    1E-7): what a stored number read as Decimal was, whose exponent is never above 0 (PostgreSQL
+    writes no exponent). Others as str(): a caller's 1E+131071, written out, would be 131,072 digits
+    sent for the database to refuse."""
     exponent = number.as_tuple().exponent
-    return format(number, "f") if isinstance(exponent, int) and -16383 <= exponent <= 131072 else str(number)
+    return format(number, "f") if isinstance(exponent, int) and -16383 <= exponent <= 0 else str(number)
 
 
 def key_text(key: Any) -> str:
