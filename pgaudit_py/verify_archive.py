@@ -118,7 +118,7 @@ def block_hash(block: dict[str, Any]) -> str:
 
 
 def strict_json(raw: bytes) -> Any:
-    """UTF-8 JSON, no byte order mark (json.loads takes UTF-16 too), duplicate key, NaN or Infinity."""
+    """UTF-8 JSON (json.loads takes UTF-16, others not); no BOM, duplicate key (signed: one reading), NaN."""
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         if len({k for k, _ in items}) != len(items):
             raise ValueError("a duplicate key")
@@ -135,7 +135,7 @@ def strict_json(raw: bytes) -> Any:
         raise ValueError(f"not UTF-8 (at byte {exc.start})") from None
     except (RecursionError, OverflowError) as exc:
         raise ValueError("nested or sized past reading") from exc
-    # canonical() recurses: nothing deeper than a manifest's four levels goes on (as canonical.too_deep).
+    # canonical() recurses: no deeper than a manifest's four levels (canonical.too_deep; this file stands alone).
     pending = [(document, 1)]
     while pending:
         item, depth = pending.pop()

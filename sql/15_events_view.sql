@@ -44,7 +44,9 @@ COMMENT ON FUNCTION @schema@._changed_as_captured(jsonb, jsonb, jsonb, jsonb, js
 -- such an event is stored by the second attempt, through _omit_unprintable, and the events view
 -- shows it so. Its seq is counted as the next to seal: a line within a few bytes of the bound may be
 -- judged by a seq of fewer digits than it will have. The intake row comes as its columns, not as one
--- value: a whole-row reference would make the view copy every pending row, counted or not.
+-- value: a whole-row reference would make the view copy every pending row, counted or not. It reads
+-- seal_state as its caller: whoever reads pending events needs SELECT on it (the reader has it; the
+-- pruner reads only sealed ones, whose half of the view calls nothing).
 CREATE OR REPLACE FUNCTION @schema@._line_too_long(
     id uuid, kind text, txid xid8, origin text, db_role text, outcome text, actor_id text, target_id text,
     tenant_id text, actor_type text, client_addr inet, occurred_at timestamptz, target_type text,
@@ -132,18 +134,18 @@ SELECT NULL::bigint, true, i.id, i.tenant_id, i.actor_type, i.actor_id, i.db_rol
                           FROM (SELECT w.deep, w.before OR w.after AS altered,
                                        CASE WHEN w.before THEN w.tamed_before ELSE i.row_before END AS first_before,
                                        CASE WHEN w.after THEN w.tamed_after ELSE i.row_after END AS first_after
-                  FROM (SELECT x.before, x.after, x.tamed_before, x.tamed_after,
-                               x.walked_deep OR (x.before AND x.tamed_before IS NULL) OR (x.after AND x.tamed_after IS NULL) AS deep
-                          FROM (SELECT y.before, y.after, y.walked_deep,
-                                       CASE WHEN y.before THEN @schema@._tame_numbers_caught(i.row_before) END AS tamed_before,
-                                       CASE WHEN y.after THEN @schema@._tame_numbers_caught(i.row_after) END AS tamed_after
-                                  FROM (SELECT coalesce(z.before, false) AS before, coalesce(z.after, false) AS after,
-                                               (z.before IS NULL AND i.row_before IS NOT NULL)
-                                               OR (z.after IS NULL AND i.row_after IS NOT NULL) AS walked_deep
-                                          FROM (SELECT @schema@._wild_numbers_walked(i.row_before) AS before,
-                                                       @schema@._wild_numbers_walked(i.row_after) AS after
-                                                OFFSET 0) z) y
-                                OFFSET 0) x) w
+                                  FROM (SELECT x.before, x.after, x.tamed_before, x.tamed_after,
+                                               x.walked_deep OR (x.before AND x.tamed_before IS NULL) OR (x.after AND x.tamed_after IS NULL) AS deep
+                                          FROM (SELECT y.before, y.after, y.walked_deep,
+                                                       CASE WHEN y.before THEN @schema@._tame_numbers_caught(i.row_before) END AS tamed_before,
+                                                       CASE WHEN y.after THEN @schema@._tame_numbers_caught(i.row_after) END AS tamed_after
+                                                  FROM (SELECT coalesce(z.before, false) AS before, coalesce(z.after, false) AS after,
+                                                               (z.before IS NULL AND i.row_before IS NOT NULL)
+                                                               OR (z.after IS NULL AND i.row_after IS NOT NULL) AS walked_deep
+                                                          FROM (SELECT @schema@._wild_numbers_walked(i.row_before) AS before,
+                                                                       @schema@._wild_numbers_walked(i.row_after) AS after
+                                                                OFFSET 0) z) y
+                                                OFFSET 0) x) w
                                 OFFSET 0) u
                         OFFSET 0) v
                 OFFSET 0) t;
