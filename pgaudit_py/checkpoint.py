@@ -21,6 +21,7 @@ from psycopg import sql
 from pgaudit_py import canonical, verify_archive
 from pgaudit_py.chain import Verification
 from pgaudit_py.errors import CheckpointError, KeyFileError
+from pgaudit_py.key_files import read_key_file
 from pgaudit_py.session import tuples
 
 CHECKPOINT_VERSION = 1
@@ -67,7 +68,7 @@ def load_keys(signing_key: Path | None = None, public_key: Path | None = None,
               hmac_key: Path | None = None) -> Keys:
     def read(path: Path) -> bytes:
         try:
-            return path.read_bytes()
+            return read_key_file(path)
         except OSError as exc:
             raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
 

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from pgaudit_py.calls import Call, ValueCall, function_call, value_call
 from pgaudit_py.errors import InvalidArgument, MasterKeyUnavailable, translated
+from pgaudit_py.key_files import read_key_file
 from pgaudit_py.session import tuples
 from pgaudit_py.transactions import end_failed_transaction, require_no_transaction
 
@@ -96,7 +97,11 @@ def parse_master_key(text: str, source: str) -> str:
 def load_master_key(path: Path | None = None, *, env: str = MASTER_KEY_ENV) -> str:
     """The client-mode master key from a file, else from the environment variable `env`."""
     if path is not None:
-        return parse_master_key(Path(path).read_bytes().decode("utf-8", "replace"), f"key file {path}")
+        try:
+            text = read_key_file(Path(path)).decode("utf-8", "replace")
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read key file {path}: {exc.strerror}") from None
+        return parse_master_key(text, f"key file {path}")
     value = os.environ.get(env)
     if value is None:
         raise MasterKeyUnavailable(f"no master key: give --master-key-file FILE or set {env}")
