@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -206,6 +207,9 @@ class S3Target:
         return sorted(found)
 
 
+_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}")  # S3's names, and the older ones some stores keep
+
+
 def open_target(url: str | None = None, *, sse: str | None = None) -> Target:
     """The target named by `url`, else by PGAUDIT_ARCHIVE_URL."""
     url = url or os.environ.get(ARCHIVE_URL_ENV)
@@ -241,8 +245,9 @@ def open_target(url: str | None = None, *, sse: str | None = None) -> Target:
             raise InvalidArgument(f"the archive target's {existing} is not a directory")
         return FileTarget(url, directory)
     if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise InvalidArgument("the archive target is an S3 URL without a bucket: s3://bucket/prefix")
+        if not _BUCKET.fullmatch(parsed.netloc):  # nor a %-escape boto would repeat, nor a port
+            raise InvalidArgument("the archive target is an S3 URL without a bucket name (letters, digits, '.', '-'"
+                                  " and '_'): s3://bucket/prefix")
         return S3Target(url, parsed.netloc, unquote(parsed.path), sse)
     raise InvalidArgument("the archive target is neither a file nor an S3 URL: archive targets are file:///dir or"
                           " s3://bucket/prefix")

@@ -373,7 +373,7 @@ def test_pgaudit_serve_refuses_a_checkpoint_directory_that_is_not_there(db, tmp_
 
 
 @pytest.mark.parametrize("target, said", [("ftp://h.invalid/x", "archive targets are file:///dir or s3://"),
-                                          ("s3://", "an S3 URL without a bucket"),
+                                          ("s3://", "an S3 URL without a bucket name"),
                                           ("file://elsewhere/x", "a file URL names a local directory")])
 def test_pgaudit_serve_refuses_an_archive_target_that_is_none_before_it_starts(db, target, said):
     """Not a server whose every POST /v1/audit/archive/run answers 503 because of a typo."""

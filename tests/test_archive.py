@@ -663,7 +663,8 @@ def test_path_style_addressing_comes_from_the_aws_config_file(aws: str, tmp_path
 @pytest.mark.parametrize("url", ["s3://KEY:Sekr3t-in-url@bucket/p", "s3:KEY:Sekr3t-in-url@bucket/p",
                                  "s3:/KEY:Sekr3t-in-url@bucket", "ftp:u:Sekr3t-in-url@h", "s3://KEY:Sekr3t-in-url\uff20b",
                                  "s3://bucket/p?X-Amz-Security-Token=Sekr3t-in-url", "file:///tmp/x#Sekr3t-in-url",
-                                 "file://u:Sekr3t-in-url@/tmp/x", "Sekr3t-in-url"])
+                                 "file://u:Sekr3t-in-url@/tmp/x", "Sekr3t-in-url", "s3://KEY%3ASekr3t-in-url%40bucket/p",
+                                 "s3://[KEY:Sekr3t-in-url@bucket/p"])
 def test_an_archive_url_is_never_repeated_by_its_refusal(url: str) -> None:
     """A URL may hold a credential where no parse finds it; a target reads none from it, and the log
     records the target (tests/test_trust_attacks_114.py, s3)."""
