@@ -20,7 +20,9 @@ from pgaudit_py.cli.common import (
     run_guarded,
     without_given,
 )
+from pgaudit_py.installer import role_names
 from pgaudit_py.output import printable
+from pgaudit_py.session import tuples
 
 
 @click.command("serve")
@@ -53,9 +55,16 @@ def serve_command(settings: Settings, host: str, port: int, pool_size: int, arch
         if archive_target:
             open_target(archive_target)  # a target that is none is refused now, not at the first archive run
         # A wrong DSN, or a role below the reader (docs/cli.md), fails now: not in every request's log
-        # line, nor in a stream listener retrying for ever. The listener's own first read:
+        # line, nor in a stream listener retrying for ever. The listener's own first read, then the
+        # role itself: a grant of part of the reader's rights passes the read, not every request.
         with settings.connect("pgaudit serve") as conn:
             conn.execute(sql.SQL("SELECT last_seq FROM {}.seal_state").format(sql.Identifier(settings.schema)))
+            reader = role_names(settings.schema)["reader"]
+            row = tuples(conn).execute("SELECT pg_catalog.pg_has_role(%s, 'USAGE'), current_user::pg_catalog.text",
+                                       (reader,)).fetchone()
+            if not (row and row[0]):
+                fail(f"role {row[1] if row else '?'} does not have the rights of {reader}, which pgaudit serve needs"
+                     " (docs/cli.md names the least role each command needs)")
         config = ServerConfig(dsn=settings.dsn, audit_schema=settings.schema, pool_size=pool_size,
                               archive_target=archive_target, archive_keys=signing, checkpoint_dir=checkpoint_dir,
                               checkpoint_keys=checking)

@@ -268,6 +268,10 @@ async def _database_errors(request: Request, exc: Exception) -> Response:
     if isinstance(exc, (psycopg.OperationalError, TimeoutError)) or type(exc).__name__ == "PoolTimeout":
         log.warning("database unavailable: %s", type(exc).__name__)
         return await api_error(request, ApiError(503, "the database is unavailable", "database_unavailable"))
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # a right of the server's role taken back meanwhile
+        log.warning("the server's database role may not do what a request needs (docs/cli.md names its least role)")
+        return await api_error(request, ApiError(503, "the server's database role lacks a right this request needs",
+                                                 "database_role_not_permitted"))
     log.exception("request failed")
     return internal_error_response()
 
