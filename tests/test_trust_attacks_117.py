@@ -423,7 +423,7 @@ def test_n1_numbers_printed_by_every_json_output_as_stored(clean, connect, start
     assert problems == {}, problems
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/archive.md, archive query): DuckDB reads the JSON columns'"
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/auditors.md, archive query): DuckDB reads the JSON columns'"
                    " numbers as doubles, so a number past a double's precision prints rounded and two may print alike;"
                    " the line column holds each event as archived; strict, so that a change that closes it says so")
 def test_n2_follow_json_and_archive_query_print_numbers_as_stored(clean, connect, tmp_path):
@@ -539,7 +539,7 @@ def test_c3_many_pending_events_of_untamed_long_decimals_a_readers_page_is_bound
     assert time.monotonic() - t0 < 30
 
 
-@pytest.mark.xfail(strict=True, reason="a known limit (docs/archive.md, archive query): DuckDB reads the JSON columns'"
+@pytest.mark.xfail(strict=True, reason="a known limit (docs/auditors.md, archive query): DuckDB reads the JSON columns'"
                    " numbers as doubles, so a number past a double's precision prints rounded and two may print alike;"
                    " the line column holds each event as archived; strict, so that a change that closes it says so")
 def test_n3_no_two_values_print_alike_in_tables_and_archive_query(clean, connect, tmp_path):
