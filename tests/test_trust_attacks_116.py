@@ -288,11 +288,13 @@ def test_K_the_offline_verifier_with_files_of_the_wrong_kind(db, keyzoo, tmp_pat
 
 
 @pytest.mark.parametrize("kind", ["hmac_key", "invalid_utf8", "nuls", "fifo", "directory", "environ", "private_pem"])
-def test_K_a_server_key_file_of_the_wrong_kind_is_refused_repeating_none_of_it(db, keyzoo, kind):
+def test_K_a_server_key_file_of_the_wrong_kind_is_refused_repeating_none_of_it(db, keyzoo, kind, request):
     """secrets init --server-key-file: the server reads the file; its refusal names the path only
     (docs/secrets.md: only a key file's absolute path is named)."""
     from pgaudit_py.installer import install
     install(db, server_keys=True)
+    # The owner role is the cluster's: its right to read server files would outlive this test.
+    request.addfinalizer(lambda: db.execute("REVOKE pg_read_server_files FROM audit_owner"))
     path = keyzoo[kind]
     if kind == "environ":
         path = Path("/proc/self/environ")  # the server backend's own environment
