@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
+from stop_signals import signal_until_exit
 
 from pgaudit_py import record, seal
 from pgaudit_py.checkpoint import generate_keys, load_keys, make_checkpoint
@@ -314,6 +315,36 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_pgaudit_serve_stops_cleanly_however_often_it_is_told_to(db, tokens, stop):
+    """Ctrl-C pressed again and again (or SIGTERM repeated) while a stream is open: the second
+    signal stops at once, the later ones land as the process exits; status 0, no traceback."""
+    info = db.info
+    port = _free_port()
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader"
+    server = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "pgaudit serve did not start"
+                time.sleep(0.1)
+        headers = {"Authorization": f"Bearer {tokens['reader']}"}
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/v1/audit/stream", headers=headers) as stream:
+            assert next(stream.iter_lines()).startswith("retry:")
+            output, _ = signal_until_exit(server, stop)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert "Traceback" not in output and "CancelledError" not in output, output
 
 
 def test_pgaudit_serve_binds_loopback_serves_and_stops_on_sigterm(db, tokens):

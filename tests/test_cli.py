@@ -13,6 +13,7 @@ import time
 import psycopg
 import pytest
 from click.testing import CliRunner
+from stop_signals import signal_until_exit
 
 from pgaudit_py import record, seal
 from pgaudit_py.cli import cli, install_standalone
@@ -258,6 +259,30 @@ def test_worker_seals_until_interrupted(dsn, db, connect, counts, stop):
         out, err = worker.communicate(timeout=20)
     assert worker.returncode == 0, err
     assert "sealed" in out and "stopped" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_worker_stops_cleanly_however_often_it_is_told_to(dsn, db, connect, counts, stop):
+    """Ctrl-C pressed again and again, or SIGTERM repeated, from mid-round until the process is gone:
+    each later signal may land in the query's cancellation, in "stopped" or as Python exits. It still
+    ends with status 0 and "stopped", no traceback, and another round seals every event once."""
+    connect("app_writer").execute("SELECT audit.record(kind => 'w.storm', target_id => g::text)"
+                                  " FROM generate_series(1, 20000) g")
+    as_maintainer = re.sub(r"user=\S+", "user=app_maintainer", dsn)
+    worker = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "worker", "--dsn", as_maintainer,
+                               "--interval", "0.05"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgaudit worker'"
+                     " AND state = 'active'").fetchone() != (1,):
+        assert time.monotonic() < deadline and worker.poll() is None, "the worker never sealed"
+        time.sleep(0.01)
+    out, err = signal_until_exit(worker, stop)
+    assert (worker.returncode, err.splitlines()[-1:]) == (0, ["stopped"]), err
+    assert "Traceback" not in err
+    seal(db, 100000)
+    assert counts() == (0, 20000)
+    assert db.execute("SELECT count(DISTINCT target_id) FROM audit.event_log WHERE kind = 'w.storm'").fetchone() == (20000,)
 
 
 def test_worker_reconnects_when_its_connection_is_lost(dsn, db, connect, counts):

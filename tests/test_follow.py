@@ -14,6 +14,7 @@ import time
 import psycopg
 import pytest
 from late_writers import LateWriters
+from stop_signals import signal_until_exit
 
 from pgaudit_py import record, seal
 from pgaudit_py.follow import follow
@@ -131,6 +132,24 @@ def test_the_cli_follows_until_sigterm(db, connect):
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert out == ""
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_the_cli_follower_stops_cleanly_however_often_it_is_told_to(db, stop):
+    """Ctrl-C pressed again and again (or SIGTERM repeated) until the follower is gone, while events
+    are being sealed: status 0, no traceback, whichever moment of the stop a later signal lands in."""
+    info = db.info
+    dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader"
+    proc = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "events", "--follow", "--dsn", dsn],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not db.execute("SELECT 1 FROM pg_stat_activity WHERE usename = 'app_reader'").fetchone():
+        assert time.monotonic() < deadline and proc.poll() is None, "the follower never connected"
+        time.sleep(0.05)
+    record(db, "storm.one")
+    seal(db)
+    out, err = signal_until_exit(proc, stop)
+    assert (proc.returncode, err) == (0, "")
 
 
 def test_the_cli_resumes_after_a_seq(db):

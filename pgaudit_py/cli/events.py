@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import threading
 from datetime import timezone
 from typing import Any
@@ -31,6 +30,7 @@ from pgaudit_py.follow import follow
 from pgaudit_py.output import AsJson, Rendered, dumps, emit_json, pair, part, print_table, printable
 from pgaudit_py.sealing import seal_status
 from pgaudit_py.session import tuples
+from pgaudit_py.stop_signals import on_stop
 
 
 @click.command("record")
@@ -127,12 +127,7 @@ def follow_events(settings: Settings, as_json: bool, since_seq: int | None, **fi
     the waits look at (an exception raised inside psycopg's wait for a notification would have it
     cancel and wait on, for a notification that may never come)."""
     stopping = threading.Event()
-
-    def stop(signum: int, frame: object) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    on_stop(stopping.set)
     retry_in = 0.0
     while not stopping.is_set():
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from pgaudit_py.sealing import (
     SealResult,
     seal,
 )
+from pgaudit_py.stop_signals import on_stop
 from pgaudit_py.worker import run_worker
 
 
@@ -42,10 +42,10 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
     def report(result: SealResult) -> None:
         say(f"sealed {counted(result.sealed, 'event')} (seq {result.first_seq}..{result.last_seq})")
 
-    def terminate(signum: int, frame: object) -> None:
+    def interrupt() -> None:
         raise KeyboardInterrupt  # SIGTERM (systemd, Kubernetes) stops it as Ctrl-C does: "stopped", 0
 
-    signal.signal(signal.SIGTERM, terminate)
+    on_stop(interrupt)
     try:
         run_worker(lambda: settings.connect(application_name), stop, interval=interval, max_events=max_events,
                    audit_schema=settings.schema, daily=daily, on_round=report,
