@@ -302,6 +302,28 @@ def test_verify_reports_the_tier_boundary_and_the_newest_checkpoint(db, start_ap
     assert checkpoint["file"] == "forged.json" and not checkpoint["ok"] and len(checkpoint["problems"]) == 2
 
 
+def test_a_right_taken_back_while_serving_answers_503_in_one_log_line(db, start_api, tokens, caplog):
+    """docs/http.md: a right of the server's role taken back meanwhile is 503
+    database_role_not_permitted, with one log line and no traceback, not a 500 per request."""
+    db.execute("CREATE ROLE api_demoted LOGIN IN ROLE audit_reader")
+    try:
+        api = start_api("api_demoted")
+        with api.client(tokens["reader"]) as client:
+            assert client.get("/v1/audit").status_code == 200
+            db.execute("REVOKE audit_reader FROM api_demoted")
+            caplog.clear()
+            refused = client.get("/v1/audit")
+        api.stop()
+    finally:
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'api_demoted'")
+        db.execute("DROP ROLE api_demoted")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (503, "database_role_not_permitted")
+    said = [r for r in caplog.records if r.name.startswith("pgaudit_py.server") and r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in said] == [
+        "the server's database role may not do what a request needs (docs/cli.md names its least role)"]
+    assert not any(r.exc_info for r in caplog.records)
+
+
 def test_status_reports_backlog_and_lag(db, start_api, tokens):
     seal(db)
     db.execute("SELECT audit.record(kind => 'order.paid') FROM generate_series(1, 7)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import psycopg
@@ -491,6 +492,24 @@ def test_keygen_writes_private_files_for_the_owner_only_and_never_overwrites(tmp
                      "checkpoint-hmac.key": 0o600}
     with pytest.raises(CheckpointError, match="exists already; not overwriting a key"):
         generate_keys(tmp_path / "keys")
+
+
+def test_a_key_file_is_read_only_as_a_regular_file_of_at_most_64_kib(tmp_path):
+    """pgaudit_py/key_files.py: a larger file (an HMAC key of 300 MiB was once taken whole), a FIFO
+    (it blocked for ever) and a device are refused in one line that repeats none of their bytes."""
+    at_limit, over = tmp_path / "at_limit.key", tmp_path / "over.key"
+    at_limit.write_bytes(b"k" * 65536)
+    over.write_bytes(b"k" * 65537)
+    assert load_keys(hmac_key=at_limit).hmac_key == b"k" * 65536
+    with pytest.raises(KeyFileError) as refused:
+        load_keys(hmac_key=over)
+    assert str(refused.value) == f"cannot read key file {over}: larger than 64 KiB"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(KeyFileError) as refused:
+            load_keys(hmac_key=path)
+        assert str(refused.value).startswith(f"cannot read key file {path}: ")
 
 
 def test_checkpoint_keys_never_reach_the_server(chain, keys, pg_cluster):
