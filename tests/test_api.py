@@ -339,6 +339,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _serve(dsn: str, port: int) -> subprocess.Popen[str]:
+    """`pgaudit serve` in a process of its own, once it answers /healthz (its output: stdout)."""
+    server = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return server
+        except httpx.TransportError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise AssertionError(f"pgaudit serve did not start: {server.communicate()[0][-2000:]}") from None
+            time.sleep(0.1)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_pgaudit_serve_stops_cleanly_however_often_it_is_told_to(db, tokens, stop):
     """Ctrl-C pressed again and again (or SIGTERM repeated) while a stream is open: the second
@@ -346,17 +362,8 @@ def test_pgaudit_serve_stops_cleanly_however_often_it_is_told_to(db, tokens, sto
     info = db.info
     port = _free_port()
     dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader"
-    server = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = _serve(dsn, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and server.poll() is None, "pgaudit serve did not start"
-                time.sleep(0.1)
         headers = {"Authorization": f"Bearer {tokens['reader']}"}
         with httpx.stream("GET", f"http://127.0.0.1:{port}/v1/audit/stream", headers=headers) as stream:
             assert next(stream.iter_lines()).startswith("retry:")
@@ -373,18 +380,9 @@ def test_pgaudit_serve_binds_loopback_serves_and_stops_on_sigterm(db, tokens):
     info = db.info
     port = _free_port()
     dsn = f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader"
-    server = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = _serve(dsn, port)
     stopping = None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and server.poll() is None, "pgaudit serve did not start"
-                time.sleep(0.1)
         record(db, "order.paid")
         headers = {"Authorization": f"Bearer {tokens['reader']}"}
         events = httpx.get(f"http://127.0.0.1:{port}/v1/audit", headers=headers).json()["events"]
@@ -490,17 +488,8 @@ def test_pgaudit_serve_logs_no_long_piece_of_its_dsn(db, tokens):
     info = db.info
     port = _free_port()
     dsn = f"host={info.host} port={info.port} dbname={info.dbname} user={role}"
-    server = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "serve", "--dsn", dsn, "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = _serve(dsn, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and server.poll() is None, "pgaudit serve did not start"
-                time.sleep(0.1)
         db.execute(f"ALTER ROLE {role} NOLOGIN")
         db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
         headers = {"Authorization": f"Bearer {tokens['reader']}"}
