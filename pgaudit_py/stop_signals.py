@@ -1,25 +1,68 @@
-"""Ctrl-C and SIGTERM as a request to stop, asked once. After the first, both are ignored for the
-rest of the process's life: Python hands a signal it handles back to the system's default action as
-the interpreter exits, and that action kills, so a second Ctrl-C (or a service manager repeating
-SIGTERM) landing while a stopped command exits would end it by the signal, after it said "stopped"."""
+"""Ctrl-C and SIGTERM for the commands that run until stopped, taken by a thread of their own.
+
+While a command runs, both signals are blocked and waited for (`sigwait`) by that thread, rather
+than handled wherever the main thread happens to be: psycopg's C wait retries an interrupted poll
+with its full timeout, so signals coming faster than that timeout were never handled at all, and
+Python hands a handled signal back to the default action as it exits, which killed a command that
+was stopping (exit -2 after "stopped"). Once a stop is asked, they stay blocked, and taken, until the
+process is gone. A signal that comes while Python is still loading the command is Python's."""
 
 from __future__ import annotations
 
+import _thread
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def ignore_further_stops() -> None:
-    for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)  # kept as it is when the interpreter exits, unlike a handler
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def on_stop(stop: Callable[[], None]) -> None:
-    """Call `stop` on the first Ctrl-C or SIGTERM (it may raise, to end a wait) and ignore the later ones."""
-    def handler(signum: int, frame: object) -> None:
-        ignore_further_stops()
-        stop()
-    for s in STOP_SIGNALS:
-        signal.signal(s, handler)
+@contextmanager
+def taking_stop_signals(on_signal: Callable[[], None]) -> Iterator[None]:
+    """Call `on_signal` for each Ctrl-C or SIGTERM while the block runs, from the taking thread.
+    If one came, they stay taken after the block; if none did, all is as it was before."""
+    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's to take
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    int_handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # what interrupt_main() raises
+    closing = threading.Event()
+    taken = threading.Event()
+
+    def take() -> None:
+        while True:
+            signal.sigwait(STOP_SIGNALS)
+            if closing.is_set():
+                return
+            taken.set()
+            on_signal()
+
+    taker = threading.Thread(target=take, name="pgaudit stop signals", daemon=True)
+    taker.start()
+    try:
+        yield
+    finally:
+        if not taken.is_set():
+            closing.set()
+            signal.pthread_kill(taker.ident, signal.SIGTERM)  # type: ignore[arg-type]  # ends its sigwait
+            taker.join()
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+            signal.signal(signal.SIGINT, int_handler)
+
+
+def interrupter(stop: threading.Event) -> Callable[[], None]:
+    """What the first stop does: set `stop` and raise KeyboardInterrupt in the main thread at its
+    next step (a query under way is cancelled by psycopg, given 5 s; a wait on the connection ends
+    within its 0.1 s poll; a wait on `stop` at once). Later calls do nothing."""
+    def first() -> None:
+        if not stop.is_set():
+            _thread.interrupt_main(signal.SIGINT)  # before `stop`: woken by it, the main thread is interrupted
+            stop.set()
+    return first
+
+
+@contextmanager
+def interrupted_by_stop_signals(stop: threading.Event) -> Iterator[None]:
+    with taking_stop_signals(interrupter(stop)):
+        yield

@@ -54,12 +54,16 @@ def run_worker(connect: Connect, stop: threading.Event, *, interval: float = 0.5
             try:
                 purge_rate_counters(conn, audit_schema=audit_schema)
             except (PgAuditError, psycopg.Error) as exc:
+                if stop.is_set():  # a stop cut it short (its interrupt can surface as a failed clean-up's error)
+                    return
                 say(f"purging rate-limit counters failed (sealing goes on): {str(exc).strip().splitlines()[0]}")
             if daily is None:
                 return
             try:
                 daily(conn)
             except (PgAuditError, psycopg.Error) as exc:
+                if stop.is_set():
+                    return
                 say(f"archiving failed (sealing goes on): {str(exc).strip().splitlines()[0]}")
 
     retry_in = 0.0
@@ -74,6 +78,8 @@ def run_worker(connect: Connect, stop: threading.Event, *, interval: float = 0.5
         except (psycopg.OperationalError, CannotConnect) as exc:
             if not retry_in:
                 raise
+            if stop.is_set():
+                return
             reason = exc.message if isinstance(exc, CannotConnect) else (
                 f"connection lost ({str(exc).strip().splitlines()[0]})")
             say(f"{reason}; reconnecting in {retry_in:.0f} s")

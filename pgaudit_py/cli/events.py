@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from datetime import timezone
@@ -30,7 +31,7 @@ from pgaudit_py.follow import follow
 from pgaudit_py.output import AsJson, Rendered, dumps, emit_json, pair, part, print_table, printable
 from pgaudit_py.sealing import seal_status
 from pgaudit_py.session import tuples
-from pgaudit_py.stop_signals import on_stop
+from pgaudit_py.stop_signals import interrupted_by_stop_signals
 
 
 @click.command("record")
@@ -123,11 +124,14 @@ def events_command(settings: Settings, /, since: str | None, until: str | None, 
 def follow_events(settings: Settings, as_json: bool, since_seq: int | None, **filters: Any) -> None:
     """One line per event as it is sealed (a JSON object with --json). A lost connection is
     reopened, 1 s doubling to 30 s, and resumes after the last event printed; a stop asked for by
-    Ctrl-C or SIGTERM ends it quietly, with status 0, within a second: the signal sets a flag that
-    the waits look at (an exception raised inside psycopg's wait for a notification would have it
-    cancel and wait on, for a notification that may never come)."""
+    Ctrl-C or SIGTERM ends it quietly, with status 0, whatever it was doing (connecting included)."""
     stopping = threading.Event()
-    on_stop(stopping.set)
+    with interrupted_by_stop_signals(stopping), contextlib.suppress(KeyboardInterrupt):
+        _follow(settings, as_json, since_seq, stopping, filters)
+
+
+def _follow(settings: Settings, as_json: bool, since_seq: int | None, stopping: threading.Event,
+            filters: dict[str, Any]) -> None:
     retry_in = 0.0
     while not stopping.is_set():
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,13 +27,14 @@ from pgaudit_py.cli.common import (
     run_guarded,
     say,
 )
+from pgaudit_py.errors import PgAuditError
 from pgaudit_py.output import counted, emit_json
 from pgaudit_py.sealing import (
     WORKER_APPLICATION_NAME,
     SealResult,
     seal,
 )
-from pgaudit_py.stop_signals import on_stop
+from pgaudit_py.stop_signals import interrupted_by_stop_signals
 from pgaudit_py.worker import run_worker
 
 
@@ -40,19 +43,27 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
     stop = threading.Event()
 
     def report(result: SealResult) -> None:
-        say(f"sealed {counted(result.sealed, 'event')} (seq {result.first_seq}..{result.last_seq})")
+        _report(f"sealed {counted(result.sealed, 'event')} (seq {result.first_seq}..{result.last_seq})")
 
-    def interrupt() -> None:
-        raise KeyboardInterrupt  # SIGTERM (systemd, Kubernetes) stops it as Ctrl-C does: "stopped", 0
+    with interrupted_by_stop_signals(stop):  # Ctrl-C, or SIGTERM (systemd, Kubernetes): "stopped", 0
+        try:
+            run_worker(lambda: settings.connect(application_name), stop, interval=interval, max_events=max_events,
+                       audit_schema=settings.schema, daily=daily, on_round=report,
+                       say=lambda message: _report(message, err=True))
+        except KeyboardInterrupt:
+            stop.set()
+        except (psycopg.Error, PgAuditError):
+            if not stop.is_set():
+                raise
+    if stop.is_set():  # its interrupt may have ended a clean-up whose error ended the loop instead
+        _report("stopped", err=True)
 
-    on_stop(interrupt)
+
+def _report(line: str, err: bool = False) -> None:
     try:
-        run_worker(lambda: settings.connect(application_name), stop, interval=interval, max_events=max_events,
-                   audit_schema=settings.schema, daily=daily, on_round=report,
-                   say=lambda message: say(message, err=True))
-    except KeyboardInterrupt:
-        stop.set()
-        click.echo("stopped", err=True)
+        say(line, err=err)
+    except OSError:  # its reader gone (a closed pipe or terminal): the reports go nowhere, the sealing goes on
+        os.dup2(os.open(os.devnull, os.O_WRONLY), (sys.stderr if err else sys.stdout).fileno())
 
 
 @click.command("seal")
@@ -96,7 +107,7 @@ def worker_command(settings: Settings, interval: float, archive_target: str | No
             def daily(conn: psycopg.Connection) -> None:
                 done = archive_if_due(conn, target, keys, audit_schema=settings.schema)
                 if done is not None:
-                    say(f"archived {counted(len(done.batches), 'batch', 'batches')},"
+                    _report(f"archived {counted(len(done.batches), 'batch', 'batches')},"
                                f" {counted(done.events, 'event')}, to {target.url}"
                                + (" (skipped: another archiver is running)" if done.skipped else ""))
         _seal_forever(settings, interval, 10000, WORKER_APPLICATION_NAME, daily)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from pathlib import Path
 
 import click
@@ -23,6 +25,7 @@ from pgaudit_py.cli.common import (
 from pgaudit_py.installer import role_names
 from pgaudit_py.output import printable
 from pgaudit_py.session import tuples
+from pgaudit_py.stop_signals import interrupter, taking_stop_signals
 
 
 @click.command("serve")
@@ -50,6 +53,13 @@ def serve_command(settings: Settings, host: str, port: int, pool_size: int, arch
         fail("pgaudit serve needs its extra: pip install 'pgaudit_py[server]'")
 
     def run() -> None:
+        running: list[Server] = []  # once it runs, a stop is the server's; before, it interrupts the start
+        interrupt = interrupter(threading.Event())
+        with taking_stop_signals(lambda: running[0].stop() if running else interrupt()), \
+                contextlib.suppress(KeyboardInterrupt):
+            start(running)
+
+    def start(running: list[Server]) -> None:
         signing = load_keys(signing_key=signing_key, hmac_key=hmac_key_file) if signing_key or hmac_key_file else None
         checking = load_keys(public_key=public_key, hmac_key=hmac_key_file) if public_key or hmac_key_file else None
         if archive_target:
@@ -76,6 +86,7 @@ def serve_command(settings: Settings, host: str, port: int, pool_size: int, arch
         # uvicorn's access log would print query strings: the server writes its own (no query, no token).
         server = Server(uvicorn_config(create_app(config=config), host=host, port=port,
                                        trusted_proxies=trusted_proxies))
+        running.append(server)
         server.run()
     run_guarded(run)
 
