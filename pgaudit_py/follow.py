@@ -49,6 +49,7 @@ def follow(conn: psycopg.Connection, since_seq: int | None = None, *, audit_sche
         "correlation_id": correlation_id, "outcome": outcome, "actor_type": actor_type, "actor_id": actor_id,
         "since": since, "until": until}
     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(audit_schema)))
+    interrupted = False
     try:
         after = sealed_high_water(conn, audit_schema) if since_seq is None else since_seq
         while stop is None or not stop.is_set():
@@ -69,6 +70,9 @@ def follow(conn: psycopg.Connection, since_seq: int | None = None, *, audit_sche
             while (stop is None or not stop.is_set()) and (left := waited_until - time.monotonic()) > 0:
                 if any(True for _ in conn.notifies(timeout=min(1.0, left), stop_after=1)):
                     break
+    except KeyboardInterrupt:
+        interrupted = True  # nothing more is asked of a connection that may not answer (its owner closes it)
+        raise
     finally:
-        if not conn.closed and not conn.broken:
+        if not interrupted and not conn.closed and not conn.broken:
             conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(audit_schema)))

@@ -16,23 +16,30 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+# Sent by the taking thread to the main thread with the first stop: a blocking call in C (a socket
+# read, a child process awaited, a name looked up) returns, and the interrupt is raised. Its default
+# action is to ignore it, so one that comes as the interpreter exits changes nothing.
+KICK = signal.SIGURG
 
 
 @contextmanager
 def taking_stop_signals(on_signal: Callable[[], None]) -> Iterator[None]:
     """Call `on_signal` for each Ctrl-C or SIGTERM while the block runs, from the taking thread.
-    If one came, they stay taken after the block; if none did, all is as it was before."""
-    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's to take
-        yield
+    If one came, they stay taken after the block; if none did, all is as it was before. A signal
+    the process was started ignoring (SIGINT under `nohup` or `cmd &`) stays ignored."""
+    taken_here = {s for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
+    if threading.current_thread() is not threading.main_thread() or not taken_here:
+        yield  # signals are the main thread's to take
         return
     before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    int_handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # what interrupt_main() raises
+    handlers = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),  # what interrupt_main raises
+                KICK: signal.signal(KICK, lambda signum, frame: None)}
     closing = threading.Event()
     taken = threading.Event()
 
     def take() -> None:
         while True:
-            signal.sigwait(STOP_SIGNALS)
+            signal.sigwait(taken_here)
             if closing.is_set():
                 return
             taken.set()
@@ -45,20 +52,23 @@ def taking_stop_signals(on_signal: Callable[[], None]) -> Iterator[None]:
     finally:
         if not taken.is_set():
             closing.set()
-            signal.pthread_kill(taker.ident, signal.SIGTERM)  # type: ignore[arg-type]  # ends its sigwait
+            signal.pthread_kill(taker.ident, next(iter(taken_here)))  # type: ignore[arg-type]  # ends its sigwait
             taker.join()
+            for s, handler in handlers.items():  # before the mask: a SIGINT pending while ignored is dropped
+                signal.signal(s, handler)
             signal.pthread_sigmask(signal.SIG_SETMASK, before)
-            signal.signal(signal.SIGINT, int_handler)
 
 
 def interrupter(stop: threading.Event) -> Callable[[], None]:
     """What the first stop does: set `stop` and raise KeyboardInterrupt in the main thread at its
     next step (a query under way is cancelled by psycopg, given 5 s; a wait on the connection ends
-    within its 0.1 s poll; a wait on `stop` at once). Later calls do nothing."""
+    within its 0.1 s poll; a wait on `stop` at once; a blocking call in C when kicked). Later
+    calls do nothing."""
     def first() -> None:
         if not stop.is_set():
             _thread.interrupt_main(signal.SIGINT)  # before `stop`: woken by it, the main thread is interrupted
             stop.set()
+            signal.pthread_kill(threading.main_thread().ident, KICK)  # type: ignore[arg-type]
     return first
 
 

@@ -489,8 +489,10 @@ def test_d2_follower_session_terminated_then_stopped(db, connect, reaped, tmp_pa
     SIGTERM, exit 0)."""
     errfile = (tmp_path / "err").open("w+")
     p = start(reaped, long_running(db, "events-follow"), stderr=errfile)
-    wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE usename = 'app_reader'").fetchone(),
-             p, "the follower connected")
+    # Connected and past its first read: a session lost while the first connection is still being
+    # set up is a first connection that failed (docs/cli.md: a configuration error, exit 1).
+    wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE usename = 'app_reader' AND state = 'idle'"
+                                " AND query LIKE '%%seal_status%%'").fetchone(), p, "the follower connected")
     db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app_reader'")
     wait_for(lambda: "reconnecting" in Path(errfile.name).read_text(), p, "the follower said it reconnects")
     signal_until_exit(p, signal.SIGINT)

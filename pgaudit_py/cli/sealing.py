@@ -37,9 +37,13 @@ from pgaudit_py.sealing import (
 from pgaudit_py.stop_signals import interrupted_by_stop_signals
 from pgaudit_py.worker import run_worker
 
+Daily = Callable[[psycopg.Connection], None]
+
 
 def _seal_forever(settings: Settings, interval: float, max_events: int, application_name: str,
-                  daily: Callable[[psycopg.Connection], None] | None = None) -> None:
+                  make_daily: Callable[[], Daily | None] = lambda: None) -> None:
+    """`make_daily` runs once the stop signals are taken: opening an archive target may wait (on
+    a credential process, say) and is stopped like the rest."""
     stop = threading.Event()
 
     def report(result: SealResult) -> None:
@@ -47,6 +51,7 @@ def _seal_forever(settings: Settings, interval: float, max_events: int, applicat
 
     with interrupted_by_stop_signals(stop):  # Ctrl-C, or SIGTERM (systemd, Kubernetes): "stopped", 0
         try:
+            daily = make_daily()
             run_worker(lambda: settings.connect(application_name), stop, interval=interval, max_events=max_events,
                        audit_schema=settings.schema, daily=daily, on_round=report,
                        say=lambda message: _report(message, err=True))
@@ -98,17 +103,18 @@ def seal_command(settings: Settings, max_events: int, follow: bool, interval: fl
 def worker_command(settings: Settings, interval: float, archive_target: str | None, signing_key: Path | None,
                    public_key: Path | None, hmac_key_file: Path | None) -> None:
     """Run the background work until stopped: sealing, and the daily archive run if a target is given."""
-    def run() -> None:
-        daily = None
-        if archive_target:
-            keys = load_keys(signing_key=signing_key, hmac_key=hmac_key_file)
-            target = open_target(archive_target)
+    def make_daily() -> Daily | None:
+        if not archive_target:
+            return None
+        keys = load_keys(signing_key=signing_key, hmac_key=hmac_key_file)
+        target = open_target(archive_target)
 
-            def daily(conn: psycopg.Connection) -> None:
-                done = archive_if_due(conn, target, keys, audit_schema=settings.schema)
-                if done is not None:
-                    _report(f"archived {counted(len(done.batches), 'batch', 'batches')},"
-                               f" {counted(done.events, 'event')}, to {target.url}"
-                               + (" (skipped: another archiver is running)" if done.skipped else ""))
-        _seal_forever(settings, interval, 10000, WORKER_APPLICATION_NAME, daily)
-    run_guarded(run)
+        def daily(conn: psycopg.Connection) -> None:
+            done = archive_if_due(conn, target, keys, audit_schema=settings.schema)
+            if done is not None:
+                _report(f"archived {counted(len(done.batches), 'batch', 'batches')},"
+                        f" {counted(done.events, 'event')}, to {target.url}"
+                        + (" (skipped: another archiver is running)" if done.skipped else ""))
+        return daily
+
+    run_guarded(lambda: _seal_forever(settings, interval, 10000, WORKER_APPLICATION_NAME, make_daily))

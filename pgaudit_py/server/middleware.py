@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pgaudit_py.server.errors import internal_error_response
+from pgaudit_py.server.errors import error_response, internal_error_response
 
 access_log = logging.getLogger("pgaudit_py.server.access")
 # The methods the log writes by name (RFC 9110's, and PATCH); any other is the client's text.
@@ -66,6 +68,14 @@ class LastResort:
 
         try:
             await self.app(scope, receive, sending)
+        except asyncio.CancelledError:
+            # The server stopping cut it short (uvicorn cancels what is left when its graceful
+            # shutdown times out): no application's failure, no traceback; answered 503 if it can be.
+            if scope["type"] != "http":
+                raise
+            if not started:
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await error_response(503, "server_stopping", "the server is stopping")(scope, receive, send)
         except Exception:
             if scope["type"] != "http" or started:
                 raise
