@@ -269,12 +269,13 @@ def test_worker_stops_cleanly_however_often_it_is_told_to(dsn, db, connect, coun
     connect("app_writer").execute("SELECT audit.record(kind => 'w.storm', target_id => g::text)"
                                   " FROM generate_series(1, 20000) g")
     as_maintainer = re.sub(r"user=\S+", "user=app_maintainer", dsn)
+    started = db.execute("SELECT clock_timestamp()").fetchone()[0]
     worker = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "worker", "--dsn", as_maintainer,
                                "--interval", "0.05"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgaudit worker'"
-                     " AND state = 'active'").fetchone() != (1,):
+                     " AND state = 'active' AND backend_start > %s", [started]).fetchone() != (1,):
         assert time.monotonic() < deadline and worker.poll() is None, "the worker never sealed"
         time.sleep(0.01)
     out, err = signal_until_exit(worker, stop)
