@@ -153,7 +153,7 @@ def test_s3_worker_storm_during_reconnect_backoff(db, connect, reaped, tmp_path)
     p = start(reaped, long_running(db, "worker"), stderr=errfile)
     wait_for(lambda: db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 't118.backoff'").fetchone()[0]
              == 500, p, "the worker sealed the backlog")
-    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgaudit worker'")
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgaudit worker'")
     wait_for(lambda: "reconnecting" in Path(errfile.name).read_text(), p, "the worker said it reconnects")
     p.send_signal(signal.SIGINT)
     signal_until_exit(p, signal.SIGTERM)
@@ -171,7 +171,7 @@ def test_s4_sigint_then_sigterm_storm_mid_round(db, connect, reaped, name):
     is rolled back, another round seals every event once, both verifiers accept."""
     backlog(connect, "t118.mixed", 20000)
     p = start(reaped, long_running(db, name))
-    wait_for(lambda: db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgaudit worker'"
+    wait_for(lambda: db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgaudit worker'"
                                 " AND state = 'active'").fetchone() == (1,), p, "the worker sealing")
     p.send_signal(signal.SIGINT)
     out, err = signal_until_exit(p, signal.SIGTERM)
@@ -187,7 +187,7 @@ def test_s5_other_signals_mid_round_lose_nothing(db, connect, reaped, sig):
     default action); safe: what it was sealing is rolled back whole, nothing lost or sealed twice."""
     backlog(connect, "t118.other", 20000)
     p = start(reaped, long_running(db, "worker"))
-    wait_for(lambda: db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgaudit worker'"
+    wait_for(lambda: db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgaudit worker'"
                                 " AND state = 'active'").fetchone() == (1,), p, "the worker sealing")
     p.send_signal(sig)
     p.communicate(timeout=30)
@@ -264,13 +264,13 @@ def test_s9_ctrl_c_then_sigterm_storm_while_idle(db, reaped, name):
     seen = []
     for _ in range(3):
         p = start(reaped, long_running(db, name))
-        wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE usename IN ('app_reader', 'app_maintainer')"
+        wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND usename IN ('app_reader', 'app_maintainer')"
                                     " AND backend_type = 'client backend'").fetchone(), p, "connected")
         time.sleep(0.3)
         p.send_signal(signal.SIGINT)
         out, err = signal_until_exit(p, signal.SIGTERM, every=0.0005)
         seen.append((p.returncode, err))
-        wait_for(lambda: not db.execute("SELECT 1 FROM pg_stat_activity WHERE usename IN ('app_reader',"
+        wait_for(lambda: not db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND usename IN ('app_reader',"
                                         " 'app_maintainer')").fetchone(), p if p.poll() is None else _Done(), "gone")
     assert all(code == 0 and "Traceback" not in err for code, err in seen), seen
 
@@ -286,7 +286,7 @@ def test_s10_ctrl_c_at_the_prune_prompt(db, connect, reaped):
     before = db.execute("SELECT count(*) FROM audit.event_log").fetchone()
     time.sleep(1.5)  # the events are older than --older-than 1s: prune has something to ask about
     p = start(reaped, ["prune", "--older-than", "1s", "--dsn", dsn_as(db, "app_maintainer")], stdin=subprocess.PIPE)
-    wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE usename = 'app_maintainer'").fetchone()
+    wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND usename = 'app_maintainer'").fetchone()
              is not None, p, "prune connected")
     time.sleep(1.5)
     p.send_signal(signal.SIGINT)
@@ -334,7 +334,7 @@ def test_o2_follower_stdout_closed(db, connect, reaped):
     """Attack: `pgaudit events --follow | head -1`: the follower's stdout closes, then more events
     are sealed. Safe: it ends (or goes on) without a traceback."""
     p = start(reaped, long_running(db, "events-follow"))
-    wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE usename = 'app_reader'").fetchone(),
+    wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND usename = 'app_reader'").fetchone(),
              p, "the follower connected")
     time.sleep(0.5)
     _sealed_backlog(db, connect, "t118.fpipe", 1)
@@ -391,7 +391,7 @@ def test_o6_worker_with_stderr_gone_survives_a_lost_session(db, connect, reaped)
     backlog(connect, "t118.deaf", 10)
     wait_for(lambda: db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 't118.deaf'").fetchone()[0] == 10,
              p, "the worker sealing")
-    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgaudit worker'")
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgaudit worker'")
     backlog(connect, "t118.deaf", 10)
     deadline = time.monotonic() + 60
     while db.execute("SELECT count(*) FROM audit.event_log WHERE kind = 't118.deaf'").fetchone()[0] < 20:
@@ -417,7 +417,7 @@ def test_o4_a_full_stdout_pipe_holds_no_lock(db, connect, reaped):
         still = still + 1 if n == last else 0
         last = n
         time.sleep(0.2)
-    state = db.execute("SELECT state FROM pg_stat_activity WHERE application_name = 'pgaudit worker'").fetchall()
+    state = db.execute("SELECT state FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgaudit worker'").fetchall()
     assert ("idle in transaction",) not in state, state
     db.execute("SET lock_timeout = '20s'")
     try:
@@ -467,9 +467,9 @@ def test_d1_session_terminated_mid_command(db, connect, reaped, name):
                    else "LOCK TABLE audit.event_log IN ACCESS EXCLUSIVE MODE")
     try:
         p = start(reaped, args + ["--dsn", dsn_as(db, role)])
-        wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE usename = %s AND wait_event_type = 'Lock'",
+        wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND usename = %s AND wait_event_type = 'Lock'",
                                     (role,)).fetchone(), p, "the command waiting on the lock")
-        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND usename = %s", (role,))
     finally:
         locker.rollback()
     out, err = p.communicate(timeout=60)
@@ -491,9 +491,9 @@ def test_d2_follower_session_terminated_then_stopped(db, connect, reaped, tmp_pa
     p = start(reaped, long_running(db, "events-follow"), stderr=errfile)
     # Connected and past its first read: a session lost while the first connection is still being
     # set up is a first connection that failed (docs/cli.md: a configuration error, exit 1).
-    wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE usename = 'app_reader' AND state = 'idle'"
+    wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND usename = 'app_reader' AND state = 'idle'"
                                 " AND query LIKE '%%seal_status%%'").fetchone(), p, "the follower connected")
-    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app_reader'")
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND usename = 'app_reader'")
     wait_for(lambda: "reconnecting" in Path(errfile.name).read_text(), p, "the follower said it reconnects")
     signal_until_exit(p, signal.SIGINT)
     err = Path(errfile.name).read_text()

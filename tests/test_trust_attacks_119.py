@@ -123,7 +123,7 @@ def started_line(name: str) -> str:
 
 def connected(db, name: str) -> bool:
     role = "app_reader" if name in ("events-follow", "serve") else "app_maintainer"
-    return db.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (role,)).fetchone()[0] > 0
+    return db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = %s", (role,)).fetchone()[0] > 0
 
 
 def until_gone(p: subprocess.Popen, sigs, every: float, send=None) -> bool:
@@ -323,7 +323,7 @@ def test_g1_group_storm_alternating_on_a_50k_backlog(db, connect, reaped, tmp_pa
     args = [a for a in command(db, name) if a not in ("--interval", "0.05")]
     p, log = start(reaped, args, tmp_path, start_new_session=True)
     if name in ("worker", "seal-follow"):
-        wait_for(lambda: db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgaudit worker'"
+        wait_for(lambda: db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgaudit worker'"
                                     " AND state = 'active'").fetchone()[0] == 1, p, "sealing", timeout=60)
     else:
         wait_for(lambda: started_line(name) in log.read_text() and connected(db, name), p, "started")
@@ -357,14 +357,14 @@ def test_l1_one_stop_while_the_round_waits_on_a_lock(db, connect, reaped, tmp_pa
             backlog(connect, "t119.lock", 10)
         else:
             backlog_thread.start()  # the writer waits too: the event is written after the lock goes
-        wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgaudit worker'"
+        wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgaudit worker'"
                                     " AND wait_event_type = 'Lock'").fetchone(), p, "the round waiting on the lock")
         p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + LIVENESS
         while p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         gone_while_locked = p.poll() is not None
-        session_left = db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgaudit worker'"
+        session_left = db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgaudit worker'"
                                   ).fetchone()[0]
     finally:
         locker.rollback()
@@ -389,7 +389,7 @@ def test_l2_serve_stopped_with_a_request_waiting_on_a_lock(db, connect, reaped, 
         locker.execute("LOCK TABLE audit.event_log IN ACCESS EXCLUSIVE MODE")
         threading.Thread(target=_quietly, args=(httpx.get, f"http://127.0.0.1:{port}/v1/audit"),
                          kwargs={"timeout": 120, "headers": {"Authorization": f"Bearer {token}"}}, daemon=True).start()
-        wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE usename = 'app_reader'"
+        wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND usename = 'app_reader'"
                                     " AND wait_event_type = 'Lock'").fetchone(), p, "the request waiting on the lock")
         for _ in range(stops):
             p.send_signal(signal.SIGTERM)
@@ -671,7 +671,7 @@ def test_s1_serve_stopped_at_many_moments_of_its_start(db, reaped, tmp_path, pha
     for i in range(12):
         p, log = start(reaped, command(db, "serve"), tmp_path)
         if phase == "probe":
-            wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE usename = 'app_reader'").fetchone(),
+            wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND usename = 'app_reader'").fetchone(),
                      p, "the probe connected", timeout=60)
         else:
             wait_for(lambda log=log: "Started server process" in log.read_text(), p, "uvicorn starting")
@@ -685,7 +685,7 @@ def test_s1_serve_stopped_at_many_moments_of_its_start(db, reaped, tmp_path, pha
         text = log.read_text(errors="replace")
         seen.append((i * 0.04, p.returncode, "Traceback" in text or "CancelledError" in text))
         deadline = time.monotonic() + 30
-        while db.execute("SELECT 1 FROM pg_stat_activity WHERE usename = 'app_reader'").fetchone():
+        while db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND usename = 'app_reader'").fetchone():
             assert time.monotonic() < deadline, f"a session left behind: {seen[-1]}"
             time.sleep(0.05)
     assert all(code == 0 and not tb for _, code, tb in seen), seen
