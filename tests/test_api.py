@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import suppress
 from datetime import datetime, timedelta, timezone
@@ -374,6 +375,37 @@ def test_pgaudit_serve_stops_cleanly_however_often_it_is_told_to(db, tokens, sto
             server.communicate(timeout=30)
     assert server.returncode == 0, output
     assert "Traceback" not in output and "CancelledError" not in output, output
+
+
+def test_pgaudit_serve_answers_a_request_its_stop_cuts_short_with_503(db, connect, tokens):
+    """docs/http.md: a request still waiting when the stop's 5 s have passed (here on a lock held
+    elsewhere for good) is answered 503 server_stopping; the server exits 0, no traceback."""
+    info = db.info
+    port = _free_port()
+    server = _serve(f"host={info.host} port={info.port} dbname={info.dbname} user=app_reader", port)
+    answers: list[httpx.Response] = []
+    locker = connect(autocommit=False)
+    try:
+        locker.execute("LOCK TABLE audit.event_log IN ACCESS EXCLUSIVE MODE")
+        asking = threading.Thread(target=lambda: answers.append(httpx.get(
+            f"http://127.0.0.1:{port}/v1/audit", headers={"Authorization": f"Bearer {tokens['reader']}"},
+            timeout=60)))
+        asking.start()
+        deadline = time.monotonic() + 30
+        while not db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                             " AND usename = 'app_reader' AND wait_event_type = 'Lock'").fetchone():
+            assert time.monotonic() < deadline, "the request never waited on the lock"
+            time.sleep(0.05)
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+        asking.join(timeout=60)
+    finally:
+        locker.rollback()
+        if server.poll() is None:
+            server.kill()
+            server.communicate(timeout=30)
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [(503, "server_stopping")], output
+    assert server.returncode == 0 and "Traceback" not in output, output
 
 
 def test_pgaudit_serve_binds_loopback_serves_and_stops_on_sigterm(db, tokens):
