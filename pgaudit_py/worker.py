@@ -16,6 +16,7 @@ from pgaudit_py.sealing import SealResult, seal_continuously
 from pgaudit_py.session import tuples
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
+Daily = Callable[[psycopg.Connection], None]
 # The duties between rounds wait no longer than this for a lock: one held for good (a transaction
 # left open, or prepared) makes a duty fail, to be tried again next minute, and sealing goes on.
 DUTY_LOCK_TIMEOUT = "10s"
@@ -34,7 +35,7 @@ def _waiting_at_most(conn: psycopg.Connection, timeout: str) -> Iterator[None]:
 
 
 def run_worker(connect: Connect, stop: threading.Event, *, interval: float = 0.5, max_events: int = 10000,
-               audit_schema: str = "audit", daily: Callable[[psycopg.Connection], None] | None = None,
+               audit_schema: str = "audit", daily: Daily | None = None,
                on_round: Callable[[SealResult], None] | None = None,
                say: Callable[[str], None] = lambda message: None) -> None:
     """Seal until `stop` is set. Each minute between rounds, rate-limit counters whose windows have

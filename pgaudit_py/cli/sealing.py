@@ -35,9 +35,7 @@ from pgaudit_py.sealing import (
     seal,
 )
 from pgaudit_py.stop_signals import interrupted_by_stop_signals
-from pgaudit_py.worker import run_worker
-
-Daily = Callable[[psycopg.Connection], None]
+from pgaudit_py.worker import Daily, run_worker
 
 
 def _seal_forever(settings: Settings, interval: float, max_events: int, application_name: str,

@@ -40,7 +40,8 @@ class Server(uvicorn.Server):
         # Open streams would hold the shutdown until its timeout: end them now.
         api = getattr(getattr(self.config.app, "state", None), "api", None)
         if api is not None and self.loop is not None:
-            self.loop.call_soon_threadsafe(api.notifier.close_streams)
+            with contextlib.suppress(RuntimeError):  # a stop after the loop has closed: nothing is left open
+                self.loop.call_soon_threadsafe(api.notifier.close_streams)
 
     async def shutdown(self, sockets: Any = None) -> None:
         await super().shutdown(sockets)
