@@ -6,13 +6,16 @@ JSON, and `line`, the whole canonical line. Verify the archive first (`pgaudit a
 
 from __future__ import annotations
 
+import gzip
 import tempfile
+import zlib
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
 from pgaudit_py.canonical import EVENT_FIELDS, JSON_FIELDS
 from pgaudit_py.errors import InvalidArgument
-from pgaudit_py.verify_archive import DATA
+from pgaudit_py.verify_archive import DATA, MAX_LINE, top_level
 
 TYPED_FIELDS = {"seq": "BIGINT", "occurred_at": "TIMESTAMPTZ", "schema_valid": "BOOLEAN"}  # the rest: text or JSON
 
@@ -23,15 +26,52 @@ def data_objects(directory: Path) -> list[Path]:
                   if DATA.fullmatch(p.name) and (directory / p.name.replace(".jsonl.gz", ".manifest.json")).is_file())
 
 
-def events_view(files: list[Path]) -> str:
-    # Named one by one (no glob: a bracket in a directory's name is no pattern), each a string, never code.
-    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+def cut_json_columns(source: Path, rows: Path) -> int:
+    """Each line of the data object `source` as a row of `rows`: the line, and each JSON column's
+    text cut from it as written. DuckDB would parse those into doubles (`12345678901234567.89` would
+    print as `12345678901234568.0`); cast from text, JSON keeps its text. Returns the longest row's
+    length in characters."""
+    longest = 0
+    try:
+        with gzip.open(source, "rb") as lines, rows.open("w", encoding="utf-8") as out:
+            for number, raw in enumerate(iter(lambda: lines.readline(MAX_LINE + 1), b""), 1):
+                try:
+                    text = raw.decode("utf-8").rstrip("\r\n")
+                    if not text.strip():
+                        continue
+                    values = top_level(text)
+                except ValueError as exc:
+                    raise InvalidArgument(f"the query failed: {source.name}, line {number}, is not a JSON object"
+                                          f" ({str(exc).splitlines()[0][:80]})") from None
+                row = "".join(['{"line":', encode_basestring(text), *(
+                    f',"{name}":' + (encode_basestring(values[name]) if name in values else "null")
+                    for name in JSON_FIELDS), "}\n"])
+                longest = max(longest, len(row))
+                out.write(row)
+    except (gzip.BadGzipFile, EOFError, zlib.error):
+        raise InvalidArgument(f"the query failed: {source.name} is not gzip") from None
+    except OSError as exc:  # the scratch directory full, say: named, never a traceback
+        raise InvalidArgument(f"the query failed: {source.name}: {exc.strerror or exc}") from None
+    return longest
+
+
+def create_events_view(db: Any, directory: Path, scratch: Path) -> None:
+    """The view `events` in the DuckDB connection `db`, over the archive in `directory`; its rows
+    are written to files in `scratch` first (plain names: DuckDB reads a file's name as a pattern)."""
+    files = data_objects(directory)
+    if not files:
+        raise InvalidArgument(f"no archive batches (blocks-*.jsonl.gz beside their manifests) in {directory}")
+    rows = [scratch / f"{n}.jsonl" for n in range(len(files))]
+    longest = max(cut_json_columns(source, target) for source, target in zip(files, rows, strict=True))
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in rows)  # each a string, never code
+    types = ", ".join(f"'{name}': 'VARCHAR'" for name in ("line", *JSON_FIELDS))
     columns = ", ".join([*(f"CAST(json->>'{name}' AS {TYPED_FIELDS[name]}) AS {name}" if name in TYPED_FIELDS
-                           else f"json->'{name}' AS {name}" if name in JSON_FIELDS
+                           else f"CAST({name} AS JSON) AS {name}" if name in JSON_FIELDS
                            else f"json->>'{name}' AS {name}" for name in EVENT_FIELDS),
                          "json AS line"])
-    return (f"CREATE VIEW events AS SELECT {columns} FROM read_json_objects([{listed}], "
-            "format = 'newline_delimited', compression = 'gzip')")
+    db.execute(f"CREATE VIEW events AS SELECT {columns} FROM (SELECT CAST(line AS JSON) AS json, *"
+               f" FROM read_json([{listed}], format = 'newline_delimited', columns = {{{types}}},"
+               f" maximum_object_size = {max(4 * longest, 1 << 24)}))")  # bytes: at most four a character
 
 
 def query(directory: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -40,18 +80,9 @@ def query(directory: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         import duckdb
     except ImportError:
         raise InvalidArgument("pgaudit archive query needs DuckDB: pip install 'pgaudit_py[query]'") from None
-    files = data_objects(directory)
-    if not files:
-        raise InvalidArgument(f"no archive batches (blocks-*.jsonl.gz beside their manifests) in {directory}")
-    # DuckDB reads a file name as a pattern ([rc] matches r or c): it is given links of plain names.
-    with tempfile.TemporaryDirectory() as plain, duckdb.connect(":memory:") as db:
-        links = []
-        for n, f in enumerate(files):
-            link = Path(plain) / f"{n}.jsonl.gz"
-            link.symlink_to(f.resolve())
-            links.append(link)
+    with tempfile.TemporaryDirectory() as scratch, duckdb.connect(":memory:") as db:
         db.execute("SET TimeZone = 'UTC'")
-        db.execute(events_view(links))
+        create_events_view(db, directory, Path(scratch))
         try:
             result = db.execute(sql)
         except duckdb.Error as exc:

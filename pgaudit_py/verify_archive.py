@@ -25,6 +25,7 @@ import re
 import stat
 import sys
 import zlib
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -74,39 +75,36 @@ def signed_by(document: dict[str, Any], part: str, key: Ed25519PublicKey) -> boo
         return False
 
 
-def top_level(line: bytes, names: set[str]) -> dict[str, str]:
-    """The raw text of some top-level values of a JSON object, without parsing the rest: a payload may
-    nest deeper than any recursive parser goes (64 KiB of brackets), and keys inside it never count."""
-    text = line.decode("utf-8")
-    found: dict[str, str] = {}
-    depth, i, key, expect_key = 0, 0, None, False
-    while i < len(text):
-        c = text[i]
-        if c == '"':
-            end = i + 1
-            while text[end] != '"':
-                end += 2 if text[end] == "\\" else 1
-            if depth == 1 and expect_key:
-                key, expect_key = text[i + 1:end], False
-            elif depth == 1 and key in names:
-                found[key] = text[i + 1:end]
-            i = end + 1
-            continue
-        if c in "{[":
-            depth += 1
-            expect_key = depth == 1 and c == "{"
-        elif c in "}]":
-            depth -= 1
-        elif c == "," and depth == 1:
-            expect_key, key = True, None
-        elif depth == 1 and key in names and c not in " :" and key not in found:
-            end = i
-            while end < len(text) and text[end] not in ",}":
-                end += 1
-            found[key] = text[i:end].strip()
-            i = end
-            continue
-        i += 1
+W, TEXT = r"[ \t\n\r]*", r'"[^"\\]*(?:\\.[^"\\]*)*"'  # JSON's white space; a string
+OPEN, AFTER = re.compile(W + r"\{" + W + r"(\}" + W + r"\Z)?"), re.compile(W + r"(?:,|(\})" + W + r"\Z)")
+MEMBER = re.compile(f'(?:{W}"(?!(?:payload|row_before|row_after|changed|occurred_at)")[^"\\\\]*"{W}:{W}'
+                    f"(?:{TEXT}|[-+.0-9eE]+|true|false|null){W},)*{W}({TEXT}){W}:{W}")
+SCAN, BRACKETS = json.JSONDecoder(parse_float=len, parse_int=len), re.compile(TEXT + r"|([\[{])|[\]}]")
+
+
+def top_level(text: str) -> dict[str, str]:
+    """The raw text of top-level values of a JSON object (a name's first), MEMBER's five names' and perhaps others':
+    numbers as written (SCAN finds where a value ends; a value nested past its recursion is measured by BRACKETS),
+    keys inside a value never counted. MEMBER passes a run of plainly named scalars no caller asks for in one step."""
+    if (opened := OPEN.match(text)) is None:
+        raise ValueError("not a JSON object")
+    found, i, closed = dict[str, str](), opened.end(), opened.group(1)
+    while not closed:
+        if (member := MEMBER.match(text, i)) is None:
+            raise ValueError("a name expected")
+        try:
+            i = SCAN.raw_decode(text, member.end())[1]
+        except RecursionError:
+            depth = 0
+            for token in BRACKETS.finditer(text, member.end()):
+                depth += 0 if token.group()[0] == '"' else 1 if token.group(1) else -1
+                if depth == 0:
+                    i = token.end()
+                    break
+        found.setdefault(scanstring(member.group(1), 1)[0], text[member.end():i])
+        if (after := AFTER.match(text, i)) is None:
+            raise ValueError("',' or '}' (and nothing after it) expected")
+        i, closed = after.end(), after.group(1)
     return found
 
 
@@ -203,12 +201,10 @@ class Verifier:
     def __init__(self, directory: Path, key: Ed25519PublicKey):
         self.directory, self.key = directory, key
         self.problems: list[str] = []
+        self.problem = self.problems.append
         self.blocks: dict[int, str] = {}  # block_no -> block_hash, of every block checked
         self.period: list[tuple[int, str]] = []  # (seq, occurred_at) of the first and last event
         self.batches = 0
-
-    def problem(self, text: str) -> None:
-        self.problems.append(text)
 
     def run(self) -> None:
         if not self.directory.is_dir():
@@ -326,7 +322,10 @@ class Verifier:
         while block is not None:
             self.close_block(batch, block, events, in_block)
             block, events, in_block = next(blocks, None), hashlib.sha256(), 0
-        times = [top_level(edge, {"occurred_at"}).get("occurred_at", "") for edge in edges]
+        try:  # the edge events' times as their lines write them
+            times = [top_level(edge.decode()).get("occurred_at", "").strip('"') for edge in edges]
+        except ValueError:
+            return self.problem(f"{batch}: a line of the data object is not a JSON object")
         if not self.period:
             self.period.append((body["first_seq"], times[0]))
         self.period[1:] = [(body["last_seq"], times[1])]

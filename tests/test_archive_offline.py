@@ -273,6 +273,13 @@ def test_the_documented_queries_run_on_a_real_archive(intact):
     payloads = CliRunner().invoke(cli, ["archive", "query", "SELECT payload->>'note' AS note, target_id FROM events"
                                         " ORDER BY seq LIMIT 1", "--target", f"file://{directory}", "--json"])
     assert json.loads(payloads.output) == [{"note": "\u2028 <b>", "target_id": "r0-1"}]
+    # A JSON column is its text in the line, numbers as written (DuckDB would read them as doubles: 1e350 as
+    # infinity), however deep, keys named like the line's fields inside it never counting.
+    hostile = CliRunner().invoke(cli, ["archive", "query", "SELECT payload, line FROM events WHERE kind ="
+                                       " 'hostile.payload' LIMIT 1", "--target", f"file://{directory}", "--json"])
+    [row] = json.loads(hostile.output)
+    assert f', "payload": {row["payload"]}, ' in row["line"] and row["payload"].count("[") == 5000
+    assert '"n": 1' + "0" * 350 + ", " in row["payload"]
     # Every field of the canonical line is a column, schema_valid included (typed, like seq and occurred_at).
     columns = CliRunner().invoke(cli, ["archive", "query", "SELECT * FROM events LIMIT 1", "--target",
                                        f"file://{directory}", "--json"])

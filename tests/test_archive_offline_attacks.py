@@ -297,6 +297,21 @@ def test_held_a_quote_in_the_archive_path_is_not_sql(base, tmp_path):
     assert not Path("pwned.csv").exists()
 
 
+@pytest.mark.parametrize("content, said", [
+    (b"not gzip at all", "is not gzip"),
+    (gzip.compress(b'{"v": 2, "seq": 1}\n{"v": 2, "payload": [1,\n', mtime=0), ", line 2, is not a JSON object"),
+    (gzip.compress(b'{"v": 2, "payload": [1]} and more\n', mtime=0), ", line 1, is not a JSON object"),
+    (gzip.compress(b'{"v": 2, "kind": "\xff"}\n', mtime=0), ", line 1, is not a JSON object"),
+], ids=["not-gzip", "cut-short", "text-after", "not-utf8"])
+def test_a_data_object_of_no_json_lines_fails_the_query_in_one_line(base, content, said):
+    directory, _ = base
+    sorted(directory.glob("blocks-*.jsonl.gz"))[-1].write_bytes(content)
+    queried = CliRunner().invoke(cli, ["archive", "query", "SELECT count(*) AS n FROM events", "--target",
+                                       f"file://{directory}"])
+    assert queried.exit_code == 2 and "the query failed: blocks-" in queried.stderr, queried.output
+    assert said in queried.stderr and len(queried.stderr.splitlines()) == 1, queried.stderr
+
+
 # --- Hostile payloads in a valid archive: no false alarm -----------------------------------------
 
 def holder_batch(directory: Path, signing_key: Path, lines: list[bytes]) -> None:
