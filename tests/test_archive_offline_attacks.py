@@ -368,6 +368,24 @@ def test_held_a_holder_signed_batch_verifies(tmp_path, verifier_file):  # noqa: 
     assert done.returncode == 0 and done.stdout.startswith("verified "), done.stdout + done.stderr[-800:]
 
 
+@pytest.mark.parametrize("edge", [0, 1])
+def test_a_holder_signed_line_that_is_no_json_object_is_a_problem_not_a_crash(tmp_path, verifier_file, edge):  # noqa: F811
+    """The period printed is read from the first and last lines' occurred_at, by a scanner that needs a
+    JSON object: a line that starts as a canonical one and is not (signed by the key's holder) is named."""
+    from pgaudit_py.checkpoint import generate_keys
+
+    generate_keys(tmp_path / "keys")
+    lines = [v1_line(1, "{}"), v1_line(2, "{}")]
+    lines[edge] = lines[edge].replace(b'"payload": {}', b'"payload": {')
+    holder_batch(tmp_path / "archive", tmp_path / "keys" / "checkpoint-ed25519.pem", lines)
+    public = tmp_path / "keys" / "checkpoint-ed25519.pub.pem"
+    done = standalone(verifier_file, tmp_path / "archive", public)
+    builtin = CliRunner().invoke(cli, ["archive", "verify", "--offline", "--target", f"file://{tmp_path / 'archive'}",
+                                       "--public-key", str(public)])
+    for code, out in ((done.returncode, done.stdout + done.stderr), (builtin.exit_code, builtin.output)):
+        assert code == 1 and "a line of the data object is not a JSON object" in out and "Traceback" not in out, out
+
+
 @pytest.mark.parametrize("n", [8, 192])
 def test_a_valid_batch_larger_than_memory_is_verified_in_bounded_memory(tmp_path, verifier_file, n):  # noqa: F811
     """Lines are at most 16 MiB, but a batch of them is not: 10,000 events with ~3 MiB row images
