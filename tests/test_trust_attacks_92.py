@@ -981,15 +981,13 @@ def test_c14_the_pytest_plugins_list_of_what_was_recorded_escapes_terminal_seque
 
 
 def test_c15_events_follow_escapes_terminal_sequences_and_stops_cleanly(db, connect):
-    import os
     import signal
     import subprocess
     import sys
     record(connect("app_writer"), "t92.follow", tenant_id="t92\x1b]0;x\x07", target_id="t92\x1b[2K")
     seal(db)
-    env = {**os.environ, "PYTHONPATH": "/tmp/t92"}
     proc = subprocess.Popen([sys.executable, "-m", "pgaudit_py.cli", "events", "--follow", "--since-seq", "0",
-                             "--dsn", pg_dsn(db, "app_reader")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                             "--dsn", pg_dsn(db, "app_reader")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         time.sleep(4)
         proc.send_signal(signal.SIGTERM)
