@@ -37,7 +37,7 @@ def cut_json_columns(source: Path, rows: Path) -> int:
             for number, raw in enumerate(iter(lambda: lines.readline(MAX_LINE + 1), b""), 1):
                 try:
                     text = raw.decode("utf-8").rstrip("\r\n")
-                    if not text.strip():
+                    if not text.strip(" \t"):  # a blank line, as DuckDB reads one
                         continue
                     values = top_level(text)
                 except ValueError as exc:
