@@ -31,6 +31,8 @@ def cut_json_columns(source: Path, rows: Path) -> int:
     text cut from it as written. DuckDB would parse those into doubles (`12345678901234567.89` would
     print as `12345678901234568.0`); cast from text, JSON keeps its text. Returns the longest row's
     length in characters."""
+    if not source.is_file():  # a FIFO would hold the command for good, a device feed it without end
+        raise InvalidArgument(f"the query failed: {source.name} is not a regular file")
     longest = 0
     try:
         with gzip.open(source, "rb") as lines, rows.open("w", encoding="utf-8") as out:

@@ -297,6 +297,17 @@ def test_held_a_quote_in_the_archive_path_is_not_sql(base, tmp_path):
     assert not Path("pwned.csv").exists()
 
 
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_a_data_object_that_is_no_regular_file_fails_the_query_at_once(base, kind):
+    directory, _ = base
+    last = sorted(directory.glob("blocks-*.jsonl.gz"))[-1]
+    last.unlink()
+    {"fifo": os.mkfifo, "dev-zero": lambda p: p.symlink_to("/dev/zero"), "directory": Path.mkdir}[kind](last)
+    done = subprocess.run([sys.executable, "-m", "pgaudit_py.cli", "archive", "query", "SELECT count(*) AS n FROM events",
+                           "--target", f"file://{directory}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().endswith(f"{last.name} is not a regular file"), done.stderr
+
+
 @pytest.mark.parametrize("content, said", [
     (b"not gzip at all", "is not gzip"),
     (gzip.compress(b'{"v": 2, "seq": 1}\n{"v": 2, "payload": [1,\n', mtime=0), ", line 2, is not a JSON object"),
