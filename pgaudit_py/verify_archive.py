@@ -75,32 +75,62 @@ def signed_by(document: dict[str, Any], part: str, key: Ed25519PublicKey) -> boo
         return False
 
 
-W, TEXT = r"[ \t\n\r]*", r'"[^"\\]*(?:\\.[^"\\]*)*"'  # JSON's white space; a string
+W, TEXT = r"[ \t\n\r]*", r'"[^"\\]*(?:\\.[^"\\]*)*"'  # JSON's white space; a string (once checked by value_end)
 OPEN, AFTER = re.compile(W + r"\{" + W + r"(\}" + W + r"\Z)?"), re.compile(W + r"(?:,|(\})" + W + r"\Z)")
 MEMBER = re.compile(f'(?:{W}"(?!(?:payload|row_before|row_after|changed|occurred_at)")[^"\\\\]*"{W}:{W}'
                     f"(?:{TEXT}|[-+.0-9eE]+|true|false|null){W},)*{W}({TEXT}){W}:{W}")
-SCAN, BRACKETS = json.JSONDecoder(parse_float=len, parse_int=len), re.compile(TEXT + r"|([\[{])|[\]}]")
+TOKEN = re.compile(W + r'(?:("[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*")|'
+                   r"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null)|([\[{])|([\]}])|(,)|(:))")
+
+
+def refused(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+SCAN = json.JSONDecoder(parse_float=len, parse_int=len, parse_constant=refused)  # a value's end, not its numbers
+
+
+def value_end(text: str, i: int) -> int:
+    """Where the JSON value at i ends; ValueError unless it is one by json's grammar (NaN refused). One nested
+    past SCAN's recursion is read by TOKEN, to the same verdict however deep the caller's own stack is."""
+    try:
+        return SCAN.raw_decode(text, i)[1]
+    except RecursionError:
+        pass
+    stack, state = [], "value"  # or "[" and "{" just after one (it may close), "key", ":", "," (after a value)
+    while (token := TOKEN.match(text, i)) is not None:
+        string, scalar, opening, closing, comma, colon = token.groups()
+        i = token.end()
+        if state in ("value", "[") and opening:
+            stack.append(opening)
+            state = opening
+            continue
+        if state in ("value", "[") and (string or scalar):
+            pass
+        elif closing and stack and stack[-1] == "[{"["]}".index(closing)] and state in (",", stack[-1]):
+            stack.pop()
+        elif state in ("key", "{") and string or state == ":" and colon or state == "," and comma:
+            state = ":" if string else "value" if colon or stack[-1] == "[" else "key"
+            continue
+        else:
+            break
+        if not stack:  # a whole value read
+            return i
+        state = ","
+    raise ValueError(f"not JSON at character {i}")
 
 
 def top_level(text: str) -> dict[str, str]:
     """The raw text of top-level values of a JSON object (a name's first), MEMBER's five names' and perhaps others':
-    numbers as written (SCAN finds where a value ends; a value nested past its recursion is measured by BRACKETS),
-    keys inside a value never counted. MEMBER passes a run of plainly named scalars no caller asks for in one step."""
-    if (opened := OPEN.match(text)) is None:
+    numbers as written, keys inside a value never counted; ValueError unless the text is one JSON object. MEMBER
+    passes a run of plainly named scalars no caller asks for in one step."""
+    if (opened := OPEN.match(text)) is None or text[value_end(text, text.index("{")):].strip(" \t\n\r"):
         raise ValueError("not a JSON object")
     found, i, closed = dict[str, str](), opened.end(), opened.group(1)
     while not closed:
         if (member := MEMBER.match(text, i)) is None:
             raise ValueError("a name expected")
-        try:
-            i = SCAN.raw_decode(text, member.end())[1]
-        except RecursionError:
-            depth = 0
-            for token in BRACKETS.finditer(text, member.end()):
-                depth += 0 if token.group()[0] == '"' else 1 if token.group(1) else -1
-                if depth == 0:
-                    i = token.end()
-                    break
+        i = value_end(text, member.end())
         found.setdefault(scanstring(member.group(1), 1)[0], text[member.end():i])
         if (after := AFTER.match(text, i)) is None:
             raise ValueError("',' or '}' (and nothing after it) expected")
@@ -122,13 +152,10 @@ def strict_json(raw: bytes) -> Any:
             raise ValueError("a duplicate key")
         return dict(items)
 
-    def constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
     if raw.startswith(b"\xef\xbb\xbf"):
         raise ValueError("a byte order mark: write UTF-8 without one")
     try:
-        document = json.loads(raw.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)
+        document = json.loads(raw.decode("utf-8"), object_pairs_hook=pairs, parse_constant=refused)
     except UnicodeDecodeError as exc:  # not its text, which names the byte: a key file given in error is a secret
         raise ValueError(f"not UTF-8 (at byte {exc.start})") from None
     except (RecursionError, OverflowError) as exc:
