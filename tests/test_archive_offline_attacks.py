@@ -297,6 +297,45 @@ def test_held_a_quote_in_the_archive_path_is_not_sql(base, tmp_path):
     assert not Path("pwned.csv").exists()
 
 
+def test_the_scanners_reading_past_recursion_agrees_with_json_on_every_text(monkeypatch):
+    """A value nested past json's C scanner is read by verify_archive's own tokenizer: its verdict must be
+    json's (NaN refused), or whether a line is a JSON object would hang on the caller's stack depth, and the
+    two verifiers could disagree (trial 120, v2). Texts generated from JSON's pieces, right and wrong."""
+    import random
+
+    from pgaudit_py import verify_archive
+
+    class Recursing:
+        def raw_decode(self, text, i):
+            raise RecursionError
+
+    def json_says(text):
+        try:
+            json.loads(text, parse_constant=verify_archive.refused, parse_float=len, parse_int=len)
+            return True
+        except ValueError:
+            return False
+
+    def tokenizer_says(text):
+        start = len(text) - len(text.lstrip(" \t\n\r"))
+        try:
+            return not text[verify_archive.value_end(text, start):].strip(" \t\n\r")
+        except ValueError:
+            return False
+
+    pieces = ['"a"', '"\\u00e9"', '"\\ud800"', '"\\x"', '"\\u12"', '"\x01"', '"\x7f"', '"é"', "1", "-0", "01",
+              "1.", ".5", "1.5e+3", "1e", "-", "true", "tru", "null", "NaN", "Infinity", "-Infinity", "[", "]", "{",
+              "}", ",", ":", " ", "\t", "\u00a0", '"k"', '"\\""', '"\\/"', "1E5", "+1", "0x1"]
+    rng = random.Random(120)
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 9))) for _ in range(30_000)]
+    texts += ["[" * 3000 + "]" * 3000, "[" * 3000 + "}" * 3000, '{"a":' * 2000 + "1" + "}" * 2000, "[" * 50 + "@" + "]" * 50]
+    expected = [json_says(t) for t in texts[:-4]] + [True, False, True, False]  # the last four past json's recursion
+    monkeypatch.setattr(verify_archive, "SCAN", Recursing())
+    differ = [t for t, want in zip(texts, expected, strict=True) if tokenizer_says(t) != want]
+    assert differ == [], differ[:10]
+    assert sum(expected) > 1000  # the generated texts hold both verdicts
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
 def test_a_data_object_that_is_no_regular_file_fails_the_query_at_once(base, kind):
     directory, _ = base
@@ -313,7 +352,9 @@ def test_a_data_object_that_is_no_regular_file_fails_the_query_at_once(base, kin
     (gzip.compress(b'{"v": 2, "seq": 1}\n{"v": 2, "payload": [1,\n', mtime=0), ", line 2, is not a JSON object"),
     (gzip.compress(b'{"v": 2, "payload": [1]} and more\n', mtime=0), ", line 1, is not a JSON object"),
     (gzip.compress(b'{"v": 2, "kind": "\xff"}\n', mtime=0), ", line 1, is not a JSON object"),
-], ids=["not-gzip", "cut-short", "text-after", "not-utf8"])
+    (gzip.compress(b'{"v": 2, "payload": {"s": "\\ud83d\\ude00"}}\n{"v": 2, "kind": "\\\\ud800 \\ud800"}\n', mtime=0),
+     ", line 2, holds a lone surrogate"),
+], ids=["not-gzip", "cut-short", "text-after", "not-utf8", "lone-surrogate"])
 def test_a_data_object_of_no_json_lines_fails_the_query_in_one_line(base, content, said):
     directory, _ = base
     sorted(directory.glob("blocks-*.jsonl.gz"))[-1].write_bytes(content)
