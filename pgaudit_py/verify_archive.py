@@ -350,7 +350,7 @@ class Verifier:
             self.close_block(batch, block, events, in_block)
             block, events, in_block = next(blocks, None), hashlib.sha256(), 0
         try:  # the edge events' times as their lines write them
-            times = [top_level(edge.decode()).get("occurred_at", "").strip('"') for edge in edges]
+            times = [shown(top_level(edge.decode()).get("occurred_at", "").strip('"')) for edge in edges]
         except ValueError:
             return self.problem(f"{batch}: a line of the data object is not a JSON object")
         if not self.period:

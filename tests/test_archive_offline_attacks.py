@@ -438,6 +438,23 @@ def test_a_holder_signed_line_that_is_no_json_object_is_a_problem_not_a_crash(tm
         assert code == 1 and "a line of the data object is not a JSON object" in out and "Traceback" not in out, out
 
 
+def test_the_printed_period_is_escaped_as_every_name_is(tmp_path, verifier_file):  # noqa: F811
+    """The period is read from the edge lines' occurred_at as written: a holder-signed one that is JSON but no
+    time (white space inside an array, an escape sequence in a string) prints escaped, not to the terminal."""
+    from pgaudit_py.checkpoint import generate_keys
+
+    generate_keys(tmp_path / "keys")
+    lines = [v1_line(1, "{}").replace(b'"2026-01-01T00:00:01.000000Z"', b'[1,\r"x"]'),
+             v1_line(2, "{}").replace(b'"2026-01-01T00:00:02.000000Z"', b'"\\u001b]0;x\\u0007"')]
+    holder_batch(tmp_path / "archive", tmp_path / "keys" / "checkpoint-ed25519.pem", lines)
+    public = tmp_path / "keys" / "checkpoint-ed25519.pub.pem"
+    done = standalone(verifier_file, tmp_path / "archive", public)
+    builtin = CliRunner().invoke(cli, ["archive", "verify", "--offline", "--target", f"file://{tmp_path / 'archive'}",
+                                       "--public-key", str(public)])
+    for code, out in ((done.returncode, done.stdout), (builtin.exit_code, builtin.output)):
+        assert code == 0 and "seq 1 to 2, [1,\\r" in out and "\r" not in out and "\x1b" not in out, out
+
+
 @pytest.mark.parametrize("n", [8, 192])
 def test_a_valid_batch_larger_than_memory_is_verified_in_bounded_memory(tmp_path, verifier_file, n):  # noqa: F811
     """Lines are at most 16 MiB, but a batch of them is not: 10,000 events with ~3 MiB row images
