@@ -364,6 +364,26 @@ def test_a_data_object_of_no_json_lines_fails_the_query_in_one_line(base, conten
     assert said in queried.stderr and len(queried.stderr.splitlines()) == 1, queried.stderr
 
 
+def test_the_scratch_rows_are_removed_when_the_command_ends(base, tmp_path):
+    """docs/auditors.md: the rows the view reads are written under TMPDIR and removed when the command ends,
+    whether the query succeeds or fails; the first query sees them while it runs."""
+    directory, _ = base
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+
+    def query(sql: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pgaudit_py.cli", "archive", "query", sql, "--target",
+                               f"file://{directory}", "--json"], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "TMPDIR": str(scratch)})
+
+    seen = query(f"SELECT count(*) AS n FROM glob('{scratch}/*/*.jsonl')")
+    assert seen.returncode == 0 and json.loads(seen.stdout)[0]["n"] == len(list(directory.glob("*.jsonl.gz"))) > 0
+    assert list(scratch.iterdir()) == []
+    assert query("SELECT nope FROM events").returncode == 2 and list(scratch.iterdir()) == []
+    sorted(directory.glob("blocks-*.jsonl.gz"))[-1].write_bytes(gzip.compress(b'{"v": 2}\n[1]\n', mtime=0))
+    assert query("SELECT count(*) FROM events").returncode == 2 and list(scratch.iterdir()) == []
+
+
 # --- Hostile payloads in a valid archive: no false alarm -----------------------------------------
 
 def holder_batch(directory: Path, signing_key: Path, lines: list[bytes]) -> None:
@@ -411,13 +431,19 @@ def test_a_sealed_line_with_an_integer_over_4300_digits_is_no_false_alarm(tmp_pa
 
 
 def test_held_a_holder_signed_batch_verifies(tmp_path, verifier_file):  # noqa: F811
+    """Both verifiers accept it and print its period, read from the edge lines' occurred_at."""
     from pgaudit_py.checkpoint import generate_keys
 
     generate_keys(tmp_path / "keys")
     holder_batch(tmp_path / "archive", tmp_path / "keys" / "checkpoint-ed25519.pem",
                  [v1_line(1, '{"n": 1' + "0" * 400 + "}"), v1_line(2, "{}")])
-    done = standalone(verifier_file, tmp_path / "archive", tmp_path / "keys" / "checkpoint-ed25519.pub.pem")
-    assert done.returncode == 0 and done.stdout.startswith("verified "), done.stdout + done.stderr[-800:]
+    public = tmp_path / "keys" / "checkpoint-ed25519.pub.pem"
+    done = standalone(verifier_file, tmp_path / "archive", public)
+    builtin = CliRunner().invoke(cli, ["archive", "verify", "--offline", "--target", f"file://{tmp_path / 'archive'}",
+                                       "--public-key", str(public)])
+    period = "seq 1 to 2, 2026-01-01T00:00:01.000000Z to 2026-01-01T00:00:02.000000Z"
+    for code, out in ((done.returncode, done.stdout), (builtin.exit_code, builtin.output)):
+        assert code == 0 and out.startswith("verified ") and period in out, out
 
 
 @pytest.mark.parametrize("edge", [0, 1])
@@ -453,6 +479,24 @@ def test_the_printed_period_is_escaped_as_every_name_is(tmp_path, verifier_file)
                                        "--public-key", str(public)])
     for code, out in ((done.returncode, done.stdout), (builtin.exit_code, builtin.output)):
         assert code == 0 and "seq 1 to 2, [1,\\r" in out and "\r" not in out and "\x1b" not in out, out
+
+
+def test_each_json_column_is_its_text_even_when_a_plain_scalar(tmp_path):
+    """The scanner passes plainly named scalar members in one step, but never a JSON column's (its names are
+    the verifier's own, which imports nothing): a holder-signed scalar in each shows as written, not null."""
+    from pgaudit_py.checkpoint import generate_keys
+
+    generate_keys(tmp_path / "keys")
+    written = dict(zip(canonical.JSON_FIELDS, ["1.500", "-0", "1e400", '"x"'], strict=True))
+    line = v1_line(1, written["payload"])
+    for name in canonical.JSON_FIELDS[1:]:
+        line = line.replace(f'"{name}": null'.encode(), f'"{name}": {written[name]}'.encode())
+    holder_batch(tmp_path / "archive", tmp_path / "keys" / "checkpoint-ed25519.pem", [line])
+    names = ", ".join(f"CAST({n} AS VARCHAR) AS {n}" for n in canonical.JSON_FIELDS)
+    done = CliRunner().invoke(cli, ["archive", "query", f"SELECT {names}, occurred_at FROM events",
+                                    "--target", f"file://{tmp_path / 'archive'}", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output) == [{**written, "occurred_at": "2026-01-01T00:00:01+00:00"}]
 
 
 @pytest.mark.parametrize("n", [8, 192])
