@@ -364,19 +364,20 @@ def test_o4_no_role_drops_or_disables_a_capture_trigger_on_its_own_hostile_named
 
 
 @pytest.mark.parametrize("call", ["SELECT audit._drop_log_partitions()", "SELECT audit._add_log_partitions(1, 2000000)"])
-@pytest.mark.parametrize("role", ["audit_owner", "app_maintainer", "app_reader", "app_attacker"])
+@pytest.mark.parametrize("role", ["the other function role", "app_maintainer", "app_reader", "app_attacker"])
 def test_o5_only_the_pruner_drops_and_only_the_sealer_adds_log_partitions(db, connect, call, role):
-    """retention.md: partitions are dropped "by an owner function that only the pruner role may
-    call"; sealing.md: the next partition is made "through an owner function that only the sealer
-    role may call". Tried as the owner role itself, the maintainer, the reader and a stranger: each
-    is refused, and the log's partitions are as they were."""
+    """retention.md: partitions are dropped "by an owner function that no role but the pruner may
+    call"; sealing.md: the next partition is made "through an owner function that no role but the
+    sealer may call" (both: and the owner role, which owns it and the log). Tried as the other
+    function role (the sealer dropping, the pruner adding), the maintainer, the reader and a
+    stranger: each is refused, and the log's partitions are as they were."""
     db.execute(OLD_EVENTS, [3])
     seal(db)
     prune_events(connect("app_maintainer"), timedelta(days=30))
     parts = "SELECT array_agg(inhrelid::regclass::text ORDER BY inhrelid) FROM pg_inherits WHERE inhparent = 'audit.event_log'::regclass"
     before = db.execute(parts).fetchone()
-    if role == "audit_owner":
-        db.execute("SET ROLE audit_owner")
+    if role == "the other function role":
+        db.execute("SET ROLE " + ("audit_sealer" if "_drop_" in call else "audit_pruner"))
         try:
             got = sqlstate(db, call)
         finally:
