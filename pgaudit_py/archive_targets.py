@@ -9,6 +9,7 @@ import io
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol, cast
@@ -87,7 +88,10 @@ class FileTarget:
 
     def download(self, key: str, into: IO[bytes]) -> bool:
         try:
-            with self._path(key).open("rb") as f:
+            # Opened without waiting, and read only if it is a regular file: a FIFO left under a
+            # batch's key would hold the run (and the worker's sealing) for good, /dev/zero feed it without end.
+            with os.fdopen(os.open(self._path(key), os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+                self._regular(key, os.fstat(f.fileno()))
                 shutil.copyfileobj(f, into)
         except FileNotFoundError:
             return False
@@ -97,11 +101,16 @@ class FileTarget:
 
     def size(self, key: str) -> int | None:
         try:
-            return self._path(key).stat().st_size
+            return self._regular(key, self._path(key).stat()).st_size
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StorageError(f"reading {key} from {self.url} failed: {exc.strerror or exc}") from exc
+
+    def _regular(self, key: str, info: os.stat_result) -> os.stat_result:
+        if not stat.S_ISREG(info.st_mode):
+            raise StorageError(f"reading {key} from {self.url} failed: it is not a regular file")
+        return info
 
     def list_keys(self) -> list[str]:
         if not self.directory.is_dir():
@@ -240,7 +249,8 @@ def open_target(url: str | None = None, *, sse: str | None = None) -> Target:
         directory = Path(unquote(parsed.path))
         # Refused before a batch is planned: a planned batch holds back prune until a run stores it
         # (tests/test_trust_attacks_85.py, s41). The directory itself may be made by the first upload.
-        existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+        # lexists: a dangling symlink, or a loop, exists too and is no directory (exists() follows it)
+        existing = next((p for p in (directory, *directory.parents) if os.path.lexists(p)), None)
         if existing is not None and not existing.is_dir():
             raise InvalidArgument(f"the archive target's {existing} is not a directory")
         return FileTarget(url, directory)
