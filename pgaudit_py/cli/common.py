@@ -84,6 +84,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 _given: list[str] = []
 _long_given: list[str] = []
 LONG = 32
+BATCH_ID = re.compile(r"blocks-[0-9]{12}-[0-9]{12}")  # 32 characters, and a name, no secret: named
 
 
 def remember_given(args: list[str], command: click.Command) -> None:
@@ -98,7 +99,8 @@ def remember_given(args: list[str], command: click.Command) -> None:
     _given[:] = sorted(set(values), key=len, reverse=True)
     values += [os.environ.get(n, "") for n in ("PGAUDIT_DSN", "PGAUDIT_ARCHIVE_URL", "PGAUDIT_SCHEMA")]
     values += [urllib.parse.unquote(v) for v in values]  # a URI's %40 is libpq's @, and the server's messages say so
-    pieces = {p for v in values for p in re.split(r"[\s/\\=,;:?&#@.'\"<>()\[\]{}|]+", v) if len(p) >= LONG}
+    pieces = {p for v in values for p in re.split(r"[\s/\\=,;:?&#@.'\"<>()\[\]{}|]+", v)
+              if len(p) >= LONG and not BATCH_ID.fullmatch(p)}
     # As given, cut to PostgreSQL's 63 bytes for a name, or normalized.
     forms = {f for p in pieces for f in (p, p.encode()[:63].decode(errors="ignore"), unicodedata.normalize("NFC", p),
                                          unicodedata.normalize("NFKC", p))}
