@@ -123,8 +123,10 @@ def _composable(ch: str) -> bool:
 
 
 def _columns(text: str) -> int:
-    """How many terminal columns text takes: two for a wide character, none for a combining mark."""
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    """How many terminal columns text takes: two for a wide character, none for a combining mark
+    (nonspacing or enclosing, as wcwidth reads them: Thai's vowel marks are of combining class 0)."""
+    return sum(0 if unicodedata.category(c) in ("Mn", "Me") else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
