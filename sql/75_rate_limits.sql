@@ -81,6 +81,13 @@ BEGIN
                 CONTINUE;
             END IF;
         END IF;
+        -- The clock was read before the row's lock was had: a writer that held it meanwhile may have
+        -- rolled it into a later window. Counted in that window from its start (the previous one
+        -- weighs whole), never wound back, which would drop that writer's count.
+        IF c.window_no > this_window THEN
+            this_window := c.window_no;
+            t := this_window;
+        END IF;
         -- Roll the window and count, if there is room.
         cur := CASE WHEN c.window_no = this_window THEN c.count ELSE 0 END;
         prev := CASE WHEN c.window_no = this_window THEN c.prev_count WHEN c.window_no = this_window - 1 THEN c.count
