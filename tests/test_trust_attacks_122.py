@@ -29,6 +29,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from trial_helpers import both_verifiers, table_owner_kit, tamper
+from trial_helpers import sqlstate_of as sqlstate
 
 from pgaudit_py import audit_context, enable_tracking, prune_events, record, seal, status
 from pgaudit_py.chain import verify_chain
@@ -40,14 +41,6 @@ OLD_EVENTS = """
     SELECT 'user', 'x', 't122.old', 'success', pg_current_xact_id(),
            now() - interval '100 days' + make_interval(secs => n), jsonb_build_object('n', n)
       FROM generate_series(1, %s) n"""
-
-
-def sqlstate(conn: psycopg.Connection, statement: str, params=None) -> str | None:
-    try:
-        conn.execute(statement, params)
-        return None
-    except psycopg.Error as e:
-        return e.sqlstate
 
 
 # ---------------------------------------------------------------- R: retention

@@ -25,18 +25,11 @@ from contextlib import suppress
 import psycopg
 import pytest
 from click.testing import CliRunner
+from trial_helpers import sqlstate_of as sqlstate
 
 from pgaudit_py import enable_rate_limit, secrets
 from pgaudit_py.cli import cli
 from pgaudit_py.errors import MasterKeyUnavailable
-
-
-def sqlstate(conn: psycopg.Connection, statement: str, params=None) -> str | None:
-    try:
-        conn.execute(statement, params)
-        return None
-    except psycopg.Error as e:
-        return e.sqlstate
 
 
 def error_of(conn: psycopg.Connection, statement: str, params=None) -> psycopg.Error | None:

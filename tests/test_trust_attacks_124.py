@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from trial_helpers import sqlstate_of as sqlstate
 
 from pgaudit_py import canonical, record, seal
 
@@ -44,14 +45,6 @@ def cli(*args: str, env: dict | None = None, input: str | None = None,  # noqa: 
 def dsn(db: psycopg.Connection, user: str | None = None) -> str:
     i = db.info
     return f"host={i.host} port={i.port} dbname={i.dbname} user={user or i.user}"
-
-
-def sqlstate(conn: psycopg.Connection, statement: str, params=None) -> str | None:
-    try:
-        conn.execute(statement, params)
-        return None
-    except psycopg.Error as e:
-        return e.sqlstate
 
 
 # ---------------------------------------------------------------- H: how it works
