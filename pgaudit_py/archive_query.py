@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import sys
 import tempfile
 import zlib
 from json.decoder import scanstring  # type: ignore[attr-defined]
@@ -17,7 +18,7 @@ from typing import Any
 
 from pgaudit_py.canonical import EVENT_FIELDS, JSON_FIELDS
 from pgaudit_py.errors import InvalidArgument
-from pgaudit_py.verify_archive import DATA, MAX_LINE, TEXT, top_level
+from pgaudit_py.verify_archive import DATA, MAX_LINE, TEXT, open_regular, top_level
 
 STRING = re.compile(TEXT)
 TYPED_FIELDS = {"seq": "BIGINT", "occurred_at": "TIMESTAMPTZ", "schema_valid": "BOOLEAN"}  # the rest: text or JSON
@@ -34,11 +35,11 @@ def cut_json_columns(source: Path, rows: Path) -> int:
     text cut from it as written. DuckDB would parse those into doubles (`12345678901234567.89` would
     print as `12345678901234568.0`); cast from text, JSON keeps its text. Returns the longest row's
     length in characters."""
-    if not source.is_file():  # a FIFO would hold the command for good, a device feed it without end
+    if (f := open_regular(source, sys.maxsize)) is None:  # a FIFO would hold the command, a device feed it
         raise InvalidArgument(f"the query failed: {source.name} is not a regular file")
     longest = 0
     try:
-        with gzip.open(source, "rb") as lines, rows.open("w", encoding="utf-8") as out:
+        with f, gzip.open(f, "rb") as lines, rows.open("w", encoding="utf-8") as out:
             for number, raw in enumerate(iter(lambda: lines.readline(MAX_LINE + 1), b""), 1):
                 try:
                     text = raw.decode("utf-8").rstrip("\r\n")

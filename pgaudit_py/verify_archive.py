@@ -21,13 +21,14 @@ import base64
 import gzip
 import hashlib
 import json
+import os
 import re
 import stat
 import sys
 import zlib
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -174,9 +175,9 @@ def strict_json(raw: bytes) -> Any:
 def checkpoint_file(path: Path) -> dict[str, Any]:
     """A checkpoint file's document, by the rules of docs/canonical-form.md (pgaudit verify reads by
     these too): strict_json, each field used of its type; ValueError or OSError saying what is wrong."""
-    if regular_file(path, 1 << 20) is None:
+    if (raw := read_regular(path, 1 << 20)) is None:
         raise ValueError("no such file, or not a regular one of at most 1 MiB")
-    document = strict_json(path.read_bytes())
+    document = strict_json(raw)
     body = document.get("checkpoint") if isinstance(document, dict) else None
     pruned = body.get("pruned_through") if isinstance(body, dict) else None  # null, or a block named as body's is
     if not all(isinstance(b, dict) and type(b.get("block_no")) is int and isinstance(b.get("block_hash"), str)
@@ -191,13 +192,27 @@ def checkpoint_file(path: Path) -> dict[str, Any]:
     return dict(document)
 
 
-def regular_file(path: Path, limit: int) -> int | None:
-    """The size of a regular file no larger than limit; None otherwise (a directory, a FIFO, a device)."""
+def open_regular(path: Path, limit: int) -> BinaryIO | None:
+    """The file, opened, if it is a regular one no larger than limit; None otherwise (a directory, a FIFO, a
+    device). Opened without waiting, then checked: a FIFO put in place after a check would hold the reader."""
     try:
-        info = path.stat()
+        f = os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
     except OSError:
         return None
-    return info.st_size if stat.S_ISREG(info.st_mode) and info.st_size <= limit else None
+    info = os.fstat(f.fileno())
+    if stat.S_ISREG(info.st_mode) and info.st_size <= limit:
+        return f
+    f.close()
+    return None
+
+
+def read_regular(path: Path, limit: int) -> bytes | None:
+    """What open_regular's file holds, at most limit bytes."""
+    if (f := open_regular(path, limit)) is None:
+        return None
+    with f:
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
 
 
 def well_formed(body: Any, name: str) -> bool:
@@ -250,10 +265,10 @@ class Verifier:
         prev_sha = None
         for name in manifests:
             path = self.directory / name
-            if regular_file(path, MAX_MANIFEST) is None:
+            if (raw := read_regular(path, MAX_MANIFEST)) is None:
                 self.problem(f"{name}: not a manifest (not a regular file, or too large)")
                 return
-            manifest = self.check_batch(name, raw := path.read_bytes(), prev, prev_sha)
+            manifest = self.check_batch(name, raw, prev, prev_sha)
             if manifest is None:
                 return  # what follows cannot be checked against a batch that failed to read
             prev, prev_sha = manifest, hashlib.sha256(raw).hexdigest()
@@ -305,14 +320,17 @@ class Verifier:
 
     def check_data(self, batch: str, body: dict[str, Any]) -> None:
         """Streams the object: its hashes, then each line in turn (seq, and each block's hash)."""
-        path = self.directory / f"{batch}.jsonl.gz"
-        if regular_file(path, body["gz_bytes"]) != body["gz_bytes"]:
-            self.problem(f"{batch}: the data object {path.name} is missing, or not the size its manifest says")
-            return
+        unlike = f"{batch}: the data object {batch}.jsonl.gz is missing, or not the size its manifest says"
+        if (f := open_regular(self.directory / f"{batch}.jsonl.gz", body["gz_bytes"])) is None:
+            return self.problem(unlike)
+        with f:  # one file throughout: what is hashed is what is read
+            return self.check_lines(batch, body, f) if os.fstat(f.fileno()).st_size == body["gz_bytes"] \
+                else self.problem(unlike)
+
+    def check_lines(self, batch: str, body: dict[str, Any], f: BinaryIO) -> None:
         digest = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
         if digest.hexdigest() != body["gz_sha256"]:
             self.problem(f"{batch}: the data object was changed (its SHA-256 differs from the manifest's)")
             return
@@ -321,7 +339,8 @@ class Verifier:
         block = next(blocks)
         events, in_block = hashlib.sha256(), 0
         try:
-            with gzip.open(path, "rb") as lines:
+            f.seek(0)
+            with gzip.open(f, "rb") as lines:
                 while line := lines.readline(max(0, min(MAX_LINE, body["data_bytes"] - size)) + 1):
                     size += len(line)
                     data.update(line)
@@ -396,9 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The key file is the auditor's input too: a wrong one is a problem named, never a traceback.
     try:
-        if regular_file(args.public_key, 1 << 16) is None:
+        if (raw := read_regular(args.public_key, 1 << 16)) is None:
             raise ValueError("no such file, or not a regular one of at most 64 KiB")
-        key = public_key(args.public_key.read_bytes())
+        key = public_key(raw)
     except (OSError, ValueError) as exc:
         print(f"PROBLEM: --public-key {shown(args.public_key)}: {shown(exc)}")
         print("NOT VERIFIED: the public key cannot be read")

@@ -123,7 +123,7 @@ def test_a_missing_or_unreadable_public_key_is_one_line_not_a_traceback(intact, 
 def test_the_standalone_verifier_needs_nothing_of_pgaudit_py(verifier_file):
     source = verifier_file.read_text()
     imports = {line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))}
-    assert imports <= {"__future__", "argparse", "base64", "gzip", "hashlib", "json", "re", "stat", "sys", "zlib",
+    assert imports <= {"__future__", "argparse", "base64", "gzip", "hashlib", "json", "os", "re", "stat", "sys", "zlib",
                        "pathlib", "typing", "cryptography"}
     assert len(source.splitlines()) < 450
 
