@@ -139,20 +139,22 @@ BEGIN
             errs := errs || format('%s: not less than %s', path, schema -> 'exclusiveMaximum');
         END IF;
     ELSIF t = 'string' THEN
-        IF char_length(value #>> '{}') < (schema ->> 'minLength')::integer THEN
+        -- numeric, not integer: a whole number may be written 1.0 (JSON Schema's own reading), and the
+        -- registration takes it so.
+        IF char_length(value #>> '{}') < (schema ->> 'minLength')::numeric THEN
             errs := errs || format('%s: shorter than %s characters', path, schema -> 'minLength');
         END IF;
-        IF char_length(value #>> '{}') > (schema ->> 'maxLength')::integer THEN
+        IF char_length(value #>> '{}') > (schema ->> 'maxLength')::numeric THEN
             errs := errs || format('%s: longer than %s characters', path, schema -> 'maxLength');
         END IF;
         IF schema ? 'pattern' AND NOT (value #>> '{}') ~ (schema ->> 'pattern') THEN
             errs := errs || format('%s: does not match %s', path, schema -> 'pattern');
         END IF;
     ELSIF t = 'array' THEN
-        IF jsonb_array_length(value) < (schema ->> 'minItems')::integer THEN
+        IF jsonb_array_length(value) < (schema ->> 'minItems')::numeric THEN
             errs := errs || format('%s: fewer than %s items', path, schema -> 'minItems');
         END IF;
-        IF jsonb_array_length(value) > (schema ->> 'maxItems')::integer THEN
+        IF jsonb_array_length(value) > (schema ->> 'maxItems')::numeric THEN
             errs := errs || format('%s: more than %s items', path, schema -> 'maxItems');
         END IF;
         IF schema ? 'items' THEN
