@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -104,7 +105,10 @@ async def sealed_events(pool: AsyncConnectionPool[Any], notifier: Notifier, audi
     of quiet."""
     yield f"retry: 2000\nid: {after}\n: following\n\n"
     clock = asyncio.get_running_loop().time
-    last_sent = checked = clock()
+    last_sent = clock()
+    # Asked again before the first event: the caller's answer is as old as the wait for the high-water
+    # mark and a pooled connection, which a lock or a busy pool may make long.
+    checked = -math.inf
     revoked = 'event: error\ndata: {"code":"unauthorized","message":"the token was revoked or expired"}\n\n'
     while True:
         woken = notifier.next_round()
