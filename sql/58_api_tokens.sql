@@ -49,7 +49,7 @@ BEGIN
         RAISE EXCEPTION 'a token name may not hold what a token holds' USING ERRCODE = 'PA005';
     ELSIF create_api_token.name IS NULL OR create_api_token.name !~ '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$' THEN
         RAISE EXCEPTION 'invalid token name' USING ERRCODE = 'PA005', HINT = 'A name is 1 to 128 letters, digits, _ . @ -, starting with a letter or digit.';
-    ELSIF create_api_token.name ~ '^[0-9a-f]{12}$' THEN
+    ELSIF create_api_token.name ~* '^[0-9a-f]{12}$' THEN  -- in any case: revoke reads one as an id
         RAISE EXCEPTION 'a token name may not look like a token id (twelve hex digits)' USING ERRCODE = 'PA005';
     ELSIF create_api_token.role IS NULL OR create_api_token.role NOT IN ('reader', 'maintainer') THEN
         RAISE EXCEPTION 'a token''s role is reader or maintainer' USING ERRCODE = 'PA005';
@@ -93,10 +93,13 @@ AS $$
 DECLARE
     t @schema@.api_tokens;
 BEGIN
-    -- By id or by name: one token at most, as no name looks like an id (twelve hex digits; the
-    -- table's check refuses it) and names are unique.
+    -- By id or by name: one token at most. Twelve hex digits, in either case, are an id, never a name
+    -- (create_api_token refuses such a name in any case; one made before it did is revoked by its id),
+    -- and names are unique.
     UPDATE @schema@.api_tokens a SET revoked_at = now(), revoked_by = @schema@._db_role()
-     WHERE (a.token_id = revoke_api_token.token OR a.name = revoke_api_token.token) AND a.revoked_at IS NULL
+     WHERE CASE WHEN revoke_api_token.token ~* '^[0-9a-f]{12}$' THEN a.token_id = lower(revoke_api_token.token)
+                ELSE a.name = revoke_api_token.token END
+       AND a.revoked_at IS NULL
     RETURNING * INTO t;
     IF NOT FOUND THEN
         -- Never the text given: a whole token passed here would be in the error and the log.
