@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -113,14 +114,21 @@ def _matches(event: Event, name: str, value: Any) -> bool:
 
 
 def _same(recorded: Any, wanted: Any) -> bool:
-    """JSON equality: true is not 1, nor 1.0 true (Python's == says they are)."""
+    """JSON equality: true is not 1, nor 1.0 true (Python's == says they are); a number is its
+    value however it was read, Decimal('19.99') the 19.99 a float holds (== says they differ)."""
     if isinstance(recorded, bool) or isinstance(wanted, bool):
         return type(recorded) is type(wanted) and recorded == wanted
+    if isinstance(recorded, (int, float, Decimal)) and isinstance(wanted, (int, float, Decimal)):
+        return _number(recorded) == _number(wanted)
     if isinstance(recorded, dict) and isinstance(wanted, dict):
         return recorded.keys() == wanted.keys() and all(_same(recorded[k], wanted[k]) for k in wanted)
     if isinstance(recorded, list) and isinstance(wanted, list):
         return len(recorded) == len(wanted) and all(_same(r, w) for r, w in zip(recorded, wanted, strict=True))
     return bool(recorded == wanted)
+
+
+def _number(value: int | float | Decimal) -> Decimal:
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)  # a float as JSON wrote it
 
 
 def _describe(event: Event) -> str:
