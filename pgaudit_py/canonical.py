@@ -51,8 +51,8 @@ def dumps(value: Any) -> str:
         return "false"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, Decimal):
-        return format(value, "f")
+    if isinstance(value, Decimal):  # no negative zero: PostgreSQL prints -0.0 as 0.0
+        return format(value.copy_abs() if value.is_zero() else value, "f")
     if isinstance(value, float):
         raise TypeError("parse JSON with parse_float=Decimal: a float cannot keep numeric's digits")
     if isinstance(value, _JsonText):
