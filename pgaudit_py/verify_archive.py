@@ -76,6 +76,7 @@ def signed_by(document: dict[str, Any], part: str, key: Ed25519PublicKey) -> boo
         return False
 
 
+BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")  # strict: padded, no space
 W, TEXT = r"[ \t\n\r]*", r'"[^"\\]*(?:\\.[^"\\]*)*"'  # JSON's white space; a string (once checked by value_end)
 OPEN, AFTER = re.compile(W + r"\{" + W + r"(\}" + W + r"\Z)?"), re.compile(W + r"(?:,|(\})" + W + r"\Z)")
 MEMBER = re.compile(f'(?:{W}"(?!(?:payload|row_before|row_after|changed|occurred_at)")[^"\\\\]*"{W}:{W}'
@@ -188,6 +189,8 @@ def checkpoint_file(path: Path) -> dict[str, Any]:
     if not isinstance(ed25519, dict) or not isinstance(ed25519.get("public_key"), str) \
             or not isinstance(ed25519.get("signature"), str) or not isinstance(signatures.get("hmac-sha256", ""), str):
         raise ValueError("signatures: not an object of ed25519 {public_key, signature} and hmac-sha256 strings")
+    if not all(BASE64.fullmatch(ed25519[k]) for k in ("public_key", "signature")):
+        raise ValueError("signatures: an ed25519 public_key or signature not in strict base64")
     canonical(body).encode()  # what the signatures cover: ValueError for a float, a lone surrogate
     return dict(document)
 
