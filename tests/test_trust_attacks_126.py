@@ -25,6 +25,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from trial_helpers import sqlstate_of as sqlstate
 
 from pgaudit_py import canonical, seal, verify_archive
 from pgaudit_py.chain import verify_chain
@@ -41,14 +42,6 @@ def cli(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
 def dsn(db: psycopg.Connection, user: str | None = None) -> str:
     i = db.info
     return f"host={i.host} port={i.port} dbname={i.dbname} user={user or i.user}"
-
-
-def sqlstate(conn: psycopg.Connection, statement: str, params=None) -> str | None:
-    try:
-        conn.execute(statement, params)
-        return None
-    except psycopg.Error as e:
-        return e.sqlstate
 
 
 def pending(db: psycopg.Connection, kind: str) -> int:
